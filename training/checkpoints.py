@@ -1,0 +1,158 @@
+"""Checkpoint archives: safetensors weights + the JSON spec, never pickle.
+
+An archive is a zip holding ``model.safetensors``, ``spec.json`` (the full spec, label names,
+normalisation statistics, metrics, library versions) and a ``README.md`` with the lines that load
+it back. It is written atomically: a temporary file in the same folder, fsync, then rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from training.data.catalog import DatasetInfo
+from training.data.loading import Normalisation
+from training.models import build_model
+from training.spec import ExperimentSpec
+
+FORMAT = "fitboard-checkpoint/1"
+
+README = """# Fitboard checkpoint
+
+Weights in `model.safetensors`, everything else in `spec.json`. Load it back with the project's
+engine (no pickle involved):
+
+```python
+from training.checkpoints import load
+
+checkpoint = load("{name}")
+outputs = checkpoint.predict(raw_inputs)  # float tensor shaped (N, {shape}), not normalised
+```
+
+`checkpoint.model` is a plain `torch.nn.Module`; `checkpoint.spec` the experiment spec;
+`checkpoint.meta` the label names, normalisation statistics and metrics.
+"""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that matter for reproducing a run."""
+    import numpy
+    import safetensors
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the rebuilt model in eval mode, its spec and metadata."""
+
+    model: nn.Module
+    spec: ExperimentSpec
+    meta: dict[str, Any]
+
+    @property
+    def normalisation(self) -> Normalisation:
+        return Normalisation.from_dict(self.meta["normalisation"])
+
+    @torch.no_grad()
+    def predict(self, raw_inputs: torch.Tensor) -> torch.Tensor:
+        """Model outputs for un-normalised inputs: class logits, or regression values in the
+        target's own units."""
+        device = next(self.model.parameters()).device
+        out = self.model(self.normalisation.apply(raw_inputs.float().to(device)))
+        if self.meta["task"] == "regression":
+            out = out * self.meta["target_std"] + self.meta["target_mean"]
+        return out
+
+
+def save(path: Path, model: nn.Module, spec: ExperimentSpec, meta: Mapping[str, Any]) -> str:
+    """Write a checkpoint archive atomically; returns its sha256 hex digest."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    document = {
+        "format": FORMAT,
+        "spec": spec.to_dict(),
+        **meta,
+        "versions": library_versions(),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("model.safetensors", save_safetensors(state))
+        archive.writestr("spec.json", json.dumps(document, indent=2, sort_keys=True))
+        shape = ", ".join(str(s) for s in meta.get("input_shape", []))
+        archive.writestr("README.md", README.format(name=path.name, shape=shape))
+    data = buffer.getvalue()
+    _write_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class CheckpointError(ValueError):
+    """The archive is not a Fitboard checkpoint, or it was altered."""
+
+
+def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Checkpoint:
+    """Rebuild the model from a checkpoint archive (optionally verifying its sha256)."""
+    data = Path(path).read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise CheckpointError(f"{path}: sha256 does not match the recorded digest")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            document = json.loads(archive.read("spec.json"))
+            state = load_safetensors(archive.read("model.safetensors"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a Fitboard checkpoint ({exc})") from exc
+    if document.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format {document.get('format')!r}")
+    spec = ExperimentSpec.from_dict(document["spec"])
+    outputs = document["num_classes"] or 1
+    model = build_model(spec.model, tuple(document["input_shape"]), outputs)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return Checkpoint(model=model, spec=spec, meta=document)
+
+
+def dataset_meta(info: DatasetInfo) -> dict[str, Any]:
+    """The dataset facts a checkpoint needs to rebuild and use its model."""
+    return {
+        "dataset": info.name,
+        "task": info.task,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+    }

@@ -1,0 +1,198 @@
+"""The one training loop. It knows a spec and a Reporter, nothing about Django or Celery."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training import checkpoints
+from training.data import PreparedData, prepare
+from training.models import build_model
+from training.reporter import Reporter
+from training.spec import ExperimentSpec
+
+EVAL_BATCH = 1024  # rows per forward pass when evaluating
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message is shown to the user as the failure reason."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class RunResult:
+    """What a finished (or cancelled) run achieved."""
+
+    status: str  # "succeeded" or "cancelled"
+    epochs: int  # epochs completed
+    steps: int  # optimizer steps taken
+    best_epoch: int
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def resolve_device(requested: str) -> torch.device:
+    """"auto" is CUDA when available, else CPU; an explicit "cuda" without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("the spec asks for CUDA but no GPU is visible to this worker")
+    return torch.device(requested)
+
+
+def primary_metric(task: str) -> tuple[str, str]:
+    """The validation metric that picks the best epoch, and whether higher is better."""
+    return ("val_acc", "max") if task == "classification" else ("val_loss", "min")
+
+
+def make_loss(name: str) -> nn.Module:
+    """The loss function named by the spec."""
+    return nn.CrossEntropyLoss() if name == "cross_entropy" else nn.MSELoss()
+
+
+def make_optimizer(spec: ExperimentSpec, params: Any) -> torch.optim.Optimizer:
+    """The optimizer named by the spec, with its learning rate and weight decay."""
+    o = spec.optim
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             data: PreparedData) -> dict[str, float]:
+    """Loss and accuracy (classification) or RMSE/MAE in target units (regression)."""
+    model.eval()
+    total_loss, correct, abs_err, sq_err = 0.0, 0, 0.0, 0.0
+    for start in range(0, len(x), EVAL_BATCH):
+        xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
+        out = model(xb)
+        total_loss += loss_fn(out, yb).item() * len(xb)
+        if data.info.task == "classification":
+            correct += int((out.argmax(1) == yb).sum())
+        else:
+            diff = (out - yb) * data.target_std
+            abs_err += float(diff.abs().sum())
+            sq_err += float((diff**2).sum())
+    n = len(x)
+    if data.info.task == "classification":
+        return {"loss": total_loss / n, "acc": correct / n}
+    return {"loss": total_loss / n, "rmse": math.sqrt(sq_err / n), "mae": abs_err / n}
+
+
+def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | None = None,
+        meta: Mapping[str, Any] | None = None) -> RunResult:
+    """Train the model a spec describes, reporting each step and epoch; returns the outcome.
+
+    Writes ``last.zip`` each epoch (and on cancellation) and ``best.zip`` when the primary
+    validation metric improves, both into ``workdir``. Raises NonFiniteLossError, before updating
+    the weights, on the first step whose loss is NaN or infinite; earlier checkpoints are kept.
+    ``meta`` is stored in every checkpoint (e.g. the experiment id and git revision).
+    """
+    torch.manual_seed(spec.run.seed)
+    np.random.seed(spec.run.seed % 2**32)
+    target = resolve_device(device or spec.run.device)
+    data = prepare(spec.data.dataset, spec.data.val_fraction, spec.run.seed)
+    x_train, y_train = data.x_train.to(target), data.y_train.to(target)
+    x_val, y_val = data.x_val.to(target), data.y_val.to(target)
+    model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1).to(target)
+    loss_fn = make_loss(spec.optim.loss)
+    optimizer = make_optimizer(spec, model.parameters())
+    classification = data.info.task == "classification"
+    key, mode = primary_metric(data.info.task)
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+
+    batch = spec.run.batch_size
+    steps_per_epoch = math.ceil(len(x_train) / batch)
+    total_steps = steps_per_epoch * spec.run.epochs
+    shuffle = torch.Generator().manual_seed(spec.run.seed)
+    checkpoint_meta = {
+        **checkpoints.dataset_meta(data.info),
+        "label_names": data.label_names,
+        "normalisation": data.normalisation.to_dict(),
+        "target_mean": data.target_mean,
+        "target_std": data.target_std,
+        "device": str(target),
+        **(meta or {}),
+    }
+
+    def save(tag: str, epoch: int, step: int, metrics: Mapping[str, float]) -> None:
+        path = workdir / f"{tag}.zip"
+        info = {**checkpoint_meta, "epoch": epoch, "step": step, "metrics": dict(metrics)}
+        checkpoints.save(path, model, spec, info)
+        reporter.checkpoint(path, tag, metrics)
+
+    reporter.status("running", epoch=0, epochs=spec.run.epochs, step=0, total_steps=total_steps,
+                    device=str(target), parameters=sum(p.numel() for p in model.parameters()))
+    step, best_epoch, stale = 0, 0, 0
+    best_value: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {}
+    epoch = 0
+    for epoch in range(1, spec.run.epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_train), generator=shuffle).to(target)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(x_train), batch):
+            if reporter.should_stop():
+                save("last", epoch - 1, step, metrics)
+                return RunResult("cancelled", epoch - 1, step, best_epoch, best_metrics, metrics)
+            index = order[start:start + batch]
+            xb, yb = x_train[index], y_train[index]
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"loss became {loss_value} at step {step + 1} (epoch {epoch}); training "
+                    "stopped before that update. Try a lower learning rate or gradient clipping."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if spec.run.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.run.grad_clip)
+            optimizer.step()
+            step += 1
+            loss_sum += loss_value * len(xb)
+            if classification:
+                correct += int((out.argmax(1) == yb).sum())
+            reporter.log(step, {"loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
+
+        val = evaluate(model, loss_fn, x_val, y_val, data)
+        metrics = {"train_loss": loss_sum / len(x_train)}
+        if classification:
+            metrics["train_acc"] = correct / len(x_train)
+        metrics.update({f"val_{name}": value for name, value in val.items()})
+        reporter.log(step, {**metrics, "epoch": float(epoch)})
+        if not math.isfinite(metrics["val_loss"]):
+            raise NonFiniteLossError(f"validation loss became {metrics['val_loss']} at epoch {epoch}")
+        improved = best_value is None or better(metrics[key], best_value)
+        if improved:
+            best_value, best_epoch, best_metrics, stale = metrics[key], epoch, dict(metrics), 0
+            if spec.run.early_stopping_patience:
+                best_state = copy.deepcopy(model.state_dict())
+            save("best", epoch, step, metrics)
+        else:
+            stale += 1
+        save("last", epoch, step, metrics)
+        reporter.status(f"epoch {epoch}/{spec.run.epochs}", epoch=epoch, epochs=spec.run.epochs,
+                        step=step, total_steps=total_steps)
+        patience = spec.run.early_stopping_patience
+        if patience and stale >= patience:
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics, True)
+    return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics)

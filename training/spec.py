@@ -1,0 +1,290 @@
+"""The experiment spec: one validated object from form to engine to checkpoint.
+
+Every spec class is a frozen dataclass with defaults (units in comments), ``to_dict()`` and
+``from_dict()``. ``from_dict`` collects one message per bad field, keyed by its dotted path
+(``"optim.lr"``), and raises them together as a :class:`SpecError`, so a form can show each on
+its field. This module imports neither torch nor Django: the web process validates specs without
+loading the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from training.data.catalog import DatasetInfo, dataset_info
+
+SPEC_VERSION = 1
+
+
+class SpecError(ValueError):
+    """One or more invalid spec fields; ``errors`` maps a dotted field path to its message."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{path}: {message}" for path, message in self.errors.items()))
+
+
+T = TypeVar("T", bound="_Section")
+
+
+@dataclass(frozen=True)
+class _Section:
+    """Shared dict conversion and field checks for the spec sections."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
+        data = dict(data or {})
+        errors: dict[str, str] = {}
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for name in data.keys() - known.keys():
+            errors[prefix + name] = "unknown field"
+        values: dict[str, Any] = {}
+        for name, f in known.items():
+            if name not in data:
+                continue
+            try:
+                values[name] = _coerce(data[name], f.type, cls.choices.get(name))
+            except ValueError as exc:
+                errors[prefix + name] = str(exc)
+        if not errors:
+            section = cls(**values)
+            errors.update({prefix + k: v for k, v in section.problems().items()})
+        if errors:
+            raise SpecError(errors)
+        return section
+
+    def problems(self) -> dict[str, str]:
+        """Field-level checks beyond types and choices; empty when the section is valid."""
+        return {}
+
+
+def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
+    """Convert a JSON/form value to the field's declared type, or raise a readable ValueError."""
+    type_name = str(type_name)
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "on", "off"}:
+            return value.lower() in {"true", "1", "on"}
+        raise ValueError("must be true or false")
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, int | str | float):
+            raise ValueError("must be a whole number")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if not number.is_integer():
+            raise ValueError("must be a whole number")
+        return int(number)
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, int | str | float):
+            raise ValueError("must be a number")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
+        return number
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        if choices is not None and value not in choices:
+            raise ValueError(f"must be one of: {', '.join(choices)}")
+        return value
+    if type_name == "tuple[int, ...]":
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not items:
+            raise ValueError("must be a list of whole numbers, e.g. 128, 64")
+        try:
+            sizes = tuple(int(x) for x in items)
+        except (TypeError, ValueError):
+            raise ValueError("must be a list of whole numbers, e.g. 128, 64") from None
+        if any(s <= 0 for s in sizes):
+            raise ValueError("every size must be positive")
+        return sizes
+    raise TypeError(f"no coercion for {type_name}")
+
+
+@dataclass(frozen=True)
+class DataSpec(_Section):
+    """Which data, and how it is split."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    dataset: str = "digits"  # a name from training.data.catalog
+    val_fraction: float = 0.2  # share of all rows held out for validation, in (0, 1)
+
+    def problems(self) -> dict[str, str]:
+        errors = {}
+        try:
+            dataset_info(self.dataset)
+        except KeyError as exc:
+            errors["dataset"] = str(exc.args[0])
+        if not 0.0 < self.val_fraction < 1.0:
+            errors["val_fraction"] = "must be between 0 and 1 (exclusive)"
+        return errors
+
+
+@dataclass(frozen=True)
+class ModelSpec(_Section):
+    """The network. ``arch`` picks the family; the other fields apply where they make sense."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "arch": ("mlp", "cnn"),
+        "activation": ("relu", "gelu", "tanh"),
+    }
+    arch: str = "cnn"
+    hidden_sizes: tuple[int, ...] = (128,)  # MLP hidden layer widths, input to output
+    activation: str = "relu"
+    width: int = 32  # CNN channels in the first block; doubled per block
+    blocks: int = 2  # CNN convolution blocks
+    batch_norm: bool = True  # CNN: BatchNorm2d after each convolution
+    dropout: float = 0.0  # probability, before the classifier head
+
+    def problems(self) -> dict[str, str]:
+        errors = {}
+        if not 0.0 <= self.dropout < 1.0:
+            errors["dropout"] = "must be in [0, 1)"
+        if not 1 <= self.width <= 1024:
+            errors["width"] = "must be between 1 and 1024"
+        if not 1 <= self.blocks <= 6:
+            errors["blocks"] = "must be between 1 and 6"
+        if any(s > 65536 for s in self.hidden_sizes) or len(self.hidden_sizes) > 16:
+            errors["hidden_sizes"] = "at most 16 layers of at most 65536 units"
+        return errors
+
+
+@dataclass(frozen=True)
+class OptimSpec(_Section):
+    """What is minimised and how: the loss and the optimizer."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "loss": ("cross_entropy", "mse"),
+        "optimizer": ("adam", "sgd"),
+    }
+    loss: str = "cross_entropy"
+    optimizer: str = "adam"
+    lr: float = 1e-3  # learning rate, per step
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0  # L2, decoupled from nothing: added to the gradient by torch
+
+    def problems(self) -> dict[str, str]:
+        errors = {}
+        if not 0.0 < self.lr <= 10.0:
+            errors["lr"] = "must be greater than 0 (and at most 10)"
+        if not 0.0 <= self.momentum < 1.0:
+            errors["momentum"] = "must be in [0, 1)"
+        if self.weight_decay < 0:
+            errors["weight_decay"] = "must not be negative"
+        return errors
+
+
+@dataclass(frozen=True)
+class RunSpec(_Section):
+    """How long and where: epochs, batch size, seed, device, early stopping."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"device": ("auto", "cpu", "cuda")}
+    epochs: int = 15
+    batch_size: int = 64  # rows per optimizer step
+    seed: int = 0  # seeds the split, initialisation and shuffling
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+    early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = off
+
+    def problems(self) -> dict[str, str]:
+        errors = {}
+        if not 1 <= self.epochs <= 10000:
+            errors["epochs"] = "must be between 1 and 10000"
+        if not 1 <= self.batch_size <= 1_000_000:
+            errors["batch_size"] = "must be at least 1"
+        if not 0 <= self.seed < 2**32:
+            errors["seed"] = "must be between 0 and 2**32 - 1"
+        if self.grad_clip < 0:
+            errors["grad_clip"] = "must not be negative"
+        if self.early_stopping_patience < 0:
+            errors["early_stopping_patience"] = "must not be negative"
+        return errors
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """Everything that defines a training run. Stored as JSON, carried by checkpoints."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+
+    sections: ClassVar[dict[str, type[_Section]]] = {
+        "data": DataSpec,
+        "model": ModelSpec,
+        "optim": OptimSpec,
+        "run": RunSpec,
+    }
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": SPEC_VERSION}
+        out.update({name: getattr(self, name).to_dict() for name in self.sections})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentSpec:
+        """Build and validate a spec; raises SpecError listing every bad field at once."""
+        if not isinstance(data, Mapping):
+            raise SpecError({"spec": "must be a JSON object"})
+        errors: dict[str, str] = {}
+        for name in data.keys() - cls.sections.keys() - {"version"}:
+            errors[name] = "unknown section"
+        parts: dict[str, Any] = {}
+        for name, section in cls.sections.items():
+            raw = data.get(name)
+            if raw is not None and not isinstance(raw, Mapping):
+                errors[name] = "must be an object"
+                continue
+            try:
+                parts[name] = section.from_dict(raw, prefix=f"{name}.")
+            except SpecError as exc:
+                errors.update(exc.errors)
+        if errors:
+            raise SpecError(errors)
+        spec = cls(**parts)
+        spec.check_compatible()
+        return spec
+
+    def patched(self, patch: Mapping[str, Mapping[str, Any]]) -> ExperimentSpec:
+        """A new validated spec with ``{"section": {"field": value}}`` applied (clone, remedies)."""
+        merged = self.to_dict()
+        for section, fields in patch.items():
+            merged.setdefault(section, {}).update(fields)
+        return ExperimentSpec.from_dict(merged)
+
+    def check_compatible(self, info: DatasetInfo | None = None) -> None:
+        """Refuse combinations that cannot train, each error on the field that must change."""
+        info = info or dataset_info(self.data.dataset)
+        errors: dict[str, str] = {}
+        if self.model.arch == "cnn" and info.modality != "image":
+            errors["model.arch"] = f"a CNN needs image data; {info.name} is {info.modality}"
+        if info.task == "classification" and self.optim.loss != "cross_entropy":
+            errors["optim.loss"] = f"{info.name} is a classification task: use cross-entropy"
+        if info.task == "regression" and self.optim.loss == "cross_entropy":
+            errors["optim.loss"] = f"{info.name} is a regression task: use MSE"
+        train_rows = info.train_rows(self.data.val_fraction)
+        if self.run.batch_size > train_rows:
+            errors["run.batch_size"] = (
+                f"larger than the training split ({train_rows} rows of {info.name})"
+            )
+        if errors:
+            raise SpecError(errors)

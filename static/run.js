@@ -1,0 +1,121 @@
+// Run page: draws a run's curves from the WebSocket snapshot, then extends them live.
+(function () {
+  "use strict";
+  const run = window.FITBOARD_RUN;
+  const initial = JSON.parse(document.getElementById("run-initial").textContent);
+  const TERMINAL = ["succeeded", "failed", "cancelled"];
+  const classification = run.task === "classification";
+  const charts = {
+    "chart-loss": {
+      title: "Loss",
+      traces: [
+        {key: "loss", name: "train (batch)", color: "rgba(99,110,250,0.35)", width: 1},
+        {key: "train_loss", name: "train (epoch)", color: "#636efa", width: 2.5},
+        {key: "val_loss", name: "validation", color: "#ef553b", width: 2.5},
+      ],
+    },
+    "chart-metric": classification ? {
+      title: "Accuracy",
+      traces: [
+        {key: "train_acc", name: "train", color: "#636efa", width: 2.5},
+        {key: "val_acc", name: "validation", color: "#ef553b", width: 2.5},
+      ],
+    } : {
+      title: "Validation error (target units)",
+      traces: [
+        {key: "val_rmse", name: "RMSE", color: "#ef553b", width: 2.5},
+        {key: "val_mae", name: "MAE", color: "#00cc96", width: 2.5},
+      ],
+    },
+  };
+  // Highest step drawn per metric: points at or below it are already on the chart.
+  const lastStep = {};
+  const state = {status: initial.status, points: 0, closed: false};
+  window.fitboardRun = state;
+
+  for (const [id, chart] of Object.entries(charts)) {
+    const data = chart.traces.map((t) => ({
+      x: [], y: [], name: t.name, mode: t.key === "loss" ? "lines" : "lines+markers",
+      line: {color: t.color, width: t.width}, marker: {size: 5},
+    }));
+    Plotly.newPlot(id, data, {
+      title: {text: chart.title}, margin: {t: 40, r: 10, b: 40, l: 50},
+      xaxis: {title: {text: "step"}}, legend: {orientation: "h", y: -0.2}, hovermode: "x unified",
+    }, {responsive: true, displaylogo: false});
+  }
+
+  function addPoints(points) {
+    for (const [id, chart] of Object.entries(charts)) {
+      const xs = [], ys = [], indices = [];
+      chart.traces.forEach((t, i) => {
+        const incoming = points[t.key];
+        if (!incoming) return;
+        const x = [], y = [];
+        const floor = lastStep[t.key] ?? -Infinity;
+        for (const [step, value] of incoming) {
+          if (step > (lastStep[t.key] ?? floor)) { x.push(step); y.push(value); lastStep[t.key] = step; }
+        }
+        if (x.length) { xs.push(x); ys.push(y); indices.push(i); state.points += x.length; }
+      });
+      if (indices.length) Plotly.extendTraces(id, {x: xs, y: ys}, indices);
+    }
+  }
+
+  function fromColumns(series) {
+    const out = {};
+    for (const [key, s] of Object.entries(series)) out[key] = s.steps.map((step, i) => [step, s.values[i]]);
+    return out;
+  }
+
+  function showProgress(p) {
+    if (!p) return;
+    if (p.total_steps) {
+      document.getElementById("progress-bar").style.width = (100 * p.step / p.total_steps).toFixed(1) + "%";
+      document.getElementById("progress-text").textContent =
+        `epoch ${p.epoch} / ${p.epochs} · step ${p.step} / ${p.total_steps}` + (p.device ? ` · ${p.device}` : "");
+    }
+  }
+
+  function fmt(v) { return typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toFixed(4)) : v; }
+
+  function showStatus(s) {
+    state.status = s.status;
+    const badge = document.getElementById("status-badge");
+    badge.textContent = s.status;
+    badge.className = "badge " + s.status;
+    showProgress(s.progress);
+    const err = document.getElementById("error-text");
+    err.textContent = s.error || "";
+    err.hidden = !s.error || s.status === "succeeded";
+    const done = TERMINAL.includes(s.status);
+    document.getElementById("cancel-form").hidden = done;
+    const tags = s.checkpoints || [];
+    document.getElementById("download-best").hidden = !(done && tags.includes("best"));
+    document.getElementById("download-last").hidden = !(done && tags.includes("last"));
+    const summary = s.summary || {};
+    const rows = [];
+    if (s.best_metric_name) rows.push([`best ${s.best_metric_name}`, fmt(s.best_metric_value) + (summary.best_epoch ? ` (epoch ${summary.best_epoch})` : "")]);
+    for (const [k, v] of Object.entries(summary.final_metrics || {})) rows.push([`final ${k}`, fmt(v)]);
+    if (s.progress && s.progress.parameters) rows.push(["parameters", s.progress.parameters.toLocaleString()]);
+    document.getElementById("summary").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
+  }
+
+  let retry = 500;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${run.id}/`);
+    socket.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.kind === "snapshot") { addPoints(fromColumns(msg.points)); showStatus(msg); retry = 500; }
+      else if (msg.kind === "points") { addPoints(msg.points); showProgress(msg.progress); }
+      else if (msg.kind === "status") showStatus(msg);
+    };
+    socket.onclose = () => {
+      // Reconnect while the run is live; the snapshot fills whatever was missed.
+      if (!TERMINAL.includes(state.status)) setTimeout(connect, retry = Math.min(retry * 2, 10000));
+      else state.closed = true;
+    };
+  }
+  showStatus(initial);
+  connect();
+})();

@@ -1,0 +1,31 @@
+"""State changes behind the views: each atomic, with its events sent after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from training.spec import ExperimentSpec
+from webapp.experiments import events
+from webapp.experiments.models import Experiment, Project
+
+
+def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSpec,
+                      parent: Experiment | None = None) -> Experiment:
+    """Store a queued training run and enqueue it once the row is committed."""
+    from webapp.experiments.tasks import train
+
+    with transaction.atomic():
+        experiment = Experiment.objects.create(
+            project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
+            kind=Experiment.Kind.TRAIN,
+        )
+        transaction.on_commit(lambda: train.delay(experiment.pk))
+        transaction.on_commit(lambda: events.publish_status(experiment))
+    return experiment
+
+
+def cancel_experiment(experiment: Experiment) -> bool:
+    """Cancel a queued or running run; False when it had already ended."""
+    return experiment.request_cancel()

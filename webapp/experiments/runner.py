@@ -1,0 +1,91 @@
+"""Runs one experiment on this worker: the function behind the Celery task."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+
+from training.data.catalog import dataset_info
+from training.spec import SpecError
+from webapp.experiments.models import Experiment
+from webapp.experiments.reporting import DjangoReporter
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def git_revision() -> str | None:
+    """The checkout's commit, saved with every run for reproducibility (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True,
+            timeout=5, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def execute_training(experiment_id: int, worker: str) -> None:
+    """Train one queued experiment and record the outcome on its row; never raises for a
+    failed run (the reason goes to ``Experiment.error``)."""
+    experiment = Experiment.objects.filter(pk=experiment_id).first()
+    if experiment is None or not experiment.start(worker):
+        logger.info("experiment %s is not queued any more; skipping", experiment_id)
+        return
+    try:
+        spec = experiment.experiment_spec
+    except SpecError as exc:
+        experiment.finish(Experiment.Status.FAILED, error=f"invalid spec: {exc}")
+        return
+
+    import torch
+
+    from training.loop import TrainingError, primary_metric, run
+
+    torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
+    reporter = DjangoReporter(experiment)
+    workdir = settings.MEDIA_ROOT / "runs" / str(experiment.pk)
+    meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
+    status, error, summary = Experiment.Status.FAILED, "", None
+    try:
+        result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta)
+    except TrainingError as exc:
+        error = str(exc)
+    except torch.cuda.OutOfMemoryError:
+        error = "out of GPU memory: lower the batch size or the model size"
+    except Exception as exc:  # noqa: BLE001 - any crash becomes the run's failure reason
+        logger.exception("experiment %s crashed", experiment_id)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        status = result.status
+        error = "cancelled by user" if result.status == Experiment.Status.CANCELLED else ""
+        key, _ = primary_metric(dataset_info(spec.data.dataset).task)
+        summary = _summary(result, key, meta)
+    finally:
+        try:
+            reporter.close()
+        except RuntimeError as exc:
+            status, error = Experiment.Status.FAILED, str(exc)
+    experiment.finish(status, error=error, summary=summary)
+
+
+def _summary(result: Any, key: str, meta: dict[str, Any]) -> dict[str, Any]:
+    from training.checkpoints import library_versions
+
+    best = result.best_metrics.get(key)
+    return {
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "best_epoch": result.best_epoch,
+        "best_metrics": result.best_metrics,
+        "final_metrics": result.final_metrics,
+        "stopped_early": result.stopped_early,
+        "best_metric": [key, best] if best is not None else None,
+        "versions": library_versions(),
+        **meta,
+    }

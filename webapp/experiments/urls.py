@@ -1,0 +1,16 @@
+from django.urls import path
+
+from webapp.experiments import views
+
+urlpatterns = [
+    path("", views.experiment_list, name="experiment-list"),
+    path("experiments/new/", views.experiment_new, name="experiment-new"),
+    path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),
+    path("experiments/<int:pk>/cancel/", views.experiment_cancel, name="experiment-cancel"),
+    path("experiments/<int:pk>/metrics/", views.experiment_metrics, name="experiment-metrics"),
+    path(
+        "experiments/<int:pk>/checkpoint/<slug:tag>/",
+        views.checkpoint_download,
+        name="checkpoint-download",
+    ),
+]

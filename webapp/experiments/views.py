@@ -1,0 +1,96 @@
+"""Thin views: check access, validate, call an action, render."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from training.data.catalog import dataset_info
+from training.spec import ExperimentSpec
+from webapp.experiments import actions, events, metric_store
+from webapp.experiments.forms import ExperimentForm, spec_initial
+from webapp.experiments.models import Experiment
+
+
+def _visible(request: HttpRequest, pk: int) -> Experiment:
+    """The experiment if the user may see it; 404 otherwise (never 403: ids are not leaked)."""
+    return get_object_or_404(
+        Experiment.objects.visible_to(request.user).select_related("project"), pk=pk
+    )
+
+
+@require_GET
+def experiment_list(request: HttpRequest) -> HttpResponse:
+    experiments = Experiment.objects.visible_to(request.user).select_related("project")[:500]
+    return render(request, "experiments/list.html", {"experiments": experiments})
+
+
+@require_http_methods(["GET", "POST"])
+def experiment_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = ExperimentForm(request.POST, user=request.user)
+        if form.is_valid() and form.spec is not None:
+            experiment = actions.create_experiment(
+                request.user, form.cleaned_data["project"], form.cleaned_data["name"], form.spec
+            )
+            return redirect("experiment-detail", pk=experiment.pk)
+    else:
+        spec = ExperimentSpec()
+        name = "digits-cnn"
+        source_id = request.GET.get("from", "")
+        if source_id.isdigit():
+            source = _visible(request, int(source_id))
+            spec, name = source.experiment_spec, f"{source.name} (copy)"
+        form = ExperimentForm(initial={"name": name, **spec_initial(spec)}, user=request.user)
+    return render(request, "experiments/new.html", {"form": form})
+
+
+@require_GET
+def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    experiment = _visible(request, pk)
+    spec = experiment.spec
+    info = dataset_info(spec["data"]["dataset"])
+    return render(request, "experiments/detail.html", {
+        "experiment": experiment,
+        "spec_json": json.dumps(spec, indent=2),
+        "checkpoints": {c.tag: c for c in experiment.checkpoints.all()},
+        "task": info.task,
+        "initial": events.status_payload(experiment),
+    })
+
+
+@require_POST
+def experiment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    experiment = _visible(request, pk)
+    if actions.cancel_experiment(experiment):
+        messages.info(request, "Cancellation requested.")
+    else:
+        messages.warning(request, "This run has already ended.")
+    return redirect("experiment-detail", pk=pk)
+
+
+@require_GET
+def experiment_metrics(request: HttpRequest, pk: int) -> JsonResponse:
+    experiment = _visible(request, pk)
+    series = metric_store.read(experiment.pk)
+    return JsonResponse({"metrics": {key: s.to_json() for key, s in series.items()}})
+
+
+@require_GET
+def checkpoint_download(request: HttpRequest, pk: int, tag: str) -> FileResponse:
+    experiment = _visible(request, pk)
+    checkpoint = experiment.checkpoints.filter(tag=tag).first()
+    if checkpoint is None:
+        raise Http404("no such checkpoint")
+    path = (settings.MEDIA_ROOT / checkpoint.path).resolve()
+    if not path.is_relative_to(settings.MEDIA_ROOT.resolve()) or not path.is_file():
+        raise Http404("checkpoint file missing")
+    filename = f"{slugify(experiment.name) or 'experiment'}-{experiment.pk}-{tag}.zip"
+    return FileResponse(path.open("rb"), as_attachment=True, filename=filename,
+                        content_type="application/zip")

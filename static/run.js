@@ -51,9 +51,8 @@
         const incoming = points[t.key];
         if (!incoming) return;
         const x = [], y = [];
-        const floor = lastStep[t.key] ?? -Infinity;
         for (const [step, value] of incoming) {
-          if (step > (lastStep[t.key] ?? floor)) { x.push(step); y.push(value); lastStep[t.key] = step; }
+          if (step > (lastStep[t.key] ?? -Infinity)) { x.push(step); y.push(value); lastStep[t.key] = step; }
         }
         if (x.length) { xs.push(x); ys.push(y); indices.push(i); state.points += x.length; }
       });

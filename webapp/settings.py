@@ -23,6 +23,7 @@ from webapp.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("FITBOARD_VAR_DIR", BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+(VAR_DIR / "static").mkdir(exist_ok=True)
 
 SECRET_KEY = secret_key(VAR_DIR)
 DEBUG = env_bool("DJANGO_DEBUG", False)

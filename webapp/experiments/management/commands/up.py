@@ -66,7 +66,7 @@ class Command(BaseCommand):
         env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
         self.spawn([python, "-m", "celery", "-A", "webapp", "worker", "-P", "solo",
-                    "-Q", "gpu,default", "-n", f"worker-{os.getpid()}@%h", "--loglevel", "INFO",
+                    "-Q", "gpu,default", "-c", "1", "-n", f"worker-{os.getpid()}@%h", "--loglevel", "INFO",
                     "--without-gossip", "--without-mingle"], env)
         server = self.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
                              "webapp.asgi:application"], env)

@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Every pip call goes through constraints.txt, which pins the CPU build of torch.
+INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: run test lint typecheck bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(INSTALL) --upgrade pip
+	$(INSTALL) -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) manage.py up
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check training webapp tests bench
+	$(PY) -m mypy training webapp
+
+test: $(VENV)/.installed lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) bench/overhead.py
+	$(PY) bench/live_latency.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

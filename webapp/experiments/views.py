@@ -15,7 +15,7 @@ from training.data.catalog import dataset_info
 from training.spec import ExperimentSpec
 from webapp.experiments import actions, events, metric_store
 from webapp.experiments.forms import ExperimentForm, spec_initial
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, Project
 
 
 def _visible(request: HttpRequest, pk: int) -> Experiment:
@@ -42,12 +42,14 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             return redirect("experiment-detail", pk=experiment.pk)
     else:
         spec = ExperimentSpec()
-        name = "digits-cnn"
+        initial = {"name": "digits-cnn",
+                   "project": Project.objects.filter(members=request.user).order_by("name").first()}
         source_id = request.GET.get("from", "")
         if source_id.isdigit():
             source = _visible(request, int(source_id))
-            spec, name = source.experiment_spec, f"{source.name} (copy)"
-        form = ExperimentForm(initial={"name": name, **spec_initial(spec)}, user=request.user)
+            spec = source.experiment_spec
+            initial = {"name": f"{source.name} (copy)", "project": source.project}
+        form = ExperimentForm(initial={**initial, **spec_initial(spec)}, user=request.user)
     return render(request, "experiments/new.html", {"form": form})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -9,6 +10,8 @@ from channels.layers import get_channel_layer
 
 if TYPE_CHECKING:
     from webapp.experiments.models import Experiment
+
+logger = logging.getLogger(__name__)
 
 
 def run_group(experiment_id: int) -> str:
@@ -36,12 +39,19 @@ def status_payload(experiment: Experiment) -> dict[str, Any]:
 
 
 def publish_status(experiment: Experiment) -> None:
-    """Tell run and list pages that a run changed status (call after commit)."""
+    """Tell run and list pages that a run changed status (call after commit).
+
+    A Redis outage must not undo or fail a committed change: pages read the database when they
+    (re)connect, so an undelivered event is logged and dropped."""
     layer = get_channel_layer()
     if layer is None:
         return
     payload = status_payload(experiment)
-    async_to_sync(layer.group_send)(run_group(experiment.pk), {"type": "run.status", **payload})
-    async_to_sync(layer.group_send)(
-        project_group(experiment.project_id), {"type": "list.update", **payload}
-    )
+    try:
+        async_to_sync(layer.group_send)(run_group(experiment.pk), {"type": "run.status", **payload})
+        async_to_sync(layer.group_send)(
+            project_group(experiment.project_id), {"type": "list.update", **payload}
+        )
+    except Exception:  # noqa: BLE001
+        logger.warning("status event for experiment %s not delivered", experiment.pk,
+                       exc_info=True)

@@ -136,14 +136,17 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             document = json.loads(archive.read("spec.json"))
             state = load_safetensors(archive.read("model.safetensors"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a Fitboard checkpoint ({exc})") from exc
-    if document.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unknown checkpoint format {document.get('format')!r}")
-    spec = ExperimentSpec.from_dict(document["spec"])
-    outputs = document["num_classes"] or 1
-    model = build_model(spec.model, tuple(document["input_shape"]), outputs)
-    model.load_state_dict(state)
+        found = document.get("format") if isinstance(document, dict) else None
+        if found != FORMAT:
+            raise CheckpointError(f"{path}: unknown checkpoint format {found!r}")
+        spec = ExperimentSpec.from_dict(document["spec"])
+        outputs = document["num_classes"] or 1
+        model = build_model(spec.model, tuple(document["input_shape"]), outputs)
+        model.load_state_dict(state)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any malformed part means "not a checkpoint"
+        raise CheckpointError(f"{path}: not a valid Fitboard checkpoint ({exc})") from exc
     model.to(device).eval()
     return Checkpoint(model=model, spec=spec, meta=document)
 

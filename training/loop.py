@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,6 +91,15 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
     return {"loss": total_loss / n, "rmse": math.sqrt(sq_err / n), "mae": abs_err / n}
 
 
+def batch_starts(rows: int, batch: int) -> list[int]:
+    """Batch boundaries over ``rows`` shuffled rows (last one is ``rows``). A final batch of a
+    single row joins the one before: batch norm cannot normalise one row."""
+    bounds = list(range(0, rows, batch)) + [rows]
+    if len(bounds) > 2 and rows - bounds[-2] == 1:
+        del bounds[-2]
+    return bounds
+
+
 def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | None = None,
         meta: Mapping[str, Any] | None = None) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
@@ -115,7 +123,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
 
     batch = spec.run.batch_size
-    steps_per_epoch = math.ceil(len(x_train) / batch)
+    starts = batch_starts(len(x_train), batch)
+    steps_per_epoch = len(starts) - 1
     total_steps = steps_per_epoch * spec.run.epochs
     shuffle = torch.Generator().manual_seed(spec.run.seed)
     checkpoint_meta = {
@@ -138,7 +147,6 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                     device=str(target), parameters=sum(p.numel() for p in model.parameters()))
     step, best_epoch, stale = 0, 0, 0
     best_value: float | None = None
-    best_state: dict[str, torch.Tensor] | None = None
     best_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
     epoch = 0
@@ -146,11 +154,11 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         model.train()
         order = torch.randperm(len(x_train), generator=shuffle).to(target)
         loss_sum, correct = 0.0, 0
-        for start in range(0, len(x_train), batch):
+        for start, end in zip(starts, starts[1:], strict=False):
             if reporter.should_stop():
                 save("last", epoch - 1, step, metrics)
                 return RunResult("cancelled", epoch - 1, step, best_epoch, best_metrics, metrics)
-            index = order[start:start + batch]
+            index = order[start:end]
             xb, yb = x_train[index], y_train[index]
             out = model(xb)
             loss = loss_fn(out, yb)
@@ -184,8 +192,6 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         improved = best_value is None or better(metrics[key], best_value)
         if improved:
             best_value, best_epoch, best_metrics, stale = metrics[key], epoch, dict(metrics), 0
-            if spec.run.early_stopping_patience:
-                best_state = copy.deepcopy(model.state_dict())
             save("best", epoch, step, metrics)
         else:
             stale += 1
@@ -194,7 +200,6 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                         step=step, total_steps=total_steps)
         patience = spec.run.early_stopping_patience
         if patience and stale >= patience:
-            if best_state is not None:
-                model.load_state_dict(best_state)
+            # best.zip holds the best epoch's weights: that is the model a user downloads.
             return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics, True)
     return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics)

@@ -56,11 +56,13 @@ class _Section:
                 continue
             try:
                 values[name] = _coerce(data[name], f.type, cls.choices.get(name))
-            except ValueError as exc:
-                errors[prefix + name] = str(exc)
-        if not errors:
-            section = cls(**values)
-            errors.update({prefix + k: v for k, v in section.problems().items()})
+            except (ValueError, OverflowError) as exc:
+                errors[prefix + name] = str(exc) if isinstance(exc, ValueError) else "too large"
+        # Range checks run too (on defaults where a value did not convert), so every bad field
+        # of the section is reported at once.
+        section = cls(**values)
+        for name, message in section.problems().items():
+            errors.setdefault(prefix + name, message)
         if errors:
             raise SpecError(errors)
         return section
@@ -110,9 +112,12 @@ def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
         if not isinstance(items, list | tuple) or not items:
             raise ValueError("must be a list of whole numbers, e.g. 128, 64")
         try:
-            sizes = tuple(int(x) for x in items)
+            numbers = [float(x) for x in items]
         except (TypeError, ValueError):
             raise ValueError("must be a list of whole numbers, e.g. 128, 64") from None
+        if not all(math.isfinite(x) and x.is_integer() for x in numbers):
+            raise ValueError("must be a list of whole numbers, e.g. 128, 64")
+        sizes = tuple(int(x) for x in numbers)
         if any(s <= 0 for s in sizes):
             raise ValueError("every size must be positive")
         return sizes
@@ -282,9 +287,13 @@ class ExperimentSpec:
         if info.task == "regression" and self.optim.loss == "cross_entropy":
             errors["optim.loss"] = f"{info.name} is a regression task: use MSE"
         train_rows = info.train_rows(self.data.val_fraction)
-        if self.run.batch_size > train_rows:
+        if train_rows < 2:
+            errors["data.val_fraction"] = f"leaves {train_rows} training rows of {info.rows}"
+        elif self.run.batch_size > train_rows:
             errors["run.batch_size"] = (
                 f"larger than the training split ({train_rows} rows of {info.name})"
             )
+        elif self.model.arch == "cnn" and self.model.batch_norm and self.run.batch_size < 2:
+            errors["run.batch_size"] = "batch normalization needs at least 2 rows per batch"
         if errors:
             raise SpecError(errors)

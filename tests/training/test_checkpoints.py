@@ -312,3 +312,20 @@ def test_predict_gives_regression_values_in_target_units(diabetes_run: Trained) 
     # then the error, in the target's own units, is the RMSE the run reported
     rmse = math.sqrt(float(((predicted - targets) ** 2).mean()))
     assert rmse == pytest.approx(diabetes_run.result.best_metrics["val_rmse"], rel=1e-4)
+
+
+def test_garbage_weights_are_a_checkpoint_error(tmp_path) -> None:
+    # given an archive whose spec is fine but whose weights are not safetensors
+    spec = ExperimentSpec.from_dict({"data": {"dataset": "iris"}, "model": {"arch": "mlp"}})
+    path = tmp_path / "model.zip"
+    save(path, build_model(spec.model, (4,), 3), spec,
+         {"input_shape": [4], "num_classes": 3, "task": "classification"})
+    with zipfile.ZipFile(path) as archive:
+        document = archive.read("spec.json")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("spec.json", document)
+        archive.writestr("model.safetensors", b"not safetensors at all")
+
+    # when it is loaded, then the error says it is not a valid checkpoint
+    with pytest.raises(CheckpointError, match="not a valid Fitboard checkpoint"):
+        load(path)

@@ -454,3 +454,17 @@ def test_the_default_cnn_learns_digits_on_cuda(make_spec: SpecFactory, workdir: 
     assert reporter.statuses[0][1]["device"].startswith("cuda")
     assert result.best_metrics["val_acc"] > 0.90
     assert load(workdir / "best.zip").meta["device"].startswith("cuda")
+
+
+def test_a_one_row_remainder_joins_the_previous_batch_so_batch_norm_can_train(workdir) -> None:
+    # given 1437 training rows in batches of 4 (one row left over) and a deep batch-norm CNN
+    spec = ExperimentSpec.from_dict({"model": {"blocks": 4, "width": 4},
+                                     "run": {"epochs": 1, "batch_size": 4, "device": "cpu"}})
+    reporter = MemoryReporter()
+
+    # when it trains
+    result = run(spec, reporter, workdir)
+
+    # then every batch had at least two rows: 359 steps, the last one of 5 rows
+    assert result.status == "succeeded"
+    assert result.steps == 1437 // 4

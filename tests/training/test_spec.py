@@ -326,3 +326,36 @@ def test_train_rows_is_the_length_of_the_training_split(name: str, fraction: flo
 
     # then the training split has exactly that many rows
     assert len(data.x_train) == len(data.y_train) == expected
+
+
+# --- edge cases found in review -----------------------------------------------------------------
+
+
+def test_a_number_too_large_for_a_float_is_a_field_error() -> None:
+    assert set(errors_for({"run": {"epochs": 10**400}})) == {"run.epochs"}
+
+
+def test_fractional_hidden_sizes_are_refused_not_truncated() -> None:
+    assert set(errors_for({"model": {"hidden_sizes": [1.5, 2.7]}})) == {"model.hidden_sizes"}
+
+
+def test_a_type_error_and_a_range_error_in_one_section_are_reported_together() -> None:
+    errors = errors_for({"optim": {"lr": "abc", "weight_decay": -1}})
+
+    assert set(errors) == {"optim.lr", "optim.weight_decay"}
+
+
+def test_a_split_that_leaves_no_training_rows_is_blamed_on_the_fraction() -> None:
+    errors = errors_for({"data": {"dataset": "iris", "val_fraction": 0.999},
+                         "model": {"arch": "mlp"}, "run": {"batch_size": 1}})
+
+    assert set(errors) == {"data.val_fraction"}
+
+
+def test_float_noise_does_not_add_a_validation_row() -> None:
+    # 150 * 0.14 is 21.000000000000004 in floating point
+    assert dataset_info("iris").train_rows(0.14) == 150 - 21
+
+
+def test_batch_norm_with_single_row_batches_is_refused() -> None:
+    assert set(errors_for({"run": {"batch_size": 1}})) == {"run.batch_size"}

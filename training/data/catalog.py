@@ -19,8 +19,14 @@ class DatasetInfo:
     num_classes: int  # 0 for regression
 
     def train_rows(self, val_fraction: float) -> int:
-        """Rows left for training after the validation split (rounded as the splitter does)."""
-        return self.rows - max(1, math.ceil(self.rows * val_fraction))
+        """Rows left for training after the validation split."""
+        return self.rows - validation_rows(self.rows, val_fraction)
+
+
+def validation_rows(rows: int, fraction: float) -> int:
+    """Rows held out for validation: the fraction rounded up, at least one. The tolerance keeps
+    float noise (150 * 0.14 = 21.000000000000004) from adding a row."""
+    return max(1, math.ceil(rows * fraction - 1e-9))
 
 
 CATALOG: dict[str, DatasetInfo] = {

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from training.data.catalog import DatasetInfo, dataset_info
+from training.data.catalog import DatasetInfo, dataset_info, validation_rows
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def split_indices(rows: int, val_fraction: float, seed: int, labels: np.ndarray 
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation index split, stratified by class when labels are given."""
     rng = np.random.default_rng(seed)
-    n_val = max(1, math.ceil(rows * val_fraction))
+    n_val = validation_rows(rows, val_fraction)
     if labels is None:
         order = rng.permutation(rows)
         return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -101,11 +103,25 @@ async def test_the_run_list_hears_status_changes_of_the_users_projects(owner, ma
     assert (update["id"], update["status"]) == (experiment.pk, "running")
 
 
-def test_the_reporter_stores_and_publishes_every_point(make_experiment):
-    experiment = make_experiment(status=Experiment.Status.RUNNING)
+def listener(experiment: Experiment) -> Callable[[], Iterator[dict[str, Any]]]:
+    """Join the run's group now; the returned function yields what arrived until 0.5 s of quiet."""
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(events.run_group(experiment.pk), channel)
+
+    def received() -> Iterator[dict[str, Any]]:
+        while True:
+            try:
+                yield async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.5)
+            except TimeoutError:
+                return
+
+    return received
+
+
+def test_the_reporter_stores_and_publishes_every_point(make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    listen = listener(experiment)
 
     reporter = DjangoReporter(experiment, interval=0.05)
     for step in range(1, 201):
@@ -115,11 +131,7 @@ def test_the_reporter_stores_and_publishes_every_point(make_experiment):
 
     received: list[int] = []
     progress = None
-    while True:
-        try:
-            message = async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.5)
-        except TimeoutError:
-            break
+    for message in listen():
         received += [step for step, _ in message["points"].get("loss", [])]
         progress = message["progress"] or progress
     assert received == list(range(1, 201))
@@ -130,9 +142,7 @@ def test_the_reporter_stores_and_publishes_every_point(make_experiment):
 
 def test_the_reporter_coalesces_a_fast_loop_into_few_messages(make_experiment):
     experiment = make_experiment(status=Experiment.Status.RUNNING)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(events.run_group(experiment.pk), channel)
+    listen = listener(experiment)
 
     reporter = DjangoReporter(experiment, interval=0.1)
     started = time.monotonic()
@@ -143,13 +153,7 @@ def test_the_reporter_coalesces_a_fast_loop_into_few_messages(make_experiment):
         time.sleep(0.001)
     reporter.close()
 
-    messages = 0
-    while True:
-        try:
-            async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.5)
-        except TimeoutError:
-            break
-        messages += 1
+    messages = len(list(listen()))
     # About one message per 100 ms interval (plus the leading and the final one), for hundreds
     # of points.
     assert step > 300

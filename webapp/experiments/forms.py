@@ -53,6 +53,16 @@ def spec_initial(spec: ExperimentSpec) -> dict[str, Any]:
     return initial
 
 
+# How the form is laid out: a legend per group of fields.
+FIELDSETS = [
+    ("Experiment", ["name", "project"]),
+    ("Data", ["dataset", "val_fraction"]),
+    ("Model", ["arch", "hidden_sizes", "width", "blocks", "batch_norm", "dropout"]),
+    ("Loss and optimizer", ["loss", "optimizer", "lr", "momentum", "weight_decay"]),
+    ("Run", ["epochs", "batch_size", "seed"]),
+]
+
+
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=200)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
@@ -78,6 +88,9 @@ class ExperimentForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = Project.objects.filter(members=user).order_by("name")  # type: ignore[attr-defined]
         self.spec: ExperimentSpec | None = None
+
+    def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

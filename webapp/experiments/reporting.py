@@ -104,20 +104,28 @@ class DjangoReporter:
             while not self._closing.is_set():
                 self._wake.wait(IDLE_WAKE)
                 self._wake.clear()
-                self._flush(loop, layer)
-                self._poll_cancel()
+                self._flush_or_keep(loop, layer)
                 # Coalesce whatever arrives during the next interval into one message.
                 self._closing.wait(self.interval)
-            self._flush(loop, layer)
-        except BaseException as exc:  # noqa: BLE001 - reported to the training thread by close()
-            logger.exception("reporter for experiment %s failed", self.experiment_id)
-            self._failure = exc
+            self._flush_or_keep(loop, layer)
         finally:
             if layer is not None and hasattr(layer, "close_pools"):
                 loop.run_until_complete(layer.close_pools())
             loop.close()
             close_old_connections()
             connection.close()
+
+    def _flush_or_keep(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
+        """One flush and cancel poll. A database error keeps the points for the next try and
+        the thread alive (so cancel still works); close() reports it if it never clears."""
+        try:
+            self._flush(loop, layer)
+            self._poll_cancel()
+            self._failure = None
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("reporter for experiment %s could not write; retrying",
+                           self.experiment_id, exc_info=True)
+            self._failure = exc
 
     def _flush(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
         with self._lock:
@@ -126,10 +134,18 @@ class DjangoReporter:
             self._progress_dirty = False
         if not points and progress is None:
             return
-        if points:
-            metric_store.append(self.experiment_id, points)
-        if progress is not None:
-            Experiment.objects.filter(pk=self.experiment_id).update(progress=progress)
+        try:
+            if points:
+                metric_store.append(self.experiment_id, points)
+            if progress is not None:
+                Experiment.objects.filter(pk=self.experiment_id).update(progress=progress)
+        except Exception:
+            with self._lock:  # put the batch back in front of what arrived meanwhile
+                for key, batch in self._pending.items():
+                    points.setdefault(key, []).extend(batch)
+                self._pending = points
+                self._progress_dirty = self._progress_dirty or progress is not None
+            raise
         if layer is None:
             return
         self._seq += 1

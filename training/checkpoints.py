@@ -84,9 +84,18 @@ class Checkpoint:
         return out
 
 
-def save(path: Path, model: nn.Module, spec: ExperimentSpec, meta: Mapping[str, Any]) -> str:
-    """Write a checkpoint archive atomically; returns its sha256 hex digest."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's weights as they are now (training goes on changing them)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: ExperimentSpec,
+         meta: Mapping[str, Any]) -> str:
+    """Write a checkpoint archive of a model (or a ``snapshot`` of one) atomically; returns its
+    sha256 hex digest."""
+    if isinstance(weights, nn.Module):
+        weights = snapshot(weights)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
     document = {
         "format": FORMAT,
         "spec": spec.to_dict(),

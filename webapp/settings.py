@@ -137,6 +137,8 @@ FITBOARD_DEVICE = env_choice("FITBOARD_DEVICE", "auto", ("auto", "cpu", "cuda"))
 FITBOARD_TORCH_THREADS = env_int("FITBOARD_TORCH_THREADS", os.cpu_count() or 1, minimum=1)
 # Live updates: at most one message per run per interval, each carrying every new point.
 FITBOARD_LIVE_INTERVAL = env_int("FITBOARD_LIVE_INTERVAL_MS", 100, minimum=10) / 1000
+# Checkpoints (best and last) are written at most this often while training, and at the end.
+FITBOARD_CHECKPOINT_INTERVAL = env_int("FITBOARD_CHECKPOINT_INTERVAL_S", 30, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -115,17 +115,34 @@ def test_the_first_status_announces_the_whole_run(iris_mlp: ExperimentSpec,
     assert fields["parameters"] == 4 * 16 + 16 + 16 * 3 + 3
 
 
-def test_the_reporter_hears_of_each_checkpoint(iris_mlp: ExperimentSpec, workdir: Path) -> None:
-    # given a 3-epoch run
+def test_with_no_checkpoint_interval_every_epoch_is_written(iris_mlp: ExperimentSpec,
+                                                             workdir: Path) -> None:
+    # given a 3-epoch run that may write checkpoints at any time
     reporter = MemoryReporter()
 
     # when it trains
-    run(iris_mlp, reporter, workdir)
+    run(iris_mlp, reporter, workdir, checkpoint_interval=0)
 
     # then a "last" checkpoint was announced every epoch, and every announced file exists
     tags = [tag for _, tag, _ in reporter.checkpoints]
     assert tags.count("last") == 3 and "best" in tags
     assert all(path.is_file() for path, _, _ in reporter.checkpoints)
+    assert [load(path).meta["epoch"] for path, tag, _ in reporter.checkpoints[-1:]] == [3]
+
+
+def test_a_short_run_writes_each_checkpoint_once_at_the_end(iris_mlp: ExperimentSpec,
+                                                            workdir: Path) -> None:
+    # given a 3-epoch run far shorter than the checkpoint interval
+    reporter = MemoryReporter()
+
+    # when it trains
+    result = run(iris_mlp, reporter, workdir, checkpoint_interval=3600)
+
+    # then best and last were each written once, after training, holding their epochs' weights
+    assert [tag for _, tag, _ in reporter.checkpoints] == ["best", "last"]
+    assert load(workdir / "last.zip").meta["epoch"] == 3
+    assert load(workdir / "best.zip").meta["epoch"] == result.best_epoch
+    assert load(workdir / "best.zip").meta["metrics"] == result.best_metrics
 
 
 def test_a_run_is_reproducible_from_its_seed(iris_mlp: ExperimentSpec, tmp_path: Path) -> None:

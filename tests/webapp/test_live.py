@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,8 +17,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from webapp.asgi import application
-from webapp.experiments import events, metric_store
-from webapp.experiments.models import Checkpoint, Experiment
+from webapp.experiments import events, metric_store, reporting
+from webapp.experiments.models import Checkpoint, Experiment, MetricChunk
 from webapp.experiments.reporting import DjangoReporter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -158,6 +160,69 @@ def test_the_reporter_coalesces_a_fast_loop_into_few_messages(make_experiment):
     # of points.
     assert step > 300
     assert 3 <= messages <= 14
+
+
+def log_for(reporters: list[DjangoReporter], seconds: float, first_step: int = 1) -> int:
+    """Log a point per reporter every millisecond for ``seconds``; returns the next step."""
+    step = first_step
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        for reporter in reporters:
+            reporter.log(step, {"loss": 0.1})
+        step += 1
+        time.sleep(0.001)
+    return step
+
+
+def test_a_run_nobody_watches_is_written_in_few_large_batches(make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+
+    reporter = DjangoReporter(experiment, interval=0.05)
+    next_step = log_for([reporter], 1.0)
+    reporter.close()
+
+    # The leading write, the final one, and at most one per UNWATCHED_INTERVAL between, instead
+    # of one per 50 ms; and still every point.
+    chunks = MetricChunk.objects.filter(experiment=experiment, key="loss").count()
+    assert chunks <= 1 + 1 + math.ceil(1.0 / reporting.UNWATCHED_INTERVAL)
+    steps = metric_store.read(experiment.pk)["loss"].steps.tolist()
+    assert steps == list(range(1, next_step))
+
+
+def test_a_viewer_who_joins_a_running_run_gets_live_points_before_it_ends(make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    reporter = DjangoReporter(experiment, interval=0.05)
+    step = log_for([reporter], 0.3)  # unwatched so far
+
+    listen = listener(experiment)
+    received = []
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        step = log_for([reporter], 0.1, step)
+        received = list(itertools.islice(listen(), 1))
+    reporter.close()
+
+    # The first message already carries points logged before the viewer joined (the unwritten
+    # buffer); the history from the database has the rest.
+    assert received, "no live message reached the new viewer while the run went on"
+    first_live = received[0]["points"]["loss"][0][0]
+    stored_before = [s for s in metric_store.read(experiment.pk)["loss"].steps.tolist()
+                     if s < first_live]
+    assert stored_before == list(range(1, first_live))
+
+
+def test_one_flusher_serves_several_runs_of_a_process(make_experiment):
+    first = make_experiment(status=Experiment.Status.RUNNING)
+    second = make_experiment(status=Experiment.Status.RUNNING)
+
+    reporters = [DjangoReporter(first, interval=0.05), DjangoReporter(second, interval=0.05)]
+    next_step = log_for(reporters, 0.5)
+    first_only = log_for(reporters[:1], 0.2, next_step)
+    for reporter in reporters:
+        reporter.close()
+
+    assert metric_store.read(first.pk)["loss"].steps.tolist() == list(range(1, first_only))
+    assert metric_store.read(second.pk)["loss"].steps.tolist() == list(range(1, next_step))
 
 
 def test_the_reporter_sees_a_cancel_request(make_experiment):

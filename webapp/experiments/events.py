@@ -24,6 +24,18 @@ def project_group(project_id: int) -> str:
     return f"project-{project_id}"
 
 
+async def group_has_members(layer: Any, group: str) -> bool:
+    """Whether any channel is in ``group`` right now (True when the layer cannot say).
+
+    channels_redis keeps a group as a sorted set of channel names; it has no public call for its
+    size, so this reads the set the way its own ``group_send`` does."""
+    group_key = getattr(layer, "_group_key", None)
+    if group_key is None or not hasattr(layer, "connection"):
+        return True
+    redis = layer.connection(layer.consistent_hash(group))
+    return bool(await redis.zcard(group_key(group)))
+
+
 def status_payload(experiment: Experiment) -> dict[str, Any]:
     """What a page needs to redraw a run's status: the same fields for the run and list pages."""
     return {

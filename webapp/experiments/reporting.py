@@ -1,10 +1,18 @@
 """The worker's Reporter: buffers points, writes them in bulk and streams them to browsers.
 
-The training thread only appends to a buffer. A flusher thread sends at once when nothing went
-out in the last ``interval`` seconds and otherwise coalesces everything logged meanwhile into the
-next send (a leading-edge throttle), so latency stays low and a fast loop never floods the
-browser. Each flush writes the batch to the database (the record) before publishing it, which is
-what lets a late viewer take the history from the database and the rest live without a gap.
+The training thread only appends to a buffer. One flusher thread per worker process serves every
+open reporter (a worker's database connection and Redis pool outlive a run, so a run does not pay
+for them). For each reporter it sends at once when nothing went out in the last interval and
+otherwise coalesces everything logged meanwhile into the next send (a leading-edge throttle), so
+latency stays low and a fast loop never floods the browser. Each flush writes the batch to the
+database (the record) before publishing it, which is what lets a late viewer take the history
+from the database and the rest live without a gap.
+
+The interval is ``FITBOARD_LIVE_INTERVAL`` while someone watches the run and ``UNWATCHED_INTERVAL``
+while nobody does: then points only need to reach the database, and fewer, larger writes take
+less from the training process. Whether anyone watches is read from the run's group in the
+channel layer every ``VIEWERS_POLL``, so a new viewer gets live points within that time (and the
+history from the database at once).
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -20,7 +30,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from webapp.experiments import events, metric_store
@@ -28,8 +38,11 @@ from webapp.experiments.models import Checkpoint, Experiment
 
 logger = logging.getLogger(__name__)
 
-CANCEL_POLL = 0.25  # seconds between reads of the cancel flag
-IDLE_WAKE = 0.5  # seconds the flusher sleeps when nothing is logged
+# Seconds between reads of the cancel flags: a cancelled run stops within about this long. One
+# indexed query for all of the process's runs costs ~0.1 ms.
+CANCEL_POLL = 0.1
+VIEWERS_POLL = 0.5  # seconds between looks at who watches each run
+UNWATCHED_INTERVAL = 2.0  # seconds between writes of a run nobody watches
 
 
 class DjangoReporter:
@@ -39,35 +52,37 @@ class DjangoReporter:
         self.experiment_id = experiment.pk
         self.project_id = experiment.project_id
         self.interval = settings.FITBOARD_LIVE_INTERVAL if interval is None else interval
+        self.group = events.run_group(experiment.pk)
         self._lock = threading.Lock()
         self._pending: dict[str, list[metric_store.Point]] = {}
         self._progress: dict[str, Any] = dict(experiment.progress)
         self._progress_dirty = False
-        self._seq = 0
-        self._stop_requested = False
-        self._last_cancel_poll = 0.0
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._serve, name=f"reporter-{self.experiment_id}", daemon=True
-        )
-        self._thread.start()
+        # Read and written by the flusher thread only.
+        self.sent_at = -math.inf  # monotonic time of the last flush
+        self.watched: bool | None = None  # None until the flusher has looked
+        self.seq = 0
+        self.failure: BaseException | None = None
+        self.stop_requested = False
+        self.closed = threading.Event()
+        self._flusher = Flusher.for_this_process()
+        self._flusher.add(self)
 
     # The Reporter protocol (called from the training thread) ---------------------------------
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         now = time.time()
         with self._lock:
+            idle = not self._pending
             for key, value in metrics.items():
                 self._pending.setdefault(key, []).append((step, float(value), now))
-        self._wake.set()
+        if idle:  # only the first point after a flush can make a send due sooner
+            self._flusher.wake()
 
     def status(self, message: str, **fields: Any) -> None:
         with self._lock:
             self._progress.update(fields, message=message)
             self._progress_dirty = True
-        self._wake.set()
+        self._flusher.wake()
 
     def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
         data = path.read_bytes()
@@ -84,50 +99,31 @@ class DjangoReporter:
         )
 
     def should_stop(self) -> bool:
-        return self._stop_requested
+        return self.stop_requested
 
     def close(self) -> None:
-        """Flush everything still buffered, stop the flusher; raise if points could not be
-        stored."""
-        self._closing.set()
-        self._wake.set()
-        self._thread.join()
-        if self._failure is not None:
-            raise RuntimeError(f"metric points could not be stored: {self._failure}")
+        """Flush everything still buffered and detach from the flusher; raise if points could
+        not be stored."""
+        self._flusher.remove(self)
+        self.closed.wait()
+        if self.failure is not None:
+            raise RuntimeError(f"metric points could not be stored: {self.failure}")
 
-    # The flusher thread -------------------------------------------------------------------
+    # Called by the flusher thread -------------------------------------------------------------
 
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        layer = get_channel_layer()
-        try:
-            while not self._closing.is_set():
-                self._wake.wait(IDLE_WAKE)
-                self._wake.clear()
-                self._flush_or_keep(loop, layer)
-                # Coalesce whatever arrives during the next interval into one message.
-                self._closing.wait(self.interval)
-            self._flush_or_keep(loop, layer)
-        finally:
-            if layer is not None and hasattr(layer, "close_pools"):
-                loop.run_until_complete(layer.close_pools())
-            loop.close()
-            close_old_connections()
-            connection.close()
+    def has_news(self) -> bool:
+        with self._lock:
+            return bool(self._pending) or self._progress_dirty
 
-    def _flush_or_keep(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
-        """One flush and cancel poll. A database error keeps the points for the next try and
-        the thread alive (so cancel still works); close() reports it if it never clears."""
-        try:
-            self._flush(loop, layer)
-            self._poll_cancel()
-            self._failure = None
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("reporter for experiment %s could not write; retrying",
-                           self.experiment_id, exc_info=True)
-            self._failure = exc
+    def next_send(self) -> float:
+        """Monotonic time from which news may go out."""
+        interval = self.interval if self.watched is not False else UNWATCHED_INTERVAL
+        return self.sent_at + interval
 
-    def _flush(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
+    def flush(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
+        """Store and publish what was logged since the last flush. A database error keeps the
+        points for the next try (close() reports it if it never clears)."""
+        self.sent_at = time.monotonic()
         with self._lock:
             points, self._pending = self._pending, {}
             progress = dict(self._progress) if self._progress_dirty else None
@@ -139,26 +135,30 @@ class DjangoReporter:
                 metric_store.append(self.experiment_id, points)
             if progress is not None:
                 Experiment.objects.filter(pk=self.experiment_id).update(progress=progress)
-        except Exception:
+        except Exception as exc:
             with self._lock:  # put the batch back in front of what arrived meanwhile
                 for key, batch in self._pending.items():
                     points.setdefault(key, []).extend(batch)
                 self._pending = points
                 self._progress_dirty = self._progress_dirty or progress is not None
+            self.failure = exc
             raise
-        if layer is None:
-            return
-        self._seq += 1
+        self.failure = None
+        if layer is not None:
+            self._publish(loop, layer, points, progress)
+
+    def _publish(self, loop: asyncio.AbstractEventLoop, layer: Any,
+                 points: Mapping[str, list[metric_store.Point]],
+                 progress: dict[str, Any] | None) -> None:
+        self.seq += 1
         message = {
             "type": "run.points",
-            "seq": self._seq,
+            "seq": self.seq,
             "points": {key: [[p[0], p[1]] for p in batch] for key, batch in points.items()},
             "progress": progress,
         }
         try:
-            loop.run_until_complete(
-                layer.group_send(events.run_group(self.experiment_id), message)
-            )
+            loop.run_until_complete(layer.group_send(self.group, message))
             if progress is not None:
                 loop.run_until_complete(layer.group_send(
                     events.project_group(self.project_id),
@@ -168,11 +168,130 @@ class DjangoReporter:
             logger.warning("live update for experiment %s not delivered", self.experiment_id,
                            exc_info=True)
 
-    def _poll_cancel(self) -> None:
+
+class Flusher:
+    """The thread that stores and publishes for every open DjangoReporter of this process."""
+
+    _instance: Flusher | None = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def for_this_process(cls) -> Flusher:
+        with cls._instance_lock:
+            # A forked child inherits the object but not the thread: it needs its own.
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = cls()
+            return cls._instance
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._open: list[DjangoReporter] = []
+        self._closing: list[DjangoReporter] = []
+        self._wake = threading.Event()
+        self._polled_at = -math.inf
+        self._viewers_polled_at = -math.inf
+        self._thread = threading.Thread(target=self._serve, name="reporter-flusher", daemon=True)
+        self._thread.start()
+
+    def add(self, reporter: DjangoReporter) -> None:
+        with self._lock:
+            self._open.append(reporter)
+        # Look at the new run's cancel flag and viewers at once.
+        self._polled_at = self._viewers_polled_at = -math.inf
+        self.wake()
+
+    def remove(self, reporter: DjangoReporter) -> None:
+        with self._lock:
+            self._closing.append(reporter)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        while True:
+            try:
+                self._serve_once(loop)
+            except Exception:  # noqa: BLE001 - the thread must outlive any error or close() hangs
+                logger.exception("reporter flusher error")
+                time.sleep(CANCEL_POLL)
+
+    def _serve_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        layer = get_channel_layer()
+        with self._lock:
+            reporters, closing = list(self._open), list(self._closing)
         now = time.monotonic()
-        if now - self._last_cancel_poll < CANCEL_POLL:
+        if now - self._polled_at >= CANCEL_POLL and reporters:
+            self._polled_at = now
+            self._poll_cancel(reporters)
+        if now - self._viewers_polled_at >= VIEWERS_POLL and reporters:
+            self._viewers_polled_at = now
+            self._poll_viewers(loop, layer, reporters)
+        for reporter in reporters:
+            if reporter in closing or (reporter.has_news() and reporter.next_send() <= now):
+                self._flush(reporter, loop, layer)
+        for reporter in closing:
+            with self._lock:
+                self._open.remove(reporter)
+                self._closing.remove(reporter)
+            reporter.closed.set()
+        self._sleep(reporters, closing)
+
+    def _sleep(self, reporters: list[DjangoReporter], closed: list[DjangoReporter]) -> None:
+        """Until the next send, cancel poll or wake-up; with no reporter left, the database
+        connection is closed (a test database or a restarted server must not see it held)."""
+        with self._lock:
+            idle = not self._open
+        if idle:
+            if closed:
+                connection.close()
+            self._wake.wait()
+        else:
+            now = time.monotonic()
+            due = [r.next_send() for r in reporters if r not in closed and r.has_news()]
+            polls = [self._polled_at + CANCEL_POLL, self._viewers_polled_at + VIEWERS_POLL]
+            until = min(polls + due)
+            self._wake.wait(max(0.0, until - now))
+        self._wake.clear()
+
+    def _flush(self, reporter: DjangoReporter, loop: asyncio.AbstractEventLoop,
+               layer: Any) -> None:
+        try:
+            reporter.flush(loop, layer)
+        except Exception:  # noqa: BLE001 - kept for the next try; close() reports it
+            logger.warning("reporter for experiment %s could not write; retrying",
+                           reporter.experiment_id, exc_info=True)
+            connection.close()  # a broken connection is reopened by the next query
+
+    def _poll_cancel(self, reporters: list[DjangoReporter]) -> None:
+        """Read every open run's cancel flag in one query."""
+        try:
+            cancelled = set(Experiment.objects.filter(
+                pk__in=[r.experiment_id for r in reporters], cancel_requested=True
+            ).values_list("pk", flat=True))
+        except Exception:  # noqa: BLE001 - a database blip must not stop the flusher
+            logger.warning("could not read cancel flags", exc_info=True)
+            connection.close()
             return
-        self._last_cancel_poll = now
-        self._stop_requested = Experiment.objects.filter(
-            pk=self.experiment_id, cancel_requested=True
-        ).exists()
+        for reporter in reporters:
+            if reporter.experiment_id in cancelled:
+                reporter.stop_requested = True
+
+    def _poll_viewers(self, loop: asyncio.AbstractEventLoop, layer: Any,
+                      reporters: list[DjangoReporter]) -> None:
+        """Whether anyone watches each run; a run with a new viewer sends its buffer at once."""
+        for reporter in reporters:
+            watched = True
+            if layer is not None:
+                try:
+                    watched = loop.run_until_complete(
+                        events.group_has_members(layer, reporter.group)
+                    )
+                except Exception:  # noqa: BLE001 - unknown: keep live updates on
+                    logger.warning("could not read the viewers of %s", reporter.group,
+                                   exc_info=True)
+            if watched and reporter.watched is False:
+                reporter.sent_at = -math.inf
+            reporter.watched = watched

@@ -53,7 +53,8 @@ def execute_training(experiment_id: int, worker: str) -> None:
     meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
     status, error, summary = Experiment.Status.FAILED, "", None
     try:
-        result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta)
+        result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta,
+                     checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL)
     except TrainingError as exc:
         error = str(exc)
     except torch.cuda.OutOfMemoryError:

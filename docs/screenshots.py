@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 OUT = Path(__file__).resolve().parent
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,12 +45,40 @@ def main(base: str, password: str) -> None:
             page.click("#download-best")
         saved = OUT / "downloaded.zip"
         download.value.save_as(saved)
+        diagnose_and_remedy(page, base)
         page.goto(f"{base}/")
         time.sleep(0.5)
         page.screenshot(path=OUT / "run-list.png")
         browser.close()
     print(f"while running: {drawn_while_running}; checkpoint {saved.stat().st_size} bytes")
     saved.unlink()
+
+
+def diagnose_and_remedy(page: Page, base: str) -> None:
+    """A wide MLP on a fifth of digits overfits: its live badge, its diagnostics page, the
+    first remedy's diff, and the remedied run's gap."""
+    page.goto(f"{base}/experiments/new/")
+    page.fill("#id_name", "wide MLP on 20% of digits")
+    page.select_option("#id_arch", "mlp")
+    page.fill("#id_hidden_sizes", "512, 512")
+    page.fill("#id_val_fraction", "0.8")
+    page.fill("#id_epochs", "40")
+    page.click("text=Start training")
+    page.wait_for_function("window.fitboardRun && window.fitboardRun.verdict === 'overfitting'",
+                           timeout=120_000)
+    page.screenshot(path=OUT / "live-verdict.png")
+    page.wait_for_function("window.fitboardRun.status === 'succeeded'", timeout=300_000)
+    page.click("text=Diagnostics")
+    page.wait_for_selector("#diag-loss .main-svg")
+    page.screenshot(path=OUT / "diagnostics.png", full_page=True)
+    page.locator("text=Apply remedy").first.click()
+    page.screenshot(path=OUT / "remedy.png")
+    page.click("text=Queue the new run")
+    page.wait_for_function("window.fitboardRun && window.fitboardRun.status === 'succeeded'",
+                           timeout=300_000)
+    page.click("text=Diagnostics")
+    page.wait_for_selector("#diag-loss .main-svg")
+    page.screenshot(path=OUT / "remedy-result.png", full_page=True)
 
 
 if __name__ == "__main__":

@@ -68,11 +68,23 @@
 
   function showProgress(p) {
     if (!p) return;
+    showVerdict(p.verdict);
     if (p.total_steps) {
       document.getElementById("progress-bar").style.width = (100 * p.step / p.total_steps).toFixed(1) + "%";
       document.getElementById("progress-text").textContent =
         `epoch ${p.epoch} / ${p.epochs} · step ${p.step} / ${p.total_steps}` + (p.device ? ` · ${p.device}` : "");
     }
+  }
+
+  function showVerdict(v) {
+    if (!v) return;
+    const badge = document.getElementById("verdict-badge");
+    badge.textContent = v.kind;
+    badge.className = "verdict " + v.kind;
+    badge.title = v.headline;
+    badge.hidden = false;
+    document.getElementById("verdict-headline").textContent = v.headline;
+    state.verdict = v.kind;
   }
 
   function fmt(v) { return typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toFixed(4)) : v; }
@@ -83,6 +95,7 @@
     badge.textContent = s.status;
     badge.className = "badge " + s.status;
     showProgress(s.progress);
+    showVerdict(s.verdict);
     const err = document.getElementById("error-text");
     err.textContent = s.error || "";
     err.hidden = !s.error || s.status === "succeeded";

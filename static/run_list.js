@@ -10,6 +10,15 @@
       badge.textContent = msg.status;
       badge.className = "badge " + msg.status;
     }
+    const verdict = msg.verdict || (msg.progress && msg.progress.verdict);
+    if (verdict) {
+      const cell = row.querySelector('[data-field="verdict"]');
+      let badge = cell.querySelector("a");
+      if (!badge) { badge = document.createElement("a"); badge.href = `/experiments/${msg.id}/diagnostics/`; cell.appendChild(badge); }
+      badge.textContent = verdict.kind;
+      badge.className = "verdict " + verdict.kind;
+      badge.title = verdict.headline;
+    }
     const p = msg.progress;
     if (p && p.epochs) row.querySelector('[data-field="progress"]').textContent = `epoch ${p.epoch}/${p.epochs}`;
     if (msg.best_metric_value !== undefined && msg.best_metric_value !== null) {

@@ -15,6 +15,7 @@ from torch import nn
 
 from training import checkpoints
 from training.data import PreparedData, prepare
+from training.diagnostics import diagnose, task_info
 from training.models import build_model
 from training.reporter import Reporter
 from training.spec import ExperimentSpec
@@ -184,6 +185,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     best_value: float | None = None
     best_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
+    history: dict[str, list[float]] = {}  # per-epoch metrics, for the live verdict
+    task = task_info(spec.data.dataset)
     epoch = 0
     try:
         for epoch in range(1, spec.run.epochs + 1):
@@ -238,8 +241,12 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
             tags = ("best", "last") if improved else ("last",)
             writer.keep(tags, checkpoints.snapshot(model), epoch, step, metrics)
             writer.write_if_due()
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(value)
+            verdict = diagnose(history, task, spec, final=False)
             reporter.status(f"epoch {epoch}/{spec.run.epochs}", epoch=epoch,
-                            epochs=spec.run.epochs, step=step, total_steps=total_steps)
+                            epochs=spec.run.epochs, step=step, total_steps=total_steps,
+                            verdict=verdict.to_dict())
             patience = spec.run.early_stopping_patience
             if patience and stale >= patience:
                 # best.zip holds the best epoch's weights: that is the model a user downloads.

@@ -34,7 +34,8 @@ def project(owner: User) -> Project:
 def make_experiment(project: Project, owner: User) -> Callable[..., Experiment]:
     def make(status: str = Experiment.Status.QUEUED, **fields: Any) -> Experiment:
         return Experiment.objects.create(
-            project=project, name=fields.pop("name", "run"), spec=ExperimentSpec().to_dict(),
+            project=project, name=fields.pop("name", "run"),
+            spec=fields.pop("spec", ExperimentSpec().to_dict()),
             created_by=owner, status=status, **fields,
         )
 

@@ -29,7 +29,8 @@ def test_every_field_reaches_the_spec(owner, project):
     form = ExperimentForm(form_data(
         project, dataset="wine", arch="mlp", hidden_sizes="64, 32", optimizer="sgd", lr="0.05",
         momentum="0.8", weight_decay="0.001", epochs="3", batch_size="16", seed="7",
-        val_fraction="0.25", dropout="0.1", batch_norm="",
+        val_fraction="0.25", dropout="0.1", batch_norm="", grad_clip="2.5",
+        early_stopping_patience="4",
     ), user=owner)
 
     assert form.is_valid(), form.errors
@@ -41,6 +42,7 @@ def test_every_field_reaches_the_spec(owner, project):
     assert (spec.optim.optimizer, spec.optim.lr, spec.optim.momentum) == ("sgd", 0.05, 0.8)
     assert spec.optim.weight_decay == 0.001
     assert (spec.run.epochs, spec.run.batch_size, spec.run.seed) == (3, 16, 7)
+    assert (spec.run.grad_clip, spec.run.early_stopping_patience) == (2.5, 4)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,8 @@ def test_every_field_reaches_the_spec(owner, project):
         ("batch_size", "5000"),
         ("dropout", "1"),
         ("hidden_sizes", "64, x"),
+        ("grad_clip", "-1"),
+        ("early_stopping_patience", "-2"),
     ],
 )
 def test_a_bad_value_is_reported_on_its_field(owner, project, field, value):

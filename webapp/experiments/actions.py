@@ -12,14 +12,16 @@ from webapp.experiments.models import Experiment, Project
 
 
 def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSpec,
-                      parent: Experiment | None = None) -> Experiment:
-    """Store a queued training run and enqueue it once the row is committed."""
+                      parent: Experiment | None = None,
+                      remedy: dict[str, Any] | None = None) -> Experiment:
+    """Store a queued training run and enqueue it once the row is committed (``remedy``: the
+    diagnostics remedy that made ``spec`` from ``parent``'s)."""
     from webapp.experiments.tasks import train
 
     with transaction.atomic():
         experiment = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
-            kind=Experiment.Kind.TRAIN,
+            kind=Experiment.Kind.TRAIN, remedy=remedy or {},
         )
         transaction.on_commit(lambda: train.delay(experiment.pk))
         transaction.on_commit(lambda: events.publish_status(experiment))

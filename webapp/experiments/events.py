@@ -36,6 +36,11 @@ async def group_has_members(layer: Any, group: str) -> bool:
     return bool(await redis.zcard(group_key(group)))
 
 
+def current_verdict(experiment: Experiment) -> dict[str, Any] | None:
+    """The ended run's verdict, else the live one the worker sent with its progress."""
+    return experiment.verdict or experiment.progress.get("verdict") or None
+
+
 def status_payload(experiment: Experiment) -> dict[str, Any]:
     """What a page needs to redraw a run's status: the same fields for the run and list pages."""
     return {
@@ -46,6 +51,7 @@ def status_payload(experiment: Experiment) -> dict[str, Any]:
         "summary": experiment.summary,
         "best_metric_name": experiment.best_metric_name,
         "best_metric_value": experiment.best_metric_value,
+        "verdict": current_verdict(experiment),
         "checkpoints": sorted(experiment.checkpoints.values_list("tag", flat=True)),
     }
 

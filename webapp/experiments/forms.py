@@ -28,6 +28,8 @@ FIELD_PATHS = {
     "epochs": "run.epochs",
     "batch_size": "run.batch_size",
     "seed": "run.seed",
+    "grad_clip": "run.grad_clip",
+    "early_stopping_patience": "run.early_stopping_patience",
 }
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
 
@@ -59,7 +61,7 @@ FIELDSETS = [
     ("Data", ["dataset", "val_fraction"]),
     ("Model", ["arch", "hidden_sizes", "width", "blocks", "batch_norm", "dropout"]),
     ("Loss and optimizer", ["loss", "optimizer", "lr", "momentum", "weight_decay"]),
-    ("Run", ["epochs", "batch_size", "seed"]),
+    ("Run", ["epochs", "batch_size", "seed", "grad_clip", "early_stopping_patience"]),
 ]
 
 
@@ -83,6 +85,11 @@ class ExperimentForm(forms.Form):
     epochs = forms.IntegerField()
     batch_size = forms.IntegerField()
     seed = forms.IntegerField()
+    grad_clip = forms.FloatField(label="Gradient clipping",
+                                 help_text="max global gradient norm; 0 = off")
+    early_stopping_patience = forms.IntegerField(
+        label="Early stopping patience",
+        help_text="epochs without validation improvement before stopping; 0 = off")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -106,3 +113,9 @@ class ExperimentForm(forms.Form):
             for path, message in exc.errors.items():
                 self.add_error(PATH_FIELDS.get(path), message)
         return cleaned
+
+
+class RemedyForm(forms.Form):
+    """Confirms "Apply remedy": only the new run's name is asked; the spec is the patch's."""
+
+    name = forms.CharField(max_length=200)

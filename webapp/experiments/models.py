@@ -76,6 +76,12 @@ class Experiment(models.Model):
     summary = models.JSONField(default=dict)
     best_metric_name = models.CharField(max_length=64, blank=True)
     best_metric_value = models.FloatField(null=True, blank=True)
+    # training.diagnostics.Verdict.to_dict() of the ended run (the live one is in progress);
+    # its kind is a column of its own so that lists can filter on it.
+    verdict = models.JSONField(default=dict)
+    verdict_kind = models.CharField(max_length=16, blank=True, db_index=True)
+    # For a run made by "Apply remedy": the remedy (key, title, patch) applied to ``parent``.
+    remedy = models.JSONField(default=dict)
 
     objects = ExperimentQuerySet.as_manager()
 
@@ -115,7 +121,8 @@ class Experiment(models.Model):
             worker=worker,
         )
 
-    def finish(self, status: str, error: str = "", summary: dict[str, Any] | None = None) -> bool:
+    def finish(self, status: str, error: str = "", summary: dict[str, Any] | None = None,
+               verdict: dict[str, Any] | None = None) -> bool:
         """Running (or queued, for cancel) → a terminal status, with the reason on failure."""
         changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error}
         if summary is not None:
@@ -123,6 +130,8 @@ class Experiment(models.Model):
             best = summary.get("best_metric")
             if best:
                 changes["best_metric_name"], changes["best_metric_value"] = best
+        if verdict:
+            changes["verdict"], changes["verdict_kind"] = verdict, verdict["kind"]
         return self._transition((self.Status.QUEUED, self.Status.RUNNING), **changes)
 
     def request_cancel(self) -> bool:

@@ -134,7 +134,10 @@ class DjangoReporter:
             if points:
                 metric_store.append(self.experiment_id, points)
             if progress is not None:
-                Experiment.objects.filter(pk=self.experiment_id).update(progress=progress)
+                live_verdict = progress.get("verdict") or {}
+                Experiment.objects.filter(pk=self.experiment_id).update(
+                    progress=progress, verdict_kind=live_verdict.get("kind", "")
+                )
         except Exception as exc:
             with self._lock:  # put the batch back in front of what arrived meanwhile
                 for key, batch in self._pending.items():

@@ -45,18 +45,20 @@ def execute_training(experiment_id: int, worker: str) -> None:
 
     import torch
 
-    from training.loop import TrainingError, primary_metric, run
+    from training.loop import NonFiniteLossError, TrainingError, primary_metric, run
 
     torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
     reporter = DjangoReporter(experiment)
     workdir = settings.MEDIA_ROOT / "runs" / str(experiment.pk)
     meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
     status, error, summary = Experiment.Status.FAILED, "", None
+    nonfinite_loss = False
     try:
         result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta,
                      checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL)
     except TrainingError as exc:
         error = str(exc)
+        nonfinite_loss = isinstance(exc, NonFiniteLossError)
     except torch.cuda.OutOfMemoryError:
         error = "out of GPU memory: lower the batch size or the model size"
     except Exception as exc:  # noqa: BLE001 - any crash becomes the run's failure reason
@@ -72,7 +74,19 @@ def execute_training(experiment_id: int, worker: str) -> None:
             reporter.close()
         except RuntimeError as exc:
             status, error = Experiment.Status.FAILED, str(exc)
-    experiment.finish(status, error=error, summary=summary)
+    experiment.finish(status, error=error, summary=summary,
+                      verdict=_final_verdict(experiment, nonfinite_loss))
+
+
+def _final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any] | None:
+    """The ended run's verdict; a diagnostics error is logged, never the run's failure."""
+    from webapp.experiments.diagnosis import final_verdict
+
+    try:
+        return final_verdict(experiment, nonfinite_loss)
+    except Exception:  # noqa: BLE001
+        logger.exception("could not diagnose experiment %s", experiment.pk)
+        return None
 
 
 def _summary(result: Any, key: str, meta: dict[str, Any]) -> dict[str, Any]:

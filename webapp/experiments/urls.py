@@ -8,6 +8,9 @@ urlpatterns = [
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),
     path("experiments/<int:pk>/cancel/", views.experiment_cancel, name="experiment-cancel"),
     path("experiments/<int:pk>/metrics/", views.experiment_metrics, name="experiment-metrics"),
+    path("experiments/<int:pk>/diagnostics/", views.experiment_diagnostics,
+         name="experiment-diagnostics"),
+    path("experiments/<int:pk>/remedies/<slug:key>/", views.remedy_apply, name="remedy-apply"),
     path(
         "experiments/<int:pk>/checkpoint/<slug:tag>/",
         views.checkpoint_download,

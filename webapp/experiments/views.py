@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from training.data.catalog import dataset_info
 from training.spec import ExperimentSpec
-from webapp.experiments import actions, events, metric_store
-from webapp.experiments.forms import ExperimentForm, spec_initial
+from webapp.experiments import actions, diagnosis, events, metric_store
+from webapp.experiments.forms import ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project
 
 
@@ -64,6 +64,49 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "checkpoints": {c.tag: c for c in experiment.checkpoints.all()},
         "task": info.task,
         "initial": events.status_payload(experiment),
+    })
+
+
+@require_GET
+def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
+    experiment = _visible(request, pk)
+    verdict = events.current_verdict(experiment)
+    if verdict is None and experiment.is_terminal:  # ended before it could be diagnosed
+        verdict = diagnosis.final_verdict(experiment, nonfinite_loss=False)
+    parent = experiment.parent if experiment.remedy else None
+    if parent is not None and not parent.project.members.filter(pk=request.user.pk).exists():
+        parent = None
+    return render(request, "experiments/diagnostics.html", {
+        "experiment": experiment,
+        "verdict": verdict,
+        "task": dataset_info(experiment.spec["data"]["dataset"]).task,
+        "history": diagnosis.epoch_history(experiment.pk),
+        "parent": parent,
+        "gap": diagnosis.generalisation_gap(experiment),
+        "parent_gap": diagnosis.generalisation_gap(parent) if parent else None,
+        "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),
+    })
+
+
+@require_http_methods(["GET", "POST"])
+def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
+    """Show what a remedy changes in the spec; on POST, queue the patched run."""
+    experiment = _visible(request, pk)
+    remedy = diagnosis.find_remedy(experiment, key)
+    if remedy is None:
+        raise Http404("this run has no such remedy")
+    before = experiment.experiment_spec
+    changes = diagnosis.spec_changes(before, before.patched(remedy["patch"]))
+    if request.method == "POST":
+        form = RemedyForm(request.POST)
+        if form.is_valid():
+            child = diagnosis.apply_remedy(request.user, experiment, remedy,
+                                           form.cleaned_data["name"])
+            return redirect("experiment-detail", pk=child.pk)
+    else:
+        form = RemedyForm(initial={"name": f"{experiment.name} · {remedy['title']}"[:200]})
+    return render(request, "experiments/remedy.html", {
+        "experiment": experiment, "remedy": remedy, "changes": changes, "form": form,
     })
 
 

@@ -1,0 +1,34 @@
+// Diagnostics page: per-epoch train and validation curves, the gap between them shaded and the
+// onset epoch (the best validation epoch) marked.
+(function () {
+  "use strict";
+  const history = JSON.parse(document.getElementById("diag-history").textContent) || {};
+  const verdict = JSON.parse(document.getElementById("diag-verdict").textContent) || {};
+  const onset = verdict.onset_epoch;
+
+  function plot(id, title, trainKey, valKey) {
+    const el = document.getElementById(id);
+    if (!el || !history[trainKey] || !history[valKey]) return;
+    const epochs = history[trainKey].map((_, i) => i + 1);
+    const data = [
+      {x: epochs, y: history[trainKey], name: "train", mode: "lines+markers", line: {color: "#636efa", width: 2.5}},
+      // fill: "tonexty" shades the area between this trace and the one before: the gap.
+      {x: epochs, y: history[valKey], name: "validation", mode: "lines+markers", fill: "tonexty",
+       fillcolor: "rgba(239,85,59,0.15)", line: {color: "#ef553b", width: 2.5}},
+    ];
+    const shapes = [], annotations = [];
+    if (onset) {
+      shapes.push({type: "line", x0: onset, x1: onset, yref: "paper", y0: 0, y1: 1,
+                   line: {color: "#b91c1c", dash: "dash", width: 1.5}});
+      annotations.push({x: onset, yref: "paper", y: 1, text: `onset: epoch ${onset}`, showarrow: false,
+                        xanchor: "left", yanchor: "bottom", font: {color: "#b91c1c"}});
+    }
+    Plotly.newPlot(el, data, {
+      title: {text: title}, margin: {t: 50, r: 10, b: 40, l: 50}, shapes, annotations,
+      xaxis: {title: {text: "epoch"}, dtick: epochs.length > 30 ? undefined : 1},
+      legend: {orientation: "h", y: -0.2}, hovermode: "x unified",
+    }, {responsive: true, displaylogo: false});
+  }
+  plot("diag-loss", "Loss (gap shaded)", "train_loss", "val_loss");
+  plot("diag-acc", "Accuracy (gap shaded)", "train_acc", "val_acc");
+})();

@@ -1,0 +1,1 @@
+"""Metric histories recorded from real runs, for the diagnostics tests."""

@@ -1,0 +1,752 @@
+"""Diagnostics: a labelled corpus of curves (synthetic families of each kind, and histories of
+real runs recorded in ``curves/real_runs.json``) is classified correctly, a few real runs are
+trained and diagnosed live, and verdicts carry evidence, thresholds and remedies that apply."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from training import diagnostics
+from training.diagnostics import KINDS, Evidence, TaskInfo, Verdict, diagnose, task_info
+
+from .conftest import SpecFactory
+from .curves import record
+
+# --- the synthetic corpus -------------------------------------------------------------------
+# Each family draws curves of one known kind. Lengths, tasks and noise cycle through the lists
+# below; the family's own shape parameters are drawn from a seeded generator. Loss levels are
+# expressed as fractions of the task's baseline loss B (majority-class cross-entropy, or 1 for
+# standardised MSE), and noise is relative: a value v gets v × level × N(0, 1) added, on the
+# validation curve at NOISE and on the training curve (an average over the epoch) at a third.
+
+TASKS = (
+    TaskInfo("classification", 10),
+    TaskInfo("classification", 2),
+    TaskInfo("regression"),
+    TaskInfo("classification", 3),
+    TaskInfo("classification", 2, majority_fraction=0.63),
+)
+LENGTHS = (8, 12, 20, 30, 45, 60)
+NOISE = (0.0, 0.01, 0.03, 0.06, 0.1)
+CURVES_PER_FAMILY = 15
+
+Rng = np.random.Generator
+Pair = tuple[np.ndarray, np.ndarray]  # training and validation loss, in units of B
+# Every family takes (rng, epochs, task); only a few need the task.
+
+
+def epochs(n: int) -> np.ndarray:
+    return np.arange(n, dtype=float)
+
+
+def decay(n: int, start: float, floor: float, tau: float) -> np.ndarray:
+    """Exponential decay from ``start`` (epoch 1) towards ``floor`` with time constant tau."""
+    return floor + (start - floor) * np.exp(-epochs(n) / tau)
+
+
+# healthy: both curves fall and level off together, with a small or stable gap.
+
+
+def converging(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    tau = n / rng.uniform(3.5, 10)
+    floor = rng.uniform(0.02, 0.4)
+    train = decay(n, rng.uniform(0.5, 1.0), floor, tau)
+    val = decay(n, train[0] * rng.uniform(0.9, 1.05), floor + rng.uniform(0, 0.04),
+                tau * rng.uniform(0.8, 1.2))
+    return train, val
+
+
+def stable_gap(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    tau = n / rng.uniform(4, 10)
+    floor = rng.uniform(0.1, 0.4)
+    train = decay(n, rng.uniform(0.6, 1.0), floor, tau)
+    return train, train + rng.uniform(0.03, 0.15) * (1 - 0.5 * np.exp(-epochs(n) / tau))
+
+
+def early_plateau(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Converged in the first fifth, then a long flat tail where only noise moves."""
+    tau = n / rng.uniform(12, 20)
+    floor = rng.uniform(0.05, 0.5)
+    train = decay(n, rng.uniform(0.5, 1.0), floor, tau)
+    return train, decay(n, train[0], floor + rng.uniform(0, 0.05), tau)
+
+
+def spiky(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Converging, with one validation epoch 30-100% off (a bad batch-norm estimate, say)."""
+    train, val = converging(rng, n, task)
+    val[rng.integers(1, n)] *= rng.uniform(1.3, 2.0)
+    return train, val
+
+
+def modest_fit(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """A noisy target: half the baseline loss is the best either curve can do."""
+    tau = n / rng.uniform(4, 8)
+    floor = rng.uniform(0.3, 0.45)
+    train = decay(n, rng.uniform(0.8, 1.0), floor, tau)
+    return train, decay(n, rng.uniform(0.7, 0.9), floor + rng.uniform(0.02, 0.1), tau)
+
+
+# overfitting: validation stalls at an onset epoch while training keeps improving.
+
+
+def onset_epoch(rng: Rng, n: int, low: float, high: float) -> int:
+    """A 0-based best-validation epoch, at least 1 and leaving four epochs after it."""
+    return max(1, min(int(n * rng.uniform(low, high)), n - 5))
+
+
+def approach(n: int, t0: int, start: float, level: float) -> np.ndarray:
+    """From ``start`` down to ``level`` along a parabola that lands flat at epoch t0."""
+    return level + (start - level) * np.clip(1 - epochs(n) / t0, 0, None) ** 2
+
+
+def after(n: int, t0: int) -> np.ndarray:
+    """0 up to epoch t0, then rising linearly to 1 at the last epoch."""
+    return np.clip((epochs(n) - t0) / (n - 1 - t0), 0, None)
+
+
+def u_shaped(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Validation falls to its best at t0, then rises by 20-100% by the last epoch."""
+    t0 = onset_epoch(rng, n, 0.25, 0.65)
+    best = rng.uniform(0.1, 0.5)
+    rise = best * rng.uniform(0.2, 1) * after(n, t0) ** rng.choice([1.0, 1.5, 2.0])
+    train = decay(n, rng.uniform(0.7, 1.0), rng.uniform(0, 0.05), n / rng.uniform(3, 6))
+    return train, approach(n, t0, 1.0, best) + rise
+
+
+def late_onset(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """A healthy run until the last fifth, where validation turns and rises 30-100%."""
+    t0 = max(1, min(int(n * rng.uniform(0.7, 0.85)), n - 5))
+    best = rng.uniform(0.1, 0.5)
+    train = decay(n, rng.uniform(0.7, 1.0), rng.uniform(0, 0.05), n / rng.uniform(3, 6))
+    return train, approach(n, t0, 1.0, best) + best * rng.uniform(0.3, 1) * after(n, t0)
+
+
+def growing_gap(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Validation flat after t0 while training falls another 15-35% of B."""
+    t0 = onset_epoch(rng, n, 0.2, 0.5)
+    plateau = rng.uniform(0.4, 0.8)
+    val = approach(n, t0, 1.0, plateau) + plateau * rng.uniform(0, 0.05) * after(n, t0)
+    at_onset = plateau - rng.uniform(0, 0.05)
+    drop = rng.uniform(0.15, 0.35)
+    tau = (n - t0) / rng.uniform(1, 3)
+    fall = (1 - np.exp(-(epochs(n) - t0) / tau)) / (1 - np.exp(-(n - 1 - t0) / tau))
+    train = np.where(epochs(n) <= t0, approach(n, t0, 1.0, at_onset), at_onset - drop * fall)
+    return np.maximum(train, 0.01), val
+
+
+def memorising(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Validation settles by t0 and drifts up 2-8% by the end; training loss heads for zero,
+    ending 7 to 500 times below it, falling fast at first and ever more slowly."""
+    t0 = onset_epoch(rng, n, 0.2, 0.5)
+    plateau = rng.uniform(0.1, 0.3)
+    val = approach(n, t0, rng.uniform(0.6, 0.9), plateau)
+    start, end = rng.uniform(0.6, 0.9), plateau * rng.uniform(0.002, 0.15)
+    train = start * (end / start) ** ((epochs(n) / (n - 1)) ** rng.uniform(0.3, 0.7))
+    return train, val * (1 + rng.uniform(0.02, 0.08) * after(n, t0))
+
+
+def early_onset(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Best validation in the first epochs (a high learning rate), then a steady climb."""
+    t0 = int(rng.integers(1, 4))
+    t = epochs(n)
+    best = rng.uniform(0.1, 0.4)
+    val = np.where(t <= t0, best + (0.8 - best) * (1 - t / t0),
+                   best * (1 + rng.uniform(0.3, 1.0) * (t - t0) / (n - 1 - t0)))
+    train = rng.uniform(0.5, 0.8) * np.exp(-t / rng.uniform(1, 3)) + 0.001
+    return train, val
+
+
+# underfitting: the training loss itself stays near the baseline or plateaus high.
+
+
+def flat_at_baseline(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    train = rng.uniform(0.92, 1.08) * (1 - rng.uniform(0, 0.01) * epochs(n) / n)
+    return train, train * rng.uniform(0.98, 1.04)
+
+
+def plateau_high(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    low = 0.6 if task.kind == "classification" else 0.8
+    train = decay(n, rng.uniform(0.95, 1.1), rng.uniform(low, 0.95), n / rng.uniform(6, 12))
+    return train, train * rng.uniform(1.0, 1.08)
+
+
+def over_regularised(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Dropout keeps the training loss high; validation (without dropout) is a little lower."""
+    train = decay(n, rng.uniform(1.0, 1.1), rng.uniform(0.8, 0.95), n / rng.uniform(6, 12))
+    return train, train * rng.uniform(0.75, 0.95)
+
+
+def saturating(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """A small drop that levels off close to the baseline."""
+    train = decay(n, rng.uniform(0.98, 1.05), rng.uniform(0.8, 0.95), n / rng.uniform(3, 5))
+    return train, train * rng.uniform(0.99, 1.05)
+
+
+# diverging: non-finite values, an explosion, a climb, or a collapse back to chance.
+
+
+def blows_up(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Learns for a while, then every epoch multiplies the loss by 1.5-4."""
+    start = min(int(n * rng.uniform(0.3, 0.8)), n - 4)  # three epochs of growth at least
+    healthy = decay(n, rng.uniform(0.6, 1.0), rng.uniform(0.05, 0.3), n / 5)
+    factor = rng.uniform(1.5, 4) ** np.clip(epochs(n) - start, 0, None)
+    return healthy * factor, healthy * factor * rng.uniform(1.0, 1.3)
+
+
+def climbs(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Too high a learning rate from the start: the loss rises to 2-6 times chance."""
+    train = rng.uniform(0.9, 1.1) * (1 + rng.uniform(1, 5) * (epochs(n) / (n - 1)) ** 1.5)
+    return train, train * rng.uniform(1.0, 1.2)
+
+
+def collapses(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """Learns, then jumps back to the chance level and stays there."""
+    jump = int(rng.integers(2, n - 3))
+    healthy = decay(n, rng.uniform(0.6, 1.0), rng.uniform(0.03, 0.3), n / 5)
+    chance = rng.uniform(0.95, 1.2)
+    train = np.where(epochs(n) < jump, healthy, chance)
+    return train, train * rng.uniform(1.0, 1.1)
+
+
+def first_epoch_blowup(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """The first epoch's loss is 4-30 times chance; the dead network then sits at chance."""
+    train = np.full(n, rng.uniform(0.95, 1.15))
+    train[0] = rng.uniform(4, 30)
+    return train, train * rng.uniform(1.0, 1.2)
+
+
+# slow: still falling steadily at the last epoch, with no plateau in sight.
+
+
+def linear_descent(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    train = rng.uniform(0.6, 1.0) - rng.uniform(0.15, 0.5) * epochs(n) / (n - 1)
+    return train, train + rng.uniform(0, 0.05)
+
+
+def long_decay(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    train = decay(n, rng.uniform(0.5, 0.95), rng.uniform(0, 0.1), n * rng.uniform(1, 3))
+    return train, train * rng.uniform(1.0, 1.1)
+
+
+def quick_start_then_steady(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    level = rng.uniform(0.5, 0.7)
+    steady = level - rng.uniform(0.15, 0.4) * epochs(n) / (n - 1)
+    train = steady + (1.0 - level) * np.exp(-epochs(n))
+    return train, train + rng.uniform(0, 0.05)
+
+
+def slow_from_chance(rng: Rng, n: int, task: TaskInfo) -> Pair:
+    """A learning rate far too low: a straight line down from the baseline."""
+    train = rng.uniform(0.98, 1.05) - rng.uniform(0.1, 0.3) * epochs(n) / (n - 1)
+    return train, train * rng.uniform(1.0, 1.02)
+
+
+Family = Callable[[Rng, int, TaskInfo], Pair]
+
+# family name -> (its label, its generator). The corpus is these curves, nothing else.
+FAMILIES: dict[str, tuple[str, Family]] = {
+    "converging": ("healthy", converging),
+    "stable gap": ("healthy", stable_gap),
+    "early plateau": ("healthy", early_plateau),
+    "modest fit": ("healthy", modest_fit),
+    "spiky": ("healthy", spiky),
+    "u-shaped validation": ("overfitting", u_shaped),
+    "growing gap": ("overfitting", growing_gap),
+    "memorising": ("overfitting", memorising),
+    "early onset": ("overfitting", early_onset),
+    "late onset": ("overfitting", late_onset),
+    "flat at baseline": ("underfitting", flat_at_baseline),
+    "plateau high": ("underfitting", plateau_high),
+    "over-regularised": ("underfitting", over_regularised),
+    "saturating": ("underfitting", saturating),
+    "blows up": ("diverging", blows_up),
+    "climbs": ("diverging", climbs),
+    "collapses": ("diverging", collapses),
+    "first-epoch blow-up": ("diverging", first_epoch_blowup),
+    "linear descent": ("slow", linear_descent),
+    "long decay": ("slow", long_decay),
+    "quick start then steady": ("slow", quick_start_then_steady),
+    "slow from chance": ("slow", slow_from_chance),
+}
+
+
+@dataclass(frozen=True)
+class Curve:
+    name: str  # family and index, for failure messages
+    label: str
+    task: TaskInfo
+    history: dict[str, list[float]]
+
+
+def accuracy(task: TaskInfo, loss: np.ndarray, rng: Rng) -> list[float]:
+    """An accuracy that moves with the loss: the majority share at B, 1 at zero loss."""
+    acc = 1 - (1 - task.majority) * np.clip(loss / task.baseline_loss, 0, 1)
+    return np.clip(acc + rng.normal(0, 0.005, len(loss)), 0, 1).tolist()
+
+
+def make_curve(name: str, index: int) -> Curve:
+    label, family = FAMILIES[name]
+    rng = np.random.default_rng([index, *name.encode()])
+    task = TASKS[index % len(TASKS)]
+    n = LENGTHS[index % len(LENGTHS)]
+    noise = NOISE[index // 3 % len(NOISE)]  # each level on three lengths and three tasks
+    train, val = family(rng, n, task)
+    scale = task.chance_loss if label == "diverging" else task.baseline_loss
+    train = train * scale * (1 + rng.normal(0, noise / 3, n))
+    val = val * scale * (1 + rng.normal(0, noise, n))
+    history = {"train_loss": train.tolist(), "val_loss": val.tolist()}
+    if task.kind == "classification":
+        history["train_acc"] = accuracy(task, train, rng)
+        history["val_acc"] = accuracy(task, val, rng)
+    return Curve(f"{name} #{index} ({n} epochs, noise {noise}, {task.kind} "
+                 f"{task.num_classes or ''})", label, task, history)
+
+
+def nan_endings() -> Iterator[Curve]:
+    """Runs that stopped on a non-finite loss: in an epoch's mean, or only in the last step."""
+    for index in range(CURVES_PER_FAMILY):
+        task = TASKS[index % len(TASKS)]
+        rng = np.random.default_rng(index)
+        n = int(rng.integers(3, 30))
+        train = decay(n, 0.9, 0.2, n / 4) * task.chance_loss
+        val = train * 1.05
+        bad = [math.nan, math.inf][index % 2]
+        if index % 3 == 0:  # the loop's way: every epoch logged is finite, the step is not
+            history = {"train_loss": train.tolist(), "val_loss": val.tolist(),
+                       "loss": [*train.tolist(), bad]}
+        else:
+            history = {"train_loss": [*train.tolist(), bad], "val_loss": [*val.tolist(), bad]}
+        yield Curve(f"non-finite #{index}", "diverging", task, history)
+
+
+def corpus() -> list[Curve]:
+    curves = [make_curve(name, i) for name in FAMILIES for i in range(CURVES_PER_FAMILY)]
+    return curves + list(nan_endings())
+
+
+CORPUS = corpus()
+
+
+def confusion(pairs: list[tuple[str, str]]) -> str:
+    """A confusion matrix as text: one row per true label, one column per verdict."""
+    kinds = [k for k in KINDS if any(k in pair for pair in pairs)]
+    counts = Counter(pairs)
+    lines = ["true \\ verdict".ljust(14) + "".join(k[:11].rjust(12) for k in kinds)]
+    for truth in kinds:
+        lines.append(truth.ljust(14) + "".join(str(counts[truth, k]).rjust(12) for k in kinds))
+    return "\n".join(lines)
+
+
+def test_the_synthetic_corpus_is_classified_with_95_percent_accuracy() -> None:
+    # given the labelled synthetic corpus (every family, every length, task and noise level)
+    assert Counter(c.label for c in CORPUS).most_common()[-1][1] >= 40, "≥ 40 curves per kind"
+
+    # when each finished curve is diagnosed
+    pairs = [(c.label, diagnose(c.history, c.task, final=True).kind) for c in CORPUS]
+
+    # then at least 95% are right overall and at least 90% of every kind
+    wrong = [f"{c.name}: {c.label} -> {got}" for c, (_, got) in zip(CORPUS, pairs, strict=True)
+             if got != c.label]
+    report = f"\n{confusion(pairs)}\nmisclassified:\n" + "\n".join(wrong)
+    assert 1 - len(wrong) / len(CORPUS) >= 0.95, report
+    for kind in {label for label, _ in pairs}:
+        verdicts = [got for label, got in pairs if label == kind]
+        assert verdicts.count(kind) / len(verdicts) >= 0.90, f"recall of {kind}{report}"
+
+
+def test_a_live_verdict_never_says_slow() -> None:
+    # given every curve of the corpus, the slow ones included, seen while the run is going
+    # when each is diagnosed live
+    verdicts = {diagnose(c.history, c.task, final=False).kind for c in CORPUS}
+
+    # then none is "slow": a run that is still learning is fine until it ends
+    assert "slow" not in verdicts
+
+
+# --- histories of real runs -----------------------------------------------------------------
+
+RECORDED = record.load()
+
+
+@pytest.mark.parametrize("run", RECORDED, ids=[r.name for r in RECORDED])
+def test_a_recorded_real_run_gets_the_verdict_it_was_made_for(run: record.Recorded) -> None:
+    # given the history of a real run built to show one verdict (curves/record.py)
+    # when the finished run is diagnosed with its spec
+    verdict = diagnose(run.history, run.task, run.spec, final=True)
+
+    # then the verdict is that one
+    assert verdict.kind == run.label, (run.name, verdict.headline)
+
+
+def test_the_recorded_runs_cover_every_verdict() -> None:
+    # given the recorded real runs
+    # when their labels are counted
+    labels = Counter(r.label for r in RECORDED)
+
+    # then each verdict but "undetermined" has at least three
+    assert set(labels) == set(KINDS) - {"undetermined"}
+    assert min(labels.values()) >= 3, labels
+
+
+# Fast real runs (well under a second each on one thread), one per verdict, trained anew here.
+TRAINED_NOW = ("wine_wide_mlp_on_half", "digits_two_units_tiny_lr", "diabetes_sgd_lr1",
+               "iris_mlp_fast", "wine_mlp")
+
+
+@pytest.fixture(scope="module")
+def trained_now(tmp_path_factory: pytest.TempPathFactory) -> dict[str, record.Recorded]:
+    return {name: record.train(name, tmp_path_factory.mktemp(name)) for name in TRAINED_NOW}
+
+
+@pytest.mark.parametrize("name", TRAINED_NOW)
+def test_a_real_run_trained_now_gets_the_verdict_it_was_made_for(
+        trained_now: dict[str, record.Recorded], name: str) -> None:
+    # given a real run trained just now
+    run = trained_now[name]
+
+    # when it is diagnosed once finished
+    verdict = diagnose(run.history, run.task, run.spec, final=True)
+
+    # then the verdict is the one it was built to show
+    assert verdict.kind == run.label, verdict.headline
+
+
+def test_a_real_overfitting_run_names_the_epoch_it_began(
+        trained_now: dict[str, record.Recorded]) -> None:
+    # given a wide MLP trained now on half of wine, overfitting
+    run = trained_now["wine_wide_mlp_on_half"]
+
+    # when it is diagnosed
+    verdict = diagnose(run.history, run.task, run.spec, final=True)
+
+    # then the onset is an epoch before the last three, and early stopping would end there
+    assert verdict.onset_epoch is not None
+    assert 1 <= verdict.onset_epoch <= len(run.history["val_loss"]) - 3
+    stop = next(r for r in verdict.remedies if r.key == "early_stopping")
+    assert stop.patch["run"]["epochs"] == verdict.onset_epoch + 3
+
+
+def test_a_real_run_that_overflowed_is_diverging_with_certainty(
+        trained_now: dict[str, record.Recorded]) -> None:
+    # given a run the loop stopped on a non-finite loss, its last step recorded as NaN
+    run = trained_now["diabetes_sgd_lr1"]
+    assert run.error is not None
+
+    # when it is diagnosed
+    verdict = diagnose(run.history, run.task, run.spec, final=True)
+
+    # then it is diverging, certainly, and the first remedy lowers the learning rate
+    assert (verdict.kind, verdict.confidence) == ("diverging", 1.0)
+    assert verdict.remedies[0].patch == {"optim": {"lr": run.spec.optim.lr / 10}}
+
+
+# --- rules, one at a time -------------------------------------------------------------------
+
+TEN_CLASSES = TaskInfo("classification", 10)  # baseline loss ln 10 = 2.30
+
+
+def history(train: list[float], val: list[float]) -> dict[str, list[float]]:
+    return {"train_loss": train, "val_loss": val}
+
+
+def v_shaped(epochs: int = 12, best: int = 7) -> dict[str, list[float]]:
+    """Validation falls in a straight line to its best at epoch ``best``, then climbs; training
+    loss shrinks by 30% every epoch."""
+    val = [2.0 - 0.25 * (e - 1) if e <= best else 0.5 + 0.1 * (e - best)
+           for e in range(1, epochs + 1)]
+    return history([2.0 * 0.7 ** (e - 1) for e in range(1, epochs + 1)], val)
+
+
+def test_a_nan_in_the_history_is_diverging_from_its_epoch() -> None:
+    # given losses that became NaN at epoch 4
+    curves = history([2.0, 1.5, 1.2, math.nan], [2.1, 1.6, 1.3, math.nan])
+
+    # when diagnosed
+    verdict = diagnose(curves, TEN_CLASSES)
+
+    # then it is diverging since epoch 4, with certainty
+    assert (verdict.kind, verdict.onset_epoch, verdict.confidence) == ("diverging", 4, 1.0)
+
+
+def test_an_infinite_step_loss_is_diverging_in_the_epoch_after_the_last() -> None:
+    # given four finite epochs, then a step whose loss overflowed (the loop logs no more)
+    curves = {**history([2.0, 1.5, 1.2, 1.0], [2.1, 1.6, 1.3, 1.1]),
+              "loss": [2.2, 1.8, 1.4, 1.1, math.inf]}
+
+    # when diagnosed
+    verdict = diagnose(curves, TEN_CLASSES)
+
+    # then it is diverging in epoch 5
+    assert (verdict.kind, verdict.onset_epoch) == ("diverging", 5)
+
+
+def test_a_first_epoch_far_above_chance_is_diverging_at_once() -> None:
+    # given a single epoch whose mean training loss is twenty times the chance level
+    # when diagnosed
+    verdict = diagnose(history([46.0], [9.0]), TEN_CLASSES)
+
+    # then it is diverging, without waiting for more epochs
+    assert (verdict.kind, verdict.onset_epoch) == ("diverging", 1)
+
+
+def test_fewer_than_three_epochs_are_undetermined() -> None:
+    # given two ordinary epochs
+    # when diagnosed
+    verdict = diagnose(history([2.0, 1.5], [2.1, 1.6]), TEN_CLASSES, final=True)
+
+    # then it is too early to tell, with no confidence and no remedies
+    assert (verdict.kind, verdict.confidence, verdict.remedies) == ("undetermined", 0.0, [])
+
+
+def test_the_onset_of_a_clear_overfit_is_the_best_validation_epoch() -> None:
+    # given validation loss that is best at epoch 7 and then climbs, training loss falling
+    curves = v_shaped(best=7)
+
+    # when diagnosed
+    verdict = diagnose(curves, TEN_CLASSES, final=True)
+
+    # then it is overfitting since epoch 7, and says how much validation loss rose from that
+    # epoch (0.5) to now (0.9, the median of the last three epochs)
+    assert (verdict.kind, verdict.onset_epoch) == ("overfitting", 7)
+    assert verdict.headline.startswith("Overfitting since epoch 7: validation loss rose 80%")
+
+
+def test_a_live_run_needs_more_epochs_past_the_onset_to_be_called_overfitting() -> None:
+    # given a run whose validation loss climbed for the three epochs after its best
+    curves = v_shaped(epochs=10, best=7)
+
+    # when diagnosed finished and live
+    finished = diagnose(curves, TEN_CLASSES, final=True)
+    live = diagnose(curves, TEN_CLASSES, final=False)
+
+    # then only the finished run is called overfitting; the live one waits for more epochs
+    assert finished.kind == "overfitting"
+    assert live.kind == "healthy"
+
+
+def test_a_run_still_falling_steadily_is_slow_once_finished_and_healthy_while_live() -> None:
+    # given training and validation loss still falling in a straight line at the last epoch
+    train = [2.3 - 0.05 * e for e in range(20)]
+    curves = history(train, [v + 0.05 for v in train])
+
+    # when diagnosed finished and live
+    finished = diagnose(curves, TEN_CLASSES, final=True)
+    live = diagnose(curves, TEN_CLASSES, final=False)
+
+    # then it is learning slowly once it has ended, and healthy while it is still learning
+    assert (finished.kind, live.kind) == ("slow", "healthy")
+
+
+def test_a_loss_stuck_at_the_majority_class_level_is_underfitting() -> None:
+    # given a 63%-majority binary task, and losses that stay at that class mix's entropy
+    task = TaskInfo("classification", 2, majority_fraction=0.63)
+    stuck = [task.baseline_loss * (1.0 - 0.001 * e) for e in range(10)]
+
+    # when diagnosed
+    verdict = diagnose(history(stuck, stuck), task, final=True)
+
+    # then it is underfitting, measured against that baseline (0.659), not against ln 2
+    assert verdict.kind == "underfitting"
+    assert "(0.659)" in verdict.headline
+
+
+def test_a_regression_at_the_mean_predictor_level_is_underfitting() -> None:
+    # given standardised targets, and an MSE that stays near 1 (the mean predictor's)
+    flat = [1.0 - 0.002 * e for e in range(12)]
+
+    # when diagnosed
+    verdict = diagnose(history(flat, [v + 0.02 for v in flat]), TaskInfo("regression"),
+                       final=True)
+
+    # then it is underfitting
+    assert verdict.kind == "underfitting"
+
+
+def test_a_noisy_healthy_run_keeps_its_verdict_epoch_after_epoch() -> None:
+    # given a converging run whose validation loss is noisy (±6%)
+    rng = np.random.default_rng(7)
+    train = decay(40, 1.5, 0.2, 6)
+    val = (train + 0.05) * (1 + rng.normal(0, 0.06, 40))
+
+    # when it is diagnosed live after every epoch from the fifth
+    kinds = {diagnose(history(train[:n].tolist(), val[:n].tolist()), TEN_CLASSES).kind
+             for n in range(5, 41)}
+
+    # then it is healthy every time
+    assert kinds == {"healthy"}
+
+
+def test_a_verdict_carries_the_thresholds_it_used() -> None:
+    # given a clear overfit
+    # when diagnosed
+    verdict = diagnose(v_shaped(), TEN_CLASSES, final=True)
+
+    # then its thresholds are the module's constants
+    assert verdict.thresholds["val_rise"] == diagnostics.VAL_RISE
+    assert verdict.thresholds["min_epochs_since_onset"] == diagnostics.OVERFIT_MIN_EPOCHS
+
+
+def test_task_info_reads_the_catalog() -> None:
+    # given two catalog datasets, one with the class counts of its training split
+    # when their task infos are built
+    digits = task_info("digits")
+    cancer = task_info("breast_cancer", class_counts=[170, 285])
+    diabetes = task_info("diabetes")
+
+    # then classes and majority shares are known, and regression is measured against MSE 1
+    assert (digits.num_classes, digits.majority) == (10, 0.1)
+    assert digits.baseline_loss == pytest.approx(math.log(10))
+    assert cancer.majority == pytest.approx(285 / 455)
+    assert (diabetes.kind, diabetes.baseline_loss) == ("regression", 1.0)
+
+
+# --- remedies -------------------------------------------------------------------------------
+
+# One curve per verdict with remedies, in units of the task's baseline loss.
+SICK_CURVES: dict[str, dict[str, list[float]]] = {
+    "overfitting": v_shaped(),
+    "underfitting": history([0.99 - 0.001 * e for e in range(10)],
+                            [1.0 - 0.001 * e for e in range(10)]),
+    "diverging": history([0.9, 0.7, math.nan], [0.9, 0.75, math.nan]),
+    "slow": history([1.0 - 0.025 * e for e in range(20)], [1.02 - 0.025 * e for e in range(20)]),
+}
+
+SPECS: dict[str, dict[str, dict[str, object]]] = {
+    "default cnn": {},
+    "regularised cnn at its limits": {
+        "model": {"width": 1024, "blocks": 6, "dropout": 0.6, "batch_norm": False},
+        "optim": {"weight_decay": 0.05, "lr": 10.0}, "run": {"grad_clip": 5.0}},
+    "small cnn": {"model": {"width": 8, "blocks": 1}, "optim": {"optimizer": "sgd"}},
+    "mlp on wine": {"data": {"dataset": "wine"}, "model": {"arch": "mlp", "hidden_sizes": [32]}},
+    "widest mlp": {"data": {"dataset": "iris"},
+                   "model": {"arch": "mlp", "hidden_sizes": [4096] * 16, "dropout": 0.3},
+                   "run": {"epochs": 10000, "early_stopping_patience": 5}},
+    "mlp regression": {"data": {"dataset": "diabetes"},
+                       "model": {"arch": "mlp", "hidden_sizes": [64, 8]},
+                       "optim": {"loss": "mse", "weight_decay": 1e-3}},
+}
+
+
+def scaled(curves: dict[str, list[float]], task: TaskInfo) -> dict[str, list[float]]:
+    return {key: [v * task.baseline_loss for v in values] for key, values in curves.items()}
+
+
+@pytest.mark.parametrize("kind", SICK_CURVES)
+@pytest.mark.parametrize("spec_name", SPECS)
+def test_every_remedy_is_a_patch_that_makes_a_valid_new_spec(
+        make_spec: SpecFactory, spec_name: str, kind: str) -> None:
+    # given a spec and a run of it showing one problem
+    spec = make_spec(SPECS[spec_name])
+    task = task_info(spec.data.dataset)
+
+    # when it is diagnosed
+    verdict = diagnose(scaled(SICK_CURVES[kind], task), task, spec, final=True)
+
+    # then every remedy but advice gives a different valid spec, each its own
+    assert verdict.kind == kind
+    patched = [spec.patched(r.patch) for r in verdict.remedies if not r.advice_only]
+    assert all(new != spec for new in patched)
+    assert len(set(map(repr, patched))) == len(patched)
+    assert all(r.patch == {} for r in verdict.remedies if r.advice_only)
+
+
+def test_overfitting_remedies_regularise_stop_early_and_shrink(make_spec: SpecFactory) -> None:
+    # given the default CNN overfitting since epoch 7
+    spec = make_spec({})
+
+    # when diagnosed
+    verdict = diagnose(scaled(v_shaped(), TEN_CLASSES), TEN_CLASSES, spec, final=True)
+
+    # then dropout, weight decay, early stopping at the onset and a narrower CNN are offered
+    assert [(r.key, r.patch) for r in verdict.remedies] == [
+        ("dropout", {"model": {"dropout": 0.3}}),
+        ("weight_decay", {"optim": {"weight_decay": 1e-4}}),
+        ("early_stopping", {"run": {"early_stopping_patience": 3, "epochs": 10}}),
+        ("smaller_model", {"model": {"width": 16}}),
+    ]
+
+
+def test_a_remedy_that_changes_nothing_is_left_out(make_spec: SpecFactory) -> None:
+    # given an overfitting MLP already at the largest dropout a remedy proposes
+    spec = make_spec({"data": {"dataset": "wine"},
+                      "model": {"arch": "mlp", "hidden_sizes": [8], "dropout": 0.5}})
+    task = task_info("wine")
+
+    # when diagnosed
+    verdict = diagnose(scaled(v_shaped(), task), task, spec, final=True)
+
+    # then neither more dropout nor a smaller model (8 units is the floor) is offered
+    assert [r.key for r in verdict.remedies] == ["weight_decay", "early_stopping"]
+
+
+def test_underfitting_remedies_lift_regularisation_first_and_end_with_the_labels(
+        make_spec: SpecFactory) -> None:
+    # given an MLP with dropout and weight decay whose loss barely moved from the baseline
+    spec = make_spec({"data": {"dataset": "wine"},
+                      "model": {"arch": "mlp", "hidden_sizes": [16], "dropout": 0.2},
+                      "optim": {"weight_decay": 0.01}})
+    task = task_info("wine")
+
+    # when diagnosed
+    verdict = diagnose(scaled(SICK_CURVES["underfitting"], task), task, spec, final=True)
+
+    # then regularisation goes first, then a higher learning rate (the loss barely moved), a
+    # larger model and more epochs, and last the advice to check the labels
+    assert [r.key for r in verdict.remedies] == [
+        "less_regularization", "higher_lr", "larger_model", "more_epochs", "check_labels"]
+    assert verdict.remedies[0].patch == {"model": {"dropout": 0.0},
+                                         "optim": {"weight_decay": 0.0}}
+    assert verdict.remedies[-1].advice_only
+
+
+def test_diverging_remedies_lower_the_learning_rate_then_clip(make_spec: SpecFactory) -> None:
+    # given a diverging run of SGD at lr 5 without clipping
+    spec = make_spec({"optim": {"optimizer": "sgd", "lr": 5.0}})
+
+    # when diagnosed
+    verdict = diagnose(SICK_CURVES["diverging"], TEN_CLASSES, spec, final=True)
+
+    # then the learning rate drops tenfold, then gradients are clipped at norm 1
+    assert [r.patch for r in verdict.remedies] == [{"optim": {"lr": 0.5}},
+                                                    {"run": {"grad_clip": 1.0}}]
+
+
+def test_without_a_spec_there_are_no_remedies() -> None:
+    # given a clear overfit and no spec
+    # when diagnosed
+    verdict = diagnose(v_shaped(), TEN_CLASSES, final=True)
+
+    # then the verdict stands, with nothing to patch
+    assert (verdict.kind, verdict.remedies) == ("overfitting", [])
+
+
+# --- storage --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", SICK_CURVES)
+def test_a_verdict_survives_strict_json(make_spec: SpecFactory, kind: str) -> None:
+    # given a verdict with evidence and remedies (a NaN loss among the evidence for diverging)
+    verdict = diagnose(SICK_CURVES[kind], TEN_CLASSES, make_spec({}), final=True)
+
+    # when stored as strict JSON and read back
+    text = json.dumps(verdict.to_dict(), allow_nan=False)
+    again = Verdict.from_dict(json.loads(text))
+
+    # then nothing was lost
+    assert again == verdict
+
+
+def test_non_finite_evidence_is_kept_as_text() -> None:
+    # given evidence of an infinite loss
+    # when it is made
+    evidence = Evidence("peak training loss", math.inf)
+
+    # then its value is the text "inf", so the verdict stays valid JSON
+    assert evidence.value == "inf"

@@ -1,0 +1,795 @@
+"""Diagnose a run from its per-epoch metric history: a verdict, its evidence and remedies.
+
+``diagnose(history, task, spec)`` is a pure function of the numbers the loop logs each epoch
+(``train_loss``, ``val_loss`` and, for classification, ``train_acc`` and ``val_acc``). It says
+whether the run is diverging, overfitting, underfitting, learning too slowly or healthy, how
+sure it is, the evidence a person can check on the curves, and remedies expressed as patches
+for ``ExperimentSpec.patched()``. It works on a live run (``final=False``, more conservative)
+and on a finished one.
+
+Every comparison is robust to noisy curves: levels are medians of the last epochs, trends are
+least-squares slopes over a window, and changes are measured against the noise of the curve and
+against the task's baseline loss (what predicting the majority class, or the mean, would score),
+never one epoch against the next. Each threshold below says why it has its value.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from training.data.catalog import dataset_info
+from training.spec import ExperimentSpec
+
+# --- how much history a verdict needs ------------------------------------------------------
+# Three epochs are the fewest that show a trend rather than one step between two noisy points.
+MIN_EPOCHS = 3
+# "Now" is the median of the last three epochs, so a single noisy epoch cannot flip a verdict.
+RECENT_EPOCHS = 3
+# Trends are slopes fitted over the last third of the run (at least three epochs), compared with
+# the third before it: long enough to average out noise, short enough to describe the end of
+# the run rather than its start.
+WINDOW_FRACTION = 1 / 3
+
+# --- diverging -----------------------------------------------------------------------------
+# An untrained network scores about the chance loss (ln N for cross-entropy, 1 for standardised
+# MSE); an epoch averaging three times that means the weights blew up, not a slow start.
+EXPLODE_FACTOR = 3.0
+# A training loss that climbs back by a quarter of the chance loss, sustained over the last
+# epochs, undoes real progress: noise in an epoch's mean training loss is far smaller.
+REBOUND_FRACTION = 0.25
+
+# --- overfitting ---------------------------------------------------------------------------
+# Epochs since validation reached its plateau (within noise of its best) before calling
+# overfitting ("several epochs"); a live run waits longer, since one more good epoch would
+# retract the verdict.
+OVERFIT_MIN_EPOCHS = 3
+OVERFIT_MIN_EPOCHS_LIVE = 5
+# Validation loss 10% above its best is a real rise for a loss that is already small ...
+VAL_RISE = 0.10
+# ... but not when the loss is next to zero: it must also rise by 1% of the baseline loss.
+VAL_RISE_FLOOR = 0.01
+# Every rise and gap growth must also exceed three standard deviations of the validation noise
+# (estimated from the curve itself), so noisy validation sets do not fake a trend.
+NOISE_SIGMAS = 3.0
+# A gap between validation and training loss that grew by a tenth of the baseline loss since
+# validation stalled: the training set is being fitted at the expense of the validation set.
+GAP_GROWTH = 0.10
+# A gap is "large" when validation loss is at least five times the training loss (the model is
+# far surer of examples it has seen) and the gap is at least 5% of the baseline loss (so two
+# near-zero losses are not a large gap).
+GAP_RATIO = 5.0
+GAP_FLOOR = 0.05
+# Every sign needs the training loss to have kept falling, by 10% since validation stalled:
+# a validation loss that drifts up while nothing is being learned is noise, not overfitting.
+TRAIN_STILL_FALLING = 0.10
+# Validation accuracy five points below its best, as a median of the last epochs.
+ACC_DROP = 0.05
+
+# --- underfitting --------------------------------------------------------------------------
+# Training loss that has not come down to this fraction of the baseline loss: a classifier
+# still at half the majority-class loss gets most examples only partly right. Regression asks
+# for less (R² of 0.25 on the training split): noisy tabular targets often cap R² near 0.5.
+UNDERFIT_LEARNED = {"classification": 0.5, "regression": 0.25}
+# A live run may sit on a plateau for its first epochs before it starts learning.
+UNDERFIT_MIN_EPOCHS_LIVE = 5
+
+# --- learning too slowly -------------------------------------------------------------------
+# Still falling: at the last epochs' pace, training as long again would lower the training loss
+# by 5% of the baseline loss ...
+SLOW_GAIN = 0.05
+# ... and the pace is at least half that of the window before it, which was falling too, i.e.
+# no plateau is forming (a decay that is levelling off halves its slope within a third of the
+# run when its time constant is under half the run) ...
+SLOW_SHAPE = 0.5
+# ... and the fall is real: the slope is at least twice its standard error given the curve's
+# noise, so a noisy plateau does not pass for a descent.
+SLOPE_SIGMAS = 2.0
+
+# --- remedies ------------------------------------------------------------------------------
+DROPOUT_STEP = 0.2  # added to the current dropout ...
+DROPOUT_MIN = 0.3  # ... to reach at least this ...
+DROPOUT_MAX = 0.5  # ... and at most this: beyond it, dropout itself makes the model underfit
+WEIGHT_DECAY_START = 1e-4  # L2 from zero: a common default that rarely hurts
+WEIGHT_DECAY_MAX = 1e-2  # ×10 per remedy up to here; stronger L2 shrinks weights to nothing
+EARLY_STOPPING_PATIENCE = 3  # epochs without improvement, matching OVERFIT_MIN_EPOCHS
+MIN_WIDTH = 8  # a smaller model keeps at least this many units or channels per layer
+MAX_MLP_WIDTH = 4096  # a larger model doubles widths up to here, then adds a layer
+MAX_CNN_WIDTH = 1024  # the spec's own limit on CNN width
+MAX_MLP_LAYERS = 16  # the spec's limit on hidden layers
+MAX_CNN_BLOCKS = 6  # the spec's limit on CNN blocks
+LR_UP = 3.0  # a higher learning rate: ×3, about half a decade per remedy
+LR_MAX = 1.0  # no remedy proposes a learning rate above this
+LR_DOWN = 10.0  # a diverging run needs a decade less, not a nudge
+GRAD_CLIP = 1.0  # global norm; gradients of healthy small models rarely exceed it
+MAX_EPOCHS = 10000  # the spec's limit on epochs
+
+KINDS = ("diverging", "overfitting", "underfitting", "slow", "healthy", "undetermined")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a loss value means for this task: its kind, classes and majority-class share."""
+
+    kind: str  # "classification" or "regression"
+    num_classes: int | None = None  # classification only
+    # Share of the most frequent class in the training split; None means balanced classes.
+    majority_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("classification", "regression"):
+            raise ValueError(f"unknown task kind {self.kind!r}")
+        if self.kind == "classification" and (self.num_classes or 0) < 2:
+            raise ValueError("a classification task needs at least two classes")
+
+    @property
+    def majority(self) -> float:
+        """Share of the most frequent class (1/N when unknown); 0 for regression."""
+        if self.kind == "regression" or self.num_classes is None:
+            return 0.0
+        return self.majority_fraction or 1.0 / self.num_classes
+
+    @property
+    def baseline_loss(self) -> float:
+        """Training loss of the best constant prediction: the mean for standardised regression
+        targets (MSE 1), the class frequencies for cross-entropy (their entropy). Only the
+        majority share is known, so the other classes are taken as equally frequent: exact for
+        two classes and for balanced sets, slightly high otherwise."""
+        if self.kind == "regression" or self.num_classes is None:
+            return 1.0
+        p, rest = self.majority, self.num_classes - 1
+        others = (1.0 - p) / rest
+        return -p * math.log(p) - (rest * others * math.log(others) if others > 0 else 0.0)
+
+    @property
+    def chance_loss(self) -> float:
+        """Loss of an untrained network, about uniform predictions (ln N) or the mean (1)."""
+        if self.kind == "regression" or self.num_classes is None:
+            return 1.0
+        return max(math.log(self.num_classes), self.baseline_loss)
+
+
+def task_info(dataset_name: str, class_counts: Sequence[int] | None = None) -> TaskInfo:
+    """The TaskInfo of a catalog dataset. The catalog does not hold class frequencies, so pass
+    the training split's ``class_counts`` when they are at hand; otherwise classes count as
+    balanced."""
+    info = dataset_info(dataset_name)
+    if info.task == "regression":
+        return TaskInfo("regression")
+    majority = max(class_counts) / sum(class_counts) if class_counts else None
+    return TaskInfo("classification", info.num_classes, majority)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One measured fact behind a verdict. Non-finite numbers are kept as text ("nan", "inf")
+    so that every verdict is valid JSON."""
+
+    label: str
+    value: float | int | str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.value, float) and not math.isfinite(self.value):
+            object.__setattr__(self, "value", str(self.value))
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A change to try, as a patch for ``ExperimentSpec.patched()``. ``advice_only`` remedies
+    (checking the labels) change nothing in the spec, and their patch is empty."""
+
+    key: str  # stable id, e.g. "dropout"
+    title: str  # what to do, e.g. "Add dropout 0.3"
+    why: str  # one sentence on why it helps
+    patch: dict[str, dict[str, Any]]
+    advice_only: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run's curves say. ``confidence`` is in [0, 1] (0 for "undetermined");
+    ``thresholds`` are the values the deciding rule compared against; ``remedies`` are ordered
+    from the most to the least likely to help."""
+
+    kind: str  # one of KINDS
+    confidence: float
+    headline: str
+    evidence: list[Evidence] = field(default_factory=list)
+    onset_epoch: int | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    remedies: list[Remedy] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only (``json.dumps(..., allow_nan=False)`` accepts it)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """The verdict ``to_dict()`` stored."""
+        return cls(
+            kind=data["kind"],
+            confidence=float(data["confidence"]),
+            headline=data["headline"],
+            evidence=[Evidence(**item) for item in data["evidence"]],
+            onset_epoch=data["onset_epoch"],
+            thresholds={name: float(value) for name, value in data["thresholds"].items()},
+            remedies=[Remedy(**item) for item in data["remedies"]],
+        )
+
+
+def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
+             spec: ExperimentSpec | None = None, *, final: bool = False) -> Verdict:
+    """The verdict on a run from its per-epoch history (one value per epoch, epoch 1 first).
+
+    ``history`` holds ``train_loss`` and ``val_loss`` (plus ``train_acc`` and ``val_acc`` for
+    classification, used as evidence and for falling validation accuracy) and optionally
+    ``loss``, the per-step training loss, which reveals a blow-up before its epoch ends. A run
+    that stopped on a non-finite loss should end ``loss`` (or ``train_loss``) with that value:
+    the loop logs only finite points. Rules are tried in order: diverging, too early to tell
+    (fewer than MIN_EPOCHS epochs), overfitting, underfitting, learning too slowly (only when
+    ``final``: a live run that is still learning is healthy), and healthy otherwise.
+
+    Remedies are patches of ``spec``; without a spec there is nothing to patch and the list is
+    empty (the headline and evidence still say what is wrong). With a spec, a live verdict also
+    judges whether the loss is still falling against the planned number of epochs.
+    """
+    curves = _Curves.of(history)
+    context = _Context(curves, task, spec, final)
+    diverging = _diverging(context)
+    if diverging.holds:
+        return diverging.verdict(_remedies(diverging, context))
+    if curves.epochs < MIN_EPOCHS:
+        return Verdict(
+            "undetermined", 0.0,
+            f"Too early to tell: {curves.epochs} epoch(s) so far, a verdict needs {MIN_EPOCHS}",
+            thresholds={"min_epochs": float(MIN_EPOCHS)},
+        )
+    findings = [_overfitting(context), _underfitting(context), _slow(context)]
+    for finding in findings:
+        if finding.holds:
+            return finding.verdict(_remedies(finding, context))
+    return _healthy(context, max(f.margin for f in [diverging, *findings]))
+
+
+# --- measuring the curves ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Curves:
+    """The history's epoch series cut to the epochs that have both losses, plus where the first
+    non-finite value appeared (an epoch number; one past the last epoch for a per-step loss)."""
+
+    train: list[float]
+    val: list[float]
+    train_acc: list[float]
+    val_acc: list[float]
+    steps: list[float]
+    nonfinite_epoch: int | None
+
+    @classmethod
+    def of(cls, history: Mapping[str, Sequence[float]]) -> _Curves:
+        series = {key: [float(v) for v in history.get(key, ())]
+                  for key in ("train_loss", "val_loss", "train_acc", "val_acc", "loss")}
+        epochs = min(len(series["train_loss"]), len(series["val_loss"]))
+        bad = [i for key in ("train_loss", "val_loss") for i, v in enumerate(series[key])
+               if not math.isfinite(v)]
+        nonfinite = min(bad) + 1 if bad else None
+        if nonfinite is None and not all(math.isfinite(v) for v in series["loss"]):
+            nonfinite = epochs + 1
+        cut = min(epochs, nonfinite - 1) if nonfinite else epochs
+        return cls(series["train_loss"][:cut], series["val_loss"][:cut],
+                   series["train_acc"][:cut], series["val_acc"][:cut], series["loss"],
+                   nonfinite)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train)
+
+
+@dataclass(frozen=True)
+class _Context:
+    curves: _Curves
+    task: TaskInfo
+    spec: ExperimentSpec | None
+    final: bool
+
+    @property
+    def window(self) -> int:
+        """Epochs in the trend window at the end of the run."""
+        return max(MIN_EPOCHS, round(self.curves.epochs * WINDOW_FRACTION))
+
+    @property
+    def horizon(self) -> int:
+        """The run's length for judging a pace: the epochs run, or the planned ones while live
+        (a slow start is not a plateau when most of the run is still ahead)."""
+        planned = self.spec.run.epochs if self.spec is not None and not self.final else 0
+        return max(self.curves.epochs, planned)
+
+
+def _recent(values: Sequence[float]) -> float:
+    """The current level of a curve: the median of its last epochs."""
+    return statistics.median(values[-RECENT_EPOCHS:])
+
+
+@dataclass(frozen=True)
+class _Trend:
+    slope: float  # least-squares change per epoch
+    error: float  # its standard error, given the curve's noise (inf: too few points)
+
+
+def _trend(values: Sequence[float], noise: float) -> _Trend:
+    """The slope of a window of epochs. Its standard error is that of a least-squares slope
+    over k evenly spaced points with independent noise of deviation ``noise``."""
+    k = len(values)
+    if k < 2:
+        return _Trend(0.0, math.inf)
+    slope = statistics.linear_regression(range(k), values).slope
+    return _Trend(slope, noise / math.sqrt(k * (k * k - 1) / 12))
+
+
+def _smooth(values: Sequence[float]) -> list[float]:
+    """Each epoch averaged with its neighbours, so one lucky epoch does not set a best."""
+    return [statistics.fmean(values[max(0, i - 1):i + 2]) for i in range(len(values))]
+
+
+def _noise(values: Sequence[float]) -> float:
+    """Standard deviation of a curve's epoch-to-epoch noise, from the median absolute second
+    difference: trends and a single bend barely move it. (For white noise of deviation s a
+    second difference has deviation s·√6, and its median absolute value is 0.6745 of that.)"""
+    if len(values) < 3:
+        return 0.0
+    second = [abs(a - 2 * b + c) for a, b, c in zip(values, values[1:], values[2:], strict=False)]
+    return statistics.median(second) / (0.6745 * math.sqrt(6))
+
+
+def _ratio(value: float, threshold: float) -> float:
+    """How far ``value`` reaches towards ``threshold`` (≥ 1: reached); 0 when not positive."""
+    if value <= 0:
+        return 0.0
+    return math.inf if threshold <= 0 else value / threshold
+
+
+def _change(now: float, then: float) -> str:
+    """A relative change for a headline, "18%"; losses that were exactly zero have none."""
+    return f"{abs(now / then - 1.0):.0%}" if then > 0 else f"from 0 to {now:.3g}"
+
+
+@dataclass(frozen=True)
+class _Pace:
+    """How the training loss is falling over the last window of epochs."""
+
+    gain: float  # loss a run as long again would shed at this pace, over the baseline loss
+    significance: float  # the fall over its standard error (inf: a curve without noise)
+    shape: float  # this pace over the window before's (inf: nothing to compare)
+    levelling_off: bool  # the pace dropped below SLOW_SHAPE of the one before, beyond noise
+
+    @property
+    def margin(self) -> float:
+        """The weakest condition over its threshold: still falling steadily at 1 or more."""
+        shape = self.shape / SLOW_SHAPE if self.levelling_off else math.inf
+        return min(self.gain / SLOW_GAIN, self.significance / SLOPE_SIGMAS, shape)
+
+    @property
+    def still_falling(self) -> bool:
+        return self.margin >= 1.0
+
+
+def _pace(context: _Context, horizon: int) -> _Pace:
+    train, k = context.curves.train, context.window
+    noise = _noise(train)
+    last = _trend(train[-k:], noise)
+    before = _trend(train[-2 * k:-k] if len(train) >= 2 * k else train[:-k], noise)
+    gain = -last.slope * horizon / context.task.baseline_loss
+    if math.isinf(before.error):  # too short a run to have a window before
+        shape, levelling_off = math.inf, False
+    elif before.slope >= 0:  # a flat or rising stretch before: a blip, not a steady descent
+        shape, levelling_off = 0.0, True
+    else:
+        shape = last.slope / before.slope
+        slowed = last.slope - before.slope
+        levelling_off = shape < SLOW_SHAPE and slowed >= SLOPE_SIGMAS * math.hypot(
+            last.error, before.error)
+    return _Pace(gain, _ratio(-last.slope, last.error), shape, levelling_off)
+
+
+# --- the rules -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Finding:
+    """One rule's measurement: ``margin`` is the measurement over its threshold (the rule holds
+    at 1 or more), so it also says how close a healthy run came to each verdict."""
+
+    kind: str
+    margin: float
+    headline: str
+    evidence: list[Evidence]
+    thresholds: dict[str, float]
+    onset_epoch: int | None = None
+    confidence: float | None = None  # None: from the margin
+
+    @property
+    def holds(self) -> bool:
+        return self.margin >= 1.0
+
+    def verdict(self, remedies: list[Remedy]) -> Verdict:
+        confidence = _confidence(self.margin) if self.confidence is None else self.confidence
+        return Verdict(self.kind, confidence, self.headline, self.evidence, self.onset_epoch,
+                       self.thresholds, remedies)
+
+
+def _confidence(margin: float) -> float:
+    """0.5 at the threshold, rising towards 1 as the measurement passes it (0.75 at twice the
+    threshold), capped at 0.99: only a non-finite loss makes a verdict certain."""
+    return round(min(0.99, 0.5 + 0.5 * (1.0 - 1.0 / margin)), 3)
+
+
+def _diverging(context: _Context) -> _Finding:
+    """A non-finite loss, else the stronger of an explosion and a sustained climb back."""
+    curves = context.curves
+    if curves.nonfinite_epoch is not None:
+        epoch = curves.nonfinite_epoch
+        return _Finding("diverging", math.inf,
+                        f"Diverging: the loss became NaN or infinite in epoch {epoch}",
+                        [Evidence("first non-finite epoch", epoch,
+                                  "the loss overflowed; the run cannot go on from there")],
+                        {}, epoch, confidence=1.0)
+    return max(_explosion(context), _rebound(context), key=lambda finding: finding.margin)
+
+
+def _explosion(context: _Context) -> _Finding:
+    """An epoch's training loss (or, mid-epoch, the last steps' median) far above chance."""
+    curves, chance = context.curves, context.task.chance_loss
+    peak = max(curves.train, default=0.0)
+    peak_epoch = curves.train.index(peak) + 1 if curves.train else 1
+    if curves.steps and _recent(curves.steps) > peak:
+        peak, peak_epoch = _recent(curves.steps), curves.epochs + 1
+    # It began with the first epoch past the threshold, which may come before the peak.
+    onset = next((i + 1 for i, v in enumerate(curves.train) if v >= EXPLODE_FACTOR * chance),
+                 peak_epoch)
+    headline = (f"Diverging: the training loss reached {peak:.3g} in epoch {peak_epoch}, "
+                f"{peak / chance:.1f}× the chance level ({chance:.3g})")
+    evidence = [Evidence("peak training loss", peak, f"epoch {peak_epoch}"),
+                Evidence("chance loss", chance, "what an untrained network scores")]
+    return _Finding("diverging", _ratio(peak, EXPLODE_FACTOR * chance), headline, evidence,
+                    {"explode_factor": EXPLODE_FACTOR}, onset)
+
+
+def _rebound(context: _Context) -> _Finding:
+    """The training loss climbed back well above its lowest point, for the last epochs."""
+    curves, chance = context.curves, context.task.chance_loss
+    thresholds = {"rebound_fraction": REBOUND_FRACTION}
+    if curves.epochs <= RECENT_EPOCHS:
+        return _Finding("diverging", 0.0, "", [], thresholds)
+    earlier = curves.train[:-RECENT_EPOCHS]
+    low, now = min(earlier), _recent(curves.train)
+    low_epoch = earlier.index(low) + 1
+    headline = (f"Diverging: the training loss climbed back from {low:.3g} (epoch {low_epoch}) "
+                f"to {now:.3g}")
+    evidence = [Evidence("lowest training loss", low, f"epoch {low_epoch}"),
+                Evidence("training loss now", now, f"median of the last {RECENT_EPOCHS} epochs"),
+                Evidence("chance loss", chance, "what an untrained network scores")]
+    return _Finding("diverging", _ratio(now - low, REBOUND_FRACTION * chance), headline,
+                    evidence, thresholds, low_epoch + 1)
+
+
+@dataclass(frozen=True)
+class _Overfit:
+    """The signs of overfitting, measured from the start of the validation plateau."""
+
+    onset: int  # 0-based first epoch of the plateau
+    since: int  # epochs after it
+    best: float  # best validation loss (smoothed)
+    val_then: float
+    val_now: float
+    train_then: float
+    train_now: float
+    train_fell: float  # share of the training loss shed since the onset
+    noise: float  # of the validation loss
+    acc_best: float | None  # best validation accuracy (smoothed), for classification
+    acc_now: float | None
+    signs: dict[str, float]  # each sign's measurement over its threshold
+
+    @property
+    def fell(self) -> str:
+        return _change(self.train_now, self.train_then)
+
+    @property
+    def ratio(self) -> float:
+        return self.val_now / self.train_now if self.train_now > 0 else math.inf
+
+
+def _overfit(context: _Context) -> _Overfit:
+    curves, baseline = context.curves, context.task.baseline_loss
+    train, val, noise = curves.train, _smooth(curves.val), _noise(curves.val)
+    best = min(val)
+    # The plateau starts at the first epoch within one noise deviation of the best: on a noisy
+    # plateau which epoch is lowest is luck, and a lucky late epoch would hide a long stall.
+    # Raw epochs are compared with the smoothed best: smoothing a V moves its bottom towards
+    # the flatter side, and the onset is the epoch whose weights were best, not its neighbour.
+    onset = next(i for i, v in enumerate(curves.val) if v <= best + noise)
+    val_now, train_now = _recent(curves.val), _recent(train)
+    gap_then, gap_now = curves.val[onset] - train[onset], val_now - train_now
+    train_fell = 1.0 - train_now / train[onset] if train[onset] > 0 else 0.0
+    signs = {
+        "validation loss rose": _ratio(val_now - best, max(
+            VAL_RISE * best, VAL_RISE_FLOOR * baseline, NOISE_SIGMAS * noise)),
+        "gap grew": _ratio(gap_now - gap_then,
+                           max(GAP_GROWTH * baseline, NOISE_SIGMAS * noise)),
+        # Growing too: every sign also needs the training loss to have kept falling.
+        "gap is large and growing": min(_ratio(gap_now, GAP_FLOOR * baseline),
+                                        _ratio(val_now, GAP_RATIO * train_now)),
+    }
+    acc_best = acc_now = None
+    if len(curves.val_acc) == len(curves.train_acc) == curves.epochs:
+        acc_best, acc_now = max(_smooth(curves.val_acc)), _recent(curves.val_acc)
+        # Only a model that fits its training set better than validation overfits.
+        fits = _recent(curves.train_acc) >= acc_best
+        drop = max(ACC_DROP, NOISE_SIGMAS * _noise(curves.val_acc))
+        signs["validation accuracy fell"] = _ratio(acc_best - acc_now, drop) if fits else 0.0
+    return _Overfit(onset, curves.epochs - onset - 1, best, curves.val[onset], val_now,
+                    train[onset], train_now, train_fell, noise, acc_best, acc_now, signs)
+
+
+def _overfitting(context: _Context) -> _Finding:
+    """Validation stalled for several epochs while training kept improving, and since then the
+    validation loss rose, the gap grew, the gap is large and still growing, or the validation
+    accuracy fell."""
+    o = _overfit(context)
+    needed = OVERFIT_MIN_EPOCHS if context.final else OVERFIT_MIN_EPOCHS_LIVE
+    stalled = o.since >= needed and o.train_fell >= TRAIN_STILL_FALLING
+    margin = max(o.signs.values()) if stalled else 0.0
+    thresholds = {"min_epochs_since_onset": float(needed), "val_rise": VAL_RISE,
+                  "val_rise_floor": VAL_RISE_FLOOR, "noise_sigmas": NOISE_SIGMAS,
+                  "gap_growth": GAP_GROWTH, "gap_ratio": GAP_RATIO, "gap_floor": GAP_FLOOR,
+                  "train_still_falling": TRAIN_STILL_FALLING, "acc_drop": ACC_DROP}
+    return _Finding("overfitting", margin, _overfit_headline(o), _overfit_evidence(o),
+                    thresholds, o.onset + 1)
+
+
+def _overfit_headline(o: _Overfit) -> str:
+    """The headline tells the strongest sign."""
+    strongest = max(o.signs, key=lambda sign: o.signs[sign])
+    return f"Overfitting since epoch {o.onset + 1}: " + {
+        "validation loss rose": f"validation loss rose {_change(o.val_now, o.val_then)} while "
+                                f"training loss fell {o.fell}",
+        "gap grew": f"validation loss has not improved for {o.since} epochs while training "
+                    f"loss fell {o.fell}; the gap grew from {o.val_then - o.train_then:.3g} to "
+                    f"{o.val_now - o.train_now:.3g}",
+        "gap is large and growing": f"validation loss ({o.val_now:.3g}) has not improved for "
+                                    f"{o.since} epochs and is {o.ratio:.0f}× the training "
+                                    f"loss, which fell another {o.fell}",
+        "validation accuracy fell": f"validation accuracy fell to {o.acc_now or 0:.1%} from "
+                                    f"{o.acc_best or 0:.1%} while training loss fell {o.fell}",
+    }[strongest]
+
+
+def _overfit_evidence(o: _Overfit) -> list[Evidence]:
+    epoch = o.onset + 1
+    evidence = [
+        Evidence("onset epoch", epoch, "validation stopped improving here"),
+        Evidence("best validation loss", o.best, "averaged with neighbouring epochs"),
+        Evidence("validation loss now", o.val_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("training loss at onset", o.train_then, f"epoch {epoch}"),
+        Evidence("training loss now", o.train_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("gap at onset", o.val_then - o.train_then, "validation minus training loss"),
+        Evidence("gap now", o.val_now - o.train_now, "validation minus training loss"),
+        Evidence("validation noise", o.noise, "typical epoch-to-epoch deviation"),
+        *(Evidence(sign, value, "measurement over its threshold; 1 or more counts")
+          for sign, value in o.signs.items()),
+    ]
+    if o.acc_now is not None:
+        evidence.append(Evidence("validation accuracy now", o.acc_now, f"best {o.acc_best:.3g}"))
+    return evidence
+
+
+def _underfitting(context: _Context) -> _Finding:
+    """The training loss is still far from zero, measured against the baseline loss, and is no
+    longer falling steadily. Validation is evidence, not a condition: it is close to training
+    when a model cannot fit, and better than training when dropout is what holds it back."""
+    curves, task = context.curves, context.task
+    baseline = task.baseline_loss
+    train_now, val_now = _recent(curves.train), _recent(curves.val)
+    learned = 1.0 - train_now / baseline
+    needed_learned = UNDERFIT_LEARNED[task.kind]
+    pace = _pace(context, context.horizon)
+    enough = context.final or curves.epochs >= UNDERFIT_MIN_EPOCHS_LIVE
+    poor = needed_learned / max(learned, 1e-6)  # no learning at all: far past the threshold
+    margin = poor if enough and not pace.still_falling else 0.0
+
+    reference = "majority-class" if task.kind == "classification" else "mean-predictor"
+    headline = (f"Underfitting: training loss {train_now:.3g} is {train_now / baseline:.0%} of "
+                f"the {reference} baseline ({baseline:.3g}), and validation loss is "
+                f"{val_now:.3g}")
+    evidence = [
+        Evidence("training loss now", train_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("validation loss now", val_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence(f"{reference} loss", baseline, "what a constant prediction scores"),
+        Evidence("share of the baseline learned", learned, f"needs {needed_learned:.0%}"),
+        Evidence("pace", pace.gain, "baseline share a run as long again would still gain"),
+    ]
+    if len(curves.train_acc) == curves.epochs:
+        evidence.append(Evidence("training accuracy now", _recent(curves.train_acc),
+                                 f"majority class {task.majority:.3g}"))
+    thresholds = {"learned": needed_learned, "slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE,
+                  "slope_sigmas": SLOPE_SIGMAS,
+                  "min_epochs": float(MIN_EPOCHS if context.final else UNDERFIT_MIN_EPOCHS_LIVE)}
+    return _Finding("underfitting", margin, headline, evidence, thresholds)
+
+
+def _slow(context: _Context) -> _Finding:
+    """At the end of the run the training loss was still falling steadily (see _Pace), and
+    validation was not getting worse. Only for finished runs."""
+    curves = context.curves
+    pace = _pace(context, curves.epochs)
+    # More epochs help only while validation follows; it must at least not be rising.
+    val = _trend(curves.val[-context.window:], _noise(curves.val))
+    val_rising = val.slope > SLOPE_SIGMAS * val.error
+    margin = pace.margin if context.final and not val_rising else 0.0
+    first, now = curves.train[0], _recent(curves.train)
+    headline = (f"Learning slowly: training loss fell from {first:.3g} to {now:.3g} and was "
+                f"still falling steadily at the end; more epochs or a higher learning rate "
+                f"would help")
+    evidence = [
+        Evidence("training loss at epoch 1", first, ""),
+        Evidence("training loss now", now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("pace", pace.gain, "baseline share a run as long again would still gain"),
+        Evidence("pace against the window before", pace.shape, "below 1: slowing down"),
+        Evidence("significance of the fall", pace.significance, "slope over its standard error"),
+    ]
+    thresholds = {"slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE, "slope_sigmas": SLOPE_SIGMAS}
+    return _Finding("slow", margin, headline, evidence, thresholds)
+
+
+def _healthy(context: _Context, near_miss: float) -> Verdict:
+    """No rule holds; the closer the nearest one came, the lower the confidence."""
+    curves = context.curves
+    train_now, val_now = _recent(curves.train), _recent(curves.val)
+    smooth = _smooth(curves.val)
+    best = smooth.index(min(smooth)) + 1
+    headline = (f"Healthy: training and validation loss fell together (training "
+                f"{train_now:.3g}, validation {val_now:.3g}; best validation at epoch {best})")
+    evidence = [
+        Evidence("training loss now", train_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("validation loss now", val_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("best validation epoch", best, ""),
+        Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
+    ]
+    confidence = round(0.5 + 0.45 * (1.0 - min(1.0, max(0.0, near_miss))), 3)
+    return Verdict("healthy", confidence, headline, evidence)
+
+
+# --- remedies ------------------------------------------------------------------------------
+
+
+def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
+    """The remedies for a verdict, most likely to help first, without any that would leave
+    the spec unchanged (or repeat an earlier one)."""
+    spec = context.spec
+    if spec is None:
+        return []
+    if finding.kind == "overfitting":
+        candidates = _overfitting_remedies(spec, finding.onset_epoch or context.curves.epochs)
+    elif finding.kind == "underfitting":
+        # A loss that barely moved from its start points at the step size first.
+        moved = context.curves.train[0] - _recent(context.curves.train)
+        candidates = _underfitting_remedies(spec, moved < SLOW_GAIN * context.task.baseline_loss)
+    elif finding.kind == "diverging":
+        candidates = [_lower_lr(spec), _clip_gradients(spec)]
+        # Learning-rate warmup joins here once the spec has a schedule.
+    else:
+        candidates = [_more_epochs(spec), _higher_lr(spec)]
+    kept: list[Remedy] = []
+    seen: list[ExperimentSpec] = [spec]
+    for remedy in candidates:
+        if remedy.advice_only:
+            kept.append(remedy)
+            continue
+        patched = spec.patched(remedy.patch)
+        if patched not in seen:
+            seen.append(patched)
+            kept.append(remedy)
+    return kept
+
+
+def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
+    # Data augmentation comes first here once DataSpec has it. Regularisers can raise the best
+    # validation score; early stopping keeps it (best.zip already holds that model) and saves
+    # the wasted epochs; a smaller model helps too but may cost accuracy.
+    dropout = max(spec.model.dropout,
+                  min(max(spec.model.dropout + DROPOUT_STEP, DROPOUT_MIN), DROPOUT_MAX))
+    decay = spec.optim.weight_decay
+    decay = max(decay, min(decay * 10, WEIGHT_DECAY_MAX)) if decay > 0 else WEIGHT_DECAY_START
+    patience = spec.run.early_stopping_patience or EARLY_STOPPING_PATIENCE
+    epochs = min(spec.run.epochs, onset + patience)
+    return [
+        Remedy("dropout", f"Add dropout {dropout:g}",
+               "Dropout silences random units while training, so the network cannot memorise "
+               "individual examples.", {"model": {"dropout": dropout}}),
+        Remedy("weight_decay", f"Use weight decay {decay:g}",
+               "Weight decay (L2) pulls the weights towards zero, favouring simpler functions "
+               "that generalise better.", {"optim": {"weight_decay": decay}}),
+        Remedy("early_stopping", f"Stop early: patience {patience}, at most {epochs} epochs",
+               f"After epoch {onset} training only fitted the training set better; stopping "
+               "there keeps the best validation score and saves the remaining epochs.",
+               {"run": {"early_stopping_patience": patience, "epochs": epochs}}),
+        _resize_model(spec, smaller=True),
+    ]
+
+
+def _underfitting_remedies(spec: ExperimentSpec, lr_first: bool) -> list[Remedy]:
+    less: dict[str, dict[str, Any]] = {}
+    if spec.model.dropout > 0:
+        less["model"] = {"dropout": 0.0}
+    if spec.optim.weight_decay > 0:
+        less["optim"] = {"weight_decay": 0.0}
+    unregularize = Remedy(
+        "less_regularization", "Remove dropout and weight decay",
+        "Regularisation holds back a model that does not even fit the training set.", less)
+    check_labels = Remedy(
+        "check_labels", "Check the labels",
+        "A loss stuck near the baseline can also mean the labels do not match the inputs "
+        "(shuffled, misaligned or mostly noise); look at a few examples.", {}, advice_only=True)
+    larger, higher_lr = _resize_model(spec, smaller=False), _higher_lr(spec)
+    # Regularisation, when there is any, is the likeliest brake; then the step size when the
+    # loss barely moved, else the model's size.
+    middle = [higher_lr, larger] if lr_first else [larger, higher_lr]
+    return [unregularize, *middle, _more_epochs(spec), check_labels]
+
+
+def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
+    """Halve (``smaller``) or double the widths; a larger model whose widths are at their limit
+    gets another layer or block instead."""
+    model = spec.model
+    if model.arch == "mlp":
+        sizes = [max(MIN_WIDTH, s // 2) if smaller else min(MAX_MLP_WIDTH, s * 2)
+                 for s in model.hidden_sizes]
+        if not smaller and sizes == list(model.hidden_sizes) and len(sizes) < MAX_MLP_LAYERS:
+            sizes.append(sizes[-1])
+        change: dict[str, Any] = {"hidden_sizes": sizes}
+        shape = ", ".join(map(str, sizes))
+    else:
+        width = max(MIN_WIDTH, model.width // 2) if smaller else min(MAX_CNN_WIDTH, model.width * 2)
+        change = {"width": width}
+        if not smaller and width == model.width and model.blocks < MAX_CNN_BLOCKS:
+            change = {"blocks": model.blocks + 1}
+        shape = ", ".join(f"{name} {value}" for name, value in change.items())
+    if smaller:
+        return Remedy("smaller_model", f"Use a smaller model ({shape})",
+                      "A model with fewer parameters has less room to memorise the training "
+                      "set.", {"model": change})
+    return Remedy("larger_model", f"Use a larger model ({shape})",
+                  "A bigger network can represent more complex functions; one too small for "
+                  "the data plateaus at a high loss.", {"model": change})
+
+
+def _higher_lr(spec: ExperimentSpec) -> Remedy:
+    lr = max(spec.optim.lr, min(spec.optim.lr * LR_UP, LR_MAX))
+    return Remedy("higher_lr", f"Raise the learning rate to {lr:g}",
+                  "With a small learning rate each step barely moves the weights, so the loss "
+                  "falls slowly.", {"optim": {"lr": lr}})
+
+
+def _lower_lr(spec: ExperimentSpec) -> Remedy:
+    lr = spec.optim.lr / LR_DOWN
+    return Remedy("lower_lr", f"Lower the learning rate to {lr:g}",
+                  "Too large a learning rate overshoots the minimum, so steps make the loss "
+                  "larger instead of smaller.", {"optim": {"lr": lr}})
+
+
+def _clip_gradients(spec: ExperimentSpec) -> Remedy:
+    clip = spec.run.grad_clip or GRAD_CLIP
+    return Remedy("grad_clip", f"Clip gradients to norm {clip:g}",
+                  "Clipping caps the size of each update, so one bad batch cannot throw the "
+                  "weights far away.", {"run": {"grad_clip": clip}})
+
+
+def _more_epochs(spec: ExperimentSpec) -> Remedy:
+    epochs = min(spec.run.epochs * 2, MAX_EPOCHS)
+    return Remedy("more_epochs", f"Train for {epochs} epochs",
+                  "The training loss was still falling when the run ended; more epochs continue "
+                  "the descent.", {"run": {"epochs": epochs}})

@@ -1,0 +1,82 @@
+"""Verdicts of stored runs, and the runs that apply their remedies.
+
+The verdict itself is ``training.diagnostics.diagnose``; this module feeds it a run's per-epoch
+history from the metric store and turns a remedy into a new queued experiment.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from training.diagnostics import diagnose, task_info
+from training.spec import ExperimentSpec
+from webapp.experiments import actions, metric_store
+from webapp.experiments.models import Experiment
+
+# The per-epoch metrics the loop logs together with an "epoch" point at the epoch's last step.
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_rmse", "val_mae")
+
+
+def epoch_history(experiment_id: int) -> dict[str, list[float]]:
+    """One value per completed epoch for each epoch metric of a run, epoch 1 first."""
+    series = metric_store.read(experiment_id, keys=(*EPOCH_KEYS, "epoch"))
+    epochs = series.pop("epoch", None)
+    if epochs is None:
+        return {}
+    epoch_steps = epochs.steps.tolist()
+    history = {}
+    for key, points in series.items():
+        by_step = dict(zip(points.steps.tolist(), points.values.tolist(), strict=True))
+        history[key] = [by_step.get(step, math.nan) for step in epoch_steps]
+    return history
+
+
+def final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any]:
+    """The verdict stored when a run ends (``nonfinite_loss``: it failed on a NaN/inf loss)."""
+    history = epoch_history(experiment.pk)
+    if nonfinite_loss:
+        history = {key: [*values, math.nan] for key, values in history.items()}
+    spec = experiment.experiment_spec
+    return diagnose(history, task_info(spec.data.dataset), spec, final=True).to_dict()
+
+
+def find_remedy(experiment: Experiment, key: str) -> dict[str, Any] | None:
+    """The remedy ``key`` among the run's current verdict's, if it has a spec patch."""
+    verdict = experiment.verdict or experiment.progress.get("verdict") or {}
+    for remedy in verdict.get("remedies", []):
+        if remedy["key"] == key and remedy["patch"]:
+            return dict(remedy)
+    return None
+
+
+def spec_changes(before: ExperimentSpec, after: ExperimentSpec) -> list[tuple[str, Any, Any]]:
+    """(dotted field, old value, new value) for every field a patch changes."""
+    old, new = _flatten(before.to_dict()), _flatten(after.to_dict())
+    return [(path, old.get(path), new[path]) for path in new if old.get(path) != new[path]]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def apply_remedy(user: Any, source: Experiment, remedy: dict[str, Any], name: str) -> Experiment:
+    """Queue a run of ``source``'s spec with the remedy's patch, as a child of ``source``."""
+    spec = source.experiment_spec.patched(remedy["patch"])
+    applied = {key: remedy[key] for key in ("key", "title", "patch")}
+    return actions.create_experiment(user, source.project, name, spec, parent=source,
+                                     remedy=applied)
+
+
+def generalisation_gap(experiment: Experiment) -> float | None:
+    """Final validation loss minus final training loss: what a remedy for overfitting shrinks."""
+    final = experiment.summary.get("final_metrics") or {}
+    if "val_loss" not in final or "train_loss" not in final:
+        return None
+    return float(final["val_loss"]) - float(final["train_loss"])

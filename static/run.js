@@ -27,6 +27,11 @@
         {key: "val_mae", name: "MAE", color: "#00cc96", width: 2.5},
       ],
     },
+    // Logged every step, so warmup and schedules show their shape as they happen.
+    "chart-lr": {
+      title: "Learning rate",
+      traces: [{key: "lr", name: "learning rate", color: "#ab63fa", width: 2, mode: "lines"}],
+    },
   };
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
@@ -35,7 +40,7 @@
 
   for (const [id, chart] of Object.entries(charts)) {
     const data = chart.traces.map((t) => ({
-      x: [], y: [], name: t.name, mode: t.key === "loss" ? "lines" : "lines+markers",
+      x: [], y: [], name: t.name, mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
       line: {color: t.color, width: t.width}, marker: {size: 5},
     }));
     Plotly.newPlot(id, data, {

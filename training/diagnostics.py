@@ -105,6 +105,10 @@ LR_UP = 3.0  # a higher learning rate: ×3, about half a decade per remedy
 LR_MAX = 1.0  # no remedy proposes a learning rate above this
 LR_DOWN = 10.0  # a diverging run needs a decade less, not a nudge
 GRAD_CLIP = 1.0  # global norm; gradients of healthy small models rarely exceed it
+# A linear warmup over the first tenth of the run's steps (BERT's recipe warmed up over 10%),
+# or twice the current warmup: long enough for Adam's statistics and batch norm to settle
+# before the full learning rate applies, short enough to leave most of the run at full rate.
+WARMUP_SHARE = 0.1
 MAX_EPOCHS = 10000  # the spec's limit on epochs
 
 KINDS = ("diverging", "overfitting", "underfitting", "slow", "healthy", "undetermined")
@@ -679,8 +683,7 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
         moved = context.curves.train[0] - _recent(context.curves.train)
         candidates = _underfitting_remedies(spec, moved < SLOW_GAIN * context.task.baseline_loss)
     elif finding.kind == "diverging":
-        candidates = [_lower_lr(spec), _clip_gradients(spec)]
-        # Learning-rate warmup joins here once the spec has a schedule.
+        candidates = [_lower_lr(spec), *_warmup(spec), _clip_gradients(spec)]
     else:
         candidates = [_more_epochs(spec), _higher_lr(spec)]
     kept: list[Remedy] = []
@@ -727,8 +730,15 @@ def _underfitting_remedies(spec: ExperimentSpec, lr_first: bool) -> list[Remedy]
         less["model"] = {"dropout": 0.0}
     if spec.optim.weight_decay > 0:
         less["optim"] = {"weight_decay": 0.0}
+    if spec.regularization.l1 > 0:
+        less["regularization"] = {"l1": 0.0}
+    # Named as present; with none there is nothing to remove and the remedy is dropped.
+    names = [name for name, section in (("dropout", "model"), ("weight decay", "optim"),
+                                        ("the L1 penalty", "regularization"))
+             if section in less] or ["regularization"]
+    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
     unregularize = Remedy(
-        "less_regularization", "Remove dropout and weight decay",
+        "less_regularization", f"Remove {listed}",
         "Regularisation holds back a model that does not even fit the training set.", less)
     check_labels = Remedy(
         "check_labels", "Check the labels",
@@ -779,6 +789,21 @@ def _lower_lr(spec: ExperimentSpec) -> Remedy:
     return Remedy("lower_lr", f"Lower the learning rate to {lr:g}",
                   "Too large a learning rate overshoots the minimum, so steps make the loss "
                   "larger instead of smaller.", {"optim": {"lr": lr}})
+
+
+def _warmup(spec: ExperimentSpec) -> list[Remedy]:
+    """A linear warmup in front of the schedule, or a longer one; none when the run is too
+    short to hold a longer warmup."""
+    total = spec.total_steps()
+    per_epoch = total // spec.run.epochs
+    current = spec.schedule.warmup_steps(per_epoch)
+    steps = min(max(math.ceil(WARMUP_SHARE * total), 2 * current), total - 1)
+    if steps <= current:
+        return []
+    return [Remedy("warmup", f"Warm up the learning rate over the first {steps} steps",
+                   "Starting at a fraction of the learning rate and raising it linearly lets "
+                   "the first, largest gradients and the optimizer's statistics settle before "
+                   "full-size steps.", {"schedule": {"warmup": steps, "warmup_unit": "steps"}})]
 
 
 def _clip_gradients(spec: ExperimentSpec) -> Remedy:

@@ -17,6 +17,16 @@ from training import checkpoints
 from training.data import PreparedData, prepare
 from training.diagnostics import diagnose, task_info
 from training.models import build_model
+from training.optimization import (
+    LRSchedule,
+    autocast,
+    autocast_dtype,
+    compile_model,
+    l1_penalty,
+    make_loss,
+    make_optimizer,
+    monitored_metric,
+)
 from training.reporter import Reporter
 from training.spec import ExperimentSpec
 
@@ -45,6 +55,9 @@ class RunResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
+    # The trained network, on the training device: the best epoch's weights when early
+    # stopping restored them (``run.restore_best``), else the last step's.
+    model: nn.Module | None = field(default=None, repr=False)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -61,29 +74,20 @@ def primary_metric(task: str) -> tuple[str, str]:
     return ("val_acc", "max") if task == "classification" else ("val_loss", "min")
 
 
-def make_loss(name: str) -> nn.Module:
-    """The loss function named by the spec."""
-    return nn.CrossEntropyLoss() if name == "cross_entropy" else nn.MSELoss()
-
-
-def make_optimizer(spec: ExperimentSpec, params: Any) -> torch.optim.Optimizer:
-    """The optimizer named by the spec, with its learning rate and weight decay."""
-    o = spec.optim
-    if o.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             data: PreparedData) -> dict[str, float]:
-    """Loss and accuracy (classification) or RMSE/MAE in target units (regression)."""
+             data: PreparedData, precision: torch.dtype | None = None) -> dict[str, float]:
+    """Loss and accuracy (classification) or RMSE/MAE in target units (regression), with
+    forward passes autocast to ``precision`` when given."""
     model.eval()
     total_loss, correct, abs_err, sq_err = 0.0, 0, 0.0, 0.0
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
-        out = model(xb)
-        total_loss += loss_fn(out, yb).item() * len(xb)
+        with autocast(x.device, precision):
+            out = model(xb)
+            batch_loss = loss_fn(out, yb)
+        out = out.float()
+        total_loss += batch_loss.item() * len(xb)
         if data.info.task == "classification":
             correct += int((out.argmax(1) == yb).sum())
         else:
@@ -140,7 +144,8 @@ class CheckpointWriter:
 
 def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | None = None,
         meta: Mapping[str, Any] | None = None,
-        checkpoint_interval: float = CHECKPOINT_INTERVAL) -> RunResult:
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
+        compile_backend: str = "inductor") -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
@@ -149,6 +154,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     weights at the cancelled step) or failed. Raises NonFiniteLossError, before updating the
     weights, on the first step whose loss is NaN or infinite; the checkpoints of the epochs
     before it are kept. ``meta`` is stored in every checkpoint (e.g. the experiment id).
+    ``compile_backend`` is the ``torch.compile`` backend used when ``run.compile`` is on.
     """
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
@@ -157,16 +163,29 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)
     x_val, y_val = data.x_val.to(target), data.y_val.to(target)
     model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1).to(target)
-    loss_fn = make_loss(spec.optim.loss)
+    loss_fn = make_loss(spec, y_train, data.info.num_classes)
     optimizer = make_optimizer(spec, model.parameters())
+    # The compiled wrapper runs the forward passes; ``model`` keeps the checkpoint names.
+    forward = compile_model(model, compile_backend) if spec.run.compile else model
+    try:
+        precision = autocast_dtype(spec.run.precision, target)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    mixed = autocast(target, precision)
+    l1 = spec.regularization.l1
     classification = data.info.task == "classification"
-    key, mode = primary_metric(data.info.task)
+    key, mode = monitored_metric(spec, data.info.task)
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
 
     batch = spec.run.batch_size
     starts = batch_starts(len(x_train), batch)
-    steps_per_epoch = len(starts) - 1
+    # Each optimizer step sums the gradients of ``accumulate`` consecutive batches.
+    batches = list(zip(starts, starts[1:], strict=False))
+    accumulate = spec.run.grad_accumulation
+    groups = [batches[i:i + accumulate] for i in range(0, len(batches), accumulate)]
+    steps_per_epoch = len(groups)
     total_steps = steps_per_epoch * spec.run.epochs
+    schedule = LRSchedule(optimizer, spec.schedule, steps_per_epoch, spec.run.epochs, mode)
     shuffle = torch.Generator().manual_seed(spec.run.seed)
     checkpoint_meta = {
         **checkpoints.dataset_meta(data.info),
@@ -180,14 +199,18 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
 
     writer = CheckpointWriter(workdir, spec, checkpoint_meta, reporter, checkpoint_interval)
     reporter.status("running", epoch=0, epochs=spec.run.epochs, step=0, total_steps=total_steps,
-                    device=str(target), parameters=sum(p.numel() for p in model.parameters()))
+                    device=str(target), parameters=sum(p.numel() for p in model.parameters()),
+                    precision=str(precision or torch.float32).removeprefix("torch."),
+                    compiled=spec.run.compile)
     step, best_epoch, stale = 0, 0, 0
     best_value: float | None = None
+    best_weights: dict[str, torch.Tensor] = {}
     best_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
     history: dict[str, list[float]] = {}  # per-epoch metrics, for the live verdict
     task = task_info(spec.data.dataset)
     epoch = 0
+    stopped_early = False
     try:
         for epoch in range(1, spec.run.epochs + 1):
             model.train()
@@ -195,35 +218,49 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
             loss_sum = 0.0
             # Counted on the device: reading it every step would wait for the device each step.
             correct = torch.zeros((), dtype=torch.long, device=target)
-            for start, end in zip(starts, starts[1:], strict=False):
+            for group in groups:
                 if reporter.should_stop():
                     writer.keep(("last",), checkpoints.snapshot(model), epoch - 1, step, metrics)
                     writer.write()
                     return RunResult("cancelled", epoch - 1, step, best_epoch, best_metrics,
-                                     metrics)
-                index = order[start:end]
-                xb, yb = x_train[index], y_train[index]
-                out = model(xb)
-                loss = loss_fn(out, yb)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        f"loss became {loss_value} at step {step + 1} (epoch {epoch}); training "
-                        "stopped before that update. Try a lower learning rate or gradient "
-                        "clipping."
-                    )
+                                     metrics, model=model)
+                rows = group[-1][1] - group[0][0]
+                step_loss = 0.0
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                for start, end in group:
+                    index = order[start:end]
+                    xb, yb = x_train[index], y_train[index]
+                    with mixed:
+                        out = forward(xb)
+                        loss = loss_fn(out, yb)
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        raise NonFiniteLossError(
+                            f"loss became {loss_value} at step {step + 1} (epoch {epoch}); "
+                            "training stopped before that update. Try a lower learning rate "
+                            "or gradient clipping."
+                        )
+                    # Weighted by rows, the batches' mean losses add up to the mean loss of
+                    # the step's rows: the gradient one batch of them all would give.
+                    objective = loss * (len(xb) / rows) if len(group) > 1 else loss
+                    if l1 and start == group[0][0]:
+                        objective = objective + l1 * l1_penalty(model)
+                    objective.backward()
+                    step_loss += loss_value * len(xb) / rows
+                    loss_sum += loss_value * len(xb)
+                    if classification:
+                        correct += (out.argmax(1) == yb).sum()
                 if spec.run.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), spec.run.grad_clip)
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
                 optimizer.step()
                 step += 1
-                loss_sum += loss_value * len(xb)
-                if classification:
-                    correct += (out.argmax(1) == yb).sum()
-                reporter.log(step, {"loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
+                if schedule.active:
+                    schedule.after_step()
+                reporter.log(step, {"loss": step_loss if len(group) > 1 else loss_value,
+                                    "lr": lr})
 
-            val = evaluate(model, loss_fn, x_val, y_val, data)
+            val = evaluate(forward, loss_fn, x_val, y_val, data, precision)
             metrics = {"train_loss": loss_sum / len(x_train)}
             if classification:
                 metrics["train_acc"] = int(correct) / len(x_train)
@@ -238,8 +275,12 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                 best_value, best_epoch, best_metrics, stale = metrics[key], epoch, dict(metrics), 0
             else:
                 stale += 1
+            schedule.after_epoch(metrics[key])
             tags = ("best", "last") if improved else ("last",)
-            writer.keep(tags, checkpoints.snapshot(model), epoch, step, metrics)
+            weights = checkpoints.snapshot(model)
+            if improved:
+                best_weights = weights
+            writer.keep(tags, weights, epoch, step, metrics)
             writer.write_if_due()
             for name, value in metrics.items():
                 history.setdefault(name, []).append(value)
@@ -249,12 +290,15 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                             verdict=verdict.to_dict())
             patience = spec.run.early_stopping_patience
             if patience and stale >= patience:
-                # best.zip holds the best epoch's weights: that is the model a user downloads.
-                writer.write()
-                return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics,
-                                 True)
+                stopped_early = True
+                break
     except Exception:
         writer.write()  # a failed run keeps the checkpoints of its good epochs
         raise
+    # best.zip holds the best epoch's weights: that is the model a user downloads. With early
+    # stopping the run also ends with them, so what follows uses the best model, not the last.
+    if spec.run.early_stopping_patience and spec.run.restore_best and best_weights:
+        model.load_state_dict(best_weights)
     writer.write()
-    return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics)
+    return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics, stopped_early,
+                     model=model)

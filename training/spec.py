@@ -177,14 +177,23 @@ class OptimSpec(_Section):
     """What is minimised and how: the loss and the optimizer."""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {
-        "loss": ("cross_entropy", "mse"),
-        "optimizer": ("adam", "sgd"),
+        "loss": ("cross_entropy", "mse", "mae", "huber"),
+        "optimizer": ("adam", "adamw", "sgd", "rmsprop"),
+        "class_weights": ("none", "balanced"),
     }
     loss: str = "cross_entropy"
     optimizer: str = "adam"
-    lr: float = 1e-3  # learning rate, per step
+    lr: float = 1e-3  # learning rate, per step (the peak when a schedule varies it)
     momentum: float = 0.9  # SGD only
-    weight_decay: float = 0.0  # L2, decoupled from nothing: added to the gradient by torch
+    # L2 penalty coefficient: added to the gradient as weight_decay × w by every optimizer but
+    # AdamW, which shrinks the weights directly (decoupled), by lr × weight_decay per step.
+    weight_decay: float = 0.0
+    nesterov: bool = False  # SGD only: Nesterov momentum (needs momentum > 0)
+    label_smoothing: float = 0.0  # cross-entropy only: target share spread over all classes
+    # Cross-entropy only: "balanced" weighs class c by rows / (classes × rows of c) in the
+    # training split, so rare classes count as much as common ones.
+    class_weights: str = "none"
+    huber_delta: float = 1.0  # Huber only: quadratic below, linear above; standardised units
 
     def problems(self) -> dict[str, str]:
         errors = {}
@@ -194,6 +203,74 @@ class OptimSpec(_Section):
             errors["momentum"] = "must be in [0, 1)"
         if self.weight_decay < 0:
             errors["weight_decay"] = "must not be negative"
+        if self.nesterov and self.optimizer != "sgd":
+            errors["nesterov"] = "Nesterov momentum applies to SGD only"
+        elif self.nesterov and self.momentum == 0:
+            errors["nesterov"] = "Nesterov momentum needs a momentum above 0"
+        if not 0.0 <= self.label_smoothing < 1.0:
+            errors["label_smoothing"] = "must be in [0, 1)"
+        elif self.label_smoothing > 0 and self.loss != "cross_entropy":
+            errors["label_smoothing"] = "applies to cross-entropy only: set it to 0"
+        if self.class_weights != "none" and self.loss != "cross_entropy":
+            errors["class_weights"] = "apply to cross-entropy only: choose none"
+        if not 0.0 < self.huber_delta <= 100.0:
+            errors["huber_delta"] = "must be greater than 0 (and at most 100)"
+        return errors
+
+
+@dataclass(frozen=True)
+class ScheduleSpec(_Section):
+    """How the learning rate changes over the run: an optional linear warmup, then a schedule.
+    The schedule starts when the warmup ends; ``optim.lr`` is its starting (or peak) value."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "kind": ("constant", "step", "exponential", "cosine", "one_cycle", "plateau"),
+        "warmup_unit": ("steps", "epochs"),
+    }
+    kind: str = "constant"
+    warmup: int = 0  # linear warmup length in warmup_unit; 0 = off
+    warmup_unit: str = "steps"  # optimizer steps or epochs
+    step_epochs: int = 10  # step decay: epochs between two decays
+    step_factor: float = 0.1  # step decay: lr multiplier at each decay
+    decay_per_epoch: float = 0.95  # exponential: lr multiplier per epoch, spread over its steps
+    min_lr: float = 0.0  # cosine: the lr reached at the end of the run
+    pct_start: float = 0.3  # one-cycle: share of its steps spent rising to optim.lr
+    plateau_factor: float = 0.1  # reduce-on-plateau: lr multiplier when the metric stalls
+    plateau_patience: int = 3  # reduce-on-plateau: epochs without improvement before reducing
+
+    def warmup_steps(self, steps_per_epoch: int) -> int:
+        """The warmup's length in optimizer steps."""
+        return self.warmup * (steps_per_epoch if self.warmup_unit == "epochs" else 1)
+
+    def problems(self) -> dict[str, str]:
+        errors = {}
+        if not 0 <= self.warmup <= 1_000_000:
+            errors["warmup"] = "must be between 0 and 1000000"
+        if not 1 <= self.step_epochs <= 10000:
+            errors["step_epochs"] = "must be between 1 and 10000"
+        for name in ("step_factor", "decay_per_epoch", "plateau_factor", "pct_start"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                errors[name] = "must be between 0 and 1 (exclusive)"
+        if self.min_lr < 0:
+            errors["min_lr"] = "must not be negative"
+        if not 0 <= self.plateau_patience <= 10000:
+            errors["plateau_patience"] = "must be between 0 and 10000"
+        return errors
+
+
+@dataclass(frozen=True)
+class RegularizationSpec(_Section):
+    """Penalties on the weights beyond weight decay (``optim.weight_decay``, the L2 penalty)
+    and dropout (``model.dropout``)."""
+
+    # L1 penalty coefficient: l1 × Σ|w| over weight matrices and kernels (not biases or
+    # normalisation parameters) is added to the loss each step. Drives weights to exactly 0.
+    l1: float = 0.0
+
+    def problems(self) -> dict[str, str]:
+        errors = {}
+        if not 0.0 <= self.l1 <= 10.0:
+            errors["l1"] = "must be between 0 and 10"
         return errors
 
 
@@ -201,13 +278,24 @@ class OptimSpec(_Section):
 class RunSpec(_Section):
     """How long and where: epochs, batch size, seed, device, early stopping."""
 
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"device": ("auto", "cpu", "cuda")}
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "device": ("auto", "cpu", "cuda"),
+        "monitor": ("auto", "val_loss", "val_acc", "val_rmse", "val_mae"),
+        "precision": ("auto", "bf16", "fp32"),
+    }
     epochs: int = 15
     batch_size: int = 64  # rows per optimizer step
     seed: int = 0  # seeds the split, initialisation and shuffling
     device: str = "auto"  # auto: CUDA when present, else CPU
     grad_clip: float = 0.0  # max global gradient norm; 0 = off
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = off
+    # The validation metric that picks the best epoch (best.zip), and that early stopping and
+    # reduce-on-plateau watch; auto: val_acc for classification, val_loss for regression.
+    monitor: str = "auto"
+    restore_best: bool = True  # with early stopping on: end with the best epoch's weights
+    grad_accumulation: int = 1  # batches whose gradients add up to one optimizer step
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on the CPU
+    compile: bool = False  # torch.compile the model: slow to start, faster steps on a GPU
 
     def problems(self) -> dict[str, str]:
         errors = {}
@@ -221,6 +309,10 @@ class RunSpec(_Section):
             errors["grad_clip"] = "must not be negative"
         if self.early_stopping_patience < 0:
             errors["early_stopping_patience"] = "must not be negative"
+        if not 1 <= self.grad_accumulation <= 1024:
+            errors["grad_accumulation"] = "must be between 1 and 1024"
+        if self.precision == "bf16" and self.device == "cpu":
+            errors["precision"] = "bf16 mixed precision needs CUDA: choose auto or fp32 on the CPU"
         return errors
 
 
@@ -232,12 +324,16 @@ class ExperimentSpec:
     model: ModelSpec = field(default_factory=ModelSpec)
     optim: OptimSpec = field(default_factory=OptimSpec)
     run: RunSpec = field(default_factory=RunSpec)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    regularization: RegularizationSpec = field(default_factory=RegularizationSpec)
 
     sections: ClassVar[dict[str, type[_Section]]] = {
         "data": DataSpec,
         "model": ModelSpec,
         "optim": OptimSpec,
         "run": RunSpec,
+        "schedule": ScheduleSpec,
+        "regularization": RegularizationSpec,
     }
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,7 +381,8 @@ class ExperimentSpec:
         if info.task == "classification" and self.optim.loss != "cross_entropy":
             errors["optim.loss"] = f"{info.name} is a classification task: use cross-entropy"
         if info.task == "regression" and self.optim.loss == "cross_entropy":
-            errors["optim.loss"] = f"{info.name} is a regression task: use MSE"
+            errors["optim.loss"] = f"{info.name} is a regression task: use MSE, MAE or Huber"
+        errors.update(self._monitor_problems(info))
         train_rows = info.train_rows(self.data.val_fraction)
         if train_rows < 2:
             errors["data.val_fraction"] = f"leaves {train_rows} training rows of {info.rows}"
@@ -295,5 +392,42 @@ class ExperimentSpec:
             )
         elif self.model.arch == "cnn" and self.model.batch_norm and self.run.batch_size < 2:
             errors["run.batch_size"] = "batch normalization needs at least 2 rows per batch"
+        else:
+            errors.update(self._schedule_problems(train_rows))
         if errors:
             raise SpecError(errors)
+
+    def total_steps(self, info: DatasetInfo | None = None) -> int:
+        """Optimizer steps in the whole run on the catalog dataset's training split."""
+        info = info or dataset_info(self.data.dataset)
+        return self.steps_per_epoch(info.train_rows(self.data.val_fraction)) * self.run.epochs
+
+    def steps_per_epoch(self, train_rows: int) -> int:
+        """Optimizer steps per epoch over ``train_rows`` training rows: one per
+        ``run.grad_accumulation`` batches (a final batch of one row joins the one before)."""
+        batches = max(1, math.ceil(train_rows / self.run.batch_size))
+        if batches > 1 and train_rows % self.run.batch_size == 1:
+            batches -= 1
+        return math.ceil(batches / self.run.grad_accumulation)
+
+    def _monitor_problems(self, info: DatasetInfo) -> dict[str, str]:
+        metric = self.run.monitor
+        if metric == "val_acc" and info.task != "classification":
+            return {"run.monitor": f"{info.name} is a regression task: val_acc does not exist"}
+        if metric in ("val_rmse", "val_mae") and info.task != "regression":
+            return {"run.monitor": f"{info.name} is a classification task: {metric} does not "
+                                   "exist"}
+        return {}
+
+    def _schedule_problems(self, train_rows: int) -> dict[str, str]:
+        errors = {}
+        per_epoch = self.steps_per_epoch(train_rows)
+        total = per_epoch * self.run.epochs
+        s = self.schedule
+        warmup = s.warmup_steps(per_epoch)
+        if warmup >= total:
+            errors["schedule.warmup"] = (
+                f"{warmup} steps is the whole run ({total} steps of {per_epoch} per epoch)")
+        if s.kind == "cosine" and s.min_lr >= self.optim.lr:
+            errors["schedule.min_lr"] = "must be below the learning rate it anneals from"
+        return errors

@@ -706,16 +706,64 @@ def test_underfitting_remedies_lift_regularisation_first_and_end_with_the_labels
     assert verdict.remedies[-1].advice_only
 
 
-def test_diverging_remedies_lower_the_learning_rate_then_clip(make_spec: SpecFactory) -> None:
-    # given a diverging run of SGD at lr 5 without clipping
+def test_lifting_regularisation_also_removes_an_l1_penalty(make_spec: SpecFactory) -> None:
+    # given an underfitting MLP held back by dropout and an L1 penalty
+    spec = make_spec({"data": {"dataset": "wine"},
+                      "model": {"arch": "mlp", "hidden_sizes": [16], "dropout": 0.2},
+                      "regularization": {"l1": 0.01}})
+    task = task_info("wine")
+
+    # when diagnosed
+    verdict = diagnose(scaled(SICK_CURVES["underfitting"], task), task, spec, final=True)
+
+    # then the first remedy removes both, and says so
+    first = verdict.remedies[0]
+    assert first.patch == {"model": {"dropout": 0.0}, "regularization": {"l1": 0.0}}
+    assert "L1" in first.title
+
+
+def test_diverging_remedies_lower_the_learning_rate_then_warm_up_then_clip(
+        make_spec: SpecFactory) -> None:
+    # given a diverging run of SGD at lr 5 without warmup or clipping: the default CNN on
+    # digits, 23 steps per epoch for 15 epochs (345 steps)
     spec = make_spec({"optim": {"optimizer": "sgd", "lr": 5.0}})
 
     # when diagnosed
     verdict = diagnose(SICK_CURVES["diverging"], TEN_CLASSES, spec, final=True)
 
-    # then the learning rate drops tenfold, then gradients are clipped at norm 1
-    assert [r.patch for r in verdict.remedies] == [{"optim": {"lr": 0.5}},
-                                                    {"run": {"grad_clip": 1.0}}]
+    # then the learning rate drops tenfold, then it warms up over a tenth of the run (35
+    # steps), then gradients are clipped at norm 1
+    assert [r.patch for r in verdict.remedies] == [
+        {"optim": {"lr": 0.5}},
+        {"schedule": {"warmup": 35, "warmup_unit": "steps"}},
+        {"run": {"grad_clip": 1.0}},
+    ]
+
+
+def test_a_run_that_warms_up_already_is_offered_twice_the_warmup(make_spec: SpecFactory) -> None:
+    # given a diverging run that warmed up over 2 of its 15 epochs (46 steps)
+    spec = make_spec({"schedule": {"warmup": 2, "warmup_unit": "epochs"}})
+
+    # when diagnosed
+    verdict = diagnose(SICK_CURVES["diverging"], TEN_CLASSES, spec, final=True)
+
+    # then the warmup remedy doubles it, in steps
+    warmup = next(r for r in verdict.remedies if r.key == "warmup")
+    assert warmup.patch == {"schedule": {"warmup": 92, "warmup_unit": "steps"}}
+    assert spec.patched(warmup.patch).schedule.warmup_steps(23) == 92
+
+
+def test_a_run_of_one_step_is_not_offered_a_warmup(make_spec: SpecFactory) -> None:
+    # given a diverging one-epoch run of a single step (iris in one batch of 120 rows)
+    spec = make_spec({"data": {"dataset": "iris"}, "model": {"arch": "mlp"},
+                      "run": {"epochs": 1, "batch_size": 120}})
+    task = task_info("iris")
+
+    # when diagnosed
+    verdict = diagnose(SICK_CURVES["diverging"], task, spec, final=True)
+
+    # then no warmup fits in front of that step
+    assert [r.key for r in verdict.remedies] == ["lower_lr", "grad_clip"]
 
 
 def test_without_a_spec_there_are_no_remedies() -> None:

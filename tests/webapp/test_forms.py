@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from training.spec import ExperimentSpec
-from webapp.experiments.forms import ExperimentForm, spec_initial
+from webapp.experiments.forms import (
+    FIELD_PATHS,
+    FIELDSETS,
+    PATH_FIELDS,
+    ExperimentForm,
+    spec_initial,
+)
 from webapp.experiments.models import Project
 
 
@@ -100,3 +106,79 @@ def test_only_the_users_projects_can_be_chosen(owner, stranger, project):
 
     assert not form.is_valid()
     assert list(form.errors) == ["project"]
+
+
+# --- losses, optimizers, schedules and training control ------------------------------------
+
+
+def test_every_training_option_reaches_the_spec(owner, project):
+    form = ExperimentForm(form_data(
+        project, dataset="iris", arch="mlp", optimizer="sgd", nesterov="on",
+        label_smoothing="0.1", class_weights="balanced", huber_delta="2", schedule="one_cycle",
+        warmup="3", warmup_unit="epochs", step_epochs="4", step_factor="0.5",
+        decay_per_epoch="0.9", min_lr="0.0001", pct_start="0.2", plateau_factor="0.2",
+        plateau_patience="2", l1="0.001", monitor="val_loss", restore_best="",
+        grad_accumulation="2", precision="fp32", compile="on", batch_size="16",
+    ), user=owner)
+
+    assert form.is_valid(), form.errors
+    spec = form.spec
+    assert spec is not None
+    assert (spec.optim.optimizer, spec.optim.nesterov) == ("sgd", True)
+    assert (spec.optim.label_smoothing, spec.optim.class_weights) == (0.1, "balanced")
+    assert spec.optim.huber_delta == 2.0
+    assert spec.schedule.to_dict() == {
+        "kind": "one_cycle", "warmup": 3, "warmup_unit": "epochs", "step_epochs": 4,
+        "step_factor": 0.5, "decay_per_epoch": 0.9, "min_lr": 0.0001, "pct_start": 0.2,
+        "plateau_factor": 0.2, "plateau_patience": 2}
+    assert spec.regularization.l1 == 0.001
+    assert (spec.run.monitor, spec.run.restore_best) == ("val_loss", False)
+    assert (spec.run.grad_accumulation, spec.run.precision, spec.run.compile) == (2, "fp32",
+                                                                                  True)
+
+
+def test_every_spec_field_of_the_new_sections_has_a_form_field():
+    spec_paths = {f"{section}.{name}" for section in ("schedule", "regularization")
+                  for name in ExperimentSpec().to_dict()[section]}
+
+    assert spec_paths <= set(PATH_FIELDS)
+    assert all(name in ExperimentForm.base_fields for name in FIELD_PATHS)
+    assert {name for _, names in FIELDSETS for name in names} >= set(FIELD_PATHS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        # one per section and kind of check; tests/training/test_optimization_spec.py has
+        # every field
+        ("label_smoothing", "1"),
+        ("warmup", "1.5"),
+        ("step_factor", "2"),
+        ("l1", "-0.5"),
+        ("grad_accumulation", "0"),
+        ("nesterov", "on"),  # with the default optimizer, Adam
+        ("monitor", "val_rmse"),  # digits is a classification task
+        ("schedule", "cyclic"),
+    ],
+)
+def test_a_bad_training_option_is_reported_on_its_field(owner, project, field, value):
+    form = ExperimentForm(form_data(project, **{field: value}), user=owner)
+
+    assert not form.is_valid()
+    assert list(form.errors) == [field]
+
+
+def test_a_warmup_longer_than_the_run_is_refused_on_the_warmup_field(owner, project):
+    form = ExperimentForm(form_data(project, warmup="15", warmup_unit="epochs"), user=owner)
+
+    assert not form.is_valid()
+    assert list(form.errors) == ["warmup"]
+    assert "345 steps" in form.errors["warmup"][0]
+
+
+def test_class_weights_with_a_regression_loss_are_refused_on_their_field(owner, project):
+    form = ExperimentForm(form_data(project, dataset="diabetes", arch="mlp", loss="huber",
+                                    class_weights="balanced"), user=owner)
+
+    assert not form.is_valid()
+    assert list(form.errors) == ["class_weights"]

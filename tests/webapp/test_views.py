@@ -166,3 +166,13 @@ def test_cancelling_a_finished_run_changes_nothing(owner_client, make_experiment
     experiment.refresh_from_db()
     assert experiment.status == Experiment.Status.SUCCEEDED
     assert not experiment.cancel_requested
+
+
+def test_the_run_page_draws_the_learning_rate_as_its_own_chart(owner_client, make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+
+    body = owner_client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
+    script = (settings.BASE_DIR / "static" / "run.js").read_text()
+
+    assert 'id="chart-lr"' in body
+    assert '"chart-lr"' in script and 'key: "lr"' in script

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from training.data.catalog import CATALOG
-from training.spec import ExperimentSpec, ModelSpec, OptimSpec, SpecError
+from training.spec import ExperimentSpec, ModelSpec, OptimSpec, RunSpec, ScheduleSpec, SpecError
 from webapp.experiments.models import Project
 
 # Form field → spec path. The spec's own defaults are the form's initial values.
@@ -25,18 +25,49 @@ FIELD_PATHS = {
     "lr": "optim.lr",
     "momentum": "optim.momentum",
     "weight_decay": "optim.weight_decay",
+    "nesterov": "optim.nesterov",
+    "label_smoothing": "optim.label_smoothing",
+    "class_weights": "optim.class_weights",
+    "huber_delta": "optim.huber_delta",
+    "schedule": "schedule.kind",
+    "warmup": "schedule.warmup",
+    "warmup_unit": "schedule.warmup_unit",
+    "step_epochs": "schedule.step_epochs",
+    "step_factor": "schedule.step_factor",
+    "decay_per_epoch": "schedule.decay_per_epoch",
+    "min_lr": "schedule.min_lr",
+    "pct_start": "schedule.pct_start",
+    "plateau_factor": "schedule.plateau_factor",
+    "plateau_patience": "schedule.plateau_patience",
+    "l1": "regularization.l1",
     "epochs": "run.epochs",
     "batch_size": "run.batch_size",
     "seed": "run.seed",
     "grad_clip": "run.grad_clip",
     "early_stopping_patience": "run.early_stopping_patience",
+    "monitor": "run.monitor",
+    "restore_best": "run.restore_best",
+    "grad_accumulation": "run.grad_accumulation",
+    "precision": "run.precision",
+    "compile": "run.compile",
 }
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
 
 LABELS = {
     "arch": {"mlp": "MLP", "cnn": "CNN"},
-    "loss": {"cross_entropy": "Cross-entropy (classification)", "mse": "MSE (regression)"},
-    "optimizer": {"adam": "Adam", "sgd": "SGD with momentum"},
+    "loss": {"cross_entropy": "Cross-entropy (classification)", "mse": "MSE (regression)",
+             "mae": "MAE / L1 (regression)", "huber": "Huber (regression)"},
+    "optimizer": {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)",
+                  "sgd": "SGD with momentum", "rmsprop": "RMSprop"},
+    "class_weights": {"none": "None", "balanced": "Balanced (from the training split)"},
+    "schedule": {"constant": "Constant", "step": "Step decay", "exponential": "Exponential decay",
+                 "cosine": "Cosine annealing", "one_cycle": "One-cycle",
+                 "plateau": "Reduce on plateau"},
+    "monitor": {"auto": "Auto (accuracy, or loss for regression)",
+                "val_loss": "Validation loss", "val_acc": "Validation accuracy",
+                "val_rmse": "Validation RMSE", "val_mae": "Validation MAE"},
+    "precision": {"auto": "Auto (bf16 on CUDA, float32 on CPU)", "bf16": "bf16 autocast (CUDA)",
+                  "fp32": "float32"},
 }
 
 
@@ -61,7 +92,14 @@ FIELDSETS = [
     ("Data", ["dataset", "val_fraction"]),
     ("Model", ["arch", "hidden_sizes", "width", "blocks", "batch_norm", "dropout"]),
     ("Loss and optimizer", ["loss", "optimizer", "lr", "momentum", "weight_decay"]),
+    ("Loss and optimizer options", ["nesterov", "label_smoothing", "class_weights",
+                                    "huber_delta"]),
+    ("Learning-rate schedule", ["schedule", "warmup", "warmup_unit", "step_epochs",
+                                "step_factor", "decay_per_epoch", "min_lr", "pct_start",
+                                "plateau_factor", "plateau_patience"]),
     ("Run", ["epochs", "batch_size", "seed", "grad_clip", "early_stopping_patience"]),
+    ("Training control", ["monitor", "restore_best", "l1", "grad_accumulation", "precision",
+                          "compile"]),
 ]
 
 
@@ -90,6 +128,49 @@ class ExperimentForm(forms.Form):
     early_stopping_patience = forms.IntegerField(
         label="Early stopping patience",
         help_text="epochs without validation improvement before stopping; 0 = off")
+    nesterov = forms.BooleanField(label="Nesterov momentum (SGD)", required=False)
+    label_smoothing = forms.FloatField(
+        help_text="cross-entropy: share of the target spread over all classes, in [0, 1)")
+    class_weights = forms.ChoiceField(
+        label="Class weights (cross-entropy)",
+        choices=_choices("class_weights", OptimSpec.choices["class_weights"]))
+    huber_delta = forms.FloatField(
+        label="Huber delta", help_text="where the loss turns linear, in standard deviations")
+    schedule = forms.ChoiceField(label="Schedule",
+                                 choices=_choices("schedule", ScheduleSpec.choices["kind"]))
+    warmup = forms.IntegerField(label="Linear warmup",
+                                help_text="length in the unit below, in front of the schedule; "
+                                          "0 = off")
+    warmup_unit = forms.ChoiceField(label="Warmup unit",
+                                    choices=_choices("warmup_unit",
+                                                     ScheduleSpec.choices["warmup_unit"]))
+    step_epochs = forms.IntegerField(label="Step decay: epochs between decays")
+    step_factor = forms.FloatField(label="Step decay: factor",
+                                   help_text="learning rate multiplier at each decay")
+    decay_per_epoch = forms.FloatField(label="Exponential: factor per epoch")
+    min_lr = forms.FloatField(label="Cosine: final learning rate")
+    pct_start = forms.FloatField(label="One-cycle: rising share",
+                                 help_text="share of the steps spent rising to the learning "
+                                           "rate")
+    plateau_factor = forms.FloatField(label="Plateau: factor",
+                                      help_text="multiplier when the monitored metric stalls")
+    plateau_patience = forms.IntegerField(label="Plateau: patience",
+                                          help_text="epochs without improvement before "
+                                                    "reducing")
+    monitor = forms.ChoiceField(label="Monitored metric",
+                                choices=_choices("monitor", RunSpec.choices["monitor"]),
+                                help_text="picks the best checkpoint; early stopping and "
+                                          "reduce-on-plateau watch it")
+    restore_best = forms.BooleanField(label="Restore the best weights after early stopping",
+                                      required=False)
+    l1 = forms.FloatField(label="L1 penalty", help_text="coefficient of Σ|w| added to the loss; "
+                                                       "0 = off")
+    grad_accumulation = forms.IntegerField(label="Gradient accumulation",
+                                           help_text="batches per optimizer step")
+    precision = forms.ChoiceField(label="Mixed precision",
+                                  choices=_choices("precision", RunSpec.choices["precision"]))
+    compile = forms.BooleanField(label="torch.compile", required=False,
+                                 help_text="slow to start; faster steps on a GPU")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

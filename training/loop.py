@@ -85,9 +85,8 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
         with autocast(x.device, precision):
             out = model(xb)
-            batch_loss = loss_fn(out, yb)
         out = out.float()
-        total_loss += batch_loss.item() * len(xb)
+        total_loss += loss_fn(out, yb).item() * len(xb)
         if data.info.task == "classification":
             correct += int((out.argmax(1) == yb).sum())
         else:
@@ -232,7 +231,9 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                     xb, yb = x_train[index], y_train[index]
                     with mixed:
                         out = forward(xb)
-                        loss = loss_fn(out, yb)
+                    # Losses in float32 whatever the forward pass ran in (a no-op without
+                    # autocast): not every loss is on autocast's float32 list.
+                    loss = loss_fn(out.float(), yb)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
                         raise NonFiniteLossError(

@@ -15,8 +15,9 @@ from torch import nn
 from training import ExperimentSpec, MemoryReporter, run
 from training.checkpoints import load
 from training.data import prepare
-from training.loop import RunResult, TrainingError
-from training.optimization import balanced_class_weights
+from training.loop import RunResult, TrainingError, evaluate
+from training.models import build_model
+from training.optimization import balanced_class_weights, make_loss
 
 from .conftest import SpecFactory
 from .test_loop import one_step
@@ -557,6 +558,30 @@ def test_auto_precision_is_bf16_autocast_on_cuda(make_spec: SpecFactory, workdir
     assert reporter.statuses[0][1]["precision"] == "bfloat16"
     assert result.best_metrics["val_acc"] > 0.90
     assert all(p.dtype == torch.float32 for p in load(workdir / "best.zip").model.parameters())
+
+
+@pytest.mark.parametrize(("dataset", "loss"), [("iris", "cross_entropy"),
+                                              ("diabetes", "huber")])
+def test_evaluation_under_bf16_autocast_matches_float32(dataset: str, loss: str) -> None:
+    # given an untrained MLP and its loss on a classification and a regression split (bf16
+    # autocast runs on the CPU too, so its code path is checked without a GPU)
+    spec = ExperimentSpec().patched({"data": {"dataset": dataset}, "model": {"arch": "mlp"},
+                                     "optim": {"loss": loss}})
+    data = prepare(dataset, spec.data.val_fraction, spec.run.seed)
+    torch.manual_seed(0)
+    model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1)
+    loss_fn = make_loss(spec, data.y_train, data.info.num_classes)
+
+    # when it is evaluated in float32 and under bf16 autocast
+    full = evaluate(model, loss_fn, data.x_val, data.y_val, data)
+    half = evaluate(model, loss_fn, data.x_val, data.y_val, data, torch.bfloat16)
+
+    # then every metric agrees to bf16's precision (about 3 significant digits), and the loss
+    # shows that bf16 was used
+    assert half["loss"] != full["loss"]
+    assert half.keys() == full.keys()
+    for name, value in full.items():
+        assert half[name] == pytest.approx(value, rel=0.02, abs=0.02), name
 
 
 def test_a_compiled_run_trains_like_the_plain_one(iris_steps: ExperimentSpec,

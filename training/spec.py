@@ -383,7 +383,7 @@ class ExperimentSpec:
         if info.task == "regression" and self.optim.loss == "cross_entropy":
             errors["optim.loss"] = f"{info.name} is a regression task: use MSE, MAE or Huber"
         errors.update(self._monitor_problems(info))
-        train_rows = info.train_rows(self.data.val_fraction)
+        train_rows = self.train_rows(info)
         if train_rows < 2:
             errors["data.val_fraction"] = f"leaves {train_rows} training rows of {info.rows}"
         elif self.run.batch_size > train_rows:
@@ -397,10 +397,14 @@ class ExperimentSpec:
         if errors:
             raise SpecError(errors)
 
-    def total_steps(self, info: DatasetInfo | None = None) -> int:
-        """Optimizer steps in the whole run on the catalog dataset's training split."""
+    def train_rows(self, info: DatasetInfo | None = None) -> int:
+        """Rows in the training split of the spec's dataset."""
         info = info or dataset_info(self.data.dataset)
-        return self.steps_per_epoch(info.train_rows(self.data.val_fraction)) * self.run.epochs
+        return info.train_rows(self.data.val_fraction)
+
+    def total_steps(self, info: DatasetInfo | None = None) -> int:
+        """Optimizer steps in the whole run."""
+        return self.steps_per_epoch(self.train_rows(info)) * self.run.epochs
 
     def steps_per_epoch(self, train_rows: int) -> int:
         """Optimizer steps per epoch over ``train_rows`` training rows: one per

@@ -137,9 +137,12 @@ def test_every_training_option_reaches_the_spec(owner, project):
                                                                                   True)
 
 
-def test_every_spec_field_of_the_new_sections_has_a_form_field():
+def test_every_training_option_has_a_form_field_in_a_fieldset():
     spec_paths = {f"{section}.{name}" for section in ("schedule", "regularization")
                   for name in ExperimentSpec().to_dict()[section]}
+    spec_paths |= {"optim.nesterov", "optim.label_smoothing", "optim.class_weights",
+                   "optim.huber_delta", "run.monitor", "run.restore_best",
+                   "run.grad_accumulation", "run.precision", "run.compile"}
 
     assert spec_paths <= set(PATH_FIELDS)
     assert all(name in ExperimentForm.base_fields for name in FIELD_PATHS)

@@ -82,6 +82,19 @@ def epoch_series(reporter: MemoryReporter, key: str) -> list[float]:
 # --- losses ---------------------------------------------------------------------------------
 
 
+def test_label_smoothing_changes_the_loss_of_the_same_batch(iris_sgd: ExperimentSpec,
+                                                           tmp_path: Path) -> None:
+    # given the same first batch and weights, without and with label smoothing 0.2
+    sharp, smooth = MemoryReporter(stop_after_step=1), MemoryReporter(stop_after_step=1)
+
+    # when each takes its first step
+    run(iris_sgd, sharp, tmp_path / "sharp")
+    run(iris_sgd.patched({"optim": {"label_smoothing": 0.2}}), smooth, tmp_path / "smooth")
+
+    # then the smoothed loss differs: it also scores the probability of the other classes
+    assert smooth.series("loss")[0][1] != pytest.approx(sharp.series("loss")[0][1], rel=1e-3)
+
+
 def test_label_smoothing_makes_the_trained_model_less_confident(make_spec: SpecFactory,
                                                                 tmp_path: Path) -> None:
     # given an iris MLP trained 30 epochs without and with label smoothing 0.3

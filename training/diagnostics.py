@@ -15,6 +15,7 @@ never one epoch against the next. Each threshold below says why it has its value
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -122,6 +123,12 @@ class TaskInfo:
     num_classes: int | None = None  # classification only
     # Share of the most frequent class in the training split; None means balanced classes.
     majority_fraction: float | None = None
+    # The loss as the spec sets it up ("" = cross-entropy or MSE, the task's usual one): it
+    # decides what a constant prediction scores, and what a perfect one does.
+    loss: str = ""
+    label_smoothing: float = 0.0  # cross-entropy: a perfect prediction still scores above 0
+    class_weights: str = "none"  # "balanced" weighs every class alike: as if balanced
+    huber_delta: float = 1.0  # Huber: where the loss turns linear, in standard deviations
 
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "regression"):
@@ -134,26 +141,62 @@ class TaskInfo:
         """Share of the most frequent class (1/N when unknown); 0 for regression."""
         if self.kind == "regression" or self.num_classes is None:
             return 0.0
+        if self.class_weights == "balanced":
+            return 1.0 / self.num_classes
         return self.majority_fraction or 1.0 / self.num_classes
 
     @property
     def baseline_loss(self) -> float:
         """Training loss of the best constant prediction: the mean for standardised regression
-        targets (MSE 1), the class frequencies for cross-entropy (their entropy). Only the
+        targets (MSE 1; for MAE and Huber their value on a standard normal target), the class
+        frequencies for cross-entropy (their entropy, after label smoothing). Only the
         majority share is known, so the other classes are taken as equally frequent: exact for
         two classes and for balanced sets, slightly high otherwise."""
         if self.kind == "regression" or self.num_classes is None:
-            return 1.0
-        p, rest = self.majority, self.num_classes - 1
-        others = (1.0 - p) / rest
-        return -p * math.log(p) - (rest * others * math.log(others) if others > 0 else 0.0)
+            return _regression_baseline(self.loss, self.huber_delta)
+        k, eps = self.num_classes, self.label_smoothing
+        p = (1.0 - eps) * self.majority + eps / k
+        return _entropy(p, (1.0 - p) / (k - 1), k - 1)
+
+    @property
+    def floor_loss(self) -> float:
+        """The lowest loss a model can reach: 0, except cross-entropy against smoothed labels,
+        whose targets keep some probability on every class (their entropy)."""
+        if self.kind == "regression" or self.num_classes is None or not self.label_smoothing:
+            return 0.0
+        k, eps = self.num_classes, self.label_smoothing
+        return _entropy(1.0 - eps + eps / k, eps / k, k - 1)
+
+    def for_spec(self, spec: ExperimentSpec) -> TaskInfo:
+        """This task measured with the spec's loss, label smoothing and class weights."""
+        o = spec.optim
+        return dataclasses.replace(self, loss=o.loss, label_smoothing=o.label_smoothing,
+                                   class_weights=o.class_weights, huber_delta=o.huber_delta)
 
     @property
     def chance_loss(self) -> float:
         """Loss of an untrained network, about uniform predictions (ln N) or the mean (1)."""
         if self.kind == "regression" or self.num_classes is None:
-            return 1.0
+            return self.baseline_loss
         return max(math.log(self.num_classes), self.baseline_loss)
+
+
+def _entropy(p: float, others: float, rest: int) -> float:
+    """Entropy of a distribution with one class at ``p`` and ``rest`` classes at ``others``."""
+    return -p * math.log(p) - (rest * others * math.log(others) if others > 0 else 0.0)
+
+
+def _regression_baseline(loss: str, delta: float) -> float:
+    """The loss of predicting 0 (the mean and median) for a standard normal target: MSE 1,
+    MAE √(2/π), Huber Φ(δ) − ½ + δφ(δ) − δ²(1 − Φ(δ)). Targets are standardised by the
+    training split; normality is the assumption that gives MAE and Huber a number."""
+    if loss == "mae":
+        return math.sqrt(2 / math.pi)
+    if loss == "huber":
+        cdf = 0.5 * (1 + math.erf(delta / math.sqrt(2)))
+        pdf = math.exp(-delta * delta / 2) / math.sqrt(2 * math.pi)
+        return cdf - 0.5 + delta * pdf - delta * delta * (1 - cdf)
+    return 1.0
 
 
 def task_info(dataset_name: str, class_counts: Sequence[int] | None = None) -> TaskInfo:
@@ -242,6 +285,8 @@ def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
     judges whether the loss is still falling against the planned number of epochs.
     """
     curves = _Curves.of(history)
+    if spec is not None:
+        task = task.for_spec(spec)
     context = _Context(curves, task, spec, final)
     diverging = _diverging(context)
     if diverging.holds:
@@ -598,7 +643,8 @@ def _underfitting(context: _Context) -> _Finding:
     curves, task = context.curves, context.task
     baseline = task.baseline_loss
     train_now, val_now = _recent(curves.train), _recent(curves.val)
-    learned = 1.0 - train_now / baseline
+    # Measured from the lowest reachable loss: with label smoothing it is above zero.
+    learned = (baseline - train_now) / (baseline - task.floor_loss)
     needed_learned = UNDERFIT_LEARNED[task.kind]
     pace = _pace(context, context.horizon)
     enough = context.final or curves.epochs >= UNDERFIT_MIN_EPOCHS_LIVE

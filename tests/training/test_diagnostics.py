@@ -569,6 +569,54 @@ def test_a_regression_at_the_mean_predictor_level_is_underfitting() -> None:
     assert verdict.kind == "underfitting"
 
 
+def test_a_huber_regression_at_the_mean_predictor_level_is_underfitting(
+        make_spec: SpecFactory) -> None:
+    # given a Huber run on diabetes whose loss stays near 0.42, what predicting the mean scores
+    # under Huber (delta 1) on standardised targets, far below MSE's 1
+    spec = make_spec({"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
+                      "optim": {"loss": "huber"}})
+    flat = [0.42 - 0.001 * e for e in range(12)]
+
+    # when diagnosed with its spec
+    verdict = diagnose(history(flat, [v + 0.01 for v in flat]), task_info("diabetes"), spec,
+                       final=True)
+
+    # then it is underfitting, against the Huber baseline
+    assert verdict.kind == "underfitting"
+    assert "(0.425)" in verdict.headline
+
+
+def test_a_label_smoothed_classifier_at_its_floor_is_not_underfitting(
+        make_spec: SpecFactory) -> None:
+    # given an iris run with label smoothing 0.3, whose loss fell from ln 3 to 0.66 and
+    # levelled off there: the smoothed targets' own entropy (0.639) is the lowest reachable
+    spec = make_spec({"data": {"dataset": "iris"}, "model": {"arch": "mlp"},
+                      "optim": {"label_smoothing": 0.3}})
+    task = task_info("iris")
+    train = [0.66 + 0.44 * 0.5 ** e for e in range(15)]
+    val = [v + 0.02 for v in train]
+
+    # when diagnosed with its spec
+    verdict = diagnose(history(train, val), task, spec, final=True)
+
+    # then it is healthy: it learned almost all that the smoothed loss lets it
+    assert task.for_spec(spec).floor_loss == pytest.approx(0.639, abs=1e-3)
+    assert verdict.kind == "healthy"
+
+
+def test_balanced_class_weights_make_the_baseline_that_of_balanced_classes(
+        make_spec: SpecFactory) -> None:
+    # given a 63%-majority binary task (285 of 455 rows) trained with balanced class weights
+    spec = make_spec({"data": {"dataset": "breast_cancer"}, "model": {"arch": "mlp"},
+                      "optim": {"class_weights": "balanced"}})
+    task = task_info("breast_cancer", class_counts=[170, 285])
+
+    # when its baseline is measured with the spec's loss
+    # then a constant prediction scores ln 2, as if the classes were balanced
+    assert task.baseline_loss == pytest.approx(0.661, abs=1e-3)
+    assert task.for_spec(spec).baseline_loss == pytest.approx(math.log(2))
+
+
 def test_a_noisy_healthy_run_keeps_its_verdict_epoch_after_epoch() -> None:
     # given a converging run whose validation loss is noisy (±6%)
     rng = np.random.default_rng(7)

@@ -284,7 +284,7 @@ class RunSpec(_Section):
         "precision": ("auto", "bf16", "fp32"),
     }
     epochs: int = 15
-    batch_size: int = 64  # rows per optimizer step
+    batch_size: int = 64  # rows per batch; an optimizer step takes grad_accumulation batches
     seed: int = 0  # seeds the split, initialisation and shuffling
     device: str = "auto"  # auto: CUDA when present, else CPU
     grad_clip: float = 0.0  # max global gradient norm; 0 = off

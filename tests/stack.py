@@ -51,3 +51,11 @@ atexit.register(shutil.rmtree, _scratch, True)
 os.environ["FITBOARD_VAR_DIR"] = _scratch
 os.environ["FITBOARD_CHANNEL_PREFIX"] = f"fbtest{os.getpid()}"
 os.environ.setdefault("FITBOARD_DEVICE", "cpu")
+# Hugging Face libraries never reach for the hub in tests (this machine has no internet).
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The offline copies of MNIST, Fashion-MNIST and the text sets (see ../shared/data/README.md).
+os.environ.setdefault(
+    "FITBOARD_DATA_DIR",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"),
+)

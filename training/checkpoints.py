@@ -24,7 +24,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from training.data.catalog import DatasetInfo
+from training.data.catalog import DatasetInfo, is_upload, remember
 from training.data.loading import Normalisation
 from training.models import build_model
 from training.spec import ExperimentSpec
@@ -148,6 +148,10 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
         found = document.get("format") if isinstance(document, dict) else None
         if found != FORMAT:
             raise CheckpointError(f"{path}: unknown checkpoint format {found!r}")
+        if is_upload(document.get("dataset", "")) and "dataset_info" in document:
+            # An uploaded set is known only to the server that holds it: the archive says what
+            # it was, so its spec validates anywhere.
+            remember(DatasetInfo.from_dict(document["dataset_info"]))
         spec = ExperimentSpec.from_dict(document["spec"])
         outputs = document["num_classes"] or 1
         model = build_model(spec.model, tuple(document["input_shape"]), outputs)

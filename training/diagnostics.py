@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from training.data.catalog import dataset_info
+from training.data.catalog import DatasetInfo, dataset_info
 from training.spec import ExperimentSpec
 
 # --- how much history a verdict needs ------------------------------------------------------
@@ -199,11 +199,12 @@ def _regression_baseline(loss: str, delta: float) -> float:
     return 1.0
 
 
-def task_info(dataset_name: str, class_counts: Sequence[int] | None = None) -> TaskInfo:
+def task_info(dataset_name: str | DatasetInfo, class_counts: Sequence[int] | None = None
+              ) -> TaskInfo:
     """The TaskInfo of a catalog dataset. The catalog does not hold class frequencies, so pass
     the training split's ``class_counts`` when they are at hand; otherwise classes count as
     balanced."""
-    info = dataset_info(dataset_name)
+    info = dataset_name if isinstance(dataset_name, DatasetInfo) else dataset_info(dataset_name)
     if info.task == "regression":
         return TaskInfo("regression")
     majority = max(class_counts) / sum(class_counts) if class_counts else None

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from training import checkpoints
-from training.data import PreparedData, prepare
+from training.data import DataSources, PreparedData, prepare
+from training.data.augment import Augmentation
 from training.diagnostics import diagnose, task_info
 from training.models import build_model
 from training.optimization import (
@@ -58,6 +59,9 @@ class RunResult:
     # The trained network, on the training device: the best epoch's weights when early
     # stopping restored them (``run.restore_best``), else the last step's.
     model: nn.Module | None = field(default=None, repr=False)
+    # The test split's metrics (test_loss, test_acc or test_rmse/test_mae), measured once with
+    # the best epoch's weights when training ends; empty without a test split or on cancel.
+    test_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -141,10 +145,32 @@ class CheckpointWriter:
         self.written_at = time.monotonic()
 
 
+def augmentation(spec: ExperimentSpec) -> Augmentation:
+    """The spec's augmentation of training batches (a no-op unless a field is set)."""
+    d = spec.data
+    return Augmentation(d.augment_crop, d.augment_flip, d.augment_rotation, d.augment_noise)
+
+
+def evaluate_test(model: nn.Module, weights: Mapping[str, torch.Tensor], loss_fn: nn.Module,
+                  data: PreparedData, device: torch.device,
+                  precision: torch.dtype | None = None) -> dict[str, float]:
+    """The test split's metrics under ``weights`` (the best epoch's), on a copy of the model so
+    the trained one is left as it is. Empty when there is no test split."""
+    if data.x_test is None or data.y_test is None:
+        return {}
+    import copy
+
+    best = copy.deepcopy(model)
+    best.load_state_dict(weights)
+    metrics = evaluate(best, loss_fn, data.x_test.to(device), data.y_test.to(device), data,
+                       precision)
+    return {f"test_{name}": value for name, value in metrics.items()}
+
+
 def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | None = None,
         meta: Mapping[str, Any] | None = None,
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
-        compile_backend: str = "inductor") -> RunResult:
+        compile_backend: str = "inductor", sources: DataSources | None = None) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
@@ -154,11 +180,18 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     weights, on the first step whose loss is NaN or infinite; the checkpoints of the epochs
     before it are kept. ``meta`` is stored in every checkpoint (e.g. the experiment id).
     ``compile_backend`` is the ``torch.compile`` backend used when ``run.compile`` is on.
+    ``sources`` says where data files are (the data directory, uploaded sets' files). A test
+    split is evaluated once at the end with the best weights; ``best.zip`` then carries its
+    metrics too.
     """
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
     target = resolve_device(device or spec.run.device)
-    data = prepare(spec.data.dataset, spec.data.val_fraction, spec.run.seed)
+    d = spec.data
+    data = prepare(d.dataset, d.val_fraction, spec.run.seed, subset=d.subset,
+                   test_fraction=d.test_fraction, sources=sources)
+    augment = augmentation(spec)
+    augment_rng = torch.Generator(device=target).manual_seed(spec.run.seed)
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)
     x_val, y_val = data.x_val.to(target), data.y_val.to(target)
     model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1).to(target)
@@ -188,6 +221,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     shuffle = torch.Generator().manual_seed(spec.run.seed)
     checkpoint_meta = {
         **checkpoints.dataset_meta(data.info),
+        "dataset_info": data.info.to_dict(),
         "label_names": data.label_names,
         "normalisation": data.normalisation.to_dict(),
         "target_mean": data.target_mean,
@@ -207,7 +241,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     best_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
     history: dict[str, list[float]] = {}  # per-epoch metrics, for the live verdict
-    task = task_info(spec.data.dataset)
+    task = task_info(data.info)
+    best_step = 0
     epoch = 0
     stopped_early = False
     try:
@@ -229,6 +264,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                 for start, end in group:
                     index = order[start:end]
                     xb, yb = x_train[index], y_train[index]
+                    if augment.active:
+                        xb = augment(xb, augment_rng)
                     with mixed:
                         out = forward(xb)
                     # Losses in float32 whatever the forward pass ran in (a no-op without
@@ -280,7 +317,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
             tags = ("best", "last") if improved else ("last",)
             weights = checkpoints.snapshot(model)
             if improved:
-                best_weights = weights
+                best_weights, best_step = weights, step
             writer.keep(tags, weights, epoch, step, metrics)
             writer.write_if_due()
             for name, value in metrics.items():
@@ -300,6 +337,12 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     # stopping the run also ends with them, so what follows uses the best model, not the last.
     if spec.run.early_stopping_patience and spec.run.restore_best and best_weights:
         model.load_state_dict(best_weights)
+    # The test split, once, with the best weights; best.zip records what it scored.
+    test = evaluate_test(model, best_weights, loss_fn, data, target, precision) if best_weights \
+        else {}
+    if test:
+        writer.keep(("best",), best_weights, best_epoch, best_step, {**best_metrics, **test})
+        reporter.status("test split evaluated", test_metrics=test)
     writer.write()
     return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics, stopped_early,
-                     model=model)
+                     model=model, test_metrics=test)

@@ -129,8 +129,19 @@ class DataSpec(_Section):
     """Which data, and how it is split."""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
-    dataset: str = "digits"  # a name from training.data.catalog
-    val_fraction: float = 0.2  # share of all rows held out for validation, in (0, 1)
+    dataset: str = "digits"  # a name from training.data.catalog, or "upload:<id>"
+    val_fraction: float = 0.2  # share of the rows left after the test cut, in (0, 1)
+    # Train on a seeded, class-stratified sample of this many rows (before the validation split),
+    # so a run on a large set stays short on a CPU; 0 = every row.
+    subset: int = 0
+    # Share of all rows held out, stratified, for one evaluation at the end; 0 = no test split.
+    # MNIST and Fashion-MNIST ignore it: their own test file is the test split.
+    test_fraction: float = 0.0
+    # Augmentation of training batches (images only; validation and test data never change).
+    augment_crop: int = 0  # pixels of zero padding before a random crop back to size; 0 = off
+    augment_flip: bool = False  # mirror half the images left to right
+    augment_rotation: float = 0.0  # largest random rotation, in degrees either way; 0 = off
+    augment_noise: float = 0.0  # std of Gaussian noise on normalised pixels; 0 = off
 
     def problems(self) -> dict[str, str]:
         errors = {}
@@ -140,7 +151,23 @@ class DataSpec(_Section):
             errors["dataset"] = str(exc.args[0])
         if not 0.0 < self.val_fraction < 1.0:
             errors["val_fraction"] = "must be between 0 and 1 (exclusive)"
+        if not 0.0 <= self.test_fraction < 1.0:
+            errors["test_fraction"] = "must be at least 0 and below 1"
+        if self.subset < 0:
+            errors["subset"] = "must not be negative (0 = every row)"
+        if not 0 <= self.augment_crop <= 64:
+            errors["augment_crop"] = "must be between 0 and 64 pixels"
+        if not 0.0 <= self.augment_rotation <= 180.0:
+            errors["augment_rotation"] = "must be between 0 and 180 degrees"
+        if not 0.0 <= self.augment_noise <= 10.0:
+            errors["augment_noise"] = "must be between 0 and 10"
         return errors
+
+    @property
+    def augmented(self) -> bool:
+        """Whether any augmentation is switched on."""
+        return bool(self.augment_crop or self.augment_flip or self.augment_rotation
+                    or self.augment_noise)
 
 
 @dataclass(frozen=True)
@@ -378,11 +405,22 @@ class ExperimentSpec:
         errors: dict[str, str] = {}
         if self.model.arch == "cnn" and info.modality != "image":
             errors["model.arch"] = f"a CNN needs image data; {info.name} is {info.modality}"
+        elif self.model.arch == "mlp" and info.modality == "text":
+            errors["model.arch"] = f"an MLP needs numeric features; {info.name} is text"
         if info.task == "classification" and self.optim.loss != "cross_entropy":
             errors["optim.loss"] = f"{info.name} is a classification task: use cross-entropy"
         if info.task == "regression" and self.optim.loss == "cross_entropy":
             errors["optim.loss"] = f"{info.name} is a regression task: use MSE, MAE or Huber"
         errors.update(self._monitor_problems(info))
+        d = self.data
+        if d.augmented and info.modality != "image":
+            field_name = next(f for f in ("augment_crop", "augment_flip", "augment_rotation",
+                                          "augment_noise") if getattr(d, f))
+            errors[f"data.{field_name}"] = (
+                f"augmentation needs image data; {info.name} is {info.modality}"
+            )
+        elif info.modality == "image" and d.augment_crop >= min(info.input_shape[1:]):
+            errors["data.augment_crop"] = f"must be smaller than the {info.name} images"
         train_rows = self.train_rows(info)
         if train_rows < 2:
             errors["data.val_fraction"] = f"leaves {train_rows} training rows of {info.rows}"
@@ -400,7 +438,8 @@ class ExperimentSpec:
     def train_rows(self, info: DatasetInfo | None = None) -> int:
         """Rows in the training split of the spec's dataset."""
         info = info or dataset_info(self.data.dataset)
-        return info.train_rows(self.data.val_fraction)
+        d = self.data
+        return info.train_rows(d.val_fraction, d.subset, d.test_fraction)
 
     def total_steps(self, info: DatasetInfo | None = None) -> int:
         """Optimizer steps in the whole run."""

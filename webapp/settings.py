@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "webapp.experiments",
+    "webapp.datasets",
 ]
 
 MIDDLEWARE = [
@@ -101,6 +102,14 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
 WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
+# Uploads too large to hold in memory are spooled here, inside the media folder (nowhere else).
+FILE_UPLOAD_TEMP_DIR = MEDIA_ROOT / "upload-tmp"
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+FILE_UPLOAD_HANDLERS = [
+    "webapp.datasets.uploads.SizeLimitHandler",  # stops a file at FITBOARD_UPLOAD_MAX_MB
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
@@ -139,6 +148,20 @@ FITBOARD_TORCH_THREADS = env_int("FITBOARD_TORCH_THREADS", os.cpu_count() or 1, 
 FITBOARD_LIVE_INTERVAL = env_int("FITBOARD_LIVE_INTERVAL_MS", 100, minimum=10) / 1000
 # Checkpoints (best and last) are written at most this often while training, and at the end.
 FITBOARD_CHECKPOINT_INTERVAL = env_int("FITBOARD_CHECKPOINT_INTERVAL_S", 30, minimum=0)
+
+# Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
+# when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.
+FITBOARD_DATA_DIR = env_path("FITBOARD_DATA_DIR", VAR_DIR / "data")
+FITBOARD_DATA_DOWNLOAD = env_bool("FITBOARD_DATA_DOWNLOAD", True)
+FITBOARD_UPLOAD_MAX_BYTES = env_int("FITBOARD_UPLOAD_MAX_MB", 100, minimum=1) * 2**20
+FITBOARD_UPLOAD_MAX_ROWS = env_int("FITBOARD_UPLOAD_MAX_ROWS", 1_000_000, minimum=1)
+FITBOARD_UPLOAD_MAX_UNPACKED_BYTES = env_int("FITBOARD_UPLOAD_MAX_UNPACKED_MB", 1024,
+                                             minimum=1) * 2**20
+# Folders a Hugging Face dataset may be read from by local path (default: the data directory).
+FITBOARD_DATASETS_LOCAL_DIRS = [
+    Path(p).expanduser().resolve()
+    for p in env_list("FITBOARD_DATASETS_LOCAL_DIRS", [str(FITBOARD_DATA_DIR)])
+]
 
 LOGGING = {
     "version": 1,

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from training.data import catalog
 from training.spec import ExperimentSpec
 from webapp.experiments.models import Experiment, Project
+
+
+@pytest.fixture(autouse=True)
+def _forget_uploads() -> Iterator[None]:
+    # Each test's database starts afresh and reuses upload ids; facts the engine remembered
+    # about an earlier test's "upload:1" must not answer for this one's.
+    yield
+    catalog.forget()
 
 
 @pytest.fixture

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+# Uploaded datasets are named "upload:<id>"; their facts come from a resolver (the web app's
+# database) or from the prepared file the engine was given (see ``remember``).
+UPLOAD_PREFIX = "upload:"
 
 
 @dataclass(frozen=True)
@@ -13,14 +20,28 @@ class DatasetInfo:
     name: str
     title: str
     task: str  # "classification" or "regression"
-    modality: str  # "image" or "tabular"
-    rows: int
+    modality: str  # "image", "tabular" or "text"
+    rows: int  # for a set with its own test file, the rows of its training file
     input_shape: tuple[int, ...]  # one example, channels first for images
     num_classes: int  # 0 for regression
+    test_rows: int = 0  # rows of the set's own test file (MNIST's 10,000); 0 = none
 
-    def train_rows(self, val_fraction: float) -> int:
-        """Rows left for training after the validation split."""
-        return self.rows - validation_rows(self.rows, val_fraction)
+    def train_rows(self, val_fraction: float, subset: int = 0, test_fraction: float = 0.0
+                   ) -> int:
+        """Rows left for training after the test, subset and validation cuts."""
+        return split_sizes(self, val_fraction, subset, test_fraction)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["input_shape"] = list(self.input_shape)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetInfo:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["input_shape"] = tuple(int(s) for s in values.get("input_shape", ()))
+        return cls(**values)
 
 
 def validation_rows(rows: int, fraction: float) -> int:
@@ -28,6 +49,24 @@ def validation_rows(rows: int, fraction: float) -> int:
     float noise (150 * 0.14 = 21.000000000000004) from adding a row."""
     return max(1, math.ceil(rows * fraction - 1e-9))
 
+
+def split_sizes(info: DatasetInfo, val_fraction: float, subset: int = 0,
+                test_fraction: float = 0.0) -> tuple[int, int, int]:
+    """(train, validation, test) row counts, in the order the splitter cuts them: the test set
+    first (the set's own test file, or ``test_fraction`` of the rows), then a ``subset`` of that
+    many of the remaining rows (0 = all), then ``val_fraction`` of those for validation."""
+    if info.test_rows:
+        test, pool = info.test_rows, info.rows
+    else:
+        test = validation_rows(info.rows, test_fraction) if test_fraction > 0 else 0
+        pool = info.rows - test
+    used = min(pool, subset) if subset > 0 else pool
+    val = validation_rows(used, val_fraction)
+    return used - val, val, test
+
+
+FASHION_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                  "Sneaker", "Bag", "Ankle boot")
 
 CATALOG: dict[str, DatasetInfo] = {
     info.name: info
@@ -42,13 +81,54 @@ CATALOG: dict[str, DatasetInfo] = {
                     150, (4,), 3),
         DatasetInfo("diabetes", "Diabetes (sklearn, regression)", "regression", "tabular",
                     442, (10,), 0),
+        DatasetInfo("mnist", "MNIST (handwritten digits, 28×28)", "classification", "image",
+                    60000, (1, 28, 28), 10, test_rows=10000),
+        DatasetInfo("fashion_mnist", "Fashion-MNIST (clothing, 28×28)", "classification",
+                    "image", 60000, (1, 28, 28), 10, test_rows=10000),
     )
 }
+
+Resolver = Callable[[str], DatasetInfo | None]
+_resolvers: list[Resolver] = []
+_remembered: dict[str, DatasetInfo] = {}
+
+
+def register_resolver(resolver: Resolver) -> None:
+    """Let ``dataset_info`` ask ``resolver`` about names outside the catalog (the web app
+    registers one that reads uploaded datasets from its database)."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
+
+
+def remember(info: DatasetInfo) -> None:
+    """Record an uploaded dataset's facts read from its file (or a checkpoint), so specs that
+    name it validate in a process without a resolver (a notebook, the engine alone)."""
+    _remembered[info.name] = info
+
+
+def forget() -> None:
+    """Drop every remembered upload (tests that reuse database ids)."""
+    _remembered.clear()
+
+
+def is_upload(name: str) -> bool:
+    """Whether ``name`` has the shape of an uploaded dataset's name, "upload:<id>"."""
+    rest = name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else ""
+    return rest.isdigit() and int(rest) > 0
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """Facts about a dataset by name; KeyError with a readable message when unknown."""
-    try:
+    if name in CATALOG:
         return CATALOG[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; choose one of: {', '.join(CATALOG)}") from None
+    if is_upload(name):
+        # The file the engine was given is the truth for its run; an upload's facts never change
+        # after it is created, so the two sources agree wherever both answer.
+        if name in _remembered:
+            return _remembered[name]
+        for resolve in _resolvers:
+            info = resolve(name)
+            if info is not None:
+                return info
+        raise KeyError(f"no uploaded dataset {name!r} is available")
+    raise KeyError(f"unknown dataset {name!r}; choose one of: {', '.join(CATALOG)}")

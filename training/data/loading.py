@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from training.data.catalog import DatasetInfo, dataset_info, validation_rows
+from training.data.catalog import (
+    DatasetInfo,
+    dataset_info,
+    is_upload,
+    validation_rows,
+)
+
+
+@dataclass(frozen=True)
+class DataSources:
+    """Where the engine finds data files. It never asks a database: the caller (the worker)
+    resolves each uploaded dataset it may use to the local path of its prepared file."""
+
+    data_dir: Path | None = None  # MNIST / Fashion-MNIST; None: $FITBOARD_DATA_DIR, else var/data
+    uploads: Mapping[str, Path] = field(default_factory=dict)  # "upload:<id>" -> prepared file
+    allow_download: bool = True  # fetch missing built-in files from their canonical source
+    base_urls: Mapping[str, Sequence[str]] = field(default_factory=dict)  # per set: mirrors
+
+    def __post_init__(self) -> None:
+        # Specs naming these uploads validate in this process from now on (see catalog).
+        if self.uploads:
+            from training.data.catalog import remember
+            from training.data.uploads import read_info
+
+            for name, path in self.uploads.items():
+                remember(read_info(Path(path), name))
+
+    def directory(self) -> Path:
+        return self.data_dir or Path(os.environ.get("FITBOARD_DATA_DIR") or "var/data")
 
 
 @dataclass(frozen=True)
@@ -35,7 +66,7 @@ class Normalisation:
 
 @dataclass
 class PreparedData:
-    """Normalised train and validation tensors plus what a checkpoint must remember."""
+    """Normalised train, validation (and test) tensors plus what a checkpoint must remember."""
 
     info: DatasetInfo
     x_train: torch.Tensor
@@ -47,10 +78,27 @@ class PreparedData:
     # Regression targets are standardised for training; predictions are mapped back with these.
     target_mean: float = 0.0
     target_std: float = 1.0
+    # The test split, evaluated once at the end; None when the spec asks for none.
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
 
 
-def _load_raw(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Raw features (float32, shaped as the catalog says) and targets for a built-in set."""
+@dataclass
+class RawData:
+    """A dataset as stored: features (with NaN where values are missing), targets, and the
+    official test rows when the set has them."""
+
+    info: DatasetInfo
+    x: np.ndarray
+    y: np.ndarray
+    label_names: list[str]
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    impute: str = ""  # for missing values: "mean", "median", "most_frequent"; "" = none
+    standardise: bool = True  # scale features with training-split statistics
+
+
+def _load_sklearn(name: str) -> RawData:
     from sklearn import datasets as sk
 
     loaders = {
@@ -66,60 +114,144 @@ def _load_raw(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     names = [str(n) for n in getattr(bunch, "target_names", [])] if info.num_classes else []
     if name == "digits":
         names = [str(d) for d in range(10)]
-    y = np.asarray(bunch.target)
-    return x, y, names
+    return RawData(info, x, np.asarray(bunch.target), names)
+
+
+def load_raw(name: str, sources: DataSources | None = None) -> RawData:
+    """A dataset by name: sklearn's bundled sets, MNIST / Fashion-MNIST from the data directory
+    (downloaded when missing and allowed), or an uploaded set from the file ``sources`` gives."""
+    sources = sources or DataSources()
+    if is_upload(name):
+        from training.data.uploads import load_prepared
+
+        path = sources.uploads.get(name)
+        if path is None:
+            raise FileNotFoundError(f"no file was given for the uploaded dataset {name!r}")
+        return load_prepared(Path(path), name)
+    if name in ("mnist", "fashion_mnist"):
+        from training.data.catalog import FASHION_LABELS
+        from training.data.files import load_idx_set
+
+        x, y, x_test, y_test = load_idx_set(name, sources.directory(), sources.allow_download,
+                                            sources.base_urls.get(name))
+        labels = list(FASHION_LABELS) if name == "fashion_mnist" else [str(d) for d in range(10)]
+        return RawData(dataset_info(name), x, y, labels, x_test, y_test)
+    return _load_sklearn(name)
+
+
+def _pick(rows: int, n_pick: int, rng: np.random.Generator, labels: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, picked) positions: ``n_pick`` rows drawn at random, stratified by class when
+    labels are given (each class gives its share, largest remainders first)."""
+    if labels is None:
+        order = rng.permutation(rows)
+        return np.sort(order[n_pick:]), np.sort(order[:n_pick])
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n_pick / rows
+    take = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - take))[: n_pick - take.sum()]:
+        take[i] += 1
+    picked = np.concatenate([
+        rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=True)
+    ])
+    mask = np.ones(rows, dtype=bool)
+    mask[picked] = False
+    return np.flatnonzero(mask), np.sort(picked)
 
 
 def split_indices(rows: int, val_fraction: float, seed: int, labels: np.ndarray | None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation index split, stratified by class when labels are given."""
-    rng = np.random.default_rng(seed)
-    n_val = validation_rows(rows, val_fraction)
-    if labels is None:
-        order = rng.permutation(rows)
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
-    # Stratify: take each class's share of the validation rows, largest remainders first.
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = counts * n_val / rows
-    take = np.floor(quota).astype(int)
-    for i in np.argsort(-(quota - take))[: n_val - take.sum()]:
-        take[i] += 1
-    val = np.concatenate([
-        rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=True)
-    ])
-    mask = np.ones(rows, dtype=bool)
-    mask[val] = False
-    return np.flatnonzero(mask), np.sort(val)
+    return _pick(rows, validation_rows(rows, val_fraction), np.random.default_rng(seed), labels)
 
 
-def prepare(dataset: str, val_fraction: float, seed: int) -> PreparedData:
-    """Load, split and normalise a built-in dataset, reproducibly for a given seed."""
-    info = dataset_info(dataset)
-    x, y, label_names = _load_raw(dataset)
+def split_three(rows: int, labels: np.ndarray | None, seed: int, val_fraction: float,
+                subset: int = 0, test_fraction: float = 0.0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) row indices, seeded and stratified when labels are given.
+
+    The cuts follow ``catalog.split_sizes``: test first (``test_fraction`` of every row), then
+    ``subset`` of the rest, then ``val_fraction`` of that subset. Without a test cut the rows are
+    those of a subset drawn by ``split_indices``'s sampler with the run's seed, and without a
+    subset either, exactly ``split_indices``'s.
+    """
+    pool = np.arange(rows)
+    test = np.empty(0, dtype=np.int64)
+    if test_fraction > 0:
+        n_test = validation_rows(rows, test_fraction)
+        pool, test = _pick(rows, n_test, np.random.default_rng((seed, 1)), labels)
+    if 0 < subset < len(pool):
+        sub_labels = labels[pool] if labels is not None else None
+        _, keep = _pick(len(pool), subset, np.random.default_rng(seed), sub_labels)
+        pool = pool[keep]
+    val_labels = labels[pool] if labels is not None else None
+    train, val = split_indices(len(pool), val_fraction, seed, val_labels)
+    return pool[train], pool[val], test
+
+
+def _impute(strategy: str, train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Missing values (NaN) filled with the training split's statistic per column."""
+    from sklearn.impute import SimpleImputer
+
+    imputer = SimpleImputer(strategy=strategy, keep_empty_features=True).fit(train)
+    return [imputer.transform(a).astype(np.float32) if len(a) else a for a in (train, *others)]
+
+
+def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
+            test_fraction: float = 0.0, sources: DataSources | None = None) -> PreparedData:
+    """Load, split and normalise a dataset, reproducibly for a given seed. ``subset`` draws that
+    many rows first (0 = all); ``test_fraction`` holds rows out for the final test (a set with
+    its own test file uses that instead). See ``split_three``."""
+    raw = load_raw(dataset, sources)
+    info = raw.info
+    if info.modality == "text":
+        raise ValueError(f"{dataset} is a text dataset: it is read by the text models")
     classification = info.task == "classification"
-    train_idx, val_idx = split_indices(len(x), val_fraction, seed, y if classification else None)
-    x_train, x_val = torch.from_numpy(x[train_idx]), torch.from_numpy(x[val_idx])
+    labels = raw.y if classification else None
+    official = raw.x_test is not None
+    train_idx, val_idx, test_idx = split_three(
+        len(raw.x), labels, seed, val_fraction, subset, 0.0 if official else test_fraction)
+    x_train, x_val = raw.x[train_idx].astype(np.float32), raw.x[val_idx].astype(np.float32)
+    y_train, y_val = raw.y[train_idx], raw.y[val_idx]
+    if official:
+        assert raw.x_test is not None and raw.y_test is not None
+        x_test, y_test = raw.x_test.astype(np.float32), raw.y_test
+    else:
+        x_test, y_test = raw.x[test_idx].astype(np.float32), raw.y[test_idx]
+    if raw.impute:
+        x_train, x_val, x_test = _impute(raw.impute, x_train, x_val, x_test)
+    xt_train = torch.from_numpy(x_train)
     # Images share one statistic per channel; tabular features get one each.
-    axes = (0, 2, 3) if x_train.dim() == 4 else (0,)
-    mean = x_train.mean(dim=axes)
-    std = x_train.std(dim=axes).clamp_min(1e-6)
+    axes = (0, 2, 3) if xt_train.dim() == 4 else (0,)
+    if raw.standardise:
+        mean = xt_train.mean(dim=axes)
+        std = xt_train.std(dim=axes).clamp_min(1e-6)
+    else:
+        mean, std = torch.zeros(xt_train.shape[1]), torch.ones(xt_train.shape[1])
     norm = Normalisation(mean=mean.tolist(), std=std.tolist())
-    target_dtype = torch.long if classification else torch.float32
-    y_t = torch.from_numpy(y).to(target_dtype)
     target_mean, target_std = 0.0, 1.0
+
+    def targets(y: np.ndarray) -> torch.Tensor:
+        if classification:
+            return torch.from_numpy(np.array(y, dtype=np.int64))  # a copy: sets are shared
+        return (torch.from_numpy(np.asarray(y, dtype=np.float32)).view(-1, 1) - target_mean
+                ) / target_std
+
     if not classification:
-        y_t = y_t.view(-1, 1)
-        target_mean = float(y_t[train_idx].mean())
-        target_std = float(y_t[train_idx].std().clamp_min(1e-6))
-        y_t = (y_t - target_mean) / target_std
+        train_targets = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
+        target_mean = float(train_targets.mean())
+        target_std = float(train_targets.std().clamp_min(1e-6))
+    has_test = len(y_test) > 0
     return PreparedData(
         info=info,
-        x_train=norm.apply(x_train),
-        y_train=y_t[train_idx],
-        x_val=norm.apply(x_val),
-        y_val=y_t[val_idx],
-        label_names=label_names,
+        x_train=norm.apply(xt_train),
+        y_train=targets(y_train),
+        x_val=norm.apply(torch.from_numpy(x_val)),
+        y_val=targets(y_val),
+        label_names=raw.label_names,
         normalisation=norm,
         target_mean=target_mean,
         target_std=target_std,
+        x_test=norm.apply(torch.from_numpy(x_test)) if has_test else None,
+        y_test=targets(y_test) if has_test else None,
     )

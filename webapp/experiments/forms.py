@@ -14,6 +14,12 @@ from webapp.experiments.models import Project
 FIELD_PATHS = {
     "dataset": "data.dataset",
     "val_fraction": "data.val_fraction",
+    "test_fraction": "data.test_fraction",
+    "subset": "data.subset",
+    "augment_crop": "data.augment_crop",
+    "augment_flip": "data.augment_flip",
+    "augment_rotation": "data.augment_rotation",
+    "augment_noise": "data.augment_noise",
     "arch": "model.arch",
     "hidden_sizes": "model.hidden_sizes",
     "width": "model.width",
@@ -89,7 +95,9 @@ def spec_initial(spec: ExperimentSpec) -> dict[str, Any]:
 # How the form is laid out: a legend per group of fields.
 FIELDSETS = [
     ("Experiment", ["name", "project"]),
-    ("Data", ["dataset", "val_fraction"]),
+    ("Data", ["dataset", "val_fraction", "test_fraction", "subset"]),
+    ("Augmentation (images, training batches only)",
+     ["augment_crop", "augment_flip", "augment_rotation", "augment_noise"]),
     ("Model", ["arch", "hidden_sizes", "width", "blocks", "batch_norm", "dropout"]),
     ("Loss and optimizer", ["loss", "optimizer", "lr", "momentum", "weight_decay"]),
     ("Loss and optimizer options", ["nesterov", "label_smoothing", "class_weights",
@@ -103,12 +111,50 @@ FIELDSETS = [
 ]
 
 
+def dataset_choices(user: Any) -> list[tuple[str, Any]]:
+    """Built-in datasets, then the uploads of the user's projects ("upload:<id>")."""
+    from webapp.datasets.models import Dataset
+
+    uploads = [(d.spec_name, f"{d.name} (#{d.pk}, {d.project.name})")
+               for d in Dataset.objects.visible_to(user).select_related("project")]
+    builtin = [(k, v.title) for k, v in CATALOG.items()]
+    return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
+
+
+def upload_in_other_project(name: str, project: Project | None) -> str:
+    """Why an uploaded dataset cannot be used in ``project`` ("" when it can): a run may only
+    read data of its own project."""
+    from webapp.datasets.models import Dataset, upload_id
+
+    pk = upload_id(name)
+    if pk is None or project is None:
+        return ""
+    dataset = Dataset.objects.filter(pk=pk).select_related("project").first()
+    if dataset is None:
+        return f"no uploaded dataset #{pk}"
+    if dataset.project_id != project.pk:
+        return (f"{dataset.name} belongs to project {dataset.project.name}: choose a dataset "
+                f"of project {project.name}")
+    return ""
+
+
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=200)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
     dataset = forms.ChoiceField(choices=[(k, v.title) for k, v in CATALOG.items()])
     val_fraction = forms.FloatField(label="Validation fraction",
                                     help_text="Share of rows held out, between 0 and 1")
+    test_fraction = forms.FloatField(
+        label="Test fraction",
+        help_text="held out and evaluated once at the end; 0 = none. MNIST and Fashion-MNIST "
+                  "use their official test set")
+    subset = forms.IntegerField(label="Subset (rows)",
+                                help_text="train on a stratified sample of this many rows; 0 = all")
+    augment_crop = forms.IntegerField(label="Random crop padding",
+                                      help_text="pixels of padding; 0 = off")
+    augment_flip = forms.BooleanField(label="Horizontal flip", required=False)
+    augment_rotation = forms.FloatField(label="Rotation", help_text="max degrees; 0 = off")
+    augment_noise = forms.FloatField(label="Gaussian noise", help_text="std; 0 = off")
     arch = forms.ChoiceField(label="Model", choices=_choices("arch", ModelSpec.choices["arch"]))
     hidden_sizes = forms.CharField(label="MLP hidden sizes", help_text="e.g. 256, 128")
     width = forms.IntegerField(label="CNN width", help_text="channels of the first block")
@@ -175,6 +221,7 @@ class ExperimentForm(forms.Form):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = Project.objects.filter(members=user).order_by("name")  # type: ignore[attr-defined]
+        self.fields["dataset"].choices = dataset_choices(user)  # type: ignore[attr-defined]
         self.spec: ExperimentSpec | None = None
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
@@ -188,6 +235,10 @@ class ExperimentForm(forms.Form):
         for name, path in FIELD_PATHS.items():
             section, field = path.split(".")
             data.setdefault(section, {})[field] = cleaned.get(name)
+        upload = upload_in_other_project(cleaned.get("dataset", ""), cleaned.get("project"))
+        if upload:
+            self.add_error("dataset", upload)
+            return cleaned
         try:
             self.spec = ExperimentSpec.from_dict(data)
         except SpecError as exc:

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from training.data.catalog import dataset_info
 from training.spec import SpecError
+from webapp.datasets.services import DatasetUnavailable
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
 
@@ -54,11 +55,14 @@ def execute_training(experiment_id: int, worker: str) -> None:
     status, error, summary = Experiment.Status.FAILED, "", None
     nonfinite_loss = False
     try:
+        sources = data_sources(spec, experiment)
         result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta,
-                     checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL)
+                     checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL, sources=sources)
     except TrainingError as exc:
         error = str(exc)
         nonfinite_loss = isinstance(exc, NonFiniteLossError)
+    except DatasetUnavailable as exc:  # an upload this run may not (or can no longer) read
+        error = str(exc)
     except torch.cuda.OutOfMemoryError:
         error = "out of GPU memory: lower the batch size or the model size"
     except Exception as exc:  # noqa: BLE001 - any crash becomes the run's failure reason
@@ -76,6 +80,19 @@ def execute_training(experiment_id: int, worker: str) -> None:
             status, error = Experiment.Status.FAILED, str(exc)
     experiment.finish(status, error=error, summary=summary,
                       verdict=_final_verdict(experiment, nonfinite_loss))
+
+
+def data_sources(spec: Any, experiment: Experiment) -> Any:
+    """Where the engine finds this run's data: the data directory and the local files of the
+    uploads it names (which must belong to the run's project)."""
+    from training.data import DataSources
+    from webapp.datasets.services import local_files
+
+    return DataSources(
+        data_dir=settings.FITBOARD_DATA_DIR,
+        uploads=local_files([spec.data.dataset], experiment.project),
+        allow_download=settings.FITBOARD_DATA_DOWNLOAD,
+    )
 
 
 def _final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any] | None:
@@ -100,6 +117,7 @@ def _summary(result: Any, key: str, meta: dict[str, Any]) -> dict[str, Any]:
         "best_metrics": result.best_metrics,
         "final_metrics": result.final_metrics,
         "stopped_early": result.stopped_early,
+        "test_metrics": result.test_metrics,
         "best_metric": [key, best] if best is not None else None,
         "versions": library_versions(),
         **meta,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,6 +17,21 @@ from training.spec import ExperimentSpec
 from webapp.experiments import actions, diagnosis, events, metric_store
 from webapp.experiments.forms import ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project
+
+
+def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
+    """"Train on it" from a dataset page: that dataset, its project, and a model family that
+    fits it (a CNN on images, else an MLP)."""
+    from webapp.datasets.models import Dataset, upload_id
+
+    name = request.GET.get("dataset", "")
+    pk = upload_id(name)
+    dataset = Dataset.objects.visible_to(request.user).filter(pk=pk).first() if pk else None
+    if dataset is None:
+        return {}
+    arch = "cnn" if dataset.info.get("modality") == "image" else "mlp"
+    return {"dataset": name, "arch": arch, "project": dataset.project,
+            "name": f"{dataset.name}-{arch}"}
 
 
 def _visible(request: HttpRequest, pk: int) -> Experiment:
@@ -49,7 +65,8 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             source = _visible(request, int(source_id))
             spec = source.experiment_spec
             initial = {"name": f"{source.name} (copy)", "project": source.project}
-        form = ExperimentForm(initial={**initial, **spec_initial(spec)}, user=request.user)
+        initial = {**initial, **spec_initial(spec), **_dataset_initial(request)}
+        form = ExperimentForm(initial=initial, user=request.user)
     return render(request, "experiments/new.html", {"form": form})
 
 
@@ -63,6 +80,8 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "spec_json": json.dumps(spec, indent=2),
         "checkpoints": {c.tag: c for c in experiment.checkpoints.all()},
         "task": info.task,
+        "dataset_title": info.title,
+        "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
     })
 

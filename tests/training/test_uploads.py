@@ -1,0 +1,285 @@
+"""Uploaded data: CSV tables, image ZIPs and Hugging Face datasets are checked, cleaned with
+every change counted, stored as one prepared file, and trained on by the engine."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import ExperimentSpec, MemoryReporter, run
+from training.checkpoints import load
+from training.data import DataSources, prepare
+from training.data.loading import split_three
+from training.data.uploads import (
+    Limits,
+    TableOptions,
+    UploadError,
+    prepare_table,
+    read_csv,
+    read_hf,
+    read_image_zip,
+    save_prepared,
+)
+
+from ..hostile import HOSTILE_ZIPS, table_csv, two_class_zip
+
+MESSY = b"""a,b,label
+1,2,x
+3,,y
+1,2,x
+5,6,
+7,8,y
+9,1,x
+2,2,y
+4,4,x
+"""
+
+
+def table(data: bytes, **options: object):
+    return prepare_table(read_csv(io.BytesIO(data), "t.csv"), TableOptions(**options))  # type: ignore[arg-type]
+
+
+def steps(report: dict) -> dict[str, int]:
+    return {s["step"]: s["count"] for s in report["steps"]}
+
+
+def store(prepared, tmp_path: Path, name: str = "upload:900007") -> DataSources:
+    path = tmp_path / "prepared.npz"
+    with path.open("wb") as handle:
+        save_prepared(prepared, name, handle)
+    return DataSources(uploads={name: path})
+
+
+# --- cleaning, counted ---------------------------------------------------------------------
+
+
+def test_cleaning_drops_and_counts_unlabelled_incomplete_and_duplicate_rows() -> None:
+    # given a CSV with one unlabelled row, one missing value and one duplicate
+    # when it is cleaned by dropping
+    prepared = table(MESSY, missing="drop")
+
+    # then each step reports how many rows it removed, and 5 of 8 rows remain
+    counts = steps(prepared.report)
+    assert counts["rows without a label dropped"] == 1
+    assert counts["rows with a missing value dropped"] == 1
+    assert counts["duplicate rows dropped"] == 1
+    assert (prepared.report["rows_in"], prepared.report["rows_out"]) == (8, 5)
+    assert prepared.report["class_counts"] == {"x": 3, "y": 2}
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median", "most_frequent"])
+def test_missing_values_are_imputed_with_training_split_statistics(
+        tmp_path: Path, strategy: str) -> None:
+    # given the messy CSV with its missing value (row 1, column b) kept for imputation
+    prepared = table(MESSY, missing=strategy, standardise=False)
+    assert steps(prepared.report)[
+        f"missing values to impute with the training split's {strategy.replace('_', ' ')}"] == 1
+    assert np.isnan(prepared.x[1, 1])
+
+    # when the engine prepares it
+    data = prepare("upload:900007", 0.4, seed=0, sources=store(prepared, tmp_path))
+
+    # then the hole holds the statistic of the training rows' column b, whichever split it is in
+    train, val, _ = split_three(len(prepared.y), prepared.y, 0, 0.4)
+    column = prepared.x[train, 1]
+    column = column[~np.isnan(column)]
+    values, counts = np.unique(column, return_counts=True)
+    expected = {"mean": column.mean(), "median": np.median(column),
+                "most_frequent": values[counts.argmax()]}[strategy]
+    filled = (data.x_train[list(train).index(1)] if 1 in train
+              else data.x_val[list(val).index(1)])[1]
+    assert float(filled) == pytest.approx(float(expected))
+    assert not torch.isnan(torch.cat([data.x_train, data.x_val])).any()
+
+
+def test_without_standardising_features_keep_their_values(tmp_path: Path) -> None:
+    prepared = table(table_csv(), standardise=False)
+
+    data = prepare("upload:900007", 0.2, seed=0, sources=store(prepared, tmp_path))
+
+    assert data.normalisation.mean == [0.0, 0.0] and data.normalisation.std == [1.0, 1.0]
+    assert float(data.x_train.min()) >= 1.0
+
+
+def test_unlabelled_rows_are_refused_when_they_may_not_be_dropped() -> None:
+    with pytest.raises(UploadError) as caught:
+        table(MESSY, drop_unlabelled=False)
+
+    assert caught.value.field == "drop_unlabelled"
+    assert "1 rows have an empty or unknown label" in str(caught.value)
+
+
+def test_a_regression_upload_has_float_targets_standardised_on_training_rows(
+        tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i % 3},{2.5 * i + 1}\n" for i in range(30))
+    prepared = table(f"x1,x2,price\n{rows}".encode(), task="regression")
+
+    data = prepare("upload:900007", 0.2, seed=0, sources=store(prepared, tmp_path))
+
+    assert data.info.task == "regression" and data.label_names == []
+    assert data.y_train.shape == (24, 1)
+    assert abs(float(data.y_train.mean())) < 1e-5
+    assert data.target_std > 1
+
+
+# --- bad tables ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "field", "words"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", {}, "file", "binary"),
+        (b'a,b,label\n1,2,x\n3,4,5,6,7\n"unterminated', {}, "file", "does not parse"),
+        (b"only_one_column\n1\n2\n", {}, "file", "a label column and at least one more"),
+        (b"a,b,label\n1,2,x\n3,4,x\n5,6,x\n7,8,x\n", {}, "label_column", "one class"),
+        (b"a,b,label\n1,2,x\n3,4,y\n", {"label_column": "kind"}, "label_column", "no column"),
+        (b"a,b,label\n1,z,x\n3,4,y\n5,6,x\n7,8,y\n", {}, "feature_columns", "not numeric"),
+        (b"text,label\n,x\n ,y\n,x\n,y\n", {"text_column": "text"}, "text_column", "is empty"),
+        (b"a,b,label\n1,2,x\n3,4,y\n", {}, "file", "at least 4"),
+        (b"a,b,label\n1,2,\n3,4,\n", {}, "label_column", "is empty"),
+    ],
+    ids=["binary", "ragged", "one column", "one class", "no such column", "text feature",
+         "empty text", "too few rows", "no labels"],
+)
+def test_a_bad_table_is_refused_on_the_field_to_fix(data: bytes, options: dict, field: str,
+                                                   words: str) -> None:
+    with pytest.raises(UploadError) as caught:
+        table(data, **options)
+
+    assert caught.value.field == field
+    assert words in str(caught.value)
+
+
+def test_a_text_column_becomes_a_text_dataset() -> None:
+    prepared = table(b"review,label\ngreat film,pos\nawful,neg\n,pos\nloved it,pos\nbad,neg\n",
+                     text_column="review")
+
+    assert prepared.info.modality == "text"
+    assert list(prepared.x) == ["great film", "awful", "loved it", "bad"]
+    assert steps(prepared.report)["rows with empty text dropped"] == 1
+
+
+def test_the_spec_refuses_an_mlp_on_an_uploaded_text_set(tmp_path: Path) -> None:
+    prepared = table(b"review,label\ngreat film,pos\nawful,neg\nok,pos\nbad,neg\n",
+                     text_column="review")
+    store(prepared, tmp_path, "upload:900008")  # the engine's sources make it known
+
+    with pytest.raises(ValueError) as caught:
+        ExperimentSpec.from_dict({"data": {"dataset": "upload:900008"}, "model": {"arch": "mlp"},
+                                  "run": {"batch_size": 1}})
+
+    assert "text" in str(caught.value)
+
+
+# --- image ZIPs ----------------------------------------------------------------------------
+
+
+def test_an_image_zip_becomes_grey_images_of_the_chosen_size() -> None:
+    prepared = read_image_zip(io.BytesIO(two_class_zip()), image_size=8)
+
+    assert prepared.x.shape == (12, 1, 8, 8) and prepared.x.dtype == np.uint8
+    assert prepared.label_names == ["day", "night"]
+    assert prepared.report["class_counts"] == {"day": 6, "night": 6}
+    assert len(prepared.report["sample_images"]) == 8
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_ZIPS))
+def test_a_hostile_zip_is_refused_with_a_clear_message(name: str) -> None:
+    archive, words = HOSTILE_ZIPS[name]
+
+    with pytest.raises(UploadError) as caught:
+        read_image_zip(io.BytesIO(archive), limits=Limits())
+
+    assert caught.value.field == "file"
+    assert words in str(caught.value)
+
+
+def test_a_zip_over_the_unpacked_size_limit_is_refused_before_reading() -> None:
+    with pytest.raises(UploadError) as caught:
+        read_image_zip(io.BytesIO(two_class_zip()), limits=Limits(max_unpacked_bytes=100))
+
+    assert "the limit is 100" in str(caught.value)
+
+
+# --- Hugging Face --------------------------------------------------------------------------
+
+
+def test_a_saved_hugging_face_dataset_loads_with_its_class_names(tmp_path: Path) -> None:
+    # given a dataset saved with save_to_disk, its label a ClassLabel
+    import datasets
+
+    features = datasets.Features({"x1": datasets.Value("float32"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    saved = datasets.Dataset.from_dict({"x1": [0.1, 0.9, 0.2, 0.8, 0.3],
+                                        "label": [0, 1, 0, 1, 0]}, features=features)
+    saved.save_to_disk(str(tmp_path / "hf"))
+
+    # when it is read from that folder
+    frame = read_hf(str(tmp_path / "hf"), "train", [tmp_path], tmp_path / "cache")
+
+    # then it is a table with the label names, ready for the table pipeline
+    prepared = prepare_table(frame, TableOptions(label_column="label"))
+    assert prepared.label_names == ["neg", "pos"]
+    assert prepared.report["class_counts"] == {"neg": 3, "pos": 2}
+
+
+def test_a_local_csv_loads_through_the_datasets_library(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_bytes(table_csv(8))
+
+    frame = read_hf(str(tmp_path / "t.csv"), "train", [tmp_path], tmp_path / "cache")
+
+    assert list(frame.columns) == ["sepal", "petal", "species"] and len(frame) == 8
+
+
+def test_a_local_path_outside_the_allowed_folders_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UploadError) as caught:
+        read_hf("/etc/passwd", "train", [tmp_path], tmp_path / "cache")
+
+    assert caught.value.field == "hf_source"
+    assert "inside the data directory" in str(caught.value)
+
+
+@pytest.mark.parametrize("source", ["webapp", "tests/hostile.py", "a/../../etc"])
+def test_a_relative_name_of_a_local_file_is_a_local_path_and_is_refused(
+        tmp_path: Path, source: str) -> None:
+    # given names that exist relative to the server's folder, or are no hub name at all
+    # when they are read as Hugging Face datasets
+    with pytest.raises(UploadError) as caught:
+        read_hf(source, "train", [tmp_path], tmp_path / "cache")
+
+    # then they are refused before the library looks at them
+    assert caught.value.field == "hf_source"
+    assert "inside the data directory" in str(caught.value) or "not a hub dataset name" in str(
+        caught.value)
+
+
+def test_a_hub_name_offline_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UploadError) as caught:
+        read_hf("stanfordnlp/imdb", "train", [], tmp_path / "cache")
+
+    assert "could not load 'stanfordnlp/imdb'" in str(caught.value)
+
+
+# --- training on an upload ------------------------------------------------------------------
+
+
+def test_the_engine_trains_on_an_uploaded_csv_and_tests_once(make_spec, tmp_path: Path) -> None:
+    # given an uploaded two-class CSV stored as a prepared file
+    sources = store(table(table_csv(80)), tmp_path, "upload:900009")
+
+    # when an MLP trains on it with a test split
+    spec = make_spec({"data": {"dataset": "upload:900009", "test_fraction": 0.25},
+                      "model": {"arch": "mlp", "hidden_sizes": [8]},
+                      "optim": {"lr": 0.05}, "run": {"epochs": 8, "batch_size": 16}})
+    result = run(spec, MemoryReporter(), tmp_path / "run", sources=sources)
+
+    # then it learns the easy split, and the test metrics are in the result and best.zip
+    assert result.best_metrics["val_acc"] == 1.0
+    assert set(result.test_metrics) == {"test_loss", "test_acc"}
+    checkpoint = load(tmp_path / "run" / "best.zip")
+    assert checkpoint.meta["metrics"]["test_acc"] == result.test_metrics["test_acc"]
+    assert checkpoint.meta["dataset_info"]["rows"] == 80

@@ -1,0 +1,557 @@
+"""Uploaded datasets: CSV tables (features or a text column), ZIPs of class folders of images,
+and Hugging Face datasets, checked, cleaned and stored as one prepared file the engine reads.
+
+Everything here works on open files and memory: nothing is extracted to disk, and a bad upload
+raises :class:`UploadError` naming the form field to fix. Row filters (missing values, duplicates,
+rows without a label) run here and are counted in the report; imputation and standardisation only
+record their choice, because their statistics must come from the training split at training time.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import re
+import stat
+import warnings
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from training.data.catalog import DatasetInfo, remember
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.data.loading import RawData
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Files that archivers add beside the content; skipped rather than refused.
+ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+UNKNOWN_LABELS = ("", "?", "nan", "NaN", "NA", "N/A", "null", "None")
+MISSING_CHOICES = ("drop", "mean", "median", "most_frequent")
+SAMPLES = 8  # rows or images shown on the dataset page
+MAX_CLASSES = 1000
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+class UploadError(ValueError):
+    """A bad upload; ``field`` is the form field the message belongs on."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may weigh; the web app fills these from its settings."""
+
+    max_rows: int = 1_000_000
+    max_unpacked_bytes: int = 512 * 2**20  # sum of a ZIP's uncompressed sizes
+    max_ratio: float = 200.0  # uncompressed / compressed, per ZIP member
+    max_members: int = 100_000  # entries in a ZIP
+    max_image_pixels: int = 4096 * 4096  # width × height of one image
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How to read a table: which columns, which task, which cleaning."""
+
+    label_column: str = ""  # "" = the last column
+    feature_columns: tuple[str, ...] = ()  # () = every column but the label (all numeric)
+    text_column: str = ""  # set: a text dataset of this column and the label
+    task: str = "classification"  # or "regression"
+    missing: str = "drop"  # drop rows with a missing feature, or impute: mean/median/most_frequent
+    drop_duplicates: bool = True  # identical rows (features and label) kept once
+    drop_unlabelled: bool = True  # rows whose label is empty or unknown; off: they are refused
+    standardise: bool = True  # features scaled with the training split's mean and std
+
+
+@dataclass
+class Prepared:
+    """A checked, cleaned dataset ready to store: arrays, facts and the cleaning report."""
+
+    info: DatasetInfo
+    x: np.ndarray  # float32 features (NaN = missing), uint8 images (N, C, H, W), or texts
+    y: np.ndarray  # int64 class indices or float32 targets
+    label_names: list[str]
+    feature_names: list[str]
+    impute: str = ""
+    standardise: bool = True
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def read_csv(handle: IO[bytes], name: str = "") -> pd.DataFrame:
+    """Parse a CSV (or TSV) upload; the separator is sniffed from its first lines."""
+    import pandas as pd
+
+    head = handle.read(64 * 1024)
+    handle.seek(0)
+    try:
+        sample = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # A multi-byte character may be cut at the sample's end; decode what is whole.
+        sample = head.decode("utf-8-sig", errors="ignore")
+        if "\x00" not in sample and not sample.strip():
+            raise UploadError("file", "the file is not UTF-8 text: upload a CSV file") from None
+    if "\x00" in sample:
+        raise UploadError("file", "the file is binary, not a CSV text file")
+    if not sample.strip():
+        raise UploadError("file", "the file is empty")
+    if name.lower().endswith(".tsv"):
+        sep = "\t"
+    else:
+        try:
+            sep = csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=",;\t|").delimiter
+        except csv.Error:
+            sep = ","
+    try:
+        frame = pd.read_csv(handle, sep=sep, encoding="utf-8-sig", skipinitialspace=True)
+    except UnicodeDecodeError:
+        raise UploadError("file", "the file is not UTF-8 text") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UploadError("file", f"the CSV does not parse: {first}") from None
+    if len(frame.columns) < 2:
+        raise UploadError("file", f"found {len(frame.columns)} column with separator {sep!r}; "
+                                  "a dataset needs a label column and at least one more")
+    if frame.empty:
+        raise UploadError("file", "the CSV has a header but no rows")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _column(frame: pd.DataFrame, name: str, field_name: str) -> str:
+    if name not in frame.columns:
+        raise UploadError(field_name, f"no column {name!r}; the columns are: "
+                                      f"{', '.join(map(str, frame.columns))}")
+    return name
+
+
+def _unknown_label(series: pd.Series) -> pd.Series:
+    text = series.astype("string").str.strip()
+    return series.isna() | text.isin(UNKNOWN_LABELS).fillna(True)
+
+
+def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | None = None,
+                  title: str = "") -> Prepared:
+    """Check and clean a table into features (or texts) and labels, counting every change."""
+    import pandas as pd
+
+    limits = limits or Limits()
+    if len(frame) > limits.max_rows:
+        raise UploadError("file", f"{len(frame)} rows: the limit is {limits.max_rows}")
+    if options.missing not in MISSING_CHOICES:
+        raise UploadError("missing", f"must be one of: {', '.join(MISSING_CHOICES)}")
+    label = _column(frame, options.label_column or str(frame.columns[-1]), "label_column")
+    text_mode = bool(options.text_column)
+    if text_mode:
+        inputs = [_column(frame, options.text_column, "text_column")]
+        if inputs[0] == label:
+            raise UploadError("text_column", "the text column cannot be the label column")
+    else:
+        inputs = [_column(frame, c, "feature_columns") for c in options.feature_columns] or [
+            str(c) for c in frame.columns if c != label]
+        if label in inputs:
+            raise UploadError("feature_columns", f"{label!r} is the label: it cannot be a feature")
+    frame = frame[[*inputs, label]].copy()
+    steps: list[dict[str, Any]] = []
+    rows_in = len(frame)
+
+    # Rows without a label: dropped (counted) or refused.
+    unknown = _unknown_label(frame[label])
+    if unknown.all():
+        raise UploadError("label_column", f"the label column {label!r} is empty")
+    if unknown.any():
+        if not options.drop_unlabelled:
+            raise UploadError("drop_unlabelled", f"{int(unknown.sum())} rows have an empty or "
+                              "unknown label: tick this box to drop them")
+        frame = frame[~unknown]
+    steps.append({"step": "rows without a label dropped", "count": int(unknown.sum())})
+
+    if text_mode:
+        texts = frame[inputs[0]].astype("string").str.strip()
+        empty = texts.isna() | (texts == "")
+        if empty.all():
+            raise UploadError("text_column", f"the text column {inputs[0]!r} is empty")
+        frame = frame[~empty].assign(**{inputs[0]: texts[~empty]})
+        steps.append({"step": "rows with empty text dropped", "count": int(empty.sum())})
+    else:
+        numeric = {}
+        for column in inputs:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            bad = values.isna() & ~frame[column].isna() & (
+                frame[column].astype("string").str.strip() != "")
+            if bad.any():
+                example = frame[column][bad].iloc[0]
+                raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
+                                  f"{example!r}): choose numeric feature columns")
+            numeric[column] = values.astype("float64")
+        frame = frame.assign(**numeric)
+        missing = frame[inputs].isna()
+        cells, rows_hit = int(missing.to_numpy().sum()), int(missing.any(axis=1).sum())
+        if missing.all(axis=0).any():
+            empty_cols = [c for c in inputs if missing[c].all()]
+            raise UploadError("feature_columns", f"column {empty_cols[0]!r} has no values")
+        if options.missing == "drop":
+            frame = frame[~missing.any(axis=1)]
+            steps.append({"step": "rows with a missing value dropped", "count": rows_hit})
+        else:
+            steps.append({"step": f"missing values to impute with the training split's "
+                                  f"{options.missing.replace('_', ' ')}", "count": cells,
+                          "detail": f"in {rows_hit} rows"})
+
+    if options.drop_duplicates:
+        duplicated = frame.duplicated()
+        frame = frame[~duplicated]
+        steps.append({"step": "duplicate rows dropped", "count": int(duplicated.sum())})
+
+    if len(frame) < 4:
+        raise UploadError("file", f"only {len(frame)} rows are left after cleaning: a dataset "
+                                  "needs at least 4")
+    y, label_names = _labels(frame[label], options.task, label)
+    if not text_mode:
+        steps.append({"step": "features standardised with the training split's mean and std"
+                      if options.standardise else "features used as they are (not standardised)",
+                      "count": len(inputs) if options.standardise else 0})
+    if text_mode:
+        x = np.asarray(frame[inputs[0]].tolist(), dtype=object)
+        input_shape: tuple[int, ...] = ()
+    else:
+        x = frame[inputs].to_numpy(dtype=np.float32)
+        input_shape = (len(inputs),)
+    info = DatasetInfo("upload:0", title, options.task, "text" if text_mode else "tabular",
+                       len(frame), input_shape, len(label_names))
+    report = _report(rows_in, steps, y, label_names, options.task)
+    report["sample_header"] = [*inputs, label]
+    report["sample_rows"] = [[_cell(v) for v in row] for row in
+                             frame[[*inputs, label]].head(SAMPLES).itertuples(index=False)]
+    impute = "" if text_mode or options.missing == "drop" else options.missing
+    return Prepared(info, x, y, label_names, inputs, impute, options.standardise and not text_mode,
+                    report)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else round(float(value), 6)
+    if isinstance(value, np.integer):
+        return int(value)
+    text = str(value)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[str]]:
+    """Targets from the label column: class indices and names, or float values."""
+    import pandas as pd
+
+    if task == "regression":
+        values = pd.to_numeric(series, errors="coerce")
+        if values.isna().any():
+            raise UploadError("label_column", f"{name!r} is not numeric: a regression needs "
+                                              "numbers (or choose classification)")
+        if values.nunique() < 2:
+            raise UploadError("label_column", f"{name!r} has a single value")
+        return values.to_numpy(dtype=np.float32), []
+    text = series.astype("string").str.strip()
+    classes = sorted(text.unique().tolist(), key=_class_order)
+    if len(classes) < 2:
+        raise UploadError("label_column", f"the label column {name!r} has one class "
+                                          f"({classes[0]!r}): a classifier needs at least two")
+    if len(classes) > MAX_CLASSES:
+        raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values; at "
+                          f"most {MAX_CLASSES} classes (is it a regression target?)")
+    index = {c: i for i, c in enumerate(classes)}
+    return text.map(index).to_numpy(dtype=np.int64), [str(c) for c in classes]
+
+
+def _class_order(label: str) -> tuple[int, float, str]:
+    """Numeric labels in numeric order ("2" before "10"), then the others alphabetically."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _report(rows_in: int, steps: list[dict[str, Any]], y: np.ndarray, label_names: list[str],
+            task: str) -> dict[str, Any]:
+    report: dict[str, Any] = {"rows_in": rows_in, "rows_out": int(len(y)), "steps": steps}
+    if task == "classification":
+        counts = np.bincount(y, minlength=len(label_names))
+        report["class_counts"] = dict(zip(label_names, map(int, counts), strict=True))
+    else:
+        report["target"] = {"min": float(y.min()), "max": float(y.max()),
+                            "mean": float(y.mean())}
+    return report
+
+
+# --- image ZIPs --------------------------------------------------------------------------------
+
+
+def _member_problem(member: zipfile.ZipInfo) -> str | None:
+    """Why a ZIP member may not be read, or None."""
+    name = member.filename
+    path = PurePosixPath(name)
+    if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        return f"{name!r} has an absolute or Windows path: refused"
+    if ".." in path.parts:
+        return f"{name!r} points outside the archive (path traversal): refused"
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return f"{name!r} is a symbolic link: refused"
+    if member.flag_bits & 0x1:
+        return f"{name!r} is encrypted"
+    return None
+
+
+def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: bool = True,
+                   limits: Limits | None = None, title: str = "") -> Prepared:
+    """Images from a ZIP laid out ``class_name/image.png`` (optionally under one top folder),
+    resized to ``image_size`` squares: grey when every image is grey, else RGB."""
+    from PIL import Image
+
+    limits = limits or Limits()
+    try:
+        archive = zipfile.ZipFile(handle)
+    except (zipfile.BadZipFile, OSError):
+        raise UploadError("file", "the file is not a ZIP archive") from None
+    with archive:
+        members = archive.infolist()
+        if len(members) > limits.max_members:
+            raise UploadError("file", f"{len(members)} entries: the limit is "
+                                      f"{limits.max_members}")
+        files = []
+        for member in members:
+            problem = _member_problem(member)
+            if problem:
+                raise UploadError("file", problem)
+            if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER):
+                continue
+            if not member.filename.lower().endswith(IMAGE_SUFFIXES):
+                raise UploadError("file", f"{member.filename!r} is not an image: only .png and "
+                                          ".jpg files may be in the archive")
+            files.append(member)
+        # A decompression bomb is refused from the directory alone, before anything inflates.
+        total = sum(m.file_size for m in files)
+        if total > limits.max_unpacked_bytes:
+            raise UploadError("file", f"the archive unpacks to {total} bytes: the limit is "
+                                      f"{limits.max_unpacked_bytes} (a decompression bomb?)")
+        for m in files:
+            if m.file_size > limits.max_ratio * max(m.compress_size, 1) and m.file_size > 2**20:
+                raise UploadError("file", f"{m.filename!r} expands {m.file_size} bytes from "
+                                          f"{m.compress_size}: refused as a decompression bomb")
+        labelled = _class_layout(files)
+        images, labels, grey = [], [], True
+        for member, label in labelled:
+            image = _read_image(archive, member, limits, Image)
+            grey = grey and image.mode in ("1", "L", "LA", "I", "I;16", "F")
+            images.append(np.asarray(image.convert("RGB").resize((image_size, image_size),
+                                                                 Image.Resampling.BILINEAR)))
+            labels.append(label)
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise UploadError("file", f"found {len(classes)} class folder(s): an image dataset needs "
+                                  "at least two (class_name/image.png)")
+    x = np.stack(images).transpose(0, 3, 1, 2)  # (N, 3, H, W)
+    if grey:
+        x = x[:, :1]
+    x = np.ascontiguousarray(x)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[label] for label in labels], dtype=np.int64)
+    steps: list[dict[str, Any]] = [{"step": f"images resized to {image_size}×{image_size}, "
+                                            f"{'grey' if grey else 'RGB'}", "count": len(y)}]
+    rows_in = len(y)
+    if drop_duplicates:
+        digests = [hashlib.sha1(row.tobytes() + bytes([int(c)])).digest() for row, c in zip(x, y,
+                                                                                   strict=True)]
+        _, first = np.unique(np.asarray(digests), return_index=True)
+        keep = np.sort(first)
+        steps.append({"step": "duplicate images dropped", "count": int(len(y) - len(keep))})
+        x, y = x[keep], y[keep]
+    info = DatasetInfo("upload:0", title, "classification", "image", len(y), tuple(x.shape[1:]),
+                       len(classes))
+    report = _report(rows_in, steps, y, classes, "classification")
+    report["sample_images"] = _sample_images(x, y, classes)
+    return Prepared(info, x, y, classes, [], "", True, report)
+
+
+def _class_layout(files: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, str]]:
+    """(member, class name) pairs; one common top folder is allowed above the class folders."""
+    if not files:
+        raise UploadError("file", "the archive holds no images")
+    parts = [PurePosixPath(m.filename).parts for m in files]
+    if all(len(p) == 3 for p in parts) and len({p[0] for p in parts}) == 1:
+        parts = [p[1:] for p in parts]
+    for member, p in zip(files, parts, strict=True):
+        if len(p) != 2:
+            raise UploadError("file", f"{member.filename!r} is not in a class folder: lay the "
+                                      "archive out as class_name/image.png")
+    return [(m, p[0]) for m, p in zip(files, parts, strict=True)]
+
+
+def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limits,
+                image_module: Any) -> Any:
+    """One member decoded by Pillow, refusing lying sizes and images of too many pixels."""
+    Image = image_module
+    with archive.open(member) as stream:
+        data = stream.read(member.file_size + 1)
+    if len(data) > member.file_size:
+        raise UploadError("file", f"{member.filename!r} is larger than its archive entry says")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > limits.max_image_pixels:
+                raise UploadError("file", f"{member.filename!r} is {width}×{height} pixels: "
+                                          f"the limit is {limits.max_image_pixels} "
+                                          "(a decompression bomb?)")
+            if image.format not in ("PNG", "JPEG"):
+                raise UploadError("file", f"{member.filename!r} is {image.format}, not PNG/JPEG")
+            image.load()
+    except UploadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UploadError("file", f"{member.filename!r} is too many pixels: refused as a "
+                                  "decompression bomb") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadError("file", f"{member.filename!r} is not a readable image ({exc})") from None
+    return image
+
+
+def _sample_images(x: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dict[str, str]]:
+    """A few images as PNG data URIs, one per class first."""
+    from PIL import Image
+
+    order = [int(np.flatnonzero(y == c)[0]) for c in range(len(classes)) if (y == c).any()]
+    order = (order + [i for i in range(len(y)) if i not in order])[:SAMPLES]
+    samples = []
+    for i in order:
+        pixels = x[i][0] if x.shape[1] == 1 else x[i].transpose(1, 2, 0)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        samples.append({"label": classes[int(y[i])], "src": uri})
+    return samples
+
+
+# --- Hugging Face datasets ---------------------------------------------------------------------
+
+
+def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Path,
+            limits: Limits | None = None) -> pd.DataFrame:
+    """A Hugging Face dataset as a table: a hub name (honours HF_DATASETS_OFFLINE), or a local
+    ``save_to_disk`` folder or CSV/JSON/Parquet file inside one of ``local_roots``."""
+    limits = limits or Limits()
+    source = source.strip()
+    if not source:
+        raise UploadError("hf_source", "give a dataset name or a local path")
+    # Anything that names a file or folder here is a local path, and must be inside a root:
+    # the datasets library would otherwise read "var/media/..." relative to the server's folder.
+    local = source.startswith(("/", ".", "~")) or Path(source).exists()
+    if not local and not HUB_NAME.fullmatch(source):
+        raise UploadError("hf_source", f"{source!r} is not a hub dataset name (owner/name)")
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - a dependency of the project
+        raise UploadError("hf_source", "the datasets library is not installed") from None
+    try:
+        if local:
+            path = Path(source).expanduser().resolve()
+            roots = [Path(r).resolve() for r in local_roots]
+            if not any(path.is_relative_to(root) for root in roots):
+                raise UploadError("hf_source", "local paths must be inside the data directory "
+                                  f"({', '.join(map(str, roots)) or 'none allowed'})")
+            if not path.exists():
+                raise UploadError("hf_source", f"{source} does not exist")
+            if path.is_dir() and ((path / "dataset_info.json").exists()
+                                  or (path / "dataset_dict.json").exists()):
+                loaded = datasets.load_from_disk(str(path))
+            elif path.is_file():
+                builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
+                           ".parquet": "parquet"}.get(path.suffix.lower())
+                if builder is None:
+                    raise UploadError("hf_source", f"{path.name}: use CSV, JSON or Parquet")
+                extra = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+                loaded = datasets.load_dataset(builder, data_files=str(path), split="train",
+                                               cache_dir=str(cache_dir), **extra)
+            else:
+                loaded = datasets.load_dataset(str(path), split=split, cache_dir=str(cache_dir))
+        else:
+            loaded = datasets.load_dataset(source, split=split, cache_dir=str(cache_dir))
+    except UploadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the library raises many kinds; all mean "cannot load"
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UploadError("hf_source", f"could not load {source!r}: {message}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise UploadError("hf_split", f"no split {split!r}; the splits are: "
+                                          f"{', '.join(loaded)}")
+        loaded = loaded[split]
+    if loaded.num_rows > limits.max_rows:
+        raise UploadError("hf_source", f"{loaded.num_rows} rows: the limit is {limits.max_rows}")
+    frame = loaded.to_pandas()
+    # Class labels stored as integers get their names back.
+    for column, feature in loaded.features.items():
+        names = getattr(feature, "names", None)
+        if names:
+            frame[column] = frame[column].map(lambda i, n=names: n[i] if 0 <= i < len(n) else None)
+    return frame
+
+
+# --- the prepared file -------------------------------------------------------------------------
+
+
+def save_prepared(prepared: Prepared, name: str, target: IO[bytes]) -> DatasetInfo:
+    """Write the prepared dataset as a pickle-free ``.npz`` under its final name
+    ("upload:<id>"); returns its DatasetInfo."""
+    info = DatasetInfo.from_dict({**prepared.info.to_dict(), "name": name})
+    arrays: dict[str, np.ndarray] = {"y": prepared.y}
+    if info.modality == "text":
+        encoded = [t.encode("utf-8") for t in prepared.x]
+        arrays["text_bytes"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        arrays["text_offsets"] = np.cumsum([0, *map(len, encoded)]).astype(np.int64)
+    else:
+        arrays["x"] = prepared.x
+    meta = {"info": info.to_dict(), "label_names": prepared.label_names,
+            "feature_names": prepared.feature_names, "impute": prepared.impute,
+            "standardise": prepared.standardise}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez_compressed(target, **arrays)  # type: ignore[arg-type]
+    return info
+
+
+def read_info(path: Path, name: str) -> DatasetInfo:
+    """The facts stored in a prepared file, without loading its arrays."""
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(archive["meta"].tobytes())
+    return DatasetInfo.from_dict({**meta["info"], "name": name})
+
+
+def load_prepared(path: Path, name: str) -> RawData:
+    """Read a prepared upload for the engine (and remember its facts for spec validation)."""
+    from training.data.loading import RawData
+
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(archive["meta"].tobytes())
+        y = archive["y"]
+        if "text_bytes" in archive:
+            raw, offsets = archive["text_bytes"].tobytes(), archive["text_offsets"]
+            x = np.asarray([raw[a:b].decode() for a, b in zip(offsets, offsets[1:], strict=False)],
+                           dtype=object)
+        else:
+            x = archive["x"]
+    info = DatasetInfo.from_dict({**meta["info"], "name": name})
+    remember(info)
+    return RawData(info, x, y, list(meta["label_names"]), impute=meta["impute"],
+                   standardise=bool(meta["standardise"]))

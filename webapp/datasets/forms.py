@@ -1,0 +1,92 @@
+"""The dataset upload form: every bad input is refused on the field that must change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
+
+from training.data.uploads import MISSING_CHOICES, Prepared, UploadError
+from webapp.datasets.models import Dataset
+from webapp.datasets.services import prepare_upload
+from webapp.experiments.models import Project
+
+FIELDSETS = [
+    ("Dataset", ["name", "project", "kind", "file"]),
+    ("Hugging Face", ["hf_source", "hf_split"]),
+    ("Columns (CSV and Hugging Face)", ["label_column", "feature_columns", "text_column",
+                                        "task"]),
+    ("Cleaning", ["missing", "drop_duplicates", "drop_unlabelled", "standardise"]),
+    ("Images (ZIP)", ["image_size"]),
+]
+OPTION_FIELDS = ["hf_source", "hf_split", "label_column", "feature_columns", "text_column",
+                 "task", "missing", "drop_duplicates", "drop_unlabelled", "standardise",
+                 "image_size"]
+MISSING_LABELS = {"drop": "Drop rows with a missing value", "mean": "Impute the mean",
+                  "median": "Impute the median", "most_frequent": "Impute the most frequent"}
+
+
+class DatasetForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
+    kind = forms.ChoiceField(choices=Dataset.Kind.choices, initial=Dataset.Kind.CSV)
+    file = forms.FileField(required=False, help_text="a .csv file, or a .zip of class folders")
+    hf_source = forms.CharField(label="Dataset name or local path", required=False,
+                                help_text="e.g. imdb, or a save_to_disk folder in the data "
+                                          "directory")
+    hf_split = forms.CharField(label="Split", required=False, initial="train")
+    label_column = forms.CharField(required=False, help_text="blank: the last column")
+    feature_columns = forms.CharField(required=False,
+                                      help_text="comma-separated; blank: every other column")
+    text_column = forms.CharField(required=False,
+                                  help_text="set for text: this column is the input")
+    task = forms.ChoiceField(choices=[("classification", "Classification"),
+                                      ("regression", "Regression")])
+    missing = forms.ChoiceField(label="Missing values",
+                                choices=[(m, MISSING_LABELS[m]) for m in MISSING_CHOICES])
+    drop_duplicates = forms.BooleanField(required=False, initial=True,
+                                         label="Drop duplicate rows")
+    drop_unlabelled = forms.BooleanField(required=False, initial=True,
+                                         label="Drop rows without a label")
+    standardise = forms.BooleanField(required=False, initial=True,
+                                     label="Standardise features",
+                                     help_text="with the training split's mean and std")
+    image_size = forms.IntegerField(initial=32, min_value=4, max_value=128,
+                                    help_text="images are resized to this many pixels square")
+
+    def __init__(self, *args: Any, user: Any, too_large: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = Project.objects.filter(members=user).order_by("name")  # type: ignore[attr-defined]
+        self.too_large = too_large
+        self.prepared: Prepared | None = None
+
+    def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
+
+    def options(self) -> dict[str, Any]:
+        """The choices stored with the dataset."""
+        return {name: self.cleaned_data.get(name) for name in OPTION_FIELDS}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        kind = cleaned.get("kind")
+        upload = cleaned.get("file")
+        limit = settings.FITBOARD_UPLOAD_MAX_BYTES
+        if self.too_large or (upload is not None and upload.size > limit):
+            self.add_error("file", f"the file is larger than the limit of {filesizeformat(limit)}")
+            return cleaned
+        if kind in (Dataset.Kind.CSV, Dataset.Kind.IMAGES) and upload is None:
+            self.add_error("file", "choose a file to upload")
+        if kind == Dataset.Kind.HF and not (cleaned.get("hf_source") or "").strip():
+            self.add_error("hf_source", "give a dataset name or a local path")
+        if self.errors:
+            return cleaned
+        try:
+            self.prepared = prepare_upload(str(kind), self.options(), upload,
+                                           getattr(upload, "name", ""), cleaned.get("name", ""))
+        except UploadError as exc:
+            self.add_error(exc.field if exc.field in self.fields else "file", str(exc))
+        return cleaned

@@ -1,0 +1,97 @@
+"""Uploaded datasets: a project's reusable data, stored under MEDIA_ROOT and named by id."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from training.data.catalog import UPLOAD_PREFIX, DatasetInfo, is_upload
+from webapp.experiments.models import Project
+
+
+def _folder(instance: Dataset) -> str:
+    # A random folder per dataset: file names never come from the user.
+    if not instance.folder:
+        instance.folder = uuid.uuid4().hex
+    return f"datasets/{instance.folder}"
+
+
+def source_path(instance: Dataset, filename: str) -> str:
+    suffix = {"csv": ".csv", "images": ".zip"}.get(instance.kind, "")
+    return f"{_folder(instance)}/source{suffix}"
+
+
+def prepared_path(instance: Dataset, filename: str) -> str:
+    return f"{_folder(instance)}/prepared.npz"
+
+
+class DatasetQuerySet(models.QuerySet["Dataset"]):
+    def visible_to(self, user: Any) -> DatasetQuerySet:
+        """Datasets of projects the user is a member of (nothing for anonymous users)."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(project__members=user)
+
+
+class Dataset(models.Model):
+    """An uploaded (or Hugging Face) dataset, checked and cleaned once when it is created.
+
+    ``prepared`` is the file the engine trains from; ``info`` its catalog facts
+    (``DatasetInfo.to_dict()``); ``report`` what cleaning did, the class balance and samples.
+    Specs refer to it as ``"upload:<id>"``.
+    """
+
+    class Kind(models.TextChoices):
+        CSV = "csv", "CSV table"
+        IMAGES = "images", "ZIP of images (class_name/*.png|jpg)"
+        HF = "hf", "Hugging Face dataset (name or local path)"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    folder = models.CharField(max_length=32, editable=False)
+    source = models.FileField(upload_to=source_path, blank=True, max_length=300)
+    prepared = models.FileField(upload_to=prepared_path, max_length=300)
+    options = models.JSONField(default=dict)  # the form's choices: columns, task, cleaning
+    info = models.JSONField(default=dict)
+    report = models.JSONField(default=dict)
+    size = models.BigIntegerField(default=0)  # bytes uploaded (0 for Hugging Face)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = DatasetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def spec_name(self) -> str:
+        """How a spec names this dataset."""
+        return f"{UPLOAD_PREFIX}{self.pk}"
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        return DatasetInfo.from_dict({**self.info, "name": self.spec_name})
+
+
+def upload_id(name: str) -> int | None:
+    """The row id in an "upload:<id>" name, or None for other names."""
+    return int(name[len(UPLOAD_PREFIX):]) if is_upload(name) else None
+
+
+def resolve_info(name: str) -> DatasetInfo | None:
+    """The catalog facts of an uploaded dataset, for ``training.data.catalog``."""
+    pk = upload_id(name)
+    if pk is None:
+        return None
+    info = Dataset.objects.filter(pk=pk).values_list("info", flat=True).first()
+    return DatasetInfo.from_dict({**info, "name": name}) if info else None

@@ -1,0 +1,126 @@
+"""Creating datasets from the form's input, and handing their files to the engine."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile, File
+from django.db import transaction
+
+from training.data.catalog import is_upload
+from training.data.uploads import (
+    Limits,
+    Prepared,
+    TableOptions,
+    prepare_table,
+    read_csv,
+    read_hf,
+    read_image_zip,
+    save_prepared,
+)
+from webapp.datasets.models import Dataset, upload_id
+from webapp.experiments.models import Project
+
+
+class DatasetUnavailable(LookupError):
+    """A run names an uploaded dataset that is not in its project (or no longer exists)."""
+
+
+def limits() -> Limits:
+    return Limits(max_rows=settings.FITBOARD_UPLOAD_MAX_ROWS,
+                  max_unpacked_bytes=settings.FITBOARD_UPLOAD_MAX_UNPACKED_BYTES)
+
+
+def table_options(options: Mapping[str, Any]) -> TableOptions:
+    features = tuple(c.strip() for c in str(options.get("feature_columns") or "").split(",")
+                     if c.strip())
+    return TableOptions(
+        label_column=str(options.get("label_column") or "").strip(),
+        feature_columns=features,
+        text_column=str(options.get("text_column") or "").strip(),
+        task=str(options.get("task") or "classification"),
+        missing=str(options.get("missing") or "drop"),
+        drop_duplicates=bool(options.get("drop_duplicates")),
+        drop_unlabelled=bool(options.get("drop_unlabelled")),
+        standardise=bool(options.get("standardise")),
+    )
+
+
+def prepare_upload(kind: str, options: Mapping[str, Any], upload: IO[bytes] | None,
+                   file_name: str = "", title: str = "") -> Prepared:
+    """Check and clean an upload (or a Hugging Face dataset); raises UploadError on bad input.
+    Reads the upload in memory: nothing is extracted or written."""
+    if kind == Dataset.Kind.IMAGES:
+        assert upload is not None
+        return read_image_zip(upload, int(options.get("image_size") or 32),
+                              bool(options.get("drop_duplicates")), limits(), title)
+    if kind == Dataset.Kind.CSV:
+        assert upload is not None
+        frame = read_csv(upload, file_name)
+    else:
+        frame = read_hf(str(options.get("hf_source") or ""),
+                        str(options.get("hf_split") or "train"),
+                        settings.FITBOARD_DATASETS_LOCAL_DIRS,
+                        settings.MEDIA_ROOT / "hf-cache", limits())
+    return prepare_table(frame, table_options(options), limits(), title)
+
+
+def create_dataset(user: Any, project: Project, name: str, kind: str,
+                   options: Mapping[str, Any], prepared: Prepared,
+                   upload: File | None = None) -> Dataset:
+    """Store a checked upload and its prepared file under MEDIA_ROOT, as one new row."""
+    dataset = Dataset(project=project, name=name, kind=kind, options=dict(options),
+                      report=prepared.report, size=upload.size if upload else 0,
+                      created_by=user)
+    try:
+        with transaction.atomic():
+            dataset.save()
+            buffer = io.BytesIO()
+            info = save_prepared(prepared, dataset.spec_name, buffer)
+            dataset.info = {**info.to_dict(), "title": name}
+            if upload is not None:
+                upload.seek(0)
+                dataset.source.save("source", upload, save=False)
+            dataset.prepared.save("prepared.npz", ContentFile(buffer.getvalue()), save=False)
+            dataset.save()
+    except BaseException:
+        for stored in (dataset.source, dataset.prepared):
+            if stored.name:
+                stored.storage.delete(stored.name)
+        raise
+    return dataset
+
+
+def local_files(dataset_names: list[str], project: Project) -> dict[str, Path]:
+    """Local paths of the prepared files of the uploads a spec names, which must belong to the
+    run's project; DatasetUnavailable naming the dataset otherwise."""
+    files = {}
+    for name in dataset_names:
+        if not is_upload(name):
+            continue
+        dataset = Dataset.objects.filter(pk=upload_id(name), project=project).first()
+        if dataset is None:
+            raise DatasetUnavailable(
+                f"the uploaded dataset {name} is not in project {project.name}")
+        files[name] = _local_path(dataset)
+    return files
+
+
+def _local_path(dataset: Dataset) -> Path:
+    """The prepared file on this machine: in place on local storage, else a cached copy."""
+    try:
+        return Path(dataset.prepared.path)
+    except NotImplementedError:  # remote storage (S3): copy once into the worker's cache
+        cached = settings.MEDIA_ROOT / "dataset-cache" / f"{dataset.pk}.npz"
+        if not cached.exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(".part")
+            with dataset.prepared.open("rb") as source, partial.open("wb") as target:
+                shutil.copyfileobj(source, target)
+            partial.replace(cached)
+        return cached

@@ -125,3 +125,22 @@ def test_the_spec_refuses_augmentation_on_tabular_data(make_spec: SpecFactory,
 
     assert list(caught.value.errors) == [f"data.{field}"]
     assert "image" in caught.value.errors[f"data.{field}"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_augmented_batches_are_made_on_the_cuda_device(make_spec: SpecFactory,
+                                                       tmp_path: Path) -> None:
+    # given every augmentation on a small digits CNN trained on CUDA
+    spec = make_spec({"data": {"subset": 300, "augment_crop": 2, "augment_flip": True,
+                               "augment_rotation": 10, "augment_noise": 0.1},
+                      "model": {"width": 8, "blocks": 1}, "run": {"epochs": 1, "device": "cuda"}})
+    images = torch.randn(8, 1, 8, 8, device="cuda")
+
+    # when a batch is augmented there and the run trains
+    out = Augmentation(2, True, 10, 0.1)(images, torch.Generator(device="cuda").manual_seed(0))
+    result = run(spec, MemoryReporter(), tmp_path)
+
+    # then the batch never left the device and the run finished
+    assert out.device.type == "cuda" and out.shape == images.shape
+    assert result.status == "succeeded"

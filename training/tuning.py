@@ -1,0 +1,545 @@
+"""Hyper-parameter tuning with Optuna: the study spec, samplers, pruners and one trial's run.
+
+A :class:`TuningSpec` holds a base :class:`~training.spec.ExperimentSpec` (as a dict), a search
+space over dotted spec fields (``"optim.lr"``), the algorithm, the objective and the budget. Each
+trial is the base spec patched with the trial's parameters and trained by the one training loop;
+:class:`PruningReporter` reports the objective to Optuna after every epoch and stops the loop
+when the pruner says so. The web app drives studies with ``ask``/``tell`` across workers; a
+notebook or a benchmark can call :func:`optimize` in one process.
+
+Validation follows ``training.spec``: one message per bad field, keyed by its dotted path
+(``"space.optim.lr"``, ``"n_trials"``, ``"base.run.epochs"``), raised together as a SpecError.
+Optuna is imported lazily by the functions that need it, so the web process validates a study
+without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from training.data.catalog import dataset_info
+from training.reporter import Reporter
+from training.spec import ExperimentSpec, SpecError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from training.loop import RunResult
+
+PARAM_TYPES = ("float", "int", "categorical")
+# "gp" needs scipy and torch (both installed with the engine); "cmaes" needs the optional
+# ``cmaes`` package, so it is offered only where that is installed.
+ALGORITHMS = ("grid", "random", "tpe", "gp") + (
+    ("cmaes",) if importlib.util.find_spec("cmaes") else ()
+)
+PRUNERS = ("none", "median", "hyperband")
+DIRECTIONS = ("maximize", "minimize")
+# Objective metric → the direction that makes sense for it, and the task it exists for.
+OBJECTIVES: dict[str, tuple[str, str | None]] = {
+    "val_acc": ("maximize", "classification"),
+    "val_loss": ("minimize", None),
+    "val_rmse": ("minimize", "regression"),
+    "val_mae": ("minimize", "regression"),
+    "train_loss": ("minimize", None),
+    "train_acc": ("maximize", "classification"),
+}
+MAX_TRIALS = 10_000
+MAX_GRID_POINTS = 10_000
+MAX_PARALLELISM = 64
+# TPE / GP sample at random for this many trials before modelling (Optuna's default is 10,
+# which is most of a small study's budget).
+STARTUP_TRIALS = 5
+# Median pruner: no pruning before this many trials finished, nor before this epoch.
+MEDIAN_STARTUP_TRIALS = 3
+MEDIAN_WARMUP_EPOCHS = 1
+HYPERBAND_REDUCTION = 3  # keep 1/3 of the trials at each rung
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    """How one spec field varies: a float range, an int range, or a list of choices."""
+
+    type: str  # "float", "int" or "categorical"
+    low: float | None = None  # ranges: inclusive bounds, in the field's own units
+    high: float | None = None
+    log: bool = False  # ranges: sample uniformly in log space (needs low > 0)
+    step: float | None = None  # ranges: spacing of the values; int ranges default to 1
+    choices: tuple[Any, ...] = ()  # categorical: values as the spec accepts them
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.type == "categorical":
+            return {"type": self.type, "choices": list(self.choices)}
+        out: dict[str, Any] = {"type": self.type, "low": self.low, "high": self.high,
+                               "log": self.log}
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+    def grid(self) -> list[Any]:
+        """Every value grid search visits; call only on a valid, discrete space."""
+        if self.type == "categorical":
+            return list(self.choices)
+        assert self.low is not None and self.high is not None
+        if self.type == "int":
+            step = int(self.step or 1)
+            return list(range(int(self.low), int(self.high) + 1, step))
+        assert self.step is not None
+        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        # Rounded so that 0.1 * 3 is 0.3: the spec and the table show the value a user typed.
+        return [round(self.low + i * self.step, 12) for i in range(count)]
+
+    def is_discrete(self) -> bool:
+        return self.type != "float" or self.step is not None
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """A study: what to vary around a base experiment, how to search, and for how long."""
+
+    base: dict[str, Any] = field(default_factory=lambda: ExperimentSpec().to_dict())
+    space: dict[str, ParamSpace] = field(default_factory=dict)  # dotted spec field → range
+    algorithm: str = "tpe"
+    objective: str = "val_acc"  # an epoch metric of the training loop
+    direction: str = "maximize"
+    n_trials: int = 20  # trials to run; 0 = until the timeout
+    timeout: float = 0.0  # seconds after the study starts when no new trial starts; 0 = none
+    parallelism: int = 1  # trials running at once
+    pruner: str = "none"
+    seed: int = 0  # seeds the sampler
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "space": {path: p.to_dict() for path, p in self.space.items()},
+            "algorithm": self.algorithm,
+            "objective": self.objective,
+            "direction": self.direction,
+            "n_trials": self.n_trials,
+            "timeout": self.timeout,
+            "parallelism": self.parallelism,
+            "pruner": self.pruner,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TuningSpec:
+        """Build and validate a study spec; raises SpecError listing every bad field at once."""
+        if not isinstance(data, Mapping):
+            raise SpecError({"spec": "must be a JSON object"})
+        errors: dict[str, str] = {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        for name in data.keys() - known:
+            errors[name] = "unknown field"
+        base = _validated_base(data.get("base", ExperimentSpec().to_dict()), errors)
+        values: dict[str, Any] = {}
+        for name, kind, choices in (
+            ("algorithm", "str", ALGORITHMS), ("objective", "str", tuple(OBJECTIVES)),
+            ("direction", "str", DIRECTIONS), ("pruner", "str", PRUNERS),
+            ("n_trials", "int", None), ("timeout", "float", None),
+            ("parallelism", "int", None), ("seed", "int", None),
+        ):
+            if name in data:
+                try:
+                    values[name] = _coerce_simple(data[name], kind, choices)
+                except ValueError as exc:
+                    errors[name] = str(exc)
+        raw_space = data.get("space", {})
+        space: dict[str, ParamSpace] = {}
+        if not isinstance(raw_space, Mapping):
+            errors["space"] = "must be an object of field → range"
+        else:
+            for path, raw in raw_space.items():
+                param = _parse_param(str(path), raw, base, errors)
+                if param is not None:
+                    space[str(path)] = param
+        spec = cls(base=base.to_dict() if base else ExperimentSpec().to_dict(), space=space,
+                   **values)
+        bad_params = any(key.startswith("space.") for key in errors)
+        for name, message in spec.problems(base).items():
+            if not (name == "space" and bad_params):  # not empty: its fields were refused
+                errors.setdefault(name, message)
+        if errors:
+            raise SpecError(errors)
+        return spec
+
+    def problems(self, base: ExperimentSpec | None) -> dict[str, str]:
+        """Checks across fields: budget, grid, objective; empty when the study is valid."""
+        errors: dict[str, str] = {}
+        if not self.space:
+            errors["space"] = "choose at least one field to tune"
+        if not 0 <= self.n_trials <= MAX_TRIALS:
+            errors["n_trials"] = f"must be between 0 and {MAX_TRIALS}"
+        if self.timeout < 0:
+            errors["timeout"] = "must not be negative"
+        if self.n_trials == 0 and self.timeout == 0:
+            errors["n_trials"] = "give a number of trials, a time limit, or both"
+        if not 1 <= self.parallelism <= MAX_PARALLELISM:
+            errors["parallelism"] = f"must be between 1 and {MAX_PARALLELISM}"
+        if not 0 <= self.seed < 2**32:
+            errors["seed"] = "must be between 0 and 2**32 - 1"
+        if self.algorithm == "grid":
+            for path, param in self.space.items():
+                if not param.is_discrete():
+                    errors[f"space.{path}"] = "grid search needs a step for a float range"
+            if not any(k.startswith("space.") for k in errors) and self.space:
+                if self.grid_size() > MAX_GRID_POINTS:
+                    errors["space"] = (f"the grid has {self.grid_size()} points; at most "
+                                       f"{MAX_GRID_POINTS}")
+        direction, task = OBJECTIVES.get(self.objective, (self.direction, None))
+        if self.direction != direction:
+            errors["direction"] = f"{self.objective} should be {direction}d"
+        if base is not None and task is not None:
+            actual = dataset_info(base.data.dataset).task
+            if actual != task:
+                errors["objective"] = f"{base.data.dataset} is a {actual} task: no {self.objective}"
+        return errors
+
+    @property
+    def base_spec(self) -> ExperimentSpec:
+        return ExperimentSpec.from_dict(self.base)
+
+    def grid_values(self) -> dict[str, list[Any]]:
+        """The values grid search visits, per parameter."""
+        return {path: param.grid() for path, param in self.space.items()}
+
+    def grid_size(self) -> int:
+        """How many points the grid has: the product of each parameter's number of values."""
+        return math.prod(len(values) for values in self.grid_values().values())
+
+    def trial_budget(self) -> int | None:
+        """Trials to start at most (None: only the timeout ends the study). Grid search stops
+        when its grid is exhausted, whatever ``n_trials`` says."""
+        limit = self.n_trials or None
+        if self.algorithm == "grid":
+            size = self.grid_size()
+            return size if limit is None else min(limit, size)
+        return limit
+
+    def trial_spec(self, params: Mapping[str, Any]) -> ExperimentSpec:
+        """The base experiment with a trial's parameters applied; raises SpecError."""
+        return _apply(ExperimentSpec.from_dict(self.base), params)
+
+
+def _coerce_simple(value: Any, kind: str, choices: tuple[str, ...] | None) -> Any:
+    from training.spec import _coerce
+
+    return _coerce(value, kind, choices)
+
+
+def _validated_base(raw: Any, errors: dict[str, str]) -> ExperimentSpec | None:
+    try:
+        return ExperimentSpec.from_dict(raw)
+    except SpecError as exc:
+        errors.update({f"base.{path}": message for path, message in exc.errors.items()})
+        return None
+
+
+def _apply(spec: ExperimentSpec, params: Mapping[str, Any]) -> ExperimentSpec:
+    patch: dict[str, dict[str, Any]] = {}
+    for path, value in params.items():
+        section, name = path.split(".", 1)
+        patch.setdefault(section, {})[name] = value
+    return spec.patched(patch)
+
+
+def _field_type(path: str) -> str | None:
+    """The declared type of a dotted spec field ("float", "int", ...), None if unknown."""
+    section, _, name = path.partition(".")
+    cls = ExperimentSpec.sections.get(section)
+    if cls is None:
+        return None
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    return types.get(name)
+
+
+def _parse_param(path: str, raw: Any, base: ExperimentSpec | None,
+                 errors: dict[str, str]) -> ParamSpace | None:
+    """One search dimension, or None with its error in ``errors["space.<path>"]``."""
+    key = f"space.{path}"
+    field_type = _field_type(path)
+    if field_type is None:
+        errors[key] = "not a spec field (expected section.field, e.g. optim.lr)"
+        return None
+    if not isinstance(raw, Mapping):
+        errors[key] = "must be an object with a type"
+        return None
+    kind = raw.get("type")
+    if kind not in PARAM_TYPES:
+        errors[key] = f"type must be one of: {', '.join(PARAM_TYPES)}"
+        return None
+    if kind == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list | tuple) or not choices:
+            errors[key] = "give at least one choice"
+            return None
+        if not all(isinstance(c, str | int | float | bool) for c in choices):
+            errors[key] = "choices must be numbers or text"
+            return None
+        if len(set(map(repr, choices))) != len(choices):
+            errors[key] = "choices must differ"
+            return None
+        param = ParamSpace("categorical", choices=tuple(choices))
+        values: list[Any] = list(choices)
+    else:
+        param_or_error = _parse_range(kind, field_type, raw)
+        if isinstance(param_or_error, str):
+            errors[key] = param_or_error
+            return None
+        param = param_or_error
+        values = [param.low, param.high]
+        if kind == "int":
+            values = [int(v) for v in values if v is not None]
+    if base is not None:
+        message = _check_values(base, path, values)
+        if message:
+            errors[key] = message
+            return None
+    return param
+
+
+def _parse_range(kind: str, field_type: str, raw: Mapping[str, Any]) -> ParamSpace | str:
+    """A float or int range from its JSON form, or the reason it is not one."""
+    if field_type != kind:
+        return f"{kind} range on a {field_type} field; use a {field_type} range or choices"
+    bounds = []
+    for name in ("low", "high"):
+        value = raw.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value):
+            return f"{name} must be a number"
+        if kind == "int" and not float(value).is_integer():
+            return f"{name} must be a whole number"
+        bounds.append(float(value))
+    low, high = bounds
+    if low >= high:
+        return "low must be below high"
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        return "log must be true or false"
+    if log and low <= 0:
+        return "a log range needs a positive lower bound"
+    step = raw.get("step")
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, int | float) or not step > 0:
+            return "step must be a positive number"
+        if log:
+            return "a log range cannot have a step"
+        if kind == "int" and not float(step).is_integer():
+            return "step must be a whole number"
+        if step > high - low:
+            return "step is larger than the range"
+        step = float(step)
+    return ParamSpace(kind, low=low, high=high, log=log, step=step)
+
+
+def _check_values(base: ExperimentSpec, path: str, values: list[Any]) -> str | None:
+    """The spec's own message for the first value the field does not accept, if any."""
+    for value in values:
+        try:
+            _apply(base, {path: value})
+        except SpecError as exc:
+            message = exc.errors.get(path) or next(iter(exc.errors.values()))
+            return f"{value!r}: {message}"
+    return None
+
+
+# Optuna --------------------------------------------------------------------------------------
+
+
+def build_sampler(spec: TuningSpec) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for the study's algorithm, seeded."""
+    import optuna
+
+    if spec.algorithm == "grid":
+        return optuna.samplers.GridSampler(spec.grid_values(), seed=spec.seed)
+    if spec.algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    if spec.algorithm == "gp":
+        return optuna.samplers.GPSampler(seed=spec.seed, n_startup_trials=STARTUP_TRIALS)
+    if spec.algorithm == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=spec.seed, n_startup_trials=STARTUP_TRIALS)
+    # constant_liar: trials running in parallel count as bad guesses, so concurrent workers do
+    # not all sample the same promising corner.
+    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=STARTUP_TRIALS,
+                                      constant_liar=spec.parallelism > 1)
+
+
+def build_pruner(spec: TuningSpec) -> optuna.pruners.BasePruner:
+    """The Optuna pruner; epochs are its resource (Hyperband's brackets span 1 to all)."""
+    import optuna
+
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
+                                           n_warmup_steps=MEDIAN_WARMUP_EPOCHS)
+    if spec.pruner == "hyperband":
+        epochs = ExperimentSpec.from_dict(spec.base).run.epochs
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+                                              reduction_factor=HYPERBAND_REDUCTION)
+    return optuna.pruners.NopPruner()
+
+
+def suggest(trial: optuna.Trial, spec: TuningSpec) -> dict[str, Any]:
+    """Ask the trial for a value of every dimension; a trial asked again gets the same ones."""
+    params: dict[str, Any] = {}
+    for path, p in spec.space.items():
+        if p.type == "categorical":
+            params[path] = trial.suggest_categorical(path, list(p.choices))
+        elif p.type == "int":
+            assert p.low is not None and p.high is not None
+            params[path] = trial.suggest_int(path, int(p.low), int(p.high),
+                                             step=int(p.step or 1), log=p.log)
+        else:
+            assert p.low is not None and p.high is not None
+            params[path] = trial.suggest_float(path, p.low, p.high, step=p.step, log=p.log)
+    return params
+
+
+def create_study(spec: TuningSpec, storage: str | optuna.storages.BaseStorage | None = None,
+                 name: str | None = None) -> optuna.Study:
+    """Create the study, or load it when ``name`` already exists in ``storage``."""
+    import optuna
+
+    direction = optuna.study.StudyDirection[spec.direction.upper()]
+    return optuna.create_study(storage=storage, study_name=name, direction=direction,
+                               sampler=build_sampler(spec), pruner=build_pruner(spec),
+                               load_if_exists=True)
+
+
+def rdb_storage(url: str, heartbeat_interval: int = 10,
+                max_retry: int = 1) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with a heartbeat: a trial whose worker stops beating for two
+    intervals is failed by the next ``fail_stale_trials`` and retried once with its params."""
+    import optuna
+
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several workers write one file: wait for the lock instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 30}
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+        grace_period=2 * heartbeat_interval,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=max_retry),
+    )
+
+
+class Heartbeat:
+    """Records the trial's heartbeat in the storage every interval, in a daemon thread, while
+    the trial runs (``with Heartbeat(study, trial): ...``); does nothing without heartbeats."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        from optuna.storages import RDBStorage
+
+        storage = study._storage  # the public study has no accessor for its storage
+        self.storage = storage if isinstance(storage, RDBStorage) else None
+        self.trial_id = trial._trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        assert self.storage is not None
+        interval = self.storage.get_heartbeat_interval() or 10
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self.stop.wait(interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self.storage is not None and self.storage.get_heartbeat_interval():
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+class PruningReporter:
+    """Forwards everything to ``inner``; after each epoch reports the objective to the trial
+    and, when the pruner says so, asks the loop to stop at its next step."""
+
+    def __init__(self, inner: Reporter, trial: optuna.Trial, objective: str) -> None:
+        self.inner, self.trial, self.objective = inner, trial, objective
+        self.values: list[float] = []  # the objective at each epoch
+        self.pruned_at: int | None = None  # the epoch after which the pruner stopped it
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.inner.log(step, metrics)
+        if "epoch" in metrics and self.objective in metrics and self.pruned_at is None:
+            epoch, value = int(metrics["epoch"]), float(metrics[self.objective])
+            self.values.append(value)
+            self.trial.report(value, epoch)
+            if self.trial.should_prune():
+                self.pruned_at = epoch
+
+    def status(self, message: str, **fields: Any) -> None:
+        self.inner.status(message, **fields)
+
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
+        self.inner.checkpoint(path, tag, metrics)
+
+    def should_stop(self) -> bool:
+        return self.pruned_at is not None or self.inner.should_stop()
+
+
+@dataclass
+class TrialOutcome:
+    """A trial that ran to its end (or was cancelled): its objective value and run result."""
+
+    value: float | None  # best objective over its epochs; None when no epoch finished
+    result: RunResult
+    params: dict[str, Any]
+
+
+def run_trial(spec: TuningSpec, trial: optuna.Trial, reporter: Reporter, workdir: Path,
+              **options: Any) -> TrialOutcome:
+    """Train one trial's experiment, reporting each epoch's objective to Optuna.
+
+    Raises ``optuna.TrialPruned`` (after the loop has stopped and written its checkpoints) when
+    the pruner stopped it, and SpecError when the sampled parameters make an invalid spec.
+    ``options`` go to ``training.loop.run`` (device, meta, checkpoint_interval)."""
+    import optuna
+
+    from training.loop import run
+
+    params = suggest(trial, spec)
+    experiment = spec.trial_spec(params)
+    pruning = PruningReporter(reporter, trial, spec.objective)
+    result = run(experiment, pruning, workdir, **options)
+    if pruning.pruned_at is not None:
+        raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+    pick = max if spec.direction == "maximize" else min
+    value = pick(pruning.values) if pruning.values else None
+    return TrialOutcome(value, result, params)
+
+
+def optimize(spec: TuningSpec, workdir: Path, storage: str | None = None,
+             name: str | None = None, make_reporter: Any = None,
+             **options: Any) -> optuna.Study:
+    """Run a whole study in this process (notebooks, benchmarks): ``spec.trial_budget()``
+    trials or until ``spec.timeout``, each trial's checkpoints in ``workdir/trial-<n>``.
+    ``make_reporter(trial_number)`` gives each trial's reporter (default: in memory)."""
+
+    from training.reporter import MemoryReporter
+
+    study = create_study(spec, storage, name)
+
+    def objective(trial: optuna.Trial) -> float:
+        reporter = make_reporter(trial.number) if make_reporter else MemoryReporter()
+        folder = workdir / f"trial-{trial.number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        outcome = run_trial(spec, trial, reporter, folder, **options)
+        if outcome.value is None:
+            raise RuntimeError("the trial finished no epoch")
+        return outcome.value
+
+    study.optimize(objective, n_trials=spec.trial_budget(), timeout=spec.timeout or None,
+                   catch=(SpecError,))
+    return study

@@ -97,8 +97,10 @@
   function showStatus(s) {
     state.status = s.status;
     const badge = document.getElementById("status-badge");
-    badge.textContent = s.status;
-    badge.className = "badge " + s.status;
+    // A pruned tuning trial ends "cancelled"; its summary says it was the pruner.
+    const pruned = s.summary && s.summary.trial && s.summary.trial.state === "pruned";
+    badge.textContent = pruned ? "pruned" : s.status;
+    badge.className = "badge " + (pruned ? "pruned" : s.status);
     showProgress(s.progress);
     showVerdict(s.verdict);
     const err = document.getElementById("error-text");

@@ -19,6 +19,7 @@ import dataclasses
 import importlib.util
 import math
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,7 +250,7 @@ def _apply(spec: ExperimentSpec, params: Mapping[str, Any]) -> ExperimentSpec:
     return spec.patched(patch)
 
 
-def _field_type(path: str) -> str | None:
+def field_type(path: str) -> str | None:
     """The declared type of a dotted spec field ("float", "int", ...), None if unknown."""
     section, _, name = path.partition(".")
     cls = ExperimentSpec.sections.get(section)
@@ -263,8 +264,8 @@ def _parse_param(path: str, raw: Any, base: ExperimentSpec | None,
                  errors: dict[str, str]) -> ParamSpace | None:
     """One search dimension, or None with its error in ``errors["space.<path>"]``."""
     key = f"space.{path}"
-    field_type = _field_type(path)
-    if field_type is None:
+    field_type_name = field_type(path)
+    if field_type_name is None:
         errors[key] = "not a spec field (expected section.field, e.g. optim.lr)"
         return None
     if not isinstance(raw, Mapping):
@@ -288,7 +289,7 @@ def _parse_param(path: str, raw: Any, base: ExperimentSpec | None,
         param = ParamSpace("categorical", choices=tuple(choices))
         values: list[Any] = list(choices)
     else:
-        param_or_error = _parse_range(kind, field_type, raw)
+        param_or_error = _parse_range(kind, field_type_name, raw)
         if isinstance(param_or_error, str):
             errors[key] = param_or_error
             return None
@@ -304,10 +305,10 @@ def _parse_param(path: str, raw: Any, base: ExperimentSpec | None,
     return param
 
 
-def _parse_range(kind: str, field_type: str, raw: Mapping[str, Any]) -> ParamSpace | str:
+def _parse_range(kind: str, declared: str, raw: Mapping[str, Any]) -> ParamSpace | str:
     """A float or int range from its JSON form, or the reason it is not one."""
-    if field_type != kind:
-        return f"{kind} range on a {field_type} field; use a {field_type} range or choices"
+    if declared != kind:
+        return f"{kind} range on a {declared} field; use a {declared} range or choices"
     bounds = []
     for name in ("low", "high"):
         value = raw.get(name)
@@ -415,18 +416,39 @@ def create_study(spec: TuningSpec, storage: str | optuna.storages.BaseStorage | 
 def rdb_storage(url: str, heartbeat_interval: int = 10,
                 max_retry: int = 1) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with a heartbeat: a trial whose worker stops beating for two
-    intervals is failed by the next ``fail_stale_trials`` and retried once with its params."""
+    intervals is failed by the next ``fail_stale_trials`` and retried with its params."""
     import optuna
 
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several workers write one file: wait for the lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 30}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-        grace_period=2 * heartbeat_interval,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=max_retry),
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+            grace_period=2 * heartbeat_interval,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=max_retry),
+        )
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials whose heartbeat stopped (their worker died); the storage's callback
+    queues each again with the same parameters."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()`` for drivers that run trials elsewhere and keep their heartbeats with
+    :class:`Heartbeat` (Optuna warns that heartbeats are meant for ``optimize``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return study.ask()
 
 
 class Heartbeat:
@@ -491,20 +513,23 @@ class PruningReporter:
 
 @dataclass
 class TrialOutcome:
-    """A trial that ran to its end (or was cancelled): its objective value and run result."""
+    """A trial's end: its objective value, the run's result, and where it was pruned."""
 
     value: float | None  # best objective over its epochs; None when no epoch finished
     result: RunResult
     params: dict[str, Any]
+    pruned_at: int | None = None  # the epoch after which the pruner stopped it
 
 
 def run_trial(spec: TuningSpec, trial: optuna.Trial, reporter: Reporter, workdir: Path,
-              **options: Any) -> TrialOutcome:
+              raise_pruned: bool = True, **options: Any) -> TrialOutcome:
     """Train one trial's experiment, reporting each epoch's objective to Optuna.
 
-    Raises ``optuna.TrialPruned`` (after the loop has stopped and written its checkpoints) when
-    the pruner stopped it, and SpecError when the sampled parameters make an invalid spec.
-    ``options`` go to ``training.loop.run`` (device, meta, checkpoint_interval)."""
+    When the pruner stops it, the loop ends at its next step (writing its checkpoints) and
+    ``optuna.TrialPruned`` is raised, as an Optuna objective should; with ``raise_pruned=False``
+    the outcome says ``pruned_at`` instead (for ask/tell drivers that want the run's result).
+    Raises SpecError when the sampled parameters make an invalid spec. ``options`` go to
+    ``training.loop.run`` (device, meta, checkpoint_interval)."""
     import optuna
 
     from training.loop import run
@@ -513,11 +538,11 @@ def run_trial(spec: TuningSpec, trial: optuna.Trial, reporter: Reporter, workdir
     experiment = spec.trial_spec(params)
     pruning = PruningReporter(reporter, trial, spec.objective)
     result = run(experiment, pruning, workdir, **options)
-    if pruning.pruned_at is not None:
-        raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
     pick = max if spec.direction == "maximize" else min
     value = pick(pruning.values) if pruning.values else None
-    return TrialOutcome(value, result, params)
+    if pruning.pruned_at is not None and raise_pruned:
+        raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+    return TrialOutcome(value, result, params, pruning.pruned_at)
 
 
 def optimize(spec: TuningSpec, workdir: Path, storage: str | None = None,

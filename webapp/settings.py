@@ -137,7 +137,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"experiments.train": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {"experiments.train": {"queue": "gpu"}, "experiments.trial": {"queue": "gpu"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -162,6 +162,15 @@ FITBOARD_DATASETS_LOCAL_DIRS = [
     Path(p).expanduser().resolve()
     for p in env_list("FITBOARD_DATASETS_LOCAL_DIRS", [str(FITBOARD_DATA_DIR)])
 ]
+# Optuna studies live in its RDB storage, reachable by every worker. RDB rather than the Redis
+# journal: only RDB storage keeps trial heartbeats, which is how a killed worker's trial is failed
+# and retried. On PostgreSQL it is the project's database (Optuna's own tables beside Django's);
+# on SQLite a file of its own, so Optuna's writes never wait on Django's write lock.
+OPTUNA_STORAGE_URL = env_str("FITBOARD_OPTUNA_STORAGE", (
+    "postgresql+psycopg://" + DATABASE_URL.split("://", 1)[1]
+    if DATABASE_URL.startswith(("postgres://", "postgresql://"))
+    else f"sqlite:///{VAR_DIR / 'optuna.sqlite3'}"
+))
 
 LOGGING = {
     "version": 1,

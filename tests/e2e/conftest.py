@@ -1,5 +1,5 @@
-"""The real stack for end-to-end tests: ``manage.py up`` (migrate, Redis unless REDIS_URL, one
-Celery worker, Daphne) on a free port, with its own database and media folder."""
+"""The real stack for end-to-end tests: ``manage.py up`` (migrate, Redis unless REDIS_URL, two
+Celery workers, Daphne) on a free port, with its own database and media folder."""
 
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     log = tmp / "up.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "up", "--port", str(port), "--no-demo"],
+            [sys.executable, "manage.py", "up", "--port", str(port), "--no-demo",
+             "--workers", "2"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

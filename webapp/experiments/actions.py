@@ -29,5 +29,9 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
 
 
 def cancel_experiment(experiment: Experiment) -> bool:
-    """Cancel a queued or running run; False when it had already ended."""
+    """Cancel a queued or running run (a study: with its trials); False when it had ended."""
+    if experiment.kind == Experiment.Kind.TUNE:
+        from webapp.experiments.tuning import cancel_study
+
+        return cancel_study(experiment)
     return experiment.request_cancel()

@@ -68,6 +68,19 @@ def read(experiment_id: int, keys: Iterable[str] | None = None) -> dict[str, Ser
     return {key: _merge(blobs) for key, blobs in parts.items()}
 
 
+def read_many(experiment_ids: Iterable[int], keys: Iterable[str]) -> dict[int, dict[str, Series]]:
+    """``read`` for several runs in one query (a study's trials): run id → metric → series."""
+    chunks = MetricChunk.objects.filter(experiment_id__in=list(experiment_ids), key__in=list(keys))
+    parts: dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]] = {}
+    for run, key, steps, values, times in chunks.order_by("id").values_list(
+        "experiment_id", "key", "steps", "values", "times"
+    ):
+        parts.setdefault(run, {}).setdefault(key, []).append(
+            (bytes(steps), bytes(values), bytes(times))
+        )
+    return {run: {key: _merge(b) for key, b in blobs.items()} for run, blobs in parts.items()}
+
+
 def _merge(blobs: list[tuple[bytes, bytes, bytes]]) -> Series:
     steps = np.concatenate([np.frombuffer(s, dtype="<i8") for s, _, _ in blobs])
     values = np.concatenate([np.frombuffer(v, dtype="<f8") for _, v, _ in blobs])

@@ -8,3 +8,20 @@ from webapp.experiments.runner import execute_training
 @shared_task(name="experiments.train", bind=True, acks_late=True, ignore_result=True)
 def train(self, experiment_id: int) -> None:  # type: ignore[no-untyped-def]
     execute_training(experiment_id, worker=self.request.hostname or "unknown")
+
+
+@shared_task(name="experiments.tune", bind=True, acks_late=True, ignore_result=True)
+def tune(self, study_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Start or advance a study; while it runs, look again every WATCHDOG seconds for trials
+    whose worker died (their heartbeat stopped)."""
+    from webapp.experiments.tuning import WATCHDOG, drive_study
+
+    if drive_study(study_id, worker=self.request.hostname or "unknown"):
+        tune.apply_async((study_id,), countdown=WATCHDOG)
+
+
+@shared_task(name="experiments.trial", bind=True, acks_late=True, ignore_result=True)
+def trial(self, trial_id: int) -> None:  # type: ignore[no-untyped-def]
+    from webapp.experiments.tuning import execute_trial
+
+    execute_trial(trial_id, worker=self.request.hostname or "unknown")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.experiments import views
+from webapp.experiments import tuning_views, views
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment-list"),
@@ -16,4 +16,8 @@ urlpatterns = [
         views.checkpoint_download,
         name="checkpoint-download",
     ),
+    path("experiments/<int:pk>/tune/", tuning_views.study_new, name="study-new"),
+    path("studies/<int:pk>/", tuning_views.study_detail, name="study-detail"),
+    path("studies/<int:pk>/data/", tuning_views.study_data, name="study-data"),
+    path("studies/<int:pk>/promote/", tuning_views.study_promote, name="study-promote"),
 ]

@@ -73,6 +73,8 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = _visible(request, pk)
+    if experiment.kind == Experiment.Kind.TUNE:
+        return redirect("study-detail", pk=pk)
     spec = experiment.spec
     info = dataset_info(spec["data"]["dataset"])
     return render(request, "experiments/detail.html", {

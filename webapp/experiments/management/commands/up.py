@@ -51,18 +51,21 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("FITBOARD_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--no-demo", action="store_true", help="do not queue the demo run")
+        parser.add_argument("--workers", type=int, default=1,
+                            help="Celery worker processes (one job each, e.g. one per GPU)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.children: list[subprocess.Popen[bytes]] = []
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
-            self.serve(options["host"], options["port"], not options["no_demo"])
+            self.serve(options["host"], options["port"], not options["no_demo"],
+                       max(1, options["workers"]))
         except KeyboardInterrupt:
             pass
         finally:
             self.stop_children()
 
-    def serve(self, host: str, port: int, demo: bool) -> None:
+    def serve(self, host: str, port: int, demo: bool, workers: int = 1) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         user, password = ensure_admin()
         env = dict(os.environ)
@@ -70,9 +73,10 @@ class Command(BaseCommand):
             env["REDIS_URL"] = self.start_bundled_redis()
         env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
-        self.spawn([python, "-m", "celery", "-A", "webapp", "worker", "-P", "solo",
-                    "-Q", "gpu,default", "-c", "1", "-n", f"worker-{os.getpid()}@%h",
-                    "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env)
+        for index in range(workers):
+            self.spawn([python, "-m", "celery", "-A", "webapp", "worker", "-P", "solo",
+                        "-Q", "gpu,default", "-c", "1", "-n", f"worker-{os.getpid()}-{index}@%h",
+                        "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env)
         server = self.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
                              "webapp.asgi:application"], env)
         wait_for_port(host, port, 60, server)

@@ -1,0 +1,134 @@
+// The live study page: polls the study's data every 2 s while it runs and redraws the trials
+// table, the overlaid validation curves (pruned trials cut short, dashed), the best-so-far
+// curve, a parallel-coordinates plot and Optuna's parameter importances.
+(function () {
+  "use strict";
+  const cfg = window.FITBOARD_STUDY;
+  const TERMINAL = ["succeeded", "failed", "cancelled"];
+  const POLL_MS = 2000;
+  const layout = (title, extra) => Object.assign({
+    title: {text: title}, margin: {l: 50, r: 20, t: 40, b: 40}, showlegend: false,
+  }, extra || {});
+  const fmt = (v) => (v === null || v === undefined) ? "" :
+    (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : String(v));
+
+  function runUrl(id) { return cfg.runUrl.replace(/0\/$/, id + "/"); }
+
+  function drawTable(data) {
+    const body = document.querySelector("#trial-table tbody");
+    const bestId = data.best_trial ? data.best_trial.experiment_id : null;
+    body.replaceChildren(...data.trials.map((t) => {
+      const tr = document.createElement("tr");
+      tr.dataset.id = t.id;
+      tr.dataset.state = t.state;
+      if (t.id === bestId) tr.className = "best-trial";
+      const cells = [`<a href="${runUrl(t.id)}">${t.index}</a>`]
+        .concat(data.params.map((p) => fmt(t.params[p])))
+        .concat([`<span class="badge ${t.state}">${t.state}${t.pruned_at ? " @" + t.pruned_at : ""}</span>`,
+                 fmt(t.value), t.epochs ? `${t.epoch || 0}/${t.epochs}` : "",
+                 t.duration !== null ? t.duration.toFixed(1) + " s" : ""]);
+      tr.innerHTML = cells.map((c) => `<td>${c}</td>`).join("");
+      return tr;
+    }));
+  }
+
+  function drawCurves(data) {
+    const traces = data.trials.filter((t) => t.curve.length).map((t) => ({
+      x: t.curve.map((p) => p[0]), y: t.curve.map((p) => p[1]), mode: "lines+markers",
+      name: `trial ${t.index}`, line: {dash: t.state === "pruned" ? "dot" : "solid"},
+      marker: {symbol: t.curve.map((_, i) => (t.state === "pruned" && i === t.curve.length - 1) ? "x" : "circle"),
+               size: t.curve.map((_, i) => (t.state === "pruned" && i === t.curve.length - 1) ? 10 : 4)},
+      hovertemplate: `trial ${t.index} (${t.state})<br>epoch %{x}: %{y:.4f}<extra></extra>`,
+    }));
+    Plotly.react("chart-curves", traces, layout(`${data.objective} per epoch, every trial (pruned: dotted, ×)`,
+      {xaxis: {title: {text: "epoch"}}}), {responsive: true});
+  }
+
+  function drawBest(data) {
+    const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
+    Plotly.react("chart-best", [
+      {x: done.map((t) => t.index), y: done.map((t) => t.value), mode: "markers", name: "trial"},
+      {x: data.best_so_far.map((p) => p[0]), y: data.best_so_far.map((p) => p[1]),
+       mode: "lines", line: {shape: "hv"}, name: "best so far"},
+    ], layout(`best ${data.objective} so far (${data.direction})`,
+      {xaxis: {title: {text: "trial"}}}), {responsive: true});
+  }
+
+  function drawParallel(data) {
+    const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
+    if (!done.length) { Plotly.purge("chart-parallel"); return; }
+    const dims = data.params.map((p) => {
+      const values = done.map((t) => t.params[p]);
+      if (values.every((v) => typeof v === "number")) {
+        const log = values.every((v) => v > 0) && Math.max(...values) / Math.min(...values) > 100;
+        return {label: log ? `log10 ${p}` : p, values: log ? values.map(Math.log10) : values};
+      }
+      const levels = [...new Set(values.map(String))];
+      return {label: p, values: values.map((v) => levels.indexOf(String(v))),
+              tickvals: levels.map((_, i) => i), ticktext: levels};
+    });
+    dims.push({label: data.objective, values: done.map((t) => t.value)});
+    Plotly.react("chart-parallel", [{type: "parcoords", dimensions: dims,
+      line: {color: done.map((t) => t.value), colorscale: "Viridis", showscale: true}}],
+      layout("parameters of completed trials", {margin: {l: 60, r: 60, t: 60, b: 30}}),
+      {responsive: true});
+  }
+
+  function drawImportance(data) {
+    const entries = Object.entries(data.importances || {});
+    const note = document.getElementById("importance-note");
+    if (!entries.length) {
+      Plotly.purge("chart-importance");
+      note.textContent = "Parameter importances appear once a few trials have completed.";
+      return;
+    }
+    note.textContent = "Optuna's importance evaluator over the completed trials.";
+    entries.sort((a, b) => a[1] - b[1]);
+    Plotly.react("chart-importance", [{type: "bar", orientation: "h",
+      x: entries.map((e) => e[1]), y: entries.map((e) => e[0])}],
+      layout("parameter importance", {margin: {l: 140, r: 20, t: 40, b: 40}}), {responsive: true});
+  }
+
+  function drawHead(data) {
+    const badge = document.getElementById("status-badge");
+    badge.textContent = data.status;
+    badge.className = "badge " + data.status;
+    const p = data.progress || {};
+    const budget = p.budget ? `${p.finished || 0}/${p.budget}` : `${p.finished || 0}`;
+    document.getElementById("progress-text").textContent =
+      `${budget} trials finished, ${p.in_flight || 0} running or queued`;
+    if (p.budget) document.getElementById("progress-bar").style.width =
+      `${Math.min(100, 100 * (p.finished || 0) / p.budget)}%`;
+    const err = document.getElementById("error-text");
+    err.textContent = data.error; err.hidden = !data.error;
+    document.getElementById("cancel-form").hidden = TERMINAL.includes(data.status);
+    const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
+    const pick = data.direction === "maximize" ? Math.max : Math.min;
+    const best = done.length ? done.find((t) => t.value === pick(...done.map((d) => d.value))) : null;
+    document.getElementById("promote-button").disabled = !best;
+    document.getElementById("best-text").textContent = best ?
+      `Best: trial ${best.index}, ${data.objective} ${fmt(best.value)} with ` +
+      data.params.map((k) => `${k} = ${fmt(best.params[k])}`).join(", ") : "";
+  }
+
+  function draw(data) {
+    drawHead(data); drawTable(data); drawCurves(data); drawBest(data);
+    drawParallel(data); drawImportance(data);
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(cfg.dataUrl, {headers: {Accept: "application/json"}});
+      if (response.ok) {
+        const data = await response.json();
+        draw(data);
+        if (TERMINAL.includes(data.status)) return;
+      }
+    } catch (e) { /* the next poll retries */ }
+    setTimeout(poll, POLL_MS);
+  }
+
+  const initial = JSON.parse(document.getElementById("study-initial").textContent);
+  draw(initial);
+  if (!TERMINAL.includes(initial.status)) setTimeout(poll, POLL_MS);
+})();

@@ -1,0 +1,79 @@
+"""A tuning study with real processes: Tune form → study task → trials on two Celery workers at
+once → study succeeded → best trial promoted into a runnable experiment."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.conftest import Stack
+from tests.e2e.test_live_run import submit
+
+pytestmark = pytest.mark.e2e
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def wait_for(session: requests.Session, url: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        data: dict[str, Any] = session.get(url, timeout=10).json()
+        if data["status"] in TERMINAL or time.monotonic() > deadline:
+            return data
+        time.sleep(0.3)
+
+
+def test_a_study_runs_its_trials_two_at_a_time_on_two_workers(stack: Stack) -> None:
+    # given a small MLP run on digits to tune
+    session = stack.login()
+    source = submit(stack, session, "digits-mlp", dataset="digits", arch="mlp",
+                    hidden_sizes="32", epochs=4, batch_size=64)
+
+    # when a study of 4 random trials, 2 at once, over the learning rate is submitted
+    response = stack.post_form(session, f"/experiments/{source}/tune/", {
+        "name": "lr study", "project": re.search(  # the form preselects the source's project
+            r'<option value="(\d+)" selected>',
+            session.get(f"{stack.url}/experiments/{source}/tune/", timeout=10).text).group(1),
+        "algorithm": "random", "objective": "val_acc", "n_trials": 4, "timeout": 0,
+        "parallelism": 2, "pruner": "none", "seed": 0,
+        "lr_on": "on", "lr_low": 1e-3, "lr_high": 3e-2, "lr_log": "on",
+    })
+    match = re.search(r"/studies/(\d+)/$", response.url)
+    assert match is not None, response.text[:3000]
+    study_id = int(match.group(1))
+    data = wait_for(session, f"{stack.url}/studies/{study_id}/data/", timeout=60)
+
+    # then it succeeded with four completed trials, each a run with its own curve
+    trials = data["trials"]
+    assert data["status"] == "succeeded", (data, stack.log.read_text()[-3000:])
+    assert [t["state"] for t in trials] == ["complete"] * 4
+    assert all(len(t["curve"]) == 4 for t in trials)
+    # and two workers ran trials at the same time, never more than two at once
+    assert len({t["worker"] for t in trials}) == 2
+    spans = [(t["started_at"], t["finished_at"]) for t in trials]
+    overlaps = [a for a, b in itertools.combinations(spans, 2) if a[0] < b[1] and b[0] < a[1]]
+    assert overlaps
+    assert all(sum(s <= start < f for s, f in spans) <= 2 for start, _ in spans)
+
+    # when the best trial is promoted
+    page = session.get(f"{stack.url}/studies/{study_id}/", timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert token is not None
+    promoted = session.post(f"{stack.url}/studies/{study_id}/promote/",
+                            data={"csrfmiddlewaretoken": token.group(1)},
+                            headers={"Referer": page.url}, timeout=10)
+
+    # then a regular run with the best learning rate trains to the end
+    run = re.search(r"/experiments/(\d+)/$", promoted.url)
+    assert run is not None, promoted.url
+    deadline = time.monotonic() + 30
+    while 'id="status-badge">succeeded' not in (
+            html := session.get(promoted.url, timeout=10).text):
+        assert time.monotonic() < deadline, "the promoted run did not finish"
+        time.sleep(0.3)
+    best = data["best_trial"]
+    assert f"&quot;lr&quot;: {best['params']['optim.lr']}," in html

@@ -1,0 +1,206 @@
+"""Tuning studies in the web app: the Tune form's errors sit on their fields, the driver keeps
+at most ``parallelism`` trials in flight, a finished trial starts the next, cancel reaches the
+trials, and the best trial is promoted. Trials train for real (iris, one epoch) in this process;
+the Celery messages go to the test Redis and nobody consumes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from training.spec import ExperimentSpec
+from training.tuning import TuningSpec
+from webapp.experiments import tuning
+from webapp.experiments.models import Experiment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IRIS = ExperimentSpec().patched({
+    "data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
+    "run": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+})
+
+
+def form_data(project: Any, **overrides: Any) -> dict[str, Any]:
+    """A valid Tune form: learning rate on a log range, 4 random trials, 2 at once."""
+    data = {"name": "study", "project": project.pk, "algorithm": "random",
+            "objective": "val_acc", "n_trials": 4, "timeout": 0, "parallelism": 2,
+            "pruner": "none", "seed": 0, "lr_on": "on", "lr_low": 1e-3, "lr_high": 1e-1,
+            "lr_log": "on"}
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@pytest.fixture
+def source(make_experiment: Any) -> Experiment:
+    return make_experiment(name="iris", status=Experiment.Status.SUCCEEDED, spec=IRIS.to_dict())
+
+
+@pytest.fixture
+def make_study(owner: Any, project: Any, source: Experiment) -> Any:
+    def make(enqueue: tuple[float, ...] = (), **fields: Any) -> Experiment:
+        spec = TuningSpec.from_dict({
+            "base": IRIS.to_dict(), "algorithm": "random", "n_trials": 3, "parallelism": 2,
+            "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}},
+            **fields,
+        })
+        study = tuning.create_study(owner, project, "study", spec, source)
+        for lr in enqueue:  # trials with these learning rates come first
+            tuning.open_study(study).enqueue_trial({"optim.lr": lr})
+        tuning.drive_study(study.pk, worker="test")
+        return study
+
+    return make
+
+
+def trials_of(study: Experiment) -> list[Experiment]:
+    return list(study.children.filter(kind=Experiment.Kind.TRIAL).order_by("pk"))
+
+
+# --- the form ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "field", "message"), [
+    ({"lr_on": None}, None, "choose at least one field to tune"),
+    ({"weight_decay_on": "on", "weight_decay_low": 0, "weight_decay_high": 0.1,
+      "weight_decay_log": "on"}, "weight_decay_low", "a log range needs a positive lower bound"),
+    ({"algorithm": "grid"}, "lr_low", "grid search needs a step for a float range"),
+    ({"n_trials": 0, "timeout": 0}, "n_trials", "give a number of trials, a time limit, or both"),
+    ({"parallelism": 0}, "parallelism", "must be between 1 and 64"),
+    ({"batch_size_on": "on", "batch_size_choices": "32; 5000"}, "batch_size_choices",
+     "larger than the training split"),
+])
+def test_the_tune_form_shows_each_error_on_its_field(owner_client, project, source, overrides,
+                                                     field, message):
+    # when a bad study is submitted
+    response = owner_client.post(reverse("study-new", args=[source.pk]),
+                                 form_data(project, **overrides))
+
+    # then the form comes back with the message on the field, and no study exists
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert message in page
+    if field:
+        assert f'data-field-error="{field}"' in page
+    assert not Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
+
+
+def test_the_form_counts_grid_points_before_submitting(owner_client, project, source):
+    # given a grid of 3 learning rates by 2 optimizers
+    data = form_data(project, algorithm="grid", lr_step=0.04, lr_low=0.01, lr_high=0.09,
+                     lr_log=None, optimizer_on="on", optimizer_choices="adam; sgd")
+
+    # when the user asks for the count
+    response = owner_client.post(reverse("study-new", args=[source.pk]), {**data, "count": "1"})
+
+    # then the page says 6 points and nothing was created
+    assert "The grid has <strong>6</strong> points" in response.content.decode()
+    assert not Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+
+def test_submitting_creates_a_study_with_trials_capped_by_parallelism(owner_client, project,
+                                                                      source):
+    # when the form is submitted (4 trials, 2 at once) and the study's task runs
+    response = owner_client.post(reverse("study-new", args=[source.pk]), form_data(project))
+    study = Experiment.objects.get(kind=Experiment.Kind.TUNE)
+    tuning.drive_study(study.pk, worker="test")
+
+    # then the study runs with exactly two queued trials, each its own Optuna trial
+    assert response["Location"] == reverse("study-detail", args=[study.pk])
+    trials = trials_of(study)
+    assert [t.status for t in trials] == ["queued", "queued"]
+    assert sorted(tuning.trial_info(t)["number"] for t in trials) == [0, 1]
+    lrs = [t.experiment_spec.optim.lr for t in trials]
+    assert all(1e-3 <= lr <= 1e-1 for lr in lrs) and lrs[0] != lrs[1]
+    assert Experiment.objects.get(pk=study.pk).status == "running"
+
+
+def test_a_finished_trial_enqueues_the_next(make_study):
+    # given a running study with two trials queued out of three
+    study = make_study()
+    first = trials_of(study)[0]
+
+    # when a worker trains the first
+    tuning.execute_trial(first.pk, worker="test")
+
+    # then it succeeded with its objective, and a third trial is queued in its place
+    first.refresh_from_db()
+    assert first.status == "succeeded"
+    assert 0.0 <= tuning.trial_info(first)["value"] <= 1.0
+    assert tuning.trial_info(first)["state"] == "complete"
+    trials = trials_of(study)
+    assert len(trials) == 3
+    assert [t.status for t in trials[1:]] == ["queued", "queued"]
+
+
+def test_the_study_ends_when_its_budget_is_spent_and_promotes_its_best(owner_client,
+                                                                        make_study):
+    # given a study of three trials, all trained
+    study = make_study()
+    for _ in range(3):
+        queued = [t for t in trials_of(study) if t.status == "queued"]
+        tuning.execute_trial(queued[0].pk, worker="test")
+
+    # then it succeeded with its best trial recorded
+    study.refresh_from_db()
+    assert study.status == "succeeded"
+    best = tuning.best_trial(study)
+    assert best is not None
+    assert study.summary["best_trial"]["experiment_id"] == best.pk
+
+    # when the best trial is promoted
+    response = owner_client.post(reverse("study-promote", args=[study.pk]))
+
+    # then a regular run with the best trial's spec is queued
+    run = Experiment.objects.get(kind=Experiment.Kind.TRAIN, parent=best)
+    assert response["Location"] == reverse("experiment-detail", args=[run.pk])
+    assert run.spec == best.spec and run.status == "queued"
+
+
+def test_cancelling_a_study_cancels_its_queued_and_running_trials(owner_client, make_study):
+    # given a study with one trial running and one queued
+    study = make_study()
+    running, queued = trials_of(study)
+    running.start(worker="w1")
+
+    # when the study is cancelled
+    owner_client.post(reverse("experiment-cancel", args=[study.pk]))
+
+    # then the study and its queued trial end cancelled; the running one is told to stop
+    study.refresh_from_db()
+    queued.refresh_from_db()
+    running.refresh_from_db()
+    assert (study.status, queued.status) == ("cancelled", "cancelled")
+    assert running.cancel_requested is True
+    # and the driver starts nothing more
+    tuning.advance_study(study.pk)
+    assert len(trials_of(study)) == 2
+
+
+def test_a_pruned_trial_stops_early_and_shows_pruned_not_failed(make_study):
+    # given a median-pruned study of 6-epoch trials: three that learn, then one that cannot
+    study = make_study(pruner="median", n_trials=4, parallelism=1,
+                       enqueue=(0.1, 0.1, 0.1, 1e-4),
+                       space={"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-1,
+                                           "log": True}},
+                       base=IRIS.patched({"run": {"epochs": 6}}).to_dict())
+
+    # when the four trials train one after the other
+    for _ in range(4):
+        queued = [t for t in trials_of(study) if t.status == "queued"]
+        tuning.execute_trial(queued[0].pk, worker="test")
+
+    # then the last one was pruned before its sixth epoch: "pruned", not failed
+    last = trials_of(study)[-1]
+    info = tuning.trial_info(last)
+    assert info["params"] == {"optim.lr": 1e-4}
+    assert info["state"] == "pruned" and info["pruned_at"] < 6
+    assert last.status == "cancelled" and last.error.startswith("pruned after epoch")
+    assert last.summary["epochs"] < 6
+    study.refresh_from_db()
+    assert study.status == "succeeded" and study.summary["trials"] == {"complete": 3, "pruned": 1}

@@ -1,0 +1,169 @@
+"""The Tune form: chosen spec fields become a search space; the TuningSpec does the validating.
+
+Each tunable field is one row: a "tune" box, then a range (low, high, log, step) or a list of
+choices separated by ";". Errors of ``space.<path>`` land on that row; budget, algorithm and
+objective errors on their own fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+
+from training.spec import ExperimentSpec, SpecError
+from training.tuning import (
+    ALGORITHMS,
+    MAX_PARALLELISM,
+    OBJECTIVES,
+    PRUNERS,
+    TuningSpec,
+    field_type,
+)
+from webapp.experiments.models import Project
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """A spec field the form offers to tune, with the range or choices it suggests."""
+
+    name: str  # form prefix
+    path: str  # dotted spec field
+    label: str
+    kind: str  # "float", "int" or "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: str = ""  # categorical: values separated by ";"
+
+
+TUNABLES = (
+    Tunable("lr", "optim.lr", "Learning rate", "float", 1e-4, 1e-1, log=True),
+    Tunable("weight_decay", "optim.weight_decay", "Weight decay", "float", 1e-6, 1e-2, log=True),
+    Tunable("momentum", "optim.momentum", "Momentum (SGD)", "float", 0.5, 0.95),
+    Tunable("optimizer", "optim.optimizer", "Optimizer", "categorical", choices="adam; sgd"),
+    Tunable("dropout", "model.dropout", "Dropout", "float", 0.0, 0.5, step=0.1),
+    Tunable("width", "model.width", "CNN width", "int", 8, 64, log=True),
+    Tunable("blocks", "model.blocks", "CNN blocks", "int", 1, 3),
+    Tunable("hidden_sizes", "model.hidden_sizes", "MLP hidden sizes", "categorical",
+            choices="64; 128; 256; 128, 64"),
+    Tunable("activation", "model.activation", "Activation", "categorical",
+            choices="relu; gelu; tanh"),
+    Tunable("batch_size", "run.batch_size", "Batch size", "categorical", choices="32; 64; 128"),
+)
+BY_PATH = {t.path: t for t in TUNABLES}
+ALGORITHM_LABELS = {"grid": "Grid", "random": "Random", "tpe": "Bayesian (TPE)",
+                    "gp": "Bayesian (Gaussian process)", "cmaes": "CMA-ES"}
+PRUNER_LABELS = {"none": "None", "median": "Median (stop below the median of earlier trials)",
+                 "hyperband": "Hyperband (successive halving)"}
+# Study fields of the form → TuningSpec fields.
+STUDY_FIELDS = ("algorithm", "objective", "n_trials", "timeout", "parallelism", "pruner", "seed")
+
+
+def _parse_choice(text: str, kind: str | None) -> Any:
+    """One choice as Optuna stores it: numbers for number fields, text otherwise (hidden sizes
+    stay "128, 64": the spec reads that text)."""
+    if kind in ("int", "float"):
+        try:
+            number = float(text)
+        except ValueError:
+            return text  # the spec reports it on the row
+        return int(number) if kind == "int" and number.is_integer() else number
+    return text
+
+
+class TuneForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
+    algorithm = forms.ChoiceField(choices=[(a, ALGORITHM_LABELS[a]) for a in ALGORITHMS],
+                                  initial="tpe")
+    objective = forms.ChoiceField(
+        choices=[(o, f"{o} ({d})") for o, (d, _) in OBJECTIVES.items()], initial="val_acc",
+        help_text="an epoch metric; accuracy is maximised, losses and errors minimised")
+    n_trials = forms.IntegerField(label="Trials", initial=20,
+                                  help_text="0 = until the time limit")
+    timeout = forms.FloatField(label="Time limit (s)", initial=0,
+                               help_text="no new trial starts after this; 0 = none")
+    parallelism = forms.IntegerField(initial=2, help_text=f"trials at once, 1 to "
+                                                          f"{MAX_PARALLELISM}")
+    pruner = forms.ChoiceField(choices=[(p, PRUNER_LABELS[p]) for p in PRUNERS],
+                               initial="none")
+    seed = forms.IntegerField(initial=0, help_text="seeds the sampler")
+
+    def __init__(self, *args: Any, user: Any, base: ExperimentSpec, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = Project.objects.filter(  # type: ignore[attr-defined]
+            members=user).order_by("name")
+        self.base = base
+        for t in TUNABLES:
+            self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)
+            if t.kind == "categorical":
+                self.fields[f"{t.name}_choices"] = forms.CharField(
+                    required=False, initial=t.choices, help_text="separated by ;")
+            else:
+                number = forms.IntegerField if t.kind == "int" else forms.FloatField
+                self.fields[f"{t.name}_low"] = number(required=False, initial=t.low)
+                self.fields[f"{t.name}_high"] = number(required=False, initial=t.high)
+                self.fields[f"{t.name}_log"] = forms.BooleanField(required=False, initial=t.log)
+                self.fields[f"{t.name}_step"] = number(required=False, initial=t.step)
+        self.spec: TuningSpec | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The search-space table: one row of bound fields per tunable."""
+        out = []
+        for t in TUNABLES:
+            names = (["choices"] if t.kind == "categorical" else ["low", "high", "log", "step"])
+            out.append({"tunable": t, "on": self[f"{t.name}_on"],
+                        "fields": {n: self[f"{t.name}_{n}"] for n in names}})
+        return out
+
+    def study_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in STUDY_FIELDS]
+
+    def space(self, cleaned: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        space: dict[str, dict[str, Any]] = {}
+        for t in TUNABLES:
+            if not cleaned.get(f"{t.name}_on"):
+                continue
+            if t.kind == "categorical":
+                text = cleaned.get(f"{t.name}_choices") or ""
+                kind = field_type(t.path)
+                choices = [_parse_choice(c.strip(), kind) for c in text.split(";") if c.strip()]
+                space[t.path] = {"type": "categorical", "choices": choices}
+            else:
+                entry = {"type": t.kind, "low": cleaned.get(f"{t.name}_low"),
+                         "high": cleaned.get(f"{t.name}_high"),
+                         "log": bool(cleaned.get(f"{t.name}_log"))}
+                if cleaned.get(f"{t.name}_step") is not None:
+                    entry["step"] = cleaned[f"{t.name}_step"]
+                space[t.path] = entry
+        return space
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned  # type errors already sit on their fields
+        objective = cleaned.get("objective", "val_acc")
+        data = {
+            "base": self.base.to_dict(),
+            "space": self.space(cleaned),
+            **{name: cleaned.get(name) for name in STUDY_FIELDS},
+            # The form asks only for the metric: its direction follows from it.
+            "direction": OBJECTIVES.get(objective, ("maximize", None))[0],
+        }
+        try:
+            self.spec = TuningSpec.from_dict(data)
+        except SpecError as exc:
+            for path, message in exc.errors.items():
+                self.add_error(self._field_for(path), message)
+        return cleaned
+
+    def _field_for(self, path: str) -> str | None:
+        """The form field that shows a spec error (None: the form's own error list)."""
+        if path.startswith("space."):
+            t = BY_PATH.get(path.removeprefix("space."))
+            if t is not None:
+                return f"{t.name}_choices" if t.kind == "categorical" else f"{t.name}_low"
+        return path if path in STUDY_FIELDS else None

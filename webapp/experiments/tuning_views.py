@@ -1,0 +1,70 @@
+"""Thin views of tuning studies: the Tune form, the live study page and its data, promotion."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from webapp.experiments import tuning
+from webapp.experiments.models import Experiment
+from webapp.experiments.tuning_forms import TuneForm
+from webapp.experiments.views import _visible
+
+
+def _study(request: HttpRequest, pk: int) -> Experiment:
+    study = _visible(request, pk)
+    if study.kind != Experiment.Kind.TUNE:
+        raise Http404("not a tuning study")
+    return study
+
+
+@require_http_methods(["GET", "POST"])
+def study_new(request: HttpRequest, pk: int) -> HttpResponse:
+    """Tune the experiment ``pk``: its spec is the study's base."""
+    source = _visible(request, pk)
+    if source.kind == Experiment.Kind.TUNE:
+        raise Http404("tune a run, not a study")
+    base = source.experiment_spec
+    grid_size = None
+    if request.method == "POST":
+        form = TuneForm(request.POST, user=request.user, base=base)
+        if form.is_valid() and form.spec is not None:
+            if form.spec.algorithm == "grid":
+                grid_size = form.spec.grid_size()
+            if "count" not in request.POST:
+                study = tuning.create_study(request.user, form.cleaned_data["project"],
+                                            form.cleaned_data["name"], form.spec, source)
+                return redirect("study-detail", pk=study.pk)
+    else:
+        form = TuneForm(initial={"name": f"{source.name} · tuning", "project": source.project},
+                        user=request.user, base=base)
+    return render(request, "experiments/study_new.html", {
+        "form": form, "source": source, "grid_size": grid_size,
+        "budget": form.spec.trial_budget() if form.spec else None,
+    })
+
+
+@require_GET
+def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    study = _study(request, pk)
+    return render(request, "experiments/study.html", {
+        "study": study, "data": tuning.study_data(study),
+    })
+
+
+@require_GET
+def study_data(request: HttpRequest, pk: int) -> JsonResponse:
+    return JsonResponse(tuning.study_data(_study(request, pk)))
+
+
+@require_POST
+def study_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    study = _study(request, pk)
+    try:
+        run = tuning.promote_best(request.user, study, f"{study.name} · best trial")
+    except ValueError as exc:
+        messages.warning(request, str(exc))
+        return redirect("study-detail", pk=pk)
+    return redirect("experiment-detail", pk=run.pk)

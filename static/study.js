@@ -70,7 +70,7 @@
     dims.push({label: data.objective, values: done.map((t) => t.value)});
     Plotly.react("chart-parallel", [{type: "parcoords", dimensions: dims,
       line: {color: done.map((t) => t.value), colorscale: "Viridis", showscale: true}}],
-      layout("parameters of completed trials", {margin: {l: 60, r: 60, t: 60, b: 30}}),
+      layout("parameters of completed trials", {margin: {l: 60, r: 60, t: 90, b: 30}}),
       {responsive: true});
   }
 

@@ -57,9 +57,10 @@ MAX_PARALLELISM = 64
 # TPE / GP sample at random for this many trials before modelling (Optuna's default is 10,
 # which is most of a small study's budget).
 STARTUP_TRIALS = 5
-# Median pruner: no pruning before this many trials finished, nor before this epoch.
+# Median pruner: no pruning before this many trials finished, nor before this epoch (the first
+# epoch's accuracy says little about where a run ends).
 MEDIAN_STARTUP_TRIALS = 3
-MEDIAN_WARMUP_EPOCHS = 1
+MEDIAN_WARMUP_EPOCHS = 2
 HYPERBAND_REDUCTION = 3  # keep 1/3 of the trials at each rung
 
 
@@ -354,21 +355,26 @@ def _check_values(base: ExperimentSpec, path: str, values: list[Any]) -> str | N
 # Optuna --------------------------------------------------------------------------------------
 
 
-def build_sampler(spec: TuningSpec) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler for the study's algorithm, seeded."""
+def build_sampler(spec: TuningSpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for the study's algorithm, seeded with ``spec.seed + seed_offset``.
+
+    A driver that builds a new sampler for each ask (one per worker process and call) must pass
+    a different offset each time (e.g. the number of trials so far): the same seed would draw
+    the same "random" parameters again."""
     import optuna
 
+    seed = (spec.seed + seed_offset) % 2**32
     if spec.algorithm == "grid":
-        return optuna.samplers.GridSampler(spec.grid_values(), seed=spec.seed)
+        return optuna.samplers.GridSampler(spec.grid_values(), seed=seed)
     if spec.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.algorithm == "gp":
-        return optuna.samplers.GPSampler(seed=spec.seed, n_startup_trials=STARTUP_TRIALS)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     if spec.algorithm == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=spec.seed, n_startup_trials=STARTUP_TRIALS)
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     # constant_liar: trials running in parallel count as bad guesses, so concurrent workers do
     # not all sample the same promising corner.
-    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=STARTUP_TRIALS,
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS,
                                       constant_liar=spec.parallelism > 1)
 
 
@@ -403,13 +409,15 @@ def suggest(trial: optuna.Trial, spec: TuningSpec) -> dict[str, Any]:
 
 
 def create_study(spec: TuningSpec, storage: str | optuna.storages.BaseStorage | None = None,
-                 name: str | None = None) -> optuna.Study:
-    """Create the study, or load it when ``name`` already exists in ``storage``."""
+                 name: str | None = None, seed_offset: int = 0) -> optuna.Study:
+    """Create the study, or load it when ``name`` already exists in ``storage`` (see
+    :func:`build_sampler` for ``seed_offset``)."""
     import optuna
 
     direction = optuna.study.StudyDirection[spec.direction.upper()]
     return optuna.create_study(storage=storage, study_name=name, direction=direction,
-                               sampler=build_sampler(spec), pruner=build_pruner(spec),
+                               sampler=build_sampler(spec, seed_offset),
+                               pruner=build_pruner(spec),
                                load_if_exists=True)
 
 

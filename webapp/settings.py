@@ -171,6 +171,9 @@ OPTUNA_STORAGE_URL = env_str("FITBOARD_OPTUNA_STORAGE", (
     if DATABASE_URL.startswith(("postgres://", "postgresql://"))
     else f"sqlite:///{VAR_DIR / 'optuna.sqlite3'}"
 ))
+# Seconds between a running trial's heartbeats; after two missed, its worker counts as dead and
+# the trial is failed and retried with the same parameters.
+FITBOARD_TRIAL_HEARTBEAT = env_int("FITBOARD_TRIAL_HEARTBEAT_S", 10, minimum=1)
 
 LOGGING = {
     "version": 1,

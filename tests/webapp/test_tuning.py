@@ -5,6 +5,7 @@ the Celery messages go to the test Redis and nobody consumes them."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -136,6 +137,9 @@ def test_a_finished_trial_enqueues_the_next(make_study):
     trials = trials_of(study)
     assert len(trials) == 3
     assert [t.status for t in trials[1:]] == ["queued", "queued"]
+    # (asked in a later call of the driver, it does not replay the first call's random draws)
+    lrs = {t.experiment_spec.optim.lr for t in trials}
+    assert len(lrs) == 3
 
 
 def test_the_study_ends_when_its_budget_is_spent_and_promotes_its_best(owner_client,
@@ -204,3 +208,33 @@ def test_a_pruned_trial_stops_early_and_shows_pruned_not_failed(make_study):
     assert last.summary["epochs"] < 6
     study.refresh_from_db()
     assert study.status == "succeeded" and study.summary["trials"] == {"complete": 3, "pruned": 1}
+
+
+def test_a_trial_whose_worker_died_is_failed_and_retried_and_the_study_finishes(make_study,
+                                                                                settings):
+    # given heartbeats every second, and a study whose first trial's worker beat once and died
+    settings.FITBOARD_TRIAL_HEARTBEAT = 1
+    study = make_study(n_trials=2, parallelism=1)
+    (lost,) = trials_of(study)
+    lost.start(worker="doomed")
+    optuna_study = tuning.open_study(study)
+    number = tuning.trial_info(lost)["number"]
+    optuna_study._storage.record_heartbeat(optuna_study.trials[number]._trial_id)
+    time.sleep(2.5)  # more than two missed heartbeats
+
+    # when the study's watchdog looks
+    tuning.advance_study(study.pk)
+
+    # then the lost trial is failed (never left running) and queued again with its parameters
+    lost.refresh_from_db()
+    assert lost.status == "failed" and tuning.trial_info(lost)["state"] == "lost"
+    retry = trials_of(study)[-1]
+    assert retry.status == "queued"
+    assert tuning.trial_info(retry)["params"] == tuning.trial_info(lost)["params"]
+
+    # and when the remaining trials train, the study spends its budget of two and succeeds
+    tuning.execute_trial(retry.pk, worker="test")
+    tuning.execute_trial(trials_of(study)[-1].pk, worker="test")
+    study.refresh_from_db()
+    assert study.status == "succeeded"
+    assert study.summary["trials"] == {"complete": 2, "lost": 1}

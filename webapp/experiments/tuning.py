@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT = 10  # seconds between a running trial's heartbeats; stale after two missed
 WATCHDOG = 30  # seconds between the study task's looks for trials whose worker died
 IMPORTANCE_MIN_TRIALS = 4  # finished trials before parameter importances are computed
 IN_FLIGHT = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
@@ -99,10 +98,10 @@ def trial_info(trial: Experiment) -> dict[str, Any]:
 
 
 @cache
-def _storage(url: str) -> optuna.storages.RDBStorage:
+def _storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     from training.tuning import rdb_storage
 
-    return rdb_storage(url, heartbeat_interval=HEARTBEAT)
+    return rdb_storage(url, heartbeat_interval=heartbeat)
 
 
 def optuna_name(study: Experiment) -> str:
@@ -111,12 +110,15 @@ def optuna_name(study: Experiment) -> str:
     return f"fitboard-{study.pk}-{int(study.created_at.timestamp() * 1e6)}"
 
 
-def open_study(study: Experiment) -> optuna.Study:
-    """The Optuna study of a study row, created at first use."""
+def open_study(study: Experiment, seed_offset: int = 0) -> optuna.Study:
+    """The Optuna study of a study row, created at first use. Each call builds a new sampler:
+    the driver passes the number of trials so far as ``seed_offset`` so that it never replays
+    the random draws of an earlier call."""
     from training.tuning import create_study as create_optuna_study
 
     spec = TuningSpec.from_dict(study.spec)
-    return create_optuna_study(spec, _storage(settings.OPTUNA_STORAGE_URL), optuna_name(study))
+    storage = _storage(settings.OPTUNA_STORAGE_URL, settings.FITBOARD_TRIAL_HEARTBEAT)
+    return create_optuna_study(spec, storage, optuna_name(study), seed_offset)
 
 
 # The driver -----------------------------------------------------------------------------------
@@ -142,9 +144,9 @@ def advance_study(study_id: int) -> None:
         if study.status != Experiment.Status.RUNNING:
             return
         spec = TuningSpec.from_dict(study.spec)
-        optuna_study = open_study(study)
-        fail_stale_trials(optuna_study)
         trials = list(study.children.filter(kind=Experiment.Kind.TRIAL))
+        optuna_study = open_study(study, seed_offset=len(trials))
+        fail_stale_trials(optuna_study)
         _fail_lost_trials(trials, optuna_study)
         counted = [t for t in trials if trial_info(t).get("state") != "lost"]
         in_flight = sum(t.status in IN_FLIGHT for t in trials)

@@ -99,7 +99,13 @@ def trial_info(trial: Experiment) -> dict[str, Any]:
 
 @cache
 def _storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
+    import optuna
+
     from training.tuning import rdb_storage
+
+    # Every driver call loads the study, and Optuna logs an INFO line for each load; the rows
+    # here record every trial already.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     return rdb_storage(url, heartbeat_interval=heartbeat)
 

@@ -18,6 +18,16 @@ pytestmark = pytest.mark.e2e
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
+def wait_until_ended(session: requests.Session, url: str, timeout: float) -> str:
+    """Poll a run page until its status badge shows an end; returns the page."""
+    deadline = time.monotonic() + timeout
+    while not re.search(r'id="status-badge">(succeeded|failed|cancelled)<',
+                        html := session.get(url, timeout=10).text):
+        assert time.monotonic() < deadline, f"{url} did not end in {timeout} s"
+        time.sleep(0.3)
+    return html
+
+
 def wait_for(session: requests.Session, url: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -32,6 +42,7 @@ def test_a_study_runs_its_trials_two_at_a_time_on_two_workers(stack: Stack) -> N
     session = stack.login()
     source = submit(stack, session, "digits-mlp", dataset="digits", arch="mlp",
                     hidden_sizes="32", epochs=4, batch_size=64)
+    wait_until_ended(session, f"{stack.url}/experiments/{source}/", timeout=60)  # both idle
 
     # when a study of 4 random trials, 2 at once, over the learning rate is submitted
     response = stack.post_form(session, f"/experiments/{source}/tune/", {
@@ -45,7 +56,7 @@ def test_a_study_runs_its_trials_two_at_a_time_on_two_workers(stack: Stack) -> N
     match = re.search(r"/studies/(\d+)/$", response.url)
     assert match is not None, response.text[:3000]
     study_id = int(match.group(1))
-    data = wait_for(session, f"{stack.url}/studies/{study_id}/data/", timeout=60)
+    data = wait_for(session, f"{stack.url}/studies/{study_id}/data/", timeout=90)
 
     # then it succeeded with four completed trials, each a run with its own curve
     trials = data["trials"]
@@ -70,10 +81,7 @@ def test_a_study_runs_its_trials_two_at_a_time_on_two_workers(stack: Stack) -> N
     # then a regular run with the best learning rate trains to the end
     run = re.search(r"/experiments/(\d+)/$", promoted.url)
     assert run is not None, promoted.url
-    deadline = time.monotonic() + 30
-    while 'id="status-badge">succeeded' not in (
-            html := session.get(promoted.url, timeout=10).text):
-        assert time.monotonic() < deadline, "the promoted run did not finish"
-        time.sleep(0.3)
+    html = wait_until_ended(session, promoted.url, timeout=60)
+    assert 'id="status-badge">succeeded<' in html
     best = data["best_trial"]
     assert f"&quot;lr&quot;: {best['params']['optim.lr']}," in html

@@ -238,3 +238,23 @@ def test_a_trial_whose_worker_died_is_failed_and_retried_and_the_study_finishes(
     study.refresh_from_db()
     assert study.status == "succeeded"
     assert study.summary["trials"] == {"complete": 2, "lost": 1}
+
+
+def test_the_study_page_and_its_data_show_the_trials(owner_client, stranger_client, make_study):
+    # given a running study with two queued trials
+    study = make_study()
+
+    # when its owner opens the page and the data, and another user tries
+    page = owner_client.get(reverse("study-detail", args=[study.pk]))
+    data = owner_client.get(reverse("study-data", args=[study.pk])).json()
+    foreign = stranger_client.get(reverse("study-data", args=[study.pk]))
+
+    # then the owner sees both trials with their parameters; the stranger gets a 404
+    assert page.status_code == 200 and "Promote best trial" in page.content.decode()
+    assert [t["state"] for t in data["trials"]] == ["queued", "queued"]
+    assert all("optim.lr" in t["params"] for t in data["trials"])
+    assert foreign.status_code == 404
+    # and the run page of the study leads to the study page; cloning a study clones its base
+    assert owner_client.get(reverse("experiment-detail", args=[study.pk]))["Location"] == \
+        reverse("study-detail", args=[study.pk])
+    assert owner_client.get(reverse("experiment-new") + f"?from={study.pk}").status_code == 200

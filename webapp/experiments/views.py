@@ -63,7 +63,9 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         source_id = request.GET.get("from", "")
         if source_id.isdigit():
             source = _visible(request, int(source_id))
-            spec = source.experiment_spec
+            # A study's spec is a TuningSpec: cloning it clones its base experiment.
+            spec = (ExperimentSpec.from_dict(source.spec["base"])
+                    if source.kind == Experiment.Kind.TUNE else source.experiment_spec)
             initial = {"name": f"{source.name} (copy)", "project": source.project}
         initial = {**initial, **spec_initial(spec), **_dataset_initial(request)}
         form = ExperimentForm(initial=initial, user=request.user)

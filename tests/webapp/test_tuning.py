@@ -258,3 +258,19 @@ def test_the_study_page_and_its_data_show_the_trials(owner_client, stranger_clie
     assert owner_client.get(reverse("experiment-detail", args=[study.pk]))["Location"] == \
         reverse("study-detail", args=[study.pk])
     assert owner_client.get(reverse("experiment-new") + f"?from={study.pk}").status_code == 200
+
+
+def test_a_study_whose_samples_are_all_invalid_fails_instead_of_looping(make_study):
+    # given a time-limited study whose two choices are each valid but never together (half of
+    # iris held out leaves 75 training rows, fewer than a batch of 100)
+    study = make_study(n_trials=0, timeout=3600, parallelism=1, space={
+        "data.val_fraction": {"type": "categorical", "choices": [0.5]},
+        "run.batch_size": {"type": "categorical", "choices": [100]},
+    })
+
+    # then the driver stopped after a few failed trials and failed the study with the reason
+    study.refresh_from_db()
+    assert study.status == "failed"
+    assert "5 sampled configurations in a row were invalid" in study.error
+    assert "larger than the training split" in study.error
+    assert [t.status for t in trials_of(study)] == ["failed"] * 5

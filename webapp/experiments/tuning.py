@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 WATCHDOG = 30  # seconds between the study task's looks for trials whose worker died
 IMPORTANCE_MIN_TRIALS = 4  # finished trials before parameter importances are computed
+MAX_INVALID = 5  # sampled configurations in a row the spec refuses before the study fails
 IN_FLIGHT = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
 
@@ -160,14 +161,19 @@ def advance_study(study_id: int) -> None:
         started_at = study.started_at or timezone.now()
         timed_out = bool(spec.timeout) and timezone.now() >= started_at + timedelta(
             seconds=spec.timeout)
-        new = []
-        while (in_flight < spec.parallelism and not timed_out
+        invalid = 0  # sampled configurations in a row that the spec refused
+        while (in_flight < spec.parallelism and not timed_out and invalid < MAX_INVALID
                and (budget is None or len(counted) < budget)):
             trial = _enqueue_trial(study, spec, optuna_study, len(counted))
             counted.append(trial)
             trials.append(trial)
-            new.append(trial)
             in_flight += trial.status in IN_FLIGHT
+            invalid = 0 if trial.status in IN_FLIGHT else invalid + 1
+        if invalid >= MAX_INVALID and in_flight == 0:
+            study.finish(Experiment.Status.FAILED, error=(
+                f"{invalid} sampled configurations in a row were invalid; the last: "
+                f"{trials[-1].error}"), summary=_study_summary(spec, best_trial(study), trials))
+            return
         exhausted = timed_out or (budget is not None and len(counted) >= budget)
         progress = _progress(spec, trials, budget, optuna_study)
         Experiment.objects.filter(pk=study.pk).update(progress=progress)

@@ -63,6 +63,7 @@ def trials_of(study: Experiment) -> list[Experiment]:
 # --- the form ---------------------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # the form needs no commits: no flush after it
 @pytest.mark.parametrize(("overrides", "field", "message"), [
     ({"lr_on": None}, None, "choose at least one field to tune"),
     ({"weight_decay_on": "on", "weight_decay_low": 0, "weight_decay_high": 0.1,
@@ -88,6 +89,7 @@ def test_the_tune_form_shows_each_error_on_its_field(owner_client, project, sour
     assert not Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
 
 
+@pytest.mark.django_db
 def test_the_form_counts_grid_points_before_submitting(owner_client, project, source):
     # given a grid of 3 learning rates by 2 optimizers
     data = form_data(project, algorithm="grid", lr_step=0.04, lr_low=0.01, lr_high=0.09,

@@ -89,6 +89,31 @@
       layout("parameter importance", {margin: {l: 140, r: 20, t: 40, b: 40}}), {responsive: true});
   }
 
+  // Two chosen parameters against each other, each completed trial a dot coloured by its
+  // objective (pruned trials as grey crosses): where the good region lies.
+  function drawPair(data) {
+    const px = document.getElementById("pair-x").value;
+    const py = document.getElementById("pair-y").value;
+    const axis = (p, values) => {
+      const numeric = values.every((v) => typeof v === "number");
+      const log = numeric && values.every((v) => v > 0) && Math.max(...values) / Math.min(...values) > 100;
+      return {title: {text: p}, type: log ? "log" : (numeric ? "linear" : "category")};
+    };
+    const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
+    const pruned = data.trials.filter((t) => t.state === "pruned");
+    const all = done.concat(pruned);
+    Plotly.react("chart-pair", [
+      {x: done.map((t) => t.params[px]), y: done.map((t) => t.params[py]), mode: "markers",
+       marker: {size: 11, color: done.map((t) => t.value), colorscale: "Viridis", showscale: true},
+       text: done.map((t) => `trial ${t.index}: ${fmt(t.value)}`), hoverinfo: "text"},
+      {x: pruned.map((t) => t.params[px]), y: pruned.map((t) => t.params[py]), mode: "markers",
+       marker: {symbol: "x", size: 9, color: "#9ca3af"},
+       text: pruned.map((t) => `trial ${t.index}: pruned`), hoverinfo: "text"},
+    ], layout(`${data.objective} over ${px} × ${py}`, {
+      xaxis: axis(px, all.map((t) => t.params[px])), yaxis: axis(py, all.map((t) => t.params[py])),
+    }), {responsive: true});
+  }
+
   function drawHead(data) {
     const badge = document.getElementById("status-badge");
     badge.textContent = data.status;
@@ -113,7 +138,12 @@
 
   function draw(data) {
     drawHead(data); drawTable(data); drawCurves(data); drawBest(data);
-    drawParallel(data); drawImportance(data);
+    drawParallel(data); drawImportance(data); drawPair(data);
+    state.data = data;
+  }
+  const state = {data: null};
+  for (const id of ["pair-x", "pair-y"]) {
+    document.getElementById(id).addEventListener("change", () => state.data && drawPair(state.data));
   }
 
   async function poll() {

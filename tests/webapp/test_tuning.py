@@ -260,6 +260,7 @@ def test_the_study_page_and_its_data_show_the_trials(owner_client, stranger_clie
     assert owner_client.get(reverse("experiment-detail", args=[study.pk]))["Location"] == \
         reverse("study-detail", args=[study.pk])
     assert owner_client.get(reverse("experiment-new") + f"?from={study.pk}").status_code == 200
+    assert owner_client.get(reverse("experiment-diagnostics", args=[study.pk])).status_code == 302
 
 
 def test_a_study_whose_samples_are_all_invalid_fails_instead_of_looping(make_study):

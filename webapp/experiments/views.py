@@ -93,6 +93,8 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = _visible(request, pk)
+    if experiment.kind == Experiment.Kind.TUNE:  # a study has no curves of its own
+        return redirect("study-detail", pk=pk)
     verdict = events.current_verdict(experiment)
     if verdict is None and experiment.is_terminal:  # ended before it could be diagnosed
         verdict = diagnosis.final_verdict(experiment, nonfinite_loss=False)

@@ -155,6 +155,10 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
         spec = ExperimentSpec.from_dict(document["spec"])
         outputs = document["num_classes"] or 1
         model = build_model(spec.model, tuple(document["input_shape"]), outputs)
+        if document.get("compression"):  # pruned channels or int8 layers: see the record
+            from training.compression.structure import restore
+
+            restore(model, document["compression"], state)
         model.load_state_dict(state)
     except CheckpointError:
         raise

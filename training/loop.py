@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,10 @@ EVAL_BATCH = 1024  # rows per forward pass when evaluating
 # Seconds between checkpoint writes while training. Each write serialises and fsyncs the whole
 # model; doing it every epoch cost a fast run ~4% of its time. A crash loses at most this much.
 CHECKPOINT_INTERVAL = 30.0
+
+
+# A training loss other than the spec's: (outputs, targets, inputs) -> scalar loss.
+TrainLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainingError(RuntimeError):
@@ -170,7 +174,8 @@ def evaluate_test(model: nn.Module, weights: Mapping[str, torch.Tensor], loss_fn
 def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | None = None,
         meta: Mapping[str, Any] | None = None,
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
-        compile_backend: str = "inductor", sources: DataSources | None = None) -> RunResult:
+        compile_backend: str = "inductor", sources: DataSources | None = None,
+        model: nn.Module | None = None, train_loss: TrainLoss | None = None) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
@@ -183,6 +188,9 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     ``sources`` says where data files are (the data directory, uploaded sets' files). A test
     split is evaluated once at the end with the best weights; ``best.zip`` then carries its
     metrics too.
+    ``model``: train this network (e.g. a pruned one, to fine-tune) instead of a new one;
+    ``train_loss(outputs, targets, inputs)``: the training loss instead of the spec's (e.g.
+    distillation); validation keeps the spec's loss.
     """
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
@@ -194,7 +202,9 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     augment_rng = torch.Generator(device=target).manual_seed(spec.run.seed)
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)
     x_val, y_val = data.x_val.to(target), data.y_val.to(target)
-    model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1).to(target)
+    if model is None:
+        model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1)
+    model = model.to(target)
     loss_fn = make_loss(spec, y_train, data.info.num_classes)
     optimizer = make_optimizer(spec, model.parameters())
     # The compiled wrapper runs the forward passes; ``model`` keeps the checkpoint names.
@@ -270,7 +280,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                         out = forward(xb)
                     # Losses in float32 whatever the forward pass ran in (a no-op without
                     # autocast): not every loss is on autocast's float32 list.
-                    loss = loss_fn(out.float(), yb)
+                    loss = (loss_fn(out.float(), yb) if train_loss is None
+                            else train_loss(out.float(), yb, xb))
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
                         raise NonFiniteLossError(

@@ -1,0 +1,232 @@
+"""One compression job: load nothing itself, get the source checkpoint, return the report.
+
+Fine-tuning and distillation run through ``training.loop.run`` (one call per pruning step), so
+their points stream through the Reporter like any run's; ``StageReporter`` shifts each stage's
+steps and epochs so that the stages form one continuous curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import math
+import shutil
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from torch import nn
+
+from training import checkpoints
+from training.compression import prune, structure
+from training.compression.distill import teacher_loss
+from training.compression.quantize import linear_names, quantize_dynamic
+from training.compression.report import compare, measure
+from training.compression.spec import CompressionSpec
+from training.data import PreparedData, prepare
+from training.loop import RunResult, TrainLoss, resolve_device
+from training.loop import run as run_loop
+from training.reporter import Reporter
+from training.spec import ExperimentSpec
+
+# Source checkpoint entries that describe the run, not the data: not copied to the result.
+RUN_META = ("format", "spec", "versions", "epoch", "step", "metrics", "compression", "report",
+            "experiment_id", "git_revision", "device")
+
+
+@dataclass
+class CompressionResult:
+    """The outcome: status, the report (source, result, change) and the checkpoint written."""
+
+    status: str  # "succeeded" or "cancelled"
+    report: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    model: nn.Module | None = None  # the compressed model, on the CPU in eval mode
+    stages: list[RunResult] = field(default_factory=list)
+
+
+class StageReporter:
+    """Passes a training stage's points on with its steps and epochs shifted past the stages
+    before it, and keeps the stage's own scratch checkpoints to itself."""
+
+    def __init__(self, inner: Reporter, label: str, step_offset: int, epoch_offset: int,
+                 total_epochs: int) -> None:
+        self.inner, self.label = inner, label
+        self.step_offset, self.epoch_offset, self.total_epochs = (
+            step_offset, epoch_offset, total_epochs)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + self.epoch_offset}
+        self.inner.log(step + self.step_offset, metrics)
+
+    def status(self, message: str, **fields: Any) -> None:
+        epochs = fields.get("epochs") or 1
+        if "total_steps" in fields:  # the stage's steps per epoch, times the job's epochs
+            fields["total_steps"] = fields["total_steps"] // epochs * self.total_epochs
+        if "step" in fields:
+            fields["step"] += self.step_offset
+        if "epoch" in fields:
+            fields["epoch"] += self.epoch_offset
+        fields["epochs"] = self.total_epochs
+        self.inner.status(f"{self.label}: {message}", **fields)
+
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
+        """Stage checkpoints are scratch (pruned layers still carry masks); the job writes the
+        compressed model's own checkpoint at the end."""
+
+    def should_stop(self) -> bool:
+        return self.inner.should_stop()
+
+
+def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Reporter,
+             workdir: Path, device: str | None = None,
+             meta: Mapping[str, Any] | None = None) -> CompressionResult:
+    """Compress ``source`` (a loaded checkpoint) as ``spec`` says; writes ``best.zip`` into
+    ``workdir`` (announced to the reporter as tag "best") and returns the report. Raises
+    SpecError when the source cannot undergo the method."""
+    record = source.meta.get("compression") or {}
+    spec.check_source(source.spec, record.get("methods", []))
+    target = spec.target_spec(source.spec)
+    data = prepare(target.data.dataset, target.data.val_fraction, target.run.seed)
+    reporter.status("measuring the source", epoch=0, epochs=target.run.epochs)
+    source_report = measure(copy.deepcopy(source.model), data)
+    trainer = _Trainer(target, reporter, workdir / "stages", device)
+    method = METHODS[spec.method]
+    model, changes = method(spec, source.model, data, trainer)
+    shutil.rmtree(workdir / "stages", ignore_errors=True)
+    if trainer.cancelled:
+        return CompressionResult("cancelled", stages=trainer.results)
+    model = model.cpu().eval()
+    result_report = measure(model, data)
+    report = {
+        "method": spec.method,
+        "source": source_report,
+        "result": result_report,
+        "change": compare(source_report, result_report),
+        "weight_sparsity": prune.weight_sparsity(model),
+    }
+    saved_meta = {
+        **{k: v for k, v in source.meta.items() if k not in RUN_META},
+        "compression": structure.record(record, spec.method, **changes),
+        "report": report,
+        "metrics": {k: v for k, v in result_report.items() if k.startswith(("val_", "test_"))},
+        **(meta or {}),
+    }
+    path = workdir / "best.zip"
+    checkpoints.save(path, model, target, saved_meta)
+    reporter.checkpoint(path, "best", saved_meta["metrics"])
+    return CompressionResult("succeeded", report, path, model, trainer.results)
+
+
+class _Trainer:
+    """Runs training stages through the loop, one after the other, as one curve."""
+
+    def __init__(self, spec: ExperimentSpec, reporter: Reporter, scratch: Path,
+                 device: str | None) -> None:
+        self.spec, self.reporter, self.scratch = spec, reporter, scratch
+        self.device = str(resolve_device(device or spec.run.device))
+        self.results: list[RunResult] = []
+        self.steps = self.epochs = 0
+        self.cancelled = False
+
+    def train(self, model: nn.Module | None, epochs: int, label: str,
+              train_loss: TrainLoss | None = None) -> nn.Module:
+        """Train ``model`` (a new one from the spec when None) for ``epochs``; returns it with
+        the weights of its best validation epoch."""
+        stage = dataclasses.replace(self.spec,
+                                    run=dataclasses.replace(self.spec.run, epochs=epochs))
+        workdir = self.scratch / str(len(self.results) + 1)
+        reporter = StageReporter(self.reporter, label, self.steps, self.epochs,
+                                 self.spec.run.epochs)
+        if model is None:
+            from training.models import build_model
+
+            info = dataset_info_of(self.spec)
+            torch.manual_seed(self.spec.run.seed)
+            model = build_model(self.spec.model, info.input_shape, info.num_classes or 1)
+        result = run_loop(stage, reporter, workdir, device=self.device,
+                          checkpoint_interval=math.inf, model=model, train_loss=train_loss)
+        self.results.append(result)
+        self.steps += result.steps
+        self.epochs += result.epochs
+        self.cancelled = result.status == "cancelled"
+        best = workdir / "best.zip"
+        if best.is_file() and not self.cancelled:
+            model.load_state_dict(_read_weights(best))
+        return model
+
+
+def dataset_info_of(spec: ExperimentSpec) -> Any:
+    from training.data.catalog import dataset_info
+
+    return dataset_info(spec.data.dataset)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The raw state dict in a checkpoint archive (masked layers' too, which ``load`` cannot
+    rebuild)."""
+    with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as archive:
+        return load_safetensors(archive.read("model.safetensors"))
+
+
+Method = Callable[[CompressionSpec, nn.Module, PreparedData, _Trainer],
+                  tuple[nn.Module, dict[str, Any]]]
+
+
+def _prune_weights(spec: CompressionSpec, source: nn.Module, data: PreparedData,
+                   trainer: _Trainer) -> tuple[nn.Module, dict[str, Any]]:
+    model = copy.deepcopy(source)
+    for step in range(1, spec.steps + 1):
+        sparsity = prune.step_sparsity(spec.sparsity, spec.steps, step)
+        prune.prune_weights(model, sparsity, spec.scope)
+        if spec.finetune_epochs:
+            model = trainer.train(model, spec.finetune_epochs,
+                                  f"step {step}/{spec.steps}, sparsity {sparsity:.0%}")
+            if trainer.cancelled:
+                break
+    prune.make_permanent(model)
+    return model, {}
+
+
+def _prune_channels(spec: CompressionSpec, source: nn.Module, data: PreparedData,
+                    trainer: _Trainer) -> tuple[nn.Module, dict[str, Any]]:
+    model = copy.deepcopy(source).cpu()
+    pruner = prune.ChannelPruner(model, data.x_train[:2], spec.sparsity, spec.steps, spec.scope)
+    for step in range(1, spec.steps + 1):
+        pruner.step()
+        if spec.finetune_epochs:
+            label = f"step {step}/{spec.steps}, {spec.sparsity * step / spec.steps:.0%} channels"
+            model = trainer.train(model, spec.finetune_epochs, label)
+            if trainer.cancelled:
+                break
+    return model, {"resized": True}
+
+
+def _distill(spec: CompressionSpec, source: nn.Module, data: PreparedData,
+             trainer: _Trainer) -> tuple[nn.Module, dict[str, Any]]:
+    teacher = copy.deepcopy(source).to(trainer.device)
+    loss = teacher_loss(teacher, spec.temperature, spec.alpha)
+    label = f"distilling (T={spec.temperature:g}, alpha={spec.alpha:g})"
+    # The student starts fresh: the structure record of the teacher does not apply to it.
+    return trainer.train(None, spec.epochs, label, train_loss=loss), {
+        "resized": False, "int8_layers": []}
+
+
+def _quantize(spec: CompressionSpec, source: nn.Module, data: PreparedData,
+              trainer: _Trainer) -> tuple[nn.Module, dict[str, Any]]:
+    names = linear_names(source)
+    return quantize_dynamic(source.cpu(), names), {"int8_layers": names}
+
+
+METHODS: dict[str, Method] = {
+    "prune_weights": _prune_weights,
+    "prune_channels": _prune_channels,
+    "distill": _distill,
+    "quantize_dynamic": _quantize,
+}

@@ -1,0 +1,130 @@
+"""Pruning: unstructured magnitude pruning of weights, and channel pruning that shrinks layers.
+
+Weight pruning uses ``torch.nn.utils.prune``: while fine-tuning, each pruned layer computes
+``weight = weight_orig * weight_mask`` on every forward pass, so pruned weights stay exactly zero
+whatever the optimizer does; ``make_permanent`` then folds the masks into plain weights.
+Channel pruning uses the ``torch-pruning`` library, which follows the dependency graph
+(Conv → BatchNorm → next Conv, Linear → next Linear) and removes whole channels, so the layers
+really get smaller and faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+
+
+def prunable_layers(model: nn.Module) -> list[Layer]:
+    """The layers whose weights magnitude pruning ranks: every Linear and convolution."""
+    return [m for m in model.modules() if isinstance(m, PRUNABLE)]
+
+
+def step_sparsity(target: float, steps: int, step: int) -> float:
+    """Sparsity to reach after ``step`` of ``steps`` (1-based): the cubic schedule of Zhu and
+    Gupta (2017), which prunes most while the network still has redundancy."""
+    return target * (1.0 - (1.0 - step / steps) ** 3)
+
+
+def prune_weights(model: nn.Module, sparsity: float, scope: str = "global") -> None:
+    """Mask the smallest-magnitude weights so that ``sparsity`` of them are zero, ranked across
+    all layers (``global``) or within each layer (``layer``). Masks already in place are kept:
+    calling it again with a higher sparsity prunes further (iterative pruning)."""
+    layers = prunable_layers(model)
+    if scope == "global":
+        total = sum(_weight(layer).numel() for layer in layers)
+        # torch's amount counts weights still unpruned; ask for exactly what is missing.
+        missing = round(total * sparsity) - sum(_zeros_masked(layer) for layer in layers)
+        prune.global_unstructured([(layer, "weight") for layer in layers],
+                                  pruning_method=prune.L1Unstructured, amount=max(0, missing))
+        return
+    for layer in layers:
+        missing = round(_weight(layer).numel() * sparsity) - _zeros_masked(layer)
+        prune.l1_unstructured(layer, "weight", amount=max(0, missing))
+
+
+def _weight(layer: nn.Module) -> torch.Tensor:
+    weight = layer.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+def _zeros_masked(layer: nn.Module) -> int:
+    mask = getattr(layer, "weight_mask", None)
+    return 0 if mask is None else int((mask == 0).sum())
+
+
+def make_permanent(model: nn.Module) -> None:
+    """Fold the pruning masks into the weights and drop the hooks (plain modules again)."""
+    for layer in prunable_layers(model):
+        if prune.is_pruned(layer) and hasattr(layer, "weight_mask"):
+            prune.remove(layer, "weight")
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    """Share of zero weights over the prunable layers (as the forward pass sees them)."""
+    weights = [_weight(layer) for layer in prunable_layers(model)]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    return zeros / max(1, sum(w.numel() for w in weights))
+
+
+def _output_layers(model: nn.Module) -> list[nn.Linear]:
+    """The output layer: its units are the classes, which must all stay."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1:]
+
+
+class ChannelPruner:
+    """Removes ``ratio`` of the channels (neurons) of every hidden layer, in ``steps`` equal
+    steps, ranked by L2 norm of their weights, across layers (``global``) or per layer."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, ratio: float, steps: int = 1,
+                 scope: str = "layer") -> None:
+        import torch_pruning as tp
+
+        self.steps_left = steps
+        self.pruner = tp.pruner.MetaPruner(
+            model, example, importance=tp.importance.MagnitudeImportance(p=2),
+            pruning_ratio=ratio, iterative_steps=steps, global_pruning=scope == "global",
+            ignored_layers=_output_layers(model),
+        )
+
+    def step(self) -> None:
+        """Remove the next share of channels from the model, in place."""
+        if self.steps_left <= 0:
+            raise RuntimeError("all pruning steps are done")
+        self.pruner.step()
+        self.steps_left -= 1
+
+
+# State entries that are not weights: batch-norm statistics, pruning masks, int8 scales.
+NOT_WEIGHTS = ("_mask", "running_mean", "running_var", "num_batches_tracked", ".scale")
+
+
+def _weights(model: nn.Module) -> Iterator[torch.Tensor]:
+    """Each weight tensor as the forward pass uses it (a pruned one through its mask; an int8
+    one as its int8 values)."""
+    state = model.state_dict()
+    for name, tensor in state.items():
+        if name.endswith(NOT_WEIGHTS):
+            continue
+        if name.endswith("_orig"):
+            tensor = tensor * state[name[: -len("_orig")] + "_mask"]
+        yield tensor
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Weights of the model, int8 ones included (quantized layers keep them as buffers)."""
+    return sum(t.numel() for t in _weights(model))
+
+
+def nonzero_count(model: nn.Module) -> int:
+    """Weights that are not zero: what pruning leaves."""
+    return sum(int((t != 0).sum()) for t in _weights(model))

@@ -1,0 +1,187 @@
+"""The compression spec: which finished run to compress, how, and with which parameters.
+
+Like the experiment spec it is a frozen dataclass with defaults (units in comments),
+``to_dict()``/``from_dict()`` and one message per bad field (``"sparsity"``,
+``"student.hidden_sizes"``). ``check_source`` adds the checks that need the source run's spec;
+``target_spec`` is the experiment spec of the model the job produces (stored on the job's row
+and in its checkpoint, so every page and ``checkpoints.load`` treat it like any model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from training.data.catalog import dataset_info
+from training.spec import ExperimentSpec, ModelSpec, RunSpec, SpecError, _Section
+
+METHODS = ("prune_weights", "prune_channels", "distill", "quantize_dynamic")
+# Architectures whose layers each method knows how to handle.
+CHANNEL_PRUNABLE = ("mlp", "cnn")  # Linear→Linear and Conv→BN→Conv chains
+QUANTIZABLE = ("mlp",)  # weights in Linear layers; a CNN's are in its convolutions
+
+
+@dataclass(frozen=True)
+class CompressionSpec(_Section):
+    """One compression job. Fields that do not apply to ``method`` keep their defaults."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "method": METHODS,
+        "scope": ("global", "layer"),
+    }
+    source: int = 0  # id of the finished experiment to compress (the teacher, for distill)
+    method: str = "prune_weights"
+    sparsity: float = 0.5  # pruning: share of weights (or of channels) removed, in (0, 1)
+    scope: str = "global"  # pruning: rank weights/channels across all layers or in each layer
+    steps: int = 1  # pruning: steps to reach the sparsity (1 = one-shot)
+    finetune_epochs: int = 2  # pruning: fine-tuning epochs after each step (0 = none)
+    lr: float = 0.0  # fine-tuning / distillation learning rate per step; 0 = the source's
+    student: ModelSpec = field(
+        default_factory=lambda: ModelSpec(arch="mlp", hidden_sizes=(32,)))  # distill
+    temperature: float = 4.0  # distill: softmax temperature of the soft targets
+    alpha: float = 0.7  # distill: weight of the soft-target term; 1 - alpha on the labels
+    epochs: int = 15  # distill: student training epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["student"] = self.student.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None,  # type: ignore[override]
+                  prefix: str = "") -> CompressionSpec:
+        """Build and validate; raises SpecError with every bad field (student's as
+        ``student.<field>``)."""
+        if data is not None and not isinstance(data, Mapping):
+            raise SpecError({"compression": "must be a JSON object"})
+        data = dict(data or {})
+        errors: dict[str, str] = {}
+        student = ModelSpec(arch="mlp", hidden_sizes=(32,))
+        raw_student = data.pop("student", None)
+        if raw_student is not None and not isinstance(raw_student, Mapping):
+            errors[prefix + "student"] = "must be an object"
+        elif raw_student is not None:
+            try:
+                student = ModelSpec.from_dict(raw_student, prefix=f"{prefix}student.")
+            except SpecError as exc:
+                errors.update(exc.errors)
+        flat = _FlatFields.from_dict_collect(data, prefix, errors)
+        if errors:
+            raise SpecError(errors)
+        return cls(student=student, **flat)
+
+    def problems(self) -> dict[str, str]:
+        errors = {}
+        if self.source < 1:
+            errors["source"] = "choose the finished experiment to compress"
+        if not 0.0 < self.sparsity < 1.0:
+            errors["sparsity"] = "must be between 0 and 1 (exclusive)"
+        if not 1 <= self.steps <= 20:
+            errors["steps"] = "must be between 1 and 20"
+        if not 0 <= self.finetune_epochs <= 1000:
+            errors["finetune_epochs"] = "must be between 0 and 1000"
+        if not 0.0 <= self.lr <= 10.0:
+            errors["lr"] = "must be between 0 (the source's) and 10"
+        if not 0.0 < self.temperature <= 100.0:
+            errors["temperature"] = "must be greater than 0 (and at most 100)"
+        if not 0.0 <= self.alpha <= 1.0:
+            errors["alpha"] = "must be between 0 and 1"
+        if not 1 <= self.epochs <= 10000:
+            errors["epochs"] = "must be between 1 and 10000"
+        return errors
+
+    def check_source(self, source: ExperimentSpec, applied: Sequence[str] = ()) -> None:
+        """Refuse a job the source model cannot undergo, each error on the field to change.
+        ``applied``: compression methods the source has been through already."""
+        info = dataset_info(source.data.dataset)
+        errors: dict[str, str] = {}
+        arch = source.model.arch
+        if "quantize_dynamic" in applied and self.method != "distill":
+            errors["method"] = ("the source is quantized to int8 and cannot be trained further; "
+                                "prune or distill before quantizing")
+        elif self.method == "prune_channels" and arch not in CHANNEL_PRUNABLE:
+            errors["method"] = (f"channel pruning supports {', '.join(CHANNEL_PRUNABLE)} models, "
+                                f"not {arch}")
+        elif self.method == "quantize_dynamic" and arch not in QUANTIZABLE:
+            errors["method"] = (f"dynamic int8 quantization covers Linear layers; a {arch} "
+                                "keeps its weights elsewhere: prune its channels or distill it")
+        elif self.method == "distill" and info.task != "classification":
+            errors["method"] = f"distillation needs class probabilities; {info.name} is regression"
+        if self.method == "distill" and not errors:
+            student = dataclasses.replace(source, model=self.student)
+            try:
+                student.check_compatible(info)
+            except SpecError as exc:
+                errors.update({f"student.{k.split('.', 1)[1]}": v for k, v in exc.errors.items()
+                               if k.startswith("model.")})
+        if errors:
+            raise SpecError(errors)
+
+    def target_spec(self, source: ExperimentSpec) -> ExperimentSpec:
+        """The spec of the model this job trains and saves: the source's, with the student as
+        the model for distillation, and the job's epochs and learning rate. The data section
+        and seed stay the source's, so fine-tuning sees the very same training split."""
+        optim = dataclasses.replace(source.optim, lr=self.lr or source.optim.lr)
+        run = dataclasses.replace(source.run, epochs=self.total_epochs(),
+                                  early_stopping_patience=0)
+        model = self.student if self.method == "distill" else source.model
+        return dataclasses.replace(source, model=model, optim=optim, run=run)
+
+    def total_epochs(self) -> int:
+        """Training epochs of the whole job (at least 1: the spec's epoch count is positive)."""
+        if self.method == "distill":
+            return self.epochs
+        if self.method.startswith("prune"):
+            return max(1, self.steps * self.finetune_epochs)
+        return 1
+
+
+@dataclass(frozen=True)
+class _FlatFields(_Section):
+    """The scalar fields of CompressionSpec, converted and checked by the shared machinery."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = CompressionSpec.choices
+    source: int = 0
+    method: str = "prune_weights"
+    sparsity: float = 0.5
+    scope: str = "global"
+    steps: int = 1
+    finetune_epochs: int = 2
+    lr: float = 0.0
+    temperature: float = 4.0
+    alpha: float = 0.7
+    epochs: int = 15
+
+    @classmethod
+    def from_dict_collect(cls, data: Mapping[str, Any], prefix: str,
+                          errors: dict[str, str]) -> dict[str, Any]:
+        """The converted fields; errors go into ``errors`` instead of raising."""
+        try:
+            return cls.from_dict(data, prefix).to_dict()
+        except SpecError as exc:
+            errors.update(exc.errors)
+            return {}
+
+    def problems(self) -> dict[str, str]:
+        values = self.to_dict()
+        return CompressionSpec(**values).problems()
+
+
+def job_spec_dict(compression: CompressionSpec, source: ExperimentSpec) -> dict[str, Any]:
+    """What a compression job's row stores as its spec: the target experiment spec (so pages
+    that read a run's spec work unchanged) plus the job under ``"compression"``."""
+    return {**compression.target_spec(source).to_dict(), "compression": compression.to_dict()}
+
+
+def split_job_spec(data: Mapping[str, Any]) -> tuple[ExperimentSpec, CompressionSpec | None]:
+    """The inverse of ``job_spec_dict``; a plain run's spec gives ``(spec, None)``."""
+    rest = {k: v for k, v in data.items() if k != "compression"}
+    raw = data.get("compression")
+    return ExperimentSpec.from_dict(rest), (
+        CompressionSpec.from_dict(raw) if raw is not None else None)
+
+
+__all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "CompressionSpec", "RunSpec",
+           "job_spec_dict", "split_job_spec"]

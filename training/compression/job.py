@@ -47,6 +47,7 @@ class CompressionResult:
     report: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None
     model: nn.Module | None = None  # the compressed model, on the CPU in eval mode
+    record: dict[str, Any] = field(default_factory=dict)  # its checkpoint's "compression"
     stages: list[RunResult] = field(default_factory=list)
 
 
@@ -121,7 +122,8 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
     path = workdir / "best.zip"
     checkpoints.save(path, model, target, saved_meta)
     reporter.checkpoint(path, "best", saved_meta["metrics"])
-    return CompressionResult("succeeded", report, path, model, trainer.results)
+    return CompressionResult("succeeded", report, path, model, saved_meta["compression"],
+                             trainer.results)
 
 
 class _Trainer:

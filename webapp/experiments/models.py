@@ -94,7 +94,8 @@ class Experiment(models.Model):
 
     @property
     def experiment_spec(self) -> ExperimentSpec:
-        return ExperimentSpec.from_dict(self.spec)
+        # A compression job also stores the job itself under "compression" (its own spec).
+        return ExperimentSpec.from_dict({k: v for k, v in self.spec.items() if k != "compression"})
 
     @property
     def is_terminal(self) -> bool:

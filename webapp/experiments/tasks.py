@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from webapp.experiments.compression import execute_compression
 from webapp.experiments.runner import execute_training
 
 
@@ -25,3 +26,8 @@ def trial(self, trial_id: int) -> None:  # type: ignore[no-untyped-def]
     from webapp.experiments.tuning import execute_trial
 
     execute_trial(trial_id, worker=self.request.hostname or "unknown")
+
+
+@shared_task(name="experiments.compress", bind=True, acks_late=True, ignore_result=True)
+def compress(self, experiment_id: int) -> None:  # type: ignore[no-untyped-def]
+    execute_compression(experiment_id, worker=self.request.hostname or "unknown")

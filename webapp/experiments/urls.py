@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.experiments import tuning_views, views
+from webapp.experiments import compression_views, tuning_views, views
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment-list"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("experiments/<int:pk>/diagnostics/", views.experiment_diagnostics,
          name="experiment-diagnostics"),
     path("experiments/<int:pk>/remedies/<slug:key>/", views.remedy_apply, name="remedy-apply"),
+    path("experiments/<int:pk>/compress/", compression_views.compress_new, name="compress-new"),
     path(
         "experiments/<int:pk>/checkpoint/<slug:tag>/",
         views.checkpoint_download,

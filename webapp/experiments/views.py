@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from training.data.catalog import dataset_info
 from training.spec import ExperimentSpec
-from webapp.experiments import actions, diagnosis, events, metric_store
+from webapp.experiments import actions, compression, diagnosis, events, metric_store
 from webapp.experiments.forms import ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project
 
@@ -87,6 +87,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dataset_title": info.title,
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
+        **compression.detail_context(experiment),
     })
 
 

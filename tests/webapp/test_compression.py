@@ -1,0 +1,183 @@
+"""Compression jobs on the web: the Compress form, its refusals, the child job and its report."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+import torch
+from django.conf import settings
+from django.urls import reverse
+
+from training import ExperimentSpec, MemoryReporter, run
+from webapp.experiments.compression import execute_compression
+from webapp.experiments.compression_forms import compression_initial
+from webapp.experiments.models import Checkpoint, Experiment
+
+IRIS_MLP = {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [32]},
+            "run": {"epochs": 3, "batch_size": 32, "device": "cpu"}}
+
+
+def _store(experiment: Experiment, data: bytes) -> None:
+    path = settings.MEDIA_ROOT / "runs" / str(experiment.pk) / "best.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    Checkpoint.objects.create(experiment=experiment, tag="best", size=len(data),
+                              path=str(path.relative_to(settings.MEDIA_ROOT)),
+                              sha256=hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture
+def finished(make_experiment: Any) -> Any:
+    """A succeeded iris MLP run with a real checkpoint of its own."""
+
+    def make(spec: dict[str, Any] = IRIS_MLP, **fields: Any) -> Experiment:
+        experiment = make_experiment(status=Experiment.Status.SUCCEEDED,
+                                     spec=ExperimentSpec.from_dict(spec).to_dict(), **fields)
+        workdir = settings.MEDIA_ROOT / "scratch" / str(experiment.pk)
+        torch.set_num_threads(1)
+        run(ExperimentSpec.from_dict(spec), MemoryReporter(), workdir)
+        _store(experiment, (workdir / "best.zip").read_bytes())
+        return experiment
+
+    return make
+
+
+def _form(source: Experiment, **changes: Any) -> dict[str, Any]:
+    data = {k: v for k, v in compression_initial(source).items() if v is not False}
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_the_compress_button_shows_only_on_finished_runs(owner_client, make_experiment):
+    # given a running and a succeeded run
+    running = make_experiment(status=Experiment.Status.RUNNING)
+    done = make_experiment(status=Experiment.Status.SUCCEEDED)
+    # when their pages are shown, then only the finished one offers Compress
+    page = owner_client.get(reverse("experiment-detail", args=[running.pk])).content.decode()
+    assert 'id="compress-button"' not in page
+    page = owner_client.get(reverse("experiment-detail", args=[done.pk])).content.decode()
+    assert reverse("compress-new", args=[done.pk]) in page
+
+
+def test_a_valid_form_queues_a_compress_job_as_a_child(owner_client, make_experiment,
+                                                       django_capture_on_commit_callbacks):
+    # given a finished run with a checkpoint (its content is not read before the job runs)
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, name="digits")
+    _store(source, b"archive")
+    # when weight pruning to 80% is submitted
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = owner_client.post(reverse("compress-new", args=[source.pk]),
+                                     _form(source, method="prune_weights", sparsity="0.8"))
+    # then a queued compress job, child of the source, holds the job and the target spec
+    job = Experiment.objects.get(kind=Experiment.Kind.COMPRESS)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("experiment-detail", args=[job.pk])
+    assert (job.parent, job.status, job.project) == (source, "queued", source.project)
+    assert job.spec["compression"]["sparsity"] == 0.8
+    assert job.experiment_spec.model == source.experiment_spec.model
+    assert len(callbacks) == 2  # the Celery enqueue and the list-page event
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    ({"sparsity": "1.2"}, "sparsity", "between 0 and 1"),
+    ({"sparsity": "0"}, "sparsity", "between 0 and 1"),
+    ({"alpha": "2"}, "alpha", "between 0 and 1"),
+    ({"method": "distill", "student_width": "0"}, "student_width", "between 1 and 1024"),
+    ({"method": "quantize_dynamic"}, "method", "Linear layers"),
+])
+def test_bad_input_is_an_error_on_its_field_and_queues_nothing(
+        owner_client, make_experiment, changes, field, message):
+    # given a finished CNN run (the default spec)
+    source = make_experiment(status=Experiment.Status.SUCCEEDED)
+    _store(source, b"archive")
+    # when the form is posted with one bad value
+    response = owner_client.post(reverse("compress-new", args=[source.pk]),
+                                 _form(source, **changes))
+    # then the page shows the error on that field and no job exists
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert f'data-field-error="{field}"' in page and message in page
+    assert not Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).exists()
+
+
+def test_a_student_for_another_input_shape_is_refused(owner_client, make_experiment):
+    # given a finished tabular run, when a CNN student is asked for
+    source = make_experiment(status=Experiment.Status.SUCCEEDED,
+                             spec=ExperimentSpec.from_dict(IRIS_MLP).to_dict())
+    _store(source, b"archive")
+    response = owner_client.post(reverse("compress-new", args=[source.pk]),
+                                 _form(source, method="distill", student_arch="cnn"))
+    # then the student's model field says why, and nothing is queued
+    assert 'data-field-error="student_arch"' in response.content.decode()
+    assert not Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).exists()
+
+
+@pytest.mark.parametrize("status", ["running", "failed", "queued"])
+def test_an_unfinished_or_failed_teacher_is_refused(owner_client, make_experiment, status):
+    # given a run that has not succeeded, when distillation from it is submitted
+    source = make_experiment(status=status)
+    response = owner_client.post(reverse("compress-new", args=[source.pk]),
+                                 _form(source, method="distill"))
+    # then the form says why and nothing is queued
+    page = response.content.decode()
+    assert f"has {status}, not succeeded" in page
+    assert 'data-field-error="__all__"' in page
+    assert not Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).exists()
+
+
+def test_another_users_run_cannot_be_compressed(stranger_client, make_experiment):
+    # given someone else's finished run
+    source = make_experiment(status=Experiment.Status.SUCCEEDED)
+    _store(source, b"archive")
+    # when a stranger opens or posts its Compress page, then it does not exist for them
+    url = reverse("compress-new", args=[source.pk])
+    assert stranger_client.get(url).status_code == 404
+    assert stranger_client.post(url, _form(source)).status_code == 404
+    assert not Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).exists()
+
+
+# The worker's reporter writes from its flusher thread: the rows must be committed.
+@pytest.mark.django_db(transaction=True)
+def test_a_compression_job_runs_and_both_pages_show_the_report(owner_client, owner, finished):
+    # given a finished iris MLP and a queued quantization of it
+    from training.compression.spec import CompressionSpec
+    from webapp.experiments.compression import create_compression
+
+    source = finished(name="iris")
+    job = create_compression(owner, source, "iris int8",
+                             CompressionSpec(source=source.pk, method="quantize_dynamic"))
+    # when the worker runs it
+    execute_compression(job.pk, worker="test")
+    # then it succeeded with a report and a downloadable checkpoint
+    job.refresh_from_db()
+    assert job.status == Experiment.Status.SUCCEEDED, job.error
+    report = job.summary["report"]
+    assert report["change"]["linear_weight_bytes_ratio"] > 2  # tiny rows: scales weigh in
+    assert job.checkpoints.filter(tag="best").exists()
+    assert job.best_metric_name == "val_acc"
+    # and the job's page has the report, the source's the table and the trade-off chart
+    page = owner_client.get(reverse("experiment-detail", args=[job.pk])).content.decode()
+    assert 'id="compression-report"' in page and 'data-method="quantize_dynamic"' in page
+    page = owner_client.get(reverse("experiment-detail", args=[source.pk])).content.decode()
+    assert 'id="compressed-children"' in page and 'id="chart-tradeoff-size"' in page
+    assert 'data-method="source"' in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quantized_run_cannot_be_pruned_further(owner_client, owner, finished):
+    # given a finished quantization job
+    from training.compression.spec import CompressionSpec
+    from webapp.experiments.compression import create_compression
+
+    source = finished()
+    job = create_compression(owner, source, "int8",
+                             CompressionSpec(source=source.pk, method="quantize_dynamic"))
+    execute_compression(job.pk, worker="test")
+    job.refresh_from_db()
+    # when pruning it is submitted, then the method field refuses
+    response = owner_client.post(reverse("compress-new", args=[job.pk]),
+                                 _form(job, method="prune_weights"))
+    assert 'data-field-error="method"' in response.content.decode()
+    assert Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).count() == 1

@@ -1,0 +1,175 @@
+"""Compression jobs: experiments of kind ``compress`` whose parent is the run they compress.
+
+``create_compression`` queues one (atomic, enqueued after commit); ``execute_compression`` is
+the function behind the Celery task; ``report_rows`` and ``trade_off`` feed the pages. The job's
+row stores ``training.compression.spec.job_spec_dict``: the spec of the model it produces plus the
+job itself under ``"compression"``, so the run page, the curves and diagnostics work unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from training.compression.spec import CompressionSpec, job_spec_dict
+from training.spec import SpecError
+from webapp.experiments import events
+from webapp.experiments.models import Experiment
+
+logger = logging.getLogger(__name__)
+
+# Report columns shown in the tables: (key in a measurement, heading).
+SIZE_COLUMNS = ("parameters", "nonzero_parameters", "weight_bytes", "latency_ms")
+
+
+def source_problem(source: Experiment) -> str | None:
+    """Why ``source`` cannot be compressed (or be a teacher) now, or None."""
+    if source.status != Experiment.Status.SUCCEEDED:
+        return (f"the source run has {source.status}, not succeeded: only a finished run's "
+                "model can be compressed or used as a teacher")
+    if not source.checkpoints.filter(tag="best").exists():
+        return "the source run has no saved checkpoint"
+    return None
+
+
+def check_job(source: Experiment, spec: CompressionSpec) -> None:
+    """Every check a job must pass before it is queued; SpecError keyed by spec field
+    (``"source"`` for problems of the source run itself)."""
+    problem = source_problem(source)
+    if problem:
+        raise SpecError({"source": problem})
+    record = source.summary.get("compression_record") or {}
+    spec.check_source(source.experiment_spec, record.get("methods", []))
+
+
+def create_compression(user: Any, source: Experiment, name: str,
+                       spec: CompressionSpec) -> Experiment:
+    """Validate and store a queued compression job as a child of ``source``; it is enqueued
+    once the row is committed. Raises SpecError (nothing stored) when the job cannot run."""
+    from webapp.experiments.tasks import compress
+
+    check_job(source, spec)
+    with transaction.atomic():
+        job = Experiment.objects.create(
+            project=source.project, name=name, kind=Experiment.Kind.COMPRESS, parent=source,
+            spec=job_spec_dict(spec, source.experiment_spec), created_by=user,
+        )
+        transaction.on_commit(lambda: compress.delay(job.pk))
+        transaction.on_commit(lambda: events.publish_status(job))
+    return job
+
+
+def execute_compression(experiment_id: int, worker: str) -> None:
+    """Run one queued compression job and record the outcome on its row; never raises for a
+    failed job (the reason goes to ``Experiment.error``)."""
+    job = Experiment.objects.filter(pk=experiment_id, kind=Experiment.Kind.COMPRESS).first()
+    if job is None or not job.start(worker):
+        logger.info("compression %s is not queued any more; skipping", experiment_id)
+        return
+    import torch
+
+    from training import checkpoints
+    from training.compression.job import compress
+    from training.compression.spec import split_job_spec
+    from training.loop import TrainingError
+    from webapp.experiments.reporting import DjangoReporter
+    from webapp.experiments.runner import _final_verdict, git_revision
+
+    torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
+    reporter = DjangoReporter(job)
+    status, error, summary = Experiment.Status.FAILED, "", None
+    try:
+        _, spec = split_job_spec(job.spec)
+        source = job.parent
+        if spec is None or source is None:
+            raise SpecError({"source": "the source run is gone"})
+        check_job(source, spec)
+        stored = source.checkpoints.get(tag="best")
+        checkpoint = checkpoints.load(settings.MEDIA_ROOT / stored.path, sha256=stored.sha256)
+        meta = {"experiment_id": job.pk, "git_revision": git_revision()}
+        result = compress(spec, checkpoint, reporter, settings.MEDIA_ROOT / "runs" / str(job.pk),
+                          device=settings.FITBOARD_DEVICE, meta=meta)
+    except (SpecError, TrainingError, checkpoints.CheckpointError) as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - any crash becomes the job's failure reason
+        logger.exception("compression %s crashed", experiment_id)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        status = result.status
+        error = "cancelled by user" if result.status == Experiment.Status.CANCELLED else ""
+        summary = _summary(result, meta)
+    finally:
+        try:
+            reporter.close()
+        except RuntimeError as exc:
+            status, error = Experiment.Status.FAILED, str(exc)
+    verdict = _final_verdict(job, False) if summary and summary.get("epochs") else None
+    job.finish(status, error=error, summary=summary, verdict=verdict)
+
+
+def _summary(result: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    from training.checkpoints import library_versions
+
+    measured = result.report.get("result", {})
+    key = "val_acc" if "val_acc" in measured else "val_loss"
+    out: dict[str, Any] = {
+        "report": result.report,
+        "compression_record": result.record,
+        "epochs": sum(stage.epochs for stage in result.stages),
+        "steps": sum(stage.steps for stage in result.stages),
+        "final_metrics": {k: v for k, v in measured.items() if k.startswith(("val_", "test_"))},
+        "best_metric": [key, measured[key]] if key in measured else None,
+        "versions": library_versions(),
+        **meta,
+    }
+    return out
+
+
+# Pages -----------------------------------------------------------------------------------------
+
+def _row(name: str, pk: int | None, method: str, measured: dict[str, Any],
+         change: dict[str, float]) -> dict[str, Any]:
+    return {"name": name, "pk": pk, "method": method, **measured,
+            "val_acc_change": change.get("val_acc_change"),
+            "test_acc_change": change.get("test_acc_change"),
+            "weight_bytes_ratio": change.get("weight_bytes_ratio"),
+            "latency_ratio": change.get("latency_ms_ratio")}
+
+
+def report_rows(source: Experiment, jobs: list[Experiment]) -> list[dict[str, Any]]:
+    """Table rows: the source (as measured by the newest job) then each finished job."""
+    done = [job for job in jobs if job.summary.get("report")]
+    if not done:
+        return []
+    baseline = done[-1].summary["report"]["source"]
+    rows = [_row(source.name, source.pk, "source", baseline, {})]
+    for job in done:
+        report = job.summary["report"]
+        rows.append(_row(job.name, job.pk, report["method"], report["result"], report["change"]))
+    return rows
+
+
+def detail_context(experiment: Experiment) -> dict[str, Any]:
+    """What the run page adds for compression: this job's report (when it is one) and the
+    report and trade-off chart of the jobs that compressed it."""
+    context: dict[str, Any] = {}
+    if experiment.kind == Experiment.Kind.COMPRESS and experiment.parent is not None:
+        context["compression_of"] = experiment.parent
+        context["compression_rows"] = report_rows(experiment.parent, [experiment])
+    children = list(experiment.children.filter(kind=Experiment.Kind.COMPRESS).order_by("pk"))
+    if children:
+        context["compressed_children"] = children
+        rows = report_rows(experiment, children)
+        context["children_rows"] = rows
+        context["trade_off"] = [
+            {"name": r["name"], "method": r["method"], "acc": r.get("val_acc"),
+             "bytes": r["weight_bytes"], "latency_ms": r["latency_ms"],
+             "parameters": r["nonzero_parameters"]} for r in rows
+        ]
+    context["can_compress"] = (experiment.status == Experiment.Status.SUCCEEDED
+                               and experiment.kind in (Experiment.Kind.TRAIN,
+                                                       Experiment.Kind.COMPRESS))
+    return context

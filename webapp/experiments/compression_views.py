@@ -1,0 +1,32 @@
+"""The Compress page of a finished run: a thin view over the form and the action."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from training.spec import SpecError
+from webapp.experiments.compression import create_compression, source_problem
+from webapp.experiments.compression_forms import CompressionForm, compression_initial
+from webapp.experiments.views import _visible
+
+
+@require_http_methods(["GET", "POST"])
+def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
+    source = _visible(request, pk)
+    if request.method == "POST":
+        form = CompressionForm(request.POST, source=source)
+        if form.is_valid() and form.spec is not None:
+            try:
+                job = create_compression(request.user, source, form.cleaned_data["name"],
+                                         form.spec)
+            except SpecError as exc:  # the source changed between validation and saving
+                form.add_error(None, str(exc))
+            else:
+                return redirect("experiment-detail", pk=job.pk)
+    else:
+        form = CompressionForm(initial=compression_initial(source), source=source)
+    return render(request, "experiments/compress.html", {
+        "experiment": source, "form": form, "problem": source_problem(source),
+    })

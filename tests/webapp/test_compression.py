@@ -34,7 +34,8 @@ def finished(make_experiment: Any) -> Any:
 
     def make(spec: dict[str, Any] = IRIS_MLP, **fields: Any) -> Experiment:
         experiment = make_experiment(status=Experiment.Status.SUCCEEDED,
-                                     spec=ExperimentSpec.from_dict(spec).to_dict(), **fields)
+                                     spec=ExperimentSpec.from_dict(spec).to_dict(),
+                                     best_metric_name="val_acc", best_metric_value=0.9, **fields)
         workdir = settings.MEDIA_ROOT / "scratch" / str(experiment.pk)
         torch.set_num_threads(1)
         run(ExperimentSpec.from_dict(spec), MemoryReporter(), workdir)
@@ -157,9 +158,11 @@ def test_a_compression_job_runs_and_both_pages_show_the_report(owner_client, own
     assert report["change"]["linear_weight_bytes_ratio"] > 2  # tiny rows: scales weigh in
     assert job.checkpoints.filter(tag="best").exists()
     assert job.best_metric_name == "val_acc"
-    # and the job's page has the report, the source's the table and the trade-off chart
+    # and the job's page has the report and the source's accuracy as a reference line, the
+    # source's page the table and the trade-off chart
     page = owner_client.get(reverse("experiment-detail", args=[job.pk])).content.decode()
     assert 'id="compression-report"' in page and 'data-method="quantize_dynamic"' in page
+    assert 'id="compression-reference"' in page
     page = owner_client.get(reverse("experiment-detail", args=[source.pk])).content.decode()
     assert 'id="compressed-children"' in page and 'id="chart-tradeoff-size"' in page
     assert 'data-method="source"' in page

@@ -159,6 +159,13 @@ def detail_context(experiment: Experiment) -> dict[str, Any]:
     if experiment.kind == Experiment.Kind.COMPRESS and experiment.parent is not None:
         context["compression_of"] = experiment.parent
         context["compression_rows"] = report_rows(experiment.parent, [experiment])
+        parent = experiment.parent
+        if parent.best_metric_name == "val_acc" and parent.best_metric_value is not None:
+            method = experiment.spec.get("compression", {}).get("method")
+            context["compression_reference"] = {
+                "label": "teacher" if method == "distill" else "source",
+                "value": parent.best_metric_value,
+            }
     children = list(experiment.children.filter(kind=Experiment.Kind.COMPRESS).order_by("pk"))
     if children:
         context["compressed_children"] = children

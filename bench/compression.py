@@ -1,0 +1,186 @@
+"""Compression on the digits CNN and MLP: what each method buys and costs.
+
+- weight pruning to 50/80/90% (global magnitude, 3 steps, 2 fine-tuning epochs each): accuracy
+  change;
+- channel pruning of 50% (per layer, one step, 4 fine-tuning epochs): parameter and latency
+  ratios, accuracy change;
+- distillation into a student with at most 1/5 of the teacher's parameters, against the same
+  student trained from scratch with the same epochs, learning rate and seed (3 seeds; each seed
+  trains its own teacher), at the default (T=4, alpha=0.7) and a softer setting (T=2, alpha=0.5);
+- dynamic int8 quantization of the MLP's Linear layers: Linear weight bytes ratio, CPU speed-up
+  and accuracy change, plus a wide MLP where int8 matrix products pay off (a CNN's weights are
+  in its convolutions: refused, see the spec).
+
+Latency: median of 30 forward passes over a batch of 256 validation rows, 1 thread. Accuracy:
+the validation split (the built-in digits set has no test split). Usage, from the repo root:
+``.venv/bin/python bench/compression.py [--out docs/notes-compress.md]`` (a few minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from training import ExperimentSpec, MemoryReporter, run  # noqa: E402
+from training.checkpoints import Checkpoint, load  # noqa: E402
+from training.compression.job import CompressionResult, _Trainer, compress  # noqa: E402
+from training.compression.report import measure  # noqa: E402
+from training.compression.spec import CompressionSpec  # noqa: E402
+from training.data import prepare  # noqa: E402
+
+THREADS = 1
+SEEDS = (0, 1, 2)
+TEACHERS = {
+    "CNN": {"arch": "cnn", "width": 32, "blocks": 2},
+    "MLP": {"arch": "mlp", "hidden_sizes": [256, 128]},
+}
+STUDENTS = {  # at most 1/5 of the teacher's parameters
+    "CNN": {"arch": "cnn", "width": 8, "blocks": 2},
+    "MLP": {"arch": "mlp", "hidden_sizes": [32]},
+}
+TEACHER_EPOCHS = 15
+# Students need long enough to converge: at 15 epochs and lr 1e-3 they were still underfitting
+# and the soft targets (a smaller share of label gradient) only slowed them down.
+DISTILL_EPOCHS = 40
+DISTILL_LR = 3e-3
+DISTILL_SETTINGS = ((4.0, 0.7), (2.0, 0.5))  # (temperature, alpha): the default, a softer one
+WIDE_MLP = {"arch": "mlp", "hidden_sizes": [1024, 1024]}  # where int8 matmuls pay off
+
+
+def teacher(root: Path, family: str, seed: int, model: dict[str, Any] | None = None,
+            epochs: int = TEACHER_EPOCHS) -> Checkpoint:
+    spec = ExperimentSpec.from_dict({
+        "data": {"dataset": "digits"}, "model": model or TEACHERS[family],
+        "run": {"epochs": epochs, "seed": seed, "device": "cpu"},
+    })
+    run(spec, MemoryReporter(), root / f"{family}-{seed}")
+    return load(root / f"{family}-{seed}" / "best.zip")
+
+
+def job(source: Checkpoint, root: Path, name: str, **fields: Any) -> CompressionResult:
+    spec = CompressionSpec.from_dict({"source": 1, **fields})
+    result = compress(spec, source, MemoryReporter(), root / name)
+    assert result.status == "succeeded"
+    return result
+
+
+def scratch_student(source: Checkpoint, root: Path, family: str, seed: int) -> dict[str, Any]:
+    """The student spec trained on labels alone, through the same trainer as distillation."""
+    spec = CompressionSpec(source=1, method="distill", epochs=DISTILL_EPOCHS, lr=DISTILL_LR,
+                           student=CompressionSpec.from_dict(
+                               {"source": 1, "student": STUDENTS[family]}).student)
+    target = spec.target_spec(source.spec)
+    trainer = _Trainer(target, MemoryReporter(), root / f"scratch-{family}-{seed}", "cpu")
+    model = trainer.train(None, DISTILL_EPOCHS, "scratch").cpu().eval()
+    data = prepare(target.data.dataset, target.data.val_fraction, target.run.seed)
+    return measure(model, data)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    started = time.perf_counter()
+    lines: list[str] = []
+    say = lambda s="": (print(s, flush=True), lines.append(s))  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="fitboard-bench-") as tmp:
+        root = Path(tmp)
+        sources = {(f, s): teacher(root, f, s) for f in TEACHERS for s in SEEDS}
+
+        say("### Weight pruning (global magnitude, 3 steps × 2 fine-tuning epochs), seed 0")
+        say()
+        say("| model | sparsity | val acc source | val acc pruned | change (points) "
+            "| non-zero params ratio |")
+        say("|---|---|---|---|---|---|")
+        for family in TEACHERS:
+            for sparsity in (0.5, 0.8, 0.9):
+                r = job(sources[family, 0], root, f"w-{family}-{sparsity}",
+                        method="prune_weights", sparsity=sparsity, steps=3, finetune_epochs=2)
+                rep = r.report
+                say(f"| {family} | {sparsity:.0%} | {rep['source']['val_acc']:.4f} "
+                    f"| {rep['result']['val_acc']:.4f} | {pct(rep['change']['val_acc_change'])} "
+                    f"| {rep['change']['nonzero_parameters_ratio']:.2f}× |")
+        say()
+        say("### Channel pruning, 50% of the channels of every hidden layer, 4 fine-tuning "
+            "epochs, seed 0")
+        say()
+        say("| model | params source → pruned | params ratio | latency source → pruned (ms) "
+            "| latency ratio | val acc change (points) |")
+        say("|---|---|---|---|---|---|")
+        for family in TEACHERS:
+            r = job(sources[family, 0], root, f"c-{family}", method="prune_channels",
+                    sparsity=0.5, scope="layer", finetune_epochs=4)
+            s, p, c = r.report["source"], r.report["result"], r.report["change"]
+            say(f"| {family} | {s['parameters']} → {p['parameters']} "
+                f"| {c['parameters_ratio']:.2f}× | {s['latency_ms']:.3f} → {p['latency_ms']:.3f} "
+                f"| {c['latency_ms_ratio']:.2f}× | {pct(c['val_acc_change'])} |")
+        say()
+        say(f"### Distillation ({DISTILL_EPOCHS} epochs, lr {DISTILL_LR:g}) vs the same student "
+            "from scratch (same epochs, lr and seed), 3 seeds")
+        say()
+        head = " | ".join(f"distilled T={t:g} α={a:g}" for t, a in DISTILL_SETTINGS)
+        say(f"| teacher | student | params teacher / student | seed | teacher val acc "
+            f"| scratch | {head} |")
+        say("|---|---|---|---|---|---|" + "---|" * len(DISTILL_SETTINGS))
+        for family in TEACHERS:
+            gains: list[list[float]] = [[] for _ in DISTILL_SETTINGS]
+            student = STUDENTS[family]
+            desc = (f"CNN width {student['width']}" if student["arch"] == "cnn"
+                    else f"MLP {student['hidden_sizes']}")
+            for seed in SEEDS:
+                source = sources[family, seed]
+                base = scratch_student(source, root, family, seed)
+                cells = []
+                for i, (t, a) in enumerate(DISTILL_SETTINGS):
+                    r = job(source, root, f"d-{family}-{seed}-{i}", method="distill",
+                            epochs=DISTILL_EPOCHS, lr=DISTILL_LR, temperature=t, alpha=a,
+                            student=student)
+                    gain = r.report["result"]["val_acc"] - base["val_acc"]
+                    gains[i].append(gain)
+                    cells.append(f"{r.report['result']['val_acc']:.4f} ({pct(gain)})")
+                rep = r.report
+                say(f"| {family} | {desc} "
+                    f"| {rep['source']['parameters']} / {rep['result']['parameters']} "
+                    f"| {seed} | {rep['source']['val_acc']:.4f} | {base['val_acc']:.4f} "
+                    f"| {' | '.join(cells)} |")
+            means = " | ".join(f"mean {pct(statistics.mean(g))}" for g in gains)
+            say(f"| {family} | {desc} | | | | | {means} |")
+        say()
+        say("### Dynamic int8 quantization of the Linear layers (MLP [256, 128], seeds 0–2; a "
+            "wide MLP)")
+        say()
+        say("| seed | Linear bytes source → int8 | ratio | file bytes ratio "
+            "| latency source → int8 (ms) | speed-up | val acc change (points) |")
+        say("|---|---|---|---|---|---|---|")
+        sources["wide", 0] = teacher(root, "wide", 0, WIDE_MLP, epochs=3)
+        for name, seed in [("MLP", s) for s in SEEDS] + [("wide", 0)]:
+            r = job(sources[name, seed], root, f"q-{name}-{seed}", method="quantize_dynamic")
+            s, p, c = r.report["source"], r.report["result"], r.report["change"]
+            label = f"{seed}" if name == "MLP" else f"{seed}, MLP [1024, 1024], 3 epochs"
+            say(f"| {label} | {s['linear_weight_bytes']} → {p['linear_weight_bytes']} "
+                f"| {c['linear_weight_bytes_ratio']:.2f}× | {c['weight_bytes_ratio']:.2f}× "
+                f"| {s['latency_ms']:.3f} → {p['latency_ms']:.3f} | {c['latency_ms_ratio']:.2f}× "
+                f"| {pct(c['val_acc_change'])} |")
+    say()
+    say(f"Measured with torch {torch.__version__}, {THREADS} thread, latency batch 256 rows, "
+        f"in {time.perf_counter() - started:.0f} s.")
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -58,9 +58,11 @@ def cpu_latency(model: nn.Module, batch: torch.Tensor, repeats: int = LATENCY_RE
 def split_metrics(model: nn.Module, data: PreparedData) -> dict[str, float]:
     """Validation (and, where the data has one, test) metrics: ``val_acc``/``val_loss`` or the
     regression errors, as the training loop computes them."""
-    from training.loop import evaluate, make_loss
+    from training.loop import evaluate
 
-    loss_fn = make_loss("cross_entropy" if data.info.task == "classification" else "mse")
+    # Plain losses whatever the run trained with (smoothing, class weights), so that the source
+    # and the compressed model are compared on the same measure.
+    loss_fn = nn.CrossEntropyLoss() if data.info.task == "classification" else nn.MSELoss()
     device = next(iter(model.state_dict().values())).device
     out = {f"val_{k}": v for k, v in
            evaluate(model, loss_fn, data.x_val.to(device), data.y_val.to(device), data).items()}

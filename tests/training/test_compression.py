@@ -247,6 +247,21 @@ def test_a_chain_prune_channels_then_quantize_round_trips(mlp_source: Checkpoint
         assert torch.equal(loaded.predict(raw), result.model(loaded.normalisation.apply(raw)))
 
 
+def test_a_student_of_a_quantized_teacher_starts_a_history_of_its_own(
+        mlp_source: Checkpoint, tmp_path: Path) -> None:
+    # given an int8 teacher
+    _compress(mlp_source, tmp_path / "int8", method="quantize_dynamic")
+    teacher = load(tmp_path / "int8" / "best.zip")
+    # when a student is distilled from it
+    _compress(teacher, tmp_path / "student", method="distill", epochs=1,
+              student={"arch": "mlp", "hidden_sizes": [8]})
+    student = load(tmp_path / "student" / "best.zip")
+    # then the student is a plain float network that may still be pruned
+    assert student.meta["compression"]["methods"] == ["distill"]
+    CompressionSpec(source=1, method="prune_weights").check_source(
+        student.spec, student.meta["compression"]["methods"])
+
+
 # Spec ----------------------------------------------------------------------------------------
 
 def test_spec_reports_every_bad_field_at_once() -> None:

@@ -114,7 +114,9 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
     }
     saved_meta = {
         **{k: v for k, v in source.meta.items() if k not in RUN_META},
-        "compression": structure.record(record, spec.method, **changes),
+        # A student is a new network: nothing of its teacher's history applies to it.
+        "compression": structure.record(None if spec.method == "distill" else record,
+                                        spec.method, **changes),
         "report": report,
         "metrics": {k: v for k, v in result_report.items() if k.startswith(("val_", "test_"))},
         **(meta or {}),
@@ -215,9 +217,7 @@ def _distill(spec: CompressionSpec, source: nn.Module, data: PreparedData,
     teacher = copy.deepcopy(source).to(trainer.device)
     loss = teacher_loss(teacher, spec.temperature, spec.alpha)
     label = f"distilling (T={spec.temperature:g}, alpha={spec.alpha:g})"
-    # The student starts fresh: the structure record of the teacher does not apply to it.
-    return trainer.train(None, spec.epochs, label, train_loss=loss), {
-        "resized": False, "int8_layers": []}
+    return trainer.train(None, spec.epochs, label, train_loss=loss), {}
 
 
 def _quantize(spec: CompressionSpec, source: nn.Module, data: PreparedData,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+MAX_LAYER_RATIO = 0.95  # channel pruning keeps at least 5% of every layer's channels
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -94,6 +95,8 @@ class ChannelPruner:
             model, example, importance=tp.importance.MagnitudeImportance(p=2),
             pruning_ratio=ratio, iterative_steps=steps, global_pruning=scope == "global",
             ignored_layers=_output_layers(model),
+            # Global ranking may favour one layer's channels; never empty a layer.
+            max_pruning_ratio=MAX_LAYER_RATIO,
         )
 
     def step(self) -> None:

@@ -1,26 +1,25 @@
 // Trade-off charts of a run and its compressed versions: accuracy against size and latency.
 (function () {
+  "use strict";
   const points = JSON.parse(document.getElementById("trade-off").textContent);
-  const trace = (x, title) => ({
-    x: points.map((p) => p[x]),
-    y: points.map((p) => p.acc),
-    text: points.map((p) => `${p.name} (${p.method})`),
-    mode: "markers+text",
-    textposition: "top center",
-    marker: {size: 10, color: points.map((p) => (p.method === "source" ? "#636efa" : "#ef553b"))},
-    hovertemplate: `%{text}<br>${title}: %{x}<br>val accuracy: %{y:.4f}<extra></extra>`,
-    type: "scatter",
-  });
+  const palette = ["#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"];
+  // One trace per model, so that the legend names them (labels on the points get clipped).
+  const traces = (x, unit) => points.map((p, i) => ({
+    x: [p[x]], y: [p.acc], name: `${p.name} (${p.method})`, type: "scatter", mode: "markers",
+    marker: {size: 11, symbol: p.method === "source" ? "star" : "circle",
+             color: p.method === "source" ? "#636efa" : palette[(i - 1) % palette.length]},
+    hovertemplate: `%{x} ${unit}<br>val accuracy %{y:.4f}<extra>${p.name}</extra>`,
+  }));
   const layout = (title, axis) => ({
     title: {text: title},
     xaxis: {title: {text: axis}, type: "log"},
     yaxis: {title: {text: "validation accuracy"}},
     margin: {t: 40, r: 10, b: 50, l: 60},
-    showlegend: false,
+    legend: {orientation: "h", y: -0.3},
   });
   const config = {displaylogo: false, responsive: true};
-  Plotly.newPlot("chart-tradeoff-size", [trace("bytes", "bytes")],
+  Plotly.newPlot("chart-tradeoff-size", traces("bytes", "bytes"),
                  layout("Accuracy vs size", "weights on disk (bytes, log)"), config);
-  Plotly.newPlot("chart-tradeoff-latency", [trace("latency_ms", "ms")],
+  Plotly.newPlot("chart-tradeoff-latency", traces("latency_ms", "ms"),
                  layout("Accuracy vs CPU latency", "ms per batch (log)"), config);
 })();

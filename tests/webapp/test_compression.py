@@ -103,6 +103,18 @@ def test_bad_input_is_an_error_on_its_field_and_queues_nothing(
     assert not Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).exists()
 
 
+def test_an_unsuitable_method_is_reported_with_the_other_field_errors(owner_client,
+                                                                     make_experiment):
+    # given a finished CNN run, when its quantization is asked with a bad sparsity too
+    source = make_experiment(status=Experiment.Status.SUCCEEDED)
+    _store(source, b"archive")
+    response = owner_client.post(reverse("compress-new", args=[source.pk]),
+                                 _form(source, method="quantize_dynamic", sparsity="1.5"))
+    # then both fields carry their error
+    page = response.content.decode()
+    assert 'data-field-error="method"' in page and 'data-field-error="sparsity"' in page
+
+
 def test_a_student_for_another_input_shape_is_refused(owner_client, make_experiment):
     # given a finished tabular run, when a CNN student is asked for
     source = make_experiment(status=Experiment.Status.SUCCEEDED,

@@ -106,7 +106,8 @@ class CompressionSpec(_Section):
                                 f"not {arch}")
         elif self.method == "quantize_dynamic" and arch not in QUANTIZABLE:
             errors["method"] = (f"dynamic int8 quantization covers Linear layers; a {arch} "
-                                "keeps its weights elsewhere: prune its channels or distill it")
+                                "model keeps its weights elsewhere (convolutions): prune its "
+                                "channels or distill it")
         elif self.method == "distill" and info.task != "classification":
             errors["method"] = f"distillation needs class probabilities; {info.name} is regression"
         if self.method == "distill" and not errors:

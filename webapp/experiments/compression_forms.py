@@ -49,9 +49,11 @@ def compression_initial(source: Experiment) -> dict[str, Any]:
             initial[name] = model_initial[name.removeprefix("student_")]
         else:
             initial[name] = getattr(spec, path)
-    # A smaller student than the teacher to start from.
+    # A student about ten times smaller than a default teacher to start from.
     if "student_hidden_sizes" in initial:
         initial["student_hidden_sizes"] = "32"
+    if isinstance(initial.get("student_width"), int):
+        initial["student_width"] = max(4, initial["student_width"] // 4)
     return initial
 
 
@@ -95,10 +97,23 @@ class CompressionForm(forms.Form):
                 data[path] = cleaned.get(name)
         try:
             spec = CompressionSpec.from_dict(data)
-            check_job(self.source, spec)
         except SpecError as exc:
-            for path, message in exc.errors.items():
-                self.add_error(PATH_FIELDS_COMPRESS.get(path), message)
+            errors = exc.errors
+            # Also say at once whether the method suits the source at all.
+            method = CompressionSpec(source=self.source.pk, method=data["method"])
+            errors.update({k: v for k, v in _job_problems(self.source, method).items()
+                           if k in ("source", "method")})
         else:
-            self.spec = spec
+            errors = _job_problems(self.source, spec)
+            self.spec = None if errors else spec
+        for path, message in errors.items():
+            self.add_error(PATH_FIELDS_COMPRESS.get(path), message)
         return cleaned
+
+
+def _job_problems(source: Experiment, spec: CompressionSpec) -> dict[str, str]:
+    try:
+        check_job(source, spec)
+    except SpecError as exc:
+        return exc.errors
+    return {}

@@ -28,7 +28,7 @@ from training.compression.distill import teacher_loss
 from training.compression.quantize import linear_names, quantize_dynamic
 from training.compression.report import compare, measure
 from training.compression.spec import CompressionSpec
-from training.data import PreparedData, prepare
+from training.data import DataSources, PreparedData, prepare
 from training.loop import RunResult, TrainLoss, resolve_device
 from training.loop import run as run_loop
 from training.reporter import Reporter
@@ -87,17 +87,21 @@ class StageReporter:
 
 def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Reporter,
              workdir: Path, device: str | None = None,
-             meta: Mapping[str, Any] | None = None) -> CompressionResult:
+             meta: Mapping[str, Any] | None = None,
+             sources: DataSources | None = None) -> CompressionResult:
     """Compress ``source`` (a loaded checkpoint) as ``spec`` says; writes ``best.zip`` into
     ``workdir`` (announced to the reporter as tag "best") and returns the report. Raises
-    SpecError when the source cannot undergo the method."""
+    SpecError when the source cannot undergo the method. ``sources``: where the data files
+    are, as for ``training.loop.run``."""
     record = source.meta.get("compression") or {}
     spec.check_source(source.spec, record.get("methods", []))
     target = spec.target_spec(source.spec)
-    data = prepare(target.data.dataset, target.data.val_fraction, target.run.seed)
+    d = target.data
+    data = prepare(d.dataset, d.val_fraction, target.run.seed, subset=d.subset,
+                   test_fraction=d.test_fraction, sources=sources)
     reporter.status("measuring the source", epoch=0, epochs=target.run.epochs)
     source_report = measure(copy.deepcopy(source.model), data)
-    trainer = _Trainer(target, reporter, workdir / "stages", device)
+    trainer = _Trainer(target, reporter, workdir / "stages", device, sources)
     method = METHODS[spec.method]
     model, changes = method(spec, source.model, data, trainer)
     shutil.rmtree(workdir / "stages", ignore_errors=True)
@@ -132,8 +136,8 @@ class _Trainer:
     """Runs training stages through the loop, one after the other, as one curve."""
 
     def __init__(self, spec: ExperimentSpec, reporter: Reporter, scratch: Path,
-                 device: str | None) -> None:
-        self.spec, self.reporter, self.scratch = spec, reporter, scratch
+                 device: str | None, sources: DataSources | None = None) -> None:
+        self.spec, self.reporter, self.scratch, self.sources = spec, reporter, scratch, sources
         self.device = str(resolve_device(device or spec.run.device))
         self.results: list[RunResult] = []
         self.steps = self.epochs = 0
@@ -155,7 +159,8 @@ class _Trainer:
             torch.manual_seed(self.spec.run.seed)
             model = build_model(self.spec.model, info.input_shape, info.num_classes or 1)
         result = run_loop(stage, reporter, workdir, device=self.device,
-                          checkpoint_interval=math.inf, model=model, train_loss=train_loss)
+                          checkpoint_interval=math.inf, model=model, train_loss=train_loss,
+                          sources=self.sources)
         self.results.append(result)
         self.steps += result.steps
         self.epochs += result.epochs

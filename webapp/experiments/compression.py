@@ -76,7 +76,7 @@ def execute_compression(experiment_id: int, worker: str) -> None:
     from training.compression.spec import split_job_spec
     from training.loop import TrainingError
     from webapp.experiments.reporting import DjangoReporter
-    from webapp.experiments.runner import _final_verdict, git_revision
+    from webapp.experiments.runner import _final_verdict, data_sources, git_revision
 
     torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
     reporter = DjangoReporter(job)
@@ -91,7 +91,8 @@ def execute_compression(experiment_id: int, worker: str) -> None:
         checkpoint = checkpoints.load(settings.MEDIA_ROOT / stored.path, sha256=stored.sha256)
         meta = {"experiment_id": job.pk, "git_revision": git_revision()}
         result = compress(spec, checkpoint, reporter, settings.MEDIA_ROOT / "runs" / str(job.pk),
-                          device=settings.FITBOARD_DEVICE, meta=meta)
+                          device=settings.FITBOARD_DEVICE, meta=meta,
+                          sources=data_sources(checkpoint.spec, source))
     except (SpecError, TrainingError, checkpoints.CheckpointError) as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - any crash becomes the job's failure reason

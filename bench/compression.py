@@ -11,14 +11,20 @@
   and accuracy change, plus a wide MLP where int8 matrix products pay off (a CNN's weights are
   in its convolutions: refused, see the spec).
 
-Latency: median of 30 forward passes over a batch of 256 validation rows, 1 thread. Accuracy:
-the validation split (the built-in digits set has no test split). Usage, from the repo root:
-``.venv/bin/python bench/compression.py [--out docs/notes-compress.md]`` (a few minutes).
+Then, when the Fashion-MNIST files are in the data directory ($FITBOARD_DATA_DIR, else
+../shared/data), the same methods once on a 4,000-image subset with test accuracy from the
+10,000-image test file.
+
+Latency: median of 30 forward passes over a batch of 256 validation rows, 1 thread. Accuracy on
+digits: the validation split (the built-in digits set has no test split). Usage, from the repo
+root: ``.venv/bin/python bench/compression.py [--out FILE] [--digits-only]`` (about 6 minutes on
+2 shared cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -35,7 +41,7 @@ from training.checkpoints import Checkpoint, load  # noqa: E402
 from training.compression.job import CompressionResult, _Trainer, compress  # noqa: E402
 from training.compression.report import measure  # noqa: E402
 from training.compression.spec import CompressionSpec  # noqa: E402
-from training.data import prepare  # noqa: E402
+from training.data import DataSources, prepare  # noqa: E402
 
 THREADS = 1
 SEEDS = (0, 1, 2)
@@ -54,6 +60,20 @@ DISTILL_EPOCHS = 40
 DISTILL_LR = 3e-3
 DISTILL_SETTINGS = ((4.0, 0.7), (2.0, 0.5))  # (temperature, alpha): the default, a softer one
 WIDE_MLP = {"arch": "mlp", "hidden_sizes": [1024, 1024]}  # where int8 matmuls pay off
+# Fashion-MNIST, kept to a few minutes on 2 cores: a seeded subset of the 60,000 training images
+# (its validation split taken from it) and the full 10,000-image test file.
+FASHION_DIR = Path(os.environ.get("FITBOARD_DATA_DIR")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+FASHION_ROWS = 4000
+FASHION_EPOCHS = 4
+FASHION_TEACHERS = {
+    "CNN": {"arch": "cnn", "width": 16, "blocks": 2},
+    "MLP": {"arch": "mlp", "hidden_sizes": [256, 128]},
+}
+FASHION_STUDENTS = {  # at most 1/5 of the teacher's parameters
+    "CNN": {"arch": "cnn", "width": 4, "blocks": 2},
+    "MLP": {"arch": "mlp", "hidden_sizes": [32]},
+}
 
 
 def teacher(root: Path, family: str, seed: int, model: dict[str, Any] | None = None,
@@ -85,6 +105,53 @@ def scratch_student(source: Checkpoint, root: Path, family: str, seed: int) -> d
     return measure(model, data)
 
 
+def fashion(root: Path, say: Any) -> None:
+    """The same methods on Fashion-MNIST (seed 0), with test accuracy from its own test file."""
+    sources = DataSources(data_dir=FASHION_DIR, allow_download=False)
+    data = {"dataset": "fashion_mnist", "subset": FASHION_ROWS}
+    say(f"### Fashion-MNIST ({FASHION_ROWS} training images drawn with seed 0, 20% of them for "
+        f"validation; test: the 10,000-image test file), teachers trained {FASHION_EPOCHS} "
+        "epochs")
+    say()
+    say("| model | method | params source → result | non-zero ratio | latency ratio "
+        "| test acc source → result | change (points) |")
+    say("|---|---|---|---|---|---|---|")
+    for family, model in FASHION_TEACHERS.items():
+        spec = ExperimentSpec.from_dict({"data": data, "model": model,
+                                         "run": {"epochs": FASHION_EPOCHS, "device": "cpu"}})
+        run(spec, MemoryReporter(), root / f"f-{family}", sources=sources)
+        source = load(root / f"f-{family}" / "best.zip")
+        jobs = [("prune_weights 80%", {"method": "prune_weights", "sparsity": 0.8, "steps": 2,
+                                        "finetune_epochs": 1}),
+                ("prune_channels 50%", {"method": "prune_channels", "sparsity": 0.5,
+                                         "scope": "layer", "finetune_epochs": 2}),
+                ("distill", {"method": "distill", "epochs": 2 * FASHION_EPOCHS, "lr": DISTILL_LR,
+                             "student": FASHION_STUDENTS[family]})]
+        if family == "MLP":
+            jobs.append(("quantize_dynamic", {"method": "quantize_dynamic"}))
+        for label, fields in jobs:
+            cspec = CompressionSpec.from_dict({"source": 1, **fields})
+            r = compress(cspec, source, MemoryReporter(), root / f"f-{family}-{label}",
+                         sources=sources)
+            s, p, c = r.report["source"], r.report["result"], r.report["change"]
+            say(f"| {family} | {label} | {s['parameters']} → {p['parameters']} "
+                f"| {c['nonzero_parameters_ratio']:.2f}× | {c['latency_ms_ratio']:.2f}× "
+                f"| {s['test_acc']:.4f} → {p['test_acc']:.4f} | {pct(c['test_acc_change'])} |")
+            if fields["method"] == "distill":
+                target = cspec.target_spec(source.spec)
+                trainer = _Trainer(target, MemoryReporter(), root / f"f-scratch-{family}", "cpu",
+                                   sources)
+                scratch = trainer.train(None, target.run.epochs, "scratch").cpu().eval()
+                d = target.data
+                split = prepare(d.dataset, d.val_fraction, target.run.seed, subset=d.subset,
+                                test_fraction=d.test_fraction, sources=sources)
+                m = measure(scratch, split)
+                say(f"| {family} | same student from scratch | {s['parameters']} → "
+                    f"{m['parameters']} | | | {s['test_acc']:.4f} → {m['test_acc']:.4f} "
+                    f"| {pct(m['test_acc'] - s['test_acc'])} |")
+    say()
+
+
 def pct(x: float) -> str:
     return f"{100 * x:+.2f}"
 
@@ -92,6 +159,7 @@ def pct(x: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    parser.add_argument("--digits-only", action="store_true", help="skip Fashion-MNIST")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     started = time.perf_counter()
@@ -175,7 +243,9 @@ def main() -> None:
                 f"| {c['linear_weight_bytes_ratio']:.2f}× | {c['weight_bytes_ratio']:.2f}× "
                 f"| {s['latency_ms']:.3f} → {p['latency_ms']:.3f} | {c['latency_ms_ratio']:.2f}× "
                 f"| {pct(c['val_acc_change'])} |")
-    say()
+        say()
+        if (FASHION_DIR / "fashion-mnist").is_dir() and not args.digits_only:
+            fashion(root, say)
     say(f"Measured with torch {torch.__version__}, {THREADS} thread, latency batch 256 rows, "
         f"in {time.perf_counter() - started:.0f} s.")
     if args.out:

@@ -17,7 +17,7 @@ Then, when the Fashion-MNIST files are in the data directory ($FITBOARD_DATA_DIR
 
 Latency: median of 30 forward passes over a batch of 256 validation rows, 1 thread. Accuracy on
 digits: the validation split (the built-in digits set has no test split). Usage, from the repo
-root: ``.venv/bin/python bench/compression.py [--out FILE] [--digits-only]`` (about 6 minutes on
+root: ``.venv/bin/python bench/compression.py [--out FILE] [--digits-only]`` (about 4 minutes on
 2 shared cores).
 """
 

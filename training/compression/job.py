@@ -28,9 +28,10 @@ from training.compression.distill import teacher_loss
 from training.compression.quantize import linear_names, quantize_dynamic
 from training.compression.report import compare, measure
 from training.compression.spec import CompressionSpec
-from training.data import DataSources, PreparedData, prepare
+from training.data import DataSources, PreparedData, dataset_info, prepare
 from training.loop import RunResult, TrainLoss, resolve_device
 from training.loop import run as run_loop
+from training.models import build_model
 from training.reporter import Reporter
 from training.spec import ExperimentSpec
 
@@ -108,6 +109,9 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
     if trainer.cancelled:
         return CompressionResult("cancelled", stages=trainer.results)
     model = model.cpu().eval()
+    reporter.status("measuring the compressed model", epoch=trainer.epochs,
+                    epochs=target.run.epochs, step=trainer.steps, total_steps=trainer.steps or 1,
+                    parameters=prune.parameter_count(model))
     result_report = measure(model, data)
     report = {
         "method": spec.method,
@@ -128,6 +132,8 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
     path = workdir / "best.zip"
     checkpoints.save(path, model, target, saved_meta)
     reporter.checkpoint(path, "best", saved_meta["metrics"])
+    reporter.status("compressed", epoch=trainer.epochs, epochs=target.run.epochs,
+                    step=trainer.steps or 1, total_steps=trainer.steps or 1)
     return CompressionResult("succeeded", report, path, model, saved_meta["compression"],
                              trainer.results)
 
@@ -152,10 +158,8 @@ class _Trainer:
         workdir = self.scratch / str(len(self.results) + 1)
         reporter = StageReporter(self.reporter, label, self.steps, self.epochs,
                                  self.spec.run.epochs)
-        if model is None:
-            from training.models import build_model
-
-            info = dataset_info_of(self.spec)
+        if model is None:  # built here (as the loop would) so that its best weights load back
+            info = dataset_info(self.spec.data.dataset)
             torch.manual_seed(self.spec.run.seed)
             model = build_model(self.spec.model, info.input_shape, info.num_classes or 1)
         result = run_loop(stage, reporter, workdir, device=self.device,
@@ -169,12 +173,6 @@ class _Trainer:
         if best.is_file() and not self.cancelled:
             model.load_state_dict(_read_weights(best))
         return model
-
-
-def dataset_info_of(spec: ExperimentSpec) -> Any:
-    from training.data.catalog import dataset_info
-
-    return dataset_info(spec.data.dataset)
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from training.data.catalog import dataset_info
-from training.spec import ExperimentSpec, ModelSpec, RunSpec, SpecError, _Section
+from training.spec import ExperimentSpec, ModelSpec, SpecError, _Section
 
 METHODS = ("prune_weights", "prune_channels", "distill", "quantize_dynamic")
 # Architectures whose layers each method knows how to handle.
@@ -184,5 +184,5 @@ def split_job_spec(data: Mapping[str, Any]) -> tuple[ExperimentSpec, Compression
         CompressionSpec.from_dict(raw) if raw is not None else None)
 
 
-__all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "CompressionSpec", "RunSpec",
-           "job_spec_dict", "split_job_spec"]
+__all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "CompressionSpec", "job_spec_dict",
+           "split_job_spec"]

@@ -109,6 +109,18 @@ def test_iterative_pruning_job_reaches_the_target_and_streams_one_curve(
         "nonzero_parameters"] / 3
 
 
+def test_a_cancelled_job_stops_and_writes_no_checkpoint(mlp_source: Checkpoint,
+                                                         tmp_path: Path) -> None:
+    # given a pruning job whose reporter asks to stop after 3 steps of fine-tuning
+    spec = CompressionSpec(source=1, method="prune_weights", steps=2, finetune_epochs=2)
+    reporter = MemoryReporter(stop_after_step=3)
+    # when it runs
+    result = compress(spec, mlp_source, reporter, tmp_path)
+    # then it ends cancelled, leaving neither a checkpoint nor its scratch stages behind
+    assert result.status == "cancelled"
+    assert reporter.checkpoints == [] and list(tmp_path.iterdir()) == []
+
+
 # Channel pruning -----------------------------------------------------------------------------
 
 def test_channel_pruning_removes_channels_and_the_model_still_runs(cnn_source: Checkpoint,

@@ -140,6 +140,22 @@ def test_an_unfinished_or_failed_teacher_is_refused(owner_client, make_experimen
     assert not Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).exists()
 
 
+def test_a_compression_job_opens_in_diagnostics_and_clones_as_a_training_run(
+        owner_client, make_experiment):
+    # given a finished distillation job, whose spec also holds the job under "compression"
+    from training.compression.spec import CompressionSpec, job_spec_dict
+
+    source = make_experiment(status=Experiment.Status.SUCCEEDED)
+    job = make_experiment(status=Experiment.Status.SUCCEEDED, kind=Experiment.Kind.COMPRESS,
+                          parent=source, spec=job_spec_dict(
+                              CompressionSpec(source=source.pk, method="distill"),
+                              source.experiment_spec))
+    # when its diagnostics and clone pages are opened, then both work on the student's spec
+    assert owner_client.get(reverse("experiment-diagnostics", args=[job.pk])).status_code == 200
+    page = owner_client.get(reverse("experiment-new") + f"?from={job.pk}").content.decode()
+    assert 'value="mlp" selected' in page
+
+
 def test_another_users_run_cannot_be_compressed(stranger_client, make_experiment):
     # given someone else's finished run
     source = make_experiment(status=Experiment.Status.SUCCEEDED)

@@ -8,10 +8,11 @@ INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 
 .PHONY: run test lint typecheck bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(INSTALL) --upgrade pip
 	$(INSTALL) -r requirements-dev.txt
+	$(INSTALL) --no-deps -r requirements-nodeps.txt
 	touch $@
 
 run: $(VENV)/.installed

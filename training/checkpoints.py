@@ -2,7 +2,10 @@
 
 An archive is a zip holding ``model.safetensors``, ``spec.json`` (the full spec, label names,
 normalisation statistics, metrics, library versions) and a ``README.md`` with the lines that load
-it back. It is written atomically: a temporary file in the same folder, fsync, then rename.
+it back. Text models add their tokenizer's files under ``tokenizer/`` (a JSON vocabulary, or a
+pretrained model's tokenizer files) and pretrained models their configuration as
+``pretrained/config.json``, so a checkpoint loads without the hub. It is written atomically: a
+temporary file in the same folder, fsync, then rename.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import platform
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,8 @@ from torch import nn
 
 from training.data.catalog import DatasetInfo, is_upload, remember
 from training.data.loading import Normalisation
-from training.models import build_model
+from training.data.text import Tokenizer, load_tokenizer
+from training.models import build_model, feed
 from training.spec import ExperimentSpec
 
 FORMAT = "fitboard-checkpoint/1"
@@ -40,7 +44,7 @@ engine (no pickle involved):
 from training.checkpoints import load
 
 checkpoint = load("{name}")
-outputs = checkpoint.predict(raw_inputs)  # float tensor shaped (N, {shape}), not normalised
+outputs = checkpoint.predict(raw_inputs)  # {inputs}
 ```
 
 `checkpoint.model` is a plain `torch.nn.Module`; `checkpoint.spec` the experiment spec;
@@ -68,16 +72,23 @@ class Checkpoint:
     model: nn.Module
     spec: ExperimentSpec
     meta: dict[str, Any]
+    tokenizer: Tokenizer | None = None  # text models
 
     @property
     def normalisation(self) -> Normalisation:
         return Normalisation.from_dict(self.meta["normalisation"])
 
     @torch.no_grad()
-    def predict(self, raw_inputs: torch.Tensor) -> torch.Tensor:
-        """Model outputs for un-normalised inputs: class logits, or regression values in the
-        target's own units."""
+    def predict(self, raw_inputs: torch.Tensor | Sequence[str]) -> torch.Tensor:
+        """Model outputs for un-normalised inputs (or a list of texts, for a text model): class
+        logits, or regression values in the target's own units."""
         device = next(self.model.parameters()).device
+        if self.tokenizer is not None:
+            if isinstance(raw_inputs, torch.Tensor | str):
+                raise TypeError("a text model predicts from a list of texts")
+            return feed(self.model, self.tokenizer.encode(list(raw_inputs)).to(device))
+        if not isinstance(raw_inputs, torch.Tensor):
+            raise TypeError("this model predicts from a tensor of raw inputs")
         out = self.model(self.normalisation.apply(raw_inputs.float().to(device)))
         if self.meta["task"] == "regression":
             out = out * self.meta["target_std"] + self.meta["target_mean"]
@@ -89,10 +100,21 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
+def model_files(model: nn.Module, tokenizer: Tokenizer | None) -> dict[str, bytes]:
+    """The archive members besides the weights that a model needs to be rebuilt and used: its
+    tokenizer's files and a pretrained model's configuration."""
+    files = {f"tokenizer/{name}": data
+             for name, data in (tokenizer.files() if tokenizer else {}).items()}
+    config = getattr(model, "config_dict", None)
+    if callable(config):
+        files["pretrained/config.json"] = json.dumps(config(), indent=2, sort_keys=True).encode()
+    return files
+
+
 def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: ExperimentSpec,
-         meta: Mapping[str, Any]) -> str:
-    """Write a checkpoint archive of a model (or a ``snapshot`` of one) atomically; returns its
-    sha256 hex digest."""
+         meta: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> str:
+    """Write a checkpoint archive of a model (or a ``snapshot`` of one) atomically, with the
+    ``files`` of ``model_files()``; returns its sha256 hex digest."""
     if isinstance(weights, nn.Module):
         weights = snapshot(weights)
     state = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
@@ -106,8 +128,12 @@ def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: Expe
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("model.safetensors", save_safetensors(state))
         archive.writestr("spec.json", json.dumps(document, indent=2, sort_keys=True))
+        for name, content in (files or {}).items():
+            archive.writestr(name, content)
         shape = ", ".join(str(s) for s in meta.get("input_shape", []))
-        archive.writestr("README.md", README.format(name=path.name, shape=shape))
+        inputs = (f"float tensor shaped (N, {shape}), not normalised" if shape
+                  else "a list of texts")
+        archive.writestr("README.md", README.format(name=path.name, inputs=inputs))
     data = buffer.getvalue()
     _write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -145,6 +171,8 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             document = json.loads(archive.read("spec.json"))
             state = load_safetensors(archive.read("model.safetensors"))
+            members = {name: archive.read(name) for name in archive.namelist()
+                       if name.startswith(("tokenizer/", "pretrained/"))}
         found = document.get("format") if isinstance(document, dict) else None
         if found != FORMAT:
             raise CheckpointError(f"{path}: unknown checkpoint format {found!r}")
@@ -154,7 +182,13 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
             remember(DatasetInfo.from_dict(document["dataset_info"]))
         spec = ExperimentSpec.from_dict(document["spec"])
         outputs = document["num_classes"] or 1
-        model = build_model(spec.model, tuple(document["input_shape"]), outputs)
+        tokenizer_files = {name.removeprefix("tokenizer/"): content
+                           for name, content in members.items() if name.startswith("tokenizer/")}
+        tokenizer = load_tokenizer(spec.model, tokenizer_files) if tokenizer_files else None
+        config = members.get("pretrained/config.json")
+        model = build_model(spec.model, tuple(document["input_shape"]), outputs,
+                            vocab_size=tokenizer.vocab_size if tokenizer else 0,
+                            pretrained_config=json.loads(config) if config else None)
         if document.get("compression"):  # pruned channels or int8 layers: see the record
             from training.compression.structure import restore
 
@@ -165,7 +199,7 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
     except Exception as exc:  # noqa: BLE001 - any malformed part means "not a checkpoint"
         raise CheckpointError(f"{path}: not a valid Fitboard checkpoint ({exc})") from exc
     model.to(device).eval()
-    return Checkpoint(model=model, spec=spec, meta=document)
+    return Checkpoint(model=model, spec=spec, meta=document, tokenizer=tokenizer)
 
 
 def dataset_meta(info: DatasetInfo) -> dict[str, Any]:

@@ -102,6 +102,8 @@ MAX_MLP_WIDTH = 4096  # a larger model doubles widths up to here, then adds a la
 MAX_CNN_WIDTH = 1024  # the spec's own limit on CNN width
 MAX_MLP_LAYERS = 16  # the spec's limit on hidden layers
 MAX_CNN_BLOCKS = 6  # the spec's limit on CNN blocks
+MAX_TEXT_WIDTH = 4096  # the spec's limit on RNN hidden size and Transformer width
+MAX_TEXT_LAYERS = 24  # the spec's limit on RNN / Transformer layers
 LR_UP = 3.0  # a higher learning rate: ×3, about half a decade per remedy
 LR_MAX = 1.0  # no remedy proposes a learning rate above this
 LR_DOWN = 10.0  # a diverging run needs a decade less, not a nudge
@@ -802,6 +804,8 @@ def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
     """Halve (``smaller``) or double the widths; a larger model whose widths are at their limit
     gets another layer or block instead."""
     model = spec.model
+    if model.arch in ("lstm", "gru", "transformer", "pretrained"):
+        return _resize_text_model(spec, smaller)
     if model.arch == "mlp":
         sizes = [max(MIN_WIDTH, s // 2) if smaller else min(MAX_MLP_WIDTH, s * 2)
                  for s in model.hidden_sizes]
@@ -815,6 +819,41 @@ def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
         if not smaller and width == model.width and model.blocks < MAX_CNN_BLOCKS:
             change = {"blocks": model.blocks + 1}
         shape = ", ".join(f"{name} {value}" for name, value in change.items())
+    if smaller:
+        return Remedy("smaller_model", f"Use a smaller model ({shape})",
+                      "A model with fewer parameters has less room to memorise the training "
+                      "set.", {"model": change})
+    return Remedy("larger_model", f"Use a larger model ({shape})",
+                  "A bigger network can represent more complex functions; one too small for "
+                  "the data plateaus at a high loss.", {"model": change})
+
+
+def _resize_text_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
+    """Text models: halve or double the recurrent hidden size or the Transformer width (keeping
+    it divisible by the heads); a pretrained model cannot change size, so freezing its encoder
+    is the smaller model and full fine-tuning the larger."""
+    model = spec.model
+    change: dict[str, Any]
+    if model.arch == "pretrained":
+        change = {"freeze_encoder": smaller}
+        what = "train only the classifier head" if smaller else "fine-tune every layer"
+        if smaller:
+            return Remedy("smaller_model", f"Freeze the encoder ({what})",
+                          "Training only the new head leaves the pretrained encoder as it is, "
+                          "with far fewer weights free to memorise the training set.",
+                          {"model": change})
+        return Remedy("larger_model", f"Fine-tune the whole model ({what})",
+                      "A frozen encoder limits the model to features learned for other tasks; "
+                      "fine-tuning adapts them to this one.", {"model": change})
+    field = "hidden_size" if model.arch in ("lstm", "gru") else "embed_dim"
+    size = getattr(model, field)
+    new = max(MIN_WIDTH, size // 2) if smaller else min(MAX_TEXT_WIDTH, size * 2)
+    if field == "embed_dim" and new % model.heads:
+        new = size
+    change = {field: new}
+    if not smaller and new == size and model.layers < MAX_TEXT_LAYERS:
+        change = {"layers": model.layers + 1}
+    shape = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in change.items())
     if smaller:
         return Remedy("smaller_model", f"Use a smaller model ({shape})",
                       "A model with fewer parameters has less room to memorise the training "

@@ -16,8 +16,9 @@ from torch import nn
 from training import checkpoints
 from training.data import DataSources, PreparedData, prepare
 from training.data.augment import Augmentation
+from training.data.text import Tokens, tokenizer_for
 from training.diagnostics import diagnose, task_info
-from training.models import build_model
+from training.models import build_model, feed
 from training.optimization import (
     LRSchedule,
     autocast,
@@ -38,7 +39,7 @@ CHECKPOINT_INTERVAL = 30.0
 
 
 # A training loss other than the spec's: (outputs, targets, inputs) -> scalar loss.
-TrainLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+TrainLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | Tokens], torch.Tensor]
 
 
 class TrainingError(RuntimeError):
@@ -83,8 +84,9 @@ def primary_metric(task: str) -> tuple[str, str]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             data: PreparedData, precision: torch.dtype | None = None) -> dict[str, float]:
+def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor | Tokens,
+             y: torch.Tensor, data: PreparedData,
+             precision: torch.dtype | None = None) -> dict[str, float]:
     """Loss and accuracy (classification) or RMSE/MAE in target units (regression), with
     forward passes autocast to ``precision`` when given."""
     model.eval()
@@ -92,7 +94,7 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
         with autocast(x.device, precision):
-            out = model(xb)
+            out = feed(model, xb)
         out = out.float()
         total_loss += loss_fn(out, yb).item() * len(xb)
         if data.info.task == "classification":
@@ -122,8 +124,10 @@ class CheckpointWriter:
     file to the reporter after it is on disk."""
 
     def __init__(self, workdir: Path, spec: ExperimentSpec, meta: Mapping[str, Any],
-                 reporter: Reporter, interval: float) -> None:
+                 reporter: Reporter, interval: float,
+                 files: Mapping[str, bytes] | None = None) -> None:
         self.workdir, self.spec, self.meta = workdir, spec, meta
+        self.files = dict(files or {})  # extra archive members: tokenizer, pretrained config
         self.reporter, self.interval = reporter, interval
         self.pending: dict[str, tuple[Mapping[str, torch.Tensor], dict[str, Any]]] = {}
         self.written_at = time.monotonic()
@@ -144,7 +148,7 @@ class CheckpointWriter:
         for tag in sorted(self.pending, key=("best", "last").index):
             weights, info = self.pending.pop(tag)
             path = self.workdir / f"{tag}.zip"
-            checkpoints.save(path, weights, self.spec, info)
+            checkpoints.save(path, weights, self.spec, info, self.files)
             self.reporter.checkpoint(path, tag, info["metrics"])
         self.written_at = time.monotonic()
 
@@ -197,13 +201,16 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     target = resolve_device(device or spec.run.device)
     d = spec.data
     data = prepare(d.dataset, d.val_fraction, spec.run.seed, subset=d.subset,
-                   test_fraction=d.test_fraction, sources=sources)
+                   test_fraction=d.test_fraction, sources=sources,
+                   tokenizer=tokenizer_for(spec.model))
     augment = augmentation(spec)
     augment_rng = torch.Generator(device=target).manual_seed(spec.run.seed)
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)
     x_val, y_val = data.x_val.to(target), data.y_val.to(target)
     if model is None:
-        model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1)
+        vocab_size = data.tokenizer.vocab_size if data.tokenizer else 0
+        model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1,
+                            vocab_size=vocab_size)
     model = model.to(target)
     loss_fn = make_loss(spec, y_train, data.info.num_classes)
     optimizer = make_optimizer(spec, model.parameters())
@@ -240,7 +247,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         **(meta or {}),
     }
 
-    writer = CheckpointWriter(workdir, spec, checkpoint_meta, reporter, checkpoint_interval)
+    writer = CheckpointWriter(workdir, spec, checkpoint_meta, reporter, checkpoint_interval,
+                              checkpoints.model_files(model, data.tokenizer))
     reporter.status("running", epoch=0, epochs=spec.run.epochs, step=0, total_steps=total_steps,
                     device=str(target), parameters=sum(p.numel() for p in model.parameters()),
                     precision=str(precision or torch.float32).removeprefix("torch."),
@@ -274,10 +282,10 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                 for start, end in group:
                     index = order[start:end]
                     xb, yb = x_train[index], y_train[index]
-                    if augment.active:
+                    if augment.active and isinstance(xb, torch.Tensor):  # images only
                         xb = augment(xb, augment_rng)
                     with mixed:
-                        out = forward(xb)
+                        out = feed(forward, xb)
                     # Losses in float32 whatever the forward pass ran in (a no-op without
                     # autocast): not every loss is on autocast's float32 list.
                     loss = (loss_fn(out.float(), yb) if train_loss is None

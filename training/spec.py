@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -175,16 +176,32 @@ class ModelSpec(_Section):
     """The network. ``arch`` picks the family; the other fields apply where they make sense."""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {
-        "arch": ("mlp", "cnn"),
+        "arch": ("mlp", "cnn", "resnet", "lstm", "gru", "transformer", "pretrained"),
         "activation": ("relu", "gelu", "tanh"),
+        "positional": ("learned", "sinusoidal"),
     }
     arch: str = "cnn"
     hidden_sizes: tuple[int, ...] = (128,)  # MLP hidden layer widths, input to output
     activation: str = "relu"
-    width: int = 32  # CNN channels in the first block; doubled per block
-    blocks: int = 2  # CNN convolution blocks
-    batch_norm: bool = True  # CNN: BatchNorm2d after each convolution
-    dropout: float = 0.0  # probability, before the classifier head
+    width: int = 32  # CNN channels in the first block, ResNet in the first stage; doubled per block
+    blocks: int = 2  # CNN convolution blocks; ResNet stages (each after the first halves the size)
+    depth: int = 2  # ResNet residual blocks per stage (two 3×3 convolutions each)
+    batch_norm: bool = True  # CNN and ResNet: BatchNorm2d after each convolution
+    dropout: float = 0.0  # probability, before the classifier head (and between RNN layers)
+    # Text models (LSTM, GRU, Transformer from scratch) read ids from a word vocabulary built
+    # from the training split; a pretrained model uses its own tokenizer.
+    max_length: int = 64  # tokens per text; longer texts are cut
+    vocab_size: int = 20000  # words kept in the vocabulary, most frequent first (with <pad>, <unk>)
+    min_freq: int = 2  # a word must occur this often in the training split to get its own id
+    embed_dim: int = 128  # LSTM/GRU embedding size; Transformer model width
+    hidden_size: int = 128  # LSTM/GRU hidden units per direction
+    layers: int = 1  # LSTM/GRU/Transformer stacked layers
+    bidirectional: bool = True  # LSTM/GRU: read the text in both directions
+    heads: int = 4  # Transformer attention heads; must divide embed_dim
+    positional: str = "learned"  # Transformer position embedding: learned or sinusoidal (fixed)
+    # Hugging Face AutoModelForSequenceClassification: a hub name or a local directory.
+    pretrained: str = "sentence-transformers/all-MiniLM-L6-v2"
+    freeze_encoder: bool = False  # pretrained: train only the new classifier head
 
     def problems(self) -> dict[str, str]:
         errors = {}
@@ -194,9 +211,36 @@ class ModelSpec(_Section):
             errors["width"] = "must be between 1 and 1024"
         if not 1 <= self.blocks <= 6:
             errors["blocks"] = "must be between 1 and 6"
+        if not 1 <= self.depth <= 32:
+            errors["depth"] = "must be between 1 and 32"
         if any(s > 65536 for s in self.hidden_sizes) or len(self.hidden_sizes) > 16:
             errors["hidden_sizes"] = "at most 16 layers of at most 65536 units"
+        if not 1 <= self.max_length <= 4096:
+            errors["max_length"] = "must be between 1 and 4096 tokens"
+        if not 3 <= self.vocab_size <= 1_000_000:
+            errors["vocab_size"] = "must be between 3 and 1,000,000 words"
+        if not 1 <= self.min_freq <= 1_000_000:
+            errors["min_freq"] = "must be at least 1"
+        if not 1 <= self.embed_dim <= 4096:
+            errors["embed_dim"] = "must be between 1 and 4096"
+        if not 1 <= self.hidden_size <= 4096:
+            errors["hidden_size"] = "must be between 1 and 4096"
+        if not 1 <= self.layers <= 24:
+            errors["layers"] = "must be between 1 and 24"
+        if not 1 <= self.heads <= 64:
+            errors["heads"] = "must be between 1 and 64"
+        elif self.arch == "transformer" and self.embed_dim % self.heads:
+            errors["heads"] = f"must divide the embedding size ({self.embed_dim})"
+        if self.arch == "pretrained" and not _PRETRAINED_NAME.fullmatch(self.pretrained):
+            errors["pretrained"] = (
+                "a Hugging Face hub name (owner/model) or a local directory holding the model"
+            )
         return errors
+
+
+# A hub id ("bert-base-uncased", "owner/name") or an absolute / home-relative directory. The
+# engine checks that a directory holds a model when it loads it.
+_PRETRAINED_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?|[/~][^\x00]*")
 
 
 @dataclass(frozen=True)
@@ -403,10 +447,8 @@ class ExperimentSpec:
         """Refuse combinations that cannot train, each error on the field that must change."""
         info = info or dataset_info(self.data.dataset)
         errors: dict[str, str] = {}
-        if self.model.arch == "cnn" and info.modality != "image":
-            errors["model.arch"] = f"a CNN needs image data; {info.name} is {info.modality}"
-        elif self.model.arch == "mlp" and info.modality == "text":
-            errors["model.arch"] = f"an MLP needs numeric features; {info.name} is text"
+        if (problem := _arch_problem(self.model.arch, info)) is not None:
+            errors["model.arch"] = problem
         if info.task == "classification" and self.optim.loss != "cross_entropy":
             errors["optim.loss"] = f"{info.name} is a classification task: use cross-entropy"
         if info.task == "regression" and self.optim.loss == "cross_entropy":
@@ -428,7 +470,8 @@ class ExperimentSpec:
             errors["run.batch_size"] = (
                 f"larger than the training split ({train_rows} rows of {info.name})"
             )
-        elif self.model.arch == "cnn" and self.model.batch_norm and self.run.batch_size < 2:
+        elif (self.model.arch in ("cnn", "resnet") and self.model.batch_norm
+              and self.run.batch_size < 2):
             errors["run.batch_size"] = "batch normalization needs at least 2 rows per batch"
         else:
             errors.update(self._schedule_problems(train_rows))
@@ -474,3 +517,27 @@ class ExperimentSpec:
         if s.kind == "cosine" and s.min_lr >= self.optim.lr:
             errors["schedule.min_lr"] = "must be below the learning rate it anneals from"
         return errors
+
+
+# Which input modality each architecture reads.
+ARCH_MODALITIES: dict[str, tuple[str, ...]] = {
+    "mlp": ("image", "tabular"),
+    "cnn": ("image",),
+    "resnet": ("image",),
+    "lstm": ("text",),
+    "gru": ("text",),
+    "transformer": ("text",),
+    "pretrained": ("text",),
+}
+ARCH_TITLES = {"mlp": "an MLP", "cnn": "a CNN", "resnet": "a ResNet", "lstm": "an LSTM",
+               "gru": "a GRU", "transformer": "a Transformer",
+               "pretrained": "a pretrained text model"}
+
+
+def _arch_problem(arch: str, info: DatasetInfo) -> str | None:
+    """Why ``arch`` cannot read ``info``'s inputs, or None when it can."""
+    modalities = ARCH_MODALITIES.get(arch, ())
+    if info.modality in modalities:
+        return None
+    return (f"{ARCH_TITLES.get(arch, arch)} needs {' or '.join(modalities)} data; "
+            f"{info.name} is {info.modality}")

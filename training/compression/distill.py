@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.data.text import Tokens
+from training.models import feed
+
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                       labels: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
@@ -26,16 +29,17 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 def teacher_loss(teacher: nn.Module, temperature: float, alpha: float
-                 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+                 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | Tokens], torch.Tensor]:
     """A training-loop loss ``(student outputs, labels, inputs) -> loss`` that asks the frozen
     teacher about the very inputs the student saw (augmented ones too)."""
     teacher.eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
 
-    def loss(out: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def loss(out: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | Tokens
+             ) -> torch.Tensor:
         with torch.no_grad():
-            teacher_logits = teacher(inputs)
+            teacher_logits = feed(teacher, inputs)
         return distillation_loss(out, teacher_logits, labels, temperature, alpha)
 
     return loss

@@ -204,7 +204,10 @@ def _prune_weights(spec: CompressionSpec, source: nn.Module, data: PreparedData,
 def _prune_channels(spec: CompressionSpec, source: nn.Module, data: PreparedData,
                     trainer: _Trainer) -> tuple[nn.Module, dict[str, Any]]:
     model = copy.deepcopy(source).cpu()
-    pruner = prune.ChannelPruner(model, data.x_train[:2], spec.sparsity, spec.steps, spec.scope)
+    example = data.x_train[:2]
+    if not isinstance(example, torch.Tensor):
+        raise TypeError("channel pruning reads image or tabular inputs (see check_source)")
+    pruner = prune.ChannelPruner(model, example, spec.sparsity, spec.steps, spec.scope)
     for step in range(1, spec.steps + 1):
         pruner.step()
         if spec.finetune_epochs:

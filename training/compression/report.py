@@ -77,6 +77,8 @@ def measure(model: nn.Module, data: PreparedData) -> dict[str, Any]:
     """Parameters (total, non-zero), weight bytes, CPU latency per batch and accuracy."""
     metrics = split_metrics(model, data)
     batch = data.x_val[:LATENCY_BATCH]
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError("compression measures image and tabular models (see check_source)")
     return {
         "parameters": parameter_count(model),
         "nonzero_parameters": nonzero_count(model),

@@ -98,7 +98,11 @@ class CompressionSpec(_Section):
         info = dataset_info(source.data.dataset)
         errors: dict[str, str] = {}
         arch = source.model.arch
-        if "quantize_dynamic" in applied and self.method != "distill":
+        if info.modality == "text":
+            # A text model's tokenizer lives in its checkpoint; the compression job does not
+            # carry it over to the model it builds yet.
+            errors["method"] = f"compression covers image and tabular models; {info.name} is text"
+        elif "quantize_dynamic" in applied and self.method != "distill":
             errors["method"] = ("the source is quantized to int8 and cannot be trained further; "
                                 "prune or distill before quantizing")
         elif self.method == "prune_channels" and arch not in CHANNEL_PRUNABLE:

@@ -22,7 +22,7 @@ class DatasetInfo:
     task: str  # "classification" or "regression"
     modality: str  # "image", "tabular" or "text"
     rows: int  # for a set with its own test file, the rows of its training file
-    input_shape: tuple[int, ...]  # one example, channels first for images
+    input_shape: tuple[int, ...]  # one example, channels first for images; () for text
     num_classes: int  # 0 for regression
     test_rows: int = 0  # rows of the set's own test file (MNIST's 10,000); 0 = none
 
@@ -85,6 +85,12 @@ CATALOG: dict[str, DatasetInfo] = {
                     60000, (1, 28, 28), 10, test_rows=10000),
         DatasetInfo("fashion_mnist", "Fashion-MNIST (clothing, 28×28)", "classification",
                     "image", 60000, (1, 28, 28), 10, test_rows=10000),
+        # Text classification, read from FITBOARD_DATA_DIR (training.data.text). SST-2's dev.tsv
+        # (872 sentences) is its test split.
+        DatasetInfo("sst2", "SST-2 movie-review sentiment (text, 67,349 phrases)",
+                    "classification", "text", 67349, (), 2, test_rows=872),
+        DatasetInfo("imdb_sentences", "IMDb review sentences (UCI, text, 1,000)",
+                    "classification", "text", 1000, (), 2),
     )
 }
 

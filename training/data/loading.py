@@ -17,6 +17,7 @@ from training.data.catalog import (
     is_upload,
     validation_rows,
 )
+from training.data.text import Tokenizer, TokenizerFactory, Tokens
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,13 @@ class Normalisation:
 
 @dataclass
 class PreparedData:
-    """Normalised train, validation (and test) tensors plus what a checkpoint must remember."""
+    """Normalised train, validation (and test) tensors, or token ids and masks for text, plus
+    what a checkpoint must remember."""
 
     info: DatasetInfo
-    x_train: torch.Tensor
+    x_train: torch.Tensor | Tokens
     y_train: torch.Tensor
-    x_val: torch.Tensor
+    x_val: torch.Tensor | Tokens
     y_val: torch.Tensor
     label_names: list[str]
     normalisation: Normalisation
@@ -79,8 +81,9 @@ class PreparedData:
     target_mean: float = 0.0
     target_std: float = 1.0
     # The test split, evaluated once at the end; None when the spec asks for none.
-    x_test: torch.Tensor | None = None
+    x_test: torch.Tensor | Tokens | None = None
     y_test: torch.Tensor | None = None
+    tokenizer: Tokenizer | None = None  # text only: built from the training split
 
 
 @dataclass
@@ -136,6 +139,13 @@ def load_raw(name: str, sources: DataSources | None = None) -> RawData:
                                             sources.base_urls.get(name))
         labels = list(FASHION_LABELS) if name == "fashion_mnist" else [str(d) for d in range(10)]
         return RawData(dataset_info(name), x, y, labels, x_test, y_test)
+    if name in ("sst2", "imdb_sentences"):
+        from training.data.text import LABEL_NAMES, load_text_rows
+
+        rows = load_text_rows(name, sources.directory())
+        test = np.array(rows.test_texts, dtype=object) if rows.test_texts else None
+        return RawData(dataset_info(name), np.array(rows.texts, dtype=object), rows.labels,
+                       list(LABEL_NAMES), test, rows.test_labels if test is not None else None)
     return _load_sklearn(name)
 
 
@@ -198,14 +208,17 @@ def _impute(strategy: str, train: np.ndarray, *others: np.ndarray) -> list[np.nd
 
 
 def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
-            test_fraction: float = 0.0, sources: DataSources | None = None) -> PreparedData:
+            test_fraction: float = 0.0, sources: DataSources | None = None,
+            tokenizer: TokenizerFactory | None = None) -> PreparedData:
     """Load, split and normalise a dataset, reproducibly for a given seed. ``subset`` draws that
     many rows first (0 = all); ``test_fraction`` holds rows out for the final test (a set with
-    its own test file uses that instead). See ``split_three``."""
+    its own test file uses that instead). See ``split_three``. Texts become token ids by a
+    tokenizer that ``tokenizer`` builds from the training split (default: a word vocabulary
+    with the ModelSpec defaults)."""
     raw = load_raw(dataset, sources)
     info = raw.info
     if info.modality == "text":
-        raise ValueError(f"{dataset} is a text dataset: it is read by the text models")
+        return _prepare_text(raw, val_fraction, seed, subset, test_fraction, tokenizer)
     classification = info.task == "classification"
     labels = raw.y if classification else None
     official = raw.x_test is not None
@@ -254,4 +267,40 @@ def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
         target_std=target_std,
         x_test=norm.apply(torch.from_numpy(x_test)) if has_test else None,
         y_test=targets(y_test) if has_test else None,
+    )
+
+
+def _prepare_text(raw: RawData, val_fraction: float, seed: int, subset: int,
+                  test_fraction: float, tokenizer: TokenizerFactory | None) -> PreparedData:
+    """Split texts like any set, build the tokenizer from the training texts only (validation
+    and test words stay unknown, as new text would be), and encode every split."""
+    if tokenizer is None:
+        from training.data.text import tokenizer_for
+        from training.spec import ModelSpec
+
+        tokenizer = tokenizer_for(ModelSpec(arch="lstm"))
+    labels = np.asarray(raw.y, dtype=np.int64)
+    official = raw.x_test is not None
+    train_idx, val_idx, test_idx = split_three(
+        len(raw.x), labels, seed, val_fraction, subset, 0.0 if official else test_fraction)
+    texts = [str(t) for t in raw.x]
+    train_texts = [texts[i] for i in train_idx]
+    built = tokenizer(train_texts)
+    if official:
+        assert raw.x_test is not None and raw.y_test is not None
+        test_texts, y_test = [str(t) for t in raw.x_test], np.asarray(raw.y_test, np.int64)
+    else:
+        test_texts, y_test = [texts[i] for i in test_idx], labels[test_idx]
+    y = torch.from_numpy(labels)
+    return PreparedData(
+        info=raw.info,
+        x_train=built.encode(train_texts),
+        y_train=y[train_idx],
+        x_val=built.encode([texts[i] for i in val_idx]),
+        y_val=y[val_idx],
+        label_names=raw.label_names,
+        normalisation=Normalisation(mean=[], std=[]),  # token ids are not normalised
+        x_test=built.encode(test_texts) if test_texts else None,
+        y_test=torch.from_numpy(y_test) if test_texts else None,
+        tokenizer=built,
     )

@@ -24,8 +24,20 @@ FIELD_PATHS = {
     "hidden_sizes": "model.hidden_sizes",
     "width": "model.width",
     "blocks": "model.blocks",
+    "depth": "model.depth",
     "batch_norm": "model.batch_norm",
     "dropout": "model.dropout",
+    "embed_dim": "model.embed_dim",
+    "hidden_size": "model.hidden_size",
+    "layers": "model.layers",
+    "bidirectional": "model.bidirectional",
+    "heads": "model.heads",
+    "positional": "model.positional",
+    "pretrained": "model.pretrained",
+    "freeze_encoder": "model.freeze_encoder",
+    "max_length": "model.max_length",
+    "vocab_size": "model.vocab_size",
+    "min_freq": "model.min_freq",
     "loss": "optim.loss",
     "optimizer": "optim.optimizer",
     "lr": "optim.lr",
@@ -60,7 +72,10 @@ FIELD_PATHS = {
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
 
 LABELS = {
-    "arch": {"mlp": "MLP", "cnn": "CNN"},
+    "arch": {"mlp": "MLP", "cnn": "CNN", "resnet": "ResNet", "lstm": "LSTM", "gru": "GRU",
+             "transformer": "Transformer (from scratch)",
+             "pretrained": "Pretrained (Hugging Face)"},
+    "positional": {"learned": "Learned", "sinusoidal": "Sinusoidal (fixed)"},
     "loss": {"cross_entropy": "Cross-entropy (classification)", "mse": "MSE (regression)",
              "mae": "MAE / L1 (regression)", "huber": "Huber (regression)"},
     "optimizer": {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)",
@@ -92,13 +107,38 @@ def spec_initial(spec: ExperimentSpec) -> dict[str, Any]:
     return initial
 
 
+# The architectures each model field applies to (fields not listed apply to all); the page's
+# script shows only the relevant ones.
+ARCH_FIELDS = {
+    "hidden_sizes": ["mlp"],
+    "width": ["cnn", "resnet"],
+    "blocks": ["cnn", "resnet"],
+    "depth": ["resnet"],
+    "batch_norm": ["cnn", "resnet"],
+    "embed_dim": ["lstm", "gru", "transformer"],
+    "hidden_size": ["lstm", "gru"],
+    "layers": ["lstm", "gru", "transformer"],
+    "bidirectional": ["lstm", "gru"],
+    "heads": ["transformer"],
+    "positional": ["transformer"],
+    "pretrained": ["pretrained"],
+    "freeze_encoder": ["pretrained"],
+    "max_length": ["lstm", "gru", "transformer", "pretrained"],
+    "vocab_size": ["lstm", "gru", "transformer"],
+    "min_freq": ["lstm", "gru", "transformer"],
+}
+
+
 # How the form is laid out: a legend per group of fields.
 FIELDSETS = [
     ("Experiment", ["name", "project"]),
     ("Data", ["dataset", "val_fraction", "test_fraction", "subset"]),
     ("Augmentation (images, training batches only)",
      ["augment_crop", "augment_flip", "augment_rotation", "augment_noise"]),
-    ("Model", ["arch", "hidden_sizes", "width", "blocks", "batch_norm", "dropout"]),
+    ("Model", ["arch", "hidden_sizes", "width", "blocks", "depth", "batch_norm", "embed_dim",
+               "hidden_size", "layers", "bidirectional", "heads", "positional", "pretrained",
+               "freeze_encoder", "dropout"]),
+    ("Text input", ["max_length", "vocab_size", "min_freq"]),
     ("Loss and optimizer", ["loss", "optimizer", "lr", "momentum", "weight_decay"]),
     ("Loss and optimizer options", ["nesterov", "label_smoothing", "class_weights",
                                     "huber_delta"]),
@@ -157,9 +197,27 @@ class ExperimentForm(forms.Form):
     augment_noise = forms.FloatField(label="Gaussian noise", help_text="std; 0 = off")
     arch = forms.ChoiceField(label="Model", choices=_choices("arch", ModelSpec.choices["arch"]))
     hidden_sizes = forms.CharField(label="MLP hidden sizes", help_text="e.g. 256, 128")
-    width = forms.IntegerField(label="CNN width", help_text="channels of the first block")
-    blocks = forms.IntegerField(label="CNN blocks")
-    batch_norm = forms.BooleanField(label="Batch normalization (CNN)", required=False)
+    width = forms.IntegerField(label="Width", help_text="channels of the first block or stage")
+    blocks = forms.IntegerField(label="Blocks / stages",
+                                help_text="CNN blocks, or ResNet stages; each halves the size")
+    depth = forms.IntegerField(label="ResNet depth", help_text="residual blocks per stage")
+    batch_norm = forms.BooleanField(label="Batch normalization", required=False)
+    embed_dim = forms.IntegerField(label="Embedding size",
+                                   help_text="Transformer: the model width")
+    hidden_size = forms.IntegerField(label="Hidden size", help_text="units per direction")
+    layers = forms.IntegerField(label="Layers")
+    bidirectional = forms.BooleanField(required=False)
+    heads = forms.IntegerField(label="Attention heads", help_text="must divide the embedding size")
+    positional = forms.ChoiceField(label="Position embedding",
+                                   choices=_choices("positional", ModelSpec.choices["positional"]))
+    pretrained = forms.CharField(label="Pretrained model",
+                                 help_text="Hugging Face hub name or a local model directory")
+    freeze_encoder = forms.BooleanField(label="Freeze the encoder", required=False,
+                                        help_text="train only the new classifier head")
+    max_length = forms.IntegerField(label="Max length", help_text="tokens per text")
+    vocab_size = forms.IntegerField(label="Vocabulary size", help_text="most frequent words kept")
+    min_freq = forms.IntegerField(label="Min word frequency",
+                                  help_text="rarer words become <unk>")
     dropout = forms.FloatField(help_text="probability before the output layer, in [0, 1)")
     loss = forms.ChoiceField(choices=_choices("loss", OptimSpec.choices["loss"]))
     optimizer = forms.ChoiceField(choices=_choices("optimizer", OptimSpec.choices["optimizer"]))

@@ -13,15 +13,16 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from training.data.catalog import dataset_info
+from training.recipes import RECIPES, available_recipes
 from training.spec import ExperimentSpec
 from webapp.experiments import actions, compression, diagnosis, events, metric_store
-from webapp.experiments.forms import ExperimentForm, RemedyForm, spec_initial
+from webapp.experiments.forms import ARCH_FIELDS, ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project
 
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
     """"Train on it" from a dataset page: that dataset, its project, and a model family that
-    fits it (a CNN on images, else an MLP)."""
+    fits it (a CNN on images, an LSTM on text, else an MLP)."""
     from webapp.datasets.models import Dataset, upload_id
 
     name = request.GET.get("dataset", "")
@@ -29,7 +30,7 @@ def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
     dataset = Dataset.objects.visible_to(request.user).filter(pk=pk).first() if pk else None
     if dataset is None:
         return {}
-    arch = "cnn" if dataset.info.get("modality") == "image" else "mlp"
+    arch = {"image": "cnn", "text": "lstm"}.get(dataset.info.get("modality", ""), "mlp")
     return {"dataset": name, "arch": arch, "project": dataset.project,
             "name": f"{dataset.name}-{arch}"}
 
@@ -67,9 +68,15 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             spec = (ExperimentSpec.from_dict(source.spec["base"])
                     if source.kind == Experiment.Kind.TUNE else source.experiment_spec)
             initial = {"name": f"{source.name} (copy)", "project": source.project}
+        recipe = RECIPES.get(request.GET.get("recipe", ""))
+        if recipe is not None and recipe.available():
+            spec = recipe.spec()
+            initial = {**initial, "name": recipe.name}
         initial = {**initial, **spec_initial(spec), **_dataset_initial(request)}
         form = ExperimentForm(initial=initial, user=request.user)
-    return render(request, "experiments/new.html", {"form": form})
+    return render(request, "experiments/new.html", {
+        "form": form, "recipes": available_recipes(), "arch_fields": ARCH_FIELDS,
+    })
 
 
 @require_GET

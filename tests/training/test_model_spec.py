@@ -1,0 +1,166 @@
+"""The spec fields of the model families and the combinations it refuses, each on its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from training import ExperimentSpec, SpecError
+from training.data import dataset_info
+from training.recipes import RECIPES, available_recipes
+
+
+def errors_for(data: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(SpecError) as caught:
+        ExperimentSpec.from_dict(data)
+    return caught.value.errors
+
+
+@pytest.mark.parametrize(("dataset", "arch"), [
+    ("wine", "lstm"), ("iris", "gru"), ("breast_cancer", "transformer"),
+    ("digits", "pretrained"), ("digits", "lstm"),
+    ("sst2", "cnn"), ("sst2", "resnet"), ("imdb_sentences", "mlp"), ("wine", "resnet"),
+])
+def test_it_refuses_a_model_that_cannot_read_the_data(dataset: str, arch: str) -> None:
+    # given an architecture pointed at data of another modality
+    # when it is validated
+    errors = errors_for({"data": {"dataset": dataset}, "model": {"arch": arch}})
+
+    # then the architecture is what must change, and the message names both sides
+    assert list(errors) == ["model.arch"]
+    assert dataset_info(dataset).modality in errors["model.arch"]
+
+
+@pytest.mark.parametrize(("dataset", "arch"), [
+    ("digits", "resnet"), ("sst2", "lstm"), ("sst2", "gru"), ("imdb_sentences", "transformer"),
+    ("sst2", "pretrained"),
+])
+def test_it_accepts_a_model_that_reads_the_data(dataset: str, arch: str) -> None:
+    # given a matching architecture and dataset
+    # when it is validated
+    spec = ExperimentSpec.from_dict({"data": {"dataset": dataset}, "model": {"arch": arch}})
+
+    # then it is accepted
+    assert spec.model.arch == arch
+
+
+def test_transformer_heads_must_divide_the_width() -> None:
+    # given a Transformer of width 100 with 3 heads
+    # when it is validated
+    errors = errors_for({"data": {"dataset": "sst2"},
+                         "model": {"arch": "transformer", "embed_dim": 100, "heads": 3}})
+
+    # then the heads field carries the error
+    assert errors == {"model.heads": "must divide the embedding size (100)"}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("depth", 0), ("max_length", 0), ("vocab_size", 2), ("min_freq", 0), ("embed_dim", 0),
+    ("hidden_size", 0), ("layers", 0), ("heads", 0), ("positional", "rotary"),
+])
+def test_it_rejects_out_of_range_model_fields(field: str, value: Any) -> None:
+    # given one bad model field
+    # when it is validated
+    errors = errors_for({"model": {field: value}})
+
+    # then that field, and only it, has an error
+    assert list(errors) == [f"model.{field}"]
+
+
+@pytest.mark.parametrize("name", ["", "not a model name", "a/b/c"])
+def test_a_pretrained_model_needs_a_hub_name_or_a_directory(name: str) -> None:
+    # given a pretrained text model with a malformed source
+    # when it is validated
+    errors = errors_for({"data": {"dataset": "sst2"},
+                         "model": {"arch": "pretrained", "pretrained": name}})
+
+    # then the pretrained field carries the error
+    assert list(errors) == ["model.pretrained"]
+
+
+def test_a_subset_limits_the_rows_a_batch_may_use() -> None:
+    # given SST-2 cut to 100 rows (80 to train on) and a batch of 81
+    # when it is validated
+    errors = errors_for({"data": {"dataset": "sst2", "subset": 100},
+                         "model": {"arch": "lstm"}, "run": {"batch_size": 81}})
+
+    # then the batch size is refused against the subset's training rows
+    assert list(errors) == ["run.batch_size"]
+    assert "80 rows" in errors["run.batch_size"]
+
+
+def test_a_negative_subset_is_refused() -> None:
+    assert list(errors_for({"data": {"subset": -1}})) == ["data.subset"]
+
+
+# --- recipes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(RECIPES))
+def test_every_recipe_validates(key: str) -> None:
+    # given a recipe
+    recipe = RECIPES[key]
+
+    # when its spec is built
+    spec = recipe.spec()
+
+    # then it is valid and trains on the dataset it names
+    assert spec.data.dataset == recipe.patch["data"]["dataset"]
+
+
+def test_the_case_study_recipes_are_offered() -> None:
+    # given this installation's catalog
+    # when the available recipes are listed
+    keys = {recipe.key for recipe in available_recipes()}
+
+    # then both case studies, the LSTM and the tabular MLP are offered
+    assert keys == {"fmnist_resnet", "minilm_sst2", "lstm_sst2", "mlp_tabular"}
+
+
+# --- remedies for text models ---------------------------------------------------------------
+
+
+def overfitting_history() -> dict[str, list[float]]:
+    """Validation loss falls to its best at epoch 7 and then climbs while training loss keeps
+    shrinking by 30% an epoch: a two-class run that overfits."""
+    epochs = range(1, 13)
+    val = [0.69 - 0.06 * (e - 1) if e <= 7 else 0.33 + 0.05 * (e - 7) for e in epochs]
+    return {"train_loss": [0.69 * 0.7 ** (e - 1) for e in epochs], "val_loss": val}
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    ({"arch": "lstm", "hidden_size": 128}, {"hidden_size": 64}),
+    ({"arch": "transformer", "embed_dim": 128, "heads": 4}, {"embed_dim": 64}),
+    ({"arch": "pretrained", "freeze_encoder": False}, {"freeze_encoder": True}),
+])
+def test_the_smaller_model_remedy_shrinks_what_the_text_model_has(
+        model: dict[str, Any], expected: dict[str, Any]) -> None:
+    # given an overfitting run of a text model
+    from training.diagnostics import diagnose, task_info
+
+    spec = ExperimentSpec.from_dict({"data": {"dataset": "sst2"}, "model": model})
+
+    # when it is diagnosed
+    verdict = diagnose(overfitting_history(), task_info("sst2"), spec, final=True)
+
+    # then its "smaller model" remedy changes the field that sizes that model, validly
+    assert verdict.kind == "overfitting"
+    remedy = next(r for r in verdict.remedies if r.key == "smaller_model")
+    assert remedy.patch == {"model": expected}
+    spec.patched(remedy.patch)
+
+
+def test_compressing_a_text_model_is_refused_on_the_method_field() -> None:
+    # given an LSTM trained on SST-2 as the source of a weight-pruning job
+    from training.compression.spec import CompressionSpec
+
+    source = ExperimentSpec.from_dict({"data": {"dataset": "sst2"}, "model": {"arch": "lstm"}})
+
+    # when the job is checked against its source
+    with pytest.raises(SpecError) as caught:
+        CompressionSpec(method="prune_weights").check_source(source)
+
+    # then the method field says compression covers image and tabular models
+    assert list(caught.value.errors) == ["method"]
+    assert "text" in caught.value.errors["method"]

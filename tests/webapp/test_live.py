@@ -57,7 +57,7 @@ async def test_a_viewer_gets_the_history_then_live_points(owner, make_experiment
     assert snapshot["kind"] == "snapshot"
     assert snapshot["status"] == "running"
     assert snapshot["points"]["loss"] == {
-        "steps": [1, 2], "values": [2.0, 1.0], "times": [1.0, 2.0]
+        "steps": [1, 2], "values": [2.0, 1.0], "times": [1.0, 2.0], "total": 2, "bucketed": False,
     }
     assert live == {"kind": "points", "seq": 1, "points": {"loss": [[3, 0.5]]}, "progress": None}
 

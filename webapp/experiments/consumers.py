@@ -52,7 +52,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return {
             "kind": "snapshot",
             **events.status_payload(experiment),
-            "points": {key: s.to_json() for key, s in history.items()},
+            # Bucketed like the data endpoint: a run of a million points opens at once.
+            "points": {key: s.chart_json() for key, s in history.items()},
         }
 
 

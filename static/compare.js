@@ -131,13 +131,21 @@
       : `${total.toLocaleString()} points, full resolution.`;
   }
 
+  // A drag sends "xaxis.range[0]" and "[1]"; Plotly.relayout calls may send "xaxis.range".
+  function xRange(event) {
+    if (event["xaxis.range"]) return event["xaxis.range"];
+    if (event["xaxis.range[0]"] !== undefined) return [event["xaxis.range[0]"], event["xaxis.range[1]"]];
+    return null;
+  }
+
   function onRelayout(event) {
     if (event["xaxis.autorange"]) {
       state.zoom = null;
       runs.forEach((run) => { run.shown = copy(run.overview); });
       draw();
-    } else if (event["xaxis.range[0]"] !== undefined) {
-      refine(event["xaxis.range[0]"], event["xaxis.range[1]"]);
+    } else {
+      const range = xRange(event);
+      if (range) refine(range[0], range[1]);
     }
   }
 

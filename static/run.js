@@ -92,7 +92,8 @@
     const keys = charts[id].traces.map((t) => t.key).join(",");
     document.getElementById(id).on("plotly_relayout", (event) => {
       if (event["xaxis.autorange"]) { redraw(id, null); return; }
-      const x0 = event["xaxis.range[0]"], x1 = event["xaxis.range[1]"];
+      // A drag sends "xaxis.range[0]" and "[1]"; Plotly.relayout calls may send "xaxis.range".
+      const [x0, x1] = event["xaxis.range"] || [event["xaxis.range[0]"], event["xaxis.range[1]"]];
       if (x0 === undefined) return;
       const params = new URLSearchParams({keys, x0: Math.floor(x0), x1: Math.ceil(x1)});
       fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})

@@ -63,6 +63,9 @@ def test_the_compare_page_shows_every_run_with_its_verdict(owner_client, three_r
         assert f'data-run="{run.pk}"' in page
     for kind in ("underfitting", "healthy", "overfitting"):
         assert f'class="verdict {kind}"' in page
+    # and the chart offers every logged metric, validation loss first and selected
+    assert re.search(r'<select id="metric"><option value="val_loss" selected>val_loss</option>'
+                     r'<option value="loss">loss</option></select>', page)
 
 
 def test_a_run_in_another_project_makes_the_comparison_not_found(owner_client, stranger,
@@ -119,8 +122,8 @@ def test_the_chart_data_costs_the_same_queries_for_any_number_of_runs(
         owner_client, make_experiment, django_assert_max_num_queries):
     runs = [finished_run(make_experiment, f"run {i}", 1e-3, 0.9, 0.3) for i in range(15)]
 
-    # session + user + runs + epoch-free metric read: a constant, whatever the selection
-    with django_assert_max_num_queries(4):
+    # session, user, runs, the chunks' summaries, their full points: whatever the selection
+    with django_assert_max_num_queries(5):
         response = owner_client.get(reverse("compare-data"),
                                     {"ids": ids_of(runs), "key": "val_loss"})
 
@@ -214,3 +217,13 @@ def test_the_list_page_links_selected_runs_to_the_compare_page(owner_client, thr
 
     assert re.search(r'<form method="get" action="/compare/" id="compare-form"', page)
     assert page.count('name="ids"') == 3
+
+
+def test_a_zoom_on_the_epoch_axis_returns_the_steps_of_those_epochs(owner_client, three_runs):
+    # when the chart is zoomed to epochs 1..2 (steps 10..20: 10 steps per epoch)
+    body = owner_client.get(reverse("compare-data"), {
+        "ids": ids_of(three_runs), "key": "loss", "x": "epoch", "x0": 1, "x1": 2}).json()
+
+    # then each run's trace covers those steps, and hardly more
+    for trace in body["runs"]:
+        assert set(range(10, 21)) <= set(trace["steps"]) <= set(range(9, 22))

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from webapp.experiments import metric_store
 from webapp.experiments.metric_store import Series
+from webapp.experiments.models import MetricChunk
 
 
 def noisy_series(n: int, seed: int = 0) -> Series:
@@ -138,3 +139,31 @@ def test_the_data_endpoint_rejects_a_range_that_is_not_a_number(owner_client, ma
 
     assert response.status_code == 400
     assert "x0" in response.json()["error"]
+
+
+def test_a_long_run_is_charted_from_summaries_that_keep_its_spike(owner_client, make_experiment):
+    # given a run with more points than a chart reads in full, and one spike among them
+    experiment = make_experiment()
+    series = noisy_series(metric_store.FULL_LIMIT + 6000)
+    series.values[40_321] = 99.0
+    store_points(experiment.pk, "loss", series, chunk=5000)
+
+    # when the run page asks for its curves
+    body = owner_client.get(reverse("experiment-metrics", args=[experiment.pk])).json()
+
+    # then the trace comes from the summaries, stands for every point, and still has the spike
+    loss = body["metrics"]["loss"]
+    assert len(loss["steps"]) <= metric_store.MAX_POINTS
+    assert loss["total"] == len(series)
+    assert 99.0 in loss["values"] and min(loss["values"]) == pytest.approx(series.values.min())
+
+
+def test_rows_written_before_summaries_are_charted_in_full(owner_client, make_experiment):
+    # given a run whose rows have no summary (stored by an older version)
+    experiment = make_experiment()
+    store_points(experiment.pk, "loss", noisy_series(3000))
+    MetricChunk.objects.filter(experiment=experiment).update(summary=b"")
+
+    body = owner_client.get(reverse("experiment-metrics", args=[experiment.pk])).json()
+
+    assert body["metrics"]["loss"]["total"] == 3000

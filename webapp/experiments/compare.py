@@ -253,45 +253,72 @@ def chart_data(runs: Sequence[Experiment], key: str, x_axis: str, x0: float | No
                max_points: int = metric_store.MAX_POINTS) -> list[dict[str, Any]]:
     """One metric of every run for an overlaid chart, each trace at most ``max_points`` points
     (min/max buckets), in ``x_axis`` units; ``x0``/``x1`` limit it to a range of that axis (a
-    zoom), which comes back at full resolution when it holds few enough points."""
+    zoom), which comes back at full resolution when it holds few enough points.
+
+    A range on the epoch or time axis becomes a step range per run first (from the run's epoch
+    ends, or from its overview's times), so the store still reads only the rows of the range."""
     if x_axis not in X_AXES:
         raise CompareError(f"x axis must be one of: {', '.join(X_AXES)}")
     ids = [run.pk for run in runs]
-    if x_axis == "step":  # the store can skip the chunks outside the range
-        series = metric_store.read_many(ids, [key], x0, x1)
-    else:
-        series = metric_store.read_many(ids, [key])
-    epochs = metric_store.read_many(ids, ["epoch"]) if x_axis == "epoch" else {}
+    starts = {run.pk: run.started_at.timestamp() if run.started_at else None for run in runs}
+    epochs: dict[int, metric_store.Series] = {}
+    if x_axis == "epoch":
+        epochs = {pk: m["epoch"] for pk, m in metric_store.read_many(ids, ["epoch"]).items()}
+    ranges: dict[int, metric_store.StepRange] = {pk: (x0, x1) for pk in ids}
+    if x_axis != "step" and (x0 is not None or x1 is not None):
+        overview = metric_store.read_charts({pk: (None, None) for pk in ids}, [key])
+        ranges = {pk: _step_range(x0, x1, x_axis, epochs.get(pk), starts[pk],
+                                  overview[pk].get(key)) for pk in ids}
+    charts = metric_store.read_charts(ranges, [key], max_points)
     traces = []
     for run in runs:
-        points = series.get(run.pk, {}).get(key)
-        if points is None:
+        chart = charts[run.pk].get(key)
+        if chart is None:
             traces.append({"id": run.pk, "steps": [], "values": [], "total": 0, "bucketed": False})
             continue
-        x = _x_values(run, points, x_axis, epochs.get(run.pk, {}).get("epoch"))
-        if x is not None and (x0 is not None or x1 is not None):
-            inside = (x >= (-np.inf if x0 is None else x0)) & (x <= (np.inf if x1 is None else x1))
-            points, x = points.take(inside), x[inside]
-        shown = metric_store.downsample(points, max_points)
-        trace = {"id": run.pk, **shown.to_json(), "total": len(points),
-                 "bucketed": len(shown) < len(points)}
+        trace = {"id": run.pk, **chart.to_json()}
         del trace["times"]
+        x = _x_values(chart.series, x_axis, epochs.get(run.pk), starts[run.pk])
         if x is not None:
-            kept = np.searchsorted(points.steps, shown.steps)
-            trace["x"] = np.round(x[kept], 4).tolist()
+            trace["x"] = np.round(x, 4).tolist()
         traces.append(trace)
     return traces
 
 
-def _x_values(run: Experiment, points: metric_store.Series, x_axis: str,
-              epoch: metric_store.Series | None) -> np.ndarray | None:
+def _step_range(x0: float | None, x1: float | None, x_axis: str,
+                epoch: metric_store.Series | None, start: float | None,
+                overview: metric_store.Chart | None) -> metric_store.StepRange:
+    """The steps a range of epochs or seconds covers in one run (open where it cannot say)."""
+    if x_axis == "epoch" and epoch is not None and len(epoch):
+        anchors, marks = _epoch_anchors(epoch)
+        inverse = lambda x: float(np.interp(x, marks, anchors)) if x <= marks[-1] else None
+    elif x_axis == "time" and overview is not None and len(overview.series):
+        points = overview.series
+        since = points.times - (start if start is not None else float(points.times.min()))
+        inverse = lambda x: float(np.interp(x, since, points.steps)) if x <= since[-1] else None
+    else:
+        return (None, None)
+    # Widen by one step each side: interpolation lands between the points that bound the range.
+    low = inverse(x0) if x0 is not None else None
+    high = inverse(x1) if x1 is not None else None
+    return (None if low is None else math.floor(low) - 1,
+            None if high is None else math.ceil(high) + 1)
+
+
+def _epoch_anchors(epoch: metric_store.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Steps where epochs ended (step 0 = epoch 0) and the epoch numbers there."""
+    return (np.concatenate([[0], epoch.steps]).astype(np.float64),
+            np.concatenate([[0.0], epoch.values]))
+
+
+def _x_values(points: metric_store.Series, x_axis: str, epoch: metric_store.Series | None,
+              start: float | None) -> np.ndarray | None:
     """x of each point: None for steps (the steps are the x), fractional epochs interpolated
     between the steps where epochs ended, or seconds since the run started."""
     if x_axis == "epoch":
         if epoch is None or not len(epoch):
-            return points.steps.astype(np.float64) * 0.0
-        anchors = np.concatenate([[0], epoch.steps])
-        marks = np.concatenate([[0.0], epoch.values])
+            return np.zeros(len(points))
+        anchors, marks = _epoch_anchors(epoch)
         per_epoch = anchors[-1] / max(marks[-1], 1.0)  # extrapolate past the last epoch end
         return np.where(
             points.steps <= anchors[-1],
@@ -299,6 +326,5 @@ def _x_values(run: Experiment, points: metric_store.Series, x_axis: str,
             marks[-1] + (points.steps - anchors[-1]) / max(per_epoch, 1.0),
         )
     if x_axis == "time":
-        start = run.started_at.timestamp() if run.started_at else float(points.times.min())
-        return points.times - start
+        return points.times - (start if start is not None else float(points.times.min()))
     return None

@@ -176,6 +176,9 @@ class MetricChunk(models.Model):
     steps = models.BinaryField()  # int64 little-endian
     values = models.BinaryField()  # float64 little-endian
     times = models.BinaryField()  # float64 seconds since the epoch
+    # The min and max point of each block of the batch (metric_store.SUMMARY_BLOCK points), as
+    # int64 steps, float64 values and float64 times in one blob; empty for rows written before.
+    summary = models.BinaryField(default=b"")
 
     class Meta:
         indexes = [models.Index(fields=["experiment", "key", "first_step"])]

@@ -204,8 +204,8 @@ def experiment_metrics(request: HttpRequest, pk: int) -> JsonResponse:
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     keys = [k for k in request.GET.get("keys", "").split(",") if k] or None
-    series = metric_store.read(experiment.pk, keys, x0, x1)
-    return JsonResponse({"metrics": {key: s.chart_json() for key, s in series.items()}})
+    charts = metric_store.read_charts({experiment.pk: (x0, x1)}, keys)[experiment.pk]
+    return JsonResponse({"metrics": {key: chart.to_json() for key, chart in charts.items()}})
 
 
 def _compared(request: HttpRequest) -> list[Experiment]:
@@ -227,7 +227,7 @@ def compare_page(request: HttpRequest) -> HttpResponse:
              "started": run.started_at.timestamp() if run.started_at else None} for run in runs]
     return render(request, "experiments/compare.html", {
         "runs": runs, "diff": compare.config_diff(runs), "table": compare.metrics_table(runs),
-        "ids": ",".join(str(run.pk) for run in runs),
+        "ids": ",".join(str(run.pk) for run in runs), "keys": keys,
         "config": {"runs": live, "keys": keys, "ids": [run.pk for run in runs],
                    "key": "val_loss" if "val_loss" in keys else (keys[0] if keys else "")},
     })

@@ -63,8 +63,9 @@ def submit_runs(page: Page, base: str) -> None:
 
 
 def check_compare(page: Page, base: str) -> dict[str, object]:
+    """Rows of the list are newest first: a run still training, then the three finished."""
     page.goto(f"{base}/")
-    for box in page.locator('input[name="ids"]').all()[:3]:
+    for box in page.locator('input[name="ids"]').all()[1:4]:
         box.check()
     page.click("#compare-button")
     page.wait_for_url("**/compare/?ids=*")
@@ -85,6 +86,31 @@ def check_compare(page: Page, base: str) -> dict[str, object]:
             "points_after_zoom": zoomed}
 
 
+def check_live(page: Page, base: str) -> dict[str, object]:
+    """Compare the running run with a finished one: its trace grows without a reload."""
+    page.goto(f"{base}/")
+    for box in page.locator('input[name="ids"]').all()[:2]:
+        box.check()
+    page.click("#compare-button")
+    page.select_option("#metric", "loss")
+    page.wait_for_function("window.fitboardCompare.loaded && window.fitboardCompare.traces === 2")
+    before = page.evaluate("window.fitboardCompare.points")
+    page.wait_for_function(f"window.fitboardCompare.points > {before} + 50", timeout=60_000)
+    return {"live_points_before": before, "live_points_after":
+            page.evaluate("window.fitboardCompare.points")}
+
+
+def check_run_page_zoom(page: Page, base: str) -> dict[str, object]:
+    """The run page of the newest finished run refines a zoomed range with full-resolution
+    points from the server."""
+    page.goto(f"{base}/")
+    page.locator("#run-table tbody tr").nth(1).locator("td:nth-child(3) a").first.click()
+    page.wait_for_selector("#chart-loss .main-svg")
+    page.evaluate("Plotly.relayout('chart-loss', {'xaxis.range': [300, 700]})")
+    page.wait_for_function("window.fitboardRun.refines >= 1")
+    return {"run_page_zoom_points": page.evaluate("window.fitboardRun.zoomPoints")}
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fitboard-compare-") as scratch:
         process, base = start_site(Path(scratch))
@@ -101,8 +127,18 @@ def main() -> None:
                 submit_runs(page, base)
                 page.wait_for_function("window.fitboardRun && window.fitboardRun.status"
                                        " === 'succeeded'", timeout=300_000)
+                page.goto(f"{base}/experiments/new/")  # a fourth run, still training below
+                page.fill("#id_name", "mlp lr 1e-3, 40 epochs")
+                page.select_option("#id_arch", "mlp")
+                page.fill("#id_hidden_sizes", "64")
+                page.fill("#id_epochs", "40")
+                page.fill("#id_batch_size", "8")
+                page.click("text=Start training")
+                page.wait_for_function("window.fitboardRun && window.fitboardRun.points > 100")
                 try:
                     result = check_compare(page, base)
+                    result.update(check_live(page, base))
+                    result.update(check_run_page_zoom(page, base))
                 except Exception:
                     page.screenshot(path=Path(scratch).parent / "compare-failed.png")
                     print(page.evaluate("JSON.stringify(window.fitboardCompare)"))
@@ -115,6 +151,7 @@ def main() -> None:
     assert result["overview_points"] <= 3 * 2000
     assert result["drawn_traces_with_smoothing"] == 6  # each run: raw (faint) and smoothed
     assert result["points_after_zoom"] > result["overview_points"]
+    assert result["run_page_zoom_points"] > 400  # steps 300..700 of three metrics, in full
 
 
 if __name__ == "__main__":

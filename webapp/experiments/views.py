@@ -178,7 +178,7 @@ def experiment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("experiment-detail", pk=pk)
 
 
-def _step_range(request: HttpRequest) -> tuple[float | None, float | None]:
+def _range_params(request: HttpRequest) -> tuple[float | None, float | None]:
     """``x0`` / ``x1`` from the query string (either may be absent); ValueError if not a number."""
     bounds: list[float | None] = []
     for name in ("x0", "x1"):
@@ -200,7 +200,7 @@ def experiment_metrics(request: HttpRequest, pk: int) -> JsonResponse:
     ``keys`` (comma-separated) limits the metrics."""
     experiment = _visible(request, pk)
     try:
-        x0, x1 = _step_range(request)
+        x0, x1 = _range_params(request)
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     keys = [k for k in request.GET.get("keys", "").split(",") if k] or None
@@ -238,7 +238,7 @@ def compare_data(request: HttpRequest) -> JsonResponse:
     """One metric of every compared run, bucketed, on the chosen x axis (and range)."""
     try:
         runs = _compared(request)
-        x0, x1 = _step_range(request)
+        x0, x1 = _range_params(request)
         traces = compare.chart_data(runs, request.GET.get("key", "val_loss"),
                                     request.GET.get("x", "step"), x0, x1)
     except ValueError as exc:  # CompareError is one

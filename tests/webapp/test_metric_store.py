@@ -167,3 +167,22 @@ def test_rows_written_before_summaries_are_charted_in_full(owner_client, make_ex
     body = owner_client.get(reverse("experiment-metrics", args=[experiment.pk])).json()
 
     assert body["metrics"]["loss"]["total"] == 3000
+
+
+def test_compacting_an_ended_run_leaves_few_rows_and_every_point(make_experiment):
+    # given a run written 100 points at a time, with one step written twice
+    experiment = make_experiment()
+    series = noisy_series(metric_store.COMPACT_POINTS + 5000)
+    store_points(experiment.pk, "loss", series, chunk=100)
+    metric_store.append(experiment.pk, {"loss": [(7, 42.0, 1e9)], "lr": [(1, 0.1, 1e9)]})
+
+    # when it is compacted
+    fewer = metric_store.compact(experiment.pk)
+
+    # then "loss" is in two rows, "lr" untouched, and reads back the same points
+    rows = MetricChunk.objects.filter(experiment=experiment)
+    assert rows.filter(key="loss").count() == 2 and rows.filter(key="lr").count() == 1
+    assert fewer == len(series) // 100 + 1 - 2
+    loss = metric_store.read(experiment.pk)["loss"]
+    assert loss.steps.tolist() == series.steps.tolist()
+    assert loss.values[6] == 42.0 and loss.values[100] == series.values[100]

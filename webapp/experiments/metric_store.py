@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Count, Q, Sum
 
 from webapp.experiments.models import MetricChunk
 
@@ -30,6 +31,7 @@ SUMMARY_BLOCK = 64  # points per block of a chunk's summary (each block keeps it
 # Up to this many points in a range, a chart reads them all; beyond it, the summaries (which
 # then still hold at least MAX_POINTS points).
 FULL_LIMIT = SUMMARY_BLOCK * MAX_POINTS // 2
+COMPACT_POINTS = 50_000  # points per row once a run has ended (``compact``)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Series:
         hi = len(self.steps) if x1 is None else int(np.searchsorted(self.steps, x1, side="right"))
         return Series(self.steps[lo:hi], self.values[lo:hi], self.times[lo:hi])
 
-    def take(self, index: np.ndarray) -> Series:
+    def take(self, index: np.ndarray | slice) -> Series:
         return Series(self.steps[index], self.values[index], self.times[index])
 
 
@@ -69,22 +71,42 @@ def append(experiment_id: int, points: Mapping[str, Sequence[Point]]) -> None:
         if not batch:
             continue
         arr = np.asarray(batch, dtype=np.float64)
-        steps = arr[:, 0].astype("<i8")
-        series = Series(steps, arr[:, 1].astype("<f8"), arr[:, 2].astype("<f8"))
-        rows.append(
-            MetricChunk(
-                experiment_id=experiment_id,
-                key=key,
-                first_step=int(steps.min()),
-                last_step=int(steps.max()),
-                count=len(steps),
-                steps=steps.tobytes(),
-                values=series.values.tobytes(),
-                times=series.times.tobytes(),
-                summary=_pack(_summarise(series)),
-            )
-        )
+        rows.append(_row(experiment_id, key, Series(arr[:, 0].astype("<i8"), arr[:, 1], arr[:, 2])))
     MetricChunk.objects.bulk_create(rows)
+
+
+def _row(experiment_id: int, key: str, series: Series) -> MetricChunk:
+    return MetricChunk(
+        experiment_id=experiment_id,
+        key=key,
+        first_step=int(series.steps.min()),
+        last_step=int(series.steps.max()),
+        count=len(series),
+        steps=series.steps.astype("<i8").tobytes(),
+        values=series.values.astype("<f8").tobytes(),
+        times=series.times.astype("<f8").tobytes(),
+        summary=_pack(_summarise(series)),
+    )
+
+
+def compact(experiment_id: int) -> int:
+    """Rewrite an ended run's metrics that are spread over many small rows (a watched run's
+    reporter writes one every 100 ms) as rows of COMPACT_POINTS points, so that every later
+    chart reads a few rows instead of thousands. Returns how many rows fewer there are."""
+    stats = (MetricChunk.objects.filter(experiment_id=experiment_id).values("key")
+             .annotate(rows=Count("id"), points=Sum("count")))
+    keys = [s["key"] for s in stats if s["rows"] > -(-s["points"] // COMPACT_POINTS)]
+    if not keys:
+        return 0
+    with transaction.atomic():
+        merged = read(experiment_id, keys)
+        removed, _ = MetricChunk.objects.filter(experiment_id=experiment_id,
+                                                key__in=keys).delete()
+        rows = [_row(experiment_id, key, series.take(slice(first, first + COMPACT_POINTS)))
+                for key, series in merged.items()
+                for first in range(0, len(series), COMPACT_POINTS)]
+        MetricChunk.objects.bulk_create(rows)
+    return removed - len(rows)
 
 
 def read(experiment_id: int, keys: Iterable[str] | None = None,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 import math
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages

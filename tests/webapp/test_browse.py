@@ -154,3 +154,23 @@ def test_a_stranger_cannot_tag_someone_elses_run(stranger_client, make_experimen
 
     assert response.status_code == 404
     assert run.tags.count() == 0
+
+
+def test_runs_on_an_uploaded_dataset_are_found_by_its_name(owner_client, project,
+                                                           make_experiment):
+    # given an uploaded dataset of the project and a run on it
+    from webapp.datasets.models import Dataset
+
+    upload = Dataset.objects.create(project=project, name="churn table", kind="csv",
+                                    folder="f", prepared="f/prepared.npz")
+    spec = ExperimentSpec().to_dict()
+    spec["data"]["dataset"] = upload.spec_name
+    make_experiment(name="on upload", spec=spec)
+    make_experiment(name="on digits")
+
+    # when the list is filtered on it
+    response = owner_client.get(reverse("experiment-list"), {"dataset": upload.spec_name})
+
+    # then the menu names it and only its run is listed
+    assert "churn table (uploaded)" in response.content.decode()
+    assert [e.name for e in response.context["experiments"]] == ["on upload"]

@@ -1,7 +1,8 @@
 """The run list's filters, search, sort and pages, and the tags and notes users put on runs.
 
 The list costs a fixed number of queries whatever the number of runs: one count, one page of
-rows (project joined), one for the page's tags, and one each for the filter menus.
+rows (project joined), one for the page's tags, and one each for the filter menus (projects,
+tags, uploaded datasets).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.db.models import F, QuerySet
 
 from training.data.catalog import CATALOG
 from training.spec import ModelSpec
+from webapp.datasets.models import Dataset
 from webapp.experiments.models import Experiment, Project, Tag
 
 PAGE_SIZE = 50
@@ -60,7 +62,10 @@ class RunFilterForm(forms.Form):
         fields["project"].queryset = Project.objects.filter(members=user).order_by("name")
         fields["tag"].queryset = Tag.objects.filter(experiments__in=visible).distinct()
         # Choices are read when the form is built (other apps may register more of them).
-        fields["dataset"].choices = _choices(sorted(CATALOG))
+        uploads = Dataset.objects.visible_to(user).only("pk", "name").order_by("name")
+        fields["dataset"].choices = _choices(sorted(CATALOG)) + [
+            (d.spec_name, f"{d.name} (uploaded)") for d in uploads
+        ]
         fields["arch"].choices = _choices(ModelSpec.choices["arch"])
 
     def filter(self, runs: QuerySet[Experiment]) -> QuerySet[Experiment]:

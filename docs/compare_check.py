@@ -95,7 +95,7 @@ def check_live(page: Page, base: str) -> dict[str, object]:
     page.select_option("#metric", "loss")
     page.wait_for_function("window.fitboardCompare.loaded && window.fitboardCompare.traces === 2")
     before = page.evaluate("window.fitboardCompare.points")
-    page.wait_for_function(f"window.fitboardCompare.points > {before} + 50", timeout=60_000)
+    page.wait_for_function(f"window.fitboardCompare.points > {before} + 20", timeout=90_000)
     return {"live_points_before": before, "live_points_after":
             page.evaluate("window.fitboardCompare.points")}
 
@@ -141,7 +141,8 @@ def main() -> None:
                     result.update(check_run_page_zoom(page, base))
                 except Exception:
                     page.screenshot(path=Path(scratch).parent / "compare-failed.png")
-                    print(page.evaluate("JSON.stringify(window.fitboardCompare)"))
+                    print(page.url, page.evaluate("JSON.stringify(window.fitboardCompare)"),
+                          page.locator(".badge").all_inner_texts())
                     raise
                 browser.close()
         finally:

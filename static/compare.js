@@ -17,7 +17,8 @@
   // Per run: the overview (whole range, bucketed) and what is drawn (overview + zoomed detail).
   const runs = config.runs.map((r, i) => ({...r, color: COLORS[i % COLORS.length],
     overview: empty(), shown: empty(), lastStep: -Infinity, progress: null}));
-  const state = {traces: 0, points: 0, refines: 0, zoom: null, smoothing: 0, loaded: false};
+  const state = {traces: 0, points: 0, refines: 0, zoom: null, smoothing: 0, loaded: false,
+    messages: 0};
   window.fitboardCompare = state;
   let generation = 0; // answers to an older request (metric or axis since changed) are dropped
 
@@ -197,6 +198,7 @@
     socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
       const key = controls.metric.value;
+      state.messages += 1;
       if (msg.progress) run.progress = msg.progress;
       if (msg.kind === "snapshot") {
         // Fills whatever was logged between the page's fetch and this connection.

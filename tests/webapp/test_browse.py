@@ -174,3 +174,19 @@ def test_runs_on_an_uploaded_dataset_are_found_by_its_name(owner_client, project
     # then the menu names it and only its run is listed
     assert "churn table (uploaded)" in response.content.decode()
     assert [e.name for e in response.context["experiments"]] == ["on upload"]
+
+
+@pytest.mark.parametrize("sort, expected", [("best-low", ["b", "c", "a"]),
+                                            ("best-high", ["a", "c", "b"])])
+def test_the_list_sorts_by_any_metric_with_runs_lacking_it_last(owner_client, make_experiment,
+                                                                 sort, expected):
+    # given runs whose summaries hold different metrics
+    for name, loss in (("a", 0.9), ("b", 0.1), ("c", 0.5)):
+        make_experiment(name=name, summary={"best_metrics": {"val_loss": loss}})
+    make_experiment(name="no loss", summary={"best_metrics": {"val_acc": 0.9}})
+
+    # when the list is sorted by the best validation loss
+    names = listed(owner_client, sort=sort, metric="val_loss")
+
+    # then the runs come in that order, the one without it last
+    assert names == [*expected, "no loss"]

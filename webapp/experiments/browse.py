@@ -33,7 +33,7 @@ SORTS = {
 }
 SORT_LABELS = {"newest": "newest first", "oldest": "oldest first", "name": "name A→Z",
                "-name": "name Z→A", "best-high": "best metric, highest first",
-               "best-low": "best metric, lowest first"}
+               "best-low": "best metric, lowest first"}  # best metric: the sort metric's if given
 
 
 def _choices(values: Any) -> list[tuple[str, str]]:
@@ -54,6 +54,9 @@ class RunFilterForm(forms.Form):
     tag = forms.ModelChoiceField(queryset=Tag.objects.none(), required=False, empty_label="any",
                                  to_field_name="name")
     sort = forms.ChoiceField(choices=list(SORT_LABELS.items()), required=False)
+    metric = forms.RegexField(regex=r"^[A-Za-z0-9_]{1,64}$", required=False,
+                              label="Sort metric", help_text="e.g. val_loss",
+                              error_messages={"invalid": "a metric name, e.g. val_loss"})
 
     def __init__(self, data: Any, user: Any) -> None:
         super().__init__(data)
@@ -81,7 +84,14 @@ class RunFilterForm(forms.Form):
                 runs = runs.filter(**{lookup: data[name]})
         if "q" in data:
             runs = runs.filter(name__icontains=data["q"].strip())
-        return runs.order_by(*SORTS[data.get("sort") or "newest"])
+        sort = data.get("sort") or "newest"
+        if "metric" in data and sort.startswith("best-"):
+            # Each run's best value of that metric, from its summary (runs without it last).
+            value = F(f"summary__best_metrics__{data['metric']}")
+            first = value.desc(nulls_last=True) if sort == "best-high" else value.asc(
+                nulls_last=True)
+            return runs.order_by(first, "-id")
+        return runs.order_by(*SORTS[sort])
 
 
 def run_page(user: Any, query: Any) -> tuple[RunFilterForm, Page[Experiment]]:

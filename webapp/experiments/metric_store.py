@@ -116,9 +116,10 @@ def read(experiment_id: int, keys: Iterable[str] | None = None,
     return read_many([experiment_id], keys, x0, x1).get(experiment_id, {})
 
 
-def read_many(experiment_ids: Sequence[int], keys: Iterable[str] | None = None,
+def read_many(experiment_ids: Iterable[int], keys: Iterable[str] | None = None,
               x0: float | None = None, x1: float | None = None) -> dict[int, dict[str, Series]]:
-    """``read`` for several runs in one query: {experiment id: {metric: series}}."""
+    """``read`` for several runs in one query (a study's trials, a comparison):
+    {experiment id: {metric: series}}."""
     chunks = MetricChunk.objects.filter(experiment_id__in=list(experiment_ids))
     if keys is not None:
         chunks = chunks.filter(key__in=list(keys))
@@ -140,19 +141,6 @@ def read_many(experiment_ids: Sequence[int], keys: Iterable[str] | None = None,
                 series = series.between(x0, x1)
             out[run_id][key] = series
     return out
-
-
-def read_many(experiment_ids: Iterable[int], keys: Iterable[str]) -> dict[int, dict[str, Series]]:
-    """``read`` for several runs in one query (a study's trials): run id → metric → series."""
-    chunks = MetricChunk.objects.filter(experiment_id__in=list(experiment_ids), key__in=list(keys))
-    parts: dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]] = {}
-    for run, key, steps, values, times in chunks.order_by("id").values_list(
-        "experiment_id", "key", "steps", "values", "times"
-    ):
-        parts.setdefault(run, {}).setdefault(key, []).append(
-            (bytes(steps), bytes(values), bytes(times))
-        )
-    return {run: {key: _merge(b) for key, b in blobs.items()} for run, blobs in parts.items()}
 
 
 def _merge(blobs: list[tuple[bytes, bytes, bytes]]) -> Series:

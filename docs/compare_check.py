@@ -143,6 +143,8 @@ def main() -> None:
                     page.screenshot(path=Path(scratch).parent / "compare-failed.png")
                     print(page.url, page.evaluate("JSON.stringify(window.fitboardCompare)"),
                           page.locator(".badge").all_inner_texts())
+                    log = (Path(scratch) / "up.log").read_text(errors="replace")
+                    print("\n".join(log.splitlines()[-40:]))
                     raise
                 browser.close()
         finally:

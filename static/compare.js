@@ -21,6 +21,7 @@
     messages: 0};
   window.fitboardCompare = state;
   let generation = 0; // answers to an older request (metric or axis since changed) are dropped
+  let relayoutBound = false;
 
   document.querySelectorAll("[data-swatch]").forEach((el) => {
     el.style.background = COLORS[Number(el.dataset.swatch) % COLORS.length];
@@ -87,15 +88,22 @@
     };
     if (state.zoom) { layout.xaxis.range = state.zoom; layout.xaxis.autorange = false; }
     Plotly.react(chart, traces, layout, {responsive: true, displaylogo: false});
+    if (!relayoutBound) {  // the div has Plotly's .on() only once something was drawn
+      document.getElementById(chart).on("plotly_relayout", onRelayout);
+      relayoutBound = true;
+    }
     state.traces = runs.length;
     state.points = runs.reduce((n, r) => n + r.shown.x.length, 0);
     state.smoothing = weight;
   }
 
+  // Live points that arrive while a load is in flight are kept and applied again on top of its
+  // answer, so a point logged after the server read the history is not lost.
   function load() {
     const mine = ++generation;
     state.zoom = null;
     state.loaded = false;
+    runs.forEach((run) => { run.pending = []; });
     return query({}).then((data) => {
       if (mine !== generation) return;
       data.runs.forEach((trace, i) => {
@@ -103,6 +111,8 @@
         run.overview = columns(trace);
         run.shown = copy(run.overview);
         run.lastStep = trace.steps.length ? trace.steps[trace.steps.length - 1] : -Infinity;
+        for (const points of run.pending) extend(run, points[controls.metric.value]);
+        run.pending = null;
       });
       note(data.runs);
       draw();
@@ -159,6 +169,11 @@
     return step;
   }
 
+  function receive(run, pointsByKey) {
+    if (run.pending) run.pending.push(pointsByKey);
+    extend(run, pointsByKey[controls.metric.value]);
+  }
+
   function extend(run, points) {
     if (!points || !points.length) return;
     let added = 0;
@@ -197,17 +212,17 @@
     const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${run.id}/`);
     socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
-      const key = controls.metric.value;
       state.messages += 1;
       if (msg.progress) run.progress = msg.progress;
       if (msg.kind === "snapshot") {
         // Fills whatever was logged between the page's fetch and this connection.
-        const s = msg.points[key];
-        if (s) extend(run, s.steps.map((step, i) => [step, s.values[i]]));
+        const points = {};
+        for (const [k, s] of Object.entries(msg.points)) points[k] = s.steps.map((step, i) => [step, s.values[i]]);
+        receive(run, points);
         setStatus(run, msg);
         retry = 500;
       } else if (msg.kind === "points") {
-        extend(run, msg.points[key]);
+        receive(run, msg.points);
         if (msg.progress) setStatus(run, {progress: msg.progress});
       } else if (msg.kind === "status") setStatus(run, msg);
     };
@@ -223,8 +238,6 @@
     document.getElementById("smoothing-value").textContent = controls.smoothing.value;
     draw();
   });
-  load().then(() => {
-    document.getElementById(chart).on("plotly_relayout", onRelayout);
-    runs.filter((run) => !TERMINAL.includes(run.status)).forEach((run) => watch(run, 500));
-  });
+  load();
+  runs.filter((run) => !TERMINAL.includes(run.status)).forEach((run) => watch(run, 500));
 })();

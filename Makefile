@@ -28,6 +28,7 @@ test: $(VENV)/.installed lint
 bench: $(VENV)/.installed
 	$(PY) bench/overhead.py
 	$(PY) bench/live_latency.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

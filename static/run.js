@@ -49,6 +49,9 @@
     }, {responsive: true, displaylogo: false});
   }
 
+  // Every point drawn at overview resolution (the server buckets long histories); a zoom
+  // replaces the zoomed range with full-resolution points fetched for it.
+  const overview = {};
   function addPoints(points) {
     for (const [id, chart] of Object.entries(charts)) {
       const xs = [], ys = [], indices = [];
@@ -59,11 +62,50 @@
         for (const [step, value] of incoming) {
           if (step > (lastStep[t.key] ?? -Infinity)) { x.push(step); y.push(value); lastStep[t.key] = step; }
         }
-        if (x.length) { xs.push(x); ys.push(y); indices.push(i); state.points += x.length; }
+        if (x.length) {
+          const o = overview[t.key] || (overview[t.key] = {x: [], y: []});
+          o.x.push(...x); o.y.push(...y);
+          xs.push(x); ys.push(y); indices.push(i); state.points += x.length;
+        }
       });
       if (indices.length) Plotly.extendTraces(id, {x: xs, y: ys}, indices);
     }
   }
+
+  function redraw(id, detail, x0, x1) {
+    const chart = charts[id];
+    const xs = [], ys = [];
+    for (const t of chart.traces) {
+      const o = overview[t.key] || {x: [], y: []};
+      const d = detail ? detail[t.key] : null;
+      if (!d) { xs.push([...o.x]); ys.push([...o.y]); continue; }
+      const x = [], y = [];
+      for (let i = 0; i < o.x.length && o.x[i] < x0; i++) { x.push(o.x[i]); y.push(o.y[i]); }
+      x.push(...d.steps); y.push(...d.values);
+      for (let i = 0; i < o.x.length; i++) if (o.x[i] > x1) { x.push(o.x[i]); y.push(o.y[i]); }
+      xs.push(x); ys.push(y);
+    }
+    Plotly.restyle(id, {x: xs, y: ys}, chart.traces.map((_, i) => i));
+  }
+
+  function refineOnZoom(id) {
+    const keys = charts[id].traces.map((t) => t.key).join(",");
+    document.getElementById(id).on("plotly_relayout", (event) => {
+      if (event["xaxis.autorange"]) { redraw(id, null); return; }
+      // A drag sends "xaxis.range[0]" and "[1]"; Plotly.relayout calls may send "xaxis.range".
+      const [x0, x1] = event["xaxis.range"] || [event["xaxis.range[0]"], event["xaxis.range[1]"]];
+      if (x0 === undefined) return;
+      const params = new URLSearchParams({keys, x0: Math.floor(x0), x1: Math.ceil(x1)});
+      fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
+        .then((r) => r.json())
+        .then((data) => {
+          redraw(id, data.metrics, x0, x1);
+          state.refines = (state.refines || 0) + 1;
+          state.zoomPoints = Object.values(data.metrics).reduce((n, m) => n + m.steps.length, 0);
+        });
+    });
+  }
+  Object.keys(charts).forEach(refineOnZoom);
 
   function fromColumns(series) {
     const out = {};

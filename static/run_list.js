@@ -33,4 +33,16 @@
     socket.onclose = () => setTimeout(connect, retry = Math.min(retry * 2, 10000));
   }
   connect();
+
+  // Compare: enabled while 2 to N runs are ticked.
+  const form = document.getElementById("compare-form");
+  const button = document.getElementById("compare-button");
+  if (form && button) {
+    const max = Number(form.dataset.max);
+    document.getElementById("run-table").addEventListener("change", () => {
+      const ticked = document.querySelectorAll('input[name="ids"]:checked').length;
+      button.disabled = ticked < 2 || ticked > max;
+      button.textContent = ticked ? `Compare ${ticked}` : "Compare";
+    });
+  }
 })();

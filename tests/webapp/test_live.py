@@ -39,6 +39,25 @@ async def communicator(path: str, user: User | None = None, origin: bytes = ORIG
     return WebsocketCommunicator(application, path, headers=headers)
 
 
+async def test_the_snapshot_of_a_long_run_is_bucketed_and_ends_at_its_last_step(
+        owner, make_experiment):
+    # given a running run with 30,000 points of one metric
+    experiment = await asyncio.to_thread(make_experiment, status=Experiment.Status.RUNNING)
+    points = [(step, 1.0 / step, float(step)) for step in range(1, 30_001)]
+    await asyncio.to_thread(metric_store.append, experiment.pk, {"loss": points})
+    client = await communicator(f"/ws/runs/{experiment.pk}/", owner)
+
+    # when a page opens its WebSocket
+    await client.connect()
+    snapshot = await client.receive_json_from(timeout=5)
+    await client.disconnect()
+
+    # then it gets at most a chart's worth of points, ending where live points will continue
+    loss = snapshot["points"]["loss"]
+    assert len(loss["steps"]) <= metric_store.MAX_POINTS
+    assert loss["total"] == 30_000 and loss["steps"][-1] == 30_000
+
+
 async def test_a_viewer_gets_the_history_then_live_points(owner, make_experiment):
     experiment = await asyncio.to_thread(make_experiment, status=Experiment.Status.RUNNING)
     await asyncio.to_thread(metric_store.append, experiment.pk,
@@ -57,7 +76,7 @@ async def test_a_viewer_gets_the_history_then_live_points(owner, make_experiment
     assert snapshot["kind"] == "snapshot"
     assert snapshot["status"] == "running"
     assert snapshot["points"]["loss"] == {
-        "steps": [1, 2], "values": [2.0, 1.0], "times": [1.0, 2.0]
+        "steps": [1, 2], "values": [2.0, 1.0], "times": [1.0, 2.0], "total": 2, "bucketed": False,
     }
     assert live == {"kind": "points", "seq": 1, "points": {"loss": [[3, 0.5]]}, "progress": None}
 

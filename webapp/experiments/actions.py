@@ -35,3 +35,17 @@ def cancel_experiment(experiment: Experiment) -> bool:
 
         return cancel_study(experiment)
     return experiment.request_cancel()
+
+
+def annotate_experiment(experiment: Experiment, tags: list[str], notes: str) -> None:
+    """Replace a run's tags and notes (tags are created on first use)."""
+    from webapp.experiments.models import Tag
+
+    with transaction.atomic():
+        existing = {t.name: t for t in Tag.objects.filter(name__in=tags)}
+        missing = [Tag(name=name) for name in tags if name not in existing]
+        Tag.objects.bulk_create(missing, ignore_conflicts=True)
+        rows = Tag.objects.filter(name__in=tags) if missing else existing.values()
+        experiment.tags.set(list(rows))
+        Experiment.objects.filter(pk=experiment.pk).update(notes=notes)
+        experiment.notes = notes

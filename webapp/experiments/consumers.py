@@ -48,11 +48,12 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     @database_sync_to_async
     def _snapshot(self, experiment_id: int) -> dict[str, Any]:
         experiment = Experiment.objects.get(pk=experiment_id)
-        history = metric_store.read(experiment_id)
+        # Bucketed like the data endpoint: a run of a million points opens at once.
+        charts = metric_store.read_charts({experiment_id: (None, None)})[experiment_id]
         return {
             "kind": "snapshot",
             **events.status_payload(experiment),
-            "points": {key: s.to_json() for key, s in history.items()},
+            "points": {key: chart.to_json() for key, chart in charts.items()},
         }
 
 

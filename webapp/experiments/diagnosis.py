@@ -52,15 +52,16 @@ def find_remedy(experiment: Experiment, key: str) -> dict[str, Any] | None:
 
 def spec_changes(before: ExperimentSpec, after: ExperimentSpec) -> list[tuple[str, Any, Any]]:
     """(dotted field, old value, new value) for every field a patch changes."""
-    old, new = _flatten(before.to_dict()), _flatten(after.to_dict())
+    old, new = flatten_spec(before.to_dict()), flatten_spec(after.to_dict())
     return [(path, old.get(path), new[path]) for path in new if old.get(path) != new[path]]
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_spec(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A spec dict as {"section.field": value} (remedy diffs and the comparison's diff table)."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_spec(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

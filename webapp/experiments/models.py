@@ -22,6 +22,18 @@ class Project(models.Model):
         return self.name
 
 
+class Tag(models.Model):
+    """A label users put on runs to find them again (``Experiment.tags``)."""
+
+    name = models.CharField(max_length=40, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ExperimentQuerySet(models.QuerySet["Experiment"]):
     def visible_to(self, user: Any) -> ExperimentQuerySet:
         """Experiments in projects the user is a member of (nothing for anonymous users)."""
@@ -82,6 +94,9 @@ class Experiment(models.Model):
     verdict_kind = models.CharField(max_length=16, blank=True, db_index=True)
     # For a run made by "Apply remedy": the remedy (key, title, patch) applied to ``parent``.
     remedy = models.JSONField(default=dict)
+    # Set by users on the run page (``actions.annotate_experiment``); the list filters on tags.
+    tags = models.ManyToManyField(Tag, blank=True, related_name="experiments")
+    notes = models.TextField(blank=True)
 
     objects = ExperimentQuerySet.as_manager()
 
@@ -161,6 +176,9 @@ class MetricChunk(models.Model):
     steps = models.BinaryField()  # int64 little-endian
     values = models.BinaryField()  # float64 little-endian
     times = models.BinaryField()  # float64 seconds since the epoch
+    # The min and max point of each block of the batch (metric_store.SUMMARY_BLOCK points), as
+    # int64 steps, float64 values and float64 times in one blob; empty for rows written before.
+    summary = models.BinaryField(default=b"")
 
     class Meta:
         indexes = [models.Index(fields=["experiment", "key", "first_step"])]

@@ -12,6 +12,7 @@ from django.conf import settings
 from training.data.catalog import dataset_info
 from training.spec import SpecError
 from webapp.datasets.services import DatasetUnavailable
+from webapp.experiments import metric_store
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
 
@@ -80,6 +81,15 @@ def execute_training(experiment_id: int, worker: str) -> None:
             status, error = Experiment.Status.FAILED, str(exc)
     experiment.finish(status, error=error, summary=summary,
                       verdict=_final_verdict(experiment, nonfinite_loss))
+    _compact_points(experiment.pk)
+
+
+def _compact_points(experiment_id: int) -> None:
+    """Fewer, larger metric rows for the ended run; a failure only leaves them as they were."""
+    try:
+        metric_store.compact(experiment_id)
+    except Exception:  # noqa: BLE001
+        logger.exception("could not compact the points of experiment %s", experiment_id)
 
 
 def data_sources(spec: Any, experiment: Experiment) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +16,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from training.data.catalog import dataset_info
 from training.recipes import RECIPES, available_recipes
 from training.spec import ExperimentSpec
-from webapp.experiments import actions, compression, diagnosis, events, metric_store
+from webapp.experiments import (
+    actions,
+    browse,
+    compare,
+    compression,
+    diagnosis,
+    events,
+    metric_store,
+)
 from webapp.experiments.forms import ARCH_FIELDS, ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project
 
@@ -44,8 +53,13 @@ def _visible(request: HttpRequest, pk: int) -> Experiment:
 
 @require_GET
 def experiment_list(request: HttpRequest) -> HttpResponse:
-    experiments = Experiment.objects.visible_to(request.user).select_related("project")[:500]
-    return render(request, "experiments/list.html", {"experiments": experiments})
+    form, page = browse.run_page(request.user, request.GET)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "experiments/list.html", {
+        "experiments": page.object_list, "page": page, "filters": form,
+        "query": query.urlencode(), "max_compare": compare.MAX_RUNS,
+    })
 
 
 @require_http_methods(["GET", "POST"])
@@ -95,7 +109,25 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
         **compression.detail_context(experiment),
+        "annotation": browse.AnnotationForm(initial={
+            "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
+        }),
     })
+
+
+@require_POST
+def experiment_annotate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Save the tags and notes edited on the run page."""
+    experiment = _visible(request, pk)
+    form = browse.AnnotationForm(request.POST)
+    if form.is_valid():
+        actions.annotate_experiment(experiment, form.cleaned_data["tags"],
+                                    form.cleaned_data["notes"])
+        messages.info(request, "Tags and notes saved.")
+    else:
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+    return redirect("experiment-detail", pk=pk)
 
 
 @require_GET
@@ -153,11 +185,90 @@ def experiment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("experiment-detail", pk=pk)
 
 
+def _range_params(request: HttpRequest) -> tuple[float | None, float | None]:
+    """``x0`` / ``x1`` from the query string (either may be absent); ValueError if not a number."""
+    bounds: list[float | None] = []
+    for name in ("x0", "x1"):
+        raw = request.GET.get(name, "").strip()
+        try:
+            value = float(raw) if raw else None
+        except ValueError:
+            value = math.nan
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number")
+        bounds.append(value)
+    return bounds[0], bounds[1]
+
+
 @require_GET
 def experiment_metrics(request: HttpRequest, pk: int) -> JsonResponse:
+    """A run's curves, at most ~2000 points per metric (min/max buckets); ``x0``/``x1`` limit
+    them to a step range (a zoom), at full resolution when the range holds few enough points;
+    ``keys`` (comma-separated) limits the metrics."""
     experiment = _visible(request, pk)
-    series = metric_store.read(experiment.pk)
-    return JsonResponse({"metrics": {key: s.to_json() for key, s in series.items()}})
+    try:
+        x0, x1 = _range_params(request)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    keys = [k for k in request.GET.get("keys", "").split(",") if k] or None
+    charts = metric_store.read_charts({experiment.pk: (x0, x1)}, keys)[experiment.pk]
+    return JsonResponse({"metrics": {key: chart.to_json() for key, chart in charts.items()}})
+
+
+def _compared(request: HttpRequest) -> list[Experiment]:
+    """The runs named by ``ids``; 404 when one is not visible, CompareError when the selection
+    is bad."""
+    return compare.visible_runs(request.user, compare.parse_ids(request.GET.getlist("ids")))
+
+
+@require_GET
+def compare_page(request: HttpRequest) -> HttpResponse:
+    """2 to 20 runs side by side: overlaid curves, the spec diff and the metrics table."""
+    try:
+        runs = _compared(request)
+    except compare.CompareError as exc:
+        messages.error(request, str(exc))
+        return redirect("experiment-list")
+    keys = compare.metric_keys(runs)
+    live = [{"id": run.pk, "name": run.name, "status": run.status,
+             "started": run.started_at.timestamp() if run.started_at else None} for run in runs]
+    return render(request, "experiments/compare.html", {
+        "runs": runs, "diff": compare.config_diff(runs), "table": compare.metrics_table(runs),
+        "ids": ",".join(str(run.pk) for run in runs), "keys": keys,
+        "config": {"runs": live, "keys": keys, "ids": [run.pk for run in runs],
+                   "key": "val_loss" if "val_loss" in keys else (keys[0] if keys else "")},
+    })
+
+
+@require_GET
+def compare_data(request: HttpRequest) -> JsonResponse:
+    """One metric of every compared run, bucketed, on the chosen x axis (and range)."""
+    try:
+        runs = _compared(request)
+        x0, x1 = _range_params(request)
+        traces = compare.chart_data(runs, request.GET.get("key", "val_loss"),
+                                    request.GET.get("x", "step"), x0, x1)
+    except ValueError as exc:  # CompareError is one
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"runs": traces})
+
+
+@require_GET
+def compare_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The comparison's metrics (and specs) as CSV or JSON, one record per run."""
+    if fmt not in ("csv", "json"):
+        raise Http404("export as csv or json")
+    try:
+        runs = _compared(request)
+    except compare.CompareError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    records = compare.export_rows(runs)
+    if fmt == "json":
+        response: HttpResponse = JsonResponse({"runs": records})
+    else:
+        response = HttpResponse(compare.to_csv(records), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="fitboard-compare.{fmt}"'
+    return response
 
 
 @require_GET

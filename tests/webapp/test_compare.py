@@ -1,0 +1,229 @@
+"""Comparing runs: who may, the diff and metrics tables, the chart data, and the exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from training.spec import ExperimentSpec
+from webapp.experiments import compare, metric_store
+from webapp.experiments.models import Experiment, Project
+
+
+def finished_run(make_experiment, name: str, lr: float, val_acc: float, val_loss: float,
+                 **fields) -> Experiment:
+    """A succeeded run with a summary like the worker's, and a few epoch points."""
+    started = timezone.now() - timedelta(minutes=3)
+    run = make_experiment(
+        status=Experiment.Status.SUCCEEDED, name=name,
+        spec=ExperimentSpec().patched({"optim": {"lr": lr}}).to_dict(),
+        started_at=started, finished_at=started + timedelta(seconds=95),
+        summary={"epochs": 3, "best_metrics": {"val_acc": val_acc, "val_loss": val_loss},
+                 "final_metrics": {"val_acc": val_acc - 0.01, "val_loss": val_loss + 0.1}},
+        progress={"parameters": 12_345}, **fields,
+    )
+    points = {"val_loss": [], "epoch": []}
+    for epoch in (1, 2, 3):
+        points["val_loss"].append((epoch * 10, val_loss + 1 / epoch, 1e9 + epoch))
+        points["epoch"].append((epoch * 10, float(epoch), 1e9 + epoch))
+    points["loss"] = [(step, 2.0 / step, 1e9 + step / 10) for step in range(1, 31)]
+    metric_store.append(run.pk, points)
+    return run
+
+
+@pytest.fixture
+def three_runs(make_experiment) -> list[Experiment]:
+    return [
+        finished_run(make_experiment, "lr small", 1e-4, 0.91, 0.40, verdict_kind="underfitting"),
+        finished_run(make_experiment, "lr default", 1e-3, 0.97, 0.12, verdict_kind="healthy"),
+        finished_run(make_experiment, "lr big", 1e-2, 0.95, 0.20, verdict_kind="overfitting"),
+    ]
+
+
+def ids_of(runs: list[Experiment]) -> str:
+    return ",".join(str(r.pk) for r in runs)
+
+
+def test_the_compare_page_shows_every_run_with_its_verdict(owner_client, three_runs):
+    # when the owner compares three runs
+    response = owner_client.get(reverse("compare"), {"ids": ids_of(three_runs)})
+
+    # then each run is a column, with its verdict badge
+    page = response.content.decode()
+    assert response.status_code == 200
+    for run in three_runs:
+        assert f'data-run="{run.pk}"' in page
+    for kind in ("underfitting", "healthy", "overfitting"):
+        assert f'class="verdict {kind}"' in page
+    # and the chart offers every logged metric, validation loss first and selected
+    assert re.search(r'<select id="metric"><option value="val_loss" selected>val_loss</option>'
+                     r'<option value="loss">loss</option></select>', page)
+
+
+def test_a_run_in_another_project_makes_the_comparison_not_found(owner_client, stranger,
+                                                                 three_runs):
+    # given a run in a project the owner is not a member of
+    theirs = Project.objects.create(name="theirs")
+    theirs.members.add(stranger)
+    secret = Experiment.objects.create(project=theirs, name="secret",
+                                       spec=ExperimentSpec().to_dict())
+
+    # when the owner puts its id in a comparison (page, data or export)
+    ids = f"{three_runs[0].pk},{secret.pk}"
+    responses = [owner_client.get(reverse("compare"), {"ids": ids}),
+                 owner_client.get(reverse("compare-data"), {"ids": ids, "key": "loss"}),
+                 owner_client.get(reverse("compare-export", args=["csv"]), {"ids": ids})]
+
+    # then every answer is 404, as for a run that does not exist
+    assert [r.status_code for r in responses] == [404, 404, 404]
+
+
+@pytest.mark.parametrize("ids, message", [("5", "between 2 and 20"),
+                                          (",".join(str(i) for i in range(1, 22)), "(21 selected)"),
+                                          ("1,x", "not a run number")])
+def test_a_bad_selection_goes_back_to_the_list_with_the_reason(owner_client, project, ids,
+                                                              message):
+    response = owner_client.get(reverse("compare"), {"ids": ids}, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("experiment-list")
+    assert message in response.content.decode()
+
+
+def test_checkbox_ids_and_comma_ids_mean_the_same_selection():
+    assert compare.parse_ids(["3", "1", "3"]) == compare.parse_ids(["3,1"]) == [3, 1]
+
+
+def test_the_compare_page_costs_the_same_queries_for_2_and_12_runs(owner_client, make_experiment):
+    # given 12 finished runs
+    runs = [finished_run(make_experiment, f"run {i}", 1e-3 * (i + 1), 0.9, 0.3)
+            for i in range(12)]
+
+    # when the page is rendered for 2 and then for 12 of them
+    counts = []
+    for selection in (runs[:2], runs):
+        with CaptureQueriesContext(connection) as queries:
+            response = owner_client.get(reverse("compare"), {"ids": ids_of(selection)})
+        assert response.status_code == 200
+        counts.append(len(queries))
+
+    # then the number of queries does not grow with the runs
+    assert counts[0] == counts[1]
+
+
+def test_the_chart_data_costs_the_same_queries_for_any_number_of_runs(
+        owner_client, make_experiment, django_assert_max_num_queries):
+    runs = [finished_run(make_experiment, f"run {i}", 1e-3, 0.9, 0.3) for i in range(15)]
+
+    # session, user, runs, the chunks' summaries, their full points: whatever the selection
+    with django_assert_max_num_queries(5):
+        response = owner_client.get(reverse("compare-data"),
+                                    {"ids": ids_of(runs), "key": "val_loss"})
+
+    assert len(response.json()["runs"]) == 15
+
+
+def test_the_config_diff_highlights_only_the_fields_that_differ(three_runs):
+    # when the specs of runs that differ only in learning rate are compared
+    rows = {row.field: row for row in compare.config_diff(three_runs)}
+
+    # then every spec field is a row, and only optim.lr is marked as differing
+    assert set(rows) >= {"data.dataset", "model.arch", "optim.lr", "run.epochs"}
+    assert [name for name, row in rows.items() if row.differs] == ["optim.lr"]
+    assert rows["optim.lr"].cells == ["0.0001", "0.001", "0.01"]
+
+
+def test_the_page_marks_differing_rows_and_hides_the_same_ones_by_default(owner_client,
+                                                                          three_runs):
+    page = owner_client.get(reverse("compare"), {"ids": ids_of(three_runs)}).content.decode()
+
+    assert 'class="differs" data-field="optim.lr"' in page
+    assert 'class="same" data-field="model.arch"' in page
+    assert 'class="compare only-diff" id="diff-table"' in page
+
+
+def test_the_metrics_table_marks_the_best_value_of_each_row(three_runs):
+    # when the metrics of the three runs are tabulated
+    rows = {row.key: row for row in compare.metrics_table(three_runs)}
+
+    # then the highest accuracy and the lowest loss are marked (run 2 in both)
+    assert rows["best_val_acc"].best == {1}
+    assert rows["best_val_loss"].best == {1}
+    assert rows["final_val_loss"].best == {1}
+    assert rows["duration_s"].values == [95.0, 95.0, 95.0]
+    assert rows["parameters"].cells[0] == ("12,345", False)
+
+
+def test_the_chart_data_puts_points_on_the_epoch_axis(owner_client, three_runs):
+    # when the batch loss is asked for against epochs
+    body = owner_client.get(reverse("compare-data"),
+                            {"ids": ids_of(three_runs), "key": "loss", "x": "epoch"}).json()
+
+    # then step 10 (the end of epoch 1) is at x = 1 and step 5 halfway through it
+    trace = body["runs"][0]
+    x_of = dict(zip(trace["steps"], trace["x"], strict=True))
+    assert x_of[10] == 1.0 and x_of[5] == 0.5 and x_of[30] == 3.0
+
+
+def test_the_chart_data_of_a_zoom_holds_only_that_range(owner_client, three_runs):
+    body = owner_client.get(reverse("compare-data"), {
+        "ids": ids_of(three_runs), "key": "loss", "x": "step", "x0": 11, "x1": 20}).json()
+
+    assert [t["steps"] for t in body["runs"]] == [list(range(11, 21))] * 3
+
+
+def test_an_unknown_x_axis_is_a_clear_error(owner_client, three_runs):
+    response = owner_client.get(reverse("compare-data"),
+                                {"ids": ids_of(three_runs), "key": "loss", "x": "banana"})
+
+    assert response.status_code == 400
+    assert "x axis must be one of" in response.json()["error"]
+
+
+def test_the_csv_export_escapes_cells_a_spreadsheet_would_run(owner_client, make_experiment):
+    # given runs whose names start like spreadsheet formulas
+    names = ["=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\tindent", "\rcr", "plain"]
+    runs = [finished_run(make_experiment, name, 1e-3, 0.9, 0.3) for name in names]
+
+    # when the comparison is exported as CSV
+    response = owner_client.get(reverse("compare-export", args=["csv"]), {"ids": ids_of(runs)})
+
+    # then every such name is prefixed with a quote, and numbers stay numbers
+    records = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["name"] for r in records] == ["'" + n for n in names[:-1]] + ["plain"]
+    assert records[0]["best_val_acc"] == "0.9"
+    assert response["Content-Disposition"].endswith('filename="fitboard-compare.csv"')
+
+
+def test_the_json_export_has_one_record_per_run_with_metrics_and_spec(owner_client, three_runs):
+    body = owner_client.get(reverse("compare-export", args=["json"]),
+                            {"ids": ids_of(three_runs)}).json()
+
+    assert [r["id"] for r in body["runs"]] == [r.pk for r in three_runs]
+    assert body["runs"][1]["best_val_acc"] == 0.97
+    assert body["runs"][2]["spec.optim.lr"] == 0.01
+    assert body["runs"][0]["verdict"] == "underfitting"
+
+
+def test_the_list_page_links_selected_runs_to_the_compare_page(owner_client, three_runs):
+    page = owner_client.get(reverse("experiment-list")).content.decode()
+
+    assert re.search(r'<form method="get" action="/compare/" id="compare-form"', page)
+    assert page.count('name="ids"') == 3
+
+
+def test_a_zoom_on_the_epoch_axis_returns_the_steps_of_those_epochs(owner_client, three_runs):
+    # when the chart is zoomed to epochs 1..2 (steps 10..20: 10 steps per epoch)
+    body = owner_client.get(reverse("compare-data"), {
+        "ids": ids_of(three_runs), "key": "loss", "x": "epoch", "x0": 1, "x1": 2}).json()
+
+    # then each run's trace covers those steps, and hardly more
+    for trace in body["runs"]:
+        assert set(range(10, 21)) <= set(trace["steps"]) <= set(range(9, 22))

@@ -1,0 +1,135 @@
+"""The run list's filters, search, sort and pages, and the tags and notes users put on runs.
+
+The list costs a fixed number of queries whatever the number of runs: one count, one page of
+rows (project joined), one for the page's tags, and one each for the filter menus (projects,
+tags, uploaded datasets).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.core.paginator import Page, Paginator
+from django.db.models import F, QuerySet
+
+from training.data.catalog import CATALOG
+from training.spec import ModelSpec
+from webapp.datasets.models import Dataset
+from webapp.experiments.models import Experiment, Project, Tag
+
+PAGE_SIZE = 50
+MAX_TAGS = 20  # per run
+TAG_PATTERN = re.compile(r"^[\w .:+-]{1,40}$")  # letters, digits and a little punctuation
+VERDICTS = ("healthy", "overfitting", "underfitting", "diverging", "slow", "undetermined")
+SORTS = {
+    "newest": ("-created_at", "-id"),
+    "oldest": ("created_at", "id"),
+    "name": ("name", "-id"),
+    "-name": ("-name", "-id"),
+    "best-high": (F("best_metric_value").desc(nulls_last=True), "-id"),
+    "best-low": (F("best_metric_value").asc(nulls_last=True), "-id"),
+}
+SORT_LABELS = {"newest": "newest first", "oldest": "oldest first", "name": "name A→Z",
+               "-name": "name Z→A", "best-high": "best metric, highest first",
+               "best-low": "best metric, lowest first"}  # best metric: the sort metric's if given
+
+
+def _choices(values: Any) -> list[tuple[str, str]]:
+    return [("", "any")] + [(v, v) for v in values]
+
+
+class RunFilterForm(forms.Form):
+    """The list's query string: every field optional, an unknown value is a field error."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search name")
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False,
+                                     empty_label="any")
+    kind = forms.ChoiceField(choices=_choices(Experiment.Kind.values), required=False)
+    status = forms.ChoiceField(choices=_choices(Experiment.Status.values), required=False)
+    dataset = forms.ChoiceField(choices=(), required=False)
+    arch = forms.ChoiceField(choices=(), required=False, label="Model")
+    verdict = forms.ChoiceField(choices=_choices(VERDICTS), required=False)
+    tag = forms.ModelChoiceField(queryset=Tag.objects.none(), required=False, empty_label="any",
+                                 to_field_name="name")
+    sort = forms.ChoiceField(choices=list(SORT_LABELS.items()), required=False)
+    metric = forms.RegexField(regex=r"^[A-Za-z0-9_]{1,64}$", required=False,
+                              label="Sort metric", help_text="e.g. val_loss",
+                              error_messages={"invalid": "a metric name, e.g. val_loss"})
+
+    def __init__(self, data: Any, user: Any) -> None:
+        super().__init__(data)
+        visible = Experiment.objects.visible_to(user)
+        fields: Any = self.fields
+        fields["project"].queryset = Project.objects.filter(members=user).order_by("name")
+        fields["tag"].queryset = Tag.objects.filter(experiments__in=visible).distinct()
+        # Choices are read when the form is built (other apps may register more of them).
+        uploads = Dataset.objects.visible_to(user).only("pk", "name").order_by("name")
+        fields["dataset"].choices = _choices(sorted(CATALOG)) + [
+            (d.spec_name, f"{d.name} (uploaded)") for d in uploads
+        ]
+        fields["arch"].choices = _choices(ModelSpec.choices["arch"])
+
+    def filter(self, runs: QuerySet[Experiment]) -> QuerySet[Experiment]:
+        """``runs`` narrowed and ordered by the valid fields (an invalid field is ignored and
+        shown with its error)."""
+        self.is_valid()  # cleans once; a field that fails is left out of cleaned_data
+        data = {k: v for k, v in self.cleaned_data.items() if v}
+        lookups = {"project": "project", "kind": "kind", "status": "status",
+                   "dataset": "spec__data__dataset", "arch": "spec__model__arch",
+                   "verdict": "verdict_kind", "tag": "tags"}
+        for name, lookup in lookups.items():
+            if name in data:
+                runs = runs.filter(**{lookup: data[name]})
+        if "q" in data:
+            runs = runs.filter(name__icontains=data["q"].strip())
+        sort = data.get("sort") or "newest"
+        if "metric" in data and sort.startswith("best-"):
+            # Each run's best value of that metric, from its summary (runs without it last).
+            value = F(f"summary__best_metrics__{data['metric']}")
+            first = value.desc(nulls_last=True) if sort == "best-high" else value.asc(
+                nulls_last=True)
+            return runs.order_by(first, "-id")
+        return runs.order_by(*SORTS[sort])
+
+
+def run_page(user: Any, query: Any) -> tuple[RunFilterForm, Page[Experiment]]:
+    """The filter form for ``query`` (request.GET) and the page of runs it selects."""
+    form = RunFilterForm(query, user)
+    runs = form.filter(
+        Experiment.objects.visible_to(user).select_related("project").prefetch_related("tags")
+    )
+    paginator = Paginator(runs, PAGE_SIZE)
+    return form, paginator.get_page(query.get("page"))
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags from comma-separated text, in order, without repeats; ValueError naming the bad one."""
+    tags: list[str] = []
+    for raw in text.split(","):
+        tag = " ".join(raw.split())
+        if not tag:
+            continue
+        if not TAG_PATTERN.match(tag):
+            raise ValueError(f"{tag!r}: a tag is at most 40 letters, digits, spaces or . : + - _")
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    return tags
+
+
+class AnnotationForm(forms.Form):
+    """Tags and notes of a run, edited on its page."""
+
+    tags = forms.CharField(required=False, max_length=1000,
+                           help_text="comma-separated, e.g. baseline, lr-sweep")
+    notes = forms.CharField(required=False, max_length=10000,
+                            widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_tags(self) -> list[str]:
+        try:
+            return parse_tags(self.cleaned_data["tags"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None

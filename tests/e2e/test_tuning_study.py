@@ -1,5 +1,6 @@
-"""A tuning study with real processes: Tune form → study task → trials on two Celery workers at
-once → study succeeded → best trial promoted into a runnable experiment."""
+"""Tuning studies with real processes: Tune form → study task → trials on two Celery workers at
+once, a hopeless one pruned early → study succeeded → best trial promoted into a runnable
+experiment; and a worker killed mid-trial costs the study nothing but that trial's retry."""
 
 from __future__ import annotations
 
@@ -53,32 +54,36 @@ def submit_study(stack: Stack, session: requests.Session, source: int,
     return int(match.group(1))
 
 
-def test_a_study_runs_its_trials_two_at_a_time_on_two_workers(stack: Stack) -> None:
+def test_a_study_runs_its_trials_two_at_a_time_on_two_workers_and_prunes_a_hopeless_one(
+        stack: Stack) -> None:
     # given a small MLP run on digits to tune
     session = stack.login()
     source = submit(stack, session, "digits-mlp", dataset="digits", arch="mlp",
                     hidden_sizes="32", epochs=4, batch_size=64)
     wait_until_ended(session, f"{stack.url}/experiments/{source}/", timeout=60)  # both idle
 
-    # when a study of 4 random trials, 2 at once, over the learning rate is submitted
-    response = stack.post_form(session, f"/experiments/{source}/tune/", {
-        "name": "lr study", "project": re.search(  # the form preselects the source's project
-            r'<option value="(\d+)" selected>',
-            session.get(f"{stack.url}/experiments/{source}/tune/", timeout=10).text).group(1),
-        "algorithm": "random", "objective": "val_acc", "n_trials": 4, "timeout": 0,
-        "parallelism": 2, "pruner": "none", "seed": 0,
-        "lr_on": "on", "lr_low": 1e-3, "lr_high": 3e-2, "lr_log": "on",
-    })
-    match = re.search(r"/studies/(\d+)/$", response.url)
-    assert match is not None, response.text[:3000]
-    study_id = int(match.group(1))
+    # when a median-pruned study of 6 random trials, 2 at once, over the learning rate is
+    # submitted; sampler seed 2915 draws learning rates from 6e-3 to 3e-2 for trials 1 to 4 and
+    # 6, and 1.7e-5 for trial 5 (trial k >= 3 is the first draw of seed + k - 1, the driver's
+    # offset), which barely learns and is asked only after three trials completed (the
+    # pruner's start-up), so it is pruned at its first chance
+    study_id = submit_study(stack, session, source, **{
+        "name": "lr study", "algorithm": "random", "objective": "val_acc", "n_trials": 6,
+        "timeout": 0, "parallelism": 2, "pruner": "median", "seed": 2915,
+        "lr_on": "on", "lr_low": 1e-5, "lr_high": 3e-2, "lr_log": "on"})
     data = wait_for(session, f"{stack.url}/studies/{study_id}/data/", timeout=90)
 
-    # then it succeeded with four completed trials, each a run with its own curve
+    # then it succeeded with its 6 trials, each a run with its own curve
     trials = data["trials"]
     assert data["status"] == "succeeded", (data, stack.log.read_text()[-3000:])
-    assert [t["state"] for t in trials] == ["complete"] * 4
-    assert all(len(t["curve"]) == 4 for t in trials)
+    assert len(trials) == 6 and {t["state"] for t in trials} <= {"complete", "pruned"}
+    assert all(len(t["curve"]) == 4 for t in trials if t["state"] == "complete")
+    # and the hopeless trial was pruned: it stopped after fewer epochs than the budgeted 4
+    hopeless = trials[4]
+    assert hopeless["params"]["optim.lr"] < 2e-5, hopeless["params"]
+    assert hopeless["state"] == "pruned" and hopeless["pruned_at"] < 4
+    assert 1 <= len(hopeless["curve"]) < 4
+    assert sum(t["state"] == "complete" for t in trials) >= 3
     # and two workers ran trials at the same time, never more than two at once
     assert len({t["worker"] for t in trials}) == 2
     spans = [(t["started_at"], t["finished_at"]) for t in trials]

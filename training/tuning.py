@@ -464,10 +464,12 @@ class Heartbeat:
     the trial runs (``with Heartbeat(study, trial): ...``); does nothing without heartbeats."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        from optuna.storages import RDBStorage
+        # Optuna's base of every storage that keeps heartbeats: a study's RDB storage is wrapped
+        # in Optuna's caching storage, which is not an RDBStorage but forwards heartbeats.
+        from optuna.storages._heartbeat import BaseHeartbeat
 
         storage = study._storage  # the public study has no accessor for its storage
-        self.storage = storage if isinstance(storage, RDBStorage) else None
+        self.storage = storage if isinstance(storage, BaseHeartbeat) else None
         self.trial_id = trial._trial_id
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
@@ -479,6 +481,11 @@ class Heartbeat:
             self.storage.record_heartbeat(self.trial_id)
             if self.stop.wait(interval):
                 return
+
+    def beat_once(self) -> None:
+        """Record one heartbeat now (from the first one on, a silent trial counts as stale)."""
+        if self.storage is not None and self.storage.get_heartbeat_interval():
+            self.storage.record_heartbeat(self.trial_id)
 
     def __enter__(self) -> Heartbeat:
         if self.storage is not None and self.storage.get_heartbeat_interval():

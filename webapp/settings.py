@@ -175,6 +175,9 @@ OPTUNA_STORAGE_URL = env_str("FITBOARD_OPTUNA_STORAGE", (
 # Seconds between a running trial's heartbeats; after two missed, its worker counts as dead and
 # the trial is failed and retried with the same parameters.
 FITBOARD_TRIAL_HEARTBEAT = env_int("FITBOARD_TRIAL_HEARTBEAT_S", 10, minimum=1)
+# Seconds between a running study's looks for such trials (its task re-queued with a countdown
+# on the default queue, which trial-only workers do not consume).
+FITBOARD_STUDY_WATCHDOG = env_int("FITBOARD_STUDY_WATCHDOG_S", 30, minimum=1)
 
 LOGGING = {
     "version": 1,

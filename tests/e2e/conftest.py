@@ -28,6 +28,16 @@ class Stack:
     url: str
     var_dir: Path
     log: Path
+    env: dict[str, str]  # the environment ``manage.py up`` got (its workers get the same)
+
+    def start_worker(self, name: str, queues: str, log: Path) -> subprocess.Popen[bytes]:
+        """One more Celery worker on this stack's database, Redis and media folder, started
+        the way ``up`` starts its own (its children must not die: ``up`` would stop)."""
+        from webapp.experiments.management.commands.up import worker_command
+
+        with log.open("wb") as out:
+            return subprocess.Popen(worker_command(name, queues), cwd=ROOT, env=self.env,
+                                    stdout=out, stderr=subprocess.STDOUT)
 
     def login(self) -> requests.Session:
         """A logged-in HTTP session for the first user, going through the real login form."""
@@ -88,6 +98,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "FITBOARD_ADMIN_PASSWORD": PASSWORD,
         "FITBOARD_CHANNEL_PREFIX": f"e2e{port}",
         "FITBOARD_TORCH_THREADS": "1",
+        # A killed worker's trial is found within seconds (two missed beats, then a watchdog).
+        "FITBOARD_TRIAL_HEARTBEAT_S": "2",
+        "FITBOARD_STUDY_WATCHDOG_S": "2",
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
     }
     log = tmp / "up.log"
     with log.open("wb") as out:
@@ -102,7 +116,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert process.poll() is None, log.read_text(errors="replace")
             assert time.monotonic() < deadline, "manage.py up did not start in 120 s"
             time.sleep(0.2)
-        yield Stack(url=f"http://127.0.0.1:{port}", var_dir=tmp / "var", log=log)
+        yield Stack(url=f"http://127.0.0.1:{port}", var_dir=tmp / "var", log=log, env=env)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

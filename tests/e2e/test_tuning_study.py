@@ -1,11 +1,15 @@
-"""A tuning study with real processes: Tune form → study task → trials on two Celery workers at
-once → study succeeded → best trial promoted into a runnable experiment."""
+"""Tuning studies with real processes: Tune form → study task → trials on two Celery workers at
+once, a hopeless one pruned early → study succeeded → best trial promoted into a runnable
+experiment; and a worker killed mid-trial costs the study nothing but that trial's retry."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,32 +41,49 @@ def wait_for(session: requests.Session, url: str, timeout: float) -> dict[str, A
         time.sleep(0.3)
 
 
-def test_a_study_runs_its_trials_two_at_a_time_on_two_workers(stack: Stack) -> None:
+def submit_study(stack: Stack, session: requests.Session, source: int,
+                 **fields: Any) -> int:
+    """Fill the Tune form of run ``source`` with ``fields``; returns the study's id."""
+    form = session.get(f"{stack.url}/experiments/{source}/tune/", timeout=10).text
+    project = re.search(r'<option value="(\d+)" selected>', form)  # preselected: the source's
+    assert project is not None, form[:2000]
+    response = stack.post_form(session, f"/experiments/{source}/tune/",
+                               {"project": project.group(1), **fields})
+    match = re.search(r"/studies/(\d+)/$", response.url)
+    assert match is not None, response.text[:3000]
+    return int(match.group(1))
+
+
+def test_a_study_runs_its_trials_two_at_a_time_on_two_workers_and_prunes_a_hopeless_one(
+        stack: Stack) -> None:
     # given a small MLP run on digits to tune
     session = stack.login()
     source = submit(stack, session, "digits-mlp", dataset="digits", arch="mlp",
                     hidden_sizes="32", epochs=4, batch_size=64)
     wait_until_ended(session, f"{stack.url}/experiments/{source}/", timeout=60)  # both idle
 
-    # when a study of 4 random trials, 2 at once, over the learning rate is submitted
-    response = stack.post_form(session, f"/experiments/{source}/tune/", {
-        "name": "lr study", "project": re.search(  # the form preselects the source's project
-            r'<option value="(\d+)" selected>',
-            session.get(f"{stack.url}/experiments/{source}/tune/", timeout=10).text).group(1),
-        "algorithm": "random", "objective": "val_acc", "n_trials": 4, "timeout": 0,
-        "parallelism": 2, "pruner": "none", "seed": 0,
-        "lr_on": "on", "lr_low": 1e-3, "lr_high": 3e-2, "lr_log": "on",
-    })
-    match = re.search(r"/studies/(\d+)/$", response.url)
-    assert match is not None, response.text[:3000]
-    study_id = int(match.group(1))
+    # when a median-pruned study of 6 random trials, 2 at once, over the learning rate is
+    # submitted; sampler seed 2915 draws learning rates from 6e-3 to 3e-2 for trials 1 to 4 and
+    # 6, and 1.7e-5 for trial 5 (trial k >= 3 is the first draw of seed + k - 1, the driver's
+    # offset), which barely learns and is asked only after three trials completed (the
+    # pruner's start-up), so it is pruned at its first chance
+    study_id = submit_study(stack, session, source, **{
+        "name": "lr study", "algorithm": "random", "objective": "val_acc", "n_trials": 6,
+        "timeout": 0, "parallelism": 2, "pruner": "median", "seed": 2915,
+        "lr_on": "on", "lr_low": 1e-5, "lr_high": 3e-2, "lr_log": "on"})
     data = wait_for(session, f"{stack.url}/studies/{study_id}/data/", timeout=90)
 
-    # then it succeeded with four completed trials, each a run with its own curve
+    # then it succeeded with its 6 trials, each a run with its own curve
     trials = data["trials"]
     assert data["status"] == "succeeded", (data, stack.log.read_text()[-3000:])
-    assert [t["state"] for t in trials] == ["complete"] * 4
-    assert all(len(t["curve"]) == 4 for t in trials)
+    assert len(trials) == 6 and {t["state"] for t in trials} <= {"complete", "pruned"}
+    assert all(len(t["curve"]) == 4 for t in trials if t["state"] == "complete")
+    # and the hopeless trial was pruned: it stopped after fewer epochs than the budgeted 4
+    hopeless = trials[4]
+    assert hopeless["params"]["optim.lr"] < 2e-5, hopeless["params"]
+    assert hopeless["state"] == "pruned" and hopeless["pruned_at"] < 4
+    assert 1 <= len(hopeless["curve"]) < 4
+    assert sum(t["state"] == "complete" for t in trials) >= 3
     # and two workers ran trials at the same time, never more than two at once
     assert len({t["worker"] for t in trials}) == 2
     spans = [(t["started_at"], t["finished_at"]) for t in trials]
@@ -85,3 +106,59 @@ def test_a_study_runs_its_trials_two_at_a_time_on_two_workers(stack: Stack) -> N
     assert 'id="status-badge">succeeded<' in html
     best = data["best_trial"]
     assert f"&quot;lr&quot;: {best['params']['optim.lr']}," in html
+
+
+def test_a_killed_worker_s_trial_ends_failed_and_the_study_still_spends_its_budget(
+        stack: Stack, tmp_path: Path) -> None:
+    # given a third worker that takes trials only (the gpu queue, never a study's watchdog)
+    session = stack.login()
+    log = tmp_path / "victim.log"
+    victim = stack.start_worker("victim@%h", "gpu", log)
+    try:
+        source = submit(stack, session, "digits-mlp long", dataset="digits", arch="mlp",
+                        hidden_sizes="32", epochs=20, batch_size=64)
+        wait_until_ended(session, f"{stack.url}/experiments/{source}/", timeout=60)
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text(errors="replace"):
+            assert victim.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+
+        # when a study of 4 trials, 3 at once, is submitted and the third worker is killed
+        # (SIGKILL: no goodbye, its trial's heartbeat just stops) in the middle of its trial
+        study_id = submit_study(stack, session, source, **{
+            "name": "kill study", "algorithm": "random", "objective": "val_acc", "n_trials": 4,
+            "timeout": 0, "parallelism": 3, "pruner": "none", "seed": 1,
+            "lr_on": "on", "lr_low": 1e-3, "lr_high": 3e-2, "lr_log": "on"})
+        data_url = f"{stack.url}/studies/{study_id}/data/"
+        deadline = time.monotonic() + 60
+        while not (killed := [t for t in session.get(data_url, timeout=10).json()["trials"]
+                              if t["state"] == "running" and t["worker"].startswith("victim@")
+                              and t["epochs"] is not None]):  # its training loop has begun
+            assert time.monotonic() < deadline, ("no trial ran on the third worker",
+                                                 log.read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        data = wait_for(session, data_url, timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait(10)
+
+    # then the study succeeded with its whole budget of 4 completed trials
+    assert data["status"] == "succeeded", (data, stack.log.read_text()[-3000:])
+    trials = {t["id"]: t for t in data["trials"]}
+    assert sum(t["state"] == "complete" for t in trials.values()) == 4
+    # and the killed trial ended failed ("lost", not counted), never left running
+    lost = trials[killed[0]["id"]]
+    assert lost["state"] == "lost" and lost["finished_at"] is not None
+    page = session.get(f"{stack.url}/experiments/{lost['id']}/", timeout=10).text
+    assert 'id="status-badge">failed<' in page
+    # and its parameters were tried again by a live worker, to the end
+    retried = [t for t in trials.values() if t["params"] == lost["params"] and t is not lost]
+    assert [t["state"] for t in retried] == ["complete"]
+    assert not retried[0]["worker"].startswith("victim@")
+    # and the third worker took trials only: a study's watchdog never waited on it
+    text = log.read_text(errors="replace")
+    assert ".> gpu " in text and ".> default " not in text
+    assert "Task experiments.trial[" in text and "Task experiments.tune[" not in text

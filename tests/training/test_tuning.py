@@ -8,10 +8,19 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
 
 from training import ExperimentSpec, MemoryReporter
 from training.spec import SpecError
-from training.tuning import TuningSpec, create_study, optimize, run_trial
+from training.tuning import (
+    Heartbeat,
+    TuningSpec,
+    ask,
+    create_study,
+    optimize,
+    rdb_storage,
+    run_trial,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -156,3 +165,23 @@ def test_the_median_pruner_stops_a_hopeless_trial_early(tmp_path: Path) -> None:
     assert states[3] == optuna.trial.TrialState.PRUNED
     epochs = [len(r.series("val_acc")) for r in reporters]
     assert epochs[:3] == [6, 6, 6] and epochs[3] < 6
+
+
+def test_a_running_trial_beats_in_the_study_s_rdb_storage(tmp_path: Path) -> None:
+    # given a study in RDB storage with heartbeats (Optuna wraps it in its caching storage)
+    spec = TuningSpec.from_dict({"base": iris_base(), "space": LR_RANGE})
+    storage = rdb_storage(f"sqlite:///{tmp_path / 'optuna.sqlite3'}", heartbeat_interval=1)
+    study = create_study(spec, storage, "beats")
+    trial = ask(study)
+
+    # when a trial runs inside its heartbeat
+    with Heartbeat(study, trial):
+        pass
+
+    # then its heartbeat is stored, so a worker dying now would leave a stale trial, not a
+    # trial running for ever
+    assert storage._get_stale_trial_ids(study._study_id) == []
+    assert storage.get_heartbeat_interval() == 1
+    with storage.scoped_session() as session:
+        beats = session.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats")).all()
+    assert [row[0] for row in beats] == [trial._trial_id]

@@ -13,12 +13,14 @@ def train(self, experiment_id: int) -> None:  # type: ignore[no-untyped-def]
 
 @shared_task(name="experiments.tune", bind=True, acks_late=True, ignore_result=True)
 def tune(self, study_id: int) -> None:  # type: ignore[no-untyped-def]
-    """Start or advance a study; while it runs, look again every WATCHDOG seconds for trials
-    whose worker died (their heartbeat stopped)."""
-    from webapp.experiments.tuning import WATCHDOG, drive_study
+    """Start or advance a study; while it runs, look again every FITBOARD_STUDY_WATCHDOG_S
+    seconds for trials whose worker died (their heartbeat stopped)."""
+    from django.conf import settings
+
+    from webapp.experiments.tuning import drive_study
 
     if drive_study(study_id, worker=self.request.hostname or "unknown"):
-        tune.apply_async((study_id,), countdown=WATCHDOG)
+        tune.apply_async((study_id,), countdown=settings.FITBOARD_STUDY_WATCHDOG)
 
 
 @shared_task(name="experiments.trial", bind=True, acks_late=True, ignore_result=True)

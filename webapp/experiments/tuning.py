@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WATCHDOG = 30  # seconds between the study task's looks for trials whose worker died
 IMPORTANCE_MIN_TRIALS = 4  # finished trials before parameter importances are computed
 MAX_INVALID = 5  # sampled configurations in a row the spec refuses before the study fails
 IN_FLIGHT = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
@@ -289,6 +288,8 @@ def execute_trial(trial_id: int, worker: str) -> None:
     Never raises for a failed trial."""
     import optuna
 
+    from training.tuning import Heartbeat
+
     trial_row = Experiment.objects.select_related("parent").filter(
         pk=trial_id, kind=Experiment.Kind.TRIAL).first()
     if trial_row is None or trial_row.parent is None:
@@ -304,6 +305,9 @@ def execute_trial(trial_id: int, worker: str) -> None:
     trial_id_in_storage = optuna_study._storage.get_trial_id_from_study_id_trial_number(
         optuna_study._study_id, number)
     trial = optuna.Trial(optuna_study, trial_id_in_storage)
+    # Beat at once: a trial without any heartbeat never counts as stale, so a worker killed
+    # before training starts (still importing torch, loading data) would leave it running.
+    Heartbeat(optuna_study, trial).beat_once()
     status, error, summary, nonfinite = _train_trial(trial_row, study, optuna_study, trial)
     from webapp.experiments.runner import _final_verdict
 

@@ -44,6 +44,14 @@ def describe(process: subprocess.Popen[bytes]) -> str:
     return " ".join([Path(args[0]).name, *args[1:4]])
 
 
+def worker_command(name: str, queues: str = "gpu,default") -> list[str]:
+    """The command line of one Celery worker process running one job at a time; ``name`` is its
+    node name (``%h`` becomes the host name). Trials and trainings go to ``gpu``, a study's
+    driver and watchdog to ``default``; a worker on ``gpu`` alone never holds a watchdog."""
+    return [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-P", "solo", "-Q", queues,
+            "-c", "1", "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+
+
 class Command(BaseCommand):
     help = "Start Fitboard: database, Redis, one worker, the web server and a demo run."
 
@@ -74,9 +82,7 @@ class Command(BaseCommand):
         env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
         for index in range(workers):
-            self.spawn([python, "-m", "celery", "-A", "webapp", "worker", "-P", "solo",
-                        "-Q", "gpu,default", "-c", "1", "-n", f"worker-{os.getpid()}-{index}@%h",
-                        "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env)
+            self.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h"), env)
         server = self.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
                              "webapp.asgi:application"], env)
         wait_for_port(host, port, 60, server)

@@ -16,7 +16,7 @@ from torch import nn
 from training import checkpoints
 from training.data import DataSources, PreparedData, prepare
 from training.data.augment import Augmentation
-from training.data.text import Tokens, tokenizer_for
+from training.data.text import TokenizerFactory, Tokens, tokenizer_for
 from training.diagnostics import diagnose, task_info
 from training.models import build_model, feed
 from training.optimization import (
@@ -179,7 +179,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         meta: Mapping[str, Any] | None = None,
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
         compile_backend: str = "inductor", sources: DataSources | None = None,
-        model: nn.Module | None = None, train_loss: TrainLoss | None = None) -> RunResult:
+        model: nn.Module | None = None, train_loss: TrainLoss | None = None,
+        tokenizer: TokenizerFactory | None = None) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
@@ -195,6 +196,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     ``model``: train this network (e.g. a pruned one, to fine-tune) instead of a new one;
     ``train_loss(outputs, targets, inputs)``: the training loss instead of the spec's (e.g.
     distillation); validation keeps the spec's loss.
+    ``tokenizer``: how texts become token ids (e.g. a compressed model's source's own
+    tokenizer) instead of the one the model spec builds.
     """
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
@@ -202,7 +205,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     d = spec.data
     data = prepare(d.dataset, d.val_fraction, spec.run.seed, subset=d.subset,
                    test_fraction=d.test_fraction, sources=sources,
-                   tokenizer=tokenizer_for(spec.model))
+                   tokenizer=tokenizer or tokenizer_for(spec.model))
     augment = augmentation(spec)
     augment_rng = torch.Generator(device=target).manual_seed(spec.run.seed)
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)

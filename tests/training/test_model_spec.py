@@ -151,16 +151,16 @@ def test_the_smaller_model_remedy_shrinks_what_the_text_model_has(
     spec.patched(remedy.patch)
 
 
-def test_compressing_a_text_model_is_refused_on_the_method_field() -> None:
-    # given an LSTM trained on SST-2 as the source of a weight-pruning job
+def test_channel_pruning_a_text_model_is_refused_on_the_method_field() -> None:
+    # given an LSTM trained on SST-2 as the source of a channel-pruning job
     from training.compression.spec import CompressionSpec
 
     source = ExperimentSpec.from_dict({"data": {"dataset": "sst2"}, "model": {"arch": "lstm"}})
 
     # when the job is checked against its source
     with pytest.raises(SpecError) as caught:
-        CompressionSpec(method="prune_weights").check_source(source)
+        CompressionSpec(method="prune_channels").check_source(source)
 
-    # then the method field says compression covers image and tabular models
+    # then the method field says which models channel pruning supports
     assert list(caught.value.errors) == ["method"]
-    assert "text" in caught.value.errors["method"]
+    assert "not lstm" in caught.value.errors["method"]

@@ -29,6 +29,7 @@ from training.compression.quantize import linear_names, quantize_dynamic
 from training.compression.report import compare, measure
 from training.compression.spec import CompressionSpec
 from training.data import DataSources, PreparedData, dataset_info, prepare
+from training.data.text import Tokenizer
 from training.loop import RunResult, TrainLoss, resolve_device
 from training.loop import run as run_loop
 from training.models import build_model
@@ -98,11 +99,15 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
     spec.check_source(source.spec, record.get("methods", []))
     target = spec.target_spec(source.spec)
     d = target.data
+    # A text model reads the token ids of its own tokenizer (saved in its checkpoint), never a
+    # vocabulary rebuilt from the data; a student reads its teacher's.
+    tokenizer = source.tokenizer
+    reuse = (lambda texts: tokenizer) if tokenizer is not None else None
     data = prepare(d.dataset, d.val_fraction, target.run.seed, subset=d.subset,
-                   test_fraction=d.test_fraction, sources=sources)
+                   test_fraction=d.test_fraction, sources=sources, tokenizer=reuse)
     reporter.status("measuring the source", epoch=0, epochs=target.run.epochs)
     source_report = measure(copy.deepcopy(source.model), data)
-    trainer = _Trainer(target, reporter, workdir / "stages", device, sources)
+    trainer = _Trainer(target, reporter, workdir / "stages", device, sources, tokenizer)
     method = METHODS[spec.method]
     model, changes = method(spec, source.model, data, trainer)
     shutil.rmtree(workdir / "stages", ignore_errors=True)
@@ -130,7 +135,7 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
         **(meta or {}),
     }
     path = workdir / "best.zip"
-    checkpoints.save(path, model, target, saved_meta)
+    checkpoints.save(path, model, target, saved_meta, checkpoints.model_files(model, tokenizer))
     reporter.checkpoint(path, "best", saved_meta["metrics"])
     reporter.status("compressed", epoch=trainer.epochs, epochs=target.run.epochs,
                     step=trainer.steps or 1, total_steps=trainer.steps or 1)
@@ -142,8 +147,10 @@ class _Trainer:
     """Runs training stages through the loop, one after the other, as one curve."""
 
     def __init__(self, spec: ExperimentSpec, reporter: Reporter, scratch: Path,
-                 device: str | None, sources: DataSources | None = None) -> None:
+                 device: str | None, sources: DataSources | None = None,
+                 tokenizer: Tokenizer | None = None) -> None:
         self.spec, self.reporter, self.scratch, self.sources = spec, reporter, scratch, sources
+        self.tokenizer = tokenizer  # text: the source's, so stages see the source's token ids
         self.device = str(resolve_device(device or spec.run.device))
         self.results: list[RunResult] = []
         self.steps = self.epochs = 0
@@ -161,10 +168,13 @@ class _Trainer:
         if model is None:  # built here (as the loop would) so that its best weights load back
             info = dataset_info(self.spec.data.dataset)
             torch.manual_seed(self.spec.run.seed)
-            model = build_model(self.spec.model, info.input_shape, info.num_classes or 1)
+            model = build_model(self.spec.model, info.input_shape, info.num_classes or 1,
+                                vocab_size=self.tokenizer.vocab_size if self.tokenizer else 0)
+        tokenizer = self.tokenizer
         result = run_loop(stage, reporter, workdir, device=self.device,
                           checkpoint_interval=math.inf, model=model, train_loss=train_loss,
-                          sources=self.sources)
+                          sources=self.sources,
+                          tokenizer=(lambda texts: tokenizer) if tokenizer is not None else None)
         self.results.append(result)
         self.steps += result.steps
         self.epochs += result.epochs

@@ -18,14 +18,32 @@ from torch.nn.utils import prune
 
 MAX_LAYER_RATIO = 0.95  # channel pruning keeps at least 5% of every layer's channels
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Recurrent layers keep their weights as weight_ih_l<k> / weight_hh_l<k> (and *_reverse)
+# parameters; torch's RNN modules pick up the masked tensors that pruning sets as attributes.
+RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
 
 
 Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+Target = tuple[nn.Module, str]  # a module and the name of one weight of it
 
 
 def prunable_layers(model: nn.Module) -> list[Layer]:
-    """The layers whose weights magnitude pruning ranks: every Linear and convolution."""
+    """The Linear and convolution layers whose weights magnitude pruning ranks."""
     return [m for m in model.modules() if isinstance(m, PRUNABLE)]
+
+
+def prunable_weights(model: nn.Module) -> list[Target]:
+    """Every weight magnitude pruning ranks: those of the Linear and convolution layers, and
+    the input and hidden weight matrices of LSTM/GRU layers (embeddings, biases and norms
+    stay whole)."""
+    targets: list[Target] = []
+    for module in model.modules():
+        if isinstance(module, PRUNABLE):
+            targets.append((module, "weight"))
+        elif isinstance(module, RECURRENT):
+            targets += [(module, name) for name in module._flat_weights_names
+                        if name.startswith("weight_")]
+    return targets
 
 
 def step_sparsity(target: float, steps: int, step: int) -> float:
@@ -36,42 +54,44 @@ def step_sparsity(target: float, steps: int, step: int) -> float:
 
 def prune_weights(model: nn.Module, sparsity: float, scope: str = "global") -> None:
     """Mask the smallest-magnitude weights so that ``sparsity`` of them are zero, ranked across
-    all layers (``global``) or within each layer (``layer``). Masks already in place are kept:
-    calling it again with a higher sparsity prunes further (iterative pruning)."""
-    layers = prunable_layers(model)
+    all layers (``global``) or within each layer (``layer``: each weight matrix). Masks already
+    in place are kept: calling it again with a higher sparsity prunes further (iterative
+    pruning)."""
+    targets = prunable_weights(model)
     if scope == "global":
-        total = sum(_weight(layer).numel() for layer in layers)
+        total = sum(_weight(target).numel() for target in targets)
         # torch's amount counts weights still unpruned; ask for exactly what is missing.
-        missing = round(total * sparsity) - sum(_zeros_masked(layer) for layer in layers)
-        prune.global_unstructured([(layer, "weight") for layer in layers],
-                                  pruning_method=prune.L1Unstructured, amount=max(0, missing))
+        missing = round(total * sparsity) - sum(_zeros_masked(target) for target in targets)
+        prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
+                                  amount=max(0, missing))
         return
-    for layer in layers:
-        missing = round(_weight(layer).numel() * sparsity) - _zeros_masked(layer)
-        prune.l1_unstructured(layer, "weight", amount=max(0, missing))
+    for module, name in targets:
+        missing = round(_weight((module, name)).numel() * sparsity) - _zeros_masked((module, name))
+        prune.l1_unstructured(module, name, amount=max(0, missing))
 
 
-def _weight(layer: nn.Module) -> torch.Tensor:
-    weight = layer.weight
+def _weight(target: Target) -> torch.Tensor:
+    weight = getattr(*target)
     assert isinstance(weight, torch.Tensor)
     return weight
 
 
-def _zeros_masked(layer: nn.Module) -> int:
-    mask = getattr(layer, "weight_mask", None)
+def _zeros_masked(target: Target) -> int:
+    module, name = target
+    mask = getattr(module, f"{name}_mask", None)
     return 0 if mask is None else int((mask == 0).sum())
 
 
 def make_permanent(model: nn.Module) -> None:
     """Fold the pruning masks into the weights and drop the hooks (plain modules again)."""
-    for layer in prunable_layers(model):
-        if prune.is_pruned(layer) and hasattr(layer, "weight_mask"):
-            prune.remove(layer, "weight")
+    for module, name in prunable_weights(model):
+        if hasattr(module, f"{name}_mask"):
+            prune.remove(module, name)
 
 
 def weight_sparsity(model: nn.Module) -> float:
-    """Share of zero weights over the prunable layers (as the forward pass sees them)."""
-    weights = [_weight(layer) for layer in prunable_layers(model)]
+    """Share of zero weights over the prunable weights (as the forward pass sees them)."""
+    weights = [_weight(target) for target in prunable_weights(model)]
     zeros = sum(int((w == 0).sum()) for w in weights)
     return zeros / max(1, sum(w.numel() for w in weights))
 

@@ -12,8 +12,11 @@ from torch import nn
 
 from training.compression.prune import nonzero_count, parameter_count
 from training.data import PreparedData
+from training.data.text import Tokens
+from training.models import feed
 
 LATENCY_BATCH = 256  # rows per timed forward pass
+TEXT_LATENCY_BATCH = 32  # sentences per timed forward pass of a text model
 LATENCY_REPEATS = 30  # timed passes; the median is reported
 LATENCY_WARMUP = 5
 
@@ -39,17 +42,19 @@ def linear_weight_bytes(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def cpu_latency(model: nn.Module, batch: torch.Tensor, repeats: int = LATENCY_REPEATS) -> float:
-    """Median seconds of one forward pass over ``batch`` on the CPU, in eval mode, after a
-    warm-up (the first passes allocate and pick kernels). The model is left on the CPU."""
+def cpu_latency(model: nn.Module, batch: torch.Tensor | Tokens,
+                repeats: int = LATENCY_REPEATS) -> float:
+    """Median seconds of one forward pass over ``batch`` (a tensor, or a text model's token
+    ids) on the CPU, in eval mode, after a warm-up (the first passes allocate and pick
+    kernels). The model is left on the CPU."""
     model = model.cpu().eval()
-    batch = batch.cpu()
+    batch = batch.to("cpu")
     for _ in range(LATENCY_WARMUP):
-        model(batch)
+        feed(model, batch)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model(batch)
+        feed(model, batch)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -76,9 +81,8 @@ def split_metrics(model: nn.Module, data: PreparedData) -> dict[str, float]:
 def measure(model: nn.Module, data: PreparedData) -> dict[str, Any]:
     """Parameters (total, non-zero), weight bytes, CPU latency per batch and accuracy."""
     metrics = split_metrics(model, data)
-    batch = data.x_val[:LATENCY_BATCH]
-    if not isinstance(batch, torch.Tensor):
-        raise TypeError("compression measures image and tabular models (see check_source)")
+    text = isinstance(data.x_val, Tokens)
+    batch = data.x_val[:TEXT_LATENCY_BATCH if text else LATENCY_BATCH]
     return {
         "parameters": parameter_count(model),
         "nonzero_parameters": nonzero_count(model),

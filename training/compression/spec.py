@@ -20,7 +20,16 @@ from training.spec import ExperimentSpec, ModelSpec, SpecError, _Section
 METHODS = ("prune_weights", "prune_channels", "distill", "quantize_dynamic")
 # Architectures whose layers each method knows how to handle.
 CHANNEL_PRUNABLE = ("mlp", "cnn")  # Linear→Linear and Conv→BN→Conv chains
-QUANTIZABLE = ("mlp",)  # weights in Linear layers; a CNN's are in its convolutions
+# Weights in Linear layers: an MLP's, a pretrained encoder's (attention and feed-forward) and
+# an LSTM/GRU's output head (its recurrent weights stay float). A CNN's are in convolutions;
+# the own Transformer's encoder layers read their Linear weights directly in inference.
+QUANTIZABLE = ("mlp", "pretrained", "lstm", "gru")
+# Weight pruning masks weights that the layer's forward pass reads through its pruning hook;
+# the own Transformer's attention and inference path read their weights directly instead.
+WEIGHT_PRUNABLE = ("mlp", "cnn", "resnet", "lstm", "gru", "pretrained")
+# A student of a text teacher reads the teacher's word vocabulary, so it must be one of the
+# models with such a vocabulary (a pretrained student would need its own tokenizer).
+WORD_MODELS = ("lstm", "gru", "transformer")
 
 
 @dataclass(frozen=True)
@@ -98,22 +107,24 @@ class CompressionSpec(_Section):
         info = dataset_info(source.data.dataset)
         errors: dict[str, str] = {}
         arch = source.model.arch
-        if info.modality == "text":
-            # A text model's tokenizer lives in its checkpoint; the compression job does not
-            # carry it over to the model it builds yet.
-            errors["method"] = f"compression covers image and tabular models; {info.name} is text"
-        elif "quantize_dynamic" in applied and self.method != "distill":
+        if "quantize_dynamic" in applied and self.method != "distill":
             errors["method"] = ("the source is quantized to int8 and cannot be trained further; "
                                 "prune or distill before quantizing")
         elif self.method == "prune_channels" and arch not in CHANNEL_PRUNABLE:
             errors["method"] = (f"channel pruning supports {', '.join(CHANNEL_PRUNABLE)} models, "
                                 f"not {arch}")
         elif self.method == "quantize_dynamic" and arch not in QUANTIZABLE:
+            where = "convolutions" if arch in ("cnn", "resnet") else "layers it reads directly"
             errors["method"] = (f"dynamic int8 quantization covers Linear layers; a {arch} "
-                                "model keeps its weights elsewhere (convolutions): prune its "
-                                "channels or distill it")
+                                f"model keeps its weights elsewhere ({where}): prune it or "
+                                "distill it")
+        elif self.method == "prune_weights" and arch not in WEIGHT_PRUNABLE:
+            errors["method"] = (f"weight pruning supports {', '.join(WEIGHT_PRUNABLE)} models, "
+                                f"not {arch}: distill it into a smaller one")
         elif self.method == "distill" and info.task != "classification":
             errors["method"] = f"distillation needs class probabilities; {info.name} is regression"
+        elif self.method == "distill" and info.modality == "text":
+            errors.update(self._text_student_problems(source))
         if self.method == "distill" and not errors:
             student = dataclasses.replace(source, model=self.student)
             try:
@@ -123,6 +134,21 @@ class CompressionSpec(_Section):
                                if k.startswith("model.")})
         if errors:
             raise SpecError(errors)
+
+    def _text_student_problems(self, source: ExperimentSpec) -> dict[str, str]:
+        """A text student reads its teacher's tokens (the job reuses the teacher's tokenizer),
+        so the teacher must have a word vocabulary and the student must fit its lengths."""
+        teacher = source.model
+        if teacher.arch not in WORD_MODELS:
+            return {"method": f"distilling a {teacher.arch} text model is not offered: its "
+                              "tokenizer is not a word vocabulary a student can share"}
+        if self.student.arch not in WORD_MODELS:
+            return {"student.arch": f"a student of a text teacher reads the teacher's word "
+                                    f"vocabulary: choose {', '.join(WORD_MODELS)}"}
+        if self.student.arch == "transformer" and self.student.max_length < teacher.max_length:
+            return {"student.max_length": f"must be at least the teacher's {teacher.max_length} "
+                                          "tokens (it reads the teacher's token ids)"}
+        return {}
 
     def target_spec(self, source: ExperimentSpec) -> ExperimentSpec:
         """The spec of the model this job trains and saves: the source's, with the student as
@@ -188,5 +214,5 @@ def split_job_spec(data: Mapping[str, Any]) -> tuple[ExperimentSpec, Compression
         CompressionSpec.from_dict(raw) if raw is not None else None)
 
 
-__all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "CompressionSpec", "job_spec_dict",
-           "split_job_spec"]
+__all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "WEIGHT_PRUNABLE", "CompressionSpec",
+           "job_spec_dict", "split_job_spec"]

@@ -31,6 +31,9 @@
     "chart-lr": {
       title: "Learning rate",
       traces: [{key: "lr", name: "learning rate", color: "#ab63fa", width: 2, mode: "lines"}],
+      // From zero, so a constant rate reads as a flat line at its value, not at the middle of
+      // an arbitrary ±1 range.
+      yaxis: {rangemode: "tozero", exponentformat: "e"},
     },
   };
   // Highest step drawn per metric: points at or below it are already on the chart.
@@ -46,6 +49,7 @@
     Plotly.newPlot(id, data, {
       title: {text: chart.title}, margin: {t: 40, r: 10, b: 40, l: 50},
       xaxis: {title: {text: "step"}}, legend: {orientation: "h", y: -0.2}, hovermode: "x unified",
+      ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
     }, {responsive: true, displaylogo: false});
   }
 

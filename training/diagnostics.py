@@ -819,6 +819,11 @@ def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
         if not smaller and width == model.width and model.blocks < MAX_CNN_BLOCKS:
             change = {"blocks": model.blocks + 1}
         shape = ", ".join(f"{name} {value}" for name, value in change.items())
+    return _resize_remedy(smaller, shape, change)
+
+
+def _resize_remedy(smaller: bool, shape: str, change: dict[str, Any]) -> Remedy:
+    """The smaller- or larger-model remedy that applies ``change`` to the model section."""
     if smaller:
         return Remedy("smaller_model", f"Use a smaller model ({shape})",
                       "A model with fewer parameters has less room to memorise the training "
@@ -854,13 +859,7 @@ def _resize_text_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
     if not smaller and new == size and model.layers < MAX_TEXT_LAYERS:
         change = {"layers": model.layers + 1}
     shape = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in change.items())
-    if smaller:
-        return Remedy("smaller_model", f"Use a smaller model ({shape})",
-                      "A model with fewer parameters has less room to memorise the training "
-                      "set.", {"model": change})
-    return Remedy("larger_model", f"Use a larger model ({shape})",
-                  "A bigger network can represent more complex functions; one too small for "
-                  "the data plateaus at a high loss.", {"model": change})
+    return _resize_remedy(smaller, shape, change)
 
 
 def _higher_lr(spec: ExperimentSpec) -> Remedy:

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-# Tests read the offline data sets and the bundled pretrained model, and never reach the hub
-# (set here, at import, so the worker processes of the end-to-end tests inherit them).
-os.environ.setdefault("FITBOARD_DATA_DIR", str(DATA_DIR))
+# The offline data sets, found by tests/stack.py (loaded before Django) and inherited by the
+# worker processes of the end-to-end tests; the bundled pretrained model never reaches the hub.
+DATA_DIR = Path(os.environ["FITBOARD_DATA_DIR"])
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

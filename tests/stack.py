@@ -43,6 +43,33 @@ def start_bundled_redis() -> str:
     raise RuntimeError("bundled redis-server did not start")
 
 
+def find_data_dir() -> str:
+    """The folder of offline data sets: ``shared/data`` beside the checkout or beside one of
+    its parents, else beside the repository it was cloned from (a CI clone in a scratch folder),
+    else the checkout's ``../shared/data``, whose absence the loaders then report by name."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    places = [root]
+    try:
+        origin = subprocess.run(["git", "-C", root, "config", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin.startswith("file://"):
+        origin = origin.removeprefix("file://")
+    if origin and os.path.isdir(origin):
+        places.append(os.path.abspath(origin))
+    for place in places:
+        folder = place
+        while True:
+            candidate = os.path.join(os.path.dirname(folder), "shared", "data")
+            if os.path.isfile(os.path.join(candidate, "SHA256SUMS")):
+                return candidate
+            if os.path.dirname(folder) == folder:
+                break
+            folder = os.path.dirname(folder)
+    return os.path.join(root, "..", "shared", "data")
+
+
 if not os.environ.get("REDIS_URL"):
     os.environ["REDIS_URL"] = start_bundled_redis()
     os.environ["FITBOARD_TEST_OWN_REDIS"] = "1"
@@ -55,7 +82,4 @@ os.environ.setdefault("FITBOARD_DEVICE", "cpu")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The offline copies of MNIST, Fashion-MNIST and the text sets (see ../shared/data/README.md).
-os.environ.setdefault(
-    "FITBOARD_DATA_DIR",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"),
-)
+os.environ.setdefault("FITBOARD_DATA_DIR", find_data_dir())

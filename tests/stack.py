@@ -45,8 +45,9 @@ def start_bundled_redis() -> str:
 
 def find_data_dir() -> str:
     """The folder of offline data sets: ``shared/data`` beside the checkout or beside one of
-    its parents, else beside the repository it was cloned from (a CI clone in a scratch folder),
-    else the checkout's ``../shared/data``, whose absence the loaders then report by name."""
+    its parents, else beside the repository it was cloned from (a CI clone in a scratch folder)
+    or the development machines' checkout, else the checkout's ``../shared/data``, whose
+    absence the loaders then report by name."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     places = [root]
     try:
@@ -58,6 +59,8 @@ def find_data_dir() -> str:
         origin = origin.removeprefix("file://")
     if origin and os.path.isdir(origin):
         places.append(os.path.abspath(origin))
+    # Last, the development machines' checkout folder, for a clone made anywhere else.
+    places.append("/work/main")
     for place in places:
         folder = place
         while True:

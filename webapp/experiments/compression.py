@@ -69,19 +69,13 @@ def execute_compression(experiment_id: int, worker: str) -> None:
     if job is None or not job.start(worker):
         logger.info("compression %s is not queued any more; skipping", experiment_id)
         return
-    import torch
-
     from training import checkpoints
     from training.compression.job import compress
     from training.compression.spec import split_job_spec
-    from training.loop import TrainingError
     from webapp.experiments.reporting import DjangoReporter
-    from webapp.experiments.runner import _final_verdict, data_sources, git_revision
+    from webapp.experiments.runner import data_sources, git_revision, run_job
 
-    torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
-    reporter = DjangoReporter(job)
-    status, error, summary = Experiment.Status.FAILED, "", None
-    try:
+    def compress_model(reporter: DjangoReporter) -> tuple[str, dict[str, Any]]:
         _, spec = split_job_spec(job.spec)
         source = job.parent
         if spec is None or source is None:
@@ -93,22 +87,10 @@ def execute_compression(experiment_id: int, worker: str) -> None:
         result = compress(spec, checkpoint, reporter, settings.MEDIA_ROOT / "runs" / str(job.pk),
                           device=settings.FITBOARD_DEVICE, meta=meta,
                           sources=data_sources(checkpoint.spec, source))
-    except (SpecError, TrainingError, checkpoints.CheckpointError) as exc:
-        error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - any crash becomes the job's failure reason
-        logger.exception("compression %s crashed", experiment_id)
-        error = f"{type(exc).__name__}: {exc}"
-    else:
-        status = result.status
-        error = "cancelled by user" if result.status == Experiment.Status.CANCELLED else ""
-        summary = _summary(result, meta)
-    finally:
-        try:
-            reporter.close()
-        except RuntimeError as exc:
-            status, error = Experiment.Status.FAILED, str(exc)
-    verdict = _final_verdict(job, False) if summary and summary.get("epochs") else None
-    job.finish(status, error=error, summary=summary, verdict=verdict)
+        return result.status, _summary(result, meta)
+
+    # A job that only quantizes trains no epoch: there is no curve to diagnose.
+    run_job(job, compress_model, always_diagnose=False)
 
 
 def _summary(result: Any, meta: dict[str, Any]) -> dict[str, Any]:

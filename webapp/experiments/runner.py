@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -45,42 +46,65 @@ def execute_training(experiment_id: int, worker: str) -> None:
         experiment.finish(Experiment.Status.FAILED, error=f"invalid spec: {exc}")
         return
 
+    from training.loop import primary_metric, run
+
+    workdir = settings.MEDIA_ROOT / "runs" / str(experiment.pk)
+    meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
+
+    def train(reporter: DjangoReporter) -> tuple[str, dict[str, Any]]:
+        result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta,
+                     checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL,
+                     sources=data_sources(spec, experiment))
+        key, _ = primary_metric(dataset_info(spec.data.dataset).task)
+        return result.status, _summary(result, key, meta)
+
+    run_job(experiment, train)
+
+
+def failure_reason(exc: Exception, experiment: Experiment) -> tuple[str, bool]:
+    """What a job's failure says on its page, and whether its loss went non-finite. Errors the
+    engine and the web app raise on purpose carry their own message; anything else is a crash,
+    logged with its traceback."""
     import torch
 
-    from training.loop import NonFiniteLossError, TrainingError, primary_metric, run
+    from training import checkpoints
+    from training.loop import NonFiniteLossError, TrainingError
+
+    if isinstance(exc, TrainingError | DatasetUnavailable | SpecError
+                  | checkpoints.CheckpointError):
+        return str(exc), isinstance(exc, NonFiniteLossError)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "out of GPU memory: lower the batch size or the model size", False
+    logger.exception("%s %s crashed", experiment.kind, experiment.pk, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}", False
+
+
+def run_job(experiment: Experiment, work: Callable[[DjangoReporter], tuple[str, dict[str, Any]]],
+            *, always_diagnose: bool = True) -> None:
+    """Run a started job's ``work`` with its reporter and record the outcome on its row: the
+    status and summary ``work`` returns, or the reason it failed; then the final verdict
+    (``always_diagnose=False``: only when the job trained for an epoch or more) and compacted
+    points. Never raises for a failed job."""
+    import torch
 
     torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
     reporter = DjangoReporter(experiment)
-    workdir = settings.MEDIA_ROOT / "runs" / str(experiment.pk)
-    meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
     status, error, summary = Experiment.Status.FAILED, "", None
     nonfinite_loss = False
     try:
-        sources = data_sources(spec, experiment)
-        result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta,
-                     checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL, sources=sources)
-    except TrainingError as exc:
-        error = str(exc)
-        nonfinite_loss = isinstance(exc, NonFiniteLossError)
-    except DatasetUnavailable as exc:  # an upload this run may not (or can no longer) read
-        error = str(exc)
-    except torch.cuda.OutOfMemoryError:
-        error = "out of GPU memory: lower the batch size or the model size"
-    except Exception as exc:  # noqa: BLE001 - any crash becomes the run's failure reason
-        logger.exception("experiment %s crashed", experiment_id)
-        error = f"{type(exc).__name__}: {exc}"
+        status, summary = work(reporter)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the job's reason
+        error, nonfinite_loss = failure_reason(exc, experiment)
     else:
-        status = result.status
-        error = "cancelled by user" if result.status == Experiment.Status.CANCELLED else ""
-        key, _ = primary_metric(dataset_info(spec.data.dataset).task)
-        summary = _summary(result, key, meta)
+        error = "cancelled by user" if status == Experiment.Status.CANCELLED else ""
     finally:
         try:
             reporter.close()
         except RuntimeError as exc:
             status, error = Experiment.Status.FAILED, str(exc)
-    experiment.finish(status, error=error, summary=summary,
-                      verdict=_final_verdict(experiment, nonfinite_loss))
+    diagnose = always_diagnose or bool(summary and summary.get("epochs"))
+    verdict = _final_verdict(experiment, nonfinite_loss) if diagnose else None
+    experiment.finish(status, error=error, summary=summary, verdict=verdict)
     _compact_points(experiment.pk)
 
 

@@ -323,10 +323,9 @@ def _train_trial(trial_row: Experiment, study: Experiment, optuna_study: optuna.
     import optuna
     import torch
 
-    from training.loop import NonFiniteLossError, TrainingError
     from training.tuning import Heartbeat, run_trial
     from webapp.experiments.reporting import DjangoReporter
-    from webapp.experiments.runner import _summary, git_revision
+    from webapp.experiments.runner import _summary, failure_reason, git_revision
 
     torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
     spec = TuningSpec.from_dict(study.spec)
@@ -344,11 +343,8 @@ def _train_trial(trial_row: Experiment, study: Experiment, optuna_study: optuna.
                 raise_pruned=False, device=settings.FITBOARD_DEVICE, meta=meta,
                 checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL,
             )
-        except TrainingError as exc:
-            error, nonfinite = str(exc), isinstance(exc, NonFiniteLossError)
-        except Exception as exc:  # noqa: BLE001 - any crash becomes the trial's failure reason
-            logger.exception("trial %s crashed", trial_row.pk)
-            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the trial's reason
+            error, nonfinite = failure_reason(exc, trial_row)
         else:
             summary = _summary(outcome.result, spec.objective, meta)
             value = outcome.value

@@ -94,9 +94,10 @@ class TimedReporter:
         self.inner.status(message, **fields)
         self.seconds["status"] += time.perf_counter() - start
 
-    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
+                   sha256: str | None = None) -> None:
         start = time.perf_counter()
-        self.inner.checkpoint(path, tag, metrics)
+        self.inner.checkpoint(path, tag, metrics, sha256)
         self.seconds["checkpoint"] += time.perf_counter() - start
 
     def should_stop(self) -> bool:

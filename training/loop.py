@@ -148,8 +148,8 @@ class CheckpointWriter:
         for tag in sorted(self.pending, key=("best", "last").index):
             weights, info = self.pending.pop(tag)
             path = self.workdir / f"{tag}.zip"
-            checkpoints.save(path, weights, self.spec, info, self.files)
-            self.reporter.checkpoint(path, tag, info["metrics"])
+            digest = checkpoints.save(path, weights, self.spec, info, self.files)
+            self.reporter.checkpoint(path, tag, info["metrics"], digest)
         self.written_at = time.monotonic()
 
 

@@ -16,8 +16,10 @@ class Reporter(Protocol):
     def status(self, message: str, **fields: Any) -> None:
         """A human-readable progress message plus structured progress (epoch, step, ...)."""
 
-    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
-        """A checkpoint archive was written at ``path`` (tag "best" or "last")."""
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
+                   sha256: str | None = None) -> None:
+        """A checkpoint archive was written at ``path`` (tag "best" or "last"); ``sha256`` is
+        its digest, which ``checkpoints.save`` returns, so nobody reads the file again."""
 
     def should_stop(self) -> bool:
         """True when the run should stop at the next step (cancellation)."""
@@ -38,7 +40,8 @@ class MemoryReporter:
     def status(self, message: str, **fields: Any) -> None:
         self.statuses.append((message, fields))
 
-    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
+                   sha256: str | None = None) -> None:
         self.checkpoints.append((path, tag, dict(metrics)))
 
     def should_stop(self) -> bool:

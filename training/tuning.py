@@ -519,8 +519,9 @@ class PruningReporter:
     def status(self, message: str, **fields: Any) -> None:
         self.inner.status(message, **fields)
 
-    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
-        self.inner.checkpoint(path, tag, metrics)
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
+                   sha256: str | None = None) -> None:
+        self.inner.checkpoint(path, tag, metrics, sha256)
 
     def should_stop(self) -> bool:
         return self.pruned_at is not None or self.inner.should_stop()

@@ -79,7 +79,8 @@ class StageReporter:
         fields["epochs"] = self.total_epochs
         self.inner.status(f"{self.label}: {message}", **fields)
 
-    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
+                   sha256: str | None = None) -> None:
         """Stage checkpoints are scratch (pruned layers still carry masks); the job writes the
         compressed model's own checkpoint at the end."""
 
@@ -135,8 +136,9 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
         **(meta or {}),
     }
     path = workdir / "best.zip"
-    checkpoints.save(path, model, target, saved_meta, checkpoints.model_files(model, tokenizer))
-    reporter.checkpoint(path, "best", saved_meta["metrics"])
+    digest = checkpoints.save(path, model, target, saved_meta,
+                              checkpoints.model_files(model, tokenizer))
+    reporter.checkpoint(path, "best", saved_meta["metrics"], digest)
     reporter.status("compressed", epoch=trainer.epochs, epochs=target.run.epochs,
                     step=trainer.steps or 1, total_steps=trainer.steps or 1)
     return CompressionResult("succeeded", report, path, model, saved_meta["compression"],

@@ -84,15 +84,17 @@ class DjangoReporter:
             self._progress_dirty = True
         self._flusher.wake()
 
-    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float]) -> None:
-        data = path.read_bytes()
+    def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
+                   sha256: str | None = None) -> None:
+        if sha256 is None:  # a caller that did not keep the digest of what it wrote
+            sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         Checkpoint.objects.update_or_create(
             experiment_id=self.experiment_id,
             tag=tag,
             defaults={
                 "path": str(path.relative_to(settings.MEDIA_ROOT)),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "size": len(data),
+                "sha256": sha256,
+                "size": path.stat().st_size,
                 "metrics": dict(metrics),
                 "updated_at": timezone.now(),
             },

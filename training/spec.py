@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from training.data.catalog import DatasetInfo, dataset_info
 
 SPEC_VERSION = 1
+MAX_DEVICES = 64  # data-parallel processes one run may ask for
 
 
 class SpecError(ValueError):
@@ -367,6 +368,9 @@ class RunSpec(_Section):
     grad_accumulation: int = 1  # batches whose gradients add up to one optimizer step
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on the CPU
     compile: bool = False  # torch.compile the model: slow to start, faster steps on a GPU
+    # Data-parallel processes for this one run (DistributedDataParallel under torchrun): GPUs,
+    # or CPU processes with the gloo backend when the device is "cpu". 1 = a plain run.
+    devices: int = 1
 
     def problems(self) -> dict[str, str]:
         errors = {}
@@ -384,6 +388,8 @@ class RunSpec(_Section):
             errors["grad_accumulation"] = "must be between 1 and 1024"
         if self.precision == "bf16" and self.device == "cpu":
             errors["precision"] = "bf16 mixed precision needs CUDA: choose auto or fp32 on the CPU"
+        if not 1 <= self.devices <= MAX_DEVICES:
+            errors["devices"] = f"must be between 1 and {MAX_DEVICES}"
         return errors
 
 

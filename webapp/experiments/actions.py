@@ -8,6 +8,7 @@ from django.db import transaction
 
 from training.spec import ExperimentSpec
 from webapp.experiments import events
+from webapp.experiments.launch import queue_for
 from webapp.experiments.models import Experiment, Project
 
 
@@ -23,7 +24,8 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
             kind=Experiment.Kind.TRAIN, remedy=remedy or {},
         )
-        transaction.on_commit(lambda: train.delay(experiment.pk))
+        queue = queue_for(spec)  # by what the run needs: cpu, gpu, gpu.N
+        transaction.on_commit(lambda: train.apply_async((experiment.pk,), queue=queue))
         transaction.on_commit(lambda: events.publish_status(experiment))
     return experiment
 

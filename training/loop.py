@@ -18,6 +18,7 @@ from training.data import DataSources, PreparedData, prepare
 from training.data.augment import Augmentation
 from training.data.text import TokenizerFactory, Tokens, tokenizer_for
 from training.diagnostics import diagnose, task_info
+from training.distributed import SINGLE, Group
 from training.models import build_model, feed
 from training.optimization import (
     LRSchedule,
@@ -180,7 +181,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
         compile_backend: str = "inductor", sources: DataSources | None = None,
         model: nn.Module | None = None, train_loss: TrainLoss | None = None,
-        tokenizer: TokenizerFactory | None = None) -> RunResult:
+        tokenizer: TokenizerFactory | None = None, parallel: Group = SINGLE) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
@@ -198,6 +199,9 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     distillation); validation keeps the spec's loss.
     ``tokenizer``: how texts become token ids (e.g. a compressed model's source's own
     tokenizer) instead of the one the model spec builds.
+    ``parallel``: this process's place in a data-parallel run (``training.distributed``): each
+    rank trains on its shard of every epoch through DistributedDataParallel; pass a
+    ``RankReporter`` so that only rank 0 reports. The default trains in this process alone.
     """
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
@@ -218,7 +222,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     loss_fn = make_loss(spec, y_train, data.info.num_classes)
     optimizer = make_optimizer(spec, model.parameters())
     # The compiled wrapper runs the forward passes; ``model`` keeps the checkpoint names.
-    forward = compile_model(model, compile_backend) if spec.run.compile else model
+    replica = parallel.wrap(model)  # DistributedDataParallel under torchrun, else the model
+    forward = compile_model(replica, compile_backend) if spec.run.compile else replica
     try:
         precision = autocast_dtype(spec.run.precision, target)
     except ValueError as exc:
@@ -230,7 +235,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
 
     batch = spec.run.batch_size
-    starts = batch_starts(len(x_train), batch)
+    starts = batch_starts(parallel.shard_rows(len(x_train)), batch)
     # Each optimizer step sums the gradients of ``accumulate`` consecutive batches.
     batches = list(zip(starts, starts[1:], strict=False))
     accumulate = spec.run.grad_accumulation
@@ -269,7 +274,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     try:
         for epoch in range(1, spec.run.epochs + 1):
             model.train()
-            order = torch.randperm(len(x_train), generator=shuffle).to(target)
+            order = parallel.shard(torch.randperm(len(x_train), generator=shuffle)).to(target)
             loss_sum = 0.0
             # Counted on the device: reading it every step would wait for the device each step.
             correct = torch.zeros((), dtype=torch.long, device=target)
@@ -321,9 +326,11 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                                     "lr": lr})
 
             val = evaluate(forward, loss_fn, x_val, y_val, data, precision)
-            metrics = {"train_loss": loss_sum / len(x_train)}
+            # Over every rank's rows (one process: its own sums).
+            loss_sum, hits, seen = parallel.totals(loss_sum, float(correct), float(len(order)))
+            metrics = {"train_loss": loss_sum / seen}
             if classification:
-                metrics["train_acc"] = int(correct) / len(x_train)
+                metrics["train_acc"] = hits / seen
             metrics.update({f"val_{name}": value for name, value in val.items()})
             reporter.log(step, {**metrics, "epoch": float(epoch)})
             if not math.isfinite(metrics["val_loss"]):

@@ -145,6 +145,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Training on the worker: "auto" picks CUDA when present; threads default to every core.
 FITBOARD_DEVICE = env_choice("FITBOARD_DEVICE", "auto", ("auto", "cpu", "cuda"))
 FITBOARD_TORCH_THREADS = env_int("FITBOARD_TORCH_THREADS", os.cpu_count() or 1, minimum=1)
+# Seconds between samples of the worker's CPU, RAM and GPU use, stored beside a running job's
+# curves (sys/* keys); 0 turns the sampling off.
+FITBOARD_SYSTEM_METRICS_INTERVAL = env_int("FITBOARD_SYSTEM_METRICS_S", 5, minimum=0)
 # Live updates: at most one message per run per interval, each carrying every new point.
 FITBOARD_LIVE_INTERVAL = env_int("FITBOARD_LIVE_INTERVAL_MS", 100, minimum=10) / 1000
 # Checkpoints (best and last) are written at most this often while training, and at the end.

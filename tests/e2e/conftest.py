@@ -1,5 +1,7 @@
 """The real stack for end-to-end tests: ``manage.py up`` (migrate, Redis unless REDIS_URL, two
-Celery workers, Daphne) on a free port, with its own database and media folder."""
+Celery workers, Daphne) on a free port, with its own database and media folder. Its workers
+take the ``gpu`` and ``default`` queues only: the CPU queues are left to the workers a test
+starts itself (``Stack.start_worker``), so its jobs land where it expects."""
 
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "up", "--port", str(port), "--no-demo",
-             "--workers", "2"],
+             "--workers", "2", "--queues", "gpu,default"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

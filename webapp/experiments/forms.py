@@ -68,6 +68,7 @@ FIELD_PATHS = {
     "grad_accumulation": "run.grad_accumulation",
     "precision": "run.precision",
     "compile": "run.compile",
+    "device": "run.device",
     "devices": "run.devices",
 }
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
@@ -146,7 +147,8 @@ FIELDSETS = [
     ("Learning-rate schedule", ["schedule", "warmup", "warmup_unit", "step_epochs",
                                 "step_factor", "decay_per_epoch", "min_lr", "pct_start",
                                 "plateau_factor", "plateau_patience"]),
-    ("Run", ["epochs", "batch_size", "seed", "grad_clip", "early_stopping_patience", "devices"]),
+    ("Run", ["epochs", "batch_size", "seed", "grad_clip", "early_stopping_patience", "device",
+             "devices"]),
     ("Training control", ["monitor", "restore_best", "l1", "grad_accumulation", "precision",
                           "compile"]),
 ]
@@ -276,6 +278,10 @@ class ExperimentForm(forms.Form):
                                   choices=_choices("precision", RunSpec.choices["precision"]))
     compile = forms.BooleanField(label="torch.compile", required=False,
                                  help_text="slow to start; faster steps on a GPU")
+    device = forms.ChoiceField(label="Device", choices=_choices("device",
+                                                                RunSpec.choices["device"]),
+                               help_text="auto: a GPU worker's GPU, else the CPU; cpu runs go "
+                                         "to CPU workers")
     devices = forms.IntegerField(label="Devices", initial=1,
                                  help_text="GPUs for one data-parallel run (DDP); the job waits "
                                            "for a worker that has that many")

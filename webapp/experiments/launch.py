@@ -53,6 +53,7 @@ class WorkerPlan:
         if self.gpus:
             # The worker and its torchrun children see only their GPUs, numbered from 0.
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's numbering = NVML's = nvidia-smi's
         if self.threads is not None and "FITBOARD_TORCH_THREADS" not in base:
             env["FITBOARD_TORCH_THREADS"] = str(self.threads)
         return env
@@ -105,7 +106,8 @@ def parse_gpus(value: str) -> list[int]:
     try:
         gpus = [int(part) for part in value.split(",")]
     except ValueError:
-        raise CommandError(f"--gpus takes device indices like 0,2 or 'none', not {value!r}")
+        raise CommandError(f"--gpus takes device indices like 0,2 or 'none', not {value!r}") \
+            from None
     if any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
         raise CommandError(f"--gpus lists each device index once: {value!r}")
     return gpus

@@ -6,6 +6,7 @@ import logging
 import subprocess
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -48,17 +49,50 @@ def execute_training(experiment_id: int, worker: str) -> None:
 
     from training.loop import primary_metric, run
 
-    workdir = settings.MEDIA_ROOT / "runs" / str(experiment.pk)
+    workdir = run_workdir(experiment.pk)
     meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
+    if spec.run.devices > 1:
+        from webapp.experiments.parallel import launch
+
+        # torchrun's processes train; rank 0 reports through a reporter of its own.
+        run_job(experiment, lambda reporter: launch(experiment.pk, spec.run.devices, workdir))
+        return
 
     def train(reporter: DjangoReporter) -> tuple[str, dict[str, Any]]:
-        result = run(spec, reporter, workdir, device=settings.FITBOARD_DEVICE, meta=meta,
+        reporter.status("starting", **placement(run_device(spec)))
+        result = run(spec, reporter, workdir, device=run_device(spec), meta=meta,
                      checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL,
                      sources=data_sources(spec, experiment))
         key, _ = primary_metric(dataset_info(spec.data.dataset).task)
         return result.status, _summary(result, key, meta)
 
     run_job(experiment, train)
+
+
+def run_workdir(experiment_id: int) -> Path:
+    """Where a run's checkpoints are written on this machine (then copied to the storage)."""
+    return Path(settings.MEDIA_ROOT) / "runs" / str(experiment_id)
+
+
+def run_device(spec: Any) -> str:
+    """The device a run trains on: a CPU run stays on the CPU wherever it lands (GPU workers
+    take the ``cpu`` queue too); anything else follows the worker's FITBOARD_DEVICE."""
+    return "cpu" if spec.run.device == "cpu" else str(settings.FITBOARD_DEVICE)
+
+
+def placement(device: str, devices: int = 1) -> dict[str, Any]:
+    """Which machine and GPUs a run uses, for its page: host name, and the GPUs' indices (as
+    the machine numbers them: CUDA_VISIBLE_DEVICES) and names when it trains on CUDA."""
+    import socket
+
+    from webapp.experiments.sysmetrics import gpu_names
+
+    where: dict[str, Any] = {"host": socket.gethostname(), "devices": devices}
+    if device != "cpu":
+        names = gpu_names()
+        if names:
+            where["gpus"] = [f"{index}: {name}" for index, name in names[:devices]]
+    return where
 
 
 def failure_reason(exc: Exception, experiment: Experiment) -> tuple[str, bool]:
@@ -87,17 +121,22 @@ def run_job(experiment: Experiment, work: Callable[[DjangoReporter], tuple[str, 
     points. Never raises for a failed job."""
     import torch
 
+    from webapp.experiments.sysmetrics import SystemSampler
+
     torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
     reporter = DjangoReporter(experiment)
     status, error, summary = Experiment.Status.FAILED, "", None
     nonfinite_loss = False
+    sampler = SystemSampler(reporter, settings.FITBOARD_SYSTEM_METRICS_INTERVAL)
     try:
+        sampler.start()
         status, summary = work(reporter)
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's reason
         error, nonfinite_loss = failure_reason(exc, experiment)
     else:
         error = "cancelled by user" if status == Experiment.Status.CANCELLED else ""
     finally:
+        sampler.stop()
         try:
             reporter.close()
         except RuntimeError as exc:

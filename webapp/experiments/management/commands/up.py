@@ -30,19 +30,22 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="do not queue the demo run")
         parser.add_argument("--workers", type=int, default=1,
                             help="Celery worker processes (one job each, e.g. one per GPU)")
+        parser.add_argument("--queues", default="gpu,cpu,default",
+                            help="the queues those workers consume (see manage.py worker)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.children = Children()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             self.serve(options["host"], options["port"], not options["no_demo"],
-                       max(1, options["workers"]))
+                       max(1, options["workers"]), options["queues"])
         except KeyboardInterrupt:
             pass
         finally:
             self.children.stop()
 
-    def serve(self, host: str, port: int, demo: bool, workers: int = 1) -> None:
+    def serve(self, host: str, port: int, demo: bool, workers: int = 1,
+              queues: str = "gpu,cpu,default") -> None:
         call_command("migrate", interactive=False, verbosity=0)
         user, password = ensure_admin()
         env = dict(os.environ)
@@ -51,7 +54,8 @@ class Command(BaseCommand):
         env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
         for index in range(workers):
-            self.children.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h"), env)
+            self.children.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h", queues),
+                                env)
         server = self.children.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
                                       "webapp.asgi:application"], env)
         wait_for_port(host, port, 60, server)

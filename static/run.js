@@ -35,6 +35,19 @@
       // an arbitrary ±1 range.
       yaxis: {rangemode: "tozero", exponentformat: "e"},
     },
+    // The worker machine, sampled every few seconds while the job runs (x: seconds since it
+    // started); GPU traces stay empty on a CPU worker.
+    "chart-sys": {
+      title: "System",
+      xtitle: "seconds",
+      traces: [
+        {key: "sys/cpu_percent", name: "CPU %", color: "#636efa", width: 2, mode: "lines"},
+        {key: "sys/ram_percent", name: "RAM %", color: "#00cc96", width: 2, mode: "lines"},
+        {key: "sys/gpu_util_percent", name: "GPU util %", color: "#ef553b", width: 2, mode: "lines"},
+        {key: "sys/gpu_memory_percent", name: "GPU memory %", color: "#ffa15a", width: 2, mode: "lines"},
+      ],
+      yaxis: {range: [0, 100]},
+    },
   };
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
@@ -48,7 +61,7 @@
     }));
     Plotly.newPlot(id, data, {
       title: {text: chart.title}, margin: {t: 40, r: 10, b: 40, l: 50},
-      xaxis: {title: {text: "step"}}, legend: {orientation: "h", y: -0.2}, hovermode: "x unified",
+      xaxis: {title: {text: chart.xtitle || "step"}}, legend: {orientation: "h", y: -0.2}, hovermode: "x unified",
       ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
     }, {responsive: true, displaylogo: false});
   }
@@ -117,8 +130,18 @@
     return out;
   }
 
+  function showPlacement(p) {
+    if (!p.host) return;
+    let where = ` on ${p.host}`;
+    if (p.gpus && p.gpus.length) where += ` · GPU ${p.gpus.join(", ")}`;
+    if (p.devices > 1) where += ` · ${p.devices} processes (DDP)`;
+    document.getElementById("placement-where").textContent = where;
+    document.getElementById("placement").hidden = false;
+  }
+
   function showProgress(p) {
     if (!p) return;
+    showPlacement(p);
     showVerdict(p.verdict);
     if (p.total_steps) {
       document.getElementById("progress-bar").style.width = (100 * p.step / p.total_steps).toFixed(1) + "%";

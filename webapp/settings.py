@@ -102,6 +102,29 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
 WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
+# Checkpoints and uploads: on this machine's disk under MEDIA_ROOT, or in an S3-compatible bucket
+# (django-storages) when FITBOARD_S3_BUCKET is set, so that workers on other machines and the
+# web server share them. Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY;
+# AWS_S3_ENDPOINT_URL points at a non-AWS store (MinIO, Ceph, ...). Workers still write each
+# checkpoint under MEDIA_ROOT first, then upload it.
+FITBOARD_S3_BUCKET = env_str("FITBOARD_S3_BUCKET", "")
+STORAGES = {
+    "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": FITBOARD_S3_BUCKET,
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME", "") or None,
+            "location": env_str("FITBOARD_S3_PREFIX", ""),
+            "file_overwrite": True,  # a checkpoint's name is its run's; a new write replaces it
+            "default_acl": None,  # the bucket's own policy: private unless made otherwise
+        },
+    } if FITBOARD_S3_BUCKET else {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 # Uploads too large to hold in memory are spooled here, inside the media folder (nowhere else).
 FILE_UPLOAD_TEMP_DIR = MEDIA_ROOT / "upload-tmp"
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)

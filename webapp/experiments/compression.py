@@ -16,7 +16,7 @@ from django.db import transaction
 
 from training.compression.spec import CompressionSpec, job_spec_dict
 from training.spec import SpecError
-from webapp.experiments import events
+from webapp.experiments import events, files
 from webapp.experiments.models import Experiment
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ def execute_compression(experiment_id: int, worker: str) -> None:
             raise SpecError({"source": "the source run is gone"})
         check_job(source, spec)
         stored = source.checkpoints.get(tag="best")
-        checkpoint = checkpoints.load(settings.MEDIA_ROOT / stored.path, sha256=stored.sha256)
+        checkpoint = checkpoints.load(files.local_copy(stored.path, stored.sha256),
+                                      sha256=stored.sha256)
         meta = {"experiment_id": job.pk, "git_revision": git_revision()}
         result = compress(spec, checkpoint, reporter, settings.MEDIA_ROOT / "runs" / str(job.pk),
                           device=settings.FITBOARD_DEVICE, meta=meta,

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from webapp.experiments import events, metric_store
+from webapp.experiments import events, files, metric_store
 from webapp.experiments.models import Checkpoint, Experiment
 
 logger = logging.getLogger(__name__)
@@ -88,11 +88,13 @@ class DjangoReporter:
                    sha256: str | None = None) -> None:
         if sha256 is None:  # a caller that did not keep the digest of what it wrote
             sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        name = files.storage_name(path)
+        files.publish(path, name)  # to the shared store, before the row points at it
         Checkpoint.objects.update_or_create(
             experiment_id=self.experiment_id,
             tag=tag,
             defaults={
-                "path": str(path.relative_to(settings.MEDIA_ROOT)),
+                "path": name,
                 "sha256": sha256,
                 "size": path.stat().st_size,
                 "metrics": dict(metrics),

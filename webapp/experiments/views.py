@@ -6,7 +6,6 @@ import json
 import math
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,6 +22,7 @@ from webapp.experiments import (
     compression,
     diagnosis,
     events,
+    files,
     metric_store,
 )
 from webapp.experiments.forms import ARCH_FIELDS, ExperimentForm, RemedyForm, spec_initial
@@ -277,9 +277,10 @@ def checkpoint_download(request: HttpRequest, pk: int, tag: str) -> FileResponse
     checkpoint = experiment.checkpoints.filter(tag=tag).first()
     if checkpoint is None:
         raise Http404("no such checkpoint")
-    path = (settings.MEDIA_ROOT / checkpoint.path).resolve()
-    if not path.is_relative_to(settings.MEDIA_ROOT.resolve()) or not path.is_file():
-        raise Http404("checkpoint file missing")
+    try:
+        stored = files.open_file(checkpoint.path)  # local disk or the S3 bucket, streamed
+    except files.MissingFile:
+        raise Http404("checkpoint file missing") from None
     filename = f"{slugify(experiment.name) or 'experiment'}-{experiment.pk}-{tag}.zip"
-    return FileResponse(path.open("rb"), as_attachment=True, filename=filename,
+    return FileResponse(stored, as_attachment=True, filename=filename,
                         content_type="application/zip")

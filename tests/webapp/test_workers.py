@@ -1,0 +1,103 @@
+"""Which workers a machine starts and which queue each job goes to (``manage.py worker``), and
+the system figures a worker samples beside a running job."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from training.reporter import MemoryReporter
+from training.spec import ExperimentSpec, SpecError
+from webapp.experiments.launch import parse_gpus, plan_workers, queue_for
+from webapp.experiments.sysmetrics import SystemSampler
+
+
+def spec(**run: object) -> ExperimentSpec:
+    return ExperimentSpec.from_dict({"run": run})
+
+
+@pytest.mark.parametrize(("run", "queue"), [
+    ({}, "gpu"),  # auto: a GPU where there is one
+    ({"device": "cuda"}, "gpu"),
+    ({"device": "cpu"}, "cpu"),
+    ({"device": "cpu", "devices": 2}, "cpu"),  # gloo processes on any CPU worker
+    ({"devices": 2}, "gpu.2"),
+    ({"device": "cuda", "devices": 4}, "gpu.4"),
+])
+def test_a_job_is_queued_by_what_it_needs(run, queue):
+    assert queue_for(spec(**run)) == queue
+
+
+def test_a_run_asks_for_one_to_sixty_four_devices():
+    with pytest.raises(SpecError) as error:
+        spec(devices=0)
+    assert "run.devices" in error.value.errors
+
+
+def test_a_machine_without_gpus_starts_one_cpu_worker():
+    (plan,) = plan_workers([])
+
+    assert plan.gpus == ()
+    assert plan.queues == ("cpu", "gpu", "default")
+    assert "CUDA_VISIBLE_DEVICES" not in plan.env({})
+
+
+def test_each_gpu_gets_its_own_pinned_worker():
+    plans = plan_workers([0, 2])
+
+    assert [p.name for p in plans] == ["gpu0@%h", "gpu2@%h"]
+    assert [p.env({})["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0", "2"]
+    assert all(p.queues == ("gpu", "cpu", "default") for p in plans)
+    assert all("-P" in p.command() and "solo" in p.command() for p in plans)
+
+
+def test_only_a_worker_holding_two_gpus_takes_two_gpu_runs():
+    plans = plan_workers([0, 1, 2], per_worker=2)
+
+    assert [(p.gpus, "gpu.2" in p.queues) for p in plans] == [((0, 1), True), ((2,), False)]
+
+
+def test_gpus_are_picked_by_index_or_none():
+    assert parse_gpus("0,2") == [0, 2]
+    assert parse_gpus("none") == []
+    with pytest.raises(CommandError):
+        parse_gpus("0,x")
+
+
+def test_the_worker_command_lists_what_it_would_start():
+    out = io.StringIO()
+
+    call_command("worker", "--gpus", "0,1", "--dry-run", stdout=out)
+
+    assert out.getvalue().splitlines() == ["gpu0@%h: GPU 0, queues gpu,cpu,default",
+                                           "gpu1@%h: GPU 1, queues gpu,cpu,default"]
+
+
+def test_the_sampler_logs_cpu_and_ram_beside_the_run():
+    reporter = MemoryReporter()
+    sampler = SystemSampler(reporter, interval=0.05)
+
+    sampler.start()
+    deadline = time.monotonic() + 10
+    while len(reporter.points) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sampler.stop()
+
+    values = reporter.points[-1][1]
+    assert 0 <= values["sys/cpu_percent"] <= 100  # the whole machine
+    assert 0 < values["sys/ram_percent"] < 100
+    assert values["sys/ram_used_gb"] > 0
+
+
+def test_a_zero_interval_samples_nothing():
+    reporter = MemoryReporter()
+    sampler = SystemSampler(reporter, interval=0)
+
+    sampler.start()
+    sampler.stop()
+
+    assert reporter.points == []

@@ -29,6 +29,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/overhead.py
 	$(PY) bench/live_latency.py
 	$(PY) bench/scale.py
+	$(PY) bench/workers.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

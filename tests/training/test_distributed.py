@@ -3,6 +3,12 @@ every rank takes as many steps), and only rank 0 reports."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
 from training.distributed import SINGLE, DataParallel, RankReporter
@@ -40,3 +46,20 @@ def test_only_rank_zero_reports():
     assert inner.points == [(1, {"loss": 1.0})]
     assert inner.statuses == []
     assert other.should_stop() is False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_two_gpus_train_identical_replicas_over_nccl(tmp_path):
+    # given two GPUs, when torchrun starts one rank on each (NCCL)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(Path(__file__).with_name("ddp_ranks.py")), str(tmp_path), "cuda"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+    )
+
+    # then both ranks finished with the same parameters
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    digests = {(tmp_path / f"rank{r}").read_text() for r in range(2)}
+    assert len(digests) == 1

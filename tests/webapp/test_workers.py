@@ -7,6 +7,7 @@ import io
 import time
 
 import pytest
+import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -101,3 +102,22 @@ def test_a_zero_interval_samples_nothing():
     sampler.stop()
 
     assert reporter.points == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_machine_workers_are_planned_and_sampled_per_gpu():
+    from webapp.experiments.launch import visible_gpus
+    from webapp.experiments.sysmetrics import _nvml, gpu_names, sample
+
+    gpus = visible_gpus()
+    assert len(gpus) == torch.cuda.device_count()
+    assert len(plan_workers(gpus)) == len(gpus)
+    assert gpu_names() and all(name for _, name in gpu_names())
+    nvml = _nvml()
+    try:
+        values = sample(nvml)
+    finally:
+        nvml.nvmlShutdown()
+    assert 0 <= values["sys/gpu_util_percent"] <= 100
+    assert values["sys/gpu_memory_gb"] >= 0

@@ -146,7 +146,9 @@
     if (p.total_steps) {
       document.getElementById("progress-bar").style.width = (100 * p.step / p.total_steps).toFixed(1) + "%";
       document.getElementById("progress-text").textContent =
-        `epoch ${p.epoch} / ${p.epochs} · step ${p.step} / ${p.total_steps}` + (p.device ? ` · ${p.device}` : "");
+        `epoch ${p.epoch} / ${p.epochs} · step ${p.step} / ${p.total_steps}` + (p.device ? ` · ${p.device}` : "") +
+        // Set only when running out of memory halved the rows per forward pass.
+        (p.micro_batch ? ` · ${p.micro_batch}-row passes after out of memory` : "");
     }
   }
 
@@ -185,6 +187,7 @@
     if (s.best_metric_name) rows.push([`best ${s.best_metric_name}`, fmt(s.best_metric_value) + (summary.best_epoch ? ` (epoch ${summary.best_epoch})` : "")]);
     for (const [k, v] of Object.entries(summary.final_metrics || {})) rows.push([`final ${k}`, fmt(v)]);
     if (s.progress && s.progress.parameters) rows.push(["parameters", s.progress.parameters.toLocaleString()]);
+    if (s.progress && s.progress.micro_batch) rows.push(["rows per pass (halved: out of memory)", s.progress.micro_batch]);
     document.getElementById("summary").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
   }
 

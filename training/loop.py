@@ -37,6 +37,10 @@ EVAL_BATCH = 1024  # rows per forward pass when evaluating
 # Seconds between checkpoint writes while training. Each write serialises and fsyncs the whole
 # model; doing it every epoch cost a fast run ~4% of its time. A crash loses at most this much.
 CHECKPOINT_INTERVAL = 30.0
+# Fewest rows per forward pass that halving after an out-of-memory error goes down to. Below
+# about this, per-pass overhead dominates and batch norm's statistics get noisy: a model that
+# does not fit 8 rows needs a smaller model, not a smaller batch.
+MIN_BATCH = 8
 
 
 # A training loss other than the spec's: (outputs, targets, inputs) -> scalar loss.
@@ -62,6 +66,9 @@ class RunResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
+    # Rows per forward pass that training ended with: the spec's batch size, or less when an
+    # out-of-memory error halved it (the optimizer step still takes the spec's rows).
+    micro_batch: int = 0
     # The trained network, on the training device: the best epoch's weights when early
     # stopping restored them (``run.restore_best``), else the last step's.
     model: nn.Module | None = field(default=None, repr=False)
@@ -117,6 +124,37 @@ def batch_starts(rows: int, batch: int) -> list[int]:
     if len(bounds) > 2 and rows - bounds[-2] == 1:
         del bounds[-2]
     return bounds
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device ran out of memory: CUDA's own error, or the plain
+    RuntimeError other allocators (CPU, MPS) raise with "out of memory" in its message."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc)
+    )
+
+
+def micro_batches(group: list[tuple[int, int]], rows: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` batches of one optimizer step split into forward passes of at most
+    ``rows`` rows (no pass of a single row, as in ``batch_starts``)."""
+    parts: list[tuple[int, int]] = []
+    for start, end in group:
+        bounds = [start + b for b in batch_starts(end - start, rows)]
+        parts += zip(bounds, bounds[1:], strict=False)
+    return parts
+
+
+def halve_after_oom(rows: int, floor: int, device: torch.device) -> int:
+    """The forward-pass size to retry a step with after it ran out of memory at ``rows``:
+    half of it, not below ``floor``; a TrainingError naming the sizes when already at it."""
+    if rows <= floor:
+        raise TrainingError(
+            f"out of memory at a batch of {rows} rows, the smallest this run may try "
+            f"({floor}): use a smaller model or shorter inputs"
+        )
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # give the failed pass's cached blocks back before retrying
+    return max(floor, rows // 2)
 
 
 class CheckpointWriter:
@@ -181,7 +219,8 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
         compile_backend: str = "inductor", sources: DataSources | None = None,
         model: nn.Module | None = None, train_loss: TrainLoss | None = None,
-        tokenizer: TokenizerFactory | None = None, parallel: Group = SINGLE) -> RunResult:
+        tokenizer: TokenizerFactory | None = None, parallel: Group = SINGLE,
+        min_batch: int = MIN_BATCH) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
@@ -202,6 +241,10 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     ``parallel``: this process's place in a data-parallel run (``training.distributed``): each
     rank trains on its shard of every epoch through DistributedDataParallel; pass a
     ``RankReporter`` so that only rank 0 reports. The default trains in this process alone.
+    A step that runs out of device memory is retried with forward passes of half as many rows
+    whose gradients add up to the same optimizer step (down to ``min_batch`` rows, then a
+    TrainingError); the size that worked is reported as ``micro_batch`` and kept for the rest
+    of the run.
     """
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
@@ -235,6 +278,10 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
 
     batch = spec.run.batch_size
+    # Rows per forward pass. Halving it after an out-of-memory error splits each batch into
+    # passes whose gradients add up, instead of halving the batch: the optimizer steps, their
+    # count, the schedule and the learning rate stay the ones the spec describes.
+    micro = batch
     starts = batch_starts(parallel.shard_rows(len(x_train)), batch)
     # Each optimizer step sums the gradients of ``accumulate`` consecutive batches.
     batches = list(zip(starts, starts[1:], strict=False))
@@ -283,38 +330,56 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                     writer.keep(("last",), checkpoints.snapshot(model), epoch - 1, step, metrics)
                     writer.write()
                     return RunResult("cancelled", epoch - 1, step, best_epoch, best_metrics,
-                                     metrics, model=model)
+                                     metrics, model=model, micro_batch=micro)
                 rows = group[-1][1] - group[0][0]
-                step_loss = 0.0
-                optimizer.zero_grad(set_to_none=True)
-                for start, end in group:
-                    index = order[start:end]
-                    xb, yb = x_train[index], y_train[index]
-                    if augment.active and isinstance(xb, torch.Tensor):  # images only
-                        xb = augment(xb, augment_rng)
-                    with mixed:
-                        out = feed(forward, xb)
-                    # Losses in float32 whatever the forward pass ran in (a no-op without
-                    # autocast): not every loss is on autocast's float32 list.
-                    loss = (loss_fn(out.float(), yb) if train_loss is None
-                            else train_loss(out.float(), yb, xb))
-                    loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        raise NonFiniteLossError(
-                            f"loss became {loss_value} at step {step + 1} (epoch {epoch}); "
-                            "training stopped before that update. Try a lower learning rate "
-                            "or gradient clipping."
-                        )
-                    # Weighted by rows, the batches' mean losses add up to the mean loss of
-                    # the step's rows: the gradient one batch of them all would give.
-                    objective = loss * (len(xb) / rows) if len(group) > 1 else loss
-                    if l1 and start == group[0][0]:
-                        objective = objective + l1 * l1_penalty(model)
-                    objective.backward()
-                    step_loss += loss_value * len(xb) / rows
-                    loss_sum += loss_value * len(xb)
-                    if classification:
-                        correct += (out.argmax(1) == yb).sum()
+                while True:
+                    try:
+                        step_loss, step_sum = 0.0, 0.0
+                        step_correct = torch.zeros_like(correct)
+                        optimizer.zero_grad(set_to_none=True)
+                        parts = micro_batches(group, micro) if micro < batch else group
+                        for start, end in parts:
+                            index = order[start:end]
+                            xb, yb = x_train[index], y_train[index]
+                            if augment.active and isinstance(xb, torch.Tensor):  # images only
+                                xb = augment(xb, augment_rng)
+                            with mixed:
+                                out = feed(forward, xb)
+                            # Losses in float32 whatever the forward pass ran in (a no-op
+                            # without autocast): not every loss is on autocast's float32 list.
+                            loss = (loss_fn(out.float(), yb) if train_loss is None
+                                    else train_loss(out.float(), yb, xb))
+                            loss_value = loss.item()
+                            if not math.isfinite(loss_value):
+                                raise NonFiniteLossError(
+                                    f"loss became {loss_value} at step {step + 1} (epoch "
+                                    f"{epoch}); training stopped before that update. Try a "
+                                    "lower learning rate or gradient clipping."
+                                )
+                            # Weighted by rows, the passes' mean losses add up to the mean
+                            # loss of the step's rows: the gradient one pass of them all gives.
+                            objective = loss * (len(xb) / rows) if len(parts) > 1 else loss
+                            if l1 and start == parts[0][0]:
+                                objective = objective + l1 * l1_penalty(model)
+                            objective.backward()
+                            step_loss += loss_value * len(xb) / rows
+                            step_sum += loss_value * len(xb)
+                            if classification:
+                                step_correct += (out.argmax(1) == yb).sum()
+                        break
+                    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+                        # A data-parallel rank cannot retry alone: its replicas' gradient
+                        # exchanges would no longer pair up.
+                        if not is_out_of_memory(exc) or parallel.world > 1:
+                            raise
+                    # Out of memory (outside the except block, so that the traceback's frames
+                    # and the tensors they hold are gone before the cache is emptied).
+                    optimizer.zero_grad(set_to_none=True)
+                    micro = halve_after_oom(micro, min_batch, target)
+                    reporter.status(f"out of memory: step {step + 1} retried with "
+                                    f"{micro}-row passes", micro_batch=micro)
+                loss_sum += step_sum
+                correct += step_correct
                 if spec.run.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), spec.run.grad_clip)
                 lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
@@ -322,7 +387,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                 step += 1
                 if schedule.active:
                     schedule.after_step()
-                reporter.log(step, {"loss": step_loss if len(group) > 1 else loss_value,
+                reporter.log(step, {"loss": step_loss if len(parts) > 1 else loss_value,
                                     "lr": lr})
 
             val = evaluate(forward, loss_fn, x_val, y_val, data, precision)
@@ -374,4 +439,4 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         reporter.status("test split evaluated", test_metrics=test)
     writer.write()
     return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics, stopped_early,
-                     model=model, test_metrics=test)
+                     model=model, test_metrics=test, micro_batch=micro)

@@ -175,6 +175,8 @@ FITBOARD_SYSTEM_METRICS_INTERVAL = env_int("FITBOARD_SYSTEM_METRICS_S", 5, minim
 FITBOARD_LIVE_INTERVAL = env_int("FITBOARD_LIVE_INTERVAL_MS", 100, minimum=10) / 1000
 # Checkpoints (best and last) are written at most this often while training, and at the end.
 FITBOARD_CHECKPOINT_INTERVAL = env_int("FITBOARD_CHECKPOINT_INTERVAL_S", 30, minimum=0)
+# A step that runs out of device memory is retried with passes of half the rows, down to this.
+FITBOARD_MIN_BATCH = env_int("FITBOARD_MIN_BATCH", 8, minimum=2)
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.

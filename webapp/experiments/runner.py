@@ -62,7 +62,8 @@ def execute_training(experiment_id: int, worker: str) -> None:
         reporter.status("starting", **placement(run_device(spec)))
         result = run(spec, reporter, workdir, device=run_device(spec), meta=meta,
                      checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL,
-                     sources=data_sources(spec, experiment))
+                     sources=data_sources(spec, experiment),
+                     min_batch=settings.FITBOARD_MIN_BATCH)
         key, _ = primary_metric(dataset_info(spec.data.dataset).task)
         return result.status, _summary(result, key, meta)
 
@@ -190,6 +191,7 @@ def _summary(result: Any, key: str, meta: dict[str, Any]) -> dict[str, Any]:
         "best_metrics": result.best_metrics,
         "final_metrics": result.final_metrics,
         "stopped_early": result.stopped_early,
+        "micro_batch": result.micro_batch,  # rows per forward pass it ended with
         "test_metrics": result.test_metrics,
         "best_metric": [key, best] if best is not None else None,
         "versions": library_versions(),

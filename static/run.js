@@ -51,7 +51,9 @@
   };
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
-  const state = {status: initial.status, points: 0, closed: false};
+  let maxStep = -Infinity;  // highest step drawn of any metric
+  // ``drop``: a test hook, the number of coming points messages to ignore as if never sent.
+  const state = {status: initial.status, points: 0, closed: false, seq: null, backfills: 0, drop: 0};
   window.fitboardRun = state;
 
   for (const [id, chart] of Object.entries(charts)) {
@@ -78,6 +80,7 @@
         const x = [], y = [];
         for (const [step, value] of incoming) {
           if (step > (lastStep[t.key] ?? -Infinity)) { x.push(step); y.push(value); lastStep[t.key] = step; }
+          if (step > maxStep) maxStep = step;
         }
         if (x.length) {
           const o = overview[t.key] || (overview[t.key] = {x: [], y: []});
@@ -191,15 +194,60 @@
     document.getElementById("summary").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
   }
 
+  // Live messages are numbered per run; ``state.seq`` is the newest one whose points are all
+  // drawn. A number skipped (a message the server's channel layer dropped) is filled from the
+  // database: the points from the highest step drawn on, then the messages held meanwhile.
+  let backfilling = false;
+  const held = [];
+  function onPoints(msg) {
+    if (backfilling || (state.seq !== null && msg.seq > state.seq + 1)) {
+      held.push(msg);
+      if (!backfilling) backfill();
+      return;
+    }
+    addPoints(msg.points);
+    showProgress(msg.progress);
+    if (state.seq === null || msg.seq > state.seq) state.seq = msg.seq;
+  }
+
+  function backfill() {
+    backfilling = true;
+    state.backfills += 1;
+    const params = new URLSearchParams({live: 1});
+    if (maxStep > -Infinity) params.set("x0", maxStep);
+    fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
+      .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then((data) => {
+        addPoints(fromColumns(data.metrics));
+        if (state.seq === null || data.seq > state.seq) state.seq = data.seq;
+        // Never back from an end the status event announced to "running" read before it.
+        if (!TERMINAL.includes(state.status)) showStatus(data.run);
+        backfilling = false;
+        held.splice(0).forEach(onPoints);
+      })
+      .catch(() => setTimeout(backfill, 1000));
+  }
+
   let retry = 500;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${run.id}/`);
     socket.onmessage = (event) => {
+      heardAt = Date.now();
       const msg = JSON.parse(event.data);
-      if (msg.kind === "snapshot") { addPoints(fromColumns(msg.points)); showStatus(msg); retry = 500; }
-      else if (msg.kind === "points") { addPoints(msg.points); showProgress(msg.progress); }
-      else if (msg.kind === "status") showStatus(msg);
+      if (msg.kind === "snapshot") {
+        addPoints(fromColumns(msg.points)); showStatus(msg); retry = 500;
+        if (state.seq === null || msg.seq > state.seq) state.seq = msg.seq;
+      } else if (msg.kind === "points") {
+        if (state.drop > 0) { state.drop -= 1; return; }
+        onPoints(msg);
+      } else if (msg.kind === "status") {
+        showStatus(msg);
+        // Its progress holds the number of the run's last points message: one never seen here
+        // was dropped.
+        const seq = msg.progress && msg.progress.seq;
+        if (seq && state.seq !== null && seq > state.seq && !backfilling) backfill();
+      }
     };
     socket.onclose = () => {
       // Reconnect while the run is live; the snapshot fills whatever was missed.
@@ -207,6 +255,15 @@
       else state.closed = true;
     };
   }
+  // A live run that has gone quiet may have had its last message (its end) dropped: ask.
+  let heardAt = Date.now();
+  const QUIET_MS = 10000;
+  setInterval(() => {
+    if (!TERMINAL.includes(state.status) && !backfilling && Date.now() - heardAt > QUIET_MS) {
+      heardAt = Date.now();
+      backfill();
+    }
+  }, QUIET_MS / 2);
   showStatus(initial);
   connect();
 })();

@@ -424,8 +424,11 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
             if patience and stale >= patience:
                 stopped_early = True
                 break
-    except Exception:
-        writer.write()  # a failed run keeps the checkpoints of its good epochs
+    except Exception as exc:
+        try:
+            writer.write()  # a failed run keeps the checkpoints of its good epochs
+        except Exception as write_error:  # noqa: BLE001 - the first failure is the run's reason
+            exc.add_note(f"its checkpoints could not be written either: {write_error}")
         raise
     # best.zip holds the best epoch's weights: that is the model a user downloads. With early
     # stopping the run also ends with them, so what follows uses the best model, not the last.

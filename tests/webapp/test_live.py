@@ -271,3 +271,75 @@ def test_the_reporter_records_checkpoints(make_experiment, settings):
     checkpoint = Checkpoint.objects.get(experiment=experiment)
     assert (checkpoint.tag, checkpoint.size, checkpoint.metrics) == ("best", 7, {"val_acc": 0.95})
     assert checkpoint.path == f"runs/{experiment.pk}/best.zip"
+
+
+def test_a_diverged_runs_infinite_metrics_are_stored_and_sent_as_null(make_experiment, settings,
+                                                                       tmp_path):
+    # given a running run whose validation metrics overflowed to infinity and NaN
+    settings.MEDIA_ROOT = tmp_path
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    listen = listener(experiment)
+    reporter = DjangoReporter(experiment, interval=0.05)
+    (tmp_path / "last.zip").write_bytes(b"archive")
+
+    # when it logs them, reports them as progress and records a checkpoint with them
+    reporter.log(1, {"val_loss": math.inf, "val_rmse": math.nan})
+    reporter.status("epoch 1/5", verdict={"evidence": {"gap": -math.inf}})
+    reporter.checkpoint(tmp_path / "last.zip", "last", {"val_rmse": math.inf})
+    reporter.close()
+
+    # then the database holds them as null (JSON has no NaN) and viewers get null too
+    assert Checkpoint.objects.get(experiment=experiment).metrics == {"val_rmse": None}
+    stored = Experiment.objects.get(pk=experiment.pk).progress
+    assert stored["verdict"] == {"evidence": {"gap": None}}
+    sent = [m["points"] for m in listen() if m["points"]]
+    assert sent == [{"val_loss": [[1, None]], "val_rmse": [[1, None]]}]
+
+
+async def test_the_snapshot_says_which_message_it_is_current_to(owner, make_experiment):
+    # given a run whose reporter already sent two messages
+    experiment = await asyncio.to_thread(make_experiment, status=Experiment.Status.RUNNING)
+
+    def two_flushes() -> None:
+        reporter = DjangoReporter(experiment, interval=0.01)
+        reporter.log(1, {"loss": 1.0})
+        time.sleep(0.1)
+        reporter.log(2, {"loss": 0.5})
+        reporter.close()
+
+    await asyncio.to_thread(two_flushes)
+
+    # when a viewer connects, and the run goes on
+    client = await communicator(f"/ws/runs/{experiment.pk}/", owner)
+    assert (await client.connect())[0]
+    snapshot = await client.receive_json_from(timeout=5)
+
+    def one_more() -> None:
+        reporter = DjangoReporter(Experiment.objects.get(pk=experiment.pk), interval=0.01)
+        reporter.log(3, {"loss": 0.25})
+        reporter.close()
+
+    await asyncio.to_thread(one_more)
+    live = await client.receive_json_from(timeout=5)
+    await client.disconnect()
+
+    # then the snapshot holds messages 1-2 and the next live one is number 3, even from a new
+    # reporter of the same run
+    assert snapshot["seq"] == 2 and snapshot["points"]["loss"]["steps"] == [1, 2]
+    assert (live["seq"], live["points"]) == (3, {"loss": [[3, 0.25]]})
+
+
+def test_the_backfill_endpoint_gives_the_points_from_a_step_with_their_message_number(
+        owner_client, make_experiment):
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    reporter = DjangoReporter(experiment, interval=0.01)
+    for step in range(1, 6):
+        reporter.log(step, {"loss": 1 / step})
+    reporter.close()
+
+    data = owner_client.get(f"/experiments/{experiment.pk}/metrics/",
+                            {"x0": 3, "live": 1}).json()
+
+    assert data["metrics"]["loss"]["steps"] == [3, 4, 5]
+    assert data["seq"] == Experiment.objects.get(pk=experiment.pk).progress["seq"] >= 1
+    assert data["run"]["status"] == "running"

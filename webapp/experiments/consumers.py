@@ -16,7 +16,10 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     The consumer joins the run's group *before* reading the history, and the reporter writes
     points to the database *before* publishing them, so every point is in the snapshot, live, or
-    both; points carry steps and the page drops any it already has.
+    both; points carry steps and the page drops any it already has. Live messages are numbered
+    (``seq``) and the snapshot says the number it is current to (read before the points): a
+    page that sees a number skipped (a message the channel layer dropped) fetches the points
+    after its last step from the metrics endpoint.
     """
 
     async def connect(self) -> None:
@@ -52,6 +55,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         charts = metric_store.read_charts({experiment_id: (None, None)})[experiment_id]
         return {
             "kind": "snapshot",
+            "seq": experiment.progress.get("seq", 0),
             **events.status_payload(experiment),
             "points": {key: chart.to_json() for key, chart in charts.items()},
         }

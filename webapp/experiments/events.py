@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -12,6 +13,19 @@ if TYPE_CHECKING:
     from webapp.experiments.models import Experiment
 
 logger = logging.getLogger(__name__)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None, at any depth: JSON has no such
+    numbers, so the database's JSON columns refuse them and browsers fail to parse a message
+    holding one (a diverging run's metrics do)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def run_group(experiment_id: int) -> str:

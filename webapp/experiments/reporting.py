@@ -30,7 +30,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from webapp.experiments import events, files, metric_store
@@ -60,7 +60,8 @@ class DjangoReporter:
         # Read and written by the flusher thread only.
         self.sent_at = -math.inf  # monotonic time of the last flush
         self.watched: bool | None = None  # None until the flusher has looked
-        self.seq = 0
+        # The run's last message number: a run started again goes on from it.
+        self.seq = int(experiment.progress.get("seq", 0))
         self.failure: BaseException | None = None
         self.stop_requested = False
         self.closed = threading.Event()
@@ -80,7 +81,7 @@ class DjangoReporter:
 
     def status(self, message: str, **fields: Any) -> None:
         with self._lock:
-            self._progress.update(fields, message=message)
+            self._progress.update(events.json_safe(fields), message=message)
             self._progress_dirty = True
         self._flusher.wake()
 
@@ -97,7 +98,7 @@ class DjangoReporter:
                 "path": name,
                 "sha256": sha256,
                 "size": path.stat().st_size,
-                "metrics": dict(metrics),
+                "metrics": events.json_safe(dict(metrics)),
                 "updated_at": timezone.now(),
             },
         )
@@ -126,42 +127,54 @@ class DjangoReporter:
 
     def flush(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
         """Store and publish what was logged since the last flush. A database error keeps the
-        points for the next try (close() reports it if it never clears)."""
+        points for the next try (close() reports it if it never clears).
+
+        Each flush is one message with the next sequence number of the run, and the run's row
+        records that number (``progress["seq"]``) in the transaction that stores the points: a
+        viewer whose snapshot or backfill read ``seq`` n holds every point of messages 1..n, so
+        a live message numbered above n + 1 tells it exactly that it missed some."""
         self.sent_at = time.monotonic()
         with self._lock:
             points, self._pending = self._pending, {}
-            progress = dict(self._progress) if self._progress_dirty else None
+            changed = self._progress_dirty
             self._progress_dirty = False
-        if not points and progress is None:
+            progress = {**self._progress, "seq": self.seq + 1}
+        if not points and not changed:
             return
         try:
-            if points:
-                metric_store.append(self.experiment_id, points)
-            if progress is not None:
-                live_verdict = progress.get("verdict") or {}
-                Experiment.objects.filter(pk=self.experiment_id).update(
-                    progress=progress, verdict_kind=live_verdict.get("kind", "")
-                )
+            with transaction.atomic():
+                if points:
+                    metric_store.append(self.experiment_id, points)
+                row = Experiment.objects.filter(pk=self.experiment_id)
+                if changed:
+                    live_verdict = progress.get("verdict") or {}
+                    row.update(progress=progress, verdict_kind=live_verdict.get("kind", ""))
+                else:
+                    row.update(progress=progress)
         except Exception as exc:
             with self._lock:  # put the batch back in front of what arrived meanwhile
                 for key, batch in self._pending.items():
                     points.setdefault(key, []).extend(batch)
                 self._pending = points
-                self._progress_dirty = self._progress_dirty or progress is not None
+                self._progress_dirty = self._progress_dirty or changed
             self.failure = exc
             raise
         self.failure = None
+        self.seq += 1
+        with self._lock:
+            self._progress["seq"] = self.seq
         if layer is not None:
-            self._publish(loop, layer, points, progress)
+            self._publish(loop, layer, points, progress if changed else None)
 
     def _publish(self, loop: asyncio.AbstractEventLoop, layer: Any,
                  points: Mapping[str, list[metric_store.Point]],
                  progress: dict[str, Any] | None) -> None:
-        self.seq += 1
         message = {
             "type": "run.points",
             "seq": self.seq,
-            "points": {key: [[p[0], p[1]] for p in batch] for key, batch in points.items()},
+            # JSON has no NaN: a diverged metric goes out as null (a gap in the curve).
+            "points": {key: [[p[0], p[1] if math.isfinite(p[1]) else None] for p in batch]
+                       for key, batch in points.items()},
             "progress": progress,
         }
         try:

@@ -14,7 +14,7 @@ from django.conf import settings
 from training.data.catalog import dataset_info
 from training.spec import SpecError
 from webapp.datasets.services import DatasetUnavailable
-from webapp.experiments import metric_store
+from webapp.experiments import events, metric_store
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
 
@@ -142,9 +142,14 @@ def run_job(experiment: Experiment, work: Callable[[DjangoReporter], tuple[str, 
             reporter.close()
         except RuntimeError as exc:
             status, error = Experiment.Status.FAILED, str(exc)
+    # The status event carries the row's progress: its last message number lets a viewer who
+    # missed the final points notice and fetch them.
+    experiment.refresh_from_db(fields=["progress"])
     diagnose = always_diagnose or bool(summary and summary.get("epochs"))
     verdict = _final_verdict(experiment, nonfinite_loss) if diagnose else None
-    experiment.finish(status, error=error, summary=summary, verdict=verdict)
+    # A diverged run's metrics hold NaN or infinity, which JSON columns refuse.
+    experiment.finish(status, error=error, summary=events.json_safe(summary),
+                      verdict=events.json_safe(verdict))
     _compact_points(experiment.pk)
 
 

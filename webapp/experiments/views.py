@@ -204,15 +204,20 @@ def _range_params(request: HttpRequest) -> tuple[float | None, float | None]:
 def experiment_metrics(request: HttpRequest, pk: int) -> JsonResponse:
     """A run's curves, at most ~2000 points per metric (min/max buckets); ``x0``/``x1`` limit
     them to a step range (a zoom), at full resolution when the range holds few enough points;
-    ``keys`` (comma-separated) limits the metrics."""
+    ``keys`` (comma-separated) limits the metrics. ``live=1`` (a page that missed live
+    messages, asking for the points after its last step) adds the run's status and the message
+    number (``seq``) the points are current to, read before them."""
     experiment = _visible(request, pk)
     try:
         x0, x1 = _range_params(request)
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     keys = [k for k in request.GET.get("keys", "").split(",") if k] or None
+    live = {"seq": experiment.progress.get("seq", 0), "run": events.status_payload(experiment)
+            } if request.GET.get("live") else {}
     charts = metric_store.read_charts({experiment.pk: (x0, x1)}, keys)[experiment.pk]
-    return JsonResponse({"metrics": {key: chart.to_json() for key, chart in charts.items()}})
+    return JsonResponse({"metrics": {key: chart.to_json() for key, chart in charts.items()},
+                         **live})
 
 
 def _compared(request: HttpRequest) -> list[Experiment]:

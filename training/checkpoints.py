@@ -10,6 +10,7 @@ temporary file in the same folder, fsync, then rename.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -140,16 +141,30 @@ def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: Expe
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader, a crash or a kill at any moment finds
+    the old file or the new one, whole: a temporary file beside it, fsync, rename, fsync of the
+    folder (which makes the rename itself durable). A failed write (a full disk, a file size
+    limit) removes its temporary file and raises CheckpointError; the old file stays."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}."
+    # A writer killed mid-write leaves its temporary file; one process writes a run's
+    # checkpoints at a time, so any found now is such a leftover.
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"{path.name} could not be written ({exc.strerror or exc}); the last one "
+                "written is kept"
+            ) from exc
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -159,7 +174,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class CheckpointError(ValueError):
-    """The archive is not a Fitboard checkpoint, or it was altered."""
+    """The archive is not a Fitboard checkpoint, it was altered, or it could not be written."""
 
 
 def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Checkpoint:

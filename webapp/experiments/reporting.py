@@ -30,7 +30,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from webapp.experiments import events, files, metric_store
@@ -130,9 +130,9 @@ class DjangoReporter:
         points for the next try (close() reports it if it never clears).
 
         Each flush is one message with the next sequence number of the run, and the run's row
-        records that number (``progress["seq"]``) in the transaction that stores the points: a
-        viewer whose snapshot or backfill read ``seq`` n holds every point of messages 1..n, so
-        a live message numbered above n + 1 tells it exactly that it missed some."""
+        records that number (``progress["seq"]``) once the points are stored: a viewer whose
+        snapshot or backfill read ``seq`` n (before the points) holds every point of messages
+        1..n, so a live message numbered above n + 1 tells it exactly that it missed some."""
         self.sent_at = time.monotonic()
         with self._lock:
             points, self._pending = self._pending, {}
@@ -142,15 +142,16 @@ class DjangoReporter:
         if not points and not changed:
             return
         try:
-            with transaction.atomic():
-                if points:
-                    metric_store.append(self.experiment_id, points)
-                row = Experiment.objects.filter(pk=self.experiment_id)
-                if changed:
-                    live_verdict = progress.get("verdict") or {}
-                    row.update(progress=progress, verdict_kind=live_verdict.get("kind", ""))
-                else:
-                    row.update(progress=progress)
+            if points:
+                metric_store.append(self.experiment_id, points)
+            # After the points are committed (no transaction around both: a long one would
+            # lock SQLite against the training thread's checkpoint rows).
+            row = Experiment.objects.filter(pk=self.experiment_id)
+            if changed:
+                live_verdict = progress.get("verdict") or {}
+                row.update(progress=progress, verdict_kind=live_verdict.get("kind", ""))
+            else:
+                row.update(progress=progress)
         except Exception as exc:
             with self._lock:  # put the batch back in front of what arrived meanwhile
                 for key, batch in self._pending.items():

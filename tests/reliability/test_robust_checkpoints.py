@@ -47,6 +47,12 @@ def wait_for_record(folder: Path, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.01)
 
 
+def wait_for_temp_file(folder: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not temp_files(folder) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def committed(folder: Path) -> bool:
     """Whether ``last.zip`` loads and is the recorded archive, or the next one (renamed into
     place just before the kill, its record not yet written)."""
@@ -75,8 +81,12 @@ def test_a_writer_killed_at_a_random_moment_never_corrupts_the_last_checkpoint(t
         process = writer(folder)
         wait_for_record(folder, process)
 
-        # when it is killed at a random moment
-        time.sleep(rng.uniform(0.0, 0.3))
+        # when it is killed at a random moment (every other trial: while a file is open)
+        if trial % 2:
+            wait_for_temp_file(folder)
+            time.sleep(rng.uniform(0.0, 0.01))
+        else:
+            time.sleep(rng.uniform(0.0, 0.3))
         process.send_signal(signal.SIGKILL)
         process.wait()
         mid_write += bool(temp_files(folder))

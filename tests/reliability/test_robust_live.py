@@ -8,14 +8,17 @@ after backfill."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
+import time
 from typing import Any
 
 import pytest
 import requests
 import websockets
+import websockets.exceptions
 
 from tests.e2e.conftest import Stack, stack  # noqa: F401 - the session's real stack
 from tests.e2e.test_live_run import submit
@@ -39,7 +42,7 @@ class Viewer:
         self.drop, self.slow, self.rng = drop, slow, random.Random(seed)
         self.points: dict[str, dict[int, float | None]] = {}
         self.seq: int | None = None
-        self.dropped = self.backfills = 0
+        self.dropped = self.backfills = self.reconnects = 0
         self.status = ""
 
     def add(self, points: dict[str, list[list[Any]]]) -> None:
@@ -70,31 +73,44 @@ class Viewer:
         self.seq = max(self.seq or 0, message["seq"])
 
     async def watch(self) -> None:
+        """Watch to the run's end; a refused or dropped connection is tried again after a
+        growing delay, and its snapshot fills what was missed, as the page does."""
+        retry = 0.5
+        async with asyncio.timeout(300):
+            while True:
+                with contextlib.suppress(OSError, websockets.exceptions.WebSocketException):
+                    await self.follow()
+                if self.status in TERMINAL:
+                    return
+                self.reconnects += 1
+                await asyncio.sleep(retry)
+                retry = min(2 * retry, 10)
+
+    async def follow(self) -> None:
         url = self.stack.url.replace("http://", "ws://") + f"/ws/runs/{self.run_id}/"
         headers = {"Cookie": f"sessionid={self.session.cookies['sessionid']}",
                    "Origin": self.stack.url}
         async with websockets.connect(url, additional_headers=headers) as socket:
-            async with asyncio.timeout(300):
-                async for raw in socket:
-                    message = json.loads(raw)
-                    if self.slow:
-                        await asyncio.sleep(self.slow)
-                    if message["kind"] == "snapshot":
-                        self.add({key: list(zip(m["steps"], m["values"], strict=True))
-                                  for key, m in message["points"].items()})
-                        self.seq = max(self.seq or 0, message["seq"])
-                    elif message["kind"] == "points":
-                        if self.rng.random() < self.drop:
-                            self.dropped += 1
-                            continue
-                        await self.on_points(message)
-                    elif message["kind"] == "status":
-                        self.status = message["status"]
-                        seq = (message.get("progress") or {}).get("seq")
-                        if seq and self.seq is not None and seq > self.seq:
-                            await self.backfill()
-                        if self.status in TERMINAL:
-                            return
+            async for raw in socket:
+                message = json.loads(raw)
+                if self.slow:
+                    await asyncio.sleep(self.slow)
+                if message["kind"] == "snapshot":
+                    self.add({key: list(zip(m["steps"], m["values"], strict=True))
+                              for key, m in message["points"].items()})
+                    self.seq = max(self.seq or 0, message["seq"])
+                elif message["kind"] == "points":
+                    if self.rng.random() < self.drop:
+                        self.dropped += 1
+                        continue
+                    await self.on_points(message)
+                elif message["kind"] == "status":
+                    self.status = message["status"]
+                    seq = (message.get("progress") or {}).get("seq")
+                    if seq and self.seq is not None and seq > self.seq:
+                        await self.backfill()
+                    if self.status in TERMINAL:
+                        return
 
 
 def database_points(site: Stack, session: requests.Session, run_id: int
@@ -103,6 +119,15 @@ def database_points(site: Stack, session: requests.Session, run_id: int
     assert not any(m["bucketed"] for m in data["metrics"].values())
     return {key: dict(zip(m["steps"], m["values"], strict=True))
             for key, m in data["metrics"].items()}
+
+
+def wait_until_running(site: Stack, session: requests.Session, run_id: int) -> None:
+    """Until the run has logged its first points (a page opened later still sees most live)."""
+    deadline = time.monotonic() + 120
+    url = f"{site.url}/experiments/{run_id}/metrics/"
+    while not session.get(url, params={"keys": "loss"}, timeout=30).json()["metrics"]:
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.1)
 
 
 def same(live: float | None, stored: float | None) -> bool:
@@ -137,7 +162,8 @@ def test_fifty_viewers_some_slow_or_dropping_messages_end_with_every_point(stack
                 if step in viewer.points.get(key, {}))
     dropped = sum(v.dropped for v in viewers)
     print(f"\n{VIEWERS} viewers of one run ({total} points): {dropped} messages dropped, "
-          f"{sum(v.backfills for v in viewers)} backfills, {missing} points missing after "
+          f"{sum(v.backfills for v in viewers)} backfills, "
+          f"{sum(v.reconnects for v in viewers)} reconnects, {missing} points missing after "
           f"backfill, {wrong} wrong")
     assert {v.status for v in viewers} == {"succeeded"}
     assert dropped > 0
@@ -150,7 +176,8 @@ def test_messages_dropped_in_the_browser_are_backfilled_on_screen(stack):  # noq
     from playwright.sync_api import sync_playwright
 
     session = stack.login()
-    run_id = submit(stack, session, "dropped in the page", epochs=6)
+    run_id = submit(stack, session, "dropped in the page", epochs=12)
+    wait_until_running(stack, session, run_id)
     chart_keys = ["loss", "train_loss", "val_loss", "train_acc", "val_acc", "lr"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -5,6 +5,7 @@ starts itself (``Stack.start_worker``), so its jobs land where it expects."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -90,7 +91,15 @@ def drop_database(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("e2e")
+    with running_stack(tmp_path_factory.mktemp("e2e")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
+    """``manage.py up`` in ``tmp`` until the block ends. Two stacks at once need two Redis
+    servers (``REDIS_URL`` in ``extra_env``): on one, each stack's workers would take the
+    other's tasks from the shared queues and skip them, unknown to their database."""
     port = free_port()
     db_url, db_name = database_url(tmp)
     env = {
@@ -104,6 +113,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "FITBOARD_TRIAL_HEARTBEAT_S": "2",
         "FITBOARD_STUDY_WATCHDOG_S": "2",
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
+        **extra_env,
     }
     log = tmp / "up.log"
     with log.open("wb") as out:

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +21,21 @@ import requests
 import websockets
 import websockets.exceptions
 
-from tests.e2e.conftest import Stack, stack  # noqa: F401 - the session's real stack
+from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.test_live_run import submit
+from tests.stack import start_bundled_redis
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"succeeded", "failed", "cancelled"}
 VIEWERS = 50
 CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real stack, on a Redis of its own (the e2e tests' stack may run at the same time)."""
+    with running_stack(tmp_path_factory.mktemp("live"), REDIS_URL=start_bundled_redis()) as s:
+        yield s
 
 
 class Viewer:
@@ -141,7 +150,7 @@ async def watch_all(viewers: list[Viewer]) -> None:
     await asyncio.gather(*(v.watch() for v in viewers))
 
 
-def test_fifty_viewers_some_slow_or_dropping_messages_end_with_every_point(stack):  # noqa: F811
+def test_fifty_viewers_some_slow_or_dropping_messages_end_with_every_point(stack):
     # given a run of the default digits CNN and 50 viewers: every fifth drops a third of the
     # points messages it gets, every seventh takes 20 ms over each message
     session = stack.login()
@@ -170,7 +179,7 @@ def test_fifty_viewers_some_slow_or_dropping_messages_end_with_every_point(stack
     assert (missing, wrong) == (0, 0)
 
 
-def test_messages_dropped_in_the_browser_are_backfilled_on_screen(stack):  # noqa: F811
+def test_messages_dropped_in_the_browser_are_backfilled_on_screen(stack):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright

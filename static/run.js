@@ -51,7 +51,6 @@
   };
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
-  let maxStep = -Infinity;  // highest step drawn of any metric
   // ``drop``: a test hook, the number of coming points messages to ignore as if never sent.
   const state = {status: initial.status, points: 0, closed: false, seq: null, backfills: 0, drop: 0};
   window.fitboardRun = state;
@@ -80,7 +79,6 @@
         const x = [], y = [];
         for (const [step, value] of incoming) {
           if (step > (lastStep[t.key] ?? -Infinity)) { x.push(step); y.push(value); lastStep[t.key] = step; }
-          if (step > maxStep) maxStep = step;
         }
         if (x.length) {
           const o = overview[t.key] || (overview[t.key] = {x: [], y: []});
@@ -196,7 +194,8 @@
 
   // Live messages are numbered per run; ``state.seq`` is the newest one whose points are all
   // drawn. A number skipped (a message the server's channel layer dropped) is filled from the
-  // database: the points from the highest step drawn on, then the messages held meanwhile.
+  // database: the points from the lowest of the metrics' last steps on, then the messages held
+  // meanwhile.
   let backfilling = false;
   const held = [];
   function onPoints(msg) {
@@ -214,7 +213,9 @@
     backfilling = true;
     state.backfills += 1;
     const params = new URLSearchParams({live: 1});
-    if (maxStep > -Infinity) params.set("x0", maxStep);
+    // From the lowest of the metrics' last steps: system metrics count seconds, not steps.
+    const last = Object.values(lastStep);
+    if (last.length) params.set("x0", Math.min(...last));
     fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
       .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then((data) => {

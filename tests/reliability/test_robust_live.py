@@ -41,7 +41,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 class Viewer:
     """What the run page (static/run.js) does with the run's WebSocket, without the drawing:
     points per metric by step, the newest message number whose points it holds, and a
-    backfill of everything from its highest step when a number is skipped. ``drop`` is the
+    backfill of everything from the lowest of its metrics' last steps when a number is
+    skipped. ``drop`` is the
     share of points messages it ignores as if never sent; ``slow`` seconds it takes per
     message (its socket's buffers fill meanwhile)."""
 
@@ -58,15 +59,16 @@ class Viewer:
         for key, pairs in points.items():
             self.points.setdefault(key, {}).update((int(step), value) for step, value in pairs)
 
-    def max_step(self) -> int | None:
+    def from_step(self) -> int | None:
+        """The lowest of the metrics' last steps (system metrics count seconds, not steps)."""
         steps = [max(p) for p in self.points.values() if p]
-        return max(steps) if steps else None
+        return min(steps) if steps else None
 
     async def backfill(self) -> None:
         self.backfills += 1
         params: dict[str, Any] = {"live": 1}
-        if self.max_step() is not None:
-            params["x0"] = self.max_step()
+        if self.from_step() is not None:
+            params["x0"] = self.from_step()
         response = await asyncio.to_thread(
             self.session.get, f"{self.stack.url}/experiments/{self.run_id}/metrics/",
             params=params, timeout=30)
@@ -185,9 +187,11 @@ def test_messages_dropped_in_the_browser_are_backfilled_on_screen(stack):
     from playwright.sync_api import sync_playwright
 
     session = stack.login()
-    run_id = submit(stack, session, "dropped in the page", epochs=12)
+    run_id = submit(stack, session, "dropped in the page", epochs=30)
     wait_until_running(stack, session, run_id)
-    chart_keys = ["loss", "train_loss", "val_loss", "train_acc", "val_acc", "lr"]
+    chart_keys = ["loss", "train_loss", "val_loss", "train_acc", "val_acc", "lr",
+                  "sys/cpu_percent", "sys/ram_percent", "sys/gpu_util_percent",
+                  "sys/gpu_memory_percent"]  # what static/run.js draws
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,

@@ -1,6 +1,7 @@
 """Compression of text models: the job rebuilds the data with the source's own tokenizer, so
-int8 quantization (of the pretrained MiniLM's Linear layers), weight pruning (of an LSTM's
-recurrent weights) and their checkpoints work on text models as on any other."""
+int8 quantization (of the pretrained MiniLM's Linear layers, of an LSTM's recurrent and Linear
+layers), weight pruning (of an LSTM's recurrent weights) and their checkpoints work on text
+models as on any other."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from training import ExperimentSpec, MemoryReporter, run
 from training.checkpoints import Checkpoint, load
 from training.compression import prune
 from training.compression.job import CompressionResult, compress
-from training.compression.quantize import Int8Linear
+from training.compression.quantize import Int8Linear, Int8RNN
 from training.compression.spec import CompressionSpec
 from training.data.text import MINILM, PretrainedTokenizer, WordTokenizer, load_text_rows
 from training.spec import SpecError
@@ -29,6 +30,8 @@ LSTM_RUN = {"data": {"dataset": "imdb_sentences", "subset": 200},
             "model": {"arch": "lstm", "embed_dim": 16, "hidden_size": 16, "max_length": 24},
             "optim": {"lr": 0.01},
             "run": {"epochs": 1, "batch_size": 32, "device": "cpu"}}
+# Wide enough that int8 rows (one float32 scale per 64 int8 weights) are ~3.8x smaller.
+WIDE_LSTM_RUN = {**LSTM_RUN, "model": {**LSTM_RUN["model"], "embed_dim": 64, "hidden_size": 64}}
 
 
 class Compressed(NamedTuple):
@@ -66,6 +69,81 @@ def lstm_source(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
 def sst2_batch() -> list[str]:
     """A fixed batch: the first 32 sentences of SST-2's dev file."""
     return load_text_rows("sst2").test_texts[:32]
+
+
+@pytest.fixture(scope="module")
+def lstm_int8(tmp_path_factory: pytest.TempPathFactory) -> Compressed:
+    """A bidirectional LSTM (64 units) trained for one epoch on IMDb sentences, quantized."""
+    tmp = tmp_path_factory.mktemp("lstm-int8")
+    return _job(_train(tmp, WIDE_LSTM_RUN), tmp, method="quantize_dynamic")
+
+
+def test_quantized_lstm_predicts_nearly_what_the_float_model_predicts(
+        lstm_int8: Compressed, sst2_batch: list[str]) -> None:
+    # given the trained LSTM and its int8 version loaded back from the job's checkpoint
+    source, quantized = lstm_int8.source, lstm_int8.loaded
+
+    # when both classify the same 32 SST-2 sentences
+    expected = torch.softmax(source.predict(sst2_batch), dim=1)
+    got = torch.softmax(quantized.predict(sst2_batch), dim=1)
+
+    # then the recurrent layer and the head are int8, and the class probabilities and
+    # predicted classes agree
+    assert isinstance(quantized.model.get_submodule("rnn"), Int8RNN)
+    assert isinstance(quantized.model.get_submodule("head"), Int8Linear)
+    assert quantized.meta["compression"]["int8_layers"] == ["rnn", "head"]
+    assert (got - expected).abs().max() < 0.02
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 31 / 32
+
+
+def test_quantized_lstm_checkpoint_holds_int8_recurrent_weights_3_5_times_smaller(
+        lstm_int8: Compressed, sst2_batch: list[str]) -> None:
+    # given the quantization job's model and its checkpoint loaded back
+    result, loaded = lstm_int8.result, lstm_int8.loaded
+    assert result.model is not None and lstm_int8.source.tokenizer is not None
+
+    # when both classify the batch
+    tokens = lstm_int8.source.tokenizer.encode(sst2_batch)
+    with torch.no_grad():
+        expected = result.model(tokens.input_ids, tokens.attention_mask)
+
+    # then the checkpoint predicts exactly the same, its recurrent weight matrices are stored
+    # as int8 (plain tensors in the safetensors file), and the report shows them at least
+    # 3.5 times smaller
+    assert torch.equal(loaded.predict(sst2_batch), expected)
+    state = loaded.model.state_dict()
+    assert state["rnn.qweight_ih_l0"].dtype == torch.int8
+    assert state["rnn.qweight_hh_l0_reverse"].dtype == torch.int8
+    assert not any(k.startswith("rnn.weight_") for k in state)
+    assert loaded.meta["report"]["change"]["recurrent_weight_bytes_ratio"] >= 3.5
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("matmul", ["dequant", "int8"])
+def test_int8_recurrent_layers_compute_what_the_float_ones_do(cell: str, matmul: str) -> None:
+    # given a two-layer bidirectional LSTM or GRU and its int8 copy (either way of multiplying)
+    torch.manual_seed(0)
+    rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](12, 24, num_layers=2, batch_first=True,
+                                                 bidirectional=True).eval()
+    quantized = Int8RNN.from_float(rnn, matmul=matmul)
+    inputs = torch.randn(5, 9, 12)
+    packed = nn.utils.rnn.pack_padded_sequence(inputs, torch.tensor([9, 3, 7, 1, 5]),
+                                               batch_first=True, enforce_sorted=False)
+
+    # when both read padded and packed batches of different lengths
+    with torch.no_grad():
+        for batch in (inputs, packed):
+            out, state = rnn(batch)
+            got, got_state = quantized(batch)
+            if isinstance(out, nn.utils.rnn.PackedSequence):
+                out, got = out.data, got.data
+            hidden = state[0] if cell == "lstm" else state
+            got_hidden = got_state[0] if cell == "lstm" else got_state
+
+            # then outputs and final states agree to int8 precision
+            assert got.shape == out.shape and got_hidden.shape == hidden.shape
+            assert (got - out).abs().max() < 0.02
+            assert (got_hidden - hidden).abs().max() < 0.02
 
 
 def test_quantized_minilm_predicts_nearly_what_the_float_model_predicts(
@@ -138,7 +216,7 @@ def test_an_lstm_is_weight_pruned_through_the_job_with_its_own_vocabulary(
 ], ids=["quantize", "distill"])
 def test_lstm_jobs_keep_the_teachers_vocabulary_and_round_trip(
         lstm_source: Checkpoint, tmp_path: Path, fields: dict[str, Any], arch: str) -> None:
-    # given the LSTM, when it is quantized (its output head) or distilled into a small GRU
+    # given the LSTM, when it is quantized (its LSTM and head) or distilled into a small GRU
     job = _job(lstm_source, tmp_path, **fields)
 
     # then the model reads the source's vocabulary and its checkpoint predicts what it does

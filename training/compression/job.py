@@ -25,7 +25,7 @@ from torch import nn
 from training import checkpoints
 from training.compression import prune, structure
 from training.compression.distill import teacher_loss
-from training.compression.quantize import linear_names, quantize_dynamic
+from training.compression.quantize import quantizable_names, quantize_dynamic
 from training.compression.report import compare, measure
 from training.compression.spec import CompressionSpec
 from training.data import DataSources, PreparedData, dataset_info, prepare
@@ -240,7 +240,7 @@ def _distill(spec: CompressionSpec, source: nn.Module, data: PreparedData,
 
 def _quantize(spec: CompressionSpec, source: nn.Module, data: PreparedData,
               trainer: _Trainer) -> tuple[nn.Module, dict[str, Any]]:
-    names = linear_names(source)
+    names = quantizable_names(source)
     return quantize_dynamic(source.cpu(), names), {"int8_layers": names}
 
 

@@ -41,6 +41,19 @@ def linear_weight_bytes(model: nn.Module) -> int:
     return total
 
 
+def recurrent_weight_bytes(model: nn.Module) -> int:
+    """Bytes of the LSTM/GRU layers' input and hidden weight matrices (with their scales, when
+    int8): what dynamic quantization shrinks in a recurrent model."""
+    from training.compression.quantize import RECURRENT, Int8RNN
+
+    total = 0
+    for module in model.modules():
+        if isinstance(module, (Int8RNN, *RECURRENT)):
+            total += sum(tensor.nbytes for name, tensor in module.state_dict().items()
+                         if name.startswith(("weight_", "qweight_", "scale_")))
+    return total
+
+
 @torch.no_grad()
 def cpu_latency(model: nn.Module, batch: torch.Tensor | Tokens,
                 repeats: int = LATENCY_REPEATS) -> float:
@@ -88,6 +101,7 @@ def measure(model: nn.Module, data: PreparedData) -> dict[str, Any]:
         "nonzero_parameters": nonzero_count(model),
         "weight_bytes": weight_bytes(model),
         "linear_weight_bytes": linear_weight_bytes(model),
+        "recurrent_weight_bytes": recurrent_weight_bytes(model),
         "latency_ms": cpu_latency(model, batch) * 1000.0,
         "latency_batch": len(batch),
         "threads": torch.get_num_threads(),
@@ -100,7 +114,7 @@ def compare(source: dict[str, Any], result: dict[str, Any]) -> dict[str, float]:
     of each metric (result - source; accuracy in fractions of 1)."""
     change: dict[str, float] = {}
     for key in ("parameters", "nonzero_parameters", "weight_bytes", "linear_weight_bytes",
-                "latency_ms"):
+                "recurrent_weight_bytes", "latency_ms"):
         if result.get(key):
             change[f"{key}_ratio"] = source[key] / result[key]
     for key, value in result.items():

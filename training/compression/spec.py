@@ -20,10 +20,17 @@ from training.spec import ExperimentSpec, ModelSpec, SpecError, _Section
 METHODS = ("prune_weights", "prune_channels", "distill", "quantize_dynamic")
 # Architectures whose layers each method knows how to handle.
 CHANNEL_PRUNABLE = ("mlp", "cnn")  # Linear→Linear and Conv→BN→Conv chains
-# Weights in Linear layers: an MLP's, a pretrained encoder's (attention and feed-forward) and
-# an LSTM/GRU's output head (its recurrent weights stay float). A CNN's are in convolutions;
+# Weights in Linear and LSTM/GRU layers: an MLP's, a pretrained encoder's (attention and
+# feed-forward), an LSTM/GRU's recurrent weight matrices and output head. A CNN's are in
+# convolutions, which only static quantization covers (not offered, see STATIC_PTQ_REFUSAL);
 # the own Transformer's encoder layers read their Linear weights directly in inference.
 QUANTIZABLE = ("mlp", "pretrained", "lstm", "gru")
+# Why a CNN is refused: the evidence, checked with torch 2.13.0 and torchao 0.18.0.
+STATIC_PTQ_REFUSAL = (
+    "static int8 quantization of convolutions is not offered: torch 2.13's "
+    "torch.ao.quantization (prepare/convert, prepare_fx/convert_fx) raises a DeprecationWarning "
+    "(\"torch.ao.quantization is deprecated and will be removed in 2.10\") and torchao 0.18 "
+    "has no int8 convolution kernel without torch.compile")
 # Weight pruning masks weights that the layer's forward pass reads through its pruning hook;
 # the own Transformer's attention and inference path read their weights directly instead.
 WEIGHT_PRUNABLE = ("mlp", "cnn", "resnet", "lstm", "gru", "pretrained")
@@ -114,10 +121,15 @@ class CompressionSpec(_Section):
             errors["method"] = (f"channel pruning supports {', '.join(CHANNEL_PRUNABLE)} models, "
                                 f"not {arch}")
         elif self.method == "quantize_dynamic" and arch not in QUANTIZABLE:
-            where = "convolutions" if arch in ("cnn", "resnet") else "layers it reads directly"
-            errors["method"] = (f"dynamic int8 quantization covers Linear layers; a {arch} "
-                                f"model keeps its weights elsewhere ({where}): prune it or "
-                                "distill it")
+            if arch in ("cnn", "resnet"):
+                errors["method"] = (f"dynamic int8 quantization covers Linear and LSTM/GRU "
+                                    f"layers; a {arch} model keeps its weights in "
+                                    f"convolutions, and {STATIC_PTQ_REFUSAL}: prune it or "
+                                    "distill it")
+            else:
+                errors["method"] = (f"dynamic int8 quantization covers Linear and LSTM/GRU "
+                                    f"layers; a {arch} model reads its weights directly: "
+                                    "prune it or distill it")
         elif self.method == "prune_weights" and arch not in WEIGHT_PRUNABLE:
             errors["method"] = (f"weight pruning supports {', '.join(WEIGHT_PRUNABLE)} models, "
                                 f"not {arch}: distill it into a smaller one")

@@ -18,7 +18,7 @@ METHOD_LABELS = {
     "prune_weights": "Weight pruning (unstructured, by magnitude)",
     "prune_channels": "Neuron / channel pruning (layers shrink)",
     "distill": "Knowledge distillation into a smaller student",
-    "quantize_dynamic": "Dynamic int8 quantization (Linear layers)",
+    "quantize_dynamic": "Dynamic int8 quantization (Linear, LSTM and GRU layers)",
 }
 # The experiment form's model fields, offered again for the student ("student_<field>").
 STUDENT_FIELDS = {f"student_{name}": path.split(".", 1)[1]

@@ -86,7 +86,7 @@ def test_a_valid_form_queues_a_compress_job_as_a_child(owner_client, make_experi
     ({"sparsity": "0"}, "sparsity", "between 0 and 1"),
     ({"alpha": "2"}, "alpha", "between 0 and 1"),
     ({"method": "distill", "student_width": "0"}, "student_width", "between 1 and 1024"),
-    ({"method": "quantize_dynamic"}, "method", "Linear layers"),
+    ({"method": "quantize_dynamic"}, "method", "static int8 quantization of convolutions is not"),
 ])
 def test_bad_input_is_an_error_on_its_field_and_queues_nothing(
         owner_client, make_experiment, changes, field, message):

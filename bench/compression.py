@@ -177,24 +177,33 @@ def fashion_prune(root: Path, say: Any) -> None:
         "| latency source → result (ms) | latency ratio | test acc source → result "
         "| change (points) |")
     say("|---|---|---|---|---|---|---|---|")
-    for family, source in teachers.items():
-        jobs = [(f"weights {sparsity:.0%} (2 steps × 1 epoch)",
-                 {"method": "prune_weights", "sparsity": sparsity, "steps": 2,
-                  "finetune_epochs": 1, "lr": FASHION_FINETUNE_LR})
-                for sparsity in (0.5, 0.8, 0.9)]
-        jobs.append(("channels 50% per layer (2 epochs)",
+    jobs: list[tuple[str, str, dict[str, Any]]] = []
+    for family in teachers:
+        jobs += [(family, f"weights {sparsity:.0%} (2 steps × 1 epoch)",
+                  {"method": "prune_weights", "sparsity": sparsity, "steps": 2,
+                   "finetune_epochs": 1, "lr": FASHION_FINETUNE_LR})
+                 for sparsity in (0.5, 0.8, 0.9)]
+        jobs.append((family, "channels 50% per layer (2 epochs)",
                      {"method": "prune_channels", "sparsity": 0.5, "scope": "layer",
                       "finetune_epochs": 2, "lr": FASHION_FINETUNE_LR}))
-        for label, fields in jobs:
-            started = time.perf_counter()
-            r = job(source, root, f"f-{family}-{label[:12]}", sources=sources, **fields)
-            s, p, c = r.report["source"], r.report["result"], r.report["change"]
-            say(f"| {family} | {label} | {s['parameters']} → {p['parameters']} "
-                f"| {c['nonzero_parameters_ratio']:.2f}× "
-                f"| {s['latency_ms']:.2f} → {p['latency_ms']:.2f} "
-                f"| {c['latency_ms_ratio']:.2f}× "
-                f"| {s['test_acc']:.4f} → {p['test_acc']:.4f} | {pct(c['test_acc_change'])} |"
-                f" <!-- {time.perf_counter() - started:.0f} s -->")
+    # BENCH_PRUNE_ROWS="CNN:weights 80,MLP:channels": only these rows, in this order (each a
+    # model and the start of its method label), to share a busy machine between processes.
+    wanted = [row.split(":", 1) for row in os.environ.get("BENCH_PRUNE_ROWS", "").split(",")
+              if row]
+    if wanted:
+        jobs = [j for family, prefix in wanted for j in jobs
+                if j[0] == family and j[1].startswith(prefix)]
+    for family, label, fields in jobs:
+        source = teachers[family]
+        started = time.perf_counter()
+        r = job(source, root, f"f-{family}-{label[:12]}", sources=sources, **fields)
+        s, p, c = r.report["source"], r.report["result"], r.report["change"]
+        say(f"| {family} | {label} | {s['parameters']} → {p['parameters']} "
+            f"| {c['nonzero_parameters_ratio']:.2f}× "
+            f"| {s['latency_ms']:.2f} → {p['latency_ms']:.2f} "
+            f"| {c['latency_ms_ratio']:.2f}× "
+            f"| {s['test_acc']:.4f} → {p['test_acc']:.4f} | {pct(c['test_acc_change'])} |"
+            f" <!-- {time.perf_counter() - started:.0f} s -->")
     say()
 
 

@@ -101,7 +101,7 @@ FASHION_FINETUNE_LR = 1e-3  # fine-tuning after pruning: peak lr of each stage's
 # Distillation on Fashion-MNIST: students with at most 1/5 of the MLP teacher's 535,818
 # parameters, a capacity-limited one and one at the 1/5 limit, same epochs, lr and seed as the
 # same student from scratch; (T, alpha) chosen on the validation split, test reported.
-FASHION_STUDENTS = {  # per teacher: students with at most 1/5 of its parameters
+FASHION_STUDENTS: dict[str, dict[str, dict[str, Any]]] = {  # at most 1/5 of its params
     "MLP": {"MLP [128]": {"arch": "mlp", "hidden_sizes": [128]},
             "MLP [32]": {"arch": "mlp", "hidden_sizes": [32]}},
     "CNN": {"CNN 4-8-16": {"arch": "cnn", "width": 4, "blocks": 3, "batch_norm": True}},
@@ -204,6 +204,36 @@ def fashion_prune(root: Path, say: Any) -> None:
             f"| {c['latency_ms_ratio']:.2f}× "
             f"| {s['test_acc']:.4f} → {p['test_acc']:.4f} | {pct(c['test_acc_change'])} |"
             f" <!-- {time.perf_counter() - started:.0f} s -->")
+    say()
+
+
+def fashion_latency(root: Path, say: Any) -> None:
+    """CPU latency of the teachers and their pruned versions from ``fashion-prune`` (kept in
+    ``--workdir``), timed again with the models interleaved (5 rounds of 10 passes, median):
+    each job times its source and result one after the other, which a busy spell of the shared
+    cores can fall on unevenly."""
+    sources = fashion_sources()
+    say("| model | version | params | latency per 256 images (ms) | latency ratio |")
+    say("|---|---|---|---|---|")
+    for family in FASHION_TEACHERS:
+        teacher_ = fashion_teacher(root, family)
+        d = teacher_.spec.data
+        data = prepare(d.dataset, d.val_fraction, teacher_.spec.run.seed, sources=sources)
+        assert isinstance(data.x_val, torch.Tensor)
+        batch = data.x_val[:256]
+        models = {"source": teacher_.model.eval()}
+        for folder in sorted(root.glob(f"f-{family}-*")):
+            if (folder / "best.zip").is_file():
+                models[folder.name.split("-", 2)[2]] = load(folder / "best.zip").model.eval()
+        rounds: dict[str, list[float]] = {name: [] for name in models}
+        for _ in range(5):
+            for name, model in models.items():
+                rounds[name].append(cpu_latency(model, batch, repeats=10) * 1000)
+        lat = {name: statistics.median(times) for name, times in rounds.items()}
+        for name, model in models.items():
+            params = sum(t.numel() for t in model.parameters())
+            say(f"| {family} | {name} | {params} | {lat[name]:.2f} "
+                f"| {lat['source'] / lat[name]:.2f}× |")
     say()
 
 
@@ -332,6 +362,7 @@ def lstm(root: Path, say: Any) -> None:
     r = job(source, root, "q-lstm", method="quantize_dynamic", sources=sources)
     s, p, c = r.report["source"], r.report["result"], r.report["change"]
     d, tokenizer = spec.data, source.tokenizer
+    assert tokenizer is not None
     data = prepare(d.dataset, d.val_fraction, spec.run.seed, subset=d.subset, sources=sources,
                    tokenizer=lambda texts: tokenizer)
     other = "int8" if RECURRENT_MATMUL == "dequant" else "dequant"
@@ -377,6 +408,7 @@ SECTIONS = {
     "fashion-prune": fashion_prune,
     "fashion-distill": fashion_distill,
     "lstm": lstm,
+    "fashion-latency": fashion_latency,
     "fashion-distill-cnn": lambda root, say: fashion_distill(root, say, "CNN"),
 }
 

@@ -256,9 +256,10 @@ def fashion_distill(root: Path, say: Any, family: str = "MLP") -> None:
     seed its own teacher, split and student initialisation); every (T, alpha) setting is
     reported, the one to believe is the best on mean validation accuracy."""
     sources = fashion_sources()
-    # The CNN teacher (better, and far slower to ask) gets one seed and two settings.
+    # The CNN teacher (better, and far slower to ask) gets one seed and the setting that was
+    # best on the MLP students' validation accuracy (T=2, alpha=0.5).
     runs = [(family, seed) for seed in (SEEDS if family == "MLP" else SEEDS[:1])]
-    settings = FASHION_SETTINGS if family == "MLP" else FASHION_SETTINGS[:2]
+    settings = FASHION_SETTINGS if family == "MLP" else FASHION_SETTINGS[1:2]
     say()
     epochs = FASHION_DISTILL_EPOCHS[family]
     say(f"### Fashion-MNIST distillation, {family} teacher ({epochs} epochs, lr "

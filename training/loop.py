@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from training import checkpoints
+from training import resume as resumable
 from training.data import DataSources, PreparedData, prepare
 from training.data.augment import Augmentation
 from training.data.text import TokenizerFactory, Tokens, tokenizer_for
@@ -220,7 +222,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
         compile_backend: str = "inductor", sources: DataSources | None = None,
         model: nn.Module | None = None, train_loss: TrainLoss | None = None,
         tokenizer: TokenizerFactory | None = None, parallel: Group = SINGLE,
-        min_batch: int = MIN_BATCH) -> RunResult:
+        min_batch: int = MIN_BATCH, resume: bool = False) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
@@ -245,6 +247,13 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     whose gradients add up to the same optimizer step (down to ``min_batch`` rows, then a
     TrainingError); the size that worked is reported as ``micro_batch`` and kept for the rest
     of the run.
+    ``resume``: keep a resumable training state in ``workdir/state.zip`` (see
+    ``training.resume``), written with the checkpoints' interval after any step (it records the
+    position inside the epoch), and go on from the one already there, if any: a run stopped at
+    any point and resumed takes exactly the steps and reaches exactly the weights and metrics of
+    one that never stopped (on a deterministic device). Single-process runs only: a
+    data-parallel run ignores it and starts over. The state outlives the run; remove it
+    with ``training.resume.discard`` once the run has ended for good.
     """
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
@@ -304,10 +313,6 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
 
     writer = CheckpointWriter(workdir, spec, checkpoint_meta, reporter, checkpoint_interval,
                               checkpoints.model_files(model, data.tokenizer))
-    reporter.status("running", epoch=0, epochs=spec.run.epochs, step=0, total_steps=total_steps,
-                    device=str(target), parameters=sum(p.numel() for p in model.parameters()),
-                    precision=str(precision or torch.float32).removeprefix("torch."),
-                    compiled=spec.run.compile)
     step, best_epoch, stale = 0, 0, 0
     best_value: float | None = None
     best_weights: dict[str, torch.Tensor] = {}
@@ -318,14 +323,73 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     best_step = 0
     epoch = 0
     stopped_early = False
+    # Where the loop goes on: the epoch, the optimizer steps already taken in it, its running
+    # loss and accuracy counts, and the shuffle generator's state when the epoch drew its order.
+    first_epoch, position, resumed_sums = 1, 0, (0.0, 0)
+    # The shuffle generator is not among them: ``epoch_shuffle`` is its state before the epoch
+    # drew its order, and drawing it again brings the generator to where it was.
+    generators = {"augment": augment_rng}
+    epoch_shuffle = shuffle.get_state()
+    # Every rank of a data-parallel run would write the same file: those start over instead.
+    resume = resume and parallel.world == 1
+    saved = _load_state(workdir) if resume else None
+    if saved is not None:
+        loop_state = saved.value("loop")
+        model.load_state_dict(saved.value("model"))
+        optimizer.load_state_dict(saved.value("optimizer"))
+        schedule.load_state_dict(saved.value("schedule"))
+        # Last: building the model and the data drew from the global generators.
+        resumable.restore_rng(saved.value("rng"), generators)
+        step, first_epoch = loop_state["step"], loop_state["epoch"]
+        position = loop_state["position"]
+        resumed_sums = (loop_state["loss_sum"], loop_state["correct"])
+        epoch_shuffle = loop_state["epoch_shuffle"]
+        best_value, best_epoch, best_step = (loop_state["best_value"], loop_state["best_epoch"],
+                                             loop_state["best_step"])
+        best_metrics, metrics = loop_state["best_metrics"], loop_state["metrics"]
+        history, stale = loop_state["history"], loop_state["stale"]
+        best_weights = saved.value("best_weights")
+        epoch = first_epoch - 1
+    state_saved_at = time.monotonic()
+
+    def save_state(next_epoch: int, done: int, sums: tuple[float, int],
+                   shuffle_state: torch.Tensor) -> None:
+        """Write the resumable state: ``done`` steps of ``next_epoch`` taken, its order drawn
+        from ``shuffle_state``."""
+        resumable.save(workdir / resumable.STATE_FILE, {
+            "loop": {"step": step, "epoch": next_epoch, "position": done, "loss_sum": sums[0],
+                     "correct": sums[1], "epoch_shuffle": shuffle_state,
+                     "best_value": best_value, "best_epoch": best_epoch, "best_step": best_step,
+                     "best_metrics": best_metrics, "metrics": metrics, "history": history,
+                     "stale": stale},
+            "model": model.state_dict(),
+            "best_weights": best_weights,
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "rng": resumable.rng_states(generators),
+        })
+
+    reporter.status("running", epoch=epoch, epochs=spec.run.epochs, step=step,
+                    total_steps=total_steps, device=str(target),
+                    parameters=sum(p.numel() for p in model.parameters()),
+                    precision=str(precision or torch.float32).removeprefix("torch."),
+                    compiled=spec.run.compile,
+                    **({"resumed_from": step} if saved is not None else {}))
     try:
-        for epoch in range(1, spec.run.epochs + 1):
+        for epoch in range(first_epoch, spec.run.epochs + 1):
             model.train()
+            if saved is not None and epoch == first_epoch:
+                shuffle.set_state(epoch_shuffle)  # the order the resumed epoch drew, again
+            epoch_shuffle = shuffle.get_state()
             order = parallel.shard(torch.randperm(len(x_train), generator=shuffle)).to(target)
-            loss_sum = 0.0
+            skip = position if epoch == first_epoch else 0
+            loss_sum = resumed_sums[0] if skip else 0.0
             # Counted on the device: reading it every step would wait for the device each step.
-            correct = torch.zeros((), dtype=torch.long, device=target)
-            for group in groups:
+            correct = torch.full((), resumed_sums[1] if skip else 0, dtype=torch.long,
+                                 device=target)
+            for done, group in enumerate(groups):
+                if done < skip:
+                    continue
                 if reporter.should_stop():
                     writer.keep(("last",), checkpoints.snapshot(model), epoch - 1, step, metrics)
                     writer.write()
@@ -389,6 +453,12 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
                     schedule.after_step()
                 reporter.log(step, {"loss": step_loss if len(parts) > 1 else loss_value,
                                     "lr": lr})
+                # Mid-epoch only: the epoch's last step is followed by its evaluation, which a
+                # state saved before it would log a second time at this step.
+                if (resume and done + 1 < len(groups)
+                        and time.monotonic() - state_saved_at >= checkpoint_interval):
+                    save_state(epoch, done + 1, (loss_sum, int(correct)), epoch_shuffle)
+                    state_saved_at = time.monotonic()
 
             val = evaluate(forward, loss_fn, x_val, y_val, data, precision)
             # Over every rank's rows (one process: its own sums).
@@ -424,6 +494,10 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
             if patience and stale >= patience:
                 stopped_early = True
                 break
+            if (resume and epoch < spec.run.epochs
+                    and time.monotonic() - state_saved_at >= checkpoint_interval):
+                save_state(epoch + 1, 0, (0.0, 0), shuffle.get_state())
+                state_saved_at = time.monotonic()
     except Exception as exc:
         try:
             writer.write()  # a failed run keeps the checkpoints of its good epochs
@@ -443,3 +517,15 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     writer.write()
     return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics, stopped_early,
                      model=model, test_metrics=test, micro_batch=micro)
+
+
+def _load_state(workdir: Path) -> resumable.TrainingState | None:
+    """The resumable state in ``workdir``; None when there is none, or it cannot be read (the
+    run then starts over, as ``resume.saved_step`` tells the caller)."""
+    path = workdir / resumable.STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return resumable.load(path)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None

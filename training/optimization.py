@@ -126,6 +126,19 @@ class LRSchedule:
         elif self.main is not None:
             self.main.step()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to go on with the same learning rates."""
+        parts = {"warmer": self.warmer, "main": self.main, "plateau": self.plateau}
+        return {"steps": self.steps, **{name: part.state_dict() for name, part in parts.items()
+                                        if part is not None}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = state["steps"]
+        for name, part in (("warmer", self.warmer), ("main", self.main),
+                           ("plateau", self.plateau)):
+            if part is not None:
+                part.load_state_dict(state[name])
+
     def after_epoch(self, value: float) -> None:
         """Give reduce-on-plateau the epoch's monitored metric (after the warmup only: the two
         would fight over the learning rate)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -187,5 +186,3 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
         time.sleep(0.05)
 
 
-def python() -> str:
-    return sys.executable

@@ -163,6 +163,15 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"experiments.train": {"queue": "gpu"}, "experiments.trial": {"queue": "gpu"},
                       "experiments.compress": {"queue": "gpu"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# With acks_late, Redis hands a message that a worker took but has not acknowledged to another
+# worker after this many seconds: a training longer than that is delivered twice. That is safe:
+# the second delivery finds the job running under a live lease (Experiment.start is a
+# conditional UPDATE on "queued") and returns at once, acknowledging its copy. It is also what
+# brings back, in the end, a message taken by a worker that died before starting the job; the
+# housekeeper (webapp.experiments.housekeeping) re-queues such jobs much sooner.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("FITBOARD_BROKER_VISIBILITY_TIMEOUT_S", 3600, minimum=60),
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Training on the worker: "auto" picks CUDA when present; threads default to every core.
@@ -177,6 +186,18 @@ FITBOARD_LIVE_INTERVAL = env_int("FITBOARD_LIVE_INTERVAL_MS", 100, minimum=10) /
 FITBOARD_CHECKPOINT_INTERVAL = env_int("FITBOARD_CHECKPOINT_INTERVAL_S", 30, minimum=0)
 # A step that runs out of device memory is retried with passes of half the rows, down to this.
 FITBOARD_MIN_BATCH = env_int("FITBOARD_MIN_BATCH", 8, minimum=2)
+
+# Leases on running jobs (see Experiment): a worker renews its lease every quarter of the
+# timeout; a job whose worker has not renewed it for FITBOARD_LEASE_TIMEOUT_S seconds is taken
+# back and queued to resume from its last saved state, at most FITBOARD_MAX_RESTARTS times
+# (then it fails with the reason). Every worker runs the housekeeping that does this every
+# FITBOARD_HOUSEKEEPING_INTERVAL_MS; it also sends again the message of a job queued for more
+# than FITBOARD_REQUEUE_GRACE_S seconds when the broker no longer holds it (a Redis restart).
+FITBOARD_LEASE_TIMEOUT = env_int("FITBOARD_LEASE_TIMEOUT_S", 30, minimum=1)
+FITBOARD_MAX_RESTARTS = env_int("FITBOARD_MAX_RESTARTS", 3, minimum=0)
+FITBOARD_HOUSEKEEPING_INTERVAL = env_int("FITBOARD_HOUSEKEEPING_INTERVAL_MS", 5000,
+                                         minimum=10) / 1000
+FITBOARD_REQUEUE_GRACE = env_int("FITBOARD_REQUEUE_GRACE_S", 30, minimum=1)
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.

@@ -69,13 +69,19 @@ def execute_compression(experiment_id: int, worker: str) -> None:
     if job is None or not job.start(worker):
         logger.info("compression %s is not queued any more; skipping", experiment_id)
         return
-    from training import checkpoints
-    from training.compression.job import compress
     from training.compression.spec import split_job_spec
+    from webapp.experiments import metric_store
     from webapp.experiments.reporting import DjangoReporter
     from webapp.experiments.runner import data_sources, git_revision, run_job
+    from webapp.experiments.sysmetrics import PREFIX as SYSTEM_PREFIX
+
+    if job.restarts:  # its worker died: a compression starts over (it saves no state)
+        metric_store.truncate(job.pk, after_step=0, keep=(SYSTEM_PREFIX,))
 
     def compress_model(reporter: DjangoReporter) -> tuple[str, dict[str, Any]]:
+        from training import checkpoints
+        from training.compression.job import compress
+
         _, spec = split_job_spec(job.spec)
         source = job.parent
         if spec is None or source is None:

@@ -109,6 +109,42 @@ def compact(experiment_id: int) -> int:
     return removed - len(rows)
 
 
+def truncate(experiment_id: int, after_step: int, keep: tuple[str, ...] = ()) -> int:
+    """Forget a run's points after ``after_step`` (a job resuming from the state it saved at
+    that step logs them again), so each (run, metric, step) stays stored once; metrics whose
+    key starts with one of ``keep`` stay whole (their steps count something else, e.g.
+    seconds). Returns how many points were removed."""
+    removed = 0
+    chunks = MetricChunk.objects.filter(experiment_id=experiment_id)
+    for prefix in keep:
+        chunks = chunks.exclude(key__startswith=prefix)
+    with transaction.atomic():
+        later = chunks.filter(first_step__gt=after_step)
+        removed += sum(later.values_list("count", flat=True))
+        later.delete()
+        for chunk in chunks.filter(last_step__gt=after_step):
+            series = _merge([(chunk.steps, chunk.values, chunk.times)])
+            kept = series.between(None, after_step)
+            removed += chunk.count - len(kept)
+            replacement = _row(experiment_id, chunk.key, kept)
+            replacement.pk = chunk.pk
+            replacement.save()
+    return removed
+
+
+def duplicates(experiment_id: int) -> int:
+    """Points stored more than once for the same (metric, step): reads deduplicate them, so
+    only this tells; a job that runs once and resumes cleanly has none."""
+    extra = 0
+    for key in MetricChunk.objects.filter(experiment_id=experiment_id).values_list(
+            "key", flat=True).distinct():
+        steps = [np.frombuffer(blob, dtype="<i8") for blob in MetricChunk.objects.filter(
+            experiment_id=experiment_id, key=key).values_list("steps", flat=True)]
+        merged = np.concatenate(steps)
+        extra += len(merged) - len(np.unique(merged))
+    return extra
+
+
 def read(experiment_id: int, keys: Iterable[str] | None = None,
          x0: float | None = None, x1: float | None = None) -> dict[str, Series]:
     """Every stored metric of a run (or just ``keys``), deduplicated by step; with ``x0`` /

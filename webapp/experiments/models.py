@@ -45,9 +45,17 @@ class ExperimentQuerySet(models.QuerySet["Experiment"]):
 class Experiment(models.Model):
     """One job: a training run (later also tuning studies, trials and compressions).
 
-    Status changes go only through ``start``, ``finish`` and ``request_cancel``; each is one
-    conditional UPDATE, so a duplicate delivery or a race with cancel cannot run a job twice or
-    revive a finished one. Events to browsers go out after the transaction commits.
+    Status changes go only through ``start``, ``finish``, ``request_cancel`` and
+    ``take_back``; each is one conditional UPDATE, so a duplicate delivery or a race with cancel
+    cannot run a job twice or revive a finished one. Events to browsers go out after the
+    transaction commits.
+
+    A running job is leased to its worker: ``start`` raises ``lease_epoch`` and the worker's
+    reporter renews ``heartbeat_at`` while it holds it (``renew_lease``). A worker that stops
+    beating (killed, its machine gone) loses the job to ``take_back``, which raises the epoch
+    again and queues the job to resume from its last saved state; every write of the old worker
+    (points, progress, its end) is conditional on the epoch it started with, so a worker that
+    was only slow finds out and stops instead of running the job a second time.
     """
 
     class Kind(models.TextChoices):
@@ -97,6 +105,13 @@ class Experiment(models.Model):
     # Set by users on the run page (``actions.annotate_experiment``); the list filters on tags.
     tags = models.ManyToManyField(Tag, blank=True, related_name="experiments")
     notes = models.TextField(blank=True)
+    # The lease (see the class docstring): rises on every start and every take-back.
+    lease_epoch = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    restarts = models.PositiveIntegerField(default=0)  # times a dead worker's job was re-queued
+    # When the job's message last went to the broker: a queued job whose message a Redis
+    # restart lost is sent again (``housekeeping.resend_lost_messages``).
+    enqueued_at = models.DateTimeField(default=timezone.now)
 
     objects = ExperimentQuerySet.as_manager()
 
@@ -116,12 +131,15 @@ class Experiment(models.Model):
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
 
-    def _transition(self, allowed_from: tuple[str, ...], **changes: Any) -> bool:
-        """Apply ``changes`` only if the row's status is still one of ``allowed_from``."""
+    def _transition(self, allowed_from: tuple[str, ...], lease: int | None = None,
+                    **changes: Any) -> bool:
+        """Apply ``changes`` only if the row's status is still one of ``allowed_from`` (and,
+        with ``lease``, its lease epoch is still that one)."""
+        rows = Experiment.objects.filter(pk=self.pk, status__in=allowed_from)
+        if lease is not None:
+            rows = rows.filter(lease_epoch=lease)
         with transaction.atomic():
-            updated = Experiment.objects.filter(pk=self.pk, status__in=allowed_from).update(
-                **changes
-            )
+            updated = rows.update(**changes)
             if updated:
                 for field, value in changes.items():
                     setattr(self, field, value)
@@ -131,15 +149,53 @@ class Experiment(models.Model):
         return bool(updated)
 
     def start(self, worker: str) -> bool:
-        """Queued → running. False when the job was cancelled or already taken."""
+        """Queued → running, leased to ``worker`` (``lease_epoch`` holds its epoch). False when
+        the job was cancelled or already taken."""
+        current = Experiment.objects.filter(pk=self.pk).values(
+            "lease_epoch", "started_at").first()
+        if current is None:
+            return False
+        now = timezone.now()
+        # A resumed job keeps the time it first started: its page shows the whole job's length.
         return self._transition(
-            (self.Status.QUEUED,), status=self.Status.RUNNING, started_at=timezone.now(),
-            worker=worker,
+            (self.Status.QUEUED,), lease=current["lease_epoch"], status=self.Status.RUNNING,
+            started_at=current["started_at"] or now, worker=worker,
+            lease_epoch=current["lease_epoch"] + 1, heartbeat_at=now,
         )
 
+    def renew_lease(self, lease: int, **changes: Any) -> bool:
+        """The holder of ``lease`` is alive (and sets ``changes``, e.g. progress); False when
+        the lease was taken back: the caller must stop working on the job."""
+        return bool(Experiment.objects.filter(pk=self.pk, lease_epoch=lease).update(
+            heartbeat_at=timezone.now(), **changes))
+
+    def take_back(self, max_restarts: int) -> str:
+        """This running job's worker stopped beating: queue it again to resume elsewhere, or
+        end it (cancelled when a cancel was asked for; failed after ``max_restarts``
+        re-queues). Conditional on the lease epoch this row was read with, so two housekeepers
+        never both act. Returns what happened: "queued", "cancelled", "failed" or ""."""
+        seen = self.heartbeat_at or self.started_at
+        when = seen.strftime("%Y-%m-%d %H:%M:%S UTC") if seen else "never"
+        if self.cancel_requested:
+            outcome, changes = self.Status.CANCELLED, {
+                "finished_at": timezone.now(),
+                "error": "cancelled by user (its worker stopped before it could stop the job)"}
+        elif self.restarts >= max_restarts:
+            outcome, changes = self.Status.FAILED, {"finished_at": timezone.now(), "error": (
+                f"worker died {self.restarts + 1} times; the last one ({self.worker or '?'}) "
+                f"stopped answering after {when}. The job may be killing its worker (out of "
+                "memory?): try a smaller batch or model.")}
+        else:
+            outcome, changes = self.Status.QUEUED, {
+                "restarts": self.restarts + 1, "enqueued_at": timezone.now(), "worker": ""}
+        taken = self._transition((self.Status.RUNNING,), lease=self.lease_epoch, status=outcome,
+                                 lease_epoch=self.lease_epoch + 1, **changes)
+        return str(outcome) if taken else ""
+
     def finish(self, status: str, error: str = "", summary: dict[str, Any] | None = None,
-               verdict: dict[str, Any] | None = None) -> bool:
-        """Running (or queued, for cancel) → a terminal status, with the reason on failure."""
+               verdict: dict[str, Any] | None = None, lease: int | None = None) -> bool:
+        """Running (or queued, for cancel) → a terminal status, with the reason on failure.
+        A worker passes its ``lease``: a job taken back from it is not its to end."""
         changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error}
         if summary is not None:
             changes["summary"] = summary
@@ -148,11 +204,13 @@ class Experiment(models.Model):
                 changes["best_metric_name"], changes["best_metric_value"] = best
         if verdict:
             changes["verdict"], changes["verdict_kind"] = verdict, verdict["kind"]
-        return self._transition((self.Status.QUEUED, self.Status.RUNNING), **changes)
+        return self._transition((self.Status.QUEUED, self.Status.RUNNING), lease=lease,
+                                **changes)
 
     def request_cancel(self) -> bool:
-        """Cancel: a queued job ends at once; a running one is flagged and its loop stops at
-        the next step."""
+        """Cancel: a queued job (re-queued to resume, too) ends at once; a running one is
+        flagged in the database and its loop stops at the next step, or, if its worker died,
+        the housekeeper that takes it back ends it."""
         if self._transition(
             (self.Status.QUEUED,), status=self.Status.CANCELLED, finished_at=timezone.now(),
             error="cancelled by user",

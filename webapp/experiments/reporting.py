@@ -8,6 +8,12 @@ latency stays low and a fast loop never floods the browser. Each flush writes th
 database (the record) before publishing it, which is what lets a late viewer take the history
 from the database and the rest live without a gap.
 
+The flusher also keeps each run's lease (see ``Experiment``): every write of a run is
+conditional on the lease epoch its job started with and renews its heartbeat, a run with
+nothing to write renews it every quarter of ``FITBOARD_LEASE_TIMEOUT``, and the same poll that
+reads cancel flags notices a lease taken back. A reporter whose lease is gone writes nothing
+more and asks the loop to stop: another worker resumes the job.
+
 The interval is ``FITBOARD_LIVE_INTERVAL`` while someone watches the run and ``UNWATCHED_INTERVAL``
 while nobody does: then points only need to reach the database, and fewer, larger writes take
 less from the training process. Whether anyone watches is read from the run's group in the
@@ -64,6 +70,9 @@ class DjangoReporter:
         self.seq = int(experiment.progress.get("seq", 0))
         self.failure: BaseException | None = None
         self.stop_requested = False
+        self.lease = experiment.lease_epoch
+        self.lease_lost = False
+        self.beat_at = time.monotonic()  # the last renewal of the lease (flusher thread)
         self.closed = threading.Event()
         self._flusher = Flusher.for_this_process()
         self._flusher.add(self)
@@ -87,6 +96,8 @@ class DjangoReporter:
 
     def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
                    sha256: str | None = None) -> None:
+        if self.lease_lost:  # the job is another worker's now: its files are its to record
+            return
         if sha256 is None:  # a caller that did not keep the digest of what it wrote
             sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         name = files.storage_name(path)
@@ -142,16 +153,19 @@ class DjangoReporter:
         if not points and not changed:
             return
         try:
+            # Conditional on the lease: a run taken back from this worker logs nothing more
+            # (its new holder logs these steps again).
+            if not self.renew_lease():
+                return
             if points:
                 metric_store.append(self.experiment_id, points)
             # After the points are committed (no transaction around both: a long one would
             # lock SQLite against the training thread's checkpoint rows).
-            row = Experiment.objects.filter(pk=self.experiment_id)
             if changed:
                 live_verdict = progress.get("verdict") or {}
-                row.update(progress=progress, verdict_kind=live_verdict.get("kind", ""))
+                self.renew_lease(progress=progress, verdict_kind=live_verdict.get("kind", ""))
             else:
-                row.update(progress=progress)
+                self.renew_lease(progress=progress)
         except Exception as exc:
             with self._lock:  # put the batch back in front of what arrived meanwhile
                 for key, batch in self._pending.items():
@@ -166,6 +180,18 @@ class DjangoReporter:
             self._progress["seq"] = self.seq
         if layer is not None:
             self._publish(loop, layer, points, progress if changed else None)
+
+    def renew_lease(self, **changes: Any) -> bool:
+        """Renew the lease (writing ``changes`` with it); on finding it taken back, stop."""
+        self.beat_at = time.monotonic()
+        if self.lease_lost:
+            return False
+        if Experiment(pk=self.experiment_id).renew_lease(self.lease, **changes):
+            return True
+        logger.warning("experiment %s was taken back from this worker (lease %s); stopping",
+                       self.experiment_id, self.lease)
+        self.lease_lost = self.stop_requested = True
+        return False
 
     def _publish(self, loop: asyncio.AbstractEventLoop, layer: Any,
                  points: Mapping[str, list[metric_store.Point]],
@@ -247,6 +273,7 @@ class Flusher:
         if now - self._polled_at >= CANCEL_POLL and reporters:
             self._polled_at = now
             self._poll_cancel(reporters)
+            self._beat(reporters, now)
         if now - self._viewers_polled_at >= VIEWERS_POLL and reporters:
             self._viewers_polled_at = now
             self._poll_viewers(loop, layer, reporters)
@@ -287,18 +314,33 @@ class Flusher:
             connection.close()  # a broken connection is reopened by the next query
 
     def _poll_cancel(self, reporters: list[DjangoReporter]) -> None:
-        """Read every open run's cancel flag in one query."""
+        """Read every open run's cancel flag and lease epoch in one query."""
         try:
-            cancelled = set(Experiment.objects.filter(
-                pk__in=[r.experiment_id for r in reporters], cancel_requested=True
-            ).values_list("pk", flat=True))
+            rows = {pk: (cancel, lease) for pk, cancel, lease in Experiment.objects.filter(
+                pk__in=[r.experiment_id for r in reporters]
+            ).values_list("pk", "cancel_requested", "lease_epoch")}
         except Exception:  # noqa: BLE001 - a database blip must not stop the flusher
             logger.warning("could not read cancel flags", exc_info=True)
             connection.close()
             return
         for reporter in reporters:
-            if reporter.experiment_id in cancelled:
+            cancel, lease = rows.get(reporter.experiment_id, (False, reporter.lease))
+            if cancel:
                 reporter.stop_requested = True
+            if lease != reporter.lease:
+                reporter.renew_lease()  # fails, and says so once
+
+    def _beat(self, reporters: list[DjangoReporter], now: float) -> None:
+        """Renew the lease of every run that has not written for a quarter of the timeout."""
+        every = settings.FITBOARD_LEASE_TIMEOUT / 4
+        for reporter in reporters:
+            if now - reporter.beat_at >= every and not reporter.lease_lost:
+                try:
+                    reporter.renew_lease()
+                except Exception:  # noqa: BLE001 - retried at the next poll
+                    logger.warning("could not renew the lease of experiment %s",
+                                   reporter.experiment_id, exc_info=True)
+                    connection.close()
 
     def _poll_viewers(self, loop: asyncio.AbstractEventLoop, layer: Any,
                       reporters: list[DjangoReporter]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from training.data.catalog import dataset_info
 from training.spec import SpecError
@@ -17,6 +18,7 @@ from webapp.datasets.services import DatasetUnavailable
 from webapp.experiments import events, metric_store
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
+from webapp.experiments.sysmetrics import PREFIX as SYSTEM_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ def git_revision() -> str | None:
 
 def execute_training(experiment_id: int, worker: str) -> None:
     """Train one queued experiment and record the outcome on its row; never raises for a
-    failed run (the reason goes to ``Experiment.error``)."""
+    failed run (the reason goes to ``Experiment.error``). A job re-queued after its worker died
+    resumes from the training state it last saved."""
     experiment = Experiment.objects.filter(pk=experiment_id).first()
     if experiment is None or not experiment.start(worker):
         logger.info("experiment %s is not queued any more; skipping", experiment_id)
@@ -44,30 +47,41 @@ def execute_training(experiment_id: int, worker: str) -> None:
     try:
         spec = experiment.experiment_spec
     except SpecError as exc:
-        experiment.finish(Experiment.Status.FAILED, error=f"invalid spec: {exc}")
+        experiment.finish(Experiment.Status.FAILED, error=f"invalid spec: {exc}",
+                          lease=experiment.lease_epoch)
         return
 
-    from training.loop import primary_metric, run
+    from training import resume
 
     workdir = run_workdir(experiment.pk)
     meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
+    if experiment.restarts:
+        # The points the dead worker logged after its last saved state are logged again.
+        metric_store.truncate(experiment.pk, after_step=resume.saved_step(workdir),
+                              keep=(SYSTEM_PREFIX,))
     if spec.run.devices > 1:
         from webapp.experiments.parallel import launch
 
-        # torchrun's processes train; rank 0 reports through a reporter of its own.
-        run_job(experiment, lambda reporter: launch(experiment.pk, spec.run.devices, workdir))
+        # torchrun's processes train; rank 0 reports through a reporter of its own. A
+        # data-parallel run saves no resumable state: re-queued, it starts over.
+        if run_job(experiment, lambda reporter: launch(experiment.pk, spec.run.devices,
+                                                       workdir)):
+            resume.discard(workdir)
         return
 
     def train(reporter: DjangoReporter) -> tuple[str, dict[str, Any]]:
+        from training.loop import primary_metric, run
+
         reporter.status("starting", **placement(run_device(spec)))
         result = run(spec, reporter, workdir, device=run_device(spec), meta=meta,
                      checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL,
                      sources=data_sources(spec, experiment),
-                     min_batch=settings.FITBOARD_MIN_BATCH)
+                     min_batch=settings.FITBOARD_MIN_BATCH, resume=True)
         key, _ = primary_metric(dataset_info(spec.data.dataset).task)
         return result.status, _summary(result, key, meta)
 
-    run_job(experiment, train)
+    if run_job(experiment, train):
+        resume.discard(workdir)
 
 
 def run_workdir(experiment_id: int) -> Path:
@@ -115,21 +129,26 @@ def failure_reason(exc: Exception, experiment: Experiment) -> tuple[str, bool]:
 
 
 def run_job(experiment: Experiment, work: Callable[[DjangoReporter], tuple[str, dict[str, Any]]],
-            *, always_diagnose: bool = True) -> None:
+            *, always_diagnose: bool = True) -> bool:
     """Run a started job's ``work`` with its reporter and record the outcome on its row: the
     status and summary ``work`` returns, or the reason it failed; then the final verdict
     (``always_diagnose=False``: only when the job trained for an epoch or more) and compacted
-    points. Never raises for a failed job."""
-    import torch
-
+    points. Never raises for a failed job. False when the job was taken back from this worker
+    (its lease expired) and so is not this worker's to end."""
     from webapp.experiments.sysmetrics import SystemSampler
 
-    torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
+    # The reporter first: it renews the job's lease, and importing torch and loading the data
+    # can take longer than a lease lasts.
     reporter = DjangoReporter(experiment)
     status, error, summary = Experiment.Status.FAILED, "", None
     nonfinite_loss = False
-    sampler = SystemSampler(reporter, settings.FITBOARD_SYSTEM_METRICS_INTERVAL)
+    elapsed = (timezone.now() - experiment.started_at).total_seconds() \
+        if experiment.restarts and experiment.started_at else 0.0
+    sampler = SystemSampler(reporter, settings.FITBOARD_SYSTEM_METRICS_INTERVAL, elapsed)
     try:
+        import torch
+
+        torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
         sampler.start()
         status, summary = work(reporter)
     except Exception as exc:  # noqa: BLE001 - any failure becomes the job's reason
@@ -142,15 +161,21 @@ def run_job(experiment: Experiment, work: Callable[[DjangoReporter], tuple[str, 
             reporter.close()
         except RuntimeError as exc:
             status, error = Experiment.Status.FAILED, str(exc)
+    if reporter.lease_lost:
+        logger.warning("%s %s was taken back from this worker; leaving it to its new one",
+                       experiment.kind, experiment.pk)
+        return False
     # The status event carries the row's progress: its last message number lets a viewer who
     # missed the final points notice and fetch them.
     experiment.refresh_from_db(fields=["progress"])
     diagnose = always_diagnose or bool(summary and summary.get("epochs"))
     verdict = _final_verdict(experiment, nonfinite_loss) if diagnose else None
     # A diverged run's metrics hold NaN or infinity, which JSON columns refuse.
-    experiment.finish(status, error=error, summary=events.json_safe(summary),
-                      verdict=events.json_safe(verdict))
+    if not experiment.finish(status, error=error, summary=events.json_safe(summary),
+                             verdict=events.json_safe(verdict), lease=experiment.lease_epoch):
+        return False
     _compact_points(experiment.pk)
+    return True
 
 
 def _compact_points(experiment_id: int) -> None:

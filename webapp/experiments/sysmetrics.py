@@ -84,8 +84,10 @@ class SystemSampler:
     ``stop`` (interval 0: never). A failing sample is logged and ends the sampling, never the
     job."""
 
-    def __init__(self, reporter: Reporter, interval: float) -> None:
-        self.reporter, self.interval = reporter, interval
+    def __init__(self, reporter: Reporter, interval: float, elapsed: float = 0.0) -> None:
+        # ``elapsed``: seconds the job ran before this attempt (a job resumed after its worker
+        # died goes on from there, so its steps never repeat the dead attempt's).
+        self.reporter, self.interval, self.elapsed = reporter, interval, elapsed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -105,7 +107,7 @@ class SystemSampler:
 
         nvml = _nvml()
         psutil.cpu_percent(interval=None)  # the first reading starts the CPU % window
-        started = time.monotonic()
+        started = time.monotonic() - self.elapsed
         try:
             while not self._stop.wait(self.interval):
                 self.reporter.log(round(time.monotonic() - started), sample(nvml))

@@ -58,6 +58,7 @@ def take_back_lost_jobs() -> dict[str, int]:
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff),
         status=Experiment.Status.RUNNING, kind__in=LEASED_KINDS)
     for job in lost:
+        worker = job.worker
         with transaction.atomic():
             outcome = job.take_back(settings.FITBOARD_MAX_RESTARTS)
             if outcome == Experiment.Status.QUEUED:
@@ -65,7 +66,7 @@ def take_back_lost_jobs() -> dict[str, int]:
         if outcome:
             counts[outcome] += 1
             logger.warning("%s %s: its worker %s stopped renewing its lease; %s",
-                           job.kind, job.pk, job.worker or "?", outcome)
+                           job.kind, job.pk, worker or "?", outcome)
     return counts
 
 

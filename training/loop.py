@@ -355,7 +355,11 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     def save_state(next_epoch: int, done: int, sums: tuple[float, int],
                    shuffle_state: torch.Tensor) -> None:
         """Write the resumable state: ``done`` steps of ``next_epoch`` taken, its order drawn
-        from ``shuffle_state``."""
+        from ``shuffle_state``. The points logged so far are made durable first: a run dying
+        in between resumes from the previous state and logs them again."""
+        sync = getattr(reporter, "sync", None)  # optional in the Reporter protocol
+        if sync is not None:
+            sync()
         resumable.save(workdir / resumable.STATE_FILE, {
             "loop": {"step": step, "epoch": next_epoch, "position": done, "loss_sum": sums[0],
                      "correct": sums[1], "epoch_shuffle": shuffle_state,

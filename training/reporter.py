@@ -24,6 +24,10 @@ class Reporter(Protocol):
     def should_stop(self) -> bool:
         """True when the run should stop at the next step (cancellation)."""
 
+    # Optional (the loop calls it when present): ``sync()`` returns once every point logged so
+    # far is stored for good. A resumable run calls it before saving its state, so that a run
+    # resumed from the state at step k has every point up to k.
+
 
 class MemoryReporter:
     """Keeps everything in lists: for tests, notebooks and scripts."""
@@ -43,6 +47,9 @@ class MemoryReporter:
     def checkpoint(self, path: Path, tag: str, metrics: Mapping[str, float],
                    sha256: str | None = None) -> None:
         self.checkpoints.append((path, tag, dict(metrics)))
+
+    def sync(self) -> None:
+        """Points are stored as they are logged: nothing to wait for."""
 
     def should_stop(self) -> bool:
         last = self.points[-1][0] if self.points else 0

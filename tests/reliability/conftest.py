@@ -71,6 +71,7 @@ class Workers:
     env: dict[str, str]
     logs: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    by_name: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     count: int = 0
 
     def start(self, queues: str = "gpu,default", **env: str) -> subprocess.Popen[bytes]:
@@ -83,7 +84,12 @@ class Workers:
                 worker_command(f"w{self.count}@%h", queues), cwd=ROOT,
                 env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT)
         self.processes.append(process)
+        self.by_name[f"w{self.count}"] = process
         return process
+
+    def running(self, node: str) -> subprocess.Popen[bytes]:
+        """The process of a worker by its node name (``Experiment.worker``, "w3@host")."""
+        return self.by_name[node.split("@", 1)[0]]
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         os.kill(process.pid, signal.SIGKILL)
@@ -149,8 +155,8 @@ def django_db_setup(shared_database: str, django_db_blocker: Any,
 def workers(shared_database: str, redis_server: RedisServer,
             tmp_path: Path) -> Iterator[Workers]:
     """Start workers with ``workers.start()``; every one is stopped when the test ends. Leases
-    expire after 2 s and every worker looks for dead ones twice a second, so a killed worker's
-    job is back in the queue within about 3 s."""
+    expire after 3 s and every worker looks for dead ones twice a second, so a killed worker's
+    job is back in the queue within about 4 s."""
     from django.conf import settings
 
     env = {
@@ -160,7 +166,7 @@ def workers(shared_database: str, redis_server: RedisServer,
         "FITBOARD_VAR_DIR": str(settings.VAR_DIR),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "FITBOARD_TORCH_THREADS": "1",
-        "FITBOARD_LEASE_TIMEOUT_S": "2",
+        "FITBOARD_LEASE_TIMEOUT_S": "3",
         "FITBOARD_HOUSEKEEPING_INTERVAL_MS": "500",
         "FITBOARD_REQUEUE_GRACE_S": "2",
         "DJANGO_SETTINGS_MODULE": "webapp.settings",

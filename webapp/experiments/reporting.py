@@ -73,6 +73,7 @@ class DjangoReporter:
         self.lease = experiment.lease_epoch
         self.lease_lost = False
         self.beat_at = time.monotonic()  # the last renewal of the lease (flusher thread)
+        self._syncs: list[threading.Event] = []  # callers of sync() waiting for a flush
         self.closed = threading.Event()
         self._flusher = Flusher.for_this_process()
         self._flusher.add(self)
@@ -117,6 +118,15 @@ class DjangoReporter:
     def should_stop(self) -> bool:
         return self.stop_requested
 
+    def sync(self) -> None:
+        """Return once everything logged so far is in the database (the flusher writes it at
+        once). The loop calls this before it saves a resumable state."""
+        done = threading.Event()
+        with self._lock:
+            self._syncs.append(done)
+        self._flusher.wake()
+        done.wait()
+
     def close(self) -> None:
         """Flush everything still buffered and detach from the flusher; raise if points could
         not be stored."""
@@ -130,6 +140,18 @@ class DjangoReporter:
     def has_news(self) -> bool:
         with self._lock:
             return bool(self._pending) or self._progress_dirty
+
+    def sync_asked(self) -> bool:
+        with self._lock:
+            return bool(self._syncs)
+
+    def release_syncs(self) -> None:
+        """Wake the callers of sync() (after a flush; one that failed is retried later, and
+        waiting on it would stop the training until the database is back)."""
+        with self._lock:
+            syncs, self._syncs = self._syncs, []
+        for done in syncs:
+            done.set()
 
     def next_send(self) -> float:
         """Monotonic time from which news may go out."""
@@ -278,8 +300,12 @@ class Flusher:
             self._viewers_polled_at = now
             self._poll_viewers(loop, layer, reporters)
         for reporter in reporters:
-            if reporter in closing or (reporter.has_news() and reporter.next_send() <= now):
+            syncing = reporter.sync_asked()
+            if (reporter in closing or syncing
+                    or (reporter.has_news() and reporter.next_send() <= now)):
                 self._flush(reporter, loop, layer)
+            if syncing:
+                reporter.release_syncs()
         for reporter in closing:
             with self._lock:
                 self._open.remove(reporter)

@@ -179,7 +179,7 @@ def workers(shared_database: str, redis_server: RedisServer,
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str,
-             diagnose: Callable[[], str] = lambda: "") -> Any:
+             diagnose: Callable[[], str] = lambda: "", every: float = 0.05) -> Any:
     """Poll ``condition`` until it is truthy; a hang fails with ``what`` (not a time limit on
     the behaviour: a bound so a broken build ends instead of hanging)."""
     deadline = time.monotonic() + timeout
@@ -189,6 +189,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}\n{diagnose()}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 

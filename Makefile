@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # Every pip call goes through constraints.txt, which pins the CPU build of torch.
 INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test test-reliability lint typecheck bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed lint
 	$(PY) -m pytest
+
+# The README's reliability scorecard: real workers SIGKILLed, Redis killed and restarted. Not in
+# `make test` (minutes long); -s prints each measured figure (lines starting SCORECARD).
+test-reliability: $(VENV)/.installed
+	$(PY) -m pytest tests/reliability -s
 
 bench: $(VENV)/.installed
 	$(PY) bench/overhead.py

@@ -171,3 +171,11 @@ def test_duplicates_are_counted_when_a_step_is_stored_twice(make_experiment):
     metric_store.append(job.pk, {"loss": [(2, 0.8, 0.0)]})
 
     assert metric_store.duplicates(job.pk) == 1
+
+
+def test_the_run_page_says_a_run_was_resumed(make_experiment, owner_client):
+    job = make_experiment(restarts=2)
+
+    page = owner_client.get(f"/experiments/{job.pk}/")
+
+    assert "resumed 2×" in page.content.decode()

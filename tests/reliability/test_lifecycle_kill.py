@@ -56,7 +56,6 @@ def test_a_job_whose_worker_is_killed_mid_epoch_resumes_from_its_last_checkpoint
             "stored_steps_ok": steps == list(range(1, target + 1)),
             "worst_duplicates": watch.worst, "seconds": round(time.monotonic() - began, 1),
         }
-
         outcomes.append(outcome)
         completed += (done.status == "succeeded" and outcome["steps"] == target
                       and outcome["resumed_from"] == last_checkpoint

@@ -36,7 +36,8 @@ def test_a_job_whose_message_is_delivered_twice_runs_once(workers):
         wait_for(lambda: all(status(job) in Experiment.TERMINAL for job in jobs), 300,
                  "every job to end", workers.log_text)
 
-    # then each job ran once: one start (its lease epoch), no restart, each step stored once
+    # then each job ran once: one start (its lease epoch), no restart, each step stored once,
+    # and every extra delivery found its job taken and returned
     rows = {job.pk: Experiment.objects.get(pk=job.pk) for job in jobs}
     runs = [rows[job.pk].lease_epoch for job in jobs]
     skipped = workers.log_text().count("is not queued any more; skipping")
@@ -47,6 +48,7 @@ def test_a_job_whose_message_is_delivered_twice_runs_once(workers):
           f"(run, metric, step) rows at any moment: {watch.worst}")
     assert {row.status for row in rows.values()} == {"succeeded"}
     assert runs == [1] * JOBS and {row.restarts for row in rows.values()} == {0}
-    assert skipped == JOBS
+    # (more than one each when housekeeping also re-sent a message it could not see waiting)
+    assert skipped >= JOBS
     assert watch.worst == 0 and steps_ok
     assert first.poll() is None and second.poll() is None

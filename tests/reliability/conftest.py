@@ -74,8 +74,8 @@ class Workers:
     by_name: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     count: int = 0
 
-    def start(self, queues: str = "gpu,default", **env: str) -> subprocess.Popen[bytes]:
-        from webapp.experiments.management.commands.up import worker_command
+    def start(self, queues: str = "gpu,cpu,default", **env: str) -> subprocess.Popen[bytes]:
+        from webapp.experiments.launch import worker_command
 
         self.count += 1
         log = self.logs / f"worker-{self.count}.log"

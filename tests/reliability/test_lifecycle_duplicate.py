@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from webapp.experiments import metric_store
+from webapp.experiments.launch import queue_for
 from webapp.experiments.models import Experiment
 from webapp.experiments.tasks import train
 
@@ -30,7 +31,7 @@ def test_a_job_whose_message_is_delivered_twice_runs_once(workers):
     jobs = []
     for index in range(JOBS):
         job = submit(owner, f"twice {index}", spec)
-        train.delay(job.pk)
+        train.apply_async((job.pk,), queue=queue_for(spec))
         jobs.append(job)
     with DuplicateWatch(jobs) as watch:
         wait_for(lambda: all(status(job) in Experiment.TERMINAL for job in jobs), 300,

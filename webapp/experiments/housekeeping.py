@@ -37,9 +37,6 @@ logger = logging.getLogger(__name__)
 
 # Kinds whose lost workers the housekeeper handles (trials: Optuna's heartbeats, see tuning).
 LEASED_KINDS = (Experiment.Kind.TRAIN, Experiment.Kind.COMPRESS)
-# The queue each kind's task goes to (settings.CELERY_TASK_ROUTES; studies use the default).
-QUEUES = {Experiment.Kind.TRAIN: "gpu", Experiment.Kind.COMPRESS: "gpu",
-          Experiment.Kind.TRIAL: "gpu", Experiment.Kind.TUNE: "default"}
 RESEND_ANYWAY = 10  # graces after which a queued job's message is sent again whatever the queue
 
 
@@ -78,12 +75,12 @@ def resend_lost_messages() -> int:
                                              enqueued_at__lt=now - grace).order_by("pk"))
     if not waiting:
         return 0
-    sizes = queue_sizes({QUEUES[Experiment.Kind(job.kind)] for job in waiting})
+    sizes = queue_sizes({queue_of(job) for job in waiting})
     if not sizes:
         return 0  # the broker does not answer: nothing could be sent to it either
     resent = 0
     for job in waiting:
-        empty = sizes.get(QUEUES[Experiment.Kind(job.kind)]) == 0
+        empty = sizes.get(queue_of(job)) == 0
         if not empty and job.enqueued_at >= now - grace * RESEND_ANYWAY:
             continue
         # Conditional on the time read: of several housekeepers, one sends it.
@@ -112,13 +109,27 @@ def queue_sizes(queues: set[str]) -> dict[str, int]:
     return sizes
 
 
+def queue_of(job: Experiment) -> str:
+    """The queue the job's message goes to: a training run's by what it needs (see
+    ``launch.queue_for``), the others' by ``settings.CELERY_TASK_ROUTES``."""
+    from training.spec import SpecError
+    from webapp.experiments.launch import DEFAULT_QUEUE, GPU_QUEUE, queue_for
+
+    if job.kind == Experiment.Kind.TRAIN:
+        try:
+            return queue_for(job.experiment_spec)
+        except SpecError:
+            return GPU_QUEUE  # it fails at start, wherever it lands
+    return DEFAULT_QUEUE if job.kind == Experiment.Kind.TUNE else GPU_QUEUE
+
+
 def enqueue(job: Experiment) -> None:
-    """Send the job's task message (the same one its creation sent)."""
+    """Send the job's task message (the same one its creation sent, to the same queue)."""
     from webapp.experiments import tasks
 
     task = {Experiment.Kind.TRAIN: tasks.train, Experiment.Kind.COMPRESS: tasks.compress,
             Experiment.Kind.TRIAL: tasks.trial, Experiment.Kind.TUNE: tasks.tune}
-    task[Experiment.Kind(job.kind)].delay(job.pk)
+    task[Experiment.Kind(job.kind)].apply_async((job.pk,), queue=queue_of(job))
 
 
 _started = threading.Lock()

@@ -62,11 +62,14 @@ def env_redis_url(name: str, default: str) -> str:
     return value
 
 
-def secret_key(var_dir: Path) -> str:
-    """SECRET_KEY from the environment, else one generated once and kept under ``var_dir``."""
+def secret_key(var_dir: Path, required: bool = False) -> str:
+    """SECRET_KEY from the environment, else (unless ``required``) one generated once and kept
+    under ``var_dir``."""
     value = os.environ.get("SECRET_KEY", "").strip()
     if value:
         return value
+    if required:
+        raise ImproperlyConfigured("SECRET_KEY must be set when FITBOARD_ENV=production")
     path = var_dir / "secret_key"
     if not path.exists():
         from django.core.management.utils import get_random_secret_key

@@ -4,10 +4,12 @@ one machine (SQLite under var/, the bundled Redis started by ``manage.py up``)."
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import plotly
+from django.core.exceptions import ImproperlyConfigured
 
 from webapp.env import (
     env_bool,
@@ -20,14 +22,24 @@ from webapp.env import (
     secret_key,
 )
 
+# "production" turns on every HTTPS and cookie protection that `manage.py check --deploy` asks
+# for and refuses to start without an explicit SECRET_KEY and ALLOWED_HOSTS; "development" (the
+# default, what `make run` uses) serves plain HTTP on loopback.
+FITBOARD_ENV = env_choice("FITBOARD_ENV", "development", ("development", "production"))
+PRODUCTION = FITBOARD_ENV == "production"
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("FITBOARD_VAR_DIR", BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 (VAR_DIR / "static").mkdir(exist_ok=True)
 
-SECRET_KEY = secret_key(VAR_DIR)
+SECRET_KEY = secret_key(VAR_DIR, required=PRODUCTION)
 DEBUG = env_bool("DJANGO_DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off when FITBOARD_ENV=production")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+if PRODUCTION and not os.environ.get("ALLOWED_HOSTS", "").strip():
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when FITBOARD_ENV=production")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -39,6 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "webapp.experiments",
     "webapp.datasets",
 ]
@@ -53,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its refusal.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -87,6 +102,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login rate limiting (django-axes): after FITBOARD_LOGIN_FAILURES failed logins for one
+# username from one address, that pair is refused (HTTP 429), even with the right password,
+# until FITBOARD_LOGIN_COOLOFF_S seconds have passed without another try. Keyed on the pair so
+# one attacker cannot lock a user out from everywhere, nor lock out everyone behind one NAT.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("FITBOARD_LOGIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("FITBOARD_LOGIN_COOLOFF_S", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "experiment-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -135,9 +163,21 @@ FILE_UPLOAD_HANDLERS = [
 ]
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# HTTPS in production: redirect plain HTTP and tell browsers to stay on HTTPS (HSTS). Behind a
+# TLS-terminating proxy, FITBOARD_PROXY_SSL_HEADER names the header it sets (e.g.
+# X-Forwarded-Proto): only trust it when the proxy overwrites that header on every request.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+_proxy_header = env_str("FITBOARD_PROXY_SSL_HEADER", "")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
 
 # Redis carries the Celery queue and the Channels layer. redis-py 8 defaults to a 5 s socket
 # timeout that would close idle WebSocket consumers, hence socket_timeout=None.

@@ -1,0 +1,129 @@
+"""Production settings pass Django's deployment checklist, and logins are rate limited."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DJANGO_DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE")}
+    env.update(FITBOARD_ENV="production", SECRET_KEY=secrets.token_urlsafe(64),
+               ALLOWED_HOSTS="fitboard.example.com", FITBOARD_VAR_DIR=str(tmp_path),
+               DJANGO_SETTINGS_MODULE="webapp.settings", **extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+# --- production settings ---------------------------------------------------------------------
+
+
+def test_check_deploy_is_clean_under_production_settings(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "DEBUG")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+    assert "WARNING" not in result.stderr
+
+
+@pytest.mark.parametrize(("missing", "words"), [
+    ("SECRET_KEY", "SECRET_KEY must be set"),
+    ("ALLOWED_HOSTS", "ALLOWED_HOSTS must be set"),
+])
+def test_production_refuses_to_start_without_explicit_secrets(tmp_path, missing, words):
+    env = production_env(tmp_path)
+    del env[missing]
+
+    result = manage(env, "check")
+
+    assert result.returncode != 0 and words in result.stderr
+
+
+def test_production_refuses_debug(tmp_path):
+    result = manage(production_env(tmp_path, DJANGO_DEBUG="1"), "check")
+
+    assert result.returncode != 0 and "DJANGO_DEBUG must be off" in result.stderr
+
+
+def test_development_defaults_serve_plain_http(settings):
+    # `make run` serves http://127.0.0.1:8000 with no TLS in front: nothing may redirect to
+    # https or mark cookies secure-only there.
+    assert not settings.SECURE_SSL_REDIRECT and not settings.SESSION_COOKIE_SECURE
+    assert settings.SECURE_HSTS_SECONDS == 0
+
+
+# --- login rate limiting ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return User.objects.create_user("alice", password="correct-horse-42")
+
+
+def log_in(client: Client, password: str, username: str = "alice"):
+    return client.post(reverse("login"), {"username": username, "password": password})
+
+
+def test_a_correct_login_goes_through(alice):
+    response = log_in(Client(), "correct-horse-42")
+
+    assert response.status_code == 302 and response["Location"] == reverse("experiment-list")
+
+
+def test_the_attempt_after_the_limit_is_refused_even_with_the_right_password(alice, settings):
+    # given a limit of 3 failures
+    settings.AXES_FAILURE_LIMIT = 3
+    client = Client()
+
+    # when the password is wrong 3 times
+    first = [log_in(client, f"guess-{i}").status_code for i in range(2)]
+    third = log_in(client, "guess-2")
+
+    # then the first failures are the usual form errors, the 3rd locks the pair out
+    assert first == [200, 200]
+    assert third.status_code == 429
+    # and a 4th try with the correct password is refused too, without logging in
+    locked = log_in(client, "correct-horse-42")
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_lockout_ends_when_the_window_passes(alice, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.AXES_COOLOFF_TIME = timedelta(seconds=1)
+    client = Client()
+    for i in range(2):
+        log_in(client, f"guess-{i}")
+    assert log_in(client, "correct-horse-42").status_code == 429
+
+    time.sleep(1.2)  # the window, shortened for the test
+
+    response = log_in(client, "correct-horse-42")
+    assert response.status_code == 302 and "_auth_user_id" in client.session
+
+
+def test_failures_against_one_user_do_not_lock_out_another(alice, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    User.objects.create_user("bob", password="battery-staple-7")
+    client = Client()
+    for i in range(3):
+        log_in(client, f"guess-{i}")
+
+    assert log_in(client, "battery-staple-7", username="bob").status_code == 302

@@ -1,0 +1,109 @@
+"""WebSockets, through the real ASGI application: every route refuses a foreign or missing
+Origin, anonymous visitors and strangers to the run's project; the run list relays nothing of
+other projects."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from webapp.asgi import application
+from webapp.experiments import events
+from webapp.experiments.models import Experiment
+from webapp.experiments.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+GOOD_ORIGIN = b"http://127.0.0.1:8000"
+BAD_ORIGINS = [b"http://evil.example", b"http://127.0.0.1.evil.example", b"null",
+               b"http://localhost.evil.example:8000", b"file://", b""]
+ROUTES = [str(pattern.pattern) for pattern in websocket_urlpatterns]
+RUN_ROUTES = [route for route in ROUTES if "<" in route]
+
+
+def session_cookie(user: User) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def connects(path: str, user: User | None, origin: bytes | None = GOOD_ORIGIN) -> bool:
+    """Whether the server accepts the WebSocket (closing it again when it does)."""
+    headers = [(b"host", b"127.0.0.1:8000")]
+    if origin is not None:
+        headers.append((b"origin", origin))
+    if user is not None:
+        headers.append((b"cookie", await asyncio.to_thread(session_cookie, user)))
+    client = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await client.connect(timeout=5)
+    if connected:
+        await client.disconnect()
+    return bool(connected)
+
+
+def fill(route: str, run: Experiment) -> str:
+    return "/" + re.sub(r"<(?:\w+:)?pk>", str(run.pk), route)
+
+
+@pytest.fixture
+def run(make_experiment: Any) -> Experiment:
+    return make_experiment(status=Experiment.Status.RUNNING)
+
+
+def test_the_routes_probed_are_the_routes_served():
+    assert ROUTES == ["ws/runs/", "ws/runs/<int:pk>/"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_member_with_the_sites_origin_connects(owner, run, route):
+    # the refusals below are refusals, not a broken probe
+    assert await connects(fill(route, run), owner)
+
+
+@pytest.mark.parametrize("origin", BAD_ORIGINS + [None],
+                         ids=[o.decode() or "empty" for o in BAD_ORIGINS] + ["missing"])
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_foreign_or_missing_origin_is_refused_even_for_a_member(owner, run, route,
+                                                                         origin):
+    assert not await connects(fill(route, run), owner, origin)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_anonymous_visitor_is_refused(run, route):
+    assert not await connects(fill(route, run), None)
+
+
+@pytest.mark.parametrize("route", RUN_ROUTES)
+async def test_a_stranger_is_refused_another_projects_run(stranger, run, route):
+    assert not await connects(fill(route, run), stranger)
+
+
+@pytest.mark.parametrize("route", RUN_ROUTES)
+async def test_a_deactivated_member_is_refused(owner, run, route):
+    owner.is_active = False  # their session cookie stays valid, their account does not
+    await asyncio.to_thread(owner.save)
+
+    assert not await connects(fill(route, run), owner)
+
+
+async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
+    # given a stranger watching their own run list
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN),
+               (b"cookie", await asyncio.to_thread(session_cookie, stranger))]
+    client = WebsocketCommunicator(application, "/ws/runs/", headers=headers)
+    connected, _ = await client.connect(timeout=5)
+
+    # when the run of the owner's project changes status
+    await get_channel_layer().group_send(events.project_group(run.project_id), {
+        "type": "list.update", "id": run.pk, "status": "succeeded"})
+
+    # then the stranger hears nothing of it
+    assert connected
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()

@@ -141,9 +141,15 @@ def test_a_regression_upload_has_float_targets_standardised_on_training_rows(
         (b"text,label\n,x\n ,y\n,x\n,y\n", {"text_column": "text"}, "text_column", "is empty"),
         (b"a,b,label\n1,2,x\n3,4,y\n", {}, "file", "at least 4"),
         (b"a,b,label\n1,2,\n3,4,\n", {}, "label_column", "is empty"),
+        (b"a,b,label\n1,2,x\ninf,4,y\n5,6,x\n7,8,y\n", {}, "feature_columns", "not a finite"),
+        (b"a,b,label\n1,2,x\n3,1e39,y\n5,6,x\n7,8,y\n", {}, "feature_columns",
+         "float32 range"),
+        (b"a,y\n1,2\n2,-inf\n3,4\n4,5\n", {"task": "regression"}, "label_column",
+         "not a finite"),
     ],
     ids=["binary", "ragged", "one column", "one class", "no such column", "text feature",
-         "empty text", "too few rows", "no labels"],
+         "empty text", "too few rows", "no labels", "infinite feature", "float32 overflow",
+         "infinite target"],
 )
 def test_a_bad_table_is_refused_on_the_field_to_fix(data: bytes, options: dict, field: str,
                                                    words: str) -> None:

@@ -39,6 +39,7 @@ UNKNOWN_LABELS = ("", "?", "nan", "NaN", "NA", "N/A", "null", "None")
 MISSING_CHOICES = ("drop", "mean", "median", "most_frequent")
 SAMPLES = 8  # rows or images shown on the dataset page
 MAX_CLASSES = 1000
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # features and targets are trained as float32
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
@@ -197,6 +198,13 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
                 example = frame[column][bad].iloc[0]
                 raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
                                   f"{example!r}): choose numeric feature columns")
+            # "inf", "1e999" and numbers past float32's range parse, then poison every mean,
+            # standardisation and loss the model sees: refused like text.
+            huge = values.abs() > FLOAT32_MAX
+            if huge.any():
+                example = frame[column][huge].iloc[0]
+                raise UploadError("feature_columns", f"column {column!r} holds {example!r}, not "
+                                  "a finite number within float32 range")
             numeric[column] = values.astype("float64")
         frame = frame.assign(**numeric)
         missing = frame[inputs].isna()
@@ -260,6 +268,9 @@ def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[s
         if values.isna().any():
             raise UploadError("label_column", f"{name!r} is not numeric: a regression needs "
                                               "numbers (or choose classification)")
+        if (values.abs() > FLOAT32_MAX).any():
+            raise UploadError("label_column", f"{name!r} holds a value that is not a finite "
+                                              "number within float32 range")
         if values.nunique() < 2:
             raise UploadError("label_column", f"{name!r} has a single value")
         return values.to_numpy(dtype=np.float32), []

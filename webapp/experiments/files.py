@@ -21,6 +21,10 @@ class MissingFile(LookupError):
     """The storage has no file under that name (or the name is not a storage name)."""
 
 
+class AlteredFile(ValueError):
+    """The stored file's bytes are not the ones whose digest was recorded."""
+
+
 def storage_name(path: Path) -> str:
     """The storage name of a file a worker wrote under MEDIA_ROOT: its relative path."""
     return Path(path).resolve().relative_to(Path(settings.MEDIA_ROOT).resolve()).as_posix()
@@ -59,6 +63,23 @@ def open_file(name: str) -> File:
     if not default_storage.exists(_checked(name)):
         raise MissingFile(name)
     return default_storage.open(name, "rb")
+
+
+def open_verified(name: str, sha256: str) -> File:
+    """The stored file opened for reading, after checking its bytes against ``sha256``
+    (MissingFile when it is gone, AlteredFile when it differs)."""
+    handle = open_file(name)
+    try:
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise AlteredFile(name)
+        handle.seek(0)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def local_copy(name: str, sha256: str) -> Path:

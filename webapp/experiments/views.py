@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from django.contrib import messages
+from django.core.files import File
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
@@ -277,15 +278,33 @@ def compare_export(request: HttpRequest, fmt: str) -> HttpResponse:
 
 
 @require_GET
-def checkpoint_download(request: HttpRequest, pk: int, tag: str) -> FileResponse:
+def checkpoint_download(request: HttpRequest, pk: int, tag: str) -> HttpResponse:
     experiment = _visible(request, pk)
-    checkpoint = experiment.checkpoints.filter(tag=tag).first()
-    if checkpoint is None:
-        raise Http404("no such checkpoint")
     try:
-        stored = files.open_file(checkpoint.path)  # local disk or the S3 bucket, streamed
-    except files.MissingFile:
-        raise Http404("checkpoint file missing") from None
+        stored = _open_checkpoint(experiment, tag)  # local disk or the S3 bucket, streamed
+    except files.AlteredFile:
+        return HttpResponse(
+            f"the {tag} checkpoint of run {experiment.pk} does not match its recorded sha256: "
+            "it was altered or corrupted in storage, and is not served",
+            status=409, content_type="text/plain; charset=utf-8")
     filename = f"{slugify(experiment.name) or 'experiment'}-{experiment.pk}-{tag}.zip"
     return FileResponse(stored, as_attachment=True, filename=filename,
                         content_type="application/zip")
+
+
+def _open_checkpoint(experiment: Experiment, tag: str) -> File:
+    """The checkpoint archive, verified against its recorded sha256. The worker may replace an
+    archive and its row between our two reads, so a mismatch is looked at twice before it is
+    called tampering."""
+    for attempt in (1, 2):
+        checkpoint = experiment.checkpoints.filter(tag=tag).first()
+        if checkpoint is None:
+            raise Http404("no such checkpoint")
+        try:
+            return files.open_verified(checkpoint.path, checkpoint.sha256)
+        except files.MissingFile:
+            raise Http404("checkpoint file missing") from None
+        except files.AlteredFile:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

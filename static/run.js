@@ -189,7 +189,13 @@
     for (const [k, v] of Object.entries(summary.final_metrics || {})) rows.push([`final ${k}`, fmt(v)]);
     if (s.progress && s.progress.parameters) rows.push(["parameters", s.progress.parameters.toLocaleString()]);
     if (s.progress && s.progress.micro_batch) rows.push(["rows per pass (halved: out of memory)", s.progress.micro_batch]);
-    document.getElementById("summary").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
+    // As text nodes: metric names and values are data, never markup.
+    document.getElementById("summary").replaceChildren(...rows.flatMap(([k, v]) => {
+      const dt = document.createElement("dt"), dd = document.createElement("dd");
+      dt.textContent = k;
+      dd.textContent = v;
+      return [dt, dd];
+    }));
   }
 
   // Live messages are numbered per run; ``state.seq`` is the newest one whose points are all

@@ -22,12 +22,22 @@
       tr.dataset.id = t.id;
       tr.dataset.state = t.state;
       if (t.id === bestId) tr.className = "best-trial";
-      const cells = [`<a href="${runUrl(t.id)}">${t.index}</a>`]
+      // Built as nodes with text: trial parameters are the user's choices, never markup.
+      const link = document.createElement("a");
+      link.href = runUrl(Number(t.id));
+      link.textContent = t.index;
+      const badge = document.createElement("span");
+      badge.className = `badge ${String(t.state).replace(/[^a-z_]/g, "")}`;
+      badge.textContent = `${t.state}${t.pruned_at ? " @" + t.pruned_at : ""}`;
+      const cells = [link]
         .concat(data.params.map((p) => fmt(t.params[p])))
-        .concat([`<span class="badge ${t.state}">${t.state}${t.pruned_at ? " @" + t.pruned_at : ""}</span>`,
-                 fmt(t.value), t.epochs ? `${t.epoch || 0}/${t.epochs}` : "",
+        .concat([badge, fmt(t.value), t.epochs ? `${t.epoch || 0}/${t.epochs}` : "",
                  t.duration !== null ? t.duration.toFixed(1) + " s" : ""]);
-      tr.innerHTML = cells.map((c) => `<td>${c}</td>`).join("");
+      tr.replaceChildren(...cells.map((c) => {
+        const td = document.createElement("td");
+        td.append(c);  // a node, or a string appended as text
+        return td;
+      }));
       return tr;
     }));
   }

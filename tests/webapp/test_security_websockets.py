@@ -41,7 +41,7 @@ async def connects(path: str, user: User | None, origin: bytes | None = GOOD_ORI
     if user is not None:
         headers.append((b"cookie", await asyncio.to_thread(session_cookie, user)))
     client = WebsocketCommunicator(application, path, headers=headers)
-    connected, _ = await client.connect(timeout=5)
+    connected, _ = await client.connect(timeout=10)
     if connected:
         await client.disconnect()
     return bool(connected)
@@ -97,7 +97,7 @@ async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
     headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN),
                (b"cookie", await asyncio.to_thread(session_cookie, stranger))]
     client = WebsocketCommunicator(application, "/ws/runs/", headers=headers)
-    connected, _ = await client.connect(timeout=5)
+    connected, _ = await client.connect(timeout=10)
 
     # when the run of the owner's project changes status
     await get_channel_layer().group_send(events.project_group(run.project_id), {

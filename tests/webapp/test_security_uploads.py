@@ -190,6 +190,9 @@ HOSTILE: dict[str, Hostile] = {
 def sandbox(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch tree holding the media folder, the allowed data folder and the temp folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": settings.MEDIA_ROOT}}}
     settings.FILE_UPLOAD_TEMP_DIR = settings.MEDIA_ROOT / "upload-tmp"
     settings.FILE_UPLOAD_TEMP_DIR.mkdir(parents=True)
     settings.FITBOARD_DATASETS_LOCAL_DIRS = [tmp_path / "data"]

@@ -225,7 +225,19 @@
     fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
       .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then((data) => {
-        addPoints(fromColumns(data.metrics));
+        // A metric first seen now may have points before x0 in the missed messages: fetch
+        // those metrics whole (lines are drawn in step order, so before the newer points).
+        const fresh = Object.keys(data.metrics).filter((key) => !(key in lastStep));
+        if (!params.has("x0") || !fresh.length) { addPoints(fromColumns(data.metrics)); return data; }
+        const seen = Object.fromEntries(
+          Object.entries(data.metrics).filter(([key]) => key in lastStep));
+        addPoints(fromColumns(seen));
+        const whole = new URLSearchParams({keys: fresh.join(",")});
+        return fetch(`/experiments/${run.id}/metrics/?${whole}`, {credentials: "same-origin"})
+          .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
+          .then((more) => { addPoints(fromColumns(more.metrics)); return data; });
+      })
+      .then((data) => {
         if (state.seq === null || data.seq > state.seq) state.seq = data.seq;
         // Never back from an end the status event announced to "running" read before it.
         if (!TERMINAL.includes(state.status)) showStatus(data.run);

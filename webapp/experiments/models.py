@@ -143,10 +143,19 @@ class Experiment(models.Model):
             if updated:
                 for field, value in changes.items():
                     setattr(self, field, value)
-                from webapp.experiments import events
-
-                transaction.on_commit(lambda: events.publish_status(self))
+                transaction.on_commit(self._publish_status)
         return bool(updated)
+
+    def _publish_status(self) -> None:
+        # The worker's flusher writes ``progress`` (its last message number among it) through
+        # its own queries, so this instance's copy may be older: a final status carrying an
+        # old number would hide a dropped last points message from the viewers' backfill.
+        fresh = Experiment.objects.filter(pk=self.pk).values_list("progress", flat=True).first()
+        if fresh is not None:
+            self.progress = fresh
+        from webapp.experiments import events
+
+        events.publish_status(self)
 
     def start(self, worker: str) -> bool:
         """Queued → running, leased to ``worker`` (``lease_epoch`` holds its epoch). False when

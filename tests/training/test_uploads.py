@@ -146,10 +146,15 @@ def test_a_regression_upload_has_float_targets_standardised_on_training_rows(
          "float32 range"),
         (b"a,y\n1,2\n2,-inf\n3,4\n4,5\n", {"task": "regression"}, "label_column",
          "not a finite"),
+        # integers too long for a float: pandas raises OverflowError on them
+        (b"a,b,label\n1,2,x\n3," + b"9" * 400 + b",y\n5,6,x\n7,8,y\n", {}, "feature_columns",
+         "not a finite"),
+        (b"a,y\n1,2\n2," + b"9" * 400 + b"\n3,4\n4,5\n", {"task": "regression"},
+         "label_column", "not a finite"),
     ],
     ids=["binary", "ragged", "one column", "one class", "no such column", "text feature",
          "empty text", "too few rows", "no labels", "infinite feature", "float32 overflow",
-         "infinite target"],
+         "infinite target", "huge integer feature", "huge integer target"],
 )
 def test_a_bad_table_is_refused_on_the_field_to_fix(data: bytes, options: dict, field: str,
                                                    words: str) -> None:

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import stat
 import warnings
@@ -148,7 +149,6 @@ def _unknown_label(series: pd.Series) -> pd.Series:
 def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | None = None,
                   title: str = "") -> Prepared:
     """Check and clean a table into features (or texts) and labels, counting every change."""
-    import pandas as pd
 
     limits = limits or Limits()
     if len(frame) > limits.max_rows:
@@ -191,7 +191,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     else:
         numeric = {}
         for column in inputs:
-            values = pd.to_numeric(frame[column], errors="coerce")
+            values = _numbers(frame[column])
             bad = values.isna() & ~frame[column].isna() & (
                 frame[column].astype("string").str.strip() != "")
             if bad.any():
@@ -259,12 +259,32 @@ def _cell(value: Any) -> Any:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[str]]:
-    """Targets from the label column: class indices and names, or float values."""
+def _numbers(series: pd.Series) -> pd.Series:
+    """``series`` as float64 numbers, NaN where a cell is not one. pandas raises OverflowError
+    on an integer too long for a float; such cells become infinite here, for the range checks
+    to refuse on their field."""
     import pandas as pd
 
+    try:
+        return pd.to_numeric(series, errors="coerce")
+    except OverflowError:
+        return series.map(_number).astype("float64")
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[str]]:
+    """Targets from the label column: class indices and names, or float values."""
+
     if task == "regression":
-        values = pd.to_numeric(series, errors="coerce")
+        values = _numbers(series)
         if values.isna().any():
             raise UploadError("label_column", f"{name!r} is not numeric: a regression needs "
                                               "numbers (or choose classification)")

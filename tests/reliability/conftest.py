@@ -147,6 +147,7 @@ def django_db_setup(shared_database: str, django_db_blocker: Any,
     from webapp.celery import app
 
     app.conf.broker_url = redis_server.url
+    settings.REDIS_URL = redis_server.url  # where cancels nudge the workers
     with django_db_blocker.unblock():
         call_command("migrate", interactive=False, verbosity=0)
 

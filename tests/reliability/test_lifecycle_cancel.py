@@ -1,5 +1,6 @@
-"""Scorecard: cancel request → cancelled (p95): at most one step plus a checkpoint save (after
-the worker's poll of cancel flags sees the request)."""
+"""Scorecard: cancel request → cancelled (p95): at most one step plus a checkpoint save. The
+request sets the flag (the record) and nudges the workers over Redis pub/sub, so the worker
+running the job stops it at its next step instead of at its next poll of the flags."""
 
 from __future__ import annotations
 
@@ -52,12 +53,12 @@ def test_a_cancelled_running_job_stops_within_a_step_and_a_checkpoint_save(worke
     print(f"\nSCORECARD cancel → cancelled: p50 {np.median(latencies):.3f} s, p95 {p95:.3f} s; "
           f"a step takes {step * 1000:.1f} ms (with its state save), a checkpoint save "
           f"{save * 1000:.1f} ms; steps taken after the "
-          f"request: max {max(steps_after)} (the worker reads cancel flags every "
-          f"{CANCEL_POLL * 1000:.0f} ms)")
-    # the step in flight when asked, the steps while the flag waits for its poll (three polls'
-    # worth: a busy machine delays the poll thread), and the step that sees it
-    allowed = 2 + int(np.ceil(3 * CANCEL_POLL / step))
-    assert max(steps_after) <= allowed, steps_after
+          f"request: max {max(steps_after)} (nudged; the poll of cancel flags every "
+          f"{CANCEL_POLL * 1000:.0f} ms is the fallback)")
+    # the step in flight when asked (its state may not be saved yet: counted from the last
+    # saved one) and the step that sees the flag; one more for a busy machine that schedules
+    # the worker's listener thread late. A poll alone would allow 100 ms of steps.
+    assert max(steps_after) <= 3, steps_after
 
 
 def checkpoint_save_seconds(job: Experiment) -> float:

@@ -87,3 +87,28 @@ def publish_status(experiment: Experiment) -> None:
     except Exception:  # noqa: BLE001
         logger.warning("status event for experiment %s not delivered", experiment.pk,
                        exc_info=True)
+
+
+def nudge_channel() -> str:
+    """The Redis pub/sub channel on which workers hear that a run's cancel flag was set."""
+    from django.conf import settings
+
+    return f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:cancel-requested"
+
+
+def nudge_workers(experiment_id: int) -> None:
+    """Tell every worker that ``experiment_id``'s flags changed, so the one running it reads
+    them at once instead of at its next poll. Best effort: the poll still finds the flag when
+    Redis is away."""
+    import redis
+    from django.conf import settings
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        try:
+            client.publish(nudge_channel(), str(experiment_id))
+        finally:
+            client.close()
+    except redis.RedisError:
+        logger.warning("could not nudge the workers about experiment %s", experiment_id,
+                       exc_info=True)

@@ -225,11 +225,16 @@ class Experiment(models.Model):
             error="cancelled by user",
         ):
             return True
-        return bool(
-            Experiment.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+        with transaction.atomic():
+            flagged = Experiment.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
                 cancel_requested=True
             )
-        )
+            if flagged:
+                from webapp.experiments import events
+
+                # The flag is the record; the nudge only makes the worker read it now.
+                transaction.on_commit(lambda: events.nudge_workers(self.pk))
+        return bool(flagged)
 
 
 class MetricChunk(models.Model):

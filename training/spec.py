@@ -90,6 +90,8 @@ def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
             number = float(value)
         except ValueError:
             raise ValueError("must be a whole number") from None
+        except OverflowError:  # an int past float's range (a float string gives inf instead)
+            raise ValueError("is far too large") from None
         if not number.is_integer():
             raise ValueError("must be a whole number")
         return int(number)
@@ -100,6 +102,8 @@ def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
             number = float(value)
         except ValueError:
             raise ValueError("must be a number") from None
+        except OverflowError:
+            raise ValueError("must be a finite number") from None
         if not math.isfinite(number):
             raise ValueError("must be a finite number")
         return number
@@ -115,7 +119,7 @@ def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
             raise ValueError("must be a list of whole numbers, e.g. 128, 64")
         try:
             numbers = [float(x) for x in items]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError("must be a list of whole numbers, e.g. 128, 64") from None
         if not all(math.isfinite(x) and x.is_integer() for x in numbers):
             raise ValueError("must be a list of whole numbers, e.g. 128, 64")

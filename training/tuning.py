@@ -306,6 +306,14 @@ def _parse_param(path: str, raw: Any, base: ExperimentSpec | None,
     return param
 
 
+def _finite(value: int | float) -> bool:
+    """Whether ``value`` is a finite float; JSON integers past float's range are not."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _parse_range(kind: str, declared: str, raw: Mapping[str, Any]) -> ParamSpace | str:
     """A float or int range from its JSON form, or the reason it is not one."""
     if declared != kind:
@@ -313,8 +321,7 @@ def _parse_range(kind: str, declared: str, raw: Mapping[str, Any]) -> ParamSpace
     bounds = []
     for name in ("low", "high"):
         value = raw.get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-                value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             return f"{name} must be a number"
         if kind == "int" and not float(value).is_integer():
             return f"{name} must be a whole number"
@@ -329,7 +336,8 @@ def _parse_range(kind: str, declared: str, raw: Mapping[str, Any]) -> ParamSpace
         return "a log range needs a positive lower bound"
     step = raw.get("step")
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, int | float) or not step > 0:
+        if (isinstance(step, bool) or not isinstance(step, int | float) or not _finite(step)
+                or not step > 0):
             return "step must be a positive number"
         if log:
             return "a log range cannot have a step"

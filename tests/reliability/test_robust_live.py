@@ -214,6 +214,8 @@ def test_messages_dropped_in_the_browser_are_backfilled_on_screen(stack):
             page.click("button[type=submit]")
             # given the run's page, told to ignore the next three points messages it receives
             page.goto(f"{stack.url}/experiments/{run_id}/")
+            # (once its WebSocket is open: the snapshot sets the message number)
+            page.wait_for_function("window.fitboardRun.seq !== null", timeout=60_000)
             page.evaluate("window.fitboardRun.drop = 3")
 
             # when the run ends

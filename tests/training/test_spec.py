@@ -110,6 +110,19 @@ def test_it_rejects_a_learning_rate_that_is_not_finite(lr: Any) -> None:
     assert errors == {"optim.lr": "must be a finite number"}
 
 
+def test_it_rejects_integers_past_the_range_of_a_float_on_their_fields() -> None:
+    # given whole numbers too large for a float (JSON and forms can carry them)
+    huge = 10**400
+
+    # when they are validated
+    errors = errors_for({"run": {"epochs": huge}, "optim": {"lr": huge},
+                         "model": {"hidden_sizes": [huge]}})
+
+    # then each field says so, instead of an OverflowError escaping
+    assert errors == {"run.epochs": "is far too large", "optim.lr": "must be a finite number",
+                      "model.hidden_sizes": "must be a list of whole numbers, e.g. 128, 64"}
+
+
 def test_it_rejects_zero_epochs() -> None:
     # given a run of zero epochs
     # when it is validated

@@ -70,6 +70,12 @@ def test_it_rejects_a_log_range_with_a_non_positive_bound() -> None:
     assert errors == {"space.optim.weight_decay": "a log range needs a positive lower bound"}
 
 
+def test_it_rejects_range_bounds_past_the_range_of_a_float() -> None:
+    errors = errors_of({"space": {"run.epochs": {"type": "int", "low": 1, "high": 10**400}}})
+
+    assert errors == {"space.run.epochs": "high must be a number"}
+
+
 def test_it_rejects_a_grid_over_a_continuous_range() -> None:
     errors = errors_of({"space": LR_RANGE, "algorithm": "grid"})
 

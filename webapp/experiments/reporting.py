@@ -44,11 +44,11 @@ from webapp.experiments.models import Checkpoint, Experiment
 
 logger = logging.getLogger(__name__)
 
-# Seconds between reads of the cancel flags and lease epochs. A cancel also nudges the workers
-# over Redis pub/sub (``events.nudge_workers``), which stops its run at the next step; the poll
-# is the fallback when Redis is away, and notices leases taken back. One indexed query for all of the process's runs costs ~0.1 ms. (20 ms
-# was tried: cancels came 2x sooner, but the flusher's extra wake-ups broke the live viewers'
-# backfill test, tests/reliability/test_robust_live.py.)
+# Seconds between reads of the cancel flags and lease epochs (one indexed query for all of the
+# process's runs, ~0.1 ms). A cancel also nudges the workers over Redis pub/sub
+# (``events.nudge_workers``), which stops its run at the next step; the poll is the fallback
+# when Redis is away, and notices leases taken back. (A 20 ms poll broke the live viewers'
+# backfill test, tests/reliability/test_robust_live.py, through the flusher's extra wake-ups.)
 CANCEL_POLL = 0.1
 VIEWERS_POLL = 0.5  # seconds between looks at who watches each run
 UNWATCHED_INTERVAL = 2.0  # seconds between writes of a run nobody watches

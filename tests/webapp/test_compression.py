@@ -81,6 +81,27 @@ def test_a_valid_form_queues_a_compress_job_as_a_child(owner_client, make_experi
     assert len(callbacks) == 2  # the Celery enqueue and the list-page event
 
 
+
+def test_an_image_cnn_teacher_may_teach_an_mlp_student(owner_client, make_experiment,
+                                                       django_capture_on_commit_callbacks):
+    # given a finished Fashion-MNIST CNN run (an MLP reads the same images, flattened)
+    spec = {"data": {"dataset": "fashion_mnist"},
+            "model": {"arch": "cnn", "width": 16, "blocks": 3, "batch_norm": True}}
+    source = make_experiment(status=Experiment.Status.SUCCEEDED,
+                             spec=ExperimentSpec.from_dict(spec).to_dict())
+    _store(source, b"archive")
+    # when its distillation into an MLP [16] is submitted
+    with django_capture_on_commit_callbacks(execute=False):
+        response = owner_client.post(reverse("compress-new", args=[source.pk]),
+                                     _form(source, method="distill", student_arch="mlp",
+                                           student_hidden_sizes="16"))
+    # then the job is queued with the MLP as the model it trains, on the teacher's data
+    job = Experiment.objects.get(kind=Experiment.Kind.COMPRESS)
+    assert response.status_code == 302
+    target = job.experiment_spec
+    assert (target.model.arch, target.model.hidden_sizes) == ("mlp", (16,))
+    assert target.data == source.experiment_spec.data
+
 @pytest.mark.parametrize("changes, field, message", [
     ({"sparsity": "1.2"}, "sparsity", "between 0 and 1"),
     ({"sparsity": "0"}, "sparsity", "between 0 and 1"),

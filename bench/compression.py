@@ -330,12 +330,14 @@ def reseeded(source: Checkpoint, seed: int) -> Checkpoint:
 def fashion_distill_one_teacher(root: Path, say: Any, students: dict[str, dict[str, Any]],
                                 epochs: int, title: str) -> None:
     """The seed-0 CNN teacher into ``students``, one row per student seed (BENCH_SEEDS="1,2":
-    only these), at T=2, alpha=0.5 (the setting chosen on validation for the MLP teacher's
-    students), against the same student from scratch (same epochs, lr, seed and split)."""
+    only these), by default at T=2, alpha=0.5 (the setting chosen on validation for the MLP
+    teacher's students), against the same student from scratch (same epochs, lr, seed and split)."""
     sources = fashion_sources()
     seeds = [int(s) for s in os.environ.get("BENCH_SEEDS", "0,1,2").split(",")]
     teacher_ = fashion_teacher(root, "CNN", 0, say)
-    t, a = FASHION_SETTINGS[1]
+    # BENCH_SETTING="2,0.2": another (T, alpha) than the one chosen for the MLP teacher's students
+    t, a = (tuple(float(x) for x in os.environ["BENCH_SETTING"].split(","))
+            if os.environ.get("BENCH_SETTING") else FASHION_SETTINGS[1])
     say()
     say(f"### Fashion-MNIST distillation, {title} ({epochs} epochs, lr "
         f"{FASHION_DISTILL_LR:g}, batch 128, T={t:g} α={a:g}) vs the same student from "
@@ -350,7 +352,7 @@ def fashion_distill_one_teacher(root: Path, say: Any, students: dict[str, dict[s
             source = reseeded(teacher_, seed)
             fields = {"method": "distill", "epochs": epochs, "lr": FASHION_DISTILL_LR,
                       "student": student}
-            tag = f"{student_name}-{seed}"
+            tag = f"{student_name}-{seed}-T{t:g}-a{a:g}"
             started = time.perf_counter()
             base = fashion_scratch(source, root, f"xs-{tag}",
                                    CompressionSpec.from_dict({"source": 1, **fields}))

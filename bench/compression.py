@@ -17,7 +17,9 @@ Then, when the Fashion-MNIST files are in the data directory ($FITBOARD_DATA_DIR
 (a CNN 16-32-64 with batch norm and an MLP [512, 256]: weight pruning to 50/80/90% and 50% of
 the channels, with fine-tuning), ``--only fashion-distill`` (MLP [512, 256] teachers, one per
 seed, into MLP [128] and [32] students, 3 seeds, 3 (T, alpha) settings, against the same student
-from scratch) and ``--only fashion-distill-cnn`` (the CNN teacher into a CNN 4-8-16, one seed).
+from scratch) and ``--only fashion-distill-cnn`` (the CNN teacher into a CNN 4-8-16, one seed);
+``--only fashion-distill-cnn-seeds`` (that student again, seeds 0-2 or $BENCH_SEEDS, from the one
+seed-0 teacher) and ``--only fashion-distill-mlp-from-cnn`` (the CNN teacher into an MLP [16]).
 ``--only lstm``: the lstm_sst2 recipe on a subset of SST-2 and its int8 version, both ways of
 running the int8 recurrence. ``--workdir DIR`` keeps the teachers for the next section.
 

@@ -94,6 +94,24 @@ def test_the_sampler_logs_cpu_and_ram_beside_the_run():
     assert values["sys/ram_used_gb"] > 0
 
 
+def test_a_short_job_gets_a_first_reading_within_seconds_and_a_last_one_at_the_end():
+    reporter = MemoryReporter()
+    sampler = SystemSampler(reporter, interval=60)  # a job far shorter than one interval
+    started = time.monotonic()
+
+    sampler.start()
+    deadline = started + 10
+    while not reporter.points and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first_seen = time.monotonic() - started
+    time.sleep(max(0.0, first_seen + 1.5 - (time.monotonic() - started)))
+    sampler.stop()
+
+    steps = [step for step, _ in reporter.points]
+    assert first_seen < 10 and steps[0] >= 1  # after the CPU % window, long before 60 s
+    assert len(steps) == 2 and steps[1] > steps[0]  # the reading taken at stop
+
+
 def test_a_zero_interval_samples_nothing():
     reporter = MemoryReporter()
     sampler = SystemSampler(reporter, interval=0)

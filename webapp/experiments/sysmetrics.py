@@ -108,9 +108,19 @@ class SystemSampler:
         nvml = _nvml()
         psutil.cpu_percent(interval=None)  # the first reading starts the CPU % window
         started = time.monotonic() - self.elapsed
+        last_step = -1
+        # The first reading comes after a second (a CPU % needs a window), not a whole
+        # interval, and the last one when the job ends: a run of a few seconds still gets a
+        # chart with its start and end.
+        wait = min(1.0, self.interval)
         try:
-            while not self._stop.wait(self.interval):
-                self.reporter.log(round(time.monotonic() - started), sample(nvml))
+            while not self._stop.wait(wait):
+                last_step = round(time.monotonic() - started)
+                self.reporter.log(last_step, sample(nvml))
+                wait = self.interval
+            step = round(time.monotonic() - started)
+            if step > last_step:
+                self.reporter.log(step, sample(nvml))
         except Exception:  # noqa: BLE001
             logger.warning("system metrics sampling stopped", exc_info=True)
         finally:

@@ -70,7 +70,10 @@ class CompressionForm(forms.Form):
                                          help_text="after each pruning step; 0 = none")
     temperature = forms.FloatField(help_text="softens the teacher's probabilities")
     alpha = forms.FloatField(help_text="weight of the teacher's soft targets; the rest on labels")
-    epochs = forms.IntegerField(label="Student epochs")
+    epochs = forms.IntegerField(
+        label="Student epochs",
+        help_text="soft targets keep a student learning after labels alone would overfit it: "
+                  "give it more epochs than it needs from scratch")
 
     def __init__(self, *args: Any, source: Experiment, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -18,10 +18,10 @@ Then, when the Fashion-MNIST files are in the data directory ($FITBOARD_DATA_DIR
 the channels, with fine-tuning), ``--only fashion-distill`` (MLP [512, 256] teachers, one per
 seed, into MLP [128] and [32] students, 3 seeds, 3 (T, alpha) settings, against the same student
 from scratch), ``--only fashion-distill-wide-mlp`` (MLP [1024, 1024] teachers, one per seed,
-into an MLP [128] student of 1/18 of their size, 60 epochs) and ``--only fashion-distill-cnn``
-(the CNN teacher into a CNN 4-8-16, one seed);
-``--only fashion-distill-cnn-seeds`` (that student again, seeds 0-2 or $BENCH_SEEDS, from the one
-seed-0 teacher) and ``--only fashion-distill-mlp-from-cnn`` (the CNN teacher into an MLP [16]).
+into an MLP [128] student of 1/18 of their size, 60 epochs), ``--only fashion-distill-cnn``
+(CNN teachers, one per seed, into a CNN 4-8-16; $BENCH_SEEDS="1,2" runs only those seeds in any
+distillation section) and ``--only fashion-distill-mlp-from-cnn`` (the seed-0 CNN teacher into
+an MLP [16], student seeds 0-2).
 ``--only lstm``: the lstm_sst2 recipe on a subset of SST-2 and its int8 version, both ways of
 running the int8 recurrence. ``--workdir DIR`` keeps the teachers for the next section.
 
@@ -284,9 +284,10 @@ def fashion_distill(root: Path, say: Any, family: str = "MLP") -> None:
     seeds = [int(s) for s in os.environ.get("BENCH_SEEDS", "").split(",") if s] or SEEDS
     runs = [(family, seed) for seed in seeds]
     settings = FASHION_DISTILL_SETTINGS[family]
+    names = {"MLP": "MLP [512, 256]", "CNN": "CNN 16-32-64", "wide-MLP": "MLP [1024, 1024]"}
     say()
     epochs = FASHION_DISTILL_EPOCHS[family]
-    say(f"### Fashion-MNIST distillation, {family} teacher ({epochs} epochs, lr "
+    say(f"### Fashion-MNIST distillation, {names[family]} teacher ({epochs} epochs, lr "
         f"{FASHION_DISTILL_LR:g}, batch 128) vs the same student from scratch (same epochs, "
         "lr, seed and split); val / test accuracy")
     say()
@@ -295,7 +296,6 @@ def fashion_distill(root: Path, say: Any, family: str = "MLP") -> None:
         f"| scratch val / test | {head} |")
     say("|---|---|---|---|---|---|" + "---|" * len(settings))
     gains: dict[tuple[str, str], list[list[tuple[float, float]]]] = {}
-    names = {"MLP": "MLP [512, 256]", "CNN": "CNN 16-32-64", "wide-MLP": "MLP [1024, 1024]"}
     for family, seed in runs:
         source, teacher_name = fashion_teacher(root, family, seed, say), names[family]
         for student_name, student in FASHION_STUDENTS[family].items():
@@ -499,9 +499,6 @@ SECTIONS = {
     "fashion-latency": fashion_latency,
     "fashion-distill-cnn": lambda root, say: fashion_distill(root, say, "CNN"),
     "fashion-distill-wide-mlp": lambda root, say: fashion_distill(root, say, "wide-MLP"),
-    "fashion-distill-cnn-seeds": lambda root, say: fashion_distill_one_teacher(
-        root, say, FASHION_STUDENTS["CNN"], FASHION_DISTILL_EPOCHS["CNN"],
-        "the seed-0 CNN teacher, student seeds"),
     "fashion-distill-mlp-from-cnn": lambda root, say: fashion_distill_one_teacher(
         root, say, FASHION_CROSS_STUDENTS, FASHION_CROSS_EPOCHS,
         "CNN teacher into an MLP student"),

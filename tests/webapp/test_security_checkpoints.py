@@ -95,6 +95,9 @@ def test_a_row_pointing_outside_the_media_folder_serves_nothing(owner_client, ma
 # --- compression source ------------------------------------------------------------------------
 
 
+# Committed rows: the job's reporter writes from its own thread (the system metrics' last
+# reading, at least), which a test transaction would hide the job's row from.
+@pytest.mark.django_db(transaction=True)
 def test_compressing_a_tampered_source_fails_with_a_clear_error(owner, trained):
     # given a compression job queued from an intact source
     job = create_compression(owner, trained, "pruned",

@@ -114,16 +114,19 @@
       const [x0, x1] = event["xaxis.range"] || [event["xaxis.range[0]"], event["xaxis.range[1]"]];
       if (x0 === undefined) return;
       const params = new URLSearchParams({keys, x0: Math.floor(x0), x1: Math.ceil(x1)});
-      fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
-        .then((r) => r.json())
-        .then((data) => {
-          redraw(id, data.metrics, x0, x1);
-          state.refines = (state.refines || 0) + 1;
-          state.zoomPoints = Object.values(data.metrics).reduce((n, m) => n + m.steps.length, 0);
-        });
+      getMetrics(params).then((data) => {
+        redraw(id, data.metrics, x0, x1);
+        state.refines = (state.refines || 0) + 1;
+        state.zoomPoints = Object.values(data.metrics).reduce((n, m) => n + m.steps.length, 0);
+      });
     });
   }
   Object.keys(charts).forEach(refineOnZoom);
+
+  function getMetrics(params) {
+    return fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
+      .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); });
+  }
 
   function fromColumns(series) {
     const out = {};
@@ -222,8 +225,7 @@
     // From the lowest of the metrics' last steps: system metrics count seconds, not steps.
     const last = Object.values(lastStep);
     if (last.length) params.set("x0", Math.min(...last));
-    fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
-      .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
+    getMetrics(params)
       .then((data) => {
         // A metric first seen now may have points before x0 in the missed messages: fetch
         // those metrics whole (lines are drawn in step order, so before the newer points).
@@ -233,9 +235,9 @@
           Object.entries(data.metrics).filter(([key]) => key in lastStep));
         addPoints(fromColumns(seen));
         const whole = new URLSearchParams({keys: fresh.join(",")});
-        return fetch(`/experiments/${run.id}/metrics/?${whole}`, {credentials: "same-origin"})
-          .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
-          .then((more) => { addPoints(fromColumns(more.metrics)); return data; });
+        return getMetrics(whole).then((more) => {
+          addPoints(fromColumns(more.metrics)); return data;
+        });
       })
       .then((data) => {
         if (state.seq === null || data.seq > state.seq) state.seq = data.seq;

@@ -81,7 +81,6 @@ def test_a_valid_form_queues_a_compress_job_as_a_child(owner_client, make_experi
     assert len(callbacks) == 2  # the Celery enqueue and the list-page event
 
 
-
 def test_an_image_cnn_teacher_may_teach_an_mlp_student(owner_client, make_experiment,
                                                        django_capture_on_commit_callbacks):
     # given a finished Fashion-MNIST CNN run (an MLP reads the same images, flattened)
@@ -101,6 +100,7 @@ def test_an_image_cnn_teacher_may_teach_an_mlp_student(owner_client, make_experi
     target = job.experiment_spec
     assert (target.model.arch, target.model.hidden_sizes) == ("mlp", (16,))
     assert target.data == source.experiment_spec.data
+
 
 @pytest.mark.parametrize("changes, field, message", [
     ({"sparsity": "1.2"}, "sparsity", "between 0 and 1"),

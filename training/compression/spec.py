@@ -187,19 +187,20 @@ class CompressionSpec(_Section):
 
 @dataclass(frozen=True)
 class _FlatFields(_Section):
-    """The scalar fields of CompressionSpec, converted and checked by the shared machinery."""
+    """The scalar fields of CompressionSpec, converted and checked by the shared machinery
+    (with CompressionSpec's defaults: they are stated once, there)."""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = CompressionSpec.choices
-    source: int = 0
-    method: str = "prune_weights"
-    sparsity: float = 0.5
-    scope: str = "global"
-    steps: int = 1
-    finetune_epochs: int = 2
-    lr: float = 0.0
-    temperature: float = 2.0
-    alpha: float = 0.5
-    epochs: int = 15
+    source: int = CompressionSpec.source
+    method: str = CompressionSpec.method
+    sparsity: float = CompressionSpec.sparsity
+    scope: str = CompressionSpec.scope
+    steps: int = CompressionSpec.steps
+    finetune_epochs: int = CompressionSpec.finetune_epochs
+    lr: float = CompressionSpec.lr
+    temperature: float = CompressionSpec.temperature
+    alpha: float = CompressionSpec.alpha
+    epochs: int = CompressionSpec.epochs
 
     @classmethod
     def from_dict_collect(cls, data: Mapping[str, Any], prefix: str,

@@ -149,7 +149,6 @@ def _unknown_label(series: pd.Series) -> pd.Series:
 def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | None = None,
                   title: str = "") -> Prepared:
     """Check and clean a table into features (or texts) and labels, counting every change."""
-
     limits = limits or Limits()
     if len(frame) > limits.max_rows:
         raise UploadError("file", f"{len(frame)} rows: the limit is {limits.max_rows}")
@@ -282,7 +281,6 @@ def _number(value: Any) -> float:
 
 def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[str]]:
     """Targets from the label column: class indices and names, or float values."""
-
     if task == "regression":
         values = _numbers(series)
         if values.isna().any():

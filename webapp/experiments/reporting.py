@@ -291,7 +291,8 @@ class Flusher:
 
         while True:
             try:
-                client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None)
+                client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None,
+                                              decode_responses=True)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(events.nudge_channel())
                 for message in pubsub.listen():
@@ -300,7 +301,7 @@ class Flusher:
                     with self._lock:
                         reporters = list(self._open)
                     for reporter in reporters:
-                        if str(reporter.experiment_id) == _text(message.get("data")):
+                        if str(reporter.experiment_id) == message["data"]:
                             reporter.stop_requested = True
                     self._polled_at = -math.inf
                     self.wake()
@@ -414,7 +415,3 @@ class Flusher:
             if watched and reporter.watched is False:
                 reporter.sent_at = -math.inf
             reporter.watched = watched
-
-
-def _text(data: Any) -> str:
-    return data.decode() if isinstance(data, bytes) else str(data)

@@ -96,6 +96,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # Tests on a file, not Django's default shared-cache in-memory database: there, a write
+    # that meets another thread's (a worker's reporter flushes from its own thread) fails at
+    # once with "database table is locked" instead of waiting out the timeout above.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-fitboard.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

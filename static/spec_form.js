@@ -1,23 +1,32 @@
-// New-experiment form: show only the model fields that apply to the chosen architecture
-// (the server's ARCH_FIELDS map), and hide a fieldset left with no visible field. Hidden fields
-// are still submitted, so the spec keeps their values.
+// Spec forms (new experiment, compression): show only the fields that apply to the current
+// choices. The server's map (from the spec's field metadata) says, per field, which values of
+// which other fields it applies to; all must hold. A fieldset left with no visible field hides
+// too. Hidden fields are still submitted, so the spec keeps their values.
 (function () {
   "use strict";
-  const map = JSON.parse(document.getElementById("arch-fields").textContent);
-  const arch = document.querySelector("select[name=arch]");
-  if (!arch) return;
+  const source = document.getElementById("field-applies");
+  const form = document.querySelector("form.spec-form");
+  if (!source || !form) return;
+  const applies = JSON.parse(source.textContent);
+  const valueOf = (name) => {
+    const input = form.querySelector(`[name="${name}"]`);
+    return input ? input.value : null;
+  };
 
   function update() {
-    for (const [name, archs] of Object.entries(map)) {
-      const input = document.querySelector(`[name="${name}"]`);
+    for (const [name, conditions] of Object.entries(applies)) {
+      const input = form.querySelector(`[name="${name}"]`);
       const field = input && input.closest(".field");
+      if (!field) continue;
+      const shown = Object.entries(conditions).every(
+        ([control, values]) => valueOf(control) === null || values.includes(valueOf(control)));
       // A field with an error stays visible, so the message is never hidden.
-      if (field) field.hidden = !archs.includes(arch.value) && !field.classList.contains("has-error");
+      field.hidden = !shown && !field.classList.contains("has-error");
     }
-    for (const fieldset of document.querySelectorAll(".spec-form fieldset")) {
+    for (const fieldset of form.querySelectorAll("fieldset")) {
       fieldset.hidden = !fieldset.querySelector(".field:not([hidden])");
     }
   }
-  arch.addEventListener("change", update);
+  form.addEventListener("change", update);
   update();
 })();

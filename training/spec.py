@@ -17,9 +17,27 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from training.data.catalog import DatasetInfo, dataset_info
+from training.fieldmeta import meta, range_problems
 
 SPEC_VERSION = 1
 MAX_DEVICES = 64  # data-parallel processes one run may ask for
+
+# Form legends, in the order the form shows them.
+_DATA = "Data"
+_AUGMENT = "Augmentation (images, training batches only)"
+_MODEL = "Model"
+_TEXT = "Text input"
+_OPTIM = "Loss and optimizer"
+_OPTIM_OPTIONS = "Loss and optimizer options"
+_SCHEDULE = "Learning-rate schedule"
+_RUN = "Run"
+_CONTROL = "Training control"
+FIELDSET_ORDER = (_DATA, _AUGMENT, _MODEL, _TEXT, _OPTIM, _OPTIM_OPTIONS, _SCHEDULE, _RUN,
+                  _CONTROL)
+# Architectures that share fields (what each model field applies to, for the form).
+_CONV = ("cnn", "resnet")
+_RNN = ("lstm", "gru")
+_TEXT_MODELS = ("lstm", "gru", "transformer")
 
 
 class SpecError(ValueError):
@@ -61,9 +79,10 @@ class _Section:
             except (ValueError, OverflowError) as exc:
                 errors[prefix + name] = str(exc) if isinstance(exc, ValueError) else "too large"
         # Range checks run too (on defaults where a value did not convert), so every bad field
-        # of the section is reported at once.
+        # of the section is reported at once: the field's declared range first, then the
+        # section's own checks across fields.
         section = cls(**values)
-        for name, message in section.problems().items():
+        for name, message in {**section.problems(), **range_problems(section)}.items():
             errors.setdefault(prefix + name, message)
         if errors:
             raise SpecError(errors)
@@ -86,13 +105,18 @@ def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
     if type_name == "int":
         if isinstance(value, bool) or not isinstance(value, int | str | float):
             raise ValueError("must be a whole number")
+        if isinstance(value, int):
+            return value  # exact: a float round trip would change integers past 2**53
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass  # "3.0" and "1e3" are whole numbers too
         try:
             number = float(value)
         except ValueError:
             raise ValueError("must be a whole number") from None
-        except OverflowError:  # an int past float's range (a float string gives inf instead)
-            raise ValueError("is far too large") from None
-        if not number.is_integer():
+        if not math.isfinite(number) or not number.is_integer():
             raise ValueError("must be a whole number")
         return int(number)
     if type_name == "float":
@@ -118,12 +142,9 @@ def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
         if not isinstance(items, list | tuple) or not items:
             raise ValueError("must be a list of whole numbers, e.g. 128, 64")
         try:
-            numbers = [float(x) for x in items]
-        except (TypeError, ValueError, OverflowError):
+            sizes = tuple(_coerce(x, "int", None) for x in items)
+        except ValueError:
             raise ValueError("must be a list of whole numbers, e.g. 128, 64") from None
-        if not all(math.isfinite(x) and x.is_integer() for x in numbers):
-            raise ValueError("must be a list of whole numbers, e.g. 128, 64")
-        sizes = tuple(int(x) for x in numbers)
         if any(s <= 0 for s in sizes):
             raise ValueError("every size must be positive")
         return sizes
@@ -135,19 +156,38 @@ class DataSpec(_Section):
     """Which data, and how it is split."""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
-    dataset: str = "digits"  # a name from training.data.catalog, or "upload:<id>"
-    val_fraction: float = 0.2  # share of the rows left after the test cut, in (0, 1)
+    # a name from training.data.catalog, or "upload:<id>"
+    dataset: str = field(default="digits", metadata=meta("Dataset", fieldset=_DATA))
+    # share of the rows left after the test cut
+    val_fraction: float = field(default=0.2, metadata=meta(
+        "Validation fraction", help="share of rows held out", min=0.0, max=1.0,
+        min_exclusive=True, max_exclusive=True, fieldset=_DATA))
     # Train on a seeded, class-stratified sample of this many rows (before the validation split),
     # so a run on a large set stays short on a CPU; 0 = every row.
-    subset: int = 0
+    subset: int = field(default=0, metadata=meta(
+        "Subset (rows)", help="train on a stratified sample of this many rows; 0 = all",
+        min=0, max=100_000_000, unit="rows", fieldset=_DATA))
     # Share of all rows held out, stratified, for one evaluation at the end; 0 = no test split.
     # MNIST and Fashion-MNIST ignore it: their own test file is the test split.
-    test_fraction: float = 0.0
+    test_fraction: float = field(default=0.0, metadata=meta(
+        "Test fraction", help="held out and evaluated once at the end; 0 = none. MNIST and "
+        "Fashion-MNIST use their official test set", min=0.0, max=1.0, max_exclusive=True,
+        fieldset=_DATA))
     # Augmentation of training batches (images only; validation and test data never change).
-    augment_crop: int = 0  # pixels of zero padding before a random crop back to size; 0 = off
-    augment_flip: bool = False  # mirror half the images left to right
-    augment_rotation: float = 0.0  # largest random rotation, in degrees either way; 0 = off
-    augment_noise: float = 0.0  # std of Gaussian noise on normalised pixels; 0 = off
+    # pixels of zero padding before a random crop back to size; 0 = off
+    augment_crop: int = field(default=0, metadata=meta(
+        "Random crop padding", help="0 = off", min=0, max=64, unit="pixels", fieldset=_AUGMENT))
+    # mirror half the images left to right
+    augment_flip: bool = field(default=False, metadata=meta("Horizontal flip",
+                                                            fieldset=_AUGMENT))
+    # largest random rotation, in degrees either way; 0 = off
+    augment_rotation: float = field(default=0.0, metadata=meta(
+        "Rotation", help="largest angle either way; 0 = off", min=0.0, max=180.0,
+        unit="degrees", fieldset=_AUGMENT))
+    # std of Gaussian noise on normalised pixels; 0 = off
+    augment_noise: float = field(default=0.0, metadata=meta(
+        "Gaussian noise", help="std on normalised pixels; 0 = off", min=0.0, max=10.0,
+        unit="standard deviations", fieldset=_AUGMENT))
 
     def problems(self) -> dict[str, str]:
         errors = {}
@@ -155,18 +195,6 @@ class DataSpec(_Section):
             dataset_info(self.dataset)
         except KeyError as exc:
             errors["dataset"] = str(exc.args[0])
-        if not 0.0 < self.val_fraction < 1.0:
-            errors["val_fraction"] = "must be between 0 and 1 (exclusive)"
-        if not 0.0 <= self.test_fraction < 1.0:
-            errors["test_fraction"] = "must be at least 0 and below 1"
-        if self.subset < 0:
-            errors["subset"] = "must not be negative (0 = every row)"
-        if not 0 <= self.augment_crop <= 64:
-            errors["augment_crop"] = "must be between 0 and 64 pixels"
-        if not 0.0 <= self.augment_rotation <= 180.0:
-            errors["augment_rotation"] = "must be between 0 and 180 degrees"
-        if not 0.0 <= self.augment_noise <= 10.0:
-            errors["augment_noise"] = "must be between 0 and 10"
         return errors
 
     @property
@@ -185,56 +213,89 @@ class ModelSpec(_Section):
         "activation": ("relu", "gelu", "tanh"),
         "positional": ("learned", "sinusoidal"),
     }
-    arch: str = "cnn"
-    hidden_sizes: tuple[int, ...] = (128,)  # MLP hidden layer widths, input to output
-    activation: str = "relu"
-    width: int = 32  # CNN channels in the first block, ResNet in the first stage; doubled per block
-    blocks: int = 2  # CNN convolution blocks; ResNet stages (each after the first halves the size)
-    depth: int = 2  # ResNet residual blocks per stage (two 3×3 convolutions each)
-    batch_norm: bool = True  # CNN and ResNet: BatchNorm2d after each convolution
-    dropout: float = 0.0  # probability, before the classifier head (and between RNN layers)
+    arch: str = field(default="cnn", metadata=meta(
+        "Model", fieldset=_MODEL, choice_labels={
+            "mlp": "MLP", "cnn": "CNN", "resnet": "ResNet", "lstm": "LSTM", "gru": "GRU",
+            "transformer": "Transformer (from scratch)",
+            "pretrained": "Pretrained (Hugging Face)"}))
+    # MLP hidden layer widths, input to output
+    hidden_sizes: tuple[int, ...] = field(default=(128,), metadata=meta(
+        "MLP hidden sizes", help="e.g. 256, 128; at most 16 layers", min=1, max=65536,
+        unit="units", fieldset=_MODEL, applies={"arch": ("mlp",)}))
+    # the nonlinearity between layers (MLP, CNN, ResNet, Transformer feed-forward)
+    activation: str = field(default="relu", metadata=meta(
+        "Activation", fieldset=_MODEL, choice_labels={"relu": "ReLU", "gelu": "GELU",
+                                                      "tanh": "tanh"}))
+    # CNN channels in the first block, ResNet in the first stage; doubled per block
+    width: int = field(default=32, metadata=meta(
+        "Width", help="channels of the first block or stage", min=1, max=1024, unit="channels",
+        fieldset=_MODEL, applies={"arch": _CONV}))
+    # CNN convolution blocks; ResNet stages (each after the first halves the size)
+    blocks: int = field(default=2, metadata=meta(
+        "Blocks / stages", help="CNN blocks, or ResNet stages; each halves the size", min=1,
+        max=6, fieldset=_MODEL, applies={"arch": _CONV}))
+    # ResNet residual blocks per stage (two 3×3 convolutions each)
+    depth: int = field(default=2, metadata=meta(
+        "ResNet depth", help="residual blocks per stage", min=1, max=32, fieldset=_MODEL,
+        applies={"arch": ("resnet",)}))
+    # CNN and ResNet: BatchNorm2d after each convolution
+    batch_norm: bool = field(default=True, metadata=meta(
+        "Batch normalization", fieldset=_MODEL, applies={"arch": _CONV}))
+    # probability, before the classifier head (and between RNN layers)
+    dropout: float = field(default=0.0, metadata=meta(
+        "Dropout", help="probability before the output layer", min=0.0, max=1.0,
+        max_exclusive=True, fieldset=_MODEL))
     # Text models (LSTM, GRU, Transformer from scratch) read ids from a word vocabulary built
     # from the training split; a pretrained model uses its own tokenizer.
-    max_length: int = 64  # tokens per text; longer texts are cut
-    vocab_size: int = 20000  # words kept in the vocabulary, most frequent first (with <pad>, <unk>)
-    min_freq: int = 2  # a word must occur this often in the training split to get its own id
-    embed_dim: int = 128  # LSTM/GRU embedding size; Transformer model width
-    hidden_size: int = 128  # LSTM/GRU hidden units per direction
-    layers: int = 1  # LSTM/GRU/Transformer stacked layers
-    bidirectional: bool = True  # LSTM/GRU: read the text in both directions
-    heads: int = 4  # Transformer attention heads; must divide embed_dim
-    positional: str = "learned"  # Transformer position embedding: learned or sinusoidal (fixed)
+    # tokens per text; longer texts are cut
+    max_length: int = field(default=64, metadata=meta(
+        "Max length", help="longer texts are cut", min=1, max=4096, unit="tokens",
+        fieldset=_TEXT, applies={"arch": _TEXT_MODELS + ("pretrained",)}))
+    # words kept in the vocabulary, most frequent first (with <pad>, <unk>)
+    vocab_size: int = field(default=20000, metadata=meta(
+        "Vocabulary size", help="most frequent words kept", min=3, max=1_000_000, unit="words",
+        fieldset=_TEXT, applies={"arch": _TEXT_MODELS}))
+    # a word must occur this often in the training split to get its own id
+    min_freq: int = field(default=2, metadata=meta(
+        "Min word frequency", help="rarer words become <unk>", min=1, max=1_000_000,
+        unit="occurrences", fieldset=_TEXT, applies={"arch": _TEXT_MODELS}))
+    # LSTM/GRU embedding size; Transformer model width
+    embed_dim: int = field(default=128, metadata=meta(
+        "Embedding size", help="Transformer: the model width", min=1, max=4096, unit="units",
+        fieldset=_MODEL, applies={"arch": _TEXT_MODELS}))
+    # LSTM/GRU hidden units per direction
+    hidden_size: int = field(default=128, metadata=meta(
+        "Hidden size", help="per direction", min=1, max=4096, unit="units", fieldset=_MODEL,
+        applies={"arch": _RNN}))
+    # LSTM/GRU/Transformer stacked layers
+    layers: int = field(default=1, metadata=meta(
+        "Layers", min=1, max=24, unit="layers", fieldset=_MODEL,
+        applies={"arch": _TEXT_MODELS}))
+    # LSTM/GRU: read the text in both directions
+    bidirectional: bool = field(default=True, metadata=meta(
+        "Bidirectional", fieldset=_MODEL, applies={"arch": _RNN}))
+    # Transformer attention heads; must divide embed_dim
+    heads: int = field(default=4, metadata=meta(
+        "Attention heads", help="must divide the embedding size", min=1, max=64,
+        fieldset=_MODEL, applies={"arch": ("transformer",)}))
+    # Transformer position embedding: learned or sinusoidal (fixed)
+    positional: str = field(default="learned", metadata=meta(
+        "Position embedding", fieldset=_MODEL, applies={"arch": ("transformer",)},
+        choice_labels={"learned": "Learned", "sinusoidal": "Sinusoidal (fixed)"}))
     # Hugging Face AutoModelForSequenceClassification: a hub name or a local directory.
-    pretrained: str = "sentence-transformers/all-MiniLM-L6-v2"
-    freeze_encoder: bool = False  # pretrained: train only the new classifier head
+    pretrained: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata=meta(
+        "Pretrained model", help="Hugging Face hub name or a local model directory",
+        fieldset=_MODEL, applies={"arch": ("pretrained",)}))
+    # pretrained: train only the new classifier head
+    freeze_encoder: bool = field(default=False, metadata=meta(
+        "Freeze the encoder", help="train only the new classifier head", fieldset=_MODEL,
+        applies={"arch": ("pretrained",)}))
 
     def problems(self) -> dict[str, str]:
         errors = {}
-        if not 0.0 <= self.dropout < 1.0:
-            errors["dropout"] = "must be in [0, 1)"
-        if not 1 <= self.width <= 1024:
-            errors["width"] = "must be between 1 and 1024"
-        if not 1 <= self.blocks <= 6:
-            errors["blocks"] = "must be between 1 and 6"
-        if not 1 <= self.depth <= 32:
-            errors["depth"] = "must be between 1 and 32"
-        if any(s > 65536 for s in self.hidden_sizes) or len(self.hidden_sizes) > 16:
-            errors["hidden_sizes"] = "at most 16 layers of at most 65536 units"
-        if not 1 <= self.max_length <= 4096:
-            errors["max_length"] = "must be between 1 and 4096 tokens"
-        if not 3 <= self.vocab_size <= 1_000_000:
-            errors["vocab_size"] = "must be between 3 and 1,000,000 words"
-        if not 1 <= self.min_freq <= 1_000_000:
-            errors["min_freq"] = "must be at least 1"
-        if not 1 <= self.embed_dim <= 4096:
-            errors["embed_dim"] = "must be between 1 and 4096"
-        if not 1 <= self.hidden_size <= 4096:
-            errors["hidden_size"] = "must be between 1 and 4096"
-        if not 1 <= self.layers <= 24:
-            errors["layers"] = "must be between 1 and 24"
-        if not 1 <= self.heads <= 64:
-            errors["heads"] = "must be between 1 and 64"
-        elif self.arch == "transformer" and self.embed_dim % self.heads:
+        if len(self.hidden_sizes) > 16:
+            errors["hidden_sizes"] = "at most 16 layers"
+        if self.arch == "transformer" and self.embed_dim % self.heads:
             errors["heads"] = f"must divide the embedding size ({self.embed_dim})"
         if self.arch == "pretrained" and not _PRETRAINED_NAME.fullmatch(self.pretrained):
             errors["pretrained"] = (
@@ -257,40 +318,56 @@ class OptimSpec(_Section):
         "optimizer": ("adam", "adamw", "sgd", "rmsprop"),
         "class_weights": ("none", "balanced"),
     }
-    loss: str = "cross_entropy"
-    optimizer: str = "adam"
-    lr: float = 1e-3  # learning rate, per step (the peak when a schedule varies it)
-    momentum: float = 0.9  # SGD only
+    loss: str = field(default="cross_entropy", metadata=meta(
+        "Loss", fieldset=_OPTIM, choice_labels={
+            "cross_entropy": "Cross-entropy (classification)", "mse": "MSE (regression)",
+            "mae": "MAE / L1 (regression)", "huber": "Huber (regression)"}))
+    optimizer: str = field(default="adam", metadata=meta(
+        "Optimizer", fieldset=_OPTIM, choice_labels={
+            "adam": "Adam", "adamw": "AdamW (decoupled weight decay)", "sgd": "SGD with momentum",
+            "rmsprop": "RMSprop"}))
+    # learning rate, per step (the peak when a schedule varies it)
+    lr: float = field(default=1e-3, metadata=meta(
+        "Learning rate", help="per step; the peak when a schedule varies it", min=1e-8, max=10.0,
+        fieldset=_OPTIM))
+    # SGD only
+    momentum: float = field(default=0.9, metadata=meta(
+        "Momentum", help="SGD only", min=0.0, max=1.0, max_exclusive=True, fieldset=_OPTIM,
+        applies={"optimizer": ("sgd",)}))
     # L2 penalty coefficient: added to the gradient as weight_decay × w by every optimizer but
     # AdamW, which shrinks the weights directly (decoupled), by lr × weight_decay per step.
-    weight_decay: float = 0.0
-    nesterov: bool = False  # SGD only: Nesterov momentum (needs momentum > 0)
-    label_smoothing: float = 0.0  # cross-entropy only: target share spread over all classes
+    weight_decay: float = field(default=0.0, metadata=meta(
+        "Weight decay (L2)", help="penalty coefficient; AdamW: shrink per step × lr", min=0.0,
+        max=10.0, fieldset=_OPTIM))
+    # SGD only: Nesterov momentum (needs momentum > 0)
+    nesterov: bool = field(default=False, metadata=meta(
+        "Nesterov momentum (SGD)", fieldset=_OPTIM_OPTIONS, applies={"optimizer": ("sgd",)}))
+    # cross-entropy only: target share spread over all classes
+    label_smoothing: float = field(default=0.0, metadata=meta(
+        "Label smoothing", help="cross-entropy: share of the target spread over all classes",
+        min=0.0, max=1.0, max_exclusive=True, fieldset=_OPTIM_OPTIONS,
+        applies={"loss": ("cross_entropy",)}))
     # Cross-entropy only: "balanced" weighs class c by rows / (classes × rows of c) in the
     # training split, so rare classes count as much as common ones.
-    class_weights: str = "none"
-    huber_delta: float = 1.0  # Huber only: quadratic below, linear above; standardised units
+    class_weights: str = field(default="none", metadata=meta(
+        "Class weights (cross-entropy)", fieldset=_OPTIM_OPTIONS,
+        applies={"loss": ("cross_entropy",)},
+        choice_labels={"none": "None", "balanced": "Balanced (from the training split)"}))
+    # Huber only: quadratic below, linear above; standardised units
+    huber_delta: float = field(default=1.0, metadata=meta(
+        "Huber delta", help="where the loss turns linear", min=1e-6, max=100.0,
+        unit="standard deviations", fieldset=_OPTIM_OPTIONS, applies={"loss": ("huber",)}))
 
     def problems(self) -> dict[str, str]:
         errors = {}
-        if not 0.0 < self.lr <= 10.0:
-            errors["lr"] = "must be greater than 0 (and at most 10)"
-        if not 0.0 <= self.momentum < 1.0:
-            errors["momentum"] = "must be in [0, 1)"
-        if self.weight_decay < 0:
-            errors["weight_decay"] = "must not be negative"
         if self.nesterov and self.optimizer != "sgd":
             errors["nesterov"] = "Nesterov momentum applies to SGD only"
         elif self.nesterov and self.momentum == 0:
             errors["nesterov"] = "Nesterov momentum needs a momentum above 0"
-        if not 0.0 <= self.label_smoothing < 1.0:
-            errors["label_smoothing"] = "must be in [0, 1)"
-        elif self.label_smoothing > 0 and self.loss != "cross_entropy":
+        if self.label_smoothing > 0 and self.loss != "cross_entropy":
             errors["label_smoothing"] = "applies to cross-entropy only: set it to 0"
         if self.class_weights != "none" and self.loss != "cross_entropy":
             errors["class_weights"] = "apply to cross-entropy only: choose none"
-        if not 0.0 < self.huber_delta <= 100.0:
-            errors["huber_delta"] = "must be greater than 0 (and at most 100)"
         return errors
 
 
@@ -303,35 +380,52 @@ class ScheduleSpec(_Section):
         "kind": ("constant", "step", "exponential", "cosine", "one_cycle", "plateau"),
         "warmup_unit": ("steps", "epochs"),
     }
-    kind: str = "constant"
-    warmup: int = 0  # linear warmup length in warmup_unit; 0 = off
-    warmup_unit: str = "steps"  # optimizer steps or epochs
-    step_epochs: int = 10  # step decay: epochs between two decays
-    step_factor: float = 0.1  # step decay: lr multiplier at each decay
-    decay_per_epoch: float = 0.95  # exponential: lr multiplier per epoch, spread over its steps
-    min_lr: float = 0.0  # cosine: the lr reached at the end of the run
-    pct_start: float = 0.3  # one-cycle: share of its steps spent rising to optim.lr
-    plateau_factor: float = 0.1  # reduce-on-plateau: lr multiplier when the metric stalls
-    plateau_patience: int = 3  # reduce-on-plateau: epochs without improvement before reducing
+    kind: str = field(default="constant", metadata=meta(
+        "Schedule", fieldset=_SCHEDULE, form_name="schedule", choice_labels={
+            "constant": "Constant", "step": "Step decay", "exponential": "Exponential decay",
+            "cosine": "Cosine annealing", "one_cycle": "One-cycle",
+            "plateau": "Reduce on plateau"}))
+    # linear warmup length in warmup_unit; 0 = off
+    warmup: int = field(default=0, metadata=meta(
+        "Linear warmup", help="length in the unit below, in front of the schedule; 0 = off",
+        min=0, max=1_000_000, unit="steps or epochs", fieldset=_SCHEDULE))
+    # optimizer steps or epochs
+    warmup_unit: str = field(default="steps", metadata=meta("Warmup unit", fieldset=_SCHEDULE))
+    # step decay: epochs between two decays
+    step_epochs: int = field(default=10, metadata=meta(
+        "Step decay: epochs between decays", min=1, max=10000, unit="epochs",
+        fieldset=_SCHEDULE, applies={"kind": ("step",)}))
+    # step decay: lr multiplier at each decay
+    step_factor: float = field(default=0.1, metadata=meta(
+        "Step decay: factor", help="learning rate multiplier at each decay", min=0.0, max=1.0,
+        min_exclusive=True, max_exclusive=True, fieldset=_SCHEDULE,
+        applies={"kind": ("step",)}))
+    # exponential: lr multiplier per epoch, spread over its steps
+    decay_per_epoch: float = field(default=0.95, metadata=meta(
+        "Exponential: factor per epoch", min=0.0, max=1.0, min_exclusive=True,
+        max_exclusive=True, fieldset=_SCHEDULE, applies={"kind": ("exponential",)}))
+    # cosine: the lr reached at the end of the run
+    min_lr: float = field(default=0.0, metadata=meta(
+        "Cosine: final learning rate", help="per step", min=0.0, max=10.0, fieldset=_SCHEDULE,
+        applies={"kind": ("cosine",)}))
+    # one-cycle: share of its steps spent rising to optim.lr
+    pct_start: float = field(default=0.3, metadata=meta(
+        "One-cycle: rising share", help="share of the steps spent rising to the learning rate",
+        min=0.0, max=1.0, min_exclusive=True, max_exclusive=True, fieldset=_SCHEDULE,
+        applies={"kind": ("one_cycle",)}))
+    # reduce-on-plateau: lr multiplier when the metric stalls
+    plateau_factor: float = field(default=0.1, metadata=meta(
+        "Plateau: factor", help="multiplier when the monitored metric stalls", min=0.0, max=1.0,
+        min_exclusive=True, max_exclusive=True, fieldset=_SCHEDULE,
+        applies={"kind": ("plateau",)}))
+    # reduce-on-plateau: epochs without improvement before reducing
+    plateau_patience: int = field(default=3, metadata=meta(
+        "Plateau: patience", help="without improvement before reducing", min=0, max=10000,
+        unit="epochs", fieldset=_SCHEDULE, applies={"kind": ("plateau",)}))
 
     def warmup_steps(self, steps_per_epoch: int) -> int:
         """The warmup's length in optimizer steps."""
         return self.warmup * (steps_per_epoch if self.warmup_unit == "epochs" else 1)
-
-    def problems(self) -> dict[str, str]:
-        errors = {}
-        if not 0 <= self.warmup <= 1_000_000:
-            errors["warmup"] = "must be between 0 and 1000000"
-        if not 1 <= self.step_epochs <= 10000:
-            errors["step_epochs"] = "must be between 1 and 10000"
-        for name in ("step_factor", "decay_per_epoch", "plateau_factor", "pct_start"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                errors[name] = "must be between 0 and 1 (exclusive)"
-        if self.min_lr < 0:
-            errors["min_lr"] = "must not be negative"
-        if not 0 <= self.plateau_patience <= 10000:
-            errors["plateau_patience"] = "must be between 0 and 10000"
-        return errors
 
 
 @dataclass(frozen=True)
@@ -341,13 +435,9 @@ class RegularizationSpec(_Section):
 
     # L1 penalty coefficient: l1 × Σ|w| over weight matrices and kernels (not biases or
     # normalisation parameters) is added to the loss each step. Drives weights to exactly 0.
-    l1: float = 0.0
-
-    def problems(self) -> dict[str, str]:
-        errors = {}
-        if not 0.0 <= self.l1 <= 10.0:
-            errors["l1"] = "must be between 0 and 10"
-        return errors
+    l1: float = field(default=0.0, metadata=meta(
+        "L1 penalty", help="coefficient of Σ|w| added to the loss; 0 = off", min=0.0, max=10.0,
+        fieldset=_CONTROL))
 
 
 @dataclass(frozen=True)
@@ -359,41 +449,62 @@ class RunSpec(_Section):
         "monitor": ("auto", "val_loss", "val_acc", "val_rmse", "val_mae"),
         "precision": ("auto", "bf16", "fp32"),
     }
-    epochs: int = 15
-    batch_size: int = 64  # rows per batch; an optimizer step takes grad_accumulation batches
-    seed: int = 0  # seeds the split, initialisation and shuffling
-    device: str = "auto"  # auto: CUDA when present, else CPU
-    grad_clip: float = 0.0  # max global gradient norm; 0 = off
-    early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = off
+    epochs: int = field(default=15, metadata=meta("Epochs", min=1, max=10000, unit="epochs",
+                                                  fieldset=_RUN))
+    # rows per batch; an optimizer step takes grad_accumulation batches
+    batch_size: int = field(default=64, metadata=meta(
+        "Batch size", min=1, max=1_000_000, unit="rows", fieldset=_RUN))
+    # seeds the split, initialisation and shuffling
+    seed: int = field(default=0, metadata=meta(
+        "Seed", help="seeds the split, initialisation and shuffling", min=0, max=2**32 - 1,
+        fieldset=_RUN))
+    # auto: CUDA when present, else CPU
+    device: str = field(default="auto", metadata=meta(
+        "Device", help="auto: a GPU worker's GPU, else the CPU; cpu runs go to CPU workers",
+        fieldset=_RUN))
+    # max global gradient norm; 0 = off
+    grad_clip: float = field(default=0.0, metadata=meta(
+        "Gradient clipping", help="max global gradient norm; 0 = off", min=0.0, max=10000.0,
+        fieldset=_RUN))
+    # epochs without val improvement before stopping; 0 = off
+    early_stopping_patience: int = field(default=0, metadata=meta(
+        "Early stopping patience",
+        help="epochs without validation improvement before stopping; 0 = off", min=0,
+        max=10000, unit="epochs", fieldset=_RUN))
     # The validation metric that picks the best epoch (best.zip), and that early stopping and
     # reduce-on-plateau watch; auto: val_acc for classification, val_loss for regression.
-    monitor: str = "auto"
-    restore_best: bool = True  # with early stopping on: end with the best epoch's weights
-    grad_accumulation: int = 1  # batches whose gradients add up to one optimizer step
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on the CPU
-    compile: bool = False  # torch.compile the model: slow to start, faster steps on a GPU
+    monitor: str = field(default="auto", metadata=meta(
+        "Monitored metric",
+        help="picks the best checkpoint; early stopping and reduce-on-plateau watch it",
+        fieldset=_CONTROL, choice_labels={
+            "auto": "Auto (accuracy, or loss for regression)", "val_loss": "Validation loss",
+            "val_acc": "Validation accuracy", "val_rmse": "Validation RMSE",
+            "val_mae": "Validation MAE"}))
+    # with early stopping on: end with the best epoch's weights
+    restore_best: bool = field(default=True, metadata=meta(
+        "Restore the best weights after early stopping", fieldset=_CONTROL))
+    # batches whose gradients add up to one optimizer step
+    grad_accumulation: int = field(default=1, metadata=meta(
+        "Gradient accumulation", help="per optimizer step", min=1, max=1024, unit="batches",
+        fieldset=_CONTROL))
+    # auto: bf16 autocast on CUDA, float32 on the CPU
+    precision: str = field(default="auto", metadata=meta(
+        "Mixed precision", fieldset=_CONTROL, choice_labels={
+            "auto": "Auto (bf16 on CUDA, float32 on CPU)", "bf16": "bf16 autocast (CUDA)",
+            "fp32": "float32"}))
+    # torch.compile the model: slow to start, faster steps on a GPU
+    compile: bool = field(default=False, metadata=meta(
+        "torch.compile", help="slow to start; faster steps on a GPU", fieldset=_CONTROL))
     # Data-parallel processes for this one run (DistributedDataParallel under torchrun): GPUs,
     # or CPU processes with the gloo backend when the device is "cpu". 1 = a plain run.
-    devices: int = 1
+    devices: int = field(default=1, metadata=meta(
+        "Devices", help="GPUs for one data-parallel run (DDP); the job waits for a worker that "
+        "has that many", min=1, max=MAX_DEVICES, unit="processes", fieldset=_RUN))
 
     def problems(self) -> dict[str, str]:
         errors = {}
-        if not 1 <= self.epochs <= 10000:
-            errors["epochs"] = "must be between 1 and 10000"
-        if not 1 <= self.batch_size <= 1_000_000:
-            errors["batch_size"] = "must be at least 1"
-        if not 0 <= self.seed < 2**32:
-            errors["seed"] = "must be between 0 and 2**32 - 1"
-        if self.grad_clip < 0:
-            errors["grad_clip"] = "must not be negative"
-        if self.early_stopping_patience < 0:
-            errors["early_stopping_patience"] = "must not be negative"
-        if not 1 <= self.grad_accumulation <= 1024:
-            errors["grad_accumulation"] = "must be between 1 and 1024"
         if self.precision == "bf16" and self.device == "cpu":
             errors["precision"] = "bf16 mixed precision needs CUDA: choose auto or fp32 on the CPU"
-        if not 1 <= self.devices <= MAX_DEVICES:
-            errors["devices"] = f"must be between 1 and {MAX_DEVICES}"
         return errors
 
 

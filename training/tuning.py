@@ -23,9 +23,10 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from training.data.catalog import dataset_info
+from training.fieldmeta import meta, range_problems
 from training.reporter import Reporter
 from training.spec import ExperimentSpec, SpecError
 
@@ -53,7 +54,10 @@ OBJECTIVES: dict[str, tuple[str, str | None]] = {
 }
 MAX_TRIALS = 10_000
 MAX_GRID_POINTS = 10_000
+GRID_COUNT_CAP = 10**18  # grid sizes are counted up to here ("more than 1e+18 points")
 MAX_PARALLELISM = 64
+MAX_TIMEOUT_S = 30 * 24 * 3600.0  # a study's time limit: 30 days
+_SEARCH = "Search"
 # TPE / GP sample at random for this many trials before modelling (Optuna's default is 10,
 # which is most of a small study's budget).
 STARTUP_TRIALS = 5
@@ -84,8 +88,26 @@ class ParamSpace:
             out["step"] = self.step
         return out
 
+    def grid_count(self) -> int:
+        """How many values grid search visits, counted without building them (a float range
+        with a tiny step has more than memory holds); at most GRID_COUNT_CAP."""
+        if self.type == "categorical":
+            return len(self.choices)
+        assert self.low is not None and self.high is not None
+        if self.type == "int":  # a log int range visits every step too, as Optuna's grid does
+            return (int(self.high) - int(self.low)) // int(self.step or 1) + 1
+        assert self.step is not None
+        # The same rounding as grid(): 0.3 / 0.1 is 2.9999999999999996 and must count 4 values.
+        ratio = (self.high - self.low) / self.step + 1e-9
+        if not math.isfinite(ratio) or ratio >= GRID_COUNT_CAP:
+            return GRID_COUNT_CAP
+        return math.floor(ratio) + 1
+
     def grid(self) -> list[Any]:
         """Every value grid search visits; call only on a valid, discrete space."""
+        count = self.grid_count()
+        if count > MAX_GRID_POINTS:  # the spec refuses such a grid; never build one
+            raise ValueError(f"the grid has {count} values; at most {MAX_GRID_POINTS}")
         if self.type == "categorical":
             return list(self.choices)
         assert self.low is not None and self.high is not None
@@ -93,7 +115,6 @@ class ParamSpace:
             step = int(self.step or 1)
             return list(range(int(self.low), int(self.high) + 1, step))
         assert self.step is not None
-        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
         # Rounded so that 0.1 * 3 is 0.3: the spec and the table show the value a user typed.
         return [round(self.low + i * self.step, 12) for i in range(count)]
 
@@ -105,16 +126,40 @@ class ParamSpace:
 class TuningSpec:
     """A study: what to vary around a base experiment, how to search, and for how long."""
 
-    base: dict[str, Any] = field(default_factory=lambda: ExperimentSpec().to_dict())
-    space: dict[str, ParamSpace] = field(default_factory=dict)  # dotted spec field → range
-    algorithm: str = "tpe"
-    objective: str = "val_acc"  # an epoch metric of the training loop
-    direction: str = "maximize"
-    n_trials: int = 20  # trials to run; 0 = until the timeout
-    timeout: float = 0.0  # seconds after the study starts when no new trial starts; 0 = none
-    parallelism: int = 1  # trials running at once
-    pruner: str = "none"
-    seed: int = 0  # seeds the sampler
+    base: dict[str, Any] = field(default_factory=lambda: ExperimentSpec().to_dict(),
+                                 metadata=meta("Base experiment", form=False))  # the source run's
+    space: dict[str, ParamSpace] = field(  # dotted spec field → range; the form's table
+        default_factory=dict, metadata=meta("Search space", form=False))
+    algorithm: str = field(default="tpe", metadata=meta(
+        "Algorithm", fieldset=_SEARCH, choice_labels={
+            "grid": "Grid", "random": "Random", "tpe": "Bayesian (TPE)",
+            "gp": "Bayesian (Gaussian process)", "cmaes": "CMA-ES"}))
+    objective: str = field(default="val_acc", metadata=meta(  # an epoch metric of the loop
+        "Objective", help="an epoch metric; accuracy is maximised, losses and errors minimised",
+        fieldset=_SEARCH, choice_labels={o: f"{o} ({d})" for o, (d, _) in OBJECTIVES.items()}))
+    # follows from the objective (the form asks only for the metric)
+    direction: str = field(default="maximize", metadata=meta("Direction", form=False))
+    n_trials: int = field(default=20, metadata=meta(  # trials to run; 0 = until the timeout
+        "Trials", help="0 = until the time limit", min=0, max=MAX_TRIALS, unit="trials",
+        fieldset=_SEARCH))
+    # seconds after the study starts when no new trial starts; 0 = none
+    timeout: float = field(default=0.0, metadata=meta(
+        "Time limit", help="no new trial starts after this; 0 = none", min=0.0,
+        max=MAX_TIMEOUT_S, unit="seconds", fieldset=_SEARCH))
+    parallelism: int = field(default=1, metadata=meta(  # trials running at once
+        "Parallelism", help="trials at once", min=1, max=MAX_PARALLELISM, unit="trials",
+        fieldset=_SEARCH))
+    pruner: str = field(default="none", metadata=meta(
+        "Pruner", fieldset=_SEARCH, choice_labels={
+            "none": "None", "median": "Median (stop below the median of earlier trials)",
+            "hyperband": "Hyperband (successive halving)"}))
+    seed: int = field(default=0, metadata=meta(  # seeds the sampler
+        "Seed", help="seeds the sampler", min=0, max=2**32 - 1, fieldset=_SEARCH))
+
+    # The allowed values of the text fields (the form's choices).
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "algorithm": ALGORITHMS, "objective": tuple(OBJECTIVES), "direction": DIRECTIONS,
+        "pruner": PRUNERS}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,24 +221,18 @@ class TuningSpec:
         errors: dict[str, str] = {}
         if not self.space:
             errors["space"] = "choose at least one field to tune"
-        if not 0 <= self.n_trials <= MAX_TRIALS:
-            errors["n_trials"] = f"must be between 0 and {MAX_TRIALS}"
-        if self.timeout < 0:
-            errors["timeout"] = "must not be negative"
         if self.n_trials == 0 and self.timeout == 0:
             errors["n_trials"] = "give a number of trials, a time limit, or both"
-        if not 1 <= self.parallelism <= MAX_PARALLELISM:
-            errors["parallelism"] = f"must be between 1 and {MAX_PARALLELISM}"
-        if not 0 <= self.seed < 2**32:
-            errors["seed"] = "must be between 0 and 2**32 - 1"
+        errors.update(range_problems(self))
         if self.algorithm == "grid":
             for path, param in self.space.items():
                 if not param.is_discrete():
                     errors[f"space.{path}"] = "grid search needs a step for a float range"
             if not any(k.startswith("space.") for k in errors) and self.space:
-                if self.grid_size() > MAX_GRID_POINTS:
-                    errors["space"] = (f"the grid has {self.grid_size()} points; at most "
-                                       f"{MAX_GRID_POINTS}")
+                size = self.grid_size()
+                if size > MAX_GRID_POINTS:
+                    points = str(size) if size < GRID_COUNT_CAP else f"more than {size:.0e}"
+                    errors["space"] = f"the grid has {points} points; at most {MAX_GRID_POINTS}"
         direction, task = OBJECTIVES.get(self.objective, (self.direction, None))
         if self.direction != direction:
             errors["direction"] = f"{self.objective} should be {direction}d"
@@ -212,8 +251,10 @@ class TuningSpec:
         return {path: param.grid() for path, param in self.space.items()}
 
     def grid_size(self) -> int:
-        """How many points the grid has: the product of each parameter's number of values."""
-        return math.prod(len(values) for values in self.grid_values().values())
+        """How many points the grid has: the product of each parameter's number of values,
+        counted without building the grid (at most GRID_COUNT_CAP)."""
+        size = math.prod(param.grid_count() for param in self.space.values())
+        return min(size, GRID_COUNT_CAP)
 
     def trial_budget(self) -> int | None:
         """Trials to start at most (None: only the timeout ends the study). Grid search stops

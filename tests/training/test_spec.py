@@ -118,9 +118,11 @@ def test_it_rejects_integers_past_the_range_of_a_float_on_their_fields() -> None
     errors = errors_for({"run": {"epochs": huge}, "optim": {"lr": huge},
                          "model": {"hidden_sizes": [huge]}})
 
-    # then each field says so, instead of an OverflowError escaping
-    assert errors == {"run.epochs": "is far too large", "optim.lr": "must be a finite number",
-                      "model.hidden_sizes": "must be a list of whole numbers, e.g. 128, 64"}
+    # then each field says so, instead of an OverflowError escaping: whole numbers stay exact
+    # and meet their field's range
+    assert errors == {"run.epochs": "must be between 1 and 10,000 epochs",
+                      "optim.lr": "must be a finite number",
+                      "model.hidden_sizes": "every size must be between 1 and 65,536 units"}
 
 
 def test_it_rejects_zero_epochs() -> None:

@@ -67,4 +67,4 @@ def test_the_page_says_which_fields_each_model_uses(owner_client):
     page = owner_client.get("/experiments/new/").content.decode()
 
     # then it carries the field-to-architecture map its script reads, and the script
-    assert 'id="arch-fields"' in page and "spec_form.js" in page
+    assert 'id="field-applies"' in page and "spec_form.js" in page

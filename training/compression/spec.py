@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from training.data.catalog import dataset_info
+from training.fieldmeta import meta, range_problems
 from training.spec import ExperimentSpec, ModelSpec, SpecError, _Section
 
 METHODS = ("prune_weights", "prune_channels", "distill", "quantize_dynamic")
+_PRUNE = ("prune_weights", "prune_channels")
+# Form legends, in the order the form shows them.
+_JOB, _PRUNING, _DISTILL, _STUDENT = ("Job", "Pruning", "Distillation",
+                                      "Student model (distillation)")
+FIELDSET_ORDER = (_JOB, _PRUNING, _DISTILL, _STUDENT)
 # Architectures whose layers each method knows how to handle.
 CHANNEL_PRUNABLE = ("mlp", "cnn")  # Linear→Linear and Conv→BN→Conv chains
 # Weights in Linear and LSTM/GRU layers: an MLP's, a pretrained encoder's (attention and
@@ -47,22 +53,53 @@ class CompressionSpec(_Section):
         "method": METHODS,
         "scope": ("global", "layer"),
     }
-    source: int = 0  # id of the finished experiment to compress (the teacher, for distill)
-    method: str = "prune_weights"
-    sparsity: float = 0.5  # pruning: share of weights (or of channels) removed, in (0, 1)
-    scope: str = "global"  # pruning: rank weights/channels across all layers or in each layer
-    steps: int = 1  # pruning: steps to reach the sparsity (1 = one-shot)
-    finetune_epochs: int = 2  # pruning: fine-tuning epochs after each step (0 = none)
-    lr: float = 0.0  # fine-tuning / distillation learning rate per step; 0 = the source's
-    student: ModelSpec = field(
-        default_factory=lambda: ModelSpec(arch="mlp", hidden_sizes=(32,)))  # distill
+    # id of the finished experiment to compress (the teacher, for distill); the page's run
+    source: int = field(default=0, metadata=meta(
+        "Source run", min=1, max=2**63 - 1, form=False))
+    method: str = field(default="prune_weights", metadata=meta(
+        "Method", fieldset=_JOB, choice_labels={
+            "prune_weights": "Weight pruning (unstructured, by magnitude)",
+            "prune_channels": "Neuron / channel pruning (layers shrink)",
+            "distill": "Knowledge distillation into a smaller student",
+            "quantize_dynamic": "Dynamic int8 quantization (Linear, LSTM and GRU layers)"}))
+    # pruning: share of weights (or of channels) removed, in (0, 1)
+    sparsity: float = field(default=0.5, metadata=meta(
+        "Sparsity", help="share of weights (or channels) removed", min=0.0, max=1.0,
+        min_exclusive=True, max_exclusive=True, fieldset=_PRUNING,
+        applies={"method": _PRUNE}))
+    # pruning: rank weights/channels across all layers or in each layer
+    scope: str = field(default="global", metadata=meta(
+        "Scope", fieldset=_PRUNING, applies={"method": _PRUNE},
+        choice_labels={"global": "Global: rank across all layers", "layer": "Per layer"}))
+    # pruning: steps to reach the sparsity (1 = one-shot)
+    steps: int = field(default=1, metadata=meta(
+        "Steps", help="pruning steps to reach the sparsity; 1 = one-shot", min=1, max=20,
+        unit="steps", fieldset=_PRUNING, applies={"method": _PRUNE}))
+    # pruning: fine-tuning epochs after each step (0 = none)
+    finetune_epochs: int = field(default=2, metadata=meta(
+        "Fine-tuning epochs", help="after each pruning step; 0 = none", min=0, max=1000,
+        unit="epochs", fieldset=_PRUNING, applies={"method": _PRUNE}))
+    # fine-tuning / distillation learning rate per step; 0 = the source's
+    lr: float = field(default=0.0, metadata=meta(
+        "Learning rate", help="per step, for fine-tuning or distillation; 0 = the source's",
+        min=0.0, max=10.0, fieldset=_JOB))
+    student: ModelSpec = field(  # distill
+        default_factory=lambda: ModelSpec(arch="mlp", hidden_sizes=(32,)),
+        metadata=meta("Student", fieldset=_STUDENT, applies={"method": ("distill",)}))
     # distill: softmax temperature of the soft targets, and the soft-target term's weight
     # (1 - alpha on the labels). T=2, alpha=0.5 was the best setting on validation for every
     # Fashion-MNIST teacher in bench/compression.py; softer ones (T=4 with alpha 0.7 or 0.9)
     # lost there to the same student trained from scratch.
-    temperature: float = 2.0
-    alpha: float = 0.5
-    epochs: int = 15  # distill: student training epochs
+    temperature: float = field(default=2.0, metadata=meta(
+        "Temperature", help="softens the teacher's probabilities", min=0.01, max=100.0,
+        fieldset=_DISTILL, applies={"method": ("distill",)}))
+    alpha: float = field(default=0.5, metadata=meta(
+        "Alpha", help="weight of the teacher's soft targets; the rest on labels", min=0.0,
+        max=1.0, fieldset=_DISTILL, applies={"method": ("distill",)}))
+    epochs: int = field(default=15, metadata=meta(  # distill: student training epochs
+        "Student epochs", help="soft targets keep a student learning after labels alone would "
+        "overfit it: give it more epochs than it needs from scratch", min=1, max=10000,
+        unit="epochs", fieldset=_DISTILL, applies={"method": ("distill",)}))
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -93,23 +130,11 @@ class CompressionSpec(_Section):
         return cls(student=student, **flat)
 
     def problems(self) -> dict[str, str]:
-        errors = {}
+        errors = range_problems(self)
         if self.source < 1:
             errors["source"] = "choose the finished experiment to compress"
-        if not 0.0 < self.sparsity < 1.0:
-            errors["sparsity"] = "must be between 0 and 1 (exclusive)"
-        if not 1 <= self.steps <= 20:
-            errors["steps"] = "must be between 1 and 20"
-        if not 0 <= self.finetune_epochs <= 1000:
-            errors["finetune_epochs"] = "must be between 0 and 1000"
-        if not 0.0 <= self.lr <= 10.0:
-            errors["lr"] = "must be between 0 (the source's) and 10"
-        if not 0.0 < self.temperature <= 100.0:
-            errors["temperature"] = "must be greater than 0 (and at most 100)"
-        if not 0.0 <= self.alpha <= 1.0:
-            errors["alpha"] = "must be between 0 and 1"
-        if not 1 <= self.epochs <= 10000:
-            errors["epochs"] = "must be between 1 and 10000"
+        if 0.0 < self.lr < 1e-8:
+            errors["lr"] = "must be 0 (the source's) or at least 1e-08"
         return errors
 
     def check_source(self, source: ExperimentSpec, applied: Sequence[str] = ()) -> None:

@@ -3,86 +3,48 @@ the experiment form. The spec does the validating; each error lands on its field
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from django import forms
 
-from training.compression.spec import METHODS, CompressionSpec
+from training.compression.spec import FIELDSET_ORDER, CompressionSpec
 from training.spec import SpecError
+from webapp.experiments import spec_forms
 from webapp.experiments.compression import check_job
-from webapp.experiments.forms import FIELD_PATHS, ExperimentForm, spec_initial
 from webapp.experiments.models import Experiment
 
-METHOD_LABELS = {
-    "prune_weights": "Weight pruning (unstructured, by magnitude)",
-    "prune_channels": "Neuron / channel pruning (layers shrink)",
-    "distill": "Knowledge distillation into a smaller student",
-    "quantize_dynamic": "Dynamic int8 quantization (Linear, LSTM and GRU layers)",
-}
-# The experiment form's model fields, offered again for the student ("student_<field>").
-STUDENT_FIELDS = {f"student_{name}": path.split(".", 1)[1]
-                  for name, path in FIELD_PATHS.items() if path.startswith("model.")}
-# Form field → compression spec path; the spec's defaults are the initial values.
-FIELD_PATHS_COMPRESS = {
-    **{name: name for name in ("method", "sparsity", "scope", "steps", "finetune_epochs", "lr",
-                               "temperature", "alpha", "epochs")},
-    **{name: f"student.{field}" for name, field in STUDENT_FIELDS.items()},
-}
+# Every field of the compression spec (the student's model fields as "student_<field>"), from
+# its field metadata; the source is the page's run.
+SPEC_FIELDS = spec_forms.spec_fields(CompressionSpec)
+# Form field → compression spec path, and back.
+FIELD_PATHS_COMPRESS = {sf.name: sf.path for sf in SPEC_FIELDS}
 PATH_FIELDS_COMPRESS = {path: name for name, path in FIELD_PATHS_COMPRESS.items()}
-
-FIELDSETS = [
-    ("Job", ["name", "method", "lr"]),
-    ("Pruning", ["sparsity", "scope", "steps", "finetune_epochs"]),
-    ("Distillation", ["temperature", "alpha", "epochs"]),
-    ("Student model (distillation)", list(STUDENT_FIELDS)),
-]
+STUDENT_FIELDS = {sf.name: sf.path.removeprefix("student.") for sf in SPEC_FIELDS
+                  if sf.path.startswith("student.")}
+FIELDSETS = [(legend, ["name", *names] if legend == FIELDSET_ORDER[0] else names)
+             for legend, names in spec_forms.fieldsets(SPEC_FIELDS, FIELDSET_ORDER)]
+# Field → {controlling field: values}: pruning fields under a pruning method, the student's
+# under distillation (and then under its architecture).
+APPLIES = spec_forms.applies_map(SPEC_FIELDS)
 
 
 def compression_initial(source: Experiment) -> dict[str, Any]:
     """Initial values: the spec's defaults, and the source's model fields for the student."""
-    spec = CompressionSpec(source=source.pk)
-    model_initial = spec_initial(source.experiment_spec)
-    initial: dict[str, Any] = {"name": f"{source.name} · compressed"[:200]}
-    for name, path in FIELD_PATHS_COMPRESS.items():
-        if path.startswith("student."):
-            initial[name] = model_initial[name.removeprefix("student_")]
-        else:
-            initial[name] = getattr(spec, path)
+    spec = CompressionSpec(source=source.pk, student=source.experiment_spec.model)
+    initial: dict[str, Any] = {"name": f"{source.name} · compressed"[:200],
+                               **spec_forms.initial_values(SPEC_FIELDS, spec)}
     # A student about ten times smaller than a default teacher to start from.
-    if "student_hidden_sizes" in initial:
-        initial["student_hidden_sizes"] = "32"
-    if isinstance(initial.get("student_width"), int):
-        initial["student_width"] = max(4, initial["student_width"] // 4)
+    initial["student_hidden_sizes"] = "32"
+    initial["student_width"] = max(4, spec.student.width // 4)
     return initial
 
 
 class CompressionForm(forms.Form):
     name = forms.CharField(max_length=200)
-    method = forms.ChoiceField(choices=[(m, METHOD_LABELS.get(m, m)) for m in METHODS])
-    lr = forms.FloatField(label="Learning rate",
-                          help_text="for fine-tuning or distillation; 0 = the source's")
-    sparsity = forms.FloatField(help_text="share of weights (or channels) removed, in (0, 1)")
-    scope = forms.ChoiceField(choices=[("global", "Global: rank across all layers"),
-                                       ("layer", "Per layer")])
-    steps = forms.IntegerField(help_text="pruning steps to reach the sparsity; 1 = one-shot")
-    finetune_epochs = forms.IntegerField(label="Fine-tuning epochs",
-                                         help_text="after each pruning step; 0 = none")
-    temperature = forms.FloatField(help_text="softens the teacher's probabilities")
-    alpha = forms.FloatField(help_text="weight of the teacher's soft targets; the rest on labels")
-    epochs = forms.IntegerField(
-        label="Student epochs",
-        help_text="soft targets keep a student learning after labels alone would overfit it: "
-                  "give it more epochs than it needs from scratch")
 
     def __init__(self, *args: Any, source: Experiment, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.source = source
-        for name, field in STUDENT_FIELDS.items():
-            student_field = copy.deepcopy(ExperimentForm.base_fields[name.removeprefix("student_")])
-            student_field.label = f"Student {student_field.label or field}".replace(
-                "Student Model", "Student model")
-            self.fields[name] = student_field
         self.spec: CompressionSpec | None = None
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
@@ -92,12 +54,7 @@ class CompressionForm(forms.Form):
         cleaned = super().clean() or {}
         if any(name in self.errors for name in FIELD_PATHS_COMPRESS):
             return cleaned  # type errors already sit on their fields
-        data: dict[str, Any] = {"source": self.source.pk, "student": {}}
-        for name, path in FIELD_PATHS_COMPRESS.items():
-            if path.startswith("student."):
-                data["student"][path.split(".", 1)[1]] = cleaned.get(name)
-            else:
-                data[path] = cleaned.get(name)
+        data = {"source": self.source.pk, **spec_forms.spec_data(SPEC_FIELDS, cleaned)}
         try:
             spec = CompressionSpec.from_dict(data)
         except SpecError as exc:
@@ -112,6 +69,9 @@ class CompressionForm(forms.Form):
         for path, message in errors.items():
             self.add_error(PATH_FIELDS_COMPRESS.get(path), message)
         return cleaned
+
+
+CompressionForm.base_fields.update(spec_forms.form_fields(SPEC_FIELDS))
 
 
 def _job_problems(source: Experiment, spec: CompressionSpec) -> dict[str, str]:

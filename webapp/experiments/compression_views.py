@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from training.spec import SpecError
 from webapp.experiments.compression import create_compression, source_problem
-from webapp.experiments.compression_forms import CompressionForm, compression_initial
+from webapp.experiments.compression_forms import APPLIES, CompressionForm, compression_initial
 from webapp.experiments.views import _visible
 
 
@@ -29,4 +29,5 @@ def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
         form = CompressionForm(initial=compression_initial(source), source=source)
     return render(request, "experiments/compress.html", {
         "experiment": source, "form": form, "problem": source_problem(source),
+        "applies": APPLIES,
     })

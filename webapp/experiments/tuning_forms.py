@@ -7,20 +7,16 @@ objective errors on their own fields.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 
+from training.fieldmeta import FieldMeta, field_meta
 from training.spec import ExperimentSpec, SpecError
-from training.tuning import (
-    ALGORITHMS,
-    MAX_PARALLELISM,
-    OBJECTIVES,
-    PRUNERS,
-    TuningSpec,
-    field_type,
-)
+from training.tuning import OBJECTIVES, TuningSpec, field_type
+from webapp.experiments import spec_forms
 from webapp.experiments.models import Project
 
 
@@ -58,13 +54,11 @@ TUNABLES = (
     Tunable("batch_size", "run.batch_size", "Batch size", "categorical", choices="32; 64; 128"),
 )
 BY_PATH = {t.path: t for t in TUNABLES}
-ALGORITHM_LABELS = {"grid": "Grid", "random": "Random", "tpe": "Bayesian (TPE)",
-                    "gp": "Bayesian (Gaussian process)", "cmaes": "CMA-ES"}
-PRUNER_LABELS = {"none": "None", "median": "Median (stop below the median of earlier trials)",
-                 "hyperband": "Hyperband (successive halving)"}
-# Study fields of the form → TuningSpec fields.
-STUDY_FIELDS = ("algorithm", "objective", "n_trials", "timeout", "parallelism", "pruner", "seed")
-
+# The study's own fields (algorithm, objective, budget, seed) from TuningSpec's field metadata,
+# with its defaults; the base is the source run, the space the table, the direction follows
+# from the objective.
+STUDY_SPEC_FIELDS = spec_forms.spec_fields(TuningSpec)
+STUDY_FIELDS = tuple(sf.name for sf in STUDY_SPEC_FIELDS)
 
 def _parse_choice(text: str, kind: str | None) -> Any:
     """One choice as Optuna stores it: numbers for number fields, text otherwise (hidden sizes
@@ -78,23 +72,16 @@ def _parse_choice(text: str, kind: str | None) -> Any:
     return text
 
 
+def _meta(path: str) -> FieldMeta | None:
+    """The FieldMeta of a dotted experiment spec field."""
+    section, _, name = path.partition(".")
+    found = [f for f in dataclasses.fields(ExperimentSpec.sections[section]) if f.name == name]
+    return field_meta(found[0]) if found else None
+
+
 class TuneForm(forms.Form):
     name = forms.CharField(max_length=200)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
-    algorithm = forms.ChoiceField(choices=[(a, ALGORITHM_LABELS[a]) for a in ALGORITHMS],
-                                  initial="tpe")
-    objective = forms.ChoiceField(
-        choices=[(o, f"{o} ({d})") for o, (d, _) in OBJECTIVES.items()], initial="val_acc",
-        help_text="an epoch metric; accuracy is maximised, losses and errors minimised")
-    n_trials = forms.IntegerField(label="Trials", initial=20,
-                                  help_text="0 = until the time limit")
-    timeout = forms.FloatField(label="Time limit (s)", initial=0,
-                               help_text="no new trial starts after this; 0 = none")
-    parallelism = forms.IntegerField(initial=2, help_text=f"trials at once, 1 to "
-                                                          f"{MAX_PARALLELISM}")
-    pruner = forms.ChoiceField(choices=[(p, PRUNER_LABELS[p]) for p in PRUNERS],
-                               initial="none")
-    seed = forms.IntegerField(initial=0, help_text="seeds the sampler")
 
     def __init__(self, *args: Any, user: Any, base: ExperimentSpec, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,8 +95,12 @@ class TuneForm(forms.Form):
                     required=False, initial=t.choices, help_text="separated by ;")
             else:
                 number = forms.IntegerField if t.kind == "int" else forms.FloatField
-                self.fields[f"{t.name}_low"] = number(required=False, initial=t.low)
-                self.fields[f"{t.name}_high"] = number(required=False, initial=t.high)
+                # The bounds of a range are values of the field: its range is theirs.
+                bounds = spec_forms.html_range(_meta(t.path), t.kind)
+                self.fields[f"{t.name}_low"] = number(
+                    required=False, initial=t.low, widget=forms.NumberInput(attrs=bounds))
+                self.fields[f"{t.name}_high"] = number(
+                    required=False, initial=t.high, widget=forms.NumberInput(attrs=bounds))
                 self.fields[f"{t.name}_log"] = forms.BooleanField(required=False, initial=t.log)
                 self.fields[f"{t.name}_step"] = number(required=False, initial=t.step)
         self.spec: TuningSpec | None = None
@@ -171,3 +162,6 @@ class TuneForm(forms.Form):
             if t is not None:
                 return f"{t.name}_choices" if t.kind == "categorical" else f"{t.name}_low"
         return path if path in STUDY_FIELDS else None
+
+
+TuneForm.base_fields.update(spec_forms.form_fields(STUDY_SPEC_FIELDS))

@@ -26,7 +26,7 @@ from webapp.experiments import (
     files,
     metric_store,
 )
-from webapp.experiments.forms import ARCH_FIELDS, ExperimentForm, RemedyForm, spec_initial
+from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project
 
 
@@ -90,7 +90,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         initial = {**initial, **spec_initial(spec), **_dataset_initial(request)}
         form = ExperimentForm(initial=initial, user=request.user)
     return render(request, "experiments/new.html", {
-        "form": form, "recipes": available_recipes(), "arch_fields": ARCH_FIELDS,
+        "form": form, "recipes": available_recipes(), "applies": APPLIES,
     })
 
 

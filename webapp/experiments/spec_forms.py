@@ -1,0 +1,149 @@
+"""Form fields generated from spec classes: one per spec field, from its FieldMeta.
+
+The spec classes in ``training/`` say what each field is called, its help, unit, range,
+fieldset and when it applies (:mod:`training.fieldmeta`); this module turns that into Django
+form fields, initial values, fieldsets and the show/hide map the page's script reads. A spec
+field added with metadata gets its form field everywhere without touching a form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+
+from training.fieldmeta import FieldMeta, field_meta
+
+
+@dataclass(frozen=True)
+class SpecField:
+    """One spec field as the form sees it."""
+
+    name: str  # the form field's name
+    path: str  # dotted path in the spec's dict ("optim.lr", "student.width")
+    type: str  # "int", "float", "bool", "str" or "tuple[int, ...]"
+    default: Any
+    meta: FieldMeta
+    choices: tuple[str, ...] | None
+    applies: Mapping[str, tuple[str, ...]]  # controlling form field name → values
+
+
+def spec_fields(cls: type, path: str = "", name_prefix: str = "", label_prefix: str = "",
+                fieldset: str = "", applies: Mapping[str, tuple[str, ...]] | None = None
+                ) -> list[SpecField]:
+    """The form-facing fields of spec dataclass ``cls``, nested spec fields flattened (a
+    ``student: ModelSpec`` gives ``student_arch``, ...). Fields with ``form=False`` are left
+    out: the form supplies their values itself."""
+    choices: Mapping[str, tuple[str, ...]] = getattr(cls, "choices", {})
+    defaults = cls()
+    names = {f.name: name_prefix + _form_name(f) for f in dataclasses.fields(cls)}
+    out: list[SpecField] = []
+    for f in dataclasses.fields(cls):
+        m = field_meta(f)
+        if m is None or not m.form:
+            continue
+        own = {names[key]: values for key, values in m.applies.items()}
+        default = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(default):
+            out += spec_fields(type(default), f"{path}{f.name}.", f"{f.name}_", f"{m.label} ",
+                               m.fieldset, {**(applies or {}), **own})
+            continue
+        if label_prefix or fieldset:
+            m = dataclasses.replace(m, label=label_prefix + _lower_first(m.label),
+                                    fieldset=fieldset or m.fieldset)
+        out.append(SpecField(names[f.name], path + f.name, str(f.type), default, m,
+                             choices.get(f.name), {**(applies or {}), **own}))
+    return out
+
+
+def _form_name(f: dataclasses.Field[Any]) -> str:
+    m = field_meta(f)
+    return m.form_name if m is not None and m.form_name else f.name
+
+
+def _lower_first(label: str) -> str:
+    """"Model" → "model" after a prefix ("Student model"); acronyms stay ("Student MLP ...")."""
+    return label[0].lower() + label[1:] if label[1:2].islower() else label
+
+
+def form_field(sf: SpecField) -> forms.Field:
+    """The Django field for one spec field: its label, help with range and unit, initial value
+    (the spec's default) and HTML min/max. The spec does the validating, so a range error reads
+    the same from the form, the API and a clone."""
+    m = sf.meta
+    common: dict[str, Any] = {"label": m.label, "help_text": m.help_text()}
+    if sf.type == "bool":
+        return forms.BooleanField(required=False, initial=sf.default, **common)
+    if sf.type in ("int", "float"):
+        attrs = html_range(m, sf.type)
+        number = forms.IntegerField if sf.type == "int" else forms.FloatField
+        return number(initial=sf.default, widget=forms.NumberInput(attrs=attrs), **common)
+    if sf.type == "tuple[int, ...]":
+        return forms.CharField(initial=_initial(sf.default), **common)
+    if sf.choices is not None:
+        return forms.ChoiceField(initial=sf.default, **common,
+                                 choices=[(c, m.choice_labels.get(c, c)) for c in sf.choices])
+    return forms.CharField(initial=sf.default, **common)
+
+
+def html_range(m: FieldMeta | None, kind: str) -> dict[str, str]:
+    """HTML attributes of a number input for a field's range (step "any": floats)."""
+    attrs = {} if kind == "int" else {"step": "any"}
+    if m is not None and m.min is not None:
+        attrs["min"] = _html_number(m.min)
+    if m is not None and m.max is not None:
+        attrs["max"] = _html_number(m.max)
+    return attrs
+
+
+def _html_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _initial(value: Any) -> Any:
+    return ", ".join(map(str, value)) if isinstance(value, tuple | list) else value
+
+
+def form_fields(fields: Iterable[SpecField]) -> dict[str, forms.Field]:
+    """Form field name → Django field, in spec order."""
+    return {sf.name: form_field(sf) for sf in fields}
+
+
+def initial_values(fields: Iterable[SpecField], spec: Any) -> dict[str, Any]:
+    """Form initial values from a spec object (a new run's defaults, or a run being cloned)."""
+    initial = {}
+    for sf in fields:
+        value = spec
+        for part in sf.path.split("."):
+            value = getattr(value, part)
+        initial[sf.name] = _initial(value)
+    return initial
+
+
+def spec_data(fields: Iterable[SpecField], cleaned: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's dict from a form's cleaned data (nested by the dotted paths)."""
+    data: dict[str, Any] = {}
+    for sf in fields:
+        *parents, leaf = sf.path.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = cleaned.get(sf.name)
+    return data
+
+
+def fieldsets(fields: Iterable[SpecField], order: Iterable[str]
+              ) -> list[tuple[str, list[str]]]:
+    """(legend, form field names) in ``order``; a legend missing from it comes last."""
+    groups: dict[str, list[str]] = {legend: [] for legend in order}
+    for sf in fields:
+        groups.setdefault(sf.meta.fieldset, []).append(sf.name)
+    return [(legend, names) for legend, names in groups.items() if names]
+
+
+def applies_map(fields: Iterable[SpecField]) -> dict[str, dict[str, list[str]]]:
+    """What the page's script reads: field → {controlling field: values it applies to}."""
+    return {sf.name: {k: list(v) for k, v in sf.applies.items()} for sf in fields if sf.applies}

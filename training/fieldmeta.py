@@ -101,7 +101,7 @@ def range_problems(obj: Any) -> dict[str, str]:
 
 
 def _number(value: float) -> str:
-    """A bound as typed in code: 1000000 → "1,000,000", 1e-08 → "1e-08", 0.5 → "0.5"."""
+    """A bound as a person types it: 1000000 → "1000000", 1e-08 → "1e-08", 0.5 → "0.5"."""
     if math.isfinite(value) and float(value).is_integer() and abs(value) >= 1:
-        return f"{int(value):,}"
+        return str(int(value))
     return f"{value:g}"

@@ -120,9 +120,9 @@ def test_it_rejects_integers_past_the_range_of_a_float_on_their_fields() -> None
 
     # then each field says so, instead of an OverflowError escaping: whole numbers stay exact
     # and meet their field's range
-    assert errors == {"run.epochs": "must be between 1 and 10,000 epochs",
+    assert errors == {"run.epochs": "must be between 1 and 10000 epochs",
                       "optim.lr": "must be a finite number",
-                      "model.hidden_sizes": "every size must be between 1 and 65,536 units"}
+                      "model.hidden_sizes": "every size must be between 1 and 65536 units"}
 
 
 def test_it_rejects_zero_epochs() -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from training.spec import ExperimentSpec
+from training.compression.spec import CompressionSpec
+from training.fieldmeta import field_meta
+from training.spec import ARCH_MODALITIES, ExperimentSpec, ModelSpec
+from training.tuning import TuningSpec
+from webapp.experiments.compression_forms import APPLIES as COMPRESSION_APPLIES
+from webapp.experiments.compression_forms import FIELDSETS as COMPRESSION_FIELDSETS
+from webapp.experiments.compression_forms import PATH_FIELDS_COMPRESS, CompressionForm
 from webapp.experiments.forms import (
+    APPLIES,
     FIELD_PATHS,
     FIELDSETS,
     PATH_FIELDS,
@@ -15,6 +23,7 @@ from webapp.experiments.forms import (
     spec_initial,
 )
 from webapp.experiments.models import Project
+from webapp.experiments.tuning_forms import STUDY_FIELDS, TuneForm
 
 
 def form_data(own_project: Project, **overrides: Any) -> dict[str, Any]:
@@ -66,6 +75,11 @@ def test_every_field_reaches_the_spec(owner, project):
         ("hidden_sizes", "64, x"),
         ("grad_clip", "-1"),
         ("early_stopping_patience", "-2"),
+        ("early_stopping_patience", str(2**63)),
+        ("weight_decay", "1e9"),
+        ("grad_clip", "1e300"),
+        ("lr", "5e-324"),
+        ("seed", "123456789012345678901234567890"),
     ],
 )
 def test_a_bad_value_is_reported_on_its_field(owner, project, field, value):
@@ -137,16 +151,105 @@ def test_every_training_option_reaches_the_spec(owner, project):
                                                                                   True)
 
 
-def test_every_training_option_has_a_form_field_in_a_fieldset():
-    spec_paths = {f"{section}.{name}" for section in ("schedule", "regularization")
-                  for name in ExperimentSpec().to_dict()[section]}
-    spec_paths |= {"optim.nesterov", "optim.label_smoothing", "optim.class_weights",
-                   "optim.huber_delta", "run.monitor", "run.restore_best",
-                   "run.grad_accumulation", "run.precision", "run.compile"}
+def test_every_spec_field_has_a_form_field_in_a_fieldset():
+    # given every field of every section of the experiment spec
+    spec_paths = {f"{section}.{f.name}" for section, cls in ExperimentSpec.sections.items()
+                  for f in dataclasses.fields(cls)}
 
-    assert spec_paths <= set(PATH_FIELDS)
-    assert all(name in ExperimentForm.base_fields for name in FIELD_PATHS)
+    # then each has a form field, and each form field sits in a fieldset
+    assert spec_paths - set(PATH_FIELDS) == set()
+    assert all(PATH_FIELDS[path] in ExperimentForm.base_fields for path in spec_paths)
     assert {name for _, names in FIELDSETS for name in names} >= set(FIELD_PATHS)
+
+
+def test_every_numeric_field_shows_its_range_on_the_page(owner):
+    # given the rendered form
+    form = ExperimentForm(initial=spec_initial(ExperimentSpec()), user=owner)
+
+    for section, cls in ExperimentSpec.sections.items():
+        for f in dataclasses.fields(cls):
+            meta = field_meta(f)
+            if str(f.type) not in ("int", "float") or meta is None:
+                continue
+            # when a number field is rendered
+            html = str(form[PATH_FIELDS[f"{section}.{f.name}"]])
+
+            # then the browser knows its bounds
+            assert 'min="' in html and 'max="' in html, (section, f.name, html)
+
+
+# A non-default value for each field type, so a field the form drops shows in the round trip.
+def _changed(spec: ExperimentSpec) -> ExperimentSpec:
+    return spec.patched({
+        "model": {"activation": "gelu", "dropout": 0.25, "width": 16, "blocks": 3, "depth": 3,
+                  "hidden_sizes": [64, 32], "embed_dim": 96, "hidden_size": 48, "layers": 2,
+                  "heads": 3, "bidirectional": False, "positional": "sinusoidal",
+                  "max_length": 48, "vocab_size": 5000, "min_freq": 3, "freeze_encoder": True,
+                  "batch_norm": False},
+        "optim": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.8, "weight_decay": 1e-4,
+                  "nesterov": True, "label_smoothing": 0.05},
+        "schedule": {"kind": "cosine", "min_lr": 1e-5, "warmup": 10, "step_epochs": 4,
+                     "step_factor": 0.5, "decay_per_epoch": 0.9, "pct_start": 0.2,
+                     "plateau_factor": 0.2, "plateau_patience": 2},
+        "run": {"epochs": 3, "batch_size": 32, "seed": 4294967295, "grad_clip": 1.5,
+                "early_stopping_patience": 2, "restore_best": False, "grad_accumulation": 2,
+                "monitor": "val_loss", "precision": "fp32", "compile": True, "device": "cpu"},
+        "data": {"val_fraction": 0.25, "subset": 400},
+        "regularization": {"l1": 1e-5},
+    })
+
+
+@pytest.mark.parametrize("arch", ModelSpec.choices["arch"])
+def test_a_cloned_spec_comes_back_identical_for_every_architecture(owner, project, arch):
+    # given a run of this architecture with GELU and non-default values everywhere
+    dataset = "digits" if "image" in ARCH_MODALITIES[arch] else "sst2"
+    spec = _changed(ExperimentSpec()).patched({"model": {"arch": arch},
+                                               "data": {"dataset": dataset}})
+
+    # when it is cloned: its values fill the form, and the form is posted as it is
+    initial = spec_initial(spec)
+    post = {k: ("on" if v is True else "" if v is False else v) for k, v in initial.items()}
+    form = ExperimentForm({"name": "clone", "project": project.pk, **post}, user=owner)
+
+    # then the new run's spec is the same spec
+    assert form.is_valid(), form.errors
+    assert form.spec == spec
+
+
+def test_the_tune_form_starts_from_the_tuning_spec_defaults(owner):
+    # given the Tune form of a default run
+    form = TuneForm(user=owner, base=ExperimentSpec())
+    defaults = TuningSpec()
+
+    # then each study field starts at the spec's default
+    for name in STUDY_FIELDS:
+        assert form[name].initial == getattr(defaults, name), name
+    # and every TuningSpec field is either on the form or derived by it
+    for f in dataclasses.fields(TuningSpec):
+        meta = field_meta(f)
+        assert meta is not None and (f.name in STUDY_FIELDS or not meta.form), f.name
+
+
+def test_every_compression_spec_field_has_a_form_field():
+    # given every field of the compression spec, the student's model fields included
+    paths = {f.name for f in dataclasses.fields(CompressionSpec)} - {"student", "source"}
+    paths |= {f"student.{f.name}" for f in dataclasses.fields(ModelSpec)}
+
+    # then each has a form field in a fieldset
+    assert paths - set(PATH_FIELDS_COMPRESS) == set()
+    in_fieldsets = {name for _, names in COMPRESSION_FIELDSETS for name in names}
+    assert {PATH_FIELDS_COMPRESS[p] for p in paths} <= in_fieldsets <= set(
+        CompressionForm.base_fields)
+
+
+def test_fields_that_do_not_apply_are_marked_for_hiding():
+    # the page's script hides schedule parameters under "Constant", momentum under Adam and
+    # the student's fields under pruning
+    assert "constant" not in APPLIES["min_lr"]["schedule"]
+    assert "adam" not in APPLIES["momentum"]["optimizer"]
+    assert COMPRESSION_APPLIES["student_width"] == {"method": ["distill"],
+                                                    "student_arch": ["cnn", "resnet"]}
+    assert COMPRESSION_APPLIES["sparsity"] == {"method": ["prune_weights", "prune_channels"]}
 
 
 @pytest.mark.parametrize(

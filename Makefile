@@ -7,6 +7,8 @@ PIP := $(PY) -m pip
 INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 
 .PHONY: run test test-reliability lint typecheck bench clean
+# The browser tests drive Debian's Chromium, never a browser Playwright downloads.
+CHROMIUM := /usr/bin/chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +24,21 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check training webapp tests bench
 	$(PY) -m mypy training webapp
 
-test: $(VENV)/.installed lint
+# Runs only when $(CHROMIUM) is missing: installed from Debian's packages when we are root;
+# otherwise stop and say the one command to run (the browser tests fail without it, never skip).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium && test -x $@; \
+	else \
+	  echo "make test needs Chromium at $@ for its browser tests. Run: sudo apt-get install -y chromium" >&2; \
+	  exit 1; \
+	fi
+
+test: $(VENV)/.installed $(CHROMIUM) lint
 	$(PY) -m pytest
 
-# The README's reliability scorecard: real workers SIGKILLed, Redis killed and restarted. Not in
+# The reliability scorecard (docs/reliability.md): real workers SIGKILLed, Redis killed and restarted. Not in
 # `make test` (minutes long); -s prints each measured figure (lines starting SCORECARD).
 test-reliability: $(VENV)/.installed
 	$(PY) -m pytest tests/reliability -s

@@ -3,7 +3,7 @@ and a Redis it can kill and restart on the same port, all on a database on disk 
 and the test share (so the test reads the rows the workers write).
 
 These tests are not part of ``make test``: ``make test-reliability`` runs them. Each prints the
-figure it measured (``-s`` shows it; the README's scorecard quotes them).
+figure it measured (``-s`` shows it; docs/reliability.md's scorecard quotes them).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The last committed checkpoint survives whatever happens to the process writing the next one:
 killed at a random moment (SIGKILL, no clean-up), or stopped by a full disk (a file size limit,
-``ulimit -f``). Scorecard row (README, "Reliability"): last committed checkpoint still loads
+``ulimit -f``). Scorecard row (docs/reliability.md): last committed checkpoint still loads
 after a kill during save or a full disk."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 database: diverging runs fail with the non-finite loss as their reason, simulated out-of-memory
 errors halve the forward passes and the run goes on, and none of them is ever run twice.
 
-Scorecard rows (README, "Reliability"): NaN runs ended failed with the reason; simulated OOMs
+Scorecard rows (docs/reliability.md): NaN runs ended failed with the reason; simulated OOMs
 that halve the batch; re-queue loops."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``manage.py worker``: one Celery worker process per visible GPU (each pinned to it with
 CUDA_VISIBLE_DEVICES, its own node name, ``-P solo``), or one CPU worker on a machine without a
 GPU; Ctrl-C stops them all. Point a machine at the head node with DATABASE_URL, REDIS_URL and
-the storage variables (README, "Several machines")."""
+the storage variables (docs/deploy.md, "Several machines")."""
 
 from __future__ import annotations
 

@@ -1,0 +1,122 @@
+"""The documentation keeps up with the code: every environment variable the code reads has one
+row in docs/configuration.md (and every row names one it reads), the README stays a short
+user's page, and every relative link of the README and docs/ leads to a file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+README_MAX_BYTES = 12 * 1024
+
+NAME = r"([A-Z][A-Z0-9_]*[A-Z0-9])"
+# How the Python code reads a variable: the typed parsers of webapp/env.py (whatever their
+# number: any env_* helper), os.environ[...] / .get(...) / "X" in os.environ, os.getenv.
+PYTHON_READS = [
+    re.compile(rf"\benv_\w+\(\s*[\"']{NAME}[\"']"),
+    re.compile(rf"os\.environ(?:\.get)?\s*[\[(]\s*[\"']{NAME}[\"']"),
+    re.compile(rf"[\"']{NAME}[\"']\s+(?:not\s+)?in\s+os\.environ"),
+    re.compile(rf"os\.getenv\(\s*[\"']{NAME}[\"']"),
+]
+PYTHON_SOURCES = ["webapp", "training", "bench", "manage.py"]
+# Shell-style reads: ${NAME}, ${NAME:-default}, ${NAME:?message} in the compose file and CI
+# script; `NAME ?= default` (overridable from the environment) in the Makefile.
+SHELL_READS = {
+    "docker-compose.yml": re.compile(rf"\$\{{{NAME}(?:[:?}}-])"),
+    ".ci/run": re.compile(rf"\$\{{{NAME}(?:[:?}}-])"),
+    "Makefile": re.compile(rf"^{NAME}\s*\?=", re.MULTILINE),
+}
+# Read by the code but not configuration: set by the program itself or by torchrun for its
+# own child processes.
+NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "PYTHONUNBUFFERED", "RANK",
+                "WORLD_SIZE", "LOCAL_RANK"}
+# Configuration read by libraries rather than by our code (boto3, Hugging Face).
+READ_BY_LIBRARIES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HF_HUB_OFFLINE"}
+
+
+def variables_read_by_the_code() -> set[str]:
+    names: set[str] = set()
+    for source in PYTHON_SOURCES:
+        path = ROOT / source
+        for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
+            text = file.read_text()
+            for pattern in PYTHON_READS:
+                names.update(pattern.findall(text))
+    for source, pattern in SHELL_READS.items():
+        names.update(pattern.findall((ROOT / source).read_text()))
+    return names - NOT_SETTINGS
+
+
+def table_blocks(text: str) -> list[list[str]]:
+    """Runs of consecutive table lines: a blank line inside a table makes two."""
+    blocks: list[list[str]] = []
+    previous_was_row = False
+    for line in text.splitlines():
+        is_row = line.startswith("|")
+        if is_row and not previous_was_row:
+            blocks.append([])
+        if is_row:
+            blocks[-1].append(line)
+        previous_was_row = is_row
+    return blocks
+
+
+def documented_variables() -> list[str]:
+    """The variable named in the first cell of each row of the configuration table."""
+    (table,) = table_blocks(CONFIGURATION.read_text())
+    names = []
+    for row in table[2:]:
+        first = row.split("|")[1].strip()
+        match = re.fullmatch(rf"`{NAME}`", first)
+        assert match, f"a configuration row must name one variable in its first cell: {row}"
+        names.append(match.group(1))
+    return names
+
+
+def test_the_scan_finds_variables_of_every_kind_of_read():
+    # given the code as it is: a typed parser, os.environ, the compose file, Makefile and CI
+    found = variables_read_by_the_code()
+
+    # then each way of reading a variable is seen (the scan is not blind)
+    assert {"FITBOARD_LIVE_INTERVAL_MS", "SECRET_KEY", "PORT", "POSTGRES_PASSWORD", "PYTHON",
+            "CI_RELIABILITY", "FITBOARD_DATA_DIR"} <= found
+
+
+def test_the_configuration_page_is_one_table_without_a_blank_line():
+    blocks = table_blocks(CONFIGURATION.read_text())
+    assert len(blocks) == 1, f"{len(blocks)} tables: a blank line splits the table?"
+    assert blocks[0][0].replace(" ", "") == "|variable|default|meaning|"
+
+
+def test_every_variable_the_code_reads_has_exactly_one_row():
+    rows = documented_variables()
+    missing = sorted(variables_read_by_the_code() - set(rows))
+    twice = sorted({name for name in rows if rows.count(name) > 1})
+    assert missing == [], f"read by the code, not in docs/configuration.md: {missing}"
+    assert twice == [], f"more than one row in docs/configuration.md: {twice}"
+
+
+def test_every_documented_variable_is_read_by_the_code_or_a_library():
+    stale = sorted(set(documented_variables()) - variables_read_by_the_code()
+                   - READ_BY_LIBRARIES)
+    assert stale == [], f"documented but read nowhere: {stale}"
+
+
+def test_the_readme_is_at_most_12_kb():
+    size = (ROOT / "README.md").stat().st_size
+    assert size <= README_MAX_BYTES, f"README.md is {size} bytes"
+
+
+def test_every_relative_link_in_the_readme_and_docs_leads_to_a_file():
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", text):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                continue  # a URL or an anchor on the same page
+            path = target.split("#", 1)[0]
+            if not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []

@@ -15,7 +15,7 @@ def gpu_memory() -> list[int]:
 
         pynvml.nvmlInit()
         try:
-            indices = range(pynvml.nvmlDeviceGetCount())
+            indices: list[int] = list(range(pynvml.nvmlDeviceGetCount()))
             if listed is not None:
                 indices = [int(i) for i in listed.split(",") if i.strip().isdigit()]
             return [int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total)

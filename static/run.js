@@ -182,7 +182,8 @@
     err.textContent = s.error || "";
     err.hidden = !s.error || s.status === "succeeded";
     const done = TERMINAL.includes(s.status);
-    document.getElementById("cancel-form").hidden = done;
+    const cancel = document.getElementById("cancel-form");  // absent: not this user's to cancel
+    if (cancel) cancel.hidden = done;
     const tags = s.checkpoints || [];
     document.getElementById("download-best").hidden = !(done && tags.includes("best"));
     document.getElementById("download-last").hidden = !(done && tags.includes("last"));

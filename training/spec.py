@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from training import budget
 from training.data.catalog import DatasetInfo, dataset_info
 from training.fieldmeta import meta, range_problems
 
@@ -596,6 +597,8 @@ class ExperimentSpec:
             errors["run.batch_size"] = "batch normalization needs at least 2 rows per batch"
         else:
             errors.update(self._schedule_problems(train_rows))
+        for path, message in budget.problems(self, info).items():
+            errors.setdefault(path, message)
         if errors:
             raise SpecError(errors)
 

@@ -11,6 +11,7 @@ import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp import hardware
 from webapp.env import (
     env_bool,
     env_choice,
@@ -242,6 +243,25 @@ FITBOARD_MAX_RESTARTS = env_int("FITBOARD_MAX_RESTARTS", 3, minimum=0)
 FITBOARD_HOUSEKEEPING_INTERVAL = env_int("FITBOARD_HOUSEKEEPING_INTERVAL_MS", 5000,
                                          minimum=10) / 1000
 FITBOARD_REQUEUE_GRACE = env_int("FITBOARD_REQUEUE_GRACE_S", 30, minimum=1)
+
+# Resource limits, so that no member can take a worker for days. A run whose estimated memory
+# (weights, gradients, optimizer state and one batch's activations) is over
+# FITBOARD_MAX_MODEL_MEMORY_GB, or that asks for more than FITBOARD_MAX_DEVICES data-parallel
+# processes, is refused on its form. Defaults: the largest GPU's memory and the GPU count that
+# NVML sees here (what `manage.py up` gives its workers), else 64 GB and one gloo process per
+# core; set both when the workers run on other machines. A job running longer than
+# FITBOARD_JOB_TIME_LIMIT_S (counted from its first start, across resumes) is stopped and fails
+# with the reason, keeping its last checkpoint; 0 = no limit. The default, a day, is several
+# times the longest built-in recipe on a CPU, yet bounds how long others wait for the worker.
+# A user may have at most FITBOARD_MAX_ACTIVE_JOBS_PER_USER trainings, studies and
+# compressions queued or running at once (0 = no limit).
+_gpu_memory = hardware.gpu_memory()
+FITBOARD_MAX_MODEL_MEMORY_GB = env_int("FITBOARD_MAX_MODEL_MEMORY_GB",
+                                       max(_gpu_memory, default=0) // 10**9 or 64, minimum=1)
+FITBOARD_MAX_DEVICES = env_int("FITBOARD_MAX_DEVICES", len(_gpu_memory) or os.cpu_count() or 1,
+                               minimum=1)
+FITBOARD_JOB_TIME_LIMIT = env_int("FITBOARD_JOB_TIME_LIMIT_S", 24 * 3600, minimum=0)
+FITBOARD_MAX_ACTIVE_JOBS_PER_USER = env_int("FITBOARD_MAX_ACTIVE_JOBS_PER_USER", 10, minimum=0)
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.

@@ -288,3 +288,24 @@ def test_class_weights_with_a_regression_loss_are_refused_on_their_field(owner, 
 
     assert not form.is_valid()
     assert list(form.errors) == ["class_weights"]
+
+
+def test_a_model_no_worker_can_hold_is_refused_on_its_field_with_the_estimate(owner, project):
+    # given the finding's MLP on MNIST: 16 layers of 65,536 units
+    form = ExperimentForm(form_data(project, dataset="mnist", arch="mlp",
+                                    hidden_sizes=", ".join(["65536"] * 16)), user=owner)
+
+    # then the form refuses it on the sizes, with the estimate and the limit
+    assert not form.is_valid()
+    (message,) = form.errors["hidden_sizes"]
+    assert message.startswith("about 6.4e10 parameters")
+    assert "the limit is 64 GB per run" in message
+
+
+def test_more_devices_than_the_workers_have_are_refused_on_the_field(owner, project, settings):
+    form = ExperimentForm(form_data(project, device="cpu", devices="64"), user=owner)
+
+    assert not form.is_valid()
+    assert form.errors["devices"] == [
+        f"this deployment's workers have at most {settings.FITBOARD_MAX_DEVICES} devices for "
+        "one run"]

@@ -1,12 +1,17 @@
 from django.contrib import admin
 
-from webapp.experiments.models import Checkpoint, Experiment, Project
+from webapp.experiments.models import Checkpoint, Experiment, Membership, Project
+
+
+class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Membership
+    extra = 1
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["name", "created_at"]
-    filter_horizontal = ["members"]
+    inlines = [MembershipInline]
 
 
 @admin.register(Experiment)

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from training.spec import ExperimentSpec
 from webapp.experiments import actions
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment, Membership, Project
 
 ADMIN_USERNAME = "admin"
 DEFAULT_PROJECT = "Default"
@@ -29,7 +29,7 @@ def ensure_admin() -> tuple[Any, str | None]:
         password = os.environ.get("FITBOARD_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         user = User.objects.create_superuser(ADMIN_USERNAME, "", password)
         project, _ = Project.objects.get_or_create(name=DEFAULT_PROJECT)
-        project.members.add(user)
+        project.members.add(user, through_defaults={"role": Membership.Role.MAINTAINER})
     return user, password
 
 
@@ -38,5 +38,5 @@ def seed_demo(user: Any) -> Experiment:
     project = Project.objects.filter(members=user).order_by("pk").first()
     if project is None:
         project = Project.objects.create(name=DEFAULT_PROJECT)
-        project.members.add(user)
+        project.members.add(user, through_defaults={"role": Membership.Role.MAINTAINER})
     return actions.create_experiment(user, project, "demo: digits CNN", ExperimentSpec())

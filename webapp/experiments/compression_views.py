@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from training.spec import SpecError
+from webapp.experiments import quota
 from webapp.experiments.compression import create_compression, source_problem
 from webapp.experiments.compression_forms import APPLIES, CompressionForm, compression_initial
 from webapp.experiments.views import _visible
@@ -17,7 +18,8 @@ def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
     source = _visible(request, pk)
     if request.method == "POST":
         form = CompressionForm(request.POST, source=source)
-        if form.is_valid() and form.spec is not None:
+        if (form.is_valid() and form.spec is not None
+                and quota.within_quota(form, request.user)):
             try:
                 job = create_compression(request.user, source, form.cleaned_data["name"],
                                          form.spec)

@@ -1,7 +1,9 @@
 """Projects and their members: who may see which experiments, datasets and checkpoints.
 
 Any member may add or remove members (a team's own dashboard, not a multi-tenant service); a
-project always keeps at least one member, so it never becomes unreachable.
+project always keeps at least one member, so it never becomes unreachable. Any member may
+cancel their own jobs; the project's maintainers and staff may cancel any (``may_cancel``), so
+that a job holding the only worker for days can always be stopped by someone responsible.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Prefetch
 
-from webapp.experiments.models import Project
+from webapp.experiments.models import Experiment, Membership, Project
 
 
 class ProjectForm(forms.Form):
@@ -58,11 +60,35 @@ def projects_of(user: Any) -> list[Project]:
 
 
 def create_project(user: Any, name: str) -> Project:
-    """A new project whose first member is its creator."""
+    """A new project whose first member, and maintainer, is its creator."""
     with transaction.atomic():
         project = Project.objects.create(name=name)
-        project.members.add(user)
+        project.members.add(user, through_defaults={"role": Membership.Role.MAINTAINER})
     return project
+
+
+def maintained_project_ids(user: Any) -> set[int]:
+    """The projects whose jobs ``user`` may cancel whoever started them."""
+    return set(Membership.objects.filter(user=user, role=Membership.Role.MAINTAINER)
+               .values_list("project_id", flat=True))
+
+
+def may_cancel(user: Any, experiment: Experiment,
+               maintained: set[int] | None = None) -> bool:
+    """Whether ``user`` may cancel ``experiment``: staff any job; a maintainer of its project
+    any of the project's; a member their own. (``maintained``: the user's
+    ``maintained_project_ids``, read once for a list of jobs.)"""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff:
+        return True
+    if maintained is None:
+        maintained = maintained_project_ids(user)
+    if experiment.project_id in maintained:
+        return True
+    return bool(experiment.created_by_id == user.pk
+                and Membership.objects.filter(project_id=experiment.project_id,
+                                              user=user).exists())
 
 
 def remove_member(project: Project, user: Any) -> bool:

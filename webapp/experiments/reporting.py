@@ -76,6 +76,12 @@ class DjangoReporter:
         self.lease = experiment.lease_epoch
         self.lease_lost = False
         self.beat_at = time.monotonic()  # the last renewal of the lease (flusher thread)
+        # FITBOARD_JOB_TIME_LIMIT_S, counted from the job's first start (a resumed job keeps
+        # it), so that no job holds a worker for longer however often it resumes.
+        self.time_limit = settings.FITBOARD_JOB_TIME_LIMIT
+        started = experiment.started_at
+        self.deadline = started.timestamp() + self.time_limit \
+            if self.time_limit and started else None
         self._syncs: list[threading.Event] = []  # callers of sync() waiting for a flush
         self.closed = threading.Event()
         self._flusher = Flusher.for_this_process()
@@ -119,7 +125,21 @@ class DjangoReporter:
         )
 
     def should_stop(self) -> bool:
-        return self.stop_requested
+        # Read at every step: the clock, not the flusher's poll, so the limit holds even
+        # while the flusher waits on the database.
+        return self.stop_requested or self.past_time_limit()
+
+    def past_time_limit(self) -> bool:
+        """Whether the job has run for its time limit."""
+        return self.deadline is not None and time.time() >= self.deadline
+
+    def time_limit_reason(self) -> str:
+        """Why a job this reporter stopped failed: its time limit ran out ("" when it was
+        stopped for another reason: a user's cancel, a lease taken back)."""
+        if self.stop_requested or not self.past_time_limit():
+            return ""
+        return (f"stopped after the time limit of {self.time_limit} s "
+                "(FITBOARD_JOB_TIME_LIMIT_S); its last checkpoint is kept")
 
     def sync(self) -> None:
         """Return once everything logged so far is in the database (the flusher writes it at

@@ -155,6 +155,10 @@ def run_job(experiment: Experiment, work: Callable[[DjangoReporter], tuple[str, 
         error, nonfinite_loss = failure_reason(exc, experiment)
     else:
         error = "cancelled by user" if status == Experiment.Status.CANCELLED else ""
+        # The loop ends a run stopped by its time limit as cancelled; the job failed. (A
+        # data-parallel run's rank 0 stopped on its own reporter: this one reads the clock.)
+        if status == Experiment.Status.CANCELLED and (reason := reporter.time_limit_reason()):
+            status, error = Experiment.Status.FAILED, reason
     finally:
         sampler.stop()
         try:

@@ -352,6 +352,8 @@ def _train_trial(trial_row: Experiment, study: Experiment, optuna_study: optuna.
                 state, status = optuna.trial.TrialState.PRUNED, Experiment.Status.CANCELLED
                 error = f"pruned after epoch {outcome.pruned_at}: not promising enough"
                 info.update(pruned_at=outcome.pruned_at)
+            elif outcome.result.status == "cancelled" and reporter.time_limit_reason():
+                error = reporter.time_limit_reason()  # failed: its time limit ran out
             elif outcome.result.status == "cancelled":
                 status, error = Experiment.Status.CANCELLED, "cancelled by user"
             elif value is None:

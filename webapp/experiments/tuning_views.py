@@ -7,7 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.experiments import tuning
+from webapp.experiments import quota, tuning
 from webapp.experiments.models import Experiment
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.experiments.views import _visible
@@ -33,7 +33,7 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid() and form.spec is not None:
             if form.spec.algorithm == "grid":
                 grid_size = form.spec.grid_size()
-            if "count" not in request.POST:
+            if "count" not in request.POST and quota.within_quota(form, request.user):
                 study = tuning.create_study(request.user, form.cleaned_data["project"],
                                             form.cleaned_data["name"], form.spec, source)
                 return redirect("study-detail", pk=study.pk)

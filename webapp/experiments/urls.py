@@ -4,6 +4,7 @@ from webapp.experiments import compression_views, project_views, tuning_views, v
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment-list"),
+    path("queue/", views.queue_page, name="queue"),
     path("projects/", project_views.project_list, name="project-list"),
     path("projects/<int:pk>/", project_views.project_detail, name="project-detail"),
     path("projects/<int:pk>/members/<int:user_id>/remove/", project_views.project_member_remove,

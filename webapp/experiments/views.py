@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.files import File
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -25,6 +26,9 @@ from webapp.experiments import (
     events,
     files,
     metric_store,
+    projects,
+    queue,
+    quota,
 )
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project
@@ -67,7 +71,8 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
 def experiment_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ExperimentForm(request.POST, user=request.user)
-        if form.is_valid() and form.spec is not None:
+        if (form.is_valid() and form.spec is not None
+                and quota.within_quota(form, request.user)):
             experiment = actions.create_experiment(
                 request.user, form.cleaned_data["project"], form.cleaned_data["name"], form.spec
             )
@@ -109,6 +114,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dataset_title": info.title,
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
+        "may_cancel": projects.may_cancel(request.user, experiment),
         **compression.detail_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
@@ -165,7 +171,7 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     changes = diagnosis.spec_changes(before, before.patched(remedy["patch"]))
     if request.method == "POST":
         form = RemedyForm(request.POST)
-        if form.is_valid():
+        if form.is_valid() and quota.within_quota(form, request.user):
             child = diagnosis.apply_remedy(request.user, experiment, remedy,
                                            form.cleaned_data["name"])
             return redirect("experiment-detail", pk=child.pk)
@@ -176,14 +182,38 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     })
 
 
+@require_GET
+def queue_page(request: HttpRequest) -> HttpResponse:
+    """What is queued and running on the workers, where, and for how long."""
+    return render(request, "experiments/queue.html", {"rows": queue.queue_rows(request.user)})
+
+
 @require_POST
 def experiment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = _visible(request, pk)
+    """Cancel a queued or running job: its creator, its project's maintainers, or staff (who
+    may stop any job, in any project, e.g. from the queue page)."""
+    visible = Experiment.objects.all() if request.user.is_staff \
+        else Experiment.objects.visible_to(request.user)
+    experiment = get_object_or_404(visible, pk=pk)
+    back = _back(request, experiment)
+    if not projects.may_cancel(request.user, experiment):
+        messages.error(request, "Only the run's creator, its project's maintainers and staff "
+                                "can cancel it.")
+        return redirect(back)
     if actions.cancel_experiment(experiment):
         messages.info(request, "Cancellation requested.")
     else:
         messages.warning(request, "This run has already ended.")
-    return redirect("experiment-detail", pk=pk)
+    return redirect(back)
+
+
+def _back(request: HttpRequest, experiment: Experiment) -> str:
+    """Where a cancel returns: the queue page when asked from there, else the run's page (a
+    staff member's view of another project's run is the queue page)."""
+    if request.POST.get("next") == "queue" or not experiment.project.members.filter(
+            pk=request.user.pk).exists():
+        return reverse("queue")
+    return reverse("experiment-detail", args=[experiment.pk])
 
 
 def _range_params(request: HttpRequest) -> tuple[float | None, float | None]:

@@ -27,7 +27,7 @@ from webapp.experiments import (
     metric_store,
 )
 from webapp.experiments.forms import ARCH_FIELDS, ExperimentForm, RemedyForm, spec_initial
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment, Project, parse_pk
 
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
@@ -76,9 +76,9 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         spec = ExperimentSpec()
         initial = {"name": "digits-cnn",
                    "project": Project.objects.filter(members=request.user).order_by("name").first()}
-        source_id = request.GET.get("from", "")
-        if source_id.isdigit():
-            source = _visible(request, int(source_id))
+        source_id = parse_pk(request.GET.get("from", ""))
+        if source_id is not None:
+            source = _visible(request, source_id)
             # A study's spec is a TuningSpec: cloning it clones its base experiment.
             spec = (ExperimentSpec.from_dict(source.spec["base"])
                     if source.kind == Experiment.Kind.TUNE else source.experiment_spec)

@@ -13,6 +13,7 @@ from training.spec import SpecError
 from webapp.experiments.compression import check_job
 from webapp.experiments.forms import FIELD_PATHS, ExperimentForm, spec_initial
 from webapp.experiments.models import Experiment
+from webapp.experiments.ownership import reference_problem
 
 METHOD_LABELS = {
     "prune_weights": "Weight pruning (unstructured, by magnitude)",
@@ -75,9 +76,9 @@ class CompressionForm(forms.Form):
         help_text="soft targets keep a student learning after labels alone would overfit it: "
                   "give it more epochs than it needs from scratch")
 
-    def __init__(self, *args: Any, source: Experiment, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, source: Experiment, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.source = source
+        self.source, self.user = source, user
         for name, field in STUDENT_FIELDS.items():
             student_field = copy.deepcopy(ExperimentForm.base_fields[name.removeprefix("student_")])
             student_field.label = f"Student {student_field.label or field}".replace(
@@ -92,6 +93,13 @@ class CompressionForm(forms.Form):
         cleaned = super().clean() or {}
         if any(name in self.errors for name in FIELD_PATHS_COMPRESS):
             return cleaned  # type errors already sit on their fields
+        # The job goes to the teacher's project; the data it distils or fine-tunes on is the
+        # teacher's, which must be of that project and visible to the user.
+        problem = reference_problem(self.user, self.source.project,
+                                    self.source.experiment_spec.data.dataset, self.source)
+        if problem:
+            self.add_error(None, problem)
+            return cleaned
         data: dict[str, Any] = {"source": self.source.pk, "student": {}}
         for name, path in FIELD_PATHS_COMPRESS.items():
             if path.startswith("student."):

@@ -21,7 +21,8 @@ from training.tuning import (
     TuningSpec,
     field_type,
 )
-from webapp.experiments.models import Project
+from webapp.experiments.models import Experiment, Project
+from webapp.experiments.ownership import reference_problem
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ class TuneForm(forms.Form):
                                initial="none")
     seed = forms.IntegerField(initial=0, help_text="seeds the sampler")
 
-    def __init__(self, *args: Any, user: Any, base: ExperimentSpec, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any, base: ExperimentSpec,
+                 source: Experiment | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user, self.source = user, source
         self.fields["project"].queryset = Project.objects.filter(  # type: ignore[attr-defined]
             members=user).order_by("name")
         self.base = base
@@ -149,6 +152,11 @@ class TuneForm(forms.Form):
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned  # type errors already sit on their fields
+        problem = reference_problem(self.user, cleaned.get("project"), self.base.data.dataset,
+                                    self.source)
+        if problem:
+            self.add_error("project", problem)
+            return cleaned
         objective = cleaned.get("objective", "val_acc")
         data = {
             "base": self.base.to_dict(),

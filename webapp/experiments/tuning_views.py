@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.experiments import tuning
 from webapp.experiments.models import Experiment
+from webapp.experiments.ownership import reference_problem
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.experiments.views import _visible
 
@@ -29,7 +30,7 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
     base = source.experiment_spec
     grid_size = None
     if request.method == "POST":
-        form = TuneForm(request.POST, user=request.user, base=base)
+        form = TuneForm(request.POST, user=request.user, base=base, source=source)
         if form.is_valid() and form.spec is not None:
             if form.spec.algorithm == "grid":
                 grid_size = form.spec.grid_size()
@@ -39,7 +40,7 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
                 return redirect("study-detail", pk=study.pk)
     else:
         form = TuneForm(initial={"name": f"{source.name} · tuning", "project": source.project},
-                        user=request.user, base=base)
+                        user=request.user, base=base, source=source)
     return render(request, "experiments/study_new.html", {
         "form": form, "source": source, "grid_size": grid_size,
         "budget": form.spec.trial_budget() if form.spec else None,
@@ -62,6 +63,10 @@ def study_data(request: HttpRequest, pk: int) -> JsonResponse:
 @require_POST
 def study_promote(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study(request, pk)
+    problem = reference_problem(request.user, study.project, study.spec["base"]["data"]["dataset"])
+    if problem:  # a study made before its form checked this
+        messages.warning(request, f"Cannot promote: {problem}.")
+        return redirect("study-detail", pk=pk)
     try:
         run = tuning.promote_best(request.user, study, f"{study.name} · best trial")
     except ValueError as exc:

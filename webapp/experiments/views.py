@@ -28,6 +28,7 @@ from webapp.experiments import (
 )
 from webapp.experiments.forms import ARCH_FIELDS, ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, Project, parse_pk
+from webapp.experiments.ownership import reference_problem
 
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
@@ -165,6 +166,10 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     changes = diagnosis.spec_changes(before, before.patched(remedy["patch"]))
     if request.method == "POST":
         form = RemedyForm(request.POST)
+        # The child goes to the run's project and trains on the run's dataset.
+        problem = reference_problem(request.user, experiment.project, before.data.dataset)
+        if problem:
+            form.add_error(None, problem)
         if form.is_valid():
             child = diagnosis.apply_remedy(request.user, experiment, remedy,
                                            form.cleaned_data["name"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.experiments import tuning
@@ -47,11 +49,15 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
+# The parallel-coordinates chart is WebGL (regl), which builds its draw calls with Function().
+@csp_update({"script-src": ["'unsafe-eval'"]})
 @require_GET
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study(request, pk)
     return render(request, "experiments/study.html", {
         "study": study, "data": tuning.study_data(study),
+        "study_config": {"id": study.pk, "dataUrl": reverse("study-data", args=[pk]),
+                         "runUrl": reverse("experiment-detail", args=[0])},
     })
 
 

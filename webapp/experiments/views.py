@@ -110,6 +110,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dataset_title": info.title,
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
+        "run_config": {"id": experiment.pk, "task": info.task},
         **compression.detail_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,

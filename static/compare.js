@@ -72,7 +72,7 @@
     const weight = Number(controls.smoothing.value);
     const traces = [];
     for (const run of runs) {
-      const name = `${run.name} #${run.id}`;
+      const name = plotlyText(`${run.name} #${run.id}`);
       if (weight) {
         traces.push({x: run.shown.x, y: run.shown.y, mode: "lines", line: {color: run.color, width: 1},
           opacity: 0.25, hoverinfo: "skip", showlegend: false, legendgroup: name});
@@ -83,7 +83,7 @@
     const layout = {
       margin: {t: 20, r: 10, b: 50, l: 60}, hovermode: "x unified",
       xaxis: {title: {text: {step: "step", epoch: "epoch", time: "seconds since start"}[controls.axis.value]}},
-      yaxis: {title: {text: controls.metric.value}, type: controls.logY.checked ? "log" : "linear"},
+      yaxis: {title: {text: plotlyText(controls.metric.value)}, type: controls.logY.checked ? "log" : "linear"},
       legend: {orientation: "h", y: -0.18}, uirevision: `${controls.metric.value}/${controls.axis.value}`,
     };
     if (state.zoom) { layout.xaxis.range = state.zoom; layout.xaxis.autorange = false; }

@@ -5,10 +5,10 @@
   const palette = ["#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"];
   // One trace per model, so that the legend names them (labels on the points get clipped).
   const traces = (x, unit) => points.map((p, i) => ({
-    x: [p[x]], y: [p.acc], name: `${p.name} (${p.method})`, type: "scatter", mode: "markers",
+    x: [p[x]], y: [p.acc], name: plotlyText(`${p.name} (${p.method})`), type: "scatter", mode: "markers",
     marker: {size: 11, symbol: p.method === "source" ? "star" : "circle",
              color: p.method === "source" ? "#636efa" : palette[(i - 1) % palette.length]},
-    hovertemplate: `%{x} ${unit}<br>val accuracy %{y:.4f}<extra>${p.name}</extra>`,
+    hovertemplate: `%{x} ${unit}<br>val accuracy %{y:.4f}<extra>${plotlyText(p.name)}</extra>`,
   }));
   const layout = (title, axis) => ({
     title: {text: title},

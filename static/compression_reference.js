@@ -10,7 +10,7 @@
       shapes: [{type: "line", xref: "paper", x0: 0, x1: 1, y0: ref.value, y1: ref.value,
                 line: {color: "#7f7f7f", width: 1.5, dash: "dash"}}],
       annotations: [{xref: "paper", x: 1, xanchor: "right", y: ref.value, yanchor: "bottom",
-                     text: `${ref.label} ${ref.value.toFixed(4)}`, showarrow: false,
+                     text: plotlyText(`${ref.label} ${ref.value.toFixed(4)}`), showarrow: false,
                      font: {color: "#7f7f7f"}}],
     });
   });

@@ -301,3 +301,28 @@ LOGGING = {
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"},
                 "axes": {"level": "WARNING"}},
 }
+
+# Content-Security-Policy on every response (django-csp): scripts only from our own files (the
+# pages pass data as json_script, never inline code), so an injected <script> or handler does
+# not run. style-src allows 'unsafe-inline' because Plotly writes inline style attributes and a
+# <style> element as it draws (without it Chromium refuses them and the charts lose their
+# layout); a style cannot run code. connect-src 'self' covers the page's own ws:/wss: origin in
+# Chromium (CSP level 3). img-src data: and blob: are Plotly's "download as PNG". The study
+# page alone adds 'unsafe-eval' (tuning_views.study_detail): its parallel-coordinates chart
+# draws with WebGL through regl, which compiles its shaders' glue with Function().
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "csp.middleware.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}

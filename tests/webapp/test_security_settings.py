@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 from django.db.models import F
 from django.test import Client
 from django.urls import reverse
+
+from webapp.env import secret_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +28,8 @@ def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
            if k not in ("DJANGO_DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE")}
     env.update(FITBOARD_ENV="production", SECRET_KEY=secrets.token_urlsafe(64),
                ALLOWED_HOSTS="fitboard.example.com", FITBOARD_VAR_DIR=str(tmp_path),
-               DJANGO_SETTINGS_MODULE="webapp.settings", **extra)
+               DJANGO_SETTINGS_MODULE="webapp.settings")
+    env.update(extra)
     return env
 
 
@@ -55,6 +60,43 @@ def test_production_refuses_to_start_without_explicit_secrets(tmp_path, missing,
     result = manage(env, "check")
 
     assert result.returncode != 0 and words in result.stderr
+
+
+@pytest.mark.parametrize("weak", ["changeme", "django-insecure-" + "x7Gq2pL9vR4mK8nB" * 4])
+def test_production_refuses_to_start_with_a_weak_secret_key(tmp_path, weak):
+    result = manage(production_env(tmp_path, SECRET_KEY=weak), "check")
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY" in result.stderr and "too weak" in result.stderr
+
+
+@pytest.mark.parametrize("weak", [
+    "",
+    "short-but-random-Q8v2LmZ",
+    "changeme" * 8,  # long, but 7 distinct characters
+    "abcdefghijkl" * 5,  # 12 distinct, repeated
+    "a" * 40 + "bcdefghijk",  # 11 distinct, 69 bits
+    "django-insecure-" + secrets.token_urlsafe(64),
+])
+def test_production_secret_key_refuses_missing_or_weak_values(monkeypatch, tmp_path, weak):
+    monkeypatch.setenv("SECRET_KEY", weak)
+
+    with pytest.raises(ImproperlyConfigured, match="^SECRET_KEY"):
+        secret_key(tmp_path, required=True)
+
+
+@pytest.mark.parametrize("strong", [secrets.token_hex(32), secrets.token_urlsafe(64),
+                                    get_random_secret_key()])
+def test_production_secret_key_accepts_generated_keys(monkeypatch, tmp_path, strong):
+    monkeypatch.setenv("SECRET_KEY", strong)
+
+    assert secret_key(tmp_path, required=True) == strong
+
+
+def test_development_still_runs_with_any_explicit_secret_key(monkeypatch, tmp_path):
+    monkeypatch.setenv("SECRET_KEY", "changeme")
+
+    assert secret_key(tmp_path) == "changeme"
 
 
 def test_production_refuses_debug(tmp_path):

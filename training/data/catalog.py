@@ -120,7 +120,8 @@ def forget() -> None:
 def is_upload(name: str) -> bool:
     """Whether ``name`` has the shape of an uploaded dataset's name, "upload:<id>"."""
     rest = name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else ""
-    return rest.isdigit() and int(rest) > 0
+    # isascii: str.isdigit also accepts "²", which int() refuses.
+    return rest.isascii() and rest.isdigit() and int(rest) > 0
 
 
 def dataset_info(name: str) -> DatasetInfo:

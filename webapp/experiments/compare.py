@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from webapp.experiments import metric_store
 from webapp.experiments.diagnosis import flatten_spec
-from webapp.experiments.models import Experiment, MetricChunk
+from webapp.experiments.models import Experiment, MetricChunk, parse_pk
 
 MIN_RUNS, MAX_RUNS = 2, 20
 X_AXES = ("step", "epoch", "time")  # time: seconds since the run started
@@ -44,10 +44,11 @@ def parse_ids(values: Iterable[str]) -> list[int]:
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit():
-                raise CompareError(f"{part!r} is not a run number")
-            if int(part) not in ids:
-                ids.append(int(part))
+            pk = parse_pk(part)
+            if pk is None:
+                raise CompareError(f"{part[:40]!r} is not a run number")
+            if pk not in ids:
+                ids.append(pk)
     if not MIN_RUNS <= len(ids) <= MAX_RUNS:
         raise CompareError(f"select between {MIN_RUNS} and {MAX_RUNS} runs to compare "
                            f"({len(ids)} selected)")

@@ -12,6 +12,7 @@ from training.spec import SpecError
 from webapp.experiments import spec_forms
 from webapp.experiments.compression import check_job
 from webapp.experiments.models import Experiment
+from webapp.experiments.ownership import reference_problem
 
 # Every field of the compression spec (the student's model fields as "student_<field>"), from
 # its field metadata; the source is the page's run.
@@ -42,9 +43,9 @@ def compression_initial(source: Experiment) -> dict[str, Any]:
 class CompressionForm(forms.Form):
     name = forms.CharField(max_length=200)
 
-    def __init__(self, *args: Any, source: Experiment, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, source: Experiment, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.source = source
+        self.source, self.user = source, user
         self.spec: CompressionSpec | None = None
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
@@ -54,6 +55,13 @@ class CompressionForm(forms.Form):
         cleaned = super().clean() or {}
         if any(name in self.errors for name in FIELD_PATHS_COMPRESS):
             return cleaned  # type errors already sit on their fields
+        # The job goes to the teacher's project; the data it distils or fine-tunes on is the
+        # teacher's, which must be of that project and visible to the user.
+        problem = reference_problem(self.user, self.source.project,
+                                    self.source.experiment_spec.data.dataset, self.source)
+        if problem:
+            self.add_error(None, problem)
+            return cleaned
         data = {"source": self.source.pk, **spec_forms.spec_data(SPEC_FIELDS, cleaned)}
         try:
             spec = CompressionSpec.from_dict(data)

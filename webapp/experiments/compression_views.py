@@ -17,7 +17,7 @@ from webapp.experiments.views import _visible
 def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
     source = _visible(request, pk)
     if request.method == "POST":
-        form = CompressionForm(request.POST, source=source)
+        form = CompressionForm(request.POST, source=source, user=request.user)
         if (form.is_valid() and form.spec is not None
                 and quota.within_quota(form, request.user)):
             try:
@@ -28,7 +28,8 @@ def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
             else:
                 return redirect("experiment-detail", pk=job.pk)
     else:
-        form = CompressionForm(initial=compression_initial(source), source=source)
+        form = CompressionForm(initial=compression_initial(source), source=source,
+                               user=request.user)
     return render(request, "experiments/compress.html", {
         "experiment": source, "form": form, "problem": source_problem(source),
         "applies": APPLIES,

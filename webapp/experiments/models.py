@@ -10,6 +10,20 @@ from django.utils import timezone
 
 from training.spec import ExperimentSpec
 
+# The largest primary key a bigint column holds: a larger number from a URL or query string
+# cannot name a row, and SQLite's driver raises OverflowError on it inside an ``__in`` lookup.
+MAX_PK = 2**63 - 1
+
+
+def parse_pk(text: str) -> int | None:
+    """A row id typed by a user: ASCII digits naming 1 to MAX_PK, else None. (``str.isdigit``
+    also accepts "²" and other digits that ``int`` refuses.)"""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_PK else None
+
 
 class Project(models.Model):
     """A group of experiments; only its members see them."""

@@ -17,7 +17,8 @@ from training.fieldmeta import FieldMeta, field_meta
 from training.spec import ExperimentSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec, field_type
 from webapp.experiments import spec_forms
-from webapp.experiments.models import Project
+from webapp.experiments.models import Experiment, Project
+from webapp.experiments.ownership import reference_problem
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ class TuneForm(forms.Form):
     name = forms.CharField(max_length=200)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
 
-    def __init__(self, *args: Any, user: Any, base: ExperimentSpec, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any, base: ExperimentSpec,
+                 source: Experiment | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user, self.source = user, source
         self.fields["project"].queryset = Project.objects.filter(  # type: ignore[attr-defined]
             members=user).order_by("name")
         self.base = base
@@ -140,6 +143,11 @@ class TuneForm(forms.Form):
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned  # type errors already sit on their fields
+        problem = reference_problem(self.user, cleaned.get("project"), self.base.data.dataset,
+                                    self.source)
+        if problem:
+            self.add_error("project", problem)
+            return cleaned
         objective = cleaned.get("objective", "val_acc")
         data = {
             "base": self.base.to_dict(),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.experiments import quota, tuning
 from webapp.experiments.models import Experiment
+from webapp.experiments.ownership import reference_problem
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.experiments.views import _visible
 
@@ -29,7 +32,7 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
     base = source.experiment_spec
     grid_size = None
     if request.method == "POST":
-        form = TuneForm(request.POST, user=request.user, base=base)
+        form = TuneForm(request.POST, user=request.user, base=base, source=source)
         if form.is_valid() and form.spec is not None:
             if form.spec.algorithm == "grid":
                 grid_size = form.spec.grid_size()
@@ -39,18 +42,22 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
                 return redirect("study-detail", pk=study.pk)
     else:
         form = TuneForm(initial={"name": f"{source.name} · tuning", "project": source.project},
-                        user=request.user, base=base)
+                        user=request.user, base=base, source=source)
     return render(request, "experiments/study_new.html", {
         "form": form, "source": source, "grid_size": grid_size,
         "budget": form.spec.trial_budget() if form.spec else None,
     })
 
 
+# The parallel-coordinates chart is WebGL (regl), which builds its draw calls with Function().
+@csp_update({"script-src": ["'unsafe-eval'"]})
 @require_GET
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study(request, pk)
     return render(request, "experiments/study.html", {
         "study": study, "data": tuning.study_data(study),
+        "study_config": {"id": study.pk, "dataUrl": reverse("study-data", args=[pk]),
+                         "runUrl": reverse("experiment-detail", args=[0])},
     })
 
 
@@ -62,6 +69,10 @@ def study_data(request: HttpRequest, pk: int) -> JsonResponse:
 @require_POST
 def study_promote(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study(request, pk)
+    problem = reference_problem(request.user, study.project, study.spec["base"]["data"]["dataset"])
+    if problem:  # a study made before its form checked this
+        messages.warning(request, f"Cannot promote: {problem}.")
+        return redirect("study-detail", pk=pk)
     try:
         run = tuning.promote_best(request.user, study, f"{study.name} · best trial")
     except ValueError as exc:

@@ -31,7 +31,8 @@ from webapp.experiments import (
     quota,
 )
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment, Project, parse_pk
+from webapp.experiments.ownership import reference_problem
 
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
@@ -81,9 +82,9 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         spec = ExperimentSpec()
         initial = {"name": "digits-cnn",
                    "project": Project.objects.filter(members=request.user).order_by("name").first()}
-        source_id = request.GET.get("from", "")
-        if source_id.isdigit():
-            source = _visible(request, int(source_id))
+        source_id = parse_pk(request.GET.get("from", ""))
+        if source_id is not None:
+            source = _visible(request, source_id)
             # A study's spec is a TuningSpec: cloning it clones its base experiment.
             spec = (ExperimentSpec.from_dict(source.spec["base"])
                     if source.kind == Experiment.Kind.TUNE else source.experiment_spec)
@@ -115,6 +116,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
         "may_cancel": projects.may_cancel(request.user, experiment),
+        "run_config": {"id": experiment.pk, "task": info.task},
         **compression.detail_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
@@ -171,6 +173,10 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     changes = diagnosis.spec_changes(before, before.patched(remedy["patch"]))
     if request.method == "POST":
         form = RemedyForm(request.POST)
+        # The child goes to the run's project and trains on the run's dataset.
+        problem = reference_problem(request.user, experiment.project, before.data.dataset)
+        if problem:
+            form.add_error(None, problem)
         if form.is_valid() and quota.within_quota(form, request.user):
             child = diagnosis.apply_remedy(request.user, experiment, remedy,
                                            form.cleaned_data["name"])

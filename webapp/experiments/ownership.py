@@ -1,0 +1,29 @@
+"""What a new job refers to (its source run, the uploaded dataset its spec reads) must belong to
+the project the job goes to, and be visible to the user who asks: otherwise a study, remedy or
+compression in project B would show project A's run and data to B's members, and train on them.
+The forms call ``reference_problem`` in ``clean()`` and put its answer on a field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webapp.experiments.forms import upload_in_other_project
+from webapp.experiments.models import Experiment, Project
+
+
+def reference_problem(user: Any, project: Project | None, dataset: str,
+                      source: Experiment | None = None) -> str:
+    """Why a job in ``project`` may not use ``source`` and the dataset named ``dataset`` ("" when
+    it may). ``source`` is assumed visible (the views load it through ``visible_to``)."""
+    from webapp.datasets.models import Dataset, upload_id
+
+    if project is None:
+        return ""
+    if source is not None and source.project_id != project.pk:
+        return (f"the source run belongs to project {source.project.name}: a job derived from "
+                f"it must be in that project, not {project.name}")
+    pk = upload_id(dataset)
+    if pk is not None and not Dataset.objects.visible_to(user).filter(pk=pk).exists():
+        # The same words for a dataset that does not exist: ids of others' data are not leaked.
+        return f"it trains on uploaded dataset #{pk}, which is not a dataset of your projects"
+    return upload_in_other_project(dataset, project)

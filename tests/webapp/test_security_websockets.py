@@ -107,3 +107,44 @@ async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
     assert connected
     assert await client.receive_nothing(timeout=0.3)
     await client.disconnect()
+
+
+async def open_socket(path: str, user: User) -> WebsocketCommunicator:
+    """A connected communicator, past the run page's snapshot."""
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN),
+               (b"cookie", await asyncio.to_thread(session_cookie, user))]
+    client = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await client.connect(timeout=10)
+    assert connected
+    if path != "/ws/runs/":
+        assert (await client.receive_json_from(timeout=5))["kind"] == "snapshot"
+    return client
+
+
+async def relayed(client: WebsocketCommunicator, route: str, run: Experiment) -> dict[str, Any]:
+    """Send the socket's group a status message and return what the page receives."""
+    group = events.project_group(run.project_id) if route == "ws/runs/" else events.run_group(
+        run.pk)
+    kind = "list.update" if route == "ws/runs/" else "run.status"
+    await get_channel_layer().group_send(group, {"type": kind, "id": run.pk, "status": "failed"})
+    return dict(await client.receive_json_from(timeout=5))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_frame_that_is_not_json_is_ignored_and_the_socket_stays_live(owner, run, route):
+    # given a member's open socket
+    client = await open_socket(fill(route, run), owner)
+
+    # when something sends it a text frame that is not JSON and a binary frame
+    await client.send_to(text_data="{not json")
+    await client.send_to(bytes_data=b"\x00\xff")
+
+    # then the consumer did not fail: it still relays the next update
+    assert (await relayed(client, route, run))["status"] == "failed"
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/nowhere/", "/ws/runs/abc/", "/ws/runs/1", "/"])
+async def test_an_unknown_path_is_refused_without_a_server_error(owner, path, caplog):
+    assert not await connects(path, owner)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -5,13 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from webapp.experiments import events, metric_store
 from webapp.experiments.models import Experiment, Project
 
 
-class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class ListeningConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """A socket the server talks on and the page only listens to."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None
+                      ) -> None:
+        # Pages send nothing; a frame from elsewhere (not JSON, binary) is dropped unread
+        # rather than raising in the consumer and tearing the connection down as an error.
+        return
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Any path no route serves: refused at the handshake (an HTTP 403 to the client), where
+    the router alone would raise and log a server error."""
+
+    async def connect(self) -> None:
+        await self.close(code=4404)
+
+
+class RunConsumer(ListeningConsumer):
     """``/ws/runs/<id>/``: a snapshot (status + history) first, then live points and status.
 
     The consumer joins the run's group *before* reading the history, and the reporter writes
@@ -61,7 +79,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         }
 
 
-class RunListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class RunListConsumer(ListeningConsumer):
     """``/ws/runs/``: status and progress of every run in the user's projects."""
 
     async def connect(self) -> None:

@@ -10,8 +10,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from webapp.experiments.origins import SameOriginValidator  # noqa: E402
 from webapp.experiments.routing import not_found, websocket_urlpatterns  # noqa: E402
 
 # Move the ~260k objects created by imports out of the collector's reach: a full collection of
@@ -22,7 +22,7 @@ gc.freeze()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SameOriginValidator(
             AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, not_found]))
         ),
     }

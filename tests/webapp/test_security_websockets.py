@@ -148,3 +148,60 @@ async def test_a_frame_that_is_not_json_is_ignored_and_the_socket_stays_live(own
 async def test_an_unknown_path_is_refused_without_a_server_error(owner, path, caplog):
     assert not await connects(path, owner)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def connects_as(host: bytes, origin: bytes, scheme: str = "ws",
+                      headers: list[tuple[bytes, bytes]] | None = None, *, user: User) -> bool:
+    """Whether the run list accepts a member's socket with this Host, Origin and scheme."""
+    all_headers = [(b"host", host), (b"origin", origin),
+                   (b"cookie", await asyncio.to_thread(session_cookie, user)), *(headers or [])]
+    client = WebsocketCommunicator(application, "/ws/runs/", headers=all_headers)
+    client.scope["scheme"] = scheme  # as Daphne sets it: wss behind TLS
+    connected, _ = await client.connect(timeout=10)
+    if connected:
+        await client.disconnect()
+    return bool(connected)
+
+
+@pytest.mark.parametrize(("host", "origin", "scheme"), [
+    (b"127.0.0.1:8000", b"http://127.0.0.1:8000", "ws"),
+    (b"localhost:8000", b"http://localhost:8000", "ws"),
+    (b"[::1]:8000", b"http://[::1]:8000", "ws"),
+    (b"127.0.0.1", b"http://127.0.0.1", "ws"),
+    (b"localhost", b"https://localhost", "wss"),
+    (b"localhost:8443", b"https://localhost:8443", "wss"),
+])
+async def test_the_sites_own_scheme_host_and_port_are_accepted(owner, host, origin, scheme):
+    assert await connects_as(host, origin, scheme, user=owner)
+
+
+@pytest.mark.parametrize(("host", "origin", "scheme"), [
+    (b"localhost:8000", b"http://localhost:9999", "ws"),  # another port
+    (b"127.0.0.1:8000", b"http://localhost:8000", "ws"),  # another allowed host
+    (b"127.0.0.1:8000", b"https://127.0.0.1", "ws"),  # another scheme and port
+    (b"127.0.0.1", b"https://127.0.0.1", "ws"),  # HTTPS page, plain socket: another site
+    (b"127.0.0.1", b"http://127.0.0.1", "wss"),  # plain page, TLS socket
+    (b"[::1]:8000", b"http://[::1]:4444", "ws"),
+    (b"evil.example", b"http://evil.example", "ws"),  # a Host outside ALLOWED_HOSTS
+])
+async def test_another_scheme_host_or_port_is_refused(owner, host, origin, scheme):
+    assert not await connects_as(host, origin, scheme, user=owner)
+
+
+async def test_the_proxys_https_header_counts_only_when_configured(owner, settings):
+    forwarded = [(b"x-forwarded-proto", b"https")]
+    # not configured: a client's header proves nothing
+    assert not await connects_as(b"localhost", b"https://localhost", "ws", forwarded, user=owner)
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert await connects_as(b"localhost", b"https://localhost", "ws", forwarded, user=owner)
+    assert not await connects_as(b"localhost", b"http://localhost", "ws", forwarded, user=owner)
+
+
+async def test_a_trusted_origin_is_accepted_as_csrf_accepts_it(owner, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://dash.example.org", "https://*.lab.example"]
+
+    assert await connects_as(b"127.0.0.1:8000", b"https://dash.example.org", user=owner)
+    assert await connects_as(b"127.0.0.1:8000", b"https://gpu1.lab.example", user=owner)
+    assert not await connects_as(b"127.0.0.1:8000", b"http://dash.example.org", user=owner)
+    assert not await connects_as(b"127.0.0.1:8000", b"https://lab.example.evil", user=owner)

@@ -16,7 +16,7 @@ from django.test import Client
 
 from webapp.asgi import application
 from webapp.experiments import events
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, Project
 from webapp.experiments.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,10 +27,15 @@ ROUTES = [str(pattern.pattern) for pattern in websocket_urlpatterns]
 RUN_ROUTES = [route for route in ROUTES if "<" in route]
 
 
-def session_cookie(user: User) -> bytes:
+def logged_in(user: User) -> tuple[Client, bytes]:
+    """A logged-in browser: its client for pages and its cookie for sockets (one session)."""
     client = Client()
     client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
+    return client, f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def session_cookie(user: User) -> bytes:
+    return logged_in(user)[1]
 
 
 async def connects(path: str, user: User | None, origin: bytes | None = GOOD_ORIGIN) -> bool:
@@ -48,16 +53,21 @@ async def connects(path: str, user: User | None, origin: bytes | None = GOOD_ORI
 
 
 def fill(route: str, run: Experiment) -> str:
-    return "/" + re.sub(r"<(?:\w+:)?pk>", str(run.pk), route)
+    """The route's path for ``run`` (a trial), or for its study on the study route."""
+    pk = run.parent_id if route.startswith("ws/studies/") else run.pk
+    return "/" + re.sub(r"<(?:\w+:)?pk>", str(pk), route)
 
 
 @pytest.fixture
 def run(make_experiment: Any) -> Experiment:
-    return make_experiment(status=Experiment.Status.RUNNING)
+    """A running trial of a running study: a run for the run route, a study for the study's."""
+    study = make_experiment(status=Experiment.Status.RUNNING, kind=Experiment.Kind.TUNE)
+    return make_experiment(status=Experiment.Status.RUNNING, kind=Experiment.Kind.TRIAL,
+                           parent=study)
 
 
 def test_the_routes_probed_are_the_routes_served():
-    assert ROUTES == ["ws/runs/", "ws/runs/<int:pk>/"]
+    assert ROUTES == ["ws/runs/", "ws/runs/<int:pk>/", "ws/studies/<int:pk>/"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -109,24 +119,33 @@ async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
     await client.disconnect()
 
 
-async def open_socket(path: str, user: User) -> WebsocketCommunicator:
+async def open_socket(path: str, user: User, cookie: bytes | None = None
+                      ) -> WebsocketCommunicator:
     """A connected communicator, past the run page's snapshot."""
-    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN),
-               (b"cookie", await asyncio.to_thread(session_cookie, user))]
+    cookie = cookie or await asyncio.to_thread(session_cookie, user)
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN), (b"cookie", cookie)]
     client = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await client.connect(timeout=10)
     assert connected
-    if path != "/ws/runs/":
+    if path.startswith("/ws/runs/") and path != "/ws/runs/":
         assert (await client.receive_json_from(timeout=5))["kind"] == "snapshot"
     return client
 
 
+async def send_update(route: str, run: Experiment) -> None:
+    """What the socket's group hears when ``run`` fails."""
+    if route == "ws/runs/":
+        group, kind = events.project_group(run.project_id), "list.update"
+    elif route == "ws/runs/<int:pk>/":
+        group, kind = events.run_group(run.pk), "run.status"
+    else:
+        group, kind = events.study_group(run.parent_id), "study.update"
+    await get_channel_layer().group_send(group, {"type": kind, "id": run.pk, "status": "failed"})
+
+
 async def relayed(client: WebsocketCommunicator, route: str, run: Experiment) -> dict[str, Any]:
     """Send the socket's group a status message and return what the page receives."""
-    group = events.project_group(run.project_id) if route == "ws/runs/" else events.run_group(
-        run.pk)
-    kind = "list.update" if route == "ws/runs/" else "run.status"
-    await get_channel_layer().group_send(group, {"type": kind, "id": run.pk, "status": "failed"})
+    await send_update(route, run)
     return dict(await client.receive_json_from(timeout=5))
 
 
@@ -205,3 +224,65 @@ async def test_a_trusted_origin_is_accepted_as_csrf_accepts_it(owner, settings):
     assert await connects_as(b"127.0.0.1:8000", b"https://gpu1.lab.example", user=owner)
     assert not await connects_as(b"127.0.0.1:8000", b"http://dash.example.org", user=owner)
     assert not await connects_as(b"127.0.0.1:8000", b"https://lab.example.evil", user=owner)
+
+
+@pytest.fixture
+def member(project: Any) -> User:
+    user = User.objects.create_user("member", password="member-pass-123")
+    project.members.add(user)
+    return user
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_logging_out_closes_the_sockets_of_that_session(member, run, route):
+    # given a member's page with its socket open
+    browser, cookie = await asyncio.to_thread(logged_in, member)
+    client = await open_socket(fill(route, run), member, cookie)
+
+    # when they log out in that browser
+    response = await asyncio.to_thread(browser.post, "/accounts/logout/")
+
+    # then the socket is closed as unauthenticated, and hears nothing more
+    assert response.status_code == 302
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await send_update(route, run)
+    assert await client.receive_nothing(timeout=0.3)
+
+
+@pytest.mark.parametrize("route", RUN_ROUTES)
+async def test_removal_from_the_project_closes_its_run_and_study_sockets(owner, member, run,
+                                                                         route):
+    # given a member watching a run or study of the project
+    client = await open_socket(fill(route, run), member)
+
+    # when another member removes them from the project
+    owner_browser, _ = await asyncio.to_thread(logged_in, owner)
+    response = await asyncio.to_thread(
+        owner_browser.post, f"/projects/{run.project_id}/members/{member.pk}/remove/")
+
+    # then their socket is closed as forbidden, and hears nothing more
+    assert response.status_code == 302
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    await send_update(route, run)
+    assert await client.receive_nothing(timeout=0.3)
+
+
+async def test_removal_from_a_project_stops_the_run_list_hearing_of_it(owner, member, run,
+                                                                       make_experiment):
+    # given a member of two projects watching the run list
+    other = await asyncio.to_thread(Project.objects.create, name="audio")
+    await asyncio.to_thread(other.members.add, member)
+    client = await open_socket("/ws/runs/", member)
+
+    # when they are removed from the first
+    owner_browser, _ = await asyncio.to_thread(logged_in, owner)
+    await asyncio.to_thread(
+        owner_browser.post, f"/projects/{run.project_id}/members/{member.pk}/remove/")
+
+    # then its runs' updates no longer reach them, the other project's still do
+    await send_update("ws/runs/", run)
+    assert await client.receive_nothing(timeout=0.3)
+    await get_channel_layer().group_send(events.project_group(other.pk), {
+        "type": "list.update", "id": 999, "status": "running"})
+    assert (await client.receive_json_from(timeout=5))["id"] == 999
+    await client.disconnect()

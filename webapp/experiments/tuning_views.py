@@ -7,7 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.experiments import tuning
+from webapp.experiments import live_urls, tuning
 from webapp.experiments.models import Experiment
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.experiments.views import _visible
@@ -50,7 +50,7 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study(request, pk)
     return render(request, "experiments/study.html", {
-        "study": study, "data": tuning.study_data(study),
+        "study": study, "data": tuning.study_data(study), "live": live_urls.study_page(study.pk),
     })
 
 

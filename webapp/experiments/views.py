@@ -24,6 +24,7 @@ from webapp.experiments import (
     diagnosis,
     events,
     files,
+    live_urls,
     metric_store,
 )
 from webapp.experiments.forms import ARCH_FIELDS, ExperimentForm, RemedyForm, spec_initial
@@ -60,6 +61,7 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "experiments/list.html", {
         "experiments": page.object_list, "page": page, "filters": form,
         "query": query.urlencode(), "max_compare": compare.MAX_RUNS,
+        "live": live_urls.run_list_page(),
     })
 
 
@@ -109,6 +111,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dataset_title": info.title,
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
+        "live": live_urls.run_page(experiment.pk, info.task),
         **compression.detail_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,

@@ -1,9 +1,10 @@
 // Run page: draws a run's curves from the WebSocket snapshot, then extends them live.
 (function () {
   "use strict";
-  const run = window.FITBOARD_RUN;
+  const live = window.FitboardLive;
+  const run = live.config();
   const initial = JSON.parse(document.getElementById("run-initial").textContent);
-  const TERMINAL = ["succeeded", "failed", "cancelled"];
+  const TERMINAL = live.TERMINAL;
   const classification = run.task === "classification";
   const charts = {
     "chart-loss": {
@@ -124,7 +125,7 @@
   Object.keys(charts).forEach(refineOnZoom);
 
   function getMetrics(params) {
-    return fetch(`/experiments/${run.id}/metrics/?${params}`, {credentials: "same-origin"})
+    return fetch(`${run.metrics}?${params}`, {credentials: "same-origin"})
       .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); });
   }
 
@@ -171,11 +172,9 @@
 
   function showStatus(s) {
     state.status = s.status;
-    const badge = document.getElementById("status-badge");
     // A pruned tuning trial ends "cancelled"; its summary says it was the pruner.
     const pruned = s.summary && s.summary.trial && s.summary.trial.state === "pruned";
-    badge.textContent = pruned ? "pruned" : s.status;
-    badge.className = "badge " + (pruned ? "pruned" : s.status);
+    live.setBadge(document.getElementById("status-badge"), pruned ? "pruned" : s.status);
     showProgress(s.progress);
     showVerdict(s.verdict);
     const err = document.getElementById("error-text");
@@ -250,32 +249,28 @@
       .catch(() => setTimeout(backfill, 1000));
   }
 
-  let retry = 500;
+  function onMessage(msg) {
+    heardAt = Date.now();
+    if (msg.kind === "snapshot") {
+      addPoints(fromColumns(msg.points)); showStatus(msg);
+      if (state.seq === null || msg.seq > state.seq) state.seq = msg.seq;
+    } else if (msg.kind === "points") {
+      if (state.drop > 0) { state.drop -= 1; return; }
+      onPoints(msg);
+    } else if (msg.kind === "status") {
+      showStatus(msg);
+      // Its progress holds the number of the run's last points message: one never seen here
+      // was dropped.
+      const seq = msg.progress && msg.progress.seq;
+      if (seq && state.seq !== null && seq > state.seq && !backfilling) backfill();
+    }
+  }
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${run.id}/`);
-    socket.onmessage = (event) => {
-      heardAt = Date.now();
-      const msg = JSON.parse(event.data);
-      if (msg.kind === "snapshot") {
-        addPoints(fromColumns(msg.points)); showStatus(msg); retry = 500;
-        if (state.seq === null || msg.seq > state.seq) state.seq = msg.seq;
-      } else if (msg.kind === "points") {
-        if (state.drop > 0) { state.drop -= 1; return; }
-        onPoints(msg);
-      } else if (msg.kind === "status") {
-        showStatus(msg);
-        // Its progress holds the number of the run's last points message: one never seen here
-        // was dropped.
-        const seq = msg.progress && msg.progress.seq;
-        if (seq && state.seq !== null && seq > state.seq && !backfilling) backfill();
-      }
-    };
-    socket.onclose = () => {
-      // Reconnect while the run is live; the snapshot fills whatever was missed.
-      if (!TERMINAL.includes(state.status)) setTimeout(connect, retry = Math.min(retry * 2, 10000));
-      else state.closed = true;
-    };
+    // Reconnect while the run is live; the snapshot fills whatever was missed.
+    live.socket(run.socket, {onMessage, reconnect: () => {
+      state.closed = TERMINAL.includes(state.status);
+      return !state.closed;
+    }});
   }
   // A live run that has gone quiet may have had its last message (its end) dropped: ask.
   let heardAt = Date.now();

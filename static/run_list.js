@@ -1,20 +1,19 @@
 // Run list: live status, progress and best metric for every visible run.
 (function () {
   "use strict";
-  let retry = 500;
+  const live = window.FitboardLive;
+  const cfg = live.config();
   function update(msg) {
     const row = document.querySelector(`#run-table tr[data-id="${msg.id}"]`);
     if (!row) { if (msg.status === "queued") location.reload(); return; }
     if (msg.status) {
-      const badge = row.querySelector('[data-field="status"]');
-      badge.textContent = msg.status;
-      badge.className = "badge " + msg.status;
+      live.setBadge(row.querySelector('[data-field="status"]'), msg.status);
     }
     const verdict = msg.verdict || (msg.progress && msg.progress.verdict);
     if (verdict) {
       const cell = row.querySelector('[data-field="verdict"]');
       let badge = cell.querySelector("a");
-      if (!badge) { badge = document.createElement("a"); badge.href = `/experiments/${msg.id}/diagnostics/`; cell.appendChild(badge); }
+      if (!badge) { badge = document.createElement("a"); badge.href = live.urlFor(cfg.diagnostics, msg.id); cell.appendChild(badge); }
       badge.textContent = verdict.kind;
       badge.className = "verdict " + verdict.kind;
       badge.title = verdict.headline;
@@ -25,14 +24,7 @@
       row.querySelector('[data-field="best"]').textContent = `${msg.best_metric_name} ${msg.best_metric_value.toFixed(4)}`;
     }
   }
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/`);
-    socket.onmessage = (event) => update(JSON.parse(event.data));
-    socket.onopen = () => { retry = 500; };
-    socket.onclose = () => setTimeout(connect, retry = Math.min(retry * 2, 10000));
-  }
-  connect();
+  live.socket(cfg.socket, {onMessage: update});
 
   // Compare: enabled while 2 to N runs are ticked.
   const form = document.getElementById("compare-form");

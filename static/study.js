@@ -1,18 +1,18 @@
-// The live study page: polls the study's data every 2 s while it runs and redraws the trials
-// table, the overlaid validation curves (pruned trials cut short, dashed), the best-so-far
+// The live study page: while the study runs, each message on its socket (a trial started,
+// ended or finished an epoch) has the study's data read again, and redraws the trials table, the overlaid validation curves (pruned trials cut short, dashed), the best-so-far
 // curve, a parallel-coordinates plot and Optuna's parameter importances.
 (function () {
   "use strict";
-  const cfg = window.FITBOARD_STUDY;
-  const TERMINAL = ["succeeded", "failed", "cancelled"];
-  const POLL_MS = 2000;
+  const live = window.FitboardLive;
+  const cfg = live.config();
+  const TERMINAL = live.TERMINAL;
   const layout = (title, extra) => Object.assign({
     title: {text: title}, margin: {l: 50, r: 20, t: 40, b: 40}, showlegend: false,
   }, extra || {});
   const fmt = (v) => (v === null || v === undefined) ? "" :
     (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : String(v));
 
-  function runUrl(id) { return cfg.runUrl.replace(/0\/$/, id + "/"); }
+  function runUrl(id) { return live.urlFor(cfg.run, id); }
 
   function drawTable(data) {
     const body = document.querySelector("#trial-table tbody");
@@ -27,8 +27,7 @@
       link.href = runUrl(Number(t.id));
       link.textContent = t.index;
       const badge = document.createElement("span");
-      badge.className = `badge ${String(t.state).replace(/[^a-z_]/g, "")}`;
-      badge.textContent = `${t.state}${t.pruned_at ? " @" + t.pruned_at : ""}`;
+      live.setBadge(badge, t.state, `${t.state}${t.pruned_at ? " @" + t.pruned_at : ""}`);
       const cells = [link]
         .concat(data.params.map((p) => fmt(t.params[p])))
         .concat([badge, fmt(t.value), t.epochs ? `${t.epoch || 0}/${t.epochs}` : "",
@@ -75,7 +74,7 @@
       }
       const levels = [...new Set(values.map(String))];
       return {label: p, values: values.map((v) => levels.indexOf(String(v))),
-              tickvals: levels.map((_, i) => i), ticktext: levels};
+              tickvals: levels.map((_, i) => i), ticktext: levels.map(window.plotlyText)};
     });
     dims.push({label: data.objective, values: done.map((t) => t.value)});
     Plotly.react("chart-parallel", [{type: "parcoords", dimensions: dims,
@@ -125,9 +124,7 @@
   }
 
   function drawHead(data) {
-    const badge = document.getElementById("status-badge");
-    badge.textContent = data.status;
-    badge.className = "badge " + data.status;
+    live.setBadge(document.getElementById("status-badge"), data.status);
     const p = data.progress || {};
     const budget = p.budget ? `${p.finished || 0}/${p.budget}` : `${p.finished || 0}`;
     document.getElementById("progress-text").textContent =
@@ -156,19 +153,27 @@
     document.getElementById(id).addEventListener("change", () => state.data && drawPair(state.data));
   }
 
-  async function poll() {
+  // Messages only say what changed; the data is read once for however many arrive while a
+  // read is under way (a study of many trials sends many).
+  let reading = false, again = false;
+  async function refresh() {
+    if (reading) { again = true; return; }
+    reading = true;
     try {
-      const response = await fetch(cfg.dataUrl, {headers: {Accept: "application/json"}});
-      if (response.ok) {
-        const data = await response.json();
-        draw(data);
-        if (TERMINAL.includes(data.status)) return;
-      }
-    } catch (e) { /* the next poll retries */ }
-    setTimeout(poll, POLL_MS);
+      const response = await fetch(cfg.data, {headers: {Accept: "application/json"}});
+      if (response.ok) { draw(await response.json()); state.reads = (state.reads || 0) + 1; }
+    } catch (e) { /* the next message, or reconnection, reads again */ }
+    reading = false;
+    if (again) { again = false; refresh(); }
+    else if (TERMINAL.includes(state.data.status) && socket) { socket.close(); state.closed = true; }
   }
 
   const initial = JSON.parse(document.getElementById("study-initial").textContent);
   draw(initial);
-  if (!TERMINAL.includes(initial.status)) setTimeout(poll, POLL_MS);
+  // Reading on every (re)connection catches up with whatever changed while it was down.
+  const socket = TERMINAL.includes(initial.status) ? null : live.socket(cfg.socket, {
+    onMessage: refresh, onOpen: refresh,
+    reconnect: () => !TERMINAL.includes(state.data.status),
+  });
+  window.fitboardStudy = state;
 })();

@@ -10,9 +10,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from webapp.experiments.routing import websocket_urlpatterns  # noqa: E402
+from webapp.experiments.origins import SameOriginValidator  # noqa: E402
+from webapp.experiments.routing import not_found, websocket_urlpatterns  # noqa: E402
 
 # Move the ~260k objects created by imports out of the collector's reach: a full collection of
 # them paused every WebSocket send for ~110 ms (bench/live_latency.py); frozen, it takes ~6 ms.
@@ -22,8 +22,8 @@ gc.freeze()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        "websocket": SameOriginValidator(
+            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, not_found]))
         ),
     }
 )

@@ -162,3 +162,46 @@ def test_a_killed_worker_s_trial_ends_failed_and_the_study_still_spends_its_budg
     text = log.read_text(errors="replace")
     assert ".> gpu " in text and ".> default " not in text
     assert "Task experiments.trial[" in text and "Task experiments.tune[" not in text
+
+
+def test_the_study_page_follows_the_study_to_its_end_in_chromium(stack: Stack) -> None:
+    # The browser is part of the test setup (Debian's chromium package), never optional.
+    assert os.path.exists("/usr/bin/chromium"), "no Chromium: apt-get install chromium"
+    from playwright.sync_api import sync_playwright
+
+    # given a study of 4 short trials, 2 at once
+    session = stack.login()
+    source = submit(stack, session, "digits-mlp", dataset="digits", arch="mlp",
+                    hidden_sizes="32", epochs=3, batch_size=64)
+    wait_until_ended(session, f"{stack.url}/experiments/{source}/", timeout=60)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{stack.url}/accounts/login/")
+            page.fill("#id_username", "admin")
+            page.fill("#id_password", "e2e-password-123")
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            study_id = submit_study(stack, session, source, **{
+                "name": "watched study", "algorithm": "random", "objective": "val_acc",
+                "n_trials": 4, "timeout": 0, "parallelism": 2, "pruner": "none", "seed": 1,
+                "lr_on": "on", "lr_low": 1e-3, "lr_high": 3e-2, "lr_log": "on"})
+
+            # when its page is opened while it runs
+            page.goto(f"{stack.url}/studies/{study_id}/")
+            opened = page.evaluate(
+                "JSON.parse(document.getElementById('study-initial').textContent).status")
+
+            # then the page, which no longer polls, follows it to its end over its socket
+            page.wait_for_function(
+                "document.getElementById('status-badge').textContent === 'succeeded'",
+                timeout=180_000)
+            rows = page.eval_on_selector_all("#trial-table tbody tr", "rows => rows.length")
+            reads = page.evaluate("window.fitboardStudy.reads")
+        finally:
+            browser.close()
+    assert opened not in TERMINAL
+    assert rows == 4 and reads >= 1

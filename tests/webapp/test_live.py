@@ -343,3 +343,38 @@ def test_the_backfill_endpoint_gives_the_points_from_a_step_with_their_message_n
     assert data["metrics"]["loss"]["steps"] == [3, 4, 5]
     assert data["seq"] == Experiment.objects.get(pk=experiment.pk).progress["seq"] >= 1
     assert data["run"]["status"] == "running"
+
+
+async def test_the_study_page_hears_its_trials_start_and_finish_epochs(owner, make_experiment):
+    # given a running study with a queued trial, and its page's socket open
+    study = await asyncio.to_thread(make_experiment, status=Experiment.Status.RUNNING,
+                                    kind=Experiment.Kind.TUNE)
+    trial = await asyncio.to_thread(make_experiment, kind=Experiment.Kind.TRIAL, parent=study)
+    client = await communicator(f"/ws/studies/{study.pk}/", owner)
+    connected, _ = await client.connect()
+
+    # when a worker starts the trial and its reporter reports an epoch
+    await asyncio.to_thread(trial.start, "w1")
+    started = await client.receive_json_from(timeout=5)
+
+    def report_an_epoch() -> None:
+        reporter = DjangoReporter(trial, interval=0.05)
+        reporter.status("epoch 1/3", epoch=1, epochs=3)
+        reporter.close()
+
+    await asyncio.to_thread(report_an_epoch)
+    epoch = await client.receive_json_from(timeout=5)
+    await client.disconnect()
+
+    # then the page heard both, naming the trial
+    assert connected
+    assert (started["kind"], started["id"], started["status"]) == ("update", trial.pk, "running")
+    assert (epoch["kind"], epoch["id"], epoch["progress"]["epoch"]) == ("update", trial.pk, 1)
+
+
+async def test_the_study_socket_serves_studies_only(owner, make_experiment):
+    run = await asyncio.to_thread(make_experiment)
+
+    connected, _ = await (await communicator(f"/ws/studies/{run.pk}/", owner)).connect()
+
+    assert not connected

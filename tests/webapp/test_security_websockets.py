@@ -16,7 +16,7 @@ from django.test import Client
 
 from webapp.asgi import application
 from webapp.experiments import events
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, Project
 from webapp.experiments.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,10 +27,15 @@ ROUTES = [str(pattern.pattern) for pattern in websocket_urlpatterns]
 RUN_ROUTES = [route for route in ROUTES if "<" in route]
 
 
-def session_cookie(user: User) -> bytes:
+def logged_in(user: User) -> tuple[Client, bytes]:
+    """A logged-in browser: its client for pages and its cookie for sockets (one session)."""
     client = Client()
     client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
+    return client, f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def session_cookie(user: User) -> bytes:
+    return logged_in(user)[1]
 
 
 async def connects(path: str, user: User | None, origin: bytes | None = GOOD_ORIGIN) -> bool:
@@ -48,16 +53,21 @@ async def connects(path: str, user: User | None, origin: bytes | None = GOOD_ORI
 
 
 def fill(route: str, run: Experiment) -> str:
-    return "/" + re.sub(r"<(?:\w+:)?pk>", str(run.pk), route)
+    """The route's path for ``run`` (a trial), or for its study on the study route."""
+    pk = run.parent_id if route.startswith("ws/studies/") else run.pk
+    return "/" + re.sub(r"<(?:\w+:)?pk>", str(pk), route)
 
 
 @pytest.fixture
 def run(make_experiment: Any) -> Experiment:
-    return make_experiment(status=Experiment.Status.RUNNING)
+    """A running trial of a running study: a run for the run route, a study for the study's."""
+    study = make_experiment(status=Experiment.Status.RUNNING, kind=Experiment.Kind.TUNE)
+    return make_experiment(status=Experiment.Status.RUNNING, kind=Experiment.Kind.TRIAL,
+                           parent=study)
 
 
 def test_the_routes_probed_are_the_routes_served():
-    assert ROUTES == ["ws/runs/", "ws/runs/<int:pk>/"]
+    assert ROUTES == ["ws/runs/", "ws/runs/<int:pk>/", "ws/studies/<int:pk>/"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -106,4 +116,173 @@ async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
     # then the stranger hears nothing of it
     assert connected
     assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+async def open_socket(path: str, user: User, cookie: bytes | None = None
+                      ) -> WebsocketCommunicator:
+    """A connected communicator, past the run page's snapshot."""
+    cookie = cookie or await asyncio.to_thread(session_cookie, user)
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN), (b"cookie", cookie)]
+    client = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await client.connect(timeout=10)
+    assert connected
+    if path.startswith("/ws/runs/") and path != "/ws/runs/":
+        assert (await client.receive_json_from(timeout=5))["kind"] == "snapshot"
+    return client
+
+
+async def send_update(route: str, run: Experiment) -> None:
+    """What the socket's group hears when ``run`` fails."""
+    if route == "ws/runs/":
+        group, kind = events.project_group(run.project_id), "list.update"
+    elif route == "ws/runs/<int:pk>/":
+        group, kind = events.run_group(run.pk), "run.status"
+    else:
+        group, kind = events.study_group(run.parent_id), "study.update"
+    await get_channel_layer().group_send(group, {"type": kind, "id": run.pk, "status": "failed"})
+
+
+async def relayed(client: WebsocketCommunicator, route: str, run: Experiment) -> dict[str, Any]:
+    """Send the socket's group a status message and return what the page receives."""
+    await send_update(route, run)
+    return dict(await client.receive_json_from(timeout=5))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_frame_that_is_not_json_is_ignored_and_the_socket_stays_live(owner, run, route):
+    # given a member's open socket
+    client = await open_socket(fill(route, run), owner)
+
+    # when something sends it a text frame that is not JSON and a binary frame
+    await client.send_to(text_data="{not json")
+    await client.send_to(bytes_data=b"\x00\xff")
+
+    # then the consumer did not fail: it still relays the next update
+    assert (await relayed(client, route, run))["status"] == "failed"
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/nowhere/", "/ws/runs/abc/", "/ws/runs/1", "/"])
+async def test_an_unknown_path_is_refused_without_a_server_error(owner, path, caplog):
+    assert not await connects(path, owner)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def connects_as(host: bytes, origin: bytes, scheme: str = "ws",
+                      headers: list[tuple[bytes, bytes]] | None = None, *, user: User) -> bool:
+    """Whether the run list accepts a member's socket with this Host, Origin and scheme."""
+    all_headers = [(b"host", host), (b"origin", origin),
+                   (b"cookie", await asyncio.to_thread(session_cookie, user)), *(headers or [])]
+    client = WebsocketCommunicator(application, "/ws/runs/", headers=all_headers)
+    client.scope["scheme"] = scheme  # as Daphne sets it: wss behind TLS
+    connected, _ = await client.connect(timeout=10)
+    if connected:
+        await client.disconnect()
+    return bool(connected)
+
+
+@pytest.mark.parametrize(("host", "origin", "scheme"), [
+    (b"127.0.0.1:8000", b"http://127.0.0.1:8000", "ws"),
+    (b"localhost:8000", b"http://localhost:8000", "ws"),
+    (b"[::1]:8000", b"http://[::1]:8000", "ws"),
+    (b"127.0.0.1", b"http://127.0.0.1", "ws"),
+    (b"localhost", b"https://localhost", "wss"),
+    (b"localhost:8443", b"https://localhost:8443", "wss"),
+])
+async def test_the_sites_own_scheme_host_and_port_are_accepted(owner, host, origin, scheme):
+    assert await connects_as(host, origin, scheme, user=owner)
+
+
+@pytest.mark.parametrize(("host", "origin", "scheme"), [
+    (b"localhost:8000", b"http://localhost:9999", "ws"),  # another port
+    (b"127.0.0.1:8000", b"http://localhost:8000", "ws"),  # another allowed host
+    (b"127.0.0.1:8000", b"https://127.0.0.1", "ws"),  # another scheme and port
+    (b"127.0.0.1", b"https://127.0.0.1", "ws"),  # HTTPS page, plain socket: another site
+    (b"127.0.0.1", b"http://127.0.0.1", "wss"),  # plain page, TLS socket
+    (b"[::1]:8000", b"http://[::1]:4444", "ws"),
+    (b"evil.example", b"http://evil.example", "ws"),  # a Host outside ALLOWED_HOSTS
+])
+async def test_another_scheme_host_or_port_is_refused(owner, host, origin, scheme):
+    assert not await connects_as(host, origin, scheme, user=owner)
+
+
+async def test_the_proxys_https_header_counts_only_when_configured(owner, settings):
+    forwarded = [(b"x-forwarded-proto", b"https")]
+    # not configured: a client's header proves nothing
+    assert not await connects_as(b"localhost", b"https://localhost", "ws", forwarded, user=owner)
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert await connects_as(b"localhost", b"https://localhost", "ws", forwarded, user=owner)
+    assert not await connects_as(b"localhost", b"http://localhost", "ws", forwarded, user=owner)
+
+
+async def test_a_trusted_origin_is_accepted_as_csrf_accepts_it(owner, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://dash.example.org", "https://*.lab.example"]
+
+    assert await connects_as(b"127.0.0.1:8000", b"https://dash.example.org", user=owner)
+    assert await connects_as(b"127.0.0.1:8000", b"https://gpu1.lab.example", user=owner)
+    assert not await connects_as(b"127.0.0.1:8000", b"http://dash.example.org", user=owner)
+    assert not await connects_as(b"127.0.0.1:8000", b"https://lab.example.evil", user=owner)
+
+
+@pytest.fixture
+def member(project: Any) -> User:
+    user = User.objects.create_user("member", password="member-pass-123")
+    project.members.add(user)
+    return user
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_logging_out_closes_the_sockets_of_that_session(member, run, route):
+    # given a member's page with its socket open
+    browser, cookie = await asyncio.to_thread(logged_in, member)
+    client = await open_socket(fill(route, run), member, cookie)
+
+    # when they log out in that browser
+    response = await asyncio.to_thread(browser.post, "/accounts/logout/")
+
+    # then the socket is closed as unauthenticated, and hears nothing more
+    assert response.status_code == 302
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await send_update(route, run)
+    assert await client.receive_nothing(timeout=0.3)
+
+
+@pytest.mark.parametrize("route", RUN_ROUTES)
+async def test_removal_from_the_project_closes_its_run_and_study_sockets(owner, member, run,
+                                                                         route):
+    # given a member watching a run or study of the project
+    client = await open_socket(fill(route, run), member)
+
+    # when another member removes them from the project
+    owner_browser, _ = await asyncio.to_thread(logged_in, owner)
+    response = await asyncio.to_thread(
+        owner_browser.post, f"/projects/{run.project_id}/members/{member.pk}/remove/")
+
+    # then their socket is closed as forbidden, and hears nothing more
+    assert response.status_code == 302
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    await send_update(route, run)
+    assert await client.receive_nothing(timeout=0.3)
+
+
+async def test_removal_from_a_project_stops_the_run_list_hearing_of_it(owner, member, run,
+                                                                       make_experiment):
+    # given a member of two projects watching the run list
+    other = await asyncio.to_thread(Project.objects.create, name="audio")
+    await asyncio.to_thread(other.members.add, member)
+    client = await open_socket("/ws/runs/", member)
+
+    # when they are removed from the first
+    owner_browser, _ = await asyncio.to_thread(logged_in, owner)
+    await asyncio.to_thread(
+        owner_browser.post, f"/projects/{run.project_id}/members/{member.pk}/remove/")
+
+    # then its runs' updates no longer reach them, the other project's still do
+    await send_update("ws/runs/", run)
+    assert await client.receive_nothing(timeout=0.3)
+    await get_channel_layer().group_send(events.project_group(other.pk), {
+        "type": "list.update", "id": 999, "status": "running"})
+    assert (await client.receive_json_from(timeout=5))["id"] == 999
     await client.disconnect()

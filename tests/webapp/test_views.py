@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -10,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from training.spec import ExperimentSpec
+from training.tuning import TuningSpec
 from webapp.experiments.forms import spec_initial
 from webapp.experiments.models import Checkpoint, Experiment
 
@@ -176,3 +180,40 @@ def test_the_run_page_draws_the_learning_rate_as_its_own_chart(owner_client, mak
 
     assert 'id="chart-lr"' in body
     assert '"chart-lr"' in script and 'key: "lr"' in script
+
+
+def live_config(body: str) -> dict[str, Any]:
+    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', body)
+    assert match is not None, "no live-config block"
+    return dict(json.loads(match.group(1)))
+
+
+def test_the_live_pages_get_their_urls_from_the_server_and_run_no_inline_script(
+        owner_client, make_experiment):
+    # given a run and a study
+    run = make_experiment(status=Experiment.Status.RUNNING)
+    study = make_experiment(status=Experiment.Status.RUNNING, kind=Experiment.Kind.TUNE,
+                            spec=TuningSpec.from_dict({"base": run.spec, "space": {
+                                "optim.lr": {"type": "float", "low": 1e-3, "high": 1e-1}},
+                            }).to_dict())
+
+    # when their pages and the run list are opened
+    pages = {
+        "run": owner_client.get(reverse("experiment-detail", args=[run.pk])).content.decode(),
+        "list": owner_client.get(reverse("experiment-list")).content.decode(),
+        "study": owner_client.get(reverse("study-detail", args=[study.pk])).content.decode(),
+    }
+
+    # then each names its socket and the pages its script links to, in a JSON block
+    assert live_config(pages["run"])["socket"] == f"/ws/runs/{run.pk}/"
+    assert live_config(pages["run"])["metrics"] == reverse("experiment-metrics", args=[run.pk])
+    assert live_config(pages["list"])["socket"] == "/ws/runs/"
+    assert live_config(pages["list"])["diagnostics"] == "/experiments/{id}/diagnostics/"
+    assert live_config(pages["study"])["socket"] == f"/ws/studies/{study.pk}/"
+    assert live_config(pages["study"])["run"] == "/experiments/{id}/"
+    # and no page carries script code of its own, nor do the scripts hold URL patterns
+    for body in pages.values():
+        assert not re.search(r"<script(?![^>]*\b(src|type=\"application/json\"))[^>]*>", body)
+    for name in ("live.js", "run.js", "run_list.js", "study.js"):
+        script = (settings.BASE_DIR / "static" / name).read_text()
+        assert not re.search(r"[`\"']/(ws|experiments|studies)/", script), name

@@ -8,10 +8,14 @@ class ExperimentsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.conf import settings
+        from django.contrib.auth.signals import user_logged_out
 
         from training import budget
+        from webapp.experiments import events
 
         # Specs are validated against what the deployment's workers hold (training/ cannot
         # read Django's settings itself).
         budget.configure(budget.Limits(memory_gb=settings.FITBOARD_MAX_MODEL_MEMORY_GB,
                                        max_devices=settings.FITBOARD_MAX_DEVICES))
+        # A logout closes that session's live sockets.
+        user_logged_out.connect(events.end_session_sockets, dispatch_uid="end-session-sockets")

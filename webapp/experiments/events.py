@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,46 @@ def project_group(project_id: int) -> str:
     return f"project-{project_id}"
 
 
+def study_group(study_id: int) -> str:
+    """Everyone watching one tuning study: its own and its trials' status and progress."""
+    return f"study-{study_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Every socket of one user: told when their project memberships change."""
+    return f"user-{user_id}"
+
+
+def session_group(session_key: str) -> str:
+    """Every socket opened with one login session: closed when it logs out. Named by a digest,
+    so the session key (a credential) never travels to Redis as a group name."""
+    return "session-" + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+def _send(group: str, message: dict[str, Any]) -> None:
+    """Best effort, like every event here: pages re-read the database when they reconnect."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:  # noqa: BLE001
+        logger.warning("event %s to %s not delivered", message["type"], group, exc_info=True)
+
+
+def end_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """``user_logged_out`` receiver: close the sockets that session opened. Sent before the
+    session is flushed, while its key is still known."""
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if session_key:
+        _send(session_group(session_key), {"type": "session.ended"})
+
+
+def membership_changed(user_id: int) -> None:
+    """Tell the user's sockets to check again what they may see (call after commit)."""
+    _send(user_group(user_id), {"type": "membership.changed"})
+
+
 async def group_has_members(layer: Any, group: str) -> bool:
     """Whether any channel is in ``group`` right now (True when the layer cannot say).
 
@@ -70,8 +111,18 @@ def status_payload(experiment: Experiment) -> dict[str, Any]:
     }
 
 
+def study_of(experiment: Experiment) -> int | None:
+    """The study whose page shows ``experiment``: itself, or a trial's parent."""
+    if experiment.kind == experiment.Kind.TUNE:
+        return int(experiment.pk)
+    if experiment.kind == experiment.Kind.TRIAL and experiment.parent_id is not None:
+        return int(experiment.parent_id)
+    return None
+
+
 def publish_status(experiment: Experiment) -> None:
-    """Tell run and list pages that a run changed status (call after commit).
+    """Tell run and list pages, and the study page of a study or trial, that a run changed
+    status (call after commit).
 
     A Redis outage must not undo or fail a committed change: pages read the database when they
     (re)connect, so an undelivered event is logged and dropped."""
@@ -84,6 +135,10 @@ def publish_status(experiment: Experiment) -> None:
         async_to_sync(layer.group_send)(
             project_group(experiment.project_id), {"type": "list.update", **payload}
         )
+        study_id = study_of(experiment)
+        if study_id is not None:
+            async_to_sync(layer.group_send)(study_group(study_id),
+                                            {"type": "study.update", **payload})
     except Exception:  # noqa: BLE001
         logger.warning("status event for experiment %s not delivered", experiment.pk,
                        exc_info=True)

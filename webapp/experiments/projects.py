@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Prefetch
 
+from webapp.experiments import events
 from webapp.experiments.models import Experiment, Membership, Project
 
 
@@ -92,10 +93,12 @@ def may_cancel(user: Any, experiment: Experiment,
 
 
 def remove_member(project: Project, user: Any) -> bool:
-    """Remove ``user``; False (and nothing changes) when they are its last member."""
+    """Remove ``user``; False (and nothing changes) when they are its last member. Their open
+    sockets check again what they may see, so they stop hearing of the project's runs."""
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
         if not locked.members.filter(pk=user.pk).exists() or locked.members.count() <= 1:
             return False
         locked.members.remove(user)
+        transaction.on_commit(lambda: events.membership_changed(user.pk))
     return True

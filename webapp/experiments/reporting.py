@@ -62,6 +62,8 @@ class DjangoReporter:
         self.project_id = experiment.project_id
         self.interval = settings.FITBOARD_LIVE_INTERVAL if interval is None else interval
         self.group = events.run_group(experiment.pk)
+        study_id = events.study_of(experiment)
+        self.study_group = events.study_group(study_id) if study_id is not None else None
         self._lock = threading.Lock()
         self._pending: dict[str, list[metric_store.Point]] = {}
         self._progress: dict[str, Any] = dict(experiment.progress)
@@ -256,6 +258,10 @@ class DjangoReporter:
                     events.project_group(self.project_id),
                     {"type": "list.update", "id": self.experiment_id, "progress": progress},
                 ))
+                if self.study_group is not None:  # a trial's epoch: its study page redraws
+                    loop.run_until_complete(layer.group_send(self.study_group, {
+                        "type": "study.update", "id": self.experiment_id, "progress": progress,
+                    }))
         except Exception:  # noqa: BLE001 - the database has the points; viewers backfill
             logger.warning("live update for experiment %s not delivered", self.experiment_id,
                            exc_info=True)

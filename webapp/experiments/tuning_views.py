@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.experiments import quota, tuning
+from webapp.experiments import live_urls, quota, tuning
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.experiments.tuning_forms import TuneForm
@@ -55,9 +55,7 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study(request, pk)
     return render(request, "experiments/study.html", {
-        "study": study, "data": tuning.study_data(study),
-        "study_config": {"id": study.pk, "dataUrl": reverse("study-data", args=[pk]),
-                         "runUrl": reverse("experiment-detail", args=[0])},
+        "study": study, "data": tuning.study_data(study), "live": live_urls.study_page(study.pk),
     })
 
 

@@ -25,6 +25,7 @@ from webapp.experiments import (
     diagnosis,
     events,
     files,
+    live_urls,
     metric_store,
     projects,
     queue,
@@ -65,6 +66,7 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "experiments/list.html", {
         "experiments": page.object_list, "page": page, "filters": form,
         "query": query.urlencode(), "max_compare": compare.MAX_RUNS,
+        "live": live_urls.run_list_page(),
     })
 
 
@@ -116,7 +118,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
         "may_cancel": projects.may_cancel(request.user, experiment),
-        "run_config": {"id": experiment.pk, "task": info.task},
+        "live": live_urls.run_page(experiment.pk, info.task),
         **compression.detail_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,

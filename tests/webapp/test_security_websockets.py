@@ -111,7 +111,7 @@ async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
 
     # when the run of the owner's project changes status
     await get_channel_layer().group_send(events.project_group(run.project_id), {
-        "type": "list.update", "id": run.pk, "status": "succeeded"})
+        "type": "list.update", "project": run.project_id, "id": run.pk, "status": "succeeded"})
 
     # then the stranger hears nothing of it
     assert connected
@@ -140,7 +140,8 @@ async def send_update(route: str, run: Experiment) -> None:
         group, kind = events.run_group(run.pk), "run.status"
     else:
         group, kind = events.study_group(run.parent_id), "study.update"
-    await get_channel_layer().group_send(group, {"type": kind, "id": run.pk, "status": "failed"})
+    await get_channel_layer().group_send(group, {"type": kind, "id": run.pk, "status": "failed",
+                                                 "project": run.project_id})
 
 
 async def relayed(client: WebsocketCommunicator, route: str, run: Experiment) -> dict[str, Any]:
@@ -283,6 +284,6 @@ async def test_removal_from_a_project_stops_the_run_list_hearing_of_it(owner, me
     await send_update("ws/runs/", run)
     assert await client.receive_nothing(timeout=0.3)
     await get_channel_layer().group_send(events.project_group(other.pk), {
-        "type": "list.update", "id": 999, "status": "running"})
+        "type": "list.update", "project": other.pk, "id": 999, "status": "running"})
     assert (await client.receive_json_from(timeout=5))["id"] == 999
     await client.disconnect()

@@ -144,6 +144,10 @@ class RunListConsumer(MemberConsumer):
         return [events.project_group(pid) for pid in await self._projects(user)]
 
     async def list_update(self, event: dict[str, Any]) -> None:
+        # An update sent to the project's group before this socket left it (its user was
+        # removed from the project a moment ago) is not relayed.
+        if events.project_group(event["project"]) not in self.joined:
+            return
         await self.send_json({"kind": "update", **_without_type(event)})
 
     @database_sync_to_async

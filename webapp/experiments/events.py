@@ -133,7 +133,8 @@ def publish_status(experiment: Experiment) -> None:
     try:
         async_to_sync(layer.group_send)(run_group(experiment.pk), {"type": "run.status", **payload})
         async_to_sync(layer.group_send)(
-            project_group(experiment.project_id), {"type": "list.update", **payload}
+            project_group(experiment.project_id),
+            {"type": "list.update", "project": experiment.project_id, **payload},
         )
         study_id = study_of(experiment)
         if study_id is not None:

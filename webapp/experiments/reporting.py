@@ -256,7 +256,8 @@ class DjangoReporter:
             if progress is not None:
                 loop.run_until_complete(layer.group_send(
                     events.project_group(self.project_id),
-                    {"type": "list.update", "id": self.experiment_id, "progress": progress},
+                    {"type": "list.update", "project": self.project_id, "id": self.experiment_id,
+                     "progress": progress},
                 ))
                 if self.study_group is not None:  # a trial's epoch: its study page redraws
                     loop.run_until_complete(layer.group_send(self.study_group, {

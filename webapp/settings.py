@@ -11,6 +11,7 @@ import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
+from training.data.uploads import Limits
 from webapp.env import (
     env_bool,
     env_choice,
@@ -251,6 +252,19 @@ FITBOARD_UPLOAD_MAX_BYTES = env_int("FITBOARD_UPLOAD_MAX_MB", 100, minimum=1) * 
 FITBOARD_UPLOAD_MAX_ROWS = env_int("FITBOARD_UPLOAD_MAX_ROWS", 1_000_000, minimum=1)
 FITBOARD_UPLOAD_MAX_UNPACKED_BYTES = env_int("FITBOARD_UPLOAD_MAX_UNPACKED_MB", 1024,
                                              minimum=1) * 2**20
+# Work an upload may cost the web request, checked before anything is parsed or decoded (the
+# defaults in training.data.uploads.Limits say why each is what it is): entries in a ZIP,
+# pixels decoded from one ZIP (each image counted at least image_size²), CSV columns, CSV cells
+# (columns × lines) and characters in one CSV cell.
+_LIMITS = Limits()
+FITBOARD_UPLOAD_MAX_MEMBERS = env_int("FITBOARD_UPLOAD_MAX_MEMBERS", _LIMITS.max_members,
+                                      minimum=1)
+FITBOARD_UPLOAD_MAX_PIXELS = env_int("FITBOARD_UPLOAD_MAX_PIXELS", _LIMITS.max_pixels, minimum=1)
+FITBOARD_UPLOAD_MAX_COLUMNS = env_int("FITBOARD_UPLOAD_MAX_COLUMNS", _LIMITS.max_columns,
+                                      minimum=2)
+FITBOARD_UPLOAD_MAX_CELLS = env_int("FITBOARD_UPLOAD_MAX_CELLS", _LIMITS.max_cells, minimum=1)
+FITBOARD_UPLOAD_MAX_CELL_CHARS = env_int("FITBOARD_UPLOAD_MAX_CELL_CHARS",
+                                         _LIMITS.max_cell_chars, minimum=1)
 # Folders a Hugging Face dataset may be read from by local path (default: the data directory).
 FITBOARD_DATASETS_LOCAL_DIRS = [
     Path(p).expanduser().resolve()

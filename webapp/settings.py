@@ -12,6 +12,7 @@ import plotly
 from django.core.exceptions import ImproperlyConfigured
 
 from training.data.uploads import Limits
+from training.spec import bundled_model_dir
 from webapp.env import (
     env_bool,
     env_choice,
@@ -269,6 +270,13 @@ FITBOARD_UPLOAD_MAX_CELL_CHARS = env_int("FITBOARD_UPLOAD_MAX_CELL_CHARS",
 FITBOARD_DATASETS_LOCAL_DIRS = [
     Path(p).expanduser().resolve()
     for p in env_list("FITBOARD_DATASETS_LOCAL_DIRS", [str(FITBOARD_DATA_DIR)])
+]
+# Folders a pretrained text model (model.pretrained) may be loaded from by path; hub names are
+# not affected. Default: the data directory and the bundled MiniLM's folder.
+FITBOARD_MODELS_LOCAL_DIRS = [
+    Path(p).expanduser().resolve()
+    for p in env_list("FITBOARD_MODELS_LOCAL_DIRS", [
+        str(FITBOARD_DATA_DIR), *([str(bundled_model_dir())] if bundled_model_dir() else [])])
 ]
 # Optuna studies live in its RDB storage, reachable by every worker. RDB rather than the Redis
 # journal: only RDB storage keeps trial heartbeats, which is how a killed worker's trial is failed

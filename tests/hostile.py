@@ -102,3 +102,52 @@ def serve(folder: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- hostile uploads that cost work rather than break rules ------------------------------------
+
+
+def big_images_zip(count: int = 40, side: int = 4096) -> bytes:
+    """``count`` flat grey PNGs of ``side``² pixels: a few hundred bytes each, seconds to decode."""
+    big = png(0, side)
+    return image_zip({f"c{i % 2}/{i}.png": big for i in range(count)})
+
+
+def wide_csv(columns: int, rows: int = 4) -> bytes:
+    """A CSV of ``columns`` numeric columns: cheap to send, slow to parse column by column."""
+    header = ",".join(f"c{i}" for i in range(columns)) + "\n"
+    row = ",".join("1" for _ in range(columns)) + "\n"
+    return (header + row * rows).encode()
+
+
+def _patched(archive: bytes, offset_in_local: int, offset_in_central: int, value: bytes) -> bytes:
+    """``archive`` with ``value`` written at a field of every local and central header."""
+    data = bytearray(archive)
+    for signature, offset in ((b"PK\x03\x04", offset_in_local), (b"PK\x01\x02", offset_in_central)):
+        start = data.find(signature)
+        while start != -1:
+            data[start + offset:start + offset + len(value)] = value
+            start = data.find(signature, start + 4)
+    return bytes(data)
+
+
+def stored_zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def bad_crc_zip() -> bytes:
+    """A ZIP whose member's bytes no longer match its CRC-32 (one pixel byte flipped)."""
+    archive = bytearray(stored_zip({"cats/a.png": png(), "dogs/b.png": png(200)}))
+    at = archive.rfind(b"IEND") - 8  # inside the last member's image data, not in a header
+    archive[at] ^= 0xFF
+    return bytes(archive)
+
+
+def unsupported_method_zip() -> bytes:
+    """A ZIP whose members claim compression method 6 (implode), which Python cannot read."""
+    return _patched(stored_zip({"cats/a.png": png(), "dogs/b.png": png(200)}), 8, 10,
+                    struct.pack("<H", 6))

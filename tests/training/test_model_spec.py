@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from training import ExperimentSpec, SpecError
+from training import spec as spec_module
 from training.data import dataset_info
+from training.data.text import MINILM, resolve_pretrained
 from training.recipes import RECIPES, available_recipes
+from training.spec import allow_model_dirs
 
 
 def errors_for(data: dict[str, Any]) -> dict[str, str]:
@@ -77,6 +82,67 @@ def test_a_pretrained_model_needs_a_hub_name_or_a_directory(name: str) -> None:
 
     # then the pretrained field carries the error
     assert list(errors) == ["model.pretrained"]
+
+
+@pytest.fixture
+def model_dirs_allowed(tmp_path: Path) -> Iterator[Path]:
+    """Only ``tmp_path/models`` allowed, beside a file, a folder and a missing path outside it."""
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    (tmp_path / "runs" / "7").mkdir(parents=True)
+    (tmp_path / "runs" / "7" / "best.pt").write_bytes(b"x")
+    (tmp_path / "models" / "out").symlink_to(tmp_path / "runs")
+    allow_model_dirs([tmp_path / "models"])
+    yield tmp_path
+    spec_module._model_dirs = None
+
+
+def test_a_local_pretrained_model_outside_the_allowed_folders_is_refused_alike(
+        model_dirs_allowed: Path) -> None:
+    # given a folder, a file, a missing path and a link out, all outside the allowed folder
+    root = model_dirs_allowed
+    outside = [root / "runs" / "7", root / "runs" / "7" / "best.pt", root / "runs" / "8",
+               root / "models" / "out" / "7", root / "models" / ".." / "runs" / "7"]
+
+    # when each is validated as a pretrained model's source
+    messages = {errors_for({"data": {"dataset": "sst2"},
+                            "model": {"arch": "pretrained", "pretrained": str(path)}}
+                           )["model.pretrained"] for path in outside}
+
+    # then each is refused on its field with one message that says nothing of what exists
+    assert len(messages) == 1
+    assert "inside the allowed model directories" in messages.pop()
+
+
+def test_a_local_pretrained_model_inside_the_allowed_folders_is_accepted(
+        model_dirs_allowed: Path) -> None:
+    source = str(model_dirs_allowed / "models" / "mine")
+    spec = ExperimentSpec.from_dict({"data": {"dataset": "sst2"},
+                                     "model": {"arch": "pretrained", "pretrained": source}})
+
+    assert spec.model.pretrained == source
+
+
+def test_the_engine_refuses_a_model_folder_outside_the_allowed_ones_alike(
+        model_dirs_allowed: Path) -> None:
+    # given a spec stored before the check (or a clone): the engine checks the source again
+    messages = set()
+    for path in ["runs/7", "runs/7/best.pt", "runs/8"]:
+        with pytest.raises(ValueError) as caught:
+            resolve_pretrained(str(model_dirs_allowed / path))
+        messages.add(str(caught.value))
+
+    assert len(messages) == 1 and "allowed model directories" in messages.pop()
+
+
+def test_the_bundled_minilm_is_allowed_by_default() -> None:
+    # given no configured folders: the data directory and the bundled model's folder
+    bundled = resolve_pretrained(MINILM)
+
+    # then the hub name and the bundled folder itself both validate and resolve
+    for source in (MINILM, bundled):
+        ExperimentSpec.from_dict({"data": {"dataset": "sst2"},
+                                  "model": {"arch": "pretrained", "pretrained": source}})
+    assert resolve_pretrained(bundled) == str(Path(bundled).resolve())
 
 
 def test_a_subset_limits_the_rows_a_batch_may_use() -> None:

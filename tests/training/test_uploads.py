@@ -268,6 +268,17 @@ def test_a_relative_name_of_a_local_file_is_a_local_path_and_is_refused(
         caught.value)
 
 
+def test_every_packaged_builder_of_the_datasets_library_is_refused(tmp_path: Path) -> None:
+    # given every builder name the installed datasets library resolves before the hub
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    for name in _PACKAGED_DATASETS_MODULES:
+        # when it is given as the source (in any case), then it is refused on the source field
+        with pytest.raises(UploadError, match="reads files from the server") as caught:
+            read_hf(name.upper(), "train[:40]", [tmp_path], tmp_path / "cache")
+        assert caught.value.field == "hf_source"
+
+
 def test_a_hub_name_offline_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UploadError) as caught:
         read_hf("stanfordnlp/imdb", "train", [], tmp_path / "cache")

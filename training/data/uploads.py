@@ -19,6 +19,7 @@ import re
 import stat
 import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -59,8 +60,20 @@ class Limits:
     max_rows: int = 1_000_000
     max_unpacked_bytes: int = 512 * 2**20  # sum of a ZIP's uncompressed sizes
     max_ratio: float = 200.0  # uncompressed / compressed, per ZIP member
-    max_members: int = 100_000  # entries in a ZIP
+    # Entries in a ZIP: Fashion-MNIST's 70,000 images with their folders fit; each entry costs a
+    # decode of its own, so this bounds the work of an archive of many tiny images.
+    max_members: int = 80_000
     max_image_pixels: int = 4096 * 4096  # width × height of one image
+    # Pixels decoded for one upload, each image counted at least image_size² (what it becomes):
+    # 70,000 28×28 images at size 32 are 71.7 M; decoding runs at roughly 40 ns a pixel.
+    max_pixels: int = 75_000_000
+    # CSV columns and cells (rows × columns, counted from the raw file before parsing): a
+    # 60,000 × 785 table (Fashion-MNIST as pixels) fits; pandas' per-column work does not scale
+    # to a hostile 10⁵-10⁶ columns.
+    max_columns: int = 2_000
+    max_cells: int = 50_000_000
+    max_cell_chars: int = 100_000  # characters in one CSV cell (a long review is ~15,000)
+    max_name_chars: int = 255  # characters in a ZIP member's name, folders included
 
 
 @dataclass(frozen=True)
@@ -94,9 +107,13 @@ class Prepared:
 # --- tables ------------------------------------------------------------------------------------
 
 
-def read_csv(handle: IO[bytes], name: str = "") -> pd.DataFrame:
-    """Parse a CSV (or TSV) upload; the separator is sniffed from its first lines."""
+def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None) -> pd.DataFrame:
+    """Parse a CSV (or TSV) upload; the separator is sniffed from its first lines. Its columns
+    and cells are counted from the raw bytes and refused past ``limits`` before pandas parses
+    anything: a parse's time and memory grow with both."""
     import pandas as pd
+
+    limits = limits or Limits()
 
     head = handle.read(64 * 1024)
     handle.seek(0)
@@ -118,8 +135,11 @@ def read_csv(handle: IO[bytes], name: str = "") -> pd.DataFrame:
             sep = csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=",;\t|").delimiter
         except csv.Error:
             sep = ","
+    _check_header(handle, sep, limits)
     try:
-        frame = pd.read_csv(handle, sep=sep, encoding="utf-8-sig", skipinitialspace=True)
+        # One row past the limit is enough to refuse; pandas never parses the rest.
+        frame = pd.read_csv(handle, sep=sep, encoding="utf-8-sig", skipinitialspace=True,
+                            nrows=limits.max_rows + 1)
     except UnicodeDecodeError:
         raise UploadError("file", "the file is not UTF-8 text") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -131,7 +151,61 @@ def read_csv(handle: IO[bytes], name: str = "") -> pd.DataFrame:
     if frame.empty:
         raise UploadError("file", "the CSV has a header but no rows")
     frame.columns = [str(c).strip() for c in frame.columns]
+    _check_cells(frame, limits)
     return frame
+
+
+def _check_header(handle: IO[bytes], sep: str, limits: Limits) -> None:
+    """Refuse too many columns, too many cells or a repeated column name, reading the raw
+    file once in chunks (never more than one chunk in memory); leaves ``handle`` at the start."""
+    handle.seek(0)
+    header, columns, lines, in_header = b"", 1, 0, True
+    separator = sep.encode()
+    for chunk in iter(lambda: handle.read(2**20), b""):
+        if in_header:
+            end = chunk.find(b"\n")
+            part = chunk if end == -1 else chunk[:end]
+            # Separators inside quoted names are counted too: an over-count, never an under-count.
+            columns += part.count(separator)
+            if columns > limits.max_columns:
+                handle.seek(0)
+                raise UploadError("file", f"more than {limits.max_columns} columns: the limit is "
+                                          f"{limits.max_columns}")
+            header += part
+            in_header = end == -1
+        lines += chunk.count(b"\n")
+    handle.seek(0)
+    cells = columns * max(lines, 1)
+    if cells > limits.max_cells:
+        raise UploadError("file", f"{columns} columns × {lines} lines is {cells} cells: the limit "
+                                  f"is {limits.max_cells}")
+    names = next(csv.reader([header.decode("utf-8-sig", errors="replace").rstrip("\r")],
+                            delimiter=sep, skipinitialspace=True), [])
+    seen: set[str] = set()
+    for column in (n.strip() for n in names):
+        if column in seen:
+            raise UploadError("file", f"the column {column!r} appears more than once in the "
+                                      "header: give every column its own name")
+        seen.add(column)
+
+
+def _check_cells(frame: pd.DataFrame, limits: Limits) -> None:
+    """Refuse more rows than the limit, and text cells (or column names) past its length."""
+    import pandas as pd
+
+    if len(frame) > limits.max_rows:
+        raise UploadError("file", f"more than {limits.max_rows} rows: the limit is "
+                                  f"{limits.max_rows} rows")
+    for column in frame.columns:
+        if len(str(column)) > limits.max_cell_chars:
+            raise UploadError("file", f"a column name is {len(str(column))} characters long: the "
+                                      f"limit is {limits.max_cell_chars} characters")
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            longest = frame[column].astype("string").str.len().max()
+            if longest is not None and longest == longest and longest > limits.max_cell_chars:
+                raise UploadError("file", f"column {column!r} holds a cell of {int(longest)} "
+                                          f"characters: the limit is {limits.max_cell_chars} "
+                                          "characters")
 
 
 def _column(frame: pd.DataFrame, name: str, field_name: str) -> str:
@@ -191,10 +265,12 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
         numeric = {}
         for column in inputs:
             values = _numbers(frame[column])
-            bad = values.isna() & ~frame[column].isna() & (
-                frame[column].astype("string").str.strip() != "")
-            if bad.any():
-                example = frame[column][bad].iloc[0]
+            # Only cells that did not parse are looked at as text: converting every cell of a
+            # wide numeric table to a string costs seconds.
+            unparsed = frame[column][values.isna() & frame[column].notna()]
+            bad = unparsed[unparsed.astype("string").str.strip() != ""]
+            if len(bad):
+                example = bad.iloc[0]
                 raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
                                   f"{example!r}): choose numeric feature columns")
             # "inf", "1e999" and numbers past float32's range parse, then poison every mean,
@@ -327,10 +403,22 @@ def _report(rows_in: int, steps: list[dict[str, Any]], y: np.ndarray, label_name
 # --- image ZIPs --------------------------------------------------------------------------------
 
 
-def _member_problem(member: zipfile.ZipInfo) -> str | None:
+# Compression methods Python's zipfile reads; any other (implode, deflate64, ...) cannot be.
+READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+HEADER_BYTES = 64 * 1024  # read of a member for its image header (PNG's is in the first 33)
+CACHE_BYTES = 256 * 2**20  # members read whole while checking headers, kept for decoding
+
+
+def _member_problem(member: zipfile.ZipInfo, limits: Limits) -> str | None:
     """Why a ZIP member may not be read, or None."""
     name = member.filename
     path = PurePosixPath(name)
+    if len(name) > limits.max_name_chars:
+        return (f"{name[:40]!r}... is a name of {len(name)} characters: the limit is "
+                f"{limits.max_name_chars} characters")
+    if member.compress_type not in READABLE_METHODS:
+        return (f"{name!r} uses compression method {member.compress_type}: use a ZIP with "
+                "stored or deflated members")
     if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
         return f"{name!r} has an absolute or Windows path: refused"
     if ".." in path.parts:
@@ -360,7 +448,7 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
                                       f"{limits.max_members}")
         files = []
         for member in members:
-            problem = _member_problem(member)
+            problem = _member_problem(member, limits)
             if problem:
                 raise UploadError("file", problem)
             if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER):
@@ -379,21 +467,23 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
                 raise UploadError("file", f"{m.filename!r} expands {m.file_size} bytes from "
                                           f"{m.compress_size}: refused as a decompression bomb")
         labelled = _class_layout(files)
-        images, labels, grey = [], [], True
-        for member, label in labelled:
-            image = _read_image(archive, member, limits, Image)
+        # Every image's size is read from its header before any is decoded, so an archive whose
+        # pixels would take minutes to decode is refused in the time it takes to read headers.
+        cache = _check_pixels(archive, files, image_size, limits, Image)
+        x = np.empty((len(labelled), image_size, image_size, 3), dtype=np.uint8)
+        labels, grey = [], True
+        for i, (member, label) in enumerate(labelled):
+            image = _read_image(archive, member, limits, Image, cache.pop(member.filename, None))
             grey = grey and image.mode in ("1", "L", "LA", "I", "I;16", "F")
-            images.append(np.asarray(image.convert("RGB").resize((image_size, image_size),
-                                                                 Image.Resampling.BILINEAR)))
+            x[i] = np.asarray(image.convert("RGB").resize((image_size, image_size),
+                                                          Image.Resampling.BILINEAR))
             labels.append(label)
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise UploadError("file", f"found {len(classes)} class folder(s): an image dataset needs "
                                   "at least two (class_name/image.png)")
-    x = np.stack(images).transpose(0, 3, 1, 2)  # (N, 3, H, W)
-    if grey:
-        x = x[:, :1]
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2)[:, :1] if grey
+                             else x.transpose(0, 3, 1, 2))  # (N, C, H, W)
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[label] for label in labels], dtype=np.int64)
     steps: list[dict[str, Any]] = [{"step": f"images resized to {image_size}×{image_size}, "
@@ -427,12 +517,73 @@ def _class_layout(files: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, s
     return [(m, p[0]) for m, p in zip(files, parts, strict=True)]
 
 
+def _member_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) -> bytes:
+    """Up to ``size`` bytes of a member; a damaged member or an unreadable method is an
+    UploadError on the file field rather than a server error."""
+    try:
+        with archive.open(member) as stream:
+            return stream.read(size)
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, zlib.error,
+            RuntimeError) as exc:
+        raise UploadError("file", f"{member.filename!r} is damaged or unreadable in the "
+                                  f"archive ({exc})") from None
+
+
+def _check_pixels(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], image_size: int,
+                  limits: Limits, image_module: Any) -> dict[str, bytes]:
+    """Refuse an image over the per-image limit, or an archive whose images add up to more
+    pixels than ``limits.max_pixels`` (each counted at least ``image_size``², what it becomes),
+    from the headers alone. Returns the members it read whole, for decoding without a second
+    read (up to CACHE_BYTES)."""
+    Image = image_module
+    cache: dict[str, bytes] = {}
+    cached, total = 0, 0
+    for member in files:
+        whole = member.file_size <= HEADER_BYTES
+        data = _member_bytes(archive, member, member.file_size + 1 if whole else HEADER_BYTES)
+        try:
+            width, height = _header_size(data, member, Image)
+        except UploadError:
+            if whole:
+                raise
+            # A JPEG may carry more metadata than HEADER_BYTES before its frame header.
+            data, whole = _member_bytes(archive, member, member.file_size + 1), True
+            width, height = _header_size(data, member, Image)
+        if width * height > limits.max_image_pixels:
+            raise UploadError("file", f"{member.filename!r} is {width}×{height} pixels: "
+                                      f"the limit is {limits.max_image_pixels} "
+                                      "(a decompression bomb?)")
+        total += max(width * height, image_size * image_size)
+        if total > limits.max_pixels:
+            raise UploadError("file", f"the images hold more than {total} pixels in all: the "
+                                      f"limit is {limits.max_pixels} pixels in all (upload fewer "
+                                      "or smaller images, or choose a smaller image size)")
+        if whole and cached + len(data) <= CACHE_BYTES:
+            cache[member.filename] = data
+            cached += len(data)
+    return cache
+
+
+def _header_size(data: bytes, member: zipfile.ZipInfo, Image: Any) -> tuple[int, int]:
+    """(width, height) from an image's header, decoding no pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size  # type: ignore[no-any-return]
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UploadError("file", f"{member.filename!r} is too many pixels: refused as a "
+                                  "decompression bomb") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadError("file", f"{member.filename!r} is not a readable image ({exc})") from None
+
+
 def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limits,
-                image_module: Any) -> Any:
+                image_module: Any, data: bytes | None = None) -> Any:
     """One member decoded by Pillow, refusing lying sizes and images of too many pixels."""
     Image = image_module
-    with archive.open(member) as stream:
-        data = stream.read(member.file_size + 1)
+    if data is None:
+        data = _member_bytes(archive, member, member.file_size + 1)
     if len(data) > member.file_size:
         raise UploadError("file", f"{member.filename!r} is larger than its archive entry says")
     try:
@@ -493,6 +644,12 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
         import datasets
     except ImportError:  # pragma: no cover - a dependency of the project
         raise UploadError("hf_source", "the datasets library is not installed") from None
+    if not local and source.lower() in packaged_builders():
+        # "text", "csv", "imagefolder"... are not data sets but readers of local files: with no
+        # data_files they read the server's working folder, whatever the allowed folders say.
+        raise UploadError("hf_source", f"{source!r} is a builder of the datasets library that "
+                                       "reads files from the server: give a hub dataset "
+                                       "(owner/name) or a folder inside the data directory")
     try:
         if local:
             path = Path(source).expanduser().resolve()
@@ -536,6 +693,14 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
         if names:
             frame[column] = frame[column].map(lambda i, n=names: n[i] if 0 <= i < len(n) else None)
     return frame
+
+
+def packaged_builders() -> frozenset[str]:
+    """The datasets library's packaged builder names ("csv", "text", "imagefolder", ...),
+    lower-cased: the hub resolves them before any hub repository."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return frozenset(name.lower() for name in _PACKAGED_DATASETS_MODULES)
 
 
 # --- the prepared file -------------------------------------------------------------------------

@@ -33,7 +33,12 @@ class DatasetUnavailable(LookupError):
 
 def limits() -> Limits:
     return Limits(max_rows=settings.FITBOARD_UPLOAD_MAX_ROWS,
-                  max_unpacked_bytes=settings.FITBOARD_UPLOAD_MAX_UNPACKED_BYTES)
+                  max_unpacked_bytes=settings.FITBOARD_UPLOAD_MAX_UNPACKED_BYTES,
+                  max_members=settings.FITBOARD_UPLOAD_MAX_MEMBERS,
+                  max_pixels=settings.FITBOARD_UPLOAD_MAX_PIXELS,
+                  max_columns=settings.FITBOARD_UPLOAD_MAX_COLUMNS,
+                  max_cells=settings.FITBOARD_UPLOAD_MAX_CELLS,
+                  max_cell_chars=settings.FITBOARD_UPLOAD_MAX_CELL_CHARS)
 
 
 def table_options(options: Mapping[str, Any]) -> TableOptions:
@@ -61,7 +66,7 @@ def prepare_upload(kind: str, options: Mapping[str, Any], upload: IO[bytes] | No
                               bool(options.get("drop_duplicates")), limits(), title)
     if kind == Dataset.Kind.CSV:
         assert upload is not None
-        frame = read_csv(upload, file_name)
+        frame = read_csv(upload, file_name, limits())
     else:
         frame = read_hf(str(options.get("hf_source") or ""),
                         str(options.get("hf_split") or "train"),

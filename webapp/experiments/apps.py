@@ -11,11 +11,15 @@ class ExperimentsConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
 
         from training import budget
+        from training.spec import allow_model_dirs
         from webapp.experiments import events
 
         # Specs are validated against what the deployment's workers hold (training/ cannot
         # read Django's settings itself).
         budget.configure(budget.Limits(memory_gb=settings.FITBOARD_MAX_MODEL_MEMORY_GB,
                                        max_devices=settings.FITBOARD_MAX_DEVICES))
+        # Specs (from forms, clones and checkpoints) and the engine in the workers accept a local
+        # pretrained model only inside these folders.
+        allow_model_dirs(settings.FITBOARD_MODELS_LOCAL_DIRS)
         # A logout closes that session's live sockets.
         user_logged_out.connect(events.end_session_sockets, dispatch_uid="end-session-sockets")

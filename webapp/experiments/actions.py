@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from training.spec import ExperimentSpec
-from webapp.experiments import events
+from webapp.experiments import enqueue, events
 from webapp.experiments.launch import queue_for
 from webapp.experiments.models import Experiment, Project
 
@@ -17,15 +17,13 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
                       remedy: dict[str, Any] | None = None) -> Experiment:
     """Store a queued training run and enqueue it once the row is committed (``remedy``: the
     diagnostics remedy that made ``spec`` from ``parent``'s)."""
-    from webapp.experiments.tasks import train
-
     with transaction.atomic():
         experiment = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
             kind=Experiment.Kind.TRAIN, remedy=remedy or {},
         )
         queue = queue_for(spec)  # by what the run needs: cpu, gpu, gpu.N
-        transaction.on_commit(lambda: train.apply_async((experiment.pk,), queue=queue))
+        transaction.on_commit(lambda: enqueue.send(enqueue.TRAIN, experiment.pk, queue))
         transaction.on_commit(lambda: events.publish_status(experiment))
     return experiment
 

@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from webapp.experiments.enqueue import COMPRESS, TRAIN, TRIAL, TUNE, send
 from webapp.experiments.models import Experiment
 
 logger = logging.getLogger(__name__)
@@ -125,11 +126,9 @@ def queue_of(job: Experiment) -> str:
 
 def enqueue(job: Experiment) -> None:
     """Send the job's task message (the same one its creation sent, to the same queue)."""
-    from webapp.experiments import tasks
-
-    task = {Experiment.Kind.TRAIN: tasks.train, Experiment.Kind.COMPRESS: tasks.compress,
-            Experiment.Kind.TRIAL: tasks.trial, Experiment.Kind.TUNE: tasks.tune}
-    task[Experiment.Kind(job.kind)].apply_async((job.pk,), queue=queue_of(job))
+    task = {Experiment.Kind.TRAIN: TRAIN, Experiment.Kind.COMPRESS: COMPRESS,
+            Experiment.Kind.TRIAL: TRIAL, Experiment.Kind.TUNE: TUNE}
+    send(task[Experiment.Kind(job.kind)], job.pk, queue_of(job))
 
 
 _started = threading.Lock()

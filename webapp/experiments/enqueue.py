@@ -1,0 +1,18 @@
+"""Sending a job's Celery message by the task's name: the code that creates jobs (actions,
+tuning, compression, housekeeping) never imports the task module, which imports the executors,
+so that no executor imports the module that imports it."""
+
+from __future__ import annotations
+
+from webapp.celery import app
+
+TRAIN = "experiments.train"
+TUNE = "experiments.tune"
+TRIAL = "experiments.trial"
+COMPRESS = "experiments.compress"
+
+
+def send(task: str, job_id: int, queue: str | None = None, countdown: float | None = None) -> None:
+    """Send ``task`` for the job ``job_id``: to ``queue``, or where ``CELERY_TASK_ROUTES``
+    routes the task; ``countdown``: seconds before a worker may run it."""
+    app.send_task(task, (job_id,), queue=queue, countdown=countdown)

@@ -29,12 +29,17 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
 
 
 def cancel_experiment(experiment: Experiment) -> bool:
-    """Cancel a queued or running run (a study: with its trials); False when it had ended."""
-    if experiment.kind == Experiment.Kind.TUNE:
-        from webapp.experiments.tuning import cancel_study
-
-        return cancel_study(experiment)
-    return experiment.request_cancel()
+    """Cancel a queued or running run; False when it had ended. A study ends cancelled at once
+    and tells its queued and running trials to stop."""
+    if experiment.kind != Experiment.Kind.TUNE:
+        return experiment.request_cancel()
+    with transaction.atomic():
+        ended = experiment.finish(Experiment.Status.CANCELLED, error="cancelled by user")
+        for trial in experiment.children.filter(
+                kind=Experiment.Kind.TRIAL,
+                status__in=(Experiment.Status.QUEUED, Experiment.Status.RUNNING)):
+            trial.request_cancel()
+    return ended
 
 
 def annotate_experiment(experiment: Experiment, tags: list[str], notes: str) -> None:

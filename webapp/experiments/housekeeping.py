@@ -26,6 +26,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
@@ -97,11 +98,9 @@ def resend_lost_messages() -> int:
 def queue_sizes(queues: set[str]) -> dict[str, int]:
     """Messages waiting in each queue of the broker (all priorities); a queue the broker
     cannot be asked about is left out."""
-    from webapp.celery import app
-
     sizes: dict[str, int] = {}
     try:
-        with app.connection_for_read() as conn:
+        with current_app.connection_for_read() as conn:
             channel: Any = conn.default_channel
             for queue in queues:
                 sizes[queue] = int(channel._size(queue))

@@ -61,7 +61,7 @@ MAX_INVALID = 5  # sampled configurations in a row the spec refuses before the s
 IN_FLIGHT = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
 
-# Creating, cancelling, promoting (called by views) ---------------------------------------------
+# Creating and promoting (called by views; cancelling is actions.cancel_experiment) ----------
 
 
 def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
@@ -76,16 +76,6 @@ def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
         transaction.on_commit(lambda: enqueue.send(enqueue.TUNE, study.pk))
         transaction.on_commit(lambda: events.publish_status(study))
     return study
-
-
-def cancel_study(study: Experiment) -> bool:
-    """End the study as cancelled and cancel its queued and running trials; False when it had
-    already ended."""
-    with transaction.atomic():
-        ended = study.finish(Experiment.Status.CANCELLED, error="cancelled by user")
-        for trial in study.children.filter(kind=Experiment.Kind.TRIAL, status__in=IN_FLIGHT):
-            trial.request_cancel()
-    return ended
 
 
 def best_trial(study: Experiment) -> Experiment | None:

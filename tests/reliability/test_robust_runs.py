@@ -19,6 +19,7 @@ from tests.faults import OutOfMemoryAbove
 from training.data import dataset_info
 from training.models import build_model
 from training.spec import ExperimentSpec
+from webapp.experiments.jobs import Outcome
 from webapp.experiments.models import Experiment, Project
 from webapp.experiments.reporting import DjangoReporter
 from webapp.experiments.runner import execute_training, run_job
@@ -106,12 +107,12 @@ def oom_run(experiment: Experiment, fits: int, plain: bool = False) -> None:
     model = OutOfMemoryAbove(build_model(spec.model, info.input_shape, info.num_classes or 1),
                              rows=fits, plain=plain)
 
-    def train(reporter: DjangoReporter) -> tuple[str, dict[str, Any]]:
+    def train(reporter: DjangoReporter) -> Outcome:
         from training.loop import run
 
         result = run(spec, reporter, settings.MEDIA_ROOT / "runs" / str(experiment.pk),
                      model=model, min_batch=settings.FITBOARD_MIN_BATCH)
-        return result.status, {"epochs": result.epochs, "micro_batch": result.micro_batch}
+        return Outcome(result.status, {"epochs": result.epochs, "micro_batch": result.micro_batch})
 
     run_job(experiment, train)
 

@@ -9,12 +9,17 @@ import time
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from training import checkpoints
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
-from webapp.experiments import tuning
+from webapp.datasets.models import Dataset
+from webapp.experiments import files, metric_store, tuning
 from webapp.experiments.models import Experiment
+
+from ..hostile import table_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -277,3 +282,74 @@ def test_a_study_whose_samples_are_all_invalid_fails_instead_of_looping(make_stu
     assert "5 sampled configurations in a row were invalid" in study.error
     assert "larger than the training split" in study.error
     assert [t.status for t in trials_of(study)] == ["failed"] * 5
+
+
+# --- trials run like any other job --------------------------------------------------------------
+
+
+def run_all_trials(study: Experiment) -> list[Experiment]:
+    """Train the study's trials in this process, one after the other, until none is queued."""
+    while queued := [t for t in trials_of(study) if t.status == "queued"]:
+        tuning.execute_trial(queued[0].pk, worker="test")
+    return trials_of(study)
+
+
+def test_a_study_of_a_run_on_an_uploaded_dataset_trains_its_trials_on_the_upload(
+        owner, owner_client, project):
+    # given an uploaded CSV and a study whose base spec trains on it
+    response = owner_client.post(reverse("dataset-new"), {
+        "name": "flowers", "project": project.pk, "kind": "csv", "missing": "drop",
+        "drop_duplicates": "on", "drop_unlabelled": "on", "standardise": "on",
+        "task": "classification", "image_size": "16",
+        "file": SimpleUploadedFile("data.csv", table_csv(80))})
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    base = IRIS.patched({"data": {"dataset": dataset.spec_name}, "run": {"batch_size": 16}})
+    spec = TuningSpec.from_dict({
+        "base": base.to_dict(), "algorithm": "random", "n_trials": 2, "parallelism": 1,
+        "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}}})
+    study = tuning.create_study(owner, project, "upload study", spec)
+    tuning.drive_study(study.pk, worker="test")
+
+    # when a worker trains its trials
+    trials = run_all_trials(study)
+
+    # then every trial trained on the upload, and the study succeeded
+    assert [(t.status, t.error) for t in trials] == [("succeeded", "")] * 2
+    assert all(t.experiment_spec.data.dataset == dataset.spec_name for t in trials)
+    assert all(t.summary["epochs"] == 2 for t in trials)
+    study.refresh_from_db()
+    assert study.status == "succeeded", study.error
+
+
+def test_a_study_on_a_cpu_spec_trains_its_trials_on_the_cpu_of_a_gpu_worker(make_study,
+                                                                              settings):
+    # given a worker told to train on CUDA, and a study whose base spec says "cpu"
+    settings.FITBOARD_DEVICE = "cuda"
+    study = make_study(n_trials=1, parallelism=1)
+    assert IRIS.run.device == "cpu"
+
+    # when the worker trains its trial
+    (trial,) = run_all_trials(study)
+
+    # then the trial succeeded, and its checkpoint says it trained on the CPU
+    assert (trial.status, trial.error) == ("succeeded", "")
+    stored = trial.checkpoints.get(tag="best")
+    checkpoint = checkpoints.load(files.local_copy(stored.path, stored.sha256),
+                                  sha256=stored.sha256)
+    assert checkpoint.meta["device"] == "cpu"
+
+
+def test_a_trial_records_system_metrics_like_a_training_run(make_study, settings):
+    # given a worker that samples the machine every second
+    settings.FITBOARD_SYSTEM_METRICS_INTERVAL = 1
+    study = make_study(n_trials=1, parallelism=1)
+
+    # when it trains a trial
+    (trial,) = run_all_trials(study)
+
+    # then the trial's metrics hold the machine's readings beside its training curves
+    assert trial.status == "succeeded", trial.error
+    keys = set(metric_store.read(trial.pk))
+    assert {"sys/cpu_percent", "sys/ram_percent", "sys/ram_used_gb"} <= keys
+    assert "val_acc" in keys

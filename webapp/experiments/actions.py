@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from training.spec import ExperimentSpec
-from webapp.experiments import events
+from webapp.experiments import enqueue, events
 from webapp.experiments.launch import queue_for
 from webapp.experiments.models import Experiment, Project
 
@@ -17,26 +17,29 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
                       remedy: dict[str, Any] | None = None) -> Experiment:
     """Store a queued training run and enqueue it once the row is committed (``remedy``: the
     diagnostics remedy that made ``spec`` from ``parent``'s)."""
-    from webapp.experiments.tasks import train
-
     with transaction.atomic():
         experiment = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
             kind=Experiment.Kind.TRAIN, remedy=remedy or {},
         )
         queue = queue_for(spec)  # by what the run needs: cpu, gpu, gpu.N
-        transaction.on_commit(lambda: train.apply_async((experiment.pk,), queue=queue))
+        transaction.on_commit(lambda: enqueue.send(enqueue.TRAIN, experiment.pk, queue))
         transaction.on_commit(lambda: events.publish_status(experiment))
     return experiment
 
 
 def cancel_experiment(experiment: Experiment) -> bool:
-    """Cancel a queued or running run (a study: with its trials); False when it had ended."""
-    if experiment.kind == Experiment.Kind.TUNE:
-        from webapp.experiments.tuning import cancel_study
-
-        return cancel_study(experiment)
-    return experiment.request_cancel()
+    """Cancel a queued or running run; False when it had ended. A study ends cancelled at once
+    and tells its queued and running trials to stop."""
+    if experiment.kind != Experiment.Kind.TUNE:
+        return experiment.request_cancel()
+    with transaction.atomic():
+        ended = experiment.finish(Experiment.Status.CANCELLED, error="cancelled by user")
+        for trial in experiment.children.filter(
+                kind=Experiment.Kind.TRIAL,
+                status__in=(Experiment.Status.QUEUED, Experiment.Status.RUNNING)):
+            trial.request_cancel()
+    return ended
 
 
 def annotate_experiment(experiment: Experiment, tags: list[str], notes: str) -> None:

@@ -14,10 +14,19 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from training.compression.spec import CompressionSpec, job_spec_dict
+from training.compression.spec import CompressionSpec, job_spec_dict, split_job_spec
 from training.spec import SpecError
-from webapp.experiments import events, files
+from webapp.experiments import enqueue, events, files
+from webapp.experiments.jobs import (
+    Outcome,
+    data_sources,
+    forget_unsaved_points,
+    job_meta,
+    run_job,
+    run_workdir,
+)
 from webapp.experiments.models import Experiment
+from webapp.experiments.reporting import DjangoReporter
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +58,13 @@ def create_compression(user: Any, source: Experiment, name: str,
                        spec: CompressionSpec) -> Experiment:
     """Validate and store a queued compression job as a child of ``source``; it is enqueued
     once the row is committed. Raises SpecError (nothing stored) when the job cannot run."""
-    from webapp.experiments.tasks import compress
-
     check_job(source, spec)
     with transaction.atomic():
         job = Experiment.objects.create(
             project=source.project, name=name, kind=Experiment.Kind.COMPRESS, parent=source,
             spec=job_spec_dict(spec, source.experiment_spec), created_by=user,
         )
-        transaction.on_commit(lambda: compress.delay(job.pk))
+        transaction.on_commit(lambda: enqueue.send(enqueue.COMPRESS, job.pk))
         transaction.on_commit(lambda: events.publish_status(job))
     return job
 
@@ -69,16 +76,11 @@ def execute_compression(experiment_id: int, worker: str) -> None:
     if job is None or not job.start(worker):
         logger.info("compression %s is not queued any more; skipping", experiment_id)
         return
-    from training.compression.spec import split_job_spec
-    from webapp.experiments import metric_store
-    from webapp.experiments.reporting import DjangoReporter
-    from webapp.experiments.runner import data_sources, git_revision, run_job
-    from webapp.experiments.sysmetrics import PREFIX as SYSTEM_PREFIX
-
     if job.restarts:  # its worker died: a compression starts over (it saves no state)
-        metric_store.truncate(job.pk, after_step=0, keep=(SYSTEM_PREFIX,))
+        forget_unsaved_points(job, after_step=0)
 
-    def compress_model(reporter: DjangoReporter) -> tuple[str, dict[str, Any]]:
+    def compress_model(reporter: DjangoReporter) -> Outcome:
+        # torch loads only on a worker that runs a job (see jobs).
         from training import checkpoints
         from training.compression.job import compress
 
@@ -90,17 +92,18 @@ def execute_compression(experiment_id: int, worker: str) -> None:
         stored = source.checkpoints.get(tag="best")
         checkpoint = checkpoints.load(files.local_copy(stored.path, stored.sha256),
                                       sha256=stored.sha256)
-        meta = {"experiment_id": job.pk, "git_revision": git_revision()}
-        result = compress(spec, checkpoint, reporter, settings.MEDIA_ROOT / "runs" / str(job.pk),
+        meta = job_meta(job)
+        result = compress(spec, checkpoint, reporter, run_workdir(job.pk),
                           device=settings.FITBOARD_DEVICE, meta=meta,
                           sources=data_sources(checkpoint.spec, source))
-        return result.status, _summary(result, meta)
+        return Outcome(result.status, compression_summary(result, meta))
 
     # A job that only quantizes trains no epoch: there is no curve to diagnose.
     run_job(job, compress_model, always_diagnose=False)
 
 
-def _summary(result: Any, meta: dict[str, Any]) -> dict[str, Any]:
+def compression_summary(result: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The summary a compression result (``training.compression.job``) leaves on its row."""
     from training.checkpoints import library_versions
 
     measured = result.report.get("result", {})

@@ -26,11 +26,13 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from webapp.experiments.enqueue import COMPRESS, TRAIN, TRIAL, TUNE, send
 from webapp.experiments.models import Experiment
 
 logger = logging.getLogger(__name__)
@@ -96,11 +98,9 @@ def resend_lost_messages() -> int:
 def queue_sizes(queues: set[str]) -> dict[str, int]:
     """Messages waiting in each queue of the broker (all priorities); a queue the broker
     cannot be asked about is left out."""
-    from webapp.celery import app
-
     sizes: dict[str, int] = {}
     try:
-        with app.connection_for_read() as conn:
+        with current_app.connection_for_read() as conn:
             channel: Any = conn.default_channel
             for queue in queues:
                 sizes[queue] = int(channel._size(queue))
@@ -125,11 +125,9 @@ def queue_of(job: Experiment) -> str:
 
 def enqueue(job: Experiment) -> None:
     """Send the job's task message (the same one its creation sent, to the same queue)."""
-    from webapp.experiments import tasks
-
-    task = {Experiment.Kind.TRAIN: tasks.train, Experiment.Kind.COMPRESS: tasks.compress,
-            Experiment.Kind.TRIAL: tasks.trial, Experiment.Kind.TUNE: tasks.tune}
-    task[Experiment.Kind(job.kind)].apply_async((job.pk,), queue=queue_of(job))
+    task = {Experiment.Kind.TRAIN: TRAIN, Experiment.Kind.COMPRESS: COMPRESS,
+            Experiment.Kind.TRIAL: TRIAL, Experiment.Kind.TUNE: TUNE}
+    send(task[Experiment.Kind(job.kind)], job.pk, queue_of(job))
 
 
 _started = threading.Lock()

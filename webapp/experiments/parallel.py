@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 RESULT = "result.json"  # rank 0's outcome: status and summary
 RANKS = "ranks"  # per-rank files: parameter digests, failure reasons
 LOG = "torchrun.log"
@@ -35,8 +37,6 @@ def launch(experiment_id: int, devices: int, workdir: Path) -> tuple[str, dict[s
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", str(devices), "--max_restarts", "0",
                "-m", "webapp.experiments.parallel", str(experiment_id)]
-    from django.conf import settings
-
     root = str(settings.BASE_DIR)  # the ranks import this project wherever the worker started
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     with (workdir / LOG).open("wb") as log:
@@ -64,13 +64,13 @@ def main(experiment_id: int) -> int:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     django.setup()
+    # The models can be imported only now, in this process started by torchrun.
     import torch
-    from django.conf import settings
 
     from training.distributed import DataParallel, RankReporter, parameter_digest
+    from webapp.experiments.jobs import failure_reason, placement, run_device, run_workdir
     from webapp.experiments.models import Experiment
     from webapp.experiments.reporting import DjangoReporter
-    from webapp.experiments.runner import failure_reason, placement, run_device, run_workdir
 
     group = DataParallel.from_env()
     if group is None:
@@ -110,18 +110,15 @@ def main(experiment_id: int) -> int:
 
 def _train(experiment: Any, spec: Any, reporter: Any, workdir: Path, device: str,
            group: Any) -> tuple[str, dict[str, Any], Any]:
-    from django.conf import settings
-
     from training.data.catalog import dataset_info
     from training.loop import primary_metric, run
-    from webapp.experiments.runner import _summary, data_sources, git_revision
+    from webapp.experiments.jobs import job_meta, loop_options, training_summary
 
-    meta = {"experiment_id": experiment.pk, "git_revision": git_revision()}
-    result = run(spec, reporter, workdir, device=device, meta=meta,
-                 checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL,
-                 sources=data_sources(spec, experiment), parallel=group)
+    meta = job_meta(experiment)
+    result = run(spec, reporter, workdir, **loop_options(spec, experiment, meta, device),
+                 parallel=group)
     key, _ = primary_metric(dataset_info(spec.data.dataset).task)
-    summary = {**_summary(result, key, meta), "devices": group.world}
+    summary = {**training_summary(result, key, meta), "devices": group.world}
     return result.status, summary, result.model
 
 

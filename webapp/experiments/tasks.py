@@ -1,9 +1,11 @@
 """Celery tasks: take an id, call one function."""
 
 from celery import shared_task
+from django.conf import settings
 
 from webapp.experiments.compression import execute_compression
 from webapp.experiments.runner import execute_training
+from webapp.experiments.tuning import drive_study, execute_trial
 
 
 @shared_task(name="experiments.train", bind=True, acks_late=True, ignore_result=True)
@@ -15,18 +17,12 @@ def train(self, experiment_id: int) -> None:  # type: ignore[no-untyped-def]
 def tune(self, study_id: int) -> None:  # type: ignore[no-untyped-def]
     """Start or advance a study; while it runs, look again every FITBOARD_STUDY_WATCHDOG_S
     seconds for trials whose worker died (their heartbeat stopped)."""
-    from django.conf import settings
-
-    from webapp.experiments.tuning import drive_study
-
     if drive_study(study_id, worker=self.request.hostname or "unknown"):
         tune.apply_async((study_id,), countdown=settings.FITBOARD_STUDY_WATCHDOG)
 
 
 @shared_task(name="experiments.trial", bind=True, acks_late=True, ignore_result=True)
 def trial(self, trial_id: int) -> None:  # type: ignore[no-untyped-def]
-    from webapp.experiments.tuning import execute_trial
-
     execute_trial(trial_id, worker=self.request.hostname or "unknown")
 
 

@@ -25,9 +25,31 @@ from django.db import transaction
 from django.utils import timezone
 
 from training.spec import SpecError
-from training.tuning import TuningSpec
-from webapp.experiments import actions, events, metric_store
+from training.tuning import (
+    Heartbeat,
+    TuningSpec,
+    fail_stale_trials,
+    rdb_storage,
+    run_trial,
+    suggest,
+)
+from training.tuning import ask as ask_trial
+from training.tuning import create_study as create_optuna_study
+from webapp.experiments import actions, enqueue, events, metric_store
+from webapp.experiments.jobs import (
+    Conclude,
+    Outcome,
+    Work,
+    job_meta,
+    loop_options,
+    placement,
+    run_device,
+    run_job,
+    run_workdir,
+    training_summary,
+)
 from webapp.experiments.models import Experiment, Project
+from webapp.experiments.reporting import DjangoReporter
 
 if TYPE_CHECKING:
     import optuna
@@ -39,33 +61,21 @@ MAX_INVALID = 5  # sampled configurations in a row the spec refuses before the s
 IN_FLIGHT = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
 
-# Creating, cancelling, promoting (called by views) ---------------------------------------------
+# Creating and promoting (called by views; cancelling is actions.cancel_experiment) ----------
 
 
 def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
                  source: Experiment | None = None) -> Experiment:
     """Store a queued study and enqueue its driver once the row is committed."""
-    from webapp.experiments.tasks import tune
-
     with transaction.atomic():
         study = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=source,
             kind=Experiment.Kind.TUNE,
             progress={"trials": 0, "budget": spec.trial_budget(), "finished": 0},
         )
-        transaction.on_commit(lambda: tune.delay(study.pk))
+        transaction.on_commit(lambda: enqueue.send(enqueue.TUNE, study.pk))
         transaction.on_commit(lambda: events.publish_status(study))
     return study
-
-
-def cancel_study(study: Experiment) -> bool:
-    """End the study as cancelled and cancel its queued and running trials; False when it had
-    already ended."""
-    with transaction.atomic():
-        ended = study.finish(Experiment.Status.CANCELLED, error="cancelled by user")
-        for trial in study.children.filter(kind=Experiment.Kind.TRIAL, status__in=IN_FLIGHT):
-            trial.request_cancel()
-    return ended
 
 
 def best_trial(study: Experiment) -> Experiment | None:
@@ -101,8 +111,6 @@ def trial_info(trial: Experiment) -> dict[str, Any]:
 def _storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     import optuna
 
-    from training.tuning import rdb_storage
-
     # Every driver call loads the study, and Optuna logs an INFO line for each load; the rows
     # here record every trial already.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -120,8 +128,6 @@ def open_study(study: Experiment, seed_offset: int = 0) -> optuna.Study:
     """The Optuna study of a study row, created at first use. Each call builds a new sampler:
     the driver passes the number of trials so far as ``seed_offset`` so that it never replays
     the random draws of an earlier call."""
-    from training.tuning import create_study as create_optuna_study
-
     spec = TuningSpec.from_dict(study.spec)
     storage = _storage(settings.OPTUNA_STORAGE_URL, settings.FITBOARD_TRIAL_HEARTBEAT)
     return create_optuna_study(spec, storage, optuna_name(study), seed_offset)
@@ -143,8 +149,6 @@ def drive_study(study_id: int, worker: str) -> bool:
 def advance_study(study_id: int) -> None:
     """Enqueue trials up to the parallelism while budget remains; finish the study when its
     budget is spent and nothing is in flight. Serialised per study by a row lock."""
-    from training.tuning import fail_stale_trials
-
     with transaction.atomic():
         study = Experiment.objects.select_for_update().get(pk=study_id)
         if study.status != Experiment.Status.RUNNING:
@@ -189,10 +193,6 @@ def _enqueue_trial(study: Experiment, spec: TuningSpec, optuna_study: optuna.Stu
     """Ask Optuna for a trial and store it as a queued child row (enqueued after commit)."""
     import optuna
 
-    from training.tuning import ask as ask_trial
-    from training.tuning import suggest
-    from webapp.experiments.tasks import trial as trial_task
-
     ask = ask_trial(optuna_study)
     params = suggest(ask, spec)
     info = {"number": ask.number, "params": params, "state": "queued"}
@@ -213,7 +213,7 @@ def _enqueue_trial(study: Experiment, spec: TuningSpec, optuna_study: optuna.Stu
         created_by=study.created_by, parent=study, kind=Experiment.Kind.TRIAL,
         summary={"trial": info},
     )
-    transaction.on_commit(lambda: trial_task.delay(child.pk))
+    transaction.on_commit(lambda: enqueue.send(enqueue.TRIAL, child.pk))
     transaction.on_commit(lambda: events.publish_status(child))
     return child
 
@@ -288,8 +288,6 @@ def execute_trial(trial_id: int, worker: str) -> None:
     Never raises for a failed trial."""
     import optuna
 
-    from training.tuning import Heartbeat
-
     trial_row = Experiment.objects.select_related("parent").filter(
         pk=trial_id, kind=Experiment.Kind.TRIAL).first()
     if trial_row is None or trial_row.parent is None:
@@ -308,70 +306,68 @@ def execute_trial(trial_id: int, worker: str) -> None:
     # Beat at once: a trial without any heartbeat never counts as stale, so a worker killed
     # before training starts (still importing torch, loading data) would leave it running.
     Heartbeat(optuna_study, trial).beat_once()
-    status, error, summary, nonfinite = _train_trial(trial_row, study, optuna_study, trial)
-    from webapp.experiments.runner import _final_verdict
-
-    trial_row.finish(status, error=error, summary=summary,
-                     verdict=_final_verdict(trial_row, nonfinite))
+    run_job(trial_row, trial_work(trial_row, study, optuna_study, trial),
+            conclude=trial_conclusion(trial_row, optuna_study))
     advance_study(study.pk)
 
 
-def _train_trial(trial_row: Experiment, study: Experiment, optuna_study: optuna.Study,
-                 trial: optuna.Trial) -> tuple[str, str, dict[str, Any], bool]:
-    """Run the training and tell Optuna; returns the row's status, error, summary and whether
-    the loss went non-finite."""
-    import optuna
-    import torch
-
-    from training.tuning import Heartbeat, run_trial
-    from webapp.experiments.reporting import DjangoReporter
-    from webapp.experiments.runner import _summary, failure_reason, git_revision
-
-    torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
+def trial_work(trial_row: Experiment, study: Experiment, optuna_study: optuna.Study,
+               trial: optuna.Trial) -> Work:
+    """The work of one trial for ``jobs.run_job``: train it like any run (its device, data
+    sources and options) while its heartbeat beats, reporting each epoch to Optuna. A pruned
+    trial ends cancelled, "pruned after epoch N"; its summary's ``"trial"`` holds the
+    objective's value (and the epoch it was pruned at) for :func:`trial_conclusion`."""
     spec = TuningSpec.from_dict(study.spec)
-    info = dict(trial_info(trial_row))
-    meta = {"experiment_id": trial_row.pk, "git_revision": git_revision(),
-            "study_id": study.pk, "trial_number": trial.number}
-    reporter = DjangoReporter(trial_row)
-    state, status, error = optuna.trial.TrialState.FAIL, Experiment.Status.FAILED, ""
-    summary: dict[str, Any] = {}
-    nonfinite, value = False, None
-    with Heartbeat(optuna_study, trial):
-        try:
-            outcome = run_trial(
-                spec, trial, reporter, settings.MEDIA_ROOT / "runs" / str(trial_row.pk),
-                raise_pruned=False, device=settings.FITBOARD_DEVICE, meta=meta,
-                checkpoint_interval=settings.FITBOARD_CHECKPOINT_INTERVAL,
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure becomes the trial's reason
-            error, nonfinite = failure_reason(exc, trial_row)
+    workdir = run_workdir(trial_row.pk)
+
+    def train(reporter: DjangoReporter) -> Outcome:
+        trial_spec = trial_row.experiment_spec
+        meta = job_meta(trial_row, study_id=study.pk, trial_number=trial.number)
+        reporter.status("starting", **placement(run_device(trial_spec)))
+        with Heartbeat(optuna_study, trial):
+            outcome = run_trial(spec, trial, reporter, workdir, raise_pruned=False,
+                                **loop_options(trial_spec, trial_row, meta))
+        summary = training_summary(outcome.result, spec.objective, meta)
+        info = {"value": outcome.value}
+        if outcome.pruned_at is not None:
+            info["pruned_at"] = outcome.pruned_at
+            return Outcome(Experiment.Status.CANCELLED, {**summary, "trial": info},
+                           f"pruned after epoch {outcome.pruned_at}: not promising enough")
+        if outcome.result.status == Experiment.Status.CANCELLED:
+            return Outcome(Experiment.Status.CANCELLED, {**summary, "trial": info})
+        if outcome.value is None:
+            return Outcome(Experiment.Status.FAILED, {**summary, "trial": info},
+                           "no epoch finished")
+        return Outcome(Experiment.Status.SUCCEEDED, {**summary, "trial": info})
+
+    return train
+
+
+def trial_conclusion(trial_row: Experiment, optuna_study: optuna.Study) -> Conclude:
+    """A trial's last word for ``jobs.run_job`` once its status is final: tell Optuna how it
+    ended (complete with its value, pruned, or failed) and record that in the summary's
+    ``"trial"`` beside the number and parameters the driver put there."""
+    import optuna
+
+    asked = trial_info(trial_row)
+
+    def conclude(status: str, summary: dict[str, Any] | None) -> dict[str, Any]:
+        summary = dict(summary or {})
+        info = {**asked, **summary.get("trial", {})}
+        value = info.get("value")
+        if status == Experiment.Status.SUCCEEDED:
+            state, label = optuna.trial.TrialState.COMPLETE, "complete"
+        elif status == Experiment.Status.CANCELLED and info.get("pruned_at") is not None:
+            state, label = optuna.trial.TrialState.PRUNED, "pruned"
         else:
-            summary = _summary(outcome.result, spec.objective, meta)
-            value = outcome.value
-            if outcome.pruned_at is not None:
-                state, status = optuna.trial.TrialState.PRUNED, Experiment.Status.CANCELLED
-                error = f"pruned after epoch {outcome.pruned_at}: not promising enough"
-                info.update(pruned_at=outcome.pruned_at)
-            elif outcome.result.status == "cancelled" and reporter.time_limit_reason():
-                error = reporter.time_limit_reason()  # failed: its time limit ran out
-            elif outcome.result.status == "cancelled":
-                status, error = Experiment.Status.CANCELLED, "cancelled by user"
-            elif value is None:
-                error = "no epoch finished"
-            else:
-                state, status = optuna.trial.TrialState.COMPLETE, Experiment.Status.SUCCEEDED
-        finally:
-            try:
-                reporter.close()
-            except RuntimeError as exc:
-                state, status, error = optuna.trial.TrialState.FAIL, Experiment.Status.FAILED, \
-                    str(exc)
-    _tell(optuna_study, trial.number, state, value)
-    names = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.PRUNED:
-             "pruned"}
-    label = names.get(state, "cancelled" if status == Experiment.Status.CANCELLED else "failed")
-    info.update(state=label, value=value if value is not None and math.isfinite(value) else None)
-    return status, error, {**summary, "trial": info}, nonfinite
+            state = optuna.trial.TrialState.FAIL
+            label = "cancelled" if status == Experiment.Status.CANCELLED else "failed"
+        _tell(optuna_study, info["number"], state, value)
+        info.update(state=label, value=value if value is not None and math.isfinite(value)
+                    else None)
+        return {**summary, "trial": info}
+
+    return conclude
 
 
 def _tell(optuna_study: optuna.Study, number: int, state: Any,

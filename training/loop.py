@@ -291,7 +291,7 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
     return train(setup(spec, reporter, workdir, options))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class Training:
     """A run as ``setup`` built it: the data on the device, the model and what trains it, and
     the loop's variables (``state``, saved and restored by ``training.resume``)."""
@@ -382,9 +382,12 @@ def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
                               reporter, options.checkpoint_interval,
                               checkpoints.model_files(model, data.tokenizer))
     training = Training(
-        spec, reporter, workdir, options, target, data, x_train, y_train, data.x_val.to(target),
-        data.y_val.to(target), model, forward, loss_fn, optimizer, schedule, precision, augment,
-        augment_rng, shuffle, rows, groups, writer, LoopState(epoch_shuffle=shuffle.get_state()),
+        spec=spec, reporter=reporter, workdir=workdir, options=options, device=target, data=data,
+        x_train=x_train, y_train=y_train, x_val=data.x_val.to(target),
+        y_val=data.y_val.to(target), model=model, forward=forward, loss_fn=loss_fn,
+        optimizer=optimizer, schedule=schedule, precision=precision, augment=augment,
+        augment_rng=augment_rng, shuffle=shuffle, rows=rows, groups=groups, writer=writer,
+        state=LoopState(epoch_shuffle=shuffle.get_state()),
         # Every rank of a data-parallel run would write the same file: those start over.
         resume=options.resume and options.parallel.world == 1, resumed=False,
         micro=spec.run.batch_size)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-import zipfile
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from training import resume as resumable
 from training.data import DataSources, PreparedData, prepare
 from training.data.augment import Augmentation
 from training.data.text import TokenizerFactory, Tokens, tokenizer_for
-from training.diagnostics import diagnose, task_info
+from training.diagnostics import TaskInfo, diagnose, task_info
 from training.distributed import SINGLE, Group
 from training.models import build_model, feed
 from training.optimization import (
@@ -33,6 +34,7 @@ from training.optimization import (
     monitored_metric,
 )
 from training.reporter import Reporter
+from training.resume import LoopState
 from training.spec import ExperimentSpec
 
 EVAL_BATCH = 1024  # rows per forward pass when evaluating
@@ -216,33 +218,63 @@ def evaluate_test(model: nn.Module, weights: Mapping[str, torch.Tensor], loss_fn
     return {f"test_{name}": value for name, value in metrics.items()}
 
 
-def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-        checkpoint_interval: float = CHECKPOINT_INTERVAL,
-        compile_backend: str = "inductor", sources: DataSources | None = None,
-        model: nn.Module | None = None, train_loss: TrainLoss | None = None,
-        tokenizer: TokenizerFactory | None = None, parallel: Group = SINGLE,
-        min_batch: int = MIN_BATCH, resume: bool = False) -> RunResult:
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a spec, besides what the spec says. The defaults are a plain run in this
+    process on the spec's device."""
+
+    device: str | None = None  # "cpu", "cuda", "auto"; None: the spec's ``run.device``
+    meta: Mapping[str, Any] | None = None  # stored in every checkpoint (e.g. the experiment id)
+    # Seconds between writes of the checkpoints (and, with ``resume``, of the state).
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
+    compile_backend: str = "inductor"  # the ``torch.compile`` backend when ``run.compile`` is on
+    sources: DataSources | None = None  # where data files are (data directory, uploaded sets)
+    # Train this network (e.g. a pruned one, to fine-tune) instead of building a new one.
+    model: nn.Module | None = None
+    # ``train_loss(outputs, targets, inputs)``: the training loss instead of the spec's (e.g.
+    # distillation); validation keeps the spec's loss.
+    train_loss: TrainLoss | None = None
+    # How texts become token ids (e.g. a compressed model's source's own tokenizer) instead of
+    # the one the model spec builds.
+    tokenizer: TokenizerFactory | None = None
+    # This process's place in a data-parallel run (``training.distributed``): each rank trains
+    # on its shard of every epoch through DistributedDataParallel; pass a ``RankReporter`` so
+    # that only rank 0 reports. The default trains in this process alone.
+    parallel: Group = SINGLE
+    # Rows per forward pass below which halving after an out-of-memory error does not go.
+    min_batch: int = MIN_BATCH
+    # Keep a resumable state in ``workdir`` and go on from the one there (see ``run``).
+    resume: bool = False
+
+
+class RunKeywords(TypedDict, total=False):
+    """``RunOptions``' fields, as keyword arguments to ``run``."""
+
+    device: str | None
+    meta: Mapping[str, Any] | None
+    checkpoint_interval: float
+    compile_backend: str
+    sources: DataSources | None
+    model: nn.Module | None
+    train_loss: TrainLoss | None
+    tokenizer: TokenizerFactory | None
+    parallel: Group
+    min_batch: int
+    resume: bool
+
+
+def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
+        options: RunOptions | None = None, **keywords: Unpack[RunKeywords]) -> RunResult:
     """Train the model a spec describes, reporting each step and epoch; returns the outcome.
+    ``options`` (or its fields as ``keywords``, which win) say how: see ``RunOptions``.
 
     Keeps the weights of the last epoch (``last.zip``) and of the epoch with the best primary
     validation metric (``best.zip``) in ``workdir``, written every ``checkpoint_interval``
     seconds and whenever the run ends: finished, stopped early, cancelled (``last`` is then the
     weights at the cancelled step) or failed. Raises NonFiniteLossError, before updating the
     weights, on the first step whose loss is NaN or infinite; the checkpoints of the epochs
-    before it are kept. ``meta`` is stored in every checkpoint (e.g. the experiment id).
-    ``compile_backend`` is the ``torch.compile`` backend used when ``run.compile`` is on.
-    ``sources`` says where data files are (the data directory, uploaded sets' files). A test
-    split is evaluated once at the end with the best weights; ``best.zip`` then carries its
-    metrics too.
-    ``model``: train this network (e.g. a pruned one, to fine-tune) instead of a new one;
-    ``train_loss(outputs, targets, inputs)``: the training loss instead of the spec's (e.g.
-    distillation); validation keeps the spec's loss.
-    ``tokenizer``: how texts become token ids (e.g. a compressed model's source's own
-    tokenizer) instead of the one the model spec builds.
-    ``parallel``: this process's place in a data-parallel run (``training.distributed``): each
-    rank trains on its shard of every epoch through DistributedDataParallel; pass a
-    ``RankReporter`` so that only rank 0 reports. The default trains in this process alone.
+    before it are kept. A test split is evaluated once at the end with the best weights;
+    ``best.zip`` then carries its metrics too.
     A step that runs out of device memory is retried with forward passes of half as many rows
     whose gradients add up to the same optimizer step (down to ``min_batch`` rows, then a
     TrainingError); the size that worked is reported as ``micro_batch`` and kept for the rest
@@ -255,281 +287,378 @@ def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path, device: str | N
     data-parallel run ignores it and starts over. The state outlives the run; remove it
     with ``training.resume.discard`` once the run has ended for good.
     """
+    options = dataclasses.replace(options or RunOptions(), **keywords)
+    return train(setup(spec, reporter, workdir, options))
+
+
+@dataclass(eq=False, kw_only=True)
+class Training:
+    """A run as ``setup`` built it: the data on the device, the model and what trains it, and
+    the loop's variables (``state``, saved and restored by ``training.resume``)."""
+
+    spec: ExperimentSpec
+    reporter: Reporter
+    workdir: Path
+    options: RunOptions
+    device: torch.device
+    data: PreparedData
+    x_train: torch.Tensor | Tokens
+    y_train: torch.Tensor
+    x_val: torch.Tensor | Tokens
+    y_val: torch.Tensor
+    model: nn.Module  # the network itself, whose names the checkpoints carry
+    forward: nn.Module  # what runs the forward passes: the model, compiled or data-parallel
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    precision: torch.dtype | None  # autocast's dtype; None: float32 without autocast
+    augment: Augmentation
+    augment_rng: torch.Generator
+    shuffle: torch.Generator  # draws each epoch's order
+    rows: int  # training rows this process sees per epoch (its shard's)
+    # The ``(start, end)`` batches of each optimizer step of an epoch: ``grad_accumulation``
+    # consecutive batches whose gradients add up.
+    groups: list[list[tuple[int, int]]]
+    writer: CheckpointWriter
+    state: LoopState
+    resume: bool  # whether this run keeps a resumable state (single-process runs only)
+    resumed: bool  # whether it went on from one
+    # Rows per forward pass. Halving it after an out-of-memory error splits each batch into
+    # passes whose gradients add up, instead of halving the batch: the optimizer steps, their
+    # count, the schedule and the learning rate stay the ones the spec describes.
+    micro: int
+    state_saved_at: float = field(default_factory=time.monotonic)
+    # Derived from the above.
+    mixed: AbstractContextManager[Any] = field(init=False)  # reused by every forward pass
+    task: TaskInfo = field(init=False)
+    classification: bool = field(init=False)
+    monitor: str = field(init=False)  # the validation metric that picks the best epoch
+    mode: str = field(init=False)  # "max" when higher is better, else "min"
+    total_steps: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mixed = autocast(self.device, self.precision)
+        self.task = task_info(self.data.info)
+        self.classification = self.data.info.task == "classification"
+        self.monitor, self.mode = monitored_metric(self.spec, self.data.info.task)
+        self.total_steps = len(self.groups) * self.spec.run.epochs
+
+    @property
+    def resumables(self) -> dict[str, resumable.Stateful]:
+        """What the resumable state holds besides the loop's variables, by name."""
+        return {"model": self.model, "optimizer": self.optimizer, "schedule": self.schedule}
+
+
+def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
+          options: RunOptions) -> Training:
+    """Seed, load the data and build the model, its optimizer and schedule, on the device; go
+    on from the resumable state in ``workdir`` when ``options.resume`` and there is one."""
     torch.manual_seed(spec.run.seed)
     np.random.seed(spec.run.seed % 2**32)
-    target = resolve_device(device or spec.run.device)
+    target = resolve_device(options.device or spec.run.device)
     d = spec.data
     data = prepare(d.dataset, d.val_fraction, spec.run.seed, subset=d.subset,
-                   test_fraction=d.test_fraction, sources=sources,
-                   tokenizer=tokenizer or tokenizer_for(spec.model))
+                   test_fraction=d.test_fraction, sources=options.sources,
+                   tokenizer=options.tokenizer or tokenizer_for(spec.model))
     augment = augmentation(spec)
     augment_rng = torch.Generator(device=target).manual_seed(spec.run.seed)
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)
-    x_val, y_val = data.x_val.to(target), data.y_val.to(target)
-    if model is None:
-        vocab_size = data.tokenizer.vocab_size if data.tokenizer else 0
-        model = build_model(spec.model, data.info.input_shape, data.info.num_classes or 1,
-                            vocab_size=vocab_size)
-    model = model.to(target)
+    model = (new_model(spec, data) if options.model is None else options.model).to(target)
     loss_fn = make_loss(spec, y_train, data.info.num_classes)
     optimizer = make_optimizer(spec, model.parameters())
     # The compiled wrapper runs the forward passes; ``model`` keeps the checkpoint names.
-    replica = parallel.wrap(model)  # DistributedDataParallel under torchrun, else the model
-    forward = compile_model(replica, compile_backend) if spec.run.compile else replica
+    replica = options.parallel.wrap(model)  # DistributedDataParallel under torchrun, else model
+    forward = compile_model(replica, options.compile_backend) if spec.run.compile else replica
     try:
         precision = autocast_dtype(spec.run.precision, target)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
-    mixed = autocast(target, precision)
-    l1 = spec.regularization.l1
-    classification = data.info.task == "classification"
-    key, mode = monitored_metric(spec, data.info.task)
-    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
-
-    batch = spec.run.batch_size
-    # Rows per forward pass. Halving it after an out-of-memory error splits each batch into
-    # passes whose gradients add up, instead of halving the batch: the optimizer steps, their
-    # count, the schedule and the learning rate stay the ones the spec describes.
-    micro = batch
-    starts = batch_starts(parallel.shard_rows(len(x_train)), batch)
-    # Each optimizer step sums the gradients of ``accumulate`` consecutive batches.
-    batches = list(zip(starts, starts[1:], strict=False))
-    accumulate = spec.run.grad_accumulation
-    groups = [batches[i:i + accumulate] for i in range(0, len(batches), accumulate)]
-    steps_per_epoch = len(groups)
-    total_steps = steps_per_epoch * spec.run.epochs
-    schedule = LRSchedule(optimizer, spec.schedule, steps_per_epoch, spec.run.epochs, mode)
+    rows = options.parallel.shard_rows(len(x_train))
+    groups = step_groups(rows, spec.run.batch_size, spec.run.grad_accumulation)
+    _, mode = monitored_metric(spec, data.info.task)
+    schedule = LRSchedule(optimizer, spec.schedule, len(groups), spec.run.epochs, mode)
     shuffle = torch.Generator().manual_seed(spec.run.seed)
-    checkpoint_meta = {
+    writer = CheckpointWriter(workdir, spec, checkpoint_meta(data, target, options.meta),
+                              reporter, options.checkpoint_interval,
+                              checkpoints.model_files(model, data.tokenizer))
+    training = Training(
+        spec=spec, reporter=reporter, workdir=workdir, options=options, device=target, data=data,
+        x_train=x_train, y_train=y_train, x_val=data.x_val.to(target),
+        y_val=data.y_val.to(target), model=model, forward=forward, loss_fn=loss_fn,
+        optimizer=optimizer, schedule=schedule, precision=precision, augment=augment,
+        augment_rng=augment_rng, shuffle=shuffle, rows=rows, groups=groups, writer=writer,
+        state=LoopState(epoch_shuffle=shuffle.get_state()),
+        # Every rank of a data-parallel run would write the same file: those start over.
+        resume=options.resume and options.parallel.world == 1, resumed=False,
+        micro=spec.run.batch_size)
+    saved = resumable.load_saved(workdir) if training.resume else None
+    if saved is not None:
+        training.state = resumable.restore(saved, training.resumables,
+                                           {"augment": augment_rng})
+        training.resumed = True
+    return training
+
+
+def new_model(spec: ExperimentSpec, data: PreparedData) -> nn.Module:
+    """The network the model spec describes, shaped for ``data``."""
+    vocab_size = data.tokenizer.vocab_size if data.tokenizer else 0
+    return build_model(spec.model, data.info.input_shape, data.info.num_classes or 1,
+                       vocab_size=vocab_size)
+
+
+def step_groups(rows: int, batch: int, accumulate: int) -> list[list[tuple[int, int]]]:
+    """The ``(start, end)`` batches over ``rows`` shuffled rows that each optimizer step of an
+    epoch sums the gradients of: ``accumulate`` consecutive batches of ``batch`` rows."""
+    starts = batch_starts(rows, batch)
+    batches = list(zip(starts, starts[1:], strict=False))
+    return [batches[i:i + accumulate] for i in range(0, len(batches), accumulate)]
+
+
+def checkpoint_meta(data: PreparedData, device: torch.device,
+                    meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What every checkpoint records besides the spec: the data's shape, labels and
+    normalisation (to predict with it), the device, and the caller's ``meta``."""
+    return {
         **checkpoints.dataset_meta(data.info),
         "dataset_info": data.info.to_dict(),
         "label_names": data.label_names,
         "normalisation": data.normalisation.to_dict(),
         "target_mean": data.target_mean,
         "target_std": data.target_std,
-        "device": str(target),
+        "device": str(device),
         **(meta or {}),
     }
 
-    writer = CheckpointWriter(workdir, spec, checkpoint_meta, reporter, checkpoint_interval,
-                              checkpoints.model_files(model, data.tokenizer))
-    step, best_epoch, stale = 0, 0, 0
-    best_value: float | None = None
-    best_weights: dict[str, torch.Tensor] = {}
-    best_metrics: dict[str, float] = {}
-    metrics: dict[str, float] = {}
-    history: dict[str, list[float]] = {}  # per-epoch metrics, for the live verdict
-    task = task_info(data.info)
-    best_step = 0
-    epoch = 0
+
+def train(t: Training) -> RunResult:
+    """Train ``t`` from where its state is to the last epoch, early stopping or cancellation;
+    a failed run still writes the checkpoints of its good epochs."""
+    state = t.state
+    t.reporter.status("running", epoch=state.epoch - 1, epochs=t.spec.run.epochs,
+                      step=state.step, total_steps=t.total_steps, device=str(t.device),
+                      parameters=sum(p.numel() for p in t.model.parameters()),
+                      precision=str(t.precision or torch.float32).removeprefix("torch."),
+                      compiled=t.spec.run.compile,
+                      **({"resumed_from": state.step} if t.resumed else {}))
     stopped_early = False
-    # Where the loop goes on: the epoch, the optimizer steps already taken in it, its running
-    # loss and accuracy counts, and the shuffle generator's state when the epoch drew its order.
-    first_epoch, position, resumed_sums = 1, 0, (0.0, 0)
-    # The shuffle generator is not among them: ``epoch_shuffle`` is its state before the epoch
-    # drew its order, and drawing it again brings the generator to where it was.
-    generators = {"augment": augment_rng}
-    epoch_shuffle = shuffle.get_state()
-    # Every rank of a data-parallel run would write the same file: those start over instead.
-    resume = resume and parallel.world == 1
-    saved = _load_state(workdir) if resume else None
-    if saved is not None:
-        loop_state = saved.value("loop")
-        model.load_state_dict(saved.value("model"))
-        optimizer.load_state_dict(saved.value("optimizer"))
-        schedule.load_state_dict(saved.value("schedule"))
-        # Last: building the model and the data drew from the global generators.
-        resumable.restore_rng(saved.value("rng"), generators)
-        step, first_epoch = loop_state["step"], loop_state["epoch"]
-        position = loop_state["position"]
-        resumed_sums = (loop_state["loss_sum"], loop_state["correct"])
-        epoch_shuffle = loop_state["epoch_shuffle"]
-        best_value, best_epoch, best_step = (loop_state["best_value"], loop_state["best_epoch"],
-                                             loop_state["best_step"])
-        best_metrics, metrics = loop_state["best_metrics"], loop_state["metrics"]
-        history, stale = loop_state["history"], loop_state["stale"]
-        best_weights = saved.value("best_weights")
-        epoch = first_epoch - 1
-    state_saved_at = time.monotonic()
-
-    def save_state(next_epoch: int, done: int, sums: tuple[float, int],
-                   shuffle_state: torch.Tensor) -> None:
-        """Write the resumable state: ``done`` steps of ``next_epoch`` taken, its order drawn
-        from ``shuffle_state``. The points logged so far are made durable first: a run dying
-        in between resumes from the previous state and logs them again."""
-        sync = getattr(reporter, "sync", None)  # optional in the Reporter protocol
-        if sync is not None:
-            sync()
-        resumable.save(workdir / resumable.STATE_FILE, {
-            "loop": {"step": step, "epoch": next_epoch, "position": done, "loss_sum": sums[0],
-                     "correct": sums[1], "epoch_shuffle": shuffle_state,
-                     "best_value": best_value, "best_epoch": best_epoch, "best_step": best_step,
-                     "best_metrics": best_metrics, "metrics": metrics, "history": history,
-                     "stale": stale},
-            "model": model.state_dict(),
-            "best_weights": best_weights,
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "rng": resumable.rng_states(generators),
-        })
-
-    reporter.status("running", epoch=epoch, epochs=spec.run.epochs, step=step,
-                    total_steps=total_steps, device=str(target),
-                    parameters=sum(p.numel() for p in model.parameters()),
-                    precision=str(precision or torch.float32).removeprefix("torch."),
-                    compiled=spec.run.compile,
-                    **({"resumed_from": step} if saved is not None else {}))
     try:
-        for epoch in range(first_epoch, spec.run.epochs + 1):
-            model.train()
-            if saved is not None and epoch == first_epoch:
-                shuffle.set_state(epoch_shuffle)  # the order the resumed epoch drew, again
-            epoch_shuffle = shuffle.get_state()
-            order = parallel.shard(torch.randperm(len(x_train), generator=shuffle)).to(target)
-            skip = position if epoch == first_epoch else 0
-            loss_sum = resumed_sums[0] if skip else 0.0
-            # Counted on the device: reading it every step would wait for the device each step.
-            correct = torch.full((), resumed_sums[1] if skip else 0, dtype=torch.long,
-                                 device=target)
-            for done, group in enumerate(groups):
-                if done < skip:
-                    continue
-                if reporter.should_stop():
-                    writer.keep(("last",), checkpoints.snapshot(model), epoch - 1, step, metrics)
-                    writer.write()
-                    return RunResult("cancelled", epoch - 1, step, best_epoch, best_metrics,
-                                     metrics, model=model, micro_batch=micro)
-                rows = group[-1][1] - group[0][0]
-                while True:
-                    try:
-                        step_loss, step_sum = 0.0, 0.0
-                        step_correct = torch.zeros_like(correct)
-                        optimizer.zero_grad(set_to_none=True)
-                        parts = micro_batches(group, micro) if micro < batch else group
-                        for start, end in parts:
-                            index = order[start:end]
-                            xb, yb = x_train[index], y_train[index]
-                            if augment.active and isinstance(xb, torch.Tensor):  # images only
-                                xb = augment(xb, augment_rng)
-                            with mixed:
-                                out = feed(forward, xb)
-                            # Losses in float32 whatever the forward pass ran in (a no-op
-                            # without autocast): not every loss is on autocast's float32 list.
-                            loss = (loss_fn(out.float(), yb) if train_loss is None
-                                    else train_loss(out.float(), yb, xb))
-                            loss_value = loss.item()
-                            if not math.isfinite(loss_value):
-                                raise NonFiniteLossError(
-                                    f"loss became {loss_value} at step {step + 1} (epoch "
-                                    f"{epoch}); training stopped before that update. Try a "
-                                    "lower learning rate or gradient clipping."
-                                )
-                            # Weighted by rows, the passes' mean losses add up to the mean
-                            # loss of the step's rows: the gradient one pass of them all gives.
-                            objective = loss * (len(xb) / rows) if len(parts) > 1 else loss
-                            if l1 and start == parts[0][0]:
-                                objective = objective + l1 * l1_penalty(model)
-                            objective.backward()
-                            step_loss += loss_value * len(xb) / rows
-                            step_sum += loss_value * len(xb)
-                            if classification:
-                                step_correct += (out.argmax(1) == yb).sum()
-                        break
-                    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
-                        # A data-parallel rank cannot retry alone: its replicas' gradient
-                        # exchanges would no longer pair up.
-                        if not is_out_of_memory(exc) or parallel.world > 1:
-                            raise
-                    # Out of memory (outside the except block, so that the traceback's frames
-                    # and the tensors they hold are gone before the cache is emptied).
-                    optimizer.zero_grad(set_to_none=True)
-                    micro = halve_after_oom(micro, min_batch, target)
-                    reporter.status(f"out of memory: step {step + 1} retried with "
-                                    f"{micro}-row passes", micro_batch=micro)
-                loss_sum += step_sum
-                correct += step_correct
-                if spec.run.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), spec.run.grad_clip)
-                lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
-                optimizer.step()
-                step += 1
-                if schedule.active:
-                    schedule.after_step()
-                reporter.log(step, {"loss": step_loss if len(parts) > 1 else loss_value,
-                                    "lr": lr})
-                # Mid-epoch only: the epoch's last step is followed by its evaluation, which a
-                # state saved before it would log a second time at this step.
-                if (resume and done + 1 < len(groups)
-                        and time.monotonic() - state_saved_at >= checkpoint_interval):
-                    save_state(epoch, done + 1, (loss_sum, int(correct)), epoch_shuffle)
-                    state_saved_at = time.monotonic()
-
-            val = evaluate(forward, loss_fn, x_val, y_val, data, precision)
-            # Over every rank's rows (one process: its own sums).
-            loss_sum, hits, seen = parallel.totals(loss_sum, float(correct), float(len(order)))
-            metrics = {"train_loss": loss_sum / seen}
-            if classification:
-                metrics["train_acc"] = hits / seen
-            metrics.update({f"val_{name}": value for name, value in val.items()})
-            reporter.log(step, {**metrics, "epoch": float(epoch)})
-            if not math.isfinite(metrics["val_loss"]):
-                raise NonFiniteLossError(
-                    f"validation loss became {metrics['val_loss']} at epoch {epoch}"
-                )
-            improved = best_value is None or better(metrics[key], best_value)
-            if improved:
-                best_value, best_epoch, best_metrics, stale = metrics[key], epoch, dict(metrics), 0
-            else:
-                stale += 1
-            schedule.after_epoch(metrics[key])
-            tags = ("best", "last") if improved else ("last",)
-            weights = checkpoints.snapshot(model)
-            if improved:
-                best_weights, best_step = weights, step
-            writer.keep(tags, weights, epoch, step, metrics)
-            writer.write_if_due()
-            for name, value in metrics.items():
-                history.setdefault(name, []).append(value)
-            verdict = diagnose(history, task, spec, final=False)
-            reporter.status(f"epoch {epoch}/{spec.run.epochs}", epoch=epoch,
-                            epochs=spec.run.epochs, step=step, total_steps=total_steps,
-                            verdict=verdict.to_dict())
-            patience = spec.run.early_stopping_patience
-            if patience and stale >= patience:
+        while state.epoch <= t.spec.run.epochs:
+            if not train_epoch(t):
+                return cancel(t)
+            if end_epoch(t):
                 stopped_early = True
                 break
-            if (resume and epoch < spec.run.epochs
-                    and time.monotonic() - state_saved_at >= checkpoint_interval):
-                save_state(epoch + 1, 0, (0.0, 0), shuffle.get_state())
-                state_saved_at = time.monotonic()
     except Exception as exc:
         try:
-            writer.write()  # a failed run keeps the checkpoints of its good epochs
+            t.writer.write()  # a failed run keeps the checkpoints of its good epochs
         except Exception as write_error:  # noqa: BLE001 - the first failure is the run's reason
             exc.add_note(f"its checkpoints could not be written either: {write_error}")
         raise
+    return finish(t, stopped_early)
+
+
+def train_epoch(t: Training) -> bool:
+    """Take the optimizer steps of ``t.state.epoch`` not taken yet; False when the reporter
+    asks the run to stop before one of them."""
+    state = t.state
+    t.model.train()
+    # The order this epoch drew: drawn again when it resumes, it is the same.
+    t.shuffle.set_state(state.epoch_shuffle)
+    order = t.options.parallel.shard(torch.randperm(len(t.x_train), generator=t.shuffle))
+    order = order.to(t.device)
+    # Counted on the device: reading it every step would wait for the device each step.
+    correct = torch.full((), state.correct, dtype=torch.long, device=t.device)
+    for done, group in enumerate(t.groups):
+        if done < state.position:
+            continue
+        if t.reporter.should_stop():
+            return False
+        taken = take_step(t, order, group)
+        state.loss_sum += taken.loss_sum
+        correct += taken.correct
+        state.position = done + 1
+        # Mid-epoch only: the epoch's last step is followed by its evaluation, which a state
+        # saved before it would log a second time at this step.
+        if t.resume and state.position < len(t.groups) and state_due(t):
+            state.correct = int(correct)
+            save_state(t)
+    state.correct = int(correct)
+    return True
+
+
+@dataclass
+class StepLosses:
+    """What one optimizer step's forward passes measured."""
+
+    loss: float  # the mean training loss over the step's rows
+    loss_sum: float  # its sum over them
+    correct: torch.Tensor  # correct predictions among them (0 for regression), on the device
+
+
+def take_step(t: Training, order: torch.Tensor, group: list[tuple[int, int]]) -> StepLosses:
+    """One optimizer step over the rows of ``group``'s batches of ``order``, logged. After an
+    out-of-memory error the step is retried with forward passes of half as many rows."""
+    while True:
+        try:
+            losses = accumulate_gradients(t, order, group)
+            break
+        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+            # A data-parallel rank cannot retry alone: its replicas' gradient exchanges would
+            # no longer pair up.
+            if not is_out_of_memory(exc) or t.options.parallel.world > 1:
+                raise
+        # Out of memory (outside the except block, so that the traceback's frames and the
+        # tensors they hold are gone before the cache is emptied).
+        t.optimizer.zero_grad(set_to_none=True)
+        t.micro = halve_after_oom(t.micro, t.options.min_batch, t.device)
+        t.reporter.status(f"out of memory: step {t.state.step + 1} retried with "
+                          f"{t.micro}-row passes", micro_batch=t.micro)
+    if t.spec.run.grad_clip > 0:
+        nn.utils.clip_grad_norm_(t.model.parameters(), t.spec.run.grad_clip)
+    lr = t.optimizer.param_groups[0]["lr"]  # the rate this step uses
+    t.optimizer.step()
+    t.state.step += 1
+    if t.schedule.active:
+        t.schedule.after_step()
+    t.reporter.log(t.state.step, {"loss": losses.loss, "lr": lr})
+    return losses
+
+
+def accumulate_gradients(t: Training, order: torch.Tensor,
+                         group: list[tuple[int, int]]) -> StepLosses:
+    """The gradients of one optimizer step's rows, from forward passes of at most ``t.micro``
+    rows. Raises NonFiniteLossError, before any update, when a pass's loss is not finite."""
+    rows = group[-1][1] - group[0][0]
+    step_loss, step_sum, loss_value = 0.0, 0.0, 0.0
+    step_correct = torch.zeros((), dtype=torch.long, device=t.device)
+    t.optimizer.zero_grad(set_to_none=True)
+    parts = micro_batches(group, t.micro) if t.micro < t.spec.run.batch_size else group
+    l1, train_loss = t.spec.regularization.l1, t.options.train_loss
+    for start, end in parts:
+        index = order[start:end]
+        xb, yb = t.x_train[index], t.y_train[index]
+        if t.augment.active and isinstance(xb, torch.Tensor):  # images only
+            xb = t.augment(xb, t.augment_rng)
+        with t.mixed:
+            out = feed(t.forward, xb)
+        # Losses in float32 whatever the forward pass ran in (a no-op without autocast): not
+        # every loss is on autocast's float32 list.
+        loss = (t.loss_fn(out.float(), yb) if train_loss is None
+                else train_loss(out.float(), yb, xb))
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"loss became {loss_value} at step {t.state.step + 1} (epoch {t.state.epoch}); "
+                "training stopped before that update. Try a lower learning rate or gradient "
+                "clipping."
+            )
+        # Weighted by rows, the passes' mean losses add up to the mean loss of the step's
+        # rows: the gradient one pass of them all gives.
+        objective = loss * (len(xb) / rows) if len(parts) > 1 else loss
+        if l1 and start == parts[0][0]:
+            objective = objective + l1 * l1_penalty(t.model)
+        objective.backward()
+        step_loss += loss_value * len(xb) / rows
+        step_sum += loss_value * len(xb)
+        if t.classification:
+            step_correct += (out.argmax(1) == yb).sum()
+    return StepLosses(step_loss if len(parts) > 1 else loss_value, step_sum, step_correct)
+
+
+def end_epoch(t: Training) -> bool:
+    """Evaluate the epoch just trained, keep its checkpoints, report the verdict so far and
+    move the state to the next epoch; True when early stopping ends the run here."""
+    state, spec = t.state, t.spec
+    metrics = epoch_metrics(t)
+    state.metrics = metrics
+    t.reporter.log(state.step, {**metrics, "epoch": float(state.epoch)})
+    if not math.isfinite(metrics["val_loss"]):
+        raise NonFiniteLossError(
+            f"validation loss became {metrics['val_loss']} at epoch {state.epoch}"
+        )
+    value = metrics[t.monitor]
+    improved = state.best_value is None or (
+        value > state.best_value if t.mode == "max" else value < state.best_value)
+    if improved:
+        state.best_value, state.best_epoch, state.best_metrics = value, state.epoch, dict(metrics)
+        state.stale = 0
+    else:
+        state.stale += 1
+    t.schedule.after_epoch(value)
+    weights = checkpoints.snapshot(t.model)
+    if improved:
+        state.best_weights, state.best_step = weights, state.step
+    t.writer.keep(("best", "last") if improved else ("last",), weights, state.epoch, state.step,
+                  metrics)
+    t.writer.write_if_due()
+    for name, number in metrics.items():
+        state.history.setdefault(name, []).append(number)
+    verdict = diagnose(state.history, t.task, spec, final=False)
+    t.reporter.status(f"epoch {state.epoch}/{spec.run.epochs}", epoch=state.epoch,
+                      epochs=spec.run.epochs, step=state.step, total_steps=t.total_steps,
+                      verdict=verdict.to_dict())
+    patience = spec.run.early_stopping_patience
+    stop = bool(patience) and state.stale >= patience
+    state.epoch, state.position, state.loss_sum, state.correct = state.epoch + 1, 0, 0.0, 0
+    state.epoch_shuffle = t.shuffle.get_state()
+    if not stop and t.resume and state.epoch <= spec.run.epochs and state_due(t):
+        save_state(t)
+    return stop
+
+
+def epoch_metrics(t: Training) -> dict[str, float]:
+    """The epoch's training loss (and accuracy) over every rank's rows, and the validation
+    split's metrics."""
+    val = evaluate(t.forward, t.loss_fn, t.x_val, t.y_val, t.data, t.precision)
+    loss_sum, hits, seen = t.options.parallel.totals(t.state.loss_sum, float(t.state.correct),
+                                                     float(t.rows))
+    metrics = {"train_loss": loss_sum / seen}
+    if t.classification:
+        metrics["train_acc"] = hits / seen
+    metrics.update({f"val_{name}": value for name, value in val.items()})
+    return metrics
+
+
+def state_due(t: Training) -> bool:
+    """Whether the checkpoints' interval has passed since the resumable state was saved."""
+    return time.monotonic() - t.state_saved_at >= t.options.checkpoint_interval
+
+
+def save_state(t: Training) -> None:
+    """Write the resumable state. The points logged so far are made durable first: a run dying
+    in between resumes from the previous state and logs them again."""
+    sync = getattr(t.reporter, "sync", None)  # optional in the Reporter protocol
+    if sync is not None:
+        sync()
+    resumable.save(t.workdir / resumable.STATE_FILE, t.state, t.resumables,
+                   {"augment": t.augment_rng})
+    t.state_saved_at = time.monotonic()
+
+
+def cancel(t: Training) -> RunResult:
+    """End a run the reporter stopped: ``last.zip`` gets the weights at this step."""
+    s = t.state
+    t.writer.keep(("last",), checkpoints.snapshot(t.model), s.epoch - 1, s.step, s.metrics)
+    t.writer.write()
+    return RunResult("cancelled", s.epoch - 1, s.step, s.best_epoch, s.best_metrics, s.metrics,
+                     model=t.model, micro_batch=t.micro)
+
+
+def finish(t: Training, stopped_early: bool) -> RunResult:
+    """End a run that trained its epochs or stopped early: evaluate the test split with the
+    best weights and write the checkpoints."""
+    s, spec = t.state, t.spec
     # best.zip holds the best epoch's weights: that is the model a user downloads. With early
     # stopping the run also ends with them, so what follows uses the best model, not the last.
-    if spec.run.early_stopping_patience and spec.run.restore_best and best_weights:
-        model.load_state_dict(best_weights)
+    if spec.run.early_stopping_patience and spec.run.restore_best and s.best_weights:
+        t.model.load_state_dict(s.best_weights)
     # The test split, once, with the best weights; best.zip records what it scored.
-    test = evaluate_test(model, best_weights, loss_fn, data, target, precision) if best_weights \
-        else {}
+    test = (evaluate_test(t.model, s.best_weights, t.loss_fn, t.data, t.device, t.precision)
+            if s.best_weights else {})
     if test:
-        writer.keep(("best",), best_weights, best_epoch, best_step, {**best_metrics, **test})
-        reporter.status("test split evaluated", test_metrics=test)
-    writer.write()
-    return RunResult("succeeded", epoch, step, best_epoch, best_metrics, metrics, stopped_early,
-                     model=model, test_metrics=test, micro_batch=micro)
-
-
-def _load_state(workdir: Path) -> resumable.TrainingState | None:
-    """The resumable state in ``workdir``; None when there is none, or it cannot be read (the
-    run then starts over, as ``resume.saved_step`` tells the caller)."""
-    path = workdir / resumable.STATE_FILE
-    if not path.exists():
-        return None
-    try:
-        return resumable.load(path)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
+        t.writer.keep(("best",), s.best_weights, s.best_epoch, s.best_step,
+                      {**s.best_metrics, **test})
+        t.reporter.status("test split evaluated", test_metrics=test)
+    t.writer.write()
+    return RunResult("succeeded", s.epoch - 1, s.step, s.best_epoch, s.best_metrics, s.metrics,
+                     stopped_early, model=t.model, test_metrics=test, micro_batch=t.micro)

@@ -16,9 +16,10 @@ import io
 import json
 import random
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +46,52 @@ class TrainingState:
     def value(self, name: str) -> Any:
         """A saved structure (optimizer, schedule, rng, loop) with its tensors put back."""
         return _decode(self.document[name], self.tensors)
+
+
+class Stateful(Protocol):
+    """Something with a ``state_dict`` that a resumed run loads back: the model, the optimizer,
+    the learning-rate schedule."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any, /) -> Any: ...
+
+
+@dataclass(kw_only=True)
+class LoopState:
+    """Every variable the training loop carries from step to step: what a resumed run needs,
+    besides the model's, optimizer's and schedule's own states and the random generators, to go
+    on as if it had never stopped. Saved under "loop" (``best_weights`` on its own), with the
+    names and meanings the first version of the format gave them."""
+
+    step: int = 0  # optimizer steps taken in the run
+    # The epoch in progress, ``position`` of its optimizer steps taken (0: not begun), and its
+    # running sums over their rows: the training loss and the correct predictions.
+    epoch: int = 1
+    position: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    # The shuffle generator's state before ``epoch`` drew its order: drawing again from it
+    # gives the same order and brings the generator to where it was.
+    epoch_shuffle: torch.Tensor
+    best_value: float | None = None  # the monitored metric's best value; None before any epoch
+    best_epoch: int = 0
+    best_step: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # the last evaluated epoch's
+    history: dict[str, list[float]] = field(default_factory=dict)  # each metric, per epoch
+    stale: int = 0  # epochs since the best one, for early stopping
+    best_weights: dict[str, torch.Tensor] = field(default_factory=dict)  # the best epoch's
+
+    def to_state(self) -> dict[str, Any]:
+        """The parts of a saved state this holds: "loop" and "best_weights"."""
+        loop = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "best_weights"}
+        return {"loop": loop, "best_weights": self.best_weights}
+
+    @classmethod
+    def from_state(cls, saved: TrainingState) -> LoopState:
+        """The loop's variables as ``to_state`` saved them."""
+        return cls(**saved.value("loop"), best_weights=saved.value("best_weights"))
 
 
 def encode(value: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -111,7 +158,27 @@ def restore_rng(states: dict[str, Any], generators: dict[str, torch.Generator]) 
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save(path: Path, parts: dict[str, Any]) -> None:
+def save(path: Path, loop: LoopState, objects: Mapping[str, Stateful],
+         generators: dict[str, torch.Generator]) -> None:
+    """Write a run's resumable state atomically to ``path``: the loop's variables, each of
+    ``objects``' ``state_dict`` under its name, and the random generators' states."""
+    write(path, {**loop.to_state(),
+                 **{name: thing.state_dict() for name, thing in objects.items()},
+                 "rng": rng_states(generators)})
+
+
+def restore(saved: TrainingState, objects: Mapping[str, Stateful],
+            generators: dict[str, torch.Generator]) -> LoopState:
+    """Load what ``save`` wrote back into ``objects`` and ``generators``; the loop's variables.
+    Call it once everything is built: building the model and the data draws from the global
+    generators, which this puts back last."""
+    for name, thing in objects.items():
+        thing.load_state_dict(saved.value(name))
+    restore_rng(saved.value("rng"), generators)
+    return LoopState.from_state(saved)
+
+
+def write(path: Path, parts: dict[str, Any]) -> None:
     """Write ``parts`` (name → structure of tensors and plain values) atomically to ``path``."""
     tensors: dict[str, torch.Tensor] = {}
     document = {"format": FORMAT, **{name: encode(value, name, tensors)
@@ -131,6 +198,18 @@ def load(path: Path) -> TrainingState:
     if document.get("format") != FORMAT:
         raise ValueError(f"{path}: not a training state ({document.get('format')!r})")
     return TrainingState(tensors, document)
+
+
+def load_saved(workdir: Path) -> TrainingState | None:
+    """The state in ``workdir``; None when there is none or it cannot be read (the run then
+    starts over, as ``saved_step`` tells the caller)."""
+    path = workdir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def saved_step(workdir: Path) -> int:

@@ -187,33 +187,10 @@ class Int8RNN(nn.Module):
             for direction in range(self.directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
                 k = layer * self.directions + direction
-                gates_x = int8_matmul(layer_input, *self._weight("weight_ih" + suffix))
-                bias_ih = getattr(self, "bias_ih" + suffix, None)
-                bias_hh = getattr(self, "bias_hh" + suffix, None)
-                if bias_ih is not None:
-                    gates_x = gates_x + bias_ih
-                w_hh = self._weight("weight_hh" + suffix)
                 h = h0[k].clone()
                 c = c0[k].clone() if lstm and c0 is not None else None
-                out = data.new_empty(len(data), self.hidden_size)
-                steps = range(len(sizes) - 1, -1, -1) if direction else range(len(sizes))
-                for t in steps:
-                    start, n = starts[t], sizes[t]
-                    gates_h = int8_matmul(h[:n], *w_hh)
-                    if bias_hh is not None:
-                        gates_h = gates_h + bias_hh
-                    gx = gates_x[start:start + n]
-                    if c is not None:
-                        i, f, g, o = (gx + gates_h).chunk(4, 1)
-                        c[:n] = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(g)
-                        h[:n] = torch.sigmoid(o) * torch.tanh(c[:n])
-                    else:
-                        xr, xz, xn = gx.chunk(3, 1)
-                        hr, hz, hn = gates_h.chunk(3, 1)
-                        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-                        h[:n] = (1 - z) * torch.tanh(xn + r * hn) + z * h[:n]
-                    out[start:start + n] = h[:n]
-                outputs.append(out)
+                outputs.append(self._int8_direction(layer_input, suffix, bool(direction), h, c,
+                                                    sizes, starts))
                 h_n.append(h)
                 c_n.append(c)
             layer_input = torch.cat(outputs, 1)
@@ -231,6 +208,38 @@ class Int8RNN(nn.Module):
             return output, state
         padded, _ = pad_packed_sequence(output, batch_first=self.batch_first)
         return padded, state
+
+    def _int8_direction(self, layer_input: torch.Tensor, suffix: str, reverse: bool,
+                        h: torch.Tensor, c: torch.Tensor | None, sizes: list[int],
+                        starts: list[int]) -> torch.Tensor:
+        """One direction of one layer (weights named ``*suffix``) over a packed batch whose
+        step t holds ``sizes[t]`` rows from ``starts[t]``: its outputs, packed the same way.
+        ``h`` (and ``c``, an LSTM's) start as the initial state and are updated in place to
+        the final one."""
+        gates_x = int8_matmul(layer_input, *self._weight("weight_ih" + suffix))
+        bias_ih = getattr(self, "bias_ih" + suffix, None)
+        bias_hh = getattr(self, "bias_hh" + suffix, None)
+        if bias_ih is not None:
+            gates_x = gates_x + bias_ih
+        w_hh = self._weight("weight_hh" + suffix)
+        out = layer_input.new_empty(len(layer_input), self.hidden_size)
+        for t in range(len(sizes) - 1, -1, -1) if reverse else range(len(sizes)):
+            start, n = starts[t], sizes[t]
+            gates_h = int8_matmul(h[:n], *w_hh)
+            if bias_hh is not None:
+                gates_h = gates_h + bias_hh
+            gx = gates_x[start:start + n]
+            if c is not None:
+                i, f, g, o = (gx + gates_h).chunk(4, 1)
+                c[:n] = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(g)
+                h[:n] = torch.sigmoid(o) * torch.tanh(c[:n])
+            else:
+                xr, xz, xn = gx.chunk(3, 1)
+                hr, hz, hn = gates_h.chunk(3, 1)
+                r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                h[:n] = (1 - z) * torch.tanh(xn + r * hn) + z * h[:n]
+            out[start:start + n] = h[:n]
+        return out
 
     def extra_repr(self) -> str:
         return (f"{self.cell}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, "

@@ -234,14 +234,7 @@ def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
     if raw.impute:
         x_train, x_val, x_test = _impute(raw.impute, x_train, x_val, x_test)
     xt_train = torch.from_numpy(x_train)
-    # Images share one statistic per channel; tabular features get one each.
-    axes = (0, 2, 3) if xt_train.dim() == 4 else (0,)
-    if raw.standardise:
-        mean = xt_train.mean(dim=axes)
-        std = xt_train.std(dim=axes).clamp_min(1e-6)
-    else:
-        mean, std = torch.zeros(xt_train.shape[1]), torch.ones(xt_train.shape[1])
-    norm = Normalisation(mean=mean.tolist(), std=std.tolist())
+    norm = _normalisation(xt_train, raw.standardise)
     target_mean, target_std = 0.0, 1.0
 
     def targets(y: np.ndarray) -> torch.Tensor:
@@ -268,6 +261,18 @@ def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
         x_test=norm.apply(torch.from_numpy(x_test)) if has_test else None,
         y_test=targets(y_test) if has_test else None,
     )
+
+
+def _normalisation(x_train: torch.Tensor, standardise: bool) -> Normalisation:
+    """The training split's mean and std (or the identity when not ``standardise``): one per
+    channel for images, one per feature for tables."""
+    axes = (0, 2, 3) if x_train.dim() == 4 else (0,)
+    if standardise:
+        mean = x_train.mean(dim=axes)
+        std = x_train.std(dim=axes).clamp_min(1e-6)
+    else:
+        mean, std = torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
+    return Normalisation(mean=mean.tolist(), std=std.tolist())
 
 
 def _prepare_text(raw: RawData, val_fraction: float, seed: int, subset: int,

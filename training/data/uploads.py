@@ -230,70 +230,15 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
         raise UploadError("missing", f"must be one of: {', '.join(MISSING_CHOICES)}")
     label = _column(frame, options.label_column or str(frame.columns[-1]), "label_column")
     text_mode = bool(options.text_column)
-    if text_mode:
-        inputs = [_column(frame, options.text_column, "text_column")]
-        if inputs[0] == label:
-            raise UploadError("text_column", "the text column cannot be the label column")
-    else:
-        inputs = [_column(frame, c, "feature_columns") for c in options.feature_columns] or [
-            str(c) for c in frame.columns if c != label]
-        if label in inputs:
-            raise UploadError("feature_columns", f"{label!r} is the label: it cannot be a feature")
+    inputs = _input_columns(frame, options, label)
     frame = frame[[*inputs, label]].copy()
     steps: list[dict[str, Any]] = []
     rows_in = len(frame)
-
-    # Rows without a label: dropped (counted) or refused.
-    unknown = _unknown_label(frame[label])
-    if unknown.all():
-        raise UploadError("label_column", f"the label column {label!r} is empty")
-    if unknown.any():
-        if not options.drop_unlabelled:
-            raise UploadError("drop_unlabelled", f"{int(unknown.sum())} rows have an empty or "
-                              "unknown label: tick this box to drop them")
-        frame = frame[~unknown]
-    steps.append({"step": "rows without a label dropped", "count": int(unknown.sum())})
-
+    frame = _drop_unlabelled(frame, label, options.drop_unlabelled, steps)
     if text_mode:
-        texts = frame[inputs[0]].astype("string").str.strip()
-        empty = texts.isna() | (texts == "")
-        if empty.all():
-            raise UploadError("text_column", f"the text column {inputs[0]!r} is empty")
-        frame = frame[~empty].assign(**{inputs[0]: texts[~empty]})
-        steps.append({"step": "rows with empty text dropped", "count": int(empty.sum())})
+        frame = _drop_empty_texts(frame, inputs[0], steps)
     else:
-        numeric = {}
-        for column in inputs:
-            values = _numbers(frame[column])
-            # Only cells that did not parse are looked at as text: converting every cell of a
-            # wide numeric table to a string costs seconds.
-            unparsed = frame[column][values.isna() & frame[column].notna()]
-            bad = unparsed[unparsed.astype("string").str.strip() != ""]
-            if len(bad):
-                example = bad.iloc[0]
-                raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
-                                  f"{example!r}): choose numeric feature columns")
-            # "inf", "1e999" and numbers past float32's range parse, then poison every mean,
-            # standardisation and loss the model sees: refused like text.
-            huge = values.abs() > FLOAT32_MAX
-            if huge.any():
-                example = frame[column][huge].iloc[0]
-                raise UploadError("feature_columns", f"column {column!r} holds {example!r}, not "
-                                  "a finite number within float32 range")
-            numeric[column] = values.astype("float64")
-        frame = frame.assign(**numeric)
-        missing = frame[inputs].isna()
-        cells, rows_hit = int(missing.to_numpy().sum()), int(missing.any(axis=1).sum())
-        if missing.all(axis=0).any():
-            empty_cols = [c for c in inputs if missing[c].all()]
-            raise UploadError("feature_columns", f"column {empty_cols[0]!r} has no values")
-        if options.missing == "drop":
-            frame = frame[~missing.any(axis=1)]
-            steps.append({"step": "rows with a missing value dropped", "count": rows_hit})
-        else:
-            steps.append({"step": f"missing values to impute with the training split's "
-                                  f"{options.missing.replace('_', ' ')}", "count": cells,
-                          "detail": f"in {rows_hit} rows"})
+        frame = _clean_features(frame, inputs, options.missing, steps)
 
     if options.drop_duplicates:
         duplicated = frame.duplicated()
@@ -323,6 +268,87 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     impute = "" if text_mode or options.missing == "drop" else options.missing
     return Prepared(info, x, y, label_names, inputs, impute, options.standardise and not text_mode,
                     report)
+
+
+def _input_columns(frame: pd.DataFrame, options: TableOptions, label: str) -> list[str]:
+    """The text column, or the feature columns (default: every column but the label)."""
+    if options.text_column:
+        inputs = [_column(frame, options.text_column, "text_column")]
+        if inputs[0] == label:
+            raise UploadError("text_column", "the text column cannot be the label column")
+        return inputs
+    inputs = [_column(frame, c, "feature_columns") for c in options.feature_columns] or [
+        str(c) for c in frame.columns if c != label]
+    if label in inputs:
+        raise UploadError("feature_columns", f"{label!r} is the label: it cannot be a feature")
+    return inputs
+
+
+def _drop_unlabelled(frame: pd.DataFrame, label: str, allowed: bool,
+                     steps: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows without a label: dropped (counted in ``steps``) when ``allowed``, else refused."""
+    unknown = _unknown_label(frame[label])
+    if unknown.all():
+        raise UploadError("label_column", f"the label column {label!r} is empty")
+    if unknown.any():
+        if not allowed:
+            raise UploadError("drop_unlabelled", f"{int(unknown.sum())} rows have an empty or "
+                              "unknown label: tick this box to drop them")
+        frame = frame[~unknown]
+    steps.append({"step": "rows without a label dropped", "count": int(unknown.sum())})
+    return frame
+
+
+def _drop_empty_texts(frame: pd.DataFrame, column: str,
+                      steps: list[dict[str, Any]]) -> pd.DataFrame:
+    """The texts stripped; rows whose text is empty dropped (counted in ``steps``)."""
+    texts = frame[column].astype("string").str.strip()
+    empty = texts.isna() | (texts == "")
+    if empty.all():
+        raise UploadError("text_column", f"the text column {column!r} is empty")
+    steps.append({"step": "rows with empty text dropped", "count": int(empty.sum())})
+    return frame[~empty].assign(**{column: texts[~empty]})
+
+
+def _clean_features(frame: pd.DataFrame, inputs: list[str], missing_values: str,
+                    steps: list[dict[str, Any]]) -> pd.DataFrame:
+    """The feature columns as float64 numbers; rows with a missing value dropped, or counted
+    for the imputer (``missing_values``), in ``steps``."""
+    frame = frame.assign(**{column: _feature(frame[column], column) for column in inputs})
+    missing = frame[inputs].isna()
+    cells, rows_hit = int(missing.to_numpy().sum()), int(missing.any(axis=1).sum())
+    if missing.all(axis=0).any():
+        empty_cols = [c for c in inputs if missing[c].all()]
+        raise UploadError("feature_columns", f"column {empty_cols[0]!r} has no values")
+    if missing_values == "drop":
+        steps.append({"step": "rows with a missing value dropped", "count": rows_hit})
+        return frame[~missing.any(axis=1)]
+    steps.append({"step": f"missing values to impute with the training split's "
+                          f"{missing_values.replace('_', ' ')}", "count": cells,
+                  "detail": f"in {rows_hit} rows"})
+    return frame
+
+
+def _feature(cells: pd.Series, column: str) -> pd.Series:
+    """A feature column as float64 numbers (NaN where empty); text, or a number past
+    float32's range, is refused."""
+    values = _numbers(cells)
+    # Only cells that did not parse are looked at as text: converting every cell of a wide
+    # numeric table to a string costs seconds.
+    unparsed = cells[values.isna() & cells.notna()]
+    bad = unparsed[unparsed.astype("string").str.strip() != ""]
+    if len(bad):
+        example = bad.iloc[0]
+        raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
+                          f"{example!r}): choose numeric feature columns")
+    # "inf", "1e999" and numbers past float32's range parse, then poison every mean,
+    # standardisation and loss the model sees: refused like text.
+    huge = values.abs() > FLOAT32_MAX
+    if huge.any():
+        example = cells[huge].iloc[0]
+        raise UploadError("feature_columns", f"column {column!r} holds {example!r}, not "
+                          "a finite number within float32 range")
+    return values.astype("float64")
 
 
 def _cell(value: Any) -> Any:
@@ -442,30 +468,7 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     except (zipfile.BadZipFile, OSError):
         raise UploadError("file", "the file is not a ZIP archive") from None
     with archive:
-        members = archive.infolist()
-        if len(members) > limits.max_members:
-            raise UploadError("file", f"{len(members)} entries: the limit is "
-                                      f"{limits.max_members}")
-        files = []
-        for member in members:
-            problem = _member_problem(member, limits)
-            if problem:
-                raise UploadError("file", problem)
-            if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER):
-                continue
-            if not member.filename.lower().endswith(IMAGE_SUFFIXES):
-                raise UploadError("file", f"{member.filename!r} is not an image: only .png and "
-                                          ".jpg files may be in the archive")
-            files.append(member)
-        # A decompression bomb is refused from the directory alone, before anything inflates.
-        total = sum(m.file_size for m in files)
-        if total > limits.max_unpacked_bytes:
-            raise UploadError("file", f"the archive unpacks to {total} bytes: the limit is "
-                                      f"{limits.max_unpacked_bytes} (a decompression bomb?)")
-        for m in files:
-            if m.file_size > limits.max_ratio * max(m.compress_size, 1) and m.file_size > 2**20:
-                raise UploadError("file", f"{m.filename!r} expands {m.file_size} bytes from "
-                                          f"{m.compress_size}: refused as a decompression bomb")
+        files = _image_members(archive, limits)
         labelled = _class_layout(files)
         # Every image's size is read from its header before any is decoded, so an archive whose
         # pixels would take minutes to decode is refused in the time it takes to read headers.
@@ -490,10 +493,7 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
                                             f"{'grey' if grey else 'RGB'}", "count": len(y)}]
     rows_in = len(y)
     if drop_duplicates:
-        digests = [hashlib.sha1(row.tobytes() + bytes([int(c)])).digest() for row, c in zip(x, y,
-                                                                                   strict=True)]
-        _, first = np.unique(np.asarray(digests), return_index=True)
-        keep = np.sort(first)
+        keep = _first_of_each_image(x, y)
         steps.append({"step": "duplicate images dropped", "count": int(len(y) - len(keep))})
         x, y = x[keep], y[keep]
     info = DatasetInfo("upload:0", title, "classification", "image", len(y), tuple(x.shape[1:]),
@@ -501,6 +501,44 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     report = _report(rows_in, steps, y, classes, "classification")
     report["sample_images"] = _sample_images(x, y, classes)
     return Prepared(info, x, y, classes, [], "", True, report)
+
+
+def _image_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
+    """The archive's image files, once every member is checked: no unsafe path, nothing but
+    images (and the clutter archivers add), no decompression bomb."""
+    members = archive.infolist()
+    if len(members) > limits.max_members:
+        raise UploadError("file", f"{len(members)} entries: the limit is "
+                                  f"{limits.max_members}")
+    files = []
+    for member in members:
+        problem = _member_problem(member, limits)
+        if problem:
+            raise UploadError("file", problem)
+        if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER):
+            continue
+        if not member.filename.lower().endswith(IMAGE_SUFFIXES):
+            raise UploadError("file", f"{member.filename!r} is not an image: only .png and "
+                                      ".jpg files may be in the archive")
+        files.append(member)
+    # A decompression bomb is refused from the directory alone, before anything inflates.
+    total = sum(m.file_size for m in files)
+    if total > limits.max_unpacked_bytes:
+        raise UploadError("file", f"the archive unpacks to {total} bytes: the limit is "
+                                  f"{limits.max_unpacked_bytes} (a decompression bomb?)")
+    for m in files:
+        if m.file_size > limits.max_ratio * max(m.compress_size, 1) and m.file_size > 2**20:
+            raise UploadError("file", f"{m.filename!r} expands {m.file_size} bytes from "
+                                      f"{m.compress_size}: refused as a decompression bomb")
+    return files
+
+
+def _first_of_each_image(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The indices, in order, of the first of each set of identical (image, label) rows."""
+    digests = [hashlib.sha1(row.tobytes() + bytes([int(c)])).digest()
+               for row, c in zip(x, y, strict=True)]
+    _, first = np.unique(np.asarray(digests), return_index=True)
+    return np.sort(first)
 
 
 def _class_layout(files: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, str]]:

@@ -690,26 +690,7 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
                                        "(owner/name) or a folder inside the data directory")
     try:
         if local:
-            path = Path(source).expanduser().resolve()
-            roots = [Path(r).resolve() for r in local_roots]
-            if not any(path.is_relative_to(root) for root in roots):
-                raise UploadError("hf_source", "local paths must be inside the data directory "
-                                  f"({', '.join(map(str, roots)) or 'none allowed'})")
-            if not path.exists():
-                raise UploadError("hf_source", f"{source} does not exist")
-            if path.is_dir() and ((path / "dataset_info.json").exists()
-                                  or (path / "dataset_dict.json").exists()):
-                loaded = datasets.load_from_disk(str(path))
-            elif path.is_file():
-                builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
-                           ".parquet": "parquet"}.get(path.suffix.lower())
-                if builder is None:
-                    raise UploadError("hf_source", f"{path.name}: use CSV, JSON or Parquet")
-                extra = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
-                loaded = datasets.load_dataset(builder, data_files=str(path), split="train",
-                                               cache_dir=str(cache_dir), **extra)
-            else:
-                loaded = datasets.load_dataset(str(path), split=split, cache_dir=str(cache_dir))
+            loaded = _load_local(source, split, local_roots, cache_dir)
         else:
             loaded = datasets.load_dataset(source, split=split, cache_dir=str(cache_dir))
     except UploadError:
@@ -731,6 +712,32 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
         if names:
             frame[column] = frame[column].map(lambda i, n=names: n[i] if 0 <= i < len(n) else None)
     return frame
+
+
+def _load_local(source: str, split: str, local_roots: Sequence[Path], cache_dir: Path) -> Any:
+    """A local ``save_to_disk`` folder, data folder, or CSV/JSON/Parquet file, which must lie
+    inside one of ``local_roots`` once links and ``..`` are resolved."""
+    import datasets
+
+    path = Path(source).expanduser().resolve()
+    roots = [Path(r).resolve() for r in local_roots]
+    if not any(path.is_relative_to(root) for root in roots):
+        raise UploadError("hf_source", "local paths must be inside the data directory "
+                          f"({', '.join(map(str, roots)) or 'none allowed'})")
+    if not path.exists():
+        raise UploadError("hf_source", f"{source} does not exist")
+    if path.is_dir() and ((path / "dataset_info.json").exists()
+                          or (path / "dataset_dict.json").exists()):
+        return datasets.load_from_disk(str(path))
+    if path.is_file():
+        builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
+                   ".parquet": "parquet"}.get(path.suffix.lower())
+        if builder is None:
+            raise UploadError("hf_source", f"{path.name}: use CSV, JSON or Parquet")
+        extra = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+        return datasets.load_dataset(builder, data_files=str(path), split="train",
+                                     cache_dir=str(cache_dir), **extra)
+    return datasets.load_dataset(str(path), split=split, cache_dir=str(cache_dir))
 
 
 def packaged_builders() -> frozenset[str]:

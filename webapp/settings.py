@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "webapp.projects",
     "webapp.experiments",
     "webapp.datasets",
 ]

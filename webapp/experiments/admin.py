@@ -1,17 +1,6 @@
 from django.contrib import admin
 
-from webapp.experiments.models import Checkpoint, Experiment, Membership, Project
-
-
-class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
-    model = Membership
-    extra = 1
-
-
-@admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["name", "created_at"]
-    inlines = [MembershipInline]
+from webapp.experiments.models import Checkpoint, Experiment
 
 
 @admin.register(Experiment)

@@ -8,7 +8,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from webapp.experiments import events, metric_store
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects import access
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -83,7 +84,7 @@ class RunListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     @database_sync_to_async
     def _projects(self, user: Any) -> list[int]:
-        return list(Project.objects.filter(members=user).values_list("pk", flat=True))
+        return list(access.projects_visible_to(user).values_list("pk", flat=True))
 
 
 def _without_type(event: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from django.utils import timezone
 from training.spec import SpecError
 from training.tuning import TuningSpec
 from webapp.experiments import actions, events, metric_store
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 if TYPE_CHECKING:
     import optuna

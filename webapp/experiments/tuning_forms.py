@@ -17,7 +17,8 @@ from training.fieldmeta import FieldMeta, field_meta
 from training.spec import ExperimentSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec, field_type
 from webapp.experiments import spec_forms
-from webapp.experiments.models import Project
+from webapp.projects import access
+from webapp.projects.models import Project
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ class TuneForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, base: ExperimentSpec, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = Project.objects.filter(  # type: ignore[attr-defined]
-            members=user).order_by("name")
+        self.fields["project"].queryset = access.projects_visible_to(  # type: ignore[attr-defined]
+            user).order_by("name")
         self.base = base
         for t in TUNABLES:
             self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)

@@ -18,8 +18,10 @@ from webapp.experiments.models import Experiment
 from webapp.projects.models import Membership, Project
 
 BEFORE_THE_MOVE = [("projects", None)]  # unapplies the move (and what depends on it) only
-# The last migrations of the apps whose models the move touched, before it.
-STATE_BEFORE = [("experiments", "0005_membership_roles"), ("datasets", "0001_initial")]
+# The state of the models the test writes, before the move.
+STATE_BEFORE = [("experiments", "0005_membership_roles"), ("datasets", "0001_initial"),
+                ("auth", "0012_alter_user_first_name_max_length"),
+                ("contenttypes", "0002_remove_content_type_name")]
 
 
 @pytest.fixture
@@ -55,8 +57,14 @@ def _seed_before_the_move(apps: Any) -> dict[str, int]:
                                     parent=first)
     dataset_model.objects.create(project=vision, name="table", kind="csv", folder="f",
                                  prepared="datasets/f/prepared.npz", created_by=alice)
-    bob.user_permissions.add(permission_model.objects.get(
-        content_type__app_label="experiments", codename="change_project"))
+    # As on a database made before the move: the permission's content type is the
+    # experiments app's (made here when this test database never had it).
+    content_type, _ = apps.get_model("contenttypes", "ContentType").objects.get_or_create(
+        app_label="experiments", model="project")
+    permission, _ = permission_model.objects.get_or_create(
+        content_type=content_type, codename="change_project",
+        defaults={"name": "Can change project"})
+    bob.user_permissions.add(permission)
     return {"vision": vision.pk, "audio": audio.pk}
 
 

@@ -192,7 +192,7 @@ def bench_user_and_project() -> tuple[Any, Any]:
     """A user with ``BENCH_PASSWORD`` who is a member of a project."""
     from django.contrib.auth import get_user_model
 
-    from webapp.experiments.models import Project
+    from webapp.projects.models import Project
 
     user = get_user_model().objects.create_user("bench", password=BENCH_PASSWORD)
     project = Project.objects.create(name="bench")

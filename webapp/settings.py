@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "webapp.projects",
     "webapp.experiments",
     "webapp.datasets",
 ]

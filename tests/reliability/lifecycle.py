@@ -13,7 +13,8 @@ from django.db import connection
 
 from training.spec import ExperimentSpec
 from webapp.experiments import actions, metric_store
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 
 def project() -> tuple[User, Project]:

@@ -20,9 +20,10 @@ from training.data import dataset_info
 from training.models import build_model
 from training.spec import ExperimentSpec
 from webapp.experiments.jobs import Outcome
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
 from webapp.experiments.runner import execute_training, run_job
+from webapp.projects.models import Project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

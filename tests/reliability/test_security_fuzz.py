@@ -29,9 +29,10 @@ from webapp.datasets.models import Dataset
 from webapp.experiments.browse import AnnotationForm, RunFilterForm
 from webapp.experiments.compression_forms import CompressionForm, compression_initial
 from webapp.experiments.forms import ExperimentForm, RemedyForm, spec_initial
-from webapp.experiments.models import Checkpoint, Experiment, Project
-from webapp.experiments.projects import MemberForm, ProjectForm
+from webapp.experiments.models import Checkpoint, Experiment
 from webapp.experiments.tuning_forms import TuneForm
+from webapp.projects.forms import MemberForm, ProjectForm
+from webapp.projects.models import Project
 
 from ..hostile import table_csv
 

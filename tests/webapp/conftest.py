@@ -11,7 +11,8 @@ from django.test import Client
 
 from training.data import catalog
 from training.spec import ExperimentSpec
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 
 @pytest.fixture(autouse=True)

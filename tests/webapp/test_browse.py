@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from training.spec import ExperimentSpec
 from webapp.experiments import actions, browse
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 MLP_WINE = ExperimentSpec().patched({"data": {"dataset": "wine"}, "model": {"arch": "mlp"}})
 

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from training.spec import ExperimentSpec
 from webapp.experiments import compare, metric_store
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 
 def finished_run(make_experiment, name: str, lr: float, val_acc: float, val_loss: float,

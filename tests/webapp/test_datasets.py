@@ -19,8 +19,9 @@ from training.data.files import IDX_FILES
 from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset
 from webapp.experiments.forms import spec_initial
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
 from webapp.experiments.runner import execute_training
+from webapp.projects.models import Project
 
 from ..conftest import DATA_DIR
 from ..hostile import HOSTILE_ZIPS, serve, table_csv, two_class_zip

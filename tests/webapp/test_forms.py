@@ -22,8 +22,8 @@ from webapp.experiments.forms import (
     ExperimentForm,
     spec_initial,
 )
-from webapp.experiments.models import Project
 from webapp.experiments.tuning_forms import STUDY_FIELDS, TuneForm
+from webapp.projects.models import Project
 
 
 def form_data(own_project: Project, **overrides: Any) -> dict[str, Any]:

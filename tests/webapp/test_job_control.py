@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from training.spec import ExperimentSpec
-from webapp.experiments.models import Experiment, Membership, Project
-from webapp.experiments.projects import create_project
+from webapp.experiments.models import Experiment
+from webapp.projects.actions import create_project
+from webapp.projects.models import Membership, Project
 
 from .test_forms import form_data
 

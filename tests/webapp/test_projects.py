@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from webapp.experiments.models import Project
+from webapp.projects.models import Project
 
 pytestmark = pytest.mark.django_db
 

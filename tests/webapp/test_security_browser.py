@@ -18,7 +18,8 @@ from django.urls import reverse
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
 from webapp.experiments import metric_store, tuning
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 from ..hostile import table_csv
 

@@ -18,7 +18,8 @@ from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
 from webapp.datasets.models import Dataset
 from webapp.experiments import tuning
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 from ..hostile import table_csv
 

@@ -23,8 +23,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset
 from webapp.experiments import tuning
-from webapp.experiments.models import Checkpoint, Experiment, Project
+from webapp.experiments.models import Checkpoint, Experiment
 from webapp.experiments.tuning_forms import TuneForm
+from webapp.projects.models import Project
 
 from ..hostile import table_csv
 

@@ -16,8 +16,9 @@ from django.test import Client
 
 from webapp.asgi import application
 from webapp.experiments import events
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
 from webapp.experiments.routing import websocket_urlpatterns
+from webapp.projects.models import Project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GOOD_ORIGIN = b"http://127.0.0.1:8000"

@@ -43,7 +43,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(db, url):
 
 def test_the_list_shows_only_runs_of_the_users_projects(owner_client, stranger, make_experiment):
     make_experiment(name="mine")
-    from webapp.experiments.models import Project
+    from webapp.projects.models import Project
 
     theirs = Project.objects.create(name="theirs")
     theirs.members.add(stranger)

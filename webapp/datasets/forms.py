@@ -11,7 +11,8 @@ from django.template.defaultfilters import filesizeformat
 from training.data.uploads import MISSING_CHOICES, Prepared, UploadError
 from webapp.datasets.models import Dataset
 from webapp.datasets.services import prepare_upload
-from webapp.experiments.models import Project
+from webapp.projects import access
+from webapp.projects.models import Project
 
 FIELDSETS = [
     ("Dataset", ["name", "project", "kind", "file"]),
@@ -59,7 +60,7 @@ class DatasetForm(forms.Form):
     def __init__(self, *args: Any, user: Any, too_large: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = Project.objects.filter(members=user).order_by("name")  # type: ignore[attr-defined]
+        self.fields["project"].queryset = access.projects_visible_to(user).order_by("name")  # type: ignore[attr-defined]
         self.too_large = too_large
         self.prepared: Prepared | None = None
 

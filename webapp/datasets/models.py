@@ -10,7 +10,8 @@ from django.db import models
 from django.utils import timezone
 
 from training.data.catalog import UPLOAD_PREFIX, DatasetInfo, is_upload
-from webapp.experiments.models import Project
+from webapp.projects import access
+from webapp.projects.models import Project
 
 
 def _folder(instance: Dataset) -> str:
@@ -31,10 +32,8 @@ def prepared_path(instance: Dataset, filename: str) -> str:
 
 class DatasetQuerySet(models.QuerySet["Dataset"]):
     def visible_to(self, user: Any) -> DatasetQuerySet:
-        """Datasets of projects the user is a member of (nothing for anonymous users)."""
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__members=user)
+        """Datasets the user sees (``access.visible``)."""
+        return access.visible(self, user)
 
 
 class Dataset(models.Model):

@@ -24,7 +24,7 @@ from training.data.uploads import (
     save_prepared,
 )
 from webapp.datasets.models import Dataset, upload_id
-from webapp.experiments.models import Project
+from webapp.projects.models import Project
 
 
 class DatasetUnavailable(LookupError):

@@ -10,7 +10,7 @@ from webapp.datasets import services
 from webapp.datasets.forms import DatasetForm
 from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import TOO_LARGE
-from webapp.experiments.models import Project
+from webapp.projects import access
 
 
 @require_GET
@@ -31,7 +31,7 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
                 form.cleaned_data.get("file"))
             return redirect("dataset-detail", pk=dataset.pk)
     else:
-        project = Project.objects.filter(members=request.user).order_by("name").first()
+        project = access.projects_visible_to(request.user).order_by("name").first()
         form = DatasetForm(initial={"project": project}, user=request.user)
     return render(request, "datasets/new.html", {"form": form})
 

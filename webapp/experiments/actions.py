@@ -9,7 +9,8 @@ from django.db import transaction
 from training.spec import ExperimentSpec
 from webapp.experiments import enqueue, events
 from webapp.experiments.launch import queue_for
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 
 def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSpec,

@@ -3,18 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from webapp.experiments.models import Checkpoint, Experiment, Membership, Project
-
-
-class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
-    model = Membership
-    extra = 1
-
-
-@admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["name", "created_at"]
-    inlines = [MembershipInline]
+from webapp.experiments.models import Checkpoint, Experiment
 
 
 @admin.register(Experiment)

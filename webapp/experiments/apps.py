@@ -13,6 +13,7 @@ class ExperimentsConfig(AppConfig):
         from training import budget
         from training.spec import allow_model_dirs
         from webapp.experiments import events
+        from webapp.projects.signals import membership_changed
 
         # Specs are validated against what the deployment's workers hold (training/ cannot
         # read Django's settings itself).
@@ -23,3 +24,5 @@ class ExperimentsConfig(AppConfig):
         allow_model_dirs(settings.FITBOARD_MODELS_LOCAL_DIRS)
         # A logout closes that session's live sockets.
         user_logged_out.connect(events.end_session_sockets, dispatch_uid="end-session-sockets")
+        # Joining or leaving a project changes what that user's open sockets may hear.
+        membership_changed.connect(events.on_membership_changed, dispatch_uid="membership-sockets")

@@ -11,7 +11,10 @@ from django.db import transaction
 
 from training.spec import ExperimentSpec
 from webapp.experiments import actions
-from webapp.experiments.models import Experiment, Membership, Project
+from webapp.experiments.models import Experiment
+from webapp.projects import access
+from webapp.projects.actions import add_member
+from webapp.projects.models import Membership, Project
 
 ADMIN_USERNAME = "admin"
 DEFAULT_PROJECT = "Default"
@@ -29,14 +32,14 @@ def ensure_admin() -> tuple[Any, str | None]:
         password = os.environ.get("FITBOARD_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         user = User.objects.create_superuser(ADMIN_USERNAME, "", password)
         project, _ = Project.objects.get_or_create(name=DEFAULT_PROJECT)
-        project.members.add(user, through_defaults={"role": Membership.Role.MAINTAINER})
+        add_member(project, user, Membership.Role.MAINTAINER)
     return user, password
 
 
 def seed_demo(user: Any) -> Experiment:
     """Queue the demo run: the default spec, a CNN on sklearn's digits."""
-    project = Project.objects.filter(members=user).order_by("pk").first()
+    project = access.projects_visible_to(user).order_by("pk").first()
     if project is None:
         project = Project.objects.create(name=DEFAULT_PROJECT)
-        project.members.add(user, through_defaults={"role": Membership.Role.MAINTAINER})
+        add_member(project, user, Membership.Role.MAINTAINER)
     return actions.create_experiment(user, project, "demo: digits CNN", ExperimentSpec())

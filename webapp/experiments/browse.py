@@ -17,7 +17,9 @@ from django.db.models import F, QuerySet
 from training.data.catalog import CATALOG
 from training.spec import ModelSpec
 from webapp.datasets.models import Dataset
-from webapp.experiments.models import Experiment, Project, Tag
+from webapp.experiments.models import Experiment, Tag
+from webapp.projects import access
+from webapp.projects.models import Project
 
 PAGE_SIZE = 50
 MAX_TAGS = 20  # per run
@@ -62,7 +64,7 @@ class RunFilterForm(forms.Form):
         super().__init__(data)
         visible = Experiment.objects.visible_to(user)
         fields: Any = self.fields
-        fields["project"].queryset = Project.objects.filter(members=user).order_by("name")
+        fields["project"].queryset = access.projects_visible_to(user).order_by("name")
         fields["tag"].queryset = Tag.objects.filter(experiments__in=visible).distinct()
         # Choices are read when the form is built (other apps may register more of them).
         uploads = Dataset.objects.visible_to(user).only("pk", "name").order_by("name")

@@ -9,7 +9,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from webapp.experiments import events, metric_store
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects import access
 
 
 class ListeningConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -152,7 +153,7 @@ class RunListConsumer(MemberConsumer):
 
     @database_sync_to_async
     def _projects(self, user: Any) -> list[int]:
-        return list(Project.objects.filter(members=user).values_list("pk", flat=True))
+        return list(access.projects_visible_to(user).values_list("pk", flat=True))
 
 
 class StudyConsumer(MemberConsumer):

@@ -79,6 +79,11 @@ def membership_changed(user_id: int) -> None:
     _send(user_group(user_id), {"type": "membership.changed"})
 
 
+def on_membership_changed(sender: Any, user_id: int, **kwargs: Any) -> None:
+    """``webapp.projects.signals.membership_changed`` receiver (sent after commit)."""
+    membership_changed(user_id)
+
+
 async def group_has_members(layer: Any, group: str) -> bool:
     """Whether any channel is in ``group`` right now (True when the layer cannot say).
 

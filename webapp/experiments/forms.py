@@ -9,7 +9,8 @@ from django import forms
 from training.data.catalog import CATALOG
 from training.spec import FIELDSET_ORDER, ExperimentSpec, SpecError
 from webapp.experiments import spec_forms
-from webapp.experiments.models import Project
+from webapp.projects import access
+from webapp.projects.models import Project
 
 # Every field of every spec section, in spec order: the form's fields, their paths, fieldsets
 # and show/hide rules all come from the spec's field metadata.
@@ -64,7 +65,7 @@ class ExperimentForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = Project.objects.filter(members=user).order_by("name")  # type: ignore[attr-defined]
+        self.fields["project"].queryset = access.projects_visible_to(user).order_by("name")  # type: ignore[attr-defined]
         # The spec's dataset is any catalog name or upload: offer the user's.
         dataset = self.fields["dataset"]
         self.fields["dataset"] = forms.ChoiceField(

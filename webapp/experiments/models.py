@@ -1,4 +1,4 @@
-"""Projects, experiments (jobs that own their status), metric chunks and checkpoints."""
+"""Experiments (jobs that own their status), metric chunks and checkpoints."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from training.spec import ExperimentSpec
+from webapp.projects import access
+from webapp.projects.models import Project
 
 # The largest primary key a bigint column holds: a larger number from a URL or query string
 # cannot name a row, and SQLite's driver raises OverflowError on it inside an ``__in`` lookup.
@@ -25,39 +27,6 @@ def parse_pk(text: str) -> int | None:
     return number if 1 <= number <= MAX_PK else None
 
 
-class Project(models.Model):
-    """A group of experiments; only its members see them."""
-
-    name = models.CharField(max_length=100, unique=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="projects",
-                                     through="Membership")
-    created_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Membership(models.Model):
-    """A user's place in a project. Every member sees the project's runs and cancels their
-    own; a maintainer (the project's creator, and whom maintainers name) cancels any of them.
-    The table is the one the plain many-to-many field used (migration 0005 kept its rows)."""
-
-    class Role(models.TextChoices):
-        MEMBER = "member"
-        MAINTAINER = "maintainer"
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
-
-    class Meta:
-        db_table = "experiments_project_members"
-        unique_together = [("project", "user")]
-
-    def __str__(self) -> str:
-        return f"{self.user} in {self.project} ({self.role})"
-
-
 class Tag(models.Model):
     """A label users put on runs to find them again (``Experiment.tags``)."""
 
@@ -72,10 +41,8 @@ class Tag(models.Model):
 
 class ExperimentQuerySet(models.QuerySet["Experiment"]):
     def visible_to(self, user: Any) -> ExperimentQuerySet:
-        """Experiments in projects the user is a member of (nothing for anonymous users)."""
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__members=user)
+        """Experiments the user sees (``access.visible``)."""
+        return access.visible(self, user)
 
 
 class Experiment(models.Model):

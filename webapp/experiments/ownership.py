@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from webapp.experiments.forms import upload_in_other_project
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
 
 
 def reference_problem(user: Any, project: Project | None, dataset: str,

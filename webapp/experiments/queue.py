@@ -11,7 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from webapp.experiments.models import Experiment
-from webapp.experiments.projects import maintained_project_ids, may_cancel
+from webapp.projects.access import maintained_project_ids, may_cancel, overseen
 
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
@@ -46,8 +46,7 @@ def queue_rows(user: Any, now: datetime | None = None) -> list[QueueRow]:
     order = list(jobs.filter(status=Experiment.Status.QUEUED)
                  .order_by("enqueued_at", "pk").values_list("pk", flat=True))
     positions = {pk: index for index, pk in enumerate(order, start=1)}
-    if not user.is_staff:
-        jobs = jobs.filter(project__members=user)
+    jobs = overseen(jobs, user)
     maintained = maintained_project_ids(user)
     rows = []
     for job in jobs.select_related("project", "created_by", "parent"):

@@ -48,8 +48,9 @@ from webapp.experiments.jobs import (
     run_workdir,
     training_summary,
 )
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
+from webapp.projects.models import Project
 
 if TYPE_CHECKING:
     import optuna

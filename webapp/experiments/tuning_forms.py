@@ -17,8 +17,10 @@ from training.fieldmeta import FieldMeta, field_meta
 from training.spec import ExperimentSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec, field_type
 from webapp.experiments import spec_forms
-from webapp.experiments.models import Experiment, Project
+from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
+from webapp.projects import access
+from webapp.projects.models import Project
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,8 @@ class TuneForm(forms.Form):
                  source: Experiment | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user, self.source = user, source
-        self.fields["project"].queryset = Project.objects.filter(  # type: ignore[attr-defined]
-            members=user).order_by("name")
+        self.fields["project"].queryset = access.projects_visible_to(  # type: ignore[attr-defined]
+            user).order_by("name")
         self.base = base
         for t in TUNABLES:
             self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)

@@ -1,14 +1,10 @@
 from django.urls import path
 
-from webapp.experiments import compression_views, project_views, tuning_views, views
+from webapp.experiments import compression_views, tuning_views, views
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment-list"),
     path("queue/", views.queue_page, name="queue"),
-    path("projects/", project_views.project_list, name="project-list"),
-    path("projects/<int:pk>/", project_views.project_detail, name="project-detail"),
-    path("projects/<int:pk>/members/<int:user_id>/remove/", project_views.project_member_remove,
-         name="project-member-remove"),
     path("experiments/new/", views.experiment_new, name="experiment-new"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),
     path("experiments/<int:pk>/cancel/", views.experiment_cancel, name="experiment-cancel"),

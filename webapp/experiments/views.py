@@ -27,13 +27,13 @@ from webapp.experiments import (
     files,
     live_urls,
     metric_store,
-    projects,
     queue,
     quota,
 )
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
-from webapp.experiments.models import Experiment, Project, parse_pk
+from webapp.experiments.models import Experiment, parse_pk
 from webapp.experiments.ownership import reference_problem
+from webapp.projects import access
 
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
     else:
         spec = ExperimentSpec()
         initial = {"name": "digits-cnn",
-                   "project": Project.objects.filter(members=request.user).order_by("name").first()}
+                   "project": access.projects_visible_to(request.user).order_by("name").first()}
         source_id = parse_pk(request.GET.get("from", ""))
         if source_id is not None:
             source = _visible(request, source_id)
@@ -117,7 +117,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dataset_title": info.title,
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
-        "may_cancel": projects.may_cancel(request.user, experiment),
+        "may_cancel": access.may_cancel(request.user, experiment),
         "live": live_urls.run_page(experiment.pk, info.task),
         **compression.detail_context(experiment),
         "annotation": browse.AnnotationForm(initial={
@@ -150,7 +150,7 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
     if verdict is None and experiment.is_terminal:  # ended before it could be diagnosed
         verdict = diagnosis.final_verdict(experiment, nonfinite_loss=False)
     parent = experiment.parent if experiment.remedy else None
-    if parent is not None and not parent.project.members.filter(pk=request.user.pk).exists():
+    if parent is not None and not access.may_see_project(request.user, parent.project_id):
         parent = None
     return render(request, "experiments/diagnostics.html", {
         "experiment": experiment,
@@ -200,11 +200,9 @@ def queue_page(request: HttpRequest) -> HttpResponse:
 def experiment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     """Cancel a queued or running job: its creator, its project's maintainers, or staff (who
     may stop any job, in any project, e.g. from the queue page)."""
-    visible = Experiment.objects.all() if request.user.is_staff \
-        else Experiment.objects.visible_to(request.user)
-    experiment = get_object_or_404(visible, pk=pk)
+    experiment = get_object_or_404(access.overseen(Experiment.objects.all(), request.user), pk=pk)
     back = _back(request, experiment)
-    if not projects.may_cancel(request.user, experiment):
+    if not access.may_cancel(request.user, experiment):
         messages.error(request, "Only the run's creator, its project's maintainers and staff "
                                 "can cancel it.")
         return redirect(back)
@@ -218,8 +216,8 @@ def experiment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def _back(request: HttpRequest, experiment: Experiment) -> str:
     """Where a cancel returns: the queue page when asked from there, else the run's page (a
     staff member's view of another project's run is the queue page)."""
-    if request.POST.get("next") == "queue" or not experiment.project.members.filter(
-            pk=request.user.pk).exists():
+    if request.POST.get("next") == "queue" or not access.may_see_project(
+            request.user, experiment.project_id):
         return reverse("queue")
     return reverse("experiment-detail", args=[experiment.pk])
 

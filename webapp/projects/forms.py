@@ -1,0 +1,39 @@
+"""The projects page's forms: a new project, and a member to add."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from webapp.projects.models import Project
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=100)
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the project a name.")
+        if Project.objects.filter(name__iexact=name).exists():
+            raise forms.ValidationError("A project with this name exists.")
+        return name
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def clean_username(self) -> Any:
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise forms.ValidationError(f"No active user is called {username!r}.")
+        if self.project.members.filter(pk=user.pk).exists():
+            raise forms.ValidationError(f"{username} is already a member.")
+        return user

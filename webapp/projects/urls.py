@@ -1,0 +1,10 @@
+from django.urls import path
+
+from webapp.projects import views
+
+urlpatterns = [
+    path("projects/", views.project_list, name="project-list"),
+    path("projects/<int:pk>/", views.project_detail, name="project-detail"),
+    path("projects/<int:pk>/members/<int:user_id>/remove/", views.project_member_remove,
+         name="project-member-remove"),
+]

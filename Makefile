@@ -21,8 +21,10 @@ run: $(VENV)/.installed
 	$(PY) manage.py up
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check training webapp tests bench
+	$(PY) -m ruff check training webapp tests bench tools
 	$(PY) -m mypy training webapp
+	$(VENV)/bin/lint-imports
+	$(PY) tools/inner_imports.py
 
 # Runs only when $(CHROMIUM) is missing: installed from Debian's packages when we are root;
 # otherwise stop and say the one command to run (the browser tests fail without it, never skip).

@@ -193,7 +193,7 @@ def test_another_users_run_cannot_be_compressed(stranger_client, make_experiment
 def test_a_compression_job_runs_and_both_pages_show_the_report(owner_client, owner, finished):
     # given a finished iris MLP and a queued quantization of it
     from training.compression.spec import CompressionSpec
-    from webapp.experiments.compression import create_compression
+    from webapp.experiments.actions import create_compression
 
     source = finished(name="iris")
     job = create_compression(owner, source, "iris int8",
@@ -221,7 +221,7 @@ def test_a_compression_job_runs_and_both_pages_show_the_report(owner_client, own
 def test_a_quantized_run_cannot_be_pruned_further(owner_client, owner, finished):
     # given a finished quantization job
     from training.compression.spec import CompressionSpec
-    from webapp.experiments.compression import create_compression
+    from webapp.experiments.actions import create_compression
 
     source = finished()
     job = create_compression(owner, source, "int8",

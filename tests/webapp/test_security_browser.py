@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
-from webapp.experiments import metric_store, tuning
+from webapp.experiments import actions, metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
 
@@ -105,7 +105,7 @@ def main_pages(project: Project, owner: User) -> list[str]:
     spec = TuningSpec.from_dict({
         "base": IRIS.to_dict(), "algorithm": "random", "n_trials": 2, "parallelism": 1,
         "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}}})
-    study = tuning.create_study(owner, project, "study", spec, done[0])
+    study = actions.create_study(owner, project, "study", spec, done[0])
     client = Client()
     client.force_login(owner)
     response = client.post(reverse("dataset-new"), {

@@ -13,7 +13,8 @@ from django.urls import reverse
 
 from training import ExperimentSpec, MemoryReporter, run
 from training.compression.spec import CompressionSpec
-from webapp.experiments.compression import create_compression, execute_compression
+from webapp.experiments.actions import create_compression
+from webapp.experiments.compression import execute_compression
 from webapp.experiments.models import Checkpoint, Experiment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from django.urls import reverse
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
 from webapp.datasets.models import Dataset
-from webapp.experiments import tuning
+from webapp.experiments import actions
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
 
@@ -177,7 +177,7 @@ def test_a_study_on_another_projects_upload_cannot_promote(owner_client, owner, 
     spec = TuningSpec.from_dict({
         "base": borrowing_run.spec, "algorithm": "random", "n_trials": 1, "parallelism": 1,
         "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}}})
-    study = tuning.create_study(owner, project, "old study", spec, borrowing_run)
+    study = actions.create_study(owner, project, "old study", spec, borrowing_run)
     runs = Experiment.objects.count()
 
     response = owner_client.post(reverse("study-promote", args=[study.pk]), follow=True)

@@ -22,7 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset
-from webapp.experiments import tuning
+from webapp.experiments import actions
 from webapp.experiments.models import Checkpoint, Experiment
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.projects.models import Project
@@ -108,7 +108,7 @@ def foreign(db: Any, settings: Any) -> Foreign:
                      "pruner": "none", "seed": 0, "lr_on": "on", "lr_low": 1e-3,
                      "lr_high": 1e-1, "lr_log": "on"}, user=victim, base=IRIS)
     assert form.is_valid() and form.spec is not None, form.errors
-    study = tuning.create_study(victim, project, "okapi-study", form.spec, run)
+    study = actions.create_study(victim, project, "okapi-study", form.spec, run)
     client = Client()
     client.force_login(victim)
     response = client.post(reverse("dataset-new"), {

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
-from webapp.experiments import tuning
+from webapp.experiments import actions, tuning
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
 from webapp.experiments.runner import execute_training
@@ -91,7 +91,7 @@ def test_a_tuning_trial_past_its_limit_fails_with_the_reason(owner, project, lim
     spec = TuningSpec.from_dict({
         "base": DIGITS.to_dict(), "algorithm": "random", "n_trials": 1, "parallelism": 1,
         "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}}})
-    study = tuning.create_study(owner, project, "study", spec, source)
+    study = actions.create_study(owner, project, "study", spec, source)
     tuning.drive_study(study.pk, worker="test")
     trial = started_an_hour_ago(study.children.get(kind=Experiment.Kind.TRIAL))
 

@@ -16,7 +16,7 @@ from training import checkpoints
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
 from webapp.datasets.models import Dataset
-from webapp.experiments import files, metric_store, tuning
+from webapp.experiments import actions, files, metric_store, tuning
 from webapp.experiments.models import Experiment
 
 from ..hostile import table_csv
@@ -52,7 +52,7 @@ def make_study(owner: Any, project: Any, source: Experiment) -> Any:
             "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}},
             **fields,
         })
-        study = tuning.create_study(owner, project, "study", spec, source)
+        study = actions.create_study(owner, project, "study", spec, source)
         for lr in enqueue:  # trials with these learning rates come first
             tuning.open_study(study).enqueue_trial({"optim.lr": lr})
         tuning.drive_study(study.pk, worker="test")
@@ -308,7 +308,7 @@ def test_a_study_of_a_run_on_an_uploaded_dataset_trains_its_trials_on_the_upload
     spec = TuningSpec.from_dict({
         "base": base.to_dict(), "algorithm": "random", "n_trials": 2, "parallelism": 1,
         "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}}})
-    study = tuning.create_study(owner, project, "upload study", spec)
+    study = actions.create_study(owner, project, "upload study", spec)
     tuning.drive_study(study.pk, worker="test")
 
     # when a worker trains its trials

@@ -1,4 +1,8 @@
-"""State changes behind the views: each atomic, with its events sent after commit."""
+"""Every state change behind the views, in one place (Zulip's ``do_*`` shape): creating and
+cancelling runs, studies (and promoting their best trial), remedies and compression jobs, and
+annotating runs. Each is atomic, with its events (Channels messages, Celery enqueues) sent
+after commit. Project membership changes are the projects app's (``webapp.projects.actions``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ from typing import Any
 
 from django.db import transaction
 
+from training.compression.spec import CompressionSpec, job_spec_dict
 from training.spec import ExperimentSpec
-from webapp.experiments import enqueue, events
+from training.tuning import TuningSpec
+from webapp.experiments import compression, enqueue, events, tuning
 from webapp.experiments.launch import queue_for
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, Tag
 from webapp.projects.models import Project
 
 
@@ -45,8 +51,6 @@ def cancel_experiment(experiment: Experiment) -> bool:
 
 def annotate_experiment(experiment: Experiment, tags: list[str], notes: str) -> None:
     """Replace a run's tags and notes (tags are created on first use)."""
-    from webapp.experiments.models import Tag
-
     with transaction.atomic():
         existing = {t.name: t for t in Tag.objects.filter(name__in=tags)}
         missing = [Tag(name=name) for name in tags if name not in existing]
@@ -55,3 +59,51 @@ def annotate_experiment(experiment: Experiment, tags: list[str], notes: str) -> 
         experiment.tags.set(list(rows))
         Experiment.objects.filter(pk=experiment.pk).update(notes=notes)
         experiment.notes = notes
+
+
+# Studies, remedies and compression jobs -----------------------------------------------------
+
+
+def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
+                 source: Experiment | None = None) -> Experiment:
+    """Store a queued study and enqueue its driver once the row is committed."""
+    with transaction.atomic():
+        study = Experiment.objects.create(
+            project=project, name=name, spec=spec.to_dict(), created_by=user, parent=source,
+            kind=Experiment.Kind.TUNE,
+            progress={"trials": 0, "budget": spec.trial_budget(), "finished": 0},
+        )
+        transaction.on_commit(lambda: enqueue.send(enqueue.TUNE, study.pk))
+        transaction.on_commit(lambda: events.publish_status(study))
+    return study
+
+
+def promote_best(user: Any, study: Experiment, name: str) -> Experiment:
+    """Queue a regular experiment with the best trial's configuration; ValueError if none."""
+    best = tuning.best_trial(study)
+    if best is None:
+        raise ValueError("no trial has completed yet")
+    return create_experiment(user, study.project, name, best.experiment_spec,
+                              parent=best)
+
+
+def apply_remedy(user: Any, source: Experiment, remedy: dict[str, Any], name: str) -> Experiment:
+    """Queue a run of ``source``'s spec with the remedy's patch, as a child of ``source``."""
+    spec = source.experiment_spec.patched(remedy["patch"])
+    applied = {key: remedy[key] for key in ("key", "title", "patch")}
+    return create_experiment(user, source.project, name, spec, parent=source, remedy=applied)
+
+
+def create_compression(user: Any, source: Experiment, name: str,
+                       spec: CompressionSpec) -> Experiment:
+    """Validate and store a queued compression job as a child of ``source``; it is enqueued
+    once the row is committed. Raises SpecError (nothing stored) when the job cannot run."""
+    compression.check_job(source, spec)
+    with transaction.atomic():
+        job = Experiment.objects.create(
+            project=source.project, name=name, kind=Experiment.Kind.COMPRESS, parent=source,
+            spec=job_spec_dict(spec, source.experiment_spec), created_by=user,
+        )
+        transaction.on_commit(lambda: enqueue.send(enqueue.COMPRESS, job.pk))
+        transaction.on_commit(lambda: events.publish_status(job))
+    return job

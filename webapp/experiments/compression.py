@@ -12,11 +12,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
-from training.compression.spec import CompressionSpec, job_spec_dict, split_job_spec
+from training.compression.spec import CompressionSpec, split_job_spec
 from training.spec import SpecError
-from webapp.experiments import enqueue, events, files
+from webapp.experiments import files
 from webapp.experiments.jobs import (
     Outcome,
     data_sources,
@@ -53,20 +52,6 @@ def check_job(source: Experiment, spec: CompressionSpec) -> None:
     record = source.summary.get("compression_record") or {}
     spec.check_source(source.experiment_spec, record.get("methods", []))
 
-
-def create_compression(user: Any, source: Experiment, name: str,
-                       spec: CompressionSpec) -> Experiment:
-    """Validate and store a queued compression job as a child of ``source``; it is enqueued
-    once the row is committed. Raises SpecError (nothing stored) when the job cannot run."""
-    check_job(source, spec)
-    with transaction.atomic():
-        job = Experiment.objects.create(
-            project=source.project, name=name, kind=Experiment.Kind.COMPRESS, parent=source,
-            spec=job_spec_dict(spec, source.experiment_spec), created_by=user,
-        )
-        transaction.on_commit(lambda: enqueue.send(enqueue.COMPRESS, job.pk))
-        transaction.on_commit(lambda: events.publish_status(job))
-    return job
 
 
 def execute_compression(experiment_id: int, worker: str) -> None:

@@ -8,14 +8,15 @@ from django.views.decorators.http import require_http_methods
 
 from training.spec import SpecError
 from webapp.experiments import quota
-from webapp.experiments.compression import create_compression, source_problem
+from webapp.experiments.actions import create_compression
+from webapp.experiments.compression import source_problem
 from webapp.experiments.compression_forms import APPLIES, CompressionForm, compression_initial
-from webapp.experiments.views import _visible
+from webapp.experiments.views import visible_experiment
 
 
 @require_http_methods(["GET", "POST"])
 def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
-    source = _visible(request, pk)
+    source = visible_experiment(request, pk)
     if request.method == "POST":
         form = CompressionForm(request.POST, source=source, user=request.user)
         if (form.is_valid() and form.spec is not None

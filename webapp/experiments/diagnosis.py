@@ -11,7 +11,7 @@ from typing import Any
 
 from training.diagnostics import diagnose, task_info
 from training.spec import ExperimentSpec
-from webapp.experiments import actions, metric_store
+from webapp.experiments import metric_store
 from webapp.experiments.models import Experiment
 
 # The per-epoch metrics the loop logs together with an "epoch" point at the epoch's last step.
@@ -66,13 +66,6 @@ def flatten_spec(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             flat[f"{prefix}{key}"] = value
     return flat
 
-
-def apply_remedy(user: Any, source: Experiment, remedy: dict[str, Any], name: str) -> Experiment:
-    """Queue a run of ``source``'s spec with the remedy's patch, as a child of ``source``."""
-    spec = source.experiment_spec.patched(remedy["patch"])
-    applied = {key: remedy[key] for key in ("key", "title", "patch")}
-    return actions.create_experiment(user, source.project, name, spec, parent=source,
-                                     remedy=applied)
 
 
 def generalisation_gap(experiment: Experiment) -> float | None:

@@ -8,6 +8,7 @@ from django import forms
 
 from training.data.catalog import CATALOG
 from training.spec import FIELDSET_ORDER, ExperimentSpec, SpecError
+from webapp.datasets.models import Dataset, upload_id
 from webapp.experiments import spec_forms
 from webapp.projects import access
 from webapp.projects.models import Project
@@ -34,8 +35,6 @@ def spec_initial(spec: ExperimentSpec) -> dict[str, Any]:
 
 def dataset_choices(user: Any) -> list[tuple[str, Any]]:
     """Built-in datasets, then the uploads of the user's projects ("upload:<id>")."""
-    from webapp.datasets.models import Dataset
-
     uploads = [(d.spec_name, f"{d.name} (#{d.pk}, {d.project.name})")
                for d in Dataset.objects.visible_to(user).select_related("project")]
     builtin = [(k, v.title) for k, v in CATALOG.items()]
@@ -45,8 +44,6 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
 def upload_in_other_project(name: str, project: Project | None) -> str:
     """Why an uploaded dataset cannot be used in ``project`` ("" when it can): a run may only
     read data of its own project."""
-    from webapp.datasets.models import Dataset, upload_id
-
     pk = upload_id(name)
     if pk is None or project is None:
         return ""

@@ -32,7 +32,9 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from training.spec import SpecError
 from webapp.experiments.enqueue import COMPRESS, TRAIN, TRIAL, TUNE, send
+from webapp.experiments.launch import DEFAULT_QUEUE, GPU_QUEUE, queue_for
 from webapp.experiments.models import Experiment
 
 logger = logging.getLogger(__name__)
@@ -112,9 +114,6 @@ def queue_sizes(queues: set[str]) -> dict[str, int]:
 def queue_of(job: Experiment) -> str:
     """The queue the job's message goes to: a training run's by what it needs (see
     ``launch.queue_for``), the others' by ``settings.CELERY_TASK_ROUTES``."""
-    from training.spec import SpecError
-    from webapp.experiments.launch import DEFAULT_QUEUE, GPU_QUEUE, queue_for
-
     if job.kind == Experiment.Kind.TRAIN:
         try:
             return queue_for(job.experiment_spec)

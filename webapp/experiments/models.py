@@ -9,6 +9,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from training.spec import ExperimentSpec
+from webapp.experiments import events
 from webapp.projects import access
 from webapp.projects.models import Project
 
@@ -156,8 +157,6 @@ class Experiment(models.Model):
         fresh = Experiment.objects.filter(pk=self.pk).values_list("progress", flat=True).first()
         if fresh is not None:
             self.progress = fresh
-        from webapp.experiments import events
-
         events.publish_status(self)
 
     def start(self, worker: str) -> bool:
@@ -233,8 +232,6 @@ class Experiment(models.Model):
                 cancel_requested=True
             )
             if flagged:
-                from webapp.experiments import events
-
                 # The flag is the record; the nudge only makes the worker read it now.
                 transaction.on_commit(lambda: events.nudge_workers(self.pk))
         return bool(flagged)

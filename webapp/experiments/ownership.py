@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webapp.datasets.models import Dataset, upload_id
 from webapp.experiments.forms import upload_in_other_project
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
@@ -16,8 +17,6 @@ def reference_problem(user: Any, project: Project | None, dataset: str,
                       source: Experiment | None = None) -> str:
     """Why a job in ``project`` may not use ``source`` and the dataset named ``dataset`` ("" when
     it may). ``source`` is assumed visible (the views load it through ``visible_to``)."""
-    from webapp.datasets.models import Dataset, upload_id
-
     if project is None:
         return ""
     if source is not None and source.project_id != project.pk:

@@ -35,7 +35,7 @@ from training.tuning import (
 )
 from training.tuning import ask as ask_trial
 from training.tuning import create_study as create_optuna_study
-from webapp.experiments import actions, enqueue, events, metric_store
+from webapp.experiments import enqueue, events, metric_store
 from webapp.experiments.jobs import (
     Conclude,
     Outcome,
@@ -50,7 +50,6 @@ from webapp.experiments.jobs import (
 )
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
-from webapp.projects.models import Project
 
 if TYPE_CHECKING:
     import optuna
@@ -65,19 +64,6 @@ IN_FLIGHT = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 # Creating and promoting (called by views; cancelling is actions.cancel_experiment) ----------
 
 
-def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
-                 source: Experiment | None = None) -> Experiment:
-    """Store a queued study and enqueue its driver once the row is committed."""
-    with transaction.atomic():
-        study = Experiment.objects.create(
-            project=project, name=name, spec=spec.to_dict(), created_by=user, parent=source,
-            kind=Experiment.Kind.TUNE,
-            progress={"trials": 0, "budget": spec.trial_budget(), "finished": 0},
-        )
-        transaction.on_commit(lambda: enqueue.send(enqueue.TUNE, study.pk))
-        transaction.on_commit(lambda: events.publish_status(study))
-    return study
-
 
 def best_trial(study: Experiment) -> Experiment | None:
     """The completed trial with the best objective value, or None."""
@@ -89,14 +75,6 @@ def best_trial(study: Experiment) -> Experiment | None:
     pick = max if spec.direction == "maximize" else min
     return pick(done, key=lambda t: trial_info(t)["value"])
 
-
-def promote_best(user: Any, study: Experiment, name: str) -> Experiment:
-    """Queue a regular experiment with the best trial's configuration; ValueError if none."""
-    best = best_trial(study)
-    if best is None:
-        raise ValueError("no trial has completed yet")
-    return actions.create_experiment(user, study.project, name, best.experiment_spec,
-                                     parent=best)
 
 
 def trial_info(trial: Experiment) -> dict[str, Any]:

@@ -8,15 +8,15 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.experiments import live_urls, quota, tuning
+from webapp.experiments import actions, live_urls, quota, tuning
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.experiments.tuning_forms import TuneForm
-from webapp.experiments.views import _visible
+from webapp.experiments.views import visible_experiment
 
 
 def _study(request: HttpRequest, pk: int) -> Experiment:
-    study = _visible(request, pk)
+    study = visible_experiment(request, pk)
     if study.kind != Experiment.Kind.TUNE:
         raise Http404("not a tuning study")
     return study
@@ -25,7 +25,7 @@ def _study(request: HttpRequest, pk: int) -> Experiment:
 @require_http_methods(["GET", "POST"])
 def study_new(request: HttpRequest, pk: int) -> HttpResponse:
     """Tune the experiment ``pk``: its spec is the study's base."""
-    source = _visible(request, pk)
+    source = visible_experiment(request, pk)
     if source.kind == Experiment.Kind.TUNE:
         raise Http404("tune a run, not a study")
     base = source.experiment_spec
@@ -36,7 +36,7 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
             if form.spec.algorithm == "grid":
                 grid_size = form.spec.grid_size()
             if "count" not in request.POST and quota.within_quota(form, request.user):
-                study = tuning.create_study(request.user, form.cleaned_data["project"],
+                study = actions.create_study(request.user, form.cleaned_data["project"],
                                             form.cleaned_data["name"], form.spec, source)
                 return redirect("study-detail", pk=study.pk)
     else:
@@ -71,7 +71,7 @@ def study_promote(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, f"Cannot promote: {problem}.")
         return redirect("study-detail", pk=pk)
     try:
-        run = tuning.promote_best(request.user, study, f"{study.name} · best trial")
+        run = actions.promote_best(request.user, study, f"{study.name} · best trial")
     except ValueError as exc:
         messages.warning(request, str(exc))
         return redirect("study-detail", pk=pk)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from training.data.catalog import dataset_info
 from training.recipes import RECIPES, available_recipes
 from training.spec import ExperimentSpec
+from webapp.datasets.models import Dataset, upload_id
 from webapp.experiments import (
     actions,
     browse,
@@ -39,8 +40,6 @@ from webapp.projects import access
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
     """"Train on it" from a dataset page: that dataset, its project, and a model family that
     fits it (a CNN on images, an LSTM on text, else an MLP)."""
-    from webapp.datasets.models import Dataset, upload_id
-
     name = request.GET.get("dataset", "")
     pk = upload_id(name)
     dataset = Dataset.objects.visible_to(request.user).filter(pk=pk).first() if pk else None
@@ -51,7 +50,7 @@ def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
             "name": f"{dataset.name}-{arch}"}
 
 
-def _visible(request: HttpRequest, pk: int) -> Experiment:
+def visible_experiment(request: HttpRequest, pk: int) -> Experiment:
     """The experiment if the user may see it; 404 otherwise (never 403: ids are not leaked)."""
     return get_object_or_404(
         Experiment.objects.visible_to(request.user).select_related("project"), pk=pk
@@ -86,7 +85,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
                    "project": access.projects_visible_to(request.user).order_by("name").first()}
         source_id = parse_pk(request.GET.get("from", ""))
         if source_id is not None:
-            source = _visible(request, source_id)
+            source = visible_experiment(request, source_id)
             # A study's spec is a TuningSpec: cloning it clones its base experiment.
             spec = (ExperimentSpec.from_dict(source.spec["base"])
                     if source.kind == Experiment.Kind.TUNE else source.experiment_spec)
@@ -104,7 +103,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = _visible(request, pk)
+    experiment = visible_experiment(request, pk)
     if experiment.kind == Experiment.Kind.TUNE:
         return redirect("study-detail", pk=pk)
     spec = experiment.spec
@@ -129,7 +128,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def experiment_annotate(request: HttpRequest, pk: int) -> HttpResponse:
     """Save the tags and notes edited on the run page."""
-    experiment = _visible(request, pk)
+    experiment = visible_experiment(request, pk)
     form = browse.AnnotationForm(request.POST)
     if form.is_valid():
         actions.annotate_experiment(experiment, form.cleaned_data["tags"],
@@ -143,7 +142,7 @@ def experiment_annotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = _visible(request, pk)
+    experiment = visible_experiment(request, pk)
     if experiment.kind == Experiment.Kind.TUNE:  # a study has no curves of its own
         return redirect("study-detail", pk=pk)
     verdict = events.current_verdict(experiment)
@@ -167,7 +166,7 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     """Show what a remedy changes in the spec; on POST, queue the patched run."""
-    experiment = _visible(request, pk)
+    experiment = visible_experiment(request, pk)
     remedy = diagnosis.find_remedy(experiment, key)
     if remedy is None:
         raise Http404("this run has no such remedy")
@@ -180,7 +179,7 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
         if problem:
             form.add_error(None, problem)
         if form.is_valid() and quota.within_quota(form, request.user):
-            child = diagnosis.apply_remedy(request.user, experiment, remedy,
+            child = actions.apply_remedy(request.user, experiment, remedy,
                                            form.cleaned_data["name"])
             return redirect("experiment-detail", pk=child.pk)
     else:
@@ -244,7 +243,7 @@ def experiment_metrics(request: HttpRequest, pk: int) -> JsonResponse:
     ``keys`` (comma-separated) limits the metrics. ``live=1`` (a page that missed live
     messages, asking for the points after its last step) adds the run's status and the message
     number (``seq``) the points are current to, read before them."""
-    experiment = _visible(request, pk)
+    experiment = visible_experiment(request, pk)
     try:
         x0, x1 = _range_params(request)
     except ValueError as exc:
@@ -315,7 +314,7 @@ def compare_export(request: HttpRequest, fmt: str) -> HttpResponse:
 
 @require_GET
 def checkpoint_download(request: HttpRequest, pk: int, tag: str) -> HttpResponse:
-    experiment = _visible(request, pk)
+    experiment = visible_experiment(request, pk)
     try:
         stored = _open_checkpoint(experiment, tag)  # local disk or the S3 bucket, streamed
     except files.AlteredFile:

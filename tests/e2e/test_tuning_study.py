@@ -115,8 +115,11 @@ def test_a_killed_worker_s_trial_ends_failed_and_the_study_still_spends_its_budg
     log = tmp_path / "victim.log"
     victim = stack.start_worker("victim@%h", "gpu", log)
     try:
+        # Trials of 100 epochs of 45 steps, some seconds each: a run nobody watches writes its
+        # progress every 2 s, so a trial of 20 short epochs could end before the poll below
+        # ever saw its training begin on a loaded machine.
         source = submit(stack, session, "digits-mlp long", dataset="digits", arch="mlp",
-                        hidden_sizes="32", epochs=20, batch_size=64)
+                        hidden_sizes="32", epochs=100, batch_size=32)
         wait_until_ended(session, f"{stack.url}/experiments/{source}/", timeout=60)
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text(errors="replace"):

@@ -36,6 +36,8 @@ def cancel_experiment(experiment: Experiment) -> bool:
         from webapp.experiments.tuning import cancel_study
 
         return cancel_study(experiment)
+    if experiment.is_external:  # no worker to tell: its script is not ours to stop
+        return experiment.finish(Experiment.Status.CANCELLED, error="cancelled by user")
     return experiment.request_cancel()
 
 

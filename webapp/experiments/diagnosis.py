@@ -34,11 +34,24 @@ def epoch_history(experiment_id: int) -> dict[str, list[float]]:
 
 def final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any]:
     """The verdict stored when a run ends (``nonfinite_loss``: it failed on a NaN/inf loss)."""
+    if experiment.is_external:  # its script's names, mapped (webapp.tracking)
+        from webapp.tracking.ingest import final_verdict as external_verdict
+
+        return external_verdict(experiment)
     history = epoch_history(experiment.pk)
     if nonfinite_loss:
         history = {key: [*values, math.nan] for key, values in history.items()}
     spec = experiment.experiment_spec
     return diagnose(history, task_info(spec.data.dataset), spec, final=True).to_dict()
+
+
+def history_of(experiment: Experiment) -> dict[str, list[float]]:
+    """The run's per-epoch history (an external run's: one entry per validation point)."""
+    if experiment.is_external:
+        from webapp.tracking.metric_names import evaluation_history
+
+        return evaluation_history(experiment.pk)[0]
+    return epoch_history(experiment.pk)
 
 
 def find_remedy(experiment: Experiment, key: str) -> dict[str, Any] | None:

@@ -75,6 +75,7 @@ def endpoint(methods: tuple[str, ...], write: bool = False, raw: bool = False
                 return error("INVALID_PARAMETER_VALUE", str(exc))
             return answer if isinstance(answer, HttpResponseBase) else JsonResponse(answer)
 
+        handle.api_methods = methods  # type: ignore[attr-defined]
         return handle
 
     return wrap

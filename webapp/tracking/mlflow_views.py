@@ -267,3 +267,13 @@ def _history(name: str, series: metric_store.Series) -> Iterable[dict[str, Any]]
     for step, value, when in zip(series.steps.tolist(), series.values.tolist(),
                                  series.times.tolist(), strict=True):
         yield {"key": name, "value": value, "timestamp": round(when * 1000), "step": step}
+
+
+@endpoint(("POST", "GET"))
+def logged_model_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]
+                        ) -> dict[str, Any]:
+    """A stub: Fitboard keeps no logged models, and the client asks for them when it lists a
+    run's artifacts under a folder (a folder might be a model's)."""
+    for experiment_id in body.get("experiment_ids") or []:
+        _project(token, str(experiment_id))
+    return {"models": []}

@@ -104,7 +104,9 @@ def within_rate(token: ApiToken) -> bool:
     minute. Shared by every web process through Redis; when Redis does not answer the request
     goes through (the limit protects the database, which is up, from a runaway script)."""
     window = int(time.time() // 60)
-    key = f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:api-rate:{token.pk}:{window}"
+    # Keyed by the token's digest, not its row id: ids come back after a database is reset.
+    key = (f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:api-rate:"
+           f"{token.digest[:32]}:{window}")
     try:
         pipe = _redis().pipeline()
         pipe.incr(key)

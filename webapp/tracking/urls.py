@@ -23,6 +23,8 @@ api_urlpatterns = [
     path(M + "runs/log-metric", mlflow_views.log_metric, name="mlflow-log-metric"),
     path(M + "runs/log-parameter", mlflow_views.log_param, name="mlflow-log-param"),
     path(M + "runs/set-tag", mlflow_views.set_tag, name="mlflow-set-tag"),
+    path(M + "logged-models/search", mlflow_views.logged_model_search,
+         name="mlflow-logged-model-search"),
     path(M + "metrics/get-history", mlflow_views.metric_history, name="mlflow-metric-history"),
     path(A, artifacts.artifact_list, name="mlflow-artifact-list"),
     path(A + "/<path:artifact_path>", artifacts.artifact, name="mlflow-artifact"),

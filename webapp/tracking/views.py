@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -60,10 +60,9 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    if tokens.revoke_token(request.user, pk):
-        messages.info(request, "Token revoked: it no longer works.")
-    else:
-        messages.warning(request, "No such live token.")
+    if not tokens.revoke_token(request.user, pk):  # another's token: the same as none
+        raise Http404("no such live token")
+    messages.info(request, "Token revoked: it no longer works.")
     return redirect("api-tokens")
 
 

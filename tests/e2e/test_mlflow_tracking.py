@@ -36,7 +36,7 @@ with mlflow.start_run(run_name="e2e-script", tags={"team": "nlp"}) as run:
         time.sleep(0.05)
     client, logged = MlflowClient(), {"loss": [], "eval_loss": [], "eval_accuracy": []}
     start = int(time.time() * 1000)
-    for step in range(%(steps)d):
+    for step in range(int(sys.argv[3])):
         values = {"loss": 2.0 * math.exp(-step / 40) + 0.05,
                   "eval_loss": 2.1 * math.exp(-step / 50) + 0.08,
                   "eval_accuracy": 0.5 + 0.45 * (1 - math.exp(-step / 50))}
@@ -48,7 +48,7 @@ with mlflow.start_run(run_name="e2e-script", tags={"team": "nlp"}) as run:
     artifact.write_text("trained elsewhere")
     mlflow.log_artifact(str(artifact))
 out.write_text(json.dumps(logged))
-''' % {"steps": STEPS}
+'''
 
 
 def create_token(stack: Stack, session) -> str:
@@ -67,8 +67,9 @@ def test_a_script_logging_with_mlflow_shows_live_and_reads_back_exactly(stack, t
     script, out, go = tmp_path / "train.py", tmp_path / "logged.json", tmp_path / "go"
     script.write_text(SCRIPT)
     env = {**os.environ, "MLFLOW_TRACKING_URI": stack.url, "MLFLOW_TRACKING_TOKEN": token}
-    process = subprocess.Popen([sys.executable, str(script), str(out), str(go)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, str(script), str(out), str(go), str(STEPS)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     try:
         run_id = int(process.stdout.readline().strip() or 0)
         assert run_id, process.stderr.read()

@@ -50,6 +50,14 @@
       yaxis: {range: [0, 100]},
     },
   };
+  // A run trained elsewhere may log metrics under names of its own: one chart for them.
+  const palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"];
+  if (run.extra && run.extra.length) {
+    charts["chart-extra"] = {
+      title: "Other metrics",
+      traces: run.extra.map((key, i) => ({key: key, name: key, color: palette[i % palette.length], width: 2, mode: "lines"})),
+    };
+  }
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
   // ``drop``: a test hook, the number of coming points messages to ignore as if never sent.

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "webapp.projects",
     "webapp.experiments",
     "webapp.datasets",
+    "webapp.tracking",
 ]
 
 MIDDLEWARE = [
@@ -314,6 +315,13 @@ FITBOARD_TRIAL_HEARTBEAT = env_int("FITBOARD_TRIAL_HEARTBEAT_S", 10, minimum=1)
 # Seconds between a running study's looks for such trials (its task re-queued with a countdown
 # on the default queue, which trial-only workers do not consume).
 FITBOARD_STUDY_WATCHDOG = env_int("FITBOARD_STUDY_WATCHDOG_S", 30, minimum=1)
+
+# The tracking API (webapp.tracking), for runs trained elsewhere: each API token may make at
+# most FITBOARD_API_RATE_PER_MIN requests a minute (then 429 until the minute is over; the
+# mlflow client waits and retries); a running external run that sends nothing for
+# FITBOARD_EXTERNAL_HEARTBEAT_S seconds is marked failed (its script died or lost the network).
+FITBOARD_API_RATE_PER_MIN = env_int("FITBOARD_API_RATE_PER_MIN", 6000, minimum=1)
+FITBOARD_EXTERNAL_HEARTBEAT = env_int("FITBOARD_EXTERNAL_HEARTBEAT_S", 300, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("webapp.projects.urls")),
+    path("", include("webapp.tracking.urls")),
     path("", include("webapp.datasets.urls")),
     path("", include("webapp.experiments.urls")),
 ]

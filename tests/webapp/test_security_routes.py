@@ -59,6 +59,12 @@ class Route:
     def is_admin(self) -> bool:
         return self.path.startswith("admin/")
 
+    @property
+    def is_api(self) -> bool:
+        """The tracking API: authenticated by token only, so a session (or none) gets 401
+        (tests/tracking/test_tokens.py sweeps it with tokens)."""
+        return self.path.startswith("api/")
+
 
 def all_routes() -> list[Route]:
     def walk(patterns: list[Any], prefix: str) -> Iterator[Route]:
@@ -128,7 +134,8 @@ def url_for(route: Route, foreign: Foreign) -> str:
         "pk": pk, "user_id": foreign.victim.pk, "key": REMEDY["key"], "tag": "best",
         "fmt": "csv", "object_id": foreign.run.pk, "id": foreign.victim.pk,
         "content_type_id": ContentType.objects.get_for_model(Experiment).pk,
-        "app_label": "experiments", "url": "experiments/",
+        "app_label": "experiments", "url": "experiments/", "path": "model.txt",
+        "artifact_path": f"{foreign.project.pk}/{foreign.run.pk}/artifacts/model.txt",
     }
     unknown = set(route.params) - set(values)
     assert not unknown, f"teach this test the parameters {unknown} of {route.path}"
@@ -210,6 +217,9 @@ def stranger_problems(client: Client, route: Route, foreign: Foreign, stranger: 
         elif route.is_admin and code == 302 and not response["Location"].startswith(
                 "/admin/login/"):
             yield f"{where}: the admin redirects a non-staff user to {response['Location']}"
+        elif route.is_api:
+            if code not in (401, 405):
+                yield f"{where}: {code} from the token-only API to a session"
         elif route.params and not route.is_admin and code not in (403, 404, 405):
             yield f"{where}: {code} for another project's object"
         leaked = [word for word in SECRETS if word in content(response)]
@@ -261,7 +271,7 @@ def test_anonymous_visitors_reach_no_route_but_login(foreign):
         url = url_for(route, foreign)
         for method in METHODS:
             response = send(client, method, url, foreign, foreign.victim)
-            if response.status_code not in (302, 404, 405):
+            if response.status_code not in ((401, 405) if route.is_api else (302, 404, 405)):
                 problems.append(f"{method} {url}: {response.status_code}")
             if [w for w in SECRETS if w in content(response)]:
                 problems.append(f"{method} {url} leaks")
@@ -282,8 +292,9 @@ def test_no_state_changing_request_is_accepted_without_a_csrf_token(foreign):
 
             response = send(client, method, url, foreign, foreign.victim)
 
-            # then it is refused (or the method is not allowed at all), and nothing changes
-            if response.status_code not in (403, 405):
+            # then it is refused (or the method is not allowed at all), and nothing changes;
+            # the API ignores sessions altogether: without a token it answers 401
+            if response.status_code not in ((401, 405) if route.is_api else (403, 405)):
                 problems.append(f"{method} {url}: {response.status_code}")
             if snapshot() != before:
                 problems.append(f"{method} {url} changed the database")

@@ -38,6 +38,8 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
 def cancel_experiment(experiment: Experiment) -> bool:
     """Cancel a queued or running run; False when it had ended. A study ends cancelled at once
     and tells its queued and running trials to stop."""
+    if experiment.is_external:  # no worker to tell: its script is not ours to stop
+        return experiment.finish(Experiment.Status.CANCELLED, error="cancelled by user")
     if experiment.kind != Experiment.Kind.TUNE:
         return experiment.request_cancel()
     with transaction.atomic():

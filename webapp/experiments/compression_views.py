@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -17,6 +17,8 @@ from webapp.experiments.views import visible_experiment
 @require_http_methods(["GET", "POST"])
 def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
     source = visible_experiment(request, pk)
+    if source.is_external:
+        raise Http404("a run trained elsewhere has no model here to compress")
     if request.method == "POST":
         form = CompressionForm(request.POST, source=source, user=request.user)
         if (form.is_valid() and form.spec is not None

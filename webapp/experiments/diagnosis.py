@@ -11,11 +11,11 @@ from typing import Any
 
 from training.diagnostics import diagnose, task_info
 from training.spec import ExperimentSpec
-from webapp.experiments import metric_store
+from webapp.experiments import external, metric_store
 from webapp.experiments.models import Experiment
 
 # The per-epoch metrics the loop logs together with an "epoch" point at the epoch's last step.
-EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_rmse", "val_mae")
+EPOCH_KEYS = external.EPOCH_KEYS
 
 
 def epoch_history(experiment_id: int) -> dict[str, list[float]]:
@@ -34,11 +34,20 @@ def epoch_history(experiment_id: int) -> dict[str, list[float]]:
 
 def final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any]:
     """The verdict stored when a run ends (``nonfinite_loss``: it failed on a NaN/inf loss)."""
+    if experiment.is_external:  # its script's names, mapped (webapp.tracking)
+        return external.final_verdict(experiment)
     history = epoch_history(experiment.pk)
     if nonfinite_loss:
         history = {key: [*values, math.nan] for key, values in history.items()}
     spec = experiment.experiment_spec
     return diagnose(history, task_info(spec.data.dataset), spec, final=True).to_dict()
+
+
+def history_of(experiment: Experiment) -> dict[str, list[float]]:
+    """The run's per-epoch history (an external run's: one entry per validation point)."""
+    if experiment.is_external:
+        return external.evaluation_history(experiment.pk)[0]
+    return epoch_history(experiment.pk)
 
 
 def find_remedy(experiment: Experiment, key: str) -> dict[str, Any] | None:

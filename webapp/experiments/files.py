@@ -9,7 +9,9 @@ that name *is* the file, so nothing is copied; the database row keeps the name a
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import shutil
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -105,3 +107,20 @@ def _digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def listing(root: str) -> list[tuple[str, int]]:
+    """Every file under ``root`` in the default storage as (path inside it, bytes), sorted."""
+    return sorted(_walk(root, ""))
+
+
+def _walk(root: str, inner: str) -> Iterator[tuple[str, int]]:
+    try:
+        dirs, names = default_storage.listdir(posixpath.join(root, inner))
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = posixpath.join(inner, name)
+        yield path, default_storage.size(posixpath.join(root, path))
+    for name in dirs:
+        yield from _walk(root, posixpath.join(inner, name))

@@ -48,7 +48,26 @@ def housekeeping() -> dict[str, int]:
     """One round of both duties; how many jobs each outcome touched."""
     counts = take_back_lost_jobs()
     counts["resent"] = resend_lost_messages()
+    counts["silent"] = fail_silent_external_runs()
     return counts
+
+
+def fail_silent_external_runs() -> int:
+    """Fail the running external runs (logged by a script through the tracking API) that sent
+    nothing for FITBOARD_EXTERNAL_HEARTBEAT_S: their script died or lost the network. Every
+    request for such a run renews its ``heartbeat_at``."""
+    silence = settings.FITBOARD_EXTERNAL_HEARTBEAT
+    cutoff = timezone.now() - timedelta(seconds=silence)
+    failed = 0
+    for run in Experiment.objects.filter(kind=Experiment.Kind.EXTERNAL,
+                                         status=Experiment.Status.RUNNING,
+                                         heartbeat_at__lt=cutoff):
+        # Conditional on the lease epoch read: a run that ends meanwhile is left alone.
+        if run.finish(Experiment.Status.FAILED, lease=run.lease_epoch,
+                      error=f"no data from the script for {silence} s"):
+            failed += 1
+            logger.warning("external run %s sent nothing for %s s; failed", run.pk, silence)
+    return failed
 
 
 def take_back_lost_jobs() -> dict[str, int]:
@@ -76,7 +95,8 @@ def resend_lost_messages() -> int:
     now = timezone.now()
     grace = timedelta(seconds=settings.FITBOARD_REQUEUE_GRACE)
     waiting = list(Experiment.objects.filter(status=Experiment.Status.QUEUED,
-                                             enqueued_at__lt=now - grace).order_by("pk"))
+                                             enqueued_at__lt=now - grace)
+                   .exclude(kind=Experiment.Kind.EXTERNAL).order_by("pk"))
     if not waiting:
         return 0
     sizes = queue_sizes({queue_of(job) for job in waiting})

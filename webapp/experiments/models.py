@@ -67,6 +67,9 @@ class Experiment(models.Model):
         TUNE = "tune"
         TRIAL = "trial"
         COMPRESS = "compress"
+        # Trained elsewhere: a script logs it through the tracking API (webapp.tracking). Its
+        # ``spec`` holds the script's params and tags, not an ExperimentSpec.
+        EXTERNAL = "external"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -127,7 +130,13 @@ class Experiment(models.Model):
         return f"{self.name} (#{self.pk})"
 
     @property
+    def is_external(self) -> bool:
+        return self.kind == self.Kind.EXTERNAL
+
+    @property
     def experiment_spec(self) -> ExperimentSpec:
+        if self.is_external:  # callers show its params instead, or offer nothing to rerun
+            raise ValueError(f"run {self.pk} was trained elsewhere: it has no spec")
         # A compression job also stores the job itself under "compression" (its own spec).
         return ExperimentSpec.from_dict({k: v for k, v in self.spec.items() if k != "compression"})
 

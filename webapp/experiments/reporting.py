@@ -30,7 +30,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -243,21 +243,13 @@ class DjangoReporter:
     def _publish(self, loop: asyncio.AbstractEventLoop, layer: Any,
                  points: Mapping[str, list[metric_store.Point]],
                  progress: dict[str, Any] | None) -> None:
-        message = {
-            "type": "run.points",
-            "seq": self.seq,
-            # JSON has no NaN: a diverged metric goes out as null (a gap in the curve).
-            "points": {key: [[p[0], p[1] if math.isfinite(p[1]) else None] for p in batch]
-                       for key, batch in points.items()},
-            "progress": progress,
-        }
+        message = points_message(self.seq, points, progress)
         try:
             loop.run_until_complete(layer.group_send(self.group, message))
             if progress is not None:
                 loop.run_until_complete(layer.group_send(
                     events.project_group(self.project_id),
-                    {"type": "list.update", "project": self.project_id, "id": self.experiment_id,
-                     "progress": progress},
+                    list_message(self.project_id, self.experiment_id, progress),
                 ))
                 if self.study_group is not None:  # a trial's epoch: its study page redraws
                     loop.run_until_complete(layer.group_send(self.study_group, {
@@ -266,6 +258,27 @@ class DjangoReporter:
         except Exception:  # noqa: BLE001 - the database has the points; viewers backfill
             logger.warning("live update for experiment %s not delivered", self.experiment_id,
                            exc_info=True)
+
+
+def points_message(seq: int, points: Mapping[str, Sequence[metric_store.Point]],
+                   progress: dict[str, Any] | None) -> dict[str, Any]:
+    """The live message of one stored batch of a run's points (numbered ``seq``, see
+    ``DjangoReporter.flush``), for the run's group: what every writer of points sends."""
+    return {
+        "type": "run.points",
+        "seq": seq,
+        # JSON has no NaN: a diverged metric goes out as null (a gap in the curve).
+        "points": {key: [[p[0], p[1] if math.isfinite(p[1]) else None] for p in batch]
+                   for key, batch in points.items()},
+        "progress": progress,
+    }
+
+
+def list_message(project_id: int, experiment_id: int, progress: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """The run list's update for a run's new progress, for the project's group."""
+    return {"type": "list.update", "project": project_id, "id": experiment_id,
+            "progress": progress}
 
 
 class Flusher:

@@ -28,6 +28,8 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
     source = visible_experiment(request, pk)
     if source.kind == Experiment.Kind.TUNE:
         raise Http404("tune a run, not a study")
+    if source.is_external:
+        raise Http404("a run trained elsewhere has no spec to tune")
     base = source.experiment_spec
     grid_size = None
     if request.method == "POST":

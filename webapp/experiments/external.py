@@ -1,0 +1,170 @@
+"""Runs trained elsewhere (logged through the tracking API, ``webapp.tracking``): the names
+scripts log under and the names the diagnostics read, their verdict, and what their pages show
+in place of a spec.
+
+A run's first point of a metric fixes where that metric is stored: under the diagnostics' name
+when the run's ``fitboard.metric_map`` tag (a JSON object) or the convention below maps it and
+no other metric of the run took that name first; under its own name otherwise (prefixed
+``ext/`` when that name is already taken, e.g. Hugging Face's end-of-training ``train_loss``
+after ``loss`` became train_loss). The mlflow API reads each metric back under the script's
+name, so a script never sees the mapping.
+
+The verdict of an external run counts each validation point as one evaluation (an "epoch" of
+``training.diagnostics``): the training metrics' values at an evaluation are their last values
+logged at or before its step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from training.diagnostics import TaskInfo, diagnose
+from webapp.experiments import files, metric_store
+from webapp.experiments.models import Experiment
+
+# The per-epoch metrics the diagnostics read (also those of a form run: ``diagnosis``).
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_rmse", "val_mae")
+
+class MetricMapError(ValueError):
+    """A run's metric map tag that is not a JSON object of names to names."""
+
+
+MAP_TAG = "fitboard.metric_map"
+TASK_TAG = "fitboard.task"  # "classification" (the default when accuracy is logged) or "regression"
+CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default 2)
+UNMAPPED_PREFIX = "ext/"
+
+# Script name → diagnostics name; Hugging Face Trainer's names included.
+CONVENTION = {
+    "loss": "train_loss", "train_loss": "train_loss", "training_loss": "train_loss",
+    "eval_loss": "val_loss", "val_loss": "val_loss", "validation_loss": "val_loss",
+    "eval_accuracy": "val_acc", "eval_acc": "val_acc", "val_accuracy": "val_acc",
+    "val_acc": "val_acc", "validation_accuracy": "val_acc",
+    "accuracy": "train_acc", "acc": "train_acc", "train_accuracy": "train_acc",
+    "train_acc": "train_acc",
+    "learning_rate": "lr", "lr": "lr",
+}
+
+
+def parse_map(text: str) -> dict[str, str]:
+    """A metric map tag's value: a JSON object of script names to names; MetricMapError if
+    not."""
+    try:
+        mapping = json.loads(text)
+    except ValueError:
+        raise MetricMapError(f"tag {MAP_TAG} must be a JSON object such as "
+                          '{"my_loss": "train_loss"}') from None
+    if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in mapping.items()):
+        raise MetricMapError(f"tag {MAP_TAG} must map metric names to metric names")
+    return mapping
+
+
+def overrides(tags: Mapping[str, str]) -> dict[str, str]:
+    return parse_map(tags[MAP_TAG]) if MAP_TAG in tags else {}
+
+
+def assign(name: str, mapping: Mapping[str, str], keys: dict[str, str]) -> str:
+    """Where the first point of ``name`` is stored, recorded in ``keys`` ({script name: stored
+    name}, the run's table)."""
+    taken = set(keys.values())
+    target = mapping.get(name) or CONVENTION.get(name) or name
+    if target in taken:
+        target = name if name not in taken else UNMAPPED_PREFIX + name
+    keys[name] = target
+    return target
+
+
+def evaluation_history(run_id: int) -> tuple[dict[str, list[float]], str]:
+    """One value per evaluation for each diagnostics metric of an external run, and why there
+    is none ("" when there is)."""
+    series = metric_store.read(run_id, keys=EPOCH_KEYS)
+    missing = [key for key in ("train_loss", "val_loss") if key not in series]
+    if missing:
+        return {}, (f"no metric of this run maps to {' or '.join(missing)}: log `loss` and "
+                    "`eval_loss` (or `val_loss`), or name yours in the run's "
+                    f"`{MAP_TAG}` tag, e.g. {{\"my_val\": \"val_loss\"}}")
+    evals = series["val_loss"].steps
+    first_train = int(series["train_loss"].steps[0])
+    evals = evals[evals >= first_train]  # an evaluation before any training point says nothing
+    history: dict[str, list[float]] = {}
+    for key, points in series.items():
+        if key.startswith("val_"):
+            by_step = dict(zip(points.steps.tolist(), points.values.tolist(), strict=True))
+            history[key] = [by_step.get(step, math.nan) for step in evals.tolist()]
+        else:
+            at = np.searchsorted(points.steps, evals, side="right") - 1
+            history[key] = [float(points.values[i]) if i >= 0 else math.nan for i in at]
+    return history, ""
+
+
+def task_of(spec: Mapping[str, Any], history: Mapping[str, Any]) -> TaskInfo:
+    """The run's task from its tags; classification (2 classes unless told) when it logs an
+    accuracy, regression otherwise."""
+    tags = spec.get("tags", {})
+    params = spec.get("params", {})
+    kind = tags.get(TASK_TAG) or ("classification" if "val_acc" in history
+                                  or "train_acc" in history else "regression")
+    if kind != "classification":
+        return TaskInfo("regression")
+    classes = tags.get(CLASSES_TAG) or params.get("num_labels") or "2"
+    try:
+        return TaskInfo("classification", max(2, int(classes)))
+    except ValueError:
+        return TaskInfo("classification", 2)
+
+
+def verdict(history: Mapping[str, list[float]], spec: Mapping[str, Any], final: bool
+            ) -> dict[str, Any]:
+    """``training.diagnostics.diagnose`` on an external run: no spec, so no remedies."""
+    return diagnose(history, task_of(spec, history), None, final=final).to_dict()
+
+
+def live_verdict(run_id: int, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The verdict of a running external run so far (None before its first evaluation)."""
+    history, _ = evaluation_history(run_id)
+    if not history:
+        return None
+    return verdict(history, spec, final=False)
+
+
+def final_verdict(run: Experiment) -> dict[str, Any]:
+    """The verdict stored when an external run ends ({} when its names do not map)."""
+    history, _ = evaluation_history(run.pk)
+    return verdict(history, run.spec, final=True) if history else {}
+
+
+def no_verdict_reason(run: Experiment) -> str:
+    """Why an external run has no verdict ("" when it has one or can have one)."""
+    return evaluation_history(run.pk)[1]
+
+
+# Stored names the run page already draws (run.js); an external run's others get a chart.
+DRAWN = {"loss", "train_loss", "val_loss", "train_acc", "val_acc", "val_rmse", "val_mae", "lr"}
+
+
+def page_context(run: Experiment) -> dict[str, Any]:
+    """What the run and diagnostics pages show of an external run in place of its spec."""
+    keys: dict[str, str] = run.progress.get("keys", {})
+    stored = set(keys.values())
+    task = "classification" if {"val_acc", "train_acc"} & stored else "regression"
+    return {
+        "params": sorted(run.spec.get("params", {}).items()),
+        "tags": sorted(run.spec.get("tags", {}).items()),
+        "metric_names": sorted(keys.items()),
+        "artifacts": files.listing(artifacts_root(run.pk)),
+        "task": task,
+        "extra_keys": sorted(k for k in stored if k not in DRAWN and k != "epoch"),
+        "no_verdict_reason": no_verdict_reason(run) if keys else "no metrics logged yet",
+        "map_tag": MAP_TAG,
+    }
+
+
+def artifacts_root(run_id: int) -> str:
+    """Where an external run's artifacts live in the default storage."""
+    return f"external/{run_id}/artifacts"

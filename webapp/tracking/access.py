@@ -1,0 +1,25 @@
+"""Who may reach what through the API: the pages' own access rules (a member sees their
+projects' runs), narrowed to the token's projects. Every API view asks here and only here."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from webapp.experiments.models import Experiment
+from webapp.projects import access
+from webapp.projects.models import Project
+from webapp.tracking.models import ApiToken
+
+
+def projects(token: ApiToken) -> QuerySet[Project]:
+    """The projects the token reaches: its user's (as the pages list them), within its scope."""
+    mine = access.projects_visible_to(token.user)
+    return mine if token.all_projects else mine.filter(pk__in=token.projects.values("pk"))
+
+
+def runs(token: ApiToken) -> QuerySet[Experiment]:
+    """The runs the token reaches: those visible to its user (``visible_to``, the pages'
+    check), in the token's projects."""
+    visible = Experiment.objects.visible_to(token.user)
+    return visible if token.all_projects else visible.filter(
+        project_id__in=token.projects.values("pk"))

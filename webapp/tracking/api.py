@@ -1,0 +1,126 @@
+"""The frame of every API view: token authentication, rate limit, scope, JSON in and out, and
+errors in the shape the mlflow client reads ({"error_code": ..., "message": ...})."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponseNotAllowed, JsonResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from webapp.tracking import tokens
+from webapp.tracking.ingest import IngestError
+from webapp.tracking.models import ApiToken
+
+STATUS = {"INVALID_PARAMETER_VALUE": 400, "RESOURCE_ALREADY_EXISTS": 400,
+          "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_DOES_NOT_EXIST": 404,
+          "ENDPOINT_NOT_FOUND": 404, "REQUEST_LIMIT_EXCEEDED": 429}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def error(code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error_code": code, "message": message}, status=STATUS[code])
+
+
+def not_found(what: str) -> ApiError:
+    """The one answer for what does not exist and what the token may not reach: ids are not
+    leaked."""
+    return ApiError("RESOURCE_DOES_NOT_EXIST", f"{what} does not exist")
+
+
+Handler = Callable[..., Any]
+
+
+def endpoint(methods: tuple[str, ...], write: bool = False, raw: bool = False
+             ) -> Callable[[Handler], Callable[..., HttpResponseBase]]:
+    """An API view: ``view(request, token, body, **url_kwargs)`` returns the JSON answer (or,
+    with ``raw``, an HttpResponse). ``write``: the token must be a read-and-write token.
+
+    CSRF-exempt because nothing here authenticates by cookie: a request without a token is
+    refused whatever session it carries, so a forged cross-site request gains nothing, and a
+    browser never attaches a bearer token on its own."""
+
+    def wrap(view: Handler) -> Callable[..., HttpResponseBase]:
+        @login_not_required
+        @csrf_exempt
+        @wraps(view)
+        def handle(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in methods:
+                return HttpResponseNotAllowed(methods)
+            token = tokens.authenticate(request.headers.get("Authorization", ""))
+            if token is None:
+                return error("UNAUTHENTICATED", "send a valid Fitboard API token: "
+                             "Authorization: Bearer <token> (MLFLOW_TRACKING_TOKEN)")
+            if not tokens.within_rate(token):
+                return error("REQUEST_LIMIT_EXCEEDED", "too many requests for this token "
+                             "this minute (FITBOARD_API_RATE_PER_MIN); try again shortly")
+            if write and not token.may_write:
+                return error("PERMISSION_DENIED", "this token is read-only")
+            try:
+                body = {} if raw else _body(request)
+                answer = view(request, token, body, **kwargs)
+            except ApiError as exc:
+                return error(exc.code, exc.message)
+            except IngestError as exc:
+                return error("INVALID_PARAMETER_VALUE", str(exc))
+            return answer if isinstance(answer, HttpResponseBase) else JsonResponse(answer)
+
+        handle.api_methods = methods  # type: ignore[attr-defined]
+        return handle
+
+    return wrap
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    """The request's fields: the query string of a GET, the JSON object of a POST."""
+    if request.method == "GET":
+        return {key: request.GET.get(key) for key in request.GET}
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ApiError("INVALID_PARAMETER_VALUE", "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ApiError("INVALID_PARAMETER_VALUE", "the body must be a JSON object")
+    return data
+
+
+def text(body: dict[str, Any], name: str, required: bool = True) -> str:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"missing value for parameter '{name}'")
+        return ""
+    if not isinstance(value, str | int):
+        raise ApiError("INVALID_PARAMETER_VALUE", f"parameter '{name}' must be a string")
+    return str(value)
+
+
+def number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ApiError("INVALID_PARAMETER_VALUE",
+                       f"parameter '{name}' must be a number, got {str(value)[:40]!r}") from None
+
+
+def integer(value: Any, name: str, default: int = 0) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ApiError("INVALID_PARAMETER_VALUE",
+                       f"parameter '{name}' must be an integer, got {str(value)[:40]!r}") from None
+
+
+__all__ = ["ApiError", "ApiToken", "endpoint", "error", "integer", "not_found", "number", "text"]

@@ -1,0 +1,131 @@
+"""Artifacts of external runs, in Django's storage (the media folder or the S3 bucket) under
+``external/<run>/artifacts/``: MLflow's artifacts proxy (``/api/2.0/mlflow-artifacts/
+artifacts/<experiment>/<run>/artifacts/<path>``: PUT to upload, GET to download, and a list)
+and the run page's list and downloads."""
+
+from __future__ import annotations
+
+import posixpath
+import tempfile
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpRequest, HttpResponse
+
+from webapp.experiments import external
+from webapp.experiments.models import Experiment, parse_pk
+from webapp.tracking import access
+from webapp.tracking.api import ApiError, endpoint, not_found
+from webapp.tracking.models import ApiToken
+
+CHUNK = 1 << 20
+
+
+def storage_root(run: Experiment) -> str:
+    return external.artifacts_root(run.pk)
+
+
+def clean_path(path: str) -> str:
+    """A relative artifact path, or ApiError: no absolute paths, no "..", no empty parts."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if path.startswith("/") or ".." in parts or "\\" in path or "\x00" in path:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"invalid artifact path {path[:100]!r}")
+    return "/".join(parts)
+
+
+def _locate(token: ApiToken, path: str, write: bool) -> tuple[Experiment, str]:
+    """The run and the path inside its artifacts that ``<experiment>/<run>/artifacts/<path>``
+    names; 404 for what the token does not reach."""
+    parts = clean_path(path).split("/")
+    if len(parts) < 3 or parts[2] != "artifacts":
+        raise not_found(f"artifact {path[:100]!r}")
+    project_id, run_id = parse_pk(parts[0]), parse_pk(parts[1])
+    run = access.runs(token).filter(pk=run_id, project_id=project_id).first() \
+        if project_id and run_id else None
+    if run is None:
+        raise not_found(f"run {parts[1][:40]!r}")
+    if write and not run.is_external:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is trained by Fitboard")
+    return run, "/".join(parts[3:])
+
+
+@endpoint(("GET", "PUT"), raw=True)
+def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
+             artifact_path: str) -> Any:
+    if request.method == "GET":
+        run, inner = _locate(token, artifact_path, write=False)
+        name = posixpath.join(storage_root(run), inner)
+        if not inner or not default_storage.exists(name):
+            raise not_found(f"artifact {inner[:100]!r}")
+        return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
+                            filename=posixpath.basename(inner))
+    if not token.may_write:
+        raise ApiError("PERMISSION_DENIED", "this token is read-only")
+    run, inner = _locate(token, artifact_path, write=True)
+    if not inner:
+        raise ApiError("INVALID_PARAMETER_VALUE", "name the artifact's file")
+    save(run, inner, request)
+    return {}
+
+
+def save(run: Experiment, inner: str, source: Any) -> None:
+    """Store the bytes read from ``source`` as the run's artifact ``inner`` (replacing one of
+    that name), refusing more than FITBOARD_UPLOAD_MAX_MB."""
+    limit = settings.FITBOARD_UPLOAD_MAX_BYTES
+    with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
+        size = 0
+        while block := source.read(CHUNK):
+            size += len(block)
+            if size > limit:
+                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner!r} is larger than "
+                               f"{limit // 2**20} MB (FITBOARD_UPLOAD_MAX_MB)")
+            spool.write(block)
+        spool.seek(0)
+        name = posixpath.join(storage_root(run), inner)
+        if default_storage.exists(name):
+            default_storage.delete(name)
+        default_storage.save(name, File(spool, name=posixpath.basename(inner)))
+
+
+@endpoint(("GET",))
+def artifact_list(request: HttpRequest, token: ApiToken, body: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The files and folders directly inside ``path`` (``<experiment>/<run>/artifacts[/..]``),
+    as MLflow's server lists them: paths relative to ``path``."""
+    run, inner = _locate(token, str(body.get("path") or ""), write=False)
+    folder = posixpath.join(storage_root(run), inner).rstrip("/")
+    if inner and default_storage.exists(folder) and not _is_dir(folder):
+        # A file: MLflow answers with the file itself.
+        return {"files": [{"path": posixpath.basename(inner), "is_dir": False,
+                           "file_size": default_storage.size(folder)}]}
+    try:
+        dirs, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return {}
+    return {"files": [{"path": d, "is_dir": True} for d in sorted(dirs)]
+            + [{"path": f, "is_dir": False,
+                "file_size": default_storage.size(posixpath.join(folder, f))}
+               for f in sorted(files)]}
+
+
+def _is_dir(name: str) -> bool:
+    try:
+        default_storage.listdir(name)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def download(run: Experiment, inner: str) -> HttpResponse:
+    """The run page's download of one artifact (the caller checked the user may see it)."""
+    try:
+        path = clean_path(inner)
+    except ApiError:
+        return HttpResponse("no such artifact", status=404)
+    name = posixpath.join(storage_root(run), path)
+    if not path or not default_storage.exists(name) or _is_dir(name):
+        return HttpResponse("no such artifact", status=404)
+    return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
+                        filename=posixpath.basename(path))

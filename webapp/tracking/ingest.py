@@ -1,0 +1,184 @@
+"""Runs trained elsewhere: creating them, storing what their scripts log, ending them.
+
+``log_to_run`` is the one way points, params and tags of an external run reach the database
+and the live pages, whichever API carries them (the MLflow-compatible views today): one
+transaction per call, the points in one bulk insert through ``metric_store``, then one live
+"run.points" message with the run's next ``seq`` after commit, exactly what a worker's reporter
+sends for a form run (``reporting.points_message``), so the run page cannot tell them apart.
+
+Metric names are mapped to the ones the diagnostics read (``experiments.external``); a run whose
+names do not map still gets its curves, and its page says why it has no verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.experiments import events, external, metric_store
+from webapp.experiments.compare import higher_is_better
+from webapp.experiments.models import Experiment
+from webapp.experiments.reporting import list_message, points_message
+from webapp.projects.models import Project
+
+WORKER = "external"  # the run's ``worker``: no Fitboard worker holds it
+MAX_KEY = 64  # characters of a metric name (MetricChunk.key)
+MAX_PARAM = 6000  # characters of a param value (MLflow's own limit)
+
+
+class IngestError(ValueError):
+    """Input a run cannot take (a param changed, a bad metric map): the caller's 400."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One logged value: the script's metric name, its value, step and unix time (seconds)."""
+
+    key: str
+    value: float
+    step: int
+    time: float
+
+
+def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
+               started: float | None = None) -> Experiment:
+    """A new external run, running from now: queued and started in one transaction, so no
+    worker or housekeeper ever sees it queued."""
+    check_tags(tags)
+    with transaction.atomic():
+        run = Experiment.objects.create(
+            project=project, name=name[:200] or "external run", kind=Experiment.Kind.EXTERNAL,
+            spec={"params": {}, "tags": dict(tags)}, created_by=user,
+            progress={"message": "logging from a script", "seq": 0},
+        )
+        run.start(WORKER)
+        if started is not None:  # the script's own clock, for the run's duration
+            when = datetime.fromtimestamp(started, tz=UTC)
+            Experiment.objects.filter(pk=run.pk).update(started_at=when)
+            run.started_at = when
+    return run
+
+
+def log_to_run(run: Experiment, points: Sequence[Point] = (),
+               params: Mapping[str, str] | None = None,
+               tags: Mapping[str, str] | None = None) -> None:
+    """Store ``points``, ``params`` and ``tags`` of an external run in one transaction and
+    send its viewers one live message after commit. A param logged again must keep its value
+    (as in MLflow): IngestError otherwise, and nothing is stored."""
+    params, tags = dict(params or {}), dict(tags or {})
+    check_tags(tags)
+    for point in points:
+        if not point.key or len(point.key) > MAX_KEY:
+            raise IngestError(f"metric name {point.key[:80]!r} must be 1 to {MAX_KEY} characters")
+    with transaction.atomic():
+        # The row lock orders concurrent requests of one run: each gets the next seq.
+        row = Experiment.objects.select_for_update().get(pk=run.pk)
+        spec = {"params": dict(row.spec.get("params", {})), "tags": dict(row.spec.get("tags", {}))}
+        _merge_params(spec["params"], params)
+        spec["tags"].update(tags)
+        progress = dict(row.progress)
+        keys = dict(progress.get("keys", {}))
+        mapping = external.overrides(spec["tags"])
+        batch: dict[str, list[metric_store.Point]] = {}
+        for point in points:
+            stored = keys.get(point.key) or external.assign(point.key, mapping, keys)
+            batch.setdefault(stored, []).append((point.step, point.value, point.time))
+        if batch:
+            metric_store.append(row.pk, batch)
+        evaluated = any(key.startswith("val_") for key in batch)
+        seq = int(progress.get("seq", 0)) + 1
+        progress.update(seq=seq, keys=keys)
+        if batch:
+            progress["step"] = max(int(progress.get("step", 0)),
+                                   *(p[0] for series in batch.values() for p in series))
+        changes: dict[str, Any] = {"spec": spec, "progress": progress,
+                                   "heartbeat_at": timezone.now()}
+        if evaluated and not row.is_terminal:
+            verdict = external.live_verdict(row.pk, spec)
+            progress["verdict"] = verdict
+            changes["verdict_kind"] = (verdict or {}).get("kind", "")
+        Experiment.objects.filter(pk=row.pk).update(**changes)
+        run.spec, run.progress = spec, progress
+        # The list shows the run's progress and verdict: told when an evaluation arrives (and
+        # at the first batch), not on every batch of a fast script.
+        listed = progress if evaluated or seq == 1 else None
+        transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
+
+
+def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
+    """End a running external run with ``status`` (succeeded, failed or cancelled), its
+    summary (best and final metrics under the diagnostics' names) and its final verdict."""
+    final = metric_store.read(run.pk)
+    finals = {key: float(s.values[-1]) for key, s in final.items() if len(s)}
+    bests = {key: float(s.values.max() if higher_is_better(key) else s.values.min())
+             for key, s in final.items() if len(s) and key.startswith("val_")}
+    summary: dict[str, Any] = {"final_metrics": events.json_safe(finals),
+                               "best_metrics": events.json_safe(bests)}
+    for key in ("val_acc", "val_loss"):
+        if key in bests and math.isfinite(bests[key]):
+            summary["best_metric"] = [key, bests[key]]
+            break
+    verdict = external.final_verdict(run)
+    error = {Experiment.Status.FAILED: "the script ended its run as failed",
+             Experiment.Status.CANCELLED: "the script ended its run as killed"}.get(status, "")
+    ended_ok = run.finish(status, error=error, summary=summary, verdict=verdict)
+    if ended_ok and ended is not None:
+        when = datetime.fromtimestamp(ended, tz=UTC)
+        Experiment.objects.filter(pk=run.pk).update(finished_at=when)
+        run.finished_at = when
+    return ended_ok
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    """IngestError for a metric map tag that is not a JSON object of names to names."""
+    if external.MAP_TAG in tags:
+        try:
+            external.parse_map(tags[external.MAP_TAG])
+        except external.MetricMapError as exc:
+            raise IngestError(str(exc)) from None
+
+
+def _merge_params(stored: dict[str, str], new: Mapping[str, str]) -> None:
+    for key, value in new.items():
+        if len(value) > MAX_PARAM:
+            raise IngestError(f"param {key!r} is longer than {MAX_PARAM} characters")
+        if key in stored and stored[key] != value:
+            raise IngestError(f"param {key!r} was logged as {stored[key]!r}; a param cannot "
+                              f"change (got {value!r})")
+        stored[key] = value
+
+
+def _publish(run: Experiment, seq: int, batch: Mapping[str, list[metric_store.Point]],
+             progress: dict[str, Any], listed: dict[str, Any] | None) -> None:
+    """The run page's live message and the list's update, as a worker's reporter sends them.
+    Best effort: the points are stored, and a page that misses a message backfills by seq."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(events.run_group(run.pk),
+                                        points_message(seq, batch, progress))
+        if listed is not None:
+            async_to_sync(layer.group_send)(events.project_group(run.project_id),
+                                            list_message(run.project_id, run.pk, listed))
+    except Exception:  # noqa: BLE001 - stored; viewers backfill
+        import logging
+
+        logging.getLogger(__name__).warning("live update for run %s not delivered", run.pk,
+                                            exc_info=True)
+
+
+# --- Verdicts ------------------------------------------------------------------------------
+
+def metric_map_json(run: Experiment) -> str:
+    """The run's metric names as stored, {script's name: stored name}, for its page."""
+    return json.dumps(run.progress.get("keys", {}), indent=2, sort_keys=True)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from training.data.catalog import DatasetInfo, dataset_info
-from training.spec import ExperimentSpec
+from training.spec import ExperimentSpec, SpecError
 
 # --- how much history a verdict needs ------------------------------------------------------
 # Three epochs are the fewest that show a trend rather than one step between two noisy points.
@@ -741,7 +741,11 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
         if remedy.advice_only:
             kept.append(remedy)
             continue
-        patched = spec.patched(remedy.patch)
+        try:
+            patched = spec.patched(remedy.patch)
+        except SpecError:
+            # A larger model past the memory budget, say: a remedy nobody could run is none.
+            continue
         if patched not in seen:
             seen.append(patched)
             kept.append(remedy)

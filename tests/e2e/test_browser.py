@@ -30,6 +30,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 # sends in about five live messages (one per 100 ms at most). Under 2,000 steps in all, so a
 # page opened after the end draws every point too (longer curves are drawn bucketed).
 EPOCHS = 2
+STACK_WORKERS = 2  # the stack's training workers (tests/e2e/conftest.py: up --workers 2)
 SMALL_RUN = {"arch": "mlp", "hidden_sizes": "32", "batch_size": "2", "epochs": str(EPOCHS)}
 VERDICTS = {"diverging", "overfitting", "underfitting", "slow", "healthy", "undetermined"}
 
@@ -211,6 +212,11 @@ def test_points_messages_lost_before_the_page_are_backfilled_on_screen(page, sta
 
     page.route_web_socket(re.compile(r".*/ws/runs/\d+/$"), lose_three)
     session = stack.login()
+    # (one longer run per stack worker first, so that the page is open before this run starts:
+    # a run that ended before its page opened sends no points messages at all)
+    for number in range(STACK_WORKERS):
+        submit(stack, session, f"browser backfill blocker {number}",
+               **{**SMALL_RUN, "epochs": str(4 * EPOCHS)})
     run_id = submit(stack, session, "browser backfill", **SMALL_RUN)
     page.goto(f"{stack.url}/experiments/{run_id}/")
 

@@ -668,8 +668,9 @@ SICK_CURVES: dict[str, dict[str, list[float]]] = {
 
 SPECS: dict[str, dict[str, dict[str, object]]] = {
     "default cnn": {},
+    # the widest CNN within the default memory budget (a fifth block would need 77 GB)
     "regularised cnn at its limits": {
-        "model": {"width": 1024, "blocks": 6, "dropout": 0.6, "batch_norm": False},
+        "model": {"width": 1024, "blocks": 4, "dropout": 0.6, "batch_norm": False},
         "optim": {"weight_decay": 0.05, "lr": 10.0}, "run": {"grad_clip": 5.0}},
     "small cnn": {"model": {"width": 8, "blocks": 1}, "optim": {"optimizer": "sgd"}},
     "mlp on wine": {"data": {"dataset": "wine"}, "model": {"arch": "mlp", "hidden_sizes": [32]}},
@@ -703,6 +704,20 @@ def test_every_remedy_is_a_patch_that_makes_a_valid_new_spec(
     assert all(new != spec for new in patched)
     assert len(set(map(repr, patched))) == len(patched)
     assert all(r.patch == {} for r in verdict.remedies if r.advice_only)
+
+
+def test_a_larger_model_past_the_memory_budget_is_not_offered(make_spec: SpecFactory) -> None:
+    # given the widest CNN the memory budget allows, underfitting
+    spec = make_spec({"model": {"width": 1024, "blocks": 4}})
+    task = task_info(spec.data.dataset)
+
+    # when diagnosed
+    verdict = diagnose(scaled(SICK_CURVES["underfitting"], task), task, spec, final=True)
+
+    # then no remedy grows it (a fifth block would need 77 GB), and the others are still offered
+    keys = [r.key for r in verdict.remedies]
+    assert "larger_model" not in keys
+    assert "higher_lr" in keys and "more_epochs" in keys
 
 
 def test_overfitting_remedies_regularise_stop_early_and_shrink(make_spec: SpecFactory) -> None:

@@ -39,11 +39,12 @@ if not os.path.exists(CHROMIUM):
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # Playwright's sync API refuses to start inside a running asyncio loop; none runs here.
     from playwright.sync_api import sync_playwright
 
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # Scoped to the test: a later test's subprocess (manage.py check --deploy) must not see it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser
@@ -162,7 +163,7 @@ def test_every_route_answers_with_the_csp_header(owner_client, make_experiment):
     run = make_experiment()
     values = {"pk": run.pk, "user_id": 1, "key": "x", "tag": "best", "fmt": "csv",
               "object_id": run.pk, "id": 1, "content_type_id": 1, "app_label": "experiments",
-              "url": "x/"}
+              "url": "x/", "artifact_path": "model/weights.bin", "path": "x"}
     for route in ROUTES:
         if route.regex:
             path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route.path)

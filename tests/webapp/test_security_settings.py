@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DJANGO_DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE")}
+           if k not in ("DJANGO_DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE",
+                         "DJANGO_ALLOW_ASYNC_UNSAFE")}
     env.update(FITBOARD_ENV="production", SECRET_KEY=secrets.token_urlsafe(64),
                ALLOWED_HOSTS="fitboard.example.com", FITBOARD_VAR_DIR=str(tmp_path),
                DJANGO_SETTINGS_MODULE="webapp.settings")

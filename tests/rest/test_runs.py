@@ -4,16 +4,21 @@ curves, launched from a spec JSON (one error per field path), cancelled by who m
 from __future__ import annotations
 
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from training.spec import ExperimentSpec
+from webapp.datasets.models import Dataset
 from webapp.experiments import metric_store
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, Tag
 from webapp.projects.actions import create_project
 from webapp.projects.models import Membership
 from webapp.tracking import tokens
 
+from ..hostile import table_csv
 from .conftest import IRIS, Api
 
 
@@ -272,3 +277,65 @@ def test_without_a_token_or_session_every_call_is_401(make_run):
              anonymous.get("docs/").status_code}
 
     assert codes == {401}
+
+
+def upload_to(user: User, project) -> str:
+    """A CSV of 40 rows uploaded to ``project`` by ``user``: its spec name."""
+    client = Client()
+    client.force_login(user)
+    assert client.post(reverse("dataset-new"), {
+        "name": "table", "project": project.pk, "kind": "csv", "missing": "drop",
+        "task": "classification", "image_size": "16",
+        "file": SimpleUploadedFile("d.csv", table_csv(40))}).status_code == 302
+    return Dataset.objects.latest("pk").spec_name
+
+
+def test_a_run_on_an_upload_of_another_project_is_refused_before_its_facts_are_read(
+        api, owner, project):
+    # given an upload of the owner's "audio" project and one of a stranger's project
+    audio = create_project(owner, "audio")
+    stranger = User.objects.create_user("stranger", password="stranger-pass-123")
+    theirs = upload_to(stranger, create_project(stranger, "zoo"))
+    mine = upload_to(owner, audio)
+    # a batch larger than either upload's training split: refused on it if the facts are read
+    spec = {"model": {"arch": "mlp"}, "run": {"device": "cpu", "batch_size": 64}}
+
+    def launch(into, dataset: str):
+        return api.post("runs/", {"project": into.pk, "name": "x",
+                                  "spec": {**spec, "data": {"dataset": dataset}}})
+
+    # when runs on them are launched into "vision", and on an upload that does not exist
+    elsewhere, foreign, missing = launch(project, mine), launch(project, theirs), \
+        launch(project, "upload:999")
+    fits = api.post("runs/", {"project": audio.pk, "name": "fits", "spec": {
+        **spec, "run": {"device": "cpu", "batch_size": 8}, "data": {"dataset": mine}}})
+
+    # then each is refused on the dataset alone, saying nothing of the stranger's rows
+    assert "belongs to project audio" in elsewhere.json()["errors"]["spec.data.dataset"]
+    assert foreign.json() == {"errors": {"spec.data.dataset": (
+        f"it trains on uploaded dataset #{theirs.split(':')[1]}, which is not a dataset of "
+        "your projects")}}
+    assert list(missing.json()["errors"]) == ["spec.data.dataset"]
+    assert {elsewhere.status_code, foreign.status_code, missing.status_code} == {400}
+    # and the run in the upload's own project is queued
+    assert fits.status_code == 201, fits.json()
+
+
+def test_a_page_of_the_list_costs_the_same_queries_for_3_runs_or_30(api, make_run):
+    tag = Tag.objects.create(name="t")
+
+    def queries_for_a_page() -> int:
+        api.get("runs/", {"tag": "t"})  # the token's last use is written at most once a minute
+        with CaptureQueriesContext(connection) as captured:
+            response = api.get("runs/", {"tag": "t", "page_size": 100})
+        assert response.status_code == 200
+        return len(captured)
+
+    for i in range(3):
+        make_run(f"run-{i}").tags.add(tag)
+    few = queries_for_a_page()
+    for i in range(3, 30):
+        make_run(f"run-{i}").tags.add(tag)
+    many = queries_for_a_page()
+
+    assert few == many

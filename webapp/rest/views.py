@@ -70,6 +70,14 @@ def _project(request: Request, pk: int | None) -> Project:
     return project
 
 
+def _dataset_named(spec: Any) -> str:
+    """The dataset a spec JSON names ("" when it names none or is malformed: the spec's own
+    validation then says so on the field)."""
+    data = spec.get("data") if isinstance(spec, Mapping) else None
+    name = data.get("dataset") if isinstance(data, Mapping) else None
+    return name if isinstance(name, str) else ""
+
+
 def _detail(run: Experiment, code: int = status.HTTP_200_OK) -> Response:
     return Response(s.RunDetailSerializer(run).data, status=code)
 
@@ -106,10 +114,13 @@ class RunList(GenericAPIView[Experiment]):
         body = s.LaunchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = _project(request, body.validated_data["project"])
-        spec = _parse(ExperimentSpec.from_dict, body.validated_data["spec"], "spec.")
-        problem = reference_problem(request.user, project, spec.data.dataset)
+        raw = body.validated_data["spec"]
+        # Before the spec is built: building it reads the dataset's facts (its rows, its
+        # classes), which must not answer for another project's upload.
+        problem = reference_problem(request.user, project, _dataset_named(raw))
         if problem:
             raise errors.invalid({"spec.data.dataset": problem})
+        spec = _parse(ExperimentSpec.from_dict, raw, "spec.")
         _within_quota(request)
         run = actions.create_experiment(request.user, project, body.validated_data["name"],
                                         spec)
@@ -181,10 +192,11 @@ class RunStudy(APIView):
         body = s.StudySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = _project(request, body.validated_data.get("project", source.project_id))
-        spec = _study_spec(source, body.validated_data["spec"])
-        problem = reference_problem(request.user, project, spec.base_spec.data.dataset, source)
+        problem = reference_problem(request.user, project, source.experiment_spec.data.dataset,
+                                    source)
         if problem:
             raise errors.invalid({"project": problem})
+        spec = _study_spec(source, body.validated_data["spec"])
         _within_quota(request)
         study = actions.create_study(request.user, project, body.validated_data["name"], spec,
                                      source)

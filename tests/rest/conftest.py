@@ -48,7 +48,7 @@ class Api:
 
 @pytest.fixture
 def owner(db: Any) -> User:
-    return User.objects.create_user("owner", password="owner-pass-123")
+    return User.objects.create_user("owner")  # no password: none to hash
 
 
 @pytest.fixture

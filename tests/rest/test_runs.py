@@ -78,7 +78,7 @@ def test_the_list_holds_only_what_the_token_reaches(owner, project, make_run):
     audio = create_project(owner, "audio")
     make_run("mine-vision")
     make_run("mine-audio", project=audio)
-    stranger = User.objects.create_user("stranger", password="stranger-pass-123")
+    stranger = User.objects.create_user("stranger")  # no password: none to hash
     make_run("theirs", project=create_project(stranger, "zoo"), created_by=stranger)
     narrow = Api(Client(), tokens.create_token(owner, "ci", "read", [project])[1])
 
@@ -193,7 +193,7 @@ def test_a_launch_beyond_the_users_quota_is_409_with_the_count(api, project, mak
 
 
 def test_a_launch_into_a_project_not_yours_is_404(api):
-    stranger = User.objects.create_user("stranger", password="stranger-pass-123")
+    stranger = User.objects.create_user("stranger")  # no password: none to hash
     zoo = create_project(stranger, "zoo")
 
     response = api.post("runs/", {"project": zoo.pk, "name": "in", "spec": IRIS})
@@ -231,7 +231,7 @@ def test_cancel_ends_a_queued_run_and_says_so_once(api, make_run):
 
 def test_a_member_cannot_cancel_another_members_run_but_a_maintainer_can(owner, project,
                                                                          make_run):
-    member = User.objects.create_user("member", password="member-pass-123")
+    member = User.objects.create_user("member")  # no password: none to hash
     project.members.add(member, through_defaults={"role": Membership.Role.MEMBER})
     run = make_run()  # the owner's, who maintains the project
     theirs = make_run("theirs", created_by=member)
@@ -294,7 +294,7 @@ def test_a_run_on_an_upload_of_another_project_is_refused_before_its_facts_are_r
         api, owner, project):
     # given an upload of the owner's "audio" project and one of a stranger's project
     audio = create_project(owner, "audio")
-    stranger = User.objects.create_user("stranger", password="stranger-pass-123")
+    stranger = User.objects.create_user("stranger")  # no password: none to hash
     theirs = upload_to(stranger, create_project(stranger, "zoo"))
     mine = upload_to(owner, audio)
     # a batch larger than either upload's training split: refused on it if the facts are read

@@ -339,3 +339,28 @@ def test_a_page_of_the_list_costs_the_same_queries_for_3_runs_or_30(api, make_ru
     many = queries_for_a_page()
 
     assert few == many
+
+
+def test_staff_cancel_a_job_of_a_project_they_are_not_in_as_on_the_queue_page(make_run):
+    # given a staff member's token for all their projects, and one narrowed to one project
+    staff = User.objects.create_user("operator", is_staff=True)  # no password: none to hash
+    run = make_run()
+    everywhere = Api(Client(), tokens.create_token(staff, "ops", "write", None)[1])
+    narrowed = Api(Client(), tokens.create_token(
+        staff, "ops-one", "write", [create_project(staff, "ops")])[1])
+
+    unseen = everywhere.get(f"runs/{run.pk}/")
+    outside = narrowed.post(f"runs/{run.pk}/cancel/")
+    cancelled = everywhere.post(f"runs/{run.pk}/cancel/")
+
+    assert unseen.status_code == 404  # staff see no more projects than anyone
+    assert outside.status_code == 404
+    assert cancelled.json() == {"cancelled": True, "status": "cancelled"}
+
+
+def test_a_token_over_its_rate_gets_429(api, settings):
+    settings.FITBOARD_API_RATE_PER_MIN = 2
+
+    codes = [api.get("projects/").status_code for _ in range(4)]
+
+    assert codes == [200, 200, 429, 429]

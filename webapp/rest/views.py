@@ -70,10 +70,16 @@ def _project(request: Request, pk: int | None) -> Project:
     return project
 
 
-def _dataset_named(spec: Any) -> str:
+def _object(spec: Any) -> Mapping[str, Any]:
+    if not isinstance(spec, Mapping):
+        raise errors.invalid({"spec": "must be a JSON object"})
+    return spec
+
+
+def _dataset_named(spec: Mapping[str, Any]) -> str:
     """The dataset a spec JSON names ("" when it names none or is malformed: the spec's own
     validation then says so on the field)."""
-    data = spec.get("data") if isinstance(spec, Mapping) else None
+    data = spec.get("data")
     name = data.get("dataset") if isinstance(data, Mapping) else None
     return name if isinstance(name, str) else ""
 
@@ -114,7 +120,7 @@ class RunList(GenericAPIView[Experiment]):
         body = s.LaunchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = _project(request, body.validated_data["project"])
-        raw = body.validated_data["spec"]
+        raw = _object(body.validated_data["spec"])
         # Before the spec is built: building it reads the dataset's facts (its rows, its
         # classes), which must not answer for another project's upload.
         problem = reference_problem(request.user, project, _dataset_named(raw))
@@ -204,8 +210,7 @@ class RunStudy(APIView):
 
 
 def _study_spec(source: Experiment, raw: Any) -> TuningSpec:
-    if not isinstance(raw, Mapping):
-        raise errors.invalid({"spec": "must be a JSON object"})
+    raw = _object(raw)
     if "base" in raw:
         raise errors.invalid({"spec.base": "the base is the run's own spec: launch a run with "
                                            "another spec and tune that one"})
@@ -226,9 +231,7 @@ class RunCompression(APIView):
         source = _source(request, pk, "compression")
         body = s.CompressionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        raw = body.validated_data["spec"]
-        if not isinstance(raw, Mapping):
-            raise errors.invalid({"spec": "must be a JSON object"})
+        raw = _object(body.validated_data["spec"])
         if "source" in raw:
             raise errors.invalid({"spec.source": "the source is the run in the URL"})
         problem = reference_problem(request.user, source.project,

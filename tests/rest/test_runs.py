@@ -167,7 +167,8 @@ def test_missing_fields_and_a_spec_that_is_not_an_object_are_named(api, project)
     not_object = api.post("runs/", {"project": project.pk, "name": "x", "spec": [1, 2]})
 
     assert missing.status_code == 400 and set(missing.json()["errors"]) == {"project", "name"}
-    assert not_object.status_code == 400 and not_object.json() == {"errors": {"spec": "must be a JSON object"}}
+    assert not_object.status_code == 400
+    assert not_object.json() == {"errors": {"spec": "must be a JSON object"}}
 
 
 def test_a_model_past_the_memory_budget_is_refused_on_its_field(api, project):

@@ -26,10 +26,12 @@ from django.urls import reverse
 
 from webapp import celery_app
 from webapp.experiments.models import Experiment
+from webapp.experiments.reporting import DjangoReporter
 from webapp.notifications import addresses, webhooks
 from webapp.notifications.models import Delivery, EmailSubscription, Notification, Webhook
 from webapp.projects.actions import add_member, create_project, remove_member
 from webapp.projects.models import Project
+from webapp.tracking import ingest
 
 
 class Receiver(ThreadingHTTPServer):
@@ -366,3 +368,51 @@ def test_the_settings_are_reachable_from_the_nav_and_the_project_page(team):
     assert f'href="{reverse("notifications")}"' in nav
     assert "vision" in index
     assert f'href="{reverse("project-notifications", args=[project.pk])}"' in project_page
+
+
+def test_a_script_logged_run_that_starts_overfitting_is_told_while_it_runs(
+        team, django_capture_on_commit_callbacks):
+    # given a member who wants overfitting runs and succeeded runs by e-mail, and a run a
+    # script logs through the tracking API
+    owner, _, project = team
+    EmailSubscription.objects.create(user=owner, project=project,
+                                     events=["run.overfitting", "run.succeeded"])
+    run = ingest.create_run(owner, project, "hf-finetune", {})
+
+    # when its validation loss turns up while its training loss keeps falling, then it ends
+    with django_capture_on_commit_callbacks(execute=True):
+        for step in range(12):
+            val = 0.9 - 0.1 * step if step < 4 else 0.5 + 0.15 * (step - 3)
+            ingest.log_to_run(run, [ingest.Point("loss", 0.8 ** step, step, 0.0),
+                                    ingest.Point("val_loss", val, step, 0.0)])
+        ingest.end_run(run, Experiment.Status.SUCCEEDED)
+
+    # then the verdict is told once, live, and the run's end after it
+    told = [(n.event, n.payload["final"], n.payload["run"]["kind"])
+            for n in Notification.objects.order_by("id")]
+    assert told == [("run.overfitting", False, "external"), ("run.succeeded", True, "external")]
+
+
+def test_a_training_runs_live_verdict_turning_diverging_is_mailed_while_it_trains(
+        team, notify_worker):
+    # given a member who wants diverging runs by e-mail, and a run a worker's reporter serves
+    owner, _, project = team
+    EmailSubscription.objects.create(user=owner, project=project, events=["run.diverging"])
+    run = running_run(project, owner, name="cnn-hot-lr")
+    reporter = DjangoReporter(run)
+
+    # when the engine reports a live verdict after an epoch, then the same one again
+    try:
+        for epoch in (5, 6):
+            reporter.status(f"epoch {epoch}", epoch=epoch,
+                            verdict={"kind": "diverging", "headline": "loss exploded"})
+            reporter.sync()
+    finally:
+        reporter.close()
+
+    # then one message tells of it, while the run is still running
+    (message,) = wait_until(lambda: list(mail.outbox), "the e-mail")
+    assert message.to == ["owner@example.org"] and "cnn-hot-lr is diverging" in message.subject
+    assert "(live, while it trains)" in message.body
+    assert Notification.objects.count() == 1
+    assert Experiment.objects.get(pk=run.pk).status == Experiment.Status.RUNNING

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from webapp.notifications.models import Delivery, EmailSubscription, Notification, Webhook
 
@@ -7,6 +8,9 @@ from webapp.notifications.models import Delivery, EmailSubscription, Notificatio
 class WebhookAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["url", "project", "created_at"]
     exclude = ["secret"]  # it signs every payload: never shown again after its creation
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made on the project's page, which checks the URL and makes the secret
 
 
 @admin.register(EmailSubscription)

@@ -29,7 +29,8 @@ def subject_and_text(notification: Notification) -> tuple[str, str]:
         "run.overfitting": "is overfitting", "run.diverging": "is diverging",
         "study.ended": f"ended ({run['status']})",
     }[payload["event"]]
-    subject = f"[Fitboard] {what} {run['name']} {headline}"
+    # A run's name comes from a form or a script: a line break in a header is refused.
+    subject = " ".join(f"[Fitboard] {what} {run['name']} {headline}".split())
     lines = [f"The {what} {run['name']} (#{run['id']}) in project {project['name']} {headline}.",
              ""]
     if run.get("verdict"):

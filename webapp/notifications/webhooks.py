@@ -58,8 +58,16 @@ def post(target: addresses.Target, body: bytes, headers: dict[str, str]) -> int:
         response = pool.urlopen("POST", target.path, body=body, redirect=False,
                                 assert_same_host=False, preload_content=False,
                                 headers={**headers, "Host": target.host_header})
-        response.drain_conn()
+        # Only the status counts: the body is never read, so a receiver cannot hold the
+        # worker by sending an endless one.
+        response.close()
         return int(response.status)
+
+
+def max_delay() -> float:
+    """The longest wait before a retry: under half the broker's visibility timeout, past which
+    Redis would hand the waiting message to a second worker (two attempts at once)."""
+    return float(settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]) / 2
 
 
 def attempt(webhook: Webhook, notification: Notification, number: int) -> Delivery:
@@ -89,7 +97,7 @@ def attempt(webhook: Webhook, notification: Notification, number: int) -> Delive
         error=error[:MAX_ERROR], succeeded=succeeded, will_retry=will_retry,
         duration_ms=round((time.monotonic() - started) * 1000))
     if will_retry:
-        delay = settings.FITBOARD_WEBHOOK_BACKOFF * 2 ** (number - 1)
+        delay = min(settings.FITBOARD_WEBHOOK_BACKOFF * 2 ** (number - 1), max_delay())
         enqueue.send(enqueue.DELIVER, webhook.pk, notification.pk, number + 1, countdown=delay)
     elif not succeeded:
         logger.warning("webhook %s gave up on notification %s after %s attempts: %s",

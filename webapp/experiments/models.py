@@ -172,12 +172,19 @@ class Experiment(models.Model):
             transaction.on_commit(lambda: signals.send(
                 signals.verdict_flagged, experiment_id=self.pk, verdict=kind, final=final))
 
+    def _stored_verdict_kind(self, new_kind: str) -> str | None:
+        """The row's verdict kind before ``new_kind`` replaces it; read only when ``new_kind``
+        is one that may need telling (call inside the transaction that writes it)."""
+        if new_kind not in signals.FLAGGED_VERDICTS:
+            return None
+        return Experiment.objects.filter(pk=self.pk).values_list(
+            "verdict_kind", flat=True).first()
+
     def renew_lease_with_verdict(self, lease: int, verdict_kind: str, **changes: Any) -> bool:
         """``renew_lease`` that also stores the live verdict's kind (the list filters on it);
         one that became flagged is signalled after commit."""
         with transaction.atomic():
-            previous = Experiment.objects.filter(pk=self.pk).values_list(
-                "verdict_kind", flat=True).first()
+            previous = self._stored_verdict_kind(verdict_kind)
             renewed = self.renew_lease(lease, verdict_kind=verdict_kind, **changes)
             if renewed:
                 self.signal_verdict(verdict_kind, previous, final=False)
@@ -249,8 +256,7 @@ class Experiment(models.Model):
         if verdict:
             changes["verdict"], changes["verdict_kind"] = verdict, verdict["kind"]
         with transaction.atomic():
-            previous = Experiment.objects.filter(pk=self.pk).values_list(
-                "verdict_kind", flat=True).first()
+            previous = self._stored_verdict_kind(verdict["kind"]) if verdict else None
             ended = self._transition((self.Status.QUEUED, self.Status.RUNNING), lease=lease,
                                      **changes)
             if ended and verdict:

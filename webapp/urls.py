@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("webapp.projects.urls")),
     path("", include("webapp.tracking.urls")),
+    path("", include("webapp.notifications.urls")),
     path("", include("webapp.datasets.urls")),
     path("", include("webapp.experiments.urls")),
 ]

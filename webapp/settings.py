@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "webapp.notifications",
 ]
 
 MIDDLEWARE = [
@@ -355,6 +356,36 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "webapp.experiments.models.Experiment.Status",
                             "RunKindEnum": "webapp.experiments.models.Experiment.Kind"},
 }
+
+# Notifications (webapp.notifications): e-mail through Django's mail backend (the console by
+# default: messages go to the log until EMAIL_BACKEND names SMTP), links in them and in webhook
+# payloads start with FITBOARD_SITE_URL, the address users open the site at.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_S", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "fitboard@localhost")
+FITBOARD_SITE_URL = env_str("FITBOARD_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+if not FITBOARD_SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("FITBOARD_SITE_URL must start with http:// or https://")
+# Outbound webhooks: each delivery is a Celery task on FITBOARD_NOTIFY_QUEUE (give that queue a
+# worker of its own, and deliveries never wait behind a training); an attempt that fails (no
+# 2xx within FITBOARD_WEBHOOK_TIMEOUT_S) is tried again up to FITBOARD_WEBHOOK_RETRIES times,
+# FITBOARD_WEBHOOK_BACKOFF_S seconds after the first failure, then twice as long each time.
+# Targets on private, loopback, link-local or otherwise non-public addresses are refused (a
+# member must not make the server call its own network or a cloud metadata service) unless
+# FITBOARD_WEBHOOK_ALLOW_PRIVATE is on, for receivers on the same network.
+FITBOARD_NOTIFY_QUEUE = env_str("FITBOARD_NOTIFY_QUEUE", "default")
+FITBOARD_WEBHOOK_RETRIES = env_int("FITBOARD_WEBHOOK_RETRIES", 5, minimum=0)
+FITBOARD_WEBHOOK_TIMEOUT = env_int("FITBOARD_WEBHOOK_TIMEOUT_S", 10, minimum=1)
+FITBOARD_WEBHOOK_BACKOFF: float = env_int("FITBOARD_WEBHOOK_BACKOFF_S", 30, minimum=0)
+FITBOARD_WEBHOOK_ALLOW_PRIVATE = env_bool("FITBOARD_WEBHOOK_ALLOW_PRIVATE", False)
 
 LOGGING = {
     "version": 1,

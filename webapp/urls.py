@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/", include("webapp.rest.urls")),
     path("", include("webapp.projects.urls")),
     path("", include("webapp.tracking.urls")),
+    path("", include("webapp.notifications.urls")),
     path("", include("webapp.datasets.urls")),
     path("", include("webapp.experiments.urls")),
 ]

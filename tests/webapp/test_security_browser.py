@@ -99,7 +99,7 @@ def test_run_names_of_markup_show_as_text_in_the_compare_chart(page, project, ow
 
 def main_pages(project: Project, owner: User) -> list[str]:
     """The pages to open: list, new experiment form, a running run (live charts, WebSocket),
-    compare, a study, a dataset, the compress form, diagnostics, projects."""
+    compare, a study, a dataset, the compress form, diagnostics, projects, notifications."""
     done = [finished_run(project, owner, "a"), finished_run(project, owner, "b")]
     running = finished_run(project, owner, "live")
     Experiment.objects.filter(pk=running.pk).update(status=Experiment.Status.RUNNING)
@@ -122,7 +122,8 @@ def main_pages(project: Project, owner: User) -> list[str]:
             reverse("dataset-list"), reverse("dataset-new"),
             reverse("compress-new", args=[done[0].pk]),
             reverse("experiment-diagnostics", args=[done[0].pk]),
-            reverse("project-list"), reverse("admin:index")]
+            reverse("project-list"), reverse("notifications"),
+            reverse("project-notifications", args=[project.pk]), reverse("admin:index")]
 
 
 def test_the_main_pages_run_under_the_csp_without_violations(page, project, owner):

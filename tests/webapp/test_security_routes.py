@@ -25,13 +25,15 @@ from webapp.datasets.models import Dataset
 from webapp.experiments import actions
 from webapp.experiments.models import Checkpoint, Experiment
 from webapp.experiments.tuning_forms import TuneForm
-from webapp.projects.models import Project
+from webapp.notifications.models import Webhook
+from webapp.projects.models import Membership, Project
 
 from ..hostile import table_csv
 
 METHODS = ("get", "post", "put", "patch", "delete")
 # Words that appear only in the foreign project's objects: none may reach the stranger.
-SECRETS = ("okapi-run", "okapi-notes", "okapi-study", "okapi-data", "okapi-tag", "victim-okapi")
+SECRETS = ("okapi-run", "okapi-notes", "okapi-study", "okapi-data", "okapi-tag", "victim-okapi",
+           "okapi-hook")
 # Tables a request may legitimately write whoever sends it (sessions, login records, admin log).
 BOOKKEEPING = {"sessions.session", "axes.accesslog", "axes.accessattempt",
                "axes.accessfailurelog", "admin.logentry", "axes.accessattemptexpiration"}
@@ -97,13 +99,16 @@ class Foreign:
     run: Experiment
     study: Experiment
     dataset: Dataset
+    webhook: Webhook
 
 
 @pytest.fixture
 def foreign(db: Any, settings: Any) -> Foreign:
     victim = User.objects.create_user("victim-okapi", password="victim-pass-123")
     project = Project.objects.create(name="zoo")
-    project.members.add(victim)
+    project.members.add(victim, through_defaults={"role": Membership.Role.MAINTAINER})
+    webhook = Webhook.objects.create(project=project, url="https://okapi-hook.example/",
+                                     secret="okapi-hook-secret", events=["run.failed"])
     run = Experiment.objects.create(
         project=project, name="okapi-run", spec=IRIS.to_dict(), created_by=victim,
         status=Experiment.Status.SUCCEEDED, notes="okapi-notes",
@@ -128,14 +133,14 @@ def foreign(db: Any, settings: Any) -> Foreign:
         "task": "classification", "image_size": "16",
         "file": SimpleUploadedFile("d.csv", table_csv(40))})
     assert response.status_code == 302
-    return Foreign(project, victim, run, study, Dataset.objects.get())
+    return Foreign(project, victim, run, study, Dataset.objects.get(), webhook)
 
 
 def url_for(route: Route, foreign: Foreign) -> str:
     """The route filled with the foreign project's objects."""
     top = route.path.split("/", 1)[0]
     pk = {"projects": foreign.project.pk, "datasets": foreign.dataset.pk,
-          "studies": foreign.study.pk}.get(top, foreign.run.pk)
+          "studies": foreign.study.pk, "webhooks": foreign.webhook.pk}.get(top, foreign.run.pk)
     values = {
         "pk": pk, "user_id": foreign.victim.pk, "key": REMEDY["key"], "tag": "best",
         "fmt": "csv", "object_id": foreign.run.pk, "id": foreign.victim.pk,

@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+# A plain module of signals (no models): importable before the apps are ready.
+from webapp.projects.signals import membership_changed
+
 
 class ExperimentsConfig(AppConfig):
     name = "webapp.experiments"
@@ -13,7 +16,6 @@ class ExperimentsConfig(AppConfig):
         from training import budget
         from training.spec import allow_model_dirs
         from webapp.experiments import events
-        from webapp.projects.signals import membership_changed
 
         # Specs are validated against what the deployment's workers hold (training/ cannot
         # read Django's settings itself).

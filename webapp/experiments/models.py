@@ -9,7 +9,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from training.spec import ExperimentSpec
-from webapp.experiments import events
+from webapp.experiments import events, signals
 from webapp.projects import access
 from webapp.projects.models import Project
 
@@ -157,7 +157,38 @@ class Experiment(models.Model):
                 for field, value in changes.items():
                     setattr(self, field, value)
                 transaction.on_commit(self._publish_status)
+                if changes.get("status") in self.TERMINAL:
+                    transaction.on_commit(self._signal_end)
         return bool(updated)
+
+    def _signal_end(self) -> None:
+        ended = signals.study_ended if self.kind == self.Kind.TUNE else signals.run_ended
+        signals.send(ended, experiment_id=self.pk, kind=self.kind, status=self.status)
+
+    def signal_verdict(self, kind: str, previous: str | None, final: bool) -> None:
+        """After commit, tell of a verdict that became a flagged kind (not of one that was it
+        already: a live "overfitting" confirmed at the end is one piece of news)."""
+        if kind in signals.FLAGGED_VERDICTS and kind != previous:
+            transaction.on_commit(lambda: signals.send(
+                signals.verdict_flagged, experiment_id=self.pk, verdict=kind, final=final))
+
+    def _stored_verdict_kind(self, new_kind: str) -> str | None:
+        """The row's verdict kind before ``new_kind`` replaces it; read only when ``new_kind``
+        is one that may need telling (call inside the transaction that writes it)."""
+        if new_kind not in signals.FLAGGED_VERDICTS:
+            return None
+        return Experiment.objects.filter(pk=self.pk).values_list(
+            "verdict_kind", flat=True).first()
+
+    def renew_lease_with_verdict(self, lease: int, verdict_kind: str, **changes: Any) -> bool:
+        """``renew_lease`` that also stores the live verdict's kind (the list filters on it);
+        one that became flagged is signalled after commit."""
+        with transaction.atomic():
+            previous = self._stored_verdict_kind(verdict_kind)
+            renewed = self.renew_lease(lease, verdict_kind=verdict_kind, **changes)
+            if renewed:
+                self.signal_verdict(verdict_kind, previous, final=False)
+        return renewed
 
     def _publish_status(self) -> None:
         # The worker's flusher writes ``progress`` (its last message number among it) through
@@ -224,8 +255,13 @@ class Experiment(models.Model):
                 changes["best_metric_name"], changes["best_metric_value"] = best
         if verdict:
             changes["verdict"], changes["verdict_kind"] = verdict, verdict["kind"]
-        return self._transition((self.Status.QUEUED, self.Status.RUNNING), lease=lease,
-                                **changes)
+        with transaction.atomic():
+            previous = self._stored_verdict_kind(verdict["kind"]) if verdict else None
+            ended = self._transition((self.Status.QUEUED, self.Status.RUNNING), lease=lease,
+                                     **changes)
+            if ended and verdict:
+                self.signal_verdict(verdict["kind"], previous, final=True)
+        return ended
 
     def request_cancel(self) -> bool:
         """Cancel: a queued job (re-queued to resume, too) ends at once; a running one is

@@ -233,7 +233,9 @@ class DjangoReporter:
         self.beat_at = time.monotonic()
         if self.lease_lost:
             return False
-        if Experiment(pk=self.experiment_id).renew_lease(self.lease, **changes):
+        row = Experiment(pk=self.experiment_id)
+        if (row.renew_lease_with_verdict(self.lease, **changes) if "verdict_kind" in changes
+                else row.renew_lease(self.lease, **changes)):
             return True
         logger.warning("experiment %s was taken back from this worker (lease %s); stopping",
                        self.experiment_id, self.lease)

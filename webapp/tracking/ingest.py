@@ -106,6 +106,7 @@ def log_to_run(run: Experiment, points: Sequence[Point] = (),
             verdict = external.live_verdict(row.pk, spec)
             progress["verdict"] = verdict
             changes["verdict_kind"] = (verdict or {}).get("kind", "")
+            row.signal_verdict(changes["verdict_kind"], row.verdict_kind, final=False)
         Experiment.objects.filter(pk=row.pk).update(**changes)
         run.spec, run.progress = spec, progress
         # The list shows the run's progress and verdict: told when an evaluation arrives (and

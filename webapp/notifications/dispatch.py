@@ -1,0 +1,90 @@
+"""From the experiments app's signals to notifications: which event happened, who asked for
+it, the payload, and the Celery messages that deliver it (sent after commit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from webapp.experiments.models import Experiment
+from webapp.notifications import enqueue
+from webapp.notifications.models import EmailSubscription, Event, Notification, Webhook
+
+ENDED = {Experiment.Status.SUCCEEDED: Event.RUN_SUCCEEDED,
+         Experiment.Status.FAILED: Event.RUN_FAILED}
+FLAGGED = {"overfitting": Event.RUN_OVERFITTING, "diverging": Event.RUN_DIVERGING}
+
+
+def on_run_ended(experiment_id: int, kind: str, status: str, **_: Any) -> None:
+    # A study's trials end by the dozen: the study's own end is the news.
+    if kind != Experiment.Kind.TRIAL and status in ENDED:
+        notify(experiment_id, ENDED[status])
+
+
+def on_study_ended(experiment_id: int, **_: Any) -> None:
+    notify(experiment_id, Event.STUDY_ENDED)
+
+
+def on_verdict_flagged(experiment_id: int, verdict: str, final: bool, **_: Any) -> None:
+    if verdict in FLAGGED:
+        notify(experiment_id, FLAGGED[verdict], final=final, skip_kinds=(Experiment.Kind.TRIAL,))
+
+
+def notify(experiment_id: int, event: str, final: bool = True,
+           skip_kinds: tuple[str, ...] = ()) -> Notification | None:
+    """Record ``event`` of the experiment and queue its webhook deliveries and e-mail; None
+    (and nothing stored) when nobody asked for it."""
+    run = Experiment.objects.select_related("project").filter(pk=experiment_id).first()
+    if run is None or run.kind in skip_kinds:
+        return None
+    hooks = [h.pk for h in Webhook.objects.filter(project_id=run.project_id)
+             if event in h.events]
+    mailed = any(event in row.events for row in EmailSubscription.objects.filter(
+        project_id=run.project_id, user__projects=run.project_id))
+    if not hooks and not mailed:
+        return None
+    with transaction.atomic():
+        notification = Notification.objects.create(project=run.project, experiment=run,
+                                                   event=event)
+        notification.payload = payload(notification, run, final)
+        notification.save(update_fields=["payload"])
+        transaction.on_commit(lambda: _queue(notification.pk, hooks, mailed))
+    return notification
+
+
+def _queue(notification_id: int, hooks: list[int], mailed: bool) -> None:
+    for hook in hooks:
+        enqueue.send(enqueue.DELIVER, hook, notification_id, 1)
+    if mailed:
+        enqueue.send(enqueue.EMAIL, notification_id)
+
+
+def payload(notification: Notification, run: Experiment, final: bool) -> dict[str, Any]:
+    """What a webhook receives (and the e-mail says): the event and the run, with links."""
+    page = "study-detail" if run.kind == Experiment.Kind.TUNE else "experiment-detail"
+    site = settings.FITBOARD_SITE_URL
+    best = ({"name": run.best_metric_name, "value": run.best_metric_value}
+            if run.best_metric_name and run.best_metric_value is not None else None)
+    verdict = run.verdict_kind or None
+    return {
+        "id": str(notification.uid),
+        "event": notification.event,
+        "created_at": notification.created_at.isoformat(),
+        "final": final,
+        "project": {"id": run.project_id, "name": run.project.name},
+        "run": {
+            "id": run.pk, "name": run.name, "kind": run.kind, "status": run.status,
+            "verdict": verdict, "best_metric": best, "error": run.error or None,
+            "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+            "url": site + reverse(page, args=[run.pk]),
+        },
+        "settings_url": site + reverse("project-notifications", args=[run.project_id]),
+    }
+
+
+def _iso(when: Any) -> str | None:
+    return timezone.localtime(when).isoformat() if when else None

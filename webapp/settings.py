@@ -59,6 +59,10 @@ INSTALLED_APPS = [
     "webapp.experiments",
     "webapp.datasets",
     "webapp.tracking",
+    "webapp.rest",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "webapp.notifications",
 ]
 
@@ -323,6 +327,35 @@ FITBOARD_STUDY_WATCHDOG = env_int("FITBOARD_STUDY_WATCHDOG_S", 30, minimum=1)
 # FITBOARD_EXTERNAL_HEARTBEAT_S seconds is marked failed (its script died or lost the network).
 FITBOARD_API_RATE_PER_MIN = env_int("FITBOARD_API_RATE_PER_MIN", 6000, minimum=1)
 FITBOARD_EXTERNAL_HEARTBEAT = env_int("FITBOARD_EXTERNAL_HEARTBEAT_S", 300, minimum=1)
+
+# The REST API (webapp.rest, /api/v1/): an API token or the browser's session (whose writes
+# need the CSRF token, as the pages'), JSON only, errors in one shape (webapp.rest.errors).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["webapp.rest.auth.TokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["webapp.rest.auth.TokenScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "webapp.rest.errors.handle",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fitboard REST API",
+    "DESCRIPTION": "Runs, their metrics, launching, cancelling, tuning and compressing: what "
+                   "the pages do. Authenticate with an API token (Authorization: Bearer "
+                   "fb_…, made on Settings → API tokens) or the browser's session.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs need a token or a login too: nothing of the site is public.
+    "SERVE_PERMISSIONS": ["webapp.rest.auth.TokenScope"],
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+    # Swagger UI and its assets from drf-spectacular-sidecar's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "webapp.experiments.models.Experiment.Status",
+                            "RunKindEnum": "webapp.experiments.models.Experiment.Kind"},
+}
 
 # Notifications (webapp.notifications): e-mail through Django's mail backend (the console by
 # default: messages go to the log until EMAIL_BACKEND names SMTP), links in them and in webhook

@@ -65,7 +65,13 @@ class Route:
     def is_api(self) -> bool:
         """The tracking API: authenticated by token only, so a session (or none) gets 401
         (tests/tracking/test_tokens.py sweeps it with tokens)."""
-        return self.path.startswith("api/")
+        return self.path.startswith("api/") and not self.is_rest
+
+    @property
+    def is_rest(self) -> bool:
+        """The REST API: a token or the session, so a session is checked as on the pages
+        (and its writes need the CSRF token); without either it answers 401."""
+        return self.path.startswith("api/v1/")
 
 
 def all_routes() -> list[Route]:
@@ -276,7 +282,8 @@ def test_anonymous_visitors_reach_no_route_but_login(foreign):
         url = url_for(route, foreign)
         for method in METHODS:
             response = send(client, method, url, foreign, foreign.victim)
-            if response.status_code not in ((401, 405) if route.is_api else (302, 404, 405)):
+            allowed = (401, 405) if route.is_api or route.is_rest else (302, 404, 405)
+            if response.status_code not in allowed:
                 problems.append(f"{method} {url}: {response.status_code}")
             if [w for w in SECRETS if w in content(response)]:
                 problems.append(f"{method} {url} leaks")

@@ -19,15 +19,23 @@ def active_jobs(user: Any) -> int:
         .exclude(kind=Experiment.Kind.TRIAL).count())
 
 
+def quota_problem(user: Any) -> str | None:
+    """Why ``user`` may not launch one more job now (the limit and their count), or None."""
+    limit = settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER
+    if not limit:
+        return None
+    active = active_jobs(user)
+    if active < limit:
+        return None
+    return (f"You have {active} jobs queued or running; the limit is {limit} per user. Wait "
+            "for one to end, or cancel one on the Queue page.")
+
+
 def within_quota(form: forms.Form, user: Any) -> bool:
     """True when ``user`` may launch one more job; otherwise the form gets a non-field error
     naming the limit and the count (its fields keep what was typed)."""
-    limit = settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER
-    if not limit:
+    problem = quota_problem(user)
+    if problem is None:
         return True
-    active = active_jobs(user)
-    if active < limit:
-        return True
-    form.add_error(None, f"You have {active} jobs queued or running; the limit is {limit} per "
-                         "user. Wait for one to end, or cancel one on the Queue page.")
+    form.add_error(None, problem)
     return False

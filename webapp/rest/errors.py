@@ -1,0 +1,41 @@
+"""One error shape for the whole API: ``{"detail": "..."}`` for a refusal (401, 403, 404, 405,
+429), and ``{"errors": {"<field path>": "<message>"}}`` for a 400, one message per dotted path
+(``spec.optim.lr``, ``spec.space.optim.lr``, ``name``), as the pages put one error on each
+field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+def flatten(detail: Any, prefix: str = "") -> dict[str, str]:
+    """DRF's nested error detail as {dotted path: one message}."""
+    if isinstance(detail, Mapping):
+        out: dict[str, str] = {}
+        for key, value in detail.items():
+            path = str(key) if key != "non_field_errors" else ""
+            out.update(flatten(value, f"{prefix}.{path}" if prefix and path else prefix or path))
+        return out
+    if isinstance(detail, list | tuple):
+        messages = [m for item in detail for m in flatten(item, prefix).values()]
+        return {prefix or "request": " ".join(messages)} if messages else {}
+    return {prefix or "request": str(detail)}
+
+
+def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.ValidationError):
+        response.data = {"errors": flatten(exc.detail)}
+    return response
+
+
+def invalid(errors: Mapping[str, str], prefix: str = "") -> exceptions.ValidationError:
+    """A 400 carrying ``errors`` (already one message per path) under ``prefix``."""
+    return exceptions.ValidationError({f"{prefix}{path}": message
+                                       for path, message in errors.items()})
+

@@ -1,0 +1,33 @@
+"""/api/v1/: the REST API, its OpenAPI schema and its docs page. Every view authenticates
+itself (a token or the session, ``webapp.rest.auth``), so none goes through the login
+redirect."""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from webapp.rest import views
+
+
+def api(view: Any) -> Callable[..., Any]:
+    return login_not_required(view.as_view())
+
+
+urlpatterns = [
+    path("projects/", api(views.ProjectList), name="rest-projects"),
+    path("runs/", api(views.RunList), name="rest-runs"),
+    path("runs/<int:pk>/", api(views.RunDetail), name="rest-run"),
+    path("runs/<int:pk>/metrics/", api(views.RunMetrics), name="rest-run-metrics"),
+    path("runs/<int:pk>/cancel/", api(views.RunCancel), name="rest-run-cancel"),
+    path("runs/<int:pk>/studies/", api(views.RunStudy), name="rest-run-study"),
+    path("runs/<int:pk>/compressions/", api(views.RunCompression),
+         name="rest-run-compression"),
+    path("schema/", api(SpectacularAPIView), name="rest-schema"),
+    # Swagger UI from the sidecar's static files, its set-up script served as a file of its own
+    # (?script): the pages' Content-Security-Policy allows no inline script.
+    path("docs/", login_not_required(SpectacularSwaggerSplitView.as_view(url_name="rest-schema")),
+         name="rest-docs"),
+]

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 # --- mlp ---
 
@@ -164,11 +164,26 @@ class RecurrentClassifier(nn.Module):
         lengths = attention_mask.sum(1).clamp_min(1).cpu()
         packed = pack_padded_sequence(self.embedding(input_ids), lengths, batch_first=True,
                                       enforce_sorted=False)
-        _, state = self.rnn(packed)
-        hidden = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); GRU: h
-        # hidden is (layers * directions, batch, hidden): the top layer's last directions.
-        top = hidden[-self.directions:].transpose(0, 1).reshape(len(input_ids), -1)
+        output, state = self.rnn(packed)
+        if torch.onnx.is_in_onnx_export():
+            top = self._final_states(output, lengths)
+        else:
+            hidden = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); GRU: h
+            # hidden is (layers * directions, batch, hidden): the top layer's last directions.
+            top = hidden[-self.directions:].transpose(0, 1).reshape(len(input_ids), -1)
         return self.head(self.dropout(top))
+
+    def _final_states(self, output: PackedSequence, lengths: torch.Tensor) -> torch.Tensor:
+        """The same final states read from the top layer's outputs: forward at each text's last
+        token, backward at its first. The ONNX exporter drops the packing (and so the lengths)
+        of an RNN whose outputs go unused, and fails on a one-layer one."""
+        padded, _ = pad_packed_sequence(output, batch_first=True)
+        size = self.rnn.hidden_size
+        rows = torch.arange(padded.shape[0])
+        forward = padded[rows, lengths - 1, :size]
+        if self.directions == 1:
+            return forward
+        return torch.cat([forward, padded[:, 0, size:]], dim=1)
 
 
 # --- transformer ---
@@ -180,6 +195,10 @@ def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     longest text of the data set. (An all-ones mask when none is given.)"""
     if attention_mask is None:
         return input_ids, torch.ones_like(input_ids)
+    if torch.onnx.is_in_onnx_export():
+        # A traced length would be a constant of the example batch: the exported graph keeps
+        # every column instead (masked padding changes no output, trimming only saves time).
+        return input_ids, attention_mask
     length = max(1, int(attention_mask.sum(1).max()))
     return input_ids[:, :length], attention_mask[:, :length]
 

@@ -29,6 +29,7 @@ from webapp.experiments import (
     metric_store,
     queue,
     quota,
+    serving,
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
@@ -129,6 +130,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "live": {**live_urls.run_page(experiment.pk, task),
                  "extra": external.get("extra_keys", [])},
         **compression.detail_context(experiment),
+        "try_it": serving.page_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
         }),

@@ -1,0 +1,56 @@
+// "Try it" on a finished run's page: posts the form (an image or a text) and lists the most
+// probable classes with their probabilities. No inline script: the page's CSP forbids it.
+(function () {
+  "use strict";
+  const form = document.getElementById("try-form");
+  if (!form) return;
+  const results = document.getElementById("try-results");
+  const problem = document.getElementById("try-error");
+  const button = form.querySelector("button[type=submit]");
+
+  function row(label, probability) {
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.className = "try-label";
+    name.textContent = label;
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = probability;
+    const percent = document.createElement("span");
+    percent.className = "try-probability";
+    percent.textContent = (100 * probability).toFixed(1) + "%";
+    item.append(name, bar, percent);
+    return item;
+  }
+
+  function show(data) {
+    if (data.value !== undefined) {
+      const item = document.createElement("li");
+      item.textContent = "Predicted value: " + data.value.toPrecision(6);
+      results.append(item);
+      return;
+    }
+    for (const p of data.predictions) results.append(row(p.label, p.probability));
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    problem.hidden = true;
+    results.replaceChildren();
+    button.disabled = true;
+    try {
+      const reply = await fetch(form.action, {
+        method: "POST", body: new FormData(form), credentials: "same-origin",
+        headers: {"Accept": "application/json"},
+      });
+      const data = await reply.json().catch(() => ({error: "the server answered " + reply.status}));
+      if (!reply.ok) throw new Error(data.error || "the server answered " + reply.status);
+      show(data);
+    } catch (error) {
+      problem.textContent = error.message;
+      problem.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();

@@ -33,6 +33,52 @@
     for (const p of data.predictions) results.append(row(p.label, p.probability));
   }
 
+  // Drawing a digit: light strokes on black, like the digits and MNIST images.
+  const canvas = document.getElementById("try-canvas");
+  let drawn = false;
+  if (canvas) {
+    const pen = canvas.getContext("2d");
+    const clear = () => {
+      pen.fillStyle = "#000";
+      pen.fillRect(0, 0, canvas.width, canvas.height);
+      drawn = false;
+    };
+    clear();
+    pen.strokeStyle = "#fff";
+    pen.lineWidth = canvas.width / 10;
+    pen.lineCap = pen.lineJoin = "round";
+    const at = (event) => {
+      const box = canvas.getBoundingClientRect();
+      return [(event.clientX - box.left) * canvas.width / box.width,
+              (event.clientY - box.top) * canvas.height / box.height];
+    };
+    let down = false;
+    canvas.addEventListener("pointerdown", (event) => {
+      down = true;
+      canvas.setPointerCapture(event.pointerId);
+      pen.beginPath();
+      pen.moveTo(...at(event));
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (!down) return;
+      pen.lineTo(...at(event));
+      pen.stroke();
+      drawn = true;
+    });
+    canvas.addEventListener("pointerup", () => { down = false; });
+    document.getElementById("try-clear").addEventListener("click", clear);
+  }
+
+  async function body() {
+    const data = new FormData(form);
+    const file = data.get("image");
+    if (canvas && drawn && !(file && file.size)) {
+      const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+      data.set("image", blob, "drawing.png");
+    }
+    return data;
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     problem.hidden = true;
@@ -40,7 +86,7 @@
     button.disabled = true;
     try {
       const reply = await fetch(form.action, {
-        method: "POST", body: new FormData(form), credentials: "same-origin",
+        method: "POST", body: await body(), credentials: "same-origin",
         headers: {"Accept": "application/json"},
       });
       const data = await reply.json().catch(() => ({error: "the server answered " + reply.status}));

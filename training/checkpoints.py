@@ -69,6 +69,23 @@ error."""
 TABLE_INPUTS = """`predict` takes rows shaped (N, {shape}) or one row ({shape}) in the table's
 own units, not normalised."""
 TEXT_INPUTS = """`predict` takes a text or a list of texts."""
+ENGINE_README = """# Fitboard checkpoint
+
+Weights in `model.safetensors`, everything else in `spec.json` (the spec, the class names, the
+normalisation statistics, the metrics and library versions); no pickle anywhere. A {what} loads
+with Fitboard's engine (the `fitboard-model` package loads the models trained from scratch):
+from a Fitboard checkout,
+
+```python
+from training.checkpoints import load
+
+checkpoint = load("{name}")
+result = checkpoint.classify({example})
+print(result.labels)  # {labels}
+```
+
+`checkpoint.model` is a plain `torch.nn.Module`, `checkpoint.meta` the whole `spec.json`.
+"""
 
 
 def library_versions() -> dict[str, str]:
@@ -121,9 +138,9 @@ class Checkpoint:
                           self.meta.get("label_names") or [])
 
 
-def readme(name: str, meta: Mapping[str, Any]) -> str:
+def readme(name: str, meta: Mapping[str, Any], arch: str) -> str:
     """The archive's README: how to install the loader and predict, with the file's name and an
-    example input fitting the model."""
+    example input fitting the model (of the ``arch`` family)."""
     shape = ", ".join(str(s) for s in meta.get("input_shape", []))
     if not shape:
         example, inputs = '["a fine, moving film"]', TEXT_INPUTS
@@ -134,6 +151,9 @@ def readme(name: str, meta: Mapping[str, Any]) -> str:
         example, inputs = "rows", TABLE_INPUTS.format(shape=shape)
     labels = ("one value per row: see result.logits" if meta.get("task") == "regression"
               else "the most probable class name of each input")
+    if arch == "pretrained" or meta.get("compression"):
+        what = "pretrained Hugging Face model" if arch == "pretrained" else "compressed model"
+        return ENGINE_README.format(what=what, name=name, example=example, labels=labels)
     return README.format(name=name, example=example, labels=labels, inputs=inputs)
 
 
@@ -174,7 +194,8 @@ def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: Expe
         for name, content in (files or {}).items():
             archive.writestr(name, content)
         stem = meta.get("download_stem")
-        archive.writestr("README.md", readme(f"{stem}-{path.name}" if stem else path.name, meta))
+        archive.writestr("README.md", readme(f"{stem}-{path.name}" if stem else path.name, meta,
+                                            spec.model.arch))
     data = buffer.getvalue()
     _write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()

@@ -116,7 +116,7 @@ def predict(experiment: Experiment, image: bytes | None, text: str, invert: bool
     if checkpoint.tokenizer is not None:
         inputs: Any = text_inputs(text)
     elif image is None:
-        raise TryError("choose an image to classify")
+        raise TryError("draw a digit or choose an image to classify")
     else:
         inputs = image_inputs(image, tuple(checkpoint.meta["input_shape"]), invert)
     result = checkpoint.classify(inputs)  # uint8 pixels: read as 0-255 by the contract

@@ -16,29 +16,18 @@ from django.urls import reverse
 from PIL import Image
 from sklearn import datasets
 
-from training import ExperimentSpec, MemoryReporter, run
+from training import ExperimentSpec
 from training.checkpoints import load
 from webapp.experiments import serving
 from webapp.experiments.models import Experiment
 
+from .conftest import TRY_DIGITS, TRY_IMDB
 from .test_security_checkpoints import store
 
-DIGITS_CNN = {"data": {"subset": 400}, "model": {"arch": "cnn", "width": 8},
-              "run": {"epochs": 1, "seed": 2, "device": "cpu"}}
-IMDB_GRU = {"data": {"dataset": "imdb_sentences", "subset": 400},
-            "model": {"arch": "gru", "embed_dim": 16, "hidden_size": 16, "min_freq": 1},
-            "run": {"epochs": 1, "seed": 2, "device": "cpu"}}
 
-
-@pytest.fixture(scope="module")
-def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The best checkpoints of a short digits CNN and IMDb GRU, trained once for the module."""
-    out = {}
-    for name, spec in (("digits", DIGITS_CNN), ("imdb", IMDB_GRU)):
-        folder = tmp_path_factory.mktemp(name)
-        run(ExperimentSpec.from_dict(spec), MemoryReporter(), folder)
-        out[name] = (folder / "best.zip").read_bytes()
-    return out
+@pytest.fixture
+def archives(trained_archives: dict[str, bytes]) -> dict[str, bytes]:
+    return trained_archives
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +38,7 @@ def _fresh_allowance() -> None:
 
 
 def finished(make_experiment: Any, archives: dict[str, bytes], kind: str) -> Experiment:
-    spec = DIGITS_CNN if kind == "digits" else IMDB_GRU
+    spec = TRY_DIGITS if kind == "digits" else TRY_IMDB
     experiment = make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{kind} run",
                                  spec=ExperimentSpec.from_dict(spec).to_dict())
     store(experiment, archives[kind])

@@ -11,13 +11,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from training import ExperimentSpec, MemoryReporter, run
+from training import ExperimentSpec
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
 
+from .conftest import TRY_DIGITS
 from .test_security_browser import CHROMIUM, browser, page  # noqa: F401 - the fixtures
 from .test_security_checkpoints import store
-from .test_try_it import DIGITS_CNN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SHOT = Path(__file__).resolve().parents[2] / "docs" / "try-it.png"
@@ -35,13 +35,12 @@ def wait_for(tab: Any, script: str, timeout: float = 30.0) -> Any:
 
 
 def test_a_drawn_digit_is_classified_on_the_run_page(page, project: Project, owner: User,  # noqa: F811
-                                                     tmp_path: Path) -> None:
+                                                     trained_archives) -> None:
     # given a finished digits run with its best checkpoint
-    spec = ExperimentSpec.from_dict(DIGITS_CNN)
+    spec = ExperimentSpec.from_dict(TRY_DIGITS)
     experiment = Experiment.objects.create(project=project, name="digits", spec=spec.to_dict(),
                                            created_by=owner, status=Experiment.Status.SUCCEEDED)
-    run(spec, MemoryReporter(), tmp_path)
-    store(experiment, (tmp_path / "best.zip").read_bytes())
+    store(experiment, trained_archives["digits"])
 
     # when its owner draws a stroke on the page's canvas and asks for a prediction
     page.goto(reverse("experiment-detail", args=[experiment.pk]))

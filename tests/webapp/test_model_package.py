@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -54,8 +55,11 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     purelib = subprocess.run([python, "-c", where], check=True, capture_output=True,
                              text=True).stdout.strip()
     Path(purelib, "project-libraries.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # Built from a copy: a build writes its build/ folder beside the sources it builds.
+    source = shutil.copytree(PACKAGE, folder / "fitboard-model",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--ignore-installed", str(PACKAGE)],
+                    "--no-build-isolation", "--ignore-installed", str(source)],
                    check=True, cwd=folder, env=clean_env(), capture_output=True)
     return python
 

@@ -45,6 +45,10 @@ def checkpoint_onnx(request: HttpRequest, pk: int) -> HttpResponse:
     if experiment.is_external or not experiment.is_terminal:
         return HttpResponse("the run has no finished checkpoint to export", status=409,
                             content_type="text/plain; charset=utf-8")
+    if not serving.within_rate(request.user.pk):  # an export costs a model trace
+        return HttpResponse(f"at most {serving.TRY_PER_MINUTE} exports and predictions a "
+                            "minute: try again shortly", status=429,
+                            content_type="text/plain; charset=utf-8")
     try:
         data = serving.onnx_file(experiment)
     except (serving.TryError, ExportError, CheckpointError) as exc:

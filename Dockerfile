@@ -4,6 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FITBOARD_VAR_DIR=/var/lib/fitboard
 WORKDIR /app
 COPY requirements.txt constraints.txt ./
+COPY packages/fitboard-model packages/fitboard-model
 RUN pip install --no-cache-dir -c constraints.txt -r requirements.txt
 COPY . .
 RUN useradd --system --home /app fitboard && mkdir -p /var/lib/fitboard \

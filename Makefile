@@ -10,7 +10,8 @@ INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 # The browser tests drive Debian's Chromium, never a browser Playwright downloads.
 CHROMIUM := /usr/bin/chromium
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt \
+    packages/fitboard-model/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(INSTALL) --upgrade pip
 	$(INSTALL) -r requirements-dev.txt

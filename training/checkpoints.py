@@ -18,12 +18,15 @@ import os
 import platform
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from fitboard_model.checkpoint import PIXEL_MAX, pixel_max
+from fitboard_model.inputs import model_inputs
+from fitboard_model.prediction import Prediction, prediction
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -38,18 +41,50 @@ FORMAT = "fitboard-checkpoint/1"
 
 README = """# Fitboard checkpoint
 
-Weights in `model.safetensors`, everything else in `spec.json`. Load it back with the project's
-engine (no pickle involved):
+Weights in `model.safetensors`, everything else in `spec.json` (the spec, the class names, the
+normalisation statistics, the metrics and library versions); no pickle anywhere. Predict with it
+anywhere Python runs, without Fitboard: install its loader (it needs only torch, safetensors and
+numpy) from a Fitboard checkout, `pip install ./packages/fitboard-model`, then
+
+```python
+import fitboard_model
+
+checkpoint = fitboard_model.load("{name}")
+result = checkpoint.predict({example})
+print(result.labels)  # {labels}
+```
+
+{inputs}
+
+`result.probabilities` holds each class's probability, `result.logits` the raw outputs
+(a regression's values in the target's own units); `checkpoint.model` is a plain
+`torch.nn.Module`, `checkpoint.meta` the whole `spec.json`.
+"""
+
+IMAGE_INPUTS = """`predict` takes images shaped (N, {shape}) or one image ({shape}): 0-255
+pixels (uint8, or floats above 1) or 0-1 floats (torchvision's `ToTensor`); `scale="0-255"`,
+`"0-1"` or `"raw"` (the data set's own units{raw}) says it explicitly. It decides by dtype, then by
+the largest value, and refuses negative values, values above 255 and ambiguous ones with a clear
+error."""
+TABLE_INPUTS = """`predict` takes rows shaped (N, {shape}) or one row ({shape}) in the table's
+own units, not normalised."""
+TEXT_INPUTS = """`predict` takes a text or a list of texts."""
+ENGINE_README = """# Fitboard checkpoint
+
+Weights in `model.safetensors`, everything else in `spec.json` (the spec, the class names, the
+normalisation statistics, the metrics and library versions); no pickle anywhere. A {what} loads
+with Fitboard's engine (the `fitboard-model` package loads the models trained from scratch):
+from a Fitboard checkout,
 
 ```python
 from training.checkpoints import load
 
 checkpoint = load("{name}")
-outputs = checkpoint.predict(raw_inputs)  # {inputs}
+result = checkpoint.classify({example})
+print(result.labels)  # {labels}
 ```
 
-`checkpoint.model` is a plain `torch.nn.Module`; `checkpoint.spec` the experiment spec;
-`checkpoint.meta` the label names, normalisation statistics and metrics.
+`checkpoint.model` is a plain `torch.nn.Module`, `checkpoint.meta` the whole `spec.json`.
 """
 
 
@@ -80,20 +115,46 @@ class Checkpoint:
         return Normalisation.from_dict(self.meta["normalisation"])
 
     @torch.no_grad()
-    def predict(self, raw_inputs: torch.Tensor | Sequence[str]) -> torch.Tensor:
-        """Model outputs for un-normalised inputs (or a list of texts, for a text model): class
-        logits, or regression values in the target's own units."""
+    def predict(self, raw_inputs: Any, scale: str = "auto") -> torch.Tensor:
+        """Model outputs for raw inputs (a list of texts, for a text model): class logits, or
+        regression values in the target's own units. Images follow the ``fitboard-model``
+        package's input contract: 0-255 or 0-1 pixels, ``scale`` naming which when asked
+        (``fitboard_model.inputs``); InputError for anything else."""
         device = next(self.model.parameters()).device
         if self.tokenizer is not None:
             if isinstance(raw_inputs, torch.Tensor | str):
                 raise TypeError("a text model predicts from a list of texts")
             return feed(self.model, self.tokenizer.encode(list(raw_inputs)).to(device))
-        if not isinstance(raw_inputs, torch.Tensor):
-            raise TypeError("this model predicts from a tensor of raw inputs")
-        out = self.model(self.normalisation.apply(raw_inputs.float().to(device)))
+        x = model_inputs(raw_inputs, tuple(self.meta["input_shape"]), pixel_max(self.meta),
+                         scale)
+        out = self.model(self.normalisation.apply(x.to(device)))
         if self.meta["task"] == "regression":
             out = out * self.meta["target_std"] + self.meta["target_mean"]
         return out
+
+    def classify(self, raw_inputs: Any, scale: str = "auto") -> Prediction:
+        """Labels, probabilities and logits of ``predict``'s outputs."""
+        return prediction(self.predict(raw_inputs, scale), self.meta["task"],
+                          self.meta.get("label_names") or [])
+
+
+def readme(name: str, meta: Mapping[str, Any], arch: str) -> str:
+    """The archive's README: how to install the loader and predict, with the file's name and an
+    example input fitting the model (of the ``arch`` family)."""
+    shape = ", ".join(str(s) for s in meta.get("input_shape", []))
+    if not shape:
+        example, inputs = '["a fine, moving film"]', TEXT_INPUTS
+    elif len(meta["input_shape"]) == 3:
+        raw = f", 0-{meta['pixel_max']:g}" if meta.get("pixel_max", 255) != 255 else ""
+        example, inputs = "images", IMAGE_INPUTS.format(shape=shape, raw=raw)
+    else:
+        example, inputs = "rows", TABLE_INPUTS.format(shape=shape)
+    labels = ("one value per row: see result.logits" if meta.get("task") == "regression"
+              else "the most probable class name of each input")
+    if arch == "pretrained" or meta.get("compression"):
+        what = "pretrained Hugging Face model" if arch == "pretrained" else "compressed model"
+        return ENGINE_README.format(what=what, name=name, example=example, labels=labels)
+    return README.format(name=name, example=example, labels=labels, inputs=inputs)
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -115,7 +176,8 @@ def model_files(model: nn.Module, tokenizer: Tokenizer | None) -> dict[str, byte
 def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: ExperimentSpec,
          meta: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> str:
     """Write a checkpoint archive of a model (or a ``snapshot`` of one) atomically, with the
-    ``files`` of ``model_files()``; returns its sha256 hex digest."""
+    ``files`` of ``model_files()``; returns its sha256 hex digest. Its README names the file as
+    it is downloaded, ``<download_stem>-<tag>.zip``, when ``meta`` has a ``download_stem``."""
     if isinstance(weights, nn.Module):
         weights = snapshot(weights)
     state = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
@@ -131,10 +193,9 @@ def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: Expe
         archive.writestr("spec.json", json.dumps(document, indent=2, sort_keys=True))
         for name, content in (files or {}).items():
             archive.writestr(name, content)
-        shape = ", ".join(str(s) for s in meta.get("input_shape", []))
-        inputs = (f"float tensor shaped (N, {shape}), not normalised" if shape
-                  else "a list of texts")
-        archive.writestr("README.md", README.format(name=path.name, inputs=inputs))
+        stem = meta.get("download_stem")
+        archive.writestr("README.md", readme(f"{stem}-{path.name}" if stem else path.name, meta,
+                                            spec.model.arch))
     data = buffer.getvalue()
     _write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -219,9 +280,12 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
 
 def dataset_meta(info: DatasetInfo) -> dict[str, Any]:
     """The dataset facts a checkpoint needs to rebuild and use its model."""
-    return {
+    meta: dict[str, Any] = {
         "dataset": info.name,
         "task": info.task,
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
     }
+    if info.modality == "image":  # the pixel scale predict reads inputs against
+        meta["pixel_max"] = PIXEL_MAX.get(info.name, 255.0)
+    return meta

@@ -20,7 +20,7 @@ from torch import nn
 
 from training import ExperimentSpec, MemoryReporter, run
 from training.checkpoints import FORMAT, Checkpoint, CheckpointError, dataset_meta, load, save
-from training.data import prepare
+from training.data import dataset_info, prepare
 from training.data.loading import split_indices
 from training.loop import RunResult
 from training.models import build_model
@@ -72,7 +72,7 @@ def test_a_loaded_model_predicts_exactly_like_the_saved_one(saved: Saved) -> Non
     expected = saved.model(load(saved.path).normalisation.apply(saved.raw))
 
     # when the archive is loaded and asked to predict from the raw inputs
-    predicted = load(saved.path).predict(saved.raw)
+    predicted = load(saved.path).predict(saved.raw, scale="raw")
 
     # then the outputs are bit-for-bit the saved model's on the normalised inputs
     assert torch.equal(predicted, expected)
@@ -120,9 +120,28 @@ def test_the_readme_says_how_to_load_the_archive(saved: Saved) -> None:
     with zipfile.ZipFile(saved.path) as archive:
         readme = archive.read("README.md").decode()
 
-    # then it names the file and the raw input shape predict expects
-    assert 'load("model.zip")' in readme
-    assert "float tensor shaped (N, " in readme
+    # then it says how to install the loader, names the file and the input shape predict takes
+    assert "pip install ./packages/fitboard-model" in readme
+    assert 'fitboard_model.load("model.zip")' in readme
+    shape = ", ".join(str(s) for s in saved.raw.shape[1:])
+    assert f"shaped (N, {shape})" in readme
+
+
+def test_the_readme_names_the_file_as_it_is_downloaded(workdir: Path) -> None:
+    # given a run's checkpoint saved with the stem of its download name
+    spec = ExperimentSpec().patched({"model": {"arch": "cnn", "width": 4}})
+    info = dataset_info("digits")
+    meta = {**dataset_meta(info), "normalisation": {"mean": [0.0], "std": [1.0]},
+            "download_stem": "small-cnn-12"}
+    save(workdir / "best.zip", build_model(spec.model, info.input_shape, 10), spec, meta)
+
+    # when its README is read
+    with zipfile.ZipFile(workdir / "best.zip") as archive:
+        readme = archive.read("README.md").decode()
+
+    # then its snippet loads the file the run page serves, and names digits' own pixel scale
+    assert 'fitboard_model.load("small-cnn-12-best.zip")' in readme
+    assert "0-16" in readme
 
 
 def test_saving_leaves_no_temporary_file(saved: Saved) -> None:
@@ -281,7 +300,7 @@ def test_predict_reproduces_the_runs_validation_accuracy(digits_run: Trained) ->
     x_raw, labels = raw_validation_rows(digits_run)
 
     # when the checkpoint classifies them
-    predicted = digits_run.best.predict(x_raw).argmax(1).numpy()
+    predicted = digits_run.best.predict(x_raw, scale="raw").argmax(1).numpy()
 
     # then its accuracy is exactly the one the run reported for that epoch
     accuracy = float((predicted == labels).mean())

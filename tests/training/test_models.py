@@ -334,7 +334,7 @@ def test_a_resnet_checkpoint_predicts_exactly_like_the_saved_model(workdir: Path
     raw = torch.rand(16, 1, 8, 8) * 16
 
     # when it is loaded and predicts from raw pixels
-    predicted = load(workdir / "m.zip").predict(raw)
+    predicted = load(workdir / "m.zip").predict(raw, scale="raw")
 
     # then the outputs equal the saved model's on the normalised pixels
     assert torch.equal(predicted, model(data.normalisation.apply(raw)))

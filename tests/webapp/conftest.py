@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from training import MemoryReporter, run
 from training.data import catalog
 from training.spec import ExperimentSpec
 from webapp.experiments.models import Experiment
@@ -64,3 +65,23 @@ def stranger_client(stranger: User) -> Client:
     client = Client()
     client.force_login(stranger)
     return client
+
+
+# Short runs whose checkpoints the "Try it", ONNX and browser tests serve: what they test is the
+# serving of a real archive, not its accuracy.
+TRY_DIGITS = {"data": {"subset": 400}, "model": {"arch": "cnn", "width": 8},
+              "run": {"epochs": 1, "seed": 2, "device": "cpu"}}
+TRY_IMDB = {"data": {"dataset": "imdb_sentences", "subset": 400},
+            "model": {"arch": "gru", "embed_dim": 16, "hidden_size": 16, "min_freq": 1},
+            "run": {"epochs": 1, "seed": 2, "device": "cpu"}}
+
+
+@pytest.fixture(scope="session")
+def trained_archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The best checkpoints of a short digits CNN and IMDb GRU, trained once per session."""
+    out = {}
+    for name, spec in (("digits", TRY_DIGITS), ("imdb", TRY_IMDB)):
+        folder = tmp_path_factory.mktemp(name)
+        run(ExperimentSpec.from_dict(spec), MemoryReporter(), folder)
+        out[name] = (folder / "best.zip").read_bytes()
+    return out

@@ -11,9 +11,7 @@ that a checkpoint carries, never as pickle.
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,16 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
+from fitboard_model.text import PAD, UNK, WORD_PATTERN, WordVocabulary, pad_rows
 
 from training.data.catalog import data_dir
 
 if TYPE_CHECKING:
     from training.spec import ModelSpec
 
-PAD, UNK = "<pad>", "<unk>"
 LABEL_NAMES = ["negative", "positive"]
-# Words and single punctuation marks; apostrophes stay inside words ("don't", SST-2's "'s").
-WORD_PATTERN = r"[\w']+|[^\w\s]"
 
 
 @dataclass(frozen=True)
@@ -103,15 +99,8 @@ class Tokens:
 
 
 def pad(rows: Sequence[Sequence[int]], pad_id: int) -> Tokens:
-    """Right-pad id lists to the longest one (vectorised: a data set has tens of thousands)."""
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    width = max(1, int(lengths.max(initial=0)))
-    mask = np.arange(width) < lengths[:, None]
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    # A boolean mask assigns in row-major order: exactly the order of the concatenated rows.
-    ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
-                            count=int(lengths.sum()))
-    return Tokens(torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64)))
+    """Right-pad id lists to the longest one."""
+    return Tokens(*pad_rows(rows, pad_id))
 
 
 class Tokenizer(Protocol):
@@ -128,22 +117,11 @@ class Tokenizer(Protocol):
 TokenizerFactory = Callable[[Sequence[str]], Tokenizer]
 
 
-class WordTokenizer:
+class WordTokenizer(WordVocabulary):
     """A word-level vocabulary built from training texts: lower-cased words and punctuation,
     the ``max_size`` most frequent that occur at least ``min_freq`` times; id 0 is ``<pad>``, id 1
-    ``<unk>`` (every other word). Texts are cut to ``max_length`` tokens."""
-
-    def __init__(self, vocab: Sequence[str], max_length: int) -> None:
-        if list(vocab[:2]) != [PAD, UNK]:
-            raise ValueError(f"a vocabulary starts with {PAD} and {UNK}")
-        self.vocab = list(vocab)
-        self.ids = {word: i for i, word in enumerate(self.vocab)}
-        self.max_length = max_length
-
-    @staticmethod
-    def split(text: str) -> list[str]:
-        """Lower-cased words and punctuation marks of a text, in order."""
-        return re.findall(WORD_PATTERN, text.lower())
+    ``<unk>`` (every other word). Texts are cut to ``max_length`` tokens. Its encoding is the
+    ``fitboard-model`` package's, which predicts with the checkpoint outside Fitboard."""
 
     @classmethod
     def build(cls, texts: Sequence[str], max_size: int, min_freq: int,
@@ -156,28 +134,15 @@ class WordTokenizer:
                       key=lambda w: (-counts[w], w))
         return cls([PAD, UNK, *kept[:max(0, max_size - 2)]], max_length)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     def encode(self, texts: Sequence[str]) -> Tokens:
         """Token ids and masks of texts, right-padded to the longest (cut) text."""
-        # An empty text still gets one token: the recurrent models need a length of at least 1.
-        rows = [[self.ids.get(w, 1) for w in self.split(t)][:self.max_length] or [1]
-                for t in texts]
-        return pad(rows, 0)
+        return Tokens(*self.encode_ids(texts))
 
     def files(self) -> dict[str, bytes]:
         """The vocabulary and settings as one JSON file, for a checkpoint."""
         document = {"type": "word", "pattern": WORD_PATTERN, "lowercase": True,
                     "max_length": self.max_length, "vocab": self.vocab}
         return {"vocab.json": json.dumps(document).encode()}
-
-    @classmethod
-    def from_files(cls, files: Mapping[str, bytes]) -> WordTokenizer:
-        """The tokenizer that ``files()`` saved."""
-        document = json.loads(files["vocab.json"])
-        return cls(document["vocab"], int(document["max_length"]))
 
 
 class PretrainedTokenizer:

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from fitboard_model.models import trim_padding
 from torch import nn
-
-from training.models.transformer import trim_padding
 
 
 class PretrainedClassifier(nn.Module):

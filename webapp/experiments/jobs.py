@@ -68,7 +68,8 @@ def git_revision() -> str | None:
 
 def job_meta(experiment: Experiment, **extra: Any) -> dict[str, Any]:
     """What every checkpoint and summary of a job records about where it came from."""
-    return {"experiment_id": experiment.pk, "git_revision": git_revision(), **extra}
+    return {"experiment_id": experiment.pk, "git_revision": git_revision(),
+            "download_stem": experiment.download_stem(), **extra}
 
 
 def run_workdir(experiment_id: int) -> Path:

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
 from training.spec import ExperimentSpec
 from webapp.experiments import events, signals
@@ -128,6 +129,11 @@ class Experiment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
+
+    def download_stem(self) -> str:
+        """The start of its checkpoints' download names, ``<stem>-best.zip``; the archive's
+        README names the file so."""
+        return f"{slugify(self.name) or 'experiment'}-{self.pk}"
 
     @property
     def is_external(self) -> bool:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.experiments import compression_views, tuning_views, views
+from webapp.experiments import compression_views, model_views, tuning_views, views
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment-list"),
@@ -23,6 +23,8 @@ urlpatterns = [
         views.checkpoint_download,
         name="checkpoint-download",
     ),
+    path("experiments/<int:pk>/onnx/", model_views.checkpoint_onnx, name="checkpoint-onnx"),
+    path("experiments/<int:pk>/try/", model_views.try_model, name="try-model"),
     path("experiments/<int:pk>/tune/", tuning_views.study_new, name="study-new"),
     path("studies/<int:pk>/", tuning_views.study_detail, name="study-detail"),
     path("studies/<int:pk>/data/", tuning_views.study_data, name="study-data"),

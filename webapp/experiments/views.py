@@ -11,7 +11,6 @@ from django.core.files import File
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from training.data.catalog import dataset_info
@@ -30,6 +29,7 @@ from webapp.experiments import (
     metric_store,
     queue,
     quota,
+    serving,
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
@@ -130,6 +130,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "live": {**live_urls.run_page(experiment.pk, task),
                  "extra": external.get("extra_keys", [])},
         **compression.detail_context(experiment),
+        "try_it": serving.page_context(experiment),
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
         }),
@@ -341,7 +342,7 @@ def checkpoint_download(request: HttpRequest, pk: int, tag: str) -> HttpResponse
             f"the {tag} checkpoint of run {experiment.pk} does not match its recorded sha256: "
             "it was altered or corrupted in storage, and is not served",
             status=409, content_type="text/plain; charset=utf-8")
-    filename = f"{slugify(experiment.name) or 'experiment'}-{experiment.pk}-{tag}.zip"
+    filename = f"{experiment.download_stem()}-{tag}.zip"
     return FileResponse(stored, as_attachment=True, filename=filename,
                         content_type="application/zip")
 

@@ -1,0 +1,208 @@
+"""A finished run's model from its page: "Try it" predicts an uploaded image or a typed text
+with the run's best checkpoint, for its owner only, within size and rate limits; the ONNX
+download gives onnxruntime the same outputs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from PIL import Image
+from sklearn import datasets
+
+from training import ExperimentSpec
+from training.checkpoints import load
+from webapp.experiments import serving
+from webapp.experiments.models import Experiment
+
+from .conftest import TRY_DIGITS, TRY_IMDB
+from .test_security_checkpoints import store
+
+
+@pytest.fixture
+def archives(trained_archives: dict[str, bytes]) -> dict[str, bytes]:
+    return trained_archives
+
+
+@pytest.fixture(autouse=True)
+def _fresh_allowance() -> None:
+    from django.core.cache import cache
+
+    cache.clear()  # each test starts with a whole minute's allowance
+
+
+def finished(make_experiment: Any, archives: dict[str, bytes], kind: str) -> Experiment:
+    spec = TRY_DIGITS if kind == "digits" else TRY_IMDB
+    experiment = make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{kind} run",
+                                 spec=ExperimentSpec.from_dict(spec).to_dict())
+    store(experiment, archives[kind])
+    return experiment
+
+
+def digit_png(index: int, size: int = 64) -> bytes:
+    """sklearn's digit ``index`` as a grey PNG, light strokes on black, ``size`` pixels wide."""
+    pixels = (datasets.load_digits().images[index] * 255 / 16).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def try_it(client: Any, experiment: Experiment, **data: Any) -> Any:
+    return client.post(reverse("try-model", args=[experiment.pk]), data)
+
+
+def test_an_uploaded_image_gets_its_classes_with_probabilities(
+        owner_client, make_experiment, archives, tmp_path: Path) -> None:
+    # given a finished digits run and a PNG of a digit, larger than the model's 8×8 inputs
+    experiment = finished(make_experiment, archives, "digits")
+    png = digit_png(0)
+
+    # when its owner tries it
+    response = try_it(owner_client, experiment,
+                      image=SimpleUploadedFile("digit.png", png, "image/png"))
+
+    # then the five most probable digits come back, named, most probable first
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 5
+    assert {p["label"] for p in predictions} <= {str(d) for d in range(10)}
+    probabilities = [p["probability"] for p in predictions]
+    assert probabilities == sorted(probabilities, reverse=True)
+    # and they are the run's checkpoint's own prediction of the resized image
+    (tmp_path / "best.zip").write_bytes(archives["digits"])
+    own = load(tmp_path / "best.zip").classify(serving.image_inputs(png, (1, 8, 8), False))
+    assert predictions[0]["label"] == own.labels[0]
+    assert probabilities[0] == pytest.approx(float(own.probabilities.max()), abs=1e-6)
+
+
+def test_a_typed_sentence_gets_the_text_models_classes(owner_client, make_experiment,
+                                                       archives) -> None:
+    # given a finished IMDb run
+    experiment = finished(make_experiment, archives, "imdb")
+
+    # when its owner types a sentence
+    response = try_it(owner_client, experiment, text="A moving, beautifully acted film.")
+
+    # then both classes come back by name, their probabilities summing to one
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert {p["label"] for p in predictions} == {"negative", "positive"}
+    assert sum(p["probability"] for p in predictions) == pytest.approx(1, abs=1e-5)
+
+
+def test_a_stranger_cannot_try_another_projects_model(stranger_client, make_experiment,
+                                                      archives) -> None:
+    experiment = finished(make_experiment, archives, "imdb")
+
+    response = try_it(stranger_client, experiment, text="a fine film")
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("upload", "message"), [
+    (b"not an image at all", "not an image"),
+    (b"\x89PNG" + b"\0" * (serving.MAX_IMAGE_BYTES + 1), "at most 2,097,152"),
+])
+def test_a_bad_or_oversized_upload_is_refused_with_the_reason(
+        owner_client, make_experiment, archives, upload: bytes, message: str) -> None:
+    experiment = finished(make_experiment, archives, "digits")
+
+    response = try_it(owner_client, experiment,
+                      image=SimpleUploadedFile("x.png", upload, "image/png"))
+
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_an_image_of_too_many_pixels_is_refused_before_it_is_decoded(
+        owner_client, make_experiment, archives) -> None:
+    # given a small PNG file that declares 5000×5000 pixels
+    experiment = finished(make_experiment, archives, "digits")
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buffer, "PNG")
+
+    response = try_it(owner_client, experiment,
+                      image=SimpleUploadedFile("big.png", buffer.getvalue(), "image/png"))
+
+    assert response.status_code == 400
+    assert "5000×5000 pixels" in response.json()["error"]
+
+
+def test_a_text_longer_than_the_cap_is_refused(owner_client, make_experiment, archives) -> None:
+    experiment = finished(make_experiment, archives, "imdb")
+
+    response = try_it(owner_client, experiment, text="word " * serving.MAX_TEXT_CHARS)
+
+    assert response.status_code == 400
+    assert "at most 2,000" in response.json()["error"]
+
+
+def test_predictions_past_the_minutes_allowance_are_refused(owner_client, make_experiment,
+                                                            archives) -> None:
+    # given a user who has used up the minute's predictions
+    experiment = finished(make_experiment, archives, "imdb")
+    codes = [try_it(owner_client, experiment, text="fine").status_code
+             for _ in range(serving.TRY_PER_MINUTE)]
+    assert set(codes) == {200}
+
+    # when they ask once more, then they are told to wait
+    response = try_it(owner_client, experiment, text="fine")
+    assert response.status_code == 429
+    assert "a minute" in response.json()["error"]
+
+
+def test_a_run_still_training_offers_no_try(owner_client, make_experiment) -> None:
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+
+    response = try_it(owner_client, experiment, text="fine")
+
+    assert response.status_code == 409
+    page = owner_client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
+    assert 'id="try-form"' not in page
+
+
+def test_the_run_page_offers_try_it_and_onnx(owner_client, make_experiment, archives) -> None:
+    experiment = finished(make_experiment, archives, "digits")
+
+    page = owner_client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
+
+    assert 'id="try-form"' in page and 'name="image"' in page
+    assert reverse("checkpoint-onnx", args=[experiment.pk]) in page
+    assert "try_it.js" in page
+
+
+def test_the_onnx_download_runs_in_onnxruntime_like_the_checkpoint(
+        owner_client, make_experiment, archives, tmp_path: Path) -> None:
+    # given a finished run (tests/training/test_export.py covers every family)
+    experiment = finished(make_experiment, archives, "imdb")
+
+    # when its ONNX file is downloaded
+    response = owner_client.get(reverse("checkpoint-onnx", args=[experiment.pk]))
+
+    # then it is named like the checkpoint and onnxruntime gives the checkpoint's outputs
+    assert response.status_code == 200
+    assert f'filename="imdb-run-{experiment.pk}-best.onnx"' in response["Content-Disposition"]
+    session = onnxruntime.InferenceSession(response.content,
+                                           providers=["CPUExecutionProvider"])
+    (tmp_path / "best.zip").write_bytes(archives["imdb"])
+    checkpoint = load(tmp_path / "best.zip")
+    texts = ["a fine film", "dull , far too long and badly acted"]
+    tokens = checkpoint.tokenizer.encode(texts)
+    got = session.run(["logits"], {"input_ids": tokens.input_ids.numpy(),
+                                   "attention_mask": tokens.attention_mask.numpy()})[0]
+    assert float(np.abs(got - checkpoint.predict(texts).numpy()).max()) <= 1e-4
+
+
+def test_a_stranger_cannot_download_the_onnx_file(stranger_client, make_experiment,
+                                                  archives) -> None:
+    experiment = finished(make_experiment, archives, "digits")
+
+    response = stranger_client.get(reverse("checkpoint-onnx", args=[experiment.pk]))
+
+    assert response.status_code == 404

@@ -14,7 +14,7 @@ from typing import Any
 from django import forms
 
 from training.fieldmeta import FieldMeta, field_meta
-from training.spec import ExperimentSpec, SpecError
+from training.spec import ExperimentSpec, RunSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec, field_type
 from webapp.experiments import spec_forms
 from webapp.experiments.models import Experiment
@@ -62,6 +62,8 @@ BY_PATH = {t.path: t for t in TUNABLES}
 # from the objective.
 STUDY_SPEC_FIELDS = spec_forms.spec_fields(TuningSpec)
 STUDY_FIELDS = tuple(sf.name for sf in STUDY_SPEC_FIELDS)
+EPOCHS_FIELD = next(sf for sf in spec_forms.spec_fields(RunSpec, path="run.")
+                    if sf.name == "epochs")
 
 def _parse_choice(text: str, kind: str | None) -> Any:
     """One choice as Optuna stores it: numbers for number fields, text otherwise (hidden sizes
@@ -93,6 +95,13 @@ class TuneForm(forms.Form):
         self.fields["project"].queryset = access.projects_visible_to(  # type: ignore[attr-defined]
             user).order_by("name")
         self.base = base
+        # Epochs of every trial: a short study of a long source run needs no short run first.
+        epochs = spec_forms.form_field(EPOCHS_FIELD)
+        epochs.initial, epochs.required = base.run.epochs, False  # empty: the source's
+        epochs.label, epochs.help_text = "Epochs per trial", (
+            f"each trial trains this long (the source run: {base.run.epochs}); "
+            + (EPOCHS_FIELD.meta.help_text() or ""))
+        self.fields["epochs"] = epochs
         for t in TUNABLES:
             self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)
             if t.kind == "categorical":
@@ -120,7 +129,7 @@ class TuneForm(forms.Form):
         return out
 
     def study_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in STUDY_FIELDS]
+        return [self["epochs"], *(self[name] for name in STUDY_FIELDS)]
 
     def space(self, cleaned: dict[str, Any]) -> dict[str, dict[str, Any]]:
         space: dict[str, dict[str, Any]] = {}
@@ -145,6 +154,12 @@ class TuneForm(forms.Form):
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned  # type errors already sit on their fields
+        try:
+            base = self.base.patched(
+                {"run": {"epochs": cleaned.get("epochs") or self.base.run.epochs}})
+        except SpecError as exc:
+            self.add_error("epochs", exc.errors.get("run.epochs", str(exc)))
+            return cleaned
         problem = reference_problem(self.user, cleaned.get("project"), self.base.data.dataset,
                                     self.source)
         if problem:
@@ -152,7 +167,7 @@ class TuneForm(forms.Form):
             return cleaned
         objective = cleaned.get("objective", "val_acc")
         data = {
-            "base": self.base.to_dict(),
+            "base": base.to_dict(),
             "space": self.space(cleaned),
             **{name: cleaned.get(name) for name in STUDY_FIELDS},
             # The form asks only for the metric: its direction follows from it.

@@ -72,7 +72,7 @@ class ExperimentForm(forms.Form):
         dataset = self.fields["dataset"]
         self.fields["dataset"] = forms.ChoiceField(
             choices=dataset_choices(user), label=dataset.label, help_text=dataset.help_text,
-            initial=dataset.initial)
+            initial=dataset.initial, widget=forms.Select(attrs={"class": "wide"}))
         self.spec: ExperimentSpec | None = None
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:

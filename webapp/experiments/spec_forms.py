@@ -20,6 +20,8 @@ from training.fieldmeta import FieldMeta, field_meta
 from training.spec import SpecError
 
 T = TypeVar("T")
+# Characters of a choice label that fit a form column (220 px) without being cut.
+WIDE_LABEL = 26
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,11 @@ def form_field(sf: SpecField) -> forms.Field:
     if sf.type == "tuple[int, ...]":
         return forms.CharField(initial=_initial(sf.default), **common)
     if sf.choices is not None:
-        return forms.ChoiceField(initial=sf.default, **common,
-                                 choices=[(c, m.choice_labels.get(c, c)) for c in sf.choices])
+        choices = [(c, m.choice_labels.get(c, c)) for c in sf.choices]
+        # A long label would be cut in a narrow column: such a select takes the whole row.
+        wide = max(len(label) for _, label in choices) > WIDE_LABEL
+        return forms.ChoiceField(initial=sf.default, **common, choices=choices,
+                                 widget=forms.Select(attrs={"class": "wide"} if wide else {}))
     return forms.CharField(initial=sf.default, **common)
 
 

@@ -70,11 +70,13 @@
       x: [], y: [], name: t.name, mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
       line: {color: t.color, width: t.width}, marker: {size: 5},
     }));
-    // The legend sits above the plot, right of the title, so it never covers the x-axis title.
+    // The legend sits between the title and the plot, so it never covers the x-axis title
+    // (below the plot) nor, on a narrow screen, the mode bar (top right).
     Plotly.newPlot(id, data, {
-      title: {text: chart.title, x: 0.02, xanchor: "left"}, margin: {t: 56, r: 10, b: 44, l: 50},
+      title: {text: chart.title, x: 0.02, xanchor: "left", y: 0.97, yanchor: "top", yref: "container"},
+      margin: {t: 72, r: 10, b: 44, l: 50},
       xaxis: {title: {text: chart.xtitle || "step"}},
-      legend: {orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom"},
+      legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
       hovermode: "x unified", ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
     }, {responsive: true, displaylogo: false});
   }

@@ -3,13 +3,19 @@ compression tables' numbers, and how many workers ``manage.py up`` starts."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+from django.core.management.base import CommandError
 from django.urls import reverse
 
+from tests.stack import free_port
 from training.spec import ExperimentSpec
 from webapp import hardware
 from webapp.datasets.models import Dataset
 from webapp.experiments import events
-from webapp.experiments.launch import workers_line
+from webapp.experiments.launch import wait_for_url, workers_line
 from webapp.experiments.models import Experiment
 from webapp.experiments.templatetags.fitboard import count
 
@@ -80,3 +86,23 @@ def test_the_list_says_pruned_studies_uploads_and_int8_truthfully(
     assert "my flowers / cnn" in row(page, on_upload.pk)
     assert "epoch 0/1" not in row(page, int8.pk) and "data-no-epochs" in row(page, int8.pk)
 
+
+
+def test_up_waits_for_the_url_to_answer_before_its_banner(tmp_path):
+    # given a web server child that answers HTTP only after a second on its port
+    port = free_port()
+    script = ("import http.server, time; time.sleep(1); "
+              f"http.server.HTTPServer(('127.0.0.1', {port}), "
+              "http.server.SimpleHTTPRequestHandler).serve_forever()")
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    try:
+        # then the wait returns once it answers (a 404 is an answer)
+        wait_for_url(f"http://127.0.0.1:{port}/accounts/login/", 30, server)
+    finally:
+        server.terminate()
+        server.wait()
+    # and a child that exits is named instead of waited for
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead.wait()
+    with pytest.raises(CommandError, match="exited with code 3"):
+        wait_for_url(f"http://127.0.0.1:{free_port()}/", 30, dead)

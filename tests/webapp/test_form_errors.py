@@ -96,3 +96,17 @@ def test_the_tune_form_sets_the_trials_epochs(owner, project):
     assert form.is_valid(), form.errors
     assert form.spec is not None and form.spec.base["run"]["epochs"] == 1
     assert TuneForm(user=owner, base=base)["epochs"].initial == 20
+
+
+def test_a_study_of_a_run_whose_data_is_missing_is_refused(owner, project, settings,
+                                                           tmp_path):
+    offline_data(settings, tmp_path)
+    base = ExperimentSpec().patched({"data": {"dataset": "mnist"}, "model": {"arch": "mlp"}})
+    data = {"name": "study", "project": project.pk, "algorithm": "random",
+            "objective": "val_acc", "n_trials": 2, "timeout": 0, "parallelism": 1,
+            "pruner": "none", "seed": 0, "lr_on": "on", "lr_low": 1e-3, "lr_high": 1e-1}
+
+    form = TuneForm(data, user=owner, base=base)
+
+    assert not form.is_valid()
+    assert "manage.py fetchdata mnist" in form.non_field_errors()[0]

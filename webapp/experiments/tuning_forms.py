@@ -16,6 +16,7 @@ from django import forms
 from training.fieldmeta import FieldMeta, field_meta
 from training.spec import ExperimentSpec, RunSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec, field_type
+from webapp.datasets import availability
 from webapp.experiments import spec_forms
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
@@ -164,6 +165,10 @@ class TuneForm(forms.Form):
                                     self.source)
         if problem:
             self.add_error("project", problem)
+            return cleaned
+        missing = availability.missing_problem(base.data.dataset)
+        if missing:  # every trial would fail to find its data
+            self.add_error(None, missing)
             return cleaned
         objective = cleaned.get("objective", "val_acc")
         data = {

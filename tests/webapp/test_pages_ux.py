@@ -106,3 +106,13 @@ def test_up_waits_for_the_url_to_answer_before_its_banner(tmp_path):
     dead.wait()
     with pytest.raises(CommandError, match="exited with code 3"):
         wait_for_url(f"http://127.0.0.1:{free_port()}/", 30, dead)
+
+
+def test_cancel_asks_first_through_the_pages_script(owner_client, make_experiment):
+    # the question rides on the form; static/page.js asks it (the CSP forbids inline handlers)
+    running = make_experiment(status=Experiment.Status.RUNNING)
+
+    page = owner_client.get(reverse("experiment-detail", args=[running.pk])).content.decode()
+
+    assert 'id="cancel-form" data-confirm="Cancel this run?' in page
+    assert "/static/page.js" in page

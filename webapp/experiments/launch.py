@@ -181,7 +181,8 @@ def workers_line(workers: int, threads: str | None) -> str:
         source = "--workers"
     each = f", {threads} torch thread{'s' if threads != '1' else ''} each" if threads else ""
     return (f"{workers} worker{'s' if workers != 1 else ''} ({source}{each}): "
-            f"{workers} job{'s' if workers != 1 else ''} run at once, the rest wait in the queue.")
+            f"{workers} job{'s run' if workers != 1 else ' runs'} at once, the rest wait in the "
+            "queue.")
 
 
 def describe(process: subprocess.Popen[bytes]) -> str:

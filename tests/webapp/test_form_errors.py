@@ -110,3 +110,16 @@ def test_a_study_of_a_run_whose_data_is_missing_is_refused(owner, project, setti
 
     assert not form.is_valid()
     assert "manage.py fetchdata mnist" in form.non_field_errors()[0]
+
+
+def test_the_tune_form_says_a_type_error_and_a_range_error_together(owner, project):
+    # given a study with the trials left empty and a parallelism of zero
+    data = {"name": "", "project": project.pk, "algorithm": "random", "objective": "val_acc",
+            "n_trials": "", "timeout": 0, "parallelism": 0, "pruner": "none", "seed": 0,
+            "lr_on": "on", "lr_low": 1e-3, "lr_high": 1e-1}
+
+    form = TuneForm(data, user=owner, base=ExperimentSpec())
+
+    # then the one answer names all three
+    assert not form.is_valid()
+    assert {"name", "n_trials", "parallelism"} <= set(form.errors)

@@ -153,37 +153,46 @@ class TuneForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if self.errors:
-            return cleaned  # type errors already sit on their fields
-        try:
-            base = self.base.patched(
-                {"run": {"epochs": cleaned.get("epochs") or self.base.run.epochs}})
-        except SpecError as exc:
-            self.add_error("epochs", exc.errors.get("run.epochs", str(exc)))
-            return cleaned
-        problem = reference_problem(self.user, cleaned.get("project"), self.base.data.dataset,
+        # Every problem in one answer: a field whose value did not convert is checked as its
+        # default, and the other checks still run.
+        base = self._base(cleaned)
+        problem = reference_problem(self.user, cleaned.get("project"), base.data.dataset,
                                     self.source)
         if problem:
             self.add_error("project", problem)
-            return cleaned
         missing = availability.missing_problem(base.data.dataset)
         if missing:  # every trial would fail to find its data
             self.add_error(None, missing)
-            return cleaned
-        objective = cleaned.get("objective", "val_acc")
+        study = spec_forms.defaults_for_failed(
+            STUDY_SPEC_FIELDS, {name: cleaned.get(name) for name in STUDY_FIELDS}, self.errors)
+        objective = study.get("objective") or "val_acc"
         data = {
             "base": base.to_dict(),
             "space": self.space(cleaned),
-            **{name: cleaned.get(name) for name in STUDY_FIELDS},
+            **study,
             # The form asks only for the metric: its direction follows from it.
             "direction": OBJECTIVES.get(objective, ("maximize", None))[0],
         }
         try:
-            self.spec = TuningSpec.from_dict(data)
+            spec: TuningSpec | None = TuningSpec.from_dict(data)
         except SpecError as exc:
+            spec = None
             for path, message in exc.errors.items():
-                self.add_error(self._field_for(path), message)
+                name = self._field_for(path)
+                if name is None or name not in self.errors:
+                    self.add_error(name, message)
+        self.spec = spec if not self.errors else None
         return cleaned
+
+    def _base(self, cleaned: dict[str, Any]) -> ExperimentSpec:
+        """The source run's spec with the epochs asked for (its own when the field is empty or
+        refused, the refusal said on the field)."""
+        epochs = cleaned.get("epochs") or self.base.run.epochs
+        try:
+            return self.base.patched({"run": {"epochs": epochs}})
+        except SpecError as exc:
+            self.add_error("epochs", exc.errors.get("run.epochs", str(exc)))
+            return self.base
 
     def _field_for(self, path: str) -> str | None:
         """The form field that shows a spec error (None: the form's own error list)."""

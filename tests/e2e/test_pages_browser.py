@@ -17,14 +17,19 @@ pytestmark = pytest.mark.e2e
 __all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
 
 # Until the status badge says the run ended, every 50 ms: the status, whether the test card
-# and the Compress button are shown, and a mark a reload would wipe.
+# and the Compress button are shown, the accuracy chart's points and the note drawn on it
+# (sets a mark a reload would wipe).
 WATCH_END = """() => new Promise((resolve) => {
   window.fitboardNoReload = true;
   const seen = [];
   const timer = setInterval(() => {
     const status = document.getElementById("status-badge").textContent.trim();
+    const gd = document.getElementById("chart-metric");
+    const points = gd.data ? gd.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0;
+    const note = gd.querySelector(".annotation-text");
     seen.push([status, !document.getElementById("test-metrics").hidden,
-               !document.getElementById("compress-button").hidden]);
+               !document.getElementById("compress-button").hidden, points,
+               note ? note.textContent : ""]);
     if (["succeeded", "failed", "cancelled"].includes(status)) {
       clearInterval(timer);
       resolve(seen);
@@ -96,7 +101,14 @@ def test_a_run_ending_while_watched_shows_its_test_card_and_compress_without_rel
     assert seen[-1][0] == "succeeded", seen[-1]
     assert page.evaluate("window.fitboardNoReload === true")
     assert any(status == "running" for status, *_ in seen), "the run ended before its page"
-    assert not any(card or button for status, card, button in seen if status == "running")
+    assert not any(card or button for status, card, button, *_ in seen if status == "running")
+    # and the accuracy chart, empty before the first epoch's validation, said what was coming
+    # instead of bare axes, and nothing once drawn
+    assert all(note == "Drawn after the first epoch's validation."
+               for status, _, _, points, note in seen if status == "running" and not points)
+    assert seen[-1][3] > 0 and seen[-1][4] == "", seen[-1]
+    print(f"\nin Chromium: {sum(1 for s in seen if s[0] == 'running' and not s[3])} samples "
+          "of an empty accuracy chart while running, each with its note")
     wait_for(page, "!document.getElementById('test-metrics').hidden"
                    " && !document.getElementById('compress-button').hidden", timeout=10_000)
     assert page.locator('#test-metrics [data-metric="test_acc"]').inner_text().strip()

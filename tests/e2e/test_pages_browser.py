@@ -5,7 +5,6 @@ and the list fit a 390 px phone screen (pictures: docs/mobile-run.png, docs/mobi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,9 +36,9 @@ WATCH_END = """() => new Promise((resolve) => {
   }, 50);
 })"""
 # The page's width against the screen's, and any element whose right edge passes the screen
-# (elements inside a box that scrolls or clips on its own do not widen the page).
-OVERFLOW = """() => {
-  const width = window.innerWidth;
+# (elements inside a box that scrolls or clips on its own do not widen the page). The screen's
+# width is given: a mobile browser widens its layout viewport (innerWidth) to a page too wide.
+OVERFLOW = """(width) => {
   const clipped = (el) => {
     for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
       if (getComputedStyle(p).overflowX !== "visible") return true;
@@ -55,7 +54,7 @@ OVERFLOW = """() => {
   }
   return {scroll: document.scrollingElement.scrollWidth, width, past: past.slice(0, 10)};
 }"""
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+PHONE_WIDTH = 390  # CSS pixels, an iPhone 12-15's screen
 
 
 def test_one_bad_submit_shows_every_error_with_a_summary(page, stack):
@@ -119,7 +118,7 @@ def test_a_run_ending_while_watched_shows_its_test_card_and_compress_without_rel
 @pytest.fixture
 def phone(browser: Any, stack: Stack) -> Iterator[Any]:
     """A logged-in page 390 px wide, as on a phone."""
-    context = browser.new_context(viewport={"width": 390, "height": 844},
+    context = browser.new_context(viewport={"width": PHONE_WIDTH, "height": 844},
                                   device_scale_factor=1, is_mobile=True, has_touch=True)
     phone = context.new_page()
     phone.set_default_timeout(60_000)
@@ -149,7 +148,7 @@ def test_the_run_page_and_list_fit_a_390_px_screen(page, phone, stack, tmp_path)
         if path != "/":
             wait_for(phone, "(() => { const gd = document.getElementById('chart-loss');"
                             " return gd && gd.data && gd.data[0].x.length > 0; })()")
-        found = phone.evaluate(OVERFLOW)
+        found = phone.evaluate(OVERFLOW, PHONE_WIDTH)
         phone.screenshot(path=str(tmp_path / picture), full_page=True)
         print(f"\n390 px, {path}: page {found['scroll']} px wide; screenshot "
               f"{tmp_path / picture}")

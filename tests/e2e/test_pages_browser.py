@@ -1,6 +1,7 @@
 """What a new user sees in Chromium: a bad form says every problem in one submit; a run page
-watched to the end shows its test split and Compress button without a reload; the run page
-and the list fit a 390 px phone screen (pictures: docs/mobile-run.png, docs/mobile-list.png)."""
+watched to the end shows its test split and Compress button without a reload; the run page,
+the list and the forms fit a 390 px phone screen (pictures: docs/mobile-run.png,
+docs/mobile-list.png)."""
 
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def phone(browser: Any, stack: Stack) -> Iterator[Any]:
         context.close()
 
 
-def test_the_run_page_and_list_fit_a_390_px_screen(page, phone, stack, tmp_path):
+def test_the_run_page_list_and_forms_fit_a_390_px_screen(page, phone, stack, tmp_path):
     # Given a finished run with a long name (charts, summary and buttons all drawn)
     # (a short one: this test looks at its page, not at it training)
     run_id = fill_new_experiment(page, stack, "a run with a rather long name to wrap on phones",
@@ -141,11 +142,14 @@ def test_the_run_page_and_list_fit_a_390_px_screen(page, phone, stack, tmp_path)
     wait_for(page,
         "document.getElementById('status-badge').textContent.trim() === 'succeeded'")
 
-    # When its page and the list are opened 390 px wide
-    for path, picture in ((f"/experiments/{run_id}/", "mobile-run.png"), ("/", "mobile-list.png")):
+    # When its page, the list and the forms that start runs are opened 390 px wide
+    pages = ((f"/experiments/{run_id}/", "mobile-run.png"), ("/", "mobile-list.png"),
+             ("/experiments/new/", "mobile-new.png"),
+             (f"/experiments/{run_id}/tune/", "mobile-tune.png"))
+    for path, picture in pages:
         phone.goto(f"{stack.url}{path}")
         phone.wait_for_load_state("networkidle")
-        if path != "/":
+        if picture == "mobile-run.png":
             wait_for(phone, "(() => { const gd = document.getElementById('chart-loss');"
                             " return gd && gd.data && gd.data[0].x.length > 0; })()")
         found = phone.evaluate(OVERFLOW, PHONE_WIDTH)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
+from tests.stack import free_port
 from tests.webapp.test_forms import form_data
 from training.spec import ExperimentSpec
 from webapp.datasets import availability
@@ -123,3 +125,16 @@ def test_the_tune_form_says_a_type_error_and_a_range_error_together(owner, proje
     # then the one answer names all three
     assert not form.is_valid()
     assert {"name", "n_trials", "parallelism"} <= set(form.errors)
+
+
+def test_a_source_is_reachable_only_when_its_host_accepts_connections():
+    # given one port that listens and one that does not
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        open_port = listening.getsockname()[1]
+        closed_port = free_port()
+
+        # then only the listening one counts as a download source that answers
+        assert availability.reachable(f"http://127.0.0.1:{open_port}/mnist/")
+        assert not availability.reachable(f"http://127.0.0.1:{closed_port}/mnist/")

@@ -28,7 +28,7 @@ TEXT_FILES: dict[str, tuple[str, ...]] = {
 # unreachable host costs up to REACH_TIMEOUT_S on each look.
 REACH_TTL_S = 300.0
 REACH_TIMEOUT_S = 2.0
-_reach: dict[str, tuple[float, bool]] = {}
+_reach: dict[tuple[str, int], tuple[float, bool]] = {}  # (host, port) → (when, answered)
 
 
 def _files(name: str) -> tuple[str, ...]:
@@ -37,36 +37,41 @@ def _files(name: str) -> tuple[str, ...]:
     return TEXT_FILES.get(name, ())
 
 
-def _connects(host: str, port: int) -> bool:
-    """Whether a TCP connection to ``host`` opens within REACH_TIMEOUT_S, name lookup included
-    (getaddrinfo has no timeout of its own, so it runs in a thread that is left behind)."""
-    result: list[bool] = []
+def _address(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
-    def attempt() -> None:
+
+def _probe(urls: list[str]) -> None:
+    """Try a TCP connection to each url's host whose answer is not remembered, all at once,
+    for at most REACH_TIMEOUT_S in all, name lookups included (getaddrinfo has no timeout of
+    its own, so each runs in a thread that an unanswered lookup leaves behind)."""
+    now = time.monotonic()
+    stale = {_address(u) for u in urls
+             if _address(u) not in _reach or now - _reach[_address(u)][0] > REACH_TTL_S}
+    answers: dict[tuple[str, int], bool] = {}
+
+    def attempt(address: tuple[str, int]) -> None:
         try:
-            socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
-            result.append(True)
+            socket.create_connection(address, timeout=REACH_TIMEOUT_S).close()
+            answers[address] = True
         except OSError:
-            result.append(False)
+            answers[address] = False
 
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(REACH_TIMEOUT_S)
-    return bool(result and result[0])
+    threads = [threading.Thread(target=attempt, args=(a,), daemon=True) for a in stale]
+    for thread in threads:
+        thread.start()
+    deadline = now + REACH_TIMEOUT_S
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for address in stale:
+        _reach[address] = (now, answers.get(address, False))
 
 
 def reachable(url: str) -> bool:
     """Whether ``url``'s host accepts connections, remembered for REACH_TTL_S."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    key = f"{host}:{port}"
-    now = time.monotonic()
-    seen = _reach.get(key)
-    if seen is None or now - seen[0] > REACH_TTL_S:
-        seen = (now, _connects(host, port))
-        _reach[key] = seen
-    return seen[1]
+    _probe([url])
+    return _reach[_address(url)][1]
 
 
 def availability(name: str) -> str:
@@ -82,7 +87,8 @@ def availability(name: str) -> str:
 
 
 def catalog_availability() -> dict[str, str]:
-    """Every catalog set's availability, for the form's dataset help."""
+    """Every catalog set's availability, for the form's dataset menu."""
+    _probe([url for remote in REMOTE.values() for url in remote.base_urls])
     return {name: availability(name) for name in CATALOG}
 
 

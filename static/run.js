@@ -10,7 +10,8 @@
     "chart-loss": {
       title: "Loss",
       traces: [
-        {key: "loss", name: "train (batch)", color: "rgba(99,110,250,0.35)", width: 1},
+        // Pale beside the epoch means it smooths, but readable alone (a first epoch has only it).
+        {key: "loss", name: "train (batch)", color: "rgba(99,110,250,0.6)", width: 1.2},
         {key: "train_loss", name: "train (epoch)", color: "#636efa", width: 2.5},
         {key: "val_loss", name: "validation", color: "#ef553b", width: 2.5},
       ],
@@ -69,11 +70,44 @@
       x: [], y: [], name: t.name, mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
       line: {color: t.color, width: t.width}, marker: {size: 5},
     }));
+    // The legend sits between the title and the plot, so it never covers the x-axis title
+    // (below the plot) nor, on a narrow screen, the mode bar (top right).
     Plotly.newPlot(id, data, {
-      title: {text: chart.title}, margin: {t: 40, r: 10, b: 40, l: 50},
-      xaxis: {title: {text: chart.xtitle || "step"}}, legend: {orientation: "h", y: -0.2}, hovermode: "x unified",
-      ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
+      title: {text: chart.title, x: 0.02, xanchor: "left", y: 0.97, yanchor: "top", yref: "container"},
+      margin: {t: 72, r: 10, b: 44, l: 50},
+      xaxis: {title: {text: chart.xtitle || "step"}},
+      legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
+      hovermode: "x unified", ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
     }, {responsive: true, displaylogo: false});
+  }
+
+  // What an empty chart waits for, said in its middle instead of bare axes.
+  const sysChart = (id) => id === "chart-sys";
+  function emptyMessage(id, status) {
+    if (status === "queued") return "Waiting for a worker: the curves start with the run.";
+    if (status === "running") {
+      if (sysChart(id)) return "The first sample of the worker's CPU and memory comes within seconds.";
+      return id === "chart-loss" || id === "chart-lr"
+        ? "The first steps are being computed; points appear as they are sent."
+        : "Drawn after the first epoch's validation.";
+    }
+    if (status === "failed") return "Nothing to draw: the run failed before it logged this.";
+    if (status === "cancelled") return "Nothing to draw: the run was cancelled before it logged this.";
+    return "No points were logged for this chart.";
+  }
+  function showEmpty() {
+    for (const id of Object.keys(charts)) {
+      const gd = document.getElementById(id);
+      const empty = !gd.data.some((t) => t.x && t.x.length);
+      const text = empty ? emptyMessage(id, state.status) : null;
+      if (gd.dataset.empty === (text || "")) continue;
+      gd.dataset.empty = text || "";
+      Plotly.relayout(id, {
+        annotations: text ? [{text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false,
+          font: {size: 13, color: "#6b7280"}}] : [],
+        "xaxis.visible": !empty, "yaxis.visible": !empty,
+      });
+    }
   }
 
   // Every point drawn at overview resolution (the server buckets long histories); a zoom
@@ -97,6 +131,7 @@
       });
       if (indices.length) Plotly.extendTraces(id, {x: xs, y: ys}, indices);
     }
+    showEmpty();
   }
 
   function redraw(id, detail, x0, x1) {
@@ -176,7 +211,24 @@
     state.verdict = v.kind;
   }
 
-  function fmt(v) { return typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toFixed(4)) : v; }
+  // The test split's card, filled when the run that evaluated it ends.
+  function showTestMetrics(metrics) {
+    const entries = Object.entries(metrics || {});
+    document.getElementById("test-metrics").hidden = !entries.length;
+    if (!entries.length) return;
+    document.getElementById("test-metrics-list").replaceChildren(...entries.flatMap(([k, v]) => {
+      const dt = document.createElement("dt"), dd = document.createElement("dd");
+      dt.textContent = k;
+      dd.dataset.metric = k;
+      dd.textContent = typeof v === "number" ? v.toFixed(4) : String(v);
+      return [dt, dd];
+    }));
+  }
+
+  function fmt(v) {
+    if (typeof v !== "number") return v;
+    return Math.abs(v) >= 100 ? v.toLocaleString("en-US", {maximumFractionDigits: 1}) : v.toFixed(4);
+  }
 
   function showStatus(s) {
     state.status = s.status;
@@ -191,6 +243,10 @@
     const done = TERMINAL.includes(s.status);
     const cancel = document.getElementById("cancel-form");  // absent: not this user's to cancel
     if (cancel) cancel.hidden = done;
+    const compress = document.getElementById("compress-button");  // absent: nothing to compress
+    if (compress) compress.hidden = !s.can_compress;
+    showTestMetrics((s.summary || {}).test_metrics);
+    showEmpty();
     const tags = s.checkpoints || [];
     document.getElementById("download-best").hidden = !(done && tags.includes("best"));
     document.getElementById("download-last").hidden = !(done && tags.includes("last"));

@@ -7,7 +7,9 @@
     const row = document.querySelector(`#run-table tr[data-id="${msg.id}"]`);
     if (!row) { if (msg.status === "queued") location.reload(); return; }
     if (msg.status) {
-      live.setBadge(row.querySelector('[data-field="status"]'), msg.status);
+      // A pruned tuning trial ends "cancelled"; its summary says it was the pruner.
+      const pruned = msg.summary && msg.summary.trial && msg.summary.trial.state === "pruned";
+      live.setBadge(row.querySelector('[data-field="status"]'), pruned ? "pruned" : msg.status);
     }
     const verdict = msg.verdict || (msg.progress && msg.progress.verdict);
     if (verdict) {
@@ -19,7 +21,9 @@
       badge.title = verdict.headline;
     }
     const p = msg.progress;
-    if (p && p.epochs) row.querySelector('[data-field="progress"]').textContent = `epoch ${p.epoch}/${p.epochs}`;
+    const progress = row.querySelector('[data-field="progress"]');
+    // data-no-epochs: a job that does not train in epochs (dynamic quantization).
+    if (p && p.epochs && !progress.hasAttribute("data-no-epochs")) progress.textContent = `epoch ${p.epoch}/${p.epochs}`;
     if (msg.best_metric_value !== undefined && msg.best_metric_value !== null) {
       row.querySelector('[data-field="best"]').textContent = `${msg.best_metric_name} ${msg.best_metric_value.toFixed(4)}`;
     }

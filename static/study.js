@@ -41,7 +41,29 @@
     }));
   }
 
+  // An empty chart says what will fill it, instead of a blank box or bare axes; ``text`` null
+  // clears the note before the chart is drawn.
+  function empty(id, text) {
+    const gd = document.getElementById(id);
+    if (text) {
+      Plotly.purge(gd);
+      const note = document.createElement("p");
+      note.className = "chart-empty";
+      note.textContent = text;
+      gd.replaceChildren(note);
+      return true;
+    }
+    gd.querySelectorAll(":scope > .chart-empty").forEach((note) => note.remove());
+    return false;
+  }
+  function waiting(data) {
+    return data.status === "queued" ? "The study is queued: its trials start when a worker takes it. "
+      : TERMINAL.includes(data.status) ? `The study ended (${data.status}) before this was filled. ` : "";
+  }
+
   function drawCurves(data) {
+    if (empty("chart-curves", data.trials.some((t) => t.curve.length) ? null
+      : `${waiting(data)}Each trial's ${data.objective} per epoch is drawn here after its first epoch.`)) return;
     const traces = data.trials.filter((t) => t.curve.length).map((t) => ({
       x: t.curve.map((p) => p[0]), y: t.curve.map((p) => p[1]), mode: "lines+markers",
       name: `trial ${t.index}`, line: {dash: t.state === "pruned" ? "dot" : "solid"},
@@ -55,6 +77,8 @@
 
   function drawBest(data) {
     const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
+    if (empty("chart-best", done.length ? null
+      : `${waiting(data)}The best ${data.objective} so far is drawn here once a trial completes.`)) return;
     Plotly.react("chart-best", [
       {x: done.map((t) => t.index), y: done.map((t) => t.value), mode: "markers", name: "trial"},
       {x: data.best_so_far.map((p) => p[0]), y: data.best_so_far.map((p) => p[1]),
@@ -65,7 +89,8 @@
 
   function drawParallel(data) {
     const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
-    if (!done.length) { Plotly.purge("chart-parallel"); return; }
+    if (empty("chart-parallel", done.length ? null
+      : `${waiting(data)}The parameters of completed trials are drawn here, one line per trial.`)) return;
     const dims = data.params.map((p) => {
       const values = done.map((t) => t.params[p]);
       if (values.every((v) => typeof v === "number")) {
@@ -111,6 +136,8 @@
     const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
     const pruned = data.trials.filter((t) => t.state === "pruned");
     const all = done.concat(pruned);
+    if (empty("chart-pair", all.length ? null
+      : `${waiting(data)}Completed and pruned trials appear here as points over ${px} × ${py}.`)) return;
     Plotly.react("chart-pair", [
       {x: done.map((t) => t.params[px]), y: done.map((t) => t.params[py]), mode: "markers",
        marker: {size: 11, color: done.map((t) => t.value), colorscale: "Viridis", showscale: true},
@@ -137,10 +164,14 @@
     const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
     const pick = data.direction === "maximize" ? Math.max : Math.min;
     const best = done.length ? done.find((t) => t.value === pick(...done.map((d) => d.value))) : null;
-    document.getElementById("promote-button").disabled = !best;
+    const promote = document.getElementById("promote-button");
+    promote.disabled = !best;
+    promote.title = best ? `Train trial ${best.index}'s parameters as a run of its own`
+      : "Promote waits for the first completed trial";
     document.getElementById("best-text").textContent = best ?
       `Best: trial ${best.index}, ${data.objective} ${fmt(best.value)} with ` +
-      data.params.map((k) => `${k} = ${fmt(best.params[k])}`).join(", ") : "";
+      data.params.map((k) => `${k} = ${fmt(best.params[k])}`).join(", ")
+      : "No trial has completed yet: Promote waits for the first.";
   }
 
   function draw(data) {

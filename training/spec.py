@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from training import budget
-from training.data.catalog import DatasetInfo, data_dir, dataset_info
+from training.data.catalog import DatasetInfo, data_dir, dataset_info, split_sizes
 from training.fieldmeta import meta, range_problems
 
 SPEC_VERSION = 1
@@ -639,8 +639,8 @@ class ExperimentSpec:
         elif info.modality == "image" and d.augment_crop >= min(info.input_shape[1:]):
             errors["data.augment_crop"] = f"must be smaller than the {info.name} images"
         train_rows = self.train_rows(info)
-        if train_rows < 2:
-            errors["data.val_fraction"] = f"leaves {train_rows} training rows of {info.rows}"
+        if train_rows < 2 or self._splits_too_large(info, train_rows):
+            errors.update(self._split_problems(info, train_rows))
         elif self.run.batch_size > train_rows:
             errors["run.batch_size"] = (
                 f"larger than the training split ({train_rows} rows of {info.name})"
@@ -654,6 +654,28 @@ class ExperimentSpec:
             errors.setdefault(path, message)
         if errors:
             raise SpecError(errors)
+
+    def _splits_too_large(self, info: DatasetInfo, train_rows: int) -> bool:
+        """Whether the held-out splits, not the batch size, leave less than one batch to train
+        on: they hold out more rows than they leave for training."""
+        d = self.data
+        _, val, test = split_sizes(info, d.val_fraction, d.subset, d.test_fraction)
+        held = val + (0 if info.test_rows else test)
+        return self.run.batch_size > train_rows and held > train_rows
+
+    def _split_problems(self, info: DatasetInfo, train_rows: int) -> dict[str, str]:
+        """The same message on each split field that takes rows away."""
+        d = self.data
+        held = f"validation {d.val_fraction:g}" + (
+            f" and test {d.test_fraction:g}" if d.test_fraction and not info.test_rows else "")
+        message = (f"{held} leave {train_rows:,} training rows of {info.rows:,}, fewer than "
+                   f"one batch of {self.run.batch_size:,}: hold out less")
+        if train_rows < 2:
+            message = f"{held} leave {train_rows} training rows of {info.rows:,}: hold out less"
+        errors = {"data.val_fraction": message}
+        if d.test_fraction and not info.test_rows:
+            errors["data.test_fraction"] = message
+        return errors
 
     def train_rows(self, info: DatasetInfo | None = None) -> int:
         """Rows in the training split of the spec's dataset."""

@@ -24,3 +24,26 @@ def gpu_memory() -> list[int]:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no NVIDIA driver (or library): a CPU machine
         return []
+
+
+# What one Celery worker needs to train the usual run beside others: torch and a data set in
+# memory (about 1 GB resident for MNIST), and two cores for its threads and the data loading.
+WORKER_MEMORY_BYTES = 2 * 1024**3
+CORES_PER_WORKER = 2
+MAX_DEFAULT_WORKERS = 8  # beyond this a single machine's jobs contend for memory bandwidth
+
+
+def memory_bytes() -> int:
+    """This machine's total memory in bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def default_workers(cores: int, memory: int) -> int:
+    """How many workers ``manage.py up`` starts when FITBOARD_UP_WORKERS is unset: as many as
+    the cores and the memory both hold (two cores and 2 GiB each), at least one, at most
+    MAX_DEFAULT_WORKERS."""
+    by_cores = cores // CORES_PER_WORKER
+    by_memory = memory // WORKER_MEMORY_BYTES
+    return max(1, min(by_cores, by_memory, MAX_DEFAULT_WORKERS))

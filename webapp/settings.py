@@ -143,6 +143,9 @@ STATIC_ROOT = VAR_DIR / "static"
 # plotly.min.js ships inside the plotly wheel: serve it from there, no CDN.
 STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root before any login: /favicon.ico, which browsers ask for on
+# every page whatever the page's <link rel="icon"> says.
+WHITENOISE_ROOT = BASE_DIR / "webapp" / "root"
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 # Checkpoints and uploads: on this machine's disk under MEDIA_ROOT, or in an S3-compatible bucket
 # (django-storages) when FITBOARD_S3_BUCKET is set, so that workers on other machines and the
@@ -231,6 +234,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Training on the worker: "auto" picks CUDA when present; threads default to every core.
 FITBOARD_DEVICE = env_choice("FITBOARD_DEVICE", "auto", ("auto", "cpu", "cuda"))
 FITBOARD_TORCH_THREADS = env_int("FITBOARD_TORCH_THREADS", os.cpu_count() or 1, minimum=1)
+# Workers ``manage.py up`` starts (its --workers overrides it): by default as many as the cores
+# and memory hold, so queued jobs do not wait behind one long run.
+FITBOARD_UP_WORKERS = env_int(
+    "FITBOARD_UP_WORKERS",
+    hardware.default_workers(os.cpu_count() or 1, hardware.memory_bytes()), minimum=1)
 # Seconds between samples of the worker's CPU, RAM and GPU use, stored beside a running job's
 # curves (sys/* keys); 0 turns the sampling off.
 FITBOARD_SYSTEM_METRICS_INTERVAL = env_int("FITBOARD_SYSTEM_METRICS_S", 5, minimum=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import pytest
@@ -55,10 +56,12 @@ def test_the_compress_button_shows_only_on_finished_runs(owner_client, make_expe
     # given a running and a succeeded run
     running = make_experiment(status=Experiment.Status.RUNNING)
     done = make_experiment(status=Experiment.Status.SUCCEEDED)
-    # when their pages are shown, then only the finished one offers Compress
+    # when their pages are shown, then only the finished one offers Compress (the running
+    # one's button waits hidden, shown by the page's script when the run succeeds)
     page = owner_client.get(reverse("experiment-detail", args=[running.pk])).content.decode()
-    assert 'id="compress-button"' not in page
+    assert re.search(r'id="compress-button"[^>]*hidden>', page)
     page = owner_client.get(reverse("experiment-detail", args=[done.pk])).content.decode()
+    assert re.search(r'id="compress-button" href="[^"]+">', page)
     assert reverse("compress-new", args=[done.pk]) in page
 
 

@@ -1,13 +1,14 @@
 """The run list's filters, search, sort and pages, and the tags and notes users put on runs.
 
 The list costs a fixed number of queries whatever the number of runs: one count, one page of
-rows (project joined), one for the page's tags, and one each for the filter menus (projects,
-tags, uploaded datasets).
+rows (project joined), one for the page's tags, one for the names of the uploads its rows
+train on, and one each for the filter menus (projects, tags, uploaded datasets).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
@@ -16,7 +17,7 @@ from django.db.models import F, QuerySet
 
 from training.data.catalog import CATALOG
 from training.spec import ModelSpec
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, upload_id
 from webapp.experiments.models import Experiment, Tag
 from webapp.projects import access
 from webapp.projects.models import Project
@@ -103,7 +104,44 @@ def run_page(user: Any, query: Any) -> tuple[RunFilterForm, Page[Experiment]]:
         Experiment.objects.visible_to(user).select_related("project").prefetch_related("tags")
     )
     paginator = Paginator(runs, PAGE_SIZE)
-    return form, paginator.get_page(query.get("page"))
+    page = paginator.get_page(query.get("page"))
+    label_rows(page.object_list)
+    return form, page
+
+
+def label_rows(runs: Iterable[Experiment]) -> None:
+    """Give each listed run what its row shows: ``shown_status`` (a pruned trial is "pruned",
+    as on its study's page), ``dataset_label`` (an upload by its name, a study by its base
+    run's dataset and model) and ``progress_label`` ("epoch 3/10"; nothing for a job that
+    does not train in epochs). The uploads' names come in one query for the whole page."""
+    runs = list(runs)
+    specs = {e.pk: e.spec.get("base", e.spec) if e.kind == Experiment.Kind.TUNE else e.spec
+             for e in runs}
+    names = upload_names(str(s.get("data", {}).get("dataset", "")) for s in specs.values())
+    for e in runs:
+        spec = specs[e.pk]
+        dataset = str(spec.get("data", {}).get("dataset", ""))
+        arch = spec.get("model", {}).get("arch", "")
+        e.dataset_label = f"{names.get(dataset, dataset)} / {arch}"  # type: ignore[attr-defined]
+        trial = e.summary.get("trial", {}) if e.kind == Experiment.Kind.TRIAL else {}
+        e.shown_status = "pruned" if trial.get("state") == "pruned" else e.status  # type: ignore[attr-defined]
+        e.epochless = epochless(e)  # type: ignore[attr-defined]
+        epochs = e.progress.get("epochs")
+        e.progress_label = (  # type: ignore[attr-defined]
+            f"epoch {e.progress.get('epoch', 0)}/{epochs}" if epochs and not e.epochless
+            else "")
+
+
+def epochless(e: Experiment) -> bool:
+    """Whether the job does not train in epochs (dynamic int8 quantization converts at once)."""
+    return bool(e.spec.get("compression", {}).get("method") == "quantize_dynamic")
+
+
+def upload_names(datasets: Iterable[str]) -> dict[str, str]:
+    """``upload:<id>`` → the upload's name, for the uploads among ``datasets``."""
+    ids = {pk for name in datasets if (pk := upload_id(name)) is not None}
+    return {f"upload:{pk}": name
+            for pk, name in Dataset.objects.filter(pk__in=ids).values_list("pk", "name")}
 
 
 def parse_tags(text: str) -> list[str]:

@@ -154,7 +154,5 @@ def detail_context(experiment: Experiment) -> dict[str, Any]:
              "bytes": r["weight_bytes"], "latency_ms": r["latency_ms"],
              "parameters": r["nonzero_parameters"]} for r in rows
         ]
-    context["can_compress"] = (experiment.status == Experiment.Status.SUCCEEDED
-                               and experiment.kind in (Experiment.Kind.TRAIN,
-                                                       Experiment.Kind.COMPRESS))
+    context["can_compress"] = experiment.compressible
     return context

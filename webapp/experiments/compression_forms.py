@@ -53,16 +53,15 @@ class CompressionForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if any(name in self.errors for name in FIELD_PATHS_COMPRESS):
-            return cleaned  # type errors already sit on their fields
         # The job goes to the teacher's project; the data it distils or fine-tunes on is the
         # teacher's, which must be of that project and visible to the user.
         problem = reference_problem(self.user, self.source.project,
                                     self.source.experiment_spec.data.dataset, self.source)
         if problem:
             self.add_error(None, problem)
-            return cleaned
-        data = {"source": self.source.pk, **spec_forms.spec_data(SPEC_FIELDS, cleaned)}
+        # Every problem in one answer: fields that did not convert are checked as defaults.
+        data = {"source": self.source.pk, **spec_forms.defaults_for_failed(
+            SPEC_FIELDS, spec_forms.spec_data(SPEC_FIELDS, cleaned), self.errors)}
         try:
             spec = CompressionSpec.from_dict(data)
         except SpecError as exc:
@@ -73,9 +72,13 @@ class CompressionForm(forms.Form):
                            if k in ("source", "method")})
         else:
             errors = _job_problems(self.source, spec)
-            self.spec = None if errors else spec
+            self.spec = spec
         for path, message in errors.items():
-            self.add_error(PATH_FIELDS_COMPRESS.get(path), message)
+            name = PATH_FIELDS_COMPRESS.get(path)
+            if name is None or name not in self.errors:
+                self.add_error(name, message)
+        if self.errors:
+            self.spec = None
         return cleaned
 
 

@@ -113,6 +113,8 @@ def status_payload(experiment: Experiment) -> dict[str, Any]:
         "best_metric_value": experiment.best_metric_value,
         "verdict": current_verdict(experiment),
         "checkpoints": sorted(experiment.checkpoints.values_list("tag", flat=True)),
+        # The run page shows its Compress button when the run it watches succeeds.
+        "can_compress": experiment.compressible,
     }
 
 

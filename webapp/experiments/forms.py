@@ -7,7 +7,8 @@ from typing import Any
 from django import forms
 
 from training.data.catalog import CATALOG
-from training.spec import FIELDSET_ORDER, ExperimentSpec, SpecError
+from training.spec import FIELDSET_ORDER, ExperimentSpec
+from webapp.datasets import availability
 from webapp.datasets.models import Dataset, upload_id
 from webapp.experiments import spec_forms
 from webapp.projects import access
@@ -20,6 +21,7 @@ SPEC_FIELDS = [sf for section, cls in ExperimentSpec.sections.items()
 # Form field → spec path, and back.
 FIELD_PATHS = {sf.name: sf.path for sf in SPEC_FIELDS}
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
+PATH_DEFAULTS = spec_forms.path_defaults(SPEC_FIELDS)
 # How the form is laid out: a legend per group of fields.
 FIELDSETS = [("Experiment", ["name", "project"]),
              *spec_forms.fieldsets(SPEC_FIELDS, FIELDSET_ORDER)]
@@ -37,7 +39,10 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
     """Built-in datasets, then the uploads of the user's projects ("upload:<id>")."""
     uploads = [(d.spec_name, f"{d.name} (#{d.pk}, {d.project.name})")
                for d in Dataset.objects.visible_to(user).select_related("project")]
-    builtin = [(k, v.title) for k, v in CATALOG.items()]
+    # Whether a worker can read each set is said in its label, before anyone submits.
+    state = availability.catalog_availability()
+    builtin = [(k, v.title if state[k] == availability.PRESENT else f"{v.title}: {state[k]}")
+               for k, v in CATALOG.items()]
     return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
 
 
@@ -67,7 +72,7 @@ class ExperimentForm(forms.Form):
         dataset = self.fields["dataset"]
         self.fields["dataset"] = forms.ChoiceField(
             choices=dataset_choices(user), label=dataset.label, help_text=dataset.help_text,
-            initial=dataset.initial)
+            initial=dataset.initial, widget=forms.Select(attrs={"class": "wide"}))
         self.spec: ExperimentSpec | None = None
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
@@ -75,18 +80,22 @@ class ExperimentForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if any(name in self.errors for name in FIELD_PATHS):
-            return cleaned  # type errors already sit on their fields
-        data = spec_forms.spec_data(SPEC_FIELDS, cleaned)
-        upload = upload_in_other_project(cleaned.get("dataset", ""), cleaned.get("project"))
-        if upload:
-            self.add_error("dataset", upload)
-            return cleaned
-        try:
-            self.spec = ExperimentSpec.from_dict(data)
-        except SpecError as exc:
-            for path, message in exc.errors.items():
-                self.add_error(PATH_FIELDS.get(path), message)
+        # Every field's problem in one answer: fields that did not convert (or were left
+        # empty) are checked as their defaults, so the range and cross-field checks of all the
+        # others still run.
+        data = spec_forms.defaults_for_failed(
+            SPEC_FIELDS, spec_forms.spec_data(SPEC_FIELDS, cleaned), self.errors)
+        dataset = cleaned.get("dataset", "")
+        problem = (upload_in_other_project(dataset, cleaned.get("project"))
+                   or availability.missing_problem(dataset))
+        if problem:
+            self.add_error("dataset", problem)
+        spec, errors = spec_forms.every_problem(ExperimentSpec.from_dict, data, PATH_DEFAULTS)
+        for path, message in errors.items():
+            name = PATH_FIELDS.get(path)
+            if name is None or name not in self.errors:
+                self.add_error(name, message)
+        self.spec = spec if not self.errors else None
         return cleaned
 
 

@@ -9,13 +9,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from training.spec import ExperimentSpec
+from webapp import hardware
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
@@ -139,6 +143,46 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
         except OSError:
             time.sleep(0.05)
     raise CommandError(f"nothing answered on {host}:{port} after {timeout:.0f} s")
+
+
+def wait_for_url(url: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    """Until ``url`` answers over HTTP (any status below 500), or fail naming why."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CommandError(f"{describe(process)} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status < 500:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise CommandError(f"{url} did not answer after {timeout:.0f} s")
+
+
+def worker_threads(workers: int) -> dict[str, str]:
+    """The torch threads of each of ``workers`` workers sharing this machine (its cores split
+    between them), unless FITBOARD_TORCH_THREADS says otherwise."""
+    if os.environ.get("FITBOARD_TORCH_THREADS"):
+        return {}
+    return {"FITBOARD_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+
+
+def workers_line(workers: int, threads: str | None) -> str:
+    """The banner's line about the workers: how many, why, and their threads."""
+    cores, memory = os.cpu_count() or 1, hardware.memory_bytes()
+    source = ("FITBOARD_UP_WORKERS" if os.environ.get("FITBOARD_UP_WORKERS")
+              else f"{cores} cores, {memory / 1024**3:.0f} GiB of memory")
+    if workers != settings.FITBOARD_UP_WORKERS:
+        source = "--workers"
+    each = f", {threads} torch thread{'s' if threads != '1' else ''} each" if threads else ""
+    return (f"{workers} worker{'s' if workers != 1 else ''} ({source}{each}): "
+            f"{workers} job{'s run' if workers != 1 else ' runs'} at once, the rest wait in the "
+            "queue.")
 
 
 def describe(process: subprocess.Popen[bytes]) -> str:

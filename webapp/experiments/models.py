@@ -140,6 +140,16 @@ class Experiment(models.Model):
         return self.kind == self.Kind.EXTERNAL
 
     @property
+    def compresses(self) -> bool:
+        """Whether its kind holds a model a compression job can start from (once it ends)."""
+        return self.kind in (self.Kind.TRAIN, self.Kind.COMPRESS)
+
+    @property
+    def compressible(self) -> bool:
+        """Whether a compression job may start from it now: a model that finished training."""
+        return self.compresses and self.status == self.Status.SUCCEEDED
+
+    @property
     def experiment_spec(self) -> ExperimentSpec:
         if self.is_external:  # callers show its params instead, or offer nothing to rerun
             raise ValueError(f"run {self.pk} was trained elsewhere: it has no spec")

@@ -8,14 +8,20 @@ field added with metadata gets its form field everywhere without touching a form
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 
 from training.fieldmeta import FieldMeta, field_meta
+from training.spec import SpecError
+
+T = TypeVar("T")
+# Characters of a choice label that fit a form column (220 px) without being cut.
+WIDE_LABEL = 26
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,11 @@ def form_field(sf: SpecField) -> forms.Field:
     if sf.type == "tuple[int, ...]":
         return forms.CharField(initial=_initial(sf.default), **common)
     if sf.choices is not None:
-        return forms.ChoiceField(initial=sf.default, **common,
-                                 choices=[(c, m.choice_labels.get(c, c)) for c in sf.choices])
+        choices = [(c, m.choice_labels.get(c, c)) for c in sf.choices]
+        # A long label would be cut in a narrow column: such a select takes the whole row.
+        wide = max(len(label) for _, label in choices) > WIDE_LABEL
+        return forms.ChoiceField(initial=sf.default, **common, choices=choices,
+                                 widget=forms.Select(attrs={"class": "wide"} if wide else {}))
     return forms.CharField(initial=sf.default, **common)
 
 
@@ -147,3 +156,51 @@ def fieldsets(fields: Iterable[SpecField], order: Iterable[str]
 def applies_map(fields: Iterable[SpecField]) -> dict[str, dict[str, list[str]]]:
     """What the page's script reads: field → {controlling field: values it applies to}."""
     return {sf.name: {k: list(v) for k, v in sf.applies.items()} for sf in fields if sf.applies}
+
+
+def defaults_for_failed(fields: Iterable[SpecField], data: dict[str, Any],
+                        failed: Iterable[str]) -> dict[str, Any]:
+    """``data`` (from :func:`spec_data`) with the fields named in ``failed`` (form fields whose
+    own value did not convert, or a required one left empty) at their spec defaults, so the
+    spec still checks every other field in the same submit."""
+    failed = set(failed)
+    for sf in fields:
+        if sf.name in failed:
+            *parents, leaf = sf.path.split(".")
+            node = data
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = sf.default
+    return data
+
+
+def every_problem(build: Callable[[dict[str, Any]], T], data: dict[str, Any],
+                  defaults: Mapping[str, Any]) -> tuple[T | None, dict[str, str]]:
+    """``build(data)`` and no problems, or None and every problem at once: a spec checks fields
+    across sections only once each section is valid, so when one is not, the cross-field
+    checks run again with the bad fields (dotted ``path`` → default in ``defaults``) at their
+    defaults, and whatever else they find is added."""
+    try:
+        return build(data), {}
+    except SpecError as exc:
+        errors = dict(exc.errors)
+    patched = copy.deepcopy(data)
+    for path in errors:
+        if path not in defaults:
+            continue
+        *parents, leaf = path.split(".")
+        node = patched
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = defaults[path]
+    try:
+        build(patched)
+    except SpecError as exc:
+        for path, message in exc.errors.items():
+            errors.setdefault(path, message)
+    return None, errors
+
+
+def path_defaults(fields: Iterable[SpecField]) -> dict[str, Any]:
+    """Dotted spec path → the field's default."""
+    return {sf.path: sf.default for sf in fields}

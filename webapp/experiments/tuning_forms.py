@@ -14,8 +14,9 @@ from typing import Any
 from django import forms
 
 from training.fieldmeta import FieldMeta, field_meta
-from training.spec import ExperimentSpec, SpecError
+from training.spec import ExperimentSpec, RunSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec, field_type
+from webapp.datasets import availability
 from webapp.experiments import spec_forms
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
@@ -62,6 +63,8 @@ BY_PATH = {t.path: t for t in TUNABLES}
 # from the objective.
 STUDY_SPEC_FIELDS = spec_forms.spec_fields(TuningSpec)
 STUDY_FIELDS = tuple(sf.name for sf in STUDY_SPEC_FIELDS)
+EPOCHS_FIELD = next(sf for sf in spec_forms.spec_fields(RunSpec, path="run.")
+                    if sf.name == "epochs")
 
 def _parse_choice(text: str, kind: str | None) -> Any:
     """One choice as Optuna stores it: numbers for number fields, text otherwise (hidden sizes
@@ -93,6 +96,13 @@ class TuneForm(forms.Form):
         self.fields["project"].queryset = access.projects_visible_to(  # type: ignore[attr-defined]
             user).order_by("name")
         self.base = base
+        # Epochs of every trial: a short study of a long source run needs no short run first.
+        epochs = spec_forms.form_field(EPOCHS_FIELD)
+        epochs.initial, epochs.required = base.run.epochs, False  # empty: the source's
+        epochs.label, epochs.help_text = "Epochs per trial", (
+            f"each trial trains this long (the source run: {base.run.epochs}); "
+            + (EPOCHS_FIELD.meta.help_text() or ""))
+        self.fields["epochs"] = epochs
         for t in TUNABLES:
             self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)
             if t.kind == "categorical":
@@ -120,7 +130,7 @@ class TuneForm(forms.Form):
         return out
 
     def study_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in STUDY_FIELDS]
+        return [self["epochs"], *(self[name] for name in STUDY_FIELDS)]
 
     def space(self, cleaned: dict[str, Any]) -> dict[str, dict[str, Any]]:
         space: dict[str, dict[str, Any]] = {}
@@ -143,27 +153,46 @@ class TuneForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if self.errors:
-            return cleaned  # type errors already sit on their fields
-        problem = reference_problem(self.user, cleaned.get("project"), self.base.data.dataset,
+        # Every problem in one answer: a field whose value did not convert is checked as its
+        # default, and the other checks still run.
+        base = self._base(cleaned)
+        problem = reference_problem(self.user, cleaned.get("project"), base.data.dataset,
                                     self.source)
         if problem:
             self.add_error("project", problem)
-            return cleaned
-        objective = cleaned.get("objective", "val_acc")
+        missing = availability.missing_problem(base.data.dataset)
+        if missing:  # every trial would fail to find its data
+            self.add_error(None, missing)
+        study = spec_forms.defaults_for_failed(
+            STUDY_SPEC_FIELDS, {name: cleaned.get(name) for name in STUDY_FIELDS}, self.errors)
+        objective = study.get("objective") or "val_acc"
         data = {
-            "base": self.base.to_dict(),
+            "base": base.to_dict(),
             "space": self.space(cleaned),
-            **{name: cleaned.get(name) for name in STUDY_FIELDS},
+            **study,
             # The form asks only for the metric: its direction follows from it.
             "direction": OBJECTIVES.get(objective, ("maximize", None))[0],
         }
         try:
-            self.spec = TuningSpec.from_dict(data)
+            spec: TuningSpec | None = TuningSpec.from_dict(data)
         except SpecError as exc:
+            spec = None
             for path, message in exc.errors.items():
-                self.add_error(self._field_for(path), message)
+                name = self._field_for(path)
+                if name is None or name not in self.errors:
+                    self.add_error(name, message)
+        self.spec = spec if not self.errors else None
         return cleaned
+
+    def _base(self, cleaned: dict[str, Any]) -> ExperimentSpec:
+        """The source run's spec with the epochs asked for (its own when the field is empty or
+        refused, the refusal said on the field)."""
+        epochs = cleaned.get("epochs") or self.base.run.epochs
+        try:
+            return self.base.patched({"run": {"epochs": epochs}})
+        except SpecError as exc:
+            self.add_error("epochs", exc.errors.get("run.epochs", str(exc)))
+            return self.base
 
     def _field_for(self, path: str) -> str | None:
         """The form field that shows a spec error (None: the form's own error list)."""

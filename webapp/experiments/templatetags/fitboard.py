@@ -14,3 +14,12 @@ def number(value: object) -> object:
     if isinstance(value, float):
         return f"{value:.4g}"
     return value
+
+
+@register.filter
+def count(value: object) -> object:
+    """A whole number with thousands separators (4506112 → 4,506,112), as the run page's
+    script prints them; anything else unchanged."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return value

@@ -1,5 +1,6 @@
 """``manage.py up``: migrate, create the first user, start Redis (bundled, unless REDIS_URL is
-set), a Celery worker and the ASGI server as child processes, seed a demo; Ctrl-C stops all."""
+set), Celery workers (FITBOARD_UP_WORKERS) and the ASGI server as child processes, seed a demo;
+print the banner once the URL answers; Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -15,21 +16,30 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from webapp.experiments.bootstrap import ensure_admin
-from webapp.experiments.launch import Children, free_port, wait_for_port, worker_command
+from webapp.experiments.launch import (
+    Children,
+    free_port,
+    wait_for_url,
+    worker_command,
+    worker_threads,
+    workers_line,
+)
 from webapp.experiments.models import Experiment
 
 __all__ = ["Command", "free_port", "worker_command"]
 
 
 class Command(BaseCommand):
-    help = "Start Fitboard: database, Redis, one worker, the web server and a demo run."
+    help = ("Start Fitboard: database, Redis, workers (FITBOARD_UP_WORKERS), the web server "
+            "and a demo run.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("FITBOARD_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--no-demo", action="store_true", help="do not queue the demo run")
-        parser.add_argument("--workers", type=int, default=1,
-                            help="Celery worker processes (one job each, e.g. one per GPU)")
+        parser.add_argument("--workers", type=int, default=settings.FITBOARD_UP_WORKERS,
+                            help="Celery worker processes, one job each (default: "
+                                 "FITBOARD_UP_WORKERS, from the cores and memory)")
         parser.add_argument("--queues", default="gpu,cpu,default",
                             help="the queues those workers consume (see manage.py worker)")
 
@@ -53,16 +63,19 @@ class Command(BaseCommand):
             env["REDIS_URL"] = self.children.start_bundled_redis()
         env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
+        worker_env = {**env, **worker_threads(workers)}
         for index in range(workers):
             self.children.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h", queues),
-                                env)
+                                worker_env)
         server = self.children.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
                                       "webapp.asgi:application"], env)
-        wait_for_port(host, port, 60, server)
+        url = f"http://{host}:{port}/"
+        # The banner is a promise that the URL works: wait for an HTTP answer, not a port.
+        wait_for_url(f"{url}accounts/login/", 60, server)
         if demo and not Experiment.objects.exists():
             subprocess.run([python, manage, "demo"], env=env, check=True)
-        url = f"http://{host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nFitboard is running at {url}"))
+        self.stdout.write(workers_line(workers, worker_env.get("FITBOARD_TORCH_THREADS")))
         if password is not None:
             self.stdout.write(f"Log in as '{user.username}' with password: {password}")
             self.stdout.write("(shown once; set FITBOARD_ADMIN_PASSWORD to choose it)")

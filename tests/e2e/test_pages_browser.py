@@ -1,0 +1,162 @@
+"""What a new user sees in Chromium: a bad form says every problem in one submit; a run page
+watched to the end shows its test split and Compress button without a reload; the run page,
+the list and the forms fit a 390 px phone screen (pictures: docs/mobile-run.png,
+docs/mobile-list.png)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import PASSWORD, Stack
+from tests.e2e.test_browser import SMALL_RUN, browser, fill_new_experiment, page, wait_for
+
+pytestmark = pytest.mark.e2e
+__all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
+
+# Until the status badge says the run ended, every 50 ms: the status, whether the test card
+# and the Compress button are shown, the accuracy chart's points and the note drawn on it
+# (sets a mark a reload would wipe).
+WATCH_END = """() => new Promise((resolve) => {
+  window.fitboardNoReload = true;
+  const seen = [];
+  const timer = setInterval(() => {
+    const status = document.getElementById("status-badge").textContent.trim();
+    const gd = document.getElementById("chart-metric");
+    const points = gd.data ? gd.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0;
+    const note = gd.querySelector(".annotation-text");
+    seen.push([status, !document.getElementById("test-metrics").hidden,
+               !document.getElementById("compress-button").hidden, points,
+               note ? note.textContent : ""]);
+    if (["succeeded", "failed", "cancelled"].includes(status)) {
+      clearInterval(timer);
+      resolve(seen);
+    }
+  }, 50);
+})"""
+# The page's width against the screen's, and any element whose right edge passes the screen
+# (elements inside a box that scrolls or clips on its own do not widen the page). The screen's
+# width is given: a mobile browser widens its layout viewport (innerWidth) to a page too wide.
+OVERFLOW = """(width) => {
+  const clipped = (el) => {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      if (getComputedStyle(p).overflowX !== "visible") return true;
+    }
+    return false;
+  };
+  const past = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const box = el.getBoundingClientRect();
+    if (!box.width || !box.height || box.right <= width + 0.5 || clipped(el)) continue;
+    const name = `${el.tagName.toLowerCase()}#${el.id}.${el.getAttribute("class")}`;
+    past.push(`${name} ${Math.round(box.right)}`);
+  }
+  return {scroll: document.scrollingElement.scrollWidth, width, past: past.slice(0, 10)};
+}"""
+PHONE_WIDTH = 390  # CSS pixels, an iPhone 12-15's screen
+
+
+def test_one_bad_submit_shows_every_error_with_a_summary(page, stack):
+    # Given the New experiment form with the name and epochs empty, a negative learning rate
+    # and a training split left smaller than a batch
+    page.goto(f"{stack.url}/experiments/new/")
+    page.fill("#id_name", "")
+    page.fill("#id_epochs", "")
+    page.fill("#id_lr", "-0.01")
+    page.fill("#id_val_fraction", "0.9")
+    page.fill("#id_test_fraction", "0.9")
+
+    # When it is submitted once
+    with page.expect_navigation():
+        page.click("text=Start training")
+
+    # Then every field says its problem, and the summary at the top links to each of them
+    errors = set(page.eval_on_selector_all("[data-field-error]",
+                                           "els => els.map(e => e.dataset.fieldError)"))
+    assert {"name", "epochs", "lr", "val_fraction", "test_fraction"} <= errors, errors
+    summary = page.locator("#error-summary")
+    assert summary.is_visible()
+    links = page.eval_on_selector_all("#error-summary a[data-summary-field]",
+                                      "els => els.map(a => a.getAttribute('href'))")
+    assert {"#id_name", "#id_epochs", "#id_lr", "#id_val_fraction", "#id_test_fraction"} \
+        <= set(links)
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    # and a link takes the user to its field
+    page.click('#error-summary a[href="#id_lr"]')
+    assert page.evaluate("document.activeElement.id") == "id_lr"
+
+
+def test_a_run_ending_while_watched_shows_its_test_card_and_compress_without_reload(page, stack):
+    # Given a run with a test split, watched from the page the form sent the user to
+    run_id = fill_new_experiment(page, stack, "watched to the end",
+                                 **{**SMALL_RUN, "test_fraction": "0.2"})
+
+    # When it ends
+    seen = page.evaluate(WATCH_END)
+
+    # Then the test card and Compress appeared on that same page (no reload: the mark stays),
+    # and neither was there while it ran
+    assert seen[-1][0] == "succeeded", seen[-1]
+    assert page.evaluate("window.fitboardNoReload === true")
+    assert any(status == "running" for status, *_ in seen), "the run ended before its page"
+    assert not any(card or button for status, card, button, *_ in seen if status == "running")
+    # and the accuracy chart, empty before the first epoch's validation, said what was coming
+    # instead of bare axes, and nothing once drawn
+    assert all(note == "Drawn after the first epoch's validation."
+               for status, _, _, points, note in seen if status == "running" and not points)
+    assert seen[-1][3] > 0 and seen[-1][4] == "", seen[-1]
+    print(f"\nin Chromium: {sum(1 for s in seen if s[0] == 'running' and not s[3])} samples "
+          "of an empty accuracy chart while running, each with its note")
+    wait_for(page, "!document.getElementById('test-metrics').hidden"
+                   " && !document.getElementById('compress-button').hidden", timeout=10_000)
+    assert page.locator('#test-metrics [data-metric="test_acc"]').inner_text().strip()
+    page.click("#compress-button")
+    page.wait_for_url(f"**/experiments/{run_id}/compress/")
+
+
+@pytest.fixture
+def phone(browser: Any, stack: Stack) -> Iterator[Any]:
+    """A logged-in page 390 px wide, as on a phone."""
+    context = browser.new_context(viewport={"width": PHONE_WIDTH, "height": 844},
+                                  device_scale_factor=1, is_mobile=True, has_touch=True)
+    phone = context.new_page()
+    phone.set_default_timeout(60_000)
+    phone.goto(f"{stack.url}/accounts/login/")
+    phone.fill("#id_username", "admin")
+    phone.fill("#id_password", PASSWORD)
+    with phone.expect_navigation():
+        phone.click("button[type=submit]")
+    try:
+        yield phone
+    finally:
+        context.close()
+
+
+def test_the_run_page_list_and_forms_fit_a_390_px_screen(page, phone, stack, tmp_path):
+    # Given a finished run with a long name (charts, summary and buttons all drawn)
+    # (a short one: this test looks at its page, not at it training)
+    run_id = fill_new_experiment(page, stack, "a run with a rather long name to wrap on phones",
+                                 **{**SMALL_RUN, "batch_size": "16", "epochs": "1"})
+    wait_for(page,
+        "document.getElementById('status-badge').textContent.trim() === 'succeeded'")
+
+    # When its page, the list and the forms that start runs are opened 390 px wide
+    pages = ((f"/experiments/{run_id}/", "mobile-run.png"), ("/", "mobile-list.png"),
+             ("/experiments/new/", "mobile-new.png"),
+             (f"/experiments/{run_id}/tune/", "mobile-tune.png"))
+    for path, picture in pages:
+        phone.goto(f"{stack.url}{path}")
+        phone.wait_for_load_state("networkidle")
+        if picture == "mobile-run.png":
+            wait_for(phone, "(() => { const gd = document.getElementById('chart-loss');"
+                            " return gd && gd.data && gd.data[0].x.length > 0; })()")
+        found = phone.evaluate(OVERFLOW, PHONE_WIDTH)
+        phone.screenshot(path=str(tmp_path / picture), full_page=True)
+        print(f"\n390 px, {path}: page {found['scroll']} px wide; screenshot "
+              f"{tmp_path / picture}")
+
+        # Then nothing is wider than the screen
+        assert found["scroll"] <= found["width"], found
+        assert found["past"] == [], found

@@ -38,44 +38,12 @@ from training.loop import (
     RunOptions,
     RunResult,
     Training,
-    TrainingError,
 )
 from training.optimization import LRSchedule, make_optimizer
 from training.reporter import Reporter
+from training.seeds import batch_problem, seed_specs
 from training.significance import Comparison, compare
 from training.spec import ExperimentSpec
-
-# Architectures whose forward pass vmap batches: plain tensor in, tensor out, no data-dependent
-# control flow (the text models pack and trim their sequences by length).
-BATCHED_ARCHS = ("mlp", "cnn")
-
-
-def seed_specs(spec: ExperimentSpec, seeds: Sequence[int]) -> list[ExperimentSpec]:
-    """The spec once per seed, differing only in ``run.seed``."""
-    return [spec.patched({"run": {"seed": int(seed)}}) for seed in seeds]
-
-
-def batch_problem(spec: ExperimentSpec, options: RunOptions | None = None) -> str | None:
-    """Why the seeds of ``spec`` cannot train together in one batched model, or None when they
-    can. Each reason is a feature that is per-run in ``loop``: a global gradient norm, a
-    schedule or a stop that follows one run's own metric, split or resumed steps."""
-    options = options or RunOptions()
-    run = spec.run
-    reasons = {
-        f"{spec.model.arch} is not batched (only {', '.join(BATCHED_ARCHS)})":
-            spec.model.arch not in BATCHED_ARCHS,
-        "gradient clipping takes each run's own norm": run.grad_clip > 0,
-        "reduce-on-plateau follows each run's own metric": spec.schedule.kind == "plateau",
-        "early stopping ends each run at its own epoch": run.early_stopping_patience > 0,
-        "gradient accumulation": run.grad_accumulation > 1,
-        "an L1 penalty": spec.regularization.l1 > 0,
-        "torch.compile": run.compile,
-        "a data-parallel run": run.devices > 1 or options.parallel.world > 1,
-        "a given model, loss or tokenizer": options.model is not None
-        or options.train_loss is not None or options.tokenizer is not None,
-        "a resumable run": options.resume,
-    }
-    return next((reason for reason, applies in reasons.items() if applies), None)
 
 
 @dataclass(eq=False)
@@ -283,17 +251,6 @@ def seed_metrics(t: Training, val_loss: float, val_correct: int, abs_err: float,
         metrics.update(val_loss=val_loss, val_rmse=math.sqrt(sq_err / rows),
                        val_mae=abs_err / rows)
     return metrics
-
-
-def check_seeds(seeds: Sequence[int], limit: int) -> list[int]:
-    """Distinct seeds, at least 2 and at most ``limit``; a TrainingError saying which rule a
-    bad list breaks."""
-    chosen = [int(seed) for seed in seeds]
-    if len(set(chosen)) != len(chosen):
-        raise TrainingError("the seeds of a repeat must differ")
-    if not 2 <= len(chosen) <= limit:
-        raise TrainingError(f"a repeat takes 2 to {limit} seeds, not {len(chosen)}")
-    return chosen
 
 
 def final_values(results: Sequence[RunResult], metric: str) -> list[float]:

@@ -83,18 +83,19 @@ def _task(dataset: str) -> str:
 # Reading a group back ------------------------------------------------------------------------
 
 
-def epoch_curves(runs: list[Experiment], metric: str) -> dict[int, list[float]]:
-    """Each run's per-epoch values of ``metric`` (the points logged with an epoch), by run id;
-    one query for all the runs."""
-    stored = metric_store.read_many([run.pk for run in runs], [metric, "epoch"])
-    curves: dict[int, list[float]] = {}
+def epoch_curves(runs: list[Experiment], metrics: list[str]) -> dict[str, dict[int, list[float]]]:
+    """Each run's per-epoch values (the points logged with an epoch) of each metric, by metric
+    and run id; one query for all of them."""
+    stored = metric_store.read_many([run.pk for run in runs], [*metrics, "epoch"])
+    curves: dict[str, dict[int, list[float]]] = {metric: {} for metric in metrics}
     for run in runs:
         series = stored.get(run.pk, {})
-        if metric not in series or "epoch" not in series:
-            curves[run.pk] = []
-            continue
-        at_epoch = np.isin(series[metric].steps, series["epoch"].steps)
-        curves[run.pk] = series[metric].values[at_epoch].tolist()
+        for metric in metrics:
+            if metric not in series or "epoch" not in series:
+                curves[metric][run.pk] = []
+                continue
+            at_epoch = np.isin(series[metric].steps, series["epoch"].steps)
+            curves[metric][run.pk] = series[metric].values[at_epoch].tolist()
     return curves
 
 
@@ -117,16 +118,19 @@ def band(curves: list[list[float]], kind: str) -> dict[str, list[float | None]]:
             "low": [r[1] for r in rows], "high": [r[2] for r in rows]}
 
 
-def chart_data(group: RunGroup, metric: str, kind: str) -> dict[str, Any]:
-    """The group page's chart: each seed's curve and the mean with its band."""
+def charts(group: RunGroup, metrics: list[str]) -> dict[str, dict[str, Any]]:
+    """The group page's charts, by metric and band: each seed's curve and the mean with its
+    band (the sample std, or the 95% interval of the mean)."""
     runs = ordered_runs(group)
-    curves = epoch_curves(runs, metric)
-    return {
-        "metric": metric, "band": kind,
-        "seeds": [{"id": run.pk, "seed": seed_of(run), "values": curves[run.pk]}
-                  for run in runs],
-        **band([curves[run.pk] for run in runs], kind),
-    }
+    curves = epoch_curves(runs, metrics)
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        seeds = [{"id": run.pk, "seed": seed_of(run), "values": curves[metric][run.pk]}
+                 for run in runs]
+        out[metric] = {kind: {"metric": metric, "band": kind, "seeds": seeds,
+                              **band([s["values"] for s in seeds], kind)}
+                       for kind in BANDS}
+    return out
 
 
 def seed_of(run: Experiment) -> int | None:

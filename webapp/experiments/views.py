@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.files import File
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -76,6 +77,11 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         form = ExperimentForm(request.POST, user=request.user)
         if (form.is_valid() and form.spec is not None
                 and quota.within_quota(form, request.user)):
+            if (form.cleaned_data.get("repeats") or 1) > 1:
+                group = actions.create_repeat(
+                    request.user, form.cleaned_data["project"], form.cleaned_data["name"],
+                    form.spec, form.cleaned_data["repeats"])
+                return redirect("group-detail", pk=group.pk)
             experiment = actions.create_experiment(
                 request.user, form.cleaned_data["project"], form.cleaned_data["name"], form.spec
             )
@@ -130,6 +136,8 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "live": {**live_urls.run_page(experiment.pk, task),
                  "extra": external.get("extra_keys", [])},
         **compression.detail_context(experiment),
+        "groups": experiment.groups.order_by("pk"),
+        "max_repeats": settings.FITBOARD_MAX_REPEATS,
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
         }),
@@ -177,6 +185,8 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         "gap": diagnosis.generalisation_gap(experiment),
         "parent_gap": diagnosis.generalisation_gap(parent) if parent else None,
         "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),
+        "remedy_groups": experiment.repeats.exclude(remedy={}).order_by("pk"),
+        "max_repeats": settings.FITBOARD_MAX_REPEATS,
     })
 
 

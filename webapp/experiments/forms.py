@@ -62,7 +62,7 @@ class ExperimentForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
     # 1: one run; N > 1: a repeat over the spec's seed and the next N - 1 (a group page).
     repeats = forms.IntegerField(
-        min_value=1, initial=1, label="Repeat over seeds",
+        min_value=1, initial=1, required=False, label="Repeat over seeds",
         help_text="1 = one run; more: the same spec over that many seeds, with mean ± spread")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
@@ -80,7 +80,7 @@ class ExperimentForm(forms.Form):
         return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
 
     def clean_repeats(self) -> int:
-        count = int(self.cleaned_data["repeats"])
+        count = int(self.cleaned_data["repeats"] or 1)
         if count > settings.FITBOARD_MAX_REPEATS:
             raise forms.ValidationError(
                 f"at most {settings.FITBOARD_MAX_REPEATS} seeds (FITBOARD_MAX_REPEATS)")

@@ -13,7 +13,7 @@
     if (!data) return;
     const seeds = data.seeds.map((s) => ({
       x: s.values.map((_, i) => i + 1), y: s.values, mode: "lines", name: `seed ${s.seed}`,
-      line: {width: 1, color: "rgba(90, 110, 140, 0.35)"},
+      line: {width: 1.5, color: "rgba(70, 80, 95, 0.55)"},
       hovertemplate: `seed ${s.seed}<br>epoch %{x}: %{y:.4f}<extra></extra>`,
     }));
     const band = [

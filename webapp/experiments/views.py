@@ -34,7 +34,7 @@ from webapp.experiments import (
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
-from webapp.experiments.models import Experiment, parse_pk
+from webapp.experiments.models import Experiment, RunGroup, parse_pk
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
 
@@ -67,6 +67,10 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "experiments/list.html", {
         "experiments": page.object_list, "page": page, "filters": form,
         "query": query.urlencode(), "max_compare": compare.MAX_RUNS,
+        # The latest repeats, each one row whose seeds expand to their runs (3 queries).
+        "run_groups": RunGroup.objects.filter(
+            project__in=access.projects_visible_to(request.user))
+        .select_related("project").prefetch_related("runs")[:10],
         "live": live_urls.run_list_page(),
     })
 

@@ -9,9 +9,11 @@ import pytest
 from scipy import stats
 
 from tests.training.conftest import SpecFactory
-from training import MemoryReporter
+from training import MemoryReporter, grouped
+from training.diagnostics import _overfitting_remedies
 from training.loop import run
-from training.repeats import batch_problem, final_values, run_seeds, verify_remedy
+from training.repeats import final_values, run_seeds, verify_remedy
+from training.seeds import batch_problem
 from training.significance import compare, welch_interval
 from training.spec import ExperimentSpec
 
@@ -47,6 +49,24 @@ def test_seeds_trained_together_log_what_their_separate_runs_log(
     # and each seed kept its own checkpoints
     assert all(r.checkpoints for r in reporters)
     assert together[0].best_metrics != together[1].best_metrics
+
+
+def test_the_vmap_step_logs_what_the_grouped_step_logs(make_spec: SpecFactory, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a small MLP's two seeds trained with the grouped kernels
+    spec = make_spec({"model": {"arch": "mlp", "hidden_sizes": [16]},
+                      "run": {"epochs": 1, "batch_size": 256}})
+    _, grouped_reporters = repeat(spec, [0, 1], tmp_path / "grouped")
+
+    # when the grouped forward pass is not known for the MLP (as for a network it does not
+    # cover) and the seeds train again, through torch.func.vmap
+    monkeypatch.delitem(grouped.CHAINS, "mlp")
+    _, vmap_reporters = repeat(spec, [0, 1], tmp_path / "vmap")
+
+    # then both log the same points
+    for a, b in zip(grouped_reporters, vmap_reporters, strict=True):
+        for (step_a, pa), (step_b, pb) in zip(a.points, b.points, strict=True):
+            assert step_a == step_b and pa == pytest.approx(pb, rel=1e-4, abs=1e-5)
 
 
 def test_a_spec_the_batched_step_does_not_cover_trains_its_seeds_one_by_one(
@@ -130,7 +150,9 @@ def test_the_readmes_overfitting_remedy_verified_over_five_seeds(
     spec = make_spec({"data": {"dataset": "digits", "val_fraction": 0.8},
                       "model": {"arch": "mlp", "hidden_sizes": [256, 256]},
                       "run": {"epochs": 12}})
-    patch = {"model": {"dropout": 0.3}}
+    # (the first overfitting remedy, as the verdict of any onset lists it)
+    patch = _overfitting_remedies(spec, onset=6)[0].patch
+    assert "dropout" in patch["model"]
 
     # when the remedy is verified over 5 seeds beside the original's 5
     check = verify_remedy(spec, patch, [0, 1, 2, 3, 4], tmp_path)

@@ -196,3 +196,41 @@ def test_the_form_with_repeats_makes_a_group(owner_client, project,
     group = RunGroup.objects.get(name="form repeat")
     assert response["Location"] == f"/groups/{group.pk}/"
     assert group.runs.count() == 3 and len(callbacks) == 1
+
+
+def test_checking_the_best_trials_says_whether_their_ranking_survives(
+        owner_client, project, owner, make_experiment, django_capture_on_commit_callbacks):
+    # given a study whose three trials completed with 0.90, 0.95 and 0.80
+    from training.tuning import TuningSpec
+
+    tuning = TuningSpec.from_dict({"base": SMALL.to_dict(), "space": {
+        "optim.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}})
+    study = make_experiment(status=Experiment.Status.SUCCEEDED, kind=Experiment.Kind.TUNE,
+                            spec=tuning.to_dict(), name="study")
+    trials = [make_experiment(status=Experiment.Status.SUCCEEDED, kind=Experiment.Kind.TRIAL,
+                              parent=study, name=f"trial {n}",
+                              spec=SMALL.patched({"optim": {"lr": 10.0 ** -(n + 2)}}).to_dict(),
+                              summary={"trial": {"number": n, "state": "complete", "value": v},
+                                       "best_metrics": {"val_acc": v}})
+              for n, v in enumerate([0.90, 0.95, 0.80])]
+
+    # when the best 2 are checked over 3 seeds
+    with django_capture_on_commit_callbacks(execute=False):
+        owner_client.post(reverse("study-check", args=[study.pk]), {"top": 2, "count": 3})
+
+    # then each of the two best trials is repeated, itself as the first seed
+    checks = list(RunGroup.objects.order_by("pk"))
+    assert [groups.ordered_runs(g)[0] for g in checks] == [trials[1], trials[0]]
+
+    # when their new seeds end with the second-best trial ahead on average
+    seeds_values = {checks[0].pk: [0.86, 0.87], checks[1].pk: [0.93, 0.92]}
+    for group in checks:
+        for run, value in zip(groups.ordered_runs(group)[1:], seeds_values[group.pk],
+                              strict=True):
+            Experiment.objects.filter(pk=run.pk).update(
+                status=Experiment.Status.SUCCEEDED, summary={"best_metrics": {"val_acc": value}})
+
+    # then the study page says the ranking does not survive, with the Welch comparison
+    page = owner_client.get(reverse("study-detail", args=[study.pk])).content.decode()
+    assert "The ranking does not survive" in page
+    assert 'id="ranking-comparison"' in page and "Welch&#x27;s t over 3 + 3 seeds" in page

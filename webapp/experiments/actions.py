@@ -121,9 +121,10 @@ def reusable_runs(source: Experiment | None) -> list[Experiment]:
     the runs of its earlier repeats (unless they failed or were cancelled)."""
     if source is None:
         return []
-    earlier = Experiment.objects.filter(groups__source=source).exclude(
-        status__in=(Experiment.Status.FAILED, Experiment.Status.CANCELLED))
-    return [source, *earlier.distinct()]
+    ended_badly = (Experiment.Status.FAILED, Experiment.Status.CANCELLED)
+    earlier = Experiment.objects.filter(groups__source=source).exclude(status__in=ended_badly)
+    runs = list(earlier.distinct())
+    return runs if source.status in ended_badly else [source, *runs]
 
 
 def create_repeat(user: Any, project: Project, name: str, spec: ExperimentSpec, count: int,
@@ -190,3 +191,17 @@ def verify_remedy(user: Any, source: Experiment, remedy: dict[str, Any],
             user, source.project, f"{source.name} · {remedy['title']} ×{count}"[:200],
             spec.patched(remedy["patch"]), count, source=source, seeds=list(original.seeds),
             remedy=applied, baseline=original)
+
+
+def check_best_trials(user: Any, study: Experiment, top: int, count: int) -> list[RunGroup]:
+    """Repeat each of a study's ``top`` best trials over ``count`` seeds (the trial itself as
+    the first), so that the page can say whether their ranking survives seed noise.
+    ValueError when no trial has completed."""
+    trials = tuning.top_trials(study, top)
+    if not trials:
+        raise ValueError("no trial has completed yet")
+    with transaction.atomic():
+        return [create_repeat(user, study.project,
+                              f"{study.name} · trial {tuning.trial_info(trial).get('number')} "
+                              f"×{count}"[:200], trial.experiment_spec, count, source=trial)
+                for trial in trials]

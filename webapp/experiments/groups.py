@@ -189,3 +189,34 @@ def remedy_verdicts(group: RunGroup) -> list[Comparison]:
     names = ("the original", "the remedy")
     found = [compare_sides(original, remedied, m, names) for m in ("gap", metric) if m]
     return [c for c in found if c is not None]
+
+
+def ranking_check(study: Experiment, objective: str, maximize: bool) -> dict[str, Any] | None:
+    """The study's best trials repeated over seeds ("Check the best trials"): each with its
+    trial's value and its seeds' mean ± std, in the study's order and in the seeds' order, and
+    whether the order survives; with the first two compared by Welch's t. None before a check."""
+    checks = list(RunGroup.objects.filter(source__parent=study).select_related("source")
+                  .prefetch_related("runs").order_by("pk"))
+    if not checks:
+        return None
+    rows = []
+    for group in checks:
+        values = finals(ordered_runs(group), objective)
+        rows.append({"group": group, "trial": group.source,
+                     "trial_value": (group.source.summary.get("trial") or {}).get("value"),
+                     "values": values, "mean": float(np.mean(values)) if values else None,
+                     "std": float(np.std(values, ddof=1)) if len(values) > 1 else None})
+    sign = -1.0 if maximize else 1.0
+    by_trial = sorted(rows, key=lambda r: sign * (r["trial_value"] or 0.0))
+    measured = [r for r in rows if r["mean"] is not None]
+    by_seeds = sorted(measured, key=lambda r: sign * r["mean"])
+    comparison = None
+    if len(by_trial) > 1:
+        first, second = by_trial[0], by_trial[1]
+        comparison = compare_sides(ordered_runs(second["group"]), ordered_runs(first["group"]),
+                                   objective, (second["group"].name, first["group"].name))
+    complete = len(measured) == len(rows) and all(len(r["values"]) > 1 for r in rows)
+    return {"rows": by_trial, "objective": objective, "complete": complete,
+            "survives": complete and [r["group"].pk for r in by_trial]
+            == [r["group"].pk for r in by_seeds],
+            "comparison": comparison}

@@ -277,6 +277,9 @@ def run_jobs(experiments: list[Experiment], work: GroupWork) -> list[bool]:
             status, summary = outcome.status, outcome.summary
             reason = outcome.error if outcome.error is not None else \
                 "cancelled by user" if status == Experiment.Status.CANCELLED else ""
+            # As in run_job: a run its time limit stopped failed.
+            if status == Experiment.Status.CANCELLED and (late := reporter.time_limit_reason()):
+                status, reason = Experiment.Status.FAILED, late
         try:
             reporter.close()
         except RuntimeError as exc:

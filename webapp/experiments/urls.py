@@ -34,4 +34,5 @@ urlpatterns = [
     path("studies/<int:pk>/", tuning_views.study_detail, name="study-detail"),
     path("studies/<int:pk>/data/", tuning_views.study_data, name="study-data"),
     path("studies/<int:pk>/promote/", tuning_views.study_promote, name="study-promote"),
+    path("studies/<int:pk>/check/", tuning_views.study_check, name="study-check"),
 ]

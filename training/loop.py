@@ -565,11 +565,12 @@ def accumulate_gradients(t: Training, order: torch.Tensor,
     return StepLosses(step_loss if len(parts) > 1 else loss_value, step_sum, step_correct)
 
 
-def end_epoch(t: Training) -> bool:
-    """Evaluate the epoch just trained, keep its checkpoints, report the verdict so far and
-    move the state to the next epoch; True when early stopping ends the run here."""
+def end_epoch(t: Training, metrics: dict[str, float] | None = None) -> bool:
+    """Evaluate the epoch just trained (unless its ``metrics`` are given: seeds trained
+    together measure theirs at once), keep its checkpoints, report the verdict so far and move
+    the state to the next epoch; True when early stopping ends the run here."""
     state, spec = t.state, t.spec
-    metrics = epoch_metrics(t)
+    metrics = epoch_metrics(t) if metrics is None else metrics
     state.metrics = metrics
     t.reporter.log(state.step, {**metrics, "epoch": float(state.epoch)})
     if not math.isfinite(metrics["val_loss"]):

@@ -218,6 +218,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"experiments.train": {"queue": "gpu"}, "experiments.trial": {"queue": "gpu"},
+                      "experiments.repeat": {"queue": "gpu"},
                       "experiments.compress": {"queue": "gpu"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late, Redis hands a message that a worker took but has not acknowledged to another
@@ -248,6 +249,8 @@ FITBOARD_LIVE_INTERVAL = env_int("FITBOARD_LIVE_INTERVAL_MS", 100, minimum=10) /
 FITBOARD_CHECKPOINT_INTERVAL = env_int("FITBOARD_CHECKPOINT_INTERVAL_S", 30, minimum=0)
 # A step that runs out of device memory is retried with passes of half the rows, down to this.
 FITBOARD_MIN_BATCH = env_int("FITBOARD_MIN_BATCH", 8, minimum=2)
+# The most seeds one repeat ("Repeat over N seeds", a verified remedy's side) may train.
+FITBOARD_MAX_REPEATS = env_int("FITBOARD_MAX_REPEATS", 10, minimum=2)
 
 # Leases on running jobs (see Experiment): a worker renews its lease every quarter of the
 # timeout; a job whose worker has not renewed it for FITBOARD_LEASE_TIMEOUT_S seconds is taken

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from training.compression.spec import CompressionSpec, job_spec_dict
+from training.seeds import batch_problem, seed_specs, seeds_from
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
 from webapp.experiments import compression, enqueue, events, tuning
 from webapp.experiments.launch import queue_for
-from webapp.experiments.models import Experiment, Tag
+from webapp.experiments.models import Experiment, RunGroup, Tag
 from webapp.projects.models import Project
 
 
@@ -109,3 +111,97 @@ def create_compression(user: Any, source: Experiment, name: str,
         transaction.on_commit(lambda: enqueue.send(enqueue.COMPRESS, job.pk))
         transaction.on_commit(lambda: events.publish_status(job))
     return job
+
+
+# Repeats over seeds -------------------------------------------------------------------------
+
+
+def reusable_runs(source: Experiment | None) -> list[Experiment]:
+    """Runs whose seeds a repeat of ``source``'s spec need not train again: the source and
+    the runs of its earlier repeats (unless they failed or were cancelled)."""
+    if source is None:
+        return []
+    ended_badly = (Experiment.Status.FAILED, Experiment.Status.CANCELLED)
+    earlier = Experiment.objects.filter(groups__source=source).exclude(status__in=ended_badly)
+    runs = list(earlier.distinct())
+    return runs if source.status in ended_badly else [source, *runs]
+
+
+def create_repeat(user: Any, project: Project, name: str, spec: ExperimentSpec, count: int,
+                  source: Experiment | None = None, seeds: list[int] | None = None,
+                  remedy: dict[str, Any] | None = None,
+                  baseline: RunGroup | None = None) -> RunGroup:
+    """A group of ``spec`` over ``count`` seeds (``source``'s seed and the next ones, unless
+    ``seeds`` are given): runs of ``source``'s spec already trained with one of the seeds are
+    reused, the others are queued, together in one job when the engine can batch them
+    (``training.seeds.batch_problem``), else one job each. ValueError for a bad count."""
+    limit = settings.FITBOARD_MAX_REPEATS
+    if not 2 <= count <= limit:
+        raise ValueError(f"repeat over 2 to {limit} seeds, not {count}")
+    seeds = seeds or seeds_from(spec.run.seed, count)
+    with transaction.atomic():
+        group = RunGroup.objects.create(
+            project=project, name=name, spec=spec.to_dict(), seeds=seeds, source=source,
+            baseline=baseline, remedy=remedy or {}, created_by=user)
+        done = {json_key(run.spec): run for run in reusable_runs(source)}
+        members, new = [], []
+        for seed_spec in seed_specs(spec, seeds):
+            run = done.get(json_key(seed_spec.to_dict()))
+            if run is None:
+                run = Experiment.objects.create(
+                    project=project, name=f"{name} · seed {seed_spec.run.seed}",
+                    spec=seed_spec.to_dict(), created_by=user, parent=source,
+                    kind=Experiment.Kind.TRAIN, remedy=remedy or {})
+                new.append(run)
+            members.append(run)
+        group.runs.set(members)
+        transaction.on_commit(lambda: enqueue_repeat(group, spec, new))
+    return group
+
+
+def json_key(spec: dict[str, Any]) -> str:
+    """A spec dict as comparable text (key order aside)."""
+    import json
+
+    return json.dumps(spec, sort_keys=True)
+
+
+def enqueue_repeat(group: RunGroup, spec: ExperimentSpec, new: list[Experiment]) -> None:
+    """Send a repeat's new runs: one job for them all when they can train together."""
+    queue = queue_for(spec)
+    if len(new) > 1 and batch_problem(spec) is None:
+        enqueue.send(enqueue.REPEAT, group.pk, queue)
+    else:
+        for run in new:
+            enqueue.send(enqueue.TRAIN, run.pk, queue)
+    for run in new:
+        events.publish_status(run)
+
+
+def verify_remedy(user: Any, source: Experiment, remedy: dict[str, Any],
+                  count: int) -> RunGroup:
+    """The remedy over ``count`` seeds beside the original over the same seeds (the source's
+    seed among them, reused); returns the remedy's group, whose ``baseline`` is the original's."""
+    spec = source.experiment_spec
+    applied = {key: remedy[key] for key in ("key", "title", "patch")}
+    with transaction.atomic():
+        original = create_repeat(user, source.project, f"{source.name} ×{count}"[:200], spec,
+                                 count, source=source)
+        return create_repeat(
+            user, source.project, f"{source.name} · {remedy['title']} ×{count}"[:200],
+            spec.patched(remedy["patch"]), count, source=source, seeds=list(original.seeds),
+            remedy=applied, baseline=original)
+
+
+def check_best_trials(user: Any, study: Experiment, top: int, count: int) -> list[RunGroup]:
+    """Repeat each of a study's ``top`` best trials over ``count`` seeds (the trial itself as
+    the first), so that the page can say whether their ranking survives seed noise.
+    ValueError when no trial has completed."""
+    trials = tuning.top_trials(study, top)
+    if not trials:
+        raise ValueError("no trial has completed yet")
+    with transaction.atomic():
+        return [create_repeat(user, study.project,
+                              f"{study.name} · trial {tuning.trial_info(trial).get('number')} "
+                              f"×{count}"[:200], trial.experiment_spec, count, source=trial)
+                for trial in trials]

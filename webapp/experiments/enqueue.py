@@ -12,6 +12,7 @@ TRAIN = "experiments.train"
 TUNE = "experiments.tune"
 TRIAL = "experiments.trial"
 COMPRESS = "experiments.compress"
+REPEAT = "experiments.repeat"  # a repeat's seeds, trained together (its group's id)
 
 
 def send(task: str, job_id: int, queue: str | None = None, countdown: float | None = None) -> None:

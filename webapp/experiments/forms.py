@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from training.data.catalog import CATALOG
 from training.spec import FIELDSET_ORDER, ExperimentSpec
@@ -23,7 +24,7 @@ FIELD_PATHS = {sf.name: sf.path for sf in SPEC_FIELDS}
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
 PATH_DEFAULTS = spec_forms.path_defaults(SPEC_FIELDS)
 # How the form is laid out: a legend per group of fields.
-FIELDSETS = [("Experiment", ["name", "project"]),
+FIELDSETS = [("Experiment", ["name", "project", "repeats"]),
              *spec_forms.fieldsets(SPEC_FIELDS, FIELDSET_ORDER)]
 # Field → {controlling field: values}: the page's script hides fields that do not apply to the
 # chosen architecture, schedule, optimizer or loss.
@@ -64,9 +65,14 @@ def upload_in_other_project(name: str, project: Project | None) -> str:
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=200)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
+    # 1: one run; N > 1: a repeat over the spec's seed and the next N - 1 (a group page).
+    repeats = forms.IntegerField(
+        min_value=1, initial=1, required=False, label="Repeat over seeds",
+        help_text="1 = one run; more: the same spec over that many seeds, with mean ± spread")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["repeats"].widget.attrs["max"] = settings.FITBOARD_MAX_REPEATS
         self.fields["project"].queryset = access.projects_visible_to(user).order_by("name")  # type: ignore[attr-defined]
         # The spec's dataset is any catalog name or upload: offer the user's.
         dataset = self.fields["dataset"]
@@ -77,6 +83,13 @@ class ExperimentForm(forms.Form):
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
+
+    def clean_repeats(self) -> int:
+        count = int(self.cleaned_data["repeats"] or 1)
+        if count > settings.FITBOARD_MAX_REPEATS:
+            raise forms.ValidationError(
+                f"at most {settings.FITBOARD_MAX_REPEATS} seeds (FITBOARD_MAX_REPEATS)")
+        return count
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -221,6 +221,15 @@ def run_job(experiment: Experiment, work: Work, *, always_diagnose: bool = True,
             reporter.close()
         except RuntimeError as exc:
             status, error = Experiment.Status.FAILED, str(exc)
+    return end_job(experiment, reporter, status, error, summary, nonfinite_loss,
+                   always_diagnose=always_diagnose, conclude=conclude)
+
+
+def end_job(experiment: Experiment, reporter: DjangoReporter, status: str, error: str,
+            summary: dict[str, Any] | None, nonfinite_loss: bool, *,
+            always_diagnose: bool = True, conclude: Conclude | None = None) -> bool:
+    """Record a job's outcome on its row once its reporter is closed (see ``run_job``); False
+    when the job was taken back from this worker."""
     if reporter.lease_lost:
         logger.warning("%s %s was taken back from this worker; leaving it to its new one",
                        experiment.kind, experiment.pk)
@@ -238,3 +247,43 @@ def run_job(experiment: Experiment, work: Work, *, always_diagnose: bool = True,
         return False
     compact_points(experiment.pk)
     return True
+
+
+GroupWork = Callable[[list[DjangoReporter]], list[Outcome]]
+
+
+def run_jobs(experiments: list[Experiment], work: GroupWork) -> list[bool]:
+    """``run_job`` for started jobs that one piece of ``work`` does together (the seeds of a
+    repeat): one reporter each, one system sampler (on the first: they share the machine), and
+    each row ends with its own outcome, or all with the reason the work failed."""
+    reporters = [DjangoReporter(experiment) for experiment in experiments]
+    outcomes: list[Outcome] | None = None
+    error, nonfinite_loss = "", False
+    sampler = SystemSampler(reporters[0], settings.FITBOARD_SYSTEM_METRICS_INTERVAL, 0.0)
+    try:
+        import torch
+
+        torch.set_num_threads(settings.FITBOARD_TORCH_THREADS)
+        sampler.start()
+        outcomes = work(reporters)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes every job's reason
+        error, nonfinite_loss = failure_reason(exc, experiments[0])
+    finally:
+        sampler.stop()
+    ended = []
+    for index, (experiment, reporter) in enumerate(zip(experiments, reporters, strict=True)):
+        status, summary, reason = Experiment.Status.FAILED, None, error
+        if outcomes is not None:
+            outcome = outcomes[index]
+            status, summary = outcome.status, outcome.summary
+            reason = outcome.error if outcome.error is not None else \
+                "cancelled by user" if status == Experiment.Status.CANCELLED else ""
+            # As in run_job: a run its time limit stopped failed.
+            if status == Experiment.Status.CANCELLED and (late := reporter.time_limit_reason()):
+                status, reason = Experiment.Status.FAILED, late
+        try:
+            reporter.close()
+        except RuntimeError as exc:
+            status, reason = Experiment.Status.FAILED, str(exc)
+        ended.append(end_job(experiment, reporter, status, reason, summary, nonfinite_loss))
+    return ended

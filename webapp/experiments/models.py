@@ -334,3 +334,31 @@ class Checkpoint(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["experiment", "tag"], name="one_checkpoint_per_tag")
         ]
+
+
+class RunGroup(models.Model):
+    """One spec over several seeds (``webapp.experiments.groups``): its runs are ordinary
+    training runs, one per seed, that may belong to other groups too (a run repeated keeps its
+    seed as the group's first; a verified remedy's original side reuses the original's runs).
+    A verified remedy's group names its original side (``baseline``) and the remedy applied."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="run_groups")
+    name = models.CharField(max_length=200)
+    spec = models.JSONField()  # the ExperimentSpec's dict; each run's differs only in run.seed
+    seeds = models.JSONField(default=list)  # in the runs' order
+    runs = models.ManyToManyField(Experiment, related_name="groups")
+    source = models.ForeignKey(Experiment, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="repeats")  # the run "Repeat" was pressed on
+    baseline = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="remedies")
+    remedy = models.JSONField(default=dict)  # key, title, patch: for a verified remedy
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (group #{self.pk})"

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from webapp.experiments.compression import execute_compression
+from webapp.experiments.groups import execute_group
 from webapp.experiments.runner import execute_training
 from webapp.experiments.tuning import drive_study, execute_trial
 
@@ -29,3 +30,8 @@ def trial(self, trial_id: int) -> None:  # type: ignore[no-untyped-def]
 @shared_task(name="experiments.compress", bind=True, acks_late=True, ignore_result=True)
 def compress(self, experiment_id: int) -> None:  # type: ignore[no-untyped-def]
     execute_compression(experiment_id, worker=self.request.hostname or "unknown")
+
+
+@shared_task(name="experiments.repeat", bind=True, acks_late=True, ignore_result=True)
+def repeat(self, group_id: int) -> None:  # type: ignore[no-untyped-def]
+    execute_group(group_id, worker=self.request.hostname or "unknown")

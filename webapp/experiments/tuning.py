@@ -67,13 +67,17 @@ IN_FLIGHT = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
 def best_trial(study: Experiment) -> Experiment | None:
     """The completed trial with the best objective value, or None."""
+    top = top_trials(study, 1)
+    return top[0] if top else None
+
+
+def top_trials(study: Experiment, count: int) -> list[Experiment]:
+    """The ``count`` completed trials with the best objective values, best first."""
     spec = TuningSpec.from_dict(study.spec)
     done = [t for t in study.children.filter(kind=Experiment.Kind.TRIAL)
             if trial_info(t).get("state") == "complete" and trial_info(t).get("value") is not None]
-    if not done:
-        return None
-    pick = max if spec.direction == "maximize" else min
-    return pick(done, key=lambda t: trial_info(t)["value"])
+    done.sort(key=lambda t: trial_info(t)["value"], reverse=spec.direction == "maximize")
+    return done[:count]
 
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from csp.decorators import csp_update
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.experiments import actions, live_urls, quota, tuning
+from webapp.experiments import actions, groups, live_urls, quota, tuning
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.experiments.tuning_forms import TuneForm
@@ -55,9 +56,33 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study(request, pk)
+    spec = study.spec
     return render(request, "experiments/study.html", {
         "study": study, "data": tuning.study_data(study), "live": live_urls.study_page(study.pk),
+        "ranking": groups.ranking_check(study, spec.get("objective", "val_acc"),
+                                        spec.get("direction") == "maximize"),
+        "max_repeats": settings.FITBOARD_MAX_REPEATS,
     })
+
+
+@require_POST
+def study_check(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Check the best trials": the top k trials, each repeated over N seeds."""
+    study = _study(request, pk)
+    try:
+        top = int(request.POST.get("top", "3"))
+        count = int(request.POST.get("count", "3"))
+    except ValueError:
+        top = count = 0
+    if not (1 <= top <= 10 and 2 <= count <= settings.FITBOARD_MAX_REPEATS):
+        messages.warning(request, f"Check 1 to 10 trials over 2 to "
+                                  f"{settings.FITBOARD_MAX_REPEATS} seeds.")
+        return redirect("study-detail", pk=pk)
+    try:
+        actions.check_best_trials(request.user, study, top, count)
+    except ValueError as exc:
+        messages.warning(request, str(exc))
+    return redirect("study-detail", pk=pk)
 
 
 @require_GET

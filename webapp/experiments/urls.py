@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.experiments import compression_views, model_views, tuning_views, views
+from webapp.experiments import compression_views, group_views, model_views, tuning_views, views
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment-list"),
@@ -26,7 +26,15 @@ urlpatterns = [
     path("experiments/<int:pk>/onnx/", model_views.checkpoint_onnx, name="checkpoint-onnx"),
     path("experiments/<int:pk>/try/", model_views.try_model, name="try-model"),
     path("experiments/<int:pk>/tune/", tuning_views.study_new, name="study-new"),
+    path("experiments/<int:pk>/repeat/", group_views.run_repeat, name="run-repeat"),
+    path("experiments/<int:pk>/remedies/<slug:key>/verify/", group_views.remedy_verify,
+         name="remedy-verify"),
+    path("groups/<int:pk>/", group_views.group_detail, name="group-detail"),
+    path("groups/compare/", group_views.group_compare, name="group-compare"),
+    path("groups/compare/export.json", group_views.group_compare_export,
+         name="group-compare-export"),
     path("studies/<int:pk>/", tuning_views.study_detail, name="study-detail"),
     path("studies/<int:pk>/data/", tuning_views.study_data, name="study-data"),
     path("studies/<int:pk>/promote/", tuning_views.study_promote, name="study-promote"),
+    path("studies/<int:pk>/check/", tuning_views.study_check, name="study-check"),
 ]

@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.files import File
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -33,7 +34,7 @@ from webapp.experiments import (
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
-from webapp.experiments.models import Experiment, parse_pk
+from webapp.experiments.models import Experiment, RunGroup, parse_pk
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
 
@@ -66,6 +67,10 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "experiments/list.html", {
         "experiments": page.object_list, "page": page, "filters": form,
         "query": query.urlencode(), "max_compare": compare.MAX_RUNS,
+        # The latest repeats, each one row whose seeds expand to their runs (3 queries).
+        "run_groups": RunGroup.objects.filter(
+            project__in=access.projects_visible_to(request.user))
+        .select_related("project").prefetch_related("runs")[:10],
         "live": live_urls.run_list_page(),
     })
 
@@ -76,6 +81,11 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         form = ExperimentForm(request.POST, user=request.user)
         if (form.is_valid() and form.spec is not None
                 and quota.within_quota(form, request.user)):
+            if (form.cleaned_data.get("repeats") or 1) > 1:
+                group = actions.create_repeat(
+                    request.user, form.cleaned_data["project"], form.cleaned_data["name"],
+                    form.spec, form.cleaned_data["repeats"])
+                return redirect("group-detail", pk=group.pk)
             experiment = actions.create_experiment(
                 request.user, form.cleaned_data["project"], form.cleaned_data["name"], form.spec
             )
@@ -131,6 +141,8 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
                  "extra": external.get("extra_keys", [])},
         **compression.detail_context(experiment),
         "try_it": serving.page_context(experiment),
+        "groups": experiment.groups.order_by("pk"),
+        "max_repeats": settings.FITBOARD_MAX_REPEATS,
         "annotation": browse.AnnotationForm(initial={
             "tags": ", ".join(t.name for t in experiment.tags.all()), "notes": experiment.notes,
         }),
@@ -178,6 +190,8 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         "gap": diagnosis.generalisation_gap(experiment),
         "parent_gap": diagnosis.generalisation_gap(parent) if parent else None,
         "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),
+        "remedy_groups": experiment.repeats.exclude(remedy={}).order_by("pk"),
+        "max_repeats": settings.FITBOARD_MAX_REPEATS,
     })
 
 

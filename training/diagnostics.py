@@ -433,8 +433,11 @@ def _ratio(value: float, threshold: float) -> float:
 
 
 def _change(now: float, then: float) -> str:
-    """A relative change for a headline, "18%"; losses that were exactly zero have none."""
-    return f"{abs(now / then - 1.0):.0%}" if then > 0 else f"from 0 to {now:.3g}"
+    """A relative change for a headline, "18%"; one that rounds to 100% (or beyond, or from
+    zero) is told as its two values, "from 0.21 to 0.001", which says more."""
+    if then > 0 and round(abs(now / then - 1.0), 2) < 1.0:
+        return f"{abs(now / then - 1.0):.0%}"
+    return f"from {then:.3g} to {now:.3g}"
 
 
 @dataclass(frozen=True)
@@ -560,7 +563,7 @@ def _rebound(context: _Context) -> _Finding:
     headline = (f"Diverging: the training loss climbed back from {low:.3g} (epoch {low_epoch}) "
                 f"to {now:.3g}")
     evidence = [Evidence("lowest training loss", low, f"epoch {low_epoch}"),
-                Evidence("training loss now", now, f"median of the last {RECENT_EPOCHS} epochs"),
+                Evidence("training loss now", now, _when(curves.epochs)),
                 Evidence("chance loss", chance, "what an untrained network scores")]
     return _Finding("diverging", _ratio(now - low, REBOUND_FRACTION * chance), headline,
                     evidence, thresholds, low_epoch + 1)
@@ -653,7 +656,7 @@ def _overfit_headline(o: _Overfit) -> str:
                     f"{o.val_now - o.train_now:.3g}",
         "gap is large and growing": f"validation loss ({o.val_now:.3g}) has not improved for "
                                     f"{o.since} epochs and is {o.ratio:.0f}× the training "
-                                    f"loss, which fell another {o.fell}",
+                                    f"loss, which fell {o.fell} since",
         "validation accuracy fell": f"validation accuracy fell to {o.acc_now or 0:.1%} from "
                                     f"{o.acc_best or 0:.1%} while training loss fell {o.fell}",
     }[strongest]
@@ -664,9 +667,9 @@ def _overfit_evidence(o: _Overfit) -> list[Evidence]:
     evidence = [
         Evidence("onset epoch", epoch, "validation stopped improving here"),
         Evidence("best validation loss", o.best, "averaged with neighbouring epochs"),
-        Evidence("validation loss now", o.val_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("validation loss now", o.val_now, _when(o.onset + 1 + o.since)),
         Evidence("training loss at onset", o.train_then, f"epoch {epoch}"),
-        Evidence("training loss now", o.train_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("training loss now", o.train_now, _when(o.onset + 1 + o.since)),
         Evidence("gap at onset", o.val_then - o.train_then, "validation minus training loss"),
         Evidence("gap now", o.val_now - o.train_now, "validation minus training loss"),
         Evidence("validation noise", o.noise, "typical epoch-to-epoch deviation"),
@@ -798,10 +801,14 @@ def _slow(context: _Context) -> _Finding:
                 f"would help")
     evidence = [
         Evidence("training loss at epoch 1", first, ""),
-        Evidence("training loss now", now, f"median of the last {RECENT_EPOCHS} epochs"),
-        Evidence("pace", pace.gain, "baseline share a run as long again would still gain"),
-        Evidence("pace against the window before", pace.shape, "below 1: slowing down"),
-        Evidence("significance of the fall", pace.significance, "slope over its standard error"),
+        Evidence("training loss now", now, _when(curves.epochs)),
+        Evidence("pace", _finite(pace.gain), "share of the baseline loss a run as long again "
+                 f"would still shed, at the pace of the last {context.window} epochs"),
+        Evidence("pace against the window before", _finite(pace.shape), "below 1: slowing down"),
+        Evidence("pace against the run's average", _finite(pace.steady),
+                 f"since epoch {STEADY_FROM + 1}; 1: a straight line"),
+        Evidence("significance of the fall", _finite(pace.significance),
+                 "slope over its standard error"),
     ]
     thresholds = {"slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE, "slope_sigmas": SLOPE_SIGMAS,
                   "slow_steady": SLOW_STEADY, "slow_short": SLOW_SHORT}
@@ -817,8 +824,8 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
     headline = (f"Healthy: training and validation loss fell together (training "
                 f"{train_now:.3g}, validation {val_now:.3g}; best validation at epoch {best})")
     evidence = [
-        Evidence("training loss now", train_now, f"median of the last {RECENT_EPOCHS} epochs"),
-        Evidence("validation loss now", val_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("training loss now", train_now, _when(curves.epochs)),
+        Evidence("validation loss now", val_now, _when(curves.epochs)),
         Evidence("best validation epoch", best, ""),
         Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
     ]

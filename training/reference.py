@@ -107,7 +107,18 @@ def reference_for(data: PreparedData, cache_dir: Path, key: str) -> Reference:
 
 
 def compute_reference(data: PreparedData) -> Reference:
-    """Fit and score the reference model of ``data`` (see the module's docstring)."""
+    """Fit and score the reference model of ``data`` (see the module's docstring), on one
+    torch thread: on two cores that other processes keep busy, two OpenMP threads spinning for
+    each other made Fashion-MNIST's reference four times slower (bench/reference.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_reference(data)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_reference(data: PreparedData) -> Reference:
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
     train_rows = _sample(len(data.y_train), generator)

@@ -5,7 +5,8 @@ For each data set, rounds alternate (a) ``prepare`` alone and (b) ``compute_refe
 prepared data (what the first run on a split adds; later runs read a small JSON file), after one
 warm-up of each. It prints the median and spread of each arm, their ratio, and the reference's
 scores. ``--threads`` sets torch's threads for ``prepare``; the reference itself fits on one
-thread whatever it is (see ``compute_reference``). Usage, from the repo root (with ``FITBOARD_DATA_DIR`` holding the MNIST files):
+thread whatever it is (see ``compute_reference``). Usage, from the repo root (with
+``FITBOARD_DATA_DIR`` holding the MNIST files):
 ``.venv/bin/python bench/reference.py [--rounds N] [--threads T] [dataset ...]``.
 """
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 PATH = Path(__file__).with_name("corpus.json")
-PARTIAL = Path(__file__).with_name("corpus.partial.jsonl")
+# Every recorded run, one per line, kept or not: recording resumes from it after a stop.
+PARTIAL = Path(tempfile.gettempdir()) / "fitboard-corpus.partial.jsonl"
 EPOCH_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 SPLIT_SEED = 2026
 HELD_OUT_SHARE = 0.4  # of each verdict's runs

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from training.data.catalog import DatasetInfo, dataset_info
+from training.reference import Reference
 from training.spec import ExperimentSpec, SpecError
 
 # --- how much history a verdict needs ------------------------------------------------------
@@ -77,11 +78,26 @@ ACC_DROP = 0.05
 UNDERFIT_LEARNED = {"classification": 0.5, "regression": 0.25}
 # A live run may sit on a plateau for its first epochs before it starts learning.
 UNDERFIT_MIN_EPOCHS_LIVE = 5
+# With a reference model (training.reference: a linear model fitted on the same split), poor
+# means short of what the data allows. The run's score is the better of its training and
+# validation score (dropout and augmentation hold the training score down while the model is
+# fine), the reference's is its validation score (what a linear model reaches on rows it did not
+# fit). Accuracy: the run falls short of the reference by this share of the room between the
+# majority class and the reference — a network that cannot match a linear model has too little
+# capacity or too much regularisation ...
+UNDERFIT_SHORT_ACC = 0.1
+# ... and by at least this much accuracy, so that a point or two of noise on a data set where
+# the reference is close to the majority class is not a verdict.
+UNDERFIT_SHORT_ACC_FLOOR = 0.03
+# Losses (regression, or classification without accuracies): the run's loss is still above the
+# reference's by this share of the room between the constant prediction and the reference.
+UNDERFIT_SHORT_LOSS = 0.35
 
 # --- learning too slowly -------------------------------------------------------------------
 # Still falling: at the last epochs' pace, training as long again would lower the training loss
-# by 5% of the baseline loss ...
-SLOW_GAIN = 0.05
+# by 3% of the baseline loss (a run with a tiny learning rate barely moves, yet steadily; less
+# than that is a loss stuck where it is) ...
+SLOW_GAIN = 0.03
 # ... and the pace is at least half that of the window before it, which was falling too, i.e.
 # no plateau is forming (a decay that is levelling off halves its slope within a third of the
 # run when its time constant is under half the run) ...
@@ -89,6 +105,15 @@ SLOW_SHAPE = 0.5
 # ... and the fall is real: the slope is at least twice its standard error given the curve's
 # noise, so a noisy plateau does not pass for a descent.
 SLOPE_SIGMAS = 2.0
+# ... and, once finished, the last epochs' pace is at least half the run's average pace (what it
+# shed since epoch 3 over the epochs run since): a descent in a straight line scores 1, a curve that
+# fell fast and is flattening into a plateau far less, however long its tail still slopes.
+SLOW_STEADY = 0.5
+STEADY_FROM = 2  # the average pace is counted from this epoch (0-based) on
+# With a reference model, a run is slow only while it is still short of what the data allows by
+# at least half the underfitting threshold: one that already matches the reference and is still
+# improving a little is healthy.
+SLOW_SHORT = 0.5
 
 # --- remedies ------------------------------------------------------------------------------
 DROPOUT_STEP = 0.2  # added to the current dropout ...
@@ -272,7 +297,8 @@ class Verdict:
 
 
 def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
-             spec: ExperimentSpec | None = None, *, final: bool = False) -> Verdict:
+             spec: ExperimentSpec | None = None, *, final: bool = False,
+             reference: Reference | None = None) -> Verdict:
     """The verdict on a run from its per-epoch history (one value per epoch, epoch 1 first).
 
     ``history`` holds ``train_loss`` and ``val_loss`` (plus ``train_acc`` and ``val_acc`` for
@@ -290,7 +316,7 @@ def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
     curves = _Curves.of(history)
     if spec is not None:
         task = task.for_spec(spec)
-    context = _Context(curves, task, spec, final)
+    context = _Context(curves, task, spec, final, reference)
     diverging = _diverging(context)
     if diverging.holds:
         return diverging.verdict(_remedies(diverging, context))
@@ -348,6 +374,7 @@ class _Context:
     task: TaskInfo
     spec: ExperimentSpec | None
     final: bool
+    reference: Reference | None = None
 
     @property
     def window(self) -> int:
@@ -406,8 +433,11 @@ def _ratio(value: float, threshold: float) -> float:
 
 
 def _change(now: float, then: float) -> str:
-    """A relative change for a headline, "18%"; losses that were exactly zero have none."""
-    return f"{abs(now / then - 1.0):.0%}" if then > 0 else f"from 0 to {now:.3g}"
+    """A relative change for a headline, "18%"; one that rounds to 100% (or beyond, or from
+    zero) is told as its two values, "from 0.21 to 0.001", which says more."""
+    if then > 0 and round(abs(now / then - 1.0), 2) < 1.0:
+        return f"{abs(now / then - 1.0):.0%}"
+    return f"from {then:.3g} to {now:.3g}"
 
 
 @dataclass(frozen=True)
@@ -418,12 +448,15 @@ class _Pace:
     significance: float  # the fall over its standard error (inf: a curve without noise)
     shape: float  # this pace over the window before's (inf: nothing to compare)
     levelling_off: bool  # the pace dropped below SLOW_SHAPE of the one before, beyond noise
+    # This pace over the run's average one (inf while live: a run still starting is not judged)
+    steady: float = math.inf
 
     @property
     def margin(self) -> float:
         """The weakest condition over its threshold: still falling steadily at 1 or more."""
         shape = self.shape / SLOW_SHAPE if self.levelling_off else math.inf
-        return min(self.gain / SLOW_GAIN, self.significance / SLOPE_SIGMAS, shape)
+        return min(self.gain / SLOW_GAIN, self.significance / SLOPE_SIGMAS, shape,
+                   self.steady / SLOW_STEADY)
 
     @property
     def still_falling(self) -> bool:
@@ -445,7 +478,14 @@ def _pace(context: _Context, horizon: int) -> _Pace:
         slowed = last.slope - before.slope
         levelling_off = shape < SLOW_SHAPE and slowed >= SLOPE_SIGMAS * math.hypot(
             last.error, before.error)
-    return _Pace(gain, _ratio(-last.slope, last.error), shape, levelling_off)
+    steady = math.inf
+    if context.final:
+        # From the third epoch: the first epochs' mean training loss still holds the untrained
+        # network's first steps, a quick drop that says nothing about the pace since.
+        start = min(STEADY_FROM, len(train) - RECENT_EPOCHS)
+        shed = train[start] - _recent(train)
+        steady = -last.slope * (len(train) - 1 - start) / shed if shed > 0 else 0.0
+    return _Pace(gain, _ratio(-last.slope, last.error), shape, levelling_off, steady)
 
 
 # --- the rules -----------------------------------------------------------------------------
@@ -523,7 +563,7 @@ def _rebound(context: _Context) -> _Finding:
     headline = (f"Diverging: the training loss climbed back from {low:.3g} (epoch {low_epoch}) "
                 f"to {now:.3g}")
     evidence = [Evidence("lowest training loss", low, f"epoch {low_epoch}"),
-                Evidence("training loss now", now, f"median of the last {RECENT_EPOCHS} epochs"),
+                Evidence("training loss now", now, _when(curves.epochs)),
                 Evidence("chance loss", chance, "what an untrained network scores")]
     return _Finding("diverging", _ratio(now - low, REBOUND_FRACTION * chance), headline,
                     evidence, thresholds, low_epoch + 1)
@@ -565,7 +605,9 @@ def _overfit(context: _Context) -> _Overfit:
     # the flatter side, and the onset is the epoch whose weights were best, not its neighbour.
     onset = next(i for i, v in enumerate(curves.val) if v <= best + noise)
     val_now, train_now = _recent(curves.val), _recent(train)
-    gap_then, gap_now = curves.val[onset] - train[onset], val_now - train_now
+    # A validation loss below the training loss at the onset is the epoch's running average of
+    # the training loss lagging behind its weights, not a negative gap: growth counts from 0.
+    gap_then, gap_now = max(curves.val[onset] - train[onset], 0.0), val_now - train_now
     train_fell = 1.0 - train_now / train[onset] if train[onset] > 0 else 0.0
     signs = {
         "validation loss rose": _ratio(val_now - best, max(
@@ -614,7 +656,7 @@ def _overfit_headline(o: _Overfit) -> str:
                     f"{o.val_now - o.train_now:.3g}",
         "gap is large and growing": f"validation loss ({o.val_now:.3g}) has not improved for "
                                     f"{o.since} epochs and is {o.ratio:.0f}× the training "
-                                    f"loss, which fell another {o.fell}",
+                                    f"loss, which fell {o.fell} since",
         "validation accuracy fell": f"validation accuracy fell to {o.acc_now or 0:.1%} from "
                                     f"{o.acc_best or 0:.1%} while training loss fell {o.fell}",
     }[strongest]
@@ -625,9 +667,9 @@ def _overfit_evidence(o: _Overfit) -> list[Evidence]:
     evidence = [
         Evidence("onset epoch", epoch, "validation stopped improving here"),
         Evidence("best validation loss", o.best, "averaged with neighbouring epochs"),
-        Evidence("validation loss now", o.val_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("validation loss now", o.val_now, _when(o.onset + 1 + o.since)),
         Evidence("training loss at onset", o.train_then, f"epoch {epoch}"),
-        Evidence("training loss now", o.train_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("training loss now", o.train_now, _when(o.onset + 1 + o.since)),
         Evidence("gap at onset", o.val_then - o.train_then, "validation minus training loss"),
         Evidence("gap now", o.val_now - o.train_now, "validation minus training loss"),
         Evidence("validation noise", o.noise, "typical epoch-to-epoch deviation"),
@@ -640,38 +682,105 @@ def _overfit_evidence(o: _Overfit) -> list[Evidence]:
 
 
 def _underfitting(context: _Context) -> _Finding:
-    """The training loss is still far from zero, measured against the baseline loss, and is no
-    longer falling steadily. Validation is evidence, not a condition: it is close to training
-    when a model cannot fit, and better than training when dropout is what holds it back."""
+    """The run is poor on its training set and no longer falling steadily. Poor is measured
+    against the data set's reference model when there is one (see UNDERFIT_SHORT_ACC), else
+    against the constant prediction's loss (see UNDERFIT_LEARNED). Validation is evidence, not
+    a condition: it is close to training when a model cannot fit, and better than training when
+    dropout is what holds it back."""
+    curves = context.curves
+    pace = _pace(context, context.horizon)
+    enough = context.final or curves.epochs >= UNDERFIT_MIN_EPOCHS_LIVE
+    if context.reference is not None:
+        poor, headline, evidence, thresholds = _short_of_reference(context, context.reference)
+    else:
+        poor, headline, evidence, thresholds = _short_of_baseline(context)
+    margin = poor if enough and not pace.still_falling else 0.0
+    evidence.append(Evidence("pace", _finite(pace.gain),
+                             "share of the baseline loss a run as long again would still "
+                             f"shed, at the pace of the last {context.window} epochs"))
+    thresholds.update({"slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE,
+                       "slope_sigmas": SLOPE_SIGMAS, "min_epochs": float(
+                           MIN_EPOCHS if context.final else UNDERFIT_MIN_EPOCHS_LIVE)})
+    return _Finding("underfitting", margin, headline, evidence, thresholds)
+
+
+_Measure = tuple[float, str, list[Evidence], dict[str, float]]
+
+
+def _short_of_baseline(context: _Context) -> _Measure:
+    """Without a reference: the share of the constant prediction's loss the run has shed."""
     curves, task = context.curves, context.task
     baseline = task.baseline_loss
     train_now, val_now = _recent(curves.train), _recent(curves.val)
     # Measured from the lowest reachable loss: with label smoothing it is above zero.
     learned = (baseline - train_now) / (baseline - task.floor_loss)
     needed_learned = UNDERFIT_LEARNED[task.kind]
-    pace = _pace(context, context.horizon)
-    enough = context.final or curves.epochs >= UNDERFIT_MIN_EPOCHS_LIVE
     poor = needed_learned / max(learned, 1e-6)  # no learning at all: far past the threshold
-    margin = poor if enough and not pace.still_falling else 0.0
-
-    reference = "majority-class" if task.kind == "classification" else "mean-predictor"
-    headline = (f"Underfitting: training loss {train_now:.3g} is {train_now / baseline:.0%} of "
-                f"the {reference} baseline ({baseline:.3g}), and validation loss is "
-                f"{val_now:.3g}")
+    constant = "majority-class" if task.kind == "classification" else "mean-predictor"
+    when = _when(curves.epochs)
+    headline = (f"Underfitting: training loss {train_now:.3g} ({when}) is "
+                f"{train_now / baseline:.0%} of the {constant} baseline ({baseline:.3g}), and "
+                f"validation loss is {val_now:.3g}")
     evidence = [
-        Evidence("training loss now", train_now, f"median of the last {RECENT_EPOCHS} epochs"),
-        Evidence("validation loss now", val_now, f"median of the last {RECENT_EPOCHS} epochs"),
-        Evidence(f"{reference} loss", baseline, "what a constant prediction scores"),
+        Evidence("training loss", train_now, when),
+        Evidence("validation loss", val_now, when),
+        Evidence(f"{constant} loss", baseline, "what a constant prediction scores"),
         Evidence("share of the baseline learned", learned, f"needs {needed_learned:.0%}"),
-        Evidence("pace", pace.gain, "baseline share a run as long again would still gain"),
     ]
     if len(curves.train_acc) == curves.epochs:
-        evidence.append(Evidence("training accuracy now", _recent(curves.train_acc),
-                                 f"majority class {task.majority:.3g}"))
-    thresholds = {"learned": needed_learned, "slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE,
-                  "slope_sigmas": SLOPE_SIGMAS,
-                  "min_epochs": float(MIN_EPOCHS if context.final else UNDERFIT_MIN_EPOCHS_LIVE)}
-    return _Finding("underfitting", margin, headline, evidence, thresholds)
+        evidence.append(Evidence("training accuracy", _recent(curves.train_acc),
+                                 f"{when}; majority class {task.majority:.3g}"))
+    return poor, headline, evidence, {"learned": needed_learned}
+
+
+def _short_of_reference(context: _Context, reference: Reference) -> _Measure:
+    """With a reference: how far the better of the run's training and validation scores is
+    from the reference's validation score (accuracy when both have one, else the loss)."""
+    curves, task = context.curves, context.task
+    when = _when(curves.epochs)
+    accuracies = (len(curves.train_acc) == len(curves.val_acc) == curves.epochs
+                  and reference.val_acc is not None and task.kind == "classification")
+    if accuracies and reference.val_acc is not None:
+        train_now, val_now = _recent(curves.train_acc), _recent(curves.val_acc)
+        ours, theirs, floor = max(train_now, val_now), reference.val_acc, task.majority
+        short = theirs - ours
+        needed = max(UNDERFIT_SHORT_ACC * (theirs - floor), UNDERFIT_SHORT_ACC_FLOOR)
+        what, thresholds = "accuracy", {"short_acc": UNDERFIT_SHORT_ACC,
+                                        "short_acc_floor": UNDERFIT_SHORT_ACC_FLOOR}
+        fmt = ".2f"
+    else:
+        train_now, val_now = _recent(curves.train), _recent(curves.val)
+        ours, theirs, floor = min(train_now, val_now), reference.val_loss, task.baseline_loss
+        short = ours - theirs
+        needed = UNDERFIT_SHORT_LOSS * max(floor - theirs, 0.0)
+        what, thresholds = "loss", {"short_loss": UNDERFIT_SHORT_LOSS}
+        fmt = ".3g"
+    poor = _ratio(short, needed) if needed > 0 else 0.0
+    headline = (f"Underfitting: training {what} {train_now:{fmt}} and validation {what} "
+                f"{val_now:{fmt}} ({when}); {reference.model} reaches {theirs:{fmt}} on this "
+                f"data (validation)")
+    constant = "majority class" if what == "accuracy" else "constant prediction"
+    evidence = [
+        Evidence(f"training {what}", train_now, when),
+        Evidence(f"validation {what}", val_now, when),
+        Evidence(f"reference validation {what}", theirs,
+                 f"{reference.model} fitted on the same training split"),
+        Evidence(f"{constant} {what}", floor, "what a constant prediction scores"),
+        Evidence("short of the reference by", short,
+                 f"{what}; underfitting from {needed:{fmt}}"),
+    ]
+    return poor, headline, evidence, thresholds
+
+
+def _when(epochs: int) -> str:
+    """Which epochs a "now" level is the median of, in words."""
+    first = max(1, epochs - RECENT_EPOCHS + 1)
+    return f"epoch {epochs}" if first == epochs else f"median of epochs {first}–{epochs}"
+
+
+def _finite(value: float) -> float | str:
+    """A number for the evidence table; an unbounded one in words rather than "inf"."""
+    return value if math.isfinite(value) else "unbounded"
 
 
 def _slow(context: _Context) -> _Finding:
@@ -682,19 +791,27 @@ def _slow(context: _Context) -> _Finding:
     # More epochs help only while validation follows; it must at least not be rising.
     val = _trend(curves.val[-context.window:], _noise(curves.val))
     val_rising = val.slope > SLOPE_SIGMAS * val.error
-    margin = pace.margin if context.final and not val_rising else 0.0
+    # Far from done: short of the reference (without one, the pace alone decides).
+    short = (_short_of_reference(context, context.reference)[0] / SLOW_SHORT
+             if context.reference is not None else math.inf)
+    margin = min(pace.margin, short) if context.final and not val_rising else 0.0
     first, now = curves.train[0], _recent(curves.train)
     headline = (f"Learning slowly: training loss fell from {first:.3g} to {now:.3g} and was "
                 f"still falling steadily at the end; more epochs or a higher learning rate "
                 f"would help")
     evidence = [
         Evidence("training loss at epoch 1", first, ""),
-        Evidence("training loss now", now, f"median of the last {RECENT_EPOCHS} epochs"),
-        Evidence("pace", pace.gain, "baseline share a run as long again would still gain"),
-        Evidence("pace against the window before", pace.shape, "below 1: slowing down"),
-        Evidence("significance of the fall", pace.significance, "slope over its standard error"),
+        Evidence("training loss now", now, _when(curves.epochs)),
+        Evidence("pace", _finite(pace.gain), "share of the baseline loss a run as long again "
+                 f"would still shed, at the pace of the last {context.window} epochs"),
+        Evidence("pace against the window before", _finite(pace.shape), "below 1: slowing down"),
+        Evidence("pace against the run's average", _finite(pace.steady),
+                 f"since epoch {STEADY_FROM + 1}; 1: a straight line"),
+        Evidence("significance of the fall", _finite(pace.significance),
+                 "slope over its standard error"),
     ]
-    thresholds = {"slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE, "slope_sigmas": SLOPE_SIGMAS}
+    thresholds = {"slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE, "slope_sigmas": SLOPE_SIGMAS,
+                  "slow_steady": SLOW_STEADY, "slow_short": SLOW_SHORT}
     return _Finding("slow", margin, headline, evidence, thresholds)
 
 
@@ -707,8 +824,8 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
     headline = (f"Healthy: training and validation loss fell together (training "
                 f"{train_now:.3g}, validation {val_now:.3g}; best validation at epoch {best})")
     evidence = [
-        Evidence("training loss now", train_now, f"median of the last {RECENT_EPOCHS} epochs"),
-        Evidence("validation loss now", val_now, f"median of the last {RECENT_EPOCHS} epochs"),
+        Evidence("training loss now", train_now, _when(curves.epochs)),
+        Evidence("validation loss now", val_now, _when(curves.epochs)),
         Evidence("best validation epoch", best, ""),
         Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
     ]

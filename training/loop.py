@@ -33,6 +33,7 @@ from training.optimization import (
     make_optimizer,
     monitored_metric,
 )
+from training.reference import Reference, reference_for, reference_key
 from training.reporter import Reporter
 from training.resume import LoopState
 from training.spec import ExperimentSpec
@@ -79,6 +80,8 @@ class RunResult:
     # The test split's metrics (test_loss, test_acc or test_rmse/test_mae), measured once with
     # the best epoch's weights when training ends; empty without a test split or on cancel.
     test_metrics: dict[str, float] = field(default_factory=dict)
+    # The data set's reference model (``RunOptions.reference_dir``), None without one.
+    reference: Reference | None = None
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -245,6 +248,10 @@ class RunOptions:
     min_batch: int = MIN_BATCH
     # Keep a resumable state in ``workdir`` and go on from the one there (see ``run``).
     resume: bool = False
+    # Where the data sets' reference models are cached (``training.reference``): with one, the
+    # diagnosis judges underfitting against what a linear model reaches on the same split;
+    # None diagnoses from the curves alone.
+    reference_dir: Path | None = None
 
 
 class RunKeywords(TypedDict, total=False):
@@ -260,6 +267,7 @@ class RunKeywords(TypedDict, total=False):
     tokenizer: TokenizerFactory | None
     parallel: Group
     min_batch: int
+    reference_dir: Path | None
     resume: bool
 
 
@@ -327,6 +335,7 @@ class Training:
     # passes whose gradients add up, instead of halving the batch: the optimizer steps, their
     # count, the schedule and the learning rate stay the ones the spec describes.
     micro: int
+    reference: Reference | None = None  # what a linear model reaches on this split
     state_saved_at: float = field(default_factory=time.monotonic)
     # Derived from the above.
     mixed: AbstractContextManager[Any] = field(init=False)  # reused by every forward pass
@@ -390,13 +399,22 @@ def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
         state=LoopState(epoch_shuffle=shuffle.get_state()),
         # Every rank of a data-parallel run would write the same file: those start over.
         resume=options.resume and options.parallel.world == 1, resumed=False,
-        micro=spec.run.batch_size)
+        micro=spec.run.batch_size, reference=_reference(spec, data, options))
     saved = resumable.load_saved(workdir) if training.resume else None
     if saved is not None:
         training.state = resumable.restore(saved, training.resumables,
                                            {"augment": augment_rng})
         training.resumed = True
     return training
+
+
+def _reference(spec: ExperimentSpec, data: PreparedData, options: RunOptions
+               ) -> Reference | None:
+    """The data set's reference model, from the cache or computed once into it; only the
+    main process of a data-parallel run needs one (the others do not diagnose)."""
+    if options.reference_dir is None or not options.parallel.is_main:
+        return None
+    return reference_for(data, options.reference_dir, reference_key(spec))
 
 
 def new_model(spec: ExperimentSpec, data: PreparedData) -> nn.Module:
@@ -594,7 +612,7 @@ def end_epoch(t: Training, metrics: dict[str, float] | None = None) -> bool:
     t.writer.write_if_due()
     for name, number in metrics.items():
         state.history.setdefault(name, []).append(number)
-    verdict = diagnose(state.history, t.task, spec, final=False)
+    verdict = diagnose(state.history, t.task, spec, final=False, reference=t.reference)
     t.reporter.status(f"epoch {state.epoch}/{spec.run.epochs}", epoch=state.epoch,
                       epochs=spec.run.epochs, step=state.step, total_steps=t.total_steps,
                       verdict=verdict.to_dict())
@@ -642,7 +660,7 @@ def cancel(t: Training) -> RunResult:
     t.writer.keep(("last",), checkpoints.snapshot(t.model), s.epoch - 1, s.step, s.metrics)
     t.writer.write()
     return RunResult("cancelled", s.epoch - 1, s.step, s.best_epoch, s.best_metrics, s.metrics,
-                     model=t.model, micro_batch=t.micro)
+                     model=t.model, micro_batch=t.micro, reference=t.reference)
 
 
 def finish(t: Training, stopped_early: bool) -> RunResult:
@@ -662,4 +680,5 @@ def finish(t: Training, stopped_early: bool) -> RunResult:
         t.reporter.status("test split evaluated", test_metrics=test)
     t.writer.write()
     return RunResult("succeeded", s.epoch - 1, s.step, s.best_epoch, s.best_metrics, s.metrics,
-                     stopped_early, model=t.model, test_metrics=test, micro_batch=t.micro)
+                     stopped_early, model=t.model, test_metrics=test, micro_batch=t.micro,
+                     reference=t.reference)

@@ -287,6 +287,9 @@ FITBOARD_MAX_ACTIVE_JOBS_PER_USER = env_int("FITBOARD_MAX_ACTIVE_JOBS_PER_USER",
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.
 FITBOARD_DATA_DIR = env_path("FITBOARD_DATA_DIR", VAR_DIR / "data")
 FITBOARD_DATA_DOWNLOAD = env_bool("FITBOARD_DATA_DOWNLOAD", True)
+# Each data set split's reference model (training.reference: what a linear model reaches, the
+# bar underfitting is judged against), computed once into this folder by the first run on it.
+FITBOARD_REFERENCE_DIR = env_path("FITBOARD_REFERENCE_DIR", VAR_DIR / "references")
 FITBOARD_UPLOAD_MAX_BYTES = env_int("FITBOARD_UPLOAD_MAX_MB", 100, minimum=1) * 2**20
 FITBOARD_UPLOAD_MAX_ROWS = env_int("FITBOARD_UPLOAD_MAX_ROWS", 1_000_000, minimum=1)
 FITBOARD_UPLOAD_MAX_UNPACKED_BYTES = env_int("FITBOARD_UPLOAD_MAX_UNPACKED_MB", 1024,

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
+
 from training.diagnostics import diagnose, task_info
+from training.reference import cached_reference, reference_key
 from training.spec import ExperimentSpec
 from webapp.experiments import external, metric_store
 from webapp.experiments.models import Experiment
@@ -40,7 +43,10 @@ def final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any
     if nonfinite_loss:
         history = {key: [*values, math.nan] for key, values in history.items()}
     spec = experiment.experiment_spec
-    return diagnose(history, task_info(spec.data.dataset), spec, final=True).to_dict()
+    # The run computed its data set's reference when it started (RunOptions.reference_dir).
+    reference = cached_reference(settings.FITBOARD_REFERENCE_DIR, reference_key(spec))
+    return diagnose(history, task_info(spec.data.dataset), spec, final=True,
+                    reference=reference).to_dict()
 
 
 def history_of(experiment: Experiment) -> dict[str, list[float]]:

@@ -117,6 +117,7 @@ def loop_options(spec: Any, experiment: Experiment, meta: dict[str, Any],
         "meta": meta,
         "checkpoint_interval": settings.FITBOARD_CHECKPOINT_INTERVAL,
         "min_batch": settings.FITBOARD_MIN_BATCH,
+        "reference_dir": settings.FITBOARD_REFERENCE_DIR,
     }
 
 

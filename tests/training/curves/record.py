@@ -81,7 +81,8 @@ PLANS: dict[str, Plan] = {
                                                                  "lr": 0.01},
          "run": {"epochs": 30}}),
     "diabetes_one_unit_sgd": Plan(
-        "underfitting", "one tanh unit with SGD at 1e-4: the mean predictor's MSE throughout",
+        "slow", "one tanh unit with SGD at 1e-4 without momentum: the MSE falls in a straight "
+        "line, barely (2% of the mean predictor's in 20 epochs), and still falls at the end",
         {"data": {"dataset": "diabetes"}, "model": {**mlp(1), "activation": "tanh"},
          "optim": {"loss": "mse", "optimizer": "sgd", "lr": 1e-4, "momentum": 0.0},
          "run": {"epochs": 20}}),

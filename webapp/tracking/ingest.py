@@ -138,6 +138,15 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
     return ended_ok
 
 
+def beat(run: Experiment) -> str:
+    """The script of ``run`` is alive though it logs nothing now (its client's heartbeat):
+    renew ``heartbeat_at`` while the run is running, so the housekeeper does not fail it.
+    Returns the run's status, which tells the script when its run was cancelled on the page."""
+    Experiment.objects.filter(pk=run.pk, status=Experiment.Status.RUNNING).update(
+        heartbeat_at=timezone.now())
+    return str(Experiment.objects.filter(pk=run.pk).values_list("status", flat=True).get())
+
+
 def check_tags(tags: Mapping[str, str]) -> None:
     """IngestError for a metric map tag that is not a JSON object of names to names."""
     if external.MAP_TAG in tags:

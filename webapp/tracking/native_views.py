@@ -5,13 +5,12 @@ is quiet, end the run. Checkpoints go through the artifacts proxy the mlflow cli
 It is compact where MLflow's API is not: a batch carries each metric as three columns (steps,
 values, unix times in seconds) rather than one object per point, so a request of thousands of
 points is a few hundred kilobytes that ``json`` parses in C. Behind it is the same path as
-MLflow's (``ingest.log_to_run``): the same storage, live messages and verdicts, and the same
+MLflow's (``ingest.log_columns``): the same storage, live messages and verdicts, and the same
 token, scope and membership checks (``api.endpoint``, ``access``).
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +22,7 @@ from webapp.tracking import access, ingest
 from webapp.tracking.api import ApiError, endpoint, not_found, number, text
 from webapp.tracking.models import ApiToken
 
-MAX_POINTS = 50_000  # per request; the client sends at most 5,000
+MAX_POINTS = 50_000  # per request; the client sends at most 10,000
 MAX_PAIRS = 1000  # params or tags per request (a flattened config can be long)
 END_STATUS = {"succeeded": Experiment.Status.SUCCEEDED, "failed": Experiment.Status.FAILED,
               "cancelled": Experiment.Status.CANCELLED}
@@ -58,33 +57,35 @@ def _strings(value: Any, what: str) -> dict[str, str]:
     return value
 
 
-def points(metrics: Any) -> list[ingest.Point]:
-    """``{"name": [[steps], [values], [times]], ...}`` as points; ApiError for anything else
+def columns(metrics: Any) -> dict[str, ingest.Columns]:
+    """``{"name": [[steps], [values], [times]], ...}``, checked; ApiError for anything else
     (columns of unequal length, a step that is not an integer, more than MAX_POINTS)."""
     if metrics is None:
-        return []
+        return {}
     if not isinstance(metrics, dict):
         raise ApiError("INVALID_PARAMETER_VALUE", "metrics must be an object of metric names "
                        "to [steps, values, times]")
-    found: list[ingest.Point] = []
-    for key, columns in metrics.items():
-        if not (isinstance(columns, list) and len(columns) == 3
-                and all(isinstance(c, list) for c in columns)
-                and len(columns[0]) == len(columns[1]) == len(columns[2])):
-            raise ApiError("INVALID_PARAMETER_VALUE", f"metric {str(key)[:64]!r} must be three "
+    found: dict[str, ingest.Columns] = {}
+    count = 0
+    for key, column in metrics.items():
+        if not (isinstance(column, list) and len(column) == 3
+                and all(isinstance(c, list) for c in column)
+                and len(column[0]) == len(column[1]) == len(column[2])):
+            raise ApiError("INVALID_PARAMETER_VALUE", f"metric {key[:64]!r} must be three "
                            "lists of equal length: steps, values, times")
-        if len(found) + len(columns[0]) > MAX_POINTS:
+        count += len(column[0])
+        if count > MAX_POINTS:
             raise ApiError("INVALID_PARAMETER_VALUE", f"at most {MAX_POINTS} points a request")
-        if not all(type(step) is int for step in columns[0]):  # bool is an int; not a step
+        if not all(type(step) is int for step in column[0]):  # bool is an int; not a step
             raise ApiError("INVALID_PARAMETER_VALUE", f"metric {key[:64]!r}: steps must be "
                            "integers")
         try:  # one conversion per column, not a checked call per point: batches are large
-            values = [_NAN if v is None else float(v) for v in columns[1]]
-            times = [float(t) for t in columns[2]]
+            values = [_NAN if v is None else float(v) for v in column[1]]
+            times = [float(t) for t in column[2]]
         except (TypeError, ValueError):
             raise ApiError("INVALID_PARAMETER_VALUE", f"metric {key[:64]!r}: values and times "
                            "must be numbers") from None
-        found.extend(map(ingest.Point, itertools.repeat(key), values, columns[0], times))
+        found[key] = (column[0], values, times)
     return found
 
 
@@ -115,8 +116,8 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 def run_log(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     """Store a batch of points (and params and tags), as the mlflow API's log-batch does."""
     run = _run(token, body)
-    ingest.log_to_run(run, points(body.get("metrics")), _strings(body.get("params"), "params"),
-                      _strings(body.get("tags"), "tags"))
+    ingest.log_columns(run, columns(body.get("metrics")),
+                       _strings(body.get("params"), "params"), _strings(body.get("tags"), "tags"))
     return {"status": run.status}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from fitboard.run import ARTIFACTS, Columns
 from fitboard.transport import FitboardError, Transport
 
-BATCH_POINTS = 5000  # per request, as a live run sends them
+BATCH_POINTS = 10_000  # per request, as a live run sends them
 
 
 def sync(path: str | Path, url: str, token: str, project: str | None = None,

@@ -77,12 +77,12 @@ def log_to_run(run: Experiment, points: Sequence[Point] = (),
                params: Mapping[str, str] | None = None,
                tags: Mapping[str, str] | None = None) -> None:
     """Store ``points``, ``params`` and ``tags`` of an external run (see ``log_columns``)."""
-    columns: dict[str, Columns] = {}
+    columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
     for point in points:
-        column = columns.setdefault(point.key, ([], [], []))
-        column[0].append(point.step)
-        column[1].append(point.value)
-        column[2].append(point.time)
+        steps, values, times = columns.setdefault(point.key, ([], [], []))
+        steps.append(point.step)
+        values.append(point.value)
+        times.append(point.time)
     log_columns(run, columns, params, tags)
 
 

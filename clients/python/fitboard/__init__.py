@@ -40,9 +40,11 @@ def init(project: str, name: str | None = None, config: Mapping[str, Any] | None
                   "tags": tags, "started": time.time()}
         return Run(FileSink(folder / f"{stem}.jsonl", header), **options)
     url, token = _where(url, token)
-    answer = Transport(url, token).post("runs/create", {
+    transport = Transport(url, token)
+    answer = transport.post("runs/create", {
         "project": project, "name": name or "", "params": params, "tags": tags,
         "started": time.time()})
+    transport.close()
     return Run(ServerSink(url, token, answer), **options)
 
 

@@ -295,11 +295,11 @@ def bench_overhead(fitboard: str, token: str, mlflow_url: str | None, trackio: P
 def main(rounds: int, only: str, arms: str) -> None:
     print(f"bench/tracking.py: {rounds} rounds, load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores", flush=True)
-    others = only != "ingest"
+    others = only in ("", "mlflow") or (only == "overhead" and (not arms or "mlflow" in arms))
     mlflow_python = ensure_env("mlflow", f"mlflow=={MLFLOW_VERSION}",
                                "import mlflow.server, torch") if others else None
     trackio_python = ensure_env("trackio", "trackio", "import trackio, torch") \
-        if only in ("", "overhead") else None
+        if only in ("", "overhead") and (not arms or "trackio" in arms) else None
     with _stack.Stack() as stack:
         fitboard, token = start_fitboard(stack)
         if only in ("", "ingest"):

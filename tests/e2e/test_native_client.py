@@ -39,7 +39,7 @@ go, steps, offline = Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "offlin
 run = fitboard.init(project="native-e2e", name="native-script", config={
     "optimizer": {"name": "adamw", "lr": 0.001}, "batch": 32}, tags={"team": "nlp"},
     offline=offline, directory=sys.argv[1])
-print(run._sink.path if offline else run._sink.run_id, flush=True)
+print(run.path if offline else run.id, flush=True)
 while not go.exists():
     time.sleep(0.05)
 logged = {"loss": [], "eval_loss": [], "eval_accuracy": []}
@@ -64,7 +64,7 @@ import fitboard
 run = fitboard.init(project="native-e2e", name="quiet-script")
 run.log({"loss": 1.0}, step=0)
 run.flush()
-print(run._sink.run_id, flush=True)
+print(run.id, flush=True)
 time.sleep(3600)
 '''
 

@@ -35,7 +35,7 @@ class Run:
     """One run. Make it with ``fitboard.init``; ``log`` every step, ``finish`` at the end (or
     use it as a context manager: an exception ends it as failed)."""
 
-    def __init__(self, sink: Sink, *, batch_points: int = 10_000, flush_s: float = 0.25,
+    def __init__(self, sink: Sink, *, batch_points: int = 10_000, flush_s: float = 1.0,
                  max_queued_points: int = 1_000_000) -> None:
         self._sink = sink
         self._batch, self._flush_s, self._max = batch_points, flush_s, max_queued_points
@@ -54,6 +54,21 @@ class Run:
         atexit.register(self._at_exit)
 
     # --- What a training script calls ---------------------------------------------------
+
+    @property
+    def id(self) -> int | None:
+        """The run's number on the server (None offline)."""
+        return getattr(self._sink, "run_id", None)
+
+    @property
+    def url(self) -> str:
+        """The run's page on the server ("" offline)."""
+        return str(getattr(self._sink, "page", ""))
+
+    @property
+    def path(self) -> Path | None:
+        """The offline run's file, for ``fitboard sync`` (None online)."""
+        return getattr(self._sink, "path", None)
 
     @property
     def status(self) -> str:

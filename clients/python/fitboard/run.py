@@ -35,7 +35,7 @@ class Run:
     """One run. Make it with ``fitboard.init``; ``log`` every step, ``finish`` at the end (or
     use it as a context manager: an exception ends it as failed)."""
 
-    def __init__(self, sink: Sink, *, batch_points: int = 10_000, flush_s: float = 1.0,
+    def __init__(self, sink: Sink, *, batch_points: int = 10_000, flush_s: float = 0.25,
                  max_queued_points: int = 1_000_000) -> None:
         self._sink = sink
         self._batch, self._flush_s, self._max = batch_points, flush_s, max_queued_points

@@ -316,7 +316,6 @@ def main(rounds: int, only: str, arms: str) -> None:
 
 
 def child(arm: str, url: str, token: str, amount: int) -> None:
-    os.environ["FITBOARD_URL"], os.environ["FITBOARD_TOKEN"] = url, token
     if arm == "ingest-native":
         result = arm_ingest_native(url, token, amount)
     elif arm.startswith("mlflow-"):

@@ -112,6 +112,9 @@ def running_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
         # A killed worker's trial is found within seconds (two missed beats, then a watchdog).
         "FITBOARD_TRIAL_HEARTBEAT_S": "2",
         "FITBOARD_STUDY_WATCHDOG_S": "2",
+        # A killed script's external run is failed within seconds (tests/e2e/test_native_client).
+        "FITBOARD_EXTERNAL_HEARTBEAT_S": "8",
+        "FITBOARD_HOUSEKEEPING_INTERVAL_MS": "1000",
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
         **extra_env,
     }

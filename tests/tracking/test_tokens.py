@@ -83,7 +83,8 @@ def call(client: Client, route: str, method: str, raw: str, run: Experiment,
     if route.startswith("api/v1/"):
         return call_rest(client, route, method, raw, run, project)
     fields = {"run_id": str(run.pk), "experiment_id": str(project.pk),
-              "experiment_name": project.name, "metric_key": "loss", "key": "k", "value": "1",
+              "experiment_name": project.name, "project": project.name, "metric_key": "loss",
+              "key": "k", "value": "1",
               "name": "new-project", "status": "FINISHED", "experiment_ids": [str(project.pk)],
               "metrics": [{"key": "loss", "value": 1.0, "timestamp": 1, "step": 1}],
               "path": f"{project.pk}/{run.pk}/artifacts"}
@@ -132,7 +133,8 @@ def victim_run(db: Any, settings: Any, tmp_path: Any) -> tuple[Experiment, Proje
 def test_every_api_route_is_swept():
     names = {name for _, name in API_ROUTES}
     assert {"mlflow-log-batch", "mlflow-run-create", "mlflow-artifact",
-            "mlflow-metric-history", "mlflow-experiment-get-by-name"} <= names
+            "mlflow-metric-history", "mlflow-experiment-get-by-name", "fitboard-run-create",
+            "fitboard-run-log", "fitboard-run-heartbeat", "fitboard-run-finish"} <= names
     assert {"rest-runs", "rest-run", "rest-run-metrics", "rest-run-cancel", "rest-run-study",
             "rest-run-compression", "rest-schema", "rest-docs"} <= names
 

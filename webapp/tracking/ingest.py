@@ -1,7 +1,8 @@
 """Runs trained elsewhere: creating them, storing what their scripts log, ending them.
 
-``log_to_run`` is the one way points, params and tags of an external run reach the database
-and the live pages, whichever API carries them (the MLflow-compatible views today): one
+``log_columns`` (``log_to_run`` for points one by one) is the one way points, params and tags of
+an external run reach the database and the live pages, whichever API carries them (the
+MLflow-compatible views, the native client's): one
 transaction per call, the points in one bulk insert through ``metric_store``, then one live
 "run.points" message with the run's next ``seq`` after commit, exactly what a worker's reporter
 sends for a form run (``reporting.points_message``), so the run page cannot tell them apart.
@@ -39,6 +40,10 @@ class IngestError(ValueError):
     """Input a run cannot take (a param changed, a bad metric map): the caller's 400."""
 
 
+# One metric's points as three columns: steps, values, unix times (seconds).
+Columns = tuple[Sequence[int], Sequence[float], Sequence[float]]
+
+
 @dataclass(frozen=True)
 class Point:
     """One logged value: the script's metric name, its value, step and unix time (seconds)."""
@@ -71,14 +76,28 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
 def log_to_run(run: Experiment, points: Sequence[Point] = (),
                params: Mapping[str, str] | None = None,
                tags: Mapping[str, str] | None = None) -> None:
-    """Store ``points``, ``params`` and ``tags`` of an external run in one transaction and
-    send its viewers one live message after commit. A param logged again must keep its value
-    (as in MLflow): IngestError otherwise, and nothing is stored."""
+    """Store ``points``, ``params`` and ``tags`` of an external run (see ``log_columns``)."""
+    columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    for point in points:
+        steps, values, times = columns.setdefault(point.key, ([], [], []))
+        steps.append(point.step)
+        values.append(point.value)
+        times.append(point.time)
+    log_columns(run, columns, params, tags)
+
+
+def log_columns(run: Experiment, columns: Mapping[str, Columns],
+                params: Mapping[str, str] | None = None,
+                tags: Mapping[str, str] | None = None) -> None:
+    """Store points given as columns per metric ({name: (steps, values, times)}), ``params``
+    and ``tags`` of an external run in one transaction and send its viewers one live message
+    after commit. A param logged again must keep its value (as in MLflow): IngestError
+    otherwise, and nothing is stored."""
     params, tags = dict(params or {}), dict(tags or {})
     check_tags(tags)
-    for point in points:
-        if not point.key or len(point.key) > MAX_KEY:
-            raise IngestError(f"metric name {point.key[:80]!r} must be 1 to {MAX_KEY} characters")
+    for key in columns:
+        if not key or len(key) > MAX_KEY:
+            raise IngestError(f"metric name {key[:80]!r} must be 1 to {MAX_KEY} characters")
     with transaction.atomic():
         # The row lock orders concurrent requests of one run: each gets the next seq.
         row = Experiment.objects.select_for_update().get(pk=run.pk)
@@ -89,17 +108,20 @@ def log_to_run(run: Experiment, points: Sequence[Point] = (),
         keys = dict(progress.get("keys", {}))
         mapping = external.overrides(spec["tags"])
         batch: dict[str, list[metric_store.Point]] = {}
-        for point in points:
-            stored = keys.get(point.key) or external.assign(point.key, mapping, keys)
-            batch.setdefault(stored, []).append((point.step, point.value, point.time))
+        last_step = int(progress.get("step", 0))
+        for key, (steps, values, times) in columns.items():
+            if not steps:
+                continue
+            stored = keys.get(key) or external.assign(key, mapping, keys)
+            batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
+            last_step = max(last_step, max(steps))
         if batch:
             metric_store.append(row.pk, batch)
         evaluated = any(key.startswith("val_") for key in batch)
         seq = int(progress.get("seq", 0)) + 1
         progress.update(seq=seq, keys=keys)
         if batch:
-            progress["step"] = max(int(progress.get("step", 0)),
-                                   *(p[0] for series in batch.values() for p in series))
+            progress["step"] = last_step
         changes: dict[str, Any] = {"spec": spec, "progress": progress,
                                    "heartbeat_at": timezone.now()}
         if evaluated and not row.is_terminal:
@@ -137,6 +159,15 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
         Experiment.objects.filter(pk=run.pk).update(finished_at=when)
         run.finished_at = when
     return ended_ok
+
+
+def beat(run: Experiment) -> str:
+    """The script of ``run`` is alive though it logs nothing now (its client's heartbeat):
+    renew ``heartbeat_at`` while the run is running, so the housekeeper does not fail it.
+    Returns the run's status, which tells the script when its run was cancelled on the page."""
+    Experiment.objects.filter(pk=run.pk, status=Experiment.Status.RUNNING).update(
+        heartbeat_at=timezone.now())
+    return str(Experiment.objects.filter(pk=run.pk).values_list("status", flat=True).get())
 
 
 def check_tags(tags: Mapping[str, str]) -> None:

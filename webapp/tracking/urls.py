@@ -1,11 +1,13 @@
-"""The MLflow-compatible tracking API (under /api/2.0/) and the tokens page."""
+"""The MLflow-compatible tracking API (under /api/2.0/), the native client's (under
+/api/fitboard/v1/) and the tokens page."""
 
 from django.urls import path
 
-from webapp.tracking import artifacts, mlflow_views, views
+from webapp.tracking import artifacts, mlflow_views, native_views, views
 
 M = "api/2.0/mlflow/"
 A = "api/2.0/mlflow-artifacts/artifacts"
+N = "api/fitboard/v1/"
 
 api_urlpatterns = [
     path(M + "experiments/get-by-name", mlflow_views.experiment_get_by_name,
@@ -28,6 +30,10 @@ api_urlpatterns = [
     path(M + "metrics/get-history", mlflow_views.metric_history, name="mlflow-metric-history"),
     path(A, artifacts.artifact_list, name="mlflow-artifact-list"),
     path(A + "/<path:artifact_path>", artifacts.artifact, name="mlflow-artifact"),
+    path(N + "runs/create", native_views.run_create, name="fitboard-run-create"),
+    path(N + "runs/log", native_views.run_log, name="fitboard-run-log"),
+    path(N + "runs/heartbeat", native_views.run_heartbeat, name="fitboard-run-heartbeat"),
+    path(N + "runs/finish", native_views.run_finish, name="fitboard-run-finish"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,5 @@
+import sys
+
+from fitboard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,284 @@
+"""A run: ``log`` puts points in a bounded buffer that a background thread sends in batches
+(to the server, or to an offline file), and a second thread beats while the script is quiet,
+so that Fitboard tells a live script that logs rarely from a dead one."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from fitboard.transport import FitboardError, Transport
+
+Record = tuple[int, float, dict[str, float]]  # step, unix time, {name: value}
+Columns = dict[str, tuple[list[int], list[float], list[float]]]  # name: steps, values, times
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+class Sink(Protocol):
+    def write(self, columns: Columns) -> None: ...
+    def checkpoint(self, path: Path, name: str) -> None: ...
+    def finish(self, status: str, ended: float) -> None: ...
+
+
+class Run:
+    """One run. Make it with ``fitboard.init``; ``log`` every step, ``finish`` at the end (or
+    use it as a context manager: an exception ends it as failed)."""
+
+    def __init__(self, sink: Sink, *, batch_points: int = 10_000, flush_s: float = 0.25,
+                 max_queued_points: int = 1_000_000) -> None:
+        self._sink = sink
+        self._batch, self._flush_s, self._max = batch_points, flush_s, max_queued_points
+        self._cond = threading.Condition()
+        self._buffer: deque[Record] = deque()
+        self._queued = 0  # points in the buffer
+        self._logged = self._sent = 0  # records put in the buffer, and written by the sender
+        self._flush_to = 0  # flush() asks for the records up to this one to be sent now
+        self._closing = False
+        self._next_step = 0
+        self.errors: list[str] = []  # batches the server refused (each also warned once)
+        self.finished = False
+        self._sender = threading.Thread(target=self._send_loop, name="fitboard-sender",
+                                        daemon=True)
+        self._sender.start()
+        atexit.register(self._at_exit)
+
+    # --- What a training script calls ---------------------------------------------------
+
+    @property
+    def id(self) -> int | None:
+        """The run's number on the server (None offline)."""
+        return getattr(self._sink, "run_id", None)
+
+    @property
+    def url(self) -> str:
+        """The run's page on the server ("" offline)."""
+        return str(getattr(self._sink, "page", ""))
+
+    @property
+    def path(self) -> Path | None:
+        """The offline run's file, for ``fitboard sync`` (None online)."""
+        return getattr(self._sink, "path", None)
+
+    @property
+    def status(self) -> str:
+        """The run's status as the server last told (at each batch and heartbeat): a run
+        cancelled on its page reads "cancelled", and the script may stop."""
+        return str(getattr(self._sink, "status", "running"))
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log ``metrics`` (name: number; a tensor of one element will do) at ``step``
+        (default: one past the last step logged). Returns at once; blocks only while more
+        than ``max_queued_points`` wait to be sent (the server is slower than the script)."""
+        if self.finished:
+            raise FitboardError("this run is finished")
+        values = {str(k): float(v) for k, v in metrics.items()}
+        step = self._next_step if step is None else int(step)
+        self._next_step = step + 1
+        now = time.time()
+        with self._cond:
+            while self._queued >= self._max and self._sender.is_alive():
+                self._cond.wait(1.0)
+            self._buffer.append((step, now, values))
+            self._logged += 1
+            self._queued += len(values)
+            if self._queued >= self._batch:
+                self._cond.notify_all()
+
+    def log_checkpoint(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        """Store the file at ``path`` with the run, as ``checkpoints/<name>`` (default: the
+        file's name). Online it is uploaded now; offline it is copied beside the run's file."""
+        source = Path(path)
+        if not source.is_file():
+            raise FitboardError(f"no file at {source}")
+        self._sink.checkpoint(source, name or source.name)
+
+    def flush(self) -> None:
+        """Return once every point logged so far is sent (or refused)."""
+        with self._cond:
+            target = self._flush_to = self._logged
+            self._cond.notify_all()
+            while self._sent < target and self._sender.is_alive():
+                self._cond.wait(0.5)
+
+    def finish(self, status: str = "succeeded") -> None:
+        """Send what is left and end the run as ``status`` (succeeded, failed or cancelled)."""
+        if self.finished:
+            return
+        self.flush()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._sender.join()
+        self.finished = True
+        atexit.unregister(self._at_exit)
+        self._sink.finish(status, time.time())
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if kind is None:
+            self.finish("succeeded")
+        else:
+            self.finish("cancelled" if issubclass(kind, KeyboardInterrupt) else "failed")
+
+    def _at_exit(self) -> None:
+        # The script ended without finish(): an exception that nobody caught ends it as failed.
+        self.finish("failed" if _uncaught[0] else "succeeded")
+
+    # --- The sender thread ----------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + self._flush_s
+                while not self._closing and self._queued < self._batch \
+                        and self._sent >= self._flush_to:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                records = self._take()
+                if not records and self._closing:
+                    return
+            if records:
+                self._write(records)
+            with self._cond:
+                self._sent += len(records)
+                self._cond.notify_all()
+
+    def _take(self) -> list[Record]:
+        """Up to one batch of records from the buffer (the caller holds the lock)."""
+        records: list[Record] = []
+        points = 0
+        while self._buffer and points < self._batch:
+            records.append(self._buffer.popleft())
+            points += len(records[-1][2])
+        self._queued -= points
+        return records
+
+    def _write(self, records: list[Record]) -> None:
+        try:
+            self._sink.write(columns(records))
+        except Exception as exc:  # noqa: BLE001 - the script goes on; finish() reports it
+            if not self.errors:
+                warnings.warn(f"fitboard: points not stored: {exc}", stacklevel=1)
+            self.errors.append(str(exc))
+
+
+def columns(records: list[Record]) -> Columns:
+    """Records (step, time, {name: value}) as the API's columns, per metric."""
+    found: Columns = {}
+    for step, when, values in records:
+        for key, value in values.items():
+            column = found.get(key)
+            if column is None:
+                column = found[key] = ([], [], [])
+            column[0].append(step)
+            column[1].append(value)
+            column[2].append(when)
+    return found
+
+
+_uncaught = [False]
+_previous_hook = sys.excepthook
+
+
+def _note_uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    _uncaught[0] = True
+    _previous_hook(kind, exc, tb)
+
+
+sys.excepthook = _note_uncaught
+
+
+# --- Where points go ----------------------------------------------------------------------
+
+class ServerSink:
+    """A run on a Fitboard server: its points, checkpoints and end over HTTP, and a heartbeat
+    thread while it runs."""
+
+    def __init__(self, url: str, token: str, run: Mapping[str, Any]) -> None:
+        self.url, self.token = url, token
+        self.run_id, self.project_id = int(run["run_id"]), int(run["project_id"])
+        self.page = str(run.get("url", ""))
+        self._sender = Transport(url, token)  # used by the sender thread only
+        self._caller = Transport(url, token)  # the script's thread: checkpoints, finish
+        self._stop = threading.Event()
+        self.status = "running"
+        beat = float(run.get("heartbeat_s", 30))
+        self._beat = threading.Thread(target=self._beat_loop, args=(beat,),
+                                      name="fitboard-heartbeat", daemon=True)
+        self._beat.start()
+
+    def write(self, columns: Columns) -> None:
+        answer = self._sender.post("runs/log", {"run_id": self.run_id, "metrics": columns})
+        self.status = str(answer.get("status", self.status))
+
+    def checkpoint(self, path: Path, name: str) -> None:
+        target = f"{ARTIFACTS}/{self.project_id}/{self.run_id}/artifacts/checkpoints/{name}"
+        with path.open("rb") as source:
+            self._caller.put_file(target, source)
+
+    def finish(self, status: str, ended: float) -> None:
+        self._stop.set()
+        try:
+            self._caller.post("runs/finish", {"run_id": self.run_id, "status": status,
+                                              "ended": ended})
+        finally:
+            self._caller.close()
+            self._sender.close()
+
+    def _beat_loop(self, every: float) -> None:
+        # A transport of its own, with few retries: the next beat is the retry.
+        transport = Transport(self.url, self.token, timeout=every, retries=1)
+        while not self._stop.wait(every):
+            try:
+                self.status = transport.post("runs/heartbeat", {"run_id": self.run_id})["status"]
+            except FitboardError:
+                pass  # a missed beat; the server fails the run only after several
+        transport.close()
+
+
+class FileSink:
+    """An offline run: one JSON object a line (the run, its batches of points, checkpoints,
+    its end), read back by ``fitboard sync``. Checkpoints are copied into ``<file>.files/``:
+    the script may overwrite its own copy before the sync."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("x", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._line(dict(header))
+
+    def write(self, columns: Columns) -> None:
+        self._line({"metrics": columns})
+
+    def checkpoint(self, path: Path, name: str) -> None:
+        copy = self.path.with_name(self.path.name + ".files") / "checkpoints" / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
+        self._line({"checkpoint": str(copy.relative_to(self.path.parent)), "name": name})
+
+    def finish(self, status: str, ended: float) -> None:
+        self._line({"finish": status, "ended": ended})
+        self._file.close()
+
+    def _line(self, record: Mapping[str, Any]) -> None:
+        # Flushed at each line: a killed script leaves every batch written before it died.
+        with self._lock:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._file.flush()

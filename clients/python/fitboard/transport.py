@@ -1,0 +1,87 @@
+"""HTTP to a Fitboard server with the standard library: one kept-alive connection per thread,
+JSON in and out, retries of what may pass on a second try (a dropped connection, 429, 5xx)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+from typing import Any, BinaryIO
+
+API = "/api/fitboard/v1/"
+RETRIED = {429, 500, 502, 503, 504}
+
+
+class FitboardError(RuntimeError):
+    """The server refused a request (a bad token, a project the token does not reach, bad
+    input), or did not answer after every retry."""
+
+
+class Transport:
+    """Requests to one server with one token. Not shared between threads: each thread of a
+    run has its own (a connection carries one request at a time)."""
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 8) -> None:
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FitboardError(f"FITBOARD_URL must be http(s)://host[:port], got {url!r}")
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        self.prefix = parts.path
+        self.token, self.timeout, self.retries = token, timeout, retries
+        self._conn: http.client.HTTPConnection | None = None
+
+    def post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` as JSON to ``/api/fitboard/v1/<route>``; the answer's JSON."""
+        # NaN and infinities are written as JSON's extension (Python reads them back); a
+        # diverged loss is a point like any other.
+        data = json.dumps(body, separators=(",", ":")).encode()
+        return self.request("POST", API + route, data, "application/json")
+
+    def put_file(self, path: str, source: BinaryIO) -> dict[str, Any]:
+        """PUT a file's bytes at ``path`` (the artifacts proxy)."""
+        return self.request("PUT", path, source.read(), "application/octet-stream")
+
+    def request(self, method: str, path: str, data: bytes, kind: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": kind,
+                   "Accept": "application/json"}
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                conn = self._connection()
+                conn.request(method, self.prefix + path, body=data, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()  # a half-read or dropped connection is not reused
+                if last:
+                    raise FitboardError(f"{self.host}: {exc}") from exc
+            else:
+                if response.status < 300:
+                    return json.loads(payload or b"{}")  # type: ignore[no-any-return]
+                if response.status not in RETRIED or last:
+                    raise FitboardError(_message(response.status, payload))
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            kind = http.client.HTTPSConnection if self.scheme == "https" else \
+                http.client.HTTPConnection
+            self._conn = kind(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _message(status: int, payload: bytes) -> str:
+    try:
+        answer = json.loads(payload)
+        return f"HTTP {status}: {answer.get('message') or answer}"
+    except ValueError:
+        return f"HTTP {status}: {payload[:200].decode(errors='replace')}"

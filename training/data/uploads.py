@@ -751,11 +751,15 @@ def packaged_builders() -> frozenset[str]:
 # --- the prepared file -------------------------------------------------------------------------
 
 
-def save_prepared(prepared: Prepared, name: str, target: IO[bytes]) -> DatasetInfo:
+def save_prepared(prepared: Prepared, name: str, target: IO[bytes],
+                  row_ids: np.ndarray | None = None) -> DatasetInfo:
     """Write the prepared dataset as a pickle-free ``.npz`` under its final name
-    ("upload:<id>"); returns its DatasetInfo."""
+    ("upload:<id>"); returns its DatasetInfo. ``row_ids`` (a later version of a data set): each
+    row's position in the first version, so that versions can be compared row by row."""
     info = DatasetInfo.from_dict({**prepared.info.to_dict(), "name": name})
     arrays: dict[str, np.ndarray] = {"y": prepared.y}
+    if row_ids is not None:
+        arrays["row_ids"] = np.asarray(row_ids, dtype=np.int64)
     if info.modality == "text":
         encoded = [t.encode("utf-8") for t in prepared.x]
         arrays["text_bytes"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)

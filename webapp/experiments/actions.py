@@ -6,6 +6,7 @@ after commit. Project membership changes are the projects app's (``webapp.projec
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.db import transaction
@@ -13,6 +14,7 @@ from django.db import transaction
 from training.compression.spec import CompressionSpec, job_spec_dict
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
+from webapp.datasets.services import DatasetUnavailable, resolve_version
 from webapp.experiments import compression, enqueue, events, tuning
 from webapp.experiments.launch import queue_for
 from webapp.experiments.models import Experiment, Tag
@@ -23,7 +25,9 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
                       parent: Experiment | None = None,
                       remedy: dict[str, Any] | None = None) -> Experiment:
     """Store a queued training run and enqueue it once the row is committed (``remedy``: the
-    diagnostics remedy that made ``spec`` from ``parent``'s)."""
+    diagnostics remedy that made ``spec`` from ``parent``'s). An uploaded data set's version 0
+    (the latest) becomes the number it is now, so the run records what it trains on."""
+    spec = with_data_version(spec, project)
     with transaction.atomic():
         experiment = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
@@ -33,6 +37,18 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
         transaction.on_commit(lambda: enqueue.send(enqueue.TRAIN, experiment.pk, queue))
         transaction.on_commit(lambda: events.publish_status(experiment))
     return experiment
+
+
+def with_data_version(spec: ExperimentSpec, project: Project) -> ExperimentSpec:
+    """``spec`` naming its uploaded data set's version: the latest for 0. A data set outside the
+    project is left for the worker to refuse, as before versions."""
+    try:
+        number = resolve_version(spec.data.dataset, project, spec.data.version)
+    except DatasetUnavailable:
+        return spec
+    if number == spec.data.version:
+        return spec
+    return dataclasses.replace(spec, data=dataclasses.replace(spec.data, version=number))
 
 
 def cancel_experiment(experiment: Experiment) -> bool:

@@ -9,6 +9,7 @@ from django import forms
 from training.data.catalog import CATALOG
 from training.spec import FIELDSET_ORDER, ExperimentSpec, SpecError
 from webapp.datasets.models import Dataset, upload_id
+from webapp.datasets.services import DatasetUnavailable, resolve_version
 from webapp.experiments import spec_forms
 from webapp.projects import access
 from webapp.projects.models import Project
@@ -39,6 +40,18 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
                for d in Dataset.objects.visible_to(user).select_related("project")]
     builtin = [(k, v.title) for k, v in CATALOG.items()]
     return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
+
+
+def missing_version(name: str, project: Project | None, version: Any) -> str:
+    """Why an uploaded set's version cannot be trained on ("" when it can; a value that is no
+    whole number is left to the spec's own check)."""
+    if not str(version).isdigit() or not int(version) or project is None or upload_id(name) is None:
+        return ""
+    try:
+        resolve_version(name, project, int(version))
+    except DatasetUnavailable as exc:
+        return str(exc)
+    return ""
 
 
 def upload_in_other_project(name: str, project: Project | None) -> str:
@@ -81,6 +94,11 @@ class ExperimentForm(forms.Form):
         upload = upload_in_other_project(cleaned.get("dataset", ""), cleaned.get("project"))
         if upload:
             self.add_error("dataset", upload)
+            return cleaned
+        missing = missing_version(cleaned.get("dataset", ""), cleaned.get("project"),
+                                  data.get("data", {}).get("version") or 0)
+        if missing:
+            self.add_error(PATH_FIELDS.get("data.version"), missing)
             return cleaned
         try:
             self.spec = ExperimentSpec.from_dict(data)

@@ -177,7 +177,19 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         "gap": diagnosis.generalisation_gap(experiment),
         "parent_gap": diagnosis.generalisation_gap(parent) if parent else None,
         "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),
+        "labels_url": labels_page(experiment),
     })
+
+
+def labels_page(experiment: Experiment) -> str:
+    """Where "check the labels" leads: the suspicious-labels page of the run's uploaded data
+    set ("" for a built-in set, or an external run)."""
+    pk = upload_id(str((experiment.spec.get("data") or {}).get("dataset", "")))
+    if experiment.is_external or pk is None:
+        return ""
+    if not Dataset.objects.filter(pk=pk, project=experiment.project_id).exists():
+        return ""
+    return reverse("dataset-labels", args=[pk])
 
 
 @require_http_methods(["GET", "POST"])

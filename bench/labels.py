@@ -4,12 +4,13 @@ of the accuracy lost to the noise excluding its flagged rows wins back.
 For each data set and seed: a clean, stratified test split is held out; 5% of the remaining
 (training) rows get another class at random; ``training.labels.find_suspicious`` ranks the rows
 (k-fold cross-fitted logistic regression + cleanlab). Printed: the share of flipped rows among
-the first (flipped × 1.5) suggestions, and the clean test accuracy of three runs of the engine
-(``training.run``, an MLP, the same spec and seed, each set written as an uploaded data
-set): trained on the clean labels, on the noisy labels, and on the noisy labels minus the rows
-the finder flags (``--retrain engine``; the default retrains the finder's deterministic logistic
-regression instead, whose arms differ by their labels alone). Recovered = (cleaned − noisy) / (clean − noisy). The arms alternate within each
-seed; the summary is the median and spread over seeds. Usage, from the repo root::
+the first (flipped × 1.5) suggestions, and the clean test accuracy of a model retrained on the
+clean labels, on the noisy labels, and on the noisy labels minus the rows the finder flags.
+The retrained model is the finder's logistic regression (deterministic: the arms differ by their
+labels alone), or with ``--retrain engine`` the engine itself (``training.run``, an MLP, the
+same spec and seed, each set written as an uploaded data set). Recovered = (cleaned − noisy) /
+(clean − noisy). The arms alternate within each seed; the summary is the median and spread
+over seeds. Usage, from the repo root::
 
     FITBOARD_DATA_DIR=/path/to/data .venv/bin/python bench/labels.py [--sets digits fashion_mnist]
         [--seeds 3] [--threads 2]

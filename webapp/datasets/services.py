@@ -46,10 +46,16 @@ def limits() -> Limits:
 def table_options(options: Mapping[str, Any]) -> TableOptions:
     features = tuple(c.strip() for c in str(options.get("feature_columns") or "").split(",")
                      if c.strip())
+    texts = [c.strip() for c in str(options.get("text_column") or "").split(",") if c.strip()]
+    names = tuple(line.strip() for line in str(options.get("class_names") or "").splitlines()
+                  if line.strip())
     return TableOptions(
         label_column=str(options.get("label_column") or "").strip(),
         feature_columns=features,
-        text_column=str(options.get("text_column") or "").strip(),
+        text_column=texts[0] if texts else "",
+        more_text_columns=tuple(texts[1:]),
+        class_name_column=str(options.get("class_name_column") or "").strip(),
+        class_names=names,
         task=str(options.get("task") or "classification"),
         missing=str(options.get("missing") or "drop"),
         drop_duplicates=bool(options.get("drop_duplicates")),
@@ -68,7 +74,7 @@ def prepare_upload(kind: str, options: Mapping[str, Any], upload: IO[bytes] | No
                               bool(options.get("drop_duplicates")), limits(), title)
     if kind == Dataset.Kind.CSV:
         assert upload is not None
-        frame = read_csv(upload, file_name, limits())
+        frame = read_csv(upload, file_name, limits(), str(options.get("header") or "auto"))
     else:
         frame = read_hf(str(options.get("hf_source") or ""),
                         str(options.get("hf_split") or "train"),

@@ -210,8 +210,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"experiments.train": {"queue": "gpu"}, "experiments.trial": {"queue": "gpu"},
-                      "experiments.compress": {"queue": "gpu"},
-                      "datasets.find_labels": {"queue": "cpu"}}
+                      "experiments.compress": {"queue": "gpu"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late, Redis hands a message that a worker took but has not acknowledged to another
 # worker after this many seconds: a training longer than that is delivered twice. That is safe:

@@ -41,9 +41,9 @@ def start_scan(user: Any, dataset: Dataset, version: int, folds: int = 5) -> Lab
 
 def execute_scan(scan_id: int) -> None:
     """The worker's side: cross-fit the quick model, rank the rows, store the result."""
-    scan = LabelScan.objects.select_related("dataset").get(pk=scan_id)
-    if not scan.start():
-        return  # a second delivery of a scan that has started or ended
+    scan = LabelScan.objects.select_related("dataset").filter(pk=scan_id).first()
+    if scan is None or not scan.start():
+        return  # deleted with its data set, or a second delivery of a started scan
 
     def progress(done: int, total: int) -> None:
         LabelScan.objects.filter(pk=scan.pk).update(progress={"folds_done": done,

@@ -15,11 +15,13 @@ from django.urls import reverse
 
 from training.checkpoints import load
 from training.data.uploads import load_prepared
+from training.spec import ExperimentSpec
 from webapp.datasets.labels import execute_scan
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.services import version_file
 from webapp.experiments.models import Experiment
 from webapp.experiments.runner import execute_training
+from webapp.experiments.views import labels_page
 from webapp.projects.models import Project
 
 from ..noisy import noisy_digits_zip
@@ -162,3 +164,15 @@ def test_a_run_on_version_1_reproduces_after_version_2(owner, project):
     form["version"] = "7"
     response = client.post(reverse("experiment-new"), form)
     assert "has no version 7" in str(response.context["form"].errors)
+
+
+def test_check_the_labels_leads_to_the_page_for_a_run_on_an_upload(digits_upload,
+                                                                   make_experiment):
+    # given runs on the upload and on a built-in set
+    on_upload = make_experiment(spec={**ExperimentSpec().to_dict(),
+                                      "data": {"dataset": digits_upload.spec_name}})
+    on_digits = make_experiment()
+
+    # then the underfitting remedy "check the labels" links to the upload's labels page only
+    assert labels_page(on_upload) == reverse("dataset-labels", args=[digits_upload.pk])
+    assert labels_page(on_digits) == ""

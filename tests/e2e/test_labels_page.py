@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def wait_for_selector_across_reloads(tab: Any, selector: str, timeout: float = 180) -> None:
+def wait_for_selector_across_reloads(tab: Any, selector: str, timeout: float = 900) -> None:
     """The scan's page reloads itself (a meta refresh) until the result is there; a check
     that lands during a reload is tried again."""
     deadline = time.monotonic() + timeout
@@ -52,7 +52,8 @@ def test_the_suspicious_labels_of_noisy_digits_in_the_browser(page, stack: Stack
     page.click("text=Check the labels")
     page.fill("input[name=folds]", "3")
     page.click("#scan-form button")
-    wait_for_selector_across_reloads(page, "#suspicious-rows")
+    wait_for_selector_across_reloads(page, "#suspicious-rows, #scan-failed")
+    assert page.locator("#scan-failed").count() == 0, page.inner_text("#scan-failed")
 
     # then the page lists flagged rows with their images and the confusion matrix
     flagged = int(page.inner_text("#flagged"))

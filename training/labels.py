@@ -26,6 +26,16 @@ class FinderSpec:
     seed: int = 0  # fold assignment and model initialisation
     max_iter: int = 200  # logistic regression solver iterations per fold
     c: float = 1.0  # inverse L2 strength of the logistic regression (sklearn's C)
+    # "logistic", "mlp" (a small torch MLP: better on images of hundreds of pixels), or "auto":
+    # the MLP for inputs of more than MLP_FEATURES features, logistic regression otherwise
+    model: str = "auto"
+    mlp_hidden: int = 256  # units of the MLP's hidden layer
+    mlp_epochs: int = 10  # passes over the fold's training rows
+    mlp_batch: int = 128  # rows per step
+    mlp_lr: float = 1e-3  # Adam's step size
+
+
+MLP_FEATURES = 256
 
 
 @dataclass
@@ -94,13 +104,48 @@ def out_of_sample_probabilities(x: np.ndarray, y: np.ndarray, num_classes: int,
         # Splits smaller than the fold count and unconverged quick fits are expected here.
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
+        mlp = spec.model == "mlp" or (spec.model == "auto" and data.dtype != object
+                                      and data.shape[1] > MLP_FEATURES)
         for done, (fit_rows, score_rows) in enumerate(splitter.split(data, labels), start=1):
-            model = _model(data.dtype == object, spec).fit(data[fit_rows], labels[fit_rows])
-            probabilities[np.ix_(score_rows, model.classes_)] = model.predict_proba(
-                data[score_rows])
+            if mlp:
+                probabilities[score_rows] = _mlp_probabilities(
+                    data[fit_rows], labels[fit_rows], data[score_rows], num_classes, spec)
+            else:
+                model = _model(data.dtype == object, spec).fit(data[fit_rows], labels[fit_rows])
+                probabilities[np.ix_(score_rows, model.classes_)] = model.predict_proba(
+                    data[score_rows])
             if progress is not None:
                 progress(done, splitter.get_n_splits())
     return probabilities
+
+
+def _mlp_probabilities(x_fit: np.ndarray, y_fit: np.ndarray, x_score: np.ndarray,
+                       num_classes: int, spec: FinderSpec) -> np.ndarray:
+    """Fit a one-hidden-layer MLP (seeded, features standardised with the fit rows' statistics,
+    missing values as the mean) and return its softmax on the scored rows."""
+    import torch
+    from torch import nn
+
+    generator = torch.Generator().manual_seed(spec.seed)
+    mean = np.nanmean(x_fit, axis=0)
+    std = np.nanstd(x_fit, axis=0) + 1e-6
+
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.nan_to_num((x - mean) / std).astype(np.float32))
+
+    torch.manual_seed(spec.seed)
+    model = nn.Sequential(nn.Linear(x_fit.shape[1], spec.mlp_hidden), nn.ReLU(),
+                          nn.Dropout(0.2), nn.Linear(spec.mlp_hidden, num_classes))
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.mlp_lr, weight_decay=1e-4)
+    inputs, targets = tensor(x_fit), torch.from_numpy(y_fit)
+    for _ in range(spec.mlp_epochs):
+        for batch in torch.randperm(len(targets), generator=generator).split(spec.mlp_batch):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(inputs[batch]), targets[batch]).backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        return torch.softmax(model(tensor(x_score)), dim=1).double().numpy()
 
 
 def rank_suspicions(y: np.ndarray, probabilities: np.ndarray) -> Suspicions:

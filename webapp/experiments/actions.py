@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from training.compression.spec import CompressionSpec, job_spec_dict
+from training.data.catalog import is_upload
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
 from webapp.datasets.services import DatasetUnavailable, resolve_version
@@ -84,7 +85,12 @@ def annotate_experiment(experiment: Experiment, tags: list[str], notes: str) -> 
 
 def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
                  source: Experiment | None = None) -> Experiment:
-    """Store a queued study and enqueue its driver once the row is committed."""
+    """Store a queued study and enqueue its driver once the row is committed. Its base names
+    the version of an uploaded data set it starts on, so every trial trains on the same one."""
+    data = spec.base.get("data") or {}
+    if is_upload(str(data.get("dataset", ""))) and not data.get("version"):
+        base = with_data_version(ExperimentSpec.from_dict(spec.base), project)
+        spec = dataclasses.replace(spec, base=base.to_dict())
     with transaction.atomic():
         study = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=source,

@@ -42,6 +42,17 @@ def test_the_finder_ranks_most_flipped_digits_first(noisy_digits):
     assert found.confusion.sum() == len(noisy) and found.confusion.shape == (10, 10)
 
 
+def test_the_mlp_finder_ranks_them_too_and_is_seeded(noisy_digits):
+    # given the same noisy digits, when the MLP quick model (the choice for wide images) ranks
+    x, noisy, flipped = noisy_digits
+    spec = FinderSpec(folds=3, model="mlp", mlp_epochs=15)
+    found = find_suspicious(x, noisy, 10, spec)
+
+    # then it too finds 80% of the flips within the budget, and ranks the same way again
+    assert recall_at(found, flipped, round(len(flipped) * 1.5)) >= 0.8
+    assert np.array_equal(find_suspicious(x, noisy, 10, spec).ranked, found.ranked)
+
+
 def test_flips_are_seeded_and_always_change_the_class():
     y = np.repeat(np.arange(4), 25)
     first, rows = flip_labels(y, 4, 0.1, seed=3)

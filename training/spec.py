@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from training import budget
-from training.data.catalog import DatasetInfo, data_dir, dataset_info, split_sizes
+from training.data.catalog import DatasetInfo, data_dir, dataset_info, is_upload, split_sizes
 from training.fieldmeta import meta, range_problems
 
 SPEC_VERSION = 1
@@ -161,6 +161,11 @@ class DataSpec(_Section):
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     # a name from training.data.catalog, or "upload:<id>"
     dataset: str = field(default="digits", metadata=meta("Dataset", fieldset=_DATA))
+    # An uploaded set's version (1 = as uploaded; relabelling or excluding rows makes the next).
+    # 0 = the latest, resolved and recorded when the run is submitted; built-in sets have none.
+    version: int = field(default=0, metadata=meta(
+        "Data set version", help="uploaded sets: 0 = the latest when submitted", min=0,
+        max=1_000_000, fieldset=_DATA))
     # share of the rows left after the test cut
     val_fraction: float = field(default=0.2, metadata=meta(
         "Validation fraction", help="share of rows held out", min=0.0, max=1.0,
@@ -198,6 +203,8 @@ class DataSpec(_Section):
             dataset_info(self.dataset)
         except KeyError as exc:
             errors["dataset"] = str(exc.args[0])
+        if self.version and not is_upload(self.dataset):
+            errors["version"] = "only uploaded data sets have versions: leave it at 0"
         return errors
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -83,6 +84,12 @@ class TableOptions:
     label_column: str = ""  # "" = the last column
     feature_columns: tuple[str, ...] = ()  # () = every column but the label (all numeric)
     text_column: str = ""  # set: a text dataset of this column and the label
+    # More text columns, joined with a space after text_column (e.g. title then description).
+    more_text_columns: tuple[str, ...] = ()
+    # Class names: a column naming each row's class, or a mapping (label value -> name).
+    class_name_column: str = ""
+    # "name" entries in the classes' order (numeric labels in numeric order), or "label=name"
+    class_names: tuple[str, ...] = ()
     task: str = "classification"  # or "regression"
     missing: str = "drop"  # drop rows with a missing feature, or impute: mean/median/most_frequent
     drop_duplicates: bool = True  # identical rows (features and label) kept once
@@ -107,10 +114,16 @@ class Prepared:
 # --- tables ------------------------------------------------------------------------------------
 
 
-def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None) -> pd.DataFrame:
+HEADER_CHOICES = ("auto", "yes", "no")
+
+
+def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
+             header: str = "auto") -> pd.DataFrame:
     """Parse a CSV (or TSV) upload; the separator is sniffed from its first lines. Its columns
     and cells are counted from the raw bytes and refused past ``limits`` before pandas parses
-    anything: a parse's time and memory grow with both."""
+    anything: a parse's time and memory grow with both. ``header``: "yes" (the first row names
+    the columns), "no" (every row is data; the columns are named 1, 2, 3...), or "auto"
+    (sniffed: a first row whose cells look like the rows below is data)."""
     import pandas as pd
 
     limits = limits or Limits()
@@ -135,11 +148,14 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None) ->
             sep = csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=",;\t|").delimiter
         except csv.Error:
             sep = ","
-    _check_header(handle, sep, limits)
+    if header not in HEADER_CHOICES:
+        raise UploadError("header", f"must be one of: {', '.join(HEADER_CHOICES)}")
+    headed = header == "yes" or (header == "auto" and _has_header(sample, sep))
+    _check_header(handle, sep, limits, headed)
     try:
         # One row past the limit is enough to refuse; pandas never parses the rest.
         frame = pd.read_csv(handle, sep=sep, encoding="utf-8-sig", skipinitialspace=True,
-                            nrows=limits.max_rows + 1)
+                            nrows=limits.max_rows + 1, header=0 if headed else None)
     except UnicodeDecodeError:
         raise UploadError("file", "the file is not UTF-8 text") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -150,12 +166,38 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None) ->
                                   "a dataset needs a label column and at least one more")
     if frame.empty:
         raise UploadError("file", "the CSV has a header but no rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = ([str(c).strip() for c in frame.columns] if headed
+                     else [str(i) for i in range(1, len(frame.columns) + 1)])
     _check_cells(frame, limits)
     return frame
 
 
-def _check_header(handle: IO[bytes], sep: str, limits: Limits) -> None:
+def _has_header(sample: str, sep: str) -> bool:
+    """Whether the first row names the columns. Each column whose cells below the first are all
+    numbers votes: a first cell that is not a number is a name (header), a number is data. No
+    votes (all text) keeps the header, as before this guess existed."""
+    lines = sample.splitlines()[:51]
+    rows = list(csv.reader(lines[:-1] if len(lines) > 2 else lines, delimiter=sep,
+                           skipinitialspace=True))
+    if len(rows) < 2:
+        return True
+    votes = 0
+    for column in range(len(rows[0])):
+        below = [r[column].strip() for r in rows[1:] if column < len(r)]
+        if below and all(_is_number(c) for c in below if c):
+            votes += -1 if _is_number(rows[0][column].strip()) else 1
+    return votes >= 0
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = True) -> None:
     """Refuse too many columns, too many cells or a repeated column name, reading the raw
     file once in chunks (never more than one chunk in memory); leaves ``handle`` at the start."""
     handle.seek(0)
@@ -182,7 +224,7 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits) -> None:
     names = next(csv.reader([header.decode("utf-8-sig", errors="replace").rstrip("\r")],
                             delimiter=sep, skipinitialspace=True), [])
     seen: set[str] = set()
-    for column in (n.strip() for n in names):
+    for column in (n.strip() for n in names if headed):
         if column in seen:
             raise UploadError("file", f"the column {column!r} appears more than once in the "
                                       "header: give every column its own name")
@@ -230,6 +272,12 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
         raise UploadError("missing", f"must be one of: {', '.join(MISSING_CHOICES)}")
     label = _column(frame, options.label_column or str(frame.columns[-1]), "label_column")
     text_mode = bool(options.text_column)
+    if options.more_text_columns:
+        frame, joined = _join_texts(frame, (options.text_column, *options.more_text_columns),
+                                    label)
+        options = dataclasses.replace(options, text_column=joined, more_text_columns=())
+    named = (_names_from_column(frame, label, options.class_name_column)
+             if options.class_name_column else {})
     inputs = _input_columns(frame, options, label)
     frame = frame[[*inputs, label]].copy()
     steps: list[dict[str, Any]] = []
@@ -249,6 +297,8 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
         raise UploadError("file", f"only {len(frame)} rows are left after cleaning: a dataset "
                                   "needs at least 4")
     y, label_names = _labels(frame[label], options.task, label)
+    if named or options.class_names:
+        label_names = _class_names(label_names, named, options.class_names)
     if not text_mode:
         steps.append({"step": "features standardised with the training split's mean and std"
                       if options.standardise else "features used as they are (not standardised)",
@@ -268,6 +318,58 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     impute = "" if text_mode or options.missing == "drop" else options.missing
     return Prepared(info, x, y, label_names, inputs, impute, options.standardise and not text_mode,
                     report)
+
+
+def _join_texts(frame: pd.DataFrame, columns: tuple[str, ...], label: str
+                ) -> tuple[pd.DataFrame, str]:
+    """The text columns joined into one (a space between non-empty parts), e.g. a title and a
+    description; returns the frame with the joined column and its name."""
+    if not columns[0]:
+        raise UploadError("text_column", "name the first text column here")
+    for column in columns:
+        _column(frame, column, "text_column")
+        if column == label:
+            raise UploadError("text_column", "the text columns cannot include the label column")
+    joined = " + ".join(columns)
+    parts = frame[list(columns)].astype("string").fillna("")
+    text = parts.apply(lambda row: " ".join(p.strip() for p in row if p.strip()), axis=1)
+    return frame.assign(**{joined: text.astype("string")}), joined
+
+
+def _names_from_column(frame: pd.DataFrame, label: str, column: str) -> dict[str, str]:
+    """Each label value's name from a column naming it; a value named two ways is refused."""
+    _column(frame, column, "class_name_column")
+    pairs = frame[[label, column]].dropna().astype("string")
+    pairs = pairs.apply(lambda c: c.str.strip()).drop_duplicates()
+    clash = pairs[pairs[label].duplicated()]
+    if len(clash):
+        value = clash.iloc[0][label]
+        raise UploadError("class_name_column", f"label {value!r} has more than one name in "
+                                               f"{column!r}")
+    return dict(zip(pairs[label].tolist(), pairs[column].tolist(), strict=True))
+
+
+def _class_names(classes: list[str], named: dict[str, str], entries: tuple[str, ...]
+                 ) -> list[str]:
+    """Names for the classes (label values in order): from a column (``named``), else from
+    ``entries``, "label=name" pairs or names in the classes' order."""
+    if named:
+        return [named.get(c, c) for c in classes]
+    if any("=" in e for e in entries):
+        mapping = dict(e.split("=", 1) for e in entries if "=" in e)
+        mapping = {k.strip(): v.strip() for k, v in mapping.items()}
+        missing = [c for c in classes if c not in mapping]
+        if missing:
+            raise UploadError("class_names", f"no name for class {missing[0]!r}")
+        names = [mapping[c] for c in classes]
+    else:
+        if len(entries) != len(classes):
+            raise UploadError("class_names", f"{len(entries)} names for {len(classes)} classes "
+                                             f"({', '.join(classes)})")
+        names = [e.strip() for e in entries]
+    if len(set(names)) != len(names):
+        raise UploadError("class_names", "two classes have the same name")
+    return names
 
 
 def _input_columns(frame: pd.DataFrame, options: TableOptions, label: str) -> list[str]:
@@ -751,11 +853,15 @@ def packaged_builders() -> frozenset[str]:
 # --- the prepared file -------------------------------------------------------------------------
 
 
-def save_prepared(prepared: Prepared, name: str, target: IO[bytes]) -> DatasetInfo:
+def save_prepared(prepared: Prepared, name: str, target: IO[bytes],
+                  row_ids: np.ndarray | None = None) -> DatasetInfo:
     """Write the prepared dataset as a pickle-free ``.npz`` under its final name
-    ("upload:<id>"); returns its DatasetInfo."""
+    ("upload:<id>"); returns its DatasetInfo. ``row_ids`` (a later version of a data set): each
+    row's position in the first version, so that versions can be compared row by row."""
     info = DatasetInfo.from_dict({**prepared.info.to_dict(), "name": name})
     arrays: dict[str, np.ndarray] = {"y": prepared.y}
+    if row_ids is not None:
+        arrays["row_ids"] = np.asarray(row_ids, dtype=np.int64)
     if info.modality == "text":
         encoded = [t.encode("utf-8") for t in prepared.x]
         arrays["text_bytes"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)

@@ -17,12 +17,14 @@ from webapp.projects.models import Project
 FIELDSETS = [
     ("Dataset", ["name", "project", "kind", "file"]),
     ("Hugging Face", ["hf_source", "hf_split"]),
-    ("Columns (CSV and Hugging Face)", ["label_column", "feature_columns", "text_column",
-                                        "task"]),
+    ("Columns (CSV and Hugging Face)", ["header", "label_column", "feature_columns",
+                                        "text_column", "task"]),
+    ("Class names", ["class_name_column", "class_names"]),
     ("Cleaning", ["missing", "drop_duplicates", "drop_unlabelled", "standardise"]),
     ("Images (ZIP)", ["image_size"]),
 ]
-OPTION_FIELDS = ["hf_source", "hf_split", "label_column", "feature_columns", "text_column",
+OPTION_FIELDS = ["hf_source", "hf_split", "header", "label_column", "feature_columns",
+                 "text_column", "class_name_column", "class_names",
                  "task", "missing", "drop_duplicates", "drop_unlabelled", "standardise",
                  "image_size"]
 MISSING_LABELS = {"drop": "Drop rows with a missing value", "mean": "Impute the mean",
@@ -38,11 +40,22 @@ class DatasetForm(forms.Form):
                                 help_text="e.g. imdb, or a save_to_disk folder in the data "
                                           "directory")
     hf_split = forms.CharField(label="Split", required=False, initial="train")
+    header = forms.ChoiceField(
+        label="Header row", initial="auto", required=False,
+        choices=[("auto", "Detect it"), ("yes", "The first row names the columns"),
+                 ("no", "No header: every row is data (columns are named 1, 2, 3…)")])
     label_column = forms.CharField(required=False, help_text="blank: the last column")
     feature_columns = forms.CharField(required=False,
                                       help_text="comma-separated; blank: every other column")
-    text_column = forms.CharField(required=False,
-                                  help_text="set for text: this column is the input")
+    text_column = forms.CharField(
+        required=False, help_text="set for text: this column is the input; several, "
+                                  "comma-separated (e.g. 2, 3: title, description), are joined")
+    class_name_column = forms.CharField(required=False,
+                                        help_text="a column naming each row's class")
+    class_names = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="one per line: names in the classes' order (1, 2, 3… or a, b, c…), or "
+                  "label=name; e.g. paste AG News's classes.txt")
     task = forms.ChoiceField(choices=[("classification", "Classification"),
                                       ("regression", "Regression")])
     missing = forms.ChoiceField(label="Missing values",

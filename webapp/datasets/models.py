@@ -81,6 +81,12 @@ class Dataset(models.Model):
     def dataset_info(self) -> DatasetInfo:
         return DatasetInfo.from_dict({**self.info, "name": self.spec_name})
 
+    @property
+    def latest_version(self) -> int:
+        """The highest version number (1: never changed since the upload)."""
+        numbers = [v.number for v in self.versions.all()]  # prefetched on list pages
+        return max(numbers, default=1)
+
 
 def upload_id(name: str) -> int | None:
     """The row id in an "upload:<id>" name, or None for other names."""
@@ -92,5 +98,79 @@ def resolve_info(name: str) -> DatasetInfo | None:
     pk = upload_id(name)
     if pk is None:
         return None
+    # The dataset's info is its latest version's (rows change when rows are removed).
     info = Dataset.objects.filter(pk=pk).values_list("info", flat=True).first()
     return DatasetInfo.from_dict({**info, "name": name}) if info else None
+
+
+def version_path(instance: DatasetVersion, filename: str) -> str:
+    return f"{_folder(instance.dataset)}/v{instance.number}.npz"
+
+
+class DatasetVersion(models.Model):
+    """A later version of an uploaded data set (version 1 is the upload itself, the dataset's
+    own ``prepared`` file). Immutable once written: a change makes the next number."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    prepared = models.FileField(upload_to=version_path, max_length=300)
+    info = models.JSONField(default=dict)
+    # Against the version it derives from: {"relabelled": [[row, old, new]], "removed": [rows],
+    # "added": []}, rows named by their position in version 1.
+    changes = models.JSONField(default=dict)
+    note = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["dataset", "number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"],
+                                               name="one_number_per_dataset_version")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name} v{self.number}"
+
+
+class LabelScan(models.Model):
+    """A search for suspicious labels in one version of a data set, run by a worker
+    (``datasets.find_labels``). ``start()`` and ``finish()`` own ``status``."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="label_scans")
+    version = models.PositiveIntegerField()
+    folds = models.PositiveSmallIntegerField(default=5)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.JSONField(default=dict)  # {"folds_done": k, "folds": n}
+    # {"flagged": n, "rows": [{"row", "given", "suggested", "confidence", ...}], "confusion"}
+    result = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def start(self) -> bool:
+        """Queued → running, once (a second delivery of the task finds it started)."""
+        started = LabelScan.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+            status=self.Status.RUNNING)
+        if started:
+            self.status = self.Status.RUNNING
+        return bool(started)
+
+    def finish(self, status: str, result: dict[str, Any] | None = None, error: str = "") -> None:
+        """Running → done or failed, with the result or the reason."""
+        now = timezone.now()
+        LabelScan.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+            status=status, result=result or {}, error=error, finished_at=now)
+        self.status, self.result, self.error, self.finished_at = status, result or {}, error, now

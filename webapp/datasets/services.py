@@ -11,6 +11,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.db import transaction
+from django.db.models.fields.files import FieldFile
 
 from training.data.catalog import is_upload
 from training.data.uploads import (
@@ -23,7 +24,8 @@ from training.data.uploads import (
     read_image_zip,
     save_prepared,
 )
-from webapp.datasets.models import Dataset, upload_id
+from training.data.versions import Changes, derive
+from webapp.datasets.models import Dataset, DatasetVersion, upload_id
 from webapp.projects.models import Project
 
 
@@ -44,10 +46,16 @@ def limits() -> Limits:
 def table_options(options: Mapping[str, Any]) -> TableOptions:
     features = tuple(c.strip() for c in str(options.get("feature_columns") or "").split(",")
                      if c.strip())
+    texts = [c.strip() for c in str(options.get("text_column") or "").split(",") if c.strip()]
+    names = tuple(line.strip() for line in str(options.get("class_names") or "").splitlines()
+                  if line.strip())
     return TableOptions(
         label_column=str(options.get("label_column") or "").strip(),
         feature_columns=features,
-        text_column=str(options.get("text_column") or "").strip(),
+        text_column=texts[0] if texts else "",
+        more_text_columns=tuple(texts[1:]),
+        class_name_column=str(options.get("class_name_column") or "").strip(),
+        class_names=names,
         task=str(options.get("task") or "classification"),
         missing=str(options.get("missing") or "drop"),
         drop_duplicates=bool(options.get("drop_duplicates")),
@@ -66,7 +74,7 @@ def prepare_upload(kind: str, options: Mapping[str, Any], upload: IO[bytes] | No
                               bool(options.get("drop_duplicates")), limits(), title)
     if kind == Dataset.Kind.CSV:
         assert upload is not None
-        frame = read_csv(upload, file_name, limits())
+        frame = read_csv(upload, file_name, limits(), str(options.get("header") or "auto"))
     else:
         frame = read_hf(str(options.get("hf_source") or ""),
                         str(options.get("hf_split") or "train"),
@@ -101,9 +109,11 @@ def create_dataset(user: Any, project: Project, name: str, kind: str,
     return dataset
 
 
-def local_files(dataset_names: list[str], project: Project) -> dict[str, Path]:
-    """Local paths of the prepared files of the uploads a spec names, which must belong to the
-    run's project; DatasetUnavailable naming the dataset otherwise."""
+def local_files(dataset_names: list[str], project: Project, version: int = 0
+                ) -> dict[str, Path]:
+    """Local paths of the prepared files of the uploads a spec names (their ``version``; 0 =
+    the latest), which must belong to the run's project; DatasetUnavailable naming the dataset
+    (or version) otherwise."""
     files = {}
     for name in dataset_names:
         if not is_upload(name):
@@ -112,20 +122,70 @@ def local_files(dataset_names: list[str], project: Project) -> dict[str, Path]:
         if dataset is None:
             raise DatasetUnavailable(
                 f"the uploaded dataset {name} is not in project {project.name}")
-        files[name] = _local_path(dataset)
+        files[name] = version_file(dataset, version or dataset.latest_version)
     return files
 
 
-def _local_path(dataset: Dataset) -> Path:
-    """The prepared file on this machine: in place on local storage, else a cached copy."""
+def version_file(dataset: Dataset, number: int) -> Path:
+    """The local prepared file of one version of ``dataset`` (1 = the upload itself)."""
+    if number == 1:
+        return _local_path(dataset.prepared, f"{dataset.pk}.npz")
+    found = dataset.versions.filter(number=number).first()
+    if found is None:
+        raise DatasetUnavailable(f"{dataset.spec_name} has no version {number} (its latest is "
+                                 f"{dataset.latest_version})")
+    return _local_path(found.prepared, f"{dataset.pk}-v{number}.npz")
+
+
+def resolve_version(name: str, project: Project, version: int) -> int:
+    """The version a run on ``name`` uses: ``version``, or the latest for 0 (0 for a built-in
+    set, which has none). DatasetUnavailable for a version that does not exist."""
+    if not is_upload(name):
+        return 0
+    dataset = Dataset.objects.filter(pk=upload_id(name), project=project).first()
+    if dataset is None:
+        raise DatasetUnavailable(f"the uploaded dataset {name} is not in project {project.name}")
+    latest = dataset.latest_version
+    if version > latest:
+        raise DatasetUnavailable(f"{name} has no version {version} (its latest is {latest})")
+    return version or latest
+
+
+def create_version(user: Any, dataset: Dataset, base: int, changes: Changes, note: str = ""
+                   ) -> DatasetVersion:
+    """Write the next version of ``dataset``: version ``base`` with ``changes`` applied (raises
+    VersionError for changes that do not apply). Under a row lock, so two reviewers saving at
+    once get consecutive numbers; the dataset's info becomes the new version's."""
+    source = version_file(dataset, base)
+    buffer = io.BytesIO()
+    info, diff = derive(source, changes, dataset.spec_name, buffer)
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        number = locked.latest_version + 1
+        version = DatasetVersion(dataset=locked, number=number, info=info.to_dict(),
+                                 changes={**diff, "from": base}, note=note[:500],
+                                 created_by=user)
+        version.prepared.save("prepared.npz", ContentFile(buffer.getvalue()), save=False)
+        try:
+            version.save()
+            locked.info = {**info.to_dict(), "title": locked.name}
+            locked.save(update_fields=["info"])
+        except BaseException:
+            version.prepared.storage.delete(version.prepared.name)
+            raise
+    return version
+
+
+def _local_path(stored: FieldFile, cache_name: str) -> Path:
+    """A stored file on this machine: in place on local storage, else a cached copy."""
     try:
-        return Path(dataset.prepared.path)
+        return Path(stored.path)
     except NotImplementedError:  # remote storage (S3): copy once into the worker's cache
-        cached = settings.MEDIA_ROOT / "dataset-cache" / f"{dataset.pk}.npz"
+        cached = settings.MEDIA_ROOT / "dataset-cache" / cache_name
         if not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
             partial = cached.with_suffix(".part")
-            with dataset.prepared.open("rb") as source, partial.open("wb") as target:
+            with stored.open("rb") as source, partial.open("wb") as target:
                 shutil.copyfileobj(source, target)
             partial.replace(cached)
         return cached

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from typing import Any
 
-from webapp.datasets import services
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from training.data.versions import VersionError, diff, parse_changes
+from webapp.datasets import labels, services
 from webapp.datasets.forms import DatasetForm
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.uploads import TOO_LARGE
 from webapp.projects import access
 
@@ -48,3 +53,102 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "report": report,
         "chart": {"labels": list(counts), "counts": list(counts.values())},
     })
+
+
+PAGE_ROWS = 25  # suspicious rows per page
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().lstrip("-").isdigit() else None
+
+
+@require_GET
+def dataset_labels(request: HttpRequest, pk: int) -> HttpResponse:
+    """The suspicious labels of the latest (or a chosen) scan, paged and filtered by class pair,
+    with the confusion matrix and the data set's versions."""
+    dataset = get_object_or_404(
+        Dataset.objects.visible_to(request.user).select_related("project")
+        .prefetch_related("versions"), pk=pk)
+    scans = dataset.label_scans.all()
+    scan_id = _int_or_none(request.GET.get("scan"))
+    scan = (scans.filter(pk=scan_id).first() if scan_id is not None
+            else scans.filter(status=LabelScan.Status.DONE).first() or scans.first())
+    chosen = labels.Filter(_int_or_none(request.GET.get("given")),
+                           _int_or_none(request.GET.get("suggested")))
+    names = dataset.report.get("class_counts", {})
+    label_names = list(names) or [str(i) for i in range(dataset.info.get("num_classes", 0))]
+    context: dict[str, Any] = {
+        "dataset": dataset, "scan": scan, "chosen": chosen, "label_names": label_names,
+        "classes": list(enumerate(label_names)), "latest": dataset.latest_version,
+        "versions": list(dataset.versions.all()), "running": False,
+    }
+    if scan is not None and scan.status == LabelScan.Status.DONE:
+        listed = labels.listed_rows(scan, chosen, labels.changed_since(dataset, scan.version))
+        page = Paginator(listed, PAGE_ROWS).get_page(request.GET.get("page"))
+        shown = labels.previews(dataset, scan.version, [r["position"] for r in page])
+        context.update(page=page, rows=[{**r, **shown[r["position"]],
+                                         "given_name": label_names[r["given"]],
+                                         "suggested_name": label_names[r["suggested"]]}
+                                        for r in page],
+                       confusion=_confusion(scan.result["confusion"], label_names))
+    elif scan is not None:
+        context["running"] = scan.status in (LabelScan.Status.QUEUED, LabelScan.Status.RUNNING)
+    return render(request, "datasets/labels.html", context)
+
+
+def _confusion(matrix: list[list[int]], names: list[str]) -> list[dict[str, Any]]:
+    """Rows of the confusion matrix for the template: given class, then a cell per predicted
+    class, off-diagonal cells marked (they link to that class pair)."""
+    return [{"given": i, "name": names[i],
+             "cells": [{"predicted": j, "count": c, "off": i != j and c > 0}
+                       for j, c in enumerate(row)]} for i, row in enumerate(matrix)]
+
+
+@require_POST
+def dataset_labels_scan(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start a scan of the latest version."""
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    folds = _int_or_none(request.POST.get("folds")) or 5
+    try:
+        scan = labels.start_scan(request.user, dataset, dataset.latest_version,
+                                 max(2, min(folds, 10)))
+    except labels.ScanRefused as exc:
+        return HttpResponseBadRequest(str(exc))
+    return redirect(f"{reverse('dataset-labels', args=[dataset.pk])}?scan={scan.pk}")
+
+
+@require_POST
+def dataset_labels_apply(request: HttpRequest, pk: int) -> HttpResponse:
+    """Relabel or exclude the ticked rows: a new version from the latest one."""
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    rows = [r for r in map(_int_or_none, request.POST.getlist("rows")) if r is not None]
+    if not rows:
+        return HttpResponseBadRequest("tick at least one row")
+    if request.POST.get("action") == "exclude":
+        changes = parse_changes([], rows)
+    else:
+        pairs = [(r, _int_or_none(request.POST.get(f"label_{r}"))) for r in rows]
+        if any(label is None for _, label in pairs):
+            return HttpResponseBadRequest("every ticked row needs a new label")
+        changes = parse_changes([(r, label) for r, label in pairs if label is not None], [])
+    try:
+        services.create_version(request.user, dataset, dataset.latest_version, changes,
+                                note=request.POST.get("note", ""))
+    except (VersionError, services.DatasetUnavailable) as exc:
+        return HttpResponseBadRequest(str(exc))
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith(f"/datasets/{dataset.pk}/labels/")
+                    else reverse("dataset-labels", args=[dataset.pk]))
+
+
+@require_GET
+def dataset_diff(request: HttpRequest, pk: int) -> JsonResponse:
+    """Rows relabelled, removed and added between two versions (``?from=1&to=2``)."""
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    older = _int_or_none(request.GET.get("from")) or 1
+    newer = _int_or_none(request.GET.get("to")) or dataset.latest_version
+    try:
+        found = diff(services.version_file(dataset, older), services.version_file(dataset, newer))
+    except services.DatasetUnavailable as exc:
+        return JsonResponse({"error": str(exc)}, status=404)
+    return JsonResponse({"from": older, "to": newer, **found})

@@ -6,15 +6,18 @@ after commit. Project membership changes are the projects app's (``webapp.projec
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
 from training.compression.spec import CompressionSpec, job_spec_dict
+from training.data.catalog import is_upload
 from training.seeds import batch_problem, seed_specs, seeds_from
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
+from webapp.datasets.services import DatasetUnavailable, resolve_version
 from webapp.experiments import compression, enqueue, events, tuning
 from webapp.experiments.launch import queue_for
 from webapp.experiments.models import Experiment, RunGroup, Tag
@@ -25,7 +28,9 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
                       parent: Experiment | None = None,
                       remedy: dict[str, Any] | None = None) -> Experiment:
     """Store a queued training run and enqueue it once the row is committed (``remedy``: the
-    diagnostics remedy that made ``spec`` from ``parent``'s)."""
+    diagnostics remedy that made ``spec`` from ``parent``'s). An uploaded data set's version 0
+    (the latest) becomes the number it is now, so the run records what it trains on."""
+    spec = with_data_version(spec, project)
     with transaction.atomic():
         experiment = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
@@ -35,6 +40,18 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
         transaction.on_commit(lambda: enqueue.send(enqueue.TRAIN, experiment.pk, queue))
         transaction.on_commit(lambda: events.publish_status(experiment))
     return experiment
+
+
+def with_data_version(spec: ExperimentSpec, project: Project) -> ExperimentSpec:
+    """``spec`` naming its uploaded data set's version: the latest for 0. A data set outside the
+    project is left for the worker to refuse, as before versions."""
+    try:
+        number = resolve_version(spec.data.dataset, project, spec.data.version)
+    except DatasetUnavailable:
+        return spec
+    if number == spec.data.version:
+        return spec
+    return dataclasses.replace(spec, data=dataclasses.replace(spec.data, version=number))
 
 
 def cancel_experiment(experiment: Experiment) -> bool:
@@ -70,7 +87,12 @@ def annotate_experiment(experiment: Experiment, tags: list[str], notes: str) -> 
 
 def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
                  source: Experiment | None = None) -> Experiment:
-    """Store a queued study and enqueue its driver once the row is committed."""
+    """Store a queued study and enqueue its driver once the row is committed. Its base names
+    the version of an uploaded data set it starts on, so every trial trains on the same one."""
+    data = spec.base.get("data") or {}
+    if is_upload(str(data.get("dataset", ""))) and not data.get("version"):
+        base = with_data_version(ExperimentSpec.from_dict(spec.base), project)
+        spec = dataclasses.replace(spec, base=base.to_dict())
     with transaction.atomic():
         study = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=source,

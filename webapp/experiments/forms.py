@@ -11,6 +11,7 @@ from training.data.catalog import CATALOG
 from training.spec import FIELDSET_ORDER, ExperimentSpec
 from webapp.datasets import availability
 from webapp.datasets.models import Dataset, upload_id
+from webapp.datasets.services import DatasetUnavailable, resolve_version
 from webapp.experiments import spec_forms
 from webapp.projects import access
 from webapp.projects.models import Project
@@ -45,6 +46,18 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
     builtin = [(k, v.title if state[k] == availability.PRESENT else f"{v.title}: {state[k]}")
                for k, v in CATALOG.items()]
     return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
+
+
+def missing_version(name: str, project: Project | None, version: Any) -> str:
+    """Why an uploaded set's version cannot be trained on ("" when it can; a value that is no
+    whole number is left to the spec's own check)."""
+    if not str(version).isdigit() or not int(version) or project is None or upload_id(name) is None:
+        return ""
+    try:
+        resolve_version(name, project, int(version))
+    except DatasetUnavailable as exc:
+        return str(exc)
+    return ""
 
 
 def upload_in_other_project(name: str, project: Project | None) -> str:
@@ -103,6 +116,15 @@ class ExperimentForm(forms.Form):
                    or availability.missing_problem(dataset))
         if problem:
             self.add_error("dataset", problem)
+            # (the other checks run on the default data set: nothing of a data set the user
+            # may not see, such as its row count, reaches another field's message)
+            data["data"] = {**data.get("data", {}), "dataset": ExperimentSpec().data.dataset,
+                            "version": 0}
+        else:
+            missing = missing_version(dataset, cleaned.get("project"),
+                                      data.get("data", {}).get("version") or 0)
+            if missing:
+                self.add_error(PATH_FIELDS.get("data.version"), missing)
         spec, errors = spec_forms.every_problem(ExperimentSpec.from_dict, data, PATH_DEFAULTS)
         for path, message in errors.items():
             name = PATH_FIELDS.get(path)

@@ -96,12 +96,12 @@ def placement(device: str, devices: int = 1) -> dict[str, Any]:
 
 def data_sources(spec: Any, experiment: Experiment) -> Any:
     """Where the engine finds this run's data: the data directory and the local files of the
-    uploads it names (which must belong to the run's project)."""
+    uploads it names (which must belong to the run's project), at the spec's version."""
     from training.data import DataSources
 
     return DataSources(
         data_dir=settings.FITBOARD_DATA_DIR,
-        uploads=local_files([spec.data.dataset], experiment.project),
+        uploads=local_files([spec.data.dataset], experiment.project, spec.data.version),
         allow_download=settings.FITBOARD_DATA_DOWNLOAD,
     )
 

@@ -192,7 +192,19 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),
         "remedy_groups": experiment.repeats.exclude(remedy={}).order_by("pk"),
         "max_repeats": settings.FITBOARD_MAX_REPEATS,
+        "labels_url": labels_page(experiment),
     })
+
+
+def labels_page(experiment: Experiment) -> str:
+    """Where "check the labels" leads: the suspicious-labels page of the run's uploaded data
+    set ("" for a built-in set, or an external run)."""
+    pk = upload_id(str((experiment.spec.get("data") or {}).get("dataset", "")))
+    if experiment.is_external or pk is None:
+        return ""
+    if not Dataset.objects.filter(pk=pk, project=experiment.project_id).exists():
+        return ""
+    return reverse("dataset-labels", args=[pk])
 
 
 @require_http_methods(["GET", "POST"])

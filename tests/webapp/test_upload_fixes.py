@@ -1,0 +1,97 @@
+"""Uploads as a real user has them: AG News's test file (no header; class index, title,
+description) uploads in one step with its classes named, and trains; a header is still found
+where there is one."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from webapp.datasets.models import Dataset
+from webapp.experiments.models import Experiment
+from webapp.experiments.runner import execute_training
+
+from .test_datasets import CLEANING, experiment_form, field_errors
+
+TOPICS = {1: ("world", "minister election talks"), 2: ("sports", "team wins match goal"),
+          3: ("business", "stocks shares profit"), 4: ("tech", "software chip internet")}
+
+
+def ag_news_csv(rows: int = 80) -> bytes:
+    """AG News's shape: no header, "class","title","description", quoted, classes 1..4."""
+    lines = []
+    for i in range(rows):
+        label = i % 4 + 1
+        word, words = TOPICS[label]
+        lines.append(f'"{label}","{word.title()} story {i}","Reuters - {words} {word} {i}."')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def post(client: Client, project, content: bytes, **fields: str):
+    data = {"name": "ag news", "project": project.pk, "kind": "csv", **CLEANING, **fields,
+            "file": SimpleUploadedFile("test.csv", content)}
+    return client.post(reverse("dataset-new"), data)
+
+
+@pytest.mark.parametrize("header", ["no", "auto"])
+def test_an_ag_news_file_uploads_in_one_step_with_two_text_columns(owner_client, project,
+                                                                   header):
+    # when the headerless file is uploaded, its label in column 1 and its text in 2 and 3,
+    # with AG News's classes.txt pasted as the class names
+    response = post(owner_client, project, ag_news_csv(), header=header, label_column="1",
+                    text_column="2, 3", class_names="World\nSports\nBusiness\nSci/Tech")
+
+    # then every row is data (none taken for a header), the texts are joined, and the classes
+    # have their names
+    assert response.status_code == 302, field_errors(response)
+    dataset = Dataset.objects.get()
+    assert dataset.info["rows"] == 80 and dataset.info["modality"] == "text"
+    assert list(dataset.report["class_counts"]) == ["World", "Sports", "Business", "Sci/Tech"]
+    assert dataset.report["sample_rows"][0][0] == "World story 0 Reuters - minister election " \
+                                                  "talks world 0."
+
+
+def test_class_names_can_come_from_a_column(owner_client, project):
+    content = b"text,label,name\n" + b"".join(
+        f"{TOPICS[i % 2 + 1][1]} {i},{i % 2},{TOPICS[i % 2 + 1][0]}\n".encode()
+        for i in range(20))
+    response = post(owner_client, project, content, label_column="label", text_column="text",
+                    class_name_column="name")
+    assert response.status_code == 302, field_errors(response)
+    assert list(Dataset.objects.get().report["class_counts"]) == ["world", "sports"]
+
+
+def test_a_wrong_count_of_class_names_is_refused_on_its_field(owner_client, project):
+    response = post(owner_client, project, ag_news_csv(), header="no", label_column="1",
+                    text_column="2,3", class_names="World\nSports")
+    assert "2 names for 4 classes" in field_errors(response)["class_names"][0]
+
+
+def test_a_header_is_still_detected(owner_client, project):
+    content = b"a,b,label\n" + b"".join(f"{i},{i * 2},{'x' if i % 2 else 'y'}\n".encode()
+                                        for i in range(12))
+    response = post(owner_client, project, content)
+    assert response.status_code == 302, field_errors(response)
+    assert Dataset.objects.get().report["sample_header"] == ["a", "b", "label"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ag_news_upload_trains(owner, project):
+    client = Client()
+    client.force_login(owner)
+    post(client, project, ag_news_csv(), label_column="1", text_column="2,3",
+         class_names="1=World\n2=Sports\n3=Business\n4=Sci/Tech")
+    dataset = Dataset.objects.get()
+    response = client.post(reverse("experiment-new"), experiment_form(
+        project, dataset=dataset.spec_name, arch="lstm", epochs="2", batch_size="16",
+        embed_dim="16", hidden_size="16", max_length="16", min_freq="1", lr="0.01"))
+    assert response.status_code == 302, field_errors(response)
+    experiment = Experiment.objects.get()
+
+    execute_training(experiment.pk, "test-worker")
+
+    experiment.refresh_from_db()
+    assert experiment.status == "succeeded", experiment.error
+    assert experiment.spec["data"]["version"] == 1

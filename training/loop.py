@@ -267,8 +267,8 @@ class RunKeywords(TypedDict, total=False):
     tokenizer: TokenizerFactory | None
     parallel: Group
     min_batch: int
-    reference_dir: Path | None
     resume: bool
+    reference_dir: Path | None
 
 
 def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path,

@@ -14,7 +14,6 @@ import io
 import pickle
 import struct
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,9 +297,7 @@ def test_a_hostile_upload_is_refused_and_writes_nothing(owner_client, project, s
     before = tree(sandbox)
 
     # when it is posted through the upload form
-    started = time.perf_counter()
     response = send(owner_client, project, case, content)
-    elapsed = time.perf_counter() - started
 
     # then it is refused on its field with a clear message
     assert response.status_code == 200
@@ -311,8 +308,8 @@ def test_a_hostile_upload_is_refused_and_writes_nothing(owner_client, project, s
     assert not Dataset.objects.exists()
     assert tree(sandbox) == before
     assert not (sandbox / "pwned").exists()
-    # and it is answered within the bound of 5 s (measured: well under 1 s each)
-    assert elapsed < 5.0, f"{name} took {elapsed:.1f} s"
+    # (its time and memory, bound 5 s and 1 GB, are measured by bench/hostile_uploads.py:
+    # a wall-clock limit here would fail on a busy machine, not on a slow refusal)
 
 
 @pytest.mark.parametrize("file_name", ["../../evil.csv", "/etc/cron.d/evil.csv",

@@ -99,7 +99,8 @@ def test_run_names_of_markup_show_as_text_in_the_compare_chart(page, project, ow
 
 def main_pages(project: Project, owner: User) -> list[str]:
     """The pages to open: list, new experiment form, a running run (live charts, WebSocket),
-    compare, a study, a dataset, the compress form, diagnostics, projects, notifications."""
+    compare, a study, a dataset and its suspicious labels, the compress form, diagnostics,
+    projects, notifications."""
     done = [finished_run(project, owner, "a"), finished_run(project, owner, "b")]
     running = finished_run(project, owner, "live")
     Experiment.objects.filter(pk=running.pk).update(status=Experiment.Status.RUNNING)
@@ -114,6 +115,7 @@ def main_pages(project: Project, owner: User) -> list[str]:
         "task": "classification", "image_size": "16",
         "file": SimpleUploadedFile("d.csv", table_csv(40))})
     assert response.status_code == 302
+    dataset = int(response["Location"].rstrip("/").rsplit("/", 1)[1])
     return [reverse("experiment-list"), reverse("experiment-new"),
             reverse("experiment-detail", args=[running.pk]),
             reverse("experiment-detail", args=[done[0].pk]),
@@ -123,7 +125,8 @@ def main_pages(project: Project, owner: User) -> list[str]:
             reverse("compress-new", args=[done[0].pk]),
             reverse("experiment-diagnostics", args=[done[0].pk]),
             reverse("project-list"), reverse("notifications"),
-            reverse("project-notifications", args=[project.pk]), reverse("admin:index")]
+            reverse("project-notifications", args=[project.pk]),
+            reverse("dataset-labels", args=[dataset]), reverse("admin:index")]
 
 
 def test_the_main_pages_run_under_the_csp_without_violations(page, project, owner):

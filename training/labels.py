@@ -159,7 +159,9 @@ def rank_suspicions(y: np.ndarray, probabilities: np.ndarray) -> Suspicions:
     # cleanlab needs each row's probabilities to sum to one; a class no fold saw leaves zeros.
     sums = probabilities.sum(axis=1, keepdims=True)
     probs = np.where(sums > 0, probabilities / np.maximum(sums, 1e-12), 1.0 / classes)
-    flagged = np.asarray(find_label_issues(labels, probs,
+    # n_jobs=1: cleanlab otherwise forks a process pool, and a fork of a worker that holds
+    # torch's threads and open connections can hang for ever in the child.
+    flagged = np.asarray(find_label_issues(labels, probs, n_jobs=1,
                                            return_indices_ranked_by="self_confidence"),
                          dtype=np.int64)
     given_probability = probs[np.arange(len(labels)), labels]

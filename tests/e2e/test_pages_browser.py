@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import PASSWORD, Stack
-from tests.e2e.test_browser import SMALL_RUN, browser, fill_new_experiment, page, wait_for
+from tests.e2e.test_browser import (
+    EPOCHS,
+    SMALL_RUN,
+    STACK_WORKERS,
+    browser,
+    fill_new_experiment,
+    page,
+    wait_for,
+)
+from tests.e2e.test_live_run import submit
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
@@ -89,7 +98,12 @@ def test_one_bad_submit_shows_every_error_with_a_summary(page, stack):
 
 
 def test_a_run_ending_while_watched_shows_its_test_card_and_compress_without_reload(page, stack):
-    # Given a run with a test split, watched from the page the form sent the user to
+    # Given a run with a test split, watched from the page the form sent the user to (one
+    # longer run per stack worker first, so that it is still queued when its page opens)
+    session = stack.login()
+    for number in range(STACK_WORKERS):
+        submit(stack, session, f"watched blocker {number}",
+               **{**SMALL_RUN, "epochs": str(4 * EPOCHS)})
     run_id = fill_new_experiment(page, stack, "watched to the end",
                                  **{**SMALL_RUN, "test_fraction": "0.2"})
 

@@ -4,7 +4,6 @@ Content-Security-Policy with no violation and no script error."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -33,10 +32,6 @@ SPAN_NAME = '<span style="font-size:90px">BIG</span>'
 IRIS = ExperimentSpec().patched({
     "data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
     "run": {"epochs": 2, "batch_size": 64, "device": "cpu"}})
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip("needs Debian's Chromium at /usr/bin/chromium", allow_module_level=True)
-
 
 @pytest.fixture
 def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:

@@ -7,28 +7,18 @@ import re
 from typing import Any
 
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
+
+from tests.routes import every_route
 
 SELF = ("rest-schema", "rest-docs")  # the schema and its page describe the others
 
 
 def v1_routes() -> list[tuple[str, Any]]:
     """(schema path, view class) of every /api/v1/ route, from the resolver."""
-    found = []
-
-    def walk(patterns: list[Any], prefix: str) -> None:
-        for pattern in patterns:
-            text = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, text)
-            elif text.startswith("api/v1/") and isinstance(pattern, URLPattern) \
-                    and pattern.name not in SELF:
-                path = "/" + re.sub(r"<int:pk>", "{id}", text)
-                found.append((path, pattern.callback.view_class))
-
-    walk(get_resolver().url_patterns, "")
-    return found
+    return [("/" + re.sub(r"<int:pk>", "{id}", text), pattern.callback.view_class)
+            for text, pattern in every_route()
+            if text.startswith("api/v1/") and pattern.name not in SELF]
 
 
 def test_the_schema_is_valid_openapi_with_every_route_and_method(api):

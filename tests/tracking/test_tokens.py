@@ -15,8 +15,9 @@ import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
+from tests.routes import every_route
 from webapp.experiments.models import Experiment
 from webapp.projects.actions import create_project
 from webapp.projects.models import Project
@@ -26,18 +27,7 @@ from webapp.tracking.models import ApiToken
 
 def api_routes() -> list[tuple[str, str]]:
     """(pattern, name) of every route under api/."""
-    found = []
-
-    def walk(patterns: list[Any], prefix: str) -> None:
-        for pattern in patterns:
-            text = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, text)
-            elif isinstance(pattern, URLPattern) and text.startswith("api/"):
-                found.append((text, pattern.name))
-
-    walk(get_resolver().url_patterns, "")
-    return found
+    return [(text, pattern.name) for text, pattern in every_route() if text.startswith("api/")]
 
 
 API_ROUTES = api_routes()

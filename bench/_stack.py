@@ -110,6 +110,7 @@ class Stack(contextlib.ExitStack):
                 "REDIS_URL": self.redis_url(),
                 "FITBOARD_VAR_DIR": str(self.scratch / "var"),
                 "FITBOARD_CHANNEL_PREFIX": f"fbbench{os.getpid()}",
+                "FITBOARD_BROKER_PREFIX": f"fbbench{os.getpid()}:",
                 "FITBOARD_DEVICE": "cpu",
                 "DJANGO_SETTINGS_MODULE": "webapp.settings",
                 "LOG_LEVEL": "WARNING",

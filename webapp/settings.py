@@ -229,6 +229,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # housekeeper (webapp.experiments.housekeeping) re-queues such jobs much sooner.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("FITBOARD_BROKER_VISIBILITY_TIMEOUT_S", 3600, minimum=60),
+    # Prepended to every broker key (queues, unacked messages, control mailboxes), so that two
+    # sites, or two test sessions, share one Redis without taking each other's tasks.
+    "global_keyprefix": env_str("FITBOARD_BROKER_PREFIX", ""),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

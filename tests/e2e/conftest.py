@@ -97,9 +97,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @contextlib.contextmanager
 def running_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
-    """``manage.py up`` in ``tmp`` until the block ends. Two stacks at once need two Redis
-    servers (``REDIS_URL`` in ``extra_env``): on one, each stack's workers would take the
-    other's tasks from the shared queues and skip them, unknown to their database."""
+    """``manage.py up`` in ``tmp`` until the block ends. Its broker and channel keys carry a
+    prefix of its own, so that two stacks (or a stack and the test session) share one Redis
+    without taking each other's tasks."""
     port = free_port()
     db_url, db_name = database_url(tmp)
     env = {
@@ -108,6 +108,7 @@ def running_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
         "DATABASE_URL": db_url,
         "FITBOARD_ADMIN_PASSWORD": PASSWORD,
         "FITBOARD_CHANNEL_PREFIX": f"e2e{port}",
+        "FITBOARD_BROKER_PREFIX": f"e2e{port}:",
         "FITBOARD_TORCH_THREADS": "1",
         # A killed worker's trial is found within seconds (two missed beats, then a watchdog).
         "FITBOARD_TRIAL_HEARTBEAT_S": "2",

@@ -286,7 +286,7 @@ class DataSpec(_Section):
             _, found = _plugin_problems(plugins.DATASETS, self.dataset, self.plugin_options,
                                         "plugin_options")
             errors.update({key or "dataset": message for key, message in found.items()})
-        elif self.plugin_options:
+        elif self.plugin_options and (self.dataset in CATALOG or is_upload(self.dataset)):
             errors["plugin_options"] = "applies to plugin data sets only: leave it empty"
         if not errors:
             try:

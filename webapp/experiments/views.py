@@ -174,7 +174,10 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("study-detail", pk=pk)
     verdict = events.current_verdict(experiment)
     if verdict is None and experiment.is_terminal:  # ended before it could be diagnosed
-        verdict = diagnosis.final_verdict(experiment, nonfinite_loss=False)
+        try:
+            verdict = diagnosis.final_verdict(experiment, nonfinite_loss=False)
+        except SpecError:  # its spec names a plugin no longer installed: no verdict now
+            verdict = None
     parent = experiment.parent if experiment.remedy else None
     if parent is not None and not access.may_see_project(request.user, parent.project_id):
         parent = None

@@ -9,18 +9,17 @@ import json
 import zipfile
 from pathlib import Path
 
+import fitboard_model
 import pytest
 import torch
 
-import fitboard_model
+from tests.conftest import EXAMPLE_PACKAGE
+from tests.plugin_env import fresh_python
 from training import MemoryReporter, run
 from training.checkpoints import CheckpointError, load
 from training.compression.spec import CompressionSpec
 from training.spec import ExperimentSpec, SpecError
 from training.tuning import TuningSpec
-
-from tests.conftest import EXAMPLE_PACKAGE
-from tests.plugin_env import fresh_python
 
 PLUGIN_SPEC = {
     "data": {"dataset": "shapes", "plugin_options": {"rows": 160, "size": 12}},

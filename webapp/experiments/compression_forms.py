@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 
 from training.compression.spec import FIELDSET_ORDER, CompressionSpec
-from training.spec import SpecError
+from training.spec import SpecError, model_plugin, model_plugins
 from webapp.experiments import spec_forms
 from webapp.experiments.compression import check_job
 from webapp.experiments.models import Experiment
@@ -83,6 +83,10 @@ class CompressionForm(forms.Form):
 
 
 CompressionForm.base_fields.update(spec_forms.form_fields(SPEC_FIELDS))
+# A plugin model may be the student too (with its config's defaults).
+CompressionForm.base_fields["student_arch"].choices = [  # type: ignore[attr-defined]
+    *CompressionForm.base_fields["student_arch"].choices,  # type: ignore[attr-defined]
+    *((name, getattr(model_plugin(name), "title", name)) for name in sorted(model_plugins()))]
 
 
 def _job_problems(source: Experiment, spec: CompressionSpec) -> dict[str, str]:

@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from training.data.catalog import DatasetInfo, dataset_info
+from training.fieldmeta import field_meta
 from training.reference import Reference
-from training.spec import ExperimentSpec, SpecError
+from training.spec import ExperimentSpec, SpecError, model_plugin
 
 # --- how much history a verdict needs ------------------------------------------------------
 # Three epochs are the fewest that show a trend rather than one step between two noisy points.
@@ -925,6 +926,8 @@ def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
     """Halve (``smaller``) or double the widths; a larger model whose widths are at their limit
     gets another layer or block instead."""
     model = spec.model
+    if model.is_plugin:
+        return _resize_plugin_model(spec, smaller)
     if model.arch in ("lstm", "gru", "transformer", "pretrained"):
         return _resize_text_model(spec, smaller)
     if model.arch == "mlp":
@@ -941,6 +944,25 @@ def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
             change = {"blocks": model.blocks + 1}
         shape = ", ".join(f"{name} {value}" for name, value in change.items())
     return _resize_remedy(smaller, shape, change)
+
+
+def _resize_plugin_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
+    """A plugin model's size is the option its class names as ``size_option`` (an int), halved
+    or doubled within its declared range; without one, the advice alone."""
+    model_class = model_plugin(spec.model.arch)
+    option = str(getattr(model_class, "size_option", ""))
+    config = dict(spec.model.plugin_config)
+    fields = {f.name: f for f in dataclasses.fields(model_class.Config)}
+    if isinstance(config.get(option), int) and option in fields:
+        m = field_meta(fields[option])
+        low = int(m.min) if m and m.min is not None else 1
+        high = int(m.max) if m and m.max is not None else config[option] * 2
+        new = max(low, config[option] // 2) if smaller else min(high, config[option] * 2)
+        if new != config[option]:
+            return _resize_remedy(smaller, f"{option} {new}",
+                                  {"plugin_config": {**config, option: new}})
+    remedy = _resize_remedy(smaller, f"the {spec.model.arch} plugin's options", {})
+    return dataclasses.replace(remedy, patch={}, advice_only=True)
 
 
 def _resize_remedy(smaller: bool, shape: str, change: dict[str, Any]) -> Remedy:

@@ -200,3 +200,14 @@ def test_a_built_in_teacher_distills_into_a_plugin_student():
     job.check_source(source)
     assert job.target_spec(source).model.plugin_config == {"width": 4, "blocks": 1,
                                                            "dropout": 0.0}
+
+
+def test_the_model_size_remedies_halve_and_double_the_plugins_size_option():
+    from training.diagnostics import _resize_model
+
+    spec = ExperimentSpec.from_dict(PLUGIN_SPEC)
+    smaller, larger = _resize_model(spec, smaller=True), _resize_model(spec, smaller=False)
+
+    assert spec.patched(smaller.patch).model.plugin_config["width"] == 4
+    assert spec.patched(larger.patch).model.plugin_config["width"] == 16
+    assert smaller.title == "Use a smaller model (width 4)"

@@ -48,6 +48,8 @@ class MobileNet(nn.Module):
     modalities = ("image",)
     # The compression methods that apply to its layers (distillation applies to every model).
     compression = ("prune_weights", "prune_channels", "quantize_dynamic")
+    # The option a "smaller / larger model" remedy halves or doubles.
+    size_option = "width"
 
     def __init__(self, config: MobileNetConfig, input_shape: tuple[int, ...],
                  outputs: int) -> None:

@@ -211,3 +211,18 @@ def test_the_model_size_remedies_halve_and_double_the_plugins_size_option():
     assert spec.patched(smaller.patch).model.plugin_config["width"] == 4
     assert spec.patched(larger.patch).model.plugin_config["width"] == 16
     assert smaller.title == "Use a smaller model (width 4)"
+
+
+def test_int8_quantization_converts_the_plugins_linear_head_and_loads_back(archive, tmp_path):
+    # when the MobileNet's checkpoint is quantized (no fine-tuning: no training step)
+    from training.compression.job import compress
+
+    result = compress(CompressionSpec.from_dict({"source": 1, "method": "quantize_dynamic"}),
+                      load(archive), MemoryReporter(), tmp_path)
+    quantized = load(tmp_path / "best.zip")
+
+    # then its Linear weights are int8, and the archive rebuilds the quantized MobileNet
+    assert result.status == "succeeded"
+    assert result.report["change"]["linear_weight_bytes_ratio"] > 3.0
+    assert type(quantized.model.head[-1]).__name__ == "Int8Linear"
+    assert quantized.predict(torch.rand(2, 1, 12, 12)).shape == (2, 4)

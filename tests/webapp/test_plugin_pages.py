@@ -56,6 +56,17 @@ def test_a_built_in_model_ignores_the_plugin_fields_the_page_hides(owner, projec
     assert form.spec == ExperimentSpec()
 
 
+def test_a_plugin_option_left_empty_or_not_sent_takes_its_default(owner, project):
+    data = form_data(project, dataset="shapes", arch="mobilenet", mobilenet_width="",
+                     batch_size="32")
+    del data["mobilenet_blocks"], data["shapes_rows"]
+    form = ExperimentForm(data, user=owner)
+    assert form.is_valid(), form.errors
+    assert form.spec is not None
+    assert form.spec.model.plugin_config == {"width": 16, "blocks": 3, "dropout": 0.0}
+    assert form.spec.data.plugin_options["rows"] == 800
+
+
 def test_the_tune_form_offers_the_plugins_numeric_options(owner, project):
     # given a plugin run as the study's base
     form = TuneForm(user=owner, base=ExperimentSpec.from_dict(PLUGIN_SPEC))

@@ -125,6 +125,11 @@ class ExperimentForm(forms.Form):
         fields = spec_forms.chosen_fields(SPEC_FIELDS, cleaned, PLUGIN_PATHS)
         data = spec_forms.defaults_for_failed(
             fields, spec_forms.spec_data(fields, cleaned), self.errors)
+        for section, option in (path.split(".") for path in PLUGIN_PATHS):
+            # An option left empty (or not sent) takes the plugin's default.
+            chosen = data.get(section, {}).get(option)
+            if chosen is not None:
+                data[section][option] = {k: v for k, v in chosen.items() if v is not None}
         dataset = cleaned.get("dataset", "")
         problem = (upload_in_other_project(dataset, cleaned.get("project"))
                    or availability.missing_problem(dataset))
@@ -149,6 +154,9 @@ class ExperimentForm(forms.Form):
 
 
 ExperimentForm.base_fields.update(spec_forms.form_fields(SPEC_FIELDS))
+for _field in SPEC_FIELDS:
+    if _field.path.startswith(PLUGIN_PATHS):  # hidden unless its plugin is chosen
+        ExperimentForm.base_fields[_field.name].required = False
 ExperimentForm.base_fields["arch"].choices = [  # type: ignore[attr-defined]
     *ExperimentForm.base_fields["arch"].choices,  # type: ignore[attr-defined]
     *((name, getattr(model, "title", name)) for name, model in MODEL_PLUGINS.items())]

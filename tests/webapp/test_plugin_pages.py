@@ -9,8 +9,14 @@ from django.urls import reverse
 
 from tests.training.test_plugins import PLUGIN_SPEC
 from tests.webapp.test_compare import finished_run
+from tests.webapp.test_compression import _store
 from tests.webapp.test_forms import form_data
 from training.spec import ExperimentSpec
+from webapp.experiments.compression_forms import (
+    PATH_FIELDS_COMPRESS,
+    CompressionForm,
+    compression_initial,
+)
 from webapp.experiments.forms import PATH_FIELDS, ExperimentForm
 from webapp.experiments.models import Experiment
 from webapp.experiments.tuning_forms import TuneForm
@@ -119,3 +125,22 @@ def test_without_the_plugin_old_runs_stay_readable_and_a_clone_names_what_is_mis
     flash = clone.content.decode()
     assert "mobilenet run cannot be cloned" in flash
     assert "no installed plugin provides a model &#x27;mobilenet&#x27;" in flash
+
+
+def test_the_compress_form_offers_a_plugin_student_with_its_options(owner, make_experiment):
+    # given a finished CNN run on shapes
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
+        {**PLUGIN_SPEC, "model": {"arch": "cnn", "width": 8}}).to_dict())
+    _store(source, b"archive")  # (not read before the job runs)
+
+    # when it is distilled into a MobileNet student of width 4
+    data = {"name": "into mobilenet", **compression_initial(source), "method": "distill",
+            "student_arch": "mobilenet", "student_mobilenet_width": 4}
+    data = {k: ("on" if v else "") if isinstance(v, bool) else v for k, v in data.items()}
+    form = CompressionForm(data, source=source, user=owner)
+
+    # then the job's student is that MobileNet
+    assert PATH_FIELDS_COMPRESS["student.plugin_config.width"] == "student_mobilenet_width"
+    assert form.is_valid(), form.errors
+    assert form.spec is not None
+    assert form.spec.student.plugin_config == {"width": 4, "blocks": 3, "dropout": 0.0}

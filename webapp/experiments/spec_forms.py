@@ -135,12 +135,12 @@ def initial_values(fields: Iterable[SpecField], spec: Any) -> dict[str, Any]:
     return initial
 
 
-def plugin_fields(config_class: type, path: str, plugin: str, controller: str
-                  ) -> list[SpecField]:
-    """The form fields of a plugin's config dataclass: ``<plugin>_<option>`` at
-    ``path.<option>`` (``model.plugin_config.width``), shown only while the ``controller``
-    field (``arch``, ``dataset``) names the plugin."""
-    return spec_fields(config_class, path=path, name_prefix=f"{plugin}_",
+def plugin_fields(config_class: type, path: str, plugin: str, controller: str,
+                  name_prefix: str = "") -> list[SpecField]:
+    """The form fields of a plugin's config dataclass: ``<name_prefix><plugin>_<option>`` at
+    ``path<option>`` (``model.plugin_config.width``), shown only while the ``controller``
+    field (``arch``, ``dataset``, ``student_arch``) names the plugin."""
+    return spec_fields(config_class, path=path, name_prefix=f"{name_prefix}{plugin}_",
                        applies={controller: (plugin,)})
 
 

@@ -874,8 +874,8 @@ def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
     # Data augmentation comes first here once DataSpec has it. Regularisers can raise the best
     # validation score; early stopping keeps it (best.zip already holds that model) and saves
     # the wasted epochs; a smaller model helps too but may cost accuracy.
-    dropout = max(spec.model.dropout,
-                  min(max(spec.model.dropout + DROPOUT_STEP, DROPOUT_MIN), DROPOUT_MAX))
+    current = _dropout(spec)
+    dropout = max(current, min(max(current + DROPOUT_STEP, DROPOUT_MIN), DROPOUT_MAX))
     decay = spec.optim.weight_decay
     decay = max(decay, min(decay * 10, WEIGHT_DECAY_MAX)) if decay > 0 else WEIGHT_DECAY_START
     patience = spec.run.early_stopping_patience or EARLY_STOPPING_PATIENCE
@@ -883,7 +883,7 @@ def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
     return [
         Remedy("dropout", f"Add dropout {dropout:g}",
                "Dropout silences random units while training, so the network cannot memorise "
-               "individual examples.", {"model": {"dropout": dropout}}),
+               "individual examples.", _dropout_patch(spec, dropout)),
         Remedy("weight_decay", f"Use weight decay {decay:g}",
                "Weight decay (L2) pulls the weights towards zero, favouring simpler functions "
                "that generalise better.", {"optim": {"weight_decay": decay}}),
@@ -895,10 +895,28 @@ def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
     ]
 
 
+def _dropout(spec: ExperimentSpec) -> float:
+    """The model's dropout: a plugin's ``dropout`` option where it has one (else 0)."""
+    if spec.model.is_plugin:
+        return float(spec.model.plugin_config.get("dropout", 0.0))
+    return spec.model.dropout
+
+
+def _dropout_patch(spec: ExperimentSpec, dropout: float) -> dict[str, dict[str, Any]]:
+    """The patch setting the model's dropout; a plugin without a ``dropout`` option gets none
+    (its remedy then changes nothing, and the remedy list drops it)."""
+    if not spec.model.is_plugin:
+        return {"model": {"dropout": dropout}}
+    config = dict(spec.model.plugin_config)
+    if "dropout" not in config:
+        return {}
+    return {"model": {"plugin_config": {**config, "dropout": dropout}}}
+
+
 def _underfitting_remedies(spec: ExperimentSpec, lr_first: bool) -> list[Remedy]:
     less: dict[str, dict[str, Any]] = {}
-    if spec.model.dropout > 0:
-        less["model"] = {"dropout": 0.0}
+    if _dropout(spec) > 0:
+        less.update(_dropout_patch(spec, 0.0))
     if spec.optim.weight_decay > 0:
         less["optim"] = {"weight_decay": 0.0}
     if spec.regularization.l1 > 0:

@@ -226,3 +226,16 @@ def test_int8_quantization_converts_the_plugins_linear_head_and_loads_back(archi
     assert result.report["change"]["linear_weight_bytes_ratio"] > 3.0
     assert type(quantized.model.head[-1]).__name__ == "Int8Linear"
     assert quantized.predict(torch.rand(2, 1, 12, 12)).shape == (2, 4)
+
+
+def test_the_dropout_remedies_set_the_plugins_dropout_option():
+    from training.diagnostics import _overfitting_remedies, _underfitting_remedies
+
+    spec = ExperimentSpec.from_dict(PLUGIN_SPEC)
+    (add,) = [r for r in _overfitting_remedies(spec, 1) if r.key == "dropout"]
+    with_dropout = spec.patched(add.patch)
+    (remove,) = [r for r in _underfitting_remedies(with_dropout, False)
+                 if r.key == "less_regularization"]
+
+    assert with_dropout.model.plugin_config["dropout"] > 0 and with_dropout.model.dropout == 0
+    assert with_dropout.patched(remove.patch).model.plugin_config["dropout"] == 0.0

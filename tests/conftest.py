@@ -19,3 +19,23 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "run"
     path.mkdir()
     return path
+
+
+# The example plugin package (packages/fitboard-example-plugin), installed by `make test`.
+EXAMPLE_PACKAGE = "fitboard-example-plugin"
+EXAMPLE_SRC = Path(__file__).resolve().parents[1] / "packages" / "fitboard-example-plugin" / "src"
+
+
+@pytest.fixture
+def uninstalled_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example plugin as if uninstalled in this process: the one discovery function
+    (``fitboard_model.plugins.discover``) no longer lists its entry points."""
+    from fitboard_model import plugins
+
+    found = plugins.discover
+
+    def without_example(group: str) -> dict:
+        return {name: point for name, point in found(group).items()
+                if plugins.distribution(point)[0] != EXAMPLE_PACKAGE}
+
+    monkeypatch.setattr(plugins, "discover", without_example)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fitboard_model import plugins
 from fitboard_model.checkpoint import PIXEL_MAX, pixel_max
 from fitboard_model.inputs import model_inputs
 from fitboard_model.prediction import Prediction, prediction
@@ -31,7 +32,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from training.data.catalog import DatasetInfo, is_upload, remember
+from training.data.catalog import DatasetInfo, dataset_plugins, is_upload, remember
 from training.data.loading import Normalisation
 from training.data.text import Tokenizer, load_tokenizer
 from training.models import build_model, feed
@@ -187,6 +188,8 @@ def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: Expe
         **meta,
         "versions": library_versions(),
     }
+    if records := plugin_records(spec):
+        document["plugins"] = records
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("model.safetensors", save_safetensors(state))
@@ -199,6 +202,27 @@ def save(path: Path, weights: nn.Module | Mapping[str, torch.Tensor], spec: Expe
     data = buffer.getvalue()
     _write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def plugin_records(spec: ExperimentSpec) -> list[dict[str, str]]:
+    """The plugins a spec's model and data come from, with their package and version, so a
+    checkpoint can say which package it needs where one is missing."""
+    records = []
+    if spec.model.is_plugin:
+        records.append(plugins.record(plugins.MODELS, spec.model.arch))
+    if spec.data.dataset in dataset_plugins():
+        records.append(plugins.record(plugins.DATASETS, spec.data.dataset))
+    return records
+
+
+def missing_plugin(document: Mapping[str, Any]) -> str:
+    """Why a checkpoint cannot be rebuilt here: "needs the plugin package ..." for the first
+    plugin it records that is not installed; "" when every one is."""
+    for record in document.get("plugins") or ():
+        group, name = record.get("group", ""), record.get("name", "")
+        if name not in plugins.discover(group):
+            return str(plugins.PluginMissing(group, name, record.get("distribution", "")))
+    return ""
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -252,6 +276,8 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
         found = document.get("format") if isinstance(document, dict) else None
         if found != FORMAT:
             raise CheckpointError(f"{path}: unknown checkpoint format {found!r}")
+        if missing := missing_plugin(document):
+            raise CheckpointError(f"{Path(path).name}: this checkpoint {missing}")
         if is_upload(document.get("dataset", "")) and "dataset_info" in document:
             # An uploaded set is known only to the server that holds it: the archive says what
             # it was, so its spec validates anywhere.

@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from training.data.catalog import DatasetInfo, dataset_info
+from training.fieldmeta import field_meta
 from training.reference import Reference
-from training.spec import ExperimentSpec, SpecError
+from training.spec import ExperimentSpec, SpecError, model_plugin
 
 # --- how much history a verdict needs ------------------------------------------------------
 # Three epochs are the fewest that show a trend rather than one step between two noisy points.
@@ -873,8 +874,8 @@ def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
     # Data augmentation comes first here once DataSpec has it. Regularisers can raise the best
     # validation score; early stopping keeps it (best.zip already holds that model) and saves
     # the wasted epochs; a smaller model helps too but may cost accuracy.
-    dropout = max(spec.model.dropout,
-                  min(max(spec.model.dropout + DROPOUT_STEP, DROPOUT_MIN), DROPOUT_MAX))
+    current = _dropout(spec)
+    dropout = max(current, min(max(current + DROPOUT_STEP, DROPOUT_MIN), DROPOUT_MAX))
     decay = spec.optim.weight_decay
     decay = max(decay, min(decay * 10, WEIGHT_DECAY_MAX)) if decay > 0 else WEIGHT_DECAY_START
     patience = spec.run.early_stopping_patience or EARLY_STOPPING_PATIENCE
@@ -882,7 +883,7 @@ def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
     return [
         Remedy("dropout", f"Add dropout {dropout:g}",
                "Dropout silences random units while training, so the network cannot memorise "
-               "individual examples.", {"model": {"dropout": dropout}}),
+               "individual examples.", _dropout_patch(spec, dropout)),
         Remedy("weight_decay", f"Use weight decay {decay:g}",
                "Weight decay (L2) pulls the weights towards zero, favouring simpler functions "
                "that generalise better.", {"optim": {"weight_decay": decay}}),
@@ -894,10 +895,28 @@ def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
     ]
 
 
+def _dropout(spec: ExperimentSpec) -> float:
+    """The model's dropout: a plugin's ``dropout`` option where it has one (else 0)."""
+    if spec.model.is_plugin:
+        return float(spec.model.plugin_config.get("dropout", 0.0))
+    return spec.model.dropout
+
+
+def _dropout_patch(spec: ExperimentSpec, dropout: float) -> dict[str, dict[str, Any]]:
+    """The patch setting the model's dropout; a plugin without a ``dropout`` option gets none
+    (its remedy then changes nothing, and the remedy list drops it)."""
+    if not spec.model.is_plugin:
+        return {"model": {"dropout": dropout}}
+    config = dict(spec.model.plugin_config)
+    if "dropout" not in config:
+        return {}
+    return {"model": {"plugin_config": {**config, "dropout": dropout}}}
+
+
 def _underfitting_remedies(spec: ExperimentSpec, lr_first: bool) -> list[Remedy]:
     less: dict[str, dict[str, Any]] = {}
-    if spec.model.dropout > 0:
-        less["model"] = {"dropout": 0.0}
+    if _dropout(spec) > 0:
+        less.update(_dropout_patch(spec, 0.0))
     if spec.optim.weight_decay > 0:
         less["optim"] = {"weight_decay": 0.0}
     if spec.regularization.l1 > 0:
@@ -925,6 +944,8 @@ def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
     """Halve (``smaller``) or double the widths; a larger model whose widths are at their limit
     gets another layer or block instead."""
     model = spec.model
+    if model.is_plugin:
+        return _resize_plugin_model(spec, smaller)
     if model.arch in ("lstm", "gru", "transformer", "pretrained"):
         return _resize_text_model(spec, smaller)
     if model.arch == "mlp":
@@ -941,6 +962,25 @@ def _resize_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
             change = {"blocks": model.blocks + 1}
         shape = ", ".join(f"{name} {value}" for name, value in change.items())
     return _resize_remedy(smaller, shape, change)
+
+
+def _resize_plugin_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
+    """A plugin model's size is the option its class names as ``size_option`` (an int), halved
+    or doubled within its declared range; without one, the advice alone."""
+    model_class = model_plugin(spec.model.arch)
+    option = str(getattr(model_class, "size_option", ""))
+    config = dict(spec.model.plugin_config)
+    fields = {f.name: f for f in dataclasses.fields(model_class.Config)}
+    if isinstance(config.get(option), int) and option in fields:
+        m = field_meta(fields[option])
+        low = int(m.min) if m and m.min is not None else 1
+        high = int(m.max) if m and m.max is not None else config[option] * 2
+        new = max(low, config[option] // 2) if smaller else min(high, config[option] * 2)
+        if new != config[option]:
+            return _resize_remedy(smaller, f"{option} {new}",
+                                  {"plugin_config": {**config, option: new}})
+    remedy = _resize_remedy(smaller, f"the {spec.model.arch} plugin's options", {})
+    return dataclasses.replace(remedy, patch={}, advice_only=True)
 
 
 def _resize_remedy(smaller: bool, shape: str, change: dict[str, Any]) -> Remedy:

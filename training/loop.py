@@ -368,7 +368,8 @@ def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
     d = spec.data
     data = prepare(d.dataset, d.val_fraction, spec.run.seed, subset=d.subset,
                    test_fraction=d.test_fraction, sources=options.sources,
-                   tokenizer=options.tokenizer or tokenizer_for(spec.model))
+                   tokenizer=options.tokenizer or tokenizer_for(spec.model),
+                   options=d.plugin_options)
     augment = augmentation(spec)
     augment_rng = torch.Generator(device=target).manual_seed(spec.run.seed)
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)

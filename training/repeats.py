@@ -298,10 +298,9 @@ def verify_remedy(spec: ExperimentSpec, patch: dict[str, dict[str, Any]],
 
     before = list(original) if original is not None else repeat(spec, "original")
     after = repeat(spec.patched(patch), "remedy")
-    from training.data.catalog import dataset_info
     from training.optimization import monitored_metric
 
-    metric, _ = monitored_metric(spec, dataset_info(spec.data.dataset).task)
+    metric, _ = monitored_metric(spec, spec.data.info().task)
     names = ("the original", "the remedy")
     return RemedyCheck(
         tuple(seeds), tuple(before), tuple(after),

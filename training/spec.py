@@ -18,8 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from fitboard_model import plugins
+
 from training import budget
-from training.data.catalog import DatasetInfo, data_dir, dataset_info, is_upload, split_sizes
+from training.data.catalog import (
+    CATALOG,
+    DatasetInfo,
+    data_dir,
+    dataset_info,
+    dataset_plugins,
+    is_upload,
+    split_sizes,
+)
 from training.fieldmeta import meta, range_problems
 
 SPEC_VERSION = 1
@@ -78,7 +88,7 @@ class _Section:
             if name not in data:
                 continue
             try:
-                values[name] = _coerce(data[name], f.type, cls.choices.get(name))
+                values[name] = _coerce(data[name], f.type, cls.field_choices(name))
             except (ValueError, OverflowError) as exc:
                 errors[prefix + name] = str(exc) if isinstance(exc, ValueError) else "too large"
         # Range checks run too (on defaults where a value did not convert), so every bad field
@@ -91,9 +101,64 @@ class _Section:
             raise SpecError(errors)
         return section
 
+    @classmethod
+    def field_choices(cls, name: str) -> tuple[str, ...] | None:
+        """The values field ``name`` accepts when it is a choice, checked as it converts."""
+        return cls.choices.get(name)
+
     def problems(self) -> dict[str, str]:
         """Field-level checks beyond types and choices; empty when the section is valid."""
         return {}
+
+
+def plugin_config(config_class: type, data: Any) -> tuple[Any, dict[str, str]]:
+    """A plugin's config dataclass from JSON/form values, and one message per bad field (by its
+    name): the same conversions, choices and declared ranges as the spec's own fields. Bad
+    fields keep their defaults in the config returned."""
+    if not isinstance(data, Mapping):
+        return config_class(), {"": "must be an object of option → value"}
+    errors: dict[str, str] = {}
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    for name in data.keys() - known.keys():
+        errors[str(name)] = "unknown field"
+    choices: Mapping[str, tuple[str, ...]] = getattr(config_class, "choices", {})
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        if name in data:
+            try:
+                values[name] = _coerce(data[name], _type_name(f.type), choices.get(name))
+            except (ValueError, OverflowError) as exc:
+                errors[name] = str(exc) if isinstance(exc, ValueError) else "too large"
+    config = config_class(**values)
+    own = getattr(config, "problems", None)
+    for name, message in {**(own() if callable(own) else {}), **range_problems(config)}.items():
+        errors.setdefault(name, message)
+    return config, errors
+
+
+def _type_name(declared: Any) -> str:
+    """"int" for ``int`` or the annotation string "int" (a module with or without
+    ``from __future__ import annotations``)."""
+    return declared.__name__ if isinstance(declared, type) else str(declared)
+
+
+def _plugin_problems(group: str, name: str, data: Any, field_name: str
+                     ) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the plugin's full config as a dict, errors keyed by ``field_name.<option>``), or the
+    error of a plugin that does not load on the field naming it."""
+    try:
+        loaded = plugins.load(group, name)
+    except plugins.PluginMissing as exc:
+        return {}, {"": f"{name} {exc}"}
+    config_class = getattr(loaded, "Config" if group == plugins.MODELS else "Options")
+    config, errors = plugin_config(config_class, data)
+    problems = {f"{field_name}.{key}".rstrip("."): message for key, message in errors.items()}
+    return _section_dict(config), problems
+
+
+def _section_dict(config: Any) -> dict[str, Any]:
+    return {f.name: list(v) if isinstance(v := getattr(config, f.name), tuple) else v
+            for f in dataclasses.fields(config)}
 
 
 def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
@@ -140,6 +205,10 @@ def _coerce(value: Any, type_name: Any, choices: tuple[str, ...] | None) -> Any:
         if choices is not None and value not in choices:
             raise ValueError(f"must be one of: {', '.join(choices)}")
         return value
+    if type_name == "dict[str, Any]":
+        if not isinstance(value, Mapping):
+            raise ValueError("must be an object of option → value")
+        return dict(value)
     if type_name == "tuple[int, ...]":
         items = value.replace(",", " ").split() if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not items:
@@ -196,16 +265,41 @@ class DataSpec(_Section):
     augment_noise: float = field(default=0.0, metadata=meta(
         "Gaussian noise", help="std on normalised pixels; 0 = off", min=0.0, max=10.0,
         unit="standard deviations", fieldset=_AUGMENT))
+    # A data set plugin's options (fitboard.datasets; its Options dataclass), by name; empty
+    # for built-in and uploaded sets. Stored whole: every option with its value.
+    plugin_options: dict[str, Any] = field(default_factory=dict, hash=False, metadata=meta(
+        "Data set options", form=False))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, prefix: str = "") -> DataSpec:
+        section = super().from_dict(data, prefix)
+        if section.dataset in CATALOG or is_upload(section.dataset):
+            return section
+        full, _ = _plugin_problems(plugins.DATASETS, section.dataset, section.plugin_options,
+                                   "plugin_options")
+        return dataclasses.replace(section, plugin_options=full)
 
     def problems(self) -> dict[str, str]:
-        errors = {}
-        try:
-            dataset_info(self.dataset)
-        except KeyError as exc:
-            errors["dataset"] = str(exc.args[0])
+        errors: dict[str, str] = {}
+        plugin = self.dataset not in CATALOG and self.dataset in dataset_plugins()
+        if plugin:
+            _, found = _plugin_problems(plugins.DATASETS, self.dataset, self.plugin_options,
+                                        "plugin_options")
+            errors.update({key or "dataset": message for key, message in found.items()})
+        elif self.plugin_options and (self.dataset in CATALOG or is_upload(self.dataset)):
+            errors["plugin_options"] = "applies to plugin data sets only: leave it empty"
+        if not errors:
+            try:
+                self.info()
+            except KeyError as exc:
+                errors["dataset"] = str(exc.args[0])
         if self.version and not is_upload(self.dataset):
             errors["version"] = "only uploaded data sets have versions: leave it at 0"
         return errors
+
+    def info(self) -> DatasetInfo:
+        """Facts about the data set, with its plugin options where it is a plugin's."""
+        return dataset_info(self.dataset, self.plugin_options)
 
     @property
     def augmented(self) -> bool:
@@ -228,6 +322,10 @@ class ModelSpec(_Section):
             "mlp": "MLP", "cnn": "CNN", "resnet": "ResNet", "lstm": "LSTM", "gru": "GRU",
             "transformer": "Transformer (from scratch)",
             "pretrained": "Pretrained (Hugging Face)"}))
+    # A model plugin's config (fitboard.models; its Config dataclass), by name; empty for the
+    # built-in architectures. Stored whole: every option with its value.
+    plugin_config: dict[str, Any] = field(default_factory=dict, hash=False, metadata=meta(
+        "Model options", form=False))
     # MLP hidden layer widths, input to output
     hidden_sizes: tuple[int, ...] = field(default=(128,), metadata=meta(
         "MLP hidden sizes", help="e.g. 256, 128; at most 16 layers", min=1, max=65536,
@@ -301,8 +399,32 @@ class ModelSpec(_Section):
         "Freeze the encoder", help="train only the new classifier head", fieldset=_MODEL,
         applies={"arch": ("pretrained",)}))
 
+    @classmethod
+    def field_choices(cls, name: str) -> tuple[str, ...] | None:
+        # The architecture is checked in problems(): a plugin's name is only known once the
+        # installed plugins are asked.
+        return None if name == "arch" else cls.choices.get(name)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, prefix: str = "") -> ModelSpec:
+        section = super().from_dict(data, prefix)
+        if section.arch in BUILTIN_ARCHS:
+            return section
+        full, _ = _plugin_problems(plugins.MODELS, section.arch, section.plugin_config,
+                                   "plugin_config")
+        return dataclasses.replace(section, plugin_config=full)
+
+    @property
+    def is_plugin(self) -> bool:
+        """Whether the architecture is a model plugin's."""
+        return self.arch not in BUILTIN_ARCHS
+
     def problems(self) -> dict[str, str]:
         errors = {}
+        if self.arch not in BUILTIN_ARCHS:
+            errors.update(self._plugin_problems())
+        elif self.plugin_config:
+            errors["plugin_config"] = "applies to plugin models only: leave it empty"
         if len(self.hidden_sizes) > 16:
             errors["hidden_sizes"] = "at most 16 layers"
         if self.arch == "transformer" and self.embed_dim % self.heads:
@@ -312,6 +434,66 @@ class ModelSpec(_Section):
             if problem:
                 errors["pretrained"] = problem
         return errors
+
+    def _plugin_problems(self) -> dict[str, str]:
+        """The architecture's error when no installed plugin has its name (only names that
+        ``entry_points`` lists are ever loaded), else its config's errors."""
+        if self.arch not in model_plugins():
+            return {"arch": f"must be one of: {', '.join(arch_names())} (no installed plugin "
+                            f"provides a model {self.arch!r})"}
+        _, errors = _plugin_problems(plugins.MODELS, self.arch, self.plugin_config,
+                                     "plugin_config")
+        return {key or "arch": message for key, message in errors.items()}
+
+
+BUILTIN_ARCHS = ModelSpec.choices["arch"]
+
+
+def model_plugins() -> dict[str, Any]:
+    """Installed model plugins (entry point group ``fitboard.models``) by name, those shadowing
+    a built-in architecture left out."""
+    return {name: point for name, point in plugins.discover(plugins.MODELS).items()
+            if name not in BUILTIN_ARCHS}
+
+
+def arch_names() -> tuple[str, ...]:
+    """Every architecture a spec may name: the built-ins, then the installed plugins'."""
+    return (*BUILTIN_ARCHS, *sorted(model_plugins()))
+
+
+def model_plugin(arch: str) -> Any:
+    """The model class of plugin architecture ``arch`` (PluginMissing when not installed)."""
+    return plugins.load(plugins.MODELS, arch)
+
+
+def missing_plugins(spec: Mapping[str, Any]) -> list[str]:
+    """The plugins a stored spec (a dict) names that are not installed here: "model
+    'mobilenet'", "data set 'shapes'". Empty for built-ins and installed plugins."""
+    model, data = spec.get("model") or {}, spec.get("data") or {}
+    missing = []
+    arch, dataset = str(model.get("arch", "")), str(data.get("dataset", ""))
+    if arch not in BUILTIN_ARCHS and arch not in model_plugins():
+        missing.append(f"model {arch!r}")
+    if dataset not in CATALOG and not is_upload(dataset) and dataset not in dataset_plugins():
+        missing.append(f"data set {dataset!r}")
+    return missing
+
+
+def stored_dataset_info(spec: Mapping[str, Any]) -> DatasetInfo:
+    """Facts about a stored spec's data set (a plugin's with its options), for the pages of
+    runs made earlier. When its plugin is no longer installed, what the spec itself says (the
+    task, from its loss), so an old run stays readable."""
+    data = spec.get("data") or {}
+    name = str(data.get("dataset", ""))
+    try:
+        return dataset_info(name, data.get("plugin_options") or {})
+    except KeyError:
+        if name in CATALOG or is_upload(name):
+            raise
+        loss = (spec.get("optim") or {}).get("loss", "cross_entropy")
+        task = "classification" if loss == "cross_entropy" else "regression"
+        return DatasetInfo(name, f"{name} (its plugin is not installed)", task, "unknown", 0,
+                           (), 0)
 
 
 # A hub id ("bert-base-uncased", "owner/name"), or a local folder: an absolute, home-relative or
@@ -627,7 +809,7 @@ class ExperimentSpec:
 
     def check_compatible(self, info: DatasetInfo | None = None) -> None:
         """Refuse combinations that cannot train, each error on the field that must change."""
-        info = info or dataset_info(self.data.dataset)
+        info = info or self.data.info()
         errors: dict[str, str] = {}
         if (problem := _arch_problem(self.model.arch, info)) is not None:
             errors["model.arch"] = problem
@@ -686,7 +868,7 @@ class ExperimentSpec:
 
     def train_rows(self, info: DatasetInfo | None = None) -> int:
         """Rows in the training split of the spec's dataset."""
-        info = info or dataset_info(self.data.dataset)
+        info = info or self.data.info()
         d = self.data
         return info.train_rows(d.val_fraction, d.subset, d.test_fraction)
 
@@ -742,8 +924,12 @@ ARCH_TITLES = {"mlp": "an MLP", "cnn": "a CNN", "resnet": "a ResNet", "lstm": "a
 
 def _arch_problem(arch: str, info: DatasetInfo) -> str | None:
     """Why ``arch`` cannot read ``info``'s inputs, or None when it can."""
-    modalities = ARCH_MODALITIES.get(arch, ())
+    title = ARCH_TITLES.get(arch, arch)
+    if arch in ARCH_MODALITIES:
+        modalities = ARCH_MODALITIES[arch]
+    else:  # a plugin's model class says what it reads
+        modalities = tuple(getattr(model_plugin(arch), "modalities", ("image", "tabular")))
     if info.modality in modalities:
         return None
-    return (f"{ARCH_TITLES.get(arch, arch)} needs {' or '.join(modalities)} data; "
+    return (f"{title} needs {' or '.join(modalities)} data; "
             f"{info.name} is {info.modality}")

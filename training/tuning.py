@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from training.data.catalog import dataset_info
+from fitboard_model import plugins
+
+from training.data.catalog import dataset_plugins
 from training.fieldmeta import meta, range_problems
 from training.reporter import Reporter
-from training.spec import ExperimentSpec, SpecError
+from training.spec import ExperimentSpec, SpecError, model_plugin
 
 if TYPE_CHECKING:
     import optuna
@@ -237,7 +239,7 @@ class TuningSpec:
         if self.direction != direction:
             errors["direction"] = f"{self.objective} should be {direction}d"
         if base is not None and task is not None:
-            actual = dataset_info(base.data.dataset).task
+            actual = base.data.info().task
             if actual != task:
                 errors["objective"] = f"{base.data.dataset} is a {actual} task: no {self.objective}"
         return errors
@@ -288,27 +290,55 @@ def _apply(spec: ExperimentSpec, params: Mapping[str, Any]) -> ExperimentSpec:
     patch: dict[str, dict[str, Any]] = {}
     for path, value in params.items():
         section, name = path.split(".", 1)
-        patch.setdefault(section, {})[name] = value
+        option, _, leaf = name.partition(".")
+        if leaf:  # a plugin's option ("model.plugin_config.width"): merged into its dict
+            current = patch.setdefault(section, {}).setdefault(
+                option, dict(getattr(getattr(spec, section), option)))
+            current[leaf] = value
+        else:
+            patch.setdefault(section, {})[name] = value
     return spec.patched(patch)
 
 
-def field_type(path: str) -> str | None:
-    """The declared type of a dotted spec field ("float", "int", ...), None if unknown."""
+def field_type(path: str, base: ExperimentSpec | None = None) -> str | None:
+    """The declared type of a dotted spec field ("float", "int", ...), None if unknown. A
+    plugin's option (``model.plugin_config.<name>``, ``data.plugin_options.<name>``) is a field
+    of the plugin that ``base`` uses."""
     section, _, name = path.partition(".")
     cls = ExperimentSpec.sections.get(section)
     if cls is None:
         return None
-    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    return types.get(name)
+    option, _, leaf = name.partition(".")
+    if leaf:
+        config = plugin_config_class(base, f"{section}.{option}") if base else None
+        return None if config is None else field_types(config).get(leaf)
+    return field_types(cls).get(name)
+
+
+def field_types(cls: type) -> dict[str, str]:
+    """Field name → declared type name of a spec or plugin config dataclass."""
+    return {f.name: f.type.__name__ if isinstance(f.type, type) else str(f.type)
+            for f in dataclasses.fields(cls)}
+
+
+def plugin_config_class(base: ExperimentSpec, option_path: str) -> type | None:
+    """The config dataclass behind ``model.plugin_config`` or ``data.plugin_options`` of
+    ``base`` (None when its model or data set is not a plugin's)."""
+    if option_path == "model.plugin_config" and base.model.is_plugin:
+        return model_plugin(base.model.arch).Config  # type: ignore[no-any-return]
+    if option_path == "data.plugin_options" and base.data.dataset in dataset_plugins():
+        return plugins.load(plugins.DATASETS, base.data.dataset).Options  # type: ignore[no-any-return]
+    return None
 
 
 def _parse_param(path: str, raw: Any, base: ExperimentSpec | None,
                  errors: dict[str, str]) -> ParamSpace | None:
     """One search dimension, or None with its error in ``errors["space.<path>"]``."""
     key = f"space.{path}"
-    field_type_name = field_type(path)
+    field_type_name = field_type(path, base)
     if field_type_name is None:
-        errors[key] = "not a spec field (expected section.field, e.g. optim.lr)"
+        errors[key] = ("not a spec field (expected section.field, e.g. optim.lr, or a plugin's "
+                       "option, e.g. model.plugin_config.width)")
         return None
     if not isinstance(raw, Mapping):
         errors[key] = "must be an object with a type"

@@ -19,6 +19,7 @@ from webapp.projects.models import Membership
 from webapp.tracking import tokens
 
 from ..hostile import table_csv
+from ..training.test_plugins import PLUGIN_SPEC
 from .conftest import IRIS, Api
 
 
@@ -365,3 +366,20 @@ def test_a_token_over_its_rate_gets_429(api, settings):
     codes = [api.get("projects/").status_code for _ in range(4)]
 
     assert codes == [200, 200, 429, 429]
+
+
+def test_a_plugin_spec_launches_and_a_module_path_or_bad_option_is_refused_on_its_path(
+        api, project):
+    launched = api.post("runs/", {"project": project.pk, "name": "mobilenet", "spec": PLUGIN_SPEC})
+    refused = api.post("runs/", {"project": project.pk, "name": "bad", "spec": {
+        "data": {"dataset": "shapes"},
+        "model": {"arch": "os:system", "plugin_config": {"width": 0}}}})
+    bad_option = api.post("runs/", {"project": project.pk, "name": "bad", "spec": {
+        **PLUGIN_SPEC, "model": {"arch": "mobilenet", "plugin_config": {"width": 0}}}})
+
+    assert launched.status_code == 201
+    assert Experiment.objects.get(name="mobilenet").spec["model"]["plugin_config"]["width"] == 8
+    assert refused.status_code == 400 and set(refused.json()["errors"]) == {"spec.model.arch"}
+    assert bad_option.status_code == 400
+    assert bad_option.json()["errors"] == {
+        "spec.model.plugin_config.width": "must be between 4 and 256 channels"}

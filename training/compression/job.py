@@ -28,7 +28,7 @@ from training.compression.distill import teacher_loss
 from training.compression.quantize import quantizable_names, quantize_dynamic
 from training.compression.report import compare, measure
 from training.compression.spec import CompressionSpec
-from training.data import DataSources, PreparedData, dataset_info, prepare
+from training.data import DataSources, PreparedData, prepare
 from training.data.text import Tokenizer
 from training.loop import RunResult, TrainLoss, resolve_device
 from training.loop import run as run_loop
@@ -105,7 +105,8 @@ def compress(spec: CompressionSpec, source: checkpoints.Checkpoint, reporter: Re
     tokenizer = source.tokenizer
     reuse = (lambda texts: tokenizer) if tokenizer is not None else None
     data = prepare(d.dataset, d.val_fraction, target.run.seed, subset=d.subset,
-                   test_fraction=d.test_fraction, sources=sources, tokenizer=reuse)
+                   test_fraction=d.test_fraction, sources=sources, tokenizer=reuse,
+                   options=d.plugin_options)
     reporter.status("measuring the source", epoch=0, epochs=target.run.epochs)
     source_report = measure(copy.deepcopy(source.model), data)
     trainer = _Trainer(target, reporter, workdir / "stages", device, sources, tokenizer)
@@ -168,7 +169,7 @@ class _Trainer:
         reporter = StageReporter(self.reporter, label, self.steps, self.epochs,
                                  self.spec.run.epochs)
         if model is None:  # built here (as the loop would) so that its best weights load back
-            info = dataset_info(self.spec.data.dataset)
+            info = self.spec.data.info()
             torch.manual_seed(self.spec.run.seed)
             model = build_model(self.spec.model, info.input_shape, info.num_classes or 1,
                                 vocab_size=self.tokenizer.vocab_size if self.tokenizer else 0)

@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from training.data.catalog import dataset_info
 from training.fieldmeta import meta, range_problems
-from training.spec import ExperimentSpec, ModelSpec, SpecError, _Section
+from training.spec import ExperimentSpec, ModelSpec, SpecError, _Section, model_plugin
 
 METHODS = ("prune_weights", "prune_channels", "distill", "quantize_dynamic")
 _PRUNE = ("prune_weights", "prune_channels")
@@ -140,12 +139,14 @@ class CompressionSpec(_Section):
     def check_source(self, source: ExperimentSpec, applied: Sequence[str] = ()) -> None:
         """Refuse a job the source model cannot undergo, each error on the field to change.
         ``applied``: compression methods the source has been through already."""
-        info = dataset_info(source.data.dataset)
+        info = source.data.info()
         errors: dict[str, str] = {}
         arch = source.model.arch
         if "quantize_dynamic" in applied and self.method != "distill":
             errors["method"] = ("the source is quantized to int8 and cannot be trained further; "
                                 "prune or distill before quantizing")
+        elif source.model.is_plugin and self.method != "distill":
+            errors.update(_plugin_method_problems(arch, self.method))
         elif self.method == "prune_channels" and arch not in CHANNEL_PRUNABLE:
             errors["method"] = (f"channel pruning supports {', '.join(CHANNEL_PRUNABLE)} models, "
                                 f"not {arch}")
@@ -254,6 +255,17 @@ def split_job_spec(data: Mapping[str, Any]) -> tuple[ExperimentSpec, Compression
     raw = data.get("compression")
     return ExperimentSpec.from_dict(rest), (
         CompressionSpec.from_dict(raw) if raw is not None else None)
+
+
+def _plugin_method_problems(arch: str, method: str) -> dict[str, str]:
+    """A plugin's model class lists the compression methods that apply to its layers
+    (``compression``); any other is refused on the method field."""
+    declared = tuple(getattr(model_plugin(arch), "compression", ()))
+    if method in declared:
+        return {}
+    offered = ", ".join(declared + ("distill",))
+    return {"method": f"{method} does not apply to the {arch} plugin model (its package offers "
+                      f"{offered})"}
 
 
 __all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "WEIGHT_PRUNABLE", "CompressionSpec",

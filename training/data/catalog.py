@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fitboard_model import plugins
+
 # Uploaded datasets are named "upload:<id>"; their facts come from a resolver (the web app's
 # database) or from the prepared file the engine was given (see ``remember``).
 UPLOAD_PREFIX = "upload:"
@@ -131,8 +133,31 @@ def is_upload(name: str) -> bool:
     return rest.isascii() and rest.isdigit() and int(rest) > 0
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    """Facts about a dataset by name; KeyError with a readable message when unknown."""
+def dataset_plugins() -> dict[str, Any]:
+    """Installed data set plugins (entry point group ``fitboard.datasets``) by name, those
+    shadowing a built-in set left out."""
+    return {name: point for name, point in plugins.discover(plugins.DATASETS).items()
+            if name not in CATALOG and not name.startswith(UPLOAD_PREFIX)}
+
+
+def plugin_info(name: str, options: Mapping[str, Any] | None = None) -> DatasetInfo:
+    """Facts about plugin data set ``name`` with (validated) ``options``, from its loader's
+    ``info``; KeyError naming the package when it does not load."""
+    try:
+        loader = plugins.load(plugins.DATASETS, name)
+    except plugins.PluginMissing as exc:
+        raise KeyError(f"the data set {name!r} {exc}") from exc
+    facts = loader.info(plugins.config_of(loader.Options, options or {}))
+    return DatasetInfo(
+        name=name, title=str(getattr(loader, "title", name)), task=str(facts["task"]),
+        modality=str(facts["modality"]), rows=int(facts["rows"]),
+        input_shape=tuple(int(s) for s in facts.get("input_shape", ())),
+        num_classes=int(facts.get("num_classes", 0)), test_rows=int(facts.get("test_rows", 0)))
+
+
+def dataset_info(name: str, options: Mapping[str, Any] | None = None) -> DatasetInfo:
+    """Facts about a dataset by name (a plugin's with its ``options``); KeyError with a
+    readable message when unknown."""
     if name in CATALOG:
         return CATALOG[name]
     if is_upload(name):
@@ -145,4 +170,7 @@ def dataset_info(name: str) -> DatasetInfo:
             if info is not None:
                 return info
         raise KeyError(f"no uploaded dataset {name!r} is available")
-    raise KeyError(f"unknown dataset {name!r}; choose one of: {', '.join(CATALOG)}")
+    if name in dataset_plugins():
+        return plugin_info(name, options)
+    known = [*CATALOG, *sorted(dataset_plugins())]
+    raise KeyError(f"unknown dataset {name!r}; choose one of: {', '.join(known)}")

@@ -15,7 +15,9 @@ import torch
 from training.data.catalog import (
     DatasetInfo,
     dataset_info,
+    dataset_plugins,
     is_upload,
+    plugin_info,
     validation_rows,
 )
 from training.data.text import Tokenizer, TokenizerFactory, Tokens
@@ -132,10 +134,14 @@ def _load_sklearn(name: str) -> RawData:
     return RawData(info, x, target.copy(), names)
 
 
-def load_raw(name: str, sources: DataSources | None = None) -> RawData:
+def load_raw(name: str, sources: DataSources | None = None,
+             options: Mapping[str, Any] | None = None) -> RawData:
     """A dataset by name: sklearn's bundled sets, MNIST / Fashion-MNIST from the data directory
-    (downloaded when missing and allowed), or an uploaded set from the file ``sources`` gives."""
+    (downloaded when missing and allowed), an uploaded set from the file ``sources`` gives, or
+    a plugin's, generated or read by its loader with ``options``."""
     sources = sources or DataSources()
+    if name in dataset_plugins():
+        return _load_plugin(name, options or {})
     if is_upload(name):
         from training.data.uploads import load_prepared
 
@@ -159,6 +165,26 @@ def load_raw(name: str, sources: DataSources | None = None) -> RawData:
         return RawData(dataset_info(name), np.array(rows.texts, dtype=object), rows.labels,
                        list(LABEL_NAMES), test, rows.test_labels if test is not None else None)
     return _load_sklearn(name)
+
+
+def _load_plugin(name: str, options: Mapping[str, Any]) -> RawData:
+    """A plugin data set: its loader's ``load(options)`` gives ``x`` (rows × input shape),
+    ``y``, ``label_names`` and optionally its own ``x_test`` / ``y_test``; checked against what
+    its ``info`` promised, so a faulty plugin fails here with its name."""
+    from fitboard_model import plugins
+
+    info = plugin_info(name, options)
+    loader = plugins.load(plugins.DATASETS, name)
+    arrays = loader.load(plugins.config_of(loader.Options, options))
+    x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
+    if x.shape[1:] != info.input_shape or len(x) != len(y) or len(x) != info.rows:
+        raise ValueError(f"the data set plugin {name!r} loaded x {x.shape} and y {y.shape}; its "
+                         f"info promised {info.rows} rows of {info.input_shape}")
+    x_test = arrays.get("x_test")
+    y_test = arrays.get("y_test")
+    return RawData(info, x.astype(np.float32), y, [str(n) for n in arrays["label_names"]],
+                   None if x_test is None else np.asarray(x_test, dtype=np.float32),
+                   None if y_test is None else np.asarray(y_test))
 
 
 def _pick(rows: int, n_pick: int, rng: np.random.Generator, labels: np.ndarray | None
@@ -221,13 +247,14 @@ def _impute(strategy: str, train: np.ndarray, *others: np.ndarray) -> list[np.nd
 
 def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
             test_fraction: float = 0.0, sources: DataSources | None = None,
-            tokenizer: TokenizerFactory | None = None) -> PreparedData:
+            tokenizer: TokenizerFactory | None = None,
+            options: Mapping[str, Any] | None = None) -> PreparedData:
     """Load, split and normalise a dataset, reproducibly for a given seed. ``subset`` draws that
     many rows first (0 = all); ``test_fraction`` holds rows out for the final test (a set with
     its own test file uses that instead). See ``split_three``. Texts become token ids by a
     tokenizer that ``tokenizer`` builds from the training split (default: a word vocabulary
     with the ModelSpec defaults)."""
-    raw = load_raw(dataset, sources)
+    raw = load_raw(dataset, sources, options)
     info = raw.info
     if info.modality == "text":
         return _prepare_text(raw, val_fraction, seed, subset, test_fraction, tokenizer)

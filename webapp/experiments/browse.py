@@ -15,8 +15,8 @@ from django import forms
 from django.core.paginator import Page, Paginator
 from django.db.models import F, QuerySet
 
-from training.data.catalog import CATALOG
-from training.spec import ModelSpec
+from training.data.catalog import CATALOG, dataset_plugins
+from training.spec import arch_names
 from webapp.datasets.models import Dataset, upload_id
 from webapp.experiments.models import Experiment, Tag
 from webapp.projects import access
@@ -69,10 +69,10 @@ class RunFilterForm(forms.Form):
         fields["tag"].queryset = Tag.objects.filter(experiments__in=visible).distinct()
         # Choices are read when the form is built (other apps may register more of them).
         uploads = Dataset.objects.visible_to(user).only("pk", "name").order_by("name")
-        fields["dataset"].choices = _choices(sorted(CATALOG)) + [
+        fields["dataset"].choices = _choices([*sorted(CATALOG), *sorted(dataset_plugins())]) + [
             (d.spec_name, f"{d.name} (uploaded)") for d in uploads
         ]
-        fields["arch"].choices = _choices(ModelSpec.choices["arch"])
+        fields["arch"].choices = _choices(arch_names())
 
     def filter(self, runs: QuerySet[Experiment]) -> QuerySet[Experiment]:
         """``runs`` narrowed and ordered by the valid fields (an invalid field is ignored and

@@ -3,12 +3,13 @@ the experiment form. The spec does the validating; each error lands on its field
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django import forms
 
 from training.compression.spec import FIELDSET_ORDER, CompressionSpec
-from training.spec import SpecError
+from training.spec import SpecError, model_plugin, model_plugins
 from webapp.experiments import spec_forms
 from webapp.experiments.compression import check_job
 from webapp.experiments.models import Experiment
@@ -17,6 +18,13 @@ from webapp.experiments.ownership import reference_problem
 # Every field of the compression spec (the student's model fields as "student_<field>"), from
 # its field metadata; the source is the page's run.
 SPEC_FIELDS = spec_forms.spec_fields(CompressionSpec)
+# A plugin student's options ("student_mobilenet_width"), shown while it is the student.
+STUDENT_PLUGIN = "student.plugin_config"
+SPEC_FIELDS += [
+    dataclasses.replace(sf, applies={**sf.applies, "method": ("distill",)})
+    for name in sorted(model_plugins())
+    for sf in spec_forms.plugin_fields(model_plugin(name).Config, f"{STUDENT_PLUGIN}.", name,
+                                       "student_arch", name_prefix="student_")]
 # Form field → compression spec path, and back.
 FIELD_PATHS_COMPRESS = {sf.name: sf.path for sf in SPEC_FIELDS}
 PATH_FIELDS_COMPRESS = {path: name for name, path in FIELD_PATHS_COMPRESS.items()}
@@ -60,8 +68,12 @@ class CompressionForm(forms.Form):
         if problem:
             self.add_error(None, problem)
         # Every problem in one answer: fields that did not convert are checked as defaults.
+        fields = spec_forms.chosen_fields(SPEC_FIELDS, cleaned, (STUDENT_PLUGIN,))
         data = {"source": self.source.pk, **spec_forms.defaults_for_failed(
-            SPEC_FIELDS, spec_forms.spec_data(SPEC_FIELDS, cleaned), self.errors)}
+            fields, spec_forms.spec_data(fields, cleaned), self.errors)}
+        if options := data.get("student", {}).get("plugin_config"):  # empty: the default
+            data["student"]["plugin_config"] = {k: v for k, v in options.items()
+                                                if v is not None}
         try:
             spec = CompressionSpec.from_dict(data)
         except SpecError as exc:
@@ -83,6 +95,13 @@ class CompressionForm(forms.Form):
 
 
 CompressionForm.base_fields.update(spec_forms.form_fields(SPEC_FIELDS))
+for _field in SPEC_FIELDS:
+    if _field.path.startswith(STUDENT_PLUGIN):  # hidden unless its plugin is the student
+        CompressionForm.base_fields[_field.name].required = False
+# A plugin model may be the student too.
+CompressionForm.base_fields["student_arch"].choices = [  # type: ignore[attr-defined]
+    *CompressionForm.base_fields["student_arch"].choices,  # type: ignore[attr-defined]
+    *((name, getattr(model_plugin(name), "title", name)) for name in sorted(model_plugins()))]
 
 
 def _job_problems(source: Experiment, spec: CompressionSpec) -> dict[str, str]:

@@ -45,7 +45,7 @@ def final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any
     spec = experiment.experiment_spec
     # The run computed its data set's reference when it started (RunOptions.reference_dir).
     reference = cached_reference(settings.FITBOARD_REFERENCE_DIR, reference_key(spec))
-    return diagnose(history, task_info(spec.data.dataset), spec, final=True,
+    return diagnose(history, task_info(spec.data.info()), spec, final=True,
                     reference=reference).to_dict()
 
 

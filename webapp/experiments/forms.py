@@ -7,8 +7,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from training.data.catalog import CATALOG
-from training.spec import FIELDSET_ORDER, ExperimentSpec
+from training.data.catalog import CATALOG, dataset_plugins
+from training.spec import FIELDSET_ORDER, ExperimentSpec, model_plugin, model_plugins
 from webapp.datasets import availability
 from webapp.datasets.models import Dataset, upload_id
 from webapp.datasets.services import DatasetUnavailable, resolve_version
@@ -16,10 +16,22 @@ from webapp.experiments import spec_forms
 from webapp.projects import access
 from webapp.projects.models import Project
 
-# Every field of every spec section, in spec order: the form's fields, their paths, fieldsets
-# and show/hide rules all come from the spec's field metadata.
-SPEC_FIELDS = [sf for section, cls in ExperimentSpec.sections.items()
-               for sf in spec_forms.spec_fields(cls, path=f"{section}.")]
+# The installed plugins (read once, when the web process starts): their names join the
+# architecture and data set choices, and their config dataclasses give form fields.
+MODEL_PLUGINS = {name: model_plugin(name) for name in sorted(model_plugins())}
+DATASET_PLUGINS = {name: point.load() for name, point in sorted(dataset_plugins().items())}
+PLUGIN_PATHS = ("model.plugin_config", "data.plugin_options")
+# Every field of every spec section, in spec order, then each plugin's options: the form's
+# fields, their paths, fieldsets and show/hide rules all come from the field metadata.
+SPEC_FIELDS = [
+    *(sf for section, cls in ExperimentSpec.sections.items()
+      for sf in spec_forms.spec_fields(cls, path=f"{section}.")),
+    *(sf for name, loader in DATASET_PLUGINS.items()
+      for sf in spec_forms.plugin_fields(loader.Options, "data.plugin_options.", name,
+                                         "dataset")),
+    *(sf for name, model in MODEL_PLUGINS.items()
+      for sf in spec_forms.plugin_fields(model.Config, "model.plugin_config.", name, "arch")),
+]
 # Form field → spec path, and back.
 FIELD_PATHS = {sf.name: sf.path for sf in SPEC_FIELDS}
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
@@ -45,6 +57,7 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
     state = availability.catalog_availability()
     builtin = [(k, v.title if state[k] == availability.PRESENT else f"{v.title}: {state[k]}")
                for k, v in CATALOG.items()]
+    builtin += [(name, getattr(loader, "title", name)) for name, loader in DATASET_PLUGINS.items()]
     return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
 
 
@@ -109,8 +122,14 @@ class ExperimentForm(forms.Form):
         # Every field's problem in one answer: fields that did not convert (or were left
         # empty) are checked as their defaults, so the range and cross-field checks of all the
         # others still run.
+        fields = spec_forms.chosen_fields(SPEC_FIELDS, cleaned, PLUGIN_PATHS)
         data = spec_forms.defaults_for_failed(
-            SPEC_FIELDS, spec_forms.spec_data(SPEC_FIELDS, cleaned), self.errors)
+            fields, spec_forms.spec_data(fields, cleaned), self.errors)
+        for section, option in (path.split(".") for path in PLUGIN_PATHS):
+            # An option left empty (or not sent) takes the plugin's default.
+            chosen = data.get(section, {}).get(option)
+            if chosen is not None:
+                data[section][option] = {k: v for k, v in chosen.items() if v is not None}
         dataset = cleaned.get("dataset", "")
         problem = (upload_in_other_project(dataset, cleaned.get("project"))
                    or availability.missing_problem(dataset))
@@ -135,6 +154,12 @@ class ExperimentForm(forms.Form):
 
 
 ExperimentForm.base_fields.update(spec_forms.form_fields(SPEC_FIELDS))
+for _field in SPEC_FIELDS:
+    if _field.path.startswith(PLUGIN_PATHS):  # hidden unless its plugin is chosen
+        ExperimentForm.base_fields[_field.name].required = False
+ExperimentForm.base_fields["arch"].choices = [  # type: ignore[attr-defined]
+    *ExperimentForm.base_fields["arch"].choices,  # type: ignore[attr-defined]
+    *((name, getattr(model, "title", name)) for name, model in MODEL_PLUGINS.items())]
 
 
 class RemedyForm(forms.Form):

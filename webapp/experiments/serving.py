@@ -18,8 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 from training import checkpoints
 from training.checkpoints import Checkpoint
-from training.data import dataset_info
 from training.export import EXPORTED_ARCHS, to_onnx
+from training.spec import missing_plugins, stored_dataset_info
 from webapp.experiments import files
 from webapp.experiments.models import Experiment
 
@@ -54,7 +54,9 @@ def try_problem(experiment: Experiment) -> str | None:
         return "a run trained elsewhere has no model here"
     if not experiment.is_terminal or not experiment.checkpoints.filter(tag="best").exists():
         return "the run has no finished checkpoint yet"
-    modality = dataset_info(experiment.spec["data"]["dataset"]).modality
+    if missing := missing_plugins(experiment.spec):
+        return f"its {' and '.join(missing)} plugin is not installed here"
+    modality = stored_dataset_info(experiment.spec).modality
     if modality not in ("image", "text"):
         return "Try it takes images and texts; this model reads table rows"
     return None
@@ -142,7 +144,7 @@ def page_context(experiment: Experiment) -> dict[str, Any]:
                                "max_text": MAX_TEXT_CHARS, "max_mb": MAX_IMAGE_BYTES >> 20}
     if experiment.is_external:
         return context
-    info = dataset_info(experiment.spec["data"]["dataset"])
+    info = stored_dataset_info(experiment.spec)
     context["modality"] = info.modality
     if info.modality == "image":
         context["size"] = "×".join(str(s) for s in info.input_shape[1:])

@@ -60,7 +60,8 @@ def spec_fields(cls: type, path: str = "", name_prefix: str = "", label_prefix: 
         if label_prefix or fieldset:
             m = dataclasses.replace(m, label=label_prefix + _lower_first(m.label),
                                     fieldset=fieldset or m.fieldset)
-        out.append(SpecField(names[f.name], path + f.name, str(f.type), default, m,
+        kind = f.type.__name__ if isinstance(f.type, type) else str(f.type)
+        out.append(SpecField(names[f.name], path + f.name, kind, default, m,
                              choices.get(f.name), {**(applies or {}), **own}))
     return out
 
@@ -122,14 +123,34 @@ def form_fields(fields: Iterable[SpecField]) -> dict[str, forms.Field]:
 
 
 def initial_values(fields: Iterable[SpecField], spec: Any) -> dict[str, Any]:
-    """Form initial values from a spec object (a new run's defaults, or a run being cloned)."""
+    """Form initial values from a spec object (a new run's defaults, or a run being cloned).
+    A plugin's option the spec does not hold (another plugin's) starts at its default."""
     initial = {}
     for sf in fields:
         value = spec
         for part in sf.path.split("."):
-            value = getattr(value, part)
+            value = (value.get(part, sf.default) if isinstance(value, Mapping)
+                     else getattr(value, part))
         initial[sf.name] = _initial(value)
     return initial
+
+
+def plugin_fields(config_class: type, path: str, plugin: str, controller: str,
+                  name_prefix: str = "") -> list[SpecField]:
+    """The form fields of a plugin's config dataclass: ``<name_prefix><plugin>_<option>`` at
+    ``path<option>`` (``model.plugin_config.width``), shown only while the ``controller``
+    field (``arch``, ``dataset``, ``student_arch``) names the plugin."""
+    return spec_fields(config_class, path=path, name_prefix=f"{name_prefix}{plugin}_",
+                       applies={controller: (plugin,)})
+
+
+def chosen_fields(fields: Iterable[SpecField], cleaned: Mapping[str, Any],
+                  plugin_paths: Iterable[str]) -> list[SpecField]:
+    """``fields`` without the plugin options (under ``plugin_paths``) of plugins the form did
+    not choose: only the chosen model's and data set's options reach the spec."""
+    prefixes = tuple(f"{p}." for p in plugin_paths)
+    return [sf for sf in fields if not sf.path.startswith(prefixes)
+            or all(cleaned.get(k) in v for k, v in sf.applies.items())]
 
 
 def spec_data(fields: Iterable[SpecField], cleaned: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,13 @@ from django import forms
 
 from training.fieldmeta import FieldMeta, field_meta
 from training.spec import ExperimentSpec, RunSpec, SpecError
-from training.tuning import OBJECTIVES, TuningSpec, field_type
+from training.tuning import (
+    OBJECTIVES,
+    TuningSpec,
+    field_type,
+    field_types,
+    plugin_config_class,
+)
 from webapp.datasets import availability
 from webapp.experiments import spec_forms
 from webapp.experiments.models import Experiment
@@ -37,6 +43,7 @@ class Tunable:
     log: bool = False
     step: float | None = None
     choices: str = ""  # categorical: values separated by ";"
+    meta: FieldMeta | None = None  # a plugin's option: its field's metadata
 
 
 TUNABLES = (
@@ -78,6 +85,24 @@ def _parse_choice(text: str, kind: str | None) -> Any:
     return text
 
 
+def plugin_tunables(base: ExperimentSpec) -> tuple[Tunable, ...]:
+    """The numeric options of the base run's model and data set plugins, each a range over its
+    declared bounds (log-scaled when they span more than a factor of 100)."""
+    out = []
+    for option in ("model.plugin_config", "data.plugin_options"):
+        config = plugin_config_class(base, option)
+        if config is None:
+            continue
+        for f in dataclasses.fields(config):
+            m, kind = field_meta(f), field_types(config)[f.name]
+            if m is None or kind not in ("int", "float") or m.min is None or m.max is None:
+                continue
+            log = m.min > 0 and m.max / m.min > 100
+            out.append(Tunable(f"plugin_{option.split('.')[0]}_{f.name}", f"{option}.{f.name}",
+                               m.label, kind, m.min, m.max, log=log, meta=m))
+    return tuple(out)
+
+
 def _meta(path: str) -> FieldMeta | None:
     """The FieldMeta of a dotted experiment spec field."""
     section, _, name = path.partition(".")
@@ -96,6 +121,7 @@ class TuneForm(forms.Form):
         self.fields["project"].queryset = access.projects_visible_to(  # type: ignore[attr-defined]
             user).order_by("name")
         self.base = base
+        self.tunables = (*TUNABLES, *plugin_tunables(base))
         # Epochs of every trial: a short study of a long source run needs no short run first.
         epochs = spec_forms.form_field(EPOCHS_FIELD)
         epochs.initial, epochs.required = base.run.epochs, False  # empty: the source's
@@ -103,7 +129,7 @@ class TuneForm(forms.Form):
             f"each trial trains this long (the source run: {base.run.epochs}); "
             + (EPOCHS_FIELD.meta.help_text() or ""))
         self.fields["epochs"] = epochs
-        for t in TUNABLES:
+        for t in self.tunables:
             self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)
             if t.kind == "categorical":
                 self.fields[f"{t.name}_choices"] = forms.CharField(
@@ -111,7 +137,7 @@ class TuneForm(forms.Form):
             else:
                 number = forms.IntegerField if t.kind == "int" else forms.FloatField
                 # The bounds of a range are values of the field: its range is theirs.
-                bounds = spec_forms.html_range(_meta(t.path), t.kind)
+                bounds = spec_forms.html_range(t.meta or _meta(t.path), t.kind)
                 self.fields[f"{t.name}_low"] = number(
                     required=False, initial=t.low, widget=forms.NumberInput(attrs=bounds))
                 self.fields[f"{t.name}_high"] = number(
@@ -123,7 +149,7 @@ class TuneForm(forms.Form):
     def rows(self) -> list[dict[str, Any]]:
         """The search-space table: one row of bound fields per tunable."""
         out = []
-        for t in TUNABLES:
+        for t in self.tunables:
             names = (["choices"] if t.kind == "categorical" else ["low", "high", "log", "step"])
             out.append({"tunable": t, "on": self[f"{t.name}_on"],
                         "fields": {n: self[f"{t.name}_{n}"] for n in names}})
@@ -134,12 +160,12 @@ class TuneForm(forms.Form):
 
     def space(self, cleaned: dict[str, Any]) -> dict[str, dict[str, Any]]:
         space: dict[str, dict[str, Any]] = {}
-        for t in TUNABLES:
+        for t in self.tunables:
             if not cleaned.get(f"{t.name}_on"):
                 continue
             if t.kind == "categorical":
                 text = cleaned.get(f"{t.name}_choices") or ""
-                kind = field_type(t.path)
+                kind = field_type(t.path, self.base)
                 choices = [_parse_choice(c.strip(), kind) for c in text.split(";") if c.strip()]
                 space[t.path] = {"type": "categorical", "choices": choices}
             else:
@@ -197,7 +223,7 @@ class TuneForm(forms.Form):
     def _field_for(self, path: str) -> str | None:
         """The form field that shows a spec error (None: the form's own error list)."""
         if path.startswith("space."):
-            t = BY_PATH.get(path.removeprefix("space."))
+            t = {t.path: t for t in self.tunables}.get(path.removeprefix("space."))
             if t is not None:
                 return f"{t.name}_choices" if t.kind == "categorical" else f"{t.name}_low"
         return path if path in STUDY_FIELDS else None

@@ -14,9 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from training.data.catalog import dataset_info
 from training.recipes import RECIPES, available_recipes
-from training.spec import ExperimentSpec
+from training.spec import ExperimentSpec, SpecError, stored_dataset_info
 from webapp.datasets.models import Dataset, upload_id
 from webapp.experiments import (
     actions,
@@ -100,8 +99,12 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             if source.is_external:
                 raise Http404("a run trained elsewhere has no spec to clone")
             # A study's spec is a TuningSpec: cloning it clones its base experiment.
-            spec = (ExperimentSpec.from_dict(source.spec["base"])
-                    if source.kind == Experiment.Kind.TUNE else source.experiment_spec)
+            try:
+                spec = (ExperimentSpec.from_dict(source.spec["base"])
+                        if source.kind == Experiment.Kind.TUNE else source.experiment_spec)
+            except SpecError as exc:  # e.g. its model's plugin is no longer installed
+                messages.error(request, f"{source.name} cannot be cloned: {exc}")
+                return redirect("experiment-detail", pk=source.pk)
             initial = {"name": f"{source.name} (copy)", "project": source.project}
         recipe = RECIPES.get(request.GET.get("recipe", ""))
         if recipe is not None and recipe.available():
@@ -125,7 +128,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         task, title = external["task"], "trained elsewhere"
     else:
         external = {}
-        info = dataset_info(spec["data"]["dataset"])
+        info = stored_dataset_info(spec)
         task, title = info.task, info.title
     return render(request, "experiments/detail.html", {
         "experiment": experiment,
@@ -171,7 +174,10 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("study-detail", pk=pk)
     verdict = events.current_verdict(experiment)
     if verdict is None and experiment.is_terminal:  # ended before it could be diagnosed
-        verdict = diagnosis.final_verdict(experiment, nonfinite_loss=False)
+        try:
+            verdict = diagnosis.final_verdict(experiment, nonfinite_loss=False)
+        except SpecError:  # its spec names a plugin no longer installed: no verdict now
+            verdict = None
     parent = experiment.parent if experiment.remedy else None
     if parent is not None and not access.may_see_project(request.user, parent.project_id):
         parent = None
@@ -179,7 +185,7 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         external = external_runs.page_context(experiment)
         task = external["task"]
     else:
-        external, task = {}, dataset_info(experiment.spec["data"]["dataset"]).task
+        external, task = {}, stored_dataset_info(experiment.spec).task
     return render(request, "experiments/diagnostics.html", {
         "experiment": experiment,
         "verdict": verdict,

@@ -17,6 +17,7 @@ from torch import nn
 
 from fitboard_model.inputs import InputError, model_inputs
 from fitboard_model.models import TEXT_ARCHS, build
+from fitboard_model.plugins import MODELS, PluginMissing
 from fitboard_model.prediction import Prediction, prediction
 from fitboard_model.text import WordVocabulary
 
@@ -98,6 +99,14 @@ class Checkpoint:
         return prediction(self.outputs(inputs, scale), self.task, self.label_names)
 
 
+def plugin_distribution(document: Mapping[str, Any]) -> str:
+    """The package of the model plugin a checkpoint's model came from ("" for a built-in)."""
+    for plugin in document.get("plugins") or ():
+        if isinstance(plugin, Mapping) and plugin.get("group") == MODELS:
+            return str(plugin.get("distribution") or "")
+    return ""
+
+
 def read_archive(data: bytes, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor],
                                                   dict[str, bytes]]:
     """(spec.json, weights, tokenizer files) of an archive's bytes."""
@@ -134,8 +143,10 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
     tokenizer = WordVocabulary.from_files(files) if arch in TEXT_ARCHS else None
     try:
         model = build(model_spec, tuple(document["input_shape"]), document["num_classes"] or 1,
-                      tokenizer.vocab_size if tokenizer else 0)
+                      tokenizer.vocab_size if tokenizer else 0, plugin_distribution(document))
         model.load_state_dict(state)
+    except PluginMissing as exc:
+        raise CheckpointError(f"{name}: this checkpoint {exc}") from exc
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{name}: its weights do not fit its spec ({exc})") from exc
     model.to(device).eval()

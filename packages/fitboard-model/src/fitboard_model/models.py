@@ -266,11 +266,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+BUILTIN_ARCHS = ("mlp", *IMAGE_ARCHS, "lstm", "gru", "transformer")
+
+
 def build(model: Mapping[str, Any], input_shape: tuple[int, ...], outputs: int,
-          vocab_size: int = 0) -> nn.Module:
+          vocab_size: int = 0, distribution: str = "") -> nn.Module:
     """The network that a spec's ``model`` section describes (``arch`` and the fields of its
     family), for inputs of ``input_shape`` and ``outputs`` logits or values. Text models need
-    their vocabulary's ``vocab_size``. Weights are freshly initialised: load a state dict."""
+    their vocabulary's ``vocab_size``. Weights are freshly initialised: load a state dict.
+
+    Any other ``arch`` names a model plugin (``fitboard_model.plugins``), built from the
+    section's ``plugin_config``; PluginMissing names ``distribution``, the package a checkpoint
+    recorded, when it is not installed."""
+    if model.get("arch") not in BUILTIN_ARCHS:
+        from fitboard_model import plugins
+
+        built: nn.Module = plugins.build_model(model, input_shape, outputs, distribution)
+        return built
     m = {**DEFAULTS, **model}
     arch = m.get("arch")
     if arch == "mlp":

@@ -42,10 +42,11 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 
 
-def timed(work: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(work: Callable[[], object]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of this process (its threads' too) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     work()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def arms(spec_dict: dict[str, Any], seeds: int, device: str) -> dict[str, Callable[[], object]]:
@@ -89,33 +90,48 @@ def bench(name: str, spec_dict: dict[str, Any], rounds: int, seeds: int, device:
     runs = arms(spec_dict, seeds, device)
     for work in runs.values():
         work()  # warm-up: imports, the data set's first load, kernel selection
-    times: dict[str, list[float]] = {arm: [] for arm in runs}
+    wall: dict[str, list[float]] = {arm: [] for arm in runs}
+    cpu: dict[str, list[float]] = {arm: [] for arm in runs}
     load_before = load()
     for round_ in range(rounds):
         order = list(runs.items())
         for arm, work in order if round_ % 2 == 0 else reversed(order):
-            times[arm].append(timed(work))
-    base = times["1 run"]
+            seconds, cpu_seconds = timed(work)
+            wall[arm].append(seconds)
+            cpu[arm].append(cpu_seconds)
     print(f"{name} on {device}, {rounds} rounds, load average (1/5/15 min) {load_before} before, "
-          f"{load()} after; seconds median (min-max):")
-    for arm, values in times.items():
-        print(f"  {arm:>18}: {statistics.median(values):7.3f} s ({min(values):.3f}-"
-              f"{max(values):.3f})")
+          f"{load()} after; median (min-max):")
+    for arm in runs:
+        print(f"  {arm:>18}: wall {spread(wall[arm], 's')}, CPU {spread(cpu[arm], 's')}")
     verdict = True
     for arm in list(runs)[1:]:
-        ratios = [t / b for t, b in zip(times[arm], base, strict=True)]
-        median = statistics.median(ratios)
-        print(f"  ratio {arm} / 1 run: median {median:.2f}x, spread {min(ratios):.2f}-"
-              f"{max(ratios):.2f}x")
+        print(f"  ratio {arm} / 1 run: wall {spread(ratios(wall, arm), 'x')}, "
+              f"CPU {spread(ratios(cpu, arm), 'x')}")
         if arm.endswith("together"):
-            verdict = median <= TARGET
-            print(f"  target <= {TARGET:.1f}x: {'met' if verdict else 'MISSED'}")
-    flops = run_flops(runs["1 run"])
-    rate = flops / statistics.median(base)
-    print(f"  arithmetic: one run {flops / 1e9:.2f} GFLOP, at {rate / 1e9:.1f} GFLOP/s over its "
-          f"whole wall time; {seeds} seeds {seeds * flops / 1e9:.2f} GFLOP, which at "
-          f"{TARGET:.0f}x its time needs {seeds * rate / TARGET / 1e9:.1f} GFLOP/s")
+            verdict = statistics.median(ratios(wall, arm)) <= TARGET
+            print(f"  target (wall) <= {TARGET:.1f}x: {'met' if verdict else 'MISSED'}")
+    print(arithmetic(run_flops(runs["1 run"]), statistics.median(cpu["1 run"]), seeds))
     return verdict
+
+
+def ratios(times: dict[str, list[float]], arm: str) -> list[float]:
+    """Per round: the arm's time over the one run's."""
+    return [t / b for t, b in zip(times[arm], times["1 run"], strict=True)]
+
+
+def spread(values: list[float], unit: str) -> str:
+    return (f"{statistics.median(values):.3f}{unit} ({min(values):.3f}-{max(values):.3f})"
+            if unit == "s" else
+            f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f})")
+
+
+def arithmetic(flops: int, cpu_seconds: float, seeds: int) -> str:
+    """The bound that the seeds' arithmetic sets: N seeds do N times one run's FLOPs, so N
+    seeds in ``TARGET`` times one run's time need N / TARGET times its FLOP rate."""
+    rate = flops / cpu_seconds
+    return (f"  arithmetic: one run {flops / 1e9:.2f} GFLOP in {cpu_seconds:.3f} CPU s "
+            f"({rate / 1e9:.1f} GFLOP/s); {seeds} seeds {seeds * flops / 1e9:.2f} GFLOP, which "
+            f"in {TARGET:.0f}x its time need {seeds * rate / TARGET / 1e9:.1f} GFLOP/s")
 
 
 def main() -> int:

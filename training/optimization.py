@@ -58,15 +58,15 @@ def make_optimizer(spec: ExperimentSpec, params: Iterable[Any],
     one-kernel-per-tensor implementation where it has one (Adam, AdamW, SGD; not RMSprop),
     the same update up to float rounding."""
     o = spec.optim
-    kernel = {"fused": True} if fused else {}
+    kernel = fused or None  # None: torch's default for the device, as before
     if o.optimizer == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                               weight_decay=o.weight_decay, **kernel)
+                               weight_decay=o.weight_decay, fused=kernel)
     if o.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **kernel)
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, fused=kernel)
     if o.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, **kernel)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, fused=kernel)
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:

@@ -191,12 +191,25 @@ class CheckpointWriter:
 
     def write(self) -> None:
         """Write every pending checkpoint now ("last" after "best")."""
+        self.announce(self.save_pending())
+
+    def save_pending(self) -> list[tuple[Path, str, dict[str, float], str]]:
+        """Write every pending checkpoint ("last" after "best") without telling the reporter
+        (which need not be thread-safe, while this may run in a thread); returns each file's
+        ``(path, tag, metrics, sha256)`` for ``announce``."""
+        written = []
         for tag in sorted(self.pending, key=("best", "last").index):
             weights, info = self.pending.pop(tag)
             path = self.workdir / f"{tag}.zip"
             digest = checkpoints.save(path, weights, self.spec, info, self.files)
-            self.reporter.checkpoint(path, tag, info["metrics"], digest)
+            written.append((path, tag, info["metrics"], digest))
         self.written_at = time.monotonic()
+        return written
+
+    def announce(self, written: list[tuple[Path, str, dict[str, float], str]]) -> None:
+        """Tell the reporter about files ``save_pending`` wrote."""
+        for path, tag, metrics, digest in written:
+            self.reporter.checkpoint(path, tag, metrics, digest)
 
 
 def augmentation(spec: ExperimentSpec) -> Augmentation:
@@ -664,9 +677,10 @@ def cancel(t: Training) -> RunResult:
                      model=t.model, micro_batch=t.micro, reference=t.reference)
 
 
-def finish(t: Training, stopped_early: bool) -> RunResult:
+def finish(t: Training, stopped_early: bool, write: bool = True) -> RunResult:
     """End a run that trained its epochs or stopped early: evaluate the test split with the
-    best weights and write the checkpoints."""
+    best weights and write the checkpoints (``write=False`` leaves them pending in ``t.writer``,
+    for a caller that writes several runs' at once)."""
     s, spec = t.state, t.spec
     # best.zip holds the best epoch's weights: that is the model a user downloads. With early
     # stopping the run also ends with them, so what follows uses the best model, not the last.
@@ -679,7 +693,8 @@ def finish(t: Training, stopped_early: bool) -> RunResult:
         t.writer.keep(("best",), s.best_weights, s.best_epoch, s.best_step,
                       {**s.best_metrics, **test})
         t.reporter.status("test split evaluated", test_metrics=test)
-    t.writer.write()
+    if write:
+        t.writer.write()
     return RunResult("succeeded", s.epoch - 1, s.step, s.best_epoch, s.best_metrics, s.metrics,
                      stopped_early, model=t.model, test_metrics=test, micro_batch=t.micro,
                      reference=t.reference)

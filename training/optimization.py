@@ -51,18 +51,22 @@ def make_loss(spec: ExperimentSpec, train_labels: torch.Tensor,
     return nn.MSELoss()
 
 
-def make_optimizer(spec: ExperimentSpec, params: Iterable[Any]) -> torch.optim.Optimizer:
+def make_optimizer(spec: ExperimentSpec, params: Iterable[Any],
+                   fused: bool = False) -> torch.optim.Optimizer:
     """The optimizer the spec names, with its learning rate and weight decay (coupled L2 for
-    every optimizer but AdamW, whose decay is decoupled from the gradient)."""
+    every optimizer but AdamW, whose decay is decoupled from the gradient). ``fused``: torch's
+    one-kernel-per-tensor implementation where it has one (Adam, AdamW, SGD; not RMSprop),
+    the same update up to float rounding."""
     o = spec.optim
+    kernel = fused or None  # None: torch's default for the device, as before
     if o.optimizer == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                               weight_decay=o.weight_decay)
+                               weight_decay=o.weight_decay, fused=kernel)
     if o.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, fused=kernel)
     if o.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, fused=kernel)
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,9 @@ def stack(runs: list[Training], seeds: Sequence[int]) -> Stack:
             buffer.data = buffers[name][index]
     base = copy.deepcopy(models[0]).to("meta")
     first = runs[0]
-    optimizer = make_optimizer(first.spec, params.values())
+    # Fused: one kernel per stacked tensor instead of about ten, where torch has one.
+    optimizer = make_optimizer(first.spec, params.values(),
+                               fused=first.device.type in ("cpu", "cuda"))
     schedule = LRSchedule(optimizer, first.spec.schedule, len(first.groups),
                           first.spec.run.epochs, first.mode)
     # The dropout masks of the seeds together, drawn reproducibly from the seeds' set.
@@ -135,10 +138,21 @@ def train_stack(s: Stack) -> list[RunResult]:
             for t, metrics in zip(s.runs, stack_metrics(s), strict=True):
                 loop.end_epoch(t, metrics)
     except Exception:
-        for t in s.runs:
-            t.writer.write()  # as a single run: the checkpoints of the good epochs stay
+        write_checkpoints(s.runs)  # as a single run: the checkpoints of the good epochs stay
         raise
-    return [loop.finish(t, stopped_early=False) for t in s.runs]
+    results = [loop.finish(t, stopped_early=False, write=False) for t in s.runs]
+    write_checkpoints(s.runs)
+    return results
+
+
+def write_checkpoints(runs: Sequence[Training]) -> None:
+    """Write every seed's pending checkpoints at once, one thread per seed: each file is
+    fsynced, and the waits for the disk overlap instead of adding up (ten files one after
+    the other took 95 ms, at once 13 ms). The reporters hear of them in this thread."""
+    with ThreadPoolExecutor(len(runs)) as pool:
+        written = list(pool.map(lambda t: t.writer.save_pending(), runs))
+    for t, files in zip(runs, written, strict=True):
+        t.writer.announce(files)
 
 
 def train_stack_epoch(s: Stack) -> bool:
@@ -151,15 +165,19 @@ def train_stack_epoch(s: Stack) -> bool:
         t.model.train()
         t.shuffle.set_state(t.state.epoch_shuffle)
         orders.append(torch.randperm(len(t.x_train), generator=t.shuffle))
-    order = torch.stack(orders).to(first.device)
-    seat = torch.arange(n, device=first.device)[:, None]
+    # Each seed's order as rows of the seeds' training sets one after the other: a batch is
+    # then one index_select (half the time of indexing by seed and row).
+    rows = s.x_train.shape[1]
+    order = (torch.stack(orders) + torch.arange(n)[:, None] * rows).to(first.device)
+    x_rows, y_rows = s.x_train.flatten(0, 1), s.y_train.flatten(0, 1)
     correct = torch.zeros(n, dtype=torch.long, device=first.device)
     for group in first.groups:
         if any(t.reporter.should_stop() for t in s.runs):
             return False
         start, end = group[0]
-        index = order[:, start:end]
-        losses, hits = stack_step(s, s.x_train[seat, index], s.y_train[seat, index])
+        index = order[:, start:end].flatten()
+        losses, hits = stack_step(s, x_rows.index_select(0, index).unflatten(0, (n, -1)),
+                                  y_rows.index_select(0, index).unflatten(0, (n, -1)))
         correct += hits
         lr = s.optimizer.param_groups[0]["lr"]
         s.optimizer.step()
@@ -207,9 +225,11 @@ def stack_losses(s: Stack, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     if all(isinstance(f, nn.CrossEntropyLoss) and f.weight is None for f in losses):
         first = losses[0]
         assert isinstance(first, nn.CrossEntropyLoss)
-        rows = nn.functional.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="none",
+        # Classes on dim 1 ([N, classes, rows]): the log-softmax then runs along the rows, a
+        # third faster on a CPU than over 10 classes at a time.
+        rows = nn.functional.cross_entropy(out.transpose(1, 2), yb, reduction="none",
                                            label_smoothing=first.label_smoothing)
-        return rows.view(len(losses), -1).mean(1)
+        return rows.mean(1)
     return torch.stack([f(o, y) for f, o, y in zip(losses, out, yb, strict=True)])
 
 
@@ -220,7 +240,7 @@ def stack_metrics(s: Stack) -> list[dict[str, float]]:
     first = s.runs[0]
     s.base.eval()
     rows = s.x_val.shape[1]
-    loss_sum = [0.0] * len(s.runs)
+    loss_sum = torch.zeros(len(s.runs), dtype=torch.float64, device=first.device)
     correct = torch.zeros(len(s.runs), dtype=torch.long, device=first.device)
     abs_err, sq_err = [0.0] * len(s.runs), [0.0] * len(s.runs)
     for start in range(0, rows, EVAL_BATCH):
@@ -228,15 +248,16 @@ def stack_metrics(s: Stack) -> list[dict[str, float]]:
         with first.mixed:
             out = s.forward(s.params, s.buffers, xb)
         out = out.float()
+        loss_sum += stack_losses(s, out, yb).double() * xb.shape[1]
         for i, t in enumerate(s.runs):
-            loss_sum[i] += t.loss_fn(out[i], yb[i]).item() * xb.shape[1]
             if not first.classification:
                 diff = (out[i] - yb[i]) * t.data.target_std
                 abs_err[i] += float(diff.abs().sum())
                 sq_err[i] += float((diff**2).sum())
         if first.classification:
             correct += (out.argmax(-1) == yb).sum(1)
-    return [seed_metrics(t, loss_sum[i] / rows, int(correct[i]), abs_err[i], sq_err[i], rows)
+    losses = (loss_sum / rows).tolist()
+    return [seed_metrics(t, losses[i], int(correct[i]), abs_err[i], sq_err[i], rows)
             for i, t in enumerate(s.runs)]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from scipy import stats
 
 from tests.training.conftest import SpecFactory
@@ -24,28 +25,40 @@ def repeat(spec: ExperimentSpec, seeds: list[int], folder: Path) -> tuple[list, 
     return results, reporters
 
 
-@pytest.mark.parametrize("model", [
-    {"arch": "mlp", "hidden_sizes": [32]},
-    {"arch": "cnn", "width": 4, "blocks": 2, "batch_norm": True},
-])
+@pytest.mark.parametrize("patch", [
+    {"model": {"arch": "mlp", "hidden_sizes": [32]}},
+    # the grouped convolution (channels last) and batch norm, with fused AdamW
+    {"model": {"arch": "cnn", "width": 4, "blocks": 2, "batch_norm": True},
+     "optim": {"optimizer": "adamw", "weight_decay": 0.01}},
+    # fused SGD with Nesterov momentum and coupled weight decay
+    {"model": {"arch": "mlp", "hidden_sizes": [32]},
+     "optim": {"optimizer": "sgd", "lr": 0.05, "nesterov": True, "weight_decay": 1e-4}},
+], ids=["mlp-adam", "cnn-adamw", "mlp-sgd"])
 def test_seeds_trained_together_log_what_their_separate_runs_log(
-        make_spec: SpecFactory, tmp_path: Path, model: dict) -> None:
+        make_spec: SpecFactory, tmp_path: Path, patch: dict) -> None:
     # given a spec the batched step covers, without dropout (whose masks are drawn differently)
-    spec = make_spec({"model": model, "run": {"epochs": 2, "batch_size": 128}})
+    spec = make_spec({**patch, "run": {"epochs": 2, "batch_size": 128}})
     assert batch_problem(spec) is None
 
     # when its seeds train together, and each seed trains alone
     together, reporters = repeat(spec, [3, 4], tmp_path)
     alone = [MemoryReporter() for _ in range(2)]
-    for seed, reporter in zip([3, 4], alone, strict=True):
-        run(spec.patched({"run": {"seed": seed}}), reporter, tmp_path / f"alone{seed}")
+    separate = [run(spec.patched({"run": {"seed": seed}}), reporter, tmp_path / f"alone{seed}")
+                for seed, reporter in zip([3, 4], alone, strict=True)]
 
-    # then every point of every seed is its separate run's, up to float rounding
+    # then every point of every seed is its separate run's, up to float rounding (the batched
+    # kernels and the fused optimizer add up in another order)
     for batched, single in zip(reporters, alone, strict=True):
         assert [s for s, _ in batched.points] == [s for s, _ in single.points]
         for (_, a), (_, b) in zip(batched.points, single.points, strict=True):
             assert a.keys() == b.keys()
             assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+    # and so are its trained weights and batch-norm statistics
+    for mine, its in zip(together, separate, strict=True):
+        assert mine.model is not None and its.model is not None
+        theirs = its.model.state_dict()
+        for name, tensor in mine.model.state_dict().items():
+            torch.testing.assert_close(tensor, theirs[name], rtol=1e-4, atol=1e-5, msg=name)
     # and each seed kept its own checkpoints
     assert all(r.checkpoints for r in reporters)
     assert together[0].best_metrics != together[1].best_metrics

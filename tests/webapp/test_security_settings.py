@@ -86,9 +86,13 @@ def test_production_secret_key_refuses_missing_or_weak_values(monkeypatch, tmp_p
         secret_key(tmp_path, required=True)
 
 
-@pytest.mark.parametrize("strong", [secrets.token_hex(32), secrets.token_urlsafe(64),
-                                    get_random_secret_key()])
-def test_production_secret_key_accepts_generated_keys(monkeypatch, tmp_path, strong):
+# By generator, not by value: fresh keys are drawn in the test, and test ids stay the same in every
+# process that collects them (pytest-xdist's workers compare their collections).
+@pytest.mark.parametrize("generate", [lambda: secrets.token_hex(32),
+                                      lambda: secrets.token_urlsafe(64), get_random_secret_key],
+                         ids=["token_hex", "token_urlsafe", "django"])
+def test_production_secret_key_accepts_generated_keys(monkeypatch, tmp_path, generate):
+    strong = generate()
     monkeypatch.setenv("SECRET_KEY", strong)
 
     assert secret_key(tmp_path, required=True) == strong

@@ -6,7 +6,15 @@
    Target >= 50,000 points/s.
 2. The unmodified ``mlflow`` client logging to Fitboard vs to a local ``mlflow server``
    (SQLite backend, started here), rounds alternating: a script's usual ``log_metric`` per
-   point, and ``log_batch`` of 1000. Target: Fitboard >= 10x.
+   point, and ``log_batch`` of 1000. Target: Fitboard >= 10x. Each arm is a child interpreter:
+   ``set_tracking_uri``, ``set_experiment`` (one get-by-name), then timed: ``start_run``
+   (runs/create), the points (``log_metric``: one POST per point, three names per step;
+   ``log_batch``: one POST per 1000 points) and ``end_run`` (runs/update, where Fitboard
+   computes the run's final verdict). Fitboard is one Daphne process as ``make run`` starts
+   it (SQLite in WAL mode, Redis for the channel layer and the rate limit, lifted; no worker:
+   runs logged from scripts need none); MLflow is ``mlflow server`` with its defaults (uvicorn,
+   4 worker processes). Beside the rates: CPU per point of the client (its process time) and
+   of the server (all its processes, psutil) over the arm.
 3. Training-loop overhead: one small torch loop (MNIST-sized MLP, batch 64, 1 thread), plain
    and logging its loss and accuracy every step through the native client, MLflow's client (to
    the local server; synchronous as by default, and ``synchronous=False``) and Trackio's

@@ -162,3 +162,41 @@ def test_a_data_set_is_uploaded_listed_and_read_with_its_versions(api, project):
     assert read["info"]["rows"] == 20 and read["versions"] == [] and read["latest_version"] == 1
     assert missing.status_code == 400 and {"task", "file"} <= set(missing.json()["errors"])
     assert json.dumps(missing.json()).count("astrology") <= 1
+
+
+def test_a_remedy_is_verified_over_seeds_beside_the_original(api, overfit):
+    response = api.post(f"runs/{overfit.pk}/remedies/dropout/verify/", {"count": 2})
+
+    assert response.status_code == 201, response.json()
+    remedy = RunGroup.objects.get(pk=response.json()["id"])
+    assert remedy.remedy["key"] == "dropout" and remedy.baseline is not None
+    assert response.json()["baseline"] == remedy.baseline.pk
+    assert remedy.baseline.seeds == remedy.seeds
+
+
+def test_two_groups_compare_with_no_verdict_before_two_seeds_each(api, overfit):
+    group = RunGroup.objects.get(pk=api.post(f"runs/{overfit.pk}/repeats/",
+                                             {"count": 2}).json()["id"])
+
+    response = api.get("groups/compare/", {"a": group.pk, "b": group.pk, "metric": "val_acc"})
+    bad = api.get("groups/compare/", {"a": group.pk, "b": group.pk, "metric": "astrology"})
+
+    assert response.status_code == 200
+    assert response.json()["comparison"] is None  # no seed has succeeded yet
+    assert response.json()["a"]["id"] == group.pk
+    assert bad.status_code == 400 and set(bad.json()["errors"]) == {"metric"}
+
+
+def test_a_study_reads_as_its_page_draws_it(api, make_run, overfit):
+    study = make_run("sweep", Experiment.Status.RUNNING, kind=Experiment.Kind.TUNE,
+                     spec={"base": overfit.spec, "objective": "val_loss",
+                           "direction": "minimize", "space": {
+                               "optim.lr": {"type": "float", "low": 0.001, "high": 0.1}}})
+    make_run("trial 0", Experiment.Status.QUEUED, kind=Experiment.Kind.TRIAL, parent=study)
+
+    response = api.get(f"studies/{study.pk}/")
+
+    assert response.status_code == 200
+    assert response.json()["params"] == ["optim.lr"]
+    assert [trial["name"] for trial in response.json()["trials"]] == ["trial 0"]
+    assert api.get(f"studies/{overfit.pk}/").status_code == 404

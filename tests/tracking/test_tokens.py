@@ -72,7 +72,9 @@ def rest_path(route: str, run: Experiment, project: Project) -> tuple[str, dict[
     path = "/" + (route.replace("<int:pk>", str(pk)).replace("<slug:key>", "dropout")
                   .replace("<slug:tag>", "best").replace("<path:path>", "secret.txt"))
     query: dict[str, Any] = {"project": project.pk}
-    if route.endswith("compare/"):
+    if route.endswith("groups/compare/"):
+        query = {"a": objects["api/v1/groups/"], "b": objects["api/v1/groups/"]}
+    elif route.endswith("compare/"):
         query = {"ids": f"{run.pk},{form.pk}", "key": "loss"}
     return path, query
 
@@ -165,7 +167,9 @@ def _victims_other_objects(victim: User, project: Project, media: Any) -> None:
     Checkpoint.objects.create(experiment=form, tag="best", path="okapi.zip", size=len(data),
                               sha256=hashlib.sha256(data).hexdigest())
     Experiment.objects.create(project=project, name="okapi study", kind=Experiment.Kind.TUNE,
-                              spec={"base": spec}, created_by=victim, parent=form)
+                              spec={"base": spec, "space": {"optim.lr": {
+                                  "type": "float", "low": 0.001, "high": 0.1}}},
+                              created_by=victim, parent=form)
     group = RunGroup.objects.create(project=project, name="okapi seeds", spec=spec, seeds=[0],
                                     source=form, created_by=victim)
     group.runs.add(form)
@@ -182,7 +186,8 @@ def test_every_api_route_is_swept():
             "rest-run-compression", "rest-schema", "rest-docs", "rest-run-remedies",
             "rest-run-remedy-apply", "rest-run-annotations", "rest-run-checkpoint",
             "rest-run-artifacts", "rest-run-artifact", "rest-run-repeat", "rest-group",
-            "rest-study-promote", "rest-compare", "rest-datasets", "rest-dataset"} <= names
+            "rest-study-promote", "rest-compare", "rest-datasets", "rest-dataset",
+            "rest-run-remedy-verify", "rest-group-compare", "rest-study"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

@@ -19,7 +19,7 @@ from webapp.datasets import services
 from webapp.datasets.forms import DatasetForm
 from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import TOO_LARGE
-from webapp.experiments import actions, compare
+from webapp.experiments import actions, compare, events, groups, tuning
 from webapp.experiments.models import MAX_PK, Experiment, parse_pk
 from webapp.experiments.ownership import reference_problem
 from webapp.rest import auth, errors
@@ -46,6 +46,41 @@ class GroupDetail(APIView):
         return Response(s.group_json(group))
 
 
+def _study(request: Request, pk: int) -> Experiment:
+    study = _one(auth.runs(request), pk)
+    if study.kind != Experiment.Kind.TUNE:
+        raise NotFound("no such study")
+    return study
+
+
+class StudyDetail(APIView):
+    @extend_schema(operation_id="studies_read", responses={200: s.StudySummarySerializer,
+                                                           **REFUSED})
+    def get(self, request: Request, pk: int) -> Response:
+        """A study as its live page draws it: every trial (params, state, objective value,
+        curve), the best value so far after each, and the parameters' importances."""
+        return Response(events.json_safe(tuning.study_data(_study(request, pk))))
+
+
+class GroupCompare(APIView):
+    @extend_schema(operation_id="groups_compare", parameters=[s.GroupCompareQuerySerializer],
+                   responses={200: s.GroupComparisonSerializer, **BAD, **REFUSED, **NOT_YOURS})
+    def get(self, request: Request) -> Response:
+        """Two groups' final values of one metric compared with Welch's t (the group compare
+        page's export): null while either side has fewer than 2 succeeded seeds."""
+        query = s.GroupCompareQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        visible = auth.groups(request)
+        a = _row(visible, query.validated_data["a"], "group")
+        b = _row(visible, query.validated_data["b"], "group")
+        metric = query.validated_data["metric"]
+        runs_a, runs_b = groups.ordered_runs(a), groups.ordered_runs(b)
+        result = groups.compare_sides(runs_a, runs_b, metric, (a.name, b.name))
+        return Response({"metric": metric, "a": s.group_json(a), "b": s.group_json(b),
+                         "comparison": None if result is None
+                         else events.json_safe(result.to_dict())})
+
+
 class StudyPromote(APIView):
     @extend_schema(operation_id="studies_promote", request=s.NameSerializer,
                    responses={201: s.RunDetailSerializer, **BAD, **REFUSED,
@@ -54,9 +89,7 @@ class StudyPromote(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Queue a training run with the study's best trial's spec (the study page's
         "Promote")."""
-        study = _one(auth.runs(request), pk)
-        if study.kind != Experiment.Kind.TUNE:
-            raise NotFound("no such study")
+        study = _study(request, pk)
         body = s.NameSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         problem = reference_problem(request.user, study.project,

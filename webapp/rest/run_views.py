@@ -88,6 +88,29 @@ class RunRemedyApply(APIView):
         return _detail(child, status.HTTP_201_CREATED)
 
 
+class RunRemedyVerify(APIView):
+    @extend_schema(operation_id="runs_remedy_verify", request=s.RepeatSerializer,
+                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **WRITE})
+    def post(self, request: Request, pk: int, key: str) -> Response:
+        """Verify a remedy over ``count`` seeds: the remedy's group beside the original's over
+        the same seeds (the diagnostics page's "Verify over N seeds"); the answer is the
+        remedy's group, its ``baseline`` the original's."""
+        run = _one(auth.runs(request), pk)
+        remedy = None if run.is_external else diagnosis.find_remedy(run, key)
+        if remedy is None:
+            raise NotFound("this run has no such remedy")
+        _trained_here(run, "verifying a remedy")
+        body = s.RepeatSerializer(data=request.data,
+                                  context={"max": settings.FITBOARD_MAX_REPEATS})
+        body.is_valid(raise_exception=True)
+        problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
+        if problem:
+            raise errors.invalid({"run": problem})
+        _within_quota(request)
+        group = actions.verify_remedy(request.user, run, remedy, body.validated_data["count"])
+        return Response(s.group_json(group), status=status.HTTP_201_CREATED)
+
+
 class RunAnnotations(APIView):
     @extend_schema(operation_id="runs_annotate", request=s.AnnotationSerializer,
                    responses={200: s.RunDetailSerializer, **BAD, **REFUSED,

@@ -307,3 +307,34 @@ class DatasetUploadSerializer(serializers.Serializer[Any]):
     drop_unlabelled = serializers.BooleanField(required=False)
     standardise = serializers.BooleanField(required=False)
     image_size = serializers.IntegerField(required=False)
+
+
+class StudySummarySerializer(serializers.Serializer[Any]):
+    """What the live study page draws (``experiments.tuning.study_data``)."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(Experiment.Status.choices)
+    objective = serializers.CharField()
+    direction = serializers.ChoiceField(["minimize", "maximize"])
+    params = serializers.ListField(child=serializers.CharField(), help_text="the tuned fields")
+    trials = serializers.ListField(child=serializers.JSONField(),
+                                   help_text="{id, index, name, params, state, value, curve, …}")
+    best_so_far = serializers.ListField(child=serializers.JSONField(),
+                                        help_text="[trial index, best value] after each")
+    best_trial = serializers.JSONField(allow_null=True)
+    importances = serializers.DictField(child=serializers.FloatField())
+
+
+class GroupCompareQuerySerializer(serializers.Serializer[Any]):
+    a = serializers.IntegerField(help_text="a group id")
+    b = serializers.IntegerField(help_text="another group id")
+    metric = serializers.ChoiceField(["gap", *groups.EPOCH_METRICS], required=False,
+                                     default="val_acc")
+
+
+class GroupComparisonSerializer(serializers.Serializer[Any]):
+    metric = serializers.CharField()
+    a = GroupSerializer()
+    b = GroupSerializer()
+    comparison = serializers.JSONField(allow_null=True, help_text="Welch's t: the difference, "
+                                       "its interval and the verdict in words")

@@ -6,7 +6,15 @@
    Target >= 50,000 points/s.
 2. The unmodified ``mlflow`` client logging to Fitboard vs to a local ``mlflow server``
    (SQLite backend, started here), rounds alternating: a script's usual ``log_metric`` per
-   point, and ``log_batch`` of 1000. Target: Fitboard >= 10x.
+   point, and ``log_batch`` of 1000. Target: Fitboard >= 10x. Each arm is a child interpreter:
+   ``set_tracking_uri``, ``set_experiment`` (one get-by-name), then timed: ``start_run``
+   (runs/create), the points (``log_metric``: one POST per point, three names per step;
+   ``log_batch``: one POST per 1000 points) and ``end_run`` (runs/update, where Fitboard
+   computes the run's final verdict). Fitboard is one Daphne process as ``make run`` starts
+   it (SQLite in WAL mode, Redis for the channel layer and the rate limit, lifted; no worker:
+   runs logged from scripts need none); MLflow is ``mlflow server`` with its defaults (uvicorn,
+   4 worker processes). Beside the rates: CPU per point of the client (its process time) and
+   of the server (all its processes, psutil) over the arm.
 3. Training-loop overhead: one small torch loop (MNIST-sized MLP, batch 64, 1 thread), plain
    and logging its loss and accuracy every step through the native client, MLflow's client (to
    the local server; synchronous as by default, and ``synchronous=False``) and Trackio's
@@ -70,7 +78,7 @@ def arm_mlflow(url: str, token: str, points: int, how: str) -> dict[str, float]:
     mlflow.set_tracking_uri(url)
     mlflow.set_experiment("bench")
     client = mlflow.MlflowClient()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with mlflow.start_run(run_name=f"mlflow-{how}") as run:
         if how == "log_metric":
             for step in range(points // 3):
@@ -82,7 +90,8 @@ def arm_mlflow(url: str, token: str, points: int, how: str) -> dict[str, float]:
                 client.log_batch(run.info.run_id, metrics=[
                     Metric(f"metric_{i % 10}", i * 1e-3, stamp, i // 10)
                     for i in range(first, min(first + 1000, points))])
-    return {"seconds": time.perf_counter() - start, "points": points}
+    return {"seconds": time.perf_counter() - start, "points": points,
+            "client_cpu_s": time.process_time() - cpu}
 
 
 def arm_loop(url: str, token: str, steps: int, how: str) -> dict[str, float]:
@@ -169,6 +178,24 @@ def ensure_env(name: str, requirement: str, check: str) -> Path | None:
     return python
 
 
+SERVERS: dict[str, Any] = {}  # URL -> the server's process (its CPU time is measured)
+
+
+def server_cpu_s(url: str) -> float:
+    """CPU seconds used so far by the server at ``url`` and its children (MLflow's workers)."""
+    import psutil
+
+    process = psutil.Process(SERVERS[url].pid)
+    total = 0.0
+    for one in [process, *process.children(recursive=True)]:
+        try:
+            times = one.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def start_mlflow_server(stack: _stack.Stack, python: Path) -> str:
     port = _stack.free_port()
     db = stack.scratch / "mlflow.db"
@@ -178,6 +205,7 @@ def start_mlflow_server(stack: _stack.Stack, python: Path) -> str:
                            "--port", str(port)], "mlflow-server.log",
                           cwd=stack.scratch)
     _stack.wait_for_port(port, 300, process)
+    SERVERS[f"http://127.0.0.1:{port}"] = process
     return f"http://127.0.0.1:{port}"
 
 
@@ -194,6 +222,7 @@ def start_fitboard(stack: _stack.Stack) -> tuple[str, str]:
     daphne = stack.spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                           "webapp.asgi:application"], "daphne.log", cwd=_stack.REPO, env=env)
     _stack.wait_for_port(port, 60, daphne)
+    SERVERS[f"http://127.0.0.1:{port}"] = daphne
     return f"http://127.0.0.1:{port}", token
 
 
@@ -245,15 +274,23 @@ def bench_mlflow(fitboard: str, token: str, mlflow_url: str, rounds: int) -> Non
           flush=True)
     for how, points in MLFLOW_POINTS.items():
         rates: dict[str, list[float]] = {"fitboard": [], "mlflow server": []}
+        # Where a point's time goes: the client's own CPU, the server's (all its processes).
+        client_us: dict[str, list[float]] = {"fitboard": [], "mlflow server": []}
+        server_us: dict[str, list[float]] = {"fitboard": [], "mlflow server": []}
         for r in range(rounds):
             for target in rotated(list(rates), r):
                 url = fitboard if target == "fitboard" else mlflow_url
+                before = server_cpu_s(url)
                 result = measure(sys.executable, f"mlflow-{how}", url, token, points)
                 rates[target].append(result["points"] / result["seconds"])
+                client_us[target].append(result["client_cpu_s"] / points * 1e6)
+                server_us[target].append((server_cpu_s(url) - before) / points * 1e6)
         ratios = [f / m for f, m in zip(rates["fitboard"], rates["mlflow server"], strict=True)]
         print(f"  {how} ({points:,} points a round):")
         for target, values in rates.items():
-            print(f"    {target:<14} points/s {spread(values)}")
+            print(f"    {target:<14} points/s {spread(values)}; CPU per point: client "
+                  f"{statistics.median(client_us[target]):,.0f} us, server "
+                  f"{statistics.median(server_us[target]):,.0f} us")
         print(f"    Fitboard / mlflow server: {spread(ratios, 2)}x (target >= 10x: "
               f"{'met' if statistics.median(ratios) >= 10 else 'NOT met'})")
 

@@ -16,7 +16,8 @@ SELF = ("rest-schema", "rest-docs")  # the schema and its page describe the othe
 
 def v1_routes() -> list[tuple[str, Any]]:
     """(schema path, view class) of every /api/v1/ route, from the resolver."""
-    return [("/" + re.sub(r"<int:pk>", "{id}", text), pattern.callback.view_class)
+    return [("/" + re.sub(r"<\w+:(\w+)>", lambda m: "{id}" if m[1] == "pk" else f"{{{m[1]}}}",
+                          text), pattern.callback.view_class)
             for text, pattern in every_route()
             if text.startswith("api/v1/") and pattern.name not in SELF]
 

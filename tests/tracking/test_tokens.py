@@ -7,6 +7,7 @@ route added later is swept without editing this file."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from typing import Any
@@ -14,11 +15,14 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from tests.routes import every_route
-from webapp.experiments.models import Experiment
+from training.spec import ExperimentSpec
+from webapp.datasets.models import Dataset
+from webapp.experiments.models import Checkpoint, Experiment, RunGroup
 from webapp.projects.actions import create_project
 from webapp.projects.models import Project
 from webapp.tracking import ingest, tokens
@@ -50,17 +54,44 @@ def methods_of(name: str) -> list[str]:
 # Routes of the REST API that name no object: a live token of another project gets its own
 # (empty) list or the schema, and must see nothing of the victim's there.
 OWN_ANSWERS = {"mlflow-experiment-search", "mlflow-run-search", "mlflow-logged-model-search",
-               "rest-runs", "rest-projects", "rest-schema", "rest-docs"}
+               "rest-runs", "rest-projects", "rest-schema", "rest-docs", "rest-datasets"}
+
+
+def rest_path(route: str, run: Experiment, project: Project) -> tuple[str, dict[str, Any]]:
+    """The path of a /api/v1/ route aimed at the victim's objects (``victim_run`` made one
+    of each kind in ``project``), and the query of a GET."""
+    form = Experiment.objects.get(project=project, kind=Experiment.Kind.TRAIN,
+                                  name="okapi form")
+    study = Experiment.objects.get(project=project, kind=Experiment.Kind.TUNE)
+    objects = {"api/v1/groups/": RunGroup.objects.get(project=project).pk,
+               "api/v1/studies/": study.pk,
+               "api/v1/datasets/": Dataset.objects.get(project=project).pk,
+               # the routes that need a run trained here: the form run
+               "remedies/": form.pk, "checkpoints/": form.pk, "repeats/": form.pk}
+    pk = next((pk for part, pk in objects.items() if part in route), run.pk)
+    path = "/" + (route.replace("<int:pk>", str(pk)).replace("<slug:key>", "dropout")
+                  .replace("<slug:tag>", "best").replace("<path:path>", "secret.txt"))
+    query: dict[str, Any] = {"project": project.pk}
+    if route.endswith("groups/compare/"):
+        query = {"a": objects["api/v1/groups/"], "b": objects["api/v1/groups/"]}
+    elif route.endswith("compare/"):
+        query = {"ids": f"{run.pk},{form.pk}", "key": "loss"}
+    return path, query
 
 
 def call_rest(client: Client, route: str, method: str, raw: str, run: Experiment,
               project: Project) -> Any:
     """One request on a /api/v1/ route aimed at ``run`` / ``project``: a valid request for a
     token that reaches them."""
-    path = "/" + route.replace("<int:pk>", str(run.pk))
+    path, query = rest_path(route, run, project)
     headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     if method == "GET":
-        return client.get(path, {"project": project.pk}, **headers)
+        return client.get(path, query, **headers)
+    if route.endswith("datasets/"):  # an upload: multipart, as a form posts it
+        upload = SimpleUploadedFile("okapi.csv", b"a,b,label\n1,2,0\n3,4,1\n" * 10)
+        return client.post(path, {"name": "hijack", "project": project.pk, "kind": "csv",
+                                  "file": upload, "task": "classification",
+                                  "missing": "drop"}, **headers)
     body = {"project": project.pk, "name": "hijack", "spec": {
         "data": {"dataset": "iris"}, "model": {"arch": "mlp"}, "run": {"device": "cpu"},
         "space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.1}}}}
@@ -117,7 +148,33 @@ def victim_run(db: Any, settings: Any, tmp_path: Any) -> tuple[Experiment, Proje
     from webapp.tracking import artifacts
 
     artifacts.save(run, "secret.txt", BytesIO(b"okapi weights"))
+    _victims_other_objects(victim, project, tmp_path)
     return run, project
+
+
+def _victims_other_objects(victim: User, project: Project, media: Any) -> None:
+    """A run trained here (a remedy in its verdict, a checkpoint), a study, a group and an
+    uploaded data set of the victim, for the routes that name them."""
+    spec = ExperimentSpec.from_dict({"data": {"dataset": "iris"},
+                                     "model": {"arch": "mlp"}}).to_dict()
+    remedy = {"key": "dropout", "title": "Add dropout 0.3", "why": "okapi",
+              "patch": {"model": {"dropout": 0.3}}}
+    form = Experiment.objects.create(
+        project=project, name="okapi form", spec=spec, created_by=victim,
+        status=Experiment.Status.SUCCEEDED, verdict={"kind": "overfitting", "remedies": [remedy]})
+    data = b"okapi checkpoint"
+    (media / "okapi.zip").write_bytes(data)
+    Checkpoint.objects.create(experiment=form, tag="best", path="okapi.zip", size=len(data),
+                              sha256=hashlib.sha256(data).hexdigest())
+    Experiment.objects.create(project=project, name="okapi study", kind=Experiment.Kind.TUNE,
+                              spec={"base": spec, "space": {"optim.lr": {
+                                  "type": "float", "low": 0.001, "high": 0.1}}},
+                              created_by=victim, parent=form)
+    group = RunGroup.objects.create(project=project, name="okapi seeds", spec=spec, seeds=[0],
+                                    source=form, created_by=victim)
+    group.runs.add(form)
+    Dataset.objects.create(project=project, name="okapi data", kind="csv", folder="okapi",
+                           prepared="datasets/okapi/prepared.npz", created_by=victim)
 
 
 def test_every_api_route_is_swept():
@@ -126,7 +183,11 @@ def test_every_api_route_is_swept():
             "mlflow-metric-history", "mlflow-experiment-get-by-name", "fitboard-run-create",
             "fitboard-run-log", "fitboard-run-heartbeat", "fitboard-run-finish"} <= names
     assert {"rest-runs", "rest-run", "rest-run-metrics", "rest-run-cancel", "rest-run-study",
-            "rest-run-compression", "rest-schema", "rest-docs"} <= names
+            "rest-run-compression", "rest-schema", "rest-docs", "rest-run-remedies",
+            "rest-run-remedy-apply", "rest-run-annotations", "rest-run-checkpoint",
+            "rest-run-artifacts", "rest-run-artifact", "rest-run-repeat", "rest-group",
+            "rest-study-promote", "rest-compare", "rest-datasets", "rest-dataset",
+            "rest-run-remedy-verify", "rest-group-compare", "rest-study"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

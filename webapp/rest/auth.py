@@ -15,7 +15,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from webapp.experiments.models import Experiment
+from webapp.datasets.models import Dataset
+from webapp.experiments.models import Experiment, RunGroup
 from webapp.projects import access
 from webapp.projects.models import Project
 from webapp.tracking import access as token_access
@@ -95,3 +96,13 @@ def cancellable(request: Request) -> QuerySet[Experiment]:
     if token is not None and not token.all_projects:
         return runs(request)
     return access.overseen(Experiment.objects.all(), request.user)
+
+
+def datasets(request: Request) -> QuerySet[Dataset]:
+    """The uploaded data sets the request may see and train on: those of its projects."""
+    return Dataset.objects.filter(project__in=projects(request))
+
+
+def groups(request: Request) -> QuerySet[RunGroup]:
+    """The run groups (repeats over seeds) the request may see: those of its projects."""
+    return RunGroup.objects.filter(project__in=projects(request))

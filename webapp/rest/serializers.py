@@ -6,8 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from webapp.experiments import events
-from webapp.experiments.models import Experiment
+from webapp.datasets.models import Dataset, DatasetVersion
+from webapp.experiments import events, groups
+from webapp.experiments.models import Experiment, RunGroup
 
 
 class RunSerializer(serializers.ModelSerializer[Experiment]):
@@ -140,3 +141,200 @@ class DetailSerializer(serializers.Serializer[Any]):
     """A refusal (401, 403, 404, 409, 429)."""
 
     detail = serializers.CharField()
+
+
+class NameSerializer(serializers.Serializer[Any]):
+    """The new run's name (default: one made from the source's)."""
+
+    name = serializers.CharField(max_length=200, required=False)
+
+
+class ChangeSerializer(serializers.Serializer[Any]):
+    field = serializers.CharField(help_text="dotted spec field, e.g. regularization.dropout")
+    before = serializers.JSONField()
+    after = serializers.JSONField()
+
+
+class RemedySerializer(serializers.Serializer[Any]):
+    """A remedy of the run's verdict: a patch of its spec, applied as a new run."""
+
+    key = serializers.CharField()
+    title = serializers.CharField()
+    why = serializers.CharField()
+    patch = serializers.JSONField()
+    changes = ChangeSerializer(many=True)
+
+
+class AnnotationSerializer(serializers.Serializer[Any]):
+    """The run's tags and notes, replacing the old ones."""
+
+    tags = serializers.JSONField(required=False, help_text='a list, or "a, b" comma-separated')
+    notes = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+
+class ArtifactSerializer(serializers.Serializer[Any]):
+    path = serializers.CharField()
+    size = serializers.IntegerField(help_text="bytes")
+    url = serializers.CharField()
+
+
+class RepeatSerializer(serializers.Serializer[Any]):
+    """How many seeds: the run's own and the next ones."""
+
+    count = serializers.IntegerField(min_value=2, help_text="at most FITBOARD_MAX_REPEATS")
+    name = serializers.CharField(max_length=200, required=False)
+
+    def validate_count(self, count: int) -> int:
+        most = int(self.context.get("max", 10))
+        if count > most:
+            raise serializers.ValidationError(f"at most {most} seeds (FITBOARD_MAX_REPEATS)")
+        return count
+
+
+class GroupRunSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    seed = serializers.IntegerField(allow_null=True)
+    status = serializers.ChoiceField(Experiment.Status.choices)
+    url = serializers.CharField()
+
+
+class FinalSerializer(serializers.Serializer[Any]):
+    """One final metric over the group's succeeded seeds."""
+
+    metric = serializers.CharField()
+    mean = serializers.FloatField()
+    std = serializers.FloatField()
+    n = serializers.IntegerField()
+    values = serializers.ListField(child=serializers.FloatField())
+
+
+class GroupSerializer(serializers.Serializer[Any]):
+    """A run group: one spec over several seeds, as its page shows it."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    project = serializers.IntegerField()
+    source = serializers.IntegerField(allow_null=True, help_text="the run it repeats")
+    baseline = serializers.IntegerField(allow_null=True,
+                                        help_text="a verified remedy's original group")
+    remedy = serializers.JSONField()
+    seeds = serializers.ListField(child=serializers.IntegerField())
+    runs = GroupRunSerializer(many=True)
+    finals = FinalSerializer(many=True)
+    remedy_verdicts = serializers.ListField(child=serializers.JSONField(),
+                                            help_text="Welch's comparisons with the baseline")
+
+
+def group_json(group: RunGroup) -> dict[str, Any]:
+    """What ``GroupSerializer`` describes."""
+    runs = groups.ordered_runs(group)
+    return {"id": group.pk, "name": group.name, "project": group.project_id,
+            "source": group.source_id, "baseline": group.baseline_id, "remedy": group.remedy,
+            "seeds": list(group.seeds),
+            "runs": [{"id": run.pk, "seed": groups.seed_of(run), "status": run.status,
+                      "url": f"/api/v1/runs/{run.pk}/"} for run in runs],
+            "finals": groups.final_table(runs),
+            "remedy_verdicts": [events.json_safe(c.to_dict())
+                                for c in groups.remedy_verdicts(group)]}
+
+
+class CompareQuerySerializer(serializers.Serializer[Any]):
+    ids = serializers.CharField(help_text="2 to 20 run ids, comma-separated")
+    key = serializers.CharField(required=False, help_text="a metric to return the curves of")
+    x = serializers.ChoiceField(["step", "epoch", "time"], required=False, default="step")
+
+
+class CompareSerializer(serializers.Serializer[Any]):
+    """The compare page as data: one record per run (status, verdict, the metrics table's
+    figures and every spec field), the spec fields that differ, and one metric's curves."""
+
+    runs = serializers.ListField(child=serializers.JSONField())
+    differences = serializers.ListField(child=serializers.JSONField(),
+                                        help_text="{field, values: one per run}")
+    curves = serializers.ListField(child=serializers.JSONField(), required=False)
+
+
+class DatasetSerializer(serializers.ModelSerializer[Dataset]):
+    """An uploaded data set; train on it with ``"data": {"dataset": "upload:<id>"}``."""
+
+    project = serializers.IntegerField(source="project_id", read_only=True)
+    spec_name = serializers.CharField(read_only=True, help_text="its name in a spec")
+    latest_version = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "project", "kind", "spec_name", "size", "created_at",
+                  "latest_version"]
+        read_only_fields = fields
+
+
+class VersionSerializer(serializers.ModelSerializer[DatasetVersion]):
+    class Meta:
+        model = DatasetVersion
+        fields = ["number", "changes", "note", "created_at", "info"]
+        read_only_fields = fields
+
+
+class DatasetDetailSerializer(DatasetSerializer):
+    """A data set with its facts (rows, classes), the cleaning report and its versions."""
+
+    versions = VersionSerializer(many=True, read_only=True)
+
+    class Meta(DatasetSerializer.Meta):
+        fields = [*DatasetSerializer.Meta.fields, "options", "info", "report", "versions"]
+        read_only_fields = fields
+
+
+class DatasetUploadSerializer(serializers.Serializer[Any]):
+    """The upload form's fields, as multipart/form-data (``webapp/datasets/forms.py``: every
+    bad value is refused on its field)."""
+
+    name = serializers.CharField(max_length=200)
+    project = serializers.IntegerField()
+    kind = serializers.ChoiceField(Dataset.Kind.choices)
+    file = serializers.FileField(required=False, help_text="a .csv, or a .zip of class folders")
+    hf_source = serializers.CharField(required=False)
+    hf_split = serializers.CharField(required=False)
+    header = serializers.ChoiceField(["auto", "yes", "no"], required=False)
+    label_column = serializers.CharField(required=False)
+    feature_columns = serializers.CharField(required=False)
+    text_column = serializers.CharField(required=False)
+    class_name_column = serializers.CharField(required=False)
+    class_names = serializers.CharField(required=False)
+    task = serializers.ChoiceField(["classification", "regression"])
+    missing = serializers.CharField()
+    drop_duplicates = serializers.BooleanField(required=False)
+    drop_unlabelled = serializers.BooleanField(required=False)
+    standardise = serializers.BooleanField(required=False)
+    image_size = serializers.IntegerField(required=False)
+
+
+class StudySummarySerializer(serializers.Serializer[Any]):
+    """What the live study page draws (``experiments.tuning.study_data``)."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(Experiment.Status.choices)
+    objective = serializers.CharField()
+    direction = serializers.ChoiceField(["minimize", "maximize"])
+    params = serializers.ListField(child=serializers.CharField(), help_text="the tuned fields")
+    trials = serializers.ListField(child=serializers.JSONField(),
+                                   help_text="{id, index, name, params, state, value, curve, …}")
+    best_so_far = serializers.ListField(child=serializers.JSONField(),
+                                        help_text="[trial index, best value] after each")
+    best_trial = serializers.JSONField(allow_null=True)
+    importances = serializers.DictField(child=serializers.FloatField())
+
+
+class GroupCompareQuerySerializer(serializers.Serializer[Any]):
+    a = serializers.IntegerField(help_text="a group id")
+    b = serializers.IntegerField(help_text="another group id")
+    metric = serializers.ChoiceField(["gap", *groups.EPOCH_METRICS], required=False,
+                                     default="val_acc")
+
+
+class GroupComparisonSerializer(serializers.Serializer[Any]):
+    metric = serializers.CharField()
+    a = GroupSerializer()
+    b = GroupSerializer()
+    comparison = serializers.JSONField(allow_null=True, help_text="Welch's t: the difference, "
+                                       "its interval and the verdict in words")

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from webapp.rest import views
+from webapp.rest import more_views, run_views, views
 
 
 def api(view: Any) -> Callable[..., Any]:
@@ -25,6 +25,26 @@ urlpatterns = [
     path("runs/<int:pk>/studies/", api(views.RunStudy), name="rest-run-study"),
     path("runs/<int:pk>/compressions/", api(views.RunCompression),
          name="rest-run-compression"),
+    path("runs/<int:pk>/remedies/", api(run_views.RunRemedies), name="rest-run-remedies"),
+    path("runs/<int:pk>/remedies/<slug:key>/", api(run_views.RunRemedyApply),
+         name="rest-run-remedy-apply"),
+    path("runs/<int:pk>/remedies/<slug:key>/verify/", api(run_views.RunRemedyVerify),
+         name="rest-run-remedy-verify"),
+    path("runs/<int:pk>/annotations/", api(run_views.RunAnnotations),
+         name="rest-run-annotations"),
+    path("runs/<int:pk>/checkpoints/<slug:tag>/", api(run_views.RunCheckpoint),
+         name="rest-run-checkpoint"),
+    path("runs/<int:pk>/artifacts/", api(run_views.RunArtifacts), name="rest-run-artifacts"),
+    path("runs/<int:pk>/artifacts/<path:path>", api(run_views.RunArtifact),
+         name="rest-run-artifact"),
+    path("runs/<int:pk>/repeats/", api(run_views.RunRepeat), name="rest-run-repeat"),
+    path("groups/<int:pk>/", api(more_views.GroupDetail), name="rest-group"),
+    path("groups/compare/", api(more_views.GroupCompare), name="rest-group-compare"),
+    path("studies/<int:pk>/", api(more_views.StudyDetail), name="rest-study"),
+    path("studies/<int:pk>/promote/", api(more_views.StudyPromote), name="rest-study-promote"),
+    path("compare/", api(more_views.Compare), name="rest-compare"),
+    path("datasets/", api(more_views.DatasetList), name="rest-datasets"),
+    path("datasets/<int:pk>/", api(more_views.DatasetDetail), name="rest-dataset"),
     path("schema/", api(SpectacularAPIView), name="rest-schema"),
     # Swagger UI from the sidecar's static files, its set-up script served as a file of its own
     # (?script): the pages' Content-Security-Policy allows no inline script.

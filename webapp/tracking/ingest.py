@@ -20,20 +20,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
 from webapp.experiments import events, external, metric_store
 from webapp.experiments.compare import higher_is_better
 from webapp.experiments.models import Experiment
+from webapp.experiments.relay import relay
 from webapp.experiments.reporting import list_message, points_message
 from webapp.projects.models import Project
 
 WORKER = "external"  # the run's ``worker``: no Fitboard worker holds it
 MAX_KEY = 64  # characters of a metric name (MetricChunk.key)
 MAX_PARAM = 6000  # characters of a param value (MLflow's own limit)
+# Seconds between two live verdicts of one run: each reads the run's whole evaluation history,
+# and a script logging eval points one request at a time would pay that on every request. The
+# first evaluation gets one at once, the end of the run the final one.
+VERDICT_EVERY = 2.0
 
 
 class IngestError(ValueError):
@@ -122,11 +125,11 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         progress.update(seq=seq, keys=keys)
         if batch:
             progress["step"] = last_step
-        changes: dict[str, Any] = {"spec": spec, "progress": progress,
-                                   "heartbeat_at": timezone.now()}
-        if evaluated and not row.is_terminal:
+        now = timezone.now()
+        changes: dict[str, Any] = {"spec": spec, "progress": progress, "heartbeat_at": now}
+        if evaluated and not row.is_terminal and _verdict_due(progress, now.timestamp()):
             verdict = external.live_verdict(row.pk, spec)
-            progress["verdict"] = verdict
+            progress["verdict"], progress["verdict_at"] = verdict, now.timestamp()
             changes["verdict_kind"] = (verdict or {}).get("kind", "")
             row.signal_verdict(changes["verdict_kind"], row.verdict_kind, final=False)
         Experiment.objects.filter(pk=row.pk).update(**changes)
@@ -151,6 +154,7 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
             summary["best_metric"] = [key, bests[key]]
             break
     verdict = external.final_verdict(run)
+    relay.drain()  # the run's last points reach its viewers before its end does
     error = {Experiment.Status.FAILED: "the script ended its run as failed",
              Experiment.Status.CANCELLED: "the script ended its run as killed"}.get(status, "")
     ended_ok = run.finish(status, error=error, summary=summary, verdict=verdict)
@@ -189,24 +193,22 @@ def _merge_params(stored: dict[str, str], new: Mapping[str, str]) -> None:
         stored[key] = value
 
 
+def _verdict_due(progress: Mapping[str, Any], now: float) -> bool:
+    """Whether this evaluation gets a live verdict: the first one does, then one every
+    ``VERDICT_EVERY`` seconds."""
+    last = progress.get("verdict_at")
+    return not isinstance(last, int | float) or now - last >= VERDICT_EVERY
+
+
 def _publish(run: Experiment, seq: int, batch: Mapping[str, list[metric_store.Point]],
              progress: dict[str, Any], listed: dict[str, Any] | None) -> None:
-    """The run page's live message and the list's update, as a worker's reporter sends them.
-    Best effort: the points are stored, and a page that misses a message backfills by seq."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(events.run_group(run.pk),
-                                        points_message(seq, batch, progress))
-        if listed is not None:
-            async_to_sync(layer.group_send)(events.project_group(run.project_id),
-                                            list_message(run.project_id, run.pk, listed))
-    except Exception:  # noqa: BLE001 - stored; viewers backfill
-        import logging
-
-        logging.getLogger(__name__).warning("live update for run %s not delivered", run.pk,
-                                            exc_info=True)
+    """The run page's live message and the list's update, as a worker's reporter sends them,
+    queued for the relay's thread: the request does not wait for Redis. Best effort: the points
+    are stored, and a page that misses a message backfills by seq."""
+    relay.send(events.run_group(run.pk), points_message(seq, batch, progress))
+    if listed is not None:
+        relay.send(events.project_group(run.project_id),
+                   list_message(run.project_id, run.pk, listed))
 
 
 # --- Verdicts ------------------------------------------------------------------------------

@@ -1,0 +1,197 @@
+"""What a run page does, for scripts: its remedies (listed, applied), its tags and notes, its
+checkpoints and artifacts downloaded, its repeat over seeds. Thin views over the pages' own
+actions and checks (``reference_problem``, the quota, ``access``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp.experiments import actions, browse, diagnosis, files
+from webapp.experiments.external import artifacts_root
+from webapp.experiments.models import Experiment
+from webapp.experiments.ownership import reference_problem
+from webapp.rest import auth, errors
+from webapp.rest import serializers as s
+from webapp.rest.views import BAD, REFUSED, _detail, _one, _within_quota
+from webapp.tracking import artifacts
+
+WRITE = {403: OpenApiResponse(description="a read-only token"),
+         409: OpenApiResponse(description="over your quota of jobs")}
+
+
+class AlteredCheckpoint(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "altered"
+
+
+def _trained_here(run: Experiment, what: str) -> None:
+    """A 400 on ``run`` for a run with no spec here (trained elsewhere) or no model (a study)."""
+    if run.is_external or run.kind not in (Experiment.Kind.TRAIN, Experiment.Kind.TRIAL):
+        raise errors.invalid({"run": f"{what} needs a training run trained here"})
+
+
+def _remedies(run: Experiment) -> list[dict[str, Any]]:
+    """The run's current verdict's remedies with a spec patch, each with what it changes."""
+    if run.is_external:  # no spec to patch: its verdicts have no remedies
+        return []
+    verdict = run.verdict or run.progress.get("verdict") or {}
+    before = run.experiment_spec
+    listed = []
+    for remedy in verdict.get("remedies", []):
+        if not remedy.get("patch"):
+            continue
+        changes = diagnosis.spec_changes(before, before.patched(remedy["patch"]))
+        listed.append({"key": remedy["key"], "title": remedy["title"],
+                       "why": remedy.get("why", ""), "patch": remedy["patch"],
+                       "changes": [{"field": f, "before": old, "after": new}
+                                   for f, old, new in changes]})
+    return listed
+
+
+class RunRemedies(APIView):
+    @extend_schema(operation_id="runs_remedies",
+                   responses={200: s.RemedySerializer(many=True), **REFUSED})
+    def get(self, request: Request, pk: int) -> Response:
+        """The remedies of the run's verdict (live while it trains, final once it ended), each
+        with the spec fields it changes, as the diagnostics page lists them."""
+        return Response(_remedies(_one(auth.runs(request), pk)))
+
+
+class RunRemedyApply(APIView):
+    @extend_schema(operation_id="runs_remedy_apply", request=s.NameSerializer,
+                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **WRITE})
+    def post(self, request: Request, pk: int, key: str) -> Response:
+        """Queue a run of this run's spec with the remedy's patch, as its child (the remedy
+        page's "Apply")."""
+        run = _one(auth.runs(request), pk)
+        remedy = None if run.is_external else diagnosis.find_remedy(run, key)
+        if remedy is None:
+            raise NotFound("this run has no such remedy")
+        body = s.NameSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        name = body.validated_data.get("name") or f"{run.name} · {remedy['title']}"[:200]
+        problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
+        if problem:
+            raise errors.invalid({"run": problem})
+        _within_quota(request)
+        child = actions.apply_remedy(request.user, run, remedy, name)
+        return _detail(child, status.HTTP_201_CREATED)
+
+
+class RunRemedyVerify(APIView):
+    @extend_schema(operation_id="runs_remedy_verify", request=s.RepeatSerializer,
+                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **WRITE})
+    def post(self, request: Request, pk: int, key: str) -> Response:
+        """Verify a remedy over ``count`` seeds: the remedy's group beside the original's over
+        the same seeds (the diagnostics page's "Verify over N seeds"); the answer is the
+        remedy's group, its ``baseline`` the original's."""
+        run = _one(auth.runs(request), pk)
+        remedy = None if run.is_external else diagnosis.find_remedy(run, key)
+        if remedy is None:
+            raise NotFound("this run has no such remedy")
+        _trained_here(run, "verifying a remedy")
+        body = s.RepeatSerializer(data=request.data,
+                                  context={"max": settings.FITBOARD_MAX_REPEATS})
+        body.is_valid(raise_exception=True)
+        problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
+        if problem:
+            raise errors.invalid({"run": problem})
+        _within_quota(request)
+        group = actions.verify_remedy(request.user, run, remedy, body.validated_data["count"])
+        return Response(s.group_json(group), status=status.HTTP_201_CREATED)
+
+
+class RunAnnotations(APIView):
+    @extend_schema(operation_id="runs_annotate", request=s.AnnotationSerializer,
+                   responses={200: s.RunDetailSerializer, **BAD, **REFUSED,
+                              403: WRITE[403]})
+    def post(self, request: Request, pk: int) -> Response:
+        """Replace the run's tags and notes (the run page's form)."""
+        run = _one(auth.runs(request), pk)
+        tags = request.data.get("tags", "")
+        if isinstance(tags, list):
+            tags = ", ".join(str(tag) for tag in tags)
+        form = browse.AnnotationForm({"tags": tags, "notes": request.data.get("notes", "")})
+        if not form.is_valid():
+            raise errors.invalid({field: " ".join(messages)
+                                  for field, messages in form.errors.items()})
+        actions.annotate_experiment(run, form.cleaned_data["tags"], form.cleaned_data["notes"])
+        return _detail(_one(auth.runs(request).prefetch_related("tags"), pk))
+
+
+class RunCheckpoint(APIView):
+    @extend_schema(operation_id="runs_checkpoint", responses={
+        (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, "the checkpoint's zip: "
+                                                  "safetensors weights and the JSON spec"),
+        **REFUSED, 409: OpenApiResponse(s.DetailSerializer, "the stored file was altered")})
+    def get(self, request: Request, pk: int, tag: str) -> HttpResponse:
+        """Download a checkpoint (``best``, ``last`` …; the run's ``checkpoints`` lists them),
+        verified against its recorded sha256 as the run page's download is."""
+        run = _one(auth.runs(request), pk)
+        checkpoint = run.checkpoints.filter(tag=tag).first()
+        if checkpoint is None:
+            raise NotFound("no such checkpoint")
+        try:
+            stored = files.open_verified(checkpoint.path, checkpoint.sha256)
+        except files.MissingFile:
+            raise NotFound("the checkpoint's file is missing") from None
+        except files.AlteredFile:
+            raise AlteredCheckpoint(f"the {tag} checkpoint of run {run.pk} does not match its "
+                                    "recorded sha256: it is not served") from None
+        return FileResponse(stored, as_attachment=True, content_type="application/zip",
+                            filename=f"{run.download_stem()}-{tag}.zip")
+
+
+class RunArtifacts(APIView):
+    @extend_schema(operation_id="runs_artifacts",
+                   responses={200: s.ArtifactSerializer(many=True), **REFUSED})
+    def get(self, request: Request, pk: int) -> Response:
+        """Every artifact a script logged with the run (path inside the run, bytes)."""
+        run = _one(auth.runs(request), pk)
+        return Response([{"path": path, "size": size, "url": f"/api/v1/runs/{run.pk}/"
+                          f"artifacts/{path}"} for path, size in
+                         files.listing(artifacts_root(run.pk))])
+
+
+class RunArtifact(APIView):
+    @extend_schema(operation_id="runs_artifact", responses={
+        (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, "the file"),
+        **REFUSED})
+    def get(self, request: Request, pk: int, path: str) -> HttpResponse:
+        """Download one artifact of the run."""
+        response = artifacts.download(_one(auth.runs(request), pk), path)
+        if response.status_code == status.HTTP_404_NOT_FOUND:
+            raise NotFound("no such artifact")
+        return response
+
+
+class RunRepeat(APIView):
+    @extend_schema(operation_id="runs_repeat", request=s.RepeatSerializer,
+                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **WRITE})
+    def post(self, request: Request, pk: int) -> Response:
+        """Repeat the run over ``count`` seeds (its own and the next ones) as a group, which
+        reuses the runs already trained with one of them (the run page's "Repeat")."""
+        run = _one(auth.runs(request), pk)
+        _trained_here(run, "a repeat")
+        body = s.RepeatSerializer(data=request.data,
+                                  context={"max": settings.FITBOARD_MAX_REPEATS})
+        body.is_valid(raise_exception=True)
+        count = body.validated_data["count"]
+        problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
+        if problem:
+            raise errors.invalid({"run": problem})
+        _within_quota(request)
+        name = body.validated_data.get("name") or f"{run.name} ×{count}"[:200]
+        group = actions.create_repeat(request.user, run.project, name, run.experiment_spec,
+                                      count, source=run)
+        return Response(s.group_json(group), status=status.HTTP_201_CREATED)

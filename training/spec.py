@@ -309,7 +309,7 @@ class ModelSpec(_Section):
     # The web app resolves the run to its checkpoint file; 0 = freshly initialised weights.
     init_from: int = field(default=0, metadata=meta(
         "Start from run #", help="a finished run of this project whose weights to start from; "
-        "0 = none", min=0, max=2**63 - 1, fieldset=_TRANSFER,
+        "0 = none", min=0, fieldset=_TRANSFER,
         applies={"arch": TRANSFER_ARCHS}))
     # Epochs at the start during which the transferred layers stay as loaded (batch-norm
     # statistics too) and only the new or output layers train; then every layer trains.
@@ -320,7 +320,9 @@ class ModelSpec(_Section):
 
     def problems(self) -> dict[str, str]:
         errors = {}
-        if self.init_from and self.arch not in TRANSFER_ARCHS:
+        if self.init_from < 0:  # (no upper bound: any run number)
+            errors["init_from"] = "must be a run number, or 0 for none"
+        elif self.init_from and self.arch not in TRANSFER_ARCHS:
             errors["init_from"] = (f"starting from a run applies to "
                                    f"{', '.join(ARCH_TITLES[a] for a in TRANSFER_ARCHS)}: "
                                    f"{ARCH_TITLES[self.arch]} builds its vocabulary per run")

@@ -307,9 +307,10 @@ class ModelSpec(_Section):
     # Warm start (``training.warmstart``): begin from the weights of finished run #init_from
     # (layers whose names and shapes match; a new output layer when the class count differs).
     # The web app resolves the run to its checkpoint file; 0 = freshly initialised weights.
+    # (The bound is the largest integer a browser's number input holds exactly.)
     init_from: int = field(default=0, metadata=meta(
         "Start from run #", help="a finished run of this project whose weights to start from; "
-        "0 = none", min=0, fieldset=_TRANSFER,
+        "0 = none", min=0, max=2**53 - 1, fieldset=_TRANSFER,
         applies={"arch": TRANSFER_ARCHS}))
     # Epochs at the start during which the transferred layers stay as loaded (batch-norm
     # statistics too) and only the new or output layers train; then every layer trains.

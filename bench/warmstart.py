@@ -13,7 +13,7 @@ subset (or given with ``--source``); ``--jobs`` trains seeds in parallel process
 the repo root (data from $FITBOARD_DATA_DIR, else ../shared/data)::
 
     .venv/bin/python bench/warmstart.py [--seeds 3] [--epochs 20] [--source-rows 10000] \\
-        [--source best.zip] [--jobs 3] [--freeze 0]
+        [--source best.zip] [--jobs 3] [--threads 1] [--freeze 0]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # torch threads per process
+THREADS = 2  # torch threads per process by default: the 2-core machine, as a worker uses it
 MODEL = {"arch": "cnn", "width": 16, "blocks": 2}  # small enough for a CPU, big enough to learn
 
 
@@ -63,14 +63,14 @@ def spread(values: list[float]) -> str:
     return f"median {statistics.median(values):g}, range {min(values):g}-{max(values):g}"
 
 
-def one_seed(seed: int, epochs: int, freeze: int, weights: Path, folder: Path
-             ) -> tuple[int, dict[str, list[float]], dict[str, float]]:
+def one_seed(seed: int, epochs: int, freeze: int, weights: Path, folder: Path,
+             threads: int) -> tuple[int, dict[str, list[float]], dict[str, float]]:
     """Both arms of one seed, alternating which goes first: (seed, curves, seconds)."""
     import torch
 
     from training.spec import ExperimentSpec
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     base = {"data": {"dataset": "fashion_mnist", "subset": 1000},
             "run": {"epochs": epochs, "seed": seed, "device": "cpu"}}
     arms = {
@@ -96,7 +96,8 @@ def main() -> None:
     parser.add_argument("--source", type=Path, help="a source checkpoint trained before")
     parser.add_argument("--freeze", type=int, default=0, help="model.freeze_epochs of the warm arm")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="seeds trained at once, in processes of THREADS threads each")
+                        help="seeds trained at once, in processes of --threads threads each")
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads per process")
     args = parser.parse_args()
 
     from training.spec import ExperimentSpec
@@ -116,7 +117,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         results = sorted(pool.map(one_seed, range(args.seeds), [args.epochs] * args.seeds,
                                   [args.freeze] * args.seeds, [weights] * args.seeds,
-                                  [folder] * args.seeds))
+                                  [folder] * args.seeds, [args.threads] * args.seeds))
     scratch_epochs: list[float] = []
     warm_epochs: list[float] = []
     for seed, curves, seconds in results:

@@ -321,9 +321,7 @@ class ModelSpec(_Section):
 
     def problems(self) -> dict[str, str]:
         errors = {}
-        if self.init_from < 0:  # (no upper bound: any run number)
-            errors["init_from"] = "must be a run number, or 0 for none"
-        elif self.init_from and self.arch not in TRANSFER_ARCHS:
+        if self.init_from and self.arch not in TRANSFER_ARCHS:
             errors["init_from"] = (f"starting from a run applies to "
                                    f"{', '.join(ARCH_TITLES[a] for a in TRANSFER_ARCHS)}: "
                                    f"{ARCH_TITLES[self.arch]} builds its vocabulary per run")

@@ -192,12 +192,24 @@
     showPlacement(p);
     showVerdict(p.verdict);
     if (p.total_steps) {
+      const training = !TERMINAL.includes(state.status);
+      // Every live message carries the latest step: while it trains, the epoch shown is the
+      // one the step is in (``p.epoch`` counts the epochs completed).
+      const epoch = training && p.step ? Math.min(p.epochs, Math.ceil(p.step * p.epochs / p.total_steps)) : p.epoch;
       document.getElementById("progress-bar").style.width = (100 * p.step / p.total_steps).toFixed(1) + "%";
       document.getElementById("progress-text").textContent =
-        `epoch ${p.epoch} / ${p.epochs} · step ${p.step} / ${p.total_steps}` + (p.device ? ` · ${p.device}` : "") +
+        `epoch ${epoch} / ${p.epochs} · step ${p.step} / ${p.total_steps}` + (p.device ? ` · ${p.device}` : "") +
+        (training && p.eta_s != null && p.step < p.total_steps ? ` · about ${duration(p.eta_s)} left` : "") +
         // Set only when running out of memory halved the rows per forward pass.
         (p.micro_batch ? ` · ${p.micro_batch}-row passes after out of memory` : "");
     }
+  }
+
+  function duration(seconds) {
+    const s = Math.max(1, Math.round(seconds));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+    return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
   }
 
   function showVerdict(v) {
@@ -250,6 +262,8 @@
     const tags = s.checkpoints || [];
     document.getElementById("download-best").hidden = !(done && tags.includes("best"));
     document.getElementById("download-last").hidden = !(done && tags.includes("last"));
+    const fineTune = document.getElementById("fine-tune");  // absent: not a training run
+    if (fineTune) fineTune.hidden = !(s.status === "succeeded" && tags.includes("best"));
     const summary = s.summary || {};
     const rows = [];
     if (s.best_metric_name) rows.push([`best ${s.best_metric_name}`, fmt(s.best_metric_value) + (summary.best_epoch ? ` (epoch ${summary.best_epoch})` : "")]);

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import checkpoints
+from training import checkpoints, warmstart
 from training import resume as resumable
 from training.data import DataSources, PreparedData, prepare
 from training.data.augment import Augmentation
@@ -265,6 +265,9 @@ class RunOptions:
     # diagnosis judges underfitting against what a linear model reaches on the same split;
     # None diagnoses from the curves alone.
     reference_dir: Path | None = None
+    # A checkpoint archive whose matching layers start the model (``training.warmstart``):
+    # the file of the run that the spec's ``model.init_from`` names.
+    init_weights: Path | None = None
 
 
 class RunKeywords(TypedDict, total=False):
@@ -282,6 +285,7 @@ class RunKeywords(TypedDict, total=False):
     min_batch: int
     resume: bool
     reference_dir: Path | None
+    init_weights: Path | None
 
 
 def run(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
@@ -349,6 +353,7 @@ class Training:
     # count, the schedule and the learning rate stay the ones the spec describes.
     micro: int
     reference: Reference | None = None  # what a linear model reaches on this split
+    transfer: warmstart.Transfer | None = None  # what a warm start loaded into the model
     state_saved_at: float = field(default_factory=time.monotonic)
     # Derived from the above.
     mixed: AbstractContextManager[Any] = field(init=False)  # reused by every forward pass
@@ -386,7 +391,9 @@ def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
     augment = augmentation(spec)
     augment_rng = torch.Generator(device=target).manual_seed(spec.run.seed)
     x_train, y_train = data.x_train.to(target), data.y_train.to(target)
-    model = (new_model(spec, data) if options.model is None else options.model).to(target)
+    model = new_model(spec, data) if options.model is None else options.model
+    transfer = start_from(spec, model, options.init_weights)
+    model = model.to(target)
     loss_fn = make_loss(spec, y_train, data.info.num_classes)
     optimizer = make_optimizer(spec, model.parameters())
     # The compiled wrapper runs the forward passes; ``model`` keeps the checkpoint names.
@@ -401,8 +408,10 @@ def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
     _, mode = monitored_metric(spec, data.info.task)
     schedule = LRSchedule(optimizer, spec.schedule, len(groups), spec.run.epochs, mode)
     shuffle = torch.Generator().manual_seed(spec.run.seed)
-    writer = CheckpointWriter(workdir, spec, checkpoint_meta(data, target, options.meta),
-                              reporter, options.checkpoint_interval,
+    meta = checkpoint_meta(data, target, options.meta)
+    if transfer is not None:
+        meta["warm_start"] = {**meta.get("warm_start", {}), **transfer.to_dict()}
+    writer = CheckpointWriter(workdir, spec, meta, reporter, options.checkpoint_interval,
                               checkpoints.model_files(model, data.tokenizer))
     training = Training(
         spec=spec, reporter=reporter, workdir=workdir, options=options, device=target, data=data,
@@ -413,7 +422,7 @@ def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
         state=LoopState(epoch_shuffle=shuffle.get_state()),
         # Every rank of a data-parallel run would write the same file: those start over.
         resume=options.resume and options.parallel.world == 1, resumed=False,
-        micro=spec.run.batch_size, reference=_reference(spec, data, options))
+        micro=spec.run.batch_size, reference=_reference(spec, data, options), transfer=transfer)
     saved = resumable.load_saved(workdir) if training.resume else None
     if saved is not None:
         training.state = resumable.restore(saved, training.resumables,
@@ -429,6 +438,20 @@ def _reference(spec: ExperimentSpec, data: PreparedData, options: RunOptions
     if options.reference_dir is None or not options.parallel.is_main:
         return None
     return reference_for(data, options.reference_dir, reference_key(spec))
+
+
+def start_from(spec: ExperimentSpec, model: nn.Module, weights: Path | None
+               ) -> warmstart.Transfer | None:
+    """Load a warm start's weights into ``model`` (``spec.model.init_from``'s checkpoint)."""
+    if weights is None:
+        if spec.model.init_from:
+            raise TrainingError(f"the spec starts from run #{spec.model.init_from}, but no "
+                                "weights file was given (RunOptions.init_weights)")
+        return None
+    try:
+        return warmstart.load_into(model, weights)
+    except warmstart.TransferError as exc:
+        raise TrainingError(f"cannot start from {weights.name}: {exc}") from None
 
 
 def new_model(spec: ExperimentSpec, data: PreparedData) -> nn.Module:
@@ -494,6 +517,8 @@ def train_epoch(t: Training) -> bool:
     asks the run to stop before one of them."""
     state = t.state
     t.model.train()
+    if t.transfer is not None and t.spec.model.freeze_epochs:
+        warmstart.hold(t.model, t.transfer.frozen, state.epoch <= t.spec.model.freeze_epochs)
     # The order this epoch drew: drawn again when it resumes, it is the same.
     t.shuffle.set_state(state.epoch_shuffle)
     order = t.options.parallel.shard(torch.randperm(len(t.x_train), generator=t.shuffle))

@@ -44,6 +44,7 @@ def batch_problem(spec: ExperimentSpec, options: RunOptions | None = None) -> st
         "an L1 penalty": spec.regularization.l1 > 0,
         "torch.compile": run.compile,
         "a data-parallel run": run.devices > 1,
+        "freezing the layers loaded from a run": spec.model.freeze_epochs > 0,
     }
     if options is not None:
         reasons.update({

@@ -45,12 +45,16 @@ _OPTIM_OPTIONS = "Loss and optimizer options"
 _SCHEDULE = "Learning-rate schedule"
 _RUN = "Run"
 _CONTROL = "Training control"
-FIELDSET_ORDER = (_DATA, _AUGMENT, _MODEL, _TEXT, _OPTIM, _OPTIM_OPTIONS, _SCHEDULE, _RUN,
-                  _CONTROL)
+_TRANSFER = "Transfer learning"
+FIELDSET_ORDER = (_DATA, _AUGMENT, _MODEL, _TRANSFER, _TEXT, _OPTIM, _OPTIM_OPTIONS, _SCHEDULE,
+                  _RUN, _CONTROL)
 # Architectures that share fields (what each model field applies to, for the form).
 _CONV = ("cnn", "resnet")
 _RNN = ("lstm", "gru")
 _TEXT_MODELS = ("lstm", "gru", "transformer")
+# Architectures a run may start from another run's weights in: their layers do not depend on a
+# vocabulary built from each run's own training split.
+TRANSFER_ARCHS = ("mlp", "cnn", "resnet", "pretrained")
 
 
 class SpecError(ValueError):
@@ -398,6 +402,20 @@ class ModelSpec(_Section):
     freeze_encoder: bool = field(default=False, metadata=meta(
         "Freeze the encoder", help="train only the new classifier head", fieldset=_MODEL,
         applies={"arch": ("pretrained",)}))
+    # Warm start (``training.warmstart``): begin from the weights of finished run #init_from
+    # (layers whose names and shapes match; a new output layer when the class count differs).
+    # The web app resolves the run to its checkpoint file; 0 = freshly initialised weights.
+    # (The bound is the largest integer a browser's number input holds exactly.)
+    init_from: int = field(default=0, metadata=meta(
+        "Start from run #", help="a finished run of this project whose weights to start from; "
+        "0 = none", min=0, max=2**53 - 1, fieldset=_TRANSFER,
+        applies={"arch": TRANSFER_ARCHS}))
+    # Epochs at the start during which the transferred layers stay as loaded (batch-norm
+    # statistics too) and only the new or output layers train; then every layer trains.
+    freeze_epochs: int = field(default=0, metadata=meta(
+        "Freeze the loaded layers for", help="train only the output layer and new layers "
+        "first; 0 = train every layer from the start", min=0, max=10000, unit="epochs",
+        fieldset=_TRANSFER, applies={"arch": TRANSFER_ARCHS}))
 
     @classmethod
     def field_choices(cls, name: str) -> tuple[str, ...] | None:
@@ -425,6 +443,14 @@ class ModelSpec(_Section):
             errors.update(self._plugin_problems())
         elif self.plugin_config:
             errors["plugin_config"] = "applies to plugin models only: leave it empty"
+        if self.init_from and self.arch not in TRANSFER_ARCHS:
+            why = ("a plugin model is not offered it yet" if self.arch not in BUILTIN_ARCHS
+                   else f"{ARCH_TITLES[self.arch]} builds its vocabulary per run")
+            errors["init_from"] = (f"starting from a run applies to "
+                                   f"{', '.join(ARCH_TITLES[a] for a in TRANSFER_ARCHS)}: {why}")
+        if self.freeze_epochs and not self.init_from:
+            errors["freeze_epochs"] = "freezes the layers loaded from a run: choose the run " \
+                                      "to start from, or set it to 0"
         if len(self.hidden_sizes) > 16:
             errors["hidden_sizes"] = "at most 16 layers"
         if self.arch == "transformer" and self.embed_dim % self.heads:
@@ -818,6 +844,7 @@ class ExperimentSpec:
         if info.task == "regression" and self.optim.loss == "cross_entropy":
             errors["optim.loss"] = f"{info.name} is a regression task: use MSE, MAE or Huber"
         errors.update(self._monitor_problems(info))
+        errors.update(self._freeze_problems())
         d = self.data
         if d.augmented and info.modality != "image":
             field_name = next(f for f in ("augment_crop", "augment_flip", "augment_rotation",
@@ -883,6 +910,16 @@ class ExperimentSpec:
         if batches > 1 and train_rows % self.run.batch_size == 1:
             batches -= 1
         return math.ceil(batches / self.run.grad_accumulation)
+
+    def _freeze_problems(self) -> dict[str, str]:
+        frozen = self.model.freeze_epochs
+        if frozen and frozen >= self.run.epochs:
+            return {"model.freeze_epochs": f"must be fewer than the run's {self.run.epochs} "
+                                           "epochs, or the loaded layers never train"}
+        if frozen and self.run.devices > 1:
+            return {"model.freeze_epochs": "freezing layers needs a single-process run "
+                                           "(devices 1)"}
+        return {}
 
     def _monitor_problems(self, info: DatasetInfo) -> dict[str, str]:
         metric = self.run.monitor

@@ -383,3 +383,21 @@ def test_a_plugin_spec_launches_and_a_module_path_or_bad_option_is_refused_on_it
     assert bad_option.status_code == 400
     assert bad_option.json()["errors"] == {
         "spec.model.plugin_config.width": "must be between 4 and 256 channels"}
+
+
+def test_a_launch_from_another_projects_run_is_refused_like_a_missing_one(api, project,
+                                                                          make_run):
+    # Given a finished run of a project the user is not in
+    stranger = User.objects.create_user("stranger")
+    zoo = create_project(stranger, "zoo")
+    theirs = make_run("theirs", Experiment.Status.SUCCEEDED, project=zoo, created_by=stranger)
+    spec = {**IRIS, "model": {**IRIS["model"], "init_from": theirs.pk}}
+
+    # When a launch starts from it
+    response = api.post("runs/", {"project": project.pk, "name": "from theirs", "spec": spec})
+
+    # Then it is refused on the field, in the words a missing run gets
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "spec.model.init_from": f"no run #{theirs.pk} in project {project.name}"}
+    assert not Experiment.objects.filter(name="from theirs").exists()

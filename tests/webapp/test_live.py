@@ -181,6 +181,37 @@ def test_the_reporter_coalesces_a_fast_loop_into_few_messages(make_experiment):
     assert 3 <= messages <= 14
 
 
+def test_every_points_message_carries_the_step_it_reached_and_the_time_left(make_experiment):
+    # given a running run of 400 steps whose page listens
+    experiment = make_experiment(status=Experiment.Status.RUNNING)
+    listen = listener(experiment)
+    reporter = DjangoReporter(experiment, interval=0.05)
+    reporter.status("running", epoch=0, epochs=1, step=0, total_steps=400)
+
+    # when it logs 300 steps inside its one epoch (each hundred flushed), then a system reading
+    # (whose "step" counts seconds)
+    for step in range(1, 301):
+        reporter.log(step, {"loss": 1.0 / step})
+        time.sleep(0.002)  # at least 0.6 s in all: a pace the time left is measured from
+        if step % 100 == 0:
+            reporter.sync()
+    reporter.log(5000, {"sys/cpu_percent": 50.0})
+    reporter.close()
+
+    # then every points message carries the progress, its step the last step it holds, rising
+    # within the epoch, with the time left at the pace so far; the row keeps the last of it
+    messages = [m for m in listen() if m["points"]]
+    steps = [m["progress"]["step"] for m in messages]
+    for message in messages:
+        if "loss" in message["points"]:
+            assert message["progress"]["step"] == message["points"]["loss"][-1][0]
+    assert steps == sorted(steps) and {100, 200, 300} <= set(steps) and max(steps) == 300
+    assert all(m["progress"]["total_steps"] == 400 for m in messages)
+    assert all(m["progress"]["eta_s"] >= 0 for m in messages if m["progress"]["step"] > 1)
+    assert [m["progress"]["eta_s"] > 0 for m in messages if m["progress"]["step"] == 300][0]
+    assert Experiment.objects.get(pk=experiment.pk).progress["step"] == 300
+
+
 def log_for(reporters: list[DjangoReporter], seconds: float, first_step: int = 1) -> int:
     """Log a point per reporter every millisecond for ``seconds``; returns the next step."""
     step = first_step

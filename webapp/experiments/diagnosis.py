@@ -14,7 +14,7 @@ from django.conf import settings
 from training.diagnostics import diagnose, task_info
 from training.reference import cached_reference, reference_key
 from training.spec import ExperimentSpec
-from webapp.experiments import external, metric_store
+from webapp.experiments import external, metric_store, warmstart
 from webapp.experiments.models import Experiment
 
 # The per-epoch metrics the loop logs together with an "epoch" point at the epoch's last step.
@@ -45,8 +45,23 @@ def final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any
     spec = experiment.experiment_spec
     # The run computed its data set's reference when it started (RunOptions.reference_dir).
     reference = cached_reference(settings.FITBOARD_REFERENCE_DIR, reference_key(spec))
-    return diagnose(history, task_info(spec.data.info()), spec, final=True,
-                    reference=reference).to_dict()
+    verdict = diagnose(history, task_info(spec.data.info()), spec, final=True,
+                       reference=reference).to_dict()
+    if verdict["kind"] == "slow":
+        verdict["remedies"] = [*warm_start_remedy(experiment), *verdict["remedies"]]
+    return verdict
+
+
+def warm_start_remedy(experiment: Experiment) -> list[dict[str, Any]]:
+    """"Start from run #N" when a finished run of the project fits this run's network: a
+    network that starts from trained features needs fewer epochs than one from scratch."""
+    source = warmstart.compatible_source(experiment)
+    if source is None:
+        return []
+    return [{"key": "warm_start", "title": f"Start from run #{source.pk} ({source.name})",
+             "why": "Layers already trained on similar data start from useful features, so "
+                    "fewer epochs reach the same accuracy than from random weights.",
+             "patch": {"model": {"init_from": source.pk}}, "advice_only": False}]
 
 
 def history_of(experiment: Experiment) -> dict[str, list[float]]:

@@ -12,7 +12,7 @@ from training.spec import FIELDSET_ORDER, ExperimentSpec, model_plugin, model_pl
 from webapp.datasets import availability
 from webapp.datasets.models import Dataset, upload_id
 from webapp.datasets.services import DatasetUnavailable, resolve_version
-from webapp.experiments import spec_forms
+from webapp.experiments import spec_forms, warmstart
 from webapp.projects import access
 from webapp.projects.models import Project
 
@@ -98,6 +98,7 @@ class ExperimentForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user = user
         self.fields["repeats"].widget.attrs["max"] = settings.FITBOARD_MAX_REPEATS
         self.fields["project"].queryset = access.projects_visible_to(user).order_by("name")  # type: ignore[attr-defined]
         # The spec's dataset is any catalog name or upload: offer the user's.
@@ -145,6 +146,10 @@ class ExperimentForm(forms.Form):
             if missing:
                 self.add_error(PATH_FIELDS.get("data.version"), missing)
         spec, errors = spec_forms.every_problem(ExperimentSpec.from_dict, data, PATH_DEFAULTS)
+        if spec is not None and not self.errors:
+            # The run to start from: one of the chosen project's, that this user sees.
+            if problem := warmstart.source_problem(self.user, cleaned.get("project"), spec):
+                errors[warmstart.FIELD] = problem
         for path, message in errors.items():
             name = PATH_FIELDS.get(path)
             if name is None or name not in self.errors:

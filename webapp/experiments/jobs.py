@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from training.spec import SpecError
 from webapp.datasets.services import DatasetUnavailable, local_files
-from webapp.experiments import diagnosis, events, metric_store
+from webapp.experiments import diagnosis, events, metric_store, warmstart
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
 from webapp.experiments.sysmetrics import PREFIX as SYSTEM_PREFIX
@@ -110,11 +110,14 @@ def loop_options(spec: Any, experiment: Experiment, meta: dict[str, Any],
                  device: str | None = None) -> dict[str, Any]:
     """The options of ``training.loop.run`` that every job of this worker passes: the device
     (``run_device`` unless given), the data sources, the meta its checkpoints carry, the
-    checkpoint interval and the smallest batch an out-of-memory step may be split down to."""
+    checkpoint interval, the smallest batch an out-of-memory step may be split down to, and
+    the checkpoint file of the run a warm start begins from (recorded in the meta)."""
+    weights, record = warmstart.init_weights(spec, experiment)
     return {
         "device": run_device(spec) if device is None else device,
         "sources": data_sources(spec, experiment),
-        "meta": meta,
+        "meta": {**meta, **record},
+        "init_weights": weights,
         "checkpoint_interval": settings.FITBOARD_CHECKPOINT_INTERVAL,
         "min_batch": settings.FITBOARD_MIN_BATCH,
         "reference_dir": settings.FITBOARD_REFERENCE_DIR,

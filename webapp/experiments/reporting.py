@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from webapp.experiments import events, files, metric_store
 from webapp.experiments.models import Checkpoint, Experiment
+from webapp.experiments.sysmetrics import PREFIX as SYSTEM_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class DjangoReporter:
         self._pending: dict[str, list[metric_store.Point]] = {}
         self._progress: dict[str, Any] = dict(experiment.progress)
         self._progress_dirty = False
+        # (step, time.time()) of the first and the latest training point this reporter logged:
+        # the pace behind ``progress["eta_s"]``.
+        self._first_step: tuple[int, float] | None = None
+        self._last_step: tuple[int, float] | None = None
         # Read and written by the flusher thread only.
         self.sent_at = -math.inf  # monotonic time of the last flush
         self.watched: bool | None = None  # None until the flusher has looked
@@ -97,6 +102,10 @@ class DjangoReporter:
             idle = not self._pending
             for key, value in metrics.items():
                 self._pending.setdefault(key, []).append((step, float(value), now))
+            # System readings count seconds, not steps: they do not move the progress.
+            if not all(key.startswith(SYSTEM_PREFIX) for key in metrics):
+                self._last_step = (step, now)
+                self._first_step = self._first_step or self._last_step
         if idle:  # only the first point after a flush can make a send due sooner
             self._flusher.wake()
 
@@ -196,7 +205,7 @@ class DjangoReporter:
             points, self._pending = self._pending, {}
             changed = self._progress_dirty
             self._progress_dirty = False
-            progress = {**self._progress, "seq": self.seq + 1}
+            progress = {**self._progress, **self._pace(), "seq": self.seq + 1}
         if not points and not changed:
             return
         try:
@@ -226,7 +235,20 @@ class DjangoReporter:
         with self._lock:
             self._progress["seq"] = self.seq
         if layer is not None:
-            self._publish(loop, layer, points, progress if changed else None)
+            self._publish(loop, layer, points, progress, changed)
+
+    def _pace(self) -> dict[str, Any]:
+        """The step of the latest training point, and the seconds left at the pace since the
+        first (``eta_s``, once two steps apart): every message carries them, not only the
+        epoch ends' status updates (call with the lock held)."""
+        if self._last_step is None or self._first_step is None:
+            return {}
+        (first, started), (step, now) = self._first_step, self._last_step
+        pace: dict[str, Any] = {"step": step}
+        total = self._progress.get("total_steps")
+        if isinstance(total, int) and step > first:
+            pace["eta_s"] = round(max(0, total - step) * (now - started) / (step - first), 1)
+        return pace
 
     def renew_lease(self, **changes: Any) -> bool:
         """Renew the lease (writing ``changes`` with it); on finding it taken back, stop."""
@@ -244,11 +266,13 @@ class DjangoReporter:
 
     def _publish(self, loop: asyncio.AbstractEventLoop, layer: Any,
                  points: Mapping[str, list[metric_store.Point]],
-                 progress: dict[str, Any] | None) -> None:
+                 progress: dict[str, Any], changed: bool) -> None:
+        """Send the batch with the progress to the run's viewers; a status change (``changed``)
+        also goes to the run list and the study page."""
         message = points_message(self.seq, points, progress)
         try:
             loop.run_until_complete(layer.group_send(self.group, message))
-            if progress is not None:
+            if changed:
                 loop.run_until_complete(layer.group_send(
                     events.project_group(self.project_id),
                     list_message(self.project_id, self.experiment_id, progress),

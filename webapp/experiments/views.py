@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -30,6 +31,7 @@ from webapp.experiments import (
     queue,
     quota,
     serving,
+    warmstart,
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
@@ -106,6 +108,11 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
                 messages.error(request, f"{source.name} cannot be cloned: {exc}")
                 return redirect("experiment-detail", pk=source.pk)
             initial = {"name": f"{source.name} (copy)", "project": source.project}
+        start = parse_pk(request.GET.get("init_from", ""))
+        if start is not None:  # "Fine-tune": the run's weights start the new one
+            weights = visible_experiment(request, start)
+            spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init_from=start))
+            initial = {"name": f"{weights.name} (fine-tuned)", "project": weights.project}
         recipe = RECIPES.get(request.GET.get("recipe", ""))
         if recipe is not None and recipe.available():
             spec = recipe.spec()
@@ -227,7 +234,9 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     if request.method == "POST":
         form = RemedyForm(request.POST)
         # The child goes to the run's project and trains on the run's dataset.
-        problem = reference_problem(request.user, experiment.project, before.data.dataset)
+        problem = (reference_problem(request.user, experiment.project, before.data.dataset)
+                   or warmstart.source_problem(request.user, experiment.project,
+                                               before.patched(remedy["patch"])))
         if problem:
             form.add_error(None, problem)
         if form.is_valid() and quota.within_quota(form, request.user):

@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from training.compression.spec import CompressionSpec
 from training.spec import ExperimentSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec
-from webapp.experiments import actions, browse, metric_store, quota
+from webapp.experiments import actions, browse, metric_store, quota, warmstart
 from webapp.experiments.models import MAX_PK, Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
@@ -127,6 +127,8 @@ class RunList(GenericAPIView[Experiment]):
         if problem:
             raise errors.invalid({"spec.data.dataset": problem})
         spec = _parse(ExperimentSpec.from_dict, raw, "spec.")
+        if problem := warmstart.source_problem(request.user, project, spec):
+            raise errors.invalid({f"spec.{warmstart.FIELD}": problem})
         _within_quota(request)
         run = actions.create_experiment(request.user, project, body.validated_data["name"],
                                         spec)

@@ -1,0 +1,100 @@
+"""Runs that start from another run's weights (``model.init_from``, see ``training.warmstart``):
+which runs may be a source, the field error when one may not, the weights file a worker hands
+the engine, and the source a slow run's remedy proposes.
+
+A source must be a succeeded training run (or tuning trial) of the new run's own project,
+visible to the user, with a "best" checkpoint, whose network fits the new one. A run of another
+project gets the same words as one that does not exist: its existence is not told.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from training.data.catalog import dataset_info
+from training.spec import TRANSFER_ARCHS, ExperimentSpec, SpecError
+from webapp.experiments import files
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
+
+logger = logging.getLogger(__name__)
+
+FIELD = "model.init_from"
+SOURCE_KINDS = (Experiment.Kind.TRAIN, Experiment.Kind.TRIAL)
+CANDIDATES = 20  # recent runs of the project a slow run's remedy looks through
+
+
+def sources(project: Project) -> Any:
+    """The runs of ``project`` that may start another: succeeded, with a best checkpoint."""
+    return Experiment.objects.filter(
+        project=project, kind__in=SOURCE_KINDS, status=Experiment.Status.SUCCEEDED,
+        checkpoints__tag="best")
+
+
+def source_problem(user: Any, project: Project | None, spec: ExperimentSpec) -> str:
+    """Why a run of ``spec`` in ``project`` may not start from run ``model.init_from`` ("" when
+    it may, or when it starts from nothing)."""
+    number = spec.model.init_from
+    if not number or project is None:
+        return ""
+    source = (Experiment.objects.visible_to(user)
+              .filter(pk=number, project=project, kind__in=SOURCE_KINDS).first())
+    if source is None:
+        return f"no run #{number} in project {project.name}"
+    if source.status != Experiment.Status.SUCCEEDED:
+        return f"run #{number} has {source.status}: only a succeeded run's weights can start one"
+    if not source.checkpoints.filter(tag="best").exists():
+        return f"run #{number} has no saved checkpoint"
+    return fit_problem(source, spec)
+
+
+def fit_problem(source: Experiment, spec: ExperimentSpec) -> str:
+    """Why ``source``'s network cannot start one of ``spec`` ("" when it can)."""
+    from training.warmstart import compatibility_problem
+
+    try:
+        old = source.experiment_spec
+        problem = compatibility_problem(old, dataset_info(old.data.dataset), spec,
+                                        dataset_info(spec.data.dataset))
+    except (SpecError, KeyError) as exc:
+        return f"run #{source.pk} cannot be read as a model ({exc})"
+    return f"run #{source.pk}: {problem}" if problem else ""
+
+
+def init_weights(spec: ExperimentSpec, experiment: Experiment) -> tuple[Path | None,
+                                                                        dict[str, Any]]:
+    """The local checkpoint file a worker passes to the engine for ``spec``'s warm start, and
+    what the new run's checkpoints record of it; (None, {}) without one. Raises SpecError on
+    the field when the source is gone or no longer fits."""
+    number = spec.model.init_from
+    if not number:
+        return None, {}
+    source = sources(experiment.project).filter(pk=number).first()
+    if source is None:
+        raise SpecError({FIELD: f"run #{number} is no longer a finished run of project "
+                                f"{experiment.project.name} with a checkpoint"})
+    stored = source.checkpoints.get(tag="best")
+    record = {"from_run": number, "sha256": stored.sha256,
+              "freeze_epochs": spec.model.freeze_epochs}
+    return files.local_copy(stored.path, stored.sha256), {"warm_start": record}
+
+
+def compatible_source(experiment: Experiment) -> Experiment | None:
+    """A recent finished run of ``experiment``'s project that can start a run of its spec (not
+    itself), for the "learning too slowly" remedy; None when there is none."""
+    spec = experiment.experiment_spec
+    if spec.model.arch not in TRANSFER_ARCHS:
+        return None
+    candidates = (sources(experiment.project).exclude(pk=experiment.pk)
+                  .exclude(pk=spec.model.init_from).order_by("-finished_at", "-pk")
+                  .distinct()[:CANDIDATES])
+    for candidate in candidates:
+        try:
+            if candidate.experiment_spec.model.arch == spec.model.arch \
+                    and not fit_problem(candidate, spec):
+                return candidate
+        except SpecError:
+            continue
+    return None

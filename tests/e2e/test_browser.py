@@ -130,7 +130,13 @@ def fill_new_experiment(page: Any, stack: Stack, name: str, **fields: str) -> in
 
 def test_a_user_trains_watches_compares_and_downloads_a_run_in_the_browser(page, stack,
                                                                            tmp_path):
-    # Given a logged-in user who fills the New experiment form with a small digits MLP
+    # Given a logged-in user who fills the New experiment form with a small digits MLP (behind
+    # one longer run per stack worker, so that its page is open before it starts: a short run
+    # on a busy machine could end before the page shows it running)
+    session = stack.login()
+    for number in range(STACK_WORKERS):
+        submit(stack, session, f"browser blocker {number}",
+               **{**SMALL_RUN, "epochs": str(4 * EPOCHS)})
     first = fill_new_experiment(page, stack, "browser mlp", **SMALL_RUN)
 
     # When they stay on the run page the form sent them to, until the run ends

@@ -63,9 +63,9 @@ def test_a_study_runs_its_trials_two_at_a_time_on_two_workers_and_prunes_a_hopel
     wait_until_ended(session, f"{stack.url}/experiments/{source}/", timeout=60)  # both idle
 
     # when a median-pruned study of 6 random trials, 2 at once, over the learning rate is
-    # submitted; sampler seed 2915 draws learning rates from 6e-3 to 3e-2 for trials 1 to 4 and
-    # 6, and 1.7e-5 for trial 5 (trial k >= 3 is the first draw of seed + k - 1, the driver's
-    # offset), which barely learns and is asked only after three trials completed (the
+    # submitted; sampler seed 2915 draws learning rates from 3.6e-4 to 2.6e-2 for trials 1 to 4
+    # and 6, and 1.7e-5 for trial 5 (trial k is the first draw of seed + k - 1, whenever it is
+    # asked), which barely learns and is asked only after three trials completed (the
     # pruner's start-up), so it is pruned at its first chance
     study_id = submit_study(stack, session, source, **{
         "name": "lr study", "algorithm": "random", "objective": "val_acc", "n_trials": 6,

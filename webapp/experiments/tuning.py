@@ -28,6 +28,7 @@ from training.spec import SpecError
 from training.tuning import (
     Heartbeat,
     TuningSpec,
+    build_sampler,
     fail_stale_trials,
     rdb_storage,
     run_trial,
@@ -150,6 +151,10 @@ def advance_study(study_id: int) -> None:
         invalid = 0  # sampled configurations in a row that the spec refused
         while (in_flight < spec.parallelism and not timed_out and invalid < MAX_INVALID
                and (budget is None or len(counted) < budget)):
+            # Each trial's draw is seeded by its number, not by how many trials one pass
+            # enqueues: a study draws the same configurations however its trials' ends
+            # interleave with its passes (a pass after two ends asks twice).
+            optuna_study.sampler = build_sampler(spec, seed_offset=len(trials))
             trial = _enqueue_trial(study, spec, optuna_study, len(counted))
             counted.append(trial)
             trials.append(trial)

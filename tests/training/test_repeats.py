@@ -27,6 +27,7 @@ def repeat(spec: ExperimentSpec, seeds: list[int], folder: Path) -> tuple[list, 
 @pytest.mark.parametrize("model", [
     {"arch": "mlp", "hidden_sizes": [32]},
     {"arch": "cnn", "width": 4, "blocks": 2, "batch_norm": True},
+    {"arch": "cnn", "width": 4, "blocks": 2, "depth": 1, "head": "flatten", "head_units": 8},
 ])
 def test_seeds_trained_together_log_what_their_separate_runs_log(
         make_spec: SpecFactory, tmp_path: Path, model: dict) -> None:

@@ -1,7 +1,10 @@
 """Train a recipe (``training/recipes.py``) and print its accuracy, epochs and wall time.
 
-Targets (issue 3, on the 2-core CPU): the Fashion-MNIST ResNet recipe ≥ 91% test accuracy
-within 15 minutes; the MiniLM SST-2 recipe ≥ 85% dev accuracy within 15 minutes.
+Targets (on 2 CPU cores, as good as a hand-tuned loop on the same budget): the Fashion-MNIST
+CNN recipe ≥ 93.0% test accuracy within 10 minutes; the MiniLM SST-2 recipe ≥ 88% dev accuracy
+within 15 minutes. Besides the wall time it prints the process's CPU time per torch thread
+(about the wall time of an idle machine with that many cores) and the load average, so a run on
+a shared machine still says what it cost.
 
 The run is ``training.run`` with the in-memory reporter, exactly what a worker runs; the wall
 time counts everything from loading the data to the last checkpoint, including the one
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -91,7 +95,7 @@ def main() -> None:
     print(f"{recipe.title}: {info.name}, {train} training / {val} validation / {test} test "
           f"rows, {spec.run.epochs} epochs, {args.threads} threads, {args.device}")
     print(json.dumps(spec.to_dict(), sort_keys=True))
-    start = time.perf_counter()
+    start, cpu_start, load_start = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     reporter = MemoryReporter()
     result = run(spec, reporter, workdir)
     wall = time.perf_counter() - start
@@ -111,7 +115,11 @@ def main() -> None:
         if scored is not None:
             accuracy, rows = scored
             print(f"test accuracy of the reloaded best.zip on {rows} raw texts: {accuracy:.4f}")
-    print(f"total wall time including the test pass: {time.perf_counter() - start:.0f} s")
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(f"total wall time including the test pass: {wall:.0f} s ({wall / 60:.1f} min); "
+          f"CPU time {cpu:.0f} s, {cpu / args.threads:.0f} s per thread (the wall time of an "
+          f"idle {args.threads}-core machine, about); load average {load_start:.1f} at the "
+          f"start, {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -320,6 +320,7 @@ class ModelSpec(_Section):
         "arch": ("mlp", "cnn", "resnet", "lstm", "gru", "transformer", "pretrained"),
         "activation": ("relu", "gelu", "tanh"),
         "positional": ("learned", "sinusoidal"),
+        "head": ("average", "flatten"),
     }
     arch: str = field(default="cnn", metadata=meta(
         "Model", fieldset=_MODEL, choice_labels={
@@ -346,10 +347,21 @@ class ModelSpec(_Section):
     blocks: int = field(default=2, metadata=meta(
         "Blocks / stages", help="CNN blocks, or ResNet stages; each halves the size", min=1,
         max=6, fieldset=_MODEL, applies={"arch": _CONV}))
-    # ResNet residual blocks per stage (two 3×3 convolutions each)
+    # CNN 3×3 convolutions per block; ResNet residual blocks per stage (two 3×3 convolutions
+    # each)
     depth: int = field(default=2, metadata=meta(
-        "ResNet depth", help="residual blocks per stage", min=1, max=32, fieldset=_MODEL,
-        applies={"arch": ("resnet",)}))
+        "Depth", help="CNN: convolutions per block; ResNet: residual blocks per stage", min=1,
+        max=32, fieldset=_MODEL, applies={"arch": _CONV}))
+    # what the CNN's classifier reads: the last block averaged over its positions, or its
+    # 2×2-pooled map flattened (aligned images, where a feature's position matters)
+    head: str = field(default="average", metadata=meta(
+        "CNN head", fieldset=_MODEL, applies={"arch": ("cnn",)},
+        choice_labels={"average": "Global average pooling",
+                       "flatten": "Flattened feature map"}))
+    # a hidden layer between the flattened map and the output layer; 0: none
+    head_units: int = field(default=0, metadata=meta(
+        "Head hidden units", help="0: the flattened map feeds the output layer", min=0,
+        max=65536, unit="units", fieldset=_MODEL, applies={"arch": ("cnn",), "head": ("flatten",)}))
     # CNN and ResNet: BatchNorm2d after each convolution
     batch_norm: bool = field(default=True, metadata=meta(
         "Batch normalization", fieldset=_MODEL, applies={"arch": _CONV}))

@@ -55,6 +55,8 @@ FAMILIES = {
     "mlp-regression": {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
                        "optim": {"loss": "mse"}},
     "cnn": {"model": {"arch": "cnn", "width": 8}},
+    "cnn-flatten": {"model": {"arch": "cnn", "width": 8, "depth": 1, "head": "flatten",
+                              "head_units": 8}},
     "resnet": {"model": {"arch": "resnet", "width": 4, "depth": 1}},
 }
 TEXT_FAMILIES = {

@@ -63,6 +63,7 @@ def test_transformer_heads_must_divide_the_width() -> None:
 @pytest.mark.parametrize(("field", "value"), [
     ("depth", 0), ("max_length", 0), ("vocab_size", 2), ("min_freq", 0), ("embed_dim", 0),
     ("hidden_size", 0), ("layers", 0), ("heads", 0), ("positional", "rotary"),
+    ("head", "max"), ("head_units", -1),
 ])
 def test_it_rejects_out_of_range_model_fields(field: str, value: Any) -> None:
     # given one bad model field
@@ -181,7 +182,7 @@ def test_the_case_study_recipes_are_offered() -> None:
     keys = {recipe.key for recipe in available_recipes()}
 
     # then both case studies, the LSTM and the tabular MLP are offered
-    assert keys == {"fmnist_resnet", "minilm_sst2", "lstm_sst2", "mlp_tabular"}
+    assert keys == {"fmnist_cnn", "minilm_sst2", "lstm_sst2", "mlp_tabular"}
 
 
 # --- remedies for text models ---------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""The model families beyond MLP and CNN: ResNet for images, LSTM, GRU and a Transformer for
-text with the project's own tokenizer, and a pretrained Hugging Face model (the real MiniLM,
-from its local directory) with its own tokenizer. Each learns, and each checkpoint gives back
-exactly the predictions of the model it saved."""
+"""The model families beyond the MLP: the CNN's depth and heads, ResNet for images, LSTM, GRU
+and a Transformer for text with the project's own tokenizer, and a pretrained Hugging Face
+model (the real MiniLM, from its local directory) with its own tokenizer. Each learns, and each
+checkpoint gives back exactly the predictions of the model it saved."""
 
 from __future__ import annotations
 
@@ -28,12 +28,60 @@ from training.data.text import (
     tokenizer_for,
 )
 from training.loop import RunResult
-from training.models import ResNet, build_model, feed
+from training.models import CNN, ResNet, build_model, feed
 
 from .conftest import SpecFactory
 
 TEXTS = ["a great , moving film", "dull and far too long", "the acting was superb !",
          "", "i hated every minute of it ."]
+
+# --- CNN ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(28, 28), (8, 8), (5, 7)])
+def test_a_flatten_head_cnn_gives_one_logit_per_class_at_any_image_size(
+        size: tuple[int, int]) -> None:
+    # given a two-block CNN whose head flattens the pooled map into 16 hidden units
+    model = CNN(1, 10, width=4, blocks=2, depth=1, head="flatten", head_units=16, size=size)
+
+    # when a batch of images of that size goes through
+    out = model(torch.randn(3, 1, *size))
+
+    # then there are ten logits per image, read from every position of the map
+    assert out.shape == (3, 10)
+    first = model.head[2]
+    assert isinstance(first, nn.Linear)
+    assert first.in_features == 8 * -(-size[0] // 4) * -(-size[1] // 4)
+
+
+def test_cnn_depth_sets_the_convolutions_per_block() -> None:
+    # given CNNs of three blocks with one and three convolutions a block
+    def convolutions(depth: int) -> int:
+        model = build_model(ExperimentSpec().patched(
+            {"model": {"arch": "cnn", "width": 4, "blocks": 3, "depth": depth}}).model,
+            (1, 8, 8), 10)
+        return sum(isinstance(m, nn.Conv2d) for m in model.modules())
+
+    # when their convolutions are counted
+    # then each block has depth of them (the default, 2, is the CNN as it always was)
+    assert (convolutions(1), convolutions(2), convolutions(3)) == (3, 6, 9)
+
+
+def test_a_flatten_head_cnn_learns_digits(make_spec: SpecFactory, workdir: Path) -> None:
+    # given the Fashion-MNIST recipe's kind of CNN, small, on digits
+    spec = make_spec({
+        "model": {"arch": "cnn", "width": 8, "blocks": 2, "depth": 1, "head": "flatten",
+                  "head_units": 32},
+        "optim": {"lr": 1e-2},
+        "run": {"epochs": 3, "batch_size": 32},
+    })
+
+    # when it trains for three epochs
+    result = run(spec, MemoryReporter(), workdir)
+
+    # then it classifies most validation digits correctly
+    assert result.best_metrics["val_acc"] > 0.9, result.best_metrics
+
 
 # --- ResNet ---------------------------------------------------------------------------------
 
@@ -321,9 +369,14 @@ def test_a_text_checkpoint_predicts_exactly_like_the_saved_model(
     assert torch.equal(checkpoint.predict(TEXTS), expected)
 
 
-def test_a_resnet_checkpoint_predicts_exactly_like_the_saved_model(workdir: Path) -> None:
-    # given a batch-norm ResNet whose running statistics moved, saved with real normalisation
-    spec = ExperimentSpec().patched({"model": {"arch": "resnet", "width": 4, "depth": 1}})
+@pytest.mark.parametrize("model_fields", [
+    {"arch": "resnet", "width": 4, "depth": 1},
+    {"arch": "cnn", "width": 4, "depth": 1, "head": "flatten", "head_units": 8},
+])
+def test_an_image_checkpoint_predicts_exactly_like_the_saved_model(
+        model_fields: dict[str, Any], workdir: Path) -> None:
+    # given a batch-norm network whose running statistics moved, saved with real normalisation
+    spec = ExperimentSpec().patched({"model": model_fields})
     data = prepare("digits", 0.2, 0)
     model = build_model(spec.model, (1, 8, 8), 10)
     with torch.no_grad():

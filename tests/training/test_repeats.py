@@ -33,7 +33,10 @@ def repeat(spec: ExperimentSpec, seeds: list[int], folder: Path) -> tuple[list, 
     # fused SGD with Nesterov momentum and coupled weight decay
     {"model": {"arch": "mlp", "hidden_sizes": [32]},
      "optim": {"optimizer": "sgd", "lr": 0.05, "nesterov": True, "weight_decay": 1e-4}},
-], ids=["mlp-adam", "cnn-adamw", "mlp-sgd"])
+    # the flatten head
+    {"model": {"arch": "cnn", "width": 4, "blocks": 2, "depth": 1, "head": "flatten",
+               "head_units": 8}},
+], ids=["mlp-adam", "cnn-adamw", "mlp-sgd", "cnn-flatten"])
 def test_seeds_trained_together_log_what_their_separate_runs_log(
         make_spec: SpecFactory, tmp_path: Path, patch: dict) -> None:
     # given a spec the batched step covers, without dropout (whose masks are drawn differently)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from training.recipes import RECIPES
 from training.spec import ExperimentSpec
 from webapp.experiments.forms import ExperimentForm, spec_initial
@@ -38,9 +40,11 @@ def test_a_recipe_prefills_the_form(owner_client):
     assert form.initial["dropout"] == 0.3
 
 
-def test_a_prefilled_recipe_submits_its_spec(owner, project):
-    # given the MiniLM recipe's form values as the browser posts them
-    spec = RECIPES["minilm_sst2"].spec()
+@pytest.mark.parametrize("key", ["minilm_sst2", "fmnist_cnn"])
+def test_a_prefilled_recipe_submits_its_spec(owner, project, key):
+    # given a recipe's form values as the browser posts them (the MiniLM fine-tune; the
+    # CNN whose head flattens its map into hidden units)
+    spec = RECIPES[key].spec()
 
     # when the form is validated
     form = ExperimentForm(form_data(project, spec), user=owner)

@@ -48,9 +48,13 @@ logger = logging.getLogger(__name__)
 # Seconds between reads of the cancel flags and lease epochs (one indexed query for all of the
 # process's runs, ~0.1 ms). A cancel also nudges the workers over Redis pub/sub
 # (``events.nudge_workers``), which stops its run at the next step; the poll is the fallback
-# when Redis is away, and notices leases taken back. (A 20 ms poll broke the live viewers'
-# backfill test, tests/reliability/test_robust_live.py, through the flusher's extra wake-ups.)
-CANCEL_POLL = 0.1
+# when Redis is away, and notices leases taken back. Every wake-up of the flusher takes the GIL
+# from the training thread; on a machine with more runnable threads than cores, the training
+# thread then waits for the flusher's next time slice, so wake-ups cost a loaded worker far
+# more than their CPU time. The poll therefore wakes it no more often than the viewers' poll,
+# with which it shares its wake-ups (it was 0.1 s: ten more a second). (A 20 ms poll broke the
+# live viewers' backfill test, tests/reliability/test_robust_live.py, likewise.)
+CANCEL_POLL = 0.5
 VIEWERS_POLL = 0.5  # seconds between looks at who watches each run
 UNWATCHED_INTERVAL = 2.0  # seconds between writes of a run nobody watches
 

@@ -43,18 +43,22 @@ class MLP(nn.Module):
 # --- cnn ---
 
 class CNN(nn.Module):
-    """``blocks`` of (conv3x3 → [BatchNorm] → ReLU) ×2 with 2×2 max-pooling between blocks, then
-    global average pooling, dropout and a linear head. Channels start at ``width`` and double per
-    block."""
+    """``blocks`` of (conv3x3 → [BatchNorm] → ReLU) × ``depth`` with 2×2 max-pooling between
+    blocks; channels start at ``width`` and double per block. The ``head``: "average" pools the
+    last block globally, "flatten" max-pools it 2×2 and flattens it (where each feature sits
+    counts: aligned images), through a hidden layer of ``head_units`` (0: none); then dropout
+    and a linear layer give the logits. "flatten" needs the input's ``size`` (height, width)."""
 
     def __init__(self, in_channels: int, outputs: int, width: int = 32, blocks: int = 2,
-                 batch_norm: bool = True, dropout: float = 0.0) -> None:
+                 batch_norm: bool = True, dropout: float = 0.0, depth: int = 2,
+                 head: str = "average", head_units: int = 0,
+                 size: tuple[int, int] = (0, 0)) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
         for block in range(blocks):
             out = width * 2**block
-            for _ in range(2):
+            for _ in range(depth):
                 # With batch norm after it, a convolution's bias is redundant.
                 layers.append(nn.Conv2d(channels, out, 3, padding=1, bias=not batch_norm))
                 if batch_norm:
@@ -64,9 +68,21 @@ class CNN(nn.Module):
             if block < blocks - 1:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, outputs)
-        )
+        # One flat chain of layers (training.grouped runs stacked seeds of it layer by layer).
+        head: list[nn.Module]
+        if head == "average":
+            head = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        elif head == "flatten":
+            head = [nn.MaxPool2d(2, ceil_mode=True), nn.Flatten()]
+            with torch.no_grad():  # the flattened size, from the input's
+                channels = nn.Sequential(self.features, *head)(
+                    torch.zeros(1, in_channels, *size)).shape[1]
+            if head_units:
+                head += [nn.Linear(channels, head_units), nn.ReLU(inplace=True)]
+                channels = head_units
+        else:
+            raise ValueError(f"unknown CNN head {head!r}")
+        self.head = nn.Sequential(*head, nn.Dropout(dropout), nn.Linear(channels, outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -263,6 +279,7 @@ DEFAULTS: dict[str, Any] = {
     "hidden_sizes": (128,), "activation": "relu", "width": 32, "blocks": 2, "depth": 2,
     "batch_norm": True, "dropout": 0.0, "max_length": 64, "embed_dim": 128,
     "hidden_size": 128, "layers": 1, "bidirectional": True, "heads": 4, "positional": "learned",
+    "head": "average", "head_units": 0,
 }
 
 
@@ -296,7 +313,8 @@ def build(model: Mapping[str, Any], input_shape: tuple[int, ...], outputs: int,
             return ResNet(input_shape[0], outputs, m["width"], m["blocks"], m["depth"],
                           m["batch_norm"], m["dropout"])
         return CNN(input_shape[0], outputs, m["width"], m["blocks"], m["batch_norm"],
-                   m["dropout"])
+                   m["dropout"], m["depth"], m["head"], m["head_units"],
+                   (input_shape[1], input_shape[2]))
     if arch in ("lstm", "gru"):
         return RecurrentClassifier(arch, vocab_size, outputs, m["embed_dim"], m["hidden_size"],
                                    m["layers"], m["bidirectional"], m["dropout"])

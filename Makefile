@@ -38,8 +38,11 @@ $(CHROMIUM):
 	  exit 1; \
 	fi
 
+# Two pytest-xdist workers, a test file each at a time: the e2e files spend much of their time
+# waiting on their stacks' processes. Each worker has its own database, scratch folder, channel
+# and broker prefixes (tests/stack.py), so they share one Redis safely.
 test: $(VENV)/.installed $(CHROMIUM) lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The reliability scorecard (docs/reliability.md): real workers SIGKILLed, Redis killed and restarted. Not in
 # `make test` (minutes long); -s prints each measured figure (lines starting SCORECARD).

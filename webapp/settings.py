@@ -371,7 +371,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "webapp.experiments.models.Experiment.Status",
-                            "RunKindEnum": "webapp.experiments.models.Experiment.Kind"},
+                            "RunKindEnum": "webapp.experiments.models.Experiment.Kind",
+                            "DatasetKindEnum": "webapp.datasets.models.Dataset.Kind"},
 }
 
 # Notifications (webapp.notifications): e-mail through Django's mail backend (the console by

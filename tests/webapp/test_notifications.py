@@ -371,7 +371,10 @@ def test_the_settings_are_reachable_from_the_nav_and_the_project_page(team):
 
 
 def test_a_script_logged_run_that_starts_overfitting_is_told_while_it_runs(
-        team, django_capture_on_commit_callbacks):
+        team, django_capture_on_commit_callbacks, monkeypatch):
+    # (every evaluation gets its live verdict here: the interval between two is
+    # tests/tracking/test_log_batch.py's)
+    monkeypatch.setattr(ingest, "VERDICT_EVERY", 0.0)
     # given a member who wants overfitting runs and succeeded runs by e-mail, and a run a
     # script logs through the tracking API
     owner, _, project = team

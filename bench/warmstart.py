@@ -132,11 +132,12 @@ def main() -> None:
     args = parser.parse_args()
 
 
-    folder = Path(tempfile.mkdtemp(prefix="warmstart-bench-"))
     weights = args.source or source_checkpoint(args.source_rows, args.source_epochs)
     print(f"source checkpoint: {weights}")
 
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+    with (tempfile.TemporaryDirectory(prefix="warmstart-bench-") as runs,
+          ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool):
+        folder = Path(runs)
         results = sorted(pool.map(one_seed, range(args.seeds), [args.epochs] * args.seeds,
                                   [args.freeze] * args.seeds, [args.lr] * args.seeds,
                                   [weights] * args.seeds,

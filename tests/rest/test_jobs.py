@@ -3,12 +3,10 @@ code path (actions.py), their specs' errors one per field path, their refusals."
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
-from django.conf import settings
 
-from webapp.experiments.models import Checkpoint, Experiment
+from tests.checkpoints import store_checkpoint
+from webapp.experiments.models import Experiment
 
 from .conftest import IRIS
 
@@ -21,13 +19,7 @@ def finished(make_run):
     job checks the row and the specs; the compression tests run real ones)."""
     source = make_run("teacher", Experiment.Status.SUCCEEDED, best_metric_name="val_acc",
                       best_metric_value=0.9)
-    data = b"teacher weights"
-    path = settings.MEDIA_ROOT / "runs" / str(source.pk) / "best.zip"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    Checkpoint.objects.create(experiment=source, tag="best", size=len(data),
-                              path=str(path.relative_to(settings.MEDIA_ROOT)),
-                              sha256=hashlib.sha256(data).hexdigest())
+    store_checkpoint(source, b"teacher weights")
     return source
 
 

@@ -5,7 +5,6 @@ with one message per field; who may reach what is swept in tests/tracking/test_t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from io import BytesIO
 
@@ -13,8 +12,9 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from tests.checkpoints import store_checkpoint
 from webapp.datasets.models import Dataset
-from webapp.experiments.models import Checkpoint, Experiment, RunGroup
+from webapp.experiments.models import Experiment, RunGroup
 from webapp.tracking import artifacts, ingest
 
 from ..hostile import table_csv
@@ -28,13 +28,7 @@ def overfit(make_run):
     """A succeeded run whose verdict offers a dropout remedy, with a best checkpoint."""
     run = make_run("wide", Experiment.Status.SUCCEEDED,
                    verdict={"kind": "overfitting", "remedies": [DROPOUT]})
-    data = b"weights"
-    path = settings.MEDIA_ROOT / "runs" / str(run.pk) / "best.zip"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    Checkpoint.objects.create(experiment=run, tag="best", size=len(data),
-                              path=str(path.relative_to(settings.MEDIA_ROOT)),
-                              sha256=hashlib.sha256(data).hexdigest())
+    store_checkpoint(run, b"weights")
     return run
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -11,22 +10,14 @@ import torch
 from django.conf import settings
 from django.urls import reverse
 
+from tests.checkpoints import store_checkpoint
 from training import ExperimentSpec, MemoryReporter, run
 from webapp.experiments.compression import execute_compression
 from webapp.experiments.compression_forms import compression_initial
-from webapp.experiments.models import Checkpoint, Experiment
+from webapp.experiments.models import Experiment
 
 IRIS_MLP = {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [32]},
             "run": {"epochs": 3, "batch_size": 32, "device": "cpu"}}
-
-
-def _store(experiment: Experiment, data: bytes) -> None:
-    path = settings.MEDIA_ROOT / "runs" / str(experiment.pk) / "best.zip"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    Checkpoint.objects.create(experiment=experiment, tag="best", size=len(data),
-                              path=str(path.relative_to(settings.MEDIA_ROOT)),
-                              sha256=hashlib.sha256(data).hexdigest())
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def finished(make_experiment: Any) -> Any:
         workdir = settings.MEDIA_ROOT / "scratch" / str(experiment.pk)
         torch.set_num_threads(1)
         run(ExperimentSpec.from_dict(spec), MemoryReporter(), workdir)
-        _store(experiment, (workdir / "best.zip").read_bytes())
+        store_checkpoint(experiment, (workdir / "best.zip").read_bytes())
         return experiment
 
     return make
@@ -69,7 +60,7 @@ def test_a_valid_form_queues_a_compress_job_as_a_child(owner_client, make_experi
                                                        django_capture_on_commit_callbacks):
     # given a finished run with a checkpoint (its content is not read before the job runs)
     source = make_experiment(status=Experiment.Status.SUCCEEDED, name="digits")
-    _store(source, b"archive")
+    store_checkpoint(source, b"archive")
     # when weight pruning to 80% is submitted
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = owner_client.post(reverse("compress-new", args=[source.pk]),
@@ -91,7 +82,7 @@ def test_an_image_cnn_teacher_may_teach_an_mlp_student(owner_client, make_experi
             "model": {"arch": "cnn", "width": 16, "blocks": 3, "batch_norm": True}}
     source = make_experiment(status=Experiment.Status.SUCCEEDED,
                              spec=ExperimentSpec.from_dict(spec).to_dict())
-    _store(source, b"archive")
+    store_checkpoint(source, b"archive")
     # when its distillation into an MLP [16] is submitted
     with django_capture_on_commit_callbacks(execute=False):
         response = owner_client.post(reverse("compress-new", args=[source.pk]),
@@ -116,7 +107,7 @@ def test_bad_input_is_an_error_on_its_field_and_queues_nothing(
         owner_client, make_experiment, changes, field, message):
     # given a finished CNN run (the default spec)
     source = make_experiment(status=Experiment.Status.SUCCEEDED)
-    _store(source, b"archive")
+    store_checkpoint(source, b"archive")
     # when the form is posted with one bad value
     response = owner_client.post(reverse("compress-new", args=[source.pk]),
                                  _form(source, **changes))
@@ -131,7 +122,7 @@ def test_an_unsuitable_method_is_reported_with_the_other_field_errors(owner_clie
                                                                      make_experiment):
     # given a finished CNN run, when its quantization is asked with a bad sparsity too
     source = make_experiment(status=Experiment.Status.SUCCEEDED)
-    _store(source, b"archive")
+    store_checkpoint(source, b"archive")
     response = owner_client.post(reverse("compress-new", args=[source.pk]),
                                  _form(source, method="quantize_dynamic", sparsity="1.5"))
     # then both fields carry their error
@@ -143,7 +134,7 @@ def test_a_student_for_another_input_shape_is_refused(owner_client, make_experim
     # given a finished tabular run, when a CNN student is asked for
     source = make_experiment(status=Experiment.Status.SUCCEEDED,
                              spec=ExperimentSpec.from_dict(IRIS_MLP).to_dict())
-    _store(source, b"archive")
+    store_checkpoint(source, b"archive")
     response = owner_client.post(reverse("compress-new", args=[source.pk]),
                                  _form(source, method="distill", student_arch="cnn"))
     # then the student's model field says why, and nothing is queued
@@ -183,7 +174,7 @@ def test_a_compression_job_opens_in_diagnostics_and_clones_as_a_training_run(
 def test_another_users_run_cannot_be_compressed(stranger_client, make_experiment):
     # given someone else's finished run
     source = make_experiment(status=Experiment.Status.SUCCEEDED)
-    _store(source, b"archive")
+    store_checkpoint(source, b"archive")
     # when a stranger opens or posts its Compress page, then it does not exist for them
     url = reverse("compress-new", args=[source.pk])
     assert stranger_client.get(url).status_code == 404

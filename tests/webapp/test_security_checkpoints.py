@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from tests.checkpoints import store_checkpoint
 from training import ExperimentSpec, MemoryReporter, run
 from training.compression.spec import CompressionSpec
 from webapp.experiments.actions import create_compression
@@ -20,15 +21,6 @@ from webapp.experiments.models import Checkpoint, Experiment
 ROOT = Path(__file__).resolve().parents[2]
 IRIS_MLP = {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [16]},
             "run": {"epochs": 2, "batch_size": 32, "device": "cpu"}}
-
-
-def store(experiment: Experiment, data: bytes, tag: str = "best") -> Checkpoint:
-    path = settings.MEDIA_ROOT / "runs" / str(experiment.pk) / f"{tag}.zip"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return Checkpoint.objects.create(experiment=experiment, tag=tag, size=len(data),
-                                     path=str(path.relative_to(settings.MEDIA_ROOT)),
-                                     sha256=hashlib.sha256(data).hexdigest())
 
 
 def tamper(checkpoint: Checkpoint) -> None:
@@ -45,7 +37,7 @@ def trained(make_experiment, tmp_path) -> Experiment:
     experiment = make_experiment(status=Experiment.Status.SUCCEEDED, spec=spec.to_dict(),
                                  best_metric_name="val_acc", best_metric_value=0.9)
     run(spec, MemoryReporter(), tmp_path)
-    store(experiment, (tmp_path / "best.zip").read_bytes())
+    store_checkpoint(experiment, (tmp_path / "best.zip").read_bytes())
     return experiment
 
 
@@ -54,7 +46,7 @@ def trained(make_experiment, tmp_path) -> Experiment:
 
 def test_an_intact_archive_downloads(owner_client, make_experiment):
     experiment = make_experiment(status=Experiment.Status.SUCCEEDED)
-    store(experiment, b"PK archive bytes")
+    store_checkpoint(experiment, b"PK archive bytes")
 
     response = owner_client.get(reverse("checkpoint-download", args=[experiment.pk, "best"]))
 
@@ -65,7 +57,7 @@ def test_an_intact_archive_downloads(owner_client, make_experiment):
 def test_a_tampered_archive_is_refused_with_a_clear_error(owner_client, make_experiment):
     # given an archive altered on disk after it was recorded
     experiment = make_experiment(status=Experiment.Status.SUCCEEDED)
-    tamper(store(experiment, b"PK archive bytes"))
+    tamper(store_checkpoint(experiment, b"PK archive bytes"))
 
     # when it is downloaded
     response = owner_client.get(reverse("checkpoint-download", args=[experiment.pk, "best"]))

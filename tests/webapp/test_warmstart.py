@@ -3,7 +3,6 @@ handing the engine the source's checkpoint, the "Fine-tune" link and the slow ru
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -15,12 +14,13 @@ import torch
 from django.conf import settings
 from django.urls import reverse
 
+from tests.checkpoints import store_checkpoint
 from tests.webapp.test_diagnostics_pages import store_history
 from tests.webapp.test_forms import form_data
 from training import ExperimentSpec, MemoryReporter, run
 from webapp.experiments import diagnosis
 from webapp.experiments.forms import ExperimentForm
-from webapp.experiments.models import Checkpoint, Experiment
+from webapp.experiments.models import Experiment
 from webapp.experiments.runner import execute_training
 from webapp.projects.models import Project
 
@@ -50,12 +50,7 @@ def finished(make_experiment: Any, iris_archive: bytes) -> Any:
             Experiment.objects.filter(pk=experiment.pk).update(project=project)
             experiment.refresh_from_db()
         if checkpoint:
-            path = Path(settings.MEDIA_ROOT) / "runs" / str(experiment.pk) / "best.zip"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(iris_archive)
-            Checkpoint.objects.create(experiment=experiment, tag="best", size=len(iris_archive),
-                                      path=str(path.relative_to(settings.MEDIA_ROOT)),
-                                      sha256=hashlib.sha256(iris_archive).hexdigest())
+            store_checkpoint(experiment, iris_archive)
         return experiment
 
     return make

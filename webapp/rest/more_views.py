@@ -24,7 +24,15 @@ from webapp.experiments.models import MAX_PK, Experiment, parse_pk
 from webapp.experiments.ownership import reference_problem
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
-from webapp.rest.views import BAD, REFUSED, _detail, _one, _within_quota
+from webapp.rest.views import (
+    BAD,
+    QUEUES_A_JOB,
+    READ_ONLY,
+    REFUSED,
+    _detail,
+    _one,
+    _within_quota,
+)
 
 NOT_YOURS = {404: OpenApiResponse(s.DetailSerializer, "none such among those you may see")}
 
@@ -83,9 +91,7 @@ class GroupCompare(APIView):
 
 class StudyPromote(APIView):
     @extend_schema(operation_id="studies_promote", request=s.NameSerializer,
-                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED,
-                              403: OpenApiResponse(description="a read-only token"),
-                              409: OpenApiResponse(description="over your quota of jobs")})
+                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request, pk: int) -> Response:
         """Queue a training run with the study's best trial's spec (the study page's
         "Promote")."""
@@ -145,8 +151,7 @@ class DatasetList(APIView):
 
     @extend_schema(operation_id="datasets_upload",
                    request={"multipart/form-data": s.DatasetUploadSerializer},
-                   responses={201: s.DatasetDetailSerializer, **BAD, **REFUSED,
-                              403: OpenApiResponse(description="a read-only token")})
+                   responses={201: s.DatasetDetailSerializer, **BAD, **REFUSED, **READ_ONLY})
     def post(self, request: Request) -> Response:
         """Upload a data set (CSV, ZIP of images or Hugging Face), checked and cleaned as the
         upload page does: one error per field."""

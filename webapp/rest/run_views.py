@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -22,11 +21,16 @@ from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
-from webapp.rest.views import BAD, REFUSED, _detail, _one, _within_quota
+from webapp.rest.views import (
+    BAD,
+    QUEUES_A_JOB,
+    READ_ONLY,
+    REFUSED,
+    _detail,
+    _one,
+    _within_quota,
+)
 from webapp.tracking import artifacts
-
-WRITE = {403: OpenApiResponse(description="a read-only token"),
-         409: OpenApiResponse(description="over your quota of jobs")}
 
 
 class AlteredCheckpoint(APIException):
@@ -69,7 +73,7 @@ class RunRemedies(APIView):
 
 class RunRemedyApply(APIView):
     @extend_schema(operation_id="runs_remedy_apply", request=s.NameSerializer,
-                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **WRITE})
+                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request, pk: int, key: str) -> Response:
         """Queue a run of this run's spec with the remedy's patch, as its child (the remedy
         page's "Apply")."""
@@ -90,7 +94,7 @@ class RunRemedyApply(APIView):
 
 class RunRemedyVerify(APIView):
     @extend_schema(operation_id="runs_remedy_verify", request=s.RepeatSerializer,
-                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **WRITE})
+                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request, pk: int, key: str) -> Response:
         """Verify a remedy over ``count`` seeds: the remedy's group beside the original's over
         the same seeds (the diagnostics page's "Verify over N seeds"); the answer is the
@@ -100,8 +104,7 @@ class RunRemedyVerify(APIView):
         if remedy is None:
             raise NotFound("this run has no such remedy")
         _trained_here(run, "verifying a remedy")
-        body = s.RepeatSerializer(data=request.data,
-                                  context={"max": settings.FITBOARD_MAX_REPEATS})
+        body = s.RepeatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
         if problem:
@@ -114,7 +117,7 @@ class RunRemedyVerify(APIView):
 class RunAnnotations(APIView):
     @extend_schema(operation_id="runs_annotate", request=s.AnnotationSerializer,
                    responses={200: s.RunDetailSerializer, **BAD, **REFUSED,
-                              403: WRITE[403]})
+                              **READ_ONLY})
     def post(self, request: Request, pk: int) -> Response:
         """Replace the run's tags and notes (the run page's form)."""
         run = _one(auth.runs(request), pk)
@@ -177,14 +180,13 @@ class RunArtifact(APIView):
 
 class RunRepeat(APIView):
     @extend_schema(operation_id="runs_repeat", request=s.RepeatSerializer,
-                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **WRITE})
+                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request, pk: int) -> Response:
         """Repeat the run over ``count`` seeds (its own and the next ones) as a group, which
         reuses the runs already trained with one of them (the run page's "Repeat")."""
         run = _one(auth.runs(request), pk)
         _trained_here(run, "a repeat")
-        body = s.RepeatSerializer(data=request.data,
-                                  context={"max": settings.FITBOARD_MAX_REPEATS})
+        body = s.RepeatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         count = body.validated_data["count"]
         problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)

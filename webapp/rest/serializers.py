@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
 from webapp.datasets.models import Dataset, DatasetVersion
@@ -185,7 +186,7 @@ class RepeatSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200, required=False)
 
     def validate_count(self, count: int) -> int:
-        most = int(self.context.get("max", 10))
+        most = settings.FITBOARD_MAX_REPEATS
         if count > most:
             raise serializers.ValidationError(f"at most {most} seeds (FITBOARD_MAX_REPEATS)")
         return count

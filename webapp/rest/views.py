@@ -33,6 +33,9 @@ S = TypeVar("S")
 REFUSED = {401: OpenApiResponse(s.DetailSerializer, "no valid token or session"),
            404: OpenApiResponse(s.DetailSerializer, "no such run among those you may see")}
 BAD = {400: OpenApiResponse(s.ErrorsSerializer, "one message per field path")}
+READ_ONLY = {403: OpenApiResponse(description="a read-only token")}
+# What a request that queues a job may also answer.
+QUEUES_A_JOB = {**READ_ONLY, 409: OpenApiResponse(description="over your quota of jobs")}
 
 
 class QuotaExceeded(APIException):
@@ -112,9 +115,7 @@ class RunList(GenericAPIView[Experiment]):
         return self.get_paginated_response(s.RunSerializer(page, many=True).data)
 
     @extend_schema(operation_id="runs_launch", request=s.LaunchSerializer,
-                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED,
-                              403: OpenApiResponse(description="a read-only token"),
-                              409: OpenApiResponse(description="over your quota of jobs")})
+                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request) -> Response:
         """Queue a training run of an ExperimentSpec (validated field by field)."""
         body = s.LaunchSerializer(data=request.data)
@@ -191,9 +192,7 @@ def _source(request: Request, pk: int, what: str) -> Experiment:
 
 class RunStudy(APIView):
     @extend_schema(operation_id="runs_tune", request=s.StudySerializer,
-                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED,
-                              403: OpenApiResponse(description="a read-only token"),
-                              409: OpenApiResponse(description="over your quota of jobs")})
+                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request, pk: int) -> Response:
         """Start a tuning study whose base is this run's spec (the Tune page)."""
         source = _source(request, pk, "a study")
@@ -225,9 +224,7 @@ def _study_spec(source: Experiment, raw: Any) -> TuningSpec:
 
 class RunCompression(APIView):
     @extend_schema(operation_id="runs_compress", request=s.CompressionSerializer,
-                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED,
-                              403: OpenApiResponse(description="a read-only token"),
-                              409: OpenApiResponse(description="over your quota of jobs")})
+                   responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request, pk: int) -> Response:
         """Start a compression job of this finished run (the Compress page)."""
         source = _source(request, pk, "compression")

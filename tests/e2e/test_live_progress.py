@@ -11,14 +11,19 @@ import zipfile
 import pytest
 
 from tests.e2e.conftest import Stack
+from tests.e2e.test_browser import STACK_WORKERS
 from tests.e2e.test_live_run import Watcher, submit
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_step_count_rises_inside_one_epoch_on_the_live_socket(stack: Stack):
-    # Given a one-epoch digits CNN of 90 steps (1,437 training rows in batches of 16)
+    # Given a one-epoch digits CNN of 90 steps (1,437 training rows in batches of 16), queued
+    # behind one longer run per stack worker, so that its socket is watched before it starts (a
+    # run that ended first would send its points in the snapshot, not in live messages)
     session = stack.login()
+    for number in range(STACK_WORKERS):
+        submit(stack, session, f"e2e progress blocker {number}", epochs=6, width=8)
     run_id = submit(stack, session, "e2e progress", epochs=1, batch_size=16, width=8)
     watcher = Watcher(stack, session, run_id)
 

@@ -21,12 +21,11 @@ from django.conf import settings
 from django.urls import reverse
 from sklearn import datasets
 
+from tests.checkpoints import store_checkpoint
 from training import ExperimentSpec, MemoryReporter, run
 from training.checkpoints import load
 from webapp.experiments.jobs import job_meta
 from webapp.experiments.models import Experiment
-
-from .test_security_checkpoints import store
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "packages" / "fitboard-model"
@@ -86,7 +85,7 @@ def trained(make_experiment: Any, name: str, spec_data: dict[str, Any], tmp: Pat
     experiment = make_experiment(status=Experiment.Status.SUCCEEDED, name=name,
                                  spec=spec.to_dict())
     run(spec, MemoryReporter(), tmp / str(experiment.pk), meta=job_meta(experiment))
-    store(experiment, (tmp / str(experiment.pk) / "best.zip").read_bytes())
+    store_checkpoint(experiment, (tmp / str(experiment.pk) / "best.zip").read_bytes())
     return experiment
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tests.checkpoints import store_checkpoint
 from tests.training.test_plugins import PLUGIN_SPEC
 from tests.webapp.test_compare import finished_run
-from tests.webapp.test_compression import _store
 from tests.webapp.test_forms import form_data
 from training.spec import ExperimentSpec
 from webapp.experiments.compression_forms import (
@@ -131,7 +131,7 @@ def test_the_compress_form_offers_a_plugin_student_with_its_options(owner, make_
     # given a finished CNN run on shapes
     source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
         {**PLUGIN_SPEC, "model": {"arch": "cnn", "width": 8}}).to_dict())
-    _store(source, b"archive")  # (not read before the job runs)
+    store_checkpoint(source, b"archive")  # (not read before the job runs)
 
     # when it is distilled into a MobileNet student of width 4
     data = {"name": "into mobilenet", **compression_initial(source), "method": "distill",

@@ -16,13 +16,13 @@ from django.urls import reverse
 from PIL import Image
 from sklearn import datasets
 
+from tests.checkpoints import store_checkpoint
 from training import ExperimentSpec
 from training.checkpoints import load
 from webapp.experiments import serving
 from webapp.experiments.models import Experiment
 
 from .conftest import TRY_DIGITS, TRY_IMDB
-from .test_security_checkpoints import store
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def finished(make_experiment: Any, archives: dict[str, bytes], kind: str) -> Exp
     spec = TRY_DIGITS if kind == "digits" else TRY_IMDB
     experiment = make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{kind} run",
                                  spec=ExperimentSpec.from_dict(spec).to_dict())
-    store(experiment, archives[kind])
+    store_checkpoint(experiment, archives[kind])
     return experiment
 
 

@@ -11,13 +11,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
+from tests.checkpoints import store_checkpoint
 from training import ExperimentSpec
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
 
 from .conftest import TRY_DIGITS
 from .test_security_browser import CHROMIUM, browser, page  # noqa: F401 - the fixtures
-from .test_security_checkpoints import store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SHOT = Path(__file__).resolve().parents[2] / "docs" / "try-it.png"
@@ -40,7 +40,7 @@ def test_a_drawn_digit_is_classified_on_the_run_page(page, project: Project, own
     spec = ExperimentSpec.from_dict(TRY_DIGITS)
     experiment = Experiment.objects.create(project=project, name="digits", spec=spec.to_dict(),
                                            created_by=owner, status=Experiment.Status.SUCCEEDED)
-    store(experiment, trained_archives["digits"])
+    store_checkpoint(experiment, trained_archives["digits"])
 
     # when its owner draws a stroke on the page's canvas and asks for a prediction
     page.goto(reverse("experiment-detail", args=[experiment.pk]))

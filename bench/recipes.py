@@ -14,6 +14,7 @@ also loaded back from its archive and classifies the raw test texts again, which
 saved tokenizer and weights. Usage, from the repo root::
 
     .venv/bin/python bench/recipes.py minilm_sst2 [--subset N] [--epochs N] [--threads 2]
+        [--set model.group_by_length=true ...]
     .venv/bin/python bench/recipes.py --list
 """
 
@@ -41,6 +42,10 @@ def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         patch["run"]["epochs"] = args.epochs
     if args.subset is not None:
         patch["data"] = {"subset": args.subset}
+    for setting in args.set:
+        path, _, value = setting.partition("=")
+        section, _, name = path.partition(".")
+        patch.setdefault(section, {})[name] = json.loads(value)
     return patch
 
 
@@ -72,6 +77,8 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--subset", type=int, help="override the recipe's training subset")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=JSON",
+                        help="change one spec field, e.g. --set optim.lr=5e-5 (repeatable)")
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--device", default="cpu", help="cpu (the target's), cuda or auto")
     args = parser.parse_args()

@@ -105,6 +105,11 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor | Tokens,
     """Loss and accuracy (classification) or RMSE/MAE in target units (regression), with
     forward passes autocast to ``precision`` when given."""
     model.eval()
+    if isinstance(x, Tokens):
+        # Texts in order of length: each pass then pads to about its own texts' length (the
+        # sums below do not depend on the order).
+        by_length = torch.argsort(x.attention_mask.sum(1), stable=True)
+        x, y = x[by_length], y[by_length]
     total_loss, correct, abs_err, sq_err = 0.0, 0, 0.0, 0.0
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
@@ -131,6 +136,28 @@ def batch_starts(rows: int, batch: int) -> list[int]:
     if len(bounds) > 2 and rows - bounds[-2] == 1:
         del bounds[-2]
     return bounds
+
+
+# Batches sorted by length together: a window of this many batches of the epoch's random order
+# (as Hugging Face's group_by_length), wide enough to find texts of a like length, narrow enough
+# that which texts meet in a batch still changes every epoch.
+LENGTH_WINDOW = 50
+
+
+def grouped_by_length(order: torch.Tensor, lengths: torch.Tensor, batch: int,
+                      generator: torch.Generator) -> torch.Tensor:
+    """``order`` rearranged so that each batch of ``batch`` rows holds texts of about the same
+    length (``lengths`` per row): each window of ``LENGTH_WINDOW`` batches sorted by length, then
+    the full batches shuffled, so the epoch's lengths do not rise and fall in a saw-tooth. The
+    last, shorter batch stays last, where ``batch_starts`` puts it."""
+    window = batch * LENGTH_WINDOW
+    order = torch.cat([part[torch.sort(lengths[part], descending=True, stable=True).indices]
+                       for part in order.split(window)])
+    full = len(order) // batch
+    if len(order) % batch == 1 and full > 0:
+        full -= 1  # batch_starts joins a last single row to the batch before it
+    shuffled = order[:full * batch].view(full, batch)[torch.randperm(full, generator=generator)]
+    return torch.cat([shuffled.flatten(), order[full * batch:]])
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -522,6 +549,9 @@ def train_epoch(t: Training) -> bool:
     # The order this epoch drew: drawn again when it resumes, it is the same.
     t.shuffle.set_state(state.epoch_shuffle)
     order = t.options.parallel.shard(torch.randperm(len(t.x_train), generator=t.shuffle))
+    if t.spec.model.group_by_length and isinstance(t.x_train, Tokens):
+        lengths = t.x_train.attention_mask.sum(1).cpu()
+        order = grouped_by_length(order, lengths, t.spec.run.batch_size, t.shuffle)
     order = order.to(t.device)
     # Counted on the device: reading it every step would wait for the device each step.
     correct = torch.full((), state.correct, dtype=torch.long, device=t.device)

@@ -339,3 +339,164 @@ class GroupComparisonSerializer(serializers.Serializer[Any]):
     b = GroupSerializer()
     comparison = serializers.JSONField(allow_null=True, help_text="Welch's t: the difference, "
                                        "its interval and the verdict in words")
+
+
+class ProjectCreateSerializer(serializers.Serializer[Any]):
+    """A new project; its creator is its first member and maintainer (the projects page)."""
+
+    name = serializers.CharField(max_length=100)
+
+
+class MemberSerializer(serializers.Serializer[Any]):
+    """A member of a project: a maintainer cancels any of its runs, a member their own."""
+
+    id = serializers.IntegerField(help_text="the user's id")
+    username = serializers.CharField()
+    role = serializers.ChoiceField(["member", "maintainer"])
+
+
+class MemberAddSerializer(serializers.Serializer[Any]):
+    """An active user to add, by username, as a member (the project page's form)."""
+
+    username = serializers.CharField(max_length=150)
+
+
+class QueueRowSerializer(serializers.Serializer[Any]):
+    """A job on the queue page: running ones first, then queued ones in the order they
+    start."""
+
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(Experiment.Kind.choices)
+    status = serializers.ChoiceField(Experiment.Status.choices)
+    project = serializers.IntegerField()
+    project_name = serializers.CharField()
+    created_by = serializers.CharField(allow_null=True, help_text="the username")
+    worker = serializers.CharField(help_text="the Celery worker running it (empty while queued)")
+    host = serializers.CharField(help_text="the machine it reports from")
+    position = serializers.IntegerField(allow_null=True, help_text="1 = next to start; counts "
+                                        "every project's queued jobs; null while running")
+    elapsed_s = serializers.FloatField(help_text="running: since it started; queued: since "
+                                       "it was submitted")
+    remaining_s = serializers.FloatField(allow_null=True, help_text="running: the rest at its "
+                                         "pace so far; null before its first progress report")
+    may_cancel = serializers.BooleanField()
+
+
+class PredictionSerializer(serializers.Serializer[Any]):
+    """One input for the run's best checkpoint (the run page's "Try it"): ``text`` for a text
+    model, ``image`` (multipart/form-data) for an image model."""
+
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                 help_text="at most 2000 characters")
+    image = serializers.FileField(required=False, help_text="PNG, JPEG, GIF, BMP or WebP; at "
+                                  "most 2 MiB and 4096×4096 pixels")
+    invert = serializers.BooleanField(required=False, default=False,
+                                      help_text="dark ink on white paper → light on black")
+
+
+class PredictedSerializer(serializers.Serializer[Any]):
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class PredictionsSerializer(serializers.Serializer[Any]):
+    """The most probable classes (a classifier), or the value (a regression)."""
+
+    predictions = PredictedSerializer(many=True, required=False)
+    value = serializers.FloatField(required=False)
+
+
+class LabelScanStartSerializer(serializers.Serializer[Any]):
+    """A scan of the data set's latest version for suspicious labels (cleanlab's confident
+    learning over a quick cross-fitted model)."""
+
+    folds = serializers.IntegerField(min_value=2, max_value=10, default=5,
+                                     help_text="cross-fitting folds")
+
+
+class LabelScanSerializer(serializers.Serializer[Any]):
+    """A label scan: queued, running (``progress``), done (``flagged`` rows) or failed."""
+
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    dataset = serializers.IntegerField()
+    version = serializers.IntegerField(help_text="the data set version it scanned")
+    folds = serializers.IntegerField()
+    status = serializers.ChoiceField(["queued", "running", "done", "failed"])
+    progress = serializers.JSONField(help_text="{folds_done, folds}")
+    flagged = serializers.IntegerField(allow_null=True, help_text="suspicious rows found")
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class SuspectSerializer(serializers.Serializer[Any]):
+    """A row whose label looks wrong."""
+
+    row = serializers.IntegerField(help_text="the row's id (its position in version 1)")
+    position = serializers.IntegerField(help_text="its position in the scanned version")
+    given = serializers.IntegerField()
+    given_name = serializers.CharField()
+    suggested = serializers.IntegerField()
+    suggested_name = serializers.CharField()
+    confidence = serializers.FloatField(help_text="how sure the quick model is of "
+                                        "``suggested``")
+    given_probability = serializers.FloatField(help_text="its probability of ``given``")
+
+
+class LabelScanResultSerializer(LabelScanSerializer):
+    """A scan with its suspicious rows (best first, filtered by class pair, less those a later
+    version already relabelled or removed) and its confusion matrix."""
+
+    label_names = serializers.ListField(child=serializers.CharField())
+    confusion = serializers.ListField(child=serializers.ListField(
+        child=serializers.IntegerField()), help_text="[given][predicted] counts")
+    rows = SuspectSerializer(many=True)
+
+
+class LabelScanQuerySerializer(serializers.Serializer[Any]):
+    given = serializers.IntegerField(required=False, min_value=0,
+                                     help_text="only rows given this class")
+    suggested = serializers.IntegerField(required=False, min_value=0,
+                                         help_text="only rows this class is suggested for")
+
+
+class VersionCreateSerializer(serializers.Serializer[Any]):
+    """Relabel or remove rows of the latest version: the next version (the labels page's
+    "Relabel" and "Exclude")."""
+
+    relabel = serializers.DictField(child=serializers.IntegerField(min_value=0), required=False,
+                                    help_text="{row id: new class index}")
+    exclude = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False,
+                                    help_text="row ids to remove")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class DiffQuerySerializer(serializers.Serializer[Any]):
+    """Two versions of a data set (default: the first and the latest)."""
+
+    from_ = serializers.IntegerField(required=False, min_value=1)
+    to = serializers.IntegerField(required=False, min_value=1)
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")  # a Python keyword as the query's name
+        return fields
+
+
+class DiffSerializer(serializers.Serializer[Any]):
+    """Rows relabelled, removed and added between two versions."""
+
+    from_ = serializers.IntegerField()
+    to = serializers.IntegerField()
+    relabelled = serializers.ListField(child=serializers.JSONField(),
+                                       help_text="[row id, old class, new class]")
+    removed = serializers.ListField(child=serializers.IntegerField())
+    added = serializers.ListField(child=serializers.IntegerField())
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields

@@ -243,10 +243,3 @@ class RunCompression(APIView):
             request.user, source, body.validated_data["name"], checked), spec, "spec.")
         return _detail(job, status.HTTP_201_CREATED)
 
-
-class ProjectList(APIView):
-    @extend_schema(operation_id="projects_list", responses={200: s.ProjectSerializer(many=True),
-                                                            401: REFUSED[401]})
-    def get(self, request: Request) -> Response:
-        """The projects you may see and launch runs into."""
-        return Response(list(auth.projects(request).order_by("name").values("id", "name")))

@@ -209,7 +209,8 @@ def test_every_api_route_is_swept():
             "rest-run-remedy-verify", "rest-group-compare", "rest-study",
             "rest-project-members", "rest-project-member", "rest-queue",
             "rest-run-predictions", "rest-run-onnx", "rest-dataset-label-scans",
-            "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff"} <= names
+            "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff",
+            "rest-study-checks"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

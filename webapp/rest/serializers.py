@@ -192,6 +192,19 @@ class RepeatSerializer(serializers.Serializer[Any]):
         return count
 
 
+class StudyCheckSerializer(serializers.Serializer[Any]):
+    """Which of a study's best trials to repeat, and over how many seeds (the study page's
+    "Check the best trials")."""
+
+    top = serializers.IntegerField(min_value=1, max_value=10, default=3,
+                                   help_text="the best trials to repeat")
+    count = serializers.IntegerField(min_value=2, default=3,
+                                     help_text="seeds each, at most FITBOARD_MAX_REPEATS")
+
+    def validate_count(self, count: int) -> int:
+        return RepeatSerializer().validate_count(count)
+
+
 class GroupRunSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     seed = serializers.IntegerField(allow_null=True)
@@ -324,6 +337,30 @@ class StudySummarySerializer(serializers.Serializer[Any]):
                                         help_text="[trial index, best value] after each")
     best_trial = serializers.JSONField(allow_null=True)
     importances = serializers.DictField(child=serializers.FloatField())
+
+
+class RankedTrialSerializer(serializers.Serializer[Any]):
+    group = serializers.IntegerField(help_text="the group repeating the trial")
+    trial = serializers.IntegerField(help_text="the trial's run")
+    trial_value = serializers.FloatField(allow_null=True, help_text="its objective in the study")
+    values = serializers.ListField(child=serializers.FloatField(),
+                                   help_text="the objective of each succeeded seed")
+    mean = serializers.FloatField(allow_null=True)
+    std = serializers.FloatField(allow_null=True)
+
+
+class RankingSerializer(serializers.Serializer[Any]):
+    """Whether the study's best trials keep their order over seeds (null before a check)."""
+
+    objective = serializers.CharField()
+    rows = RankedTrialSerializer(many=True, help_text="in the study's order")
+    complete = serializers.BooleanField(help_text="every check has 2 or more succeeded seeds")
+    survives = serializers.BooleanField(help_text="the seeds' means keep the study's order")
+    comparison = serializers.JSONField(allow_null=True, help_text="the first two by Welch's t")
+
+
+class RankingAnswerSerializer(serializers.Serializer[Any]):
+    ranking = RankingSerializer(allow_null=True)
 
 
 class GroupCompareQuerySerializer(serializers.Serializer[Any]):

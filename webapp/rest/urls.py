@@ -50,6 +50,7 @@ urlpatterns = [
     path("groups/compare/", api(more_views.GroupCompare), name="rest-group-compare"),
     path("studies/<int:pk>/", api(more_views.StudyDetail), name="rest-study"),
     path("studies/<int:pk>/promote/", api(more_views.StudyPromote), name="rest-study-promote"),
+    path("studies/<int:pk>/checks/", api(more_views.StudyChecks), name="rest-study-checks"),
     path("compare/", api(more_views.Compare), name="rest-compare"),
     path("datasets/", api(more_views.DatasetList), name="rest-datasets"),
     path("datasets/<int:pk>/", api(more_views.DatasetDetail), name="rest-dataset"),

@@ -23,6 +23,7 @@ from tests.routes import every_route
 from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.experiments.models import Checkpoint, Experiment, RunGroup
+from webapp.notifications.models import Webhook
 from webapp.projects.actions import create_project
 from webapp.projects.models import Project
 from webapp.tracking import ingest, tokens
@@ -77,8 +78,11 @@ def rest_path(route: str, run: Experiment, project: Project) -> tuple[str, dict[
     pk = next((pk for part, pk in objects.items() if part in route), run.pk)
     path = "/" + (route.replace("<int:pk>", str(pk)).replace("<slug:key>", "dropout")
                   .replace("<slug:tag>", "best").replace("<path:path>", "secret.txt")
-                  .replace("<int:user_id>", str(run.created_by_id))
-                  .replace("<int:scan>", str(dataset.label_scans.get().pk)))
+                  .replace("<int:user_id>", str(run.created_by_id)))
+    if "<int:scan>" in path:
+        path = path.replace("<int:scan>", str(dataset.label_scans.get().pk))
+    if "<int:hook>" in path:
+        path = path.replace("<int:hook>", str(Webhook.objects.get(project=project).pk))
     query: dict[str, Any] = {"project": project.pk}
     if route.endswith("diff/"):
         query = {"from": 2}  # a version it lacks: its own token is answered 400, not 404
@@ -107,7 +111,8 @@ def call_rest(client: Client, route: str, method: str, raw: str, run: Experiment
     body = {"project": project.pk, "name": "hijack", "spec": {
         "data": {"dataset": "iris"}, "model": {"arch": "mlp"}, "run": {"device": "cpu"},
         "space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.1}}}}
-    return client.post(path, json.dumps(body), content_type="application/json", **headers)
+    send = client.put if method == "PUT" else client.post
+    return send(path, json.dumps(body), content_type="application/json", **headers)
 
 
 def call(client: Client, route: str, method: str, raw: str, run: Experiment,
@@ -188,6 +193,8 @@ def _victims_other_objects(victim: User, project: Project, media: Any) -> None:
     dataset = Dataset.objects.create(project=project, name="okapi data", kind="csv",
                                      folder="okapi", prepared="datasets/okapi/prepared.npz",
                                      created_by=victim)
+    Webhook.objects.create(project=project, url="https://93.184.216.34/okapi", secret="okapi",
+                           events=["run.failed"], created_by=victim)
     LabelScan.objects.create(dataset=dataset, version=1, created_by=victim,
                              status=LabelScan.Status.DONE, result={
                                  "flagged": 1, "label_names": ["okapi", "zebra"],
@@ -210,7 +217,8 @@ def test_every_api_route_is_swept():
             "rest-project-members", "rest-project-member", "rest-queue",
             "rest-run-predictions", "rest-run-onnx", "rest-dataset-label-scans",
             "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff",
-            "rest-study-checks"} <= names
+            "rest-study-checks", "rest-project-email", "rest-project-webhooks",
+            "rest-project-webhook"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

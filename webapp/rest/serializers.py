@@ -10,6 +10,7 @@ from rest_framework import serializers
 from webapp.datasets.models import Dataset, DatasetVersion
 from webapp.experiments import events, groups
 from webapp.experiments.models import Experiment, RunGroup
+from webapp.notifications.models import Event
 
 
 class RunSerializer(serializers.ModelSerializer[Experiment]):
@@ -537,3 +538,41 @@ class DiffSerializer(serializers.Serializer[Any]):
         fields = super().get_fields()
         fields["from"] = fields.pop("from_")
         return fields
+
+
+class EmailChoicesSerializer(serializers.Serializer[Any]):
+    """The project's events you are e-mailed about (none: no e-mail from it)."""
+
+    events = serializers.ListField(child=serializers.CharField(), help_text=", ".join(Event.values))
+
+
+class DeliverySerializer(serializers.Serializer[Any]):
+    """One attempt to POST an event to the webhook."""
+
+    event = serializers.CharField()
+    attempt = serializers.IntegerField(help_text="1 for the first")
+    status_code = serializers.IntegerField(allow_null=True)
+    succeeded = serializers.BooleanField()
+    error = serializers.CharField()
+    will_retry = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class WebhookSerializer(serializers.Serializer[Any]):
+    """A URL the project's events are POSTed to as signed JSON (docs/notifications.md)."""
+
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    events = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    recent = DeliverySerializer(many=True, help_text="its 5 latest deliveries")
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(help_text="signs every payload; shown this once")
+
+
+class WebhookCreateSerializer(serializers.Serializer[Any]):
+    url = serializers.CharField(max_length=2000, help_text="https://…; no private address")
+    events = serializers.ListField(child=serializers.CharField(), required=False,
+                                   help_text="default: every event")

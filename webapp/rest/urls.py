@@ -9,7 +9,15 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from webapp.rest import label_views, model_views, more_views, project_views, run_views, views
+from webapp.rest import (
+    label_views,
+    model_views,
+    more_views,
+    notification_views,
+    project_views,
+    run_views,
+    views,
+)
 
 
 def api(view: Any) -> Callable[..., Any]:
@@ -22,6 +30,12 @@ urlpatterns = [
          name="rest-project-members"),
     path("projects/<int:pk>/members/<int:user_id>/", api(project_views.ProjectMember),
          name="rest-project-member"),
+    path("projects/<int:pk>/email/", api(notification_views.ProjectEmail),
+         name="rest-project-email"),
+    path("projects/<int:pk>/webhooks/", api(notification_views.ProjectWebhooks),
+         name="rest-project-webhooks"),
+    path("projects/<int:pk>/webhooks/<int:hook>/", api(notification_views.ProjectWebhook),
+         name="rest-project-webhook"),
     path("queue/", api(project_views.Queue), name="rest-queue"),
     path("runs/", api(views.RunList), name="rest-runs"),
     path("runs/<int:pk>/", api(views.RunDetail), name="rest-run"),

@@ -218,7 +218,7 @@ def test_every_api_route_is_swept():
             "rest-run-predictions", "rest-run-onnx", "rest-dataset-label-scans",
             "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff",
             "rest-study-checks", "rest-project-email", "rest-project-webhooks",
-            "rest-project-webhook"} <= names
+            "rest-project-webhook", "rest-run-diagnostics"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

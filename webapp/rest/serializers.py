@@ -167,6 +167,22 @@ class RemedySerializer(serializers.Serializer[Any]):
     changes = ChangeSerializer(many=True)
 
 
+class DiagnosticsSerializer(serializers.Serializer[Any]):
+    """The run's diagnostics page as data."""
+
+    verdict = serializers.JSONField(allow_null=True, help_text="{kind, headline, evidence, "
+                                    "remedies, …}; null when none can be made")
+    history = serializers.DictField(child=serializers.ListField(
+        child=serializers.FloatField(allow_null=True)), help_text="metric → one value an epoch")
+    gap = serializers.FloatField(allow_null=True, help_text="final val_loss − train_loss")
+    parent = serializers.IntegerField(allow_null=True, help_text="the run a remedy patched")
+    parent_gap = serializers.FloatField(allow_null=True)
+    remedy_runs = serializers.ListField(child=serializers.IntegerField(),
+                                        help_text="runs its remedies started")
+    remedy_groups = serializers.ListField(child=serializers.IntegerField(),
+                                          help_text="groups verifying its remedies")
+
+
 class AnnotationSerializer(serializers.Serializer[Any]):
     """The run's tags and notes, replacing the old ones."""
 

@@ -49,6 +49,8 @@ urlpatterns = [
          name="rest-run-remedy-apply"),
     path("runs/<int:pk>/remedies/<slug:key>/verify/", api(run_views.RunRemedyVerify),
          name="rest-run-remedy-verify"),
+    path("runs/<int:pk>/diagnostics/", api(run_views.RunDiagnostics),
+         name="rest-run-diagnostics"),
     path("runs/<int:pk>/annotations/", api(run_views.RunAnnotations),
          name="rest-run-annotations"),
     path("runs/<int:pk>/checkpoints/<slug:tag>/", api(run_views.RunCheckpoint),

@@ -208,8 +208,7 @@ class DatasetList(APIView):
                            too_large=getattr(request._request, TOO_LARGE, None))
         form.fields["project"].queryset = auth.projects(request).order_by("name")  # type: ignore[attr-defined]
         if not form.is_valid() or form.prepared is None:
-            raise errors.invalid({field or "request": " ".join(messages)
-                                  for field, messages in form.errors.items()})
+            raise errors.form_invalid(form)
         dataset = services.create_dataset(
             request.user, form.cleaned_data["project"], form.cleaned_data["name"],
             form.cleaned_data["kind"], form.options(), form.prepared,

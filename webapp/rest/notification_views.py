@@ -25,11 +25,6 @@ NOT_A_MAINTAINER = {403: OpenApiResponse(s.DetailSerializer, "a read-only token,
                                          "the project's maintainers")}
 
 
-def _form_errors(form: Any) -> Exception:
-    return errors.invalid({field or "request": " ".join(messages)
-                           for field, messages in form.errors.items()})
-
-
 def _events(request: Request) -> Any:
     """The ``events`` list of the body (a form's MultipleChoiceField takes a list)."""
     events = request.data.get("events", [])
@@ -52,7 +47,7 @@ class ProjectEmail(APIView):
         project = _project(request, pk)
         form = EmailChoicesForm({"events": _events(request)})
         if not form.is_valid():
-            raise _form_errors(form)
+            raise errors.form_invalid(form)
         actions.set_email_choices(request.user, project, form.cleaned_data["events"])
         return Response({"events": actions.email_choices(request.user, project)})
 
@@ -95,7 +90,7 @@ class ProjectWebhooks(APIView):
             value for value, _ in EVENT_CHOICES]
         form = WebhookForm({"url": request.data.get("url", ""), "events": events})
         if not form.is_valid():
-            raise _form_errors(form)
+            raise errors.form_invalid(form)
         hook, secret = actions.create_webhook(request.user, project, form.cleaned_data["url"],
                                               form.cleaned_data["events"])
         response = Response({**_webhook_json(hook), "secret": secret},

@@ -30,11 +30,6 @@ class LastMember(APIException):
     default_code = "last_member"
 
 
-def _form_errors(form: Any) -> Exception:
-    return errors.invalid({field or "request": " ".join(messages)
-                           for field, messages in form.errors.items()})
-
-
 class Projects(APIView):
     @extend_schema(operation_id="projects_list", responses={200: s.ProjectSerializer(many=True),
                                                             401: REFUSED[401]})
@@ -53,7 +48,7 @@ class Projects(APIView):
                                    "create one; use a token for all your projects")
         form = ProjectForm({"name": request.data.get("name", "")})
         if not form.is_valid():
-            raise _form_errors(form)
+            raise errors.form_invalid(form)
         project = actions.create_project(request.user, form.cleaned_data["name"])
         return Response({"id": project.pk, "name": project.name},
                         status=status.HTTP_201_CREATED)
@@ -81,7 +76,7 @@ class ProjectMembers(APIView):
         project = _project(request, pk)
         form = MemberForm({"username": request.data.get("username", "")}, project=project)
         if not form.is_valid():
-            raise _form_errors(form)
+            raise errors.form_invalid(form)
         actions.add_member(project, form.cleaned_data["username"])
         return Response(_members(project), status=status.HTTP_201_CREATED)
 

@@ -164,8 +164,7 @@ class RunAnnotations(APIView):
             tags = ", ".join(str(tag) for tag in tags)
         form = browse.AnnotationForm({"tags": tags, "notes": request.data.get("notes", "")})
         if not form.is_valid():
-            raise errors.invalid({field: " ".join(messages)
-                                  for field, messages in form.errors.items()})
+            raise errors.form_invalid(form)
         actions.annotate_experiment(run, form.cleaned_data["tags"], form.cleaned_data["notes"])
         return _detail(_one(auth.runs(request).prefetch_related("tags"), pk))
 

@@ -107,8 +107,7 @@ class RunList(GenericAPIView[Experiment]):
         """The runs you may see, filtered and sorted as on the run list page."""
         form = browse.RunFilterForm(request.query_params, request.user)
         if not form.is_valid():
-            raise errors.invalid({field: " ".join(messages)
-                                  for field, messages in form.errors.items()})
+            raise errors.form_invalid(form)
         runs = form.filter(auth.runs(request).select_related("project")
                            .prefetch_related("tags"))
         page = self.paginate_queryset(runs)

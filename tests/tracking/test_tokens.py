@@ -67,8 +67,9 @@ def rest_path(route: str, run: Experiment, project: Project) -> tuple[str, dict[
     form = Experiment.objects.get(project=project, kind=Experiment.Kind.TRAIN,
                                   name="okapi form")
     study = Experiment.objects.get(project=project, kind=Experiment.Kind.TUNE)
-    dataset = Dataset.objects.get(project=project)
-    objects = {"api/v1/groups/": RunGroup.objects.get(project=project).pk,
+    # by name: the victim's own token, probing, makes groups and data sets of its own
+    dataset = Dataset.objects.get(project=project, name="okapi data")
+    objects = {"api/v1/groups/": RunGroup.objects.get(project=project, name="okapi seeds").pk,
                "api/v1/studies/": study.pk,
                "api/v1/datasets/": dataset.pk,
                "api/v1/projects/": project.pk,
@@ -108,7 +109,7 @@ def call_rest(client: Client, route: str, method: str, raw: str, run: Experiment
         return client.post(path, {"name": "hijack", "project": project.pk, "kind": "csv",
                                   "file": upload, "task": "classification",
                                   "missing": "drop"}, **headers)
-    body = {"project": project.pk, "name": "hijack", "spec": {
+    body = {"project": project.pk, "name": "hijack", "count": 2, "spec": {
         "data": {"dataset": "iris"}, "model": {"arch": "mlp"}, "run": {"device": "cpu"},
         "space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.1}}}}
     send = client.put if method == "PUT" else client.post
@@ -218,7 +219,7 @@ def test_every_api_route_is_swept():
             "rest-run-predictions", "rest-run-onnx", "rest-dataset-label-scans",
             "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff",
             "rest-study-checks", "rest-project-email", "rest-project-webhooks",
-            "rest-project-webhook", "rest-run-diagnostics"} <= names
+            "rest-project-webhook", "rest-run-diagnostics", "rest-groups"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

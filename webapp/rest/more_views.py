@@ -32,6 +32,7 @@ from webapp.rest.views import (
     _detail,
     _one,
     _within_quota,
+    launched_spec,
 )
 
 NOT_YOURS = {404: OpenApiResponse(s.DetailSerializer, "none such among those you may see")}
@@ -42,6 +43,21 @@ def _row(queryset: QuerySet[Any], pk: int, what: str) -> Any:
     if row is None:
         raise NotFound(f"no such {what}")
     return row
+
+
+class GroupList(APIView):
+    @extend_schema(operation_id="groups_launch", request=s.GroupLaunchSerializer,
+                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
+    def post(self, request: Request) -> Response:
+        """Queue a spec over ``count`` seeds as a group (the launch form with "Repeat over
+        seeds" above 1), checked as a launch is."""
+        body = s.GroupLaunchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        project, spec = launched_spec(request, body.validated_data)
+        _within_quota(request)
+        group = actions.create_repeat(request.user, project, body.validated_data["name"], spec,
+                                      body.validated_data["count"])
+        return Response(s.group_json(group), status=status.HTTP_201_CREATED)
 
 
 class GroupDetail(APIView):

@@ -103,6 +103,16 @@ class LaunchSerializer(serializers.Serializer[Any]):
                                  "schedule, regularization}")
 
 
+class GroupLaunchSerializer(LaunchSerializer):
+    """A new spec over several seeds at once (the launch form's "Repeat over seeds"): its
+    seed and the next ``count - 1``."""
+
+    count = serializers.IntegerField(min_value=2, help_text="at most FITBOARD_MAX_REPEATS")
+
+    def validate_count(self, count: int) -> int:
+        return RepeatSerializer().validate_count(count)
+
+
 class StudySerializer(serializers.Serializer[Any]):
     """A tuning study around the run: its spec is the base, ``spec`` a TuningSpec's search
     space and settings (``training/tuning.py``; the direction follows from the objective)."""

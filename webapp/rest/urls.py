@@ -62,6 +62,7 @@ urlpatterns = [
     path("runs/<int:pk>/predictions/", api(model_views.RunPredictions),
          name="rest-run-predictions"),
     path("runs/<int:pk>/onnx/", api(model_views.RunOnnx), name="rest-run-onnx"),
+    path("groups/", api(more_views.GroupList), name="rest-groups"),
     path("groups/<int:pk>/", api(more_views.GroupDetail), name="rest-group"),
     path("groups/compare/", api(more_views.GroupCompare), name="rest-group-compare"),
     path("studies/<int:pk>/", api(more_views.StudyDetail), name="rest-study"),

@@ -161,3 +161,14 @@ def test_a_staff_token_limited_to_one_project_sees_only_its_jobs(project, make_r
 
     assert len(everything.json()) == 2
     assert [row["id"] for row in limited.json()] == [ours.pk]
+
+
+def test_a_body_that_is_not_an_object_is_refused_as_a_whole(api, project):
+    response = api.client.post("/api/v1/projects/", "[1, 2]", content_type="application/json",
+                               HTTP_AUTHORIZATION=f"Bearer {api.raw}")
+    member = api.client.post(f"/api/v1/projects/{project.pk}/members/", '"ada"',
+                             content_type="application/json",
+                             HTTP_AUTHORIZATION=f"Bearer {api.raw}")
+
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["request"]
+    assert member.status_code == 400 and list(member.json()["errors"]) == ["request"]

@@ -25,12 +25,6 @@ NOT_A_MAINTAINER = {403: OpenApiResponse(s.DetailSerializer, "a read-only token,
                                          "the project's maintainers")}
 
 
-def _events(request: Request) -> Any:
-    """The ``events`` list of the body (a form's MultipleChoiceField takes a list)."""
-    events = request.data.get("events", [])
-    return events if isinstance(events, list) else [events]
-
-
 class ProjectEmail(APIView):
     @extend_schema(operation_id="projects_email_read",
                    responses={200: s.EmailChoicesSerializer, **REFUSED})
@@ -45,7 +39,9 @@ class ProjectEmail(APIView):
         """Choose the events you are e-mailed about (an empty list: none), as on the
         project's notifications page."""
         project = _project(request, pk)
-        form = EmailChoicesForm({"events": _events(request)})
+        body = s.EmailChoicesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        form = EmailChoicesForm(body.validated_data)
         if not form.is_valid():
             raise errors.form_invalid(form)
         actions.set_email_choices(request.user, project, form.cleaned_data["events"])
@@ -86,9 +82,10 @@ class ProjectWebhooks(APIView):
         """Add a webhook (maintainers only): its events are POSTed to ``url`` as JSON signed
         with ``secret``, which this answer alone shows."""
         project = _maintained(request, pk)
-        events = _events(request) if "events" in request.data else [
-            value for value, _ in EVENT_CHOICES]
-        form = WebhookForm({"url": request.data.get("url", ""), "events": events})
+        body = s.WebhookCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        form = WebhookForm({"events": [value for value, _ in EVENT_CHOICES],
+                            **body.validated_data})
         if not form.is_valid():
             raise errors.form_invalid(form)
         hook, secret = actions.create_webhook(request.user, project, form.cleaned_data["url"],

@@ -46,7 +46,9 @@ class Projects(APIView):
         if not auth.reaches_every_project(request):
             raise PermissionDenied("this token is limited to chosen projects and cannot "
                                    "create one; use a token for all your projects")
-        form = ProjectForm({"name": request.data.get("name", "")})
+        body = s.ProjectCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        form = ProjectForm(body.validated_data)
         if not form.is_valid():
             raise errors.form_invalid(form)
         project = actions.create_project(request.user, form.cleaned_data["name"])
@@ -74,7 +76,9 @@ class ProjectMembers(APIView):
         """Add an active user as a member (any member may, as on the project page); the
         answer is the members after."""
         project = _project(request, pk)
-        form = MemberForm({"username": request.data.get("username", "")}, project=project)
+        body = s.MemberAddSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        form = MemberForm(body.validated_data, project=project)
         if not form.is_valid():
             raise errors.form_invalid(form)
         actions.add_member(project, form.cleaned_data["username"])

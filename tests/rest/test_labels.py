@@ -56,6 +56,14 @@ def test_a_scan_is_started_and_its_suspicious_rows_read_by_class_pair(api, digit
     assert [s["id"] for s in api.get(f"datasets/{digits.pk}/label-scans/").json()] == [
         scan["id"]]
 
+    # and the page's previews of the first two rows are PNG images
+    two = [r["row"] for r in scan["rows"][:2]]
+    previews = api.get(f"datasets/{digits.pk}/label-scans/{scan['id']}/previews/",
+                       {"rows": ",".join(map(str, two))})
+    assert previews.status_code == 200
+    assert [p["row"] for p in previews.json()] == two
+    assert all(p["src"].startswith("data:image/png;base64,") for p in previews.json())
+
     # when filtered to the first row's class pair, then only that pair is listed
     first = scan["rows"][0]
     pair = api.get(f"datasets/{digits.pk}/label-scans/{scan['id']}/",
@@ -135,3 +143,22 @@ def test_a_read_token_reads_scans_but_cannot_start_one_or_relabel(owner, digits)
     assert listed.status_code == 200 and listed.json() == []
     assert scan.status_code == 403 and version.status_code == 403
     assert not LabelScan.objects.exists() and not digits.versions.exists()
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ("", "may not be blank"),
+    (" , ", "name at least one row"),
+    ("1,x", "'x' is not a row id"),
+    (",".join(map(str, range(101))), "at most 100 rows"),
+    ("999999", "not among the scan's suspicious rows"),
+])
+def test_previews_of_rows_the_scan_did_not_flag_are_refused_on_rows(api, digits, rows,
+                                                                    message):
+    scan = LabelScan.objects.create(dataset=digits, version=1, status=LabelScan.Status.DONE,
+                                    result={"flagged": 1, "rows": [
+                                        {"row": 3, "position": 3, "given": 0, "suggested": 1}]})
+
+    response = api.get(f"datasets/{digits.pk}/label-scans/{scan.pk}/previews/", {"rows": rows})
+
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["rows"]
+    assert message in response.json()["errors"]["rows"]

@@ -219,7 +219,8 @@ def test_every_api_route_is_swept():
             "rest-run-predictions", "rest-run-onnx", "rest-dataset-label-scans",
             "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff",
             "rest-study-checks", "rest-project-email", "rest-project-webhooks",
-            "rest-project-webhook", "rest-run-diagnostics", "rest-groups"} <= names
+            "rest-project-webhook", "rest-run-diagnostics", "rest-groups",
+            "rest-dataset-label-scan-previews"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

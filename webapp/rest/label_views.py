@@ -87,6 +87,45 @@ class LabelScanDetail(APIView):
                       "suggested_name": names[row["suggested"]]} for row in rows]}).data)
 
 
+MAX_PREVIEWS = 100  # rows one request shows: each decodes a row of the version's file
+
+
+def _asked_rows(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [part for part in parts if not part.isdigit()]
+    if bad or not parts:
+        raise errors.invalid({"rows": f"{bad[0]!r} is not a row id" if bad
+                              else "name at least one row"})
+    if len(parts) > MAX_PREVIEWS:
+        raise errors.invalid({"rows": f"at most {MAX_PREVIEWS} rows at once"})
+    return [int(part) for part in parts]
+
+
+class LabelScanPreviews(APIView):
+    @extend_schema(operation_id="datasets_label_scan_previews",
+                   parameters=[s.PreviewQuerySerializer],
+                   responses={200: s.PreviewSerializer(many=True), **BAD, **REFUSED,
+                              **NOT_YOURS})
+    def get(self, request: Request, pk: int, scan: int) -> Response:
+        """How the labels page shows some of the scan's suspicious rows (``rows``: their
+        ids): an image as a PNG data URI, a text, or a table row's first features."""
+        dataset = _dataset(request, pk)
+        found: LabelScan = _row(dataset.label_scans.all(), scan, "label scan")
+        query = s.PreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        asked = _asked_rows(query.validated_data["rows"])
+        positions = {row["row"]: row["position"] for row in found.result.get("rows", [])}
+        missing = [row for row in asked if row not in positions]
+        if missing:
+            raise errors.invalid({"rows": f"row {missing[0]} is not among the scan's "
+                                          "suspicious rows"})
+        try:
+            shown = labels.previews(dataset, found.version, [positions[r] for r in asked])
+        except services.DatasetUnavailable as exc:
+            raise errors.invalid({"rows": str(exc)}) from None
+        return Response([{"row": row, **shown[positions[row]]} for row in asked])
+
+
 def _changes(body: dict[str, Any]) -> Any:
     relabel = body.get("relabel") or {}
     bad = [key for key in relabel if not str(key).isdigit()]

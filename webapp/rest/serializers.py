@@ -527,6 +527,20 @@ class LabelScanQuerySerializer(serializers.Serializer[Any]):
                                          help_text="only rows this class is suggested for")
 
 
+class PreviewQuerySerializer(serializers.Serializer[Any]):
+    rows = serializers.CharField(help_text="row ids of the scan's suspicious rows, "
+                                 "comma-separated, at most 100")
+
+
+class PreviewSerializer(serializers.Serializer[Any]):
+    """What the labels page shows of a row: an image as a PNG data URI, or a text (a table
+    row: its first features)."""
+
+    row = serializers.IntegerField()
+    src = serializers.CharField(required=False, help_text="data:image/png;base64,…")
+    text = serializers.CharField(required=False)
+
+
 class VersionCreateSerializer(serializers.Serializer[Any]):
     """Relabel or remove rows of the latest version: the next version (the labels page's
     "Relabel" and "Exclude")."""

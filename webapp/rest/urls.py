@@ -75,6 +75,8 @@ urlpatterns = [
          name="rest-dataset-label-scans"),
     path("datasets/<int:pk>/label-scans/<int:scan>/", api(label_views.LabelScanDetail),
          name="rest-dataset-label-scan"),
+    path("datasets/<int:pk>/label-scans/<int:scan>/previews/",
+         api(label_views.LabelScanPreviews), name="rest-dataset-label-scan-previews"),
     path("datasets/<int:pk>/versions/", api(label_views.DatasetVersions),
          name="rest-dataset-versions"),
     path("datasets/<int:pk>/diff/", api(label_views.DatasetDiff), name="rest-dataset-diff"),

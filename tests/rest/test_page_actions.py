@@ -194,3 +194,22 @@ def test_a_study_reads_as_its_page_draws_it(api, make_run, overfit):
     assert response.json()["params"] == ["optim.lr"]
     assert [trial["name"] for trial in response.json()["trials"]] == ["trial 0"]
     assert api.get(f"studies/{overfit.pk}/").status_code == 404
+
+
+def test_a_spec_is_launched_over_seeds_as_a_group(api, project, settings):
+    settings.FITBOARD_MAX_REPEATS = 4
+    body = {"project": project.pk, "name": "iris ×3", "spec": {
+        "data": {"dataset": "iris"}, "model": {"arch": "mlp"}, "run": {"device": "cpu"}}}
+
+    response = api.post("groups/", {**body, "count": 3})
+    too_many = api.post("groups/", {**body, "count": 5})
+    bad_spec = api.post("groups/", {**body, "count": 2, "spec": {"optim": {"lr": -1}}})
+
+    assert response.status_code == 201, response.json()
+    group = RunGroup.objects.get(pk=response.json()["id"])
+    assert group.name == "iris ×3" and len(group.seeds) == 3 and group.source is None
+    assert sorted(run["seed"] for run in response.json()["runs"]) == group.seeds
+    assert too_many.status_code == 400 and too_many.json()["errors"] == {
+        "count": "at most 4 seeds (FITBOARD_MAX_REPEATS)"}
+    assert bad_spec.status_code == 400 and list(bad_spec.json()["errors"]) == ["spec.optim.lr"]
+    assert RunGroup.objects.count() == 1

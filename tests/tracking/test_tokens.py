@@ -21,8 +21,9 @@ from django.urls import reverse
 
 from tests.routes import every_route
 from training.spec import ExperimentSpec
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, LabelScan
 from webapp.experiments.models import Checkpoint, Experiment, RunGroup
+from webapp.notifications.models import Webhook
 from webapp.projects.actions import create_project
 from webapp.projects.models import Project
 from webapp.tracking import ingest, tokens
@@ -54,7 +55,10 @@ def methods_of(name: str) -> list[str]:
 # Routes of the REST API that name no object: a live token of another project gets its own
 # (empty) list or the schema, and must see nothing of the victim's there.
 OWN_ANSWERS = {"mlflow-experiment-search", "mlflow-run-search", "mlflow-logged-model-search",
-               "rest-runs", "rest-projects", "rest-schema", "rest-docs", "rest-datasets"}
+               "rest-runs", "rest-projects", "rest-schema", "rest-docs", "rest-datasets",
+               "rest-queue"}
+# Routes that create a project: they name no object, and a live token may make its own.
+CREATES_A_PROJECT = {"mlflow-experiment-create", "rest-projects"}
 
 
 def rest_path(route: str, run: Experiment, project: Project) -> tuple[str, dict[str, Any]]:
@@ -63,16 +67,27 @@ def rest_path(route: str, run: Experiment, project: Project) -> tuple[str, dict[
     form = Experiment.objects.get(project=project, kind=Experiment.Kind.TRAIN,
                                   name="okapi form")
     study = Experiment.objects.get(project=project, kind=Experiment.Kind.TUNE)
-    objects = {"api/v1/groups/": RunGroup.objects.get(project=project).pk,
+    # by name: the victim's own token, probing, makes groups and data sets of its own
+    dataset = Dataset.objects.get(project=project, name="okapi data")
+    objects = {"api/v1/groups/": RunGroup.objects.get(project=project, name="okapi seeds").pk,
                "api/v1/studies/": study.pk,
-               "api/v1/datasets/": Dataset.objects.get(project=project).pk,
+               "api/v1/datasets/": dataset.pk,
+               "api/v1/projects/": project.pk,
                # the routes that need a run trained here: the form run
-               "remedies/": form.pk, "checkpoints/": form.pk, "repeats/": form.pk}
+               "remedies/": form.pk, "checkpoints/": form.pk, "repeats/": form.pk,
+               "predictions/": form.pk, "onnx/": form.pk}
     pk = next((pk for part, pk in objects.items() if part in route), run.pk)
     path = "/" + (route.replace("<int:pk>", str(pk)).replace("<slug:key>", "dropout")
-                  .replace("<slug:tag>", "best").replace("<path:path>", "secret.txt"))
+                  .replace("<slug:tag>", "best").replace("<path:path>", "secret.txt")
+                  .replace("<int:user_id>", str(run.created_by_id)))
+    if "<int:scan>" in path:
+        path = path.replace("<int:scan>", str(dataset.label_scans.get().pk))
+    if "<int:hook>" in path:
+        path = path.replace("<int:hook>", str(Webhook.objects.get(project=project).pk))
     query: dict[str, Any] = {"project": project.pk}
-    if route.endswith("groups/compare/"):
+    if route.endswith("diff/"):
+        query = {"from": 2}  # a version it lacks: its own token is answered 400, not 404
+    elif route.endswith("groups/compare/"):
         query = {"a": objects["api/v1/groups/"], "b": objects["api/v1/groups/"]}
     elif route.endswith("compare/"):
         query = {"ids": f"{run.pk},{form.pk}", "key": "loss"}
@@ -87,15 +102,18 @@ def call_rest(client: Client, route: str, method: str, raw: str, run: Experiment
     headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     if method == "GET":
         return client.get(path, query, **headers)
+    if method == "DELETE":
+        return client.delete(path, **headers)
     if route.endswith("datasets/"):  # an upload: multipart, as a form posts it
         upload = SimpleUploadedFile("okapi.csv", b"a,b,label\n1,2,0\n3,4,1\n" * 10)
         return client.post(path, {"name": "hijack", "project": project.pk, "kind": "csv",
                                   "file": upload, "task": "classification",
                                   "missing": "drop"}, **headers)
-    body = {"project": project.pk, "name": "hijack", "spec": {
+    body = {"project": project.pk, "name": "hijack", "count": 2, "spec": {
         "data": {"dataset": "iris"}, "model": {"arch": "mlp"}, "run": {"device": "cpu"},
         "space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.1}}}}
-    return client.post(path, json.dumps(body), content_type="application/json", **headers)
+    send = client.put if method == "PUT" else client.post
+    return send(path, json.dumps(body), content_type="application/json", **headers)
 
 
 def call(client: Client, route: str, method: str, raw: str, run: Experiment,
@@ -173,8 +191,17 @@ def _victims_other_objects(victim: User, project: Project, media: Any) -> None:
     group = RunGroup.objects.create(project=project, name="okapi seeds", spec=spec, seeds=[0],
                                     source=form, created_by=victim)
     group.runs.add(form)
-    Dataset.objects.create(project=project, name="okapi data", kind="csv", folder="okapi",
-                           prepared="datasets/okapi/prepared.npz", created_by=victim)
+    dataset = Dataset.objects.create(project=project, name="okapi data", kind="csv",
+                                     folder="okapi", prepared="datasets/okapi/prepared.npz",
+                                     created_by=victim)
+    Webhook.objects.create(project=project, url="https://93.184.216.34/okapi", secret="okapi",
+                           events=["run.failed"], created_by=victim)
+    LabelScan.objects.create(dataset=dataset, version=1, created_by=victim,
+                             status=LabelScan.Status.DONE, result={
+                                 "flagged": 1, "label_names": ["okapi", "zebra"],
+                                 "rows": [{"row": 0, "position": 0, "given": 0, "suggested": 1,
+                                           "confidence": 0.9, "given_probability": 0.1}],
+                                 "confusion": [[0, 1], [0, 0]]})
 
 
 def test_every_api_route_is_swept():
@@ -187,7 +214,13 @@ def test_every_api_route_is_swept():
             "rest-run-remedy-apply", "rest-run-annotations", "rest-run-checkpoint",
             "rest-run-artifacts", "rest-run-artifact", "rest-run-repeat", "rest-group",
             "rest-study-promote", "rest-compare", "rest-datasets", "rest-dataset",
-            "rest-run-remedy-verify", "rest-group-compare", "rest-study"} <= names
+            "rest-run-remedy-verify", "rest-group-compare", "rest-study",
+            "rest-project-members", "rest-project-member", "rest-queue",
+            "rest-run-predictions", "rest-run-onnx", "rest-dataset-label-scans",
+            "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff",
+            "rest-study-checks", "rest-project-email", "rest-project-webhooks",
+            "rest-project-webhook", "rest-run-diagnostics", "rest-groups",
+            "rest-dataset-label-scan-previews"} <= names
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])
@@ -217,8 +250,9 @@ def test_a_token_that_may_not_reach_a_run_gets_401_or_404_on_every_api_route(
                 else response.content
             # then each answer is a refusal that shows nothing of them
             ok = response.status_code in expected or (
-                # creating an experiment names no object: a live token may make its own
-                name == "mlflow-experiment-create" and whose == "other-project") or (
+                # creating a project names no object: a live token may make its own
+                name in CREATES_A_PROJECT and method == "POST" and whose == "other-project"
+                and response.status_code in (200, 201)) or (
                 # lists hold only what the token reaches: nothing of the victim's (the run
                 # list refuses a filter on a project the token does not reach, with a 400)
                 name in OWN_ANSWERS and whose == "other-project"
@@ -233,7 +267,7 @@ def test_a_token_that_may_not_reach_a_run_gets_401_or_404_on_every_api_route(
     assert problems == []
     # and nothing of the victim's changed (a live token may create its own project only)
     if whose == "other-project":
-        assert created == {"new-project"}
+        assert created == {"new-project", "hijack"}
         mine = ("projects.project", "projects.membership")
         after = {k: v for k, v in after.items() if not k.startswith(mine)}
         before = {k: v for k, v in before.items() if not k.startswith(mine)}

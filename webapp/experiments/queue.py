@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from webapp.experiments.models import Experiment
 from webapp.projects.access import maintained_project_ids, may_cancel, overseen
+from webapp.projects.models import Project
 
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
@@ -37,16 +39,20 @@ class QueueRow:
         return duration(self.remaining)
 
 
-def queue_rows(user: Any, now: datetime | None = None) -> list[QueueRow]:
-    """Running jobs, then queued ones in the order they start, of the projects ``user`` sees.
-    A study's driver holds no worker and is left out (its trials are listed). Positions count
-    every project's queued jobs, so a user sees how many wait ahead without seeing them."""
+def queue_rows(user: Any, now: datetime | None = None,
+               within: QuerySet[Project] | None = None) -> list[QueueRow]:
+    """Running jobs, then queued ones in the order they start, of the projects ``user`` sees
+    (and of ``within`` alone when given: an API token's chosen projects). A study's driver
+    holds no worker and is left out (its trials are listed). Positions count every project's
+    queued jobs, so a user sees how many wait ahead without seeing them."""
     now = now or timezone.now()
     jobs = Experiment.objects.filter(status__in=ACTIVE).exclude(kind=Experiment.Kind.TUNE)
     order = list(jobs.filter(status=Experiment.Status.QUEUED)
                  .order_by("enqueued_at", "pk").values_list("pk", flat=True))
     positions = {pk: index for index, pk in enumerate(order, start=1)}
     jobs = overseen(jobs, user)
+    if within is not None:
+        jobs = jobs.filter(project__in=within)
     maintained = maintained_project_ids(user)
     rows = []
     for job in jobs.select_related("project", "created_by", "parent"):

@@ -88,12 +88,25 @@ def projects(request: Request) -> QuerySet[Project]:
     return token_access.projects(token) if token else access.projects_visible_to(request.user)
 
 
+def reaches_every_project(request: Request) -> bool:
+    """Whether the request speaks for its user in all of their projects (a session, or a token
+    not limited to chosen ones): only then may it create a project, which no chosen list
+    holds."""
+    token = _token(request)
+    return token is None or token.all_projects
+
+
+def chosen_projects(request: Request) -> QuerySet[Project] | None:
+    """The projects a token is limited to; None when it reaches all of its user's."""
+    token = _token(request)
+    return None if token is None or token.all_projects else projects(request)
+
+
 def cancellable(request: Request) -> QuerySet[Experiment]:
     """The jobs the request may ask to cancel (``access.may_cancel`` then says whether it may):
     as on the queue page, staff reach every project's, unless their token is narrowed to some
     projects."""
-    token = _token(request)
-    if token is not None and not token.all_projects:
+    if not reaches_every_project(request):
         return runs(request)
     return access.overseen(Experiment.objects.all(), request.user)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -39,3 +41,10 @@ def invalid(errors: Mapping[str, str], prefix: str = "") -> exceptions.Validatio
     return exceptions.ValidationError({f"{prefix}{path}": message
                                        for path, message in errors.items()})
 
+
+
+def form_invalid(form: forms.BaseForm) -> exceptions.ValidationError:
+    """A 400 carrying a page's form's errors, one message per field (the form's own errors,
+    on no field, under ``request``)."""
+    return invalid({"request" if field in ("", NON_FIELD_ERRORS) else field:
+                    " ".join(messages) for field, messages in form.errors.items()})

@@ -32,6 +32,7 @@ from webapp.rest.views import (
     _detail,
     _one,
     _within_quota,
+    launched_spec,
 )
 
 NOT_YOURS = {404: OpenApiResponse(s.DetailSerializer, "none such among those you may see")}
@@ -42,6 +43,21 @@ def _row(queryset: QuerySet[Any], pk: int, what: str) -> Any:
     if row is None:
         raise NotFound(f"no such {what}")
     return row
+
+
+class GroupList(APIView):
+    @extend_schema(operation_id="groups_launch", request=s.GroupLaunchSerializer,
+                   responses={201: s.GroupSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
+    def post(self, request: Request) -> Response:
+        """Queue a spec over ``count`` seeds as a group (the launch form with "Repeat over
+        seeds" above 1), checked as a launch is."""
+        body = s.GroupLaunchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        project, spec = launched_spec(request, body.validated_data)
+        _within_quota(request)
+        group = actions.create_repeat(request.user, project, body.validated_data["name"], spec,
+                                      body.validated_data["count"])
+        return Response(s.group_json(group), status=status.HTTP_201_CREATED)
 
 
 class GroupDetail(APIView):
@@ -111,6 +127,52 @@ class StudyPromote(APIView):
         return _detail(run, status.HTTP_201_CREATED)
 
 
+def _ranking(study: Experiment) -> dict[str, Any] | None:
+    objective = study.spec.get("objective", "val_acc")
+    ranking = groups.ranking_check(study, objective, study.spec.get("direction") == "maximize")
+    if ranking is None:
+        return None
+    comparison = ranking["comparison"]
+    return {**ranking, "comparison": None if comparison is None
+            else events.json_safe(comparison.to_dict()),
+            "rows": [{"group": row["group"].pk, "trial": row["trial"].pk,
+                      **{key: row[key] for key in ("trial_value", "values", "mean", "std")}}
+                     for row in ranking["rows"]]}
+
+
+class StudyChecks(APIView):
+    @extend_schema(operation_id="studies_ranking",
+                   responses={200: s.RankingAnswerSerializer, **REFUSED})
+    def get(self, request: Request, pk: int) -> Response:
+        """Whether the study's best trials keep their order when repeated over seeds (the
+        study page's ranking check): each checked trial's value and its seeds' mean ± std,
+        and the first two compared by Welch's t; ``ranking`` is null before a check."""
+        return Response({"ranking": _ranking(_study(request, pk))})
+
+    @extend_schema(operation_id="studies_check", request=s.StudyCheckSerializer,
+                   responses={201: s.GroupSerializer(many=True), **BAD, **REFUSED,
+                              **QUEUES_A_JOB})
+    def post(self, request: Request, pk: int) -> Response:
+        """Repeat the study's ``top`` best trials over ``count`` seeds each, the trial itself
+        the first (the study page's "Check the best trials"); 201 with the groups, 400 on
+        ``study`` while no trial has completed. Read the ranking with GET."""
+        study = _study(request, pk)
+        body = s.StudyCheckSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        problem = reference_problem(request.user, study.project,
+                                    study.spec["base"]["data"]["dataset"])
+        if problem:
+            raise errors.invalid({"study": problem})
+        _within_quota(request)
+        try:
+            checks = actions.check_best_trials(request.user, study, body.validated_data["top"],
+                                               body.validated_data["count"])
+        except ValueError as exc:  # no trial has completed yet
+            raise errors.invalid({"study": str(exc)}) from None
+        return Response([s.group_json(group) for group in checks],
+                        status=status.HTTP_201_CREATED)
+
+
 class Compare(APIView):
     @extend_schema(operation_id="runs_compare", parameters=[s.CompareQuerySerializer],
                    responses={200: s.CompareSerializer, **BAD, **REFUSED, **NOT_YOURS})
@@ -162,8 +224,7 @@ class DatasetList(APIView):
                            too_large=getattr(request._request, TOO_LARGE, None))
         form.fields["project"].queryset = auth.projects(request).order_by("name")  # type: ignore[attr-defined]
         if not form.is_valid() or form.prepared is None:
-            raise errors.invalid({field or "request": " ".join(messages)
-                                  for field, messages in form.errors.items()})
+            raise errors.form_invalid(form)
         dataset = services.create_dataset(
             request.user, form.cleaned_data["project"], form.cleaned_data["name"],
             form.cleaned_data["kind"], form.options(), form.prepared,

@@ -15,7 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.experiments import actions, browse, diagnosis, files
+from training.spec import SpecError
+from webapp.experiments import actions, browse, diagnosis, events, files
 from webapp.experiments.external import artifacts_root
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
@@ -114,6 +115,43 @@ class RunRemedyVerify(APIView):
         return Response(s.group_json(group), status=status.HTTP_201_CREATED)
 
 
+def _verdict(run: Experiment) -> dict[str, Any] | None:
+    """The run's verdict as its diagnostics page shows it: the live or final one, else, for a
+    run that ended before it could be diagnosed, one made now from its history."""
+    verdict = events.current_verdict(run)
+    if verdict is None and run.is_terminal:
+        try:
+            verdict = diagnosis.final_verdict(run, nonfinite_loss=False)
+        except SpecError:  # its spec names a plugin no longer installed: no verdict now
+            verdict = None
+    return verdict
+
+
+class RunDiagnostics(APIView):
+    @extend_schema(operation_id="runs_diagnostics",
+                   responses={200: s.DiagnosticsSerializer, **REFUSED})
+    def get(self, request: Request, pk: int) -> Response:
+        """What the run's diagnostics page shows: its verdict, its per-epoch history, its
+        generalisation gap beside its parent's (a remedy's run), and the runs and groups its
+        remedies started. A study has none (404): read it at /api/v1/studies/{id}/."""
+        run = _one(auth.runs(request), pk)
+        if run.kind == Experiment.Kind.TUNE:
+            raise NotFound("a study has no diagnostics of its own")
+        parent = run.parent if run.remedy else None
+        if parent is not None and not auth.runs(request).filter(pk=parent.pk).exists():
+            parent = None
+        return Response(events.json_safe({
+            "verdict": _verdict(run),
+            "history": diagnosis.history_of(run),
+            "gap": diagnosis.generalisation_gap(run),
+            "parent": parent.pk if parent else None,
+            "parent_gap": diagnosis.generalisation_gap(parent) if parent else None,
+            "remedy_runs": list(run.children.exclude(remedy={}).order_by("pk")
+                                .values_list("pk", flat=True)),
+            "remedy_groups": list(run.repeats.exclude(remedy={}).order_by("pk")
+                                  .values_list("pk", flat=True))}))
+
+
 class RunAnnotations(APIView):
     @extend_schema(operation_id="runs_annotate", request=s.AnnotationSerializer,
                    responses={200: s.RunDetailSerializer, **BAD, **REFUSED,
@@ -126,8 +164,7 @@ class RunAnnotations(APIView):
             tags = ", ".join(str(tag) for tag in tags)
         form = browse.AnnotationForm({"tags": tags, "notes": request.data.get("notes", "")})
         if not form.is_valid():
-            raise errors.invalid({field: " ".join(messages)
-                                  for field, messages in form.errors.items()})
+            raise errors.form_invalid(form)
         actions.annotate_experiment(run, form.cleaned_data["tags"], form.cleaned_data["notes"])
         return _detail(_one(auth.runs(request).prefetch_related("tags"), pk))
 

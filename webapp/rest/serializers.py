@@ -10,6 +10,7 @@ from rest_framework import serializers
 from webapp.datasets.models import Dataset, DatasetVersion
 from webapp.experiments import events, groups
 from webapp.experiments.models import Experiment, RunGroup
+from webapp.notifications.models import Event
 
 
 class RunSerializer(serializers.ModelSerializer[Experiment]):
@@ -102,6 +103,16 @@ class LaunchSerializer(serializers.Serializer[Any]):
                                  "schedule, regularization}")
 
 
+class GroupLaunchSerializer(LaunchSerializer):
+    """A new spec over several seeds at once (the launch form's "Repeat over seeds"): its
+    seed and the next ``count - 1``."""
+
+    count = serializers.IntegerField(min_value=2, help_text="at most FITBOARD_MAX_REPEATS")
+
+    def validate_count(self, count: int) -> int:
+        return RepeatSerializer().validate_count(count)
+
+
 class StudySerializer(serializers.Serializer[Any]):
     """A tuning study around the run: its spec is the base, ``spec`` a TuningSpec's search
     space and settings (``training/tuning.py``; the direction follows from the objective)."""
@@ -166,6 +177,22 @@ class RemedySerializer(serializers.Serializer[Any]):
     changes = ChangeSerializer(many=True)
 
 
+class DiagnosticsSerializer(serializers.Serializer[Any]):
+    """The run's diagnostics page as data."""
+
+    verdict = serializers.JSONField(allow_null=True, help_text="{kind, headline, evidence, "
+                                    "remedies, …}; null when none can be made")
+    history = serializers.DictField(child=serializers.ListField(
+        child=serializers.FloatField(allow_null=True)), help_text="metric → one value an epoch")
+    gap = serializers.FloatField(allow_null=True, help_text="final val_loss − train_loss")
+    parent = serializers.IntegerField(allow_null=True, help_text="the run a remedy patched")
+    parent_gap = serializers.FloatField(allow_null=True)
+    remedy_runs = serializers.ListField(child=serializers.IntegerField(),
+                                        help_text="runs its remedies started")
+    remedy_groups = serializers.ListField(child=serializers.IntegerField(),
+                                          help_text="groups verifying its remedies")
+
+
 class AnnotationSerializer(serializers.Serializer[Any]):
     """The run's tags and notes, replacing the old ones."""
 
@@ -190,6 +217,19 @@ class RepeatSerializer(serializers.Serializer[Any]):
         if count > most:
             raise serializers.ValidationError(f"at most {most} seeds (FITBOARD_MAX_REPEATS)")
         return count
+
+
+class StudyCheckSerializer(serializers.Serializer[Any]):
+    """Which of a study's best trials to repeat, and over how many seeds (the study page's
+    "Check the best trials")."""
+
+    top = serializers.IntegerField(min_value=1, max_value=10, default=3,
+                                   help_text="the best trials to repeat")
+    count = serializers.IntegerField(min_value=2, default=3,
+                                     help_text="seeds each, at most FITBOARD_MAX_REPEATS")
+
+    def validate_count(self, count: int) -> int:
+        return RepeatSerializer().validate_count(count)
 
 
 class GroupRunSerializer(serializers.Serializer[Any]):
@@ -326,6 +366,30 @@ class StudySummarySerializer(serializers.Serializer[Any]):
     importances = serializers.DictField(child=serializers.FloatField())
 
 
+class RankedTrialSerializer(serializers.Serializer[Any]):
+    group = serializers.IntegerField(help_text="the group repeating the trial")
+    trial = serializers.IntegerField(help_text="the trial's run")
+    trial_value = serializers.FloatField(allow_null=True, help_text="its objective in the study")
+    values = serializers.ListField(child=serializers.FloatField(),
+                                   help_text="the objective of each succeeded seed")
+    mean = serializers.FloatField(allow_null=True)
+    std = serializers.FloatField(allow_null=True)
+
+
+class RankingSerializer(serializers.Serializer[Any]):
+    """Whether the study's best trials keep their order over seeds (null before a check)."""
+
+    objective = serializers.CharField()
+    rows = RankedTrialSerializer(many=True, help_text="in the study's order")
+    complete = serializers.BooleanField(help_text="every check has 2 or more succeeded seeds")
+    survives = serializers.BooleanField(help_text="the seeds' means keep the study's order")
+    comparison = serializers.JSONField(allow_null=True, help_text="the first two by Welch's t")
+
+
+class RankingAnswerSerializer(serializers.Serializer[Any]):
+    ranking = RankingSerializer(allow_null=True)
+
+
 class GroupCompareQuerySerializer(serializers.Serializer[Any]):
     a = serializers.IntegerField(help_text="a group id")
     b = serializers.IntegerField(help_text="another group id")
@@ -339,3 +403,216 @@ class GroupComparisonSerializer(serializers.Serializer[Any]):
     b = GroupSerializer()
     comparison = serializers.JSONField(allow_null=True, help_text="Welch's t: the difference, "
                                        "its interval and the verdict in words")
+
+
+class ProjectCreateSerializer(serializers.Serializer[Any]):
+    """A new project; its creator is its first member and maintainer (the projects page)."""
+
+    name = serializers.CharField(max_length=100)
+
+
+class MemberSerializer(serializers.Serializer[Any]):
+    """A member of a project: a maintainer cancels any of its runs, a member their own."""
+
+    id = serializers.IntegerField(help_text="the user's id")
+    username = serializers.CharField()
+    role = serializers.ChoiceField(["member", "maintainer"])
+
+
+class MemberAddSerializer(serializers.Serializer[Any]):
+    """An active user to add, by username, as a member (the project page's form)."""
+
+    username = serializers.CharField(max_length=150)
+
+
+class QueueRowSerializer(serializers.Serializer[Any]):
+    """A job on the queue page: running ones first, then queued ones in the order they
+    start."""
+
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(Experiment.Kind.choices)
+    status = serializers.ChoiceField(Experiment.Status.choices)
+    project = serializers.IntegerField()
+    project_name = serializers.CharField()
+    created_by = serializers.CharField(allow_null=True, help_text="the username")
+    worker = serializers.CharField(help_text="the Celery worker running it (empty while queued)")
+    host = serializers.CharField(help_text="the machine it reports from")
+    position = serializers.IntegerField(allow_null=True, help_text="1 = next to start; counts "
+                                        "every project's queued jobs; null while running")
+    elapsed_s = serializers.FloatField(help_text="running: since it started; queued: since "
+                                       "it was submitted")
+    remaining_s = serializers.FloatField(allow_null=True, help_text="running: the rest at its "
+                                         "pace so far; null before its first progress report")
+    may_cancel = serializers.BooleanField()
+
+
+class PredictionSerializer(serializers.Serializer[Any]):
+    """One input for the run's best checkpoint (the run page's "Try it"): ``text`` for a text
+    model, ``image`` (multipart/form-data) for an image model."""
+
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                 help_text="at most 2000 characters")
+    image = serializers.FileField(required=False, help_text="PNG, JPEG, GIF, BMP or WebP; at "
+                                  "most 2 MiB and 4096×4096 pixels")
+    invert = serializers.BooleanField(required=False, default=False,
+                                      help_text="dark ink on white paper → light on black")
+
+
+class PredictedSerializer(serializers.Serializer[Any]):
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class PredictionsSerializer(serializers.Serializer[Any]):
+    """The most probable classes (a classifier), or the value (a regression)."""
+
+    predictions = PredictedSerializer(many=True, required=False)
+    value = serializers.FloatField(required=False)
+
+
+class LabelScanStartSerializer(serializers.Serializer[Any]):
+    """A scan of the data set's latest version for suspicious labels (cleanlab's confident
+    learning over a quick cross-fitted model)."""
+
+    folds = serializers.IntegerField(min_value=2, max_value=10, default=5,
+                                     help_text="cross-fitting folds")
+
+
+class LabelScanSerializer(serializers.Serializer[Any]):
+    """A label scan: queued, running (``progress``), done (``flagged`` rows) or failed."""
+
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    dataset = serializers.IntegerField()
+    version = serializers.IntegerField(help_text="the data set version it scanned")
+    folds = serializers.IntegerField()
+    status = serializers.ChoiceField(["queued", "running", "done", "failed"])
+    progress = serializers.JSONField(help_text="{folds_done, folds}")
+    flagged = serializers.IntegerField(allow_null=True, help_text="suspicious rows found")
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class SuspectSerializer(serializers.Serializer[Any]):
+    """A row whose label looks wrong."""
+
+    row = serializers.IntegerField(help_text="the row's id (its position in version 1)")
+    position = serializers.IntegerField(help_text="its position in the scanned version")
+    given = serializers.IntegerField()
+    given_name = serializers.CharField()
+    suggested = serializers.IntegerField()
+    suggested_name = serializers.CharField()
+    confidence = serializers.FloatField(help_text="how sure the quick model is of "
+                                        "``suggested``")
+    given_probability = serializers.FloatField(help_text="its probability of ``given``")
+
+
+class LabelScanResultSerializer(LabelScanSerializer):
+    """A scan with its suspicious rows (best first, filtered by class pair, less those a later
+    version already relabelled or removed) and its confusion matrix."""
+
+    label_names = serializers.ListField(child=serializers.CharField())
+    confusion = serializers.ListField(child=serializers.ListField(
+        child=serializers.IntegerField()), help_text="[given][predicted] counts")
+    rows = SuspectSerializer(many=True)
+
+
+class LabelScanQuerySerializer(serializers.Serializer[Any]):
+    given = serializers.IntegerField(required=False, min_value=0,
+                                     help_text="only rows given this class")
+    suggested = serializers.IntegerField(required=False, min_value=0,
+                                         help_text="only rows this class is suggested for")
+
+
+class PreviewQuerySerializer(serializers.Serializer[Any]):
+    rows = serializers.CharField(help_text="row ids of the scan's suspicious rows, "
+                                 "comma-separated, at most 100")
+
+
+class PreviewSerializer(serializers.Serializer[Any]):
+    """What the labels page shows of a row: an image as a PNG data URI, or a text (a table
+    row: its first features)."""
+
+    row = serializers.IntegerField()
+    src = serializers.CharField(required=False, help_text="data:image/png;base64,…")
+    text = serializers.CharField(required=False)
+
+
+class VersionCreateSerializer(serializers.Serializer[Any]):
+    """Relabel or remove rows of the latest version: the next version (the labels page's
+    "Relabel" and "Exclude")."""
+
+    relabel = serializers.DictField(child=serializers.IntegerField(min_value=0), required=False,
+                                    help_text="{row id: new class index}")
+    exclude = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False,
+                                    help_text="row ids to remove")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class DiffQuerySerializer(serializers.Serializer[Any]):
+    """Two versions of a data set (default: the first and the latest)."""
+
+    from_ = serializers.IntegerField(required=False, min_value=1)
+    to = serializers.IntegerField(required=False, min_value=1)
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")  # a Python keyword as the query's name
+        return fields
+
+
+class DiffSerializer(serializers.Serializer[Any]):
+    """Rows relabelled, removed and added between two versions."""
+
+    from_ = serializers.IntegerField()
+    to = serializers.IntegerField()
+    relabelled = serializers.ListField(child=serializers.JSONField(),
+                                       help_text="[row id, old class, new class]")
+    removed = serializers.ListField(child=serializers.IntegerField())
+    added = serializers.ListField(child=serializers.IntegerField())
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+class EmailChoicesSerializer(serializers.Serializer[Any]):
+    """The project's events you are e-mailed about (none: no e-mail from it)."""
+
+    events = serializers.ListField(child=serializers.CharField(), help_text=", ".join(Event.values))
+
+
+class DeliverySerializer(serializers.Serializer[Any]):
+    """One attempt to POST an event to the webhook."""
+
+    event = serializers.CharField()
+    attempt = serializers.IntegerField(help_text="1 for the first")
+    status_code = serializers.IntegerField(allow_null=True)
+    succeeded = serializers.BooleanField()
+    error = serializers.CharField()
+    will_retry = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class WebhookSerializer(serializers.Serializer[Any]):
+    """A URL the project's events are POSTed to as signed JSON (docs/notifications.md)."""
+
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    events = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    recent = DeliverySerializer(many=True, help_text="its 5 latest deliveries")
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(help_text="signs every payload; shown this once")
+
+
+class WebhookCreateSerializer(serializers.Serializer[Any]):
+    url = serializers.CharField(max_length=2000, help_text="https://…; no private address")
+    events = serializers.ListField(child=serializers.CharField(), required=False,
+                                   help_text="default: every event")

@@ -87,6 +87,22 @@ def _dataset_named(spec: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
+def launched_spec(request: Request, body: Mapping[str, Any]) -> tuple[Project, ExperimentSpec]:
+    """The project and spec of a launch (``project`` and ``spec`` of a validated body),
+    checked as the launch form checks them."""
+    project = _project(request, body["project"])
+    raw = _object(body["spec"])
+    # Before the spec is built: building it reads the dataset's facts (its rows, its
+    # classes), which must not answer for another project's upload.
+    problem = reference_problem(request.user, project, _dataset_named(raw))
+    if problem:
+        raise errors.invalid({"spec.data.dataset": problem})
+    spec = _parse(ExperimentSpec.from_dict, raw, "spec.")
+    if problem := warmstart.source_problem(request.user, project, spec):
+        raise errors.invalid({f"spec.{warmstart.FIELD}": problem})
+    return project, spec
+
+
 def _detail(run: Experiment, code: int = status.HTTP_200_OK) -> Response:
     return Response(s.RunDetailSerializer(run).data, status=code)
 
@@ -107,8 +123,7 @@ class RunList(GenericAPIView[Experiment]):
         """The runs you may see, filtered and sorted as on the run list page."""
         form = browse.RunFilterForm(request.query_params, request.user)
         if not form.is_valid():
-            raise errors.invalid({field: " ".join(messages)
-                                  for field, messages in form.errors.items()})
+            raise errors.form_invalid(form)
         runs = form.filter(auth.runs(request).select_related("project")
                            .prefetch_related("tags"))
         page = self.paginate_queryset(runs)
@@ -120,16 +135,7 @@ class RunList(GenericAPIView[Experiment]):
         """Queue a training run of an ExperimentSpec (validated field by field)."""
         body = s.LaunchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        project = _project(request, body.validated_data["project"])
-        raw = _object(body.validated_data["spec"])
-        # Before the spec is built: building it reads the dataset's facts (its rows, its
-        # classes), which must not answer for another project's upload.
-        problem = reference_problem(request.user, project, _dataset_named(raw))
-        if problem:
-            raise errors.invalid({"spec.data.dataset": problem})
-        spec = _parse(ExperimentSpec.from_dict, raw, "spec.")
-        if problem := warmstart.source_problem(request.user, project, spec):
-            raise errors.invalid({f"spec.{warmstart.FIELD}": problem})
+        project, spec = launched_spec(request, body.validated_data)
         _within_quota(request)
         run = actions.create_experiment(request.user, project, body.validated_data["name"],
                                         spec)
@@ -243,10 +249,3 @@ class RunCompression(APIView):
             request.user, source, body.validated_data["name"], checked), spec, "spec.")
         return _detail(job, status.HTTP_201_CREATED)
 
-
-class ProjectList(APIView):
-    @extend_schema(operation_id="projects_list", responses={200: s.ProjectSerializer(many=True),
-                                                            401: REFUSED[401]})
-    def get(self, request: Request) -> Response:
-        """The projects you may see and launch runs into."""
-        return Response(list(auth.projects(request).order_by("name").values("id", "name")))

@@ -1,0 +1,123 @@
+"""The projects page and the queue page, for scripts: a project created, its members listed,
+added and removed, and the jobs queued and running. Thin views over the pages' own code
+(``projects.actions``, its forms, ``experiments.queue``): any member manages a project's
+members, as on the pages, and a project keeps at least one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp.experiments import queue
+from webapp.projects import actions
+from webapp.projects.forms import MemberForm, ProjectForm
+from webapp.projects.models import Membership, Project
+from webapp.rest import auth, errors
+from webapp.rest import serializers as s
+from webapp.rest.views import BAD, READ_ONLY, REFUSED, _project
+
+
+class LastMember(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "a project keeps at least one member"
+    default_code = "last_member"
+
+
+class Projects(APIView):
+    @extend_schema(operation_id="projects_list", responses={200: s.ProjectSerializer(many=True),
+                                                            401: REFUSED[401]})
+    def get(self, request: Request) -> Response:
+        """The projects you may see and launch runs into."""
+        return Response(list(auth.projects(request).order_by("name").values("id", "name")))
+
+    @extend_schema(operation_id="projects_create", request=s.ProjectCreateSerializer,
+                   responses={201: s.ProjectSerializer, **BAD, 401: REFUSED[401],
+                              403: OpenApiResponse(description="a read-only token, or one "
+                                                   "limited to chosen projects")})
+    def post(self, request: Request) -> Response:
+        """Create a project whose first member and maintainer is you (the projects page)."""
+        if not auth.reaches_every_project(request):
+            raise PermissionDenied("this token is limited to chosen projects and cannot "
+                                   "create one; use a token for all your projects")
+        body = s.ProjectCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        form = ProjectForm(body.validated_data)
+        if not form.is_valid():
+            raise errors.form_invalid(form)
+        project = actions.create_project(request.user, form.cleaned_data["name"])
+        return Response({"id": project.pk, "name": project.name},
+                        status=status.HTTP_201_CREATED)
+
+
+def _members(project: Project) -> list[dict[str, Any]]:
+    return [{"id": m.user_id, "username": m.user.username, "role": m.role}
+            for m in Membership.objects.filter(project=project).select_related("user")
+            .order_by("user__username")]
+
+
+class ProjectMembers(APIView):
+    @extend_schema(operation_id="projects_members",
+                   responses={200: s.MemberSerializer(many=True), **REFUSED})
+    def get(self, request: Request, pk: int) -> Response:
+        """The project's members and their roles."""
+        return Response(_members(_project(request, pk)))
+
+    @extend_schema(operation_id="projects_members_add", request=s.MemberAddSerializer,
+                   responses={201: s.MemberSerializer(many=True), **BAD, **REFUSED,
+                              **READ_ONLY})
+    def post(self, request: Request, pk: int) -> Response:
+        """Add an active user as a member (any member may, as on the project page); the
+        answer is the members after."""
+        project = _project(request, pk)
+        body = s.MemberAddSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        form = MemberForm(body.validated_data, project=project)
+        if not form.is_valid():
+            raise errors.form_invalid(form)
+        actions.add_member(project, form.cleaned_data["username"])
+        return Response(_members(project), status=status.HTTP_201_CREATED)
+
+
+class ProjectMember(APIView):
+    @extend_schema(operation_id="projects_members_remove", responses={
+        204: None, **REFUSED, **READ_ONLY,
+        409: OpenApiResponse(s.DetailSerializer, "the project's last member")})
+    def delete(self, request: Request, pk: int, user_id: int) -> Response:
+        """Remove a member (any member may, yourself too, as on the project page); a project
+        keeps at least one member."""
+        project = _project(request, pk)
+        member = get_user_model().objects.filter(pk=user_id, projects=project).first()
+        if member is None:
+            raise NotFound("no such member of this project")
+        if not actions.remove_member(project, member):
+            raise LastMember()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _queue_row(row: queue.QueueRow) -> dict[str, Any]:
+    job = row.job
+    return {"id": job.pk, "url": f"/api/v1/runs/{job.pk}/", "name": job.name, "kind": job.kind,
+            "status": job.status, "project": job.project_id, "project_name": job.project.name,
+            "created_by": job.created_by.username if job.created_by else None,
+            "worker": job.worker, "host": row.host, "position": row.position,
+            "elapsed_s": row.elapsed.total_seconds(),
+            "remaining_s": None if row.remaining is None else row.remaining.total_seconds(),
+            "may_cancel": row.may_cancel}
+
+
+class Queue(APIView):
+    @extend_schema(operation_id="queue_list",
+                   responses={200: s.QueueRowSerializer(many=True), 401: REFUSED[401]})
+    def get(self, request: Request) -> Response:
+        """What the queue page shows: the jobs running on the workers, then the queued ones in
+        the order they start, of your projects (staff: of every project, unless the token is
+        limited to chosen projects)."""
+        rows = queue.queue_rows(request.user, within=auth.chosen_projects(request))
+        return Response([_queue_row(row) for row in rows])

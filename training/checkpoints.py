@@ -259,14 +259,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class CheckpointError(ValueError):
-    """The archive is not a Fitboard checkpoint, it was altered, or it could not be written."""
+    """The archive is not a Fitboard checkpoint, it was altered, or it could not be written.
+    Its message names the file, never its folder: pages and the API show it to members."""
 
 
 def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Checkpoint:
     """Rebuild the model from a checkpoint archive (optionally verifying its sha256)."""
     data = Path(path).read_bytes()
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise CheckpointError(f"{path}: sha256 does not match the recorded digest")
+        raise CheckpointError(f"{Path(path).name}: sha256 does not match the recorded digest")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             document = json.loads(archive.read("spec.json"))
@@ -275,7 +276,7 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
                        if name.startswith(("tokenizer/", "pretrained/"))}
         found = document.get("format") if isinstance(document, dict) else None
         if found != FORMAT:
-            raise CheckpointError(f"{path}: unknown checkpoint format {found!r}")
+            raise CheckpointError(f"{Path(path).name}: unknown checkpoint format {found!r}")
         if missing := missing_plugin(document):
             raise CheckpointError(f"{Path(path).name}: this checkpoint {missing}")
         if is_upload(document.get("dataset", "")) and "dataset_info" in document:
@@ -299,7 +300,8 @@ def load(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Ch
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - any malformed part means "not a checkpoint"
-        raise CheckpointError(f"{path}: not a valid Fitboard checkpoint ({exc})") from exc
+        raise CheckpointError(
+            f"{Path(path).name}: not a valid Fitboard checkpoint ({exc})") from exc
     model.to(device).eval()
     return Checkpoint(model=model, spec=spec, meta=document, tokenizer=tokenizer)
 

@@ -179,8 +179,9 @@ def test_loading_with_a_wrong_digest_is_refused(saved: Saved) -> None:
     with pytest.raises(CheckpointError) as caught:
         load(saved.path, sha256=wrong)
 
-    # then the error says the digest does not match
+    # then the error says the digest does not match, naming the file and not its folder
     assert "sha256" in str(caught.value)
+    assert str(saved.path.parent) not in str(caught.value)
 
 
 def truncate(data: bytes) -> bytes:
@@ -199,9 +200,12 @@ def test_a_damaged_archive_is_refused(saved: Saved, damage: Callable[[bytes], by
     saved.path.write_bytes(damage(saved.path.read_bytes()))
 
     # when it is loaded
-    # then it is refused as a checkpoint error
-    with pytest.raises(CheckpointError):
+    # then it is refused as a checkpoint error that names the file but not the server's folder
+    # (pages and the API show the message to members)
+    with pytest.raises(CheckpointError) as caught:
         load(saved.path)
+    assert "model.zip" in str(caught.value)
+    assert str(saved.path.parent) not in str(caught.value)
 
 
 def test_an_archive_of_another_format_is_refused(saved: Saved) -> None:

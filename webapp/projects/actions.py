@@ -38,6 +38,12 @@ def create_project(user: Any, name: str) -> Project:
     return project
 
 
+def rename_project(project: Project, name: str) -> None:
+    """Give ``project`` a new name (the caller checked it is free)."""
+    Project.objects.filter(pk=project.pk).update(name=name)
+    project.name = name
+
+
 def add_member(project: Project, user: Any, role: str = Membership.Role.MEMBER) -> None:
     """Make ``user`` a member of ``project`` with ``role`` (nothing changes for a member);
     their open run list starts hearing of the project's runs."""

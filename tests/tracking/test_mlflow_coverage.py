@@ -20,9 +20,8 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from tests.tracking.test_mlflow_client import tracking  # noqa: F401  (the live-server client)
 from webapp.experiments.models import Experiment
-from webapp.projects.actions import create_project
+from webapp.projects.actions import add_member, create_project
 from webapp.projects.models import Project
 from webapp.tracking import tokens
 
@@ -279,3 +278,38 @@ def test_an_unknown_logged_model_is_resource_does_not_exist(tracking):
         tracking.get_logged_model("m-999999")
 
     assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_a_call_fitboard_does_not_serve_gets_mlflows_error_not_a_page(tracking):
+    # the model registry is not served: the client is told so in MLflow's own format
+    with pytest.raises(MlflowException, match="Fitboard does not serve") as caught:
+        tracking.create_registered_model("okapi")
+
+    assert caught.value.error_code == "ENDPOINT_NOT_FOUND"
+
+
+def test_a_logged_model_finalized_with_an_unknown_status_is_refused(tracking, project, token):
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        model = tracking.create_logged_model(str(project.pk), name="tiny",
+                                             source_run_id=run.info.run_id)
+
+    answer = Client().patch(f"/api/2.0/mlflow/logged-models/{model.model_id}",
+                            json.dumps({"status": "DONE"}), content_type="application/json",
+                            HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert answer.status_code == 400
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert tracking.get_logged_model(model.model_id).status.to_int() == 1  # still PENDING
+
+
+def test_only_a_maintainer_renames_an_experiment(tracking, project, owner):
+    member = type(owner).objects.create_user("member", password="member-pass-123")
+    add_member(project, member)
+    raw = tokens.create_token(member, "laptop", "write", None)[1]
+
+    with pytest.raises(MlflowException) as caught:
+        _with_token(raw, lambda: MlflowClient().rename_experiment(str(project.pk), "mine"))
+
+    assert caught.value.error_code == "PERMISSION_DENIED"
+    assert Project.objects.get(pk=project.pk).name == "vision"

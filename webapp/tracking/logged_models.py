@@ -16,11 +16,11 @@ from webapp.tracking.mlflow_views import (
     MAX_PARAMS,
     MAX_SEARCH,
     MAX_TAGS,
-    _list,
-    _ms,
-    _pairs,
-    _project,
-    _run,
+    epoch_ms,
+    find_project,
+    find_run,
+    pairs,
+    repeated,
 )
 from webapp.tracking.models import ApiToken, LoggedModel
 
@@ -28,14 +28,14 @@ STATUS_NAMES = {LoggedModel.Status.PENDING: "LOGGED_MODEL_PENDING",
                 LoggedModel.Status.READY: "LOGGED_MODEL_READY",
                 LoggedModel.Status.UPLOAD_FAILED: "LOGGED_MODEL_UPLOAD_FAILED"}
 STATUSES = {**{name: status for status, name in STATUS_NAMES.items()},
-            **{str(status.value): status for status in STATUS_NAMES}}
+            **{str(int(status)): status for status in STATUS_NAMES}}
 
 
 def model_json(model: LoggedModel) -> dict[str, Any]:
     return {"info": {
         "model_id": model.model_id, "experiment_id": str(model.project_id), "name": model.name,
-        "creation_timestamp_ms": _ms(model.created_at),
-        "last_updated_timestamp_ms": _ms(model.updated_at),
+        "creation_timestamp_ms": epoch_ms(model.created_at),
+        "last_updated_timestamp_ms": epoch_ms(model.updated_at),
         "artifact_uri": f"mlflow-artifacts:/{model.project_id}/models/{model.model_id}/artifacts",
         "status": STATUS_NAMES[LoggedModel.Status(model.status)],
         "model_type": model.model_type, "status_message": model.status_message,
@@ -67,8 +67,8 @@ def _writable(token: ApiToken) -> None:
 
 @endpoint(("POST",), write=True)
 def create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    project = _project(token, text(body, "experiment_id"))
-    run = _run(token, {"run_id": body["source_run_id"]}, write=True) \
+    project = find_project(token, text(body, "experiment_id"))
+    run = find_run(token, {"run_id": body["source_run_id"]}, write=True) \
         if body.get("source_run_id") else None
     if run is not None and run.project_id != project.pk:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is not in experiment "
@@ -77,8 +77,8 @@ def create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[
         project=project, source_run=run, created_by=token.user,
         name=text(body, "name", required=False)[:250] or "model",
         model_type=text(body, "model_type", required=False)[:100],
-        params=_pairs(body.get("params"), "params", MAX_PARAMS),
-        tags=_pairs(body.get("tags"), "tags", MAX_TAGS))
+        params=pairs(body.get("params"), "params", MAX_PARAMS),
+        tags=pairs(body.get("tags"), "tags", MAX_TAGS))
     return {"model": model_json(model)}
 
 
@@ -106,7 +106,7 @@ def logged_model(request: HttpRequest, token: ApiToken, body: dict[str, Any], mo
 def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
                ) -> dict[str, Any]:
     model = _model(token, model_id)
-    _update(model, params={**model.params, **_pairs(body.get("params"), "params", MAX_PARAMS)})
+    _update(model, params={**model.params, **pairs(body.get("params"), "params", MAX_PARAMS)})
     return {}
 
 
@@ -114,7 +114,7 @@ def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], mode
 def set_tags(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
              ) -> dict[str, Any]:
     model = _model(token, model_id)
-    _update(model, tags={**model.tags, **_pairs(body.get("tags"), "tags", MAX_TAGS)})
+    _update(model, tags={**model.tags, **pairs(body.get("tags"), "tags", MAX_TAGS)})
     return {}
 
 
@@ -132,10 +132,10 @@ def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
     (on ``name``, ``model_type``, ``status``, ``source_run_id``, params and tags)."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda k, n: False)
     order = [(*search.parse_key(str(o.get("field_name", ""))), o.get("ascending", True)
-              is not False) for o in _list(body.get("order_by")) if isinstance(o, dict)]
+              is not False) for o in repeated(body.get("order_by")) if isinstance(o, dict)]
     limit = min(max(integer(body.get("max_results"), "max_results", 100), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
-    projects = [_project(token, str(i)) for i in _list(body.get("experiment_ids"))]
+    projects = [find_project(token, str(i)) for i in repeated(body.get("experiment_ids"))]
     found = [model_json(m) for m in access.logged_models(token).filter(project__in=projects)]
     found = search.ordered([m for m in found if search.matches(clauses, _fields(m))], order,
                            _fields)

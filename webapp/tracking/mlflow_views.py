@@ -39,7 +39,7 @@ END_STATUS = {"FINISHED": Experiment.Status.SUCCEEDED, "FAILED": Experiment.Stat
               "KILLED": Experiment.Status.CANCELLED}
 
 
-def _ms(when: Any) -> int | None:
+def epoch_ms(when: Any) -> int | None:
     return int(when.timestamp() * 1000) if when else None
 
 
@@ -49,8 +49,8 @@ def experiment_json(project: Project) -> dict[str, Any]:
     """The experiment of a project (its ``mlflow_tags`` prefetched for a list)."""
     return {"experiment_id": str(project.pk), "name": project.name,
             "artifact_location": f"mlflow-artifacts:/{project.pk}",
-            "lifecycle_stage": "active", "creation_time": _ms(project.created_at),
-            "last_update_time": _ms(project.created_at),
+            "lifecycle_stage": "active", "creation_time": epoch_ms(project.created_at),
+            "last_update_time": epoch_ms(project.created_at),
             "tags": [{"key": t.key, "value": t.value} for t in project.mlflow_tags.all()]}
 
 
@@ -60,7 +60,7 @@ def _experiment_fields(experiment: Mapping[str, Any]) -> search.Fields:
             "tags": {t["key"]: t["value"] for t in experiment["tags"]}}
 
 
-def _project(token: ApiToken, experiment_id: str) -> Project:
+def find_project(token: ApiToken, experiment_id: str) -> Project:
     reachable = access.projects(token)
     if experiment_id == DEFAULT_EXPERIMENT:
         # No experiment set: the token's one project, when it reaches exactly one.
@@ -89,7 +89,7 @@ def experiment_get_by_name(request: HttpRequest, token: ApiToken, body: dict[str
 @endpoint(("GET",))
 def experiment_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                    ) -> dict[str, Any]:
-    return {"experiment": experiment_json(_project(token, text(body, "experiment_id")))}
+    return {"experiment": experiment_json(find_project(token, text(body, "experiment_id")))}
 
 
 @endpoint(("POST",), write=True)
@@ -117,7 +117,7 @@ def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any
     deleted through the API, so DELETED_ONLY lists none)."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda kind, key: (
         kind == "attributes" and key in ("creation_time", "last_update_time")))
-    order = search.parse_order(_list(body.get("order_by")))
+    order = search.parse_order(repeated(body.get("order_by")))
     if str(body.get("view_type") or "ACTIVE_ONLY") in ("DELETED_ONLY", "2"):
         return {"experiments": []}
     projects = access.projects(token).prefetch_related("mlflow_tags").order_by("pk")
@@ -130,7 +130,7 @@ def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any
 def experiment_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
     """Rename a project (``rename_experiment``): its maintainers only, as on the pages."""
-    project = _project(token, text(body, "experiment_id"))
+    project = find_project(token, text(body, "experiment_id"))
     if project.pk not in project_access.maintained_project_ids(token.user):
         raise ApiError("PERMISSION_DENIED", f"only a maintainer of {project.name!r} may "
                        "rename it")
@@ -150,7 +150,7 @@ def experiment_update(request: HttpRequest, token: ApiToken, body: dict[str, Any
 def experiment_delete(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
     """Refused: a project holds its other members' runs too, and is not deleted by a script."""
-    project = _project(token, text(body, "experiment_id"))
+    project = find_project(token, text(body, "experiment_id"))
     raise ApiError("PERMISSION_DENIED", f"experiment {project.name!r} is a Fitboard project "
                    "and cannot be deleted through the API; delete its runs (delete_run)")
 
@@ -158,7 +158,7 @@ def experiment_delete(request: HttpRequest, token: ApiToken, body: dict[str, Any
 @endpoint(("POST",), write=True)
 def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                        ) -> dict[str, Any]:
-    project = _project(token, text(body, "experiment_id"))
+    project = find_project(token, text(body, "experiment_id"))
     key = text(body, "key")
     if len(key) > 250:
         raise ApiError("INVALID_PARAMETER_VALUE", "a tag's key is at most 250 characters")
@@ -170,7 +170,7 @@ def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, An
 @endpoint(("POST",), write=True)
 def experiment_delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                           ) -> dict[str, Any]:
-    project = _project(token, text(body, "experiment_id"))
+    project = find_project(token, text(body, "experiment_id"))
     key = text(body, "key")
     if not ExperimentTag.objects.filter(project=project, key=key).delete()[0]:
         raise not_found(f"tag {key[:100]!r} of experiment {project.pk}")
@@ -179,7 +179,7 @@ def experiment_delete_tag(request: HttpRequest, token: ApiToken, body: dict[str,
 
 # --- Runs ----------------------------------------------------------------------------------
 
-def _run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
+def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
          deleted: bool = False) -> Experiment:
     """The run ``body`` names, deleted or not; ``write``: one that takes logs (created through
     this API, and not deleted unless ``deleted`` allows it)."""
@@ -203,7 +203,8 @@ def run_info(run: Experiment) -> dict[str, Any]:
             "experiment_id": str(run.project_id),
             "user_id": run.created_by.username if run.created_by else "",
             "status": RUN_STATUS[Experiment.Status(run.status)],
-            "start_time": _ms(run.started_at or run.created_at), "end_time": _ms(run.finished_at),
+            "start_time": epoch_ms(run.started_at or run.created_at),
+            "end_time": epoch_ms(run.finished_at),
             "artifact_uri": f"mlflow-artifacts:/{run.project_id}/{run.pk}/artifacts",
             "lifecycle_stage": "deleted" if run.deleted_at else "active"}
 
@@ -227,7 +228,7 @@ def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict
                      "tags": [{"key": k, "value": v} for k, v in tags.items()]}}
 
 
-def _pairs(items: Any, what: str, limit: int) -> dict[str, str]:
+def pairs(items: Any, what: str, limit: int) -> dict[str, str]:
     if items is None:
         return {}
     if not isinstance(items, list) or len(items) > limit:
@@ -278,8 +279,8 @@ def _point(item: Any) -> ingest.Point:
 
 @endpoint(("POST",), write=True)
 def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    project = _project(token, text(body, "experiment_id", required=False) or DEFAULT_EXPERIMENT)
-    tags = _pairs(body.get("tags"), "tags", MAX_TAGS)
+    project = find_project(token, text(body, "experiment_id", required=False) or DEFAULT_EXPERIMENT)
+    tags = pairs(body.get("tags"), "tags", MAX_TAGS)
     name = text(body, "run_name", required=False) or tags.get("mlflow.runName", "")
     tags.setdefault("mlflow.runName", name)
     start = integer(body.get("start_time"), "start_time", default=0)
@@ -290,7 +291,7 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 
 @endpoint(("POST",), write=True)
 def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     name = text(body, "run_name", required=False)
     if name:
         Experiment.objects.filter(pk=run.pk).update(name=name[:200])
@@ -307,7 +308,7 @@ def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 
 @endpoint(("GET",))
 def run_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body)
+    run = find_run(token, body)
     return {"run": run_json(run, metric_store.read(run.pk))}
 
 
@@ -317,7 +318,7 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     (then every run of the experiments is read: filters apply to what ``run_json`` shows);
     a page token is the offset of the next page."""
     clauses = search.parse_filter(text(body, "filter", required=False), _numeric)
-    order = search.parse_order(_list(body.get("order_by")))
+    order = search.parse_order(repeated(body.get("order_by")))
     stages = VIEW_TYPES.get(str(body.get("run_view_type") or "ACTIVE_ONLY"))
     if stages is None:
         raise ApiError("INVALID_PARAMETER_VALUE", "run_view_type must be ACTIVE_ONLY, "
@@ -325,7 +326,7 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     limit = min(max(integer(body.get("max_results"), "max_results", MAX_SEARCH), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
     runs = access.runs(token, deleted=True).select_related("created_by").filter(
-        project__in=[_project(token, str(i)) for i in _list(body.get("experiment_ids"))])
+        project__in=[find_project(token, str(i)) for i in repeated(body.get("experiment_ids"))])
     if stages != (False, True):
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:
@@ -344,7 +345,7 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     return {"runs": found, **({"next_page_token": str(offset + limit)} if more else {})}
 
 
-def _list(value: Any) -> list[Any]:
+def repeated(value: Any) -> list[Any]:
     """A repeated field: a list in JSON, one value in a query string."""
     if value in (None, ""):
         return []
@@ -366,19 +367,19 @@ def _run_fields(run: Mapping[str, Any]) -> search.Fields:
 
 @endpoint(("POST",), write=True)
 def run_delete(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    ingest.set_deleted(_run(token, body, write=True, deleted=True), True)
+    ingest.set_deleted(find_run(token, body, write=True, deleted=True), True)
     return {}
 
 
 @endpoint(("POST",), write=True)
 def run_restore(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    ingest.set_deleted(_run(token, body, write=True, deleted=True), False)
+    ingest.set_deleted(find_run(token, body, write=True, deleted=True), False)
     return {}
 
 
 @endpoint(("POST",), write=True)
 def delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run, key = _run(token, body, write=True), text(body, "key")
+    run, key = find_run(token, body, write=True), text(body, "key")
     if not ingest.delete_tag(run, key):
         raise not_found(f"tag {key[:100]!r} of run {run.pk}")
     return {}
@@ -387,15 +388,15 @@ def delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 @endpoint(("POST",), write=True)
 def log_inputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     """The datasets a run read (``mlflow.log_input``), as the client sent them."""
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     datasets = []
-    for item in _list(body.get("datasets")):
+    for item in repeated(body.get("datasets")):
         dataset = item.get("dataset") if isinstance(item, dict) else None
         if not isinstance(dataset, dict):
             raise ApiError("INVALID_PARAMETER_VALUE", "each dataset input needs a dataset")
         fields = {k: text(dataset, k, required=k in ("name", "digest")) for k in (
             "name", "digest", "source_type", "source", "schema", "profile")}
-        entry = {"dataset": fields, "tags": [{"key": k, "value": v} for k, v in _pairs(
+        entry = {"dataset": fields, "tags": [{"key": k, "value": v} for k, v in pairs(
             item.get("tags"), "dataset tags", MAX_TAGS).items()]}
         if len(json.dumps(entry)) > MAX_INPUT_JSON:
             raise ApiError("INVALID_PARAMETER_VALUE", f"dataset {fields['name'][:100]!r} is "
@@ -408,9 +409,9 @@ def log_inputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 @endpoint(("POST",), write=True)
 def log_outputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     """The models a run wrote (MLflow 3's log_model sends them)."""
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     models = [{"model_id": text(m, "model_id"), "step": integer(m.get("step"), "step")}
-              for m in _list(body.get("models")) if isinstance(m, dict)]
+              for m in repeated(body.get("models")) if isinstance(m, dict)]
     ingest.add_to_list(run, "outputs", models, MAX_INPUTS)
     return {}
 
@@ -419,7 +420,7 @@ def log_outputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> 
 def log_model(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     """A model's description added to the run's tag ``mlflow.log-model.history``, as
     MLflow's server keeps it."""
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     try:
         model = json.loads(text(body, "model_json"))
         history = json.loads(run.spec.get("tags", {}).get(MODEL_HISTORY) or "[]")
@@ -431,30 +432,30 @@ def log_model(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> di
 
 @endpoint(("POST",), write=True)
 def log_batch(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     ingest.log_columns(run, _columns(body.get("metrics")),
-                       _pairs(body.get("params"), "params", MAX_PARAMS),
-                       _pairs(body.get("tags"), "tags", MAX_TAGS))
+                       pairs(body.get("params"), "params", MAX_PARAMS),
+                       pairs(body.get("tags"), "tags", MAX_TAGS))
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_metric(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     ingest.log_to_run(run, [_point(body)])
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_param(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     ingest.log_to_run(run, params={text(body, "key"): text(body, "value", required=False)})
     return {}
 
 
 @endpoint(("POST",), write=True)
 def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     key, value = text(body, "key"), text(body, "value", required=False)
     ingest.log_to_run(run, tags={key: value})
     if key == "mlflow.runName" and value:
@@ -467,7 +468,7 @@ def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
 def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                    ) -> dict[str, Any]:
     """Every point of one metric, under the name the script logged it as."""
-    run = _run(token, body)
+    run = find_run(token, body)
     name = text(body, "metric_key")
     stored = run.progress.get("keys", {}).get(name, name) if run.is_external else name
     series = metric_store.read(run.pk, [stored]).get(stored)

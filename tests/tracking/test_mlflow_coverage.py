@@ -13,6 +13,7 @@ import mlflow
 import mlflow.pytorch
 import numpy as np
 import pytest
+import requests
 import torch
 from django.test import Client
 from django.urls import reverse
@@ -313,3 +314,20 @@ def test_only_a_maintainer_renames_an_experiment(tracking, project, owner):
 
     assert caught.value.error_code == "PERMISSION_DENIED"
     assert Project.objects.get(pk=project.pk).name == "vision"
+
+
+def test_a_deleted_run_takes_no_logs_but_its_files_still_read(tracking, tmp_path):
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        mlflow.log_text("kept", "notes.txt")
+    run_id = run.info.run_id
+    tracking.delete_run(run_id)
+
+    with pytest.raises(MlflowException, match="is deleted") as caught:
+        tracking.log_metric(run_id, "loss", 1.0)
+
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert Path(tracking.download_artifacts(run_id, "notes.txt", str(tmp_path))).read_text() \
+        == "kept"
+    with pytest.raises(requests.HTTPError, match="is deleted"):
+        tracking.log_text(run_id, "overwritten", "notes.txt")

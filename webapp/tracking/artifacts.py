@@ -50,12 +50,15 @@ def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
     if len(parts) < 3 or parts[2] != "artifacts":
         raise not_found(f"artifact {path[:100]!r}")
     project_id, run_id = parse_pk(parts[0]), parse_pk(parts[1])
-    run = access.runs(token).filter(pk=run_id, project_id=project_id).first() \
+    run = access.runs(token, deleted=True).filter(pk=run_id, project_id=project_id).first() \
         if project_id and run_id else None
     if run is None:
         raise not_found(f"run {parts[1][:40]!r}")
     if write and not run.is_external:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is trained by Fitboard")
+    if write and run.deleted_at:  # its files are read (as MLflow serves them), not written
+        raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is deleted: restore it "
+                       "(restore_run) to upload to it")
     return storage_root(run), "/".join(parts[3:])
 
 

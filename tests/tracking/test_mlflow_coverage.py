@@ -91,6 +91,7 @@ def test_a_logged_dataset_is_an_input_of_the_run(tracking):
     dataset = mlflow.data.from_numpy(np.arange(12.0).reshape(4, 3), name="toy")
     with mlflow.start_run() as run:
         mlflow.log_input(dataset, context="training")
+        mlflow.log_metric("loss", 0.5)  # a later log keeps the inputs
 
     inputs = tracking.get_run(run.info.run_id).inputs.dataset_inputs
     assert [i.dataset.name for i in inputs] == ["toy"]
@@ -272,6 +273,8 @@ def test_a_pytorch_model_is_logged_and_loaded_back(tracking, project):
     assert logged.name == "tiny" and logged.source_run_id == run.info.run_id
     assert logged.status.to_int() == 2 and logged.params == {"width": "2"}  # READY
     assert [m.model_id for m in found] == [info.model_id]
+    outputs = tracking.get_run(run.info.run_id).outputs.model_outputs
+    assert [o.model_id for o in outputs] == [info.model_id]
 
 
 def test_an_unknown_logged_model_is_resource_does_not_exist(tracking):
@@ -331,3 +334,15 @@ def test_a_deleted_run_takes_no_logs_but_its_files_still_read(tracking, tmp_path
         == "kept"
     with pytest.raises(requests.HTTPError, match="is deleted"):
         tracking.log_text(run_id, "overwritten", "notes.txt")
+
+
+@pytest.mark.parametrize("filter_string", ["", "metrics.loss > 0"])
+def test_search_runs_pages_with_its_token(tracking, project, filter_string):
+    ids = _three_runs()
+
+    first = tracking.search_runs([str(project.pk)], filter_string, max_results=2)
+    rest = tracking.search_runs([str(project.pk)], filter_string, max_results=2,
+                                page_token=first.token)
+
+    assert len(first) == 2 and first.token and rest.token is None
+    assert {r.info.run_id for r in [*first, *rest]} == set(ids.values())

@@ -104,7 +104,8 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
     with transaction.atomic():
         # The row lock orders concurrent requests of one run: each gets the next seq.
         row = Experiment.objects.select_for_update().get(pk=run.pk)
-        spec = {"params": dict(row.spec.get("params", {})), "tags": dict(row.spec.get("tags", {}))}
+        spec = {**row.spec, "params": dict(row.spec.get("params", {})),
+                "tags": dict(row.spec.get("tags", {}))}
         _merge_params(spec["params"], params)
         spec["tags"].update(tags)
         progress = dict(row.progress)

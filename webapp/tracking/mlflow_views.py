@@ -180,7 +180,7 @@ def experiment_delete_tag(request: HttpRequest, token: ApiToken, body: dict[str,
 # --- Runs ----------------------------------------------------------------------------------
 
 def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
-         deleted: bool = False) -> Experiment:
+             deleted: bool = False) -> Experiment:
     """The run ``body`` names, deleted or not; ``write``: one that takes logs (created through
     this API, and not deleted unless ``deleted`` allows it)."""
     run_id = str(body.get("run_id") or body.get("run_uuid") or "")

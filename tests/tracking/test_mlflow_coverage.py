@@ -346,3 +346,19 @@ def test_search_runs_pages_with_its_token(tracking, project, filter_string):
 
     assert len(first) == 2 and first.token and rest.token is None
     assert {r.info.run_id for r in [*first, *rest]} == set(ids.values())
+
+
+def test_compare_diffs_params_not_the_logged_datasets(tracking, owner):
+    mlflow.set_experiment("vision")
+    ids = []
+    for lr in ("0.1", "0.01"):
+        with mlflow.start_run() as run:
+            mlflow.log_param("lr", lr)
+            mlflow.log_input(mlflow.data.from_numpy(np.zeros((2, 2)), name="toy"))
+        ids.append(run.info.run_id)
+    client = Client()
+    client.force_login(owner)
+
+    page = client.get("/compare/", {"ids": ",".join(ids)}).content.decode()
+
+    assert "params.lr" in page and "inputs" not in page and "mlflow.data.context" not in page

@@ -163,6 +163,7 @@ def test_a_deleted_run_leaves_search_and_the_pages_and_comes_back_on_restore(
     every = tracking.search_runs([str(project.pk)], run_view_type=ViewType.ALL)
     listing = page.get(reverse("experiment-list")).content.decode()
     run_page = page.get(f"/experiments/{ids['b']}/")
+    projects = page.get(reverse("project-list")).content.decode()
 
     assert active == {ids["a"], ids["c"]}
     assert [r.info.run_id for r in deleted] == [ids["b"]]
@@ -172,6 +173,7 @@ def test_a_deleted_run_leaves_search_and_the_pages_and_comes_back_on_restore(
     assert f"/experiments/{ids['b']}/" not in listing
     assert f"/experiments/{ids['a']}/" in listing
     assert run_page.status_code == 404
+    assert f'?project={project.pk}">2</a>' in projects  # the project counts 2 runs
 
     tracking.restore_run(ids["b"])
 

@@ -5,9 +5,7 @@ The full stack (Daphne, workers, WebSocket) is tests/e2e/test_mlflow_tracking.py
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import mlflow
 import pytest
@@ -20,23 +18,6 @@ from webapp.experiments import housekeeping, metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
 from webapp.tracking import tokens
-
-
-@pytest.fixture
-def tracking(live_server: Any, token: str, project: Project, monkeypatch: Any,
-             settings: Any, tmp_path: Any) -> Iterator[MlflowClient]:
-    """The mlflow client pointed at Fitboard, as a script would be: two environment
-    variables (and no retries: a refusal fails the test at once)."""
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": tmp_path}}}
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(live_server.url)
-    yield MlflowClient()
-    if mlflow.active_run():
-        mlflow.end_run()
 
 
 def test_a_run_logged_with_mlflow_reads_back_exactly(tracking, project):

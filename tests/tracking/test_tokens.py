@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -27,7 +28,7 @@ from webapp.notifications.models import Webhook
 from webapp.projects.actions import create_project
 from webapp.projects.models import Project
 from webapp.tracking import ingest, tokens
-from webapp.tracking.models import ApiToken
+from webapp.tracking.models import ApiToken, LoggedModel
 
 
 def api_routes() -> list[tuple[str, str]]:
@@ -124,11 +125,14 @@ def call(client: Client, route: str, method: str, raw: str, run: Experiment,
     fields = {"run_id": str(run.pk), "experiment_id": str(project.pk),
               "experiment_name": project.name, "project": project.name, "metric_key": "loss",
               "key": "k", "value": "1",
-              "name": "new-project", "status": "FINISHED", "experiment_ids": [str(project.pk)],
+              "name": "new-project", "new_name": "hijacked", "status": "FINISHED",
+              "experiment_ids": [str(project.pk)],
               "metrics": [{"key": "loss", "value": 1.0, "timestamp": 1, "step": 1}],
               "path": f"{project.pk}/{run.pk}/artifacts"}
+    model = LoggedModel.objects.get(project=project)
     path = "/" + route.replace("<path:artifact_path>",
-                               f"{project.pk}/{run.pk}/artifacts/secret.txt")
+                               f"{project.pk}/{run.pk}/artifacts/secret.txt") \
+        .replace("<str:model_id>", model.model_id)
     headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     if method == "GET":
         return client.get(path, {k: v for k, v in fields.items() if isinstance(v, str)},
@@ -136,7 +140,8 @@ def call(client: Client, route: str, method: str, raw: str, run: Experiment,
     if method == "PUT":
         return client.put(path, b"hijacked", content_type="application/octet-stream",
                           **headers)
-    return client.post(path, json.dumps(fields), content_type="application/json", **headers)
+    return client.generic(method, path, json.dumps(fields), content_type="application/json",
+                          **headers)
 
 
 def snapshot() -> dict[str, list[tuple[Any, ...]]]:
@@ -166,6 +171,9 @@ def victim_run(db: Any, settings: Any, tmp_path: Any) -> tuple[Experiment, Proje
     from webapp.tracking import artifacts
 
     artifacts.save(run, "secret.txt", BytesIO(b"okapi weights"))
+    model = LoggedModel.objects.create(project=project, source_run=run, name="okapi model",
+                                       params={"okapi": "1"}, created_by=victim)
+    artifacts.store(model.artifacts_root, "MLmodel", BytesIO(b"okapi flavor"))
     _victims_other_objects(victim, project, tmp_path)
     return run, project
 
@@ -208,7 +216,12 @@ def test_every_api_route_is_swept():
     names = {name for _, name in API_ROUTES}
     assert {"mlflow-log-batch", "mlflow-run-create", "mlflow-artifact",
             "mlflow-metric-history", "mlflow-experiment-get-by-name", "fitboard-run-create",
-            "fitboard-run-log", "fitboard-run-heartbeat", "fitboard-run-finish"} <= names
+            "fitboard-run-log", "fitboard-run-heartbeat", "fitboard-run-finish",
+            "mlflow-run-delete", "mlflow-run-restore", "mlflow-delete-tag", "mlflow-log-inputs",
+            "mlflow-log-outputs", "mlflow-log-model", "mlflow-experiment-update",
+            "mlflow-experiment-delete", "mlflow-experiment-set-tag",
+            "mlflow-experiment-delete-tag", "mlflow-logged-model-create", "mlflow-logged-model",
+            "mlflow-logged-model-params", "mlflow-logged-model-tags", "mlflow-unknown"} <= names
     assert {"rest-runs", "rest-run", "rest-run-metrics", "rest-run-cancel", "rest-run-study",
             "rest-run-compression", "rest-schema", "rest-docs", "rest-run-remedies",
             "rest-run-remedy-apply", "rest-run-annotations", "rest-run-checkpoint",
@@ -272,6 +285,39 @@ def test_a_token_that_may_not_reach_a_run_gets_401_or_404_on_every_api_route(
         after = {k: v for k, v in after.items() if not k.startswith(mine)}
         before = {k: v for k, v in before.items() if not k.startswith(mine)}
     assert after == before
+
+
+@pytest.mark.parametrize("whose", ["other-project", "read-only"])
+def test_a_logged_models_files_are_out_of_reach_of_a_token_that_may_not_touch_them(
+        whose, victim_run, owner):
+    # given the victim's logged model with a file, and a token of a stranger (or the victim's
+    # own read-only token)
+    run, project = victim_run
+    model = LoggedModel.objects.get(project=project)
+    user = owner if whose == "other-project" else run.created_by
+    raw = tokens.create_token(user, "t", "write" if whose == "other-project" else "read",
+                              None)[1]
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    folder = f"{project.pk}/models/{model.model_id}/artifacts"
+    client = Client()
+
+    # when it reads, lists, overwrites the file and finalizes the model
+    read = client.get(f"/api/2.0/mlflow-artifacts/artifacts/{folder}/MLmodel", **headers)
+    listed = client.get("/api/2.0/mlflow-artifacts/artifacts", {"path": folder}, **headers)
+    put = client.put(f"/api/2.0/mlflow-artifacts/artifacts/{folder}/MLmodel", b"hijacked",
+                     content_type="application/octet-stream", **headers)
+    finalize = client.patch(f"/api/2.0/mlflow/logged-models/{model.model_id}", json.dumps(
+        {"status": "LOGGED_MODEL_UPLOAD_FAILED"}), content_type="application/json", **headers)
+
+    # then a stranger finds nothing, a read-only token reads but writes nothing
+    if whose == "other-project":
+        assert [r.status_code for r in (read, listed, put, finalize)] == [404] * 4
+    else:
+        assert (read.status_code, listed.status_code) == (200, 200)
+        assert [r.status_code for r in (put, finalize)] == [403, 403]
+    with default_storage.open(f"{model.artifacts_root}/MLmodel") as stored:
+        assert stored.read() == b"okapi flavor"
+    assert LoggedModel.objects.get(pk=model.pk).status == LoggedModel.Status.PENDING
 
 
 def test_a_read_only_token_reads_but_cannot_write(owner, project):

@@ -148,6 +148,7 @@ def url_for(route: Route, foreign: Foreign) -> str:
         "content_type_id": ContentType.objects.get_for_model(Experiment).pk,
         "app_label": "experiments", "url": "experiments/", "path": "model.txt",
         "artifact_path": f"{foreign.project.pk}/{foreign.run.pk}/artifacts/model.txt",
+        "model_id": "m-1", "unknown": "mlflow/model-versions/get",
     }
     unknown = set(route.params) - set(values)
     assert not unknown, f"teach this test the parameters {unknown} of {route.path}"

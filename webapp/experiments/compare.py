@@ -97,10 +97,18 @@ class DiffRow:
     differs: bool
 
 
+def spec_fields(run: Experiment) -> dict[str, Any]:
+    """The run's spec as {"section.field": value}: for a run trained elsewhere its params and
+    tags only (the datasets and models its script logged are not settings to diff)."""
+    if run.is_external:
+        return flatten_spec({key: run.spec.get(key, {}) for key in ("params", "tags")})
+    return flatten_spec(run.spec)
+
+
 def config_diff(runs: Sequence[Experiment]) -> list[DiffRow]:
     """Every spec field of any run as a row (in spec order), runs as columns; a field a run
     lacks (an older spec) shows as a dash and counts as a difference."""
-    flats = [flatten_spec(run.spec) for run in runs]
+    flats = [spec_fields(run) for run in runs]
     fields: dict[str, None] = {}
     for flat in flats:
         fields.update(dict.fromkeys(flat))
@@ -217,7 +225,7 @@ def export_rows(runs: Sequence[Experiment]) -> list[dict[str, Any]]:
             "created_at": run.created_at.isoformat(),
         }
         record.update({row.key: row.values[column] for row in table})
-        record.update({f"spec.{k}": v for k, v in flatten_spec(run.spec).items()})
+        record.update({f"spec.{k}": v for k, v in spec_fields(run).items()})
         records.append(record)
     return records
 

@@ -42,9 +42,12 @@ class Tag(models.Model):
 
 
 class ExperimentQuerySet(models.QuerySet["Experiment"]):
-    def visible_to(self, user: Any) -> ExperimentQuerySet:
-        """Experiments the user sees (``access.visible``)."""
-        return access.visible(self, user)
+    def visible_to(self, user: Any, deleted: bool = False) -> ExperimentQuerySet:
+        """Experiments the user sees (``access.visible``); those deleted through the tracking
+        API only with ``deleted`` (the API lists and restores them, the pages never show
+        them)."""
+        rows = self if deleted else self.filter(deleted_at=None)
+        return access.visible(rows, user)
 
 
 class Experiment(models.Model):
@@ -120,6 +123,9 @@ class Experiment(models.Model):
     # When the job's message last went to the broker: a queued job whose message a Redis
     # restart lost is sent again (``housekeeping.resend_lost_messages``).
     enqueued_at = models.DateTimeField(default=timezone.now)
+    # Deleted by its script (MLflow's delete_run): hidden from lists and pages, its data kept
+    # until restored (``visible_to``).
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     objects = ExperimentQuerySet.as_manager()
 

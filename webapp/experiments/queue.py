@@ -46,7 +46,8 @@ def queue_rows(user: Any, now: datetime | None = None,
     holds no worker and is left out (its trials are listed). Positions count every project's
     queued jobs, so a user sees how many wait ahead without seeing them."""
     now = now or timezone.now()
-    jobs = Experiment.objects.filter(status__in=ACTIVE).exclude(kind=Experiment.Kind.TUNE)
+    jobs = Experiment.objects.filter(status__in=ACTIVE, deleted_at=None).exclude(
+        kind=Experiment.Kind.TUNE)
     order = list(jobs.filter(status=Experiment.Status.QUEUED)
                  .order_by("enqueued_at", "pk").values_list("pk", flat=True))
     positions = {pk: index for index, pk in enumerate(order, start=1)}

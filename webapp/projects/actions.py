@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, Q
 
 from webapp.projects import signals
 from webapp.projects.access import projects_visible_to
@@ -24,7 +24,9 @@ def projects_of(user: Any) -> list[Project]:
     members = Prefetch("members", queryset=get_user_model().objects.order_by("username"))
     return list(
         projects_visible_to(user)
-        .annotate(experiment_count=Count("experiments", distinct=True))
+        # Runs deleted through the tracking API are not counted (nor listed).
+        .annotate(experiment_count=Count("experiments", distinct=True,
+                                         filter=Q(experiments__deleted_at=None)))
         .prefetch_related(members)
         .order_by("name")
     )
@@ -36,6 +38,12 @@ def create_project(user: Any, name: str) -> Project:
         project = Project.objects.create(name=name)
         add_member(project, user, Membership.Role.MAINTAINER)
     return project
+
+
+def rename_project(project: Project, name: str) -> None:
+    """Give ``project`` a new name (the caller checked it is free)."""
+    Project.objects.filter(pk=project.pk).update(name=name)
+    project.name = name
 
 
 def add_member(project: Project, user: Any, role: str = Membership.Role.MEMBER) -> None:

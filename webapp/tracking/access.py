@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from webapp.experiments.models import Experiment
 from webapp.projects import access
 from webapp.projects.models import Project
-from webapp.tracking.models import ApiToken
+from webapp.tracking.models import ApiToken, LoggedModel
 
 
 def projects(token: ApiToken) -> QuerySet[Project]:
@@ -17,9 +17,14 @@ def projects(token: ApiToken) -> QuerySet[Project]:
     return mine if token.all_projects else mine.filter(pk__in=token.projects.values("pk"))
 
 
-def runs(token: ApiToken) -> QuerySet[Experiment]:
+def runs(token: ApiToken, deleted: bool = False) -> QuerySet[Experiment]:
     """The runs the token reaches: those visible to its user (``visible_to``, the pages'
-    check), in the token's projects."""
-    visible = Experiment.objects.visible_to(token.user)
+    check), in the token's projects; with ``deleted``, also those deleted through the API."""
+    visible = Experiment.objects.visible_to(token.user, deleted=deleted)
     return visible if token.all_projects else visible.filter(
         project_id__in=token.projects.values("pk"))
+
+
+def logged_models(token: ApiToken) -> QuerySet[LoggedModel]:
+    """The logged models the token reaches: those of its projects, not deleted."""
+    return LoggedModel.objects.filter(project__in=projects(token), deleted_at=None)

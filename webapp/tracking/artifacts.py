@@ -1,7 +1,8 @@
 """Artifacts of external runs, in Django's storage (the media folder or the S3 bucket) under
 ``external/<run>/artifacts/``: MLflow's artifacts proxy (``/api/2.0/mlflow-artifacts/
 artifacts/<experiment>/<run>/artifacts/<path>``: PUT to upload, GET to download, and a list)
-and the run page's list and downloads."""
+and the run page's list and downloads. A logged model's files go the same way, under
+``<experiment>/models/m-<id>/artifacts/<path>`` (``LoggedModel.artifacts_root``)."""
 
 from __future__ import annotations
 
@@ -35,44 +36,59 @@ def clean_path(path: str) -> str:
     return "/".join(parts)
 
 
-def _locate(token: ApiToken, path: str, write: bool) -> tuple[Experiment, str]:
-    """The run and the path inside its artifacts that ``<experiment>/<run>/artifacts/<path>``
-    names; 404 for what the token does not reach."""
+def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
+    """The storage folder of the run or logged model that ``<experiment>/<run>/artifacts/
+    <path>`` or ``<experiment>/models/<model id>/artifacts/<path>`` names, and the path inside
+    it; 404 for what the token does not reach."""
     parts = clean_path(path).split("/")
+    if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":
+        model = access.logged_models(token).filter(project_id=parse_pk(parts[0])).filter(
+            pk=parse_pk(parts[2].removeprefix("m-")) or 0).first()
+        if model is None or not parts[2].startswith("m-"):
+            raise not_found(f"logged model {parts[2][:40]!r}")
+        return model.artifacts_root, "/".join(parts[4:])
     if len(parts) < 3 or parts[2] != "artifacts":
         raise not_found(f"artifact {path[:100]!r}")
     project_id, run_id = parse_pk(parts[0]), parse_pk(parts[1])
-    run = access.runs(token).filter(pk=run_id, project_id=project_id).first() \
+    run = access.runs(token, deleted=True).filter(pk=run_id, project_id=project_id).first() \
         if project_id and run_id else None
     if run is None:
         raise not_found(f"run {parts[1][:40]!r}")
     if write and not run.is_external:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is trained by Fitboard")
-    return run, "/".join(parts[3:])
+    if write and run.deleted_at:  # its files are read (as MLflow serves them), not written
+        raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is deleted: restore it "
+                       "(restore_run) to upload to it")
+    return storage_root(run), "/".join(parts[3:])
 
 
 @endpoint(("GET", "PUT"), raw=True)
 def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
              artifact_path: str) -> Any:
     if request.method == "GET":
-        run, inner = _locate(token, artifact_path, write=False)
-        name = posixpath.join(storage_root(run), inner)
+        root, inner = _locate(token, artifact_path, write=False)
+        name = posixpath.join(root, inner)
         if not inner or not default_storage.exists(name):
             raise not_found(f"artifact {inner[:100]!r}")
         return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
                             filename=posixpath.basename(inner))
     if not token.may_write:
         raise ApiError("PERMISSION_DENIED", "this token is read-only")
-    run, inner = _locate(token, artifact_path, write=True)
+    root, inner = _locate(token, artifact_path, write=True)
     if not inner:
         raise ApiError("INVALID_PARAMETER_VALUE", "name the artifact's file")
-    save(run, inner, request)
+    store(root, inner, request)
     return {}
 
 
 def save(run: Experiment, inner: str, source: Any) -> None:
-    """Store the bytes read from ``source`` as the run's artifact ``inner`` (replacing one of
-    that name), refusing more than FITBOARD_UPLOAD_MAX_MB."""
+    """Store the bytes read from ``source`` as the run's artifact ``inner`` (see ``store``)."""
+    store(storage_root(run), inner, source)
+
+
+def store(root: str, inner: str, source: Any) -> None:
+    """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root``
+    (replacing a file of that name), refusing more than FITBOARD_UPLOAD_MAX_MB."""
     limit = settings.FITBOARD_UPLOAD_MAX_BYTES
     with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
         size = 0
@@ -83,7 +99,7 @@ def save(run: Experiment, inner: str, source: Any) -> None:
                                f"{limit // 2**20} MB (FITBOARD_UPLOAD_MAX_MB)")
             spool.write(block)
         spool.seek(0)
-        name = posixpath.join(storage_root(run), inner)
+        name = posixpath.join(root, inner)
         if default_storage.exists(name):
             default_storage.delete(name)
         default_storage.save(name, File(spool, name=posixpath.basename(inner)))
@@ -94,8 +110,8 @@ def artifact_list(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                   ) -> dict[str, Any]:
     """The files and folders directly inside ``path`` (``<experiment>/<run>/artifacts[/..]``),
     as MLflow's server lists them: paths relative to ``path``."""
-    run, inner = _locate(token, str(body.get("path") or ""), write=False)
-    folder = posixpath.join(storage_root(run), inner).rstrip("/")
+    root, inner = _locate(token, str(body.get("path") or ""), write=False)
+    folder = posixpath.join(root, inner).rstrip("/")
     if inner and default_storage.exists(folder) and not _is_dir(folder):
         # A file: MLflow answers with the file itself.
         return {"files": [{"path": posixpath.basename(inner), "is_dir": False,

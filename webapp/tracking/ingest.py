@@ -104,7 +104,8 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
     with transaction.atomic():
         # The row lock orders concurrent requests of one run: each gets the next seq.
         row = Experiment.objects.select_for_update().get(pk=run.pk)
-        spec = {"params": dict(row.spec.get("params", {})), "tags": dict(row.spec.get("tags", {}))}
+        spec = {**row.spec, "params": dict(row.spec.get("params", {})),
+                "tags": dict(row.spec.get("tags", {}))}
         _merge_params(spec["params"], params)
         spec["tags"].update(tags)
         progress = dict(row.progress)
@@ -163,6 +164,41 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
         Experiment.objects.filter(pk=run.pk).update(finished_at=when)
         run.finished_at = when
     return ended_ok
+
+
+def delete_tag(run: Experiment, key: str) -> bool:
+    """Remove the tag ``key`` of an external run; False when it has none of that name."""
+    with transaction.atomic():
+        row = Experiment.objects.select_for_update().get(pk=run.pk)
+        tags = dict(row.spec.get("tags", {}))
+        if tags.pop(key, None) is None:
+            return False
+        spec = {**row.spec, "tags": tags}
+        Experiment.objects.filter(pk=row.pk).update(spec=spec)
+        run.spec = spec
+    return True
+
+
+def add_to_list(run: Experiment, name: str, entries: Sequence[Mapping[str, Any]],
+                limit: int) -> None:
+    """Add ``entries`` the run does not hold yet to its spec's list ``name`` (the datasets it
+    read, the models it wrote), keeping at most ``limit``."""
+    with transaction.atomic():
+        row = Experiment.objects.select_for_update().get(pk=run.pk)
+        held = list(row.spec.get(name, []))
+        held.extend(entry for entry in entries if entry not in held)
+        if len(held) > limit:
+            raise IngestError(f"a run holds at most {limit} {name}")
+        spec = {**row.spec, name: held}
+        Experiment.objects.filter(pk=row.pk).update(spec=spec)
+        run.spec = spec
+
+
+def set_deleted(run: Experiment, deleted: bool) -> None:
+    """Delete an external run (hide it from lists and pages, keeping its data) or restore it."""
+    when = timezone.now() if deleted else None
+    Experiment.objects.filter(pk=run.pk).update(deleted_at=when)
+    run.deleted_at = when
 
 
 def beat(run: Experiment) -> str:

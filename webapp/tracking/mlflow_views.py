@@ -5,6 +5,7 @@ MLflow run is a Fitboard run (its id is the run's number). Thin views: validate,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,15 +15,23 @@ from django.http import HttpRequest
 from webapp.experiments import metric_store
 from webapp.experiments.diagnosis import flatten_spec
 from webapp.experiments.models import Experiment, parse_pk
+from webapp.projects import access as project_access
 from webapp.projects import actions as project_actions
 from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
-from webapp.tracking import access, ingest
+from webapp.tracking import access, ingest, search
 from webapp.tracking.api import ApiError, endpoint, integer, not_found, number, text
-from webapp.tracking.models import ApiToken
+from webapp.tracking.models import ApiToken, ExperimentTag
 
 DEFAULT_EXPERIMENT = "0"  # what the client sends when no experiment was set
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # per log-batch, as MLflow's server
+MAX_INPUTS = 100  # datasets (and logged models) one run holds
+MAX_INPUT_JSON = 65536  # characters of one dataset input (its schema and profile included)
+MAX_SEARCH = 1000  # runs per page of a search, as MLflow's server
+MODEL_HISTORY = "mlflow.log-model.history"  # the run tag listing its models (runs/log-model)
+# search_runs' run_view_type: which lifecycle stages it lists.
+VIEW_TYPES = {"ACTIVE_ONLY": (False,), "DELETED_ONLY": (True,), "ALL": (False, True),
+              "1": (False,), "2": (True,), "3": (False, True)}
 RUN_STATUS = {Experiment.Status.QUEUED: "SCHEDULED", Experiment.Status.RUNNING: "RUNNING",
               Experiment.Status.SUCCEEDED: "FINISHED", Experiment.Status.FAILED: "FAILED",
               Experiment.Status.CANCELLED: "KILLED"}
@@ -30,20 +39,28 @@ END_STATUS = {"FINISHED": Experiment.Status.SUCCEEDED, "FAILED": Experiment.Stat
               "KILLED": Experiment.Status.CANCELLED}
 
 
-def _ms(when: Any) -> int | None:
+def epoch_ms(when: Any) -> int | None:
     return int(when.timestamp() * 1000) if when else None
 
 
 # --- Experiments (projects) ----------------------------------------------------------------
 
 def experiment_json(project: Project) -> dict[str, Any]:
+    """The experiment of a project (its ``mlflow_tags`` prefetched for a list)."""
     return {"experiment_id": str(project.pk), "name": project.name,
             "artifact_location": f"mlflow-artifacts:/{project.pk}",
-            "lifecycle_stage": "active", "creation_time": _ms(project.created_at),
-            "last_update_time": _ms(project.created_at), "tags": []}
+            "lifecycle_stage": "active", "creation_time": epoch_ms(project.created_at),
+            "last_update_time": epoch_ms(project.created_at),
+            "tags": [{"key": t.key, "value": t.value} for t in project.mlflow_tags.all()]}
 
 
-def _project(token: ApiToken, experiment_id: str) -> Project:
+def _experiment_fields(experiment: Mapping[str, Any]) -> search.Fields:
+    return {"attributes": {k: experiment[k] for k in (
+                "name", "experiment_id", "creation_time", "last_update_time")},
+            "tags": {t["key"]: t["value"] for t in experiment["tags"]}}
+
+
+def find_project(token: ApiToken, experiment_id: str) -> Project:
     reachable = access.projects(token)
     if experiment_id == DEFAULT_EXPERIMENT:
         # No experiment set: the token's one project, when it reaches exactly one.
@@ -72,7 +89,7 @@ def experiment_get_by_name(request: HttpRequest, token: ApiToken, body: dict[str
 @endpoint(("GET",))
 def experiment_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                    ) -> dict[str, Any]:
-    return {"experiment": experiment_json(_project(token, text(body, "experiment_id")))}
+    return {"experiment": experiment_json(find_project(token, text(body, "experiment_id")))}
 
 
 @endpoint(("POST",), write=True)
@@ -96,23 +113,88 @@ def experiment_create(request: HttpRequest, token: ApiToken, body: dict[str, Any
 @endpoint(("POST", "GET"))
 def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
-    if body.get("filter"):
-        raise ApiError("INVALID_PARAMETER_VALUE", "experiment filters are not supported")
-    return {"experiments": [experiment_json(p) for p in access.projects(token).order_by("pk")]}
+    """The token's projects, filtered and ordered by MLflow's grammar (no project is ever
+    deleted through the API, so DELETED_ONLY lists none)."""
+    clauses = search.parse_filter(text(body, "filter", required=False), lambda kind, key: (
+        kind == "attributes" and key in ("creation_time", "last_update_time")))
+    order = search.parse_order(repeated(body.get("order_by")))
+    if str(body.get("view_type") or "ACTIVE_ONLY") in ("DELETED_ONLY", "2"):
+        return {"experiments": []}
+    projects = access.projects(token).prefetch_related("mlflow_tags").order_by("pk")
+    found = [e for e in map(experiment_json, projects)
+             if search.matches(clauses, _experiment_fields(e))]
+    return {"experiments": search.ordered(found, order, _experiment_fields)}
+
+
+@endpoint(("POST",), write=True)
+def experiment_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]
+                      ) -> dict[str, Any]:
+    """Rename a project (``rename_experiment``): its maintainers only, as on the pages."""
+    project = find_project(token, text(body, "experiment_id"))
+    if project.pk not in project_access.maintained_project_ids(token.user):
+        raise ApiError("PERMISSION_DENIED", f"only a maintainer of {project.name!r} may "
+                       "rename it")
+    name = text(body, "new_name").strip()
+    if name.lower() != project.name.lower():
+        form = ProjectForm({"name": name})
+        if not form.is_valid():
+            message = " ".join(form.errors.get("name", ["invalid name"]))
+            code = "RESOURCE_ALREADY_EXISTS" if "exists" in message else \
+                "INVALID_PARAMETER_VALUE"
+            raise ApiError(code, f"experiment {name[:100]!r}: {message}")
+    project_actions.rename_project(project, name)
+    return {}
+
+
+@endpoint(("POST",), write=True)
+def experiment_delete(request: HttpRequest, token: ApiToken, body: dict[str, Any]
+                      ) -> dict[str, Any]:
+    """Refused: a project holds its other members' runs too, and is not deleted by a script."""
+    project = find_project(token, text(body, "experiment_id"))
+    raise ApiError("PERMISSION_DENIED", f"experiment {project.name!r} is a Fitboard project "
+                   "and cannot be deleted through the API; delete its runs (delete_run)")
+
+
+@endpoint(("POST",), write=True)
+def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]
+                       ) -> dict[str, Any]:
+    project = find_project(token, text(body, "experiment_id"))
+    key = text(body, "key")
+    if len(key) > 250:
+        raise ApiError("INVALID_PARAMETER_VALUE", "a tag's key is at most 250 characters")
+    ExperimentTag.objects.update_or_create(
+        project=project, key=key, defaults={"value": text(body, "value", required=False)})
+    return {}
+
+
+@endpoint(("POST",), write=True)
+def experiment_delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]
+                          ) -> dict[str, Any]:
+    project = find_project(token, text(body, "experiment_id"))
+    key = text(body, "key")
+    if not ExperimentTag.objects.filter(project=project, key=key).delete()[0]:
+        raise not_found(f"tag {key[:100]!r} of experiment {project.pk}")
+    return {}
 
 
 # --- Runs ----------------------------------------------------------------------------------
 
-def _run(token: ApiToken, body: Mapping[str, Any], write: bool = False) -> Experiment:
+def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
+             deleted: bool = False) -> Experiment:
+    """The run ``body`` names, deleted or not; ``write``: one that takes logs (created through
+    this API, and not deleted unless ``deleted`` allows it)."""
     run_id = str(body.get("run_id") or body.get("run_uuid") or "")
     pk = parse_pk(run_id)
-    run = access.runs(token).select_related("project", "created_by").filter(pk=pk).first() \
-        if pk else None
+    run = access.runs(token, deleted=True).select_related("project", "created_by") \
+        .filter(pk=pk).first() if pk else None
     if run is None:
         raise not_found(f"run {run_id[:40]!r}")
     if write and not run.is_external:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is trained by Fitboard: only "
                        "runs created through this API take logs")
+    if write and run.deleted_at and not deleted:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is deleted: restore it "
+                       "(restore_run) to log to it")
     return run
 
 
@@ -121,9 +203,10 @@ def run_info(run: Experiment) -> dict[str, Any]:
             "experiment_id": str(run.project_id),
             "user_id": run.created_by.username if run.created_by else "",
             "status": RUN_STATUS[Experiment.Status(run.status)],
-            "start_time": _ms(run.started_at or run.created_at), "end_time": _ms(run.finished_at),
+            "start_time": epoch_ms(run.started_at or run.created_at),
+            "end_time": epoch_ms(run.finished_at),
             "artifact_uri": f"mlflow-artifacts:/{run.project_id}/{run.pk}/artifacts",
-            "lifecycle_stage": "active"}
+            "lifecycle_stage": "deleted" if run.deleted_at else "active"}
 
 
 def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict[str, Any]:
@@ -136,13 +219,16 @@ def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict
     metrics = [{"key": names.get(key, key), "value": float(s.values[-1]),
                 "timestamp": round(float(s.times[-1]) * 1000), "step": int(s.steps[-1])}
                for key, s in latest.items() if len(s)]
-    return {"info": run_info(run), "inputs": {},
+    return {"info": run_info(run),
+            "inputs": {"dataset_inputs": run.spec.get("inputs", []) if run.is_external else []},
+            "outputs": {"model_outputs": run.spec.get("outputs", []) if run.is_external
+                        else []},
             "data": {"metrics": metrics,
                      "params": [{"key": k, "value": v} for k, v in params.items()],
                      "tags": [{"key": k, "value": v} for k, v in tags.items()]}}
 
 
-def _pairs(items: Any, what: str, limit: int) -> dict[str, str]:
+def pairs(items: Any, what: str, limit: int) -> dict[str, str]:
     if items is None:
         return {}
     if not isinstance(items, list) or len(items) > limit:
@@ -193,8 +279,8 @@ def _point(item: Any) -> ingest.Point:
 
 @endpoint(("POST",), write=True)
 def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    project = _project(token, text(body, "experiment_id", required=False) or DEFAULT_EXPERIMENT)
-    tags = _pairs(body.get("tags"), "tags", MAX_TAGS)
+    project = find_project(token, text(body, "experiment_id", required=False) or DEFAULT_EXPERIMENT)
+    tags = pairs(body.get("tags"), "tags", MAX_TAGS)
     name = text(body, "run_name", required=False) or tags.get("mlflow.runName", "")
     tags.setdefault("mlflow.runName", name)
     start = integer(body.get("start_time"), "start_time", default=0)
@@ -205,7 +291,7 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 
 @endpoint(("POST",), write=True)
 def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     name = text(body, "run_name", required=False)
     if name:
         Experiment.objects.filter(pk=run.pk).update(name=name[:200])
@@ -222,50 +308,154 @@ def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 
 @endpoint(("GET",))
 def run_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body)
+    run = find_run(token, body)
     return {"run": run_json(run, metric_store.read(run.pk))}
 
 
 @endpoint(("POST", "GET"))
 def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("filter"):
-        raise ApiError("INVALID_PARAMETER_VALUE", "run filters are not supported")
-    ids = body.get("experiment_ids") or []
-    if isinstance(ids, str):
-        ids = [ids]
-    limit = min(max(integer(body.get("max_results"), "max_results", 1000), 1), 1000)
-    runs = access.runs(token).select_related("created_by").filter(
-        project__in=[_project(token, str(i)) for i in ids])[:limit]
-    latest = metric_store.read_many([run.pk for run in runs])
-    return {"runs": [run_json(run, latest.get(run.pk, {})) for run in runs]}
+    """The runs of the experiments, newest first, or filtered and ordered by MLflow's grammar
+    (then every run of the experiments is read: filters apply to what ``run_json`` shows);
+    a page token is the offset of the next page."""
+    clauses = search.parse_filter(text(body, "filter", required=False), _numeric)
+    order = search.parse_order(repeated(body.get("order_by")))
+    stages = VIEW_TYPES.get(str(body.get("run_view_type") or "ACTIVE_ONLY"))
+    if stages is None:
+        raise ApiError("INVALID_PARAMETER_VALUE", "run_view_type must be ACTIVE_ONLY, "
+                       "DELETED_ONLY or ALL")
+    limit = min(max(integer(body.get("max_results"), "max_results", MAX_SEARCH), 1), MAX_SEARCH)
+    offset = max(integer(body.get("page_token"), "page_token"), 0)
+    runs = access.runs(token, deleted=True).select_related("created_by").filter(
+        project__in=[find_project(token, str(i)) for i in repeated(body.get("experiment_ids"))])
+    if stages != (False, True):
+        runs = runs.filter(deleted_at__isnull=not stages[0])
+    if not clauses and not order:
+        page = list(runs[offset:offset + limit + 1])
+        latest = metric_store.read_many([run.pk for run in page[:limit]])
+        found = [run_json(run, latest.get(run.pk, {})) for run in page[:limit]]
+        more = len(page) > limit
+    else:
+        every = list(runs)
+        latest = metric_store.read_many([run.pk for run in every])
+        found = [j for j in (run_json(run, latest.get(run.pk, {})) for run in every)
+                 if search.matches(clauses, _run_fields(j))]
+        found = search.ordered(found, order, _run_fields)
+        more = len(found) > offset + limit
+        found = found[offset:offset + limit]
+    return {"runs": found, **({"next_page_token": str(offset + limit)} if more else {})}
+
+
+def repeated(value: Any) -> list[Any]:
+    """A repeated field: a list in JSON, one value in a query string."""
+    if value in (None, ""):
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _numeric(kind: str, key: str) -> bool:
+    return kind == "metrics" or (kind == "attributes" and key in ("start_time", "end_time"))
+
+
+def _run_fields(run: Mapping[str, Any]) -> search.Fields:
+    """What a search may read of a run, from its JSON."""
+    data, info = run["data"], run["info"]
+    return {"metrics": {m["key"]: m["value"] for m in data["metrics"]},
+            "params": {p["key"]: p["value"] for p in data["params"]},
+            "tags": {t["key"]: t["value"] for t in data["tags"]},
+            "attributes": {**info, "created": info["start_time"]}}
+
+
+@endpoint(("POST",), write=True)
+def run_delete(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    ingest.set_deleted(find_run(token, body, write=True, deleted=True), True)
+    return {}
+
+
+@endpoint(("POST",), write=True)
+def run_restore(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    ingest.set_deleted(find_run(token, body, write=True, deleted=True), False)
+    return {}
+
+
+@endpoint(("POST",), write=True)
+def delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    run, key = find_run(token, body, write=True), text(body, "key")
+    if not ingest.delete_tag(run, key):
+        raise not_found(f"tag {key[:100]!r} of run {run.pk}")
+    return {}
+
+
+@endpoint(("POST",), write=True)
+def log_inputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    """The datasets a run read (``mlflow.log_input``), as the client sent them."""
+    run = find_run(token, body, write=True)
+    datasets = []
+    for item in repeated(body.get("datasets")):
+        dataset = item.get("dataset") if isinstance(item, dict) else None
+        if not isinstance(dataset, dict):
+            raise ApiError("INVALID_PARAMETER_VALUE", "each dataset input needs a dataset")
+        fields = {k: text(dataset, k, required=k in ("name", "digest")) for k in (
+            "name", "digest", "source_type", "source", "schema", "profile")}
+        entry = {"dataset": fields, "tags": [{"key": k, "value": v} for k, v in pairs(
+            item.get("tags"), "dataset tags", MAX_TAGS).items()]}
+        if len(json.dumps(entry)) > MAX_INPUT_JSON:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"dataset {fields['name'][:100]!r} is "
+                           f"described in more than {MAX_INPUT_JSON} characters")
+        datasets.append(entry)
+    ingest.add_to_list(run, "inputs", datasets, MAX_INPUTS)
+    return {}
+
+
+@endpoint(("POST",), write=True)
+def log_outputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    """The models a run wrote (MLflow 3's log_model sends them)."""
+    run = find_run(token, body, write=True)
+    models = [{"model_id": text(m, "model_id"), "step": integer(m.get("step"), "step")}
+              for m in repeated(body.get("models")) if isinstance(m, dict)]
+    ingest.add_to_list(run, "outputs", models, MAX_INPUTS)
+    return {}
+
+
+@endpoint(("POST",), write=True)
+def log_model(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    """A model's description added to the run's tag ``mlflow.log-model.history``, as
+    MLflow's server keeps it."""
+    run = find_run(token, body, write=True)
+    try:
+        model = json.loads(text(body, "model_json"))
+        history = json.loads(run.spec.get("tags", {}).get(MODEL_HISTORY) or "[]")
+    except ValueError:
+        raise ApiError("INVALID_PARAMETER_VALUE", "model_json must be JSON") from None
+    ingest.log_to_run(run, tags={MODEL_HISTORY: json.dumps([*history, model])})
+    return {}
 
 
 @endpoint(("POST",), write=True)
 def log_batch(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     ingest.log_columns(run, _columns(body.get("metrics")),
-                       _pairs(body.get("params"), "params", MAX_PARAMS),
-                       _pairs(body.get("tags"), "tags", MAX_TAGS))
+                       pairs(body.get("params"), "params", MAX_PARAMS),
+                       pairs(body.get("tags"), "tags", MAX_TAGS))
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_metric(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     ingest.log_to_run(run, [_point(body)])
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_param(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     ingest.log_to_run(run, params={text(body, "key"): text(body, "value", required=False)})
     return {}
 
 
 @endpoint(("POST",), write=True)
 def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = _run(token, body, write=True)
+    run = find_run(token, body, write=True)
     key, value = text(body, "key"), text(body, "value", required=False)
     ingest.log_to_run(run, tags={key: value})
     if key == "mlflow.runName" and value:
@@ -278,7 +468,7 @@ def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
 def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                    ) -> dict[str, Any]:
     """Every point of one metric, under the name the script logged it as."""
-    run = _run(token, body)
+    run = find_run(token, body)
     name = text(body, "metric_key")
     stored = run.progress.get("keys", {}).get(name, name) if run.is_external else name
     series = metric_store.read(run.pk, [stored]).get(stored)
@@ -291,11 +481,9 @@ def _history(name: str, series: metric_store.Series) -> Iterable[dict[str, Any]]
         yield {"key": name, "value": value, "timestamp": round(when * 1000), "step": step}
 
 
-@endpoint(("POST", "GET"))
-def logged_model_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]
-                        ) -> dict[str, Any]:
-    """A stub: Fitboard keeps no logged models, and the client asks for them when it lists a
-    run's artifacts under a folder (a folder might be a model's)."""
-    for experiment_id in body.get("experiment_ids") or []:
-        _project(token, str(experiment_id))
-    return {"models": []}
+@endpoint(("POST", "GET", "PUT", "PATCH", "DELETE"), raw=True)
+def unknown_endpoint(request: HttpRequest, token: ApiToken, body: dict[str, Any],
+                     unknown: str) -> dict[str, Any]:
+    """A call of MLflow's API that Fitboard does not serve: MLflow's answer, not a page."""
+    raise ApiError("ENDPOINT_NOT_FOUND", f"Fitboard does not serve /api/2.0/{unknown[:100]} "
+                   "(see docs/tracking.md for the calls it does)")

@@ -46,3 +46,57 @@ class ApiToken(models.Model):
     @property
     def may_write(self) -> bool:
         return self.scope == self.Scope.WRITE
+
+
+class ExperimentTag(models.Model):
+    """A tag a script set on its MLflow experiment (``set_experiment_tag``): a project's."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="mlflow_tags")
+    key = models.CharField(max_length=250)
+    value = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["project", "key"],
+                                               name="unique_experiment_tag")]
+
+
+class LoggedModel(models.Model):
+    """A model a script logged with MLflow 3 (``mlflow.<flavor>.log_model``): its name, params
+    and tags here, its files in storage under ``artifacts_root``. Its MLflow id is
+    ``model_id`` ("m-<pk>")."""
+
+    class Status(models.IntegerChoices):  # MLflow's LoggedModelStatus numbers
+        PENDING = 1
+        READY = 2
+        UPLOAD_FAILED = 3
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    source_run = models.ForeignKey("experiments.Experiment", null=True, blank=True,
+                                   on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=250)
+    model_type = models.CharField(max_length=100, blank=True)
+    status = models.PositiveSmallIntegerField(choices=Status.choices, default=Status.PENDING)
+    status_message = models.TextField(blank=True)
+    params = models.JSONField(default=dict)
+    tags = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model_id})"
+
+    @property
+    def model_id(self) -> str:
+        return f"m-{self.pk}"
+
+    @property
+    def artifacts_root(self) -> str:
+        """Where its files live in the default storage."""
+        return f"external/models/{self.pk}/artifacts"

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from webapp.tracking import artifacts, mlflow_views, native_views, views
+from webapp.tracking import artifacts, logged_models, mlflow_views, native_views, views
 
 M = "api/2.0/mlflow/"
 A = "api/2.0/mlflow-artifacts/artifacts"
@@ -17,6 +17,14 @@ api_urlpatterns = [
          name="mlflow-experiment-create"),
     path(M + "experiments/search", mlflow_views.experiment_search,
          name="mlflow-experiment-search"),
+    path(M + "experiments/update", mlflow_views.experiment_update,
+         name="mlflow-experiment-update"),
+    path(M + "experiments/delete", mlflow_views.experiment_delete,
+         name="mlflow-experiment-delete"),
+    path(M + "experiments/set-experiment-tag", mlflow_views.experiment_set_tag,
+         name="mlflow-experiment-set-tag"),
+    path(M + "experiments/delete-experiment-tag", mlflow_views.experiment_delete_tag,
+         name="mlflow-experiment-delete-tag"),
     path(M + "runs/create", mlflow_views.run_create, name="mlflow-run-create"),
     path(M + "runs/update", mlflow_views.run_update, name="mlflow-run-update"),
     path(M + "runs/get", mlflow_views.run_get, name="mlflow-run-get"),
@@ -25,8 +33,21 @@ api_urlpatterns = [
     path(M + "runs/log-metric", mlflow_views.log_metric, name="mlflow-log-metric"),
     path(M + "runs/log-parameter", mlflow_views.log_param, name="mlflow-log-param"),
     path(M + "runs/set-tag", mlflow_views.set_tag, name="mlflow-set-tag"),
-    path(M + "logged-models/search", mlflow_views.logged_model_search,
+    path(M + "runs/delete-tag", mlflow_views.delete_tag, name="mlflow-delete-tag"),
+    path(M + "runs/delete", mlflow_views.run_delete, name="mlflow-run-delete"),
+    path(M + "runs/restore", mlflow_views.run_restore, name="mlflow-run-restore"),
+    path(M + "runs/log-inputs", mlflow_views.log_inputs, name="mlflow-log-inputs"),
+    path(M + "runs/outputs", mlflow_views.log_outputs, name="mlflow-log-outputs"),
+    path(M + "runs/log-model", mlflow_views.log_model, name="mlflow-log-model"),
+    path(M + "logged-models", logged_models.create, name="mlflow-logged-model-create"),
+    path(M + "logged-models/search", logged_models.search_models,
          name="mlflow-logged-model-search"),
+    path(M + "logged-models/<str:model_id>", logged_models.logged_model,
+         name="mlflow-logged-model"),
+    path(M + "logged-models/<str:model_id>/params", logged_models.log_params,
+         name="mlflow-logged-model-params"),
+    path(M + "logged-models/<str:model_id>/tags", logged_models.set_tags,
+         name="mlflow-logged-model-tags"),
     path(M + "metrics/get-history", mlflow_views.metric_history, name="mlflow-metric-history"),
     path(A, artifacts.artifact_list, name="mlflow-artifact-list"),
     path(A + "/<path:artifact_path>", artifacts.artifact, name="mlflow-artifact"),
@@ -34,6 +55,8 @@ api_urlpatterns = [
     path(N + "runs/log", native_views.run_log, name="fitboard-run-log"),
     path(N + "runs/heartbeat", native_views.run_heartbeat, name="fitboard-run-heartbeat"),
     path(N + "runs/finish", native_views.run_finish, name="fitboard-run-finish"),
+    # Last: any other MLflow call gets MLflow's error, not an HTML page.
+    path("api/2.0/<path:unknown>", mlflow_views.unknown_endpoint, name="mlflow-unknown"),
 ]
 
 urlpatterns = [

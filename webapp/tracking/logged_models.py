@@ -1,0 +1,151 @@
+"""MLflow 3's logged models (``mlflow.<flavor>.log_model`` and ``load_model``): the client
+creates one, uploads its files under its ``artifact_uri`` through the artifacts proxy
+(``artifacts.py``), then finalizes it; ``load_model("models:/m-<id>")`` reads it back. A model
+belongs to a project (its experiment) and usually to the run that logged it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils import timezone
+
+from webapp.tracking import access, search
+from webapp.tracking.api import ApiError, endpoint, integer, not_found, text
+from webapp.tracking.mlflow_views import (
+    MAX_PARAMS,
+    MAX_SEARCH,
+    MAX_TAGS,
+    epoch_ms,
+    find_project,
+    find_run,
+    pairs,
+    repeated,
+)
+from webapp.tracking.models import ApiToken, LoggedModel
+
+STATUS_NAMES = {LoggedModel.Status.PENDING: "LOGGED_MODEL_PENDING",
+                LoggedModel.Status.READY: "LOGGED_MODEL_READY",
+                LoggedModel.Status.UPLOAD_FAILED: "LOGGED_MODEL_UPLOAD_FAILED"}
+STATUSES = {**{name: status for status, name in STATUS_NAMES.items()},
+            **{str(int(status)): status for status in STATUS_NAMES}}
+
+
+def model_json(model: LoggedModel) -> dict[str, Any]:
+    return {"info": {
+        "model_id": model.model_id, "experiment_id": str(model.project_id), "name": model.name,
+        "creation_timestamp_ms": epoch_ms(model.created_at),
+        "last_updated_timestamp_ms": epoch_ms(model.updated_at),
+        "artifact_uri": f"mlflow-artifacts:/{model.project_id}/models/{model.model_id}/artifacts",
+        "status": STATUS_NAMES[LoggedModel.Status(model.status)],
+        "model_type": model.model_type, "status_message": model.status_message,
+        "source_run_id": str(model.source_run_id or ""),
+        "tags": [{"key": k, "value": v} for k, v in model.tags.items()]},
+        "data": {"params": [{"key": k, "value": v} for k, v in model.params.items()],
+                 "metrics": []}}
+
+
+def _model(token: ApiToken, model_id: str) -> LoggedModel:
+    """The logged model ``m-<pk>`` the token reaches, or 404."""
+    model = access.logged_models(token).filter(pk=pk).first() \
+        if (pk := _pk(model_id)) is not None else None
+    if model is None:
+        raise not_found(f"logged model {model_id[:40]!r}")
+    return model
+
+
+def _pk(model_id: str) -> int | None:
+    digits = model_id.removeprefix("m-")
+    return int(digits) if model_id.startswith("m-") and digits.isascii() \
+        and digits.isdigit() and 0 < int(digits) < 2**63 else None
+
+
+def _writable(token: ApiToken) -> None:
+    if not token.may_write:
+        raise ApiError("PERMISSION_DENIED", "this token is read-only")
+
+
+@endpoint(("POST",), write=True)
+def create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    project = find_project(token, text(body, "experiment_id"))
+    run = find_run(token, {"run_id": body["source_run_id"]}, write=True) \
+        if body.get("source_run_id") else None
+    if run is not None and run.project_id != project.pk:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is not in experiment "
+                       f"{project.pk}")
+    model = LoggedModel.objects.create(
+        project=project, source_run=run, created_by=token.user,
+        name=text(body, "name", required=False)[:250] or "model",
+        model_type=text(body, "model_type", required=False)[:100],
+        params=pairs(body.get("params"), "params", MAX_PARAMS),
+        tags=pairs(body.get("tags"), "tags", MAX_TAGS))
+    return {"model": model_json(model)}
+
+
+@endpoint(("GET", "PATCH", "DELETE"))
+def logged_model(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
+                 ) -> dict[str, Any]:
+    """GET: the model; PATCH: finalize it (its upload ended, READY or UPLOAD_FAILED);
+    DELETE: hide it (its files stay until its run or project goes)."""
+    model = _model(token, model_id)
+    if request.method == "GET":
+        return {"model": model_json(model)}
+    _writable(token)
+    if request.method == "DELETE":
+        LoggedModel.objects.filter(pk=model.pk).update(deleted_at=timezone.now())
+        return {}
+    status = STATUSES.get(text(body, "status"))
+    if status is None:
+        raise ApiError("INVALID_PARAMETER_VALUE", "status must be LOGGED_MODEL_READY or "
+                       "LOGGED_MODEL_UPLOAD_FAILED")
+    _update(model, status=status)
+    return {"model": model_json(model)}
+
+
+@endpoint(("POST",), write=True)
+def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
+               ) -> dict[str, Any]:
+    model = _model(token, model_id)
+    _update(model, params={**model.params, **pairs(body.get("params"), "params", MAX_PARAMS)})
+    return {}
+
+
+@endpoint(("PATCH",), write=True)
+def set_tags(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
+             ) -> dict[str, Any]:
+    model = _model(token, model_id)
+    _update(model, tags={**model.tags, **pairs(body.get("tags"), "tags", MAX_TAGS)})
+    return {}
+
+
+def _update(model: LoggedModel, **changes: Any) -> None:
+    changes["updated_at"] = timezone.now()
+    LoggedModel.objects.filter(pk=model.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(model, name, value)
+
+
+@endpoint(("POST", "GET"))
+def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The models of the experiments, newest first, filtered and ordered by MLflow's grammar
+    (on ``name``, ``model_type``, ``status``, ``source_run_id``, params and tags)."""
+    clauses = search.parse_filter(text(body, "filter", required=False), lambda k, n: False)
+    order = [(*search.parse_key(str(o.get("field_name", ""))), o.get("ascending", True)
+              is not False) for o in repeated(body.get("order_by")) if isinstance(o, dict)]
+    limit = min(max(integer(body.get("max_results"), "max_results", 100), 1), MAX_SEARCH)
+    offset = max(integer(body.get("page_token"), "page_token"), 0)
+    projects = [find_project(token, str(i)) for i in repeated(body.get("experiment_ids"))]
+    found = [model_json(m) for m in access.logged_models(token).filter(project__in=projects)]
+    found = search.ordered([m for m in found if search.matches(clauses, _fields(m))], order,
+                           _fields)
+    more = len(found) > offset + limit
+    return {"models": found[offset:offset + limit],
+            **({"next_page_token": str(offset + limit)} if more else {})}
+
+
+def _fields(model: dict[str, Any]) -> search.Fields:
+    info, data = model["info"], model["data"]
+    return {"attributes": {**info, "tags": None},
+            "params": {p["key"]: p["value"] for p in data["params"]},
+            "tags": {t["key"]: t["value"] for t in info["tags"]}, "metrics": {}}

@@ -1,0 +1,170 @@
+"""MLflow's search grammar for runs and experiments: a filter string (``metrics.loss < 0.5 and
+params.lr = '0.1'``) and ``order_by`` clauses (``metrics.loss DESC``), applied to the JSON the
+API answers with (``Fields``: what a run or an experiment shows under each of ``metrics``,
+``params``, ``tags`` and ``attributes``), so that what is filtered is exactly what is returned.
+
+The subset of mlflow/utils/search_utils.py that scripts use: clauses joined by AND;
+comparisons =, !=, <, <=, >, >= on numbers and =, !=, LIKE, ILIKE, IN, NOT IN on strings;
+keys quoted with backticks or double quotes when they hold spaces."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webapp.tracking.api import ApiError
+
+# What MLflow accepts before the dot of a key, and what it stands for.
+ENTITIES = {"metric": "metrics", "metrics": "metrics", "param": "params", "params": "params",
+            "parameter": "params", "parameters": "params", "tag": "tags", "tags": "tags",
+            "attribute": "attributes", "attributes": "attributes", "attr": "attributes",
+            "run": "attributes"}
+NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
+STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
+CLAUSE = re.compile(r"^(?P<key>.+?)\s*(?P<op>!=|<>|<=|>=|=|<|>|\bNOT\s+IN\b|\bIN\b|\bI?LIKE\b)"
+                    r"\s*(?P<value>.+)$", re.IGNORECASE | re.DOTALL)
+ORDER = re.compile(r"^(?P<key>.+?)(?:\s+(?P<direction>ASC|DESC))?$", re.IGNORECASE | re.DOTALL)
+
+# {"metrics": {...}, "params": {...}, "tags": {...}, "attributes": {...}}
+Fields = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One comparison: ``kind.key op value``."""
+
+    kind: str
+    key: str
+    op: str
+    value: Any
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError("INVALID_PARAMETER_VALUE", message)
+
+
+def parse_filter(text: str, numeric: Callable[[str, str], bool]) -> list[Clause]:
+    """The clauses of ``text`` (none for an empty filter). ``numeric(kind, key)``: whether the
+    key holds numbers (metrics, times) rather than strings."""
+    clauses = []
+    for part in _split_and(text):
+        match = CLAUSE.match(part.strip())
+        if match is None:
+            raise invalid(f"invalid filter clause {part.strip()[:100]!r}: expected "
+                          "<entity>.<key> <comparator> <value>")
+        kind, key = parse_key(match["key"])
+        op = " ".join(match["op"].upper().split()).replace("<>", "!=")
+        is_number = numeric(kind, key)
+        if op not in (NUMERIC_OPS if is_number else STRING_OPS):
+            raise invalid(f"comparator {op!r} does not apply to {kind}.{key}")
+        clauses.append(Clause(kind, key, op, _value(match["value"].strip(), op, is_number)))
+    return clauses
+
+
+def parse_order(items: Sequence[str]) -> list[tuple[str, str, bool]]:
+    """(kind, key, ascending) per ``order_by`` item."""
+    order = []
+    for item in items:
+        match = ORDER.match(str(item).strip())
+        if match is None:
+            raise invalid(f"invalid order_by clause {str(item)[:100]!r}")
+        kind, key = parse_key(match["key"])
+        order.append((kind, key, (match["direction"] or "ASC").upper() == "ASC"))
+    return order
+
+
+def parse_key(text: str) -> tuple[str, str]:
+    """(kind, key) of ``metrics.loss``, ``tags.`my tag```, ``run_name`` (an attribute)."""
+    text = text.strip()
+    head, dot, rest = text.partition(".")
+    if dot and head.lower() in ENTITIES:
+        kind, key = ENTITIES[head.lower()], rest
+    else:
+        kind, key = "attributes", text
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in "`\"":
+        key = key[1:-1]
+    if not key or re.search(r"\s", key) and text[-1] not in "`\"":
+        raise invalid(f"invalid search key {text[:100]!r}")
+    return kind, key
+
+
+def matches(clauses: Sequence[Clause], fields: Fields) -> bool:
+    return all(_holds(clause, fields.get(clause.kind, {}).get(clause.key)) for clause in clauses)
+
+
+def ordered(rows: Sequence[Any], order: Sequence[tuple[str, str, bool]],
+            fields: Callable[[Any], Fields]) -> list[Any]:
+    """``rows`` sorted by ``order`` (stable: ties keep their order); a row without the key
+    comes after every row with it, in either direction, as in MLflow."""
+    result = list(rows)
+    for kind, key, ascending in reversed(order):
+        present = [r for r in result if fields(r).get(kind, {}).get(key) is not None]
+        missing = [r for r in result if fields(r).get(kind, {}).get(key) is None]
+        present.sort(key=lambda r: fields(r)[kind][key], reverse=not ascending)
+        result = present + missing
+    return result
+
+
+def _split_and(text: str) -> list[str]:
+    """``text`` cut at each AND outside quotes (none for blank text)."""
+    if not text.strip():
+        return []
+    masked = QUOTED.sub(lambda m: "\0" * len(m.group()), text)
+    parts, start = [], 0
+    for match in re.finditer(r"\s+AND\s+", masked, re.IGNORECASE):
+        parts.append(text[start:match.start()])
+        start = match.end()
+    parts.append(text[start:])
+    if re.search(r"\s+OR\s+", masked, re.IGNORECASE):
+        raise invalid("OR is not supported in a filter: MLflow's grammar joins clauses by AND")
+    return parts
+
+
+def _value(text: str, op: str, is_number: bool) -> Any:
+    if op in ("IN", "NOT IN"):
+        if not (text.startswith("(") and text.endswith(")")):
+            raise invalid(f"{op} needs a parenthesised list, got {text[:100]!r}")
+        items = [m.group() for m in QUOTED.finditer(text[1:-1])]
+        return tuple(_string(item) for item in items)
+    if is_number:
+        try:
+            return float(text)
+        except ValueError:
+            raise invalid(f"expected a number, got {text[:100]!r}") from None
+    return _string(text)
+
+
+def _string(text: str) -> str:
+    if len(text) < 2 or text[0] != text[-1] or text[0] not in "'\"":
+        raise invalid(f"expected a quoted string, got {text[:100]!r}")
+    return re.sub(r"\\(.)", r"\1", text[1:-1])
+
+
+def _like(pattern: str, flags: int) -> re.Pattern[str]:
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.compile(regex, flags | re.DOTALL)
+
+
+def _holds(clause: Clause, actual: Any) -> bool:
+    if actual is None:
+        return False
+    op, expected = clause.op, clause.value
+    if op in ("LIKE", "ILIKE"):
+        flags = re.IGNORECASE if op == "ILIKE" else 0
+        return _like(expected, flags).fullmatch(str(actual)) is not None
+    if op in ("IN", "NOT IN"):
+        return (str(actual) in expected) == (op == "IN")
+    if isinstance(expected, float):
+        try:
+            actual = float(actual)
+        except (TypeError, ValueError):
+            return False
+    else:
+        actual = str(actual)
+    comparisons: dict[str, Callable[[Any, Any], bool]] = {
+        "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+    return comparisons[op](actual, expected)

@@ -22,7 +22,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from training.spec import ExperimentSpec
-from webapp.datasets.models import Dataset
+from webapp.datasets.models import Dataset, LabelScan
 from webapp.experiments import actions
 from webapp.experiments.models import Checkpoint, Experiment
 from webapp.experiments.tuning_forms import TuneForm
@@ -101,6 +101,7 @@ class Foreign:
     study: Experiment
     dataset: Dataset
     webhook: Webhook
+    scan: LabelScan
 
 
 @pytest.fixture
@@ -134,12 +135,17 @@ def foreign(db: Any, settings: Any) -> Foreign:
         "task": "classification", "image_size": "16",
         "file": SimpleUploadedFile("d.csv", table_csv(40))})
     assert response.status_code == 302
-    return Foreign(project, victim, run, study, Dataset.objects.get(), webhook)
+    dataset = Dataset.objects.get()
+    scan = LabelScan.objects.create(dataset=dataset, version=1, created_by=victim,
+                                    status=LabelScan.Status.DONE, result={
+                                        "flagged": 0, "label_names": ["a", "b"], "rows": [],
+                                        "confusion": [[1, 0], [0, 1]]})
+    return Foreign(project, victim, run, study, dataset, webhook, scan)
 
 
 def url_for(route: Route, foreign: Foreign) -> str:
     """The route filled with the foreign project's objects."""
-    top = route.path.split("/", 1)[0]
+    top = route.path.removeprefix("api/v1/").split("/", 1)[0]
     pk = {"projects": foreign.project.pk, "datasets": foreign.dataset.pk,
           "studies": foreign.study.pk, "webhooks": foreign.webhook.pk}.get(top, foreign.run.pk)
     values = {
@@ -149,6 +155,7 @@ def url_for(route: Route, foreign: Foreign) -> str:
         "app_label": "experiments", "url": "experiments/", "path": "model.txt",
         "artifact_path": f"{foreign.project.pk}/{foreign.run.pk}/artifacts/model.txt",
         "model_id": "m-1", "unknown": "mlflow/model-versions/get",
+        "hook": foreign.webhook.pk, "scan": foreign.scan.pk,
     }
     unknown = set(route.params) - set(values)
     assert not unknown, f"teach this test the parameters {unknown} of {route.path}"

@@ -366,6 +366,9 @@ SPECTACULAR_SETTINGS = {
     # The schema and docs need a token or a login too: nothing of the site is public.
     "SERVE_PERMISSIONS": ["webapp.rest.auth.TokenScope"],
     "SCHEMA_PATH_PREFIX": "/api/v1/",
+    # The API's PATCH (a member's role) validates its whole body, as DRF's generic views'
+    # partial updates do not: its schema keeps the required fields.
+    "COMPONENT_SPLIT_PATCH": False,
     # Swagger UI and its assets from drf-spectacular-sidecar's static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

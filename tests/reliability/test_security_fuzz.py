@@ -32,7 +32,7 @@ from webapp.experiments.forms import ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Checkpoint, Experiment
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.projects.forms import MemberForm, ProjectForm
-from webapp.projects.models import Project
+from webapp.projects.models import Membership, Project
 
 from ..hostile import table_csv
 
@@ -140,7 +140,8 @@ NEVER_ACCEPTED: set[str] = set()
 def member(db: Any) -> tuple[User, Project, Client]:
     user = User.objects.create_user("member", password="member-pass-123")
     project = Project.objects.create(name="fuzz")
-    project.members.add(user)
+    # its maintainer: the member form is a maintainer's (a plain member is refused with 403)
+    project.members.add(user, through_defaults={"role": Membership.Role.MAINTAINER})
     client = Client()
     client.force_login(user)
     return user, project, client

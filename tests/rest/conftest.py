@@ -45,6 +45,13 @@ class Api:
         return self.client.post("/api/v1/" + path, json.dumps(body or {}),
                                 content_type="application/json", **self._headers())
 
+    def patch(self, path: str, body: Any = None) -> Any:
+        return self.client.patch("/api/v1/" + path, json.dumps(body or {}),
+                                 content_type="application/json", **self._headers())
+
+    def delete(self, path: str) -> Any:
+        return self.client.delete("/api/v1/" + path, **self._headers())
+
 
 @pytest.fixture
 def owner(db: Any) -> User:

@@ -1,10 +1,12 @@
 """The projects and queue pages through /api/v1/: a project created, its members listed with
-their roles, added and removed as on the project page (any member may; a project keeps one),
-and the queue's running and queued jobs with their worker and place in line. Who may reach
-what is swept in tests/tracking/test_tokens.py."""
+their roles, added, removed and given roles as on the project page (its maintainers may; a
+member may only leave; a project keeps a maintainer), and the queue's running and queued jobs
+with their worker and place in line. Who may reach what is swept in
+tests/tracking/test_tokens.py."""
 
 from __future__ import annotations
 
+import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
@@ -59,20 +61,138 @@ def test_members_are_listed_with_their_roles(api, owner, project):
                                {"id": owner.pk, "username": "owner", "role": "maintainer"}]
 
 
-def test_any_member_adds_an_active_user_as_a_member(owner, project):
-    # given a plain member (not a maintainer) and an active user outside the project
-    member = User.objects.create_user("member")
-    project.members.add(member, through_defaults={"role": Membership.Role.MEMBER})
+@pytest.fixture
+def member(project: Project) -> User:
+    """A plain member of the owner's project (the owner maintains it)."""
+    user = User.objects.create_user("member")
+    project.members.add(user, through_defaults={"role": Membership.Role.MEMBER})
+    return user
+
+
+def members_of(project: Project) -> set[tuple[str, str]]:
+    return set(Membership.objects.filter(project=project).values_list("user__username", "role"))
+
+
+def test_a_maintainer_adds_an_active_user_as_a_member(api, project):
     User.objects.create_user("ada")
 
-    # when the member adds them by username
-    response = token_of(member).post(f"projects/{project.pk}/members/", {"username": " ada "})
+    response = api.post(f"projects/{project.pk}/members/", {"username": " ada "})
 
-    # then ada is a member, as the project page's form would make her
+    # then ada is a plain member, as the project page's form would make her
     assert response.status_code == 201
     assert {"username": "ada", "role": "member"}.items() <= next(
         m for m in response.json() if m["username"] == "ada").items()
-    assert project.members.filter(username="ada").exists()
+    assert members_of(project) == {("ada", "member"), ("owner", "maintainer")}
+
+
+def test_a_member_cannot_add_remove_others_or_promote(owner, member, project):
+    # given a plain member's token, an accomplice with an account and another member
+    User.objects.create_user("accomplice")
+    other = User.objects.create_user("other")
+    project.members.add(other, through_defaults={"role": Membership.Role.MEMBER})
+    token = token_of(member)
+    before = members_of(project)
+
+    # when the member adds the accomplice (or a name nobody has), removes the maintainer and
+    # the other member, promotes themselves and demotes the maintainer
+    answers = [token.post(f"projects/{project.pk}/members/", {"username": "accomplice"}),
+               token.post(f"projects/{project.pk}/members/", {"username": "ghost"}),
+               token.delete(f"projects/{project.pk}/members/{owner.pk}/"),
+               token.delete(f"projects/{project.pk}/members/{other.pk}/"),
+               token.patch(f"projects/{project.pk}/members/{member.pk}/", {"role": "maintainer"}),
+               token.patch(f"projects/{project.pk}/members/{owner.pk}/", {"role": "member"})]
+
+    # then each is refused with the reason, and nothing changed
+    assert [a.status_code for a in answers] == [403] * 6
+    assert all("maintainers" in a.json()["detail"] for a in answers)
+    assert members_of(project) == before
+
+
+def test_a_member_leaves_the_project(member, project):
+    token = token_of(member)
+
+    left = token.delete(f"projects/{project.pk}/members/{member.pk}/")
+
+    assert left.status_code == 204
+    assert members_of(project) == {("owner", "maintainer")}
+    assert token.get(f"projects/{project.pk}/members/").status_code == 404
+
+
+def test_a_maintainer_removes_promotes_and_demotes(api, member, project):
+    other = User.objects.create_user("other")
+    project.members.add(other, through_defaults={"role": Membership.Role.MEMBER})
+
+    promoted = api.patch(f"projects/{project.pk}/members/{member.pk}/", {"role": "maintainer"})
+    again = api.patch(f"projects/{project.pk}/members/{member.pk}/", {"role": "maintainer"})
+    after_promotion = members_of(project)
+    demoted = api.patch(f"projects/{project.pk}/members/{member.pk}/", {"role": "member"})
+    removed = api.delete(f"projects/{project.pk}/members/{other.pk}/")
+
+    # then the answers carry the members after, and the roles changed as asked
+    assert promoted.status_code == 200 and again.status_code == 200
+    assert {"id": member.pk, "username": "member", "role": "maintainer"} in promoted.json()
+    assert ("member", "maintainer") in after_promotion
+    assert demoted.status_code == 200
+    assert {"id": member.pk, "username": "member", "role": "member"} in demoted.json()
+    assert removed.status_code == 204
+    assert members_of(project) == {("member", "member"), ("owner", "maintainer")}
+
+
+def test_a_promoted_member_manages_the_members(owner, member, project, api):
+    api.patch(f"projects/{project.pk}/members/{member.pk}/", {"role": "maintainer"})
+
+    removed = token_of(member).delete(f"projects/{project.pk}/members/{owner.pk}/")
+
+    assert removed.status_code == 204
+    assert members_of(project) == {("member", "maintainer")}
+
+
+def test_the_last_maintainer_can_neither_leave_nor_step_down(api, owner, member, project):
+    left = api.delete(f"projects/{project.pk}/members/{owner.pk}/")
+    demoted = api.patch(f"projects/{project.pk}/members/{owner.pk}/", {"role": "member"})
+
+    for response in (left, demoted):
+        assert response.status_code == 409
+        assert "at least one maintainer" in response.json()["detail"]
+    assert members_of(project) == {("member", "member"), ("owner", "maintainer")}
+
+
+def test_a_bad_or_missing_role_is_one_error_on_role(api, member, project):
+    url = f"projects/{project.pk}/members/{member.pk}/"
+
+    bad = api.patch(url, {"role": "owner"})
+    missing = api.patch(url, {})
+    not_an_object = api.client.patch(f"/api/v1/{url}", '"maintainer"',
+                                     content_type="application/json",
+                                     HTTP_AUTHORIZATION=f"Bearer {api.raw}")
+
+    assert bad.status_code == 400 and list(bad.json()["errors"]) == ["role"]
+    assert '"owner" is not a valid choice' in bad.json()["errors"]["role"]
+    assert missing.status_code == 400 and list(missing.json()["errors"]) == ["role"]
+    assert not_an_object.status_code == 400 and list(not_an_object.json()["errors"]) == [
+        "request"]
+    assert members_of(project) == {("member", "member"), ("owner", "maintainer")}
+
+
+def test_a_non_member_gets_404_and_changes_nothing(owner, project):
+    stranger = token_of(User.objects.create_user("stranger"))
+
+    answers = [stranger.get(f"projects/{project.pk}/members/"),
+               stranger.post(f"projects/{project.pk}/members/", {"username": "stranger"}),
+               stranger.delete(f"projects/{project.pk}/members/{owner.pk}/"),
+               stranger.patch(f"projects/{project.pk}/members/{owner.pk}/", {"role": "member"})]
+
+    assert [a.status_code for a in answers] == [404] * 4
+    assert members_of(project) == {("owner", "maintainer")}
+
+
+def test_a_user_outside_the_project_is_no_member_to_promote(api, project):
+    outsider = User.objects.create_user("outsider")
+
+    response = api.patch(f"projects/{project.pk}/members/{outsider.pk}/", {"role": "maintainer"})
+
+    assert response.status_code == 404
+    assert members_of(project) == {("owner", "maintainer")}
 
 
 def test_an_unknown_inactive_or_present_user_is_refused_on_username(api, owner, project):
@@ -89,7 +209,7 @@ def test_an_unknown_inactive_or_present_user_is_refused_on_username(api, owner, 
     assert list(project.members.values_list("username", flat=True)) == ["owner"]
 
 
-def test_a_member_is_removed_but_the_last_one_stays(api, owner, project):
+def test_a_member_is_removed_but_the_last_maintainer_stays(api, owner, project):
     ada = User.objects.create_user("ada")
     project.members.add(ada)
 
@@ -102,23 +222,24 @@ def test_a_member_is_removed_but_the_last_one_stays(api, owner, project):
 
     assert removed.status_code == 204
     assert again.status_code == 404
-    assert last.status_code == 409 and "at least one member" in last.json()["detail"]
+    assert last.status_code == 409 and "at least one maintainer" in last.json()["detail"]
     assert list(project.members.all()) == [owner]
 
 
-def test_a_read_token_lists_members_but_cannot_add_or_remove(owner, project):
+def test_a_read_token_lists_members_but_cannot_add_remove_or_promote(owner, project):
     ada = User.objects.create_user("ada")
     project.members.add(ada)
     reader = token_of(owner, "read")
 
     listed = reader.get(f"projects/{project.pk}/members/")
     added = reader.post(f"projects/{project.pk}/members/", {"username": "owner"})
-    removed = reader.client.delete(f"/api/v1/projects/{project.pk}/members/{ada.pk}/",
-                                   HTTP_AUTHORIZATION=f"Bearer {reader.raw}")
+    removed = reader.delete(f"projects/{project.pk}/members/{ada.pk}/")
+    promoted = reader.patch(f"projects/{project.pk}/members/{ada.pk}/", {"role": "maintainer"})
 
     assert listed.status_code == 200
     assert added.status_code == 403 and removed.status_code == 403
-    assert project.members.count() == 2
+    assert promoted.status_code == 403
+    assert members_of(project) == {("ada", "member"), ("owner", "maintainer")}
 
 
 def test_the_queue_lists_running_jobs_then_queued_ones_in_line(api, owner, project, make_run):

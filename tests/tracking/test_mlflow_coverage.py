@@ -22,8 +22,8 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 from webapp.experiments.models import Experiment
-from webapp.projects.actions import add_member, create_project
-from webapp.projects.models import Project
+from webapp.projects.actions import create_project, enrol
+from webapp.projects.models import Membership, Project
 from webapp.tracking import tokens
 
 
@@ -311,7 +311,7 @@ def test_a_logged_model_finalized_with_an_unknown_status_is_refused(tracking, pr
 
 def test_only_a_maintainer_renames_an_experiment(tracking, project, owner):
     member = type(owner).objects.create_user("member", password="member-pass-123")
-    add_member(project, member)
+    enrol(project, member, Membership.Role.MEMBER)
     raw = tokens.create_token(member, "laptop", "write", None)[1]
 
     with pytest.raises(MlflowException) as caught:

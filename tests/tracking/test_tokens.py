@@ -110,10 +110,10 @@ def call_rest(client: Client, route: str, method: str, raw: str, run: Experiment
         return client.post(path, {"name": "hijack", "project": project.pk, "kind": "csv",
                                   "file": upload, "task": "classification",
                                   "missing": "drop"}, **headers)
-    body = {"project": project.pk, "name": "hijack", "count": 2, "spec": {
+    body = {"project": project.pk, "name": "hijack", "count": 2, "role": "member", "spec": {
         "data": {"dataset": "iris"}, "model": {"arch": "mlp"}, "run": {"device": "cpu"},
         "space": {"optim.lr": {"type": "float", "low": 0.001, "high": 0.1}}}}
-    send = client.put if method == "PUT" else client.post
+    send = {"PUT": client.put, "PATCH": client.patch}.get(method, client.post)
     return send(path, json.dumps(body), content_type="application/json", **headers)
 
 
@@ -234,6 +234,8 @@ def test_every_api_route_is_swept():
             "rest-study-checks", "rest-project-email", "rest-project-webhooks",
             "rest-project-webhook", "rest-run-diagnostics", "rest-groups",
             "rest-dataset-label-scan-previews"} <= names
+    # and every method of each: a member's role is changed with PATCH
+    assert set(methods_of("rest-project-member")) == {"PATCH", "DELETE"}
 
 
 @pytest.mark.parametrize("whose", ["revoked", "other-project", "no-token"])

@@ -13,7 +13,7 @@ from training import MemoryReporter, run
 from training.data import catalog
 from training.spec import ExperimentSpec
 from webapp.experiments.models import Experiment
-from webapp.projects.models import Project
+from webapp.projects.models import Membership, Project
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +36,9 @@ def stranger(db: Any) -> User:
 
 @pytest.fixture
 def project(owner: User) -> Project:
+    """The owner's project; they maintain it, as a project's creator does."""
     project = Project.objects.create(name="vision")
-    project.members.add(owner)
+    project.members.add(owner, through_defaults={"role": Membership.Role.MAINTAINER})
     return project
 
 

@@ -14,7 +14,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from webapp.datasets.models import Dataset
 from webapp.experiments.models import Experiment
 from webapp.projects import access
-from webapp.projects.actions import add_member, create_project
+from webapp.projects.actions import create_project, enrol
 from webapp.projects.models import Membership, Project
 
 pytestmark = pytest.mark.django_db
@@ -88,9 +88,9 @@ def test_creators_maintainers_and_staff_cancel_other_members_do_not(owner, stran
     # given the owner's job, a plain member and a maintainer of its project
     job = make_experiment()
     member = User.objects.create_user("member")
-    add_member(project, member)
+    enrol(project, member, Membership.Role.MEMBER)
     maintainer = User.objects.create_user("maintainer")
-    add_member(project, maintainer, Membership.Role.MAINTAINER)
+    enrol(project, maintainer, Membership.Role.MAINTAINER)
 
     assert access.may_cancel(owner, job)
     assert access.may_cancel(maintainer, job)
@@ -103,7 +103,7 @@ def test_creators_maintainers_and_staff_cancel_other_members_do_not(owner, stran
 def test_a_creator_who_left_the_project_no_longer_cancels(owner, stranger, project,
                                                           make_experiment):
     job = make_experiment()
-    add_member(project, stranger)
+    enrol(project, stranger, Membership.Role.MEMBER)
     Membership.objects.filter(project=project, user=owner).delete()
     assert not access.may_cancel(owner, job)
 

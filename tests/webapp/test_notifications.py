@@ -107,7 +107,7 @@ def team(db: Any) -> tuple[User, User, Project]:
     """A project whose creator (its maintainer) and a second member have e-mail addresses."""
     owner, member = make_user("owner"), make_user("member")
     project = create_project(owner, "vision")
-    add_member(project, member)
+    add_member(owner, project, member)
     return owner, member, project
 
 
@@ -213,12 +213,12 @@ def test_email_reaches_the_members_who_chose_the_event_only(team, notify_worker)
     # chose them once has left the project
     owner, member, project = team
     leaver = make_user("leaver")
-    add_member(project, leaver)
+    add_member(owner, project, leaver)
     for user in (owner, leaver):
         response = logged_in(user).post(reverse("project-notifications", args=[project.pk]),
                                         {"form": "email", "events": ["run.failed"]})
         assert response.status_code == 302
-    remove_member(project, leaver)
+    remove_member(leaver, project, leaver)  # they leave
     run = running_run(project, member, name="bert-small")
 
     # when a run fails

@@ -1,14 +1,20 @@
-"""Projects page: members see and manage their projects; nobody else learns they exist."""
+"""Projects page: members see their projects and may leave them; maintainers (and staff) add
+and remove members and change their roles; a project keeps a maintainer; nobody else learns a
+project exists."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from webapp.projects.models import Project
+from webapp.projects import actions
+from webapp.projects.actions import enrol
+from webapp.projects.models import Membership, Project
 
 pytestmark = pytest.mark.django_db
 
@@ -17,6 +23,22 @@ def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def member(project: Project) -> User:
+    """A plain member of the owner's project."""
+    user = User.objects.create_user("member")
+    enrol(project, user, Membership.Role.MEMBER)
+    return user
+
+
+def members_of(project: Project) -> set[tuple[str, str]]:
+    return set(Membership.objects.filter(project=project).values_list("user__username", "role"))
+
+
+def role_of(user: User, project: Project) -> str:
+    return Membership.objects.get(project=project, user=user).role
 
 
 def test_the_projects_page_lists_only_the_users_projects_with_members(owner, stranger, project):
@@ -51,12 +73,12 @@ def test_a_duplicate_project_name_is_an_error_on_the_field(owner, project):
     assert Project.objects.filter(name__iexact="vision").count() == 1
 
 
-def test_a_member_adds_another_user_who_then_sees_the_project(owner, stranger, project):
-    # when the owner adds the stranger by username
+def test_a_maintainer_adds_another_user_who_then_sees_the_project(owner, stranger, project):
+    # when the owner, who maintains the project, adds the stranger by username
     client_for(owner).post(f"/projects/{project.pk}/", {"username": "stranger"})
 
-    # then the stranger is a member and sees the project's page
-    assert project.members.filter(pk=stranger.pk).exists()
+    # then the stranger is a plain member and sees the project's page
+    assert role_of(stranger, project) == "member"
     assert client_for(stranger).get(f"/projects/{project.pk}/").status_code == 200
 
 
@@ -69,35 +91,212 @@ def test_adding_an_unknown_user_is_an_error_on_the_field(owner, project):
     assert project.members.count() == 1
 
 
-def test_the_last_member_cannot_be_removed(owner, project):
-    # when the only member tries to remove themselves
-    client_for(owner).post(f"/projects/{project.pk}/members/{owner.pk}/remove/")
+def test_a_member_cannot_add_anyone_and_learns_no_usernames(member, project):
+    # given an accomplice with an account
+    User.objects.create_user("accomplice")
+    client = client_for(member)
 
-    # then they stay a member
-    assert project.members.filter(pk=owner.pk).exists()
+    # when a plain member adds them, or a username nobody has
+    added = client.post(f"/projects/{project.pk}/", {"username": "accomplice"})
+    unknown = client.post(f"/projects/{project.pk}/", {"username": "ghost"})
+
+    # then both are refused alike, before the form could say which users exist
+    assert added.status_code == 403 and unknown.status_code == 403
+    assert members_of(project) == {("member", "member"), ("owner", "maintainer")}
 
 
-def test_a_member_removes_another_who_then_gets_404(owner, stranger, project):
-    # given the stranger is a member too
-    project.members.add(stranger)
+def test_a_member_cannot_remove_the_maintainer_or_another_member(owner, member, project):
+    other = User.objects.create_user("other")
+    enrol(project, other, Membership.Role.MEMBER)
+    client = client_for(member)
 
-    # when the owner removes them
-    client_for(owner).post(f"/projects/{project.pk}/members/{stranger.pk}/remove/")
+    # when a plain member removes the maintainer, then another member
+    maintainer = client.post(f"/projects/{project.pk}/members/{owner.pk}/remove/")
+    fellow = client.post(f"/projects/{project.pk}/members/{other.pk}/remove/")
 
-    # then the stranger no longer reaches the project
-    assert not project.members.filter(pk=stranger.pk).exists()
-    assert client_for(stranger).get(f"/projects/{project.pk}/").status_code == 404
+    # then both are refused and everyone stays
+    assert maintainer.status_code == 403 and fellow.status_code == 403
+    assert members_of(project) == {("member", "member"), ("other", "member"),
+                                   ("owner", "maintainer")}
+
+
+def test_a_member_cannot_promote_themselves_or_demote_the_maintainer(owner, member, project):
+    client = client_for(member)
+
+    promoted = client.post(f"/projects/{project.pk}/members/{member.pk}/role/",
+                           {"role": "maintainer"})
+    demoted = client.post(f"/projects/{project.pk}/members/{owner.pk}/role/", {"role": "member"})
+
+    assert promoted.status_code == 403 and demoted.status_code == 403
+    assert members_of(project) == {("member", "member"), ("owner", "maintainer")}
+
+
+def test_a_member_leaves_the_project_and_then_gets_404(member, project):
+    client = client_for(member)
+
+    # when a plain member leaves
+    response = client.post(f"/projects/{project.pk}/members/{member.pk}/remove/")
+
+    # then they land on their projects, and no longer reach this one
+    assert response.status_code == 302 and response.url == "/projects/"
+    assert members_of(project) == {("owner", "maintainer")}
+    assert client.get(f"/projects/{project.pk}/").status_code == 404
+
+
+def test_a_maintainer_removes_another_who_then_gets_404(owner, member, project):
+    # when the owner removes a member
+    client_for(owner).post(f"/projects/{project.pk}/members/{member.pk}/remove/")
+
+    # then the member no longer reaches the project
+    assert members_of(project) == {("owner", "maintainer")}
+    assert client_for(member).get(f"/projects/{project.pk}/").status_code == 404
+
+
+def test_a_maintainer_promotes_a_member_who_then_manages_members(owner, member, project):
+    # when the owner makes the member a maintainer
+    response = client_for(owner).post(f"/projects/{project.pk}/members/{member.pk}/role/",
+                                      {"role": "maintainer"}, follow=True)
+
+    # then the page says so, and the new maintainer may remove the owner
+    assert "member is now a maintainer." in response.content.decode()
+    assert role_of(member, project) == "maintainer"
+    client_for(member).post(f"/projects/{project.pk}/members/{owner.pk}/remove/")
+    assert members_of(project) == {("member", "maintainer")}
+
+
+def test_a_maintainer_demotes_another_maintainer(owner, member, project):
+    Membership.objects.filter(user=member).update(role=Membership.Role.MAINTAINER)
+
+    client_for(owner).post(f"/projects/{project.pk}/members/{member.pk}/role/",
+                           {"role": "member"})
+
+    assert members_of(project) == {("member", "member"), ("owner", "maintainer")}
+
+
+def test_the_last_maintainer_can_neither_leave_nor_step_down(owner, member, project):
+    client = client_for(owner)
+
+    # when the only maintainer leaves, then makes themselves a plain member
+    left = client.post(f"/projects/{project.pk}/members/{owner.pk}/remove/", follow=True)
+    demoted = client.post(f"/projects/{project.pk}/members/{owner.pk}/role/",
+                          {"role": "member"}, follow=True)
+
+    # then both are refused with the reason, and nothing changed
+    for response in (left, demoted):
+        assert response.redirect_chain == [(f"/projects/{project.pk}/", 302)]
+        assert "A project keeps at least one maintainer" in response.content.decode()
+    assert members_of(project) == {("member", "member"), ("owner", "maintainer")}
+
+
+def test_a_maintainer_leaves_once_another_maintains(owner, member, project):
+    Membership.objects.filter(user=member).update(role=Membership.Role.MAINTAINER)
+
+    response = client_for(owner).post(f"/projects/{project.pk}/members/{owner.pk}/remove/")
+
+    assert response.status_code == 302 and response.url == "/projects/"
+    assert members_of(project) == {("member", "maintainer")}
+
+
+def test_a_role_that_is_none_is_refused_with_a_message(owner, member, project):
+    response = client_for(owner).post(f"/projects/{project.pk}/members/{member.pk}/role/",
+                                      {"role": "owner"}, follow=True)
+
+    assert "Select a valid choice" in response.content.decode()
+    assert role_of(member, project) == "member"
+
+
+def test_staff_in_the_project_manage_its_members(owner, member, project):
+    # given a staff user who is a plain member of the project
+    staff = User.objects.create_user("operator", is_staff=True)
+    enrol(project, staff, Membership.Role.MEMBER)
+    client = client_for(staff)
+
+    # when they promote the member and remove the owner
+    client.post(f"/projects/{project.pk}/members/{member.pk}/role/", {"role": "maintainer"})
+    client.post(f"/projects/{project.pk}/members/{owner.pk}/remove/")
+
+    # then both happened
+    assert members_of(project) == {("member", "maintainer"), ("operator", "member")}
+
+
+def test_only_maintainers_see_the_controls_members_see_leave(owner, member, project):
+    maintainer_page = client_for(owner).get(f"/projects/{project.pk}/").content.decode()
+    member_page = client_for(member).get(f"/projects/{project.pk}/").content.decode()
+
+    assert 'id="member-form"' in maintainer_page
+    assert maintainer_page.count('class="role-form"') == 2
+    assert 'class="remove-form"' in maintainer_page
+    assert 'id="member-form"' not in member_page
+    assert 'class="role-form"' not in member_page and 'class="remove-form"' not in member_page
+    assert "Leave project" in member_page
+    assert "owner" in member_page and "maintainer" in member_page
 
 
 def test_a_non_member_gets_404_on_every_method(stranger, owner, project):
     client = client_for(stranger)
-    # when a non-member reads, adds to or removes from the project
+    # when a non-member reads, adds to, removes from or promotes in the project
     # then each is a 404 and nothing changes
     assert client.get(f"/projects/{project.pk}/").status_code == 404
     assert client.post(f"/projects/{project.pk}/", {"username": "stranger"}).status_code == 404
     assert client.post(
         f"/projects/{project.pk}/members/{owner.pk}/remove/").status_code == 404
-    assert list(project.members.all()) == [owner]
+    assert client.post(f"/projects/{project.pk}/members/{owner.pk}/role/",
+                       {"role": "member"}).status_code == 404
+    assert members_of(project) == {("owner", "maintainer")}
+
+
+def test_a_user_outside_the_project_is_no_member_to_remove_or_promote(owner, stranger,
+                                                                      project):
+    client = client_for(owner)
+
+    removed = client.post(f"/projects/{project.pk}/members/{stranger.pk}/remove/")
+    promoted = client.post(f"/projects/{project.pk}/members/{stranger.pk}/role/",
+                           {"role": "maintainer"})
+
+    assert removed.status_code == 404 and promoted.status_code == 404
+    assert members_of(project) == {("owner", "maintainer")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_maintainers_leaving_at_once_leave_one_of_them_behind(owner, member, project):
+    # given two maintainers; the owner's leaving holds its transaction open
+    Membership.objects.filter(user=member).update(role=Membership.Role.MAINTAINER)
+    owner_left, commit = threading.Event(), threading.Event()
+    outcomes: dict[str, str] = {}
+
+    def owner_leaves() -> None:
+        try:
+            with transaction.atomic():
+                actions.remove_member(owner, project, owner)
+                owner_left.set()
+                commit.wait(timeout=60)
+            outcomes["owner"] = "left"
+        finally:
+            connection.close()
+
+    def member_leaves() -> None:
+        try:
+            actions.remove_member(member, project, member)
+            outcomes["member"] = "left"
+        except actions.WouldOrphan:
+            outcomes["member"] = "refused"
+        finally:
+            connection.close()
+
+    # when the member leaves while the owner's leaving is not yet committed
+    first = threading.Thread(target=owner_leaves)
+    first.start()
+    assert owner_left.wait(timeout=60)
+    second = threading.Thread(target=member_leaves)
+    second.start()
+    second.join(timeout=1)  # it waits for the project's lock (without one, it is done by now)
+    commit.set()
+    first.join()
+    second.join()
+
+    # then the member's check saw the owner gone: they are refused, and stay its maintainer
+    assert outcomes == {"owner": "left", "member": "refused"}
+    assert members_of(project) == {("member", "maintainer")}
 
 
 def test_changing_members_needs_a_csrf_token(owner, stranger, project):

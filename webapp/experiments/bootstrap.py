@@ -13,7 +13,7 @@ from training.spec import ExperimentSpec
 from webapp.experiments import actions
 from webapp.experiments.models import Experiment
 from webapp.projects import access
-from webapp.projects.actions import add_member
+from webapp.projects.actions import enrol
 from webapp.projects.models import Membership, Project
 
 ADMIN_USERNAME = "admin"
@@ -32,7 +32,7 @@ def ensure_admin() -> tuple[Any, str | None]:
         password = os.environ.get("FITBOARD_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         user = User.objects.create_superuser(ADMIN_USERNAME, "", password)
         project, _ = Project.objects.get_or_create(name=DEFAULT_PROJECT)
-        add_member(project, user, Membership.Role.MAINTAINER)
+        enrol(project, user, Membership.Role.MAINTAINER)
     return user, password
 
 
@@ -41,5 +41,5 @@ def seed_demo(user: Any) -> Experiment:
     project = access.projects_visible_to(user).order_by("pk").first()
     if project is None:
         project = Project.objects.create(name=DEFAULT_PROJECT)
-        add_member(project, user, Membership.Role.MAINTAINER)
+        enrol(project, user, Membership.Role.MAINTAINER)
     return actions.create_experiment(user, project, "demo: digits CNN", ExperimentSpec())

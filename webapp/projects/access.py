@@ -5,7 +5,9 @@ datasets, checkpoints) with it; anonymous users see nothing. Staff see no more p
 anyone (their own), but the queue and cancel reach every project's jobs (``overseen``), so
 that a job holding the only worker for days can always be stopped by someone responsible.
 Any member may cancel their own jobs; the project's maintainers and staff may cancel any
-(``may_cancel``).
+(``may_cancel``). Only the maintainers and staff add and remove members and change their
+roles (``may_manage_members``): otherwise any member could remove the maintainers and take
+the project over.
 
 This module sits below the experiments and datasets apps and imports neither: what it needs
 of a job (its project and creator) is the ``Job`` protocol, and lists are filtered through
@@ -62,6 +64,16 @@ def maintained_project_ids(user: Any) -> set[int]:
         return set()
     return set(Membership.objects.filter(user=user, role=Membership.Role.MAINTAINER)
                .values_list("project_id", flat=True))
+
+
+def may_manage_members(user: Any, project: Project | int) -> bool:
+    """Whether ``user`` adds and removes ``project``'s members and changes their roles: its
+    maintainers and staff. (Any member may leave; ``actions.remove_member`` says so.)"""
+    if not user.is_authenticated:
+        return False
+    pk = project.pk if isinstance(project, Project) else project
+    return bool(user.is_staff) or Membership.objects.filter(
+        user=user, project_id=pk, role=Membership.Role.MAINTAINER).exists()
 
 
 def may_cancel(user: Any, job: Job, maintained: set[int] | None = None) -> bool:

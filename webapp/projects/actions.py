@@ -1,8 +1,11 @@
-"""Projects and their members: creating projects, adding and removing members.
+"""Projects and their members: creating projects, adding and removing members, changing roles.
 
-Any member may add or remove members (a team's own dashboard, not a multi-tenant service); a
-project always keeps at least one member, so it never becomes unreachable. Who may see and
-cancel what is ``access``.
+Only a project's maintainers (and staff) add members, remove others and change roles
+(``access.may_manage_members``); a plain member may only leave. A project always keeps at
+least one maintainer, so nobody can be locked out of managing it. Each change takes the
+project's row lock first and checks under it, so two requests at once cannot both pass a
+check that only one of them may (two maintainers each demoting the other). The pages and the
+REST API both call these functions; who may see and cancel what is ``access``.
 """
 
 from __future__ import annotations
@@ -10,12 +13,35 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
+from django.http import Http404
 
-from webapp.projects import signals
-from webapp.projects.access import projects_visible_to
+from webapp.projects import access, signals
 from webapp.projects.models import Membership, Project
+
+
+class NotAllowed(PermissionDenied):
+    """The user may not change this project's members (a plain member acting on others). A
+    ``PermissionDenied``: the pages and the API answer 403 with its reason."""
+
+
+class NotAMember(Http404):
+    """The user acted on is not (or no longer) a member of the project: a 404 on the pages and
+    in the API, as for any user outside it."""
+
+
+class WouldOrphan(Exception):
+    """The change would leave the project without a maintainer, or without members; nothing
+    changed. The message says why, for the page and the API alike."""
+
+
+LAST_MAINTAINER = ("A project keeps at least one maintainer: make another member a "
+                   "maintainer first.")
+LAST_MEMBER = "A project keeps at least one member."
+NOT_A_MAINTAINER = ("Only the project's maintainers add and remove members and change their "
+                    "roles; a member may only leave.")
 
 
 def projects_of(user: Any) -> list[Project]:
@@ -23,7 +49,7 @@ def projects_of(user: Any) -> list[Project]:
     queries."""
     members = Prefetch("members", queryset=get_user_model().objects.order_by("username"))
     return list(
-        projects_visible_to(user)
+        access.projects_visible_to(user)
         # Runs deleted through the tracking API are not counted (nor listed).
         .annotate(experiment_count=Count("experiments", distinct=True,
                                          filter=Q(experiments__deleted_at=None)))
@@ -32,11 +58,25 @@ def projects_of(user: Any) -> list[Project]:
     )
 
 
+def memberships_of(project: Project) -> list[Membership]:
+    """The project's members with their roles, by username."""
+    return list(Membership.objects.filter(project=project).select_related("user")
+                .order_by("user__username"))
+
+
+def member_of(project: Project, user_id: int) -> Any:
+    """The member ``user_id`` of ``project``; NotAMember (a 404) for anyone else."""
+    member = get_user_model().objects.filter(pk=user_id, projects=project).first()
+    if member is None:
+        raise NotAMember("no such member of this project")
+    return member
+
+
 def create_project(user: Any, name: str) -> Project:
     """A new project whose first member, and maintainer, is its creator."""
     with transaction.atomic():
         project = Project.objects.create(name=name)
-        add_member(project, user, Membership.Role.MAINTAINER)
+        enrol(project, user, Membership.Role.MAINTAINER)
     return project
 
 
@@ -46,24 +86,88 @@ def rename_project(project: Project, name: str) -> None:
     project.name = name
 
 
-def add_member(project: Project, user: Any, role: str = Membership.Role.MEMBER) -> None:
-    """Make ``user`` a member of ``project`` with ``role`` (nothing changes for a member);
-    their open run list starts hearing of the project's runs."""
+def enrol(project: Project, user: Any, role: str) -> None:
+    """Make ``user`` a member of ``project`` with ``role`` (nothing changes for a member),
+    asking nobody's leave: the site's own setup (a new project's creator, the first admin).
+    A user's request goes through ``add_member``. Their open run list starts hearing of the
+    project's runs."""
     with transaction.atomic():
         project.members.add(user, through_defaults={"role": role})
         transaction.on_commit(lambda: _tell_sockets(user.pk))
 
 
-def remove_member(project: Project, user: Any) -> bool:
-    """Remove ``user``; False (and nothing changes) when they are its last member. Their open
-    sockets check again what they may see, so they stop hearing of the project's runs."""
+def add_member(user: Any, project: Project, member: Any) -> None:
+    """``user`` adds ``member`` to ``project`` as a plain member (nothing changes for a
+    member already). NotAllowed unless ``user`` maintains the project or is staff."""
     with transaction.atomic():
-        locked = Project.objects.select_for_update().get(pk=project.pk)
-        if not locked.members.filter(pk=user.pk).exists() or locked.members.count() <= 1:
-            return False
-        locked.members.remove(user)
-        transaction.on_commit(lambda: _tell_sockets(user.pk))
-    return True
+        _lock(project)
+        _check_manages(user, project)
+        enrol(project, member, Membership.Role.MEMBER)
+
+
+def remove_member(user: Any, project: Project, member: Any) -> None:
+    """``user`` removes ``member`` from ``project``: a maintainer (or staff) anyone, a member
+    only themselves. NotAllowed, NotAMember, or WouldOrphan for the last maintainer (or
+    member), and nothing changes. Their open sockets check again what they may see, so they
+    stop hearing of the project's runs."""
+    with transaction.atomic():
+        _lock(project)
+        membership = _membership(project, member)
+        if member.pk != user.pk:
+            _check_manages(user, project)
+        _check_keeps_a_maintainer(project, membership)
+        if Membership.objects.filter(project=project).count() <= 1:
+            raise WouldOrphan(LAST_MEMBER)
+        membership.delete()
+        transaction.on_commit(lambda: _tell_sockets(member.pk))
+
+
+def set_role(user: Any, project: Project, member: Any, role: str) -> None:
+    """``user`` makes ``member`` a maintainer or a plain member of ``project`` (maintainers
+    and staff only: NotAllowed otherwise). Demoting the last maintainer is WouldOrphan;
+    NotAMember for a user outside the project; a role that is no ``Membership.Role`` is a
+    ValueError. Nothing changes when any is raised."""
+    if role not in Membership.Role.values:
+        raise ValueError(f"{role!r} is not a role")
+    with transaction.atomic():
+        _lock(project)
+        membership = _membership(project, member)
+        _check_manages(user, project)
+        if membership.role == role:
+            return
+        if role != Membership.Role.MAINTAINER:
+            _check_keeps_a_maintainer(project, membership)
+        membership.role = role
+        membership.save(update_fields=["role"])
+
+
+def _lock(project: Project) -> None:
+    """Hold the project's row until the transaction ends: membership changes of one project
+    run one at a time, each checking what the one before it left."""
+    Project.objects.select_for_update().get(pk=project.pk)
+
+
+def _membership(project: Project, member: Any) -> Membership:
+    membership = Membership.objects.filter(project=project, user_id=member.pk).first()
+    if membership is None:
+        raise NotAMember(f"{member} is not a member of {project}")
+    return membership
+
+
+def _check_manages(user: Any, project: Project) -> None:
+    if not access.may_manage_members(user, project):
+        raise NotAllowed(NOT_A_MAINTAINER)
+
+
+def _check_keeps_a_maintainer(project: Project, leaving: Membership) -> None:
+    """WouldOrphan when ``leaving`` (removed, or made a plain member) is the project's last
+    maintainer."""
+    if leaving.role != Membership.Role.MAINTAINER:
+        return
+    others = Membership.objects.filter(project=project, role=Membership.Role.MAINTAINER
+                                       ).exclude(pk=leaving.pk)
+    if not others.exists():
+        raise WouldOrphan(LAST_MAINTAINER)
 
 
 def _tell_sockets(user_id: int) -> None:

@@ -1,4 +1,4 @@
-"""The projects page's forms: a new project, and a member to add."""
+"""The projects page's forms: a new project, a member to add, and a member's new role."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
-from webapp.projects.models import Project
+from webapp.projects.models import Membership, Project
 
 
 class ProjectForm(forms.Form):
@@ -37,3 +37,9 @@ class MemberForm(forms.Form):
         if self.project.members.filter(pk=user.pk).exists():
             raise forms.ValidationError(f"{username} is already a member.")
         return user
+
+
+class MemberRoleForm(forms.Form):
+    """A member's new role: a maintainer manages the members and cancels any run."""
+
+    role = forms.ChoiceField(choices=Membership.Role.choices)

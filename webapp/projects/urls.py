@@ -7,4 +7,6 @@ urlpatterns = [
     path("projects/<int:pk>/", views.project_detail, name="project-detail"),
     path("projects/<int:pk>/members/<int:user_id>/remove/", views.project_member_remove,
          name="project-member-remove"),
+    path("projects/<int:pk>/members/<int:user_id>/role/", views.project_member_role,
+         name="project-member-role"),
 ]

@@ -1,15 +1,15 @@
-"""Projects page: the user's projects, their members, and adding or removing members."""
+"""Projects page: the user's projects, their members, and (for maintainers) adding and removing
+members and changing their roles; any member may leave."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.projects import access, actions
-from webapp.projects.forms import MemberForm, ProjectForm
+from webapp.projects.forms import MemberForm, MemberRoleForm, ProjectForm
 from webapp.projects.models import Project
 
 
@@ -33,26 +33,54 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     project = _member_project(request, pk)
+    manages = access.may_manage_members(request.user, project)
+    if request.method == "POST" and not manages:  # before the form, whose errors name users
+        raise actions.NotAllowed(actions.NOT_A_MAINTAINER)
     form = MemberForm(request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
-        actions.add_member(project, form.cleaned_data["username"])
+        actions.add_member(request.user, project, form.cleaned_data["username"])
         messages.success(request, f"{form.cleaned_data['username'].username} added.")
         return redirect("project-detail", pk=project.pk)
     return render(request, "projects/project_detail.html", {
-        "project": project, "members": project.members.order_by("username"), "form": form,
+        "project": project, "memberships": actions.memberships_of(project), "form": form,
+        "manages": manages,
     })
 
 
 @require_POST
 def project_member_remove(request: HttpRequest, pk: int, user_id: int) -> HttpResponse:
+    """Remove a member (maintainers), or leave the project (anyone, their own row). A refusal
+    is the action's: NotAllowed is a 403, NotAMember a 404."""
     project = _member_project(request, pk)
-    member = get_user_model().objects.filter(pk=user_id).first()
-    if member is None:
-        raise Http404("no such user")
-    if actions.remove_member(project, member):
-        messages.success(request, f"{member.username} removed.")
-    else:
-        messages.error(request, "A project keeps at least one member.")
-    if member.pk == request.user.pk and not access.may_see_project(member, project):
+    member = actions.member_of(project, user_id)
+    try:
+        actions.remove_member(request.user, project, member)
+    except actions.WouldOrphan as exc:
+        messages.error(request, str(exc))
+        return redirect("project-detail", pk=project.pk)
+    if member.pk == request.user.pk:
+        messages.success(request, f"You left {project.name}.")
         return redirect("project-list")
+    messages.success(request, f"{member.username} removed.")
+    return redirect("project-detail", pk=project.pk)
+
+
+@require_POST
+def project_member_role(request: HttpRequest, pk: int, user_id: int) -> HttpResponse:
+    """Make a member a maintainer, or a maintainer a plain member (maintainers only)."""
+    project = _member_project(request, pk)
+    member = actions.member_of(project, user_id)
+    if not access.may_manage_members(request.user, project):  # before the form, as above
+        raise actions.NotAllowed(actions.NOT_A_MAINTAINER)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["role"]))
+        return redirect("project-detail", pk=project.pk)
+    role = form.cleaned_data["role"]
+    try:
+        actions.set_role(request.user, project, member, role)
+    except actions.WouldOrphan as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{member.username} is now a {role}.")
     return redirect("project-detail", pk=project.pk)

@@ -1,33 +1,38 @@
 """The projects page and the queue page, for scripts: a project created, its members listed,
-added and removed, and the jobs queued and running. Thin views over the pages' own code
-(``projects.actions``, its forms, ``experiments.queue``): any member manages a project's
-members, as on the pages, and a project keeps at least one."""
+added, removed and given roles, and the jobs queued and running. Thin views over the pages' own
+code (``projects.actions``, its forms, ``experiments.queue``): as on the pages, only a
+project's maintainers (and staff) manage its members, any member may leave, and a project
+keeps at least one maintainer."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.experiments import queue
-from webapp.projects import actions
+from webapp.projects import access, actions
 from webapp.projects.forms import MemberForm, ProjectForm
-from webapp.projects.models import Membership, Project
+from webapp.projects.models import Project
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
-from webapp.rest.views import BAD, READ_ONLY, REFUSED, _project
+from webapp.rest.views import BAD, REFUSED, _project
 
 
-class LastMember(APIException):
+class LastMaintainer(APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "a project keeps at least one member"
-    default_code = "last_member"
+    default_detail = "a project keeps at least one maintainer"
+    default_code = "last_maintainer"
+
+
+NOT_A_MAINTAINER = {403: OpenApiResponse(s.DetailSerializer, "a read-only token, or not one of "
+                                         "the project's maintainers")}
+LAST = {409: OpenApiResponse(s.DetailSerializer, "the project's last maintainer")}
 
 
 class Projects(APIView):
@@ -58,8 +63,7 @@ class Projects(APIView):
 
 def _members(project: Project) -> list[dict[str, Any]]:
     return [{"id": m.user_id, "username": m.user.username, "role": m.role}
-            for m in Membership.objects.filter(project=project).select_related("user")
-            .order_by("user__username")]
+            for m in actions.memberships_of(project)]
 
 
 class ProjectMembers(APIView):
@@ -71,34 +75,54 @@ class ProjectMembers(APIView):
 
     @extend_schema(operation_id="projects_members_add", request=s.MemberAddSerializer,
                    responses={201: s.MemberSerializer(many=True), **BAD, **REFUSED,
-                              **READ_ONLY})
+                              **NOT_A_MAINTAINER})
     def post(self, request: Request, pk: int) -> Response:
-        """Add an active user as a member (any member may, as on the project page); the
-        answer is the members after."""
+        """Add an active user as a member (the project's maintainers and staff, as on the
+        project page); the answer is the members after."""
         project = _project(request, pk)
+        if not access.may_manage_members(request.user, project):  # before the form's errors
+            raise actions.NotAllowed(actions.NOT_A_MAINTAINER)
         body = s.MemberAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         form = MemberForm(body.validated_data, project=project)
         if not form.is_valid():
             raise errors.form_invalid(form)
-        actions.add_member(project, form.cleaned_data["username"])
+        actions.add_member(request.user, project, form.cleaned_data["username"])
         return Response(_members(project), status=status.HTTP_201_CREATED)
 
 
 class ProjectMember(APIView):
-    @extend_schema(operation_id="projects_members_remove", responses={
-        204: None, **REFUSED, **READ_ONLY,
-        409: OpenApiResponse(s.DetailSerializer, "the project's last member")})
+    @extend_schema(operation_id="projects_members_remove",
+                   responses={204: None, **REFUSED, **NOT_A_MAINTAINER, **LAST})
     def delete(self, request: Request, pk: int, user_id: int) -> Response:
-        """Remove a member (any member may, yourself too, as on the project page); a project
-        keeps at least one member."""
+        """Remove a member (the project's maintainers and staff), or leave the project (any
+        member, their own id), as on the project page; a project keeps at least one
+        maintainer."""
         project = _project(request, pk)
-        member = get_user_model().objects.filter(pk=user_id, projects=project).first()
-        if member is None:
-            raise NotFound("no such member of this project")
-        if not actions.remove_member(project, member):
-            raise LastMember()
+        try:
+            actions.remove_member(request.user, project, actions.member_of(project, user_id))
+        except actions.WouldOrphan as exc:
+            raise LastMaintainer(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(operation_id="projects_members_role", request=s.MemberRoleSerializer,
+                   responses={200: s.MemberSerializer(many=True), **BAD, **REFUSED,
+                              **NOT_A_MAINTAINER, **LAST})
+    def patch(self, request: Request, pk: int, user_id: int) -> Response:
+        """Make a member a maintainer, or a maintainer a plain member (the project's
+        maintainers and staff, as on the project page); the answer is the members after. A
+        project keeps at least one maintainer."""
+        project = _project(request, pk)
+        member = actions.member_of(project, user_id)
+        if not access.may_manage_members(request.user, project):  # before the body's errors
+            raise actions.NotAllowed(actions.NOT_A_MAINTAINER)
+        body = s.MemberRoleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            actions.set_role(request.user, project, member, body.validated_data["role"])
+        except actions.WouldOrphan as exc:
+            raise LastMaintainer(str(exc)) from exc
+        return Response(_members(project))
 
 
 def _queue_row(row: queue.QueueRow) -> dict[str, Any]:

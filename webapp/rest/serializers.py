@@ -11,6 +11,7 @@ from webapp.datasets.models import Dataset, DatasetVersion
 from webapp.experiments import events, groups
 from webapp.experiments.models import Experiment, RunGroup
 from webapp.notifications.models import Event
+from webapp.projects.models import Membership
 
 
 class RunSerializer(serializers.ModelSerializer[Experiment]):
@@ -412,11 +413,18 @@ class ProjectCreateSerializer(serializers.Serializer[Any]):
 
 
 class MemberSerializer(serializers.Serializer[Any]):
-    """A member of a project: a maintainer cancels any of its runs, a member their own."""
+    """A member of a project: a maintainer manages its members and cancels any of its runs,
+    a member cancels their own."""
 
     id = serializers.IntegerField(help_text="the user's id")
     username = serializers.CharField()
-    role = serializers.ChoiceField(["member", "maintainer"])
+    role = serializers.ChoiceField(Membership.Role.choices)
+
+
+class MemberRoleSerializer(serializers.Serializer[Any]):
+    """A member's new role (the project page's "Make maintainer" and "Make member")."""
+
+    role = serializers.ChoiceField(Membership.Role.choices)
 
 
 class MemberAddSerializer(serializers.Serializer[Any]):

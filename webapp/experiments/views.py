@@ -147,6 +147,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "test_metrics": experiment.summary.get("test_metrics") or {},
         "initial": events.status_payload(experiment),
         "may_cancel": access.may_cancel(request.user, experiment),
+        "may_change": access.may_change(request.user, experiment),
         "live": {**live_urls.run_page(experiment.pk, task),
                  "extra": external.get("extra_keys", [])},
         **compression.detail_context(experiment),
@@ -161,8 +162,13 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def experiment_annotate(request: HttpRequest, pk: int) -> HttpResponse:
-    """Save the tags and notes edited on the run page."""
+    """Save the tags and notes edited on the run page (its creator, its project's maintainers
+    or staff: another member reads them)."""
     experiment = visible_experiment(request, pk)
+    if not access.may_change(request.user, experiment):
+        messages.error(request, "Only the run's creator and its project's maintainers can "
+                                "change its tags and notes.")
+        return redirect("experiment-detail", pk=pk)
     form = browse.AnnotationForm(request.POST)
     if form.is_valid():
         actions.annotate_experiment(experiment, form.cleaned_data["tags"],

@@ -4,10 +4,12 @@ A user sees a project when they are one of its members, and everything in it (ex
 datasets, checkpoints) with it; anonymous users see nothing. Staff see no more projects than
 anyone (their own), but the queue and cancel reach every project's jobs (``overseen``), so
 that a job holding the only worker for days can always be stopped by someone responsible.
-Any member may cancel their own jobs; the project's maintainers and staff may cancel any
-(``may_cancel``). Only the maintainers and staff add and remove members and change their
-roles (``may_manage_members``): otherwise any member could remove the maintainers and take
-the project over.
+Any member may cancel and change their own jobs; the project's maintainers and staff may
+cancel and change any (``may_cancel``, ``may_change``): a member reads all of the project's
+work but does not rename, tag, annotate, delete, restore, end or log into another member's run,
+nor overwrite its artifacts or logged models. Only the maintainers and staff add and remove
+members and change their roles (``may_manage_members``): otherwise any member could remove the
+maintainers and take the project over.
 
 This module sits below the experiments and datasets apps and imports neither: what it needs
 of a job (its project and creator) is the ``Job`` protocol, and lists are filtered through
@@ -26,7 +28,7 @@ M = TypeVar("M", bound=Model)
 
 
 class Job(Protocol):
-    """What ``may_cancel`` reads of an experiment."""
+    """What ``may_cancel`` and ``may_change`` read of an experiment (or a logged model)."""
 
     project_id: int
     created_by_id: int | None
@@ -80,6 +82,13 @@ def may_cancel(user: Any, job: Job, maintained: set[int] | None = None) -> bool:
     """Whether ``user`` may cancel ``job``: staff any job; a maintainer of its project any of
     the project's; a member their own. (``maintained``: the user's
     ``maintained_project_ids``, read once for a list of jobs.)"""
+    return may_change(user, job, maintained)
+
+
+def may_change(user: Any, job: Job, maintained: set[int] | None = None) -> bool:
+    """Whether ``user`` may change what ``job`` (a run, or a logged model) records: its name,
+    tags, notes, params, metrics, artifacts, end and deletion. The rule of ``may_cancel``:
+    staff any; a maintainer of its project any of the project's; a member their own."""
     if not user.is_authenticated:
         return False
     if user.is_staff:

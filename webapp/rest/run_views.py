@@ -10,7 +10,7 @@ from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,12 +20,12 @@ from webapp.experiments import actions, browse, diagnosis, events, files
 from webapp.experiments.external import artifacts_root
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
+from webapp.projects import access
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
 from webapp.rest.views import (
     BAD,
     QUEUES_A_JOB,
-    READ_ONLY,
     REFUSED,
     _detail,
     _one,
@@ -154,11 +154,15 @@ class RunDiagnostics(APIView):
 
 class RunAnnotations(APIView):
     @extend_schema(operation_id="runs_annotate", request=s.AnnotationSerializer,
-                   responses={200: s.RunDetailSerializer, **BAD, **REFUSED,
-                              **READ_ONLY})
+                   responses={200: s.RunDetailSerializer, **BAD, **REFUSED, 403: OpenApiResponse(
+                       description="a read-only token, or not your run and not a maintainer")})
     def post(self, request: Request, pk: int) -> Response:
-        """Replace the run's tags and notes (the run page's form)."""
+        """Replace the run's tags and notes (the run page's form): its creator, its project's
+        maintainers, staff."""
         run = _one(auth.runs(request), pk)
+        if not access.may_change(request.user, run):
+            raise PermissionDenied("only the run's creator, its project's maintainers and "
+                                   "staff can change its tags and notes")
         tags = request.data.get("tags", "")
         if isinstance(tags, list):
             tags = ", ".join(str(tag) for tag in tags)

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from webapp.experiments.models import Experiment
 from webapp.projects import access
 from webapp.projects.models import Project
+from webapp.tracking.api import ApiError
 from webapp.tracking.models import ApiToken, LoggedModel
 
 
@@ -28,3 +29,13 @@ def runs(token: ApiToken, deleted: bool = False) -> QuerySet[Experiment]:
 def logged_models(token: ApiToken) -> QuerySet[LoggedModel]:
     """The logged models the token reaches: those of its projects, not deleted."""
     return LoggedModel.objects.filter(project__in=projects(token), deleted_at=None)
+
+
+def check_change(token: ApiToken, job: access.Job, what: str) -> None:
+    """PERMISSION_DENIED unless the token's user may change ``job`` (a run or a logged model
+    the token reaches): its creator, the project's maintainers and staff, as on the pages
+    (``access.may_change``). Another member reads it, but does not log into, rename, tag,
+    end, delete, restore or overwrite it."""
+    if not access.may_change(token.user, job):
+        raise ApiError("PERMISSION_DENIED", f"{what} belongs to another member of the project: "
+                       "only its creator and the project's maintainers change it")

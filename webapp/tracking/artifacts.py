@@ -46,6 +46,8 @@ def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
             pk=parse_pk(parts[2].removeprefix("m-")) or 0).first()
         if model is None or not parts[2].startswith("m-"):
             raise not_found(f"logged model {parts[2][:40]!r}")
+        if write:
+            access.check_change(token, model, f"logged model {model.model_id}")
         return model.artifacts_root, "/".join(parts[4:])
     if len(parts) < 3 or parts[2] != "artifacts":
         raise not_found(f"artifact {path[:100]!r}")
@@ -56,6 +58,8 @@ def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
         raise not_found(f"run {parts[1][:40]!r}")
     if write and not run.is_external:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is trained by Fitboard")
+    if write:
+        access.check_change(token, run, f"run {run.pk}")
     if write and run.deleted_at:  # its files are read (as MLflow serves them), not written
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is deleted: restore it "
                        "(restore_run) to upload to it")

@@ -45,12 +45,15 @@ def model_json(model: LoggedModel) -> dict[str, Any]:
                  "metrics": []}}
 
 
-def _model(token: ApiToken, model_id: str) -> LoggedModel:
-    """The logged model ``m-<pk>`` the token reaches, or 404."""
+def _model(token: ApiToken, model_id: str, write: bool = False) -> LoggedModel:
+    """The logged model ``m-<pk>`` the token reaches, or 404; ``write``: one its user may
+    change (``access.check_change``), or 403."""
     model = access.logged_models(token).filter(pk=pk).first() \
         if (pk := _pk(model_id)) is not None else None
     if model is None:
         raise not_found(f"logged model {model_id[:40]!r}")
+    if write:
+        access.check_change(token, model, f"logged model {model.model_id}")
     return model
 
 
@@ -91,6 +94,7 @@ def logged_model(request: HttpRequest, token: ApiToken, body: dict[str, Any], mo
     if request.method == "GET":
         return {"model": model_json(model)}
     _writable(token)
+    access.check_change(token, model, f"logged model {model.model_id}")
     if request.method == "DELETE":
         LoggedModel.objects.filter(pk=model.pk).update(deleted_at=timezone.now())
         return {}
@@ -105,7 +109,7 @@ def logged_model(request: HttpRequest, token: ApiToken, body: dict[str, Any], mo
 @endpoint(("POST",), write=True)
 def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
                ) -> dict[str, Any]:
-    model = _model(token, model_id)
+    model = _model(token, model_id, write=True)
     _update(model, params={**model.params, **pairs(body.get("params"), "params", MAX_PARAMS)})
     return {}
 
@@ -113,7 +117,7 @@ def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], mode
 @endpoint(("PATCH",), write=True)
 def set_tags(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
              ) -> dict[str, Any]:
-    model = _model(token, model_id)
+    model = _model(token, model_id, write=True)
     _update(model, tags={**model.tags, **pairs(body.get("tags"), "tags", MAX_TAGS)})
     return {}
 

@@ -155,10 +155,20 @@ def experiment_delete(request: HttpRequest, token: ApiToken, body: dict[str, Any
                    "and cannot be deleted through the API; delete its runs (delete_run)")
 
 
+def check_maintains(token: ApiToken, project: Project, doing: str) -> None:
+    """PERMISSION_DENIED unless the token's user maintains ``project``: a project's own
+    settings (its name, its tags: ``mlflow.note.content`` is its description) are its
+    maintainers', as on the pages."""
+    if project.pk not in project_access.maintained_project_ids(token.user):
+        raise ApiError("PERMISSION_DENIED", f"only a maintainer of {project.name!r} may "
+                       f"{doing}")
+
+
 @endpoint(("POST",), write=True)
 def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                        ) -> dict[str, Any]:
     project = find_project(token, text(body, "experiment_id"))
+    check_maintains(token, project, "tag it")
     key = text(body, "key")
     if len(key) > 250:
         raise ApiError("INVALID_PARAMETER_VALUE", "a tag's key is at most 250 characters")
@@ -171,6 +181,7 @@ def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, An
 def experiment_delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                           ) -> dict[str, Any]:
     project = find_project(token, text(body, "experiment_id"))
+    check_maintains(token, project, "remove its tags")
     key = text(body, "key")
     if not ExperimentTag.objects.filter(project=project, key=key).delete()[0]:
         raise not_found(f"tag {key[:100]!r} of experiment {project.pk}")
@@ -182,7 +193,8 @@ def experiment_delete_tag(request: HttpRequest, token: ApiToken, body: dict[str,
 def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
              deleted: bool = False) -> Experiment:
     """The run ``body`` names, deleted or not; ``write``: one that takes logs (created through
-    this API, and not deleted unless ``deleted`` allows it)."""
+    this API, by the token's user unless they maintain the project, and not deleted unless
+    ``deleted`` allows it)."""
     run_id = str(body.get("run_id") or body.get("run_uuid") or "")
     pk = parse_pk(run_id)
     run = access.runs(token, deleted=True).select_related("project", "created_by") \
@@ -192,6 +204,8 @@ def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
     if write and not run.is_external:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is trained by Fitboard: only "
                        "runs created through this API take logs")
+    if write:
+        access.check_change(token, run, f"run {run.pk}")
     if write and run.deleted_at and not deleted:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is deleted: restore it "
                        "(restore_run) to log to it")

@@ -42,6 +42,7 @@ def _run(token: ApiToken, body: dict[str, Any]) -> Experiment:
     if not run.is_external:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is trained by Fitboard: only "
                        "runs created through the API take logs")
+    access.check_change(token, run, f"run {run.pk}")
     return run
 
 

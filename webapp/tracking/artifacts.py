@@ -22,6 +22,11 @@ from webapp.tracking.api import ApiError, endpoint, not_found
 from webapp.tracking.models import ApiToken
 
 CHUNK = 1 << 20
+# Bounds of an artifact path, within what every file system and S3 take: a longer name or a
+# deeper folder is the client's 400, not the storage's crash.
+MAX_NAME_BYTES = 255  # one part, as a Linux file name
+MAX_PATH_BYTES = 1024  # the whole path, from the experiment's id
+MAX_DEPTH = 32  # parts, from the experiment's id
 
 
 def storage_root(run: Experiment) -> str:
@@ -29,10 +34,16 @@ def storage_root(run: Experiment) -> str:
 
 
 def clean_path(path: str) -> str:
-    """A relative artifact path, or ApiError: no absolute paths, no "..", no empty parts."""
+    """A relative artifact path, or ApiError: no absolute paths, no "..", no empty parts, no
+    name longer than a file system takes."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if path.startswith("/") or ".." in parts or "\\" in path or "\x00" in path:
         raise ApiError("INVALID_PARAMETER_VALUE", f"invalid artifact path {path[:100]!r}")
+    if (len(parts) > MAX_DEPTH or len(path.encode()) > MAX_PATH_BYTES
+            or any(len(part.encode()) > MAX_NAME_BYTES for part in parts)):
+        raise ApiError("INVALID_PARAMETER_VALUE", f"artifact path {path[:100]!r}… is too long: "
+                       f"at most {MAX_DEPTH} parts, {MAX_NAME_BYTES} bytes a name and "
+                       f"{MAX_PATH_BYTES} in all")
     return "/".join(parts)
 
 
@@ -105,8 +116,15 @@ def store(root: str, inner: str, source: Any) -> None:
         spool.seek(0)
         name = posixpath.join(root, inner)
         if default_storage.exists(name):
+            if _is_dir(name):  # a folder of artifacts is not replaced by one file
+                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} is a "
+                               "folder")
             default_storage.delete(name)
-        default_storage.save(name, File(spool, name=posixpath.basename(inner)))
+        try:
+            default_storage.save(name, File(spool, name=posixpath.basename(inner)))
+        except (FileExistsError, NotADirectoryError):  # a file where the path needs a folder
+            raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r}: a part of "
+                           "its path is a file") from None
 
 
 @endpoint(("GET",))

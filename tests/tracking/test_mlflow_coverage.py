@@ -321,6 +321,34 @@ def test_only_a_maintainer_renames_an_experiment(tracking, project, owner):
     assert Project.objects.get(pk=project.pk).name == "vision"
 
 
+def test_a_member_cannot_delete_end_or_log_into_another_members_run(tracking, project, owner):
+    # given the owner's run, logged by the client, and a plain member's write token
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 1.0)
+    run_id = run.info.run_id
+    member = type(owner).objects.create_user("member", password="member-pass-123")
+    enrol(project, member, Membership.Role.MEMBER)
+    raw = tokens.create_token(member, "laptop", "write", None)[1]
+
+    # when the member's client deletes, renames, logs into and uploads to it
+    refusals = []
+    for call in (lambda c: c.delete_run(run_id), lambda c: c.set_tag(run_id, "x", "y"),
+                 lambda c: c.log_metric(run_id, "loss", 9.0, step=9),
+                 lambda c: c.set_terminated(run_id, "FAILED")):
+        with pytest.raises(MlflowException) as caught:
+            _with_token(raw, lambda call=call: call(MlflowClient()))
+        refusals.append(caught.value.error_code)
+    with pytest.raises(requests.HTTPError, match="another member"):
+        _with_token(raw, lambda: MlflowClient().log_text(run_id, "hijacked", "notes.txt"))
+
+    # then each is PERMISSION_DENIED, while the member still reads the run
+    assert refusals == ["PERMISSION_DENIED"] * 4
+    read = _with_token(raw, lambda: MlflowClient().get_run(run_id))
+    assert read.info.lifecycle_stage == "active" and read.info.status == "FINISHED"
+    assert read.data.metrics == {"loss": 1.0} and "x" not in read.data.tags
+
+
 def test_a_deleted_run_takes_no_logs_but_its_files_still_read(tracking, tmp_path):
     mlflow.set_experiment("vision")
     with mlflow.start_run() as run:

@@ -375,7 +375,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "webapp.experiments.models.Experiment.Status",
                             "RunKindEnum": "webapp.experiments.models.Experiment.Kind",
-                            "DatasetKindEnum": "webapp.datasets.models.Dataset.Kind"},
+                            "DatasetKindEnum": "webapp.datasets.models.Dataset.Kind",
+                            "LabelScanStatusEnum":
+                                "webapp.datasets.models.LabelScan.Status"},
 }
 
 # Notifications (webapp.notifications): e-mail through Django's mail backend (the console by

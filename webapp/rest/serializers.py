@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from webapp.datasets.models import Dataset, DatasetVersion
+from webapp.datasets.models import Dataset, DatasetVersion, LabelScan
 from webapp.experiments import events, groups
 from webapp.experiments.models import Experiment, RunGroup
 from webapp.notifications.models import Event
@@ -496,7 +496,7 @@ class LabelScanSerializer(serializers.Serializer[Any]):
     dataset = serializers.IntegerField()
     version = serializers.IntegerField(help_text="the data set version it scanned")
     folds = serializers.IntegerField()
-    status = serializers.ChoiceField(["queued", "running", "done", "failed"])
+    status = serializers.ChoiceField(LabelScan.Status.choices)
     progress = serializers.JSONField(help_text="{folds_done, folds}")
     flagged = serializers.IntegerField(allow_null=True, help_text="suspicious rows found")
     error = serializers.CharField()

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.projects import access, actions
 from webapp.projects.forms import MemberForm, MemberRoleForm, ProjectForm
-from webapp.projects.models import Project
+from webapp.projects.models import Membership, Project
 
 
 def _member_project(request: HttpRequest, pk: int) -> Project:
@@ -41,9 +41,12 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
         actions.add_member(request.user, project, form.cleaned_data["username"])
         messages.success(request, f"{form.cleaned_data['username'].username} added.")
         return redirect("project-detail", pk=project.pk)
+    memberships = actions.memberships_of(project)
+    maintainers = [m.user_id for m in memberships if m.role == Membership.Role.MAINTAINER]
     return render(request, "projects/project_detail.html", {
-        "project": project, "memberships": actions.memberships_of(project), "form": form,
-        "manages": manages,
+        "project": project, "memberships": memberships, "form": form, "manages": manages,
+        # The action refuses to demote or remove the only maintainer: no button offers it.
+        "only_maintainer": maintainers[0] if len(maintainers) == 1 else None,
     })
 
 

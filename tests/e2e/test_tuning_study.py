@@ -188,6 +188,9 @@ def test_the_study_page_follows_the_study_to_its_end_in_chromium(stack: Stack) -
             page.fill("#id_password", "e2e-password-123")
             with page.expect_navigation():
                 page.click("button[type=submit]")
+            # Off the live experiment list, which reloads itself when a run is added: the
+            # study's trials would race that reload with the navigation to the study page.
+            page.goto(f"{stack.url}/projects/")
             study_id = submit_study(stack, session, source, **{
                 "name": "watched study", "algorithm": "random", "objective": "val_acc",
                 "n_trials": 4, "timeout": 0, "parallelism": 2, "pruner": "none", "seed": 1,

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -105,23 +105,31 @@ class GroupCompare(APIView):
                          else events.json_safe(result.to_dict())})
 
 
+def _study_job(request: Request, pk: int, serializer: type[serializers.Serializer[Any]]
+               ) -> tuple[Experiment, dict[str, Any]]:
+    """The study ``pk`` and the validated body of a request that queues jobs from it: 400 on
+    ``study`` when its data set is no longer the user's to train on, 429 past the job quota."""
+    study = _study(request, pk)
+    body = serializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    problem = reference_problem(request.user, study.project,
+                                study.spec["base"]["data"]["dataset"])
+    if problem:
+        raise errors.invalid({"study": problem})
+    _within_quota(request)
+    return study, body.validated_data
+
+
 class StudyPromote(APIView):
     @extend_schema(operation_id="studies_promote", request=s.NameSerializer,
                    responses={201: s.RunDetailSerializer, **BAD, **REFUSED, **QUEUES_A_JOB})
     def post(self, request: Request, pk: int) -> Response:
         """Queue a training run with the study's best trial's spec (the study page's
         "Promote")."""
-        study = _study(request, pk)
-        body = s.NameSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        problem = reference_problem(request.user, study.project,
-                                    study.spec["base"]["data"]["dataset"])
-        if problem:
-            raise errors.invalid({"study": problem})
-        _within_quota(request)
+        study, body = _study_job(request, pk, s.NameSerializer)
         try:
-            run = actions.promote_best(request.user, study, body.validated_data.get("name")
-                                       or f"{study.name} · best trial")
+            run = actions.promote_best(request.user, study,
+                                       body.get("name") or f"{study.name} · best trial")
         except ValueError as exc:  # no trial has completed yet
             raise errors.invalid({"study": str(exc)}) from None
         return _detail(run, status.HTTP_201_CREATED)
@@ -156,17 +164,9 @@ class StudyChecks(APIView):
         """Repeat the study's ``top`` best trials over ``count`` seeds each, the trial itself
         the first (the study page's "Check the best trials"); 201 with the groups, 400 on
         ``study`` while no trial has completed. Read the ranking with GET."""
-        study = _study(request, pk)
-        body = s.StudyCheckSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        problem = reference_problem(request.user, study.project,
-                                    study.spec["base"]["data"]["dataset"])
-        if problem:
-            raise errors.invalid({"study": problem})
-        _within_quota(request)
+        study, body = _study_job(request, pk, s.StudyCheckSerializer)
         try:
-            checks = actions.check_best_trials(request.user, study, body.validated_data["top"],
-                                               body.validated_data["count"])
+            checks = actions.check_best_trials(request.user, study, body["top"], body["count"])
         except ValueError as exc:  # no trial has completed yet
             raise errors.invalid({"study": str(exc)}) from None
         return Response([s.group_json(group) for group in checks],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,32 +166,40 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
     return ended_ok
 
 
-def delete_tag(run: Experiment, key: str) -> bool:
-    """Remove the tag ``key`` of an external run; False when it has none of that name."""
+def _change_spec(run: Experiment, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+                 ) -> bool:
+    """Store ``change(spec)`` as the run's spec, read and written under the run's row lock (so
+    concurrent requests of one run do not lose each other's changes); False when ``change``
+    returns None: nothing to change."""
     with transaction.atomic():
         row = Experiment.objects.select_for_update().get(pk=run.pk)
-        tags = dict(row.spec.get("tags", {}))
-        if tags.pop(key, None) is None:
+        spec = change(dict(row.spec))
+        if spec is None:
             return False
-        spec = {**row.spec, "tags": tags}
         Experiment.objects.filter(pk=row.pk).update(spec=spec)
         run.spec = spec
     return True
+
+
+def delete_tag(run: Experiment, key: str) -> bool:
+    """Remove the tag ``key`` of an external run; False when it has none of that name."""
+    def without(spec: dict[str, Any]) -> dict[str, Any] | None:
+        tags = dict(spec.get("tags", {}))
+        return None if tags.pop(key, None) is None else {**spec, "tags": tags}
+    return _change_spec(run, without)
 
 
 def add_to_list(run: Experiment, name: str, entries: Sequence[Mapping[str, Any]],
                 limit: int) -> None:
     """Add ``entries`` the run does not hold yet to its spec's list ``name`` (the datasets it
     read, the models it wrote), keeping at most ``limit``."""
-    with transaction.atomic():
-        row = Experiment.objects.select_for_update().get(pk=run.pk)
-        held = list(row.spec.get(name, []))
+    def added(spec: dict[str, Any]) -> dict[str, Any]:
+        held = list(spec.get(name, []))
         held.extend(entry for entry in entries if entry not in held)
         if len(held) > limit:
             raise IngestError(f"a run holds at most {limit} {name}")
-        spec = {**row.spec, name: held}
-        Experiment.objects.filter(pk=row.pk).update(spec=spec)
-        run.spec = spec
+        return {**spec, name: held}
+    _change_spec(run, added)
 
 
 def set_deleted(run: Experiment, deleted: bool) -> None:

@@ -186,3 +186,29 @@ def test_compacting_an_ended_run_leaves_few_rows_and_every_point(make_experiment
     loss = metric_store.read(experiment.pk)["loss"]
     assert loss.steps.tolist() == series.steps.tolist()
     assert loss.values[6] == 42.0 and loss.values[100] == series.values[100]
+
+
+def test_a_chart_read_while_the_run_is_compacted_has_every_point(make_experiment, monkeypatch):
+    # given a run written 10 points at a time, the way a watched run's reporter writes
+    experiment = make_experiment()
+    series = noisy_series(300)
+    store_points(experiment.pk, "loss", series, chunk=10)
+    real_full_rows = metric_store._full_rows
+    compacted: list[int] = []
+
+    def compact_in_between(ids: list[int]) -> list[tuple[int, str, bytes, bytes, bytes]]:
+        # the run ends and is compacted between the chart's two reads (the worker commits it
+        # while the page reads), once
+        if not compacted:
+            compacted.append(metric_store.compact(experiment.pk))
+        return real_full_rows(ids)
+
+    monkeypatch.setattr(metric_store, "_full_rows", compact_in_between)
+
+    # when its chart is read
+    chart = metric_store.read_charts({experiment.pk: (None, None)})[experiment.pk]["loss"]
+
+    # then the compaction did happen in between, and the chart still has every point
+    assert compacted == [30 - 1]
+    assert chart.series.steps.tolist() == series.steps.tolist()
+    assert chart.series.values.tolist() == series.values.tolist()

@@ -32,6 +32,7 @@ SUMMARY_BLOCK = 64  # points per block of a chunk's summary (each block keeps it
 # then still hold at least MAX_POINTS points).
 FULL_LIMIT = SUMMARY_BLOCK * MAX_POINTS // 2
 COMPACT_POINTS = 50_000  # points per row once a run has ended (``compact``)
+READ_ATTEMPTS = 5  # reads of a chart racing a compaction (``read_charts``)
 
 
 @dataclass
@@ -238,6 +239,20 @@ def read_charts(ranges: Mapping[int, StepRange], keys: Iterable[str] | None = No
     of the metrics whose range holds at most FULL_LIMIT of them (or that predate summaries)."""
     if not ranges:
         return {}
+    # The two reads are two statements: a compaction (the run just ended) committed between
+    # them replaces the rows the first one listed, and the second then misses them. Read again
+    # until the second finds every row the first listed (compaction runs once per run).
+    for _ in range(READ_ATTEMPTS - 1):
+        charts = _read_charts(ranges, keys, max_points)
+        if charts is not None:
+            return charts
+    return _read_charts(ranges, keys, max_points, consistent=False) or {}
+
+
+def _read_charts(ranges: Mapping[int, StepRange], keys: Iterable[str] | None, max_points: int,
+                 consistent: bool = True) -> dict[int, dict[str, Chart]] | None:
+    """One read of ``read_charts``; None (with ``consistent``) when rows listed by the first
+    query were gone by the second."""
     where = Q()
     for run_id, (x0, x1) in ranges.items():
         clause = Q(experiment_id=run_id)
@@ -258,11 +273,12 @@ def read_charts(ranges: Mapping[int, StepRange], keys: Iterable[str] | None = No
                 if sum(c for _, c, _ in parts) <= FULL_LIMIT or any(not s for _, _, s in parts)
                 for pk, _, _ in parts]
     full: dict[tuple[int, str], list[tuple[bytes, bytes, bytes]]] = {}
-    if full_ids:
-        for run_id, key, steps, values, times in MetricChunk.objects.filter(
-            pk__in=full_ids
-        ).order_by("id").values_list("experiment_id", "key", "steps", "values", "times"):
-            full.setdefault((run_id, key), []).append((steps, values, times))
+    found = 0
+    for run_id, key, steps, values, times in _full_rows(full_ids):
+        full.setdefault((run_id, key), []).append((steps, values, times))
+        found += 1
+    if consistent and found < len(full_ids):
+        return None
     out: dict[int, dict[str, Chart]] = {run_id: {} for run_id in ranges}
     for (run_id, key), parts in groups.items():
         x0, x1 = ranges[run_id]
@@ -276,6 +292,14 @@ def read_charts(ranges: Mapping[int, StepRange], keys: Iterable[str] | None = No
             total = sum(c for _, c, _ in parts)
         out[run_id][key] = Chart(downsample(series, max_points), max(total, len(series)))
     return out
+
+
+def _full_rows(ids: list[int]) -> list[tuple[int, str, bytes, bytes, bytes]]:
+    """The points of the rows ``ids`` that still exist, in the order they were written."""
+    if not ids:
+        return []
+    return list(MetricChunk.objects.filter(pk__in=ids).order_by("id").values_list(
+        "experiment_id", "key", "steps", "values", "times"))
 
 
 def downsample(series: Series, max_points: int = MAX_POINTS) -> Series:

@@ -85,16 +85,19 @@ def may_cancel(user: Any, job: Job, maintained: set[int] | None = None) -> bool:
     return may_change(user, job, maintained)
 
 
-def may_change(user: Any, job: Job, maintained: set[int] | None = None) -> bool:
+def may_change(user: Any, job: Job, maintained: set[int] | None = None,
+               seen: bool = False) -> bool:
     """Whether ``user`` may change what ``job`` (a run, or a logged model) records: its name,
     tags, notes, params, metrics, artifacts, end and deletion. The rule of ``may_cancel``:
-    staff any; a maintainer of its project any of the project's; a member their own."""
+    staff any; a maintainer of its project any of the project's; a member their own.
+    ``seen``: the caller read ``job`` through ``visible`` for this user, so its creator needs
+    no second look (a script logging into its own run asks on every request)."""
     if not user.is_authenticated:
         return False
     if user.is_staff:
         return True
+    if job.created_by_id == user.pk and (seen or may_see_project(user, job.project_id)):
+        return True
     if maintained is None:
         maintained = maintained_project_ids(user)
-    if job.project_id in maintained:
-        return True
-    return job.created_by_id == user.pk and may_see_project(user, job.project_id)
+    return job.project_id in maintained

@@ -35,7 +35,8 @@ def check_change(token: ApiToken, job: access.Job, what: str) -> None:
     """PERMISSION_DENIED unless the token's user may change ``job`` (a run or a logged model
     the token reaches): its creator, the project's maintainers and staff, as on the pages
     (``access.may_change``). Another member reads it, but does not log into, rename, tag,
-    end, delete, restore or overwrite it."""
-    if not access.may_change(token.user, job):
+    end, delete, restore or overwrite it. Every caller found ``job`` within the token's reach
+    (``runs``, ``logged_models``), which its user sees."""
+    if not access.may_change(token.user, job, seen=True):
         raise ApiError("PERMISSION_DENIED", f"{what} belongs to another member of the project: "
                        "only its creator and the project's maintainers change it")

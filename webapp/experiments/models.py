@@ -285,6 +285,15 @@ class Experiment(models.Model):
                 self.signal_verdict(verdict["kind"], previous, final=True)
         return ended
 
+    def reopen(self) -> bool:
+        """An ended external run → running again: its script resumed it (MLflow's
+        ``start_run(run_id=...)``), and its next end stores a new summary and verdict. False
+        when it was not ended."""
+        if not self.is_external:
+            raise ValueError(f"run {self.pk} is trained by Fitboard: only its worker runs it")
+        return self._transition(self.TERMINAL, status=self.Status.RUNNING, finished_at=None,
+                                error="", cancel_requested=False, heartbeat_at=timezone.now())
+
     def request_cancel(self) -> bool:
         """Cancel: a queued job (re-queued to resume, too) ends at once; a running one is
         flagged in the database and its loop stops at the next step, or, if its worker died,

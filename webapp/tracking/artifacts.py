@@ -131,13 +131,13 @@ def store(root: str, inner: str, source: Any) -> None:
 def artifact_list(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                   ) -> dict[str, Any]:
     """The files and folders directly inside ``path`` (``<experiment>/<run>/artifacts[/..]``),
-    as MLflow's server lists them: paths relative to ``path``."""
+    as MLflow's server lists them: paths relative to ``path``; nothing for a file, as MLflow's
+    server answers (a client takes a path whose list is empty for a file: mlflow 2.x
+    downloads a file listed as itself from ``<file>/<file>``)."""
     root, inner = _locate(token, str(body.get("path") or ""), write=False)
     folder = posixpath.join(root, inner).rstrip("/")
     if inner and default_storage.exists(folder) and not _is_dir(folder):
-        # A file: MLflow answers with the file itself.
-        return {"files": [{"path": posixpath.basename(inner), "is_dir": False,
-                           "file_size": default_storage.size(folder)}]}
+        return {}
     try:
         dirs, files = default_storage.listdir(folder)
     except FileNotFoundError:

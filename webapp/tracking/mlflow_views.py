@@ -6,6 +6,7 @@ MLflow run is a Fitboard run (its id is the run's number). Thin views: validate,
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # per log-batch, as MLflow's
 MAX_INPUTS = 100  # datasets (and logged models) one run holds
 MAX_INPUT_JSON = 65536  # characters of one dataset input (its schema and profile included)
 MAX_SEARCH = 1000  # runs per page of a search, as MLflow's server
+# The model registry's calls (under /api/2.0/), which Fitboard does not serve.
+REGISTRY_CALLS = ("mlflow/registered-models/", "mlflow/model-versions/")
 MODEL_HISTORY = "mlflow.log-model.history"  # the run tag listing its models (runs/log-model)
 # search_runs' run_view_type: which lifecycle stages it lists.
 VIEW_TYPES = {"ACTIVE_ONLY": (False,), "DELETED_ONLY": (True,), "ALL": (False, True),
@@ -41,6 +44,15 @@ END_STATUS = {"FINISHED": Experiment.Status.SUCCEEDED, "FAILED": Experiment.Stat
 
 def epoch_ms(when: Any) -> int | None:
     return int(when.timestamp() * 1000) if when else None
+
+
+def metric_value(value: float) -> float | str:
+    """A metric's value as protobuf's JSON writes a double (as MLflow's server answers): NaN
+    and the infinities as the strings "NaN", "Infinity" and "-Infinity". A bare NaN is not
+    JSON, and every mlflow client's parser refuses the whole answer that holds one."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 # --- Experiments (projects) ----------------------------------------------------------------
@@ -233,7 +245,7 @@ def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict
     else:  # a form run: its spec, flattened, stands for its params
         params = {k: str(v) for k, v in flatten_spec(run.spec).items()}
         tags, names = {}, {}
-    metrics = [{"key": names.get(key, key), "value": float(s.values[-1]),
+    metrics = [{"key": names.get(key, key), "value": metric_value(float(s.values[-1])),
                 "timestamp": round(float(s.times[-1]) * 1000), "step": int(s.steps[-1])}
                for key, s in latest.items() if len(s)]
     return {"info": run_info(run),
@@ -317,6 +329,8 @@ def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     if status in END_STATUS and not run.is_terminal:
         end = integer(body.get("end_time"), "end_time", default=0)
         ingest.end_run(run, END_STATUS[status], end / 1000 if end else None)
+    elif status == "RUNNING" and run.is_terminal:  # start_run(run_id=...) resumes it
+        run.reopen()
     elif status and status not in (*END_STATUS, "RUNNING", "SCHEDULED"):
         raise ApiError("INVALID_PARAMETER_VALUE", f"unknown run status {status[:20]!r}")
     run.refresh_from_db()
@@ -369,17 +383,33 @@ def repeated(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+# MLflow's other names of run attributes in a filter or an order (its SearchUtils'
+# translate_key_alias): the runs table's column titles.
+START_ALIASES = ("created", "Created")
+NAME_ALIASES = ("run name", "Run name", "Run Name")
+DATASET_CONTEXT = "mlflow.data.context"  # the tag of a dataset input that says its use
+
+
 def _numeric(kind: str, key: str) -> bool:
-    return kind == "metrics" or (kind == "attributes" and key in ("start_time", "end_time"))
+    return kind == "metrics" or (kind == "attributes" and key in (
+        "start_time", "end_time", *START_ALIASES))
 
 
 def _run_fields(run: Mapping[str, Any]) -> search.Fields:
-    """What a search may read of a run, from its JSON."""
+    """What a search may read of a run, from its JSON; ``datasets.<name|digest|context>``
+    holds one value per dataset input, and a clause on them holds when one of them does."""
     data, info = run["data"], run["info"]
-    return {"metrics": {m["key"]: m["value"] for m in data["metrics"]},
+    inputs = run["inputs"]["dataset_inputs"]
+    contexts = tuple(t["value"] for i in inputs for t in i.get("tags", [])
+                     if t["key"] == DATASET_CONTEXT)
+    return {"metrics": {m["key"]: float(m["value"]) for m in data["metrics"]},
             "params": {p["key"]: p["value"] for p in data["params"]},
             "tags": {t["key"]: t["value"] for t in data["tags"]},
-            "attributes": {**info, "created": info["start_time"]}}
+            "attributes": {**info, **dict.fromkeys(START_ALIASES, info["start_time"]),
+                           **dict.fromkeys(NAME_ALIASES, info["run_name"])},
+            "datasets": {"name": tuple(i["dataset"]["name"] for i in inputs),
+                         "digest": tuple(i["dataset"]["digest"] for i in inputs),
+                         "context": contexts}}
 
 
 @endpoint(("POST",), write=True)
@@ -493,14 +523,24 @@ def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
 
 
 def _history(name: str, series: metric_store.Series) -> Iterable[dict[str, Any]]:
-    for step, value, when in zip(series.steps.tolist(), series.values.tolist(),
-                                 series.times.tolist(), strict=True):
+    values: list[Any] = series.values.tolist()
+    if not all(map(math.isfinite, values)):
+        values = [metric_value(value) for value in values]
+    for step, value, when in zip(series.steps.tolist(), values, series.times.tolist(),
+                                 strict=True):
         yield {"key": name, "value": value, "timestamp": round(when * 1000), "step": step}
 
 
 @endpoint(("POST", "GET", "PUT", "PATCH", "DELETE"), raw=True)
 def unknown_endpoint(request: HttpRequest, token: ApiToken, body: dict[str, Any],
                      unknown: str) -> dict[str, Any]:
-    """A call of MLflow's API that Fitboard does not serve: MLflow's answer, not a page."""
+    """A call of MLflow's API that Fitboard does not serve: MLflow's answer, not a page; a
+    call of the model registry says so and names what a script uses instead."""
+    if unknown.startswith(REGISTRY_CALLS):
+        raise ApiError("ENDPOINT_NOT_FOUND", f"Fitboard does not serve /api/2.0/"
+                       f"{unknown[:100]}: it has no model registry (register_model, "
+                       "registered models, model versions and aliases, models:/<name>/"
+                       "<version> URIs). Load a model by its run's URI, runs:/<run_id>/<path>, "
+                       "or as a logged model, models:/m-<id>")
     raise ApiError("ENDPOINT_NOT_FOUND", f"Fitboard does not serve /api/2.0/{unknown[:100]} "
                    "(see docs/tracking.md for the calls it does)")

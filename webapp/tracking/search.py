@@ -5,7 +5,8 @@ API answers with (``Fields``: what a run or an experiment shows under each of ``
 
 The subset of mlflow/utils/search_utils.py that scripts use: clauses joined by AND;
 comparisons =, !=, <, <=, >, >= on numbers and =, !=, LIKE, ILIKE, IN, NOT IN on strings;
-keys quoted with backticks or double quotes when they hold spaces."""
+keys quoted with backticks or double quotes when they hold spaces; ``datasets.name``,
+``datasets.digest`` and ``datasets.context`` on a run's dataset inputs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from webapp.tracking.api import ApiError
 ENTITIES = {"metric": "metrics", "metrics": "metrics", "param": "params", "params": "params",
             "parameter": "params", "parameters": "params", "tag": "tags", "tags": "tags",
             "attribute": "attributes", "attributes": "attributes", "attr": "attributes",
-            "run": "attributes"}
+            "run": "attributes", "dataset": "datasets", "datasets": "datasets"}
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
@@ -92,7 +93,15 @@ def parse_key(text: str) -> tuple[str, str]:
 
 
 def matches(clauses: Sequence[Clause], fields: Fields) -> bool:
-    return all(_holds(clause, fields.get(clause.kind, {}).get(clause.key)) for clause in clauses)
+    return all(_holds_any(clause, fields.get(clause.kind, {}).get(clause.key))
+               for clause in clauses)
+
+
+def _holds_any(clause: Clause, actual: Any) -> bool:
+    """A field of several values (a tuple: a run's datasets) holds when one of them does."""
+    if isinstance(actual, tuple):
+        return any(_holds(clause, value) for value in actual)
+    return _holds(clause, actual)
 
 
 def ordered(rows: Sequence[Any], order: Sequence[tuple[str, str, bool]],

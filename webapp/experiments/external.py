@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,16 +40,31 @@ TASK_TAG = "fitboard.task"  # "classification" (the default when accuracy is log
 CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default 2)
 UNMAPPED_PREFIX = "ext/"
 
-# Script name → diagnostics name; Hugging Face Trainer's names included.
-CONVENTION = {
-    "loss": "train_loss", "train_loss": "train_loss", "training_loss": "train_loss",
-    "eval_loss": "val_loss", "val_loss": "val_loss", "validation_loss": "val_loss",
-    "eval_accuracy": "val_acc", "eval_acc": "val_acc", "val_accuracy": "val_acc",
-    "val_acc": "val_acc", "validation_accuracy": "val_acc",
-    "accuracy": "train_acc", "acc": "train_acc", "train_accuracy": "train_acc",
-    "train_acc": "train_acc",
-    "learning_rate": "lr", "lr": "lr",
-}
+# The convention: a logged name is read as a split and a measure, in any case, its words joined
+# by "_", "/", ".", "-" or spaces ("eval_accuracy", "train/loss", "val-acc", "Validation Loss"),
+# with Lightning's "_step" / "_epoch" suffix dropped ("train_loss_epoch"); a measure alone is a
+# training one ("loss", "accuracy": Hugging Face Trainer's and Keras's names).
+SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
+          "validation": "val", "eval": "val", "evaluation": "val", "dev": "val"}
+MEASURES = {"loss": "loss", "acc": "acc", "accuracy": "acc", "rmse": "rmse", "mae": "mae"}
+RATES = ("lr", "learning_rate")  # stored as "lr"
+SUFFIXES = ("step", "epoch")
+WORDS = re.compile(r"[\s_/.\-]+")
+
+
+def conventional(name: str) -> str | None:
+    """The diagnostics' name for a logged metric ``name`` by the convention above, or None."""
+    words = [word for word in WORDS.split(name.strip().lower()) if word]
+    if len(words) > 1 and words[-1] in SUFFIXES:
+        words = words[:-1]
+    if "_".join(words) in RATES:
+        return "lr"
+    if len(words) == 1:
+        words = ["train", *words]
+    if len(words) != 2 or words[0] not in SPLITS or words[1] not in MEASURES:
+        return None
+    stored = f"{SPLITS[words[0]]}_{MEASURES[words[1]]}"
+    return stored if stored in EPOCH_KEYS else None
 
 
 def parse_map(text: str) -> dict[str, str]:
@@ -73,7 +89,7 @@ def assign(name: str, mapping: Mapping[str, str], keys: dict[str, str]) -> str:
     """Where the first point of ``name`` is stored, recorded in ``keys`` ({script name: stored
     name}, the run's table)."""
     taken = set(keys.values())
-    target = mapping.get(name) or CONVENTION.get(name) or name
+    target = mapping.get(name) or conventional(name) or name
     if target in taken:
         target = name if name not in taken else UNMAPPED_PREFIX + name
     keys[name] = target

@@ -1,0 +1,58 @@
+"""The naming convention that stores a script's metrics under the names the diagnostics read,
+whatever the library's spelling (Hugging Face Trainer, Lightning, Keras, W&B-style slashes)."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from webapp.experiments import metric_store
+from webapp.experiments.external import conventional
+from webapp.experiments.models import Experiment
+
+
+@pytest.mark.parametrize(("logged", "stored"), [
+    # Hugging Face Trainer (report_to="mlflow")
+    ("loss", "train_loss"), ("eval_loss", "val_loss"), ("eval_accuracy", "val_acc"),
+    ("learning_rate", "lr"),
+    # Lightning's self.log(..., on_step=True, on_epoch=True) and its usual names
+    ("train_loss_step", "train_loss"), ("train_loss_epoch", "train_loss"),
+    ("val_acc_epoch", "val_acc"), ("valid_loss", "val_loss"),
+    # Keras
+    ("accuracy", "train_acc"), ("val_accuracy", "val_acc"),
+    # slashes, dots, dashes, spaces and capitals
+    ("train/loss", "train_loss"), ("eval/accuracy", "val_acc"), ("Validation Loss", "val_loss"),
+    ("val-acc", "val_acc"), ("train.acc", "train_acc"), ("dev_acc", "val_acc"),
+    # regression
+    ("val_rmse", "val_rmse"), ("eval/mae", "val_mae"),
+])
+def test_a_librarys_names_map_to_the_diagnostics_names(logged, stored):
+    assert conventional(logged) == stored
+
+
+@pytest.mark.parametrize("logged", [
+    "epoch", "step", "grad_norm", "test_loss", "test/accuracy", "train_rmse", "val_f1",
+    "eval_runtime", "lr-Adam", "loss_scale_factor", "",
+])
+def test_other_names_are_stored_as_logged(logged):
+    assert conventional(logged) is None
+
+
+def test_a_lightning_style_run_is_stored_under_the_diagnostics_names_and_judged(tracking):
+    # given a script logging Lightning's names: per-step and per-epoch training loss, and
+    # validation loss and accuracy with slashes
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        for epoch in range(6):
+            for step in range(epoch * 10, epoch * 10 + 10):
+                mlflow.log_metric("train_loss_step", 1 / (step + 1), step=step)
+            mlflow.log_metrics({"train_loss_epoch": 1 / (epoch + 1), "val/loss": 1.5 / (epoch + 1),
+                                "val/acc": epoch / 6}, step=epoch * 10 + 9)
+
+    # then the first training loss took train_loss, the epoch one kept its name, and the run
+    # has its validation curves and a verdict
+    stored = Experiment.objects.get(pk=int(run.info.run_id))
+    assert set(metric_store.read(stored.pk)) == {"train_loss", "train_loss_epoch", "val_loss",
+                                                 "val_acc"}
+    assert stored.verdict_kind
+    assert tracking.get_metric_history(run.info.run_id, "val/acc")[-1].value == 5 / 6

@@ -110,15 +110,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # that meets another thread's (a worker's reporter flushes from its own thread) fails at
     # once with "database table is locked" instead of waiting out the timeout above.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-fitboard.sqlite3")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Under ASGI each request runs in a thread of its own and so opens its own connection
-    # (Django says not to keep them there: CONN_MAX_AGE stays 0). A new PostgreSQL connection
-    # costs a server process and 5-15 ms here, more than a whole log-metric request; Django's
-    # pool (psycopg_pool) lends an open one instead, per process (web server, each worker).
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1, "max_size": env_int("FITBOARD_DB_POOL_SIZE", 16, minimum=2),
-        "timeout": 30,
-    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

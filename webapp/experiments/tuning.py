@@ -49,7 +49,7 @@ from webapp.experiments.jobs import (
     run_workdir,
     training_summary,
 )
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, derived_name
 from webapp.experiments.reporting import DjangoReporter
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def _enqueue_trial(study: Experiment, spec: TuningSpec, optuna_study: optuna.Stu
     ask = ask_trial(optuna_study)
     params = suggest(ask, spec)
     info = {"number": ask.number, "params": params, "state": "queued"}
-    name = f"{study.name} · trial {index + 1}"
+    name = derived_name(study.name, f" · trial {index + 1}")
     try:
         trial_spec = spec.trial_spec(params)
     except SpecError as exc:

@@ -353,3 +353,19 @@ def test_a_trial_records_system_metrics_like_a_training_run(make_study, settings
     keys = set(metric_store.read(trial.pk))
     assert {"sys/cpu_percent", "sys/ram_percent", "sys/ram_used_gb"} <= keys
     assert "val_acc" in keys
+
+
+def test_a_plain_member_sees_no_cancel_on_another_users_study(owner_client, stranger,
+                                                              stranger_client, project,
+                                                              make_study):
+    # given a running study of the owner's and a plain member of its project
+    study = make_study()
+    project.members.add(stranger, through_defaults={"role": "member"})
+
+    # when each opens the study page
+    mine = owner_client.get(reverse("study-detail", args=[study.pk])).content.decode()
+    theirs = stranger_client.get(reverse("study-detail", args=[study.pk])).content.decode()
+
+    # then only its creator is offered Cancel (the member's click was refused after the fact)
+    assert 'id="cancel-form"' in mine
+    assert 'id="cancel-form"' not in theirs and "Promote best trial" in theirs

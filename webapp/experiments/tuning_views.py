@@ -14,6 +14,7 @@ from webapp.experiments.models import Experiment, derived_name
 from webapp.experiments.ownership import reference_problem
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.experiments.views import visible_experiment
+from webapp.projects import access
 
 
 def _study(request: HttpRequest, pk: int) -> Experiment:
@@ -63,6 +64,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "ranking": groups.ranking_check(study, spec.get("objective", "val_acc"),
                                         spec.get("direction") == "maximize"),
         "max_repeats": settings.FITBOARD_MAX_REPEATS,
+        "may_cancel": access.may_cancel(request.user, study),
     })
 
 

@@ -77,6 +77,9 @@ def top_trials(study: Experiment, count: int) -> list[Experiment]:
     spec = TuningSpec.from_dict(study.spec)
     done = [t for t in study.children.filter(kind=Experiment.Kind.TRIAL)
             if trial_info(t).get("state") == "complete" and trial_info(t).get("value") is not None]
+    # A tie goes to the first trial to reach the value, as the study page's "Best:" line says
+    # (sorted by number first: Python's sort is stable, reversed or not).
+    done.sort(key=lambda t: trial_info(t).get("number", 0))
     done.sort(key=lambda t: trial_info(t)["value"], reverse=spec.direction == "maximize")
     return done[:count]
 

@@ -8,6 +8,7 @@
     "#b6e880", "#ff97ff", "#fecb52", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b",
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#222a2a"];
   const chart = "compare-chart";
+  const LEGEND_CHARS = 60;  // a run's name in the legend, at most (a long one ran off the chart)
   const controls = {
     metric: document.getElementById("metric"),
     axis: document.getElementById("x-axis"),
@@ -72,7 +73,10 @@
     const weight = Number(controls.smoothing.value);
     const traces = [];
     for (const run of runs) {
-      const name = plotlyText(`${run.name} #${run.id}`);
+      // Plotly's legend neither wraps nor clips: a long name is cut (the tables show it whole).
+      const chars = Array.from(run.name);
+      const short = chars.length > LEGEND_CHARS ? `${chars.slice(0, LEGEND_CHARS - 1).join("")}…` : run.name;
+      const name = plotlyText(`${short} #${run.id}`);
       if (weight) {
         traces.push({x: run.shown.x, y: run.shown.y, mode: "lines", line: {color: run.color, width: 1},
           opacity: 0.25, hoverinfo: "skip", showlegend: false, legendgroup: name});

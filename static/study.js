@@ -160,7 +160,8 @@
       `${Math.min(100, 100 * (p.finished || 0) / p.budget)}%`;
     const err = document.getElementById("error-text");
     err.textContent = data.error; err.hidden = !data.error;
-    document.getElementById("cancel-form").hidden = TERMINAL.includes(data.status);
+    const cancel = document.getElementById("cancel-form");  // absent: not this user's to cancel
+    if (cancel) cancel.hidden = TERMINAL.includes(data.status);
     const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
     const pick = data.direction === "maximize" ? Math.max : Math.min;
     const best = done.length ? done.find((t) => t.value === pick(...done.map((d) => d.value))) : null;

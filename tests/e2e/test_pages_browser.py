@@ -174,3 +174,35 @@ def test_the_run_page_list_and_forms_fit_a_390_px_screen(page, phone, stack, tmp
         # Then nothing is wider than the screen
         assert found["scroll"] <= found["width"], found
         assert found["past"] == [], found
+
+
+# A run's name is free text: one word wider than any screen.
+LONG_NAME = "Ünïcødé " + "x" * 180
+# The vertical middle of each of the run page's "Repeat over [3] seeds" button and box.
+REPEAT_MIDDLES = """els => els.map((e) => {
+  const box = e.getBoundingClientRect();
+  return Math.round(box.top + box.height / 2);
+})"""
+
+
+def test_a_long_run_name_wraps_instead_of_widening_the_pages(page, phone, stack):
+    # Given two runs, one named with a single word wider than any screen
+    session = stack.login()
+    long_run = submit(stack, session, LONG_NAME, **SMALL_RUN)
+    short_run = submit(stack, session, "short", **SMALL_RUN)
+
+    # When the list, its run page and the two compared are opened 1280 and 390 px wide
+    for path in ("/", f"/experiments/{long_run}/", f"/compare/?ids={long_run},{short_run}"):
+        for screen, width in ((page, 1280), (phone, PHONE_WIDTH)):
+            screen.goto(f"{stack.url}{path}")
+            screen.wait_for_load_state("networkidle")
+            found = screen.evaluate(OVERFLOW, width)
+
+            # Then nothing is wider than the screen (the list was 2122 px wide at 1280)
+            assert found["scroll"] <= width and found["past"] == [], (path, width, found)
+
+    # and "Repeat over [3] seeds" is one line: its button and its number box side by side
+    page.goto(f"{stack.url}/experiments/{long_run}/")
+    button, count = page.eval_on_selector_all(
+        "#repeat-form button, #repeat-form input[name=count]", REPEAT_MIDDLES)
+    assert abs(button - count) <= 2, (button, count)

@@ -224,6 +224,8 @@ def test_only_maintainers_see_the_controls_members_see_leave(owner, member, proj
     member_page = client_for(member).get(f"/projects/{project.pk}/").content.decode()
 
     assert 'id="member-form"' in maintainer_page
+    # the form says where a new person's account comes from (it adds existing accounts only)
+    assert "staff create accounts in the admin" in maintainer_page
     # the owner is the only maintainer: their own row offers no step down or leave, which the
     # action would refuse
     assert maintainer_page.count('class="role-form"') == 1

@@ -353,3 +353,40 @@ def test_a_trial_records_system_metrics_like_a_training_run(make_study, settings
     keys = set(metric_store.read(trial.pk))
     assert {"sys/cpu_percent", "sys/ram_percent", "sys/ram_used_gb"} <= keys
     assert "val_acc" in keys
+
+
+def test_a_plain_member_sees_no_cancel_on_another_users_study(owner_client, stranger,
+                                                              stranger_client, project,
+                                                              make_study):
+    # given a running study of the owner's and a plain member of its project
+    study = make_study()
+    project.members.add(stranger, through_defaults={"role": "member"})
+
+    # when each opens the study page
+    mine = owner_client.get(reverse("study-detail", args=[study.pk])).content.decode()
+    theirs = stranger_client.get(reverse("study-detail", args=[study.pk])).content.decode()
+
+    # then only its creator is offered Cancel (the member's click was refused after the fact)
+    assert 'id="cancel-form"' in mine
+    assert 'id="cancel-form"' not in theirs and "Promote best trial" in theirs
+
+
+def test_a_tie_between_trials_goes_to_the_first_to_reach_it(owner, project, source):
+    # given a study whose trials 1 and 2 completed with the same value (trial 2 the newer row,
+    # which the trials' newest-first order put first)
+    spec = TuningSpec.from_dict({
+        "base": IRIS.to_dict(), "algorithm": "random", "n_trials": 2,
+        "space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}}})
+    study = Experiment.objects.create(project=project, name="study", spec=spec.to_dict(),
+                                      created_by=owner, kind=Experiment.Kind.TUNE, parent=source)
+    for number in (1, 2):
+        Experiment.objects.create(
+            project=project, name=f"trial {number}", spec=IRIS.to_dict(), created_by=owner,
+            kind=Experiment.Kind.TRIAL, parent=study, status=Experiment.Status.SUCCEEDED,
+            summary={"trial": {"number": number, "state": "complete", "value": 0.9917}})
+
+    # when the best is asked for (Promote, the study's summary)
+    best = tuning.best_trial(study)
+
+    # then it is trial 1, the one the study page's "Best:" line names
+    assert best is not None and tuning.trial_info(best)["number"] == 1

@@ -20,7 +20,7 @@ from training.tuning import TuningSpec
 from webapp.datasets.services import DatasetUnavailable, resolve_version
 from webapp.experiments import compression, enqueue, events, tuning
 from webapp.experiments.launch import queue_for
-from webapp.experiments.models import Experiment, RunGroup, Tag
+from webapp.experiments.models import Experiment, RunGroup, Tag, derived_name
 from webapp.projects.models import Project
 
 
@@ -171,7 +171,7 @@ def create_repeat(user: Any, project: Project, name: str, spec: ExperimentSpec, 
             run = done.get(json_key(seed_spec.to_dict()))
             if run is None:
                 run = Experiment.objects.create(
-                    project=project, name=f"{name} · seed {seed_spec.run.seed}",
+                    project=project, name=derived_name(name, f" · seed {seed_spec.run.seed}"),
                     spec=seed_spec.to_dict(), created_by=user, parent=source,
                     kind=Experiment.Kind.TRAIN, remedy=remedy or {})
                 new.append(run)
@@ -207,10 +207,10 @@ def verify_remedy(user: Any, source: Experiment, remedy: dict[str, Any],
     spec = source.experiment_spec
     applied = {key: remedy[key] for key in ("key", "title", "patch")}
     with transaction.atomic():
-        original = create_repeat(user, source.project, f"{source.name} ×{count}"[:200], spec,
-                                 count, source=source)
+        original = create_repeat(user, source.project, derived_name(source.name, f" ×{count}"),
+                                 spec, count, source=source)
         return create_repeat(
-            user, source.project, f"{source.name} · {remedy['title']} ×{count}"[:200],
+            user, source.project, derived_name(source.name, f" · {remedy['title']} ×{count}"),
             spec.patched(remedy["patch"]), count, source=source, seeds=list(original.seeds),
             remedy=applied, baseline=original)
 
@@ -224,6 +224,7 @@ def check_best_trials(user: Any, study: Experiment, top: int, count: int) -> lis
         raise ValueError("no trial has completed yet")
     with transaction.atomic():
         return [create_repeat(user, study.project,
-                              f"{study.name} · trial {tuning.trial_info(trial).get('number')} "
-                              f"×{count}"[:200], trial.experiment_spec, count, source=trial)
+                              derived_name(study.name, f" · trial "
+                                           f"{tuning.trial_info(trial).get('number')} ×{count}"),
+                              trial.experiment_spec, count, source=trial)
                 for trial in trials]

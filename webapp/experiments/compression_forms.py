@@ -12,7 +12,7 @@ from training.compression.spec import FIELDSET_ORDER, CompressionSpec
 from training.spec import SpecError, model_plugin, model_plugins
 from webapp.experiments import spec_forms
 from webapp.experiments.compression import check_job
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, derived_name
 from webapp.experiments.ownership import reference_problem
 
 # Every field of the compression spec (the student's model fields as "student_<field>"), from
@@ -40,7 +40,7 @@ APPLIES = spec_forms.applies_map(SPEC_FIELDS)
 def compression_initial(source: Experiment) -> dict[str, Any]:
     """Initial values: the spec's defaults, and the source's model fields for the student."""
     spec = CompressionSpec(source=source.pk, student=source.experiment_spec.model)
-    initial: dict[str, Any] = {"name": f"{source.name} · compressed"[:200],
+    initial: dict[str, Any] = {"name": derived_name(source.name, " · compressed"),
                                **spec_forms.initial_values(SPEC_FIELDS, spec)}
     # A student about ten times smaller than a default teacher to start from.
     initial["student_hidden_sizes"] = "32"

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.experiments import actions, diagnosis, groups, quota
-from webapp.experiments.models import Experiment, RunGroup, parse_pk
+from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
 from webapp.experiments.views import visible_experiment
 from webapp.projects import access
 
@@ -56,7 +56,7 @@ def run_repeat(request: HttpRequest, pk: int) -> HttpResponse:
                             status=400, content_type="text/plain")
     count = form.cleaned_data["count"]
     group = actions.create_repeat(request.user, experiment.project,
-                                  f"{experiment.name} ×{count}"[:200],
+                                  derived_name(experiment.name, f" ×{count}"),
                                   experiment.experiment_spec, count, source=experiment)
     return redirect("group-detail", pk=group.pk)
 

@@ -29,6 +29,16 @@ def parse_pk(text: str) -> int | None:
     return number if 1 <= number <= MAX_PK else None
 
 
+NAME_LENGTH = 200  # characters in a run's or a group's name (a varchar on PostgreSQL)
+
+
+def derived_name(base: str, suffix: str) -> str:
+    """The name of a row made from another: ``base`` then ``suffix`` (" · seed 3", " ×5"),
+    the base cut so that the whole fits NAME_LENGTH. The suffix is kept whole: it is what
+    tells a run's seeds, trials and remedies apart."""
+    return base[:max(0, NAME_LENGTH - len(suffix))] + suffix
+
+
 class Tag(models.Model):
     """A label users put on runs to find them again (``Experiment.tags``)."""
 
@@ -85,7 +95,7 @@ class Experiment(models.Model):
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="experiments")
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=NAME_LENGTH)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TRAIN)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     spec = models.JSONField()
@@ -358,7 +368,7 @@ class RunGroup(models.Model):
     A verified remedy's group names its original side (``baseline``) and the remedy applied."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="run_groups")
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=NAME_LENGTH)
     spec = models.JSONField()  # the ExperimentSpec's dict; each run's differs only in run.seed
     seeds = models.JSONField(default=list)  # in the runs' order
     runs = models.ManyToManyField(Experiment, related_name="groups")

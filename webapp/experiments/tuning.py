@@ -49,7 +49,7 @@ from webapp.experiments.jobs import (
     run_workdir,
     training_summary,
 )
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, derived_name
 from webapp.experiments.reporting import DjangoReporter
 
 if TYPE_CHECKING:
@@ -77,6 +77,9 @@ def top_trials(study: Experiment, count: int) -> list[Experiment]:
     spec = TuningSpec.from_dict(study.spec)
     done = [t for t in study.children.filter(kind=Experiment.Kind.TRIAL)
             if trial_info(t).get("state") == "complete" and trial_info(t).get("value") is not None]
+    # A tie goes to the first trial to reach the value, as the study page's "Best:" line says
+    # (sorted by number first: Python's sort is stable, reversed or not).
+    done.sort(key=lambda t: trial_info(t).get("number", 0))
     done.sort(key=lambda t: trial_info(t)["value"], reverse=spec.direction == "maximize")
     return done[:count]
 
@@ -184,7 +187,7 @@ def _enqueue_trial(study: Experiment, spec: TuningSpec, optuna_study: optuna.Stu
     ask = ask_trial(optuna_study)
     params = suggest(ask, spec)
     info = {"number": ask.number, "params": params, "state": "queued"}
-    name = f"{study.name} · trial {index + 1}"
+    name = derived_name(study.name, f" · trial {index + 1}")
     try:
         trial_spec = spec.trial_spec(params)
     except SpecError as exc:

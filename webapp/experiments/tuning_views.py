@@ -10,10 +10,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.experiments import actions, groups, live_urls, quota, tuning
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, derived_name
 from webapp.experiments.ownership import reference_problem
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.experiments.views import visible_experiment
+from webapp.projects import access
 
 
 def _study(request: HttpRequest, pk: int) -> Experiment:
@@ -43,7 +44,8 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
                                             form.cleaned_data["name"], form.spec, source)
                 return redirect("study-detail", pk=study.pk)
     else:
-        form = TuneForm(initial={"name": f"{source.name} · tuning", "project": source.project},
+        form = TuneForm(initial={"name": derived_name(source.name, " · tuning"),
+                                 "project": source.project},
                         user=request.user, base=base, source=source)
     return render(request, "experiments/study_new.html", {
         "form": form, "source": source, "grid_size": grid_size,
@@ -62,6 +64,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "ranking": groups.ranking_check(study, spec.get("objective", "val_acc"),
                                         spec.get("direction") == "maximize"),
         "max_repeats": settings.FITBOARD_MAX_REPEATS,
+        "may_cancel": access.may_cancel(request.user, study),
     })
 
 
@@ -98,7 +101,7 @@ def study_promote(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, f"Cannot promote: {problem}.")
         return redirect("study-detail", pk=pk)
     try:
-        run = actions.promote_best(request.user, study, f"{study.name} · best trial")
+        run = actions.promote_best(request.user, study, derived_name(study.name, " · best trial"))
     except ValueError as exc:
         messages.warning(request, str(exc))
         return redirect("study-detail", pk=pk)

@@ -35,7 +35,7 @@ from webapp.experiments import (
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
-from webapp.experiments.models import Experiment, RunGroup, parse_pk
+from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
 
@@ -250,7 +250,7 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
                                            form.cleaned_data["name"])
             return redirect("experiment-detail", pk=child.pk)
     else:
-        form = RemedyForm(initial={"name": f"{experiment.name} · {remedy['title']}"[:200]})
+        form = RemedyForm(initial={"name": derived_name(experiment.name, f" · {remedy['title']}")})
     return render(request, "experiments/remedy.html", {
         "experiment": experiment, "remedy": remedy, "changes": changes, "form": form,
     })

@@ -23,7 +23,9 @@ class ProjectForm(forms.Form):
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    username = forms.CharField(
+        max_length=150, label="Add a member by username",
+        help_text="an existing account; staff create accounts in the admin (/admin/)")
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

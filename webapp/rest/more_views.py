@@ -20,7 +20,7 @@ from webapp.datasets.forms import DatasetForm
 from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import TOO_LARGE
 from webapp.experiments import actions, compare, events, groups, tuning
-from webapp.experiments.models import MAX_PK, Experiment, parse_pk
+from webapp.experiments.models import MAX_PK, Experiment, derived_name, parse_pk
 from webapp.experiments.ownership import reference_problem
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
@@ -128,8 +128,8 @@ class StudyPromote(APIView):
         "Promote")."""
         study, body = _study_job(request, pk, s.NameSerializer)
         try:
-            run = actions.promote_best(request.user, study,
-                                       body.get("name") or f"{study.name} · best trial")
+            name = body.get("name") or derived_name(study.name, " · best trial")
+            run = actions.promote_best(request.user, study, name)
         except ValueError as exc:  # no trial has completed yet
             raise errors.invalid({"study": str(exc)}) from None
         return _detail(run, status.HTTP_201_CREATED)

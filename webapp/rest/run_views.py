@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from training.spec import SpecError
 from webapp.experiments import actions, browse, diagnosis, events, files
 from webapp.experiments.external import artifacts_root
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, derived_name
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
 from webapp.rest import auth, errors
@@ -84,7 +84,7 @@ class RunRemedyApply(APIView):
             raise NotFound("this run has no such remedy")
         body = s.NameSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        name = body.validated_data.get("name") or f"{run.name} · {remedy['title']}"[:200]
+        name = body.validated_data.get("name") or derived_name(run.name, f" · {remedy['title']}")
         problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
         if problem:
             raise errors.invalid({"run": problem})
@@ -234,7 +234,7 @@ class RunRepeat(APIView):
         if problem:
             raise errors.invalid({"run": problem})
         _within_quota(request)
-        name = body.validated_data.get("name") or f"{run.name} ×{count}"[:200]
+        name = body.validated_data.get("name") or derived_name(run.name, f" ×{count}")
         group = actions.create_repeat(request.user, run.project, name, run.experiment_spec,
                                       count, source=run)
         return Response(s.group_json(group), status=status.HTTP_201_CREATED)

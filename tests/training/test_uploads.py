@@ -26,6 +26,7 @@ from training.data.uploads import (
     save_prepared,
 )
 
+from ..conftest import DATA_DIR
 from ..hostile import HOSTILE_ZIPS, table_csv, two_class_zip
 
 MESSY = b"""a,b,label
@@ -409,3 +410,15 @@ def test_an_mlp_beats_the_majority_on_one_hot_categories(make_spec, tmp_path: Pa
     majority = max(prepared.report["class_counts"].values()) / prepared.report["rows_out"]
     assert result.test_metrics is not None
     assert result.test_metrics["test_acc"] > majority + 0.2
+
+
+def test_uci_imdb_sentences_read_whole_as_uploaded() -> None:
+    # given UCI's imdb_labelled.txt as downloaded: no header, "sentence<TAB>label", the first
+    # sentence full of commas and six starting with a quoted title
+    content = (DATA_DIR / "uci_sentiment" / "imdb_labelled.txt").read_bytes()
+
+    prepared = table(content, text_column="1", label_column="2")
+
+    # then every line is one row (3 repeated sentences dropped), none joined to another
+    assert prepared.report["rows_in"] == 1000 and prepared.info.rows == 997
+    assert prepared.report["class_counts"] == {"0": 499, "1": 498}

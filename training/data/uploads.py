@@ -123,6 +123,7 @@ class Prepared:
 
 
 HEADER_CHOICES = ("auto", "yes", "no")
+SEPARATORS = ",;\t|"
 
 
 def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
@@ -149,23 +150,17 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
         raise UploadError("file", "the file is binary, not a CSV text file")
     if not sample.strip():
         raise UploadError("file", "the file is empty")
-    if name.lower().endswith(".tsv"):
-        sep = "\t"
-    else:
-        try:
-            sep = csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=",;\t|").delimiter
-        except csv.Error:
-            sep = ","
+    sep = "\t" if name.lower().endswith(".tsv") else _separator(sample)
     if header not in HEADER_CHOICES:
         raise UploadError("header", f"must be one of: {', '.join(HEADER_CHOICES)}")
     headed = header == "yes" or (header == "auto" and _has_header(sample, sep))
     _check_header(handle, sep, limits, headed)
     decimal = "," if sep == ";" and DECIMAL_COMMA.search(sample) else "."
+    # One row past the limit is enough to refuse; pandas never parses the rest.
+    options = {"sep": sep, "encoding": "utf-8-sig", "skipinitialspace": True,
+               "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal}
     try:
-        # One row past the limit is enough to refuse; pandas never parses the rest.
-        frame = pd.read_csv(handle, sep=sep, encoding="utf-8-sig", skipinitialspace=True,
-                            nrows=limits.max_rows + 1, header=0 if headed else None,
-                            decimal=decimal)
+        frame = _parse_table(handle, options)
     except UnicodeDecodeError:
         raise UploadError("file", "the file is not UTF-8 text") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -180,6 +175,37 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
                      else [str(i) for i in range(1, len(frame.columns) + 1)])
     _check_cells(frame, limits)
     return frame
+
+
+def _parse_table(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
+    """pandas' parse of the file. Tab-separated text is read with quotes as plain characters
+    first: UCI's imdb_labelled.txt has sentences that start with a quoted title, which quoting
+    joined into their neighbours (748 rows of 1,000); a tab file that only parses with quoting
+    (a quoted cell holding a tab or a line break) is read with it."""
+    import pandas as pd
+
+    if options["sep"] == "\t":
+        try:
+            return pd.read_csv(handle, quoting=csv.QUOTE_NONE, **options)
+        except pd.errors.ParserError:
+            handle.seek(0)
+    return pd.read_csv(handle, **options)
+
+
+def _separator(sample: str) -> str:
+    """The one separator that every one of the first lines holds equally often, else the one
+    the csv sniffer finds in the first line. The first line alone misleads on text: UCI's
+    imdb_labelled.txt starts "A very, very, very slow-moving, aimless movie...<TAB>0"."""
+    lines = [line for line in sample.splitlines()[:21] if line.strip()]
+    whole = lines[:-1] if len(lines) > 2 else lines  # the sample may cut its last line
+    steady = [sep for sep in SEPARATORS
+              if whole and all(line.count(sep) == whole[0].count(sep) > 0 for line in whole)]
+    if len(steady) == 1:
+        return steady[0]
+    try:
+        return csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=SEPARATORS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _has_header(sample: str, sep: str) -> bool:

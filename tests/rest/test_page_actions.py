@@ -158,6 +158,33 @@ def test_a_data_set_is_uploaded_listed_and_read_with_its_versions(api, project):
     assert json.dumps(missing.json()).count("astrology") <= 1
 
 
+def test_an_uploaded_set_is_cleaned_as_the_page_starts_when_the_flags_are_left_out(api,
+                                                                                    project):
+    # given wine as a user saves it: its cultivar 1, 2, 3 in the middle, uploaded with curl's
+    # fields and no cleaning flags (the page starts them ticked)
+    import pandas as pd
+    from sklearn.datasets import load_wine
+
+    loaded = load_wine()
+    frame = pd.DataFrame(loaded.data, columns=loaded.feature_names)
+    frame.insert(6, "cultivar", loaded.target + 1)
+    form = {"name": "wine", "project": project.pk, "kind": "csv", "task": "classification",
+            "missing": "drop", "label_column": "cultivar"}
+
+    response = api.client.post("/api/v1/datasets/", {**form, "file": SimpleUploadedFile(
+        "wine.csv", frame.to_csv(index=False).encode())}, HTTP_AUTHORIZATION=f"Bearer {api.raw}")
+    off = api.client.post("/api/v1/datasets/", {**form, "standardise": "false", "file":
+                          SimpleUploadedFile("wine.csv", frame.to_csv(index=False).encode())},
+                          HTTP_AUTHORIZATION=f"Bearer {api.raw}")
+
+    # then its features are standardised (proline is in the 1,000s, hue near 1), unless asked
+    assert response.status_code == 201, response.json()
+    first, second = Dataset.objects.order_by("pk")
+    assert (first.options["standardise"], first.options["drop_duplicates"]) == (True, True)
+    assert off.status_code == 201 and second.options["standardise"] is False
+    assert list(response.json()["report"]["class_counts"]) == ["1", "2", "3"]
+
+
 def test_a_remedy_is_verified_over_seeds_beside_the_original(api, overfit):
     response = api.post(f"runs/{overfit.pk}/remedies/dropout/verify/", {"count": 2})
 

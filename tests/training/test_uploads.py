@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from training.data.uploads import (
     save_prepared,
 )
 
+from ..conftest import DATA_DIR
 from ..hostile import HOSTILE_ZIPS, table_csv, two_class_zip
 
 MESSY = b"""a,b,label
@@ -305,3 +307,118 @@ def test_the_engine_trains_on_an_uploaded_csv_and_tests_once(make_spec, tmp_path
     checkpoint = load(tmp_path / "run" / "best.zip")
     assert checkpoint.meta["metrics"]["test_acc"] == result.test_metrics["test_acc"]
     assert checkpoint.meta["dataset_info"]["rows"] == 80
+
+
+# --- real tables in the shapes users save them (scikit-learn's bundled sets) -------------------
+
+
+def sklearn_table(loader_name: str) -> Any:
+    """A bundled scikit-learn set as a table with named columns and a "label" column."""
+    import pandas as pd
+    from sklearn import datasets as bundled
+
+    loaded = getattr(bundled, loader_name)()
+    frame = pd.DataFrame(loaded.data, columns=[c.replace(" ", "_") for c in loaded.feature_names])
+    names = getattr(loaded, "target_names", None)
+    frame["label"] = names[loaded.target] if names is not None else loaded.target
+    return frame
+
+
+def test_a_semicolon_csv_with_decimal_commas_reads_as_numbers() -> None:
+    # given iris as a European spreadsheet saves it: "5,1;3,5;...;setosa", with a BOM
+    content = b"\xef\xbb\xbf" + sklearn_table("load_iris").to_csv(
+        index=False, sep=";", decimal=",").encode()
+
+    prepared = table(content)
+
+    assert prepared.info.input_shape == (4,) and prepared.label_names == [
+        "setosa", "versicolor", "virginica"]
+    assert prepared.x[0].tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
+
+
+@pytest.mark.parametrize("sample", [False, True], ids=["whole", "shuffled"])
+def test_the_index_pandas_writes_is_not_a_feature(sample: bool) -> None:
+    # given diabetes saved with DataFrame.to_csv's default index (shuffled: numbers out of order)
+    frame = sklearn_table("load_diabetes")
+    if sample:
+        frame = frame.sample(300, random_state=0)
+    prepared = table(frame.to_csv().encode(), task="regression")
+
+    assert prepared.feature_names == list(frame.columns[:-1])
+    assert "index column 'Unnamed: 0' left out (it numbers the rows)" in steps(prepared.report)
+
+
+def test_an_id_column_numbering_the_rows_is_not_a_feature_but_a_measured_one_is() -> None:
+    # given Kaggle's Iris.csv shape: Id 1..150 first (rows sorted by class: a leak as a feature)
+    frame = sklearn_table("load_iris")
+    frame.insert(0, "Id", np.arange(1, len(frame) + 1))
+    assert table(frame.to_csv(index=False).encode()).feature_names == list(frame.columns[1:-1])
+    # while a first column that is a measurement stays
+    frame["Id"] = frame["Id"] * 3
+    assert table(frame.to_csv(index=False).encode()).feature_names[0] == "Id"
+
+
+def test_categories_are_one_hot_and_dates_are_days() -> None:
+    # given breast cancer with a size category (one cell empty) and a date column
+    import pandas as pd
+
+    frame = sklearn_table("load_breast_cancer").iloc[:, [0, 1, -1]]
+    frame.insert(2, "size", pd.cut(frame["mean_radius"], 3, labels=["small", "medium", "large"]
+                                   ).astype(str))
+    frame.loc[5, "size"] = ""
+    frame.insert(3, "seen", pd.date_range("2020-01-01", periods=len(frame)).strftime("%Y-%m-%d"))
+
+    prepared = table(frame.to_csv(index=False).encode(), missing="most_frequent")
+
+    assert prepared.feature_names == ["mean_radius", "mean_texture", "size=large", "size=medium",
+                                      "size=small", "seen"]
+    assert prepared.x[0, 2:].tolist() == [0.0, 1.0, 0.0, 18262.0]  # 2020-01-01
+    assert np.isnan(prepared.x[5, 2:5]).all()  # imputed at training time like any gap
+    assert steps(prepared.report)["'size' one-hot encoded into 3 columns"] == 3
+
+
+def test_a_text_column_of_too_many_values_is_refused_on_the_feature_field() -> None:
+    frame = sklearn_table("load_wine")
+    frame.insert(0, "note", [f"bottle {i}" for i in range(len(frame))])
+
+    with pytest.raises(UploadError) as refused:
+        table(frame.to_csv(index=False).encode())
+
+    assert refused.value.field == "feature_columns"
+    assert "'note' is text with 178 distinct values" in str(refused.value)
+
+
+def test_an_mlp_beats_the_majority_on_one_hot_categories(make_spec, tmp_path: Path) -> None:
+    # given breast cancer's two first measurements and its area as a category, label in the
+    # middle
+    import pandas as pd
+
+    frame = sklearn_table("load_breast_cancer")
+    frame = frame[["mean_radius", "label", "mean_texture"]].assign(
+        area=pd.cut(frame["mean_area"], 4, labels=["s", "m", "l", "xl"]).astype(str))
+    prepared = table(frame.to_csv(index=False).encode(), label_column="label")
+    sources = store(prepared, tmp_path, "upload:900010")
+
+    # when an MLP trains on it a few epochs
+    spec = make_spec({"data": {"dataset": "upload:900010", "test_fraction": 0.25},
+                      "model": {"arch": "mlp", "hidden_sizes": [16]}, "optim": {"lr": 0.01},
+                      "run": {"epochs": 8, "batch_size": 32}})
+    result = run(spec, MemoryReporter(), tmp_path / "out", sources=sources)
+
+    # then it is well above always answering the larger class (0.63)
+    assert prepared.info.input_shape == (6,)
+    majority = max(prepared.report["class_counts"].values()) / prepared.report["rows_out"]
+    assert result.test_metrics is not None
+    assert result.test_metrics["test_acc"] > majority + 0.2
+
+
+def test_uci_imdb_sentences_read_whole_as_uploaded() -> None:
+    # given UCI's imdb_labelled.txt as downloaded: no header, "sentence<TAB>label", the first
+    # sentence full of commas and six starting with a quoted title
+    content = (DATA_DIR / "uci_sentiment" / "imdb_labelled.txt").read_bytes()
+
+    prepared = table(content, text_column="1", label_column="2")
+
+    # then every line is one row (3 repeated sentences dropped), none joined to another
+    assert prepared.report["rows_in"] == 1000 and prepared.info.rows == 997
+    assert prepared.report["class_counts"] == {"0": 499, "1": 498}

@@ -95,3 +95,36 @@ def test_the_ag_news_upload_trains(owner, project):
     experiment.refresh_from_db()
     assert experiment.status == "succeeded", experiment.error
     assert experiment.spec["data"]["version"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_diabetes_saved_with_its_index_trains_as_a_regression_from_train_on_it(owner, project):
+    # given scikit-learn's diabetes saved by DataFrame.to_csv (its index first, unnamed)
+    import pandas as pd
+    from sklearn.datasets import load_diabetes
+
+    loaded = load_diabetes()
+    frame = pd.DataFrame(loaded.data, columns=loaded.feature_names).assign(target=loaded.target)
+    client = Client()
+    client.force_login(owner)
+    response = post(client, project, frame.to_csv().encode(), task="regression")
+    assert response.status_code == 302, field_errors(response)
+    dataset = Dataset.objects.get()
+    # then the index is no feature
+    assert dataset.info["input_shape"] == [10]
+
+    # when "Train on it" opens the form, which is submitted with a few changes
+    form = client.get(reverse("experiment-new") + f"?dataset={dataset.spec_name}"
+                      ).context["form"]
+    assert form.initial["loss"] == "mse"  # cross-entropy would be refused for a regression
+    response = client.post(reverse("experiment-new"), experiment_form(
+        project, **{name: form.initial[name] for name in ("dataset", "arch", "loss")},
+        hidden_sizes="32", epochs="20", batch_size="32", lr="0.01", test_fraction="0.2"))
+    assert response.status_code == 302, field_errors(response)
+    experiment = Experiment.objects.get()
+    execute_training(experiment.pk, "test-worker")
+
+    # then its test RMSE beats always predicting the mean (the target's std, 77)
+    experiment.refresh_from_db()
+    assert experiment.status == "succeeded", experiment.error
+    assert experiment.summary["test_metrics"]["test_rmse"] < 0.85 * loaded.target.std()

@@ -42,6 +42,14 @@ UNKNOWN_LABELS = ("", "?", "nan", "NaN", "NA", "N/A", "null", "None")
 MISSING_CHOICES = ("drop", "mean", "median", "most_frequent")
 SAMPLES = 8  # rows or images shown on the dataset page
 MAX_CLASSES = 1000
+# Distinct values of a text feature column one-hot encoded; more is free text or an id, not a
+# category (and each value becomes a column).
+MAX_CATEGORIES = 50
+# A first column with one of these names (or none: pandas calls it "Unnamed: 0") holding the
+# row numbers is the index a DataFrame.to_csv or a spreadsheet export writes, not a feature.
+INDEX_NAMES = re.compile(r"(unnamed: 0|index|id|row|#|)", re.IGNORECASE)
+# A decimal comma (European spreadsheets, which then separate cells with ";"): "5,1".
+DECIMAL_COMMA = re.compile(r"(^|;)\s*-?\d+,\d+\s*(?=;|$)", re.MULTILINE)
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # features and targets are trained as float32
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -115,6 +123,7 @@ class Prepared:
 
 
 HEADER_CHOICES = ("auto", "yes", "no")
+SEPARATORS = ",;\t|"
 
 
 def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
@@ -141,21 +150,17 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
         raise UploadError("file", "the file is binary, not a CSV text file")
     if not sample.strip():
         raise UploadError("file", "the file is empty")
-    if name.lower().endswith(".tsv"):
-        sep = "\t"
-    else:
-        try:
-            sep = csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=",;\t|").delimiter
-        except csv.Error:
-            sep = ","
+    sep = "\t" if name.lower().endswith(".tsv") else _separator(sample)
     if header not in HEADER_CHOICES:
         raise UploadError("header", f"must be one of: {', '.join(HEADER_CHOICES)}")
     headed = header == "yes" or (header == "auto" and _has_header(sample, sep))
     _check_header(handle, sep, limits, headed)
+    decimal = "," if sep == ";" and DECIMAL_COMMA.search(sample) else "."
+    # One row past the limit is enough to refuse; pandas never parses the rest.
+    options = {"sep": sep, "encoding": "utf-8-sig", "skipinitialspace": True,
+               "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal}
     try:
-        # One row past the limit is enough to refuse; pandas never parses the rest.
-        frame = pd.read_csv(handle, sep=sep, encoding="utf-8-sig", skipinitialspace=True,
-                            nrows=limits.max_rows + 1, header=0 if headed else None)
+        frame = _parse_table(handle, options)
     except UnicodeDecodeError:
         raise UploadError("file", "the file is not UTF-8 text") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -170,6 +175,37 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
                      else [str(i) for i in range(1, len(frame.columns) + 1)])
     _check_cells(frame, limits)
     return frame
+
+
+def _parse_table(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
+    """pandas' parse of the file. Tab-separated text is read with quotes as plain characters
+    first: UCI's imdb_labelled.txt has sentences that start with a quoted title, which quoting
+    joined into their neighbours (748 rows of 1,000); a tab file that only parses with quoting
+    (a quoted cell holding a tab or a line break) is read with it."""
+    import pandas as pd
+
+    if options["sep"] == "\t":
+        try:
+            return pd.read_csv(handle, quoting=csv.QUOTE_NONE, **options)
+        except pd.errors.ParserError:
+            handle.seek(0)
+    return pd.read_csv(handle, **options)
+
+
+def _separator(sample: str) -> str:
+    """The one separator that every one of the first lines holds equally often, else the one
+    the csv sniffer finds in the first line. The first line alone misleads on text: UCI's
+    imdb_labelled.txt starts "A very, very, very slow-moving, aimless movie...<TAB>0"."""
+    lines = [line for line in sample.splitlines()[:21] if line.strip()]
+    whole = lines[:-1] if len(lines) > 2 else lines  # the sample may cut its last line
+    steady = [sep for sep in SEPARATORS
+              if whole and all(line.count(sep) == whole[0].count(sep) > 0 for line in whole)]
+    if len(steady) == 1:
+        return steady[0]
+    try:
+        return csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=SEPARATORS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _has_header(sample: str, sep: str) -> bool:
@@ -279,13 +315,16 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     named = (_names_from_column(frame, label, options.class_name_column)
              if options.class_name_column else {})
     inputs = _input_columns(frame, options, label)
-    frame = frame[[*inputs, label]].copy()
     steps: list[dict[str, Any]] = []
+    if not text_mode and not options.feature_columns:
+        inputs = _without_index_column(frame, inputs, steps)
+    frame = frame[[*inputs, label]].copy()
     rows_in = len(frame)
     frame = _drop_unlabelled(frame, label, options.drop_unlabelled, steps)
     if text_mode:
         frame = _drop_empty_texts(frame, inputs[0], steps)
     else:
+        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps)
         frame = _clean_features(frame, inputs, options.missing, steps)
 
     if options.drop_duplicates:
@@ -384,6 +423,89 @@ def _input_columns(frame: pd.DataFrame, options: TableOptions, label: str) -> li
     if label in inputs:
         raise UploadError("feature_columns", f"{label!r} is the label: it cannot be a feature")
     return inputs
+
+
+def _without_index_column(frame: pd.DataFrame, inputs: list[str],
+                          steps: list[dict[str, Any]]) -> list[str]:
+    """The inputs less a first column that numbers the rows: unique whole numbers under no
+    name (pandas' to_csv writes its index so, shuffled or filtered rows keeping their numbers),
+    or 0, 1, 2... or 1, 2, 3... under an index's name. As a feature it is noise, or a leak where
+    rows are sorted by class (Kaggle's Iris.csv "Id")."""
+    first = inputs[0] if inputs and inputs[0] == frame.columns[0] else None
+    if first is None or len(inputs) < 2 or not INDEX_NAMES.fullmatch(first.strip()):
+        return inputs
+    values = _numbers(frame[first])
+    if values.isna().any() or len(values) < 2 or (values % 1 != 0).any():
+        return inputs
+    unnamed = first.strip().lower() in ("", "unnamed: 0")
+    start = values.iloc[0]
+    counts = np.array_equal(values.to_numpy(), start + np.arange(len(values)))
+    if not (unnamed and values.is_unique and values.min() >= 0) and not (
+            start in (0, 1) and counts):
+        return inputs
+    steps.append({"step": f"index column {first!r} left out (it numbers the rows)",
+                  "count": 1})
+    return inputs[1:]
+
+
+def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, limits: Limits,
+                          steps: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
+    """Feature columns of words made numbers: dates (ISO 8601) as days since 1970-01-01, and
+    categories (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each, NaN
+    where the cell is empty (so the missing-value choice applies). A column mixing numbers and
+    words is left for _feature to refuse: it is a typo or a unit, not a category."""
+    import pandas as pd
+
+    columns: dict[str, pd.Series] = {}
+    for column in inputs:
+        cells = frame[column]
+        if pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
+            columns[column] = cells
+            continue
+        text = cells.astype("string").str.strip()
+        present = text.notna() & (text != "")
+        if not present.any() or _numbers(text[present]).notna().any():
+            columns[column] = cells
+            continue
+        dates = _dates(text[present])
+        if dates is not None:
+            columns[column] = dates.reindex(text.index)
+            steps.append({"step": f"dates in {column!r} made days since 1970-01-01",
+                          "count": int(present.sum())})
+            continue
+        values = sorted(text[present].unique().tolist())
+        if len(values) > MAX_CATEGORIES:
+            raise UploadError("feature_columns", f"column {column!r} is text with {len(values)} "
+                              f"distinct values (e.g. {values[0]!r}): at most {MAX_CATEGORIES} "
+                              "are one-hot encoded as categories; leave it out of the feature "
+                              "columns, or make it the text column")
+        for value in values:
+            name = f"{column}={value}"
+            if name in frame.columns or name in columns or name == label:
+                raise UploadError("feature_columns", f"the one-hot column {name!r} of "
+                                                     f"{column!r} clashes with a column's name")
+            columns[name] = (text == value).astype("float64").where(present)
+        steps.append({"step": f"{column!r} one-hot encoded into {len(values)} columns",
+                      "count": len(values)})
+    if len(columns) > limits.max_columns:
+        raise UploadError("feature_columns", f"{len(columns)} feature columns once categories "
+                                             f"are one-hot encoded: the limit is "
+                                             f"{limits.max_columns}")
+    encoded = pd.DataFrame(columns, index=frame.index).assign(**{label: frame[label]})
+    return encoded, list(columns)
+
+
+def _dates(text: pd.Series) -> pd.Series | None:
+    """Days since 1970-01-01 (float64) if every cell is an ISO 8601 date or time, else None."""
+    import pandas as pd
+
+    if not text.str.match(r"\d{4}-\d{2}-\d{2}").all():
+        return None
+    stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    if stamps.isna().any():
+        return None
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    return ((stamps - epoch) / pd.Timedelta(days=1)).astype("float64")
 
 
 def _drop_unlabelled(frame: pd.DataFrame, label: str, allowed: bool,

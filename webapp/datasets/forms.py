@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -104,3 +105,20 @@ class DatasetForm(forms.Form):
         except UploadError as exc:
             self.add_error(exc.field if exc.field in self.fields else "file", str(exc))
         return cleaned
+
+
+def with_page_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An API client's fields, each one it left out set as the upload page starts it (drop
+    duplicates, drop unlabelled rows and standardise ticked, image size 32...). A browser leaves
+    out a box the user unticked; an API client leaves out what it did not think of: wine
+    uploaded without ``standardise`` trained to 0.78 test accuracy where the page gave 0.94,
+    and a CSV was refused for want of an image size."""
+    filled = {key: data.get(key) for key in data}
+    for name, field in DatasetForm.base_fields.items():
+        if name in filled or field.initial is None:
+            continue
+        if isinstance(field, forms.BooleanField):
+            filled[name] = "true" if field.initial else "false"
+        else:
+            filled[name] = str(field.initial)
+    return filled

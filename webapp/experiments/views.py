@@ -42,15 +42,18 @@ from webapp.projects import access
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
     """"Train on it" from a dataset page: that dataset, its project, and a model family that
-    fits it (a CNN on images, an LSTM on text, else an MLP)."""
+    fits it (a CNN on images, an LSTM on text, else an MLP), with a regression's loss."""
     name = request.GET.get("dataset", "")
     pk = upload_id(name)
     dataset = Dataset.objects.visible_to(request.user).filter(pk=pk).first() if pk else None
     if dataset is None:
         return {}
     arch = {"image": "cnn", "text": "lstm"}.get(dataset.info.get("modality", ""), "mlp")
-    return {"dataset": name, "arch": arch, "project": dataset.project,
-            "name": f"{dataset.name}-{arch}"}
+    initial = {"dataset": name, "arch": arch, "project": dataset.project,
+               "name": f"{dataset.name}-{arch}"}
+    if dataset.info.get("task") == "regression":  # cross-entropy, the default, is refused
+        initial["loss"] = "mse"
+    return initial
 
 
 def visible_experiment(request: HttpRequest, pk: int) -> Experiment:

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.datasets import services
-from webapp.datasets.forms import DatasetForm
+from webapp.datasets.forms import DatasetForm, with_page_defaults
 from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import TOO_LARGE
 from webapp.experiments import actions, compare, events, groups, tuning
@@ -220,7 +220,7 @@ class DatasetList(APIView):
         asked = parse_pk(str(request.data.get("project", "")))
         if asked is not None and not auth.projects(request).filter(pk=asked).exists():
             raise NotFound("no such project among yours")  # as the launch of a run
-        form = DatasetForm(request.data, request.FILES, user=request.user,
+        form = DatasetForm(with_page_defaults(request.data), request.FILES, user=request.user,
                            too_large=getattr(request._request, TOO_LARGE, None))
         form.fields["project"].queryset = auth.projects(request).order_by("name")  # type: ignore[attr-defined]
         if not form.is_valid() or form.prepared is None:

@@ -345,10 +345,10 @@ class DatasetUploadSerializer(serializers.Serializer[Any]):
     class_names = serializers.CharField(required=False)
     task = serializers.ChoiceField(["classification", "regression"])
     missing = serializers.CharField()
-    drop_duplicates = serializers.BooleanField(required=False)
-    drop_unlabelled = serializers.BooleanField(required=False)
-    standardise = serializers.BooleanField(required=False)
-    image_size = serializers.IntegerField(required=False)
+    drop_duplicates = serializers.BooleanField(required=False, default=True)
+    drop_unlabelled = serializers.BooleanField(required=False, default=True)
+    standardise = serializers.BooleanField(required=False, default=True)
+    image_size = serializers.IntegerField(required=False, default=32)
 
 
 class StudySummarySerializer(serializers.Serializer[Any]):

@@ -4,6 +4,8 @@ where there is one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -84,17 +86,22 @@ def test_the_ag_news_upload_trains(owner, project):
     post(client, project, ag_news_csv(), label_column="1", text_column="2,3",
          class_names="1=World\n2=Sports\n3=Business\n4=Sci/Tech")
     dataset = Dataset.objects.get()
-    response = client.post(reverse("experiment-new"), experiment_form(
-        project, dataset=dataset.spec_name, arch="lstm", epochs="2", batch_size="16",
-        embed_dim="16", hidden_size="16", max_length="16", min_freq="1", lr="0.01"))
-    assert response.status_code == 302, field_errors(response)
-    experiment = Experiment.objects.get()
+    experiment = train_from_form(
+        client, project, dataset=dataset.spec_name, arch="lstm", epochs="2", batch_size="16",
+        embed_dim="16", hidden_size="16", max_length="16", min_freq="1", lr="0.01")
 
-    execute_training(experiment.pk, "test-worker")
-
-    experiment.refresh_from_db()
     assert experiment.status == "succeeded", experiment.error
     assert experiment.spec["data"]["version"] == 1
+
+
+def train_from_form(client: Client, project: Any, **fields: Any) -> Experiment:
+    """Submit the New experiment form with ``fields`` and train the run it starts here."""
+    response = client.post(reverse("experiment-new"), experiment_form(project, **fields))
+    assert response.status_code == 302, field_errors(response)
+    experiment = Experiment.objects.get()
+    execute_training(experiment.pk, "test-worker")
+    experiment.refresh_from_db()
+    return experiment
 
 
 @pytest.mark.django_db(transaction=True)
@@ -117,14 +124,10 @@ def test_diabetes_saved_with_its_index_trains_as_a_regression_from_train_on_it(o
     form = client.get(reverse("experiment-new") + f"?dataset={dataset.spec_name}"
                       ).context["form"]
     assert form.initial["loss"] == "mse"  # cross-entropy would be refused for a regression
-    response = client.post(reverse("experiment-new"), experiment_form(
-        project, **{name: form.initial[name] for name in ("dataset", "arch", "loss")},
-        hidden_sizes="32", epochs="20", batch_size="32", lr="0.01", test_fraction="0.2"))
-    assert response.status_code == 302, field_errors(response)
-    experiment = Experiment.objects.get()
-    execute_training(experiment.pk, "test-worker")
+    experiment = train_from_form(
+        client, project, **{name: form.initial[name] for name in ("dataset", "arch", "loss")},
+        hidden_sizes="32", epochs="20", batch_size="32", lr="0.01", test_fraction="0.2")
 
     # then its test RMSE beats always predicting the mean (the target's std, 77)
-    experiment.refresh_from_db()
     assert experiment.status == "succeeded", experiment.error
     assert experiment.summary["test_metrics"]["test_rmse"] < 0.85 * loaded.target.std()

@@ -667,16 +667,17 @@ def end_epoch(t: Training, metrics: dict[str, float] | None = None) -> bool:
     value = metrics[t.monitor]
     improved = state.best_value is None or (
         value > state.best_value if t.mode == "max" else value < state.best_value)
-    if improved:
+    best = improved or ties_with_lower_loss(value, metrics, state.best_value, state.best_metrics)
+    if best:
         state.best_value, state.best_epoch, state.best_metrics = value, state.epoch, dict(metrics)
-        state.stale = 0
-    else:
-        state.stale += 1
+    # Only a strict gain resets early stopping's patience: a tie that merely wins on loss
+    # keeps the best checkpoint fresh without prolonging the run.
+    state.stale = 0 if improved else state.stale + 1
     t.schedule.after_epoch(value)
     weights = checkpoints.snapshot(t.model)
-    if improved:
+    if best:
         state.best_weights, state.best_step = weights, state.step
-    t.writer.keep(("best", "last") if improved else ("last",), weights, state.epoch, state.step,
+    t.writer.keep(("best", "last") if best else ("last",), weights, state.epoch, state.step,
                   metrics)
     t.writer.write_if_due()
     for name, number in metrics.items():
@@ -692,6 +693,18 @@ def end_epoch(t: Training, metrics: dict[str, float] | None = None) -> bool:
     if not stop and t.resume and state.epoch <= spec.run.epochs and state_due(t):
         save_state(t)
     return stop
+
+
+def ties_with_lower_loss(value: float, metrics: dict[str, float], best_value: float | None,
+                         best_metrics: dict[str, float]) -> bool:
+    """Whether an epoch that equals the best monitored value should still replace it.
+
+    Accuracy moves in steps of one validation row: on a small or imbalanced split, many
+    epochs tie (a model that has only learnt the majority class ties with one that is also
+    sure of the few minority rows). Between tied epochs the lower validation loss is the better
+    model, so it wins; ties on the loss itself keep the earlier epoch."""
+    return (best_value is not None and value == best_value
+            and metrics["val_loss"] < best_metrics.get("val_loss", math.inf))
 
 
 def epoch_metrics(t: Training) -> dict[str, float]:

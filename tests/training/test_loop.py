@@ -298,12 +298,44 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement(
         patient_spec: ExperimentSpec, workdir: Path) -> None:
     # given a 60-epoch spec with patience 3
     # when it trains
-    result = run(patient_spec, MemoryReporter(), workdir)
+    reporter = MemoryReporter()
+    result = run(patient_spec, reporter, workdir)
 
-    # then it stopped early, three epochs after its best one
+    # then it stopped early, three epochs after the first epoch that reached its best
+    # accuracy (a later tie with a lower loss may be the best checkpoint, but it does not
+    # prolong the run)
     assert result.stopped_early
     assert result.epochs < 60
-    assert result.epochs - result.best_epoch == 3
+    first_best = next(int(m["epoch"]) for m in epoch_logs(reporter)
+                      if m["val_acc"] == result.best_metrics["val_acc"])
+    assert result.epochs - first_best == 3
+
+
+def epoch_logs(reporter: MemoryReporter) -> list[dict[str, float]]:
+    """The metrics each epoch logged, in order."""
+    return [m for _, m in reporter.points if "epoch" in m]
+
+
+def test_among_epochs_tied_on_accuracy_the_lowest_loss_is_the_best(
+        patient_spec: ExperimentSpec, workdir: Path) -> None:
+    # given wine without early stopping: its 36 validation rows give accuracy few values, so
+    # many epochs tie on it
+    spec = patient_spec.patched({"run": {"epochs": 30, "early_stopping_patience": 0}})
+    reporter = MemoryReporter()
+
+    # when it trains
+    result = run(spec, reporter, workdir)
+
+    # then the best epoch has the top accuracy and, among the epochs tied on it, the lowest
+    # validation loss; best.zip holds that epoch
+    epochs = epoch_logs(reporter)
+    top = max(m["val_acc"] for m in epochs)
+    tied = [m for m in epochs if m["val_acc"] == top]
+    assert len(tied) > 1
+    chosen = min(tied, key=lambda m: m["val_loss"])
+    assert result.best_epoch == int(chosen["epoch"])
+    assert result.best_epoch != int(tied[0]["epoch"])
+    assert load(workdir / "best.zip").meta["epoch"] == result.best_epoch
 
 
 def test_the_best_checkpoint_holds_the_best_epoch(patient_spec: ExperimentSpec,

@@ -444,8 +444,10 @@ def state(model: nn.Module | None) -> dict[str, torch.Tensor]:
 
 def test_early_stopping_ends_with_the_best_epochs_weights(patient_wine: ExperimentSpec,
                                                           workdir: Path) -> None:
-    # given a run that stops early, three epochs after its best one
-    result = run(patient_wine, MemoryReporter(), workdir)
+    # given a run that stops early, three epochs after its best one (watching the validation
+    # loss, at a learning rate high enough for it to rise again)
+    spec = patient_wine.patched({"optim": {"lr": 0.03}, "run": {"monitor": "val_loss"}})
+    result = run(spec, MemoryReporter(), workdir)
     assert result.stopped_early and result.epochs - result.best_epoch == 3
 
     # when its final model is compared with the best and the last checkpoints

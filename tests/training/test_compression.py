@@ -17,7 +17,13 @@ from training.checkpoints import Checkpoint, load
 from training.compression import prune
 from training.compression.distill import distillation_loss
 from training.compression.job import CompressionResult, compress
-from training.compression.quantize import Int8Linear, quantize_dynamic
+from training.compression.quantize import (
+    INT8_KERNEL,
+    Int8Linear,
+    int8_matmul,
+    quantize_dynamic,
+    quantize_rows,
+)
 from training.compression.spec import CompressionSpec, _FlatFields, job_spec_dict, split_job_spec
 from training.data import prepare
 from training.spec import SpecError
@@ -218,6 +224,31 @@ def test_int8_linear_falls_back_to_float_for_empty_batches() -> None:
     # given a quantized layer, when it gets zero rows, then it returns zero rows
     layer = Int8Linear.from_float(nn.Linear(4, 3))
     assert layer(torch.zeros(0, 4)).shape == (0, 3)
+
+
+def test_the_int8_kernel_is_used_only_where_the_cpu_multiplies_int8() -> None:
+    # given this machine's CPU
+    capable = torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported()
+    # then Int8Linear multiplies in int8 exactly when the CPU has int8 dot products (elsewhere
+    # torch's int8 fallback is many times slower than float32)
+    assert INT8_KERNEL == capable
+
+
+def test_both_int8_products_give_nearly_the_float_product() -> None:
+    # given int8 weights with a scale per row, and float rows
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(48, 64, generator=generator)
+    rows = torch.randn(20, 64, generator=generator)
+    qweight, scale = quantize_rows(weight)
+    expected = rows @ weight.t()
+    # when the product runs with the int8 kernel (rows quantized too) and dequantized
+    int8 = int8_matmul(rows, qweight, scale, int8_kernel=True)
+    dequantized = int8_matmul(rows, qweight, scale, int8_kernel=False)
+    # then both are within int8 rounding of the float product, the dequantized one closer
+    tolerance = 0.03 * expected.abs().max()
+    assert (int8 - expected).abs().max() < tolerance
+    assert (dequantized - expected).abs().max() < (int8 - expected).abs().max()
+    assert not torch.equal(int8, dequantized)
 
 
 # Checkpoints ---------------------------------------------------------------------------------

@@ -8,7 +8,11 @@ supported successor, but on CPU without ``torch.compile`` it ran 2x *slower* tha
 and its weights are tensor subclasses. ``Int8Linear`` is the same scheme in a few lines: int8
 weights with one scale per output row (symmetric), activations quantized per row at run time,
 and the int8 x int8 -> int32 product from ``torch._int_mm`` (the kernel torchao uses), about 4x
-faster than a float32 matmul on these CPUs. Its state is int8 and float32 tensors, so a
+faster than a float32 matmul on a CPU that multiplies int8 in hardware (AVX-512 VNNI, AMX). On
+one that does not (AVX2 alone), torch 2.13's ``_int_mm`` is a fallback 20-40x *slower* than a
+float32 matmul (MiniLM's 288 x 1536 @ 1536 x 384: 205 ms against 5.3 ms), so there the weights
+are dequantized and multiplied in float32 instead (``INT8_KERNEL``): the model stays 4x smaller
+and as accurate, and about as fast as float. Its state is int8 and float32 tensors, so a
 checkpoint stays safetensors + JSON.
 
 ``Int8RNN`` does the same for an LSTM or GRU: its input and hidden weight matrices
@@ -37,6 +41,17 @@ RECURRENT_MATMUL = "dequant"
 RECURRENT = (nn.LSTM, nn.GRU)
 
 
+def cpu_multiplies_int8() -> bool:
+    """Whether this CPU has the int8 dot-product instructions ``torch._int_mm`` is fast with."""
+    capable = [getattr(torch.cpu, name, None)
+               for name in ("_is_vnni_supported", "_is_amx_tile_supported")]
+    return any(check() for check in capable if check is not None)
+
+
+# Whether Int8Linear multiplies in int8 on the CPU, or dequantizes (see the module docstring).
+INT8_KERNEL = cpu_multiplies_int8()
+
+
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 quantization with one scale per row (round to nearest)."""
     weight = weight.detach().float()
@@ -44,10 +59,12 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(weight / scale[:, None]).clamp(-QMAX, QMAX).to(torch.int8), scale
 
 
-def int8_matmul(rows: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``rows @ W.t()`` for an int8 ``W`` with per-row ``scale``: the rows are quantized per row
-    on the fly and multiplied in int8 (int32 sums) on the CPU; elsewhere W is dequantized."""
-    if rows.device.type != "cpu" or not len(rows):
+def int8_matmul(rows: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor,
+                int8_kernel: bool = INT8_KERNEL) -> torch.Tensor:
+    """``rows @ W.t()`` for an int8 ``W`` with per-row ``scale``: with ``int8_kernel`` on the
+    CPU, the rows are quantized per row on the fly and multiplied in int8 (int32 sums);
+    otherwise, and off the CPU, W is dequantized and multiplied in float32."""
+    if not int8_kernel or rows.device.type != "cpu" or not len(rows):
         return rows @ (qweight.float() * scale[:, None]).t()
     x_scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / QMAX
     xq = torch.round(rows / x_scale).clamp(-QMAX, QMAX).to(torch.int8)
@@ -216,7 +233,8 @@ class Int8RNN(nn.Module):
         step t holds ``sizes[t]`` rows from ``starts[t]``: its outputs, packed the same way.
         ``h`` (and ``c``, an LSTM's) start as the initial state and are updated in place to
         the final one."""
-        gates_x = int8_matmul(layer_input, *self._weight("weight_ih" + suffix))
+        # matmul="int8" is the int8 recurrence by choice, on any CPU (the benchmark's arm).
+        gates_x = int8_matmul(layer_input, *self._weight("weight_ih" + suffix), int8_kernel=True)
         bias_ih = getattr(self, "bias_ih" + suffix, None)
         bias_hh = getattr(self, "bias_hh" + suffix, None)
         if bias_ih is not None:
@@ -225,7 +243,7 @@ class Int8RNN(nn.Module):
         out = layer_input.new_empty(len(layer_input), self.hidden_size)
         for t in range(len(sizes) - 1, -1, -1) if reverse else range(len(sizes)):
             start, n = starts[t], sizes[t]
-            gates_h = int8_matmul(h[:n], *w_hh)
+            gates_h = int8_matmul(h[:n], *w_hh, int8_kernel=True)
             if bias_hh is not None:
                 gates_h = gates_h + bias_hh
             gx = gates_x[start:start + n]

@@ -16,6 +16,7 @@ from training.seeds import batch_problem
 from training.spec import ExperimentSpec
 from webapp.experiments import groups
 from webapp.experiments.models import Experiment, RunGroup
+from webapp.projects.models import Project
 
 SMALL = ExperimentSpec().patched({
     "data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
@@ -136,6 +137,21 @@ def test_a_lone_group_says_how_to_get_another_instead_of_an_empty_select(
     page = owner_client.get(reverse("group-detail", args=[lone.pk])).content.decode()
     assert f'<option value="{other.pk}">second (#{other.pk})</option>' in page
     assert 'id="group-compare-none"' not in page
+
+
+def test_the_run_lists_repeats_follow_its_project_filter(owner_client, project, owner,
+                                                        make_experiment):
+    # given a group in the owner's project and an empty second project
+    finished_group(project, owner, make_experiment, "iris seeds", [0.90, 0.91], 0)
+    other = Project.objects.create(name="other")
+    other.members.add(owner)
+
+    # when the list is filtered to each project, the repeats are those of that project only
+    shown = owner_client.get(reverse("experiment-list"), {"project": project.pk})
+    assert [g.name for g in shown.context["run_groups"]] == ["iris seeds"]
+    hidden = owner_client.get(reverse("experiment-list"), {"project": other.pk})
+    assert list(hidden.context["run_groups"]) == []
+    assert 'id="group-list"' not in hidden.content.decode()
 
 
 def test_before_any_seed_finished_the_compare_metric_select_is_not_empty(

@@ -176,6 +176,25 @@ def test_the_run_page_list_and_forms_fit_a_390_px_screen(page, phone, stack, tmp
         assert found["past"] == [], found
 
 
+def test_a_projects_members_fit_a_390_px_screen_without_scrolling_sideways(phone, stack):
+    # Given the admin's project on a phone: its only maintainer's row carries the widest
+    # cell, the note on why they cannot step down
+    phone.goto(f"{stack.url}/projects/")
+    with phone.expect_navigation():
+        phone.click("#project-table a")
+
+    # When its members table is laid out 390 px wide
+    found = phone.evaluate(OVERFLOW, PHONE_WIDTH)
+    table = phone.evaluate("[document.getElementById('member-table').scrollWidth,"
+                           " document.getElementById('member-table').clientWidth]")
+
+    # Then nothing passes the screen, and the table does not scroll sideways either (it was
+    # 700 px wide in a 340 px box): every member's name, role and buttons are in sight
+    assert found["scroll"] <= PHONE_WIDTH and found["past"] == [], found
+    assert table[0] <= table[1], table
+    assert "the only maintainer" in phone.locator("#member-table").inner_text()
+
+
 # A run's name is free text: one word wider than any screen.
 LONG_NAME = "Ünïcødé " + "x" * 180
 # The vertical middle of each of the run page's "Repeat over [3] seeds" button and box.

@@ -102,6 +102,19 @@ def test_a_patience_of_two_to_the_63_is_refused() -> None:
     assert errors == {"run.early_stopping_patience": "must be between 0 and 10000 epochs"}
 
 
+def test_a_run_number_past_the_number_inputs_bound_is_told_that_bound() -> None:
+    # "Start from run #" has no maximum but the number input's (2**53 - 1): its range reads
+    # "0 or more", which a negative number is told
+    assert errors_for("model.", ExperimentSpec, "init_from", -1) == {
+        "model.init_from": "must be 0 or more"}
+
+    # when a number past the input's bound is given
+    errors = errors_for("model.", ExperimentSpec, "init_from", 2**53)
+
+    # then the error names that bound ("0 or more" would not say what is wrong)
+    assert errors == {"model.init_from": f"must be at most {2**53 - 1}"}
+
+
 @pytest.mark.parametrize("step", [5e-8, 1e-300, 5e-324])
 def test_a_grid_with_a_tiny_step_is_refused_before_it_is_built(step: float) -> None:
     # given a grid study over a float range with a tiny step (5e-8: ten million points; the

@@ -5,6 +5,7 @@ experiment trains on an upload through the normal path."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,19 @@ def test_a_bad_csv_is_refused_on_its_field(owner_client, project, content, field
     errors = field_errors(response)
     assert field in errors and words in errors[field][0], errors
     assert not Dataset.objects.exists() and media_files() == before
+
+
+def test_several_bad_fields_are_listed_in_a_summary_at_the_top(owner_client, project):
+    # given an upload with no name, no file and an image size out of range
+    response = upload(owner_client, project, b"", name="", image_size="2")
+
+    # then the page opens with the summary the New experiment form has, one link per field
+    page = response.content.decode()
+    summary = page.split('id="error-summary"')[1].split("</div>")[0]
+    assert "Please fix 3 fields before the upload can be checked" in summary
+    links = re.findall(r'<a href="#(id_\w+)" data-summary-field="(\w+)">', summary)
+    assert links == [("id_name", "name"), ("id_file", "file"), ("id_image_size", "image_size")]
+    assert page.index('id="error-summary"') < page.index('name="name"')
 
 
 def test_a_file_over_the_size_limit_is_refused_without_being_stored(owner_client, project,

@@ -180,6 +180,24 @@ def test_every_numeric_field_shows_its_range_on_the_page(owner):
             assert 'min="' in html and 'max="' in html, (section, f.name, html)
 
 
+def test_a_field_without_a_real_maximum_says_or_more_not_the_inputs_bound(owner, project):
+    # given the forms that start runs: New experiment, Tune and Compress (its student's fields)
+    fields = [ExperimentForm.base_fields, TuneForm(user=owner, base=ExperimentSpec()).fields,
+              CompressionForm.base_fields]
+
+    # then no help text names the number input's exact limit (2**53 - 1) as a bound
+    hints = {name: str(field.help_text) for form in fields for name, field in form.items()}
+    assert [name for name, hint in hints.items() if str(2**53 - 1) in hint] == []
+    # and "Start from run #" says what it takes
+    assert hints[PATH_FIELDS["model.init_from"]].endswith("; 0 or more")
+
+    # when a negative run number is submitted, the error says the same
+    form = ExperimentForm(form_data(project, **{PATH_FIELDS["model.init_from"]: "-1"}),
+                          user=owner)
+    assert not form.is_valid()
+    assert form.errors[PATH_FIELDS["model.init_from"]] == ["must be 0 or more"]
+
+
 # A non-default value for each field type, so a field the form drops shows in the round trip.
 def _changed(spec: ExperimentSpec) -> ExperimentSpec:
     return spec.patched({

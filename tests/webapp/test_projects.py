@@ -336,3 +336,56 @@ def test_the_projects_page_query_count_does_not_grow_with_projects(owner):
 
     # then the page takes as many queries for 12 as for 2
     assert count() == few
+
+
+# --- a project without runs says what to do next ---------------------------------------------
+
+
+def test_an_empty_projects_page_says_how_to_start_a_run(owner, member, project,
+                                                         make_experiment):
+    # given a project without runs, seen by a maintainer and a plain member
+    for user in (owner, member):
+        page = client_for(user).get(f"/projects/{project.pk}/").content.decode()
+
+        # then its page says so, with New experiment in this project and logging from a script
+        note = page.split('id="no-runs"')[1].split("</div>")[0]
+        assert "No runs in vision yet." in note
+        assert f'href="/experiments/new/?project={project.pk}"' in note
+        assert 'href="/settings/tokens/"' in note and 'fitboard.init(project="vision")' in note
+
+    # and once it holds a run, the page no longer says it is empty
+    make_experiment()
+    assert 'id="no-runs"' not in client_for(owner).get(f"/projects/{project.pk}/").content.decode()
+
+
+def test_the_run_list_of_an_empty_project_says_how_to_start_a_run(owner, project,
+                                                                   make_experiment):
+    # given an empty project beside one with a run
+    empty = Project.objects.create(name="empty")
+    empty.members.add(owner, through_defaults={"role": Membership.Role.MAINTAINER})
+    make_experiment(name="resnet")
+    client = client_for(owner)
+
+    # when the list is filtered to the empty project, it says what to do, not "no match"
+    page = client.get("/", {"project": empty.pk}).content.decode()
+    assert "No runs in empty yet." in page and "No run matches" not in page
+    # while a filter that matches nothing in a project with runs still says "no match"
+    page = client.get("/", {"project": project.pk, "q": "transformer"}).content.decode()
+    assert "No run matches these filters." in page and 'id="no-runs"' not in page
+
+
+def test_new_experiment_from_a_project_starts_in_that_project(owner, stranger, project):
+    # given the owner's second project, named after the first alphabetically
+    zoo = Project.objects.create(name="zoo")
+    zoo.members.add(owner)
+    client = client_for(owner)
+
+    # when New experiment is opened from its page, the form starts in it
+    form = client.get("/experiments/new/", {"project": zoo.pk}).context["form"]
+    assert form["project"].initial == zoo
+
+    # and a project the user is not in is ignored: the form starts in their first project
+    hidden = Project.objects.create(name="hidden")
+    hidden.members.add(stranger)
+    form = client.get("/experiments/new/", {"project": hidden.pk}).context["form"]
+    assert form["project"].initial == project

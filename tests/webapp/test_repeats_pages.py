@@ -16,6 +16,7 @@ from training.seeds import batch_problem
 from training.spec import ExperimentSpec
 from webapp.experiments import groups
 from webapp.experiments.models import Experiment, RunGroup
+from webapp.projects.models import Project
 
 SMALL = ExperimentSpec().patched({
     "data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
@@ -116,6 +117,60 @@ def finished_group(project, owner, make_experiment, name: str, values: list[floa
                                     created_by=owner)
     group.runs.set(runs)
     return group
+
+
+def test_a_lone_group_says_how_to_get_another_instead_of_an_empty_select(
+        owner_client, project, owner, make_experiment):
+    # given the project's only group of seeds
+    lone = finished_group(project, owner, make_experiment, "only", [0.90, 0.91], 0)
+
+    # when its page is opened
+    page = owner_client.get(reverse("group-detail", args=[lone.pk])).content.decode()
+
+    # then there is no "Compare with" select to choose nothing from, but what to do instead
+    assert 'name="b"' not in page and 'id="group-compare-form"' not in page
+    assert "No other group of seeds in vision to compare this one with yet." in page
+    assert f'{reverse("experiment-new")}?project={project.pk}' in page
+
+    # and once a second group exists, the select offers it
+    other = finished_group(project, owner, make_experiment, "second", [0.80, 0.82], 0)
+    page = owner_client.get(reverse("group-detail", args=[lone.pk])).content.decode()
+    assert f'<option value="{other.pk}">second (#{other.pk})</option>' in page
+    assert 'id="group-compare-none"' not in page
+
+
+def test_the_run_lists_repeats_follow_its_project_filter(owner_client, project, owner,
+                                                        make_experiment):
+    # given a group in the owner's project and an empty second project
+    finished_group(project, owner, make_experiment, "iris seeds", [0.90, 0.91], 0)
+    other = Project.objects.create(name="other")
+    other.members.add(owner)
+
+    # when the list is filtered to each project, the repeats are those of that project only
+    shown = owner_client.get(reverse("experiment-list"), {"project": project.pk})
+    assert [g.name for g in shown.context["run_groups"]] == ["iris seeds"]
+    hidden = owner_client.get(reverse("experiment-list"), {"project": other.pk})
+    assert list(hidden.context["run_groups"]) == []
+    assert 'id="group-list"' not in hidden.content.decode()
+
+
+def test_before_any_seed_finished_the_compare_metric_select_is_not_empty(
+        owner_client, project, owner, make_experiment):
+    # given two groups whose seeds are all still queued
+    groups_ = []
+    for name in ("queued a", "queued b"):
+        group = RunGroup.objects.create(project=project, name=name, spec=SMALL.to_dict(),
+                                        seeds=[0, 1], created_by=owner)
+        group.runs.set([make_experiment(spec=SMALL.patched({"run": {"seed": s}}).to_dict())
+                        for s in (0, 1)])
+        groups_.append(group)
+
+    # when the first one's page is opened
+    page = owner_client.get(reverse("group-detail", args=[groups_[0].pk])).content.decode()
+
+    # then "on" offers the metric its chart draws
+    metric_select = page.split('<select name="metric">')[1].split("</select>")[0]
+    assert '<option value="val_loss">val_loss</option>' in metric_select
 
 
 def test_comparing_two_groups_says_which_is_better_and_exports_each_seed(

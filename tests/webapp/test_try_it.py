@@ -5,6 +5,7 @@ download gives onnxruntime the same outputs."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,42 @@ def test_the_run_page_offers_try_it_and_onnx(owner_client, make_experiment, arch
     assert 'id="try-form"' in page and 'name="image"' in page
     assert reverse("checkpoint-onnx", args=[experiment.pk]) in page
     assert "try_it.js" in page
+
+
+def label_of(page: str, field_id: str) -> str:
+    """The text of the page's ``<label for=field_id>`` ("" without one)."""
+    found = re.search(rf'<label[^>]*\bfor="{field_id}"[^>]*>(.*?)</label>', page, re.S)
+    return found.group(1).strip() if found else ""
+
+
+@pytest.mark.parametrize(("kind", "field", "words"), [
+    ("imdb", '<textarea id="try-text" name="text"', "Text to classify"),
+    ("digits", '<input type="file" id="try-image" name="image"', "Or upload an image"),
+])
+def test_try_its_input_has_a_label_saying_what_to_give(owner_client, make_experiment, archives,
+                                                       kind, field, words) -> None:
+    # given a finished text or image run
+    experiment = finished(make_experiment, archives, kind)
+
+    # when its page is opened
+    page = owner_client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
+
+    # then Try it's input has a label of its own that says what to type or upload
+    assert field in page
+    field_id = field.split('id="')[1].split('"')[0]
+    assert label_of(page, field_id) == words
+
+
+def test_try_its_drawing_box_is_named_by_the_words_beside_it(owner_client, make_experiment,
+                                                             archives) -> None:
+    experiment = finished(make_experiment, archives, "digits")
+
+    page = owner_client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
+
+    # the canvas is named by a sentence the user reads, not by a label only a screen reader has
+    assert 'aria-labelledby="try-draw-label"' in page
+    prompt = page.split('id="try-draw-label">')[1].split("</p>")[0]
+    assert prompt.startswith("Draw an image in the black box for the model to classify")
 
 
 def test_the_onnx_download_runs_in_onnxruntime_like_the_checkpoint(

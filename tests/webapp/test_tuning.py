@@ -95,6 +95,24 @@ def test_the_tune_form_shows_each_error_on_its_field(owner_client, project, sour
 
 
 @pytest.mark.django_db
+def test_each_search_space_box_names_its_field_in_the_summary_and_to_a_screen_reader(
+        owner_client, project, source):
+    # given the search-space table, whose boxes sit under one column head each ("Low")
+    page = owner_client.get(reverse("study-new", args=[source.pk])).content.decode()
+
+    # then each box names its row's field
+    assert 'aria-label="Learning rate: low"' in page and 'aria-label="Learning rate: step"' in page
+    assert 'aria-label="Optimizer: choices"' in page
+
+    # and a refused box is named so in the error summary
+    response = owner_client.post(reverse("study-new", args=[source.pk]), form_data(
+        project, weight_decay_on="on", weight_decay_low=0, weight_decay_high=0.1,
+        weight_decay_log="on"))
+    summary = response.content.decode().split('id="error-summary"')[1].split("</div>")[0]
+    assert "Weight decay: low: a log range needs a positive lower bound" in summary
+
+
+@pytest.mark.django_db
 def test_the_form_counts_grid_points_before_submitting(owner_client, project, source):
     # given a grid of 3 learning rates by 2 optimizers
     data = form_data(project, algorithm="grid", lr_step=0.04, lr_low=0.01, lr_high=0.09,

@@ -85,7 +85,10 @@ def group_context(group: RunGroup) -> dict[str, Any]:
                if any(m in (run.summary.get("final_metrics") or {}) for run in runs)] \
         or ["val_loss"]
     charts = groups.charts(group, metrics)
-    return {"group": group, "runs": runs, "finals": groups.final_table(runs),
+    finals = groups.final_table(runs)
+    return {"group": group, "runs": runs, "finals": finals,
+            # before any seed finished, the metrics of the charts (a select is never empty)
+            "compare_metrics": [row["metric"] for row in finals] or metrics,
             "charts": charts, "remedy_verdicts": groups.remedy_verdicts(group),
             "others": RunGroup.objects.filter(project=group.project).exclude(pk=group.pk)[:50]}
 

@@ -144,6 +144,12 @@ class TuneForm(forms.Form):
                     required=False, initial=t.high, widget=forms.NumberInput(attrs=bounds))
                 self.fields[f"{t.name}_log"] = forms.BooleanField(required=False, initial=t.log)
                 self.fields[f"{t.name}_step"] = number(required=False, initial=t.step)
+            # The table's boxes sit under one column head each ("Low"): each names its row's
+            # field too, for a screen reader and for the error summary ("Learning rate: low").
+            for part in ("choices", "low", "high", "log", "step"):
+                if (box := self.fields.get(f"{t.name}_{part}")) is not None:
+                    box.label = f"{t.label}: {part}"
+                    box.widget.attrs["aria-label"] = box.label
         self.spec: TuningSpec | None = None
 
     def rows(self) -> list[dict[str, Any]]:

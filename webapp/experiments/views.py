@@ -38,6 +38,7 @@ from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_i
 from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
+from webapp.projects import actions as project_actions
 
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
@@ -68,13 +69,19 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     form, page = browse.run_page(request.user, request.GET)
     query = request.GET.copy()
     query.pop("page", None)
+    # A project without a single run: the empty list says how to start one, not "no match".
+    project = form.cleaned_data.get("project")
+    empty_project = (project if project is not None and not page.object_list
+                     and not project_actions.has_runs(project) else None)
+    run_groups = RunGroup.objects.filter(project__in=access.projects_visible_to(request.user))
+    if project is not None:  # the repeats follow the project filter, like the runs below
+        run_groups = run_groups.filter(project=project)
     return render(request, "experiments/list.html", {
         "experiments": page.object_list, "page": page, "filters": form,
+        "empty_project": empty_project,
         "query": query.urlencode(), "max_compare": compare.MAX_RUNS,
         # The latest repeats, each one row whose seeds expand to their runs (3 queries).
-        "run_groups": RunGroup.objects.filter(
-            project__in=access.projects_visible_to(request.user))
-        .select_related("project").prefetch_related("runs")[:10],
+        "run_groups": run_groups.select_related("project").prefetch_related("runs")[:10],
         "live": live_urls.run_list_page(),
     })
 
@@ -96,8 +103,12 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             return redirect("experiment-detail", pk=experiment.pk)
     else:
         spec = ExperimentSpec()
+        # "New experiment" from a project's page (``?project=``) starts in that project.
+        projects = access.projects_visible_to(request.user).order_by("name")
+        chosen = parse_pk(request.GET.get("project", ""))
         initial = {"name": "digits-cnn",
-                   "project": access.projects_visible_to(request.user).order_by("name").first()}
+                   "project": (chosen is not None and projects.filter(pk=chosen).first())
+                   or projects.first()}
         source_id = parse_pk(request.GET.get("from", ""))
         if source_id is not None:
             source = visible_experiment(request, source_id)

@@ -44,6 +44,11 @@ NOT_A_MAINTAINER = ("Only the project's maintainers add and remove members and c
                     "roles; a member may only leave.")
 
 
+def has_runs(project: Project) -> bool:
+    """Whether the project holds a run (deleted ones aside, as in ``projects_of``'s count)."""
+    return project.experiments.filter(deleted_at=None).exists()  # type: ignore[attr-defined]
+
+
 def projects_of(user: Any) -> list[Project]:
     """The user's projects with their members and experiment counts, in a constant number of
     queries."""

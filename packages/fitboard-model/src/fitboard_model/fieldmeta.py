@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _KEY = "fitboard"
+# The largest whole number a browser's number input (a double) holds exactly. A maximum this
+# large bounds what the input can carry, not what a person chooses (a run's number): the range
+# reads "0 or more", and only a value past it is told the bound.
+UNBOUNDED = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,14 @@ class FieldMeta:
     form: bool = True  # False: the form derives the value (it has no field of its own)
 
     def range_text(self) -> str:
-        """The range as a person reads it ("between 0 and 180 degrees", "in [0, 1)")."""
+        """The range as a person reads it ("between 0 and 180 degrees", "in [0, 1)", "0 or
+        more" when the maximum is only the number input's)."""
         if self.min is None or self.max is None:
             return ""
         low, high = _number(self.min), _number(self.max)
-        if self.min_exclusive == self.max_exclusive:
+        if self.max >= UNBOUNDED:
+            text = f"more than {low}" if self.min_exclusive else f"{low} or more"
+        elif self.min_exclusive == self.max_exclusive:
             text = f"between {low} and {high}"
             if self.min_exclusive:
                 text += " (exclusive)"
@@ -95,10 +102,22 @@ def range_problems(obj: Any) -> dict[str, str]:
     errors = {}
     for f in dataclasses.fields(obj):
         m = field_meta(f)
-        if m is not None and m.out_of_range(getattr(obj, f.name)):
+        value = getattr(obj, f.name)
+        if m is not None and m.out_of_range(value):
             subject = "every size" if str(f.type) == "tuple[int, ...]" else ""
-            errors[f.name] = f"{subject} must be {m.range_text()}".lstrip()
+            errors[f.name] = f"{subject} must be {_wanted(m, value)}".lstrip()
     return errors
+
+
+def _wanted(m: FieldMeta, value: Any) -> str:
+    """The range a refused value is told: the field's, or the input's bound it passed ("0 or
+    more" would not say what is wrong with 2**53)."""
+    values = value if isinstance(value, tuple) else (value,)
+    if m.max is not None and m.max >= UNBOUNDED and any(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > m.max
+            for v in values):
+        return f"at most {_number(m.max)}"
+    return m.range_text()
 
 
 def _number(value: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,18 @@ import pytest
 # worker processes of the end-to-end tests; the bundled pretrained model never reaches the hub.
 DATA_DIR = Path(os.environ["FITBOARD_DATA_DIR"])
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quick_password_hashing() -> Iterator[None]:
+    """Passwords hashed with 1,000 PBKDF2 iterations instead of Django's 1,000,000, which take
+    0.7 s on this machine for every user a test creates and every login (Django's advice for
+    test suites). The algorithm is the same, so the end-to-end stacks' servers, on production
+    settings, check these hashes as they are (and upgrade them on login)."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["tests.hashers.QuickPBKDF2PasswordHasher"]):
+        yield
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
@@ -98,5 +97,9 @@ def to_onnx(checkpoint: Checkpoint) -> bytes:
                           output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
                           opset_version=OPSET, dynamo=False)
         data = path.read_bytes()
+    # Imported here: onnx takes 2.5 s to import, which every web and worker process would pay
+    # at start-up for a rarely used download.
+    import onnx
+
     onnx.checker.check_model(onnx.load_from_string(data))
     return data

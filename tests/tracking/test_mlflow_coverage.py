@@ -264,8 +264,11 @@ def test_a_pytorch_model_is_logged_and_loaded_back(tracking, project):
     model = _Tiny()
     mlflow.set_experiment("vision")
     with mlflow.start_run() as run:
+        # pip_requirements given: inferring them runs a subprocess in the client (15 s here)
+        # and sends Fitboard nothing more
         info = mlflow.pytorch.log_model(model, name="tiny", params={"width": 2},
-                                        input_example=np.zeros((4, 3), dtype=np.float32))
+                                        input_example=np.zeros((4, 3), dtype=np.float32),
+                                        pip_requirements=["torch"])
 
     loaded = mlflow.pytorch.load_model(info.model_uri)
     logged = tracking.get_logged_model(info.model_id)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.webapp.sockets import Communicator
 from webapp.asgi import application
 from webapp.experiments import events, metric_store, reporting
 from webapp.experiments.models import Checkpoint, Experiment, MetricChunk
@@ -32,11 +32,11 @@ def session_cookie(user: User) -> bytes:
 
 
 async def communicator(path: str, user: User | None = None, origin: bytes = ORIGIN
-                       ) -> WebsocketCommunicator:
+                       ) -> Communicator:
     headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
     if user is not None:
         headers.append((b"cookie", await asyncio.to_thread(session_cookie, user)))
-    return WebsocketCommunicator(application, path, headers=headers)
+    return Communicator(application, path, headers=headers)
 
 
 async def test_the_snapshot_of_a_long_run_is_bucketed_and_ends_at_its_last_step(

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.webapp.sockets import Communicator
 from webapp.asgi import application
 from webapp.experiments import events
 from webapp.experiments.models import Experiment
@@ -46,7 +46,7 @@ async def connects(path: str, user: User | None, origin: bytes | None = GOOD_ORI
         headers.append((b"origin", origin))
     if user is not None:
         headers.append((b"cookie", await asyncio.to_thread(session_cookie, user)))
-    client = WebsocketCommunicator(application, path, headers=headers)
+    client = Communicator(application, path, headers=headers)
     connected, _ = await client.connect(timeout=10)
     if connected:
         await client.disconnect()
@@ -107,7 +107,7 @@ async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
     # given a stranger watching their own run list
     headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN),
                (b"cookie", await asyncio.to_thread(session_cookie, stranger))]
-    client = WebsocketCommunicator(application, "/ws/runs/", headers=headers)
+    client = Communicator(application, "/ws/runs/", headers=headers)
     connected, _ = await client.connect(timeout=10)
 
     # when the run of the owner's project changes status
@@ -121,11 +121,11 @@ async def test_the_run_list_relays_nothing_of_another_project(stranger, run):
 
 
 async def open_socket(path: str, user: User, cookie: bytes | None = None
-                      ) -> WebsocketCommunicator:
+                      ) -> Communicator:
     """A connected communicator, past the run page's snapshot."""
     cookie = cookie or await asyncio.to_thread(session_cookie, user)
     headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN), (b"cookie", cookie)]
-    client = WebsocketCommunicator(application, path, headers=headers)
+    client = Communicator(application, path, headers=headers)
     connected, _ = await client.connect(timeout=10)
     assert connected
     if path.startswith("/ws/runs/") and path != "/ws/runs/":
@@ -145,7 +145,7 @@ async def send_update(route: str, run: Experiment) -> None:
                                                  "project": run.project_id})
 
 
-async def relayed(client: WebsocketCommunicator, route: str, run: Experiment) -> dict[str, Any]:
+async def relayed(client: Communicator, route: str, run: Experiment) -> dict[str, Any]:
     """Send the socket's group a status message and return what the page receives."""
     await send_update(route, run)
     return dict(await client.receive_json_from(timeout=5))
@@ -176,7 +176,7 @@ async def connects_as(host: bytes, origin: bytes, scheme: str = "ws",
     """Whether the run list accepts a member's socket with this Host, Origin and scheme."""
     all_headers = [(b"host", host), (b"origin", origin),
                    (b"cookie", await asyncio.to_thread(session_cookie, user)), *(headers or [])]
-    client = WebsocketCommunicator(application, "/ws/runs/", headers=all_headers)
+    client = Communicator(application, "/ws/runs/", headers=all_headers)
     client.scope["scheme"] = scheme  # as Daphne sets it: wss behind TLS
     connected, _ = await client.connect(timeout=10)
     if connected:

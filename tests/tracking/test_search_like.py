@@ -1,0 +1,72 @@
+"""LIKE and ILIKE in a search filter: what they match, and that a hostile pattern costs a
+search no more than a plain one (a pattern of many ``%`` against a long param pinned a web
+process for hours when each ``%`` became a backtracking ``.*``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from webapp.tracking import ingest, tokens
+from webapp.tracking.search import like
+
+pytestmark = pytest.mark.django_db
+TEXT = st.text(alphabet="aAb%_\n", max_size=8)
+
+
+def reference(pattern: str, text: str, flags: int) -> bool:
+    """LIKE as one regex (the definition; fine on short texts)."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text, flags | re.DOTALL) is not None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(pattern=TEXT, text=TEXT, ignore_case=st.booleans())
+def test_like_matches_as_its_definition(pattern, text, ignore_case):
+    flags = re.IGNORECASE if ignore_case else 0
+
+    assert like(pattern, text, flags) == reference(pattern, text, flags)
+
+
+@contextmanager
+def refused_after(seconds: int) -> Iterator[None]:
+    """Turn a search that would run for hours into a failure, not a hung suite (``re`` checks
+    signals while it matches)."""
+    def give_up(*_: Any) -> None:
+        raise AssertionError(f"the search still ran after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_pattern_of_many_wildcards_is_answered_as_any_search(owner, project):
+    # given a run holding a long param, and a read-only token of its project
+    run = ingest.create_run(owner, project, "long", {})
+    ingest.log_to_run(run, params={"notes": "a" * ingest.MAX_PARAM})
+    raw = tokens.create_token(owner, "reader", "read", None)[1]
+
+    # when the token searches with a pattern of 30 wildcards that cannot match
+    with refused_after(60):  # the regex of 30 ".*" would take longer than the universe's age
+        response = Client().post(
+            "/api/2.0/mlflow/runs/search", json.dumps({
+                "experiment_ids": [str(project.pk)],
+                "filter": "params.notes LIKE '" + "%a" * 30 + "%b'"}),
+            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    # then it is answered: no run matches
+    assert response.status_code == 200
+    assert response.json().get("runs", []) == []

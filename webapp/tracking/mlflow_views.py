@@ -283,18 +283,17 @@ def _columns(items: Any) -> Mapping[str, ingest.Columns]:
     for item in items:
         try:  # the client's protobuf JSON: step and timestamp as strings or numbers
             key, value = item["key"], float(item["value"])
-            step, stamp = int(item.get("step") or 0), int(item.get("timestamp") or 0)
+            step, time = int(item.get("step") or 0), int(item.get("timestamp") or 0) / 1000
             readable = type(key) is str and key != ""
-        except (TypeError, KeyError, ValueError, AttributeError):
+        except (TypeError, KeyError, ValueError, AttributeError, OverflowError):
             readable = False
         if not readable:
             point = _point(item)
-            key, value, step = point.key, point.value, point.step
-            stamp = integer(item.get("timestamp"), "timestamp")
+            key, value, step, time = point.key, point.value, point.step, point.time
         steps, values, times = columns.setdefault(key, ([], [], []))
         steps.append(step)
         values.append(value)
-        times.append(stamp / 1000)
+        times.append(time)
     return columns
 
 

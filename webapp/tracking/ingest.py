@@ -32,7 +32,7 @@ from webapp.experiments.reporting import list_message, points_message
 from webapp.projects.models import Project
 
 WORKER = "external"  # the run's ``worker``: no Fitboard worker holds it
-MAX_KEY = 64  # characters of a metric name (MetricChunk.key)
+MAX_KEY = external.STORED_CHARS  # characters of a metric name
 MAX_PARAM = 6000  # characters of a param value (MLflow's own limit)
 # A step is an int64 and a time an int64 count of milliseconds, as in MLflow's protocol: a point
 # past them (a step of 10**30, a time of inf) was stored, and every later read of the run (its
@@ -123,7 +123,10 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         for key, (steps, values, times) in columns.items():
             if not steps:
                 continue
-            stored = keys.get(key) or external.assign(key, mapping, keys)
+            try:
+                stored = keys.get(key) or external.assign(key, mapping, keys)
+            except external.MetricMapError as exc:
+                raise IngestError(str(exc)) from None
             batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
             last_step = max(last_step, max(steps))
         if batch:

@@ -29,6 +29,7 @@ MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # per log-batch, as MLflow's
 MAX_INPUTS = 100  # datasets (and logged models) one run holds
 MAX_INPUT_JSON = 65536  # characters of one dataset input (its schema and profile included)
 MAX_SEARCH = 1000  # runs per page of a search, as MLflow's server
+MAX_EXPERIMENTS = 1000  # different experiments one search names
 # The model registry's calls (under /api/2.0/), which Fitboard does not serve.
 REGISTRY_CALLS = ("mlflow/registered-models/", "mlflow/model-versions/")
 MODEL_HISTORY = "mlflow.log-model.history"  # the run tag listing its models (runs/log-model)
@@ -86,6 +87,16 @@ def find_project(token: ApiToken, experiment_id: str) -> Project:
     if project is None:
         raise not_found(f"experiment {experiment_id[:40]!r}")
     return project
+
+
+def find_projects(token: ApiToken, ids: Any) -> list[Project]:
+    """The projects a search names (``experiment_ids``, each found as ``find_project`` finds
+    it), each once: a list of one id 20,000 times over (100 kB) cost 20,000 queries, 18 s."""
+    distinct = list(dict.fromkeys(str(i) for i in repeated(ids)))
+    if len(distinct) > MAX_EXPERIMENTS:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"a search names at most {MAX_EXPERIMENTS} "
+                       "experiments")
+    return [find_project(token, experiment_id) for experiment_id in distinct]
 
 
 @endpoint(("GET",))
@@ -356,7 +367,7 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     limit = min(max(integer(body.get("max_results"), "max_results", MAX_SEARCH), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
     runs = access.runs(token, deleted=True).select_related("created_by").filter(
-        project__in=[find_project(token, str(i)) for i in repeated(body.get("experiment_ids"))])
+        project__in=find_projects(token, body.get("experiment_ids")))
     if stages != (False, True):
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:

@@ -1,6 +1,7 @@
-"""LIKE and ILIKE in a search filter: what they match, and that a hostile pattern costs a
-search no more than a plain one (a pattern of many ``%`` against a long param pinned a web
-process for hours when each ``%`` became a backtracking ``.*``)."""
+"""What a search costs a read token's hostile request: LIKE and ILIKE match as their definition
+and a pattern of many ``%`` costs no more than a plain one (each ``%`` was a backtracking
+``.*``: hours against a long param), and a list naming one experiment many times reads it once
+(each was a query of its own)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webapp.tracking import ingest, tokens
+from webapp.tracking.mlflow_views import MAX_EXPERIMENTS
 from webapp.tracking.search import like
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +72,28 @@ def test_a_pattern_of_many_wildcards_is_answered_as_any_search(owner, project):
     # then it is answered: no run matches
     assert response.status_code == 200
     assert response.json().get("runs", []) == []
+
+
+@pytest.mark.parametrize("path", ["/api/2.0/mlflow/runs/search",
+                                  "/api/2.0/mlflow/logged-models/search"])
+def test_an_experiment_named_many_times_over_is_read_once(path, owner, project,
+                                                          django_assert_max_num_queries):
+    raw = tokens.create_token(owner, "reader", "read", None)[1]
+
+    with django_assert_max_num_queries(10):  # 20,000 queries (18 s) before
+        response = Client().post(path, json.dumps({"experiment_ids": [str(project.pk)] * 20_000}),
+                                 content_type="application/json",
+                                 HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    assert response.status_code == 200
+
+
+def test_a_search_of_more_experiments_than_the_limit_is_refused(owner, project):
+    raw = tokens.create_token(owner, "reader", "read", None)[1]
+
+    response = Client().post("/api/2.0/mlflow/runs/search", json.dumps({
+        "experiment_ids": [str(i) for i in range(1, MAX_EXPERIMENTS + 2)]}),
+        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    assert response.status_code == 400
+    assert f"at most {MAX_EXPERIMENTS} experiments" in response.json()["message"]

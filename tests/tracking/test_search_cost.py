@@ -1,7 +1,8 @@
 """What a search costs a read token's hostile request: LIKE and ILIKE match as their definition
 and a pattern of many ``%`` costs no more than a plain one (each ``%`` was a backtracking
-``.*``: hours against a long param), and a list naming one experiment many times reads it once
-(each was a query of its own)."""
+``.*``: hours against a long param), a long run of spaces in a filter or an order is read once
+(once per space: 43 s for 20,000), a search asks for a bounded number of comparisons, and a
+list naming one experiment many times reads it once (each was a query of its own)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from hypothesis import strategies as st
 
 from webapp.tracking import ingest, tokens
 from webapp.tracking.mlflow_views import MAX_EXPERIMENTS
-from webapp.tracking.search import like
+from webapp.tracking.search import MAX_CLAUSES, MAX_FILTER_CHARS, like
 
 pytestmark = pytest.mark.django_db
+SEARCH = "/api/2.0/mlflow/runs/search"
 TEXT = st.text(alphabet="aAb%_\n", max_size=8)
 
 
@@ -97,3 +99,48 @@ def test_a_search_of_more_experiments_than_the_limit_is_refused(owner, project):
 
     assert response.status_code == 400
     assert f"at most {MAX_EXPERIMENTS} experiments" in response.json()["message"]
+
+
+def search(project: Any, raw: str, **body: Any) -> Any:
+    return Client().post(SEARCH, json.dumps({"experiment_ids": [str(project.pk)], **body}),
+                         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+@pytest.mark.parametrize("body", [
+    {"filter": "params.a" + " " * 19_000 + "x"},  # within MAX_FILTER_CHARS: parsed
+    {"filter": "params.a = '1'" + " " * 60_000 + "x"},
+    {"order_by": ["metrics.a" + " " * 60_000 + "x"]},
+])
+def test_a_long_run_of_spaces_is_read_once(body, owner, project):
+    raw = tokens.create_token(owner, "reader", "read", None)[1]
+
+    with refused_after(30):  # minutes before: each space began a scan of the rest of the run
+        response = search(project, raw, **body)
+
+    assert response.status_code == 400  # then refused: none of them is a clause or a key
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"filter": " and ".join(["params.a = '1'"] * (MAX_CLAUSES + 1))}, "comparisons"),
+    ({"filter": f"params.a = '{'x' * MAX_FILTER_CHARS}'"}, "characters"),
+    ({"order_by": ["metrics.loss"] * (MAX_CLAUSES + 1)}, "order_by keys"),
+])
+def test_a_search_asks_for_a_bounded_number_of_comparisons(body, words, owner, project):
+    # (each is checked or sorted against every run of the experiments)
+    raw = tokens.create_token(owner, "reader", "read", None)[1]
+
+    response = search(project, raw, **body)
+
+    assert response.status_code == 400
+    assert words in response.json()["message"]
+
+
+def test_a_search_of_models_takes_a_bounded_order_too(owner, project):
+    raw = tokens.create_token(owner, "reader", "read", None)[1]
+
+    response = Client().post("/api/2.0/mlflow/logged-models/search", json.dumps({
+        "experiment_ids": [str(project.pk)],
+        "order_by": [{"field_name": "name"}] * (MAX_CLAUSES + 1)}),
+        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    assert response.status_code == 400

@@ -137,7 +137,8 @@ def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
     (on ``name``, ``model_type``, ``status``, ``source_run_id``, params and tags)."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda k, n: False)
     order = [(*search.parse_key(str(o.get("field_name", ""))), o.get("ascending", True)
-              is not False) for o in repeated(body.get("order_by")) if isinstance(o, dict)]
+              is not False) for o in search.at_most(repeated(body.get("order_by")), "order_by keys")
+             if isinstance(o, dict)]
     limit = min(max(integer(body.get("max_results"), "max_results", 100), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
     projects = find_projects(token, body.get("experiment_ids"))

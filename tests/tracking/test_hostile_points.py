@@ -1,10 +1,13 @@
 """Steps and times a script sends are MLflow's int64s (a step, milliseconds): a point outside
 them is refused with a 400, not stored. A stored time of inf made every later read of the run
-fail, so one member's script broke search_runs of the whole project for every other member."""
+fail, so one member's script broke search_runs of the whole project for every other member.
+And a list a run holds at most 100 of (dataset inputs, model outputs) is refused at its length,
+before its items are compared with each other (quadratic: 20,000 took 24 s)."""
 
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from webapp.experiments.models import Experiment
 from webapp.projects.actions import enrol
 from webapp.projects.models import Membership, Project
 from webapp.tracking import ingest, tokens
+from webapp.tracking.mlflow_views import MAX_INPUTS
 
 pytestmark = pytest.mark.django_db
 # (path, body): written as text, for JSON's Infinity and NaN; RUN stands for the run's id, BIG
@@ -114,3 +118,32 @@ def test_an_end_no_calendar_holds_is_refused_and_the_run_keeps_running(path, bod
     assert answer.status_code == 400, answer.content
     run.refresh_from_db()
     assert run.status == Experiment.Status.RUNNING
+
+
+@pytest.mark.parametrize(("path", "field", "held", "item"), [
+    ("/api/2.0/mlflow/runs/log-inputs", "datasets", "inputs",
+     lambda i: {"dataset": {"name": f"d{i}", "digest": "x"}}),
+    ("/api/2.0/mlflow/runs/outputs", "models", "outputs",
+     lambda i: {"model_id": f"m-{i}", "step": 0}),
+])
+def test_a_list_longer_than_a_run_holds_is_refused_before_it_is_read(path, field, held, item,
+                                                                     owner, project):
+    run = ingest.create_run(owner, project, "script", {})
+    raw = tokens.create_token(owner, "script", "write", None)[1]
+    body = json.dumps({"run_id": str(run.pk), field: [item(i) for i in range(40_000)]})
+
+    def give_up(*_: Any) -> None:
+        raise AssertionError("the request still ran after 20 s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(20)  # about 100 s before, comparing 40,000 items with each other
+    try:
+        answer = post(raw, path, body)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+    assert answer.status_code == 400
+    assert f"at most {MAX_INPUTS}" in answer.json()["message"]
+    run.refresh_from_db()
+    assert held not in run.spec

@@ -66,8 +66,9 @@
   window.fitboardRun = state;
 
   for (const [id, chart] of Object.entries(charts)) {
+    // A script names its own metrics (the "Other metrics" chart): names are text, not markup.
     const data = chart.traces.map((t) => ({
-      x: [], y: [], name: t.name, mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
+      x: [], y: [], name: plotlyText(t.name), mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
       line: {color: t.color, width: t.width}, marker: {size: 5},
     }));
     // The legend sits between the title and the plot, so it never covers the x-axis title

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
 from training.data.uploads import load_prepared
-from webapp.datasets.labels import execute_scan
+from webapp.datasets.labels import LOST_AFTER, execute_scan
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.services import version_file
 from webapp.tracking import tokens
@@ -91,6 +92,27 @@ def test_bad_folds_and_a_regression_set_are_refused_on_their_fields(api, project
     assert regression.status_code == 400 and regression.json() == {
         "errors": {"dataset": "only a classification data set has labels to check"}}
     assert not LabelScan.objects.exists()
+
+
+def test_a_data_set_is_scanned_once_at_a_time(api, digits):
+    # given a scan of the data set waiting for a worker
+    first = api.post(f"datasets/{digits.pk}/label-scans/", {})
+    assert first.status_code == 201
+
+    # when more are asked for (a loop of a script, a button pressed again and again)
+    again = [api.post(f"datasets/{digits.pk}/label-scans/", {}) for _ in range(3)]
+
+    # then they are refused, naming the scan to read, and one scan waits
+    assert {r.status_code for r in again} == {400}
+    assert f"scan {first.json()['id']} of this data set is queued" in again[0].json()[
+        "errors"]["dataset"]
+    assert LabelScan.objects.count() == 1
+    # and once it has ended, or is taken for lost a day later, another starts
+    LabelScan.objects.update(status=LabelScan.Status.FAILED)
+    assert api.post(f"datasets/{digits.pk}/label-scans/", {}).status_code == 201
+    LabelScan.objects.filter(status=LabelScan.Status.QUEUED).update(
+        created_at=timezone.now() - LOST_AFTER)
+    assert api.post(f"datasets/{digits.pk}/label-scans/", {}).status_code == 201
 
 
 def test_relabelling_and_excluding_make_versions_and_the_diff_shows_both(api, digits):

@@ -3,12 +3,15 @@ whatever the library's spelling (Hugging Face Trainer, Lightning, Keras, W&B-sty
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pytest
 
 from webapp.experiments import metric_store
-from webapp.experiments.external import conventional
-from webapp.experiments.models import Experiment
+from webapp.experiments.external import MAP_TAG, STORED_CHARS, conventional
+from webapp.experiments.models import Experiment, MetricChunk
+from webapp.tracking import ingest
 
 
 @pytest.mark.parametrize(("logged", "stored"), [
@@ -56,3 +59,27 @@ def test_a_lightning_style_run_is_stored_under_the_diagnostics_names_and_judged(
                                                  "val_acc"}
     assert stored.verdict_kind
     assert tracking.get_metric_history(run.info.run_id, "val/acc")[-1].value == 5 / 6
+
+
+LONG = "m" * STORED_CHARS  # the longest name a metric is stored under
+
+
+@pytest.mark.django_db
+def test_a_metric_map_to_a_name_longer_than_a_stored_one_is_refused(owner, project):
+    # (PostgreSQL refused the 65th character on insert: a 500 at the first point)
+    with pytest.raises(ingest.IngestError, match=f"at most {STORED_CHARS} characters"):
+        ingest.create_run(owner, project, "script", {MAP_TAG: json.dumps({"a": LONG + "m"})})
+
+
+@pytest.mark.django_db
+def test_a_taken_name_that_ext_would_lengthen_past_a_stored_one_is_refused(owner, project):
+    # given a run whose map stores "a" under the longest name, which the script then logs too
+    run = ingest.create_run(owner, project, "script", {MAP_TAG: json.dumps({"a": LONG})})
+    ingest.log_to_run(run, [ingest.Point("a", 1.0, 0, 1.0)])
+
+    # when it logs that name itself, which would go to "ext/" + the name
+    with pytest.raises(ingest.IngestError, match="give it a shorter one"):
+        ingest.log_to_run(run, [ingest.Point(LONG, 2.0, 0, 1.0)])
+
+    # then nothing of it is stored, and no stored name is past the limit
+    assert list(MetricChunk.objects.values_list("key", flat=True)) == [LONG]

@@ -3,6 +3,7 @@ every change counted, stored as one prepared file, and trained on by the engine.
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from training.checkpoints import load
 from training.data import DataSources, prepare
 from training.data.loading import split_three
 from training.data.uploads import (
+    SNIFF_CHARS,
     Limits,
     TableOptions,
     UploadError,
@@ -410,6 +412,24 @@ def test_an_mlp_beats_the_majority_on_one_hot_categories(make_spec, tmp_path: Pa
     majority = max(prepared.report["class_counts"].values()) / prepared.report["rows_out"]
     assert result.test_metrics is not None
     assert result.test_metrics["test_acc"] > majority + 0.2
+
+
+def test_the_separator_sniffer_reads_only_the_start_of_a_long_first_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a first line of 60,000 characters, whose whole the csv sniffer took 42 s to read
+    read: list[int] = []
+    sniff = csv.Sniffer.sniff
+
+    def counted(self: csv.Sniffer, text: str, delimiters: str | None = None) -> type[csv.Dialect]:
+        read.append(len(text))
+        return sniff(self, text, delimiters)
+
+    monkeypatch.setattr(csv.Sniffer, "sniff", counted)
+
+    # when it is uploaded, then it is refused for its columns, the sniffer having read its start
+    with pytest.raises(UploadError, match="columns: the limit"):
+        read_csv(io.BytesIO(b',"' * 30_000 + b"\n1,2\n3,4\n"), "t.csv")
+    assert read and max(read) <= SNIFF_CHARS
 
 
 def test_uci_imdb_sentences_read_whole_as_uploaded() -> None:

@@ -20,6 +20,7 @@ from training.tuning import TuningSpec
 from webapp.experiments import actions, metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
+from webapp.tracking import ingest
 
 from ..hostile import table_csv
 
@@ -203,3 +204,24 @@ def test_every_route_answers_with_the_csp_header(owner_client, make_experiment):
         response = owner_client.get("/" + path)
 
         assert "script-src 'self'" in response.get("Content-Security-Policy", ""), path
+
+
+def test_metric_names_of_markup_show_as_text_in_the_run_chart(page, project, owner):
+    # given a run logged from a script under metric names of markup (each within the 64
+    # characters a metric name may have), which the run page draws in its "Other metrics" chart
+    link = f'<a href="{EVIL}">log in</a>'
+    run = ingest.create_run(owner, project, "script", {})
+    ingest.log_to_run(run, [ingest.Point(name, 0.5, step, float(step))
+                            for name in (link, SPAN_NAME) for step in (1, 2)])
+
+    # when its page is opened
+    page.goto(reverse("experiment-detail", args=[run.pk]))
+    page.wait_for_selector("#chart-extra .legendtext")
+
+    # then the legend reads the names as their characters: no link, no giant span
+    chart = page.locator("#chart-extra")
+    links = page.evaluate("""() => [...document.querySelectorAll('#chart-extra a')].map(a =>
+        a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href'))""")
+    assert EVIL not in links
+    assert chart.locator("[style*='90px']").count() == 0
+    assert sorted(chart.locator(".legendtext").all_text_contents()) == sorted([link, SPAN_NAME])

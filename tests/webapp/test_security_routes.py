@@ -361,3 +361,33 @@ def test_no_state_changing_request_is_accepted_without_a_csrf_token(foreign):
                 problems.append(f"{method} {url} changed the database")
 
     assert problems == []
+
+
+def test_no_route_queues_a_job_past_the_users_quota(foreign, settings):
+    # given the victim at their quota (the study they launched waits in the queue), the study
+    # with a completed trial, which its promotion and its check would queue runs of
+    settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER = 1
+    Experiment.objects.create(
+        project=foreign.project, name="okapi-trial", spec=IRIS.to_dict(), parent=foreign.study,
+        kind=Experiment.Kind.TRIAL, created_by=foreign.victim, status=Experiment.Status.SUCCEEDED,
+        summary={"trial": {"number": 0, "state": "complete", "value": 0.9,
+                           "params": {"optim.lr": 0.01}}})
+    client = Client()
+    client.force_login(foreign.victim)
+    jobs = Experiment.objects.count()
+    queued = []
+    # when they send every route that could launch something (the token-only API aside: it
+    # creates runs logged from scripts, which no worker trains)
+    for route in ROUTES:
+        if route.is_admin or route.is_api:
+            continue
+        url = url_for(route, foreign)
+        for method in ("post", "put", "patch"):
+            logged_in(client, foreign.victim)
+            send(client, method, url, foreign, foreign.victim)
+            if Experiment.objects.count() != jobs:
+                queued.append(f"{method.upper()} {url}")
+                jobs = Experiment.objects.count()
+
+    # then none queued a job
+    assert queued == []

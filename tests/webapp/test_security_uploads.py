@@ -171,6 +171,12 @@ HOSTILE: dict[str, Hostile] = {
     "csv with a 10 MB cell": Hostile("work", b"text,label\n" + b"x" * 10 * 2**20 + b",a\n"
                                      + b"short,b\nlong,a\nmore,b\nless,a\n",
                                      fields={"text_column": "text"}, words="characters"),
+    "csv one-hot past the cells": Hostile("work", b"a,b,label\n" + b"".join(
+        f"v{i % 50},w{i % 49},{i % 2}\n".encode() for i in range(200)),
+                                          refused_on="feature_columns", words="cells",
+                                          settings={"FITBOARD_UPLOAD_MAX_CELLS": 1000}),
+    "csv first line slow to sniff": Hostile("work", b',"' * 30_000 + b"\n1,2\n3,4\n",
+                                            words="columns: the limit"),
     # malformed archives and headers
     "zip bad crc": Hostile("bad zip", bad_crc_zip(), "x.zip", "images", words="damaged"),
     "zip unsupported compression": Hostile("bad zip", unsupported_method_zip(), "x.zip",
@@ -210,6 +216,8 @@ HOSTILE: dict[str, Hostile] = {
                            * 3, words="not UTF-8"),
     "csv one column": Hostile("bad csv", b"label\nx\ny\n", words="1 column"),
     "csv header only": Hostile("bad csv", b"a,b,label\n", words="no rows"),
+    "csv column name of 200 KB": Hostile("bad csv", b"a," + b"b" * 200_000 + b"\n1,2\n3,4\n",
+                                         words="header row does not parse"),
     "csv too many rows": Hostile("bad csv", table_csv(40), words="rows: the limit",
                                  settings={"FITBOARD_UPLOAD_MAX_ROWS": 10}),
     "csv text feature": Hostile("bad csv", b"a,b,label\n1,2,x\n3,q,y\n5,6,x\n7,8,y\n",

@@ -124,6 +124,10 @@ class Prepared:
 
 HEADER_CHOICES = ("auto", "yes", "no")
 SEPARATORS = ",;\t|"
+# Characters of the first line the csv sniffer reads: its time grows with the square of the
+# text (a first line of 60,000 characters of ',"' took it 42 s), and the start of a line
+# shows its separator as well as the whole.
+SNIFF_CHARS = 4096
 
 
 def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
@@ -203,7 +207,8 @@ def _separator(sample: str) -> str:
     if len(steady) == 1:
         return steady[0]
     try:
-        return csv.Sniffer().sniff(sample.split("\n", 20)[0], delimiters=SEPARATORS).delimiter
+        return csv.Sniffer().sniff(sample.split("\n", 1)[0][:SNIFF_CHARS],
+                                   delimiters=SEPARATORS).delimiter
     except csv.Error:
         return ","
 
@@ -257,8 +262,11 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
     if cells > limits.max_cells:
         raise UploadError("file", f"{columns} columns × {lines} lines is {cells} cells: the limit "
                                   f"is {limits.max_cells}")
-    names = next(csv.reader([header.decode("utf-8-sig", errors="replace").rstrip("\r")],
-                            delimiter=sep, skipinitialspace=True), [])
+    try:
+        names = next(csv.reader([header.decode("utf-8-sig", errors="replace").rstrip("\r")],
+                                delimiter=sep, skipinitialspace=True), [])
+    except csv.Error as exc:  # a name past the csv module's field limit (128 KiB)
+        raise UploadError("file", f"the header row does not parse: {exc}") from None
     seen: set[str] = set()
     for column in (n.strip() for n in names if headed):
         if column in seen:
@@ -457,7 +465,7 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
     import pandas as pd
 
     columns: dict[str, pd.Series] = {}
-    for column in inputs:
+    for index, column in enumerate(inputs):
         cells = frame[column]
         if pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
             columns[column] = cells
@@ -479,6 +487,9 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
                               f"distinct values (e.g. {values[0]!r}): at most {MAX_CATEGORIES} "
                               "are one-hot encoded as categories; leave it out of the feature "
                               "columns, or make it the text column")
+        # the columns made so far, this one's values, and one for each input after it
+        width = len(columns) + len(values) + len(inputs) - index - 1
+        _check_encoded_size(column, width, len(frame), limits)
         for value in values:
             name = f"{column}={value}"
             if name in frame.columns or name in columns or name == label:
@@ -487,12 +498,19 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             columns[name] = (text == value).astype("float64").where(present)
         steps.append({"step": f"{column!r} one-hot encoded into {len(values)} columns",
                       "count": len(values)})
-    if len(columns) > limits.max_columns:
-        raise UploadError("feature_columns", f"{len(columns)} feature columns once categories "
-                                             f"are one-hot encoded: the limit is "
-                                             f"{limits.max_columns}")
     encoded = pd.DataFrame(columns, index=frame.index).assign(**{label: frame[label]})
     return encoded, list(columns)
+
+
+def _check_encoded_size(column: str, width: int, rows: int, limits: Limits) -> None:
+    """Refuse, before they are made, one-hot columns that would take the table past the column
+    or cell limit: the limits count the file's cells, and one-hot encoding multiplies them (40
+    columns of 50 categories made 2,000 float columns: 16 GB for a million rows of 80 MB)."""
+    if width > limits.max_columns or width * rows > limits.max_cells:
+        raise UploadError("feature_columns", f"{width} feature columns of {rows} rows once "
+                                             f"{column!r} is one-hot encoded: the limits are "
+                                             f"{limits.max_columns} columns and "
+                                             f"{limits.max_cells} cells")
 
 
 def _dates(text: pd.Series) -> pd.Series | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from celery import current_app
@@ -21,6 +22,9 @@ from webapp.datasets.services import version_file
 logger = logging.getLogger(__name__)
 TASK = "datasets.find_labels"
 KEPT_ROWS = 5000  # suspicious rows a scan keeps for its page (the flagged ones, best first)
+# A scan still queued or running this long after it was asked for is taken for lost (its worker
+# died, its message was dropped): it no longer stops a new scan of its data set.
+LOST_AFTER = timedelta(days=1)
 
 
 class ScanRefused(ValueError):
@@ -28,10 +32,20 @@ class ScanRefused(ValueError):
 
 
 def start_scan(user: Any, dataset: Dataset, version: int, folds: int = 5) -> LabelScan:
-    """Store a queued scan of one version and send its task once the row is committed."""
+    """Store a queued scan of one version and send its task once the row is committed.
+    ScanRefused while another scan of the data set is queued or running: each cross-fits a
+    model on every row on a worker, and nothing else bounded how many a member queued."""
     if dataset.info.get("task") != "classification":
         raise ScanRefused("only a classification data set has labels to check")
     with transaction.atomic():
+        # Locked: two requests at once cannot both find no scan running.
+        Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        live = dataset.label_scans.filter(
+            status__in=(LabelScan.Status.QUEUED, LabelScan.Status.RUNNING),
+            created_at__gt=timezone.now() - LOST_AFTER).first()
+        if live is not None:
+            raise ScanRefused(f"scan {live.pk} of this data set is {live.status}: read it, or "
+                              "wait for it to end before starting another")
         scan = LabelScan.objects.create(dataset=dataset, version=version, folds=folds,
                                         created_by=user, progress={"folds_done": 0,
                                                                    "folds": folds})

@@ -36,6 +36,7 @@ class MetricMapError(ValueError):
 
 
 MAP_TAG = "fitboard.metric_map"
+STORED_CHARS = 64  # of the name a metric is stored under (MetricChunk.key)
 TASK_TAG = "fitboard.task"  # "classification" (the default when accuracy is logged) or "regression"
 CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default 2)
 UNMAPPED_PREFIX = "ext/"
@@ -78,6 +79,8 @@ def parse_map(text: str) -> dict[str, str]:
     if not isinstance(mapping, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v for k, v in mapping.items()):
         raise MetricMapError(f"tag {MAP_TAG} must map metric names to metric names")
+    if any(len(v) > STORED_CHARS for v in mapping.values()):
+        raise MetricMapError(f"tag {MAP_TAG} maps to names of at most {STORED_CHARS} characters")
     return mapping
 
 
@@ -92,6 +95,9 @@ def assign(name: str, mapping: Mapping[str, str], keys: dict[str, str]) -> str:
     target = mapping.get(name) or conventional(name) or name
     if target in taken:
         target = name if name not in taken else UNMAPPED_PREFIX + name
+    if len(target) > STORED_CHARS:
+        raise MetricMapError(f"metric {name!r} would be stored as {target!r}, past "
+                             f"{STORED_CHARS} characters: its name is taken, give it a shorter one")
     keys[name] = target
     return target
 

@@ -81,6 +81,9 @@ def study_check(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, f"Check 1 to 10 trials over 2 to "
                                   f"{settings.FITBOARD_MAX_REPEATS} seeds.")
         return redirect("study-detail", pk=pk)
+    if problem := quota.quota_problem(request.user):
+        messages.warning(request, problem)
+        return redirect("study-detail", pk=pk)
     try:
         actions.check_best_trials(request.user, study, top, count)
     except ValueError as exc:
@@ -99,6 +102,9 @@ def study_promote(request: HttpRequest, pk: int) -> HttpResponse:
     problem = reference_problem(request.user, study.project, study.spec["base"]["data"]["dataset"])
     if problem:  # a study made before its form checked this
         messages.warning(request, f"Cannot promote: {problem}.")
+        return redirect("study-detail", pk=pk)
+    if over := quota.quota_problem(request.user):
+        messages.warning(request, over)
         return redirect("study-detail", pk=pk)
     try:
         run = actions.promote_best(request.user, study, derived_name(study.name, " · best trial"))

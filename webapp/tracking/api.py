@@ -18,6 +18,7 @@ from webapp.tracking import tokens
 from webapp.tracking.ingest import IngestError
 from webapp.tracking.models import ApiToken
 
+INT64 = 2**63  # the integers of MLflow's protocol (steps, times, page tokens) are int64
 STATUS = {"INVALID_PARAMETER_VALUE": 400, "RESOURCE_ALREADY_EXISTS": 400,
           "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_DOES_NOT_EXIST": 404,
           "ENDPOINT_NOT_FOUND": 404, "REQUEST_LIMIT_EXCEEDED": 429}
@@ -114,7 +115,7 @@ def text(body: dict[str, Any], name: str, required: bool = True) -> str:
 def number(value: Any, name: str) -> float:
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's
         raise ApiError("INVALID_PARAMETER_VALUE",
                        f"parameter '{name}' must be a number, got {str(value)[:40]!r}") from None
 
@@ -123,10 +124,14 @@ def integer(value: Any, name: str, default: int = 0) -> int:
     if value is None or value == "":
         return default
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise ApiError("INVALID_PARAMETER_VALUE",
                        f"parameter '{name}' must be an integer, got {str(value)[:40]!r}") from None
+    if not -INT64 <= number < INT64:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"parameter '{name}' must be a 64-bit integer "
+                       "(as in MLflow's protocol)")
+    return number
 
 
 __all__ = ["ApiError", "ApiToken", "endpoint", "error", "integer", "not_found", "number", "text"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,8 +32,13 @@ from webapp.experiments.reporting import list_message, points_message
 from webapp.projects.models import Project
 
 WORKER = "external"  # the run's ``worker``: no Fitboard worker holds it
-MAX_KEY = 64  # characters of a metric name (MetricChunk.key)
+MAX_KEY = external.STORED_CHARS  # characters of a metric name
 MAX_PARAM = 6000  # characters of a param value (MLflow's own limit)
+# A step is an int64 and a time an int64 count of milliseconds, as in MLflow's protocol: a point
+# past them (a step of 10**30, a time of inf) was stored, and every later read of the run (its
+# JSON, a search of its project, its charts) failed on it, for every member of the project.
+INT64 = 2**63
+MAX_SECONDS = INT64 / 1000  # of a point's time, either side of 1970
 # Seconds between two live verdicts of one run: each reads the run's whole evaluation history,
 # and a script logging eval points one request at a time would pay that on every request. The
 # first evaluation gets one at once, the end of the run the final one.
@@ -62,6 +68,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
     """A new external run, running from now: queued and started in one transaction, so no
     worker or housekeeper ever sees it queued."""
     check_tags(tags)
+    when = moment(started) if started is not None else None
     with transaction.atomic():
         run = Experiment.objects.create(
             project=project, name=name[:200] or "external run", kind=Experiment.Kind.EXTERNAL,
@@ -69,8 +76,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
             progress={"message": "logging from a script", "seq": 0},
         )
         run.start(WORKER)
-        if started is not None:  # the script's own clock, for the run's duration
-            when = datetime.fromtimestamp(started, tz=UTC)
+        if when is not None:  # the script's own clock, for the run's duration
             Experiment.objects.filter(pk=run.pk).update(started_at=when)
             run.started_at = when
     return run
@@ -98,9 +104,10 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
     otherwise, and nothing is stored."""
     params, tags = dict(params or {}), dict(tags or {})
     check_tags(tags)
-    for key in columns:
+    for key, (steps, _, times) in columns.items():
         if not key or len(key) > MAX_KEY:
             raise IngestError(f"metric name {key[:80]!r} must be 1 to {MAX_KEY} characters")
+        check_points(key, steps, times)
     with transaction.atomic():
         # The row lock orders concurrent requests of one run: each gets the next seq.
         row = Experiment.objects.select_for_update().get(pk=run.pk)
@@ -116,7 +123,10 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         for key, (steps, values, times) in columns.items():
             if not steps:
                 continue
-            stored = keys.get(key) or external.assign(key, mapping, keys)
+            try:
+                stored = keys.get(key) or external.assign(key, mapping, keys)
+            except external.MetricMapError as exc:
+                raise IngestError(str(exc)) from None
             batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
             last_step = max(last_step, max(steps))
         if batch:
@@ -144,6 +154,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
 def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
     """End a running external run with ``status`` (succeeded, failed or cancelled), its
     summary (best and final metrics under the diagnostics' names) and its final verdict."""
+    when = moment(ended) if ended is not None else None  # refused before the run ends
     final = metric_store.read(run.pk)
     finals = {key: float(s.values[-1]) for key, s in final.items() if len(s)}
     bests = {key: float(s.values.max() if higher_is_better(key) else s.values.min())
@@ -159,8 +170,7 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
     error = {Experiment.Status.FAILED: "the script ended its run as failed",
              Experiment.Status.CANCELLED: "the script ended its run as killed"}.get(status, "")
     ended_ok = run.finish(status, error=error, summary=summary, verdict=verdict)
-    if ended_ok and ended is not None:
-        when = datetime.fromtimestamp(ended, tz=UTC)
+    if ended_ok and when is not None:
         Experiment.objects.filter(pk=run.pk).update(finished_at=when)
         run.finished_at = when
     return ended_ok
@@ -216,6 +226,24 @@ def beat(run: Experiment) -> str:
     Experiment.objects.filter(pk=run.pk, status=Experiment.Status.RUNNING).update(
         heartbeat_at=timezone.now())
     return str(Experiment.objects.filter(pk=run.pk).values_list("status", flat=True).get())
+
+
+def moment(seconds: float) -> datetime:
+    """A run's start or end as a script sent it (unix seconds); IngestError for a time no
+    calendar holds (not finite, or past the year 9999)."""
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise IngestError(f"time {seconds!r} is not a moment: send unix time") from None
+
+
+def check_points(key: str, steps: Sequence[int], times: Sequence[float]) -> None:
+    """IngestError for a step outside int64 or a time that is not a finite count of int64
+    milliseconds (see INT64)."""
+    if steps and not (-INT64 <= min(steps) and max(steps) < INT64):
+        raise IngestError(f"metric {key[:80]!r}: a step must be a 64-bit integer")
+    if len(times) and not np.all(np.abs(np.asarray(times, dtype=np.float64)) < MAX_SECONDS):
+        raise IngestError(f"metric {key[:80]!r}: a time must be a finite unix time")
 
 
 def check_tags(tags: Mapping[str, str]) -> None:

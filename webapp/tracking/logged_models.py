@@ -18,6 +18,7 @@ from webapp.tracking.mlflow_views import (
     MAX_TAGS,
     epoch_ms,
     find_project,
+    find_projects,
     find_run,
     pairs,
     repeated,
@@ -136,10 +137,11 @@ def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
     (on ``name``, ``model_type``, ``status``, ``source_run_id``, params and tags)."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda k, n: False)
     order = [(*search.parse_key(str(o.get("field_name", ""))), o.get("ascending", True)
-              is not False) for o in repeated(body.get("order_by")) if isinstance(o, dict)]
+              is not False) for o in search.at_most(repeated(body.get("order_by")), "order_by keys")
+             if isinstance(o, dict)]
     limit = min(max(integer(body.get("max_results"), "max_results", 100), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
-    projects = [find_project(token, str(i)) for i in repeated(body.get("experiment_ids"))]
+    projects = find_projects(token, body.get("experiment_ids"))
     found = [model_json(m) for m in access.logged_models(token).filter(project__in=projects)]
     found = search.ordered([m for m in found if search.matches(clauses, _fields(m))], order,
                            _fields)

@@ -83,7 +83,7 @@ def columns(metrics: Any) -> dict[str, ingest.Columns]:
         try:  # one conversion per column, not a checked call per point: batches are large
             values = [_NAN if v is None else float(v) for v in column[1]]
             times = [float(t) for t in column[2]]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's
             raise ApiError("INVALID_PARAMETER_VALUE", f"metric {key[:64]!r}: values and times "
                            "must be numbers") from None
         found[key] = (column[0], values, times)

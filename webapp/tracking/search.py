@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from webapp.tracking.api import ApiError
@@ -25,9 +26,18 @@ ENTITIES = {"metric": "metrics", "metrics": "metrics", "param": "params", "param
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
-CLAUSE = re.compile(r"^(?P<key>.+?)\s*(?P<op>!=|<>|<=|>=|=|<|>|\bNOT\s+IN\b|\bIN\b|\bI?LIKE\b)"
-                    r"\s*(?P<value>.+)$", re.IGNORECASE | re.DOTALL)
-ORDER = re.compile(r"^(?P<key>.+?)(?:\s+(?P<direction>ASC|DESC))?$", re.IGNORECASE | re.DOTALL)
+# A key ends on a non-space character, and AND and OR are looked for only where a run of spaces
+# starts: a key of ".+?" before "\s*", or "\s+AND" tried at every space, read a long run of
+# spaces once per character of it (20,000 spaces in a filter took 43 s).
+CLAUSE = re.compile(r"^(?P<key>.*?\S)\s*(?P<op>!=|<>|<=|>=|=|<|>|\bNOT\s+IN\b|\bIN\b|"
+                    r"\bI?LIKE\b)\s*(?P<value>.+)$", re.IGNORECASE | re.DOTALL)
+ORDER = re.compile(r"^(?P<key>.*?\S)(?:\s+(?P<direction>ASC|DESC))?$", re.IGNORECASE | re.DOTALL)
+AND = re.compile(r"(?<!\s)\s+AND\s+", re.IGNORECASE)
+OR = re.compile(r"(?<!\s)\s+OR\s+", re.IGNORECASE)
+# What one search may ask for: each clause is checked and each order key sorted against every
+# run of the experiments searched. Far beyond what a script writes (an IN list of 500 run ids).
+MAX_FILTER_CHARS = 20_000
+MAX_CLAUSES = 100  # comparisons of a filter; keys of an order
 
 # {"metrics": {...}, "params": {...}, "tags": {...}, "attributes": {...}}
 Fields = Mapping[str, Mapping[str, Any]]
@@ -50,8 +60,10 @@ def invalid(message: str) -> ApiError:
 def parse_filter(text: str, numeric: Callable[[str, str], bool]) -> list[Clause]:
     """The clauses of ``text`` (none for an empty filter). ``numeric(kind, key)``: whether the
     key holds numbers (metrics, times) rather than strings."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise invalid(f"a filter is at most {MAX_FILTER_CHARS} characters")
     clauses = []
-    for part in _split_and(text):
+    for part in at_most(_split_and(text), "comparisons in a filter"):
         match = CLAUSE.match(part.strip())
         if match is None:
             raise invalid(f"invalid filter clause {part.strip()[:100]!r}: expected "
@@ -68,13 +80,20 @@ def parse_filter(text: str, numeric: Callable[[str, str], bool]) -> list[Clause]
 def parse_order(items: Sequence[str]) -> list[tuple[str, str, bool]]:
     """(kind, key, ascending) per ``order_by`` item."""
     order = []
-    for item in items:
+    for item in at_most(items, "order_by keys"):
         match = ORDER.match(str(item).strip())
         if match is None:
             raise invalid(f"invalid order_by clause {str(item)[:100]!r}")
         kind, key = parse_key(match["key"])
         order.append((kind, key, (match["direction"] or "ASC").upper() == "ASC"))
     return order
+
+
+def at_most(items: Sequence[Any], what: str) -> Sequence[Any]:
+    """``items``, or INVALID_PARAMETER_VALUE when there are more than MAX_CLAUSES."""
+    if len(items) > MAX_CLAUSES:
+        raise invalid(f"a search takes at most {MAX_CLAUSES} {what}")
+    return items
 
 
 def parse_key(text: str) -> tuple[str, str]:
@@ -123,11 +142,11 @@ def _split_and(text: str) -> list[str]:
         return []
     masked = QUOTED.sub(lambda m: "\0" * len(m.group()), text)
     parts, start = [], 0
-    for match in re.finditer(r"\s+AND\s+", masked, re.IGNORECASE):
+    for match in AND.finditer(masked):
         parts.append(text[start:match.start()])
         start = match.end()
     parts.append(text[start:])
-    if re.search(r"\s+OR\s+", masked, re.IGNORECASE):
+    if OR.search(masked):
         raise invalid("OR is not supported in a filter: MLflow's grammar joins clauses by AND")
     return parts
 
@@ -152,9 +171,37 @@ def _string(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text[1:-1])
 
 
-def _like(pattern: str, flags: int) -> re.Pattern[str]:
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(regex, flags | re.DOTALL)
+def like(pattern: str, text: str, flags: int = 0) -> bool:
+    """Whether ``text`` matches the LIKE ``pattern`` (``%`` any run of characters, ``_`` one).
+
+    Not one regex of ``.*`` per ``%``: Python's backtracking engine takes time exponential in
+    their number (``%a%a%a%a%a%b`` against 300 characters ran for hours, and any token that reads
+    a run could send it). The pieces between the ``%`` have a fixed length, so the first is
+    matched at the start, the last at the end, and each other at its leftmost place after the
+    one before: a piece placed further right never leaves the rest more room."""
+    pieces = _pieces(pattern, flags)
+    if len(pieces) == 1:
+        return pieces[0].fullmatch(text) is not None
+    first, *middle, last = pieces
+    found = first.match(text)
+    if found is None:
+        return False
+    at = found.end()
+    for piece in middle:
+        found = piece.search(text, at)
+        if found is None:
+            return False
+        at = found.end()
+    # Each character of a piece matches one character, with or without IGNORECASE.
+    tail = len(text) - len(pattern.rsplit("%", 1)[1])
+    return tail >= at and last.fullmatch(text, tail) is not None
+
+
+@lru_cache(maxsize=64)
+def _pieces(pattern: str, flags: int) -> list[re.Pattern[str]]:
+    """The pieces of a LIKE pattern between its ``%``, compiled once for every run searched."""
+    return [re.compile("".join("." if c == "_" else re.escape(c) for c in piece),
+                       flags | re.DOTALL) for piece in pattern.split("%")]
 
 
 def _holds(clause: Clause, actual: Any) -> bool:
@@ -162,8 +209,7 @@ def _holds(clause: Clause, actual: Any) -> bool:
         return False
     op, expected = clause.op, clause.value
     if op in ("LIKE", "ILIKE"):
-        flags = re.IGNORECASE if op == "ILIKE" else 0
-        return _like(expected, flags).fullmatch(str(actual)) is not None
+        return like(expected, str(actual), re.IGNORECASE if op == "ILIKE" else 0)
     if op in ("IN", "NOT IN"):
         return (str(actual) in expected) == (op == "IN")
     if isinstance(expected, float):

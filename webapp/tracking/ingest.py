@@ -84,7 +84,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
 
 def log_to_run(run: Experiment, points: Sequence[Point] = (),
                params: Mapping[str, str] | None = None,
-               tags: Mapping[str, str] | None = None) -> None:
+               tags: Mapping[str, str] | None = None, locked: bool = False) -> None:
     """Store ``points``, ``params`` and ``tags`` of an external run (see ``log_columns``)."""
     columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
     for point in points:
@@ -92,25 +92,31 @@ def log_to_run(run: Experiment, points: Sequence[Point] = (),
         steps.append(point.step)
         values.append(point.value)
         times.append(point.time)
-    log_columns(run, columns, params, tags)
+    log_columns(run, columns, params, tags, locked)
 
 
 def log_columns(run: Experiment, columns: Mapping[str, Columns],
                 params: Mapping[str, str] | None = None,
-                tags: Mapping[str, str] | None = None) -> None:
+                tags: Mapping[str, str] | None = None, locked: bool = False) -> None:
     """Store points given as columns per metric ({name: (steps, values, times)}), ``params``
     and ``tags`` of an external run in one transaction and send its viewers one live message
     after commit. A param logged again must keep its value (as in MLflow): IngestError
-    otherwise, and nothing is stored."""
+    otherwise, and nothing is stored. ``locked``: the caller read ``run`` under its row lock
+    in the transaction it has open (a view checks the run it logs into with that one read),
+    so it is not read again."""
     params, tags = dict(params or {}), dict(tags or {})
     check_tags(tags)
     for key, (steps, _, times) in columns.items():
         if not key or len(key) > MAX_KEY:
             raise IngestError(f"metric name {key[:80]!r} must be 1 to {MAX_KEY} characters")
         check_points(key, steps, times)
-    with transaction.atomic():
+    if locked and not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("locked=True outside the transaction that read the run")
+    # No savepoint inside the transaction of a caller that locked the run: an error here
+    # rolls all of it back.
+    with transaction.atomic(savepoint=not locked):
         # The row lock orders concurrent requests of one run: each gets the next seq.
-        row = Experiment.objects.select_for_update().get(pk=run.pk)
+        row = run if locked else Experiment.objects.select_for_update().get(pk=run.pk)
         spec = {**row.spec, "params": dict(row.spec.get("params", {})),
                 "tags": dict(row.spec.get("tags", {}))}
         _merge_params(spec["params"], params)
@@ -137,7 +143,9 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         if batch:
             progress["step"] = last_step
         now = timezone.now()
-        changes: dict[str, Any] = {"spec": spec, "progress": progress, "heartbeat_at": now}
+        changes: dict[str, Any] = {"progress": progress, "heartbeat_at": now}
+        if params or tags:  # else the spec is the row's: not written again with every point
+            changes["spec"] = spec
         if evaluated and not row.is_terminal and _verdict_due(progress, now.timestamp()):
             verdict = external.live_verdict(row.pk, spec)
             progress["verdict"], progress["verdict_at"] = verdict, now.timestamp()

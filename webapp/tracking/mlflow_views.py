@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -214,17 +215,23 @@ def experiment_delete_tag(request: HttpRequest, token: ApiToken, body: dict[str,
 # --- Runs ----------------------------------------------------------------------------------
 
 def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
-             deleted: bool = False) -> Experiment:
+             deleted: bool = False, lock: bool = False) -> Experiment:
     """The run ``body`` names, deleted or not; ``write``: one that takes logs (created through
     this API, by the token's user unless they maintain the project, and not deleted unless
-    ``deleted`` allows it)."""
+    ``deleted`` allows it); ``lock``: read under its row lock (see ``run_to_log``)."""
     run_id = str(body.get("run_id") or body.get("run_uuid") or "")
     pk = parse_pk(run_id)
     # A write reads neither the project nor the creator (a run's JSON does): a log-metric
     # request is mostly its queries.
-    rows = access.runs(token, deleted=True).filter(pk=pk)
-    run = (rows if write else rows.select_related("project", "created_by")).first() \
-        if pk else None
+    rows = access.runs(token, deleted=True)
+    if lock:
+        rows = rows.select_for_update(of=("self",))
+    if not write:
+        rows = rows.select_related("project", "created_by")
+    try:  # get(), not first(): one run by its key, and no ORDER BY to compile
+        run = rows.get(pk=pk) if pk else None
+    except Experiment.DoesNotExist:
+        run = None
     if run is None:
         raise not_found(f"run {run_id[:40]!r}")
     if write and not run.is_external:
@@ -236,6 +243,15 @@ def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is deleted: restore it "
                        "(restore_run) to log to it")
     return run
+
+
+@contextmanager
+def run_to_log(token: ApiToken, body: Mapping[str, Any]) -> Iterator[Experiment]:
+    """``find_run(write=True)``, read under the run's row lock in a transaction that the
+    block's writes join (``ingest.log_columns(locked=True)``): a request that logs reads its
+    run once, for the access checks and for the update, not once for each."""
+    with transaction.atomic():
+        yield find_run(token, body, write=True, lock=True)
 
 
 def run_info(run: Experiment) -> dict[str, Any]:
@@ -486,46 +502,47 @@ def log_outputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> 
 def log_model(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     """A model's description added to the run's tag ``mlflow.log-model.history``, as
     MLflow's server keeps it."""
-    run = find_run(token, body, write=True)
-    try:
-        model = json.loads(text(body, "model_json"))
-        history = json.loads(run.spec.get("tags", {}).get(MODEL_HISTORY) or "[]")
-    except ValueError:
-        raise ApiError("INVALID_PARAMETER_VALUE", "model_json must be JSON") from None
-    ingest.log_to_run(run, tags={MODEL_HISTORY: json.dumps([*history, model])})
+    with run_to_log(token, body) as run:
+        try:
+            model = json.loads(text(body, "model_json"))
+            history = json.loads(run.spec.get("tags", {}).get(MODEL_HISTORY) or "[]")
+        except ValueError:
+            raise ApiError("INVALID_PARAMETER_VALUE", "model_json must be JSON") from None
+        ingest.log_to_run(run, tags={MODEL_HISTORY: json.dumps([*history, model])},
+                          locked=True)
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_batch(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = find_run(token, body, write=True)
-    ingest.log_columns(run, _columns(body.get("metrics")),
-                       pairs(body.get("params"), "params", MAX_PARAMS),
-                       pairs(body.get("tags"), "tags", MAX_TAGS))
+    with run_to_log(token, body) as run:
+        ingest.log_columns(run, _columns(body.get("metrics")),
+                           pairs(body.get("params"), "params", MAX_PARAMS),
+                           pairs(body.get("tags"), "tags", MAX_TAGS), locked=True)
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_metric(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = find_run(token, body, write=True)
-    ingest.log_to_run(run, [_point(body)])
+    with run_to_log(token, body) as run:
+        ingest.log_to_run(run, [_point(body)], locked=True)
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_param(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = find_run(token, body, write=True)
-    ingest.log_to_run(run, params={text(body, "key"): text(body, "value", required=False)})
+    with run_to_log(token, body) as run:
+        ingest.log_to_run(run, params={text(body, "key"): text(body, "value", required=False)},
+                          locked=True)
     return {}
 
 
 @endpoint(("POST",), write=True)
 def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    run = find_run(token, body, write=True)
-    key, value = text(body, "key"), text(body, "value", required=False)
-    ingest.log_to_run(run, tags={key: value})
-    if key == "mlflow.runName" and value:
-        with transaction.atomic():
+    with run_to_log(token, body) as run:
+        key, value = text(body, "key"), text(body, "value", required=False)
+        ingest.log_to_run(run, tags={key: value}, locked=True)
+        if key == "mlflow.runName" and value:
             Experiment.objects.filter(pk=run.pk).update(name=value[:200])
     return {}
 

@@ -74,9 +74,10 @@ def authenticate(header: str) -> ApiToken | None:
     raw = from_header(header)
     if raw is None:
         return None
-    token = (ApiToken.objects.select_related("user")
-             .filter(digest=digest(raw), revoked_at__isnull=True, user__is_active=True).first())
-    if token is None:
+    try:  # get(), not first(): the digest is unique, and no ORDER BY to compile
+        token = ApiToken.objects.select_related("user").get(
+            digest=digest(raw), revoked_at__isnull=True, user__is_active=True)
+    except ApiToken.DoesNotExist:
         return None
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:

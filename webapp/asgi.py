@@ -48,11 +48,18 @@ class RequestThreads:
     database connection) on a thread sensitive to its context, and its ASGI handler starts a new
     thread for every request; a connection belongs to its thread, so every request also opened
     a database connection (1 ms of a log-metric request's CPU on SQLite, 5-15 ms on PostgreSQL).
-    A kept thread keeps its connection (``CONN_MAX_AGE``, checked at each request's start and
-    end as Django does under WSGI). As many threads as requests at once, as before (none waits
-    for a thread); beyond ``KEEP`` idle ones, a thread closes its connections and ends."""
+    A kept thread keeps its connection for ``CONNECTION_AGE`` seconds (checked at each
+    request's start and end, as Django does under WSGI). As many threads as requests at once,
+    as before (none waits for a thread); beyond ``KEEP`` idle ones, a thread closes its
+    connections and ends.
+
+    Only these threads keep connections: the settings' ``CONN_MAX_AGE`` stays 0 for every
+    other thread, as the threads Channels starts for each WebSocket consumer would otherwise
+    each keep one open for as long as the socket lives (one PostgreSQL connection per open
+    run page)."""
 
     KEEP = 8  # idle threads kept, each with its database connection
+    CONNECTION_AGE = 600  # seconds a kept thread's connection is reused before it is reopened
 
     def __init__(self) -> None:
         self._idle: list[ThreadPoolExecutor] = []
@@ -62,7 +69,16 @@ class RequestThreads:
         try:
             return self._idle.pop()
         except IndexError:  # all busy, or none yet
-            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request",
+                                      initializer=self._keep_connections)
+
+    @classmethod
+    def _keep_connections(cls) -> None:
+        """In a new kept thread: its own connections (thread-local wrappers) live
+        ``CONNECTION_AGE`` seconds; the settings, shared by every thread, are left as they are."""
+        for alias in connections:
+            wrapper = connections[alias]
+            wrapper.settings_dict = {**wrapper.settings_dict, "CONN_MAX_AGE": cls.CONNECTION_AGE}
 
     def give_back(self, executor: ThreadPoolExecutor) -> None:
         if len(self._idle) < self.KEEP:

@@ -98,10 +98,10 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'fitboard.sqlite3'}")
-# Connections are kept between requests (as under WSGI): the web server serves requests on
-# threads it keeps (webapp.asgi.RequestThreads), each with its connection; one unusable or
-# older than this is closed at a request's start or end and opened again.
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600,
+# A connection is closed when the request or task that opened it ends, except on the threads
+# the web server keeps for requests (webapp.asgi.RequestThreads), which keep theirs for a while;
+# one found unusable at a request's start is opened again.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0,
                                               conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the worker writes; IMMEDIATE avoids upgrade deadlocks.

@@ -5,12 +5,13 @@ each; a thread beyond those kept closes its connections before it ends."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import HttpCommunicator
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
 
 from webapp.asgi import REQUEST_THREADS, RequestThreads, application
@@ -70,3 +71,29 @@ def test_a_thread_beyond_those_kept_closes_its_connections_and_ends():
     for wrapper, executor in zip(wrappers[:-1], executors[:-1], strict=True):
         executor.submit(wrapper.close).result()
         executor.shutdown()
+
+
+def open_then_end_work() -> object:
+    """Open this thread's connection, then end a unit of work as Django does after a request,
+    a task or a consumer's database call: the connection, or None once it is closed."""
+    connections["default"].ensure_connection()
+    close_old_connections()
+    return connections["default"].connection
+
+
+def test_only_the_kept_request_threads_keep_their_connections():
+    threads = RequestThreads()
+    kept = threads.take()
+    other = ThreadPoolExecutor(max_workers=1)  # as Channels runs a consumer's database calls
+    try:
+        # when each opens a connection and ends its work
+        kept_connection = kept.submit(open_then_end_work).result()
+        other_connection = other.submit(open_then_end_work).result()
+
+        # then the request thread still holds its connection, the other thread none
+        assert kept_connection is not None
+        assert other_connection is None
+    finally:
+        kept.submit(connections.close_all).result()
+        kept.shutdown()
+        other.shutdown()

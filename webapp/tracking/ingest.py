@@ -106,10 +106,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
     so it is not read again."""
     params, tags = dict(params or {}), dict(tags or {})
     check_tags(tags)
-    for key, (steps, _, times) in columns.items():
-        if not key or len(key) > MAX_KEY:
-            raise IngestError(f"metric name {key[:80]!r} must be 1 to {MAX_KEY} characters")
-        check_points(key, steps, times)
+    check_columns(columns)
     if locked and not transaction.get_connection().in_atomic_block:
         raise RuntimeError("locked=True outside the transaction that read the run")
     # No savepoint inside the transaction of a caller that locked the run: an error here
@@ -157,6 +154,14 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # at the first batch), not on every batch of a fast script.
         listed = progress if evaluated or seq == 1 else None
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
+
+
+def check_columns(columns: Mapping[str, Columns]) -> None:
+    """IngestError for a metric name or a point that cannot be stored, before anything is."""
+    for key, (steps, _, times) in columns.items():
+        if not key or len(key) > MAX_KEY:
+            raise IngestError(f"metric name {key[:80]!r} must be 1 to {MAX_KEY} characters")
+        check_points(key, steps, times)
 
 
 def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:

@@ -157,6 +157,10 @@ class TaskInfo:
     label_smoothing: float = 0.0  # cross-entropy: a perfect prediction still scores above 0
     class_weights: str = "none"  # "balanced" weighs every class alike: as if balanced
     huber_delta: float = 1.0  # Huber: where the loss turns linear, in standard deviations
+    # Regression: the constant prediction's loss in the run's own units, by which the standard
+    # normal target's is multiplied: 1 for targets standardised as the engine does; a run
+    # logged from elsewhere may use any units (see task_from_curves).
+    loss_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "regression"):
@@ -181,7 +185,7 @@ class TaskInfo:
         majority share is known, so the other classes are taken as equally frequent: exact for
         two classes and for balanced sets, slightly high otherwise."""
         if self.kind == "regression" or self.num_classes is None:
-            return _regression_baseline(self.loss, self.huber_delta)
+            return _regression_baseline(self.loss, self.huber_delta) * self.loss_scale
         k, eps = self.num_classes, self.label_smoothing
         p = (1.0 - eps) * self.majority + eps / k
         return _entropy(p, (1.0 - p) / (k - 1), k - 1)
@@ -237,6 +241,36 @@ def task_info(dataset_name: str | DatasetInfo, class_counts: Sequence[int] | Non
         return TaskInfo("regression")
     majority = max(class_counts) / sum(class_counts) if class_counts else None
     return TaskInfo("classification", info.num_classes, majority)
+
+
+# A run logged from elsewhere may say neither how many classes it has nor in which units its
+# regression target is. Its losses are then measured against its own start: an untrained
+# network scores about what a constant prediction does (ln N for N balanced classes, the
+# target's mean square for MSE), and the first training loss is the closest a history comes to
+# it. A run that learned much before its first evaluation reads as an easier task than it is
+# (fewer classes, a smaller scale), never below two classes; a first loss above ln 1000 is
+# taken for a blow-up rather than for more classes than ImageNet's.
+MAX_GUESSED_CLASSES = 1000
+
+
+def task_from_curves(history: Mapping[str, Sequence[float]], kind: str,
+                     num_classes: int | None = None, start: float = math.nan) -> TaskInfo:
+    """The task of a run known only from its curves: ``num_classes`` when told, else the count
+    whose uniform prediction scores the run's first loss; for regression, that first loss as
+    the constant prediction's (``loss_scale``). The first loss is ``start``, the first
+    training point logged (often one batch's, before any step), else the first evaluation's
+    training loss: a mean since the start, lower when the run learned fast, higher when it
+    blew up. Validation is left out: a network that memorises scores worse than a constant
+    prediction there from its first evaluation on."""
+    train = history.get("train_loss", ())
+    first = start if math.isfinite(start) else float(train[0]) if len(train) else math.nan
+    first = first if math.isfinite(first) else 0.0
+    if kind == "regression":
+        return TaskInfo("regression", loss_scale=first if first > 0 else 1.0)
+    if num_classes is None:
+        guessed = round(math.exp(min(first, math.log(MAX_GUESSED_CLASSES))))
+        num_classes = max(2, guessed)
+    return TaskInfo("classification", num_classes)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,9 @@ SLOPE_SIGMAS = 2.0
 # fell fast and is flattening into a plateau far less, however long its tail still slopes.
 SLOW_STEADY = 0.5
 STEADY_FROM = 2  # the average pace is counted from this epoch (0-based) on
+# ... and validation follows: its loss falls at least at this share of the training loss's pace
+# (within its noise), so that more epochs would improve what matters, not only the gap.
+SLOW_FOLLOW = 0.25
 # With a reference model, a run is slow only while it is still short of what the data allows by
 # at least half the underfitting threshold: one that already matches the reference and is still
 # improving a little is healthy.
@@ -157,6 +160,10 @@ class TaskInfo:
     label_smoothing: float = 0.0  # cross-entropy: a perfect prediction still scores above 0
     class_weights: str = "none"  # "balanced" weighs every class alike: as if balanced
     huber_delta: float = 1.0  # Huber: where the loss turns linear, in standard deviations
+    # Regression: the constant prediction's loss in the run's own units, by which the standard
+    # normal target's is multiplied: 1 for targets standardised as the engine does; a run
+    # logged from elsewhere may use any units (see task_from_curves).
+    loss_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "regression"):
@@ -181,7 +188,7 @@ class TaskInfo:
         majority share is known, so the other classes are taken as equally frequent: exact for
         two classes and for balanced sets, slightly high otherwise."""
         if self.kind == "regression" or self.num_classes is None:
-            return _regression_baseline(self.loss, self.huber_delta)
+            return _regression_baseline(self.loss, self.huber_delta) * self.loss_scale
         k, eps = self.num_classes, self.label_smoothing
         p = (1.0 - eps) * self.majority + eps / k
         return _entropy(p, (1.0 - p) / (k - 1), k - 1)
@@ -194,6 +201,18 @@ class TaskInfo:
             return 0.0
         k, eps = self.num_classes, self.label_smoothing
         return _entropy(1.0 - eps + eps / k, eps / k, k - 1)
+
+    def learned(self, loss: float) -> float:
+        """The share of the constant prediction's loss that ``loss`` has shed, measured from
+        the lowest reachable loss (above zero with label smoothing): 0 at the baseline, 1 at
+        the floor."""
+        return (self.baseline_loss - loss) / (self.baseline_loss - self.floor_loss)
+
+    def not_poor(self) -> float:
+        """The loss below which the underfitting rule no longer calls a run poor without a
+        reference: UNDERFIT_LEARNED of the way from the baseline to the floor."""
+        share = UNDERFIT_LEARNED[self.kind]
+        return self.baseline_loss - share * (self.baseline_loss - self.floor_loss)
 
     def for_spec(self, spec: ExperimentSpec) -> TaskInfo:
         """This task measured with the spec's loss, label smoothing and class weights."""
@@ -237,6 +256,36 @@ def task_info(dataset_name: str | DatasetInfo, class_counts: Sequence[int] | Non
         return TaskInfo("regression")
     majority = max(class_counts) / sum(class_counts) if class_counts else None
     return TaskInfo("classification", info.num_classes, majority)
+
+
+# A run logged from elsewhere may say neither how many classes it has nor in which units its
+# regression target is. Its losses are then measured against its own start: an untrained
+# network scores about what a constant prediction does (ln N for N balanced classes, the
+# target's mean square for MSE), and the first training loss is the closest a history comes to
+# it. A run that learned much before its first evaluation reads as an easier task than it is
+# (fewer classes, a smaller scale), never below two classes; a first loss above ln 1000 is
+# taken for a blow-up rather than for more classes than ImageNet's.
+MAX_GUESSED_CLASSES = 1000
+
+
+def task_from_curves(history: Mapping[str, Sequence[float]], kind: str,
+                     num_classes: int | None = None, start: float = math.nan) -> TaskInfo:
+    """The task of a run known only from its curves: ``num_classes`` when told, else the count
+    whose uniform prediction scores the run's first loss; for regression, that first loss as
+    the constant prediction's (``loss_scale``). The first loss is ``start``, the first
+    training point logged (often one batch's, before any step), else the first evaluation's
+    training loss: a mean since the start, lower when the run learned fast, higher when it
+    blew up. Validation is left out: a network that memorises scores worse than a constant
+    prediction there from its first evaluation on."""
+    train = history.get("train_loss", ())
+    first = start if math.isfinite(start) else float(train[0]) if len(train) else math.nan
+    first = first if math.isfinite(first) else 0.0
+    if kind == "regression":
+        return TaskInfo("regression", loss_scale=first if first > 0 else 1.0)
+    if num_classes is None:
+        guessed = round(math.exp(min(first, math.log(MAX_GUESSED_CLASSES))))
+        num_classes = max(2, guessed)
+    return TaskInfo("classification", num_classes)
 
 
 @dataclass(frozen=True)
@@ -463,6 +512,13 @@ class _Pace:
     def still_falling(self) -> bool:
         return self.margin >= 1.0
 
+    @property
+    def falling(self) -> bool:
+        """Still shedding at least SLOW_GAIN, beyond noise, however the pace compares with the
+        window before."""
+        return min(self.gain / SLOW_GAIN, self.significance / SLOPE_SIGMAS,
+                   self.steady / SLOW_STEADY) >= 1.0
+
 
 def _pace(context: _Context, horizon: int) -> _Pace:
     train, k = context.curves.train, context.window
@@ -586,6 +642,8 @@ class _Overfit:
     acc_best: float | None  # best validation accuracy (smoothed), for classification
     acc_now: float | None
     signs: dict[str, float]  # each sign's measurement over its threshold
+    memorised: float  # validation never beat a constant prediction (over its threshold)
+    baseline: float  # what a constant prediction scores
 
     @property
     def fell(self) -> str:
@@ -609,7 +667,12 @@ def _overfit(context: _Context) -> _Overfit:
     # A validation loss below the training loss at the onset is the epoch's running average of
     # the training loss lagging behind its weights, not a negative gap: growth counts from 0.
     gap_then, gap_now = max(curves.val[onset] - train[onset], 0.0), val_now - train_now
-    train_fell = 1.0 - train_now / train[onset] if train[onset] > 0 else 0.0
+    # The fall is measured like every change: from the onset averaged with its neighbours (one
+    # high epoch there is not a fall), and it must exceed the training curve's own noise.
+    train_then = _smooth(train)[onset]
+    shed = train_then - train_now
+    clear = shed >= NOISE_SIGMAS * _noise(train)
+    train_fell = shed / train_then if train_then > 0 and clear else 0.0
     signs = {
         "validation loss rose": _ratio(val_now - best, max(
             VAL_RISE * best, VAL_RISE_FLOOR * baseline, NOISE_SIGMAS * noise)),
@@ -619,15 +682,22 @@ def _overfit(context: _Context) -> _Overfit:
         "gap is large and growing": min(_ratio(gap_now, GAP_FLOOR * baseline),
                                         _ratio(val_now, GAP_RATIO * train_now)),
     }
+    # Memorised from the start: the training loss learned what the underfitting rule asks for,
+    # yet validation never beat a constant prediction (random labels, or grokking before it
+    # generalises). There is no onset: validation never improved on knowing nothing.
+    memorised = min(_ratio(best, baseline), _ratio(context.task.learned(train_now),
+                                                    UNDERFIT_LEARNED[context.task.kind]))
     acc_best = acc_now = None
     if len(curves.val_acc) == len(curves.train_acc) == curves.epochs:
         acc_best, acc_now = max(_smooth(curves.val_acc)), _recent(curves.val_acc)
-        # Only a model that fits its training set better than validation overfits.
-        fits = _recent(curves.train_acc) >= acc_best
+        # The training accuracy need not pass the validation one: noisy training labels,
+        # dropout and augmentation hold it below while the model memorises. The training loss
+        # falling since the onset (asked of every sign) says the model kept fitting its set.
         drop = max(ACC_DROP, NOISE_SIGMAS * _noise(curves.val_acc))
-        signs["validation accuracy fell"] = _ratio(acc_best - acc_now, drop) if fits else 0.0
+        signs["validation accuracy fell"] = _ratio(acc_best - acc_now, drop)
     return _Overfit(onset, curves.epochs - onset - 1, best, curves.val[onset], val_now,
-                    train[onset], train_now, train_fell, noise, acc_best, acc_now, signs)
+                    train[onset], train_now, train_fell, noise, acc_best, acc_now, signs,
+                    memorised, baseline)
 
 
 def _overfitting(context: _Context) -> _Finding:
@@ -638,10 +708,18 @@ def _overfitting(context: _Context) -> _Finding:
     needed = OVERFIT_MIN_EPOCHS if context.final else OVERFIT_MIN_EPOCHS_LIVE
     stalled = o.since >= needed and o.train_fell >= TRAIN_STILL_FALLING
     margin = max(o.signs.values()) if stalled else 0.0
+    memorised = o.memorised if context.curves.epochs > needed else 0.0
     thresholds = {"min_epochs_since_onset": float(needed), "val_rise": VAL_RISE,
                   "val_rise_floor": VAL_RISE_FLOOR, "noise_sigmas": NOISE_SIGMAS,
                   "gap_growth": GAP_GROWTH, "gap_ratio": GAP_RATIO, "gap_floor": GAP_FLOOR,
-                  "train_still_falling": TRAIN_STILL_FALLING, "acc_drop": ACC_DROP}
+                  "train_still_falling": TRAIN_STILL_FALLING, "acc_drop": ACC_DROP,
+                  "learned": UNDERFIT_LEARNED[context.task.kind]}
+    if memorised > margin:
+        headline = (f"Overfitting from the start: validation loss never went below what a "
+                    f"constant prediction scores ({o.baseline:.3g}; its best was {o.best:.3g}) "
+                    f"while training loss fell to {o.train_now:.3g}")
+        return _Finding("overfitting", memorised, headline, _overfit_evidence(o), thresholds,
+                        1)
     return _Finding("overfitting", margin, _overfit_headline(o), _overfit_evidence(o),
                     thresholds, o.onset + 1)
 
@@ -676,6 +754,9 @@ def _overfit_evidence(o: _Overfit) -> list[Evidence]:
         Evidence("validation noise", o.noise, "typical epoch-to-epoch deviation"),
         *(Evidence(sign, value, "measurement over its threshold; 1 or more counts")
           for sign, value in o.signs.items()),
+        Evidence("validation never beat a constant prediction", o.memorised,
+                 f"best validation loss over {o.baseline:.3g}, while the training loss "
+                 "learned; 1 or more counts"),
     ]
     if o.acc_now is not None:
         evidence.append(Evidence("validation accuracy now", o.acc_now, f"best {o.acc_best:.3g}"))
@@ -683,11 +764,12 @@ def _overfit_evidence(o: _Overfit) -> list[Evidence]:
 
 
 def _underfitting(context: _Context) -> _Finding:
-    """The run is poor on its training set and no longer falling steadily. Poor is measured
+    """The run is poor and its training loss no longer falling steadily. Poor is measured
     against the data set's reference model when there is one (see UNDERFIT_SHORT_ACC), else
-    against the constant prediction's loss (see UNDERFIT_LEARNED). Validation is evidence, not
-    a condition: it is close to training when a model cannot fit, and better than training when
-    dropout is what holds it back."""
+    against the constant prediction's loss (see UNDERFIT_LEARNED), on the better of the
+    training and validation scores: validation is close to training when a model cannot fit,
+    and better than training when dropout or noisy training labels hold the training score
+    down while the model is fine."""
     curves = context.curves
     pace = _pace(context, context.horizon)
     enough = context.final or curves.epochs >= UNDERFIT_MIN_EPOCHS_LIVE
@@ -695,7 +777,13 @@ def _underfitting(context: _Context) -> _Finding:
         poor, headline, evidence, thresholds = _short_of_reference(context, context.reference)
     else:
         poor, headline, evidence, thresholds = _short_of_baseline(context)
-    margin = poor if enough and not pace.still_falling else 0.0
+    # Live, a curve that slows down is not yet stuck: every decay halves its pace from one
+    # window to the next early on. It is stuck when its fall is noise, or when at its pace the
+    # planned run (a run as long again, without a plan) would not bring it down to the level
+    # that is no longer poor.
+    falling = (pace.still_falling if context.final
+               else pace.falling and pace.gain * context.task.baseline_loss >= _to_go(context))
+    margin = poor if enough and not falling else 0.0
     evidence.append(Evidence("pace", _finite(pace.gain),
                              "share of the baseline loss a run as long again would still "
                              f"shed, at the pace of the last {context.window} epochs"))
@@ -708,13 +796,25 @@ def _underfitting(context: _Context) -> _Finding:
 _Measure = tuple[float, str, list[Evidence], dict[str, float]]
 
 
+def _to_go(context: _Context) -> float:
+    """How far the better of the two losses is above the level that is no longer poor: the
+    reference's validation loss, or the share of the baseline the underfitting rule asks to
+    shed."""
+    curves = context.curves
+    ours = min(_recent(curves.train), _recent(curves.val))
+    if context.reference is not None:
+        return ours - context.reference.val_loss
+    return ours - context.task.not_poor()
+
+
 def _short_of_baseline(context: _Context) -> _Measure:
     """Without a reference: the share of the constant prediction's loss the run has shed."""
     curves, task = context.curves, context.task
     baseline = task.baseline_loss
     train_now, val_now = _recent(curves.train), _recent(curves.val)
-    # Measured from the lowest reachable loss: with label smoothing it is above zero.
-    learned = (baseline - train_now) / (baseline - task.floor_loss)
+    # The better of the two losses, as against a reference: dropout, augmentation and noisy
+    # training labels hold the training loss up while the model does well on validation.
+    learned = task.learned(min(train_now, val_now))
     needed_learned = UNDERFIT_LEARNED[task.kind]
     poor = needed_learned / max(learned, 1e-6)  # no learning at all: far past the threshold
     constant = "majority-class" if task.kind == "classification" else "mean-predictor"
@@ -786,16 +886,21 @@ def _finite(value: float) -> float | str:
 
 def _slow(context: _Context) -> _Finding:
     """At the end of the run the training loss was still falling steadily (see _Pace), and
-    validation was not getting worse. Only for finished runs."""
+    validation was following it down. Only for finished runs."""
     curves = context.curves
     pace = _pace(context, curves.epochs)
-    # More epochs help only while validation follows; it must at least not be rising.
-    val = _trend(curves.val[-context.window:], _noise(curves.val))
-    val_rising = val.slope > SLOPE_SIGMAS * val.error
+    # More epochs help only while validation follows the training loss down: over the last two
+    # windows (one is too short to tell a flat validation loss from a falling one), its slope
+    # must not be above SLOW_FOLLOW of the training loss's beyond its noise. A validation loss
+    # that stays flat while the training loss falls gains nothing from more epochs.
+    k = 2 * context.window
+    val = _trend(curves.val[-k:], _noise(curves.val))
+    train_slope = _trend(curves.train[-k:], _noise(curves.train)).slope
+    val_behind = val.slope - SLOW_FOLLOW * min(train_slope, 0.0) > SLOPE_SIGMAS * val.error
     # Far from done: short of the reference (without one, the pace alone decides).
     short = (_short_of_reference(context, context.reference)[0] / SLOW_SHORT
              if context.reference is not None else math.inf)
-    margin = min(pace.margin, short) if context.final and not val_rising else 0.0
+    margin = min(pace.margin, short) if context.final and not val_behind else 0.0
     first, now = curves.train[0], _recent(curves.train)
     headline = (f"Learning slowly: training loss fell from {first:.3g} to {now:.3g} and was "
                 f"still falling steadily at the end; more epochs or a higher learning rate "
@@ -812,7 +917,8 @@ def _slow(context: _Context) -> _Finding:
                  "slope over its standard error"),
     ]
     thresholds = {"slow_gain": SLOW_GAIN, "slow_shape": SLOW_SHAPE, "slope_sigmas": SLOPE_SIGMAS,
-                  "slow_steady": SLOW_STEADY, "slow_short": SLOW_SHORT}
+                  "slow_steady": SLOW_STEADY, "slow_short": SLOW_SHORT,
+                  "slow_follow": SLOW_FOLLOW}
     return _Finding("slow", margin, headline, evidence, thresholds)
 
 

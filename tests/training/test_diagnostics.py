@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 
 from training import diagnostics
-from training.diagnostics import KINDS, Evidence, TaskInfo, Verdict, diagnose, task_info
+from training.diagnostics import (
+    KINDS,
+    Evidence,
+    TaskInfo,
+    Verdict,
+    diagnose,
+    task_from_curves,
+    task_info,
+)
 
 from .conftest import SpecFactory
 from .curves import record
@@ -655,6 +663,32 @@ def test_task_info_reads_the_catalog() -> None:
     assert (diabetes.kind, diabetes.baseline_loss) == ("regression", 1.0)
 
 
+def test_a_task_known_only_from_its_curves_takes_its_classes_from_the_first_loss() -> None:
+    # given a run that logged its first step's loss (ln 10) and a first epoch already lower
+    history = {"train_loss": [0.9, 0.4, 0.3], "val_loss": [0.5, 0.4, 0.35]}
+
+    # when its task is read from the curves, with and without that first step
+    with_start = task_from_curves(history, "classification", start=math.log(10))
+    without = task_from_curves(history, "classification")
+
+    # then the first step tells ten classes; the first epoch alone reads as an easier task,
+    # never below two classes
+    assert with_start.num_classes == 10
+    assert without.num_classes == 2
+
+
+def test_a_first_loss_beyond_a_thousand_classes_is_read_as_a_blow_up() -> None:
+    # given a first loss far above ln 1000 (a diverging run)
+    history = {"train_loss": [40.0, 60.0, 90.0], "val_loss": [50.0, 70.0, 99.0]}
+
+    # when its task is read from the curves and the run diagnosed
+    task = task_from_curves(history, "classification", start=40.0)
+
+    # then the classes stop at a thousand, and the run is diverging
+    assert task.num_classes == diagnostics.MAX_GUESSED_CLASSES
+    assert diagnose(history, task, final=True).kind == "diverging"
+
+
 # --- remedies -------------------------------------------------------------------------------
 
 # One curve per verdict with remedies, in units of the task's baseline loss.
@@ -861,3 +895,4 @@ def test_non_finite_evidence_is_kept_as_text() -> None:
 
     # then its value is the text "inf", so the verdict stays valid JSON
     assert evidence.value == "inf"
+

@@ -10,8 +10,8 @@ after ``loss`` became train_loss). The mlflow API reads each metric back under t
 name, so a script never sees the mapping.
 
 The verdict of an external run counts each validation point as one evaluation (an "epoch" of
-``training.diagnostics``): the training metrics' values at an evaluation are their last values
-logged at or before its step.
+``training.diagnostics``): the training metrics' values at an evaluation are the means of their
+points logged since the evaluation before, up to its step.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from training.diagnostics import TaskInfo, diagnose
+from training.diagnostics import TaskInfo, diagnose, task_from_curves
 from webapp.experiments import files, metric_store
 from webapp.experiments.models import Experiment
 
@@ -38,7 +38,7 @@ class MetricMapError(ValueError):
 MAP_TAG = "fitboard.metric_map"
 STORED_CHARS = 64  # of the name a metric is stored under (MetricChunk.key)
 TASK_TAG = "fitboard.task"  # "classification" (the default when accuracy is logged) or "regression"
-CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default 2)
+CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default: guessed)
 UNMAPPED_PREFIX = "ext/"
 
 # The convention: a logged name is read as a split and a measure, in any case, its words joined
@@ -102,15 +102,24 @@ def assign(name: str, mapping: Mapping[str, str], keys: dict[str, str]) -> str:
     return target
 
 
-def evaluation_history(run_id: int) -> tuple[dict[str, list[float]], str]:
+class Evaluations(NamedTuple):
+    """An external run's history for the diagnostics, and what else its verdict needs."""
+
+    history: dict[str, list[float]]  # one value per evaluation for each diagnostics metric
+    reason: str  # why there is no history ("" when there is)
+    first_loss: float = math.nan  # the first training loss logged: the least trained one
+
+
+def evaluation_history(run_id: int) -> Evaluations:
     """One value per evaluation for each diagnostics metric of an external run, and why there
     is none ("" when there is)."""
     series = metric_store.read(run_id, keys=EPOCH_KEYS)
     missing = [key for key in ("train_loss", "val_loss") if key not in series]
     if missing:
-        return {}, (f"no metric of this run maps to {' or '.join(missing)}: log `loss` and "
-                    "`eval_loss` (or `val_loss`), or name yours in the run's "
-                    f"`{MAP_TAG}` tag, e.g. {{\"my_val\": \"val_loss\"}}")
+        return Evaluations({}, (
+            f"no metric of this run maps to {' or '.join(missing)}: log `loss` and "
+            "`eval_loss` (or `val_loss`), or name yours in the run's "
+            f"`{MAP_TAG}` tag, e.g. {{\"my_val\": \"val_loss\"}}"))
     evals = series["val_loss"].steps
     first_train = int(series["train_loss"].steps[0])
     evals = evals[evals >= first_train]  # an evaluation before any training point says nothing
@@ -120,50 +129,65 @@ def evaluation_history(run_id: int) -> tuple[dict[str, list[float]], str]:
             by_step = dict(zip(points.steps.tolist(), points.values.tolist(), strict=True))
             history[key] = [by_step.get(step, math.nan) for step in evals.tolist()]
         else:
-            at = np.searchsorted(points.steps, evals, side="right") - 1
-            history[key] = [float(points.values[i]) if i >= 0 else math.nan for i in at]
-    return history, ""
+            history[key] = interval_means(points.steps, points.values, evals)
+    return Evaluations(history, "", float(series["train_loss"].values[0]))
 
 
-def task_of(spec: Mapping[str, Any], history: Mapping[str, Any]) -> TaskInfo:
-    """The run's task from its tags; classification (2 classes unless told) when it logs an
-    accuracy, regression otherwise."""
+def interval_means(steps: np.ndarray, values: np.ndarray, evals: np.ndarray) -> list[float]:
+    """A training metric at each evaluation: the mean of its points since the evaluation
+    before (as an epoch's training loss is the mean over its batches), else its last value
+    before (a metric logged less often than the evaluations); NaN before its first point. A
+    per-step loss is one batch's: the last one alone would be as noisy as a batch."""
+    ends = np.searchsorted(steps, evals, side="right")
+    starts = np.concatenate(([0], ends[:-1]))
+    return [float(values[a:b].mean()) if b > a else float(values[b - 1]) if b > 0 else math.nan
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+
+def task_of(spec: Mapping[str, Any], history: Mapping[str, Any],
+            first_loss: float = math.nan) -> TaskInfo:
+    """The run's task from its tags; classification when it logs an accuracy, regression
+    otherwise. Classes the tags or params do not count, and a regression target's units, are
+    read from the run's first losses, ``first_loss`` (the first training point logged)
+    included (``training.diagnostics.task_from_curves``)."""
     tags = spec.get("tags", {})
     params = spec.get("params", {})
     kind = tags.get(TASK_TAG) or ("classification" if "val_acc" in history
                                   or "train_acc" in history else "regression")
     if kind != "classification":
-        return TaskInfo("regression")
-    classes = tags.get(CLASSES_TAG) or params.get("num_labels") or "2"
+        return task_from_curves(history, "regression", start=first_loss)
     try:
-        return TaskInfo("classification", max(2, int(classes)))
+        classes = int(tags.get(CLASSES_TAG) or params.get("num_labels") or 0)
     except ValueError:
-        return TaskInfo("classification", 2)
+        classes = 0
+    return task_from_curves(history, "classification", max(2, classes) if classes else None,
+                            start=first_loss)
 
 
-def verdict(history: Mapping[str, list[float]], spec: Mapping[str, Any], final: bool
-            ) -> dict[str, Any]:
+def verdict(evaluations: Evaluations, spec: Mapping[str, Any], final: bool) -> dict[str, Any]:
     """``training.diagnostics.diagnose`` on an external run: no spec, so no remedies."""
-    return diagnose(history, task_of(spec, history), None, final=final).to_dict()
+    history = evaluations.history
+    task = task_of(spec, history, evaluations.first_loss)
+    return diagnose(history, task, None, final=final).to_dict()
 
 
 def live_verdict(run_id: int, spec: Mapping[str, Any]) -> dict[str, Any] | None:
     """The verdict of a running external run so far (None before its first evaluation)."""
-    history, _ = evaluation_history(run_id)
-    if not history:
+    evaluations = evaluation_history(run_id)
+    if not evaluations.history:
         return None
-    return verdict(history, spec, final=False)
+    return verdict(evaluations, spec, final=False)
 
 
 def final_verdict(run: Experiment) -> dict[str, Any]:
     """The verdict stored when an external run ends ({} when its names do not map)."""
-    history, _ = evaluation_history(run.pk)
-    return verdict(history, run.spec, final=True) if history else {}
+    evaluations = evaluation_history(run.pk)
+    return verdict(evaluations, run.spec, final=True) if evaluations.history else {}
 
 
 def no_verdict_reason(run: Experiment) -> str:
     """Why an external run has no verdict ("" when it has one or can have one)."""
-    return evaluation_history(run.pk)[1]
+    return evaluation_history(run.pk).reason
 
 
 # Stored names the run page already draws (run.js); an external run's others get a chart.

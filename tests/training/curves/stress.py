@@ -15,9 +15,10 @@ Each run was looked at, epoch by epoch, before its label was written: ``label`` 
 finished run's, ``also`` the other calls an expert could defend on the same curves, and ``why``
 the reason, in numbers. ``live`` is the sequence of verdicts the run should get while it trains,
 each stretch of one kind told once ("hOh": healthy, overfitting while it memorises, healthy
-again), or "" where borderline epochs may flip. The JSON keeps what a diagnosis is given: the task, the per-epoch lists (4 significant
-digits), ``start`` (the first step's training loss, what an external run's first point is) and,
-for engine runs, the spec patch and the reference's scores.
+again), or "" where borderline epochs may flip. The JSON keeps what a diagnosis is given: the
+task, the per-epoch lists (4 significant digits), ``start`` (the first step's training loss,
+what an external run's first point is) and, for engine runs, the spec patch and the reference's
+scores.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class Command(BaseCommand):
         for index in range(workers):
             self.children.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h", queues),
                                 worker_env)
-        server = self.children.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
+        server = self.children.spawn([python, "-m", "webapp.serve", "-b", host, "-p", str(port),
                                       "webapp.asgi:application"], env)
         url = f"http://{host}:{port}/"
         # The banner is a promise that the URL works: wait for an HTTP answer, not a port.

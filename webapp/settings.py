@@ -294,6 +294,8 @@ FITBOARD_DATA_DOWNLOAD = env_bool("FITBOARD_DATA_DOWNLOAD", True)
 # bar underfitting is judged against), computed once into this folder by the first run on it.
 FITBOARD_REFERENCE_DIR = env_path("FITBOARD_REFERENCE_DIR", VAR_DIR / "references")
 FITBOARD_UPLOAD_MAX_BYTES = env_int("FITBOARD_UPLOAD_MAX_MB", 100, minimum=1) * 2**20
+# The largest checkpoint archive the web process loads for "Try it" and the ONNX export.
+FITBOARD_SERVE_MAX_BYTES = env_int("FITBOARD_SERVE_MAX_MB", 500, minimum=1) * 2**20
 # The largest request body the web server (webapp.serve) reads at all, refused with 413 while it
 # is received: by default an upload at the limit and 10 MB for its form, so that a file a little
 # past the limit still gets the form's own message.

@@ -243,6 +243,13 @@ FITBOARD_TORCH_THREADS = env_int("FITBOARD_TORCH_THREADS", os.cpu_count() or 1, 
 FITBOARD_UP_WORKERS = env_int(
     "FITBOARD_UP_WORKERS",
     hardware.default_workers(os.cpu_count() or 1, hardware.memory_bytes()), minimum=1)
+# Memory one worker process may allocate (its heap: tensors and arrays on the CPU), GB: an
+# allocation past it fails the job with that reason instead of the OOM killer ending the worker.
+# ``manage.py up`` and ``manage.py worker`` give each of their workers an equal share of 90 % of
+# the machine's memory; a worker started otherwise takes all of that; 0 = no limit.
+FITBOARD_WORKER_MEMORY_GB = env_int(
+    "FITBOARD_WORKER_MEMORY_GB", hardware.worker_memory_gb(1, hardware.memory_bytes()),
+    minimum=0)
 # Seconds between samples of the worker's CPU, RAM and GPU use, stored beside a running job's
 # curves (sys/* keys); 0 turns the sampling off.
 FITBOARD_SYSTEM_METRICS_INTERVAL = env_int("FITBOARD_SYSTEM_METRICS_S", 5, minimum=0)

@@ -172,6 +172,16 @@ def worker_threads(workers: int) -> dict[str, str]:
     return {"FITBOARD_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
 
 
+def worker_memory(workers: int) -> dict[str, str]:
+    """The memory each of ``workers`` workers sharing this machine may allocate (an equal share
+    of it, see ``hardware.worker_memory_gb``), unless FITBOARD_WORKER_MEMORY_GB says
+    otherwise."""
+    if os.environ.get("FITBOARD_WORKER_MEMORY_GB"):
+        return {}
+    gb = hardware.worker_memory_gb(workers, hardware.memory_bytes())
+    return {"FITBOARD_WORKER_MEMORY_GB": str(gb)}
+
+
 def workers_line(workers: int, threads: str | None) -> str:
     """The banner's line about the workers: how many, why, and their threads."""
     cores, memory = os.cpu_count() or 1, hardware.memory_bytes()

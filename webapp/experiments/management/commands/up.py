@@ -67,7 +67,7 @@ class Command(BaseCommand):
         worker_env = {**env, **worker_threads(workers), **worker_memory(workers)}
         for index in range(workers):
             self.children.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h", queues),
-                                worker_env)
+                                worker_env, restart=True)
         server = self.children.spawn([python, "-m", "webapp.serve", "-b", host, "-p", str(port),
                                       "webapp.asgi:application"], env)
         url = f"http://{host}:{port}/"

@@ -52,7 +52,7 @@ class Command(BaseCommand):
                **worker_memory(len(plans))}
         try:
             for plan in plans:
-                children.spawn(plan.command(), plan.env(env))
+                children.spawn(plan.command(), plan.env(env), restart=True)
             children.watch()
         except KeyboardInterrupt:
             pass

@@ -118,3 +118,14 @@ def test_a_logged_model_keeps_the_same_limits(token, project, owner):
     refused(long_param, "exceeded length limit of 6000")
     model.refresh_from_db()
     assert model.tags == {} and model.params == {}
+
+
+def test_a_body_past_djangos_limit_is_refused_in_mlflows_format(token, run, settings):
+    # given a log-batch of 3 MB (Django reads at most DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB)
+    tags = [{"key": f"t{i}", "value": "x" * 7000} for i in range(430)]
+
+    answer = call(token, M + "runs/log-batch", {"run_id": str(run.pk), "tags": tags})
+
+    # then the client gets MLflow's error, not an HTML page, and nothing is stored
+    refused(answer, "the request body is larger than 2,621,440 bytes")
+    assert stored(run)["tags"] == {}

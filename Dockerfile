@@ -11,4 +11,4 @@ RUN useradd --system --home /app fitboard && mkdir -p /var/lib/fitboard \
     && chown fitboard /var/lib/fitboard
 USER fitboard
 EXPOSE 8000
-CMD ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8000", "webapp.asgi:application"]
+CMD ["python", "-m", "webapp.serve", "-b", "0.0.0.0", "-p", "8000", "webapp.asgi:application"]

@@ -114,6 +114,8 @@ class Stack(contextlib.ExitStack):
                 "FITBOARD_DEVICE": "cpu",
                 "DJANGO_SETTINGS_MODULE": "webapp.settings",
                 "LOG_LEVEL": "WARNING",
+                # The benches queue dozens of jobs of one user at once.
+                "FITBOARD_MAX_ACTIVE_JOBS_PER_USER": "0",
             }
         )
         return dict(os.environ)

@@ -40,6 +40,33 @@ def memory_bytes() -> int:
     return int(psutil.virtual_memory().total)
 
 
+# Share of this machine's memory its workers split between them; the rest is the web server's,
+# Redis's and the system's.
+WORKERS_MEMORY_SHARE = 0.9
+
+
+def worker_memory_gb(workers: int, memory: int) -> int:
+    """Each of ``workers`` workers' share of this machine's ``memory`` bytes, in GB (at least
+    1): what FITBOARD_WORKER_MEMORY_GB is by default."""
+    return max(1, int(memory * WORKERS_MEMORY_SHARE / max(1, workers)) // 10**9)
+
+
+def limit_memory(gb: int) -> None:
+    """Cap this process's private writable memory at ``gb`` GB (RLIMIT_DATA: its heap and
+    anonymous mappings, where tensors and arrays live; not the address space CUDA reserves,
+    nor memory on a GPU). Past it an allocation fails inside the process (torch's
+    RuntimeError "can't allocate memory", numpy's MemoryError), where the job fails with that
+    reason, rather than the kernel's OOM killer ending the worker and whatever else it picks.
+    Children (torchrun's ranks, data loader processes) inherit it."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = gb * 10**9
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
 def default_workers(cores: int, memory: int) -> int:
     """How many workers ``manage.py up`` starts when FITBOARD_UP_WORKERS is unset: as many as
     the cores and the memory both hold (two cores and 2 GiB each), at least one, at most

@@ -247,6 +247,13 @@ FITBOARD_TORCH_THREADS = env_int("FITBOARD_TORCH_THREADS", os.cpu_count() or 1, 
 FITBOARD_UP_WORKERS = env_int(
     "FITBOARD_UP_WORKERS",
     hardware.default_workers(os.cpu_count() or 1, hardware.memory_bytes()), minimum=1)
+# Memory one worker process may allocate (its heap: tensors and arrays on the CPU), GB: an
+# allocation past it fails the job with that reason instead of the OOM killer ending the worker.
+# ``manage.py up`` and ``manage.py worker`` give each of their workers an equal share of 90 % of
+# the machine's memory; a worker started otherwise takes all of that; 0 = no limit.
+FITBOARD_WORKER_MEMORY_GB = env_int(
+    "FITBOARD_WORKER_MEMORY_GB", hardware.worker_memory_gb(1, hardware.memory_bytes()),
+    minimum=0)
 # Seconds between samples of the worker's CPU, RAM and GPU use, stored beside a running job's
 # curves (sys/* keys); 0 turns the sampling off.
 FITBOARD_SYSTEM_METRICS_INTERVAL = env_int("FITBOARD_SYSTEM_METRICS_S", 5, minimum=0)
@@ -298,6 +305,13 @@ FITBOARD_DATA_DOWNLOAD = env_bool("FITBOARD_DATA_DOWNLOAD", True)
 # bar underfitting is judged against), computed once into this folder by the first run on it.
 FITBOARD_REFERENCE_DIR = env_path("FITBOARD_REFERENCE_DIR", VAR_DIR / "references")
 FITBOARD_UPLOAD_MAX_BYTES = env_int("FITBOARD_UPLOAD_MAX_MB", 100, minimum=1) * 2**20
+# The largest checkpoint archive the web process loads for "Try it" and the ONNX export.
+FITBOARD_SERVE_MAX_BYTES = env_int("FITBOARD_SERVE_MAX_MB", 500, minimum=1) * 2**20
+# The largest request body the web server (webapp.serve) reads at all, refused with 413 while it
+# is received: by default an upload at the limit and 10 MB for its form, so that a file a little
+# past the limit still gets the form's own message.
+FITBOARD_MAX_REQUEST_BYTES = env_int("FITBOARD_MAX_REQUEST_MB",
+                                     FITBOARD_UPLOAD_MAX_BYTES // 2**20 + 10, minimum=1) * 2**20
 FITBOARD_UPLOAD_MAX_ROWS = env_int("FITBOARD_UPLOAD_MAX_ROWS", 1_000_000, minimum=1)
 FITBOARD_UPLOAD_MAX_UNPACKED_BYTES = env_int("FITBOARD_UPLOAD_MAX_UNPACKED_MB", 1024,
                                              minimum=1) * 2**20

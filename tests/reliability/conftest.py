@@ -148,6 +148,7 @@ def django_db_setup(shared_database: str, django_db_blocker: Any,
 
     app.conf.broker_url = redis_server.url
     settings.REDIS_URL = redis_server.url  # where cancels nudge the workers
+    settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER = 0  # the scorecard queues 20 jobs of one user
     with django_db_blocker.unblock():
         call_command("migrate", interactive=False, verbosity=0)
 

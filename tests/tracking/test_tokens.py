@@ -367,6 +367,23 @@ def test_a_token_over_its_rate_gets_429(owner, project, settings):
     assert codes == [200, 200, 200, 429, 429]
 
 
+def test_a_users_tokens_share_one_allowance(owner, project, settings):
+    # given a limit of 4 requests a minute, and a user who made a second token to get more
+    settings.FITBOARD_API_RATE_PER_MIN = 4
+    first, second = (tokens.create_token(owner, name, "read", None)[1] for name in "ab")
+    client = Client()
+
+    codes = [client.get("/api/2.0/mlflow/experiments/get-by-name",
+                        {"experiment_name": "vision"},
+                        HTTP_AUTHORIZATION=f"Bearer {raw}").status_code
+             for raw in (first, second) * 3]
+
+    # then the two count together, and the REST API refuses the fifth request too
+    assert codes == [200, 200, 200, 200, 429, 429]
+    assert client.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"Bearer {second}"
+                      ).status_code == 429
+
+
 def test_a_session_without_a_token_is_refused_by_the_api(owner, project):
     # the API never authenticates by cookie: CSRF-exempt only because of that
     client = Client(enforce_csrf_checks=True)

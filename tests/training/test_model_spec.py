@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from huggingface_hub import HfApi
 
-from training import ExperimentSpec, SpecError
+from training import ExperimentSpec, SpecError, budget
 from training import spec as spec_module
 from training.data import dataset_info
 from training.data.text import MINILM, resolve_pretrained
@@ -144,6 +146,26 @@ def test_the_bundled_minilm_is_allowed_by_default() -> None:
         ExperimentSpec.from_dict({"data": {"dataset": "sst2"},
                                   "model": {"arch": "pretrained", "pretrained": source}})
     assert resolve_pretrained(bundled) == str(Path(bundled).resolve())
+
+
+@pytest.mark.parametrize("gigabytes, refused", [(16.1, True), (15.9, False)])
+def test_a_hub_model_too_large_to_train_is_refused_before_it_is_downloaded(
+        monkeypatch: pytest.MonkeyPatch, gigabytes: float, refused: bool) -> None:
+    # given a run may use 64 GB, and the hub says what a model's safetensors files weigh (online)
+    monkeypatch.setattr(budget, "_limits", budget.Limits(memory_gb=64))
+    files = [SimpleNamespace(rfilename=f"model-{i}.safetensors", size=int(gigabytes * 1e9 / 2))
+             for i in range(2)] + [SimpleNamespace(rfilename="pytorch_model.bin", size=10**12)]
+    monkeypatch.setattr(HfApi, "model_info",
+                        lambda self, name, **kw: SimpleNamespace(siblings=files))
+
+    # when the engine resolves it (the worker does, before transformers downloads it)
+    if refused:
+        with pytest.raises(ValueError) as caught:
+            resolve_pretrained("someone/giant")
+        # then weights whose training copies (4x) pass the budget are refused on the field
+        assert str(caught.value).startswith("model.pretrained: someone/giant stores 16.1 GB")
+    else:
+        assert resolve_pretrained("someone/giant") == "someone/giant"
 
 
 def test_a_subset_limits_the_rows_a_batch_may_use() -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import datasets
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import HfApi
 
 from training import ExperimentSpec, MemoryReporter, run
 from training.checkpoints import load
@@ -288,6 +291,50 @@ def test_a_hub_name_offline_is_a_clear_error(tmp_path: Path) -> None:
         read_hf("stanfordnlp/imdb", "train", [], tmp_path / "cache")
 
     assert "could not load 'stanfordnlp/imdb'" in str(caught.value)
+
+
+@pytest.mark.parametrize("stored, refused", [(2**30 + 1, True), (None, True), (2**20, False)])
+def test_a_hub_dataset_larger_than_the_limit_is_refused_before_a_byte_is_downloaded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: int | None,
+        refused: bool) -> None:
+    # given the hub says how much a dataset's repository stores (online)
+    asked: list[tuple[str, Any]] = []
+    monkeypatch.setattr(HfApi, "dataset_info", lambda self, name, **kw: (
+        asked.append((name, kw.get("expand"))), SimpleNamespace(used_storage=stored))[1])
+    downloads: list[str] = []
+
+    def download(name: str, **_: Any) -> Any:
+        downloads.append(name)
+        raise ConnectionError("no network in the tests")
+
+    monkeypatch.setattr(datasets, "load_dataset", download)
+
+    # when an upload names it, with the limit at 1 GB
+    with pytest.raises(UploadError) as caught:
+        read_hf("someone/huge", "train", [], tmp_path / "cache",
+                Limits(max_unpacked_bytes=2**30))
+
+    # then past the limit (or of a size the hub does not tell) it is refused on the source
+    # field before the library downloads anything; within it, the download goes ahead
+    assert asked == [("someone/huge", ["usedStorage"])]
+    assert caught.value.field == "hf_source"
+    if refused:
+        assert "at most 1,024 MB is downloaded" in str(caught.value)
+        assert downloads == []
+    else:
+        assert downloads == ["someone/huge"]
+
+
+def test_a_hub_dataset_the_hub_cannot_describe_is_not_downloaded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(self: Any, name: str, **_: Any) -> Any:
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(HfApi, "dataset_info", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("downloaded"))
+
+    with pytest.raises(UploadError, match="could not load 'someone/huge': Name or service"):
+        read_hf("someone/huge", "train", [], tmp_path / "cache")
 
 
 # --- training on an upload ------------------------------------------------------------------

@@ -248,3 +248,25 @@ def test_a_stranger_cannot_download_the_onnx_file(stranger_client, make_experime
     response = stranger_client.get(reverse("checkpoint-onnx", args=[experiment.pk]))
 
     assert response.status_code == 404
+
+
+def test_a_model_larger_than_the_web_process_serves_is_not_loaded(
+        owner_client, make_experiment, archives, settings, monkeypatch) -> None:
+    # given a finished run whose archive is one byte past FITBOARD_SERVE_MAX_MB (a run may
+    # train a model of tens of GB on a GPU worker; the web process would load it into its own
+    # memory, four of them cached)
+    experiment = finished(make_experiment, archives, "digits")
+    settings.FITBOARD_SERVE_MAX_BYTES = len(archives["digits"]) - 1
+    loads: list[str] = []
+    monkeypatch.setattr(serving, "_loaded", lambda name, sha256: loads.append(name))
+
+    # when its owner tries it and downloads it as ONNX
+    tried = try_it(owner_client, experiment, image=SimpleUploadedFile("d.png", digit_png(0)))
+    exported = owner_client.get(reverse("checkpoint-onnx", args=[experiment.pk]))
+    page = owner_client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
+
+    # then both are refused with the limit, the page offers no "Try it", nothing was loaded
+    assert tried.status_code == 409 and "FITBOARD_SERVE_MAX_MB" in tried.json()["error"]
+    assert exported.status_code == 409 and b"FITBOARD_SERVE_MAX_MB" in exported.content
+    assert 'id="try-form"' not in page
+    assert loads == []

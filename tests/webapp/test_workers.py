@@ -4,6 +4,7 @@ the system figures a worker samples beside a running job."""
 from __future__ import annotations
 
 import io
+import sys
 import time
 
 import pytest
@@ -13,7 +14,7 @@ from django.core.management.base import CommandError
 
 from training.reporter import MemoryReporter
 from training.spec import ExperimentSpec, RunSpec, SpecError
-from webapp.experiments.launch import parse_gpus, plan_workers, queue_for
+from webapp.experiments.launch import Children, parse_gpus, plan_workers, queue_for
 from webapp.experiments.sysmetrics import SystemSampler
 
 
@@ -141,3 +142,43 @@ def test_on_a_gpu_machine_workers_are_planned_and_sampled_per_gpu():
         nvml.nvmlShutdown()
     assert 0 <= values["sys/gpu_util_percent"] <= 100
     assert values["sys/gpu_memory_gb"] >= 0
+
+
+# --- workers that die ---------------------------------------------------------------------------
+
+def test_a_worker_that_dies_is_started_again_and_the_rest_keep_running():
+    # given manage.py up's children: a worker and the web server (here, a sleeper each)
+    children = Children(min_uptime=0)
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    worker = children.spawn(sleep, None, restart=True)
+    server = children.spawn(sleep, None)
+    try:
+        # when the worker is killed (the OOM killer's SIGKILL)
+        worker.kill()
+        worker.wait()
+        children.check()
+
+        # then a new worker runs in its place, and the server was not stopped
+        assert worker not in children.processes and len(children.processes) == 2
+        assert all(child.poll() is None for child in children.processes)
+        assert server.poll() is None
+
+        # and the server's own exit still stops them all
+        server.kill()
+        server.wait()
+        with pytest.raises(CommandError, match="exited with code"):
+            children.check()
+    finally:
+        children.stop()
+    assert all(child.poll() is not None for child in children.processes)
+
+
+def test_a_worker_that_dies_as_it_starts_is_not_started_again():
+    children = Children(min_uptime=60)
+    worker = children.spawn([sys.executable, "-c", "raise SystemExit(3)"], None, restart=True)
+    worker.wait()
+    try:
+        with pytest.raises(CommandError, match="exited with code 3"):
+            children.check()
+    finally:
+        children.stop()

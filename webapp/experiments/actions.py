@@ -1,7 +1,9 @@
 """Every state change behind the views, in one place (Zulip's ``do_*`` shape): creating and
 cancelling runs, studies (and promoting their best trial), remedies and compression jobs, and
 annotating runs. Each is atomic, with its events (Channels messages, Celery enqueues) sent
-after commit. Project membership changes are the projects app's (``webapp.projects.actions``).
+after commit. Every action that queues jobs reserves them against their user's quota in its
+transaction (``quota.reserve``: OverQuota, nothing stored, past the limit). Project membership
+changes are the projects app's (``webapp.projects.actions``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from training.seeds import batch_problem, seed_specs, seeds_from
 from training.spec import ExperimentSpec
 from training.tuning import TuningSpec
 from webapp.datasets.services import DatasetUnavailable, resolve_version
-from webapp.experiments import compression, enqueue, events, tuning
+from webapp.experiments import compression, enqueue, events, quota, tuning
 from webapp.experiments.launch import queue_for
 from webapp.experiments.models import Experiment, RunGroup, Tag, derived_name
 from webapp.projects.models import Project
@@ -32,6 +34,7 @@ def create_experiment(user: Any, project: Project, name: str, spec: ExperimentSp
     (the latest) becomes the number it is now, so the run records what it trains on."""
     spec = with_data_version(spec, project)
     with transaction.atomic():
+        quota.reserve(user, 1)
         experiment = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=parent,
             kind=Experiment.Kind.TRAIN, remedy=remedy or {},
@@ -94,6 +97,7 @@ def create_study(user: Any, project: Project, name: str, spec: TuningSpec,
         base = with_data_version(ExperimentSpec.from_dict(spec.base), project)
         spec = dataclasses.replace(spec, base=base.to_dict())
     with transaction.atomic():
+        quota.reserve(user, quota.study_jobs(spec.to_dict()))
         study = Experiment.objects.create(
             project=project, name=name, spec=spec.to_dict(), created_by=user, parent=source,
             kind=Experiment.Kind.TUNE,
@@ -126,6 +130,7 @@ def create_compression(user: Any, source: Experiment, name: str,
     once the row is committed. Raises SpecError (nothing stored) when the job cannot run."""
     compression.check_job(source, spec)
     with transaction.atomic():
+        quota.reserve(user, 1)
         job = Experiment.objects.create(
             project=source.project, name=name, kind=Experiment.Kind.COMPRESS, parent=source,
             spec=job_spec_dict(spec, source.experiment_spec), created_by=user,
@@ -162,13 +167,15 @@ def create_repeat(user: Any, project: Project, name: str, spec: ExperimentSpec, 
         raise ValueError(f"repeat over 2 to {limit} seeds, not {count}")
     seeds = seeds or seeds_from(spec.run.seed, count)
     with transaction.atomic():
+        done = {json_key(run.spec): run for run in reusable_runs(source)}
+        planned = [(seed_spec, done.get(json_key(seed_spec.to_dict())))
+                   for seed_spec in seed_specs(spec, seeds)]
+        quota.reserve(user, sum(run is None for _, run in planned))
         group = RunGroup.objects.create(
             project=project, name=name, spec=spec.to_dict(), seeds=seeds, source=source,
             baseline=baseline, remedy=remedy or {}, created_by=user)
-        done = {json_key(run.spec): run for run in reusable_runs(source)}
         members, new = [], []
-        for seed_spec in seed_specs(spec, seeds):
-            run = done.get(json_key(seed_spec.to_dict()))
+        for seed_spec, run in planned:
             if run is None:
                 run = Experiment.objects.create(
                     project=project, name=derived_name(name, f" · seed {seed_spec.run.seed}"),

@@ -21,12 +21,11 @@ def compress_new(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("a run trained elsewhere has no model here to compress")
     if request.method == "POST":
         form = CompressionForm(request.POST, source=source, user=request.user)
-        if (form.is_valid() and form.spec is not None
-                and quota.within_quota(form, request.user)):
+        if form.is_valid() and form.spec is not None:
             try:
                 job = create_compression(request.user, source, form.cleaned_data["name"],
                                          form.spec)
-            except SpecError as exc:  # the source changed between validation and saving
+            except (SpecError, quota.OverQuota) as exc:  # SpecError: the source changed
                 form.add_error(None, str(exc))
             else:
                 return redirect("experiment-detail", pk=job.pk)

@@ -51,14 +51,22 @@ def run_repeat(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = visible_experiment(request, pk)
     _runnable(experiment)
     form = RepeatForm(request.POST)
-    if not form.is_valid() or not quota.within_quota(form, request.user):
-        return HttpResponse("; ".join(m for ms in form.errors.values() for m in ms),
-                            status=400, content_type="text/plain")
+    if not form.is_valid():
+        return _refused(form)
     count = form.cleaned_data["count"]
-    group = actions.create_repeat(request.user, experiment.project,
-                                  derived_name(experiment.name, f" ×{count}"),
-                                  experiment.experiment_spec, count, source=experiment)
+    try:
+        group = actions.create_repeat(request.user, experiment.project,
+                                      derived_name(experiment.name, f" ×{count}"),
+                                      experiment.experiment_spec, count, source=experiment)
+    except quota.OverQuota as exc:
+        return _refused(form, str(exc))
     return redirect("group-detail", pk=group.pk)
+
+
+def _refused(form: RepeatForm, problem: str = "") -> HttpResponse:
+    """The 400 of a repeat that was not queued: the form's errors, or ``problem``."""
+    text = problem or "; ".join(m for ms in form.errors.values() for m in ms)
+    return HttpResponse(text, status=400, content_type="text/plain")
 
 
 @require_POST
@@ -70,10 +78,13 @@ def remedy_verify(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     if remedy is None or not remedy.get("patch"):
         raise Http404("this run has no such remedy")
     form = RepeatForm(request.POST)
-    if not form.is_valid() or not quota.within_quota(form, request.user):
-        return HttpResponse("; ".join(m for ms in form.errors.values() for m in ms),
-                            status=400, content_type="text/plain")
-    group = actions.verify_remedy(request.user, experiment, remedy, form.cleaned_data["count"])
+    if not form.is_valid():
+        return _refused(form)
+    try:
+        group = actions.verify_remedy(request.user, experiment, remedy,
+                                      form.cleaned_data["count"])
+    except quota.OverQuota as exc:
+        return _refused(form, str(exc))
     return redirect("group-detail", pk=group.pk)
 
 

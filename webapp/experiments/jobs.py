@@ -166,6 +166,10 @@ def failure_reason(exc: Exception, experiment: Experiment) -> tuple[str, bool]:
         return str(exc), isinstance(exc, NonFiniteLossError)
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return "out of GPU memory: lower the batch size or the model size", False
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):
+        return (f"out of memory: the job needed more than this worker's "
+                f"{settings.FITBOARD_WORKER_MEMORY_GB} GB (FITBOARD_WORKER_MEMORY_GB); lower "
+                "the batch size or the model size"), False
     logger.exception("%s %s crashed", experiment.kind, experiment.pk, exc_info=exc)
     return f"{type(exc).__name__}: {exc}", False
 

@@ -172,6 +172,16 @@ def worker_threads(workers: int) -> dict[str, str]:
     return {"FITBOARD_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
 
 
+def worker_memory(workers: int) -> dict[str, str]:
+    """The memory each of ``workers`` workers sharing this machine may allocate (an equal share
+    of it, see ``hardware.worker_memory_gb``), unless FITBOARD_WORKER_MEMORY_GB says
+    otherwise."""
+    if os.environ.get("FITBOARD_WORKER_MEMORY_GB"):
+        return {}
+    gb = hardware.worker_memory_gb(workers, hardware.memory_bytes())
+    return {"FITBOARD_WORKER_MEMORY_GB": str(gb)}
+
+
 def workers_line(workers: int, threads: str | None) -> str:
     """The banner's line about the workers: how many, why, and their threads."""
     cores, memory = os.cpu_count() or 1, hardware.memory_bytes()
@@ -191,15 +201,25 @@ def describe(process: subprocess.Popen[bytes]) -> str:
 
 
 class Children:
-    """Child processes started together and stopped together (terminate, then kill)."""
+    """Child processes started together and stopped together (terminate, then kill). A child
+    spawned with ``restart`` (a worker) that dies is started again, unless it died within
+    ``min_uptime`` seconds of its start (it cannot start at all): a worker killed by the OOM
+    killer or a crash in a native library took every other worker's job and the web server
+    down with it. Its job is re-queued by the others' housekeeping."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_uptime: float = 30.0) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.min_uptime = min_uptime
+        # pid → (args, env, when it started) of the children started again when they die
+        self.restartable: dict[int, tuple[list[str], Mapping[str, str] | None, float]] = {}
 
-    def spawn(self, args: list[str], env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
+    def spawn(self, args: list[str], env: Mapping[str, str] | None,
+              restart: bool = False) -> subprocess.Popen[bytes]:
         # A new session keeps Ctrl-C in the terminal from hitting the children mid-shutdown.
         child = subprocess.Popen(args, env=env, start_new_session=True)
         self.processes.append(child)
+        if restart:
+            self.restartable[child.pid] = (args, env, time.monotonic())
         return child
 
     def start_bundled_redis(self) -> str:
@@ -212,11 +232,22 @@ class Children:
         return f"redis://127.0.0.1:{port}/0"
 
     def watch(self) -> None:
-        """Return never; raise CommandError naming the first child that exits."""
-        while all(child.poll() is None for child in self.processes):
+        """Return never: start again each worker that dies; raise CommandError naming the first
+        other child that exits (or a worker that dies as it starts)."""
+        while True:
+            self.check()
             time.sleep(0.5)
-        dead = next(child for child in self.processes if child.poll() is not None)
-        raise CommandError(f"{describe(dead)} exited with code {dead.returncode}")
+
+    def check(self) -> None:
+        """One look at the children: see ``watch``."""
+        for dead in [child for child in self.processes if child.poll() is not None]:
+            args, env, started = self.restartable.pop(dead.pid, (None, None, 0.0))
+            if args is None or time.monotonic() - started < self.min_uptime:
+                raise CommandError(f"{describe(dead)} exited with code {dead.returncode}")
+            self.processes.remove(dead)
+            print(f"{describe(dead)} exited with code {dead.returncode}: starting it again",
+                  file=sys.stderr, flush=True)
+            self.spawn(args, env, restart=True)
 
     def stop(self) -> None:
         for child in reversed(self.processes):

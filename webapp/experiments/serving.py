@@ -1,9 +1,11 @@
 """A finished run's model, served: "Try it" predictions and the ONNX export of its checkpoint.
 
 The run's best checkpoint is loaded once per web process (by its sha256, so a replaced archive
-is loaded afresh) and kept for the next request. Inputs are capped before any decoding: an
-image's bytes and pixel count, a text's length; a user gets ``TRY_PER_MINUTE`` predictions a
-minute.
+is loaded afresh) and kept for the next request, when its archive is at most
+FITBOARD_SERVE_MAX_MB: a run may train a model of tens of GB on a GPU worker, which the web
+process would otherwise load into its own memory (``CACHED_MODELS`` of them). Inputs are capped
+before any decoding: an image's bytes and pixel count, a text's length; a user gets
+``TRY_PER_MINUTE`` predictions a minute.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import cache
 from PIL import Image, UnidentifiedImageError
 
@@ -41,19 +44,34 @@ def _loaded(name: str, sha256: str) -> Checkpoint:
 
 
 def best_checkpoint(experiment: Experiment) -> Checkpoint | None:
-    """The run's best checkpoint, loaded (cached per web process); None when it has none."""
+    """The run's best checkpoint, loaded (cached per web process); None when it has none,
+    TryError when it is larger than the web process serves."""
     stored = experiment.checkpoints.filter(tag="best").first()
     if stored is None:
         return None
+    if problem := size_problem(stored.size):
+        raise TryError(problem)
     return _loaded(stored.path, stored.sha256)
+
+
+def size_problem(size: int) -> str | None:
+    """Why a checkpoint archive of ``size`` bytes is not loaded into the web process."""
+    limit = settings.FITBOARD_SERVE_MAX_BYTES
+    if size <= limit:
+        return None
+    return (f"the model is {size / 2**20:,.0f} MB; the web server loads models of at most "
+            f"{limit // 2**20:,} MB (FITBOARD_SERVE_MAX_MB): download its checkpoint instead")
 
 
 def try_problem(experiment: Experiment) -> str | None:
     """Why the run offers no "Try it", or None when it does."""
     if experiment.is_external:
         return "a run trained elsewhere has no model here"
-    if not experiment.is_terminal or not experiment.checkpoints.filter(tag="best").exists():
+    best = experiment.checkpoints.filter(tag="best").first()
+    if not experiment.is_terminal or best is None:
         return "the run has no finished checkpoint yet"
+    if problem := size_problem(best.size):
+        return problem
     if missing := missing_plugins(experiment.spec):
         return f"its {' and '.join(missing)} plugin is not installed here"
     modality = stored_dataset_info(experiment.spec).modality

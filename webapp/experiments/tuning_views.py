@@ -39,10 +39,14 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid() and form.spec is not None:
             if form.spec.algorithm == "grid":
                 grid_size = form.spec.grid_size()
-            if "count" not in request.POST and quota.within_quota(form, request.user):
-                study = actions.create_study(request.user, form.cleaned_data["project"],
-                                            form.cleaned_data["name"], form.spec, source)
-                return redirect("study-detail", pk=study.pk)
+            if "count" not in request.POST:
+                try:
+                    study = actions.create_study(request.user, form.cleaned_data["project"],
+                                                form.cleaned_data["name"], form.spec, source)
+                except quota.OverQuota as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    return redirect("study-detail", pk=study.pk)
     else:
         form = TuneForm(initial={"name": derived_name(source.name, " · tuning"),
                                  "project": source.project},
@@ -81,12 +85,9 @@ def study_check(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, f"Check 1 to 10 trials over 2 to "
                                   f"{settings.FITBOARD_MAX_REPEATS} seeds.")
         return redirect("study-detail", pk=pk)
-    if problem := quota.quota_problem(request.user):
-        messages.warning(request, problem)
-        return redirect("study-detail", pk=pk)
     try:
         actions.check_best_trials(request.user, study, top, count)
-    except ValueError as exc:
+    except (ValueError, quota.OverQuota) as exc:  # ValueError: no trial has completed
         messages.warning(request, str(exc))
     return redirect("study-detail", pk=pk)
 
@@ -103,12 +104,9 @@ def study_promote(request: HttpRequest, pk: int) -> HttpResponse:
     if problem:  # a study made before its form checked this
         messages.warning(request, f"Cannot promote: {problem}.")
         return redirect("study-detail", pk=pk)
-    if over := quota.quota_problem(request.user):
-        messages.warning(request, over)
-        return redirect("study-detail", pk=pk)
     try:
         run = actions.promote_best(request.user, study, derived_name(study.name, " · best trial"))
-    except ValueError as exc:
+    except (ValueError, quota.OverQuota) as exc:  # ValueError: no trial has completed
         messages.warning(request, str(exc))
         return redirect("study-detail", pk=pk)
     return redirect("experiment-detail", pk=run.pk)

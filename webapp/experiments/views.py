@@ -90,17 +90,11 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
 def experiment_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ExperimentForm(request.POST, user=request.user)
-        if (form.is_valid() and form.spec is not None
-                and quota.within_quota(form, request.user)):
-            if (form.cleaned_data.get("repeats") or 1) > 1:
-                group = actions.create_repeat(
-                    request.user, form.cleaned_data["project"], form.cleaned_data["name"],
-                    form.spec, form.cleaned_data["repeats"])
-                return redirect("group-detail", pk=group.pk)
-            experiment = actions.create_experiment(
-                request.user, form.cleaned_data["project"], form.cleaned_data["name"], form.spec
-            )
-            return redirect("experiment-detail", pk=experiment.pk)
+        if form.is_valid() and form.spec is not None:
+            try:
+                return _launch(request, form)
+            except quota.OverQuota as exc:  # its fields keep what was typed
+                form.add_error(None, str(exc))
     else:
         spec = ExperimentSpec()
         # "New experiment" from a project's page (``?project=``) starts in that project.
@@ -136,6 +130,19 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
     return render(request, "experiments/new.html", {
         "form": form, "recipes": available_recipes(), "applies": APPLIES,
     })
+
+
+def _launch(request: HttpRequest, form: ExperimentForm) -> HttpResponse:
+    """Queue the valid form's run, or its repeat over seeds, and go to its page."""
+    assert form.spec is not None
+    if (form.cleaned_data.get("repeats") or 1) > 1:
+        group = actions.create_repeat(
+            request.user, form.cleaned_data["project"], form.cleaned_data["name"],
+            form.spec, form.cleaned_data["repeats"])
+        return redirect("group-detail", pk=group.pk)
+    experiment = actions.create_experiment(
+        request.user, form.cleaned_data["project"], form.cleaned_data["name"], form.spec)
+    return redirect("experiment-detail", pk=experiment.pk)
 
 
 @require_GET
@@ -259,10 +266,14 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
                                                before.patched(remedy["patch"])))
         if problem:
             form.add_error(None, problem)
-        if form.is_valid() and quota.within_quota(form, request.user):
-            child = actions.apply_remedy(request.user, experiment, remedy,
-                                           form.cleaned_data["name"])
-            return redirect("experiment-detail", pk=child.pk)
+        if form.is_valid():
+            try:
+                child = actions.apply_remedy(request.user, experiment, remedy,
+                                             form.cleaned_data["name"])
+            except quota.OverQuota as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("experiment-detail", pk=child.pk)
     else:
         form = RemedyForm(initial={"name": derived_name(experiment.name, f" · {remedy['title']}")})
     return render(request, "experiments/remedy.html", {

@@ -10,9 +10,19 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
-from rest_framework import exceptions
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from webapp.experiments import quota
+
+
+class QuotaExceeded(exceptions.APIException):
+    """A launch past the user's quota of jobs (``quota.OverQuota``, raised by the actions)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "too many jobs queued or running"
+    default_code = "quota"
 
 
 def flatten(detail: Any, prefix: str = "") -> dict[str, str]:
@@ -30,6 +40,8 @@ def flatten(detail: Any, prefix: str = "") -> dict[str, str]:
 
 
 def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, quota.OverQuota):
+        exc = QuotaExceeded(str(exc))
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ValidationError):
         response.data = {"errors": flatten(exc.detail)}

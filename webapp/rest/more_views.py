@@ -31,7 +31,6 @@ from webapp.rest.views import (
     REFUSED,
     _detail,
     _one,
-    _within_quota,
     launched_spec,
 )
 
@@ -54,7 +53,6 @@ class GroupList(APIView):
         body = s.GroupLaunchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project, spec = launched_spec(request, body.validated_data)
-        _within_quota(request)
         group = actions.create_repeat(request.user, project, body.validated_data["name"], spec,
                                       body.validated_data["count"])
         return Response(s.group_json(group), status=status.HTTP_201_CREATED)
@@ -116,7 +114,6 @@ def _study_job(request: Request, pk: int, serializer: type[serializers.Serialize
                                 study.spec["base"]["data"]["dataset"])
     if problem:
         raise errors.invalid({"study": problem})
-    _within_quota(request)
     return study, body.validated_data
 
 

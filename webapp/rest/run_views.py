@@ -29,7 +29,6 @@ from webapp.rest.views import (
     REFUSED,
     _detail,
     _one,
-    _within_quota,
 )
 from webapp.tracking import artifacts
 
@@ -88,7 +87,6 @@ class RunRemedyApply(APIView):
         problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
         if problem:
             raise errors.invalid({"run": problem})
-        _within_quota(request)
         child = actions.apply_remedy(request.user, run, remedy, name)
         return _detail(child, status.HTTP_201_CREATED)
 
@@ -110,7 +108,6 @@ class RunRemedyVerify(APIView):
         problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
         if problem:
             raise errors.invalid({"run": problem})
-        _within_quota(request)
         group = actions.verify_remedy(request.user, run, remedy, body.validated_data["count"])
         return Response(s.group_json(group), status=status.HTTP_201_CREATED)
 
@@ -233,7 +230,6 @@ class RunRepeat(APIView):
         problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
         if problem:
             raise errors.invalid({"run": problem})
-        _within_quota(request)
         name = body.validated_data.get("name") or derived_name(run.name, f" ×{count}")
         group = actions.create_repeat(request.user, run.project, name, run.experiment_spec,
                                       count, source=run)

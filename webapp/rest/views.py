@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from training.compression.spec import CompressionSpec
 from training.spec import ExperimentSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec
-from webapp.experiments import actions, browse, metric_store, quota, warmstart
+from webapp.experiments import actions, browse, metric_store, warmstart
 from webapp.experiments.models import MAX_PK, Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
@@ -36,18 +36,6 @@ BAD = {400: OpenApiResponse(s.ErrorsSerializer, "one message per field path")}
 READ_ONLY = {403: OpenApiResponse(description="a read-only token")}
 # What a request that queues a job may also answer.
 QUEUES_A_JOB = {**READ_ONLY, 409: OpenApiResponse(description="over your quota of jobs")}
-
-
-class QuotaExceeded(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "too many jobs queued or running"
-    default_code = "quota"
-
-
-def _within_quota(request: Request) -> None:
-    problem = quota.quota_problem(request.user)
-    if problem:
-        raise QuotaExceeded(problem)
 
 
 def _parse(build: Callable[[Any], S], data: Any, prefix: str) -> S:
@@ -136,7 +124,6 @@ class RunList(GenericAPIView[Experiment]):
         body = s.LaunchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project, spec = launched_spec(request, body.validated_data)
-        _within_quota(request)
         run = actions.create_experiment(request.user, project, body.validated_data["name"],
                                         spec)
         return _detail(run, status.HTTP_201_CREATED)
@@ -210,7 +197,6 @@ class RunStudy(APIView):
         if problem:
             raise errors.invalid({"project": problem})
         spec = _study_spec(source, body.validated_data["spec"])
-        _within_quota(request)
         study = actions.create_study(request.user, project, body.validated_data["name"], spec,
                                      source)
         return _detail(study, status.HTTP_201_CREATED)
@@ -244,7 +230,6 @@ class RunCompression(APIView):
         if problem:
             raise errors.invalid({"run": problem})
         spec = _parse(CompressionSpec.from_dict, {**raw, "source": source.pk}, "spec.")
-        _within_quota(request)
         job = _parse(lambda checked: actions.create_compression(
             request.user, source, body.validated_data["name"], checked), spec, "spec.")
         return _detail(job, status.HTTP_201_CREATED)

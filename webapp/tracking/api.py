@@ -9,7 +9,9 @@ from functools import wraps
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -88,12 +90,17 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     if request.method == "GET":
         return {key: request.GET.get(key) for key in request.GET}
     try:
+        raw = request.body
+    except RequestDataTooBig:  # Django's own 400 is an HTML page no client reads
+        raise ApiError("INVALID_PARAMETER_VALUE", "the request body is larger than "
+                       f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes") from None
+    try:
         # orjson: a log-batch of 1000 metrics parses in a fifth of json's time; json for
         # what only it reads (the NaN and Infinity a Python client's json.dumps writes).
         try:
-            data = orjson.loads(request.body or b"{}")
+            data = orjson.loads(raw or b"{}")
         except orjson.JSONDecodeError:
-            data = json.loads(request.body)
+            data = json.loads(raw)
     except ValueError:
         raise ApiError("INVALID_PARAMETER_VALUE", "the body must be a JSON object") from None
     if not isinstance(data, dict):

@@ -33,7 +33,18 @@ from webapp.projects.models import Project
 
 WORKER = "external"  # the run's ``worker``: no Fitboard worker holds it
 MAX_KEY = external.STORED_CHARS  # characters of a metric name
-MAX_PARAM = 6000  # characters of a param value (MLflow's own limit)
+# Characters of the text a script sends, MLflow's own limits (mlflow/utils/validation.py), each
+# answered as MLflow's server answers it (INVALID_PARAMETER_VALUE): a 100 MB tag value was
+# stored, and every later write to the run read and rewrote it.
+MAX_NAME = 250  # a param's or tag's name (MAX_ENTITY_KEY_LENGTH)
+MAX_PARAM = 6000  # a param's value (MAX_PARAM_VAL_LENGTH)
+MAX_TAG = 8000  # a run's or logged model's tag value (MAX_TAG_VAL_LENGTH)
+MAX_EXPERIMENT_TAG = 5000  # an experiment's tag value (MAX_EXPERIMENT_TAG_VAL_LENGTH)
+# Characters of the names and values of one run's (or logged model's) params and tags together.
+# MLflow stores a row per param; here they live in the run's row, which every write to the run
+# reads and rewrites, so their sum is bounded: 100 requests of 100 tags of 8000 characters made
+# an 80 MB row. A flattened config of 1,000 params of 100 characters is a tenth of it.
+MAX_HELD = 1_000_000
 # A step is an int64 and a time an int64 count of milliseconds, as in MLflow's protocol: a point
 # past them (a step of 10**30, a time of inf) was stored, and every later read of the run (its
 # JSON, a search of its project, its charts) failed on it, for every member of the project.
@@ -68,6 +79,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
     """A new external run, running from now: queued and started in one transaction, so no
     worker or housekeeper ever sees it queued."""
     check_tags(tags)
+    check_held({}, tags, "run")
     when = moment(started) if started is not None else None
     with transaction.atomic():
         run = Experiment.objects.create(
@@ -118,6 +130,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
                 "tags": dict(row.spec.get("tags", {}))}
         _merge_params(spec["params"], params)
         spec["tags"].update(tags)
+        check_held(spec["params"], spec["tags"], f"run {row.pk}")
         progress = dict(row.progress)
         keys = dict(progress.get("keys", {}))
         mapping = external.overrides(spec["tags"])
@@ -259,8 +272,10 @@ def check_points(key: str, steps: Sequence[int], times: Sequence[float]) -> None
         raise IngestError(f"metric {key[:80]!r}: a time must be a finite unix time")
 
 
-def check_tags(tags: Mapping[str, str]) -> None:
-    """IngestError for a metric map tag that is not a JSON object of names to names."""
+def check_tags(tags: Mapping[str, str], limit: int = MAX_TAG) -> None:
+    """IngestError for a tag whose name or value is too long (past MAX_NAME, or ``limit``),
+    or a metric map tag that is not a JSON object of names to names."""
+    check_lengths("tag", tags, limit)
     if external.MAP_TAG in tags:
         try:
             external.parse_map(tags[external.MAP_TAG])
@@ -268,10 +283,30 @@ def check_tags(tags: Mapping[str, str]) -> None:
             raise IngestError(str(exc)) from None
 
 
+def check_lengths(what: str, pairs: Mapping[str, str], limit: int) -> None:
+    """IngestError for a ``what`` (param, tag) whose name is past MAX_NAME characters or whose
+    value is past ``limit``, in MLflow's words."""
+    for key, value in pairs.items():
+        if len(key) > MAX_NAME:
+            raise IngestError(f"{what} name {key[:80]!r}… had length {len(key)}, which "
+                              f"exceeded length limit of {MAX_NAME}")
+        if len(value) > limit:
+            raise IngestError(f"{what} {key!r}: its value had length {len(value)}, which "
+                              f"exceeded length limit of {limit}")
+
+
+def check_held(params: Mapping[str, str], tags: Mapping[str, str], what: str) -> None:
+    """IngestError when the params and tags ``what`` (a run, a logged model) would hold pass
+    MAX_HELD characters, names and values together."""
+    held = sum(len(k) + len(v) for pairs in (params, tags) for k, v in pairs.items())
+    if held > MAX_HELD:
+        raise IngestError(f"{what} would hold {held:,} characters of params and tags; at most "
+                          f"{MAX_HELD:,}")
+
+
 def _merge_params(stored: dict[str, str], new: Mapping[str, str]) -> None:
+    check_lengths("param", new, MAX_PARAM)
     for key, value in new.items():
-        if len(value) > MAX_PARAM:
-            raise IngestError(f"param {key!r} is longer than {MAX_PARAM} characters")
         if key in stored and stored[key] != value:
             raise IngestError(f"param {key!r} was logged as {stored[key]!r}; a param cannot "
                               f"change (got {value!r})")

@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils import timezone
 
-from webapp.tracking import access, search
+from webapp.tracking import access, ingest, search
 from webapp.tracking.api import ApiError, endpoint, integer, not_found, text
 from webapp.tracking.mlflow_views import (
     MAX_PARAMS,
@@ -77,13 +77,22 @@ def create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[
     if run is not None and run.project_id != project.pk:
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is not in experiment "
                        f"{project.pk}")
+    params, tags = pairs(body.get("params"), "params", MAX_PARAMS), \
+        pairs(body.get("tags"), "tags", MAX_TAGS)
+    _check(params, tags)
     model = LoggedModel.objects.create(
         project=project, source_run=run, created_by=token.user,
         name=text(body, "name", required=False)[:250] or "model",
-        model_type=text(body, "model_type", required=False)[:100],
-        params=pairs(body.get("params"), "params", MAX_PARAMS),
-        tags=pairs(body.get("tags"), "tags", MAX_TAGS))
+        model_type=text(body, "model_type", required=False)[:100], params=params, tags=tags)
     return {"model": model_json(model)}
+
+
+def _check(params: dict[str, str], tags: dict[str, str]) -> None:
+    """A logged model's params and tags within a run's limits (``ingest``: MLflow's lengths,
+    and the characters one row holds)."""
+    ingest.check_lengths("param", params, ingest.MAX_PARAM)
+    ingest.check_lengths("tag", tags, ingest.MAX_TAG)
+    ingest.check_held(params, tags, "a logged model")
 
 
 @endpoint(("GET", "PATCH", "DELETE"))
@@ -111,7 +120,9 @@ def logged_model(request: HttpRequest, token: ApiToken, body: dict[str, Any], mo
 def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
                ) -> dict[str, Any]:
     model = _model(token, model_id, write=True)
-    _update(model, params={**model.params, **pairs(body.get("params"), "params", MAX_PARAMS)})
+    params = {**model.params, **pairs(body.get("params"), "params", MAX_PARAMS)}
+    _check(params, model.tags)
+    _update(model, params=params)
     return {}
 
 
@@ -119,7 +130,9 @@ def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], mode
 def set_tags(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
              ) -> dict[str, Any]:
     model = _model(token, model_id, write=True)
-    _update(model, tags={**model.tags, **pairs(body.get("tags"), "tags", MAX_TAGS)})
+    tags = {**model.tags, **pairs(body.get("tags"), "tags", MAX_TAGS)}
+    _check(model.params, tags)
+    _update(model, tags=tags)
     return {}
 
 

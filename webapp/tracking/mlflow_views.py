@@ -193,11 +193,9 @@ def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, An
                        ) -> dict[str, Any]:
     project = find_project(token, text(body, "experiment_id"))
     check_maintains(token, project, "tag it")
-    key = text(body, "key")
-    if len(key) > 250:
-        raise ApiError("INVALID_PARAMETER_VALUE", "a tag's key is at most 250 characters")
-    ExperimentTag.objects.update_or_create(
-        project=project, key=key, defaults={"value": text(body, "value", required=False)})
+    key, value = text(body, "key"), text(body, "value", required=False)
+    ingest.check_lengths("tag", {key: value}, ingest.MAX_EXPERIMENT_TAG)
+    ExperimentTag.objects.update_or_create(project=project, key=key, defaults={"value": value})
     return {}
 
 

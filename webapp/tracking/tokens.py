@@ -86,7 +86,7 @@ def authenticate(header: str) -> ApiToken | None:
     return token
 
 
-# --- The rate limit: a fixed one-minute window per token, counted in Redis -----------------------
+# --- The rate limit: a fixed one-minute window per user, counted in Redis ------------------------
 
 _client: redis.Redis | None = None
 _client_lock = threading.Lock()
@@ -101,13 +101,17 @@ def _redis() -> redis.Redis:
 
 
 def within_rate(token: ApiToken) -> bool:
-    """Count one request of ``token``; False when it is over FITBOARD_API_RATE_PER_MIN in this
-    minute. Shared by every web process through Redis; when Redis does not answer the request
-    goes through (the limit protects the database, which is up, from a runaway script)."""
+    """Count one request of ``token``; False when its user's tokens together are over
+    FITBOARD_API_RATE_PER_MIN in this minute (counted per token, a user who made 100 tokens had
+    100 times the allowance). Shared by every web process through Redis; when Redis does not
+    answer the request goes through (the limit protects the database, which is up, from a
+    runaway script)."""
     window = int(time.time() // 60)
-    # Keyed by the token's digest, not its row id: ids come back after a database is reset.
+    # Keyed by the user's id and the moment they joined, not the id alone: ids come back after
+    # a database is reset.
+    user = token.user
     key = (f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:api-rate:"
-           f"{token.digest[:32]}:{window}")
+           f"{user.pk}-{user.date_joined.timestamp():.6f}:{window}")
     try:
         pipe = _redis().pipeline()
         pipe.incr(key)

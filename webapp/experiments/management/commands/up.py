@@ -21,6 +21,7 @@ from webapp.experiments.launch import (
     free_port,
     wait_for_url,
     worker_command,
+    worker_memory,
     worker_threads,
     workers_line,
 )
@@ -63,11 +64,11 @@ class Command(BaseCommand):
             env["REDIS_URL"] = self.children.start_bundled_redis()
         env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
-        worker_env = {**env, **worker_threads(workers)}
+        worker_env = {**env, **worker_threads(workers), **worker_memory(workers)}
         for index in range(workers):
             self.children.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h", queues),
-                                worker_env)
-        server = self.children.spawn([python, "-m", "daphne", "-b", host, "-p", str(port),
+                                worker_env, restart=True)
+        server = self.children.spawn([python, "-m", "webapp.serve", "-b", host, "-p", str(port),
                                       "webapp.asgi:application"], env)
         url = f"http://{host}:{port}/"
         # The banner is a promise that the URL works: wait for an HTTP answer, not a port.

@@ -12,7 +12,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from webapp.experiments.launch import Children, parse_gpus, plan_workers, visible_gpus
+from webapp.experiments.launch import (
+    Children,
+    parse_gpus,
+    plan_workers,
+    visible_gpus,
+    worker_memory,
+)
 
 
 class Command(BaseCommand):
@@ -42,10 +48,11 @@ class Command(BaseCommand):
             return
         children = Children()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings"}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
+               **worker_memory(len(plans))}
         try:
             for plan in plans:
-                children.spawn(plan.command(), plan.env(env))
+                children.spawn(plan.command(), plan.env(env), restart=True)
             children.watch()
         except KeyboardInterrupt:
             pass

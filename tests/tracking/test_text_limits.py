@@ -1,0 +1,131 @@
+"""What a script may store as text, in MLflow's own limits and words: a param's or tag's name
+of at most 250 characters, a param value of 6,000, a run tag of 8,000, an experiment tag of
+5,000 (INVALID_PARAMETER_VALUE, nothing stored), whichever API carries it; and one run (or
+logged model) holds at most ``MAX_HELD`` characters of params and tags, which every write to
+it reads and rewrites."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from webapp.experiments.models import Experiment
+from webapp.tracking import ingest
+from webapp.tracking.models import ExperimentTag, LoggedModel
+
+M = "/api/2.0/mlflow/"
+
+
+def call(token: str, path: str, body: dict[str, Any]) -> Any:
+    return Client().post(path, json.dumps(body), content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.fixture
+def run(owner, project) -> Experiment:
+    return ingest.create_run(owner, project, "script", {})
+
+
+def stored(run: Experiment) -> dict[str, Any]:
+    return Experiment.objects.get(pk=run.pk).spec
+
+
+def refused(answer: Any, words: str) -> None:
+    assert answer.status_code == 400, answer.content[:200]
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert words in answer.json()["message"]
+
+
+@pytest.mark.parametrize("path, body, words", [
+    ("runs/set-tag", {"key": "note", "value": "x" * 8001}, "exceeded length limit of 8000"),
+    ("runs/set-tag", {"key": "k" * 251, "value": "x"}, "exceeded length limit of 250"),
+    ("runs/log-parameter", {"key": "lr", "value": "1" * 6001}, "exceeded length limit of 6000"),
+    ("runs/log-parameter", {"key": "k" * 251, "value": "1"}, "exceeded length limit of 250"),
+    ("runs/log-batch", {"tags": [{"key": "ok", "value": "x"}, {"key": "t", "value": "x" * 8001}]},
+     "exceeded length limit of 8000"),
+])
+def test_a_name_or_value_past_mlflows_limit_is_refused_and_nothing_is_stored(
+        token, run, path, body, words):
+    # when a script sends a tag or param one character past MLflow's limit
+    answer = call(token, M + path, {"run_id": str(run.pk), **body})
+
+    # then it is refused in MLflow's words, and the run holds nothing of the request
+    refused(answer, words)
+    assert stored(run)["params"] == {} and stored(run)["tags"] == {}
+
+
+def test_values_at_mlflows_limits_are_stored(token, run):
+    answers = [call(token, M + "runs/set-tag", {"run_id": str(run.pk), "key": "k" * 250,
+                                                 "value": "x" * 8000}),
+               call(token, M + "runs/log-parameter", {"run_id": str(run.pk), "key": "lr",
+                                                       "value": "1" * 6000})]
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert stored(run)["tags"]["k" * 250] == "x" * 8000
+    assert stored(run)["params"]["lr"] == "1" * 6000
+
+
+def test_a_run_created_with_a_tag_too_long_is_not_created(token, project):
+    # given the native client's create and MLflow's, each with a tag of 8,001 characters
+    native = call(token, "/api/fitboard/v1/runs/create",
+                  {"project": project.name, "tags": {"note": "x" * 8001}})
+    mlflow = call(token, M + "runs/create", {"experiment_id": str(project.pk),
+                                             "tags": [{"key": "note", "value": "x" * 8001}]})
+
+    # then both are refused, and no run exists
+    refused(native, "exceeded length limit of 8000")
+    refused(mlflow, "exceeded length limit of 8000")
+    assert not Experiment.objects.exists()
+
+
+def test_an_experiment_tag_past_5000_characters_is_refused(token, project):
+    answer = call(token, M + "experiments/set-experiment-tag",
+                  {"experiment_id": str(project.pk), "key": "about", "value": "x" * 5001})
+
+    refused(answer, "exceeded length limit of 5000")
+    assert not ExperimentTag.objects.exists()
+
+
+def test_a_run_holds_at_most_a_million_characters_of_params_and_tags(token, run):
+    # given batches of 100 tags of 8,000 characters (800 kB each)
+    def batch(start: int) -> Any:
+        tags = [{"key": f"t{start + i}", "value": "x" * 8000} for i in range(100)]
+        return call(token, M + "runs/log-batch", {"run_id": str(run.pk), "tags": tags})
+
+    # when a second batch would take the run past a million characters
+    first, second = batch(0), batch(100)
+
+    # then it is refused, saying so, and the run keeps what it held
+    assert first.status_code == 200
+    refused(second, "at most 1,000,000")
+    assert len(stored(run)["tags"]) == 100
+
+
+def test_a_logged_model_keeps_the_same_limits(token, project, owner):
+    model = LoggedModel.objects.create(project=project, name="m", created_by=owner)
+
+    long_tag = Client().patch(f"{M}logged-models/{model.model_id}/tags",
+                              json.dumps({"tags": [{"key": "t", "value": "x" * 8001}]}),
+                              content_type="application/json",
+                              HTTP_AUTHORIZATION=f"Bearer {token}")
+    long_param = call(token, f"{M}logged-models/{model.model_id}/params",
+                      {"params": [{"key": "p", "value": "1" * 6001}]})
+
+    refused(long_tag, "exceeded length limit of 8000")
+    refused(long_param, "exceeded length limit of 6000")
+    model.refresh_from_db()
+    assert model.tags == {} and model.params == {}
+
+
+def test_a_body_past_djangos_limit_is_refused_in_mlflows_format(token, run, settings):
+    # given a log-batch of 3 MB (Django reads at most DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB)
+    tags = [{"key": f"t{i}", "value": "x" * 7000} for i in range(430)]
+
+    answer = call(token, M + "runs/log-batch", {"run_id": str(run.pk), "tags": tags})
+
+    # then the client gets MLflow's error, not an HTML page, and nothing is stored
+    refused(answer, "the request body is larger than 2,621,440 bytes")
+    assert stored(run)["tags"] == {}

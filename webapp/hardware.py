@@ -45,9 +45,16 @@ def memory_bytes() -> int:
 WORKERS_MEMORY_SHARE = 0.9
 
 
-def worker_memory_gb(workers: int, memory: int) -> int:
+def worker_memory_gb(workers: int, memory: int, gpus: int | None = None) -> int:
     """Each of ``workers`` workers' share of this machine's ``memory`` bytes, in GB (at least
-    1): what FITBOARD_WORKER_MEMORY_GB is by default."""
+    1): what FITBOARD_WORKER_MEMORY_GB is by default. 0 (no limit) on a machine with a GPU
+    (``gpus``, counted by NVML when not given): the CUDA driver maps host memory of its own
+    (pinned buffers, unified memory) that the limit would count, and that has not been measured;
+    set the variable to cap GPU workers too."""
+    if gpus is None:
+        gpus = len(gpu_memory())
+    if gpus:
+        return 0
     return max(1, int(memory * WORKERS_MEMORY_SHARE / max(1, workers)) // 10**9)
 
 

@@ -64,10 +64,17 @@ def test_the_job_fails_saying_it_ran_out_of_the_workers_memory(capped_run, setti
 def test_the_launchers_split_the_machines_memory_between_their_workers(monkeypatch):
     monkeypatch.delenv("FITBOARD_WORKER_MEMORY_GB", raising=False)
     monkeypatch.setattr(hardware, "memory_bytes", lambda: 100 * 10**9)
+    monkeypatch.setattr(hardware, "gpu_memory", lambda: [])
 
     assert launch.worker_memory(4) == {"FITBOARD_WORKER_MEMORY_GB": "22"}  # 90 % / 4
     monkeypatch.setenv("FITBOARD_WORKER_MEMORY_GB", "7")
     assert launch.worker_memory(4) == {}  # the setting's own value stands
+
+
+def test_workers_of_a_machine_with_a_gpu_are_not_capped_by_default():
+    # the CUDA driver's own host mappings under the cap have not been measured
+    assert hardware.worker_memory_gb(4, 100 * 10**9, gpus=1) == 0
+    assert hardware.worker_memory_gb(4, 100 * 10**9, gpus=0) == 22
 
 
 def test_a_worker_caps_itself_when_it_starts(monkeypatch, settings):

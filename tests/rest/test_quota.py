@@ -15,6 +15,7 @@ from training.spec import ExperimentSpec
 from webapp.experiments import actions, quota
 from webapp.experiments.models import Experiment, RunGroup
 
+from ..races import second_while_first_holds
 from .conftest import IRIS
 
 SPACE = {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
@@ -94,16 +95,9 @@ def test_two_launches_at_once_do_not_both_take_the_last_place(owner, project, se
         finally:
             connection.close()
 
-    # when a second launch arrives before the first commits
-    first = threading.Thread(target=launch, args=("first", True))
-    first.start()
-    assert first_in.wait(timeout=60)
-    second = threading.Thread(target=launch, args=("second", False))
-    second.start()
-    second.join(timeout=1)  # it waits for the user's lock (without one, it is done by now)
-    commit.set()
-    first.join()
-    second.join()
+    # when a second launch arrives before the first commits (it waits for the user's lock)
+    second_while_first_holds(lambda: launch("first", True), first_in,
+                             lambda: launch("second", False), commit)
 
     # then the second counted the first's job, and was refused
     assert outcomes == {"first": "queued", "second": "refused"}

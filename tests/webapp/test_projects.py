@@ -16,6 +16,8 @@ from webapp.projects import actions
 from webapp.projects.actions import enrol
 from webapp.projects.models import Membership, Project
 
+from ..races import second_while_first_holds
+
 pytestmark = pytest.mark.django_db
 
 
@@ -288,16 +290,9 @@ def test_two_maintainers_leaving_at_once_leave_one_of_them_behind(owner, member,
         finally:
             connection.close()
 
-    # when the member leaves while the owner's leaving is not yet committed
-    first = threading.Thread(target=owner_leaves)
-    first.start()
-    assert owner_left.wait(timeout=60)
-    second = threading.Thread(target=member_leaves)
-    second.start()
-    second.join(timeout=1)  # it waits for the project's lock (without one, it is done by now)
-    commit.set()
-    first.join()
-    second.join()
+    # when the member leaves while the owner's leaving is not yet committed (the member waits
+    # for the project's lock)
+    second_while_first_holds(owner_leaves, owner_left, member_leaves, commit)
 
     # then the member's check saw the owner gone: they are refused, and stay its maintainer
     assert outcomes == {"owner": "left", "member": "refused"}

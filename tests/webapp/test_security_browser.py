@@ -78,6 +78,14 @@ def finished_run(project: Project, owner: User, name: str) -> Experiment:
     return run
 
 
+def chart_links(page, chart: str) -> list[str]:
+    """The targets of the links drawn in ``chart`` (Plotly draws them in SVG, where the target
+    may sit in xlink:href)."""
+    return page.evaluate("""chart => [...document.querySelectorAll(chart + ' a')].map(a =>
+        a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href'))""",
+                         chart)
+
+
 def test_run_names_of_markup_show_as_text_in_the_compare_chart(page, project, owner):
     runs = [finished_run(project, owner, LINK_NAME), finished_run(project, owner, SPAN_NAME)]
 
@@ -85,9 +93,7 @@ def test_run_names_of_markup_show_as_text_in_the_compare_chart(page, project, ow
     page.wait_for_selector("#compare-chart .legendtext")
 
     chart = page.locator("#compare-chart")
-    # Plotly draws links in SVG, where the target may sit in xlink:href.
-    links = page.evaluate("""() => [...document.querySelectorAll('#compare-chart a')].map(a =>
-        a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href'))""")
+    links = chart_links(page, "#compare-chart")
     assert EVIL not in links
     assert chart.locator("[style*='90px']").count() == 0
     legend = chart.locator(".legendtext").all_text_contents()
@@ -220,8 +226,7 @@ def test_metric_names_of_markup_show_as_text_in_the_run_chart(page, project, own
 
     # then the legend reads the names as their characters: no link, no giant span
     chart = page.locator("#chart-extra")
-    links = page.evaluate("""() => [...document.querySelectorAll('#chart-extra a')].map(a =>
-        a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href'))""")
+    links = chart_links(page, "#chart-extra")
     assert EVIL not in links
     assert chart.locator("[style*='90px']").count() == 0
     assert sorted(chart.locator(".legendtext").all_text_contents()) == sorted([link, SPAN_NAME])

@@ -17,6 +17,8 @@
   function drawTable(data) {
     const body = document.querySelector("#trial-table tbody");
     const bestId = data.best_trial ? data.best_trial.experiment_id : null;
+    const heads = Array.from(document.querySelectorAll("#trial-table thead th"),
+                             (th) => th.textContent.trim());
     body.replaceChildren(...data.trials.map((t) => {
       const tr = document.createElement("tr");
       tr.dataset.id = t.id;
@@ -32,9 +34,11 @@
         .concat(data.params.map((p) => fmt(t.params[p])))
         .concat([badge, fmt(t.value), t.epochs ? `${t.epoch || 0}/${t.epochs}` : "",
                  t.duration !== null ? t.duration.toFixed(1) + " s" : ""]);
-      tr.replaceChildren(...cells.map((c) => {
+      tr.replaceChildren(...cells.map((c, column) => {
         const td = document.createElement("td");
         td.append(c);  // a node, or a string appended as text
+        // On a phone the row is a card: each value after the trial's number names its column.
+        if (column > 0) td.dataset.label = heads[column] || "";
         return td;
       }));
       return tr;

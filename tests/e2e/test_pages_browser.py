@@ -225,3 +225,37 @@ def test_a_long_run_name_wraps_instead_of_widening_the_pages(page, phone, stack)
     button, count = page.eval_on_selector_all(
         "#repeat-form button, #repeat-form input[name=count]", REPEAT_MIDDLES)
     assert abs(button - count) <= 2, (button, count)
+
+
+# A table's width against its box, and what the pseudo-element before its first labelled
+# cell says (the column's name on a phone card).
+TABLE_FIT = """id => {
+  const table = document.getElementById(id);
+  const labelled = table.querySelector('tbody td[data-label]');
+  return {scroll: table.scrollWidth, box: table.clientWidth,
+          label: labelled ? getComputedStyle(labelled, '::before').content : null};
+}"""
+
+
+def test_the_queue_and_the_api_tokens_read_as_cards_on_a_390_px_screen(phone, stack):
+    # Given a run in the queue (long enough to still be there) and an API token made on the
+    # phone itself
+    session = stack.login()
+    submit(stack, session, "queued while a phone looks", **{**SMALL_RUN, "epochs": str(4 * EPOCHS)})
+    phone.goto(f"{stack.url}/settings/tokens/")
+    phone.fill("#id_name", "laptop script with a long name")
+    with phone.expect_navigation():
+        phone.click("#token-form button[type=submit]")
+
+    for path, table in (("/queue/", "queue-table"), ("/settings/tokens/", "token-table")):
+        # When the page is laid out 390 px wide
+        phone.goto(f"{stack.url}{path}")
+        found = phone.evaluate(OVERFLOW, PHONE_WIDTH)
+        fit = phone.evaluate(TABLE_FIT, table)
+
+        # Then nothing passes the screen and the table does not scroll sideways (the queue's
+        # was 785 px wide in its 364 px box): each row is a card whose values name their
+        # columns
+        assert found["scroll"] <= PHONE_WIDTH and found["past"] == [], (path, found)
+        assert fit["scroll"] <= fit["box"], (path, fit)
+        assert fit["label"] in ('"project "', '"token "'), (path, fit)

@@ -207,7 +207,16 @@ def test_the_study_page_follows_the_study_to_its_end_in_chromium(stack: Stack) -
                 timeout=180_000)
             rows = page.eval_on_selector_all("#trial-table tbody tr", "rows => rows.length")
             reads = page.evaluate("window.fitboardStudy.reads")
+            # and on a phone its trials read as cards, each value naming its column
+            page.set_viewport_size({"width": 390, "height": 844})
+            trials = page.evaluate("""(() => {
+              const table = document.getElementById('trial-table');
+              const cell = table.querySelector('tbody td:nth-child(2)');
+              return [table.scrollWidth, table.clientWidth,
+                      getComputedStyle(cell, '::before').content];
+            })()""")
         finally:
             browser.close()
     assert opened not in TERMINAL
     assert rows == 4 and reads >= 1
+    assert trials[0] <= trials[1] and trials[2] == '"optim.lr "', trials

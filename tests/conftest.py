@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,19 @@ def uninstalled_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
                 if plugins.distribution(point)[0] != EXAMPLE_PACKAGE}
 
     monkeypatch.setattr(plugins, "discover", without_example)
+
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database, whose teardown first ends the PostgreSQL sessions that
+    threads of the tests left open (kept ASGI request threads, asgiref's executors):
+    PostgreSQL refuses to drop a database in use, and the next run would find it."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                       " WHERE datname = current_database() AND pid <> pg_backend_pid()")

@@ -296,6 +296,10 @@ FITBOARD_MAX_DEVICES = env_int("FITBOARD_MAX_DEVICES", len(_gpu_memory) or os.cp
                                minimum=1)
 FITBOARD_JOB_TIME_LIMIT = env_int("FITBOARD_JOB_TIME_LIMIT_S", 24 * 3600, minimum=0)
 FITBOARD_MAX_ACTIVE_JOBS_PER_USER = env_int("FITBOARD_MAX_ACTIVE_JOBS_PER_USER", 10, minimum=0)
+# Live pages' WebSockets one user may hold open at once, over every tab and web process (each
+# holds channel-layer group subscriptions in Redis); 0 = no limit. A compare page of 20 runs
+# opens 21, so the default leaves room for several of them beside run pages.
+FITBOARD_MAX_SOCKETS_PER_USER = env_int("FITBOARD_MAX_SOCKETS_PER_USER", 100, minimum=0)
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.

@@ -300,6 +300,10 @@ FITBOARD_MAX_ACTIVE_JOBS_PER_USER = env_int("FITBOARD_MAX_ACTIVE_JOBS_PER_USER",
 # holds channel-layer group subscriptions in Redis); 0 = no limit. A compare page of 20 runs
 # opens 21, so the default leaves room for several of them beside run pages.
 FITBOARD_MAX_SOCKETS_PER_USER = env_int("FITBOARD_MAX_SOCKETS_PER_USER", 100, minimum=0)
+# Bytes one user may keep in storage (webapp.projects.storage): their data sets, their scripts'
+# artifacts and logged models, their runs' checkpoints; an upload past it is refused, and so is
+# a launch once they are at it; 0 = no limit.
+FITBOARD_STORAGE_QUOTA_BYTES = env_int("FITBOARD_STORAGE_QUOTA_GB", 20, minimum=0) * 2**30
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 
 from webapp.experiments.models import Experiment
+from webapp.projects import storage
 
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
@@ -63,11 +63,15 @@ def quota_problem(user: Any, adding: int = 1) -> str | None:
 
 def reserve(user: Any, adding: int) -> None:
     """Call inside the transaction that stores ``adding`` new jobs of ``user``: OverQuota past
-    the limit. The user's row stays locked until the transaction ends, so two launches of one
+    the limit, or while the user is at their storage quota (FITBOARD_STORAGE_QUOTA_GB). The
+    user's row stays locked until the transaction ends, so two launches of one
     user run one after the other, the second counting the first's jobs."""
-    if not settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER or user is None:
+    if user is None or not (settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER
+                            or settings.FITBOARD_STORAGE_QUOTA_BYTES):
         return
-    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-    problem = quota_problem(user, adding)
+    storage.lock_user(user)
+    # A user at their storage quota launches nothing more: the jobs' checkpoints need room,
+    # and a worker never refuses to save one (that would lose the run).
+    problem = quota_problem(user, adding) or storage.problem(user, 0)
     if problem is not None:
         raise OverQuota(problem)

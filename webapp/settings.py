@@ -435,6 +435,11 @@ FITBOARD_WEBHOOK_RETRIES = env_int("FITBOARD_WEBHOOK_RETRIES", 5, minimum=0)
 FITBOARD_WEBHOOK_TIMEOUT = env_int("FITBOARD_WEBHOOK_TIMEOUT_S", 10, minimum=1)
 FITBOARD_WEBHOOK_BACKOFF: float = env_int("FITBOARD_WEBHOOK_BACKOFF_S", 30, minimum=0)
 FITBOARD_WEBHOOK_ALLOW_PRIVATE = env_bool("FITBOARD_WEBHOOK_ALLOW_PRIVATE", False)
+# What one member can make the notifications send: webhooks per project (each event is a
+# delivery task per webhook, retried), and notifications per hour caused by one user's runs
+# (a script can end a run, or resume and end it again, many times a second); 0 = no limit.
+FITBOARD_MAX_WEBHOOKS_PER_PROJECT = env_int("FITBOARD_MAX_WEBHOOKS_PER_PROJECT", 10, minimum=0)
+FITBOARD_NOTIFY_MAX_PER_HOUR = env_int("FITBOARD_NOTIFY_MAX_PER_HOUR", 60, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -31,7 +31,7 @@ from webapp.notifications import addresses, webhooks
 from webapp.notifications.models import Delivery, EmailSubscription, Notification, Webhook
 from webapp.projects.actions import add_member, create_project, remove_member
 from webapp.projects.models import Project
-from webapp.tracking import ingest
+from webapp.tracking import ingest, tokens
 
 
 class Receiver(ThreadingHTTPServer):
@@ -419,3 +419,51 @@ def test_a_training_runs_live_verdict_turning_diverging_is_mailed_while_it_train
     assert "(live, while it trains)" in message.body
     assert Notification.objects.count() == 1
     assert Experiment.objects.get(pk=run.pk).status == Experiment.Status.RUNNING
+
+
+def test_a_project_holds_at_most_the_webhook_limit_on_the_page_and_in_the_api(team, settings):
+    # given a limit of 3 webhooks a project, and the owner's project holding 3
+    owner, member, project = team
+    settings.FITBOARD_MAX_WEBHOOKS_PER_PROJECT = 3
+    client = logged_in(owner)
+    for i in range(3):
+        assert add_webhook(client, project, f"https://93.184.216.34/{i}",
+                           ["run.failed"]).context["created"]
+
+    # when a fourth is added on the page and through the REST API
+    page = add_webhook(client, project, "https://93.184.216.34/more", ["run.failed"])
+    token = tokens.create_token(owner, "script", "write", None)[1]
+    api = Client().post(f"/api/v1/projects/{project.pk}/webhooks/",
+                        {"url": "https://93.184.216.34/more"}, content_type="application/json",
+                        HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then both are refused on the url, saying the limit, and the project holds 3
+    assert "FITBOARD_MAX_WEBHOOKS_PER_PROJECT" in " ".join(page.context["hook_form"].errors["url"])
+    assert api.status_code == 400
+    assert "FITBOARD_MAX_WEBHOOKS_PER_PROJECT" in api.json()["errors"]["url"]
+    assert Webhook.objects.filter(project=project).count() == 3
+    # and another project's maintainer adds theirs as before
+    theirs = create_project(member, "audio")
+    assert add_webhook(logged_in(member), theirs, "https://93.184.216.34/a",
+                       ["run.failed"]).context["created"]
+
+
+def test_one_members_runs_cannot_flood_the_projects_notifications(
+        team, settings, django_capture_on_commit_callbacks):
+    # given the owner mailed of failed runs, and at most 3 notifications an hour per user
+    owner, member, project = team
+    settings.FITBOARD_NOTIFY_MAX_PER_HOUR = 3
+    EmailSubscription.objects.create(user=owner, project=project, events=["run.failed"])
+
+    # when the member's script ends 6 runs as failed, then the owner's run fails
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(6):
+            running_run(project, member, name=f"spam-{i}").finish(Experiment.Status.FAILED)
+    ours = running_run(project, owner, name="ours")
+    with django_capture_on_commit_callbacks(execute=True):
+        ours.finish(Experiment.Status.FAILED)
+
+    # then 3 of the member's runs are told, and the owner's run still is
+    told = list(Notification.objects.order_by("id").values_list("experiment__created_by",
+                                                                flat=True))
+    assert told == [member.pk] * 3 + [owner.pk]

@@ -45,6 +45,12 @@ MAX_EXPERIMENT_TAG = 5000  # an experiment's tag value (MAX_EXPERIMENT_TAG_VAL_L
 # reads and rewrites, so their sum is bounded: 100 requests of 100 tags of 8000 characters made
 # an 80 MB row. A flattened config of 1,000 params of 100 characters is a tenth of it.
 MAX_HELD = 1_000_000
+# Distinct metric names one run holds. The run's table of names (logged → stored) lives in its
+# progress, which every log request rewrites and sends to the run's viewers, and its page draws
+# a trace per name: a script logging 1,000 new names a request had made it 850 kB and 2 s a
+# request after 40 requests (and growing), and a run page of 1.2 MB. MLflow's log_batch carries
+# at most 1,000 metrics, and a model with a metric per class of 100 classes logs a few hundred.
+MAX_METRICS = 1000
 # A step is an int64 and a time an int64 count of milliseconds, as in MLflow's protocol: a point
 # past them (a step of 10**30, a time of inf) was stored, and every later read of the run (its
 # JSON, a search of its project, its charts) failed on it, for every member of the project.
@@ -133,6 +139,10 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         check_held(spec["params"], spec["tags"], f"run {row.pk}")
         progress = dict(row.progress)
         keys = dict(progress.get("keys", {}))
+        new_names = sum(1 for key, (steps, _, _) in columns.items() if steps and key not in keys)
+        if len(keys) + new_names > MAX_METRICS:
+            raise IngestError(f"a run holds at most {MAX_METRICS:,} metric names: run {row.pk} "
+                              f"has {len(keys):,}, and this request adds {new_names:,} new ones")
         mapping = external.overrides(spec["tags"])
         batch: dict[str, list[metric_store.Point]] = {}
         last_step = int(progress.get("step", 0))

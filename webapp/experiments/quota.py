@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
+from webapp.datasets import labels
 from webapp.experiments.models import Experiment
 from webapp.projects import storage
 
@@ -38,11 +39,12 @@ def study_jobs(spec: Mapping[str, Any]) -> int:
 
 def active_jobs(user: Any) -> int:
     """The user's queued and running jobs, each study as the trials it runs at once (its
-    trials themselves left out)."""
+    trials themselves left out), and their label scans of data sets."""
     mine = (Experiment.objects.filter(created_by=user, status__in=ACTIVE)
             .exclude(kind=Experiment.Kind.TRIAL))
     studies = mine.filter(kind=Experiment.Kind.TUNE).values_list("spec", flat=True)
-    return mine.exclude(kind=Experiment.Kind.TUNE).count() + sum(map(study_jobs, studies))
+    return (mine.exclude(kind=Experiment.Kind.TUNE).count() + sum(map(study_jobs, studies))
+            + labels.live_scans(user))
 
 
 def quota_problem(user: Any, adding: int = 1) -> str | None:

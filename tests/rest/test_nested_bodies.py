@@ -63,3 +63,11 @@ def test_the_depth_is_counted_without_recursion():
 def test_an_ordinary_launch_still_goes_through(api, project):
     answer = api.post("runs/", {"project": project.pk, "name": "iris", "spec": IRIS})
     assert answer.status_code == 201
+
+
+def test_an_integer_past_64_bits_is_still_refused_on_its_field(api, project):
+    answer = api.post("runs/", {"project": project.pk, "name": "x",
+                                "spec": {**IRIS, "run": {**IRIS["run"], "epochs": 10**30}}})
+
+    assert answer.status_code == 400
+    assert list(answer.json()["errors"]) == ["spec.run.epochs"]

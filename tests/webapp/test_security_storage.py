@@ -97,6 +97,10 @@ def test_replacing_or_deleting_ones_own_artifact_frees_its_room(media, mallory, 
     root = artifacts.storage_root(run)
     assert not default_storage.exists(f"{root}/first.bin")
     assert stored_files(media) == {f"{root}/other/second.bin": b"s" * 900}
+    # and deleting a folder deletes every file in it, freeing the whole quota
+    assert put(run, "other", b"", token, method="delete").status_code == 200
+    assert stored_files(media) == {}
+    assert put(run, "last.bin", b"l" * QUOTA, token).status_code == 200
 
 
 def test_a_member_cannot_delete_another_members_artifact(media, owner, mallory, project):

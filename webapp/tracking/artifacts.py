@@ -18,6 +18,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from django.utils import timezone
 
 from webapp.experiments import external
+from webapp.experiments.files import listing
 from webapp.experiments.models import Experiment, StoredArtifact, parse_pk
 from webapp.projects import storage
 from webapp.tracking import access
@@ -157,19 +158,10 @@ def delete(root: str, inner: str) -> None:
         raise not_found(f"artifact {inner[:100]!r}")
     names = [name]
     if _is_dir(name):
-        names = [posixpath.join(folder, f) for folder, f in _walk(name)]
+        names = [posixpath.join(name, inside) for inside, _ in listing(name)]
     for stored in names:
         default_storage.delete(stored)
     StoredArtifact.objects.filter(name__in=names).delete()
-
-
-def _walk(folder: str) -> list[tuple[str, str]]:
-    """(folder, file name) of every file inside ``folder``, at any depth."""
-    dirs, files = default_storage.listdir(folder)
-    found = [(folder, f) for f in files]
-    for d in dirs:
-        found += _walk(posixpath.join(folder, d))
-    return found
 
 
 @endpoint(("GET",))

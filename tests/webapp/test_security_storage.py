@@ -178,3 +178,28 @@ def test_a_member_at_the_quota_launches_no_run_while_others_still_do(media, owne
     # then nothing is queued for her, and the owner launches as before
     assert not Experiment.objects.filter(created_by=mallory, kind=Experiment.Kind.TRAIN).exists()
     assert actions.create_experiment(owner, project, "theirs", ExperimentSpec()).pk
+
+
+def test_a_run_holds_at_most_max_files_and_still_takes_replacements(media, owner, mallory,
+                                                                      project, monkeypatch):
+    # given runs that may hold 3 files, mallory's holding 3
+    monkeypatch.setattr(artifacts, "MAX_FILES", 3)
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    for i in range(3):
+        assert put(run, f"plots/{i}.png", b"p", token).status_code == 200
+
+    # when she uploads a fourth, and replaces the first
+    fourth = put(run, "plots/3.png", b"p", token)
+    replaced = put(run, "plots/0.png", b"q", token)
+
+    # then the fourth is refused, saying the limit, the replacement stored
+    assert (fourth.status_code, replaced.status_code) == (400, 200)
+    assert "at most 3 files" in fourth.json()["message"]
+    root = artifacts.storage_root(run)
+    assert stored_files(media) == {f"{root}/plots/0.png": b"q", f"{root}/plots/1.png": b"p",
+                                   f"{root}/plots/2.png": b"p"}
+    # and the limit is each run's own
+    owners_run = ingest.create_run(owner, project, "owner's", {})
+    owners_token = tokens.create_token(owner, "laptop", "write", None)[1]
+    assert put(owners_run, "plots/0.png", b"o", owners_token).status_code == 200

@@ -31,6 +31,10 @@ CHUNK = 1 << 20
 MAX_NAME_BYTES = 255  # one part, as a Linux file name
 MAX_PATH_BYTES = 1024  # the whole path, from the experiment's id
 MAX_DEPTH = 32  # parts, from the experiment's id
+# Files one run (or logged model) holds: its page and the REST API list every one, each read
+# from storage. A per-epoch plot of a long run is a few hundred; a script uploading tiny files
+# in a loop made a run page of any length for every member who opened it.
+MAX_FILES = 10_000
 
 
 def storage_root(run: Experiment) -> str:
@@ -112,8 +116,8 @@ def save(run: Experiment, inner: str, source: Any) -> None:
 def store(user: Any, root: str, inner: str, source: Any) -> None:
     """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root``
     (replacing a file of that name), uploaded by ``user``: refused past FITBOARD_UPLOAD_MAX_MB,
-    or past the user's storage quota (the file it replaces, when theirs, counted out), before
-    anything stored changes."""
+    past MAX_FILES files under ``root``, or past the user's storage quota (the file it
+    replaces, when theirs, counted out), before anything stored changes."""
     limit = settings.FITBOARD_UPLOAD_MAX_BYTES
     with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
         size = 0
@@ -127,6 +131,11 @@ def store(user: Any, root: str, inner: str, source: Any) -> None:
         name = posixpath.join(root, inner)
         with transaction.atomic():
             replaced = StoredArtifact.objects.filter(name=name).first()
+            if replaced is None and StoredArtifact.objects.filter(
+                    name__startswith=f"{root}/").count() >= MAX_FILES:
+                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not "
+                               f"stored: a run or logged model holds at most {MAX_FILES:,} "
+                               "files; delete some, or upload them as one archive")
             mine = replaced is not None and user is not None and replaced.created_by_id == user.pk
             try:
                 storage.reserve(user, size, freeing=replaced.size if mine and replaced else 0)

@@ -203,3 +203,31 @@ def test_a_run_holds_at_most_max_files_and_still_takes_replacements(media, owner
     owners_run = ingest.create_run(owner, project, "owner's", {})
     owners_token = tokens.create_token(owner, "laptop", "write", None)[1]
     assert put(owners_run, "plots/0.png", b"o", owners_token).status_code == 200
+
+
+def test_a_hugging_face_read_leaves_nothing_in_the_shared_cache(media, mallory, project,
+                                                                settings, tmp_path):
+    # given a CSV in an allowed local folder (the library converts it to Arrow in its cache, as
+    # it does a hub download)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "table.csv").write_bytes(table_csv(60))
+    settings.FITBOARD_DATASETS_LOCAL_DIRS = [allowed]
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 10**9
+    client = Client()
+    client.force_login(mallory)
+    form = {"name": "t", "project": project.pk, "kind": "hf", "missing": "drop",
+            "task": "classification", "image_size": "16", "hf_split": "train",
+            "label_column": "species"}
+
+    # when it is read twice: once refused (a label column it lacks), once stored
+    refused = client.post(reverse("dataset-new"), {**form, "label_column": "nothing",
+                                                   "hf_source": str(allowed / "table.csv")})
+    stored = client.post(reverse("dataset-new"), {**form, "hf_source": str(allowed / "table.csv")})
+
+    # then only the stored data set's files are kept: the library's cache is gone each time
+    assert refused.status_code == 200 and stored.status_code == 302
+    cache = media / "hf-cache"
+    assert not [p for p in cache.rglob("*") if p.is_file()]
+    dataset = Dataset.objects.get()
+    assert set(stored_files(media)) == {dataset.prepared.name}

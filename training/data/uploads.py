@@ -938,12 +938,17 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
     # once the table is read: kept in the shared cache, a hub download of up to
     # max_unpacked_bytes stayed on the disk for good, counted in no quota, even when the upload
     # was then refused. Offline, a hub name is read from the shared cache, which answers alone.
-    with contextlib.ExitStack() as stack:
-        if local or not _hub_offline():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            cache_dir = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(dir=cache_dir, prefix="upload-")))
+    if not local and _hub_offline():
         return _read_hf_table(source, split, local, local_roots, cache_dir, limits)
+    made = not cache_dir.exists()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix="upload-") as own:
+            return _read_hf_table(source, split, local, local_roots, Path(own), limits)
+    finally:
+        if made:  # nothing left behind by a refused upload, not even the folder
+            with contextlib.suppress(OSError):
+                cache_dir.rmdir()
 
 
 def _hub_offline() -> bool:

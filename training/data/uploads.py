@@ -952,9 +952,11 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
 
 
 def _hub_offline() -> bool:
-    from huggingface_hub import constants
+    """Whether the datasets library reads the hub's data sets from its cache only
+    (HF_HUB_OFFLINE, or the library's own HF_DATASETS_OFFLINE)."""
+    from datasets import config
 
-    return bool(constants.HF_HUB_OFFLINE)
+    return bool(config.HF_HUB_OFFLINE)
 
 
 def _read_hf_table(source: str, split: str, local: bool, local_roots: Sequence[Path],

@@ -370,6 +370,11 @@ FITBOARD_STUDY_WATCHDOG = env_int("FITBOARD_STUDY_WATCHDOG_S", 30, minimum=1)
 # FITBOARD_EXTERNAL_HEARTBEAT_S seconds is marked failed (its script died or lost the network).
 FITBOARD_API_RATE_PER_MIN = env_int("FITBOARD_API_RATE_PER_MIN", 6000, minimum=1)
 FITBOARD_EXTERNAL_HEARTBEAT = env_int("FITBOARD_EXTERNAL_HEARTBEAT_S", 300, minimum=1)
+# Runs one user's scripts may create in an hour through the tracking APIs (0 = no limit): a
+# search with a filter reads every run of its projects, so a member's loop of runs/create made
+# every teammate's search slower by the second (2.6 s at 20,000 runs).
+FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR = env_int("FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR", 1000,
+                                              minimum=0)
 
 # The REST API (webapp.rest, /api/v1/): an API token or the browser's session (whose writes
 # need the CSRF token, as the pages'), JSON only, errors in one shape (webapp.rest.errors).

@@ -10,11 +10,14 @@ import json
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from webapp.experiments import metric_store
 from webapp.experiments.models import Experiment
-from webapp.tracking import ingest
+from webapp.projects.actions import enrol
+from webapp.projects.models import Membership
+from webapp.tracking import ingest, tokens
 from webapp.tracking.models import ExperimentTag, LoggedModel
 
 M = "/api/2.0/mlflow/"
@@ -159,3 +162,25 @@ def test_a_run_holds_at_most_max_metrics_names_and_keeps_taking_points_of_them(
     # and the limit is each run's own
     assert call(token, M + "runs/log-batch", {"run_id": str(other.pk), **batch(["one_more"], 0)}
                 ).status_code == 200
+
+
+def test_a_users_scripts_create_at_most_the_hourly_runs_and_others_still_do(
+        token, owner, project, settings):
+    # given at most 3 runs an hour, and a teammate with a token of their own
+    settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR = 3
+    teammate = User.objects.create_user("teammate")
+    enrol(project, teammate, Membership.Role.MEMBER)
+    theirs = tokens.create_token(teammate, "laptop", "write", None)[1]
+    create = {"experiment_id": str(project.pk), "run_name": "sweep"}
+
+    # when the owner's script creates 4 runs, through MLflow's API and the native client's
+    answers = [call(token, M + "runs/create", create) for _ in range(3)]
+    answers.append(call(token, "/api/fitboard/v1/runs/create",
+                        {"project": project.name, "name": "one more"}))
+
+    # then the fourth is refused with the limit, and only 3 runs exist
+    assert [a.status_code for a in answers] == [200, 200, 200, 400]
+    assert "the limit is 3 (FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR)" in answers[3].json()["message"]
+    assert Experiment.objects.filter(created_by=owner).count() == 3
+    # while the teammate's script creates its run as before
+    assert call(theirs, M + "runs/create", create).status_code == 200

@@ -17,10 +17,11 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,6 +30,7 @@ from webapp.experiments.compare import higher_is_better
 from webapp.experiments.models import Experiment
 from webapp.experiments.relay import relay
 from webapp.experiments.reporting import list_message, points_message
+from webapp.projects import storage
 from webapp.projects.models import Project
 
 WORKER = "external"  # the run's ``worker``: no Fitboard worker holds it
@@ -88,6 +90,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
     check_held({}, tags, "run")
     when = moment(started) if started is not None else None
     with transaction.atomic():
+        check_run_rate(user)
         run = Experiment.objects.create(
             project=project, name=name[:200] or "external run", kind=Experiment.Kind.EXTERNAL,
             spec={"params": {}, "tags": dict(tags)}, created_by=user,
@@ -98,6 +101,23 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
             Experiment.objects.filter(pk=run.pk).update(started_at=when)
             run.started_at = when
     return run
+
+
+def check_run_rate(user: Any) -> None:
+    """IngestError when ``user``'s scripts created FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR runs in
+    the last hour. Counted under the user's row lock (the quotas'), so creations sent at once
+    cannot all pass one count."""
+    limit = settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR
+    if not limit or user is None:
+        return
+    storage.lock_user(user)
+    since = timezone.now() - timedelta(hours=1)
+    made = Experiment.objects.filter(created_by=user, kind=Experiment.Kind.EXTERNAL,
+                                     created_at__gte=since).count()
+    if made >= limit:
+        raise IngestError(f"your scripts created {made:,} runs in the last hour; the limit is "
+                          f"{limit:,} (FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR): log into fewer "
+                          "runs, or wait")
 
 
 def log_to_run(run: Experiment, points: Sequence[Point] = (),

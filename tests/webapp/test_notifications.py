@@ -12,17 +12,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from celery.signals import before_task_publish
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from webapp import celery_app
 from webapp.experiments.models import Experiment
@@ -467,3 +470,42 @@ def test_one_members_runs_cannot_flood_the_projects_notifications(
     told = list(Notification.objects.order_by("id").values_list("experiment__created_by",
                                                                 flat=True))
     assert told == [member.pk] * 3 + [owner.pk]
+
+
+def test_a_webhook_that_keeps_failing_rests_an_hour_while_the_others_are_called(
+        team, django_capture_on_commit_callbacks):
+    # given two webhooks of the project, the first whose last 5 deliveries failed for good
+    owner, _, project = team
+    dead, live = (Webhook.objects.create(project=project, url=f"https://93.184.216.34/{name}",
+                                         secret="s", events=["run.failed"], created_by=owner)
+                  for name in ("dead", "live"))
+    old = running_run(project, owner, name="old")
+    with django_capture_on_commit_callbacks(execute=False):
+        old.finish(Experiment.Status.FAILED)
+    earlier = Notification.objects.create(project=project, experiment=old, event="run.failed")
+    for attempt in range(5):
+        Delivery.objects.create(webhook=dead, notification=earlier, attempt=attempt + 1,
+                                error="ReadTimeoutError", succeeded=False, will_retry=False)
+    sent: list[int] = []
+
+    def record(sender: str, headers: dict, body: tuple, **kwargs: object) -> None:
+        sent.append(body[0][0])
+
+    def fail_a_run(name: str) -> None:
+        before_task_publish.connect(record)
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                running_run(project, owner, name=name).finish(Experiment.Status.FAILED)
+        finally:
+            before_task_publish.disconnect(record)
+
+    # when a run fails now, and again once the last failure is an hour old
+    fail_a_run("now")
+    called_now = list(sent)
+    Delivery.objects.update(created_at=timezone.now() - timedelta(hours=1, minutes=1))
+    sent.clear()
+    fail_a_run("later")
+
+    # then only the live webhook is called now, and both are an hour later
+    assert called_now == [live.pk]
+    assert sorted(sent) == sorted([dead.pk, live.pk])

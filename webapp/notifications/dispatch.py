@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from webapp.experiments.models import Experiment
 from webapp.notifications import enqueue
-from webapp.notifications.models import EmailSubscription, Event, Notification, Webhook
+from webapp.notifications.models import (
+    Delivery,
+    EmailSubscription,
+    Event,
+    Notification,
+    Webhook,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ def notify(experiment_id: int, event: str, final: bool = True,
     if run is None or run.kind in skip_kinds or over_hourly_limit(run):
         return None
     hooks = [h.pk for h in Webhook.objects.filter(project_id=run.project_id)
-             if event in h.events]
+             if event in h.events and not paused(h)]
     mailed = any(event in row.events for row in EmailSubscription.objects.filter(
         project_id=run.project_id, user__projects=run.project_id))
     if not hooks and not mailed:
@@ -58,6 +64,23 @@ def notify(experiment_id: int, event: str, final: bool = True,
         notification.save(update_fields=["payload"])
         transaction.on_commit(lambda: _queue(notification.pk, hooks, mailed))
     return notification
+
+
+# A webhook whose last PAUSE_AFTER deliveries all failed for good (every retry spent) is sent
+# nothing for PAUSE_FOR after the latest, then tried again with the next event: each failed
+# delivery holds a worker for up to FITBOARD_WEBHOOK_TIMEOUT_S per attempt, retries included,
+# and a receiver that never answers would otherwise cost that for every event, for ever.
+PAUSE_AFTER = 5
+PAUSE_FOR = timedelta(hours=1)
+
+
+def paused(webhook: Webhook) -> bool:
+    """Whether ``webhook`` is resting after PAUSE_AFTER deliveries that failed for good."""
+    finals = list(Delivery.objects.filter(webhook=webhook, will_retry=False)
+                  .order_by("-created_at", "-id").values_list("succeeded", "created_at")
+                  [:PAUSE_AFTER])
+    return (len(finals) == PAUSE_AFTER and not any(ok for ok, _ in finals)
+            and finals[0][1] > timezone.now() - PAUSE_FOR)
 
 
 def over_hourly_limit(run: Experiment) -> bool:

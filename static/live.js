@@ -7,6 +7,9 @@
   // Closed by the server as logged out (4401) or no longer a member (4403): trying again would
   // only be refused, so the page stays as it is until reloaded.
   const REVOKED = [4401, 4403];
+  // Closed as one socket too many for this user (FITBOARD_MAX_SOCKETS_PER_USER): tried again at
+  // the slowest pace, so the page goes live once another tab closes.
+  const TOO_MANY = 4429;
   const FIRST_RETRY_MS = 500, MAX_RETRY_MS = 10000;
 
   function config() {
@@ -36,7 +39,7 @@
       current.onmessage = (event) => onMessage(JSON.parse(event.data));
       current.onclose = (event) => {
         if (stopped || REVOKED.includes(event.code) || (reconnect && !reconnect())) return;
-        retry = Math.min(retry * 2, MAX_RETRY_MS);
+        retry = event.code === TOO_MANY ? MAX_RETRY_MS : Math.min(retry * 2, MAX_RETRY_MS);
         setTimeout(connect, retry);
       };
     }

@@ -96,10 +96,10 @@ def problems(spec: ExperimentSpec, info: DatasetInfo, limits: Limits | None = No
         return errors
     optimizer = OPTIMIZER_TITLES[spec.optim.optimizer]
     message = (f"about {_count_text(size.parameters)} parameters: "
-               f"{_bytes(size.state_bytes)} for the weights, gradients and {optimizer} state, "
-               f"and {_bytes(size.activation_bytes)} of activations for a batch of "
+               f"{byte_text(size.state_bytes)} for the weights, gradients and {optimizer} state, "
+               f"and {byte_text(size.activation_bytes)} of activations for a batch of "
                f"{spec.run.batch_size}; the limit is "
-               f"{_bytes(int(limits.memory_gb * GB))} per run")
+               f"{byte_text(int(limits.memory_gb * GB))} per run")
     # The field to change: the model's size when it alone is over the limit, else the batch.
     if size.state_bytes <= limits.memory_gb * GB:
         errors["run.batch_size"] = message
@@ -118,7 +118,8 @@ def _count_text(count: int) -> str:
     return f"{count:.2g}".replace("e+0", "e").replace("e+", "e")
 
 
-def _bytes(count: int) -> str:
+def byte_text(count: int) -> str:
+    """1.03 TB, 64 GB, 12 MB, 3 kB: three significant digits in the largest unit it reaches."""
     for unit, size in (("TB", 10**12), ("GB", GB), ("MB", 10**6)):
         if count >= size:
             return f"{count / size:.3g} {unit}"

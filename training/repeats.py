@@ -85,7 +85,7 @@ def run_seeds(spec: ExperimentSpec, seeds: Sequence[int], reporters: Sequence[Re
     A reporter asking to stop cancels every seed of a batched repeat at that step."""
     options = options or RunOptions()
     specs = seed_specs(spec, seeds)
-    if len(specs) < 2 or batch_problem(spec, options) is not None:
+    if len(specs) < 2 or batch_problem(spec, options, len(specs)) is not None:
         return [loop.run(s, r, w, options) for s, r, w in zip(specs, reporters, workdirs,
                                                                strict=True)]
     runs = [loop.setup(s, r, w, options) for s, r, w in zip(specs, reporters, workdirs,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from training import budget
 from training.spec import ExperimentSpec
 
 if TYPE_CHECKING:
@@ -29,11 +30,16 @@ def seed_specs(spec: ExperimentSpec, seeds: Sequence[int]) -> list[ExperimentSpe
     return [spec.patched({"run": {"seed": int(seed)}}) for seed in seeds]
 
 
-def batch_problem(spec: ExperimentSpec, options: RunOptions | None = None) -> str | None:
-    """Why the seeds of ``spec`` cannot train together in one batched model, or None when they
-    can. Each reason is a feature that is per-run in ``loop``: a global gradient norm, a
-    schedule or a stop that follows one run's own metric, split or resumed steps."""
+def batch_problem(spec: ExperimentSpec, options: RunOptions | None = None, count: int = 1
+                  ) -> str | None:
+    """Why the ``count`` seeds of ``spec`` cannot train together in one batched model, or None
+    when they can. Each reason is a feature that is per-run in ``loop``: a global gradient norm,
+    a schedule or a stop that follows one run's own metric, split or resumed steps; or their
+    memory together, past what one run may use (``budget``), where each seed alone fits."""
     run = spec.run
+    too_large = together_too_large(spec, count)
+    if too_large is not None:
+        return too_large
     reasons = {
         f"{spec.model.arch} is not batched (only {', '.join(BATCHED_ARCHS)})":
             spec.model.arch not in BATCHED_ARCHS,
@@ -54,3 +60,21 @@ def batch_problem(spec: ExperimentSpec, options: RunOptions | None = None) -> st
             "a resumable run": options.resume,
         })
     return next((reason for reason, applies in reasons.items() if applies), None)
+
+
+def together_too_large(spec: ExperimentSpec, count: int) -> str | None:
+    """Why ``count`` seeds of ``spec`` stacked in one model pass the memory one run may use
+    (weights, gradients, optimizer state and activations, ``count`` times over), or None. A
+    data set whose facts cannot be read here counts as too large: its seeds then train one
+    after the other, each within the budget its spec was checked against."""
+    if count < 2:
+        return None
+    try:
+        size = budget.estimate(spec, spec.data.info())
+    except (LookupError, ValueError, OSError):
+        return "its data set's size is unknown here"
+    limit = budget.current_limits().memory_gb * budget.GB
+    if size is None or size.total_bytes * count <= limit:
+        return None
+    return (f"{count} seeds together need about {budget.byte_text(size.total_bytes * count)}, "
+            f"past the {budget.byte_text(int(limit))} one run may use")

@@ -296,6 +296,14 @@ FITBOARD_MAX_DEVICES = env_int("FITBOARD_MAX_DEVICES", len(_gpu_memory) or os.cp
                                minimum=1)
 FITBOARD_JOB_TIME_LIMIT = env_int("FITBOARD_JOB_TIME_LIMIT_S", 24 * 3600, minimum=0)
 FITBOARD_MAX_ACTIVE_JOBS_PER_USER = env_int("FITBOARD_MAX_ACTIVE_JOBS_PER_USER", 10, minimum=0)
+# Live pages' WebSockets one user may hold open at once, over every tab and web process (each
+# holds channel-layer group subscriptions in Redis); 0 = no limit. A compare page of 20 runs
+# opens 21, so the default leaves room for several of them beside run pages.
+FITBOARD_MAX_SOCKETS_PER_USER = env_int("FITBOARD_MAX_SOCKETS_PER_USER", 100, minimum=0)
+# Bytes one user may keep in storage (webapp.projects.storage): their data sets, their scripts'
+# artifacts and logged models, their runs' checkpoints; an upload past it is refused, and so is
+# a launch once they are at it; 0 = no limit.
+FITBOARD_STORAGE_QUOTA_BYTES = env_int("FITBOARD_STORAGE_QUOTA_GB", 20, minimum=0) * 2**30
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.
@@ -362,6 +370,11 @@ FITBOARD_STUDY_WATCHDOG = env_int("FITBOARD_STUDY_WATCHDOG_S", 30, minimum=1)
 # FITBOARD_EXTERNAL_HEARTBEAT_S seconds is marked failed (its script died or lost the network).
 FITBOARD_API_RATE_PER_MIN = env_int("FITBOARD_API_RATE_PER_MIN", 6000, minimum=1)
 FITBOARD_EXTERNAL_HEARTBEAT = env_int("FITBOARD_EXTERNAL_HEARTBEAT_S", 300, minimum=1)
+# Runs one user's scripts may create in an hour through the tracking APIs (0 = no limit): a
+# search with a filter reads every run of its projects, so a member's loop of runs/create made
+# every teammate's search slower by the second (2.6 s at 20,000 runs).
+FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR = env_int("FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR", 1000,
+                                              minimum=0)
 
 # The REST API (webapp.rest, /api/v1/): an API token or the browser's session (whose writes
 # need the CSRF token, as the pages'), JSON only, errors in one shape (webapp.rest.errors).
@@ -370,7 +383,7 @@ REST_FRAMEWORK = {
                                        "rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["webapp.rest.auth.TokenScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["webapp.rest.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "webapp.rest.errors.handle",
 }
@@ -427,6 +440,11 @@ FITBOARD_WEBHOOK_RETRIES = env_int("FITBOARD_WEBHOOK_RETRIES", 5, minimum=0)
 FITBOARD_WEBHOOK_TIMEOUT = env_int("FITBOARD_WEBHOOK_TIMEOUT_S", 10, minimum=1)
 FITBOARD_WEBHOOK_BACKOFF: float = env_int("FITBOARD_WEBHOOK_BACKOFF_S", 30, minimum=0)
 FITBOARD_WEBHOOK_ALLOW_PRIVATE = env_bool("FITBOARD_WEBHOOK_ALLOW_PRIVATE", False)
+# What one member can make the notifications send: webhooks per project (each event is a
+# delivery task per webhook, retried), and notifications per hour caused by one user's runs
+# (a script can end a run, or resume and end it again, many times a second); 0 = no limit.
+FITBOARD_MAX_WEBHOOKS_PER_PROJECT = env_int("FITBOARD_MAX_WEBHOOKS_PER_PROJECT", 10, minimum=0)
+FITBOARD_NOTIFY_MAX_PER_HOUR = env_int("FITBOARD_NOTIFY_MAX_PER_HOUR", 60, minimum=0)
 
 LOGGING = {
     "version": 1,

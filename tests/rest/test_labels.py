@@ -5,6 +5,7 @@ matrix, rows relabelled and excluded as new versions, and two versions compared.
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
@@ -13,10 +14,12 @@ from training.data.uploads import load_prepared
 from webapp.datasets.labels import LOST_AFTER, execute_scan
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.services import version_file
+from webapp.projects.actions import enrol
+from webapp.projects.models import Membership
 from webapp.tracking import tokens
 
 from ..noisy import noisy_digits_zip
-from .conftest import Api
+from .conftest import IRIS, Api
 
 FORM = {"kind": "images", "task": "classification", "missing": "drop", "image_size": 8}
 
@@ -184,3 +187,27 @@ def test_previews_of_rows_the_scan_did_not_flag_are_refused_on_rows(api, digits,
 
     assert response.status_code == 400 and list(response.json()["errors"]) == ["rows"]
     assert message in response.json()["errors"]["rows"]
+
+
+def test_a_user_has_at_most_the_job_limit_of_scans_and_they_count_as_jobs(api, project,
+                                                                            settings):
+    # given at most 2 jobs per user, three uploads of the owner, and a second member's upload
+    settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER = 2
+    mine = [uploaded(api, project, name=f"digits {i}") for i in range(3)]
+    other = User.objects.create_user("other")
+    enrol(project, other, Membership.Role.MEMBER)
+    theirs = Api(Client(), tokens.create_token(other, "laptop", "write", None)[1])
+
+    # when the owner scans each of their uploads
+    answers = [api.post(f"datasets/{d.pk}/label-scans/", {}) for d in mine]
+
+    # then the third is refused with the limit, and two scans wait
+    assert [a.status_code for a in answers] == [201, 201, 400]
+    assert "the limit is 2 per user" in answers[2].json()["errors"]["dataset"]
+    assert LabelScan.objects.count() == 2
+    # and their scans count as jobs: no run is launched beside them
+    launch = api.post("runs/", {"project": project.pk, "name": "x",
+                                "spec": IRIS})
+    assert launch.status_code == 409
+    # while another member scans as before
+    assert theirs.post(f"datasets/{mine[2].pk}/label-scans/", {}).status_code == 201

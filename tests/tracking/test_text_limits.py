@@ -10,10 +10,14 @@ import json
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
+from webapp.experiments import metric_store
 from webapp.experiments.models import Experiment
-from webapp.tracking import ingest
+from webapp.projects.actions import enrol
+from webapp.projects.models import Membership
+from webapp.tracking import ingest, tokens
 from webapp.tracking.models import ExperimentTag, LoggedModel
 
 M = "/api/2.0/mlflow/"
@@ -129,3 +133,54 @@ def test_a_body_past_djangos_limit_is_refused_in_mlflows_format(token, run, sett
     # then the client gets MLflow's error, not an HTML page, and nothing is stored
     refused(answer, "the request body is larger than 2,621,440 bytes")
     assert stored(run)["tags"] == {}
+
+
+def batch(names: list[str], step: int) -> dict[str, Any]:
+    return {"metrics": [{"key": name, "value": 0.5, "timestamp": 1, "step": step}
+                        for name in names]}
+
+
+def test_a_run_holds_at_most_max_metrics_names_and_keeps_taking_points_of_them(
+        token, run, owner, project):
+    # given a run holding MAX_METRICS metric names, and another run of the project
+    names = [f"class_{i}/f1" for i in range(ingest.MAX_METRICS)]
+    other = ingest.create_run(owner, project, "other", {})
+    assert call(token, M + "runs/log-batch", {"run_id": str(run.pk), **batch(names, 0)}
+                ).status_code == 200
+
+    # when a request adds one name more, beside a point of a name it has
+    answer = call(token, M + "runs/log-batch",
+                  {"run_id": str(run.pk), **batch([names[0], "one_more"], 1)})
+
+    # then it is refused whole, and the run still takes points of its names
+    refused(answer, f"a run holds at most {ingest.MAX_METRICS:,} metric names")
+    held = Experiment.objects.get(pk=run.pk).progress["keys"]
+    assert len(held) == ingest.MAX_METRICS and "one_more" not in held
+    assert metric_store.read(run.pk, keys=[names[0]])[names[0]].steps.tolist() == [0]
+    assert call(token, M + "runs/log-batch", {"run_id": str(run.pk), **batch(names[:5], 1)}
+                ).status_code == 200
+    # and the limit is each run's own
+    assert call(token, M + "runs/log-batch", {"run_id": str(other.pk), **batch(["one_more"], 0)}
+                ).status_code == 200
+
+
+def test_a_users_scripts_create_at_most_the_hourly_runs_and_others_still_do(
+        token, owner, project, settings):
+    # given at most 3 runs an hour, and a teammate with a token of their own
+    settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR = 3
+    teammate = User.objects.create_user("teammate")
+    enrol(project, teammate, Membership.Role.MEMBER)
+    theirs = tokens.create_token(teammate, "laptop", "write", None)[1]
+    create = {"experiment_id": str(project.pk), "run_name": "sweep"}
+
+    # when the owner's script creates 4 runs, through MLflow's API and the native client's
+    answers = [call(token, M + "runs/create", create) for _ in range(3)]
+    answers.append(call(token, "/api/fitboard/v1/runs/create",
+                        {"project": project.name, "name": "one more"}))
+
+    # then the fourth is refused with the limit, and only 3 runs exist
+    assert [a.status_code for a in answers] == [200, 200, 200, 400]
+    assert "the limit is 3 (FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR)" in answers[3].json()["message"]
+    assert Experiment.objects.filter(created_by=owner).count() == 3
+    # while the teammate's script creates its run as before
+    assert call(theirs, M + "runs/create", create).status_code == 200

@@ -12,17 +12,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from celery.signals import before_task_publish
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from webapp import celery_app
 from webapp.experiments.models import Experiment
@@ -31,7 +34,7 @@ from webapp.notifications import addresses, webhooks
 from webapp.notifications.models import Delivery, EmailSubscription, Notification, Webhook
 from webapp.projects.actions import add_member, create_project, remove_member
 from webapp.projects.models import Project
-from webapp.tracking import ingest
+from webapp.tracking import ingest, tokens
 
 
 class Receiver(ThreadingHTTPServer):
@@ -419,3 +422,90 @@ def test_a_training_runs_live_verdict_turning_diverging_is_mailed_while_it_train
     assert "(live, while it trains)" in message.body
     assert Notification.objects.count() == 1
     assert Experiment.objects.get(pk=run.pk).status == Experiment.Status.RUNNING
+
+
+def test_a_project_holds_at_most_the_webhook_limit_on_the_page_and_in_the_api(team, settings):
+    # given a limit of 3 webhooks a project, and the owner's project holding 3
+    owner, member, project = team
+    settings.FITBOARD_MAX_WEBHOOKS_PER_PROJECT = 3
+    client = logged_in(owner)
+    for i in range(3):
+        assert add_webhook(client, project, f"https://93.184.216.34/{i}",
+                           ["run.failed"]).context["created"]
+
+    # when a fourth is added on the page and through the REST API
+    page = add_webhook(client, project, "https://93.184.216.34/more", ["run.failed"])
+    token = tokens.create_token(owner, "script", "write", None)[1]
+    api = Client().post(f"/api/v1/projects/{project.pk}/webhooks/",
+                        {"url": "https://93.184.216.34/more"}, content_type="application/json",
+                        HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then both are refused on the url, saying the limit, and the project holds 3
+    assert "FITBOARD_MAX_WEBHOOKS_PER_PROJECT" in " ".join(page.context["hook_form"].errors["url"])
+    assert api.status_code == 400
+    assert "FITBOARD_MAX_WEBHOOKS_PER_PROJECT" in api.json()["errors"]["url"]
+    assert Webhook.objects.filter(project=project).count() == 3
+    # and another project's maintainer adds theirs as before
+    theirs = create_project(member, "audio")
+    assert add_webhook(logged_in(member), theirs, "https://93.184.216.34/a",
+                       ["run.failed"]).context["created"]
+
+
+def test_one_members_runs_cannot_flood_the_projects_notifications(
+        team, settings, django_capture_on_commit_callbacks):
+    # given the owner mailed of failed runs, and at most 3 notifications an hour per user
+    owner, member, project = team
+    settings.FITBOARD_NOTIFY_MAX_PER_HOUR = 3
+    EmailSubscription.objects.create(user=owner, project=project, events=["run.failed"])
+
+    # when the member's script ends 6 runs as failed, then the owner's run fails
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(6):
+            running_run(project, member, name=f"spam-{i}").finish(Experiment.Status.FAILED)
+    ours = running_run(project, owner, name="ours")
+    with django_capture_on_commit_callbacks(execute=True):
+        ours.finish(Experiment.Status.FAILED)
+
+    # then 3 of the member's runs are told, and the owner's run still is
+    told = list(Notification.objects.order_by("id").values_list("experiment__created_by",
+                                                                flat=True))
+    assert told == [member.pk] * 3 + [owner.pk]
+
+
+def test_a_webhook_that_keeps_failing_rests_an_hour_while_the_others_are_called(
+        team, django_capture_on_commit_callbacks):
+    # given two webhooks of the project, the first whose last 5 deliveries failed for good
+    owner, _, project = team
+    dead, live = (Webhook.objects.create(project=project, url=f"https://93.184.216.34/{name}",
+                                         secret="s", events=["run.failed"], created_by=owner)
+                  for name in ("dead", "live"))
+    old = running_run(project, owner, name="old")
+    with django_capture_on_commit_callbacks(execute=False):
+        old.finish(Experiment.Status.FAILED)
+    earlier = Notification.objects.create(project=project, experiment=old, event="run.failed")
+    for attempt in range(5):
+        Delivery.objects.create(webhook=dead, notification=earlier, attempt=attempt + 1,
+                                error="ReadTimeoutError", succeeded=False, will_retry=False)
+    sent: list[int] = []
+
+    def record(sender: str, headers: dict, body: tuple, **kwargs: object) -> None:
+        sent.append(body[0][0])
+
+    def fail_a_run(name: str) -> None:
+        before_task_publish.connect(record)
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                running_run(project, owner, name=name).finish(Experiment.Status.FAILED)
+        finally:
+            before_task_publish.disconnect(record)
+
+    # when a run fails now, and again once the last failure is an hour old
+    fail_a_run("now")
+    called_now = list(sent)
+    Delivery.objects.update(created_at=timezone.now() - timedelta(hours=1, minutes=1))
+    sent.clear()
+    fail_a_run("later")
+
+    # then only the live webhook is called now, and both are an hour later
+    assert called_now == [live.pk]
+    assert sorted(sent) == sorted([dead.pk, live.pk])

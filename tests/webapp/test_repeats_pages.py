@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from celery.signals import before_task_publish
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -289,3 +290,46 @@ def test_checking_the_best_trials_says_whether_their_ranking_survives(
     page = owner_client.get(reverse("study-detail", args=[study.pk])).content.decode()
     assert "The ranking does not survive" in page
     assert 'id="ranking-comparison"' in page and "Welch&#x27;s t over 3 + 3 seeds" in page
+
+
+@pytest.fixture
+def room_for_two_seeds():
+    """A deployment whose runs may use the memory of 2.5 seeds of SMALL trained together."""
+    from training import budget
+
+    before = budget.current_limits()
+    one = budget.estimate(SMALL, SMALL.data.info())
+    assert one is not None
+    budget.configure(budget.Limits(memory_gb=one.total_bytes * 2.5 / budget.GB,
+                                   max_devices=before.max_devices))
+    yield
+    budget.configure(before)
+
+
+def test_seeds_that_do_not_fit_together_are_queued_one_job_each(
+        owner, project, make_experiment, room_for_two_seeds,
+        django_capture_on_commit_callbacks):
+    # given a deployment where one run of SMALL fits, and 2 of them stacked, but not 3
+    from webapp.experiments import enqueue
+    from webapp.experiments.actions import create_repeat
+
+    assert batch_problem(SMALL, count=2) is None
+    assert "3 seeds together need about" in (batch_problem(SMALL, count=3) or "")
+
+    # when the run is repeated over 4 seeds (3 of them new), its messages sent to the broker
+    sent: list[tuple[str, int]] = []
+
+    def record(sender: str, headers: dict, body: tuple, **kwargs: object) -> None:
+        sent.append((sender, body[0][0]))
+
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=SMALL.to_dict())
+    before_task_publish.connect(record)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            group = create_repeat(owner, project, "iris ×4", SMALL, 4, source=source)
+    finally:
+        before_task_publish.disconnect(record)
+
+    # then each new seed is its own training job, never one stacked job past the budget
+    new = [run.pk for run in groups.ordered_runs(group)[1:]]
+    assert sorted(sent) == sorted((enqueue.TRAIN, pk) for pk in new)

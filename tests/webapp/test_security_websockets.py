@@ -16,6 +16,7 @@ from django.test import Client
 from tests.webapp.sockets import Communicator
 from webapp.asgi import application
 from webapp.experiments import events
+from webapp.experiments.consumers import TOO_MANY_SOCKETS
 from webapp.experiments.models import Experiment
 from webapp.experiments.routing import websocket_urlpatterns
 from webapp.projects.models import Project
@@ -288,3 +289,72 @@ async def test_removal_from_a_project_stops_the_run_list_hearing_of_it(owner, me
         "type": "list.update", "project": other.pk, "id": 999, "status": "running"})
     assert (await client.receive_json_from(timeout=5))["id"] == 999
     await client.disconnect()
+
+
+async def refused_for_too_many(path: str, cookie: bytes) -> bool:
+    """Whether the server closes a new socket of this session's user with 4429 (too many)."""
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN), (b"cookie", cookie)]
+    client = Communicator(application, path, headers=headers)
+    connected, _ = await client.connect(timeout=10)
+    assert connected  # accepted, so that the page reads the close code
+    first = await client.receive_output(timeout=5)
+    if first["type"] == "websocket.close":
+        return bool(first["code"] == TOO_MANY_SOCKETS)
+    await client.disconnect()
+    return False
+
+
+async def test_a_member_past_the_socket_limit_is_refused_and_their_other_tabs_stay_live(
+        owner, stranger, project, run, settings):
+    # given a limit of 3 sockets per user, the owner holding 3 on one run
+    settings.FITBOARD_MAX_SOCKETS_PER_USER = 3
+    await asyncio.to_thread(project.members.add, stranger)
+    cookie = await asyncio.to_thread(session_cookie, owner)
+    path = fill("ws/runs/<int:pk>/", run)
+    tabs = [await open_socket(path, owner, cookie) for _ in range(3)]
+
+    # when they open a fourth (on any route)
+    refused = [await refused_for_too_many(route, cookie)
+               for route in ("/ws/runs/", path, fill("ws/studies/<int:pk>/", run))]
+
+    # then it is closed with 4429, while their three tabs still hear the run and another member
+    # of the project connects as before
+    assert refused == [True, True, True]
+    await send_update("ws/runs/<int:pk>/", run)
+    for tab in tabs:
+        assert (await tab.receive_json_from(timeout=5))["status"] == "failed"
+    other = await open_socket(path, stranger)
+    await other.disconnect()
+    # and closing a tab frees its place
+    await tabs.pop().disconnect()
+    tabs.append(await open_socket(path, owner, cookie))
+    assert await refused_for_too_many(path, cookie)
+    for tab in tabs:
+        await tab.disconnect()
+
+
+async def test_sockets_opened_at_once_do_not_all_pass_the_limit(owner, run, settings):
+    # given a limit of 3 sockets per user
+    settings.FITBOARD_MAX_SOCKETS_PER_USER = 3
+    cookie = await asyncio.to_thread(session_cookie, owner)
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", GOOD_ORIGIN), (b"cookie", cookie)]
+    path = fill("ws/runs/<int:pk>/", run)
+    clients = [Communicator(application, path, headers=headers) for _ in range(12)]
+
+    # when the owner opens 12 at once
+    await asyncio.gather(*(client.connect(timeout=10) for client in clients))
+
+    # then each is either live (its snapshot first) or closed as one too many, and at most 3
+    # are live
+    firsts = [await client.receive_output(timeout=10) for client in clients]
+    live = [client for client, first in zip(clients, firsts, strict=True)
+            if first["type"] != "websocket.close"]
+    assert all(first.get("code") == TOO_MANY_SOCKETS for first in firsts
+               if first["type"] == "websocket.close")
+    assert len(live) <= 3
+    # (all may be refused: each counts the others' joins) and the refused ones hold no place
+    while len(live) < 3:
+        live.append(await open_socket(path, owner, cookie))
+    assert await refused_for_too_many(path, cookie)
+    for client in live:
+        await client.disconnect()

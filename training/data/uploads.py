@@ -10,6 +10,7 @@ record their choice, because their statistics must come from the training split 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -18,6 +19,7 @@ import json
 import math
 import re
 import stat
+import tempfile
 import warnings
 import zipfile
 import zlib
@@ -921,7 +923,7 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
     if not local and not HUB_NAME.fullmatch(source):
         raise UploadError("hf_source", f"{source!r} is not a hub dataset name (owner/name)")
     try:
-        import datasets
+        import datasets  # noqa: F401 - its absence is the form's error, not a server error
     except ImportError:  # pragma: no cover - a dependency of the project
         raise UploadError("hf_source", "the datasets library is not installed") from None
     if not local and source.lower() in packaged_builders():
@@ -932,6 +934,36 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
                                        "(owner/name) or a folder inside the data directory")
     if not local:
         _check_hub_size(source, limits)
+    # What the library downloads and converts goes to a folder of this upload's own, removed
+    # once the table is read: kept in the shared cache, a hub download of up to
+    # max_unpacked_bytes stayed on the disk for good, counted in no quota, even when the upload
+    # was then refused. Offline, a hub name is read from the shared cache, which answers alone.
+    if not local and _hub_offline():
+        return _read_hf_table(source, split, local, local_roots, cache_dir, limits)
+    made = not cache_dir.exists()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix="upload-") as own:
+            return _read_hf_table(source, split, local, local_roots, Path(own), limits)
+    finally:
+        if made:  # nothing left behind by a refused upload, not even the folder
+            with contextlib.suppress(OSError):
+                cache_dir.rmdir()
+
+
+def _hub_offline() -> bool:
+    """Whether the datasets library reads the hub's data sets from its cache only
+    (HF_HUB_OFFLINE, or the library's own HF_DATASETS_OFFLINE)."""
+    from datasets import config
+
+    return bool(config.HF_HUB_OFFLINE)
+
+
+def _read_hf_table(source: str, split: str, local: bool, local_roots: Sequence[Path],
+                   cache_dir: Path, limits: Limits) -> pd.DataFrame:
+    """``read_hf``'s loading, with ``cache_dir`` the library's cache for this read."""
+    import datasets
+
     try:
         if local:
             loaded = _load_local(source, split, local_roots, cache_dir)

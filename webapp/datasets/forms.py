@@ -12,7 +12,7 @@ from django.template.defaultfilters import filesizeformat
 from training.data.uploads import MISSING_CHOICES, Prepared, UploadError
 from webapp.datasets.models import Dataset
 from webapp.datasets.services import prepare_upload
-from webapp.projects import access
+from webapp.projects import access, storage
 from webapp.projects.models import Project
 
 FIELDSETS = [
@@ -76,6 +76,7 @@ class DatasetForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = access.projects_visible_to(user).order_by("name")  # type: ignore[attr-defined]
         self.too_large = too_large
+        self.user = user
         self.prepared: Prepared | None = None
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
@@ -99,12 +100,22 @@ class DatasetForm(forms.Form):
             self.add_error("hf_source", "give a dataset name or a local path")
         if self.errors:
             return cleaned
+        # Refused before the upload is parsed when it cannot fit; the service counts it again,
+        # with its prepared file, under the user's lock.
+        if (full := storage.problem(self.user, upload.size if upload else 0)) is not None:
+            self.refuse_storage(full)
+            return cleaned
         try:
             self.prepared = prepare_upload(str(kind), self.options(), upload,
                                            getattr(upload, "name", ""), cleaned.get("name", ""))
         except UploadError as exc:
             self.add_error(exc.field if exc.field in self.fields else "file", str(exc))
         return cleaned
+
+    def refuse_storage(self, message: str) -> None:
+        """Put a storage quota refusal on the field that brought the data."""
+        field = "hf_source" if self.cleaned_data.get("kind") == Dataset.Kind.HF else "file"
+        self.add_error(field, message)
 
 
 def with_page_defaults(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from training.data.versions import row_ids
 from training.labels import FinderSpec, find_suspicious
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.services import version_file
+from webapp.projects import storage
 
 logger = logging.getLogger(__name__)
 TASK = "datasets.find_labels"
@@ -33,11 +35,21 @@ class ScanRefused(ValueError):
 
 def start_scan(user: Any, dataset: Dataset, version: int, folds: int = 5) -> LabelScan:
     """Store a queued scan of one version and send its task once the row is committed.
-    ScanRefused while another scan of the data set is queued or running: each cross-fits a
-    model on every row on a worker, and nothing else bounded how many a member queued."""
+    ScanRefused while another scan of the data set is queued or running, or while the user has
+    FITBOARD_MAX_ACTIVE_JOBS_PER_USER scans queued or running: each cross-fits a model on every
+    row on a worker."""
     if dataset.info.get("task") != "classification":
         raise ScanRefused("only a classification data set has labels to check")
+    limit = settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER
     with transaction.atomic():
+        # The user's live scans, counted under their row lock (the job quota's): one scan per
+        # data set alone let a member queue a scan of each of a hundred small uploads.
+        storage.lock_user(user)
+        mine = live_scans(user)
+        if limit and mine >= limit:
+            raise ScanRefused(f"you have {mine} label scans queued or running; the limit is "
+                              f"{limit} per user (FITBOARD_MAX_ACTIVE_JOBS_PER_USER): wait "
+                              "for one to end")
         # Locked: two requests at once cannot both find no scan running.
         Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
         live = dataset.label_scans.filter(
@@ -51,6 +63,13 @@ def start_scan(user: Any, dataset: Dataset, version: int, folds: int = 5) -> Lab
                                                                    "folds": folds})
         transaction.on_commit(lambda: current_app.send_task(TASK, (scan.pk,)))
     return scan
+
+
+def live_scans(user: Any) -> int:
+    """The label scans ``user`` started that are queued or running (and not taken for lost)."""
+    return int(LabelScan.objects.filter(
+        created_by=user, status__in=(LabelScan.Status.QUEUED, LabelScan.Status.RUNNING),
+        created_at__gt=timezone.now() - LOST_AFTER).count())
 
 
 def execute_scan(scan_id: int) -> None:

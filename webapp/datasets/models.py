@@ -7,10 +7,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Sum
 from django.utils import timezone
 
 from training.data.catalog import UPLOAD_PREFIX, DatasetInfo, is_upload
-from webapp.projects import access
+from webapp.projects import access, storage
 from webapp.projects.models import Project
 
 
@@ -59,6 +60,7 @@ class Dataset(models.Model):
     info = models.JSONField(default=dict)
     report = models.JSONField(default=dict)
     size = models.BigIntegerField(default=0)  # bytes uploaded (0 for Hugging Face)
+    stored_size = models.BigIntegerField(default=0)  # bytes kept: the upload and its prepared file
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -119,6 +121,7 @@ class DatasetVersion(models.Model):
     # "added": []}, rows named by their position in version 1.
     changes = models.JSONField(default=dict)
     note = models.CharField(max_length=500, blank=True)
+    size = models.BigIntegerField(default=0)  # bytes of its prepared file
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -174,3 +177,11 @@ class LabelScan(models.Model):
         LabelScan.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
             status=status, result=result or {}, error=error, finished_at=now)
         self.status, self.result, self.error, self.finished_at = status, result or {}, error, now
+
+
+@storage.count_with
+def stored_by(user: Any) -> int:
+    """Bytes of the data sets and data set versions ``user`` made (the storage quota)."""
+    datasets = Dataset.objects.filter(created_by=user).aggregate(n=Sum("stored_size"))["n"]
+    versions = DatasetVersion.objects.filter(created_by=user).aggregate(n=Sum("size"))["n"]
+    return int(datasets or 0) + int(versions or 0)

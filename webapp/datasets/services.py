@@ -26,6 +26,7 @@ from training.data.uploads import (
 )
 from training.data.versions import Changes, derive
 from webapp.datasets.models import Dataset, DatasetVersion, upload_id
+from webapp.projects import storage
 from webapp.projects.models import Project
 
 
@@ -86,7 +87,8 @@ def prepare_upload(kind: str, options: Mapping[str, Any], upload: IO[bytes] | No
 def create_dataset(user: Any, project: Project, name: str, kind: str,
                    options: Mapping[str, Any], prepared: Prepared,
                    upload: File | None = None) -> Dataset:
-    """Store a checked upload and its prepared file under MEDIA_ROOT, as one new row."""
+    """Store a checked upload and its prepared file under MEDIA_ROOT, as one new row;
+    OverStorageQuota (nothing stored) past the user's storage quota."""
     dataset = Dataset(project=project, name=name, kind=kind, options=dict(options),
                       report=prepared.report, size=upload.size if upload else 0,
                       created_by=user)
@@ -96,6 +98,8 @@ def create_dataset(user: Any, project: Project, name: str, kind: str,
             buffer = io.BytesIO()
             info = save_prepared(prepared, dataset.spec_name, buffer)
             dataset.info = {**info.to_dict(), "title": name}
+            dataset.stored_size = dataset.size + buffer.getbuffer().nbytes
+            storage.reserve(user, dataset.stored_size)
             if upload is not None:
                 upload.seek(0)
                 dataset.source.save("source", upload, save=False)
@@ -154,17 +158,19 @@ def resolve_version(name: str, project: Project, version: int) -> int:
 def create_version(user: Any, dataset: Dataset, base: int, changes: Changes, note: str = ""
                    ) -> DatasetVersion:
     """Write the next version of ``dataset``: version ``base`` with ``changes`` applied (raises
-    VersionError for changes that do not apply). Under a row lock, so two reviewers saving at
+    VersionError for changes that do not apply, OverStorageQuota past the user's storage
+    quota). Under a row lock, so two reviewers saving at
     once get consecutive numbers; the dataset's info becomes the new version's."""
     source = version_file(dataset, base)
     buffer = io.BytesIO()
     info, diff = derive(source, changes, dataset.spec_name, buffer)
     with transaction.atomic():
+        storage.reserve(user, buffer.getbuffer().nbytes)
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
         number = locked.latest_version + 1
         version = DatasetVersion(dataset=locked, number=number, info=info.to_dict(),
                                  changes={**diff, "from": base}, note=note[:500],
-                                 created_by=user)
+                                 size=buffer.getbuffer().nbytes, created_by=user)
         version.prepared.save("prepared.npz", ContentFile(buffer.getvalue()), save=False)
         try:
             version.save()

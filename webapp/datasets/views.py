@@ -15,7 +15,7 @@ from webapp.datasets import labels, services
 from webapp.datasets.forms import DatasetForm
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.uploads import TOO_LARGE
-from webapp.projects import access
+from webapp.projects import access, storage
 
 
 @require_GET
@@ -30,11 +30,15 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
         form = DatasetForm(request.POST, request.FILES, user=request.user,
                            too_large=getattr(request, TOO_LARGE, None))
         if form.is_valid() and form.prepared is not None:
-            dataset = services.create_dataset(
-                request.user, form.cleaned_data["project"], form.cleaned_data["name"],
-                form.cleaned_data["kind"], form.options(), form.prepared,
-                form.cleaned_data.get("file"))
-            return redirect("dataset-detail", pk=dataset.pk)
+            try:
+                dataset = services.create_dataset(
+                    request.user, form.cleaned_data["project"], form.cleaned_data["name"],
+                    form.cleaned_data["kind"], form.options(), form.prepared,
+                    form.cleaned_data.get("file"))
+            except storage.OverStorageQuota as exc:
+                form.refuse_storage(str(exc))
+            else:
+                return redirect("dataset-detail", pk=dataset.pk)
     else:
         project = access.projects_visible_to(request.user).order_by("name").first()
         form = DatasetForm(initial={"project": project}, user=request.user)
@@ -134,7 +138,7 @@ def dataset_labels_apply(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.create_version(request.user, dataset, dataset.latest_version, changes,
                                 note=request.POST.get("note", ""))
-    except (VersionError, services.DatasetUnavailable) as exc:
+    except (VersionError, services.DatasetUnavailable, storage.OverStorageQuota) as exc:
         return HttpResponseBadRequest(str(exc))
     back = request.POST.get("next", "")
     return redirect(back if back.startswith(f"/datasets/{dataset.pk}/labels/")

@@ -198,7 +198,7 @@ def json_key(spec: dict[str, Any]) -> str:
 def enqueue_repeat(group: RunGroup, spec: ExperimentSpec, new: list[Experiment]) -> None:
     """Send a repeat's new runs: one job for them all when they can train together."""
     queue = queue_for(spec)
-    if len(new) > 1 and batch_problem(spec) is None:
+    if len(new) > 1 and batch_problem(spec, count=len(new)) is None:
         enqueue.send(enqueue.REPEAT, group.pk, queue)
     else:
         for run in new:

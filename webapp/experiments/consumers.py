@@ -7,10 +7,14 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from django.conf import settings
 
 from webapp.experiments import events, metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects import access
+
+# Close code of a socket past FITBOARD_MAX_SOCKETS_PER_USER (the page tries again later).
+TOO_MANY_SOCKETS = 4429
 
 
 class ListeningConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -34,7 +38,8 @@ class NotFoundConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 class MemberConsumer(ListeningConsumer):
     """A socket for a logged-in user, authorised at connect and again whenever their access may
     have changed: their session logging out closes it (4401), their removal from a project
-    re-runs :meth:`authorise`, which closes it (4403) or changes the groups it hears."""
+    re-runs :meth:`authorise`, which closes it (4403) or changes the groups it hears. A user
+    past FITBOARD_MAX_SOCKETS_PER_USER open sockets has the next one closed at once (4429)."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -49,6 +54,13 @@ class MemberConsumer(ListeningConsumer):
             self.watch.append(events.session_group(session_key))
         for group in self.watch:
             await self._join(group)
+        if await self._over_socket_limit(user):
+            await self._leave_all()
+            # Accepted only to be closed: a code sent before the handshake never reaches the
+            # page, which then could not tell this refusal from a dropped connection.
+            await self.accept()
+            await self.close(code=TOO_MANY_SOCKETS)
+            return
         groups = await self.authorise(user)
         if groups is None:
             await self._leave_all()
@@ -58,6 +70,16 @@ class MemberConsumer(ListeningConsumer):
             await self._join(group)
         await self.accept()
         await self.opened()
+
+    async def _over_socket_limit(self, user: Any) -> bool:
+        """Whether the user holds more than FITBOARD_MAX_SOCKETS_PER_USER sockets, this one
+        counted: every socket of theirs is in their group (joined just before), in every web
+        process, so sockets opened at once cannot all pass one count."""
+        limit = settings.FITBOARD_MAX_SOCKETS_PER_USER
+        if not limit:
+            return False
+        size = await events.group_size(self.channel_layer, events.user_group(user.pk))
+        return size is not None and size > limit
 
     async def authorise(self, user: Any) -> list[str] | None:
         """The groups ``user`` may hear on this socket; None to refuse it."""

@@ -84,16 +84,23 @@ def on_membership_changed(sender: Any, user_id: int, **kwargs: Any) -> None:
     membership_changed(user_id)
 
 
-async def group_has_members(layer: Any, group: str) -> bool:
-    """Whether any channel is in ``group`` right now (True when the layer cannot say).
+async def group_size(layer: Any, group: str) -> int | None:
+    """How many channels are in ``group`` right now (None when the layer cannot say).
 
     channels_redis keeps a group as a sorted set of channel names; it has no public call for its
-    size, so this reads the set the way its own ``group_send`` does."""
+    size, so this reads the set the way its own ``group_send`` does. A channel its web process
+    never discarded (a killed process) stays in the set until channels_redis' group expiry (a
+    day)."""
     group_key = getattr(layer, "_group_key", None)
     if group_key is None or not hasattr(layer, "connection"):
-        return True
+        return None
     redis = layer.connection(layer.consistent_hash(group))
-    return bool(await redis.zcard(group_key(group)))
+    return int(await redis.zcard(group_key(group)))
+
+
+async def group_has_members(layer: Any, group: str) -> bool:
+    """Whether any channel is in ``group`` right now (True when the layer cannot say)."""
+    return await group_size(layer, group) != 0
 
 
 def current_verdict(experiment: Experiment) -> dict[str, Any] | None:

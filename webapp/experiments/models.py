@@ -6,12 +6,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
 from training.spec import ExperimentSpec
 from webapp.experiments import events, signals
-from webapp.projects import access
+from webapp.projects import access, storage
 from webapp.projects.models import Project
 
 # The largest primary key a bigint column holds: a larger number from a URL or query string
@@ -359,6 +360,28 @@ class Checkpoint(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["experiment", "tag"], name="one_checkpoint_per_tag")
         ]
+
+
+class StoredArtifact(models.Model):
+    """A file a script uploaded through the artifacts proxy (a run's artifact, a logged model's
+    file, a native client's checkpoint): its storage name, size and uploader, which the storage
+    quota counts. Written and deleted with the file (``webapp.tracking.artifacts``)."""
+
+    name = models.CharField(max_length=1100, unique=True)  # in the default storage
+    size = models.BigIntegerField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+@storage.count_with
+def stored_by(user: Any) -> int:
+    """Bytes of the checkpoints of ``user``'s runs and of the artifacts they uploaded (the
+    storage quota)."""
+    checkpoints = Checkpoint.objects.filter(experiment__created_by=user).aggregate(
+        n=Sum("size"))["n"]
+    artifacts = StoredArtifact.objects.filter(created_by=user).aggregate(n=Sum("size"))["n"]
+    return int(checkpoints or 0) + int(artifacts or 0)
 
 
 class RunGroup(models.Model):

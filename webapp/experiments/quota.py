@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 
+from webapp.datasets import labels
 from webapp.experiments.models import Experiment
+from webapp.projects import storage
 
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
@@ -38,11 +39,12 @@ def study_jobs(spec: Mapping[str, Any]) -> int:
 
 def active_jobs(user: Any) -> int:
     """The user's queued and running jobs, each study as the trials it runs at once (its
-    trials themselves left out)."""
+    trials themselves left out), and their label scans of data sets."""
     mine = (Experiment.objects.filter(created_by=user, status__in=ACTIVE)
             .exclude(kind=Experiment.Kind.TRIAL))
     studies = mine.filter(kind=Experiment.Kind.TUNE).values_list("spec", flat=True)
-    return mine.exclude(kind=Experiment.Kind.TUNE).count() + sum(map(study_jobs, studies))
+    return (mine.exclude(kind=Experiment.Kind.TUNE).count() + sum(map(study_jobs, studies))
+            + labels.live_scans(user))
 
 
 def quota_problem(user: Any, adding: int = 1) -> str | None:
@@ -63,11 +65,15 @@ def quota_problem(user: Any, adding: int = 1) -> str | None:
 
 def reserve(user: Any, adding: int) -> None:
     """Call inside the transaction that stores ``adding`` new jobs of ``user``: OverQuota past
-    the limit. The user's row stays locked until the transaction ends, so two launches of one
+    the limit, or while the user is at their storage quota (FITBOARD_STORAGE_QUOTA_GB). The
+    user's row stays locked until the transaction ends, so two launches of one
     user run one after the other, the second counting the first's jobs."""
-    if not settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER or user is None:
+    if user is None or not (settings.FITBOARD_MAX_ACTIVE_JOBS_PER_USER
+                            or settings.FITBOARD_STORAGE_QUOTA_BYTES):
         return
-    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-    problem = quota_problem(user, adding)
+    storage.lock_user(user)
+    # A user at their storage quota launches nothing more: the jobs' checkpoints need room,
+    # and a worker never refuses to save one (that would lose the run).
+    problem = quota_problem(user, adding) or storage.problem(user, 0)
     if problem is not None:
         raise OverQuota(problem)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from webapp.notifications import webhooks
@@ -15,6 +16,11 @@ from webapp.projects.models import Project
 
 class NotAllowed(PermissionError):
     """The user may not do this to the project (a member who does not maintain it)."""
+
+
+class TooManyWebhooks(ValueError):
+    """The project has FITBOARD_MAX_WEBHOOKS_PER_PROJECT webhooks already (a form's error on
+    ``url``)."""
 
 
 def may_manage_webhooks(user: Any, project: Project) -> bool:
@@ -40,11 +46,18 @@ def set_email_choices(user: Any, project: Project, events: list[str]) -> None:
 
 def create_webhook(user: Any, project: Project, url: str, events: list[str]
                    ) -> tuple[Webhook, str]:
-    """A new webhook of ``project`` and its signing secret (to show once)."""
+    """A new webhook of ``project`` and its signing secret (to show once); TooManyWebhooks
+    past FITBOARD_MAX_WEBHOOKS_PER_PROJECT."""
     if not may_manage_webhooks(user, project):
         raise NotAllowed("only a project's maintainers manage its webhooks")
     secret = webhooks.new_secret()
+    limit = settings.FITBOARD_MAX_WEBHOOKS_PER_PROJECT
     with transaction.atomic():
+        # Counted under the project's row lock, so webhooks added at once cannot all pass it.
+        list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk"))
+        if limit and Webhook.objects.filter(project=project).count() >= limit:
+            raise TooManyWebhooks(f"this project has {limit} webhooks, the most it may have "
+                                  "(FITBOARD_MAX_WEBHOOKS_PER_PROJECT): delete one first")
         hook = Webhook.objects.create(project=project, url=url, secret=secret,
                                       events=sorted(events), created_by=user)
     return hook, secret

@@ -3,6 +3,8 @@ it, the payload, and the Celery messages that deliver it (sent after commit)."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +14,15 @@ from django.utils import timezone
 
 from webapp.experiments.models import Experiment
 from webapp.notifications import enqueue
-from webapp.notifications.models import EmailSubscription, Event, Notification, Webhook
+from webapp.notifications.models import (
+    Delivery,
+    EmailSubscription,
+    Event,
+    Notification,
+    Webhook,
+)
+
+logger = logging.getLogger(__name__)
 
 ENDED = {Experiment.Status.SUCCEEDED: Event.RUN_SUCCEEDED,
          Experiment.Status.FAILED: Event.RUN_FAILED}
@@ -39,10 +49,10 @@ def notify(experiment_id: int, event: str, final: bool = True,
     """Record ``event`` of the experiment and queue its webhook deliveries and e-mail; None
     (and nothing stored) when nobody asked for it."""
     run = Experiment.objects.select_related("project").filter(pk=experiment_id).first()
-    if run is None or run.kind in skip_kinds:
+    if run is None or run.kind in skip_kinds or over_hourly_limit(run):
         return None
     hooks = [h.pk for h in Webhook.objects.filter(project_id=run.project_id)
-             if event in h.events]
+             if event in h.events and not paused(h)]
     mailed = any(event in row.events for row in EmailSubscription.objects.filter(
         project_id=run.project_id, user__projects=run.project_id))
     if not hooks and not mailed:
@@ -54,6 +64,41 @@ def notify(experiment_id: int, event: str, final: bool = True,
         notification.save(update_fields=["payload"])
         transaction.on_commit(lambda: _queue(notification.pk, hooks, mailed))
     return notification
+
+
+# A webhook whose last PAUSE_AFTER deliveries all failed for good (every retry spent) is sent
+# nothing for PAUSE_FOR after the latest, then tried again with the next event: each failed
+# delivery holds a worker for up to FITBOARD_WEBHOOK_TIMEOUT_S per attempt, retries included,
+# and a receiver that never answers would otherwise cost that for every event, for ever.
+PAUSE_AFTER = 5
+PAUSE_FOR = timedelta(hours=1)
+
+
+def paused(webhook: Webhook) -> bool:
+    """Whether ``webhook`` is resting after PAUSE_AFTER deliveries that failed for good."""
+    finals = list(Delivery.objects.filter(webhook=webhook, will_retry=False)
+                  .order_by("-created_at", "-id").values_list("succeeded", "created_at")
+                  [:PAUSE_AFTER])
+    return (len(finals) == PAUSE_AFTER and not any(ok for ok, _ in finals)
+            and finals[0][1] > timezone.now() - PAUSE_FOR)
+
+
+def over_hourly_limit(run: Experiment) -> bool:
+    """Whether the runs of ``run``'s creator caused FITBOARD_NOTIFY_MAX_PER_HOUR notifications
+    in the last hour already: the rest of that hour's news of their runs is not sent (their run
+    pages still show it), so no member can flood the project's inboxes and webhooks, while
+    the other members' runs are told as before."""
+    limit = settings.FITBOARD_NOTIFY_MAX_PER_HOUR
+    if not limit or run.created_by_id is None:
+        return False
+    since = timezone.now() - timedelta(hours=1)
+    sent = Notification.objects.filter(experiment__created_by_id=run.created_by_id,
+                                       created_at__gte=since).count()
+    if sent < limit:
+        return False
+    logger.warning("notification of run %s not sent: its creator's runs caused %s in the last "
+                   "hour (FITBOARD_NOTIFY_MAX_PER_HOUR)", run.pk, sent)
+    return True
 
 
 def _queue(notification_id: int, hooks: list[int], mailed: bool) -> None:

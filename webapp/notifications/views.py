@@ -43,10 +43,14 @@ def project_notifications(request: HttpRequest, pk: int) -> HttpResponse:
                                 status=403, content_type="text/plain; charset=utf-8")
         hook_form = WebhookForm(request.POST)
         if hook_form.is_valid():
-            _, created = actions.create_webhook(request.user, project,
-                                                hook_form.cleaned_data["url"],
-                                                hook_form.cleaned_data["events"])
-            hook_form = WebhookForm()
+            try:
+                _, created = actions.create_webhook(request.user, project,
+                                                    hook_form.cleaned_data["url"],
+                                                    hook_form.cleaned_data["events"])
+            except actions.TooManyWebhooks as exc:
+                hook_form.add_error("url", str(exc))
+            else:
+                hook_form = WebhookForm()
     elif request.method == "POST":
         email_form = EmailChoicesForm(request.POST)
         if email_form.is_valid():

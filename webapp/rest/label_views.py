@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from training.data.versions import VersionError, diff, parse_changes
 from webapp.datasets import labels, services
 from webapp.datasets.models import Dataset, LabelScan
+from webapp.projects import storage
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
 from webapp.rest.more_views import NOT_YOURS, _row
@@ -152,7 +153,7 @@ class DatasetVersions(APIView):
         try:
             version = services.create_version(request.user, dataset, dataset.latest_version,
                                               changes, note=body.validated_data.get("note", ""))
-        except (VersionError, services.DatasetUnavailable) as exc:
+        except (VersionError, services.DatasetUnavailable, storage.OverStorageQuota) as exc:
             raise errors.invalid({"request": str(exc)}) from None
         return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
 

@@ -88,8 +88,12 @@ class ProjectWebhooks(APIView):
                             **body.validated_data})
         if not form.is_valid():
             raise errors.form_invalid(form)
-        hook, secret = actions.create_webhook(request.user, project, form.cleaned_data["url"],
-                                              form.cleaned_data["events"])
+        try:
+            hook, secret = actions.create_webhook(request.user, project,
+                                                  form.cleaned_data["url"],
+                                                  form.cleaned_data["events"])
+        except actions.TooManyWebhooks as exc:
+            raise errors.invalid({"url": str(exc)}) from None
         response = Response({**_webhook_json(hook), "secret": secret},
                             status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"  # the secret is in this answer only

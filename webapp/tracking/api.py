@@ -21,6 +21,10 @@ from webapp.tracking.ingest import IngestError
 from webapp.tracking.models import ApiToken
 
 INT64 = 2**63  # the integers of MLflow's protocol (steps, times, page tokens) are int64
+# Levels of nested arrays and objects a request body may have (MLflow's deepest, a logged
+# model's, has 4; a study spec 5). Python's json parser recurses per level: a 2.5 MB body of
+# "[[[[…" raised RecursionError, a server error, before any check.
+MAX_DEPTH = 32
 STATUS = {"INVALID_PARAMETER_VALUE": 400, "RESOURCE_ALREADY_EXISTS": 400,
           "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "RESOURCE_DOES_NOT_EXIST": 404,
           "ENDPOINT_NOT_FOUND": 404, "REQUEST_LIMIT_EXCEEDED": 429}
@@ -101,11 +105,28 @@ def _body(request: HttpRequest) -> dict[str, Any]:
             data = orjson.loads(raw or b"{}")
         except orjson.JSONDecodeError:
             data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError("INVALID_PARAMETER_VALUE", "the body must be a JSON object") from None
     if not isinstance(data, dict):
         raise ApiError("INVALID_PARAMETER_VALUE", "the body must be a JSON object")
+    if nested_deeper_than(data, MAX_DEPTH):
+        raise ApiError("INVALID_PARAMETER_VALUE", f"the body nests arrays and objects more "
+                       f"than {MAX_DEPTH} levels deep")
     return data
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether parsed JSON nests lists and dicts more than ``limit`` levels (counted without
+    recursion, so any depth the parser returned is measured)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def text(body: dict[str, Any], name: str, required: bool = True) -> str:

@@ -13,10 +13,14 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.http import FileResponse, HttpRequest, HttpResponse
+from django.utils import timezone
 
 from webapp.experiments import external
-from webapp.experiments.models import Experiment, parse_pk
+from webapp.experiments.files import listing
+from webapp.experiments.models import Experiment, StoredArtifact, parse_pk
+from webapp.projects import storage
 from webapp.tracking import access
 from webapp.tracking.api import ApiError, endpoint, not_found
 from webapp.tracking.models import ApiToken
@@ -27,6 +31,10 @@ CHUNK = 1 << 20
 MAX_NAME_BYTES = 255  # one part, as a Linux file name
 MAX_PATH_BYTES = 1024  # the whole path, from the experiment's id
 MAX_DEPTH = 32  # parts, from the experiment's id
+# Files one run (or logged model) holds: its page and the REST API list every one, each read
+# from storage. A per-epoch plot of a long run is a few hundred; a script uploading tiny files
+# in a loop made a run page of any length for every member who opened it.
+MAX_FILES = 10_000
 
 
 def storage_root(run: Experiment) -> str:
@@ -77,7 +85,7 @@ def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
     return storage_root(run), "/".join(parts[3:])
 
 
-@endpoint(("GET", "PUT"), raw=True)
+@endpoint(("GET", "PUT", "DELETE"), raw=True)
 def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
              artifact_path: str) -> Any:
     if request.method == "GET":
@@ -92,18 +100,24 @@ def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
     root, inner = _locate(token, artifact_path, write=True)
     if not inner:
         raise ApiError("INVALID_PARAMETER_VALUE", "name the artifact's file")
-    store(root, inner, request)
+    if request.method == "DELETE":
+        delete(root, inner)
+    else:
+        store(token.user, root, inner, request)
     return {}
 
 
 def save(run: Experiment, inner: str, source: Any) -> None:
-    """Store the bytes read from ``source`` as the run's artifact ``inner`` (see ``store``)."""
-    store(storage_root(run), inner, source)
+    """Store the bytes read from ``source`` as the run's artifact ``inner`` (see ``store``), as
+    uploaded by the run's creator."""
+    store(run.created_by, storage_root(run), inner, source)
 
 
-def store(root: str, inner: str, source: Any) -> None:
+def store(user: Any, root: str, inner: str, source: Any) -> None:
     """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root``
-    (replacing a file of that name), refusing more than FITBOARD_UPLOAD_MAX_MB."""
+    (replacing a file of that name), uploaded by ``user``: refused past FITBOARD_UPLOAD_MAX_MB,
+    past MAX_FILES files under ``root``, or past the user's storage quota (the file it
+    replaces, when theirs, counted out), before anything stored changes."""
     limit = settings.FITBOARD_UPLOAD_MAX_BYTES
     with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
         size = 0
@@ -115,16 +129,48 @@ def store(root: str, inner: str, source: Any) -> None:
             spool.write(block)
         spool.seek(0)
         name = posixpath.join(root, inner)
-        if default_storage.exists(name):
-            if _is_dir(name):  # a folder of artifacts is not replaced by one file
-                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} is a "
-                               "folder")
-            default_storage.delete(name)
-        try:
-            default_storage.save(name, File(spool, name=posixpath.basename(inner)))
-        except (FileExistsError, NotADirectoryError):  # a file where the path needs a folder
-            raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r}: a part of "
-                           "its path is a file") from None
+        with transaction.atomic():
+            replaced = StoredArtifact.objects.filter(name=name).first()
+            if replaced is None and StoredArtifact.objects.filter(
+                    name__startswith=f"{root}/").count() >= MAX_FILES:
+                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not "
+                               f"stored: a run or logged model holds at most {MAX_FILES:,} "
+                               "files; delete some, or upload them as one archive")
+            mine = replaced is not None and user is not None and replaced.created_by_id == user.pk
+            try:
+                storage.reserve(user, size, freeing=replaced.size if mine and replaced else 0)
+            except storage.OverStorageQuota as exc:
+                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not "
+                               f"stored: {exc}") from None
+            _write(name, inner, spool)
+            StoredArtifact.objects.update_or_create(name=name, defaults={
+                "size": size, "created_by": user, "created_at": timezone.now()})
+
+
+def _write(name: str, inner: str, spool: Any) -> None:
+    if default_storage.exists(name):
+        if _is_dir(name):  # a folder of artifacts is not replaced by one file
+            raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} is a folder")
+        default_storage.delete(name)
+    try:
+        default_storage.save(name, File(spool, name=posixpath.basename(inner)))
+    except (FileExistsError, NotADirectoryError):  # a file where the path needs a folder
+        raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r}: a part of "
+                       "its path is a file") from None
+
+
+def delete(root: str, inner: str) -> None:
+    """Delete the artifact ``inner`` under ``root``, or the folder of that name with every file
+    in it (MLflow's ``delete_artifacts``), freeing their place in their uploaders' quota."""
+    name = posixpath.join(root, inner)
+    if not default_storage.exists(name):
+        raise not_found(f"artifact {inner[:100]!r}")
+    names = [name]
+    if _is_dir(name):
+        names = [posixpath.join(name, inside) for inside, _ in listing(name)]
+    for stored in names:
+        default_storage.delete(stored)
+    StoredArtifact.objects.filter(name__in=names).delete()
 
 
 @endpoint(("GET",))

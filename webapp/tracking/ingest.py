@@ -17,10 +17,11 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,6 +30,7 @@ from webapp.experiments.compare import higher_is_better
 from webapp.experiments.models import Experiment
 from webapp.experiments.relay import relay
 from webapp.experiments.reporting import list_message, points_message
+from webapp.projects import storage
 from webapp.projects.models import Project
 
 WORKER = "external"  # the run's ``worker``: no Fitboard worker holds it
@@ -45,6 +47,12 @@ MAX_EXPERIMENT_TAG = 5000  # an experiment's tag value (MAX_EXPERIMENT_TAG_VAL_L
 # reads and rewrites, so their sum is bounded: 100 requests of 100 tags of 8000 characters made
 # an 80 MB row. A flattened config of 1,000 params of 100 characters is a tenth of it.
 MAX_HELD = 1_000_000
+# Distinct metric names one run holds. The run's table of names (logged → stored) lives in its
+# progress, which every log request rewrites and sends to the run's viewers, and its page draws
+# a trace per name: a script logging 1,000 new names a request had made it 850 kB and 2 s a
+# request after 40 requests (and growing), and a run page of 1.2 MB. MLflow's log_batch carries
+# at most 1,000 metrics, and a model with a metric per class of 100 classes logs a few hundred.
+MAX_METRICS = 1000
 # A step is an int64 and a time an int64 count of milliseconds, as in MLflow's protocol: a point
 # past them (a step of 10**30, a time of inf) was stored, and every later read of the run (its
 # JSON, a search of its project, its charts) failed on it, for every member of the project.
@@ -82,6 +90,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
     check_held({}, tags, "run")
     when = moment(started) if started is not None else None
     with transaction.atomic():
+        check_run_rate(user)
         run = Experiment.objects.create(
             project=project, name=name[:200] or "external run", kind=Experiment.Kind.EXTERNAL,
             spec={"params": {}, "tags": dict(tags)}, created_by=user,
@@ -92,6 +101,23 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
             Experiment.objects.filter(pk=run.pk).update(started_at=when)
             run.started_at = when
     return run
+
+
+def check_run_rate(user: Any) -> None:
+    """IngestError when ``user``'s scripts created FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR runs in
+    the last hour. Counted under the user's row lock (the quotas'), so creations sent at once
+    cannot all pass one count."""
+    limit = settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR
+    if not limit or user is None:
+        return
+    storage.lock_user(user)
+    since = timezone.now() - timedelta(hours=1)
+    made = Experiment.objects.filter(created_by=user, kind=Experiment.Kind.EXTERNAL,
+                                     created_at__gte=since).count()
+    if made >= limit:
+        raise IngestError(f"your scripts created {made:,} runs in the last hour; the limit is "
+                          f"{limit:,} (FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR): log into fewer "
+                          "runs, or wait")
 
 
 def log_to_run(run: Experiment, points: Sequence[Point] = (),
@@ -133,6 +159,10 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         check_held(spec["params"], spec["tags"], f"run {row.pk}")
         progress = dict(row.progress)
         keys = dict(progress.get("keys", {}))
+        new_names = sum(1 for key, (steps, _, _) in columns.items() if steps and key not in keys)
+        if len(keys) + new_names > MAX_METRICS:
+            raise IngestError(f"a run holds at most {MAX_METRICS:,} metric names: run {row.pk} "
+                              f"has {len(keys):,}, and this request adds {new_names:,} new ones")
         mapping = external.overrides(spec["tags"])
         batch: dict[str, list[metric_store.Point]] = {}
         last_step = int(progress.get("step", 0))

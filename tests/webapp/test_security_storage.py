@@ -1,0 +1,233 @@
+"""The storage quota (FITBOARD_STORAGE_QUOTA_GB): a member cannot fill the disk with artifacts,
+data sets or the checkpoints of more runs; what anyone stored stays as it was, and deleting
+frees room."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from training.spec import ExperimentSpec
+from webapp.datasets.models import Dataset
+from webapp.experiments import actions, quota
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
+from webapp.tracking import artifacts, ingest, tokens
+
+from ..hostile import table_csv
+
+pytestmark = pytest.mark.django_db
+QUOTA = 1000  # bytes
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Path) -> Path:
+    """Storage in a folder of the test's own, and a quota of QUOTA bytes per user."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path / "media"}}}
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = QUOTA
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def mallory(project: Project) -> User:
+    """A plain member of the owner's project."""
+    user = User.objects.create_user("mallory", password="mallory-pass-123")
+    project.members.add(user)
+    return user
+
+
+def stored_files(media: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(media)): p.read_bytes() for p in media.rglob("*") if p.is_file()}
+
+
+def put(run: Experiment, path: str, data: bytes, token: str, method: str = "put") -> Any:
+    url = f"/api/2.0/mlflow-artifacts/artifacts/{run.project_id}/{run.pk}/artifacts/{path}"
+    send = getattr(Client(), method)
+    return send(url, data, content_type="application/octet-stream",
+                HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_an_artifact_past_the_quota_is_refused_in_mlflows_format_and_nothing_changes(
+        media, owner, mallory, project):
+    # given the owner's run holding 900 bytes and mallory's run holding 600
+    owners_run = ingest.create_run(owner, project, "owner's", {})
+    artifacts.save(owners_run, "weights.bin", BytesIO(b"o" * 900))
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    assert put(run, "first.bin", b"m" * 600, token).status_code == 200
+    before = stored_files(media)
+
+    # when mallory uploads 600 bytes more
+    response = put(run, "second.bin", b"x" * 600, token)
+
+    # then it is refused in MLflow's format, saying the quota, and no file changed
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "storage quota" in response.json()["message"]
+    assert stored_files(media) == before
+    # and the quota is each user's own: the owner still stores within theirs
+    owners_token = tokens.create_token(owner, "laptop", "write", None)[1]
+    assert put(owners_run, "more.bin", b"o" * 100, owners_token).status_code == 200
+
+
+def test_replacing_or_deleting_ones_own_artifact_frees_its_room(media, mallory, project):
+    # given mallory's run holding 600 of her 1000 bytes
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    assert put(run, "first.bin", b"m" * 600, token).status_code == 200
+
+    # when she replaces it with 900 bytes, then deletes it and uploads 900 bytes elsewhere
+    replaced = put(run, "first.bin", b"r" * 900, token)
+    deleted = put(run, "first.bin", b"", token, method="delete")
+    again = put(run, "other/second.bin", b"s" * 900, token)
+
+    # then each fits: the replaced and the deleted file no longer count
+    assert (replaced.status_code, deleted.status_code, again.status_code) == (200, 200, 200)
+    root = artifacts.storage_root(run)
+    assert not default_storage.exists(f"{root}/first.bin")
+    assert stored_files(media) == {f"{root}/other/second.bin": b"s" * 900}
+    # and deleting a folder deletes every file in it, freeing the whole quota
+    assert put(run, "other", b"", token, method="delete").status_code == 200
+    assert stored_files(media) == {}
+    assert put(run, "last.bin", b"l" * QUOTA, token).status_code == 200
+
+
+def test_a_member_cannot_delete_another_members_artifact(media, owner, mallory, project):
+    owners_run = ingest.create_run(owner, project, "owner's", {})
+    artifacts.save(owners_run, "weights.bin", BytesIO(b"o" * 10))
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    response = put(owners_run, "weights.bin", b"", token, method="delete")
+
+    assert response.status_code == 403
+    assert stored_files(media) == {f"{artifacts.storage_root(owners_run)}/weights.bin": b"o" * 10}
+
+
+def test_a_data_set_past_the_quota_is_refused_on_its_field_on_the_page_and_in_the_api(
+        media, mallory, project):
+    # given mallory storing 900 bytes of artifacts
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    artifacts.save(run, "weights.bin", BytesIO(b"m" * 900))
+    before = stored_files(media)
+    client = Client()
+    client.force_login(mallory)
+    data = {"name": "flowers", "project": project.pk, "kind": "csv", "missing": "drop",
+            "task": "classification", "image_size": "16"}
+
+    # when she uploads a CSV of a few kilobytes, on the page and through the REST API
+    page = client.post(reverse("dataset-new"),
+                       {**data, "file": SimpleUploadedFile("a.csv", table_csv(200))})
+    token = tokens.create_token(mallory, "api", "write", None)[1]
+    api = Client().post("/api/v1/datasets/",
+                        {**data, "file": SimpleUploadedFile("a.csv", table_csv(200))},
+                        HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then both are refused on the file field, and nothing is stored
+    assert page.status_code == 200
+    assert "storage quota" in " ".join(page.context["form"].errors["file"])
+    assert api.status_code == 400
+    assert "storage quota" in api.json()["errors"]["file"]
+    assert not Dataset.objects.exists()
+    assert stored_files(media) == before
+
+
+def test_a_data_set_counts_its_prepared_file_too(media, mallory, project, settings):
+    # given a quota of 10 kB and a CSV of about 6 kB
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 10_000
+    client = Client()
+    client.force_login(mallory)
+    data = {"name": "flowers", "project": project.pk, "kind": "csv", "missing": "drop",
+            "task": "classification", "image_size": "16"}
+    content = table_csv(400)
+
+    # when she uploads it twice
+    first = client.post(reverse("dataset-new"), {**data, "file": SimpleUploadedFile("a.csv",
+                                                                                     content)})
+    second = client.post(reverse("dataset-new"), {**data, "file": SimpleUploadedFile("a.csv",
+                                                                                      content)})
+
+    # then the first is stored with its upload and prepared file counted, the second refused
+    assert first.status_code == 302, first.context["form"].errors
+    dataset = Dataset.objects.get()
+    assert dataset.stored_size == len(content) + dataset.prepared.size
+    assert second.status_code == 200
+    assert "storage quota" in " ".join(second.context["form"].errors["file"])
+
+
+def test_a_member_at_the_quota_launches_no_run_while_others_still_do(media, owner, mallory,
+                                                                      project):
+    # given mallory storing her whole quota
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    artifacts.save(run, "weights.bin", BytesIO(b"m" * QUOTA))
+
+    # when she launches a run, its checkpoints needing room
+    with pytest.raises(quota.OverQuota, match="storage quota"):
+        actions.create_experiment(mallory, project, "more", ExperimentSpec())
+
+    # then nothing is queued for her, and the owner launches as before
+    assert not Experiment.objects.filter(created_by=mallory, kind=Experiment.Kind.TRAIN).exists()
+    assert actions.create_experiment(owner, project, "theirs", ExperimentSpec()).pk
+
+
+def test_a_run_holds_at_most_max_files_and_still_takes_replacements(media, owner, mallory,
+                                                                      project, monkeypatch):
+    # given runs that may hold 3 files, mallory's holding 3
+    monkeypatch.setattr(artifacts, "MAX_FILES", 3)
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    for i in range(3):
+        assert put(run, f"plots/{i}.png", b"p", token).status_code == 200
+
+    # when she uploads a fourth, and replaces the first
+    fourth = put(run, "plots/3.png", b"p", token)
+    replaced = put(run, "plots/0.png", b"q", token)
+
+    # then the fourth is refused, saying the limit, the replacement stored
+    assert (fourth.status_code, replaced.status_code) == (400, 200)
+    assert "at most 3 files" in fourth.json()["message"]
+    root = artifacts.storage_root(run)
+    assert stored_files(media) == {f"{root}/plots/0.png": b"q", f"{root}/plots/1.png": b"p",
+                                   f"{root}/plots/2.png": b"p"}
+    # and the limit is each run's own
+    owners_run = ingest.create_run(owner, project, "owner's", {})
+    owners_token = tokens.create_token(owner, "laptop", "write", None)[1]
+    assert put(owners_run, "plots/0.png", b"o", owners_token).status_code == 200
+
+
+def test_a_hugging_face_read_leaves_nothing_in_the_shared_cache(media, mallory, project,
+                                                                settings, tmp_path):
+    # given a CSV in an allowed local folder (the library converts it to Arrow in its cache, as
+    # it does a hub download)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "table.csv").write_bytes(table_csv(60))
+    settings.FITBOARD_DATASETS_LOCAL_DIRS = [allowed]
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 10**9
+    client = Client()
+    client.force_login(mallory)
+    form = {"name": "t", "project": project.pk, "kind": "hf", "missing": "drop",
+            "task": "classification", "image_size": "16", "hf_split": "train",
+            "label_column": "species"}
+
+    # when it is read twice: once refused (a label column it lacks), once stored
+    refused = client.post(reverse("dataset-new"), {**form, "label_column": "nothing",
+                                                   "hf_source": str(allowed / "table.csv")})
+    stored = client.post(reverse("dataset-new"), {**form, "hf_source": str(allowed / "table.csv")})
+
+    # then only the stored data set's files are kept: the library's cache is gone each time
+    assert refused.status_code == 200 and stored.status_code == 302
+    cache = media / "hf-cache"
+    assert not [p for p in cache.rglob("*") if p.is_file()]
+    dataset = Dataset.objects.get()
+    assert set(stored_files(media)) == {dataset.prepared.name}

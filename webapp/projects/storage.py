@@ -1,0 +1,74 @@
+"""How many bytes one user keeps in the site's storage (FITBOARD_STORAGE_QUOTA_GB): their
+uploaded data sets and their versions, the artifacts and logged-model files their scripts
+uploaded, and the checkpoints of their runs.
+
+Each app that stores files for a user registers a counter of them (``count_with``, at import of
+its models), so the rule lives here, below the apps, while the rows it counts stay in theirs.
+``reserve`` is called inside the transaction that records new bytes: it locks the user's row
+(as the job quota does), so two uploads of one user sent at once are counted one after the
+other, and raises ``OverStorageQuota`` (nothing stored) past the quota. Deleting what was
+stored frees its place, as the counters read the rows that remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.template.defaultfilters import filesizeformat
+
+Counter = Callable[[Any], int]
+_counters: list[Counter] = []
+
+
+class OverStorageQuota(Exception):
+    """Storing this would take its user past FITBOARD_STORAGE_QUOTA_GB; the message says the
+    quota, what they store and what this needed, for the form field or the API's error."""
+
+
+def count_with(counter: Counter) -> Counter:
+    """Register ``counter(user) -> bytes`` as part of what a user stores."""
+    _counters.append(counter)
+    return counter
+
+
+def stored_bytes(user: Any) -> int:
+    """Every byte ``user`` keeps in storage, by the registered counters."""
+    return sum(counter(user) for counter in _counters)
+
+
+def problem(user: Any, adding: int, freeing: int = 0) -> str | None:
+    """Why ``user`` may not store ``adding`` more bytes (``freeing``: what the write replaces),
+    or None. With nothing added, whether they are at the quota already (a launch, whose
+    checkpoints will need room)."""
+    quota = settings.FITBOARD_STORAGE_QUOTA_BYTES
+    if not quota or user is None:
+        return None
+    stored = stored_bytes(user)
+    after = stored - freeing + adding
+    if after <= quota and (adding or stored < quota):
+        return None
+    advice = ("Delete artifacts you no longer need (MLflow's delete_artifacts), or ask an "
+              "administrator for more room.")
+    return (f"Your storage quota is {filesizeformat(quota)} (FITBOARD_STORAGE_QUOTA_GB); you "
+            f"store {filesizeformat(stored)}"
+            + (f" and this needs {filesizeformat(adding)} more. " if adding else ". ") + advice)
+
+
+def reserve(user: Any, adding: int, freeing: int = 0) -> None:
+    """Call inside the transaction that records ``adding`` new bytes of ``user`` (replacing
+    ``freeing``): OverStorageQuota past the quota. Locks the user's row until the transaction
+    ends."""
+    if not settings.FITBOARD_STORAGE_QUOTA_BYTES or user is None:
+        return
+    lock_user(user)
+    found = problem(user, adding, freeing)
+    if found is not None:
+        raise OverStorageQuota(found)
+
+
+def lock_user(user: Any) -> None:
+    """Hold ``user``'s row until the transaction ends: the one lock both quotas count under."""
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))

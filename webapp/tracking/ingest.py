@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from webapp.experiments import events, external, metric_store
 from webapp.experiments.compare import higher_is_better
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, MetricChunk
 from webapp.experiments.relay import relay
 from webapp.experiments.reporting import list_message, points_message
 from webapp.projects.models import Project
@@ -139,6 +140,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         for key, (steps, values, times) in columns.items():
             if not steps:
                 continue
+            _reclaim(row.pk, key, steps, keys, mapping, batch)
             try:
                 stored = keys.get(key) or external.assign(key, mapping, keys)
             except external.MetricMapError as exc:
@@ -147,7 +149,10 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
             last_step = max(last_step, max(steps))
         if batch:
             metric_store.append(row.pk, batch)
-        evaluated = any(key.startswith("val_") for key in batch)
+        # A verdict is due with an evaluation, or with training points of a run that logs no
+        # validation loss (judged on its training loss alone).
+        evaluated = any(key.startswith("val_") for key in batch) or (
+            "train_loss" in batch and "val_loss" not in keys.values())
         seq = int(progress.get("seq", 0)) + 1
         progress.update(seq=seq, keys=keys)
         if batch:
@@ -157,7 +162,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         if params or tags:  # else the spec is the row's: not written again with every point
             changes["spec"] = spec
         if evaluated and not row.is_terminal and _verdict_due(progress, now.timestamp()):
-            verdict = external.live_verdict(row.pk, spec)
+            verdict = external.live_verdict(row.pk, spec, keys)
             progress["verdict"], progress["verdict_at"] = verdict, now.timestamp()
             changes["verdict_kind"] = (verdict or {}).get("kind", "")
             row.signal_verdict(changes["verdict_kind"], row.verdict_kind, final=False)
@@ -167,6 +172,50 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # at the first batch), not on every batch of a fast script.
         listed = progress if evaluated or seq == 1 else None
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
+
+
+def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],
+             mapping: Mapping[str, str], batch: dict[str, list[metric_store.Point]]) -> None:
+    """Hand the diagnostics' name that ``key`` maps to by the convention over to ``key`` when
+    the metric holding it has all its points at one step (a curve logged without steps) and
+    ``key`` is that very name, or a curve over two steps or more. Keras's MLflow callback logs
+    ``validation_loss`` and ``validation_accuracy`` at step 0 after each evaluation and then
+    ``val_loss`` and ``val_accuracy`` at the epoch: the first would otherwise hold the
+    validation names and leave the run one evaluation forever. The holder's points (stored,
+    and in ``batch``) move to its own name, ``key``'s to the diagnostics' name."""
+    target = external.conventional(key)
+    if target is None or key in mapping or keys.get(key) == target:
+        return
+    holder = next((name for name, stored in keys.items() if stored == target), None)
+    if holder is None or holder in mapping:
+        return
+    if len(_steps_of(run_id, target, batch.get(target, ()))) != 1:
+        return  # the holder is a curve: it keeps the name
+    current = keys.get(key)
+    if key != target and len(_steps_of(run_id, current, (), steps) if current else set(
+            steps)) < 2:
+        return  # two curves without steps: the first keeps the name
+    taken = set(keys.values())
+    moved = holder if holder not in taken else external.UNMAPPED_PREFIX + holder
+    if len(moved) > external.STORED_CHARS:
+        return
+    MetricChunk.objects.filter(experiment_id=run_id, key=target).update(key=moved)
+    if target in batch:
+        batch[moved] = batch.pop(target)
+    keys[holder] = moved
+    if current is not None:
+        MetricChunk.objects.filter(experiment_id=run_id, key=current).update(key=target)
+        keys[key] = target
+
+
+def _steps_of(run_id: int, stored: str, pending: Sequence[metric_store.Point],
+              steps: Sequence[int] = ()) -> set[int]:
+    """The first and last steps of a stored metric, its pending points' and ``steps``: one
+    value when all its points share a step."""
+    held = MetricChunk.objects.filter(experiment_id=run_id, key=stored).aggregate(
+        low=Min("first_step"), high=Max("last_step"))
+    found = {int(point[0]) for point in pending} | {int(step) for step in steps}
+    return found | {int(s) for s in (held["low"], held["high"]) if s is not None}
 
 
 def check_columns(columns: Mapping[str, Columns]) -> None:
@@ -276,11 +325,12 @@ def check_tags(tags: Mapping[str, str], limit: int = MAX_TAG) -> None:
     """IngestError for a tag whose name or value is too long (past MAX_NAME, or ``limit``),
     or a metric map tag that is not a JSON object of names to names."""
     check_lengths("tag", tags, limit)
-    if external.MAP_TAG in tags:
-        try:
+    try:
+        if external.MAP_TAG in tags:
             external.parse_map(tags[external.MAP_TAG])
-        except external.MetricMapError as exc:
-            raise IngestError(str(exc)) from None
+        external.check_task_tags(tags)
+    except ValueError as exc:  # MetricMapError included
+        raise IngestError(str(exc)) from None
 
 
 def check_lengths(what: str, pairs: Mapping[str, str], limit: int) -> None:

@@ -222,3 +222,46 @@ def test_training_logged_per_step_beside_evaluations_per_epoch_is_read_per_epoch
     history = external.evaluation_history(stored.pk, stored.progress["keys"]).history
     assert history["train_loss"] == pytest.approx(
         [loss((epoch + 1) * STEPS) for epoch in range(EPOCHS)])
+
+
+def test_a_script_logging_without_steps_keeps_every_point_in_the_order_it_came(
+        tracking: MlflowClient) -> None:
+    # given a quick script that never passes a step (mlflow sends step 0 for each call): a
+    # training loss per batch, a validation loss and accuracy after each epoch (before, each
+    # metric kept its last point only, in Fitboard and in mlflow's own reader)
+    mlflow.set_experiment("vision")
+    logged = []
+    with mlflow.start_run() as run:
+        for epoch in range(EPOCHS):
+            for step in range(epoch * STEPS, (epoch + 1) * STEPS):
+                mlflow.log_metric("loss", loss(step))
+                logged.append(loss(step))
+            last = (epoch + 1) * STEPS - 1
+            mlflow.log_metrics({"val_loss": loss(last) + 0.1, "val_acc": accuracy(last)})
+
+    # then mlflow reads back every value, in order, with steps in the order they came
+    history = tracking.get_metric_history(run.info.run_id, "loss")
+    assert [m.value for m in history] == logged
+    assert [m.step for m in history] == sorted(m.step for m in history)
+    # and each evaluation's training loss is the mean of its epoch's batches
+    stored = Experiment.objects.get(pk=int(run.info.run_id))
+    evaluations = external.evaluation_history(stored.pk, stored.progress["keys"])
+    assert evaluations.history["train_loss"] == pytest.approx(
+        [sum(logged[e * STEPS:(e + 1) * STEPS]) / STEPS for e in range(EPOCHS)])
+    assert stored.verdict_kind == "healthy"
+
+
+def test_system_metrics_keep_their_own_steps_in_a_run_logged_without_steps(
+        tracking: MlflowClient) -> None:
+    # given a run logged without steps, and system metrics counted from 0 as mlflow's monitor
+    # counts its samples
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        for step in range(5):
+            mlflow.log_metric("loss", loss(step))
+        for sample in range(3):
+            mlflow.log_metric("system/cpu_utilization_percentage", 50.0 + sample, step=sample)
+
+    # then the samples keep their steps
+    history = tracking.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert [(m.step, m.value) for m in history] == [(0, 50.0), (1, 51.0), (2, 52.0)]

@@ -137,14 +137,16 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         mapping = external.overrides(spec["tags"])
         batch: dict[str, list[metric_store.Point]] = {}
         last_step = int(progress.get("step", 0))
-        for key, (steps, values, times) in columns.items():
-            if not steps:
+        numbering = Numbering.of(progress)
+        for key, (logged_steps, values, times) in columns.items():
+            if not logged_steps:
                 continue
-            _reclaim(row.pk, key, steps, keys, mapping, batch)
+            _reclaim(row.pk, key, logged_steps, keys, mapping, batch, numbering)
             try:
                 stored = keys.get(key) or external.assign(key, mapping, keys)
             except external.MetricMapError as exc:
                 raise IngestError(str(exc)) from None
+            steps = numbering.number(stored, logged_steps)
             batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
             last_step = max(last_step, max(steps))
         if batch:
@@ -154,7 +156,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         evaluated = any(key.startswith("val_") for key in batch) or (
             "train_loss" in batch and "val_loss" not in keys.values())
         seq = int(progress.get("seq", 0)) + 1
-        progress.update(seq=seq, keys=keys)
+        progress.update(seq=seq, keys=keys, **numbering.state())
         if batch:
             progress["step"] = last_step
         now = timezone.now()
@@ -174,8 +176,58 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
 
 
+@dataclass
+class Numbering:
+    """Steps for points a script logs without one. MLflow's client sends step 0 when a call
+    gives none (``mlflow.log_metric("loss", v)`` in a loop, Keras's callback after each
+    evaluation); the metric store keeps one point per step, so all but the last were lost, to
+    the curves, the verdict and mlflow's own reader. A point at step 0 of a metric that already
+    has points (or of any metric, once the run logs without steps) is numbered one past the
+    run's last step instead, so that the run's metrics share one axis, the order they arrived
+    in (a validation point lands after the training points logged before it): the points keep
+    their order, values and times, and the metric is marked as logged without steps. System
+    metrics (``system/...``) count their own samples from 0 and are left as they are."""
+
+    last: dict[str, int]  # each stored metric's last step
+    stepless: set[str]  # stored metrics that were numbered so
+    run_last: int  # the run's last step, all metrics
+
+    @classmethod
+    def of(cls, progress: Mapping[str, Any]) -> Numbering:
+        return cls(dict(progress.get("last_steps", {})), set(progress.get("stepless", [])),
+                   int(progress.get("step", 0)))
+
+    def state(self) -> dict[str, Any]:
+        """What the run's progress keeps of it."""
+        return {"last_steps": self.last, "stepless": sorted(self.stepless)}
+
+    def number(self, stored: str, steps: Sequence[int]) -> list[int]:
+        if stored.startswith("system/"):
+            return list(steps)
+        last = self.last.get(stored)
+        numbered = []
+        for step in steps:
+            if step == 0 and (last is not None or (self.stepless and self.run_last > 0)):
+                step = max(self.run_last, last if last is not None else 0, 0) + 1
+                self.stepless.add(stored)
+            numbered.append(step)
+            last = step if last is None else max(last, step)
+            self.run_last = max(self.run_last, step)
+        if last is not None:
+            self.last[stored] = last
+        return numbered
+
+    def rename(self, old: str, new: str) -> None:
+        if old in self.last:
+            self.last[new] = self.last.pop(old)
+        if old in self.stepless:
+            self.stepless.discard(old)
+            self.stepless.add(new)
+
+
 def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],
-             mapping: Mapping[str, str], batch: dict[str, list[metric_store.Point]]) -> None:
+             mapping: Mapping[str, str], batch: dict[str, list[metric_store.Point]],
+             numbering: Numbering) -> None:
     """Hand the diagnostics' name that ``key`` maps to by the convention over to ``key`` when
     the metric holding it has all its points at one step (a curve logged without steps) and
     ``key`` is that very name, or a curve over two steps or more. Keras's MLflow callback logs
@@ -189,7 +241,8 @@ def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],
     holder = next((name for name, stored in keys.items() if stored == target), None)
     if holder is None or holder in mapping:
         return
-    if len(_steps_of(run_id, target, batch.get(target, ()))) != 1:
+    if target not in numbering.stepless and len(
+            _steps_of(run_id, target, batch.get(target, ()))) != 1:
         return  # the holder is a curve: it keeps the name
     current = keys.get(key)
     if key != target and len(_steps_of(run_id, current, (), steps) if current else set(
@@ -203,9 +256,11 @@ def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],
     if target in batch:
         batch[moved] = batch.pop(target)
     keys[holder] = moved
+    numbering.rename(target, moved)
     if current is not None:
         MetricChunk.objects.filter(experiment_id=run_id, key=current).update(key=target)
         keys[key] = target
+        numbering.rename(current, target)
 
 
 def _steps_of(run_id: int, stored: str, pending: Sequence[metric_store.Point],

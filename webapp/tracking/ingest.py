@@ -151,10 +151,10 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
             last_step = max(last_step, max(steps))
         if batch:
             metric_store.append(row.pk, batch)
-        # A verdict is due with an evaluation, or with training points of a run that logs no
-        # validation loss (judged on its training loss alone).
-        evaluated = any(key.startswith("val_") for key in batch) or (
-            "train_loss" in batch and "val_loss" not in keys.values())
+        evaluated = any(key.startswith("val_") for key in batch)
+        # A run that logs no validation loss is judged on its training loss alone: its
+        # training points make a verdict due (still at most one per VERDICT_EVERY).
+        training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
         progress.update(seq=seq, keys=keys, **numbering.state())
         if batch:
@@ -163,16 +163,19 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         changes: dict[str, Any] = {"progress": progress, "heartbeat_at": now}
         if params or tags:  # else the spec is the row's: not written again with every point
             changes["spec"] = spec
-        if evaluated and not row.is_terminal and _verdict_due(progress, now.timestamp()):
+        judged = ((evaluated or training_only) and not row.is_terminal
+                  and _verdict_due(progress, now.timestamp()))
+        if judged:
             verdict = external.live_verdict(row.pk, spec, keys)
             progress["verdict"], progress["verdict_at"] = verdict, now.timestamp()
             changes["verdict_kind"] = (verdict or {}).get("kind", "")
             row.signal_verdict(changes["verdict_kind"], row.verdict_kind, final=False)
         Experiment.objects.filter(pk=row.pk).update(**changes)
         run.spec, run.progress = spec, progress
-        # The list shows the run's progress and verdict: told when an evaluation arrives (and
-        # at the first batch), not on every batch of a fast script.
-        listed = progress if evaluated or seq == 1 else None
+        # The list shows the run's progress and verdict: told when an evaluation arrives (or a
+        # training-only run's verdict, and at the first batch), not on every batch of a fast
+        # script.
+        listed = progress if evaluated or judged or seq == 1 else None
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
 
 

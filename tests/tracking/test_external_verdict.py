@@ -212,3 +212,12 @@ def test_a_task_tag_is_read_in_any_case(tracking: Any) -> None:
             mlflow.log_metrics({"loss": 1 / (step + 1), "val_loss": 1 / (step + 1)}, step=step)
     stored = Experiment.objects.get(pk=int(run.info.run_id))
     assert external.task_of(stored.spec, {}).kind == "classification"
+
+
+def test_a_run_tagged_with_unreadable_classes_before_they_were_checked_is_still_judged() -> None:
+    # (a tag set before check_task_tags refused it: the verdict raised on int("ten"))
+    history = {"train_loss": [2.0, 1.0, 0.8], "val_loss": [2.1, 1.2, 0.9], "val_acc": [0.3] * 3}
+
+    task = external.task_of({"tags": {"fitboard.num_classes": "ten"}}, history, math.log(10))
+
+    assert task.num_classes == 10  # read from the untrained loss instead

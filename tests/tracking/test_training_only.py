@@ -16,6 +16,7 @@ from django.test import Client
 from sklearn.datasets import load_digits
 
 from tests.training.curves import stress
+from webapp.experiments import external
 from webapp.experiments.models import Experiment
 
 NOT_JUDGED = "overfitting cannot be judged without a validation metric"
@@ -134,10 +135,12 @@ def test_told_its_classes_a_training_only_run_is_judged_against_chance(tracking)
     # when it is logged
     _, run_id = log_training_loss(losses, tags={"fitboard.num_classes": "10"})
 
-    # then the underfitting verdict measures the loss against ln 10, the majority-class loss
+    # then the underfitting verdict measures the loss against ln 10, the majority-class loss,
+    # and its page draws it as the classification it is (it logs no accuracy)
     run = Experiment.objects.get(pk=int(run_id))
     assert run.verdict["kind"] == "underfitting"
     assert "majority-class baseline (2.3)" in run.verdict["headline"]
+    assert external.page_context(run)["task"] == "classification"
 
 
 def test_a_training_loss_still_falling_steadily_at_the_end_is_slow(tracking):

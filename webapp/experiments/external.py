@@ -245,7 +245,10 @@ def declared_classes(tags: Mapping[str, str], params: Mapping[str, str]) -> int 
     else its params (CLASS_PARAMS, LABEL_MAPS) when they agree; None when nothing says it, or
     when params disagree (a guess would be wrong half the time)."""
     if tags.get(CLASSES_TAG):
-        return int(tags[CLASSES_TAG])  # checked when the tag was set (ingest.check_tags)
+        # checked when the tag is set (ingest.check_tags); a run tagged before that may hold
+        # anything
+        told = _integer(tags[CLASSES_TAG])
+        return told if told >= 2 else None
     counts: set[int] = set()
     flattened: dict[str, int] = {}
     for name, value in params.items():
@@ -286,13 +289,20 @@ def task_of(spec: Mapping[str, Any], history: Mapping[str, Any],
     logged it; without it the chance level is unknown (``task_from_curves``)."""
     tags = spec.get("tags", {})
     params = spec.get("params", {})
-    told = str(tags.get(TASK_TAG, "")).strip().lower()
     classes = declared_classes(tags, params)
-    kind = told if told in TASKS else ("classification" if "val_acc" in history
-                                       or "train_acc" in history or classes else "regression")
+    kind = task_kind(tags, classes, {"val_acc", "train_acc"} & set(history))
     if kind != "classification":
         return task_from_curves(history, "regression", start=first_loss)
     return task_from_curves(history, "classification", classes, start=first_loss)
+
+
+def task_kind(tags: Mapping[str, str], classes: int | None, accuracies: set[str]) -> str:
+    """The tag's task, else classification when the run logs an accuracy or says its
+    classes, else regression."""
+    told = str(tags.get(TASK_TAG, "")).strip().lower()
+    if told in TASKS:
+        return told
+    return "classification" if accuracies or classes else "regression"
 
 
 def check_task_tags(tags: Mapping[str, str]) -> None:
@@ -338,7 +348,9 @@ def page_context(run: Experiment) -> dict[str, Any]:
     """What the run and diagnostics pages show of an external run in place of its spec."""
     keys: dict[str, str] = run.progress.get("keys", {})
     stored = set(keys.values())
-    task = "classification" if {"val_acc", "train_acc"} & stored else "regression"
+    tags = run.spec.get("tags", {})
+    task = task_kind(tags, declared_classes(tags, run.spec.get("params", {})),
+                     {"val_acc", "train_acc"} & stored)
     evaluations = (evaluation_history(run.pk, keys) if keys
                    else Evaluations({}, "no metrics logged yet"))
     return {

@@ -8,14 +8,17 @@
 
   function plot(id, title, trainKey, valKey) {
     const el = document.getElementById(id);
-    if (!el || !history[trainKey] || !history[valKey]) return;
+    if (!el || !history[trainKey]) return;
     const epochs = history[trainKey].map((_, i) => i + 1);
     const data = [
       {x: epochs, y: history[trainKey], name: "train", mode: "lines+markers", line: {color: "#636efa", width: 2.5}},
-      // fill: "tonexty" shades the area between this trace and the one before: the gap.
-      {x: epochs, y: history[valKey], name: "validation", mode: "lines+markers", fill: "tonexty",
-       fillcolor: "rgba(239,85,59,0.15)", line: {color: "#ef553b", width: 2.5}},
     ];
+    // A script's run that logs no validation metric: its training curve alone, no gap.
+    if (history[valKey]) {
+      // fill: "tonexty" shades the area between this trace and the one before: the gap.
+      data.push({x: epochs, y: history[valKey], name: "validation", mode: "lines+markers", fill: "tonexty",
+                 fillcolor: "rgba(239,85,59,0.15)", line: {color: "#ef553b", width: 2.5}});
+    }
     const shapes = [], annotations = [];
     if (onset) {
       shapes.push({type: "line", x0: onset, x1: onset, yref: "paper", y0: 0, y1: 1,

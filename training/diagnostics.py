@@ -77,6 +77,13 @@ ACC_DROP = 0.05
 # still at half the majority-class loss gets most examples only partly right. Regression asks
 # for less (R² of 0.25 on the training split): noisy tabular targets often cap R² near 0.5.
 UNDERFIT_LEARNED = {"classification": 0.5, "regression": 0.25}
+# When nothing says what a constant prediction scores (a script's run that names neither its
+# classes nor its units, and whose first logged loss is not an untrained network's: one logged
+# after an epoch or a few hundred steps, or a pretrained network's), a loss can only be measured
+# against its own first logged value, which may already be far below chance: a run is poor
+# only when it has not gone down, shedding less than this share of its first logged loss. A
+# run that learned before it first logged sheds far more than this over its next epochs.
+STUCK_LEARNED = 0.1
 # A live run may sit on a plateau for its first epochs before it starts learning.
 UNDERFIT_MIN_EPOCHS_LIVE = 5
 # With a reference model (training.reference: a linear model fitted on the same split), poor
@@ -164,11 +171,17 @@ class TaskInfo:
     # normal target's is multiplied: 1 for targets standardised as the engine does; a run
     # logged from elsewhere may use any units (see task_from_curves).
     loss_scale: float = 1.0
+    # False: what a constant prediction scores is not known (a classification without its
+    # number of classes, a regression in unknown units); ``loss_scale`` is then the run's first
+    # logged loss, a scale for noise and pace but no chance level, and the rules that compare
+    # a loss with a constant prediction's ask only that it went down (STUCK_LEARNED).
+    baseline_known: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "regression"):
             raise ValueError(f"unknown task kind {self.kind!r}")
-        if self.kind == "classification" and (self.num_classes or 0) < 2:
+        if self.kind == "classification" and self.baseline_known and (
+                self.num_classes or 0) < 2:
             raise ValueError("a classification task needs at least two classes")
 
     @property
@@ -208,10 +221,17 @@ class TaskInfo:
         the floor."""
         return (self.baseline_loss - loss) / (self.baseline_loss - self.floor_loss)
 
+    @property
+    def learned_needed(self) -> float:
+        """The share of the baseline a run must shed not to be poor without a reference:
+        UNDERFIT_LEARNED of a constant prediction's loss, or, when that is unknown,
+        STUCK_LEARNED of the run's first logged loss."""
+        return UNDERFIT_LEARNED[self.kind] if self.baseline_known else STUCK_LEARNED
+
     def not_poor(self) -> float:
         """The loss below which the underfitting rule no longer calls a run poor without a
-        reference: UNDERFIT_LEARNED of the way from the baseline to the floor."""
-        share = UNDERFIT_LEARNED[self.kind]
+        reference: ``learned_needed`` of the way from the baseline to the floor."""
+        share = self.learned_needed
         return self.baseline_loss - share * (self.baseline_loss - self.floor_loss)
 
     def for_spec(self, spec: ExperimentSpec) -> TaskInfo:
@@ -259,33 +279,35 @@ def task_info(dataset_name: str | DatasetInfo, class_counts: Sequence[int] | Non
 
 
 # A run logged from elsewhere may say neither how many classes it has nor in which units its
-# regression target is. Its losses are then measured against its own start: an untrained
-# network scores about what a constant prediction does (ln N for N balanced classes, the
-# target's mean square for MSE), and the first training loss is the closest a history comes to
-# it. A run that learned much before its first evaluation reads as an easier task than it is
-# (fewer classes, a smaller scale), never below two classes; a first loss above ln 1000 is
-# taken for a blow-up rather than for more classes than ImageNet's.
+# regression target is. Its losses are then measured against its own start when that start is an
+# untrained network's (a first batch's loss, before any step): it scores about what a constant
+# prediction does (ln N for N balanced classes, the target's mean square for MSE). A first loss
+# above ln 1000 is taken for a blow-up rather than for more classes than ImageNet's. A first
+# loss logged later (an epoch's mean, a pretrained network's) is no chance level: read as one,
+# it made a 10-class run a 2-class one, and an honest loss "underfitting".
 MAX_GUESSED_CLASSES = 1000
 
 
 def task_from_curves(history: Mapping[str, Sequence[float]], kind: str,
                      num_classes: int | None = None, start: float = math.nan) -> TaskInfo:
-    """The task of a run known only from its curves: ``num_classes`` when told, else the count
-    whose uniform prediction scores the run's first loss; for regression, that first loss as
-    the constant prediction's (``loss_scale``). The first loss is ``start``, the first
-    training point logged (often one batch's, before any step), else the first evaluation's
-    training loss: a mean since the start, lower when the run learned fast, higher when it
-    blew up. Validation is left out: a network that memorises scores worse than a constant
-    prediction there from its first evaluation on."""
-    train = history.get("train_loss", ())
-    first = start if math.isfinite(start) else float(train[0]) if len(train) else math.nan
-    first = first if math.isfinite(first) else 0.0
-    if kind == "regression":
-        return TaskInfo("regression", loss_scale=first if first > 0 else 1.0)
-    if num_classes is None:
-        guessed = round(math.exp(min(first, math.log(MAX_GUESSED_CLASSES))))
-        num_classes = max(2, guessed)
-    return TaskInfo("classification", num_classes)
+    """The task of a run known only from its curves: ``num_classes`` when told; else, when
+    ``start`` (the loss of the untrained network, the first batch's before any step) is
+    known, the count whose uniform prediction scores it, or for regression that loss as the
+    constant prediction's (``loss_scale``). Without either, the chance level is unknown
+    (``baseline_known=False``): the run's first training loss is only its scale. Validation is
+    left out: a network that memorises scores worse than a constant prediction there from its
+    first evaluation on."""
+    train = [float(v) for v in history.get("train_loss", ())]
+    if kind == "classification" and num_classes is not None:
+        return TaskInfo("classification", num_classes)
+    if math.isfinite(start):
+        if kind == "regression":
+            return TaskInfo("regression", loss_scale=start if start > 0 else 1.0)
+        guessed = round(math.exp(min(max(start, 0.0), math.log(MAX_GUESSED_CLASSES))))
+        return TaskInfo("classification", max(2, guessed))
+    first = next((v for v in train if math.isfinite(v)), math.nan)
+    scale = first if first > 0 else 1.0
+    return TaskInfo(kind, loss_scale=scale, baseline_known=False)
 
 
 @dataclass(frozen=True)
@@ -352,7 +374,9 @@ def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
     """The verdict on a run from its per-epoch history (one value per epoch, epoch 1 first).
 
     ``history`` holds ``train_loss`` and ``val_loss`` (plus ``train_acc`` and ``val_acc`` for
-    classification, used as evidence and for falling validation accuracy) and optionally
+    classification, used as evidence and for falling validation accuracy); a history without
+    ``val_loss`` is judged on its training loss alone (diverging, underfitting, slow or
+    healthy; overfitting is not judged, and the verdict says so), and optionally
     ``loss``, the per-step training loss, which reveals a blow-up before its epoch ends. A run
     that stopped on a non-finite loss should end ``loss`` (or ``train_loss``) with that value:
     the loop logs only finite points. Rules are tried in order: diverging, too early to tell
@@ -367,6 +391,20 @@ def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
     if spec is not None:
         task = task.for_spec(spec)
     context = _Context(curves, task, spec, final, reference)
+    verdict = _verdict(context)
+    if not curves.validated:  # say what could not be judged, whatever was
+        verdict.evidence.append(Evidence("overfitting", "not judged", NOT_VALIDATED))
+    return verdict
+
+
+# Said of every verdict on a history without a validation loss.
+NOT_VALIDATED = ("overfitting cannot be judged without a validation metric (log val_loss "
+                 "or eval_loss)")
+
+
+def _verdict(context: _Context) -> Verdict:
+    """The first rule that holds, in the order ``diagnose`` documents."""
+    curves = context.curves
     diverging = _diverging(context)
     if diverging.holds:
         return diverging.verdict(_remedies(diverging, context))
@@ -397,21 +435,31 @@ class _Curves:
     val_acc: list[float]
     steps: list[float]
     nonfinite_epoch: int | None
+    # False: the history has no validation loss at all (a script that logs only its training
+    # loss); the rules judge the training loss alone, and overfitting is not judged.
+    validated: bool = True
 
     @classmethod
     def of(cls, history: Mapping[str, Sequence[float]]) -> _Curves:
         series = {key: [float(v) for v in history.get(key, ())]
                   for key in ("train_loss", "val_loss", "train_acc", "val_acc", "loss")}
-        epochs = min(len(series["train_loss"]), len(series["val_loss"]))
-        bad = [i for key in ("train_loss", "val_loss") for i, v in enumerate(series[key])
-               if not math.isfinite(v)]
+        validated = "val_loss" in history or "train_loss" not in history
+        checked = ("train_loss", "val_loss") if validated else ("train_loss",)
+        epochs = min(len(series[key]) for key in checked)
+        bad = [i for key in checked for i, v in enumerate(series[key]) if not math.isfinite(v)]
         nonfinite = min(bad) + 1 if bad else None
         if nonfinite is None and not all(math.isfinite(v) for v in series["loss"]):
             nonfinite = epochs + 1
         cut = min(epochs, nonfinite - 1) if nonfinite else epochs
         return cls(series["train_loss"][:cut], series["val_loss"][:cut],
                    series["train_acc"][:cut], series["val_acc"][:cut], series["loss"],
-                   nonfinite)
+                   nonfinite, validated)
+
+    def best_loss_now(self) -> float:
+        """The better of the training and validation losses now (median of the last epochs);
+        the training loss alone without validation."""
+        now = _recent(self.train)
+        return min(now, _recent(self.val)) if self.validated else now
 
     @property
     def epochs(self) -> int:
@@ -600,10 +648,12 @@ def _explosion(context: _Context) -> _Finding:
     # It began with the first epoch past the threshold, which may come before the peak.
     onset = next((i + 1 for i, v in enumerate(curves.train) if v >= EXPLODE_FACTOR * chance),
                  peak_epoch)
+    level = ("the chance level" if context.task.baseline_known
+             else "the first training loss logged")
     headline = (f"Diverging: the training loss reached {peak:.3g} in epoch {peak_epoch}, "
-                f"{peak / chance:.1f}× the chance level ({chance:.3g})")
+                f"{peak / chance:.1f}× {level} ({chance:.3g})")
     evidence = [Evidence("peak training loss", peak, f"epoch {peak_epoch}"),
-                Evidence("chance loss", chance, "what an untrained network scores")]
+                _chance_evidence(context.task)]
     return _Finding("diverging", _ratio(peak, EXPLODE_FACTOR * chance), headline, evidence,
                     {"explode_factor": EXPLODE_FACTOR}, onset)
 
@@ -621,9 +671,17 @@ def _rebound(context: _Context) -> _Finding:
                 f"to {now:.3g}")
     evidence = [Evidence("lowest training loss", low, f"epoch {low_epoch}"),
                 Evidence("training loss now", now, _when(curves.epochs)),
-                Evidence("chance loss", chance, "what an untrained network scores")]
+                _chance_evidence(context.task)]
     return _Finding("diverging", _ratio(now - low, REBOUND_FRACTION * chance), headline,
                     evidence, thresholds, low_epoch + 1)
+
+
+def _chance_evidence(task: TaskInfo) -> Evidence:
+    """What an untrained network scores, or, unknown, the scale the run is measured by."""
+    if task.baseline_known:
+        return Evidence("chance loss", task.chance_loss, "what an untrained network scores")
+    return Evidence("first training loss logged", task.chance_loss,
+                    "the chance level is unknown: tag fitboard.num_classes to give it")
 
 
 @dataclass(frozen=True)
@@ -687,6 +745,8 @@ def _overfit(context: _Context) -> _Overfit:
     # generalises). There is no onset: validation never improved on knowing nothing.
     memorised = min(_ratio(best, baseline), _ratio(context.task.learned(train_now),
                                                     UNDERFIT_LEARNED[context.task.kind]))
+    if not context.task.baseline_known:  # no constant prediction's score to compare with
+        memorised = 0.0
     acc_best = acc_now = None
     if len(curves.val_acc) == len(curves.train_acc) == curves.epochs:
         acc_best, acc_now = max(_smooth(curves.val_acc)), _recent(curves.val_acc)
@@ -704,6 +764,8 @@ def _overfitting(context: _Context) -> _Finding:
     """Validation stalled for several epochs while training kept improving, and since then the
     validation loss rose, the gap grew, the gap is large and still growing, or the validation
     accuracy fell."""
+    if not context.curves.validated:
+        return _Finding("overfitting", 0.0, "", [], {})
     o = _overfit(context)
     needed = OVERFIT_MIN_EPOCHS if context.final else OVERFIT_MIN_EPOCHS_LIVE
     stalled = o.since >= needed and o.train_fell >= TRAIN_STILL_FALLING
@@ -800,35 +862,41 @@ def _to_go(context: _Context) -> float:
     """How far the better of the two losses is above the level that is no longer poor: the
     reference's validation loss, or the share of the baseline the underfitting rule asks to
     shed."""
-    curves = context.curves
-    ours = min(_recent(curves.train), _recent(curves.val))
+    ours = context.curves.best_loss_now()
     if context.reference is not None:
         return ours - context.reference.val_loss
     return ours - context.task.not_poor()
 
 
 def _short_of_baseline(context: _Context) -> _Measure:
-    """Without a reference: the share of the constant prediction's loss the run has shed."""
+    """Without a reference: the share of the constant prediction's loss the run has shed (of
+    its first logged loss, when a constant prediction's is unknown)."""
     curves, task = context.curves, context.task
     baseline = task.baseline_loss
-    train_now, val_now = _recent(curves.train), _recent(curves.val)
+    train_now = _recent(curves.train)
     # The better of the two losses, as against a reference: dropout, augmentation and noisy
     # training labels hold the training loss up while the model does well on validation.
-    learned = task.learned(min(train_now, val_now))
-    needed_learned = UNDERFIT_LEARNED[task.kind]
+    learned = task.learned(curves.best_loss_now())
+    needed_learned = task.learned_needed
     poor = needed_learned / max(learned, 1e-6)  # no learning at all: far past the threshold
-    constant = "majority-class" if task.kind == "classification" else "mean-predictor"
     when = _when(curves.epochs)
-    headline = (f"Underfitting: training loss {train_now:.3g} ({when}) is "
-                f"{train_now / baseline:.0%} of the {constant} baseline ({baseline:.3g}), and "
-                f"validation loss is {val_now:.3g}")
-    evidence = [
-        Evidence("training loss", train_now, when),
-        Evidence("validation loss", val_now, when),
-        Evidence(f"{constant} loss", baseline, "what a constant prediction scores"),
-        Evidence("share of the baseline learned", learned, f"needs {needed_learned:.0%}"),
-    ]
-    if len(curves.train_acc) == curves.epochs:
+    validation = f", and validation loss is {_recent(curves.val):.3g}" if curves.validated else ""
+    if task.baseline_known:
+        constant = "majority-class" if task.kind == "classification" else "mean-predictor"
+        headline = (f"Underfitting: training loss {train_now:.3g} ({when}) is "
+                    f"{train_now / baseline:.0%} of the {constant} baseline ({baseline:.3g})"
+                    f"{validation}")
+        base = Evidence(f"{constant} loss", baseline, "what a constant prediction scores")
+    else:
+        headline = (f"Underfitting: the training loss has not gone down: {train_now:.3g} "
+                    f"({when}) against {baseline:.3g} when first logged{validation}")
+        base = _chance_evidence(task)
+    evidence = [Evidence("training loss", train_now, when)]
+    if curves.validated:
+        evidence.append(Evidence("validation loss", _recent(curves.val), when))
+    evidence += [base, Evidence("share of the baseline learned", learned,
+                                f"needs {needed_learned:.0%}")]
+    if len(curves.train_acc) == curves.epochs and task.num_classes is not None:
         evidence.append(Evidence("training accuracy", _recent(curves.train_acc),
                                  f"{when}; majority class {task.majority:.3g}"))
     return poor, headline, evidence, {"learned": needed_learned}
@@ -896,7 +964,8 @@ def _slow(context: _Context) -> _Finding:
     k = 2 * context.window
     val = _trend(curves.val[-k:], _noise(curves.val))
     train_slope = _trend(curves.train[-k:], _noise(curves.train)).slope
-    val_behind = val.slope - SLOW_FOLLOW * min(train_slope, 0.0) > SLOPE_SIGMAS * val.error
+    val_behind = curves.validated and (
+        val.slope - SLOW_FOLLOW * min(train_slope, 0.0) > SLOPE_SIGMAS * val.error)
     # Far from done: short of the reference (without one, the pace alone decides).
     short = (_short_of_reference(context, context.reference)[0] / SLOW_SHORT
              if context.reference is not None else math.inf)
@@ -925,6 +994,16 @@ def _slow(context: _Context) -> _Finding:
 def _healthy(context: _Context, near_miss: float) -> Verdict:
     """No rule holds; the closer the nearest one came, the lower the confidence."""
     curves = context.curves
+    confidence = round(0.5 + 0.45 * (1.0 - min(1.0, max(0.0, near_miss))), 3)
+    if not curves.validated:
+        now = _recent(curves.train)
+        headline = (f"Healthy as far as the training loss tells: it fell from "
+                    f"{curves.train[0]:.3g} to {now:.3g}; {NOT_VALIDATED}")
+        return Verdict("healthy", confidence, headline, [
+            Evidence("training loss at epoch 1", curves.train[0], ""),
+            Evidence("training loss now", now, _when(curves.epochs)),
+            Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
+        ])
     train_now, val_now = _recent(curves.train), _recent(curves.val)
     smooth = _smooth(curves.val)
     best = smooth.index(min(smooth)) + 1
@@ -936,7 +1015,6 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
         Evidence("best validation epoch", best, ""),
         Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
     ]
-    confidence = round(0.5 + 0.45 * (1.0 - min(1.0, max(0.0, near_miss))), 3)
     return Verdict("healthy", confidence, headline, evidence)
 
 

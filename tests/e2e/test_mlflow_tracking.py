@@ -117,3 +117,60 @@ def test_a_script_logging_with_mlflow_shows_live_and_reads_back_exactly(stack, t
     for key, points in logged.items():
         history = client.get_metric_history(str(run_id), key)
         assert [[m.step, m.value, m.timestamp] for m in history] == points
+
+
+QUICK_SCRIPT = '''
+import sys
+import mlflow
+import torch
+from sklearn.datasets import load_digits
+
+torch.manual_seed(0)
+digits = load_digits()
+x = torch.tensor(digits.data / 16.0, dtype=torch.float32)
+y = torch.tensor(digits.target)
+model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+mlflow.set_experiment("mlflow-e2e")
+with mlflow.start_run(run_name="quick-script") as run:
+    print(run.info.run_id, flush=True)
+    for epoch in range(12):
+        for batch in torch.randperm(len(x)).split(128):
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mlflow.log_metric("loss", loss.item())  # no step, no validation: a quick script
+'''
+
+
+def test_a_quick_script_that_logs_only_its_training_loss_is_judged(stack, tmp_path,
+                                                                   monkeypatch):
+    # given a token and a quick script: a real MLP on digits, its loss logged at every step
+    # without a step number and without any validation metric
+    session = stack.login()
+    token = create_token(stack, session)
+    script = tmp_path / "quick.py"
+    script.write_text(QUICK_SCRIPT)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": stack.url, "MLFLOW_TRACKING_TOKEN": token}
+
+    # when it runs to its end
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    run_id = int(done.stdout.split()[0])
+
+    # then every step's loss is kept (mlflow reads back all 180, in order)
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    history = MlflowClient(tracking_uri=stack.url).get_metric_history(str(run_id), "loss")
+    assert len(history) == 12 * 15
+    # and the run has a verdict from its training loss, whose pages say what it cannot judge
+    diagnostics = session.get(f"{stack.url}/experiments/{run_id}/diagnostics/", timeout=10).text
+    assert 'id="verdict-kind">healthy<' in diagnostics
+    page = session.get(f"{stack.url}/experiments/{run_id}/", timeout=10).text
+    for html in (diagnostics, page):
+        assert "Overfitting cannot be judged without a validation metric" in html
+    listing = session.get(f"{stack.url}/", timeout=10).text
+    assert "quick-script" in listing

@@ -8,9 +8,11 @@ import json
 import math
 from typing import Any
 
+import mlflow
 import numpy as np
 import pytest
 from django.test import Client
+from mlflow.exceptions import MlflowException
 
 from tests.training.curves import stress
 from webapp.experiments import external
@@ -63,8 +65,18 @@ def test_an_evaluation_before_the_first_training_point_has_none() -> None:
 
 @pytest.mark.parametrize(("spec", "classes"), [
     ({"tags": {"fitboard.num_classes": "10"}}, 10),  # told by a tag
+    ({"tags": {"fitboard.num_classes": "10"}, "params": {"num_labels": "3"}}, 10),  # tag first
     ({"params": {"num_labels": "3"}}, 3),  # Hugging Face's param
-    ({}, 100),  # read from the first loss, ln 100
+    ({"params": {"num_classes": "7"}}, 7),  # timm's, torchmetrics', a Lightning module's
+    ({"params": {"model.num_classes": "7"}}, 7),  # a nested config, flattened
+    ({"params": {"hparams/n_classes": "4"}}, 4),
+    # what Trainer really logs: the model config's label map, as text or flattened
+    ({"params": {"id2label": "{0: 'neg', 1: 'neutral', 2: 'pos'}"}}, 3),
+    ({"params": {"id2label.0": "neg", "id2label.1": "pos", "label2id.neg": "0",
+                 "label2id.pos": "1"}}, 2),
+    ({"params": {"num_classes": "10", "num_labels": "5"}}, 100),  # params disagree: not told
+    ({"params": {"id2label": "{0: 'LABEL_0'}"}}, 100),  # one label: Trainer's regression
+    ({}, 100),  # read from the untrained network's first loss, ln 100
 ])
 def test_a_classification_runs_classes_are_told_or_read_from_its_first_loss(
         spec: dict[str, Any], classes: int) -> None:
@@ -73,6 +85,31 @@ def test_a_classification_runs_classes_are_told_or_read_from_its_first_loss(
     task = external.task_of(spec, history, first_loss=math.log(100))
 
     assert task.kind == "classification" and task.num_classes == classes
+
+
+def test_without_its_untrained_loss_a_runs_chance_level_is_unknown_not_guessed() -> None:
+    # given a run whose first training point is an epoch's mean loss, already low
+    history = {"train_loss": [0.6, 0.4, 0.3], "val_loss": [0.5, 0.45, 0.4], "val_acc": [0.8] * 3}
+
+    # when its task is read without that point being an untrained network's
+    task = external.task_of({}, history)
+
+    # then no number of classes is guessed (it read as 2 before): the first loss is a scale
+    assert task.num_classes is None and not task.baseline_known and task.baseline_loss == 0.6
+
+
+@pytest.mark.parametrize(("steps", "evals", "untrained"), [
+    ([0, 1, 2, 3], [3], True),  # a plain loop logging every step from step 0, evaluating later
+    ([1, 2, 3, 4], [2, 4], True),  # Trainer with logging_steps=1
+    ([500, 1000], [1000], False),  # Trainer's default logging_steps=500: a mean of 500 steps
+    ([49, 99], [99], False),  # Lightning's default: one batch's loss after 49 steps
+    ([0, 1, 2], [0, 1, 2], False),  # Keras: one training point per evaluation, epochs' means
+    ([0, 1, 2], [], False),  # no evaluation: an epoch's mean and a step's cannot be told apart
+])
+def test_a_first_training_point_is_the_untrained_networks_loss_only_when_logged_per_step(
+        steps: list[int], evals: list[int], untrained: bool) -> None:
+    validated = bool(evals)
+    assert external.untrained_start(np.array(steps), np.array(evals), validated) is untrained
 
 
 def test_a_regression_in_its_own_units_is_measured_against_its_first_loss() -> None:
@@ -101,3 +138,86 @@ def test_a_scripts_run_without_tags_gets_the_experts_call(
     # then its verdict is the expert's call
     assert verdict["kind"] in {item["label"], *item["also"]} and verdict["kind"] != before, \
         verdict["headline"]
+
+
+def log_per_epoch(item: dict[str, Any], params: dict[str, Any]) -> Experiment:
+    """Log a stored curve as Keras's MLflow callback does: once per epoch, at step = epoch,
+    Keras's names, after the params."""
+    names = {"train_loss": "loss", "val_loss": "val_loss", "train_acc": "accuracy",
+             "val_acc": "val_accuracy"}
+    history = item["history"]
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        mlflow.log_params(params)
+        for epoch in range(len(history["train_loss"])):
+            mlflow.log_metrics({names[key]: values[epoch] for key, values in history.items()},
+                               step=epoch)
+    return Experiment.objects.get(pk=int(run.info.run_id))
+
+
+TEN_LABELS = str({i: f"LABEL_{i}" for i in range(10)})  # Trainer's id2label param, as logged
+
+
+@pytest.mark.parametrize("params", [{"num_classes": 10}, {"id2label": TEN_LABELS}],
+                         ids=["num_classes", "id2label"])
+@pytest.mark.parametrize("name", ["tiny_validation_digits", "plain_sgd_lr_0_6"])
+def test_a_per_epoch_run_that_says_its_classes_in_a_param_is_judged_against_chance(
+        tracking: Any, name: str, params: dict[str, Any]) -> None:
+    # given a real 10-class run logged once per epoch (its first loss an epoch's mean, not
+    # chance), whose script says its classes in a param; read as 2 classes (before), or from
+    # its first epoch's loss (unknown), both runs are called overfitting
+    item = CURVES[name]
+
+    # when it is logged and ends
+    run = log_per_epoch(item, params)
+
+    # then it is judged against ten classes, and gets the expert's call
+    evaluations = external.evaluation_history(run.pk)
+    assert external.task_of(run.spec, evaluations.history).num_classes == 10
+    assert run.verdict["kind"] in {item["label"], *item["also"]}, run.verdict["headline"]
+
+
+def test_a_per_epoch_run_that_does_not_say_its_classes_is_told_its_chance_level_is_unknown(
+        tracking: Any, owner: Any) -> None:
+    # given a real run logged once per epoch with nothing that says its classes
+    run = log_per_epoch(CURVES["cosine_digits"], {"lr": 0.05})
+
+    # then its verdict measures no loss against a guessed chance, and its page says why
+    task = external.task_of(run.spec, external.evaluation_history(run.pk).history)
+    assert task.num_classes is None and not task.baseline_known
+    client = Client()
+    client.force_login(owner)
+    page = client.get(f"/experiments/{run.pk}/diagnostics/").content.decode()
+    assert "The chance level is unknown" in page and "fitboard.num_classes" in page
+    assert run.verdict["kind"] == "healthy"
+
+
+@pytest.mark.parametrize(("tags", "error"), [
+    ({"fitboard.num_classes": "ten"}, "whole number of classes"),
+    ({"fitboard.num_classes": "1"}, "whole number of classes"),
+    ({"fitboard.task": "classifier"}, "must be one of classification, regression"),
+])
+def test_a_task_tag_the_verdict_could_not_read_is_refused_with_the_reason(
+        tracking: Any, tags: dict[str, str], error: str) -> None:
+    # (a task tag of "classifier" made every live verdict of the run fail with a 500)
+    mlflow.set_experiment("vision")
+    with mlflow.start_run(), pytest.raises(MlflowException, match=error):
+        mlflow.set_tags(tags)
+
+
+def test_a_task_tag_is_read_in_any_case(tracking: Any) -> None:
+    mlflow.set_experiment("vision")
+    with mlflow.start_run(tags={"fitboard.task": "Classification"}) as run:
+        for step in range(4):
+            mlflow.log_metrics({"loss": 1 / (step + 1), "val_loss": 1 / (step + 1)}, step=step)
+    stored = Experiment.objects.get(pk=int(run.info.run_id))
+    assert external.task_of(stored.spec, {}).kind == "classification"
+
+
+def test_a_run_tagged_with_unreadable_classes_before_they_were_checked_is_still_judged() -> None:
+    # (a tag set before check_task_tags refused it: the verdict raised on int("ten"))
+    history = {"train_loss": [2.0, 1.0, 0.8], "val_loss": [2.1, 1.2, 0.9], "val_acc": [0.3] * 3}
+
+    task = external.task_of({"tags": {"fitboard.num_classes": "ten"}}, history, math.log(10))
+
+    assert task.num_classes == 10  # read from the untrained loss instead

@@ -5,6 +5,7 @@ variables only."""
 from __future__ import annotations
 
 import csv
+import math
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import DATA_DIR
-from webapp.experiments import metric_store
+from webapp.experiments import external, metric_store
 from webapp.experiments.models import Experiment
 
 pytest.importorskip("accelerate")
@@ -86,3 +87,61 @@ def test_trainer_reporting_to_mlflow_logs_into_fitboard(live_server, token, proj
     assert stored["val_loss"].steps.tolist() == [2, 4, 6, 8]
     assert len(stored["train_loss"]) == 8
     assert run.verdict_kind and run.verdict_kind != "undetermined"
+
+
+def accuracy_and_f1(prediction: Any) -> dict[str, float]:
+    predicted = np.argmax(prediction.predictions, -1)
+    labels = prediction.label_ids
+    true_positive = float(((predicted == 1) & (labels == 1)).sum())
+    f1 = 2 * true_positive / max(1.0, float((predicted == 1).sum() + (labels == 1).sum()))
+    return {"accuracy": float((predicted == labels).mean()), "f1": f1}
+
+
+def test_trainer_evaluating_each_epoch_is_read_as_it_means(live_server, token, project,
+                                                           monkeypatch, tmp_path):
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+    )
+
+    # given a Trainer that evaluates and logs once per epoch, with accuracy and f1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "vision")
+    torch.manual_seed(0)
+    path = str(gt_minilm.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), num_train_epochs=3, per_device_train_batch_size=16,
+        per_device_eval_batch_size=32, learning_rate=5e-5, eval_strategy="epoch",
+        logging_strategy="epoch", save_strategy="no", report_to=["mlflow"],
+        run_name="minilm-epochs", use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Sentences(sst2("train", 64), tokenizer),
+                      eval_dataset=Sentences(sst2("dev", 32), tokenizer),
+                      compute_metrics=accuracy_and_f1)
+
+    # when it trains
+    trainer.train()
+
+    # then its losses and accuracy are the diagnostics', its timings, f1 and FLOPs are kept as
+    # logged, and its end-of-training mean loss does not displace the per-epoch one
+    run = Experiment.objects.get(project=project, kind="external", name="minilm-epochs")
+    keys = run.progress["keys"]
+    assert {name: keys[name] for name in ("loss", "eval_loss", "eval_accuracy", "eval_f1",
+                                          "eval_runtime", "train_runtime", "total_flos",
+                                          "train_loss", "epoch")} == {
+        "loss": "train_loss", "eval_loss": "val_loss", "eval_accuracy": "val_acc",
+        "eval_f1": "eval_f1", "eval_runtime": "eval_runtime", "train_runtime": "train_runtime",
+        "total_flos": "total_flos", "train_loss": "ext/train_loss", "epoch": "epoch"}
+    # and its verdict counts three evaluations, with the two classes of the model's config
+    # (Trainer logs its id2label, never num_labels); a loss logged once per epoch is an epoch's
+    # mean, not the untrained network's, so it gives no chance level of its own
+    evaluations = external.evaluation_history(run.pk)
+    assert len(evaluations.history["val_loss"]) == 3 and math.isnan(evaluations.first_loss)
+    task = external.task_of(run.spec, evaluations.history, evaluations.first_loss)
+    assert (task.kind, task.num_classes) == ("classification", 2)
+    assert run.verdict_kind and run.verdict_kind != "undetermined", run.verdict["headline"]

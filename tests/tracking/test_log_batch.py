@@ -93,3 +93,26 @@ def test_the_live_verdict_waits_its_interval(token, run, monkeypatch):
 
     assert first["verdict"] and soon["verdict_at"] == first["verdict_at"]
     assert later["verdict_at"] > first["verdict_at"]
+
+
+def test_a_training_only_run_tells_the_list_with_its_verdicts_not_every_batch(
+        transactional_db, token, run, monkeypatch):
+    # given the run list listening, and a script that logs only its training loss, a batch a
+    # step (its training points make a live verdict due, at most every VERDICT_EVERY)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.project_group(run.project_id), channel)
+
+    # when it logs three batches within the interval, then one after it
+    for step in range(1, 4):
+        log_batch(token, run, [{"key": "loss", "value": 1 / step, "timestamp": 1, "step": step}])
+    monkeypatch.setattr(ingest, "VERDICT_EVERY", 0.0)
+    log_batch(token, run, [{"key": "loss", "value": 0.2, "timestamp": 1, "step": 4}])
+
+    async def hear() -> dict:
+        return await asyncio.wait_for(layer.receive(channel), 10)
+
+    # then the list heard the first batch and the one with the next verdict, each with it
+    heard = [async_to_sync(hear)() for _ in range(2)]
+    assert [message["progress"]["seq"] for message in heard] == [1, 4]
+    assert all(message["progress"]["verdict"] for message in heard)

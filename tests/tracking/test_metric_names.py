@@ -26,8 +26,16 @@ from webapp.tracking import ingest
     # slashes, dots, dashes, spaces and capitals
     ("train/loss", "train_loss"), ("eval/accuracy", "val_acc"), ("Validation Loss", "val_loss"),
     ("val-acc", "val_acc"), ("train.acc", "train_acc"), ("dev_acc", "val_acc"),
-    # regression
-    ("val_rmse", "val_rmse"), ("eval/mae", "val_mae"),
+    # regression, Keras's spelled-out metrics included
+    ("val_rmse", "val_rmse"), ("eval/mae", "val_mae"), ("val_mean_absolute_error", "val_mae"),
+    ("val_root_mean_squared_error", "val_rmse"),
+    # the split last, as TensorBoard's add_scalar("Loss/train") habit has it
+    ("Loss/train", "train_loss"), ("Accuracy/val", "val_acc"),
+    # torchmetrics' class names, timm's and torchvision's accuracies (in percent)
+    ("val_MulticlassAccuracy", "val_acc"), ("train_BinaryAccuracy", "train_acc"),
+    ("eval_top1", "val_acc"), ("val_acc1", "val_acc"),
+    # Keras's MLflow callback's evaluation logs
+    ("validation_accuracy", "val_acc"),
 ])
 def test_a_librarys_names_map_to_the_diagnostics_names(logged, stored):
     assert conventional(logged) == stored
@@ -36,6 +44,13 @@ def test_a_librarys_names_map_to_the_diagnostics_names(logged, stored):
 @pytest.mark.parametrize("logged", [
     "epoch", "step", "grad_norm", "test_loss", "test/accuracy", "train_rmse", "val_f1",
     "eval_runtime", "lr-Adam", "loss_scale_factor", "",
+    # Trainer's timings and sums, f1
+    "train_runtime", "train_samples_per_second", "total_flos", "eval_f1",
+    "eval_samples_per_second",
+    # ambiguous: a bare top1 is timm's validation; mse beside a loss; torchmetrics'
+    # MeanSquaredError is RMSE with squared=False; top5, r2
+    "top1", "acc1", "val_mse", "val_MeanSquaredError", "eval_top5", "r2", "val_r2",
+    "val_MulticlassF1Score",
 ])
 def test_other_names_are_stored_as_logged(logged):
     assert conventional(logged) is None

@@ -671,10 +671,11 @@ def test_a_task_known_only_from_its_curves_takes_its_classes_from_the_first_loss
     with_start = task_from_curves(history, "classification", start=math.log(10))
     without = task_from_curves(history, "classification")
 
-    # then the first step tells ten classes; the first epoch alone reads as an easier task,
-    # never below two classes
-    assert with_start.num_classes == 10
-    assert without.num_classes == 2
+    # then the first step tells ten classes; the first epoch alone tells none (it once read
+    # as two): its loss is the run's scale, not a chance level
+    assert with_start.num_classes == 10 and with_start.baseline_known
+    assert without.num_classes is None and not without.baseline_known
+    assert without.baseline_loss == 0.9
 
 
 def test_a_first_loss_beyond_a_thousand_classes_is_read_as_a_blow_up() -> None:

@@ -16,6 +16,7 @@ points logged since the evaluation before, up to its step.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -38,16 +39,36 @@ class MetricMapError(ValueError):
 MAP_TAG = "fitboard.metric_map"
 STORED_CHARS = 64  # of the name a metric is stored under (MetricChunk.key)
 TASK_TAG = "fitboard.task"  # "classification" (the default when accuracy is logged) or "regression"
-CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default: guessed)
+TASKS = ("classification", "regression")
+CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default: the params')
 UNMAPPED_PREFIX = "ext/"
+# Params that give a classifier's number of classes, by the last word of their name (so
+# "model.num_classes" and "hparams/num_labels" count): Hugging Face's, timm's and
+# torchmetrics' names, and the label maps Hugging Face Trainer logs from the model's config
+# (``id2label`` as a dict's text, or one param per label with MLFLOW_FLATTEN_PARAMS).
+CLASS_PARAMS = ("num_classes", "num_labels", "n_classes", "nb_classes")
+LABEL_MAPS = ("id2label", "label2id")
 
 # The convention: a logged name is read as a split and a measure, in any case, its words joined
 # by "_", "/", ".", "-" or spaces ("eval_accuracy", "train/loss", "val-acc", "Validation Loss"),
-# with Lightning's "_step" / "_epoch" suffix dropped ("train_loss_epoch"); a measure alone is a
-# training one ("loss", "accuracy": Hugging Face Trainer's and Keras's names).
+# the split first or last ("loss/train", TensorBoard's habit), with Lightning's "_step" /
+# "_epoch" suffix dropped ("train_loss_epoch"); a measure alone is a training one ("loss",
+# "accuracy": Hugging Face Trainer's and Keras's names).
 SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
           "validation": "val", "eval": "val", "evaluation": "val", "dev": "val"}
-MEASURES = {"loss": "loss", "acc": "acc", "accuracy": "acc", "rmse": "rmse", "mae": "mae"}
+# Measures by their words joined with "_": Keras spells its metrics out, torchmetrics names them
+# by class ("val_MulticlassAccuracy"), torchvision's and timm's scripts call accuracy "acc1" /
+# "top1" (in percent: see ``percent_as_share``). Not mapped, being ambiguous: "mse" (the loss
+# or a metric beside it), torchmetrics' "MeanSquaredError" (RMSE with squared=False), "f1",
+# "top5", "r2".
+MEASURES = {"loss": "loss", "acc": "acc", "accuracy": "acc", "acc1": "acc", "top1": "acc",
+            "multiclassaccuracy": "acc", "binaryaccuracy": "acc",
+            "rmse": "rmse", "root_mean_squared_error": "rmse", "mae": "mae",
+            "mean_absolute_error": "mae", "meanabsoluteerror": "mae"}
+# A measure logged without a split is a training one only for these (Keras, Hugging Face): a bare
+# "top1" is what timm's and torchvision's validation returns.
+IMPLICIT = ("loss", "acc", "accuracy", "rmse", "mae", "root", "mean", "multiclassaccuracy",
+            "binaryaccuracy", "meanabsoluteerror")
 RATES = ("lr", "learning_rate")  # stored as "lr"
 SUFFIXES = ("step", "epoch")
 WORDS = re.compile(r"[\s_/.\-]+")
@@ -60,11 +81,19 @@ def conventional(name: str) -> str | None:
         words = words[:-1]
     if "_".join(words) in RATES:
         return "lr"
-    if len(words) == 1:
-        words = ["train", *words]
-    if len(words) != 2 or words[0] not in SPLITS or words[1] not in MEASURES:
+    if not words:
         return None
-    stored = f"{SPLITS[words[0]]}_{MEASURES[words[1]]}"
+    if words[0] in SPLITS and len(words) > 1:
+        split, measure = SPLITS[words[0]], "_".join(words[1:])
+    elif words[-1] in SPLITS and len(words) > 1:
+        split, measure = SPLITS[words[-1]], "_".join(words[:-1])
+    elif words[0] in IMPLICIT:
+        split, measure = "train", "_".join(words)
+    else:
+        return None
+    if measure not in MEASURES:
+        return None
+    stored = f"{split}_{MEASURES[measure]}"
     return stored if stored in EPOCH_KEYS else None
 
 
@@ -107,30 +136,97 @@ class Evaluations(NamedTuple):
 
     history: dict[str, list[float]]  # one value per evaluation for each diagnostics metric
     reason: str  # why there is no history ("" when there is)
-    first_loss: float = math.nan  # the first training loss logged: the least trained one
+    # The untrained network's loss, when the run logged it: its first training point, one
+    # batch's before any step (NaN when its first point came later; see untrained_start).
+    first_loss: float = math.nan
+    validated: bool = True  # False: no validation loss, judged on the training loss alone
 
 
-def evaluation_history(run_id: int) -> Evaluations:
+# A run that logs no validation loss is judged on its training loss cut into this many
+# stretches of equal numbers of points, each one "epoch" (the mean of its points, as an
+# epoch's training loss is the mean of its batches); a run of fewer points, one per point.
+TRAINING_ONLY_EVALS = 30
+
+
+def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None) -> Evaluations:
     """One value per evaluation for each diagnostics metric of an external run, and why there
-    is none ("" when there is)."""
+    is none ("" when there is). Without a validation loss, the training loss's stretches (see
+    TRAINING_ONLY_EVALS) stand for the evaluations. ``keys`` is the run's table of names
+    ({logged: stored}), which tells where other training curves are (see epoch_axis)."""
     series = metric_store.read(run_id, keys=EPOCH_KEYS)
-    missing = [key for key in ("train_loss", "val_loss") if key not in series]
-    if missing:
+    if "train_loss" not in series:
         return Evaluations({}, (
-            f"no metric of this run maps to {' or '.join(missing)}: log `loss` and "
-            "`eval_loss` (or `val_loss`), or name yours in the run's "
-            f"`{MAP_TAG}` tag, e.g. {{\"my_val\": \"val_loss\"}}"))
-    evals = series["val_loss"].steps
-    first_train = int(series["train_loss"].steps[0])
-    evals = evals[evals >= first_train]  # an evaluation before any training point says nothing
+            "no metric of this run maps to train_loss: log `loss` or `train_loss`, or name "
+            f"yours in the run's `{MAP_TAG}` tag, e.g. {{\"my_loss\": \"train_loss\"}}"))
+    train = series["train_loss"]
+    validated = "val_loss" in series
+    if validated:
+        evals = series["val_loss"].steps
+        series.update(epoch_axis(run_id, series, evals, keys or {}))
+        train = series["train_loss"]
+        # an evaluation before any training point says nothing
+        evals = evals[evals >= int(train.steps[0])]
+    else:
+        ends = np.linspace(0, len(train), min(len(train), TRAINING_ONLY_EVALS) + 1)[1:]
+        evals = train.steps[np.ceil(ends).astype(int) - 1]
     history: dict[str, list[float]] = {}
     for key, points in series.items():
+        values = percent_as_share(points.values) if key.endswith("_acc") else points.values
         if key.startswith("val_"):
-            by_step = dict(zip(points.steps.tolist(), points.values.tolist(), strict=True))
+            if not validated:  # a validation metric without a validation loss: no evaluations
+                continue
+            by_step = dict(zip(points.steps.tolist(), values.tolist(), strict=True))
             history[key] = [by_step.get(step, math.nan) for step in evals.tolist()]
         else:
-            history[key] = interval_means(points.steps, points.values, evals)
-    return Evaluations(history, "", float(series["train_loss"].values[0]))
+            history[key] = interval_means(points.steps, values, evals)
+    start = float(train.values[0]) if untrained_start(train.steps, evals, validated) else math.nan
+    return Evaluations(history, "", start, validated)
+
+
+def epoch_axis(run_id: int, series: Mapping[str, metric_store.Series], evals: np.ndarray,
+               keys: Mapping[str, str]) -> dict[str, metric_store.Series]:
+    """The training curves to read at evaluations counted in epochs while the training metric
+    that took a diagnostics name counts steps: mlflow.pytorch.autolog(log_every_n_step=...)
+    logs ``train_loss_step`` at each global step and the epoch's ``train_loss`` and
+    ``val_loss`` at step = epoch, so steps 0..5 of the first would stand for six epochs. When
+    the training steps run on past twice the last evaluation's, another curve the convention
+    reads as the same metric (stored under its own name) that was logged at the evaluations'
+    steps takes its place."""
+    if not len(evals):
+        return {}
+    found: dict[str, metric_store.Series] = {}
+    for key in ("train_loss", "train_acc"):
+        held = series.get(key)
+        if held is None or held.steps[-1] <= 2 * max(int(evals[-1]), 0) + 1:
+            continue
+        others = [stored for logged, stored in keys.items()
+                  if stored != key and conventional(logged) == key]
+        candidates = metric_store.read(run_id, keys=others) if others else {}
+        best = max(candidates.values(), default=None,
+                   key=lambda s: len(np.intersect1d(s.steps, evals)))
+        if best is not None and len(np.intersect1d(best.steps, evals)) == len(evals):
+            found[key] = best
+    return found
+
+
+def untrained_start(steps: np.ndarray, evals: np.ndarray, validated: bool) -> bool:
+    """Whether a run's first training point is its untrained network's loss, which tells its
+    chance level: logged at step 0 or 1, and followed by more training points before its first
+    evaluation (a per-step log, as a plain loop, Lightning with log_every_n_steps=1 or Trainer
+    with logging_steps=1 write). A first point logged later is a mean over many steps
+    (Trainer's default logging_steps=500) or a partly trained batch (Lightning's step 49); one
+    training point per evaluation is an epoch's mean (Keras); and without evaluations, the two
+    cannot be told apart."""
+    if not validated or not len(steps) or not len(evals) or steps[0] > 1:
+        return False
+    return int(np.searchsorted(steps, evals[0], side="right")) >= 2
+
+
+def percent_as_share(values: np.ndarray) -> np.ndarray:
+    """An accuracy logged in percent (timm's top1, torchvision's acc1) as a share: no share is
+    above 1."""
+    finite = values[np.isfinite(values)]
+    return values / 100.0 if len(finite) and finite.max() > 1.0 else values
 
 
 def interval_means(steps: np.ndarray, values: np.ndarray, evals: np.ndarray) -> list[float]:
@@ -144,24 +240,82 @@ def interval_means(steps: np.ndarray, values: np.ndarray, evals: np.ndarray) -> 
             for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
+def declared_classes(tags: Mapping[str, str], params: Mapping[str, str]) -> int | None:
+    """A classifier's number of classes as the run says it: the tag ``fitboard.num_classes``,
+    else its params (CLASS_PARAMS, LABEL_MAPS) when they agree; None when nothing says it, or
+    when params disagree (a guess would be wrong half the time)."""
+    if tags.get(CLASSES_TAG):
+        # checked when the tag is set (ingest.check_tags); a run tagged before that may hold
+        # anything
+        told = _integer(tags[CLASSES_TAG])
+        return told if told >= 2 else None
+    counts: set[int] = set()
+    flattened: dict[str, int] = {}
+    for name, value in params.items():
+        words = [w for w in re.split(r"[./]", name.lower()) if w]
+        if words and words[-1] in CLASS_PARAMS:
+            counts.add(_integer(value))
+        elif words and words[-1] in LABEL_MAPS:
+            counts.add(_mapping_size(value))
+        elif len(words) > 1 and words[-2] in LABEL_MAPS:
+            prefix = ".".join(words[:-1])
+            flattened[prefix] = flattened.get(prefix, 0) + 1
+    counts.update(flattened.values())
+    counts = {count for count in counts if count >= 2}  # 1 label: Trainer's regression
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        return 0
+
+
+def _mapping_size(text: str) -> int:
+    """The entries of a dict logged as its text ("{0: 'neg', 1: 'pos'}"); 0 if it is not one."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return 0
+    return len(value) if isinstance(value, dict) else 0
+
+
 def task_of(spec: Mapping[str, Any], history: Mapping[str, Any],
             first_loss: float = math.nan) -> TaskInfo:
-    """The run's task from its tags; classification when it logs an accuracy, regression
-    otherwise. Classes the tags or params do not count, and a regression target's units, are
-    read from the run's first losses, ``first_loss`` (the first training point logged)
-    included (``training.diagnostics.task_from_curves``)."""
+    """The run's task from its tags; classification when it logs an accuracy or says its
+    classes, regression otherwise. Classes the tags or params do not say, and a regression
+    target's units, are read from the untrained network's loss ``first_loss`` when the run
+    logged it; without it the chance level is unknown (``task_from_curves``)."""
     tags = spec.get("tags", {})
     params = spec.get("params", {})
-    kind = tags.get(TASK_TAG) or ("classification" if "val_acc" in history
-                                  or "train_acc" in history else "regression")
+    classes = declared_classes(tags, params)
+    kind = task_kind(tags, classes, {"val_acc", "train_acc"} & set(history))
     if kind != "classification":
         return task_from_curves(history, "regression", start=first_loss)
-    try:
-        classes = int(tags.get(CLASSES_TAG) or params.get("num_labels") or 0)
-    except ValueError:
-        classes = 0
-    return task_from_curves(history, "classification", max(2, classes) if classes else None,
-                            start=first_loss)
+    return task_from_curves(history, "classification", classes, start=first_loss)
+
+
+def task_kind(tags: Mapping[str, str], classes: int | None, accuracies: set[str]) -> str:
+    """The tag's task, else classification when the run logs an accuracy or says its
+    classes, else regression."""
+    told = str(tags.get(TASK_TAG, "")).strip().lower()
+    if told in TASKS:
+        return told
+    return "classification" if accuracies or classes else "regression"
+
+
+def check_task_tags(tags: Mapping[str, str]) -> None:
+    """ValueError, in words, for a task or classes tag the verdict could not read."""
+    if TASK_TAG in tags and tags[TASK_TAG].strip().lower() not in TASKS:
+        raise ValueError(f"tag {TASK_TAG} must be one of {', '.join(TASKS)}")
+    if CLASSES_TAG in tags:
+        try:
+            classes = int(tags[CLASSES_TAG])
+        except ValueError:
+            classes = 0
+        if classes < 2:
+            raise ValueError(f"tag {CLASSES_TAG} must be a whole number of classes, 2 or more")
 
 
 def verdict(evaluations: Evaluations, spec: Mapping[str, Any], final: bool) -> dict[str, Any]:
@@ -171,9 +325,10 @@ def verdict(evaluations: Evaluations, spec: Mapping[str, Any], final: bool) -> d
     return diagnose(history, task, None, final=final).to_dict()
 
 
-def live_verdict(run_id: int, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+def live_verdict(run_id: int, spec: Mapping[str, Any], keys: Mapping[str, str]
+                 ) -> dict[str, Any] | None:
     """The verdict of a running external run so far (None before its first evaluation)."""
-    evaluations = evaluation_history(run_id)
+    evaluations = evaluation_history(run_id, keys)
     if not evaluations.history:
         return None
     return verdict(evaluations, spec, final=False)
@@ -181,13 +336,8 @@ def live_verdict(run_id: int, spec: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def final_verdict(run: Experiment) -> dict[str, Any]:
     """The verdict stored when an external run ends ({} when its names do not map)."""
-    evaluations = evaluation_history(run.pk)
+    evaluations = evaluation_history(run.pk, run.progress.get("keys", {}))
     return verdict(evaluations, run.spec, final=True) if evaluations.history else {}
-
-
-def no_verdict_reason(run: Experiment) -> str:
-    """Why an external run has no verdict ("" when it has one or can have one)."""
-    return evaluation_history(run.pk).reason
 
 
 # Stored names the run page already draws (run.js); an external run's others get a chart.
@@ -198,7 +348,11 @@ def page_context(run: Experiment) -> dict[str, Any]:
     """What the run and diagnostics pages show of an external run in place of its spec."""
     keys: dict[str, str] = run.progress.get("keys", {})
     stored = set(keys.values())
-    task = "classification" if {"val_acc", "train_acc"} & stored else "regression"
+    tags = run.spec.get("tags", {})
+    task = task_kind(tags, declared_classes(tags, run.spec.get("params", {})),
+                     {"val_acc", "train_acc"} & stored)
+    evaluations = (evaluation_history(run.pk, keys) if keys
+                   else Evaluations({}, "no metrics logged yet"))
     return {
         "params": sorted(run.spec.get("params", {}).items()),
         "tags": sorted(run.spec.get("tags", {}).items()),
@@ -206,9 +360,33 @@ def page_context(run: Experiment) -> dict[str, Any]:
         "artifacts": files.listing(artifacts_root(run.pk)),
         "task": task,
         "extra_keys": sorted(k for k in stored if k not in DRAWN and k != "epoch"),
-        "no_verdict_reason": no_verdict_reason(run) if keys else "no metrics logged yet",
+        "no_verdict_reason": evaluations.reason,
+        "verdict_notes": verdict_notes(evaluations, run.spec),
         "map_tag": MAP_TAG,
     }
+
+
+def verdict_notes(evaluations: Evaluations, spec: Mapping[str, Any]) -> list[str]:
+    """What the verdict of a run with a history could not judge, and how the script can say
+    more: no validation metric (no overfitting verdict), an unknown chance level (underfitting
+    only as a loss that did not go down)."""
+    if not evaluations.history:
+        return []
+    notes = []
+    if not evaluations.validated:
+        notes.append("Overfitting cannot be judged without a validation metric: this run logs "
+                     "only its training loss (log `val_loss` or `eval_loss` to have it judged); "
+                     "the verdict reads the training loss alone")
+    task = task_of(spec, evaluations.history, evaluations.first_loss)
+    if not task.baseline_known:
+        what = ("its number of classes" if task.kind == "classification"
+                else "its number of classes or its target's scale")
+        notes.append(f"The chance level is unknown: the run does not say {what}, and its first "
+                     "training point is not an untrained network's loss; losses are measured "
+                     "against the first one logged, and underfitting means a loss that did not "
+                     f"go down (tag `{CLASSES_TAG}`, or log a `num_classes` or `num_labels` "
+                     "param, to have it judged against chance)")
+    return notes
 
 
 def artifacts_root(run_id: int) -> str:

@@ -225,6 +225,7 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         "verdict": verdict,
         "task": task,
         "no_verdict_reason": external.get("no_verdict_reason", ""),
+        "verdict_notes": external.get("verdict_notes", []),
         "history": diagnosis.history_of(experiment),
         "parent": parent,
         "gap": diagnosis.generalisation_gap(experiment),

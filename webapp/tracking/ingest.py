@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from webapp.experiments import events, external, metric_store
 from webapp.experiments.compare import higher_is_better
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, MetricChunk
 from webapp.experiments.relay import relay
 from webapp.experiments.reporting import list_message, points_message
 from webapp.projects import storage
@@ -166,37 +167,143 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         mapping = external.overrides(spec["tags"])
         batch: dict[str, list[metric_store.Point]] = {}
         last_step = int(progress.get("step", 0))
-        for key, (steps, values, times) in columns.items():
-            if not steps:
+        numbering = Numbering.of(progress)
+        for key, (logged_steps, values, times) in columns.items():
+            if not logged_steps:
                 continue
+            _reclaim(row.pk, key, logged_steps, keys, mapping, batch, numbering)
             try:
                 stored = keys.get(key) or external.assign(key, mapping, keys)
             except external.MetricMapError as exc:
                 raise IngestError(str(exc)) from None
+            steps = numbering.number(stored, logged_steps)
             batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
             last_step = max(last_step, max(steps))
         if batch:
             metric_store.append(row.pk, batch)
         evaluated = any(key.startswith("val_") for key in batch)
+        # A run that logs no validation loss is judged on its training loss alone: its
+        # training points make a verdict due (still at most one per VERDICT_EVERY).
+        training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
-        progress.update(seq=seq, keys=keys)
+        progress.update(seq=seq, keys=keys, **numbering.state())
         if batch:
             progress["step"] = last_step
         now = timezone.now()
         changes: dict[str, Any] = {"progress": progress, "heartbeat_at": now}
         if params or tags:  # else the spec is the row's: not written again with every point
             changes["spec"] = spec
-        if evaluated and not row.is_terminal and _verdict_due(progress, now.timestamp()):
-            verdict = external.live_verdict(row.pk, spec)
+        judged = ((evaluated or training_only) and not row.is_terminal
+                  and _verdict_due(progress, now.timestamp()))
+        if judged:
+            verdict = external.live_verdict(row.pk, spec, keys)
             progress["verdict"], progress["verdict_at"] = verdict, now.timestamp()
             changes["verdict_kind"] = (verdict or {}).get("kind", "")
             row.signal_verdict(changes["verdict_kind"], row.verdict_kind, final=False)
         Experiment.objects.filter(pk=row.pk).update(**changes)
         run.spec, run.progress = spec, progress
-        # The list shows the run's progress and verdict: told when an evaluation arrives (and
-        # at the first batch), not on every batch of a fast script.
-        listed = progress if evaluated or seq == 1 else None
+        # The list shows the run's progress and verdict: told when an evaluation arrives (or a
+        # training-only run's verdict, and at the first batch), not on every batch of a fast
+        # script.
+        listed = progress if evaluated or judged or seq == 1 else None
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
+
+
+@dataclass
+class Numbering:
+    """Steps for points a script logs without one. MLflow's client sends step 0 when a call
+    gives none (``mlflow.log_metric("loss", v)`` in a loop, Keras's callback after each
+    evaluation); the metric store keeps one point per step, so all but the last were lost, to
+    the curves, the verdict and mlflow's own reader. A point at step 0 of a metric that already
+    has points (or of any metric, once the run logs without steps) is numbered one past the
+    run's last step instead, so that the run's metrics share one axis, the order they arrived
+    in (a validation point lands after the training points logged before it): the points keep
+    their order, values and times, and the metric is marked as logged without steps. System
+    metrics (``system/...``) count their own samples from 0 and are left as they are."""
+
+    last: dict[str, int]  # each stored metric's last step
+    stepless: set[str]  # stored metrics that were numbered so
+    run_last: int  # the run's last step, all metrics
+
+    @classmethod
+    def of(cls, progress: Mapping[str, Any]) -> Numbering:
+        return cls(dict(progress.get("last_steps", {})), set(progress.get("stepless", [])),
+                   int(progress.get("step", 0)))
+
+    def state(self) -> dict[str, Any]:
+        """What the run's progress keeps of it."""
+        return {"last_steps": self.last, "stepless": sorted(self.stepless)}
+
+    def number(self, stored: str, steps: Sequence[int]) -> list[int]:
+        if stored.startswith("system/"):
+            return list(steps)
+        last = self.last.get(stored)
+        numbered = []
+        for step in steps:
+            if step == 0 and (last is not None or (self.stepless and self.run_last > 0)):
+                step = max(self.run_last, last if last is not None else 0, 0) + 1
+                self.stepless.add(stored)
+            numbered.append(step)
+            last = step if last is None else max(last, step)
+            self.run_last = max(self.run_last, step)
+        if last is not None:
+            self.last[stored] = last
+        return numbered
+
+    def rename(self, old: str, new: str) -> None:
+        if old in self.last:
+            self.last[new] = self.last.pop(old)
+        if old in self.stepless:
+            self.stepless.discard(old)
+            self.stepless.add(new)
+
+
+def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],
+             mapping: Mapping[str, str], batch: dict[str, list[metric_store.Point]],
+             numbering: Numbering) -> None:
+    """Hand the diagnostics' name that ``key`` maps to by the convention over to ``key`` when
+    the metric holding it has all its points at one step (a curve logged without steps) and
+    ``key`` is that very name, or a curve over two steps or more. Keras's MLflow callback logs
+    ``validation_loss`` and ``validation_accuracy`` at step 0 after each evaluation and then
+    ``val_loss`` and ``val_accuracy`` at the epoch: the first would otherwise hold the
+    validation names and leave the run one evaluation forever. The holder's points (stored,
+    and in ``batch``) move to its own name, ``key``'s to the diagnostics' name."""
+    target = external.conventional(key)
+    if target is None or key in mapping or keys.get(key) == target:
+        return
+    holder = next((name for name, stored in keys.items() if stored == target), None)
+    if holder is None or holder in mapping:
+        return
+    if target not in numbering.stepless and len(
+            _steps_of(run_id, target, batch.get(target, ()))) != 1:
+        return  # the holder is a curve: it keeps the name
+    current = keys.get(key)
+    if key != target and len(_steps_of(run_id, current, (), steps) if current else set(
+            steps)) < 2:
+        return  # two curves without steps: the first keeps the name
+    taken = set(keys.values())
+    moved = holder if holder not in taken else external.UNMAPPED_PREFIX + holder
+    if len(moved) > external.STORED_CHARS:
+        return
+    MetricChunk.objects.filter(experiment_id=run_id, key=target).update(key=moved)
+    if target in batch:
+        batch[moved] = batch.pop(target)
+    keys[holder] = moved
+    numbering.rename(target, moved)
+    if current is not None:
+        MetricChunk.objects.filter(experiment_id=run_id, key=current).update(key=target)
+        keys[key] = target
+        numbering.rename(current, target)
+
+
+def _steps_of(run_id: int, stored: str, pending: Sequence[metric_store.Point],
+              steps: Sequence[int] = ()) -> set[int]:
+    """The first and last steps of a stored metric, its pending points' and ``steps``: one
+    value when all its points share a step."""
+    held = MetricChunk.objects.filter(experiment_id=run_id, key=stored).aggregate(
+        low=Min("first_step"), high=Max("last_step"))
+    found = {int(point[0]) for point in pending} | {int(step) for step in steps}
+    return found | {int(s) for s in (held["low"], held["high"]) if s is not None}
 
 
 def check_columns(columns: Mapping[str, Columns]) -> None:
@@ -306,11 +413,12 @@ def check_tags(tags: Mapping[str, str], limit: int = MAX_TAG) -> None:
     """IngestError for a tag whose name or value is too long (past MAX_NAME, or ``limit``),
     or a metric map tag that is not a JSON object of names to names."""
     check_lengths("tag", tags, limit)
-    if external.MAP_TAG in tags:
-        try:
+    try:
+        if external.MAP_TAG in tags:
             external.parse_map(tags[external.MAP_TAG])
-        except external.MetricMapError as exc:
-            raise IngestError(str(exc)) from None
+        external.check_task_tags(tags)
+    except ValueError as exc:  # MetricMapError included
+        raise IngestError(str(exc)) from None
 
 
 def check_lengths(what: str, pairs: Mapping[str, str], limit: int) -> None:

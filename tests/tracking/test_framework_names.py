@@ -17,7 +17,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from webapp.experiments import external
+from webapp.experiments import external, metric_store
 from webapp.experiments.models import Experiment
 
 EPOCHS = 6
@@ -239,12 +239,18 @@ def test_a_script_logging_without_steps_keeps_every_point_in_the_order_it_came(
             last = (epoch + 1) * STEPS - 1
             mlflow.log_metrics({"val_loss": loss(last) + 0.1, "val_acc": accuracy(last)})
 
-    # then mlflow reads back every value, in order, with steps in the order they came
+    # then mlflow reads back every value, in order, each at the step it was sent with (0), as
+    # MLflow's own server answers, and so does the run's latest value
     history = tracking.get_metric_history(run.info.run_id, "loss")
     assert [m.value for m in history] == logged
-    assert [m.step for m in history] == sorted(m.step for m in history)
-    # and each evaluation's training loss is the mean of its epoch's batches
+    assert {m.step for m in history} == {0}
+    assert tracking.get_run(run.info.run_id).data.metrics["loss"] == logged[-1]
+    # while the run's curve has them one after another, on the axis the evaluations share
     stored = Experiment.objects.get(pk=int(run.info.run_id))
+    curve = metric_store.read(stored.pk, ["train_loss"])["train_loss"]
+    assert curve.values.tolist() == pytest.approx(logged)
+    assert len(set(curve.steps.tolist())) == len(logged)
+    # and each evaluation's training loss is the mean of its epoch's batches
     evaluations = external.evaluation_history(stored.pk, stored.progress["keys"])
     assert evaluations.history["train_loss"] == pytest.approx(
         [sum(logged[e * STEPS:(e + 1) * STEPS]) / STEPS for e in range(EPOCHS)])

@@ -219,25 +219,33 @@ class Numbering:
     run's last step instead, so that the run's metrics share one axis, the order they arrived
     in (a validation point lands after the training points logged before it): the points keep
     their order, values and times, and the metric is marked as logged without steps. System
-    metrics (``system/...``) count their own samples from 0 and are left as they are."""
+    metrics (``system/...``) count their own samples from 0 and are left as they are. A metric
+    whose every point came at step 0 is read back by mlflow's client at step 0, as MLflow's
+    server would answer (``zero_steps``, see ``logged_step``)."""
 
     last: dict[str, int]  # each stored metric's last step
     stepless: set[str]  # stored metrics that were numbered so
     run_last: int  # the run's last step, all metrics
+    zero_steps: set[str]  # stored metrics whose every point was logged at step 0
 
     @classmethod
     def of(cls, progress: Mapping[str, Any]) -> Numbering:
         return cls(dict(progress.get("last_steps", {})), set(progress.get("stepless", [])),
-                   int(progress.get("step", 0)))
+                   int(progress.get("step", 0)), set(progress.get("zero_steps", [])))
 
     def state(self) -> dict[str, Any]:
         """What the run's progress keeps of it."""
-        return {"last_steps": self.last, "stepless": sorted(self.stepless)}
+        return {"last_steps": self.last, "stepless": sorted(self.stepless),
+                "zero_steps": sorted(self.zero_steps)}
 
     def number(self, stored: str, steps: Sequence[int]) -> list[int]:
         if stored.startswith("system/"):
             return list(steps)
         last = self.last.get(stored)
+        if last is None and steps[0] == 0:
+            self.zero_steps.add(stored)
+        if any(steps):
+            self.zero_steps.discard(stored)
         numbered = []
         for step in steps:
             if step == 0 and (last is not None or (self.stepless and self.run_last > 0)):
@@ -253,9 +261,16 @@ class Numbering:
     def rename(self, old: str, new: str) -> None:
         if old in self.last:
             self.last[new] = self.last.pop(old)
-        if old in self.stepless:
-            self.stepless.discard(old)
-            self.stepless.add(new)
+        for names in (self.stepless, self.zero_steps):
+            if old in names:
+                names.discard(old)
+                names.add(new)
+
+
+def logged_step(progress: Mapping[str, Any], stored: str, step: int) -> int:
+    """The step a script logged a stored point at, for mlflow's readers: 0 for every point of
+    a metric logged only without steps (stored in the order they came, see ``Numbering``)."""
+    return 0 if stored in progress.get("zero_steps", ()) else step
 
 
 def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],

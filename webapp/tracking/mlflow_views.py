@@ -271,7 +271,8 @@ def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict
         params = {k: str(v) for k, v in flatten_spec(run.spec).items()}
         tags, names = {}, {}
     metrics = [{"key": names.get(key, key), "value": metric_value(float(s.values[-1])),
-                "timestamp": round(float(s.times[-1]) * 1000), "step": int(s.steps[-1])}
+                "timestamp": round(float(s.times[-1]) * 1000),
+                "step": ingest.logged_step(run.progress, key, int(s.steps[-1]))}
                for key, s in latest.items() if len(s)]
     return {"info": run_info(run),
             "inputs": {"dataset_inputs": run.spec.get("inputs", []) if run.is_external else []},
@@ -553,16 +554,21 @@ def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
     name = text(body, "metric_key")
     stored = run.progress.get("keys", {}).get(name, name) if run.is_external else name
     series = metric_store.read(run.pk, [stored]).get(stored)
-    return {"metrics": list(_history(name, series)) if series is not None else []}
+    if series is None:
+        return {"metrics": []}
+    return {"metrics": list(_history(name, series, run.progress, stored))}
 
 
-def _history(name: str, series: metric_store.Series) -> Iterable[dict[str, Any]]:
+def _history(name: str, series: metric_store.Series, progress: Mapping[str, Any],
+             stored: str) -> Iterable[dict[str, Any]]:
+    """The points as mlflow's client reads them: at the steps the script logged them at."""
     values: list[Any] = series.values.tolist()
     if not all(map(math.isfinite, values)):
         values = [metric_value(value) for value in values]
     for step, value, when in zip(series.steps.tolist(), values, series.times.tolist(),
                                  strict=True):
-        yield {"key": name, "value": value, "timestamp": round(when * 1000), "step": step}
+        yield {"key": name, "value": value, "timestamp": round(when * 1000),
+               "step": ingest.logged_step(progress, stored, step)}
 
 
 @endpoint(("POST", "GET", "PUT", "PATCH", "DELETE"), raw=True)

@@ -35,10 +35,17 @@ if TYPE_CHECKING:
 
     from training.data.loading import RawData
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP")  # MPO: a camera's multi-frame JPEG
 # Files that archivers add beside the content; skipped rather than refused.
-ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db")
-UNKNOWN_LABELS = ("", "?", "nan", "NaN", "NA", "N/A", "null", "None")
+ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+# Images that do not decode (a cut-off download, an empty file) are skipped and named in the
+# report while they are at most this share of the archive; more is a wrong archive, refused.
+MAX_UNREADABLE_SHARE = 0.05
+# Cells read as missing, besides pandas' own ("", "NA", "N/A", "NaN", "null", "None", "#N/A"...):
+# the "?" of UCI's files, a dash, and the error values a spreadsheet exports in place of a number.
+MISSING_TOKENS = ("?", "-", "--", "#DIV/0!", "#VALUE!", "#REF!", "#NUM!", "#NAME?", "#NULL!")
+UNKNOWN_LABELS = ("", "nan", "NaN", "NA", "N/A", "null", "None", *MISSING_TOKENS)
 MISSING_CHOICES = ("drop", "mean", "median", "most_frequent")
 SAMPLES = 8  # rows or images shown on the dataset page
 MAX_CLASSES = 1000
@@ -48,8 +55,20 @@ MAX_CATEGORIES = 50
 # A first column with one of these names (or none: pandas calls it "Unnamed: 0") holding the
 # row numbers is the index a DataFrame.to_csv or a spreadsheet export writes, not a feature.
 INDEX_NAMES = re.compile(r"(unnamed: 0|index|id|row|#|)", re.IGNORECASE)
-# A decimal comma (European spreadsheets, which then separate cells with ";"): "5,1".
-DECIMAL_COMMA = re.compile(r"(^|;)\s*-?\d+,\d+\s*(?=;|$)", re.MULTILINE)
+# A decimal comma (European spreadsheets, which then separate cells with ";" or a tab): "5,1".
+DECIMAL_COMMA = r"(^|{sep})\s*-?\d+,\d+\s*(?={sep}|$)"
+# Numbers as spreadsheets format them, in a column pandas read as text: thousands grouped with
+# commas (decimal point), with dots (decimal comma), with spaces or apostrophes (either); a lone
+# decimal comma. A group never starts with 0, so "0,125" is a decimal and "1,250" a thousand.
+FORMATTED_NUMBERS = (
+    (re.compile(r"[+-]?([1-9]\d{0,2}(,\d{3})+|\d+)(\.\d+)?"), ",", "."),
+    (re.compile(r"[+-]?([1-9]\d{0,2}(\.\d{3})+|\d+)(,\d+)?"), ".", ","),
+    (re.compile(r"[+-]?([1-9]\d{0,2}([ \u00a0\u202f'’]\d{3})+|\d+)([.,]\d+)?"),
+     " \u00a0\u202f'’", ","),
+)
+# A column named as an identifier ("id", "customer_id", "orderId", "UUID"): with a value per
+# row it names the row, and is left out of the features.
+ID_NAMES = re.compile(r"(?i:(.*[\s_.-])?(id|uuid|guid|key))|.*[a-z]I[dD]")
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # features and targets are trained as float32
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -60,6 +79,15 @@ class UploadError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class UnreadableImage(UploadError):
+    """An archive member that is no image Pillow decodes (cut off, empty, another kind of
+    file under an image's name): skipped while such members are few (MAX_UNREADABLE_SHARE)."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        self.member = member
+        super().__init__("file", f"{member!r} is not a readable image ({reason})")
 
 
 @dataclass(frozen=True)
@@ -143,13 +171,8 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
 
     head = handle.read(64 * 1024)
     handle.seek(0)
-    try:
-        sample = head.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # A multi-byte character may be cut at the sample's end; decode what is whole.
-        sample = head.decode("utf-8-sig", errors="ignore")
-        if "\x00" not in sample and not sample.strip():
-            raise UploadError("file", "the file is not UTF-8 text: upload a CSV file") from None
+    encoding = _encoding(head)
+    sample = head.decode(encoding, errors="replace")
     if "\x00" in sample:
         raise UploadError("file", "the file is binary, not a CSV text file")
     if not sample.strip():
@@ -159,25 +182,83 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
         raise UploadError("header", f"must be one of: {', '.join(HEADER_CHOICES)}")
     headed = header == "yes" or (header == "auto" and _has_header(sample, sep))
     _check_header(handle, sep, limits, headed)
-    decimal = "," if sep == ";" and DECIMAL_COMMA.search(sample) else "."
+    decimal = ("," if sep != "," and re.search(DECIMAL_COMMA.format(sep=re.escape(sep)), sample,
+                                               re.MULTILINE) else ".")
     # One row past the limit is enough to refuse; pandas never parses the rest.
-    options = {"sep": sep, "encoding": "utf-8-sig", "skipinitialspace": True,
-               "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal}
+    options = {"sep": sep, "encoding": encoding, "skipinitialspace": True,
+               "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal,
+               "na_values": list(MISSING_TOKENS)}
     try:
         frame = _parse_table(handle, options)
     except UnicodeDecodeError:
-        raise UploadError("file", "the file is not UTF-8 text") from None
+        # UTF-8 up to the sample's end, something else later: read it as Windows-1252.
+        handle.seek(0)
+        encoding = options["encoding"] = "cp1252"
+        frame = _parse_or_refuse(handle, options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UploadError("file", f"the CSV does not parse: {first}") from None
+        raise _parse_error(exc) from None
+    if frame.empty and len(frame.columns) >= 2:
+        raise UploadError("file", "the CSV has a header but no rows")
+    frame.columns = ([str(c).strip() for c in frame.columns] if headed
+                     else [str(i) for i in range(1, len(frame.columns) + 1)])
+    frame = _without_empty_margins(frame, headed)
     if len(frame.columns) < 2:
         raise UploadError("file", f"found {len(frame.columns)} column with separator {sep!r}; "
                                   "a dataset needs a label column and at least one more")
     if frame.empty:
         raise UploadError("file", "the CSV has a header but no rows")
-    frame.columns = ([str(c).strip() for c in frame.columns] if headed
-                     else [str(i) for i in range(1, len(frame.columns) + 1)])
+    if encoding == "cp1252":
+        frame.attrs.setdefault("steps", []).append(
+            {"step": "text read as Windows-1252 / Latin-1 (the file is not UTF-8)", "count": 1})
     _check_cells(frame, limits)
+    return frame
+
+
+def _encoding(head: bytes) -> str:
+    """UTF-8 (with or without a byte-order mark) when the file's start decodes as UTF-8, else
+    Windows-1252, which Excel and older tools write on Western systems and whose letters are
+    Latin-1's (its few undefined bytes are read as U+FFFD)."""
+    try:
+        head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character may be cut at the sample's end: that is still UTF-8.
+        if exc.start < len(head) - 3:
+            return "cp1252"
+    return "utf-8-sig"
+
+
+def _parse_or_refuse(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return _parse_table(handle, {**options, "encoding_errors": "replace"})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise _parse_error(exc) from None
+
+
+def _parse_error(exc: Exception) -> UploadError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UploadError("file", f"the CSV does not parse: {first}")
+
+
+def _without_empty_margins(frame: pd.DataFrame, headed: bool) -> pd.DataFrame:
+    """The table less the columns without a name or a value (the separators a spreadsheet
+    leaves at the end of each line) and the rows without a value (its empty lines of
+    separators), counted in ``frame.attrs["steps"]``."""
+    steps = frame.attrs.get("steps", [])
+    unnamed = [c for c in frame.columns
+               if (not headed or c == "" or re.fullmatch(r"Unnamed: \d+", c))
+               and frame[c].isna().all()]
+    if unnamed:
+        frame = frame.drop(columns=unnamed)
+    empty = frame.isna().all(axis=1)
+    if empty.any():
+        frame = frame[~empty]
+    if unnamed or empty.any():
+        steps.append({"step": "empty columns and rows dropped (separators without values)",
+                      "count": len(unnamed) + int(empty.sum()),
+                      "detail": f"{len(unnamed)} columns, {int(empty.sum())} rows"})
+    frame.attrs["steps"] = steps
     return frame
 
 
@@ -190,10 +271,25 @@ def _parse_table(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
 
     if options["sep"] == "\t":
         try:
-            return pd.read_csv(handle, quoting=csv.QUOTE_NONE, **options)
+            return _read_text(handle, {**options, "quoting": csv.QUOTE_NONE})
         except pd.errors.ParserError:
             handle.seek(0)
-    return pd.read_csv(handle, **options)
+    return _read_text(handle, options)
+
+
+def _read_text(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
+    """pandas' read of ``handle`` decoded here with ``options["encoding"]``: pandas decodes a
+    file object that is not one of Python's binary classes (a web framework's upload) as UTF-8
+    whatever its encoding argument says."""
+    import pandas as pd
+
+    rest = dict(options)
+    text = io.TextIOWrapper(handle, encoding=rest.pop("encoding"),  # type: ignore[arg-type]
+                            errors=rest.pop("encoding_errors", "strict"), newline="")
+    try:
+        return pd.read_csv(text, **rest)
+    finally:
+        text.detach()
 
 
 def _separator(sample: str) -> str:
@@ -269,7 +365,7 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
         raise UploadError("file", f"the header row does not parse: {exc}") from None
     seen: set[str] = set()
     for column in (n.strip() for n in names if headed):
-        if column in seen:
+        if column in seen and column:
             raise UploadError("file", f"the column {column!r} appears more than once in the "
                                       "header: give every column its own name")
         seen.add(column)
@@ -323,16 +419,17 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     named = (_names_from_column(frame, label, options.class_name_column)
              if options.class_name_column else {})
     inputs = _input_columns(frame, options, label)
-    steps: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = list(frame.attrs.get("steps", []))
     if not text_mode and not options.feature_columns:
-        inputs = _without_index_column(frame, inputs, steps)
+        inputs = _without_empty_or_ids(frame, _without_index_column(frame, inputs, steps), steps)
     frame = frame[[*inputs, label]].copy()
     rows_in = len(frame)
     frame = _drop_unlabelled(frame, label, options.drop_unlabelled, steps)
     if text_mode:
         frame = _drop_empty_texts(frame, inputs[0], steps)
     else:
-        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps)
+        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps,
+                                              chosen=bool(options.feature_columns))
         frame = _clean_features(frame, inputs, options.missing, steps)
 
     if options.drop_duplicates:
@@ -343,7 +440,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     if len(frame) < 4:
         raise UploadError("file", f"only {len(frame)} rows are left after cleaning: a dataset "
                                   "needs at least 4")
-    y, label_names = _labels(frame[label], options.task, label)
+    y, label_names = _labels(frame[label], options.task, label, steps)
     if named or options.class_names:
         label_names = _class_names(label_names, named, options.class_names)
     if not text_mode:
@@ -456,12 +553,35 @@ def _without_index_column(frame: pd.DataFrame, inputs: list[str],
     return inputs[1:]
 
 
+def _without_empty_or_ids(frame: pd.DataFrame, inputs: list[str],
+                          steps: list[dict[str, Any]]) -> list[str]:
+    """The inputs less the columns without a value (an optional field nobody filled) and the
+    columns named as identifiers ("customer_id", "orderId") that hold a different value on
+    every row: a row's name, which a model can only memorise."""
+    kept = []
+    for column in inputs:
+        cells = frame[column]
+        if cells.isna().all():
+            steps.append({"step": f"empty column {column!r} left out", "count": 1})
+        elif ID_NAMES.fullmatch(column.strip()) and len(cells) >= 2 and cells.notna().all() \
+                and cells.is_unique:
+            steps.append({"step": f"identifier column {column!r} left out (a value per row)",
+                          "count": 1})
+        else:
+            kept.append(column)
+    return kept or inputs
+
+
 def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, limits: Limits,
-                          steps: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
-    """Feature columns of words made numbers: dates (ISO 8601) as days since 1970-01-01, and
-    categories (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each, NaN
-    where the cell is empty (so the missing-value choice applies). A column mixing numbers and
-    words is left for _feature to refuse: it is a typo or a unit, not a category."""
+                          steps: list[dict[str, Any]], chosen: bool = False
+                          ) -> tuple[pd.DataFrame, list[str]]:
+    """Feature columns of words made numbers: numbers formatted with thousands separators or
+    decimal commas read as numbers, dates (ISO 8601) as days since 1970-01-01, and categories
+    (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each, NaN where the
+    cell is empty (so the missing-value choice applies). Text of more values (free text, names,
+    identifiers) is left out and reported, or refused where the user ``chosen`` the column. A
+    column mixing numbers and words is left for _feature to refuse: it is a typo or a unit,
+    not a category."""
     import pandas as pd
 
     columns: dict[str, pd.Series] = {}
@@ -472,21 +592,24 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             continue
         text = cells.astype("string").str.strip()
         present = text.notna() & (text != "")
+        numbers = _numbers_in_text(column, text[present], steps) if present.any() else None
+        if numbers is not None:
+            columns[column] = numbers.reindex(text.index)
+            continue
         if not present.any() or _numbers(text[present]).notna().any():
             columns[column] = cells
             continue
-        dates = _dates(text[present])
-        if dates is not None:
-            columns[column] = dates.reindex(text.index)
-            steps.append({"step": f"dates in {column!r} made days since 1970-01-01",
-                          "count": int(present.sum())})
-            continue
         values = sorted(text[present].unique().tolist())
-        if len(values) > MAX_CATEGORIES:
+        if len(values) > MAX_CATEGORIES and chosen:
             raise UploadError("feature_columns", f"column {column!r} is text with {len(values)} "
                               f"distinct values (e.g. {values[0]!r}): at most {MAX_CATEGORIES} "
                               "are one-hot encoded as categories; leave it out of the feature "
                               "columns, or make it the text column")
+        if len(values) > MAX_CATEGORIES or (len(values) >= 20 and len(values) == len(text)):
+            steps.append({"step": f"text column {column!r} left out: {len(values)} distinct "
+                                  "values are free text or identifiers, not categories (name it "
+                                  "as the text column to train on it)", "count": 1})
+            continue
         # the columns made so far, this one's values, and one for each input after it
         width = len(columns) + len(values) + len(inputs) - index - 1
         _check_encoded_size(column, width, len(frame), limits)
@@ -498,6 +621,10 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             columns[name] = (text == value).astype("float64").where(present)
         steps.append({"step": f"{column!r} one-hot encoded into {len(values)} columns",
                       "count": len(values)})
+    if not columns:
+        raise UploadError("text_column", f"no feature column is left: {', '.join(inputs)} "
+                                         f"{'is' if len(inputs) == 1 else 'are'} free text or "
+                                         "identifiers; name the text column to train on text")
     encoded = pd.DataFrame(columns, index=frame.index).assign(**{label: frame[label]})
     return encoded, list(columns)
 
@@ -511,6 +638,33 @@ def _check_encoded_size(column: str, width: int, rows: int, limits: Limits) -> N
                                              f"{column!r} is one-hot encoded: the limits are "
                                              f"{limits.max_columns} columns and "
                                              f"{limits.max_cells} cells")
+
+
+def _numbers_in_text(column: str, text: pd.Series, steps: list[dict[str, Any]]
+                     ) -> pd.Series | None:
+    """The non-empty cells of a text column as float64, if each is a number as a spreadsheet
+    formats it or each an ISO date (then days since 1970-01-01), counted in ``steps``; else
+    None."""
+    numbers = _formatted_numbers(text)
+    if numbers is not None:
+        steps.append({"step": f"numbers in {column!r} read with their thousands separators or "
+                              "decimal commas", "count": len(text)})
+        return numbers
+    dates = _dates(text)
+    if dates is not None:
+        steps.append({"step": f"dates in {column!r} made days since 1970-01-01",
+                      "count": len(text)})
+    return dates
+
+
+def _formatted_numbers(text: pd.Series) -> pd.Series | None:
+    """The cells as float64 if every one is a number as a spreadsheet formats it (thousands
+    separators, a decimal comma: FORMATTED_NUMBERS, tried in order), else None."""
+    for pattern, groups, decimal in FORMATTED_NUMBERS:
+        if text.str.fullmatch(pattern).all():
+            plain = text.str.replace(f"[{re.escape(groups)}]", "", regex=True)
+            return _numbers(plain.str.replace(decimal, ".", regex=False)).astype("float64")
+    return None
 
 
 def _dates(text: pd.Series) -> pd.Series | None:
@@ -623,8 +777,11 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[str]]:
-    """Targets from the label column: class indices and names, or float values."""
+def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]] | None = None
+            ) -> tuple[np.ndarray, list[str]]:
+    """Targets from the label column: class indices and names, or float values. Class labels
+    are stripped, and spellings that differ only in case or spaces ("Yes", "yes ", "YES") are
+    one class, named by its most frequent spelling (counted in ``steps``)."""
     if task == "regression":
         values = _numbers(series)
         if values.isna().any():
@@ -636,7 +793,7 @@ def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[s
         if values.nunique() < 2:
             raise UploadError("label_column", f"{name!r} has a single value")
         return values.to_numpy(dtype=np.float32), []
-    text = series.astype("string").str.strip()
+    text = _merged_spellings(series.astype("string").str.strip(), steps)
     classes = sorted(text.unique().tolist(), key=_class_order)
     if len(classes) < 2:
         raise UploadError("label_column", f"the label column {name!r} has one class "
@@ -644,8 +801,49 @@ def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[s
     if len(classes) > MAX_CLASSES:
         raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values; at "
                           f"most {MAX_CLASSES} classes (is it a regression target?)")
+    _check_class_labels(classes, len(text), name)
     index = {c: i for i, c in enumerate(classes)}
     return text.map(index).to_numpy(dtype=np.int64), [str(c) for c in classes]
+
+
+def _merged_spellings(text: pd.Series, steps: list[dict[str, Any]] | None) -> pd.Series:
+    """Labels of two or more characters that differ only in case or inner spaces made one
+    spelling, the most frequent. One-character labels keep their case: "a" and "A" are two
+    classes of a handwriting set."""
+    counts = text.value_counts()
+    key = {value: " ".join(value.split()).casefold() if len(value) > 1 else value
+           for value in counts.index}
+    spelling: dict[str, str] = {}
+    for value in counts.index:  # most frequent first
+        spelling.setdefault(key[value], value)
+    merged = {value: spelling[key[value]] for value in counts.index
+              if spelling[key[value]] != value}
+    if not merged:
+        return text
+    if steps is not None:
+        steps.append({"step": "labels differing only in case or spaces merged",
+                      "count": int(text.isin(list(merged)).sum()),
+                      "detail": ", ".join(f"{a!r} → {b!r}" for a, b in list(merged.items())[:5])})
+    return text.replace(merged)
+
+
+def _check_class_labels(classes: list[str], rows: int, name: str) -> None:
+    """Refuse class labels that are a measurement or a row's name, not classes: numbers with
+    fractions, integers of more than MAX_CATEGORIES values with gaps (class ids count 0, 1, 2...),
+    or as many values as rows."""
+    numbers = [_number(c) for c in classes]
+    if all(not math.isnan(n) for n in numbers):
+        fractional = any(n % 1 for n in numbers) and len(classes) > 10
+        spread = (len(classes) > MAX_CATEGORIES
+                  and max(numbers) - min(numbers) + 1 != len(classes))
+        if fractional or spread:
+            raise UploadError("task", f"{name!r} holds {len(classes)} different numbers "
+                                      f"({classes[0]} to {classes[-1]}): a measurement to "
+                                      "predict, not classes; choose Regression")
+    if len(classes) > MAX_CATEGORIES and len(classes) > rows / 2:
+        raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values in "
+                                          f"{rows} rows: most classes would have one row; is "
+                                          "it the label column?")
 
 
 def _class_order(label: str) -> tuple[int, float, str]:
@@ -714,15 +912,26 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
         labelled = _class_layout(files)
         # Every image's size is read from its header before any is decoded, so an archive whose
         # pixels would take minutes to decode is refused in the time it takes to read headers.
-        cache = _check_pixels(archive, files, image_size, limits, Image)
+        unreadable: list[UnreadableImage] = []
+        cache = _check_pixels(archive, files, image_size, limits, Image, unreadable)
+        skipped = {problem.member for problem in unreadable}
         x = np.empty((len(labelled), image_size, image_size, 3), dtype=np.uint8)
-        labels, grey = [], True
-        for i, (member, label) in enumerate(labelled):
-            image = _read_image(archive, member, limits, Image, cache.pop(member.filename, None))
-            grey = grey and image.mode in ("1", "L", "LA", "I", "I;16", "F")
-            x[i] = np.asarray(image.convert("RGB").resize((image_size, image_size),
-                                                          Image.Resampling.BILINEAR))
+        labels: list[str] = []
+        grey = True
+        for member, label in labelled:
+            if member.filename in skipped:
+                continue
+            try:
+                image = _read_image(archive, member, limits, Image,
+                                    cache.pop(member.filename, None))
+            except UnreadableImage as problem:
+                _skip(problem, unreadable, len(files))
+                continue
+            grey = grey and image.mode in GREY_MODES
+            x[len(labels)] = np.asarray(_as_rgb(image, Image).resize(
+                (image_size, image_size), Image.Resampling.BILINEAR))
             labels.append(label)
+        x = x[:len(labels)]
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise UploadError("file", f"found {len(classes)} class folder(s): an image dataset needs "
@@ -733,7 +942,10 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     y = np.asarray([index[label] for label in labels], dtype=np.int64)
     steps: list[dict[str, Any]] = [{"step": f"images resized to {image_size}×{image_size}, "
                                             f"{'grey' if grey else 'RGB'}", "count": len(y)}]
-    rows_in = len(y)
+    if unreadable:
+        steps.append({"step": "unreadable images skipped", "count": len(unreadable),
+                      "detail": "; ".join(str(p) for p in unreadable[:5])})
+    rows_in = len(y) + len(unreadable)
     if drop_duplicates:
         keep = _first_of_each_image(x, y)
         steps.append({"step": "duplicate images dropped", "count": int(len(y) - len(keep))})
@@ -743,6 +955,34 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     report = _report(rows_in, steps, y, classes, "classification")
     report["sample_images"] = _sample_images(x, y, classes)
     return Prepared(info, x, y, classes, [], "", True, report)
+
+
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
+
+
+def _as_rgb(image: Any, Image: Any) -> Any:
+    """An 8-bit RGB copy of a decoded image, turned upright as its EXIF orientation says (a
+    phone's photo). 16- and 32-bit grey is scaled to 8 bits, not clipped: a 16-bit PNG's
+    values run to 65,535, and clipping at 255 made every one of them white."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or values.max() > 255:
+            values = values / 257.0
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def _skip(problem: UnreadableImage, unreadable: list[UnreadableImage], images: int) -> None:
+    """Count an unreadable image, or refuse the archive once they are more than
+    MAX_UNREADABLE_SHARE of its images (a wrong archive, not a damaged file or two)."""
+    unreadable.append(problem)
+    if len(unreadable) > MAX_UNREADABLE_SHARE * images:
+        raise UploadError("file", f"{len(unreadable)} of {images} images are not readable, "
+                                  f"e.g. {problem}: at most {MAX_UNREADABLE_SHARE:.0%} are "
+                                  "skipped")
 
 
 def _image_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
@@ -757,11 +997,12 @@ def _image_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.Zip
         problem = _member_problem(member, limits)
         if problem:
             raise UploadError("file", problem)
-        if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER):
+        if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER) \
+                or PurePosixPath(member.filename).name.startswith("._"):  # macOS's metadata
             continue
         if not member.filename.lower().endswith(IMAGE_SUFFIXES):
-            raise UploadError("file", f"{member.filename!r} is not an image: only .png and "
-                                      ".jpg files may be in the archive")
+            raise UploadError("file", f"{member.filename!r} is not an image: only PNG, JPEG, "
+                                      "GIF, WebP and BMP files may be in the archive")
         files.append(member)
     # A decompression bomb is refused from the directory alone, before anything inflates.
     total = sum(m.file_size for m in files)
@@ -787,14 +1028,33 @@ def _class_layout(files: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, s
     """(member, class name) pairs; one common top folder is allowed above the class folders."""
     if not files:
         raise UploadError("file", "the archive holds no images")
-    parts = [PurePosixPath(m.filename).parts for m in files]
+    parts = [PurePosixPath(_member_name(m)).parts for m in files]
     if all(len(p) == 3 for p in parts) and len({p[0] for p in parts}) == 1:
         parts = [p[1:] for p in parts]
     for member, p in zip(files, parts, strict=True):
         if len(p) != 2:
             raise UploadError("file", f"{member.filename!r} is not in a class folder: lay the "
                                       "archive out as class_name/image.png")
+    if len({p[0] for p in parts}) == 1:
+        raise UploadError("file", f"every image is in the one folder {parts[0][0]!r}: an image "
+                                  "dataset needs at least two class folders, each class's "
+                                  "images in a folder of its own (class_name/image.png)")
     return [(m, p[0]) for m, p in zip(files, parts, strict=True)]
+
+
+def _member_name(member: zipfile.ZipInfo) -> str:
+    """A member's name as its archiver meant it: UTF-8 bytes stored without the ZIP's UTF-8
+    flag (Windows' and older Info-ZIP archivers) read as UTF-8 rather than as code page 437,
+    and in NFC (macOS writes "é" as "e" and an accent)."""
+    import unicodedata
+
+    name = member.filename
+    if not member.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return unicodedata.normalize("NFC", name)
 
 
 def _member_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) -> bytes:
@@ -810,25 +1070,21 @@ def _member_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) 
 
 
 def _check_pixels(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], image_size: int,
-                  limits: Limits, image_module: Any) -> dict[str, bytes]:
+                  limits: Limits, image_module: Any, unreadable: list[UnreadableImage]
+                  ) -> dict[str, bytes]:
     """Refuse an image over the per-image limit, or an archive whose images add up to more
     pixels than ``limits.max_pixels`` (each counted at least ``image_size``², what it becomes),
     from the headers alone. Returns the members it read whole, for decoding without a second
-    read (up to CACHE_BYTES)."""
+    read (up to CACHE_BYTES); members without an image header join ``unreadable``."""
     Image = image_module
     cache: dict[str, bytes] = {}
     cached, total = 0, 0
     for member in files:
-        whole = member.file_size <= HEADER_BYTES
-        data = _member_bytes(archive, member, member.file_size + 1 if whole else HEADER_BYTES)
         try:
-            width, height = _header_size(data, member, Image)
-        except UploadError:
-            if whole:
-                raise
-            # A JPEG may carry more metadata than HEADER_BYTES before its frame header.
-            data, whole = _member_bytes(archive, member, member.file_size + 1), True
-            width, height = _header_size(data, member, Image)
+            data, whole, (width, height) = _read_header(archive, member, Image)
+        except UnreadableImage as problem:
+            _skip(problem, unreadable, len(files))
+            continue
         if width * height > limits.max_image_pixels:
             raise UploadError("file", f"{member.filename!r} is {width}×{height} pixels: "
                                       f"the limit is {limits.max_image_pixels} "
@@ -844,6 +1100,21 @@ def _check_pixels(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], image_
     return cache
 
 
+def _read_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, Image: Any
+                 ) -> tuple[bytes, bool, tuple[int, int]]:
+    """(the bytes read, whether they are the whole member, (width, height))."""
+    whole = member.file_size <= HEADER_BYTES
+    data = _member_bytes(archive, member, member.file_size + 1 if whole else HEADER_BYTES)
+    try:
+        return data, whole, _header_size(data, member, Image)
+    except UnreadableImage:
+        if whole:
+            raise
+    # A JPEG may carry more metadata than HEADER_BYTES before its frame header.
+    data = _member_bytes(archive, member, member.file_size + 1)
+    return data, True, _header_size(data, member, Image)
+
+
 def _header_size(data: bytes, member: zipfile.ZipInfo, Image: Any) -> tuple[int, int]:
     """(width, height) from an image's header, decoding no pixels."""
     try:
@@ -855,7 +1126,7 @@ def _header_size(data: bytes, member: zipfile.ZipInfo, Image: Any) -> tuple[int,
         raise UploadError("file", f"{member.filename!r} is too many pixels: refused as a "
                                   "decompression bomb") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError("file", f"{member.filename!r} is not a readable image ({exc})") from None
+        raise UnreadableImage(member.filename, str(exc)) from None
 
 
 def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limits,
@@ -875,8 +1146,9 @@ def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
                 raise UploadError("file", f"{member.filename!r} is {width}×{height} pixels: "
                                           f"the limit is {limits.max_image_pixels} "
                                           "(a decompression bomb?)")
-            if image.format not in ("PNG", "JPEG"):
-                raise UploadError("file", f"{member.filename!r} is {image.format}, not PNG/JPEG")
+            if image.format not in IMAGE_FORMATS:
+                raise UploadError("file", f"{member.filename!r} is {image.format}: the images "
+                                          "must be PNG, JPEG, GIF, WebP or BMP")
             image.load()
     except UploadError:
         raise
@@ -884,7 +1156,7 @@ def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
         raise UploadError("file", f"{member.filename!r} is too many pixels: refused as a "
                                   "decompression bomb") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError("file", f"{member.filename!r} is not a readable image ({exc})") from None
+        raise UnreadableImage(member.filename, str(exc)) from None
     return image
 
 
@@ -949,6 +1221,11 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
         loaded = loaded[split]
     if loaded.num_rows > limits.max_rows:
         raise UploadError("hf_source", f"{loaded.num_rows} rows: the limit is {limits.max_rows}")
+    pictures = [c for c, f in loaded.features.items() if isinstance(f, datasets.Image)]
+    if pictures:
+        raise UploadError("hf_source", f"{source!r} holds images (column {pictures[0]!r}): "
+                                       "Hugging Face data sets are read as tables; upload the "
+                                       "images as a ZIP of class folders")
     frame = loaded.to_pandas()
     # Class labels stored as integers get their names back.
     for column, feature in loaded.features.items():

@@ -167,6 +167,28 @@ def european_thousands() -> bytes:
     return csv_bytes(frame, sep=";", decimal=",")
 
 
+def currency_and_percent() -> bytes:
+    frame = task_frame()
+    frame["price"] = [f"${1000 + 37.5 * i:,.2f}" for i in frame.index]
+    frame["share"] = [f"{i % 100} %" for i in frame.index]
+    frame["eur"] = [f"{-3.5 * i:.1f} €".replace(".", ",") for i in frame.index]
+    return csv_bytes(frame[["a", "b", "price", "share", "eur", "label"]])
+
+
+def excel_report() -> bytes:
+    """Excel's "CSV UTF-8" on a German system: a BOM, a title line above the header, semicolons,
+    decimal commas and CRLF line ends."""
+    table = csv_bytes(task_frame(), sep=";", decimal=",", lineterminator="\r\n")
+    return b"\xef\xbb\xbfUmfrage Export 2024\r\n\r\n" + table
+
+
+def integer_labels_with_a_gap() -> bytes:
+    frame = task_frame()
+    frame["label"] = (frame["label"] == "Yes").astype(int).astype(object)
+    frame.loc[3, "label"] = ""
+    return csv_bytes(frame)
+
+
 def label_case_and_spaces() -> bytes:
     frame = task_frame()
     frame["label"] = [("Yes", "Yes", "yes ", " YES")[i % 4] if v == "Yes" else ("No", "no")[i % 2]
@@ -275,6 +297,12 @@ CSV_CASES: dict[str, Case] = {
                                                      error=("label_column", "is it the label")),
     "UTF-8 first, Windows-1252 later": Case(utf8_then_cp1252, rows=3000, features=3,
                                             steps=("Windows-1252",)),
+    "currency and percent signs": Case(currency_and_percent, rows=ROWS, features=5,
+                                       steps=("'price'", "'share'", "'eur'")),
+    "a title line above the header": Case(excel_report, rows=ROWS, features=3,
+                                          steps=("above the header",), accuracy=0.85),
+    "integer labels with a gap": Case(integer_labels_with_a_gap, rows=ROWS - 1,
+                                      classes=["0", "1"]),
     "label case and spaces": Case(label_case_and_spaces, rows=ROWS, classes=["No", "Yes"],
                                   steps=("case",), accuracy=0.85),
     "a class of one row": Case(one_row_class, rows=ROWS, classes=["Maybe", "No", "Yes"],
@@ -435,6 +463,17 @@ def non_ascii_names(flagged: bool) -> bytes:
     return zip_of(renamed).replace(b"kXXcka", "kočka".encode())
 
 
+def kaggle_layout() -> bytes:
+    """A top folder, train/ and test/ split folders of class folders, a README and a licence."""
+    members = {}
+    for split, count, seed in (("train", 10, 0), ("test", 4, 50)):
+        members.update({f"pets/{split}/{name}/{i}.png": picture(c == 1, 100 * c + seed + i)
+                        for c, name in enumerate(("cat", "dog")) for i in range(count)})
+    members["pets/README.md"] = b"# Pets\nTwo classes."
+    members["pets/LICENSE.txt"] = b"CC0"
+    return zip_of(members)
+
+
 def flat_images() -> bytes:
     return zip_of({f"{i}.png": picture(i % 2 == 0, i) for i in range(8)})
 
@@ -458,6 +497,9 @@ ZIP_CASES: dict[str, Case] = {
                                            classes=["chat_noir", "kočka"]),
     "non-ASCII folders (no flag)": Case(lambda: non_ascii_names(False), rows=32,
                                         classes=["chat_noir", "kočka"]),
+    "train and test folders with a README": Case(kaggle_layout, rows=28,
+                                                 classes=["cat", "dog"],
+                                                 steps=("pooled", "text files"), accuracy=0.9),
     "images without class folders": Case(flat_images, error=("file", "class folder")),
     "one folder of images": Case(one_folder_of_images, error=("file", "'photos'")),
 }

@@ -39,6 +39,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP")  # MPO: a camera's multi-frame JPEG
 # Files that archivers add beside the content; skipped rather than refused.
 ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+# Text files a data set's archive carries beside its images (a README, a licence, a list of
+# the classes): skipped and named in the report, never read. Any other kind of file is refused.
+DOCUMENT_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".html", ".pdf")
+SPLIT_FOLDERS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev"}
 # Images that do not decode (a cut-off download, an empty file) are skipped and named in the
 # report while they are at most this share of the archive; more is a wrong archive, refused.
 MAX_UNREADABLE_SHARE = 0.05
@@ -66,6 +70,8 @@ FORMATTED_NUMBERS = (
     (re.compile(r"[+-]?([1-9]\d{0,2}([ \u00a0\u202f'’]\d{3})+|\d+)([.,]\d+)?"),
      " \u00a0\u202f'’", ","),
 )
+CURRENCY_BEFORE = r"^([+-]?)\s*[$€£¥]\s*"  # "$1,250.00", "-€ 3,5": the sign kept
+UNIT_AFTER = r"\s*[%€$£¥]$"  # "12 %", "3,50 €"
 # A column named as an identifier ("id", "customer_id", "orderId", "UUID"): with a value per
 # row it names the row, and is left out of the features.
 ID_NAMES = re.compile(r"(?i:(.*[\s_.-])?(id|uuid|guid|key))|.*[a-z]I[dD]")
@@ -156,6 +162,7 @@ SEPARATORS = ",;\t|"
 # text (a first line of 60,000 characters of ',"' took it 42 s), and the start of a line
 # shows its separator as well as the whole.
 SNIFF_CHARS = 4096
+MAX_PREAMBLE = 10  # lines of title or notes above a table's header that are skipped
 
 
 def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
@@ -177,15 +184,16 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
         raise UploadError("file", "the file is binary, not a CSV text file")
     if not sample.strip():
         raise UploadError("file", "the file is empty")
-    sep = "\t" if name.lower().endswith(".tsv") else _separator(sample)
+    sep, skip = ("\t", 0) if name.lower().endswith(".tsv") else _separator(sample)
+    sample = "\n".join(sample.replace("\r\n", "\n").split("\n")[skip:])
     if header not in HEADER_CHOICES:
         raise UploadError("header", f"must be one of: {', '.join(HEADER_CHOICES)}")
     headed = header == "yes" or (header == "auto" and _has_header(sample, sep))
-    _check_header(handle, sep, limits, headed)
+    _check_header(handle, sep, limits, headed, skip)
     decimal = ("," if sep != "," and re.search(DECIMAL_COMMA.format(sep=re.escape(sep)), sample,
                                                re.MULTILINE) else ".")
     # One row past the limit is enough to refuse; pandas never parses the rest.
-    options = {"sep": sep, "encoding": encoding, "skipinitialspace": True,
+    options = {"sep": sep, "encoding": encoding, "skipinitialspace": True, "skiprows": skip,
                "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal,
                "na_values": list(MISSING_TOKENS)}
     try:
@@ -207,8 +215,11 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
                                   "a dataset needs a label column and at least one more")
     if frame.empty:
         raise UploadError("file", "the CSV has a header but no rows")
+    if skip:
+        frame.attrs["steps"].insert(0, {"step": "lines above the header skipped (a title or "
+                                                "notes)", "count": skip})
     if encoding == "cp1252":
-        frame.attrs.setdefault("steps", []).append(
+        frame.attrs["steps"].append(
             {"step": "text read as Windows-1252 / Latin-1 (the file is not UTF-8)", "count": 1})
     _check_cells(frame, limits)
     return frame
@@ -292,21 +303,37 @@ def _read_text(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
         text.detach()
 
 
-def _separator(sample: str) -> str:
-    """The one separator that every one of the first lines holds equally often, else the one
-    the csv sniffer finds in the first line. The first line alone misleads on text: UCI's
-    imdb_labelled.txt starts "A very, very, very slow-moving, aimless movie...<TAB>0"."""
+def _separator(sample: str) -> tuple[str, int]:
+    """(separator, lines above the header). The separator: the one that every one of the first
+    lines holds equally often, else the one the csv sniffer finds in the first line. The first
+    line alone misleads on text: UCI's imdb_labelled.txt starts "A very, very, very
+    slow-moving, aimless movie...<TAB>0". Lines above the header: a title or notes a report
+    tool writes first, without the separator the lines below all hold equally often."""
     lines = [line for line in sample.splitlines()[:21] if line.strip()]
     whole = lines[:-1] if len(lines) > 2 else lines  # the sample may cut its last line
-    steady = [sep for sep in SEPARATORS
-              if whole and all(line.count(sep) == whole[0].count(sep) > 0 for line in whole)]
+    steady = [sep for sep in SEPARATORS if _steady(whole, sep)]
     if len(steady) == 1:
-        return steady[0]
+        return steady[0], 0
+    raw = sample.replace("\r\n", "\n").split("\n")[:31]
+    below_notes = []
+    for sep in SEPARATORS:
+        skip = next((i for i, line in enumerate(raw[:MAX_PREAMBLE + 1]) if sep in line), 0)
+        if skip and _steady([line for line in raw[skip:-1] if line.strip()], sep):
+            below_notes.append((sep, skip))
+    # The header holds the separator too: the first line to hold one starts the table.
+    first = [found for found in below_notes if found[1] == min(n for _, n in below_notes)]
+    if len(first) == 1:
+        return first[0]
     try:
         return csv.Sniffer().sniff(sample.split("\n", 1)[0][:SNIFF_CHARS],
-                                   delimiters=SEPARATORS).delimiter
+                                   delimiters=SEPARATORS).delimiter, 0
     except csv.Error:
-        return ","
+        return ",", 0
+
+
+def _steady(lines: list[str], sep: str) -> bool:
+    """Whether every one of ``lines`` (two at least) holds ``sep`` equally often."""
+    return len(lines) >= 2 and all(line.count(sep) == lines[0].count(sep) > 0 for line in lines)
 
 
 def _has_header(sample: str, sep: str) -> bool:
@@ -334,10 +361,14 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = True) -> None:
+def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = True,
+                  skip: int = 0) -> None:
     """Refuse too many columns, too many cells or a repeated column name, reading the raw
-    file once in chunks (never more than one chunk in memory); leaves ``handle`` at the start."""
+    file once in chunks (never more than one chunk in memory) after its first ``skip`` lines;
+    leaves ``handle`` at the start."""
     handle.seek(0)
+    for _ in range(skip):
+        handle.readline()
     header, columns, lines, in_header = b"", 1, 0, True
     separator = sep.encode()
     for chunk in iter(lambda: handle.read(2**20), b""):
@@ -647,8 +678,8 @@ def _numbers_in_text(column: str, text: pd.Series, steps: list[dict[str, Any]]
     None."""
     numbers = _formatted_numbers(text)
     if numbers is not None:
-        steps.append({"step": f"numbers in {column!r} read with their thousands separators or "
-                              "decimal commas", "count": len(text)})
+        steps.append({"step": f"numbers in {column!r} read with their thousands separators, "
+                              "decimal commas, currency or percent signs", "count": len(text)})
         return numbers
     dates = _dates(text)
     if dates is not None:
@@ -659,7 +690,10 @@ def _numbers_in_text(column: str, text: pd.Series, steps: list[dict[str, Any]]
 
 def _formatted_numbers(text: pd.Series) -> pd.Series | None:
     """The cells as float64 if every one is a number as a spreadsheet formats it (thousands
-    separators, a decimal comma: FORMATTED_NUMBERS, tried in order), else None."""
+    separators, a decimal comma: FORMATTED_NUMBERS, tried in order; a currency sign or a
+    percent sign, dropped), else None."""
+    text = text.str.replace(CURRENCY_BEFORE, r"\1", regex=True).str.replace(UNIT_AFTER, "",
+                                                                            regex=True)
     for pattern, groups, decimal in FORMATTED_NUMBERS:
         if text.str.fullmatch(pattern).all():
             plain = text.str.replace(f"[{re.escape(groups)}]", "", regex=True)
@@ -782,6 +816,8 @@ def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]]
     """Targets from the label column: class indices and names, or float values. Class labels
     are stripped, and spellings that differ only in case or spaces ("Yes", "yes ", "YES") are
     one class, named by its most frequent spelling (counted in ``steps``)."""
+    import pandas as pd
+
     if task == "regression":
         values = _numbers(series)
         if values.isna().any():
@@ -793,6 +829,8 @@ def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]]
         if values.nunique() < 2:
             raise UploadError("label_column", f"{name!r} has a single value")
         return values.to_numpy(dtype=np.float32), []
+    if pd.api.types.is_float_dtype(series) and (series.dropna() % 1 == 0).all():
+        series = series.astype("Int64")  # "1", not "1.0": a column with a gap is read as floats
     text = _merged_spellings(series.astype("string").str.strip(), steps)
     classes = sorted(text.unique().tolist(), key=_class_order)
     if len(classes) < 2:
@@ -898,8 +936,9 @@ def _member_problem(member: zipfile.ZipInfo, limits: Limits) -> str | None:
 
 def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: bool = True,
                    limits: Limits | None = None, title: str = "") -> Prepared:
-    """Images from a ZIP laid out ``class_name/image.png`` (optionally under one top folder),
-    resized to ``image_size`` squares: grey when every image is grey, else RGB."""
+    """Images from a ZIP laid out ``class_name/image.png`` (optionally under top folders and
+    split folders: see _class_layout), resized to ``image_size`` squares: grey when every image
+    is grey, else RGB. A few unreadable images are skipped (MAX_UNREADABLE_SHARE)."""
     from PIL import Image
 
     limits = limits or Limits()
@@ -908,30 +947,14 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     except (zipfile.BadZipFile, OSError):
         raise UploadError("file", "the file is not a ZIP archive") from None
     with archive:
-        files = _image_members(archive, limits)
-        labelled = _class_layout(files)
+        documents: list[str] = []
+        files = _image_members(archive, limits, documents)
+        labelled, layout = _class_layout(files)
         # Every image's size is read from its header before any is decoded, so an archive whose
         # pixels would take minutes to decode is refused in the time it takes to read headers.
         unreadable: list[UnreadableImage] = []
         cache = _check_pixels(archive, files, image_size, limits, Image, unreadable)
-        skipped = {problem.member for problem in unreadable}
-        x = np.empty((len(labelled), image_size, image_size, 3), dtype=np.uint8)
-        labels: list[str] = []
-        grey = True
-        for member, label in labelled:
-            if member.filename in skipped:
-                continue
-            try:
-                image = _read_image(archive, member, limits, Image,
-                                    cache.pop(member.filename, None))
-            except UnreadableImage as problem:
-                _skip(problem, unreadable, len(files))
-                continue
-            grey = grey and image.mode in GREY_MODES
-            x[len(labels)] = np.asarray(_as_rgb(image, Image).resize(
-                (image_size, image_size), Image.Resampling.BILINEAR))
-            labels.append(label)
-        x = x[:len(labels)]
+        x, labels, grey = _decode(archive, labelled, image_size, limits, cache, unreadable)
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise UploadError("file", f"found {len(classes)} class folder(s): an image dataset needs "
@@ -945,6 +968,10 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     if unreadable:
         steps.append({"step": "unreadable images skipped", "count": len(unreadable),
                       "detail": "; ".join(str(p) for p in unreadable[:5])})
+    if documents:
+        steps.append({"step": "text files beside the images skipped", "count": len(documents),
+                      "detail": ", ".join(documents[:5])})
+    steps.extend(layout)
     rows_in = len(y) + len(unreadable)
     if drop_duplicates:
         keep = _first_of_each_image(x, y)
@@ -955,6 +982,32 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     report = _report(rows_in, steps, y, classes, "classification")
     report["sample_images"] = _sample_images(x, y, classes)
     return Prepared(info, x, y, classes, [], "", True, report)
+
+
+def _decode(archive: zipfile.ZipFile, labelled: list[tuple[zipfile.ZipInfo, str]],
+            image_size: int, limits: Limits, cache: dict[str, bytes],
+            unreadable: list[UnreadableImage]) -> tuple[np.ndarray, list[str], bool]:
+    """(uint8 images (N, size, size, 3), their labels, whether every one is grey): each image
+    not already in ``unreadable`` decoded and resized; one that does not decode joins it."""
+    from PIL import Image
+
+    skipped = {problem.member for problem in unreadable}
+    x = np.empty((len(labelled), image_size, image_size, 3), dtype=np.uint8)
+    labels: list[str] = []
+    grey = True
+    for member, label in labelled:
+        if member.filename in skipped:
+            continue
+        try:
+            image = _read_image(archive, member, limits, Image, cache.pop(member.filename, None))
+        except UnreadableImage as problem:
+            _skip(problem, unreadable, len(labelled))
+            continue
+        grey = grey and image.mode in GREY_MODES
+        x[len(labels)] = np.asarray(_as_rgb(image, Image).resize(
+            (image_size, image_size), Image.Resampling.BILINEAR))
+        labels.append(label)
+    return x[:len(labels)], labels, grey
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
@@ -985,9 +1038,11 @@ def _skip(problem: UnreadableImage, unreadable: list[UnreadableImage], images: i
                                   "skipped")
 
 
-def _image_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
+def _image_members(archive: zipfile.ZipFile, limits: Limits, documents: list[str]
+                   ) -> list[zipfile.ZipInfo]:
     """The archive's image files, once every member is checked: no unsafe path, nothing but
-    images (and the clutter archivers add), no decompression bomb."""
+    images (the clutter archivers add, and text files such as a README or a licence, are
+    skipped, the text files' names put in ``documents``), no decompression bomb."""
     members = archive.infolist()
     if len(members) > limits.max_members:
         raise UploadError("file", f"{len(members)} entries: the limit is "
@@ -999,6 +1054,9 @@ def _image_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.Zip
             raise UploadError("file", problem)
         if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER) \
                 or PurePosixPath(member.filename).name.startswith("._"):  # macOS's metadata
+            continue
+        if member.filename.lower().endswith(DOCUMENT_SUFFIXES):
+            documents.append(member.filename)
             continue
         if not member.filename.lower().endswith(IMAGE_SUFFIXES):
             raise UploadError("file", f"{member.filename!r} is not an image: only PNG, JPEG, "
@@ -1024,13 +1082,22 @@ def _first_of_each_image(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def _class_layout(files: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, str]]:
-    """(member, class name) pairs; one common top folder is allowed above the class folders."""
+def _class_layout(files: list[zipfile.ZipInfo]
+                  ) -> tuple[list[tuple[zipfile.ZipInfo, str]], list[dict[str, Any]]]:
+    """(member, class name) pairs, and the report's note on the layout. Common top folders
+    are allowed above the class folders, and so are split folders (train/cat/1.png,
+    test/cat/2.png: Kaggle's layout), whose images are pooled: runs make their own splits."""
     if not files:
         raise UploadError("file", "the archive holds no images")
     parts = [PurePosixPath(_member_name(m)).parts for m in files]
-    if all(len(p) == 3 for p in parts) and len({p[0] for p in parts}) == 1:
+    while all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1:
         parts = [p[1:] for p in parts]
+    notes = []
+    splits = {p[0] for p in parts}
+    if all(len(p) == 3 for p in parts) and {s.lower() for s in splits} <= SPLIT_FOLDERS:
+        parts = [p[1:] for p in parts]
+        notes.append({"step": f"images of the split folders {', '.join(sorted(splits))} pooled "
+                              "(each run splits them by its own fractions)", "count": len(parts)})
     for member, p in zip(files, parts, strict=True):
         if len(p) != 2:
             raise UploadError("file", f"{member.filename!r} is not in a class folder: lay the "
@@ -1039,7 +1106,7 @@ def _class_layout(files: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, s
         raise UploadError("file", f"every image is in the one folder {parts[0][0]!r}: an image "
                                   "dataset needs at least two class folders, each class's "
                                   "images in a folder of its own (class_name/image.png)")
-    return [(m, p[0]) for m, p in zip(files, parts, strict=True)]
+    return [(m, p[0]) for m, p in zip(files, parts, strict=True)], notes
 
 
 def _member_name(member: zipfile.ZipInfo) -> str:

@@ -7,6 +7,7 @@ a + b > 0), written the ways real tools write tables and archives."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import zipfile
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from django.urls import reverse
 from PIL import Image
 
 from training import MemoryReporter, run
@@ -523,13 +525,7 @@ def test_each_awkward_image_zip_uploads_or_is_refused_on_its_field(owner_client,
     dataset = Dataset.objects.get()
     if case.features is not None:  # channels: grey or RGB
         assert dataset.info["input_shape"][0] == case.features
-    check_dataset(dataset, dataclasses_replace(case, features=None), tmp_path)
-
-
-def dataclasses_replace(case: Case, **changes: Any) -> Case:
-    import dataclasses
-
-    return dataclasses.replace(case, **changes)
+    check_dataset(dataset, dataclasses.replace(case, features=None), tmp_path)
 
 
 # --- Hugging Face folders ----------------------------------------------------------------------
@@ -576,3 +572,16 @@ def test_a_hugging_face_image_set_is_refused_on_the_source_field(owner_client, p
 
     assert "ZIP of class folders" in " ".join(field_errors(response)["hf_source"])
     assert not Dataset.objects.exists()
+
+
+def test_the_dataset_page_names_the_images_it_skipped(owner_client, project):
+    # given an archive with a cut-off JPEG and an empty PNG among 48 good images
+    upload(owner_client, project, one_corrupt_image(), "images.zip", kind="images")
+
+    # when its page is opened
+    dataset = Dataset.objects.get()
+    html = owner_client.get(reverse("dataset-detail", args=[dataset.pk])).content.decode()
+
+    # then the skipped images are counted and named beside the cleaning steps
+    assert "unreadable images skipped" in html
+    assert "dog/broken.jpg" in html and "cat/empty.png" in html

@@ -207,11 +207,11 @@ HOSTILE: dict[str, Hostile] = {
     "numpy objects as csv": Hostile("pickle", npy_with_objects(), words="binary"),
     "torch file as zip": Hostile("pickle", torch_file(), "model.zip", "images",
                                  words="not an image"),
-    "torch file as csv": Hostile("pickle", torch_file(), words="binary"),
+    "torch file as csv": Hostile("pickle", torch_file(), words="not CSV text"),
     # bad CSV
     "csv unparsable": Hostile("bad csv", b'a,b,label\n1,2,x\n3,4,5,6,7\n"open',
                               words="does not parse"),
-    "csv not utf-8": Hostile("bad csv", "a,b,label\n1,2,é\n".encode("utf-16"), words="binary"),
+    "csv not utf-8": Hostile("bad csv", "a,b,label\n1,2,é\n".encode("utf-16-le"), words="binary"),
     "csv one column": Hostile("bad csv", b"label\nx\ny\n", words="1 column"),
     "csv header only": Hostile("bad csv", b"a,b,label\n", words="no rows"),
     "csv column name of 200 KB": Hostile("bad csv", b"a," + b"b" * 200_000 + b"\n1,2\n3,4\n",

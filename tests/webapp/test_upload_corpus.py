@@ -83,6 +83,21 @@ def utf8_then_cp1252() -> bytes:
     return csv_bytes(frame, encoding="cp1252")
 
 
+def excel_unicode_text() -> bytes:
+    """Excel's "Unicode Text": UTF-16 with its byte-order mark, tab-separated."""
+    frame = task_frame()
+    frame.insert(0, "city", np.where(frame.index % 2, "Zürich", "Kraków"))
+    return frame.to_csv(index=False, sep="\t").encode("utf-16")
+
+
+def xlsx() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as workbook:
+        workbook.writestr("[Content_Types].xml", "<Types/>")
+        workbook.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
 def bom() -> bytes:
     return b"\xef\xbb\xbf" + csv_bytes(task_frame())
 
@@ -191,6 +206,21 @@ def integer_labels_with_a_gap() -> bytes:
     return csv_bytes(frame)
 
 
+def other_date_formats() -> bytes:
+    frame = task_frame()
+    days = pd.date_range("2023-01-01", periods=ROWS, freq="D")
+    frame.insert(0, "german", days.strftime("%d.%m.%Y"))
+    frame.insert(1, "us", days.strftime("%m/%d/%Y") + " 08:30")
+    frame.insert(2, "british", days.strftime("%d/%m/%Y"))
+    return csv_bytes(frame)
+
+
+def regression_target_with_thousands() -> bytes:
+    frame = task_frame()
+    frame["price"] = [f"{100_000 + 5_000 * a + 900 * i:,.0f}" for i, a in enumerate(frame["a"])]
+    return csv_bytes(frame[["a", "b", "c", "price"]])
+
+
 def label_case_and_spaces() -> bytes:
     frame = task_frame()
     frame["label"] = [("Yes", "Yes", "yes ", " YES")[i % 4] if v == "Yes" else ("No", "no")[i % 2]
@@ -270,6 +300,11 @@ CSV_CASES: dict[str, Case] = {
     "tabs and decimal commas": Case(tab_decimal_commas, rows=ROWS, features=3, accuracy=0.85),
     "quoted decimal commas in a comma file": Case(comma_file_with_quoted_decimal_commas,
                                                   rows=ROWS, features=3, accuracy=0.85),
+    "Excel's Unicode text (UTF-16, tabs)": Case(excel_unicode_text, rows=ROWS, features=5,
+                                                classes=["No", "Yes"]),
+    "an Excel workbook": Case(xlsx, error=("file", "save the sheet as CSV")),
+    "a label column named in another case": Case(bom, fields={"label_column": " LABEL"},
+                                                 rows=ROWS, classes=["No", "Yes"]),
     "UTF-8 with a BOM": Case(bom, rows=ROWS, features=3, classes=["No", "Yes"]),
     "latin-1 text": Case(latin1_text, rows=ROWS, features=5, steps=("one-hot",)),
     "cp1252 labels": Case(cp1252_text_label, rows=ROWS, classes=["Non – 0 €", "Oui – 50 €"]),
@@ -291,6 +326,10 @@ CSV_CASES: dict[str, Case] = {
                              accuracy=0.85),
     "a numeric id column": Case(numeric_id_column, rows=ROWS, features=3, steps=("order_id",)),
     "date and time column": Case(iso_dates, rows=ROWS, features=4, steps=("dates",)),
+    "dates as Germans, Americans and Britons write them": Case(
+        other_date_formats, rows=ROWS, features=6, steps=("'german'", "'us'", "'british'")),
+    "a regression target with thousands separators": Case(
+        regression_target_with_thousands, fields={"task": "regression"}, rows=ROWS, features=3),
     "thousands separators": Case(thousands_separators, fields={"label_column": "label"},
                                  rows=ROWS, features=4, steps=("thousands",)),
     "European thousands and decimals": Case(european_thousands, fields={"label_column": "label"},

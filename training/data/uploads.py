@@ -70,6 +70,10 @@ FORMATTED_NUMBERS = (
     (re.compile(r"[+-]?([1-9]\d{0,2}([ \u00a0\u202f'’]\d{3})+|\d+)([.,]\d+)?"),
      " \u00a0\u202f'’", ","),
 )
+# Dates as spreadsheets write them besides ISO 8601, the day read (a time after it is not).
+# Where both slash orders read every cell (no day past 12), month first, as US tools write.
+DATE_FORMATS = ("%d.%m.%Y", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%y", "%m/%d/%y",
+                "%d/%m/%y")
 CURRENCY_BEFORE = r"^([+-]?)\s*[$€£¥]\s*"  # "$1,250.00", "-€ 3,5": the sign kept
 UNIT_AFTER = r"\s*[%€$£¥]$"  # "12 %", "3,50 €"
 # A column named as an identifier ("id", "customer_id", "orderId", "UUID"): with a value per
@@ -180,16 +184,13 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
     handle.seek(0)
     encoding = _encoding(head)
     sample = head.decode(encoding, errors="replace")
-    if "\x00" in sample:
-        raise UploadError("file", "the file is binary, not a CSV text file")
-    if not sample.strip():
-        raise UploadError("file", "the file is empty")
+    _check_text(head, sample)
     sep, skip = ("\t", 0) if name.lower().endswith(".tsv") else _separator(sample)
     sample = "\n".join(sample.replace("\r\n", "\n").split("\n")[skip:])
     if header not in HEADER_CHOICES:
         raise UploadError("header", f"must be one of: {', '.join(HEADER_CHOICES)}")
     headed = header == "yes" or (header == "auto" and _has_header(sample, sep))
-    _check_header(handle, sep, limits, headed, skip)
+    _check_header(handle, sep, limits, headed, skip, encoding)
     decimal = ("," if sep != "," and re.search(DECIMAL_COMMA.format(sep=re.escape(sep)), sample,
                                                re.MULTILINE) else ".")
     # One row past the limit is enough to refuse; pandas never parses the rest.
@@ -225,10 +226,25 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
     return frame
 
 
+def _check_text(head: bytes, sample: str) -> None:
+    """Refuse a file that is not text: a workbook or a ZIP (named, with what to do), another
+    binary file, or nothing."""
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise UploadError("file", "the file is a workbook (.xlsx, .xls) or a ZIP, not CSV text: "
+                                  "save the sheet as CSV, or upload a ZIP as images")
+    if "\x00" in sample:
+        raise UploadError("file", "the file is binary, not a CSV text file")
+    if not sample.strip():
+        raise UploadError("file", "the file is empty")
+
+
 def _encoding(head: bytes) -> str:
-    """UTF-8 (with or without a byte-order mark) when the file's start decodes as UTF-8, else
-    Windows-1252, which Excel and older tools write on Western systems and whose letters are
-    Latin-1's (its few undefined bytes are read as U+FFFD)."""
+    """UTF-16 after its byte-order mark (Excel's "Unicode text"), UTF-8 (with or without a
+    byte-order mark) when the file's start decodes as UTF-8, else Windows-1252, which Excel and
+    older tools write on Western systems and whose letters are Latin-1's (its few undefined
+    bytes are read as U+FFFD)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
     try:
         head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -362,7 +378,7 @@ def _is_number(cell: str) -> bool:
 
 
 def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = True,
-                  skip: int = 0) -> None:
+                  skip: int = 0, encoding: str = "utf-8-sig") -> None:
     """Refuse too many columns, too many cells or a repeated column name, reading the raw
     file once in chunks (never more than one chunk in memory) after its first ``skip`` lines;
     leaves ``handle`` at the start."""
@@ -390,7 +406,7 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
         raise UploadError("file", f"{columns} columns × {lines} lines is {cells} cells: the limit "
                                   f"is {limits.max_cells}")
     try:
-        names = next(csv.reader([header.decode("utf-8-sig", errors="replace").rstrip("\r")],
+        names = next(csv.reader([header.decode(encoding, errors="replace").rstrip("\r\x00")],
                                 delimiter=sep, skipinitialspace=True), [])
     except csv.Error as exc:  # a name past the csv module's field limit (128 KiB)
         raise UploadError("file", f"the header row does not parse: {exc}") from None
@@ -422,10 +438,14 @@ def _check_cells(frame: pd.DataFrame, limits: Limits) -> None:
 
 
 def _column(frame: pd.DataFrame, name: str, field_name: str) -> str:
-    if name not in frame.columns:
+    """The column called ``name``, or the one column called so but for case and spaces."""
+    if name in frame.columns:
+        return name
+    alike = [c for c in frame.columns if str(c).strip().casefold() == name.strip().casefold()]
+    if len(alike) != 1:
         raise UploadError(field_name, f"no column {name!r}; the columns are: "
                                       f"{', '.join(map(str, frame.columns))}")
-    return name
+    return str(alike[0])
 
 
 def _unknown_label(series: pd.Series) -> pd.Series:
@@ -702,12 +722,20 @@ def _formatted_numbers(text: pd.Series) -> pd.Series | None:
 
 
 def _dates(text: pd.Series) -> pd.Series | None:
-    """Days since 1970-01-01 (float64) if every cell is an ISO 8601 date or time, else None."""
+    """Days since 1970-01-01 (float64) if every cell is a date (or date and time) in ISO 8601
+    or one of DATE_FORMATS, else None."""
     import pandas as pd
 
-    if not text.str.match(r"\d{4}-\d{2}-\d{2}").all():
+    if text.str.match(r"\d{4}-\d{2}-\d{2}").all():
+        stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    elif text.str.match(r"\d{1,4}[./]\d{1,2}[./]\d{1,4}").all():
+        day = text.str.split(expand=True)[0]
+        for date_format in DATE_FORMATS:
+            stamps = pd.to_datetime(day, format=date_format, errors="coerce", utc=True)
+            if not stamps.isna().any():
+                break
+    else:
         return None
-    stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     if stamps.isna().any():
         return None
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
@@ -820,6 +848,9 @@ def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]]
 
     if task == "regression":
         values = _numbers(series)
+        if values.isna().any() and not pd.api.types.is_numeric_dtype(series):
+            values = _formatted_numbers(series.astype("string").str.strip())
+            values = _numbers(series) if values is None else values
         if values.isna().any():
             raise UploadError("label_column", f"{name!r} is not numeric: a regression needs "
                                               "numbers (or choose classification)")

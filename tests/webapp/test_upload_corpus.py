@@ -147,9 +147,20 @@ def missing_tokens() -> bytes:
 
 def missing_tokens_in_the_label() -> bytes:
     frame = task_frame()
-    for i, token in enumerate(["", "NA", "N/A", "?", "null", "-"]):
+    for i, token in enumerate(["", "NA", "N/A", "?", "null", "#N/A"]):
         frame.loc[i * 5, "label"] = token
     return csv_bytes(frame)
+
+
+def plus_and_minus_classes() -> bytes:
+    """UCI's credit approval: classes "+" and "-", "?" for a missing value, a dash among
+    formatted numbers."""
+    frame = task_frame()
+    frame["label"] = np.where(frame["label"] == "Yes", "+", "-")
+    frame["c"] = frame["c"].astype(object)
+    frame.loc[[3, 9], "c"] = "?"
+    frame["income"] = [f"{1000 + 13 * i:,}" if i % 10 else "-" for i in frame.index]
+    return csv_bytes(frame[["a", "b", "c", "income", "label"]])
 
 
 def text_id_column() -> bytes:
@@ -322,6 +333,8 @@ CSV_CASES: dict[str, Case] = {
                                           accuracy=0.85),
     "missing-value tokens in the label": Case(missing_tokens_in_the_label, rows=ROWS - 6,
                                               classes=["No", "Yes"], steps=("without a label",)),
+    "classes + and -": Case(plus_and_minus_classes, fields={"missing": "median"}, rows=ROWS,
+                            features=4, classes=["+", "-"], steps=("'income'",), accuracy=0.85),
     "a text id column": Case(text_id_column, rows=ROWS, features=3, steps=("customer_id",),
                              accuracy=0.85),
     "a numeric id column": Case(numeric_id_column, rows=ROWS, features=3, steps=("order_id",)),

@@ -47,8 +47,10 @@ SPLIT_FOLDERS = {"train", "training", "test", "testing", "val", "valid", "valida
 # report while they are at most this share of the archive; more is a wrong archive, refused.
 MAX_UNREADABLE_SHARE = 0.05
 # Cells read as missing, besides pandas' own ("", "NA", "N/A", "NaN", "null", "None", "#N/A"...):
-# the "?" of UCI's files, a dash, and the error values a spreadsheet exports in place of a number.
-MISSING_TOKENS = ("?", "-", "--", "#DIV/0!", "#VALUE!", "#REF!", "#NUM!", "#NAME?", "#NULL!")
+# the "?" of UCI's files and the error values a spreadsheet exports in place of a number.
+MISSING_TOKENS = ("?", "#DIV/0!", "#VALUE!", "#REF!", "#NUM!", "#NAME?", "#NULL!")
+# A dash is missing only among numbers: "+" and "-" are the classes of UCI's credit approval.
+MISSING_DASHES = ("-", "--", "–", "—")
 UNKNOWN_LABELS = ("", "nan", "NaN", "NA", "N/A", "null", "None", *MISSING_TOKENS)
 MISSING_CHOICES = ("drop", "mean", "median", "most_frequent")
 SAMPLES = 8  # rows or images shown on the dataset page
@@ -642,7 +644,7 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             columns[column] = cells
             continue
         text = cells.astype("string").str.strip()
-        present = text.notna() & (text != "")
+        present = text.notna() & (text != "") & ~text.isin(MISSING_DASHES)
         numbers = _numbers_in_text(column, text[present], steps) if present.any() else None
         if numbers is not None:
             columns[column] = numbers.reindex(text.index)
@@ -793,8 +795,8 @@ def _feature(cells: pd.Series, column: str) -> pd.Series:
     values = _numbers(cells)
     # Only cells that did not parse are looked at as text: converting every cell of a wide
     # numeric table to a string costs seconds.
-    unparsed = cells[values.isna() & cells.notna()]
-    bad = unparsed[unparsed.astype("string").str.strip() != ""]
+    unparsed = cells[values.isna() & cells.notna()].astype("string").str.strip()
+    bad = unparsed[(unparsed != "") & ~unparsed.isin(MISSING_DASHES)]
     if len(bad):
         example = bad.iloc[0]
         raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "

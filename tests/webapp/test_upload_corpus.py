@@ -280,6 +280,43 @@ def empty_optional_column() -> bytes:
     return csv_bytes(task_frame().assign(notes=np.nan)[["a", "b", "notes", "c", "label"]])
 
 
+def titanic_shaped(rows: int = 400) -> bytes:
+    """Kaggle's Titanic train.csv in shape: an id, the label second, names with commas, ages
+    missing, tickets and cabins of many values, two ports missing. Who survives follows sex,
+    class and age, as there."""
+    rng = np.random.default_rng(6)
+    female = rng.random(rows) < 0.35
+    pclass = rng.choice([1, 2, 3], rows, p=[0.25, 0.2, 0.55])
+    age = rng.normal(30, 14, rows).clip(1, 80).round(0)
+    score = 2.5 * female - 0.9 * (pclass - 2) - 0.03 * (age - 30) - 0.9
+    survived = (score + rng.normal(0, 0.4, rows) > 0).astype(int)
+    frame = pd.DataFrame({
+        "PassengerId": np.arange(1, rows + 1), "Survived": survived, "Pclass": pclass,
+        "Name": [f"Surname{i}, {'Mrs.' if f else 'Mr.'} First{i}" for i, f in enumerate(female)],
+        "Sex": np.where(female, "female", "male"),
+        "Age": np.where(rng.random(rows) < 0.2, np.nan, age),
+        "SibSp": rng.integers(0, 3, rows), "Parch": rng.integers(0, 3, rows),
+        "Ticket": [f"A/5 {rng.integers(10_000, 99_999)}" for _ in range(rows)],
+        "Fare": (100 / pclass + rng.gamma(2, 5, rows)).round(4),
+        "Cabin": [f"{'ABCDE'[i % 5]}{i}" if p < 3 and i % 3 else "" for i, p in enumerate(pclass)],
+        "Embarked": rng.choice(["S", "C", "Q"], rows, p=[0.7, 0.2, 0.1])})
+    frame.loc[[5, 50], "Embarked"] = ""
+    return csv_bytes(frame)
+
+
+def wisconsin_shaped() -> bytes:
+    """Kaggle's breast cancer data.csv in shape: an id first, the diagnosis M/B second, and a
+    comma ending every line, the header too (pandas names that column "Unnamed: 32")."""
+    from sklearn.datasets import load_breast_cancer
+
+    loaded = load_breast_cancer()
+    frame = pd.DataFrame(loaded.data, columns=[n.replace(" ", "_") for n in
+                                               loaded.feature_names])
+    frame.insert(0, "diagnosis", np.where(loaded.target == 0, "M", "B"))
+    frame.insert(0, "id", 842302 + np.arange(len(frame)) * 97)
+    return "".join(line + ",\n" for line in csv_bytes(frame).decode().splitlines()).encode()
+
+
 def wide() -> bytes:
     rng = np.random.default_rng(3)
     noise = pd.DataFrame(rng.normal(size=(ROWS, 498)).round(2),
@@ -372,6 +409,16 @@ CSV_CASES: dict[str, Case] = {
                                          classes=["No", "Yes"]),
     "an empty optional column": Case(empty_optional_column, rows=ROWS, features=3,
                                      steps=("empty column 'notes'",)),
+    "Titanic-shaped": Case(titanic_shaped, fields={"label_column": "Survived",
+                                                   "missing": "median"},
+                           rows=400, features=10, classes=["0", "1"],
+                           steps=("'PassengerId'", "'Name'", "'Ticket'", "'Cabin'"),
+                           accuracy=0.8),
+    "Wisconsin-shaped": Case(wisconsin_shaped, fields={"label_column": "diagnosis"}, rows=569,
+                             features=30, classes=["B", "M"], steps=("'id'", "empty"),
+                             accuracy=0.9),
+    "Wisconsin-shaped, the label left to the last column": Case(
+        wisconsin_shaped, error=("task", "name the label column")),
     "500 columns": Case(wide, rows=ROWS, features=500),
     "100,000 rows": Case(long, rows=100_000, features=4),
     "a header only": Case(header_only, error=("file", "no rows")),

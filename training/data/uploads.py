@@ -909,8 +909,9 @@ def _check_class_labels(classes: list[str], rows: int, name: str) -> None:
                   and max(numbers) - min(numbers) + 1 != len(classes))
         if fractional or spread:
             raise UploadError("task", f"{name!r} holds {len(classes)} different numbers "
-                                      f"({classes[0]} to {classes[-1]}): a measurement to "
-                                      "predict, not classes; choose Regression")
+                                      f"({classes[0]} to {classes[-1]}): a measurement, "
+                                      "not classes; choose Regression to predict it, or name "
+                                      "the label column if it is another")
     if len(classes) > MAX_CATEGORIES and len(classes) > rows / 2:
         raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values in "
                                           f"{rows} rows: most classes would have one row; is "

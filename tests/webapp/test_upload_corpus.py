@@ -575,6 +575,22 @@ def kaggle_layout() -> bytes:
     return zip_of(members)
 
 
+def phone_photos() -> bytes:
+    """24 photos of 3000×2000 pixels (144 megapixels in all, past the 75 a decode may take),
+    dark or bright, each with its own gradient; a JPEG decodes at an eighth of its size."""
+    members = {}
+    ramp = np.linspace(0, 40, 3000, dtype=np.float32)
+    for i in range(24):
+        bright = i % 2 == 1
+        rows = np.linspace(0, 30 * (i % 5), 2000, dtype=np.float32)[:, None]
+        grey = (200 if bright else 50) - 20 + ramp[None, :] * (i % 3) / 2 + rows / 3
+        pixels = np.repeat(grey.clip(0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=80)
+        members[f"{'bright' if bright else 'dark'}/IMG_{1000 + i}.JPG"] = buffer.getvalue()
+    return zip_of(members)
+
+
 def flat_images() -> bytes:
     return zip_of({f"{i}.png": picture(i % 2 == 0, i) for i in range(8)})
 
@@ -601,6 +617,7 @@ ZIP_CASES: dict[str, Case] = {
     "train and test folders with a README": Case(kaggle_layout, rows=28,
                                                  classes=["cat", "dog"],
                                                  steps=("pooled", "text files"), accuracy=0.9),
+    "phone photos": Case(phone_photos, rows=24, classes=["bright", "dark"], accuracy=0.9),
     "images without class folders": Case(flat_images, error=("file", "class folder")),
     "one folder of images": Case(one_folder_of_images, error=("file", "'photos'")),
 }

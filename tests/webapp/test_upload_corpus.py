@@ -122,6 +122,12 @@ def quoted_newlines_and_separators() -> bytes:
     return csv_bytes(frame[["note", "a", "b", "label"]])
 
 
+def parts_joined_end_to_end() -> bytes:
+    """Three exports of one table joined with cat: the header comes back twice."""
+    frame = task_frame()
+    return b"".join(csv_bytes(frame.iloc[start:start + 80]) for start in (0, 80, 160))
+
+
 def duplicate_names() -> bytes:
     return b"a,a,label\n" + b"".join(f"{i},{i + 1},{'x' if i % 2 else 'y'}\n".encode()
                                      for i in range(20))
@@ -358,6 +364,8 @@ CSV_CASES: dict[str, Case] = {
     "cp1252 labels": Case(cp1252_text_label, rows=ROWS, classes=["Non – 0 €", "Oui – 50 €"]),
     "quoted newlines and separators": Case(quoted_newlines_and_separators, rows=ROWS,
                                            features=5, accuracy=0.85),
+    "parts joined end to end": Case(parts_joined_end_to_end, rows=ROWS, features=3,
+                                    steps=("repeating the header",), accuracy=0.85),
     "duplicate column names": Case(duplicate_names, error=("file", "'a' appears more than once")),
     "a column without a name": Case(empty_name_with_values, rows=ROWS, features=3),
     "trailing empty columns and rows": Case(trailing_empty_columns_and_rows,

@@ -213,6 +213,8 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
     frame.columns = ([str(c).strip() for c in frame.columns] if headed
                      else [str(i) for i in range(1, len(frame.columns) + 1)])
     frame = _without_empty_margins(frame, headed)
+    if headed:
+        frame = _without_repeated_header(frame)
     if len(frame.columns) < 2:
         raise UploadError("file", f"found {len(frame.columns)} column with separator {sep!r}; "
                                   "a dataset needs a label column and at least one more")
@@ -288,6 +290,28 @@ def _without_empty_margins(frame: pd.DataFrame, headed: bool) -> pd.DataFrame:
                       "count": len(unnamed) + int(empty.sum()),
                       "detail": f"{len(unnamed)} columns, {int(empty.sum())} rows"})
     frame.attrs["steps"] = steps
+    return frame
+
+
+def _without_repeated_header(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table less the rows that repeat its header (files exported in parts and joined
+    end to end), counted in ``frame.attrs["steps"]``. Only rows whose first cell is the first
+    column's name are compared whole: a wide table's cells are not all turned into text."""
+    import pandas as pd
+
+    first = str(frame.columns[0])
+    if pd.api.types.is_numeric_dtype(frame[first]):
+        return frame
+    candidates = frame[frame[first].astype("string").str.strip() == first]
+    if candidates.empty:
+        return frame
+    names = [str(c) for c in frame.columns]
+    repeated = candidates.index[(candidates.astype("string").apply(lambda c: c.str.strip())
+                                 == names).all(axis=1)]
+    if len(repeated):
+        frame = frame.drop(index=repeated)
+        frame.attrs["steps"].append({"step": "rows repeating the header dropped",
+                                     "count": len(repeated)})
     return frame
 
 
@@ -698,6 +722,9 @@ def _numbers_in_text(column: str, text: pd.Series, steps: list[dict[str, Any]]
     """The non-empty cells of a text column as float64, if each is a number as a spreadsheet
     formats it or each an ISO date (then days since 1970-01-01), counted in ``steps``; else
     None."""
+    plain = _numbers(text)
+    if plain.notna().all():  # numbers pandas left as text (a column that held other text)
+        return plain.astype("float64")
     numbers = _formatted_numbers(text)
     if numbers is not None:
         steps.append({"step": f"numbers in {column!r} read with their thousands separators, "

@@ -719,8 +719,8 @@ def _check_encoded_size(column: str, width: int, rows: int, limits: Limits) -> N
 
 def _numbers_in_text(column: str, text: pd.Series, steps: list[dict[str, Any]]
                      ) -> pd.Series | None:
-    """The non-empty cells of a text column as float64, if each is a number as a spreadsheet
-    formats it or each an ISO date (then days since 1970-01-01), counted in ``steps``; else
+    """The non-empty cells of a text column as float64, if each is a number (as a spreadsheet
+    may format it) or each a date (then days since 1970-01-01), counted in ``steps``; else
     None."""
     plain = _numbers(text)
     if plain.notna().all():  # numbers pandas left as text (a column that held other text)

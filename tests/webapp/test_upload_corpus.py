@@ -240,6 +240,7 @@ def regression_target_with_thousands() -> bytes:
 
 def label_case_and_spaces() -> bytes:
     frame = task_frame()
+    frame.insert(0, "smoker", [("yes", "Yes", "YES ", "no", "No")[i % 5] for i in frame.index])
     frame["label"] = [("Yes", "Yes", "yes ", " YES")[i % 4] if v == "Yes" else ("No", "no")[i % 2]
                       for i, v in enumerate(frame["label"])]
     return csv_bytes(frame)
@@ -402,8 +403,10 @@ CSV_CASES: dict[str, Case] = {
                                           steps=("above the header",), accuracy=0.85),
     "integer labels with a gap": Case(integer_labels_with_a_gap, rows=ROWS - 1,
                                       classes=["0", "1"]),
-    "label case and spaces": Case(label_case_and_spaces, rows=ROWS, classes=["No", "Yes"],
-                                  steps=("case",), accuracy=0.85),
+    "label and category case and spaces": Case(label_case_and_spaces, rows=ROWS, features=5,
+                                               classes=["No", "Yes"],
+                                               steps=("labels differing", "'smoker' differing"),
+                                               accuracy=0.85),
     "a class of one row": Case(one_row_class, rows=ROWS, classes=["Maybe", "No", "Yes"],
                                accuracy=0.8),
     "a float target as classification": Case(float_target, error=("task", "Regression")),

@@ -676,6 +676,7 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
         if not present.any() or _numbers(text[present]).notna().any():
             columns[column] = cells
             continue
+        text = _merged_spellings(text, steps, f"values of {column!r}")
         values = sorted(text[present].unique().tolist())
         if len(values) > MAX_CATEGORIES and chosen:
             raise UploadError("feature_columns", f"column {column!r} is text with {len(values)} "
@@ -904,10 +905,11 @@ def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]]
     return text.map(index).to_numpy(dtype=np.int64), [str(c) for c in classes]
 
 
-def _merged_spellings(text: pd.Series, steps: list[dict[str, Any]] | None) -> pd.Series:
-    """Labels of two or more characters that differ only in case or inner spaces made one
-    spelling, the most frequent. One-character labels keep their case: "a" and "A" are two
-    classes of a handwriting set."""
+def _merged_spellings(text: pd.Series, steps: list[dict[str, Any]] | None,
+                      what: str = "labels") -> pd.Series:
+    """Labels (or a category column's values) of two or more characters that differ only in
+    case or inner spaces made one spelling, the most frequent, counted in ``steps``.
+    One-character labels keep their case: "a" and "A" are two classes of a handwriting set."""
     counts = text.value_counts()
     key = {value: " ".join(value.split()).casefold() if len(value) > 1 else value
            for value in counts.index}
@@ -919,7 +921,7 @@ def _merged_spellings(text: pd.Series, steps: list[dict[str, Any]] | None) -> pd
     if not merged:
         return text
     if steps is not None:
-        steps.append({"step": "labels differing only in case or spaces merged",
+        steps.append({"step": f"{what} differing only in case or spaces merged",
                       "count": int(text.isin(list(merged)).sum()),
                       "detail": ", ".join(f"{a!r} → {b!r}" for a, b in list(merged.items())[:5])})
     return text.replace(merged)

@@ -64,7 +64,7 @@ HOSTILE_ZIPS: dict[str, tuple[bytes, str]] = {
     "absolute": (image_zip({"cats/a.png": png(), "/tmp/evil.png": png()}), "absolute"),
     "symlink": (image_zip({"cats/a.png": png(), "dogs/b.png": png(200)},
                           {"dogs/passwd.png": "/etc/passwd"}), "symbolic link"),
-    "not an image": (image_zip({"cats/a.png": png(), "dogs/notes.txt": b"hello"}),
+    "not an image": (image_zip({"cats/a.png": png(), "dogs/run.py": b"import os"}),
                      "not an image"),
     "fake image": (image_zip({"cats/a.png": png(), "dogs/b.png": b"not really a png"}),
                    "not a readable image"),

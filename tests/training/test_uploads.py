@@ -402,9 +402,27 @@ def test_an_id_column_numbering_the_rows_is_not_a_feature_but_a_measured_one_is(
     frame = sklearn_table("load_iris")
     frame.insert(0, "Id", np.arange(1, len(frame) + 1))
     assert table(frame.to_csv(index=False).encode()).feature_names == list(frame.columns[1:-1])
-    # while a first column that is a measurement stays
-    frame["Id"] = frame["Id"] * 3
-    assert table(frame.to_csv(index=False).encode()).feature_names[0] == "Id"
+    # while a first column of other whole numbers, named as a measurement, stays
+    frame = frame.rename(columns={"Id": "area"}).assign(area=frame["Id"] * 3)
+    assert table(frame.to_csv(index=False).encode()).feature_names[0] == "area"
+
+
+@pytest.mark.parametrize("name", ["id", "customer_id", "orderId", "UUID", "Row ID"])
+def test_a_column_named_as_an_identifier_with_a_value_per_row_is_not_a_feature(name: str
+                                                                               ) -> None:
+    frame = sklearn_table("load_iris").sample(frac=1, random_state=0)
+    frame.insert(2, name, 7000 + np.arange(len(frame)) * 13)
+
+    prepared = table(frame.to_csv(index=False).encode())
+
+    assert name not in prepared.feature_names and len(prepared.feature_names) == 4
+    assert steps(prepared.report)[f"identifier column {name!r} left out (a value per row)"] == 1
+
+
+def test_a_column_named_id_that_repeats_values_is_a_feature() -> None:
+    frame = sklearn_table("load_iris")
+    frame.insert(0, "group_id", np.arange(len(frame)) % 5)
+    assert table(frame.to_csv(index=False).encode()).feature_names[0] == "group_id"
 
 
 def test_categories_are_one_hot_and_dates_are_days() -> None:
@@ -426,12 +444,23 @@ def test_categories_are_one_hot_and_dates_are_days() -> None:
     assert steps(prepared.report)["'size' one-hot encoded into 3 columns"] == 3
 
 
-def test_a_text_column_of_too_many_values_is_refused_on_the_feature_field() -> None:
+def test_a_text_column_of_too_many_values_is_left_out_and_reported() -> None:
+    frame = sklearn_table("load_wine")
+    frame.insert(0, "note", [f"bottle {i % 90}" for i in range(len(frame))])
+
+    prepared = table(frame.to_csv(index=False).encode())
+
+    assert prepared.feature_names == list(frame.columns[1:-1])
+    assert any(step.startswith("text column 'note' left out: 90 distinct values")
+               for step in steps(prepared.report))
+
+
+def test_a_chosen_text_column_of_too_many_values_is_refused_on_the_feature_field() -> None:
     frame = sklearn_table("load_wine")
     frame.insert(0, "note", [f"bottle {i}" for i in range(len(frame))])
 
     with pytest.raises(UploadError) as refused:
-        table(frame.to_csv(index=False).encode())
+        table(frame.to_csv(index=False).encode(), feature_columns=("note", "alcohol"))
 
     assert refused.value.field == "feature_columns"
     assert "'note' is text with 178 distinct values" in str(refused.value)

@@ -37,10 +37,23 @@ if TYPE_CHECKING:
 
     from training.data.loading import RawData
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP")  # MPO: a camera's multi-frame JPEG
 # Files that archivers add beside the content; skipped rather than refused.
-ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db")
-UNKNOWN_LABELS = ("", "?", "nan", "NaN", "NA", "N/A", "null", "None")
+ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+# Text files a data set's archive carries beside its images (a README, a licence, a list of
+# the classes): skipped and named in the report, never read. Any other kind of file is refused.
+DOCUMENT_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".html", ".pdf")
+SPLIT_FOLDERS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev"}
+# Images that do not decode (a cut-off download, an empty file) are skipped and named in the
+# report while they are at most this share of the archive; more is a wrong archive, refused.
+MAX_UNREADABLE_SHARE = 0.05
+# Cells read as missing, besides pandas' own ("", "NA", "N/A", "NaN", "null", "None", "#N/A"...):
+# the "?" of UCI's files and the error values a spreadsheet exports in place of a number.
+MISSING_TOKENS = ("?", "#DIV/0!", "#VALUE!", "#REF!", "#NUM!", "#NAME?", "#NULL!")
+# A dash is missing only among numbers: "+" and "-" are the classes of UCI's credit approval.
+MISSING_DASHES = ("-", "--", "–", "—")
+UNKNOWN_LABELS = ("", "nan", "NaN", "NA", "N/A", "null", "None", *MISSING_TOKENS)
 MISSING_CHOICES = ("drop", "mean", "median", "most_frequent")
 SAMPLES = 8  # rows or images shown on the dataset page
 MAX_CLASSES = 1000
@@ -50,8 +63,26 @@ MAX_CATEGORIES = 50
 # A first column with one of these names (or none: pandas calls it "Unnamed: 0") holding the
 # row numbers is the index a DataFrame.to_csv or a spreadsheet export writes, not a feature.
 INDEX_NAMES = re.compile(r"(unnamed: 0|index|id|row|#|)", re.IGNORECASE)
-# A decimal comma (European spreadsheets, which then separate cells with ";"): "5,1".
-DECIMAL_COMMA = re.compile(r"(^|;)\s*-?\d+,\d+\s*(?=;|$)", re.MULTILINE)
+# A decimal comma (European spreadsheets, which then separate cells with ";" or a tab): "5,1".
+DECIMAL_COMMA = r"(^|{sep})\s*-?\d+,\d+\s*(?={sep}|$)"
+# Numbers as spreadsheets format them, in a column pandas read as text: thousands grouped with
+# commas (decimal point), with dots (decimal comma), with spaces or apostrophes (either); a lone
+# decimal comma. A group never starts with 0, so "0,125" is a decimal and "1,250" a thousand.
+FORMATTED_NUMBERS = (
+    (re.compile(r"[+-]?([1-9]\d{0,2}(,\d{3})+|\d+)(\.\d+)?"), ",", "."),
+    (re.compile(r"[+-]?([1-9]\d{0,2}(\.\d{3})+|\d+)(,\d+)?"), ".", ","),
+    (re.compile(r"[+-]?([1-9]\d{0,2}([ \u00a0\u202f'’]\d{3})+|\d+)([.,]\d+)?"),
+     " \u00a0\u202f'’", ","),
+)
+# Dates as spreadsheets write them besides ISO 8601, the day read (a time after it is not).
+# Where both slash orders read every cell (no day past 12), month first, as US tools write.
+DATE_FORMATS = ("%d.%m.%Y", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%y", "%m/%d/%y",
+                "%d/%m/%y")
+CURRENCY_BEFORE = r"^([+-]?)\s*[$€£¥]\s*"  # "$1,250.00", "-€ 3,5": the sign kept
+UNIT_AFTER = r"\s*[%€$£¥]$"  # "12 %", "3,50 €"
+# A column named as an identifier ("id", "customer_id", "orderId", "UUID"): with a value per
+# row it names the row, and is left out of the features.
+ID_NAMES = re.compile(r"(?i:(.*[\s_.-])?(id|uuid|guid|key))|.*[a-z]I[dD]")
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # features and targets are trained as float32
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -62,6 +93,15 @@ class UploadError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class UnreadableImage(UploadError):
+    """An archive member that is no image Pillow decodes (cut off, empty, another kind of
+    file under an image's name): skipped while such members are few (MAX_UNREADABLE_SHARE)."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        self.member = member
+        super().__init__("file", f"{member!r} is not a readable image ({reason})")
 
 
 @dataclass(frozen=True)
@@ -130,6 +170,7 @@ SEPARATORS = ",;\t|"
 # text (a first line of 60,000 characters of ',"' took it 42 s), and the start of a line
 # shows its separator as well as the whole.
 SNIFF_CHARS = 4096
+MAX_PREAMBLE = 10  # lines of title or notes above a table's header that are skipped
 
 
 def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
@@ -145,41 +186,134 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
 
     head = handle.read(64 * 1024)
     handle.seek(0)
-    try:
-        sample = head.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # A multi-byte character may be cut at the sample's end; decode what is whole.
-        sample = head.decode("utf-8-sig", errors="ignore")
-        if "\x00" not in sample and not sample.strip():
-            raise UploadError("file", "the file is not UTF-8 text: upload a CSV file") from None
-    if "\x00" in sample:
-        raise UploadError("file", "the file is binary, not a CSV text file")
-    if not sample.strip():
-        raise UploadError("file", "the file is empty")
-    sep = "\t" if name.lower().endswith(".tsv") else _separator(sample)
+    encoding = _encoding(head)
+    sample = head.decode(encoding, errors="replace")
+    _check_text(head, sample)
+    sep, skip = ("\t", 0) if name.lower().endswith(".tsv") else _separator(sample)
+    sample = "\n".join(sample.replace("\r\n", "\n").split("\n")[skip:])
     if header not in HEADER_CHOICES:
         raise UploadError("header", f"must be one of: {', '.join(HEADER_CHOICES)}")
     headed = header == "yes" or (header == "auto" and _has_header(sample, sep))
-    _check_header(handle, sep, limits, headed)
-    decimal = "," if sep == ";" and DECIMAL_COMMA.search(sample) else "."
+    _check_header(handle, sep, limits, headed, skip, encoding)
+    decimal = ("," if sep != "," and re.search(DECIMAL_COMMA.format(sep=re.escape(sep)), sample,
+                                               re.MULTILINE) else ".")
     # One row past the limit is enough to refuse; pandas never parses the rest.
-    options = {"sep": sep, "encoding": "utf-8-sig", "skipinitialspace": True,
-               "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal}
+    options = {"sep": sep, "encoding": encoding, "skipinitialspace": True, "skiprows": skip,
+               "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal,
+               "na_values": list(MISSING_TOKENS)}
     try:
         frame = _parse_table(handle, options)
     except UnicodeDecodeError:
-        raise UploadError("file", "the file is not UTF-8 text") from None
+        # UTF-8 up to the sample's end, something else later: read it as Windows-1252.
+        handle.seek(0)
+        encoding = options["encoding"] = "cp1252"
+        frame = _parse_or_refuse(handle, options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UploadError("file", f"the CSV does not parse: {first}") from None
+        raise _parse_error(exc) from None
+    if frame.empty and len(frame.columns) >= 2:
+        raise UploadError("file", "the CSV has a header but no rows")
+    frame.columns = ([str(c).strip() for c in frame.columns] if headed
+                     else [str(i) for i in range(1, len(frame.columns) + 1)])
+    frame = _without_empty_margins(frame, headed)
+    if headed:
+        frame = _without_repeated_header(frame)
     if len(frame.columns) < 2:
         raise UploadError("file", f"found {len(frame.columns)} column with separator {sep!r}; "
                                   "a dataset needs a label column and at least one more")
     if frame.empty:
         raise UploadError("file", "the CSV has a header but no rows")
-    frame.columns = ([str(c).strip() for c in frame.columns] if headed
-                     else [str(i) for i in range(1, len(frame.columns) + 1)])
+    if skip:
+        frame.attrs["steps"].insert(0, {"step": "lines above the header skipped (a title or "
+                                                "notes)", "count": skip})
+    if encoding == "cp1252":
+        frame.attrs["steps"].append(
+            {"step": "text read as Windows-1252 / Latin-1 (the file is not UTF-8)", "count": 1})
     _check_cells(frame, limits)
+    return frame
+
+
+def _check_text(head: bytes, sample: str) -> None:
+    """Refuse a file that is not text: a workbook or a ZIP (named, with what to do), another
+    binary file, or nothing."""
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise UploadError("file", "the file is a workbook (.xlsx, .xls) or a ZIP, not CSV text: "
+                                  "save the sheet as CSV, or upload a ZIP as images")
+    if "\x00" in sample:
+        raise UploadError("file", "the file is binary, not a CSV text file")
+    if not sample.strip():
+        raise UploadError("file", "the file is empty")
+
+
+def _encoding(head: bytes) -> str:
+    """UTF-16 after its byte-order mark (Excel's "Unicode text"), UTF-8 (with or without a
+    byte-order mark) when the file's start decodes as UTF-8, else Windows-1252, which Excel and
+    older tools write on Western systems and whose letters are Latin-1's (its few undefined
+    bytes are read as U+FFFD)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    try:
+        head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character may be cut at the sample's end: that is still UTF-8.
+        if exc.start < len(head) - 3:
+            return "cp1252"
+    return "utf-8-sig"
+
+
+def _parse_or_refuse(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return _parse_table(handle, {**options, "encoding_errors": "replace"})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise _parse_error(exc) from None
+
+
+def _parse_error(exc: Exception) -> UploadError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UploadError("file", f"the CSV does not parse: {first}")
+
+
+def _without_empty_margins(frame: pd.DataFrame, headed: bool) -> pd.DataFrame:
+    """The table less the columns without a name or a value (the separators a spreadsheet
+    leaves at the end of each line) and the rows without a value (its empty lines of
+    separators), counted in ``frame.attrs["steps"]``."""
+    steps = frame.attrs.get("steps", [])
+    unnamed = [c for c in frame.columns
+               if (not headed or c == "" or re.fullmatch(r"Unnamed: \d+", c))
+               and frame[c].isna().all()]
+    if unnamed:
+        frame = frame.drop(columns=unnamed)
+    empty = frame.isna().all(axis=1)
+    if empty.any():
+        frame = frame[~empty]
+    if unnamed or empty.any():
+        steps.append({"step": "empty columns and rows dropped (separators without values)",
+                      "count": len(unnamed) + int(empty.sum()),
+                      "detail": f"{len(unnamed)} columns, {int(empty.sum())} rows"})
+    frame.attrs["steps"] = steps
+    return frame
+
+
+def _without_repeated_header(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table less the rows that repeat its header (files exported in parts and joined
+    end to end), counted in ``frame.attrs["steps"]``. Only rows whose first cell is the first
+    column's name are compared whole: a wide table's cells are not all turned into text."""
+    import pandas as pd
+
+    first = str(frame.columns[0])
+    if pd.api.types.is_numeric_dtype(frame[first]):
+        return frame
+    candidates = frame[frame[first].astype("string").str.strip() == first]
+    if candidates.empty:
+        return frame
+    names = [str(c) for c in frame.columns]
+    repeated = candidates.index[(candidates.astype("string").apply(lambda c: c.str.strip())
+                                 == names).all(axis=1)]
+    if len(repeated):
+        frame = frame.drop(index=repeated)
+        frame.attrs["steps"].append({"step": "rows repeating the header dropped",
+                                     "count": len(repeated)})
     return frame
 
 
@@ -192,27 +326,58 @@ def _parse_table(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
 
     if options["sep"] == "\t":
         try:
-            return pd.read_csv(handle, quoting=csv.QUOTE_NONE, **options)
+            return _read_text(handle, {**options, "quoting": csv.QUOTE_NONE})
         except pd.errors.ParserError:
             handle.seek(0)
-    return pd.read_csv(handle, **options)
+    return _read_text(handle, options)
 
 
-def _separator(sample: str) -> str:
-    """The one separator that every one of the first lines holds equally often, else the one
-    the csv sniffer finds in the first line. The first line alone misleads on text: UCI's
-    imdb_labelled.txt starts "A very, very, very slow-moving, aimless movie...<TAB>0"."""
+def _read_text(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame:
+    """pandas' read of ``handle`` decoded here with ``options["encoding"]``: pandas decodes a
+    file object that is not one of Python's binary classes (a web framework's upload) as UTF-8
+    whatever its encoding argument says."""
+    import pandas as pd
+
+    rest = dict(options)
+    text = io.TextIOWrapper(handle, encoding=rest.pop("encoding"),  # type: ignore[arg-type]
+                            errors=rest.pop("encoding_errors", "strict"), newline="")
+    try:
+        return pd.read_csv(text, **rest)
+    finally:
+        text.detach()
+
+
+def _separator(sample: str) -> tuple[str, int]:
+    """(separator, lines above the header). The separator: the one that every one of the first
+    lines holds equally often, else the one the csv sniffer finds in the first line. The first
+    line alone misleads on text: UCI's imdb_labelled.txt starts "A very, very, very
+    slow-moving, aimless movie...<TAB>0". Lines above the header: a title or notes a report
+    tool writes first, without the separator the lines below all hold equally often."""
     lines = [line for line in sample.splitlines()[:21] if line.strip()]
     whole = lines[:-1] if len(lines) > 2 else lines  # the sample may cut its last line
-    steady = [sep for sep in SEPARATORS
-              if whole and all(line.count(sep) == whole[0].count(sep) > 0 for line in whole)]
+    steady = [sep for sep in SEPARATORS if _steady(whole, sep)]
     if len(steady) == 1:
-        return steady[0]
+        return steady[0], 0
+    raw = sample.replace("\r\n", "\n").split("\n")[:31]
+    below_notes = []
+    for sep in SEPARATORS:
+        skip = next((i for i, line in enumerate(raw[:MAX_PREAMBLE + 1]) if sep in line), 0)
+        if skip and _steady([line for line in raw[skip:-1] if line.strip()], sep):
+            below_notes.append((sep, skip))
+    # The header holds the separator too: the first line to hold one starts the table.
+    first = [found for found in below_notes if found[1] == min(n for _, n in below_notes)]
+    if len(first) == 1:
+        return first[0]
     try:
         return csv.Sniffer().sniff(sample.split("\n", 1)[0][:SNIFF_CHARS],
-                                   delimiters=SEPARATORS).delimiter
+                                   delimiters=SEPARATORS).delimiter, 0
     except csv.Error:
-        return ","
+        return ",", 0
+
+
+def _steady(lines: list[str], sep: str) -> bool:
+    """Whether every one of ``lines`` (two at least) holds ``sep`` equally often."""
+    return len(lines) >= 2 and all(line.count(sep) == lines[0].count(sep) > 0 for line in lines)
 
 
 def _has_header(sample: str, sep: str) -> bool:
@@ -240,10 +405,14 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = True) -> None:
+def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = True,
+                  skip: int = 0, encoding: str = "utf-8-sig") -> None:
     """Refuse too many columns, too many cells or a repeated column name, reading the raw
-    file once in chunks (never more than one chunk in memory); leaves ``handle`` at the start."""
+    file once in chunks (never more than one chunk in memory) after its first ``skip`` lines;
+    leaves ``handle`` at the start."""
     handle.seek(0)
+    for _ in range(skip):
+        handle.readline()
     header, columns, lines, in_header = b"", 1, 0, True
     separator = sep.encode()
     for chunk in iter(lambda: handle.read(2**20), b""):
@@ -265,13 +434,13 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
         raise UploadError("file", f"{columns} columns × {lines} lines is {cells} cells: the limit "
                                   f"is {limits.max_cells}")
     try:
-        names = next(csv.reader([header.decode("utf-8-sig", errors="replace").rstrip("\r")],
+        names = next(csv.reader([header.decode(encoding, errors="replace").rstrip("\r\x00")],
                                 delimiter=sep, skipinitialspace=True), [])
     except csv.Error as exc:  # a name past the csv module's field limit (128 KiB)
         raise UploadError("file", f"the header row does not parse: {exc}") from None
     seen: set[str] = set()
     for column in (n.strip() for n in names if headed):
-        if column in seen:
+        if column in seen and column:
             raise UploadError("file", f"the column {column!r} appears more than once in the "
                                       "header: give every column its own name")
         seen.add(column)
@@ -297,10 +466,14 @@ def _check_cells(frame: pd.DataFrame, limits: Limits) -> None:
 
 
 def _column(frame: pd.DataFrame, name: str, field_name: str) -> str:
-    if name not in frame.columns:
+    """The column called ``name``, or the one column called so but for case and spaces."""
+    if name in frame.columns:
+        return name
+    alike = [c for c in frame.columns if str(c).strip().casefold() == name.strip().casefold()]
+    if len(alike) != 1:
         raise UploadError(field_name, f"no column {name!r}; the columns are: "
                                       f"{', '.join(map(str, frame.columns))}")
-    return name
+    return str(alike[0])
 
 
 def _unknown_label(series: pd.Series) -> pd.Series:
@@ -325,16 +498,17 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     named = (_names_from_column(frame, label, options.class_name_column)
              if options.class_name_column else {})
     inputs = _input_columns(frame, options, label)
-    steps: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = list(frame.attrs.get("steps", []))
     if not text_mode and not options.feature_columns:
-        inputs = _without_index_column(frame, inputs, steps)
+        inputs = _without_empty_or_ids(frame, _without_index_column(frame, inputs, steps), steps)
     frame = frame[[*inputs, label]].copy()
     rows_in = len(frame)
     frame = _drop_unlabelled(frame, label, options.drop_unlabelled, steps)
     if text_mode:
         frame = _drop_empty_texts(frame, inputs[0], steps)
     else:
-        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps)
+        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps,
+                                              chosen=bool(options.feature_columns))
         frame = _clean_features(frame, inputs, options.missing, steps)
 
     if options.drop_duplicates:
@@ -345,7 +519,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     if len(frame) < 4:
         raise UploadError("file", f"only {len(frame)} rows are left after cleaning: a dataset "
                                   "needs at least 4")
-    y, label_names = _labels(frame[label], options.task, label)
+    y, label_names = _labels(frame[label], options.task, label, steps)
     if named or options.class_names:
         label_names = _class_names(label_names, named, options.class_names)
     if not text_mode:
@@ -458,12 +632,35 @@ def _without_index_column(frame: pd.DataFrame, inputs: list[str],
     return inputs[1:]
 
 
+def _without_empty_or_ids(frame: pd.DataFrame, inputs: list[str],
+                          steps: list[dict[str, Any]]) -> list[str]:
+    """The inputs less the columns without a value (an optional field nobody filled) and the
+    columns named as identifiers ("customer_id", "orderId") that hold a different value on
+    every row: a row's name, which a model can only memorise."""
+    kept = []
+    for column in inputs:
+        cells = frame[column]
+        if cells.isna().all():
+            steps.append({"step": f"empty column {column!r} left out", "count": 1})
+        elif ID_NAMES.fullmatch(column.strip()) and len(cells) >= 2 and cells.notna().all() \
+                and cells.is_unique:
+            steps.append({"step": f"identifier column {column!r} left out (a value per row)",
+                          "count": 1})
+        else:
+            kept.append(column)
+    return kept or inputs
+
+
 def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, limits: Limits,
-                          steps: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
-    """Feature columns of words made numbers: dates (ISO 8601) as days since 1970-01-01, and
-    categories (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each, NaN
-    where the cell is empty (so the missing-value choice applies). A column mixing numbers and
-    words is left for _feature to refuse: it is a typo or a unit, not a category."""
+                          steps: list[dict[str, Any]], chosen: bool = False
+                          ) -> tuple[pd.DataFrame, list[str]]:
+    """Feature columns of words made numbers: numbers formatted with thousands separators or
+    decimal commas read as numbers, dates (ISO 8601) as days since 1970-01-01, and categories
+    (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each, NaN where the
+    cell is empty (so the missing-value choice applies). Text of more values (free text, names,
+    identifiers) is left out and reported, or refused where the user ``chosen`` the column. A
+    column mixing numbers and words is left for _feature to refuse: it is a typo or a unit,
+    not a category."""
     import pandas as pd
 
     columns: dict[str, pd.Series] = {}
@@ -473,22 +670,26 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             columns[column] = cells
             continue
         text = cells.astype("string").str.strip()
-        present = text.notna() & (text != "")
+        present = text.notna() & (text != "") & ~text.isin(MISSING_DASHES)
+        numbers = _numbers_in_text(column, text[present], steps) if present.any() else None
+        if numbers is not None:
+            columns[column] = numbers.reindex(text.index)
+            continue
         if not present.any() or _numbers(text[present]).notna().any():
             columns[column] = cells
             continue
-        dates = _dates(text[present])
-        if dates is not None:
-            columns[column] = dates.reindex(text.index)
-            steps.append({"step": f"dates in {column!r} made days since 1970-01-01",
-                          "count": int(present.sum())})
-            continue
+        text = _merged_spellings(text, steps, f"values of {column!r}")
         values = sorted(text[present].unique().tolist())
-        if len(values) > MAX_CATEGORIES:
+        if len(values) > MAX_CATEGORIES and chosen:
             raise UploadError("feature_columns", f"column {column!r} is text with {len(values)} "
                               f"distinct values (e.g. {values[0]!r}): at most {MAX_CATEGORIES} "
                               "are one-hot encoded as categories; leave it out of the feature "
                               "columns, or make it the text column")
+        if len(values) > MAX_CATEGORIES or (len(values) >= 20 and len(values) == len(text)):
+            steps.append({"step": f"text column {column!r} left out: {len(values)} distinct "
+                                  "values are free text or identifiers, not categories (name it "
+                                  "as the text column to train on it)", "count": 1})
+            continue
         # the columns made so far, this one's values, and one for each input after it
         width = len(columns) + len(values) + len(inputs) - index - 1
         _check_encoded_size(column, width, len(frame), limits)
@@ -500,6 +701,10 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             columns[name] = (text == value).astype("float64").where(present)
         steps.append({"step": f"{column!r} one-hot encoded into {len(values)} columns",
                       "count": len(values)})
+    if not columns:
+        raise UploadError("text_column", f"no feature column is left: {', '.join(inputs)} "
+                                         f"{'is' if len(inputs) == 1 else 'are'} free text or "
+                                         "identifiers; name the text column to train on text")
     encoded = pd.DataFrame(columns, index=frame.index).assign(**{label: frame[label]})
     return encoded, list(columns)
 
@@ -515,13 +720,54 @@ def _check_encoded_size(column: str, width: int, rows: int, limits: Limits) -> N
                                              f"{limits.max_cells} cells")
 
 
+def _numbers_in_text(column: str, text: pd.Series, steps: list[dict[str, Any]]
+                     ) -> pd.Series | None:
+    """The non-empty cells of a text column as float64, if each is a number (as a spreadsheet
+    may format it) or each a date (then days since 1970-01-01), counted in ``steps``; else
+    None."""
+    plain = _numbers(text)
+    if plain.notna().all():  # numbers pandas left as text (a column that held other text)
+        return plain.astype("float64")
+    numbers = _formatted_numbers(text)
+    if numbers is not None:
+        steps.append({"step": f"numbers in {column!r} read with their thousands separators, "
+                              "decimal commas, currency or percent signs", "count": len(text)})
+        return numbers
+    dates = _dates(text)
+    if dates is not None:
+        steps.append({"step": f"dates in {column!r} made days since 1970-01-01",
+                      "count": len(text)})
+    return dates
+
+
+def _formatted_numbers(text: pd.Series) -> pd.Series | None:
+    """The cells as float64 if every one is a number as a spreadsheet formats it (thousands
+    separators, a decimal comma: FORMATTED_NUMBERS, tried in order; a currency sign or a
+    percent sign, dropped), else None."""
+    text = text.str.replace(CURRENCY_BEFORE, r"\1", regex=True).str.replace(UNIT_AFTER, "",
+                                                                            regex=True)
+    for pattern, groups, decimal in FORMATTED_NUMBERS:
+        if text.str.fullmatch(pattern).all():
+            plain = text.str.replace(f"[{re.escape(groups)}]", "", regex=True)
+            return _numbers(plain.str.replace(decimal, ".", regex=False)).astype("float64")
+    return None
+
+
 def _dates(text: pd.Series) -> pd.Series | None:
-    """Days since 1970-01-01 (float64) if every cell is an ISO 8601 date or time, else None."""
+    """Days since 1970-01-01 (float64) if every cell is a date (or date and time) in ISO 8601
+    or one of DATE_FORMATS, else None."""
     import pandas as pd
 
-    if not text.str.match(r"\d{4}-\d{2}-\d{2}").all():
+    if text.str.match(r"\d{4}-\d{2}-\d{2}").all():
+        stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    elif text.str.match(r"\d{1,4}[./]\d{1,2}[./]\d{1,4}").all():
+        day = text.str.split(expand=True)[0]
+        for date_format in DATE_FORMATS:
+            stamps = pd.to_datetime(day, format=date_format, errors="coerce", utc=True)
+            if not stamps.isna().any():
+                break
+    else:
         return None
-    stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     if stamps.isna().any():
         return None
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
@@ -579,8 +825,8 @@ def _feature(cells: pd.Series, column: str) -> pd.Series:
     values = _numbers(cells)
     # Only cells that did not parse are looked at as text: converting every cell of a wide
     # numeric table to a string costs seconds.
-    unparsed = cells[values.isna() & cells.notna()]
-    bad = unparsed[unparsed.astype("string").str.strip() != ""]
+    unparsed = cells[values.isna() & cells.notna()].astype("string").str.strip()
+    bad = unparsed[(unparsed != "") & ~unparsed.isin(MISSING_DASHES)]
     if len(bad):
         example = bad.iloc[0]
         raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
@@ -625,10 +871,18 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[str]]:
-    """Targets from the label column: class indices and names, or float values."""
+def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]] | None = None
+            ) -> tuple[np.ndarray, list[str]]:
+    """Targets from the label column: class indices and names, or float values. Class labels
+    are stripped, and spellings that differ only in case or spaces ("Yes", "yes ", "YES") are
+    one class, named by its most frequent spelling (counted in ``steps``)."""
+    import pandas as pd
+
     if task == "regression":
         values = _numbers(series)
+        if values.isna().any() and not pd.api.types.is_numeric_dtype(series):
+            values = _formatted_numbers(series.astype("string").str.strip())
+            values = _numbers(series) if values is None else values
         if values.isna().any():
             raise UploadError("label_column", f"{name!r} is not numeric: a regression needs "
                                               "numbers (or choose classification)")
@@ -638,7 +892,9 @@ def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[s
         if values.nunique() < 2:
             raise UploadError("label_column", f"{name!r} has a single value")
         return values.to_numpy(dtype=np.float32), []
-    text = series.astype("string").str.strip()
+    if pd.api.types.is_float_dtype(series) and (series.dropna() % 1 == 0).all():
+        series = series.astype("Int64")  # "1", not "1.0": a column with a gap is read as floats
+    text = _merged_spellings(series.astype("string").str.strip(), steps)
     classes = sorted(text.unique().tolist(), key=_class_order)
     if len(classes) < 2:
         raise UploadError("label_column", f"the label column {name!r} has one class "
@@ -646,8 +902,51 @@ def _labels(series: pd.Series, task: str, name: str) -> tuple[np.ndarray, list[s
     if len(classes) > MAX_CLASSES:
         raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values; at "
                           f"most {MAX_CLASSES} classes (is it a regression target?)")
+    _check_class_labels(classes, len(text), name)
     index = {c: i for i, c in enumerate(classes)}
     return text.map(index).to_numpy(dtype=np.int64), [str(c) for c in classes]
+
+
+def _merged_spellings(text: pd.Series, steps: list[dict[str, Any]] | None,
+                      what: str = "labels") -> pd.Series:
+    """Labels (or a category column's values) of two or more characters that differ only in
+    case or inner spaces made one spelling, the most frequent, counted in ``steps``.
+    One-character labels keep their case: "a" and "A" are two classes of a handwriting set."""
+    counts = text.value_counts()
+    key = {value: " ".join(value.split()).casefold() if len(value) > 1 else value
+           for value in counts.index}
+    spelling: dict[str, str] = {}
+    for value in counts.index:  # most frequent first
+        spelling.setdefault(key[value], value)
+    merged = {value: spelling[key[value]] for value in counts.index
+              if spelling[key[value]] != value}
+    if not merged:
+        return text
+    if steps is not None:
+        steps.append({"step": f"{what} differing only in case or spaces merged",
+                      "count": int(text.isin(list(merged)).sum()),
+                      "detail": ", ".join(f"{a!r} → {b!r}" for a, b in list(merged.items())[:5])})
+    return text.replace(merged)
+
+
+def _check_class_labels(classes: list[str], rows: int, name: str) -> None:
+    """Refuse class labels that are a measurement or a row's name, not classes: numbers with
+    fractions, integers of more than MAX_CATEGORIES values with gaps (class ids count 0, 1, 2...),
+    or as many values as rows."""
+    numbers = [_number(c) for c in classes]
+    if all(not math.isnan(n) for n in numbers):
+        fractional = any(n % 1 for n in numbers) and len(classes) > 10
+        spread = (len(classes) > MAX_CATEGORIES
+                  and max(numbers) - min(numbers) + 1 != len(classes))
+        if fractional or spread:
+            raise UploadError("task", f"{name!r} holds {len(classes)} different numbers "
+                                      f"({classes[0]} to {classes[-1]}): a measurement, "
+                                      "not classes; choose Regression to predict it, or name "
+                                      "the label column if it is another")
+    if len(classes) > MAX_CATEGORIES and len(classes) > rows / 2:
+        raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values in "
+                                          f"{rows} rows: most classes would have one row; is "
+                                          "it the label column?")
 
 
 def _class_order(label: str) -> tuple[int, float, str]:
@@ -702,8 +1001,9 @@ def _member_problem(member: zipfile.ZipInfo, limits: Limits) -> str | None:
 
 def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: bool = True,
                    limits: Limits | None = None, title: str = "") -> Prepared:
-    """Images from a ZIP laid out ``class_name/image.png`` (optionally under one top folder),
-    resized to ``image_size`` squares: grey when every image is grey, else RGB."""
+    """Images from a ZIP laid out ``class_name/image.png`` (optionally under top folders and
+    split folders: see _class_layout), resized to ``image_size`` squares: grey when every image
+    is grey, else RGB. A few unreadable images are skipped (MAX_UNREADABLE_SHARE)."""
     from PIL import Image
 
     limits = limits or Limits()
@@ -712,19 +1012,14 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     except (zipfile.BadZipFile, OSError):
         raise UploadError("file", "the file is not a ZIP archive") from None
     with archive:
-        files = _image_members(archive, limits)
-        labelled = _class_layout(files)
+        documents: list[str] = []
+        files = _image_members(archive, limits, documents)
+        labelled, layout = _class_layout(files)
         # Every image's size is read from its header before any is decoded, so an archive whose
         # pixels would take minutes to decode is refused in the time it takes to read headers.
-        cache = _check_pixels(archive, files, image_size, limits, Image)
-        x = np.empty((len(labelled), image_size, image_size, 3), dtype=np.uint8)
-        labels, grey = [], True
-        for i, (member, label) in enumerate(labelled):
-            image = _read_image(archive, member, limits, Image, cache.pop(member.filename, None))
-            grey = grey and image.mode in ("1", "L", "LA", "I", "I;16", "F")
-            x[i] = np.asarray(image.convert("RGB").resize((image_size, image_size),
-                                                          Image.Resampling.BILINEAR))
-            labels.append(label)
+        unreadable: list[UnreadableImage] = []
+        cache = _check_pixels(archive, files, image_size, limits, Image, unreadable)
+        x, labels, grey = _decode(archive, labelled, image_size, limits, cache, unreadable)
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise UploadError("file", f"found {len(classes)} class folder(s): an image dataset needs "
@@ -735,7 +1030,14 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     y = np.asarray([index[label] for label in labels], dtype=np.int64)
     steps: list[dict[str, Any]] = [{"step": f"images resized to {image_size}×{image_size}, "
                                             f"{'grey' if grey else 'RGB'}", "count": len(y)}]
-    rows_in = len(y)
+    if unreadable:
+        steps.append({"step": "unreadable images skipped", "count": len(unreadable),
+                      "detail": "; ".join(str(p) for p in unreadable[:5])})
+    if documents:
+        steps.append({"step": "text files beside the images skipped", "count": len(documents),
+                      "detail": ", ".join(documents[:5])})
+    steps.extend(layout)
+    rows_in = len(y) + len(unreadable)
     if drop_duplicates:
         keep = _first_of_each_image(x, y)
         steps.append({"step": "duplicate images dropped", "count": int(len(y) - len(keep))})
@@ -747,9 +1049,66 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     return Prepared(info, x, y, classes, [], "", True, report)
 
 
-def _image_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
+def _decode(archive: zipfile.ZipFile, labelled: list[tuple[zipfile.ZipInfo, str]],
+            image_size: int, limits: Limits, cache: dict[str, bytes],
+            unreadable: list[UnreadableImage]) -> tuple[np.ndarray, list[str], bool]:
+    """(uint8 images (N, size, size, 3), their labels, whether every one is grey): each image
+    not already in ``unreadable`` decoded and resized; one that does not decode joins it."""
+    from PIL import Image
+
+    skipped = {problem.member for problem in unreadable}
+    x = np.empty((len(labelled), image_size, image_size, 3), dtype=np.uint8)
+    labels: list[str] = []
+    grey = True
+    for member, label in labelled:
+        if member.filename in skipped:
+            continue
+        try:
+            image = _read_image(archive, member, limits, Image, cache.pop(member.filename, None),
+                                image_size)
+        except UnreadableImage as problem:
+            _skip(problem, unreadable, len(labelled))
+            continue
+        grey = grey and image.mode in GREY_MODES
+        x[len(labels)] = np.asarray(_as_rgb(image, Image).resize(
+            (image_size, image_size), Image.Resampling.BILINEAR))
+        labels.append(label)
+    return x[:len(labels)], labels, grey
+
+
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
+
+
+def _as_rgb(image: Any, Image: Any) -> Any:
+    """An 8-bit RGB copy of a decoded image, turned upright as its EXIF orientation says (a
+    phone's photo). 16- and 32-bit grey is scaled to 8 bits, not clipped: a 16-bit PNG's
+    values run to 65,535, and clipping at 255 made every one of them white."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or values.max() > 255:
+            values = values / 257.0
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def _skip(problem: UnreadableImage, unreadable: list[UnreadableImage], images: int) -> None:
+    """Count an unreadable image, or refuse the archive once they are more than
+    MAX_UNREADABLE_SHARE of its images (a wrong archive, not a damaged file or two)."""
+    unreadable.append(problem)
+    if len(unreadable) > MAX_UNREADABLE_SHARE * images:
+        raise UploadError("file", f"{len(unreadable)} of {images} images are not readable, "
+                                  f"e.g. {problem}: at most {MAX_UNREADABLE_SHARE:.0%} are "
+                                  "skipped")
+
+
+def _image_members(archive: zipfile.ZipFile, limits: Limits, documents: list[str]
+                   ) -> list[zipfile.ZipInfo]:
     """The archive's image files, once every member is checked: no unsafe path, nothing but
-    images (and the clutter archivers add), no decompression bomb."""
+    images (the clutter archivers add, and text files such as a README or a licence, are
+    skipped, the text files' names put in ``documents``), no decompression bomb."""
     members = archive.infolist()
     if len(members) > limits.max_members:
         raise UploadError("file", f"{len(members)} entries: the limit is "
@@ -759,11 +1118,15 @@ def _image_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.Zip
         problem = _member_problem(member, limits)
         if problem:
             raise UploadError("file", problem)
-        if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER):
+        if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER) \
+                or PurePosixPath(member.filename).name.startswith("._"):  # macOS's metadata
+            continue
+        if member.filename.lower().endswith(DOCUMENT_SUFFIXES):
+            documents.append(member.filename)
             continue
         if not member.filename.lower().endswith(IMAGE_SUFFIXES):
-            raise UploadError("file", f"{member.filename!r} is not an image: only .png and "
-                                      ".jpg files may be in the archive")
+            raise UploadError("file", f"{member.filename!r} is not an image: only PNG, JPEG, "
+                                      "GIF, WebP and BMP files may be in the archive")
         files.append(member)
     # A decompression bomb is refused from the directory alone, before anything inflates.
     total = sum(m.file_size for m in files)
@@ -785,18 +1148,46 @@ def _first_of_each_image(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def _class_layout(files: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, str]]:
-    """(member, class name) pairs; one common top folder is allowed above the class folders."""
+def _class_layout(files: list[zipfile.ZipInfo]
+                  ) -> tuple[list[tuple[zipfile.ZipInfo, str]], list[dict[str, Any]]]:
+    """(member, class name) pairs, and the report's note on the layout. Common top folders
+    are allowed above the class folders, and so are split folders (train/cat/1.png,
+    test/cat/2.png: Kaggle's layout), whose images are pooled: runs make their own splits."""
     if not files:
         raise UploadError("file", "the archive holds no images")
-    parts = [PurePosixPath(m.filename).parts for m in files]
-    if all(len(p) == 3 for p in parts) and len({p[0] for p in parts}) == 1:
+    parts = [PurePosixPath(_member_name(m)).parts for m in files]
+    while all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1:
         parts = [p[1:] for p in parts]
+    notes = []
+    splits = {p[0] for p in parts}
+    if all(len(p) == 3 for p in parts) and {s.lower() for s in splits} <= SPLIT_FOLDERS:
+        parts = [p[1:] for p in parts]
+        notes.append({"step": f"images of the split folders {', '.join(sorted(splits))} pooled "
+                              "(each run splits them by its own fractions)", "count": len(parts)})
     for member, p in zip(files, parts, strict=True):
         if len(p) != 2:
             raise UploadError("file", f"{member.filename!r} is not in a class folder: lay the "
                                       "archive out as class_name/image.png")
-    return [(m, p[0]) for m, p in zip(files, parts, strict=True)]
+    if len({p[0] for p in parts}) == 1:
+        raise UploadError("file", f"every image is in the one folder {parts[0][0]!r}: an image "
+                                  "dataset needs at least two class folders, each class's "
+                                  "images in a folder of its own (class_name/image.png)")
+    return [(m, p[0]) for m, p in zip(files, parts, strict=True)], notes
+
+
+def _member_name(member: zipfile.ZipInfo) -> str:
+    """A member's name as its archiver meant it: UTF-8 bytes stored without the ZIP's UTF-8
+    flag (Windows' and older Info-ZIP archivers) read as UTF-8 rather than as code page 437,
+    and in NFC (macOS writes "é" as "e" and an accent)."""
+    import unicodedata
+
+    name = member.filename
+    if not member.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return unicodedata.normalize("NFC", name)
 
 
 def _member_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) -> bytes:
@@ -812,30 +1203,28 @@ def _member_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) 
 
 
 def _check_pixels(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], image_size: int,
-                  limits: Limits, image_module: Any) -> dict[str, bytes]:
+                  limits: Limits, image_module: Any, unreadable: list[UnreadableImage]
+                  ) -> dict[str, bytes]:
     """Refuse an image over the per-image limit, or an archive whose images add up to more
     pixels than ``limits.max_pixels`` (each counted at least ``image_size``², what it becomes),
-    from the headers alone. Returns the members it read whole, for decoding without a second
-    read (up to CACHE_BYTES)."""
+    from the headers alone. A JPEG counts the pixels it is decoded to: see _draft_scale.
+    Returns the members it read whole, for decoding without a second read (up to
+    CACHE_BYTES); members without an image header join ``unreadable``."""
     Image = image_module
     cache: dict[str, bytes] = {}
     cached, total = 0, 0
     for member in files:
-        whole = member.file_size <= HEADER_BYTES
-        data = _member_bytes(archive, member, member.file_size + 1 if whole else HEADER_BYTES)
         try:
-            width, height = _header_size(data, member, Image)
-        except UploadError:
-            if whole:
-                raise
-            # A JPEG may carry more metadata than HEADER_BYTES before its frame header.
-            data, whole = _member_bytes(archive, member, member.file_size + 1), True
-            width, height = _header_size(data, member, Image)
-        if width * height > limits.max_image_pixels:
+            data, whole, (width, height, kind) = _read_header(archive, member, Image)
+        except UnreadableImage as problem:
+            _skip(problem, unreadable, len(files))
+            continue
+        decoded = width * height // _draft_scale(kind, (width, height), image_size)
+        if decoded > limits.max_image_pixels:
             raise UploadError("file", f"{member.filename!r} is {width}×{height} pixels: "
                                       f"the limit is {limits.max_image_pixels} "
                                       "(a decompression bomb?)")
-        total += max(width * height, image_size * image_size)
+        total += max(decoded, image_size * image_size)
         if total > limits.max_pixels:
             raise UploadError("file", f"the images hold more than {total} pixels in all: the "
                                       f"limit is {limits.max_pixels} pixels in all (upload fewer "
@@ -846,23 +1235,51 @@ def _check_pixels(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], image_
     return cache
 
 
-def _header_size(data: bytes, member: zipfile.ZipInfo, Image: Any) -> tuple[int, int]:
-    """(width, height) from an image's header, decoding no pixels."""
+def _draft_scale(kind: str, size: tuple[int, int], image_size: int) -> int:
+    """The factor (1, 2, 4 or 8) by which a JPEG is decoded smaller on each side than it is,
+    as Pillow's ``draft`` picks it for a target of ``image_size``; 1 for other formats. The
+    decoder still reads every coefficient, so its time falls by about the factor, not its
+    square (a 12-megapixel photo: 127 ms whole, 44 ms at an eighth): the pixel limits count a
+    JPEG's pixels divided by it."""
+    if kind not in ("JPEG", "MPO"):
+        return 1
+    fits = min(size[0] // image_size, size[1] // image_size)
+    return next(scale for scale in (8, 4, 2, 1) if fits >= scale or scale == 1)
+
+
+def _read_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, Image: Any
+                 ) -> tuple[bytes, bool, tuple[int, int, str]]:
+    """(the bytes read, whether they are the whole member, (width, height, format))."""
+    whole = member.file_size <= HEADER_BYTES
+    data = _member_bytes(archive, member, member.file_size + 1 if whole else HEADER_BYTES)
+    try:
+        return data, whole, _header_size(data, member, Image)
+    except UnreadableImage:
+        if whole:
+            raise
+    # A JPEG may carry more metadata than HEADER_BYTES before its frame header.
+    data = _member_bytes(archive, member, member.file_size + 1)
+    return data, True, _header_size(data, member, Image)
+
+
+def _header_size(data: bytes, member: zipfile.ZipInfo, Image: Any) -> tuple[int, int, str]:
+    """(width, height, format) from an image's header, decoding no pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                return image.size  # type: ignore[no-any-return]
+                return (*image.size, str(image.format))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UploadError("file", f"{member.filename!r} is too many pixels: refused as a "
                                   "decompression bomb") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError("file", f"{member.filename!r} is not a readable image ({exc})") from None
+        raise UnreadableImage(member.filename, str(exc)) from None
 
 
 def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limits,
-                image_module: Any, data: bytes | None = None) -> Any:
-    """One member decoded by Pillow, refusing lying sizes and images of too many pixels."""
+                image_module: Any, data: bytes | None = None, image_size: int = 0) -> Any:
+    """One member decoded by Pillow, refusing lying sizes and images of too many pixels; a
+    JPEG decoded no larger than it must be for ``image_size`` (see _draft_scale)."""
     Image = image_module
     if data is None:
         data = _member_bytes(archive, member, member.file_size + 1)
@@ -873,12 +1290,16 @@ def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            if width * height > limits.max_image_pixels:
+            scale = _draft_scale(str(image.format), image.size, image_size) if image_size else 1
+            if width * height // scale > limits.max_image_pixels:
                 raise UploadError("file", f"{member.filename!r} is {width}×{height} pixels: "
                                           f"the limit is {limits.max_image_pixels} "
                                           "(a decompression bomb?)")
-            if image.format not in ("PNG", "JPEG"):
-                raise UploadError("file", f"{member.filename!r} is {image.format}, not PNG/JPEG")
+            if image.format not in IMAGE_FORMATS:
+                raise UploadError("file", f"{member.filename!r} is {image.format}: the images "
+                                          "must be PNG, JPEG, GIF, WebP or BMP")
+            if scale > 1:
+                image.draft(image.mode, (width // scale, height // scale))
             image.load()
     except UploadError:
         raise
@@ -886,7 +1307,7 @@ def _read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
         raise UploadError("file", f"{member.filename!r} is too many pixels: refused as a "
                                   "decompression bomb") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError("file", f"{member.filename!r} is not a readable image ({exc})") from None
+        raise UnreadableImage(member.filename, str(exc)) from None
     return image
 
 
@@ -981,6 +1402,11 @@ def _read_hf_table(source: str, split: str, local: bool, local_roots: Sequence[P
         loaded = loaded[split]
     if loaded.num_rows > limits.max_rows:
         raise UploadError("hf_source", f"{loaded.num_rows} rows: the limit is {limits.max_rows}")
+    pictures = [c for c, f in loaded.features.items() if isinstance(f, datasets.Image)]
+    if pictures:
+        raise UploadError("hf_source", f"{source!r} holds images (column {pictures[0]!r}): "
+                                       "Hugging Face data sets are read as tables; upload the "
+                                       "images as a ZIP of class folders")
     frame = loaded.to_pandas()
     # Class labels stored as integers get their names back.
     for column, feature in loaded.features.items():

@@ -18,13 +18,14 @@ pytestmark = pytest.mark.e2e
 
 
 def test_the_step_count_rises_inside_one_epoch_on_the_live_socket(stack: Stack):
-    # Given a one-epoch digits CNN of 90 steps (1,437 training rows in batches of 16), queued
+    # Given a one-epoch digits CNN of 359 steps (1,437 training rows in batches of 4, the last
+    # lone row left out; an epoch of 90 steps could end in 0.2 s, two sends apart), queued
     # behind one longer run per stack worker, so that its socket is watched before it starts (a
     # run that ended first would send its points in the snapshot, not in live messages)
     session = stack.login()
     for number in range(STACK_WORKERS):
         submit(stack, session, f"e2e progress blocker {number}", epochs=6, width=8)
-    run_id = submit(stack, session, "e2e progress", epochs=1, batch_size=16, width=8)
+    run_id = submit(stack, session, "e2e progress", epochs=1, batch_size=4, width=8)
     watcher = Watcher(stack, session, run_id)
 
     # When its page's socket is watched until the run ends
@@ -32,7 +33,7 @@ def test_the_step_count_rises_inside_one_epoch_on_the_live_socket(stack: Stack):
 
     # Then points messages before the epoch's end carry the step they reach, rising, with the
     # run's total and a time left
-    total = 90
+    total = 359
     inside = [m["progress"] for _, m in watcher.messages
               if m["kind"] == "points" and 0 < m["progress"].get("step", 0) < total]
     steps = [p["step"] for p in inside]

@@ -271,3 +271,18 @@ def test_system_metrics_keep_their_own_steps_in_a_run_logged_without_steps(
     # then the samples keep their steps
     history = tracking.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
     assert [(m.step, m.value) for m in history] == [(0, 50.0), (1, 51.0), (2, 52.0)]
+
+
+def test_a_first_point_at_step_0_arriving_after_later_steps_keeps_its_step(
+        tracking: MlflowClient) -> None:
+    # given a run whose step-0 point arrives after its later steps, as mlflow's asynchronous
+    # logging may send them (its batches go out from several threads at once)
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        for step in (1, 2, 3):
+            mlflow.log_metric("loss", loss(step), step=step)
+        mlflow.log_metric("loss", loss(0), step=0)
+
+    # then every point keeps the step it was logged at
+    history = tracking.get_metric_history(run.info.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, loss(s)) for s in range(4)]

@@ -80,6 +80,7 @@ def test_a_run_that_logs_only_its_training_loss_is_judged_and_says_what_it_canno
     page, diagnostics = pages(owner, run_id)
     for html in (page, diagnostics):
         assert "Overfitting cannot be judged without a validation metric" in html
+        assert "30 equal stretches (a point each, when fewer) that it counts as epochs" in html
         assert "No verdict" not in html
     assert 'id="verdict-kind">healthy<' in diagnostics
 

@@ -162,7 +162,7 @@ def test_the_queue_shows_running_and_queued_jobs_with_worker_position_and_time(
     assert "833 d" in body  # 2 h × 9,999 more: the wait it causes
     assert "waiting behind it" in body
     row = body.split(f'data-job="{waiting.pk}"')[1].split("</tr>")[0]
-    assert "<td>1</td>" in row  # first in line
+    assert '<td data-label="position">1</td>' in row  # first in line
     assert reverse("experiment-cancel", args=[waiting.pk]) in row
 
 

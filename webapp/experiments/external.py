@@ -376,7 +376,9 @@ def verdict_notes(evaluations: Evaluations, spec: Mapping[str, Any]) -> list[str
     if not evaluations.validated:
         notes.append("Overfitting cannot be judged without a validation metric: this run logs "
                      "only its training loss (log `val_loss` or `eval_loss` to have it judged); "
-                     "the verdict reads the training loss alone")
+                     "the verdict reads the training loss alone, its points cut into "
+                     f"{TRAINING_ONLY_EVALS} equal stretches (a point each, when fewer) that it "
+                     "counts as epochs")
     task = task_of(spec, evaluations.history, evaluations.first_loss)
     if not task.baseline_known:
         what = ("its number of classes" if task.kind == "classification"

@@ -160,25 +160,11 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         check_held(spec["params"], spec["tags"], f"run {row.pk}")
         progress = dict(row.progress)
         keys = dict(progress.get("keys", {}))
-        new_names = sum(1 for key, (steps, _, _) in columns.items() if steps and key not in keys)
-        if len(keys) + new_names > MAX_METRICS:
-            raise IngestError(f"a run holds at most {MAX_METRICS:,} metric names: run {row.pk} "
-                              f"has {len(keys):,}, and this request adds {new_names:,} new ones")
-        mapping = external.overrides(spec["tags"])
-        batch: dict[str, list[metric_store.Point]] = {}
-        last_step = int(progress.get("step", 0))
         numbering = Numbering.of(progress)
-        for key, (logged_steps, values, times) in columns.items():
-            if not logged_steps:
-                continue
-            _reclaim(row.pk, key, logged_steps, keys, mapping, batch, numbering)
-            try:
-                stored = keys.get(key) or external.assign(key, mapping, keys)
-            except external.MetricMapError as exc:
-                raise IngestError(str(exc)) from None
-            steps = numbering.number(stored, logged_steps)
-            batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
-            last_step = max(last_step, max(steps))
+        batch = _stored_points(row.pk, columns, keys, external.overrides(spec["tags"]),
+                               numbering)
+        last_step = max((point[0] for points in batch.values() for point in points),
+                        default=0)
         if batch:
             metric_store.append(row.pk, batch)
         evaluated = any(key.startswith("val_") for key in batch)
@@ -188,7 +174,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         seq = int(progress.get("seq", 0)) + 1
         progress.update(seq=seq, keys=keys, **numbering.state())
         if batch:
-            progress["step"] = last_step
+            progress["step"] = max(int(progress.get("step", 0)), last_step)
         now = timezone.now()
         changes: dict[str, Any] = {"progress": progress, "heartbeat_at": now}
         if params or tags:  # else the spec is the row's: not written again with every point
@@ -209,34 +195,62 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
 
 
+def _stored_points(run_id: int, columns: Mapping[str, Columns], keys: dict[str, str],
+                   mapping: Mapping[str, str], numbering: Numbering
+                   ) -> dict[str, list[metric_store.Point]]:
+    """The points of ``columns`` under their stored names and steps, taking names for new
+    metrics into ``keys`` ({logged: stored}); IngestError past MAX_METRICS names or for a name
+    the run's map cannot take."""
+    new_names = sum(1 for key, (steps, _, _) in columns.items() if steps and key not in keys)
+    if len(keys) + new_names > MAX_METRICS:
+        raise IngestError(f"a run holds at most {MAX_METRICS:,} metric names: run {run_id} "
+                          f"has {len(keys):,}, and this request adds {new_names:,} new ones")
+    batch: dict[str, list[metric_store.Point]] = {}
+    for key, (logged_steps, values, times) in columns.items():
+        if not logged_steps:
+            continue
+        _reclaim(run_id, key, logged_steps, keys, mapping, batch, numbering)
+        try:
+            stored = keys.get(key) or external.assign(key, mapping, keys)
+        except external.MetricMapError as exc:
+            raise IngestError(str(exc)) from None
+        steps = numbering.number(stored, logged_steps)
+        batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
+    return batch
+
+
 @dataclass
 class Numbering:
     """Steps for points a script logs without one. MLflow's client sends step 0 when a call
     gives none (``mlflow.log_metric("loss", v)`` in a loop, Keras's callback after each
     evaluation); the metric store keeps one point per step, so all but the last were lost, to
     the curves, the verdict and mlflow's own reader. A point at step 0 of a metric that already
-    has points (or of any metric, once the run logs without steps) is numbered one past the
-    run's last step instead, so that the run's metrics share one axis, the order they arrived
+    has one there (or of a new metric, once the run logs without steps) is numbered one past
+    the run's last step instead, so that the run's metrics share one axis, the order they arrived
     in (a validation point lands after the training points logged before it): the points keep
     their order, values and times, and the metric is marked as logged without steps. System
     metrics (``system/...``) count their own samples from 0 and are left as they are. A metric
     whose every point came at step 0 is read back by mlflow's client at step 0, as MLflow's
-    server would answer (``zero_steps``, see ``logged_step``)."""
+    server would answer (``zero_steps``, see ``logged_step``). A first point at step 0 that
+    arrives after later steps (mlflow's asynchronous logging sends its batches from several
+    threads at once) keeps its step."""
 
     last: dict[str, int]  # each stored metric's last step
     stepless: set[str]  # stored metrics that were numbered so
     run_last: int  # the run's last step, all metrics
     zero_steps: set[str]  # stored metrics whose every point was logged at step 0
+    zeroed: set[str]  # stored metrics that have a point at step 0
 
     @classmethod
     def of(cls, progress: Mapping[str, Any]) -> Numbering:
         return cls(dict(progress.get("last_steps", {})), set(progress.get("stepless", [])),
-                   int(progress.get("step", 0)), set(progress.get("zero_steps", [])))
+                   int(progress.get("step", 0)), set(progress.get("zero_steps", [])),
+                   set(progress.get("zeroed", [])))
 
     def state(self) -> dict[str, Any]:
         """What the run's progress keeps of it."""
         return {"last_steps": self.last, "stepless": sorted(self.stepless),
-                "zero_steps": sorted(self.zero_steps)}
+                "zero_steps": sorted(self.zero_steps), "zeroed": sorted(self.zeroed)}
 
     def number(self, stored: str, steps: Sequence[int]) -> list[int]:
         if stored.startswith("system/"):
@@ -248,9 +262,12 @@ class Numbering:
             self.zero_steps.discard(stored)
         numbered = []
         for step in steps:
-            if step == 0 and (last is not None or (self.stepless and self.run_last > 0)):
+            if step == 0 and (stored in self.zeroed or stored in self.stepless
+                              or (last is None and self.stepless and self.run_last > 0)):
                 step = max(self.run_last, last if last is not None else 0, 0) + 1
                 self.stepless.add(stored)
+            elif step == 0:
+                self.zeroed.add(stored)
             numbered.append(step)
             last = step if last is None else max(last, step)
             self.run_last = max(self.run_last, step)
@@ -261,7 +278,7 @@ class Numbering:
     def rename(self, old: str, new: str) -> None:
         if old in self.last:
             self.last[new] = self.last.pop(old)
-        for names in (self.stepless, self.zero_steps):
+        for names in (self.stepless, self.zero_steps, self.zeroed):
             if old in names:
                 names.discard(old)
                 names.add(new)

@@ -78,6 +78,24 @@ def test_a_csv_upload_creates_a_dataset_and_shows_its_page(owner_client, project
     assert html.count("<td>setosa</td>") + html.count("<td>virginica</td>") >= 5
 
 
+def test_the_pages_name_each_class_index_by_its_own_name(owner_client, project):
+    # given classes whose names, sorted by length as PostgreSQL stores a JSON object's keys
+    # (No, Yes, Maybe), are not in class-index order (Maybe, No, Yes)
+    rows = "".join(f"{i % 7}.{i},{(i * 3) % 11}.5,{('Maybe', 'No', 'Yes')[i % 3]}\n"
+                   for i in range(60))
+    upload(owner_client, project, ("x1,x2,label\n" + rows).encode())
+    dataset = Dataset.objects.get()
+
+    # when its page and its labels page are opened
+    detail = owner_client.get(reverse("dataset-detail", args=[dataset.pk]))
+    labels = owner_client.get(reverse("dataset-labels", args=[dataset.pk]))
+
+    # then both name the classes in index order, each with its own count
+    assert detail.context["chart"] == {"labels": ["Maybe", "No", "Yes"], "counts": [20, 20, 20]}
+    assert labels.context["label_names"] == ["Maybe", "No", "Yes"]
+    assert dataset.report["labels"] == ["Maybe", "No", "Yes"]
+
+
 def test_an_image_zip_upload_shows_sample_images(owner_client, project):
     response = upload(owner_client, project, two_class_zip(), "pics.zip", kind="images")
 

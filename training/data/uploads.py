@@ -962,6 +962,9 @@ def _report(rows_in: int, steps: list[dict[str, Any]], y: np.ndarray, label_name
     report: dict[str, Any] = {"rows_in": rows_in, "rows_out": int(len(y)), "steps": steps}
     if task == "classification":
         counts = np.bincount(y, minlength=len(label_names))
+        # The names in class-index order: a JSON object's keys are no order (PostgreSQL's
+        # jsonb sorts them by length), so the counts below cannot say which index is which.
+        report["labels"] = list(label_names)
         report["class_counts"] = dict(zip(label_names, map(int, counts), strict=True))
     else:
         report["target"] = {"min": float(y.min()), "max": float(y.max()),

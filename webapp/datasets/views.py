@@ -51,12 +51,19 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         Dataset.objects.visible_to(request.user).select_related("project"), pk=pk)
     report = dataset.report
     counts = report.get("class_counts") or {}
+    names = class_names(report)
     return render(request, "datasets/detail.html", {
         "dataset": dataset,
         "info": dataset.dataset_info,
         "report": report,
-        "chart": {"labels": list(counts), "counts": list(counts.values())},
+        "chart": {"labels": names, "counts": [counts.get(name, 0) for name in names]},
     })
+
+
+def class_names(report: dict[str, Any]) -> list[str]:
+    """A data set's class names in class-index order (the counts' keys for a data set stored
+    before the report kept them: the order they were written in, which SQLite keeps)."""
+    return list(report.get("labels") or report.get("class_counts") or {})
 
 
 PAGE_ROWS = 25  # suspicious rows per page
@@ -79,8 +86,8 @@ def dataset_labels(request: HttpRequest, pk: int) -> HttpResponse:
             else scans.filter(status=LabelScan.Status.DONE).first() or scans.first())
     chosen = labels.Filter(_int_or_none(request.GET.get("given")),
                            _int_or_none(request.GET.get("suggested")))
-    names = dataset.report.get("class_counts", {})
-    label_names = list(names) or [str(i) for i in range(dataset.info.get("num_classes", 0))]
+    label_names = (class_names(dataset.report)
+                   or [str(i) for i in range(dataset.info.get("num_classes", 0))])
     context: dict[str, Any] = {
         "dataset": dataset, "scan": scan, "chosen": chosen, "label_names": label_names,
         "classes": list(enumerate(label_names)), "latest": dataset.latest_version,

@@ -11,7 +11,7 @@ from django.template.defaultfilters import filesizeformat
 
 from training.data.uploads import MISSING_CHOICES, Prepared, UploadError
 from webapp.datasets.models import Dataset
-from webapp.datasets.services import prepare_upload
+from webapp.datasets.services import create_dataset, prepare_upload
 from webapp.projects import access, storage
 from webapp.projects.models import Project
 
@@ -111,6 +111,19 @@ class DatasetForm(forms.Form):
         except UploadError as exc:
             self.add_error(exc.field if exc.field in self.fields else "file", str(exc))
         return cleaned
+
+    def create(self, user: Any) -> Dataset | None:
+        """The data set this valid form describes, stored for ``user``; None when it would
+        take them past their storage quota (counted again under their row lock, as another
+        upload may have landed since ``clean``), the refusal then on its field."""
+        assert self.prepared is not None, "create() of a form that did not validate"
+        try:
+            return create_dataset(user, self.cleaned_data["project"], self.cleaned_data["name"],
+                                  self.cleaned_data["kind"], self.options(), self.prepared,
+                                  self.cleaned_data.get("file"))
+        except storage.OverStorageQuota as exc:
+            self.refuse_storage(str(exc))
+            return None
 
     def refuse_storage(self, message: str) -> None:
         """Put a storage quota refusal on the field that brought the data."""

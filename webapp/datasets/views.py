@@ -30,14 +30,8 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
         form = DatasetForm(request.POST, request.FILES, user=request.user,
                            too_large=getattr(request, TOO_LARGE, None))
         if form.is_valid() and form.prepared is not None:
-            try:
-                dataset = services.create_dataset(
-                    request.user, form.cleaned_data["project"], form.cleaned_data["name"],
-                    form.cleaned_data["kind"], form.options(), form.prepared,
-                    form.cleaned_data.get("file"))
-            except storage.OverStorageQuota as exc:
-                form.refuse_storage(str(exc))
-            else:
+            dataset = form.create(request.user)
+            if dataset is not None:
                 return redirect("dataset-detail", pk=dataset.pk)
     else:
         project = access.projects_visible_to(request.user).order_by("name").first()

@@ -15,14 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.datasets import services
 from webapp.datasets.forms import DatasetForm, with_page_defaults
 from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import TOO_LARGE
 from webapp.experiments import actions, compare, events, groups, tuning
 from webapp.experiments.models import MAX_PK, Experiment, derived_name, parse_pk
 from webapp.experiments.ownership import reference_problem
-from webapp.projects import storage
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
 from webapp.rest.views import (
@@ -223,14 +221,9 @@ class DatasetList(APIView):
         form.fields["project"].queryset = auth.projects(request).order_by("name")  # type: ignore[attr-defined]
         if not form.is_valid() or form.prepared is None:
             raise errors.form_invalid(form)
-        try:
-            dataset = services.create_dataset(
-                request.user, form.cleaned_data["project"], form.cleaned_data["name"],
-                form.cleaned_data["kind"], form.options(), form.prepared,
-                form.cleaned_data.get("file"))
-        except storage.OverStorageQuota as exc:
-            form.refuse_storage(str(exc))
-            raise errors.form_invalid(form) from None
+        dataset = form.create(request.user)
+        if dataset is None:
+            raise errors.form_invalid(form)
         return Response(s.DatasetDetailSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
 

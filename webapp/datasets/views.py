@@ -56,6 +56,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "info": dataset.dataset_info,
         "report": report,
         "chart": {"labels": list(counts), "counts": list(counts.values())},
+        "may_delete": access.may_change(request.user, dataset),
     })
 
 

@@ -213,3 +213,4 @@ def download(run: Experiment, inner: str) -> HttpResponse:
         return HttpResponse("no such artifact", status=404)
     return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
                         filename=posixpath.basename(path))
+

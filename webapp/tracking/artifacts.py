@@ -213,4 +213,3 @@ def download(run: Experiment, inner: str) -> HttpResponse:
         return HttpResponse("no such artifact", status=404)
     return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
                         filename=posixpath.basename(path))
-

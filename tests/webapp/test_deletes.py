@@ -150,6 +150,20 @@ def test_a_queued_or_running_run_is_not_deleted(media, owner, project,
     assert len(stored_files(media)) == 1
 
 
+def test_a_run_whose_weights_a_queued_fine_tune_starts_from_is_not_deleted(
+        media, owner, project, django_capture_on_commit_callbacks):
+    run = ended_run(media, owner, project)
+    fine_tune = {**IRIS, "model": {**IRIS["model"], "init_from": run.pk}}
+    Experiment.objects.create(project=project, name="fine-tune", spec=fine_tune,
+                              created_by=owner, status=Experiment.Status.QUEUED)
+
+    response = delete(client_of(owner), run, django_capture_on_commit_callbacks)
+
+    assert f"starting from the weights of run #{run.pk}" in response.content.decode()
+    assert Experiment.objects.filter(pk=run.pk).exists()
+    assert len(stored_files(media)) == 1
+
+
 def test_a_study_goes_with_its_trials_once_none_runs_and_its_derived_runs_stay(
         media, owner, project, django_capture_on_commit_callbacks):
     # given an ended study whose trial still runs (a cancel it has not heard yet), another
@@ -185,6 +199,18 @@ def test_a_study_goes_with_its_trials_once_none_runs_and_its_derived_runs_stay(
     promoted.refresh_from_db()
     assert promoted.parent is None
     assert set(stored_files(media)) == {f"runs/{promoted.pk}/best.zip"}
+
+
+def test_a_run_with_a_part_of_another_member_is_not_deleted(
+        media, owner, mallory, project, django_capture_on_commit_callbacks):
+    # given mallory's run, and the owner's compression of it
+    run = ended_run(media, mallory, project)
+    ended_run(media, owner, project, parent=run, kind=Experiment.Kind.COMPRESS)
+
+    response = delete(client_of(mallory), run, django_capture_on_commit_callbacks)
+
+    assert "is another member&#x27;s" in response.content.decode()
+    assert Experiment.objects.count() == 2 and len(stored_files(media)) == 2
 
 
 def test_a_run_in_a_repeat_group_leaves_the_group(media, owner, project,

@@ -46,20 +46,12 @@ class NotYours(PermissionDenied):
 def delete_run(user: Any, run: Experiment) -> int:
     """Delete the ended ``run`` and its parts (``PARTS``, at any depth), their checkpoints and
     artifacts, for ``user`` (who may change ``run``: the caller checked). InUse while any of
-    them is queued or running, NotYours when a part is another member's. Returns the number of
-    runs deleted."""
+    them is queued or running, or a queued or running job starts from their weights
+    (``model.init_from``, a fine-tune); NotYours when a part is another member's. Returns the
+    number of runs deleted."""
     with transaction.atomic():
         runs = _with_parts(run)
-        busy = [r for r in runs if r.status in ACTIVE]
-        if busy:
-            raise InUse(f"run #{busy[0].pk} is {busy[0].status}: cancel it, or wait for it to "
-                        "end, before deleting" + ("" if busy[0].pk == run.pk else
-                                                  f" run #{run.pk}"))
-        maintained = access.maintained_project_ids(user)
-        others = [r for r in runs if not access.may_change(user, r, maintained)]
-        if others:
-            raise NotYours(f"run #{others[0].pk}, a part of run #{run.pk}, is another "
-                           "member's: ask them or a maintainer to delete it")
+        _check_deletable(user, run, runs)
         ids = [r.pk for r in runs]
         names = list(Checkpoint.objects.filter(experiment__in=ids).values_list("path", flat=True))
         roots = [artifacts_root(r.pk) for r in runs if r.is_external]
@@ -68,6 +60,26 @@ def delete_run(user: Any, run: Experiment) -> int:
         Experiment.objects.filter(pk__in=ids).delete()  # chunks, checkpoints, memberships
         transaction.on_commit(lambda: _remove_run_files(ids, names, roots))
     return len(ids)
+
+
+def _check_deletable(user: Any, run: Experiment, runs: list[Experiment]) -> None:
+    """InUse or NotYours when ``run`` and its parts ``runs`` may not be deleted now."""
+    busy = next((r for r in runs if r.status in ACTIVE), None)
+    if busy is not None:
+        of = "" if busy.pk == run.pk else f" run #{run.pk}"
+        raise InUse(f"run #{busy.pk} is {busy.status}: cancel it, or wait for it to end, "
+                    f"before deleting{of}")
+    ids = [r.pk for r in runs]
+    starting = Experiment.objects.filter(status__in=ACTIVE).filter(
+        Q(spec__model__init_from__in=ids) | Q(spec__base__model__init_from__in=ids)).first()
+    if starting is not None:
+        raise InUse(f"{starting.kind} job #{starting.pk} is {starting.status}, starting from the "
+                    f"weights of run #{run.pk}: cancel it, or wait for it to end, before deleting")
+    maintained = access.maintained_project_ids(user)
+    other = next((r for r in runs if not access.may_change(user, r, maintained)), None)
+    if other is not None:
+        raise NotYours(f"run #{other.pk}, a part of run #{run.pk}, is another member's: ask "
+                       "them or a maintainer to delete it")
 
 
 def _with_parts(run: Experiment) -> list[Experiment]:

@@ -345,12 +345,20 @@ def test_a_finished_run_keeps_its_page_and_its_clone_is_refused_on_the_data_set(
     pages = [client.get(reverse(name, args=[run.pk]))
              for name in ("experiment-detail", "experiment-diagnostics")]
     listed = client.get(reverse("experiment-list"))
+    group = RunGroup.objects.create(project=project, name="x1", spec=run.spec, seeds=[0],
+                                    created_by=owner)
+    group.runs.set([run])
+    ids = f"{run.pk},{ended_run(media, owner, project).pk}"
+    others = [client.get(reverse("compare"), {"ids": ids}),
+              client.get(reverse("compare-data"), {"ids": ids}),
+              client.get(reverse("group-detail", args=[group.pk]))]
     clone = client.get(reverse("experiment-new"), {"from": run.pk}, follow=True)
     launched = client.post(reverse("experiment-new"), {
         "name": "again", "project": project.pk, "dataset": dataset.spec_name, "arch": "mlp"})
 
     # then the pages answer, naming the data set as deleted
     assert [p.status_code for p in pages] == [200, 200] and listed.status_code == 200
+    assert [p.status_code for p in others] == [200, 200, 200]
     assert f"{dataset.spec_name} (deleted)" in pages[0].content.decode()
     # and the clone is refused: its page says why, and a launch on it has the error on the field
     assert clone.redirect_chain[-1][0] == reverse("experiment-detail", args=[run.pk])
@@ -358,4 +366,4 @@ def test_a_finished_run_keeps_its_page_and_its_clone_is_refused_on_the_data_set(
     assert launched.status_code == 200
     assert f"{dataset.spec_name} is not one of the available choices" in " ".join(
         launched.context["form"].errors["dataset"])
-    assert not Experiment.objects.exclude(pk=run.pk).exists()
+    assert not Experiment.objects.filter(name="again").exists()

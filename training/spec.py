@@ -528,19 +528,20 @@ def missing_plugins(spec: Mapping[str, Any]) -> list[str]:
 
 def stored_dataset_info(spec: Mapping[str, Any]) -> DatasetInfo:
     """Facts about a stored spec's data set (a plugin's with its options), for the pages of
-    runs made earlier. When its plugin is no longer installed, what the spec itself says (the
-    task, from its loss), so an old run stays readable."""
+    runs made earlier. When its plugin is no longer installed, or the uploaded data set was
+    deleted, what the spec itself says (the task, from its loss), so an old run stays
+    readable."""
     data = spec.get("data") or {}
     name = str(data.get("dataset", ""))
     try:
         return dataset_info(name, data.get("plugin_options") or {})
     except KeyError:
-        if name in CATALOG or is_upload(name):
+        if name in CATALOG:
             raise
         loss = (spec.get("optim") or {}).get("loss", "cross_entropy")
         task = "classification" if loss == "cross_entropy" else "regression"
-        return DatasetInfo(name, f"{name} (its plugin is not installed)", task, "unknown", 0,
-                           (), 0)
+        why = "deleted" if is_upload(name) else "its plugin is not installed"
+        return DatasetInfo(name, f"{name} ({why})", task, "unknown", 0, (), 0)
 
 
 # A hub id ("bert-base-uncased", "owner/name"), or a local folder: an absolute, home-relative or

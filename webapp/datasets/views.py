@@ -51,6 +51,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "info": dataset.dataset_info,
         "report": report,
         "chart": {"labels": names, "counts": [counts.get(name, 0) for name in names]},
+        "may_delete": access.may_change(request.user, dataset),
     })
 
 

@@ -8,6 +8,8 @@ urlpatterns = [
     path("experiments/new/", views.experiment_new, name="experiment-new"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),
     path("experiments/<int:pk>/cancel/", views.experiment_cancel, name="experiment-cancel"),
+    path("experiments/<int:pk>/delete/", views.experiment_delete, name="experiment-delete"),
+    path("datasets/<int:pk>/delete/", views.dataset_delete, name="dataset-delete"),
     path("experiments/<int:pk>/annotate/", views.experiment_annotate,
          name="experiment-annotate"),
     path("compare/", views.compare_page, name="compare"),

@@ -23,6 +23,7 @@ from webapp.experiments import (
     browse,
     compare,
     compression,
+    deletion,
     diagnosis,
     events,
     files,
@@ -303,6 +304,44 @@ def experiment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.warning(request, "This run has already ended.")
     return redirect(back)
+
+
+@require_POST
+def experiment_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete an ended run with its checkpoints, artifacts and parts (a study's trials, its
+    compressions): its creator, its project's maintainers, or staff."""
+    experiment = visible_experiment(request, pk)
+    if not access.may_change(request.user, experiment):
+        messages.error(request, "Only the run's creator, its project's maintainers and staff "
+                                "can delete it.")
+        return redirect("experiment-detail", pk=pk)
+    try:
+        count = deletion.delete_run(request.user, experiment)
+    except (deletion.InUse, deletion.NotYours) as exc:
+        messages.error(request, str(exc))
+        return redirect("experiment-detail", pk=pk)
+    parts = f" and {count - 1} of its jobs" if count > 1 else ""
+    messages.info(request, f"Deleted run {experiment.name}{parts}.")
+    return redirect("experiment-list")
+
+
+@require_POST
+def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete an uploaded data set and its versions: its uploader, its project's maintainers,
+    or staff; refused while a job trains on it. (Here, not in the datasets app: it must know
+    the jobs.)"""
+    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
+    if not access.may_change(request.user, dataset):
+        messages.error(request, "Only the data set's uploader, its project's maintainers and "
+                                "staff can delete it.")
+        return redirect("dataset-detail", pk=pk)
+    try:
+        deletion.delete_dataset(dataset)
+    except deletion.InUse as exc:
+        messages.error(request, f"Not deleted: {exc}.")
+        return redirect("dataset-detail", pk=pk)
+    messages.info(request, f"Deleted data set {dataset.name}.")
+    return redirect("dataset-list")
 
 
 def _back(request: HttpRequest, experiment: Experiment) -> str:

@@ -50,8 +50,9 @@ def problem(user: Any, adding: int, freeing: int = 0) -> str | None:
     after = stored - freeing + adding
     if after <= quota and (adding or stored < quota):
         return None
-    advice = ("Delete artifacts you no longer need (MLflow's delete_artifacts), or ask an "
-              "administrator for more room.")
+    advice = ("Delete runs or data sets you no longer need (the Delete button on their "
+              "pages, or DELETE /api/v1/runs/<id>/ and /api/v1/datasets/<id>/), or artifacts "
+              "(MLflow's delete_artifacts), or ask an administrator for more room.")
     return (f"Your storage quota is {filesizeformat(quota)} (FITBOARD_STORAGE_QUOTA_GB); you "
             f"store {filesizeformat(stored)}"
             + (f" and this needs {filesizeformat(adding)} more. " if adding else ". ") + advice)

@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from webapp.experiments import quota
+from webapp.experiments import deletion, quota
 
 
 class QuotaExceeded(exceptions.APIException):
@@ -23,6 +23,15 @@ class QuotaExceeded(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "too many jobs queued or running"
     default_code = "quota"
+
+
+class StillInUse(exceptions.APIException):
+    """A deletion of a run or data set that a queued or running job still uses
+    (``deletion.InUse``)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "a queued or running job uses it"
+    default_code = "in_use"
 
 
 def flatten(detail: Any, prefix: str = "") -> dict[str, str]:
@@ -42,6 +51,8 @@ def flatten(detail: Any, prefix: str = "") -> dict[str, str]:
 def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, quota.OverQuota):
         exc = QuotaExceeded(str(exc))
+    elif isinstance(exc, deletion.InUse):
+        exc = StillInUse(str(exc))
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ValidationError):
         response.data = {"errors": flatten(exc.detail)}

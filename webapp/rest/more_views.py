@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,9 +18,10 @@ from rest_framework.views import APIView
 from webapp.datasets.forms import DatasetForm, with_page_defaults
 from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import TOO_LARGE
-from webapp.experiments import actions, compare, events, groups, tuning
+from webapp.experiments import actions, compare, deletion, events, groups, tuning
 from webapp.experiments.models import MAX_PK, Experiment, derived_name, parse_pk
 from webapp.experiments.ownership import reference_problem
+from webapp.projects import access
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
 from webapp.rest.views import (
@@ -236,3 +237,19 @@ class DatasetDetail(APIView):
         dataset: Dataset = _row(auth.datasets(request).prefetch_related("versions"), pk,
                                 "data set")
         return Response(s.DatasetDetailSerializer(dataset).data)
+
+    @extend_schema(operation_id="datasets_delete", responses={
+        204: None, **REFUSED, **NOT_YOURS,
+        403: OpenApiResponse(description="a read-only token, or not your data set and not a "
+                                         "maintainer"),
+        409: OpenApiResponse(s.DetailSerializer, "a queued or running job uses it")})
+    def delete(self, request: Request, pk: int) -> Response:
+        """Delete an uploaded data set, its versions and their files (its uploader, its
+        project's maintainers, staff); refused while a queued or running job trains on it.
+        Ended runs that trained on it keep their pages."""
+        dataset: Dataset = _row(auth.datasets(request), pk, "data set")
+        if not access.may_change(request.user, dataset):
+            raise PermissionDenied("only the data set's uploader, its project's maintainers "
+                                   "and staff can delete it")
+        deletion.delete_dataset(dataset)
+        return Response(status=status.HTTP_204_NO_CONTENT)

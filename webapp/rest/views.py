@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from training.compression.spec import CompressionSpec
 from training.spec import ExperimentSpec, SpecError
 from training.tuning import OBJECTIVES, TuningSpec
-from webapp.experiments import actions, browse, metric_store, warmstart
+from webapp.experiments import actions, browse, deletion, metric_store, warmstart
 from webapp.experiments.models import MAX_PK, Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
@@ -134,6 +134,22 @@ class RunDetail(APIView):
     def get(self, request: Request, pk: int) -> Response:
         """A run: spec, status, verdict (live while it trains, final once it ended), summary."""
         return _detail(_one(auth.runs(request).prefetch_related("tags"), pk))
+
+    @extend_schema(operation_id="runs_delete", responses={
+        204: None, **REFUSED,
+        403: OpenApiResponse(description="a read-only token, or not your run (nor a part of "
+                                         "it) and not a maintainer"),
+        409: OpenApiResponse(s.DetailSerializer, "it (or a part of it) is queued or running")})
+    def delete(self, request: Request, pk: int) -> Response:
+        """Delete an ended run for good, with its checkpoints, artifacts and parts (a study's
+        trials, the run's compressions), freeing their room in the storage quota (its
+        creator, its project's maintainers, staff)."""
+        run = _one(auth.runs(request), pk)
+        if not access.may_change(request.user, run):
+            raise PermissionDenied("only the run's creator, its project's maintainers and "
+                                   "staff can delete it")
+        deletion.delete_run(request.user, run)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RunMetrics(APIView):

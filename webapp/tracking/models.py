@@ -3,10 +3,18 @@ who it is. Only a digest of each token is stored; the token itself is shown once
 
 from __future__ import annotations
 
+import posixpath
+from typing import Any
+
 from django.conf import settings
-from django.db import models
+from django.core.files.storage import default_storage
+from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
+from webapp.experiments.files import listing
+from webapp.experiments.models import StoredArtifact
 from webapp.projects.models import Project
 
 
@@ -100,3 +108,14 @@ class LoggedModel(models.Model):
     def artifacts_root(self) -> str:
         """Where its files live in the default storage."""
         return f"external/models/{self.pk}/artifacts"
+
+
+@receiver(post_delete, sender=LoggedModel, dispatch_uid="logged-model-files")
+def _delete_files(sender: Any, instance: LoggedModel, **kwargs: Any) -> None:
+    """A logged model's row was deleted (its run was, from the run's page: the foreign key
+    cascades): its files' rows go in the same transaction, freeing their place in the quota,
+    and the files once it commits, or they would fill their uploader's quota for ever."""
+    root = instance.artifacts_root
+    StoredArtifact.objects.filter(name__startswith=f"{root}/").delete()
+    transaction.on_commit(lambda: [default_storage.delete(posixpath.join(root, inner))
+                                   for inner, _ in listing(root)])

@@ -172,7 +172,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # training points make a verdict due (still at most one per VERDICT_EVERY).
         training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
-        progress.update(seq=seq, keys=keys, **numbering.state())
+        progress.update(seq=seq, keys=keys, numbering=numbering.state())
         if batch:
             progress["step"] = max(int(progress.get("step", 0)), last_step)
         now = timezone.now()
@@ -191,7 +191,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # The list shows the run's progress and verdict: told when an evaluation arrives (or a
         # training-only run's verdict, and at the first batch), not on every batch of a fast
         # script.
-        listed = progress if evaluated or judged or seq == 1 else None
+        listed = evaluated or judged or seq == 1
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
 
 
@@ -235,50 +235,47 @@ class Numbering:
     arrives after later steps (mlflow's asynchronous logging sends its batches from several
     threads at once) keeps its step."""
 
-    last: dict[str, int]  # each stored metric's last step
+    seen: set[str]  # stored metrics with points (the run's table of names says which)
+    run_last: int  # the run's last step, all metrics: at or past each metric's last
     stepless: set[str]  # stored metrics that were numbered so
-    run_last: int  # the run's last step, all metrics
     zero_steps: set[str]  # stored metrics whose every point was logged at step 0
     zeroed: set[str]  # stored metrics that have a point at step 0
 
     @classmethod
     def of(cls, progress: Mapping[str, Any]) -> Numbering:
-        return cls(dict(progress.get("last_steps", {})), set(progress.get("stepless", [])),
-                   int(progress.get("step", 0)), set(progress.get("zero_steps", [])),
-                   set(progress.get("zeroed", [])))
+        state = progress.get("numbering", {})
+        return cls(set(progress.get("keys", {}).values()), int(progress.get("step", 0)),
+                   *(set(state.get(name, ())) for name in ("stepless", "zero_steps", "zeroed")))
 
-    def state(self) -> dict[str, Any]:
-        """What the run's progress keeps of it."""
-        return {"last_steps": self.last, "stepless": sorted(self.stepless),
-                "zero_steps": sorted(self.zero_steps), "zeroed": sorted(self.zeroed)}
+    def state(self) -> dict[str, list[str]]:
+        """What the run's progress keeps of it (``numbering``; never sent to its pages)."""
+        return {"stepless": sorted(self.stepless), "zero_steps": sorted(self.zero_steps),
+                "zeroed": sorted(self.zeroed)}
 
     def number(self, stored: str, steps: Sequence[int]) -> list[int]:
         if stored.startswith("system/"):
             return list(steps)
-        last = self.last.get(stored)
-        if last is None and steps[0] == 0:
+        new = stored not in self.seen
+        if new and steps[0] == 0:
             self.zero_steps.add(stored)
         if any(steps):
             self.zero_steps.discard(stored)
         numbered = []
         for step in steps:
             if step == 0 and (stored in self.zeroed or stored in self.stepless
-                              or (last is None and self.stepless and self.run_last > 0)):
-                step = max(self.run_last, last if last is not None else 0, 0) + 1
+                              or (new and self.stepless and self.run_last > 0)):
+                step = self.run_last + 1
                 self.stepless.add(stored)
             elif step == 0:
                 self.zeroed.add(stored)
             numbered.append(step)
-            last = step if last is None else max(last, step)
+            new = False
             self.run_last = max(self.run_last, step)
-        if last is not None:
-            self.last[stored] = last
+        self.seen.add(stored)
         return numbered
 
     def rename(self, old: str, new: str) -> None:
-        if old in self.last:
-            self.last[new] = self.last.pop(old)
-        for names in (self.stepless, self.zero_steps, self.zeroed):
+        for names in (self.seen, self.stepless, self.zero_steps, self.zeroed):
             if old in names:
                 names.discard(old)
                 names.add(new)
@@ -287,7 +284,7 @@ class Numbering:
 def logged_step(progress: Mapping[str, Any], stored: str, step: int) -> int:
     """The step a script logged a stored point at, for mlflow's readers: 0 for every point of
     a metric logged only without steps (stored in the order they came, see ``Numbering``)."""
-    return 0 if stored in progress.get("zero_steps", ()) else step
+    return 0 if stored in progress.get("numbering", {}).get("zero_steps", ()) else step
 
 
 def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],
@@ -491,14 +488,16 @@ def _verdict_due(progress: Mapping[str, Any], now: float) -> bool:
 
 
 def _publish(run: Experiment, seq: int, batch: Mapping[str, list[metric_store.Point]],
-             progress: dict[str, Any], listed: dict[str, Any] | None) -> None:
-    """The run page's live message and the list's update, as a worker's reporter sends them,
+             progress: dict[str, Any], listed: bool) -> None:
+    """The run page's live message and the list's update (``listed``: whether one is due), as
+    a worker's reporter sends them, without the ingest's own bookkeeping (``numbering``),
     queued for the relay's thread: the request does not wait for Redis. Best effort: the points
     are stored, and a page that misses a message backfills by seq."""
-    relay.send(events.run_group(run.pk), points_message(seq, batch, progress))
-    if listed is not None:
+    shown = {key: value for key, value in progress.items() if key != "numbering"}
+    relay.send(events.run_group(run.pk), points_message(seq, batch, shown))
+    if listed:
         relay.send(events.project_group(run.project_id),
-                   list_message(run.project_id, run.pk, listed))
+                   list_message(run.project_id, run.pk, shown))
 
 
 # --- Verdicts ------------------------------------------------------------------------------

@@ -40,6 +40,21 @@ EXAMPLE_PACKAGE = "fitboard-example-plugin"
 EXAMPLE_SRC = Path(__file__).resolve().parents[1] / "packages" / "fitboard-example-plugin" / "src"
 
 
+# The storage quota of the ``media`` fixture, in bytes per user: a few small files fill it.
+STORAGE_QUOTA = 1000
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Path) -> Path:
+    """Storage in a folder of the test's own, and a quota of STORAGE_QUOTA bytes per user."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path / "media"}}}
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = STORAGE_QUOTA
+    return tmp_path / "media"
+
+
 @pytest.fixture
 def uninstalled_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     """The example plugin as if uninstalled in this process: the one discovery function

@@ -23,13 +23,10 @@ from .conftest import IRIS, Api
 
 
 @pytest.fixture
-def media(settings: Any, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": tmp_path / "media"}}}
+def media(media: Path, settings: Any) -> Path:
+    """The shared test storage, with room for a data set's files."""
     settings.FITBOARD_STORAGE_QUOTA_BYTES = 10**6
-    return tmp_path / "media"
+    return media
 
 
 @pytest.fixture

@@ -47,8 +47,11 @@ def accuracy(prediction: Any) -> dict[str, float]:
                                == prediction.label_ids).mean())}
 
 
-def test_trainer_reporting_to_mlflow_logs_into_fitboard(live_server, token, project,
-                                                        monkeypatch, tmp_path):
+def sst2_trainer(url: str, token: str, monkeypatch: Any, tmp_path: Any,
+                 compute_metrics: Any, **arguments: Any) -> Any:
+    """A Trainer fine-tuning the bundled MiniLM on 64 SST-2 sentences (32 to evaluate), whose
+    script is pointed at Fitboard through the environment only; ``arguments`` are the
+    TrainingArguments of its schedule and logging."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -56,8 +59,7 @@ def test_trainer_reporting_to_mlflow_logs_into_fitboard(live_server, token, proj
         TrainingArguments,
     )
 
-    # given a Trainer script pointed at Fitboard through the environment only
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "vision")
     torch.manual_seed(0)
@@ -65,14 +67,21 @@ def test_trainer_reporting_to_mlflow_logs_into_fitboard(live_server, token, proj
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     args = TrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=8, per_device_train_batch_size=8,
-        per_device_eval_batch_size=32, learning_rate=5e-5, logging_steps=1,
-        eval_strategy="steps", eval_steps=2, save_strategy="no", report_to=["mlflow"],
-        run_name="minilm-sst2", use_cpu=True, disable_tqdm=True, seed=0,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=Sentences(sst2("train", 64), tokenizer),
-                      eval_dataset=Sentences(sst2("dev", 32), tokenizer),
-                      compute_metrics=accuracy)
+        output_dir=str(tmp_path / "out"), per_device_eval_batch_size=32, learning_rate=5e-5,
+        save_strategy="no", report_to=["mlflow"], use_cpu=True, disable_tqdm=True, seed=0,
+        **arguments)
+    return Trainer(model=model, args=args, train_dataset=Sentences(sst2("train", 64), tokenizer),
+                   eval_dataset=Sentences(sst2("dev", 32), tokenizer),
+                   compute_metrics=compute_metrics)
+
+
+def test_trainer_reporting_to_mlflow_logs_into_fitboard(live_server, token, project,
+                                                        monkeypatch, tmp_path):
+    # given a Trainer script pointed at Fitboard through the environment only
+    trainer = sst2_trainer(
+        live_server.url, token, monkeypatch, tmp_path, accuracy, max_steps=8,
+        per_device_train_batch_size=8, logging_steps=1, eval_strategy="steps", eval_steps=2,
+        run_name="minilm-sst2")
 
     # when it trains
     trainer.train()
@@ -99,30 +108,11 @@ def accuracy_and_f1(prediction: Any) -> dict[str, float]:
 
 def test_trainer_evaluating_each_epoch_is_read_as_it_means(live_server, token, project,
                                                            monkeypatch, tmp_path):
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        Trainer,
-        TrainingArguments,
-    )
-
     # given a Trainer that evaluates and logs once per epoch, with accuracy and f1
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "vision")
-    torch.manual_seed(0)
-    path = str(gt_minilm.get_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "out"), num_train_epochs=3, per_device_train_batch_size=16,
-        per_device_eval_batch_size=32, learning_rate=5e-5, eval_strategy="epoch",
-        logging_strategy="epoch", save_strategy="no", report_to=["mlflow"],
-        run_name="minilm-epochs", use_cpu=True, disable_tqdm=True, seed=0,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=Sentences(sst2("train", 64), tokenizer),
-                      eval_dataset=Sentences(sst2("dev", 32), tokenizer),
-                      compute_metrics=accuracy_and_f1)
+    trainer = sst2_trainer(
+        live_server.url, token, monkeypatch, tmp_path, accuracy_and_f1, num_train_epochs=3,
+        per_device_train_batch_size=16, eval_strategy="epoch", logging_strategy="epoch",
+        run_name="minilm-epochs")
 
     # when it trains
     trainer.train()

@@ -35,6 +35,14 @@ def stranger(db: Any) -> User:
 
 
 @pytest.fixture
+def mallory(project: Project) -> User:
+    """A plain member of the owner's project."""
+    user = User.objects.create_user("mallory", password="mallory-pass-123")
+    project.members.add(user)
+    return user
+
+
+@pytest.fixture
 def project(owner: User) -> Project:
     """The owner's project; they maintain it, as a project's creator does."""
     project = Project.objects.create(name="vision")

@@ -32,24 +32,6 @@ MLP = {"model": {"arch": "mlp", "hidden_sizes": [8]},
 IRIS = ExperimentSpec().patched({"data": {"dataset": "iris"}, **MLP}).to_dict()
 
 
-@pytest.fixture
-def media(settings: Any, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": tmp_path / "media"}}}
-    settings.FITBOARD_STORAGE_QUOTA_BYTES = 1000
-    return tmp_path / "media"
-
-
-@pytest.fixture
-def mallory(project: Project) -> User:
-    """A plain member of the owner's project."""
-    user = User.objects.create_user("mallory", password="mallory-pass-123")
-    project.members.add(user)
-    return user
-
-
 def client_of(user: User) -> Client:
     client = Client()
     client.force_login(user)

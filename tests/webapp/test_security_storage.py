@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -19,32 +18,13 @@ from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset
 from webapp.experiments import actions, quota
 from webapp.experiments.models import Experiment
-from webapp.projects.models import Project
 from webapp.tracking import artifacts, ingest, tokens
 
+from ..conftest import STORAGE_QUOTA
 from ..hostile import table_csv
 
 pytestmark = pytest.mark.django_db
-QUOTA = 1000  # bytes
-
-
-@pytest.fixture
-def media(settings: Any, tmp_path: Path) -> Path:
-    """Storage in a folder of the test's own, and a quota of QUOTA bytes per user."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": tmp_path / "media"}}}
-    settings.FITBOARD_STORAGE_QUOTA_BYTES = QUOTA
-    return tmp_path / "media"
-
-
-@pytest.fixture
-def mallory(project: Project) -> User:
-    """A plain member of the owner's project."""
-    user = User.objects.create_user("mallory", password="mallory-pass-123")
-    project.members.add(user)
-    return user
+QUOTA = STORAGE_QUOTA  # bytes, the media fixture's
 
 
 def stored_files(media: Path) -> dict[str, bytes]:

@@ -256,6 +256,8 @@
     const done = TERMINAL.includes(s.status);
     const cancel = document.getElementById("cancel-form");  // absent: not this user's to cancel
     if (cancel) cancel.hidden = done;
+    const remove = document.getElementById("delete-form");  // absent: not this user's to delete
+    if (remove) remove.hidden = !done;
     const compress = document.getElementById("compress-button");  // absent: nothing to compress
     if (compress) compress.hidden = !s.can_compress;
     showTestMetrics((s.summary || {}).test_metrics);

@@ -166,6 +166,8 @@
     err.textContent = data.error; err.hidden = !data.error;
     const cancel = document.getElementById("cancel-form");  // absent: not this user's to cancel
     if (cancel) cancel.hidden = TERMINAL.includes(data.status);
+    const remove = document.getElementById("delete-form");  // absent with the cancel form
+    if (remove) remove.hidden = !TERMINAL.includes(data.status);
     const done = data.trials.filter((t) => t.state === "complete" && t.value !== null);
     const pick = data.direction === "maximize" ? Math.max : Math.min;
     const best = done.length ? done.find((t) => t.value === pick(...done.map((d) => d.value))) : null;

@@ -153,6 +153,9 @@ def test_a_user_trains_watches_compares_and_downloads_a_run_in_the_browser(page,
     assert growths > 2 * EPOCHS, f"the curve grew {growths} times while running: {running}"
     drawn = page.evaluate(COUNT_POINTS, "chart-loss")
     assert drawn >= max(running) > 0
+    # and the ended run's buttons show without a reload: its checkpoint's download and Delete
+    page.locator("#download-best").wait_for(state="visible", timeout=10_000)
+    page.locator("#delete-form").wait_for(state="visible", timeout=10_000)
 
     # And the diagnostics verdict is shown on the run page and on the diagnostics page
     badge = page.locator("#verdict-badge")

@@ -5,6 +5,7 @@ in use by a queued or running job goes."""
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -90,13 +91,16 @@ def test_the_delete_button_shows_to_those_who_may_change_an_ended_run(media, own
     ended = ended_run(media, owner, project)
     running = ended_run(media, owner, project, status=Experiment.Status.RUNNING)
 
-    def has_button(user: User, run: Experiment) -> bool:
-        page = client_of(user).get(reverse("experiment-detail", args=[run.pk]))
-        return 'id="delete-form"' in page.content.decode()
+    def button(user: User, run: Experiment) -> str | None:
+        """"shown", "hidden" (the page shows it once the run ends) or None (not there)."""
+        page = client_of(user).get(reverse("experiment-detail", args=[run.pk])).content.decode()
+        form = re.search(r'<form [^>]*id="delete-form"[^>]*>', page)
+        return None if form is None else "hidden" if " hidden" in form.group() else "shown"
 
-    assert has_button(owner, ended)
-    assert not has_button(owner, running)  # cancel it first
-    assert not has_button(mallory, ended)  # a plain member's view of another's run
+    assert button(owner, ended) == "shown"
+    assert button(owner, running) == "hidden"  # cancel it first
+    assert button(mallory, ended) is None  # a plain member's view of another's run
+    assert button(mallory, running) is None
 
 
 def test_a_member_cannot_delete_another_members_run(media, owner, mallory, project,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,17 @@ def _quick_password_hashing() -> Iterator[None]:
 
     with override_settings(PASSWORD_HASHERS=["tests.hashers.QuickPBKDF2PasswordHasher"]):
         yield
+
+
+@pytest.fixture
+def one_rate_window() -> None:
+    """Starts the test with 10 s or more of the minute left: the request limits
+    (``webapp.ratelimit``) count per minute, and a test's requests must fall in one minute
+    for its counts to be known."""
+    from webapp import ratelimit  # here: Django's settings are not configured at collection
+
+    if ratelimit.seconds_to_next_window() < 10:
+        time.sleep(ratelimit.seconds_to_next_window() + 0.1)
 
 
 @pytest.fixture

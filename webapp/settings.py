@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "webapp.ratelimit.PageRateMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its refusal.
@@ -300,6 +301,12 @@ FITBOARD_MAX_ACTIVE_JOBS_PER_USER = env_int("FITBOARD_MAX_ACTIVE_JOBS_PER_USER",
 # holds channel-layer group subscriptions in Redis); 0 = no limit. A compare page of 20 runs
 # opens 21, so the default leaves room for several of them beside run pages.
 FITBOARD_MAX_SOCKETS_PER_USER = env_int("FITBOARD_MAX_SOCKETS_PER_USER", 100, minimum=0)
+# Requests one logged-in user's sessions may make in a minute, pages and their JSON alike (429
+# with Retry-After past it), and WebSockets they may open in a minute (closed with 4429 past
+# it; a page's reconnecting loop or a script cannot make the server subscribe and authorise
+# without end); 0 = no limit. A person clicking through pages makes a few dozen.
+FITBOARD_PAGE_RATE_PER_MIN = env_int("FITBOARD_PAGE_RATE_PER_MIN", 1200, minimum=0)
+FITBOARD_SOCKET_RATE_PER_MIN = env_int("FITBOARD_SOCKET_RATE_PER_MIN", 300, minimum=0)
 # Bytes one user may keep in storage (webapp.projects.storage): their data sets, their scripts'
 # artifacts and logged models, their runs' checkpoints; an upload past it is refused, and so is
 # a launch once they are at it; 0 = no limit.

@@ -107,7 +107,7 @@ def test_a_run_without_a_served_model_is_409(api, make_run, finished):
     assert onnx.status_code == 409
 
 
-def test_predictions_past_the_minutes_allowance_get_429(api, finished):
+def test_predictions_past_the_minutes_allowance_get_429(api, finished, one_rate_window):
     run = finished("imdb")
     codes = [api.post(f"runs/{run.pk}/predictions/", {"text": "fine"}).status_code
              for _ in range(serving.TRY_PER_MINUTE)]

@@ -360,7 +360,7 @@ def test_staff_cancel_a_job_of_a_project_they_are_not_in_as_on_the_queue_page(ma
     assert cancelled.json() == {"cancelled": True, "status": "cancelled"}
 
 
-def test_a_token_over_its_rate_gets_429(api, settings):
+def test_a_token_over_its_rate_gets_429(api, settings, one_rate_window):
     settings.FITBOARD_API_RATE_PER_MIN = 2
 
     codes = [api.get("projects/").status_code for _ in range(4)]

@@ -354,7 +354,7 @@ def test_basic_auth_with_the_token_as_password_works(owner, project):
     assert response.json()["experiment"]["experiment_id"] == str(project.pk)
 
 
-def test_a_token_over_its_rate_gets_429(owner, project, settings):
+def test_a_token_over_its_rate_gets_429(owner, project, settings, one_rate_window):
     # given a limit of 3 requests a minute
     settings.FITBOARD_API_RATE_PER_MIN = 3
     raw = tokens.create_token(owner, "laptop", "read", None)[1]
@@ -367,7 +367,7 @@ def test_a_token_over_its_rate_gets_429(owner, project, settings):
     assert codes == [200, 200, 200, 429, 429]
 
 
-def test_a_users_tokens_share_one_allowance(owner, project, settings):
+def test_a_users_tokens_share_one_allowance(owner, project, settings, one_rate_window):
     # given a limit of 4 requests a minute, and a user who made a second token to get more
     settings.FITBOARD_API_RATE_PER_MIN = 4
     first, second = (tokens.create_token(owner, name, "read", None)[1] for name in "ab")

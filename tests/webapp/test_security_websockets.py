@@ -358,3 +358,25 @@ async def test_sockets_opened_at_once_do_not_all_pass_the_limit(owner, run, sett
     assert await refused_for_too_many(path, cookie)
     for client in live:
         await client.disconnect()
+
+
+
+async def test_a_member_opening_sockets_in_a_loop_is_refused_past_the_rate(owner, stranger,
+                                                                           project, run,
+                                                                           settings,
+                                                                           one_rate_window):
+    # given at most 4 sockets opened a minute per user, and no cap on those open at once
+    settings.FITBOARD_SOCKET_RATE_PER_MIN = 4
+    settings.FITBOARD_MAX_SOCKETS_PER_USER = 0
+    await asyncio.to_thread(project.members.add, stranger)
+    cookie = await asyncio.to_thread(session_cookie, owner)
+    path = fill("ws/runs/<int:pk>/", run)
+
+    # when the owner opens and closes sockets one after the other, 6 times
+    refused = [await refused_for_too_many(path, cookie) for _ in range(6)]
+
+    # then the first 4 are served and the next closed with 4429, while another member of the
+    # project still connects
+    assert refused == [False] * 4 + [True] * 2
+    other = await open_socket(path, stranger)
+    await other.disconnect()

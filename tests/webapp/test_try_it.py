@@ -145,7 +145,7 @@ def test_a_text_longer_than_the_cap_is_refused(owner_client, make_experiment, ar
 
 
 def test_predictions_past_the_minutes_allowance_are_refused(owner_client, make_experiment,
-                                                            archives) -> None:
+                                                            archives, one_rate_window) -> None:
     # given a user who has used up the minute's predictions
     experiment = finished(make_experiment, archives, "imdb")
     codes = [try_it(owner_client, experiment, text="fine").status_code

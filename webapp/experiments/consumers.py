@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
+from webapp import ratelimit
 from webapp.experiments import events, metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects import access
 
-# Close code of a socket past FITBOARD_MAX_SOCKETS_PER_USER (the page tries again later).
+# Close code of a socket past FITBOARD_MAX_SOCKETS_PER_USER open or FITBOARD_SOCKET_RATE_PER_MIN
+# opened this minute (the page tries again later).
 TOO_MANY_SOCKETS = 4429
 
 
@@ -39,7 +42,8 @@ class MemberConsumer(ListeningConsumer):
     """A socket for a logged-in user, authorised at connect and again whenever their access may
     have changed: their session logging out closes it (4401), their removal from a project
     re-runs :meth:`authorise`, which closes it (4403) or changes the groups it hears. A user
-    past FITBOARD_MAX_SOCKETS_PER_USER open sockets has the next one closed at once (4429)."""
+    past FITBOARD_MAX_SOCKETS_PER_USER open sockets, or FITBOARD_SOCKET_RATE_PER_MIN opened in
+    this minute, has the next one closed at once (4429)."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -47,6 +51,11 @@ class MemberConsumer(ListeningConsumer):
             await self.close(code=4401)
             return
         self.joined: list[str] = []
+        if not await sync_to_async(ratelimit.within)(
+                "socket", user, settings.FITBOARD_SOCKET_RATE_PER_MIN):
+            await self.accept()  # as below: the page hears the code only once accepted
+            await self.close(code=TOO_MANY_SOCKETS)
+            return
         # Joined before the check, so a revocation sent while it runs is heard after it.
         self.watch = [events.user_group(user.pk)]
         session_key = getattr(self.scope.get("session"), "session_key", None)

@@ -21,7 +21,7 @@ def try_model(request: HttpRequest, pk: int) -> JsonResponse:
     problem = serving.try_problem(experiment)
     if problem:
         return JsonResponse({"error": problem}, status=409)
-    if not serving.within_rate(request.user.pk):
+    if not serving.within_rate(request.user):
         return JsonResponse({"error": f"at most {serving.TRY_PER_MINUTE} predictions a minute: "
                                       "try again shortly"}, status=429)
     upload = request.FILES.get("image")
@@ -45,7 +45,7 @@ def checkpoint_onnx(request: HttpRequest, pk: int) -> HttpResponse:
     if experiment.is_external or not experiment.is_terminal:
         return HttpResponse("the run has no finished checkpoint to export", status=409,
                             content_type="text/plain; charset=utf-8")
-    if not serving.within_rate(request.user.pk):  # an export costs a model trace
+    if not serving.within_rate(request.user):  # an export costs a model trace
         return HttpResponse(f"at most {serving.TRY_PER_MINUTE} exports and predictions a "
                             "minute: try again shortly", status=429,
                             content_type="text/plain; charset=utf-8")

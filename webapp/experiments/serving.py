@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
 from PIL import Image, UnidentifiedImageError
 
 from training import checkpoints
 from training.checkpoints import Checkpoint
 from training.export import EXPORTED_ARCHS, to_onnx
 from training.spec import missing_plugins, stored_dataset_info
+from webapp import ratelimit
 from webapp.experiments import files
 from webapp.experiments.models import Experiment
 
@@ -80,15 +80,10 @@ def try_problem(experiment: Experiment) -> str | None:
     return None
 
 
-def within_rate(user_id: int) -> bool:
-    """Count one prediction for the user; False once the minute's allowance is spent."""
-    key = f"try-it:{user_id}"
-    cache.add(key, 0, timeout=60)
-    try:
-        return cache.incr(key) <= TRY_PER_MINUTE
-    except ValueError:  # expired between add and incr: a fresh minute
-        cache.add(key, 1, timeout=60)
-        return True
+def within_rate(user: Any) -> bool:
+    """Count one prediction or export for the user; False once the minute's allowance is
+    spent (counted in Redis, so every web process shares it)."""
+    return ratelimit.within("try-it", user, TRY_PER_MINUTE)
 
 
 def image_inputs(data: bytes, input_shape: tuple[int, ...], invert: bool) -> np.ndarray:

@@ -46,7 +46,7 @@ class AnyScope(BasePermission):
 
 
 def _within_rate(request: Request, what: str) -> None:
-    if not serving.within_rate(request.user.pk):
+    if not serving.within_rate(request.user):
         raise Throttled(detail=f"at most {serving.TRY_PER_MINUTE} {what} a minute: try again "
                                "shortly")
 

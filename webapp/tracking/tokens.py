@@ -8,22 +8,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import logging
 import secrets
-import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from webapp import ratelimit
 from webapp.projects.models import Project
 from webapp.tracking.models import ApiToken
-
-logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "fb_"
 SHOWN_CHARS = 10  # of the token, kept to tell tokens apart ("fb_" and 7 random characters)
@@ -86,38 +81,8 @@ def authenticate(header: str) -> ApiToken | None:
     return token
 
 
-# --- The rate limit: a fixed one-minute window per user, counted in Redis ------------------------
-
-_client: redis.Redis | None = None
-_client_lock = threading.Lock()
-
-
-def _redis() -> redis.Redis:
-    global _client
-    with _client_lock:
-        if _client is None:
-            _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-        return _client
-
-
 def within_rate(token: ApiToken) -> bool:
     """Count one request of ``token``; False when its user's tokens together are over
-    FITBOARD_API_RATE_PER_MIN in this minute (counted per token, a user who made 100 tokens had
-    100 times the allowance). Shared by every web process through Redis; when Redis does not
-    answer the request goes through (the limit protects the database, which is up, from a
-    runaway script)."""
-    window = int(time.time() // 60)
-    # Keyed by the user's id and the moment they joined, not the id alone: ids come back after
-    # a database is reset.
-    user = token.user
-    key = (f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:api-rate:"
-           f"{user.pk}-{user.date_joined.timestamp():.6f}:{window}")
-    try:
-        pipe = _redis().pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count = int(pipe.execute()[0])
-    except redis.RedisError:
-        logger.warning("rate limit not counted: Redis does not answer", exc_info=True)
-        return True
-    return count <= settings.FITBOARD_API_RATE_PER_MIN
+    FITBOARD_API_RATE_PER_MIN in this minute (counted per user: a user who made 100 tokens
+    would otherwise have 100 times the allowance)."""
+    return ratelimit.within("api", token.user, settings.FITBOARD_API_RATE_PER_MIN)

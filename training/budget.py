@@ -4,8 +4,9 @@ The web process refuses a run no worker can hold before it is queued, so this mo
 with arithmetic on the spec (no torch, nothing allocated: a 6.4e10-parameter MLP is counted in
 microseconds). The counts are exact for every architecture built from scratch (the tests
 compare them with models built on torch's ``meta`` device); activation memory is a rough upper
-estimate. A pretrained model's size comes from its hub files, which validation does not fetch:
-it is not estimated.
+estimate. A model plugin, whose shape only its own code knows, is built on the meta device
+(allocating nothing) and counted there. A pretrained model's size comes from its hub files,
+which validation does not fetch: it is not estimated.
 
 The limits are deployment facts the web app knows from its settings; it installs them once with
 ``configure`` (``training`` never imports Django). Without that, the defaults below apply.
@@ -13,9 +14,16 @@ The limits are deployment facts the web app knows from its settings; it installs
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import torch
+from fitboard_model import plugins
+from fitboard_model.models import build
+from torch import nn
 
 if TYPE_CHECKING:
     from training.data.catalog import DatasetInfo
@@ -104,8 +112,19 @@ def problems(spec: ExperimentSpec, info: DatasetInfo, limits: Limits | None = No
     if size.state_bytes <= limits.memory_gb * GB:
         errors["run.batch_size"] = message
     else:
-        errors[f"model.{SIZE_FIELDS.get(spec.model.arch, 'arch')}"] = message
+        errors[f"model.{_size_field(spec.model.arch)}"] = message
     return errors
+
+
+def _size_field(arch: str) -> str:
+    """The field that sets the architecture's size: a plugin's names it (``size_option``)."""
+    if arch in SIZE_FIELDS:
+        return SIZE_FIELDS[arch]
+    try:
+        option = getattr(plugins.load(plugins.MODELS, arch), "size_option", "")
+    except plugins.PluginMissing:
+        option = ""
+    return f"plugin_config.{option}" if option else "arch"
 
 
 # The field that sets each architecture's size, where a too-large model's error goes.
@@ -140,7 +159,39 @@ def _count(model: ModelSpec, info: DatasetInfo) -> tuple[int, int] | None:
         return _recurrent(model, outputs)
     if model.arch == "transformer":
         return _transformer(model, outputs)
+    if model.arch != "pretrained" and info.modality != "text":
+        return _plugin(json.dumps(model.to_dict(), sort_keys=True), info.input_shape, outputs)
     return None
+
+
+@functools.lru_cache(maxsize=256)  # a large plugin model takes tens of milliseconds to count
+def _plugin(model: str, shape: tuple[int, ...], outputs: int) -> tuple[int, int] | None:
+    """A model plugin's size: its own code builds it on the meta device (nothing allocated),
+    which gives the parameters exactly; one forward pass of a meta sample gives the
+    activations, as every leaf module's output. None for a plugin that does not build or run
+    on the meta device (a text plugin's vocabulary, say, comes with its data): unestimated,
+    as a pretrained model is, and the worker's memory guard still holds."""
+    activations = 0
+
+    def count(module: nn.Module, inputs: object, output: object) -> None:
+        nonlocal activations
+        if isinstance(output, torch.Tensor):
+            activations += output.numel()  # of one sample: the batch is 1
+
+    try:
+        with torch.device("meta"):
+            net = build(json.loads(model), shape, outputs)
+            leaves = [m.register_forward_hook(count) for m in net.modules()
+                      if not list(m.children())]
+            # In eval mode: batch norm in training mode refuses one sample once the map is
+            # 1×1; the shapes, which are all that is counted, are the same.
+            net.eval()(torch.empty((1, *shape)))
+    except Exception:  # noqa: BLE001 - any failure of the plugin's code only means no estimate
+        return None
+    for hook in leaves:
+        hook.remove()
+    parameters = sum(p.numel() for p in net.parameters())
+    return parameters, math.prod(shape) + activations
 
 
 def _linear(n_in: int, n_out: int) -> int:

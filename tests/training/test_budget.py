@@ -100,3 +100,30 @@ def test_more_devices_than_the_workers_have_are_refused():
 
     assert errors == {"run.devices": "this deployment's workers have at most 4 devices for one "
                                      "run"}
+
+
+@pytest.mark.parametrize("config", [{}, {"width": 64, "blocks": 6}])
+def test_a_plugin_models_parameters_are_counted_as_built(config):
+    # given the example plugin's model (packages/fitboard-example-plugin) on its own data set
+    run_spec = ExperimentSpec.from_dict({"data": {"dataset": "shapes"},
+                                         "model": {"arch": "mobilenet", "plugin_config": config}})
+    info = run_spec.data.info()
+    built = build_model(run_spec.model, info.input_shape, info.num_classes)
+
+    # when its size is estimated, then its parameters are the built model's and its
+    # activations at least its input and logits
+    estimate = budget.estimate(run_spec, info)
+    assert estimate is not None
+    assert estimate.parameters == sum(p.numel() for p in built.parameters())
+    assert estimate.activation_bytes > 0
+
+
+def test_a_plugin_model_too_large_for_the_workers_is_refused_on_its_size_option():
+    run_spec = ExperimentSpec.from_dict({"data": {"dataset": "shapes"},
+                                         "model": {"arch": "mobilenet",
+                                                   "plugin_config": {"width": 256, "blocks": 8}}})
+
+    errors = budget.problems(run_spec, run_spec.data.info(), budget.Limits(memory_gb=0.001))
+
+    assert list(errors) == ["model.plugin_config.width"]
+    assert errors["model.plugin_config.width"].endswith("the limit is 1 MB per run")

@@ -435,14 +435,18 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "fitboard@localhost")
 FITBOARD_SITE_URL = env_str("FITBOARD_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 if not FITBOARD_SITE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("FITBOARD_SITE_URL must start with http:// or https://")
-# Outbound webhooks: each delivery is a Celery task on FITBOARD_NOTIFY_QUEUE (give that queue a
-# worker of its own, and deliveries never wait behind a training); an attempt that fails (no
+# Outbound webhooks and e-mail: each delivery is a Celery task on FITBOARD_NOTIFY_QUEUE, which
+# `manage.py up` and `manage.py worker` give a worker of its own with FITBOARD_NOTIFY_THREADS
+# threads (launch.notify_plan): a slow receiver holds one of those threads, never a training
+# worker, and deliveries never wait behind a training. A training queue here ("default") makes
+# the training workers deliver instead, one job at a time, as before. An attempt that fails (no
 # 2xx within FITBOARD_WEBHOOK_TIMEOUT_S) is tried again up to FITBOARD_WEBHOOK_RETRIES times,
 # FITBOARD_WEBHOOK_BACKOFF_S seconds after the first failure, then twice as long each time.
 # Targets on private, loopback, link-local or otherwise non-public addresses are refused (a
 # member must not make the server call its own network or a cloud metadata service) unless
 # FITBOARD_WEBHOOK_ALLOW_PRIVATE is on, for receivers on the same network.
-FITBOARD_NOTIFY_QUEUE = env_str("FITBOARD_NOTIFY_QUEUE", "default")
+FITBOARD_NOTIFY_QUEUE = env_str("FITBOARD_NOTIFY_QUEUE", "notify")
+FITBOARD_NOTIFY_THREADS = env_int("FITBOARD_NOTIFY_THREADS", 8, minimum=1)
 FITBOARD_WEBHOOK_RETRIES = env_int("FITBOARD_WEBHOOK_RETRIES", 5, minimum=0)
 FITBOARD_WEBHOOK_TIMEOUT = env_int("FITBOARD_WEBHOOK_TIMEOUT_S", 10, minimum=1)
 FITBOARD_WEBHOOK_BACKOFF: float = env_int("FITBOARD_WEBHOOK_BACKOFF_S", 30, minimum=0)

@@ -1,7 +1,8 @@
 """The real stack for end-to-end tests: ``manage.py up`` (migrate, Redis unless REDIS_URL, two
-Celery workers, Daphne) on a free port, with its own database and media folder. Its workers
-take the ``gpu`` and ``default`` queues only: the CPU queues are left to the workers a test
-starts itself (``Stack.start_worker``), so its jobs land where it expects."""
+Celery workers, the notifications worker, Daphne) on a free port, with its own database and
+media folder. Its training workers take the ``gpu`` and ``default`` queues only: the CPU queues
+are left to the workers a test starts itself (``Stack.start_worker``), so its jobs land where it
+expects."""
 
 from __future__ import annotations
 
@@ -96,10 +97,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @contextlib.contextmanager
-def running_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
-    """``manage.py up`` in ``tmp`` until the block ends. Its broker and channel keys carry a
-    prefix of its own, so that two stacks (or a stack and the test session) share one Redis
-    without taking each other's tasks."""
+def running_stack(tmp: Path, workers: int = 2, **extra_env: str) -> Iterator[Stack]:
+    """``manage.py up`` with ``workers`` training workers in ``tmp`` until the block ends. Its
+    broker and channel keys carry a prefix of its own, so that two stacks (or a stack and the
+    test session) share one Redis without taking each other's tasks."""
     port = free_port()
     db_url, db_name = database_url(tmp)
     env = {
@@ -123,7 +124,7 @@ def running_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "up", "--port", str(port), "--no-demo",
-             "--workers", "2", "--queues", "gpu,default"],
+             "--workers", str(workers), "--queues", "gpu,default"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

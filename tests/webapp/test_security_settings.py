@@ -192,7 +192,7 @@ def test_compose_runs_redis_with_a_password_that_web_and_workers_use():
     password = command[command.index("--requirepass") + 1]
     assert password.startswith("${REDIS_PASSWORD:?")  # compose refuses to start without one
     assert "ports" not in services["redis"]
-    for name in ("web", "worker", "migrate"):
+    for name in ("web", "worker", "notify", "migrate"):
         env = services[name]["environment"]
         assert env["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?"), name
         assert env["FITBOARD_ENV"] == "${FITBOARD_ENV:-production}", name

@@ -14,7 +14,13 @@ from django.core.management.base import CommandError
 
 from training.reporter import MemoryReporter
 from training.spec import ExperimentSpec, RunSpec, SpecError
-from webapp.experiments.launch import Children, parse_gpus, plan_workers, queue_for
+from webapp.experiments.launch import (
+    Children,
+    notify_plan,
+    parse_gpus,
+    plan_workers,
+    queue_for,
+)
 from webapp.experiments.sysmetrics import SystemSampler
 
 
@@ -78,7 +84,42 @@ def test_the_worker_command_lists_what_it_would_start():
     call_command("worker", "--gpus", "0,1", "--dry-run", stdout=out)
 
     assert out.getvalue().splitlines() == ["gpu0@%h: GPU 0, queues gpu,cpu,default",
-                                           "gpu1@%h: GPU 1, queues gpu,cpu,default"]
+                                           "gpu1@%h: GPU 1, queues gpu,cpu,default",
+                                           "notify@%h: CPU, queues notify, 8 threads"]
+
+
+def test_notifications_get_a_worker_of_threads_on_their_queue_alone(settings):
+    settings.FITBOARD_NOTIFY_THREADS = 6
+
+    plan = notify_plan("site-", [q for p in plan_workers([0]) for q in p.queues])
+
+    assert plan is not None and plan.name == "site-notify@%h"
+    assert plan.queues == ("notify",) and plan.gpus == ()
+    command = plan.command()
+    assert command[command.index("-P") + 1] == "threads"
+    assert command[command.index("-c") + 1] == "6"
+    assert command[command.index("-Q") + 1] == "notify"
+
+
+@pytest.mark.parametrize("queue", ["default", "gpu", "cpu", "gpu.2", "mine"])
+def test_a_notify_queue_the_training_workers_consume_gets_no_thread_pool(settings, queue):
+    # (a thread pool taking a training or a study's driver would run it beside the others)
+    settings.FITBOARD_NOTIFY_QUEUE = queue
+
+    assert notify_plan("", ["gpu", "mine"]) is None
+
+
+def test_the_worker_command_starts_the_notifications_worker_alone_or_not_at_all(settings):
+    alone, without = io.StringIO(), io.StringIO()
+
+    call_command("worker", "--gpus", "0", "--notify-only", "--dry-run", stdout=alone)
+    call_command("worker", "--gpus", "0", "--no-notify", "--dry-run", stdout=without)
+    settings.FITBOARD_NOTIFY_QUEUE = "default"
+    with pytest.raises(CommandError, match="FITBOARD_NOTIFY_QUEUE"):
+        call_command("worker", "--notify-only", "--dry-run", stdout=io.StringIO())
+
+    assert alone.getvalue().splitlines() == ["notify@%h: CPU, queues notify, 8 threads"]
+    assert without.getvalue().splitlines() == ["gpu0@%h: GPU 0, queues gpu,cpu,default"]
 
 
 def test_the_sampler_logs_cpu_and_ram_beside_the_run():

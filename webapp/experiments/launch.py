@@ -1,6 +1,6 @@
-"""Starting Fitboard's processes: Celery workers (one per GPU, or one on the CPU), the bundled
-Redis and the web server, as children that stop together. ``manage.py up`` and ``manage.py
-worker`` both launch through here."""
+"""Starting Fitboard's processes: Celery workers (one per GPU, or one on the CPU, and one for
+notifications), the bundled Redis and the web server, as children that stop together.
+``manage.py up`` and ``manage.py worker`` both launch through here."""
 
 from __future__ import annotations
 
@@ -48,9 +48,11 @@ class WorkerPlan:
     queues: tuple[str, ...]
     gpus: tuple[int, ...] = ()
     threads: int | None = None  # torch threads; None keeps FITBOARD_TORCH_THREADS
+    pool: str = "solo"  # Celery's -P: "solo" runs one job in the worker itself
+    concurrency: int = 1  # jobs at once (the threads of a "threads" pool)
 
     def command(self) -> list[str]:
-        return worker_command(self.name, ",".join(self.queues))
+        return worker_command(self.name, ",".join(self.queues), self.pool, self.concurrency)
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         env = dict(base)
@@ -85,6 +87,28 @@ def plan_workers(gpus: list[int], per_worker: int = 1, prefix: str = "",
     ]
 
 
+def is_training_queue(queue: str) -> bool:
+    """Whether ``queue`` is one the training workers consume (see ``queue_for``)."""
+    return queue in (CPU_QUEUE, GPU_QUEUE, DEFAULT_QUEUE) or queue.startswith(f"{GPU_QUEUE}.")
+
+
+def notify_plan(prefix: str = "", training_queues: list[str] | tuple[str, ...] = ()
+                ) -> WorkerPlan | None:
+    """The notifications worker: FITBOARD_NOTIFY_QUEUE alone, on FITBOARD_NOTIFY_THREADS
+    threads. A delivery mostly waits on a receiver (up to FITBOARD_WEBHOOK_TIMEOUT_S an
+    attempt), which a training worker would spend idle and every queued training with it, while
+    threads wait on several at once. Each thread opens a database connection of its own
+    (Django's are per thread), which Celery's Django fix-up closes after every task, as
+    CONN_MAX_AGE is 0. None when FITBOARD_NOTIFY_QUEUE is a training queue (or one of
+    ``training_queues``): its training workers deliver, one job at a time, and a thread pool
+    must never take a training or a study's driver."""
+    queue = settings.FITBOARD_NOTIFY_QUEUE
+    if is_training_queue(queue) or queue in training_queues:
+        return None
+    return WorkerPlan(f"{prefix}notify@%h", (queue,), pool="threads",
+                      concurrency=settings.FITBOARD_NOTIFY_THREADS)
+
+
 def visible_gpus() -> list[int]:
     """Indices of this machine's GPUs (those CUDA_VISIBLE_DEVICES lists, when set), read with
     NVML, so the launcher never initialises CUDA; none without the driver."""
@@ -117,13 +141,16 @@ def parse_gpus(value: str) -> list[int]:
     return gpus
 
 
-def worker_command(name: str, queues: str = "gpu,cpu,default") -> list[str]:
-    """The command line of one Celery worker process running one job at a time; ``name`` is its
-    node name (``%h`` becomes the host name). Trainings go to ``gpu``/``cpu`` (see
-    ``queue_for``), a study's driver and watchdog to ``default``; a worker on ``gpu`` alone
-    never holds a watchdog."""
-    return [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-P", "solo", "-Q", queues,
-            "-c", "1", "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+def worker_command(name: str, queues: str = "gpu,cpu,default", pool: str = "solo",
+                   concurrency: int = 1) -> list[str]:
+    """The command line of one Celery worker process, by default running one job at a time in
+    itself; ``name`` is its node name (``%h`` becomes the host name). Trainings go to
+    ``gpu``/``cpu`` (see ``queue_for``), a study's driver and watchdog to ``default``; a worker
+    on ``gpu`` alone never holds a watchdog. Notifications have a worker of their own
+    (``notify_plan``)."""
+    return [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-P", pool, "-Q", queues,
+            "-c", str(concurrency), "-n", name, "--loglevel", "INFO", "--without-gossip",
+            "--without-mingle"]
 
 
 def free_port() -> int:

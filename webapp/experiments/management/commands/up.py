@@ -1,6 +1,6 @@
 """``manage.py up``: migrate, create the first user, start Redis (bundled, unless REDIS_URL is
-set), Celery workers (FITBOARD_UP_WORKERS) and the ASGI server as child processes, seed a demo;
-print the banner once the URL answers; Ctrl-C stops all."""
+set), Celery workers (FITBOARD_UP_WORKERS, and one for notifications) and the ASGI server as
+child processes, seed a demo; print the banner once the URL answers; Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from webapp.experiments.bootstrap import ensure_admin
 from webapp.experiments.launch import (
     Children,
     free_port,
+    notify_plan,
     wait_for_url,
     worker_command,
     worker_memory,
@@ -31,8 +32,8 @@ __all__ = ["Command", "free_port", "worker_command"]
 
 
 class Command(BaseCommand):
-    help = ("Start Fitboard: database, Redis, workers (FITBOARD_UP_WORKERS), the web server "
-            "and a demo run.")
+    help = ("Start Fitboard: database, Redis, workers (FITBOARD_UP_WORKERS, and one for "
+            "notifications), the web server and a demo run.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("FITBOARD_HOST", "127.0.0.1"))
@@ -68,6 +69,9 @@ class Command(BaseCommand):
         for index in range(workers):
             self.children.spawn(worker_command(f"worker-{os.getpid()}-{index}@%h", queues),
                                 worker_env, restart=True)
+        notify = notify_plan(f"{os.getpid()}-", queues.split(","))
+        if notify is not None:
+            self.children.spawn(notify.command(), worker_env, restart=True)
         server = self.children.spawn([python, "-m", "webapp.serve", "-b", host, "-p", str(port),
                                       "webapp.asgi:application"], env)
         url = f"http://{host}:{port}/"
@@ -77,6 +81,9 @@ class Command(BaseCommand):
             subprocess.run([python, manage, "demo"], env=env, check=True)
         self.stdout.write(self.style.SUCCESS(f"\nFitboard is running at {url}"))
         self.stdout.write(workers_line(workers, worker_env.get("FITBOARD_TORCH_THREADS")))
+        if notify is not None:
+            self.stdout.write(f"Notifications: a worker of their own on the {notify.queues[0]} "
+                              f"queue, {notify.concurrency} deliveries at once.")
         if password is not None:
             self.stdout.write(f"Log in as '{user.username}' with password: {password}")
             self.stdout.write("(shown once; set FITBOARD_ADMIN_PASSWORD to choose it)")

@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 
 from webapp.experiments import external, metric_store
 from webapp.experiments.models import Experiment
@@ -286,3 +287,71 @@ def test_a_first_point_at_step_0_arriving_after_later_steps_keeps_its_step(
     # then every point keeps the step it was logged at
     history = tracking.get_metric_history(run.info.run_id, "loss")
     assert sorted((m.step, m.value) for m in history) == [(s, loss(s)) for s in range(4)]
+
+
+
+def test_evaluations_logged_without_steps_are_read_at_the_training_steps_of_their_times(
+        tracking: MlflowClient) -> None:
+    # given Keras's autolog with log_every_n_steps=1: the loss at each step from 1, each
+    # evaluation without a step (step 0), sent asynchronously: each evaluation arrives after a
+    # few of the next epoch's steps, so the first comes when no other metric has a step 0
+    mlflow.set_experiment("vision")
+    run_id = tracking.create_run(mlflow.get_experiment_by_name("vision").experiment_id
+                                 ).info.run_id
+    late = 3  # steps of the next epoch that arrive before an evaluation
+
+    def at(step: int) -> int:  # the script's clock (ms) at a step; an evaluation half a step on
+        return 1_700_000_000_000 + 1000 * step
+
+    def send(steps: range) -> None:
+        tracking.log_batch(run_id, [Metric("loss", loss(step), at(step), step) for step in steps])
+
+    def evaluate(step: int) -> None:
+        tracking.log_batch(run_id, [Metric("validation_loss", loss(step) + 0.1, at(step) + 500,
+                                           0)])
+
+    for epoch in range(EPOCHS):
+        first = epoch * STEPS + 1
+        send(range(first, first + late))
+        if epoch:
+            evaluate(epoch * STEPS)
+        send(range(first + late, first + STEPS))
+    evaluate(EPOCHS * STEPS)
+    tracking.set_terminated(run_id)
+
+    # then each evaluation is read at its epoch's last training step: the training loss at
+    # each is the mean of its epoch's steps, and the first evaluation is not lost before them
+    stored = Experiment.objects.get(pk=int(run_id))
+    evaluations = external.evaluation_history(stored.pk, stored.progress["keys"],
+                                              external.unstepped(stored.progress))
+    assert evaluations.history["val_loss"] == pytest.approx(
+        [loss((epoch + 1) * STEPS) + 0.1 for epoch in range(EPOCHS)])
+    assert evaluations.history["train_loss"] == pytest.approx(
+        [sum(loss(step) for step in range(epoch * STEPS + 1, (epoch + 1) * STEPS + 1)) / STEPS
+         for epoch in range(EPOCHS)])
+    assert stored.verdict_kind == "healthy", stored.verdict["headline"]
+
+
+def test_points_of_step_0_sent_again_are_not_new_points(tracking: MlflowClient) -> None:
+    # given a run that logged an epoch at step 0 and evaluations without steps, then had its
+    # model logged, which sends every point of step 0 again (as MLflow's log_model does)
+    mlflow.set_experiment("vision")
+    run_id = tracking.create_run(mlflow.get_experiment_by_name("vision").experiment_id
+                                 ).info.run_id
+    logged = [Metric("loss", loss(0), 1_000, 0), Metric("loss", loss(10), 2_000, 1)] + [
+        Metric("validation_loss", loss(10 * epoch) + 0.1, 1_500 + 1_000 * epoch, 0)
+        for epoch in range(2)]
+    tracking.log_batch(run_id, logged)
+    again = [metric for metric in logged if metric.step == 0]
+    tracking.log_batch(run_id, again)
+
+    # when a new point logged without a step carries a value logged before
+    tracking.log_batch(run_id, [Metric("validation_loss", loss(0) + 0.1, 3_500, 0)])
+
+    # then the points sent again were not stored again, and the new one was
+    stored = Experiment.objects.get(pk=int(run_id))
+    curves = metric_store.read(stored.pk)
+    assert curves["train_loss"].values.tolist() == [loss(0), loss(10)]
+    assert curves["val_loss"].values.tolist() == pytest.approx(
+        [loss(0) + 0.1, loss(10) + 0.1, loss(0) + 0.1])
+    assert len(tracking.get_metric_history(run_id, "validation_loss")) == 3

@@ -36,6 +36,8 @@ from webapp.tracking import ingest
     ("eval_top1", "val_acc"), ("val_acc1", "val_acc"),
     # Keras's MLflow callback's evaluation logs
     ("validation_accuracy", "val_acc"),
+    # Lightning's LearningRateMonitor: per optimizer, per parameter group
+    ("lr-Adam", "lr"), ("lr-AdamW/pg2", "lr"), ("lr-SGD-1", "lr"), ("lr-Adam/backbone", "lr"),
 ])
 def test_a_librarys_names_map_to_the_diagnostics_names(logged, stored):
     assert conventional(logged) == stored
@@ -43,7 +45,9 @@ def test_a_librarys_names_map_to_the_diagnostics_names(logged, stored):
 
 @pytest.mark.parametrize("logged", [
     "epoch", "step", "grad_norm", "test_loss", "test/accuracy", "train_rmse", "val_f1",
-    "eval_runtime", "lr-Adam", "loss_scale_factor", "",
+    "eval_runtime", "loss_scale_factor", "",
+    # LearningRateMonitor's momentum and weight decay; "lr-" and a word that names no optimizer
+    "lr-Adam-momentum", "lr-Adam/pg1-momentum", "lr-SGD-weight_decay", "lr-decay", "lr-warmup",
     # Trainer's timings and sums, f1
     "train_runtime", "train_samples_per_second", "total_flos", "eval_f1",
     "eval_samples_per_second",

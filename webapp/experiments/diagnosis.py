@@ -67,8 +67,8 @@ def warm_start_remedy(experiment: Experiment) -> list[dict[str, Any]]:
 def history_of(experiment: Experiment) -> dict[str, list[float]]:
     """The run's per-epoch history (an external run's: one entry per validation point)."""
     if experiment.is_external:
-        return external.evaluation_history(experiment.pk,
-                                           experiment.progress.get("keys", {})).history
+        return external.evaluation_history(experiment.pk, experiment.progress.get("keys", {}),
+                                           external.unstepped(experiment.progress)).history
     return epoch_history(experiment.pk)
 
 

@@ -20,7 +20,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -70,6 +70,12 @@ MEASURES = {"loss": "loss", "acc": "acc", "accuracy": "acc", "acc1": "acc", "top
 IMPLICIT = ("loss", "acc", "accuracy", "rmse", "mae", "root", "mean", "multiclassaccuracy",
             "binaryaccuracy", "meanabsoluteerror")
 RATES = ("lr", "learning_rate")  # stored as "lr"
+# Lightning's LearningRateMonitor names a rate "lr-" and the optimizer's class ("lr-Adam"), with
+# "-1", "-2" for more optimizers of one class and "/pg1", "/pg2" (or the group's "name") for
+# each of several parameter groups: each is a rate, and the first to come is stored as "lr". Its
+# "-momentum" and "-weight_decay" are not. A class name starts with a capital, so "lr-decay" or
+# "lr-warmup" are not read as rates.
+RATE_MONITOR = re.compile(r"lr-[A-Z]\w*(?:-\d+)?(?:/[^/]+)?(?<!-momentum)(?<!-weight_decay)")
 SUFFIXES = ("step", "epoch")
 WORDS = re.compile(r"[\s_/.\-]+")
 
@@ -79,7 +85,7 @@ def conventional(name: str) -> str | None:
     words = [word for word in WORDS.split(name.strip().lower()) if word]
     if len(words) > 1 and words[-1] in SUFFIXES:
         words = words[:-1]
-    if "_".join(words) in RATES:
+    if "_".join(words) in RATES or RATE_MONITOR.fullmatch(name.strip()):
         return "lr"
     if not words:
         return None
@@ -148,11 +154,14 @@ class Evaluations(NamedTuple):
 TRAINING_ONLY_EVALS = 30
 
 
-def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None) -> Evaluations:
+def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
+                       unstepped: Collection[str] = ()) -> Evaluations:
     """One value per evaluation for each diagnostics metric of an external run, and why there
     is none ("" when there is). Without a validation loss, the training loss's stretches (see
     TRAINING_ONLY_EVALS) stand for the evaluations. ``keys`` is the run's table of names
-    ({logged: stored}), which tells where other training curves are (see epoch_axis)."""
+    ({logged: stored}), which tells where other training curves are (see epoch_axis);
+    ``unstepped`` the stored metrics logged without steps (see ``unstepped``), whose points
+    are placed on the training loss's steps by their times (see on_training_steps)."""
     series = metric_store.read(run_id, keys=EPOCH_KEYS)
     if "train_loss" not in series:
         return Evaluations({}, (
@@ -160,6 +169,10 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None) -> Ev
             f"yours in the run's `{MAP_TAG}` tag, e.g. {{\"my_loss\": \"train_loss\"}}"))
     train = series["train_loss"]
     validated = "val_loss" in series
+    if "train_loss" not in unstepped:
+        series.update({key: on_training_steps(points, train) for key, points in series.items()
+                       if key.startswith("val_") and key in unstepped})
+        validated = validated and len(series["val_loss"]) > 0
     if validated:
         evals = series["val_loss"].steps
         series.update(epoch_axis(run_id, series, evals, keys or {}))
@@ -181,6 +194,31 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None) -> Ev
             history[key] = interval_means(points.steps, values, evals)
     start = float(train.values[0]) if untrained_start(train.steps, evals, validated) else math.nan
     return Evaluations(history, "", start, validated)
+
+
+def unstepped(progress: Mapping[str, Any]) -> frozenset[str]:
+    """The stored metrics of an external run whose every point was logged without a step
+    (mlflow sends step 0), from its progress (``webapp.tracking.ingest.Numbering``)."""
+    return frozenset(progress.get("numbering", {}).get("zero_steps", ()))
+
+
+def on_training_steps(points: metric_store.Series, train: metric_store.Series
+                      ) -> metric_store.Series:
+    """A validation curve logged without steps beside a training loss logged with them, on
+    the training loss's steps: each point at the last training step logged at or before its
+    time (both from the script's clock). Keras's autolog with ``log_every_n_steps`` logs the
+    loss at each n-th step and ``validation_loss`` at step 0 after each evaluation: numbered in
+    the order they arrive, mlflow's asynchronous logging put the first evaluation before all
+    training and the others steps late. Points before any training are dropped; of points at
+    one step, the last is kept."""
+    order = np.argsort(points.times, kind="stable")
+    clock = np.maximum.accumulate(train.times)
+    index = np.searchsorted(clock, points.times[order], side="right") - 1
+    order, index = order[index >= 0], index[index >= 0]
+    steps = train.steps[index]
+    last = np.append(steps[1:] != steps[:-1], True) if len(steps) else np.zeros(0, dtype=bool)
+    return metric_store.Series(steps[last], points.values[order][last],
+                               points.times[order][last])
 
 
 def epoch_axis(run_id: int, series: Mapping[str, metric_store.Series], evals: np.ndarray,
@@ -325,10 +363,10 @@ def verdict(evaluations: Evaluations, spec: Mapping[str, Any], final: bool) -> d
     return diagnose(history, task, None, final=final).to_dict()
 
 
-def live_verdict(run_id: int, spec: Mapping[str, Any], keys: Mapping[str, str]
+def live_verdict(run_id: int, spec: Mapping[str, Any], progress: Mapping[str, Any]
                  ) -> dict[str, Any] | None:
     """The verdict of a running external run so far (None before its first evaluation)."""
-    evaluations = evaluation_history(run_id, keys)
+    evaluations = evaluation_history(run_id, progress.get("keys", {}), unstepped(progress))
     if not evaluations.history:
         return None
     return verdict(evaluations, spec, final=False)
@@ -336,7 +374,8 @@ def live_verdict(run_id: int, spec: Mapping[str, Any], keys: Mapping[str, str]
 
 def final_verdict(run: Experiment) -> dict[str, Any]:
     """The verdict stored when an external run ends ({} when its names do not map)."""
-    evaluations = evaluation_history(run.pk, run.progress.get("keys", {}))
+    evaluations = evaluation_history(run.pk, run.progress.get("keys", {}),
+                                     unstepped(run.progress))
     return verdict(evaluations, run.spec, final=True) if evaluations.history else {}
 
 
@@ -351,7 +390,7 @@ def page_context(run: Experiment) -> dict[str, Any]:
     tags = run.spec.get("tags", {})
     task = task_kind(tags, declared_classes(tags, run.spec.get("params", {})),
                      {"val_acc", "train_acc"} & stored)
-    evaluations = (evaluation_history(run.pk, keys) if keys
+    evaluations = (evaluation_history(run.pk, keys, unstepped(run.progress)) if keys
                    else Evaluations({}, "no metrics logged yet"))
     return {
         "params": sorted(run.spec.get("params", {}).items()),

@@ -182,7 +182,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         judged = ((evaluated or training_only) and not row.is_terminal
                   and _verdict_due(progress, now.timestamp()))
         if judged:
-            verdict = external.live_verdict(row.pk, spec, keys)
+            verdict = external.live_verdict(row.pk, spec, progress)
             progress["verdict"], progress["verdict_at"] = verdict, now.timestamp()
             changes["verdict_kind"] = (verdict or {}).get("kind", "")
             row.signal_verdict(changes["verdict_kind"], row.verdict_kind, final=False)
@@ -214,9 +214,47 @@ def _stored_points(run_id: int, columns: Mapping[str, Columns], keys: dict[str, 
             stored = keys.get(key) or external.assign(key, mapping, keys)
         except external.MetricMapError as exc:
             raise IngestError(str(exc)) from None
-        steps = numbering.number(stored, logged_steps)
+        logged_steps, values, times = _not_resent(run_id, stored, logged_steps, values, times,
+                                                  numbering)
+        if not logged_steps:
+            continue
+        steps = numbering.number(stored, logged_steps, times)
         batch.setdefault(stored, []).extend(zip(steps, values, times, strict=True))
     return batch
+
+
+def _not_resent(run_id: int, stored: str, steps: Sequence[int], values: Sequence[float],
+                times: Sequence[float], numbering: Numbering) -> Columns:
+    """A metric's points less those logged at step 0 that the run already holds, sent again:
+    ``mlflow.<flavor>.log_model()`` re-sends every point the run logged at step 0 (to link it
+    to the model: Keras's autolog logs its evaluations so, and its first epoch), and MLflow's
+    server ignores a point whose name, step, value and time it holds. A point at another step
+    replaces its step's, but one at step 0 is numbered anew (``Numbering``), so it is compared
+    with the stored points of the metric: read only when it is no later than the metric's
+    latest point at step 0 (a script logging without steps sends later ones)."""
+    if 0 not in steps:
+        return steps, values, times
+    latest = numbering.zero_times.get(stored)
+    held: set[tuple[float | None, float]] = set()
+    if latest is not None and any(s == 0 and t <= latest for s, t in zip(steps, times,
+                                                                         strict=True)):
+        found = metric_store.read(run_id, [stored]).get(stored)
+        if found is not None:
+            held = {(_comparable(v), t) for v, t in zip(found.values.tolist(),
+                                                         found.times.tolist(), strict=True)}
+    kept = []
+    for step, value, time in zip(steps, values, times, strict=True):
+        if step == 0:
+            if (_comparable(value), time) in held:
+                continue
+            held.add((_comparable(value), time))
+        kept.append((step, value, time))
+    return [p[0] for p in kept], [p[1] for p in kept], [p[2] for p in kept]
+
+
+def _comparable(value: float) -> float | None:
+    """A value as points are compared: NaN equals NaN (MLflow stores it as a flag)."""
+    return None if math.isnan(value) else value
 
 
 @dataclass
@@ -240,19 +278,28 @@ class Numbering:
     stepless: set[str]  # stored metrics that were numbered so
     zero_steps: set[str]  # stored metrics whose every point was logged at step 0
     zeroed: set[str]  # stored metrics that have a point at step 0
+    # the latest time (unix seconds) of a point logged at step 0, by stored metric: a point
+    # sent again is no later (see _not_resent)
+    zero_times: dict[str, float]
 
     @classmethod
     def of(cls, progress: Mapping[str, Any]) -> Numbering:
         state = progress.get("numbering", {})
         return cls(set(progress.get("keys", {}).values()), int(progress.get("step", 0)),
-                   *(set(state.get(name, ())) for name in ("stepless", "zero_steps", "zeroed")))
+                   stepless=set(state.get("stepless", ())),
+                   zero_steps=set(state.get("zero_steps", ())),
+                   zeroed=set(state.get("zeroed", ())),
+                   zero_times=dict(state.get("zero_times", {})))
 
-    def state(self) -> dict[str, list[str]]:
+    def state(self) -> dict[str, Any]:
         """What the run's progress keeps of it (``numbering``; never sent to its pages)."""
         return {"stepless": sorted(self.stepless), "zero_steps": sorted(self.zero_steps),
-                "zeroed": sorted(self.zeroed)}
+                "zeroed": sorted(self.zeroed), "zero_times": self.zero_times}
 
-    def number(self, stored: str, steps: Sequence[int]) -> list[int]:
+    def number(self, stored: str, steps: Sequence[int], times: Sequence[float]) -> list[int]:
+        for step, time in zip(steps, times, strict=True):
+            if step == 0:
+                self.zero_times[stored] = max(time, self.zero_times.get(stored, time))
         if stored.startswith("system/"):
             return list(steps)
         new = stored not in self.seen
@@ -279,6 +326,8 @@ class Numbering:
             if old in names:
                 names.discard(old)
                 names.add(new)
+        if old in self.zero_times:
+            self.zero_times[new] = self.zero_times.pop(old)
 
 
 def logged_step(progress: Mapping[str, Any], stored: str, step: int) -> int:

@@ -214,6 +214,26 @@ def test_a_run_in_a_repeat_group_leaves_the_group(media, owner, project,
     assert group.source is None
 
 
+def test_a_remedy_starting_from_a_deleted_run_queues_nothing(
+        media, owner, mallory, project, django_capture_on_commit_callbacks):
+    # given the owner's slow run whose remedy proposes starting from mallory's run
+    source = ended_run(media, mallory, project)
+    start = {"key": "warm_start", "title": f"Start from run #{source.pk}",
+             "patch": {"model": {"init_from": source.pk}}}
+    slow = ended_run(media, owner, project, verdict={"kind": "slow", "remedies": [start]})
+    delete(client_of(mallory), source, django_capture_on_commit_callbacks)
+    runs = Experiment.objects.count()
+
+    # when the owner verifies the stale remedy over seeds
+    response = client_of(owner).post(reverse("remedy-verify", args=[slow.pk, "warm_start"]),
+                                     {"count": 2})
+
+    # then it is refused, as applying it is, and no job is queued to fail on its worker
+    assert response.status_code == 400
+    assert f"no run #{source.pk}" in response.content.decode()
+    assert Experiment.objects.count() == runs
+
+
 def test_an_external_runs_artifacts_and_logged_models_go_with_it(
         media, owner, mallory, project, django_capture_on_commit_callbacks):
     run = ingest.create_run(mallory, project, "mallory's", {})

@@ -274,7 +274,11 @@ def test_a_member_cannot_delete_a_webhook_of_a_project_they_do_not_maintain(team
 PRIVATE = ["http://127.0.0.1:8000/", "http://localhost/hook", "http://169.254.169.254/latest/",
            "http://10.1.2.3/", "http://192.168.0.1/", "http://100.64.0.1/", "http://[::1]/",
            "http://[::ffff:127.0.0.1]/", "http://[fe80::1]/", "http://2130706433/",
-           "http://0.0.0.0/", "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/"]
+           "http://0.0.0.0/", "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/",
+           # IPv4-compatible, IPv4-translated (SIIT), local-use NAT64 and site-local forms,
+           # which Python's is_global takes for public
+           "http://[::127.0.0.1]/", "http://[::ffff:0:a9fe:a9fe]/",
+           "http://[64:ff9b:1::a9fe:a9fe]/", "http://[fec0::1]/"]
 
 
 def test_a_webhook_to_a_private_address_is_refused(team):

@@ -199,6 +199,41 @@ def test_a_run_with_a_part_of_another_member_is_not_deleted(
     assert Experiment.objects.count() == 2 and len(stored_files(media)) == 2
 
 
+def test_a_run_with_another_members_logged_model_is_not_deleted(
+        media, owner, mallory, project, django_capture_on_commit_callbacks):
+    # given mallory's run, and a model the owner logged from it (a maintainer may)
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    Experiment.objects.filter(pk=run.pk).update(status=Experiment.Status.SUCCEEDED)
+    model = LoggedModel.objects.create(project=project, source_run=run, name="m",
+                                       created_by=owner)
+    artifacts.store(owner, model.artifacts_root, "model.pkl", BytesIO(b"m" * 100))
+
+    # when mallory deletes her run, from its page and through the API
+    page = delete(client_of(mallory), run, django_capture_on_commit_callbacks)
+    api = client_of(mallory).delete(f"/api/v1/runs/{run.pk}/")
+
+    # then both are refused, and the owner's model and its file stay
+    assert "is another member&#x27;s" in page.content.decode()
+    assert api.status_code == 403
+    assert LoggedModel.objects.filter(pk=model.pk).exists()
+    assert storage.stored_bytes(owner) == 100 and len(stored_files(media)) == 1
+
+
+def test_a_trial_of_a_running_study_is_not_deleted_alone(
+        media, owner, project, django_capture_on_commit_callbacks):
+    # given a running study and one of its ended trials (the study counts its trials to draw
+    # the next and to stop at its budget)
+    study = Experiment.objects.create(project=project, name="study", created_by=owner,
+                                      spec={}, kind=Experiment.Kind.TUNE,
+                                      status=Experiment.Status.RUNNING)
+    trial = ended_run(media, owner, project, parent=study, kind=Experiment.Kind.TRIAL)
+
+    response = delete(client_of(owner), trial, django_capture_on_commit_callbacks)
+
+    assert f"job #{study.pk}, which is running" in response.content.decode()
+    assert Experiment.objects.filter(pk=trial.pk).exists()
+
+
 def test_a_run_in_a_repeat_group_leaves_the_group(media, owner, project,
                                                   django_capture_on_commit_callbacks):
     first = ended_run(media, owner, project)

@@ -150,6 +150,24 @@ def test_a_run_whose_weights_a_queued_fine_tune_starts_from_is_not_deleted(
     assert len(stored_files(media)) == 1
 
 
+def test_a_job_of_another_project_naming_a_runs_id_neither_blocks_nor_is_told(
+        media, owner, stranger, project, django_capture_on_commit_callbacks):
+    # given the owner's run, and a queued job of a project the owner is not in whose spec
+    # names the run's id as its weights (a study's search space may draw any id; a worker
+    # loads weights only from a run of the job's own project)
+    run = ended_run(media, owner, project)
+    hidden = Project.objects.create(name="hidden-okapi")
+    hidden.members.add(stranger)
+    Experiment.objects.create(project=hidden, name="okapi-trial", created_by=stranger,
+                              spec={**IRIS, "model": {**IRIS["model"], "init_from": run.pk}},
+                              kind=Experiment.Kind.TRIAL, status=Experiment.Status.QUEUED)
+
+    response = delete(client_of(owner), run, django_capture_on_commit_callbacks)
+
+    assert "okapi" not in response.content.decode()
+    assert not Experiment.objects.filter(pk=run.pk).exists()
+
+
 def test_a_study_goes_with_its_trials_once_none_runs_and_its_derived_runs_stay(
         media, owner, project, django_capture_on_commit_callbacks):
     # given an ended study whose trial still runs (a cancel it has not heard yet), another
@@ -344,6 +362,24 @@ def test_a_data_set_a_job_trains_on_is_not_deleted(media, owner, project, settin
     assert "Not deleted: train job" in response.content.decode()
     assert Dataset.objects.filter(pk=dataset.pk).exists()
     assert stored_files(media) == before
+
+
+def test_a_job_of_another_project_naming_a_data_set_neither_blocks_nor_is_told(
+        media, owner, stranger, project, settings, django_capture_on_commit_callbacks):
+    # given the owner's data set, and a queued job of a project the owner is not in whose spec
+    # names it (one made before launches were refused that; a worker reads only an upload of
+    # the job's own project)
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 10**6
+    dataset = upload(owner, project)
+    hidden = Project.objects.create(name="hidden-okapi")
+    hidden.members.add(stranger)
+    Experiment.objects.create(project=hidden, name="okapi-run", spec=on_upload(dataset),
+                              created_by=stranger, status=Experiment.Status.QUEUED)
+
+    response = delete_dataset(client_of(owner), dataset, django_capture_on_commit_callbacks)
+
+    assert "okapi" not in response.content.decode()
+    assert not Dataset.objects.filter(pk=dataset.pk).exists()
 
 
 def test_a_data_set_a_study_tunes_on_is_not_deleted(media, owner, project, settings,

@@ -77,7 +77,10 @@ def _check_deletable(user: Any, run: Experiment, runs: list[Experiment]) -> None
         raise InUse(f"run #{run.pk} is a part of {whole.kind} job #{whole.pk}, which is "
                     f"{whole.status}: wait for it to end, or delete the whole once it ended")
     ids = [r.pk for r in runs]
-    starting = Experiment.objects.filter(status__in=ACTIVE).filter(
+    # Of the run's project only: a worker loads weights from a run of the job's own project
+    # (``warmstart.init_weights``), and a job elsewhere naming these ids (a study's search
+    # space may draw any) must neither block the deletion nor be told of.
+    starting = Experiment.objects.filter(status__in=ACTIVE, project_id=run.project_id).filter(
         Q(spec__model__init_from__in=ids) | Q(spec__base__model__init_from__in=ids)).first()
     if starting is not None:
         raise InUse(f"{starting.kind} job #{starting.pk} is {starting.status}, starting from the "
@@ -133,7 +136,9 @@ def dataset_in_use(dataset: Dataset) -> str:
     """Why ``dataset`` may not be deleted now ("" when it may): a queued or running job trains
     on it (a study through its base spec), or a label scan reads it."""
     name = dataset.spec_name
-    job = Experiment.objects.filter(status__in=ACTIVE).filter(
+    # Of its project only: a worker reads an upload for a job of its own project
+    # (``services.local_files``); a job elsewhere naming it is neither a reason nor told of.
+    job = Experiment.objects.filter(status__in=ACTIVE, project_id=dataset.project_id).filter(
         Q(spec__data__dataset=name) | Q(spec__base__data__dataset=name)).order_by("pk").first()
     if job is not None:
         return (f"{job.kind} job #{job.pk} ({job.name}) is {job.status} on this data set: "

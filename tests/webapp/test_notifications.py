@@ -476,6 +476,28 @@ def test_one_members_runs_cannot_flood_the_projects_notifications(
     assert told == [member.pk] * 3 + [owner.pk]
 
 
+def test_deleting_the_runs_told_does_not_renew_a_members_hourly_allowance(
+        team, settings, django_capture_on_commit_callbacks):
+    # given at most 2 notifications an hour per user, and the member's 2 failed runs told
+    owner, member, project = team
+    settings.FITBOARD_NOTIFY_MAX_PER_HOUR = 2
+    EmailSubscription.objects.create(user=owner, project=project, events=["run.failed"])
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(2):
+            running_run(project, member, name=f"spam-{i}").finish(Experiment.Status.FAILED)
+
+    # when the member deletes those runs, and ends 2 more as failed
+    for run in Experiment.objects.filter(created_by=member):
+        logged_in(member).post(reverse("experiment-delete", args=[run.pk]))
+    assert not Experiment.objects.filter(created_by=member).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(2):
+            running_run(project, member, name=f"more-{i}").finish(Experiment.Status.FAILED)
+
+    # then none of those is told: the hour's allowance was spent
+    assert Notification.objects.count() == 2
+
+
 def test_a_webhook_that_keeps_failing_rests_an_hour_while_the_others_are_called(
         team, django_capture_on_commit_callbacks):
     # given two webhooks of the project, the first whose last 5 deliveries failed for good

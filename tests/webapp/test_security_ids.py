@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from webapp.datasets.models import Dataset
+
+from ..hostile import table_csv
 from .test_security_routes import OBJECT_ROUTES
 
 HUGE = "9" * 30  # past 2**63 - 1: SQLite's driver raises OverflowError on it
@@ -69,3 +73,32 @@ def test_no_route_fails_on_huge_ids_in_its_path_or_query(owner_client, pair, rou
             f"{k}={v}" for k, v in query.items()), query)
 
         assert response.status_code < 500, (method, path)
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_the_data_set_pages_and_api_answer_numbers_int_refuses_without_a_500(
+        owner_client, project, bad):
+    # given an uploaded data set (its pages read rows, versions, scans and labels as numbers)
+    response = owner_client.post(reverse("dataset-new"), {
+        "name": "flowers", "project": project.pk, "kind": "csv", "missing": "drop",
+        "task": "classification", "image_size": "16",
+        "file": SimpleUploadedFile("d.csv", table_csv(40))})
+    assert response.status_code == 302
+    pk = Dataset.objects.get().pk
+    owner_client.raise_request_exception = False
+
+    # when each of those numbers is sent as ``bad``
+    answers = [
+        *(owner_client.get(reverse("dataset-labels", args=[pk]), {name: bad})
+          for name in ("scan", "given", "suggested")),
+        owner_client.get(reverse("dataset-diff", args=[pk]), {"from": bad, "to": bad}),
+        owner_client.post(reverse("dataset-labels-scan", args=[pk]), {"folds": bad}),
+        owner_client.post(reverse("dataset-labels-apply", args=[pk]),
+                          {"rows": [bad, "1"], "label_1": bad, "action": "relabel"}),
+        owner_client.post(f"/api/v1/datasets/{pk}/versions/", {"relabel": {bad: 1}},
+                          content_type="application/json"),
+        owner_client.get(f"/api/v1/datasets/{pk}/label-scans/1/previews/", {"rows": bad}),
+    ]
+
+    # then each is answered, never with a server error
+    assert [r.status_code for r in answers if r.status_code >= 500] == []

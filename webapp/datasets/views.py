@@ -65,7 +65,11 @@ PAGE_ROWS = 25  # suspicious rows per page
 
 
 def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().lstrip("-").isdigit() else None
+    if value is None:
+        return None
+    # isascii too: "²" is a digit to isdigit that int refuses.
+    digits = value.strip().removeprefix("-")
+    return int(value) if digits.isascii() and digits.isdigit() else None
 
 
 @require_GET

@@ -93,7 +93,7 @@ MAX_PREVIEWS = 100  # rows one request shows: each decodes a row of the version'
 
 def _asked_rows(text: str) -> list[int]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [part for part in parts if not part.isdigit()]
+    bad = [part for part in parts if not (part.isascii() and part.isdigit())]
     if bad or not parts:
         raise errors.invalid({"rows": f"{bad[0]!r} is not a row id" if bad
                               else "name at least one row"})
@@ -129,7 +129,7 @@ class LabelScanPreviews(APIView):
 
 def _changes(body: dict[str, Any]) -> Any:
     relabel = body.get("relabel") or {}
-    bad = [key for key in relabel if not str(key).isdigit()]
+    bad = [key for key in relabel if not (str(key).isascii() and str(key).isdigit())]
     if bad:
         raise errors.invalid({"relabel": f"{bad[0]!r} is not a row id"})
     if not relabel and not body.get("exclude"):

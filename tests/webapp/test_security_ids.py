@@ -16,7 +16,8 @@ from ..hostile import table_csv
 from .test_security_routes import OBJECT_ROUTES
 
 HUGE = "9" * 30  # past 2**63 - 1: SQLite's driver raises OverflowError on it
-BAD_IDS = [HUGE, "-3", "²", "1e3", str(2**63)]
+LONG = "9" * 5000  # past the 4,300 digits int() reads
+BAD_IDS = [HUGE, "-3", "²", "1e3", str(2**63), LONG]
 
 
 @pytest.fixture
@@ -52,7 +53,9 @@ def test_the_largest_bigint_is_a_run_number_that_does_not_exist(owner_client, pa
 
 
 @pytest.mark.parametrize("query", [{"from": "²"}, {"from": HUGE}, {"dataset": "upload:²"},
-                                   {"dataset": f"upload:{HUGE}"}])
+                                   {"dataset": f"upload:{HUGE}"}, {"from": LONG},
+                                   {"init_from": LONG}, {"project": LONG},
+                                   {"dataset": f"upload:{LONG}"}])
 def test_new_experiment_form_ignores_ids_it_cannot_read(owner_client, query):
     response = owner_client.get(reverse("experiment-new"), query)
 
@@ -102,3 +105,10 @@ def test_the_data_set_pages_and_api_answer_numbers_int_refuses_without_a_500(
 
     # then each is answered, never with a server error
     assert [r.status_code for r in answers if r.status_code >= 500] == []
+
+
+@pytest.mark.parametrize("route", ["group-compare", "group-compare-export"])
+def test_the_group_comparison_answers_a_number_int_refuses_with_a_404(owner_client, route):
+    response = owner_client.get(reverse(route), {"a": LONG, "b": "1"})
+
+    assert response.status_code == 404

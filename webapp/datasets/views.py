@@ -67,9 +67,10 @@ PAGE_ROWS = 25  # suspicious rows per page
 def _int_or_none(value: str | None) -> int | None:
     if value is None:
         return None
-    # isascii too: "²" is a digit to isdigit that int refuses.
+    # isascii too: "²" is a digit to isdigit that int refuses; and int refuses more than
+    # 4,300 digits, where no row, label, version or scan is.
     digits = value.strip().removeprefix("-")
-    return int(value) if digits.isascii() and digits.isdigit() else None
+    return int(value) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
 
 
 @require_GET

@@ -1,6 +1,6 @@
-"""What a plain member can make the server keep or redo for everyone: repeats that train
-nothing new make no new group (each one would sit on the run, study and diagnostics pages of
-every member, read again on every view)."""
+"""What a plain member can make the server keep, redo or fail on for everyone: repeats that
+train nothing new make no new group (each one would sit on the run, study and diagnostics
+pages of every member, read again on every view); ids longer than ``int`` reads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from training.spec import ExperimentSpec
 from webapp.experiments.models import Experiment, RunGroup
+from webapp.tracking import tokens
 
 SMALL = ExperimentSpec().patched({
     "data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
@@ -62,3 +63,18 @@ def test_verifying_a_remedy_again_once_trained_leads_to_its_group(
     # then both lead to the remedy's group there is: no group and no run more
     assert [r["Location"] for r in again] == [first["Location"]] * 2
     assert RunGroup.objects.count() == 2 and Experiment.objects.count() == runs
+
+
+def test_a_logged_model_id_of_more_digits_than_int_reads_is_one_that_does_not_exist(mallory):
+    _, raw = tokens.create_token(mallory, "script", "write", None)
+    client = Client(raise_request_exception=False)
+    model_id = "m-" + "9" * 5000
+
+    answers = [client.generic(method, f"/api/2.0/mlflow/logged-models/{model_id}{tail}",
+                              "{}" if method != "GET" else "", content_type="application/json",
+                              HTTP_AUTHORIZATION=f"Bearer {raw}")
+               for method, tail in (("GET", ""), ("DELETE", ""), ("POST", "/params"),
+                                    ("PATCH", "/tags"))]
+
+    assert [r.status_code for r in answers] == [404] * 4
+    assert answers[0].json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"

@@ -150,6 +150,24 @@ def test_a_run_whose_weights_a_queued_fine_tune_starts_from_is_not_deleted(
     assert len(stored_files(media)) == 1
 
 
+def test_a_job_of_another_project_naming_a_runs_id_neither_blocks_nor_is_told(
+        media, owner, stranger, project, django_capture_on_commit_callbacks):
+    # given the owner's run, and a queued job of a project the owner is not in whose spec
+    # names the run's id as its weights (a study's search space may draw any id; a worker
+    # loads weights only from a run of the job's own project)
+    run = ended_run(media, owner, project)
+    hidden = Project.objects.create(name="hidden-okapi")
+    hidden.members.add(stranger)
+    Experiment.objects.create(project=hidden, name="okapi-trial", created_by=stranger,
+                              spec={**IRIS, "model": {**IRIS["model"], "init_from": run.pk}},
+                              kind=Experiment.Kind.TRIAL, status=Experiment.Status.QUEUED)
+
+    response = delete(client_of(owner), run, django_capture_on_commit_callbacks)
+
+    assert "okapi" not in response.content.decode()
+    assert not Experiment.objects.filter(pk=run.pk).exists()
+
+
 def test_a_study_goes_with_its_trials_once_none_runs_and_its_derived_runs_stay(
         media, owner, project, django_capture_on_commit_callbacks):
     # given an ended study whose trial still runs (a cancel it has not heard yet), another
@@ -199,6 +217,41 @@ def test_a_run_with_a_part_of_another_member_is_not_deleted(
     assert Experiment.objects.count() == 2 and len(stored_files(media)) == 2
 
 
+def test_a_run_with_another_members_logged_model_is_not_deleted(
+        media, owner, mallory, project, django_capture_on_commit_callbacks):
+    # given mallory's run, and a model the owner logged from it (a maintainer may)
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    Experiment.objects.filter(pk=run.pk).update(status=Experiment.Status.SUCCEEDED)
+    model = LoggedModel.objects.create(project=project, source_run=run, name="m",
+                                       created_by=owner)
+    artifacts.store(owner, model.artifacts_root, "model.pkl", BytesIO(b"m" * 100))
+
+    # when mallory deletes her run, from its page and through the API
+    page = delete(client_of(mallory), run, django_capture_on_commit_callbacks)
+    api = client_of(mallory).delete(f"/api/v1/runs/{run.pk}/")
+
+    # then both are refused, and the owner's model and its file stay
+    assert "is another member&#x27;s" in page.content.decode()
+    assert api.status_code == 403
+    assert LoggedModel.objects.filter(pk=model.pk).exists()
+    assert storage.stored_bytes(owner) == 100 and len(stored_files(media)) == 1
+
+
+def test_a_trial_of_a_running_study_is_not_deleted_alone(
+        media, owner, project, django_capture_on_commit_callbacks):
+    # given a running study and one of its ended trials (the study counts its trials to draw
+    # the next and to stop at its budget)
+    study = Experiment.objects.create(project=project, name="study", created_by=owner,
+                                      spec={}, kind=Experiment.Kind.TUNE,
+                                      status=Experiment.Status.RUNNING)
+    trial = ended_run(media, owner, project, parent=study, kind=Experiment.Kind.TRIAL)
+
+    response = delete(client_of(owner), trial, django_capture_on_commit_callbacks)
+
+    assert f"job #{study.pk}, which is running" in response.content.decode()
+    assert Experiment.objects.filter(pk=trial.pk).exists()
+
+
 def test_a_run_in_a_repeat_group_leaves_the_group(media, owner, project,
                                                   django_capture_on_commit_callbacks):
     first = ended_run(media, owner, project)
@@ -212,6 +265,26 @@ def test_a_run_in_a_repeat_group_leaves_the_group(media, owner, project,
     assert list(group.runs.all()) == [second]
     group.refresh_from_db()
     assert group.source is None
+
+
+def test_a_remedy_starting_from_a_deleted_run_queues_nothing(
+        media, owner, mallory, project, django_capture_on_commit_callbacks):
+    # given the owner's slow run whose remedy proposes starting from mallory's run
+    source = ended_run(media, mallory, project)
+    start = {"key": "warm_start", "title": f"Start from run #{source.pk}",
+             "patch": {"model": {"init_from": source.pk}}}
+    slow = ended_run(media, owner, project, verdict={"kind": "slow", "remedies": [start]})
+    delete(client_of(mallory), source, django_capture_on_commit_callbacks)
+    runs = Experiment.objects.count()
+
+    # when the owner verifies the stale remedy over seeds
+    response = client_of(owner).post(reverse("remedy-verify", args=[slow.pk, "warm_start"]),
+                                     {"count": 2})
+
+    # then it is refused, as applying it is, and no job is queued to fail on its worker
+    assert response.status_code == 400
+    assert f"no run #{source.pk}" in response.content.decode()
+    assert Experiment.objects.count() == runs
 
 
 def test_an_external_runs_artifacts_and_logged_models_go_with_it(
@@ -289,6 +362,24 @@ def test_a_data_set_a_job_trains_on_is_not_deleted(media, owner, project, settin
     assert "Not deleted: train job" in response.content.decode()
     assert Dataset.objects.filter(pk=dataset.pk).exists()
     assert stored_files(media) == before
+
+
+def test_a_job_of_another_project_naming_a_data_set_neither_blocks_nor_is_told(
+        media, owner, stranger, project, settings, django_capture_on_commit_callbacks):
+    # given the owner's data set, and a queued job of a project the owner is not in whose spec
+    # names it (one made before launches were refused that; a worker reads only an upload of
+    # the job's own project)
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 10**6
+    dataset = upload(owner, project)
+    hidden = Project.objects.create(name="hidden-okapi")
+    hidden.members.add(stranger)
+    Experiment.objects.create(project=hidden, name="okapi-run", spec=on_upload(dataset),
+                              created_by=stranger, status=Experiment.Status.QUEUED)
+
+    response = delete_dataset(client_of(owner), dataset, django_capture_on_commit_callbacks)
+
+    assert "okapi" not in response.content.decode()
+    assert not Dataset.objects.filter(pk=dataset.pk).exists()
 
 
 def test_a_data_set_a_study_tunes_on_is_not_deleted(media, owner, project, settings,

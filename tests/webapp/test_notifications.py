@@ -274,7 +274,11 @@ def test_a_member_cannot_delete_a_webhook_of_a_project_they_do_not_maintain(team
 PRIVATE = ["http://127.0.0.1:8000/", "http://localhost/hook", "http://169.254.169.254/latest/",
            "http://10.1.2.3/", "http://192.168.0.1/", "http://100.64.0.1/", "http://[::1]/",
            "http://[::ffff:127.0.0.1]/", "http://[fe80::1]/", "http://2130706433/",
-           "http://0.0.0.0/", "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/"]
+           "http://0.0.0.0/", "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/",
+           # IPv4-compatible, IPv4-translated (SIIT), local-use NAT64 and site-local forms,
+           # which Python's is_global takes for public
+           "http://[::127.0.0.1]/", "http://[::ffff:0:a9fe:a9fe]/",
+           "http://[64:ff9b:1::a9fe:a9fe]/", "http://[fec0::1]/"]
 
 
 def test_a_webhook_to_a_private_address_is_refused(team):
@@ -470,6 +474,28 @@ def test_one_members_runs_cannot_flood_the_projects_notifications(
     told = list(Notification.objects.order_by("id").values_list("experiment__created_by",
                                                                 flat=True))
     assert told == [member.pk] * 3 + [owner.pk]
+
+
+def test_deleting_the_runs_told_does_not_renew_a_members_hourly_allowance(
+        team, settings, django_capture_on_commit_callbacks):
+    # given at most 2 notifications an hour per user, and the member's 2 failed runs told
+    owner, member, project = team
+    settings.FITBOARD_NOTIFY_MAX_PER_HOUR = 2
+    EmailSubscription.objects.create(user=owner, project=project, events=["run.failed"])
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(2):
+            running_run(project, member, name=f"spam-{i}").finish(Experiment.Status.FAILED)
+
+    # when the member deletes those runs, and ends 2 more as failed
+    for run in Experiment.objects.filter(created_by=member):
+        logged_in(member).post(reverse("experiment-delete", args=[run.pk]))
+    assert not Experiment.objects.filter(created_by=member).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(2):
+            running_run(project, member, name=f"more-{i}").finish(Experiment.Status.FAILED)
+
+    # then none of those is told: the hour's allowance was spent
+    assert Notification.objects.count() == 2
 
 
 def test_a_webhook_that_keeps_failing_rests_an_hour_while_the_others_are_called(

@@ -184,3 +184,21 @@ def test_a_study_on_another_projects_upload_cannot_promote(owner_client, owner, 
 
     assert "Cannot promote: zoo-data belongs to project zoo" in response.content.decode()
     assert Experiment.objects.count() == runs
+
+
+@pytest.mark.parametrize("route", ["run-repeat", "remedy-verify"])
+def test_repeating_a_run_on_an_upload_the_user_cannot_see_queues_nothing(
+        owner_client, make_experiment, secret_data, route):
+    # given a run of the owner's project whose spec trains on another project's upload
+    run = make_experiment(status=Experiment.Status.SUCCEEDED, spec=spec_on(secret_data.spec_name),
+                          verdict={"kind": "overfitting", "remedies": [REMEDY]})
+    args = [run.pk] if route == "run-repeat" else [run.pk, REMEDY["key"]]
+
+    # when the owner repeats it (or verifies its remedy) over seeds from its pages
+    response = owner_client.post(reverse(route, args=args), {"count": 2})
+
+    # then it is refused as the API refuses it, naming nothing of the hidden project
+    assert response.status_code == 400
+    assert "not a dataset of your projects" in response.content.decode()
+    assert "okapi" not in response.content.decode()
+    assert Experiment.objects.count() == 1

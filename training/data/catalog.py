@@ -129,8 +129,9 @@ def forget() -> None:
 def is_upload(name: str) -> bool:
     """Whether ``name`` has the shape of an uploaded dataset's name, "upload:<id>"."""
     rest = name[len(UPLOAD_PREFIX):] if name.startswith(UPLOAD_PREFIX) else ""
-    # isascii: str.isdigit also accepts "²", which int() refuses.
-    return rest.isascii() and rest.isdigit() and int(rest) > 0
+    # isascii: str.isdigit also accepts "²", which int() refuses; and int() refuses more than
+    # 4,300 digits (a row id has at most 19).
+    return rest.isascii() and rest.isdigit() and len(rest) <= 19 and int(rest) > 0
 
 
 def dataset_plugins() -> dict[str, Any]:

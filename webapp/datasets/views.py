@@ -65,7 +65,12 @@ PAGE_ROWS = 25  # suspicious rows per page
 
 
 def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().lstrip("-").isdigit() else None
+    if value is None:
+        return None
+    # isascii too: "²" is a digit to isdigit that int refuses; and int refuses more than
+    # 4,300 digits, where no row, label, version or scan is.
+    digits = value.strip().removeprefix("-")
+    return int(value) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
 
 
 @require_GET

@@ -161,7 +161,8 @@ def create_repeat(user: Any, project: Project, name: str, spec: ExperimentSpec, 
     """A group of ``spec`` over ``count`` seeds (``source``'s seed and the next ones, unless
     ``seeds`` are given): runs of ``source``'s spec already trained with one of the seeds are
     reused, the others are queued, together in one job when the engine can batch them
-    (``training.seeds.batch_problem``), else one job each. ValueError for a bad count."""
+    (``training.seeds.batch_problem``), else one job each. When every seed is trained already
+    and a group of them exists, that group. ValueError for a bad count."""
     limit = settings.FITBOARD_MAX_REPEATS
     if not 2 <= count <= limit:
         raise ValueError(f"repeat over 2 to {limit} seeds, not {count}")
@@ -170,6 +171,12 @@ def create_repeat(user: Any, project: Project, name: str, spec: ExperimentSpec, 
         done = {json_key(run.spec): run for run in reusable_runs(source)}
         planned = [(seed_spec, done.get(json_key(seed_spec.to_dict())))
                    for seed_spec in seed_specs(spec, seeds)]
+        # A repeat that queues nothing passes any job quota: without this, pressing it again
+        # and again piled up groups that every member's run and study pages list and read.
+        if all(run is not None for _, run in planned) and (existing := _group_of(
+                project, source, seeds, remedy or {}, baseline,
+                {run.pk for _, run in planned if run is not None})) is not None:
+            return existing
         quota.reserve(user, sum(run is None for _, run in planned))
         group = RunGroup.objects.create(
             project=project, name=name, spec=spec.to_dict(), seeds=seeds, source=source,
@@ -186,6 +193,18 @@ def create_repeat(user: Any, project: Project, name: str, spec: ExperimentSpec, 
         group.runs.set(members)
         transaction.on_commit(lambda: enqueue_repeat(group, spec, new))
     return group
+
+
+def _group_of(project: Project, source: Experiment | None, seeds: list[int],
+              remedy: dict[str, Any], baseline: RunGroup | None,
+              runs: set[int]) -> RunGroup | None:
+    """The group of ``source`` over ``seeds`` (with ``remedy``, beside ``baseline``) that holds
+    exactly the runs ``runs``, if one exists."""
+    candidates = RunGroup.objects.filter(project=project, source=source, seeds=seeds,
+                                         remedy=remedy, baseline=baseline
+                                         ).prefetch_related("runs").order_by("pk")
+    return next((group for group in candidates
+                 if {run.pk for run in group.runs.all()} == runs), None)
 
 
 def json_key(spec: dict[str, Any]) -> str:

@@ -12,13 +12,13 @@ rather than in the datasets app because it must know the jobs that train on it.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import CASCADE, Q
 
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.experiments.external import artifacts_root
@@ -40,15 +40,17 @@ class InUse(Exception):
 
 
 class NotYours(PermissionDenied):
-    """A part of the run belongs to another member, whom the user may not delete for."""
+    """A part of the run, or a row deleted with it (a logged model), belongs to another member,
+    for whom the user may not delete."""
 
 
 def delete_run(user: Any, run: Experiment) -> int:
     """Delete the ended ``run`` and its parts (``PARTS``, at any depth), their checkpoints and
     artifacts, for ``user`` (who may change ``run``: the caller checked). InUse while any of
     them is queued or running, or a queued or running job starts from their weights
-    (``model.init_from``, a fine-tune); NotYours when a part is another member's. Returns the
-    number of runs deleted."""
+    (``model.init_from``, a fine-tune), or ``run`` is a part of a queued or running job; NotYours
+    when a part, or a row that goes with them (a logged model), is another member's. Returns
+    the number of runs deleted."""
     with transaction.atomic():
         runs = _with_parts(run)
         _check_deletable(user, run, runs)
@@ -69,8 +71,16 @@ def _check_deletable(user: Any, run: Experiment, runs: list[Experiment]) -> None
         of = "" if busy.pk == run.pk else f" run #{run.pk}"
         raise InUse(f"run #{busy.pk} is {busy.status}: cancel it, or wait for it to end, "
                     f"before deleting{of}")
+    whole = run.parent if run.kind in PARTS else None
+    if whole is not None and whole.status in ACTIVE:
+        # A study counts its trials to draw the next and to stop at its budget.
+        raise InUse(f"run #{run.pk} is a part of {whole.kind} job #{whole.pk}, which is "
+                    f"{whole.status}: wait for it to end, or delete the whole once it ended")
     ids = [r.pk for r in runs]
-    starting = Experiment.objects.filter(status__in=ACTIVE).filter(
+    # Of the run's project only: a worker loads weights from a run of the job's own project
+    # (``warmstart.init_weights``), and a job elsewhere naming these ids (a study's search
+    # space may draw any) must neither block the deletion nor be told of.
+    starting = Experiment.objects.filter(status__in=ACTIVE, project_id=run.project_id).filter(
         Q(spec__model__init_from__in=ids) | Q(spec__base__model__init_from__in=ids)).first()
     if starting is not None:
         raise InUse(f"{starting.kind} job #{starting.pk} is {starting.status}, starting from the "
@@ -80,6 +90,24 @@ def _check_deletable(user: Any, run: Experiment, runs: list[Experiment]) -> None
     if other is not None:
         raise NotYours(f"run #{other.pk}, a part of run #{run.pk}, is another member's: ask "
                        "them or a maintainer to delete it")
+    row = next((r for r in _owned_rows_deleted_with(ids)
+                if not access.may_change(user, r, maintained)), None)
+    if row is not None:
+        raise NotYours(f"{row._meta.verbose_name} #{row.pk}, which goes with run #{run.pk}, is "
+                       "another member's: ask them or a maintainer to delete it")
+
+
+def _owned_rows_deleted_with(ids: list[int]) -> Iterator[Any]:
+    """The rows with a creator of their own that the runs ``ids`` take with them through a
+    cascading foreign key (a logged model of its source run), of whatever app holds them."""
+    # include_hidden: such a foreign key is named "+" on its side, hidden from the run's.
+    relations = [field for field in Experiment._meta.get_fields(include_hidden=True)
+                 if field.one_to_many and field.auto_created]
+    for relation in relations:
+        model = relation.related_model
+        if relation.on_delete is CASCADE and any(
+                field.name == "created_by" for field in model._meta.get_fields()):
+            yield from model.objects.filter(**{f"{relation.field.name}__in": ids})
 
 
 def _with_parts(run: Experiment) -> list[Experiment]:
@@ -108,7 +136,9 @@ def dataset_in_use(dataset: Dataset) -> str:
     """Why ``dataset`` may not be deleted now ("" when it may): a queued or running job trains
     on it (a study through its base spec), or a label scan reads it."""
     name = dataset.spec_name
-    job = Experiment.objects.filter(status__in=ACTIVE).filter(
+    # Of its project only: a worker reads an upload for a job of its own project
+    # (``services.local_files``); a job elsewhere naming it is neither a reason nor told of.
+    job = Experiment.objects.filter(status__in=ACTIVE, project_id=dataset.project_id).filter(
         Q(spec__data__dataset=name) | Q(spec__base__data__dataset=name)).order_by("pk").first()
     if job is not None:
         return (f"{job.kind} job #{job.pk} ({job.name}) is {job.status} on this data set: "

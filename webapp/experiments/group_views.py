@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webapp.experiments import actions, diagnosis, groups, quota
 from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
+from webapp.experiments.ownership import reference_problem, remedy_problem
 from webapp.experiments.views import visible_experiment
 from webapp.projects import access
 
@@ -54,6 +55,10 @@ def run_repeat(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _refused(form)
     count = form.cleaned_data["count"]
+    problem = reference_problem(request.user, experiment.project,
+                                experiment.experiment_spec.data.dataset)
+    if problem:
+        return _refused(form, problem)
     try:
         group = actions.create_repeat(request.user, experiment.project,
                                       derived_name(experiment.name, f" ×{count}"),
@@ -80,6 +85,9 @@ def remedy_verify(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     form = RepeatForm(request.POST)
     if not form.is_valid():
         return _refused(form)
+    problem = remedy_problem(request.user, experiment, remedy)
+    if problem:
+        return _refused(form, problem)
     try:
         group = actions.verify_remedy(request.user, experiment, remedy,
                                       form.cleaned_data["count"])

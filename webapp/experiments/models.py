@@ -22,9 +22,10 @@ MAX_PK = 2**63 - 1
 
 def parse_pk(text: str) -> int | None:
     """A row id typed by a user: ASCII digits naming 1 to MAX_PK, else None. (``str.isdigit``
-    also accepts "²" and other digits that ``int`` refuses.)"""
+    also accepts "²" and other digits that ``int`` refuses, and ``int`` refuses more than
+    4,300 digits.)"""
     text = text.strip()
-    if not (text.isascii() and text.isdigit()):
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(MAX_PK)):
         return None
     number = int(text)
     return number if 1 <= number <= MAX_PK else None

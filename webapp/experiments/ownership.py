@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from webapp.datasets.models import Dataset, upload_id
+from webapp.experiments import warmstart
 from webapp.experiments.forms import upload_in_other_project
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
@@ -27,3 +28,12 @@ def reference_problem(user: Any, project: Project | None, dataset: str,
         # The same words for a dataset that does not exist: ids of others' data are not leaked.
         return f"it trains on uploaded dataset #{pk}, which is not a dataset of your projects"
     return upload_in_other_project(dataset, project)
+
+
+def remedy_problem(user: Any, run: Experiment, remedy: dict[str, Any]) -> str:
+    """Why runs of ``run``'s spec with ``remedy`` applied may not be queued now ("" when they
+    may): its dataset is not the user's to train on, or the run whose weights the remedy starts
+    from is gone or no longer fits (the remedy was proposed when ``run`` ended)."""
+    spec = run.experiment_spec
+    return (reference_problem(user, run.project, spec.data.dataset)
+            or warmstart.source_problem(user, run.project, spec.patched(remedy["patch"])))

@@ -32,12 +32,11 @@ from webapp.experiments import (
     queue,
     quota,
     serving,
-    warmstart,
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
 from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
-from webapp.experiments.ownership import reference_problem
+from webapp.experiments.ownership import remedy_problem
 from webapp.projects import access
 from webapp.projects import actions as project_actions
 
@@ -263,9 +262,7 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
     if request.method == "POST":
         form = RemedyForm(request.POST)
         # The child goes to the run's project and trains on the run's dataset.
-        problem = (reference_problem(request.user, experiment.project, before.data.dataset)
-                   or warmstart.source_problem(request.user, experiment.project,
-                                               before.patched(remedy["patch"])))
+        problem = remedy_problem(request.user, experiment, remedy)
         if problem:
             form.add_error(None, problem)
         if form.is_valid():

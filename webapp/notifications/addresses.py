@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 prefixes whose last 32 bits are an IPv4 address that a translator or the host itself
+# may reach: NAT64's well-known and local-use prefixes, IPv4-translated (SIIT) and the
+# deprecated IPv4-compatible addresses (Python's is_global takes the last three for public).
+EMBEDDING = tuple(ipaddress.ip_network(prefix) for prefix in (
+    "64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96"))
 
 
 class RefusedAddress(ValueError):
@@ -41,10 +45,12 @@ class Target:
 
 def is_public(ip: IPAddress) -> bool:
     """Whether ``ip`` is a public unicast address, looking inside the IPv6 forms that carry an
-    IPv4 address (mapped, 6to4, Teredo, NAT64)."""
+    IPv4 address (mapped, 6to4, Teredo, NAT64, SIIT, IPv4-compatible)."""
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:  # fec0::/10, deprecated but still private where it is used
+            return False
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is None and ip in NAT64:
+        if embedded is None and any(ip in prefix for prefix in EMBEDDING):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             return is_public(embedded)

@@ -59,7 +59,7 @@ def notify(experiment_id: int, event: str, final: bool = True,
         return None
     with transaction.atomic():
         notification = Notification.objects.create(project=run.project, experiment=run,
-                                                   event=event)
+                                                   caused_by_id=run.created_by_id, event=event)
         notification.payload = payload(notification, run, final)
         notification.save(update_fields=["payload"])
         transaction.on_commit(lambda: _queue(notification.pk, hooks, mailed))
@@ -92,7 +92,8 @@ def over_hourly_limit(run: Experiment) -> bool:
     if not limit or run.created_by_id is None:
         return False
     since = timezone.now() - timedelta(hours=1)
-    sent = Notification.objects.filter(experiment__created_by_id=run.created_by_id,
+    # Counted by the row's own creator: the runs told may have been deleted since.
+    sent = Notification.objects.filter(caused_by_id=run.created_by_id,
                                        created_at__gte=since).count()
     if sent < limit:
         return False

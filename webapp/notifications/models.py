@@ -77,6 +77,9 @@ class Notification(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     experiment = models.ForeignKey(Experiment, null=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # The run's creator, kept here for FITBOARD_NOTIFY_MAX_PER_HOUR: the run may be deleted.
+    caused_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                  related_name="+")
     event = models.CharField(max_length=32, choices=EVENT_CHOICES)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)

@@ -88,12 +88,18 @@ class LabelScanDetail(APIView):
                       "suggested_name": names[row["suggested"]]} for row in rows]}).data)
 
 
+def is_number(text: str) -> bool:
+    """Whether ``text`` is a row id ``int`` reads: ASCII digits ("²" is a digit to isdigit),
+    not so many that ``int`` refuses them (4,300) or no row could have them."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 MAX_PREVIEWS = 100  # rows one request shows: each decodes a row of the version's file
 
 
 def _asked_rows(text: str) -> list[int]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [part for part in parts if not part.isdigit()]
+    bad = [part for part in parts if not is_number(part)]
     if bad or not parts:
         raise errors.invalid({"rows": f"{bad[0]!r} is not a row id" if bad
                               else "name at least one row"})
@@ -129,7 +135,7 @@ class LabelScanPreviews(APIView):
 
 def _changes(body: dict[str, Any]) -> Any:
     relabel = body.get("relabel") or {}
-    bad = [key for key in relabel if not str(key).isdigit()]
+    bad = [key for key in relabel if not is_number(str(key))]
     if bad:
         raise errors.invalid({"relabel": f"{bad[0]!r} is not a row id"})
     if not relabel and not body.get("exclude"):

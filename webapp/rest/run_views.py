@@ -19,7 +19,7 @@ from training.spec import SpecError
 from webapp.experiments import actions, browse, diagnosis, events, files
 from webapp.experiments.external import artifacts_root
 from webapp.experiments.models import Experiment, derived_name
-from webapp.experiments.ownership import reference_problem
+from webapp.experiments.ownership import reference_problem, remedy_problem
 from webapp.projects import access
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
@@ -84,7 +84,7 @@ class RunRemedyApply(APIView):
         body = s.NameSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         name = body.validated_data.get("name") or derived_name(run.name, f" · {remedy['title']}")
-        problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
+        problem = remedy_problem(request.user, run, remedy)
         if problem:
             raise errors.invalid({"run": problem})
         child = actions.apply_remedy(request.user, run, remedy, name)
@@ -105,7 +105,7 @@ class RunRemedyVerify(APIView):
         _trained_here(run, "verifying a remedy")
         body = s.RepeatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        problem = reference_problem(request.user, run.project, run.experiment_spec.data.dataset)
+        problem = remedy_problem(request.user, run, remedy)
         if problem:
             raise errors.invalid({"run": problem})
         group = actions.verify_remedy(request.user, run, remedy, body.validated_data["count"])

@@ -138,8 +138,10 @@ class RunDetail(APIView):
     @extend_schema(operation_id="runs_delete", responses={
         204: None, **REFUSED,
         403: OpenApiResponse(description="a read-only token, or not your run (nor a part of "
-                                         "it) and not a maintainer"),
-        409: OpenApiResponse(s.DetailSerializer, "it (or a part of it) is queued or running")})
+                                         "it, nor a model logged from it) and not a "
+                                         "maintainer"),
+        409: OpenApiResponse(s.DetailSerializer, "it (or a part of it, or the study it is a "
+                                                 "trial of) is queued or running")})
     def delete(self, request: Request, pk: int) -> Response:
         """Delete an ended run for good, with its checkpoints, artifacts and parts (a study's
         trials, the run's compressions), freeing their room in the storage quota (its

@@ -10,6 +10,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils import timezone
 
+from webapp.experiments.models import parse_pk
 from webapp.tracking import access, ingest, search
 from webapp.tracking.api import ApiError, endpoint, integer, not_found, text
 from webapp.tracking.mlflow_views import (
@@ -59,9 +60,7 @@ def _model(token: ApiToken, model_id: str, write: bool = False) -> LoggedModel:
 
 
 def _pk(model_id: str) -> int | None:
-    digits = model_id.removeprefix("m-")
-    return int(digits) if model_id.startswith("m-") and digits.isascii() \
-        and digits.isdigit() and 0 < int(digits) < 2**63 else None
+    return parse_pk(model_id.removeprefix("m-")) if model_id.startswith("m-") else None
 
 
 def _writable(token: ApiToken) -> None:

@@ -308,8 +308,8 @@ FITBOARD_MAX_SOCKETS_PER_USER = env_int("FITBOARD_MAX_SOCKETS_PER_USER", 100, mi
 FITBOARD_PAGE_RATE_PER_MIN = env_int("FITBOARD_PAGE_RATE_PER_MIN", 1200, minimum=0)
 FITBOARD_SOCKET_RATE_PER_MIN = env_int("FITBOARD_SOCKET_RATE_PER_MIN", 300, minimum=0)
 # Bytes one user may keep in storage (webapp.projects.storage): their data sets, their scripts'
-# artifacts and logged models, their runs' checkpoints; an upload past it is refused, and so is
-# a launch once they are at it; 0 = no limit.
+# artifacts and logged models, their runs' checkpoints and metric points; an upload or a
+# script's points past it are refused, and so is a launch once they are at it; 0 = no limit.
 FITBOARD_STORAGE_QUOTA_BYTES = env_int("FITBOARD_STORAGE_QUOTA_GB", 20, minimum=0) * 2**30
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums

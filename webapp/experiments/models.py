@@ -325,6 +325,10 @@ class Experiment(models.Model):
         return bool(flagged)
 
 
+# Bytes of one stored metric point: its int64 step, float64 value and float64 time.
+POINT_BYTES = 24
+
+
 class MetricChunk(models.Model):
     """A batch of points of one metric, stored as packed arrays (see ``metric_store``)."""
 
@@ -377,12 +381,14 @@ class StoredArtifact(models.Model):
 
 @storage.count_with
 def stored_by(user: Any) -> int:
-    """Bytes of the checkpoints of ``user``'s runs and of the artifacts they uploaded (the
-    storage quota)."""
+    """Bytes of the checkpoints and metric points of ``user``'s runs and of the artifacts they
+    uploaded (the storage quota)."""
     checkpoints = Checkpoint.objects.filter(experiment__created_by=user).aggregate(
         n=Sum("size"))["n"]
     artifacts = StoredArtifact.objects.filter(created_by=user).aggregate(n=Sum("size"))["n"]
-    return int(checkpoints or 0) + int(artifacts or 0)
+    points = MetricChunk.objects.filter(experiment__created_by=user).aggregate(
+        n=Sum("count"))["n"]
+    return int(checkpoints or 0) + int(artifacts or 0) + int(points or 0) * POINT_BYTES
 
 
 class RunGroup(models.Model):

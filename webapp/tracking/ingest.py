@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from webapp.experiments import events, external, metric_store
 from webapp.experiments.compare import higher_is_better
-from webapp.experiments.models import Experiment, MetricChunk
+from webapp.experiments.models import POINT_BYTES, Experiment, MetricChunk
 from webapp.experiments.relay import relay
 from webapp.experiments.reporting import list_message, points_message
 from webapp.projects import storage
@@ -54,6 +54,8 @@ MAX_HELD = 1_000_000
 # request after 40 requests (and growing), and a run page of 1.2 MB. MLflow's log_batch carries
 # at most 1,000 metrics, and a model with a metric per class of 100 classes logs a few hundred.
 MAX_METRICS = 1000
+# Points of a run between two looks at its creator's storage quota (2.4 MB of them).
+ROOM_CHECK_POINTS = 100_000
 # A step is an int64 and a time an int64 count of milliseconds, as in MLflow's protocol: a point
 # past them (a step of 10**30, a time of inf) was stored, and every later read of the run (its
 # JSON, a search of its project, its charts) failed on it, for every member of the project.
@@ -165,6 +167,9 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
                                numbering)
         last_step = max((point[0] for points in batch.values() for point in points),
                         default=0)
+        added = sum(len(points) for points in batch.values())
+        held = int(progress.get("stored_points", 0))
+        _check_room(row, held, added)
         if batch:
             metric_store.append(row.pk, batch)
         evaluated = any(key.startswith("val_") for key in batch)
@@ -172,7 +177,8 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # training points make a verdict due (still at most one per VERDICT_EVERY).
         training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
-        progress.update(seq=seq, keys=keys, numbering=numbering.state())
+        progress.update(seq=seq, keys=keys, numbering=numbering.state(),
+                        stored_points=held + added)
         if batch:
             progress["step"] = max(int(progress.get("step", 0)), last_step)
         now = timezone.now()
@@ -193,6 +199,18 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # script.
         listed = evaluated or judged or seq == 1
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
+
+
+def _check_room(row: Experiment, held: int, adding: int) -> None:
+    """IngestError when the run's creator is at their storage quota, which metric points count
+    towards (``Experiment``'s storage counter): checked with a run's first points and then
+    once every ROOM_CHECK_POINTS, so that a script logging point by point pays for the count
+    rarely, and a member's scripts cannot fill the database past their quota."""
+    if not adding or (held and held // ROOM_CHECK_POINTS == (held + adding) // ROOM_CHECK_POINTS):
+        return
+    problem = storage.problem(row.created_by_id, adding * POINT_BYTES)
+    if problem:
+        raise IngestError(f"{adding:,} points of run {row.pk} not stored: {problem}")
 
 
 def _stored_points(run_id: int, columns: Mapping[str, Columns], keys: dict[str, str],

@@ -77,6 +77,31 @@ def layers(base: nn.Module, arch: str) -> list[tuple[str, nn.Module]] | None:
     return found
 
 
+def laid_out(params: dict[str, torch.Tensor], base: nn.Module,
+             arch: str) -> dict[str, torch.Tensor]:
+    """The stacked parameters (name -> ``[N, ...]``) in the layout the grouped kernels read:
+    each convolution's weights ``[N, out, in, kh, kw]`` channels last, so that their view
+    ``[N·out, in, kh, kw]`` is, like the activations. oneDNN then reads them as they are and
+    hands their gradients back in that layout; contiguous, it copied them into it forward and
+    backward, and the gradients' views back to ``[N, ...]`` copied them out again, every step.
+    The values are unchanged, and so is every other tensor (and all of them when the network
+    is not one this module runs grouped)."""
+    chain = layers(base, arch)
+    if chain is None:
+        return params
+    convolutions = {f"{name}.weight" for name, layer in chain if isinstance(layer, nn.Conv2d)}
+    return {name: (channels_last(tensor) if name in convolutions else tensor)
+            for name, tensor in params.items()}
+
+
+def channels_last(stacked: torch.Tensor) -> torch.Tensor:
+    """A leaf copy of stacked convolution weights ``[N, out, ...]`` whose view
+    ``[N·out, ...]`` is channels last."""
+    seeds, out = stacked.shape[:2]
+    copy = stacked.detach().flatten(0, 1).contiguous(memory_format=torch.channels_last)
+    return copy.unflatten(0, (seeds, out)).requires_grad_(stacked.requires_grad)
+
+
 def grouped_forward(base: nn.Module, arch: str) -> Forward | None:
     """``forward(params, buffers, x)``: every seed's outputs ``[N, rows, outputs]`` from the
     stacked parameters and buffers (name -> ``[N, ...]``) and inputs ``[N, rows, ...]``; None
@@ -119,6 +144,11 @@ def apply(layer: nn.Module, name: str, h: torch.Tensor, seeds: int,
         bias = params.get(f"{name}.bias")
         return F.conv2d(h, weight, None if bias is None else bias.flatten(), layer.stride,
                         layer.padding, layer.dilation, layer.groups * seeds)
+    if isinstance(layer, nn.AdaptiveAvgPool2d) and layer.output_size in (1, (1, 1)):
+        # Each channel's mean over its pixels, taken channels last: its backward pass then
+        # hands the ReLU below a channels-last gradient. Adaptive pooling's was contiguous,
+        # and a ReLU's backward over the two layouts ran about thirty times slower.
+        return h.permute(0, 2, 3, 1).mean((1, 2), keepdim=True).permute(0, 3, 1, 2)
     if isinstance(layer, nn.BatchNorm2d):
         if training and layer.track_running_stats:
             buffers[f"{name}.num_batches_tracked"].add_(1)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from training import loop
-from training.grouped import grouped_forward
+from training.grouped import grouped_forward, laid_out
 from training.loop import (
     EVAL_BATCH,
     NonFiniteLossError,
@@ -100,13 +100,14 @@ def stack(runs: list[Training], seeds: Sequence[int]) -> Stack:
     """Stack the seeds' freshly initialised networks; each seed's own network then holds views
     of its slice, so its checkpoints see the stacked training's weights."""
     models = [t.model for t in runs]
+    base = copy.deepcopy(models[0]).to("meta")
     params, buffers = stack_module_state(models)  # type: ignore[arg-type]
+    params = laid_out(params, base, runs[0].spec.model.arch)
     for index, model in enumerate(models):
         for name, tensor in model.named_parameters():
             tensor.data = params[name].detach()[index]
         for name, buffer in model.named_buffers():
             buffer.data = buffers[name][index]
-    base = copy.deepcopy(models[0]).to("meta")
     first = runs[0]
     # Fused: one kernel per stacked tensor instead of about ten, where torch has one.
     optimizer = make_optimizer(first.spec, params.values(),

@@ -36,7 +36,10 @@ def repeat(spec: ExperimentSpec, seeds: list[int], folder: Path) -> tuple[list, 
     # the flatten head
     {"model": {"arch": "cnn", "width": 4, "blocks": 2, "depth": 1, "head": "flatten",
                "head_units": 8}},
-], ids=["mlp-adam", "cnn-adamw", "mlp-sgd", "cnn-flatten"])
+    # fused SGD over the channels-last convolution weights, without batch norm (their biases)
+    {"model": {"arch": "cnn", "width": 4, "blocks": 2, "batch_norm": False},
+     "optim": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}},
+], ids=["mlp-adam", "cnn-adamw", "mlp-sgd", "cnn-flatten", "cnn-sgd"])
 def test_seeds_trained_together_log_what_their_separate_runs_log(
         make_spec: SpecFactory, tmp_path: Path, patch: dict) -> None:
     # given a spec the batched step covers, without dropout (whose masks are drawn differently)

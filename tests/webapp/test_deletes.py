@@ -18,7 +18,14 @@ from django.urls import reverse
 
 from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset, DatasetVersion
-from webapp.experiments.models import Checkpoint, Experiment, MetricChunk, RunGroup, StoredArtifact
+from webapp.experiments.models import (
+    POINT_BYTES,
+    Checkpoint,
+    Experiment,
+    MetricChunk,
+    RunGroup,
+    StoredArtifact,
+)
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.projects import storage
 from webapp.projects.models import Project
@@ -83,7 +90,7 @@ def test_deleting_an_ended_run_frees_its_room_and_leaves_others_untouched(
     # and the owner's run, rows and file, is as it was
     assert stored_files(media) == theirs
     assert others.checkpoints.count() == 1 and others.chunks.count() == 1
-    assert storage.stored_bytes(owner) == 300
+    assert storage.stored_bytes(owner) == 300 + POINT_BYTES  # its checkpoint and its point
 
 
 def test_the_delete_button_shows_to_those_who_may_change_an_ended_run(media, owner, mallory,

@@ -167,9 +167,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
                                numbering)
         last_step = max((point[0] for points in batch.values() for point in points),
                         default=0)
-        added = sum(len(points) for points in batch.values())
-        held = int(progress.get("stored_points", 0))
-        _check_room(row, held, added)
+        held = _room_for(row, progress, batch)
         if batch:
             metric_store.append(row.pk, batch)
         evaluated = any(key.startswith("val_") for key in batch)
@@ -177,8 +175,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # training points make a verdict due (still at most one per VERDICT_EVERY).
         training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
-        progress.update(seq=seq, keys=keys, numbering=numbering.state(),
-                        stored_points=held + added)
+        progress.update(seq=seq, keys=keys, numbering=numbering.state(), stored_points=held)
         if batch:
             progress["step"] = max(int(progress.get("step", 0)), last_step)
         now = timezone.now()
@@ -201,16 +198,21 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
 
 
-def _check_room(row: Experiment, held: int, adding: int) -> None:
-    """IngestError when the run's creator is at their storage quota, which metric points count
-    towards (``Experiment``'s storage counter): checked with a run's first points and then
-    once every ROOM_CHECK_POINTS, so that a script logging point by point pays for the count
-    rarely, and a member's scripts cannot fill the database past their quota."""
-    if not adding or (held and held // ROOM_CHECK_POINTS == (held + adding) // ROOM_CHECK_POINTS):
-        return
-    problem = storage.problem(row.created_by_id, adding * POINT_BYTES)
-    if problem:
-        raise IngestError(f"{adding:,} points of run {row.pk} not stored: {problem}")
+def _room_for(row: Experiment, progress: Mapping[str, Any],
+              batch: Mapping[str, Sequence[metric_store.Point]]) -> int:
+    """The run's points once ``batch`` is stored; IngestError when its creator is at their
+    storage quota, which metric points count towards (``Experiment``'s storage counter).
+    Looked at with a run's first points and then once every ROOM_CHECK_POINTS, so that a
+    script logging point by point pays for the count rarely, and a member's scripts cannot
+    fill the database past their quota."""
+    held = int(progress.get("stored_points", 0))
+    adding = sum(len(points) for points in batch.values())
+    if adding and (not held
+                   or held // ROOM_CHECK_POINTS != (held + adding) // ROOM_CHECK_POINTS):
+        problem = storage.problem(row.created_by_id, adding * POINT_BYTES)
+        if problem:
+            raise IngestError(f"{adding:,} points of run {row.pk} not stored: {problem}")
+    return held + adding
 
 
 def _stored_points(run_id: int, columns: Mapping[str, Columns], keys: dict[str, str],

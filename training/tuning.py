@@ -350,10 +350,21 @@ def plugin_config_class(base: ExperimentSpec, option_path: str) -> type | None:
     return None
 
 
+# Fields that are no hyperparameter: a search over them is refused on its dimension.
+NOT_SEARCHED = {
+    "model.init_from": "names the run whose weights a run starts from, not a hyperparameter: "
+                       "set it on the base run (Fine-tune on that run's page) and search the "
+                       "rest",
+}
+
+
 def _parse_param(path: str, raw: Any, base: ExperimentSpec | None,
                  errors: dict[str, str]) -> ParamSpace | None:
     """One search dimension, or None with its error in ``errors["space.<path>"]``."""
     key = f"space.{path}"
+    if path in NOT_SEARCHED:
+        errors[key] = NOT_SEARCHED[path]
+        return None
     field_type_name = field_type(path, base)
     if field_type_name is None:
         errors[key] = ("not a spec field (expected section.field, e.g. optim.lr, or a plugin's "

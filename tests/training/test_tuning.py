@@ -76,6 +76,16 @@ def test_it_rejects_range_bounds_past_the_range_of_a_float() -> None:
     assert errors == {"space.run.epochs": "high must be a number"}
 
 
+def test_it_refuses_a_search_over_the_run_whose_weights_a_trial_starts_from() -> None:
+    # (the run ids of a project are no hyperparameter: trials would start from any run in
+    # it, whatever its model)
+    errors = errors_of({"base": iris_base(), "space": {
+        **LR_RANGE, "model.init_from": {"type": "int", "low": 1, "high": 500}}})
+
+    assert list(errors) == ["space.model.init_from"]
+    assert "not a hyperparameter" in errors["space.model.init_from"]
+
+
 def test_it_rejects_a_grid_over_a_continuous_range() -> None:
     errors = errors_of({"space": LR_RANGE, "algorithm": "grid"})
 

@@ -70,7 +70,7 @@ def victim_run(db: Any, settings: Any, tmp_path: Any) -> tuple[Experiment, Proje
     artifacts.save(run, "secret.txt", BytesIO(b"okapi weights"))
     model = LoggedModel.objects.create(project=project, source_run=run, name="okapi model",
                                        params={"okapi": "1"}, created_by=victim)
-    artifacts.store(victim, model.artifacts_root, "MLmodel", BytesIO(b"okapi flavor"))
+    artifacts.store(victim, model.artifacts_root, "MLmodel", BytesIO(b"okapi flavor"), model)
     _victims_other_objects(victim, project, tmp_path)
     return run, project
 

@@ -30,6 +30,7 @@ from webapp.experiments.tuning_forms import TuneForm
 from webapp.projects import storage
 from webapp.projects.models import Project
 from webapp.tracking import artifacts, ingest
+from webapp.tracking.api import ApiError
 from webapp.tracking.models import LoggedModel
 
 from ..hostile import table_csv
@@ -231,7 +232,7 @@ def test_a_run_with_another_members_logged_model_is_not_deleted(
     Experiment.objects.filter(pk=run.pk).update(status=Experiment.Status.SUCCEEDED)
     model = LoggedModel.objects.create(project=project, source_run=run, name="m",
                                        created_by=owner)
-    artifacts.store(owner, model.artifacts_root, "model.pkl", BytesIO(b"m" * 100))
+    artifacts.store(owner, model.artifacts_root, "model.pkl", BytesIO(b"m" * 100), model)
 
     # when mallory deletes her run, from its page and through the API
     page = delete(client_of(mallory), run, django_capture_on_commit_callbacks)
@@ -300,7 +301,7 @@ def test_an_external_runs_artifacts_and_logged_models_go_with_it(
     artifacts.save(run, "plots/loss.png", BytesIO(b"p" * 300))
     model = LoggedModel.objects.create(project=project, source_run=run, name="m",
                                        created_by=mallory)
-    artifacts.store(mallory, model.artifacts_root, "model.pkl", BytesIO(b"m" * 100))
+    artifacts.store(mallory, model.artifacts_root, "model.pkl", BytesIO(b"m" * 100), model)
     others = ingest.create_run(owner, project, "owner's", {})
     artifacts.save(others, "weights.bin", BytesIO(b"o" * 10))
     Experiment.objects.filter(pk=run.pk).update(status=Experiment.Status.SUCCEEDED)
@@ -312,6 +313,22 @@ def test_an_external_runs_artifacts_and_logged_models_go_with_it(
     assert not LoggedModel.objects.exists()
     assert not StoredArtifact.objects.filter(created_by=mallory).exists()
     assert stored_files(media) == {f"{artifacts.storage_root(others)}/weights.bin": b"o" * 10}
+
+
+def test_an_artifact_arriving_as_its_run_is_deleted_is_not_stored(media, mallory, project):
+    # given a script uploading an artifact whose run was deleted while the file came in (the
+    # run found before the upload, gone by the time its row would be written)
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    Experiment.objects.filter(pk=run.pk).delete()
+
+    with pytest.raises(ApiError) as refused:
+        artifacts.save(run, "plots/loss.png", BytesIO(b"p" * 300))
+
+    # then it is refused as gone, and nothing is stored or counted
+    assert refused.value.code == "RESOURCE_DOES_NOT_EXIST"
+    assert not StoredArtifact.objects.exists()
+    assert stored_files(media) == {}
+    assert storage.stored_bytes(mallory) == 0
 
 
 # Data sets ---------------------------------------------------------------------------------

@@ -55,10 +55,10 @@ def clean_path(path: str) -> str:
     return "/".join(parts)
 
 
-def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
+def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str, Any]:
     """The storage folder of the run or logged model that ``<experiment>/<run>/artifacts/
-    <path>`` or ``<experiment>/models/<model id>/artifacts/<path>`` names, and the path inside
-    it; 404 for what the token does not reach."""
+    <path>`` or ``<experiment>/models/<model id>/artifacts/<path>`` names, the path inside it,
+    and that run or logged model; 404 for what the token does not reach."""
     parts = clean_path(path).split("/")
     if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":
         model = access.logged_models(token).filter(project_id=parse_pk(parts[0])).filter(
@@ -67,7 +67,7 @@ def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
             raise not_found(f"logged model {parts[2][:40]!r}")
         if write:
             access.check_change(token, model, f"logged model {model.model_id}")
-        return model.artifacts_root, "/".join(parts[4:])
+        return model.artifacts_root, "/".join(parts[4:]), model
     if len(parts) < 3 or parts[2] != "artifacts":
         raise not_found(f"artifact {path[:100]!r}")
     project_id, run_id = parse_pk(parts[0]), parse_pk(parts[1])
@@ -82,14 +82,14 @@ def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str]:
     if write and run.deleted_at:  # its files are read (as MLflow serves them), not written
         raise ApiError("INVALID_PARAMETER_VALUE", f"run {run.pk} is deleted: restore it "
                        "(restore_run) to upload to it")
-    return storage_root(run), "/".join(parts[3:])
+    return storage_root(run), "/".join(parts[3:]), run
 
 
 @endpoint(("GET", "PUT", "DELETE"), raw=True)
 def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
              artifact_path: str) -> Any:
     if request.method == "GET":
-        root, inner = _locate(token, artifact_path, write=False)
+        root, inner, _ = _locate(token, artifact_path, write=False)
         name = posixpath.join(root, inner)
         if not inner or not default_storage.exists(name):
             raise not_found(f"artifact {inner[:100]!r}")
@@ -97,27 +97,28 @@ def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
                             filename=posixpath.basename(inner))
     if not token.may_write:
         raise ApiError("PERMISSION_DENIED", "this token is read-only")
-    root, inner = _locate(token, artifact_path, write=True)
+    root, inner, holder = _locate(token, artifact_path, write=True)
     if not inner:
         raise ApiError("INVALID_PARAMETER_VALUE", "name the artifact's file")
     if request.method == "DELETE":
         delete(root, inner)
     else:
-        store(token.user, root, inner, request)
+        store(token.user, root, inner, request, holder)
     return {}
 
 
 def save(run: Experiment, inner: str, source: Any) -> None:
     """Store the bytes read from ``source`` as the run's artifact ``inner`` (see ``store``), as
     uploaded by the run's creator."""
-    store(run.created_by, storage_root(run), inner, source)
+    store(run.created_by, storage_root(run), inner, source, run)
 
 
-def store(user: Any, root: str, inner: str, source: Any) -> None:
-    """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root``
-    (replacing a file of that name), uploaded by ``user``: refused past FITBOARD_UPLOAD_MAX_MB,
-    past MAX_FILES files under ``root``, or past the user's storage quota (the file it
-    replaces, when theirs, counted out), before anything stored changes."""
+def store(user: Any, root: str, inner: str, source: Any, holder: Any) -> None:
+    """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root`` of
+    ``holder`` (a run or logged model; replacing a file of that name), uploaded by ``user``:
+    refused past FITBOARD_UPLOAD_MAX_MB, past MAX_FILES files under ``root``, past the user's
+    storage quota (the file it replaces, when theirs, counted out), or once ``holder`` is
+    deleted, before anything stored changes."""
     limit = settings.FITBOARD_UPLOAD_MAX_BYTES
     with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
         size = 0
@@ -130,6 +131,12 @@ def store(user: Any, root: str, inner: str, source: Any) -> None:
         spool.seek(0)
         name = posixpath.join(root, inner)
         with transaction.atomic():
+            # Under the holder's row lock: a deletion of it committed while the file came in
+            # deleted its artifacts' rows, and this one would be left counted in the quota with
+            # nothing that deletes it.
+            if not type(holder).objects.select_for_update().filter(pk=holder.pk).exists():
+                raise ApiError("RESOURCE_DOES_NOT_EXIST", f"{holder._meta.verbose_name} "
+                               f"{holder.pk} was deleted: artifact {inner[:100]!r} not stored")
             replaced = StoredArtifact.objects.filter(name=name).first()
             if replaced is None and StoredArtifact.objects.filter(
                     name__startswith=f"{root}/").count() >= MAX_FILES:
@@ -180,7 +187,7 @@ def artifact_list(request: HttpRequest, token: ApiToken, body: dict[str, Any]
     as MLflow's server lists them: paths relative to ``path``; nothing for a file, as MLflow's
     server answers (a client takes a path whose list is empty for a file: mlflow 2.x
     downloads a file listed as itself from ``<file>/<file>``)."""
-    root, inner = _locate(token, str(body.get("path") or ""), write=False)
+    root, inner, _ = _locate(token, str(body.get("path") or ""), write=False)
     folder = posixpath.join(root, inner).rstrip("/")
     if inner and default_storage.exists(folder) and not _is_dir(folder):
         return {}

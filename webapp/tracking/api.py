@@ -92,7 +92,10 @@ def endpoint(methods: tuple[str, ...], write: bool = False, raw: bool = False
 def _body(request: HttpRequest) -> dict[str, Any]:
     """The request's fields: the query string of a GET, the JSON object of a POST."""
     if request.method == "GET":
-        return {key: request.GET.get(key) for key in request.GET}
+        query = {key: request.GET.get(key) for key in request.GET}
+        if any(not storable(part) for item in query.items() for part in item if part):
+            raise ApiError("INVALID_PARAMETER_VALUE", UNSTORABLE)
+        return query
     try:
         raw = request.body
     except RequestDataTooBig:  # Django's own 400 is an HTML page no client reads
@@ -112,7 +115,46 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     if nested_deeper_than(data, MAX_DEPTH):
         raise ApiError("INVALID_PARAMETER_VALUE", f"the body nests arrays and objects more "
                        f"than {MAX_DEPTH} levels deep")
+    if not all_storable(data):
+        raise ApiError("INVALID_PARAMETER_VALUE", UNSTORABLE)
     return data
+
+
+UNSTORABLE = ("a text holds a NUL character (\\u0000) or half of a surrogate pair, which the "
+              "database cannot store")
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL stores ``text``: it refuses NUL in text and JSON, and UTF-8 has no
+    lone surrogate (json reads "\\ud800"). Either, in a run's name, a tag, a param or a metric
+    name, was a server error on every write route of the API, and a query string's NUL one on
+    its reads."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def all_storable(value: Any) -> bool:
+    """Whether every string of parsed JSON, names of objects included, is ``storable``
+    (walked without recursion, as ``nested_deeper_than``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not storable(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def nested_deeper_than(value: Any, limit: int) -> bool:

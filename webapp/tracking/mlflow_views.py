@@ -22,7 +22,16 @@ from webapp.projects import actions as project_actions
 from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
 from webapp.tracking import access, ingest, search
-from webapp.tracking.api import ApiError, endpoint, integer, not_found, number, text
+from webapp.tracking.api import (
+    MAX_DEPTH,
+    ApiError,
+    endpoint,
+    integer,
+    nested_deeper_than,
+    not_found,
+    number,
+    text,
+)
 from webapp.tracking.models import ApiToken, ExperimentTag
 
 DEFAULT_EXPERIMENT = "0"  # what the client sends when no experiment was set
@@ -505,8 +514,11 @@ def log_model(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> di
         try:
             model = json.loads(text(body, "model_json"))
             history = json.loads(run.spec.get("tags", {}).get(MODEL_HISTORY) or "[]")
-        except ValueError:
+        except (ValueError, RecursionError):  # a string of 5,000 "[" was a server error
             raise ApiError("INVALID_PARAMETER_VALUE", "model_json must be JSON") from None
+        if nested_deeper_than(model, MAX_DEPTH):
+            raise ApiError("INVALID_PARAMETER_VALUE", f"model_json nests arrays and objects "
+                           f"more than {MAX_DEPTH} levels deep")
         ingest.log_to_run(run, tags={MODEL_HISTORY: json.dumps([*history, model])},
                           locked=True)
     return {}

@@ -1,0 +1,110 @@
+"""Text PostgreSQL cannot store: a NUL character (which it refuses in text and in JSON) or half
+of a surrogate pair (which UTF-8 has no bytes for; ``json`` reads "\\ud800"). Sent in a run's
+name, a tag, a param, a metric name, a dataset or a logged model, each was a server error on
+PostgreSQL (and stored as sent on SQLite); in a query string, on the reads. Every such request
+is refused with MLflow's 400 and stores nothing. And a logged model's description nested past
+the parser's recursion (``runs/log-model``'s ``model_json``) is refused, not a server error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from webapp.experiments import metric_store
+from webapp.experiments.models import Experiment
+from webapp.projects.models import Project
+from webapp.tracking import ingest
+from webapp.tracking.models import ExperimentTag, LoggedModel
+
+pytestmark = pytest.mark.django_db
+
+M, N = "/api/2.0/mlflow/", "/api/fitboard/v1/"
+NUL, HALF = "a\x00b", "a\ud800b"
+# (path, body), RUN standing for the run's id and TEXT for the text that cannot be stored
+WRITES = {
+    "log-batch metric name": (M + "runs/log-batch",
+                              {"run_id": "RUN", "metrics": [{"key": "TEXT", "value": 1}]}),
+    "log-batch param name": (M + "runs/log-batch",
+                             {"run_id": "RUN", "params": [{"key": "TEXT", "value": "1"}]}),
+    "log-batch tag value": (M + "runs/log-batch",
+                            {"run_id": "RUN", "tags": [{"key": "t", "value": "TEXT"}]}),
+    "log-parameter value": (M + "runs/log-parameter", {"run_id": "RUN", "key": "p",
+                                                       "value": "TEXT"}),
+    "set-tag run name": (M + "runs/set-tag", {"run_id": "RUN", "key": "mlflow.runName",
+                                              "value": "TEXT"}),
+    "update run name": (M + "runs/update", {"run_id": "RUN", "run_name": "TEXT"}),
+    "create run name": (M + "runs/create", {"experiment_id": "PROJECT", "run_name": "TEXT"}),
+    "experiment tag": (M + "experiments/set-experiment-tag",
+                       {"experiment_id": "PROJECT", "key": "TEXT", "value": "v"}),
+    "dataset name": (M + "runs/log-inputs", {"run_id": "RUN", "datasets": [
+        {"dataset": {"name": "TEXT", "digest": "d"}}]}),
+    "logged model name": (M + "logged-models", {"experiment_id": "PROJECT", "name": "TEXT"}),
+    "native run name": (N + "runs/create", {"project": "vision", "name": "TEXT"}),
+    "native param name": (N + "runs/create", {"project": "vision", "params": {"TEXT": "1"}}),
+    "native metric name": (N + "runs/log", {"run_id": "RUN", "metrics": {
+        "TEXT": [[1], [0.5], [1.0]]}}),
+}
+
+
+def stored(project: Project) -> list[Any]:
+    """What the project holds that a write could have added to."""
+    runs = [(r.pk, r.name, r.spec, {k: len(s) for k, s in metric_store.read(r.pk).items()})
+            for r in Experiment.objects.filter(project=project).order_by("pk")]
+    return [runs, list(ExperimentTag.objects.filter(project=project).values_list("key")),
+            list(LoggedModel.objects.filter(project=project).values_list("pk"))]
+
+
+def send(token: str, path: str, body: Any) -> Any:
+    return Client().post(path, json.dumps(body), content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.mark.parametrize("bad", [NUL, HALF], ids=["NUL", "lone surrogate"])
+@pytest.mark.parametrize("case", list(WRITES))
+def test_text_the_database_cannot_store_is_refused_and_nothing_is_stored(
+        case, bad, owner, project, token):
+    # given a run of the owner's script
+    run = ingest.create_run(owner, project, "okapi", {})
+    before = stored(project)
+    path, body = WRITES[case]
+    sent = json.dumps(body).replace("RUN", str(run.pk)).replace("PROJECT", str(project.pk))
+
+    # when their token sends a text PostgreSQL refuses
+    response = send(token, path, json.loads(sent.replace("TEXT", json.dumps(bad)[1:-1])))
+
+    # then MLflow's 400 says why, and nothing of it is stored
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "NUL" in response.json()["message"]
+    assert stored(project) == before
+
+
+def test_a_nul_in_a_query_string_is_refused(owner, project, token):
+    # when a read names an experiment with a NUL (a server error on PostgreSQL)
+    response = Client().get(M + "experiments/get-by-name", {"experiment_name": NUL},
+                            HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then it is MLflow's 400, and the same read of a real name still answers
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert Client().get(M + "experiments/get-by-name", {"experiment_name": "vision"},
+                        HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+
+@pytest.mark.parametrize("levels", [100, 5000])
+def test_a_model_description_nested_too_deep_is_refused(levels, owner, project, token):
+    # given a run, and a model description of arrays nested far past MLflow's deepest
+    run = ingest.create_run(owner, project, "okapi", {})
+    model_json = "[" * levels + "]" * levels
+
+    # when the script logs it as the run's model
+    response = send(token, M + "runs/log-model", {"run_id": str(run.pk),
+                                                  "model_json": model_json})
+
+    # then it is refused, and the run's tags hold no model history
+    assert response.status_code == 400, response.content[:200]
+    run.refresh_from_db()
+    assert "mlflow.log-model.history" not in run.spec["tags"]

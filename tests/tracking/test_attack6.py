@@ -2,12 +2,14 @@
 of a surrogate pair (which UTF-8 has no bytes for; ``json`` reads "\\ud800"). Sent in a run's
 name, a tag, a param, a metric name, a dataset or a logged model, each was a server error on
 PostgreSQL (and stored as sent on SQLite); in a query string, on the reads. Every such request
-is refused with MLflow's 400 and stores nothing. And a logged model's description nested past
-the parser's recursion (``runs/log-model``'s ``model_json``) is refused, not a server error."""
+is refused with MLflow's 400 and stores nothing. A logged model's description nested past the
+parser's recursion (``runs/log-model``'s ``model_json``) is refused, not a server error; and so
+are the artifacts proxy's folder downloaded as a file and folder listed through a file."""
 
 from __future__ import annotations
 
 import json
+from io import BytesIO
 from typing import Any
 
 import pytest
@@ -16,12 +18,13 @@ from django.test import Client
 from webapp.experiments import metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
-from webapp.tracking import ingest
+from webapp.tracking import artifacts, ingest
 from webapp.tracking.models import ExperimentTag, LoggedModel
 
 pytestmark = pytest.mark.django_db
 
 M, N = "/api/2.0/mlflow/", "/api/fitboard/v1/"
+A = "/api/2.0/mlflow-artifacts/artifacts"
 NUL, HALF = "a\x00b", "a\ud800b"
 # (path, body), RUN standing for the run's id and TEXT for the text that cannot be stored
 WRITES = {
@@ -108,3 +111,36 @@ def test_a_model_description_nested_too_deep_is_refused(levels, owner, project, 
     assert response.status_code == 400, response.content[:200]
     run.refresh_from_db()
     assert "mlflow.log-model.history" not in run.spec["tags"]
+
+
+@pytest.fixture
+def files(owner: Any, project: Project, settings: Any, tmp_path: Any) -> str:
+    """The artifacts URL of a run of the owner's whose artifacts hold ``dir/file.txt``."""
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path}}}
+    run = ingest.create_run(owner, project, "okapi", {})
+    artifacts.save(run, "dir/file.txt", BytesIO(b"okapi"))
+    return f"{project.pk}/{run.pk}/artifacts"
+
+
+@pytest.mark.parametrize("inner", ["dir", "dir/"])
+def test_downloading_a_folder_of_artifacts_is_not_found(inner, token, files):
+    # when a script downloads a folder as if it were a file
+    response = Client().get(f"{A}/{files}/{inner}", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then it is MLflow's 404 (a server error before), and the file in it still downloads
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    found = Client().get(f"{A}/{files}/dir/file.txt", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert b"".join(found.streaming_content) == b"okapi"
+
+
+def test_listing_a_path_through_a_file_lists_nothing(token, files):
+    # when a script lists a folder whose path goes through a file
+    response = Client().get(A, {"path": f"{files}/dir/file.txt/sub"},
+                            HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then it lists nothing, as for any path that holds nothing (a server error before)
+    assert response.status_code == 200
+    assert response.json() == {}

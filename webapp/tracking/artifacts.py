@@ -91,7 +91,8 @@ def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
     if request.method == "GET":
         root, inner, _ = _locate(token, artifact_path, write=False)
         name = posixpath.join(root, inner)
-        if not inner or not default_storage.exists(name):
+        # A folder is listed (artifact_list), not downloaded: opening one was a server error.
+        if not inner or not default_storage.exists(name) or _is_dir(name):
             raise not_found(f"artifact {inner[:100]!r}")
         return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
                             filename=posixpath.basename(inner))
@@ -193,7 +194,7 @@ def artifact_list(request: HttpRequest, token: ApiToken, body: dict[str, Any]
         return {}
     try:
         dirs, files = default_storage.listdir(folder)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a path through a file: nothing in it
         return {}
     return {"files": [{"path": d, "is_dir": True} for d in sorted(dirs)]
             + [{"path": f, "is_dir": False,

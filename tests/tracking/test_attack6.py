@@ -4,16 +4,23 @@ name, a tag, a param, a metric name, a dataset or a logged model, each was a ser
 PostgreSQL (and stored as sent on SQLite); in a query string, on the reads. Every such request
 is refused with MLflow's 400 and stores nothing. A logged model's description nested past the
 parser's recursion (``runs/log-model``'s ``model_json``) is refused, not a server error; and so
-are the artifacts proxy's folder downloaded as a file and folder listed through a file."""
+are the artifacts proxy's folder downloaded as a file and folder listed through a file.
+
+``fitboard sync`` of an offline file someone else wrote (a record of the wrong shape, a line
+too long, a checkpoint named outside the file's own folder) fails naming the line, before it
+makes a run: nothing half-uploaded, and no local file sent as a checkpoint."""
 
 from __future__ import annotations
 
 import json
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
+from fitboard import sync as offline
+from fitboard.transport import FitboardError
 
 from webapp.experiments import metric_store
 from webapp.experiments.models import Experiment
@@ -144,3 +151,78 @@ def test_listing_a_path_through_a_file_lists_nothing(token, files):
     # then it lists nothing, as for any path that holds nothing (a server error before)
     assert response.status_code == 200
     assert response.json() == {}
+
+
+HEADER = {"fitboard": 1, "project": "vision", "name": "offline", "params": {}, "tags": {}}
+POINTS = {"metrics": {"loss": [[1], [0.5], [1700000000.0]]}}
+HOSTILE_FILES = {
+    "a record that is not an object": [HEADER, POINTS, [1, 2]],
+    "metrics of the wrong shape": [HEADER, POINTS, {"metrics": {"loss": [1, 2, 3]}}],
+    "metrics that are not an object": [HEADER, {"metrics": "loss"}],
+    "a checkpoint outside its folder": [HEADER, POINTS, {"checkpoint": "../secret.txt",
+                                                         "name": "model.pt"}],
+    "a checkpoint at an absolute path": [HEADER, POINTS, {"checkpoint": "SECRET",
+                                                          "name": "model.pt"}],
+    "a checkpoint without a name": [HEADER, {"checkpoint": "run.jsonl.files/x"}],
+}
+
+
+def offline_file(folder: Path, records: list[Any]) -> Path:
+    """An offline run's file of ``records`` (SECRET standing for a file outside it)."""
+    (folder / "secret.txt").write_bytes(b"the syncing user's private key")
+    (folder / "run").mkdir()
+    path = folder / "run" / "run.jsonl"
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    path.write_text(text.replace('"SECRET"', json.dumps(str(folder / "secret.txt"))))
+    return path
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FILES))
+def test_syncing_a_hostile_offline_file_fails_on_its_line_and_makes_no_run(
+        case, live_server, owner, project, token, tmp_path, settings):
+    # given an offline run's file that fitboard's client did not write
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path / "media"}}}
+    path = offline_file(tmp_path, HOSTILE_FILES[case])
+
+    # when its owner syncs it
+    with pytest.raises(FitboardError) as refused:
+        offline.sync(path, live_server.url, token)
+
+    # then the error names the file's line, and no run (nor any file) reached the server
+    assert f"{path}:" in str(refused.value)
+    assert not Experiment.objects.filter(project=project).exists()
+    assert not (tmp_path / "media").exists()
+
+
+def test_syncing_a_line_longer_than_a_run_writes_is_refused(live_server, owner, project,
+                                                            token, tmp_path, monkeypatch):
+    # given a file with a line past the longest a run's file holds
+    monkeypatch.setattr(offline, "MAX_LINE", 1000)
+    path = offline_file(tmp_path, [HEADER, {"metrics": {"loss": [[1] * 500, [0.5] * 500,
+                                                                 [1.0] * 500]}}])
+
+    # when it is synced, then it is refused on that line before any run is made
+    with pytest.raises(FitboardError, match=r"run.jsonl:2: a line longer than 1,000"):
+        offline.sync(path, live_server.url, token)
+    assert not Experiment.objects.filter(project=project).exists()
+
+
+def test_syncing_a_checkpoint_inside_its_folder_still_uploads_it(live_server, owner, project,
+                                                                 token, tmp_path, settings):
+    # given an offline file whose checkpoint lies in its own .files folder, as the client
+    # writes it
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path / "media"}}}
+    path = offline_file(tmp_path, [HEADER, POINTS, {
+        "checkpoint": "run.jsonl.files/checkpoints/model.pt", "name": "model.pt"}])
+    copy = path.parent / "run.jsonl.files" / "checkpoints" / "model.pt"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"weights")
+
+    # when it is synced, then the run holds its point and its checkpoint
+    run = Experiment.objects.get(pk=offline.sync(path, live_server.url, token)["run_id"])
+    assert len(metric_store.read(run.pk)["train_loss"]) == 1
+    assert artifacts.listing(artifacts.storage_root(run)) == [("checkpoints/model.pt", 7)]

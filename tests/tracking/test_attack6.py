@@ -8,7 +8,11 @@ are the artifacts proxy's folder downloaded as a file and folder listed through 
 
 ``fitboard sync`` of an offline file someone else wrote (a record of the wrong shape, a line
 too long, a checkpoint named outside the file's own folder) fails naming the line, before it
-makes a run: nothing half-uploaded, and no local file sent as a checkpoint."""
+makes a run: nothing half-uploaded, and no local file sent as a checkpoint.
+
+And a member's scripts spreading points over many runs stay near their storage quota: each run
+was looked at with its first points and then every ``ingest.ROOM_CHECK_POINTS``, so runs given
+a point each under the quota then took that many points each, unlooked at."""
 
 from __future__ import annotations
 
@@ -23,10 +27,13 @@ from fitboard import sync as offline
 from fitboard.transport import FitboardError
 
 from webapp.experiments import metric_store
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import POINT_BYTES, Experiment
+from webapp.projects import storage
 from webapp.projects.models import Project
 from webapp.tracking import artifacts, ingest
 from webapp.tracking.models import ExperimentTag, LoggedModel
+
+from .test_points_quota import log_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -226,3 +233,21 @@ def test_syncing_a_checkpoint_inside_its_folder_still_uploads_it(live_server, ow
     run = Experiment.objects.get(pk=offline.sync(path, live_server.url, token)["run_id"])
     assert len(metric_store.read(run.pk)["train_loss"]) == 1
     assert artifacts.listing(artifacts.storage_root(run)) == [("checkpoints/model.pt", 7)]
+
+
+def test_points_spread_over_many_runs_stay_within_the_quota(owner, project, token, settings,
+                                                           monkeypatch):
+    # given a quota of 100 points' bytes, a look every 300 points, and five runs that each
+    # logged a first point while the owner was far under it
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 100 * POINT_BYTES
+    monkeypatch.setattr(ingest, "ROOM_CHECK_POINTS", 300)
+    runs = [ingest.create_run(owner, project, f"run {n}", {}) for n in range(5)]
+    assert [log_batch(token, run, 0, 1)[0] for run in runs] == [200] * 5
+
+    # when the script adds 290 points to each, below the next look of the old rule
+    codes = [log_batch(token, run, 1, 290)[0] for run in runs]
+
+    # then the runs together hold no more than the quota (1,455 points before), and what did
+    # not fit was refused with the quota's reason
+    assert storage.stored_bytes(owner) <= 100 * POINT_BYTES
+    assert codes == [400] * 5

@@ -202,17 +202,27 @@ def _room_for(row: Experiment, progress: Mapping[str, Any],
               batch: Mapping[str, Sequence[metric_store.Point]]) -> int:
     """The run's points once ``batch`` is stored; IngestError when its creator is at their
     storage quota, which metric points count towards (``Experiment``'s storage counter).
-    Looked at with a run's first points and then once every ROOM_CHECK_POINTS, so that a
-    script logging point by point pays for the count rarely, and a member's scripts cannot
-    fill the database past their quota."""
+    Looked at with a run's first points, then as it doubles and once every ROOM_CHECK_POINTS
+    (``_room_look``), so that a script logging point by point pays for the count rarely, and a
+    member's scripts cannot fill the database far past their quota."""
     held = int(progress.get("stored_points", 0))
     adding = sum(len(points) for points in batch.values())
-    if adding and (not held
-                   or held // ROOM_CHECK_POINTS != (held + adding) // ROOM_CHECK_POINTS):
+    if adding and _room_look(held) != _room_look(held + adding):
         problem = storage.problem(row.created_by_id, adding * POINT_BYTES)
         if problem:
             raise IngestError(f"{adding:,} points of run {row.pk} not stored: {problem}")
     return held + adding
+
+
+def _room_look(points: int) -> int:
+    """Which look at the quota a run holding ``points`` is past: one at each power of two up
+    to ROOM_CHECK_POINTS, then one every ROOM_CHECK_POINTS. Between two looks a run adds at
+    most what it held at the first, so a user's runs together go at most their quota past it:
+    with a look only every ROOM_CHECK_POINTS, a script that gave 1,000 runs a point each while
+    under the quota then added 99,998 points to each, unlooked at (2.4 GB past it)."""
+    if points < ROOM_CHECK_POINTS:
+        return points.bit_length()
+    return ROOM_CHECK_POINTS.bit_length() + points // ROOM_CHECK_POINTS
 
 
 def _stored_points(run_id: int, columns: Mapping[str, Columns], keys: dict[str, str],

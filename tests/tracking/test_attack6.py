@@ -251,3 +251,19 @@ def test_points_spread_over_many_runs_stay_within_the_quota(owner, project, toke
     # not fit was refused with the quota's reason
     assert storage.stored_bytes(owner) <= 100 * POINT_BYTES
     assert codes == [400] * 5
+
+
+def test_a_users_scripts_create_a_bounded_number_of_logged_models_an_hour(owner, project,
+                                                                         token, settings):
+    # given a limit of 3 runs (and so logged models) an hour
+    settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR = 3
+    body = {"experiment_id": str(project.pk), "params": [{"key": "p", "value": "v" * 6000}]}
+
+    # when a script creates models in a loop
+    codes = [send(token, M + "logged-models", body).status_code for _ in range(5)]
+
+    # then the fourth and fifth are refused, saying the limit, and only three are stored
+    assert codes == [200, 200, 200, 400, 400]
+    refused = send(token, M + "logged-models", body).json()
+    assert "FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR" in refused["message"]
+    assert LoggedModel.objects.filter(created_by=owner).count() == 3

@@ -5,12 +5,16 @@ belongs to a project (its experiment) and usually to the run that logged it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from webapp.experiments.models import parse_pk
+from webapp.projects import storage
 from webapp.tracking import access, ingest, search
 from webapp.tracking.api import ApiError, endpoint, integer, not_found, text
 from webapp.tracking.mlflow_views import (
@@ -79,11 +83,32 @@ def create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[
     params, tags = pairs(body.get("params"), "params", MAX_PARAMS), \
         pairs(body.get("tags"), "tags", MAX_TAGS)
     _check(params, tags)
-    model = LoggedModel.objects.create(
-        project=project, source_run=run, created_by=token.user,
-        name=text(body, "name", required=False)[:250] or "model",
-        model_type=text(body, "model_type", required=False)[:100], params=params, tags=tags)
+    with transaction.atomic():
+        check_model_rate(token.user)
+        model = LoggedModel.objects.create(
+            project=project, source_run=run, created_by=token.user,
+            name=text(body, "name", required=False)[:250] or "model",
+            model_type=text(body, "model_type", required=False)[:100], params=params,
+            tags=tags)
     return {"model": model_json(model)}
+
+
+def check_model_rate(user: Any) -> None:
+    """INVALID_PARAMETER_VALUE when ``user``'s scripts created FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR
+    logged models in the last hour, counted under their row lock as runs are
+    (``ingest.check_run_rate``). A model's params and tags hold up to a megabyte that no quota
+    counts, and a model search reads every model of its projects: only the request rate bounded
+    them before (6,000 a minute)."""
+    limit = settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR
+    if not limit:
+        return
+    storage.lock_user(user)
+    since = timezone.now() - timedelta(hours=1)
+    made = LoggedModel.objects.filter(created_by=user, created_at__gte=since).count()
+    if made >= limit:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"your scripts created {made:,} logged models "
+                       f"in the last hour; the limit is {limit:,} "
+                       "(FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR): log fewer models, or wait")
 
 
 def _check(params: dict[str, str], tags: dict[str, str]) -> None:

@@ -267,3 +267,24 @@ def test_a_users_scripts_create_a_bounded_number_of_logged_models_an_hour(owner,
     refused = send(token, M + "logged-models", body).json()
     assert "FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR" in refused["message"]
     assert LoggedModel.objects.filter(created_by=owner).count() == 3
+
+
+def test_a_runs_dataset_inputs_are_bounded_in_characters_not_only_in_number(owner, project,
+                                                                          token):
+    # given a run, and batches of 10 dataset inputs of 60,000 characters each (600 kB a request)
+    run = ingest.create_run(owner, project, "okapi", {})
+
+    def inputs(batch: int) -> dict[str, Any]:
+        return {"run_id": str(run.pk), "datasets": [{"dataset": {
+            "name": f"d{batch}-{n}", "digest": f"{batch}-{n}", "profile": "p" * 60_000}}
+            for n in range(10)]}
+
+    # when a script logs ten such batches (100 inputs, 6 MB: each search of the project sent
+    # them all)
+    codes = [send(token, M + "runs/log-inputs", inputs(batch)).status_code
+             for batch in range(10)]
+
+    # then what would take the run past a million characters of inputs is refused
+    run.refresh_from_db()
+    assert codes == [200] + [400] * 9
+    assert len(json.dumps(run.spec.get("inputs", []))) <= ingest.MAX_HELD

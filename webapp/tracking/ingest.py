@@ -473,12 +473,18 @@ def delete_tag(run: Experiment, key: str) -> bool:
 def add_to_list(run: Experiment, name: str, entries: Sequence[Mapping[str, Any]],
                 limit: int) -> None:
     """Add ``entries`` the run does not hold yet to its spec's list ``name`` (the datasets it
-    read, the models it wrote), keeping at most ``limit``."""
+    read, the models it wrote), keeping at most ``limit`` entries of MAX_HELD characters
+    together: 100 dataset inputs of 64 kB each made a run of 6.5 MB, which a search of its
+    project sent whole, 1,000 runs a page."""
     def added(spec: dict[str, Any]) -> dict[str, Any]:
         held = list(spec.get(name, []))
         held.extend(entry for entry in entries if entry not in held)
         if len(held) > limit:
             raise IngestError(f"a run holds at most {limit} {name}")
+        size = len(json.dumps(held))
+        if size > MAX_HELD:
+            raise IngestError(f"run {run.pk} would hold {size:,} characters of {name}; at most "
+                              f"{MAX_HELD:,}")
         return {**spec, name: held}
     _change_spec(run, added)
 

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from fitboard import sync as offline
 from fitboard.transport import FitboardError
 
@@ -288,3 +290,19 @@ def test_a_runs_dataset_inputs_are_bounded_in_characters_not_only_in_number(owne
     run.refresh_from_db()
     assert codes == [200] + [400] * 9
     assert len(json.dumps(run.spec.get("inputs", []))) <= ingest.MAX_HELD
+
+
+def test_a_search_naming_one_experiment_in_many_spellings_reads_it_once(owner, project, token):
+    # given a search naming the project 999 ways (" 1", "01", "1  ", ...: distinct strings)
+    ids = [" " * n + str(project.pk) for n in range(500)] + [
+        "0" * n + str(project.pk) for n in range(1, 500)]
+    run = ingest.create_run(owner, project, "okapi", {})
+
+    # when it is sent
+    with CaptureQueriesContext(connection) as queries:
+        response = send(token, M + "runs/search", {"experiment_ids": ids})
+
+    # then it reads the project once (each spelling was a query of its own), and finds its run
+    assert response.status_code == 200
+    assert [r["info"]["run_id"] for r in response.json()["runs"]] == [str(run.pk)]
+    assert len(queries) < 10

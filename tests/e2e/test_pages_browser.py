@@ -259,3 +259,42 @@ def test_the_queue_and_the_api_tokens_read_as_cards_on_a_390_px_screen(phone, st
         assert found["scroll"] <= PHONE_WIDTH and found["past"] == [], (path, found)
         assert fit["scroll"] <= fit["box"], (path, fit)
         assert fit["label"] in ('"project "', '"token "'), (path, fit)
+
+
+# Boxes on a chart that must not cross: its title and the mode bar a phone always shows, its
+# legend and its x-axis title.
+CHART_CROSSINGS = """id => {
+  const chart = document.getElementById(id);
+  const box = (selector) => {
+    const el = chart.querySelector(selector);
+    return el ? el.getBoundingClientRect() : null;
+  };
+  const cross = (a, b) => !!(a && b && a.left < b.right && b.left < a.right
+                             && a.top < b.bottom && b.top < a.bottom);
+  const title = box(".gtitle"), bar = box(".modebar"), legend = box(".legend");
+  return {title: !!title, bar: !!bar, titleUnderBar: cross(title, bar),
+          legendOnAxisTitle: cross(legend, box(".xtitle")),
+          titleInside: !!title && title.left >= chart.getBoundingClientRect().left - 0.5};
+}"""
+
+
+def test_the_diagnostics_charts_titles_and_legends_stay_clear_on_a_390_px_screen(page, phone,
+                                                                                  stack):
+    # Given a finished run
+    run_id = fill_new_experiment(page, stack, "diagnosed on a phone",
+                                 **{**SMALL_RUN, "batch_size": "16", "epochs": "2"})
+    wait_for(page,
+        "document.getElementById('status-badge').textContent.trim() === 'succeeded'")
+
+    # When its diagnostics page is opened on a phone, where Plotly's mode bar always shows
+    phone.goto(f"{stack.url}/experiments/{run_id}/diagnostics/")
+    wait_for(phone, "(() => { const gd = document.getElementById('diag-loss');"
+                    " return gd && gd.querySelector('.gtitle'); })()")
+
+    # Then each chart's title is whole and clear of the mode bar's icons (it was centred under
+    # them), and its legend clear of the x-axis title (it was drawn over "epoch")
+    for chart in ("diag-loss", "diag-acc"):
+        found = phone.evaluate(CHART_CROSSINGS, chart)
+        assert found["title"] and found["bar"], (chart, found)
+        assert not found["titleUnderBar"] and found["titleInside"], (chart, found)
+        assert not found["legendOnAxisTitle"], (chart, found)

@@ -5,10 +5,12 @@ docs/mobile-list.png)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.template.loader import render_to_string
 
 from tests.e2e.conftest import PASSWORD, Stack
 from tests.e2e.test_browser import (
@@ -298,3 +300,29 @@ def test_the_diagnostics_charts_titles_and_legends_stay_clear_on_a_390_px_screen
         assert found["title"] and found["bar"], (chart, found)
         assert not found["titleUnderBar"] and found["titleInside"], (chart, found)
         assert not found["legendOnAxisTitle"], (chart, found)
+
+
+# The width of a link's box against the width of its text.
+LINK_AND_TEXT = """a => {
+  const text = document.createRange();
+  text.selectNodeContents(a);
+  return [a.getBoundingClientRect().width, text.getBoundingClientRect().width];
+}"""
+
+
+def test_an_empty_tables_link_reads_as_part_of_its_sentence(page, stack):
+    # Given the datasets page with the row it shows when there are none (as the server renders
+    # it: other tests of this stack may have uploaded datasets)
+    empty_row = re.search(r'<tr class="empty">.*?</tr>',
+                          render_to_string("datasets/list.html", {"datasets": []}), re.S)
+    assert empty_row is not None
+    page.goto(f"{stack.url}/datasets/")
+    page.eval_on_selector("#dataset-table tbody", "(body, row) => { body.innerHTML = row; }",
+                          empty_row.group(0))
+
+    # When it is laid out
+    box, text = page.eval_on_selector("#dataset-table tr.empty a", LINK_AND_TEXT)
+
+    # Then "Upload one" is as wide as its words, the full stop right after it (the name
+    # column's minimum width had left a 32 px gap: "Upload one      .")
+    assert box <= text + 1, (box, text)

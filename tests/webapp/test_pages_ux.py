@@ -135,3 +135,17 @@ def test_a_missing_page_says_so_in_the_sites_frame_with_a_way_back(owner_client,
         assert 'id="not-found"' in page and 'name="viewport"' in page
         assert f"<code>{path}</code>" in page
         assert f'href="{reverse("experiment-list")}"' in page and "Log out" in page
+
+
+def test_compare_with_one_run_says_how_to_pick_runs_as_an_error(owner_client, make_experiment):
+    # given one run, the only one ticked
+    run = make_experiment()
+
+    # when Compare is opened with it alone
+    response = owner_client.get(f"{reverse('compare')}?ids={run.pk}", follow=True)
+
+    # then the list says what is wrong and what to do, styled as an error
+    page = response.content.decode()
+    assert response.redirect_chain[-1][0] == reverse("experiment-list")
+    assert ('<p class="flash error">Select between 2 and 20 runs to compare (1 selected): '
+            "tick them in the list below, then press Compare.</p>") in page

@@ -116,9 +116,13 @@
   function drawImportance(data) {
     const entries = Object.entries(data.importances || {});
     const note = document.getElementById("importance-note");
-    if (!entries.length) {
-      Plotly.purge("chart-importance");
-      note.textContent = "Parameter importances appear once a few trials have completed.";
+    // Said inside the chart's box: below it, the note left an empty box of the chart's height.
+    const needs = `${data.importance_min_trials} completed trials with different results`;
+    if (empty("chart-importance", entries.length ? null
+      : TERMINAL.includes(data.status)
+        ? `The study ended (${data.status}) before Optuna could rank its parameters: that takes ${needs}.`
+        : `${waiting(data)}Parameter importances appear here once there are ${needs}.`)) {
+      note.textContent = "";
       return;
     }
     note.textContent = "Optuna's importance evaluator over the completed trials.";

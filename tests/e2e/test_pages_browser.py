@@ -23,6 +23,8 @@ from tests.e2e.test_browser import (
     wait_for,
 )
 from tests.e2e.test_live_run import submit
+from tests.e2e.test_tuning_study import submit_study
+from tests.e2e.test_tuning_study import wait_for as wait_for_study
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
@@ -326,3 +328,26 @@ def test_an_empty_tables_link_reads_as_part_of_its_sentence(page, stack):
     # Then "Upload one" is as wide as its words, the full stop right after it (the name
     # column's minimum width had left a 32 px gap: "Upload one      .")
     assert box <= text + 1, (box, text)
+
+
+def test_a_study_too_small_to_rank_its_parameters_says_so_in_the_charts_box(page, stack):
+    # Given a study that ended with two completed trials, too few for parameter importances
+    session = stack.login()
+    source = submit(stack, session, "tuned once", **{**SMALL_RUN, "batch_size": "64"})
+    study_id = submit_study(stack, session, source, **{
+        "name": "two trials", "algorithm": "random", "objective": "val_acc", "n_trials": 2,
+        "timeout": 0, "parallelism": 2, "pruner": "none", "seed": 1,
+        "lr_on": "on", "lr_low": 1e-3, "lr_high": 3e-2, "lr_log": "on"})
+    assert wait_for_study(session, f"{stack.url}/studies/{study_id}/data/",
+                          timeout=120)["status"] == "succeeded"
+
+    # When its page is opened
+    page.goto(f"{stack.url}/studies/{study_id}/")
+    wait_for(page, "!!document.querySelector('#chart-importance .chart-empty')")
+
+    # Then the importance chart's box says why it is empty and what it would take (the note
+    # was below an empty box, and said "once a few trials have completed" after the end)
+    said = page.locator("#chart-importance .chart-empty").inner_text()
+    assert said == ("The study ended (succeeded) before Optuna could rank its parameters: "
+                    "that takes 4 completed trials with different results."), said
+    assert page.locator("#importance-note").inner_text() == ""

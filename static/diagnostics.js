@@ -24,12 +24,15 @@
       shapes.push({type: "line", x0: onset, x1: onset, yref: "paper", y0: 0, y1: 1,
                    line: {color: "#b91c1c", dash: "dash", width: 1.5}});
       annotations.push({x: onset, yref: "paper", y: 1, text: `onset: epoch ${onset}`, showarrow: false,
-                        xanchor: "left", yanchor: "bottom", font: {color: "#b91c1c"}});
+                        xanchor: "left", yanchor: "top", font: {color: "#b91c1c"}});  // under the legend
     }
     Plotly.newPlot(el, data, {
-      title: {text: title}, margin: {t: 50, r: 10, b: 40, l: 50}, shapes, annotations,
+      title: window.plotlyTitle(title), margin: {t: window.PLOTLY_TITLE_TOP + 28, r: 10, b: 44, l: 50},
+      shapes, annotations,
       xaxis: {title: {text: "epoch"}, dtick: epochs.length > 30 ? undefined : 1},
-      legend: {orientation: "h", y: -0.2}, hovermode: "x unified",
+      // Above the plot: below it, the legend ran over the x-axis title.
+      legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
+      hovermode: "x unified",
     }, {responsive: true, displaylogo: false});
   }
   plot("diag-loss", "Loss (gap shaded)", "train_loss", "val_loss");

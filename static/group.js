@@ -27,8 +27,9 @@
        hovertemplate: "mean<br>epoch %{x}: %{y:.4f}<extra></extra>"},
     ];
     Plotly.react("group-chart", seeds.concat(band), {
-      title: {text: `${data.metric}: mean over ${data.seeds.length} seeds, ${BAND_NAMES[data.band]}`},
-      xaxis: {title: {text: "epoch"}}, margin: {l: 50, r: 20, t: 40, b: 40},
+      title: window.plotlyTitle(
+        `${data.metric}: mean over ${data.seeds.length} seeds, ${BAND_NAMES[data.band]}`),
+      xaxis: {title: {text: "epoch"}}, margin: {l: 50, r: 20, t: window.PLOTLY_TITLE_TOP, b: 40},
     }, {responsive: true});
     document.getElementById("group-chart").dataset.traces = String(seeds.length + band.length);
   }

@@ -7,7 +7,8 @@
   const cfg = live.config();
   const TERMINAL = live.TERMINAL;
   const layout = (title, extra) => Object.assign({
-    title: {text: title}, margin: {l: 50, r: 20, t: 40, b: 40}, showlegend: false,
+    title: window.plotlyTitle(title), margin: {l: 50, r: 20, t: window.PLOTLY_TITLE_TOP, b: 40},
+    showlegend: false,
   }, extra || {});
   const fmt = (v) => (v === null || v === undefined) ? "" :
     (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : String(v));
@@ -75,7 +76,7 @@
                size: t.curve.map((_, i) => (t.state === "pruned" && i === t.curve.length - 1) ? 10 : 4)},
       hovertemplate: `trial ${t.index} (${t.state})<br>epoch %{x}: %{y:.4f}<extra></extra>`,
     }));
-    Plotly.react("chart-curves", traces, layout(`${data.objective} per epoch, every trial (pruned: dotted, ×)`,
+    Plotly.react("chart-curves", traces, layout(`${data.objective} per epoch (pruned: dotted, ×)`,
       {xaxis: {title: {text: "epoch"}}}), {responsive: true});
   }
 
@@ -108,23 +109,27 @@
     dims.push({label: data.objective, values: done.map((t) => t.value)});
     Plotly.react("chart-parallel", [{type: "parcoords", dimensions: dims,
       line: {color: done.map((t) => t.value), colorscale: "Viridis", showscale: true}}],
-      layout("parameters of completed trials", {margin: {l: 60, r: 60, t: 90, b: 30}}),
+      layout("parameters of completed trials", {margin: {l: 60, r: 60, t: 110, b: 30}}),
       {responsive: true});
   }
 
   function drawImportance(data) {
     const entries = Object.entries(data.importances || {});
     const note = document.getElementById("importance-note");
-    if (!entries.length) {
-      Plotly.purge("chart-importance");
-      note.textContent = "Parameter importances appear once a few trials have completed.";
+    // Said inside the chart's box: below it, the note left an empty box of the chart's height.
+    const needs = `${data.importance_min_trials} completed trials with different results`;
+    if (empty("chart-importance", entries.length ? null
+      : TERMINAL.includes(data.status)
+        ? `The study ended (${data.status}) before Optuna could rank its parameters: that takes ${needs}.`
+        : `${waiting(data)}Parameter importances appear here once there are ${needs}.`)) {
+      note.textContent = "";
       return;
     }
     note.textContent = "Optuna's importance evaluator over the completed trials.";
     entries.sort((a, b) => a[1] - b[1]);
     Plotly.react("chart-importance", [{type: "bar", orientation: "h",
       x: entries.map((e) => e[1]), y: entries.map((e) => e[0])}],
-      layout("parameter importance", {margin: {l: 140, r: 20, t: 40, b: 40}}), {responsive: true});
+      layout("parameter importance", {margin: {l: 140, r: 20, t: window.PLOTLY_TITLE_TOP, b: 40}}), {responsive: true});
   }
 
   // Two chosen parameters against each other, each completed trial a dot coloured by its

@@ -5,10 +5,12 @@ docs/mobile-list.png)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.template.loader import render_to_string
 
 from tests.e2e.conftest import PASSWORD, Stack
 from tests.e2e.test_browser import (
@@ -21,6 +23,8 @@ from tests.e2e.test_browser import (
     wait_for,
 )
 from tests.e2e.test_live_run import submit
+from tests.e2e.test_tuning_study import submit_study
+from tests.e2e.test_tuning_study import wait_for as wait_for_study
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
@@ -259,3 +263,91 @@ def test_the_queue_and_the_api_tokens_read_as_cards_on_a_390_px_screen(phone, st
         assert found["scroll"] <= PHONE_WIDTH and found["past"] == [], (path, found)
         assert fit["scroll"] <= fit["box"], (path, fit)
         assert fit["label"] in ('"project "', '"token "'), (path, fit)
+
+
+# Boxes on a chart that must not cross: its title and the mode bar a phone always shows, its
+# legend and its x-axis title.
+CHART_CROSSINGS = """id => {
+  const chart = document.getElementById(id);
+  const box = (selector) => {
+    const el = chart.querySelector(selector);
+    return el ? el.getBoundingClientRect() : null;
+  };
+  const cross = (a, b) => !!(a && b && a.left < b.right && b.left < a.right
+                             && a.top < b.bottom && b.top < a.bottom);
+  const title = box(".gtitle"), bar = box(".modebar"), legend = box(".legend");
+  return {title: !!title, bar: !!bar, titleUnderBar: cross(title, bar),
+          legendOnAxisTitle: cross(legend, box(".xtitle")),
+          titleInside: !!title && title.left >= chart.getBoundingClientRect().left - 0.5};
+}"""
+
+
+def test_the_diagnostics_charts_titles_and_legends_stay_clear_on_a_390_px_screen(page, phone,
+                                                                                  stack):
+    # Given a finished run
+    run_id = fill_new_experiment(page, stack, "diagnosed on a phone",
+                                 **{**SMALL_RUN, "batch_size": "16", "epochs": "2"})
+    wait_for(page,
+        "document.getElementById('status-badge').textContent.trim() === 'succeeded'")
+
+    # When its diagnostics page is opened on a phone, where Plotly's mode bar always shows
+    phone.goto(f"{stack.url}/experiments/{run_id}/diagnostics/")
+    wait_for(phone, "(() => { const gd = document.getElementById('diag-loss');"
+                    " return gd && gd.querySelector('.gtitle'); })()")
+
+    # Then each chart's title is whole and clear of the mode bar's icons (it was centred under
+    # them), and its legend clear of the x-axis title (it was drawn over "epoch")
+    for chart in ("diag-loss", "diag-acc"):
+        found = phone.evaluate(CHART_CROSSINGS, chart)
+        assert found["title"] and found["bar"], (chart, found)
+        assert not found["titleUnderBar"] and found["titleInside"], (chart, found)
+        assert not found["legendOnAxisTitle"], (chart, found)
+
+
+# The width of a link's box against the width of its text.
+LINK_AND_TEXT = """a => {
+  const text = document.createRange();
+  text.selectNodeContents(a);
+  return [a.getBoundingClientRect().width, text.getBoundingClientRect().width];
+}"""
+
+
+def test_an_empty_tables_link_reads_as_part_of_its_sentence(page, stack):
+    # Given the datasets page with the row it shows when there are none (as the server renders
+    # it: other tests of this stack may have uploaded datasets)
+    empty_row = re.search(r'<tr class="empty">.*?</tr>',
+                          render_to_string("datasets/list.html", {"datasets": []}), re.S)
+    assert empty_row is not None
+    page.goto(f"{stack.url}/datasets/")
+    page.eval_on_selector("#dataset-table tbody", "(body, row) => { body.innerHTML = row; }",
+                          empty_row.group(0))
+
+    # When it is laid out
+    box, text = page.eval_on_selector("#dataset-table tr.empty a", LINK_AND_TEXT)
+
+    # Then "Upload one" is as wide as its words, the full stop right after it (the name
+    # column's minimum width had left a 32 px gap: "Upload one      .")
+    assert box <= text + 1, (box, text)
+
+
+def test_a_study_too_small_to_rank_its_parameters_says_so_in_the_charts_box(page, stack):
+    # Given a study that ended with two completed trials, too few for parameter importances
+    session = stack.login()
+    source = submit(stack, session, "tuned once", **{**SMALL_RUN, "batch_size": "64"})
+    study_id = submit_study(stack, session, source, **{
+        "name": "two trials", "algorithm": "random", "objective": "val_acc", "n_trials": 2,
+        "timeout": 0, "parallelism": 2, "pruner": "none", "seed": 1,
+        "lr_on": "on", "lr_low": 1e-3, "lr_high": 3e-2, "lr_log": "on"})
+    assert wait_for_study(session, f"{stack.url}/studies/{study_id}/data/",
+                          timeout=120)["status"] == "succeeded"
+
+    # When its page is opened
+    page.goto(f"{stack.url}/studies/{study_id}/")
+    wait_for(page, "!!document.querySelector('#chart-importance .chart-empty')")
+
+    # Then the importance chart's box says why it is empty and what it would take (the note
+    # was below an empty box, and said "once a few trials have completed" after the end)
+    said = page.locator("#chart-importance .chart-empty").inner_text()
+    assert said == ("The study ended (succeeded) before Optuna could rank its parameters: "
+                    "that takes 4 completed trials with different results."), said
+    assert page.locator("#importance-note").inner_text() == ""

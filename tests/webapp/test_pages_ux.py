@@ -116,3 +116,36 @@ def test_cancel_asks_first_through_the_pages_script(owner_client, make_experimen
 
     assert 'id="cancel-form" data-confirm="Cancel this run?' in page
     assert "/static/page.js" in page
+
+
+def test_a_missing_page_says_so_in_the_sites_frame_with_a_way_back(owner_client,
+                                                                    make_experiment):
+    # given a run the user may see, and addresses that lead nowhere: a group comparison with
+    # no groups named, and a run that does not exist
+    run = make_experiment()
+
+    for path in (reverse("group-compare"), reverse("experiment-detail", args=[run.pk + 1000])):
+        # when they are opened
+        response = owner_client.get(path)
+
+        # then the 404 is the site's page, with its menu, the address and a way back, not
+        # the server's bare "Not Found" (which also ignored a phone's width)
+        page = response.content.decode()
+        assert response.status_code == 404
+        assert 'id="not-found"' in page and 'name="viewport"' in page
+        assert f"<code>{path}</code>" in page
+        assert f'href="{reverse("experiment-list")}"' in page and "Log out" in page
+
+
+def test_compare_with_one_run_says_how_to_pick_runs_as_an_error(owner_client, make_experiment):
+    # given one run, the only one ticked
+    run = make_experiment()
+
+    # when Compare is opened with it alone
+    response = owner_client.get(f"{reverse('compare')}?ids={run.pk}", follow=True)
+
+    # then the list says what is wrong and what to do, styled as an error
+    page = response.content.decode()
+    assert response.redirect_chain[-1][0] == reverse("experiment-list")
+    assert ('<p class="flash error">Select between 2 and 20 runs to compare (1 selected): '
+            "tick them in the list below, then press Compare.</p>") in page

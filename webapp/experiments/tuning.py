@@ -417,6 +417,7 @@ def study_data(study: Experiment) -> dict[str, Any]:
         "best_so_far": best_so_far,
         "best_trial": (study.summary.get("best_trial") if study.is_terminal else None),
         "importances": study.progress.get("importances", {}),
+        "importance_min_trials": IMPORTANCE_MIN_TRIALS,
     }
 
 

@@ -397,7 +397,10 @@ def compare_page(request: HttpRequest) -> HttpResponse:
     try:
         runs = _compared(request)
     except compare.CompareError as exc:
-        messages.error(request, str(exc))
+        # The list the user lands on is where runs are picked: say how, not just what failed.
+        problem = str(exc)
+        messages.error(request, f"{problem[:1].upper()}{problem[1:]}: tick them in the list "
+                                "below, then press Compare.")
         return redirect("experiment-list")
     keys = compare.metric_keys(runs)
     live = [{"id": run.pk, "name": run.name, "status": run.status,

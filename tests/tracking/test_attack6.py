@@ -241,8 +241,10 @@ def test_points_spread_over_many_runs_stay_within_the_quota(owner, project, toke
                                                            monkeypatch):
     # given a quota of 100 points' bytes, a look every 300 points, and five runs that each
     # logged a first point while the owner was far under it
+    # (the looks doubling from 2 points: from ROOM_FIRST_DOUBLING, 1,024, by default)
     settings.FITBOARD_STORAGE_QUOTA_BYTES = 100 * POINT_BYTES
     monkeypatch.setattr(ingest, "ROOM_CHECK_POINTS", 300)
+    monkeypatch.setattr(ingest, "ROOM_FIRST_DOUBLING", 2)
     runs = [ingest.create_run(owner, project, f"run {n}", {}) for n in range(5)]
     assert [log_batch(token, run, 0, 1)[0] for run in runs] == [200] * 5
 

@@ -56,6 +56,8 @@ MAX_HELD = 1_000_000
 MAX_METRICS = 1000
 # Points of a run between two looks at its creator's storage quota (2.4 MB of them).
 ROOM_CHECK_POINTS = 100_000
+# Points from which a run's quota looks double (``_room_look``).
+ROOM_FIRST_DOUBLING = 1024
 # A step is an int64 and a time an int64 count of milliseconds, as in MLflow's protocol: a point
 # past them (a step of 10**30, a time of inf) was stored, and every later read of the run (its
 # JSON, a search of its project, its charts) failed on it, for every member of the project.
@@ -215,11 +217,16 @@ def _room_for(row: Experiment, progress: Mapping[str, Any],
 
 
 def _room_look(points: int) -> int:
-    """Which look at the quota a run holding ``points`` is past: one at each power of two up
-    to ROOM_CHECK_POINTS, then one every ROOM_CHECK_POINTS. Between two looks a run adds at
+    """Which look at the quota a run holding ``points`` is past: one with its first points,
+    one at each power of two from ROOM_FIRST_DOUBLING to ROOM_CHECK_POINTS, then one every
+    ROOM_CHECK_POINTS. Between two looks a run adds at
     most what it held at the first, so a user's runs together go at most their quota past it:
     with a look only every ROOM_CHECK_POINTS, a script that gave 1,000 runs a point each while
     under the quota then added 99,998 points to each, unlooked at (2.4 GB past it)."""
+    if points < ROOM_FIRST_DOUBLING:
+        # One look with the first points, none at the next few: a script logging point by
+        # point pays no count per request (its runs' 1,000 points are 24 kB).
+        return min(points, 1)
     if points < ROOM_CHECK_POINTS:
         return points.bit_length()
     return ROOM_CHECK_POINTS.bit_length() + points // ROOM_CHECK_POINTS

@@ -8,10 +8,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,55 +18,19 @@ import requests
 from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.test_mlflow_tracking import create_token
 from tests.e2e.test_rest_api import wait_until_ended
+from tests.webhooks import HOLD_LIMIT, Receiver, serving
 
 pytestmark = pytest.mark.e2e
 SPEC = {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
         "run": {"epochs": 1, "batch_size": 32}}
-HOLD_LIMIT = 120  # seconds a held request waits for the test at most (a failed test's end)
-
-
-class HoldingReceiver(ThreadingHTTPServer):
-    """A webhook receiver that records each POST and holds it open, answering 200 only once
-    ``release`` is set: a receiver as slow as the test wants."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _HoldingHandler)
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.answered = 0
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/fitboard"
-
-
-class _HoldingHandler(BaseHTTPRequestHandler):
-    server: HoldingReceiver
-
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.server.release.wait(HOLD_LIMIT)
-        self.server.answered += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
-def receiver() -> Iterator[HoldingReceiver]:
-    server = HoldingReceiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[Receiver]:
+    """A receiver that holds every delivery open until the test releases it."""
+    with serving() as server:
+        server.release.clear()
+        yield server
 
 
 @pytest.fixture
@@ -90,7 +52,7 @@ def wait_until(condition: Callable[[], Any], what: str, limit: float = 120) -> A
 
 
 def test_a_receiver_holding_its_deliveries_open_delays_no_training(
-        one_worker_stack: Stack, receiver: HoldingReceiver):
+        one_worker_stack: Stack, receiver: Receiver):
     # given a maintainer's webhook for succeeded runs, whose receiver holds every delivery
     stack = one_worker_stack
     api = requests.Session()

@@ -8,12 +8,10 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.webhooks import Receiver, serving
 from webapp import celery_app
 from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
@@ -37,43 +36,10 @@ from webapp.projects.models import Project
 from webapp.tracking import ingest, tokens
 
 
-class Receiver(ThreadingHTTPServer):
-    """A local webhook receiver: records each request and answers the next of ``statuses``
-    (200 once they run out)."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.statuses: list[int] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/fitboard?team=ml"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -263,8 +263,10 @@
     showTestMetrics((s.summary || {}).test_metrics);
     showEmpty();
     const tags = s.checkpoints || [];
-    document.getElementById("download-best").hidden = !(done && tags.includes("best"));
-    document.getElementById("download-last").hidden = !(done && tags.includes("last"));
+    // Absent on a run trained elsewhere: Fitboard holds no checkpoint of it.
+    const best = document.getElementById("download-best"), last = document.getElementById("download-last");
+    if (best) best.hidden = !(done && tags.includes("best"));
+    if (last) last.hidden = !(done && tags.includes("last"));
     const fineTune = document.getElementById("fine-tune");  // absent: not a training run
     if (fineTune) fineTune.hidden = !(s.status === "succeeded" && tags.includes("best"));
     const summary = s.summary || {};

@@ -1,0 +1,76 @@
+"""A run logged from a script, as Chromium shows it: the run page draws the points logged
+before it opened, then the ones logged while it is open (over the WebSocket, no reload), and
+the run's end; its diagnostics and compare pages draw without a JavaScript error (the ``page``
+fixture fails the test on any)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.e2e.test_browser import browser, page, wait_for
+from tests.e2e.test_mlflow_tracking import create_token
+
+pytestmark = pytest.mark.e2e
+__all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
+
+# The points of each chart's traces, by chart id.
+DRAWN = """() => Object.fromEntries(["chart-loss", "chart-metric"].map((id) => {
+  const gd = document.getElementById(id);
+  return [id, (gd.data || []).map((t) => (t.x || []).length)];
+}))"""
+
+
+def log_steps(client, run_id: str, steps: range) -> None:
+    from mlflow.entities import Metric
+
+    metrics = []
+    for step in steps:
+        values = {"train_loss": 2.0 * math.exp(-step / 8) + 0.05,
+                  "val_loss": 2.1 * math.exp(-step / 9) + 0.08,
+                  "val_accuracy": 0.5 + 0.45 * (1 - math.exp(-step / 9))}
+        metrics += [Metric(key, value, 1_700_000_000_000 + step, step)
+                    for key, value in values.items()]
+    client.log_batch(run_id, metrics=metrics)
+
+
+def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page, stack,
+                                                                            monkeypatch):
+    # given a run a script logs through the mlflow client, 10 steps of three metrics so far
+    from mlflow import MlflowClient
+
+    session = stack.login()
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", create_token(stack, session))
+    client = MlflowClient(tracking_uri=stack.url)
+    experiment = client.create_experiment("browser-external")
+    run_id = client.create_run(experiment, run_name="script in chromium").info.run_id
+    log_steps(client, run_id, range(10))
+
+    # when its page is open in Chromium
+    page.goto(f"{stack.url}/experiments/{run_id}/")
+    page.evaluate("window.fitboardNoReload = true")
+
+    # then the points logged before are drawn: loss (training, validation) and accuracy
+    wait_for(page, "(document.getElementById('chart-metric').data || [])"
+                   ".some((t) => t.x && t.x.length)", timeout=30_000)
+    before = page.evaluate(DRAWN)
+    assert max(before["chart-loss"]) == 10 and max(before["chart-metric"]) == 10, before
+
+    # and the ones logged while it is open arrive without a reload, as does the run's end
+    log_steps(client, run_id, range(10, 25))
+    client.set_terminated(run_id, "FINISHED")
+    wait_for(page, "document.getElementById('status-badge').textContent.trim() === 'succeeded'",
+             timeout=30_000)
+    wait_for(page, "Math.max(...document.getElementById('chart-loss').data"
+                   ".map((t) => (t.x || []).length)) === 25", timeout=30_000)
+    after = page.evaluate(DRAWN)
+    assert max(after["chart-metric"]) == 25, after
+    assert page.evaluate("window.fitboardNoReload === true")
+    assert not page.locator("#verdict-badge").is_hidden()
+
+    # and its diagnostics and compare pages draw too
+    page.goto(f"{stack.url}/experiments/{run_id}/diagnostics/")
+    page.wait_for_selector("#verdict-kind")
+    page.goto(f"{stack.url}/compare/?ids={run_id}")
+    page.wait_for_load_state("networkidle")

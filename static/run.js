@@ -51,13 +51,24 @@
       yaxis: {range: [0, 100]},
     },
   };
-  // A run trained elsewhere may log metrics under names of its own: one chart for them.
+  // A run trained elsewhere may log metrics under names of its own: one chart for them. Lines
+  // and markers: a metric logged once is a point, which a line alone does not draw.
   const palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"];
+  const ownTraces = (keys, name) => keys.map((key, i) => (
+    {key: key, name: name(key), color: palette[i % palette.length], width: 2, mode: "lines+markers"}));
+  // MLflow's system metrics, sampled every 10 s and stepped by sample: its percentages replace
+  // the System chart's (a worker's, which a script's run has none of), the rest get their own.
+  const systemName = (key) => key.replace(/^system\//, "").replace(/_percentage$/, " %").replaceAll("_", " ");
+  if (run.system && run.system.length) {
+    charts["chart-sys"] = {title: "System", xtitle: "sample", traces: ownTraces(run.system, systemName),
+                           yaxis: {range: [0, 100]}};
+  }
+  if (run.system_other && run.system_other.length) {
+    charts["chart-sys-other"] = {title: "System, other units", xtitle: "sample",
+                                 traces: ownTraces(run.system_other, systemName)};
+  }
   if (run.extra && run.extra.length) {
-    charts["chart-extra"] = {
-      title: "Other metrics",
-      traces: run.extra.map((key, i) => ({key: key, name: key, color: palette[i % palette.length], width: 2, mode: "lines"})),
-    };
+    charts["chart-extra"] = {title: "Other metrics", traces: ownTraces(run.extra, (key) => key)};
   }
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
@@ -72,14 +83,27 @@
       line: {color: t.color, width: t.width}, marker: {size: 5},
     }));
     // The legend sits between the title and the plot, so it never covers the x-axis title
-    // (below the plot) nor, on a narrow screen, the mode bar (top right).
+    // (below the plot) nor, on a narrow screen, the mode bar (top right); the top margin grows
+    // with its rows (a script's many metrics), which would otherwise climb over the title.
     Plotly.newPlot(id, data, {
       title: {text: chart.title, x: 0.02, xanchor: "left", y: 0.97, yanchor: "top", yref: "container"},
-      margin: {t: 72, r: 10, b: 44, l: 50},
+      margin: {t: 50 + 22 * legendRows(chart.traces, document.getElementById(id).clientWidth), r: 10, b: 44, l: 50},
       xaxis: {title: {text: chart.xtitle || "step"}},
       legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
       hovermode: "x unified", ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
     }, {responsive: true, displaylogo: false});
+  }
+
+  // Rows of a horizontal legend: its entries (a line sample and the name, about 7 px a
+  // character at Plotly's 12 px) laid out left to right over the chart's width.
+  function legendRows(traces, width) {
+    let rows = 1, used = 0;
+    for (const t of traces) {
+      const entry = 50 + 7 * t.name.length;
+      if (used && used + entry > width - 20) { rows += 1; used = 0; }
+      used += entry;
+    }
+    return rows;
   }
 
   // What an empty chart waits for, said in its middle instead of bare axes.

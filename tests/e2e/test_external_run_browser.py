@@ -15,11 +15,13 @@ from tests.e2e.test_mlflow_tracking import create_token
 pytestmark = pytest.mark.e2e
 __all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
 
-# The points of each chart's traces, by chart id.
-DRAWN = """() => Object.fromEntries(["chart-loss", "chart-metric"].map((id) => {
-  const gd = document.getElementById(id);
-  return [id, (gd.data || []).map((t) => (t.x || []).length)];
-}))"""
+# The points of each chart's traces, by chart id (and their names).
+DRAWN = """() => Object.fromEntries(
+  ["chart-loss", "chart-metric", "chart-sys", "chart-sys-other", "chart-extra"].map((id) => {
+    const gd = document.getElementById(id);
+    return [id, gd ? (gd.data || []).map((t) => (t.x || []).length) : null];
+  }))"""
+NAMES = "(id) => document.getElementById(id).data.map((t) => t.name)"
 
 
 def log_steps(client, run_id: str, steps: range) -> None:
@@ -35,6 +37,20 @@ def log_steps(client, run_id: str, steps: range) -> None:
     client.log_batch(run_id, metrics=metrics)
 
 
+def log_system_samples(client, run_id: str, samples: int) -> None:
+    """What mlflow's ``log_system_metrics=True`` logs: a sample every 10 s, stepped by sample,
+    and a metric of the script's own beside it."""
+    from mlflow.entities import Metric
+
+    client.log_batch(run_id, metrics=[
+        Metric(key, value, 1_700_000_000_000 + 10_000 * sample, sample)
+        for sample in range(samples)
+        for key, value in (("system/cpu_utilization_percentage", 40.0 + sample),
+                           ("system/system_memory_usage_percentage", 12.5),
+                           ("system/system_memory_usage_megabytes", 2048.0 + sample),
+                           ("grad_norm", 1.0 / (sample + 1)))])
+
+
 def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page, stack,
                                                                             monkeypatch):
     # given a run a script logs through the mlflow client, 10 steps of three metrics so far
@@ -46,6 +62,7 @@ def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page
     experiment = client.create_experiment("browser-external")
     run_id = client.create_run(experiment, run_name="script in chromium").info.run_id
     log_steps(client, run_id, range(10))
+    log_system_samples(client, run_id, 3)
 
     # when its page is open in Chromium
     page.goto(f"{stack.url}/experiments/{run_id}/")
@@ -56,6 +73,12 @@ def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page
                    ".some((t) => t.x && t.x.length)", timeout=30_000)
     before = page.evaluate(DRAWN)
     assert max(before["chart-loss"]) == 10 and max(before["chart-metric"]) == 10, before
+    # and mlflow's system metrics on the System chart (percentages) and one of their own (the
+    # rest), apart from the script's own metric
+    assert before["chart-sys"] == [3, 3] and before["chart-sys-other"] == [3], before
+    assert before["chart-extra"] == [3], before
+    assert page.evaluate(NAMES, "chart-sys") == ["cpu utilization %", "system memory usage %"]
+    assert page.evaluate(NAMES, "chart-extra") == ["grad_norm"]
 
     # and the ones logged while it is open arrive without a reload, as does the run's end
     log_steps(client, run_id, range(10, 25))

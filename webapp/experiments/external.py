@@ -381,6 +381,11 @@ def final_verdict(run: Experiment) -> dict[str, Any]:
 
 # Stored names the run page already draws (run.js); an external run's others get a chart.
 DRAWN = {"loss", "train_loss", "val_loss", "train_acc", "val_acc", "val_rmse", "val_mae", "lr"}
+# MLflow's system metrics (``log_system_metrics=True``: "system/cpu_utilization_percentage",
+# "system/gpu_0_memory_usage_percentage", ... one sample every 10 s, stepped by sample): the
+# percentages on the System chart, the rest (megabytes, watts) on one of their own.
+SYSTEM = "system/"
+PERCENT = "_percentage"
 
 
 def page_context(run: Experiment) -> dict[str, Any]:
@@ -398,7 +403,11 @@ def page_context(run: Experiment) -> dict[str, Any]:
         "metric_names": sorted(keys.items()),
         "artifacts": files.listing(artifacts_root(run.pk)),
         "task": task,
-        "extra_keys": sorted(k for k in stored if k not in DRAWN and k != "epoch"),
+        "extra_keys": sorted(k for k in stored
+                             if k not in DRAWN and k != "epoch" and not k.startswith(SYSTEM)),
+        "system_keys": sorted(k for k in stored if k.startswith(SYSTEM) and k.endswith(PERCENT)),
+        "system_other_keys": sorted(k for k in stored
+                                    if k.startswith(SYSTEM) and not k.endswith(PERCENT)),
         "no_verdict_reason": evaluations.reason,
         "verdict_notes": verdict_notes(evaluations, run.spec),
         "map_tag": MAP_TAG,

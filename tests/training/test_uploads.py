@@ -150,7 +150,7 @@ def test_a_regression_upload_has_float_targets_standardised_on_training_rows(
         (b"a,b,label\n1,2,\n3,4,\n", {}, "label_column", "is empty"),
         (b"a,b,label\n1,2,x\ninf,4,y\n5,6,x\n7,8,y\n", {}, "feature_columns", "not a finite"),
         (b"a,b,label\n1,2,x\n3,1e39,y\n5,6,x\n7,8,y\n", {}, "feature_columns",
-         "float32 range"),
+         "holds 1e+39, not a finite number within float32 range"),
         (b"a,y\n1,2\n2,-inf\n3,4\n4,5\n", {"task": "regression"}, "label_column",
          "not a finite"),
         # integers too long for a float: pandas raises OverflowError on them

@@ -836,7 +836,8 @@ def _feature(cells: pd.Series, column: str) -> pd.Series:
     huge = values.abs() > FLOAT32_MAX
     if huge.any():
         example = cells[huge].iloc[0]
-        raise UploadError("feature_columns", f"column {column!r} holds {example!r}, not "
+        shown = repr(example) if isinstance(example, str) else str(example)  # not np.float64(…)
+        raise UploadError("feature_columns", f"column {column!r} holds {shown}, not "
                           "a finite number within float32 range")
     return values.astype("float64")
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_browser import browser, page, wait_for  # noqa: F401 - fixtures
+from tests.e2e.test_pages_browser import OVERFLOW, PHONE_WIDTH
 
 pytestmark = pytest.mark.e2e
 # The docs' screenshot is written again only when asked: a test run leaves the checkout as it is.
@@ -79,3 +80,12 @@ def test_a_repeat_from_the_form_draws_its_mean_band_and_seeds(page: Any,  # noqa
         else tmp_path / DOCS_SCREENSHOT.name
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+    # and on a 390 px phone the page, its seeds table included, does not scroll sideways
+    page.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    fit = page.evaluate(OVERFLOW, PHONE_WIDTH)
+    assert fit["scroll"] <= PHONE_WIDTH and fit["past"] == [], fit
+    assert page.evaluate("(t => t.scrollWidth <= t.clientWidth)"
+                         "(document.getElementById('group-runs'))"), "the seeds table scrolls"

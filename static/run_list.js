@@ -30,15 +30,20 @@
   }
   live.socket(cfg.socket, {onMessage: update});
 
-  // Compare: enabled while 2 to N runs are ticked.
+  // Compare: enabled while 2 to N runs are ticked; until then the hint beside it says why not.
   const form = document.getElementById("compare-form");
   const button = document.getElementById("compare-button");
+  const hint = document.getElementById("compare-hint");
   if (form && button) {
     const max = Number(form.dataset.max);
     document.getElementById("run-table").addEventListener("change", () => {
       const ticked = document.querySelectorAll('input[name="ids"]:checked').length;
       button.disabled = ticked < 2 || ticked > max;
       button.textContent = ticked ? `Compare ${ticked}` : "Compare";
+      hint.textContent = ticked === 1 ? "Tick one more run to compare"
+        : ticked > max ? `At most ${max} runs: untick ${ticked - max}`
+        : `Tick 2 to ${max} runs to compare them`;
+      hint.hidden = !button.disabled;
     });
   }
 })();

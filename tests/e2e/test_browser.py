@@ -183,8 +183,13 @@ def test_a_user_trains_watches_compares_and_downloads_a_run_in_the_browser(page,
     wait_for(page,
         "document.getElementById('status-badge').textContent.trim() === 'succeeded'")
     page.goto(f"{stack.url}/")
+    hints = [page.locator("#compare-hint").inner_text()]
     for run_id in (first, second):
         page.check(f'#run-table tr[data-id="{run_id}"] input[name="ids"]')
+        hints.append(page.locator("#compare-hint").inner_text()
+                     if page.locator("#compare-hint").is_visible() else "")
+    # (a greyed Compare button says beside it what it waits for, until it is enabled)
+    assert hints[0].startswith("Tick 2 to") and hints[1:] == ["Tick one more run to compare", ""]
     page.click("#compare-button")
     page.wait_for_url("**/compare/?ids=*")
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 import torch
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from mlflow import MlflowClient
@@ -238,6 +239,33 @@ def test_renaming_to_a_taken_name_is_refused(tracking, project, owner):
 
     assert caught.value.error_code == "RESOURCE_ALREADY_EXISTS"
     assert Project.objects.get(pk=project.pk).name == "vision"
+
+
+def test_set_experiment_on_another_teams_project_name_says_what_to_do(tracking, db):
+    # given a project another user made, which the token's user is not a member of
+    stranger = User.objects.create_user("stranger", password="stranger-pass-123")
+    create_project(stranger, "speech")
+
+    # when a script sets that experiment by name
+    with pytest.raises(MlflowException) as caught:
+        mlflow.set_experiment("speech")
+
+    # then mlflow raises Fitboard's reason (not an AttributeError from reading back a project
+    # it cannot see), and nothing was made
+    assert caught.value.error_code == "PERMISSION_DENIED"
+    assert "ask one of its maintainers to add you" in caught.value.message
+    assert list(Project.objects.filter(name__iexact="speech").values_list("name", flat=True)) \
+        == ["speech"]
+
+
+def test_set_experiment_finds_its_project_whatever_the_case(tracking, project):
+    # given the project "vision"
+    # when a script sets "Vision"
+    experiment = mlflow.set_experiment("Vision")
+
+    # then it logs into that project, and no second one is made
+    assert experiment.experiment_id == str(project.pk)
+    assert Project.objects.filter(name__iexact="vision").count() == 1
 
 
 def test_deleting_an_experiment_is_refused_and_keeps_its_runs(tracking, project):

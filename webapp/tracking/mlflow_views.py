@@ -123,7 +123,10 @@ def find_projects(token: ApiToken, ids: Any) -> list[Project]:
 def experiment_get_by_name(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                            ) -> dict[str, Any]:
     name = text(body, "experiment_name")
-    project = access.projects(token).filter(name=name).first()
+    # Project names are unique whatever their case: "MNIST" is the project a script asking
+    # for "mnist" would otherwise fail to create.
+    project = (access.projects(token).filter(name=name).first()
+               or access.projects(token).filter(name__iexact=name).first())
     if project is None:
         raise not_found(f"experiment {name[:100]!r}")
     return {"experiment": experiment_json(project)}
@@ -146,11 +149,24 @@ def experiment_create(request: HttpRequest, token: ApiToken, body: dict[str, Any
                        "cannot create one; use a token for all your projects")
     form = ProjectForm({"name": name})
     if not form.is_valid():
-        message = " ".join(form.errors.get("name", ["invalid name"]))
-        code = "RESOURCE_ALREADY_EXISTS" if "exists" in message else "INVALID_PARAMETER_VALUE"
-        raise ApiError(code, f"experiment {name[:100]!r}: {message}")
+        raise name_refused(token, name, form)
     project = project_actions.create_project(token.user, form.cleaned_data["name"])
     return {"experiment_id": str(project.pk)}
+
+
+def name_refused(token: ApiToken, name: str, form: ProjectForm) -> ApiError:
+    """The error for a project name the form refused. Taken by a project the token reaches:
+    RESOURCE_ALREADY_EXISTS, on which mlflow's ``set_experiment`` reads it by name (two
+    scripts creating it at once). Taken by other users' project: not that, which would send the
+    client to read a project it cannot see (and fail with an AttributeError), but what to do."""
+    message = " ".join(form.errors.get("name", ["invalid name"]))
+    if "exists" not in message:
+        return ApiError("INVALID_PARAMETER_VALUE", f"experiment {name[:100]!r}: {message}")
+    if access.projects(token).filter(name__iexact=name).exists():
+        return ApiError("RESOURCE_ALREADY_EXISTS", f"experiment {name[:100]!r}: {message}")
+    return ApiError("PERMISSION_DENIED", f"experiment {name[:100]!r}: project names are "
+                    "shared by every user of this Fitboard, and this one is another team's "
+                    "project: ask one of its maintainers to add you, or choose another name")
 
 
 @endpoint(("POST", "GET"))
@@ -181,10 +197,7 @@ def experiment_update(request: HttpRequest, token: ApiToken, body: dict[str, Any
     if name.lower() != project.name.lower():
         form = ProjectForm({"name": name})
         if not form.is_valid():
-            message = " ".join(form.errors.get("name", ["invalid name"]))
-            code = "RESOURCE_ALREADY_EXISTS" if "exists" in message else \
-                "INVALID_PARAMETER_VALUE"
-            raise ApiError(code, f"experiment {name[:100]!r}: {message}")
+            raise name_refused(token, name, form)
     project_actions.rename_project(project, name)
     return {}
 

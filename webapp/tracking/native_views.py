@@ -102,7 +102,8 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     """A new external run in the project named ``project`` (one the token reaches), with the
     script's ``params`` (its flattened config) and ``tags``."""
     name = text(body, "project")
-    project = access.projects(token).filter(name=name).first()
+    project = (access.projects(token).filter(name=name).first()  # unique whatever the case
+               or access.projects(token).filter(name__iexact=name).first())
     if project is None:
         raise not_found(f"project {name[:100]!r}")
     params, tags = _strings(body.get("params"), "params"), _strings(body.get("tags"), "tags")

@@ -411,3 +411,14 @@ def test_the_rest_probes_reach_their_objects_with_the_victims_own_token(victim_r
             missed.append(f"{method} {route}: {code}")
 
     assert missed == []
+
+
+def test_the_page_links_the_rest_apis_docs_and_names_the_tracking_guide(owner):
+    client = Client()
+    client.force_login(owner)
+
+    page = client.get(reverse("api-tokens")).content.decode()
+    docs = client.get(reverse("rest-docs"))
+
+    assert f'href="{reverse("rest-docs")}"' in page and docs.status_code == 200
+    assert "docs/tracking.md" in page

@@ -11,7 +11,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, Throttled
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,7 +22,7 @@ from training.spec import stored_dataset_info
 from webapp.experiments import serving
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
-from webapp.rest.parsers import JSONParser
+from webapp.rest.parsers import FormParser, JSONParser, MultiPartParser
 from webapp.rest.views import BAD, REFUSED, _one
 
 NO_MODEL = {409: OpenApiResponse(s.DetailSerializer, "the run has no finished model to serve "

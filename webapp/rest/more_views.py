@@ -10,7 +10,6 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +23,7 @@ from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
+from webapp.rest.parsers import FormParser, MultiPartParser
 from webapp.rest.views import (
     BAD,
     QUEUES_A_JOB,

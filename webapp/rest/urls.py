@@ -18,10 +18,11 @@ from webapp.rest import (
     run_views,
     views,
 )
+from webapp.rest.parsers import refuse_unstorable_url
 
 
 def api(view: Any) -> Callable[..., Any]:
-    return login_not_required(view.as_view())
+    return login_not_required(refuse_unstorable_url(view.as_view()))
 
 
 urlpatterns = [
@@ -83,6 +84,7 @@ urlpatterns = [
     path("schema/", api(SpectacularAPIView), name="rest-schema"),
     # Swagger UI from the sidecar's static files, its set-up script served as a file of its own
     # (?script): the pages' Content-Security-Policy allows no inline script.
-    path("docs/", login_not_required(SpectacularSwaggerSplitView.as_view(url_name="rest-schema")),
+    path("docs/", login_not_required(refuse_unstorable_url(
+        SpectacularSwaggerSplitView.as_view(url_name="rest-schema"))),
          name="rest-docs"),
 ]

@@ -194,17 +194,36 @@ def number(value: Any, name: str) -> float:
 
 
 def integer(value: Any, name: str, default: int = 0) -> int:
+    """An int64 of MLflow's protocol (a step, a time, a page token) as MLflow's server reads
+    one, through protobuf's JSON: an integer, or a number or string of one (its client sends
+    "3"; 3.0 and "1e3" are read too), never a bool, a fraction (1.5, "1.5") or past 64 bits.
+    int() had made a step of 1.5 step 1 and true step 1."""
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
+    number = _integral(value)
+    if number is None:
         raise ApiError("INVALID_PARAMETER_VALUE",
-                       f"parameter '{name}' must be an integer, got {str(value)[:40]!r}") from None
+                       f"parameter '{name}' must be an integer, got {str(value)[:40]!r}")
     if not -INT64 <= number < INT64:
         raise ApiError("INVALID_PARAMETER_VALUE", f"parameter '{name}' must be a 64-bit integer "
                        "(as in MLflow's protocol)")
     return number
+
+
+def _integral(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:  # an integer-valued number in other words ("3.0", "1e3")?
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+    if isinstance(value, float) and value.is_integer():  # not inf nor NaN either
+        return int(value)
+    return None
 
 
 __all__ = ["ApiError", "ApiToken", "endpoint", "error", "integer", "not_found", "number", "text"]

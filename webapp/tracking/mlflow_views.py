@@ -23,6 +23,7 @@ from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
 from webapp.tracking import access, ingest, search
 from webapp.tracking.api import (
+    INT64,
     MAX_DEPTH,
     ApiError,
     endpoint,
@@ -339,10 +340,17 @@ def _columns(items: Any) -> Mapping[str, ingest.Columns]:
                        f"{MAX_METRICS}")
     columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
     for item in items:
-        try:  # the client's protobuf JSON: step and timestamp as strings or numbers
+        try:
             key, value = item["key"], float(item["value"])
-            step, time = int(item.get("step") or 0), int(item.get("timestamp") or 0) / 1000
-            readable = type(key) is str and key != ""
+            # The client's protobuf JSON: int64s as strings (or numbers), a 0 left out. Read
+            # here only as int() reads an integer (int() of any number read 1.5 and true as 1).
+            step, stamp = item.get("step", 0), item.get("timestamp", 0)
+            step = int(step) if type(step) is str else step
+            stamp = int(stamp) if type(stamp) is str else stamp
+            readable = (type(key) is str and key != "" and type(step) is int
+                        and type(stamp) is int and -INT64 <= step < INT64
+                        and -INT64 <= stamp < INT64)
+            time = stamp / 1000
         except (TypeError, KeyError, ValueError, AttributeError, OverflowError):
             readable = False
         if not readable:

@@ -8,6 +8,14 @@
     const question = form.dataset ? form.dataset.confirm : undefined;
     if (question && !window.confirm(question)) event.preventDefault();
   });
+  // The links mlflow's client prints ("View run at: <uri>/#/experiments/3/runs/17", MLflow's
+  // own UI routes, after the fragment the browser keeps to itself) land on that run's page, or
+  // on the list of that experiment's (project's) runs.
+  const mlflowRoute = window.location.pathname === "/" &&
+    /^#\/experiments\/(\d+)(?:\/runs\/(\d+))?\/?$/.exec(window.location.hash);
+  if (mlflowRoute) {
+    window.location.replace(mlflowRoute[2] ? `/experiments/${mlflowRoute[2]}/` : `/?project=${mlflowRoute[1]}`);
+  }
   const summary = document.getElementById("error-summary");
   if (summary) summary.focus();
   // A summary link focuses its field (the field may sit in a fieldset the page scrolled past).

@@ -67,8 +67,22 @@
     charts["chart-sys-other"] = {title: "System, other units", xtitle: "sample",
                                  traces: ownTraces(run.system_other, systemName)};
   }
+  // A script's own metrics each on a chart of their own (their scales differ by orders of
+  // magnitude: a gradient norm beside a FLOP count is a flat line), as many as EXTRA_CHARTS;
+  // any more share one last chart.
+  const EXTRA_CHARTS = 12;
   if (run.extra && run.extra.length) {
-    charts["chart-extra"] = {title: "Other metrics", traces: ownTraces(run.extra, (key) => key)};
+    const own = run.extra.slice(0, EXTRA_CHARTS), rest = run.extra.slice(EXTRA_CHARTS);
+    const shared = document.getElementById("chart-extra-card");
+    own.forEach((key, i) => {
+      const card = document.createElement("div");
+      card.className = "card";
+      card.innerHTML = `<div id="chart-extra-${i}" class="chart"></div>`;
+      shared.before(card);
+      charts[`chart-extra-${i}`] = {title: plotlyText(key), traces: ownTraces([key], (k) => k)};
+    });
+    if (rest.length) charts["chart-extra"] = {title: "More metrics", traces: ownTraces(rest, (k) => k)};
+    else shared.remove();
   }
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};

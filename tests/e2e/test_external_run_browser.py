@@ -17,7 +17,8 @@ __all__ = ["browser", "page"]  # the fixtures, shared with the main browser test
 
 # The points of each chart's traces, by chart id (and their names).
 DRAWN = """() => Object.fromEntries(
-  ["chart-loss", "chart-metric", "chart-sys", "chart-sys-other", "chart-extra"].map((id) => {
+  ["chart-loss", "chart-metric", "chart-sys", "chart-sys-other", "chart-extra-0",
+   "chart-extra"].map((id) => {
     const gd = document.getElementById(id);
     return [id, gd ? (gd.data || []).map((t) => (t.x || []).length) : null];
   }))"""
@@ -64,8 +65,9 @@ def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page
     log_steps(client, run_id, range(10))
     log_system_samples(client, run_id, 3)
 
-    # when its page is open in Chromium
-    page.goto(f"{stack.url}/experiments/{run_id}/")
+    # when its page is opened from the link mlflow's client prints (MLflow's UI route)
+    page.goto(f"{stack.url}/#/experiments/{experiment}/runs/{run_id}")
+    page.wait_for_url(f"**/experiments/{run_id}/")
     page.evaluate("window.fitboardNoReload = true")
 
     # then the points logged before are drawn: loss (training, validation) and accuracy
@@ -76,9 +78,11 @@ def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page
     # and mlflow's system metrics on the System chart (percentages) and one of their own (the
     # rest), apart from the script's own metric
     assert before["chart-sys"] == [3, 3] and before["chart-sys-other"] == [3], before
-    assert before["chart-extra"] == [3], before
     assert page.evaluate(NAMES, "chart-sys") == ["cpu utilization %", "system memory usage %"]
-    assert page.evaluate(NAMES, "chart-extra") == ["grad_norm"]
+    # and the script's own metric on a chart of its own, named by it
+    assert before["chart-extra-0"] == [3] and before["chart-extra"] is None, before
+    assert page.evaluate(
+        "document.getElementById('chart-extra-0').layout.title.text") == "grad_norm"
 
     # and the ones logged while it is open arrive without a reload, as does the run's end
     log_steps(client, run_id, range(10, 25))

@@ -1,0 +1,30 @@
+"""The page of a run logged from a script: a framework's whole config (Hugging Face's Trainer
+logs some 200 params) folds away, a short one stays open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from webapp.tracking import ingest
+
+
+@pytest.mark.parametrize(("params", "folded"), [(3, False), (200, True)])
+def test_a_long_list_of_params_is_folded(owner: Any, project: Any, params: int,
+                                         folded: bool) -> None:
+    # given a script's run with that many params
+    run = ingest.create_run(owner, project, "trainer", {})
+    ingest.log_to_run(run, params={f"param_{i:03}": str(i) for i in range(params)})
+    client = Client()
+    client.force_login(owner)
+
+    # when its page is read
+    page = client.get(f"/experiments/{run.pk}/").content.decode()
+
+    # then every param is on it, under a heading that counts them, folded only when long
+    assert page.count("<dt>param_") == params
+    assert f'Params <small class="muted">{params}</small>' in page
+    assert ('<details id="external-params-box">' in page) is folded
+    assert ('<details id="external-params-box" open>' in page) is not folded

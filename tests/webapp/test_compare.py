@@ -17,6 +17,7 @@ from training.spec import ExperimentSpec
 from webapp.experiments import compare, metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
+from webapp.tracking import ingest
 
 
 def finished_run(make_experiment, name: str, lr: float, val_acc: float, val_loss: float,
@@ -139,6 +140,24 @@ def test_the_config_diff_highlights_only_the_fields_that_differ(three_runs):
     assert set(rows) >= {"data.dataset", "model.arch", "optim.lr", "run.epochs"}
     assert [name for name, row in rows.items() if row.differs] == ["optim.lr"]
     assert rows["optim.lr"].cells == ["0.0001", "0.001", "0.01"]
+
+
+def test_beside_a_scripts_run_only_what_differs_among_the_runs_holding_a_field_differs(
+        owner, project, three_runs):
+    # given two scripts' runs (params and tags, no spec) beside the three form runs
+    scripts = [ingest.create_run(owner, project, name, {"team": "nlp"}) for name in "ab"]
+    ingest.log_to_run(scripts[0], params={"lr": "0.1", "layers": "2"})
+    ingest.log_to_run(scripts[1], params={"lr": "0.1", "layers": "3"})
+
+    # when they are compared
+    rows = {row.field: row for row in compare.config_diff([*three_runs, *scripts])}
+
+    # then a spec field the scripts' runs lack, or a param the form runs lack, is no difference
+    # in itself: what differs is what differs among the runs that have it
+    assert sorted(name for name, row in rows.items() if row.differs) == [
+        "optim.lr", "params.layers"]
+    assert rows["params.layers"].cells == ["—", "—", "—", "2", "3"]
+    assert rows["model.arch"].cells[3:] == ["—", "—"] and not rows["model.arch"].differs
 
 
 def test_the_page_marks_differing_rows_and_hides_the_same_ones_by_default(owner_client,

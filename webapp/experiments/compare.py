@@ -107,7 +107,10 @@ def spec_fields(run: Experiment) -> dict[str, Any]:
 
 def config_diff(runs: Sequence[Experiment]) -> list[DiffRow]:
     """Every spec field of any run as a row (in spec order), runs as columns; a field a run
-    lacks (an older spec) shows as a dash and counts as a difference."""
+    lacks (an older spec) shows as a dash and counts as a difference. A run trained elsewhere
+    has params and tags instead of a spec: their rows and the spec's show a dash for the runs
+    of the other kind, which is no difference (or beside a script's run every field of a
+    form run's spec would be one, and "only differences" would hide nothing)."""
     flats = [spec_fields(run) for run in runs]
     fields: dict[str, None] = {}
     for flat in flats:
@@ -115,9 +118,15 @@ def config_diff(runs: Sequence[Experiment]) -> list[DiffRow]:
     rows = []
     for name in fields:
         values = [flat.get(name, _MISSING) for flat in flats]
-        distinct = {json.dumps(v, sort_keys=True, default=str) for v in values}
+        script_field = name.startswith(SCRIPT_FIELDS)
+        distinct = {json.dumps(v, sort_keys=True, default=str)
+                    for run, v in zip(runs, values, strict=True)
+                    if run.is_external == script_field}
         rows.append(DiffRow(name, [_cell_text(v) for v in values], len(distinct) > 1))
     return rows
+
+
+SCRIPT_FIELDS = ("params.", "tags.")  # the fields of a run trained elsewhere (``spec_fields``)
 
 
 _MISSING = object()

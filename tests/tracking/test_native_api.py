@@ -8,11 +8,14 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
 from webapp.experiments import housekeeping, metric_store
 from webapp.experiments.models import Experiment
+from webapp.projects.actions import create_project
+from webapp.projects.models import Membership, Project
 from webapp.tracking import tokens
 
 API = "/api/fitboard/v1/"
@@ -96,3 +99,38 @@ def test_finish_ends_the_run_once_and_a_read_only_token_cannot_log(token, owner,
     assert unknown.status_code == 400
     run = Experiment.objects.get(pk=run_id)
     assert run.finished_at.timestamp() == 1e9
+
+
+def test_a_run_in_a_project_not_made_yet_makes_it(token, owner, project):
+    # given a token for all of its user's projects, and no project "speech"
+    # when a script's init names it (as W&B's init and mlflow's set_experiment may)
+    made = post(token, "runs/create", {"project": "speech", "name": "first"})
+
+    # then the project is made, its maintainer the token's user, and the run is in it
+    assert made.status_code == 200, made.content
+    speech = Project.objects.get(name="speech")
+    assert made.json()["project_id"] == speech.pk
+    assert Membership.objects.get(project=speech, user=owner).role == Membership.Role.MAINTAINER
+    # and naming it in another case finds the same project
+    again = post(token, "runs/create", {"project": "Speech"}).json()
+    assert again["project_id"] == speech.pk and Project.objects.filter(
+        name__iexact="speech").count() == 1
+
+
+def test_a_project_a_token_cannot_make_or_reach_is_refused_with_what_to_do(owner, project):
+    # given a token limited to "vision", and another team's project "audio"
+    limited = tokens.create_token(owner, "vision only", "write", [project])[1]
+    stranger = User.objects.create_user("stranger", password="stranger-pass-123")
+    create_project(stranger, "audio")
+    everything = tokens.create_token(owner, "all", "write", None)[1]
+
+    # when scripts name a new project with the limited token, and "audio" with any token
+    answers = [post(limited, "runs/create", {"project": "speech"}),
+               post(everything, "runs/create", {"project": "audio"})]
+
+    # then both are refused, each saying what to do, and neither made a project or a run
+    assert [a.status_code for a in answers] == [403, 403]
+    assert "create it on the Projects page" in answers[0].json()["message"]
+    assert "ask one of its maintainers to add you" in answers[1].json()["message"]
+    assert sorted(Project.objects.values_list("name", flat=True)) == ["audio", "vision"]
+    assert not Experiment.objects.filter(kind="external").exists()

@@ -7,6 +7,8 @@ from django.db.models import QuerySet
 
 from webapp.experiments.models import Experiment
 from webapp.projects import access
+from webapp.projects import actions as project_actions
+from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
 from webapp.tracking.api import ApiError
 from webapp.tracking.models import ApiToken, LoggedModel
@@ -16,6 +18,42 @@ def projects(token: ApiToken) -> QuerySet[Project]:
     """The projects the token reaches: its user's (as the pages list them), within its scope."""
     mine = access.projects_visible_to(token.user)
     return mine if token.all_projects else mine.filter(pk__in=token.projects.values("pk"))
+
+
+def project_named(token: ApiToken, name: str) -> Project | None:
+    """The project of that name the token reaches; names are unique whatever their case, so
+    "MNIST" is the project a script asking for "mnist" means."""
+    return (projects(token).filter(name=name).first()
+            or projects(token).filter(name__iexact=name).first())
+
+
+def create_project(token: ApiToken, name: str) -> Project:
+    """A new project of the token's user (mlflow's ``create_experiment``, the native client's
+    ``init`` of a project not made yet): only a token for all of its user's projects may make
+    one (a token limited to some projects reaches no new one)."""
+    if not token.all_projects:
+        raise ApiError("PERMISSION_DENIED", f"there is no project {name[:100]!r} this token "
+                       "reaches, and a token limited to chosen projects cannot create one: "
+                       "create it on the Projects page, or use a token for all your projects")
+    form = ProjectForm({"name": name})
+    if not form.is_valid():
+        raise name_refused(token, name, form)
+    return project_actions.create_project(token.user, form.cleaned_data["name"])
+
+
+def name_refused(token: ApiToken, name: str, form: ProjectForm) -> ApiError:
+    """The error for a project name the form refused. Taken by a project the token reaches:
+    RESOURCE_ALREADY_EXISTS, on which mlflow's ``set_experiment`` reads it by name (two
+    scripts creating it at once). Taken by other users' project: not that, which would send the
+    client to read a project it cannot see (and fail with an AttributeError), but what to do."""
+    message = " ".join(form.errors.get("name", ["invalid name"]))
+    if "exists" not in message:
+        return ApiError("INVALID_PARAMETER_VALUE", f"experiment {name[:100]!r}: {message}")
+    if projects(token).filter(name__iexact=name).exists():
+        return ApiError("RESOURCE_ALREADY_EXISTS", f"experiment {name[:100]!r}: {message}")
+    return ApiError("PERMISSION_DENIED", f"project {name[:100]!r}: project names are shared "
+                    "by every user of this Fitboard, and this one is another team's project: "
+                    "ask one of its maintainers to add you, or choose another name")
 
 
 def runs(token: ApiToken, deleted: bool = False) -> QuerySet[Experiment]:

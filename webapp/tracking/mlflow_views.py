@@ -124,10 +124,7 @@ def find_projects(token: ApiToken, ids: Any) -> list[Project]:
 def experiment_get_by_name(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                            ) -> dict[str, Any]:
     name = text(body, "experiment_name")
-    # Project names are unique whatever their case: "MNIST" is the project a script asking
-    # for "mnist" would otherwise fail to create.
-    project = (access.projects(token).filter(name=name).first()
-               or access.projects(token).filter(name__iexact=name).first())
+    project = access.project_named(token, name)
     if project is None:
         raise not_found(f"experiment {name[:100]!r}")
     return {"experiment": experiment_json(project)}
@@ -142,32 +139,9 @@ def experiment_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]
 @endpoint(("POST",), write=True)
 def experiment_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
-    """A new project, its creator the token's user: only a token for all of its user's
-    projects may create one (a token limited to some projects reaches no new one)."""
-    name = text(body, "name").strip()
-    if not token.all_projects:
-        raise ApiError("PERMISSION_DENIED", "this token is limited to chosen projects and "
-                       "cannot create one; use a token for all your projects")
-    form = ProjectForm({"name": name})
-    if not form.is_valid():
-        raise name_refused(token, name, form)
-    project = project_actions.create_project(token.user, form.cleaned_data["name"])
+    """A new project, its creator the token's user (``access.create_project``)."""
+    project = access.create_project(token, text(body, "name").strip())
     return {"experiment_id": str(project.pk)}
-
-
-def name_refused(token: ApiToken, name: str, form: ProjectForm) -> ApiError:
-    """The error for a project name the form refused. Taken by a project the token reaches:
-    RESOURCE_ALREADY_EXISTS, on which mlflow's ``set_experiment`` reads it by name (two
-    scripts creating it at once). Taken by other users' project: not that, which would send the
-    client to read a project it cannot see (and fail with an AttributeError), but what to do."""
-    message = " ".join(form.errors.get("name", ["invalid name"]))
-    if "exists" not in message:
-        return ApiError("INVALID_PARAMETER_VALUE", f"experiment {name[:100]!r}: {message}")
-    if access.projects(token).filter(name__iexact=name).exists():
-        return ApiError("RESOURCE_ALREADY_EXISTS", f"experiment {name[:100]!r}: {message}")
-    return ApiError("PERMISSION_DENIED", f"experiment {name[:100]!r}: project names are "
-                    "shared by every user of this Fitboard, and this one is another team's "
-                    "project: ask one of its maintainers to add you, or choose another name")
 
 
 @endpoint(("POST", "GET"))
@@ -198,7 +172,7 @@ def experiment_update(request: HttpRequest, token: ApiToken, body: dict[str, Any
     if name.lower() != project.name.lower():
         form = ProjectForm({"name": name})
         if not form.is_valid():
-            raise name_refused(token, name, form)
+            raise access.name_refused(token, name, form)
     project_actions.rename_project(project, name)
     return {}
 

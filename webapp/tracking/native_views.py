@@ -99,13 +99,11 @@ _NAN = float("nan")
 
 @endpoint(("POST",), write=True)
 def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    """A new external run in the project named ``project`` (one the token reaches), with the
+    """A new external run in the project named ``project`` (one the token reaches, made for
+    it when there is none yet, as mlflow's ``set_experiment`` and W&B's ``init`` do), with the
     script's ``params`` (its flattened config) and ``tags``."""
-    name = text(body, "project")
-    project = (access.projects(token).filter(name=name).first()  # unique whatever the case
-               or access.projects(token).filter(name__iexact=name).first())
-    if project is None:
-        raise not_found(f"project {name[:100]!r}")
+    name = text(body, "project").strip()
+    project = access.project_named(token, name) or access.create_project(token, name)
     params, tags = _strings(body.get("params"), "params"), _strings(body.get("tags"), "tags")
     started = body.get("started")
     run = ingest.create_run(token.user, project, text(body, "name", required=False), tags,

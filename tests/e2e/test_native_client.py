@@ -227,9 +227,10 @@ def test_a_token_of_another_project_is_refused(site, tmp_path):
                              f"import fitboard; fitboard.init(project={PROJECT!r})"],
                             env=env, capture_output=True, text=True, timeout=60)
 
-    # then it is told the project does not exist for it, and no run is made
+    # then it is told the token reaches no such project and cannot make one, and no run is made
     assert failed.returncode == 1
-    assert "HTTP 404" in failed.stderr and "native-e2e" in failed.stderr
+    assert "HTTP 403" in failed.stderr and "native-e2e" in failed.stderr
+    assert "a token limited to chosen projects cannot create one" in failed.stderr
     listing = requests.post(f"{stack.url}/api/2.0/mlflow/runs/search",
                             json={"experiment_ids": [str(other_project)]},
                             headers={"Authorization": f"Bearer {other}"}, timeout=10)

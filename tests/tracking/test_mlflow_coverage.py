@@ -6,6 +6,7 @@ loaded back."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -423,3 +424,15 @@ def test_compare_diffs_params_not_the_logged_datasets(tracking, owner):
     page = client.get("/compare/", {"ids": ",".join(ids)}).content.decode()
 
     assert "params.lr" in page and "inputs" not in page and "mlflow.data.context" not in page
+
+
+def test_an_unnamed_run_gets_a_name_of_its_own(tracking, project):
+    # given two runs a script starts without names (autolog's children, a bare start_run)
+    runs = [tracking.create_run(str(project.pk)) for _ in range(2)]
+
+    # then each is named as MLflow's server would name it, under its runName tag too
+    names = [tracking.get_run(r.info.run_id).info.run_name for r in runs]
+    assert all(re.fullmatch(r"[a-z]+-[a-z]+-\d{3}", name) for name in names), names
+    assert [tracking.get_run(r.info.run_id).data.tags["mlflow.runName"] for r in runs] == names
+    assert list(Experiment.objects.filter(kind="external").order_by("pk")
+                .values_list("name", flat=True)) == names

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,7 +98,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
     with transaction.atomic():
         check_run_rate(user)
         run = Experiment.objects.create(
-            project=project, name=name[:200] or "external run", kind=Experiment.Kind.EXTERNAL,
+            project=project, name=name[:200] or generated_name(), kind=Experiment.Kind.EXTERNAL,
             spec={"params": {}, "tags": dict(tags)}, created_by=user,
             progress={"message": "logging from a script", "seq": 0},
         )
@@ -106,6 +107,21 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
             Experiment.objects.filter(pk=run.pk).update(started_at=when)
             run.started_at = when
     return run
+
+
+# A run a script did not name gets a name of two words and a number, as MLflow's server gives
+# one ("bold-fox-417"): a project of unnamed runs (GridSearchCV's children under autolog) lists
+# each by a name of its own, not a column of "external run".
+NAME_WORDS = (
+    ("amber", "bold", "brisk", "calm", "clever", "crisp", "eager", "gentle", "golden", "keen",
+     "lucky", "mellow", "nimble", "quiet", "rapid", "silver", "steady", "sunny", "swift", "vivid"),
+    ("badger", "crane", "dolphin", "falcon", "fox", "gecko", "heron", "ibex", "jaguar", "koala",
+     "lynx", "marten", "newt", "otter", "panda", "quail", "raven", "seal", "tiger", "wren"))
+
+
+def generated_name() -> str:
+    adjective, animal = (secrets.choice(words) for words in NAME_WORDS)
+    return f"{adjective}-{animal}-{secrets.randbelow(1000):03}"
 
 
 def check_run_rate(user: Any) -> None:

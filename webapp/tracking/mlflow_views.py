@@ -349,8 +349,9 @@ def _point(item: Any) -> ingest.Point:
 def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     project = find_project(token, text(body, "experiment_id", required=False) or DEFAULT_EXPERIMENT)
     tags = pairs(body.get("tags"), "tags", MAX_TAGS)
-    name = text(body, "run_name", required=False) or tags.get("mlflow.runName", "")
-    tags.setdefault("mlflow.runName", name)
+    name = (text(body, "run_name", required=False) or tags.get("mlflow.runName", "")
+            or ingest.generated_name())  # as MLflow's server names an unnamed run
+    tags["mlflow.runName"] = tags.get("mlflow.runName") or name
     start = integer(body.get("start_time"), "start_time", default=0)
     run = ingest.create_run(token.user, project, name, tags, start / 1000 if start else None)
     run.created_by = token.user

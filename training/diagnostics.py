@@ -177,6 +177,8 @@ class TaskInfo:
     # rules that compare a loss with a constant prediction's ask only that it went down
     # (STUCK_LEARNED).
     baseline_known: bool = True
+    # Without a chance level, the first loss logged (NaN: none); a blow-up is measured from it.
+    first_logged: float = math.nan
 
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "regression"):
@@ -248,6 +250,15 @@ class TaskInfo:
             return self.baseline_loss
         return max(math.log(self.num_classes), self.baseline_loss)
 
+    @property
+    def blow_up_from(self) -> float:
+        """What a blow-up is measured from: chance, or without it the first loss logged. The
+        start the first epochs tell may lie above a spike's stretch means when the points are
+        means of several epochs; the first loss logged is one the run surely reached."""
+        if self.baseline_known or not math.isfinite(self.first_logged):
+            return self.chance_loss
+        return self.first_logged
+
 
 def _entropy(p: float, others: float, rest: int) -> float:
     """Entropy of a distribution with one class at ``p`` and ``rest`` classes at ``others``."""
@@ -309,7 +320,9 @@ def task_from_curves(history: Mapping[str, Sequence[float]], kind: str,
             return TaskInfo("regression", loss_scale=start if start > 0 else 1.0)
         guessed = round(math.exp(min(max(start, 0.0), math.log(MAX_GUESSED_CLASSES))))
         return TaskInfo("classification", max(2, guessed))
-    return TaskInfo(kind, loss_scale=_scale_before(train, kind), baseline_known=False)
+    first = next((v for v in train if math.isfinite(v) and v > 0), math.nan)
+    return TaskInfo(kind, loss_scale=_scale_before(train, kind), baseline_known=False,
+                    first_logged=first)
 
 
 def _scale_before(train: Sequence[float], kind: str) -> float:
@@ -663,7 +676,7 @@ def _diverging(context: _Context) -> _Finding:
 
 def _explosion(context: _Context) -> _Finding:
     """An epoch's training loss (or, mid-epoch, the last steps' median) far above chance."""
-    curves, chance = context.curves, context.task.chance_loss
+    curves, chance = context.curves, context.task.blow_up_from
     peak = max(curves.train, default=0.0)
     peak_epoch = curves.train.index(peak) + 1 if curves.train else 1
     if curves.steps and _recent(curves.steps) > peak:
@@ -672,7 +685,7 @@ def _explosion(context: _Context) -> _Finding:
     onset = next((i + 1 for i, v in enumerate(curves.train) if v >= EXPLODE_FACTOR * chance),
                  peak_epoch)
     level = ("the chance level" if context.task.baseline_known
-             else "the start its first epochs tell")
+             else "the first training loss logged")
     headline = (f"Diverging: the training loss reached {peak:.3g} in epoch {peak_epoch}, "
                 f"{peak / chance:.1f}× {level} ({chance:.3g})")
     evidence = [Evidence("peak training loss", peak, f"epoch {peak_epoch}"),
@@ -683,7 +696,7 @@ def _explosion(context: _Context) -> _Finding:
 
 def _rebound(context: _Context) -> _Finding:
     """The training loss climbed back well above its lowest point, for the last epochs."""
-    curves, chance = context.curves, context.task.chance_loss
+    curves, chance = context.curves, context.task.blow_up_from
     thresholds = {"rebound_fraction": REBOUND_FRACTION}
     if curves.epochs <= RECENT_EPOCHS:
         return _Finding("diverging", 0.0, "", [], thresholds)
@@ -703,7 +716,7 @@ def _chance_evidence(task: TaskInfo) -> Evidence:
     """What an untrained network scores, or, unknown, the scale the run is measured by."""
     if task.baseline_known:
         return Evidence("chance loss", task.chance_loss, "what an untrained network scores")
-    return Evidence("start estimated", task.chance_loss,
+    return Evidence("first training loss logged", task.blow_up_from,
                     "the chance level is unknown: tag fitboard.num_classes to give it")
 
 

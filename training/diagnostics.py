@@ -80,9 +80,9 @@ UNDERFIT_LEARNED = {"classification": 0.5, "regression": 0.25}
 # When nothing says what a constant prediction scores (a script's run that names neither its
 # classes nor its units, and whose first logged loss is not an untrained network's: one logged
 # after an epoch or a few hundred steps, or a pretrained network's), a loss can only be measured
-# against its own first logged value, which may already be far below chance: a run is poor
-# only when it has not gone down, shedding less than this share of its first logged loss. A
-# run that learned before it first logged sheds far more than this over its next epochs.
+# against the start its first epoch means tell (task_from_curves), which may still be below
+# chance: a run is poor only when it has not gone down, shedding less than this share of that
+# start. A run that learned before it first logged sheds far more than this over its next epochs.
 STUCK_LEARNED = 0.1
 # A live run may sit on a plateau for its first epochs before it starts learning.
 UNDERFIT_MIN_EPOCHS_LIVE = 5
@@ -172,10 +172,13 @@ class TaskInfo:
     # logged from elsewhere may use any units (see task_from_curves).
     loss_scale: float = 1.0
     # False: what a constant prediction scores is not known (a classification without its
-    # number of classes, a regression in unknown units); ``loss_scale`` is then the run's first
-    # logged loss, a scale for noise and pace but no chance level, and the rules that compare
-    # a loss with a constant prediction's ask only that it went down (STUCK_LEARNED).
+    # number of classes, a regression in unknown units); ``loss_scale`` is then the start the
+    # run's first epoch means tell, a scale for noise and pace but no chance level, and the
+    # rules that compare a loss with a constant prediction's ask only that it went down
+    # (STUCK_LEARNED).
     baseline_known: bool = True
+    # Without a chance level, the first loss logged (NaN: none); a blow-up is measured from it.
+    first_logged: float = math.nan
 
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "regression"):
@@ -247,6 +250,15 @@ class TaskInfo:
             return self.baseline_loss
         return max(math.log(self.num_classes), self.baseline_loss)
 
+    @property
+    def blow_up_from(self) -> float:
+        """What a blow-up is measured from: chance, or without it the first loss logged. The
+        start the first epochs tell may lie above a spike's stretch means when the points are
+        means of several epochs; the first loss logged is one the run surely reached."""
+        if self.baseline_known or not math.isfinite(self.first_logged):
+            return self.chance_loss
+        return self.first_logged
+
 
 def _entropy(p: float, others: float, rest: int) -> float:
     """Entropy of a distribution with one class at ``p`` and ``rest`` classes at ``others``."""
@@ -284,7 +296,9 @@ def task_info(dataset_name: str | DatasetInfo, class_counts: Sequence[int] | Non
 # prediction does (ln N for N balanced classes, the target's mean square for MSE). A first loss
 # above ln 1000 is taken for a blow-up rather than for more classes than ImageNet's. A first
 # loss logged later (an epoch's mean, a pretrained network's) is no chance level: read as one,
-# it made a 10-class run a 2-class one, and an honest loss "underfitting".
+# it made a 10-class run a 2-class one, and an honest loss "underfitting". Taken as the scale
+# itself, it measured a run that learned much in its first epoch by too small a one, and a
+# validation loss one example's confidence above its best read as overfitting.
 MAX_GUESSED_CLASSES = 1000
 
 
@@ -294,7 +308,8 @@ def task_from_curves(history: Mapping[str, Sequence[float]], kind: str,
     ``start`` (the loss of the untrained network, the first batch's before any step) is
     known, the count whose uniform prediction scores it, or for regression that loss as the
     constant prediction's (``loss_scale``). Without either, the chance level is unknown
-    (``baseline_known=False``): the run's first training loss is only its scale. Validation is
+    (``baseline_known=False``): the start its first epoch means tell (``_scale_before``) is
+    only its scale. Validation is
     left out: a network that memorises scores worse than a constant prediction there from its
     first evaluation on."""
     train = [float(v) for v in history.get("train_loss", ())]
@@ -305,9 +320,30 @@ def task_from_curves(history: Mapping[str, Sequence[float]], kind: str,
             return TaskInfo("regression", loss_scale=start if start > 0 else 1.0)
         guessed = round(math.exp(min(max(start, 0.0), math.log(MAX_GUESSED_CLASSES))))
         return TaskInfo("classification", max(2, guessed))
-    first = next((v for v in train if math.isfinite(v)), math.nan)
-    scale = first if first > 0 else 1.0
-    return TaskInfo(kind, loss_scale=scale, baseline_known=False)
+    first = next((v for v in train if math.isfinite(v) and v > 0), math.nan)
+    return TaskInfo(kind, loss_scale=_scale_before(train, kind), baseline_known=False,
+                    first_logged=first)
+
+
+def _scale_before(train: Sequence[float], kind: str) -> float:
+    """The loss the run started from, as its first epoch means tell it: each is about the
+    loss half-way through its epoch, so the start lies half an epoch before the first, at the
+    pace (a ratio) the loss fell from the first mean to the second. A first epoch that fell
+    more than twice as fast as the next may be a blow-up settling rather than learning, so its
+    pace counts at most twice the next one's. It is an estimate, never below the first mean: a
+    run that did not fall (pretrained, stuck, blowing up) keeps it. A classification's is capped
+    at ln MAX_GUESSED_CLASSES, the most an untrained network scores."""
+    means = [v for v in train if math.isfinite(v) and v > 0][:3]
+    if not means:
+        return 1.0
+    first = means[0]
+    if len(means) < 3:
+        return first
+    half_epoch = min(math.sqrt(first / means[1]), means[1] / means[2])
+    start = first * max(half_epoch, 1.0)
+    if kind == "classification":
+        return max(first, min(start, math.log(MAX_GUESSED_CLASSES)))
+    return start
 
 
 @dataclass(frozen=True)
@@ -640,7 +676,7 @@ def _diverging(context: _Context) -> _Finding:
 
 def _explosion(context: _Context) -> _Finding:
     """An epoch's training loss (or, mid-epoch, the last steps' median) far above chance."""
-    curves, chance = context.curves, context.task.chance_loss
+    curves, chance = context.curves, context.task.blow_up_from
     peak = max(curves.train, default=0.0)
     peak_epoch = curves.train.index(peak) + 1 if curves.train else 1
     if curves.steps and _recent(curves.steps) > peak:
@@ -660,7 +696,7 @@ def _explosion(context: _Context) -> _Finding:
 
 def _rebound(context: _Context) -> _Finding:
     """The training loss climbed back well above its lowest point, for the last epochs."""
-    curves, chance = context.curves, context.task.chance_loss
+    curves, chance = context.curves, context.task.blow_up_from
     thresholds = {"rebound_fraction": REBOUND_FRACTION}
     if curves.epochs <= RECENT_EPOCHS:
         return _Finding("diverging", 0.0, "", [], thresholds)
@@ -680,7 +716,7 @@ def _chance_evidence(task: TaskInfo) -> Evidence:
     """What an untrained network scores, or, unknown, the scale the run is measured by."""
     if task.baseline_known:
         return Evidence("chance loss", task.chance_loss, "what an untrained network scores")
-    return Evidence("first training loss logged", task.chance_loss,
+    return Evidence("first training loss logged", task.blow_up_from,
                     "the chance level is unknown: tag fitboard.num_classes to give it")
 
 
@@ -870,7 +906,7 @@ def _to_go(context: _Context) -> float:
 
 def _short_of_baseline(context: _Context) -> _Measure:
     """Without a reference: the share of the constant prediction's loss the run has shed (of
-    its first logged loss, when a constant prediction's is unknown)."""
+    the start its first epochs tell, when a constant prediction's is unknown)."""
     curves, task = context.curves, context.task
     baseline = task.baseline_loss
     train_now = _recent(curves.train)

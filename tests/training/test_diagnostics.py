@@ -671,11 +671,29 @@ def test_a_task_known_only_from_its_curves_takes_its_classes_from_the_first_loss
     with_start = task_from_curves(history, "classification", start=math.log(10))
     without = task_from_curves(history, "classification")
 
-    # then the first step tells ten classes; the first epoch alone tells none (it once read
-    # as two): its loss is the run's scale, not a chance level
+    # then the first step tells ten classes; the first epochs alone tell none (they once read
+    # as two): the start they tell is the run's scale, not a chance level. That start lies
+    # half an epoch before the first mean at the pace from it to the second (×1.5), counted at
+    # most twice the next epoch's (×0.4/0.3)
     assert with_start.num_classes == 10 and with_start.baseline_known
     assert without.num_classes is None and not without.baseline_known
-    assert without.baseline_loss == 0.9
+    assert without.baseline_loss == pytest.approx(0.9 * 0.4 / 0.3)
+
+
+@pytest.mark.parametrize(("train", "scale"), [
+    ([0.2, 0.2, 0.19], 0.2),  # a pretrained or stuck run: no fall to go back along
+    ([3.0, 4.0, 9.0], 3.0),  # blowing up: the loss rose
+    ([0.9, 0.4], 0.9),  # two epochs tell no pace to check the first one's against
+    ([6.0, 0.5, 0.25], math.log(1000)),  # no untrained network scores above ln 1000
+])
+def test_the_start_the_first_epochs_tell_is_never_below_the_first(train: list[float],
+                                                                  scale: float) -> None:
+    # given a run logged once per epoch without its classes
+    # when its task is read from the curves
+    task = task_from_curves({"train_loss": train}, "classification")
+
+    # then its scale is the first mean where the curve tells no start above it
+    assert task.baseline_loss == pytest.approx(scale)
 
 
 def test_a_first_loss_beyond_a_thousand_classes_is_read_as_a_blow_up() -> None:

@@ -126,10 +126,10 @@ def test_a_run_logged_per_epoch_without_its_classes_is_judged_without_a_guessed_
     missed = sorted(item["name"] for item in SCRIPTS
                     if logged_per_epoch(item, told=False).kind not in accepted(item))
 
-    # then the expert's call holds but for three: a run stuck at its majority class no longer
-    # reads as underfitting (nothing says what chance is), and two whose first epoch's loss is
-    # too small a scale read as overfitting (as they did with 2 guessed classes)
-    assert missed == ["imbalanced_majority_only", "plain_sgd_lr_0_6", "tiny_validation_digits"]
+    # then the expert's call holds but for one: a run stuck at its majority class no longer
+    # reads as underfitting (nothing says what chance is); runs that learned much in their first
+    # epoch are measured by the start their first epochs tell, not by that epoch's mean
+    assert missed == ["imbalanced_majority_only"]
 
 
 def training_only_calls(item: dict[str, Any]) -> set[str]:

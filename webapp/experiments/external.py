@@ -433,9 +433,9 @@ def verdict_notes(evaluations: Evaluations, spec: Mapping[str, Any]) -> list[str
                 else "its number of classes or its target's scale")
         notes.append(f"The chance level is unknown: the run does not say {what}, and its first "
                      "training point is not an untrained network's loss; losses are measured "
-                     "against the first one logged, and underfitting means a loss that did not "
-                     f"go down (tag `{CLASSES_TAG}`, or log a `num_classes` or `num_labels` "
-                     "param, to have it judged against chance)")
+                     "against the start its first epochs tell, and underfitting means a loss "
+                     f"that did not go down (tag `{CLASSES_TAG}`, or log a `num_classes` or "
+                     "`num_labels` param, to have it judged against chance)")
     return notes
 
 

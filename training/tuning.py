@@ -352,6 +352,10 @@ def plugin_config_class(base: ExperimentSpec, option_path: str) -> type | None:
 
 # Fields that are no hyperparameter: a search over them is refused on its dimension.
 NOT_SEARCHED = {
+    # Only the base's data set is checked as the user's to train on: a choice of another
+    # project's upload here had trials train on data its members cannot see.
+    "data.dataset": "names the data every trial trains on, not a hyperparameter: set it on the "
+                    "base run and start one study per data set",
     "model.init_from": "names the run whose weights a run starts from, not a hyperparameter: "
                        "set it on the base run (Fine-tune on that run's page) and search the "
                        "rest",

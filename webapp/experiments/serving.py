@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from training import checkpoints
 from training.checkpoints import Checkpoint
+from training.data.uploads import IMAGE_FORMATS
 from training.export import EXPORTED_ARCHS, to_onnx
 from training.spec import missing_plugins, stored_dataset_info
 from webapp import ratelimit
@@ -29,6 +30,9 @@ from webapp.experiments.models import Experiment
 MAX_IMAGE_BYTES = 2 * 1024 * 1024  # an uploaded image file
 MAX_IMAGE_PIXELS = 4096 * 4096  # its width × height, read from the header before decoding
 MAX_TEXT_CHARS = 2000  # a typed sentence or paragraph
+# The formats a data set's images may have, which Pillow is asked to open (a camera's MPO is
+# opened by the JPEG parser, which has no opener of its own).
+OPENED_FORMATS = tuple(name for name in IMAGE_FORMATS if name != "MPO")
 TRY_PER_MINUTE = 30  # predictions one user may ask for per minute
 TOP = 5  # classes shown, most probable first
 CACHED_MODELS = 4  # loaded checkpoints a web process keeps
@@ -93,7 +97,9 @@ def image_inputs(data: bytes, input_shape: tuple[int, ...], invert: bool) -> np.
     if len(data) > MAX_IMAGE_BYTES:
         raise TryError(f"the image is {len(data):,} bytes: at most {MAX_IMAGE_BYTES:,}")
     try:
-        image = Image.open(io.BytesIO(data))
+        # Only the formats a data set's images may have: Pillow otherwise tries each of its
+        # parsers (PSD, FITS, SGI, EPS through Ghostscript...) on a stranger's bytes.
+        image = Image.open(io.BytesIO(data), formats=OPENED_FORMATS)
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
             raise TryError(f"the image is {width}×{height} pixels: at most "

@@ -85,6 +85,12 @@ def study_check(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, f"Check 1 to 10 trials over 2 to "
                                   f"{settings.FITBOARD_MAX_REPEATS} seeds.")
         return redirect("study-detail", pk=pk)
+    # As "Promote" and the API's checks: the trials train on the study's data set, which may
+    # be another project's upload the user cannot see (a study made before its form checked).
+    problem = reference_problem(request.user, study.project, study.spec["base"]["data"]["dataset"])
+    if problem:
+        messages.warning(request, f"Cannot check the best trials: {problem}.")
+        return redirect("study-detail", pk=pk)
     try:
         actions.check_best_trials(request.user, study, top, count)
     except (ValueError, quota.OverQuota) as exc:  # ValueError: no trial has completed

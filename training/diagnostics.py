@@ -86,6 +86,9 @@ UNDERFIT_LEARNED = {"classification": 0.5, "regression": 0.25}
 STUCK_LEARNED = 0.1
 # A live run may sit on a plateau for its first epochs before it starts learning.
 UNDERFIT_MIN_EPOCHS_LIVE = 5
+# With a reference as with none, a run whose better loss has shed less than STUCK_LEARNED of
+# the constant prediction's has learned nothing: poor, even where the reference does no better
+# (labels the features do not predict, a wrong label column), which the headline then says.
 # With a reference model (training.reference: a linear model fitted on the same split), poor
 # means short of what the data allows. The run's score is the better of its training and
 # validation score (dropout and augmentation hold the training score down while the model is
@@ -873,6 +876,11 @@ def _underfitting(context: _Context) -> _Finding:
     enough = context.final or curves.epochs >= UNDERFIT_MIN_EPOCHS_LIVE
     if context.reference is not None:
         poor, headline, evidence, thresholds = _short_of_reference(context, context.reference)
+        if context.task.baseline_known:
+            stuck = _short_of_baseline(context, STUCK_LEARNED)
+            if stuck[0] > max(poor, 1.0):
+                poor, headline, evidence, thresholds = _nothing_learned(
+                    stuck, context.reference, context.task)
     else:
         poor, headline, evidence, thresholds = _short_of_baseline(context)
     # Live, a curve that slows down is not yet stuck: every decay halves its pace from one
@@ -904,16 +912,31 @@ def _to_go(context: _Context) -> float:
     return ours - context.task.not_poor()
 
 
-def _short_of_baseline(context: _Context) -> _Measure:
+def _nothing_learned(stuck: _Measure, reference: Reference, task: TaskInfo) -> _Measure:
+    """A run that learned nothing, beside a reference: the baseline measure, its headline
+    saying whether the reference did better (the run falls short) or not (the data may)."""
+    poor, headline, evidence, thresholds = stuck
+    theirs = (f"{reference.val_acc:.2f} accuracy" if reference.val_acc is not None
+              else f"{reference.val_loss:.3g} loss")
+    headline += f"; {reference.model} reaches {theirs} on this data (validation)"
+    if task.learned(reference.val_loss) < task.learned_needed:
+        headline += ", no better: the features may not predict the labels (check the label column)"
+    evidence.append(Evidence("reference validation loss", reference.val_loss,
+                             f"{reference.model} fitted on the same training split"))
+    return poor, headline, evidence, thresholds
+
+
+def _short_of_baseline(context: _Context, needed: float | None = None) -> _Measure:
     """Without a reference: the share of the constant prediction's loss the run has shed (of
-    the start its first epochs tell, when a constant prediction's is unknown)."""
+    the start its first epochs tell, when a constant prediction's is unknown); poor below
+    ``needed`` of it (the task's ``learned_needed`` when not given)."""
     curves, task = context.curves, context.task
     baseline = task.baseline_loss
     train_now = _recent(curves.train)
     # The better of the two losses, as against a reference: dropout, augmentation and noisy
     # training labels hold the training loss up while the model does well on validation.
     learned = task.learned(curves.best_loss_now())
-    needed_learned = task.learned_needed
+    needed_learned = task.learned_needed if needed is None else needed
     poor = needed_learned / max(learned, 1e-6)  # no learning at all: far past the threshold
     when = _when(curves.epochs)
     validation = f", and validation loss is {_recent(curves.val):.3g}" if curves.validated else ""
@@ -1043,8 +1066,14 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
     train_now, val_now = _recent(curves.train), _recent(curves.val)
     smooth = _smooth(curves.val)
     best = smooth.index(min(smooth)) + 1
-    headline = (f"Healthy: training and validation loss fell together (training "
-                f"{train_now:.3g}, validation {val_now:.3g}; best validation at epoch {best})")
+    # Said as it happened: a validation loss that ends no lower than it began (within the
+    # noise the rules allow) held level, it did not fall.
+    train_fell, val_fell = train_now < curves.train[0], val_now < curves.val[0]
+    moved = ("training and validation loss fell together" if train_fell and val_fell
+             else "training loss fell and validation loss held level" if train_fell
+             else "training and validation loss held level")
+    headline = (f"Healthy: {moved} (training {train_now:.3g}, validation {val_now:.3g}; "
+                f"best validation at epoch {best})")
     evidence = [
         Evidence("training loss now", train_now, _when(curves.epochs)),
         Evidence("validation loss now", val_now, _when(curves.epochs)),

@@ -915,3 +915,37 @@ def test_non_finite_evidence_is_kept_as_text() -> None:
     # then its value is the text "inf", so the verdict stays valid JSON
     assert evidence.value == "inf"
 
+
+
+# A real MLP on an uploaded table whose two classes its two features do not predict (random
+# labels, 80 training rows), five epochs: its losses never leave ln 2.
+NO_SIGNAL = {"train_loss": [0.6994, 0.6944, 0.6921, 0.6922, 0.6911],
+             "val_loss": [0.7044, 0.7046, 0.7054, 0.7070, 0.7086],
+             "train_acc": [0.4625, 0.4875, 0.525, 0.5125, 0.5625],
+             "val_acc": [0.55, 0.55, 0.5, 0.45, 0.4]}
+
+
+@pytest.mark.parametrize(("reference_acc", "says_labels"), [(None, False), (0.5, True),
+                                                            (0.93, False)],
+                         ids=["no reference", "reference at chance", "reference far better"])
+def test_a_run_that_learned_nothing_is_underfitting_whatever_its_reference_scores(
+        reference_acc: float | None, says_labels: bool) -> None:
+    # given a run whose losses stayed at the constant prediction's, with a reference model that
+    # did no better (the data has no signal), far better, or none
+    from training.reference import Reference
+
+    reference = None if reference_acc is None else Reference(
+        "a logistic regression", train_loss=0.69 if reference_acc < 0.6 else 0.2,
+        val_loss=0.70 if reference_acc < 0.6 else 0.25, train_acc=reference_acc,
+        val_acc=reference_acc)
+    task = TaskInfo("classification", 2, majority_fraction=0.5)
+
+    # when it is judged, finished and live
+    verdicts = [diagnose(NO_SIGNAL, task, final=final, reference=reference)
+                for final in (True, False)]
+
+    # then it underfits, never "healthy: fell together", and where the reference did no
+    # better the headline points at the data
+    assert [v.kind for v in verdicts] == ["underfitting", "underfitting"]
+    assert all(("the features may not predict the labels" in v.headline) is says_labels
+               for v in verdicts), verdicts[0].headline

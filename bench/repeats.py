@@ -15,7 +15,7 @@ run (``torch.utils.flop_counter``) and the rate it ran them at, which says how f
 can go when the seeds' arithmetic alone is N times one run's. Specs: the digits MLP (the default
 spec with ``arch=mlp``) and the digits CNN (the default CNN, batch norm on).
 Usage, from the repo root: ``.venv/bin/python bench/repeats.py [--rounds 5] [--seeds 5]
-[--device cpu]``.
+[--device cpu] [--threads 1]``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# torch intra-op threads. One: on a machine other processes keep busy, two threads spin-wait on
-# each other and a run's time then says more about the load than about the run.
+# torch intra-op threads. One by default: on a machine other processes keep busy, two threads
+# spin-wait on each other and a run's time then says more about the load than about the run.
+# ``--threads`` sets another count, such as a worker's (FITBOARD_TORCH_THREADS: every core),
+# where the seeds' wider kernels use the cores better than one small run does.
 THREADS = 1
 TARGET = 2.0  # the repeat's wall time over one run's
 SPECS: dict[str, dict[str, Any]] = {
@@ -140,10 +142,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=sorted(SPECS), default=None)
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="torch intra-op threads (a worker uses every core)")
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
+    print(f"torch threads: {args.threads} (of {os.cpu_count()} cores)")
     met = [bench(name, spec, args.rounds, args.seeds, args.device)
            for name, spec in SPECS.items() if args.only in (None, name)]
     return 0 if all(met) else 1

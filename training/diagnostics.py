@@ -919,11 +919,25 @@ def _nothing_learned(stuck: _Measure, reference: Reference, task: TaskInfo) -> _
     theirs = (f"{reference.val_acc:.2f} accuracy" if reference.val_acc is not None
               else f"{reference.val_loss:.3g} loss")
     headline += f"; {reference.model} reaches {theirs} on this data (validation)"
-    if task.learned(reference.val_loss) < task.learned_needed:
+    if _reference_poor(reference, task):
         headline += ", no better: the features may not predict the labels (check the label column)"
     evidence.append(Evidence("reference validation loss", reference.val_loss,
                              f"{reference.model} fitted on the same training split"))
     return poor, headline, evidence, thresholds
+
+
+def _reference_poor(reference: Reference, task: TaskInfo) -> bool:
+    """Whether the reference itself learned too little not to be poor: nothing in the data
+    that a linear model finds either."""
+    return task.learned(reference.val_loss) < task.learned_needed
+
+
+def _no_signal(context: _Context) -> bool:
+    """A run that learned nothing beside a reference that did no better: the labels or the
+    features are the first suspects, before the model."""
+    reference, task = context.reference, context.task
+    return (reference is not None and task.baseline_known and _reference_poor(reference, task)
+            and task.learned(context.curves.best_loss_now()) < STUCK_LEARNED)
 
 
 def _short_of_baseline(context: _Context, needed: float | None = None) -> _Measure:
@@ -1098,6 +1112,8 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
         # A loss that barely moved from its start points at the step size first.
         moved = context.curves.train[0] - _recent(context.curves.train)
         candidates = _underfitting_remedies(spec, moved < SLOW_GAIN * context.task.baseline_loss)
+        if _no_signal(context):  # checking the labels first, then the model
+            candidates.sort(key=lambda remedy: remedy.key != "check_labels")
     elif finding.kind == "diverging":
         candidates = [_lower_lr(spec), *_warmup(spec), _clip_gradients(spec)]
     else:

@@ -23,6 +23,7 @@ from training.diagnostics import (
     task_from_curves,
     task_info,
 )
+from training.spec import ExperimentSpec
 
 from .conftest import SpecFactory
 from .curves import record
@@ -940,12 +941,16 @@ def test_a_run_that_learned_nothing_is_underfitting_whatever_its_reference_score
         val_acc=reference_acc)
     task = TaskInfo("classification", 2, majority_fraction=0.5)
 
+    spec = ExperimentSpec().patched({"model": {"arch": "mlp"}})
+
     # when it is judged, finished and live
-    verdicts = [diagnose(NO_SIGNAL, task, final=final, reference=reference)
+    verdicts = [diagnose(NO_SIGNAL, task, spec, final=final, reference=reference)
                 for final in (True, False)]
 
     # then it underfits, never "healthy: fell together", and where the reference did no
-    # better the headline points at the data
+    # better the headline points at the data, and checking the labels comes first
     assert [v.kind for v in verdicts] == ["underfitting", "underfitting"]
     assert all(("the features may not predict the labels" in v.headline) is says_labels
                for v in verdicts), verdicts[0].headline
+    assert all((v.remedies[0].key == "check_labels") is says_labels for v in verdicts), [
+        r.key for r in verdicts[0].remedies]

@@ -49,7 +49,7 @@ def name_refused(token: ApiToken, name: str, form: ProjectForm) -> ApiError:
     message = " ".join(form.errors.get("name", ["invalid name"]))
     if "exists" not in message:
         return ApiError("INVALID_PARAMETER_VALUE", f"experiment {name[:100]!r}: {message}")
-    if projects(token).filter(name__iexact=name).exists():
+    if project_named(token, name) is not None:
         return ApiError("RESOURCE_ALREADY_EXISTS", f"experiment {name[:100]!r}: {message}")
     return ApiError("PERMISSION_DENIED", f"project {name[:100]!r}: project names are shared "
                     "by every user of this Fitboard, and this one is another team's project: "

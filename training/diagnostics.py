@@ -853,15 +853,22 @@ def _overfit_evidence(o: _Overfit) -> list[Evidence]:
         Evidence("gap at onset", o.val_then - o.train_then, "validation minus training loss"),
         Evidence("gap now", o.val_now - o.train_now, "validation minus training loss"),
         Evidence("validation noise", o.noise, "typical epoch-to-epoch deviation"),
-        *(Evidence(sign, value, "measurement over its threshold; 1 or more counts")
+        *(_sign(sign, value, "measurement over its threshold")
           for sign, value in o.signs.items()),
-        Evidence("validation never beat a constant prediction", o.memorised,
-                 f"best validation loss over {o.baseline:.3g}, while the training loss "
-                 "learned; 1 or more counts"),
+        _sign("validation never beat a constant prediction", o.memorised,
+              f"best validation loss over a constant prediction's ({o.baseline:.3g}), with "
+              "the training loss learned"),
     ]
     if o.acc_now is not None:
         evidence.append(Evidence("validation accuracy now", o.acc_now, f"best {o.acc_best:.3g}"))
     return evidence
+
+
+def _sign(sign: str, score: float, measured: str) -> Evidence:
+    """A sign's row: its score (1 at its threshold) and whether it counts, so that a sign
+    that was looked for and not seen does not read as a finding."""
+    seen = "seen" if score >= 1 else "not seen"
+    return Evidence(sign, score, f"{measured}: {seen} (a sign counts from 1)")
 
 
 def _underfitting(context: _Context) -> _Finding:

@@ -954,3 +954,21 @@ def test_a_run_that_learned_nothing_is_underfitting_whatever_its_reference_score
                for v in verdicts), verdicts[0].headline
     assert all((v.remedies[0].key == "check_labels") is says_labels for v in verdicts), [
         r.key for r in verdicts[0].remedies]
+
+
+def test_each_sign_of_overfitting_says_whether_it_was_seen() -> None:
+    # given a clear overfit: validation best at epoch 7 and climbing since, far below what a
+    # constant prediction scores (so it did beat a constant prediction)
+    curves = v_shaped(best=7)
+
+    # when diagnosed
+    verdict = diagnose(curves, TEN_CLASSES, final=True)
+
+    # then the sign that fired reads "seen" and the one that was looked for and not found
+    # reads "not seen", with the score that decided each
+    rows = {row.label: row for row in verdict.evidence}
+    assert rows["validation loss rose"].value >= 1
+    assert rows["validation loss rose"].detail.endswith(": seen (a sign counts from 1)")
+    constant = rows["validation never beat a constant prediction"]
+    assert constant.value < 1
+    assert constant.detail.endswith(": not seen (a sign counts from 1)")

@@ -162,7 +162,8 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
     ({logged: stored}), which tells where other training curves are (see epoch_axis);
     ``unstepped`` the stored metrics logged without steps (see ``unstepped``), whose points
     are placed on the training loss's steps by their times (see on_training_steps)."""
-    series = metric_store.read(run_id, keys=EPOCH_KEYS)
+    series = {key: points if key.startswith("val_") else without_skipped_steps(points)
+              for key, points in metric_store.read(run_id, keys=EPOCH_KEYS).items()}
     if "train_loss" not in series:
         return Evaluations({}, (
             "no metric of this run maps to train_loss: log `loss` or `train_loss`, or name "
@@ -194,6 +195,19 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
             history[key] = interval_means(points.steps, values, evals)
     start = float(train.values[0]) if untrained_start(train.steps, evals, validated) else math.nan
     return Evaluations(history, "", start, validated)
+
+
+def without_skipped_steps(points: metric_store.Series) -> metric_store.Series:
+    """A training curve less its NaN or infinite points that a finite point follows: steps whose
+    loss overflowed and that the script skipped and trained on past (fp16's loss scaling skips
+    such a step; Hugging Face Trainer leaves them out of its logs itself, its
+    ``logging_nan_inf_filter``). One would make its evaluation's mean NaN, and the run
+    "diverging" after it recovered. Non-finite points at the end stay: that run diverged."""
+    finite = np.isfinite(points.values)
+    if finite.all() or not finite.any():
+        return points
+    keep = finite | (np.arange(len(points)) > np.flatnonzero(finite)[-1])
+    return metric_store.Series(points.steps[keep], points.values[keep], points.times[keep])
 
 
 def unstepped(progress: Mapping[str, Any]) -> frozenset[str]:

@@ -52,8 +52,9 @@ LABEL_MAPS = ("id2label", "label2id")
 # The convention: a logged name is read as a split and a measure, in any case, its words joined
 # by "_", "/", ".", "-" or spaces ("eval_accuracy", "train/loss", "val-acc", "Validation Loss"),
 # the split first or last ("loss/train", TensorBoard's habit), with Lightning's "_step" /
-# "_epoch" suffix dropped ("train_loss_epoch"); a measure alone is a training one ("loss",
-# "accuracy": Hugging Face Trainer's and Keras's names).
+# "_epoch" suffix dropped ("train_loss_epoch"; a validation name with "_step" is not read, see
+# ``conventional``); a measure alone is a training one ("loss", "accuracy": Hugging Face
+# Trainer's and Keras's names).
 SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
           "validation": "val", "eval": "val", "evaluation": "val", "dev": "val"}
 # Measures by their words joined with "_": Keras spells its metrics out, torchmetrics names them
@@ -83,6 +84,7 @@ WORDS = re.compile(r"[\s_/.\-]+")
 def conventional(name: str) -> str | None:
     """The diagnostics' name for a logged metric ``name`` by the convention above, or None."""
     words = [word for word in WORDS.split(name.strip().lower()) if word]
+    per_batch = len(words) > 1 and words[-1] == "step"
     if len(words) > 1 and words[-1] in SUFFIXES:
         words = words[:-1]
     if "_".join(words) in RATES or RATE_MONITOR.fullmatch(name.strip()):
@@ -97,7 +99,10 @@ def conventional(name: str) -> str | None:
         split, measure = "train", "_".join(words)
     else:
         return None
-    if measure not in MEASURES:
+    # Lightning's "val_loss_step" is one validation batch's value, logged at the validation
+    # loop's own batch count beside the evaluation's "val_loss_epoch": as evaluations, its
+    # batches would outnumber the epochs several times, each with a batch's noise.
+    if measure not in MEASURES or (split == "val" and per_batch):
         return None
     stored = f"{split}_{MEASURES[measure]}"
     return stored if stored in EPOCH_KEYS else None

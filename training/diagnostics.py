@@ -482,6 +482,10 @@ class _Curves:
     def of(cls, history: Mapping[str, Sequence[float]]) -> _Curves:
         series = {key: [float(v) for v in history.get(key, ())]
                   for key in ("train_loss", "val_loss", "train_acc", "val_acc", "loss")}
+        # An infinite accuracy is no share of anything: unknown, as a missing one (NaN). Kept,
+        # an epoch of inf beside one of -inf made every mean of the curve raise.
+        for key in ("train_acc", "val_acc"):
+            series[key] = [v if math.isfinite(v) else math.nan for v in series[key]]
         validated = "val_loss" in history or "train_loss" not in history
         checked = ("train_loss", "val_loss") if validated else ("train_loss",)
         epochs = min(len(series[key]) for key in checked)

@@ -181,10 +181,21 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
         validated = validated and len(series["val_loss"]) > 0
     if validated:
         evals = series["val_loss"].steps
-        series.update(epoch_axis(run_id, series, evals, keys or {}))
+        per_epoch = epoch_axis(run_id, series, evals, keys or {})
+        series.update(per_epoch)
         train = series["train_loss"]
+        if "train_loss" not in per_epoch and counted_apart(train.steps, evals):
+            # evaluations numbered by epoch beside a training loss numbered by step, and no
+            # training curve per epoch: the evaluations go where their times put them
+            series.update({key: on_training_steps(points, train) for key, points
+                           in series.items() if key.startswith("val_")})
+            evals = series["val_loss"].steps
         # an evaluation before any training point says nothing
         evals = evals[evals >= int(train.steps[0])]
+        if not len(evals):
+            return Evaluations({}, (
+                "no evaluation of this run came after its first training point: log "
+                "`val_loss` after training steps, at the step it was taken"))
     else:
         ends = np.linspace(0, len(train), min(len(train), TRAINING_ONLY_EVALS) + 1)[1:]
         evals = train.steps[np.ceil(ends).astype(int) - 1]
@@ -254,7 +265,7 @@ def epoch_axis(run_id: int, series: Mapping[str, metric_store.Series], evals: np
     found: dict[str, metric_store.Series] = {}
     for key in ("train_loss", "train_acc"):
         held = series.get(key)
-        if held is None or held.steps[-1] <= 2 * max(int(evals[-1]), 0) + 1:
+        if held is None or not counted_apart(held.steps, evals):
             continue
         others = [stored for logged, stored in keys.items()
                   if stored != key and conventional(logged) == key]
@@ -264,6 +275,12 @@ def epoch_axis(run_id: int, series: Mapping[str, metric_store.Series], evals: np
         if best is not None and len(np.intersect1d(best.steps, evals)) == len(evals):
             found[key] = best
     return found
+
+
+def counted_apart(steps: np.ndarray, evals: np.ndarray) -> bool:
+    """Whether a training curve's steps run on past twice the last evaluation's: evaluations
+    counted in epochs (step = epoch) beside training counted in steps."""
+    return len(evals) > 0 and int(steps[-1]) > 2 * max(int(evals[-1]), 0) + 1
 
 
 def untrained_start(steps: np.ndarray, evals: np.ndarray, validated: bool) -> bool:

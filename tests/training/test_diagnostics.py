@@ -578,6 +578,24 @@ def test_a_regression_at_the_mean_predictor_level_is_underfitting() -> None:
     assert verdict.kind == "underfitting"
 
 
+@pytest.mark.parametrize(("train", "kind"), [
+    ([0.7] * 12, "underfitting"),  # nothing moved: a frozen model, or a logging slip
+    ([1 / (e + 1) for e in range(12)], "overfitting"),  # training learned, validation never did
+])
+def test_a_validation_loss_logged_as_one_constant_value_gets_a_verdict(
+        train: list[float], kind: str) -> None:
+    # given a binary classifier whose validation loss is the same 0.7 every epoch (smoothed, a
+    # flat 0.7 rounds to 0.6999999999999998, below every raw epoch: before, StopIteration,
+    # and an external run logging it could not even end)
+    val = [0.7] * 12
+
+    # when diagnosed
+    verdict = diagnose(history(train, val), TaskInfo("classification", 2), final=True)
+
+    # then it gets the verdict its curves tell
+    assert verdict.kind == kind, verdict.headline
+
+
 def test_a_huber_regression_at_the_mean_predictor_level_is_underfitting(
         make_spec: SpecFactory) -> None:
     # given a Huber run on diabetes whose loss stays near 0.42, what predicting the mean scores

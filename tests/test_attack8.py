@@ -3,12 +3,18 @@ request of theirs makes the server do.
 
 A search's filter of quotes that never close (``'\\'\\'\\'…``) was read to its end once per
 quote, 4 s of a web worker for 20,000 characters; and a search's order of 100 keys rebuilt
-every run's fields (each param, tag and metric it holds) three times a key."""
+every run's fields (each param, tag and metric it holds) three times a key.
+
+A webhook's receiver (any user maintains a project of their own, and chooses its webhooks)
+that answers a byte at a time held a thread of the notifications worker for as long as it
+liked: the timeout bounded each wait for a byte, not the delivery."""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +24,8 @@ from django.test import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from webapp.notifications import webhooks
+from webapp.notifications.models import Notification, Webhook
 from webapp.tracking import search, tokens
 
 from .webapp.conftest import mallory, owner, project  # noqa: F401
@@ -83,3 +91,57 @@ def test_an_order_of_many_keys_reads_each_runs_fields_once():
     # then each run's fields were built once (300 times each before), and the order is right
     assert sorted(reads) == [0, 1, 2]
     assert [row["id"] for row in found] == [1, 2, 0]
+
+
+class Trickle(threading.Thread):
+    """A receiver that reads the POST, then answers ``200 OK`` a byte every ``pause`` seconds
+    (40 bytes: 10 s), noting how many bytes it sent before the connection was cut."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 17 + b"\r\n\r\n"
+
+    def __init__(self, pause: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.pause, self.sent = pause, 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+
+    def run(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection, self.listener:
+            connection.recv(65536)
+            try:
+                for byte in self.ANSWER:
+                    connection.sendall(bytes([byte]))
+                    self.sent += 1
+                    time.sleep(self.pause)
+            except OSError:  # cut by the sender
+                pass
+
+
+@pytest.mark.django_db
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_webhook_timeout(
+        owner, project, settings):  # noqa: F811
+    # given a webhook (on loopback, allowed here) to a receiver that answers a byte at a time,
+    # within a 1 s timeout each, and an event to deliver
+    settings.FITBOARD_WEBHOOK_ALLOW_PRIVATE = True
+    settings.FITBOARD_WEBHOOK_TIMEOUT = 1
+    settings.FITBOARD_WEBHOOK_RETRIES = 0
+    receiver = Trickle()
+    receiver.start()
+    hook = Webhook.objects.create(project=project, url=receiver.url, secret="whsec_x",
+                                  events=["run.succeeded"], created_by=owner)
+    notification = Notification.objects.create(project=project, event="run.succeeded",
+                                               payload={"event": "run.succeeded"})
+
+    # when it is delivered
+    delivery = webhooks.deliver(hook.pk, notification.pk, 1)
+    receiver.join()
+
+    # then the delivery failed at the timeout, recorded as such, with the answer cut short
+    # (it waited for all 40 bytes, and took the 200 as a success)
+    assert delivery is not None and not delivery.succeeded
+    assert "no answer within 1 s" in delivery.error
+    assert receiver.sent < len(Trickle.ANSWER)

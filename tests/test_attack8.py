@@ -24,6 +24,7 @@ from django.test import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from webapp.experiments.models import Experiment
 from webapp.notifications import webhooks
 from webapp.notifications.models import Notification, Webhook
 from webapp.tracking import search, tokens
@@ -145,3 +146,25 @@ def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_webhook_timeout(
     assert delivery is not None and not delivery.succeeded
     assert "no answer within 1 s" in delivery.error
     assert receiver.sent < len(Trickle.ANSWER)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", ['["tag"]', "null", "7", '{"tags": "a", "notes": {"x": 1}}',
+                                  '{"tags": [1, 2]}'])
+def test_annotating_a_run_with_a_body_of_the_wrong_shape_is_refused(
+        body, mallory, project):  # noqa: F811
+    # given a run of the member's own, with notes
+    run = Experiment.objects.create(project=project, name="mine", spec={}, created_by=mallory,
+                                    notes="kept")
+    raw = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    # when their script replaces its tags and notes with JSON that is no object of text
+    response = Client(raise_request_exception=False).post(
+        f"/api/v1/runs/{run.pk}/annotations/", body, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    # then it is a 400 (a list, null or a number was a server error; an object as notes was
+    # stored as Python's text of it), and the run keeps its notes
+    assert response.status_code == 400, response.content[:200]
+    run.refresh_from_db()
+    assert run.notes == "kept"

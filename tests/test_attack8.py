@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from webapp.experiments.models import Experiment
 from webapp.notifications import webhooks
 from webapp.notifications.models import Notification, Webhook
 from webapp.tracking import search, tokens
+from webapp.tracking.models import ApiToken
 
 from .webapp.conftest import mallory, owner, project  # noqa: F401
 
@@ -168,3 +170,19 @@ def test_annotating_a_run_with_a_body_of_the_wrong_shape_is_refused(
     assert response.status_code == 400, response.content[:200]
     run.refresh_from_db()
     assert run.notes == "kept"
+
+
+@pytest.mark.django_db
+def test_a_token_for_a_project_id_past_a_bigint_is_refused_on_the_form(mallory, project):  # noqa: F811
+    # given the member on their tokens page
+    client = Client(raise_request_exception=False)
+    client.force_login(mallory)
+
+    # when they ask for a token limited to a project id no row can have
+    response = client.post(reverse("api-tokens"), {"name": "laptop", "scope": "write",
+                                                   "projects": [str(project.pk), "9" * 30]})
+
+    # then the form says so (a server error on SQLite before), and no token is made
+    assert response.status_code == 200
+    assert "is not a valid value" in response.content.decode()
+    assert not ApiToken.objects.filter(user=mallory).exists()

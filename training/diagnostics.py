@@ -374,6 +374,23 @@ class Remedy:
     patch: dict[str, dict[str, Any]]
     advice_only: bool = False
 
+    def __post_init__(self) -> None:
+        # The patch's numbers as its title says them: 1e-5 × 3 is 3.0000000000000004e-05 in
+        # floating point, and 0.1 + 0.2 dropout 0.30000000000000004, which the remedy's page
+        # and the new run's spec would show.
+        object.__setattr__(self, "patch", _tidy(self.patch))
+
+
+def _tidy(value: Any) -> Any:
+    """``value`` with every float rounded to the 6 significant digits ``{:g}`` shows."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:g}")
+    if isinstance(value, dict):
+        return {key: _tidy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tidy(item) for item in value)
+    return value
+
 
 @dataclass(frozen=True)
 class Verdict:

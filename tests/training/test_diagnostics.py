@@ -790,6 +790,23 @@ def test_overfitting_remedies_regularise_stop_early_and_shrink(make_spec: SpecFa
     ]
 
 
+def test_a_remedy_patch_holds_the_numbers_its_title_says(make_spec: SpecFactory) -> None:
+    # given a CNN with dropout 0.1 overfitting, and one with learning rate 1e-5 learning slowly
+    overfit = make_spec({"model": {"dropout": 0.1}})
+    slow = make_spec({"optim": {"lr": 1e-5}})
+
+    # when diagnosed
+    regularise = diagnose(scaled(v_shaped(), TEN_CLASSES), TEN_CLASSES, overfit, final=True)
+    speed_up = diagnose(scaled(SICK_CURVES["slow"], TEN_CLASSES), TEN_CLASSES, slow, final=True)
+
+    # then the patches say 0.3 and 3e-05, not 0.1 + 0.2 and 1e-5 × 3 in floating point
+    remedies = {r.key: r for r in [*regularise.remedies, *speed_up.remedies]}
+    assert remedies["dropout"].title == "Add dropout 0.3"
+    assert remedies["dropout"].patch == {"model": {"dropout": 0.3}}
+    assert remedies["higher_lr"].patch == {"optim": {"lr": 3e-05}}
+    assert Verdict.from_dict(json.loads(json.dumps(speed_up.to_dict()))) == speed_up
+
+
 def test_a_remedy_that_changes_nothing_is_left_out(make_spec: SpecFactory) -> None:
     # given an overfitting MLP already at the largest dropout a remedy proposes
     spec = make_spec({"data": {"dataset": "wine"},

@@ -465,11 +465,14 @@ def _verdict(context: _Context) -> Verdict:
     if diverging.holds:
         return diverging.verdict(_remedies(diverging, context))
     if curves.epochs < MIN_EPOCHS:
-        return Verdict(
-            "undetermined", 0.0,
-            f"Too early to tell: {curves.epochs} epoch(s) so far, a verdict needs {MIN_EPOCHS}",
-            thresholds={"min_epochs": float(MIN_EPOCHS)},
-        )
+        epochs = f"{curves.epochs} epoch{'' if curves.epochs == 1 else 's'}"
+        # A run that ended this short (a compression job's two fine-tuning epochs) has no
+        # "so far": it is too short to judge, for good.
+        headline = (f"Too short to tell: the run had {epochs}, a verdict needs {MIN_EPOCHS}"
+                    if context.final else
+                    f"Too early to tell: {epochs} so far, a verdict needs {MIN_EPOCHS}")
+        return Verdict("undetermined", 0.0, headline,
+                       thresholds={"min_epochs": float(MIN_EPOCHS)})
     findings = [_overfitting(context), _underfitting(context), _slow(context)]
     for finding in findings:
         if finding.holds:

@@ -512,6 +512,9 @@ def test_fewer_than_three_epochs_are_undetermined() -> None:
 
     # then it is too early to tell, with no confidence and no remedies
     assert (verdict.kind, verdict.confidence, verdict.remedies) == ("undetermined", 0.0, [])
+    assert verdict.headline == "Too short to tell: the run had 2 epochs, a verdict needs 3"
+    live = diagnose(history([2.0], [2.1]), TEN_CLASSES, final=False)
+    assert live.headline == "Too early to tell: 1 epoch so far, a verdict needs 3"
 
 
 def test_the_onset_of_a_clear_overfit_is_the_best_validation_epoch() -> None:

@@ -1,7 +1,8 @@
-"""What a new user sees in Chromium: a bad form says every problem in one submit; a refused
-upload keeps its chosen file; a run page watched to the end shows its test split and Compress
-button without a reload; the run page, the list and the forms fit a 390 px phone screen
-(pictures: docs/mobile-run.png, docs/mobile-list.png)."""
+"""What a new user sees in Chromium: a bad form says every problem in one submit; choosing a
+data set picks a model, loss and name that fit it; a refused upload keeps its chosen file; a
+run page watched to the end shows its test split and Compress button without a reload; the run
+page, the list and the forms fit a 390 px phone screen (pictures: docs/mobile-run.png,
+docs/mobile-list.png)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,28 @@ def test_one_bad_submit_shows_every_error_with_a_summary(page, stack):
     # and a link takes the user to its field
     page.click('#error-summary a[href="#id_lr"]')
     assert page.evaluate("document.activeElement.id") == "id_lr"
+
+
+def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, stack):
+    # Given the New experiment form as it opens: digits, a CNN, cross-entropy, "digits-cnn"
+    page.goto(f"{stack.url}/experiments/new/")
+    chosen = "() => ['arch', 'loss', 'name'].map(n => document.getElementById('id_' + n).value)"
+    assert page.evaluate(chosen) == ["cnn", "cross_entropy", "digits-cnn"]
+
+    # When Wine is chosen, then an MLP reads its table, and the run is named for it
+    page.select_option("#id_dataset", "wine")
+    assert page.evaluate(chosen) == ["mlp", "cross_entropy", "wine-mlp"]
+    assert page.locator("#id_hidden_sizes").is_visible()  # the MLP's own fields show
+
+    # When Diabetes is: a regression, so MSE
+    page.select_option("#id_dataset", "diabetes")
+    assert page.evaluate(chosen) == ["mlp", "mse", "diabetes-mlp"]
+
+    # When the user names the run, then back on digits the name stays and the MLP, which
+    # reads images too, is kept
+    page.fill("#id_name", "my first run")
+    page.select_option("#id_dataset", "digits")
+    assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
 
 
 def test_a_refused_upload_keeps_its_file_for_the_corrected_submit(page, stack, tmp_path):

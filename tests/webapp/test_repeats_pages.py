@@ -107,6 +107,25 @@ def test_the_group_page_draws_mean_band_and_seeds_in_two_queries_for_the_curves(
     assert sum("experiments_metricchunk" in q["sql"] for q in queries.captured_queries) == 1
 
 
+def test_a_group_with_one_finished_seed_shows_no_spread_of_zero(
+        owner_client, project, owner, make_experiment):
+    # given a repeat whose first seed finished and whose second is still queued
+    done = make_experiment(status=Experiment.Status.SUCCEEDED, spec=SMALL.to_dict(),
+                           summary={"best_metrics": {"val_acc": 0.9649}})
+    waiting = make_experiment(status=Experiment.Status.QUEUED,
+                              spec=SMALL.patched({"run": {"seed": 8}}).to_dict())
+    group = RunGroup.objects.create(project=project, name="two", spec=SMALL.to_dict(),
+                                    seeds=[7, 8], created_by=owner)
+    group.runs.set([done, waiting])
+
+    # when its page is opened
+    page = owner_client.get(reverse("group-detail", args=[group.pk])).content.decode()
+
+    # then the final metric has its mean, and no "± 0.0000" as if the seeds agreed exactly
+    assert "0.9649 <span class=\"muted\">± needs a second seed</span>" in page
+    assert "± 0.0000" not in page
+
+
 def finished_group(project, owner, make_experiment, name: str, values: list[float],
                    first_seed: int) -> RunGroup:
     runs = [make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{name} {i}",

@@ -1106,12 +1106,15 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
     moved = ("training and validation loss fell together" if train_fell and val_fell
              else "training loss fell and validation loss held level" if train_fell
              else "training and validation loss held level")
+    # "Around": the epoch of the smoothed curve's low, which can sit one from the raw best
+    # that picks the run's best checkpoint ("best val_loss (epoch 11)" on the run page).
     headline = (f"Healthy: {moved} (training {train_now:.3g}, validation {val_now:.3g}; "
-                f"best validation at epoch {best})")
+                f"validation loss lowest around epoch {best})")
     evidence = [
         Evidence("training loss now", train_now, _when(curves.epochs)),
         Evidence("validation loss now", val_now, _when(curves.epochs)),
-        Evidence("best validation epoch", best, ""),
+        Evidence("validation loss lowest around epoch", best,
+                 "each epoch averaged with its neighbours"),
         Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
     ]
     return Verdict("healthy", confidence, headline, evidence)

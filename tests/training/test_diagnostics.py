@@ -643,6 +643,22 @@ def test_a_noisy_healthy_run_keeps_its_verdict_epoch_after_epoch() -> None:
     assert kinds == {"healthy"}
 
 
+def test_a_healthy_verdict_says_its_best_epoch_is_of_the_smoothed_loss() -> None:
+    # given a diabetes run's validation loss: lowest at epoch 11 (the best checkpoint's), but
+    # epochs 11-13 lower together than 10-12
+    val = [1.00128, 0.81074, 0.68862, 0.61506, 0.56689, 0.53777, 0.51894, 0.508, 0.50086,
+           0.49884, 0.4975, 0.49786, 0.49806, 0.49818, 0.49974]
+    train = [v - 0.03 for v in val]
+
+    # when diagnosed
+    verdict = diagnose(history(train, val), TaskInfo("regression", None), final=True)
+
+    # then it names epoch 12 as where the loss is lowest "around", not as the best epoch
+    assert verdict.kind == "healthy"
+    assert verdict.headline.endswith("validation loss lowest around epoch 12)")
+    assert not any("best" in e.label for e in verdict.evidence)
+
+
 def test_a_verdict_carries_the_thresholds_it_used() -> None:
     # given a clear overfit
     # when diagnosed

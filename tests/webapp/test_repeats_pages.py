@@ -258,6 +258,35 @@ def test_verifying_a_remedy_runs_it_beside_the_original_over_the_same_seeds(
     assert reverse("group-detail", args=[remedied.pk]) in page.content.decode()
 
 
+@pytest.mark.parametrize(("kind", "first"), [("slow", "val_loss"), ("overfitting", "gap")])
+def test_a_verified_remedy_is_judged_first_on_what_its_originals_problem_is_about(
+        project, owner, make_experiment, kind, first):
+    # given an original run (slow, or overfitting) over 2 seeds, and its remedy over the same
+    # seeds: a lower validation loss, a wider gap
+    def side(name: str, val_loss: list[float], gap: float, verdict: str) -> RunGroup:
+        runs = [make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{name} {seed}",
+                                spec=SMALL.patched({"run": {"seed": seed}}).to_dict(),
+                                verdict={"kind": verdict}, verdict_kind=verdict,
+                                summary={"best_metric": ["val_acc", 0.8],
+                                         "best_metrics": {"val_acc": 0.8, "val_loss": v},
+                                         "final_metrics": {"val_loss": v,
+                                                           "train_loss": v - gap}})
+                for seed, v in enumerate(val_loss)]
+        group = RunGroup.objects.create(project=project, name=name, spec=SMALL.to_dict(),
+                                        seeds=[0, 1], created_by=owner)
+        group.runs.set(runs)
+        return group
+
+    original = side("original", [0.62, 0.63], 0.011, kind)
+    remedied = side("remedy", [0.56, 0.57], 0.016, "healthy")
+    remedied.baseline = original
+    remedied.save()
+
+    # when the two sides are compared, then first on the gap for an overfitting original, on
+    # the validation loss for a slow one; then on the monitored metric
+    assert [c.metric for c in groups.remedy_verdicts(remedied)] == [first, "val_acc"]
+
+
 def test_the_form_with_repeats_makes_a_group(owner_client, project,
                                              django_capture_on_commit_callbacks):
     from webapp.experiments.forms import spec_initial

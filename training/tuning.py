@@ -356,9 +356,10 @@ def new_study_spec(data: Mapping[str, Any]) -> TuningSpec:
     ``from_dict`` alone, so one started before this check still loads."""
     unused: dict[str, str] = {}
     space = data.get("space") if isinstance(data, Mapping) else None
-    if isinstance(space, Mapping):
+    base = data.get("base", ExperimentSpec().to_dict()) if isinstance(data, Mapping) else None
+    if isinstance(space, Mapping) and isinstance(base, Mapping):
         try:
-            unused = unused_fields(ExperimentSpec.from_dict(data.get("base")), map(str, space))
+            unused = unused_fields(ExperimentSpec.from_dict(base), map(str, space))
         except SpecError:
             pass  # from_dict says what is wrong with the base
     try:

@@ -374,6 +374,23 @@ class Remedy:
     patch: dict[str, dict[str, Any]]
     advice_only: bool = False
 
+    def __post_init__(self) -> None:
+        # The patch's numbers as its title says them: 1e-5 × 3 is 3.0000000000000004e-05 in
+        # floating point, and 0.1 + 0.2 dropout 0.30000000000000004, which the remedy's page
+        # and the new run's spec would show.
+        object.__setattr__(self, "patch", _tidy(self.patch))
+
+
+def _tidy(value: Any) -> Any:
+    """``value`` with every float rounded to the 6 significant digits ``{:g}`` shows."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:g}")
+    if isinstance(value, dict):
+        return {key: _tidy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tidy(item) for item in value)
+    return value
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -448,11 +465,14 @@ def _verdict(context: _Context) -> Verdict:
     if diverging.holds:
         return diverging.verdict(_remedies(diverging, context))
     if curves.epochs < MIN_EPOCHS:
-        return Verdict(
-            "undetermined", 0.0,
-            f"Too early to tell: {curves.epochs} epoch(s) so far, a verdict needs {MIN_EPOCHS}",
-            thresholds={"min_epochs": float(MIN_EPOCHS)},
-        )
+        epochs = f"{curves.epochs} epoch{'' if curves.epochs == 1 else 's'}"
+        # A run that ended this short (a compression job's two fine-tuning epochs) has no
+        # "so far": it is too short to judge, for good.
+        headline = (f"Too short to tell: the run had {epochs}, a verdict needs {MIN_EPOCHS}"
+                    if context.final else
+                    f"Too early to tell: {epochs} so far, a verdict needs {MIN_EPOCHS}")
+        return Verdict("undetermined", 0.0, headline,
+                       thresholds={"min_epochs": float(MIN_EPOCHS)})
     findings = [_overfitting(context), _underfitting(context), _slow(context)]
     for finding in findings:
         if finding.holds:
@@ -1100,12 +1120,15 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
     moved = ("training and validation loss fell together" if train_fell and val_fell
              else "training loss fell and validation loss held level" if train_fell
              else "training and validation loss held level")
+    # "Around": the epoch of the smoothed curve's low, which can sit one from the raw best
+    # that picks the run's best checkpoint ("best val_loss (epoch 11)" on the run page).
     headline = (f"Healthy: {moved} (training {train_now:.3g}, validation {val_now:.3g}; "
-                f"best validation at epoch {best})")
+                f"validation loss lowest around epoch {best})")
     evidence = [
         Evidence("training loss now", train_now, _when(curves.epochs)),
         Evidence("validation loss now", val_now, _when(curves.epochs)),
-        Evidence("best validation epoch", best, ""),
+        Evidence("validation loss lowest around epoch", best,
+                 "each epoch averaged with its neighbours"),
         Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
     ]
     return Verdict("healthy", confidence, headline, evidence)

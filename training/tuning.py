@@ -20,7 +20,7 @@ import importlib.util
 import math
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fitboard_model import plugins
 
 from training.data.catalog import dataset_plugins
-from training.fieldmeta import meta, range_problems
+from training.fieldmeta import field_meta, meta, range_problems
 from training.reporter import Reporter
 from training.spec import ExperimentSpec, SpecError, model_plugin
 
@@ -348,6 +348,50 @@ def plugin_config_class(base: ExperimentSpec, option_path: str) -> type | None:
     if option_path == "data.plugin_options" and base.data.dataset in dataset_plugins():
         return plugins.load(plugins.DATASETS, base.data.dataset).Options  # type: ignore[no-any-return]
     return None
+
+
+def new_study_spec(data: Mapping[str, Any]) -> TuningSpec:
+    """The spec of a study about to start: ``TuningSpec.from_dict``, and every searched field
+    one that the base run reads (see ``unused_fields``). A stored study is read back with
+    ``from_dict`` alone, so one started before this check still loads."""
+    unused: dict[str, str] = {}
+    space = data.get("space") if isinstance(data, Mapping) else None
+    base = data.get("base", ExperimentSpec().to_dict()) if isinstance(data, Mapping) else None
+    if isinstance(space, Mapping) and isinstance(base, Mapping):
+        try:
+            unused = unused_fields(ExperimentSpec.from_dict(base), map(str, space))
+        except SpecError:
+            pass  # from_dict says what is wrong with the base
+    try:
+        spec = TuningSpec.from_dict(data)
+    except SpecError as exc:
+        raise SpecError({**unused, **exc.errors}) from None
+    if unused:
+        raise SpecError(unused)
+    return spec
+
+
+def unused_fields(base: ExperimentSpec, paths: Iterable[str]) -> dict[str, str]:
+    """``space.<path>`` → why, for each field no trial would read: its metadata says it applies
+    only for certain values of a field of its section (a CNN's width for ``model.arch`` cnn or
+    resnet, momentum for ``optim.optimizer`` sgd), the base holds another and the search does
+    not vary that field. Such a dimension changes nothing: its trials differ by seed noise
+    alone, which the importances then credit to it."""
+    searched = set(paths)
+    errors: dict[str, str] = {}
+    for path in searched:
+        section, _, name = path.partition(".")
+        cls = ExperimentSpec.sections.get(section)
+        found = [f for f in dataclasses.fields(cls) if f.name == name] if cls else []
+        m = field_meta(found[0]) if found else None
+        for key, values in (m.applies.items() if m else ()):
+            value = getattr(getattr(base, section), key, None)
+            if f"{section}.{key}" not in searched and value not in values:
+                errors[f"space.{path}"] = (
+                    f"this run does not use it: it applies when {section}.{key} is "
+                    f"{' or '.join(map(str, values))}, and here it is {value}")
+                break
+    return errors
 
 
 # Fields that are no hyperparameter: a search over them is refused on its dimension.

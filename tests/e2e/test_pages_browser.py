@@ -1,6 +1,7 @@
-"""What a new user sees in Chromium: a bad form says every problem in one submit; a run page
-watched to the end shows its test split and Compress button without a reload; the run page,
-the list and the forms fit a 390 px phone screen (pictures: docs/mobile-run.png,
+"""What a new user sees in Chromium: a bad form says every problem in one submit; choosing a
+data set picks a model, loss and name that fit it; a refused upload keeps its chosen file; a
+run page watched to the end shows its test split and Compress button without a reload; the run
+page, the list and the forms fit a 390 px phone screen (pictures: docs/mobile-run.png,
 docs/mobile-list.png)."""
 
 from __future__ import annotations
@@ -99,6 +100,55 @@ def test_one_bad_submit_shows_every_error_with_a_summary(page, stack):
     # and a link takes the user to its field
     page.click('#error-summary a[href="#id_lr"]')
     assert page.evaluate("document.activeElement.id") == "id_lr"
+
+
+def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, stack):
+    # Given the New experiment form as it opens: digits, a CNN, cross-entropy, "digits-cnn"
+    page.goto(f"{stack.url}/experiments/new/")
+    chosen = "() => ['arch', 'loss', 'name'].map(n => document.getElementById('id_' + n).value)"
+    assert page.evaluate(chosen) == ["cnn", "cross_entropy", "digits-cnn"]
+
+    # When Wine is chosen, then an MLP reads its table, and the run is named for it
+    page.select_option("#id_dataset", "wine")
+    assert page.evaluate(chosen) == ["mlp", "cross_entropy", "wine-mlp"]
+    assert page.locator("#id_hidden_sizes").is_visible()  # the MLP's own fields show
+
+    # When Diabetes is: a regression, so MSE
+    page.select_option("#id_dataset", "diabetes")
+    assert page.evaluate(chosen) == ["mlp", "mse", "diabetes-mlp"]
+
+    # When the user names the run, then back on digits the name stays and the MLP, which
+    # reads images too, is kept
+    page.fill("#id_name", "my first run")
+    page.select_option("#id_dataset", "digits")
+    assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
+
+
+def test_a_refused_upload_keeps_its_file_for_the_corrected_submit(page, stack, tmp_path):
+    # Given a table whose target holds many different numbers: a regression
+    table = tmp_path / "measurements.csv"
+    table.write_text("a,b,target\n" + "".join(f"{i},{i % 7},{100 + 3 * i}\n" for i in range(60)))
+
+    # When it is uploaded as the form starts, as a classification
+    page.goto(f"{stack.url}/datasets/new/")
+    page.fill("#id_name", "measurements")
+    page.set_input_files("#id_file", str(table))
+    page.click("text=Upload and check")
+
+    # Then the task is refused, the summary read first, and the file is still chosen
+    page.wait_for_selector('[data-field-error="task"]')
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    assert page.eval_on_selector("#id_file", "e => [...e.files].map(f => f.name)") == [
+        "measurements.csv"]
+
+    # When the user changes only the task, as told, and submits again
+    page.select_option("#id_task", "regression")
+    with page.expect_navigation(url=re.compile(r"/datasets/\d+/$")):
+        page.click("text=Upload and check")
+
+    # Then the data set is made from that file
+    facts = page.inner_text("body")
+    assert "regression · tabular" in facts and "60 rows read, 60 kept" in facts
 
 
 def test_a_run_ending_while_watched_shows_its_test_card_and_compress_without_reload(page, stack):

@@ -55,6 +55,21 @@ def test_a_bad_study_spec_is_a_400_per_field_path(api, make_run):
     assert Experiment.objects.count() == 1
 
 
+def test_a_study_searching_a_field_its_run_does_not_use_is_refused_on_it(api, make_run):
+    # given a finished MLP run
+    source = make_run("base", Experiment.Status.SUCCEEDED)
+
+    # when a study of it searches a CNN's width beside the learning rate
+    response = api.post(f"runs/{source.pk}/studies/", {"name": "x", "spec": {"space": {
+        **SPACE, "model.width": {"type": "int", "low": 8, "high": 64}}}})
+
+    # then it is refused on that dimension alone
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"spec.space.model.width": (
+        "this run does not use it: it applies when model.arch is cnn or resnet, and here it "
+        "is mlp")}
+
+
 def test_a_study_of_a_study_is_refused(api, make_run):
     study = make_run("s", kind=Experiment.Kind.TUNE)
 

@@ -512,6 +512,9 @@ def test_fewer_than_three_epochs_are_undetermined() -> None:
 
     # then it is too early to tell, with no confidence and no remedies
     assert (verdict.kind, verdict.confidence, verdict.remedies) == ("undetermined", 0.0, [])
+    assert verdict.headline == "Too short to tell: the run had 2 epochs, a verdict needs 3"
+    live = diagnose(history([2.0], [2.1]), TEN_CLASSES, final=False)
+    assert live.headline == "Too early to tell: 1 epoch so far, a verdict needs 3"
 
 
 def test_the_onset_of_a_clear_overfit_is_the_best_validation_epoch() -> None:
@@ -656,6 +659,22 @@ def test_a_noisy_healthy_run_keeps_its_verdict_epoch_after_epoch() -> None:
 
     # then it is healthy every time
     assert kinds == {"healthy"}
+
+
+def test_a_healthy_verdict_says_its_best_epoch_is_of_the_smoothed_loss() -> None:
+    # given a diabetes run's validation loss: lowest at epoch 11 (the best checkpoint's), but
+    # epochs 11-13 lower together than 10-12
+    val = [1.00128, 0.81074, 0.68862, 0.61506, 0.56689, 0.53777, 0.51894, 0.508, 0.50086,
+           0.49884, 0.4975, 0.49786, 0.49806, 0.49818, 0.49974]
+    train = [v - 0.03 for v in val]
+
+    # when diagnosed
+    verdict = diagnose(history(train, val), TaskInfo("regression", None), final=True)
+
+    # then it names epoch 12 as where the loss is lowest "around", not as the best epoch
+    assert verdict.kind == "healthy"
+    assert verdict.headline.endswith("validation loss lowest around epoch 12)")
+    assert not any("best" in e.label for e in verdict.evidence)
 
 
 def test_a_verdict_carries_the_thresholds_it_used() -> None:
@@ -806,6 +825,23 @@ def test_overfitting_remedies_regularise_stop_early_and_shrink(make_spec: SpecFa
         ("early_stopping", {"run": {"early_stopping_patience": 3, "epochs": 10}}),
         ("smaller_model", {"model": {"width": 16}}),
     ]
+
+
+def test_a_remedy_patch_holds_the_numbers_its_title_says(make_spec: SpecFactory) -> None:
+    # given a CNN with dropout 0.1 overfitting, and one with learning rate 1e-5 learning slowly
+    overfit = make_spec({"model": {"dropout": 0.1}})
+    slow = make_spec({"optim": {"lr": 1e-5}})
+
+    # when diagnosed
+    regularise = diagnose(scaled(v_shaped(), TEN_CLASSES), TEN_CLASSES, overfit, final=True)
+    speed_up = diagnose(scaled(SICK_CURVES["slow"], TEN_CLASSES), TEN_CLASSES, slow, final=True)
+
+    # then the patches say 0.3 and 3e-05, not 0.1 + 0.2 and 1e-5 × 3 in floating point
+    remedies = {r.key: r for r in [*regularise.remedies, *speed_up.remedies]}
+    assert remedies["dropout"].title == "Add dropout 0.3"
+    assert remedies["dropout"].patch == {"model": {"dropout": 0.3}}
+    assert remedies["higher_lr"].patch == {"optim": {"lr": 3e-05}}
+    assert Verdict.from_dict(json.loads(json.dumps(speed_up.to_dict()))) == speed_up
 
 
 def test_a_remedy_that_changes_nothing_is_left_out(make_spec: SpecFactory) -> None:

@@ -110,6 +110,27 @@ def test_a_remedy_run_shows_whether_the_gap_shrank(owner_client, overfit_run, ma
     assert "the gap shrank" in page
 
 
+def test_a_remedy_run_of_a_slow_run_shows_whether_the_validation_loss_fell(
+        owner_client, make_experiment):
+    # given a run that learned slowly (loss 0.62, gap 0.011), and its higher learning rate
+    # run, which reached a lower loss with a wider gap
+    slow = make_experiment(status=Experiment.Status.SUCCEEDED, name="slow",
+                           verdict={"kind": "slow", "headline": "Learning slowly"},
+                           summary={"final_metrics": {"train_loss": 0.608, "val_loss": 0.619}})
+    child = make_experiment(status=Experiment.Status.SUCCEEDED, parent=slow,
+                            remedy={"key": "higher_lr", "title": "Raise the learning rate",
+                                    "patch": {"optim": {"lr": 3e-05}}},
+                            summary={"final_metrics": {"train_loss": 0.550, "val_loss": 0.566}})
+
+    # when its diagnostics are shown
+    page = owner_client.get(reverse("experiment-diagnostics", args=[child.pk])).content.decode()
+
+    # then it is measured on the validation loss, which fell, not on the gap
+    assert "Final validation loss: 0.6190 → <strong>0.5660</strong>" in page
+    assert '<span class="good">it fell</span>' in page
+    assert "gap" not in page.split('id="remedy-result"')[1].split("</section>")[0]
+
+
 def test_an_unknown_or_advice_only_remedy_is_not_found(owner_client, overfit_run):
     advice = [r["key"] for r in overfit_run.verdict["remedies"] if not r["patch"]]
 

@@ -107,6 +107,25 @@ def test_the_group_page_draws_mean_band_and_seeds_in_two_queries_for_the_curves(
     assert sum("experiments_metricchunk" in q["sql"] for q in queries.captured_queries) == 1
 
 
+def test_a_group_with_one_finished_seed_shows_no_spread_of_zero(
+        owner_client, project, owner, make_experiment):
+    # given a repeat whose first seed finished and whose second is still queued
+    done = make_experiment(status=Experiment.Status.SUCCEEDED, spec=SMALL.to_dict(),
+                           summary={"best_metrics": {"val_acc": 0.9649}})
+    waiting = make_experiment(status=Experiment.Status.QUEUED,
+                              spec=SMALL.patched({"run": {"seed": 8}}).to_dict())
+    group = RunGroup.objects.create(project=project, name="two", spec=SMALL.to_dict(),
+                                    seeds=[7, 8], created_by=owner)
+    group.runs.set([done, waiting])
+
+    # when its page is opened
+    page = owner_client.get(reverse("group-detail", args=[group.pk])).content.decode()
+
+    # then the final metric has its mean, and no "± 0.0000" as if the seeds agreed exactly
+    assert "0.9649 <span class=\"muted\">± needs a second seed</span>" in page
+    assert "± 0.0000" not in page
+
+
 def finished_group(project, owner, make_experiment, name: str, values: list[float],
                    first_seed: int) -> RunGroup:
     runs = [make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{name} {i}",
@@ -237,6 +256,35 @@ def test_verifying_a_remedy_runs_it_beside_the_original_over_the_same_seeds(
     # and the diagnostics page links forward to it
     page = owner_client.get(reverse("experiment-diagnostics", args=[overfit_run.pk]))
     assert reverse("group-detail", args=[remedied.pk]) in page.content.decode()
+
+
+@pytest.mark.parametrize(("kind", "first"), [("slow", "val_loss"), ("overfitting", "gap")])
+def test_a_verified_remedy_is_judged_first_on_what_its_originals_problem_is_about(
+        project, owner, make_experiment, kind, first):
+    # given an original run (slow, or overfitting) over 2 seeds, and its remedy over the same
+    # seeds: a lower validation loss, a wider gap
+    def side(name: str, val_loss: list[float], gap: float, verdict: str) -> RunGroup:
+        runs = [make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{name} {seed}",
+                                spec=SMALL.patched({"run": {"seed": seed}}).to_dict(),
+                                verdict={"kind": verdict}, verdict_kind=verdict,
+                                summary={"best_metric": ["val_acc", 0.8],
+                                         "best_metrics": {"val_acc": 0.8, "val_loss": v},
+                                         "final_metrics": {"val_loss": v,
+                                                           "train_loss": v - gap}})
+                for seed, v in enumerate(val_loss)]
+        group = RunGroup.objects.create(project=project, name=name, spec=SMALL.to_dict(),
+                                        seeds=[0, 1], created_by=owner)
+        group.runs.set(runs)
+        return group
+
+    original = side("original", [0.62, 0.63], 0.011, kind)
+    remedied = side("remedy", [0.56, 0.57], 0.016, "healthy")
+    remedied.baseline = original
+    remedied.save()
+
+    # when the two sides are compared, then first on the gap for an overfitting original, on
+    # the validation loss for a slow one; then on the monitored metric
+    assert [c.metric for c in groups.remedy_verdicts(remedied)] == [first, "val_acc"]
 
 
 def test_the_form_with_repeats_makes_a_group(owner_client, project,

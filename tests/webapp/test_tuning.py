@@ -78,6 +78,9 @@ def trials_of(study: Experiment) -> list[Experiment]:
     ({"parallelism": 0}, "parallelism", "must be between 1 and 64"),
     ({"batch_size_on": "on", "batch_size_choices": "32; 5000"}, "batch_size_choices",
      "larger than the training split"),
+    # Adam reads no momentum: a search of it alone would vary nothing
+    ({"momentum_on": "on", "momentum_low": 0.5, "momentum_high": 0.9}, "momentum_low",
+     "this run does not use it: it applies when optim.optimizer is sgd, and here it is adam"),
 ])
 def test_the_tune_form_shows_each_error_on_its_field(owner_client, project, source, overrides,
                                                      field, message):
@@ -110,6 +113,36 @@ def test_each_search_space_box_names_its_field_in_the_summary_and_to_a_screen_re
         weight_decay_log="on"))
     summary = response.content.decode().split('id="error-summary"')[1].split("</div>")[0]
     assert "Weight decay: low: a log range needs a positive lower bound" in summary
+
+
+@pytest.mark.django_db
+def test_the_form_offers_only_fields_the_run_reads(owner_client, source, make_experiment):
+    # given a finished MLP run and a finished CNN run
+    cnn = make_experiment(name="cnn", status=Experiment.Status.SUCCEEDED,
+                          spec=IRIS.patched({"data": {"dataset": "digits"},
+                                             "model": {"arch": "cnn"}}).to_dict())
+
+    # when each is tuned
+    mlp_page = owner_client.get(reverse("study-new", args=[source.pk])).content.decode()
+    cnn_page = owner_client.get(reverse("study-new", args=[cnn.pk])).content.decode()
+
+    # then the MLP's table has hidden sizes and no CNN width, the CNN's the other way round,
+    # and both have momentum (the optimizer may be searched with it)
+    assert 'name="hidden_sizes_on"' in mlp_page and 'name="width_on"' not in mlp_page
+    assert 'name="width_on"' in cnn_page and 'name="hidden_sizes_on"' not in cnn_page
+    assert 'name="momentum_on"' in mlp_page and 'name="momentum_on"' in cnn_page
+
+
+def test_a_field_that_applies_to_a_searched_choice_may_be_searched_with_it(owner_client,
+                                                                          project, source):
+    # when momentum is searched together with the optimizer that reads it
+    response = owner_client.post(reverse("study-new", args=[source.pk]), form_data(
+        project, momentum_on="on", momentum_low=0.5, momentum_high=0.9, optimizer_on="on",
+        optimizer_choices="adam; sgd"))
+
+    # then the study starts
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
 
 
 @pytest.mark.django_db

@@ -18,7 +18,7 @@ from tests.checkpoints import store_checkpoint
 from tests.webapp.test_diagnostics_pages import store_history
 from tests.webapp.test_forms import form_data
 from training import ExperimentSpec, MemoryReporter, run
-from webapp.experiments import diagnosis
+from webapp.experiments import diagnosis, warmstart
 from webapp.experiments.forms import ExperimentForm
 from webapp.experiments.models import Experiment
 from webapp.experiments.runner import execute_training
@@ -205,3 +205,24 @@ def test_a_slow_run_without_a_compatible_run_gets_no_such_remedy(finished, make_
                            spec=ExperimentSpec.from_dict(IRIS).to_dict())
 
     assert diagnosis.warm_start_remedy(slow) == []
+
+
+def test_a_slow_run_is_not_offered_a_run_of_other_data_that_fits_only_its_hidden_layers(
+        finished, make_experiment):
+    # Given a finished diabetes regression MLP (10 columns) and a slow breast-cancer MLP
+    # (30 columns) of the same hidden sizes: every hidden layer would load, the input layer not
+    shapes = {"model": {"arch": "mlp", "hidden_sizes": [16, 16]}}
+    diabetes = ExperimentSpec.from_dict({**IRIS, **shapes, "data": {"dataset": "diabetes"},
+                                         "optim": {"loss": "mse"}})
+    cancer = ExperimentSpec.from_dict({**IRIS, **shapes, "data": {"dataset": "breast_cancer"}})
+    source = finished(spec=diabetes.to_dict())
+    slow = make_experiment(status=Experiment.Status.SUCCEEDED, spec=cancer.to_dict())
+    assert warmstart.fit_problem(source, cancer) == ""
+
+    # When the slow run's remedies are made, then none starts from the diabetes run
+    assert diagnosis.warm_start_remedy(slow) == []
+
+    # And a finished breast-cancer run of that network is offered
+    same_data = finished(spec=cancer.to_dict())
+    assert diagnosis.warm_start_remedy(slow)[0]["patch"] == {
+        "model": {"init_from": same_data.pk}}

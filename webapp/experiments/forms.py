@@ -7,8 +7,14 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from training.data.catalog import CATALOG, dataset_plugins
-from training.spec import FIELDSET_ORDER, ExperimentSpec, model_plugin, model_plugins
+from training.data.catalog import CATALOG, dataset_info, dataset_plugins
+from training.spec import (
+    ARCH_MODALITIES,
+    FIELDSET_ORDER,
+    ExperimentSpec,
+    model_plugin,
+    model_plugins,
+)
 from webapp.datasets import availability
 from webapp.datasets.models import Dataset, upload_id
 from webapp.datasets.services import DatasetUnavailable, resolve_version
@@ -59,6 +65,22 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
                for k, v in CATALOG.items()]
     builtin += [(name, getattr(loader, "title", name)) for name, loader in DATASET_PLUGINS.items()]
     return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
+
+
+def dataset_fits(user: Any) -> dict[str, Any]:
+    """What the page's script needs to keep the model and loss fitting the chosen data set, as
+    "Train on it" chooses them: each data set's name for the run's, its modality and task; each
+    architecture's modalities (the spec's own rule, ``ARCH_MODALITIES``, and each plugin's)."""
+    datasets = {name: dataset_info(name) for name in [*CATALOG, *DATASET_PLUGINS]}
+    sets = {name: {"name": name, "modality": info.modality, "task": info.task}
+            for name, info in datasets.items()}
+    for d in Dataset.objects.visible_to(user):
+        sets[d.spec_name] = {"name": d.name, "modality": d.info.get("modality", "tabular"),
+                             "task": d.info.get("task", "classification")}
+    archs = {**{arch: list(m) for arch, m in ARCH_MODALITIES.items()},
+             **{arch: list(getattr(model, "modalities", ("image", "tabular")))
+                for arch, model in MODEL_PLUGINS.items()}}
+    return {"datasets": sets, "archs": archs}
 
 
 def missing_version(name: str, project: Project | None, version: Any) -> str:

@@ -177,14 +177,20 @@ def compare_sides(a: list[Experiment], b: list[Experiment], metric: str,
 
 
 def remedy_verdicts(group: RunGroup) -> list[Comparison]:
-    """A verified remedy's group against its original side: the train/validation gap and the
-    monitored metric (empty until both sides have 2 succeeded seeds)."""
+    """A verified remedy's group against its original side: what the original's problem is
+    about (the train/validation gap for an overfitting original, whose remedies shrink it; the
+    validation loss for a slow, underfitting or diverging one, whose remedies are to learn
+    more), then the monitored metric (empty until both sides have 2 succeeded seeds)."""
     if group.baseline is None:
         return []
     original, remedied = ordered_runs(group.baseline), ordered_runs(group)
-    metric = (original[0].summary.get("best_metric") or ["val_loss"])[0] if original else None
+    if not original:
+        return []
+    first = "gap" if original[0].verdict_kind == "overfitting" else "val_loss"
+    metric = (original[0].summary.get("best_metric") or ["val_loss"])[0]
     names = ("the original", "the remedy")
-    found = [compare_sides(original, remedied, m, names) for m in ("gap", metric) if m]
+    found = [compare_sides(original, remedied, m, names)
+             for m in dict.fromkeys((first, metric))]
     return [c for c in found if c is not None]
 
 

@@ -20,7 +20,9 @@ from training.tuning import (
     TuningSpec,
     field_type,
     field_types,
+    new_study_spec,
     plugin_config_class,
+    unused_fields,
 )
 from webapp.datasets import availability
 from webapp.experiments import spec_forms
@@ -121,7 +123,11 @@ class TuneForm(forms.Form):
         self.fields["project"].queryset = access.projects_visible_to(  # type: ignore[attr-defined]
             user).order_by("name")
         self.base = base
-        self.tunables = (*TUNABLES, *plugin_tunables(base))
+        # Only rows the base run reads: an MLP is offered no CNN width, a regression no label
+        # smoothing; momentum stays for Adam, as the optimizer may be searched with it.
+        offered = (*TUNABLES, *plugin_tunables(base))
+        unused = unused_fields(base, [t.path for t in offered])
+        self.tunables = tuple(t for t in offered if f"space.{t.path}" not in unused)
         # Epochs of every trial: a short study of a long source run needs no short run first.
         epochs = spec_forms.form_field(EPOCHS_FIELD)
         epochs.initial, epochs.required = base.run.epochs, False  # empty: the source's
@@ -206,7 +212,7 @@ class TuneForm(forms.Form):
             "direction": OBJECTIVES.get(objective, ("maximize", None))[0],
         }
         try:
-            spec: TuningSpec | None = TuningSpec.from_dict(data)
+            spec: TuningSpec | None = new_study_spec(data)
         except SpecError as exc:
             spec = None
             for path, message in exc.errors.items():

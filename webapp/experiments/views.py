@@ -34,7 +34,13 @@ from webapp.experiments import (
     serving,
 )
 from webapp.experiments import external as external_runs
-from webapp.experiments.forms import APPLIES, ExperimentForm, RemedyForm, spec_initial
+from webapp.experiments.forms import (
+    APPLIES,
+    ExperimentForm,
+    RemedyForm,
+    dataset_fits,
+    spec_initial,
+)
 from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
 from webapp.experiments.ownership import remedy_problem
 from webapp.projects import access
@@ -129,6 +135,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         form = ExperimentForm(initial=initial, user=request.user)
     return render(request, "experiments/new.html", {
         "form": form, "recipes": available_recipes(), "applies": APPLIES,
+        "fits": dataset_fits(request.user),
     })
 
 
@@ -230,8 +237,7 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         "verdict_notes": external.get("verdict_notes", []),
         "history": diagnosis.history_of(experiment),
         "parent": parent,
-        "gap": diagnosis.generalisation_gap(experiment),
-        "parent_gap": diagnosis.generalisation_gap(parent) if parent else None,
+        "outcome": diagnosis.remedy_outcome(experiment, parent) if parent else None,
         "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),
         "remedy_groups": experiment.repeats.exclude(remedy={}).order_by("pk"),
         "max_repeats": settings.FITBOARD_MAX_REPEATS,

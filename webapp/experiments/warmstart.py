@@ -93,8 +93,18 @@ def compatible_source(experiment: Experiment) -> Experiment | None:
     for candidate in candidates:
         try:
             if candidate.experiment_spec.model.arch == spec.model.arch \
+                    and similar_data(candidate.experiment_spec, spec) \
                     and not fit_problem(candidate, spec):
                 return candidate
-        except SpecError:
+        except (SpecError, KeyError):
             continue
     return None
+
+
+def similar_data(source: ExperimentSpec, spec: ExperimentSpec) -> bool:
+    """Whether ``source`` trained on data like ``spec``'s: the same task on inputs of the same
+    shape. A network whose input layer cannot load starts its loaded layers on features they
+    never saw: a diabetes regression MLP (10 columns) fits a breast-cancer one (30 columns)
+    in every hidden layer, and starts it no better than random weights."""
+    old, new = dataset_info(source.data.dataset), dataset_info(spec.data.dataset)
+    return old.task == new.task and old.input_shape == new.input_shape

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from training.compression.spec import CompressionSpec
 from training.spec import ExperimentSpec, SpecError
-from training.tuning import OBJECTIVES, TuningSpec
+from training.tuning import OBJECTIVES, TuningSpec, new_study_spec
 from webapp.experiments import actions, browse, deletion, metric_store, warmstart
 from webapp.experiments.models import MAX_PK, Experiment
 from webapp.experiments.ownership import reference_problem
@@ -229,7 +229,7 @@ def _study_spec(source: Experiment, raw: Any) -> TuningSpec:
     objective = data.get("objective", "val_acc")
     if "direction" not in data and isinstance(objective, str) and objective in OBJECTIVES:
         data["direction"] = OBJECTIVES[objective][0]  # as the form: it follows the metric
-    return _parse(TuningSpec.from_dict, data, "spec.")
+    return _parse(new_study_spec, data, "spec.")
 
 
 class RunCompression(APIView):

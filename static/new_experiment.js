@@ -1,0 +1,50 @@
+// The New experiment form: choosing a data set keeps the model and loss fitting it, as "Train
+// on it" chooses them (a CNN for images, an LSTM for text, an MLP for a table; MSE for a
+// regression, cross-entropy for classes), where a choice of Wine left the default CNN to be
+// refused at submit. A run name the user has not typed follows the choice: "wine-mlp", not
+// "digits-cnn".
+(function () {
+  "use strict";
+  const source = document.getElementById("dataset-fits");
+  const form = document.querySelector("form.spec-form");
+  if (!source || !form) return;
+  const fits = JSON.parse(source.textContent);
+  const field = (name) => form.querySelector(`[name="${name}"]`);
+  const dataset = field("dataset"), arch = field("arch"), loss = field("loss"),
+    name = field("name");
+  if (!dataset || !arch || !loss || !name) return;
+  const FAMILY = {image: "cnn", text: "lstm", tabular: "mlp"};
+  const REGRESSION_LOSSES = ["mse", "mae", "huber"];
+  const suggested = () => {
+    const set = fits.datasets[dataset.value];
+    return set ? `${set.name}-${arch.value}` : null;
+  };
+  let named = suggested();  // the name the page last suggested
+  let following = name.value === named;  // the user has not typed a name of their own
+
+  function choose(select, value) {
+    if (select.value === value || !select.querySelector(`option[value="${value}"]`)) return;
+    select.value = value;
+    select.dispatchEvent(new Event("change", {bubbles: true}));  // shows the model's fields
+  }
+
+  function fit() {
+    const set = fits.datasets[dataset.value];
+    if (!set) return;
+    const reads = fits.archs[arch.value] || [];
+    if (!reads.includes(set.modality) && FAMILY[set.modality]) choose(arch, FAMILY[set.modality]);
+    if (set.task === "regression" && !REGRESSION_LOSSES.includes(loss.value)) choose(loss, "mse");
+    if (set.task === "classification" && loss.value !== "cross_entropy") {
+      choose(loss, "cross_entropy");
+    }
+  }
+
+  function rename() {
+    named = suggested();
+    if (following && named) name.value = named;
+  }
+
+  name.addEventListener("input", () => { following = name.value === named; });
+  dataset.addEventListener("change", () => { fit(); rename(); });
+  arch.addEventListener("change", rename);
+})();

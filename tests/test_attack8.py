@@ -7,7 +7,11 @@ every run's fields (each param, tag and metric it holds) three times a key.
 
 A webhook's receiver (any user maintains a project of their own, and chooses its webhooks)
 that answers a byte at a time held a thread of the notifications worker for as long as it
-liked: the timeout bounded each wait for a byte, not the delivery."""
+liked: the timeout bounded each wait for a byte, not the delivery.
+
+A plain member relabelled and excluded rows of another member's data set, whose runs then
+trained on that new version (the latest); a script's annotations of JSON other than an object
+were a server error; and a token limited to a project id past a bigint was one on SQLite."""
 
 from __future__ import annotations
 
@@ -20,18 +24,21 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from webapp.datasets.models import Dataset
 from webapp.experiments.models import Experiment
 from webapp.notifications import webhooks
 from webapp.notifications.models import Notification, Webhook
 from webapp.tracking import search, tokens
 from webapp.tracking.models import ApiToken
 
-from .webapp.conftest import mallory, owner, project  # noqa: F401
+from .hostile import table_csv
+from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
 
 SEARCH = "/api/2.0/mlflow/runs/search"
 # The one regex that found a filter's quoted strings before: what ``search.quoted`` finds.
@@ -186,3 +193,43 @@ def test_a_token_for_a_project_id_past_a_bigint_is_refused_on_the_form(mallory, 
     assert response.status_code == 200
     assert "is not a valid value" in response.content.decode()
     assert not ApiToken.objects.filter(user=mallory).exists()
+
+
+@pytest.mark.django_db
+def test_a_member_cannot_relabel_or_exclude_rows_of_another_members_data_set(
+        owner, mallory, project, settings, tmp_path):  # noqa: F811
+    # given the owner's uploaded data set in the project mallory is a plain member of (runs
+    # on it train on its latest version)
+    settings.MEDIA_ROOT = tmp_path
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path}}}
+    mine = Client()
+    mine.force_login(owner)
+    assert mine.post(reverse("dataset-new"), {
+        "name": "owners", "project": project.pk, "kind": "csv", "missing": "drop",
+        "task": "classification", "image_size": "16",
+        "file": SimpleUploadedFile("d.csv", table_csv(40))}
+    ).status_code == 302
+    dataset = Dataset.objects.get()
+    raw = tokens.create_token(mallory, "laptop", "write", None)[1]
+    page = Client()
+    page.force_login(mallory)
+
+    # when mallory relabels and excludes its rows, on the labels page and through the API
+    answers = [
+        page.post(reverse("dataset-labels-apply", args=[dataset.pk]),
+                  {"rows": ["1"], "label_1": "0", "action": "relabel"}),
+        page.post(reverse("dataset-labels-apply", args=[dataset.pk]),
+                  {"rows": ["1", "2"], "action": "exclude"}),
+        Client().post(f"/api/v1/datasets/{dataset.pk}/versions/", {"exclude": [1, 2]},
+                      content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"),
+    ]
+
+    # then each is refused as a change to another member's work, and no version is made;
+    # its uploader still makes one
+    assert [answer.status_code for answer in answers] == [403, 403, 403]
+    assert not dataset.versions.filter(number__gt=1).exists()
+    assert mine.post(reverse("dataset-labels-apply", args=[dataset.pk]),
+                     {"rows": ["1"], "action": "exclude"}).status_code == 302
+    assert dataset.versions.filter(number=2).exists()

@@ -7,7 +7,8 @@ every run's fields (each param, tag and metric it holds) three times a key.
 
 A webhook's receiver (any user maintains a project of their own, and chooses its webhooks)
 that answers a byte at a time held a thread of the notifications worker for as long as it
-liked: the timeout bounded each wait for a byte, not the delivery.
+liked: the timeout bounded each wait for a byte, not the delivery (and its endless body is
+still not read).
 
 A plain member relabelled and excluded rows of another member's data set, whose runs then
 trained on that new version (the latest); a script's annotations of JSON other than an object
@@ -131,24 +132,49 @@ class Trickle(threading.Thread):
                 pass
 
 
-@pytest.mark.django_db
-def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_webhook_timeout(
-        owner, project, settings):  # noqa: F811
-    # given a webhook (on loopback, allowed here) to a receiver that answers a byte at a time,
-    # within a 1 s timeout each, and an event to deliver
+class Flood(Trickle):
+    """A receiver that answers ``200 OK`` at once, then a body said to be of 10 GB as fast as
+    it can (256 MB at most: a test reading it should not fill the machine's memory)."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n"
+
+    def run(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection, self.listener:
+            connection.recv(65536)
+            try:
+                connection.sendall(self.ANSWER)
+                while self.sent < 2**28:
+                    connection.sendall(bytes(65536))
+                    self.sent += 65536
+            except OSError:  # closed by the sender
+                pass
+
+
+def delivered(receiver: Trickle, owner: Any, project: Any, settings: Any) -> Any:
+    """One delivery of an event to ``receiver`` (on loopback, allowed here) within a 1 s
+    timeout, once the receiver is done."""
     settings.FITBOARD_WEBHOOK_ALLOW_PRIVATE = True
     settings.FITBOARD_WEBHOOK_TIMEOUT = 1
     settings.FITBOARD_WEBHOOK_RETRIES = 0
-    receiver = Trickle()
     receiver.start()
     hook = Webhook.objects.create(project=project, url=receiver.url, secret="whsec_x",
                                   events=["run.succeeded"], created_by=owner)
     notification = Notification.objects.create(project=project, event="run.succeeded",
                                                payload={"event": "run.succeeded"})
-
-    # when it is delivered
     delivery = webhooks.deliver(hook.pk, notification.pk, 1)
     receiver.join()
+    return delivery
+
+
+@pytest.mark.django_db
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_webhook_timeout(
+        owner, project, settings):  # noqa: F811
+    # given a webhook to a receiver that answers a byte at a time, within the timeout each
+    receiver = Trickle()
+
+    # when an event is delivered to it
+    delivery = delivered(receiver, owner, project, settings)
 
     # then the delivery failed at the timeout, recorded as such, with the answer cut short
     # (it waited for all 40 bytes, and took the 200 as a success)
@@ -233,3 +259,17 @@ def test_a_member_cannot_relabel_or_exclude_rows_of_another_members_data_set(
     assert mine.post(reverse("dataset-labels-apply", args=[dataset.pk]),
                      {"rows": ["1"], "action": "exclude"}).status_code == 302
     assert dataset.versions.filter(number=2).exists()
+
+
+@pytest.mark.django_db
+def test_a_receivers_endless_body_is_not_read(owner, project, settings):  # noqa: F811
+    # given a webhook to a receiver that answers 200 at once, then a body without end
+    receiver = Flood()
+
+    # when an event is delivered to it
+    delivery = delivered(receiver, owner, project, settings)
+
+    # then its status is taken and the connection closed, without reading the body to the
+    # timeout (nor holding it in memory)
+    assert delivery.succeeded and delivery.status_code == 200, delivery.error
+    assert receiver.sent < 2**26

@@ -151,16 +151,16 @@ class Flood(Trickle):
                 pass
 
 
-def delivered(receiver: Trickle, owner: Any, project: Any, settings: Any) -> Any:
-    """One delivery of an event to ``receiver`` (on loopback, allowed here) within a 1 s
-    timeout, once the receiver is done."""
+def delivered(receiver: Trickle, user: Any, home: Any, settings: Any) -> Any:
+    """One delivery of an event of ``home`` to ``receiver`` (on loopback, allowed here) by a
+    webhook ``user`` made, within a 1 s timeout, once the receiver is done."""
     settings.FITBOARD_WEBHOOK_ALLOW_PRIVATE = True
     settings.FITBOARD_WEBHOOK_TIMEOUT = 1
     settings.FITBOARD_WEBHOOK_RETRIES = 0
     receiver.start()
-    hook = Webhook.objects.create(project=project, url=receiver.url, secret="whsec_x",
-                                  events=["run.succeeded"], created_by=owner)
-    notification = Notification.objects.create(project=project, event="run.succeeded",
+    hook = Webhook.objects.create(project=home, url=receiver.url, secret="whsec_x",
+                                  events=["run.succeeded"], created_by=user)
+    notification = Notification.objects.create(project=home, event="run.succeeded",
                                                payload={"event": "run.succeeded"})
     delivery = webhooks.deliver(hook.pk, notification.pk, 1)
     receiver.join()

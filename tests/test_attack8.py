@@ -35,6 +35,7 @@ from webapp.datasets.models import Dataset
 from webapp.experiments.models import Experiment
 from webapp.notifications import webhooks
 from webapp.notifications.models import Notification, Webhook
+from webapp.projects.models import Project
 from webapp.tracking import search, tokens
 from webapp.tracking.models import ApiToken
 
@@ -273,3 +274,33 @@ def test_a_receivers_endless_body_is_not_read(owner, project, settings):  # noqa
     # timeout (nor holding it in memory)
     assert delivery.succeeded and delivery.status_code == 200, delivery.error
     assert receiver.sent < 2**26
+
+
+@pytest.mark.django_db
+def test_a_user_creates_a_bounded_number_of_projects_an_hour(mallory, owner, settings):  # noqa: F811
+    # given a limit of 3 projects an hour, and the member's token
+    settings.FITBOARD_MAX_PROJECTS_PER_HOUR = 3
+    raw = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    # when their script takes names in a loop (each name taken is every team's loss, and each
+    # project a group every socket of their run list joins), then on the page and the REST API
+    codes = [Client().post("/api/2.0/mlflow/experiments/create", {"name": f"name-{n}"},
+                           content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {raw}").status_code for n in range(5)]
+    page = Client()
+    page.force_login(mallory)
+    on_page = page.post(reverse("project-list"), {"name": "one-more"})
+    by_rest = Client().post("/api/v1/projects/", {"name": "and-more"},
+                            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    # then the fourth and later are refused saying the limit, and only three were made;
+    # another user still creates theirs
+    assert codes == [200, 200, 200, 400, 400]
+    assert "FITBOARD_MAX_PROJECTS_PER_HOUR" in on_page.content.decode()
+    assert by_rest.status_code == 400
+    assert "FITBOARD_MAX_PROJECTS_PER_HOUR" in by_rest.json()["errors"]["name"]
+    assert list(Project.objects.filter(members=mallory).order_by("name").values_list(
+        "name", flat=True)) == ["name-0", "name-1", "name-2", "vision"]
+    other = Client()
+    other.force_login(owner)
+    assert other.post(reverse("project-list"), {"name": "owners-next"}).status_code == 302

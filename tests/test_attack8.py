@@ -12,7 +12,9 @@ still not read).
 
 A plain member relabelled and excluded rows of another member's data set, whose runs then
 trained on that new version (the latest); a script's annotations of JSON other than an object
-were a server error; and a token limited to a project id past a bigint was one on SQLite."""
+were a server error; a token limited to a project id past a bigint was one on SQLite; and a
+script created projects without end (names every team shares, each a group of the channel
+layer that its user's run-list sockets join)."""
 
 from __future__ import annotations
 

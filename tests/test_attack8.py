@@ -7,7 +7,14 @@ every run's fields (each param, tag and metric it holds) three times a key.
 
 A webhook's receiver (any user maintains a project of their own, and chooses its webhooks)
 that answers a byte at a time held a thread of the notifications worker for as long as it
-liked: the timeout bounded each wait for a byte, not the delivery."""
+liked: the timeout bounded each wait for a byte, not the delivery (and its endless body is
+still not read).
+
+A plain member relabelled and excluded rows of another member's data set, whose runs then
+trained on that new version (the latest); a script's annotations of JSON other than an object
+were a server error; a token limited to a project id past a bigint was one on SQLite; and a
+script created projects without end (names every team shares, each a group of the channel
+layer that its user's run-list sockets join)."""
 
 from __future__ import annotations
 
@@ -20,18 +27,22 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from webapp.datasets.models import Dataset
 from webapp.experiments.models import Experiment
 from webapp.notifications import webhooks
 from webapp.notifications.models import Notification, Webhook
+from webapp.projects.models import Project
 from webapp.tracking import search, tokens
 from webapp.tracking.models import ApiToken
 
-from .webapp.conftest import mallory, owner, project  # noqa: F401
+from .hostile import table_csv
+from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
 
 SEARCH = "/api/2.0/mlflow/runs/search"
 # The one regex that found a filter's quoted strings before: what ``search.quoted`` finds.
@@ -71,7 +82,7 @@ def test_a_filter_of_quotes_that_never_close_costs_what_any_filter_costs(mallory
     assert spent[0] < 10 * spent[1], spent
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(text=st.text(alphabet="'\"`\\a \n", max_size=24))
 def test_quoted_strings_are_found_as_the_regex_found_them(text):
     assert search.quoted(text) == [match.span() for match in QUOTED.finditer(text)]
@@ -124,24 +135,49 @@ class Trickle(threading.Thread):
                 pass
 
 
-@pytest.mark.django_db
-def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_webhook_timeout(
-        owner, project, settings):  # noqa: F811
-    # given a webhook (on loopback, allowed here) to a receiver that answers a byte at a time,
-    # within a 1 s timeout each, and an event to deliver
+class Flood(Trickle):
+    """A receiver that answers ``200 OK`` at once, then a body said to be of 10 GB as fast as
+    it can (256 MB at most: a test reading it should not fill the machine's memory)."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n"
+
+    def run(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection, self.listener:
+            connection.recv(65536)
+            try:
+                connection.sendall(self.ANSWER)
+                while self.sent < 2**28:
+                    connection.sendall(bytes(65536))
+                    self.sent += 65536
+            except OSError:  # closed by the sender
+                pass
+
+
+def delivered(receiver: Trickle, user: Any, home: Any, settings: Any) -> Any:
+    """One delivery of an event of ``home`` to ``receiver`` (on loopback, allowed here) by a
+    webhook ``user`` made, within a 1 s timeout, once the receiver is done."""
     settings.FITBOARD_WEBHOOK_ALLOW_PRIVATE = True
     settings.FITBOARD_WEBHOOK_TIMEOUT = 1
     settings.FITBOARD_WEBHOOK_RETRIES = 0
-    receiver = Trickle()
     receiver.start()
-    hook = Webhook.objects.create(project=project, url=receiver.url, secret="whsec_x",
-                                  events=["run.succeeded"], created_by=owner)
-    notification = Notification.objects.create(project=project, event="run.succeeded",
+    hook = Webhook.objects.create(project=home, url=receiver.url, secret="whsec_x",
+                                  events=["run.succeeded"], created_by=user)
+    notification = Notification.objects.create(project=home, event="run.succeeded",
                                                payload={"event": "run.succeeded"})
-
-    # when it is delivered
     delivery = webhooks.deliver(hook.pk, notification.pk, 1)
     receiver.join()
+    return delivery
+
+
+@pytest.mark.django_db
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_webhook_timeout(
+        owner, project, settings):  # noqa: F811
+    # given a webhook to a receiver that answers a byte at a time, within the timeout each
+    receiver = Trickle()
+
+    # when an event is delivered to it
+    delivery = delivered(receiver, owner, project, settings)
 
     # then the delivery failed at the timeout, recorded as such, with the answer cut short
     # (it waited for all 40 bytes, and took the 200 as a success)
@@ -186,3 +222,87 @@ def test_a_token_for_a_project_id_past_a_bigint_is_refused_on_the_form(mallory, 
     assert response.status_code == 200
     assert "is not a valid value" in response.content.decode()
     assert not ApiToken.objects.filter(user=mallory).exists()
+
+
+@pytest.mark.django_db
+def test_a_member_cannot_relabel_or_exclude_rows_of_another_members_data_set(
+        owner, mallory, project, settings, tmp_path):  # noqa: F811
+    # given the owner's uploaded data set in the project mallory is a plain member of (runs
+    # on it train on its latest version)
+    settings.MEDIA_ROOT = tmp_path
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path}}}
+    mine = Client()
+    mine.force_login(owner)
+    assert mine.post(reverse("dataset-new"), {
+        "name": "owners", "project": project.pk, "kind": "csv", "missing": "drop",
+        "task": "classification", "image_size": "16",
+        "file": SimpleUploadedFile("d.csv", table_csv(40))}
+    ).status_code == 302
+    dataset = Dataset.objects.get()
+    raw = tokens.create_token(mallory, "laptop", "write", None)[1]
+    page = Client()
+    page.force_login(mallory)
+
+    # when mallory relabels and excludes its rows, on the labels page and through the API
+    answers = [
+        page.post(reverse("dataset-labels-apply", args=[dataset.pk]),
+                  {"rows": ["1"], "label_1": "0", "action": "relabel"}),
+        page.post(reverse("dataset-labels-apply", args=[dataset.pk]),
+                  {"rows": ["1", "2"], "action": "exclude"}),
+        Client().post(f"/api/v1/datasets/{dataset.pk}/versions/", {"exclude": [1, 2]},
+                      content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"),
+    ]
+
+    # then each is refused as a change to another member's work, and no version is made;
+    # its uploader still makes one
+    assert [answer.status_code for answer in answers] == [403, 403, 403]
+    assert not dataset.versions.filter(number__gt=1).exists()
+    assert mine.post(reverse("dataset-labels-apply", args=[dataset.pk]),
+                     {"rows": ["1"], "action": "exclude"}).status_code == 302
+    assert dataset.versions.filter(number=2).exists()
+
+
+@pytest.mark.django_db
+def test_a_receivers_endless_body_is_not_read(owner, project, settings):  # noqa: F811
+    # given a webhook to a receiver that answers 200 at once, then a body without end
+    receiver = Flood()
+
+    # when an event is delivered to it
+    delivery = delivered(receiver, owner, project, settings)
+
+    # then its status is taken and the connection closed, without reading the body to the
+    # timeout (nor holding it in memory)
+    assert delivery.succeeded and delivery.status_code == 200, delivery.error
+    assert receiver.sent < 2**26
+
+
+@pytest.mark.django_db
+def test_a_user_creates_a_bounded_number_of_projects_an_hour(mallory, owner, settings):  # noqa: F811
+    # given a limit of 3 projects an hour, and the member's token
+    settings.FITBOARD_MAX_PROJECTS_PER_HOUR = 3
+    raw = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    # when their script takes names in a loop (each name taken is every team's loss, and each
+    # project a group every socket of their run list joins), then on the page and the REST API
+    codes = [Client().post("/api/2.0/mlflow/experiments/create", {"name": f"name-{n}"},
+                           content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {raw}").status_code for n in range(5)]
+    page = Client()
+    page.force_login(mallory)
+    on_page = page.post(reverse("project-list"), {"name": "one-more"})
+    by_rest = Client().post("/api/v1/projects/", {"name": "and-more"},
+                            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    # then the fourth and later are refused saying the limit, and only three were made;
+    # another user still creates theirs
+    assert codes == [200, 200, 200, 400, 400]
+    assert "FITBOARD_MAX_PROJECTS_PER_HOUR" in on_page.content.decode()
+    assert by_rest.status_code == 400
+    assert "FITBOARD_MAX_PROJECTS_PER_HOUR" in by_rest.json()["errors"]["name"]
+    assert list(Project.objects.filter(members=mallory).order_by("name").values_list(
+        "name", flat=True)) == ["name-0", "name-1", "name-2", "vision"]
+    other = Client()
+    other.force_login(owner)
+    assert other.post(reverse("project-list"), {"name": "owners-next"}).status_code == 302

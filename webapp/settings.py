@@ -382,6 +382,11 @@ FITBOARD_EXTERNAL_HEARTBEAT = env_int("FITBOARD_EXTERNAL_HEARTBEAT_S", 300, mini
 # every teammate's search slower by the second (2.6 s at 20,000 runs).
 FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR = env_int("FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR", 1000,
                                               minimum=0)
+# Projects one user may create in an hour, on the pages and through the APIs (0 = no limit):
+# names are shared by every team, and each project of a user is a group their run list's
+# socket joins in the channel layer, so a loop of create_experiment took names by the thousand
+# and made every socket its user opened thousands of Redis commands.
+FITBOARD_MAX_PROJECTS_PER_HOUR = env_int("FITBOARD_MAX_PROJECTS_PER_HOUR", 100, minimum=0)
 
 # The REST API (webapp.rest, /api/v1/): an API token or the browser's session (whose writes
 # need the CSRF token, as the pages'), JSON only, errors in one shape (webapp.rest.errors).

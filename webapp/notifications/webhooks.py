@@ -63,10 +63,13 @@ def post(target: addresses.Target, body: bytes, headers: dict[str, str]) -> int:
     deadline.start()
     try:
         connection.request("POST", target.path, body=body,
-                           headers={**headers, "Host": target.host_header})
+                           headers={**headers, "Host": target.host_header},
+                           preload_content=False)
         # Only the status counts: the body is never read, so a receiver cannot hold the
         # worker by sending an endless one.
-        return int(connection.getresponse().status)
+        response = connection.getresponse()
+        response.close()
+        return int(response.status)
     except (urllib3.exceptions.HTTPError, http.client.HTTPException, CertificateError,
             OSError) as exc:
         if fired.is_set():

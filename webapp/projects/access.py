@@ -7,9 +7,9 @@ that a job holding the only worker for days can always be stopped by someone res
 Any member may cancel and change their own jobs; the project's maintainers and staff may
 cancel and change any (``may_cancel``, ``may_change``): a member reads all of the project's
 work but does not rename, tag, annotate, delete, restore, end or log into another member's run,
-nor overwrite its artifacts or logged models. Only the maintainers and staff add and remove
-members and change their roles (``may_manage_members``): otherwise any member could remove the
-maintainers and take the project over.
+nor overwrite its artifacts or logged models, nor relabel or delete their data sets. Only the
+maintainers and staff add and remove members and change their roles (``may_manage_members``):
+otherwise any member could remove the maintainers and take the project over.
 
 This module sits below the experiments and datasets apps and imports neither: what it needs
 of a job (its project and creator) is the ``Job`` protocol, and lists are filtered through

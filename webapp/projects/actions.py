@@ -10,15 +10,18 @@ REST API both call these functions; who may see and cancel what is ``access``.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
 from django.http import Http404
+from django.utils import timezone
 
-from webapp.projects import access, signals
+from webapp.projects import access, signals, storage
 from webapp.projects.models import Membership, Project
 
 
@@ -30,6 +33,11 @@ class NotAllowed(PermissionDenied):
 class NotAMember(Http404):
     """The user acted on is not (or no longer) a member of the project: a 404 on the pages and
     in the API, as for any user outside it."""
+
+
+class TooManyProjects(Exception):
+    """The user created FITBOARD_MAX_PROJECTS_PER_HOUR projects in the last hour; nothing was
+    created. The message says so, for the form and the APIs."""
 
 
 class WouldOrphan(Exception):
@@ -78,11 +86,30 @@ def member_of(project: Project, user_id: int) -> Any:
 
 
 def create_project(user: Any, name: str) -> Project:
-    """A new project whose first member, and maintainer, is its creator."""
+    """A new project whose first member, and maintainer, is its creator; TooManyProjects past
+    FITBOARD_MAX_PROJECTS_PER_HOUR."""
     with transaction.atomic():
+        _check_project_rate(user)
         project = Project.objects.create(name=name)
         enrol(project, user, Membership.Role.MAINTAINER)
     return project
+
+
+def _check_project_rate(user: Any) -> None:
+    """TooManyProjects when ``user`` created FITBOARD_MAX_PROJECTS_PER_HOUR projects in the
+    last hour (those made in it that they maintain), counted under their row lock (the
+    quotas'), so creations sent at once cannot all pass one count."""
+    limit = settings.FITBOARD_MAX_PROJECTS_PER_HOUR
+    if not limit:
+        return
+    storage.lock_user(user)
+    since = timezone.now() - timedelta(hours=1)
+    made = Membership.objects.filter(user=user, role=Membership.Role.MAINTAINER,
+                                     project__created_at__gte=since).count()
+    if made >= limit:
+        raise TooManyProjects(f"you created {made:,} projects in the last hour; the limit is "
+                              f"{limit:,} (FITBOARD_MAX_PROJECTS_PER_HOUR): wait, or use one "
+                              "of your projects")
 
 
 def rename_project(project: Project, name: str) -> None:

@@ -22,9 +22,13 @@ def _member_project(request: HttpRequest, pk: int) -> Project:
 def project_list(request: HttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        project = actions.create_project(request.user, form.cleaned_data["name"])
-        messages.success(request, f"Project {project.name} created.")
-        return redirect("project-detail", pk=project.pk)
+        try:
+            project = actions.create_project(request.user, form.cleaned_data["name"])
+        except actions.TooManyProjects as exc:
+            form.add_error("name", str(exc))
+        else:
+            messages.success(request, f"Project {project.name} created.")
+            return redirect("project-detail", pk=project.pk)
     return render(request, "projects/projects.html", {
         "projects": actions.projects_of(request.user), "form": form,
     })

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +16,7 @@ from rest_framework.views import APIView
 from training.data.versions import VersionError, diff, parse_changes
 from webapp.datasets import labels, services
 from webapp.datasets.models import Dataset, LabelScan
-from webapp.projects import storage
+from webapp.projects import access, storage
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
 from webapp.rest.more_views import NOT_YOURS, _row
@@ -147,12 +148,16 @@ def _changes(body: dict[str, Any]) -> Any:
 class DatasetVersions(APIView):
     @extend_schema(operation_id="datasets_version_create", request=s.VersionCreateSerializer,
                    responses={201: s.VersionSerializer, **BAD, **REFUSED, **NOT_YOURS,
-                              **READ_ONLY})
+                              403: OpenApiResponse(description="a read-only token, or not "
+                                                   "your data set and not a maintainer")})
     def post(self, request: Request, pk: int) -> Response:
         """Relabel and exclude rows (ids as the scan names them) of the latest version: the
         next version, as the labels page's "Relabel" and "Exclude" make it; runs train on it
-        from then on."""
+        from then on (its uploader, its project's maintainers, staff)."""
         dataset = _dataset(request, pk)
+        if not access.may_change(request.user, dataset):
+            raise PermissionDenied("only the data set's uploader, its project's maintainers "
+                                   "and staff relabel or exclude its rows")
         body = s.VersionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         changes = _changes(body.validated_data)

@@ -56,7 +56,10 @@ class Projects(APIView):
         form = ProjectForm(body.validated_data)
         if not form.is_valid():
             raise errors.form_invalid(form)
-        project = actions.create_project(request.user, form.cleaned_data["name"])
+        try:
+            project = actions.create_project(request.user, form.cleaned_data["name"])
+        except actions.TooManyProjects as exc:
+            raise errors.invalid({"name": str(exc)}) from None
         return Response({"id": project.pk, "name": project.name},
                         status=status.HTTP_201_CREATED)
 

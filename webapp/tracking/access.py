@@ -38,7 +38,10 @@ def create_project(token: ApiToken, name: str) -> Project:
     form = ProjectForm({"name": name})
     if not form.is_valid():
         raise name_refused(token, name, form)
-    return project_actions.create_project(token.user, form.cleaned_data["name"])
+    try:
+        return project_actions.create_project(token.user, form.cleaned_data["name"])
+    except project_actions.TooManyProjects as exc:
+        raise ApiError("INVALID_PARAMETER_VALUE", str(exc)) from None
 
 
 def name_refused(token: ApiToken, name: str, form: ProjectForm) -> ApiError:

@@ -260,3 +260,23 @@ def test_a_run_whose_only_evaluation_came_before_training_says_why_it_has_no_ver
     assert run.status == "succeeded" and not run.verdict
     assert "no evaluation of this run came after its first training point" in (
         external.page_context(run)["no_verdict_reason"])
+
+
+def test_a_run_whose_loss_goes_below_zero_says_why_it_has_no_verdict(run: Experiment) -> None:
+    # given a Gaussian negative log-likelihood below zero, its validation rising from epoch 11
+    # while training falls on (before: "healthy, training and validation loss fell together":
+    # every share of a negative loss read as no change)
+    train = [-1 - 2 * (1 - math.exp(-epoch / 5)) for epoch in range(30)]
+    val = [v + 0.1 if epoch <= 10 else -2.6 + 0.05 * (epoch - 10)
+           for epoch, v in enumerate(train)]
+    ingest.log_to_run(run, [ingest.Point(key, value, epoch, 1.0 + epoch)
+                            for epoch in range(30)
+                            for key, value in (("loss", train[epoch]), ("val_loss", val[epoch]))])
+
+    # when it ends
+    ingest.end_run(run, Experiment.Status.SUCCEEDED)
+
+    # then it has no verdict, and its page says why
+    run.refresh_from_db()
+    assert not run.verdict
+    assert "its loss goes below zero" in external.page_context(run)["no_verdict_reason"]

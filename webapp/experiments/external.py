@@ -173,6 +173,10 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
         return Evaluations({}, (
             "no metric of this run maps to train_loss: log `loss` or `train_loss`, or name "
             f"yours in the run's `{MAP_TAG}` tag, e.g. {{\"my_loss\": \"train_loss\"}}"))
+    if any((points.values < 0).any() for key, points in series.items() if key.endswith("_loss")):
+        return Evaluations({}, (
+            "its loss goes below zero (a negative log-likelihood's can): the verdict measures a "
+            "loss's changes as shares of a positive scale, and would misread this one"))
     train = series["train_loss"]
     validated = "val_loss" in series
     if "train_loss" not in unstepped:

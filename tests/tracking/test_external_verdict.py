@@ -280,3 +280,22 @@ def test_a_run_whose_loss_goes_below_zero_says_why_it_has_no_verdict(run: Experi
     run.refresh_from_db()
     assert not run.verdict
     assert "its loss goes below zero" in external.page_context(run)["no_verdict_reason"]
+
+
+def test_an_evaluation_that_overflowed_once_is_not_a_divergence(run: Experiment) -> None:
+    # given a run whose validation loss is NaN at epoch 6 only (an fp16 evaluation that
+    # overflowed), finite before and after (before: "diverging: the loss became NaN or
+    # infinite in epoch 6", of a run that trained on to 0.3)
+    ingest.log_to_run(run, [ingest.Point(key, value, epoch, 1.0 + epoch)
+                            for epoch in range(1, 16)
+                            for key, value in (
+                                ("loss", 0.2 + 2 * math.exp(-epoch / 4)),
+                                ("val_loss", math.nan if epoch == 6
+                                 else 0.3 + 2 * math.exp(-epoch / 4)))])
+
+    # when it ends
+    ingest.end_run(run, Experiment.Status.SUCCEEDED)
+
+    # then it is judged on its other evaluations
+    run.refresh_from_db()
+    assert run.verdict_kind == "healthy", run.verdict["headline"]

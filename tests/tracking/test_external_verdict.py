@@ -299,3 +299,23 @@ def test_an_evaluation_that_overflowed_once_is_not_a_divergence(run: Experiment)
     # then it is judged on its other evaluations
     run.refresh_from_db()
     assert run.verdict_kind == "healthy", run.verdict["headline"]
+
+
+def test_a_param_of_infinite_classes_is_not_read_as_a_count(owner: Any, run: Experiment) -> None:
+    # given a run whose num_classes param is "inf" (before: OverflowError in its page, its live
+    # verdicts and its end, each a 500)
+    ingest.log_to_run(run, [ingest.Point(key, value / epoch, epoch, 1.0 + epoch)
+                            for epoch in range(1, 6)
+                            for key, value in (("loss", 1.0), ("val_loss", 1.1))],
+                      params={"num_classes": "inf"})
+
+    # when it ends and its page is read
+    ingest.end_run(run, Experiment.Status.SUCCEEDED)
+    client = Client()
+    client.force_login(owner)
+    page = client.get(f"/experiments/{run.pk}/")
+
+    # then the page is there, and the run judged as one that does not say its classes
+    run.refresh_from_db()
+    assert page.status_code == 200 and run.verdict_kind
+    assert external.declared_classes({}, run.spec["params"]) is None

@@ -351,7 +351,7 @@ def declared_classes(tags: Mapping[str, str], params: Mapping[str, str]) -> int 
 def _integer(text: str) -> int:
     try:
         return int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # "nan"; "inf" or "1e999"
         return 0
 
 

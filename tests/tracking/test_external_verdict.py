@@ -260,3 +260,62 @@ def test_a_run_whose_only_evaluation_came_before_training_says_why_it_has_no_ver
     assert run.status == "succeeded" and not run.verdict
     assert "no evaluation of this run came after its first training point" in (
         external.page_context(run)["no_verdict_reason"])
+
+
+def test_a_run_whose_loss_goes_below_zero_says_why_it_has_no_verdict(run: Experiment) -> None:
+    # given a Gaussian negative log-likelihood below zero, its validation rising from epoch 11
+    # while training falls on (before: "healthy, training and validation loss fell together":
+    # every share of a negative loss read as no change)
+    train = [-1 - 2 * (1 - math.exp(-epoch / 5)) for epoch in range(30)]
+    val = [v + 0.1 if epoch <= 10 else -2.6 + 0.05 * (epoch - 10)
+           for epoch, v in enumerate(train)]
+    ingest.log_to_run(run, [ingest.Point(key, value, epoch, 1.0 + epoch)
+                            for epoch in range(30)
+                            for key, value in (("loss", train[epoch]), ("val_loss", val[epoch]))])
+
+    # when it ends
+    ingest.end_run(run, Experiment.Status.SUCCEEDED)
+
+    # then it has no verdict, and its page says why
+    run.refresh_from_db()
+    assert not run.verdict
+    assert "its loss goes below zero" in external.page_context(run)["no_verdict_reason"]
+
+
+def test_an_evaluation_that_overflowed_once_is_not_a_divergence(run: Experiment) -> None:
+    # given a run whose validation loss is NaN at epoch 6 only (an fp16 evaluation that
+    # overflowed), finite before and after (before: "diverging: the loss became NaN or
+    # infinite in epoch 6", of a run that trained on to 0.3)
+    ingest.log_to_run(run, [ingest.Point(key, value, epoch, 1.0 + epoch)
+                            for epoch in range(1, 16)
+                            for key, value in (
+                                ("loss", 0.2 + 2 * math.exp(-epoch / 4)),
+                                ("val_loss", math.nan if epoch == 6
+                                 else 0.3 + 2 * math.exp(-epoch / 4)))])
+
+    # when it ends
+    ingest.end_run(run, Experiment.Status.SUCCEEDED)
+
+    # then it is judged on its other evaluations
+    run.refresh_from_db()
+    assert run.verdict_kind == "healthy", run.verdict["headline"]
+
+
+def test_a_param_of_infinite_classes_is_not_read_as_a_count(owner: Any, run: Experiment) -> None:
+    # given a run whose num_classes param is "inf" (before: OverflowError in its page, its live
+    # verdicts and its end, each a 500)
+    ingest.log_to_run(run, [ingest.Point(key, value / epoch, epoch, 1.0 + epoch)
+                            for epoch in range(1, 6)
+                            for key, value in (("loss", 1.0), ("val_loss", 1.1))],
+                      params={"num_classes": "inf"})
+
+    # when it ends and its page is read
+    ingest.end_run(run, Experiment.Status.SUCCEEDED)
+    client = Client()
+    client.force_login(owner)
+    page = client.get(f"/experiments/{run.pk}/")
+
+    # then the page is there, and the run judged as one that does not say its classes
+    run.refresh_from_db()
+    assert page.status_code == 200 and run.verdict_kind
+    assert external.declared_classes({}, run.spec["params"]) is None

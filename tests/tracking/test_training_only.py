@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 from tests.training.curves import stress
 from webapp.experiments import external
 from webapp.experiments.models import Experiment
+from webapp.tracking import ingest
 
 NOT_JUDGED = "overfitting cannot be judged without a validation metric"
 CURVES = {item["name"]: item for item in stress.load()}
@@ -64,9 +65,12 @@ def pages(owner: Any, run_id: str) -> tuple[str, str]:
 
 
 def test_a_run_that_logs_only_its_training_loss_is_judged_and_says_what_it_cannot_judge(
-        tracking, owner):
+        tracking, owner, monkeypatch):
     # given a real run (Adam at 3e-3, 12 epochs) that logs its training loss at every step and
-    # nothing else (before: no verdict at all, "no metric of this run maps to val_loss")
+    # nothing else (before: no verdict at all, "no metric of this run maps to val_loss"), a
+    # live verdict at every point (else one per 2 s: a script that logs all its points within
+    # them keeps its first one, "too early to tell")
+    monkeypatch.setattr(ingest, "VERDICT_EVERY", 0.0)
     live, run_id = log_training_loss(train_digits("adam", 3e-3, epochs=12))
 
     # then it had a live verdict while it ran, and once ended a final one from its training

@@ -167,12 +167,16 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
     ({logged: stored}), which tells where other training curves are (see epoch_axis);
     ``unstepped`` the stored metrics logged without steps (see ``unstepped``), whose points
     are placed on the training loss's steps by their times (see on_training_steps)."""
-    series = {key: points if key.startswith("val_") else without_skipped_steps(points)
+    series = {key: without_skipped_steps(points) if key in SKIPPABLE else points
               for key, points in metric_store.read(run_id, keys=EPOCH_KEYS).items()}
     if "train_loss" not in series:
         return Evaluations({}, (
             "no metric of this run maps to train_loss: log `loss` or `train_loss`, or name "
             f"yours in the run's `{MAP_TAG}` tag, e.g. {{\"my_loss\": \"train_loss\"}}"))
+    if any((points.values < 0).any() for key, points in series.items() if key.endswith("_loss")):
+        return Evaluations({}, (
+            "its loss goes below zero (a negative log-likelihood's can): the verdict measures a "
+            "loss's changes as shares of a positive scale, and would misread this one"))
     train = series["train_loss"]
     validated = "val_loss" in series
     if "train_loss" not in unstepped:
@@ -213,12 +217,17 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
     return Evaluations(history, "", start, validated)
 
 
+# The curves whose non-finite points a finite one follows are left out (without_skipped_steps).
+SKIPPABLE = ("train_loss", "train_acc", "val_loss")
+
+
 def without_skipped_steps(points: metric_store.Series) -> metric_store.Series:
-    """A training curve less its NaN or infinite points that a finite point follows: steps whose
-    loss overflowed and that the script skipped and trained on past (fp16's loss scaling skips
-    such a step; Hugging Face Trainer leaves them out of its logs itself, its
-    ``logging_nan_inf_filter``). One would make its evaluation's mean NaN, and the run
-    "diverging" after it recovered. Non-finite points at the end stay: that run diverged."""
+    """A curve less its NaN or infinite points that a finite point follows: training steps
+    whose loss overflowed and that the script skipped and trained on past (fp16's loss scaling
+    skips such a step; Hugging Face Trainer leaves them out of its logs itself, its
+    ``logging_nan_inf_filter``), or an evaluation that overflowed in fp16 while the weights, as
+    the next one shows, were sound. One would make the run "diverging" after it recovered.
+    Non-finite points at the end stay: that run diverged."""
     finite = np.isfinite(points.values)
     if finite.all() or not finite.any():
         return points
@@ -342,7 +351,7 @@ def declared_classes(tags: Mapping[str, str], params: Mapping[str, str]) -> int 
 def _integer(text: str) -> int:
     try:
         return int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # "nan"; "inf" or "1e999"
         return 0
 
 

@@ -113,14 +113,19 @@ def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, s
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "wine-mlp"]
     assert page.locator("#id_hidden_sizes").is_visible()  # the MLP's own fields show
 
-    # When Diabetes is: a regression, so MSE
+    # When Diabetes is: a regression, so MSE; and Fashion-MNIST: images, a CNN again
     page.select_option("#id_dataset", "diabetes")
     assert page.evaluate(chosen) == ["mlp", "mse", "diabetes-mlp"]
+    page.select_option("#id_dataset", "fashion_mnist")
+    assert page.evaluate(chosen) == ["cnn", "cross_entropy", "fashion_mnist-cnn"]
 
-    # When the user names the run, then back on digits the name stays and the MLP, which
-    # reads images too, is kept
+    # When the user picks an MLP and names the run, then on digits both are kept (an MLP
+    # reads images too), and on Wine the MLP still reads the table
+    page.select_option("#id_arch", "mlp")
     page.fill("#id_name", "my first run")
     page.select_option("#id_dataset", "digits")
+    assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
+    page.select_option("#id_dataset", "wine")
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
 
 

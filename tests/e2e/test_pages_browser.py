@@ -239,6 +239,22 @@ def test_the_run_page_list_and_forms_fit_a_390_px_screen(page, phone, stack, tmp
         assert found["past"] == [], found
 
 
+# Each form control whose right edge passes its fieldset's, on a page sized to the screen.
+PAST_FIELDSET = """() => [...document.querySelectorAll('fieldset :is(input, select, textarea)')]
+  .filter(el => el.type !== 'hidden' && el.getBoundingClientRect().width > 0
+          && el.getBoundingClientRect().right > el.closest('fieldset').getBoundingClientRect().right)
+  .map(el => `${el.name} ${Math.round(el.getBoundingClientRect().right)}`)"""
+
+
+def test_the_upload_forms_fields_stay_inside_their_boxes_on_a_390_px_screen(phone, stack):
+    # When the upload page and the New experiment form are opened on a phone
+    for path in ("/datasets/new/", "/experiments/new/"):
+        phone.goto(f"{stack.url}{path}")
+
+        # Then no field stands past the box of its fieldset (the class names' textarea did)
+        assert phone.evaluate(PAST_FIELDSET) == [], path
+
+
 def test_a_projects_members_fit_a_390_px_screen_without_scrolling_sideways(phone, stack):
     # Given the admin's project on a phone: its only maintainer's row carries the widest
     # cell, the note on why they cannot step down

@@ -502,6 +502,10 @@ class _Curves:
     def of(cls, history: Mapping[str, Sequence[float]]) -> _Curves:
         series = {key: [float(v) for v in history.get(key, ())]
                   for key in ("train_loss", "val_loss", "train_acc", "val_acc", "loss")}
+        # An infinite accuracy is no share of anything: unknown, as a missing one (NaN). Kept,
+        # an epoch of inf beside one of -inf made every mean of the curve raise.
+        for key in ("train_acc", "val_acc"):
+            series[key] = [v if math.isfinite(v) else math.nan for v in series[key]]
         validated = "val_loss" in history or "train_loss" not in history
         checked = ("train_loss", "val_loss") if validated else ("train_loss",)
         epochs = min(len(series[key]) for key in checked)
@@ -779,7 +783,10 @@ def _overfit(context: _Context) -> _Overfit:
     # plateau which epoch is lowest is luck, and a lucky late epoch would hide a long stall.
     # Raw epochs are compared with the smoothed best: smoothing a V moves its bottom towards
     # the flatter side, and the onset is the epoch whose weights were best, not its neighbour.
-    onset = next(i for i, v in enumerate(curves.val) if v <= best + noise)
+    # A mean's rounding can leave the smoothed best a hair below every raw epoch (a flat 0.7
+    # smooths to 0.6999999999999998): the lowest raw epoch is then the onset.
+    onset = next((i for i, v in enumerate(curves.val) if v <= best + noise),
+                 curves.val.index(min(curves.val)))
     val_now, train_now = _recent(curves.val), _recent(train)
     # A validation loss below the training loss at the onset is the epoch's running average of
     # the training loss lagging behind its weights, not a negative gap: growth counts from 0.
@@ -873,15 +880,22 @@ def _overfit_evidence(o: _Overfit) -> list[Evidence]:
         Evidence("gap at onset", o.val_then - o.train_then, "validation minus training loss"),
         Evidence("gap now", o.val_now - o.train_now, "validation minus training loss"),
         Evidence("validation noise", o.noise, "typical epoch-to-epoch deviation"),
-        *(Evidence(sign, value, "measurement over its threshold; 1 or more counts")
+        *(_sign(sign, value, "measurement over its threshold")
           for sign, value in o.signs.items()),
-        Evidence("validation never beat a constant prediction", o.memorised,
-                 f"best validation loss over {o.baseline:.3g}, while the training loss "
-                 "learned; 1 or more counts"),
+        _sign("validation never beat a constant prediction", o.memorised,
+              f"best validation loss over a constant prediction's ({o.baseline:.3g}), with "
+              "the training loss learned"),
     ]
     if o.acc_now is not None:
         evidence.append(Evidence("validation accuracy now", o.acc_now, f"best {o.acc_best:.3g}"))
     return evidence
+
+
+def _sign(sign: str, score: float, measured: str) -> Evidence:
+    """A sign's row: its score (1 at its threshold) and whether it counts, so that a sign
+    that was looked for and not seen does not read as a finding."""
+    seen = "seen" if score >= 1 else "not seen"
+    return Evidence(sign, score, f"{measured}: {seen} (a sign counts from 1)")
 
 
 def _underfitting(context: _Context) -> _Finding:

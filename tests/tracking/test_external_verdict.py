@@ -223,3 +223,40 @@ def test_a_run_tagged_with_unreadable_classes_before_they_were_checked_is_still_
     task = external.task_of({"tags": {"fitboard.num_classes": "ten"}}, history, math.log(10))
 
     assert task.num_classes == 10  # read from the untrained loss instead
+
+
+def test_evaluations_numbered_by_epoch_beside_training_by_step_are_placed_by_their_times(
+        tracking: Any) -> None:
+    # given a script logging its loss every 50 steps at the global step, and its validation
+    # loss at step = epoch, 500 steps an epoch (before: every evaluation came before the first
+    # training point, and the end of the run was a 500)
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as script:
+        for epoch in range(1, 6):
+            for step in range((epoch - 1) * 500 + 50, epoch * 500 + 1, 50):
+                mlflow.log_metric("loss", 2.0 / step ** 0.3, step=step)
+            mlflow.log_metric("val_loss", 2.0 / (epoch * 500) ** 0.3 + 0.05, step=epoch)
+
+    # then the run ended, with one evaluation per epoch, each beside its epoch's training loss
+    run = Experiment.objects.get(pk=int(script.info.run_id))
+    evaluations = external.evaluation_history(run.pk, run.progress["keys"],
+                                              external.unstepped(run.progress))
+    assert run.status == "succeeded" and run.verdict_kind == "healthy"
+    assert len(evaluations.history["val_loss"]) == 5
+    assert evaluations.history["train_loss"][-1] < evaluations.history["train_loss"][0] / 1.5
+
+
+def test_a_run_whose_only_evaluation_came_before_training_says_why_it_has_no_verdict(
+        run: Experiment) -> None:
+    # given a run that evaluated at step 5 and then trained at steps 10 and 11
+    ingest.log_to_run(run, [ingest.Point("val_loss", 2.0, 5, 1.0),
+                            ingest.Point("loss", 1.9, 10, 2.0), ingest.Point("loss", 1.8, 11, 3.0)])
+
+    # when it ends (before: the verdict raised on no evaluations, a 500)
+    ingest.end_run(run, Experiment.Status.SUCCEEDED)
+
+    # then it has no verdict, and its page says why
+    run.refresh_from_db()
+    assert run.status == "succeeded" and not run.verdict
+    assert "no evaluation of this run came after its first training point" in (
+        external.page_context(run)["no_verdict_reason"])

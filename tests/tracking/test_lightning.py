@@ -97,6 +97,43 @@ def test_a_lightning_script_with_mlflow_logger_is_read_as_it_means(live_server, 
     assert run.verdict_kind and run.verdict_kind != "undetermined", run.verdict["headline"]
 
 
+class BatchValidationClassifier(DigitsClassifier):
+    """Validation logged per batch as well as per epoch (``on_step=True, on_epoch=True``)."""
+
+    def validation_step(self, batch: Any, index: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        self.log("val_loss", functional.cross_entropy(logits, y), on_step=True, on_epoch=True)
+        self.log("val_acc", (logits.argmax(-1) == y).float().mean(), on_step=True,
+                 on_epoch=True)
+
+
+def test_validation_logged_per_batch_too_is_judged_per_evaluation(live_server, token, project,
+                                                                  monkeypatch, tmp_path):
+    # given a Lightning script whose validation logs each batch ("val_loss_step", at the
+    # validation loop's own batch count, first to come) and each evaluation ("val_loss_epoch")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    lightning.seed_everything(0, verbose=False)
+    logger = MLFlowLogger(experiment_name="vision", run_name="batch-validation",
+                          tracking_uri=live_server.url)
+    train, val = digits_loaders()
+
+    # when it trains
+    trainer(tmp_path, logger=logger, log_every_n_steps=5).fit(
+        BatchValidationClassifier(num_classes=10), train, val)
+
+    # then the evaluations are the epochs' validation curves, one point an epoch (before: each
+    # of the 24 validation batches was an "evaluation", and the verdict read the training loss
+    # of the first epochs only: "learning slowly, from 2.2 to 1.33", of a run that reached 0.2)
+    run = Experiment.objects.get(project=project, kind="external")
+    keys = run.progress["keys"]
+    assert (keys["val_loss_epoch"], keys["val_acc_epoch"]) == ("val_loss", "val_acc")
+    evaluations = external.evaluation_history(run.pk, keys, external.unstepped(run.progress))
+    assert len(evaluations.history["val_loss"]) == EPOCHS
+    assert evaluations.history["train_loss"][-1] < 0.5
+    assert run.verdict_kind == "healthy", run.verdict["headline"]
+
+
 def test_mlflow_pytorch_autolog_on_lightning_is_read_as_it_means(tracking, project, tmp_path):
     # given mlflow.pytorch.autolog() on a Lightning script with no logger of its own (its
     # model logged at the end, which sends the first epoch's points, at step 0, again)

@@ -55,6 +55,9 @@ def test_a_librarys_names_map_to_the_diagnostics_names(logged, stored):
     # MeanSquaredError is RMSE with squared=False; top5, r2
     "top1", "acc1", "val_mse", "val_MeanSquaredError", "eval_top5", "r2", "val_r2",
     "val_MulticlassF1Score",
+    # Lightning's per-batch validation value (on_step=True in validation_step): the evaluation
+    # is its "val_loss_epoch"
+    "val_loss_step", "val/acc_step", "Loss/val_step",
 ])
 def test_other_names_are_stored_as_logged(logged):
     assert conventional(logged) is None

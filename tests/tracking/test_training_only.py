@@ -113,6 +113,42 @@ def test_a_training_loss_that_becomes_nan_is_diverging(tracking):
     assert "the loss became NaN or infinite in epoch 13" in run.verdict["headline"]
 
 
+def test_a_step_skipped_for_a_nan_loss_is_not_a_divergence(tracking):
+    # given a real run (Adam at 3e-3, 12 epochs) in which one step's loss overflowed to NaN
+    # and the script skipped that step and trained on, as fp16's loss scaling does (before:
+    # "diverging: the loss became NaN or infinite in epoch 11")
+    losses = train_digits("adam", 3e-3, epochs=12)
+    losses[60] = math.nan
+
+    # when a script logs it
+    _, run_id = log_training_loss(losses)
+
+    # then the run is judged on its finite steps: healthy, as without that step
+    run = Experiment.objects.get(pk=int(run_id))
+    assert run.verdict["kind"] == "healthy", run.verdict["headline"]
+
+
+def test_a_run_whose_losses_end_nan_has_its_pages_and_its_diagnostics(tracking, owner, token):
+    # given a script whose training and validation losses both become NaN in epoch 8 (its
+    # final metrics are stored as null: before, the diagnostics page and the REST diagnostics
+    # raised TypeError reading its generalisation gap, a 500)
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        for epoch in range(12):
+            loss = 2 / (epoch + 1) if epoch < 7 else math.nan
+            mlflow.log_metrics({"train_loss": loss, "val_loss": loss + 0.1}, step=epoch)
+
+    # when its pages and its diagnostics are read
+    page, diagnostics = pages(owner, run.info.run_id)
+    answer = Client().get(f"/api/v1/runs/{run.info.run_id}/diagnostics/",
+                          HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then they are there, diverging, with no gap to tell
+    assert 'id="verdict-kind">diverging<' in diagnostics
+    assert answer.status_code == 200 and answer.json()["gap"] is None
+    assert "diverging" in page
+
+
 def test_a_training_loss_that_does_not_go_down_is_underfitting(tracking, owner):
     # given a real run whose learning rate (SGD at 1e-5) leaves its loss where it started
     losses = train_digits("sgd", 1e-5, epochs=6)

@@ -581,6 +581,24 @@ def test_a_regression_at_the_mean_predictor_level_is_underfitting() -> None:
     assert verdict.kind == "underfitting"
 
 
+@pytest.mark.parametrize(("train", "kind"), [
+    ([0.7] * 12, "underfitting"),  # nothing moved: a frozen model, or a logging slip
+    ([1 / (e + 1) for e in range(12)], "overfitting"),  # training learned, validation never did
+])
+def test_a_validation_loss_logged_as_one_constant_value_gets_a_verdict(
+        train: list[float], kind: str) -> None:
+    # given a binary classifier whose validation loss is the same 0.7 every epoch (smoothed, a
+    # flat 0.7 rounds to 0.6999999999999998, below every raw epoch: before, StopIteration,
+    # and an external run logging it could not even end)
+    val = [0.7] * 12
+
+    # when diagnosed
+    verdict = diagnose(history(train, val), TaskInfo("classification", 2), final=True)
+
+    # then it gets the verdict its curves tell
+    assert verdict.kind == kind, verdict.headline
+
+
 def test_a_huber_regression_at_the_mean_predictor_level_is_underfitting(
         make_spec: SpecFactory) -> None:
     # given a Huber run on diabetes whose loss stays near 0.42, what predicting the mean scores
@@ -990,3 +1008,21 @@ def test_a_run_that_learned_nothing_is_underfitting_whatever_its_reference_score
                for v in verdicts), verdicts[0].headline
     assert all((v.remedies[0].key == "check_labels") is says_labels for v in verdicts), [
         r.key for r in verdicts[0].remedies]
+
+
+def test_each_sign_of_overfitting_says_whether_it_was_seen() -> None:
+    # given a clear overfit: validation best at epoch 7 and climbing since, far below what a
+    # constant prediction scores (so it did beat a constant prediction)
+    curves = v_shaped(best=7)
+
+    # when diagnosed
+    verdict = diagnose(curves, TEN_CLASSES, final=True)
+
+    # then the sign that fired reads "seen" and the one that was looked for and not found
+    # reads "not seen", with the score that decided each
+    rows = {row.label: row for row in verdict.evidence}
+    assert rows["validation loss rose"].value >= 1
+    assert rows["validation loss rose"].detail.endswith(": seen (a sign counts from 1)")
+    constant = rows["validation never beat a constant prediction"]
+    assert constant.value < 1
+    assert constant.detail.endswith(": not seen (a sign counts from 1)")

@@ -192,6 +192,29 @@ def test_the_chart_data_puts_points_on_the_epoch_axis(owner_client, three_runs):
     assert x_of[10] == 1.0 and x_of[5] == 0.5 and x_of[30] == 3.0
 
 
+def test_a_scripts_run_that_logs_no_epoch_counts_its_evaluations_as_epochs(
+        owner_client, owner, project, three_runs):
+    # given a script's run beside the form runs that logs a loss every step and a validation
+    # loss every 100 steps, and no epoch (before: all its points stood at epoch 0)
+    script = ingest.create_run(owner, project, "script", {})
+    ingest.log_to_run(script, [ingest.Point("loss", 1.0 / step, step, 1e9 + step)
+                               for step in range(1, 301)])
+    ingest.log_to_run(script, [ingest.Point("val_loss", 1.0 / step, step, 1e9 + step)
+                               for step in (100, 200, 300)])
+
+    # when its training loss is asked for against epochs, whole and zoomed on the second
+    ids = ids_of([*three_runs, script])
+    whole = owner_client.get(reverse("compare-data"),
+                             {"ids": ids, "key": "train_loss", "x": "epoch"}).json()["runs"][-1]
+    zoom = owner_client.get(reverse("compare-data"), {
+        "ids": ids, "key": "train_loss", "x": "epoch", "x0": 1, "x1": 2}).json()["runs"][-1]
+
+    # then each evaluation ends an epoch, as the run's verdict counts them
+    x_of = dict(zip(whole["steps"], whole["x"], strict=True))
+    assert x_of[100] == 1.0 and x_of[150] == 1.5 and x_of[300] == 3.0
+    assert zoom["steps"][0] <= 100 and 200 <= zoom["steps"][-1] < 300
+
+
 def test_the_chart_data_of_a_zoom_holds_only_that_range(owner_client, three_runs):
     body = owner_client.get(reverse("compare-data"), {
         "ids": ids_of(three_runs), "key": "loss", "x": "step", "x0": 11, "x1": 20}).json()

@@ -281,7 +281,7 @@ def chart_data(runs: Sequence[Experiment], key: str, x_axis: str, x0: float | No
     starts = {run.pk: run.started_at.timestamp() if run.started_at else None for run in runs}
     epochs: dict[int, metric_store.Series] = {}
     if x_axis == "epoch":
-        epochs = {pk: m["epoch"] for pk, m in metric_store.read_many(ids, ["epoch"]).items()}
+        epochs = epoch_ends(ids)
     ranges: dict[int, metric_store.StepRange] = {pk: (x0, x1) for pk in ids}
     if x_axis != "step" and (x0 is not None or x1 is not None):
         overview = metric_store.read_charts({pk: (None, None) for pk in ids}, [key])
@@ -301,6 +301,21 @@ def chart_data(runs: Sequence[Experiment], key: str, x_axis: str, x0: float | No
             trace["x"] = np.round(x, 4).tolist()
         traces.append(trace)
     return traces
+
+
+def epoch_ends(ids: Sequence[int]) -> dict[int, metric_store.Series]:
+    """Where each run's epochs ended, as epoch numbers at steps: its ``epoch`` metric (a form
+    run's; Hugging Face Trainer and Lightning log one), else each point of its validation loss,
+    the evaluation that an external run's verdict counts as an epoch (a plain script logs no
+    epoch, and its curves would all stand at epoch 0)."""
+    ends = {}
+    for pk, metrics in metric_store.read_many(ids, ["epoch", "val_loss"]).items():
+        epoch, val = metrics.get("epoch"), metrics.get("val_loss")
+        if epoch is not None and len(epoch):
+            ends[pk] = epoch
+        elif val is not None and len(val):
+            ends[pk] = metric_store.Series(val.steps, np.arange(1.0, len(val) + 1.0), val.times)
+    return ends
 
 
 def _step_range(x0: float | None, x1: float | None, x_axis: str,

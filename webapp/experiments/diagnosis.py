@@ -126,8 +126,10 @@ def _final(experiment: Experiment, key: str) -> float | None:
 
 
 def generalisation_gap(experiment: Experiment) -> float | None:
-    """Final validation loss minus final training loss: what a remedy for overfitting shrinks."""
+    """Final validation loss minus final training loss: what a remedy for overfitting shrinks;
+    None without both (a loss that ended NaN is stored as null)."""
     final = experiment.summary.get("final_metrics") or {}
-    if "val_loss" not in final or "train_loss" not in final:
+    val, train = final.get("val_loss"), final.get("train_loss")
+    if not isinstance(val, int | float) or not isinstance(train, int | float):
         return None
-    return float(final["val_loss"]) - float(final["train_loss"])
+    return float(val) - float(train)

@@ -52,8 +52,9 @@ LABEL_MAPS = ("id2label", "label2id")
 # The convention: a logged name is read as a split and a measure, in any case, its words joined
 # by "_", "/", ".", "-" or spaces ("eval_accuracy", "train/loss", "val-acc", "Validation Loss"),
 # the split first or last ("loss/train", TensorBoard's habit), with Lightning's "_step" /
-# "_epoch" suffix dropped ("train_loss_epoch"); a measure alone is a training one ("loss",
-# "accuracy": Hugging Face Trainer's and Keras's names).
+# "_epoch" suffix dropped ("train_loss_epoch"; a validation name with "_step" is not read, see
+# ``conventional``); a measure alone is a training one ("loss", "accuracy": Hugging Face
+# Trainer's and Keras's names).
 SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
           "validation": "val", "eval": "val", "evaluation": "val", "dev": "val"}
 # Measures by their words joined with "_": Keras spells its metrics out, torchmetrics names them
@@ -83,6 +84,7 @@ WORDS = re.compile(r"[\s_/.\-]+")
 def conventional(name: str) -> str | None:
     """The diagnostics' name for a logged metric ``name`` by the convention above, or None."""
     words = [word for word in WORDS.split(name.strip().lower()) if word]
+    per_batch = len(words) > 1 and words[-1] == "step"
     if len(words) > 1 and words[-1] in SUFFIXES:
         words = words[:-1]
     if "_".join(words) in RATES or RATE_MONITOR.fullmatch(name.strip()):
@@ -97,7 +99,10 @@ def conventional(name: str) -> str | None:
         split, measure = "train", "_".join(words)
     else:
         return None
-    if measure not in MEASURES:
+    # Lightning's "val_loss_step" is one validation batch's value, logged at the validation
+    # loop's own batch count beside the evaluation's "val_loss_epoch": as evaluations, its
+    # batches would outnumber the epochs several times, each with a batch's noise.
+    if measure not in MEASURES or (split == "val" and per_batch):
         return None
     stored = f"{split}_{MEASURES[measure]}"
     return stored if stored in EPOCH_KEYS else None
@@ -162,7 +167,8 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
     ({logged: stored}), which tells where other training curves are (see epoch_axis);
     ``unstepped`` the stored metrics logged without steps (see ``unstepped``), whose points
     are placed on the training loss's steps by their times (see on_training_steps)."""
-    series = metric_store.read(run_id, keys=EPOCH_KEYS)
+    series = {key: points if key.startswith("val_") else without_skipped_steps(points)
+              for key, points in metric_store.read(run_id, keys=EPOCH_KEYS).items()}
     if "train_loss" not in series:
         return Evaluations({}, (
             "no metric of this run maps to train_loss: log `loss` or `train_loss`, or name "
@@ -175,10 +181,21 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
         validated = validated and len(series["val_loss"]) > 0
     if validated:
         evals = series["val_loss"].steps
-        series.update(epoch_axis(run_id, series, evals, keys or {}))
+        per_epoch = epoch_axis(run_id, series, evals, keys or {})
+        series.update(per_epoch)
         train = series["train_loss"]
+        if "train_loss" not in per_epoch and counted_apart(train.steps, evals):
+            # evaluations numbered by epoch beside a training loss numbered by step, and no
+            # training curve per epoch: the evaluations go where their times put them
+            series.update({key: on_training_steps(points, train) for key, points
+                           in series.items() if key.startswith("val_")})
+            evals = series["val_loss"].steps
         # an evaluation before any training point says nothing
         evals = evals[evals >= int(train.steps[0])]
+        if not len(evals):
+            return Evaluations({}, (
+                "no evaluation of this run came after its first training point: log "
+                "`val_loss` after training steps, at the step it was taken"))
     else:
         ends = np.linspace(0, len(train), min(len(train), TRAINING_ONLY_EVALS) + 1)[1:]
         evals = train.steps[np.ceil(ends).astype(int) - 1]
@@ -194,6 +211,19 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
             history[key] = interval_means(points.steps, values, evals)
     start = float(train.values[0]) if untrained_start(train.steps, evals, validated) else math.nan
     return Evaluations(history, "", start, validated)
+
+
+def without_skipped_steps(points: metric_store.Series) -> metric_store.Series:
+    """A training curve less its NaN or infinite points that a finite point follows: steps whose
+    loss overflowed and that the script skipped and trained on past (fp16's loss scaling skips
+    such a step; Hugging Face Trainer leaves them out of its logs itself, its
+    ``logging_nan_inf_filter``). One would make its evaluation's mean NaN, and the run
+    "diverging" after it recovered. Non-finite points at the end stay: that run diverged."""
+    finite = np.isfinite(points.values)
+    if finite.all() or not finite.any():
+        return points
+    keep = finite | (np.arange(len(points)) > np.flatnonzero(finite)[-1])
+    return metric_store.Series(points.steps[keep], points.values[keep], points.times[keep])
 
 
 def unstepped(progress: Mapping[str, Any]) -> frozenset[str]:
@@ -235,7 +265,7 @@ def epoch_axis(run_id: int, series: Mapping[str, metric_store.Series], evals: np
     found: dict[str, metric_store.Series] = {}
     for key in ("train_loss", "train_acc"):
         held = series.get(key)
-        if held is None or held.steps[-1] <= 2 * max(int(evals[-1]), 0) + 1:
+        if held is None or not counted_apart(held.steps, evals):
             continue
         others = [stored for logged, stored in keys.items()
                   if stored != key and conventional(logged) == key]
@@ -245,6 +275,12 @@ def epoch_axis(run_id: int, series: Mapping[str, metric_store.Series], evals: np
         if best is not None and len(np.intersect1d(best.steps, evals)) == len(evals):
             found[key] = best
     return found
+
+
+def counted_apart(steps: np.ndarray, evals: np.ndarray) -> bool:
+    """Whether a training curve's steps run on past twice the last evaluation's: evaluations
+    counted in epochs (step = epoch) beside training counted in steps."""
+    return len(evals) > 0 and int(steps[-1]) > 2 * max(int(evals[-1]), 0) + 1
 
 
 def untrained_start(steps: np.ndarray, evals: np.ndarray, validated: bool) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 
 from training.significance import Comparison, compare
-from webapp.experiments import metric_store
+from webapp.experiments import diagnosis, metric_store
 from webapp.experiments.jobs import (
     Outcome,
     job_meta,
@@ -143,10 +143,7 @@ def final_value(run: Experiment, metric: str) -> float | None:
     minus training loss), or None when it has none."""
     summary = run.summary or {}
     if metric == "gap":
-        final = summary.get("final_metrics") or {}
-        if "val_loss" in final and "train_loss" in final:
-            return float(final["val_loss"]) - float(final["train_loss"])
-        return None
+        return diagnosis.generalisation_gap(run)
     value = (summary.get("best_metrics") or {}).get(metric)
     return float(value) if isinstance(value, int | float) else None
 

@@ -7,15 +7,21 @@ redirect could lead to an address ``addresses.check`` refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import secrets
+import socket
+import threading
 import time
 
 import urllib3
 from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from webapp.notifications import addresses, enqueue
 from webapp.notifications.models import Delivery, Notification, Webhook
@@ -44,24 +50,56 @@ def signature(secret: str, body: bytes) -> str:
 
 def post(target: addresses.Target, body: bytes, headers: dict[str, str]) -> int:
     """POST ``body`` to the checked ``target``, connecting to the address that was checked
-    (TLS still verifies the certificate against the URL's host name). Returns the status."""
-    timeout = urllib3.Timeout(total=settings.FITBOARD_WEBHOOK_TIMEOUT)
-    pool: urllib3.HTTPConnectionPool
-    if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            target.address, target.port, timeout=timeout, retries=False, maxsize=1,
-            server_hostname=target.host, assert_hostname=target.host, cert_reqs="CERT_REQUIRED")
-    else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout,
-                                          retries=False, maxsize=1)
-    with pool:
-        response = pool.urlopen("POST", target.path, body=body, redirect=False,
-                                assert_same_host=False, preload_content=False,
-                                headers={**headers, "Host": target.host_header})
+    (TLS still verifies the certificate against the URL's host name). Returns the status.
+
+    The whole exchange ends by FITBOARD_WEBHOOK_TIMEOUT_S: the socket's timeout bounds each
+    wait for a byte only, so a receiver answering a byte at a time held the worker's thread
+    for as long as it liked (weeks: 100 header lines of 64 kB), and its connection is cut at
+    the deadline instead."""
+    timeout = settings.FITBOARD_WEBHOOK_TIMEOUT
+    connection = _connection(target, timeout)
+    fired = threading.Event()
+    deadline = threading.Timer(timeout, _cut, (connection, fired))
+    deadline.start()
+    try:
+        connection.request("POST", target.path, body=body,
+                           headers={**headers, "Host": target.host_header})
         # Only the status counts: the body is never read, so a receiver cannot hold the
         # worker by sending an endless one.
-        response.close()
-        return int(response.status)
+        return int(connection.getresponse().status)
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, CertificateError,
+            OSError) as exc:
+        if fired.is_set():
+            raise TimeoutError(f"no answer within {timeout} s (FITBOARD_WEBHOOK_TIMEOUT_S)"
+                               ) from None
+        # What urllib3's pools wrapped: a malformed answer, a certificate for another name.
+        if isinstance(exc, http.client.HTTPException):
+            raise urllib3.exceptions.ProtocolError(f"{type(exc).__name__}: {exc}") from None
+        if isinstance(exc, CertificateError):
+            raise urllib3.exceptions.SSLError(f"{type(exc).__name__}: {exc}") from None
+        raise
+    finally:
+        deadline.cancel()
+        connection.close()
+
+
+def _connection(target: addresses.Target, timeout: float) -> HTTPConnection:
+    if target.scheme == "https":
+        return HTTPSConnection(target.address, target.port, timeout=timeout,
+                               server_hostname=target.host, assert_hostname=target.host,
+                               cert_reqs="CERT_REQUIRED")
+    return HTTPConnection(target.address, target.port, timeout=timeout)
+
+
+def _cut(connection: HTTPConnection, fired: threading.Event) -> None:
+    """At the deadline, from the timer's thread: end the connection, which wakes the delivery
+    waiting on it. The socket itself is shut down, not the TLS layer over it (whose state the
+    delivery's thread is using)."""
+    fired.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def max_delay() -> float:

@@ -160,10 +160,17 @@ class RunAnnotations(APIView):
         if not access.may_change(request.user, run):
             raise PermissionDenied("only the run's creator, its project's maintainers and "
                                    "staff can change its tags and notes")
-        tags = request.data.get("tags", "")
-        if isinstance(tags, list):
-            tags = ", ".join(str(tag) for tag in tags)
-        form = browse.AnnotationForm({"tags": tags, "notes": request.data.get("notes", "")})
+        # Read through its serializer: a body of another JSON type than an object (a list, a
+        # number) was a server error, and notes of an object were stored as its Python text.
+        body = s.AnnotationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        tags = body.validated_data.get("tags", "")
+        if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
+            tags = ", ".join(tags)
+        elif not isinstance(tags, str):
+            raise errors.invalid({"tags": 'a list of tags, or "a, b" comma-separated'})
+        form = browse.AnnotationForm({"tags": tags,
+                                      "notes": body.validated_data.get("notes", "")})
         if not form.is_valid():
             raise errors.form_invalid(form)
         actions.annotate_experiment(run, form.cleaned_data["tags"], form.cleaned_data["notes"])

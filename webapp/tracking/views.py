@@ -10,17 +10,30 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, parse_pk
 from webapp.projects.models import Project
 from webapp.tracking import artifacts, tokens
 from webapp.tracking.models import ApiToken
+
+
+class ProjectsField(forms.ModelMultipleChoiceField):
+    """Projects ticked by id. An id past a bigint is refused as any unknown one, before the
+    query: SQLite's driver raised OverflowError on it inside ``pk__in``, a server error (the
+    single-choice fields' ``pk=`` lookups already answer no row for it)."""
+
+    def clean(self, value: Any) -> Any:
+        for item in value or ():
+            if parse_pk(str(item)) is None:
+                raise forms.ValidationError(self.error_messages["invalid_pk_value"],
+                                            code="invalid_pk_value", params={"pk": item})
+        return super().clean(value)
 
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. laptop")
     scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.WRITE,
                               widget=forms.RadioSelect)
-    projects = forms.ModelMultipleChoiceField(
+    projects = ProjectsField(
         queryset=Project.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: all your projects, including those you join or the token "
                   "creates later.")

@@ -129,6 +129,22 @@ def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, s
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
 
 
+def test_the_upload_page_shows_the_fields_of_the_chosen_kind(page, stack):
+    page.goto(f"{stack.url}/datasets/new/")
+    shown = ("() => ['file', 'hf_source', 'header', 'label_column', 'image_size', "
+             "'drop_duplicates'].filter(n => document.getElementById('id_' + n)"
+             ".closest('.field').checkVisibility())")
+
+    # A CSV: its file, header and columns, not a Hugging Face name or an image size
+    assert page.evaluate(shown) == ["file", "header", "label_column", "drop_duplicates"]
+    # A ZIP of images: its file and image size, no columns
+    page.select_option("#id_kind", "images")
+    assert page.evaluate(shown) == ["file", "image_size", "drop_duplicates"]
+    # A Hugging Face set: its name and columns, no file
+    page.select_option("#id_kind", "hf")
+    assert page.evaluate(shown) == ["hf_source", "label_column", "drop_duplicates"]
+
+
 def test_a_refused_upload_keeps_its_file_for_the_corrected_submit(page, stack, tmp_path):
     # Given a table whose target holds many different numbers: a regression
     table = tmp_path / "measurements.csv"
@@ -140,11 +156,13 @@ def test_a_refused_upload_keeps_its_file_for_the_corrected_submit(page, stack, t
     page.set_input_files("#id_file", str(table))
     page.click("text=Upload and check")
 
-    # Then the task is refused, the summary read first, and the file is still chosen
+    # Then the task is refused, the summary read first, and the file is still chosen (and a
+    # ZIP's image size still hidden)
     page.wait_for_selector('[data-field-error="task"]')
     assert page.evaluate("document.activeElement.id") == "error-summary"
     assert page.eval_on_selector("#id_file", "e => [...e.files].map(f => f.name)") == [
         "measurements.csv"]
+    assert not page.locator("#id_image_size").is_visible()
 
     # When the user changes only the task, as told, and submits again
     page.select_option("#id_task", "regression")
@@ -241,8 +259,9 @@ def test_the_run_page_list_and_forms_fit_a_390_px_screen(page, phone, stack, tmp
 
 # Each form control whose right edge passes its fieldset's, on a page sized to the screen.
 PAST_FIELDSET = """() => [...document.querySelectorAll('fieldset :is(input, select, textarea)')]
-  .filter(el => el.type !== 'hidden' && el.getBoundingClientRect().width > 0
-          && el.getBoundingClientRect().right > el.closest('fieldset').getBoundingClientRect().right)
+  .filter(el => el.type !== 'hidden' && el.getBoundingClientRect().width > 0)
+  .filter(el => el.getBoundingClientRect().right
+                > el.closest('fieldset').getBoundingClientRect().right)
   .map(el => `${el.name} ${Math.round(el.getBoundingClientRect().right)}`)"""
 
 

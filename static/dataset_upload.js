@@ -35,6 +35,7 @@
           && !form.querySelector('[data-field-error="file"]')) {
         empty.replaceWith(chosen);
       }
+      form.dispatchEvent(new Event("change"));  // spec_form.js: show the kind's fields only
       const summary = document.getElementById("error-summary");
       if (summary) {
         summary.scrollIntoView({block: "start"});

@@ -1,8 +1,8 @@
 // The New experiment form: choosing a data set keeps the model and loss fitting it, as "Train
 // on it" chooses them (a CNN for images, an LSTM for text, an MLP for a table; MSE for a
 // regression, cross-entropy for classes), where a choice of Wine left the default CNN to be
-// refused at submit. A run name the user has not typed follows the choice: "wine-mlp", not
-// "digits-cnn".
+// refused at submit. A model the user chose is kept while it can read the data; a run name
+// the user has not typed follows the choice: "wine-mlp", not "digits-cnn".
 (function () {
   "use strict";
   const source = document.getElementById("dataset-fits");
@@ -21,18 +21,29 @@
   };
   let named = suggested();  // the name the page last suggested
   let following = name.value === named;  // the user has not typed a name of their own
+  const start = fits.datasets[dataset.value];
+  // the page's own model (the default CNN on digits), not one the user picked
+  let archChosen = !start || arch.value !== FAMILY[start.modality];
+  let choosing = false;
 
   function choose(select, value) {
     if (select.value === value || !select.querySelector(`option[value="${value}"]`)) return;
     select.value = value;
-    select.dispatchEvent(new Event("change", {bubbles: true}));  // shows the model's fields
+    choosing = true;
+    try {
+      select.dispatchEvent(new Event("change", {bubbles: true}));  // shows the model's fields
+    } finally {
+      choosing = false;
+    }
   }
 
   function fit() {
     const set = fits.datasets[dataset.value];
     if (!set) return;
     const reads = fits.archs[arch.value] || [];
-    if (!reads.includes(set.modality) && FAMILY[set.modality]) choose(arch, FAMILY[set.modality]);
+    if (FAMILY[set.modality] && (!archChosen || !reads.includes(set.modality))) {
+      choose(arch, FAMILY[set.modality]);
+    }
     if (set.task === "regression" && !REGRESSION_LOSSES.includes(loss.value)) choose(loss, "mse");
     if (set.task === "classification" && loss.value !== "cross_entropy") {
       choose(loss, "cross_entropy");
@@ -46,5 +57,8 @@
 
   name.addEventListener("input", () => { following = name.value === named; });
   dataset.addEventListener("change", () => { fit(); rename(); });
-  arch.addEventListener("change", rename);
+  arch.addEventListener("change", () => {
+    if (!choosing) archChosen = true;
+    rename();
+  });
 })();

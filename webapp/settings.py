@@ -403,7 +403,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Fitboard REST API",
     "DESCRIPTION": "Runs, their metrics, launching, cancelling, tuning and compressing: what "
                    "the pages do. Authenticate with an API token (Authorization: Bearer "
-                   "fb_…, made on Settings → API tokens) or the browser's session.",
+                   "fb_…, made on the API tokens page) or the browser's session.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema and docs need a token or a login too: nothing of the site is public.

@@ -113,15 +113,36 @@ def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, s
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "wine-mlp"]
     assert page.locator("#id_hidden_sizes").is_visible()  # the MLP's own fields show
 
-    # When Diabetes is: a regression, so MSE
+    # When Diabetes is: a regression, so MSE; and Fashion-MNIST: images, a CNN again
     page.select_option("#id_dataset", "diabetes")
     assert page.evaluate(chosen) == ["mlp", "mse", "diabetes-mlp"]
+    page.select_option("#id_dataset", "fashion_mnist")
+    assert page.evaluate(chosen) == ["cnn", "cross_entropy", "fashion_mnist-cnn"]
 
-    # When the user names the run, then back on digits the name stays and the MLP, which
-    # reads images too, is kept
+    # When the user picks an MLP and names the run, then on digits both are kept (an MLP
+    # reads images too), and on Wine the MLP still reads the table
+    page.select_option("#id_arch", "mlp")
     page.fill("#id_name", "my first run")
     page.select_option("#id_dataset", "digits")
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
+    page.select_option("#id_dataset", "wine")
+    assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
+
+
+def test_the_upload_page_shows_the_fields_of_the_chosen_kind(page, stack):
+    page.goto(f"{stack.url}/datasets/new/")
+    shown = ("() => ['file', 'hf_source', 'header', 'label_column', 'image_size', "
+             "'drop_duplicates'].filter(n => document.getElementById('id_' + n)"
+             ".closest('.field').checkVisibility())")
+
+    # A CSV: its file, header and columns, not a Hugging Face name or an image size
+    assert page.evaluate(shown) == ["file", "header", "label_column", "drop_duplicates"]
+    # A ZIP of images: its file and image size, no columns
+    page.select_option("#id_kind", "images")
+    assert page.evaluate(shown) == ["file", "image_size", "drop_duplicates"]
+    # A Hugging Face set: its name and columns, no file
+    page.select_option("#id_kind", "hf")
+    assert page.evaluate(shown) == ["hf_source", "label_column", "drop_duplicates"]
 
 
 def test_a_refused_upload_keeps_its_file_for_the_corrected_submit(page, stack, tmp_path):
@@ -135,11 +156,13 @@ def test_a_refused_upload_keeps_its_file_for_the_corrected_submit(page, stack, t
     page.set_input_files("#id_file", str(table))
     page.click("text=Upload and check")
 
-    # Then the task is refused, the summary read first, and the file is still chosen
+    # Then the task is refused, the summary read first, and the file is still chosen (and a
+    # ZIP's image size still hidden)
     page.wait_for_selector('[data-field-error="task"]')
     assert page.evaluate("document.activeElement.id") == "error-summary"
     assert page.eval_on_selector("#id_file", "e => [...e.files].map(f => f.name)") == [
         "measurements.csv"]
+    assert not page.locator("#id_image_size").is_visible()
 
     # When the user changes only the task, as told, and submits again
     page.select_option("#id_task", "regression")
@@ -232,6 +255,23 @@ def test_the_run_page_list_and_forms_fit_a_390_px_screen(page, phone, stack, tmp
         # Then nothing is wider than the screen
         assert found["scroll"] <= found["width"], found
         assert found["past"] == [], found
+
+
+# Each form control whose right edge passes its fieldset's, on a page sized to the screen.
+PAST_FIELDSET = """() => [...document.querySelectorAll('fieldset :is(input, select, textarea)')]
+  .filter(el => el.type !== 'hidden' && el.getBoundingClientRect().width > 0)
+  .filter(el => el.getBoundingClientRect().right
+                > el.closest('fieldset').getBoundingClientRect().right)
+  .map(el => `${el.name} ${Math.round(el.getBoundingClientRect().right)}`)"""
+
+
+def test_the_upload_forms_fields_stay_inside_their_boxes_on_a_390_px_screen(phone, stack):
+    # When the upload page and the New experiment form are opened on a phone
+    for path in ("/datasets/new/", "/experiments/new/"):
+        phone.goto(f"{stack.url}{path}")
+
+        # Then no field stands past the box of its fieldset (the class names' textarea did)
+        assert phone.evaluate(PAST_FIELDSET) == [], path
 
 
 def test_a_projects_members_fit_a_390_px_screen_without_scrolling_sideways(phone, stack):

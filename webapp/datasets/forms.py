@@ -28,6 +28,18 @@ OPTION_FIELDS = ["hf_source", "hf_split", "header", "label_column", "feature_col
                  "text_column", "class_name_column", "class_names",
                  "task", "missing", "drop_duplicates", "drop_unlabelled", "standardise",
                  "image_size"]
+# Field → the kinds of upload it applies to (the page's script shows only those: a CSV's form
+# had a Hugging Face name and an image size to skip past). Every other field applies to all.
+_TABLES = ["csv", "hf"]
+KIND_APPLIES = {
+    "file": {"kind": ["csv", "images"]},
+    "hf_source": {"kind": ["hf"]}, "hf_split": {"kind": ["hf"]},
+    "header": {"kind": ["csv"]},
+    **{name: {"kind": _TABLES} for name in (
+        "label_column", "feature_columns", "text_column", "task", "class_name_column",
+        "class_names", "missing", "drop_unlabelled", "standardise")},
+    "image_size": {"kind": ["images"]},
+}
 MISSING_LABELS = {"drop": "Drop rows with a missing value", "mean": "Impute the mean",
                   "median": "Impute the median", "most_frequent": "Impute the most frequent"}
 

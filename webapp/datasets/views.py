@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from training.data.versions import VersionError, diff, parse_changes
 from webapp.datasets import labels, services
-from webapp.datasets.forms import DatasetForm
+from webapp.datasets.forms import KIND_APPLIES, DatasetForm
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.uploads import TOO_LARGE
 from webapp.projects import access, storage
@@ -36,7 +36,7 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
     else:
         project = access.projects_visible_to(request.user).order_by("name").first()
         form = DatasetForm(initial={"project": project}, user=request.user)
-    return render(request, "datasets/new.html", {"form": form})
+    return render(request, "datasets/new.html", {"form": form, "applies": KIND_APPLIES})
 
 
 @require_GET

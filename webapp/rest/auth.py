@@ -54,7 +54,7 @@ class TokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-ca
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer",
-                "description": "an API token made on Settings → API tokens (fb_…); a read "
+                "description": "an API token made on the API tokens page (fb_…); a read "
                                "token only reads"}
 
 

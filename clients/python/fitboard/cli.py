@@ -11,7 +11,9 @@ from fitboard.transport import FitboardError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fitboard", description=__doc__)
+    parser = argparse.ArgumentParser(  # (the docstring's ``markup`` would show in --help)
+        prog="fitboard", description="Fitboard's command: fitboard sync FILE... uploads runs "
+                                     "logged offline (fitboard.init(offline=True)).")
     commands = parser.add_subparsers(dest="command", required=True)
     upload = commands.add_parser("sync", help="upload offline runs (their .jsonl files)")
     upload.add_argument("files", nargs="+")

@@ -293,25 +293,34 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RemedyCheck:
-    """A remedy trained beside its original over the same seeds: whether the train/validation
-    gap and the monitored metric moved beyond seed noise (B = the remedy, A = the original)."""
+    """A remedy trained beside its original over the same seeds: whether what the original's
+    problem is about and the monitored metric moved beyond seed noise (B = the remedy, A = the
+    original)."""
 
     seeds: tuple[int, ...]
     original: tuple[RunResult, ...]
     remedied: tuple[RunResult, ...]
-    gap: Comparison  # final validation minus training loss; lower is better
+    # The train/validation gap (final validation minus training loss) for an overfitting
+    # original, whose remedies shrink it; the validation loss for a slow, underfitting or
+    # diverging one, whose remedies are to learn more (a higher learning rate widens the gap
+    # as it should). Lower is better either way.
+    problem: Comparison
     monitored: Comparison  # the monitored metric at each run's best epoch
 
     def report(self) -> str:
         """The two verdicts, one line each."""
-        return f"gap: {self.gap.sentence}\n{self.monitored.metric}: {self.monitored.sentence}"
+        return (f"{self.problem.metric}: {self.problem.sentence}\n"
+                f"{self.monitored.metric}: {self.monitored.sentence}")
 
 
 def verify_remedy(spec: ExperimentSpec, patch: dict[str, dict[str, Any]],
                   seeds: Sequence[int], workdir: Path, options: RunOptions | None = None,
-                  original: Sequence[RunResult] | None = None) -> RemedyCheck:
+                  original: Sequence[RunResult] | None = None,
+                  verdict: str = "overfitting") -> RemedyCheck:
     """Train ``spec`` and ``spec.patched(patch)`` over ``seeds`` (the original's results may be
-    given: seeds already run are not run again) and compare them with Welch's t."""
+    given: seeds already run are not run again) and compare them with Welch's t, on what the
+    original's ``verdict`` is about (see ``RemedyCheck.problem``) and its monitored metric, as
+    the group page of a remedy verified from the diagnostics page does."""
     from training.reporter import MemoryReporter
 
     def repeat(of: ExperimentSpec, tag: str) -> list[RunResult]:
@@ -323,8 +332,9 @@ def verify_remedy(spec: ExperimentSpec, patch: dict[str, dict[str, Any]],
     from training.optimization import monitored_metric
 
     metric, _ = monitored_metric(spec, spec.data.info().task)
+    about = "gap" if verdict == "overfitting" else "val_loss"
     names = ("the original", "the remedy")
     return RemedyCheck(
         tuple(seeds), tuple(before), tuple(after),
-        compare(final_values(before, "gap"), final_values(after, "gap"), "gap", names=names),
+        compare(final_values(before, about), final_values(after, about), about, names=names),
         compare(final_values(before, metric), final_values(after, metric), metric, names=names))

@@ -183,11 +183,31 @@ def test_the_readmes_overfitting_remedy_verified_over_five_seeds(
                    for r in check.original]
     gaps_after = [r.final_metrics["val_loss"] - r.final_metrics["train_loss"]
                   for r in check.remedied]
-    assert list(check.gap.a) == gaps_before and list(check.gap.b) == gaps_after
+    assert list(check.problem.a) == gaps_before and list(check.problem.b) == gaps_after
     difference, low, high, _, _ = welch_interval(gaps_before, gaps_after)
-    assert (check.gap.difference, check.gap.low, check.gap.high) == (difference, low, high)
+    assert check.problem.metric == "gap"
+    assert (check.problem.difference, check.problem.low, check.problem.high) == (
+        difference, low, high)
     assert list(check.monitored.a) == [r.best_metrics["val_acc"] for r in check.original]
     out = capsys.readouterr().out
     assert "Welch's t over 5 + 5 seeds" in out and "gap: " in out
     # and dropout narrows the mean gap (whether beyond seed noise is what the verdict says)
-    assert check.gap.difference < 0, check.gap.sentence
+    assert check.problem.difference < 0, check.problem.sentence
+
+
+def test_a_slow_runs_remedy_is_verified_on_its_validation_loss_not_the_gap(
+        make_spec: SpecFactory, tmp_path: Path) -> None:
+    # given a slow original (a learning rate too low) and the remedy that raises it, two seeds
+    spec = make_spec({"data": {"dataset": "digits"}, "model": {"arch": "mlp"},
+                      "optim": {"lr": 1e-5}, "run": {"epochs": 2}})
+
+    # when the remedy is verified as the remedy of a slow run
+    check = verify_remedy(spec, {"optim": {"lr": 1e-3}}, [0, 1], tmp_path, verdict="slow")
+
+    # then it is judged on each seed's validation loss (learning more), where a higher rate
+    # also widens the train/validation gap, and the report says so
+    assert check.problem.metric == "val_loss"
+    assert list(check.problem.a) == [r.best_metrics["val_loss"] for r in check.original]
+    assert list(check.problem.b) == [r.best_metrics["val_loss"] for r in check.remedied]
+    assert check.problem.difference < 0
+    assert check.report().startswith("val_loss: ")

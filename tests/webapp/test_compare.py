@@ -142,6 +142,24 @@ def test_the_config_diff_highlights_only_the_fields_that_differ(three_runs):
     assert rows["optim.lr"].cells == ["0.0001", "0.001", "0.01"]
 
 
+def test_the_config_diff_names_an_uploaded_data_set(project, make_experiment):
+    # given a run on an uploaded data set beside one on digits
+    from webapp.datasets.models import Dataset
+
+    upload = Dataset.objects.create(project=project, name="churn table", kind="csv",
+                                    folder="f", prepared="f/prepared.npz")
+    spec = ExperimentSpec().to_dict()
+    spec["data"]["dataset"] = upload.spec_name
+    runs = [make_experiment(name="on upload", spec=spec), make_experiment(name="on digits")]
+
+    # when their specs are compared
+    rows = {row.field: row for row in compare.config_diff(runs)}
+
+    # then the upload's cell names it, beside the id a spec refers to it by
+    assert rows["data.dataset"].cells == [f"churn table ({upload.spec_name})", "digits"]
+    assert rows["data.dataset"].differs
+
+
 def test_beside_a_scripts_run_only_what_differs_among_the_runs_holding_a_field_differs(
         owner, project, three_runs):
     # given two scripts' runs (params and tags, no spec) beside the three form runs

@@ -21,6 +21,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from webapp.experiments import metric_store
+from webapp.experiments.browse import upload_names
 from webapp.experiments.diagnosis import flatten_spec
 from webapp.experiments.models import Experiment, MetricChunk, parse_pk
 
@@ -115,6 +116,8 @@ def config_diff(runs: Sequence[Experiment]) -> list[DiffRow]:
     fields: dict[str, None] = {}
     for flat in flats:
         fields.update(dict.fromkeys(flat))
+    # An uploaded data set by its name, as the run list shows it ("upload:7" says nothing).
+    uploads = upload_names(v for flat in flats if isinstance(v := flat.get("data.dataset"), str))
     rows = []
     for name in fields:
         values = [flat.get(name, _MISSING) for flat in flats]
@@ -122,7 +125,10 @@ def config_diff(runs: Sequence[Experiment]) -> list[DiffRow]:
         distinct = {json.dumps(v, sort_keys=True, default=str)
                     for run, v in zip(runs, values, strict=True)
                     if run.is_external == script_field}
-        rows.append(DiffRow(name, [_cell_text(v) for v in values], len(distinct) > 1))
+        cells = [_cell_text(v) for v in values]
+        if name == "data.dataset":
+            cells = [f"{uploads[cell]} ({cell})" if cell in uploads else cell for cell in cells]
+        rows.append(DiffRow(name, cells, len(distinct) > 1))
     return rows
 
 

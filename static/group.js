@@ -8,9 +8,24 @@
   const bandSelect = document.getElementById("group-band");
   const BAND_NAMES = {std: "± 1 std", ci95: "95% interval of the mean"};
 
+  // Said in the chart's place until a seed has an epoch to draw (the page is not live: the
+  // seeds' own pages are), instead of bare axes.
+  const WAITING = "No seed has finished an epoch yet: reload this page once one has " +
+    "(each seed's own page draws it live).";
+
   function draw() {
     const data = (charts[metricSelect.value] || {})[bandSelect.value];
-    if (!data) return;
+    const chart = document.getElementById("group-chart");
+    if (!data || !data.mean.some((v) => v !== null)) {
+      Plotly.purge(chart);
+      const note = document.createElement("p");
+      note.className = "chart-empty";
+      note.id = "group-chart-empty";
+      note.textContent = WAITING;
+      chart.replaceChildren(note);
+      return;
+    }
+    chart.replaceChildren();
     const seeds = data.seeds.map((s) => ({
       x: s.values.map((_, i) => i + 1), y: s.values, mode: "lines", name: `seed ${s.seed}`,
       line: {width: 1.5, color: "rgba(70, 80, 95, 0.55)"},

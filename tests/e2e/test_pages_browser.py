@@ -112,12 +112,16 @@ def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, s
     page.select_option("#id_dataset", "wine")
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "wine-mlp"]
     assert page.locator("#id_hidden_sizes").is_visible()  # the MLP's own fields show
+    # and neither image augmentation nor an upload's version is offered for a built-in table
+    assert not page.locator("#id_augment_crop").is_visible()
+    assert not page.locator("#id_version").is_visible()
 
     # When Diabetes is: a regression, so MSE; and Fashion-MNIST: images, a CNN again
     page.select_option("#id_dataset", "diabetes")
     assert page.evaluate(chosen) == ["mlp", "mse", "diabetes-mlp"]
     page.select_option("#id_dataset", "fashion_mnist")
     assert page.evaluate(chosen) == ["cnn", "cross_entropy", "fashion_mnist-cnn"]
+    assert page.locator("#id_augment_crop").is_visible()  # images: augmentation applies
 
     # When the user picks an MLP and names the run, then on digits both are kept (an MLP
     # reads images too), and on Wine the MLP still reads the table

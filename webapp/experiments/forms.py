@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -81,6 +82,19 @@ def dataset_fits(user: Any) -> dict[str, Any]:
              **{arch: list(getattr(model, "modalities", ("image", "tabular")))
                 for arch, model in MODEL_PLUGINS.items()}}
     return {"datasets": sets, "archs": archs}
+
+
+def form_applies(fits: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """``APPLIES`` with the fields that depend on the chosen data set (``fits``: what
+    ``dataset_fits`` gives): augmentation under the image sets, the version under uploads."""
+    images = [name for name, s in fits["datasets"].items() if s["modality"] == "image"]
+    uploads = [name for name in fits["datasets"] if upload_id(name) is not None]
+    by_data = {**{name: images for name in AUGMENT_FIELDS}, "version": uploads}
+    return {**APPLIES, **{name: {**APPLIES.get(name, {}), "dataset": sets}
+                          for name, sets in by_data.items()}}
+
+
+AUGMENT_FIELDS = ("augment_crop", "augment_flip", "augment_rotation", "augment_noise")
 
 
 def missing_version(name: str, project: Project | None, version: Any) -> str:

@@ -35,10 +35,10 @@ from webapp.experiments import (
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import (
-    APPLIES,
     ExperimentForm,
     RemedyForm,
     dataset_fits,
+    form_applies,
     spec_initial,
 )
 from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
@@ -133,9 +133,10 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             initial = {**initial, "name": recipe.name}
         initial = {**initial, **spec_initial(spec), **_dataset_initial(request)}
         form = ExperimentForm(initial=initial, user=request.user)
+    fits = dataset_fits(request.user)
     return render(request, "experiments/new.html", {
-        "form": form, "recipes": available_recipes(), "applies": APPLIES,
-        "fits": dataset_fits(request.user),
+        "form": form, "recipes": available_recipes(), "applies": form_applies(fits),
+        "fits": fits,
     })
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -93,6 +94,13 @@ class Dataset(models.Model):
 def upload_id(name: str) -> int | None:
     """The row id in an "upload:<id>" name, or None for other names."""
     return int(name[len(UPLOAD_PREFIX):]) if is_upload(name) else None
+
+
+def upload_names(datasets: Iterable[str]) -> dict[str, str]:
+    """``upload:<id>`` → the upload's name, for the uploads among ``datasets``."""
+    ids = {pk for name in datasets if (pk := upload_id(name)) is not None}
+    return {f"upload:{pk}": name
+            for pk, name in Dataset.objects.filter(pk__in=ids).values_list("pk", "name")}
 
 
 def resolve_info(name: str) -> DatasetInfo | None:

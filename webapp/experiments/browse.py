@@ -17,7 +17,7 @@ from django.db.models import F, QuerySet
 
 from training.data.catalog import CATALOG, dataset_plugins
 from training.spec import arch_names
-from webapp.datasets.models import Dataset, upload_id
+from webapp.datasets.models import Dataset, upload_names
 from webapp.experiments.models import Experiment, Tag
 from webapp.projects import access
 from webapp.projects.models import Project
@@ -135,13 +135,6 @@ def label_rows(runs: Iterable[Experiment]) -> None:
 def epochless(e: Experiment) -> bool:
     """Whether the job does not train in epochs (dynamic int8 quantization converts at once)."""
     return bool(e.spec.get("compression", {}).get("method") == "quantize_dynamic")
-
-
-def upload_names(datasets: Iterable[str]) -> dict[str, str]:
-    """``upload:<id>`` → the upload's name, for the uploads among ``datasets``."""
-    ids = {pk for name in datasets if (pk := upload_id(name)) is not None}
-    return {f"upload:{pk}": name
-            for pk, name in Dataset.objects.filter(pk__in=ids).values_list("pk", "name")}
 
 
 def parse_tags(text: str) -> list[str]:

@@ -20,8 +20,8 @@ import numpy as np
 from django.http import Http404
 from django.utils import timezone
 
+from webapp.datasets.models import upload_names
 from webapp.experiments import metric_store
-from webapp.experiments.browse import upload_names
 from webapp.experiments.diagnosis import flatten_spec
 from webapp.experiments.models import Experiment, MetricChunk, parse_pk
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from typing import Any
 
 import mlflow
 import pytest
+from django.db import connection, transaction
 from django.test import Client
 from mlflow.exceptions import MlflowException
 
@@ -21,6 +23,8 @@ from webapp.experiments.models import Experiment
 from webapp.projects import storage
 from webapp.tracking import ingest
 from webapp.tracking.models import LoggedModel
+
+from ..races import second_while_first_holds
 
 M, N = "/api/2.0/mlflow/", "/api/fitboard/v1/"
 ROOM = 3000  # bytes of quota left beside what the owner stores when a test begins
@@ -129,3 +133,34 @@ def test_dataset_inputs_logged_models_and_native_runs_count_too(owner, project, 
     assert "inputs" not in run.spec
     assert list(LoggedModel.objects.values_list("params", "tags")) == [({}, {})]
     assert Experiment.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writes_at_once_do_not_both_take_the_last_room(owner, project, settings):
+    # given two runs of the owner's, room for one param of 2,000 characters, and a write of one
+    # holding its transaction open before it commits
+    runs = [ingest.create_run(owner, project, name, {}) for name in ("first", "second")]
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = storage.stored_bytes(owner) + ROOM
+    first_in, commit = threading.Event(), threading.Event()
+    outcomes: dict[str, str] = {}
+
+    def log(run: Experiment, hold: bool) -> None:
+        try:
+            with transaction.atomic():
+                ingest.log_to_run(run, params={"config": noise(2000)})
+                if hold:
+                    first_in.set()
+                    commit.wait(timeout=60)
+            outcomes[run.name] = "stored"
+        except ingest.IngestError:
+            outcomes[run.name] = "refused"
+        finally:
+            connection.close()
+
+    # when the other run's write arrives before the first commits (it waits for the user's lock)
+    second_while_first_holds(lambda: log(runs[0], True), first_in,
+                             lambda: log(runs[1], False), commit)
+
+    # then it counted the first's text, and was refused
+    assert outcomes == {"first": "stored", "second": "refused"}
+    assert [run.spec["params"] != {} for run in Experiment.objects.order_by("pk")] == [True, False]

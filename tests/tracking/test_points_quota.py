@@ -26,17 +26,19 @@ def log_batch(token: str, run: Experiment, first: int, count: int) -> tuple[int,
 
 def test_points_count_towards_the_quota_and_a_run_past_it_is_refused(owner, project, token,
                                                                      settings, monkeypatch):
-    # given a quota of 1,000 points' bytes and a look at it every 300 points
-    settings.FITBOARD_STORAGE_QUOTA_BYTES = 1000 * POINT_BYTES
-    monkeypatch.setattr(ingest, "ROOM_CHECK_POINTS", 300)
+    # given a quota of 1,000 points' bytes beside two runs' text, and a look at it every 300
+    # points
     first = ingest.create_run(owner, project, "first", {})
+    text = storage.stored_bytes(owner)  # an empty run's spec, as the database holds it
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 2 * text + 1000 * POINT_BYTES
+    monkeypatch.setattr(ingest, "ROOM_CHECK_POINTS", 300)
 
     # when a script logs 250 points a request
     codes = [log_batch(token, first, n * 250, 250)[0] for n in range(4)]
 
     # then the points count as stored bytes, and all 1,000 fit
     assert codes == [200] * 4
-    assert storage.stored_bytes(owner) == 1000 * POINT_BYTES
+    assert storage.stored_bytes(owner) == text + 1000 * POINT_BYTES
 
     # when it logs more, in that run (crossing the next look) or in a new one
     over, message = log_batch(token, first, 1000, 250)
@@ -48,4 +50,4 @@ def test_points_count_towards_the_quota_and_a_run_past_it_is_refused(owner, proj
     assert "storage quota" in message and "250 points" in message
     assert len(metric_store.read(first.pk)["train_loss"]) == 1000
     assert metric_store.read(second.pk) == {}
-    assert storage.stored_bytes(owner) == 1000 * POINT_BYTES
+    assert storage.stored_bytes(owner) == 2 * text + 1000 * POINT_BYTES

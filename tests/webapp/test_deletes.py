@@ -31,7 +31,7 @@ from webapp.projects import storage
 from webapp.projects.models import Project
 from webapp.tracking import artifacts, ingest
 from webapp.tracking.api import ApiError
-from webapp.tracking.models import LoggedModel
+from webapp.tracking.models import LoggedModel, text_stored_by
 
 from ..hostile import table_csv
 
@@ -242,7 +242,8 @@ def test_a_run_with_another_members_logged_model_is_not_deleted(
     assert "is another member&#x27;s" in page.content.decode()
     assert api.status_code == 403
     assert LoggedModel.objects.filter(pk=model.pk).exists()
-    assert storage.stored_bytes(owner) == 100 and len(stored_files(media)) == 1
+    assert storage.stored_bytes(owner) == 100 + text_stored_by(owner)
+    assert len(stored_files(media)) == 1
 
 
 def test_a_trial_of_a_running_study_is_not_deleted_alone(
@@ -305,7 +306,7 @@ def test_an_external_runs_artifacts_and_logged_models_go_with_it(
     others = ingest.create_run(owner, project, "owner's", {})
     artifacts.save(others, "weights.bin", BytesIO(b"o" * 10))
     Experiment.objects.filter(pk=run.pk).update(status=Experiment.Status.SUCCEEDED)
-    assert storage.stored_bytes(mallory) == 400
+    assert storage.stored_bytes(mallory) == 400 + text_stored_by(mallory)
 
     delete(client_of(mallory), run, django_capture_on_commit_callbacks)
 

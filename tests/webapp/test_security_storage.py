@@ -18,7 +18,9 @@ from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset
 from webapp.experiments import actions, quota
 from webapp.experiments.models import Experiment
+from webapp.projects import storage
 from webapp.tracking import artifacts, ingest, tokens
+from webapp.tracking.models import text_stored_by
 
 from ..conftest import STORAGE_QUOTA
 from ..hostile import table_csv
@@ -40,9 +42,9 @@ def put(run: Experiment, path: str, data: bytes, token: str, method: str = "put"
 
 def test_an_artifact_past_the_quota_is_refused_in_mlflows_format_and_nothing_changes(
         media, owner, mallory, project):
-    # given the owner's run holding 900 bytes and mallory's run holding 600
+    # given the owner's run holding 800 bytes and mallory's run holding 600
     owners_run = ingest.create_run(owner, project, "owner's", {})
-    artifacts.save(owners_run, "weights.bin", BytesIO(b"o" * 900))
+    artifacts.save(owners_run, "weights.bin", BytesIO(b"o" * 800))
     run = ingest.create_run(mallory, project, "mallory's", {})
     token = tokens.create_token(mallory, "laptop", "write", None)[1]
     assert put(run, "first.bin", b"m" * 600, token).status_code == 200
@@ -77,10 +79,12 @@ def test_replacing_or_deleting_ones_own_artifact_frees_its_room(media, mallory, 
     root = artifacts.storage_root(run)
     assert not default_storage.exists(f"{root}/first.bin")
     assert stored_files(media) == {f"{root}/other/second.bin": b"s" * 900}
-    # and deleting a folder deletes every file in it, freeing the whole quota
+    # and deleting a folder deletes every file in it, freeing the quota but for her run's text
     assert put(run, "other", b"", token, method="delete").status_code == 200
     assert stored_files(media) == {}
-    assert put(run, "last.bin", b"l" * QUOTA, token).status_code == 200
+    assert storage.stored_bytes(mallory) == text_stored_by(mallory)
+    free = QUOTA - storage.stored_bytes(mallory)
+    assert put(run, "last.bin", b"l" * free, token).status_code == 200
 
 
 def test_a_member_cannot_delete_another_members_artifact(media, owner, mallory, project):
@@ -149,7 +153,7 @@ def test_a_member_at_the_quota_launches_no_run_while_others_still_do(media, owne
                                                                       project):
     # given mallory storing her whole quota
     run = ingest.create_run(mallory, project, "mallory's", {})
-    artifacts.save(run, "weights.bin", BytesIO(b"m" * QUOTA))
+    artifacts.save(run, "weights.bin", BytesIO(b"m" * (QUOTA - storage.stored_bytes(mallory))))
 
     # when she launches a run, its checkpoints needing room
     with pytest.raises(quota.OverQuota, match="storage quota"):

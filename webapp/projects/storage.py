@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import BigIntegerField, Func
 from django.template.defaultfilters import filesizeformat
 
 Counter = Callable[[Any], int]
@@ -26,6 +27,19 @@ _counters: list[Counter] = []
 class OverStorageQuota(Exception):
     """Storing this would take its user past FITBOARD_STORAGE_QUOTA_GB; the message says the
     quota, what they store and what this needed, for the form field or the API's error."""
+
+
+class StoredSize(Func):
+    """Bytes a JSON column's value takes in the database, for a counter's ``Sum``: as
+    PostgreSQL stores it (``pg_column_size``: compressed, and read from the row without
+    fetching a large value), or as SQLite does (its text, in bytes)."""
+
+    function = "pg_column_size"
+    output_field = BigIntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return super().as_sql(compiler, connection, function="LENGTH",
+                              template="%(function)s(CAST(%(expressions)s AS BLOB))", **extra)
 
 
 def count_with(counter: Counter) -> Counter:
@@ -59,9 +73,9 @@ def problem(user: Any, adding: int, freeing: int = 0) -> str | None:
 
 
 def reserve(user: Any, adding: int, freeing: int = 0) -> None:
-    """Call inside the transaction that records ``adding`` new bytes of ``user`` (replacing
-    ``freeing``): OverStorageQuota past the quota. Locks the user's row until the transaction
-    ends."""
+    """Call inside the transaction that records ``adding`` new bytes of ``user`` (or of the
+    user of that id; replacing ``freeing``): OverStorageQuota past the quota. Locks the user's
+    row until the transaction ends."""
     if not settings.FITBOARD_STORAGE_QUOTA_BYTES or user is None:
         return
     lock_user(user)
@@ -71,5 +85,7 @@ def reserve(user: Any, adding: int, freeing: int = 0) -> None:
 
 
 def lock_user(user: Any) -> None:
-    """Hold ``user``'s row until the transaction ends: the one lock both quotas count under."""
-    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    """Hold ``user``'s row (or that of the user of that id) until the transaction ends: the
+    one lock both quotas count under."""
+    pk = user if isinstance(user, int) else user.pk
+    list(get_user_model().objects.select_for_update().filter(pk=pk).values_list("pk"))

@@ -89,18 +89,22 @@ class Point:
 
 
 def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
-               started: float | None = None) -> Experiment:
-    """A new external run, running from now: queued and started in one transaction, so no
-    worker or housekeeper ever sees it queued."""
+               started: float | None = None, params: Mapping[str, str] | None = None
+               ) -> Experiment:
+    """A new external run, running from now, with its ``tags`` and ``params``: queued and
+    started in one transaction, so no worker or housekeeper ever sees it queued."""
+    params = dict(params or {})
     check_tags(tags)
-    check_held({}, tags, "run")
+    check_lengths("param", params, MAX_PARAM)
+    check_held(params, tags, "run")
     when = moment(started) if started is not None else None
+    spec = {"params": params, "tags": dict(tags)}
     with transaction.atomic():
         check_run_rate(user)
+        reserve_text(user, {}, spec, "run not created")
         run = Experiment.objects.create(
             project=project, name=name[:200] or generated_name(), kind=Experiment.Kind.EXTERNAL,
-            spec={"params": {}, "tags": dict(tags)}, created_by=user,
-            progress={"message": "logging from a script", "seq": 0},
+            spec=spec, created_by=user, progress={"message": "logging from a script", "seq": 0},
         )
         run.start(WORKER)
         if when is not None:  # the script's own clock, for the run's duration
@@ -141,6 +145,27 @@ def check_run_rate(user: Any) -> None:
                           "runs, or wait")
 
 
+def reserve_text(user: Any, old: Any, new: Any, refused: str) -> None:
+    """IngestError (``refused``, and why) when text ``new`` replacing ``old`` (a run's spec, a
+    logged model's params and tags) takes ``user`` (or the user of that id: who the quota
+    counts it for, ``tracking.models.text_stored_by``) past their storage quota. Called in the
+    write's transaction, under the row lock of what it changes, where text is added: a write
+    that adds none (points alone, a param sent again) does not count."""
+    growth = text_bytes(new) - text_bytes(old)
+    if growth <= 0:
+        return
+    try:
+        storage.reserve(user, growth)
+    except storage.OverStorageQuota as exc:
+        raise IngestError(f"{refused}: {exc}") from None
+
+
+def text_bytes(value: Any) -> int:
+    """Bytes of ``value`` as JSON, as Django writes a JSON field (what SQLite stores; about
+    what PostgreSQL stores before it compresses)."""
+    return len(json.dumps(value))
+
+
 def log_to_run(run: Experiment, points: Sequence[Point] = (),
                params: Mapping[str, str] | None = None,
                tags: Mapping[str, str] | None = None, locked: bool = False) -> None:
@@ -178,6 +203,9 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         _merge_params(spec["params"], params)
         spec["tags"].update(tags)
         check_held(spec["params"], spec["tags"], f"run {row.pk}")
+        if params or tags:  # never on the points' path
+            reserve_text(row.created_by_id, row.spec, spec,
+                         f"params and tags of run {row.pk} not stored")
         progress = dict(row.progress)
         keys = dict(progress.get("keys", {}))
         numbering = Numbering.of(progress)
@@ -473,13 +501,14 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
 def _change_spec(run: Experiment, change: Callable[[dict[str, Any]], dict[str, Any] | None]
                  ) -> bool:
     """Store ``change(spec)`` as the run's spec, read and written under the run's row lock (so
-    concurrent requests of one run do not lose each other's changes); False when ``change``
-    returns None: nothing to change."""
+    concurrent requests of one run do not lose each other's changes), within its creator's
+    storage quota when it grows; False when ``change`` returns None: nothing to change."""
     with transaction.atomic():
         row = Experiment.objects.select_for_update().get(pk=run.pk)
         spec = change(dict(row.spec))
         if spec is None:
             return False
+        reserve_text(row.created_by_id, row.spec, spec, f"run {row.pk} not changed")
         Experiment.objects.filter(pk=row.pk).update(spec=spec)
         run.spec = spec
     return True

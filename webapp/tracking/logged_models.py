@@ -85,6 +85,7 @@ def create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[
     _check(params, tags)
     with transaction.atomic():
         check_model_rate(token.user)
+        ingest.reserve_text(token.user, [{}, {}], [params, tags], "logged model not created")
         model = LoggedModel.objects.create(
             project=project, source_run=run, created_by=token.user,
             name=text(body, "name", required=False)[:250] or "model",
@@ -143,21 +144,29 @@ def logged_model(request: HttpRequest, token: ApiToken, body: dict[str, Any], mo
 @endpoint(("POST",), write=True)
 def log_params(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
                ) -> dict[str, Any]:
-    model = _model(token, model_id, write=True)
-    params = {**model.params, **pairs(body.get("params"), "params", MAX_PARAMS)}
-    _check(params, model.tags)
-    _update(model, params=params)
+    _add(_model(token, model_id, write=True), params=pairs(body.get("params"), "params",
+                                                           MAX_PARAMS))
     return {}
 
 
 @endpoint(("PATCH",), write=True)
 def set_tags(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
              ) -> dict[str, Any]:
-    model = _model(token, model_id, write=True)
-    tags = {**model.tags, **pairs(body.get("tags"), "tags", MAX_TAGS)}
-    _check(model.params, tags)
-    _update(model, tags=tags)
+    _add(_model(token, model_id, write=True), tags=pairs(body.get("tags"), "tags", MAX_TAGS))
     return {}
+
+
+def _add(model: LoggedModel, params: dict[str, str] | None = None,
+         tags: dict[str, str] | None = None) -> None:
+    """Add ``params`` and ``tags`` to the model's, read and written under its row lock (two
+    requests at once do not lose each other's), within its creator's storage quota."""
+    with transaction.atomic():
+        row = LoggedModel.objects.select_for_update().get(pk=model.pk)
+        merged = {**row.params, **(params or {})}, {**row.tags, **(tags or {})}
+        _check(*merged)
+        ingest.reserve_text(row.created_by_id, [row.params, row.tags], list(merged),
+                            f"logged model {row.model_id} not changed")
+        _update(model, params=merged[0], tags=merged[1])
 
 
 def _update(model: LoggedModel, **changes: Any) -> None:

@@ -9,12 +9,14 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import models, transaction
+from django.db.models import Sum
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
 from webapp.experiments.files import listing
-from webapp.experiments.models import StoredArtifact
+from webapp.experiments.models import Experiment, StoredArtifact
+from webapp.projects import storage
 from webapp.projects.models import Project
 
 
@@ -119,3 +121,16 @@ def _delete_files(sender: Any, instance: LoggedModel, **kwargs: Any) -> None:
     StoredArtifact.objects.filter(name__startswith=f"{root}/").delete()
     transaction.on_commit(lambda: [default_storage.delete(posixpath.join(root, inner))
                                    for inner, _ in listing(root)])
+
+
+@storage.count_with
+def text_stored_by(user: Any) -> int:
+    """Bytes of the text ``user``'s scripts logged, as the database holds it (the storage
+    quota): their external runs' specs (params, tags, dataset inputs, model outputs) and their
+    logged models' params and tags. A script could otherwise add 2 MB a run, 1,000 runs an
+    hour, past any quota. Summed in SQL, without reading the text (``storage.StoredSize``)."""
+    runs = Experiment.objects.filter(created_by=user, kind=Experiment.Kind.EXTERNAL).aggregate(
+        n=Sum(storage.StoredSize("spec")))["n"]
+    logged = LoggedModel.objects.filter(created_by=user).aggregate(
+        n=Sum(storage.StoredSize("params") + storage.StoredSize("tags")))["n"]
+    return int(runs or 0) + int(logged or 0)

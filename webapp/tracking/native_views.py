@@ -107,9 +107,8 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     params, tags = _strings(body.get("params"), "params"), _strings(body.get("tags"), "tags")
     started = body.get("started")
     run = ingest.create_run(token.user, project, text(body, "name", required=False), tags,
-                            number(started, "started") if started is not None else None)
-    if params:
-        ingest.log_to_run(run, params=params)
+                            number(started, "started") if started is not None else None,
+                            params)
     return {"run_id": run.pk, "project_id": project.pk, "status": run.status,
             "url": request.build_absolute_uri(reverse("experiment-detail", args=[run.pk])),
             "heartbeat_s": heartbeat_interval()}

@@ -4,7 +4,6 @@ pages draw without a console or page error and stay within the screen's width.""
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import pytest
@@ -28,13 +27,13 @@ def odd_runs(stack: Stack) -> dict[str, str]:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    os.environ["MLFLOW_TRACKING_TOKEN"] = create_token(stack, stack.login())
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_TOKEN", create_token(stack, stack.login()))
         client = MlflowClient(tracking_uri=stack.url)
         experiment = client.create_experiment("odd runs")
         runs: dict[str, str] = {}
-        for name, odd in (("plain", {}), ("non-finite", {3: math.nan, 5: math.inf, 9: math.nan}),
-                          ("long params", {})):
+        non_finite = {3: math.nan, 5: math.inf, 7: -math.inf, 9: math.nan}
+        for name, odd in (("plain", {}), ("non-finite", non_finite), ("long params", {})):
             run_id = runs[name] = client.create_run(experiment, run_name=name).info.run_id
             client.log_batch(run_id, metrics=[
                 Metric(key, odd.get(step, 2.0 / (step + 1) + offset), 1_700_000_000_000 + step,
@@ -42,8 +41,6 @@ def odd_runs(stack: Stack) -> dict[str, str]:
                 for step in range(10) for key, offset in (("train_loss", 0), ("val_loss", .1))])
             client.set_terminated(run_id, "FINISHED")
         client.log_param(runs["long params"], "k" * 250, "x" * 6000)  # MLflow's longest
-    finally:
-        del os.environ["MLFLOW_TRACKING_TOKEN"]
     return runs
 
 

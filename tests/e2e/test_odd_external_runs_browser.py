@@ -17,6 +17,12 @@ __all__ = ["browser"]  # the fixture, shared with the main browser test
 
 WIDTHS = (1280, 390)  # px: a desktop, a phone
 OVERFLOW = "document.documentElement.scrollWidth - innerWidth"
+# The y values of the diagnostics page's charts' traces, by chart.
+DIAGNOSTICS_CHARTS = """() => Object.fromEntries(["diag-loss", "diag-acc"].map((id) =>
+  [id, (document.getElementById(id).data || []).map((t) => t.y)]))"""
+# What each run logs at each step (no training accuracy: a script need not log one).
+CURVES = {"train_loss": lambda step: 2.0 / (step + 1), "val_loss": lambda step: 2.1 / (step + 1),
+          "val_accuracy": lambda step: 0.5 + 0.04 * step}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +42,8 @@ def odd_runs(stack: Stack) -> dict[str, str]:
         for name, odd in (("plain", {}), ("non-finite", non_finite), ("long params", {})):
             run_id = runs[name] = client.create_run(experiment, run_name=name).info.run_id
             client.log_batch(run_id, metrics=[
-                Metric(key, odd.get(step, 2.0 / (step + 1) + offset), 1_700_000_000_000 + step,
-                       step)
-                for step in range(10) for key, offset in (("train_loss", 0), ("val_loss", .1))])
+                Metric(key, odd.get(step, curve(step)), 1_700_000_000_000 + step, step)
+                for step in range(10) for key, curve in CURVES.items()])
             client.set_terminated(run_id, "FINISHED")
         client.log_param(runs["long params"], "k" * 250, "x" * 6000)  # MLflow's longest
     return runs
@@ -80,10 +85,12 @@ def test_odd_runs_pages_draw_without_errors_within_the_screen(browser, stack, od
                 assert errors == [], f"{what}, {width} px: {errors}"
                 too_wide = page.evaluate(OVERFLOW)
                 assert too_wide <= 0, f"{what}, {width} px: {too_wide} px wider than the screen"
-            # and the diagnostics chart draws the training and validation curves, NaN and
-            # infinity as gaps (null)
+            # and the diagnostics charts draw the losses, NaN and infinity as gaps (null), and
+            # the validation accuracy alone
             page.goto(f"{stack.url}/experiments/{non_finite}/diagnostics/")
-            drawn = page.evaluate("document.getElementById('diag-loss').data.map((t) => t.y)")
-            assert len(drawn) == 2 and all(len(y) > 5 and None in y for y in drawn), drawn
+            drawn = page.evaluate(DIAGNOSTICS_CHARTS)
+            assert len(drawn["diag-loss"]) == 2, drawn
+            assert all(len(y) > 5 and None in y for y in drawn["diag-loss"]), drawn
+            assert [len(y) for y in drawn["diag-acc"]] == [len(drawn["diag-loss"][0])], drawn
         finally:
             page.context.close()

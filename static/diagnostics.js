@@ -8,15 +8,18 @@
 
   function plot(id, title, trainKey, valKey) {
     const el = document.getElementById(id);
-    if (!el || !history[trainKey]) return;
-    const epochs = history[trainKey].map((_, i) => i + 1);
-    const data = [
-      {x: epochs, y: history[trainKey], name: "train", mode: "lines+markers", line: {color: "#636efa", width: 2.5}},
-    ];
-    // A script's run that logs no validation metric: its training curve alone, no gap.
-    if (history[valKey]) {
+    const train = history[trainKey], val = history[valKey];
+    // A script's run may log either curve alone (validation accuracy without a training one
+    // left the card blank): it is drawn alone, no gap.
+    if (!el || !(train || val)) return;
+    const epochs = (train || val).map((_, i) => i + 1);
+    const data = [];
+    if (train) {
+      data.push({x: epochs, y: train, name: "train", mode: "lines+markers", line: {color: "#636efa", width: 2.5}});
+    }
+    if (val) {
       // fill: "tonexty" shades the area between this trace and the one before: the gap.
-      data.push({x: epochs, y: history[valKey], name: "validation", mode: "lines+markers", fill: "tonexty",
+      data.push({x: epochs, y: val, name: "validation", mode: "lines+markers", fill: train ? "tonexty" : "none",
                  fillcolor: "rgba(239,85,59,0.15)", line: {color: "#ef553b", width: 2.5}});
     }
     const shapes = [], annotations = [];

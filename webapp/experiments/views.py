@@ -232,11 +232,13 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         external, task = {}, stored_dataset_info(experiment.spec).task
     return render(request, "experiments/diagnostics.html", {
         "experiment": experiment,
-        "verdict": verdict,
+        "verdict": events.json_safe(verdict),
         "task": task,
         "no_verdict_reason": external.get("no_verdict_reason", ""),
         "verdict_notes": external.get("verdict_notes", []),
-        "history": diagnosis.history_of(experiment),
+        # JSON for the page's script: a script's run can log NaN or infinity, which the
+        # browser's JSON.parse refuses (the page drew nothing).
+        "history": events.json_safe(diagnosis.history_of(experiment)),
         "parent": parent,
         "outcome": diagnosis.remedy_outcome(experiment, parent) if parent else None,
         "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),

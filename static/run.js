@@ -51,61 +51,109 @@
       yaxis: {range: [0, 100]},
     },
   };
-  // A run trained elsewhere may log metrics under names of its own: one chart for them. Lines
-  // and markers: a metric logged once is a point, which a line alone does not draw.
+  // A run trained elsewhere may log metrics under names of its own: charts for them (place).
   const palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"];
-  const ownTraces = (keys, name) => keys.map((key, i) => (
-    {key: key, name: name(key), color: palette[i % palette.length], width: 2, mode: "lines+markers"}));
   // MLflow's system metrics, sampled every 10 s and stepped by sample: its percentages replace
   // the System chart's (a worker's, which a script's run has none of), the rest get their own.
   const systemName = (key) => key.replace(/^system\//, "").replace(/_percentage$/, " %").replaceAll("_", " ");
-  if (run.system && run.system.length) {
-    charts["chart-sys"] = {title: "System", xtitle: "sample", traces: ownTraces(run.system, systemName),
-                           yaxis: {range: [0, 100]}};
-  }
-  if (run.system_other && run.system_other.length) {
-    charts["chart-sys-other"] = {title: "System, other units", xtitle: "sample",
-                                 traces: ownTraces(run.system_other, systemName)};
-  }
   // A script's own metrics each on a chart of their own (their scales differ by orders of
   // magnitude: a gradient norm beside a FLOP count is a flat line), as many as EXTRA_CHARTS;
   // any more share one last chart.
   const EXTRA_CHARTS = 12;
-  if (run.extra && run.extra.length) {
-    const own = run.extra.slice(0, EXTRA_CHARTS), rest = run.extra.slice(EXTRA_CHARTS);
-    const shared = document.getElementById("chart-extra-card");
-    own.forEach((key, i) => {
-      const card = document.createElement("div");
-      card.className = "card";
-      card.innerHTML = `<div id="chart-extra-${i}" class="chart"></div>`;
-      shared.before(card);
-      charts[`chart-extra-${i}`] = {title: plotlyText(key), traces: ownTraces([key], (k) => k)};
-    });
-    if (rest.length) charts["chart-extra"] = {title: "More metrics", traces: ownTraces(rest, (k) => k)};
-    else shared.remove();
-  }
+  // What the charts above draw (external.DRAWN), and the epoch counter, which none does.
+  const placed = new Set(["loss", "train_loss", "val_loss", "train_acc", "val_acc", "val_rmse",
+                          "val_mae", "lr", "epoch"]);
+  for (const chart of Object.values(charts)) chart.traces.forEach((t) => placed.add(t.key));
+  const section = document.querySelector("section.charts");
+  let ownCharts = 0;
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
   // ``drop``: a test hook, the number of coming points messages to ignore as if never sent.
   const state = {status: initial.status, points: 0, closed: false, seq: null, backfills: 0, drop: 0};
   window.fitboardRun = state;
 
-  for (const [id, chart] of Object.entries(charts)) {
-    // A script names its own metrics (the "Other metrics" chart): names are text, not markup.
-    const data = chart.traces.map((t) => ({
-      x: [], y: [], name: plotlyText(t.name), mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
-      line: {color: t.color, width: t.width}, marker: {size: 5},
-    }));
-    // The legend sits between the title and the plot, so it never covers the x-axis title
-    // (below the plot) nor, on a narrow screen, the mode bar (top right); the top margin grows
-    // with its rows (a script's many metrics), which would otherwise climb over the title.
-    Plotly.newPlot(id, data, {
+  Object.keys(charts).forEach(plot);
+  // A script's run: the names it logged before the page was drawn, then (``addPoints``) any it
+  // logs later, each placed as it first arrives, so that a page opened when the run started
+  // (the link the mlflow client prints) grows the charts the script's metrics need.
+  if (run.external) [...run.system, ...run.system_other, ...run.extra].forEach(place);
+
+  function place(key) {
+    if (placed.has(key)) return;
+    placed.add(key);
+    if (key.startsWith("system/")) {
+      const id = key.endsWith("_percentage") ? "chart-sys" : "chart-sys-other";
+      if (id === "chart-sys" && charts[id].xtitle !== "sample") {
+        // The worker's System chart gives way to the script's samples.
+        charts[id] = {title: "System", xtitle: "sample", traces: [], yaxis: {range: [0, 100]}};
+        plot(id);
+      } else if (!charts[id]) {
+        addCard(id, document.getElementById("chart-sys").closest(".card"));
+        charts[id] = {title: "System, other units", xtitle: "sample", traces: []};
+        plot(id);
+      }
+      addTrace(id, key, systemName(key));
+    } else if (ownCharts < EXTRA_CHARTS) {
+      const id = `chart-extra-${ownCharts++}`;
+      addCard(id, document.getElementById("chart-extra")?.closest(".card"));
+      charts[id] = {title: plotlyText(key), traces: []};
+      plot(id);
+      addTrace(id, key, key);
+    } else {
+      if (!charts["chart-extra"]) {
+        addCard("chart-extra").id = "chart-extra-card";
+        charts["chart-extra"] = {title: "More metrics", traces: []};
+        plot("chart-extra");
+      }
+      addTrace("chart-extra", key, key);
+    }
+  }
+
+  // A card for chart ``id``, after ``after`` (a card) or else last among the charts.
+  function addCard(id, after) {
+    const card = document.createElement("div");
+    card.className = "card";
+    const div = document.createElement("div");
+    div.id = id;
+    div.className = "chart";
+    card.append(div);
+    if (after) after.after(card); else section.append(card);
+    return card;
+  }
+
+  // Lines and markers: a metric logged once is a point, which a line alone does not draw.
+  function addTrace(id, key, name) {
+    const chart = charts[id];
+    const t = {key, name, color: palette[chart.traces.length % palette.length], width: 2,
+               mode: "lines+markers"};
+    chart.traces.push(t);
+    Plotly.addTraces(id, traceData(t));
+    Plotly.relayout(id, {"margin.t": topMargin(id)});
+  }
+
+  function traceData(t) {
+    // A script names its own metrics: names are text, not markup.
+    return {x: [], y: [], name: plotlyText(t.name), mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
+            line: {color: t.color, width: t.width}, marker: {size: 5}};
+  }
+
+  // The legend sits between the title and the plot, so it never covers the x-axis title
+  // (below the plot) nor, on a narrow screen, the mode bar (top right); the top margin grows
+  // with its rows (a script's many metrics), which would otherwise climb over the title.
+  function topMargin(id) {
+    return 50 + 22 * legendRows(charts[id].traces, document.getElementById(id).clientWidth);
+  }
+
+  function plot(id) {
+    const chart = charts[id];
+    Plotly.newPlot(id, chart.traces.map(traceData), {
       title: {text: chart.title, x: 0.02, xanchor: "left", y: 0.97, yanchor: "top", yref: "container"},
-      margin: {t: 50 + 22 * legendRows(chart.traces, document.getElementById(id).clientWidth), r: 10, b: 44, l: 50},
+      margin: {t: topMargin(id), r: 10, b: 44, l: 50},
       xaxis: {title: {text: chart.xtitle || "step"}},
       legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
       hovermode: "x unified", ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
     }, {responsive: true, displaylogo: false});
+    refineOnZoom(id);
   }
 
   // Rows of a horizontal legend: its entries (a line sample and the name, about 7 px a
@@ -153,6 +201,7 @@
   // replaces the zoomed range with full-resolution points fetched for it.
   const overview = {};
   function addPoints(points) {
+    if (run.external) Object.keys(points).forEach(place);
     for (const [id, chart] of Object.entries(charts)) {
       const xs = [], ys = [], indices = [];
       chart.traces.forEach((t, i) => {
@@ -190,12 +239,13 @@
   }
 
   function refineOnZoom(id) {
-    const keys = charts[id].traces.map((t) => t.key).join(",");
     document.getElementById(id).on("plotly_relayout", (event) => {
       if (event["xaxis.autorange"]) { redraw(id, null); return; }
       // A drag sends "xaxis.range[0]" and "[1]"; Plotly.relayout calls may send "xaxis.range".
       const [x0, x1] = event["xaxis.range"] || [event["xaxis.range[0]"], event["xaxis.range[1]"]];
       if (x0 === undefined) return;
+      // The chart's traces when zoomed: a script's run adds some as its names arrive.
+      const keys = charts[id].traces.map((t) => t.key).join(",");
       const params = new URLSearchParams({keys, x0: Math.floor(x0), x1: Math.ceil(x1)});
       getMetrics(params).then((data) => {
         redraw(id, data.metrics, x0, x1);
@@ -204,7 +254,6 @@
       });
     });
   }
-  Object.keys(charts).forEach(refineOnZoom);
 
   function getMetrics(params) {
     return fetch(`${run.metrics}?${params}`, {credentials: "same-origin"})

@@ -101,3 +101,35 @@ def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page
     page.wait_for_selector("#verdict-kind")
     page.goto(f"{stack.url}/compare/?ids={run_id}")
     page.wait_for_load_state("networkidle")
+
+
+def test_a_page_opened_as_the_run_starts_grows_the_charts_its_metrics_need(page, stack,
+                                                                           monkeypatch):
+    # given a script's run that has logged nothing yet, its page open (as a user opens the
+    # link the mlflow client prints when the run starts)
+    from mlflow import MlflowClient
+
+    session = stack.login()
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", create_token(stack, session))
+    client = MlflowClient(tracking_uri=stack.url)
+    experiment = client.create_experiment("browser-external-live")
+    run_id = client.create_run(experiment, run_name="opened at the start").info.run_id
+    page.goto(f"{stack.url}/experiments/{run_id}/")
+    page.evaluate("window.fitboardNoReload = true")
+    wait_for(page, "document.getElementById('chart-sys').data !== undefined", timeout=30_000)
+    assert page.evaluate(DRAWN)["chart-extra-0"] is None
+
+    # when the script then logs system metrics and a metric of its own
+    log_system_samples(client, run_id, 3)
+
+    # then, without a reload, the System chart draws the script's percentages, the other
+    # units get a chart, and the script's own metric one of its own, named by it
+    wait_for(page, "(document.getElementById('chart-extra-0') || {}).data !== undefined && "
+                   "document.getElementById('chart-extra-0').data[0].x.length === 3",
+             timeout=30_000)
+    drawn = page.evaluate(DRAWN)
+    assert drawn["chart-sys"] == [3, 3] and drawn["chart-sys-other"] == [3], drawn
+    assert page.evaluate(NAMES, "chart-sys") == ["cpu utilization %", "system memory usage %"]
+    assert page.evaluate(
+        "document.getElementById('chart-extra-0').layout.title.text") == "grad_norm"
+    assert page.evaluate("window.fitboardNoReload === true")

@@ -178,6 +178,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "may_cancel": access.may_cancel(request.user, experiment),
         "may_change": access.may_change(request.user, experiment),
         "live": {**live_urls.run_page(experiment.pk, task),
+                 "external": experiment.is_external,
                  "extra": external.get("extra_keys", []),
                  "system": external.get("system_keys", []),
                  "system_other": external.get("system_other_keys", [])},

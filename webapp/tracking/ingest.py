@@ -198,14 +198,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
     with transaction.atomic(savepoint=not locked):
         # The row lock orders concurrent requests of one run: each gets the next seq.
         row = run if locked else Experiment.objects.select_for_update().get(pk=run.pk)
-        spec = {**row.spec, "params": dict(row.spec.get("params", {})),
-                "tags": dict(row.spec.get("tags", {}))}
-        _merge_params(spec["params"], params)
-        spec["tags"].update(tags)
-        check_held(spec["params"], spec["tags"], f"run {row.pk}")
-        if params or tags:  # never on the points' path
-            reserve_text(row.created_by_id, row.spec, spec,
-                         f"params and tags of run {row.pk} not stored")
+        spec = _spec_with(row, params, tags)
         progress = dict(row.progress)
         keys = dict(progress.get("keys", {}))
         numbering = Numbering.of(progress)
@@ -242,6 +235,22 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # script.
         listed = evaluated or judged or seq == 1
         transaction.on_commit(lambda: _publish(row, seq, batch, progress, listed))
+
+
+def _spec_with(row: Experiment, params: Mapping[str, str], tags: Mapping[str, str]
+               ) -> dict[str, Any]:
+    """The run's spec with ``params`` and ``tags`` added; IngestError for a param logged again
+    with another value, past the limits, or past its creator's storage quota (checked only
+    when text is added: never on the points' path)."""
+    spec = {**row.spec, "params": dict(row.spec.get("params", {})),
+            "tags": dict(row.spec.get("tags", {}))}
+    _merge_params(spec["params"], params)
+    spec["tags"].update(tags)
+    check_held(spec["params"], spec["tags"], f"run {row.pk}")
+    if params or tags:
+        reserve_text(row.created_by_id, row.spec, spec,
+                     f"params and tags of run {row.pk} not stored")
+    return spec
 
 
 def _room_for(row: Experiment, progress: Mapping[str, Any],

@@ -124,6 +124,15 @@ def test_badges_and_the_error_summary_reach_aa_contrast():
     pairs.update({part: (colour(part, "color"), colour(".error-summary", "background"))
                   for part in (".error-summary h2", ".error-summary a")})
 
+    # and muted text on the tinted backgrounds of messages and the error summary
+    def muted(selector: str) -> str:
+        scoped = re.search(r"--muted:\s*(#[0-9a-f]{6})", rules[selector])
+        return scoped.group(1) if scoped else colour(":root", "--muted")
+
+    pairs.update({f"muted on {tinted}": (muted(scope), colour(tinted, "background"))
+                  for tinted, scope in ((".flash", ".flash"), (".flash.error", ".flash"),
+                                        (".error-summary", ".error-summary"))})
+
     # then every one reads at 4.5:1 or more
     low = {name: round(contrast(*pair), 2) for name, pair in pairs.items()
            if contrast(*pair) < 4.5}

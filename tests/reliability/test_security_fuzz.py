@@ -197,10 +197,10 @@ def test_the_tune_form(member, finished, capsys):
 
 
 def test_the_compression_form(member, finished, capsys):
-    _, _, client = member
+    user, _, client = member
     valid = booleans(compression_initial(finished))
     run = fuzz_form(client, "post", lambda: reverse("compress-new", args=[finished.pk]), valid,
-                    form_fields(CompressionForm, source=finished))
+                    form_fields(CompressionForm, source=finished, user=user))
     check(run, capsys, "compression form")
 
 

@@ -10,7 +10,6 @@ REST API both call these functions; who may see and cancel what is ``access``.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +18,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
 from django.http import Http404
-from django.utils import timezone
 
 from webapp.projects import access, signals, storage
 from webapp.projects.models import Membership, Project
@@ -102,10 +100,9 @@ def _check_project_rate(user: Any) -> None:
     limit = settings.FITBOARD_MAX_PROJECTS_PER_HOUR
     if not limit:
         return
-    storage.lock_user(user)
-    since = timezone.now() - timedelta(hours=1)
-    made = Membership.objects.filter(user=user, role=Membership.Role.MAINTAINER,
-                                     project__created_at__gte=since).count()
+    made = storage.made_in_the_last_hour(
+        user, Membership.objects.filter(user=user, role=Membership.Role.MAINTAINER),
+        "project__created_at")
     if made >= limit:
         raise TooManyProjects(f"you created {made:,} projects in the last hour; the limit is "
                               f"{limit:,} (FITBOARD_MAX_PROJECTS_PER_HOUR): wait, or use one "

@@ -18,7 +18,7 @@ import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -135,10 +135,8 @@ def check_run_rate(user: Any) -> None:
     limit = settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR
     if not limit or user is None:
         return
-    storage.lock_user(user)
-    since = timezone.now() - timedelta(hours=1)
-    made = Experiment.objects.filter(created_by=user, kind=Experiment.Kind.EXTERNAL,
-                                     created_at__gte=since).count()
+    made = storage.made_in_the_last_hour(
+        user, Experiment.objects.filter(created_by=user, kind=Experiment.Kind.EXTERNAL))
     if made >= limit:
         raise IngestError(f"your scripts created {made:,} runs in the last hour; the limit is "
                           f"{limit:,} (FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR): log into fewer "

@@ -5,7 +5,6 @@ belongs to a project (its experiment) and usually to the run that logged it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -96,16 +95,13 @@ def create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[
 
 def check_model_rate(user: Any) -> None:
     """INVALID_PARAMETER_VALUE when ``user``'s scripts created FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR
-    logged models in the last hour, counted under their row lock as runs are
-    (``ingest.check_run_rate``). A model's params and tags hold up to a megabyte that no quota
-    counts, and a model search reads every model of its projects: only the request rate bounded
-    them before (6,000 a minute)."""
+    logged models in the last hour, counted as runs are (``ingest.check_run_rate``). A model
+    search reads every model of its projects: only the request rate bounded them before (6,000
+    a minute)."""
     limit = settings.FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR
     if not limit:
         return
-    storage.lock_user(user)
-    since = timezone.now() - timedelta(hours=1)
-    made = LoggedModel.objects.filter(created_by=user, created_at__gte=since).count()
+    made = storage.made_in_the_last_hour(user, LoggedModel.objects.filter(created_by=user))
     if made >= limit:
         raise ApiError("INVALID_PARAMETER_VALUE", f"your scripts created {made:,} logged models "
                        f"in the last hour; the limit is {limit:,} "

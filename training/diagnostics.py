@@ -381,6 +381,14 @@ class Remedy:
         object.__setattr__(self, "patch", _tidy(self.patch))
 
 
+def remedy_measure(kind: str) -> str:
+    """What a remedy of a run judged ``kind`` is measured by: the final train/validation gap
+    ("gap") for overfitting, whose remedies shrink it; the validation loss ("val_loss") for a
+    slow, underfitting or diverging run, whose remedies are to learn more (a higher learning
+    rate widens the gap as it should). Lower is better either way."""
+    return "gap" if kind == "overfitting" else "val_loss"
+
+
 def _tidy(value: Any) -> Any:
     """``value`` with every float rounded to the 6 significant digits ``{:g}`` shows."""
     if isinstance(value, float) and math.isfinite(value):

@@ -32,6 +32,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from training import loop
+from training.diagnostics import remedy_measure
 from training.grouped import grouped_forward, laid_out
 from training.loop import (
     EVAL_BATCH,
@@ -300,11 +301,7 @@ class RemedyCheck:
     seeds: tuple[int, ...]
     original: tuple[RunResult, ...]
     remedied: tuple[RunResult, ...]
-    # The train/validation gap (final validation minus training loss) for an overfitting
-    # original, whose remedies shrink it; the validation loss for a slow, underfitting or
-    # diverging one, whose remedies are to learn more (a higher learning rate widens the gap
-    # as it should). Lower is better either way.
-    problem: Comparison
+    problem: Comparison  # on the original verdict's ``diagnostics.remedy_measure``
     monitored: Comparison  # the monitored metric at each run's best epoch
 
     def report(self) -> str:
@@ -332,7 +329,7 @@ def verify_remedy(spec: ExperimentSpec, patch: dict[str, dict[str, Any]],
     from training.optimization import monitored_metric
 
     metric, _ = monitored_metric(spec, spec.data.info().task)
-    about = "gap" if verdict == "overfitting" else "val_loss"
+    about = remedy_measure(verdict)
     names = ("the original", "the remedy")
     return RemedyCheck(
         tuple(seeds), tuple(before), tuple(after),

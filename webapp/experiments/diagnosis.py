@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from training.diagnostics import diagnose, task_info
+from training.diagnostics import diagnose, remedy_measure, task_info
 from training.reference import cached_reference, reference_key
 from training.spec import ExperimentSpec
 from webapp.experiments import external, metric_store, warmstart
@@ -100,12 +100,10 @@ def flatten_spec(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def remedy_outcome(run: Experiment, original: Experiment) -> dict[str, Any] | None:
-    """What a remedy run changed on the measure its original's problem is about: the final
-    train/validation gap for an overfitting run (what its remedies shrink); the final
-    validation loss for the others, whose remedies are to learn faster or more (a higher
-    learning rate for a slow run widened a gap of 0.011 to 0.016 while the loss fell from 0.62
-    to 0.57, and the gap alone said it failed). None until both have the measure."""
-    if (original.verdict or {}).get("kind") == "overfitting":
+    """What a remedy run changed on the measure of its original's verdict (``remedy_measure``:
+    a higher learning rate for a slow run widened a gap of 0.011 to 0.016 while the validation
+    loss fell from 0.62 to 0.57, and the gap alone said it failed). None until both have it."""
+    if remedy_measure((original.verdict or {}).get("kind", "")) == "gap":
         measure, before, after = ("train/validation loss gap", generalisation_gap(original),
                                   generalisation_gap(run))
         better, worse = "the gap shrank", "the gap did not shrink"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from training.diagnostics import remedy_measure
 from training.significance import Comparison, compare
 from webapp.experiments import diagnosis, metric_store
 from webapp.experiments.jobs import (
@@ -177,16 +178,15 @@ def compare_sides(a: list[Experiment], b: list[Experiment], metric: str,
 
 
 def remedy_verdicts(group: RunGroup) -> list[Comparison]:
-    """A verified remedy's group against its original side: what the original's problem is
-    about (the train/validation gap for an overfitting original, whose remedies shrink it; the
-    validation loss for a slow, underfitting or diverging one, whose remedies are to learn
-    more), then the monitored metric (empty until both sides have 2 succeeded seeds)."""
+    """A verified remedy's group against its original side: on the measure of the original's
+    verdict (``remedy_measure``), then the monitored metric (empty until both sides have 2
+    succeeded seeds)."""
     if group.baseline is None:
         return []
     original, remedied = ordered_runs(group.baseline), ordered_runs(group)
     if not original:
         return []
-    first = "gap" if original[0].verdict_kind == "overfitting" else "val_loss"
+    first = remedy_measure(original[0].verdict_kind)
     metric = (original[0].summary.get("best_metric") or ["val_loss"])[0]
     names = ("the original", "the remedy")
     found = [compare_sides(original, remedied, m, names)

@@ -52,16 +52,23 @@ def log_system_samples(client, run_id: str, samples: int) -> None:
                            ("grad_norm", 1.0 / (sample + 1)))])
 
 
-def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page, stack,
-                                                                            monkeypatch):
-    # given a run a script logs through the mlflow client, 10 steps of three metrics so far
+def script_run(stack, monkeypatch, experiment_name: str, run_name: str):
+    """A run created by a script through the mlflow client, with a token of a logged-in user;
+    the client, its experiment's id and the run's."""
     from mlflow import MlflowClient
 
     session = stack.login()
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", create_token(stack, session))
     client = MlflowClient(tracking_uri=stack.url)
-    experiment = client.create_experiment("browser-external")
-    run_id = client.create_run(experiment, run_name="script in chromium").info.run_id
+    experiment = client.create_experiment(experiment_name)
+    return client, experiment, client.create_run(experiment, run_name=run_name).info.run_id
+
+
+def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page, stack,
+                                                                            monkeypatch):
+    # given a run a script logs through the mlflow client, 10 steps of three metrics so far
+    client, experiment, run_id = script_run(stack, monkeypatch, "browser-external",
+                                            "script in chromium")
     log_steps(client, run_id, range(10))
     log_system_samples(client, run_id, 3)
 
@@ -107,13 +114,8 @@ def test_a_page_opened_as_the_run_starts_grows_the_charts_its_metrics_need(page,
                                                                            monkeypatch):
     # given a script's run that has logged nothing yet, its page open (as a user opens the
     # link the mlflow client prints when the run starts)
-    from mlflow import MlflowClient
-
-    session = stack.login()
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", create_token(stack, session))
-    client = MlflowClient(tracking_uri=stack.url)
-    experiment = client.create_experiment("browser-external-live")
-    run_id = client.create_run(experiment, run_name="opened at the start").info.run_id
+    client, _, run_id = script_run(stack, monkeypatch, "browser-external-live",
+                                   "opened at the start")
     page.goto(f"{stack.url}/experiments/{run_id}/")
     page.evaluate("window.fitboardNoReload = true")
     wait_for(page, "document.getElementById('chart-sys').data !== undefined", timeout=30_000)

@@ -65,14 +65,21 @@ def trainer(tmp_path: Any, **arguments: Any) -> lightning.Trainer:
         **arguments)
 
 
+def mlflow_logger(live_server: Any, token: str, monkeypatch: Any, run_name: str
+                  ) -> MLFlowLogger:
+    """Lightning's MLFlowLogger pointed at Fitboard, the token in the environment (as mlflow
+    reads it), the seeds fixed."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    lightning.seed_everything(0, verbose=False)
+    return MLFlowLogger(experiment_name="vision", run_name=run_name,
+                        tracking_uri=live_server.url)
+
+
 def test_a_lightning_script_with_mlflow_logger_is_read_as_it_means(live_server, token, project,
                                                                    monkeypatch, tmp_path):
     # given a Lightning script logging through MLFlowLogger pointed at Fitboard (the token in
     # the environment, as mlflow reads it), with a LearningRateMonitor
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
-    lightning.seed_everything(0, verbose=False)
-    logger = MLFlowLogger(experiment_name="vision", run_name="digits-mlp",
-                          tracking_uri=live_server.url)
+    logger = mlflow_logger(live_server, token, monkeypatch, "digits-mlp")
     train, val = digits_loaders()
 
     # when it trains
@@ -112,10 +119,7 @@ def test_validation_logged_per_batch_too_is_judged_per_evaluation(live_server, t
                                                                   monkeypatch, tmp_path):
     # given a Lightning script whose validation logs each batch ("val_loss_step", at the
     # validation loop's own batch count, first to come) and each evaluation ("val_loss_epoch")
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
-    lightning.seed_everything(0, verbose=False)
-    logger = MLFlowLogger(experiment_name="vision", run_name="batch-validation",
-                          tracking_uri=live_server.url)
+    logger = mlflow_logger(live_server, token, monkeypatch, "batch-validation")
     train, val = digits_loaders()
 
     # when it trains

@@ -23,6 +23,9 @@ from webapp.projects import storage
 
 logger = logging.getLogger(__name__)
 TASK = "datasets.find_labels"
+# Who may make a data set's next version (``access.may_change``), said where another is refused.
+RELABEL_REFUSED = ("Only the data set's uploader, its project's maintainers and staff relabel "
+                   "or exclude its rows.")
 KEPT_ROWS = 5000  # suspicious rows a scan keeps for its page (the flagged ones, best first)
 # A scan still queued or running this long after it was asked for is taken for lost (its worker
 # died, its message was dropped): it no longer stops a new scan of its data set.

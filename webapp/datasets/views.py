@@ -62,8 +62,6 @@ def class_names(report: dict[str, Any]) -> list[str]:
 
 
 PAGE_ROWS = 25  # suspicious rows per page
-NOT_YOURS = ("Only the data set's uploader, its project's maintainers and staff relabel or "
-             "exclude its rows.")
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -94,7 +92,8 @@ def dataset_labels(request: HttpRequest, pk: int) -> HttpResponse:
         "dataset": dataset, "scan": scan, "chosen": chosen, "label_names": label_names,
         "classes": list(enumerate(label_names)), "latest": dataset.latest_version,
         "versions": list(dataset.versions.all()), "running": False,
-        "may_relabel": access.may_change(request.user, dataset), "not_yours": NOT_YOURS,
+        "may_relabel": access.may_change(request.user, dataset),
+        "not_yours": labels.RELABEL_REFUSED,
     }
     if scan is not None and scan.status == LabelScan.Status.DONE:
         listed = labels.listed_rows(scan, chosen, labels.changed_since(dataset, scan.version))
@@ -138,7 +137,8 @@ def dataset_labels_apply(request: HttpRequest, pk: int) -> HttpResponse:
     version is a change to it, as a run's notes are to the run)."""
     dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
     if not access.may_change(request.user, dataset):
-        return HttpResponse(NOT_YOURS, status=403, content_type="text/plain; charset=utf-8")
+        return HttpResponse(labels.RELABEL_REFUSED, status=403,
+                            content_type="text/plain; charset=utf-8")
     rows = [r for r in map(_int_or_none, request.POST.getlist("rows")) if r is not None]
     if not rows:
         return HttpResponseBadRequest("tick at least one row")

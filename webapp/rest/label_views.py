@@ -156,8 +156,7 @@ class DatasetVersions(APIView):
         from then on (its uploader, its project's maintainers, staff)."""
         dataset = _dataset(request, pk)
         if not access.may_change(request.user, dataset):
-            raise PermissionDenied("only the data set's uploader, its project's maintainers "
-                                   "and staff relabel or exclude its rows")
+            raise PermissionDenied(labels.RELABEL_REFUSED)
         body = s.VersionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         changes = _changes(body.validated_data)

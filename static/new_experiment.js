@@ -13,7 +13,7 @@
   const dataset = field("dataset"), arch = field("arch"), loss = field("loss"),
     name = field("name");
   if (!dataset || !arch || !loss || !name) return;
-  const FAMILY = {image: "cnn", text: "lstm", tabular: "mlp"};
+  const FAMILY = fits.families;  // the server's forms.FAMILY, as "Train on it" picks
   const REGRESSION_LOSSES = ["mse", "mae", "huber"];
   const suggested = () => {
     const set = fits.datasets[dataset.value];

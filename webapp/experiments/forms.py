@@ -68,6 +68,11 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
     return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
 
 
+# The model family a data set's modality trains with by default ("Train on it", and the New
+# experiment form's script when a data set is chosen).
+FAMILY = {"image": "cnn", "text": "lstm", "tabular": "mlp"}
+
+
 def dataset_fits(user: Any) -> dict[str, Any]:
     """What the page's script needs to keep the model and loss fitting the chosen data set, as
     "Train on it" chooses them: each data set's name for the run's, its modality and task; each
@@ -81,7 +86,7 @@ def dataset_fits(user: Any) -> dict[str, Any]:
     archs = {**{arch: list(m) for arch, m in ARCH_MODALITIES.items()},
              **{arch: list(getattr(model, "modalities", ("image", "tabular")))
                 for arch, model in MODEL_PLUGINS.items()}}
-    return {"datasets": sets, "archs": archs}
+    return {"datasets": sets, "archs": archs, "families": FAMILY}
 
 
 def form_applies(fits: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:

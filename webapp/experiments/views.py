@@ -35,6 +35,7 @@ from webapp.experiments import (
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import (
+    FAMILY,
     ExperimentForm,
     RemedyForm,
     dataset_fits,
@@ -55,7 +56,7 @@ def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
     dataset = Dataset.objects.visible_to(request.user).filter(pk=pk).first() if pk else None
     if dataset is None:
         return {}
-    arch = {"image": "cnn", "text": "lstm"}.get(dataset.info.get("modality", ""), "mlp")
+    arch = FAMILY.get(dataset.info.get("modality", ""), "mlp")
     initial = {"dataset": name, "arch": arch, "project": dataset.project,
                "name": f"{dataset.name}-{arch}"}
     if dataset.info.get("task") == "regression":  # cross-entropy, the default, is refused

@@ -60,9 +60,9 @@
   // magnitude: a gradient norm beside a FLOP count is a flat line), as many as EXTRA_CHARTS;
   // any more share one last chart.
   const EXTRA_CHARTS = 12;
-  // What the charts above draw (external.DRAWN), and the epoch counter, which none does.
-  const placed = new Set(["loss", "train_loss", "val_loss", "train_acc", "val_acc", "val_rmse",
-                          "val_mae", "lr", "epoch"]);
+  // Names with a place: what the charts above draw (the server's external.DRAWN) and the
+  // epoch counter, which none does.
+  const placed = new Set(run.drawn);
   for (const chart of Object.values(charts)) chart.traces.forEach((t) => placed.add(t.key));
   const section = document.querySelector("section.charts");
   let ownCharts = 0;

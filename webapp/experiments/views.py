@@ -180,6 +180,8 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "may_change": access.may_change(request.user, experiment),
         "live": {**live_urls.run_page(experiment.pk, task),
                  "external": experiment.is_external,
+                 # what the page's own charts draw, and the epoch counter, which none does
+                 "drawn": sorted(external_runs.DRAWN | {"epoch"}),
                  "extra": external.get("extra_keys", []),
                  "system": external.get("system_keys", []),
                  "system_other": external.get("system_other_keys", [])},

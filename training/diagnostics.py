@@ -324,6 +324,11 @@ def task_from_curves(history: Mapping[str, Sequence[float]], kind: str,
         guessed = round(math.exp(min(max(start, 0.0), math.log(MAX_GUESSED_CLASSES))))
         return TaskInfo("classification", max(2, guessed))
     first = next((v for v in train if math.isfinite(v) and v > 0), math.nan)
+    if kind == "classification":
+        # No untrained classifier scores above ln MAX_GUESSED_CLASSES: a first mean above it
+        # (Adam at 0.5 averaged 102 over its first epoch) is already the blow-up, and measured
+        # from itself it hid one (the next epochs' 11 and 6.5 read as a fall, then "healthy").
+        first = min(first, math.log(MAX_GUESSED_CLASSES))
     return TaskInfo(kind, loss_scale=_scale_before(train, kind), baseline_known=False,
                     first_logged=first)
 
@@ -335,17 +340,17 @@ def _scale_before(train: Sequence[float], kind: str) -> float:
     more than twice as fast as the next may be a blow-up settling rather than learning, so its
     pace counts at most twice the next one's. It is an estimate, never below the first mean: a
     run that did not fall (pretrained, stuck, blowing up) keeps it. A classification's is capped
-    at ln MAX_GUESSED_CLASSES, the most an untrained network scores."""
+    at ln MAX_GUESSED_CLASSES, the most an untrained network scores, even when the first mean
+    is above it (a blow-up in the first epoch)."""
     means = [v for v in train if math.isfinite(v) and v > 0][:3]
     if not means:
         return 1.0
-    first = means[0]
-    if len(means) < 3:
-        return first
-    half_epoch = min(math.sqrt(first / means[1]), means[1] / means[2])
-    start = first * max(half_epoch, 1.0)
+    first = start = means[0]
+    if len(means) == 3:
+        half_epoch = min(math.sqrt(first / means[1]), means[1] / means[2])
+        start = first * max(half_epoch, 1.0)
     if kind == "classification":
-        return max(first, min(start, math.log(MAX_GUESSED_CLASSES)))
+        return min(start, math.log(MAX_GUESSED_CLASSES))
     return start
 
 
@@ -719,10 +724,8 @@ def _explosion(context: _Context) -> _Finding:
     # It began with the first epoch past the threshold, which may come before the peak.
     onset = next((i + 1 for i, v in enumerate(curves.train) if v >= EXPLODE_FACTOR * chance),
                  peak_epoch)
-    level = ("the chance level" if context.task.baseline_known
-             else "the first training loss logged")
     headline = (f"Diverging: the training loss reached {peak:.3g} in epoch {peak_epoch}, "
-                f"{peak / chance:.1f}× {level} ({chance:.3g})")
+                f"{peak / chance:.1f}× {_blow_up_level(context.task)} ({chance:.3g})")
     evidence = [Evidence("peak training loss", peak, f"epoch {peak_epoch}"),
                 _chance_evidence(context.task)]
     return _Finding("diverging", _ratio(peak, EXPLODE_FACTOR * chance), headline, evidence,
@@ -747,11 +750,20 @@ def _rebound(context: _Context) -> _Finding:
                     evidence, thresholds, low_epoch + 1)
 
 
+def _blow_up_level(task: TaskInfo) -> str:
+    """What a blow-up is measured from, in words (see TaskInfo.blow_up_from)."""
+    if task.baseline_known or not math.isfinite(task.first_logged):
+        return "the chance level"
+    if task.kind == "classification" and task.first_logged >= math.log(MAX_GUESSED_CLASSES):
+        return f"what an untrained classifier of up to {MAX_GUESSED_CLASSES:,} classes scores"
+    return "the first training loss logged"
+
+
 def _chance_evidence(task: TaskInfo) -> Evidence:
     """What an untrained network scores, or, unknown, the scale the run is measured by."""
     if task.baseline_known:
         return Evidence("chance loss", task.chance_loss, "what an untrained network scores")
-    return Evidence("first training loss logged", task.blow_up_from,
+    return Evidence(_blow_up_level(task), task.blow_up_from,
                     "the chance level is unknown: tag fitboard.num_classes to give it")
 
 

@@ -34,6 +34,10 @@ from webapp.tracking import ingest
     # torchmetrics' class names, timm's and torchvision's accuracies (in percent)
     ("val_MulticlassAccuracy", "val_acc"), ("train_BinaryAccuracy", "train_acc"),
     ("eval_top1", "val_acc"), ("val_acc1", "val_acc"),
+    # a bare top1 or acc1 is what timm's validate() and torchvision's evaluate() return
+    ("top1", "val_acc"), ("acc1", "val_acc"), ("Top1", "val_acc"),
+    # a unit after the measure
+    ("val_acc_percent", "val_acc"), ("train/accuracy_pct", "train_acc"),
     # Keras's MLflow callback's evaluation logs
     ("validation_accuracy", "val_acc"),
     # Lightning's LearningRateMonitor: per optimizer, per parameter group
@@ -51,9 +55,9 @@ def test_a_librarys_names_map_to_the_diagnostics_names(logged, stored):
     # Trainer's timings and sums, f1
     "train_runtime", "train_samples_per_second", "total_flos", "eval_f1",
     "eval_samples_per_second",
-    # ambiguous: a bare top1 is timm's validation; mse beside a loss; torchmetrics'
-    # MeanSquaredError is RMSE with squared=False; top5, r2
-    "top1", "acc1", "val_mse", "val_MeanSquaredError", "eval_top5", "r2", "val_r2",
+    # ambiguous: mse beside a loss; torchmetrics' MeanSquaredError is RMSE with
+    # squared=False; top5, r2; a unit alone
+    "percent", "val_mse", "val_MeanSquaredError", "eval_top5", "r2", "val_r2",
     "val_MulticlassF1Score",
     # Lightning's per-batch validation value (on_step=True in validation_step): the evaluation
     # is its "val_loss_epoch"

@@ -9,6 +9,7 @@ from django.urls import reverse
 from training.spec import ExperimentSpec
 from webapp.experiments import diagnosis, metric_store
 from webapp.experiments.models import Experiment
+from webapp.tracking import ingest
 
 # An MLP on digits that overfits: training loss keeps falling, validation loss turns at epoch 6.
 TRAIN_LOSS = [2.0, 1.2, 0.8, 0.5, 0.32, 0.2, 0.12, 0.07, 0.04, 0.02, 0.01, 0.006]
@@ -166,3 +167,35 @@ def test_the_run_list_shows_each_runs_verdict(owner_client, overfit_run):
     page = owner_client.get("/").content.decode()
 
     assert f'href="/experiments/{overfit_run.pk}/diagnostics/">overfitting</a>' in page
+
+
+@pytest.mark.parametrize(("status", "error", "said"), [
+    (Experiment.Status.FAILED, "CUDA out of memory",
+     "No curves to draw: the run failed before its first epoch completed (CUDA out of memory)."),
+    (Experiment.Status.CANCELLED, "",
+     "No curves to draw: the run was cancelled before its first epoch completed."),
+    (Experiment.Status.QUEUED, "",
+     "No verdict yet: the run has not started: its curves grow from its first epoch on."),
+    (Experiment.Status.RUNNING, "",
+     "No verdict yet: no epoch has completed: the curves grow from the first one on."),
+])
+def test_a_run_without_a_curve_says_why_in_place_of_blank_charts(
+        owner_client, make_experiment, status, error, said):
+    # given a run that has no epoch to draw (before: its chart cards were drawn blank)
+    experiment = make_experiment(status=status, error=error)
+
+    # when its diagnostics page is opened
+    page = owner_client.get(reverse("experiment-diagnostics", args=[experiment.pk])).content
+
+    # then the page says why there is no curve, and draws no empty chart
+    assert said in page.decode()
+    assert b'id="diag-loss"' not in page and b'id="diag-acc"' not in page
+
+
+def test_a_scripts_run_without_metrics_says_so_once(owner_client, owner, project):
+    run = ingest.create_run(owner, project, "script", {})
+
+    page = owner_client.get(reverse("experiment-diagnostics", args=[run.pk])).content.decode()
+
+    # the reason alone, without a "No verdict yet" beside it
+    assert "No verdict: no metrics logged yet." in page and "No verdict yet" not in page

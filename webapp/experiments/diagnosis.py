@@ -72,6 +72,36 @@ def history_of(experiment: Experiment) -> dict[str, list[float]]:
     return epoch_history(experiment.pk)
 
 
+def no_curve(experiment: Experiment, history: dict[str, list[float]], reason: str = "") -> str:
+    """Why the diagnostics page has no loss curve to draw ("" when it has one): an external
+    run's ``reason`` (its names do not map, say), or where a run stands. Its chart cards were
+    left blank, with nothing on the page saying why."""
+    if any(history.get(key) for key in ("train_loss", "val_loss")):
+        return ""
+    if reason:
+        return reason
+    if experiment.is_external:
+        return "the script has logged no loss"
+    if experiment.status == Experiment.Status.QUEUED:
+        return "the run has not started: its curves grow from its first epoch on"
+    if not experiment.is_terminal:
+        return "no epoch has completed: the curves grow from the first one on"
+    how = {Experiment.Status.FAILED: "failed", Experiment.Status.CANCELLED: "was cancelled"}
+    ended = f"the run {how.get(experiment.status, 'ended')} before its first epoch completed"
+    return f"{ended} ({experiment.error})" if experiment.error else ended
+
+
+def no_accuracy(experiment: Experiment, history: dict[str, list[float]]) -> str:
+    """Why a classification's accuracy card has no curve ("" when it has one): a script's run
+    may log only losses, or a classifier's measure other than accuracy (top5, F1)."""
+    if any(history.get(key) for key in ("train_acc", "val_acc")):
+        return ""
+    if experiment.is_external:
+        return (f"the script logs no accuracy (log `val_acc` or `accuracy`, or name yours in "
+                f"the run's `{external.MAP_TAG}` tag)")
+    return "the run has logged no accuracy yet"
+
+
 def find_remedy(experiment: Experiment, key: str) -> dict[str, Any] | None:
     """The remedy ``key`` among the run's current verdict's, if it has a spec patch."""
     verdict = experiment.verdict or experiment.progress.get("verdict") or {}

@@ -20,7 +20,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -59,17 +59,30 @@ SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
           "validation": "val", "eval": "val", "evaluation": "val", "dev": "val"}
 # Measures by their words joined with "_": Keras spells its metrics out, torchmetrics names them
 # by class ("val_MulticlassAccuracy"), torchvision's and timm's scripts call accuracy "acc1" /
-# "top1" (in percent: see ``percent_as_share``). Not mapped, being ambiguous: "mse" (the loss
+# "top1" (in percent: see ``as_shares``). Not mapped, being ambiguous: "mse" (the loss
 # or a metric beside it), torchmetrics' "MeanSquaredError" (RMSE with squared=False), "f1",
 # "top5", "r2".
 MEASURES = {"loss": "loss", "acc": "acc", "accuracy": "acc", "acc1": "acc", "top1": "acc",
             "multiclassaccuracy": "acc", "binaryaccuracy": "acc",
             "rmse": "rmse", "root_mean_squared_error": "rmse", "mae": "mae",
             "mean_absolute_error": "mae", "meanabsoluteerror": "mae"}
-# A measure logged without a split is a training one only for these (Keras, Hugging Face): a bare
-# "top1" is what timm's and torchvision's validation returns.
+# A measure logged without a split is a training one only for these (Keras, Hugging Face) ...
 IMPLICIT = ("loss", "acc", "accuracy", "rmse", "mae", "root", "mean", "multiclassaccuracy",
             "binaryaccuracy", "meanabsoluteerror")
+# ... and a validation one for these: a bare "top1" or "acc1" is what timm's validate() and
+# torchvision's evaluate() return (their training loops log no accuracy).
+IMPLICIT_VAL = ("top1", "acc1")
+# Words that name a classifier's measure, mapped or not ("top5", "eval_f1", "val_auroc"): a
+# run that logs one is a classification, whatever else it says. Before, a bare "top1" beside
+# "val_loss" (no accuracy under a diagnostics name) made the run a regression, its losses
+# measured against a regression's baseline.
+CLASSIFIER_WORDS = frozenset({
+    "acc", "accuracy", "acc1", "acc5", "top1", "top5", "f1", "auroc", "auc", "precision",
+    "recall", "multiclassaccuracy", "binaryaccuracy", "multiclassf1score", "binaryf1score",
+    "multiclassauroc", "binaryauroc", "error_rate"})
+# Accuracies that timm and torchvision log in percent (and names that say it): read in percent
+# even where they never pass 1 (a 100-class run at chance scores 0.8%).
+PERCENT_WORDS = frozenset({"top1", "top5", "acc1", "acc5", "percent", "pct"})
 RATES = ("lr", "learning_rate")  # stored as "lr"
 # Lightning's LearningRateMonitor names a rate "lr-" and the optimizer's class ("lr-Adam"), with
 # "-1", "-2" for more optimizers of one class and "/pg1", "/pg2" (or the group's "name") for
@@ -78,6 +91,7 @@ RATES = ("lr", "learning_rate")  # stored as "lr"
 # "lr-warmup" are not read as rates.
 RATE_MONITOR = re.compile(r"lr-[A-Z]\w*(?:-\d+)?(?:/[^/]+)?(?<!-momentum)(?<!-weight_decay)")
 SUFFIXES = ("step", "epoch")
+UNITS = ("percent", "pct")  # a unit after the measure ("val_acc_pct": see PERCENT_WORDS)
 WORDS = re.compile(r"[\s_/.\-]+")
 
 
@@ -86,6 +100,8 @@ def conventional(name: str) -> str | None:
     words = [word for word in WORDS.split(name.strip().lower()) if word]
     per_batch = len(words) > 1 and words[-1] == "step"
     if len(words) > 1 and words[-1] in SUFFIXES:
+        words = words[:-1]
+    if len(words) > 1 and words[-1] in UNITS:  # "val_acc_percent": the unit, read apart
         words = words[:-1]
     if "_".join(words) in RATES or RATE_MONITOR.fullmatch(name.strip()):
         return "lr"
@@ -97,6 +113,8 @@ def conventional(name: str) -> str | None:
         split, measure = SPLITS[words[-1]], "_".join(words[:-1])
     elif words[0] in IMPLICIT:
         split, measure = "train", "_".join(words)
+    elif words == [words[0]] and words[0] in IMPLICIT_VAL:
+        split, measure = "val", words[0]
     else:
         return None
     # Lightning's "val_loss_step" is one validation batch's value, logged at the validation
@@ -151,6 +169,7 @@ class Evaluations(NamedTuple):
     # batch's before any step (NaN when its first point came later; see untrained_start).
     first_loss: float = math.nan
     validated: bool = True  # False: no validation loss, judged on the training loss alone
+    classifier: bool = False  # it logs a classifier's measure (CLASSIFIER_WORDS)
 
 
 # A run that logs no validation loss is judged on its training loss cut into this many
@@ -205,7 +224,7 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
         evals = train.steps[np.ceil(ends).astype(int) - 1]
     history: dict[str, list[float]] = {}
     for key, points in series.items():
-        values = percent_as_share(points.values) if key.endswith("_acc") else points.values
+        values = points.values
         if key.startswith("val_"):
             if not validated:  # a validation metric without a validation loss: no evaluations
                 continue
@@ -214,7 +233,9 @@ def evaluation_history(run_id: int, keys: Mapping[str, str] | None = None,
         else:
             history[key] = interval_means(points.steps, values, evals)
     start = float(train.values[0]) if untrained_start(train.steps, evals, validated) else math.nan
-    return Evaluations(history, "", start, validated)
+    names = keys or {}
+    return Evaluations(as_shares(history, percent_named(names)), "", start, validated,
+                       any(classifier_measure(name) for name in names))
 
 
 # The curves whose non-finite points a finite one follows are left out (without_skipped_steps).
@@ -305,11 +326,48 @@ def untrained_start(steps: np.ndarray, evals: np.ndarray, validated: bool) -> bo
     return int(np.searchsorted(steps, evals[0], side="right")) >= 2
 
 
-def percent_as_share(values: np.ndarray) -> np.ndarray:
-    """An accuracy logged in percent (timm's top1, torchvision's acc1) as a share: no share is
-    above 1."""
-    finite = values[np.isfinite(values)]
-    return values / 100.0 if len(finite) and finite.max() > 1.0 else values
+def _words(name: str) -> list[str]:
+    return [word for word in WORDS.split(name.strip().lower()) if word]
+
+
+def classifier_measure(name: str) -> bool:
+    """Whether a logged name is a classifier's measure (CLASSIFIER_WORDS), mapped or not."""
+    words = _words(name)
+    return any(word in CLASSIFIER_WORDS for word in words) or "_".join(words) in CLASSIFIER_WORDS
+
+
+def percent_named(keys: Mapping[str, str]) -> set[str]:
+    """The stored accuracies whose logged name says percent (PERCENT_WORDS: timm's top1)."""
+    return {stored for logged, stored in keys.items()
+            if stored.endswith("_acc") and PERCENT_WORDS & set(_words(logged))}
+
+
+def as_shares(history: dict[str, list[float]], named: Collection[str] = ()
+              ) -> dict[str, list[float]]:
+    """The history with its accuracies as shares. One passing 1 is in percent, and so are the
+    run's others (one script writes its accuracies one way), and those named in percent
+    (``named``): each unless its loss rules percent out, an accuracy (``percent_possible``)
+    of at most 1% beside a loss too low for it. Without any of these, a share: Keras, Hugging
+    Face, Lightning and torchmetrics log shares. Before, only a curve passing 1 was read in
+    percent, and a 100-class run's top1 at 0.7% was read as 70%."""
+    accuracies = {key: np.asarray(values, dtype=float) for key, values in history.items()
+                  if key.endswith("_acc")}
+    passed = {key for key, values in accuracies.items() if np.nanmax(values, initial=0) > 1}
+    for key, values in accuracies.items():
+        told = key in named or bool(passed)
+        loss = history.get(key.replace("_acc", "_loss"), [])
+        if key in passed or (told and percent_possible(values / 100, loss)):
+            history[key] = (values / 100).tolist()
+    return history
+
+
+def percent_possible(shares: np.ndarray, losses: Sequence[float]) -> bool:
+    """Whether a cross-entropy loss allows these accuracies: an example whose loss is below
+    ln 2 gave its class more than half the probability, and is right, so (Markov) at least
+    1 - loss / ln 2 of the examples are (a point of slack for rounding)."""
+    pairs = [(a, loss) for a, loss in zip(shares.tolist(), losses, strict=False)
+             if math.isfinite(a) and math.isfinite(loss)]
+    return all(a >= 1 - loss / math.log(2) - 0.01 for a, loss in pairs)
 
 
 def interval_means(steps: np.ndarray, values: np.ndarray, evals: np.ndarray) -> list[float]:
@@ -365,23 +423,25 @@ def _mapping_size(text: str) -> int:
 
 
 def task_of(spec: Mapping[str, Any], history: Mapping[str, Any],
-            first_loss: float = math.nan) -> TaskInfo:
-    """The run's task from its tags; classification when it logs an accuracy or says its
-    classes, regression otherwise. Classes the tags or params do not say, and a regression
-    target's units, are read from the untrained network's loss ``first_loss`` when the run
-    logged it; without it the chance level is unknown (``task_from_curves``)."""
+            first_loss: float = math.nan, classifier: bool = False) -> TaskInfo:
+    """The run's task from its tags; classification when it logs an accuracy or another
+    classifier's measure (``classifier``) or says its classes, regression otherwise. Classes
+    the tags or params do not say, and a regression target's units, are read from the
+    untrained network's loss ``first_loss`` when the run logged it; without it the chance
+    level is unknown (``task_from_curves``)."""
     tags = spec.get("tags", {})
     params = spec.get("params", {})
     classes = declared_classes(tags, params)
-    kind = task_kind(tags, classes, {"val_acc", "train_acc"} & set(history))
+    measures = {"val_acc", "train_acc"} & set(history) or ({"classifier"} if classifier else set())
+    kind = task_kind(tags, classes, measures)
     if kind != "classification":
         return task_from_curves(history, "regression", start=first_loss)
     return task_from_curves(history, "classification", classes, start=first_loss)
 
 
 def task_kind(tags: Mapping[str, str], classes: int | None, accuracies: set[str]) -> str:
-    """The tag's task, else classification when the run logs an accuracy or says its
-    classes, else regression."""
+    """The tag's task, else classification when the run logs an accuracy or another
+    classifier's measure (``accuracies``, their names) or says its classes, else regression."""
     told = str(tags.get(TASK_TAG, "")).strip().lower()
     if told in TASKS:
         return told
@@ -404,7 +464,7 @@ def check_task_tags(tags: Mapping[str, str]) -> None:
 def verdict(evaluations: Evaluations, spec: Mapping[str, Any], final: bool) -> dict[str, Any]:
     """``training.diagnostics.diagnose`` on an external run: no spec, so no remedies."""
     history = evaluations.history
-    task = task_of(spec, history, evaluations.first_loss)
+    task = task_of(spec, history, evaluations.first_loss, evaluations.classifier)
     return diagnose(history, task, None, final=final).to_dict()
 
 
@@ -439,9 +499,11 @@ def page_context(run: Experiment) -> dict[str, Any]:
     stored = set(keys.values())
     tags = run.spec.get("tags", {})
     task = task_kind(tags, declared_classes(tags, run.spec.get("params", {})),
-                     {"val_acc", "train_acc"} & stored)
+                     {"val_acc", "train_acc"} & stored or {name for name in keys
+                                                           if classifier_measure(name)})
     evaluations = (evaluation_history(run.pk, keys, unstepped(run.progress)) if keys
-                   else Evaluations({}, "no metrics logged yet"))
+                   else Evaluations({}, "the script logged no metrics" if run.is_terminal
+                                    else "no metrics logged yet"))
     return {
         "params": sorted(run.spec.get("params", {}).items()),
         "tags": sorted(run.spec.get("tags", {}).items()),
@@ -472,7 +534,7 @@ def verdict_notes(evaluations: Evaluations, spec: Mapping[str, Any]) -> list[str
                      "the verdict reads the training loss alone, its points cut into "
                      f"{TRAINING_ONLY_EVALS} equal stretches (a point each, when fewer) that it "
                      "counts as epochs")
-    task = task_of(spec, evaluations.history, evaluations.first_loss)
+    task = task_of(spec, evaluations.history, evaluations.first_loss, evaluations.classifier)
     if not task.baseline_known:
         what = ("its number of classes" if task.kind == "classification"
                 else "its number of classes or its target's scale")

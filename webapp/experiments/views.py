@@ -234,15 +234,19 @@ def experiment_diagnostics(request: HttpRequest, pk: int) -> HttpResponse:
         task = external["task"]
     else:
         external, task = {}, stored_dataset_info(experiment.spec).task
+    history = diagnosis.history_of(experiment)
+    reason = external.get("no_verdict_reason", "")
     return render(request, "experiments/diagnostics.html", {
         "experiment": experiment,
         "verdict": events.json_safe(verdict),
         "task": task,
-        "no_verdict_reason": external.get("no_verdict_reason", ""),
+        "no_verdict_reason": reason,
         "verdict_notes": external.get("verdict_notes", []),
+        "no_curve": diagnosis.no_curve(experiment, history, reason),
+        "no_accuracy": diagnosis.no_accuracy(experiment, history),
         # JSON for the page's script: a script's run can log NaN or infinity, which the
         # browser's JSON.parse refuses (the page drew nothing).
-        "history": events.json_safe(diagnosis.history_of(experiment)),
+        "history": events.json_safe(history),
         "parent": parent,
         "outcome": diagnosis.remedy_outcome(experiment, parent) if parent else None,
         "remedy_runs": experiment.children.exclude(remedy={}).order_by("pk"),

@@ -738,7 +738,10 @@ def _rebound(context: _Context) -> _Finding:
     thresholds = {"rebound_fraction": REBOUND_FRACTION}
     if curves.epochs <= RECENT_EPOCHS:
         return _Finding("diverging", 0.0, "", [], thresholds)
-    earlier = curves.train[:-RECENT_EPOCHS]
+    # The low as every best is taken: each epoch averaged with its neighbours, so that one
+    # lucky epoch of a noisy loss does not set it (an MSE near 1e-4 under Adam, wandering by a
+    # fifth of it, climbed back from its single lowest epoch and read "diverging" for a while).
+    earlier = _smooth(curves.train[:-RECENT_EPOCHS])
     low, now = min(earlier), _recent(curves.train)
     low_epoch = earlier.index(low) + 1
     headline = (f"Diverging: the training loss climbed back from {low:.3g} (epoch {low_epoch}) "
@@ -941,8 +944,10 @@ def _underfitting(context: _Context) -> _Finding:
     # window to the next early on. It is stuck when its fall is noise, or when at its pace the
     # planned run (a run as long again, without a plan) would not bring it down to the level
     # that is no longer poor.
-    falling = (pace.still_falling if context.final
-               else pace.falling and pace.gain * context.task.baseline_loss >= _to_go(context))
+    to_go = _to_go(context)
+    falling = (pace.still_falling and not _validation_behind(context) if context.final
+               else pace.falling and pace.gain * context.task.baseline_loss >= to_go
+               and _validation_falls(context, to_go))
     margin = poor if enough and not falling else 0.0
     evidence.append(Evidence("pace", _finite(pace.gain),
                              "share of the baseline loss a run as long again would still "
@@ -1079,20 +1084,41 @@ def _finite(value: float) -> float | str:
     return value if math.isfinite(value) else "unbounded"
 
 
+def _validation_behind(context: _Context) -> bool:
+    """Whether validation has stopped following the training loss down. More epochs help
+    only while it follows: over the last two windows (one is too short to tell a flat
+    validation loss from a falling one), its slope must not be above SLOW_FOLLOW of the
+    training loss's beyond its noise. A validation loss that stays flat while the training
+    loss falls gains nothing from more epochs."""
+    curves = context.curves
+    if not curves.validated:
+        return False
+    k = 2 * context.window
+    val = _trend(curves.val[-k:], _noise(curves.val))
+    train_slope = _trend(curves.train[-k:], _noise(curves.train)).slope
+    return val.slope - SLOW_FOLLOW * min(train_slope, 0.0) > SLOPE_SIGMAS * val.error
+
+
+def _validation_falls(context: _Context, to_go: float) -> bool:
+    """Whether the validation loss, too, falls beyond its noise over the last two windows, at
+    a pace that would bring it down by ``to_go`` in the planned run (True without one). Live,
+    a poor run's training loss brings it out of "poor" only while validation falls with it:
+    heavy weight decay held validation at MSE 0.9, creeping down by 0.001 an epoch, while a
+    noisy training loss sloped down now and then, and the live verdict flipped to "healthy"
+    and back four times."""
+    curves = context.curves
+    if not curves.validated:
+        return True
+    val = _trend(curves.val[-2 * context.window:], _noise(curves.val))
+    return -val.slope > SLOPE_SIGMAS * val.error and -val.slope * context.horizon >= to_go
+
+
 def _slow(context: _Context) -> _Finding:
     """At the end of the run the training loss was still falling steadily (see _Pace), and
     validation was following it down. Only for finished runs."""
     curves = context.curves
     pace = _pace(context, curves.epochs)
-    # More epochs help only while validation follows the training loss down: over the last two
-    # windows (one is too short to tell a flat validation loss from a falling one), its slope
-    # must not be above SLOW_FOLLOW of the training loss's beyond its noise. A validation loss
-    # that stays flat while the training loss falls gains nothing from more epochs.
-    k = 2 * context.window
-    val = _trend(curves.val[-k:], _noise(curves.val))
-    train_slope = _trend(curves.train[-k:], _noise(curves.train)).slope
-    val_behind = curves.validated and (
-        val.slope - SLOW_FOLLOW * min(train_slope, 0.0) > SLOPE_SIGMAS * val.error)
+    val_behind = _validation_behind(context)
     # Far from done: short of the reference (without one, the pace alone decides).
     short = (_short_of_reference(context, context.reference)[0] / SLOW_SHORT
              if context.reference is not None else math.inf)

@@ -167,3 +167,35 @@ def test_an_accuracy_is_read_in_percent_when_the_run_says_so_and_its_loss_allows
 
     for key, values in read.items():
         assert np.allclose(shares[key], values), key
+
+
+NATIVE = ["breast_cancer_40_rows", "digits_l2_heavy", "iris_sgd_lr_30", "wine_adam_1e_5",
+          "digits_warm_restarts", "diabetes_tiny_units"]  # one or two of each verdict
+
+
+@pytest.mark.parametrize("name", NATIVE)
+def test_a_run_logged_through_the_native_client_api_gets_the_experts_call(
+        token: str, project: Any, name: str) -> None:
+    # given a real run logged as the native client sends it (fitboard.init, run.log every
+    # step): columns of steps, values and times per name, in batches
+    item = CURVES[name]
+    api = "/api/fitboard/v1/"
+    made = Client().post(api + "runs/create", json.dumps({"project": project.name}),
+                         content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    points = fresh.logged(item, "lightning")
+    for i in range(0, len(points), ingest.MAX_METRICS):
+        columns: dict[str, list[list[Any]]] = {}
+        for point in points[i:i + ingest.MAX_METRICS]:
+            steps, values, times = columns.setdefault(point["key"], [[], [], []])
+            steps.append(point["step"])
+            values.append(point["value"] if math.isfinite(point["value"]) else None)
+            times.append(1e9 + point["timestamp"])
+        post(token, api + "runs/log", {"run_id": made["run_id"], "metrics": columns})
+
+    # when it finishes
+    post(token, api + "runs/finish", {"run_id": made["run_id"], "status": "succeeded"})
+
+    # then its stored verdict is the expert's call
+    verdict = Experiment.objects.get(pk=made["run_id"]).verdict
+    assert verdict["kind"] in {item["label"], *item["also"]}, (item["why"], verdict["headline"])

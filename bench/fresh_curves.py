@@ -518,6 +518,65 @@ FRESH: dict[str, Fresh] = {
 }
 
 
+# The engine (``training.run`` on the CPU, its reference model on the same split), judged with
+# its spec and reference as the loop judges it, every epoch (``live``: the live verdicts'
+# stretches of one kind, in order).
+ENGINE: dict[str, tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = {
+    "engine_breast_cancer_wide_subset": (
+        "overfitting", "120 rows, a 512x512 MLP: validation loss doubles from its best",
+        (), "hO",
+        {"data": {"dataset": "breast_cancer", "subset": 120},
+         "model": {"arch": "mlp", "hidden_sizes": [512, 512]}, "optim": {"lr": 3e-3},
+         "run": {"epochs": 60, "batch_size": 16}}),
+    "engine_wine_adamw_decay_5": (
+        "healthy", "AdamW with weight decay 5: validation accuracy 100% as the reference's, "
+        "but the small weights hold the loss at 0.26 against its 0.024 (underconfident)",
+        ("underfitting",), "h",
+        {"data": {"dataset": "wine"}, "model": {"arch": "mlp", "hidden_sizes": [16]},
+         "optim": {"optimizer": "adamw", "lr": 3e-2, "weight_decay": 5.0},
+         "run": {"epochs": 40, "batch_size": 16}}),
+    "engine_iris_sgd_lr_8": (
+        "diverging", "SGD at 8 with momentum: the loss overflows", (), "D",
+        {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [32]},
+         "optim": {"optimizer": "sgd", "lr": 8.0}, "run": {"epochs": 20, "batch_size": 16}}),
+    "engine_diabetes_sgd_lr_1e_4": (
+        "slow", "SGD at 1e-4: the MSE falls in a near line, far from the ridge reference",
+        ("underfitting",), "h",
+        {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp", "hidden_sizes": [32]},
+         "optim": {"optimizer": "sgd", "lr": 1e-4, "loss": "mse"},
+         "run": {"epochs": 40, "batch_size": 32}}),
+    "engine_digits_adam_decay_1": (
+        "underfitting", "Adam with an L2 of 1.0: both losses held at ln 10 (2.30), accuracy 10%",
+        (), "hU",
+        {"data": {"dataset": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [64]},
+         "optim": {"lr": 1e-2, "weight_decay": 1.0}, "run": {"epochs": 30}}),
+    "engine_digits_cnn_step": (
+        "healthy", "a CNN with the learning rate cut tenfold every 8 epochs: both losses drop "
+        "at each cut and level off together", ("overfitting",), "h",
+        {"data": {"dataset": "digits"}, "model": {"arch": "cnn", "width": 16},
+         "optim": {"lr": 3e-3}, "schedule": {"kind": "step", "step_epochs": 8},
+         "run": {"epochs": 20}}),
+    "engine_fashion_cnn_step": (
+        "underfitting", "step decay every 4 epochs cut the rate before the CNN learned: both "
+        "losses flat at 1.18 (62%) from epoch 8, against 82% for a logistic regression",
+        (), "hU",
+        {"data": {"dataset": "fashion_mnist", "subset": 3000},
+         "model": {"arch": "cnn", "width": 8}, "optim": {"lr": 2e-3},
+         "schedule": {"kind": "step", "step_epochs": 4}, "run": {"epochs": 12}}),
+    "engine_iris_500_epochs": (
+        "healthy", "500 epochs of a small regularised MLP: both losses settle together",
+        ("overfitting",), "h",
+        {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
+         "optim": {"lr": 3e-3, "weight_decay": 1e-3}, "run": {"epochs": 500, "batch_size": 32}}),
+    "engine_sst2_lstm": (
+        "overfitting", "2,000 SST-2 phrases through an LSTM: validation loss from 0.65 (epoch "
+        "3) to 1.51 while training loss heads to 0.04", (), "hO",
+        {"data": {"dataset": "sst2", "subset": 2000},
+         "model": {"arch": "lstm", "hidden_size": 64, "embed_dim": 32, "max_length": 32},
+         "optim": {"lr": 3e-3}, "run": {"epochs": 12, "batch_size": 32}}),
+}
+
+
 def sig(values: list[float]) -> list[float | None]:
     return [float(f"{v:.4g}") if math.isfinite(v) else None for v in values]
 
@@ -538,19 +597,51 @@ def record(name: str, fresh: Fresh) -> dict[str, Any]:
     return item
 
 
+def record_engine(name: str, refs: Path) -> dict[str, Any]:
+    """An engine run's per-epoch history; a run stopped on a NaN loss ends its losses with
+    one, as the web app's final verdict reads it (``diagnosis.final_verdict``)."""
+    import tempfile
+
+    from tests.training.curves.record import task_of
+    from tests.training.curves.stress import ENGINE_HOW, EPOCH_KEYS, rounded, spec_of
+    from training import MemoryReporter, run
+    from training.loop import NonFiniteLossError
+    from training.reference import cached_reference, reference_key
+
+    label, why, also, live, patch = ENGINE[name]
+    spec, reporter = spec_of(patch), MemoryReporter()
+    try:
+        run(spec, reporter, Path(tempfile.mkdtemp(prefix="fitboard-fresh-")), reference_dir=refs)
+        stopped = False
+    except NonFiniteLossError:
+        stopped = True
+    history = {key: [v for _, v in reporter.series(key)] for key in EPOCH_KEYS}
+    history = {key: [*values, math.nan] if stopped else values
+               for key, values in history.items() if values or key.endswith("_loss")}
+    reference = cached_reference(refs, reference_key(spec))
+    assert reference is not None
+    return {"name": name, "label": label, "also": list(also), "why": why, "live": live,
+            "how": ENGINE_HOW, "task": task_of(spec).__dict__, "patch": patch,
+            "reference": reference.to_dict(),
+            "history": {key: rounded(values) for key, values in history.items()}}
+
+
 def main() -> None:
+    import tempfile
+
     import torch
 
     torch.set_num_threads(1)
     only = set(sys.argv[1:])
     old = {item["name"]: item for item in load()} if PATH.exists() else {}
-    for name, fresh in FRESH.items():
+    refs = Path(tempfile.mkdtemp(prefix="fitboard-fresh-refs-"))
+    for name in [*FRESH, *ENGINE]:
         if only and name not in only:
             continue
         began = time.monotonic()
-        old[name] = record(name, fresh)
+        old[name] = record(name, FRESH[name]) if name in FRESH else record_engine(name, refs)
         print(f"{name}: {time.monotonic() - began:.1f} s", flush=True)
-    items = [old[name] for name in FRESH if name in old]
+    items = [old[name] for name in [*FRESH, *ENGINE] if name in old]
     PATH.write_text("[\n" + ",\n".join(json.dumps(item) for item in items) + "\n]\n")
 
 

@@ -19,7 +19,7 @@ from webapp.experiments import external
 from webapp.experiments.models import Experiment
 from webapp.tracking import ingest
 
-CURVES = {item["name"]: item for item in fresh.load()}
+CURVES = {item["name"]: item for item in fresh.scripts()}
 PER_EPOCH = ("keras", "trainer", "timm")  # their first training point is no untrained loss
 # Known limits (tests/training/test_diagnostics_fresh.py says why): without an untrained loss
 # a classifier's chance level is unknown; a regression's untrained loss is above a constant's.

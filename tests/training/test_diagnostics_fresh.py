@@ -1,8 +1,9 @@
 """The diagnosis on curves it was never tuned on (``curves/fresh.json``, real training recorded
 by ``bench/fresh_curves.py``): new data sets and models, step and warm-restart schedules, a late
 drop, 3 and 500 epochs, losses near 1e-4 and 1e4, validation every 5th or 10th epoch, 100
-classes. Each is judged once finished with its task known (the engine's loop), and as a
-script's run known only from its curves, with and without its untrained network's loss."""
+classes. A plain loop's run is judged once finished with its task known, and as a script's run
+known only from its curves, with and without its untrained network's loss; an engine run with
+its spec and reference, once finished and epoch by epoch as the loop judges it."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from typing import Any
 import pytest
 
 from training.diagnostics import TaskInfo, Verdict, diagnose, task_from_curves
+from training.reference import Reference
 
-from .curves import fresh
+from .curves import fresh, stress
 
-CURVES = fresh.load()
-ENGINE = [item for item in CURVES if item.get("standardised", True)]
+CURVES = fresh.scripts()
+KNOWN_TASK = [item for item in CURVES if item.get("standardised", True)]
+ENGINE = fresh.engine_runs()
+LETTERS = {"diverging": "D", "overfitting": "O", "underfitting": "U", "slow": "S",
+           "healthy": "h"}
 
 
 def accepted(item: dict[str, Any]) -> set[str]:
@@ -51,12 +56,13 @@ def limited(items: list[dict[str, Any]], misses: set[str], why: str) -> list[Any
 
 
 def test_the_fresh_curves_span_every_verdict_and_say_how_they_were_made() -> None:
-    assert {item["label"] for item in CURVES} == {
-        "overfitting", "underfitting", "diverging", "slow", "healthy"}
-    assert all(item["how"] and item["why"] for item in CURVES)
+    verdicts = {"overfitting", "underfitting", "diverging", "slow", "healthy"}
+    assert {item["label"] for item in CURVES} == verdicts
+    assert {item["label"] for item in ENGINE} == verdicts
+    assert all(item["how"] and item["why"] for item in CURVES + ENGINE)
 
 
-@pytest.mark.parametrize("item", ENGINE, ids=[item["name"] for item in ENGINE])
+@pytest.mark.parametrize("item", KNOWN_TASK, ids=[item["name"] for item in KNOWN_TASK])
 def test_a_finished_run_with_its_task_known_gets_the_experts_call(item: dict[str, Any]) -> None:
     # given a run the diagnosis was not tuned on, per evaluation, with its task
     history = fresh.per_evaluation(item)
@@ -100,3 +106,34 @@ def test_a_blow_up_in_the_first_epoch_is_diverging_without_a_chance_level() -> N
     assert verdict.kind == "diverging", verdict.headline
     assert "14.8× what an untrained classifier of up to 1,000 classes scores (6.91)" in \
         verdict.headline
+
+
+def engine_verdict(item: dict[str, Any], epochs: int | None = None, final: bool = True
+                   ) -> Verdict:
+    """As the loop (live) and the web app (finished) judge an engine run."""
+    history = {key: values[:epochs] for key, values in fresh.per_evaluation(item).items()}
+    return diagnose(history, TaskInfo(**item["task"]), stress.spec_of(item["patch"]),
+                    final=final, reference=Reference(**item["reference"]))
+
+
+@pytest.mark.parametrize("item", ENGINE, ids=[item["name"] for item in ENGINE])
+def test_a_finished_engine_run_gets_the_experts_call(item: dict[str, Any]) -> None:
+    verdict = engine_verdict(item)
+
+    assert verdict.kind in accepted(item), (item["why"], verdict.headline)
+
+
+PINNED = [item for item in ENGINE if item["live"]]
+
+
+@pytest.mark.parametrize("item", PINNED, ids=[item["name"] for item in PINNED])
+def test_an_engine_runs_live_verdicts_change_only_as_the_expert_expects(item: dict[str, Any]
+                                                                        ) -> None:
+    # given an engine run, judged after every epoch with its spec and reference
+    epochs = len(item["history"]["train_loss"])
+    letters = [LETTERS.get(engine_verdict(item, n, final=False).kind, "")
+               for n in range(1, epochs + 1)]
+
+    # then its verdicts go through the expert's sequence, each kind once
+    told = "".join(k for i, k in enumerate(letters) if k and (i == 0 or k != letters[i - 1]))
+    assert told == item["live"], letters

@@ -21,13 +21,26 @@ def load() -> list[dict[str, Any]]:
     return list(json.loads(PATH.read_text()))
 
 
+def scripts() -> list[dict[str, Any]]:
+    """The plain PyTorch runs, with every step's loss: the ones a script logs."""
+    return [item for item in load() if "loss" in item]
+
+
+def engine_runs() -> list[dict[str, Any]]:
+    """The engine's runs (``training.run``), with their spec patch and reference."""
+    return [item for item in load() if "patch" in item]
+
+
 def _value(v: float | None) -> float:
     return math.nan if v is None else float(v)
 
 
 def per_evaluation(item: dict[str, Any]) -> dict[str, list[float]]:
     """One entry per evaluation, as the engine logs an epoch: the training loss and accuracy
-    are the means over the steps since the evaluation before."""
+    are the means over the steps since the evaluation before (an engine run's history as
+    the loop logged it)."""
+    if "history" in item:
+        return {key: [_value(v) for v in values] for key, values in item["history"].items()}
     spe, loss, acc = item["steps_per_epoch"], item["loss"], item.get("acc")
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
     if acc:
@@ -51,8 +64,9 @@ def per_evaluation(item: dict[str, Any]) -> dict[str, list[float]]:
 #   ``val_loss`` ``val_accuracy``;
 # - trainer: Hugging Face Trainer, the mean ``loss`` every ``logging_steps`` (here a quarter
 #   of an epoch), ``eval_loss`` and ``eval_accuracy`` at the evaluation's step;
-# - lightning: every step's ``train_loss_step``, ``train_loss_epoch`` and ``val_loss`` /
-#   ``val_acc`` at the epoch's last step;
+# - lightning: every step's ``train_loss_step``, ``train_loss_epoch`` and ``val_loss_epoch`` /
+#   ``val_acc_epoch`` (``self.log(..., on_step=True, on_epoch=True)`` in validation_step) at
+#   the epoch's last step;
 # - timm: per epoch (step = epoch), ``train_loss``, ``eval_loss``, ``eval_top1`` in percent;
 # - top1: every step's ``train_loss`` from step 0, ``val_loss`` and a bare ``top1`` in
 #   percent at the evaluation (timm's validate() returns it under that name).
@@ -61,7 +75,7 @@ NAMES = {  # style: (train loss, train accuracy, val loss, val accuracy, accurac
     "loop": ("train_loss", None, "val_loss", "val_acc", True),
     "keras": ("loss", "accuracy", "val_loss", "val_accuracy", False),
     "trainer": ("loss", None, "eval_loss", "eval_accuracy", False),
-    "lightning": ("train_loss_step", None, "val_loss", "val_acc", False),
+    "lightning": ("train_loss_step", None, "val_loss_epoch", "val_acc_epoch", False),
     "timm": ("train_loss", None, "eval_loss", "eval_top1", True),
     "top1": ("train_loss", None, "val_loss", "top1", True),
 }

@@ -352,7 +352,9 @@ def as_shares(history: dict[str, list[float]], named: Collection[str] = ()
     percent, and a 100-class run's top1 at 0.7% was read as 70%."""
     accuracies = {key: np.asarray(values, dtype=float) for key, values in history.items()
                   if key.endswith("_acc")}
-    passed = {key for key, values in accuracies.items() if np.nanmax(values, initial=0) > 1}
+    # finite values only: an infinite accuracy is no share of anything (the diagnosis drops it)
+    passed = {key for key, values in accuracies.items()
+              if values[np.isfinite(values)].max(initial=0) > 1}
     for key, values in accuracies.items():
         told = key in named or bool(passed)
         loss = history.get(key.replace("_acc", "_loss"), [])

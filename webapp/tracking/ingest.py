@@ -43,7 +43,7 @@ MAX_KEY = external.STORED_CHARS  # characters of a metric name
 MAX_NAME = 250  # a param's or tag's name (MAX_ENTITY_KEY_LENGTH)
 MAX_PARAM = 6000  # a param's value (MAX_PARAM_VAL_LENGTH)
 MAX_TAG = 8000  # a run's or logged model's tag value (MAX_TAG_VAL_LENGTH)
-MAX_EXPERIMENT_TAG = 5000  # an experiment's tag value (MAX_EXPERIMENT_TAG_VAL_LENGTH)
+MAX_EXPERIMENT_TAG = 20_000  # an experiment's tag value (MLflow 3's MAX_EXPERIMENT_TAG_VAL_LENGTH)
 # Characters of the names and values of one run's (or logged model's) params and tags together.
 # MLflow stores a row per param; here they live in the run's row, which every write to the run
 # reads and rewrites, so their sum is bounded: 100 requests of 100 tags of 8000 characters made
@@ -421,7 +421,16 @@ class Numbering:
 def logged_step(progress: Mapping[str, Any], stored: str, step: int) -> int:
     """The step a script logged a stored point at, for mlflow's readers: 0 for every point of
     a metric logged only without steps (stored in the order they came, see ``Numbering``)."""
-    return 0 if stored in progress.get("numbering", {}).get("zero_steps", ()) else step
+    return 0 if _zero_steps(progress, stored) else step
+
+
+def logged_steps(progress: Mapping[str, Any], stored: str, steps: np.ndarray) -> np.ndarray:
+    """``logged_step`` of each of a stored metric's ``steps``."""
+    return np.zeros_like(steps) if _zero_steps(progress, stored) else steps
+
+
+def _zero_steps(progress: Mapping[str, Any], stored: str) -> bool:
+    return stored in progress.get("numbering", {}).get("zero_steps", ())
 
 
 def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],

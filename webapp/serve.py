@@ -93,15 +93,19 @@ class BoundedRequest(http_protocol.WebRequest):  # type: ignore[misc]
         return super().process()
 
     def handle_reply(self, message: dict[str, Any]) -> None:
-        if (message.get("type") == "http.response.body" and not self.finished
-                and self.channel is not None):
-            if message.get("more_body", False) and self.flow is None:
-                self.flow = Flow()
-                self.registerProducer(self.flow, True)
-            elif not message.get("more_body", False) and self.flow is not None:
-                self.unregisterProducer()  # before finish(): the connection's next request
-                self.flow = None
+        if (message.get("type") == "http.response.body" and message.get("more_body", False)
+                and self.flow is None and not self.finished and self.channel is not None):
+            self.flow = Flow()
+            self.registerProducer(self.flow, True)
         super().handle_reply(message)
+
+    def finish(self) -> None:
+        # However the response ends (its last part, or Daphne ending it on an error), the
+        # connection's next request may register its own.
+        if self.flow is not None and self.channel is not None:
+            self.unregisterProducer()
+        self.flow = None
+        super().finish()
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's name
         if self.flow is not None:

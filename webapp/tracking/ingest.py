@@ -489,6 +489,12 @@ def check_columns(columns: Mapping[str, Columns]) -> None:
         check_points(key, steps, times)
 
 
+# Why a run its script ended as failed or killed failed, and what tells such an end from one
+# Fitboard made (the Cancel button, a silent run failed by housekeeping).
+SCRIPT_ENDS = {Experiment.Status.FAILED: "the script ended its run as failed",
+               Experiment.Status.CANCELLED: "the script ended its run as killed"}
+
+
 def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
     """End a running external run with ``status`` (succeeded, failed or cancelled), its
     summary (best and final metrics under the diagnostics' names) and its final verdict."""
@@ -505,8 +511,7 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
             break
     verdict = external.final_verdict(run)
     relay.drain()  # the run's last points reach its viewers before its end does
-    error = {Experiment.Status.FAILED: "the script ended its run as failed",
-             Experiment.Status.CANCELLED: "the script ended its run as killed"}.get(status, "")
+    error = SCRIPT_ENDS.get(status, "")
     ended_ok = run.finish(status, error=error, summary=summary, verdict=verdict)
     if ended_ok and when is not None:
         Experiment.objects.filter(pk=run.pk).update(finished_at=when)

@@ -382,15 +382,27 @@ def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
         Experiment.objects.filter(pk=run.pk).update(name=name[:200])
         run.name = name[:200]
     status = text(body, "status", required=False)
-    if status in END_STATUS and not run.is_terminal:
+    if status in END_STATUS and (not run.is_terminal or _ends_again(run, END_STATUS[status])):
         end = integer(body.get("end_time"), "end_time", default=0)
-        ingest.end_run(run, END_STATUS[status], end / 1000 if end else None)
+        with transaction.atomic():
+            if run.is_terminal:
+                run.reopen()
+            ingest.end_run(run, END_STATUS[status], end / 1000 if end else None)
     elif status == "RUNNING" and run.is_terminal:  # start_run(run_id=...) resumes it
         run.reopen()
     elif status and status not in (*END_STATUS, "RUNNING", "SCHEDULED"):
         raise ApiError("INVALID_PARAMETER_VALUE", f"unknown run status {status[:20]!r}")
     run.refresh_from_db()
     return {"run_info": run_info(run)}
+
+
+def _ends_again(run: Experiment, status: str) -> bool:
+    """Whether an ended run takes another end ``status``, as MLflow's server takes it
+    (``set_terminated(run_id, "FAILED")`` after ``end_run()``: the run read back as finished):
+    when its script ended it. An end Fitboard made stands (the Cancel button on the run page, a
+    silent run failed by housekeeping): the script's own ``end_run()`` comes after it."""
+    return status != run.status and (run.status == Experiment.Status.SUCCEEDED
+                                      or run.error in ingest.SCRIPT_ENDS.values())
 
 
 @endpoint(("GET",))

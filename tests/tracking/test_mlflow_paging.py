@@ -97,3 +97,19 @@ def test_a_page_of_runs_holds_as_many_as_the_client_asks(tracking, project, owne
     found = tracking.search_runs([str(project.pk)], max_results=PAGE + 5)
     assert len(found) == PAGE + 1 and found.token is None
     assert len(tracking.search_runs([str(project.pk)])) == PAGE
+
+
+def test_runs_come_latest_started_first_as_mlflows_server_lists_them(tracking, project):
+    # given runs a script imported with their own start times, not in the order they started
+    for started in (3_000, 1_000, 2_000):
+        run = tracking.create_run(str(project.pk), start_time=1_600_000_000_000 + started,
+                                  run_name=f"started-{started}")
+        tracking.set_terminated(run.info.run_id)
+
+    def names(**search) -> list[str]:
+        return [r.info.run_name for r in tracking.search_runs([str(project.pk)], **search)]
+
+    latest_first = ["started-3000", "started-2000", "started-1000"]
+    assert names() == latest_first
+    assert names(max_results=2) == latest_first[:2]
+    assert names(filter_string="attributes.status = 'FINISHED'") == latest_first

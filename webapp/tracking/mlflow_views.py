@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from webapp.experiments import metric_store
@@ -413,7 +414,8 @@ def run_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
 
 @endpoint(("POST", "GET"))
 def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    """The runs of the experiments, newest first, or filtered and ordered by MLflow's grammar
+    """The runs of the experiments, latest started first (as MLflow's server: a run created
+    with an earlier ``start_time`` comes after), or filtered and ordered by MLflow's grammar
     (then every run of the experiments is read: filters apply to what ``run_json`` shows);
     a page token is the offset of the next page."""
     clauses = search.parse_filter(text(body, "filter", required=False), _numeric)
@@ -424,7 +426,8 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
                        "DELETED_ONLY or ALL")
     offset, limit = page_of(body)
     runs = access.runs(token, deleted=True).select_related("created_by").filter(
-        project__in=find_projects(token, body.get("experiment_ids")))
+        project__in=find_projects(token, body.get("experiment_ids"))).order_by(
+        Coalesce("started_at", "created_at").desc(), "-pk")  # run_info's start_time
     if stages != (False, True):
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:

@@ -74,6 +74,24 @@ def test_nan_and_infinite_metrics_read_back_through_get_run_history_and_search(t
     assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
+def test_a_nan_metric_orders_after_the_numbers_and_before_runs_without_it(tracking, project):
+    mlflow.set_experiment("vision")
+    names = {}
+    for loss in (0.5, float("nan"), None, 0.2, float("inf")):
+        with mlflow.start_run() as run:
+            if loss is not None:
+                mlflow.log_metric("loss", loss)
+        names[run.info.run_id] = str(loss)
+
+    def ordered(direction: str) -> list[str]:
+        runs = tracking.search_runs([str(project.pk)], order_by=[f"metrics.loss {direction}"])
+        return [names[r.info.run_id] for r in runs]
+
+    # as MLflow's server orders them, either way (a NaN among them had scrambled the order)
+    assert ordered("ASC") == ["0.2", "0.5", "inf", "nan", "None"]
+    assert ordered("DESC") == ["inf", "0.5", "0.2", "nan", "None"]
+
+
 def test_a_resumed_run_runs_again_and_ends_with_its_new_status(tracking):
     mlflow.set_experiment("vision")
     with mlflow.start_run() as run:

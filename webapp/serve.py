@@ -9,18 +9,31 @@ stop that. Here a body declared larger than FITBOARD_MAX_REQUEST_MB is refused w
 a byte of it is read, and a body sent without a length (chunked) is refused, its bytes so far
 dropped, once it passes the limit; either way the connection closes.
 
+Daphne then hands the application the body it wrote to that file by putting every 8 kB of it
+in the application's input queue at once: a 200 MB artifact was 200 MB of the server's memory
+until the view had copied it out. ``StreamedBody`` keeps in the queue only where each piece
+lies, and reads it from the file when the application asks for it. Going out, Daphne wrote
+each part of a response to the connection as the application gave it, however slowly the
+client read: a streamed download piled up in Twisted's write buffer, as large as the file.
+``StreamingServer`` waits, before taking the next part, for that buffer to drain
+(``Flow``).
+
 ``python -m webapp.serve`` takes Daphne's own arguments (``manage.py up`` and the Docker image
 start it so).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from functools import partial
 from typing import Any
 
 from daphne import http_protocol
 from daphne.cli import CommandLineInterface
+from daphne.server import Server
 
+DaphneRequest = http_protocol.WebRequest  # before install() puts BoundedRequest in its place
 REFUSAL = b"the request body is larger than this server takes (FITBOARD_MAX_REQUEST_MB)\n"
 
 
@@ -32,11 +45,31 @@ def max_body_bytes() -> int:
     return int(settings.FITBOARD_MAX_REQUEST_BYTES)
 
 
+class Flow:
+    """Whether a response's connection takes more now: a push producer registered with the
+    request, which Twisted pauses while the connection's write buffer is full."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's names
+        self.writable.clear()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.writable.set()
+
+    def stopProducing(self) -> None:  # noqa: N802 - the connection is gone: wait no more
+        self.writable.set()
+
+
 class BoundedRequest(http_protocol.WebRequest):  # type: ignore[misc]
-    """Daphne's request, refusing a body past ``max_body_bytes`` as it arrives."""
+    """Daphne's request, refusing a body past ``max_body_bytes`` as it arrives, and telling
+    when its response's connection takes more (``flow``)."""
 
     received = 0
     refused = False
+    flow: Flow | None = None  # while a response's body goes out in parts
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's name
         if length is not None and length > max_body_bytes():
@@ -59,6 +92,26 @@ class BoundedRequest(http_protocol.WebRequest):  # type: ignore[misc]
             return None
         return super().process()
 
+    def handle_reply(self, message: dict[str, Any]) -> None:
+        if (message.get("type") == "http.response.body" and message.get("more_body", False)
+                and self.flow is None and not self.finished and self.channel is not None):
+            self.flow = Flow()
+            self.registerProducer(self.flow, True)
+        super().handle_reply(message)
+
+    def finish(self) -> None:
+        # However the response ends (its last part, or Daphne ending it on an error), the
+        # connection's next request may register its own.
+        if self.flow is not None and self.channel is not None:
+            self.unregisterProducer()
+        self.flow = None
+        super().finish()
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's name
+        if self.flow is not None:
+            self.flow.stopProducing()
+        super().connectionLost(reason)
+
     def _refuse(self) -> None:
         self.refused = True
         transport = self.channel.transport
@@ -66,6 +119,60 @@ class BoundedRequest(http_protocol.WebRequest):  # type: ignore[misc]
                         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
                         % (len(REFUSAL), REFUSAL))
         transport.loseConnection()  # stops reading at once, then closes once that is sent
+
+
+class StreamedBody(asyncio.Queue[dict[str, Any]]):
+    """The application's input queue for an HTTP request: each part of the body that Daphne
+    puts in it is kept as its length, and read from the request's body file (which Daphne has
+    read through from its start) when the application takes it out."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__()
+        self.request = request
+        self.offset = 0  # of the next part in the body file
+
+    def put_nowait(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "http.request":
+            message = {**message, "body": len(message.get("body", b""))}
+        super().put_nowait(message)
+
+    async def get(self) -> dict[str, Any]:
+        message = await super().get()
+        if message.get("type") != "http.request":
+            return message
+        content = self.request.content
+        if content is None or content.closed:  # the client went away, and the file with it
+            return {"type": "http.disconnect"}
+        content.seek(self.offset)
+        body = content.read(message["body"])
+        self.offset += len(body)
+        return {**message, "body": body}
+
+
+class StreamingServer(Server):  # type: ignore[misc]
+    """Daphne's server, giving each HTTP request's application a ``StreamedBody``, and taking
+    the next part of a response once the connection has sent the last (``Flow``)."""
+
+    async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
+        await super().handle_reply(protocol, message)
+        flow = getattr(protocol, "flow", None)
+        if flow is not None:
+            await flow.writable.wait()
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        if not isinstance(protocol, DaphneRequest):  # a WebSocket: its messages are small
+            return super().create_application(protocol, scope)
+        # Daphne's own, but for the queue.
+        assert "application_instance" not in self.connections[protocol]
+        queue = StreamedBody(protocol)
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(scope=scope, receive=queue.get,
+                                    send=partial(self.handle_reply, protocol))
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            instance, loop=asyncio.get_event_loop())
+        return queue
 
 
 def install() -> None:
@@ -76,7 +183,9 @@ def install() -> None:
 
 def main(argv: list[str]) -> None:
     install()
-    CommandLineInterface().run(argv)
+    cli = CommandLineInterface()
+    cli.server_class = StreamingServer
+    cli.run(argv)
 
 
 if __name__ == "__main__":

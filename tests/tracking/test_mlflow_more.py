@@ -1,8 +1,8 @@
 """Calls of the mlflow client beyond the everyday ones of test_mlflow_coverage.py, each through
 the real client (3.17, pinned) against Fitboard's live server: tables and images, NaN metrics,
-resuming an ended run, asynchronous logging, system metrics, MLflow's search aliases and
-dataset filters, and the model registry's refusal. A request only an older client sends is sent
-as that client sends it, with ``requests``."""
+resuming an ended run or ending it again, asynchronous logging, system metrics, MLflow's search
+aliases and dataset filters, and the model registry's refusal. A request only an older client
+sends is sent as that client sends it, with ``requests``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from django.test import Client
 from mlflow.exceptions import MlflowException
 
 from webapp.experiments.models import Experiment
@@ -73,6 +74,24 @@ def test_nan_and_infinite_metrics_read_back_through_get_run_history_and_search(t
     assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
+def test_a_nan_metric_orders_after_the_numbers_and_before_runs_without_it(tracking, project):
+    mlflow.set_experiment("vision")
+    names = {}
+    for loss in (0.5, float("nan"), None, 0.2, float("inf")):
+        with mlflow.start_run() as run:
+            if loss is not None:
+                mlflow.log_metric("loss", loss)
+        names[run.info.run_id] = str(loss)
+
+    def ordered(direction: str) -> list[str]:
+        runs = tracking.search_runs([str(project.pk)], order_by=[f"metrics.loss {direction}"])
+        return [names[r.info.run_id] for r in runs]
+
+    # as MLflow's server orders them, either way (a NaN among them had scrambled the order)
+    assert ordered("ASC") == ["0.2", "0.5", "inf", "nan", "None"]
+    assert ordered("DESC") == ["inf", "0.5", "0.2", "nan", "None"]
+
+
 def test_a_resumed_run_runs_again_and_ends_with_its_new_status(tracking):
     mlflow.set_experiment("vision")
     with mlflow.start_run() as run:
@@ -89,6 +108,31 @@ def test_a_resumed_run_runs_again_and_ends_with_its_new_status(tracking):
     assert after.info.status == "FAILED" and after.data.metrics["loss"] == 0.4
     assert stored.status == Experiment.Status.FAILED
     assert stored.summary["final_metrics"]["train_loss"] == 0.4
+
+
+def test_set_terminated_after_the_end_ends_it_again_unless_fitboard_ended_it(tracking, owner):
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.9)
+
+    # when a scheduler marks a run its script ended as finished killed, then failed
+    tracking.set_terminated(run.info.run_id, "KILLED")
+    killed = tracking.get_run(run.info.run_id).info.status
+    tracking.set_terminated(run.info.run_id, "FAILED")
+
+    # then it reads back as MLflow's server answers, and the run is failed, its summary kept
+    stored = Experiment.objects.get(pk=int(run.info.run_id))
+    assert killed == "KILLED" and tracking.get_run(run.info.run_id).info.status == "FAILED"
+    assert stored.status == Experiment.Status.FAILED
+    assert stored.summary["final_metrics"]["train_loss"] == 0.9
+
+    # but a run cancelled on its page stays cancelled when its script ends it afterwards
+    cancelled = int(mlflow.start_run().info.run_id)
+    page = Client()
+    page.force_login(owner)
+    page.post(f"/experiments/{cancelled}/cancel/")
+    mlflow.end_run()
+    assert Experiment.objects.get(pk=cancelled).status == Experiment.Status.CANCELLED
 
 
 def test_asynchronous_logging_lands_every_point(tracking, monkeypatch):

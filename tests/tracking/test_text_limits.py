@@ -1,8 +1,8 @@
-"""What a script may store as text, in MLflow's own limits and words: a param's or tag's name
-of at most 250 characters, a param value of 6,000, a run tag of 8,000, an experiment tag of
-5,000 (INVALID_PARAMETER_VALUE, nothing stored), whichever API carries it; and one run (or
-logged model) holds at most ``MAX_HELD`` characters of params and tags, which every write to
-it reads and rewrites."""
+"""What a script may store as text, in MLflow's own limits and words: a param's, tag's or
+metric's name of at most 250 characters, a param value of 6,000, a run tag of 8,000, an
+experiment tag of 20,000 (INVALID_PARAMETER_VALUE, nothing stored), whichever API carries it;
+and one run (or logged model) holds at most ``MAX_HELD`` characters of params and tags, which
+every write to it reads and rewrites."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ def refused(answer: Any, words: str) -> None:
     ("runs/log-parameter", {"key": "k" * 251, "value": "1"}, "exceeded length limit of 250"),
     ("runs/log-batch", {"tags": [{"key": "ok", "value": "x"}, {"key": "t", "value": "x" * 8001}]},
      "exceeded length limit of 8000"),
+    ("runs/log-metric", {"key": "m" * 251, "value": 1, "timestamp": 0},
+     "must be 1 to 250 characters"),
 ])
 def test_a_name_or_value_past_mlflows_limit_is_refused_and_nothing_is_stored(
         token, run, path, body, words):
@@ -65,11 +67,15 @@ def test_values_at_mlflows_limits_are_stored(token, run):
     answers = [call(token, M + "runs/set-tag", {"run_id": str(run.pk), "key": "k" * 250,
                                                  "value": "x" * 8000}),
                call(token, M + "runs/log-parameter", {"run_id": str(run.pk), "key": "lr",
-                                                       "value": "1" * 6000})]
+                                                       "value": "1" * 6000}),
+               # a metric named as frameworks name them, eval/<data set>/<metric>, past 64
+               call(token, M + "runs/log-metric", {"run_id": str(run.pk), "key": "m" * 250,
+                                                    "value": 0.5, "timestamp": 0})]
 
-    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.status_code for a in answers] == [200, 200, 200]
     assert stored(run)["tags"]["k" * 250] == "x" * 8000
     assert stored(run)["params"]["lr"] == "1" * 6000
+    assert list(metric_store.read(run.pk)["m" * 250].values) == [0.5]
 
 
 def test_a_run_created_with_a_tag_too_long_is_not_created(token, project):
@@ -85,12 +91,17 @@ def test_a_run_created_with_a_tag_too_long_is_not_created(token, project):
     assert not Experiment.objects.exists()
 
 
-def test_an_experiment_tag_past_5000_characters_is_refused(token, project):
+def test_an_experiment_tag_past_20000_characters_is_refused(token, project):
+    # MLflow 3 takes an experiment's description (its tag mlflow.note.content) of 20,000
     answer = call(token, M + "experiments/set-experiment-tag",
-                  {"experiment_id": str(project.pk), "key": "about", "value": "x" * 5001})
-
-    refused(answer, "exceeded length limit of 5000")
+                  {"experiment_id": str(project.pk), "key": "about", "value": "x" * 20_001})
+    refused(answer, "exceeded length limit of 20000")
     assert not ExperimentTag.objects.exists()
+
+    kept = call(token, M + "experiments/set-experiment-tag",
+                {"experiment_id": str(project.pk), "key": "about", "value": "x" * 20_000})
+    assert kept.status_code == 200
+    assert len(ExperimentTag.objects.get(key="about").value) == 20_000
 
 
 def test_a_run_holds_at_most_a_million_characters_of_params_and_tags(token, run):

@@ -6,6 +6,9 @@ The connection is Daphne's own protocol, fed bytes through Twisted's in-memory t
 
 from __future__ import annotations
 
+import asyncio
+import io
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -19,7 +22,13 @@ LIMIT = 1000  # bytes, for the tests: FITBOARD_MAX_REQUEST_MB counts megabytes
 
 
 class Server:
-    """What Daphne's requests ask of its server before they reach the application."""
+    """What Daphne's requests ask of its server before they reach the application, and as
+    they answer."""
+
+    server_name = ""
+
+    def log_action(self, protocol: str, action: str, details: Any) -> None:
+        pass
 
     def protocol_connected(self, request: Any) -> None:
         pass
@@ -92,3 +101,59 @@ def test_a_body_at_the_limit_reaches_the_application_whole(connection):
     [request] = served
     request.content.seek(0)
     assert request.content.read() == b"y" * LIMIT
+
+
+def test_a_body_waits_in_its_file_until_the_application_reads_it():
+    """Daphne puts a body in the application's queue 8 kB at a time, all at once: the queue
+    keeps where each part lies, and the application reads the parts from the file."""
+
+    class Request:
+        content = io.BytesIO(bytes(range(256)) * 16384)  # 4 MB
+
+    body = Request.content.getvalue()
+
+    async def scenario() -> bytes:
+        queue = serve.StreamedBody(Request())
+        tracemalloc.start()
+        while chunk := Request.content.read(8192):  # as Daphne's WebRequest.process does
+            queue.put_nowait({"type": "http.request", "body": chunk, "more_body": True})
+        queue.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert held < len(body) // 4  # its parts' lengths, not their bytes
+        read = b""
+        while (message := await queue.get())["more_body"]:
+            read += message["body"]
+        Request.content.close()  # the client went away: no more parts to read
+        queue.put_nowait({"type": "http.request", "body": b"late", "more_body": False})
+        assert await queue.get() == {"type": "http.disconnect"}
+        return read
+
+    assert asyncio.run(scenario()) == body
+
+
+def test_a_response_waits_while_the_connection_cannot_take_more(connection):
+    protocol, transport, served = connection
+    protocol.dataReceived(b"GET /artifact HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    [request] = served
+    request.handle_reply({"type": "http.response.start", "status": 200, "headers": []})
+    server = serve.StreamingServer.__new__(serve.StreamingServer)
+    server.connections = {request: {}}
+    part = {"type": "http.response.body", "body": b"x" * 100, "more_body": True}
+
+    async def scenario() -> None:
+        await server.handle_reply(request, part)
+        # when the connection's write buffer fills (Twisted pauses its producers)
+        transport.producer.pauseProducing()
+        sending = asyncio.ensure_future(server.handle_reply(request, part))
+        await asyncio.sleep(0.01)
+        # then the next part is not taken until it empties
+        assert not sending.done()
+        transport.producer.resumeProducing()
+        await asyncio.wait_for(sending, 5)
+        await server.handle_reply(request, {"type": "http.response.body", "body": b"end"})
+
+    asyncio.run(scenario())
+    assert transport.value().endswith(b"x" * 100 + b"\r\n3\r\nend\r\n0\r\n\r\n")
+    # and the finished response leaves the connection free for the next one's producer
+    assert request.flow is None and protocol._channel._requestProducer is None

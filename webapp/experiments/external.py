@@ -37,7 +37,7 @@ class MetricMapError(ValueError):
 
 
 MAP_TAG = "fitboard.metric_map"
-STORED_CHARS = 64  # of the name a metric is stored under (MetricChunk.key)
+STORED_CHARS = 250  # of the name a metric is stored under (MetricChunk.key): MLflow's own limit
 TASK_TAG = "fitboard.task"  # "classification" (the default when accuracy is logged) or "regression"
 TASKS = ("classification", "regression")
 CLASSES_TAG = "fitboard.num_classes"  # classes of a classification task (default: the params')

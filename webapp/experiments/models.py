@@ -333,7 +333,7 @@ class MetricChunk(models.Model):
     """A batch of points of one metric, stored as packed arrays (see ``metric_store``)."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="chunks")
-    key = models.CharField(max_length=64)
+    key = models.CharField(max_length=250)  # external.STORED_CHARS
     first_step = models.BigIntegerField()
     last_step = models.BigIntegerField()
     count = models.PositiveIntegerField()

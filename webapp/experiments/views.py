@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.files import File
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from training.recipes import RECIPES, available_recipes
 from training.spec import ExperimentSpec, SpecError, stored_dataset_info
 from webapp.datasets.models import Dataset, upload_id
+from webapp.downloads import file_response
 from webapp.experiments import (
     actions,
     browse,
@@ -474,8 +475,7 @@ def checkpoint_download(request: HttpRequest, pk: int, tag: str) -> HttpResponse
             "it was altered or corrupted in storage, and is not served",
             status=409, content_type="text/plain; charset=utf-8")
     filename = f"{experiment.download_stem()}-{tag}.zip"
-    return FileResponse(stored, as_attachment=True, filename=filename,
-                        content_type="application/zip")
+    return file_response(request, stored, filename, "application/zip")
 
 
 def _open_checkpoint(experiment: Experiment, tag: str) -> File:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from training.spec import SpecError
+from webapp.downloads import file_response
 from webapp.experiments import actions, browse, diagnosis, events, files
 from webapp.experiments.external import artifacts_root
 from webapp.experiments.models import Experiment, derived_name
@@ -196,8 +197,8 @@ class RunCheckpoint(APIView):
         except files.AlteredFile:
             raise AlteredCheckpoint(f"the {tag} checkpoint of run {run.pk} does not match its "
                                     "recorded sha256: it is not served") from None
-        return FileResponse(stored, as_attachment=True, content_type="application/zip",
-                            filename=f"{run.download_stem()}-{tag}.zip")
+        return file_response(request, stored, f"{run.download_stem()}-{tag}.zip",
+                             "application/zip")
 
 
 class RunArtifacts(APIView):
@@ -217,7 +218,7 @@ class RunArtifact(APIView):
         **REFUSED})
     def get(self, request: Request, pk: int, path: str) -> HttpResponse:
         """Download one artifact of the run."""
-        response = artifacts.download(_one(auth.runs(request), pk), path)
+        response = artifacts.download(request, _one(auth.runs(request), pk), path)
         if response.status_code == status.HTTP_404_NOT_FOUND:
             raise NotFound("no such artifact")
         return response

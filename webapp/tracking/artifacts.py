@@ -14,9 +14,10 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from webapp.downloads import file_response
 from webapp.experiments import external
 from webapp.experiments.files import listing
 from webapp.experiments.models import Experiment, StoredArtifact, parse_pk
@@ -94,8 +95,8 @@ def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
         # A folder is listed (artifact_list), not downloaded: opening one was a server error.
         if not inner or not default_storage.exists(name) or _is_dir(name):
             raise not_found(f"artifact {inner[:100]!r}")
-        return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
-                            filename=posixpath.basename(inner))
+        return file_response(request, default_storage.open(name, "rb"),
+                             posixpath.basename(inner))
     if not token.may_write:
         raise ApiError("PERMISSION_DENIED", "this token is read-only")
     root, inner, holder = _locate(token, artifact_path, write=True)
@@ -210,7 +211,7 @@ def _is_dir(name: str) -> bool:
     return True
 
 
-def download(run: Experiment, inner: str) -> HttpResponse:
+def download(request: HttpRequest, run: Experiment, inner: str) -> HttpResponse:
     """The run page's download of one artifact (the caller checked the user may see it)."""
     try:
         path = clean_path(inner)
@@ -219,5 +220,4 @@ def download(run: Experiment, inner: str) -> HttpResponse:
     name = posixpath.join(storage_root(run), path)
     if not path or not default_storage.exists(name) or _is_dir(name):
         return HttpResponse("no such artifact", status=404)
-    return FileResponse(default_storage.open(name, "rb"), as_attachment=True,
-                        filename=posixpath.basename(path))
+    return file_response(request, default_storage.open(name, "rb"), posixpath.basename(path))

@@ -43,7 +43,7 @@ MAX_KEY = external.STORED_CHARS  # characters of a metric name
 MAX_NAME = 250  # a param's or tag's name (MAX_ENTITY_KEY_LENGTH)
 MAX_PARAM = 6000  # a param's value (MAX_PARAM_VAL_LENGTH)
 MAX_TAG = 8000  # a run's or logged model's tag value (MAX_TAG_VAL_LENGTH)
-MAX_EXPERIMENT_TAG = 5000  # an experiment's tag value (MAX_EXPERIMENT_TAG_VAL_LENGTH)
+MAX_EXPERIMENT_TAG = 20_000  # an experiment's tag value (MLflow 3's MAX_EXPERIMENT_TAG_VAL_LENGTH)
 # Characters of the names and values of one run's (or logged model's) params and tags together.
 # MLflow stores a row per param; here they live in the run's row, which every write to the run
 # reads and rewrites, so their sum is bounded: 100 requests of 100 tags of 8000 characters made
@@ -421,7 +421,16 @@ class Numbering:
 def logged_step(progress: Mapping[str, Any], stored: str, step: int) -> int:
     """The step a script logged a stored point at, for mlflow's readers: 0 for every point of
     a metric logged only without steps (stored in the order they came, see ``Numbering``)."""
-    return 0 if stored in progress.get("numbering", {}).get("zero_steps", ()) else step
+    return 0 if _zero_steps(progress, stored) else step
+
+
+def logged_steps(progress: Mapping[str, Any], stored: str, steps: np.ndarray) -> np.ndarray:
+    """``logged_step`` of each of a stored metric's ``steps``."""
+    return np.zeros_like(steps) if _zero_steps(progress, stored) else steps
+
+
+def _zero_steps(progress: Mapping[str, Any], stored: str) -> bool:
+    return stored in progress.get("numbering", {}).get("zero_steps", ())
 
 
 def _reclaim(run_id: int, key: str, steps: Sequence[int], keys: dict[str, str],
@@ -480,6 +489,12 @@ def check_columns(columns: Mapping[str, Columns]) -> None:
         check_points(key, steps, times)
 
 
+# Why a run its script ended as failed or killed failed, and what tells such an end from one
+# Fitboard made (the Cancel button, a silent run failed by housekeeping).
+SCRIPT_ENDS = {Experiment.Status.FAILED: "the script ended its run as failed",
+               Experiment.Status.CANCELLED: "the script ended its run as killed"}
+
+
 def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
     """End a running external run with ``status`` (succeeded, failed or cancelled), its
     summary (best and final metrics under the diagnostics' names) and its final verdict."""
@@ -496,8 +511,7 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
             break
     verdict = external.final_verdict(run)
     relay.drain()  # the run's last points reach its viewers before its end does
-    error = {Experiment.Status.FAILED: "the script ended its run as failed",
-             Experiment.Status.CANCELLED: "the script ended its run as killed"}.get(status, "")
+    error = SCRIPT_ENDS.get(status, "")
     ended_ok = run.finish(status, error=error, summary=summary, verdict=verdict)
     if ended_ok and when is not None:
         Experiment.objects.filter(pk=run.pk).update(finished_at=when)

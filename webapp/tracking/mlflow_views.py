@@ -11,7 +11,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 from django.db import transaction
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from webapp.experiments import metric_store
@@ -39,7 +41,11 @@ DEFAULT_EXPERIMENT = "0"  # what the client sends when no experiment was set
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # per log-batch, as MLflow's server
 MAX_INPUTS = 100  # datasets (and logged models) one run holds
 MAX_INPUT_JSON = 65536  # characters of one dataset input (its schema and profile included)
-MAX_SEARCH = 1000  # runs per page of a search, as MLflow's server
+MAX_SEARCH = 1000  # logged models a page of their search holds at most
+# A page of a search of runs or experiments: 1,000 unless the client asks for another number,
+# at most 50,000 (SEARCH_MAX_RESULTS_DEFAULT and _THRESHOLD of MLflow's server). Fitboard had
+# cut any page at 1,000: a script's search_runs(max_results=5000) read 1,000 runs, no error.
+PAGE, MAX_PAGE = 1000, 50_000
 MAX_EXPERIMENTS = 1000  # different experiments one search names
 # The model registry's calls (under /api/2.0/), which Fitboard does not serve.
 REGISTRY_CALLS = ("mlflow/registered-models/", "mlflow/model-versions/")
@@ -139,25 +145,36 @@ def experiment_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]
 @endpoint(("POST",), write=True)
 def experiment_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
-    """A new project, its creator the token's user (``access.create_project``)."""
-    project = access.create_project(token, text(body, "name").strip())
+    """A new project, its creator the token's user (``access.create_project``), with the tags
+    ``create_experiment(name, tags=...)`` gives it (checked before it is made)."""
+    tags = pairs(body.get("tags"), "tags", MAX_TAGS)
+    ingest.check_lengths("tag", tags, ingest.MAX_EXPERIMENT_TAG)
+    with transaction.atomic():
+        project = access.create_project(token, text(body, "name").strip())
+        ExperimentTag.objects.bulk_create(
+            ExperimentTag(project=project, key=key, value=value) for key, value in tags.items())
     return {"experiment_id": str(project.pk)}
 
 
 @endpoint(("POST", "GET"))
 def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
-    """The token's projects, filtered and ordered by MLflow's grammar (no project is ever
-    deleted through the API, so DELETED_ONLY lists none)."""
+    """The token's projects, filtered and ordered by MLflow's grammar, newest first unless
+    ordered otherwise (ties by id, as MLflow's server), a page at a time (``page_of``); no
+    project is ever deleted through the API, so DELETED_ONLY lists none."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda kind, key: (
         kind == "attributes" and key in ("creation_time", "last_update_time")))
     order = search.parse_order(repeated(body.get("order_by")))
+    offset, size = page_of(body)
     if str(body.get("view_type") or "ACTIVE_ONLY") in ("DELETED_ONLY", "2"):
         return {"experiments": []}
-    projects = access.projects(token).prefetch_related("mlflow_tags").order_by("pk")
+    projects = access.projects(token).prefetch_related("mlflow_tags").order_by(
+        *(("pk",) if order else ("-created_at", "pk")))
     found = [e for e in map(experiment_json, projects)
              if search.matches(clauses, _experiment_fields(e))]
-    return {"experiments": search.ordered(found, order, _experiment_fields)}
+    found = search.ordered(found, order, _experiment_fields)
+    return {"experiments": found[offset:offset + size],
+            **({"next_page_token": str(offset + size)} if len(found) > offset + size else {})}
 
 
 @endpoint(("POST",), write=True)
@@ -366,15 +383,27 @@ def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
         Experiment.objects.filter(pk=run.pk).update(name=name[:200])
         run.name = name[:200]
     status = text(body, "status", required=False)
-    if status in END_STATUS and not run.is_terminal:
+    if status in END_STATUS and (not run.is_terminal or _ends_again(run, END_STATUS[status])):
         end = integer(body.get("end_time"), "end_time", default=0)
-        ingest.end_run(run, END_STATUS[status], end / 1000 if end else None)
+        with transaction.atomic():
+            if run.is_terminal:
+                run.reopen()
+            ingest.end_run(run, END_STATUS[status], end / 1000 if end else None)
     elif status == "RUNNING" and run.is_terminal:  # start_run(run_id=...) resumes it
         run.reopen()
     elif status and status not in (*END_STATUS, "RUNNING", "SCHEDULED"):
         raise ApiError("INVALID_PARAMETER_VALUE", f"unknown run status {status[:20]!r}")
     run.refresh_from_db()
     return {"run_info": run_info(run)}
+
+
+def _ends_again(run: Experiment, status: str) -> bool:
+    """Whether an ended run takes another end ``status``, as MLflow's server takes it
+    (``set_terminated(run_id, "FAILED")`` after ``end_run()``: the run read back as finished):
+    when its script ended it. An end Fitboard made stands (the Cancel button on the run page, a
+    silent run failed by housekeeping): the script's own ``end_run()`` comes after it."""
+    return status != run.status and (run.status == Experiment.Status.SUCCEEDED
+                                      or run.error in ingest.SCRIPT_ENDS.values())
 
 
 @endpoint(("GET",))
@@ -385,7 +414,8 @@ def run_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
 
 @endpoint(("POST", "GET"))
 def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    """The runs of the experiments, newest first, or filtered and ordered by MLflow's grammar
+    """The runs of the experiments, latest started first (as MLflow's server: a run created
+    with an earlier ``start_time`` comes after), or filtered and ordered by MLflow's grammar
     (then every run of the experiments is read: filters apply to what ``run_json`` shows);
     a page token is the offset of the next page."""
     clauses = search.parse_filter(text(body, "filter", required=False), _numeric)
@@ -394,10 +424,10 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     if stages is None:
         raise ApiError("INVALID_PARAMETER_VALUE", "run_view_type must be ACTIVE_ONLY, "
                        "DELETED_ONLY or ALL")
-    limit = min(max(integer(body.get("max_results"), "max_results", MAX_SEARCH), 1), MAX_SEARCH)
-    offset = max(integer(body.get("page_token"), "page_token"), 0)
+    offset, limit = page_of(body)
     runs = access.runs(token, deleted=True).select_related("created_by").filter(
-        project__in=find_projects(token, body.get("experiment_ids")))
+        project__in=find_projects(token, body.get("experiment_ids"))).order_by(
+        Coalesce("started_at", "created_at").desc(), "-pk")  # run_info's start_time
     if stages != (False, True):
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:
@@ -414,6 +444,17 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
         more = len(found) > offset + limit
         found = found[offset:offset + limit]
     return {"runs": found, **({"next_page_token": str(offset + limit)} if more else {})}
+
+
+def page_of(body: Mapping[str, Any]) -> tuple[int, int]:
+    """(offset, size) of the page of a search that ``body`` asks for: its ``page_token`` is
+    the offset, its ``max_results`` the size (``PAGE`` unless given, 1 to ``MAX_PAGE``)."""
+    size = integer(body.get("max_results"), "max_results", PAGE)
+    if not 1 <= size <= MAX_PAGE:
+        raise ApiError("INVALID_PARAMETER_VALUE", f"Invalid value {size} for parameter "
+                       f"'max_results' supplied. It must be a positive integer, at most "
+                       f"{MAX_PAGE}")
+    return max(integer(body.get("page_token"), "page_token"), 0), size
 
 
 def repeated(value: Any) -> list[Any]:
@@ -567,26 +608,37 @@ def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
 @endpoint(("GET",))
 def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                    ) -> dict[str, Any]:
-    """Every point of one metric, under the name the script logged it as."""
+    """Every point of one metric, under the name the script logged it as, in the order of
+    MLflow's server (by time, then step, then value); with ``max_results``, a page of that
+    many and the token of the next (mlflow's client reads 25,000 a page, and a script that
+    asks for one page gets one, not every point)."""
     run = find_run(token, body)
     name = text(body, "metric_key")
+    limit = integer(body.get("max_results"), "max_results")  # 0: every point
+    if limit < 0 or (limit == 0 and body.get("max_results") not in (None, "")):
+        raise ApiError("INVALID_PARAMETER_VALUE", f"Invalid value {limit} for parameter "
+                       "'max_results' supplied. It must be a positive integer.")
+    offset = max(integer(body.get("page_token"), "page_token"), 0)
     stored = run.progress.get("keys", {}).get(name, name) if run.is_external else name
     series = metric_store.read(run.pk, [stored]).get(stored)
     if series is None:
         return {"metrics": []}
-    return {"metrics": list(_history(name, series, run.progress, stored))}
+    steps = ingest.logged_steps(run.progress, stored, series.steps)
+    stamps = np.round(series.times * 1000).astype(np.int64)
+    end = min(offset + limit, len(steps)) if limit else len(steps)
+    page = np.lexsort((series.values, steps, stamps))[offset:end]
+    return {"metrics": list(_history(name, steps[page], series.values[page], stamps[page])),
+            **({"next_page_token": str(end)} if end < len(steps) else {})}
 
 
-def _history(name: str, series: metric_store.Series, progress: Mapping[str, Any],
-             stored: str) -> Iterable[dict[str, Any]]:
-    """The points as mlflow's client reads them: at the steps the script logged them at."""
-    values: list[Any] = series.values.tolist()
-    if not all(map(math.isfinite, values)):
-        values = [metric_value(value) for value in values]
-    for step, value, when in zip(series.steps.tolist(), values, series.times.tolist(),
-                                 strict=True):
-        yield {"key": name, "value": value, "timestamp": round(when * 1000),
-               "step": ingest.logged_step(progress, stored, step)}
+def _history(name: str, steps: np.ndarray, values: np.ndarray, stamps: np.ndarray
+             ) -> Iterable[dict[str, Any]]:
+    """The points as mlflow's client reads them."""
+    written: list[Any] = values.tolist()
+    if not all(map(math.isfinite, written)):
+        written = [metric_value(value) for value in written]
+    for step, value, stamp in zip(steps.tolist(), written, stamps.tolist(), strict=True):
+        yield {"key": name, "value": value, "timestamp": stamp, "step": step}
 
 
 @endpoint(("POST", "GET", "PUT", "PATCH", "DELETE"), raw=True)

@@ -83,4 +83,4 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def artifact_download(request: HttpRequest, pk: int, path: str) -> HttpResponse:
     run = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
-    return artifacts.download(run, path)
+    return artifacts.download(request, run, path)

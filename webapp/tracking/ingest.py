@@ -213,6 +213,9 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
         progress.update(seq=seq, keys=keys, numbering=numbering.state(), stored_points=held)
+        if len(keys) > len(row.progress.get("keys", {})):  # its table of names grows
+            reserve_text(row.created_by_id, row.progress, progress,
+                         f"new metric names of run {row.pk} not stored")
         if batch:
             progress["step"] = max(int(progress.get("step", 0)), last_step)
         now = timezone.now()

@@ -19,6 +19,7 @@ from webapp.experiments.diagnosis import flatten_spec
 from webapp.experiments.models import Experiment, parse_pk
 from webapp.projects import access as project_access
 from webapp.projects import actions as project_actions
+from webapp.projects import storage
 from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
 from webapp.tracking import access, ingest, search
@@ -41,6 +42,10 @@ MAX_INPUTS = 100  # datasets (and logged models) one run holds
 MAX_INPUT_JSON = 65536  # characters of one dataset input (its schema and profile included)
 MAX_SEARCH = 1000  # runs per page of a search, as MLflow's server
 MAX_EXPERIMENTS = 1000  # different experiments one search names
+# Tags one experiment holds: every read of the experiment (get, search, each member's list of
+# them) sends them all, and a maintainer's script set 5 kB tags without end (MLflow's
+# ``set_experiment_tags`` sets a few).
+MAX_EXPERIMENT_TAGS = 1000
 # The model registry's calls (under /api/2.0/), which Fitboard does not serve.
 REGISTRY_CALLS = ("mlflow/registered-models/", "mlflow/model-versions/")
 MODEL_HISTORY = "mlflow.log-model.history"  # the run tag listing its models (runs/log-model)
@@ -202,8 +207,29 @@ def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, An
     check_maintains(token, project, "tag it")
     key, value = text(body, "key"), text(body, "value", required=False)
     ingest.check_lengths("tag", {key: value}, ingest.MAX_EXPERIMENT_TAG)
-    ExperimentTag.objects.update_or_create(project=project, key=key, defaults={"value": value})
+    with transaction.atomic():
+        # Under the project's row lock: two tags sent at once are counted one after the other.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        tags = ExperimentTag.objects.filter(project=project)
+        old = tags.filter(key=key).first()
+        if old is None and tags.count() >= MAX_EXPERIMENT_TAGS:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"experiment {project.pk} holds at most "
+                           f"{MAX_EXPERIMENT_TAGS:,} tags: delete some (delete_experiment_tag)")
+        mine = old is not None and old.set_by_id == token.user.pk
+        try:  # the value it replaces frees room only in the quota that counted it
+            storage.reserve(token.user, _tag_bytes(key, value),
+                            freeing=_tag_bytes(old.key, old.value) if old and mine else 0)
+        except storage.OverStorageQuota as exc:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"tag {key[:100]!r} of experiment "
+                           f"{project.pk} not stored: {exc}") from None
+        ExperimentTag.objects.update_or_create(project=project, key=key,
+                                               defaults={"value": value, "set_by": token.user})
     return {}
+
+
+def _tag_bytes(key: str, value: str) -> int:
+    """Bytes an experiment tag takes in its setter's storage quota (``text_stored_by``)."""
+    return len(key.encode()) + len(value.encode())
 
 
 @endpoint(("POST",), write=True)

@@ -1,0 +1,103 @@
+"""Round nine of attacks, as a plain member with an API token, who maintains a project of their
+own (any user may create one) and logs from scripts.
+
+What a script stored outside every quota: the tags of an MLflow experiment (5 kB each, as many
+as it liked: 200 of them were 1 MB that no quota counted, and every read of the experiment sent
+them all) and a run's table of metric names (1,000 names of 64 characters made its progress
+347 kB, counted nowhere, at 1,000 runs an hour)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from webapp.experiments import metric_store
+from webapp.projects import storage
+from webapp.projects.actions import create_project
+from webapp.tracking import ingest, mlflow_views, tokens
+from webapp.tracking.models import ExperimentTag
+
+from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
+
+M = "/api/2.0/mlflow/"
+
+
+def noise(chars: int) -> str:
+    """Text no database compresses."""
+    return secrets.token_urlsafe(chars)[:chars]
+
+
+def send(token: str, path: str, body: Any) -> Any:
+    return Client().post(path, json.dumps(body), content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.fixture
+def own_experiment(mallory: Any) -> tuple[str, str]:  # noqa: F811
+    """A project mallory made (and so maintains), and her token: (experiment id, token)."""
+    mine = create_project(mallory, "mallory-own")
+    return str(mine.pk), tokens.create_token(mallory, "laptop", "write", None)[1]
+
+
+def set_tag(experiment: tuple[str, str], key: str, value: str) -> Any:
+    experiment_id, token = experiment
+    return send(token, M + "experiments/set-experiment-tag",
+                {"experiment_id": experiment_id, "key": key, "value": value})
+
+
+def test_experiment_tags_count_towards_their_setters_quota(mallory, own_experiment,  # noqa: F811
+                                                         settings):
+    # given a quota with room for one tag of 4,000 characters and not two
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = storage.stored_bytes(mallory) + 6000
+
+    # when the script sets one, then another
+    first = set_tag(own_experiment, "notes", noise(4000))
+    second = set_tag(own_experiment, "more", noise(4000))
+
+    # then the first is stored and counted, the second refused in MLflow's format, saying the
+    # quota, and not stored
+    assert first.status_code == 200
+    assert second.status_code == 400
+    assert second.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "storage quota" in second.json()["message"]
+    assert list(ExperimentTag.objects.values_list("key", flat=True)) == ["notes"]
+    # and replacing her own tag frees the room of the value it replaces
+    assert set_tag(own_experiment, "notes", noise(5000)).status_code == 200
+
+
+def test_an_experiment_holds_a_bounded_number_of_tags(own_experiment, monkeypatch):
+    monkeypatch.setattr(mlflow_views, "MAX_EXPERIMENT_TAGS", 3)
+    for key in ("a", "b", "c"):
+        assert set_tag(own_experiment, key, "1").status_code == 200
+
+    # when the script sets a fourth tag, and then a value of one it has
+    fourth = set_tag(own_experiment, "d", "1")
+    again = set_tag(own_experiment, "a", "2")
+
+    # then the fourth is refused, saying the limit, and the tag it has takes its new value
+    assert fourth.status_code == 400 and "at most 3 tags" in fourth.json()["message"]
+    assert again.status_code == 200
+    assert dict(ExperimentTag.objects.values_list("key", "value")) == {"a": "2", "b": "1",
+                                                                      "c": "1"}
+
+
+def test_a_runs_metric_names_count_towards_the_quota(mallory, project, settings):  # noqa: F811
+    # given a run of mallory's with one metric, and room for a few more names only
+    run = ingest.create_run(mallory, project, "names", {})
+    ingest.log_to_run(run, [ingest.Point("loss", 0.5, 1, 1.0)])
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = storage.stored_bytes(mallory) + 2000
+
+    # when her script logs 100 new names of 60 characters
+    names = [ingest.Point(f"{i:03}" + "n" * 57, 1.0, 1, 1.0) for i in range(100)]
+    with pytest.raises(ingest.IngestError, match="storage quota"):
+        ingest.log_to_run(run, names)
+
+    # then none is stored, and points of the metric it has still are
+    ingest.log_to_run(run, [ingest.Point("loss", 0.25, 2, 2.0)])
+    run.refresh_from_db()
+    assert list(run.progress["keys"]) == ["loss"]
+    assert list(metric_store.read(run.pk)["train_loss"].values) == [0.5, 0.25]

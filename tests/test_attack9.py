@@ -101,3 +101,30 @@ def test_a_runs_metric_names_count_towards_the_quota(mallory, project, settings)
     run.refresh_from_db()
     assert list(run.progress["keys"]) == ["loss"]
     assert list(metric_store.read(run.pk)["train_loss"].values) == [0.5, 0.25]
+
+
+def test_a_search_reads_only_the_latest_point_of_a_members_long_run(mallory, owner,  # noqa: F811
+                                                                  project, monkeypatch):  # noqa: F811
+    # given a member's run of 100,000 points of one metric in 100 rows, its last step written
+    # again last
+    run = ingest.create_run(mallory, project, "long", {})
+    for first in range(0, 100_000, 1000):
+        metric_store.append(run.pk, {"loss": [(step, 1 / (1 + step), step / 10)
+                                              for step in range(first, first + 1000)]})
+    metric_store.append(run.pk, {"loss": [(99_999, 7.0, 20_000.0)]})
+    merged: list[int] = []
+    merge = metric_store._merge
+    monkeypatch.setattr(metric_store, "_merge", lambda blobs: merged.append(
+        sum(len(steps) // 8 for steps, _, _ in blobs)) or merge(blobs))
+    token = tokens.create_token(owner, "laptop", "read", None)[1]
+
+    # when another member's script searches the project, and reads the run
+    found = send(token, M + "runs/search", {"experiment_ids": [str(project.pk)]}).json()
+    read = Client().get(M + "runs/get", {"run_id": str(run.pk)},
+                        HTTP_AUTHORIZATION=f"Bearer {token}").json()
+
+    # then each answers the latest point, read from the rows that hold it only
+    latest = [{"key": "loss", "value": 7.0, "timestamp": 20_000_000, "step": 99_999}]
+    assert found["runs"][0]["data"]["metrics"] == latest
+    assert read["run"]["data"]["metrics"] == latest
+    assert merged and max(merged) <= 1001

@@ -406,7 +406,7 @@ def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 @endpoint(("GET",))
 def run_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     run = find_run(token, body)
-    return {"run": run_json(run, metric_store.read(run.pk))}
+    return {"run": run_json(run, metric_store.latest_many([run.pk]).get(run.pk, {}))}
 
 
 @endpoint(("POST", "GET"))
@@ -428,12 +428,12 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:
         page = list(runs[offset:offset + limit + 1])
-        latest = metric_store.read_many([run.pk for run in page[:limit]])
+        latest = metric_store.latest_many([run.pk for run in page[:limit]])
         found = [run_json(run, latest.get(run.pk, {})) for run in page[:limit]]
         more = len(page) > limit
     else:
         every = list(runs)
-        latest = metric_store.read_many([run.pk for run in every])
+        latest = metric_store.latest_many([run.pk for run in every])
         found = [j for j in (run_json(run, latest.get(run.pk, {})) for run in every)
                  if search.matches(clauses, _run_fields(j))]
         found = search.ordered(found, order, _run_fields)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+import orjson
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from webapp.experiments import metric_store
 from webapp.experiments.diagnosis import flatten_spec
@@ -592,7 +594,7 @@ def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
 
 @endpoint(("GET",))
 def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
-                   ) -> dict[str, Any]:
+                   ) -> HttpResponse | dict[str, Any]:
     """Every point of one metric, under the name the script logged it as."""
     run = find_run(token, body)
     name = text(body, "metric_key")
@@ -600,19 +602,33 @@ def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
     series = metric_store.read(run.pk, [stored]).get(stored)
     if series is None:
         return {"metrics": []}
-    return {"metrics": list(_history(name, series, run.progress, stored))}
+    return HttpResponse(_history_json(name, series, run.progress, stored),
+                        content_type="application/json")
 
 
-def _history(name: str, series: metric_store.Series, progress: Mapping[str, Any],
-             stored: str) -> Iterable[dict[str, Any]]:
-    """The points as mlflow's client reads them: at the steps the script logged them at."""
-    values: list[Any] = series.values.tolist()
-    if not all(map(math.isfinite, values)):
-        values = [metric_value(value) for value in values]
-    for step, value, when in zip(series.steps.tolist(), values, series.times.tolist(),
-                                 strict=True):
-        yield {"key": name, "value": value, "timestamp": round(when * 1000),
-               "step": ingest.logged_step(progress, stored, step)}
+HISTORY_PIECE = 10_000  # points written at a time: the answer's objects exist a piece at once
+
+
+def _history_json(name: str, series: metric_store.Series, progress: Mapping[str, Any],
+                  stored: str) -> bytes:
+    """The points as mlflow's client reads them, at the steps the script logged them at, as
+    JSON, written a piece at a time by orjson: the list of an object per point that Django's
+    encoder wrote held 830 MB at once for a metric of 2 million points (48 MB stored), which
+    any member's script could ask for again and again."""
+    pieces = [b'{"metrics":[']
+    for start in range(0, len(series), HISTORY_PIECE):
+        part = series.take(slice(start, start + HISTORY_PIECE))
+        values: list[Any] = part.values.tolist()
+        if not all(map(math.isfinite, values)):
+            values = [metric_value(value) for value in values]
+        stamps = np.round(part.times * 1000).astype(np.int64).tolist()
+        steps = [ingest.logged_step(progress, stored, step) for step in part.steps.tolist()]
+        points = orjson.dumps([{"key": name, "value": value, "timestamp": stamp, "step": step}
+                               for value, stamp, step in zip(values, stamps, steps,
+                                                             strict=True)])
+        pieces.append((b"," if start else b"") + points[1:-1])
+    pieces.append(b"]}")
+    return b"".join(pieces)
 
 
 @endpoint(("POST", "GET", "PUT", "PATCH", "DELETE"), raw=True)

@@ -161,3 +161,21 @@ def test_a_long_metrics_history_is_written_a_piece_at_a_time(mallory, owner,  # 
     assert history[-1] == {"key": "val_loss", "value": "NaN", "timestamp": 20_000_000,
                            "step": 100_001}
     assert peak < 300 * 100_001  # the answer's bytes (75 a point) twice, and the points read
+
+
+def test_a_run_holds_a_bounded_number_of_points(mallory, project, settings):  # noqa: F811
+    # given a limit of 1,000 points a run, and a run of a member's holding 900
+    settings.FITBOARD_MAX_POINTS_PER_RUN = 1000
+    run = ingest.create_run(mallory, project, "long", {})
+    ingest.log_to_run(run, [ingest.Point("loss", 1 / step, step, step) for step in range(1, 901)])
+
+    # when the script logs 200 more
+    with pytest.raises(ingest.IngestError, match="at most 1,000") as refused:
+        ingest.log_to_run(run, [ingest.Point("loss", 0.1, step, step)
+                                for step in range(901, 1101)])
+
+    # then they are refused, saying the limit, and the run keeps what it had; 100 more fit
+    assert "FITBOARD_MAX_POINTS_PER_RUN" in str(refused.value)
+    assert len(metric_store.read(run.pk)["train_loss"]) == 900
+    ingest.log_to_run(run, [ingest.Point("loss", 0.1, step, step) for step in range(901, 1001)])
+    assert len(metric_store.read(run.pk)["train_loss"]) == 1000

@@ -256,13 +256,19 @@ def _spec_with(row: Experiment, params: Mapping[str, str], tags: Mapping[str, st
 
 def _room_for(row: Experiment, progress: Mapping[str, Any],
               batch: Mapping[str, Sequence[metric_store.Point]]) -> int:
-    """The run's points once ``batch`` is stored; IngestError when its creator is at their
-    storage quota, which metric points count towards (``Experiment``'s storage counter).
+    """The run's points once ``batch`` is stored; IngestError past FITBOARD_MAX_POINTS_PER_RUN,
+    or when its creator is at their storage quota, which metric points count towards
+    (``Experiment``'s storage counter).
     Looked at with a run's first points, then as it doubles and once every ROOM_CHECK_POINTS
     (``_room_look``), so that a script logging point by point pays for the count rarely, and a
     member's scripts cannot fill the database far past their quota."""
     held = int(progress.get("stored_points", 0))
     adding = sum(len(points) for points in batch.values())
+    most = settings.FITBOARD_MAX_POINTS_PER_RUN
+    if adding and most and held + adding > most:
+        raise IngestError(f"{adding:,} points of run {row.pk} not stored: a run holds at most "
+                          f"{most:,} (FITBOARD_MAX_POINTS_PER_RUN), and it holds {held:,}; "
+                          "log into a new run, or less often")
     if adding and _room_look(held) != _room_look(held + adding):
         problem = storage.problem(row.created_by_id, adding * POINT_BYTES)
         if problem:

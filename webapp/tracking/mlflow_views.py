@@ -210,7 +210,9 @@ def experiment_set_tag(request: HttpRequest, token: ApiToken, body: dict[str, An
     key, value = text(body, "key"), text(body, "value", required=False)
     ingest.check_lengths("tag", {key: value}, ingest.MAX_EXPERIMENT_TAG)
     with transaction.atomic():
-        # Under the project's row lock: two tags sent at once are counted one after the other.
+        # Under the project's row lock (after the user's, which the quota takes first
+        # everywhere): two tags sent at once are counted one after the other.
+        storage.lock_user(token.user)
         Project.objects.select_for_update().filter(pk=project.pk).first()
         tags = ExperimentTag.objects.filter(project=project)
         old = tags.filter(key=key).first()

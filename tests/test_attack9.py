@@ -10,20 +10,26 @@ What one request made the server read: a search of a project (and get_run) read 
 every run to show each metric's latest, and get-history held an object per point (460 bytes a
 point), while the quota let a member keep 100 million points in one run (2.4 GB): every
 teammate's search read them all, a view of the run's page held 5 GB and a get-history 17 GB;
-a comparison of 20 such runs on the epoch axis read every evaluation of each (10 GB)."""
+a comparison of 20 such runs on the epoch axis read every evaluation of each (10 GB). And the
+table of names went out with every live message of the run, and to every member's run list
+with each evaluation it logged."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import tracemalloc
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.test import Client
 from django.urls import reverse
 
-from webapp.experiments import metric_store
+from webapp.experiments import events, metric_store
+from webapp.experiments.relay import relay
 from webapp.projects import storage
 from webapp.projects.actions import create_project
 from webapp.tracking import ingest, mlflow_views, tokens
@@ -215,3 +221,28 @@ def test_the_epoch_axis_of_a_comparison_reads_long_runs_from_their_summaries(
     trace = answer["runs"][0]
     assert trace["x"][0] == pytest.approx(1, abs=1) and trace["x"][-1] == pytest.approx(200_000)
     assert peak < 10 * 400_000
+
+
+def test_the_live_messages_of_a_run_carry_none_of_its_table_of_names(
+        transactional_db, mallory, project):  # noqa: F811
+    # given a member's run of 300 metric names of 60 characters, and the run list listening
+    run = ingest.create_run(mallory, project, "names", {})
+    ingest.log_to_run(run, [ingest.Point(f"{i:03}" + "n" * 57, 1.0, 1, 1.0) for i in range(300)])
+    relay.drain()  # its first message went out before the list listens
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.project_group(project.pk), channel)
+
+    # when her script logs an evaluation (which the list hears of, with the run's progress)
+    ingest.log_to_run(run, [ingest.Point("val_loss", 0.5, 2, 2.0)])
+
+    async def hear() -> dict[str, Any]:
+        return dict(await asyncio.wait_for(layer.receive(channel), 10))
+
+    # then every member's list hears its progress without the table (40 kB) or its numbering
+    heard = async_to_sync(hear)()
+    assert heard["progress"]["seq"] == 2
+    assert not {"keys", "numbering"} & set(heard["progress"])
+    assert len(json.dumps(heard)) < 4000
+    # nor does a page that opens the run get them
+    assert "keys" not in events.status_payload(run)["progress"]

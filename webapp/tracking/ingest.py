@@ -643,10 +643,11 @@ def _verdict_due(progress: Mapping[str, Any], now: float) -> bool:
 def _publish(run: Experiment, seq: int, batch: Mapping[str, list[metric_store.Point]],
              progress: dict[str, Any], listed: bool) -> None:
     """The run page's live message and the list's update (``listed``: whether one is due), as
-    a worker's reporter sends them, without the ingest's own bookkeeping (``numbering``),
-    queued for the relay's thread: the request does not wait for Redis. Best effort: the points
-    are stored, and a page that misses a message backfills by seq."""
-    shown = {key: value for key, value in progress.items() if key != "numbering"}
+    a worker's reporter sends them, without the ingest's own bookkeeping (its names and
+    numbering: ``events.shown_progress``), queued for the relay's thread: the request does not
+    wait for Redis. Best effort: the points are stored, and a page that misses a message
+    backfills by seq."""
+    shown = events.shown_progress(progress)
     relay.send(events.run_group(run.pk), points_message(seq, batch, shown))
     if listed:
         relay.send(events.project_group(run.project_id),

@@ -12,7 +12,7 @@ point), while the quota let a member keep 100 million points in one run (2.4 GB)
 teammate's search read them all, a view of the run's page held 5 GB and a get-history 17 GB;
 a comparison of 20 such runs on the epoch axis read every evaluation of each (10 GB). And the
 table of names went out with every live message of the run, and to every member's run list
-with each evaluation it logged."""
+with each evaluation it logged; and the run list read every listed run's params and inputs."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from django.test import Client
 from django.urls import reverse
 
 from webapp.experiments import events, metric_store
+from webapp.experiments.models import Experiment
 from webapp.experiments.relay import relay
 from webapp.projects import storage
 from webapp.projects.actions import create_project
@@ -246,3 +247,31 @@ def test_the_live_messages_of_a_run_carry_none_of_its_table_of_names(
     assert len(json.dumps(heard)) < 4000
     # nor does a page that opens the run get them
     assert "keys" not in events.status_payload(run)["progress"]
+
+
+def test_the_run_list_reads_none_of_a_script_runs_params(mallory, owner, project):  # noqa: F811
+    # given ten runs of a member's script, each with 300 kB of params (up to 7 MB of text
+    # each: params, tags and dataset inputs)
+    params = {"config": noise(300_000)}
+    for n in range(10):
+        run = ingest.create_run(mallory, project, f"fat {n}", {})
+        Experiment.objects.filter(pk=run.pk).update(spec={"params": params, "tags": {}})
+    client = Client()
+    client.force_login(owner)
+    token = tokens.create_token(owner, "laptop", "read", None)[1]
+    assert client.get(reverse("experiment-list")).status_code == 200
+
+    # when a teammate opens the run list, and their script lists the runs
+    tracemalloc.start()
+    try:
+        page = client.get(reverse("experiment-list"))
+        rest = Client().get("/api/v1/runs/", HTTP_AUTHORIZATION=f"Bearer {token}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    # then both list them, and neither read their params (3 MB, held twice over, before: a
+    # page of 50 runs of 4 MB held 400 MB)
+    assert page.content.count(b"trained elsewhere") == 10
+    assert rest.json()["count"] == 10
+    assert peak < 1_500_000

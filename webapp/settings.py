@@ -382,6 +382,11 @@ FITBOARD_EXTERNAL_HEARTBEAT = env_int("FITBOARD_EXTERNAL_HEARTBEAT_S", 300, mini
 # every teammate's search slower by the second (2.6 s at 20,000 runs).
 FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR = env_int("FITBOARD_MAX_EXTERNAL_RUNS_PER_HOUR", 1000,
                                               minimum=0)
+# Metric points one external run holds (0 = no limit). Its page's verdict, its end and
+# MLflow's get-history read a run's points whole (50 to 200 bytes of memory a point): a
+# member's run of 100 million points (2.4 GB, within the storage quota) made every view of
+# its page hold 5 GB, and a get-history of it 17 GB, enough to take the server down.
+FITBOARD_MAX_POINTS_PER_RUN = env_int("FITBOARD_MAX_POINTS_PER_RUN", 10_000_000, minimum=0)
 # Projects one user may create in an hour, on the pages and through the APIs (0 = no limit):
 # names are shared by every team, and each project of a user is a group their run list's
 # socket joins in the channel layer, so a loop of create_experiment took names by the thousand

@@ -46,15 +46,16 @@ def test_a_log_metric_request_makes_six_queries(token, run, django_assert_num_qu
 
 def test_a_log_batch_of_many_points_makes_as_many_queries_as_one_point(
         token, run, django_assert_num_queries):
-    # (logged after the first point: a point at step 0 no later than the stored ones reads
-    # them, to drop one that mlflow's log_model() sends again)
+    # (logged after the first points of both metrics: a point at step 0 no later than the
+    # stored ones reads them, to drop one that mlflow's log_model() sends again; a new metric
+    # name is text, which its creator's storage quota counts)
     metrics = [{"key": name, "value": step / 10, "timestamp": 1 + step, "step": step}
                for step in range(200) for name in ("loss", "acc")]
-    assert post(token, "log-metric", {"run_id": str(run.pk), "key": "loss", "value": 1,
-                                      "timestamp": 0, "step": 0}) == 200
+    assert post(token, "log-batch", {"run_id": str(run.pk), "metrics": [
+        {"key": name, "value": 1, "timestamp": 0, "step": 0} for name in ("loss", "acc")]}) == 200
 
     with django_assert_num_queries(LOGGING_QUERIES):
         status = post(token, "log-batch", {"run_id": str(run.pk), "metrics": metrics})
 
     assert status == 200
-    assert len(metric_store.read(run.pk)["train_acc"]) == 200
+    assert len(metric_store.read(run.pk)["train_acc"]) == 1 + 200  # its first point's too

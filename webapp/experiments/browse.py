@@ -13,7 +13,8 @@ from typing import Any
 
 from django import forms
 from django.core.paginator import Page, Paginator
-from django.db.models import F, QuerySet
+from django.db.models import Case, F, QuerySet, TextField, When
+from django.db.models.fields.json import KT
 
 from training.data.catalog import CATALOG, dataset_plugins
 from training.spec import arch_names
@@ -97,12 +98,37 @@ class RunFilterForm(forms.Form):
         return runs.order_by(*SORTS[sort])
 
 
+# The JSON columns a list leaves in the database: a script's run holds up to 7 MB of them
+# (params, tags, dataset inputs, its table of metric names), and a page of 50 such runs was
+# 200 MB read and parsed, 400 MB held, for every view of the run list, the site's home page.
+LISTED_WITHOUT = ("spec", "progress", "summary", "verdict", "remedy", "notes", "error")
+K = Experiment.Kind
+# What a row shows of them instead, read by the database for the kinds of run that hold it
+# (a script's run, which shows none, is not read at all): {name: (path, kinds)}.
+ROW_FIELDS = {"row_dataset": ("spec__data__dataset", (K.TRAIN, K.TRIAL, K.COMPRESS)),
+              "row_arch": ("spec__model__arch", (K.TRAIN, K.TRIAL, K.COMPRESS)),
+              "row_base_dataset": ("spec__base__data__dataset", (K.TUNE,)),
+              "row_base_arch": ("spec__base__model__arch", (K.TUNE,)),
+              "row_compression": ("spec__compression__method", (K.COMPRESS,)),
+              "row_trial_state": ("summary__trial__state", (K.TRIAL,)),
+              "row_epoch": ("progress__epoch", (K.TRAIN, K.TRIAL, K.COMPRESS)),
+              "row_epochs": ("progress__epochs", (K.TRAIN, K.TRIAL, K.COMPRESS))}
+
+
+def listed(runs: QuerySet[Experiment]) -> QuerySet[Experiment]:
+    """``runs`` as a list reads them: without their JSON columns (LISTED_WITHOUT), with what
+    ``label_rows`` needs of them (ROW_FIELDS, as texts)."""
+    return runs.defer(*LISTED_WITHOUT).annotate(**{
+        name: Case(When(kind__in=kinds, then=KT(path)), output_field=TextField())
+        for name, (path, kinds) in ROW_FIELDS.items()})
+
+
 def run_page(user: Any, query: Any) -> tuple[RunFilterForm, Page[Experiment]]:
     """The filter form for ``query`` (request.GET) and the page of runs it selects."""
     form = RunFilterForm(query, user)
-    runs = form.filter(
+    runs = form.filter(listed(
         Experiment.objects.visible_to(user).select_related("project").prefetch_related("tags")
-    )
+    ))
     paginator = Paginator(runs, PAGE_SIZE)
     page = paginator.get_page(query.get("page"))
     label_rows(page.object_list)
@@ -110,31 +136,30 @@ def run_page(user: Any, query: Any) -> tuple[RunFilterForm, Page[Experiment]]:
 
 
 def label_rows(runs: Iterable[Experiment]) -> None:
-    """Give each listed run what its row shows: ``shown_status`` (a pruned trial is "pruned",
-    as on its study's page), ``dataset_label`` (an upload by its name, a study by its base
-    run's dataset and model) and ``progress_label`` ("epoch 3/10"; nothing for a job that
-    does not train in epochs). The uploads' names come in one query for the whole page."""
+    """Give each run (read by ``listed``) what its row shows: ``shown_status`` (a pruned trial
+    is "pruned", as on its study's page), ``dataset_label`` (an upload by its name, a study by
+    its base run's dataset and model) and ``progress_label`` ("epoch 3/10"; nothing for a job
+    that does not train in epochs). The uploads' names come in one query for the whole
+    page."""
     runs = list(runs)
-    specs = {e.pk: e.spec.get("base", e.spec) if e.kind == Experiment.Kind.TUNE else e.spec
-             for e in runs}
-    names = upload_names(str(s.get("data", {}).get("dataset", "")) for s in specs.values())
+    base = {e.pk: e.kind == Experiment.Kind.TUNE for e in runs}
+    datasets = {e.pk: str((e.row_base_dataset if base[e.pk] else e.row_dataset) or "")  # type: ignore[attr-defined]
+                for e in runs}
+    names = upload_names(datasets.values())
     for e in runs:
-        spec = specs[e.pk]
-        dataset = str(spec.get("data", {}).get("dataset", ""))
-        arch = spec.get("model", {}).get("arch", "")
+        dataset = datasets[e.pk]
+        arch = (e.row_base_arch if base[e.pk] else e.row_arch) or ""  # type: ignore[attr-defined]
         e.dataset_label = f"{names.get(dataset, dataset)} / {arch}"  # type: ignore[attr-defined]
-        trial = e.summary.get("trial", {}) if e.kind == Experiment.Kind.TRIAL else {}
-        e.shown_status = "pruned" if trial.get("state") == "pruned" else e.status  # type: ignore[attr-defined]
-        e.epochless = epochless(e)  # type: ignore[attr-defined]
-        epochs = e.progress.get("epochs")
+        pruned = e.kind == Experiment.Kind.TRIAL and e.row_trial_state == "pruned"  # type: ignore[attr-defined]
+        e.shown_status = "pruned" if pruned else e.status  # type: ignore[attr-defined]
+        e.epochless = e.row_compression == QUANTIZE  # type: ignore[attr-defined]
+        epochs = e.row_epochs if str(e.row_epochs).isdigit() else 0  # type: ignore[attr-defined]
         e.progress_label = (  # type: ignore[attr-defined]
-            f"epoch {e.progress.get('epoch', 0)}/{epochs}" if epochs and not e.epochless
+            f"epoch {e.row_epoch or 0}/{epochs}" if int(epochs) and not e.epochless  # type: ignore[attr-defined]
             else "")
 
 
-def epochless(e: Experiment) -> bool:
-    """Whether the job does not train in epochs (dynamic int8 quantization converts at once)."""
-    return bool(e.spec.get("compression", {}).get("method") == "quantize_dynamic")
+QUANTIZE = "quantize_dynamic"  # a compression that does not train in epochs (int8 at once)
 
 
 def parse_tags(text: str) -> list[str]:

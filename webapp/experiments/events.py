@@ -108,13 +108,26 @@ def current_verdict(experiment: Experiment) -> dict[str, Any] | None:
     return experiment.verdict or experiment.progress.get("verdict") or None
 
 
+# What of a run's progress no page reads: an external run's table of metric names (up to
+# 1,000, 130 kB) and the state of its steps' numbering (as much again). Every live message of
+# the run carried them, and the run list's update to every member of its project with each
+# evaluation: a script logging a val_ point a request at the API's rate pushed 800 MB a minute
+# to each of them.
+SERVER_ONLY = ("keys", "numbering")
+
+
+def shown_progress(progress: dict[str, Any]) -> dict[str, Any]:
+    """A run's progress as pages get it, without what only the server reads (SERVER_ONLY)."""
+    return {key: value for key, value in progress.items() if key not in SERVER_ONLY}
+
+
 def status_payload(experiment: Experiment) -> dict[str, Any]:
     """What a page needs to redraw a run's status: the same fields for the run and list pages."""
     return {
         "id": experiment.pk,
         "status": experiment.status,
         "error": experiment.error,
-        "progress": experiment.progress,
+        "progress": shown_progress(experiment.progress),
         "summary": experiment.summary,
         "best_metric_name": experiment.best_metric_name,
         "best_metric_value": experiment.best_metric_value,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum, Window
 
 from webapp.experiments.models import MetricChunk
 
@@ -178,6 +178,24 @@ def read_many(experiment_ids: Iterable[int], keys: Iterable[str] | None = None,
                 series = series.between(x0, x1)
             out[run_id][key] = series
     return out
+
+
+def latest_many(experiment_ids: Iterable[int]) -> dict[int, dict[str, Series]]:
+    """The latest point of every metric of several runs (at its highest step, the last one
+    written there), as ``read_many`` would end, in one query that reads only the rows holding
+    it: a run's search lists each run's latest metrics, and read from every point it took a
+    member's run of 100 million points (2.4 GB, within the storage quota) to answer every
+    search of its project, for each of its members."""
+    ids = list(experiment_ids)
+    top = (MetricChunk.objects.filter(experiment_id__in=ids)
+           .annotate(top=Window(Max("last_step"), partition_by=[F("experiment_id"), F("key")]))
+           .filter(last_step=F("top")).values("pk"))
+    parts: dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]] = {}
+    for run_id, key, steps, values, times in MetricChunk.objects.filter(pk__in=top).order_by(
+            "id").values_list("experiment_id", "key", "steps", "values", "times"):
+        parts.setdefault(run_id, {}).setdefault(key, []).append((steps, values, times))
+    return {run_id: {key: _merge(blobs).take(slice(-1, None)) for key, blobs in metrics.items()}
+            for run_id, metrics in parts.items()}
 
 
 def _merge(blobs: list[tuple[bytes, bytes, bytes]]) -> Series:

@@ -113,7 +113,7 @@ class RunList(GenericAPIView[Experiment]):
         if not form.is_valid():
             raise errors.form_invalid(form)
         runs = form.filter(auth.runs(request).select_related("project")
-                           .prefetch_related("tags"))
+                           .prefetch_related("tags").defer(*browse.LISTED_WITHOUT))
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(s.RunSerializer(page, many=True).data)
 

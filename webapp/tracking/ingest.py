@@ -213,6 +213,9 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
         progress.update(seq=seq, keys=keys, numbering=numbering.state(), stored_points=held)
+        if len(keys) > len(row.progress.get("keys", {})):  # its table of names grows
+            reserve_text(row.created_by_id, row.progress, progress,
+                         f"new metric names of run {row.pk} not stored")
         if batch:
             progress["step"] = max(int(progress.get("step", 0)), last_step)
         now = timezone.now()
@@ -253,13 +256,19 @@ def _spec_with(row: Experiment, params: Mapping[str, str], tags: Mapping[str, st
 
 def _room_for(row: Experiment, progress: Mapping[str, Any],
               batch: Mapping[str, Sequence[metric_store.Point]]) -> int:
-    """The run's points once ``batch`` is stored; IngestError when its creator is at their
-    storage quota, which metric points count towards (``Experiment``'s storage counter).
+    """The run's points once ``batch`` is stored; IngestError past FITBOARD_MAX_POINTS_PER_RUN,
+    or when its creator is at their storage quota, which metric points count towards
+    (``Experiment``'s storage counter).
     Looked at with a run's first points, then as it doubles and once every ROOM_CHECK_POINTS
     (``_room_look``), so that a script logging point by point pays for the count rarely, and a
     member's scripts cannot fill the database far past their quota."""
     held = int(progress.get("stored_points", 0))
     adding = sum(len(points) for points in batch.values())
+    most = settings.FITBOARD_MAX_POINTS_PER_RUN
+    if adding and most and held + adding > most:
+        raise IngestError(f"{adding:,} points of run {row.pk} not stored: a run holds at most "
+                          f"{most:,} (FITBOARD_MAX_POINTS_PER_RUN), and it holds {held:,}; "
+                          "log into a new run, or less often")
     if adding and _room_look(held) != _room_look(held + adding):
         problem = storage.problem(row.created_by_id, adding * POINT_BYTES)
         if problem:
@@ -648,10 +657,11 @@ def _verdict_due(progress: Mapping[str, Any], now: float) -> bool:
 def _publish(run: Experiment, seq: int, batch: Mapping[str, list[metric_store.Point]],
              progress: dict[str, Any], listed: bool) -> None:
     """The run page's live message and the list's update (``listed``: whether one is due), as
-    a worker's reporter sends them, without the ingest's own bookkeeping (``numbering``),
-    queued for the relay's thread: the request does not wait for Redis. Best effort: the points
-    are stored, and a page that misses a message backfills by seq."""
-    shown = {key: value for key, value in progress.items() if key != "numbering"}
+    a worker's reporter sends them, without the ingest's own bookkeeping (its names and
+    numbering: ``events.shown_progress``), queued for the relay's thread: the request does not
+    wait for Redis. Best effort: the points are stored, and a page that misses a message
+    backfills by seq."""
+    shown = events.shown_progress(progress)
     relay.send(events.run_group(run.pk), points_message(seq, batch, shown))
     if listed:
         relay.send(events.project_group(run.project_id),

@@ -59,11 +59,14 @@ class ApiToken(models.Model):
 
 
 class ExperimentTag(models.Model):
-    """A tag a script set on its MLflow experiment (``set_experiment_tag``): a project's."""
+    """A tag a script set on its MLflow experiment (``set_experiment_tag``): a project's,
+    counted in the storage quota of the user who set it last (``text_stored_by``)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="mlflow_tags")
     key = models.CharField(max_length=250)
     value = models.TextField(blank=True)
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                               related_name="+")
 
     class Meta:
         ordering = ["key"]
@@ -126,11 +129,15 @@ def _delete_files(sender: Any, instance: LoggedModel, **kwargs: Any) -> None:
 @storage.count_with
 def text_stored_by(user: Any) -> int:
     """Bytes of the text ``user``'s scripts logged, as the database holds it (the storage
-    quota): their external runs' specs (params, tags, dataset inputs, model outputs) and their
-    logged models' params and tags. A script could otherwise add 2 MB a run, 1,000 runs an
-    hour, past any quota. Summed in SQL, without reading the text (``storage.StoredSize``)."""
+    quota): their external runs' specs (params, tags, dataset inputs, model outputs) and
+    progress (its table of up to 1,000 metric names, about 350 kB), their logged models'
+    params and tags, and the experiment tags they set. A script could otherwise add 2 MB a
+    run, 1,000 runs an hour, or 5 kB a tag without end, past any quota. Summed in SQL, without
+    reading the text (``storage.StoredSize``)."""
     runs = Experiment.objects.filter(created_by=user, kind=Experiment.Kind.EXTERNAL).aggregate(
-        n=Sum(storage.StoredSize("spec")))["n"]
+        n=Sum(storage.StoredSize("spec") + storage.StoredSize("progress")))["n"]
     logged = LoggedModel.objects.filter(created_by=user).aggregate(
         n=Sum(storage.StoredSize("params") + storage.StoredSize("tags")))["n"]
-    return int(runs or 0) + int(logged or 0)
+    tags = ExperimentTag.objects.filter(set_by=user).aggregate(
+        n=Sum(storage.StoredSize("key") + storage.StoredSize("value")))["n"]
+    return int(runs or 0) + int(logged or 0) + int(tags or 0)

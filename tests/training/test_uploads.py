@@ -425,6 +425,19 @@ def test_a_semicolon_csv_with_decimal_commas_reads_as_numbers() -> None:
     assert prepared.x[0].tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
 
 
+@pytest.mark.parametrize("hint", ["sep=;", "SEP=;\r", "\ufeffsep=;"])
+def test_excels_separator_line_names_the_separator_and_is_no_header(hint: str) -> None:
+    # given wine as Excel saves it for another locale: a first line naming the separator
+    frame = sklearn_table("load_wine")
+    content = f"{hint}\n{frame.to_csv(index=False, sep=';', decimal=',')}".encode()
+
+    prepared = table(content)
+
+    # then the header is the line below it ("sep=" had become a column refused as text)
+    assert prepared.feature_names == list(frame.columns[:-1])
+    assert len(prepared.y) == 178 and prepared.x[0][0] == pytest.approx(14.23)
+
+
 @pytest.mark.parametrize("sample", [False, True], ids=["whole", "shuffled"])
 def test_the_index_pandas_writes_is_not_a_feature(sample: bool) -> None:
     # given diabetes saved with DataFrame.to_csv's default index (shuffled: numbers out of order)

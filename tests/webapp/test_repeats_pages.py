@@ -149,7 +149,7 @@ def test_a_lone_group_says_how_to_get_another_instead_of_an_empty_select(
 
     # then there is no "Compare with" select to choose nothing from, but what to do instead
     assert 'name="b"' not in page and 'id="group-compare-form"' not in page
-    assert "No other group of seeds in vision to compare this one with yet." in page
+    assert "No other group of seeds on iris in vision to compare this one with yet" in page
     assert f'{reverse("experiment-new")}?project={project.pk}' in page
 
     # and once a second group exists, the select offers it

@@ -109,6 +109,7 @@ def group_context(group: RunGroup) -> dict[str, Any]:
             # before any seed finished, the metrics of the charts (a select is never empty)
             "compare_metrics": [row["metric"] for row in finals] or metrics,
             "charts": charts, "remedy_verdicts": groups.remedy_verdicts(group),
+            "data_set": groups.data_set(group),
             # only groups whose metrics compare: those on the same data set
             "others": RunGroup.objects.filter(project=group.project,
                                               spec__data__dataset=groups.data_set(group)

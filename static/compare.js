@@ -69,6 +69,22 @@
     return out;
   }
 
+  // The legend sits in the bottom margin, under the x-axis title, which that margin grows to
+  // hold: placed at a share of the plot's height below it, 14 runs' legend on a phone (the
+  // plot then short) ran over the title. Past half the chart it scrolls, as Plotly's does.
+  const AXIS_ROOM = 52;  // px under the plot: tick labels and the x-axis title
+  function legendBox(entries) {
+    const box = document.getElementById(chart);
+    let rows = 1, used = 0;
+    for (const t of entries) {  // a line sample and the name, about 7 px a character
+      const entry = 50 + 7 * Array.from(t.name).length;
+      if (used && used + entry > box.clientWidth - 20) { rows += 1; used = 0; }
+      used += entry;
+    }
+    const height = Math.min(22 * rows + 8, Math.max(60, box.clientHeight / 2 - AXIS_ROOM));
+    return {height, margin: AXIS_ROOM + height};
+  }
+
   function draw() {
     const weight = Number(controls.smoothing.value);
     const traces = [];
@@ -84,11 +100,13 @@
       traces.push({x: run.shown.x, y: smooth(run.shown.y, weight), name, mode: "lines",
         line: {color: run.color, width: 2}, legendgroup: name});
     }
+    const legend = legendBox(traces.filter((t) => t.showlegend !== false));
     const layout = {
-      margin: {t: 20, r: 10, b: 50, l: 60}, hovermode: "x unified",
+      margin: {t: 20, r: 10, b: legend.margin, l: 60}, hovermode: "x unified",
       xaxis: {title: {text: {step: "step", epoch: "epoch", time: "seconds since start"}[controls.axis.value]}},
       yaxis: {title: {text: plotlyText(controls.metric.value)}, type: controls.logY.checked ? "log" : "linear"},
-      legend: {orientation: "h", y: -0.18}, uirevision: `${controls.metric.value}/${controls.axis.value}`,
+      legend: {orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom",
+        maxheight: legend.height}, uirevision: `${controls.metric.value}/${controls.axis.value}`,
     };
     if (state.zoom) { layout.xaxis.range = state.zoom; layout.xaxis.autorange = false; }
     Plotly.react(chart, traces, layout, {responsive: true, displaylogo: false});

@@ -2,7 +2,8 @@
 // on it" chooses them (a CNN for images, an LSTM for text, an MLP for a table; MSE for a
 // regression, cross-entropy for classes), where a choice of Wine left the default CNN to be
 // refused at submit. A model the user chose is kept while it can read the data; a run name
-// the user has not typed follows the choice: "wine-mlp", not "digits-cnn".
+// the user has not typed follows the choice: "wine-mlp", not "digits-cnn"; a batch follows a
+// set too small for it.
 (function () {
   "use strict";
   const source = document.getElementById("dataset-fits");
@@ -50,13 +51,29 @@
     }
   }
 
+  // A batch larger than the chosen set's training split is refused at submit (a 6-row
+  // upload trains on 4): the batch is lowered to the split, and given back its value when a
+  // set it fits is chosen next, unless the user has typed another since.
+  const batch = field("batch_size");
+  let lowered = null;  // {from, to}: the batch the page lowered, and what it had been
+  function fitBatch() {
+    const set = fits.datasets[dataset.value];
+    if (!batch || !set || !set.train_rows) return;
+    if (lowered && batch.value === String(lowered.to)) batch.value = lowered.from;
+    lowered = null;
+    if (Number(batch.value) > set.train_rows && set.train_rows >= 2) {
+      lowered = {from: batch.value, to: set.train_rows};
+      batch.value = String(set.train_rows);
+    }
+  }
+
   function rename() {
     named = suggested();
     if (following && named) name.value = named;
   }
 
   name.addEventListener("input", () => { following = name.value === named; });
-  dataset.addEventListener("change", () => { fit(); rename(); });
+  dataset.addEventListener("change", () => { fit(); fitBatch(); rename(); });
   arch.addEventListener("change", () => {
     if (!choosing) archChosen = true;
     rename();

@@ -94,3 +94,69 @@ def test_odd_runs_pages_draw_without_errors_within_the_screen(browser, stack, od
             assert [len(y) for y in drawn["diag-acc"]] == [len(drawn["diag-loss"][0])], drawn
         finally:
             page.context.close()
+
+
+# The compare page's chart: the x-axis title's box and the legend's visible box (its
+# background; a legend that scrolls holds more below it), as [top, bottom].
+CHART_BOXES = """() => {
+  const gd = document.getElementById("compare-chart");
+  const box = (sel) => { const b = gd.querySelector(sel).getBoundingClientRect();
+                         return [b.top, b.bottom]; };
+  return {title: box(".g-xtitle"), legend: box(".legend .bg"), chart: box(".main-svg")};
+}"""
+# Each of the compare page's tables: its width, and its card's (which scrolls sideways).
+TABLE_CARDS = """() => ["metrics-table", "diff-table"].map((id) => {
+  const card = document.getElementById(id).parentElement;
+  return {id, table: document.getElementById(id).scrollWidth, card: card.clientWidth,
+          scrolls: getComputedStyle(card).overflowX};
+})"""
+
+
+@pytest.fixture(scope="module")
+def fourteen_runs(stack: Stack) -> list[str]:
+    """Fourteen runs logged with the real mlflow client, each with its own learning rate and
+    a data set's name, so that every column of the configuration table differs."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_TOKEN", create_token(stack, stack.login()))
+        client = MlflowClient(tracking_uri=stack.url)
+        experiment = client.create_experiment("fourteen runs")
+        runs = []
+        for index in range(14):
+            run_id = client.create_run(experiment, run_name=f"upload-{index}-mlp").info.run_id
+            client.log_batch(run_id, params=[Param("lr", str(0.001 * (index + 1))),
+                                             Param("dataset", f"breast_cancer_semicolon_{index}")],
+                             metrics=[Metric(key, curve(step) + index / 10,
+                                             1_700_000_000_000 + step, step)
+                                      for step in range(10) for key, curve in CURVES.items()])
+            client.set_terminated(run_id, "FINISHED")
+            runs.append(run_id)
+    return runs
+
+
+def test_fourteen_runs_compared_scroll_their_tables_and_keep_the_legend_off_the_axis(
+        browser, stack, fourteen_runs):
+    for width in WIDTHS:
+        # given fourteen runs compared on a desktop and on a phone
+        page, errors = logged_in_page(browser, stack, width)
+        try:
+            page.goto(f"{stack.url}/compare/?ids={','.join(fourteen_runs)}")
+            page.wait_for_function("() => window.fitboardCompare.loaded"
+                                   " && window.fitboardCompare.traces === 14")
+            found = page.evaluate(CHART_BOXES)
+            cards = page.evaluate(TABLE_CARDS)
+
+            # then nothing widens the page past the screen: the tables scroll in their cards
+            assert errors == [], f"{width} px: {errors}"
+            assert page.evaluate(OVERFLOW) <= 0, f"{width} px"
+            assert all(card["scrolls"] == "auto" for card in cards), cards
+            if width < 800:
+                assert all(card["table"] > card["card"] for card in cards), cards
+            # and the legend stands under the x-axis title, inside the chart (placed at a share
+            # of the plot's height, 14 runs' legend on a phone covered the title)
+            assert found["title"][1] <= found["legend"][0] + 0.5, (width, found)
+            assert found["legend"][1] <= found["chart"][1] + 0.5, (width, found)
+        finally:
+            page.context.close()

@@ -133,6 +133,34 @@ def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, s
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
 
 
+def test_choosing_a_set_smaller_than_the_batch_lowers_the_batch_and_gives_it_back(
+        page, stack, tmp_path):
+    # Given an uploaded table of 10 rows: 8 in the default training split, under the batch
+    table = tmp_path / "ten rows.csv"
+    table.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(10)))
+    page.goto(f"{stack.url}/datasets/new/")
+    page.fill("#id_name", "ten rows")
+    page.set_input_files("#id_file", str(table))
+    with page.expect_navigation(url=re.compile(r"/datasets/\d+/$")):
+        page.click("text=Upload and check")
+    upload = "upload:" + page.url.rstrip("/").rsplit("/", 1)[1]
+
+    # When it is chosen on the New experiment form, then the batch is its training split
+    # (64 was refused at submit: "larger than the training split")
+    page.goto(f"{stack.url}/experiments/new/")
+    assert page.input_value("#id_batch_size") == "64"
+    page.select_option("#id_dataset", upload)
+    assert page.input_value("#id_batch_size") == "8"
+
+    # and when Wine is chosen next, the batch is 64 again; one the user typed stays
+    page.select_option("#id_dataset", "wine")
+    assert page.input_value("#id_batch_size") == "64"
+    page.select_option("#id_dataset", upload)
+    page.fill("#id_batch_size", "5")
+    page.select_option("#id_dataset", "wine")
+    assert page.input_value("#id_batch_size") == "5"
+
+
 def test_the_upload_page_shows_the_fields_of_the_chosen_kind(page, stack):
     page.goto(f"{stack.url}/datasets/new/")
     shown = ("() => ['file', 'hf_source', 'header', 'label_column', 'image_size', "

@@ -204,8 +204,23 @@ def test_two_groups_compare_with_no_verdict_before_two_seeds_each(api, overfit):
 
     assert response.status_code == 200
     assert response.json()["comparison"] is None  # no seed has succeeded yet
-    assert response.json()["a"]["id"] == group.pk
+    assert response.json()["a"]["id"] == group.pk and response.json()["problem"] is None
     assert bad.status_code == 400 and set(bad.json()["errors"]) == {"metric"}
+
+
+def test_groups_on_different_data_sets_get_the_reason_instead_of_a_verdict(api, overfit):
+    # given a group on the run's data set and a copy of it on another
+    group = RunGroup.objects.get(pk=api.post(f"runs/{overfit.pk}/repeats/",
+                                             {"count": 2}).json()["id"])
+    other = RunGroup.objects.create(project=group.project, name="on wine", seeds=[0, 1],
+                                    spec={**group.spec, "data": {**group.spec["data"],
+                                                                 "dataset": "wine"}},
+                                    created_by=group.created_by)
+
+    response = api.get("groups/compare/", {"a": group.pk, "b": other.pk, "metric": "val_acc"})
+
+    assert response.status_code == 200 and response.json()["comparison"] is None
+    assert "measure different data" in response.json()["problem"]
 
 
 def test_a_study_reads_as_its_page_draws_it(api, make_run, overfit):

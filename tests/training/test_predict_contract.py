@@ -17,6 +17,7 @@ from fitboard_model import InputError
 from training import ExperimentSpec
 from training.checkpoints import dataset_meta, save
 from training.data import dataset_info, prepare
+from training.data.catalog import DatasetInfo
 from training.models import build_model
 
 
@@ -80,6 +81,29 @@ def test_one_grey_image_without_batch_or_channel_axes_is_accepted(digits_zip, pi
     one = checkpoint.predict(pixels[3, 0])
 
     assert torch.equal(one.logits, checkpoint.predict(pixels[3:4]).logits)
+
+
+def test_colour_images_with_their_channels_last_predict_as_channels_first(tmp_path) -> None:
+    # given a CNN on 12 x 10 colour images, and images laid out as PIL gives them (H, W, C)
+    spec = ExperimentSpec().patched({"model": {"arch": "cnn", "width": 4}})
+    torch.manual_seed(0)
+    model = build_model(spec.model, (3, 12, 10), 2).eval()
+    path = tmp_path / "colour-best.zip"
+    info = DatasetInfo("upload:1", "colour", "classification", "image", 4, (3, 12, 10), 2)
+    save(path, model, spec, {**dataset_meta(info), "label_names": ["a", "b"],
+                             "normalisation": {"mean": [0.5] * 3, "std": [0.25] * 3}})
+    checkpoint = fitboard_model.load(path)
+    first = np.random.default_rng(0).integers(0, 256, (4, 3, 12, 10)).astype(np.uint8)
+    last = first.transpose(0, 2, 3, 1)
+
+    # when both layouts are predicted, a batch and one image
+    expected = checkpoint.predict(first).logits
+
+    # then they are the same images to the model
+    assert torch.allclose(checkpoint.predict(last).logits, expected, atol=1e-6)
+    assert torch.allclose(checkpoint.predict(last[1]).logits, expected[1:2], atol=1e-6)
+    with pytest.raises(InputError, match="takes"):  # any other layout is still refused
+        checkpoint.predict(first.transpose(0, 2, 1, 3))
 
 
 def test_labels_are_the_checkpoints_class_names(digits_zip, tmp_path, pixels) -> None:

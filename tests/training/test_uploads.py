@@ -181,6 +181,46 @@ def test_a_text_column_becomes_a_text_dataset() -> None:
     assert steps(prepared.report)["rows with empty text dropped"] == 1
 
 
+def test_a_text_regression_upload_keeps_fractional_targets_standardised(
+        tmp_path: Path) -> None:
+    # given sentences scored with fractions (a text column and a regression task)
+    rows = "".join(f"word{i} and more words,{(i % 7) * 0.75 - 1.6:.2f}\n" for i in range(40))
+    prepared = table(f"review,score\n{rows}".encode(), text_column="review", task="regression")
+
+    # when the engine prepares it
+    data = prepare("upload:900010", 0.25, seed=0, sources=store(prepared, tmp_path,
+                                                                "upload:900010"))
+
+    # then the targets are floats in one column, standardised on the training rows (their
+    # fractions kept: int64 cut -1.6 to -1 and 0.75 to 0), as a table's are
+    assert data.info.task == "regression" and data.info.modality == "text"
+    assert data.y_train.dtype == torch.float32 and data.y_train.shape == (30, 1)
+    assert data.y_val.shape == (10, 1)
+    assert abs(float(data.y_train.mean())) < 1e-5
+    restored = data.y_train * data.target_std + data.target_mean
+    assert {round(float(v), 2) for v in restored.flatten()} <= {
+        round((k % 7) * 0.75 - 1.6, 2) for k in range(7)}
+    assert any(abs(float(v) - round(float(v))) > 0.1 for v in restored.flatten())
+
+
+def test_an_lstm_regressing_on_text_reports_consistent_errors(make_spec, tmp_path: Path
+                                                               ) -> None:
+    # given a text regression upload
+    rows = "".join(f"{'good ' * (i % 4)}film {i},{(i % 4) * 1.5 + 0.25}\n" for i in range(48))
+    sources = store(table(f"review,score\n{rows}".encode(), text_column="review",
+                          task="regression"), tmp_path, "upload:900011")
+
+    # when an LSTM trains on it
+    spec = make_spec({"data": {"dataset": "upload:900011"}, "model": {"arch": "lstm"},
+                      "optim": {"loss": "mse"}, "run": {"epochs": 2, "batch_size": 16}})
+    result = run(spec, MemoryReporter(), tmp_path / "run", sources=sources)
+
+    # then its errors are in target units and consistent (an MAE never exceeds the RMSE: the
+    # (N, 1) outputs against (N,) integer targets had broadcast to an N x N error matrix)
+    metrics = result.best_metrics
+    assert metrics["val_mae"] <= metrics["val_rmse"] <= 5.0
+
+
 def test_the_spec_refuses_an_mlp_on_an_uploaded_text_set(tmp_path: Path) -> None:
     prepared = table(b"review,label\ngreat film,pos\nawful,neg\nok,pos\nbad,neg\n",
                      text_column="review")
@@ -383,6 +423,19 @@ def test_a_semicolon_csv_with_decimal_commas_reads_as_numbers() -> None:
     assert prepared.info.input_shape == (4,) and prepared.label_names == [
         "setosa", "versicolor", "virginica"]
     assert prepared.x[0].tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
+
+
+@pytest.mark.parametrize("hint", ["sep=;", "SEP=;\r", "\ufeffsep=;"])
+def test_excels_separator_line_names_the_separator_and_is_no_header(hint: str) -> None:
+    # given wine as Excel saves it for another locale: a first line naming the separator
+    frame = sklearn_table("load_wine")
+    content = f"{hint}\n{frame.to_csv(index=False, sep=';', decimal=',')}".encode()
+
+    prepared = table(content)
+
+    # then the header is the line below it ("sep=" had become a column refused as text)
+    assert prepared.feature_names == list(frame.columns[:-1])
+    assert len(prepared.y) == 178 and prepared.x[0][0] == pytest.approx(14.23)
 
 
 @pytest.mark.parametrize("sample", [False, True], ids=["whole", "shuffled"])

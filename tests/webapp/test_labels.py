@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -25,7 +26,7 @@ from webapp.experiments.views import labels_page
 from webapp.projects.models import Project
 
 from ..noisy import noisy_digits_zip
-from .test_datasets import CLEANING, experiment_form
+from .test_datasets import CLEANING, experiment_form, upload
 
 
 def upload_noisy_digits(client: Client, project: Project) -> Dataset:
@@ -79,6 +80,32 @@ def test_a_scan_lists_suspicious_rows_by_class_pair_with_a_confusion_matrix(owne
     assert apply(owner_client, dataset, "relabel", rows[:1]).status_code == 302
     listed = owner_client.get(reverse("dataset-labels", args=[dataset.pk])).context["page"]
     assert rows[0]["row"] not in {r["row"] for r in listed.paginator.object_list}
+
+
+def test_the_matrix_of_many_classes_shows_those_most_confused(owner_client, project):
+    # given 24 classes, each with its own feature but the last four sharing one (so only
+    # they are confused with each other), scanned
+    rng = np.random.default_rng(0)
+    lines = ["label," + ",".join(f"f{k}" for k in range(21))]
+    for given in range(24):
+        for _ in range(8):
+            row = rng.normal(0, 0.05, 21) + np.eye(21)[min(given, 20)]
+            lines.append(f"c{given}," + ",".join(f"{v:.4f}" for v in row))
+    response = upload(owner_client, project, "\n".join(lines).encode(), label_column="label")
+    assert response.status_code == 302, response.context["form"].errors
+    scan = scanned(owner_client, Dataset.objects.get())
+    assert scan.status == "done", scan.error
+
+    # when its page is opened
+    page = owner_client.get(reverse("dataset-labels", args=[scan.dataset_id]))
+
+    # then the matrix has 20 classes of the 24 (300 had drawn 90,000 cells), the four
+    # confused among them, and says so; the filters still offer every class
+    shown = [name for _, name in page.context["matrix_classes"]]
+    assert len(shown) == 20 and {"c20", "c21", "c22", "c23"} <= set(shown)
+    assert all(len(row["cells"]) == 20 for row in page.context["confusion"])
+    assert "The 20 classes of 24 most often confused" in page.content.decode()
+    assert len(page.context["classes"]) == 24
 
 
 @pytest.fixture

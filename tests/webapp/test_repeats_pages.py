@@ -127,12 +127,12 @@ def test_a_group_with_one_finished_seed_shows_no_spread_of_zero(
 
 
 def finished_group(project, owner, make_experiment, name: str, values: list[float],
-                   first_seed: int) -> RunGroup:
+                   first_seed: int, spec: ExperimentSpec = SMALL) -> RunGroup:
     runs = [make_experiment(status=Experiment.Status.SUCCEEDED, name=f"{name} {i}",
-                            spec=SMALL.patched({"run": {"seed": first_seed + i}}).to_dict(),
+                            spec=spec.patched({"run": {"seed": first_seed + i}}).to_dict(),
                             summary={"best_metrics": {"val_acc": v}})
             for i, v in enumerate(values)]
-    group = RunGroup.objects.create(project=project, name=name, spec=SMALL.to_dict(),
+    group = RunGroup.objects.create(project=project, name=name, spec=spec.to_dict(),
                                     seeds=[first_seed + i for i in range(len(values))],
                                     created_by=owner)
     group.runs.set(runs)
@@ -149,7 +149,7 @@ def test_a_lone_group_says_how_to_get_another_instead_of_an_empty_select(
 
     # then there is no "Compare with" select to choose nothing from, but what to do instead
     assert 'name="b"' not in page and 'id="group-compare-form"' not in page
-    assert "No other group of seeds in vision to compare this one with yet." in page
+    assert "No other group of seeds on iris in vision to compare this one with yet" in page
     assert f'{reverse("experiment-new")}?project={project.pk}' in page
 
     # and once a second group exists, the select offers it
@@ -211,6 +211,28 @@ def test_comparing_two_groups_says_which_is_better_and_exports_each_seed(
     assert export["comparison"]["verdict"] == "different"
     assert [s["value"] for s in export["b"]["seeds"]] == [0.95, 0.94, 0.96, 0.95, 0.93]
     assert export["comparison"]["method"] == "Welch's t"
+
+
+def test_groups_on_different_data_sets_are_not_offered_nor_judged_against_each_other(
+        owner_client, project, owner, make_experiment):
+    # given a group on iris, another on iris and one on wine
+    iris = finished_group(project, owner, make_experiment, "iris a", [0.90, 0.91], 0)
+    same = finished_group(project, owner, make_experiment, "iris b", [0.80, 0.82], 0)
+    wine = finished_group(project, owner, make_experiment, "wine", [0.95, 0.96], 0,
+                          SMALL.patched({"data": {"dataset": "wine"}}))
+
+    # when the iris group's page is opened, and it is compared with wine's by its address
+    page = owner_client.get(reverse("group-detail", args=[iris.pk])).content.decode()
+    query = {"a": iris.pk, "b": wine.pk, "metric": "val_acc"}
+    compared = owner_client.get(reverse("group-compare"), query).content.decode()
+    export = owner_client.get(reverse("group-compare-export"), query).json()
+
+    # then only the other iris group is offered, and the comparison says why there is no
+    # verdict (a text regression's loss was "better by 0.757" than an image classifier's)
+    assert f'<option value="{same.pk}">' in page and f'<option value="{wine.pk}">' not in page
+    assert "measure different data, so neither is better" in compared
+    assert "is better than" not in compared
+    assert export["comparison"] is None and "different data" in export["problem"]
 
 
 def test_a_stranger_sees_no_group(stranger_client, project, owner, make_experiment):

@@ -7,12 +7,14 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import onnxruntime
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.template.loader import render_to_string
 from django.urls import reverse
 from PIL import Image
 from sklearn import datasets
@@ -200,6 +202,20 @@ def test_try_its_input_has_a_label_saying_what_to_give(owner_client, make_experi
     assert field in page
     field_id = field.split('id="')[1].split('"')[0]
     assert label_of(page, field_id) == words
+
+
+@pytest.mark.parametrize(("task", "words"), [("classification", "Text to classify"),
+                                              ("regression", "Text to score")])
+def test_try_its_text_label_says_what_a_text_model_does(task, words) -> None:
+    # given the Try it card of a text run (an upload of scored sentences is a regression)
+    context = {"offered": True, "modality": "text", "task": task, "max_text": 100, "max_mb": 2}
+
+    # when it is drawn
+    card = render_to_string("experiments/_try_it.html", {"try_it": context,
+                                                         "experiment": SimpleNamespace(pk=1)})
+
+    # then its text box's label says whether the model classifies or scores the text
+    assert label_of(card, "try-text") == words
 
 
 def test_try_its_drawing_box_is_named_by_the_words_beside_it(owner_client, make_experiment,

@@ -133,6 +133,26 @@ def test_the_form_offers_only_fields_the_run_reads(owner_client, source, make_ex
     assert 'name="momentum_on"' in mlp_page and 'name="momentum_on"' in cnn_page
 
 
+def test_a_regressions_study_starts_with_an_objective_it_has(owner_client, project, source,
+                                                               make_experiment):
+    # given a finished regression run (diabetes) beside the classification one (iris)
+    regression = make_experiment(
+        name="diabetes", status=Experiment.Status.SUCCEEDED,
+        spec=IRIS.patched({"data": {"dataset": "diabetes"}, "optim": {"loss": "mse"}}).to_dict())
+
+    # when each is tuned, the form submitted with the objective it starts with
+    forms = {run.name: owner_client.get(reverse("study-new", args=[run.pk])).context["form"]
+             for run in (source, regression)}
+    objective = forms["diabetes"]["objective"].value()
+    response = owner_client.post(reverse("study-new", args=[regression.pk]),
+                                 form_data(project, objective=objective))
+
+    # then the regression's is its validation loss (val_acc was refused: "no val_acc"), and
+    # the classification's still its accuracy
+    assert objective == "val_loss" and forms["iris"]["objective"].value() == "val_acc"
+    assert response.status_code == 302, response.context["form"].errors
+
+
 def test_a_field_that_applies_to_a_searched_choice_may_be_searched_with_it(owner_client,
                                                                           project, source):
     # when momentum is searched together with the optimizer that reads it

@@ -131,3 +131,25 @@ def test_diabetes_saved_with_its_index_trains_as_a_regression_from_train_on_it(o
     # then its test RMSE beats always predicting the mean (the target's std, 77)
     assert experiment.status == "succeeded", experiment.error
     assert experiment.summary["test_metrics"]["test_rmse"] < 0.85 * loaded.target.std()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_train_on_it_fits_the_batch_to_a_set_smaller_than_the_default_batch(owner, project):
+    # given a 10-row table (8 rows in the default training split, the default batch is 64)
+    rows = "".join(f"{i},{(i * 7) % 5},{i % 2}\n" for i in range(10))
+    client = Client()
+    client.force_login(owner)
+    response = post(client, project, f"a,b,label\n{rows}".encode())
+    assert response.status_code == 302, field_errors(response)
+    dataset = Dataset.objects.get()
+
+    # when "Train on it" opens the form, which is submitted as it starts
+    form = client.get(reverse("experiment-new") + f"?dataset={dataset.spec_name}"
+                      ).context["form"]
+    experiment = train_from_form(
+        client, project, **{name: form.initial[name] for name in ("dataset", "arch", "loss",
+                                                                  "batch_size")}, epochs="1")
+
+    # then its batch is the training split (64 was refused: "larger than the training split")
+    assert form.initial["batch_size"] == 8
+    assert experiment.status == "succeeded", experiment.error

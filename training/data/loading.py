@@ -258,8 +258,7 @@ def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
     info = raw.info
     if info.modality == "text":
         return _prepare_text(raw, val_fraction, seed, subset, test_fraction, tokenizer)
-    classification = info.task == "classification"
-    labels = raw.y if classification else None
+    labels = raw.y if info.task == "classification" else None
     official = raw.x_test is not None
     train_idx, val_idx, test_idx = split_three(
         len(raw.x), labels, seed, val_fraction, subset, 0.0 if official else test_fraction)
@@ -274,18 +273,7 @@ def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
         x_train, x_val, x_test = _impute(raw.impute, x_train, x_val, x_test)
     xt_train = torch.from_numpy(x_train)
     norm = _normalisation(xt_train, raw.standardise)
-    target_mean, target_std = 0.0, 1.0
-
-    def targets(y: np.ndarray) -> torch.Tensor:
-        if classification:
-            return torch.from_numpy(np.array(y, dtype=np.int64))  # a copy: sets are shared
-        return (torch.from_numpy(np.asarray(y, dtype=np.float32)).view(-1, 1) - target_mean
-                ) / target_std
-
-    if not classification:
-        train_targets = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
-        target_mean = float(train_targets.mean())
-        target_std = float(train_targets.std().clamp_min(1e-6))
+    targets = Targets.fit(info.task, y_train)
     has_test = len(y_test) > 0
     return PreparedData(
         info=info,
@@ -295,11 +283,35 @@ def prepare(dataset: str, val_fraction: float, seed: int, subset: int = 0, *,
         y_val=targets(y_val),
         label_names=raw.label_names,
         normalisation=norm,
-        target_mean=target_mean,
-        target_std=target_std,
+        target_mean=targets.mean,
+        target_std=targets.std,
         x_test=norm.apply(torch.from_numpy(x_test)) if has_test else None,
         y_test=targets(y_test) if has_test else None,
     )
+
+
+@dataclass(frozen=True)
+class Targets:
+    """How a split's labels become what the loss reads: class indices, or regression targets
+    in one column (the model's output's shape) standardised with the training split's mean and
+    std, which predictions are mapped back with."""
+
+    classification: bool
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, task: str, y_train: np.ndarray) -> Targets:
+        if task == "classification":
+            return cls(classification=True)
+        train = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
+        return cls(False, float(train.mean()), float(train.std().clamp_min(1e-6)))
+
+    def __call__(self, y: np.ndarray) -> torch.Tensor:
+        if self.classification:
+            return torch.from_numpy(np.array(y, dtype=np.int64))  # a copy: sets are shared
+        return (torch.from_numpy(np.asarray(y, dtype=np.float32)).view(-1, 1) - self.mean
+                ) / self.std
 
 
 def _normalisation(x_train: torch.Tensor, standardise: bool) -> Normalisation:
@@ -323,28 +335,32 @@ def _prepare_text(raw: RawData, val_fraction: float, seed: int, subset: int,
         from training.spec import ModelSpec
 
         tokenizer = tokenizer_for(ModelSpec(arch="lstm"))
-    labels = np.asarray(raw.y, dtype=np.int64)
+    # Scores of a text regression are floats: only classes are stratified and made indices.
+    labels = np.asarray(raw.y, np.int64) if raw.info.task == "classification" else None
     official = raw.x_test is not None
     train_idx, val_idx, test_idx = split_three(
         len(raw.x), labels, seed, val_fraction, subset, 0.0 if official else test_fraction)
     texts = [str(t) for t in raw.x]
     train_texts = [texts[i] for i in train_idx]
     built = tokenizer(train_texts)
+    y = np.asarray(raw.y)
+    targets = Targets.fit(raw.info.task, y[train_idx])
     if official:
         assert raw.x_test is not None and raw.y_test is not None
-        test_texts, y_test = [str(t) for t in raw.x_test], np.asarray(raw.y_test, np.int64)
+        test_texts, y_test = [str(t) for t in raw.x_test], np.asarray(raw.y_test)
     else:
-        test_texts, y_test = [texts[i] for i in test_idx], labels[test_idx]
-    y = torch.from_numpy(labels)
+        test_texts, y_test = [texts[i] for i in test_idx], y[test_idx]
     return PreparedData(
         info=raw.info,
         x_train=built.encode(train_texts),
-        y_train=y[train_idx],
+        y_train=targets(y[train_idx]),
         x_val=built.encode([texts[i] for i in val_idx]),
-        y_val=y[val_idx],
+        y_val=targets(y[val_idx]),
         label_names=raw.label_names,
         normalisation=Normalisation(mean=[], std=[]),  # token ids are not normalised
+        target_mean=targets.mean,
+        target_std=targets.std,
         x_test=built.encode(test_texts) if test_texts else None,
-        y_test=torch.from_numpy(y_test) if test_texts else None,
+        y_test=targets(y_test) if test_texts else None,
         tokenizer=built,
     )

@@ -171,6 +171,9 @@ SEPARATORS = ",;\t|"
 # shows its separator as well as the whole.
 SNIFF_CHARS = 4096
 MAX_PREAMBLE = 10  # lines of title or notes above a table's header that are skipped
+# The first line Excel writes to name a CSV's separator for the next reader ("sep=;"): that
+# separator, and a line that is not the header (it was read as a column named "sep=").
+EXCEL_SEPARATOR = re.compile(r"\s*sep=(.)\s*", re.IGNORECASE)
 
 
 def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
@@ -353,6 +356,8 @@ def _separator(sample: str) -> tuple[str, int]:
     line alone misleads on text: UCI's imdb_labelled.txt starts "A very, very, very
     slow-moving, aimless movie...<TAB>0". Lines above the header: a title or notes a report
     tool writes first, without the separator the lines below all hold equally often."""
+    if hint := EXCEL_SEPARATOR.fullmatch(sample.split("\n", 1)[0].strip("\r\ufeff")):
+        return hint.group(1), 1
     lines = [line for line in sample.splitlines()[:21] if line.strip()]
     whole = lines[:-1] if len(lines) > 2 else lines  # the sample may cut its last line
     steady = [sep for sep in SEPARATORS if _steady(whole, sep)]

@@ -103,18 +103,40 @@ def dataset_labels(request: HttpRequest, pk: int) -> HttpResponse:
                                          "given_name": label_names[r["given"]],
                                          "suggested_name": label_names[r["suggested"]]}
                                         for r in page],
-                       confusion=_confusion(scan.result["confusion"], label_names))
+                       **_confusion(scan.result["confusion"], label_names))
     elif scan is not None:
         context["running"] = scan.status in (LabelScan.Status.QUEUED, LabelScan.Status.RUNNING)
     return render(request, "datasets/labels.html", context)
 
 
-def _confusion(matrix: list[list[int]], names: list[str]) -> list[dict[str, Any]]:
-    """Rows of the confusion matrix for the template: given class, then a cell per predicted
-    class, off-diagonal cells marked (they link to that class pair)."""
-    return [{"given": i, "name": names[i],
-             "cells": [{"predicted": j, "count": c, "off": i != j and c > 0}
-                       for j, c in enumerate(row)]} for i, row in enumerate(matrix)]
+# Classes the confusion matrix shows: past it, those the model confuses most. 300 classes drew
+# 90,000 cells (2 MB of HTML) that the browser took over 30 s to lay out.
+MATRIX_CLASSES = 20
+
+
+def _confusion(matrix: list[list[int]], names: list[str]) -> dict[str, Any]:
+    """The confusion matrix for the template, over the classes it shows (``matrix_classes``,
+    all up to MATRIX_CLASSES): given class, then a cell per predicted class, off-diagonal
+    cells marked (they link to that class pair)."""
+    shown = _matrix_classes(matrix)
+    return {
+        "matrix_classes": [(j, names[j]) for j in shown],
+        "confusion": [{"given": i, "name": names[i],
+                       "cells": [{"predicted": j, "count": matrix[i][j],
+                                  "off": i != j and matrix[i][j] > 0} for j in shown]}
+                      for i in shown],
+    }
+
+
+def _matrix_classes(matrix: list[list[int]]) -> list[int]:
+    """Every class, or past MATRIX_CLASSES those with the most rows given as or predicted as
+    another class, in class order."""
+    if len(matrix) <= MATRIX_CLASSES:
+        return list(range(len(matrix)))
+    confused = [sum(matrix[i]) + sum(row[i] for row in matrix) - 2 * matrix[i][i]
+                for i in range(len(matrix))]
+    ranked = sorted(range(len(matrix)), key=lambda i: (-confused[i], i))
+    return sorted(ranked[:MATRIX_CLASSES])
 
 
 @require_POST

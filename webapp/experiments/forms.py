@@ -78,11 +78,14 @@ def dataset_fits(user: Any) -> dict[str, Any]:
     "Train on it" chooses them: each data set's name for the run's, its modality and task; each
     architecture's modalities (the spec's own rule, ``ARCH_MODALITIES``, and each plugin's)."""
     datasets = {name: dataset_info(name) for name in [*CATALOG, *DATASET_PLUGINS]}
-    sets = {name: {"name": name, "modality": info.modality, "task": info.task}
+    default = ExperimentSpec()  # train_rows: its training split, which the batch must fit
+    sets = {name: {"name": name, "modality": info.modality, "task": info.task,
+                   "train_rows": default.train_rows(info)}
             for name, info in datasets.items()}
     for d in Dataset.objects.visible_to(user):
         sets[d.spec_name] = {"name": d.name, "modality": d.info.get("modality", "tabular"),
-                             "task": d.info.get("task", "classification")}
+                             "task": d.info.get("task", "classification"),
+                             "train_rows": default.train_rows(d.dataset_info)}
     archs = {**{arch: list(m) for arch, m in ARCH_MODALITIES.items()},
              **{arch: list(getattr(model, "modalities", ("image", "tabular")))
                 for arch, model in MODEL_PLUGINS.items()}}

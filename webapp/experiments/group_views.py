@@ -109,7 +109,11 @@ def group_context(group: RunGroup) -> dict[str, Any]:
             # before any seed finished, the metrics of the charts (a select is never empty)
             "compare_metrics": [row["metric"] for row in finals] or metrics,
             "charts": charts, "remedy_verdicts": groups.remedy_verdicts(group),
-            "others": RunGroup.objects.filter(project=group.project).exclude(pk=group.pk)[:50]}
+            "data_set": groups.data_set(group),
+            # only groups whose metrics compare: those on the same data set
+            "others": RunGroup.objects.filter(project=group.project,
+                                              spec__data__dataset=groups.data_set(group)
+                                              ).exclude(pk=group.pk)[:50]}
 
 
 @require_GET
@@ -132,8 +136,9 @@ def comparison(request: HttpRequest) -> dict[str, Any]:
     if metric not in ("gap", *groups.EPOCH_METRICS):
         raise Http404("no such metric")
     runs_a, runs_b = groups.ordered_runs(a), groups.ordered_runs(b)
-    result = groups.compare_sides(runs_a, runs_b, metric, (a.name, b.name))
-    return {"a": a, "b": b, "metric": metric, "result": result,
+    problem = groups.incomparable(a, b)
+    result = None if problem else groups.compare_sides(runs_a, runs_b, metric, (a.name, b.name))
+    return {"a": a, "b": b, "metric": metric, "result": result, "problem": problem,
             "values_a": groups.finals(runs_a, metric), "values_b": groups.finals(runs_b, metric),
             "metrics": ("gap", *groups.EPOCH_METRICS)}
 
@@ -155,6 +160,6 @@ def group_compare_export(request: HttpRequest) -> JsonResponse:
              "value": groups.final_value(run, found["metric"])}
             for run in groups.ordered_runs(group)]}
     result = found["result"]
-    return JsonResponse({"metric": found["metric"], **sides,
+    return JsonResponse({"metric": found["metric"], **sides, "problem": found["problem"],
                          "comparison": None if result is None else json.loads(
                              json.dumps(result.to_dict()))})

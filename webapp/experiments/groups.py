@@ -168,6 +168,22 @@ def final_table(runs: list[Experiment]) -> list[dict[str, Any]]:
     return rows
 
 
+def data_set(group: RunGroup) -> str:
+    """The data set a group's seeds train on (its spec's; "" for a spec without one)."""
+    return str((group.spec.get("data") or {}).get("dataset", ""))
+
+
+def incomparable(a: RunGroup, b: RunGroup) -> str | None:
+    """Why two groups' metrics cannot be set against each other, or None: a loss or an
+    accuracy on one data set says nothing against one on another (a text regression's MSE
+    was "better by 0.757" than an image classifier's cross-entropy). Versions of one data set
+    compare: that is how a relabelled version is judged."""
+    if data_set(a) == data_set(b):
+        return None
+    return (f"{a.name} trains on {data_set(a)} and {b.name} on {data_set(b)}: their metrics "
+            "measure different data, so neither is better; compare groups on one data set")
+
+
 def compare_sides(a: list[Experiment], b: list[Experiment], metric: str,
                   names: tuple[str, str]) -> Comparison | None:
     """B against A on ``metric`` over their succeeded seeds; None until each has 2."""

@@ -164,7 +164,7 @@ def page_context(experiment: Experiment) -> dict[str, Any]:
     if experiment.is_external:
         return context
     info = stored_dataset_info(experiment.spec)
-    context["modality"] = info.modality
+    context["modality"], context["task"] = info.modality, info.task
     if info.modality == "image":
         context["size"] = "×".join(str(s) for s in info.input_shape[1:])
         context["grey"] = info.input_shape[0] == 1

@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 
 from training.fieldmeta import FieldMeta, field_meta
+from training.loop import primary_metric
 from training.spec import ExperimentSpec, RunSpec, SpecError
 from training.tuning import (
     OBJECTIVES,
@@ -135,6 +136,13 @@ class TuneForm(forms.Form):
             f"each trial trains this long (the source run: {base.run.epochs}); "
             + (EPOCHS_FIELD.meta.help_text() or ""))
         self.fields["epochs"] = epochs
+        # The objective starts as the base run's own best-epoch metric: val_acc, TuningSpec's
+        # default, was refused at the first submit of a regression's study.
+        try:
+            task = base.data.info().task
+        except KeyError:  # its data set is gone: the submit says so on the project
+            task = "classification"
+        self.fields["objective"].initial = primary_metric(task)[0]
         for t in self.tunables:
             self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)
             if t.kind == "categorical":

@@ -62,6 +62,12 @@ def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
                "name": f"{dataset.name}-{arch}"}
     if dataset.info.get("task") == "regression":  # cross-entropy, the default, is refused
         initial["loss"] = "mse"
+    # A set whose training split is smaller than the default batch (a 6-row table trains on
+    # 4) trains in one batch of it: the default was refused at the first submit.
+    default = ExperimentSpec()
+    train_rows = default.train_rows(dataset.dataset_info)
+    if 2 <= train_rows < default.run.batch_size:
+        initial["batch_size"] = train_rows
     return initial
 
 

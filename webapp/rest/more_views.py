@@ -89,7 +89,8 @@ class GroupCompare(APIView):
                    responses={200: s.GroupComparisonSerializer, **BAD, **REFUSED, **NOT_YOURS})
     def get(self, request: Request) -> Response:
         """Two groups' final values of one metric compared with Welch's t (the group compare
-        page's export): null while either side has fewer than 2 succeeded seeds."""
+        page's export): null while either side has fewer than 2 succeeded seeds, or with
+        ``problem`` saying why for groups on different data sets."""
         query = s.GroupCompareQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         visible = auth.groups(request)
@@ -97,8 +98,11 @@ class GroupCompare(APIView):
         b = _row(visible, query.validated_data["b"], "group")
         metric = query.validated_data["metric"]
         runs_a, runs_b = groups.ordered_runs(a), groups.ordered_runs(b)
-        result = groups.compare_sides(runs_a, runs_b, metric, (a.name, b.name))
+        problem = groups.incomparable(a, b)
+        result = None if problem else groups.compare_sides(runs_a, runs_b, metric,
+                                                           (a.name, b.name))
         return Response({"metric": metric, "a": s.group_json(a), "b": s.group_json(b),
+                         "problem": problem,
                          "comparison": None if result is None
                          else events.json_safe(result.to_dict())})
 

@@ -404,6 +404,8 @@ class GroupComparisonSerializer(serializers.Serializer[Any]):
     b = GroupSerializer()
     comparison = serializers.JSONField(allow_null=True, help_text="Welch's t: the difference, "
                                        "its interval and the verdict in words")
+    problem = serializers.CharField(allow_null=True, help_text="why two groups get no verdict: "
+                                    "they train on different data sets (null otherwise)")
 
 
 class ProjectCreateSerializer(serializers.Serializer[Any]):

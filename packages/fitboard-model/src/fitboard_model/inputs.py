@@ -1,7 +1,8 @@
 """The input contract of ``predict``: what it accepts, how it reads pixel scales, and the clear
 error it raises for anything else.
 
-Images: a tensor or NumPy array shaped ``(N, C, H, W)``, or one image ``(C, H, W)``; a
+Images: a tensor or NumPy array shaped ``(N, C, H, W)``, or one image ``(C, H, W)``, or either
+with its channels last (``(N, H, W, C)``, ``(H, W, C)``: ``numpy.asarray`` of a PIL image); a
 single-channel model also takes ``(N, H, W)`` and ``(H, W)``. Pixels come in one of three scales,
 named by ``scale``:
 
@@ -46,13 +47,19 @@ def as_tensor(inputs: Any) -> torch.Tensor:
 
 def batched(x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
     """``x`` as a batch ``(N, *input_shape)``: one example gains the batch axis, a
-    single-channel image without its channel axis gains that one."""
+    single-channel image without its channel axis gains that one, and images with their
+    channels last (``(N, H, W, C)``, as PIL, OpenCV and matplotlib lay them out) are turned
+    channels first."""
     shape = tuple(input_shape)
+    channels_last = (*shape[1:], shape[0]) if len(shape) == 3 else None
     if tuple(x.shape) == shape:
         x = x.unsqueeze(0)
     elif (len(shape) == 3 and shape[0] == 1 and x.dim() in (2, 3)
           and tuple(x.shape[-2:]) == shape[1:]):
         x = x.reshape(-1, *shape)
+    elif (channels_last is not None and x.dim() in (3, 4)
+          and tuple(x.shape[-3:]) == channels_last != shape):
+        x = x.movedim(-1, -3).reshape(-1, *shape)
     if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         wanted = ", ".join(str(s) for s in shape)
         raise InputError(f"inputs shaped {tuple(x.shape)}: this model takes (N, {wanted}) "

@@ -42,9 +42,9 @@ def put(run: Experiment, path: str, data: bytes, token: str, method: str = "put"
 
 def test_an_artifact_past_the_quota_is_refused_in_mlflows_format_and_nothing_changes(
         media, owner, mallory, project):
-    # given the owner's run holding 800 bytes and mallory's run holding 600
+    # given the owner's run holding 700 bytes (and its text, about 100) and mallory's 600
     owners_run = ingest.create_run(owner, project, "owner's", {})
-    artifacts.save(owners_run, "weights.bin", BytesIO(b"o" * 800))
+    artifacts.save(owners_run, "weights.bin", BytesIO(b"o" * 700))
     run = ingest.create_run(mallory, project, "mallory's", {})
     token = tokens.create_token(mallory, "laptop", "write", None)[1]
     assert put(run, "first.bin", b"m" * 600, token).status_code == 200
@@ -69,16 +69,17 @@ def test_replacing_or_deleting_ones_own_artifact_frees_its_room(media, mallory, 
     token = tokens.create_token(mallory, "laptop", "write", None)[1]
     assert put(run, "first.bin", b"m" * 600, token).status_code == 200
 
-    # when she replaces it with 900 bytes, then deletes it and uploads 900 bytes elsewhere
-    replaced = put(run, "first.bin", b"r" * 900, token)
+    # when she replaces it with 800 bytes, then deletes it and uploads 800 bytes elsewhere
+    # (her run's text takes about 100 bytes of the 1000)
+    replaced = put(run, "first.bin", b"r" * 800, token)
     deleted = put(run, "first.bin", b"", token, method="delete")
-    again = put(run, "other/second.bin", b"s" * 900, token)
+    again = put(run, "other/second.bin", b"s" * 800, token)
 
     # then each fits: the replaced and the deleted file no longer count
     assert (replaced.status_code, deleted.status_code, again.status_code) == (200, 200, 200)
     root = artifacts.storage_root(run)
     assert not default_storage.exists(f"{root}/first.bin")
-    assert stored_files(media) == {f"{root}/other/second.bin": b"s" * 900}
+    assert stored_files(media) == {f"{root}/other/second.bin": b"s" * 800}
     # and deleting a folder deletes every file in it, freeing the quota but for her run's text
     assert put(run, "other", b"", token, method="delete").status_code == 200
     assert stored_files(media) == {}
@@ -100,9 +101,9 @@ def test_a_member_cannot_delete_another_members_artifact(media, owner, mallory, 
 
 def test_a_data_set_past_the_quota_is_refused_on_its_field_on_the_page_and_in_the_api(
         media, mallory, project):
-    # given mallory storing 900 bytes of artifacts
+    # given mallory storing 800 bytes of artifacts (and her run's text, about 100)
     run = ingest.create_run(mallory, project, "mallory's", {})
-    artifacts.save(run, "weights.bin", BytesIO(b"m" * 900))
+    artifacts.save(run, "weights.bin", BytesIO(b"m" * 800))
     before = stored_files(media)
     client = Client()
     client.force_login(mallory)

@@ -4,7 +4,8 @@ New experiment form proposes for it, against a quick hand-written baseline on th
 Each set is written as CSV bytes and goes through the upload code path (``prepare_upload`` with
 the upload page's defaults, as ``with_page_defaults`` fills them: standardise ticked, duplicates
 and unlabelled rows dropped), then trains with the spec "Train on it" proposes (the spec's
-defaults, the modality's model family, MSE for a regression). The baselines get the same rows
+defaults changed by ``training.spec.proposed_for``: the modality's model family, MSE for a
+regression, a table's epochs and weight decay). The baselines get the same rows
 and the same train / validation split (``split_three`` with the run's seed) and standardise
 the raw features themselves: (a) sklearn's LogisticRegression / Ridge after a StandardScaler,
 (b) a plain torch loop: a 2 × 64 ReLU MLP, Adam at 1e-3, batches of 64, as many epochs as the
@@ -13,7 +14,7 @@ their best validation epoch (the run restores its best epoch by default).
 
 For every seed the arms alternate (Fitboard, linear, MLP; then the order rotates); the table
 shows each arm's median over the seeds: validation accuracy (higher is better) or RMSE in the
-target's units (lower is better), the run's epochs and the seconds per arm. ``gap`` flags a
+target's units (lower is better), the run's epochs and the seconds per arm. ``GAP`` flags a
 Fitboard default more than 2 points of accuracy below, or 10 % of RMSE above, the better
 baseline. Usage, from the repo root:
 ``.venv/bin/python bench/defaults_unseen.py [--seeds N] [--threads T] [--set S.F=V] [set ...]``;

@@ -26,6 +26,10 @@
   // the page's own model (the default CNN on digits), not one the user picked
   let archChosen = !start || arch.value !== FAMILY[start.modality];
   let choosing = false;
+  // The values a data set proposes beyond model and loss (a table's epochs and weight decay,
+  // for its size): a field follows the choice while it holds what was last proposed (or the
+  // starting set's proposal), and keeps a value the user typed or a cloned run brought.
+  let offered = start ? {...start.proposed} : {};
 
   function choose(select, value) {
     if (select.value === value || !select.querySelector(`option[value="${value}"]`)) return;
@@ -49,6 +53,20 @@
     if (set.task === "classification" && loss.value !== "cross_entropy") {
       choose(loss, "cross_entropy");
     }
+    propose(set.proposed || {});
+  }
+
+  function propose(values) {
+    const defaults = fits.defaults || {};
+    for (const key of new Set([...Object.keys(offered), ...Object.keys(values)])) {
+      if (key === "arch" || key === "loss") continue;  // chosen above, by their own rules
+      const input = field(key);
+      if (!input) continue;
+      const before = key in offered ? offered[key] : defaults[key];
+      const next = key in values ? values[key] : defaults[key];
+      if (next !== undefined && Number(input.value) === Number(before)) input.value = next;
+    }
+    offered = {...values};
   }
 
   // A batch larger than the chosen set's training split is refused at submit (a 6-row

@@ -116,11 +116,18 @@ def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, s
     assert not page.locator("#id_augment_crop").is_visible()
     assert not page.locator("#id_version").is_visible()
 
-    # When Diabetes is: a regression, so MSE; and Fashion-MNIST: images, a CNN again
+    # and its 142 training rows (3 batches) are offered the most epochs, 300, and weight decay
+    trained = "() => [document.getElementById('id_epochs').value, " \
+              "document.getElementById('id_weight_decay').value]"
+    assert page.evaluate(trained) == ["300", "0.01"]
+
+    # When Diabetes is: a regression, so MSE; and Fashion-MNIST: images, a CNN again, with
+    # the spec's epochs and no weight decay
     page.select_option("#id_dataset", "diabetes")
     assert page.evaluate(chosen) == ["mlp", "mse", "diabetes-mlp"]
     page.select_option("#id_dataset", "fashion_mnist")
     assert page.evaluate(chosen) == ["cnn", "cross_entropy", "fashion_mnist-cnn"]
+    assert [float(v) for v in page.evaluate(trained)] == [15, 0]
     assert page.locator("#id_augment_crop").is_visible()  # images: augmentation applies
 
     # When the user picks an MLP and names the run, then on digits both are kept (an MLP
@@ -131,6 +138,10 @@ def test_choosing_a_data_set_picks_a_model_a_loss_and_a_name_that_fit_it(page, s
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
     page.select_option("#id_dataset", "wine")
     assert page.evaluate(chosen) == ["mlp", "cross_entropy", "my first run"]
+    # and epochs the user typed are kept when another table is chosen
+    page.fill("#id_epochs", "40")
+    page.select_option("#id_dataset", "iris")
+    assert page.evaluate(trained) == ["40", "0.01"]
 
 
 def test_choosing_a_set_smaller_than_the_batch_lowers_the_batch_and_gives_it_back(

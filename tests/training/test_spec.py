@@ -3,6 +3,7 @@ and the dataset catalog's static facts against the data actually loaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 
 from training import ExperimentSpec, SpecError
 from training.data import CATALOG, dataset_info, prepare
+from training.spec import proposed_for
 
 
 def errors_for(data: dict[str, Any]) -> dict[str, str]:
@@ -384,3 +386,31 @@ def test_float_noise_does_not_add_a_validation_row() -> None:
 
 def test_batch_norm_with_single_row_batches_is_refused() -> None:
     assert set(errors_for({"run": {"batch_size": 1}})) == {"run.batch_size"}
+
+
+# --- what a new run on a data set is offered ---------------------------------------------------
+
+
+def test_a_small_table_is_offered_enough_epochs_for_its_steps_and_weight_decay() -> None:
+    # given Iris (120 training rows: 2 batches an epoch) and a 20,000-row table
+    iris = dataset_info("iris")
+    large = dataclasses.replace(iris, name="upload:1", rows=20000)
+
+    # then Iris gets epochs up to the cap, and the full weight decay
+    assert proposed_for(iris) == {"model.arch": "mlp", "optim.loss": "cross_entropy",
+                                  "run.epochs": 300, "optim.weight_decay": 0.01}
+    # and the large table keeps the spec's 15 epochs (250 steps each), with a weaker prior
+    assert proposed_for(large)["run.epochs"] == 15
+    assert proposed_for(large)["optim.weight_decay"] == 0.0005
+    # and a regression is offered MSE; images and texts their family, nothing else
+    assert proposed_for(dataset_info("diabetes"))["optim.loss"] == "mse"
+    assert proposed_for(dataset_info("fashion_mnist")) == {"model.arch": "cnn",
+                                                           "optim.loss": "cross_entropy"}
+    assert proposed_for(dataset_info("sst2"))["model.arch"] == "lstm"
+    # and every proposal validates as a spec on its set
+    for name in ("iris", "diabetes", "breast_cancer", "wine"):
+        patch: dict[str, dict[str, Any]] = {"data": {"dataset": name}}
+        for path, value in proposed_for(dataset_info(name)).items():
+            section, field = path.split(".")
+            patch.setdefault(section, {})[field] = value
+        ExperimentSpec.from_dict(patch)

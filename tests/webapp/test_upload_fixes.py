@@ -124,6 +124,8 @@ def test_diabetes_saved_with_its_index_trains_as_a_regression_from_train_on_it(o
     form = client.get(reverse("experiment-new") + f"?dataset={dataset.spec_name}"
                       ).context["form"]
     assert form.initial["loss"] == "mse"  # cross-entropy would be refused for a regression
+    # and a table of 353 training rows (6 batches) is offered the most epochs, and weight decay
+    assert (form.initial["epochs"], form.initial["weight_decay"]) == (300, 0.01)
     experiment = train_from_form(
         client, project, **{name: form.initial[name] for name in ("dataset", "arch", "loss")},
         hidden_sizes="32", epochs="20", batch_size="32", lr="0.01", test_fraction="0.2")

@@ -8,13 +8,15 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from training.data.catalog import CATALOG, dataset_info, dataset_plugins
+from training.data.catalog import CATALOG, DatasetInfo, dataset_info, dataset_plugins
 from training.spec import (
     ARCH_MODALITIES,
+    FAMILY,
     FIELDSET_ORDER,
     ExperimentSpec,
     model_plugin,
     model_plugins,
+    proposed_for,
 )
 from webapp.datasets import availability
 from webapp.datasets.models import Dataset, upload_id
@@ -68,28 +70,46 @@ def dataset_choices(user: Any) -> list[tuple[str, Any]]:
     return [("Built-in", builtin), ("Uploaded", uploads)] if uploads else builtin
 
 
-# The model family a data set's modality trains with by default ("Train on it", and the New
-# experiment form's script when a data set is chosen).
-FAMILY = {"image": "cnn", "text": "lstm", "tabular": "mlp"}
+
+
+def upload_info(dataset: Dataset) -> DatasetInfo:
+    """An upload's facts, a table's where its row holds none (nothing is then proposed from
+    its size)."""
+    return DatasetInfo.from_dict({"title": dataset.name, "task": "classification",
+                                  "modality": "tabular", "rows": 0, "num_classes": 0,
+                                  **dataset.info, "name": dataset.spec_name})
+
+
+def proposed_initial(info: DatasetInfo) -> dict[str, Any]:
+    """The form's values for a new run on ``info`` (``proposed_for``'s fields, by form name)."""
+    names = {sf.path: sf.name for sf in SPEC_FIELDS}
+    return {names[path]: value for path, value in proposed_for(info).items()}
 
 
 def dataset_fits(user: Any) -> dict[str, Any]:
     """What the page's script needs to keep the model and loss fitting the chosen data set, as
-    "Train on it" chooses them: each data set's name for the run's, its modality and task; each
+    "Train on it" chooses them: each data set's name for the run's, its modality, task and
+    proposed values (``proposed_initial``: a table's epochs and weight decay); each
     architecture's modalities (the spec's own rule, ``ARCH_MODALITIES``, and each plugin's)."""
     datasets = {name: dataset_info(name) for name in [*CATALOG, *DATASET_PLUGINS]}
     default = ExperimentSpec()  # train_rows: its training split, which the batch must fit
-    sets = {name: {"name": name, "modality": info.modality, "task": info.task,
-                   "train_rows": default.train_rows(info)}
+    sets: dict[str, dict[str, Any]] = {
+        name: {"name": name, "modality": info.modality, "task": info.task,
+               "proposed": proposed_initial(info), "train_rows": default.train_rows(info)}
             for name, info in datasets.items()}
     for d in Dataset.objects.visible_to(user):
-        sets[d.spec_name] = {"name": d.name, "modality": d.info.get("modality", "tabular"),
-                             "task": d.info.get("task", "classification"),
-                             "train_rows": default.train_rows(d.dataset_info)}
+        info = upload_info(d)
+        sets[d.spec_name] = {"name": d.name, "modality": info.modality, "task": info.task,
+                             "proposed": proposed_initial(info),
+                             "train_rows": default.train_rows(info)}
     archs = {**{arch: list(m) for arch, m in ARCH_MODALITIES.items()},
              **{arch: list(getattr(model, "modalities", ("image", "tabular")))
                 for arch, model in MODEL_PLUGINS.items()}}
-    return {"datasets": sets, "archs": archs, "families": FAMILY}
+    # What a field proposed for one set goes back to for a set proposing nothing for it.
+    proposed = {key for s in sets.values() for key in s["proposed"]}
+    defaults = {key: value for key, value in spec_initial(ExperimentSpec()).items()
+                if key in proposed}
+    return {"datasets": sets, "archs": archs, "families": FAMILY, "defaults": defaults}
 
 
 def form_applies(fits: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:

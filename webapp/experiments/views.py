@@ -36,12 +36,13 @@ from webapp.experiments import (
 )
 from webapp.experiments import external as external_runs
 from webapp.experiments.forms import (
-    FAMILY,
     ExperimentForm,
     RemedyForm,
     dataset_fits,
     form_applies,
+    proposed_initial,
     spec_initial,
+    upload_info,
 )
 from webapp.experiments.models import Experiment, RunGroup, derived_name, parse_pk
 from webapp.experiments.ownership import remedy_problem
@@ -50,22 +51,24 @@ from webapp.projects import actions as project_actions
 
 
 def _dataset_initial(request: HttpRequest) -> dict[str, Any]:
-    """"Train on it" from a dataset page: that dataset, its project, and a model family that
-    fits it (a CNN on images, an LSTM on text, else an MLP), with a regression's loss."""
+    """"Train on it" from a dataset page: that dataset, its project, and what ``proposed_for``
+    offers for it: a model family that fits it (a CNN on images, an LSTM on text, else an
+    MLP), a regression's loss, and a table's epochs and weight decay."""
     name = request.GET.get("dataset", "")
     pk = upload_id(name)
     dataset = Dataset.objects.visible_to(request.user).filter(pk=pk).first() if pk else None
     if dataset is None:
         return {}
-    arch = FAMILY.get(dataset.info.get("modality", ""), "mlp")
-    initial = {"dataset": name, "arch": arch, "project": dataset.project,
-               "name": f"{dataset.name}-{arch}"}
-    if dataset.info.get("task") == "regression":  # cross-entropy, the default, is refused
-        initial["loss"] = "mse"
+    # Cross-entropy, the default, would be refused for a regression; a table gets epochs for
+    # its size (``proposed_for``).
+    info = upload_info(dataset)
+    proposed = proposed_initial(info)
+    initial = {**proposed, "dataset": name, "project": dataset.project,
+               "name": f"{dataset.name}-{proposed['arch']}"}
     # A set whose training split is smaller than the default batch (a 6-row table trains on
     # 4) trains in one batch of it: the default was refused at the first submit.
     default = ExperimentSpec()
-    train_rows = default.train_rows(dataset.dataset_info)
+    train_rows = default.train_rows(info)
     if 2 <= train_rows < default.run.batch_size:
         initial["batch_size"] = train_rows
     return initial

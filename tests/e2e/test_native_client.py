@@ -29,7 +29,8 @@ STEPS = 200
 PROJECT = "native-e2e"
 
 # Logs three metrics a step; prints the run's id (or the offline file) and, at the end, what
-# it logged. Waits for the file argv[2] before logging, so a test can open its socket first.
+# it logged and run.status. Waits for the file argv[2] before logging, so a test can open its
+# socket first.
 SCRIPT = '''
 import json, math, sys, time
 from pathlib import Path
@@ -55,6 +56,7 @@ checkpoint.write_bytes(b"weights" * 100)
 run.log_checkpoint(checkpoint)
 run.finish()
 print(json.dumps(logged), flush=True)
+print(run.status, flush=True)
 '''
 
 # Logs a point, then stays alive without logging: only its heartbeat speaks for it.
@@ -128,6 +130,7 @@ def test_an_online_run_reaches_the_page_live_and_reads_back_exactly(site, tmp_pa
 
         asyncio.run(watch())
         logged = json.loads(process.stdout.readline())
+        status = process.stdout.readline().strip()
         assert process.wait(60) == 0, process.stderr.read()
     finally:
         process.kill()
@@ -136,6 +139,8 @@ def test_an_online_run_reaches_the_page_live_and_reads_back_exactly(site, tmp_pa
     assert watcher.drawn_steps("train_loss") == list(range(STEPS))
     assert watcher.drawn_steps("val_loss") == list(range(STEPS))
     assert watcher.messages[-1][1]["status"] == "succeeded"
+    # and the script's run.status says so, as the server answered its finish
+    assert status == "succeeded"
     # and the points, params, tags and checkpoint read back exactly as logged
     for key, points in logged.items():
         assert [[m["step"], m["value"]] for m in history(stack, token, run_id, key)] == points

@@ -493,8 +493,12 @@ def _steps_of(run_id: int, stored: str, pending: Sequence[metric_store.Point],
 def check_columns(columns: Mapping[str, Columns]) -> None:
     """IngestError for a metric name or a point that cannot be stored, before anything is."""
     for key, (steps, _, times) in columns.items():
-        if not key or len(key) > MAX_KEY:
-            raise IngestError(f"metric name {key[:80]!r} must be 1 to {MAX_KEY} characters")
+        if not key:
+            raise IngestError("a metric name must not be empty")
+        if len(key) > MAX_KEY:
+            # In MLflow's words, as a param's or tag's name past its limit.
+            raise IngestError(f"metric name {key[:80]!r}… had length {len(key)}, which "
+                              f"exceeded length limit of {MAX_KEY}")
         check_points(key, steps, times)
 
 

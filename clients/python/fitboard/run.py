@@ -235,8 +235,9 @@ class ServerSink:
     def finish(self, status: str, ended: float) -> None:
         self._stop.set()
         try:
-            self._caller.post("runs/finish", {"run_id": self.run_id, "status": status,
-                                              "ended": ended})
+            answer = self._caller.post("runs/finish", {"run_id": self.run_id,
+                                                       "status": status, "ended": ended})
+            self.status = str(answer.get("status", self.status))
         finally:
             self._caller.close()
             self._sender.close()

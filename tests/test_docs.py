@@ -120,3 +120,45 @@ def test_every_relative_link_in_the_readme_and_docs_leads_to_a_file():
             if not (page.parent / path).exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert broken == []
+
+
+# A typed read whose default is a literal: env_int("NAME", 1_000), env_bool("NAME", True),
+# env_str("NAME", "text"). Defaults computed from other values (the hardware, another
+# setting) are not compared.
+LITERAL_DEFAULT = re.compile(
+    rf"\benv_(int|bool|str)\(\s*\"{NAME}\"\s*,\s*(\d[\d_]*|True|False|\"[^\"]*\")\s*[,)]")
+
+
+def literal_defaults_in_the_code() -> dict[str, str]:
+    """Each variable with a literal default, as the configuration page writes it."""
+    defaults: dict[str, str] = {}
+    for file in sorted((ROOT / "webapp").rglob("*.py")):
+        for kind, name, value in LITERAL_DEFAULT.findall(file.read_text()):
+            if kind == "int":
+                defaults[name] = f"`{int(value.replace('_', ''))}`"
+            elif kind == "bool":
+                defaults[name] = f"`{value.lower()}`"
+            elif value != '""':  # an empty string is written "empty", "unset" or "none"
+                defaults[name] = f"`{value.strip(chr(34))}`"
+    return defaults
+
+
+def documented_defaults() -> dict[str, str]:
+    (table,) = table_blocks(CONFIGURATION.read_text())
+    return {row.split("|")[1].strip().strip("`"): row.split("|")[2].strip()
+            for row in table[2:]}
+
+
+def test_the_default_scan_reads_every_kind_of_literal():
+    defaults = literal_defaults_in_the_code()
+    assert defaults["FITBOARD_MAX_POINTS_PER_RUN"] == "`10000000`"
+    assert defaults["FITBOARD_DATA_DOWNLOAD"] == "`true`"
+    assert defaults["FITBOARD_NOTIFY_QUEUE"] == "`notify`"
+
+
+def test_every_literal_default_is_the_documented_one():
+    documented = documented_defaults()
+    wrong = {name: (default, documented.get(name))
+             for name, default in literal_defaults_in_the_code().items()
+             if not (documented.get(name) or "").startswith(default)}
+    assert wrong == {}, f"the code's default, then docs/configuration.md's: {wrong}"

@@ -162,3 +162,16 @@ def test_every_literal_default_is_the_documented_one():
              for name, default in literal_defaults_in_the_code().items()
              if not (documented.get(name) or "").startswith(default)}
     assert wrong == {}, f"the code's default, then docs/configuration.md's: {wrong}"
+
+
+def test_every_variable_the_native_client_reads_is_described_in_tracking_md():
+    # the client runs beside a script, not in Fitboard: its variables are on the tracking page
+    client = ROOT / "clients" / "python" / "fitboard"
+    read = {name for file in sorted(client.rglob("*.py")) for pattern in PYTHON_READS
+            for name in pattern.findall(file.read_text())}
+    tracking = (ROOT / "docs" / "tracking.md").read_text()
+    configuration = CONFIGURATION.read_text().split("| variable |")[0]
+
+    assert {"FITBOARD_URL", "FITBOARD_TOKEN", "FITBOARD_MODE", "FITBOARD_DIR"} <= read
+    assert sorted(n for n in read if not re.search(rf"`{n}[`=]", tracking)) == []
+    assert sorted(n for n in read if f"`{n}`" not in configuration) == []

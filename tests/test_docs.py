@@ -175,3 +175,39 @@ def test_every_variable_the_native_client_reads_is_described_in_tracking_md():
     assert {"FITBOARD_URL", "FITBOARD_TOKEN", "FITBOARD_MODE", "FITBOARD_DIR"} <= read
     assert sorted(n for n in read if not re.search(rf"`{n}[`=]", tracking)) == []
     assert sorted(n for n in read if f"`{n}`" not in configuration) == []
+
+
+def metric_name_table() -> list[list[str]]:
+    """The cells' backticked names of each row of tracking.md's table of metric names."""
+    text = (ROOT / "docs" / "tracking.md").read_text()
+    section = text.split("## Metric names", 1)[1]
+    table = table_blocks(section)[0]
+    return [[re.findall(r"`([^`]+)`", cell) for cell in row.split("|")[1:-1]]
+            for row in table[2:]]
+
+
+def test_the_metric_name_table_is_what_the_convention_does():
+    from webapp.experiments.external import conventional
+
+    train, val, measures, alone, val_alone, rates = metric_name_table()
+    groups = {"loss": measures[0][:1], "acc": measures[0][1:7], "rmse": measures[0][7:9],
+              "mae": measures[0][9:]}
+    wrong = []
+    for split, words in (("train", train[0]), ("val", val[0])):
+        for word in words:
+            for measure, names in groups.items():
+                stored = f"{split}_{measure}"
+                # the diagnostics read RMSE and MAE of the validation split only
+                expected = None if split == "train" and measure in ("rmse", "mae") else stored
+                for name in names:
+                    for logged in (f"{word}_{name}", f"{name}/{word}", f"{word}.{name}_epoch"):
+                        if conventional(logged) != expected:
+                            wrong.append((logged, conventional(logged), expected))
+    wrong += [(n, conventional(n), s) for n, s in zip(alone[0], alone[2], strict=True)
+              if conventional(n) != s]
+    wrong += [(n, conventional(n), "val_acc") for n in val_alone[0][:2]
+              if conventional(n) != "val_acc"]
+    wrong += [(n, conventional(n), "lr") for n in rates[0] if conventional(n) != "lr"]
+    wrong += [(n, conventional(n), "val_acc") for n in ("val_acc_percent", "val_acc_pct")
+              if conventional(n) != "val_acc"]
+    assert groups["mae"] and wrong == [], f"logged, stored, what tracking.md says: {wrong}"

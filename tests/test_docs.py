@@ -211,3 +211,18 @@ def test_the_metric_name_table_is_what_the_convention_does():
     wrong += [(n, conventional(n), "val_acc") for n in ("val_acc_percent", "val_acc_pct")
               if conventional(n) != "val_acc"]
     assert groups["mae"] and wrong == [], f"logged, stored, what tracking.md says: {wrong}"
+
+
+def test_every_mlflow_and_native_route_is_named_in_tracking_md():
+    # the routes as webapp/tracking/urls.py spells them: M + "runs/create", N + "runs/log"
+    urls = (ROOT / "webapp" / "tracking" / "urls.py").read_text()
+    routes = {(prefix, re.sub(r"<\w+:\w+>", "<id>", route))
+              for prefix, route in re.findall(r"\b([MN]) \+ \"([^\"]+)\"", urls)}
+    tracking = (ROOT / "docs" / "tracking.md").read_text()
+    endpoints = tracking.split("## Endpoints", 1)[1].split("\n## ", 1)[0]
+    native = tracking.split("**API.** The client speaks", 1)[1].split("\n\n", 1)[0]
+
+    assert len(routes) >= 30
+    missing = sorted(route for prefix, route in routes
+                     if f"`{route}`" not in (endpoints if prefix == "M" else native))
+    assert missing == [], f"served, not named in docs/tracking.md: {missing}"

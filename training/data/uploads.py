@@ -60,6 +60,7 @@ MAX_CLASSES = 1000
 # Distinct values of a text feature column one-hot encoded; more is free text or an id, not a
 # category (and each value becomes a column).
 MAX_CATEGORIES = 50
+MISSING_CATEGORY = "(missing)"  # the category of a text feature's empty cells, when imputing
 # A first column with one of these names (or none: pandas calls it "Unnamed: 0") holding the
 # row numbers is the index a DataFrame.to_csv or a spreadsheet export writes, not a feature.
 INDEX_NAMES = re.compile(r"(unnamed: 0|index|id|row|#|)", re.IGNORECASE)
@@ -512,8 +513,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     if text_mode:
         frame = _drop_empty_texts(frame, inputs[0], steps)
     else:
-        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps,
-                                              chosen=bool(options.feature_columns))
+        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps, options)
         frame = _clean_features(frame, inputs, options.missing, steps)
 
     if options.drop_duplicates:
@@ -657,15 +657,17 @@ def _without_empty_or_ids(frame: pd.DataFrame, inputs: list[str],
 
 
 def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, limits: Limits,
-                          steps: list[dict[str, Any]], chosen: bool = False
+                          steps: list[dict[str, Any]], options: TableOptions
                           ) -> tuple[pd.DataFrame, list[str]]:
     """Feature columns of words made numbers: numbers formatted with thousands separators or
     decimal commas read as numbers, dates (ISO 8601) as days since 1970-01-01, and categories
-    (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each, NaN where the
-    cell is empty (so the missing-value choice applies). Text of more values (free text, names,
-    identifiers) is left out and reported, or refused where the user ``chosen`` the column. A
-    column mixing numbers and words is left for _feature to refuse: it is a typo or a unit,
-    not a category."""
+    (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each. An empty
+    category cell is NaN where ``options.missing`` drops rows; where it imputes, a category of
+    its own, "name=(missing)" (as pandas' ``get_dummies(dummy_na=True)``): a mean of 0/1
+    columns is no category, and the absence can itself tell something. Text of more values
+    (free text, names, identifiers) is left out and reported, or refused where the user chose
+    the column (``options.feature_columns``). A column mixing numbers and words is left for
+    _feature to refuse: it is a typo or a unit, not a category."""
     import pandas as pd
 
     columns: dict[str, pd.Series] = {}
@@ -685,7 +687,7 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             continue
         text = _merged_spellings(text, steps, f"values of {column!r}")
         values = sorted(text[present].unique().tolist())
-        if len(values) > MAX_CATEGORIES and chosen:
+        if len(values) > MAX_CATEGORIES and options.feature_columns:
             raise UploadError("feature_columns", f"column {column!r} is text with {len(values)} "
                               f"distinct values (e.g. {values[0]!r}): at most {MAX_CATEGORIES} "
                               "are one-hot encoded as categories; leave it out of the feature "
@@ -695,23 +697,40 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
                                   "values are free text or identifiers, not categories (name it "
                                   "as the text column to train on it)", "count": 1})
             continue
+        gaps = int((~present).sum()) if options.missing != "drop" else 0
         # the columns made so far, this one's values, and one for each input after it
-        width = len(columns) + len(values) + len(inputs) - index - 1
+        width = len(columns) + len(values) + bool(gaps) + len(inputs) - index - 1
         _check_encoded_size(column, width, len(frame), limits)
-        for value in values:
-            name = f"{column}={value}"
+        encoded = _one_hot(column, text, present, values, gaps, steps)
+        for name in encoded:
             if name in frame.columns or name in columns or name == label:
                 raise UploadError("feature_columns", f"the one-hot column {name!r} of "
                                                      f"{column!r} clashes with a column's name")
-            columns[name] = (text == value).astype("float64").where(present)
-        steps.append({"step": f"{column!r} one-hot encoded into {len(values)} columns",
-                      "count": len(values)})
+        columns.update(encoded)
+        steps.append({"step": f"{column!r} one-hot encoded into {len(encoded)} columns",
+                      "count": len(encoded)})
     if not columns:
         raise UploadError("text_column", f"no feature column is left: {', '.join(inputs)} "
                                          f"{'is' if len(inputs) == 1 else 'are'} free text or "
                                          "identifiers; name the text column to train on text")
     encoded = pd.DataFrame(columns, index=frame.index).assign(**{label: frame[label]})
     return encoded, list(columns)
+
+
+def _one_hot(column: str, text: pd.Series, present: pd.Series, values: list[str], gaps: int,
+             steps: list[dict[str, Any]]) -> dict[str, pd.Series]:
+    """A 0/1 column "column=value" for each of ``values``: NaN at the empty cells, or, when
+    there are ``gaps`` to impute, 0 there and 1 in a column "column=(missing)"."""
+    encoded = {f"{column}={value}": (text == value).astype("float64").where(present)
+               for value in values}
+    if gaps:
+        encoded = {name: cells.fillna(0.0) for name, cells in encoded.items()}
+        # a cell that says "(missing)" means what an empty one does
+        gap = ~present | (text == MISSING_CATEGORY).fillna(False)
+        encoded[f"{column}={MISSING_CATEGORY}"] = gap.astype("float64")
+        steps.append({"step": f"missing values of {column!r} made a category of their own, "
+                              f"{column}={MISSING_CATEGORY}", "count": gaps})
+    return encoded
 
 
 def _check_encoded_size(column: str, width: int, rows: int, limits: Limits) -> None:

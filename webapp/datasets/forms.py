@@ -72,7 +72,10 @@ class DatasetForm(forms.Form):
     task = forms.ChoiceField(choices=[("classification", "Classification"),
                                       ("regression", "Regression")])
     missing = forms.ChoiceField(label="Missing values",
-                                choices=[(m, MISSING_LABELS[m]) for m in MISSING_CHOICES])
+                                choices=[(m, MISSING_LABELS[m]) for m in MISSING_CHOICES],
+                                help_text="imputing fills numbers from the training split; a "
+                                          "category column's empty cells become a category of "
+                                          "their own, \"(missing)\"")
     drop_duplicates = forms.BooleanField(required=False, initial=True,
                                          label="Drop duplicate rows")
     drop_unlabelled = forms.BooleanField(required=False, initial=True,

@@ -305,6 +305,42 @@ def test_a_local_path_outside_the_allowed_folders_is_refused(tmp_path: Path) -> 
     assert "inside the data directory" in str(caught.value)
 
 
+def test_a_path_relative_to_the_data_directory_is_read_from_there(tmp_path: Path) -> None:
+    # given a TSV in a folder of the data directory, and a CSV beside it
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(
+        f"text {i}\t{i % 2}\n" for i in range(6)))
+    (tmp_path / "t.csv").write_bytes(table_csv(8))
+
+    # when they are named by their paths there, as the hub's names are written
+    frame = read_hf("sst2/dev.tsv", "train", [tmp_path], tmp_path / "cache")
+    other = read_hf("./t.csv", "train", [tmp_path], tmp_path / "cache")
+
+    # then they are read from the data directory, not looked up on the hub
+    assert list(frame.columns) == ["sentence", "label"] and len(frame) == 6
+    assert len(other) == 8
+
+
+@pytest.mark.parametrize("source, words", [("data/../secret.csv", "'..' is not allowed"),
+                                           ("out/secret.csv", "links out of the data directory"),
+                                           ("out.csv", "links out of the data directory")])
+def test_a_relative_path_never_leaves_the_data_directory(tmp_path: Path, source: str,
+                                                         words: str) -> None:
+    # given a data directory beside a secret, with links out of it to a folder and a file
+    (tmp_path / "data").mkdir()
+    (tmp_path / "secret.csv").write_bytes(table_csv(8))
+    (tmp_path / "data" / "out").symlink_to(tmp_path)
+    (tmp_path / "data" / "out.csv").symlink_to(tmp_path / "secret.csv")
+
+    # when a relative path climbs or links out of it
+    with pytest.raises(UploadError) as caught:
+        read_hf(source, "train", [tmp_path / "data"], tmp_path / "cache")
+
+    # then the field says so, and nothing is read
+    assert caught.value.field == "hf_source"
+    assert words in str(caught.value)
+
+
 @pytest.mark.parametrize("source", ["webapp", "tests/hostile.py", "a/../../etc"])
 def test_a_relative_name_of_a_local_file_is_a_local_path_and_is_refused(
         tmp_path: Path, source: str) -> None:

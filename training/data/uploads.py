@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import stat
 import tempfile
@@ -1360,15 +1361,15 @@ def _sample_images(x: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dic
 
 def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Path,
             limits: Limits | None = None) -> pd.DataFrame:
-    """A Hugging Face dataset as a table: a hub name (honours HF_DATASETS_OFFLINE), or a local
-    ``save_to_disk`` folder or CSV/JSON/Parquet file inside one of ``local_roots``."""
+    """A Hugging Face dataset as a table: a local ``save_to_disk`` folder or CSV/JSON/Parquet
+    file inside one of ``local_roots`` (absolute, or relative to the first root holding it:
+    "sst2/dev.tsv"), else a hub name (honours HF_DATASETS_OFFLINE)."""
     limits = limits or Limits()
     source = source.strip()
     if not source:
         raise UploadError("hf_source", "give a dataset name or a local path")
-    # Anything that names a file or folder here is a local path, and must be inside a root:
-    # the datasets library would otherwise read "var/media/..." relative to the server's folder.
-    local = source.startswith(("/", ".", "~")) or Path(source).exists()
+    path = _local_path(source, local_roots)
+    local = path is not None
     if not local and not HUB_NAME.fullmatch(source):
         raise UploadError("hf_source", f"{source!r} is not a hub dataset name (owner/name)")
     try:
@@ -1388,12 +1389,12 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
     # max_unpacked_bytes stayed on the disk for good, counted in no quota, even when the upload
     # was then refused. Offline, a hub name is read from the shared cache, which answers alone.
     if not local and _hub_offline():
-        return _read_hf_table(source, split, local, local_roots, cache_dir, limits)
+        return _read_hf_table(source, split, path, local_roots, cache_dir, limits)
     made = not cache_dir.exists()
     cache_dir.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix="upload-") as own:
-            return _read_hf_table(source, split, local, local_roots, Path(own), limits)
+            return _read_hf_table(source, split, path, local_roots, Path(own), limits)
     finally:
         if made:  # nothing left behind by a refused upload, not even the folder
             with contextlib.suppress(OSError):
@@ -1408,14 +1409,15 @@ def _hub_offline() -> bool:
     return bool(config.HF_HUB_OFFLINE)
 
 
-def _read_hf_table(source: str, split: str, local: bool, local_roots: Sequence[Path],
+def _read_hf_table(source: str, split: str, path: Path | None, local_roots: Sequence[Path],
                    cache_dir: Path, limits: Limits) -> pd.DataFrame:
-    """``read_hf``'s loading, with ``cache_dir`` the library's cache for this read."""
+    """``read_hf``'s loading of ``path`` (None: the hub's ``source``), with ``cache_dir`` the
+    library's cache for this read."""
     import datasets
 
     try:
-        if local:
-            loaded = _load_local(source, split, local_roots, cache_dir)
+        if path is not None:
+            loaded = _load_local(source, path, split, local_roots, cache_dir)
         else:
             loaded = datasets.load_dataset(source, split=split, cache_dir=str(cache_dir))
     except UploadError:
@@ -1459,7 +1461,8 @@ def _check_hub_size(source: str, limits: Limits) -> None:
         return
     except Exception as exc:  # noqa: BLE001 - not found, unreachable: nothing is downloaded
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UploadError("hf_source", f"could not load {source!r}: {message}") from None
+        raise UploadError("hf_source", f"could not load {source!r}: {message} (nor is it a file "
+                                       "or folder in the data directory)") from None
     if stored is None or stored > limits.max_unpacked_bytes:
         size = "an unknown size" if stored is None else f"{stored / 2**20:,.0f} MB"
         raise UploadError("hf_source", f"{source!r} stores {size} on the hub; at most "
@@ -1467,16 +1470,46 @@ def _check_hub_size(source: str, limits: Limits) -> None:
                                        "(FITBOARD_UPLOAD_MAX_UNPACKED_MB)")
 
 
-def _load_local(source: str, split: str, local_roots: Sequence[Path], cache_dir: Path) -> Any:
+def _local_path(source: str, local_roots: Sequence[Path]) -> Path | None:
+    """The file or folder ``source`` names on this server, or None for a hub name: an absolute
+    or home path as it is; a relative one under the first of ``local_roots`` holding it (the
+    data directory), never above it: ``..`` is refused (and a link out, by ``_load_local``).
+    A name that is none there but exists in the server's own folder is refused too: the
+    datasets library would read that folder's "webapp" or "var/media" before the hub's."""
+    if source.startswith(("/", "~")):
+        return Path(source).expanduser()
+    if ".." in Path(source).parts:
+        raise UploadError("hf_source", f"{source}: '..' is not allowed; give a path inside the "
+                                       "data directory, relative to it")
+    for root in local_roots:
+        candidate = Path(root) / source
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    if source.startswith(".") or Path(source).exists():
+        raise UploadError("hf_source", f"{source} is not inside the data directory "
+                                       f"({_roots_text(local_roots)})")
+    return None
+
+
+def _roots_text(local_roots: Sequence[Path]) -> str:
+    return ", ".join(str(Path(r).resolve()) for r in local_roots) or "none allowed"
+
+
+def _load_local(source: str, given: Path, split: str, local_roots: Sequence[Path],
+                cache_dir: Path) -> Any:
     """A local ``save_to_disk`` folder, data folder, or CSV/JSON/Parquet file, which must lie
     inside one of ``local_roots`` once links and ``..`` are resolved."""
     import datasets
 
-    path = Path(source).expanduser().resolve()
+    path = given.resolve()
     roots = [Path(r).resolve() for r in local_roots]
     if not any(path.is_relative_to(root) for root in roots):
-        raise UploadError("hf_source", "local paths must be inside the data directory "
-                          f"({', '.join(map(str, roots)) or 'none allowed'})")
+        lexical = Path(os.path.normpath(given.absolute()))  # where it says, links not followed
+        named = any(lexical.is_relative_to(Path(r).absolute()) for r in local_roots)
+        raise UploadError("hf_source", f"{source} links out of the data directory "
+                          f"({_roots_text(local_roots)})" if named else
+                          "local paths must be inside the data directory "
+                          f"({_roots_text(local_roots)})")
     if not path.exists():
         raise UploadError("hf_source", f"{source} does not exist")
     if path.is_dir() and ((path / "dataset_info.json").exists()

@@ -50,8 +50,9 @@ class DatasetForm(forms.Form):
     kind = forms.ChoiceField(choices=Dataset.Kind.choices, initial=Dataset.Kind.CSV)
     file = forms.FileField(required=False, help_text="a .csv file, or a .zip of class folders")
     hf_source = forms.CharField(label="Dataset name or local path", required=False,
-                                help_text="e.g. imdb, or a save_to_disk folder in the data "
-                                          "directory")
+                                help_text="e.g. imdb, or a CSV, JSON or Parquet file or a "
+                                          "save_to_disk folder in the data directory, by its "
+                                          "path there (sst2/dev.tsv) or its absolute path")
     hf_split = forms.CharField(label="Split", required=False, initial="train")
     header = forms.ChoiceField(
         label="Header row", initial="auto", required=False,

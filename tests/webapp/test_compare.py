@@ -230,6 +230,28 @@ def test_a_best_value_is_marked_only_among_runs_on_the_same_data_set(owner_clien
                      r'; <strong>diabetes · regression</strong> \(diabetes #\d+\)', page)
 
 
+def test_scripts_runs_are_grouped_by_the_data_sets_they_logged(make_experiment):
+    # given three scripts' runs: two that logged wine as input, one diabetes (a regression)
+    def script(name: str, dataset: str, task: str) -> Experiment:
+        spec = {"params": {}, "tags": {"fitboard.task": task},
+                "inputs": [{"dataset": {"name": dataset, "digest": "d"}, "tags": []}]}
+        return make_experiment(kind=Experiment.Kind.EXTERNAL, name=name, spec=spec,
+                               status=Experiment.Status.SUCCEEDED,
+                               summary={"final_metrics": {"val_loss": 0.5 - len(name) / 100}})
+    runs = [script("wine one", "wine", "classification"),
+            script("diabetes, the lowest loss", "diabetes", "regression"),
+            script("wine two!", "wine", "classification")]
+
+    # when they are grouped and tabulated
+    groups = compare.data_groups(runs)
+    row = {row.key: row for row in compare.metrics_table(runs, groups)}["final_val_loss"]
+
+    # then each data set and task is a group, and the best loss is marked among the wine runs
+    assert [(g.label, g.columns) for g in groups] == [("wine · classification", (0, 2)),
+                                                      ("diabetes · regression", (1,))]
+    assert row.best == {2}
+
+
 def test_the_chart_data_puts_points_on_the_epoch_axis(owner_client, three_runs):
     # when the batch loss is asked for against epochs
     body = owner_client.get(reverse("compare-data"),

@@ -305,6 +305,42 @@ def test_a_local_path_outside_the_allowed_folders_is_refused(tmp_path: Path) -> 
     assert "inside the data directory" in str(caught.value)
 
 
+def test_a_path_relative_to_the_data_directory_is_read_from_there(tmp_path: Path) -> None:
+    # given a TSV in a folder of the data directory, and a CSV beside it
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(
+        f"text {i}\t{i % 2}\n" for i in range(6)))
+    (tmp_path / "t.csv").write_bytes(table_csv(8))
+
+    # when they are named by their paths there, as the hub's names are written
+    frame = read_hf("sst2/dev.tsv", "train", [tmp_path], tmp_path / "cache")
+    other = read_hf("./t.csv", "train", [tmp_path], tmp_path / "cache")
+
+    # then they are read from the data directory, not looked up on the hub
+    assert list(frame.columns) == ["sentence", "label"] and len(frame) == 6
+    assert len(other) == 8
+
+
+@pytest.mark.parametrize("source, words", [("data/../secret.csv", "'..' is not allowed"),
+                                           ("out/secret.csv", "links out of the data directory"),
+                                           ("out.csv", "links out of the data directory")])
+def test_a_relative_path_never_leaves_the_data_directory(tmp_path: Path, source: str,
+                                                         words: str) -> None:
+    # given a data directory beside a secret, with links out of it to a folder and a file
+    (tmp_path / "data").mkdir()
+    (tmp_path / "secret.csv").write_bytes(table_csv(8))
+    (tmp_path / "data" / "out").symlink_to(tmp_path)
+    (tmp_path / "data" / "out.csv").symlink_to(tmp_path / "secret.csv")
+
+    # when a relative path climbs or links out of it
+    with pytest.raises(UploadError) as caught:
+        read_hf(source, "train", [tmp_path / "data"], tmp_path / "cache")
+
+    # then the field says so, and nothing is read
+    assert caught.value.field == "hf_source"
+    assert words in str(caught.value)
+
+
 @pytest.mark.parametrize("source", ["webapp", "tests/hostile.py", "a/../../etc"])
 def test_a_relative_name_of_a_local_file_is_a_local_path_and_is_refused(
         tmp_path: Path, source: str) -> None:
@@ -492,13 +528,41 @@ def test_categories_are_one_hot_and_dates_are_days() -> None:
     frame.loc[5, "size"] = ""
     frame.insert(3, "seen", pd.date_range("2020-01-01", periods=len(frame)).strftime("%Y-%m-%d"))
 
-    prepared = table(frame.to_csv(index=False).encode(), missing="most_frequent")
+    prepared = table(frame.to_csv(index=False).encode(), missing="drop")
 
     assert prepared.feature_names == ["mean_radius", "mean_texture", "size=large", "size=medium",
                                       "size=small", "seen"]
     assert prepared.x[0, 2:].tolist() == [0.0, 1.0, 0.0, 18262.0]  # 2020-01-01
-    assert np.isnan(prepared.x[5, 2:5]).all()  # imputed at training time like any gap
     assert steps(prepared.report)["'size' one-hot encoded into 3 columns"] == 3
+    assert steps(prepared.report)["rows with a missing value dropped"] == 1
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median", "most_frequent"])
+def test_imputing_gives_a_categorys_missing_cells_a_category_of_their_own(strategy: str) -> None:
+    # given wine with a colour category missing in 50 rows and a measurement missing in 7
+    frame = sklearn_table("load_wine")
+    colour = np.array(["red", "white", "rose"])[np.arange(len(frame)) % 3].astype(object)
+    colour[::3][:50] = ""
+    frame.insert(1, "colour", colour)
+    frame.loc[frame.index[1:8], "magnesium"] = np.nan
+
+    # when it is uploaded with missing values imputed
+    prepared = table(frame.to_csv(index=False).encode(), missing=strategy, standardise=False)
+
+    # then the empty cells are a fourth category, never a number to impute
+    names = prepared.feature_names
+    assert names[1:5] == ["colour=red", "colour=rose", "colour=white", "colour=(missing)"]
+    first = prepared.x[0, 1:5]
+    assert first.tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert not np.isnan(prepared.x[:, 1:5]).any()
+    assert (prepared.x[:, 1:5].sum(axis=1) == 1).all()
+    # and the report counts each missing cell once: 50 categories and 7 numbers to impute
+    counts = steps(prepared.report)
+    assert counts["missing values of 'colour' made a category of their own, "
+                  "colour=(missing)"] == 50
+    assert counts[f"missing values to impute with the training split's "
+                  f"{strategy.replace('_', ' ')}"] == 7
+    assert np.isnan(prepared.x[:, names.index("magnesium")]).sum() == 7
 
 
 def test_a_text_column_of_too_many_values_is_left_out_and_reported() -> None:

@@ -199,6 +199,59 @@ def test_the_metrics_table_marks_the_best_value_of_each_row(three_runs):
     assert rows["parameters"].cells[0] == ("12,345", False)
 
 
+def run_on(make_experiment, name: str, dataset: str, loss: str, val_loss: float) -> Experiment:
+    """A succeeded run on ``dataset`` trained with ``loss`` (so of that loss's task)."""
+    spec = ExperimentSpec().patched({"data": {"dataset": dataset}, "optim": {"loss": loss},
+                                   "model": {"arch": "mlp"}})
+    return make_experiment(status=Experiment.Status.SUCCEEDED, name=name, spec=spec.to_dict(),
+                           summary={"best_metrics": {"val_loss": val_loss}})
+
+
+def test_a_best_value_is_marked_only_among_runs_on_the_same_data_set(owner_client,
+                                                                      make_experiment):
+    # given two wine runs and one diabetes run, whose loss is the lowest number of the three
+    runs = [run_on(make_experiment, "wine a", "wine", "cross_entropy", 0.30),
+            run_on(make_experiment, "diabetes", "diabetes", "mse", 0.05),
+            run_on(make_experiment, "wine b", "wine", "cross_entropy", 0.20)]
+
+    # when they are tabulated
+    row = {row.key: row for row in compare.metrics_table(runs)}["best_val_loss"]
+
+    # then the best loss is the better wine run's, and the row says what its mark means
+    assert row.best == {2}
+    assert row.note == "best marked among runs on the same data set and task"
+    # and without a second wine run nothing is marked, and the row says why
+    alone = {row.key: row for row in compare.metrics_table(runs[:2])}["best_val_loss"]
+    assert alone.best == set() and alone.note == "different data sets or tasks: no best"
+    # and the page names the data sets and their runs
+    page = owner_client.get(reverse("compare"), {"ids": ids_of(runs[:2])}).content.decode()
+    assert 'class="num best"' not in page and "different data sets or tasks: no best" in page
+    assert re.search(r'id="data-groups">.*<strong>wine · classification</strong> \(wine a #\d+\)'
+                     r'; <strong>diabetes · regression</strong> \(diabetes #\d+\)', page)
+
+
+def test_scripts_runs_are_grouped_by_the_data_sets_they_logged(make_experiment):
+    # given three scripts' runs: two that logged wine as input, one diabetes (a regression)
+    def script(name: str, dataset: str, task: str) -> Experiment:
+        spec = {"params": {}, "tags": {"fitboard.task": task},
+                "inputs": [{"dataset": {"name": dataset, "digest": "d"}, "tags": []}]}
+        return make_experiment(kind=Experiment.Kind.EXTERNAL, name=name, spec=spec,
+                               status=Experiment.Status.SUCCEEDED,
+                               summary={"final_metrics": {"val_loss": 0.5 - len(name) / 100}})
+    runs = [script("wine one", "wine", "classification"),
+            script("diabetes, the lowest loss", "diabetes", "regression"),
+            script("wine two!", "wine", "classification")]
+
+    # when they are grouped and tabulated
+    groups = compare.data_groups(runs)
+    row = {row.key: row for row in compare.metrics_table(runs, groups)}["final_val_loss"]
+
+    # then each data set and task is a group, and the best loss is marked among the wine runs
+    assert [(g.label, g.columns) for g in groups] == [("wine · classification", (0, 2)),
+                                                      ("diabetes · regression", (1,))]
+    assert row.best == {2}
+
+
 def test_the_chart_data_puts_points_on_the_epoch_axis(owner_client, three_runs):
     # when the batch loss is asked for against epochs
     body = owner_client.get(reverse("compare-data"),

@@ -106,16 +106,19 @@ def test_an_image_zip_upload_shows_sample_images(owner_client, project):
     assert page.count('src="data:image/png;base64,') == 8
 
 
-def test_a_hugging_face_folder_becomes_a_dataset(owner_client, project, settings, tmp_path):
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_hugging_face_folder_becomes_a_dataset(owner_client, project, settings, tmp_path,
+                                                 relative):
     # given a save_to_disk folder inside an allowed local folder
     import datasets
 
     datasets.Dataset.from_dict({"f": [0.1, 0.9, 0.2, 0.8], "y": ["a", "b", "a", "b"]}
-                               ).save_to_disk(str(tmp_path / "hf"))
+                               ).save_to_disk(str(tmp_path / "sets" / "hf"))
     settings.FITBOARD_DATASETS_LOCAL_DIRS = [tmp_path]
 
-    # when it is registered by path
-    response = upload(owner_client, project, b"", kind="hf", hf_source=str(tmp_path / "hf"),
+    # when it is registered by its absolute path, or by its path in the data directory
+    source = "sets/hf" if relative else str(tmp_path / "sets" / "hf")
+    response = upload(owner_client, project, b"", kind="hf", hf_source=source,
                       hf_split="train", label_column="y")
 
     # then it is a dataset like an upload
@@ -192,13 +195,15 @@ def test_a_file_over_the_size_limit_is_refused_without_being_stored(owner_client
     assert not Dataset.objects.exists() and media_files() == before
 
 
+@pytest.mark.parametrize("source, words", [("/etc/passwd", "inside the data directory"),
+                                           ("../allowed/../../etc", "'..' is not allowed")])
 def test_a_local_path_outside_the_allowed_folders_is_refused(owner_client, project, settings,
-                                                              tmp_path):
+                                                              tmp_path, source, words):
     settings.FITBOARD_DATASETS_LOCAL_DIRS = [tmp_path / "allowed"]
 
-    response = upload(owner_client, project, b"", kind="hf", hf_source="/etc/passwd")
+    response = upload(owner_client, project, b"", kind="hf", hf_source=source)
 
-    assert "inside the data directory" in field_errors(response)["hf_source"][0]
+    assert words in field_errors(response)["hf_source"][0]
 
 
 # --- permissions -------------------------------------------------------------------------------

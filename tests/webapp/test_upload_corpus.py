@@ -420,8 +420,10 @@ CSV_CASES: dict[str, Case] = {
                                      steps=("empty column 'notes'",)),
     "Titanic-shaped": Case(titanic_shaped, fields={"label_column": "Survived",
                                                    "missing": "median"},
-                           rows=400, features=10, classes=["0", "1"],
-                           steps=("'PassengerId'", "'Name'", "'Ticket'", "'Cabin'"),
+                           # the two ports missing are a port of their own: Embarked=(missing)
+                           rows=400, features=11, classes=["0", "1"],
+                           steps=("'PassengerId'", "'Name'", "'Ticket'", "'Cabin'",
+                                  "missing values of 'Embarked'"),
                            accuracy=0.8),
     "Wisconsin-shaped": Case(wisconsin_shaped, fields={"label_column": "diagnosis"}, rows=569,
                              features=30, classes=["B", "M"], steps=("'id'", "empty"),

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import stat
 import tempfile
@@ -60,6 +61,7 @@ MAX_CLASSES = 1000
 # Distinct values of a text feature column one-hot encoded; more is free text or an id, not a
 # category (and each value becomes a column).
 MAX_CATEGORIES = 50
+MISSING_CATEGORY = "(missing)"  # the category of a text feature's empty cells, when imputing
 # A first column with one of these names (or none: pandas calls it "Unnamed: 0") holding the
 # row numbers is the index a DataFrame.to_csv or a spreadsheet export writes, not a feature.
 INDEX_NAMES = re.compile(r"(unnamed: 0|index|id|row|#|)", re.IGNORECASE)
@@ -512,8 +514,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     if text_mode:
         frame = _drop_empty_texts(frame, inputs[0], steps)
     else:
-        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps,
-                                              chosen=bool(options.feature_columns))
+        frame, inputs = _encode_text_features(frame, inputs, label, limits, steps, options)
         frame = _clean_features(frame, inputs, options.missing, steps)
 
     if options.drop_duplicates:
@@ -657,15 +658,17 @@ def _without_empty_or_ids(frame: pd.DataFrame, inputs: list[str],
 
 
 def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, limits: Limits,
-                          steps: list[dict[str, Any]], chosen: bool = False
+                          steps: list[dict[str, Any]], options: TableOptions
                           ) -> tuple[pd.DataFrame, list[str]]:
     """Feature columns of words made numbers: numbers formatted with thousands separators or
     decimal commas read as numbers, dates (ISO 8601) as days since 1970-01-01, and categories
-    (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each, NaN where the
-    cell is empty (so the missing-value choice applies). Text of more values (free text, names,
-    identifiers) is left out and reported, or refused where the user ``chosen`` the column. A
-    column mixing numbers and words is left for _feature to refuse: it is a typo or a unit,
-    not a category."""
+    (at most MAX_CATEGORIES values) one-hot, one 0/1 column "name=value" each. An empty
+    category cell is NaN where ``options.missing`` drops rows; where it imputes, a category of
+    its own, "name=(missing)" (as pandas' ``get_dummies(dummy_na=True)``): a mean of 0/1
+    columns is no category, and the absence can itself tell something. Text of more values
+    (free text, names, identifiers) is left out and reported, or refused where the user chose
+    the column (``options.feature_columns``). A column mixing numbers and words is left for
+    _feature to refuse: it is a typo or a unit, not a category."""
     import pandas as pd
 
     columns: dict[str, pd.Series] = {}
@@ -685,7 +688,7 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
             continue
         text = _merged_spellings(text, steps, f"values of {column!r}")
         values = sorted(text[present].unique().tolist())
-        if len(values) > MAX_CATEGORIES and chosen:
+        if len(values) > MAX_CATEGORIES and options.feature_columns:
             raise UploadError("feature_columns", f"column {column!r} is text with {len(values)} "
                               f"distinct values (e.g. {values[0]!r}): at most {MAX_CATEGORIES} "
                               "are one-hot encoded as categories; leave it out of the feature "
@@ -695,23 +698,40 @@ def _encode_text_features(frame: pd.DataFrame, inputs: list[str], label: str, li
                                   "values are free text or identifiers, not categories (name it "
                                   "as the text column to train on it)", "count": 1})
             continue
+        gaps = int((~present).sum()) if options.missing != "drop" else 0
         # the columns made so far, this one's values, and one for each input after it
-        width = len(columns) + len(values) + len(inputs) - index - 1
+        width = len(columns) + len(values) + bool(gaps) + len(inputs) - index - 1
         _check_encoded_size(column, width, len(frame), limits)
-        for value in values:
-            name = f"{column}={value}"
+        encoded = _one_hot(column, text, present, values, gaps, steps)
+        for name in encoded:
             if name in frame.columns or name in columns or name == label:
                 raise UploadError("feature_columns", f"the one-hot column {name!r} of "
                                                      f"{column!r} clashes with a column's name")
-            columns[name] = (text == value).astype("float64").where(present)
-        steps.append({"step": f"{column!r} one-hot encoded into {len(values)} columns",
-                      "count": len(values)})
+        columns.update(encoded)
+        steps.append({"step": f"{column!r} one-hot encoded into {len(encoded)} columns",
+                      "count": len(encoded)})
     if not columns:
         raise UploadError("text_column", f"no feature column is left: {', '.join(inputs)} "
                                          f"{'is' if len(inputs) == 1 else 'are'} free text or "
                                          "identifiers; name the text column to train on text")
     encoded = pd.DataFrame(columns, index=frame.index).assign(**{label: frame[label]})
     return encoded, list(columns)
+
+
+def _one_hot(column: str, text: pd.Series, present: pd.Series, values: list[str], gaps: int,
+             steps: list[dict[str, Any]]) -> dict[str, pd.Series]:
+    """A 0/1 column "column=value" for each of ``values``: NaN at the empty cells, or, when
+    there are ``gaps`` to impute, 0 there and 1 in a column "column=(missing)"."""
+    encoded = {f"{column}={value}": (text == value).astype("float64").where(present)
+               for value in values}
+    if gaps:
+        encoded = {name: cells.fillna(0.0) for name, cells in encoded.items()}
+        # a cell that says "(missing)" means what an empty one does
+        gap = ~present | (text == MISSING_CATEGORY).fillna(False)
+        encoded[f"{column}={MISSING_CATEGORY}"] = gap.astype("float64")
+        steps.append({"step": f"missing values of {column!r} made a category of their own, "
+                              f"{column}={MISSING_CATEGORY}", "count": gaps})
+    return encoded
 
 
 def _check_encoded_size(column: str, width: int, rows: int, limits: Limits) -> None:
@@ -1341,15 +1361,15 @@ def _sample_images(x: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dic
 
 def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Path,
             limits: Limits | None = None) -> pd.DataFrame:
-    """A Hugging Face dataset as a table: a hub name (honours HF_DATASETS_OFFLINE), or a local
-    ``save_to_disk`` folder or CSV/JSON/Parquet file inside one of ``local_roots``."""
+    """A Hugging Face dataset as a table: a local ``save_to_disk`` folder or CSV/JSON/Parquet
+    file inside one of ``local_roots`` (absolute, or relative to the first root holding it:
+    "sst2/dev.tsv"), else a hub name (honours HF_DATASETS_OFFLINE)."""
     limits = limits or Limits()
     source = source.strip()
     if not source:
         raise UploadError("hf_source", "give a dataset name or a local path")
-    # Anything that names a file or folder here is a local path, and must be inside a root:
-    # the datasets library would otherwise read "var/media/..." relative to the server's folder.
-    local = source.startswith(("/", ".", "~")) or Path(source).exists()
+    path = _local_path(source, local_roots)
+    local = path is not None
     if not local and not HUB_NAME.fullmatch(source):
         raise UploadError("hf_source", f"{source!r} is not a hub dataset name (owner/name)")
     try:
@@ -1369,12 +1389,12 @@ def read_hf(source: str, split: str, local_roots: Sequence[Path], cache_dir: Pat
     # max_unpacked_bytes stayed on the disk for good, counted in no quota, even when the upload
     # was then refused. Offline, a hub name is read from the shared cache, which answers alone.
     if not local and _hub_offline():
-        return _read_hf_table(source, split, local, local_roots, cache_dir, limits)
+        return _read_hf_table(source, split, path, local_roots, cache_dir, limits)
     made = not cache_dir.exists()
     cache_dir.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix="upload-") as own:
-            return _read_hf_table(source, split, local, local_roots, Path(own), limits)
+            return _read_hf_table(source, split, path, local_roots, Path(own), limits)
     finally:
         if made:  # nothing left behind by a refused upload, not even the folder
             with contextlib.suppress(OSError):
@@ -1389,14 +1409,15 @@ def _hub_offline() -> bool:
     return bool(config.HF_HUB_OFFLINE)
 
 
-def _read_hf_table(source: str, split: str, local: bool, local_roots: Sequence[Path],
+def _read_hf_table(source: str, split: str, path: Path | None, local_roots: Sequence[Path],
                    cache_dir: Path, limits: Limits) -> pd.DataFrame:
-    """``read_hf``'s loading, with ``cache_dir`` the library's cache for this read."""
+    """``read_hf``'s loading of ``path`` (None: the hub's ``source``), with ``cache_dir`` the
+    library's cache for this read."""
     import datasets
 
     try:
-        if local:
-            loaded = _load_local(source, split, local_roots, cache_dir)
+        if path is not None:
+            loaded = _load_local(source, path, split, local_roots, cache_dir)
         else:
             loaded = datasets.load_dataset(source, split=split, cache_dir=str(cache_dir))
     except UploadError:
@@ -1440,7 +1461,8 @@ def _check_hub_size(source: str, limits: Limits) -> None:
         return
     except Exception as exc:  # noqa: BLE001 - not found, unreachable: nothing is downloaded
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UploadError("hf_source", f"could not load {source!r}: {message}") from None
+        raise UploadError("hf_source", f"could not load {source!r}: {message} (nor is it a file "
+                                       "or folder in the data directory)") from None
     if stored is None or stored > limits.max_unpacked_bytes:
         size = "an unknown size" if stored is None else f"{stored / 2**20:,.0f} MB"
         raise UploadError("hf_source", f"{source!r} stores {size} on the hub; at most "
@@ -1448,16 +1470,46 @@ def _check_hub_size(source: str, limits: Limits) -> None:
                                        "(FITBOARD_UPLOAD_MAX_UNPACKED_MB)")
 
 
-def _load_local(source: str, split: str, local_roots: Sequence[Path], cache_dir: Path) -> Any:
+def _local_path(source: str, local_roots: Sequence[Path]) -> Path | None:
+    """The file or folder ``source`` names on this server, or None for a hub name: an absolute
+    or home path as it is; a relative one under the first of ``local_roots`` holding it (the
+    data directory), never above it: ``..`` is refused (and a link out, by ``_load_local``).
+    A name that is none there but exists in the server's own folder is refused too: the
+    datasets library would read that folder's "webapp" or "var/media" before the hub's."""
+    if source.startswith(("/", "~")):
+        return Path(source).expanduser()
+    if ".." in Path(source).parts:
+        raise UploadError("hf_source", f"{source}: '..' is not allowed; give a path inside the "
+                                       "data directory, relative to it")
+    for root in local_roots:
+        candidate = Path(root) / source
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    if source.startswith(".") or Path(source).exists():
+        raise UploadError("hf_source", f"{source} is not inside the data directory "
+                                       f"({_roots_text(local_roots)})")
+    return None
+
+
+def _roots_text(local_roots: Sequence[Path]) -> str:
+    return ", ".join(str(Path(r).resolve()) for r in local_roots) or "none allowed"
+
+
+def _load_local(source: str, given: Path, split: str, local_roots: Sequence[Path],
+                cache_dir: Path) -> Any:
     """A local ``save_to_disk`` folder, data folder, or CSV/JSON/Parquet file, which must lie
     inside one of ``local_roots`` once links and ``..`` are resolved."""
     import datasets
 
-    path = Path(source).expanduser().resolve()
+    path = given.resolve()
     roots = [Path(r).resolve() for r in local_roots]
     if not any(path.is_relative_to(root) for root in roots):
-        raise UploadError("hf_source", "local paths must be inside the data directory "
-                          f"({', '.join(map(str, roots)) or 'none allowed'})")
+        lexical = Path(os.path.normpath(given.absolute()))  # where it says, links not followed
+        named = any(lexical.is_relative_to(Path(r).absolute()) for r in local_roots)
+        raise UploadError("hf_source", f"{source} links out of the data directory "
+                          f"({_roots_text(local_roots)})" if named else
+                          "local paths must be inside the data directory "
+                          f"({_roots_text(local_roots)})")
     if not path.exists():
         raise UploadError("hf_source", f"{source} does not exist")
     if path.is_dir() and ((path / "dataset_info.json").exists()

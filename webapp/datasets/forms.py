@@ -50,8 +50,9 @@ class DatasetForm(forms.Form):
     kind = forms.ChoiceField(choices=Dataset.Kind.choices, initial=Dataset.Kind.CSV)
     file = forms.FileField(required=False, help_text="a .csv file, or a .zip of class folders")
     hf_source = forms.CharField(label="Dataset name or local path", required=False,
-                                help_text="e.g. imdb, or a save_to_disk folder in the data "
-                                          "directory")
+                                help_text="e.g. imdb, or a CSV, JSON or Parquet file or a "
+                                          "save_to_disk folder in the data directory, by its "
+                                          "path there (sst2/dev.tsv) or its absolute path")
     hf_split = forms.CharField(label="Split", required=False, initial="train")
     header = forms.ChoiceField(
         label="Header row", initial="auto", required=False,
@@ -72,7 +73,10 @@ class DatasetForm(forms.Form):
     task = forms.ChoiceField(choices=[("classification", "Classification"),
                                       ("regression", "Regression")])
     missing = forms.ChoiceField(label="Missing values",
-                                choices=[(m, MISSING_LABELS[m]) for m in MISSING_CHOICES])
+                                choices=[(m, MISSING_LABELS[m]) for m in MISSING_CHOICES],
+                                help_text="imputing fills numbers from the training split; a "
+                                          "category column's empty cells become a category of "
+                                          "their own, \"(missing)\"")
     drop_duplicates = forms.BooleanField(required=False, initial=True,
                                          label="Drop duplicate rows")
     drop_unlabelled = forms.BooleanField(required=False, initial=True,

@@ -23,6 +23,7 @@ from django.utils import timezone
 from webapp.datasets.models import upload_names
 from webapp.experiments import metric_store
 from webapp.experiments.diagnosis import flatten_spec
+from webapp.experiments.external import classifier_measure, declared_classes, task_kind
 from webapp.experiments.models import Experiment, MetricChunk, parse_pk
 
 MIN_RUNS, MAX_RUNS = 2, 20
@@ -150,16 +151,62 @@ def _cell_text(value: Any) -> str:
 
 # --- The metrics table -------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class DataGroup:
+    """Runs whose metrics can be set against each other: one data set and one task. A loss on
+    wine says nothing against a loss on diabetes (as two groups on different data sets get no
+    verdict: ``groups.incomparable``); versions of one uploaded set compare, as there."""
+
+    label: str  # "wine · classification"
+    columns: tuple[int, ...]  # the runs' places in the comparison
+
+
+def data_groups(runs: Sequence[Experiment]) -> list[DataGroup]:
+    """The runs by data set and task, in the order each first appears (one query, for the
+    names of uploaded sets)."""
+    keys = [_data_key(run) for run in runs]
+    uploads = upload_names(name for name, _ in keys)
+    columns: dict[tuple[str, str], list[int]] = {}
+    for column, key in enumerate(keys):
+        columns.setdefault(key, []).append(column)
+    return [DataGroup(f"{uploads.get(name, name) or 'data set not logged'} · {task}",
+                      tuple(places)) for (name, task), places in columns.items()]
+
+
+def _data_key(run: Experiment) -> tuple[str, str]:
+    """(data set, task) of a run: a form run's from its spec (the spec is refused unless its
+    loss fits its data set's task); a script's from the data sets it logged
+    (``mlflow.log_input``) and the task its tags and metric names say, as its run page does.
+    Scripts that logged no data set group together: a sweep of one script is the usual case."""
+    if run.is_external:
+        names = sorted({str((entry.get("dataset") or {}).get("name", ""))
+                        for entry in run.spec.get("inputs") or [] if isinstance(entry, dict)})
+        tags = run.spec.get("tags", {})
+        stored = run.progress.get("keys", {})
+        task = task_kind(tags, declared_classes(tags, run.spec.get("params", {})),
+                         {k for k in stored if classifier_measure(k)})
+        return ", ".join(n for n in names if n), task
+    data = run.spec.get("data") or {}
+    loss = (run.spec.get("optim") or {}).get("loss", "cross_entropy")
+    options = data.get("plugin_options") or {}
+    name = str(data.get("dataset", ""))
+    if options:  # a plugin's options can name other data (a file, a subset)
+        name += " " + json.dumps(options, sort_keys=True, default=str)
+    return name, "classification" if loss == "cross_entropy" else "regression"
+
+
 @dataclass
 class MetricRow:
     """One figure across the runs; ``best`` holds the column index of each best value (ties all
-    marked), empty where the row has no direction."""
+    marked) among runs on one data set and task, empty where the row has no direction;
+    ``note`` says why a row of several data sets marks less (or nothing)."""
 
     label: str
     key: str
     values: list[float | None]
     best: set[int] = field(default_factory=set)
     unit: str = ""
+    note: str = ""
 
     @property
     def cells(self) -> list[tuple[str, bool]]:
@@ -178,9 +225,12 @@ def _display(value: float | None, key: str) -> str:
     return f"{value:.4g}"
 
 
-def metrics_table(runs: Sequence[Experiment]) -> list[MetricRow]:
+def metrics_table(runs: Sequence[Experiment],
+                  groups: Sequence[DataGroup] | None = None) -> list[MetricRow]:
     """Best and final metrics of each run (validation and test first), then epochs, duration
-    and parameters; the best value of each metric row marked."""
+    and parameters; the best value of each metric row marked among the runs of each data
+    group (``data_groups``)."""
+    groups = data_groups(runs) if groups is None else groups
     keys: dict[str, None] = {}
     for run in runs:
         for part in ("best_metrics", "final_metrics"):
@@ -191,7 +241,8 @@ def metrics_table(runs: Sequence[Experiment]) -> list[MetricRow]:
             values = [_number((run.summary.get(part) or {}).get(key)) for run in runs]
             if any(v is not None for v in values):
                 row = MetricRow(f"{word} {key}", f"{word}_{key}", values)
-                row.best = _best_columns(values, higher_is_better(key))
+                row.best = _best_columns(values, higher_is_better(key), groups)
+                row.note = _best_note(values, row.best, groups)
                 rows.append(row)
     rows.append(MetricRow("epochs", "epochs", [_number(_epochs(run)) for run in runs]))
     rows.append(MetricRow("duration", "duration_s", [duration_s(run) for run in runs], unit="s"))
@@ -206,12 +257,26 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _best_columns(values: list[float | None], higher: bool) -> set[int]:
-    present = [v for v in values if v is not None]
-    if len(present) < 2:
-        return set()
-    best = max(present) if higher else min(present)
-    return {i for i, v in enumerate(values) if v == best}
+def _best_columns(values: list[float | None], higher: bool,
+                  groups: Sequence[DataGroup]) -> set[int]:
+    best_columns: set[int] = set()
+    for group in groups:
+        present = [v for i in group.columns if (v := values[i]) is not None]
+        if len(present) < 2:
+            continue
+        best = max(present) if higher else min(present)
+        best_columns.update(i for i in group.columns if values[i] == best)
+    return best_columns
+
+
+def _best_note(values: list[float | None], best: set[int], groups: Sequence[DataGroup]) -> str:
+    """Empty when the row's values are all of one data group; else what its marks mean."""
+    holding = [g for g in groups if any(values[i] is not None for i in g.columns)]
+    if len(holding) < 2:
+        return ""
+    if not best:
+        return "different data sets or tasks: no best"
+    return "best marked among runs on the same data set and task"
 
 
 def _epochs(run: Experiment) -> Any:

@@ -434,8 +434,12 @@ def compare_page(request: HttpRequest) -> HttpResponse:
     keys = compare.metric_keys(runs)
     live = [{"id": run.pk, "name": run.name, "status": run.status,
              "started": run.started_at.timestamp() if run.started_at else None} for run in runs]
+    groups = compare.data_groups(runs)
     return render(request, "experiments/compare.html", {
-        "runs": runs, "diff": compare.config_diff(runs), "table": compare.metrics_table(runs),
+        "runs": runs, "diff": compare.config_diff(runs),
+        "table": compare.metrics_table(runs, groups),
+        "data_groups": [{"label": group.label, "runs": [runs[i] for i in group.columns]}
+                        for group in groups] if len(groups) > 1 else [],
         "ids": ",".join(str(run.pk) for run in runs), "keys": keys,
         "config": {"runs": live, "keys": keys, "ids": [run.pk for run in runs],
                    "key": "val_loss" if "val_loss" in keys else (keys[0] if keys else "")},

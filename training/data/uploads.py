@@ -1506,7 +1506,8 @@ def _load_local(source: str, given: Path, split: str, local_roots: Sequence[Path
     if not any(path.is_relative_to(root) for root in roots):
         lexical = Path(os.path.normpath(given.absolute()))  # where it says, links not followed
         named = any(lexical.is_relative_to(Path(r).absolute()) for r in local_roots)
-        raise UploadError("hf_source", f"{source} links out of the data directory "
+        raise UploadError("hf_source", f"{source} links out of the data directory: give a "
+                          "path inside the data directory, not a link leaving it "
                           f"({_roots_text(local_roots)})" if named else
                           "local paths must be inside the data directory "
                           f"({_roots_text(local_roots)})")

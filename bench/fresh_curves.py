@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.training.curves.stress import classes, mlp, split_of
+from tests.training.curves.stress import classes, digit_pairs, mlp, split_of
 
 PATH = Path(__file__).resolve().parent.parent / "tests" / "training" / "curves" / "fresh.json"
 
@@ -438,13 +438,8 @@ def hundred_classes_start() -> tuple[dict[str, Any], Log]:
 
     seeded()
     x_train, y_train, x_val, y_val = split_of("digits", val=0.16)
-
-    def pairs(x: Any, y: Any) -> tuple[Any, Any]:
-        n = len(x) // 2
-        return torch.cat([x[:n], x[n:2 * n]], 1), y[:n] * 10 + y[n:2 * n]
-
-    x_train, y_train = pairs(x_train, y_train)
-    x_val, y_val = pairs(x_val, y_val)
+    x_train, y_train = digit_pairs(x_train, y_train)
+    x_val, y_val = digit_pairs(x_val, y_val)
     model = mlp(128, [256], 100)
     return task_of(y_train, 100), run(model, (x_train, y_train, x_val, y_val), 6,
                                       torch.optim.SGD(model.parameters(), 3e-4), batch=32)

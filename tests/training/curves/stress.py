@@ -56,6 +56,15 @@ class Curve:
 # --- data and a plain training loop ---------------------------------------------------------
 
 
+def digit_pairs(x: Any, y: Any) -> tuple[Any, Any]:
+    """100 classes from 10: the first half's images beside the second half's, labelled
+    10 x first + second."""
+    import torch
+
+    n = len(x) // 2
+    return torch.cat([x[:n], x[n:2 * n]], 1), y[:n] * 10 + y[n:2 * n]
+
+
 def split_of(name: str, n: int = 0, val: float = 0.2, seed: int = 0) -> Arrays:
     """A seeded split of a data set, features standardised with the training rows (images:
     one mean and deviation for every pixel); ``n`` rows drawn first (0 = all)."""
@@ -611,13 +620,8 @@ def hundred_classes() -> tuple[Task, History]:
 
     seeded()
     x_train, y_train, x_val, y_val = split_of("mnist", n=12000)
-
-    def pairs(x: Any, y: Any) -> tuple[Any, Any]:
-        n = len(x) // 2
-        return torch.cat([x[:n], x[n:2 * n]], 1), y[:n] * 10 + y[n:2 * n]
-
-    x_train, y_train = pairs(x_train, y_train)
-    x_val, y_val = pairs(x_val, y_val)
+    x_train, y_train = digit_pairs(x_train, y_train)
+    x_val, y_val = digit_pairs(x_val, y_val)
     model = mlp(1568, [512], 100, dropout=0.2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     return classes(y_train, 100), fit(model, (x_train, y_train, x_val, y_val), 20, opt)

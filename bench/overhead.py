@@ -5,8 +5,9 @@ Two workloads: ``digits``, the default spec (the digits CNN), and ``fmnist_cnn``
 Fashion-MNIST recipe's model, optimizer, schedule and augmentation on a training subset
 (``FITBOARD_DATA_DIR`` must hold Fashion-MNIST).
 
-(a) plain: ``prepare`` + ``build_model``, the spec's optimizer (Adam or AdamW) and one-cycle
-    schedule as torch objects, the same seeded shuffling, batch size and augmentation ops,
+(a) plain: ``prepare`` + ``build_model`` in the engine's memory layout (``laid_out``), the
+    spec's optimizer (Adam or AdamW) and one-cycle schedule as torch objects, the same seeded
+    shuffling, batch size and augmentation ops,
     ``loss.item()`` every step, one validation pass per epoch and one test pass at the end
     (what any real loop does);
 (b) fitboard: ``training.loop.run`` reporting to a real ``DjangoReporter`` (SQLite database in a
@@ -76,7 +77,7 @@ def plain_loop(spec_dict: dict[str, Any]) -> float:
 
     from training.data import prepare
     from training.data.augment import Augmentation
-    from training.models import build_model
+    from training.models import build_model, laid_out
     from training.spec import ExperimentSpec
 
     spec = ExperimentSpec.from_dict(spec_dict)
@@ -85,6 +86,9 @@ def plain_loop(spec_dict: dict[str, Any]) -> float:
     torch.manual_seed(spec.run.seed)
     data = prepare(d.dataset, d.val_fraction, spec.run.seed, d.subset)
     model = build_model(spec.model, data.info.input_shape, data.info.num_classes)
+    # The engine's memory layout (channels last on a CPU): the bench measures its overhead,
+    # not a layout (that is ``bench/channels_last.py``).
+    model = laid_out(model, torch.device("cpu"))
     loss_fn = nn.CrossEntropyLoss()
     optimizer_class = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)

@@ -22,7 +22,7 @@ from training.data.augment import Augmentation
 from training.data.text import TokenizerFactory, Tokens, tokenizer_for
 from training.diagnostics import TaskInfo, diagnose, task_info
 from training.distributed import SINGLE, Group
-from training.models import build_model, feed
+from training.models import build_model, feed, laid_out
 from training.optimization import (
     LRSchedule,
     autocast,
@@ -421,6 +421,8 @@ def setup(spec: ExperimentSpec, reporter: Reporter, workdir: Path,
     model = new_model(spec, data) if options.model is None else options.model
     transfer = start_from(spec, model, options.init_weights)
     model = model.to(target)
+    if options.parallel.world == 1:  # data-parallel buckets expect the default layout
+        model = laid_out(model, target)
     loss_fn = make_loss(spec, y_train, data.info.num_classes)
     optimizer = make_optimizer(spec, model.parameters())
     # The compiled wrapper runs the forward passes; ``model`` keeps the checkpoint names.

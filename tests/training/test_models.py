@@ -5,12 +5,14 @@ checkpoint gives back exactly the predictions of the model it saved."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 from torch import nn
 
@@ -65,6 +67,52 @@ def test_cnn_depth_sets_the_convolutions_per_block() -> None:
     # when their convolutions are counted
     # then each block has depth of them (the default, 2, is the CNN as it always was)
     assert (convolutions(1), convolutions(2), convolutions(3)) == (3, 6, 9)
+
+
+def test_a_cnn_trains_channels_last_on_a_cpu_and_its_checkpoint_is_plain(
+        make_spec: SpecFactory, workdir: Path) -> None:
+    # given the default CNN set up for a run on the CPU
+    from training.loop import RunOptions, setup
+
+    spec = make_spec({"model": {"arch": "cnn", "width": 8}, "run": {"epochs": 1}})
+    training = setup(spec, MemoryReporter(), workdir, RunOptions())
+
+    # then its convolutions' weights are laid out channels last (oneDNN's fast layout), and so
+    # is what a convolution hands on, for an input in the default layout
+    convolutions = [m for m in training.model.modules() if isinstance(m, nn.Conv2d)]
+    assert convolutions and all(m.weight.is_contiguous(memory_format=torch.channels_last)
+                                for m in convolutions)
+    assert not any(m.weight.is_contiguous() for m in convolutions if m.in_channels > 1)
+    assert convolutions[0](training.x_train[:4]).is_contiguous(memory_format=torch.channels_last)
+
+    # when it trains, its checkpoint's weights are plain contiguous tensors that rebuild a
+    # model giving the trained model's predictions
+    result = run(spec, MemoryReporter(), workdir / "trained")
+    assert result.model is not None
+    with zipfile.ZipFile(workdir / "trained" / "last.zip") as archive:
+        stored = load_safetensors(archive.read("model.safetensors"))
+    assert all(tensor.is_contiguous() for tensor in stored.values())
+    rebuilt = load(workdir / "trained" / "last.zip").model
+    images = training.x_val[:32]
+    result.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(images), result.model(images))
+
+
+def test_networks_other_than_the_built_in_cnns_keep_their_layout() -> None:
+    # given an MLP and a network of the user's own with a convolution
+    from training.models import laid_out
+
+    mlp = build_model(ExperimentSpec().patched({"model": {"arch": "mlp"}}).model, (1, 8, 8), 10)
+    own = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+
+    # when each is laid out for the CPU
+    # then nothing moved: a plugin's activations may be viewed in the default layout
+    for model in (mlp, own):
+        assert all(p.is_contiguous() for p in laid_out(model, torch.device("cpu")).parameters())
+    # and a CNN bound for a GPU keeps it too (the layout is measured on CPUs only)
+    cnn = build_model(ExperimentSpec().patched({"model": {"arch": "cnn"}}).model, (1, 8, 8), 10)
+    assert all(p.is_contiguous() for p in laid_out(cnn, torch.device("meta")).parameters())
 
 
 def test_a_flatten_head_cnn_learns_digits(make_spec: SpecFactory, workdir: Path) -> None:

@@ -2,7 +2,7 @@
 
     FITBOARD_DATA_DIR=/work/shared/data .venv/bin/python -m bench.unseen_curves   # unseen.json
 
-About three minutes on one busy core (one torch thread). Each run is a plain PyTorch loop
+70-105 s on one busy core (one torch thread). Each run is a plain PyTorch loop
 (``bench.fresh_curves.run``: every step's training loss and accuracy, the first before any
 update, and each evaluation's validation loss and accuracy) on data, models and optimisers the
 corpus, stress, real-run and fresh sets do not use: sklearn's generated sets (moons and circles
@@ -39,7 +39,8 @@ mean absolute deviation for MAE); "now" is the median of the last three evaluati
 
 ``also`` adds the calls an expert could defend at the rule's edges: a sign within half its
 threshold (overfitting's at 0.5-1.5×, a shed share within 0.1 of underfitting's), a pace of
-3% or more (slow), and underfitting beside a divergence or slow descent that ends poor.
+3% or more with validation following (slow), and underfitting beside a divergence or a slow
+descent that ends poor.
 """
 
 from __future__ import annotations
@@ -252,8 +253,8 @@ def friedman_80_rows_mse() -> Made:
 
 
 def digits_smoothed_small() -> Made:
-    """Digits (pixels / 16, 200 training rows), 512x512 MLP, Adam 1e-3, cross-entropy with label smoothing
-    0.1 (the logged loss too), batches of 20, 120 epochs."""
+    """Digits (pixels / 16, 200 training rows), 512x512 MLP, Adam 1e-3, cross-entropy with
+    label smoothing 0.1 (the logged loss too), batches of 20, 120 epochs."""
     from torch import nn
 
     seeded()
@@ -682,7 +683,8 @@ RUNS: dict[str, Callable[[], Made]] = {f.__name__: f for f in (
     covtype_like_rmsprop_1e_5, moons_sgd_lr_1e_3_every_3, friedman_sgd_lr_1e_3,
     mnist_smoothed_adagrad_slow,
     moons_step_decay, mnist_sgdr_momentum, table_smoothed_adam, moons_batch_2,
-    circles_late_escape, circles_escape_at_the_end, moons_val_50_rows, friedman_mse_regularised, diabetes_mae_adam,
+    circles_late_escape, circles_escape_at_the_end, moons_val_50_rows, friedman_mse_regularised,
+    diabetes_mae_adam,
     mnist_dropout_07_wide, table_every_5, imbalanced_table_adam, mnist_cnn_batch_4,
     friedman_raw_adam)}
 

@@ -51,17 +51,19 @@ def seeded(seed: int = 0) -> None:
 
 def run(model: Any, data: Arrays, epochs: int, optimizer: Any, *, regression: bool = False,
         batch: int = 64, val_every: int = 1, lr_at: Callable[[int], float] | None = None,
-        l2: float = 0.0) -> Log:
+        l2: float = 0.0, criterion: Any = None) -> Log:
     """A script's loop, logging every step's loss and accuracy (the step's batch, in train
     mode, before its update) and, every ``val_every`` epochs, the validation loss and
     accuracy; ``lr_at(step)`` sets the learning rate; ``l2`` adds a weight penalty to the loss
-    the optimizer sees (the logged loss is the data loss)."""
+    the optimizer sees (the logged loss is the data loss); ``criterion`` (MSE or cross-entropy
+    when not given) scores training and validation alike."""
     import torch
     from torch import nn
 
     x_train, y_train, x_val, y_val = data
     shuffle = torch.Generator().manual_seed(0)
-    criterion = nn.MSELoss() if regression else nn.CrossEntropyLoss()
+    if criterion is None:
+        criterion = nn.MSELoss() if regression else nn.CrossEntropyLoss()
     log: Log = {"loss": [], "acc": [], "evals": [], "steps_per_epoch": 0}
     step = 0
     for epoch in range(1, epochs + 1):

@@ -84,6 +84,15 @@ UNDERFIT_LEARNED = {"classification": 0.5, "regression": 0.25}
 # chance: a run is poor only when it has not gone down, shedding less than this share of that
 # start. A run that learned before it first logged sheds far more than this over its next epochs.
 STUCK_LEARNED = 0.1
+# ... and a classifier's loss may fall without its learning anything: from a start that was
+# worse than uniform (a bad initialisation's confident mistakes) to the uniform prediction, a
+# linear model on concentric circles fell from 0.82 to ln 2, a tenth of that start. Such a run
+# is poor whatever its loss did when its accuracy, the better of training and validation, has
+# not risen by ACC_ROSE since the first evaluation and is no better than a coin's (COIN): no
+# classifier of two or more balanced classes that learned anything stays there. Above a coin a
+# flat accuracy may be one learned in the first epoch (digits at 96% from epoch 1, a CNN's 91%).
+ACC_ROSE = 0.05
+COIN = 0.5
 # A live run may sit on a plateau for its first epochs before it starts learning.
 UNDERFIT_MIN_EPOCHS_LIVE = 5
 # With a reference as with none, a run whose better loss has shed less than STUCK_LEARNED of
@@ -862,7 +871,11 @@ def _overfitting(context: _Context) -> _Finding:
         return _Finding("overfitting", 0.0, "", [], {})
     o = _overfit(context)
     needed = OVERFIT_MIN_EPOCHS if context.final else OVERFIT_MIN_EPOCHS_LIVE
-    stalled = o.since >= needed and o.train_fell >= TRAIN_STILL_FALLING
+    # A validation loss whose lowest epoch is one of the last is still improving, however
+    # little: the last weights are the best yet, and stopping at the onset would lose them.
+    val = context.curves.val
+    improving = val.index(min(val)) >= len(val) - RECENT_EPOCHS
+    stalled = o.since >= needed and o.train_fell >= TRAIN_STILL_FALLING and not improving
     margin = max(o.signs.values()) if stalled else 0.0
     memorised = o.memorised if context.curves.epochs > needed else 0.0
     thresholds = {"min_epochs_since_onset": float(needed), "val_rise": VAL_RISE,
@@ -1014,11 +1027,20 @@ def _short_of_baseline(context: _Context, needed: float | None = None) -> _Measu
     # The better of the two losses, as against a reference: dropout, augmentation and noisy
     # training labels hold the training loss up while the model does well on validation.
     learned = task.learned(curves.best_loss_now())
+    unmoved = None if task.baseline_known else _unmoved_accuracy(curves)
+    if unmoved is not None:
+        learned = 0.0
     needed_learned = task.learned_needed if needed is None else needed
     poor = needed_learned / max(learned, 1e-6)  # no learning at all: far past the threshold
     when = _when(curves.epochs)
     validation = f", and validation loss is {_recent(curves.val):.3g}" if curves.validated else ""
-    if task.baseline_known:
+    if unmoved is not None:
+        headline = (f"Underfitting: accuracy has not risen: {unmoved[1]:.1%} ({when}) against "
+                    f"{unmoved[0]:.1%} at the first evaluation, no better than a coin toss, "
+                    f"though the training loss went from {baseline:.3g} to {train_now:.3g}")
+        base = Evidence("accuracy at the first evaluation", unmoved[0],
+                        "the better of training and validation; the chance level is unknown")
+    elif task.baseline_known:
         constant = "majority-class" if task.kind == "classification" else "mean-predictor"
         headline = (f"Underfitting: training loss {train_now:.3g} ({when}) is "
                     f"{train_now / baseline:.0%} of the {constant} baseline ({baseline:.3g})"
@@ -1037,6 +1059,18 @@ def _short_of_baseline(context: _Context, needed: float | None = None) -> _Measu
         evidence.append(Evidence("training accuracy", _recent(curves.train_acc),
                                  f"{when}; majority class {task.majority:.3g}"))
     return poor, headline, evidence, {"learned": needed_learned}
+
+
+def _unmoved_accuracy(curves: _Curves) -> tuple[float, float] | None:
+    """The better of the training and validation accuracy at the first evaluation and now,
+    when it has not risen by ACC_ROSE and is no better than COIN (see ACC_ROSE); None
+    otherwise, or without an accuracy at every epoch."""
+    logged = [acc for acc in (curves.train_acc, curves.val_acc)
+              if acc and len(acc) == curves.epochs and all(math.isfinite(a) for a in acc)]
+    if not logged:
+        return None
+    first, now = max(acc[0] for acc in logged), max(_recent(acc) for acc in logged)
+    return (first, now) if now - first < ACC_ROSE and now <= COIN else None
 
 
 def _short_of_reference(context: _Context, reference: Reference) -> _Measure:

@@ -23,11 +23,12 @@ CURVES = {item["name"]: item for item in fresh.scripts()}
 PER_EPOCH = ("keras", "trainer", "timm")  # their first training point is no untrained loss
 # Known limits (tests/training/test_diagnostics_fresh.py says why, and judges them right with
 # their task known): without an untrained loss a classifier's chance level is unknown, which
-# a num_classes param gives (tested below); a regression's untrained loss is above a constant's.
+# a num_classes param gives (tested below, also for a CNN stuck at 10% accuracy, underfitting
+# by its accuracy without it); a regression's untrained loss is above a constant's.
 NO_CHANCE_LEVEL = {(name, style) for style in PER_EPOCH
                    for name in ("fashion_one_unit", "fashion_cnn_sgd_lr_3")}
-LIMITS = NO_CHANCE_LEVEL | {("diabetes_ridge_heavy", style)
-                            for style in ("loop", "keras", "trainer", "lightning")}
+LIMITS = {(name, style) for name, style in NO_CHANCE_LEVEL if name == "fashion_one_unit"} | {
+    ("diabetes_ridge_heavy", style) for style in ("loop", "keras", "trainer", "lightning")}
 
 
 def cases() -> list[Any]:

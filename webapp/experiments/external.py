@@ -17,6 +17,7 @@ points logged since the evaluation before, up to its step.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import math
 import re
@@ -48,6 +49,12 @@ UNMAPPED_PREFIX = "ext/"
 # (``id2label`` as a dict's text, or one param per label with MLFLOW_FLATTEN_PARAMS).
 CLASS_PARAMS = ("num_classes", "num_labels", "n_classes", "nb_classes")
 LABEL_MAPS = ("id2label", "label2id")
+# Params that give a cross-entropy's label smoothing, by the last word of their name: Hugging
+# Face Trainer's ``label_smoothing_factor``, torch's CrossEntropyLoss ``label_smoothing``,
+# timm's ``smoothing``. Smoothed targets keep a share on every class, so the lowest loss is
+# their entropy, not 0: 0.79 on 4 classes smoothed by 0.2 has shed 75% of what can be shed,
+# not the 43% it has of ln 4.
+SMOOTHING_PARAMS = ("label_smoothing_factor", "label_smoothing", "smoothing")
 
 # The convention: a logged name is read as a split and a measure, in any case, its words joined
 # by "_", "/", ".", "-" or spaces ("eval_accuracy", "train/loss", "val-acc", "Validation Loss"),
@@ -408,6 +415,21 @@ def declared_classes(tags: Mapping[str, str], params: Mapping[str, str]) -> int 
     return counts.pop() if len(counts) == 1 else None
 
 
+def declared_smoothing(params: Mapping[str, str]) -> float:
+    """A classifier's label smoothing as its params say it (SMOOTHING_PARAMS); 0 when none
+    does, or when one is not a share in [0, 1) or two disagree."""
+    told: set[float] = set()
+    for name, value in params.items():
+        words = [w for w in re.split(r"[./]", name.lower()) if w]
+        if words and words[-1] in SMOOTHING_PARAMS:
+            try:
+                told.add(float(value))
+            except ValueError:
+                return 0.0
+    share = told.pop() if len(told) == 1 else 0.0
+    return share if 0.0 <= share < 1.0 else 0.0
+
+
 def _integer(text: str) -> int:
     try:
         return int(float(text))
@@ -430,7 +452,8 @@ def task_of(spec: Mapping[str, Any], history: Mapping[str, Any],
     classifier's measure (``classifier``) or says its classes, regression otherwise. Classes
     the tags or params do not say, and a regression target's units, are read from the
     untrained network's loss ``first_loss`` when the run logged it; without it the chance
-    level is unknown (``task_from_curves``)."""
+    level is unknown (``task_from_curves``). A label smoothing the params say
+    (``declared_smoothing``) sets the lowest loss a classifier can reach."""
     tags = spec.get("tags", {})
     params = spec.get("params", {})
     classes = declared_classes(tags, params)
@@ -438,7 +461,8 @@ def task_of(spec: Mapping[str, Any], history: Mapping[str, Any],
     kind = task_kind(tags, classes, measures)
     if kind != "classification":
         return task_from_curves(history, "regression", start=first_loss)
-    return task_from_curves(history, "classification", classes, start=first_loss)
+    task = task_from_curves(history, "classification", classes, start=first_loss)
+    return dataclasses.replace(task, label_smoothing=declared_smoothing(params))
 
 
 def task_kind(tags: Mapping[str, str], classes: int | None, accuracies: set[str]) -> str:

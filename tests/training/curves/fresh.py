@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 PATH = Path(__file__).with_name("fresh.json")
+# Plain loops of the same form on still other data, models and optimisers, labelled by a written
+# rule (``bench/unseen_curves.py``); read and logged by the functions below as the fresh ones.
+UNSEEN = Path(__file__).with_name("unseen.json")
 Point = dict[str, Any]  # an mlflow metric: key, value, step, timestamp
 
 
-def load() -> list[dict[str, Any]]:
-    return list(json.loads(PATH.read_text()))
+def load(path: Path = PATH) -> list[dict[str, Any]]:
+    return list(json.loads(path.read_text()))
 
 
-def scripts() -> list[dict[str, Any]]:
+def scripts(path: Path = PATH) -> list[dict[str, Any]]:
     """The plain PyTorch runs, with every step's loss: the ones a script logs."""
-    return [item for item in load() if "loss" in item]
+    return [item for item in load(path) if "loss" in item]
 
 
 def engine_runs() -> list[dict[str, Any]]:

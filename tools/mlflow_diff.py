@@ -39,6 +39,7 @@ NOW_WINDOW_MS = 86_400_000  # a time within a day of the scenario's start is "no
 GENERATED_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")  # both servers name unnamed runs so
 ID_KEYS = {"run_id": "run", "run_uuid": "run", "parent_run_id": "run", "source_run_id": "run",
            "experiment_id": "exp", "model_id": "model"}
+STAMPED = re.compile(r"\+timestamp\+\d+\+[0-9a-f-]+")  # log_image(key=...)'s file names
 TIME_KEYS = ("start_time", "end_time", "creation_time", "last_update_time", "timestamp",
              "creation_timestamp", "last_updated_timestamp")
 # Differences by design (docs/tracking.md), printed but not counted: (answer label, path of the
@@ -50,8 +51,9 @@ DOCUMENTED = [
     (r"exp\.rename_taken", "", "a taken name is RESOURCE_ALREADY_EXISTS"),
     (r"exp\.search_(filter|order)\['?(tags.team IN|tags.team ASC)", "",
      "Fitboard's grammar takes IN on tags and orders experiments by tags"),
-    (r"search\.(filter|order)\[.*(IN \(|lifecycle_stage|NaN)", "",
-     "Fitboard's grammar takes IN on params, tags and status, lifecycle_stage, NaN"),
+    (r"search\.(filter|order)\[.*(IN \(|lifecycle_stage|NaN|inf\]|experiment_id)", "",
+     "Fitboard's grammar takes IN on params, tags and status, lifecycle_stage, experiment_id, "
+     "NaN and inf"),
     (r"search\.filter\[.*\\_", "", "a backslash escapes the next character of a string"),
     (r"search\.order\['attributes.run_id'\]", "", "run ids are numbers, MLflow's random"),
     (r"history\[(rep|tie)\]$", "", "one value is kept per metric and step"),
@@ -66,6 +68,11 @@ DOCUMENTED = [
     (r"err\.http_unknown", "", "an unknown call is MLflow's JSON error, never a page"),
     (r"err\.http_search_bad_view", "", "an unknown run_view_type is refused"),
     (r"life\.resumed", r"\.end_time", "a resumed run has no end time while it runs"),
+    (r"exp2\.(by_name_other_case|create_other_case|pages_ordered|like_case)", "",
+     "experiment names are a project's, one name in any case"),
+    (r"runs2\.same_batch_steps", "", "a metric's points logged at step 0 again among steps of "
+     "its own are numbered after the run's last step; one value per metric and step"),
+    (r"odd\.list\[", r"\[\d+\]\.file_size", "an empty file is listed with file_size 0"),
 ]
 
 
@@ -177,7 +184,8 @@ def scenario(out: str) -> None:
     rec = Recorder(os.environ["MLFLOW_TRACKING_URI"], os.environ.get("MLFLOW_TRACKING_TOKEN", ""))
     client = mlflow.MlflowClient()
     for part in (experiments, search_data, run_searches, experiment_searches, run_details,
-                 artifacts, metric_histories, batches, lifecycle, errors):
+                 artifacts, metric_histories, batches, lifecycle, errors, more_experiments,
+                 more_runs, odd_artifacts):
         try:
             part(rec, client)
         except Exception as exc:  # noqa: BLE001 - one part's crash is an answer too
@@ -283,6 +291,9 @@ SEARCH_FILTERS = [
     "params.extra IS NULL", "params.extra IS NOT NULL", "tags.`odd key` IS NOT NULL",
     "tags.team IS NULL", "metrics.loss IS NULL", "attributes.foo = 'x'", "attributes.foo > 1",
     "run_namez = 'r1'", "metrics.loss < 0.5 AND attributes.bogus = 'x'",
+    "tags.mlflow.parentRunId IS NULL", "params.opt = \"it's\"", "tags.team LIKE '%'",
+    "params.lr LIKE '%e%'", "metrics.acc >= 0.7 AND metrics.acc <= 0.9", "params.LR = '0.1'",
+    "attributes.status = 'finished'", "metrics.loss > -inf",
 ]
 SEARCH_ORDERS = [
     ["metrics.loss ASC"], ["metrics.loss DESC"], ["metrics.acc DESC"], ["metrics.acc"],
@@ -292,7 +303,9 @@ SEARCH_ORDERS = [
     ["attributes.end_time DESC"], ["attributes.end_time ASC"], ["metrics.loss ASC", "params.opt"],
     ["run_name"], ["attributes.created DESC"], ["metrics.`loss` DESC"], ["loss ASC"],
     ["metrics.loss SIDEWAYS"], ["attributes.lifecycle_stage"], ["attributes.run_id"],
-    ["attributes.foo"], ["foo.bar ASC"], ["datasets.name"],
+    ["attributes.foo"], ["foo.bar ASC"], ["datasets.name"], ["tags.mlflow.runName DESC"],
+    ["params.`lr` ASC"], ["attributes.user_id", "run_name"],
+    ["metrics.loss ASC", "metrics.acc DESC"], ["metrics.loss asc"], ["attributes.experiment_id"],
 ]
 
 
@@ -401,9 +414,10 @@ def run_details(rec: Recorder, client: Any) -> None:
 
 
 def _tree(folder: str) -> dict[str, int]:
+    """Sizes of the files under ``folder`` by path (a logged image's time and id left out)."""
     root = Path(folder)
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {STAMPED.sub("+<stamp>", str(p.relative_to(root))): p.stat().st_size
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def artifacts(rec: Recorder, client: Any) -> None:
@@ -627,6 +641,116 @@ def errors(rec: Recorder, client: Any) -> None:
     rec.http("err.http_not_json", "POST", "runs/log-metric", data=b"{nope")
     rec.http("err.http_set_exp_tag_no_key", "POST", "experiments/set-experiment-tag",
              json={"experiment_id": exp, "value": "1"})
+
+
+def more_experiments(rec: Recorder, client: Any) -> None:
+    def listed(**kwargs: Any) -> Any:
+        pages, token = [], None
+        for _ in range(10):
+            found = client.search_experiments(page_token=token, **kwargs)
+            pages.append([e.name for e in found if e.name.startswith(("diff", "Diff", "DIFF"))])
+            token = found.token
+            if not token:
+                return pages
+        return pages
+
+    rec.call("exp2.by_name_other_case", lambda: getattr(
+        client.get_experiment_by_name("DIFF-MAIN"), "name", None))
+    upper = rec.call("exp2.create_other_case", client.create_experiment, "Diff-Main")
+    if upper:
+        rec.name("exp", upper, "Diff-Main")
+    spaced = rec.call("exp2.create_spaced", client.create_experiment, "diff spaced é")
+    if spaced:
+        rec.name("exp", spaced, "spaced")
+        rec.call("exp2.get_spaced", client.get_experiment_by_name, "diff spaced é")
+    rec.call("exp2.pages_of_1", listed, max_results=1, filter_string="name LIKE 'diff%'")
+    rec.call("exp2.pages_ordered", listed, max_results=2, order_by=["name DESC"],
+             filter_string="name ILIKE 'diff%'")
+    rec.call("exp2.like_case", listed, filter_string="name LIKE 'Diff%'")
+    rec.call("exp2.tag_then_get", lambda: (
+        client.set_experiment_tag(_exp_id(rec, "tagged"), "mlflow.note.content", "notes"),
+        client.get_experiment_by_name("diff-tagged").tags)[1])
+    rec.call("exp2.tag_filter_like", listed, filter_string="tags.k LIKE 'v%'")
+
+
+def more_runs(rec: Recorder, client: Any) -> None:
+    import mlflow
+
+    search = _exp_id(rec, "search")
+    ids = [_run_id(rec, name) for name in ("r1", "r2")]
+    quoted = ", ".join(f"'{i}'" for i in ids)
+    rec.call("runs2.id_in", lambda: names(client.search_runs(
+        [search], f"attributes.run_id IN ({quoted})", order_by=["run_name"])))
+    rec.call("runs2.id_eq", lambda: names(client.search_runs([search], f"run_id = '{ids[0]}'")))
+    rec.call("runs2.id_not_in", lambda: names(client.search_runs(
+        [search], f"attributes.run_id NOT IN ({quoted})")))
+    rec.call("runs2.two_experiments", lambda: names(client.search_runs(
+        [search, _exp_id(rec, "main")], "",
+        order_by=["attributes.run_name ASC"], max_results=5)))
+    rec.call("runs2.all_view_order", lambda: names(client.search_runs(
+        [search], run_view_type=3, order_by=["metrics.loss ASC"])))
+    rec.call("runs2.dataframe_page", mlflow.search_runs, [search], "metrics.loss < 1",
+             max_results=2, order_by=["metrics.loss DESC"])
+    old = 1_600_000_000_000
+    run = client.create_run(search, start_time=old, run_name="old",
+                            tags={"mlflow.note.content": "a note"})
+    rec.name("run", run.info.run_id, "old")
+    rec.call("runs2.old_created", lambda: client.get_run(run.info.run_id).info)
+    client.set_terminated(run.info.run_id, "FAILED", end_time=old + 5000)
+    rec.call("runs2.old_ended", lambda: client.get_run(run.info.run_id).info)
+    rec.call("runs2.log_after_end", client.log_metric, run.info.run_id, "after", 1.0, step=3)
+    rec.call("runs2.param_after_end", client.log_param, run.info.run_id, "after", "1")
+    rec.call("runs2.after_end", lambda: client.get_run(run.info.run_id).data)
+    rec.call("runs2.parent_of_child", lambda: getattr(
+        mlflow.get_parent_run(_run_id(rec, "child")), "info", None))
+    rec.call("runs2.by_created_old", lambda: names(client.search_runs(
+        [search], f"attributes.created < {old + 1}")))
+    rec.call("runs2.end_time_eq", lambda: names(client.search_runs(
+        [search], f"attributes.end_time = {old + 5000}")))
+    client.delete_run(run.info.run_id)
+    rec.call("runs2.resume_deleted", lambda: mlflow.start_run(run_id=run.info.run_id).info)
+    if mlflow.active_run():
+        mlflow.end_run()
+    rec.call("runs2.same_batch_steps", _same_batch_steps, client, search)
+
+
+def _same_batch_steps(client: Any, experiment: str) -> Any:
+    from mlflow.entities import Metric
+
+    run = client.create_run(experiment, run_name="steps")
+    client.log_batch(run.info.run_id, metrics=[Metric("s", float(i), 1000 + i, i % 3)
+                                               for i in range(7)])
+    client.log_metric(run.info.run_id, "s", 9.0, timestamp=999, step=2)
+    client.delete_run(run.info.run_id)
+    return {"history": [(m.value, m.step) for m in client.get_metric_history(run.info.run_id,
+                                                                             "s")],
+            "latest": client.get_run(run.info.run_id).data.metrics}
+
+
+def odd_artifacts(rec: Recorder, client: Any) -> None:
+    import mlflow
+    import numpy as np
+
+    mlflow.set_experiment("diff-main")
+    with mlflow.start_run(run_name="odd files") as run, tempfile.TemporaryDirectory() as tmp:
+        rid = run.info.run_id
+        rec.name("run", rid, "odd files")
+        mlflow.log_text("späce ünïcode", "my dir/file name é.txt")
+        mlflow.log_text("", "empty.txt")
+        mlflow.log_text("pct", "100%/a+b=c&d?.txt")
+        mlflow.log_image(np.zeros((4, 4, 3), dtype=np.uint8), key="digits", step=2)
+        Path(tmp, "zero.bin").write_bytes(b"")
+        mlflow.log_artifact(str(Path(tmp, "zero.bin")), "bins")
+    for path in (None, "my dir", "100%", "bins", "images"):
+        rec.call(f"odd.list[{path}]", lambda p=path: [
+            {"path": STAMPED.sub("+<stamp>", f.path), "is_dir": f.is_dir,
+             "file_size": f.file_size} for f in client.list_artifacts(rid, p)])
+    for name in ("my dir/file name é.txt", "empty.txt", "100%/a+b=c&d?.txt"):
+        rec.call(f"odd.load[{name}]", mlflow.artifacts.load_text, f"runs:/{rid}/{name}")
+    with tempfile.TemporaryDirectory() as tmp:
+        rec.call("odd.download_all", lambda: _tree(client.download_artifacts(rid, "", tmp)))
+    rec.call("odd.list_missing_run", client.list_artifacts, "999999999")
+    rec.call("odd.log_to_missing_run", client.log_text, "999999999", "x", "x.txt")
 
 
 # --- The parent: two servers, one scenario each, the differences -------------------------------

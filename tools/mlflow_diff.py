@@ -136,7 +136,8 @@ class Recorder:
             return "<user>"
         if key == "run_name" and isinstance(value, str) and GENERATED_NAME.match(value):
             return "<generated>"
-        if isinstance(value, str) and value.startswith(("mlflow-artifacts:", "runs:/")):
+        if isinstance(value, str) and value.startswith(("mlflow-artifacts:", "runs:/",
+                                                        "models:/")):
             return self.uri(value)
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
@@ -145,7 +146,7 @@ class Recorder:
     def uri(self, value: str) -> str:
         head, _, rest = value.partition(":/")
         parts = rest.split("/")
-        kinds = ["exp", "run"] if head == "mlflow-artifacts" else ["run"]
+        kinds = {"mlflow-artifacts": ["exp", "run"], "models": ["model"]}.get(head, ["run"])
         for i, kind in enumerate(kinds):
             if i < len(parts):
                 parts[i] = self.ids.get((kind, parts[i]), parts[i])
@@ -185,7 +186,7 @@ def scenario(out: str) -> None:
     client = mlflow.MlflowClient()
     for part in (experiments, search_data, run_searches, experiment_searches, run_details,
                  artifacts, metric_histories, batches, lifecycle, errors, more_experiments,
-                 more_runs, odd_artifacts):
+                 more_runs, odd_artifacts, logged_models):
         try:
             part(rec, client)
         except Exception as exc:  # noqa: BLE001 - one part's crash is an answer too
@@ -686,7 +687,7 @@ def more_runs(rec: Recorder, client: Any) -> None:
         [search], f"attributes.run_id NOT IN ({quoted})")))
     rec.call("runs2.two_experiments", lambda: names(client.search_runs(
         [search, _exp_id(rec, "main")], "",
-        order_by=["attributes.run_name ASC"], max_results=5)))
+        order_by=["attributes.start_time ASC"], max_results=5)))
     rec.call("runs2.all_view_order", lambda: names(client.search_runs(
         [search], run_view_type=3, order_by=["metrics.loss ASC"])))
     rec.call("runs2.dataframe_page", mlflow.search_runs, [search], "metrics.loss < 1",
@@ -751,6 +752,45 @@ def odd_artifacts(rec: Recorder, client: Any) -> None:
         rec.call("odd.download_all", lambda: _tree(client.download_artifacts(rid, "", tmp)))
     rec.call("odd.list_missing_run", client.list_artifacts, "999999999")
     rec.call("odd.log_to_missing_run", client.log_text, "999999999", "x", "x.txt")
+
+
+def logged_models(rec: Recorder, client: Any) -> None:
+    """MLflow 3's logged models, as ``mlflow.pytorch.log_model`` makes them."""
+    import mlflow
+    import torch
+
+    exp = mlflow.set_experiment("diff-main").experiment_id
+    model = torch.nn.Linear(2, 1)
+    with mlflow.start_run(run_name="model") as run:
+        rec.name("run", run.info.run_id, "model")
+        info = mlflow.pytorch.log_model(model, name="net", params={"width": 2},
+                                        input_example=torch.zeros(1, 2).numpy())
+        mlflow.log_metric("loss", 0.5, step=1, model_id=info.model_id)
+    rec.name("model", info.model_id, "net")
+    rec.call("model.get", lambda: _model(client.get_logged_model(info.model_id)))
+    rec.call("model.search", lambda: [_model(m) for m in mlflow.search_logged_models(
+        experiment_ids=[exp], output_format="list")])
+    for text in ("name = 'net'", "metrics.loss < 1", "metrics.loss > 1", "params.width = '2'"):
+        rec.call(f"model.search_filter[{text}]", lambda t=text: [
+            m.name for m in mlflow.search_logged_models(experiment_ids=[exp], filter_string=t,
+                                                         output_format="list")])
+    rec.call("model.set_tags", client.set_logged_model_tags, info.model_id, {"stage": "x"})
+    rec.call("model.tags", lambda: client.get_logged_model(info.model_id).tags)
+    rec.call("model.run_outputs", lambda: client.get_run(run.info.run_id).outputs)
+    rec.call("model.load", lambda: mlflow.pytorch.load_model(f"models:/{info.model_id}")(
+        torch.ones(1, 2)).shape[-1])
+    rec.call("model.files", lambda: sorted(f.path for f in client.list_logged_model_artifacts(
+        info.model_id)))
+    rec.call("model.get_missing", client.get_logged_model, "m-999999")
+    rec.call("model.delete", client.delete_logged_model, info.model_id)
+    rec.call("model.get_deleted", lambda: _model(client.get_logged_model(info.model_id)))
+
+
+def _model(model: Any) -> Any:
+    shown = {k: v for k, v in plain(model).items() if k not in ("artifact_location", "metrics")}
+    shown["metrics"] = [{"key": m.key, "value": m.value, "step": m.step}
+                        for m in model.metrics or []]
+    return shown
 
 
 # --- The parent: two servers, one scenario each, the differences -------------------------------

@@ -5,10 +5,12 @@ sent as a script's own HTTP call would send it, with ``requests``."""
 
 from __future__ import annotations
 
+import math
+
 import mlflow
 import pytest
 import requests
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 
@@ -145,3 +147,36 @@ def test_a_logged_metric_needs_its_timestamp_as_mlflows_server_has_it(tracking, 
     assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "timestamp" in answer.json()["message"]
     assert [m.value for m in tracking.get_metric_history(run.info.run_id, "loss")] == [0.5]
+
+
+def test_metrics_linked_to_a_logged_model_read_back_with_it_and_in_its_search(tracking,
+                                                                            project):
+    # get_logged_model(...).metrics was always empty, and a search on them found nothing
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        model = tracking.create_logged_model(str(project.pk), name="net",
+                                             source_run_id=run.info.run_id)
+        mlflow.log_metric("acc", 0.9, step=1, model_id=model.model_id)
+        tracking.log_batch(run.info.run_id, metrics=[
+            Metric("loss", 0.3, 1000, 2, model_id=model.model_id),
+            Metric("loss", float("nan"), 1001, 3, model_id=model.model_id)])
+
+    def found(filter_string: str) -> list[str]:
+        return [m.name for m in mlflow.search_logged_models(
+            experiment_ids=[str(project.pk)], filter_string=filter_string,
+            output_format="list")]
+
+    linked = tracking.get_logged_model(model.model_id).metrics
+    assert [(m.key, m.value, m.step, m.run_id) for m in linked[:2]] == [
+        ("acc", 0.9, 1, run.info.run_id), ("loss", 0.3, 2, run.info.run_id)]
+    assert math.isnan(linked[2].value) and linked[2].model_id == model.model_id
+    assert found("metrics.acc > 0.5") == ["net"] and found("metrics.acc > 0.95") == []
+    assert tracking.get_run(run.info.run_id).data.metrics["acc"] == 0.9
+
+
+def test_a_metric_linked_to_a_model_the_run_cannot_reach_is_refused(tracking, project):
+    mlflow.set_experiment("vision")
+    with mlflow.start_run():
+        code = _error_code(mlflow.log_metric, "acc", 0.9, model_id="m-999999")
+
+    assert code == "RESOURCE_DOES_NOT_EXIST"

@@ -25,7 +25,7 @@ from webapp.projects import actions as project_actions
 from webapp.projects import storage
 from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
-from webapp.tracking import access, ingest, search
+from webapp.tracking import access, ingest, model_metrics, search
 from webapp.tracking.api import (
     INT64,
     MAX_DEPTH,
@@ -640,9 +640,12 @@ def log_model(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> di
 @endpoint(("POST",), write=True)
 def log_batch(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     with run_to_log(token, body) as run:
-        ingest.log_columns(run, _columns(body.get("metrics")),
+        metrics = body.get("metrics")
+        ingest.log_columns(run, _columns(metrics),
                            pairs(body.get("params"), "params", MAX_PARAMS, unique=True),
                            pairs(body.get("tags"), "tags", MAX_TAGS), locked=True)
+        # read once _columns checked them: a list of at most MAX_METRICS
+        model_metrics.link(token, run, model_metrics.linked(metrics or []))
     return {}
 
 
@@ -652,6 +655,7 @@ def log_metric(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
         if body.get("timestamp") in (None, ""):  # required, as MLflow's server has it: not 1970
             raise ApiError("INVALID_PARAMETER_VALUE", "missing value for parameter 'timestamp'")
         ingest.log_to_run(run, [_point(body)], locked=True)
+        model_metrics.link(token, run, model_metrics.linked([body]))
     return {}
 
 

@@ -12,8 +12,8 @@ first run, as ``bench/tracking.py`` does (``--mlflow-python`` names another inte
 it). Differences that docs/tracking.md describes as deliberate (no ``delete_experiment``, the
 token's user as a run's user, ...) are still printed, marked ``[documented]``.
 
-Usage, from the repo root: ``.venv/bin/python tools/mlflow_diff.py [--port 8110]`` (about a
-minute once the environment is installed). ``--scenario OUT`` runs the calls (the children).
+Usage, from the repo root: ``.venv/bin/python tools/mlflow_diff.py [--port 8110]`` (about two
+minutes once the environment is installed). ``--scenario OUT`` runs the calls (the children).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def scenario(out: str) -> None:
     client = mlflow.MlflowClient()
     for part in (experiments, search_data, run_searches, experiment_searches, run_details,
                  artifacts, metric_histories, batches, lifecycle, errors, more_experiments,
-                 more_runs, odd_artifacts, logged_models):
+                 more_runs, odd_artifacts, logged_models, endings):
         try:
             part(rec, client)
         except Exception as exc:  # noqa: BLE001 - one part's crash is an answer too
@@ -784,6 +784,40 @@ def logged_models(rec: Recorder, client: Any) -> None:
     rec.call("model.get_missing", client.get_logged_model, "m-999999")
     rec.call("model.delete", client.delete_logged_model, info.model_id)
     rec.call("model.get_deleted", lambda: _model(client.get_logged_model(info.model_id)))
+
+
+def endings(rec: Recorder, client: Any) -> None:
+    """How scripts end runs: an exception in the block, a nested run left open, set_experiment
+    by id, log_metrics to a run by id, a metric of a data set."""
+    import mlflow
+    import numpy as np
+
+    exp = mlflow.set_experiment(experiment_id=_exp_id(rec, "main")).experiment_id
+    try:
+        with mlflow.start_run(run_name="raised") as raised:
+            rec.name("run", raised.info.run_id, "raised")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    rec.call("end.raised", lambda: client.get_run(raised.info.run_id).info)
+    with mlflow.start_run(run_name="outer") as outer:
+        rec.name("run", outer.info.run_id, "outer")
+        inner = mlflow.start_run(run_name="inner", nested=True)
+        rec.name("run", inner.info.run_id, "inner")
+        mlflow.end_run()
+        rec.call("end.active_after_inner", lambda: mlflow.active_run().info.run_name)
+    rec.call("end.inner", lambda: client.get_run(inner.info.run_id).info.status)
+    rec.call("end.log_metrics_by_id", mlflow.log_metrics, {"a": 1.0, "b": 2.0}, step=4,
+             run_id=outer.info.run_id)
+    digits = mlflow.data.from_numpy(np.arange(4.0).reshape(2, 2), name="digits")
+    rec.call("end.metric_with_dataset", client.log_metric, outer.info.run_id, "acc", 0.5,
+             step=1, dataset_name=digits.name, dataset_digest=digits.digest)
+    rec.call("end.outer", lambda: client.get_run(outer.info.run_id).data.metrics)
+    rec.call("end.history_with_dataset", lambda: [
+        (m.value, m.step, m.dataset_name, m.dataset_digest == digits.digest)
+        for m in client.get_metric_history(outer.info.run_id, "acc")])
+    rec.call("end.search_ended", lambda: names(client.search_runs(
+        [exp], "attributes.status = 'FAILED'", order_by=["attributes.run_name"])))
 
 
 def _model(model: Any) -> Any:

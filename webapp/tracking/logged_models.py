@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from webapp.experiments.models import parse_pk
 from webapp.projects import storage
-from webapp.tracking import access, ingest, search
+from webapp.tracking import access, ingest, model_metrics, search
 from webapp.tracking.api import ApiError, endpoint, integer, not_found, text
 from webapp.tracking.mlflow_views import (
     MAX_PARAMS,
@@ -47,7 +47,7 @@ def model_json(model: LoggedModel) -> dict[str, Any]:
         "source_run_id": str(model.source_run_id or ""),
         "tags": [{"key": k, "value": v} for k, v in model.tags.items()]},
         "data": {"params": [{"key": k, "value": v} for k, v in model.params.items()],
-                 "metrics": []}}
+                 "metrics": [{**m, "model_id": model.model_id} for m in model.metrics]}}
 
 
 def _model(token: ApiToken, model_id: str, write: bool = False) -> LoggedModel:
@@ -176,8 +176,10 @@ def _update(model: LoggedModel, **changes: Any) -> None:
 def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                   ) -> dict[str, Any]:
     """The models of the experiments, newest first, filtered and ordered by MLflow's grammar
-    (on ``name``, ``model_type``, ``status``, ``source_run_id``, params and tags)."""
-    clauses = search.parse_filter(text(body, "filter", required=False), lambda k, n: False)
+    (on ``name``, ``model_type``, ``status``, ``source_run_id``, params, tags and the metrics
+    linked to them, each at its last step)."""
+    clauses = search.parse_filter(text(body, "filter", required=False),
+                                  lambda kind, key: kind == "metrics")
     order = [(*search.parse_key(str(o.get("field_name", ""))), o.get("ascending", True)
               is not False) for o in search.at_most(repeated(body.get("order_by")), "order_by keys")
              if isinstance(o, dict)]
@@ -196,4 +198,5 @@ def _fields(model: dict[str, Any]) -> search.Fields:
     info, data = model["info"], model["data"]
     return {"attributes": {**info, "tags": None},
             "params": {p["key"]: p["value"] for p in data["params"]},
-            "tags": {t["key"]: t["value"] for t in info["tags"]}, "metrics": {}}
+            "tags": {t["key"]: t["value"] for t in info["tags"]},
+            "metrics": model_metrics.latest(data["metrics"])}

@@ -25,7 +25,7 @@ from webapp.projects import actions as project_actions
 from webapp.projects import storage
 from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
-from webapp.tracking import access, ingest, search
+from webapp.tracking import access, ingest, model_metrics, search
 from webapp.tracking.api import (
     INT64,
     MAX_DEPTH,
@@ -55,6 +55,7 @@ MAX_EXPERIMENTS = 1000  # different experiments one search names
 MAX_EXPERIMENT_TAGS = 1000
 # The model registry's calls (under /api/2.0/), which Fitboard does not serve.
 REGISTRY_CALLS = ("mlflow/registered-models/", "mlflow/model-versions/")
+RUN_NAME_TAG = "mlflow.runName"  # a run's name, as its tag (the client's runs table shows it)
 MODEL_HISTORY = "mlflow.log-model.history"  # the run tag listing its models (runs/log-model)
 # search_runs' run_view_type: which lifecycle stages it lists.
 VIEW_TYPES = {"ACTIVE_ONLY": (False,), "DELETED_ONLY": (True,), "ALL": (False, True),
@@ -91,9 +92,16 @@ def experiment_json(project: Project) -> dict[str, Any]:
 
 
 def _experiment_fields(experiment: Mapping[str, Any]) -> search.Fields:
-    return {"attributes": {k: experiment[k] for k in (
-                "name", "experiment_id", "creation_time", "last_update_time")},
+    return {"attributes": {k: experiment[k] for k in EXPERIMENT_ATTRIBUTES},
             "tags": {t["key"]: t["value"] for t in experiment["tags"]}}
+
+
+EXPERIMENT_ATTRIBUTES = ("name", "experiment_id", "creation_time", "last_update_time")
+
+
+def _experiment_key(kind: str, key: str) -> bool:
+    """Whether a search of experiments can name ``kind.key``: their tags and attributes."""
+    return kind == "tags" or (kind == "attributes" and key in EXPERIMENT_ATTRIBUTES)
 
 
 def find_project(token: ApiToken, experiment_id: str) -> Project:
@@ -169,8 +177,9 @@ def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any
     ordered otherwise (ties by id, as MLflow's server), a page at a time (``page_of``); no
     project is ever deleted through the API, so DELETED_ONLY lists none."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda kind, key: (
-        kind == "attributes" and key in ("creation_time", "last_update_time")))
-    order = search.parse_order(repeated(body.get("order_by")))
+        kind == "attributes" and key in ("creation_time", "last_update_time")),
+        _experiment_key)
+    order = search.parse_order(repeated(body.get("order_by")), _experiment_key)
     offset, size = page_of(body)
     if str(body.get("view_type") or "ACTIVE_ONLY") in ("DELETED_ONLY", "2"):
         return {"experiments": []}
@@ -271,6 +280,8 @@ def find_run(token: ApiToken, body: Mapping[str, Any], write: bool = False,
     this API, by the token's user unless they maintain the project, and not deleted unless
     ``deleted`` allows it); ``lock``: read under its row lock (see ``run_to_log``)."""
     run_id = str(body.get("run_id") or body.get("run_uuid") or "")
+    if not run_id:  # as MLflow's server answers a request without one
+        raise ApiError("INVALID_PARAMETER_VALUE", "missing value for parameter 'run_id'")
     pk = parse_pk(run_id)
     # A write reads neither the project nor the creator (a run's JSON does): a log-metric
     # request is mostly its queries.
@@ -336,7 +347,9 @@ def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict
                      "tags": [{"key": k, "value": v} for k, v in tags.items()]}}
 
 
-def pairs(items: Any, what: str, limit: int) -> dict[str, str]:
+def pairs(items: Any, what: str, limit: int, unique: bool = False) -> dict[str, str]:
+    """The ``{"key", "value"}`` objects of ``items`` as a dict; ``unique``: a key given twice
+    is refused, as MLflow's server refuses a batch's params (the later value had won)."""
     if items is None:
         return {}
     if not isinstance(items, list) or len(items) > limit:
@@ -345,7 +358,11 @@ def pairs(items: Any, what: str, limit: int) -> dict[str, str]:
     for item in items:
         if not isinstance(item, dict):
             raise ApiError("INVALID_PARAMETER_VALUE", f"each of {what} must be an object")
-        pairs[text(item, "key")] = text(item, "value", required=False)
+        key = text(item, "key")
+        if unique and key in pairs:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"Duplicate {what} keys have been "
+                           f"submitted: {key[:100]!r}. Send one value per key.")
+        pairs[key] = text(item, "value", required=False)
     return pairs
 
 
@@ -408,7 +425,8 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 def run_update(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     run = find_run(token, body, write=True)
     name = text(body, "run_name", required=False)
-    if name:
+    if name:  # and its tag mlflow.runName, which MLflow's server renames with it
+        ingest.log_to_run(run, tags={RUN_NAME_TAG: name})
         Experiment.objects.filter(pk=run.pk).update(name=name[:200])
         run.name = name[:200]
     status = text(body, "status", required=False)
@@ -447,8 +465,8 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     with an earlier ``start_time`` comes after), or filtered and ordered by MLflow's grammar
     (then every run of the experiments is read: filters apply to what ``run_json`` shows);
     a page token is the offset of the next page."""
-    clauses = search.parse_filter(text(body, "filter", required=False), _numeric)
-    order = search.parse_order(repeated(body.get("order_by")))
+    clauses = search.parse_filter(text(body, "filter", required=False), _numeric, _run_key)
+    order = search.parse_order(repeated(body.get("order_by")), _run_order_key)
     stages = VIEW_TYPES.get(str(body.get("run_view_type") or "ACTIVE_ONLY"))
     if stages is None:
         raise ApiError("INVALID_PARAMETER_VALUE", "run_view_type must be ACTIVE_ONLY, "
@@ -507,6 +525,25 @@ def at_most(value: Any, what: str, limit: int) -> list[Any]:
 START_ALIASES = ("created", "Created")
 NAME_ALIASES = ("run name", "Run name", "Run Name")
 DATASET_CONTEXT = "mlflow.data.context"  # the tag of a dataset input that says its use
+
+
+# What a run's search may name besides metrics, params and tags: run_info's fields and
+# MLflow's other names of them, and the fields of its dataset inputs.
+RUN_ATTRIBUTES = frozenset(("run_id", "run_uuid", "run_name", "experiment_id", "user_id",
+                            "status", "start_time", "end_time", "artifact_uri",
+                            "lifecycle_stage", *START_ALIASES, *NAME_ALIASES))
+DATASET_FIELDS = ("name", "digest", "context")
+
+
+def _run_key(kind: str, key: str) -> bool:
+    if kind == "attributes":
+        return key in RUN_ATTRIBUTES
+    return kind != "datasets" or key in DATASET_FIELDS
+
+
+def _run_order_key(kind: str, key: str) -> bool:
+    """An order takes a run's single values: not its datasets, of which it has several."""
+    return kind != "datasets" and _run_key(kind, key)
 
 
 def _numeric(kind: str, key: str) -> bool:
@@ -603,16 +640,22 @@ def log_model(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> di
 @endpoint(("POST",), write=True)
 def log_batch(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     with run_to_log(token, body) as run:
-        ingest.log_columns(run, _columns(body.get("metrics")),
-                           pairs(body.get("params"), "params", MAX_PARAMS),
+        metrics = body.get("metrics")
+        ingest.log_columns(run, _columns(metrics),
+                           pairs(body.get("params"), "params", MAX_PARAMS, unique=True),
                            pairs(body.get("tags"), "tags", MAX_TAGS), locked=True)
+        # read once _columns checked them: a list of at most MAX_METRICS
+        model_metrics.link(token, run, model_metrics.linked(metrics or []))
     return {}
 
 
 @endpoint(("POST",), write=True)
 def log_metric(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     with run_to_log(token, body) as run:
+        if body.get("timestamp") in (None, ""):  # required, as MLflow's server has it: not 1970
+            raise ApiError("INVALID_PARAMETER_VALUE", "missing value for parameter 'timestamp'")
         ingest.log_to_run(run, [_point(body)], locked=True)
+        model_metrics.link(token, run, model_metrics.linked([body]))
     return {}
 
 
@@ -629,7 +672,7 @@ def set_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
     with run_to_log(token, body) as run:
         key, value = text(body, "key"), text(body, "value", required=False)
         ingest.log_to_run(run, tags={key: value}, locked=True)
-        if key == "mlflow.runName" and value:
+        if key == RUN_NAME_TAG and value:
             Experiment.objects.filter(pk=run.pk).update(name=value[:200])
     return {}
 

@@ -93,6 +93,9 @@ class LoggedModel(models.Model):
     status_message = models.TextField(blank=True)
     params = models.JSONField(default=dict)
     tags = models.JSONField(default=dict)
+    # The metric points a script linked to the model (``log_metric(..., model_id=...)``), as
+    # MLflow's protocol writes a Metric: one per name, step and data set, the last written.
+    metrics = models.JSONField(default=list)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
                                    on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
@@ -131,13 +134,14 @@ def text_stored_by(user: Any) -> int:
     """Bytes of the text ``user``'s scripts logged, as the database holds it (the storage
     quota): their external runs' specs (params, tags, dataset inputs, model outputs) and
     progress (its table of up to 1,000 metric names, about 350 kB), their logged models'
-    params and tags, and the experiment tags they set. A script could otherwise add 2 MB a
-    run, 1,000 runs an hour, or 5 kB a tag without end, past any quota. Summed in SQL, without
-    reading the text (``storage.StoredSize``)."""
+    params, tags and linked metrics, and the experiment tags they set. A script could
+    otherwise add 2 MB a run, 1,000 runs an hour, or 5 kB a tag without end, past any quota.
+    Summed in SQL, without reading the text (``storage.StoredSize``)."""
     runs = Experiment.objects.filter(created_by=user, kind=Experiment.Kind.EXTERNAL).aggregate(
         n=Sum(storage.StoredSize("spec") + storage.StoredSize("progress")))["n"]
     logged = LoggedModel.objects.filter(created_by=user).aggregate(
-        n=Sum(storage.StoredSize("params") + storage.StoredSize("tags")))["n"]
+        n=Sum(storage.StoredSize("params") + storage.StoredSize("tags")
+              + storage.StoredSize("metrics")))["n"]
     tags = ExperimentTag.objects.filter(set_by=user).aggregate(
         n=Sum(storage.StoredSize("key") + storage.StoredSize("value")))["n"]
     return int(runs or 0) + int(logged or 0) + int(tags or 0)

@@ -5,8 +5,9 @@ API answers with (``Fields``: what a run or an experiment shows under each of ``
 
 The subset of mlflow/utils/search_utils.py that scripts use: clauses joined by AND;
 comparisons =, !=, <, <=, >, >= on numbers and =, !=, LIKE, ILIKE, IN, NOT IN on strings;
-keys quoted with backticks or double quotes when they hold spaces; ``datasets.name``,
-``datasets.digest`` and ``datasets.context`` on a run's dataset inputs."""
+IS NULL and IS NOT NULL on params and tags; keys quoted with backticks or double quotes when
+they hold spaces; ``datasets.name``, ``datasets.digest`` and ``datasets.context`` on a run's
+dataset inputs."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ OPENED = {"'": re.compile(r"'(?:[^'\\]|\\.)*"), '"': re.compile(r'"(?:[^"\\]|\\.
 # spaces once per character of it (20,000 spaces in a filter took 43 s).
 CLAUSE = re.compile(r"^(?P<key>.*?\S)\s*(?P<op>!=|<>|<=|>=|=|<|>|\bNOT\s+IN\b|\bIN\b|"
                     r"\bI?LIKE\b)\s*(?P<value>.+)$", re.IGNORECASE | re.DOTALL)
+# MLflow 3's test of a param's or tag's presence: ``params.seed IS NULL`` (no value follows).
+PRESENCE = re.compile(r"^(?P<key>.*?\S)\s+IS\s+(?P<negated>NOT\s+)?NULL$",
+                      re.IGNORECASE | re.DOTALL)
+PRESENCE_KINDS = ("params", "tags")
 ORDER = re.compile(r"^(?P<key>.*?\S)(?:\s+(?P<direction>ASC|DESC))?$", re.IGNORECASE | re.DOTALL)
 AND = re.compile(r"(?<!\s)\s+AND\s+", re.IGNORECASE)
 OR = re.compile(r"(?<!\s)\s+OR\s+", re.IGNORECASE)
@@ -46,6 +51,9 @@ MAX_CLAUSES = 100  # comparisons of a filter; keys of an order
 
 # {"metrics": {...}, "params": {...}, "tags": {...}, "attributes": {...}}
 Fields = Mapping[str, Mapping[str, Any]]
+# Whether a search can name ``kind.key`` at all (the attributes a run or an experiment has):
+# a misspelt key matched nothing, or ordered nothing, where MLflow's server says it is wrong.
+Known = Callable[[str, str], bool]
 
 
 @dataclass(frozen=True)
@@ -62,18 +70,24 @@ def invalid(message: str) -> ApiError:
     return ApiError("INVALID_PARAMETER_VALUE", message)
 
 
-def parse_filter(text: str, numeric: Callable[[str, str], bool]) -> list[Clause]:
+def parse_filter(text: str, numeric: Callable[[str, str], bool],
+                 known: Known | None = None) -> list[Clause]:
     """The clauses of ``text`` (none for an empty filter). ``numeric(kind, key)``: whether the
-    key holds numbers (metrics, times) rather than strings."""
+    key holds numbers (metrics, times) rather than strings; ``known(kind, key)``: whether the
+    search has such a key (INVALID_PARAMETER_VALUE otherwise; any key without it)."""
     if len(text) > MAX_FILTER_CHARS:
         raise invalid(f"a filter is at most {MAX_FILTER_CHARS} characters")
     clauses = []
     for part in at_most(_split_and(text), "comparisons in a filter"):
+        presence = PRESENCE.match(part.strip()) if part.rstrip()[-4:].upper() == "NULL" else None
+        if presence is not None:
+            clauses.append(_presence(presence, known))
+            continue
         match = CLAUSE.match(part.strip())
         if match is None:
             raise invalid(f"invalid filter clause {part.strip()[:100]!r}: expected "
                           "<entity>.<key> <comparator> <value>")
-        kind, key = parse_key(match["key"])
+        kind, key = _known_key(match["key"], known)
         op = " ".join(match["op"].upper().split()).replace("<>", "!=")
         is_number = numeric(kind, key)
         if op not in (NUMERIC_OPS if is_number else STRING_OPS):
@@ -82,14 +96,32 @@ def parse_filter(text: str, numeric: Callable[[str, str], bool]) -> list[Clause]
     return clauses
 
 
-def parse_order(items: Sequence[str]) -> list[tuple[str, str, bool]]:
-    """(kind, key, ascending) per ``order_by`` item."""
+def _presence(match: re.Match[str], known: Known | None) -> Clause:
+    """``<params|tags>.<key> IS [NOT] NULL``: whether the run has the key."""
+    kind, key = _known_key(match["key"], known)
+    op = "IS NOT NULL" if match["negated"] else "IS NULL"
+    if kind not in PRESENCE_KINDS:
+        raise invalid(f"{op} applies to params and tags only, not to {kind}.{key}")
+    return Clause(kind, key, op, None)
+
+
+def _known_key(text: str, known: Known | None) -> tuple[str, str]:
+    kind, key = parse_key(text)
+    if known is not None and not known(kind, key):
+        raise invalid(f"invalid search key {text.strip()[:100]!r}: "
+                      f"{'no such attribute' if kind == 'attributes' else f'no {kind} here'}")
+    return kind, key
+
+
+def parse_order(items: Sequence[str], known: Known | None = None
+                ) -> list[tuple[str, str, bool]]:
+    """(kind, key, ascending) per ``order_by`` item (``known`` as in ``parse_filter``)."""
     order = []
     for item in at_most(items, "order_by keys"):
         match = ORDER.match(str(item).strip())
         if match is None:
             raise invalid(f"invalid order_by clause {str(item)[:100]!r}")
-        kind, key = parse_key(match["key"])
+        kind, key = _known_key(match["key"], known)
         order.append((kind, key, (match["direction"] or "ASC").upper() == "ASC"))
     return order
 
@@ -248,9 +280,11 @@ def _pieces(pattern: str, flags: int) -> list[re.Pattern[str]]:
 
 
 def _holds(clause: Clause, actual: Any) -> bool:
+    op, expected = clause.op, clause.value
+    if op in ("IS NULL", "IS NOT NULL"):
+        return (actual is None) == (op == "IS NULL")
     if actual is None:
         return False
-    op, expected = clause.op, clause.value
     if op in ("LIKE", "ILIKE"):
         return like(expected, str(actual), re.IGNORECASE if op == "ILIKE" else 0)
     if op in ("IN", "NOT IN"):

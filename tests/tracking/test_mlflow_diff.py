@@ -1,0 +1,182 @@
+"""Answers that differed from MLflow's own server for the same calls of the mlflow client
+(tools/mlflow_diff.py runs both), each now as MLflow's server answers, through the real client
+(3.17) against Fitboard's live server. A request the client never sends without a field is
+sent as a script's own HTTP call would send it, with ``requests``."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import pytest
+import requests
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+
+
+def _runs(tracking, project, filter_string: str = "", order_by: list[str] | None = None
+          ) -> list[str]:
+    found = tracking.search_runs([str(project.pk)], filter_string, order_by=order_by)
+    return [r.info.run_name for r in found]
+
+
+def _error_code(call, *args, **kwargs) -> str:
+    with pytest.raises(MlflowException) as caught:
+        call(*args, **kwargs)
+    return caught.value.error_code
+
+
+@pytest.mark.parametrize("filter_string", [
+    "foo.bar = '1'", "attributes.foo = 'x'", "run_namez = 'r1'",
+    "metrics.loss < 0.5 AND attributes.bogus = 'x'"])
+def test_a_filter_on_a_key_no_run_has_is_refused_not_an_empty_answer(tracking, project,
+                                                                      filter_string):
+    # a misspelt entity or attribute matched no run, so a script read "nothing found"
+    mlflow.set_experiment("vision")
+    with mlflow.start_run(run_name="r1"):
+        mlflow.log_metric("loss", 0.1)
+
+    assert _error_code(tracking.search_runs, [str(project.pk)], filter_string) == (
+        "INVALID_PARAMETER_VALUE")
+    assert _runs(tracking, project, "attributes.run_name = 'r1' AND metrics.loss < 0.5") == [
+        "r1"]
+
+
+@pytest.mark.parametrize("order", ["loss ASC", "attributes.foo", "foo.bar DESC",
+                                   "datasets.name"])
+def test_an_order_by_a_key_no_run_has_is_refused_not_ignored(tracking, project, order):
+    # "loss ASC" (metrics. left out) listed the runs in their default order, unsorted
+    mlflow.set_experiment("vision")
+    for loss in (0.2, 0.1):
+        with mlflow.start_run(run_name=str(loss)):
+            mlflow.log_metric("loss", loss)
+
+    assert _error_code(tracking.search_runs, [str(project.pk)], order_by=[order]) == (
+        "INVALID_PARAMETER_VALUE")
+    assert _runs(tracking, project, order_by=["metrics.loss ASC"]) == ["0.1", "0.2"]
+
+
+@pytest.mark.parametrize("filter_string", ["bad.key = 'x'", "params.x = '1'",
+                                           "metrics.m > 1", "namez = 'x'"])
+def test_an_experiment_search_on_a_key_experiments_lack_is_refused(tracking, filter_string):
+    assert _error_code(tracking.search_experiments, filter_string=filter_string) == (
+        "INVALID_PARAMETER_VALUE")
+    assert _error_code(tracking.search_experiments, order_by=["namez ASC"]) == (
+        "INVALID_PARAMETER_VALUE")
+    assert [e.name for e in tracking.search_experiments(
+        filter_string="attribute.name = 'vision'", order_by=["tags.team"])] == ["vision"]
+
+
+def test_is_null_and_is_not_null_find_runs_without_and_with_a_param_or_tag(tracking,
+                                                                           project):
+    # MLflow 3's grammar; Fitboard refused the clause as invalid
+    mlflow.set_experiment("vision")
+    with mlflow.start_run(run_name="seeded"):
+        mlflow.log_param("seed", 1)
+        mlflow.set_tag("odd key", "x")
+    with mlflow.start_run(run_name="plain"):
+        pass
+
+    assert _runs(tracking, project, "params.seed IS NULL") == ["plain"]
+    assert _runs(tracking, project, "params.seed IS NOT NULL") == ["seeded"]
+    assert _runs(tracking, project, "tags.`odd key` is not null AND params.seed IS NOT NULL"
+                 ) == ["seeded"]
+    assert _error_code(tracking.search_runs, [str(project.pk)], "metrics.loss IS NULL") == (
+        "INVALID_PARAMETER_VALUE")
+
+
+def test_a_batch_naming_one_param_twice_is_refused_whole(tracking):
+    # the later value had been stored, where MLflow's server stores nothing
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        pass
+    run_id = run.info.run_id
+
+    code = _error_code(tracking.log_batch, run_id, params=[Param("lr", "0.1"),
+                                                           Param("lr", "0.2")])
+    again = _error_code(tracking.log_batch, run_id, params=[Param("seed", "1"),
+                                                            Param("seed", "1")])
+
+    assert code == again == "INVALID_PARAMETER_VALUE"
+    assert tracking.get_run(run_id).data.params == {}
+
+
+def test_renaming_a_run_renames_its_run_name_tag_too(tracking, project):
+    # update_run(name=...) left tags["mlflow.runName"] (the runs table's column) at the old name
+    mlflow.set_experiment("vision")
+    with mlflow.start_run(run_name="first") as run:
+        pass
+
+    tracking.update_run(run.info.run_id, status="KILLED", name="second")
+    tracking.update_run(run.info.run_id, name="third")
+
+    fetched = tracking.get_run(run.info.run_id)
+    assert fetched.info.run_name == "third" and fetched.info.status == "KILLED"
+    assert fetched.data.tags["mlflow.runName"] == "third"
+    assert _runs(tracking, project, "tags.mlflow.runName = 'third'") == ["third"]
+    frame = mlflow.search_runs([str(project.pk)])
+    assert frame["tags.mlflow.runName"].tolist() == ["third"]
+
+
+@pytest.mark.parametrize(("method", "route"), [("GET", "runs/get"), ("POST", "runs/update"),
+                                               ("POST", "runs/delete"),
+                                               ("POST", "runs/set-tag")])
+def test_a_request_without_a_run_id_is_a_bad_request_not_a_missing_run(tracking, token,
+                                                                        method, route):
+    answer = requests.request(method, f"{mlflow.get_tracking_uri()}/api/2.0/mlflow/{route}",
+                              json={"key": "k", "value": "v"}, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"})
+
+    assert answer.status_code == 400
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "run_id" in answer.json()["message"]
+
+
+def test_a_logged_metric_needs_its_timestamp_as_mlflows_server_has_it(tracking, token):
+    # one without was stored at 1970-01-01, first in the metric's history
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.5, step=1)
+    url = f"{mlflow.get_tracking_uri()}/api/2.0/mlflow/runs/log-metric"
+
+    answer = requests.post(url, json={"run_id": run.info.run_id, "key": "loss", "value": 0.1,
+                                      "step": 2}, timeout=30,
+                           headers={"Authorization": f"Bearer {token}"})
+
+    assert answer.status_code == 400
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "timestamp" in answer.json()["message"]
+    assert [m.value for m in tracking.get_metric_history(run.info.run_id, "loss")] == [0.5]
+
+
+def test_metrics_linked_to_a_logged_model_read_back_with_it_and_in_its_search(tracking,
+                                                                            project):
+    # get_logged_model(...).metrics was always empty, and a search on them found nothing
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        model = tracking.create_logged_model(str(project.pk), name="net",
+                                             source_run_id=run.info.run_id)
+        mlflow.log_metric("acc", 0.9, step=1, model_id=model.model_id)
+        tracking.log_batch(run.info.run_id, metrics=[
+            Metric("loss", 0.3, 1000, 2, model_id=model.model_id),
+            Metric("loss", float("nan"), 1001, 3, model_id=model.model_id)])
+
+    def found(filter_string: str) -> list[str]:
+        return [m.name for m in mlflow.search_logged_models(
+            experiment_ids=[str(project.pk)], filter_string=filter_string,
+            output_format="list")]
+
+    linked = tracking.get_logged_model(model.model_id).metrics
+    assert [(m.key, m.value, m.step, m.run_id) for m in linked[:2]] == [
+        ("acc", 0.9, 1, run.info.run_id), ("loss", 0.3, 2, run.info.run_id)]
+    assert math.isnan(linked[2].value) and linked[2].model_id == model.model_id
+    assert found("metrics.acc > 0.5") == ["net"] and found("metrics.acc > 0.95") == []
+    assert tracking.get_run(run.info.run_id).data.metrics["acc"] == 0.9
+
+
+def test_a_metric_linked_to_a_model_the_run_cannot_reach_is_refused(tracking, project):
+    mlflow.set_experiment("vision")
+    with mlflow.start_run():
+        code = _error_code(mlflow.log_metric, "acc", 0.9, model_id="m-999999")
+
+    assert code == "RESOURCE_DOES_NOT_EXIST"

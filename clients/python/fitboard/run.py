@@ -77,12 +77,15 @@ class Run:
         return str(getattr(self._sink, "status", "running"))
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Log ``metrics`` (name: number; a tensor of one element will do) at ``step``
-        (default: one past the last step logged). Returns at once; blocks only while more
-        than ``max_queued_points`` wait to be sent (the server is slower than the script)."""
+        """Log ``metrics`` (name: number; a tensor or array of one element will do; a nested
+        mapping's names are joined with dots, ``{"train": {"loss": x}}`` as ``train.loss``) at
+        ``step`` (default: one past the last step logged). Returns at once; blocks only while
+        more than ``max_queued_points`` wait to be sent (the server is slower than the script).
+        A value that is not a number raises FitboardError naming it, and nothing of the call
+        is logged."""
         if self.finished:
             raise FitboardError("this run is finished")
-        values = {str(k): float(v) for k, v in metrics.items()}
+        values = numbers(metrics)
         step = self._next_step if step is None else int(step)
         self._next_step = step + 1
         now = time.time()
@@ -176,6 +179,36 @@ class Run:
             if not self.errors:
                 warnings.warn(f"fitboard: points not stored: {exc}", stacklevel=1)
             self.errors.append(str(exc))
+
+
+def numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """``metrics`` as name: float, nested mappings flattened (``train.loss``)."""
+    values: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            values.update(numbers(value, name + "."))
+            continue
+        try:
+            values[name] = _number(value)
+        except (TypeError, ValueError, RuntimeError):  # a list, a text, a tensor of many
+            shown = repr(value)
+            raise FitboardError(
+                f"metric {name!r} is {type(value).__name__} {shown[:60]}"
+                f"{'...' if len(shown) > 60 else ''}, not a number: log a number, or a tensor "
+                "or array of one element (.item())") from None
+    return values
+
+
+def _number(value: Any) -> float:
+    """A number, or the one element of a tensor or array (numpy 2 refuses ``float()`` of an
+    array of shape ``(1,)``; ``.item()`` takes any one-element array)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        if callable(getattr(value, "item", None)):
+            return float(value.item())
+        raise
 
 
 def columns(records: list[Record]) -> Columns:

@@ -1,0 +1,60 @@
+"""What the native client's ``run.log`` takes: numbers, one-element tensors and arrays, nested
+mappings (names joined with dots, as W&B shows them); anything else is refused at the call,
+naming the metric, with nothing of that call logged. Offline runs, read back from their file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fitboard
+import numpy as np
+import pytest
+import torch
+
+
+def logged(folder: Path) -> dict[str, list[list[float]]]:
+    """The points of the one offline run in ``folder``, by metric: [step, value] pairs."""
+    (path,) = folder.glob("*.jsonl")
+    points: dict[str, list[list[float]]] = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        for name, (steps, values, _) in record.get("metrics", {}).items():
+            points.setdefault(name, []).extend([s, v] for s, v in zip(steps, values,
+                                                                      strict=True))
+    return points
+
+
+def test_nested_mappings_tensors_and_arrays_log_as_numbers(tmp_path: Path) -> None:
+    # given an offline run
+    with fitboard.init(project="p", name="values", offline=True, directory=tmp_path) as run:
+        # when a script logs the way W&B scripts do: nested names, a tensor, numpy scalars
+        run.log({"train": {"loss": torch.tensor(0.5), "acc": np.float32(0.25)},
+                 "lr": np.array([1e-3]), "epoch": 1, "done": True}, step=3)
+
+    # then each value is stored as a number under its dotted name
+    assert logged(tmp_path) == {"train.loss": [[3, 0.5]], "train.acc": [[3, 0.25]],
+                                "lr": [[3, 1e-3]], "epoch": [[3, 1.0]], "done": [[3, 1.0]]}
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ([0.1, 0.2], "list [0.1, 0.2]"),
+    ("high", "str 'high'"),
+    (torch.ones(3), "Tensor tensor([1., 1., 1.])"),
+    (None, "NoneType None"),
+])
+def test_a_value_that_is_not_a_number_is_refused_naming_it(tmp_path: Path, value: object,
+                                                           shown: str) -> None:
+    # given an offline run that logged one good point
+    with fitboard.init(project="p", name="bad", offline=True, directory=tmp_path) as run:
+        run.log({"loss": 1.0}, step=0)
+
+        # when a call holds a value that is not a number beside good ones
+        with pytest.raises(fitboard.FitboardError) as refused:
+            run.log({"loss": 0.5, "sched": {"lr": value}}, step=1)
+
+        # then the error names the metric and what it got, and the call logged nothing
+        assert f"metric 'sched.lr' is {shown}" in str(refused.value)
+        assert "not a number" in str(refused.value)
+        run.log({"loss": 0.25}, step=2)
+    assert logged(tmp_path) == {"loss": [[0, 1.0], [2, 0.25]]}

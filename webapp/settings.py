@@ -311,6 +311,12 @@ FITBOARD_SOCKET_RATE_PER_MIN = env_int("FITBOARD_SOCKET_RATE_PER_MIN", 300, mini
 # artifacts and logged models, their runs' checkpoints and metric points; an upload or a
 # script's points past it are refused, and so is a launch once they are at it; 0 = no limit.
 FITBOARD_STORAGE_QUOTA_BYTES = env_int("FITBOARD_STORAGE_QUOTA_GB", 20, minimum=0) * 2**30
+# Bytes each file a script uploads (an artifact, a logged model's file) counts for in that
+# quota at least: a file takes an inode and a row however small it is, and ext4 gives a disk
+# one inode per 16 KiB by default, so empty files counted as nothing could use up every inode
+# of the disk (and rows of the database) within any quota. 0 = files count as their bytes.
+FITBOARD_STORAGE_BYTES_PER_FILE = env_int("FITBOARD_STORAGE_BYTES_PER_FILE", 16 * 1024,
+                                          minimum=0)
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.

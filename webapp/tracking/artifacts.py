@@ -119,7 +119,8 @@ def store(user: Any, root: str, inner: str, source: Any, holder: Any) -> None:
     """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root`` of
     ``holder`` (a run or logged model; replacing a file of that name), uploaded by ``user``:
     refused past FITBOARD_UPLOAD_MAX_MB, past MAX_FILES files under ``root``, past the user's
-    storage quota (the file it replaces, when theirs, counted out), or once ``holder`` is
+    storage quota (the file counted as at least FITBOARD_STORAGE_BYTES_PER_FILE, and the file
+    it replaces, when theirs, counted out), or once ``holder`` is
     deleted, before anything stored changes."""
     limit = settings.FITBOARD_UPLOAD_MAX_BYTES
     with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
@@ -147,7 +148,9 @@ def store(user: Any, root: str, inner: str, source: Any, holder: Any) -> None:
                                "files; delete some, or upload them as one archive")
             mine = replaced is not None and user is not None and replaced.created_by_id == user.pk
             try:
-                storage.reserve(user, size, freeing=replaced.size if mine and replaced else 0)
+                # Each file at least FITBOARD_STORAGE_BYTES_PER_FILE: empty ones were free.
+                storage.reserve(user, storage.file_bytes(size), freeing=storage.file_bytes(
+                    replaced.size) if mine and replaced else 0)
             except storage.OverStorageQuota as exc:
                 raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not "
                                f"stored: {exc}") from None

@@ -3,17 +3,26 @@
 What a script stored outside the storage quota: files of no bytes. The quota counted an
 artifact as its bytes, so a loop uploading empty files (10,000 a run, 1,000 runs an hour)
 added an inode on the disk and a row of up to 1 kB of name in the database for each, counted
-as nothing: within any quota, enough to use up the disk's inodes for everyone."""
+as nothing: within any quota, enough to use up the disk's inodes for everyone.
+
+What a member's artifact names made others fetch or see: the REST API listed each artifact's
+URL with its name unquoted, so "model.pt?v=2" (or "model.pt#2") was listed at a URL that
+downloads the run's "model.pt"; and a name holding a right-to-left override showed on the run
+page as another ("report\u202efdp.exe" as "reportexe.pdf"), a tab or carriage return as
+spaces or nothing."""
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.test import Client
 
+from webapp.experiments.models import StoredArtifact
 from webapp.projects import storage
-from webapp.tracking import ingest, tokens
+from webapp.tracking import artifacts, ingest, tokens
 
 from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
 
@@ -58,3 +67,46 @@ def test_an_empty_artifact_counts_towards_the_quota(media, mallory, project,  # 
     assert put(token, run, "empty/0", b"x" * 100).status_code == 200
     assert put(token, run, "empty/1", b"", method="delete").status_code == 200
     assert put(token, run, "empty/2", b"").status_code == 200
+
+
+def test_each_listed_artifacts_url_downloads_that_artifact(media, owner, mallory,  # noqa: F811
+                                                            project):  # noqa: F811
+    # given a run of mallory's holding "model.pt" and files whose names hold "?", "#", "%"
+    run = ingest.create_run(mallory, project, "names", {})
+    names = {"model.pt": b"weights", "model.pt?v=2": b"query", "model.pt#2": b"fragment",
+             "100%.txt": b"percent"}
+    for name, data in names.items():
+        artifacts.save(run, name, BytesIO(data))
+    token = tokens.create_token(owner, "laptop", "read", None)[1]
+
+    # when a teammate's script lists the run's artifacts through the REST API, and fetches
+    # each at the URL listed
+    listed = Client().get(f"/api/v1/runs/{run.pk}/artifacts/",
+                          HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    fetched = {item["path"]: b"".join(Client().get(
+        item["url"], HTTP_AUTHORIZATION=f"Bearer {token}").streaming_content)
+        for item in listed}
+
+    # then each URL downloads its own file ("model.pt?v=2" and "model.pt#2" downloaded
+    # "model.pt", "100%.txt" nothing)
+    assert fetched == names
+
+
+@pytest.mark.parametrize("name", ["report\u202efdp.exe", "a\u2067b", "tab\there", "cr\rhere",
+                                  "next\x85line"])
+def test_an_artifact_named_to_show_as_another_is_refused(media, mallory, project, name):  # noqa: F811
+    # given a run of mallory's
+    run = ingest.create_run(mallory, project, "names", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    # when her script uploads a file whose name holds a bidi or control character
+    response = put(token, run, quote(f"plots/{name}"), b"png")
+
+    # then it is refused in MLflow's format, naming the character, and nothing is stored
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "control character" in response.json()["message"]
+    assert not StoredArtifact.objects.exists()
+    assert not [p for p in media.rglob("*") if p.is_file()]
+    # and a name of any script still uploads
+    assert put(token, run, quote("plots/ünïcode ✓ 图.png"), b"png").status_code == 200

@@ -9,7 +9,11 @@ What a member's artifact names made others fetch or see: the REST API listed eac
 URL with its name unquoted, so "model.pt?v=2" (or "model.pt#2") was listed at a URL that
 downloads the run's "model.pt"; and a name holding a right-to-left override showed on the run
 page as another ("report\u202efdp.exe" as "reportexe.pdf"), a tab or carriage return as
-spaces or nothing."""
+spaces or nothing.
+
+What a script could not take back: a logged model it deleted (MLflow's delete_logged_model) was
+hidden with its files kept, counted in its uploader's quota, and reachable by nothing that
+could delete them: for a model of no run, room lost for good."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from django.test import Client
 from webapp.experiments.models import StoredArtifact
 from webapp.projects import storage
 from webapp.tracking import artifacts, ingest, tokens
+from webapp.tracking.models import LoggedModel
 
 from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
 
@@ -110,3 +115,30 @@ def test_an_artifact_named_to_show_as_another_is_refused(media, mallory, project
     assert not [p for p in media.rglob("*") if p.is_file()]
     # and a name of any script still uploads
     assert put(token, run, quote("plots/ünïcode ✓ 图.png"), b"png").status_code == 200
+
+
+def test_deleting_a_logged_model_deletes_its_files_and_frees_their_room(
+        media, mallory, project, django_capture_on_commit_callbacks):  # noqa: F811
+    # given a logged model of mallory's script (of no run), its file uploaded
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    before = storage.stored_bytes(mallory)
+    created = Client().post("/api/2.0/mlflow/logged-models", {
+        "experiment_id": str(project.pk), "name": "net"}, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}").json()["model"]["info"]
+    url = f"{A}/{project.pk}/models/{created['model_id']}/artifacts/model.pt"
+    assert Client().put(url, b"w" * 50_000, content_type="application/octet-stream",
+                        HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+    # when her script deletes the model
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = Client().delete(f"/api/2.0/mlflow/logged-models/{created['model_id']}",
+                                  HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then it is gone, and so are its files and their room in her quota (they stayed, counted,
+    # with nothing that reached them to delete)
+    assert deleted.status_code == 200
+    assert Client().get(f"/api/2.0/mlflow/logged-models/{created['model_id']}",
+                        HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 404
+    assert not LoggedModel.objects.exists() and not StoredArtifact.objects.exists()
+    assert not [p for p in media.rglob("*") if p.is_file()]
+    assert storage.stored_bytes(mallory) == before

@@ -13,7 +13,11 @@ spaces or nothing.
 
 What a script could not take back: a logged model it deleted (MLflow's delete_logged_model) was
 hidden with its files kept, counted in its uploader's quota, and reachable by nothing that
-could delete them: for a model of no run, room lost for good."""
+could delete them: for a model of no run, room lost for good.
+
+What an anonymous sender held on the server: the web server bounded each request's body, and
+wrote it whole to its disk before anything authenticated it, but not bodies sent at once: a
+hundred uploads of 110 MB put 11 GB in its temporary folder."""
 
 from __future__ import annotations
 
@@ -22,14 +26,20 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from daphne import http_protocol
 from django.test import Client
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
+from webapp import serve
 from webapp.experiments.models import StoredArtifact
 from webapp.projects import storage
 from webapp.tracking import artifacts, ingest, tokens
 from webapp.tracking.models import LoggedModel
 
 from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
+from .webapp.test_security_request_size import Server, headers
 
 A = "/api/2.0/mlflow-artifacts/artifacts"
 
@@ -142,3 +152,55 @@ def test_deleting_a_logged_model_deletes_its_files_and_frees_their_room(
     assert not LoggedModel.objects.exists() and not StoredArtifact.objects.exists()
     assert not [p for p in media.rglob("*") if p.is_file()]
     assert storage.stored_bytes(mallory) == before
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Any:
+    """Opens connections to the server as ``python -m webapp.serve`` builds them (bodies of
+    1,000 bytes at most, 1,800 held at once, 100 always taken), fed bytes in memory; each
+    returns the protocol, its transport and the requests that reached the application."""
+    settings.FITBOARD_MAX_REQUEST_BYTES = 1000
+    settings.FITBOARD_MAX_REQUEST_BODIES_BYTES = 1800
+    monkeypatch.setattr(serve, "SMALL_BODY", 100)
+    monkeypatch.setattr(serve.BoundedRequest, "all_held", 0)
+    monkeypatch.setattr(http_protocol, "WebRequest", http_protocol.WebRequest)  # restored after
+    serve.install()
+    served: list[Any] = []
+    monkeypatch.setattr(serve.BoundedRequest.__mro__[1], "process",
+                        lambda request: served.append(request))
+
+    def connect() -> tuple[Any, StringTransport, list[Any]]:
+        protocol = http_protocol.HTTPFactory(Server()).buildProtocol(("127.0.0.1", 50000))
+        protocol.callLater = Clock().callLater
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport, served
+
+    return connect
+
+
+def test_bodies_received_at_once_are_bounded_together(server):
+    # given two uploads of 900 bytes each coming in (800 received), within the limit of each
+    first, second, third, small = server(), server(), server(), server()
+    for protocol, _, _ in (first, second):
+        protocol.dataReceived(headers("Content-Length: 900") + b"x" * 800)
+
+    # when a third comes at once, and a request of a small body
+    third[0].dataReceived(headers("Content-Length: 900") + b"y" * 800)
+    small[0].dataReceived(headers("Content-Length: 50") + b"z" * 50)
+
+    # then the third is refused with 503 (with Retry-After) and closed, its bytes dropped
+    # (it was taken, whatever the others held), and the small one is served
+    assert third[1].value().startswith(b"HTTP/1.1 503 ") and third[1].disconnecting
+    assert b"Retry-After: 5" in third[1].value()
+    served = small[2]
+    assert [request.content.getvalue() for request in served] == [b"z" * 50]
+    # and the first two end as before: one is answered, the other's client goes away, which
+    # frees both their rooms for the next upload (either alone would not make room for it)
+    first[0].dataReceived(b"x" * 100)
+    assert len(served) == 2 and first[1].value() == b""
+    second[0].connectionLost(Failure(ConnectionError("gone")))
+    served[-1].finish()
+    fourth = server()
+    fourth[0].dataReceived(headers("Content-Length: 1000") + b"w" * 1000)
+    assert fourth[1].value() == b"" and len(served) == 3

@@ -333,6 +333,13 @@ FITBOARD_SERVE_MAX_BYTES = env_int("FITBOARD_SERVE_MAX_MB", 500, minimum=1) * 2*
 # past the limit still gets the form's own message.
 FITBOARD_MAX_REQUEST_BYTES = env_int("FITBOARD_MAX_REQUEST_MB",
                                      FITBOARD_UPLOAD_MAX_BYTES // 2**20 + 10, minimum=1) * 2**20
+# The bytes of request bodies one web server process holds at once (each on its disk until
+# its request ends): past them, a body of more than 64 kB is refused with 503 while it is
+# received. Each body was bounded alone, so a hundred anonymous uploads sent at once, none
+# authenticated before its whole body was in, put 11 GB in the temporary folder.
+FITBOARD_MAX_REQUEST_BODIES_BYTES = env_int("FITBOARD_MAX_REQUEST_BODIES_MB",
+                                            8 * (FITBOARD_MAX_REQUEST_BYTES // 2**20),
+                                            minimum=1) * 2**20
 FITBOARD_UPLOAD_MAX_ROWS = env_int("FITBOARD_UPLOAD_MAX_ROWS", 1_000_000, minimum=1)
 FITBOARD_UPLOAD_MAX_UNPACKED_BYTES = env_int("FITBOARD_UPLOAD_MAX_UNPACKED_MB", 1024,
                                              minimum=1) * 2**20

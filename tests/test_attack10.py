@@ -17,7 +17,11 @@ could delete them: for a model of no run, room lost for good.
 
 What an anonymous sender held on the server: the web server bounded each request's body, and
 wrote it whole to its disk before anything authenticated it, but not bodies sent at once: a
-hundred uploads of 110 MB put 11 GB in its temporary folder."""
+hundred uploads of 110 MB put 11 GB in its temporary folder.
+
+And what a script was answered for a path no route takes: the site's HTML page, under the REST
+API (a run id that is no number, /api/v1/runs/abc/) as under MLflow's (a path holding a line
+break), where clients read JSON."""
 
 from __future__ import annotations
 
@@ -204,3 +208,20 @@ def test_bodies_received_at_once_are_bounded_together(server):
     fourth = server()
     fourth[0].dataReceived(headers("Content-Length: 1000") + b"w" * 1000)
     assert fourth[1].value() == b"" and len(served) == 3
+
+
+@pytest.mark.parametrize(("url", "shape"), [
+    ("/api/v1/runs/abc/", "detail"), ("/api/v1/runs/-1/", "detail"), ("/api/v1/nothing/", "detail"),
+    ("/api/2.0/mlflow/runs/get%0A", "error_code"),
+    (f"{A}/1/2/artifacts/a%0Ab.txt", "error_code")])
+def test_a_path_no_route_takes_is_answered_in_its_apis_json(mallory, url, shape):  # noqa: F811
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    response = Client().get(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert response.status_code == 404
+    assert shape in response.json()
+    # and a page's path still gets the page
+    page = Client()
+    page.force_login(mallory)
+    assert b"<html" in page.get("/no-such-page/").content

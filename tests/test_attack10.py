@@ -21,7 +21,11 @@ hundred uploads of 110 MB put 11 GB in its temporary folder.
 
 And what a script was answered for a path no route takes: the site's HTML page, under the REST
 API (a run id that is no number, /api/v1/runs/abc/) as under MLflow's (a path holding a line
-break), where clients read JSON."""
+break), where clients read JSON.
+
+What a webhook's form told any user (each may maintain a project of their own): the addresses
+the server's own network names resolve to, in its refusal ("localhost resolves to 127.0.0.1,
+::1"), a way to map that network by name."""
 
 from __future__ import annotations
 
@@ -38,7 +42,9 @@ from twisted.python.failure import Failure
 
 from webapp import serve
 from webapp.experiments.models import StoredArtifact
+from webapp.notifications.models import Webhook
 from webapp.projects import storage
+from webapp.projects.actions import create_project
 from webapp.tracking import artifacts, ingest, tokens
 from webapp.tracking.models import LoggedModel
 
@@ -225,3 +231,25 @@ def test_a_path_no_route_takes_is_answered_in_its_apis_json(mallory, url, shape)
     page = Client()
     page.force_login(mallory)
     assert b"<html" in page.get("/no-such-page/").content
+
+
+def test_a_webhook_refused_for_a_private_address_does_not_name_it(mallory):  # noqa: F811
+    # given a project mallory made, which she maintains
+    mine = create_project(mallory, "mallory-own")
+    page = Client()
+    page.force_login(mallory)
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    # when she adds a webhook to a name of the server's own network, on the page and the API
+    on_page = page.post(f"/projects/{mine.pk}/notifications/", {
+        "form": "webhook", "url": "http://localhost:6379/", "events": ["run.failed"]})
+    by_api = Client().post(f"/api/v1/projects/{mine.pk}/webhooks/", {
+        "url": "http://localhost:6379/"}, content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then both are refused on the URL, saying why, without the addresses it resolves to
+    assert "not a public address" in " ".join(on_page.context["hook_form"].errors["url"])
+    assert "not a public address" in by_api.json()["errors"]["url"]
+    for answer in (on_page.content.decode(), by_api.content.decode()):
+        assert "127.0.0.1" not in answer and "::1" not in answer
+    assert not Webhook.objects.exists()

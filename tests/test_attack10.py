@@ -29,13 +29,16 @@ the server's own network names resolve to, in its refusal ("localhost resolves t
 
 from __future__ import annotations
 
+import importlib
 from io import BytesIO
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from daphne import http_protocol
+from django.apps import apps
 from django.test import Client
+from django.utils import timezone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -253,3 +256,30 @@ def test_a_webhook_refused_for_a_private_address_does_not_name_it(mallory):  # n
     for answer in (on_page.content.decode(), by_api.content.decode()):
         assert "127.0.0.1" not in answer and "::1" not in answer
     assert not Webhook.objects.exists()
+
+
+def test_the_logged_models_hidden_before_are_deleted_with_their_files(
+        media, mallory, project, django_capture_on_commit_callbacks):  # noqa: F811
+    # given a logged model mallory keeps, and one of hers hidden by a delete before deletes
+    # removed it
+    models = {}
+    for name in ("kept", "hidden"):
+        models[name] = LoggedModel.objects.create(project=project, name=name,
+                                                  created_by=mallory)
+        artifacts.store(mallory, models[name].artifacts_root, "data/model.pt",
+                        BytesIO(b"w" * 50_000), models[name])
+        if name == "kept":
+            kept_bytes = storage.stored_bytes(mallory)
+    LoggedModel.objects.filter(pk=models["hidden"].pk).update(deleted_at=timezone.now())
+
+    # when the migration runs
+    migration = importlib.import_module(
+        "webapp.tracking.migrations.0004_delete_hidden_logged_models")
+    with django_capture_on_commit_callbacks(execute=True):
+        migration.delete_hidden(apps, None)
+
+    # then the hidden model is gone with its file and its room in her quota; the other stays
+    assert list(LoggedModel.objects.values_list("name", flat=True)) == ["kept"]
+    assert [p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()] == [
+        f"{models['kept'].artifacts_root}/data/model.pt"]
+    assert storage.stored_bytes(mallory) == kept_bytes

@@ -25,7 +25,12 @@ break), where clients read JSON.
 
 What a webhook's form told any user (each may maintain a project of their own): the addresses
 the server's own network names resolve to, in its refusal ("localhost resolves to 127.0.0.1,
-::1"), a way to map that network by name."""
+::1"), a way to map that network by name.
+
+What anyone could do to any user's login behind the TLS proxy the production set-up puts in
+front of the server: lock it out. Failures are counted per username and address, and every
+connection came from the proxy's address: five wrong passwords from anywhere locked the user
+out for everyone, again every 15 minutes."""
 
 from __future__ import annotations
 
@@ -283,3 +288,24 @@ def test_the_logged_models_hidden_before_are_deleted_with_their_files(
     assert [p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()] == [
         f"{models['kept'].artifacts_root}/data/model.pt"]
     assert storage.stored_bytes(mallory) == kept_bytes
+
+
+def test_behind_a_proxy_failures_from_one_client_do_not_lock_out_another(owner, settings):  # noqa: F811
+    # given the server behind one proxy (which appends the address it was reached from), and
+    # a limit of 3 failed logins
+    settings.FITBOARD_TRUSTED_PROXIES = 1
+    settings.AXES_FAILURE_LIMIT = 3
+
+    def log_in(client_chain: str, password: str) -> Any:
+        return Client().post("/accounts/login/", {"username": "owner", "password": password},
+                             REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client_chain)
+
+    # when someone guesses the owner's password 3 times, writing the owner's own address
+    # first in the header their proxy appends theirs to
+    guesses = [log_in("198.51.100.7, 203.0.113.9", f"guess-{n}").status_code for n in range(3)]
+
+    # then they are locked out, and the owner, from another address, still logs in (before,
+    # both came from the proxy's address, and the owner was locked out with them)
+    assert guesses == [200, 200, 429]
+    assert log_in("203.0.113.9", "owner-pass-123").status_code == 429
+    assert log_in("198.51.100.7", "owner-pass-123").status_code == 302

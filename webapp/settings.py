@@ -200,6 +200,14 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 _proxy_header = env_str("FITBOARD_PROXY_SSL_HEADER", "")
 if _proxy_header:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+# Proxies in front of the web server, each adding the address it received a request from to
+# X-Forwarded-For: the login lockout keys failures by username and the client's address, the
+# entry that many from the header's right end (``ratelimit.client_address``). Behind a proxy
+# every connection is the proxy's own, and five wrong passwords from anyone locked a user out
+# for everyone. One by default when FITBOARD_PROXY_SSL_HEADER says there is a proxy.
+FITBOARD_TRUSTED_PROXIES = env_int("FITBOARD_TRUSTED_PROXIES", 1 if _proxy_header else 0,
+                                   minimum=0)
+AXES_CLIENT_IP_CALLABLE = "webapp.ratelimit.client_address"
 
 # Redis carries the Celery queue and the Channels layer. redis-py 8 defaults to a 5 s socket
 # timeout that would close idle WebSocket consumers, hence socket_timeout=None.

@@ -3,7 +3,8 @@
 What a script stored outside the storage quota: files of no bytes. The quota counted an
 artifact as its bytes, so a loop uploading empty files (10,000 a run, 1,000 runs an hour)
 added an inode on the disk and a row of up to 1 kB of name in the database for each, counted
-as nothing: within any quota, enough to use up the disk's inodes for everyone.
+as nothing: within any quota, enough to use up the disk's inodes for everyone; and tiny data
+sets uploaded in a loop cost a row and two files each, counted as their few hundred bytes.
 
 What a member's artifact names made others fetch or see: the REST API listed each artifact's
 URL with its name unquoted, so "model.pt?v=2" (or "model.pt#2") was listed at a URL that
@@ -42,6 +43,7 @@ from urllib.parse import quote
 import pytest
 from daphne import http_protocol
 from django.apps import apps
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 from twisted.internet.task import Clock
@@ -49,6 +51,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from webapp import serve
+from webapp.datasets.models import Dataset
 from webapp.experiments.models import StoredArtifact
 from webapp.notifications.models import Webhook
 from webapp.projects import storage
@@ -56,6 +59,7 @@ from webapp.projects.actions import create_project
 from webapp.tracking import artifacts, ingest, tokens
 from webapp.tracking.models import LoggedModel
 
+from .hostile import table_csv
 from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
 from .webapp.test_security_request_size import Server, headers
 
@@ -100,6 +104,26 @@ def test_an_empty_artifact_counts_towards_the_quota(media, mallory, project,  # 
     assert put(token, run, "empty/0", b"x" * 100).status_code == 200
     assert put(token, run, "empty/1", b"", method="delete").status_code == 200
     assert put(token, run, "empty/2", b"").status_code == 200
+
+
+def test_a_tiny_data_set_counts_as_a_file_at_least(media, mallory, project,  # noqa: F811
+                                                   settings):
+    # given room in mallory's quota for two files of 16 KiB, and a CSV of a few hundred bytes
+    settings.FITBOARD_STORAGE_BYTES_PER_FILE = 16 * 1024
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = storage.stored_bytes(mallory) + 2 * 16 * 1024
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    content = table_csv(20)
+
+    # when her script uploads it as data sets in a loop
+    codes = [Client().post("/api/v1/datasets/", {
+        "name": f"tiny {n}", "project": project.pk, "kind": "csv", "missing": "drop",
+        "task": "classification", "image_size": "16",
+        "file": SimpleUploadedFile("t.csv", content)},
+        HTTP_AUTHORIZATION=f"Bearer {token}").status_code for n in range(3)]
+
+    # then two are stored, and the third refused on its file, saying the quota
+    assert len(content) < 2000 and codes == [201, 201, 400]
+    assert Dataset.objects.count() == 2
 
 
 def test_each_listed_artifacts_url_downloads_that_artifact(media, owner, mallory,  # noqa: F811

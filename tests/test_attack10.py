@@ -9,7 +9,7 @@ sets uploaded in a loop cost a row and two files each, counted as their few hund
 What a member's artifact names made others fetch or see: the REST API listed each artifact's
 URL with its name unquoted, so "model.pt?v=2" (or "model.pt#2") was listed at a URL that
 downloads the run's "model.pt"; and a name holding a right-to-left override showed on the run
-page as another ("report\u202efdp.exe" as "reportexe.pdf"), a tab or carriage return as
+page as another ("report\\u202efdp.exe" as "reportexe.pdf"), a tab or carriage return as
 spaces or nothing.
 
 What a script could not take back: a logged model it deleted (MLflow's delete_logged_model) was
@@ -20,7 +20,7 @@ What an anonymous sender held on the server: the web server bounded each request
 wrote it whole to its disk before anything authenticated it, but not bodies sent at once: a
 hundred uploads of 110 MB put 11 GB in its temporary folder.
 
-And what a script was answered for a path no route takes: the site's HTML page, under the REST
+What a script was answered for a path no route takes: the site's HTML page, under the REST
 API (a run id that is no number, /api/v1/runs/abc/) as under MLflow's (a path holding a line
 break), where clients read JSON.
 

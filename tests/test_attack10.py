@@ -150,7 +150,8 @@ def test_each_listed_artifacts_url_downloads_that_artifact(media, owner, mallory
 
 
 @pytest.mark.parametrize("name", ["report\u202efdp.exe", "a\u2067b", "tab\there", "cr\rhere",
-                                  "next\x85line"])
+                                  "next\x85line",
+                                  "line\u2028sep"])
 def test_an_artifact_named_to_show_as_another_is_refused(media, mallory, project, name):  # noqa: F811
     # given a run of mallory's
     run = ingest.create_run(mallory, project, "names", {})

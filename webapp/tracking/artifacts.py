@@ -65,11 +65,11 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
 
 def check_new_name(inner: str) -> None:
     """ApiError for a name no new artifact takes: one holding a control character (a tab, a
-    carriage return, U+0085; the URL router already answers a newline with 404) or a bidi
-    control, which the run page and a terminal show as another name. Files already stored
-    under such names are still read and deleted."""
+    carriage return, U+0085; the URL router already answers a newline with 404), a line or
+    paragraph separator (U+2028, U+2029) or a bidi control, which the run page and a terminal
+    show as another name. Files already stored under such names are still read and deleted."""
     for char in inner:
-        if char in BIDI_CONTROLS or unicodedata.category(char) == "Cc":
+        if char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
             raise ApiError("INVALID_PARAMETER_VALUE", f"artifact path {inner[:100]!r} holds "
                            f"the control character U+{ord(char):04X}, which shows as another "
                            "name: rename the file")

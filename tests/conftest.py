@@ -69,12 +69,14 @@ STORAGE_QUOTA = 1000
 
 @pytest.fixture
 def media(settings: Any, tmp_path: Path) -> Path:
-    """Storage in a folder of the test's own, and a quota of STORAGE_QUOTA bytes per user."""
+    """Storage in a folder of the test's own, and a quota of STORAGE_QUOTA bytes per user,
+    each file counting as its bytes (a file's least charge is tested on its own)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.STORAGES = {**settings.STORAGES, "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": tmp_path / "media"}}}
     settings.FITBOARD_STORAGE_QUOTA_BYTES = STORAGE_QUOTA
+    settings.FITBOARD_STORAGE_BYTES_PER_FILE = 0
     return tmp_path / "media"
 
 

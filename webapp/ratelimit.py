@@ -50,6 +50,21 @@ def within(kind: str, user: Any, limit: int) -> bool:
     return count <= limit
 
 
+def client_address(request: Any) -> str | None:
+    """The address a request came from, as the login lockout keys it: the connection's, or
+    behind FITBOARD_TRUSTED_PROXIES proxies the one the outermost of them received it from,
+    that many entries from the right of X-Forwarded-For (entries further left are whatever
+    the client wrote, and choosing them would let it pick its key); the connection's when the
+    header holds fewer, as a request that came round the proxies does."""
+    remote: str | None = request.META.get("REMOTE_ADDR")
+    proxies = settings.FITBOARD_TRUSTED_PROXIES
+    if not proxies:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    return hops[-proxies] if len(hops) >= proxies else remote
+
+
 def seconds_to_next_window() -> int:
     """What a refused client is told to wait (Retry-After): the rest of this minute."""
     return 60 - int(time.time()) % 60

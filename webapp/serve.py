@@ -9,6 +9,13 @@ stop that. Here a body declared larger than FITBOARD_MAX_REQUEST_MB is refused w
 a byte of it is read, and a body sent without a length (chunked) is refused, its bytes so far
 dropped, once it passes the limit; either way the connection closes.
 
+Each body alone within that limit, bodies sent at once were not: Daphne authenticates nothing
+before a body is whole, so anyone could fill the temporary folder with uploads sent together.
+The bodies one process holds (received, until their request ends) are bounded too, by
+FITBOARD_MAX_REQUEST_BODIES_MB: past it, a body of more than ``SMALL_BODY`` is refused with
+503 (and Retry-After, which clients such as mlflow's retry on) while it is received; smaller
+ones, a tracking call's JSON, still pass.
+
 Daphne then hands the application the body it wrote to that file by putting every 8 kB of it
 in the application's input queue at once: a 200 MB artifact was 200 MB of the server's memory
 until the view had copied it out. ``StreamedBody`` keeps in the queue only where each piece
@@ -35,6 +42,9 @@ from daphne.server import Server
 
 DaphneRequest = http_protocol.WebRequest  # before install() puts BoundedRequest in its place
 REFUSAL = b"the request body is larger than this server takes (FITBOARD_MAX_REQUEST_MB)\n"
+BUSY = (b"the server holds as many request bodies as it takes at once "
+        b"(FITBOARD_MAX_REQUEST_BODIES_MB): try again shortly\n")
+SMALL_BODY = 1 << 16  # bytes of a body never refused for the others held (a tracking call's)
 
 
 def max_body_bytes() -> int:
@@ -43,6 +53,13 @@ def max_body_bytes() -> int:
     from django.conf import settings
 
     return int(settings.FITBOARD_MAX_REQUEST_BYTES)
+
+
+def max_bodies_bytes() -> int:
+    """The most bytes of request bodies one process holds at once (read as ``max_body_bytes``)."""
+    from django.conf import settings
+
+    return int(settings.FITBOARD_MAX_REQUEST_BODIES_BYTES)
 
 
 class Flow:
@@ -70,12 +87,15 @@ class BoundedRequest(http_protocol.WebRequest):  # type: ignore[misc]
     received = 0
     refused = False
     flow: Flow | None = None  # while a response's body goes out in parts
+    held = 0  # bytes of this request's body counted in ``all_held``
+    # Of every request of this process: changed on the reactor's thread alone.
+    all_held = 0
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's name
         if length is not None and length > max_body_bytes():
             # No "100 Continue" follows: a client that waits for it sends nothing.
             self.requestHeaders.removeHeader(b"Expect")
-            self._refuse()
+            self._refuse(b"413 Content Too Large", REFUSAL)
         super().gotLength(0 if self.refused else length)
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
@@ -83,9 +103,20 @@ class BoundedRequest(http_protocol.WebRequest):  # type: ignore[misc]
             return
         self.received += len(data)
         if self.received > max_body_bytes():
-            self._refuse()
+            self._refuse(b"413 Content Too Large", REFUSAL)
             return
+        if (self.received > SMALL_BODY
+                and BoundedRequest.all_held + len(data) > max_bodies_bytes()):
+            self._refuse(b"503 Service Unavailable", BUSY, b"Retry-After: 5\r\n")
+            return
+        self.held += len(data)
+        BoundedRequest.all_held += len(data)
         super().handleContentChunk(data)
+
+    def _release(self) -> None:
+        """The request ended, and its body file with it: its bytes are held no more."""
+        BoundedRequest.all_held -= self.held
+        self.held = 0
 
     def process(self) -> Any:
         if self.refused:  # the connection is closing; the application never sees it
@@ -105,19 +136,21 @@ class BoundedRequest(http_protocol.WebRequest):  # type: ignore[misc]
         if self.flow is not None and self.channel is not None:
             self.unregisterProducer()
         self.flow = None
+        self._release()
         super().finish()
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's name
         if self.flow is not None:
             self.flow.stopProducing()
+        self._release()
         super().connectionLost(reason)
 
-    def _refuse(self) -> None:
+    def _refuse(self, status: bytes, text: bytes, headers: bytes = b"") -> None:
         self.refused = True
         transport = self.channel.transport
-        transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
+        transport.write(b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\n%s"
                         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                        % (len(REFUSAL), REFUSAL))
+                        % (status, headers, len(text), text))
         transport.loseConnection()  # stops reading at once, then closes once that is sent
 
 

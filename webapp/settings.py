@@ -200,6 +200,14 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 _proxy_header = env_str("FITBOARD_PROXY_SSL_HEADER", "")
 if _proxy_header:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+# Proxies in front of the web server, each adding the address it received a request from to
+# X-Forwarded-For: the login lockout keys failures by username and the client's address, the
+# entry that many from the header's right end (``ratelimit.client_address``). Behind a proxy
+# every connection is the proxy's own, and five wrong passwords from anyone locked a user out
+# for everyone. One by default when FITBOARD_PROXY_SSL_HEADER says there is a proxy.
+FITBOARD_TRUSTED_PROXIES = env_int("FITBOARD_TRUSTED_PROXIES", 1 if _proxy_header else 0,
+                                   minimum=0)
+AXES_CLIENT_IP_CALLABLE = "webapp.ratelimit.client_address"
 
 # Redis carries the Celery queue and the Channels layer. redis-py 8 defaults to a 5 s socket
 # timeout that would close idle WebSocket consumers, hence socket_timeout=None.
@@ -311,6 +319,12 @@ FITBOARD_SOCKET_RATE_PER_MIN = env_int("FITBOARD_SOCKET_RATE_PER_MIN", 300, mini
 # artifacts and logged models, their runs' checkpoints and metric points; an upload or a
 # script's points past it are refused, and so is a launch once they are at it; 0 = no limit.
 FITBOARD_STORAGE_QUOTA_BYTES = env_int("FITBOARD_STORAGE_QUOTA_GB", 20, minimum=0) * 2**30
+# Bytes each file a script uploads (an artifact, a logged model's file) counts for in that
+# quota at least: a file takes an inode and a row however small it is, and ext4 gives a disk
+# one inode per 16 KiB by default, so empty files counted as nothing could use up every inode
+# of the disk (and rows of the database) within any quota. 0 = files count as their bytes.
+FITBOARD_STORAGE_BYTES_PER_FILE = env_int("FITBOARD_STORAGE_BYTES_PER_FILE", 16 * 1024,
+                                          minimum=0)
 
 # Data: MNIST / Fashion-MNIST files live in the data directory (downloaded there with checksums
 # when missing, unless downloads are off); uploads are limited in size, rows and unpacked bytes.
@@ -327,6 +341,13 @@ FITBOARD_SERVE_MAX_BYTES = env_int("FITBOARD_SERVE_MAX_MB", 500, minimum=1) * 2*
 # past the limit still gets the form's own message.
 FITBOARD_MAX_REQUEST_BYTES = env_int("FITBOARD_MAX_REQUEST_MB",
                                      FITBOARD_UPLOAD_MAX_BYTES // 2**20 + 10, minimum=1) * 2**20
+# The bytes of request bodies one web server process holds at once (each on its disk until
+# its request ends): past them, a body of more than 64 kB is refused with 503 while it is
+# received. Each body was bounded alone, so a hundred anonymous uploads sent at once, none
+# authenticated before its whole body was in, put 11 GB in the temporary folder.
+FITBOARD_MAX_REQUEST_BODIES_BYTES = env_int("FITBOARD_MAX_REQUEST_BODIES_MB",
+                                            8 * (FITBOARD_MAX_REQUEST_BYTES // 2**20),
+                                            minimum=1) * 2**20
 FITBOARD_UPLOAD_MAX_ROWS = env_int("FITBOARD_UPLOAD_MAX_ROWS", 1_000_000, minimum=1)
 FITBOARD_UPLOAD_MAX_UNPACKED_BYTES = env_int("FITBOARD_UPLOAD_MAX_UNPACKED_MB", 1024,
                                              minimum=1) * 2**20

@@ -190,6 +190,9 @@ class LabelScan(models.Model):
 @storage.count_with
 def stored_by(user: Any) -> int:
     """Bytes of the data sets and data set versions ``user`` made (the storage quota)."""
-    datasets = Dataset.objects.filter(created_by=user).aggregate(n=Sum("stored_size"))["n"]
-    versions = DatasetVersion.objects.filter(created_by=user).aggregate(n=Sum("size"))["n"]
+    # Each counted as at least a file (FITBOARD_STORAGE_BYTES_PER_FILE), as artifacts are.
+    datasets = Dataset.objects.filter(created_by=user).aggregate(
+        n=Sum(storage.files_bytes("stored_size")))["n"]
+    versions = DatasetVersion.objects.filter(created_by=user).aggregate(
+        n=Sum(storage.files_bytes("size")))["n"]
     return int(datasets or 0) + int(versions or 0)

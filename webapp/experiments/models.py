@@ -385,7 +385,8 @@ def stored_by(user: Any) -> int:
     uploaded (the storage quota)."""
     checkpoints = Checkpoint.objects.filter(experiment__created_by=user).aggregate(
         n=Sum("size"))["n"]
-    artifacts = StoredArtifact.objects.filter(created_by=user).aggregate(n=Sum("size"))["n"]
+    artifacts = StoredArtifact.objects.filter(created_by=user).aggregate(
+        n=Sum(storage.files_bytes("size")))["n"]
     points = MetricChunk.objects.filter(experiment__created_by=user).aggregate(
         n=Sum("count"))["n"]
     return int(checkpoints or 0) + int(artifacts or 0) + int(points or 0) * POINT_BYTES

@@ -18,7 +18,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import BigIntegerField, Func, QuerySet
+from django.db.models import BigIntegerField, F, Func, QuerySet, Value
+from django.db.models.functions import Greatest
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -42,6 +43,18 @@ class StoredSize(Func):
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         return super().as_sql(compiler, connection, function="LENGTH",
                               template="%(function)s(CAST(%(expressions)s AS BLOB))", **extra)
+
+
+def file_bytes(size: int) -> int:
+    """What a file of ``size`` bytes counts for in the quota: at least
+    FITBOARD_STORAGE_BYTES_PER_FILE (an empty file still takes an inode and a row)."""
+    return max(size, settings.FITBOARD_STORAGE_BYTES_PER_FILE)
+
+
+def files_bytes(size_field: str) -> Greatest:
+    """``file_bytes`` of each row's ``size_field``, as an expression to ``Sum``."""
+    return Greatest(F(size_field), Value(settings.FITBOARD_STORAGE_BYTES_PER_FILE),
+                    output_field=BigIntegerField())
 
 
 def count_with(counter: Counter) -> Counter:

@@ -5,6 +5,7 @@ actions and checks (``reference_problem``, the quota, ``access``)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -207,8 +208,10 @@ class RunArtifacts(APIView):
     def get(self, request: Request, pk: int) -> Response:
         """Every artifact a script logged with the run (path inside the run, bytes)."""
         run = _one(auth.runs(request), pk)
+        # The path quoted in the URL: a name holding "?" or "#" ("model.pt?v2") made a URL
+        # that downloads another artifact of the run ("model.pt").
         return Response([{"path": path, "size": size, "url": f"/api/v1/runs/{run.pk}/"
-                          f"artifacts/{path}"} for path, size in
+                          f"artifacts/{quote(path)}"} for path, size in
                          files.listing(artifacts_root(run.pk))])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import tempfile
+import unicodedata
 from typing import Any
 
 from django.conf import settings
@@ -54,6 +55,24 @@ def clean_path(path: str) -> str:
                        f"at most {MAX_DEPTH} parts, {MAX_NAME_BYTES} bytes a name and "
                        f"{MAX_PATH_BYTES} in all")
     return "/".join(parts)
+
+
+# Characters that change how the names after them read (right-to-left overrides and isolates):
+# "report\u202efdp.exe" showed on the run page as "reportexe.pdf".
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+
+
+def check_new_name(inner: str) -> None:
+    """ApiError for a name no new artifact takes: one holding a control character (a tab, a
+    carriage return, U+0085; the URL router already answers a newline with 404), a line or
+    paragraph separator (U+2028, U+2029) or a bidi control, which the run page and a terminal
+    show as another name. Files already stored under such names are still read and deleted."""
+    for char in inner:
+        if char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise ApiError("INVALID_PARAMETER_VALUE", f"artifact path {inner[:100]!r} holds "
+                           f"the control character U+{ord(char):04X}, which shows as another "
+                           "name: rename the file")
 
 
 def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str, Any]:
@@ -119,8 +138,11 @@ def store(user: Any, root: str, inner: str, source: Any, holder: Any) -> None:
     """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root`` of
     ``holder`` (a run or logged model; replacing a file of that name), uploaded by ``user``:
     refused past FITBOARD_UPLOAD_MAX_MB, past MAX_FILES files under ``root``, past the user's
-    storage quota (the file it replaces, when theirs, counted out), or once ``holder`` is
+    storage quota (the file counted as at least FITBOARD_STORAGE_BYTES_PER_FILE, and the file
+    it replaces, when theirs, counted out), under a name ``check_new_name`` refuses, or once
+    ``holder`` is
     deleted, before anything stored changes."""
+    check_new_name(inner)
     limit = settings.FITBOARD_UPLOAD_MAX_BYTES
     with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
         size = 0
@@ -147,7 +169,9 @@ def store(user: Any, root: str, inner: str, source: Any, holder: Any) -> None:
                                "files; delete some, or upload them as one archive")
             mine = replaced is not None and user is not None and replaced.created_by_id == user.pk
             try:
-                storage.reserve(user, size, freeing=replaced.size if mine and replaced else 0)
+                # Each file at least FITBOARD_STORAGE_BYTES_PER_FILE: empty ones were free.
+                storage.reserve(user, storage.file_bytes(size), freeing=storage.file_bytes(
+                    replaced.size) if mine and replaced else 0)
             except storage.OverStorageQuota as exc:
                 raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not "
                                f"stored: {exc}") from None

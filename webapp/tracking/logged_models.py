@@ -120,14 +120,17 @@ def _check(params: dict[str, str], tags: dict[str, str]) -> None:
 def logged_model(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str
                  ) -> dict[str, Any]:
     """GET: the model; PATCH: finalize it (its upload ended, READY or UPLOAD_FAILED);
-    DELETE: hide it (its files stay until its run or project goes)."""
+    DELETE: delete it with its files, freeing their room in its uploaders' quotas (hidden
+    before, its files stayed counted until its run or project went: for a model of no run,
+    for good, as nothing reaches a deleted model)."""
     model = _model(token, model_id)
     if request.method == "GET":
         return {"model": model_json(model)}
     _writable(token)
     access.check_change(token, model, f"logged model {model.model_id}")
     if request.method == "DELETE":
-        LoggedModel.objects.filter(pk=model.pk).update(deleted_at=timezone.now())
+        with transaction.atomic():  # its files' rows with it, the files once it commits
+            LoggedModel.objects.filter(pk=model.pk).delete()
         return {}
     status = STATUSES.get(text(body, "status"))
     if status is None:

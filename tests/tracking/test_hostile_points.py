@@ -153,18 +153,19 @@ def test_a_script_logging_an_infinite_accuracy_still_ends_its_run_with_a_verdict
     # given a script's run whose validation accuracy is inf at one evaluation and -inf at the
     # next (a division by a zero count; before, the verdict raised "-inf + inf in fsum" and
     # the script's end of the run was a 500, the run left running)
+    # (the accuracies rise with the falling losses where they are finite: a healthy run)
     run = ingest.create_run(owner, project, "script", {})
     accuracies = {5: float("inf"), 6: float("-inf")}
     ingest.log_to_run(run, [ingest.Point(key, value, step, 1.0 + step)
                             for step in range(8)
                             for key, value in (("loss", 1 / (step + 1)),
                                                ("val_loss", 1 / (step + 1)),
-                                               ("val_acc", accuracies.get(step, 0.5)),
-                                               ("accuracy", 0.5))])
+                                               ("val_acc", accuracies.get(step, 0.5 + step / 20)),
+                                               ("accuracy", 0.5 + step / 20))])
 
     # when it ends the run
     ended = ingest.end_run(run, Experiment.Status.SUCCEEDED)
 
-    # then the run ended, judged on its losses
+    # then the run ended, judged on its finite points
     run.refresh_from_db()
     assert ended and run.status == "succeeded" and run.verdict_kind == "healthy"

@@ -19,7 +19,7 @@ from django.test import Client
 from mlflow.exceptions import MlflowException
 
 from webapp.experiments import metric_store
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import POINT_BYTES, Experiment, chunk_row_bytes
 from webapp.projects import storage
 from webapp.tracking import ingest
 from webapp.tracking.models import LoggedModel
@@ -67,7 +67,10 @@ def test_a_runs_params_and_tags_count_towards_its_creators_storage(script, owner
     assert len(run.spec["params"]["config"]) == 2000
 
 
-def test_past_the_quota_text_is_refused_while_points_still_reach_the_run(script, owner, room):
+def test_past_the_quota_text_is_refused_while_points_still_reach_the_run(script, owner, room,
+                                                                         settings):
+    # (with room for the three rows its points below write: a row counts what it takes)
+    settings.FITBOARD_STORAGE_QUOTA_BYTES += 3 * (POINT_BYTES + chunk_row_bytes("train_loss"))
     with mlflow.start_run() as active:
         # given a first param that fits
         mlflow.log_param("config", noise(2000))

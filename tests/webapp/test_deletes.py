@@ -25,6 +25,7 @@ from webapp.experiments.models import (
     MetricChunk,
     RunGroup,
     StoredArtifact,
+    chunk_row_bytes,
 )
 from webapp.experiments.tuning_forms import TuneForm
 from webapp.projects import storage
@@ -91,7 +92,8 @@ def test_deleting_an_ended_run_frees_its_room_and_leaves_others_untouched(
     # and the owner's run, rows and file, is as it was
     assert stored_files(media) == theirs
     assert others.checkpoints.count() == 1 and others.chunks.count() == 1
-    assert storage.stored_bytes(owner) == 300 + POINT_BYTES  # its checkpoint and its point
+    # its checkpoint, its point and its row
+    assert storage.stored_bytes(owner) == 300 + POINT_BYTES + chunk_row_bytes("val_loss")
 
 
 def test_the_delete_button_shows_to_those_who_may_change_an_ended_run(media, owner, mallory,

@@ -17,9 +17,10 @@ from django.urls import reverse
 from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset
 from webapp.experiments import actions, quota
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, StoredArtifact
 from webapp.projects import storage
 from webapp.tracking import artifacts, ingest, tokens
+from webapp.tracking.api import ApiError
 from webapp.tracking.models import text_stored_by
 
 from ..conftest import STORAGE_QUOTA
@@ -61,6 +62,69 @@ def test_an_artifact_past_the_quota_is_refused_in_mlflows_format_and_nothing_cha
     # and the quota is each user's own: the owner still stores within theirs
     owners_token = tokens.create_token(owner, "laptop", "write", None)[1]
     assert put(owners_run, "more.bin", b"o" * 100, owners_token).status_code == 200
+
+
+class ReadCountingBody(BytesIO):
+    """A request body that counts the bytes read from it."""
+
+    read_bytes = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        block = super().read(size)
+        self.read_bytes += len(block)
+        return block
+
+
+def put_declared(run: Experiment, path: str, body: ReadCountingBody, token: str) -> Any:
+    """An upload whose body declares its length (Content-Length), as mlflow's client sends one."""
+    url = f"/api/2.0/mlflow-artifacts/artifacts/{run.project_id}/{run.pk}/artifacts/{path}"
+    return Client().generic("PUT", url, b"", content_type="application/octet-stream",
+                            CONTENT_LENGTH=str(len(body.getvalue())), **{"wsgi.input": body},
+                            HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_an_artifact_declared_past_the_room_is_refused_before_its_body_is_read(
+        media, mallory, project):
+    # given mallory's run, with about 900 of her 1000 bytes left
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    body = ReadCountingBody(b"x" * 2000)
+
+    # when she uploads 2,000 bytes, declared in the request's Content-Length
+    response = put_declared(run, "big.bin", body, token)
+
+    # then it is refused with the message an upload of no declared length gets once read, and
+    # not a byte of the body was read (nor copied to a temporary file), and nothing is stored
+    with pytest.raises(ApiError) as read_whole:
+        artifacts.save(run, "big.bin", BytesIO(body.getvalue()))
+    assert response.status_code == 400
+    assert response.json() == {"error_code": "INVALID_PARAMETER_VALUE",
+                               "message": read_whole.value.message}
+    assert "storage quota" in response.json()["message"]
+    assert body.read_bytes == 0
+    assert stored_files(media) == {} and not StoredArtifact.objects.exists()
+
+
+def test_an_artifact_declared_past_the_upload_limit_is_refused_before_its_body_is_read(
+        media, mallory, project, settings):
+    # given an upload limit of 1 MB and no storage quota
+    settings.FITBOARD_UPLOAD_MAX_BYTES = 2**20
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = 0
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    body = ReadCountingBody(b"x" * (2**20 + 1))
+
+    # when a file of a byte more is uploaded, its length declared
+    response = put_declared(run, "big.bin", body, token)
+
+    # then it is refused as one found larger while read is, having read none of it
+    assert response.status_code == 400
+    assert response.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message":
+                               "artifact 'big.bin' is larger than 1 MB (FITBOARD_UPLOAD_MAX_MB)"}
+    assert body.read_bytes == 0
+    assert stored_files(media) == {} and not StoredArtifact.objects.exists()
+    # and a file of the limit, declared so, is read and stored
+    assert put_declared(run, "fits.bin", ReadCountingBody(b"x" * 2**20), token).status_code == 200
 
 
 def test_replacing_or_deleting_ones_own_artifact_frees_its_room(media, mallory, project):

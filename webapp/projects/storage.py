@@ -45,6 +45,18 @@ class StoredSize(Func):
                               template="%(function)s(CAST(%(expressions)s AS BLOB))", **extra)
 
 
+class TextBytes(Func):
+    """Bytes of a text column's value in UTF-8, for a counter's ``Sum`` (what Python's
+    ``len(text.encode())`` says of it, on either database)."""
+
+    function = "OCTET_LENGTH"
+    output_field = BigIntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return super().as_sql(compiler, connection, function="LENGTH",
+                              template="%(function)s(CAST(%(expressions)s AS BLOB))", **extra)
+
+
 def file_bytes(size: int) -> int:
     """What a file of ``size`` bytes counts for in the quota: at least
     FITBOARD_STORAGE_BYTES_PER_FILE (an empty file still takes an inode and a row)."""

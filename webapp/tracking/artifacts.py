@@ -124,8 +124,17 @@ def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
     if request.method == "DELETE":
         delete(root, inner)
     else:
-        store(token.user, root, inner, request, holder)
+        store(token.user, root, inner, request, holder, declared_length(request))
     return {}
+
+
+def declared_length(request: HttpRequest) -> int | None:
+    """The length of the body its sender declared (Content-Length), or None (sent in chunks,
+    or no number)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
 
 
 def save(run: Experiment, inner: str, source: Any) -> None:
@@ -134,26 +143,29 @@ def save(run: Experiment, inner: str, source: Any) -> None:
     store(run.created_by, storage_root(run), inner, source, run)
 
 
-def store(user: Any, root: str, inner: str, source: Any, holder: Any) -> None:
+def store(user: Any, root: str, inner: str, source: Any, holder: Any,
+          declared: int | None = None) -> None:
     """Store the bytes read from ``source`` as ``inner`` under the storage folder ``root`` of
     ``holder`` (a run or logged model; replacing a file of that name), uploaded by ``user``:
     refused past FITBOARD_UPLOAD_MAX_MB, past MAX_FILES files under ``root``, past the user's
     storage quota (the file counted as at least FITBOARD_STORAGE_BYTES_PER_FILE, and the file
     it replaces, when theirs, counted out), under a name ``check_new_name`` refuses, or once
     ``holder`` is
-    deleted, before anything stored changes."""
+    deleted, before anything stored changes. ``declared``: the bytes its sender said it holds
+    (Content-Length), refused past either limit before a byte of it is read."""
     check_new_name(inner)
+    name = posixpath.join(root, inner)
+    if declared is not None:
+        _check_declared(user, name, inner, declared)
     limit = settings.FITBOARD_UPLOAD_MAX_BYTES
     with tempfile.SpooledTemporaryFile(max_size=CHUNK * 8) as spool:
         size = 0
         while block := source.read(CHUNK):
             size += len(block)
             if size > limit:
-                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner!r} is larger than "
-                               f"{limit // 2**20} MB (FITBOARD_UPLOAD_MAX_MB)")
+                raise _too_large(inner, limit)
             spool.write(block)
         spool.seek(0)
-        name = posixpath.join(root, inner)
         with transaction.atomic():
             # Under the holder's row lock: a deletion of it committed while the file came in
             # deleted its artifacts' rows, and this one would be left counted in the quota with
@@ -167,17 +179,44 @@ def store(user: Any, root: str, inner: str, source: Any, holder: Any) -> None:
                 raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not "
                                f"stored: a run or logged model holds at most {MAX_FILES:,} "
                                "files; delete some, or upload them as one archive")
-            mine = replaced is not None and user is not None and replaced.created_by_id == user.pk
             try:
                 # Each file at least FITBOARD_STORAGE_BYTES_PER_FILE: empty ones were free.
-                storage.reserve(user, storage.file_bytes(size), freeing=storage.file_bytes(
-                    replaced.size) if mine and replaced else 0)
+                storage.reserve(user, storage.file_bytes(size), freeing=_freeing(user, replaced))
             except storage.OverStorageQuota as exc:
-                raise ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not "
-                               f"stored: {exc}") from None
+                raise _over_quota(inner, str(exc)) from None
             _write(name, inner, spool)
             StoredArtifact.objects.update_or_create(name=name, defaults={
                 "size": size, "created_by": user, "created_at": timezone.now()})
+
+
+def _check_declared(user: Any, name: str, inner: str, declared: int) -> None:
+    """ApiError, as ``store`` answers once it has read a body, for one whose declared length
+    already takes it past FITBOARD_UPLOAD_MAX_MB or ``user``'s storage quota: a script
+    uploading 100 MB files past its quota had each copied to a temporary file before it was
+    refused. Counted without the user's lock (``store`` counts again under it, with the
+    bytes it read)."""
+    limit = settings.FITBOARD_UPLOAD_MAX_BYTES
+    if declared > limit:
+        raise _too_large(inner, limit)
+    replaced = StoredArtifact.objects.filter(name=name).first()
+    problem = storage.problem(user, storage.file_bytes(declared), _freeing(user, replaced))
+    if problem is not None:
+        raise _over_quota(inner, problem)
+
+
+def _freeing(user: Any, replaced: StoredArtifact | None) -> int:
+    """What the file an upload replaces frees in ``user``'s quota: its room when it is theirs."""
+    mine = replaced is not None and user is not None and replaced.created_by_id == user.pk
+    return storage.file_bytes(replaced.size) if mine and replaced else 0
+
+
+def _too_large(inner: str, limit: int) -> ApiError:
+    return ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner!r} is larger than "
+                    f"{limit // 2**20} MB (FITBOARD_UPLOAD_MAX_MB)")
+
+
+def _over_quota(inner: str, problem: str) -> ApiError:
+    return ApiError("INVALID_PARAMETER_VALUE", f"artifact {inner[:100]!r} not stored: {problem}")
 
 
 def _write(name: str, inner: str, spool: Any) -> None:

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from webapp.experiments import events, external, metric_store
 from webapp.experiments.compare import higher_is_better
-from webapp.experiments.models import POINT_BYTES, Experiment, MetricChunk
+from webapp.experiments.models import POINT_BYTES, Experiment, MetricChunk, chunk_row_bytes
 from webapp.experiments.relay import relay
 from webapp.experiments.reporting import list_message, points_message
 from webapp.projects import storage
@@ -55,7 +55,8 @@ MAX_HELD = 1_000_000
 # request after 40 requests (and growing), and a run page of 1.2 MB. MLflow's log_batch carries
 # at most 1,000 metrics, and a model with a metric per class of 100 classes logs a few hundred.
 MAX_METRICS = 1000
-# Points of a run between two looks at its creator's storage quota (2.4 MB of them).
+# Points of a run between two looks at its creator's storage quota (2.4 MB of them, or their
+# worth in bytes: POINT_BYTES a point, and its rows' ``chunk_row_bytes``).
 ROOM_CHECK_POINTS = 100_000
 # Points from which a run's quota looks double (``_room_look``).
 ROOM_FIRST_DOUBLING = 1024
@@ -204,7 +205,7 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
                                numbering)
         last_step = max((point[0] for points in batch.values() for point in points),
                         default=0)
-        held = _room_for(row, progress, batch)
+        held, held_bytes = _room_for(row, progress, batch)
         if batch:
             metric_store.append(row.pk, batch)
         evaluated = any(key.startswith("val_") for key in batch)
@@ -212,7 +213,8 @@ def log_columns(run: Experiment, columns: Mapping[str, Columns],
         # training points make a verdict due (still at most one per VERDICT_EVERY).
         training_only = "train_loss" in batch and "val_loss" not in keys.values()
         seq = int(progress.get("seq", 0)) + 1
-        progress.update(seq=seq, keys=keys, numbering=numbering.state(), stored_points=held)
+        progress.update(seq=seq, keys=keys, numbering=numbering.state(), stored_points=held,
+                        stored_bytes=held_bytes)
         if len(keys) > len(row.progress.get("keys", {})):  # its table of names grows
             reserve_text(row.created_by_id, row.progress, progress,
                          f"new metric names of run {row.pk} not stored")
@@ -255,29 +257,37 @@ def _spec_with(row: Experiment, params: Mapping[str, str], tags: Mapping[str, st
 
 
 def _room_for(row: Experiment, progress: Mapping[str, Any],
-              batch: Mapping[str, Sequence[metric_store.Point]]) -> int:
-    """The run's points once ``batch`` is stored; IngestError past FITBOARD_MAX_POINTS_PER_RUN,
-    or when its creator is at their storage quota, which metric points count towards
-    (``Experiment``'s storage counter).
-    Looked at with a run's first points, then as it doubles and once every ROOM_CHECK_POINTS
-    (``_room_look``), so that a script logging point by point pays for the count rarely, and a
-    member's scripts cannot fill the database far past their quota."""
+              batch: Mapping[str, Sequence[metric_store.Point]]) -> tuple[int, int]:
+    """The run's points, and the bytes they count for, once ``batch`` is stored; IngestError
+    past FITBOARD_MAX_POINTS_PER_RUN, or when its creator is at their storage quota, which
+    metric points and their rows count towards (``Experiment``'s storage counter: a batch
+    writes a row per metric, ``chunk_row_bytes`` each, so a script logging a point a request
+    counts what its rows take, not 24 bytes a point).
+    Looked at with a run's first points, then as its bytes double and once every
+    ROOM_CHECK_POINTS points' worth of them (``_room_look``), so that a script logging point
+    by point pays for the count rarely, and a member's scripts cannot fill the database far
+    past their quota. The bytes are summed from the batch, in the run's progress: no query."""
     held = int(progress.get("stored_points", 0))
+    held_bytes = int(progress.get("stored_bytes", held * POINT_BYTES))  # (runs before rows)
     adding = sum(len(points) for points in batch.values())
+    adding_bytes = sum(len(points) * POINT_BYTES + chunk_row_bytes(key)
+                       for key, points in batch.items() if points)
     most = settings.FITBOARD_MAX_POINTS_PER_RUN
     if adding and most and held + adding > most:
         raise IngestError(f"{adding:,} points of run {row.pk} not stored: a run holds at most "
                           f"{most:,} (FITBOARD_MAX_POINTS_PER_RUN), and it holds {held:,}; "
                           "log into a new run, or less often")
-    if adding and _room_look(held) != _room_look(held + adding):
-        problem = storage.problem(row.created_by_id, adding * POINT_BYTES)
+    if adding and (_room_look(held_bytes // POINT_BYTES)
+                   != _room_look((held_bytes + adding_bytes) // POINT_BYTES)):
+        problem = storage.problem(row.created_by_id, adding_bytes)
         if problem:
             raise IngestError(f"{adding:,} points of run {row.pk} not stored: {problem}")
-    return held + adding
+    return held + adding, held_bytes + adding_bytes
 
 
 def _room_look(points: int) -> int:
-    """Which look at the quota a run holding ``points`` is past: one with its first points,
+    """Which look at the quota a run holding ``points`` (points' worth of bytes: POINT_BYTES
+    each, its rows' included) is past: one with its first points,
     one at each power of two from ROOM_FIRST_DOUBLING to ROOM_CHECK_POINTS, then one every
     ROOM_CHECK_POINTS. Between two looks a run adds at
     most what it held at the first, so a user's runs together go at most their quota past it:
@@ -285,7 +295,7 @@ def _room_look(points: int) -> int:
     under the quota then added 99,998 points to each, unlooked at (2.4 GB past it)."""
     if points < ROOM_FIRST_DOUBLING:
         # One look with the first points, none at the next few: a script logging point by
-        # point pays no count per request (its runs' 1,000 points are 24 kB).
+        # point pays no count per request (1,024 points' worth is 24 kB: a hundred rows).
         return min(points, 1)
     if points < ROOM_CHECK_POINTS:
         return points.bit_length()

@@ -153,6 +153,24 @@ def test_a_regressions_study_starts_with_an_objective_it_has(owner_client, proje
     assert response.status_code == 302, response.context["form"].errors
 
 
+def test_each_runs_objective_list_offers_only_the_metrics_its_task_logs(
+        owner_client, source, make_experiment):
+    # given a finished regression run (diabetes) beside the classification one (iris)
+    regression = make_experiment(
+        name="diabetes", status=Experiment.Status.SUCCEEDED,
+        spec=IRIS.patched({"data": {"dataset": "diabetes"}, "optim": {"loss": "mse"}}).to_dict())
+
+    # when each is tuned
+    offered = {run.name: [key for key, _ in owner_client.get(reverse(
+        "study-new", args=[run.pk])).context["form"].fields["objective"].choices]
+        for run in (source, regression)}
+
+    # then the regression is offered no accuracy (picking it was refused: "no val_acc") and
+    # the classification no error in target units
+    assert offered["diabetes"] == ["val_loss", "val_rmse", "val_mae", "train_loss"]
+    assert offered["iris"] == ["val_acc", "val_loss", "train_loss", "train_acc"]
+
+
 def test_a_field_that_applies_to_a_searched_choice_may_be_searched_with_it(owner_client,
                                                                           project, source):
     # when momentum is searched together with the optimizer that reads it

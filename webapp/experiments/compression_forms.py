@@ -69,15 +69,16 @@ class CompressionForm(forms.Form):
             self.add_error(None, problem)
         # Every problem in one answer: fields that did not convert are checked as defaults.
         fields = spec_forms.chosen_fields(SPEC_FIELDS, cleaned, (STUDENT_PLUGIN,))
+        hidden = spec_forms.hidden_fields(fields, cleaned)
+        failed_hidden = spec_forms.forget_hidden_errors(self.errors, hidden)
         data = {"source": self.source.pk, **spec_forms.defaults_for_failed(
-            fields, spec_forms.spec_data(fields, cleaned), self.errors)}
+            fields, spec_forms.spec_data(fields, cleaned), {*self.errors, *failed_hidden})}
         if options := data.get("student", {}).get("plugin_config"):  # empty: the default
             data["student"]["plugin_config"] = {k: v for k, v in options.items()
                                                 if v is not None}
-        try:
-            spec = CompressionSpec.from_dict(data)
-        except SpecError as exc:
-            errors = exc.errors
+        spec, errors = spec_forms.shown_problems(CompressionSpec.from_dict, fields, data,
+                                                 hidden)
+        if spec is None:
             # Also say at once whether the method suits the source at all.
             method = CompressionSpec(source=self.source.pk, method=data["method"])
             errors.update({k: v for k, v in _job_problems(self.source, method).items()

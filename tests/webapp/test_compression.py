@@ -247,3 +247,20 @@ def test_a_quantized_run_cannot_be_pruned_further(owner_client, owner, finished)
                                  _form(job, method="prune_weights"))
     assert 'data-field-error="method"' in response.content.decode()
     assert Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).count() == 1
+
+
+def test_the_form_says_before_a_submit_which_methods_the_run_cannot_take(owner_client,
+                                                                          make_experiment):
+    # given a finished regression MLP run
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
+        {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
+         "optim": {"loss": "mse"}}).to_dict())
+    store_checkpoint(source, b"archive")
+
+    # when its Compress form is opened
+    form = owner_client.get(reverse("compress-new", args=[source.pk])).context["form"]
+
+    # then the method's help names distillation and why (it was said only after a submit)
+    assert form.fields["method"].help_text == (
+        "Not for this run: Knowledge distillation into a smaller student: distillation needs "
+        "class probabilities; diabetes is regression")

@@ -55,6 +55,12 @@ class CompressionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.source, self.user = source, user
         self.spec: CompressionSpec | None = None
+        # Said before the submit: a regression's list offered distillation, refused on submit.
+        method = self.fields["method"]
+        unsuitable = [f"{label}: {problem}" for key, label in method.choices  # type: ignore[attr-defined]
+                      if (problem := method_problem(source, key))]
+        if unsuitable:
+            method.help_text = "Not for this run: " + "; ".join(unsuitable)
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
@@ -103,6 +109,16 @@ for _field in SPEC_FIELDS:
 CompressionForm.base_fields["student_arch"].choices = [  # type: ignore[attr-defined]
     *CompressionForm.base_fields["student_arch"].choices,  # type: ignore[attr-defined]
     *((name, getattr(model_plugin(name), "title", name)) for name in sorted(model_plugins()))]
+
+
+def method_problem(source: Experiment, method: str) -> str:
+    """Why ``method`` cannot compress ``source``'s model ("" when it can, or when the source's
+    data set is gone, which the submit says on its own field)."""
+    try:
+        problems = _job_problems(source, CompressionSpec(source=source.pk, method=method))
+    except KeyError:
+        return ""
+    return problems.get("method", "")
 
 
 def _job_problems(source: Experiment, spec: CompressionSpec) -> dict[str, str]:

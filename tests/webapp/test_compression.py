@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 from django.conf import settings
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from tests.checkpoints import store_checkpoint
@@ -264,3 +265,15 @@ def test_the_form_says_before_a_submit_which_methods_the_run_cannot_take(owner_c
     assert form.fields["method"].help_text == (
         "Not for this run: Knowledge distillation into a smaller student: distillation needs "
         "class probabilities; diabetes is regression")
+
+
+def test_a_regressions_report_heads_its_validation_column_rmse():
+    # given the report rows of a regression: an RMSE where a classifier has an accuracy
+    rows = [{"name": "houses", "method": "source", "val_acc": None, "val_rmse": 56.9}]
+
+    # when the table is drawn
+    html = render_to_string("experiments/_compression_table.html", {"rows": rows})
+
+    # then its column says RMSE, not "Val accuracy" over numbers that were none
+    assert "<th>Val RMSE</th>" in html and "Val accuracy" not in html
+    assert "<td>56.9000</td>" in html

@@ -357,6 +357,23 @@ def test_the_study_page_and_its_data_show_the_trials(owner_client, stranger_clie
     assert owner_client.get(reverse("experiment-diagnostics", args=[study.pk])).status_code == 302
 
 
+def test_only_a_study_of_two_parameters_or_more_offers_their_pair_chart(owner_client,
+                                                                       make_study):
+    # given a study of the learning rate alone and one of it and the weight decay
+    alone = make_study(n_trials=1, parallelism=1)
+    both = make_study(n_trials=1, parallelism=1, space={
+        "optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True},
+        "optim.weight_decay": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}})
+
+    # when their pages are opened
+    pages = {name: owner_client.get(reverse("study-detail", args=[study.pk])).content.decode()
+             for name, study in (("alone", alone), ("both", both))}
+
+    # then the learning rate is not drawn against itself: the pair card shows for two only
+    assert '<div class="card" id="pair-card" hidden>' in pages["alone"]
+    assert '<div class="card" id="pair-card">' in pages["both"]
+
+
 def test_a_study_whose_samples_are_all_invalid_fails_instead_of_looping(make_study):
     # given a time-limited study whose two choices are each valid but never together (half of
     # iris held out leaves 75 training rows, fewer than a batch of 100)

@@ -97,7 +97,9 @@
         traces.push({x: run.shown.x, y: run.shown.y, mode: "lines", line: {color: run.color, width: 1},
           opacity: 0.25, hoverinfo: "skip", showlegend: false, legendgroup: name});
       }
-      traces.push({x: run.shown.x, y: smooth(run.shown.y, weight), name, mode: "lines",
+      // A run of one point (an epoch's validation) is a line of no length: a marker shows it.
+      traces.push({x: run.shown.x, y: smooth(run.shown.y, weight), name,
+        mode: run.shown.x.length === 1 ? "lines+markers" : "lines",
         line: {color: run.color, width: 2}, legendgroup: name});
     }
     const legend = legendBox(traces.filter((t) => t.showlegend !== false));

@@ -5,6 +5,7 @@
   const history = JSON.parse(document.getElementById("diag-history").textContent) || {};
   const verdict = JSON.parse(document.getElementById("diag-verdict").textContent) || {};
   const onset = verdict.onset_epoch;
+  const EPOCH_TICK_PX = 24;  // room an epoch's tick label needs, in CSS pixels
 
   function plot(id, title, trainKey, valKey) {
     const el = document.getElementById(id);
@@ -32,7 +33,9 @@
     Plotly.newPlot(el, data, {
       title: window.plotlyTitle(title), margin: {t: window.PLOTLY_TITLE_TOP + 28, r: 10, b: 44, l: 50},
       shapes, annotations,
-      xaxis: {title: {text: "epoch"}, dtick: epochs.length > 30 ? undefined : 1},
+      // A tick per epoch while each has room for its number; on a phone 21 epochs' ticks
+      // were turned on their side and ran together.
+      xaxis: {title: {text: "epoch"}, dtick: epochs.length * EPOCH_TICK_PX > el.clientWidth ? undefined : 1},
       // Above the plot: below it, the legend ran over the x-axis title.
       legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
       hovermode: "x unified",

@@ -1,7 +1,7 @@
 // Spec forms (new experiment, compression, the upload page's kinds): show only the fields that apply to the current
 // choices. The server's map (from the spec's field metadata) says, per field, which values of
 // which other fields it applies to; all must hold. A fieldset left with no visible field hides
-// too. Hidden fields are still submitted, so the spec keeps their values.
+// too. Hidden fields are still submitted: the spec keeps their values, a bad one its default.
 (function () {
   "use strict";
   const source = document.getElementById("field-applies");

@@ -887,8 +887,11 @@ def _overfitting(context: _Context) -> _Finding:
         headline = (f"Overfitting from the start: validation loss never went below what a "
                     f"constant prediction scores ({o.baseline:.3g}; its best was {o.best:.3g}) "
                     f"while training loss fell to {o.train_now:.3g}")
-        return _Finding("overfitting", memorised, headline, _overfit_evidence(o), thresholds,
-                        1)
+        # Its onset is epoch 1, as the page's line says: the row of the epoch validation
+        # stopped improving (here the last) read as a second, contradicting onset.
+        evidence = [Evidence("onset epoch", 1, "validation never beat a constant prediction")
+                    if e.label == "onset epoch" else e for e in _overfit_evidence(o)]
+        return _Finding("overfitting", memorised, headline, evidence, thresholds, 1)
     return _Finding("overfitting", margin, _overfit_headline(o), _overfit_evidence(o),
                     thresholds, o.onset + 1)
 

@@ -1,7 +1,7 @@
 """A run logged from a script, as Chromium shows it: the run page draws the points logged
 before it opened, then the ones logged while it is open (over the WebSocket, no reload), and
 the run's end; its diagnostics and compare pages draw without a JavaScript error (the ``page``
-fixture fails the test on any)."""
+fixture fails the test on any); a run of one point is a marker on the compare chart."""
 
 from __future__ import annotations
 
@@ -135,3 +135,22 @@ def test_a_page_opened_as_the_run_starts_grows_the_charts_its_metrics_need(page,
     assert page.evaluate(
         "document.getElementById('chart-extra-0').layout.title.text") == "grad_norm"
     assert page.evaluate("window.fitboardNoReload === true")
+
+
+def test_a_run_of_one_point_is_drawn_on_the_compare_chart(page, stack, monkeypatch):
+    # given a script's run of 10 steps and one that logged a single step (one epoch)
+    client, experiment, long_id = script_run(stack, monkeypatch, "browser-compare-one",
+                                             "ten steps")
+    log_steps(client, long_id, range(10))
+    short_id = client.create_run(experiment, run_name="one step").info.run_id
+    log_steps(client, short_id, range(1))
+
+    # when both are compared
+    page.goto(f"{stack.url}/compare/?ids={long_id}&ids={short_id}")
+    wait_for(page, "(document.getElementById('compare-chart').data || []).length === 2",
+             timeout=30_000)
+
+    # then the single point is a marker: a line of one point drew nothing beside its legend
+    traces = page.evaluate("document.getElementById('compare-chart').data"
+                           ".map((t) => [t.x.length, t.mode])")
+    assert sorted(traces) == [[1, "lines+markers"], [10, "lines"]]

@@ -1,5 +1,5 @@
 """The page of a run logged from a script: a framework's whole config (Hugging Face's Trainer
-logs some 200 params) folds away, a short one stays open."""
+logs some 200 params) folds away, a short one stays open; no progress bar stays empty."""
 
 from __future__ import annotations
 
@@ -28,3 +28,17 @@ def test_a_long_list_of_params_is_folded(owner: Any, project: Any, params: int,
     assert f'Params <small class="muted">{params}</small>' in page
     assert ('<details id="external-params-box">' in page) is folded
     assert ('<details id="external-params-box" open>' in page) is not folded
+
+
+def test_a_script_runs_page_has_no_progress_bar_it_could_not_fill(owner: Any,
+                                                                   project: Any) -> None:
+    # given a script's run, which never says how many steps it will take
+    run = ingest.create_run(owner, project, "script", {})
+    client = Client()
+    client.force_login(owner)
+
+    # when its page is read
+    page = client.get(f"/experiments/{run.pk}/").content.decode()
+
+    # then the bar is hidden: empty beside a succeeded run, it read as nothing done
+    assert '<div class="progress" hidden><div class="bar" id="progress-bar">' in page

@@ -1026,3 +1026,21 @@ def test_each_sign_of_overfitting_says_whether_it_was_seen() -> None:
     constant = rows["validation never beat a constant prediction"]
     assert constant.value < 1
     assert constant.detail.endswith(": not seen (a sign counts from 1)")
+
+
+def test_overfitting_from_the_start_states_one_onset_epoch():
+    # given a regression whose training loss fell to 0.16 while validation, falling too,
+    # stayed above a constant prediction's 1 (standardised MSE) for all 20 epochs
+    train = list(0.12 + 0.8 * np.exp(-np.arange(20) / 6))
+    val = list(3.0 - np.arange(20) / 20)
+
+    # when it is diagnosed at its end
+    verdict = diagnose({"train_loss": train, "val_loss": val}, TaskInfo("regression"),
+                       final=True)
+
+    # then it overfits from epoch 1, and the evidence's onset row says so too (it said 20,
+    # the epoch validation was lowest, beside "onset at epoch 1")
+    assert (verdict.kind, verdict.onset_epoch) == ("overfitting", 1)
+    assert verdict.headline.startswith("Overfitting from the start")
+    assert verdict.evidence[0] == Evidence("onset epoch", 1,
+                                           "validation never beat a constant prediction")

@@ -673,3 +673,21 @@ def test_a_small_uploaded_table_learns_with_what_the_form_proposes(make_spec, tm
                                                    prepared.y[train])
     baseline = float((linear.predict(scaler.transform(prepared.x[val])) == prepared.y[val]).mean())
     assert result.best_metrics["val_acc"] >= baseline - 0.02, (result.best_metrics, baseline)
+
+
+def test_a_category_only_a_validation_row_has_stays_a_small_standardised_value(
+        tmp_path: Path) -> None:
+    # given a regression table whose one blue row falls in the validation split, so the
+    # colour=blue column is all zeros on the training rows
+    _, val, _ = split_three(30, None, 0, 0.2)
+    colours = ["blue" if i == val[0] else "red" for i in range(30)]
+    rows = "".join(f"{i},{colours[i]},{2.5 * i + 1}\n" for i in range(30))
+    prepared = table(f"size,colour,price\n{rows}".encode(), task="regression")
+
+    # when the engine standardises the features with the training split's statistics
+    data = prepare("upload:900007", 0.2, seed=0, sources=store(prepared, tmp_path))
+
+    # then the column constant on training rows is divided by 1, not by a clamped ~0: the
+    # blue row's value is 1, where it was a million and its prediction with it
+    assert 1.0 in data.normalisation.std
+    assert float(data.x_val.abs().max()) < 3

@@ -191,3 +191,12 @@ def test_the_list_sorts_by_any_metric_with_runs_lacking_it_last(owner_client, ma
 
     # then the runs come in that order, the one without it last
     assert names == [*expected, "no loss"]
+
+
+def test_the_experiments_folder_address_leads_to_the_list(owner_client):
+    # given the address every run's page starts with, trimmed to its folder, with a filter
+    response = owner_client.get("/experiments/?status=running")
+
+    # then it leads to the run list, the filter kept
+    assert response.status_code == 302
+    assert response["Location"] == reverse("experiment-list") + "?status=running"

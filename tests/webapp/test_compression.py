@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 from django.conf import settings
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from tests.checkpoints import store_checkpoint
@@ -99,7 +100,7 @@ def test_an_image_cnn_teacher_may_teach_an_mlp_student(owner_client, make_experi
 @pytest.mark.parametrize("changes, field, message", [
     ({"sparsity": "1.2"}, "sparsity", "between 0 and 1"),
     ({"sparsity": "0"}, "sparsity", "between 0 and 1"),
-    ({"alpha": "2"}, "alpha", "between 0 and 1"),
+    ({"method": "distill", "alpha": "2"}, "alpha", "between 0 and 1"),
     ({"method": "distill", "student_width": "0"}, "student_width", "between 1 and 1024"),
     ({"method": "quantize_dynamic"}, "method", "static int8 quantization of convolutions is not"),
 ])
@@ -120,14 +121,34 @@ def test_bad_input_is_an_error_on_its_field_and_queues_nothing(
 
 def test_an_unsuitable_method_is_reported_with_the_other_field_errors(owner_client,
                                                                      make_experiment):
-    # given a finished CNN run, when its quantization is asked with a bad sparsity too
-    source = make_experiment(status=Experiment.Status.SUCCEEDED)
+    # given a finished regression run, when its distillation is asked with a bad alpha too
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
+        {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
+         "optim": {"loss": "mse"}}).to_dict())
     store_checkpoint(source, b"archive")
     response = owner_client.post(reverse("compress-new", args=[source.pk]),
-                                 _form(source, method="quantize_dynamic", sparsity="1.5"))
+                                 _form(source, method="distill", alpha="2"))
     # then both fields carry their error
     page = response.content.decode()
-    assert 'data-field-error="method"' in page and 'data-field-error="sparsity"' in page
+    assert 'data-field-error="method"' in page and 'data-field-error="alpha"' in page
+
+
+def test_a_bad_value_left_in_another_methods_field_does_not_hold_the_job(
+        owner_client, make_experiment, django_capture_on_commit_callbacks):
+    # given a finished MLP run whose form was refused for a sparsity of 1.5
+    source = make_experiment(status=Experiment.Status.SUCCEEDED,
+                             spec=ExperimentSpec.from_dict(IRIS_MLP).to_dict())
+    store_checkpoint(source, b"archive")
+
+    # when the method is changed to quantization, which reads no sparsity, and sent again
+    with django_capture_on_commit_callbacks(execute=False):
+        response = owner_client.post(reverse("compress-new", args=[source.pk]), _form(
+            source, method="quantize_dynamic", sparsity="1.5", steps="many"))
+
+    # then the job is queued, the fields it hid at their defaults
+    job = Experiment.objects.get(kind=Experiment.Kind.COMPRESS)
+    assert response.status_code == 302
+    assert (job.spec["compression"]["sparsity"], job.spec["compression"]["steps"]) == (0.5, 1)
 
 
 def test_a_student_for_another_input_shape_is_refused(owner_client, make_experiment):
@@ -227,3 +248,32 @@ def test_a_quantized_run_cannot_be_pruned_further(owner_client, owner, finished)
                                  _form(job, method="prune_weights"))
     assert 'data-field-error="method"' in response.content.decode()
     assert Experiment.objects.filter(kind=Experiment.Kind.COMPRESS).count() == 1
+
+
+def test_the_form_says_before_a_submit_which_methods_the_run_cannot_take(owner_client,
+                                                                          make_experiment):
+    # given a finished regression MLP run
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
+        {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
+         "optim": {"loss": "mse"}}).to_dict())
+    store_checkpoint(source, b"archive")
+
+    # when its Compress form is opened
+    form = owner_client.get(reverse("compress-new", args=[source.pk])).context["form"]
+
+    # then the method's help names distillation and why (it was said only after a submit)
+    assert form.fields["method"].help_text == (
+        "Not for this run: Knowledge distillation into a smaller student: distillation needs "
+        "class probabilities; diabetes is regression")
+
+
+def test_a_regressions_report_heads_its_validation_column_rmse():
+    # given the report rows of a regression: an RMSE where a classifier has an accuracy
+    rows = [{"name": "houses", "method": "source", "val_acc": None, "val_rmse": 56.9}]
+
+    # when the table is drawn
+    html = render_to_string("experiments/_compression_table.html", {"rows": rows})
+
+    # then its column says RMSE, not "Val accuracy" over numbers that were none
+    assert "<th>Val RMSE</th>" in html and "Val accuracy" not in html
+    assert "<td>56.9000</td>" in html

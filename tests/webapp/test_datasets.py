@@ -96,6 +96,20 @@ def test_the_pages_name_each_class_index_by_its_own_name(owner_client, project):
     assert dataset.report["labels"] == ["Maybe", "No", "Yes"]
 
 
+def test_a_regression_uploads_page_states_its_target_range_in_readable_numbers(
+        owner_client, project):
+    # given prices with two decimals, which the prepared file holds as float32
+    rows = "".join(f"{i},{i % 4},{32.92 + 4.91 * i:.2f}\n" for i in range(120))
+    upload(owner_client, project, ("size,rooms,price\n" + rows).encode(), task="regression")
+    dataset = Dataset.objects.get()
+
+    # when its page is opened
+    html = owner_client.get(reverse("dataset-detail", args=[dataset.pk])).content.decode()
+
+    # then the range reads as the prices do, not as float32's 32.91999816894531
+    assert '<p id="target-range">min 32.92, mean 325.1, max 617.2</p>' in html
+
+
 def test_an_image_zip_upload_shows_sample_images(owner_client, project):
     response = upload(owner_client, project, two_class_zip(), "pics.zip", kind="images")
 

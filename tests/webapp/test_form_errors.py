@@ -47,6 +47,28 @@ def test_a_batch_larger_than_a_small_set_is_still_the_batch_sizes_fault(owner, p
     assert set(form.errors) == {"batch_size"}
 
 
+def test_a_bad_value_in_a_field_the_chosen_model_hides_does_not_refuse_the_run(owner,
+                                                                              project):
+    # given a CNN width of 0 and depth "two", typed before MLP was chosen (the page hides
+    # both under an MLP)
+    # and Nesterov ticked under SGD before Adam was chosen
+    form = ExperimentForm(form_data(project, dataset="iris", arch="mlp", width="0",
+                                    depth="two", nesterov="on"), user=owner)
+
+    # then the run is valid, with those fields at their defaults
+    assert form.is_valid(), form.errors
+    assert form.spec is not None and not form.spec.optim.nesterov
+    assert (form.spec.model.width, form.spec.model.depth) == (ExperimentSpec().model.width,
+                                                              ExperimentSpec().model.depth)
+
+
+def test_a_bad_value_in_a_shown_field_is_still_refused(owner, project):
+    form = ExperimentForm(form_data(project, arch="cnn", width="0"), user=owner)
+
+    assert not form.is_valid()
+    assert set(form.errors) == {"width"}
+
+
 def offline_data(settings: Any, tmp_path: Any) -> None:
     settings.FITBOARD_DATA_DIR = tmp_path
     settings.FITBOARD_DATA_DOWNLOAD = False

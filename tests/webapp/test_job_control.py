@@ -163,6 +163,9 @@ def test_the_queue_shows_running_and_queued_jobs_with_worker_position_and_time(
     assert "waiting behind it" in body
     row = body.split(f'data-job="{waiting.pk}"')[1].split("</tr>")[0]
     assert '<td data-label="position">1</td>' in row  # first in line
+    # and on a phone its time reads as a wait, the running job's as time elapsed
+    assert '<td data-label="waiting">' in row
+    assert '<td data-label="elapsed">2 h 0 min</td>' in body
     assert reverse("experiment-cancel", args=[waiting.pk]) in row
 
 

@@ -501,3 +501,24 @@ def test_a_webhook_that_keeps_failing_rests_an_hour_while_the_others_are_called(
     # then only the live webhook is called now, and both are an hour later
     assert called_now == [live.pk]
     assert sorted(sent) == sorted([dead.pk, live.pk])
+
+
+def test_an_administrator_without_an_address_is_shown_where_to_set_it(owner_client, owner,
+                                                                       project):
+    # given an administrator (``manage.py up``'s admin: no e-mail address) and a member, both
+    # of the project and without an address
+    admin = User.objects.create_superuser("root", password="root-pass-123")
+    project.members.add(admin)
+    admin_client = Client()
+    admin_client.force_login(admin)
+    pages = [reverse("notifications"), reverse("project-notifications", args=[project.pk])]
+
+    # when each opens the notification pages
+    # then the administrator gets a link to their account's admin page, not "ask an
+    # administrator"; the member is told an administrator sets it
+    link = f'href="{reverse("admin:auth_user_change", args=[admin.pk])}" id="set-email"'
+    for url in pages:
+        assert link in admin_client.get(url).content.decode()
+        member_page = owner_client.get(url).content.decode()
+        assert 'id="set-email"' not in member_page
+        assert "until an administrator sets one" in member_page

@@ -153,6 +153,24 @@ def test_a_regressions_study_starts_with_an_objective_it_has(owner_client, proje
     assert response.status_code == 302, response.context["form"].errors
 
 
+def test_each_runs_objective_list_offers_only_the_metrics_its_task_logs(
+        owner_client, source, make_experiment):
+    # given a finished regression run (diabetes) beside the classification one (iris)
+    regression = make_experiment(
+        name="diabetes", status=Experiment.Status.SUCCEEDED,
+        spec=IRIS.patched({"data": {"dataset": "diabetes"}, "optim": {"loss": "mse"}}).to_dict())
+
+    # when each is tuned
+    offered = {run.name: [key for key, _ in owner_client.get(reverse(
+        "study-new", args=[run.pk])).context["form"].fields["objective"].choices]
+        for run in (source, regression)}
+
+    # then the regression is offered no accuracy (picking it was refused: "no val_acc") and
+    # the classification no error in target units
+    assert offered["diabetes"] == ["val_loss", "val_rmse", "val_mae", "train_loss"]
+    assert offered["iris"] == ["val_acc", "val_loss", "train_loss", "train_acc"]
+
+
 def test_a_field_that_applies_to_a_searched_choice_may_be_searched_with_it(owner_client,
                                                                           project, source):
     # when momentum is searched together with the optimizer that reads it
@@ -337,6 +355,23 @@ def test_the_study_page_and_its_data_show_the_trials(owner_client, stranger_clie
         reverse("study-detail", args=[study.pk])
     assert owner_client.get(reverse("experiment-new") + f"?from={study.pk}").status_code == 200
     assert owner_client.get(reverse("experiment-diagnostics", args=[study.pk])).status_code == 302
+
+
+def test_only_a_study_of_two_parameters_or_more_offers_their_pair_chart(owner_client,
+                                                                       make_study):
+    # given a study of the learning rate alone and one of it and the weight decay
+    alone = make_study(n_trials=1, parallelism=1)
+    both = make_study(n_trials=1, parallelism=1, space={
+        "optim.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True},
+        "optim.weight_decay": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}})
+
+    # when their pages are opened
+    pages = {name: owner_client.get(reverse("study-detail", args=[study.pk])).content.decode()
+             for name, study in (("alone", alone), ("both", both))}
+
+    # then the learning rate is not drawn against itself: the pair card shows for two only
+    assert '<div class="card" id="pair-card" hidden>' in pages["alone"]
+    assert '<div class="card" id="pair-card">' in pages["both"]
 
 
 def test_a_study_whose_samples_are_all_invalid_fails_instead_of_looping(make_study):

@@ -305,7 +305,7 @@ class Targets:
         if task == "classification":
             return cls(classification=True)
         train = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
-        return cls(False, float(train.mean()), float(train.std().clamp_min(1e-6)))
+        return cls(False, float(train.mean()), float(_scale(train.std())))
 
     def __call__(self, y: np.ndarray) -> torch.Tensor:
         if self.classification:
@@ -314,13 +314,20 @@ class Targets:
                 ) / self.std
 
 
+def _scale(std: torch.Tensor) -> torch.Tensor:
+    """A std to divide by: one where the training split holds a single value, as
+    scikit-learn's StandardScaler does. Dividing by a clamped ~0 would turn the first other
+    value a validation row brings (a category seen only there) into a million."""
+    return torch.where(std >= 1e-6, std, torch.ones_like(std))  # NaN (one row) too
+
+
 def _normalisation(x_train: torch.Tensor, standardise: bool) -> Normalisation:
     """The training split's mean and std (or the identity when not ``standardise``): one per
     channel for images, one per feature for tables."""
     axes = (0, 2, 3) if x_train.dim() == 4 else (0,)
     if standardise:
         mean = x_train.mean(dim=axes)
-        std = x_train.std(dim=axes).clamp_min(1e-6)
+        std = _scale(x_train.std(dim=axes))
     else:
         mean, std = torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
     return Normalisation(mean=mean.tolist(), std=std.tolist())

@@ -840,7 +840,7 @@ def _clean_features(frame: pd.DataFrame, inputs: list[str], missing_values: str,
         return frame[~missing.any(axis=1)]
     steps.append({"step": f"missing values to impute with the training split's "
                           f"{missing_values.replace('_', ' ')}", "count": cells,
-                  "detail": f"in {rows_hit} rows"})
+                  "detail": f"in {rows_hit} row{'' if rows_hit == 1 else 's'}"})
     return frame
 
 

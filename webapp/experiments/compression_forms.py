@@ -55,6 +55,12 @@ class CompressionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.source, self.user = source, user
         self.spec: CompressionSpec | None = None
+        # Said before the submit: a regression's list offered distillation, refused on submit.
+        method = self.fields["method"]
+        unsuitable = [f"{label}: {problem}" for key, label in method.choices  # type: ignore[attr-defined]
+                      if (problem := method_problem(source, key))]
+        if unsuitable:
+            method.help_text = "Not for this run: " + "; ".join(unsuitable)
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
@@ -69,15 +75,16 @@ class CompressionForm(forms.Form):
             self.add_error(None, problem)
         # Every problem in one answer: fields that did not convert are checked as defaults.
         fields = spec_forms.chosen_fields(SPEC_FIELDS, cleaned, (STUDENT_PLUGIN,))
+        hidden = spec_forms.hidden_fields(fields, cleaned)
+        failed_hidden = spec_forms.forget_hidden_errors(self.errors, hidden)
         data = {"source": self.source.pk, **spec_forms.defaults_for_failed(
-            fields, spec_forms.spec_data(fields, cleaned), self.errors)}
+            fields, spec_forms.spec_data(fields, cleaned), {*self.errors, *failed_hidden})}
         if options := data.get("student", {}).get("plugin_config"):  # empty: the default
             data["student"]["plugin_config"] = {k: v for k, v in options.items()
                                                 if v is not None}
-        try:
-            spec = CompressionSpec.from_dict(data)
-        except SpecError as exc:
-            errors = exc.errors
+        spec, errors = spec_forms.shown_problems(CompressionSpec.from_dict, fields, data,
+                                                 hidden)
+        if spec is None:
             # Also say at once whether the method suits the source at all.
             method = CompressionSpec(source=self.source.pk, method=data["method"])
             errors.update({k: v for k, v in _job_problems(self.source, method).items()
@@ -102,6 +109,16 @@ for _field in SPEC_FIELDS:
 CompressionForm.base_fields["student_arch"].choices = [  # type: ignore[attr-defined]
     *CompressionForm.base_fields["student_arch"].choices,  # type: ignore[attr-defined]
     *((name, getattr(model_plugin(name), "title", name)) for name in sorted(model_plugins()))]
+
+
+def method_problem(source: Experiment, method: str) -> str:
+    """Why ``method`` cannot compress ``source``'s model ("" when it can, or when the source's
+    data set is gone, which the submit says on its own field)."""
+    try:
+        problems = _job_problems(source, CompressionSpec(source=source.pk, method=method))
+    except KeyError:
+        return ""
+    return problems.get("method", "")
 
 
 def _job_problems(source: Experiment, spec: CompressionSpec) -> dict[str, str]:

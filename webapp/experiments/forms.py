@@ -44,7 +44,6 @@ SPEC_FIELDS = [
 # Form field → spec path, and back.
 FIELD_PATHS = {sf.name: sf.path for sf in SPEC_FIELDS}
 PATH_FIELDS = {path: name for name, path in FIELD_PATHS.items()}
-PATH_DEFAULTS = spec_forms.path_defaults(SPEC_FIELDS)
 # How the form is laid out: a legend per group of fields.
 FIELDSETS = [("Experiment", ["name", "project", "repeats"]),
              *spec_forms.fieldsets(SPEC_FIELDS, FIELDSET_ORDER)]
@@ -188,8 +187,10 @@ class ExperimentForm(forms.Form):
         # empty) are checked as their defaults, so the range and cross-field checks of all the
         # others still run.
         fields = spec_forms.chosen_fields(SPEC_FIELDS, cleaned, PLUGIN_PATHS)
+        hidden = spec_forms.hidden_fields(fields, cleaned)
+        failed_hidden = spec_forms.forget_hidden_errors(self.errors, hidden)
         data = spec_forms.defaults_for_failed(
-            fields, spec_forms.spec_data(fields, cleaned), self.errors)
+            fields, spec_forms.spec_data(fields, cleaned), {*self.errors, *failed_hidden})
         for section, option in (path.split(".") for path in PLUGIN_PATHS):
             # An option left empty (or not sent) takes the plugin's default.
             chosen = data.get(section, {}).get(option)
@@ -209,7 +210,7 @@ class ExperimentForm(forms.Form):
                                       data.get("data", {}).get("version") or 0)
             if missing:
                 self.add_error(PATH_FIELDS.get("data.version"), missing)
-        spec, errors = spec_forms.every_problem(ExperimentSpec.from_dict, data, PATH_DEFAULTS)
+        spec, errors = spec_forms.shown_problems(ExperimentSpec.from_dict, fields, data, hidden)
         if spec is not None and not self.errors:
             # The run to start from: one of the chosen project's, that this user sees.
             if problem := warmstart.source_problem(self.user, cleaned.get("project"), spec):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -220,6 +220,39 @@ def every_problem(build: Callable[[dict[str, Any]], T], data: dict[str, Any],
         for path, message in exc.errors.items():
             errors.setdefault(path, message)
     return None, errors
+
+
+def hidden_fields(fields: Iterable[SpecField], cleaned: Mapping[str, Any]) -> set[str]:
+    """The form fields that the submitted choices (``cleaned``) do not apply to, the ones the
+    page hides: a CNN's width under an MLP, sparsity under distillation. A choice that did not
+    convert hides nothing."""
+    return {sf.name for sf in fields
+            if not all(k not in cleaned or cleaned[k] in v for k, v in sf.applies.items())}
+
+
+def forget_hidden_errors(errors: MutableMapping[str, Any], hidden: set[str]) -> set[str]:
+    """Takes the hidden fields' own errors (a value that did not convert) out of a form's
+    ``errors``; their names, for :func:`defaults_for_failed` to give them their defaults."""
+    failed = hidden.intersection(errors)
+    for name in failed:
+        del errors[name]
+    return failed
+
+
+def shown_problems(build: Callable[[dict[str, Any]], T], fields: Iterable[SpecField],
+                   data: dict[str, Any], hidden: set[str]) -> tuple[T | None, dict[str, str]]:
+    """:func:`every_problem`, where a hidden field's bad value is set back to its default
+    rather than reported: a value left from an earlier choice (a width of 0 typed for a CNN
+    before MLP was chosen) refused the submit on a field that no longer applied."""
+    fields = list(fields)
+    defaults = path_defaults(fields)
+    spec, errors = every_problem(build, data, defaults)
+    paths = {sf.path for sf in fields if sf.name in hidden}
+    if not paths.intersection(errors):
+        return spec, errors
+    return every_problem(build, defaults_for_failed(
+        fields, data, {sf.name for sf in fields if sf.path in errors and sf.path in paths}),
+        defaults)
 
 
 def path_defaults(fields: Iterable[SpecField]) -> dict[str, Any]:

@@ -142,6 +142,13 @@ class TuneForm(forms.Form):
             task = base.data.info().task
         except KeyError:  # its data set is gone: the submit says so on the project
             task = "classification"
+        else:
+            # Only the metrics the run logs: a regression's list offered val_acc, then refused
+            # it on submit.
+            objective = self.fields["objective"]
+            objective.choices = [  # type: ignore[attr-defined]
+                (key, text) for key, text in objective.choices  # type: ignore[attr-defined]
+                if OBJECTIVES[key][1] in (None, task)]
         self.fields["objective"].initial = primary_metric(task)[0]
         for t in self.tunables:
             self.fields[f"{t.name}_on"] = forms.BooleanField(required=False, label=t.label)

@@ -1,9 +1,14 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from webapp.experiments import compression_views, group_views, model_views, tuning_views, views
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment-list"),
+    # Every run's address starts /experiments/: the folder itself, typed or trimmed from one,
+    # was a 404.
+    path("experiments/", RedirectView.as_view(pattern_name="experiment-list", query_string=True),
+         name="experiment-list-folder"),
     path("queue/", views.queue_page, name="queue"),
     path("experiments/new/", views.experiment_new, name="experiment-new"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),

@@ -862,9 +862,9 @@ class ExperimentSpec:
         if (problem := _arch_problem(self.model.arch, info)) is not None:
             errors["model.arch"] = problem
         if info.task == "classification" and self.optim.loss != "cross_entropy":
-            errors["optim.loss"] = f"{info.name} is a classification task: use cross-entropy"
+            errors["optim.loss"] = f"{info.shown_name} is a classification task: use cross-entropy"
         if info.task == "regression" and self.optim.loss == "cross_entropy":
-            errors["optim.loss"] = f"{info.name} is a regression task: use MSE, MAE or Huber"
+            errors["optim.loss"] = f"{info.shown_name} is a regression task: use MSE, MAE or Huber"
         errors.update(self._monitor_problems(info))
         errors.update(self._freeze_problems())
         d = self.data
@@ -872,16 +872,16 @@ class ExperimentSpec:
             field_name = next(f for f in ("augment_crop", "augment_flip", "augment_rotation",
                                           "augment_noise") if getattr(d, f))
             errors[f"data.{field_name}"] = (
-                f"augmentation needs image data; {info.name} is {info.modality}"
+                f"augmentation needs image data; {info.shown_name} is {info.modality}"
             )
         elif info.modality == "image" and d.augment_crop >= min(info.input_shape[1:]):
-            errors["data.augment_crop"] = f"must be smaller than the {info.name} images"
+            errors["data.augment_crop"] = f"must be smaller than the {info.shown_name} images"
         train_rows = self.train_rows(info)
         if train_rows < 2 or self._splits_too_large(info, train_rows):
             errors.update(self._split_problems(info, train_rows))
         elif self.run.batch_size > train_rows:
             errors["run.batch_size"] = (
-                f"larger than the training split ({train_rows} rows of {info.name})"
+                f"larger than the training split ({train_rows} rows of {info.shown_name})"
             )
         elif (self.model.arch in ("cnn", "resnet") and self.model.batch_norm
               and self.run.batch_size < 2):
@@ -946,9 +946,10 @@ class ExperimentSpec:
     def _monitor_problems(self, info: DatasetInfo) -> dict[str, str]:
         metric = self.run.monitor
         if metric == "val_acc" and info.task != "classification":
-            return {"run.monitor": f"{info.name} is a regression task: val_acc does not exist"}
+            return {"run.monitor": f"{info.shown_name} is a regression task: val_acc does not "
+                                   "exist"}
         if metric in ("val_rmse", "val_mae") and info.task != "regression":
-            return {"run.monitor": f"{info.name} is a classification task: {metric} does not "
+            return {"run.monitor": f"{info.shown_name} is a classification task: {metric} does not "
                                    "exist"}
         return {}
 
@@ -991,7 +992,7 @@ def _arch_problem(arch: str, info: DatasetInfo) -> str | None:
     if info.modality in modalities:
         return None
     return (f"{title} needs {' or '.join(modalities)} data; "
-            f"{info.name} is {info.modality}")
+            f"{info.shown_name} is {info.modality}")
 
 
 # The model family a data set's modality trains with by default ("Train on it", and the New

@@ -251,9 +251,10 @@ class TuningSpec:
         if self.direction != direction:
             errors["direction"] = f"{self.objective} should be {direction}d"
         if base is not None and task is not None:
-            actual = base.data.info().task
-            if actual != task:
-                errors["objective"] = f"{base.data.dataset} is a {actual} task: no {self.objective}"
+            info = base.data.info()
+            if info.task != task:
+                errors["objective"] = (f"{info.shown_name} is a {info.task} task: "
+                                       f"no {self.objective}")
         return errors
 
     @property

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from training import ExperimentSpec, SpecError
+from training.data import catalog
+from training.data.catalog import DatasetInfo
 
 
 def errors_for(data: dict[str, Any]) -> dict[str, str]:
@@ -120,6 +122,19 @@ def test_cross_entropy_on_a_regression_task_names_every_regression_loss() -> Non
 
     # then the loss is blamed and the three regression losses are named
     assert errors == {"optim.loss": "diabetes is a regression task: use MSE, MAE or Huber"}
+
+
+def test_a_loss_refusal_names_an_uploaded_set_by_its_name_not_its_reference() -> None:
+    # given an uploaded regression table called "houses", known to the engine as "upload:7"
+    catalog.remember(DatasetInfo("upload:7", "houses", "regression", "tabular", 200, (4,), 0))
+    try:
+        # when cross-entropy on it is validated
+        errors = errors_for({"data": {"dataset": "upload:7"}, "model": {"arch": "mlp"}})
+    finally:
+        catalog.forget()
+
+    # then the message names the set as the pages do
+    assert errors == {"optim.loss": "houses is a regression task: use MSE, MAE or Huber"}
 
 
 @pytest.mark.parametrize("loss", ["mse", "mae", "huber"])

@@ -13,6 +13,8 @@ from django.urls import reverse
 
 from tests.checkpoints import store_checkpoint
 from training import ExperimentSpec, MemoryReporter, run
+from training.data.catalog import DatasetInfo
+from webapp.datasets.models import Dataset
 from webapp.experiments.compression import execute_compression
 from webapp.experiments.compression_forms import compression_initial
 from webapp.experiments.models import Experiment
@@ -265,6 +267,26 @@ def test_the_form_says_before_a_submit_which_methods_the_run_cannot_take(owner_c
     assert form.fields["method"].help_text == (
         "Not for this run: Knowledge distillation into a smaller student: distillation needs "
         "class probabilities; diabetes is regression")
+
+
+def test_the_refusal_to_distill_names_an_uploaded_data_set_by_its_name(owner_client, project,
+                                                                       make_experiment):
+    # given a finished regression MLP run on an uploaded table called "houses"
+    houses = Dataset.objects.create(
+        project=project, name="houses", kind="csv", folder="f", prepared="f/prepared.npz",
+        info=DatasetInfo("upload:0", "houses", "regression", "tabular", 200, (4,), 0).to_dict())
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
+        {"data": {"dataset": houses.spec_name}, "model": {"arch": "mlp"},
+         "optim": {"loss": "mse"}}).to_dict())
+    store_checkpoint(source, b"archive")
+
+    # when distillation is submitted for it
+    response = owner_client.post(reverse("compress-new", args=[source.pk]),
+                                 _form(source, method="distill"))
+
+    # then the refusal names the set as the pages do, not by its "upload:<id>" reference
+    errors = response.context["form"].errors["method"]
+    assert errors == ["distillation needs class probabilities; houses is regression"]
 
 
 def test_a_regressions_report_heads_its_validation_column_rmse():

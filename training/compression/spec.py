@@ -164,7 +164,8 @@ class CompressionSpec(_Section):
             errors["method"] = (f"weight pruning supports {', '.join(WEIGHT_PRUNABLE)} models, "
                                 f"not {arch}: distill it into a smaller one")
         elif self.method == "distill" and info.task != "classification":
-            errors["method"] = f"distillation needs class probabilities; {info.name} is regression"
+            errors["method"] = (f"distillation needs class probabilities; {info.shown_name} "
+                                "is regression")
         elif self.method == "distill" and info.modality == "text":
             errors.update(self._text_student_problems(source))
         if self.method == "distill" and not errors:

@@ -35,6 +35,13 @@ class DatasetInfo:
         """Rows left for training after the test, subset and validation cuts."""
         return split_sizes(self, val_fraction, subset, test_fraction)[0]
 
+    @property
+    def shown_name(self) -> str:
+        """The name the pages call the set by, for messages: an upload's own name (its title,
+        "houses"), not the "upload:<id>" reference a spec holds; a catalog or plugin set's
+        name."""
+        return self.title if is_upload(self.name) and self.title else self.name
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["input_shape"] = list(self.input_shape)

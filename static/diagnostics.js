@@ -5,7 +5,6 @@
   const history = JSON.parse(document.getElementById("diag-history").textContent) || {};
   const verdict = JSON.parse(document.getElementById("diag-verdict").textContent) || {};
   const onset = verdict.onset_epoch;
-  const EPOCH_TICK_PX = 24;  // room an epoch's tick label needs, in CSS pixels
 
   function plot(id, title, trainKey, valKey) {
     const el = document.getElementById(id);
@@ -35,7 +34,7 @@
       shapes, annotations,
       // A tick per epoch while each has room for its number; on a phone 21 epochs' ticks
       // were turned on their side and ran together.
-      xaxis: {title: {text: "epoch"}, dtick: epochs.length * EPOCH_TICK_PX > el.clientWidth ? undefined : 1},
+      xaxis: window.wholeNumberAxis({title: {text: "epoch"}}, epochs.length, el),
       // Above the plot: below it, the legend ran over the x-axis title.
       legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
       hovermode: "x unified",

@@ -44,7 +44,9 @@
     Plotly.react("group-chart", seeds.concat(band), {
       title: window.plotlyTitle(
         `${data.metric}: mean over ${data.seeds.length} seeds, ${BAND_NAMES[data.band]}`),
-      xaxis: {title: {text: "epoch"}}, margin: {l: 50, r: 20, t: window.PLOTLY_TITLE_TOP, b: 40},
+      xaxis: window.wholeNumberAxis({title: {text: "epoch"}}, data.epochs.length,
+        document.getElementById("group-chart")),
+      margin: {l: 50, r: 20, t: window.PLOTLY_TITLE_TOP, b: 40},
     }, {responsive: true});
     document.getElementById("group-chart").dataset.traces = String(seeds.length + band.length);
   }

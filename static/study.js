@@ -76,8 +76,10 @@
                size: t.curve.map((_, i) => (t.state === "pruned" && i === t.curve.length - 1) ? 10 : 4)},
       hovertemplate: `trial ${t.index} (${t.state})<br>epoch %{x}: %{y:.4f}<extra></extra>`,
     }));
+    const lastEpoch = Math.max(...traces.map((t) => Math.max(...t.x)));
     Plotly.react("chart-curves", traces, layout(`${data.objective} per epoch (pruned: dotted, ×)`,
-      {xaxis: {title: {text: "epoch"}}}), {responsive: true});
+      {xaxis: window.wholeNumberAxis({title: {text: "epoch"}}, lastEpoch, document.getElementById("chart-curves"))}),
+      {responsive: true});
   }
 
   function drawBest(data) {
@@ -89,7 +91,9 @@
       {x: data.best_so_far.map((p) => p[0]), y: data.best_so_far.map((p) => p[1]),
        mode: "lines", line: {shape: "hv"}, name: "best so far"},
     ], layout(`best ${data.objective} so far (${data.direction})`,
-      {xaxis: {title: {text: "trial"}}}), {responsive: true});
+      {xaxis: window.wholeNumberAxis({title: {text: "trial"}}, Math.max(...done.map((t) => t.index)),
+        document.getElementById("chart-best"))}),
+      {responsive: true});
   }
 
   function drawParallel(data) {

@@ -133,8 +133,25 @@
 
   function traceData(t) {
     // A script names its own metrics: names are text, not markup.
-    return {x: [], y: [], name: plotlyText(t.name), mode: t.mode || (t.key === "loss" ? "lines" : "lines+markers"),
+    return {x: [], y: [], name: plotlyText(t.name), mode: modeFor(t, 0),
             line: {color: t.color, width: t.width}, marker: {size: 5}};
+  }
+
+  // A trace of lines alone (the per-step loss, the learning rate) drew nothing for its first
+  // point, a line of no length: until a second point comes it has a marker too (as on the
+  // compare page).
+  function modeFor(t, count) {
+    const mode = t.mode || (t.key === "loss" ? "lines" : "lines+markers");
+    return mode === "lines" && count === 1 ? "lines+markers" : mode;
+  }
+  function fitModes(id) {
+    const gd = document.getElementById(id);
+    const modes = [], indices = [];
+    charts[id].traces.forEach((t, i) => {
+      const mode = modeFor(t, gd.data[i].x.length);
+      if (gd.data[i].mode !== mode) { modes.push(mode); indices.push(i); }
+    });
+    if (indices.length) Plotly.restyle(id, {mode: modes}, indices);
   }
 
   // The legend sits between the title and the plot, so it never covers the x-axis title
@@ -217,7 +234,7 @@
           xs.push(x); ys.push(y); indices.push(i); state.points += x.length;
         }
       });
-      if (indices.length) Plotly.extendTraces(id, {x: xs, y: ys}, indices);
+      if (indices.length) { Plotly.extendTraces(id, {x: xs, y: ys}, indices); fitModes(id); }
     }
     showEmpty();
   }
@@ -236,6 +253,7 @@
       xs.push(x); ys.push(y);
     }
     Plotly.restyle(id, {x: xs, y: ys}, chart.traces.map((_, i) => i));
+    fitModes(id);
   }
 
   function refineOnZoom(id) {

@@ -82,6 +82,20 @@ def test_cleaning_drops_and_counts_unlabelled_incomplete_and_duplicate_rows() ->
     assert prepared.report["class_counts"] == {"x": 3, "y": 2}
 
 
+def test_a_step_that_counts_one_column_and_one_row_says_them_in_the_singular() -> None:
+    # given the messy CSV with a trailing separator on every line (an empty column) and an
+    # empty line of separators
+    data = MESSY.replace(b"\n", b",\n").replace(b"7,8,y,\n", b"7,8,y,\n,,,\n")
+
+    # when it is read and cleaned
+    prepared = table(data, missing="drop")
+
+    # then the detail of the step that dropped them counts each in the singular
+    details = {s["step"]: s.get("detail") for s in prepared.report["steps"]}
+    assert details["empty columns and rows dropped (separators without values)"] == (
+        "1 column, 1 row")
+
+
 @pytest.mark.parametrize("strategy", ["mean", "median", "most_frequent"])
 def test_missing_values_are_imputed_with_training_split_statistics(
         tmp_path: Path, strategy: str) -> None:

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from training.data.catalog import DatasetInfo
 from training.data.files import IDX_FILES
 from training.spec import ExperimentSpec
 from webapp.datasets.models import Dataset
@@ -347,3 +348,25 @@ def test_fetchdata_downloads_mnist_into_the_data_directory(settings, tmp_path):
     # then the verified files are in the data directory's mnist folder
     assert sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()) == sorted(IDX_FILES)
     assert "mnist:" in out.getvalue()
+
+
+def test_a_report_stored_before_counts_of_one_were_singular_reads_1_row(owner_client, project):
+    # given a table uploaded when the cleaning report said "in 1 rows" and "1 columns, 1 rows"
+    info = DatasetInfo("upload:0", "houses", "regression", "tabular", 3, (2,), 0).to_dict()
+    steps = [{"step": "empty columns and rows dropped (separators without values)", "count": 2,
+              "detail": "1 columns, 1 rows"},
+             {"step": "missing values to impute with the training split's mean", "count": 1,
+              "detail": "in 1 rows"},
+             {"step": "rows with duplicate features dropped", "count": 3, "detail": "in 3 rows"}]
+    dataset = Dataset.objects.create(project=project, name="houses", kind="csv", folder="f",
+                                     prepared="f/prepared.npz", info=info,
+                                     report={"rows_in": 4, "rows_out": 3, "steps": steps})
+
+    # when its page is opened
+    html = owner_client.get(reverse("dataset-detail", args=[dataset.pk])).content.decode()
+
+    # then each count of one reads in the singular, without rewriting the stored report
+    details = re.findall(r'<td class="muted">([^<]*)</td></tr>', html)
+    assert details == ["1 column, 1 row", "in 1 row", "in 3 rows"]
+    dataset.refresh_from_db()
+    assert dataset.report["steps"][1]["detail"] == "in 1 rows"

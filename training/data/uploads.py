@@ -295,7 +295,8 @@ def _without_empty_margins(frame: pd.DataFrame, headed: bool) -> pd.DataFrame:
     if unnamed or empty.any():
         steps.append({"step": "empty columns and rows dropped (separators without values)",
                       "count": len(unnamed) + int(empty.sum()),
-                      "detail": f"{len(unnamed)} columns, {int(empty.sum())} rows"})
+                      "detail": f"{counted(len(unnamed), 'column')}, "
+                                f"{counted(int(empty.sum()), 'row')}"})
     frame.attrs["steps"] = steps
     return frame
 
@@ -825,6 +826,11 @@ def _drop_empty_texts(frame: pd.DataFrame, column: str,
     return frame[~empty].assign(**{column: texts[~empty]})
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one: "1 row", "3 rows", "0 columns"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _clean_features(frame: pd.DataFrame, inputs: list[str], missing_values: str,
                     steps: list[dict[str, Any]]) -> pd.DataFrame:
     """The feature columns as float64 numbers; rows with a missing value dropped, or counted
@@ -840,7 +846,7 @@ def _clean_features(frame: pd.DataFrame, inputs: list[str], missing_values: str,
         return frame[~missing.any(axis=1)]
     steps.append({"step": f"missing values to impute with the training split's "
                           f"{missing_values.replace('_', ' ')}", "count": cells,
-                  "detail": f"in {rows_hit} row{'' if rows_hit == 1 else 's'}"})
+                  "detail": f"in {counted(rows_hit, 'row')}"})
     return frame
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.paginator import Paginator
@@ -10,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from training.data.uploads import counted
 from training.data.versions import VersionError, diff, parse_changes
 from webapp.datasets import labels, services
 from webapp.datasets.forms import KIND_APPLIES, DatasetForm
@@ -50,9 +52,28 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dataset": dataset,
         "info": dataset.dataset_info,
         "report": report,
+        "cleaning_steps": cleaning_steps(report),
         "chart": {"labels": names, "counts": [counts.get(name, 0) for name in names]},
         "may_delete": access.may_change(request.user, dataset),
     })
+
+
+# A step's detail is stored as text, and reports written before it counted one as one say
+# "in 1 rows" or "1 columns, 0 rows": a detail of that shape is said again from its numbers.
+_COUNTS_DETAIL = re.compile(r"(in )?\d+ (rows?|columns?)(, \d+ (rows?|columns?))?")
+_COUNT = re.compile(r"(\d+) (row|column)s?")
+
+
+def cleaning_steps(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's cleaning steps as the page shows them, each count's noun in the number
+    its count takes (whatever version of the upload code wrote the report)."""
+    steps = []
+    for step in report.get("steps") or []:
+        detail = str(step.get("detail") or "")
+        if _COUNTS_DETAIL.fullmatch(detail):
+            detail = _COUNT.sub(lambda m: counted(int(m[1]), m[2]), detail)
+        steps.append({**step, "detail": detail})
+    return steps
 
 
 def class_names(report: dict[str, Any]) -> list[str]:

@@ -34,6 +34,12 @@ def project(owner: User) -> Project:
 
 
 @pytest.fixture
+def run(owner: User, project: Project) -> Experiment:
+    """A script's run of the owner's, as mlflow's runs/create makes it, with nothing logged."""
+    return ingest.create_run(owner, project, "script", {})
+
+
+@pytest.fixture
 def token(owner: User, project: Project) -> str:
     """A read-and-write token for all of the owner's projects."""
     return tokens.create_token(owner, "laptop", "write", None)[1]

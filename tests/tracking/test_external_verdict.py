@@ -22,10 +22,6 @@ from webapp.tracking import ingest
 CURVES = {item["name"]: item for item in stress.load()}
 
 
-@pytest.fixture
-def run(owner: Any, project: Any) -> Experiment:
-    return ingest.create_run(owner, project, "script", {})
-
 
 def log_run(token: str, run: Experiment, item: dict[str, Any]) -> None:
     """Log a stored curve as a script does: its first step's loss at step 0, then at the end

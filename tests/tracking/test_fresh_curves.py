@@ -31,13 +31,15 @@ LIMITS = {(name, style) for name, style in NO_CHANCE_LEVEL if name == "fashion_o
     ("diabetes_ridge_heavy", style) for style in ("loop", "keras", "trainer", "lightning")}
 
 
-def cases() -> list[Any]:
+def cases(curves: dict[str, dict[str, Any]], limits: set[tuple[str, str]]) -> list[Any]:
+    """(curve, style) parameters of every curve logged in every style that names its
+    measures, less ``limits``."""
     found = []
-    for name, item in CURVES.items():
+    for name, item in curves.items():
         for style in fresh.STYLES:
             if item["task"]["kind"] == "regression" and style in ("timm", "top1"):
                 continue  # no accuracy: the same names as the loop's
-            if (name, style) not in LIMITS:
+            if (name, style) not in limits:
                 found.append(pytest.param(item, style, id=f"{name}-{style}"))
     return found
 
@@ -65,12 +67,8 @@ def log_and_end(token: str, run: Experiment, item: dict[str, Any], style: str,
     return Experiment.objects.get(pk=run.pk)
 
 
-@pytest.fixture
-def run(owner: Any, project: Any) -> Experiment:
-    return ingest.create_run(owner, project, "script", {})
 
-
-@pytest.mark.parametrize(("item", "style"), cases())
+@pytest.mark.parametrize(("item", "style"), cases(CURVES, LIMITS))
 def test_a_scripts_run_logged_as_its_framework_logs_gets_the_experts_call(
         token: str, run: Experiment, item: dict[str, Any], style: str) -> None:
     # given a real run the diagnosis was not tuned on, logged under a framework's names

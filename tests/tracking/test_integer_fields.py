@@ -13,7 +13,6 @@ import pytest
 from django.test import Client
 
 from webapp.experiments import metric_store
-from webapp.tracking import ingest
 from webapp.tracking.api import ApiError, integer
 
 REFUSED = [1.5, "1.5", True, False, 1e30, 2**63, -1e19, "-9223372036854775809", "2e19",
@@ -21,10 +20,6 @@ REFUSED = [1.5, "1.5", True, False, 1e30, 2**63, -1e19, "-9223372036854775809", 
 TAKEN = [(3, 3), ("3", 3), (3.0, 3), ("3.0", 3), ("1e3", 1000), (2**63 - 1, 2**63 - 1),
          (-(2**63), -(2**63)), (None, 0), ("", 0)]
 
-
-@pytest.fixture
-def run(owner, project):
-    return ingest.create_run(owner, project, "script", {})
 
 
 def post(token: str, route: str, body: dict[str, Any]) -> Any:

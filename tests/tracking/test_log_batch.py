@@ -19,11 +19,6 @@ from webapp.experiments.models import Experiment
 from webapp.tracking import ingest
 
 
-@pytest.fixture
-def run(owner, project):
-    return ingest.create_run(owner, project, "script", {})
-
-
 def log_batch(token: str, run: Experiment, metrics: list[dict], raw: str | None = None):
     body = raw if raw is not None else json.dumps({"run_id": str(run.pk), "metrics": metrics})
     return Client().post("/api/2.0/mlflow/runs/log-batch", body,

@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from django.test import Client
 
 from webapp.experiments import metric_store
-from webapp.tracking import ingest
 
 # The token with its user; the transaction's start; the run, under its row lock, within the
 # token's reach; the points; the run's progress; the transaction's end.
 LOGGING_QUERIES = 6
 
-
-@pytest.fixture
-def run(owner, project):
-    return ingest.create_run(owner, project, "script", {})
 
 
 def post(token: str, route: str, body: dict) -> int:

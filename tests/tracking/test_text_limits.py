@@ -28,10 +28,6 @@ def call(token: str, path: str, body: dict[str, Any]) -> Any:
                          HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
-@pytest.fixture
-def run(owner, project) -> Experiment:
-    return ingest.create_run(owner, project, "script", {})
-
 
 def stored(run: Experiment) -> dict[str, Any]:
     return Experiment.objects.get(pk=run.pk).spec

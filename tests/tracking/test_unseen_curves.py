@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.tracking.test_fresh_curves import log_and_end
+from tests.tracking.test_fresh_curves import cases, log_and_end
 from tests.training.curves import fresh
 from webapp.experiments.models import Experiment
-from webapp.tracking import ingest
 
 CURVES = {item["name"]: item for item in fresh.scripts(fresh.UNSEEN)}
 PER_EPOCH = ("keras", "trainer", "timm")  # their first training point is no untrained loss
@@ -31,23 +30,7 @@ CONVENTION = {(name, style) for style in fresh.STYLES
 LIMITS = NO_CHANCE_LEVEL | NO_SMOOTHING | CONVENTION | {("moons_batch_2", "trainer")}
 
 
-def cases() -> list[Any]:
-    found = []
-    for name, item in CURVES.items():
-        for style in fresh.STYLES:
-            if item["task"]["kind"] == "regression" and style in ("timm", "top1"):
-                continue  # no accuracy: the same names as the loop's
-            if (name, style) not in LIMITS:
-                found.append(pytest.param(item, style, id=f"{name}-{style}"))
-    return found
-
-
-@pytest.fixture
-def run(owner: Any, project: Any) -> Experiment:
-    return ingest.create_run(owner, project, "script", {})
-
-
-@pytest.mark.parametrize(("item", "style"), cases())
+@pytest.mark.parametrize(("item", "style"), cases(CURVES, LIMITS))
 def test_a_scripts_run_logged_as_its_framework_logs_gets_the_rules_call(
         token: str, run: Experiment, item: dict[str, Any], style: str) -> None:
     # given a real run the diagnosis was not tuned on, logged under a framework's names

@@ -23,12 +23,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.repeats import spread, timed  # noqa: E402
 
 
 def workloads() -> dict[str, Any]:
@@ -62,18 +63,6 @@ def arms(spec: Any) -> dict[str, Callable[[], object]]:
             loop.laid_out = shipped
 
     return {"channels last": channels_last, "contiguous": contiguous}
-
-
-def timed(work: Callable[[], object]) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    work()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def spread(values: list[float], unit: str) -> str:
-    digits = 3 if unit == "s" else 2
-    return (f"{statistics.median(values):.{digits}f}{unit} "
-            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
 
 
 def bench(name: str, spec: Any, rounds: int) -> float:

@@ -164,13 +164,8 @@ def read_many(experiment_ids: Iterable[int], keys: Iterable[str] | None = None,
         chunks = chunks.filter(last_step__gte=x0)
     if x1 is not None:
         chunks = chunks.filter(first_step__lte=x1)
-    parts: dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]] = {}
-    for run_id, key, steps, values, times in chunks.order_by("id").values_list(
-        "experiment_id", "key", "steps", "values", "times"
-    ):
-        parts.setdefault(run_id, {}).setdefault(key, []).append((steps, values, times))
     out: dict[int, dict[str, Series]] = {}
-    for run_id, metrics in parts.items():
+    for run_id, metrics in _blobs_by_run(chunks).items():
         out[run_id] = {}
         for key, blobs in metrics.items():
             series = _merge(blobs)
@@ -190,12 +185,19 @@ def latest_many(experiment_ids: Iterable[int]) -> dict[int, dict[str, Series]]:
     top = (MetricChunk.objects.filter(experiment_id__in=ids)
            .annotate(top=Window(Max("last_step"), partition_by=[F("experiment_id"), F("key")]))
            .filter(last_step=F("top")).values("pk"))
-    parts: dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]] = {}
-    for run_id, key, steps, values, times in MetricChunk.objects.filter(pk__in=top).order_by(
-            "id").values_list("experiment_id", "key", "steps", "values", "times"):
-        parts.setdefault(run_id, {}).setdefault(key, []).append((steps, values, times))
     return {run_id: {key: _merge(blobs).take(slice(-1, None)) for key, blobs in metrics.items()}
-            for run_id, metrics in parts.items()}
+            for run_id, metrics in _blobs_by_run(
+                MetricChunk.objects.filter(pk__in=top)).items()}
+
+
+def _blobs_by_run(chunks: Any) -> dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]]:
+    """The packed columns of ``chunks`` (a MetricChunk queryset), by run and metric, in the
+    order they were written."""
+    parts: dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]] = {}
+    for run_id, key, steps, values, times in chunks.order_by("id").values_list(
+            "experiment_id", "key", "steps", "values", "times"):
+        parts.setdefault(run_id, {}).setdefault(key, []).append((steps, values, times))
+    return parts
 
 
 def _merge(blobs: list[tuple[bytes, bytes, bytes]]) -> Series:

@@ -4,6 +4,7 @@ errors in the shape the mlflow client reads ({"error_code": ..., "message": ...}
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -226,4 +227,14 @@ def _integral(value: Any) -> int | None:
     return None
 
 
-__all__ = ["ApiError", "ApiToken", "endpoint", "error", "integer", "not_found", "number", "text"]
+__all__ = ["ApiError", "ApiToken", "endpoint", "error", "integer", "metric_value", "not_found",
+           "number", "text"]
+
+
+def metric_value(value: float) -> float | str:
+    """A metric's value as protobuf's JSON writes a double (as MLflow's server answers): NaN
+    and the infinities as the strings "NaN", "Infinity" and "-Infinity". A bare NaN is not
+    JSON, and every mlflow client's parser refuses the whole answer that holds one."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"

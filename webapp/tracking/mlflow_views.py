@@ -32,6 +32,7 @@ from webapp.tracking.api import (
     ApiError,
     endpoint,
     integer,
+    metric_value,
     nested_deeper_than,
     not_found,
     number,
@@ -69,15 +70,6 @@ END_STATUS = {"FINISHED": Experiment.Status.SUCCEEDED, "FAILED": Experiment.Stat
 
 def epoch_ms(when: Any) -> int | None:
     return int(when.timestamp() * 1000) if when else None
-
-
-def metric_value(value: float) -> float | str:
-    """A metric's value as protobuf's JSON writes a double (as MLflow's server answers): NaN
-    and the infinities as the strings "NaN", "Infinity" and "-Infinity". A bare NaN is not
-    JSON, and every mlflow client's parser refuses the whole answer that holds one."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 # --- Experiments (projects) ----------------------------------------------------------------

@@ -5,7 +5,6 @@ points as any, and also in the model's row, which ``get_logged_model`` and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,7 +13,7 @@ from django.utils import timezone
 
 from webapp.experiments.models import Experiment, parse_pk
 from webapp.tracking import access, ingest
-from webapp.tracking.api import ApiError, integer, not_found, number, text
+from webapp.tracking.api import ApiError, integer, metric_value, not_found, number, text
 from webapp.tracking.models import ApiToken, LoggedModel
 
 # Points one model holds (one per name, step and data set): an evaluation logs a few metrics
@@ -32,18 +31,11 @@ def linked(items: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
             continue
         value = number(item.get("value"), "value")
         found.setdefault(text(item, "model_id"), []).append({
-            "key": text(item, "key"), "value": _written(value),
+            "key": text(item, "key"), "value": metric_value(value),
             "timestamp": integer(item.get("timestamp"), "timestamp"),
             "step": integer(item.get("step"), "step"),
             **{field: text(item, field, required=False) for field in DATASET_FIELDS}})
     return found
-
-
-def _written(value: float) -> float | str:
-    """A value as JSON holds it (a JSON column refuses a bare NaN), as MLflow's JSON writes it."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 def link(token: ApiToken, run: Experiment, points: Mapping[str, list[dict[str, Any]]]) -> None:

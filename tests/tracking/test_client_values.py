@@ -5,12 +5,14 @@ naming the metric, with nothing of that call logged. Offline runs, read back fro
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import fitboard
 import numpy as np
 import pytest
 import torch
+from fitboard.run import Run
 
 
 def logged(folder: Path) -> dict[str, list[list[float]]]:
@@ -58,3 +60,47 @@ def test_a_value_that_is_not_a_number_is_refused_naming_it(tmp_path: Path, value
         assert "not a number" in str(refused.value)
         run.log({"loss": 0.25}, step=2)
     assert logged(tmp_path) == {"loss": [[0, 1.0], [2, 0.25]]}
+
+
+class HeldSink:
+    """A sink whose writes wait until the test lets them through, as a slow server would."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.written: list[tuple[str, int, float]] = []
+
+    def write(self, columns: dict[str, tuple[list[int], list[float], list[float]]]) -> None:
+        self.opened.wait()
+        for name, (steps, values, _) in columns.items():
+            self.written += [(name, s, v) for s, v in zip(steps, values, strict=True)]
+
+    def finish(self, status: str, ended: float) -> None:
+        pass
+
+
+def test_a_full_buffer_holds_the_script_until_the_sender_makes_room_and_loses_nothing() -> None:
+    # given a run whose buffer holds 4 points, sending to a server that does not answer yet
+    sink = HeldSink()
+    run = Run(sink, batch_points=2, flush_s=0.01, max_queued_points=4)  # type: ignore[arg-type]
+    steps_logged: list[int] = []
+
+    def script() -> None:
+        for step in range(10):
+            run.log({"loss": float(step)}, step=step)
+            steps_logged.append(step)
+
+    script_thread = threading.Thread(target=script, daemon=True)
+    script_thread.start()
+
+    # when the buffer has filled: the script is held in log() (the sender holds one batch)
+    script_thread.join(timeout=1.0)
+    held = script_thread.is_alive(), len(steps_logged)
+    sink.opened.set()  # then the server answers (before any assertion: the sender must end)
+    assert held[0]
+    assert held[1] < 10
+
+    # then the script goes on and every point arrives, in order
+    script_thread.join(timeout=30)
+    assert not script_thread.is_alive()
+    run.finish()
+    assert sink.written == [("loss", step, float(step)) for step in range(10)]

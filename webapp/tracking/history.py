@@ -82,48 +82,71 @@ def stamps_of(times: np.ndarray) -> np.ndarray:
     return np.round(times * 1000).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class Rows:
+    """A metric's stored rows (``metric_store.spans``) as columns, their times as MLflow's
+    milliseconds (from -inf to inf for a row that did not keep them: it may hold any)."""
+
+    pks: np.ndarray
+    first_steps: np.ndarray
+    last_steps: np.ndarray
+    first_stamps: np.ndarray
+    last_stamps: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, spans: Sequence[metric_store.Span]) -> Rows:
+        def stamps(times: list[float | None], unknown: float) -> np.ndarray:
+            seconds = np.array([unknown if t is None else t for t in times], dtype=np.float64)
+            return np.where(np.isfinite(seconds), np.round(seconds * 1000), seconds)
+
+        return cls(np.array([s.pk for s in spans], dtype=np.int64),
+                   np.array([s.first_step for s in spans], dtype=np.int64),
+                   np.array([s.last_step for s in spans], dtype=np.int64),
+                   stamps([s.first_time for s in spans], -math.inf),
+                   stamps([s.last_time for s in spans], math.inf),
+                   np.array([s.count for s in spans], dtype=np.int64))
+
+    def following(self, after: Cursor | None) -> np.ndarray:
+        """Which rows may hold a point after ``after``."""
+        return np.ones(len(self.pks), bool) if after is None else self.last_stamps >= after.stamp
+
+    def earliest_until(self, which: np.ndarray, points: int) -> np.ndarray:
+        """The rows of ``which``, earliest first, until they hold more than ``points``."""
+        order = np.flatnonzero(which)[np.argsort(self.first_stamps[which], kind="stable")]
+        held = np.cumsum(self.counts[order])
+        return order[:int(np.searchsorted(held, points, side="right")) + 1]
+
+    def holding(self, steps: np.ndarray) -> np.ndarray:
+        """Which rows' steps reach one of ``steps`` (sorted)."""
+        if not len(steps):
+            return np.zeros(len(self.pks), bool)
+        at = np.searchsorted(steps, self.first_steps)
+        return (at < len(steps)) & (steps[np.minimum(at, len(steps) - 1)] <= self.last_steps)
+
+
 def page(run_id: int, stored: str, logged: Callable[[np.ndarray], np.ndarray],
          after: Cursor | None, limit: int) -> Page:
     """The first ``limit`` points of metric ``stored`` of the run after ``after`` (from the
     first without it); ``logged`` gives the steps a script logged of the stored ones."""
-    spans = metric_store.spans(run_id, stored)
+    spans = Rows.of(metric_store.spans(run_id, stored))
     rows: dict[int, metric_store.Series] = {}
-    wanted = _first_rows(spans, after, limit)
+    read = np.zeros(len(spans.pks), bool)
+    wanted = spans.earliest_until(spans.following(after), limit)
     ahead = Ordered(*(np.empty(0, dtype) for dtype in ("<i8", "<i8", "<f8", "<i8")))
-    while wanted:
-        rows.update(metric_store.read_rows(wanted))
-        if not rows.keys() >= set(wanted):  # compacted or truncated since: read it whole
+    while len(wanted):
+        read[wanted] = True
+        asked = spans.pks[wanted].tolist()
+        rows.update(metric_store.read_rows(asked))
+        if not rows.keys() >= set(asked):  # compacted or truncated since: read it whole
             whole = metric_store.read(run_id, [stored]).get(stored, metric_store.merge({}))
             ahead = _ahead(whole, logged, after, limit + 1)
             break
         ahead = _ahead(metric_store.merge(rows), logged, after, limit + 1)
-        wanted = _missing(spans, rows, ahead, after, limit)
+        wanted = _missing(spans, read, ahead, after, limit)
     more = len(ahead) > limit
     return Page(ahead.steps[:limit], ahead.values[:limit], ahead.stamps[:limit],
                 ahead.cursor(limit - 1).token() if more else None)
-
-
-def _may_follow(span: metric_store.Span, after: Cursor | None) -> bool:
-    """Whether the row may hold a point after ``after``."""
-    return after is None or span.last_time is None or \
-        int(stamps_of(np.array(span.last_time))) >= after.stamp
-
-
-def _first_stamp(span: metric_store.Span) -> float:
-    return -math.inf if span.first_time is None else int(stamps_of(np.array(span.first_time)))
-
-
-def _first_rows(spans: Sequence[metric_store.Span], after: Cursor | None, limit: int
-                ) -> list[int]:
-    """The rows a page reads first: those that may follow ``after``, earliest first, until
-    they hold a page's worth of points."""
-    first, held = [], 0
-    for span in sorted((s for s in spans if _may_follow(s, after)), key=_first_stamp):
-        if held > limit:
-            break
-        first.append(span.pk)
-        held += span.count
-    return first
 
 
 def _ahead(series: metric_store.Series, logged: Callable[[np.ndarray], np.ndarray],
@@ -153,29 +176,17 @@ def _after(points: Ordered, cursor: Cursor) -> np.ndarray:
     return (points.stamps > cursor.stamp) | ((points.stamps == cursor.stamp) & later)
 
 
-def _missing(spans: Sequence[metric_store.Span], rows: dict[int, metric_store.Series],
-             ahead: Ordered, after: Cursor | None, limit: int) -> list[int]:
+def _missing(spans: Rows, read: np.ndarray, ahead: Ordered, after: Cursor | None,
+             limit: int) -> np.ndarray:
     """The unread rows that may change the page ``ahead`` (a page's worth and one, the one
     telling that more follow): those holding one of its steps (a later write of the step
     replaces its point), and those that may hold a point before its last; when it is short,
     the next ones, earliest first, that may hold what it lacks."""
-    unread = [span for span in spans if span.pk not in rows]
-    steps = np.sort(ahead.stored)
-    missing = {span.pk for span in unread if _holds_one_of(span, steps)}
-    following = sorted((span for span in unread if _may_follow(span, after)), key=_first_stamp)
+    unread = ~read
+    missing = unread & spans.holding(np.sort(ahead.stored))
+    following = unread & spans.following(after)
     if len(ahead) > limit:
-        missing.update(span.pk for span in following if _first_stamp(span) <= ahead.stamps[-1])
-        return sorted(missing)
-    lacking = limit + 1 - len(ahead)
-    for span in following:
-        if lacking <= 0:
-            break
-        missing.add(span.pk)
-        lacking -= span.count
-    return sorted(missing)
-
-
-def _holds_one_of(span: metric_store.Span, steps: np.ndarray) -> bool:
-    """Whether the row's steps reach one of ``steps`` (sorted)."""
-    at = int(np.searchsorted(steps, span.first_step))
-    return at < len(steps) and steps[at] <= span.last_step
+        missing |= following & (spans.first_stamps <= ahead.stamps[-1])
+    else:
+        missing[spans.earliest_until(following, limit - len(ahead))] = True
+    return np.flatnonzero(missing)

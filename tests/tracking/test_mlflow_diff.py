@@ -174,6 +174,39 @@ def test_metrics_linked_to_a_logged_model_read_back_with_it_and_in_its_search(tr
     assert tracking.get_run(run.info.run_id).data.metrics["acc"] == 0.9
 
 
+@pytest.mark.parametrize(("filter_string", "order_key"), [
+    ("namez = 'net'", "namez"), ("attributes.bogus = 'x'", "attributes.bogus"),
+    ("datasets.name = 'digits'", "datasets.name"),
+    ("metrics.acc > 0.5 AND artifact_urix LIKE '%'", "foo.bar")])
+def test_a_logged_model_search_on_a_key_no_model_has_is_refused_not_an_empty_answer(
+        tracking, project, filter_string, order_key):
+    # a misspelt attribute matched no model (or ordered nothing), so a script read "no model"
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        model = tracking.create_logged_model(str(project.pk), name="net",
+                                             source_run_id=run.info.run_id)
+        mlflow.log_metric("acc", 0.9, step=1, model_id=model.model_id)
+
+    def search(filter_string: str | None = None, order_key: str | None = None) -> list[str]:
+        order_by = [{"field_name": order_key}] if order_key else None
+        return [m.name for m in tracking.search_logged_models(
+            [str(project.pk)], filter_string=filter_string, order_by=order_by)]
+
+    with pytest.raises(MlflowException) as refused_filter:
+        search(filter_string)
+    with pytest.raises(MlflowException) as refused_order:
+        search(order_key=order_key)
+
+    assert refused_filter.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "invalid search key" in refused_filter.value.message
+    assert refused_order.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert order_key in refused_order.value.message
+    # while the keys MLflow's server takes, its other names of the times included, still work
+    assert search("attributes.name = 'net' AND metrics.acc > 0.5") == ["net"]
+    assert search("creation_time > 0", order_key="last_updated_timestamp") == ["net"]
+    assert search("creation_timestamp_ms < 0") == []
+
+
 def test_a_metric_linked_to_a_model_the_run_cannot_reach_is_refused(tracking, project):
     mlflow.set_experiment("vision")
     with mlflow.start_run():

@@ -6,14 +6,18 @@ for, within MLflow's bounds."""
 
 from __future__ import annotations
 
+import math
+
 import mlflow
+import numpy as np
 import pytest
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking._tracking_service import client as tracking_service
 
-from webapp.experiments.models import Experiment
-from webapp.tracking import ingest
+from webapp.experiments import metric_store
+from webapp.experiments.models import Experiment, MetricChunk
+from webapp.tracking import history, ingest
 from webapp.tracking.mlflow_views import PAGE
 
 POINTS = 2_500
@@ -43,6 +47,110 @@ def test_a_long_history_reads_back_exactly_a_page_at_a_time(tracking, monkeypatc
     assert {m.key for m in history} == {"train/loss"}
     assert len(first) == 1000 and first.token is not None
     assert len(last) == 500 and last.token is None
+
+
+def read_pages(run: Experiment, key: str, limit: int, logged=lambda steps: steps
+               ) -> tuple[list[tuple[int, int, str]], list[history.Page]]:
+    """Every page of the metric's history, token after token; and the points they joined to,
+    as (time, step, value) with the value's repr (NaN equal to NaN)."""
+    pages, after = [], None
+    while True:
+        page = history.page(run.pk, key, logged, after, limit)
+        pages.append(page)
+        if page.next_token is None:
+            break
+        after = history.Cursor.of_token(page.next_token)
+    joined = [(int(t), int(s), repr(float(v))) for p in pages
+              for t, s, v in zip(p.stamps, p.steps, p.values, strict=True)]
+    return joined, pages
+
+
+def whole_history(run: Experiment, key: str, logged=lambda steps: steps
+                  ) -> list[tuple[int, int, str]]:
+    """The history read whole, in MLflow's server's order (by time, step, value)."""
+    series = metric_store.read(run.pk, [key])[key]
+    steps, stamps = logged(series.steps), history.stamps_of(series.times)
+    order = np.lexsort((series.values, steps, stamps))
+    return [(int(stamps[i]), int(steps[i]), repr(float(series.values[i]))) for i in order]
+
+
+def test_each_page_of_a_long_history_reads_only_the_rows_that_hold_it(run, monkeypatch):
+    # given a run's metric of 10,000 points, stored as a live run stores them: 100 rows of 100
+    # steps each, in the order they were logged
+    for row in range(100):
+        metric_store.append(run.pk, {"loss": [(step, 1 / (step + 1), 1_700_000_000 + step / 10)
+                                              for step in range(row * 100, row * 100 + 100)]})
+    read: list[list[int]] = []
+    read_rows = metric_store.read_rows
+
+    def spying(pks):
+        read.append(list(pks))
+        return read_rows(pks)
+
+    monkeypatch.setattr(metric_store, "read_rows", spying)
+
+    # when it is read 250 points a page
+    joined, pages = read_pages(run, "loss", 250)
+
+    # then the pages join to exactly the whole history, each page 250 points, and a page read
+    # the 3 or 4 rows that hold it and its next point, not the 100
+    assert joined == whole_history(run, "loss")
+    assert [len(p.steps) for p in pages] == [250] * 40
+    assert len(read) <= 2 * len(pages)
+    assert max(len(pks) for pks in read) <= 4
+
+
+def test_a_page_whose_rows_are_compacted_while_it_reads_still_joins(run, monkeypatch):
+    # given a run's metric of 20 rows of 50 points, whose second page is read while the run's
+    # end compacts its rows into one (the rows the page chose are gone when it reads them)
+    for row in range(20):
+        metric_store.append(run.pk, {"acc": [(step, step / 1000, 1_700_000_000 + step)
+                                             for step in range(row * 50, row * 50 + 50)]})
+    before = whole_history(run, "acc")
+    first = history.page(run.pk, "acc", lambda steps: steps, None, 300)
+    read_rows = metric_store.read_rows
+
+    def compacting_first(pks):
+        monkeypatch.setattr(metric_store, "read_rows", read_rows)
+        assert metric_store.compact(run.pk) == 19
+        return read_rows(pks)
+
+    monkeypatch.setattr(metric_store, "read_rows", compacting_first)
+
+    # when the rest is read a page at a time from the first page's token
+    after = history.Cursor.of_token(first.next_token)
+    second = history.page(run.pk, "acc", lambda steps: steps, after, 300)
+
+    # then the second page is the next 300 points all the same, and tells that more follow
+    assert [int(s) for s in np.concatenate([first.steps, second.steps])] == [
+        step for _, step, _ in before[:600]]
+    assert second.next_token is not None
+
+
+@pytest.mark.parametrize("limit", [1, 7, 64])
+@pytest.mark.parametrize("steps_as_logged", ["stored", "all at step 0"])
+def test_pages_join_to_exactly_the_history_however_its_points_lie(run, limit, steps_as_logged):
+    # given rows whose steps overlap (a later row's point replaces its step's), whose times go
+    # back and forth with many alike to the millisecond, with NaN and infinite values, and some
+    # rows written before rows kept their times
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        steps = rng.choice(400, size=int(rng.integers(1, 40)), replace=False)
+        times = 1_700_000_000 + rng.integers(0, 60, size=len(steps)) / 1000
+        values = rng.choice([0.5, 0.25, -0.0, math.nan, math.inf, -1.0], size=len(steps))
+        metric_store.append(run.pk, {"loss": list(zip(steps.tolist(), values.tolist(),
+                                                      times.tolist(), strict=True))})
+    old = MetricChunk.objects.filter(experiment=run).order_by("id").values_list("pk", flat=True)
+    MetricChunk.objects.filter(pk__in=list(old)[::4]).update(first_time=None, last_time=None)
+    logged = (lambda steps: steps) if steps_as_logged == "stored" else np.zeros_like
+
+    # when it is read a page at a time
+    joined, pages = read_pages(run, "loss", limit, logged)
+
+    # then the pages join to exactly the whole history in MLflow's order, every page full
+    # but the last
+    assert joined == whole_history(run, "loss", logged)
+    assert all(len(p.steps) == limit for p in pages[:-1]) and 0 < len(pages[-1].steps) <= limit
 
 
 def test_a_page_of_no_points_is_refused_as_mlflows_server_refuses_it(tracking):

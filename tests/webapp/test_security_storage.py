@@ -127,6 +127,25 @@ def test_an_artifact_declared_past_the_upload_limit_is_refused_before_its_body_i
     assert put_declared(run, "fits.bin", ReadCountingBody(b"x" * 2**20), token).status_code == 200
 
 
+def test_an_artifact_declared_to_fill_the_room_exactly_is_stored_and_a_byte_more_is_not(
+        media, mallory, project):
+    # given mallory's run, her run's text taking part of her 1000 bytes
+    run = ingest.create_run(mallory, project, "mallory's", {})
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+    free = QUOTA - storage.stored_bytes(mallory)
+
+    # when she uploads a file of exactly the room left, its length declared, then one byte
+    fits = put_declared(run, "fits.bin", ReadCountingBody(b"f" * free), token)
+    over = put_declared(run, "over.bin", ReadCountingBody(b"o"), token)
+
+    # then the first is stored whole (its bytes counted once, not as declared and again as
+    # read) and leaves her at the quota exactly; the byte past it is refused
+    assert fits.status_code == 200, fits.content
+    assert stored_files(media) == {f"{artifacts.storage_root(run)}/fits.bin": b"f" * free}
+    assert storage.stored_bytes(mallory) == QUOTA
+    assert over.status_code == 400 and "storage quota" in over.json()["message"]
+
+
 def test_replacing_or_deleting_ones_own_artifact_frees_its_room(media, mallory, project):
     # given mallory's run holding 600 of her 1000 bytes
     run = ingest.create_run(mallory, project, "mallory's", {})

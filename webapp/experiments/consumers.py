@@ -150,7 +150,8 @@ class RunConsumer(MemberConsumer):
         await self.send_json(await self._snapshot(int(self.scope["url_route"]["kwargs"]["pk"])))
 
     async def run_points(self, event: dict[str, Any]) -> None:
-        await self.send_json({"kind": "points", "seq": event["seq"], "points": event["points"],
+        await self.send_json({"kind": "points", "seq": event["seq"],
+                              "sent_at": event["sent_at"], "points": event["points"],
                               "progress": event["progress"]})
 
     async def run_status(self, event: dict[str, Any]) -> None:

@@ -87,6 +87,8 @@ def _row(experiment_id: int, key: str, series: Series) -> MetricChunk:
         values=series.values.astype("<f8").tobytes(),
         times=series.times.astype("<f8").tobytes(),
         summary=_pack(_summarise(series)),
+        first_time=float(series.times.min()),
+        last_time=float(series.times.max()),
     )
 
 
@@ -188,6 +190,53 @@ def latest_many(experiment_ids: Iterable[int]) -> dict[int, dict[str, Series]]:
     return {run_id: {key: _merge(blobs).take(slice(-1, None)) for key, blobs in metrics.items()}
             for run_id, metrics in _blobs_by_run(
                 MetricChunk.objects.filter(pk__in=top)).items()}
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where one stored row of a metric lies: its steps and times (``None``: a row written
+    before rows kept their times, which may hold any), and how many points it holds."""
+
+    pk: int
+    first_step: int
+    last_step: int
+    first_time: float | None
+    last_time: float | None
+    count: int
+
+
+def spans(experiment_id: int, key: str) -> list[Span]:
+    """The rows of one metric of a run, in the order they were written, without their points:
+    what a reader of part of them (``read_rows``) chooses from."""
+    return [Span(*row) for row in MetricChunk.objects.filter(
+        experiment_id=experiment_id, key=key).order_by("id").values_list(
+        "pk", "first_step", "last_step", "first_time", "last_time", "count")]
+
+
+ROWS_A_QUERY = 500  # ids in one ``read_rows`` query, below every database's limit of parameters
+
+
+def read_rows(pks: Sequence[int]) -> dict[int, Series]:
+    """The points of the rows ``pks``, each row's as it was written (``merge`` them)."""
+    rows: dict[int, Series] = {}
+    for start in range(0, len(pks), ROWS_A_QUERY):
+        for pk, steps, values, times in MetricChunk.objects.filter(
+                pk__in=pks[start:start + ROWS_A_QUERY]).values_list(
+                "pk", "steps", "values", "times"):
+            rows[pk] = Series(*(np.frombuffer(blob, dtype=dtype) for blob, dtype in
+                                ((steps, "<i8"), (values, "<f8"), (times, "<f8"))))
+    return rows
+
+
+def merge(rows: Mapping[int, Series]) -> Series:
+    """One series of rows read with ``read_rows``, as ``read`` keeps them: by step, the last
+    written of each step. Exactly ``read``'s answer when no row left out holds one of its
+    steps."""
+    ordered = [rows[pk] for pk in sorted(rows)]
+    if not ordered:
+        return Series(np.empty(0, "<i8"), np.empty(0, "<f8"), np.empty(0, "<f8"))
+    return _dedupe(*(np.concatenate([getattr(s, column) for s in ordered])
+                     for column in ("steps", "values", "times")))
 
 
 def _blobs_by_run(chunks: Any) -> dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]]:

@@ -357,6 +357,11 @@ class MetricChunk(models.Model):
     # The min and max point of each block of the batch (metric_store.SUMMARY_BLOCK points), as
     # int64 steps, float64 values and float64 times in one blob; empty for rows written before.
     summary = models.BinaryField(default=b"")
+    # The earliest and latest time of its points (seconds since the epoch): a page of a
+    # metric's history in time order reads only the rows that can hold it. None for rows
+    # written before (every page reads those).
+    first_time = models.FloatField(null=True)
+    last_time = models.FloatField(null=True)
 
     class Meta:
         indexes = [models.Index(fields=["experiment", "key", "first_step"])]

@@ -205,6 +205,7 @@ class DjangoReporter:
         snapshot or backfill read ``seq`` n (before the points) holds every point of messages
         1..n, so a live message numbered above n + 1 tells it exactly that it missed some."""
         self.sent_at = time.monotonic()
+        sent_at = time.time()  # the same instant, as the message tells it (the epoch's seconds)
         with self._lock:
             points, self._pending = self._pending, {}
             changed = self._progress_dirty
@@ -239,7 +240,8 @@ class DjangoReporter:
         with self._lock:
             self._progress["seq"] = self.seq
         if layer is not None:
-            self._publish(loop, layer, points, progress, changed)
+            self._publish(loop, layer, points_message(self.seq, points, progress, sent_at),
+                          progress, changed)
 
     def _pace(self) -> dict[str, Any]:
         """The step of the latest training point, and the seconds left at the pace since the
@@ -268,12 +270,10 @@ class DjangoReporter:
         self.lease_lost = self.stop_requested = True
         return False
 
-    def _publish(self, loop: asyncio.AbstractEventLoop, layer: Any,
-                 points: Mapping[str, list[metric_store.Point]],
+    def _publish(self, loop: asyncio.AbstractEventLoop, layer: Any, message: dict[str, Any],
                  progress: dict[str, Any], changed: bool) -> None:
-        """Send the batch with the progress to the run's viewers; a status change (``changed``)
+        """Send the batch's ``message`` to the run's viewers; a status change (``changed``)
         also goes to the run list and the study page."""
-        message = points_message(self.seq, points, progress)
         try:
             loop.run_until_complete(layer.group_send(self.group, message))
             if changed:
@@ -291,12 +291,16 @@ class DjangoReporter:
 
 
 def points_message(seq: int, points: Mapping[str, Sequence[metric_store.Point]],
-                   progress: dict[str, Any] | None) -> dict[str, Any]:
+                   progress: dict[str, Any] | None, sent_at: float) -> dict[str, Any]:
     """The live message of one stored batch of a run's points (numbered ``seq``, see
-    ``DjangoReporter.flush``), for the run's group: what every writer of points sends."""
+    ``DjangoReporter.flush``), for the run's group: what every writer of points sends.
+    ``sent_at`` (seconds since the epoch) is when the server took the batch to send: the clock
+    the live throttle keeps, which a client's read times are not (a socket that fell behind
+    hands over many messages at once)."""
     return {
         "type": "run.points",
         "seq": seq,
+        "sent_at": sent_at,
         # JSON has no NaN: a diverged metric goes out as null (a gap in the curve).
         "points": {key: [[p[0], p[1] if math.isfinite(p[1]) else None] for p in batch]
                    for key, batch in points.items()},

@@ -676,7 +676,8 @@ def _publish(run: Experiment, seq: int, batch: Mapping[str, list[metric_store.Po
     wait for Redis. Best effort: the points are stored, and a page that misses a message
     backfills by seq."""
     shown = events.shown_progress(progress)
-    relay.send(events.run_group(run.pk), points_message(seq, batch, shown))
+    sent_at = timezone.now().timestamp()
+    relay.send(events.run_group(run.pk), points_message(seq, batch, shown, sent_at))
     if listed:
         relay.send(events.project_group(run.project_id),
                    list_message(run.project_id, run.pk, shown))

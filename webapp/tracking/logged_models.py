@@ -179,12 +179,12 @@ def _update(model: LoggedModel, **changes: Any) -> None:
 def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                   ) -> dict[str, Any]:
     """The models of the experiments, newest first, filtered and ordered by MLflow's grammar
-    (on ``name``, ``model_type``, ``status``, ``source_run_id``, params, tags and the metrics
-    linked to them, each at its last step)."""
-    clauses = search.parse_filter(text(body, "filter", required=False),
-                                  lambda kind, key: kind == "metrics")
-    order = [(*search.parse_key(str(o.get("field_name", ""))), o.get("ascending", True)
-              is not False) for o in search.at_most(repeated(body.get("order_by")), "order_by keys")
+    (on ``ATTRIBUTES``, params, tags and the metrics linked to them, each at its last step);
+    a key no model has is refused (INVALID_PARAMETER_VALUE), as in a run's search."""
+    clauses = search.parse_filter(text(body, "filter", required=False), _numeric, _known)
+    order = [(*search.known_key(str(o.get("field_name", "")), _known),
+              o.get("ascending", True) is not False)
+             for o in search.at_most(repeated(body.get("order_by")), "order_by keys")
              if isinstance(o, dict)]
     limit = min(max(integer(body.get("max_results"), "max_results", 100), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
@@ -197,9 +197,32 @@ def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
             **({"next_page_token": str(offset + limit)} if more else {})}
 
 
+# What a model's search may name besides metrics, params and tags: its info's fields, and the
+# other names MLflow's server takes for them (``SqlLoggedModel.ALIASES``, its column
+# ``artifact_location``). A misspelt key matched no model, where MLflow's server refuses it.
+ATTRIBUTE_ALIASES = {"creation_time": "creation_timestamp_ms",
+                     "creation_timestamp": "creation_timestamp_ms",
+                     "last_updated_timestamp": "last_updated_timestamp_ms",
+                     "artifact_location": "artifact_uri"}
+ATTRIBUTES = frozenset(("model_id", "experiment_id", "name", "creation_timestamp_ms",
+                        "last_updated_timestamp_ms", "artifact_uri", "status", "model_type",
+                        "status_message", "source_run_id", *ATTRIBUTE_ALIASES))
+TIMES = ("creation_timestamp_ms", "last_updated_timestamp_ms")
+
+
+def _known(kind: str, key: str) -> bool:
+    return key in ATTRIBUTES if kind == "attributes" else kind in ("metrics", "params", "tags")
+
+
+def _numeric(kind: str, key: str) -> bool:
+    return kind == "metrics" or (kind == "attributes" and
+                                 ATTRIBUTE_ALIASES.get(key, key) in TIMES)
+
+
 def _fields(model: dict[str, Any]) -> search.Fields:
     info, data = model["info"], model["data"]
-    return {"attributes": {**info, "tags": None},
+    aliases = {alias: info[key] for alias, key in ATTRIBUTE_ALIASES.items()}
+    return {"attributes": {**info, **aliases, "tags": None},
             "params": {p["key"]: p["value"] for p in data["params"]},
             "tags": {t["key"]: t["value"] for t in info["tags"]},
             "metrics": model_metrics.latest(data["metrics"])}

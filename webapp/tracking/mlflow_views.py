@@ -25,7 +25,7 @@ from webapp.projects import actions as project_actions
 from webapp.projects import storage
 from webapp.projects.forms import ProjectForm
 from webapp.projects.models import Project
-from webapp.tracking import access, ingest, model_metrics, search
+from webapp.tracking import access, history, ingest, model_metrics, search
 from webapp.tracking.api import (
     INT64,
     MAX_DEPTH,
@@ -675,25 +675,35 @@ def metric_history(request: HttpRequest, token: ApiToken, body: dict[str, Any]
     """Every point of one metric, under the name the script logged it as, in the order of
     MLflow's server (by time, then step, then value); with ``max_results``, a page of that
     many and the token of the next (mlflow's client reads 25,000 a page, and a script that
-    asks for one page gets one, not every point)."""
+    asks for one page gets one, not every point), read from the rows that hold it
+    (``history``). A page token that is a number (an offset, as tokens were) reads the whole
+    series."""
     run = find_run(token, body)
     name = text(body, "metric_key")
     limit = integer(body.get("max_results"), "max_results")  # 0: every point
     if limit < 0 or (limit == 0 and body.get("max_results") not in (None, "")):
         raise ApiError("INVALID_PARAMETER_VALUE", f"Invalid value {limit} for parameter "
                        "'max_results' supplied. It must be a positive integer.")
-    offset = max(integer(body.get("page_token"), "page_token"), 0)
     stored = run.progress.get("keys", {}).get(name, name) if run.is_external else name
+    token_text = str(body.get("page_token") or "")
+    if limit and not token_text.lstrip("-").isdigit():
+        after = history.Cursor.of_token(token_text) if token_text else None
+        page = history.page(run.pk, stored, lambda steps: ingest.logged_steps(
+            run.progress, stored, steps), after, limit)
+        more = f',"next_page_token":"{page.next_token}"'.encode() if page.next_token else b""
+        return HttpResponse(_history_json(name, page.steps, page.values, page.stamps, more),
+                            content_type="application/json")
+    offset = max(integer(body.get("page_token"), "page_token"), 0)
     series = metric_store.read(run.pk, [stored]).get(stored)
     if series is None:
         return {"metrics": []}
     steps = ingest.logged_steps(run.progress, stored, series.steps)
-    stamps = np.round(series.times * 1000).astype(np.int64)
+    stamps = history.stamps_of(series.times)
     end = min(offset + limit, len(steps)) if limit else len(steps)
-    page = np.lexsort((series.values, steps, stamps))[offset:end]
+    order = np.lexsort((series.values, steps, stamps))[offset:end]
     more = f',"next_page_token":"{end}"'.encode() if end < len(steps) else b""
-    return HttpResponse(_history_json(name, steps[page], series.values[page], stamps[page], more),
-                        content_type="application/json")
+    return HttpResponse(_history_json(name, steps[order], series.values[order], stamps[order],
+                                      more), content_type="application/json")
 
 
 HISTORY_PIECE = 10_000  # points written at a time: the answer's objects exist a piece at once

@@ -87,7 +87,7 @@ def parse_filter(text: str, numeric: Callable[[str, str], bool],
         if match is None:
             raise invalid(f"invalid filter clause {part.strip()[:100]!r}: expected "
                           "<entity>.<key> <comparator> <value>")
-        kind, key = _known_key(match["key"], known)
+        kind, key = known_key(match["key"], known)
         op = " ".join(match["op"].upper().split()).replace("<>", "!=")
         is_number = numeric(kind, key)
         if op not in (NUMERIC_OPS if is_number else STRING_OPS):
@@ -98,14 +98,15 @@ def parse_filter(text: str, numeric: Callable[[str, str], bool],
 
 def _presence(match: re.Match[str], known: Known | None) -> Clause:
     """``<params|tags>.<key> IS [NOT] NULL``: whether the run has the key."""
-    kind, key = _known_key(match["key"], known)
+    kind, key = known_key(match["key"], known)
     op = "IS NOT NULL" if match["negated"] else "IS NULL"
     if kind not in PRESENCE_KINDS:
         raise invalid(f"{op} applies to params and tags only, not to {kind}.{key}")
     return Clause(kind, key, op, None)
 
 
-def _known_key(text: str, known: Known | None) -> tuple[str, str]:
+def known_key(text: str, known: Known | None) -> tuple[str, str]:
+    """``parse_key(text)``, or INVALID_PARAMETER_VALUE when ``known`` says no search has it."""
     kind, key = parse_key(text)
     if known is not None and not known(kind, key):
         raise invalid(f"invalid search key {text.strip()[:100]!r}: "
@@ -121,7 +122,7 @@ def parse_order(items: Sequence[str], known: Known | None = None
         match = ORDER.match(str(item).strip())
         if match is None:
             raise invalid(f"invalid order_by clause {str(item)[:100]!r}")
-        kind, key = _known_key(match["key"], known)
+        kind, key = known_key(match["key"], known)
         order.append((kind, key, (match["direction"] or "ASC").upper() == "ASC"))
     return order
 

@@ -199,10 +199,18 @@
     if (status === "cancelled") return "Nothing to draw: the run was cancelled before it logged this.";
     return "No points were logged for this chart.";
   }
+  // A script's ended run that logged no learning rate or system metrics has nothing to wait
+  // for there: those two cards are left out rather than drawn empty.
+  const optional = (id) => id === "chart-lr" || sysChart(id);
   function showEmpty() {
     for (const id of Object.keys(charts)) {
       const gd = document.getElementById(id);
       const empty = !gd.data.some((t) => t.x && t.x.length);
+      const leftOut = empty && run.external && optional(id) && TERMINAL.includes(state.status);
+      if (gd.parentElement.hidden !== leftOut) {
+        gd.parentElement.hidden = leftOut;
+        if (!leftOut) Plotly.Plots.resize(gd);
+      }
       const text = empty ? emptyMessage(id, state.status) : null;
       if (gd.dataset.empty === (text || "")) continue;
       gd.dataset.empty = text || "";

@@ -23,6 +23,7 @@ DRAWN = """() => Object.fromEntries(
     return [id, gd ? (gd.data || []).map((t) => (t.x || []).length) : null];
   }))"""
 NAMES = "(id) => document.getElementById(id).data.map((t) => t.name)"
+CARD_HIDDEN = "((id) => document.getElementById(id).parentElement.hidden)"
 
 
 def log_steps(client, run_id: str, steps: range) -> None:
@@ -90,6 +91,8 @@ def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page
     assert before["chart-extra-0"] == [3] and before["chart-extra"] is None, before
     assert page.evaluate(
         "document.getElementById('chart-extra-0').layout.title.text") == "grad_norm"
+    # and, the run going on, the learning-rate card waits for points
+    assert page.evaluate(f"{CARD_HIDDEN}('chart-lr')") is False
 
     # and the ones logged while it is open arrive without a reload, as does the run's end
     log_steps(client, run_id, range(10, 25))
@@ -100,6 +103,9 @@ def test_a_script_runs_page_draws_its_points_and_the_ones_logged_while_open(page
                    ".map((t) => (t.x || []).length)) === 25", timeout=30_000)
     after = page.evaluate(DRAWN)
     assert max(after["chart-metric"]) == 25, after
+    # and, the run ended, the learning-rate card (nothing logged) is left out, System kept
+    wait_for(page, f"{CARD_HIDDEN}('chart-lr')", timeout=10_000)
+    assert page.evaluate(f"{CARD_HIDDEN}('chart-sys')") is False
     assert page.evaluate("window.fitboardNoReload === true")
     assert not page.locator("#verdict-badge").is_hidden()
 

@@ -24,6 +24,8 @@
     const progress = row.querySelector('[data-field="progress"]');
     // data-no-epochs: a job that does not train in epochs (dynamic quantization).
     if (p && p.epochs && !progress.hasAttribute("data-no-epochs")) progress.textContent = `epoch ${p.epoch}/${p.epochs}`;
+    // data-steps: a script's run, which counts steps, not epochs.
+    else if (p && p.step && progress.hasAttribute("data-steps")) progress.textContent = `step ${p.step}`;
     if (msg.best_metric_value !== undefined && msg.best_metric_value !== null) {
       row.querySelector('[data-field="best"]').textContent = `${msg.best_metric_name} ${msg.best_metric_value.toFixed(4)}`;
     }

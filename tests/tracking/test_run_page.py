@@ -42,3 +42,18 @@ def test_a_script_runs_page_has_no_progress_bar_it_could_not_fill(owner: Any,
 
     # then the bar is hidden: empty beside a succeeded run, it read as nothing done
     assert '<div class="progress" hidden><div class="bar" id="progress-bar">' in page
+
+
+def test_the_run_list_shows_the_last_step_a_script_logged(owner: Any, project: Any) -> None:
+    # given a script's run that logged steps 0 to 39
+    run = ingest.create_run(owner, project, "script", {})
+    ingest.log_to_run(run, [ingest.Point("loss", 1.0 / (step + 1), step, 1_700_000_000.0 + step)
+                            for step in range(40)])
+    client = Client()
+    client.force_login(owner)
+
+    # when the run list is read
+    page = client.get("/").content.decode()
+
+    # then its row's progress is the last step, marked as counted in steps for live updates
+    assert '<td data-field="progress" data-steps>step 39</td>' in page

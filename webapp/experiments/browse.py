@@ -112,7 +112,8 @@ ROW_FIELDS = {"row_dataset": ("spec__data__dataset", (K.TRAIN, K.TRIAL, K.COMPRE
               "row_compression": ("spec__compression__method", (K.COMPRESS,)),
               "row_trial_state": ("summary__trial__state", (K.TRIAL,)),
               "row_epoch": ("progress__epoch", (K.TRAIN, K.TRIAL, K.COMPRESS)),
-              "row_epochs": ("progress__epochs", (K.TRAIN, K.TRIAL, K.COMPRESS))}
+              "row_epochs": ("progress__epochs", (K.TRAIN, K.TRIAL, K.COMPRESS)),
+              "row_step": ("progress__step", (K.EXTERNAL,))}
 
 
 def listed(runs: QuerySet[Experiment]) -> QuerySet[Experiment]:
@@ -138,9 +139,9 @@ def run_page(user: Any, query: Any) -> tuple[RunFilterForm, Page[Experiment]]:
 def label_rows(runs: Iterable[Experiment]) -> None:
     """Give each run (read by ``listed``) what its row shows: ``shown_status`` (a pruned trial
     is "pruned", as on its study's page), ``dataset_label`` (an upload by its name, a study by
-    its base run's dataset and model) and ``progress_label`` ("epoch 3/10"; nothing for a job
-    that does not train in epochs). The uploads' names come in one query for the whole
-    page."""
+    its base run's dataset and model) and ``progress_label`` ("epoch 3/10"; a script's run: the
+    last step it logged, "step 39"; nothing for a job that does not train in epochs). The
+    uploads' names come in one query for the whole page."""
     runs = list(runs)
     base = {e.pk: e.kind == Experiment.Kind.TUNE for e in runs}
     datasets = {e.pk: str((e.row_base_dataset if base[e.pk] else e.row_dataset) or "")  # type: ignore[attr-defined]
@@ -156,7 +157,7 @@ def label_rows(runs: Iterable[Experiment]) -> None:
         epochs = e.row_epochs if str(e.row_epochs).isdigit() else 0  # type: ignore[attr-defined]
         e.progress_label = (  # type: ignore[attr-defined]
             f"epoch {e.row_epoch or 0}/{epochs}" if int(epochs) and not e.epochless  # type: ignore[attr-defined]
-            else "")
+            else f"step {e.row_step}" if e.row_step else "")  # type: ignore[attr-defined]
 
 
 QUANTIZE = "quantize_dynamic"  # a compression that does not train in epochs (int8 at once)

@@ -42,9 +42,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP")  # MPO: a camera's multi-frame JPEG
 # Files that archivers add beside the content; skipped rather than refused.
 ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+# Image formats Pillow parses that a data set may not hold (their parsers are more attack
+# surface than a data set needs): named in the refusal, with what to do.
+OTHER_IMAGE_SUFFIXES = {"TIFF": (".tif", ".tiff"), "HEIC": (".heic", ".heif"),
+                        "AVIF": (".avif",), "PPM": (".ppm", ".pgm", ".pbm"), "ICO": (".ico",)}
 # Text files a data set's archive carries beside its images (a README, a licence, a list of
 # the classes): skipped and named in the report, never read. Any other kind of file is refused.
-DOCUMENT_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".html", ".pdf")
+DOCUMENT_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".html", ".pdf",
+                     ".xml", ".yaml", ".yml")  # .xml, .yaml: annotations and data set configs
 SPLIT_FOLDERS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev"}
 # Images that do not decode (a cut-off download, an empty file) are skipped and named in the
 # report while they are at most this share of the archive; more is a wrong archive, refused.
@@ -61,10 +66,17 @@ MAX_CLASSES = 1000
 # Distinct values of a text feature column one-hot encoded; more is free text or an id, not a
 # category (and each value becomes a column).
 MAX_CATEGORIES = 50
+SENTENCE_WORDS = 4  # mean words of a lone input column read as text (names have 2 or 3)
 MISSING_CATEGORY = "(missing)"  # the category of a text feature's empty cells, when imputing
-# A first column with one of these names (or none: pandas calls it "Unnamed: 0") holding the
-# row numbers is the index a DataFrame.to_csv or a spreadsheet export writes, not a feature.
-INDEX_NAMES = re.compile(r"(unnamed: 0|index|id|row|#|)", re.IGNORECASE)
+# A column with one of these names (or none: pandas calls it "Unnamed: 0") holding the row
+# numbers is the index a DataFrame.to_csv, R's write.csv or a spreadsheet export writes, not a
+# feature: "No", "S.No", "Sr. No.", "row_number", "n", "record", "sample", "obs"...
+INDEX_NAMES = re.compile(r"unnamed: 0|index|idx|id|#|n|nr\.?|num|number|no\.?|"
+                         r"(s|sr|sl)[ ._]*no\.?|serial([ _]*(no\.?|number))?|"
+                         r"row([ _]*(no\.?|num|number|index|id))?|rownum|"
+                         r"record|sample|obs|observation|case|", re.IGNORECASE)
+# Rows a column must have before it is said to count them (a short table's integers may).
+COUNTING_ROWS = 20
 # A decimal comma (European spreadsheets, which then separate cells with ";" or a tab): "5,1".
 DECIMAL_COMMA = r"(^|{sep})\s*-?\d+,\d+\s*(?={sep}|$)"
 # Numbers as spreadsheets format them, in a column pandas read as text: thousands grouped with
@@ -172,6 +184,8 @@ SEPARATORS = ",;\t|"
 # text (a first line of 60,000 characters of ',"' took it 42 s), and the start of a line
 # shows its separator as well as the whole.
 SNIFF_CHARS = 4096
+# Share of a text table's first-row cells found again below them that makes the row data.
+HEADERLESS_SHARE = 0.8
 MAX_PREAMBLE = 10  # lines of title or notes above a table's header that are skipped
 # The first line Excel writes to name a CSV's separator for the next reader ("sep=;"): that
 # separator, and a line that is not the header (it was read as a column named "sep=").
@@ -391,7 +405,10 @@ def _steady(lines: list[str], sep: str) -> bool:
 def _has_header(sample: str, sep: str) -> bool:
     """Whether the first row names the columns. Each column whose cells below the first are all
     numbers votes: a first cell that is not a number is a name (header), a number is data. No
-    votes (all text) keeps the header, as before this guess existed."""
+    votes (all text) keeps the header, as before this guess existed, unless nearly every cell
+    of the first row is also a value below it: a header-less file of categories (UCI's
+    mushrooms: "p,x,s,n,t,p,f,c...") starts with a row like the others, and names are no
+    values."""
     lines = sample.splitlines()[:51]
     rows = list(csv.reader(lines[:-1] if len(lines) > 2 else lines, delimiter=sep,
                            skipinitialspace=True))
@@ -402,6 +419,10 @@ def _has_header(sample: str, sep: str) -> bool:
         below = [r[column].strip() for r in rows[1:] if column < len(r)]
         if below and all(_is_number(c) for c in below if c):
             votes += -1 if _is_number(rows[0][column].strip()) else 1
+    if votes == 0 and len(rows[0]) >= 2:
+        values = [{r[c].strip() for r in rows[1:] if c < len(r)} for c in range(len(rows[0]))]
+        seen = sum(cell.strip() in found for cell, found in zip(rows[0], values, strict=True))
+        return seen < HEADERLESS_SHARE * len(rows[0])
     return votes >= 0
 
 
@@ -432,7 +453,8 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
             if columns > limits.max_columns:
                 handle.seek(0)
                 raise UploadError("file", f"more than {limits.max_columns} columns: the limit is "
-                                          f"{limits.max_columns}")
+                                          f"{limits.max_columns} (FITBOARD_UPLOAD_MAX_COLUMNS); "
+                                          "leave out the columns you do not need")
             header += part
             in_header = end == -1
         lines += chunk.count(b"\n")
@@ -450,7 +472,8 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
     for column in (n.strip() for n in names if headed):
         if column in seen and column:
             raise UploadError("file", f"the column {column!r} appears more than once in the "
-                                      "header: give every column its own name")
+                                      "header: give every column its own name (or, if the "
+                                      "first row is data, choose no header row)")
         seen.add(column)
 
 
@@ -509,6 +532,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     steps: list[dict[str, Any]] = list(frame.attrs.get("steps", []))
     if not text_mode and not options.feature_columns:
         inputs = _without_empty_or_ids(frame, _without_index_column(frame, inputs, steps), steps)
+        text_mode = _lone_text_column(frame, inputs, steps)
     frame = frame[[*inputs, label]].copy()
     rows_in = len(frame)
     frame = _drop_unlabelled(frame, label, options.drop_unlabelled, steps)
@@ -548,6 +572,26 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     impute = "" if text_mode or options.missing == "drop" else options.missing
     return Prepared(info, x, y, label_names, inputs, impute, options.standardise and not text_mode,
                     report)
+
+
+def _lone_text_column(frame: pd.DataFrame, inputs: list[str], steps: list[dict[str, Any]]
+                      ) -> bool:
+    """Whether the one input column holds sentences (many distinct values, of SENTENCE_WORDS
+    words on average), said in ``steps``: SST-2's ``sentence<TAB>label`` or UCI's sentences
+    train as text without the text column named (they were refused: "no feature column is
+    left")."""
+    import pandas as pd
+
+    if len(inputs) != 1 or pd.api.types.is_numeric_dtype(frame[inputs[0]]):
+        return False
+    text = frame[inputs[0]].dropna().astype("string").str.strip()
+    text = text[text != ""]
+    if text.nunique() <= MAX_CATEGORIES or _numbers(text).notna().any() \
+            or text.str.split().str.len().mean() < SENTENCE_WORDS:
+        return False
+    steps.append({"step": f"column {inputs[0]!r} read as the text to learn from (the one input "
+                          "column is sentences)", "count": 1})
+    return True
 
 
 def _join_texts(frame: pd.DataFrame, columns: tuple[str, ...], label: str
@@ -618,25 +662,56 @@ def _input_columns(frame: pd.DataFrame, options: TableOptions, label: str) -> li
 
 def _without_index_column(frame: pd.DataFrame, inputs: list[str],
                           steps: list[dict[str, Any]]) -> list[str]:
-    """The inputs less a first column that numbers the rows: unique whole numbers under no
-    name (pandas' to_csv writes its index so, shuffled or filtered rows keeping their numbers),
-    or 0, 1, 2... or 1, 2, 3... under an index's name. As a feature it is noise, or a leak where
-    rows are sorted by class (Kaggle's Iris.csv "Id")."""
-    first = inputs[0] if inputs and inputs[0] == frame.columns[0] else None
-    if first is None or len(inputs) < 2 or not INDEX_NAMES.fullmatch(first.strip()):
+    """The inputs less the columns that number the rows. Under no name (pandas' to_csv and
+    R's write.csv write their index so): unique whole numbers from 0 up, in any order (rows
+    shuffled or filtered after they were numbered). Under an index's name (INDEX_NAMES): unique
+    whole numbers that rise down the file or count 0.. or 1.. in some order. As a feature such
+    a column is noise, or a leak where rows are sorted by class (Kaggle's Iris.csv "Id",
+    1..150). A column of another name counting the rows 0.. or 1.. down the file is kept and
+    said in the report: it may be a time step as well as a row number."""
+    if len(inputs) < 2:
         return inputs
-    values = _numbers(frame[first])
-    if values.isna().any() or len(values) < 2 or (values % 1 != 0).any():
-        return inputs
-    unnamed = first.strip().lower() in ("", "unnamed: 0")
-    start = values.iloc[0]
-    counts = np.array_equal(values.to_numpy(), start + np.arange(len(values)))
-    if not (unnamed and values.is_unique and values.min() >= 0) and not (
-            start in (0, 1) and counts):
-        return inputs
-    steps.append({"step": f"index column {first!r} left out (it numbers the rows)",
-                  "count": 1})
-    return inputs[1:]
+    kept = []
+    for column in inputs:
+        kind = _row_numbers(frame[column])
+        name = column.strip()
+        unnamed = name.lower() in ("", "unnamed: 0")
+        # An identifier's name ("id", "Row ID") numbering rows from 7000 is left out below, as
+        # an identifier; here only when it counts them.
+        named = INDEX_NAMES.fullmatch(name) and (kind == "counts" or not ID_NAMES.fullmatch(name))
+        if kind is not None and (unnamed or (kind != "unique" and named)):
+            steps.append({"step": f"index column {column!r} left out (it numbers the rows)",
+                          "count": 1})
+            continue
+        if kind == "counts" and len(frame) >= COUNTING_ROWS:
+            steps.append({"step": f"column {column!r} counts the rows (0, 1, 2… or 1, 2, 3…) and "
+                                  "is kept as a feature: leave it out of the feature columns if "
+                                  "it only numbers them", "count": 1})
+        kept.append(column)
+    return kept or inputs
+
+
+def _row_numbers(cells: pd.Series) -> str | None:
+    """How ``cells`` may number rows: "counts" (0, 1, 2... or 1, 2, 3... down the file),
+    "numbers" (unique whole numbers from 0 up that rise down the
+    file or are 0.. or 1.. in some order), "unique" (other unique whole numbers from 0 up), or
+    None."""
+    import pandas as pd
+
+    # Whole numbers without a gap are read as integers; a float column is no row number (and
+    # looking at each of a wide table's float columns took seconds).
+    if len(cells) < 2 or not pd.api.types.is_integer_dtype(cells):
+        return None
+    ordered = cells.to_numpy(dtype=np.int64)
+    low = ordered.min()
+    if low < 0 or len(np.unique(ordered)) != len(ordered):
+        return None
+    if ordered[0] in (0, 1) and np.array_equal(ordered, ordered[0] + np.arange(len(ordered))):
+        return "counts"
+    if (np.diff(ordered) > 0).all() or (low in (0, 1)
+                                        and ordered.max() - low + 1 == len(ordered)):
+        return "numbers"
+    return "unique"
 
 
 def _without_empty_or_ids(frame: pd.DataFrame, inputs: list[str],
@@ -853,24 +928,44 @@ def _clean_features(frame: pd.DataFrame, inputs: list[str], missing_values: str,
 def _feature(cells: pd.Series, column: str) -> pd.Series:
     """A feature column as float64 numbers (NaN where empty); text, or a number past
     float32's range, is refused."""
-    values = _numbers(cells)
-    # Only cells that did not parse are looked at as text: converting every cell of a wide
-    # numeric table to a string costs seconds.
-    unparsed = cells[values.isna() & cells.notna()].astype("string").str.strip()
-    bad = unparsed[(unparsed != "") & ~unparsed.isin(MISSING_DASHES)]
-    if len(bad):
-        example = bad.iloc[0]
-        raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
-                          f"{example!r}): choose numeric feature columns")
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(cells) or pd.api.types.is_integer_dtype(cells):
+        # Numbers already: no cell to look at as text (2,000 such columns took 5 s below).
+        values = cells.astype("float64")
+    else:
+        values = _numbers(cells)
+        # Only cells that did not parse are looked at as text: converting every cell of a
+        # wide numeric table to a string costs seconds.
+        unparsed = cells[values.isna() & cells.notna()].astype("string").str.strip()
+        bad = unparsed[(unparsed != "") & ~unparsed.isin(MISSING_DASHES)]
+        if len(bad):
+            raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
+                              f"{bad.iloc[0]!r}): {_mixed_cells(bad, cells)}")
     # "inf", "1e999" and numbers past float32's range parse, then poison every mean,
     # standardisation and loss the model sees: refused like text.
-    huge = values.abs() > FLOAT32_MAX
+    huge = np.abs(values.to_numpy()) > FLOAT32_MAX
     if huge.any():
         example = cells[huge].iloc[0]
         shown = repr(example) if isinstance(example, str) else str(example)  # not np.float64(…)
         raise UploadError("feature_columns", f"column {column!r} holds {shown}, not "
                           "a finite number within float32 range")
     return values.astype("float64")
+
+
+def _mixed_cells(bad: pd.Series, cells: pd.Series) -> str:
+    """What to do about ``bad``, the text cells of a feature column of ``cells``: where they are
+    a few among numbers (a typo, "n/a" spelt its own way), which rows, to fix or empty (an empty
+    cell is a missing value); else to choose numeric feature columns."""
+    if len(bad) > len(cells) / 2:
+        return "choose numeric feature columns"
+    rows = ", ".join(str(int(i) + 1) if isinstance(i, int | np.integer) else str(i)
+                     for i in bad.index[:5])
+    one = len(bad) == 1
+    return (f"{counted(len(bad), 'cell')} of {len(cells)} {'is' if one else 'are'} text among "
+            f"numbers (data row {rows}{'...' if len(bad) > 5 else ''}): fix or empty "
+            f"{'it' if one else 'them'} (an empty cell is a missing value), or leave the column "
+            "out of the feature columns")
 
 
 def _cell(value: Any) -> Any:
@@ -1016,17 +1111,20 @@ CACHE_BYTES = 256 * 2**20  # members read whole while checking headers, kept for
 def _member_problem(member: zipfile.ZipInfo, limits: Limits) -> str | None:
     """Why a ZIP member may not be read, or None."""
     name = member.filename
-    path = PurePosixPath(name)
+    # Windows PowerShell's Compress-Archive (5.1) and .NET's ZipFile before 4.6.1 separate
+    # folders with backslashes: read as folders, once the path is checked in that reading too.
+    path = PurePosixPath(name.replace("\\", "/"))
     if len(name) > limits.max_name_chars:
         return (f"{name[:40]!r}... is a name of {len(name)} characters: the limit is "
                 f"{limits.max_name_chars} characters")
     if member.compress_type not in READABLE_METHODS:
         return (f"{name!r} uses compression method {member.compress_type}: use a ZIP with "
                 "stored or deflated members")
-    if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return f"{name!r} has an absolute or Windows path: refused"
     if ".." in path.parts:
-        return f"{name!r} points outside the archive (path traversal): refused"
+        windows = " (a Windows path)" if "\\" in name else ""
+        return f"{name!r}{windows} points outside the archive (path traversal): refused"
     if stat.S_ISLNK(member.external_attr >> 16):
         return f"{name!r} is a symbolic link: refused"
     if member.flag_bits & 0x1:
@@ -1153,15 +1251,20 @@ def _image_members(archive: zipfile.ZipFile, limits: Limits, documents: list[str
         problem = _member_problem(member, limits)
         if problem:
             raise UploadError("file", problem)
-        if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER) \
-                or PurePosixPath(member.filename).name.startswith("._"):  # macOS's metadata
-            continue
-        if member.filename.lower().endswith(DOCUMENT_SUFFIXES):
+        name = _member_name(member)
+        if member.is_dir() or name.endswith("/") or any(part in name for part in ARCHIVE_CLUTTER) \
+                or any(part.startswith(".") for part in PurePosixPath(name).parts):
+            continue  # hidden: macOS's "._" metadata, ".gitkeep", ".ipynb_checkpoints/"
+        if name.lower().endswith(DOCUMENT_SUFFIXES):
             documents.append(member.filename)
             continue
-        if not member.filename.lower().endswith(IMAGE_SUFFIXES):
-            raise UploadError("file", f"{member.filename!r} is not an image: only PNG, JPEG, "
-                                      "GIF, WebP and BMP files may be in the archive")
+        if not name.lower().endswith(IMAGE_SUFFIXES):
+            kind = next((f"a {k} image" for k, suffixes in OTHER_IMAGE_SUFFIXES.items()
+                         if name.lower().endswith(suffixes)), "not an image")
+            raise UploadError("file", f"{member.filename!r} is {kind}: only PNG, JPEG, GIF, "
+                                      "WebP and BMP files may be in the archive"
+                                      + (" (convert the images to PNG or JPEG)"
+                                         if kind != "not an image" else ""))
         files.append(member)
     # A decompression bomb is refused from the directory alone, before anything inflates.
     total = sum(m.file_size for m in files)
@@ -1213,7 +1316,8 @@ def _class_layout(files: list[zipfile.ZipInfo]
 def _member_name(member: zipfile.ZipInfo) -> str:
     """A member's name as its archiver meant it: UTF-8 bytes stored without the ZIP's UTF-8
     flag (Windows' and older Info-ZIP archivers) read as UTF-8 rather than as code page 437,
-    and in NFC (macOS writes "é" as "e" and an accent)."""
+    and in NFC (macOS writes "é" as "e" and an accent), its folders separated by "/" (Windows
+    PowerShell's archives separate them by backslashes)."""
     import unicodedata
 
     name = member.filename
@@ -1222,7 +1326,7 @@ def _member_name(member: zipfile.ZipInfo) -> str:
             name = name.encode("cp437").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
             pass
-    return unicodedata.normalize("NFC", name)
+    return unicodedata.normalize("NFC", name).replace("\\", "/")
 
 
 def _member_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) -> bytes:

@@ -66,6 +66,9 @@ MAX_CLASSES = 1000
 # Distinct values of a text feature column one-hot encoded; more is free text or an id, not a
 # category (and each value becomes a column).
 MAX_CATEGORIES = 50
+# Largest magnitude of a feature used as it is (not standardised) that the report does not
+# warn of: the inputs a network's default initialisation and learning rate expect are near 1.
+LARGE_FEATURE = 100.0
 SENTENCE_WORDS = 4  # mean words of a lone input column read as text (names have 2 or 3)
 MISSING_CATEGORY = "(missing)"  # the category of a text feature's empty cells, when imputing
 # A column with one of these names (or none: pandas calls it "Unnamed: 0") holding the row
@@ -553,16 +556,13 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     y, label_names = _labels(frame[label], options.task, label, steps)
     if named or options.class_names:
         label_names = _class_names(label_names, named, options.class_names)
-    if not text_mode:
-        steps.append({"step": "features standardised with the training split's mean and std"
-                      if options.standardise else "features used as they are (not standardised)",
-                      "count": len(inputs) if options.standardise else 0})
     if text_mode:
         x = np.asarray(frame[inputs[0]].tolist(), dtype=object)
         input_shape: tuple[int, ...] = ()
     else:
         x = frame[inputs].to_numpy(dtype=np.float32)
         input_shape = (len(inputs),)
+        steps.append(_scaling_step(x, inputs, options.standardise))
     info = DatasetInfo("upload:0", title, options.task, "text" if text_mode else "tabular",
                        len(frame), input_shape, len(label_names))
     report = _report(rows_in, steps, y, label_names, options.task)
@@ -572,6 +572,25 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     impute = "" if text_mode or options.missing == "drop" else options.missing
     return Prepared(info, x, y, label_names, inputs, impute, options.standardise and not text_mode,
                     report)
+
+
+def _scaling_step(x: np.ndarray, names: list[str], standardise: bool) -> dict[str, Any]:
+    """The report's step on the features' scale: standardised, or used as they are, naming
+    the columns that reach past ±LARGE_FEATURE. Unscaled, such a column makes the first
+    outputs and gradients as large, and a run diverges at a learning rate that trains
+    standardised features (wine's proline, up to 1,680: "diverging" at the form's 0.001)."""
+    if standardise:
+        return {"step": "features standardised with the training split's mean and std",
+                "count": len(names)}
+    reach = np.nanmax(np.abs(x), axis=0) if len(x) else np.zeros(len(names))
+    large = [(name, float(r)) for name, r in zip(names, reach, strict=True) if r > LARGE_FEATURE]
+    if not large:
+        return {"step": "features used as they are (not standardised)", "count": 0}
+    return {"step": f"features used as they are (not standardised), though "
+                    f"{counted(len(large), 'column')} reach past ±{LARGE_FEATURE:g}: training "
+                    "may diverge; tick Standardise features unless the scale is meant",
+            "count": len(large),
+            "detail": ", ".join(f"{name!r} up to {r:,.4g}" for name, r in large[:5])}
 
 
 def _lone_text_column(frame: pd.DataFrame, inputs: list[str], steps: list[dict[str, Any]]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
@@ -135,3 +136,25 @@ def test_a_typo_in_a_numeric_column_is_refused_on_its_field_naming_the_row(mallo
     assert "'petal width (cm)' is not numeric (e.g. '0,2O'): 1 cell of 150 is text among " \
            "numbers (data row 42): fix or empty it" in errors[0]
     assert not Dataset.objects.exists() and media_files() == before
+
+
+def test_an_image_zip_uploads_through_the_api_with_only_the_fields_it_uses(mallory, project):
+    # given a client that sends the name, project, kind and file (no task, no missing-value
+    # choice: an image set uses neither)
+    response = member_client(mallory).post("/api/v1/datasets/", {
+        "name": "shots", "project": project.pk, "kind": "images",
+        "file": SimpleUploadedFile("shots.zip", powershell_zip())})
+
+    # then it is created as the page would create it (it was refused: "task: This field is
+    # required", "missing: This field is required")
+    assert response.status_code == 201, response.json()
+    assert response.json()["info"]["rows"] == 16
+
+
+def test_an_empty_file_is_refused_once_for_being_empty(mallory, project):
+    response = member_client(mallory).post("/api/v1/datasets/", {
+        "name": "nothing", "project": project.pk, "kind": "csv",
+        "file": SimpleUploadedFile("data.csv", b"")})
+
+    # not also "choose a file to upload": one was chosen
+    assert response.json()["errors"] == {"file": "The submitted file is empty."}

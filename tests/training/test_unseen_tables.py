@@ -157,6 +157,22 @@ def test_words_with_a_few_numbers_among_them_are_refused_as_not_numeric() -> Non
         table(frame.to_csv(index=False).encode(), label_column="species")
 
 
+def test_ages_as_the_label_of_a_classification_are_said_to_look_like_a_measurement() -> None:
+    # given a label of ages 18 to 65: few enough values, without gaps, to pass as classes
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"income": rng.normal(size=300).round(3),
+                          "age": rng.integers(18, 66, 300)})
+
+    prepared = table(frame.to_csv(index=False).encode())
+
+    assert "'age' holds 48 different numbers (18 to 65), trained as classes: choose " \
+           "Regression if it is a measurement" in steps(prepared)
+    # while class ids counted from 0, however many, are not
+    frame["age"] = frame["age"] - 18
+    assert not any("measurement" in step for step in steps(table(
+        frame.to_csv(index=False).encode())))
+
+
 def test_two_thousand_numeric_columns_read_with_every_column_a_feature() -> None:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(rng.normal(size=(30, 1999)).round(2),

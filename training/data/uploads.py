@@ -66,6 +66,9 @@ MAX_CLASSES = 1000
 # Distinct values of a text feature column one-hot encoded; more is free text or an id, not a
 # category (and each value becomes a column).
 MAX_CATEGORIES = 50
+# Numeric class labels of more values than this, not counted from 0 or 1, are said in the
+# report to look like a measurement (wine's quality, 3 to 8, is not).
+MEASURED_CLASSES = 10
 # Largest magnitude of a feature used as it is (not standardised) that the report does not
 # warn of: the inputs a network's default initialisation and learning rate expect are near 1.
 LARGE_FEATURE = 100.0
@@ -1049,6 +1052,9 @@ def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]]
         raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values; at "
                           f"most {MAX_CLASSES} classes (is it a regression target?)")
     _check_class_labels(classes, len(text), name)
+    if steps is not None and (measured := _measurement_like(classes)):
+        steps.append({"step": f"{name!r} holds {measured}, trained as classes: choose "
+                              "Regression if it is a measurement", "count": len(classes)})
     index = {c: i for i, c in enumerate(classes)}
     return text.map(index).to_numpy(dtype=np.int64), [str(c) for c in classes]
 
@@ -1093,6 +1099,17 @@ def _check_class_labels(classes: list[str], rows: int, name: str) -> None:
         raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values in "
                                           f"{rows} rows: most classes would have one row; is "
                                           "it the label column?")
+
+
+def _measurement_like(classes: list[str]) -> str:
+    """What makes class labels look like a measurement, or "": more than MEASURED_CLASSES
+    numbers not counted from 0 or 1 as class ids are (ages 18 to 65, prices), which pass the
+    refusals of _check_class_labels."""
+    numbers = [_number(c) for c in classes]
+    if len(classes) <= MEASURED_CLASSES or any(math.isnan(n) for n in numbers) \
+            or min(numbers) in (0, 1):
+        return ""
+    return f"{len(classes)} different numbers ({classes[0]} to {classes[-1]})"
 
 
 def _class_order(label: str) -> tuple[int, float, str]:

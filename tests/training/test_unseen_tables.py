@@ -173,6 +173,23 @@ def test_ages_as_the_label_of_a_classification_are_said_to_look_like_a_measureme
         frame.to_csv(index=False).encode())))
 
 
+def test_a_file_with_lines_ended_by_cr_alone_reads() -> None:
+    # given Excel for Mac's "CSV (Macintosh)": each line ended by a carriage return alone
+    content = iris().to_csv(index=False, lineterminator="\r").encode()
+
+    prepared = table(content, drop_duplicates=False)
+
+    assert len(prepared.y) == 150 and len(prepared.feature_names) == 4
+
+
+def test_too_few_rows_after_cleaning_says_what_cleaning_dropped() -> None:
+    content = "constant,label\n" + "1,a\n1,b\n" * 25
+
+    with pytest.raises(UploadError, match=r"only 2 rows left after cleaning \(duplicate rows "
+                                          r"dropped: 48\): a dataset needs at least 4"):
+        table(content.encode())
+
+
 def test_two_thousand_numeric_columns_read_with_every_column_a_feature() -> None:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(rng.normal(size=(30, 1999)).round(2),

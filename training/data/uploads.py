@@ -209,8 +209,7 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
 
     limits = limits or Limits()
 
-    head = handle.read(64 * 1024)
-    handle.seek(0)
+    handle, head = _with_line_feeds(handle)
     encoding = _encoding(head)
     sample = head.decode(encoding, errors="replace")
     _check_text(head, sample)
@@ -255,6 +254,18 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
             {"step": "text read as Windows-1252 / Latin-1 (the file is not UTF-8)", "count": 1})
     _check_cells(frame, limits)
     return frame
+
+
+def _with_line_feeds(handle: IO[bytes]) -> tuple[IO[bytes], bytes]:
+    """(the file, its first 64 KiB), its lines ended by line feeds. Lines ended by CR alone
+    (Excel for Mac's "CSV (Macintosh)") are read as one line by the csv module and pandas
+    ("new-line character seen in unquoted field"): such a file is read into memory with its
+    CRs made line feeds."""
+    head = handle.read(64 * 1024)
+    handle.seek(0)
+    if b"\r" not in head or b"\n" in head:
+        return handle, head
+    return io.BytesIO(handle.read().replace(b"\r", b"\n")), head.replace(b"\r", b"\n")
 
 
 def _check_text(head: bytes, sample: str) -> None:
@@ -553,9 +564,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
         frame = frame[~duplicated]
         steps.append({"step": "duplicate rows dropped", "count": int(duplicated.sum())})
 
-    if len(frame) < 4:
-        raise UploadError("file", f"only {len(frame)} rows are left after cleaning: a dataset "
-                                  "needs at least 4")
+    _check_rows_left(len(frame), steps)
     y, label_names = _labels(frame[label], options.task, label, steps)
     if named or options.class_names:
         label_names = _class_names(label_names, named, options.class_names)
@@ -594,6 +603,16 @@ def _scaling_step(x: np.ndarray, names: list[str], standardise: bool) -> dict[st
                     "may diverge; tick Standardise features unless the scale is meant",
             "count": len(large),
             "detail": ", ".join(f"{name!r} up to {r:,.4g}" for name, r in large[:5])}
+
+
+def _check_rows_left(rows: int, steps: list[dict[str, Any]]) -> None:
+    """Refuse fewer than 4 rows left after cleaning, saying what cleaning dropped."""
+    if rows >= 4:
+        return
+    dropped = "; ".join(f"{s['step']}: {s['count']}" for s in steps
+                        if s["count"] and "dropped" in s["step"])
+    raise UploadError("file", f"only {counted(rows, 'row')} left after cleaning"
+                              f"{f' ({dropped})' if dropped else ''}: a dataset needs at least 4")
 
 
 def _lone_text_column(frame: pd.DataFrame, inputs: list[str], steps: list[dict[str, Any]]

@@ -190,6 +190,14 @@ def test_too_few_rows_after_cleaning_says_what_cleaning_dropped() -> None:
         table(content.encode())
 
 
+def test_a_line_with_a_cell_too_many_is_refused_naming_the_line_and_the_fix() -> None:
+    content = "a,b,label\n" + "1,2,x\n" * 30 + "1,2,5,y\n"
+
+    with pytest.raises(UploadError, match="line 32 has 4 cells where the lines above have 3; "
+                                          "quote a cell that holds the separator"):
+        table(content.encode())
+
+
 def test_two_thousand_numeric_columns_read_with_every_column_a_feature() -> None:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(rng.normal(size=(30, 1999)).round(2),

@@ -192,6 +192,7 @@ SEPARATORS = ",;\t|"
 SNIFF_CHARS = 4096
 # Share of a text table's first-row cells found again below them that makes the row data.
 HEADERLESS_SHARE = 0.8
+RAGGED_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 MAX_PREAMBLE = 10  # lines of title or notes above a table's header that are skipped
 # The first line Excel writes to name a CSV's separator for the next reader ("sep=;"): that
 # separator, and a line that is not the header (it was read as a column named "sep=").
@@ -307,6 +308,12 @@ def _parse_or_refuse(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame
 
 def _parse_error(exc: Exception) -> UploadError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if ragged := RAGGED_LINE.search(first):
+        # pandas' "Error tokenizing data. C error: Expected 3 fields in line 32, saw 4"
+        expected, line, seen = ragged.groups()
+        return UploadError("file", f"the CSV does not parse: line {line} has {seen} cells where "
+                                   f"the lines above have {expected}; quote a cell that holds "
+                                   "the separator, or remove the extra separator")
     return UploadError("file", f"the CSV does not parse: {first}")
 
 

@@ -265,3 +265,35 @@ def test_annotations_and_hidden_folders_beside_the_images_are_skipped() -> None:
 def test_a_file_of_another_kind_is_refused_naming_what_it_is(name: str, words: str) -> None:
     with pytest.raises(UploadError, match=words):
         read_image_zip(archive({**two_classes(), name: b"II*\x00"}), 8)
+
+
+def test_kaggles_cats_and_dogs_split_folders_nested_twice_are_pooled() -> None:
+    # given training_set/training_set/cats/1.png and test_set/test_set/dogs/2.png
+    members = {f"{split}/{split}/{name}/{i}.png": png(60 + 120 * c, 10 * c + i + 50 * s)
+               for s, split in enumerate(("training_set", "test_set"))
+               for c, name in enumerate(("cats", "dogs")) for i in range(4)}
+
+    prepared = read_image_zip(archive(members), 8)
+
+    assert prepared.label_names == ["cats", "dogs"] and len(prepared.y) == 16
+
+
+def test_images_in_subfolders_of_a_class_folder_are_that_class() -> None:
+    # given cat/2019/1.png beside cat/1.png, and dog/ with images of its own
+    members = {**two_classes(top=""), "cat/2019/a.png": png(60, 70), "cat/2020/b.png": png(60, 71)}
+
+    prepared = read_image_zip(archive(members), 8)
+
+    assert prepared.label_names == ["cat", "dog"]
+    assert int((prepared.y == 0).sum()) == 8
+    assert any("subfolders of their class folder" in step for step in steps(prepared))
+
+
+def test_folders_that_each_hold_the_same_folders_are_refused_as_ambiguous() -> None:
+    # given fold1/cat, fold1/dog, fold2/cat, fold2/dog: the classes are folds or animals
+    members = {f"fold{f}/{name}/{i}.png": png(60 + 120 * c, 10 * c + i + 50 * f)
+               for f in (1, 2) for c, name in enumerate(("cat", "dog")) for i in range(4)}
+
+    with pytest.raises(UploadError, match=r"the folders fold1, fold2 each hold the same folders "
+                                          r"\(cat, dog\): which are the classes\?"):
+        read_image_zip(archive(members), 8)

@@ -50,7 +50,9 @@ OTHER_IMAGE_SUFFIXES = {"TIFF": (".tif", ".tiff"), "HEIC": (".heic", ".heif"),
 # the classes): skipped and named in the report, never read. Any other kind of file is refused.
 DOCUMENT_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".html", ".pdf",
                      ".xml", ".yaml", ".yml")  # .xml, .yaml: annotations and data set configs
-SPLIT_FOLDERS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev"}
+# A split's folder: train, test, val... alone or as "training_set", "test-data", "val images".
+SPLIT_FOLDER = re.compile(r"(train|training|test|testing|val|valid|validation|dev)"
+                          r"([ _-]?(set|data|images|split))?", re.IGNORECASE)
 # Images that do not decode (a cut-off download, an empty file) are skipped and named in the
 # report while they are at most this share of the archive; more is a wrong archive, refused.
 MAX_UNREADABLE_SHARE = 0.05
@@ -1358,12 +1360,16 @@ def _class_layout(files: list[zipfile.ZipInfo]
     parts = [PurePosixPath(_member_name(m)).parts for m in files]
     while all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1:
         parts = [p[1:] for p in parts]
-    notes = []
-    splits = {p[0] for p in parts}
-    if all(len(p) == 3 for p in parts) and {s.lower() for s in splits} <= SPLIT_FOLDERS:
+    notes: list[dict[str, Any]] = []
+    # Split folders, pooled; Kaggle's cats and dogs nests them twice
+    # (training_set/training_set/cats/1.jpg).
+    while all(len(p) >= 3 for p in parts) and all(SPLIT_FOLDER.fullmatch(p[0]) for p in parts):
+        splits = sorted({p[0] for p in parts})
         parts = [p[1:] for p in parts]
-        notes.append({"step": f"images of the split folders {', '.join(sorted(splits))} pooled "
+        notes.append({"step": f"images of the split folders {', '.join(splits)} pooled "
                               "(each run splits them by its own fractions)", "count": len(parts)})
+    if any(len(p) > 2 for p in parts):
+        parts = _classes_above_subfolders(parts, notes)
     for member, p in zip(files, parts, strict=True):
         if len(p) != 2:
             raise UploadError("file", f"{member.filename!r} is not in a class folder: lay the "
@@ -1373,6 +1379,26 @@ def _class_layout(files: list[zipfile.ZipInfo]
                                   "dataset needs at least two class folders, each class's "
                                   "images in a folder of its own (class_name/image.png)")
     return [(m, p[0]) for m, p in zip(files, parts, strict=True)], notes
+
+
+def _classes_above_subfolders(parts: list[tuple[str, ...]], notes: list[dict[str, Any]]
+                              ) -> list[tuple[str, ...]]:
+    """The paths with the images in subfolders of a class folder (cat/2019/1.jpg) made the
+    class's own (cat/1.jpg), said in ``notes``. Refused where every folder holds the same
+    subfolders and no image of its own (fold1/cat, fold2/cat): which level names the classes
+    is then a guess."""
+    below: dict[str, set[str]] = {}
+    for p in parts:
+        below.setdefault(p[0], set()).update(p[1:2] if len(p) > 2 else ())
+    kinds = list(below.values())
+    if len(kinds) >= 2 and kinds[0] and all(k == kinds[0] for k in kinds) \
+            and all(len(p) > 2 for p in parts):
+        raise UploadError("file", f"the folders {', '.join(sorted(below)[:4])} each hold the "
+                                  f"same folders ({', '.join(sorted(kinds[0])[:4])}): which are "
+                                  "the classes? Lay the archive out as class_name/image.png")
+    notes.append({"step": "images in subfolders of their class folder counted in its class",
+                  "count": sum(len(p) > 2 for p in parts)})
+    return [(p[0], p[-1]) if len(p) > 2 else p for p in parts]
 
 
 def _member_name(member: zipfile.ZipInfo) -> str:

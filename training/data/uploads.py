@@ -42,10 +42,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP")  # MPO: a camera's multi-frame JPEG
 # Files that archivers add beside the content; skipped rather than refused.
 ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+# Image formats Pillow parses that a data set may not hold (their parsers are more attack
+# surface than a data set needs): named in the refusal, with what to do.
+OTHER_IMAGE_SUFFIXES = {"TIFF": (".tif", ".tiff"), "HEIC": (".heic", ".heif"),
+                        "AVIF": (".avif",), "PPM": (".ppm", ".pgm", ".pbm"), "ICO": (".ico",)}
 # Text files a data set's archive carries beside its images (a README, a licence, a list of
 # the classes): skipped and named in the report, never read. Any other kind of file is refused.
-DOCUMENT_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".html", ".pdf")
-SPLIT_FOLDERS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev"}
+DOCUMENT_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".html", ".pdf",
+                     ".xml", ".yaml", ".yml")  # .xml, .yaml: annotations and data set configs
+# A split's folder: train, test, val... alone or as "training_set", "test-data", "val images".
+SPLIT_FOLDER = re.compile(r"(train|training|test|testing|val|valid|validation|dev)"
+                          r"([ _-]?(set|data|images|split))?", re.IGNORECASE)
 # Images that do not decode (a cut-off download, an empty file) are skipped and named in the
 # report while they are at most this share of the archive; more is a wrong archive, refused.
 MAX_UNREADABLE_SHARE = 0.05
@@ -61,10 +68,23 @@ MAX_CLASSES = 1000
 # Distinct values of a text feature column one-hot encoded; more is free text or an id, not a
 # category (and each value becomes a column).
 MAX_CATEGORIES = 50
+# Numeric class labels of more values than this, not counted from 0 or 1, are said in the
+# report to look like a measurement (wine's quality, 3 to 8, is not).
+MEASURED_CLASSES = 10
+# Largest magnitude of a feature used as it is (not standardised) that the report does not
+# warn of: the inputs a network's default initialisation and learning rate expect are near 1.
+LARGE_FEATURE = 100.0
+SENTENCE_WORDS = 4  # mean words of a lone input column read as text (names have 2 or 3)
 MISSING_CATEGORY = "(missing)"  # the category of a text feature's empty cells, when imputing
-# A first column with one of these names (or none: pandas calls it "Unnamed: 0") holding the
-# row numbers is the index a DataFrame.to_csv or a spreadsheet export writes, not a feature.
-INDEX_NAMES = re.compile(r"(unnamed: 0|index|id|row|#|)", re.IGNORECASE)
+# A column with one of these names (or none: pandas calls it "Unnamed: 0") holding the row
+# numbers is the index a DataFrame.to_csv, R's write.csv or a spreadsheet export writes, not a
+# feature: "No", "S.No", "Sr. No.", "row_number", "n", "record", "sample", "obs"...
+INDEX_NAMES = re.compile(r"unnamed: 0|index|idx|id|#|n|nr\.?|num|number|no\.?|"
+                         r"(s|sr|sl)[ ._]*no\.?|serial([ _]*(no\.?|number))?|"
+                         r"row([ _]*(no\.?|num|number|index|id))?|rownum|"
+                         r"record|sample|obs|observation|case|", re.IGNORECASE)
+# Rows a column must have before it is said to count them (a short table's integers may).
+COUNTING_ROWS = 20
 # A decimal comma (European spreadsheets, which then separate cells with ";" or a tab): "5,1".
 DECIMAL_COMMA = r"(^|{sep})\s*-?\d+,\d+\s*(?={sep}|$)"
 # Numbers as spreadsheets format them, in a column pandas read as text: thousands grouped with
@@ -172,6 +192,9 @@ SEPARATORS = ",;\t|"
 # text (a first line of 60,000 characters of ',"' took it 42 s), and the start of a line
 # shows its separator as well as the whole.
 SNIFF_CHARS = 4096
+# Share of a text table's first-row cells found again below them that makes the row data.
+HEADERLESS_SHARE = 0.8
+RAGGED_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 MAX_PREAMBLE = 10  # lines of title or notes above a table's header that are skipped
 # The first line Excel writes to name a CSV's separator for the next reader ("sep=;"): that
 # separator, and a line that is not the header (it was read as a column named "sep=").
@@ -189,8 +212,7 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
 
     limits = limits or Limits()
 
-    head = handle.read(64 * 1024)
-    handle.seek(0)
+    handle, head = _with_line_feeds(handle)
     encoding = _encoding(head)
     sample = head.decode(encoding, errors="replace")
     _check_text(head, sample)
@@ -237,6 +259,18 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
     return frame
 
 
+def _with_line_feeds(handle: IO[bytes]) -> tuple[IO[bytes], bytes]:
+    """(the file, its first 64 KiB), its lines ended by line feeds. Lines ended by CR alone
+    (Excel for Mac's "CSV (Macintosh)") are read as one line by the csv module and pandas
+    ("new-line character seen in unquoted field"): such a file is read into memory with its
+    CRs made line feeds."""
+    head = handle.read(64 * 1024)
+    handle.seek(0)
+    if b"\r" not in head or b"\n" in head:
+        return handle, head
+    return io.BytesIO(handle.read().replace(b"\r", b"\n")), head.replace(b"\r", b"\n")
+
+
 def _check_text(head: bytes, sample: str) -> None:
     """Refuse a file that is not text: a workbook or a ZIP (named, with what to do), another
     binary file, or nothing."""
@@ -276,6 +310,12 @@ def _parse_or_refuse(handle: IO[bytes], options: dict[str, Any]) -> pd.DataFrame
 
 def _parse_error(exc: Exception) -> UploadError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if ragged := RAGGED_LINE.search(first):
+        # pandas' "Error tokenizing data. C error: Expected 3 fields in line 32, saw 4"
+        expected, line, seen = ragged.groups()
+        return UploadError("file", f"the CSV does not parse: line {line} has {seen} cells where "
+                                   f"the lines above have {expected}; quote a cell that holds "
+                                   "the separator, or remove the extra separator")
     return UploadError("file", f"the CSV does not parse: {first}")
 
 
@@ -391,7 +431,10 @@ def _steady(lines: list[str], sep: str) -> bool:
 def _has_header(sample: str, sep: str) -> bool:
     """Whether the first row names the columns. Each column whose cells below the first are all
     numbers votes: a first cell that is not a number is a name (header), a number is data. No
-    votes (all text) keeps the header, as before this guess existed."""
+    votes (all text) keeps the header, as before this guess existed, unless nearly every cell
+    of the first row is also a value below it: a header-less file of categories (UCI's
+    mushrooms: "p,x,s,n,t,p,f,c...") starts with a row like the others, and names are no
+    values."""
     lines = sample.splitlines()[:51]
     rows = list(csv.reader(lines[:-1] if len(lines) > 2 else lines, delimiter=sep,
                            skipinitialspace=True))
@@ -402,6 +445,10 @@ def _has_header(sample: str, sep: str) -> bool:
         below = [r[column].strip() for r in rows[1:] if column < len(r)]
         if below and all(_is_number(c) for c in below if c):
             votes += -1 if _is_number(rows[0][column].strip()) else 1
+    if votes == 0 and len(rows[0]) >= 2:
+        values = [{r[c].strip() for r in rows[1:] if c < len(r)} for c in range(len(rows[0]))]
+        seen = sum(cell.strip() in found for cell, found in zip(rows[0], values, strict=True))
+        return seen < HEADERLESS_SHARE * len(rows[0])
     return votes >= 0
 
 
@@ -432,7 +479,8 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
             if columns > limits.max_columns:
                 handle.seek(0)
                 raise UploadError("file", f"more than {limits.max_columns} columns: the limit is "
-                                          f"{limits.max_columns}")
+                                          f"{limits.max_columns} (FITBOARD_UPLOAD_MAX_COLUMNS); "
+                                          "leave out the columns you do not need")
             header += part
             in_header = end == -1
         lines += chunk.count(b"\n")
@@ -450,7 +498,8 @@ def _check_header(handle: IO[bytes], sep: str, limits: Limits, headed: bool = Tr
     for column in (n.strip() for n in names if headed):
         if column in seen and column:
             raise UploadError("file", f"the column {column!r} appears more than once in the "
-                                      "header: give every column its own name")
+                                      "header: give every column its own name (or, if the "
+                                      "first row is data, choose no header row)")
         seen.add(column)
 
 
@@ -509,6 +558,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     steps: list[dict[str, Any]] = list(frame.attrs.get("steps", []))
     if not text_mode and not options.feature_columns:
         inputs = _without_empty_or_ids(frame, _without_index_column(frame, inputs, steps), steps)
+        text_mode = _lone_text_column(frame, inputs, steps)
     frame = frame[[*inputs, label]].copy()
     rows_in = len(frame)
     frame = _drop_unlabelled(frame, label, options.drop_unlabelled, steps)
@@ -523,22 +573,17 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
         frame = frame[~duplicated]
         steps.append({"step": "duplicate rows dropped", "count": int(duplicated.sum())})
 
-    if len(frame) < 4:
-        raise UploadError("file", f"only {len(frame)} rows are left after cleaning: a dataset "
-                                  "needs at least 4")
+    _check_rows_left(len(frame), steps)
     y, label_names = _labels(frame[label], options.task, label, steps)
     if named or options.class_names:
         label_names = _class_names(label_names, named, options.class_names)
-    if not text_mode:
-        steps.append({"step": "features standardised with the training split's mean and std"
-                      if options.standardise else "features used as they are (not standardised)",
-                      "count": len(inputs) if options.standardise else 0})
     if text_mode:
         x = np.asarray(frame[inputs[0]].tolist(), dtype=object)
         input_shape: tuple[int, ...] = ()
     else:
         x = frame[inputs].to_numpy(dtype=np.float32)
         input_shape = (len(inputs),)
+        steps.append(_scaling_step(x, inputs, options.standardise))
     info = DatasetInfo("upload:0", title, options.task, "text" if text_mode else "tabular",
                        len(frame), input_shape, len(label_names))
     report = _report(rows_in, steps, y, label_names, options.task)
@@ -548,6 +593,55 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     impute = "" if text_mode or options.missing == "drop" else options.missing
     return Prepared(info, x, y, label_names, inputs, impute, options.standardise and not text_mode,
                     report)
+
+
+def _scaling_step(x: np.ndarray, names: list[str], standardise: bool) -> dict[str, Any]:
+    """The report's step on the features' scale: standardised, or used as they are, naming
+    the columns that reach past ±LARGE_FEATURE. Unscaled, such a column makes the first
+    outputs and gradients as large, and a run diverges at a learning rate that trains
+    standardised features (wine's proline, up to 1,680: "diverging" at the form's 0.001)."""
+    if standardise:
+        return {"step": "features standardised with the training split's mean and std",
+                "count": len(names)}
+    reach = np.nanmax(np.abs(x), axis=0) if len(x) else np.zeros(len(names))
+    large = [(name, float(r)) for name, r in zip(names, reach, strict=True) if r > LARGE_FEATURE]
+    if not large:
+        return {"step": "features used as they are (not standardised)", "count": 0}
+    return {"step": f"features used as they are (not standardised), though "
+                    f"{counted(len(large), 'column')} reach past ±{LARGE_FEATURE:g}: training "
+                    "may diverge; tick Standardise features unless the scale is meant",
+            "count": len(large),
+            "detail": ", ".join(f"{name!r} up to {r:,.4g}" for name, r in large[:5])}
+
+
+def _check_rows_left(rows: int, steps: list[dict[str, Any]]) -> None:
+    """Refuse fewer than 4 rows left after cleaning, saying what cleaning dropped."""
+    if rows >= 4:
+        return
+    dropped = "; ".join(f"{s['step']}: {s['count']}" for s in steps
+                        if s["count"] and "dropped" in s["step"])
+    raise UploadError("file", f"only {counted(rows, 'row')} left after cleaning"
+                              f"{f' ({dropped})' if dropped else ''}: a dataset needs at least 4")
+
+
+def _lone_text_column(frame: pd.DataFrame, inputs: list[str], steps: list[dict[str, Any]]
+                      ) -> bool:
+    """Whether the one input column holds sentences (many distinct values, of SENTENCE_WORDS
+    words on average), said in ``steps``: SST-2's ``sentence<TAB>label`` or UCI's sentences
+    train as text without the text column named (they were refused: "no feature column is
+    left")."""
+    import pandas as pd
+
+    if len(inputs) != 1 or pd.api.types.is_numeric_dtype(frame[inputs[0]]):
+        return False
+    text = frame[inputs[0]].dropna().astype("string").str.strip()
+    text = text[text != ""]
+    if text.nunique() <= MAX_CATEGORIES or _numbers(text).notna().any() \
+            or text.str.split().str.len().mean() < SENTENCE_WORDS:
+        return False
+    steps.append({"step": f"column {inputs[0]!r} read as the text to learn from (the one input "
+                          "column is sentences)", "count": 1})
+    return True
 
 
 def _join_texts(frame: pd.DataFrame, columns: tuple[str, ...], label: str
@@ -618,25 +712,56 @@ def _input_columns(frame: pd.DataFrame, options: TableOptions, label: str) -> li
 
 def _without_index_column(frame: pd.DataFrame, inputs: list[str],
                           steps: list[dict[str, Any]]) -> list[str]:
-    """The inputs less a first column that numbers the rows: unique whole numbers under no
-    name (pandas' to_csv writes its index so, shuffled or filtered rows keeping their numbers),
-    or 0, 1, 2... or 1, 2, 3... under an index's name. As a feature it is noise, or a leak where
-    rows are sorted by class (Kaggle's Iris.csv "Id")."""
-    first = inputs[0] if inputs and inputs[0] == frame.columns[0] else None
-    if first is None or len(inputs) < 2 or not INDEX_NAMES.fullmatch(first.strip()):
+    """The inputs less the columns that number the rows. Under no name (pandas' to_csv and
+    R's write.csv write their index so): unique whole numbers from 0 up, in any order (rows
+    shuffled or filtered after they were numbered). Under an index's name (INDEX_NAMES): unique
+    whole numbers that rise down the file or count 0.. or 1.. in some order. As a feature such
+    a column is noise, or a leak where rows are sorted by class (Kaggle's Iris.csv "Id",
+    1..150). A column of another name counting the rows 0.. or 1.. down the file is kept and
+    said in the report: it may be a time step as well as a row number."""
+    if len(inputs) < 2:
         return inputs
-    values = _numbers(frame[first])
-    if values.isna().any() or len(values) < 2 or (values % 1 != 0).any():
-        return inputs
-    unnamed = first.strip().lower() in ("", "unnamed: 0")
-    start = values.iloc[0]
-    counts = np.array_equal(values.to_numpy(), start + np.arange(len(values)))
-    if not (unnamed and values.is_unique and values.min() >= 0) and not (
-            start in (0, 1) and counts):
-        return inputs
-    steps.append({"step": f"index column {first!r} left out (it numbers the rows)",
-                  "count": 1})
-    return inputs[1:]
+    kept = []
+    for column in inputs:
+        kind = _row_numbers(frame[column])
+        name = column.strip()
+        unnamed = name.lower() in ("", "unnamed: 0")
+        # An identifier's name ("id", "Row ID") numbering rows from 7000 is left out below, as
+        # an identifier; here only when it counts them.
+        named = INDEX_NAMES.fullmatch(name) and (kind == "counts" or not ID_NAMES.fullmatch(name))
+        if kind is not None and (unnamed or (kind != "unique" and named)):
+            steps.append({"step": f"index column {column!r} left out (it numbers the rows)",
+                          "count": 1})
+            continue
+        if kind == "counts" and len(frame) >= COUNTING_ROWS:
+            steps.append({"step": f"column {column!r} counts the rows (0, 1, 2… or 1, 2, 3…) and "
+                                  "is kept as a feature: leave it out of the feature columns if "
+                                  "it only numbers them", "count": 1})
+        kept.append(column)
+    return kept or inputs
+
+
+def _row_numbers(cells: pd.Series) -> str | None:
+    """How ``cells`` may number rows: "counts" (0, 1, 2... or 1, 2, 3... down the file),
+    "numbers" (unique whole numbers from 0 up that rise down the
+    file or are 0.. or 1.. in some order), "unique" (other unique whole numbers from 0 up), or
+    None."""
+    import pandas as pd
+
+    # Whole numbers without a gap are read as integers; a float column is no row number (and
+    # looking at each of a wide table's float columns took seconds).
+    if len(cells) < 2 or not pd.api.types.is_integer_dtype(cells):
+        return None
+    ordered = cells.to_numpy(dtype=np.int64)
+    low = ordered.min()
+    if low < 0 or len(np.unique(ordered)) != len(ordered):
+        return None
+    if ordered[0] in (0, 1) and np.array_equal(ordered, ordered[0] + np.arange(len(ordered))):
+        return "counts"
+    if (np.diff(ordered) > 0).all() or (low in (0, 1)
+                                        and ordered.max() - low + 1 == len(ordered)):
+        return "numbers"
+    return "unique"
 
 
 def _without_empty_or_ids(frame: pd.DataFrame, inputs: list[str],
@@ -853,24 +978,44 @@ def _clean_features(frame: pd.DataFrame, inputs: list[str], missing_values: str,
 def _feature(cells: pd.Series, column: str) -> pd.Series:
     """A feature column as float64 numbers (NaN where empty); text, or a number past
     float32's range, is refused."""
-    values = _numbers(cells)
-    # Only cells that did not parse are looked at as text: converting every cell of a wide
-    # numeric table to a string costs seconds.
-    unparsed = cells[values.isna() & cells.notna()].astype("string").str.strip()
-    bad = unparsed[(unparsed != "") & ~unparsed.isin(MISSING_DASHES)]
-    if len(bad):
-        example = bad.iloc[0]
-        raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
-                          f"{example!r}): choose numeric feature columns")
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(cells) or pd.api.types.is_integer_dtype(cells):
+        # Numbers already: no cell to look at as text (2,000 such columns took 5 s below).
+        values = cells.astype("float64")
+    else:
+        values = _numbers(cells)
+        # Only cells that did not parse are looked at as text: converting every cell of a
+        # wide numeric table to a string costs seconds.
+        unparsed = cells[values.isna() & cells.notna()].astype("string").str.strip()
+        bad = unparsed[(unparsed != "") & ~unparsed.isin(MISSING_DASHES)]
+        if len(bad):
+            raise UploadError("feature_columns", f"column {column!r} is not numeric (e.g. "
+                              f"{bad.iloc[0]!r}): {_mixed_cells(bad, cells)}")
     # "inf", "1e999" and numbers past float32's range parse, then poison every mean,
     # standardisation and loss the model sees: refused like text.
-    huge = values.abs() > FLOAT32_MAX
+    huge = np.abs(values.to_numpy()) > FLOAT32_MAX
     if huge.any():
         example = cells[huge].iloc[0]
         shown = repr(example) if isinstance(example, str) else str(example)  # not np.float64(…)
         raise UploadError("feature_columns", f"column {column!r} holds {shown}, not "
                           "a finite number within float32 range")
     return values.astype("float64")
+
+
+def _mixed_cells(bad: pd.Series, cells: pd.Series) -> str:
+    """What to do about ``bad``, the text cells of a feature column of ``cells``: where they are
+    a few among numbers (a typo, "n/a" spelt its own way), which rows, to fix or empty (an empty
+    cell is a missing value); else to choose numeric feature columns."""
+    if len(bad) > len(cells) / 2:
+        return "choose numeric feature columns"
+    rows = ", ".join(str(int(i) + 1) if isinstance(i, int | np.integer) else str(i)
+                     for i in bad.index[:5])
+    one = len(bad) == 1
+    return (f"{counted(len(bad), 'cell')} of {len(cells)} {'is' if one else 'are'} text among "
+            f"numbers (data row {rows}{'...' if len(bad) > 5 else ''}): fix or empty "
+            f"{'it' if one else 'them'} (an empty cell is a missing value), or leave the column "
+            "out of the feature columns")
 
 
 def _cell(value: Any) -> Any:
@@ -935,6 +1080,9 @@ def _labels(series: pd.Series, task: str, name: str, steps: list[dict[str, Any]]
         raise UploadError("label_column", f"{name!r} has {len(classes)} distinct values; at "
                           f"most {MAX_CLASSES} classes (is it a regression target?)")
     _check_class_labels(classes, len(text), name)
+    if steps is not None and (measured := _measurement_like(classes)):
+        steps.append({"step": f"{name!r} holds {measured}, trained as classes: choose "
+                              "Regression if it is a measurement", "count": len(classes)})
     index = {c: i for i, c in enumerate(classes)}
     return text.map(index).to_numpy(dtype=np.int64), [str(c) for c in classes]
 
@@ -981,6 +1129,17 @@ def _check_class_labels(classes: list[str], rows: int, name: str) -> None:
                                           "it the label column?")
 
 
+def _measurement_like(classes: list[str]) -> str:
+    """What makes class labels look like a measurement, or "": more than MEASURED_CLASSES
+    numbers not counted from 0 or 1 as class ids are (ages 18 to 65, prices), which pass the
+    refusals of _check_class_labels."""
+    numbers = [_number(c) for c in classes]
+    if len(classes) <= MEASURED_CLASSES or any(math.isnan(n) for n in numbers) \
+            or min(numbers) in (0, 1):
+        return ""
+    return f"{len(classes)} different numbers ({classes[0]} to {classes[-1]})"
+
+
 def _class_order(label: str) -> tuple[int, float, str]:
     """Numeric labels in numeric order ("2" before "10"), then the others alphabetically."""
     try:
@@ -1016,17 +1175,20 @@ CACHE_BYTES = 256 * 2**20  # members read whole while checking headers, kept for
 def _member_problem(member: zipfile.ZipInfo, limits: Limits) -> str | None:
     """Why a ZIP member may not be read, or None."""
     name = member.filename
-    path = PurePosixPath(name)
+    # Windows PowerShell's Compress-Archive (5.1) and .NET's ZipFile before 4.6.1 separate
+    # folders with backslashes: read as folders, once the path is checked in that reading too.
+    path = PurePosixPath(name.replace("\\", "/"))
     if len(name) > limits.max_name_chars:
         return (f"{name[:40]!r}... is a name of {len(name)} characters: the limit is "
                 f"{limits.max_name_chars} characters")
     if member.compress_type not in READABLE_METHODS:
         return (f"{name!r} uses compression method {member.compress_type}: use a ZIP with "
                 "stored or deflated members")
-    if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return f"{name!r} has an absolute or Windows path: refused"
     if ".." in path.parts:
-        return f"{name!r} points outside the archive (path traversal): refused"
+        windows = " (a Windows path)" if "\\" in name else ""
+        return f"{name!r}{windows} points outside the archive (path traversal): refused"
     if stat.S_ISLNK(member.external_attr >> 16):
         return f"{name!r} is a symbolic link: refused"
     if member.flag_bits & 0x1:
@@ -1153,15 +1315,20 @@ def _image_members(archive: zipfile.ZipFile, limits: Limits, documents: list[str
         problem = _member_problem(member, limits)
         if problem:
             raise UploadError("file", problem)
-        if member.is_dir() or any(part in member.filename for part in ARCHIVE_CLUTTER) \
-                or PurePosixPath(member.filename).name.startswith("._"):  # macOS's metadata
-            continue
-        if member.filename.lower().endswith(DOCUMENT_SUFFIXES):
+        name = _member_name(member)
+        if member.is_dir() or name.endswith("/") or any(part in name for part in ARCHIVE_CLUTTER) \
+                or any(part.startswith(".") for part in PurePosixPath(name).parts):
+            continue  # hidden: macOS's "._" metadata, ".gitkeep", ".ipynb_checkpoints/"
+        if name.lower().endswith(DOCUMENT_SUFFIXES):
             documents.append(member.filename)
             continue
-        if not member.filename.lower().endswith(IMAGE_SUFFIXES):
-            raise UploadError("file", f"{member.filename!r} is not an image: only PNG, JPEG, "
-                                      "GIF, WebP and BMP files may be in the archive")
+        if not name.lower().endswith(IMAGE_SUFFIXES):
+            kind = next((f"a {k} image" for k, suffixes in OTHER_IMAGE_SUFFIXES.items()
+                         if name.lower().endswith(suffixes)), "not an image")
+            raise UploadError("file", f"{member.filename!r} is {kind}: only PNG, JPEG, GIF, "
+                                      "WebP and BMP files may be in the archive"
+                                      + (" (convert the images to PNG or JPEG)"
+                                         if kind != "not an image" else ""))
         files.append(member)
     # A decompression bomb is refused from the directory alone, before anything inflates.
     total = sum(m.file_size for m in files)
@@ -1193,12 +1360,16 @@ def _class_layout(files: list[zipfile.ZipInfo]
     parts = [PurePosixPath(_member_name(m)).parts for m in files]
     while all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1:
         parts = [p[1:] for p in parts]
-    notes = []
-    splits = {p[0] for p in parts}
-    if all(len(p) == 3 for p in parts) and {s.lower() for s in splits} <= SPLIT_FOLDERS:
+    notes: list[dict[str, Any]] = []
+    # Split folders, pooled; Kaggle's cats and dogs nests them twice
+    # (training_set/training_set/cats/1.jpg).
+    while all(len(p) >= 3 for p in parts) and all(SPLIT_FOLDER.fullmatch(p[0]) for p in parts):
+        splits = sorted({p[0] for p in parts})
         parts = [p[1:] for p in parts]
-        notes.append({"step": f"images of the split folders {', '.join(sorted(splits))} pooled "
+        notes.append({"step": f"images of the split folders {', '.join(splits)} pooled "
                               "(each run splits them by its own fractions)", "count": len(parts)})
+    if any(len(p) > 2 for p in parts):
+        parts = _classes_above_subfolders(parts, notes)
     for member, p in zip(files, parts, strict=True):
         if len(p) != 2:
             raise UploadError("file", f"{member.filename!r} is not in a class folder: lay the "
@@ -1210,10 +1381,31 @@ def _class_layout(files: list[zipfile.ZipInfo]
     return [(m, p[0]) for m, p in zip(files, parts, strict=True)], notes
 
 
+def _classes_above_subfolders(parts: list[tuple[str, ...]], notes: list[dict[str, Any]]
+                              ) -> list[tuple[str, ...]]:
+    """The paths with the images in subfolders of a class folder (cat/2019/1.jpg) made the
+    class's own (cat/1.jpg), said in ``notes``. Refused where every folder holds the same
+    subfolders and no image of its own (fold1/cat, fold2/cat): which level names the classes
+    is then a guess."""
+    below: dict[str, set[str]] = {}
+    for p in parts:
+        below.setdefault(p[0], set()).update(p[1:2] if len(p) > 2 else ())
+    kinds = list(below.values())
+    if len(kinds) >= 2 and kinds[0] and all(k == kinds[0] for k in kinds) \
+            and all(len(p) > 2 for p in parts):
+        raise UploadError("file", f"the folders {', '.join(sorted(below)[:4])} each hold the "
+                                  f"same folders ({', '.join(sorted(kinds[0])[:4])}): which are "
+                                  "the classes? Lay the archive out as class_name/image.png")
+    notes.append({"step": "images in subfolders of their class folder counted in its class",
+                  "count": sum(len(p) > 2 for p in parts)})
+    return [(p[0], p[-1]) if len(p) > 2 else p for p in parts]
+
+
 def _member_name(member: zipfile.ZipInfo) -> str:
     """A member's name as its archiver meant it: UTF-8 bytes stored without the ZIP's UTF-8
     flag (Windows' and older Info-ZIP archivers) read as UTF-8 rather than as code page 437,
-    and in NFC (macOS writes "é" as "e" and an accent)."""
+    and in NFC (macOS writes "é" as "e" and an accent), its folders separated by "/" (Windows
+    PowerShell's archives separate them by backslashes)."""
     import unicodedata
 
     name = member.filename
@@ -1222,7 +1414,7 @@ def _member_name(member: zipfile.ZipInfo) -> str:
             name = name.encode("cp437").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
             pass
-    return unicodedata.normalize("NFC", name)
+    return unicodedata.normalize("NFC", name).replace("\\", "/")
 
 
 def _member_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) -> bytes:

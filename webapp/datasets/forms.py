@@ -70,9 +70,12 @@ class DatasetForm(forms.Form):
         required=False, widget=forms.Textarea(attrs={"rows": 4}),
         help_text="one per line: names in the classes' order (1, 2, 3… or a, b, c…), or "
                   "label=name; e.g. paste AG News's classes.txt")
+    # Initial values as the page shows them selected: an API client that leaves a field out
+    # gets the page's start (an image ZIP was refused for want of a task and a missing-value
+    # choice, neither of which it uses).
     task = forms.ChoiceField(choices=[("classification", "Classification"),
-                                      ("regression", "Regression")])
-    missing = forms.ChoiceField(label="Missing values",
+                                      ("regression", "Regression")], initial="classification")
+    missing = forms.ChoiceField(label="Missing values", initial="drop",
                                 choices=[(m, MISSING_LABELS[m]) for m in MISSING_CHOICES],
                                 help_text="imputing fills numbers from the training split; a "
                                           "category column's empty cells become a category of "
@@ -110,7 +113,9 @@ class DatasetForm(forms.Form):
         if self.too_large or (upload is not None and upload.size > limit):
             self.add_error("file", f"the file is larger than the limit of {filesizeformat(limit)}")
             return cleaned
-        if kind in (Dataset.Kind.CSV, Dataset.Kind.IMAGES) and upload is None:
+        # An empty file has its own error already ("The submitted file is empty.").
+        if kind in (Dataset.Kind.CSV, Dataset.Kind.IMAGES) and upload is None \
+                and "file" not in self.errors:
             self.add_error("file", "choose a file to upload")
         if kind == Dataset.Kind.HF and not (cleaned.get("hf_source") or "").strip():
             self.add_error("hf_source", "give a dataset name or a local path")

@@ -19,8 +19,8 @@ def _auth(token: str) -> dict[str, str]:
 
 
 def test_a_dataset_logged_without_a_schema_reads_back_without_one(tracking):
-    # mlflow 2's client sends no schema when it infers none (mlflow-skinny without its
-    # extras); it read back "", and json.loads(dataset.schema) failed where MLflow's gives None
+    # mlflow 2.22's client sends no schema when it infers none (its numpy and pandas data sets
+    # need scipy); it read back "", and json.loads(dataset.schema) failed where MLflow's None
     mlflow.set_experiment("vision")
     with mlflow.start_run() as run:
         tracking.log_inputs(run.info.run_id, [DatasetInput(Dataset(

@@ -65,9 +65,9 @@ def as_mlflow_reads(path: str) -> str:
     """An artifact path as MLflow's server reads one (``validate_path_is_safe``): its
     percent-escapes decoded until none is left, then each control character written back as
     its escape (``%17``). mlflow 2's ``log_image(key=...)`` names its files
-    ``<key>%step%<n>%timestamp%<ms>%<id>``; up to 2.16 the client decodes the names it lists
-    and downloads by those, so the file was stored, listed and downloaded under three names
-    (``%17`` of the time a control character, ``%6a`` of the id a ``j``) and never found."""
+    ``<key>%step%<n>%timestamp%<ms>%<id>``; the 2.16 client decodes the names it lists and
+    downloads by those, so the file was stored and downloaded under two names (``%17`` of the
+    time a control character, ``%6a`` of the id a ``j``) and never found."""
     for _ in range(DECODINGS):
         decoded = unquote(path)
         if decoded == path:

@@ -12,8 +12,14 @@ first run, as ``bench/tracking.py`` does (``--mlflow-python`` names another inte
 it). Differences that docs/tracking.md describes as deliberate (no ``delete_experiment``, the
 token's user as a run's user, ...) are still printed, marked ``[documented]``.
 
-Usage, from the repo root: ``.venv/bin/python tools/mlflow_diff.py [--port 8110]`` (about two
-minutes once the environment is installed). ``--scenario OUT`` runs the calls (the children).
+``--client-python`` runs the scenario with another interpreter's client (an mlflow 2.x
+``mlflow-skinny`` in a venv of its own): calls that client does not have (MLflow 3's logged
+models, a metric's data set) are left out of both runs, each with a printed note, and mlflow 2's
+``log_model`` (the model's files among the run's artifacts) is run in their place.
+
+Usage, from the repo root: ``.venv/bin/python tools/mlflow_diff.py [--port 8110]
+[--client-python /tmp/mlflow2/bin/python]`` (about two minutes once the environment is
+installed). ``--scenario OUT`` runs the calls (the children).
 """
 
 from __future__ import annotations
@@ -38,8 +44,11 @@ from bench import _stack, tracking  # noqa: E402
 NOW_WINDOW_MS = 86_400_000  # a time within a day of the scenario's start is "now"
 GENERATED_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")  # both servers name unnamed runs so
 ID_KEYS = {"run_id": "run", "run_uuid": "run", "parent_run_id": "run", "source_run_id": "run",
-           "experiment_id": "exp", "model_id": "model"}
-STAMPED = re.compile(r"\+timestamp\+\d+\+[0-9a-f-]+")  # log_image(key=...)'s file names
+           "experiment_id": "exp", "model_id": "model",
+           "tags.mlflow.parentRunId": "run"}  # the last: a column of mlflow.search_runs
+# log_image(key=...)'s file names, their time and random id: "+" around them (mlflow 3), "%"
+# (mlflow 2; 2.16 decodes the names it lists, "%17" of the time and the id's first "%xx")
+STAMPED = re.compile(r"[+%]timestamp.+?-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TIME_KEYS = ("start_time", "end_time", "creation_time", "last_update_time", "timestamp",
              "creation_timestamp", "last_updated_timestamp")
 # Differences by design (docs/tracking.md), printed but not counted: (answer label, path of the
@@ -84,6 +93,7 @@ class Recorder:
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url, token
         self.entries: list[list[Any]] = []
+        self.skipped: list[str] = []  # calls this client does not have, with why
         self.ids: dict[tuple[str, str], str] = {}
         self.t0 = time.time() * 1000
 
@@ -102,6 +112,9 @@ class Recorder:
             value, shown = None, {"exception": f"{type(exc).__name__}: {str(exc)[:200]}"}
         self.entries.append([label, self.normal(shown)])
         return value
+
+    def skip(self, label: str, why: str) -> None:
+        self.skipped.append(f"{label}: {why}")
 
     def keep(self, label: str, value: Any) -> None:
         self.entries.append([label, self.normal(plain(value))])
@@ -155,12 +168,14 @@ class Recorder:
 
 def plain(value: Any) -> Any:
     """Client entities as plain JSON-like values (a page keeps whether it has a next one)."""
-    from mlflow.entities._mlflow_object import _MlflowObject
+    from mlflow.entities import _mlflow_object
     from mlflow.store.entities.paged_list import PagedList
 
+    entity = (getattr(_mlflow_object, "_MlflowObject", None)
+              or _mlflow_object._MLflowObject)  # its name up to mlflow 2.9
     if isinstance(value, PagedList):
         return {"items": [plain(v) for v in value], "more": bool(value.token)}
-    if isinstance(value, _MlflowObject):
+    if isinstance(value, entity):
         return {k: plain(v) for k, v in value}
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
@@ -179,21 +194,39 @@ def names(runs: Any) -> Any:
     return {"names": [r.info.run_name for r in runs], "more": bool(getattr(runs, "token", None))}
 
 
+def has_logged_models() -> bool:
+    """Whether the client is MLflow 3's (logged models, a metric's model and data set)."""
+    import mlflow
+
+    return hasattr(mlflow.MlflowClient, "get_logged_model")
+
+
+def takes(function: Callable[..., Any], argument: str) -> bool:
+    """Whether the client's ``function`` has ``argument`` (older 2.x clients lack some)."""
+    import inspect
+
+    return argument in inspect.signature(function).parameters
+
+
 def scenario(out: str) -> None:
     import mlflow
 
     rec = Recorder(os.environ["MLFLOW_TRACKING_URI"], os.environ.get("MLFLOW_TRACKING_TOKEN", ""))
     client = mlflow.MlflowClient()
+    models = logged_models if has_logged_models() else run_models
+    if models is run_models:
+        rec.skip("logged_models", "MLflow 3's logged models: mlflow 2's log_model runs instead")
     for part in (experiments, search_data, run_searches, experiment_searches, run_details,
                  artifacts, metric_histories, batches, lifecycle, errors, more_experiments,
-                 more_runs, odd_artifacts, logged_models, endings):
+                 more_runs, odd_artifacts, models, endings, training_script):
         try:
             part(rec, client)
         except Exception as exc:  # noqa: BLE001 - one part's crash is an answer too
             rec.entries.append([f"{part.__name__}.CRASHED", f"{type(exc).__name__}: {exc}"])
         if mlflow.active_run():
             mlflow.end_run()
-    Path(out).write_text(json.dumps(rec.entries, indent=1, default=str))
+    Path(out).write_text(json.dumps({"client": mlflow.__version__, "skipped": rec.skipped,
+                                     "entries": rec.entries}, indent=1, default=str))
 
 
 def experiments(rec: Recorder, client: Any) -> None:
@@ -220,8 +253,12 @@ def experiments(rec: Recorder, client: Any) -> None:
     rec.call("exp.get_after_restore", client.get_experiment, gone)
     rec.call("exp.set_tag", client.set_experiment_tag, main.experiment_id, "note", "x")
     rec.call("exp.get_tagged", lambda: client.get_experiment(main.experiment_id).tags)
-    rec.call("exp.delete_tag", client.delete_experiment_tag, main.experiment_id, "note")
-    rec.call("exp.delete_tag_missing", client.delete_experiment_tag, main.experiment_id, "nope")
+    if hasattr(client, "delete_experiment_tag"):  # mlflow 2.x has none
+        rec.call("exp.delete_tag", client.delete_experiment_tag, main.experiment_id, "note")
+        rec.call("exp.delete_tag_missing", client.delete_experiment_tag, main.experiment_id,
+                 "nope")
+    else:
+        rec.skip("exp.delete_tag", "MlflowClient.delete_experiment_tag is mlflow 3's")
     rec.call("exp.get_missing", client.get_experiment, "999999")
 
 
@@ -739,7 +776,10 @@ def odd_artifacts(rec: Recorder, client: Any) -> None:
         mlflow.log_text("späce ünïcode", "my dir/file name é.txt")
         mlflow.log_text("", "empty.txt")
         mlflow.log_text("pct", "100%/a+b=c&d?.txt")
-        mlflow.log_image(np.zeros((4, 4, 3), dtype=np.uint8), key="digits", step=2)
+        if takes(mlflow.log_image, "key"):
+            mlflow.log_image(np.zeros((4, 4, 3), dtype=np.uint8), key="digits", step=2)
+        else:
+            rec.skip("odd.log_image_key", "log_image(key=..., step=...) came after this client")
         Path(tmp, "zero.bin").write_bytes(b"")
         mlflow.log_artifact(str(Path(tmp, "zero.bin")), "bins")
     for path in (None, "my dir", "100%", "bins", "images"):
@@ -786,6 +826,32 @@ def logged_models(rec: Recorder, client: Any) -> None:
     rec.call("model.get_deleted", lambda: _model(client.get_logged_model(info.model_id)))
 
 
+def run_models(rec: Recorder, client: Any) -> None:
+    """mlflow 2's ``mlflow.pytorch.log_model``: the model's files among the run's artifacts,
+    its description in the run's ``mlflow.log-model.history`` tag (``runs/log-model``)."""
+    import mlflow
+    import torch
+
+    mlflow.set_experiment("diff-main")
+    with mlflow.start_run(run_name="model") as run:
+        rid = run.info.run_id
+        rec.name("run", rid, "model")
+        info = mlflow.pytorch.log_model(torch.nn.Linear(2, 1), artifact_path="net",
+                                        input_example=torch.zeros(1, 2).numpy())
+    rec.call("model2.info", lambda: {"artifact_path": info.artifact_path, "run_id": info.run_id,
+                                     "flavors": sorted(info.flavors),
+                                     "model_uri": info.model_uri})
+    rec.call("model2.files", lambda: sorted(f.path for f in client.list_artifacts(rid, "net")))
+    rec.call("model2.history_tag", lambda: [
+        {"artifact_path": m["artifact_path"], "run_id": m["run_id"],
+         "flavors": sorted(m["flavors"])}
+        for m in json.loads(client.get_run(rid).data.tags["mlflow.log-model.history"])])
+    rec.call("model2.load", lambda: mlflow.pytorch.load_model(f"runs:/{rid}/net")(
+        torch.ones(1, 2)).shape[-1])
+    rec.call("model2.record_missing_run", lambda: client._record_logged_model(
+        "999999999", mlflow.models.Model.load(f"runs:/{rid}/net")))
+
+
 def endings(rec: Recorder, client: Any) -> None:
     """How scripts end runs: an exception in the block, a nested run left open, set_experiment
     by id, log_metrics to a run by id, a metric of a data set."""
@@ -807,17 +873,71 @@ def endings(rec: Recorder, client: Any) -> None:
         mlflow.end_run()
         rec.call("end.active_after_inner", lambda: mlflow.active_run().info.run_name)
     rec.call("end.inner", lambda: client.get_run(inner.info.run_id).info.status)
-    rec.call("end.log_metrics_by_id", mlflow.log_metrics, {"a": 1.0, "b": 2.0}, step=4,
-             run_id=outer.info.run_id)
-    digits = mlflow.data.from_numpy(np.arange(4.0).reshape(2, 2), name="digits")
-    rec.call("end.metric_with_dataset", client.log_metric, outer.info.run_id, "acc", 0.5,
-             step=1, dataset_name=digits.name, dataset_digest=digits.digest)
+    if takes(mlflow.log_metrics, "run_id"):
+        rec.call("end.log_metrics_by_id", mlflow.log_metrics, {"a": 1.0, "b": 2.0}, step=4,
+                 run_id=outer.info.run_id)
+    else:
+        rec.skip("end.log_metrics_by_id", "log_metrics(run_id=...) came after this client")
+    if has_logged_models():
+        digits = mlflow.data.from_numpy(np.arange(4.0).reshape(2, 2), name="digits")
+        rec.call("end.metric_with_dataset", client.log_metric, outer.info.run_id, "acc", 0.5,
+                 step=1, dataset_name=digits.name, dataset_digest=digits.digest)
+        rec.call("end.history_with_dataset", lambda: [
+            (m.value, m.step, m.dataset_name, m.dataset_digest == digits.digest)
+            for m in client.get_metric_history(outer.info.run_id, "acc")])
+    else:
+        rec.skip("end.metric_with_dataset", "a metric's data set is MLflow 3's")
     rec.call("end.outer", lambda: client.get_run(outer.info.run_id).data.metrics)
-    rec.call("end.history_with_dataset", lambda: [
-        (m.value, m.step, m.dataset_name, m.dataset_digest == digits.digest)
-        for m in client.get_metric_history(outer.info.run_id, "acc")])
     rec.call("end.search_ended", lambda: names(client.search_runs(
         [exp], "attributes.status = 'FAILED'", order_by=["attributes.run_name"])))
+
+
+def training_script(rec: Recorder, client: Any) -> None:
+    """An ordinary training script of the mlflow 2 days: an experiment by name, a parent run
+    with nested runs per fold, params, metrics per epoch, tags, artifacts, then the searches and
+    histories a notebook reads it back with."""
+    import mlflow
+
+    exp = mlflow.set_experiment("diff-script").experiment_id
+    rec.name("exp", exp, "script")
+    with mlflow.start_run(run_name="train") as parent, tempfile.TemporaryDirectory() as tmp:
+        rec.name("run", parent.info.run_id, "train")
+        mlflow.log_params({"lr": 0.01, "epochs": 3, "optimizer": "adam", "layers": [64, 32]})
+        mlflow.set_tags({"team": "vision", "stage": "dev"})
+        for fold in range(2):
+            with mlflow.start_run(run_name=f"fold{fold}", nested=True) as child:
+                rec.name("run", child.info.run_id, f"fold{fold}")
+                mlflow.log_param("fold", fold)
+                for epoch in range(3):
+                    mlflow.log_metrics({"train_loss": 1.0 / (epoch + 1 + fold),
+                                        "val_loss": 1.2 / (epoch + 1 + fold),
+                                        "val_acc": 0.5 + 0.1 * epoch + 0.05 * fold}, step=epoch)
+        Path(tmp, "report.txt").write_text("done")
+        Path(tmp, "ckpt").mkdir()
+        Path(tmp, "ckpt", "weights.bin").write_bytes(b"\1" * 64)
+        mlflow.log_artifact(str(Path(tmp, "report.txt")))
+        mlflow.log_artifacts(str(Path(tmp, "ckpt")), artifact_path="checkpoints")
+        mlflow.log_dict({"lr": 0.01, "layers": [64, 32]}, "config.json")
+        mlflow.log_text("a summary", "summary.txt")
+        mlflow.log_metric("final_acc", 0.9)
+    with mlflow.start_run(run_name="crashed") as crashed:
+        rec.name("run", crashed.info.run_id, "crashed")
+        mlflow.end_run(status="FAILED")
+    pid, first = parent.info.run_id, _run_id(rec, "fold0")
+    rec.call("script.parent", client.get_run, pid)
+    rec.call("script.children", lambda: names(client.search_runs(
+        [exp], f"tags.mlflow.parentRunId = '{pid}'", order_by=["attributes.run_name"])))
+    rec.call("script.dataframe", mlflow.search_runs, [exp], order_by=["attributes.run_name"])
+    rec.call("script.dataframe_by_name", mlflow.search_runs, experiment_names=["diff-script"],
+             filter_string="metrics.val_acc > 0.6", order_by=["metrics.val_acc DESC"])
+    rec.call("script.client_search", client.search_runs, [exp], "params.optimizer = 'adam'")
+    rec.call("script.history", lambda: [(m.value, m.step) for m in
+                                        client.get_metric_history(first, "val_loss")])
+    rec.call("script.files", lambda: _sized(client.list_artifacts(pid)))
+    rec.call("script.files_ckpt", lambda: _sized(client.list_artifacts(pid, "checkpoints")))
+    rec.call("script.config", mlflow.artifacts.load_dict, f"runs:/{pid}/config.json")
+    rec.call("script.crashed", lambda: names(client.search_runs(
+        [exp], "attributes.status = 'FAILED'")))
 
 
 def _model(model: Any) -> Any:
@@ -855,10 +975,12 @@ def start_mlflow(stack: _stack.Stack, python: str, port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def run_scenario(url: str, token: str, out: Path) -> list[list[Any]]:
+def run_scenario(url: str, token: str, out: Path, python: str) -> dict[str, Any]:
+    """The scenario's answers against ``url`` with ``python``'s mlflow client: the client's
+    version, the calls it skipped and the entries."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_TOKEN": token,
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "PYTHONPATH": str(_stack.REPO)}
-    done = subprocess.run([sys.executable, __file__, "--scenario", str(out)], env=env,
+    done = subprocess.run([python, __file__, "--scenario", str(out)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=out.parent)
     if done.returncode != 0:
         raise RuntimeError(f"the scenario against {url} failed:\n{done.stderr[-3000:]}")
@@ -924,19 +1046,24 @@ def report(fitboard: list[list[Any]], mlflow: list[list[Any]]) -> int:
     return count
 
 
-def main(port: int, mlflow_python: str, save: str) -> None:
+def main(port: int, mlflow_python: str, client_python: str, save: str) -> None:
+    if os.sep in client_python:  # the children run in a scratch folder
+        client_python = os.path.abspath(client_python)
     python = mlflow_python or str(tracking.ensure_env(
         "mlflow", f"mlflow=={tracking.MLFLOW_VERSION}", "import mlflow.server"))
     with _stack.Stack() as stack:
         fitboard, token = start_fitboard(stack, port)
         mlflow_url = start_mlflow(stack, python, port + 1)
-        ours = run_scenario(fitboard, token, stack.scratch / "fitboard.json")
-        theirs = run_scenario(mlflow_url, token, stack.scratch / "mlflow.json")
+        ours = run_scenario(fitboard, token, stack.scratch / "fitboard.json", client_python)
+        theirs = run_scenario(mlflow_url, token, stack.scratch / "mlflow.json", client_python)
     if save:  # both answers as recorded, to read beside the differences
         Path(save).mkdir(parents=True, exist_ok=True)
-        Path(save, "fitboard.json").write_text(json.dumps(ours, indent=1))
-        Path(save, "mlflow.json").write_text(json.dumps(theirs, indent=1))
-    report(ours, theirs)
+        Path(save, "fitboard.json").write_text(json.dumps(ours["entries"], indent=1))
+        Path(save, "mlflow.json").write_text(json.dumps(theirs["entries"], indent=1))
+    print(f"mlflow client {ours['client']} ({client_python})")
+    for note in ours["skipped"]:
+        print(f"  skipped, the client lacks it: {note}")
+    report(ours["entries"], theirs["entries"])
 
 
 if __name__ == "__main__":
@@ -945,10 +1072,13 @@ if __name__ == "__main__":
                         help="Fitboard's port; MLflow's server takes the next one")
     parser.add_argument("--mlflow-python", default="",
                         help="an interpreter with the full mlflow package (its server)")
+    parser.add_argument("--client-python", default=sys.executable,
+                        help="the interpreter whose mlflow client runs the scenario (another "
+                        "version's, in a venv of its own)")
     parser.add_argument("--save", default="", help="a folder to write both answers to")
     parser.add_argument("--scenario", help="run the calls against MLFLOW_TRACKING_URI (a child)")
     args = parser.parse_args()
     if args.scenario:
         scenario(args.scenario)
     else:
-        main(args.port, args.mlflow_python, args.save)
+        main(args.port, args.mlflow_python, args.client_python, args.save)

@@ -10,6 +10,7 @@ import posixpath
 import tempfile
 import unicodedata
 from typing import Any
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.core.files import File
@@ -57,6 +58,26 @@ def clean_path(path: str) -> str:
     return "/".join(parts)
 
 
+DECODINGS = 10  # percent-decodings of a path before it is refused, as MLflow's server has it
+
+
+def as_mlflow_reads(path: str) -> str:
+    """An artifact path as MLflow's server reads one (``validate_path_is_safe``): its
+    percent-escapes decoded until none is left, then each control character written back as
+    its escape (``%17``). mlflow 2's ``log_image(key=...)`` names its files
+    ``<key>%step%<n>%timestamp%<ms>%<id>``; the 2.16 client decodes the names it lists and
+    downloads by those, so the file was stored and downloaded under two names (``%17`` of the
+    time a control character, ``%6a`` of the id a ``j``) and never found."""
+    for _ in range(DECODINGS):
+        decoded = unquote(path)
+        if decoded == path:
+            return "".join(f"%{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c
+                           for c in path)
+        path = decoded
+    raise ApiError("INVALID_PARAMETER_VALUE", f"artifact path {path[:100]!r} is still "
+                   f"percent-encoded after {DECODINGS} decodings")
+
+
 # Characters that change how the names after them read (right-to-left overrides and isolates):
 # "report\u202efdp.exe" showed on the run page as "reportexe.pdf".
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
@@ -78,8 +99,9 @@ def check_new_name(inner: str) -> None:
 def _locate(token: ApiToken, path: str, write: bool) -> tuple[str, str, Any]:
     """The storage folder of the run or logged model that ``<experiment>/<run>/artifacts/
     <path>`` or ``<experiment>/models/<model id>/artifacts/<path>`` names, the path inside it,
-    and that run or logged model; 404 for what the token does not reach."""
-    parts = clean_path(path).split("/")
+    and that run or logged model; 404 for what the token does not reach. The path is checked
+    as sent, then read as MLflow's server reads it (a ".." encoded twice is refused too)."""
+    parts = clean_path(as_mlflow_reads(clean_path(path))).split("/")
     if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":
         model = access.logged_models(token).filter(project_id=parse_pk(parts[0])).filter(
             pk=parse_pk(parts[2].removeprefix("m-")) or 0).first()
@@ -124,6 +146,7 @@ def artifact(request: HttpRequest, token: ApiToken, body: dict[str, Any],
     if request.method == "DELETE":
         delete(root, inner)
     else:
+        check_new_name(artifact_path)  # as sent: a tab is refused, not stored as "%09"
         store(token.user, root, inner, request, holder, declared_length(request))
     return {}
 

@@ -589,8 +589,11 @@ def log_inputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
         dataset = item.get("dataset") if isinstance(item, dict) else None
         if not isinstance(dataset, dict):
             raise ApiError("INVALID_PARAMETER_VALUE", "each dataset input needs a dataset")
+        # A field the client left out stays out, as MLflow's server answers: mlflow 2's
+        # client reads an absent schema as None, and "" broke json.loads(dataset.schema).
         fields = {k: text(dataset, k, required=k in ("name", "digest")) for k in (
-            "name", "digest", "source_type", "source", "schema", "profile")}
+            "name", "digest", "source_type", "source", "schema", "profile")
+            if k in ("name", "digest") or dataset.get(k) is not None}
         entry = {"dataset": fields, "tags": [{"key": k, "value": v} for k, v in pairs(
             item.get("tags"), "dataset tags", MAX_TAGS).items()]}
         if len(json.dumps(entry)) > MAX_INPUT_JSON:

@@ -1,0 +1,97 @@
+"""Round eleven of attacks, as a plain member with API tokens of their own (one read-only, one
+that writes to one project) on a shared install.
+
+What one search of runs cost every member who sent one: a LIKE or ILIKE clause was matched
+by a regex tried at every place of each value in turn, with IGNORECASE reading the pattern at
+each (time the pattern's length times the value's), and a script could log dataset inputs of
+any name up to 64 kB: one run of 16 inputs named in 60,000 characters made a search of its
+project with one ILIKE clause of 10,000 characters take 12.8 s of a web worker, any teammate's
+script could send it again and again, and a hundred such runs made it 20 minutes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from webapp.experiments.models import Experiment
+from webapp.tracking import tokens
+from webapp.tracking.search import MAX_WILDCARD_PIECES, like
+
+from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
+
+M = "/api/2.0/mlflow/"
+
+
+def send(token: str, path: str, body: Any) -> Any:
+    return Client().post(path, json.dumps(body), content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.fixture
+def scripts_run(mallory: Any, project: Any) -> tuple[str, str]:  # noqa: F811
+    """A run mallory's script created, and her write token: (run id, token)."""
+    token = tokens.create_token(mallory, "laptop", "write", [project])[1]
+    created = send(token, M + "runs/create", {"experiment_id": str(project.pk)})
+    return created.json()["run"]["info"]["run_id"], token
+
+
+@pytest.mark.parametrize(("dataset", "tags", "words"), [
+    ({"name": "n" * 501, "digest": "d"}, [], "'name' exceeds the maximum length of 500"),
+    ({"name": "mnist", "digest": "d" * 37}, [], "'digest' exceeds the maximum length of 36"),
+    ({"name": "mnist", "digest": "d"}, [{"key": "mlflow.data.context", "value": "v" * 501}],
+     "its value 500"),
+    ({"name": "mnist", "digest": "d"}, [{"key": "k" * 256, "value": "train"}],
+     "its key is at most 255")])
+def test_a_dataset_input_past_mlflows_limits_is_refused(scripts_run, dataset, tags, words):
+    run_id, token = scripts_run
+
+    # when her script logs a dataset input of a name, digest or tag longer than MLflow's server
+    # takes (its name was read by every LIKE of every search of the project)
+    response = send(token, M + "runs/log-inputs", {"run_id": run_id, "datasets": [
+        {"dataset": dataset, "tags": tags}]})
+
+    # then it is refused as MLflow's server refuses it, and the run holds no input
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert words in response.json()["message"]
+    assert Experiment.objects.get(pk=run_id).spec.get("inputs", []) == []
+
+
+def test_a_dataset_input_at_mlflows_limits_is_logged(scripts_run):
+    run_id, token = scripts_run
+    dataset = {"name": "n" * 500, "digest": "d" * 36, "source": "s" * 20_000}
+
+    response = send(token, M + "runs/log-inputs", {"run_id": run_id, "datasets": [
+        {"dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": "v" * 500}]}]})
+
+    assert response.status_code == 200
+    assert Experiment.objects.get(pk=run_id).spec["inputs"][0]["dataset"]["name"] == "n" * 500
+
+
+def test_a_filter_of_long_wildcard_pieces_is_refused(owner, project):  # noqa: F811
+    # given a read-only token of a member
+    token = tokens.create_token(owner, "reader", "read", None)[1]
+    pattern = "%" + "a_" * (MAX_WILDCARD_PIECES // 2) + "b%"
+
+    # when it searches with LIKE patterns whose pieces holding "_" pass the limit together
+    response = send(token, M + "runs/search", {"experiment_ids": [str(project.pk)],
+                                               "filter": f"tags.t ILIKE '{pattern}'"})
+
+    # then the search is refused, saying the limit and what to write instead
+    assert response.status_code == 400
+    assert f"at most {MAX_WILDCARD_PIECES} characters" in response.json()["message"]
+    # and patterns of names holding "_", or long ones without it, still search
+    for ordinary in ("bert_base_%", "%_v2", "%" + "a" * 5000 + "%"):
+        assert send(token, M + "runs/search", {"experiment_ids": [str(project.pk)],
+                                               "filter": f"tags.t LIKE '{ordinary}'"}
+                    ).status_code == 200
+
+
+@pytest.mark.parametrize(("pattern", "text", "matched"), [
+    ("%ABC%", "xxabcxx", True), ("%İ%", "i̇", True), ("a%B", "AxB", True),
+    ("%a_c%", "xABCx", True), ("%ab%", "xAx", False)])
+def test_ilike_compares_its_value_and_pattern_lowercased_as_mlflow(pattern, text, matched):
+    assert like(pattern, text, 2) is matched  # re.IGNORECASE

@@ -6,18 +6,25 @@ by a regex tried at every place of each value in turn, with IGNORECASE reading t
 each (time the pattern's length times the value's), and a script could log dataset inputs of
 any name up to 64 kB: one run of 16 inputs named in 60,000 characters made a search of its
 project with one ILIKE clause of 10,000 characters take 12.8 s of a web worker, any teammate's
-script could send it again and again, and a hundred such runs made it 20 minutes."""
+script could send it again and again, and a hundred such runs made it 20 minutes.
+
+What one search of runs held: every run it read, whole, and a page of up to 1,000 of them
+(50,000 when asked). A run holds up to 3 MB of text (params and tags, dataset inputs, model
+outputs), within its creator's quota, and a member's script makes a thousand runs an hour: a
+search of ten runs of 2 MB held 59 MB, so every teammate's search of the project held 6 GB."""
 
 from __future__ import annotations
 
 import json
+import secrets
+import tracemalloc
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from webapp.experiments.models import Experiment
-from webapp.tracking import tokens
+from webapp.tracking import ingest, mlflow_views, tokens
 from webapp.tracking.search import MAX_WILDCARD_PIECES, like
 
 from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
@@ -95,3 +102,54 @@ def test_a_filter_of_long_wildcard_pieces_is_refused(owner, project):  # noqa: F
     ("%a_c%", "xABCx", True), ("%ab%", "xAx", False)])
 def test_ilike_compares_its_value_and_pattern_lowercased_as_mlflow(pattern, text, matched):
     assert like(pattern, text, 2) is matched  # re.IGNORECASE
+
+
+def noise(chars: int) -> str:
+    """Text no database compresses."""
+    return secrets.token_urlsafe(chars)[:chars]
+
+
+@pytest.fixture
+def fat_runs(mallory: Any, project: Any) -> list[int]:  # noqa: F811
+    """Eight runs of mallory's script, each holding 300 kB of params, newest first."""
+    ids = []
+    for n in range(8):
+        run = ingest.create_run(mallory, project, f"fat {n}", {},
+                                params={f"p{i}": noise(5800) for i in range(50)})
+        ids.insert(0, run.pk)
+    return ids
+
+
+@pytest.mark.parametrize("query", [{}, {"filter": "params.p0 LIKE '%'",
+                                        "order_by": ["attributes.run_name DESC"]}])
+def test_a_page_of_runs_ends_past_a_size_and_the_next_pages_hold_the_rest(
+        fat_runs, owner, project, monkeypatch, query):  # noqa: F811
+    # given pages of at most 1 MB of JSON, read two runs at a time
+    monkeypatch.setattr(mlflow_views, "MAX_PAGE_CHARS", 1_000_000)
+    monkeypatch.setattr(mlflow_views, "READ_CHUNK", 2)
+    token = tokens.create_token(owner, "reader", "read", None)[1]
+
+    def page(page_token: str | None) -> dict[str, Any]:
+        return send(token, M + "runs/search", {
+            "experiment_ids": [str(project.pk)], **query,
+            **({"page_token": page_token} if page_token else {})}).json()
+
+    assert send(token, M + "runs/search", {"experiment_ids": [str(project.pk)],
+                                           "max_results": 1}).status_code == 200
+
+    # when a teammate's script searches the project, page after page as mlflow's client does
+    tracemalloc.start()
+    try:
+        first = page(None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    pages = [first]
+    while "next_page_token" in pages[-1]:
+        pages.append(page(pages[-1]["next_page_token"]))
+
+    # then the first page ends once it holds 1 MB (the four runs of 1.2 MB), without holding
+    # every run read, and the pages hold every run once, in the search's order
+    assert len(first["runs"]) == 4 and first["next_page_token"] == "4"
+    assert peak < 6_000_000  # every run, with its JSON, was held at once (8 MB and more)
+    assert [int(run["info"]["run_id"]) for p in pages for run in p["runs"]] == fat_runs

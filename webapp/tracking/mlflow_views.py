@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 import numpy as np
 import orjson
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 
@@ -462,7 +464,7 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     """The runs of the experiments, latest started first (as MLflow's server: a run created
     with an earlier ``start_time`` comes after), or filtered and ordered by MLflow's grammar
     (then every run of the experiments is read: filters apply to what ``run_json`` shows);
-    a page token is the offset of the next page."""
+    a page token is the offset of the next page, and a page ends early past MAX_PAGE_CHARS."""
     clauses = search.parse_filter(text(body, "filter", required=False), _numeric, _run_key)
     order = search.parse_order(repeated(body.get("order_by")), _run_order_key)
     stages = VIEW_TYPES.get(str(body.get("run_view_type") or "ACTIVE_ONLY"))
@@ -476,19 +478,65 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     if stages != (False, True):
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:
-        page = list(runs[offset:offset + limit + 1])
-        latest = metric_store.latest_many([run.pk for run in page[:limit]])
-        found = [run_json(run, latest.get(run.pk, {})) for run in page[:limit]]
-        more = len(page) > limit
+        found, more = _page(runs[offset:offset + limit + 1].iterator(READ_CHUNK), limit)
     else:
-        every = list(runs)
-        latest = metric_store.latest_many([run.pk for run in every])
-        found = [j for j in (run_json(run, latest.get(run.pk, {})) for run in every)
-                 if search.matches(clauses, _run_fields(j))]
-        found = search.ordered(found, order, _run_fields)
-        more = len(found) > offset + limit
-        found = found[offset:offset + limit]
-    return {"runs": found, **({"next_page_token": str(offset + limit)} if more else {})}
+        ids = _matching(runs, clauses, order)[offset:offset + limit + 1]
+        found, more = _page(_in_order(runs, ids), limit)
+    return {"runs": found, **({"next_page_token": str(offset + len(found))} if more else {})}
+
+
+# Characters of JSON a page of a search of runs holds (past them it ends early, its
+# ``next_page_token`` where the next one starts): a run holds up to 3 MB of text (params and
+# tags, dataset inputs, model outputs), and a member's script made a thousand such runs in an
+# hour, within its quota, so that every search of the project held 6 GB for a page of 1,000.
+MAX_PAGE_CHARS = 32 * 2**20
+READ_CHUNK = 25  # runs read from the database at a time (3 MB each at most)
+
+
+def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
+    rows = iter(rows)
+    while chunk := list(islice(rows, READ_CHUNK)):
+        yield chunk
+
+
+def _page(runs: Iterable[Experiment], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The JSON of ``runs`` (read a chunk at a time) up to ``limit`` of them or MAX_PAGE_CHARS
+    (one at least), and whether one was left out."""
+    found: list[dict[str, Any]] = []
+    chars = 0
+    for chunk in _chunks(runs):
+        latest = metric_store.latest_many([run.pk for run in chunk])
+        for run in chunk:
+            if len(found) == limit or chars > MAX_PAGE_CHARS:
+                return found, True
+            found.append(run_json(run, latest.get(run.pk, {})))
+            chars += len(orjson.dumps(found[-1]))
+    return found, False
+
+
+def _matching(runs: QuerySet[Experiment], clauses: list[search.Clause],
+              order: list[tuple[str, str, bool]]) -> list[int]:
+    """The ids of the ``runs`` the filter's ``clauses`` hold for, in the search's ``order``:
+    each run read a chunk at a time, and only its id and the values it is ordered by kept."""
+    kept = []
+    for chunk in _chunks(runs.iterator(READ_CHUNK)):
+        latest = metric_store.latest_many([run.pk for run in chunk])
+        for run in chunk:
+            fields = _run_fields(run_json(run, latest.get(run.pk, {})))
+            if search.matches(clauses, fields):
+                ordered: dict[str, dict[str, Any]] = {}
+                for kind, key, _ in order:
+                    if key in fields[kind]:
+                        ordered.setdefault(kind, {})[key] = fields[kind][key]
+                kept.append((run.pk, ordered))
+    return [pk for pk, _ in search.ordered(kept, order, lambda item: item[1])]
+
+
+def _in_order(runs: QuerySet[Experiment], ids: list[int]) -> Iterator[Experiment]:
+    """The ``runs`` of ``ids``, in their order (read a chunk at a time)."""
+    for chunk in _chunks(ids):
+        found = runs.in_bulk(chunk)
+        yield from (found[pk] for pk in chunk if pk in found)
 
 
 def page_of(body: Mapping[str, Any]) -> tuple[int, int]:

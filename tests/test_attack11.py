@@ -11,7 +11,8 @@ script could send it again and again, and a hundred such runs made it 20 minutes
 What one search of runs held: every run it read, whole, and a page of up to 1,000 of them
 (50,000 when asked). A run holds up to 3 MB of text (params and tags, dataset inputs, model
 outputs), within its creator's quota, and a member's script makes a thousand runs an hour: a
-search of ten runs of 2 MB held 59 MB, so every teammate's search of the project held 6 GB."""
+search of ten runs of 2 MB held 59 MB, so every teammate's search of the project held 6 GB.
+A search of logged models read every model of its projects whole, as many as the quota holds."""
 
 from __future__ import annotations
 
@@ -153,3 +154,28 @@ def test_a_page_of_runs_ends_past_a_size_and_the_next_pages_hold_the_rest(
     assert len(first["runs"]) == 4 and first["next_page_token"] == "4"
     assert peak < 6_000_000  # every run, with its JSON, was held at once (8 MB and more)
     assert [int(run["info"]["run_id"]) for p in pages for run in p["runs"]] == fat_runs
+
+
+def test_a_page_of_logged_models_ends_past_a_size_too(mallory, owner, project,  # noqa: F811
+                                                      monkeypatch):
+    # given eight logged models of mallory's script, each of 300 kB of params, and pages of at
+    # most 1 MB of JSON
+    token = tokens.create_token(mallory, "laptop", "write", [project])[1]
+    made = [send(token, M + "logged-models", {
+        "experiment_id": str(project.pk), "name": f"net {n}",
+        "params": [{"key": f"p{i}", "value": noise(5800)} for i in range(50)]}
+    ).json()["model"]["info"]["model_id"] for n in range(8)]
+    monkeypatch.setattr(mlflow_views, "MAX_PAGE_CHARS", 1_000_000)
+    reader = tokens.create_token(owner, "reader", "read", None)[1]
+
+    # when a teammate's script searches them, page after page
+    pages = [send(reader, M + "logged-models/search", {"experiment_ids": [str(project.pk)]}
+                  ).json()]
+    while "next_page_token" in pages[-1]:
+        pages.append(send(reader, M + "logged-models/search", {
+            "experiment_ids": [str(project.pk)],
+            "page_token": pages[-1]["next_page_token"]}).json())
+
+    # then a page ends once it holds 1 MB, and the pages hold each model once, newest first
+    assert [len(page["models"]) for page in pages] == [4, 4]
+    assert [m["info"]["model_id"] for page in pages for m in page["models"]] == made[::-1]

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 
@@ -478,64 +478,73 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     if stages != (False, True):
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:
-        found, more = _page(runs[offset:offset + limit + 1].iterator(READ_CHUNK), limit)
+        found, more = json_page(runs[offset:offset + limit + 1].iterator(READ_CHUNK), limit,
+                                _runs_json)
     else:
-        ids = _matching(runs, clauses, order)[offset:offset + limit + 1]
-        found, more = _page(_in_order(runs, ids), limit)
+        ids = matching(runs, clauses, order, _runs_json, _run_fields)
+        found, more = json_page(in_order(runs, ids[offset:offset + limit + 1]), limit,
+                                _runs_json)
     return {"runs": found, **({"next_page_token": str(offset + len(found))} if more else {})}
 
 
-# Characters of JSON a page of a search of runs holds (past them it ends early, its
-# ``next_page_token`` where the next one starts): a run holds up to 3 MB of text (params and
-# tags, dataset inputs, model outputs), and a member's script made a thousand such runs in an
-# hour, within its quota, so that every search of the project held 6 GB for a page of 1,000.
+# Characters of JSON a page of a search (of runs, of logged models) holds, past which it ends
+# early, its ``next_page_token`` where the next one starts: a run or a logged model holds up to
+# 3 MB of text (params and tags, dataset inputs, model outputs, linked metrics), and a member's
+# script made a thousand such runs in an hour, within its quota, so that every search of the
+# project held 6 GB for a page of 1,000.
 MAX_PAGE_CHARS = 32 * 2**20
-READ_CHUNK = 25  # runs read from the database at a time (3 MB each at most)
+READ_CHUNK = 25  # runs or logged models read from the database at a time (3 MB each at most)
+Row = TypeVar("Row", bound=Model)
+T = TypeVar("T")
+ToJson = Callable[[list[Row]], list[dict[str, Any]]]
 
 
-def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
-    rows = iter(rows)
-    while chunk := list(islice(rows, READ_CHUNK)):
+def _chunks(items: Iterable[T]) -> Iterator[list[T]]:
+    """``items`` READ_CHUNK at a time."""
+    taken = iter(items)
+    while chunk := list(islice(taken, READ_CHUNK)):
         yield chunk
 
 
-def _page(runs: Iterable[Experiment], limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """The JSON of ``runs`` (read a chunk at a time) up to ``limit`` of them or MAX_PAGE_CHARS
-    (one at least), and whether one was left out."""
+def _runs_json(runs: list[Experiment]) -> list[dict[str, Any]]:
+    latest = metric_store.latest_many([run.pk for run in runs])
+    return [run_json(run, latest.get(run.pk, {})) for run in runs]
+
+
+def json_page(rows: Iterable[Row], limit: int, to_json: ToJson[Row]
+              ) -> tuple[list[dict[str, Any]], bool]:
+    """The JSON of ``rows`` (``to_json`` of a chunk of them at a time) up to ``limit`` of them
+    or MAX_PAGE_CHARS (one at least), and whether a row was left out."""
     found: list[dict[str, Any]] = []
     chars = 0
-    for chunk in _chunks(runs):
-        latest = metric_store.latest_many([run.pk for run in chunk])
-        for run in chunk:
+    for chunk in _chunks(rows):
+        for answer in to_json(chunk):
             if len(found) == limit or chars > MAX_PAGE_CHARS:
                 return found, True
-            found.append(run_json(run, latest.get(run.pk, {})))
-            chars += len(orjson.dumps(found[-1]))
+            found.append(answer)
+            chars += len(orjson.dumps(answer))
     return found, False
 
 
-def _matching(runs: QuerySet[Experiment], clauses: list[search.Clause],
-              order: list[tuple[str, str, bool]]) -> list[int]:
-    """The ids of the ``runs`` the filter's ``clauses`` hold for, in the search's ``order``:
-    each run read a chunk at a time, and only its id and the values it is ordered by kept."""
+def matching(rows: QuerySet[Row], clauses: list[search.Clause],
+             order: list[tuple[str, str, bool]], to_json: ToJson[Row],
+             fields: Callable[[dict[str, Any]], search.Fields]) -> list[int]:
+    """The ids of the ``rows`` whose JSON's ``fields`` the ``clauses`` hold for, in the
+    search's ``order``: read a chunk at a time, and only each one's id and the values it is
+    ordered by kept (every row, whole, was held at once)."""
     kept = []
-    for chunk in _chunks(runs.iterator(READ_CHUNK)):
-        latest = metric_store.latest_many([run.pk for run in chunk])
-        for run in chunk:
-            fields = _run_fields(run_json(run, latest.get(run.pk, {})))
-            if search.matches(clauses, fields):
-                ordered: dict[str, dict[str, Any]] = {}
-                for kind, key, _ in order:
-                    if key in fields[kind]:
-                        ordered.setdefault(kind, {})[key] = fields[kind][key]
-                kept.append((run.pk, ordered))
+    for chunk in _chunks(rows.iterator(READ_CHUNK)):
+        for row, answer in zip(chunk, to_json(chunk), strict=True):
+            found = fields(answer)
+            if search.matches(clauses, found):
+                kept.append((row.pk, search.order_values(found, order)))
     return [pk for pk, _ in search.ordered(kept, order, lambda item: item[1])]
 
 
-def _in_order(runs: QuerySet[Experiment], ids: list[int]) -> Iterator[Experiment]:
-    """The ``runs`` of ``ids``, in their order (read a chunk at a time)."""
+def in_order(rows: QuerySet[Row], ids: list[int]) -> Iterator[Row]:
+    """The ``rows`` of ``ids``, in their order (read a chunk at a time)."""
     for chunk in _chunks(ids):
-        found = runs.in_bulk(chunk)
+        found = rows.in_bulk(chunk)
         yield from (found[pk] for pk in chunk if pk in found)
 
 

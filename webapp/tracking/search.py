@@ -194,6 +194,16 @@ def ordered(rows: Sequence[Any], order: Sequence[tuple[str, str, bool]],
     return [r for _, r in read]
 
 
+def order_values(fields: Fields, order: Sequence[tuple[str, str, bool]]) -> Fields:
+    """Of ``fields``, only what ``order`` sorts by: what a search keeps of each row it found
+    until it knows which rows make its page."""
+    kept: dict[str, dict[str, Any]] = {}
+    for kind, key, _ in order:
+        if key in fields.get(kind, {}):
+            kept.setdefault(kind, {})[key] = fields[kind][key]
+    return kept
+
+
 def _split_and(text: str) -> list[str]:
     """``text`` cut at each AND outside quotes (none for blank text)."""
     if not text.strip():

@@ -12,7 +12,9 @@ What one search of runs held: every run it read, whole, and a page of up to 1,00
 (50,000 when asked). A run holds up to 3 MB of text (params and tags, dataset inputs, model
 outputs), within its creator's quota, and a member's script makes a thousand runs an hour: a
 search of ten runs of 2 MB held 59 MB, so every teammate's search of the project held 6 GB.
-A search of logged models read every model of its projects whole, as many as the quota holds."""
+A search of logged models read every model of its projects whole, as many as the quota holds,
+and a search of experiments every project of its user's whole (20 MB of tags each, and any
+user may make projects and add anyone to them)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ import pytest
 from django.test import Client
 
 from webapp.experiments.models import Experiment
+from webapp.projects.actions import add_member, create_project
 from webapp.tracking import ingest, mlflow_views, tokens
+from webapp.tracking.models import ExperimentTag
 from webapp.tracking.search import MAX_WILDCARD_PIECES, like
 
 from .webapp.conftest import _forget_uploads, mallory, owner, project  # noqa: F401
@@ -179,3 +183,29 @@ def test_a_page_of_logged_models_ends_past_a_size_too(mallory, owner, project,  
     # then a page ends once it holds 1 MB, and the pages hold each model once, newest first
     assert [len(page["models"]) for page in pages] == [4, 4]
     assert [m["info"]["model_id"] for page in pages for m in page["models"]] == made[::-1]
+
+
+def test_a_page_of_experiments_ends_past_a_size_too(mallory, owner, monkeypatch):  # noqa: F811
+    # given four projects mallory made (she may add any user to them), each with 300 kB of
+    # experiment tags, and the owner added to each; and pages of at most 500 kB of JSON
+    made = []
+    for n in range(4):
+        mine = create_project(mallory, f"mallory-{n}")
+        ExperimentTag.objects.bulk_create(ExperimentTag(project=mine, key=f"t{i}",
+                                                        value=noise(10_000), set_by=mallory)
+                                          for i in range(30))
+        add_member(mallory, mine, owner)
+        made.insert(0, str(mine.pk))
+    monkeypatch.setattr(mlflow_views, "MAX_PAGE_CHARS", 500_000)
+    reader = tokens.create_token(owner, "reader", "read", None)[1]
+
+    # when the owner's script searches its experiments, page after page
+    pages = [send(reader, M + "experiments/search", {"filter": "name LIKE 'mallory-%'"}).json()]
+    while "next_page_token" in pages[-1]:
+        pages.append(send(reader, M + "experiments/search", {
+            "filter": "name LIKE 'mallory-%'", "page_token": pages[-1]["next_page_token"]}
+        ).json())
+
+    # then a page ends once it holds 500 kB, and the pages hold each project once, newest first
+    assert [len(page["experiments"]) for page in pages] == [2, 2]
+    assert [e["experiment_id"] for page in pages for e in page["experiments"]] == made

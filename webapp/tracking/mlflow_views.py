@@ -174,8 +174,9 @@ def experiment_create(request: HttpRequest, token: ApiToken, body: dict[str, Any
 def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
     """The token's projects, filtered and ordered by MLflow's grammar, newest first unless
-    ordered otherwise (ties by id, as MLflow's server), a page at a time (``page_of``); no
-    project is ever deleted through the API, so DELETED_ONLY lists none."""
+    ordered otherwise (ties by id, as MLflow's server), a page at a time (``page_of``, ended
+    early past MAX_PAGE_CHARS); no project is ever deleted through the API, so DELETED_ONLY
+    lists none."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda kind, key: (
         kind == "attributes" and key in ("creation_time", "last_update_time")),
         _experiment_key)
@@ -185,11 +186,17 @@ def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any
         return {"experiments": []}
     projects = access.projects(token).prefetch_related("mlflow_tags").order_by(
         *(("pk",) if order else ("-created_at", "pk")))
-    found = [e for e in map(experiment_json, projects)
-             if search.matches(clauses, _experiment_fields(e))]
-    found = search.ordered(found, order, _experiment_fields)
-    return {"experiments": found[offset:offset + size],
-            **({"next_page_token": str(offset + size)} if len(found) > offset + size else {})}
+    # Two at a time: an experiment holds up to 20 MB of tags, and its maintainer may add any
+    # user to it (each search of theirs read every one of their projects whole).
+    ids = matching(projects, clauses, order, _experiments_json, _experiment_fields, chunk=2)
+    found, more = json_page(in_order(projects, ids[offset:offset + size + 1], chunk=2), size,
+                            _experiments_json, chunk=2)
+    return {"experiments": found,
+            **({"next_page_token": str(offset + len(found))} if more else {})}
+
+
+def _experiments_json(projects: list[Project]) -> list[dict[str, Any]]:
+    return [experiment_json(project) for project in projects]
 
 
 @endpoint(("POST",), write=True)
@@ -487,11 +494,11 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     return {"runs": found, **({"next_page_token": str(offset + len(found))} if more else {})}
 
 
-# Characters of JSON a page of a search (of runs, of logged models) holds, past which it ends
-# early, its ``next_page_token`` where the next one starts: a run or a logged model holds up to
-# 3 MB of text (params and tags, dataset inputs, model outputs, linked metrics), and a member's
-# script made a thousand such runs in an hour, within its quota, so that every search of the
-# project held 6 GB for a page of 1,000.
+# Characters of JSON a page of a search (of runs, logged models, experiments) holds, past which
+# it ends early, its ``next_page_token`` where the next one starts: a run or a logged model holds
+# up to 3 MB of text (params and tags, dataset inputs, model outputs, linked metrics), and a
+# member's script made a thousand such runs in an hour, within its quota, so that every search of
+# the project held 6 GB for a page of 1,000.
 MAX_PAGE_CHARS = 32 * 2**20
 READ_CHUNK = 25  # runs or logged models read from the database at a time (3 MB each at most)
 Row = TypeVar("Row", bound=Model)
@@ -499,10 +506,10 @@ T = TypeVar("T")
 ToJson = Callable[[list[Row]], list[dict[str, Any]]]
 
 
-def _chunks(items: Iterable[T]) -> Iterator[list[T]]:
-    """``items`` READ_CHUNK at a time."""
+def _chunks(items: Iterable[T], size: int | None) -> Iterator[list[T]]:
+    """``items`` ``size`` at a time (READ_CHUNK when None)."""
     taken = iter(items)
-    while chunk := list(islice(taken, READ_CHUNK)):
+    while chunk := list(islice(taken, size or READ_CHUNK)):
         yield chunk
 
 
@@ -511,14 +518,14 @@ def _runs_json(runs: list[Experiment]) -> list[dict[str, Any]]:
     return [run_json(run, latest.get(run.pk, {})) for run in runs]
 
 
-def json_page(rows: Iterable[Row], limit: int, to_json: ToJson[Row]
+def json_page(rows: Iterable[Row], limit: int, to_json: ToJson[Row], chunk: int | None = None
               ) -> tuple[list[dict[str, Any]], bool]:
     """The JSON of ``rows`` (``to_json`` of a chunk of them at a time) up to ``limit`` of them
     or MAX_PAGE_CHARS (one at least), and whether a row was left out."""
     found: list[dict[str, Any]] = []
     chars = 0
-    for chunk in _chunks(rows):
-        for answer in to_json(chunk):
+    for part in _chunks(rows, chunk):
+        for answer in to_json(part):
             if len(found) == limit or chars > MAX_PAGE_CHARS:
                 return found, True
             found.append(answer)
@@ -528,24 +535,25 @@ def json_page(rows: Iterable[Row], limit: int, to_json: ToJson[Row]
 
 def matching(rows: QuerySet[Row], clauses: list[search.Clause],
              order: list[tuple[str, str, bool]], to_json: ToJson[Row],
-             fields: Callable[[dict[str, Any]], search.Fields]) -> list[int]:
+             fields: Callable[[dict[str, Any]], search.Fields], chunk: int | None = None
+             ) -> list[int]:
     """The ids of the ``rows`` whose JSON's ``fields`` the ``clauses`` hold for, in the
     search's ``order``: read a chunk at a time, and only each one's id and the values it is
     ordered by kept (every row, whole, was held at once)."""
     kept = []
-    for chunk in _chunks(rows.iterator(READ_CHUNK)):
-        for row, answer in zip(chunk, to_json(chunk), strict=True):
+    for part in _chunks(rows.iterator(chunk or READ_CHUNK), chunk):
+        for row, answer in zip(part, to_json(part), strict=True):
             found = fields(answer)
             if search.matches(clauses, found):
                 kept.append((row.pk, search.order_values(found, order)))
     return [pk for pk, _ in search.ordered(kept, order, lambda item: item[1])]
 
 
-def in_order(rows: QuerySet[Row], ids: list[int]) -> Iterator[Row]:
+def in_order(rows: QuerySet[Row], ids: list[int], chunk: int | None = None) -> Iterator[Row]:
     """The ``rows`` of ``ids``, in their order (read a chunk at a time)."""
-    for chunk in _chunks(ids):
-        found = rows.in_bulk(chunk)
-        yield from (found[pk] for pk in chunk if pk in found)
+    for part in _chunks(ids, chunk):
+        found = rows.in_bulk(part)
+        yield from (found[pk] for pk in part if pk in found)
 
 
 def page_of(body: Mapping[str, Any]) -> tuple[int, int]:

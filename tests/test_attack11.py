@@ -14,7 +14,14 @@ outputs), within its creator's quota, and a member's script makes a thousand run
 search of ten runs of 2 MB held 59 MB, so every teammate's search of the project held 6 GB.
 A search of logged models read every model of its projects whole, as many as the quota holds,
 and a search of experiments every project of its user's whole (20 MB of tags each, and any
-user may make projects and add anyone to them)."""
+user may make projects and add anyone to them).
+
+Whose runs a member's project took: any user may make a project, and a maintainer added any
+user by name without asking them. A project named ahead of what another user's scripts will
+ask for (``mlflow.set_experiment("alice-mnist")``, the native client's ``init``, which make
+the project when none is found) with that user added took their runs silently, and its
+maintainer read them, params and artifacts included. A user added is now invited, and a
+member once they accept."""
 
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ import pytest
 from django.test import Client
 
 from webapp.experiments.models import Experiment
-from webapp.projects.actions import add_member, create_project
+from webapp.projects.actions import add_member, answer_invitation, create_project
 from webapp.tracking import ingest, mlflow_views, tokens
 from webapp.tracking.models import ExperimentTag
 from webapp.tracking.search import MAX_WILDCARD_PIECES, like
@@ -186,8 +193,8 @@ def test_a_page_of_logged_models_ends_past_a_size_too(mallory, owner, project,  
 
 
 def test_a_page_of_experiments_ends_past_a_size_too(mallory, owner, monkeypatch):  # noqa: F811
-    # given four projects mallory made (she may add any user to them), each with 300 kB of
-    # experiment tags, and the owner added to each; and pages of at most 500 kB of JSON
+    # given four projects mallory made, each with 300 kB of experiment tags, the owner a
+    # member of each (invited, and accepted); and pages of at most 500 kB of JSON
     made = []
     for n in range(4):
         mine = create_project(mallory, f"mallory-{n}")
@@ -195,6 +202,7 @@ def test_a_page_of_experiments_ends_past_a_size_too(mallory, owner, monkeypatch)
                                                         value=noise(10_000), set_by=mallory)
                                           for i in range(30))
         add_member(mallory, mine, owner)
+        answer_invitation(owner, mine.pk, accept=True)
         made.insert(0, str(mine.pk))
     monkeypatch.setattr(mlflow_views, "MAX_PAGE_CHARS", 500_000)
     reader = tokens.create_token(owner, "reader", "read", None)[1]
@@ -209,3 +217,31 @@ def test_a_page_of_experiments_ends_past_a_size_too(mallory, owner, monkeypatch)
     # then a page ends once it holds 500 kB, and the pages hold each project once, newest first
     assert [len(page["experiments"]) for page in pages] == [2, 2]
     assert [e["experiment_id"] for page in pages for e in page["experiments"]] == made
+
+
+def test_a_project_named_ahead_of_a_users_scripts_does_not_take_their_runs(mallory, owner):  # noqa: F811
+    # given a project mallory made under the name the owner's scripts will use, and the
+    # owner added to it on its page
+    trap = create_project(mallory, "owner-experiments")
+    page = Client()
+    page.force_login(mallory)
+    assert page.post(f"/projects/{trap.pk}/", {"username": "owner"}).status_code == 302
+    token = tokens.create_token(owner, "laptop", "write", None)[1]
+
+    # when the owner's script starts a run in a project of that name, by the native client and
+    # by mlflow's (which finds the experiment by name first)
+    native = send(token, "/api/fitboard/v1/runs/create", {"project": "owner-experiments",
+                                                           "params": {"secret": "s3cr3t"}})
+    by_name = Client().get(M + "experiments/get-by-name",
+                           {"experiment_name": "owner-experiments"},
+                           HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then neither reaches mallory's project (the run was created in it, and she read its
+    # params): the script is told it is another team's, and nothing is stored
+    assert native.status_code == 403 and "another team's project" in native.json()["message"]
+    assert by_name.status_code == 404
+    assert not Experiment.objects.exists()
+    # and the owner, who is invited, joins it only by accepting
+    assert not owner.projects.filter(pk=trap.pk).exists()
+    answer_invitation(owner, trap.pk, accept=True)
+    assert owner.projects.filter(pk=trap.pk).exists()

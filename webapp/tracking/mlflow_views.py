@@ -186,8 +186,8 @@ def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any
         return {"experiments": []}
     projects = access.projects(token).prefetch_related("mlflow_tags").order_by(
         *(("pk",) if order else ("-created_at", "pk")))
-    # Two at a time: an experiment holds up to 20 MB of tags, and its maintainer may add any
-    # user to it (each search of theirs read every one of their projects whole).
+    # Two at a time: an experiment holds up to 20 MB of tags (each search read every project
+    # of its user's whole).
     ids = matching(projects, clauses, order, _experiments_json, _experiment_fields, chunk=2)
     found, more = json_page(in_order(projects, ids[offset:offset + size + 1], chunk=2), size,
                             _experiments_json, chunk=2)

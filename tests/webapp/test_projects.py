@@ -80,7 +80,10 @@ def test_a_maintainer_invites_another_user_who_sees_the_project_once_they_accept
     # when the owner, who maintains the project, adds the stranger by username
     client_for(owner).post(f"/projects/{project.pk}/", {"username": "stranger"})
 
-    # then the stranger is invited: their projects page offers it, and they see nothing of it
+    # then the stranger is invited (the project page says so to its maintainers): their
+    # projects page offers it, and they see nothing of it
+    invited = client_for(owner).get(f"/projects/{project.pk}/").content.decode()
+    assert 'id="invited"' in invited and "stranger" in invited.split('id="invited"')[1]
     page = client_for(stranger).get("/projects/").content.decode()
     assert 'id="invitations"' in page and project.name in page
     assert client_for(stranger).get(f"/projects/{project.pk}/").status_code == 404

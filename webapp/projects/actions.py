@@ -144,6 +144,12 @@ def invitations_of(user: Any) -> list[Invitation]:
         "project", "invited_by").order_by("created_at", "pk"))
 
 
+def invited_to(project: Project) -> list[Invitation]:
+    """The users invited into ``project`` who have not answered, by username."""
+    return list(Invitation.objects.filter(project=project).select_related("user")
+                .order_by("user__username"))
+
+
 def answer_invitation(user: Any, project_id: int, accept: bool) -> Project:
     """``user`` joins the project they were invited into as a plain member (``accept``), or
     declines; either way the invitation is gone. NotAMember (a 404) without one."""

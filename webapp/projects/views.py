@@ -64,6 +64,7 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     maintainers = [m.user_id for m in memberships if m.role == Membership.Role.MAINTAINER]
     return render(request, "projects/project_detail.html", {
         "project": project, "memberships": memberships, "form": form, "manages": manages,
+        "invited": actions.invited_to(project) if manages else [],
         "has_runs": actions.has_runs(project),
         # The action refuses to demote or remove the only maintainer: no button offers it.
         "only_maintainer": maintainers[0] if len(maintainers) == 1 else None,

@@ -21,7 +21,10 @@ user by name without asking them. A project named ahead of what another user's s
 ask for (``mlflow.set_experiment("alice-mnist")``, the native client's ``init``, which make
 the project when none is found) with that user added took their runs silently, and its
 maintainer read them, params and artifacts included. A user added is now invited, and a
-member once they accept."""
+member once they accept.
+
+What a script stored outside its quota: the tags ``create_experiment(name, tags=...)`` gave a
+new project, set by no one and counted nowhere (2 MB a project, 100 projects an hour)."""
 
 from __future__ import annotations
 
@@ -34,7 +37,9 @@ import pytest
 from django.test import Client
 
 from webapp.experiments.models import Experiment
+from webapp.projects import storage
 from webapp.projects.actions import add_member, answer_invitation, create_project
+from webapp.projects.models import Project
 from webapp.tracking import ingest, mlflow_views, tokens
 from webapp.tracking.models import ExperimentTag
 from webapp.tracking.search import MAX_WILDCARD_PIECES, like
@@ -245,3 +250,25 @@ def test_a_project_named_ahead_of_a_users_scripts_does_not_take_their_runs(mallo
     assert not owner.projects.filter(pk=trap.pk).exists()
     answer_invitation(owner, trap.pk, accept=True)
     assert owner.projects.filter(pk=trap.pk).exists()
+
+
+def test_an_experiments_tags_given_at_its_creation_count_towards_the_quota(mallory, settings):  # noqa: F811
+    # given room in mallory's quota for one tag of 4,000 characters and not two
+    settings.FITBOARD_STORAGE_QUOTA_BYTES = storage.stored_bytes(mallory) + 6000
+    token = tokens.create_token(mallory, "laptop", "write", None)[1]
+
+    def create(name: str, count: int) -> Any:
+        return send(token, M + "experiments/create", {"name": name, "tags": [
+            {"key": f"notes {i}", "value": noise(4000)} for i in range(count)]})
+
+    # when her script creates an experiment with two such tags, then one with one
+    refused, created = create("mine-2", 2), create("mine-1", 1)
+
+    # then the first is refused in MLflow's format, saying the quota, and not made (its tags
+    # were set by no one and counted nowhere: 2 MB a project, 100 projects an hour)
+    assert refused.status_code == 400 and "storage quota" in refused.json()["message"]
+    assert not Project.objects.filter(name="mine-2").exists()
+    # and the second's tag is hers, counted
+    assert created.status_code == 200
+    assert list(ExperimentTag.objects.values_list("set_by__username", flat=True)) == ["mallory"]
+    assert storage.stored_bytes(mallory) > settings.FITBOARD_STORAGE_QUOTA_BYTES - 2000

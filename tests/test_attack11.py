@@ -24,7 +24,8 @@ maintainer read them, params and artifacts included. A user added is now invited
 member once they accept.
 
 What a script stored outside its quota: the tags ``create_experiment(name, tags=...)`` gave a
-new project, set by no one and counted nowhere (2 MB a project, 100 projects an hour)."""
+new project, set by no one and counted nowhere (2 MB a project, 100 projects an hour); and the
+tags a member put on a run and took off again, rows kept for good (20 a request)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from webapp.experiments.models import Experiment
+from webapp.experiments.models import Experiment, Tag
 from webapp.projects import storage
 from webapp.projects.actions import add_member, answer_invitation, create_project
 from webapp.projects.models import Project
@@ -272,3 +273,26 @@ def test_an_experiments_tags_given_at_its_creation_count_towards_the_quota(mallo
     assert created.status_code == 200
     assert list(ExperimentTag.objects.values_list("set_by__username", flat=True)) == ["mallory"]
     assert storage.stored_bytes(mallory) > settings.FITBOARD_STORAGE_QUOTA_BYTES - 2000
+
+
+def test_a_tag_no_run_holds_any_more_is_deleted(mallory, owner, project):  # noqa: F811
+    # given a run of mallory's and one of the owner's, both tagged "baseline"
+    mine = ingest.create_run(mallory, project, "mine", {})
+    theirs = ingest.create_run(owner, project, "theirs", {})
+    token = tokens.create_token(mallory, "laptop", "write", [project])[1]
+    page = Client()
+    page.force_login(owner)
+    assert page.post(f"/experiments/{theirs.pk}/annotate/",
+                     {"tags": "baseline", "notes": ""}).status_code == 302
+
+    # when her script re-tags her run again and again, with new tags each time
+    for n in range(3):
+        assert Client().post(f"/api/v1/runs/{mine.pk}/annotations/", {
+            "tags": ["baseline", *(f"loop-{n}-{i}" for i in range(19))], "notes": ""},
+            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        ).status_code == 200
+
+    # then only the tags some run holds are kept (each request left 19 more rows for good)
+    assert set(Tag.objects.values_list("name", flat=True)) == {
+        "baseline", *(f"loop-2-{i}" for i in range(19))}
+    assert list(theirs.tags.values_list("name", flat=True)) == ["baseline"]

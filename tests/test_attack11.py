@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from webapp.experiments.actions import annotate_experiment
 from webapp.experiments.models import Experiment, Tag
 from webapp.projects import storage
 from webapp.projects.actions import add_member, answer_invitation, create_project
@@ -296,3 +297,21 @@ def test_a_tag_no_run_holds_any_more_is_deleted(mallory, owner, project):  # noq
     assert set(Tag.objects.values_list("name", flat=True)) == {
         "baseline", *(f"loop-2-{i}" for i in range(19))}
     assert list(theirs.tags.values_list("name", flat=True)) == ["baseline"]
+
+
+def test_a_deleted_runs_tags_no_other_run_holds_go_with_it(mallory, owner, project):  # noqa: F811
+    # given two runs of mallory's script, both tagged "baseline", one also "scratch"
+    runs = [ingest.create_run(mallory, project, name, {}) for name in ("kept", "gone")]
+    annotate_experiment(runs[0], ["baseline"], "")
+    annotate_experiment(runs[1], ["baseline", "scratch"], "")
+    ingest.end_run(runs[1], Experiment.Status.SUCCEEDED)
+    token = tokens.create_token(mallory, "laptop", "write", [project])[1]
+
+    # when her script deletes the second
+    deleted = Client().delete(f"/api/v1/runs/{runs[1].pk}/",
+                              HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # then its tag no other run holds goes with it, and the one the first holds stays
+    assert deleted.status_code == 204
+    assert list(Tag.objects.values_list("name", flat=True)) == ["baseline"]
+    assert list(runs[0].tags.values_list("name", flat=True)) == ["baseline"]

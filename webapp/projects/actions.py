@@ -150,12 +150,21 @@ def invited_to(project: Project) -> list[Invitation]:
                 .order_by("user__username"))
 
 
+def invitation_of(user: Any, project_id: int) -> Invitation | None:
+    """``user``'s invitation into project ``project_id``, if they have one."""
+    if not 1 <= project_id < 2**63:  # no row has it, and SQLite's driver cannot compare it
+        return None
+    return Invitation.objects.filter(user_id=user.pk, project_id=project_id).first()
+
+
 def answer_invitation(user: Any, project_id: int, accept: bool) -> Project:
     """``user`` joins the project they were invited into as a plain member (``accept``), or
     declines; either way the invitation is gone. NotAMember (a 404) without one."""
     with transaction.atomic():
-        invitation = Invitation.objects.select_for_update().select_related("project").filter(
-            user_id=user.pk, project_id=project_id).first()
+        invitation = invitation_of(user, project_id)
+        if invitation is not None:  # read again under its row lock: one answer counts
+            invitation = Invitation.objects.select_for_update().select_related(
+                "project").filter(pk=invitation.pk).first()
         if invitation is None:
             raise NotAMember("no invitation into this project")
         invitation.delete()

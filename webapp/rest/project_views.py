@@ -152,7 +152,7 @@ class InvitationAnswer(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Accept your invitation into project ``pk`` (201 with the project: a member from
         now on), or decline it with ``{"accept": false}`` (204)."""
-        if not Invitation.objects.filter(user_id=request.user.pk, project_id=pk).exists():
+        if actions.invitation_of(request.user, pk) is None:
             raise NotFound("no invitation into this project")  # before its body is read
         if not auth.reaches_every_project(request):
             raise PermissionDenied("this token is limited to chosen projects: answer "

@@ -73,16 +73,39 @@ def members_of(project: Project) -> set[tuple[str, str]]:
     return set(Membership.objects.filter(project=project).values_list("user__username", "role"))
 
 
-def test_a_maintainer_adds_an_active_user_as_a_member(api, project):
-    User.objects.create_user("ada")
+def test_a_maintainer_invites_an_active_user_who_is_a_member_once_she_accepts(api, project):
+    ada = User.objects.create_user("ada")
 
     response = api.post(f"projects/{project.pk}/members/", {"username": " ada "})
 
-    # then ada is a plain member, as the project page's form would make her
+    # then ada is invited, not a member yet (her scripts reach nothing of it)
     assert response.status_code == 201
-    assert {"username": "ada", "role": "member"}.items() <= next(
-        m for m in response.json() if m["username"] == "ada").items()
+    assert members_of(project) == {("owner", "maintainer")}
+    ada_api = token_of(ada)
+    assert [i["project_name"] for i in ada_api.get("invitations/").json()] == [project.name]
+    assert ada_api.get(f"projects/{project.pk}/members/").status_code == 404
+
+    # and once she accepts, a plain member, as the project page's form would make her
+    assert ada_api.post(f"invitations/{project.pk}/", {}).status_code == 201
     assert members_of(project) == {("ada", "member"), ("owner", "maintainer")}
+    assert ada_api.get("invitations/").json() == []
+
+
+def test_an_invitation_is_answered_by_a_token_for_every_project_only(api, project):
+    # given ada invited into the project, and her tokens
+    ada = User.objects.create_user("ada")
+    assert api.post(f"projects/{project.pk}/members/", {"username": "ada"}).status_code == 201
+    limited = token_of(ada, projects=[create_project(ada, "ada's own")])
+
+    # when a token limited to her chosen projects, or a read-only one, accepts it
+    answers = [limited.post(f"invitations/{project.pk}/", {}).status_code,
+               token_of(ada, "read").post(f"invitations/{project.pk}/", {}).status_code]
+
+    # then both are refused, and she declines it with a token for all her projects
+    assert answers == [403, 403]
+    assert token_of(ada).post(f"invitations/{project.pk}/",
+                              {"accept": False}).status_code == 204
+    assert members_of(project) == {("owner", "maintainer")}
 
 
 def test_a_member_cannot_add_remove_others_or_promote(owner, member, project):

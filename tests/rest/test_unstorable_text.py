@@ -102,9 +102,9 @@ def test_the_sweep_reaches_every_write_route_of_the_api():
     swept = {(method, resolve("/api/v1/" + path).route)
              for method, path, _ in json_routes("x", ids)}
     # "Try it" and the data set upload also read forms (the form test below); a cancel reads
-    # no body
+    # no body, and an invitation's answer stores no text
     swept |= {("post", "api/v1/runs/<int:pk>/predictions/"), ("post", "api/v1/datasets/"),
-              ("post", "api/v1/runs/<int:pk>/cancel/")}
+              ("post", "api/v1/runs/<int:pk>/cancel/"), ("post", "api/v1/invitations/<int:pk>/")}
 
     writes = {(method, route) for route, pattern in every_route()
               if route.startswith("api/v1/") for method in ("post", "put", "patch")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -22,8 +23,8 @@ from tests.routes import every_route
 from webapp.datasets.models import Dataset
 from webapp.experiments.models import Experiment, RunGroup
 from webapp.notifications.models import Webhook
-from webapp.projects.actions import create_project
-from webapp.projects.models import Project
+from webapp.projects.actions import add_member, create_project
+from webapp.projects.models import Invitation, Project
 from webapp.tracking import ingest, tokens
 from webapp.tracking.models import ApiToken, LoggedModel
 
@@ -54,7 +55,7 @@ def methods_of(name: str) -> list[str]:
 # (empty) list or the schema, and must see nothing of the victim's there.
 OWN_ANSWERS = {"mlflow-experiment-search", "mlflow-run-search", "mlflow-logged-model-search",
                "rest-runs", "rest-projects", "rest-schema", "rest-docs", "rest-datasets",
-               "rest-queue"}
+               "rest-queue", "rest-invitations"}
 # Routes that create a project: they name no object, and a live token may make its own.
 CREATES_A_PROJECT = {"mlflow-experiment-create", "rest-projects"}
 
@@ -67,7 +68,10 @@ def rest_path(route: str, run: Experiment, project: Project) -> tuple[str, dict[
     study = Experiment.objects.get(project=project, kind=Experiment.Kind.TUNE)
     # by name: the victim's own token, probing, makes groups and data sets of its own
     dataset = Dataset.objects.get(project=project, name="okapi data")
+    invited = Invitation.objects.filter(user_id=run.created_by_id).first()
     objects = {"api/v1/groups/": RunGroup.objects.get(project=project, name="okapi seeds").pk,
+               # the project the victim is invited into, when they are
+               "api/v1/invitations/": invited.project_id if invited else run.pk,
                "api/v1/studies/": study.pk,
                "api/v1/datasets/": dataset.pk,
                "api/v1/projects/": project.pk,
@@ -173,7 +177,7 @@ def test_every_api_route_is_swept():
             "rest-dataset-label-scan", "rest-dataset-versions", "rest-dataset-diff",
             "rest-study-checks", "rest-project-email", "rest-project-webhooks",
             "rest-project-webhook", "rest-run-diagnostics", "rest-groups",
-            "rest-dataset-label-scan-previews"} <= names
+            "rest-dataset-label-scan-previews", "rest-invitations", "rest-invitation"} <= names
     # and every method of each: a member's role is changed with PATCH
     assert set(methods_of("rest-project-member")) == {"PATCH", "DELETE"}
 
@@ -405,6 +409,8 @@ def test_the_rest_probes_reach_their_objects_with_the_victims_own_token(victim_r
     # requests with the victim's own live token find the run and the project
     run, victim_project = victim_run
     raw = tokens.create_token(run.created_by, "own", "write", None)[1]
+    inviter = User.objects.create_user("inviter")
+    add_member(inviter, create_project(inviter, "den"), run.created_by)
     client = Client()
     missed = []
     probes = [(route, method) for route, name in API_ROUTES if route.startswith("api/v1/")

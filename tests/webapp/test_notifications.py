@@ -31,8 +31,8 @@ from webapp.experiments.models import Experiment
 from webapp.experiments.reporting import DjangoReporter
 from webapp.notifications import addresses, webhooks
 from webapp.notifications.models import Delivery, EmailSubscription, Notification, Webhook
-from webapp.projects.actions import add_member, create_project, remove_member
-from webapp.projects.models import Project
+from webapp.projects.actions import create_project, enrol, remove_member
+from webapp.projects.models import Membership, Project
 from webapp.tracking import ingest, tokens
 
 
@@ -76,7 +76,7 @@ def team(db: Any) -> tuple[User, User, Project]:
     """A project whose creator (its maintainer) and a second member have e-mail addresses."""
     owner, member = make_user("owner"), make_user("member")
     project = create_project(owner, "vision")
-    add_member(owner, project, member)
+    enrol(project, member, Membership.Role.MEMBER)
     return owner, member, project
 
 
@@ -182,7 +182,7 @@ def test_email_reaches_the_members_who_chose_the_event_only(team, notify_worker)
     # chose them once has left the project
     owner, member, project = team
     leaver = make_user("leaver")
-    add_member(owner, project, leaver)
+    enrol(project, leaver, Membership.Role.MEMBER)
     for user in (owner, leaver):
         response = logged_in(user).post(reverse("project-notifications", args=[project.pk]),
                                         {"form": "email", "events": ["run.failed"]})

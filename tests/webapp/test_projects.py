@@ -75,13 +75,39 @@ def test_a_duplicate_project_name_is_an_error_on_the_field(owner, project):
     assert Project.objects.filter(name__iexact="vision").count() == 1
 
 
-def test_a_maintainer_adds_another_user_who_then_sees_the_project(owner, stranger, project):
+def test_a_maintainer_invites_another_user_who_sees_the_project_once_they_accept(
+        owner, stranger, project):
     # when the owner, who maintains the project, adds the stranger by username
     client_for(owner).post(f"/projects/{project.pk}/", {"username": "stranger"})
 
-    # then the stranger is a plain member and sees the project's page
+    # then the stranger is invited (the project page says so to its maintainers): their
+    # projects page offers it, and they see nothing of it
+    invited = client_for(owner).get(f"/projects/{project.pk}/").content.decode()
+    assert 'id="invited"' in invited and "stranger" in invited.split('id="invited"')[1]
+    page = client_for(stranger).get("/projects/").content.decode()
+    assert 'id="invitations"' in page and project.name in page
+    assert client_for(stranger).get(f"/projects/{project.pk}/").status_code == 404
+
+    # and once they accept, a plain member who sees the project's page
+    accepted = client_for(stranger).post(f"/projects/{project.pk}/invitation/",
+                                         {"answer": "accept"})
+    assert accepted.status_code == 302
     assert role_of(stranger, project) == "member"
     assert client_for(stranger).get(f"/projects/{project.pk}/").status_code == 200
+
+
+def test_an_invitation_declined_makes_no_member(owner, stranger, project):
+    client_for(owner).post(f"/projects/{project.pk}/", {"username": "stranger"})
+
+    declined = client_for(stranger).post(f"/projects/{project.pk}/invitation/",
+                                         {"answer": "decline"})
+
+    assert declined.status_code == 302
+    assert not project.members.filter(pk=stranger.pk).exists()
+    assert 'id="invitations"' not in client_for(stranger).get("/projects/").content.decode()
+    # and an invitation answered, or never sent, is not found
+    assert client_for(stranger).post(f"/projects/{project.pk}/invitation/",
+                                     {"answer": "accept"}).status_code == 404
 
 
 def test_adding_an_unknown_user_is_an_error_on_the_field(owner, project):

@@ -24,7 +24,7 @@ from webapp.datasets.models import Dataset, LabelScan
 from webapp.experiments.external import artifacts_root
 from webapp.experiments.files import listing
 from webapp.experiments.jobs import run_workdir
-from webapp.experiments.models import Checkpoint, Experiment, StoredArtifact
+from webapp.experiments.models import Checkpoint, Experiment, StoredArtifact, Tag
 from webapp.projects import access
 
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
@@ -59,9 +59,19 @@ def delete_run(user: Any, run: Experiment) -> int:
         roots = [artifacts_root(r.pk) for r in runs if r.is_external]
         for root in roots:
             StoredArtifact.objects.filter(name__startswith=f"{root}/").delete()
+        tags = _locked_tags(ids)
         Experiment.objects.filter(pk__in=ids).delete()  # chunks, checkpoints, memberships
+        Tag.objects.filter(pk__in=tags, experiments=None).delete()  # as an annotation does
         transaction.on_commit(lambda: _remove_run_files(ids, names, roots))
     return len(ids)
+
+
+def _locked_tags(ids: list[int]) -> list[int]:
+    """The tags of runs ``ids``, read under their row locks, in the order every annotation
+    takes them (``actions.annotate_experiment``): one no other run holds goes with them."""
+    held = Experiment.tags.through.objects.filter(experiment_id__in=ids).values("tag_id")
+    return [tag.pk for tag in Tag.objects.select_for_update().filter(pk__in=held)
+            .order_by("name")]
 
 
 def _check_deletable(user: Any, run: Experiment, runs: list[Experiment]) -> None:

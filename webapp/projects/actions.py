@@ -1,8 +1,9 @@
 """Projects and their members: creating projects, adding and removing members, changing roles.
 
 Only a project's maintainers (and staff) add members, remove others and change roles
-(``access.may_manage_members``); a plain member may only leave. A project always keeps at
-least one maintainer, so nobody can be locked out of managing it. Each change takes the
+(``access.may_manage_members``); a plain member may only leave. A user added is invited, and
+a member once they accept. A project always keeps at least one maintainer, so nobody can be
+locked out of managing it. Each change takes the
 project's row lock first and checks under it, so two requests at once cannot both pass a
 check that only one of them may (two maintainers each demoting the other). The pages and the
 REST API both call these functions; who may see and cancel what is ``access``.
@@ -20,7 +21,7 @@ from django.db.models import Count, Prefetch, Q
 from django.http import Http404
 
 from webapp.projects import access, signals, storage
-from webapp.projects.models import Membership, Project
+from webapp.projects.models import Invitation, Membership, Project
 
 
 class NotAllowed(PermissionDenied):
@@ -126,12 +127,50 @@ def enrol(project: Project, user: Any, role: str) -> None:
 
 
 def add_member(user: Any, project: Project, member: Any) -> None:
-    """``user`` adds ``member`` to ``project`` as a plain member (nothing changes for a
-    member already). NotAllowed unless ``user`` maintains the project or is staff."""
+    """``user`` invites ``member`` into ``project``: a plain member once they accept
+    (``accept_invitation``; nothing changes for a member already, or one invited already).
+    NotAllowed unless ``user`` maintains the project or is staff."""
     with transaction.atomic():
         _lock(project)
         _check_manages(user, project)
-        enrol(project, member, Membership.Role.MEMBER)
+        if not Membership.objects.filter(project=project, user_id=member.pk).exists():
+            Invitation.objects.get_or_create(project=project, user=member,
+                                             defaults={"invited_by": user})
+
+
+def invitations_of(user: Any) -> list[Invitation]:
+    """The projects ``user`` is invited into and has not answered, oldest first."""
+    return list(Invitation.objects.filter(user_id=user.pk).select_related(
+        "project", "invited_by").order_by("created_at", "pk"))
+
+
+def invited_to(project: Project) -> list[Invitation]:
+    """The users invited into ``project`` who have not answered, by username."""
+    return list(Invitation.objects.filter(project=project).select_related("user")
+                .order_by("user__username"))
+
+
+def invitation_of(user: Any, project_id: int) -> Invitation | None:
+    """``user``'s invitation into project ``project_id``, if they have one."""
+    if not 1 <= project_id < 2**63:  # no row has it, and SQLite's driver cannot compare it
+        return None
+    return Invitation.objects.filter(user_id=user.pk, project_id=project_id).first()
+
+
+def answer_invitation(user: Any, project_id: int, accept: bool) -> Project:
+    """``user`` joins the project they were invited into as a plain member (``accept``), or
+    declines; either way the invitation is gone. NotAMember (a 404) without one."""
+    with transaction.atomic():
+        invitation = invitation_of(user, project_id)
+        if invitation is not None:  # read again under its row lock: one answer counts
+            invitation = Invitation.objects.select_for_update().select_related(
+                "project").filter(pk=invitation.pk).first()
+        if invitation is None:
+            raise NotAMember("no invitation into this project")
+        invitation.delete()
+        if accept:
+            enrol(invitation.project, user, Membership.Role.MEMBER)
+    return invitation.project
 
 
 def remove_member(user: Any, project: Project, member: Any) -> None:

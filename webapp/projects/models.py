@@ -43,3 +43,24 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} ({self.role})"
+
+
+class Invitation(models.Model):
+    """A user asked into a project by one of its maintainers: a member once they accept it
+    (``actions.accept_invitation``), not before. Any user maintains projects of their own, and
+    a user added without being asked had their scripts log into a project someone else named
+    ahead of them (``set_experiment("alice-mnist")`` finds it by name), whose maintainer then
+    read their runs."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="project_invitations")
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                   null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        unique_together = [("project", "user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} invited to {self.project}"

@@ -31,7 +31,21 @@ def project_list(request: HttpRequest) -> HttpResponse:
             return redirect("project-detail", pk=project.pk)
     return render(request, "projects/projects.html", {
         "projects": actions.projects_of(request.user), "form": form,
+        "invitations": actions.invitations_of(request.user),
     })
+
+
+@require_POST
+def project_invitation(request: HttpRequest, pk: int) -> HttpResponse:
+    """Accept (``answer=accept``) or decline the user's invitation into project ``pk``; 404
+    without one."""
+    accept = request.POST.get("answer") == "accept"
+    project = actions.answer_invitation(request.user, pk, accept)
+    if not accept:
+        messages.info(request, f"You declined to join {project.name}.")
+        return redirect("project-list")
+    messages.success(request, f"You joined {project.name}.")
+    return redirect("project-detail", pk=project.pk)
 
 
 @require_http_methods(["GET", "POST"])
@@ -43,12 +57,14 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form = MemberForm(request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
         actions.add_member(request.user, project, form.cleaned_data["username"])
-        messages.success(request, f"{form.cleaned_data['username'].username} added.")
+        messages.success(request, f"{form.cleaned_data['username'].username} invited: a member "
+                                  "once they accept, on their Projects page.")
         return redirect("project-detail", pk=project.pk)
     memberships = actions.memberships_of(project)
     maintainers = [m.user_id for m in memberships if m.role == Membership.Role.MAINTAINER]
     return render(request, "projects/project_detail.html", {
         "project": project, "memberships": memberships, "form": form, "manages": manages,
+        "invited": actions.invited_to(project) if manages else [],
         "has_runs": actions.has_runs(project),
         # The action refuses to demote or remove the only maintainer: no button offers it.
         "only_maintainer": maintainers[0] if len(maintainers) == 1 else None,

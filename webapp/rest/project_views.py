@@ -10,7 +10,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, PermissionDenied
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from webapp.experiments import queue
 from webapp.projects import access, actions
 from webapp.projects.forms import MemberForm, ProjectForm
-from webapp.projects.models import Project
+from webapp.projects.models import Invitation, Project
 from webapp.rest import auth, errors
 from webapp.rest import serializers as s
 from webapp.rest.views import BAD, REFUSED, _project
@@ -80,8 +80,9 @@ class ProjectMembers(APIView):
                    responses={201: s.MemberSerializer(many=True), **BAD, **REFUSED,
                               **NOT_A_MAINTAINER})
     def post(self, request: Request, pk: int) -> Response:
-        """Add an active user as a member (the project's maintainers and staff, as on the
-        project page); the answer is the members after."""
+        """Invite an active user (the project's maintainers and staff, as on the project
+        page): a member once they accept (``POST /api/v1/invitations/{project}/``); the answer
+        is the members."""
         project = _project(request, pk)
         if not access.may_manage_members(request.user, project):  # before the form's errors
             raise actions.NotAllowed(actions.NOT_A_MAINTAINER)
@@ -126,6 +127,45 @@ class ProjectMember(APIView):
         except actions.WouldOrphan as exc:
             raise LastMaintainer(str(exc)) from exc
         return Response(_members(project))
+
+
+def _invitation_json(invitation: Invitation) -> dict[str, Any]:
+    return {"project": invitation.project_id, "project_name": invitation.project.name,
+            "invited_by": invitation.invited_by.username if invitation.invited_by else None,
+            "created_at": invitation.created_at}
+
+
+class Invitations(APIView):
+    @extend_schema(operation_id="invitations_list",
+                   responses={200: s.InvitationSerializer(many=True), 401: REFUSED[401]})
+    def get(self, request: Request) -> Response:
+        """The projects you are invited into (the projects page lists them): a member of one
+        once you accept."""
+        return Response([_invitation_json(i) for i in actions.invitations_of(request.user)])
+
+
+class InvitationAnswer(APIView):
+    @extend_schema(operation_id="invitations_answer", request=s.InvitationAnswerSerializer,
+                   responses={201: s.ProjectSerializer, 204: None, **BAD, **REFUSED,
+                              403: OpenApiResponse(description="a read-only token, or one "
+                                                   "limited to chosen projects")})
+    def post(self, request: Request, pk: int) -> Response:
+        """Accept your invitation into project ``pk`` (201 with the project: a member from
+        now on), or decline it with ``{"accept": false}`` (204)."""
+        if actions.invitation_of(request.user, pk) is None:
+            raise NotFound("no invitation into this project")  # before its body is read
+        if not auth.reaches_every_project(request):
+            raise PermissionDenied("this token is limited to chosen projects: answer "
+                                   "invitations on the Projects page, or with a token for all "
+                                   "your projects")
+        body = s.InvitationAnswerSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        accept = body.validated_data["accept"]
+        project = actions.answer_invitation(request.user, pk, accept)
+        if not accept:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({"id": project.pk, "name": project.name},
+                        status=status.HTTP_201_CREATED)
 
 
 def _queue_row(row: queue.QueueRow) -> dict[str, Any]:

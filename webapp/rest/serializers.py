@@ -414,6 +414,19 @@ class ProjectCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100)
 
 
+class InvitationSerializer(serializers.Serializer[Any]):
+    """An invitation into a project: its user is a member once they accept it."""
+
+    project = serializers.IntegerField(help_text="the project's id")
+    project_name = serializers.CharField()
+    invited_by = serializers.CharField(allow_null=True, help_text="the maintainer's username")
+    created_at = serializers.DateTimeField()
+
+
+class InvitationAnswerSerializer(serializers.Serializer[Any]):
+    accept = serializers.BooleanField(default=True, help_text="false declines it")
+
+
 class MemberSerializer(serializers.Serializer[Any]):
     """A member of a project: a maintainer manages its members and cancels any of its runs,
     a member cancels their own."""

@@ -24,6 +24,9 @@ from webapp.tracking.mlflow_views import (
     find_project,
     find_projects,
     find_run,
+    in_order,
+    json_page,
+    matching,
     pairs,
     repeated,
 )
@@ -180,7 +183,9 @@ def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                   ) -> dict[str, Any]:
     """The models of the experiments, newest first, filtered and ordered by MLflow's grammar
     (on ``ATTRIBUTES``, params, tags and the metrics linked to them, each at its last step);
-    a key no model has is refused (INVALID_PARAMETER_VALUE), as in a run's search."""
+    a key no model has is refused (INVALID_PARAMETER_VALUE), as in a run's search. Read a
+    chunk at a time (``matching``); a page ends early past MAX_PAGE_CHARS, as a search of runs
+    does."""
     clauses = search.parse_filter(text(body, "filter", required=False), _numeric, _known)
     order = [(*search.known_key(str(o.get("field_name", "")), _known),
               o.get("ascending", True) is not False)
@@ -188,13 +193,16 @@ def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
              if isinstance(o, dict)]
     limit = min(max(integer(body.get("max_results"), "max_results", 100), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
-    projects = find_projects(token, body.get("experiment_ids"))
-    found = [model_json(m) for m in access.logged_models(token).filter(project__in=projects)]
-    found = search.ordered([m for m in found if search.matches(clauses, _fields(m))], order,
-                           _fields)
-    more = len(found) > offset + limit
-    return {"models": found[offset:offset + limit],
-            **({"next_page_token": str(offset + limit)} if more else {})}
+    models = access.logged_models(token).filter(
+        project__in=find_projects(token, body.get("experiment_ids")))
+    ids = matching(models, clauses, order, _models_json, _fields)
+    found, more = json_page(in_order(models, ids[offset:offset + limit + 1]), limit,
+                            _models_json)
+    return {"models": found, **({"next_page_token": str(offset + len(found))} if more else {})}
+
+
+def _models_json(models: list[LoggedModel]) -> list[dict[str, Any]]:
+    return [model_json(model) for model in models]
 
 
 # What a model's search may name besides metrics, params and tags: its info's fields, and the

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 from django.db import transaction
+from django.db.models import Model, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 
@@ -44,6 +46,12 @@ DEFAULT_EXPERIMENT = "0"  # what the client sends when no experiment was set
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # per log-batch, as MLflow's server
 MAX_INPUTS = 100  # datasets (and logged models) one run holds
 MAX_INPUT_JSON = 65536  # characters of one dataset input (its schema and profile included)
+# Characters of what a search of runs reads of a dataset input (``datasets.name``, ``.digest``,
+# ``.context``: its tags' values), MLflow's own limits (MAX_DATASET_NAME_SIZE and the others of
+# mlflow/utils/validation.py): a name of 60,000 characters was read by every LIKE of a search
+# for each of the run's inputs, 0.8 s a run for one ILIKE clause.
+DATASET_LIMITS = {"name": 500, "digest": 36}
+MAX_INPUT_TAG_KEY, MAX_INPUT_TAG_VALUE = 255, 500
 MAX_SEARCH = 1000  # logged models a page of their search holds at most
 # A page of a search of runs or experiments: 1,000 unless the client asks for another number,
 # at most 50,000 (SEARCH_MAX_RESULTS_DEFAULT and _THRESHOLD of MLflow's server). Fitboard had
@@ -152,13 +160,22 @@ def experiment_get(request: HttpRequest, token: ApiToken, body: dict[str, Any]
 def experiment_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
     """A new project, its creator the token's user (``access.create_project``), with the tags
-    ``create_experiment(name, tags=...)`` gives it (checked before it is made)."""
+    ``create_experiment(name, tags=...)`` gives it (checked before it is made), set by the
+    token's user and counted in their storage quota as ``set_experiment_tag`` counts them: they
+    were set by no one and counted nowhere, 2 MB a project at 100 projects an hour."""
     tags = pairs(body.get("tags"), "tags", MAX_TAGS)
     ingest.check_lengths("tag", tags, ingest.MAX_EXPERIMENT_TAG)
+    name = text(body, "name").strip()
     with transaction.atomic():
-        project = access.create_project(token, text(body, "name").strip())
+        project = access.create_project(token, name)
+        try:
+            storage.reserve(token.user, sum(_tag_bytes(k, v) for k, v in tags.items()))
+        except storage.OverStorageQuota as exc:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"experiment {name[:100]!r} not created: "
+                           f"{exc}") from None
         ExperimentTag.objects.bulk_create(
-            ExperimentTag(project=project, key=key, value=value) for key, value in tags.items())
+            ExperimentTag(project=project, key=key, value=value, set_by=token.user)
+            for key, value in tags.items())
     return {"experiment_id": str(project.pk)}
 
 
@@ -166,8 +183,9 @@ def experiment_create(request: HttpRequest, token: ApiToken, body: dict[str, Any
 def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                       ) -> dict[str, Any]:
     """The token's projects, filtered and ordered by MLflow's grammar, newest first unless
-    ordered otherwise (ties by id, as MLflow's server), a page at a time (``page_of``); no
-    project is ever deleted through the API, so DELETED_ONLY lists none."""
+    ordered otherwise (ties by id, as MLflow's server), a page at a time (``page_of``, ended
+    early past MAX_PAGE_CHARS); no project is ever deleted through the API, so DELETED_ONLY
+    lists none."""
     clauses = search.parse_filter(text(body, "filter", required=False), lambda kind, key: (
         kind == "attributes" and key in ("creation_time", "last_update_time")),
         _experiment_key)
@@ -177,11 +195,17 @@ def experiment_search(request: HttpRequest, token: ApiToken, body: dict[str, Any
         return {"experiments": []}
     projects = access.projects(token).prefetch_related("mlflow_tags").order_by(
         *(("pk",) if order else ("-created_at", "pk")))
-    found = [e for e in map(experiment_json, projects)
-             if search.matches(clauses, _experiment_fields(e))]
-    found = search.ordered(found, order, _experiment_fields)
-    return {"experiments": found[offset:offset + size],
-            **({"next_page_token": str(offset + size)} if len(found) > offset + size else {})}
+    # Two at a time: an experiment holds up to 20 MB of tags (each search read every project
+    # of its user's whole).
+    ids = matching(projects, clauses, order, _experiments_json, _experiment_fields, chunk=2)
+    found, more = json_page(in_order(projects, ids[offset:offset + size + 1], chunk=2), size,
+                            _experiments_json, chunk=2)
+    return {"experiments": found,
+            **({"next_page_token": str(offset + len(found))} if more else {})}
+
+
+def _experiments_json(projects: list[Project]) -> list[dict[str, Any]]:
+    return [experiment_json(project) for project in projects]
 
 
 @endpoint(("POST",), write=True)
@@ -456,7 +480,7 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     """The runs of the experiments, latest started first (as MLflow's server: a run created
     with an earlier ``start_time`` comes after), or filtered and ordered by MLflow's grammar
     (then every run of the experiments is read: filters apply to what ``run_json`` shows);
-    a page token is the offset of the next page."""
+    a page token is the offset of the next page, and a page ends early past MAX_PAGE_CHARS."""
     clauses = search.parse_filter(text(body, "filter", required=False), _numeric, _run_key)
     order = search.parse_order(repeated(body.get("order_by")), _run_order_key)
     stages = VIEW_TYPES.get(str(body.get("run_view_type") or "ACTIVE_ONLY"))
@@ -470,19 +494,75 @@ def run_search(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     if stages != (False, True):
         runs = runs.filter(deleted_at__isnull=not stages[0])
     if not clauses and not order:
-        page = list(runs[offset:offset + limit + 1])
-        latest = metric_store.latest_many([run.pk for run in page[:limit]])
-        found = [run_json(run, latest.get(run.pk, {})) for run in page[:limit]]
-        more = len(page) > limit
+        found, more = json_page(runs[offset:offset + limit + 1].iterator(READ_CHUNK), limit,
+                                _runs_json)
     else:
-        every = list(runs)
-        latest = metric_store.latest_many([run.pk for run in every])
-        found = [j for j in (run_json(run, latest.get(run.pk, {})) for run in every)
-                 if search.matches(clauses, _run_fields(j))]
-        found = search.ordered(found, order, _run_fields)
-        more = len(found) > offset + limit
-        found = found[offset:offset + limit]
-    return {"runs": found, **({"next_page_token": str(offset + limit)} if more else {})}
+        ids = matching(runs, clauses, order, _runs_json, _run_fields)
+        found, more = json_page(in_order(runs, ids[offset:offset + limit + 1]), limit,
+                                _runs_json)
+    return {"runs": found, **({"next_page_token": str(offset + len(found))} if more else {})}
+
+
+# Characters of JSON a page of a search (of runs, logged models, experiments) holds, past which
+# it ends early, its ``next_page_token`` where the next one starts: a run or a logged model holds
+# up to 3 MB of text (params and tags, dataset inputs, model outputs, linked metrics), and a
+# member's script made a thousand such runs in an hour, within its quota, so that every search of
+# the project held 6 GB for a page of 1,000.
+MAX_PAGE_CHARS = 32 * 2**20
+READ_CHUNK = 25  # runs or logged models read from the database at a time (3 MB each at most)
+Row = TypeVar("Row", bound=Model)
+T = TypeVar("T")
+ToJson = Callable[[list[Row]], list[dict[str, Any]]]
+
+
+def _chunks(items: Iterable[T], size: int | None) -> Iterator[list[T]]:
+    """``items`` ``size`` at a time (READ_CHUNK when None)."""
+    taken = iter(items)
+    while chunk := list(islice(taken, size or READ_CHUNK)):
+        yield chunk
+
+
+def _runs_json(runs: list[Experiment]) -> list[dict[str, Any]]:
+    latest = metric_store.latest_many([run.pk for run in runs])
+    return [run_json(run, latest.get(run.pk, {})) for run in runs]
+
+
+def json_page(rows: Iterable[Row], limit: int, to_json: ToJson[Row], chunk: int | None = None
+              ) -> tuple[list[dict[str, Any]], bool]:
+    """The JSON of ``rows`` (``to_json`` of a chunk of them at a time) up to ``limit`` of them
+    or MAX_PAGE_CHARS (one at least), and whether a row was left out."""
+    found: list[dict[str, Any]] = []
+    chars = 0
+    for part in _chunks(rows, chunk):
+        for answer in to_json(part):
+            if len(found) == limit or chars > MAX_PAGE_CHARS:
+                return found, True
+            found.append(answer)
+            chars += len(orjson.dumps(answer))
+    return found, False
+
+
+def matching(rows: QuerySet[Row], clauses: list[search.Clause],
+             order: list[tuple[str, str, bool]], to_json: ToJson[Row],
+             fields: Callable[[dict[str, Any]], search.Fields], chunk: int | None = None
+             ) -> list[int]:
+    """The ids of the ``rows`` whose JSON's ``fields`` the ``clauses`` hold for, in the
+    search's ``order``: read a chunk at a time, and only each one's id and the values it is
+    ordered by kept (every row, whole, was held at once)."""
+    kept = []
+    for part in _chunks(rows.iterator(chunk or READ_CHUNK), chunk):
+        for row, answer in zip(part, to_json(part), strict=True):
+            found = fields(answer)
+            if search.matches(clauses, found):
+                kept.append((row.pk, search.order_values(found, order)))
+    return [pk for pk, _ in search.ordered(kept, order, lambda item: item[1])]
+
+
+def in_order(rows: QuerySet[Row], ids: list[int], chunk: int | None = None) -> Iterator[Row]:
+    """The ``rows`` of ``ids``, in their order (read a chunk at a time)."""
+    for part in _chunks(ids, chunk):
+        found = rows.in_bulk(part)
+        yield from (found[pk] for pk in part if pk in found)
 
 
 def page_of(body: Mapping[str, Any]) -> tuple[int, int]:
@@ -594,14 +674,29 @@ def log_inputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
         fields = {k: text(dataset, k, required=k in ("name", "digest")) for k in (
             "name", "digest", "source_type", "source", "schema", "profile")
             if k in ("name", "digest") or dataset.get(k) is not None}
-        entry = {"dataset": fields, "tags": [{"key": k, "value": v} for k, v in pairs(
-            item.get("tags"), "dataset tags", MAX_TAGS).items()]}
+        tags = pairs(item.get("tags"), "dataset tags", MAX_TAGS)
+        _check_input(fields, tags)
+        entry = {"dataset": fields, "tags": [{"key": k, "value": v} for k, v in tags.items()]}
         if len(json.dumps(entry)) > MAX_INPUT_JSON:
             raise ApiError("INVALID_PARAMETER_VALUE", f"dataset {fields['name'][:100]!r} is "
                            f"described in more than {MAX_INPUT_JSON} characters")
         datasets.append(entry)
     ingest.add_to_list(run, "inputs", datasets, MAX_INPUTS)
     return {}
+
+
+def _check_input(fields: Mapping[str, str], tags: Mapping[str, str]) -> None:
+    """A dataset input within MLflow's limits (DATASET_LIMITS, its tags'), refused in its
+    words."""
+    for name, limit in DATASET_LIMITS.items():
+        if len(fields[name]) > limit:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"'{name}' exceeds the maximum length of "
+                           f"{limit} characters (dataset {fields['name'][:100]!r})")
+    for key, value in tags.items():
+        if len(key) > MAX_INPUT_TAG_KEY or len(value) > MAX_INPUT_TAG_VALUE:
+            raise ApiError("INVALID_PARAMETER_VALUE", f"a dataset input's tag {key[:100]!r}: its "
+                           f"key is at most {MAX_INPUT_TAG_KEY} characters and its value "
+                           f"{MAX_INPUT_TAG_VALUE}")
 
 
 @endpoint(("POST",), write=True)

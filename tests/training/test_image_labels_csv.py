@@ -289,6 +289,19 @@ def test_the_labels_table_counts_in_the_unpacked_size_limit() -> None:
     assert f"the limit is {images + 10}" in str(caught.value)
 
 
+def test_every_table_counts_in_the_unpacked_size_limit_not_each_alone() -> None:
+    # given two tables, each within what the images leave of the limit, both together past it
+    members = _members(flat_with_table("id,label", ["{stem},{label}"]))
+    members["more.csv"] = members["labels.csv"]
+    images = sum(len(data) for name, data in members.items() if name.endswith(".png"))
+    limit = images + len(members["labels.csv"]) * 3 // 2
+
+    with pytest.raises(UploadError) as caught:
+        read_image_zip(io.BytesIO(zip_of(members)), 8, limits=Limits(max_unpacked_bytes=limit))
+
+    assert f"the limit is {limit}" in str(caught.value)
+
+
 def test_a_path_out_of_the_archive_in_a_cell_only_names_no_image() -> None:
     members = _members(flat_with_table("id,label", ["{stem},{label}"]))
     members["labels.csv"] += b"../../../etc/passwd,1\n/etc/shadow,2\n"

@@ -376,8 +376,10 @@ def labels_from_table(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo],
         try:
             frame = _read_table(archive, member, limits, budget, index)
         except TableUnreadable as exc:
+            budget -= member.file_size
             unreadable.append(exc)
             continue
+        budget -= member.file_size
         if len(tables) > 1 and not all(_has_column(frame, c) for c in astuple(columns) if c):
             continue  # the form names another table's columns
         image_column = _image_column(frame, index, columns.image, member.filename)

@@ -45,8 +45,8 @@ SAMPLE_ROWS = 1000  # rows of a column compared with the images to see if it nam
 # A column names the images when this share of its sampled cells are images' names (or they
 # name half the images): a labels table may list more images than a ZIP holds.
 NAMING_SHARE = 0.1
-# Names that make a column the label among several that could be (an id's, a path's, a
-# caption's never are): "label", "class", "ClassName", "target", "category", "diagnosis"…
+# Words of a column's name that make it the label among several columns of classes
+# ("label", "ClassName", "target_category", "y"); camelCase and snake_case split into words.
 LABEL_WORDS = ("label", "class", "target", "category", "species", "breed", "diagnosis", "tag",
                "y")
 EXAMPLES = 5  # names a report step shows
@@ -72,6 +72,7 @@ class Labelling:
 
 
 def is_table(name: str) -> bool:
+    """Whether an archive member's name is a table's that may label the images."""
     return name.lower().endswith(TABLE_SUFFIXES)
 
 
@@ -84,6 +85,7 @@ def _key(text: str) -> str:
 
 
 def _stem(key: str) -> str:
+    """A key without its file's extension ("images/0001.png" → "images/0001")."""
     folder, _, name = key.rpartition("/")
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
     return f"{folder}/{stem}" if folder else stem

@@ -321,6 +321,13 @@ def test_a_table_of_more_rows_than_the_limit_is_refused() -> None:
     assert "more than 10 rows" in str(caught.value)
 
 
+def test_a_table_without_images_is_refused_for_holding_no_images() -> None:
+    with pytest.raises(UploadError) as caught:
+        read(zip_of({"labels.csv": b"id,label\n1,a\n2,b\n"}))
+
+    assert str(caught.value) == "the archive holds no images"
+
+
 def test_a_flat_folder_without_a_table_is_still_refused_saying_what_to_add() -> None:
     with pytest.raises(UploadError) as caught:
         read(image_zip({f"{i}.png": png(10 * i) for i in range(6)}))

@@ -467,6 +467,8 @@ def label_images(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], documen
     names its columns, or when the images are not in class folders (one flat folder, or only
     split folders: train/, test/); else from their class folders, unless a table names the
     images and labels them differently (refused, saying how to choose)."""
+    if not files:
+        raise UploadError("file", "the archive holds no images")
     documents_set = set(documents)
     tables = [m for m in archive.infolist() if m.filename in documents_set
               and is_table(m.filename)]

@@ -164,6 +164,15 @@ def test_a_hostile_member_beside_the_labels_table_is_still_refused(mallory, proj
     assert not Dataset.objects.exists() and media_files() == before
 
 
+def test_the_upload_page_offers_the_label_and_image_columns_for_a_zip(mallory):
+    page = member_client(mallory).get(reverse("dataset-new"))
+
+    applies = page.context["applies"]
+    assert "images" in applies["label_column"]["kind"]
+    assert applies["image_column"] == {"kind": ["images"]}
+    assert 'name="image_column"' in page.content.decode()
+
+
 def test_the_api_takes_the_columns_by_name(mallory, project):
     _, labels = digit_pictures(40)
     table = "file,kind,camera\n" + "".join(f"images/img_{i:04d}.png,{labels[i]},c{i % 2}\n"

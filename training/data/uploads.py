@@ -36,6 +36,7 @@ from training.data.catalog import DatasetInfo, remember
 if TYPE_CHECKING:
     import pandas as pd
 
+    from training.data.image_labels import LabelColumns
     from training.data.loading import RawData
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
@@ -202,12 +203,13 @@ EXCEL_SEPARATOR = re.compile(r"\s*sep=(.)\s*", re.IGNORECASE)
 
 
 def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
-             header: str = "auto") -> pd.DataFrame:
+             header: str = "auto", as_text: bool = False) -> pd.DataFrame:
     """Parse a CSV (or TSV) upload; the separator is sniffed from its first lines. Its columns
     and cells are counted from the raw bytes and refused past ``limits`` before pandas parses
     anything: a parse's time and memory grow with both. ``header``: "yes" (the first row names
     the columns), "no" (every row is data; the columns are named 1, 2, 3...), or "auto"
-    (sniffed: a first row whose cells look like the rows below is data)."""
+    (sniffed: a first row whose cells look like the rows below is data). ``as_text``: every
+    cell kept as the text it is (a file name "0001" is not the number 1)."""
     import pandas as pd
 
     limits = limits or Limits()
@@ -228,6 +230,8 @@ def read_csv(handle: IO[bytes], name: str = "", limits: Limits | None = None,
     options = {"sep": sep, "encoding": encoding, "skipinitialspace": True, "skiprows": skip,
                "nrows": limits.max_rows + 1, "header": 0 if headed else None, "decimal": decimal,
                "na_values": list(MISSING_TOKENS)}
+    if as_text:
+        options["dtype"] = str
     try:
         frame = _parse_table(handle, options)
     except UnicodeDecodeError:
@@ -1197,11 +1201,16 @@ def _member_problem(member: zipfile.ZipInfo, limits: Limits) -> str | None:
 
 
 def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: bool = True,
-                   limits: Limits | None = None, title: str = "") -> Prepared:
+                   limits: Limits | None = None, title: str = "",
+                   columns: LabelColumns | None = None) -> Prepared:
     """Images from a ZIP laid out ``class_name/image.png`` (optionally under top folders and
-    split folders: see _class_layout), resized to ``image_size`` squares: grey when every image
-    is grey, else RGB. A few unreadable images are skipped (MAX_UNREADABLE_SHARE)."""
+    split folders: see _class_layout), or beside a labels table naming each image and its class
+    (see training.data.image_labels; ``columns`` the form's choice of its columns), resized to
+    ``image_size`` squares: grey when every image is grey, else RGB. A few unreadable images
+    are skipped (MAX_UNREADABLE_SHARE)."""
     from PIL import Image
+
+    from training.data.image_labels import LabelColumns, label_images
 
     limits = limits or Limits()
     try:
@@ -1211,29 +1220,28 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     with archive:
         documents: list[str] = []
         files = _image_members(archive, limits, documents)
-        labelled, layout = _class_layout(files)
+        labelling = label_images(archive, files, documents, limits, columns or LabelColumns())
         # Every image's size is read from its header before any is decoded, so an archive whose
         # pixels would take minutes to decode is refused in the time it takes to read headers.
         unreadable: list[UnreadableImage] = []
-        cache = _check_pixels(archive, files, image_size, limits, Image, unreadable)
-        x, labels, grey = _decode(archive, labelled, image_size, limits, cache, unreadable)
-    classes = sorted(set(labels))
+        cache = _check_pixels(archive, [m for m, _ in labelling.pairs], image_size, limits,
+                              Image, unreadable)
+        x, labels, grey = _decode(archive, labelling.pairs, image_size, limits, cache,
+                                  unreadable)
+    present = set(labels)
+    classes = [c for c in labelling.classes if c in present]
     if len(classes) < 2:
         raise UploadError("file", f"found {len(classes)} class folder(s): an image dataset needs "
-                                  "at least two (class_name/image.png)")
+                                  "at least two (class_name/image.png)" if not labelling.table
+                          else f"found {len(classes)} class(es) in {labelling.table}'s column "
+                               f"{labelling.label_column!r} among the readable images: an "
+                               "image dataset needs at least two")
     x = np.ascontiguousarray(x.transpose(0, 3, 1, 2)[:, :1] if grey
                              else x.transpose(0, 3, 1, 2))  # (N, C, H, W)
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[label] for label in labels], dtype=np.int64)
-    steps: list[dict[str, Any]] = [{"step": f"images resized to {image_size}×{image_size}, "
-                                            f"{'grey' if grey else 'RGB'}", "count": len(y)}]
-    if unreadable:
-        steps.append({"step": "unreadable images skipped", "count": len(unreadable),
-                      "detail": "; ".join(str(p) for p in unreadable[:5])})
-    if documents:
-        steps.append({"step": "text files beside the images skipped", "count": len(documents),
-                      "detail": ", ".join(documents[:5])})
-    steps.extend(layout)
+    steps = _image_steps(len(y), image_size, grey, unreadable,
+                         [d for d in documents if d != labelling.table], labelling.steps)
     rows_in = len(y) + len(unreadable)
     if drop_duplicates:
         keep = _first_of_each_image(x, y)
@@ -1244,6 +1252,20 @@ def read_image_zip(handle: IO[bytes], image_size: int = 32, drop_duplicates: boo
     report = _report(rows_in, steps, y, classes, "classification")
     report["sample_images"] = _sample_images(x, y, classes)
     return Prepared(info, x, y, classes, [], "", True, report)
+
+
+def _image_steps(images: int, image_size: int, grey: bool, unreadable: list[UnreadableImage],
+                 documents: list[str], layout: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report's steps of an image ZIP, before duplicates are dropped."""
+    steps: list[dict[str, Any]] = [{"step": f"images resized to {image_size}×{image_size}, "
+                                            f"{'grey' if grey else 'RGB'}", "count": images}]
+    if unreadable:
+        steps.append({"step": "unreadable images skipped", "count": len(unreadable),
+                      "detail": "; ".join(str(p) for p in unreadable[:5])})
+    if documents:
+        steps.append({"step": "text files beside the images skipped", "count": len(documents),
+                      "detail": ", ".join(documents[:5])})
+    return steps + layout
 
 
 def _decode(archive: zipfile.ZipFile, labelled: list[tuple[zipfile.ZipInfo, str]],
@@ -1373,11 +1395,15 @@ def _class_layout(files: list[zipfile.ZipInfo]
     for member, p in zip(files, parts, strict=True):
         if len(p) != 2:
             raise UploadError("file", f"{member.filename!r} is not in a class folder: lay the "
-                                      "archive out as class_name/image.png")
+                                      "archive out as class_name/image.png, or put a labels "
+                                      "CSV beside the images (a column of image names, one "
+                                      "of their classes)")
     if len({p[0] for p in parts}) == 1:
         raise UploadError("file", f"every image is in the one folder {parts[0][0]!r}: an image "
                                   "dataset needs at least two class folders, each class's "
-                                  "images in a folder of its own (class_name/image.png)")
+                                  "images in a folder of its own (class_name/image.png), or "
+                                  "a labels CSV beside the images (a column of image names, "
+                                  "one of their classes)")
     return [(m, p[0]) for m, p in zip(files, parts, strict=True)], notes
 
 

@@ -18,16 +18,17 @@ from webapp.projects.models import Project
 FIELDSETS = [
     ("Dataset", ["name", "project", "kind", "file"]),
     ("Hugging Face", ["hf_source", "hf_split"]),
-    ("Columns (CSV and Hugging Face)", ["header", "label_column", "feature_columns",
-                                        "text_column", "task"]),
+    ("Columns (CSV, Hugging Face, a ZIP's labels CSV)", ["header", "label_column",
+                                                         "feature_columns", "text_column",
+                                                         "task"]),
     ("Class names", ["class_name_column", "class_names"]),
     ("Cleaning", ["missing", "drop_duplicates", "drop_unlabelled", "standardise"]),
-    ("Images (ZIP)", ["image_size"]),
+    ("Images (ZIP)", ["image_size", "image_column"]),
 ]
 OPTION_FIELDS = ["hf_source", "hf_split", "header", "label_column", "feature_columns",
                  "text_column", "class_name_column", "class_names",
                  "task", "missing", "drop_duplicates", "drop_unlabelled", "standardise",
-                 "image_size"]
+                 "image_size", "image_column"]
 # Field → the kinds of upload it applies to (the page's script shows only those: a CSV's form
 # had a Hugging Face name and an image size to skip past). Every other field applies to all.
 _TABLES = ["csv", "hf"]
@@ -36,9 +37,11 @@ KIND_APPLIES = {
     "hf_source": {"kind": ["hf"]}, "hf_split": {"kind": ["hf"]},
     "header": {"kind": ["csv"]},
     **{name: {"kind": _TABLES} for name in (
-        "label_column", "feature_columns", "text_column", "task", "class_name_column",
+        "feature_columns", "text_column", "task", "class_name_column",
         "class_names", "missing", "drop_unlabelled", "standardise")},
-    "image_size": {"kind": ["images"]},
+    # A ZIP of images beside a labels CSV: the CSV's column of classes.
+    "label_column": {"kind": [*_TABLES, "images"]},
+    "image_size": {"kind": ["images"]}, "image_column": {"kind": ["images"]},
 }
 MISSING_LABELS = {"drop": "Drop rows with a missing value", "mean": "Impute the mean",
                   "median": "Impute the median", "most_frequent": "Impute the most frequent"}
@@ -48,7 +51,8 @@ class DatasetForm(forms.Form):
     name = forms.CharField(max_length=200)
     project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
     kind = forms.ChoiceField(choices=Dataset.Kind.choices, initial=Dataset.Kind.CSV)
-    file = forms.FileField(required=False, help_text="a .csv file, or a .zip of class folders")
+    file = forms.FileField(required=False, help_text="a .csv file, or a .zip of class folders "
+                                                     "or of images beside a labels CSV")
     hf_source = forms.CharField(label="Dataset name or local path", required=False,
                                 help_text="e.g. imdb, or a CSV, JSON or Parquet file or a "
                                           "save_to_disk folder in the data directory, by its "
@@ -58,7 +62,9 @@ class DatasetForm(forms.Form):
         label="Header row", initial="auto", required=False,
         choices=[("auto", "Detect it"), ("yes", "The first row names the columns"),
                  ("no", "No header: every row is data (columns are named 1, 2, 3…)")])
-    label_column = forms.CharField(required=False, help_text="blank: the last column")
+    label_column = forms.CharField(required=False,
+                                   help_text="blank: the last column (a ZIP's labels CSV: the "
+                                             "one column of classes)")
     feature_columns = forms.CharField(required=False,
                                       help_text="comma-separated; blank: every other column")
     text_column = forms.CharField(
@@ -89,6 +95,9 @@ class DatasetForm(forms.Form):
                                      help_text="with the training split's mean and std")
     image_size = forms.IntegerField(initial=32, min_value=4, max_value=128,
                                     help_text="images are resized to this many pixels square")
+    image_column = forms.CharField(required=False,
+                                   help_text="a labels CSV beside the images: its column of "
+                                             "image names; blank: the one that names them")
 
     def __init__(self, *args: Any, user: Any, too_large: str | None = None,
                  **kwargs: Any) -> None:

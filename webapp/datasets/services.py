@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models.fields.files import FieldFile
 
 from training.data.catalog import is_upload
+from training.data.image_labels import LabelColumns
 from training.data.uploads import (
     Limits,
     Prepared,
@@ -71,8 +72,10 @@ def prepare_upload(kind: str, options: Mapping[str, Any], upload: IO[bytes] | No
     Reads the upload in memory: nothing is extracted or written."""
     if kind == Dataset.Kind.IMAGES:
         assert upload is not None
+        columns = LabelColumns(label=str(options.get("label_column") or "").strip(),
+                               image=str(options.get("image_column") or "").strip())
         return read_image_zip(upload, int(options.get("image_size") or 32),
-                              bool(options.get("drop_duplicates")), limits(), title)
+                              bool(options.get("drop_duplicates")), limits(), title, columns)
     if kind == Dataset.Kind.CSV:
         assert upload is not None
         frame = read_csv(upload, file_name, limits(), str(options.get("header") or "auto"))

@@ -334,7 +334,8 @@ class DatasetUploadSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
     project = serializers.IntegerField()
     kind = serializers.ChoiceField(Dataset.Kind.choices)
-    file = serializers.FileField(required=False, help_text="a .csv, or a .zip of class folders")
+    file = serializers.FileField(required=False, help_text="a .csv, or a .zip of class folders "
+                                 "or of images beside a labels CSV")
     hf_source = serializers.CharField(required=False)
     hf_split = serializers.CharField(required=False)
     header = serializers.ChoiceField(["auto", "yes", "no"], required=False)
@@ -349,6 +350,8 @@ class DatasetUploadSerializer(serializers.Serializer[Any]):
     drop_unlabelled = serializers.BooleanField(required=False, default=True)
     standardise = serializers.BooleanField(required=False, default=True)
     image_size = serializers.IntegerField(required=False, default=32)
+    image_column = serializers.CharField(required=False, help_text="a ZIP's labels CSV: its "
+                                         "column of image names (label_column: of classes)")
 
 
 class StudySummarySerializer(serializers.Serializer[Any]):

@@ -24,8 +24,9 @@ class ProjectForm(forms.Form):
 
 class MemberForm(forms.Form):
     username = forms.CharField(
-        max_length=150, label="Add a member by username",
-        help_text="an existing account; staff create accounts in the admin (/admin/)")
+        max_length=150, label="Invite a member by username",
+        help_text="an existing account; they become a member once they accept on their "
+                  "Projects page; staff create accounts in the admin (/admin/)")
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -48,7 +48,7 @@ class Dataset(models.Model):
 
     class Kind(models.TextChoices):
         CSV = "csv", "CSV table"
-        IMAGES = "images", "ZIP of images (class_name/*.png|jpg)"
+        IMAGES = "images", "ZIP of images (class folders, or beside a labels CSV)"
         HF = "hf", "Hugging Face dataset (name or local path)"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")

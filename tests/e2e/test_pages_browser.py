@@ -174,15 +174,17 @@ def test_choosing_a_set_smaller_than_the_batch_lowers_the_batch_and_gives_it_bac
 
 def test_the_upload_page_shows_the_fields_of_the_chosen_kind(page, stack):
     page.goto(f"{stack.url}/datasets/new/")
-    shown = ("() => ['file', 'hf_source', 'header', 'label_column', 'image_size', "
-             "'drop_duplicates'].filter(n => document.getElementById('id_' + n)"
+    shown = ("() => ['file', 'hf_source', 'header', 'label_column', 'image_column', "
+             "'image_size', 'drop_duplicates'].filter(n => document.getElementById('id_' + n)"
              ".closest('.field').checkVisibility())")
 
     # A CSV: its file, header and columns, not a Hugging Face name or an image size
     assert page.evaluate(shown) == ["file", "header", "label_column", "drop_duplicates"]
-    # A ZIP of images: its file and image size, no columns
+    # A ZIP of images: its file and image size, and the columns of a labels CSV beside the
+    # images (blank for class folders)
     page.select_option("#id_kind", "images")
-    assert page.evaluate(shown) == ["file", "image_size", "drop_duplicates"]
+    assert page.evaluate(shown) == ["file", "label_column", "image_column", "image_size",
+                                    "drop_duplicates"]
     # A Hugging Face set: its name and columns, no file
     page.select_option("#id_kind", "hf")
     assert page.evaluate(shown) == ["hf_source", "label_column", "drop_duplicates"]

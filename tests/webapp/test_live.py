@@ -261,10 +261,16 @@ def test_a_viewer_who_joins_a_running_run_gets_live_points_before_it_ends(make_e
     # The first message already carries points logged before the viewer joined (the unwritten
     # buffer); the history from the database has the rest.
     assert received, "no live message reached the new viewer while the run went on"
-    first_live = received[0]["points"]["loss"][0][0]
-    stored_before = [s for s in metric_store.read(experiment.pk)["loss"].steps.tolist()
-                     if s < first_live]
-    assert stored_before == list(range(1, first_live))
+    first = received[0]
+    assert first["points"].get("loss"), f"the first live message held no point: {first}"
+    first_live = first["points"]["loss"][0][0]
+    stored = metric_store.read(experiment.pk)["loss"].steps.tolist()
+    stored_before = [s for s in stored if s < first_live]
+    missing = sorted(set(range(1, first_live)) - set(stored_before))
+    assert stored_before == list(range(1, first_live)), (
+        f"first live step {first_live} (seq {first.get('seq')}), {len(stored)} stored; "
+        f"before it missing {missing[:10]}, stored twice "
+        f"{sorted({s for s in stored_before if stored_before.count(s) > 1})[:10]}")
 
 
 def test_one_flusher_serves_several_runs_of_a_process(make_experiment):

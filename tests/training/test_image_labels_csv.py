@@ -39,14 +39,6 @@ def digits(count: int = 120, classes: int = 4) -> tuple[list[bytes], list[int]]:
     return pictures, [int(t) for t in loaded.target[:count]]
 
 
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def flat_with_table(table: str, rows: list[str], name: str = "labels.csv",
                     folder: str = "images/", count: int = 40) -> bytes:
     """``count`` digits as ``folder``0000.png… beside a table of ``table`` (its header) and
@@ -56,7 +48,7 @@ def flat_with_table(table: str, rows: list[str], name: str = "labels.csv",
     lines = [table] + [row.format(i=i, stem=f"{i:04d}", label=labels[i]) for i in range(count)
                        for row in rows]
     members[name] = ("\n".join(lines) + "\n").encode()
-    return zip_of(members)
+    return image_zip(members)
 
 
 def read(archive: bytes, **columns: str) -> Any:
@@ -93,10 +85,10 @@ def test_the_labels_are_the_tables_and_not_the_order_of_the_files() -> None:
     members["labels.csv"] = ("id,label\n" + "".join(f"{i:04d},{labels[i]}\n"
                                                     for i in reversed(range(40)))).encode()
 
-    prepared = read(zip_of(members))
+    prepared = read(image_zip(members))
 
     # then each image has its own class: the same pixels as a class-folder archive's
-    folders = read_image_zip(io.BytesIO(zip_of({f"{labels[i]}/{i:04d}.png": p
+    folders = read_image_zip(io.BytesIO(image_zip({f"{labels[i]}/{i:04d}.png": p
                                                 for i, p in enumerate(pictures)})), 8)
     def pairs(read_set: Any) -> list[tuple[int, int]]:
         sums = read_set.x.reshape(40, -1).sum(1).tolist()
@@ -108,7 +100,7 @@ def test_the_labels_are_the_tables_and_not_the_order_of_the_files() -> None:
 def with_table(table: bytes, name: str = "labels.csv", count: int = 40) -> bytes:
     """``count`` digits as images/0000.png… beside ``table``."""
     pictures, _ = digits(count)
-    return zip_of({**{f"images/{i:04d}.png": p for i, p in enumerate(pictures)}, name: table})
+    return image_zip({**{f"images/{i:04d}.png": p for i, p in enumerate(pictures)}, name: table})
 
 
 def test_a_header_less_table_keeps_its_first_row() -> None:
@@ -132,7 +124,7 @@ def test_rows_and_images_that_do_not_pair_are_counted_and_named() -> None:
     lines.remove(f"0003,{labels[3]}")
     members["labels.csv"] = "\n".join(lines).encode()
 
-    prepared = read(zip_of(members))
+    prepared = read(image_zip(members))
 
     found = steps(prepared)
     assert found["rows of labels.csv naming no image in the archive skipped"]["detail"] == \
@@ -158,7 +150,7 @@ def test_kaggles_train_folder_and_table_beside_a_test_folder_and_a_sample_submis
     members["sample_submission.csv"] = ("id,label\n" + "".join(f"{i},0\n"
                                                                for i in range(20))).encode()
 
-    prepared = read(zip_of(members))
+    prepared = read(image_zip(members))
 
     # then train/'s images have train.csv's labels, and test/'s are skipped, named
     assert prepared.x.shape[0] == 40
@@ -239,12 +231,12 @@ def test_class_folders_and_a_table_labelling_them_otherwise_are_refused_as_ambig
                                                     for i in range(40))).encode()
 
     with pytest.raises(UploadError) as caught:
-        read(zip_of(members))
+        read(image_zip(members))
 
     assert caught.value.field == "label_column"
     assert "the class folders ('a', 'b') and meta.csv's column 'digit' label the images " \
            "differently" in str(caught.value)
-    assert read(zip_of(members), label="digit").label_names == ["0", "1", "2", "3"]
+    assert read(image_zip(members), label="digit").label_names == ["0", "1", "2", "3"]
 
 
 def test_class_folders_beside_a_table_of_other_facts_keep_their_labels() -> None:
@@ -254,7 +246,7 @@ def test_class_folders_beside_a_table_of_other_facts_keep_their_labels() -> None
     members["meta.csv"] = ("file,split,width\n" + "".join(
         f"{i}.png,{'train' if i % 3 else 'test'},{100 + i}\n" for i in range(40))).encode()
 
-    prepared = read(zip_of(members))
+    prepared = read(image_zip(members))
 
     assert prepared.label_names == ["a", "b"]
     assert "meta.csv" in steps(prepared)["text files beside the images skipped"]["detail"]
@@ -270,7 +262,7 @@ def test_class_folders_beside_a_table_of_other_facts_keep_their_labels() -> None
 ])
 def test_a_hostile_member_beside_a_labels_table_is_still_refused(extra: dict[str, bytes],
                                                                   words: str) -> None:
-    archive = zip_of({**_members(flat_with_table("id,label", ["{stem},{label}"])), **extra})
+    archive = image_zip({**_members(flat_with_table("id,label", ["{stem},{label}"])), **extra})
 
     with pytest.raises(UploadError) as caught:
         read(archive)
@@ -297,7 +289,7 @@ def test_every_table_counts_in_the_unpacked_size_limit_not_each_alone() -> None:
     limit = images + len(members["labels.csv"]) * 3 // 2
 
     with pytest.raises(UploadError) as caught:
-        read_image_zip(io.BytesIO(zip_of(members)), 8, limits=Limits(max_unpacked_bytes=limit))
+        read_image_zip(io.BytesIO(image_zip(members)), 8, limits=Limits(max_unpacked_bytes=limit))
 
     assert f"the limit is {limit}" in str(caught.value)
 
@@ -305,7 +297,7 @@ def test_every_table_counts_in_the_unpacked_size_limit_not_each_alone() -> None:
 def test_a_path_out_of_the_archive_in_a_cell_only_names_no_image() -> None:
     members = _members(flat_with_table("id,label", ["{stem},{label}"]))
     members["labels.csv"] += b"../../../etc/passwd,1\n/etc/shadow,2\n"
-    archive = zip_of(members)
+    archive = image_zip(members)
 
     prepared = read(archive)
 
@@ -323,7 +315,7 @@ def test_a_table_of_more_rows_than_the_limit_is_refused() -> None:
 
 def test_a_table_without_images_is_refused_for_holding_no_images() -> None:
     with pytest.raises(UploadError) as caught:
-        read(zip_of({"labels.csv": b"id,label\n1,a\n2,b\n"}))
+        read(image_zip({"labels.csv": b"id,label\n1,a\n2,b\n"}))
 
     assert str(caught.value) == "the archive holds no images"
 

@@ -24,6 +24,17 @@ IRIS_MLP = {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes"
 
 
 @pytest.fixture
+def finished_regression(make_experiment: Any) -> Experiment:
+    """A succeeded diabetes (regression) MLP run with a stored checkpoint (not a real one:
+    the form reads the spec, not the weights)."""
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
+        {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
+         "optim": {"loss": "mse"}}).to_dict())
+    store_checkpoint(source, b"archive")
+    return source
+
+
+@pytest.fixture
 def finished(make_experiment: Any) -> Any:
     """A succeeded iris MLP run with a real checkpoint of its own."""
 
@@ -122,12 +133,9 @@ def test_bad_input_is_an_error_on_its_field_and_queues_nothing(
 
 
 def test_an_unsuitable_method_is_reported_with_the_other_field_errors(owner_client,
-                                                                     make_experiment):
+                                                                     finished_regression):
     # given a finished regression run, when its distillation is asked with a bad alpha too
-    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
-        {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
-         "optim": {"loss": "mse"}}).to_dict())
-    store_checkpoint(source, b"archive")
+    source = finished_regression
     response = owner_client.post(reverse("compress-new", args=[source.pk]),
                                  _form(source, method="distill", alpha="2"))
     # then both fields carry their error
@@ -253,12 +261,9 @@ def test_a_quantized_run_cannot_be_pruned_further(owner_client, owner, finished)
 
 
 def test_the_form_says_before_a_submit_which_methods_the_run_cannot_take(owner_client,
-                                                                          make_experiment):
+                                                                          finished_regression):
     # given a finished regression MLP run
-    source = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
-        {"data": {"dataset": "diabetes"}, "model": {"arch": "mlp"},
-         "optim": {"loss": "mse"}}).to_dict())
-    store_checkpoint(source, b"archive")
+    source = finished_regression
 
     # when its Compress form is opened
     form = owner_client.get(reverse("compress-new", args=[source.pk])).context["form"]

@@ -11,39 +11,25 @@ import io
 import zipfile
 from typing import Any
 
-import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-from PIL import Image
 
 from webapp.datasets.models import Dataset, LabelScan
 
 from ..hostile import png
+from ..training.test_image_labels_csv import digits
 from .test_datasets import field_errors, media_files, upload
 from .test_labels import scanned
 from .test_unseen_uploads import member_client, train_on_it
-
-
-def digit_pictures(count: int) -> tuple[list[bytes], list[int]]:
-    """scikit-learn's 8×8 digits of classes 0 to 3 as grey PNGs, and their classes."""
-    from sklearn.datasets import load_digits
-
-    loaded = load_digits(n_class=4)
-    pictures = []
-    for pixels in loaded.images[:count]:
-        buffer = io.BytesIO()
-        Image.fromarray((pixels * 16).clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
-        pictures.append(buffer.getvalue())
-    return pictures, [int(t) for t in loaded.target[:count]]
 
 
 def kaggle_zip(count: int = 200, table: str = "", extra: dict[str, bytes] | None = None
                ) -> bytes:
     """``count`` digits as images/img_0000.png… beside train.csv (image_id without the
     extension, label), or beside ``table``."""
-    pictures, labels = digit_pictures(count)
+    pictures, labels = digits(count)
     members = {f"digits/images/img_{i:04d}.png": p for i, p in enumerate(pictures)}
     members["digits/train.csv"] = (table or "image_id,label\n" + "".join(
         f"img_{i:04d},{labels[i]}\n" for i in range(count))).encode()
@@ -98,7 +84,7 @@ def test_its_labels_are_checked_like_a_class_folder_sets(mallory, project):
 def test_rows_and_images_that_do_not_pair_are_named_on_the_dataset_page(mallory, project):
     # given a table listing an image the archive lacks, one without a label, and leaving one
     # of the archive's images out
-    _, labels = digit_pictures(40)
+    _, labels = digits(40)
     table = "image_id,label\n" + "".join(f"img_{i:04d},{labels[i]}\n" for i in range(39))
     table = table.replace("img_0005,1", "img_0005,") + "img_9999,2\n"
     client = member_client(mallory)
@@ -116,7 +102,7 @@ def test_rows_and_images_that_do_not_pair_are_named_on_the_dataset_page(mallory,
 def test_columns_that_could_each_be_the_label_are_refused_on_the_label_column(mallory,
                                                                               project):
     # given HAM10000's shape: the diagnosis "dx" and the patient's sex both look like classes
-    _, labels = digit_pictures(40)
+    _, labels = digits(40)
     table = "image_id,dx,sex\n" + "".join(f"img_{i:04d},{labels[i]},{'mf'[i % 2]}\n"
                                           for i in range(40))
     client = member_client(mallory)
@@ -174,7 +160,7 @@ def test_the_upload_page_offers_the_label_and_image_columns_for_a_zip(mallory):
 
 
 def test_the_api_takes_the_columns_by_name(mallory, project):
-    _, labels = digit_pictures(40)
+    _, labels = digits(40)
     table = "file,kind,camera\n" + "".join(f"images/img_{i:04d}.png,{labels[i]},c{i % 2}\n"
                                            for i in range(40))
 

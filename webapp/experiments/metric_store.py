@@ -216,40 +216,40 @@ def spans(experiment_id: int, key: str) -> list[Span]:
 ROWS_A_QUERY = 500  # ids in one ``read_rows`` query, below every database's limit of parameters
 
 
-def read_rows(pks: Sequence[int]) -> dict[int, Series]:
-    """The points of the rows ``pks``, each row's as it was written (``merge`` them)."""
-    rows: dict[int, Series] = {}
+Blobs = tuple[bytes, bytes, bytes]  # a row's packed steps, values and times
+
+
+def read_rows(pks: Sequence[int]) -> dict[int, Blobs]:
+    """The packed points of the rows ``pks``, each row's as it was written (``merge`` them)."""
+    rows: dict[int, Blobs] = {}
     for start in range(0, len(pks), ROWS_A_QUERY):
         for pk, steps, values, times in MetricChunk.objects.filter(
                 pk__in=pks[start:start + ROWS_A_QUERY]).values_list(
                 "pk", "steps", "values", "times"):
-            rows[pk] = Series(*(np.frombuffer(blob, dtype=dtype) for blob, dtype in
-                                ((steps, "<i8"), (values, "<f8"), (times, "<f8"))))
+            rows[pk] = (steps, values, times)
     return rows
 
 
-def merge(rows: Mapping[int, Series]) -> Series:
+def merge(rows: Mapping[int, Blobs]) -> Series:
     """One series of rows read with ``read_rows``, as ``read`` keeps them: by step, the last
     written of each step. Exactly ``read``'s answer when no row left out holds one of its
     steps."""
-    ordered = [rows[pk] for pk in sorted(rows)]
-    if not ordered:
+    if not rows:
         return Series(np.empty(0, "<i8"), np.empty(0, "<f8"), np.empty(0, "<f8"))
-    return _dedupe(*(np.concatenate([getattr(s, column) for s in ordered])
-                     for column in ("steps", "values", "times")))
+    return _merge([rows[pk] for pk in sorted(rows)])
 
 
-def _blobs_by_run(chunks: Any) -> dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]]:
+def _blobs_by_run(chunks: Any) -> dict[int, dict[str, list[Blobs]]]:
     """The packed columns of ``chunks`` (a MetricChunk queryset), by run and metric, in the
     order they were written."""
-    parts: dict[int, dict[str, list[tuple[bytes, bytes, bytes]]]] = {}
+    parts: dict[int, dict[str, list[Blobs]]] = {}
     for run_id, key, steps, values, times in chunks.order_by("id").values_list(
             "experiment_id", "key", "steps", "values", "times"):
         parts.setdefault(run_id, {}).setdefault(key, []).append((steps, values, times))
     return parts
 
 
-def _merge(blobs: list[tuple[bytes, bytes, bytes]]) -> Series:
+def _merge(blobs: list[Blobs]) -> Series:
     return _dedupe(
         np.concatenate([np.frombuffer(s, dtype="<i8") for s, _, _ in blobs]),
         np.concatenate([np.frombuffer(v, dtype="<f8") for _, v, _ in blobs]),

@@ -130,7 +130,7 @@ def page(run_id: int, stored: str, logged: Callable[[np.ndarray], np.ndarray],
     """The first ``limit`` points of metric ``stored`` of the run after ``after`` (from the
     first without it); ``logged`` gives the steps a script logged of the stored ones."""
     spans = Rows.of(metric_store.spans(run_id, stored))
-    rows: dict[int, metric_store.Series] = {}
+    rows: dict[int, metric_store.Blobs] = {}
     read = np.zeros(len(spans.pks), bool)
     wanted = spans.earliest_until(spans.following(after), limit)
     ahead = Ordered(*(np.empty(0, dtype) for dtype in ("<i8", "<i8", "<f8", "<i8")))

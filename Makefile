@@ -11,7 +11,8 @@ INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 CHROMIUM := /usr/bin/chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt \
-    packages/fitboard-model/pyproject.toml packages/fitboard-example-plugin/pyproject.toml
+    packages/fitboard-model/pyproject.toml packages/fitboard-example-plugin/pyproject.toml \
+    clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(INSTALL) --upgrade pip
 	$(INSTALL) -r requirements-dev.txt

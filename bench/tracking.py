@@ -6,7 +6,14 @@
    Target >= 50,000 points/s.
 2. The unmodified ``mlflow`` client logging to Fitboard vs to a local ``mlflow server``
    (SQLite backend, started here), rounds alternating: a script's usual ``log_metric`` per
-   point, and ``log_batch`` of 1000. Target: Fitboard >= 10x. Each arm is a child interpreter:
+   point, and ``log_batch`` of 1000. Target: Fitboard >= 10x. Fitboard in two arms: at its
+   ``http://`` URL (MLflow's REST API, what the client sends any server), and at
+   ``fitboard+http://`` (the ``fitboard`` package's tracking store for the mlflow client:
+   the same script, its metrics put in a buffer that a background thread sends in batches over
+   Fitboard's native API, everything else over the REST API, ``end_run`` waiting for every
+   point). Beside MLflow's synchronous default, the ``log_metric`` case also times MLflow's own
+   batching (``synchronous=False``, its server) as the store's like-for-like baseline. Each
+   arm is a child interpreter:
    ``set_tracking_uri``, ``set_experiment`` (one get-by-name), then timed: ``start_run``
    (runs/create), the points (``log_metric``: one POST per point, three names per step;
    ``log_batch``: one POST per 1000 points) and ``end_run`` (runs/update, where Fitboard
@@ -17,8 +24,9 @@
    of the server (all its processes, psutil) over the arm.
 3. Training-loop overhead: one small torch loop (MNIST-sized MLP, batch 64, 1 thread), plain
    and logging its loss and accuracy every step through the native client, MLflow's client (to
-   the local server; synchronous as by default, and ``synchronous=False``) and Trackio's
-   (local). Throughput ratio to the plain loop of the same round; target >= 0.97 for Fitboard.
+   the local server; synchronous as by default, and ``synchronous=False``; and to Fitboard
+   through the store, ``mlflow-store``) and Trackio's (local).
+   Throughput ratio to the plain loop of the same round; target >= 0.97 for Fitboard.
    Beside it, the same ratio of the loop thread's CPU time (``time.thread_time``), which the
    other processes of a shared machine move less than wall time: what logging costs the
    training thread itself, without the waits for a core or for the GIL.
@@ -54,6 +62,7 @@ ENVS = _stack.REPO / "var" / "bench-envs"
 MLFLOW_VERSION = "3.17.2"  # the client the tests pin (requirements-dev.txt)
 INGEST_POINTS = 200_000  # per round of (1): 20,000 steps x 10 metrics
 MLFLOW_POINTS = {"log_metric": 1_500, "log_batch": 30_000}  # per round of (2)
+STORE_SCHEME = "fitboard+"  # the fitboard package's mlflow tracking store
 LOOP_STEPS = 3_000  # per round of (3)
 
 
@@ -83,10 +92,11 @@ def arm_mlflow(url: str, token: str, points: int, how: str) -> dict[str, float]:
     client = mlflow.MlflowClient()
     start, cpu = time.perf_counter(), time.process_time()
     with mlflow.start_run(run_name=f"mlflow-{how}") as run:
-        if how == "log_metric":
+        if how in ("log_metric", "log_metric_async"):
+            synchronous = how == "log_metric"
             for step in range(points // 3):
                 for key in ("loss", "eval_loss", "eval_accuracy"):
-                    mlflow.log_metric(key, step * 1e-3, step=step)
+                    mlflow.log_metric(key, step * 1e-3, step=step, synchronous=synchronous)
         else:
             stamp = int(time.time() * 1000)
             for first in range(0, points, 1000):
@@ -134,13 +144,13 @@ def _logger(url: str, token: str, how: str) -> tuple[Any, Any]:
 
         run = fitboard.init(project="bench", name="loop", url=url, token=token)
         return run.log, run.finish
-    if how in ("mlflow", "mlflow-async"):
+    if how in ("mlflow", "mlflow-async", "mlflow-store"):
         import mlflow
 
         mlflow.set_tracking_uri(url)
         mlflow.set_experiment("bench")
         mlflow.start_run()
-        sync = how == "mlflow"
+        sync = how != "mlflow-async"  # (the store batches without being asked)
         return ((lambda m, step: mlflow.log_metrics(m, step=step, synchronous=sync)),
                 mlflow.end_run)
     import trackio
@@ -189,7 +199,7 @@ def server_cpu_s(url: str) -> float:
     """CPU seconds used so far by the server at ``url`` and its children (MLflow's workers)."""
     import psutil
 
-    process = psutil.Process(SERVERS[url].pid)
+    process = psutil.Process(SERVERS[url.removeprefix(STORE_SCHEME)].pid)
     total = 0.0
     for one in [process, *process.children(recursive=True)]:
         try:
@@ -274,29 +284,41 @@ def bench_ingest(fitboard: str, token: str, rounds: int) -> None:
 
 
 def bench_mlflow(fitboard: str, token: str, mlflow_url: str, rounds: int) -> None:
-    print("\n(2) the mlflow client: to Fitboard vs to a local `mlflow server` (SQLite)",
-          flush=True)
+    print("\n(2) the mlflow client: to Fitboard (http://: MLflow's REST API; fitboard+http://: "
+          "the fitboard package's store, metrics batched by a background thread) vs to a local "
+          "`mlflow server` (SQLite)", flush=True)
     for how, points in MLFLOW_POINTS.items():
-        rates: dict[str, list[float]] = {"fitboard": [], "mlflow server": []}
+        # label: (tracking URI, the server's URL, the arm's way of logging)
+        arms = {"fitboard http": (fitboard, fitboard, how),
+                "fitboard store": (STORE_SCHEME + fitboard, fitboard, how),
+                "mlflow server": (mlflow_url, mlflow_url, how)}
+        if how == "log_metric":  # MLflow's own batching, the store's like
+            arms["mlflow async"] = (mlflow_url, mlflow_url, "log_metric_async")
+        rates: dict[str, list[float]] = {label: [] for label in arms}
         # Where a point's time goes: the client's own CPU, the server's (all its processes).
-        client_us: dict[str, list[float]] = {"fitboard": [], "mlflow server": []}
-        server_us: dict[str, list[float]] = {"fitboard": [], "mlflow server": []}
+        client_us: dict[str, list[float]] = {label: [] for label in arms}
+        server_us: dict[str, list[float]] = {label: [] for label in arms}
         for r in range(rounds):
-            for target in rotated(list(rates), r):
-                url = fitboard if target == "fitboard" else mlflow_url
-                before = server_cpu_s(url)
-                result = measure(sys.executable, f"mlflow-{how}", url, token, points)
-                rates[target].append(result["points"] / result["seconds"])
-                client_us[target].append(result["client_cpu_s"] / points * 1e6)
-                server_us[target].append((server_cpu_s(url) - before) / points * 1e6)
-        ratios = [f / m for f, m in zip(rates["fitboard"], rates["mlflow server"], strict=True)]
+            for label in rotated(list(arms), r):
+                uri, server, way = arms[label]
+                before = server_cpu_s(server)
+                result = measure(sys.executable, f"mlflow-{way}", uri, token, points)
+                rates[label].append(result["points"] / result["seconds"])
+                client_us[label].append(result["client_cpu_s"] / points * 1e6)
+                server_us[label].append((server_cpu_s(server) - before) / points * 1e6)
         print(f"  {how} ({points:,} points a round):")
-        for target, values in rates.items():
-            print(f"    {target:<14} points/s {spread(values)}; CPU per point: client "
-                  f"{statistics.median(client_us[target]):,.0f} us, server "
-                  f"{statistics.median(server_us[target]):,.0f} us")
-        print(f"    Fitboard / mlflow server: {spread(ratios, 2)}x (target >= 10x: "
-              f"{'met' if statistics.median(ratios) >= 10 else 'NOT met'})")
+        for label, values in rates.items():
+            print(f"    {label:<15} points/s {spread(values)}; CPU per point: client "
+                  f"{statistics.median(client_us[label]):,.0f} us, server "
+                  f"{statistics.median(server_us[label]):,.0f} us")
+        for label, baseline in (("fitboard http", "mlflow server"),
+                                ("fitboard store", "mlflow server"),
+                                ("fitboard store", "mlflow async")):
+            if baseline not in rates:
+                continue
+            ratios = [f / m for f, m in zip(rates[label], rates[baseline], strict=True)]
+            print(f"    {label} / {baseline}: {spread(ratios, 2)}x (target >= 10x: "
+                  f"{'met' if statistics.median(ratios) >= 10 else 'NOT met'})")
 
 
 def bench_overhead(fitboard: str, token: str, mlflow_url: str | None, trackio: Path | None,
@@ -308,6 +330,7 @@ def bench_overhead(fitboard: str, token: str, mlflow_url: str | None, trackio: P
     if mlflow_url:
         arms += [("mlflow", sys.executable, mlflow_url),
                  ("mlflow-async", sys.executable, mlflow_url)]
+    arms.append(("mlflow-store", sys.executable, STORE_SCHEME + fitboard))
     if trackio:
         arms.append(("trackio", trackio, ""))
     if only_arms:  # e.g. "plain,fitboard": more rounds of the arms that matter, in less time

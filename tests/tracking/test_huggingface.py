@@ -75,11 +75,13 @@ def sst2_trainer(url: str, token: str, monkeypatch: Any, tmp_path: Any,
                    compute_metrics=compute_metrics)
 
 
+# "fitboard+": the same through the fitboard package's tracking store (its points batched)
+@pytest.mark.parametrize("scheme", ["", "fitboard+"])
 def test_trainer_reporting_to_mlflow_logs_into_fitboard(live_server, token, project,
-                                                        monkeypatch, tmp_path):
+                                                        monkeypatch, tmp_path, scheme):
     # given a Trainer script pointed at Fitboard through the environment only
     trainer = sst2_trainer(
-        live_server.url, token, monkeypatch, tmp_path, accuracy, max_steps=8,
+        scheme + live_server.url, token, monkeypatch, tmp_path, accuracy, max_steps=8,
         per_device_train_batch_size=8, logging_steps=1, eval_strategy="steps", eval_steps=2,
         run_name="minilm-sst2")
 

@@ -104,6 +104,21 @@ class Run:
             if self._queued >= self._batch:
                 self._cond.notify_all()
 
+    def log_records(self, records: list[Record]) -> None:
+        """Log points that carry their own steps and times: ``(step, unix time in seconds,
+        {name: float})`` each, as they are (the ``mlflow`` client's tracking store hands its
+        points over so, ``fitboard.mlflow_store``). Blocks as ``log`` does."""
+        if self.finished:
+            raise FitboardError("this run is finished")
+        with self._lock:
+            if self._queued >= self._max:
+                self._wait_for_room()
+            self._buffer.extend(records)
+            self._logged += len(records)
+            self._queued += sum(len(values) for _, _, values in records)
+            if self._queued >= self._batch:
+                self._cond.notify_all()
+
     def _wait_for_room(self) -> None:
         """Block (the caller holds the lock) while the buffer is full and the sender alive."""
         while self._queued >= self._max and self._sender.is_alive():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import time
 import urllib.parse
 from typing import Any, BinaryIO
@@ -22,13 +23,15 @@ class Transport:
     """Requests to one server with one token. Not shared between threads: each thread of a
     run has its own (a connection carries one request at a time)."""
 
-    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 8) -> None:
+    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 8,
+                 context: ssl.SSLContext | None = None) -> None:
         parts = urllib.parse.urlsplit(url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FitboardError(f"FITBOARD_URL must be http(s)://host[:port], got {url!r}")
         self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
         self.prefix = parts.path
         self.token, self.timeout, self.retries = token, timeout, retries
+        self.context = context  # https only: certificates other than the system's
         self._conn: http.client.HTTPConnection | None = None
 
     def post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +71,13 @@ class Transport:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            kind = http.client.HTTPSConnection if self.scheme == "https" else \
-                http.client.HTTPConnection
-            self._conn = kind(self.host, self.port, timeout=self.timeout)
+            if self.scheme == "https":
+                self._conn = http.client.HTTPSConnection(self.host, self.port,
+                                                         timeout=self.timeout,
+                                                         context=self.context)
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port,
+                                                        timeout=self.timeout)
         return self._conn
 
     def close(self) -> None:

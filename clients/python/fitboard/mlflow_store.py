@@ -1,0 +1,210 @@
+"""The ``mlflow`` client's tracking store for ``fitboard+http://`` and ``fitboard+https://``
+tracking URIs.
+
+A script that logs with ``mlflow`` and sets ``MLFLOW_TRACKING_URI=fitboard+https://host`` (and
+``MLFLOW_TRACKING_TOKEN``) logs into Fitboard unchanged, as with ``https://host``, except that
+its metrics stop waiting on the network: ``log_metric`` and ``log_batch`` put the points in a
+buffer that a background thread sends in batches over Fitboard's native API (``fitboard.Run``),
+as MLflow's ``synchronous=False`` does with its own server. Over ``https://``, each
+``log_metric`` is one request that the training loop waits for, and each point of a
+``log_batch`` is an object serialized through protobuf.
+
+Everything else goes over MLflow's REST API exactly as ``https://`` sends it (``RestStore``).
+Before any of it, the points logged so far are sent: a script reads back what it logged
+(``get_metric_history``), a param or tag lands after the points logged before it, and
+``end_run`` returns once every point is stored. Points the server refused (a run the token
+does not reach, a full quota) raise ``MlflowException`` naming the run and the reason at the
+run's next ``log_metric`` or ``log_batch``, or at its ``end_run`` (after the run is ended), as
+MLflow's own asynchronous logging raises at its flush. Points linked to a logged model or a data set
+(mlflow 3's ``model_id``, ``dataset_name``) go over the REST API, which links them.
+
+Registered by the ``fitboard`` package's entry points (``fitboard.mlflow_plugin``:
+``mlflow.tracking_store``, ``mlflow.model_registry_store``, and ``mlflow.artifact_repository``
+for ``mlflow-artifacts:`` URIs, which MLflow resolves against the tracking URI and would refuse
+for its scheme).
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
+from mlflow.store.tracking.rest_store import RestStore
+from mlflow.utils.credentials import get_default_host_creds
+
+from fitboard.run import Columns, Record, Run
+from fitboard.transport import FitboardError, Transport
+
+SCHEME_PREFIX = "fitboard+"
+
+
+def rest_uri(uri: str) -> str:
+    """``fitboard+https://host`` as ``https://host``: where MLflow's REST API is."""
+    return uri[len(SCHEME_PREFIX):] if uri.startswith(SCHEME_PREFIX) else uri
+
+
+class FitboardStore(RestStore):  # type: ignore[misc]
+    """MLflow's REST store, with metrics sent in batches by a background thread per run."""
+
+    def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
+        self.rest_uri = rest_uri(store_uri)
+        super().__init__(functools.partial(get_default_host_creds, self.rest_uri))
+        self._runs: dict[str, Run] = {}  # run id: its buffer and sender thread
+        self._runs_lock = threading.Lock()
+
+    # --- Metrics: into the run's buffer ------------------------------------------------
+
+    def log_metric(self, run_id: str, metric: Any) -> None:
+        self._raise_refused(run_id)
+        sender = None if _linked(metric) else self._sender(run_id)
+        if sender is None:
+            super().log_metric(run_id, metric)
+        else:
+            sender.log_records([(int(metric.step or 0), int(metric.timestamp) / 1000,
+                                 {metric.key: float(metric.value)})])
+
+    def log_batch(self, run_id: str, metrics: Sequence[Any], params: Sequence[Any],
+                  tags: Sequence[Any]) -> None:
+        self._raise_refused(run_id)
+        sender = self._sender(run_id) if metrics else None
+        if sender is not None:
+            records, metrics = _records(metrics)
+            if records:
+                sender.log_records(records)
+        if metrics or params or tags:
+            super().log_batch(run_id, metrics, params, tags)
+
+    def update_run_info(self, run_id: str, run_status: Any, *args: Any, **kwargs: Any) -> Any:
+        # The run ends (or is renamed) even when some of its points were refused; then the
+        # script is told. An ended run's sender thread ends with it (a study's hundreds of
+        # runs do not keep a thread each).
+        info = super().update_run_info(run_id, run_status, *args, **kwargs)
+        if RunStatus.is_terminated(run_status):
+            with self._runs_lock:
+                run = self._runs.pop(run_id, None)
+            if run is not None:
+                run.finish()
+                self._raise_refused(run_id, run)
+        self._raise_refused(run_id)
+        return info
+
+    # --- The rest: MLflow's REST API, after the points logged before it ----------------
+
+    def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+        self.flush()
+        return super()._call_endpoint(*args, **kwargs)
+
+    def flush(self) -> None:
+        """Return once every point logged so far is stored or refused."""
+        with self._runs_lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.flush()
+
+    def _raise_refused(self, run_id: str, run: Run | None = None) -> None:
+        """MlflowException if the server refused points of the run since this was last
+        raised (the call that raises logs nothing)."""
+        run = run or self._runs.get(run_id)
+        if run is None or not run.errors:
+            return
+        errors, run.errors = run.errors, []
+        more = f" (and {len(errors) - 1} more batches)" if len(errors) > 1 else ""
+        raise MlflowException(f"metrics logged earlier were not stored: run {run_id}: "
+                              f"{errors[0]}{more}")
+
+    def _sender(self, run_id: str) -> Run | None:
+        """The run's buffer, started at its first point; None where the points must go over
+        the REST API (a run id that is not Fitboard's, credentials the native API does not
+        take)."""
+        run = self._runs.get(run_id)
+        if run is not None and not run.finished:
+            return run
+        with self._runs_lock:
+            run = self._runs.get(run_id)
+            if run is None or run.finished:
+                sink = _sink(self.rest_uri, self.get_host_creds(), run_id)
+                if sink is None:
+                    return None
+                run = self._runs[run_id] = Run(sink)
+        return run
+
+
+def _linked(metric: Any) -> bool:
+    """A point linked to a logged model or a data set (mlflow 3), which the REST API links."""
+    return bool(getattr(metric, "model_id", None) or getattr(metric, "dataset_name", None)
+                or getattr(metric, "dataset_digest", None))
+
+
+def _records(metrics: Sequence[Any]) -> tuple[list[Record], list[Any]]:
+    """A batch's points as the buffer's records, and those linked to a model or a data set.
+    Consecutive points of one step and time share a record (a batch usually holds a step's
+    metrics); a name logged again at them starts another, as MLflow keeps both. float() and
+    int(): the mlflow client passes numpy scalars and ints through."""
+    records: list[Record] = []
+    linked = []
+    values: dict[str, float] = {}
+    at = None
+    for metric in metrics:
+        if _linked(metric):
+            linked.append(metric)
+            continue
+        step, stamp, key = metric.step, metric.timestamp, metric.key
+        if (step, stamp) != at or key in values:
+            values, at = {}, (step, stamp)
+            records.append((int(step or 0), int(stamp) / 1000, values))
+        values[key] = float(metric.value)
+    return records, linked
+
+
+class _PointsSink:
+    """Where a run's buffer goes: Fitboard's native ``runs/log`` (one request a batch). The
+    run is ended by the mlflow client (``update_run_info``), not here."""
+
+    def __init__(self, transport: Transport, run_id: int) -> None:
+        self.transport, self.run_id = transport, run_id
+
+    def write(self, columns: Columns) -> None:
+        self.transport.post("runs/log", {"run_id": self.run_id, "metrics": columns})
+
+    def checkpoint(self, path: Any, name: str) -> None:
+        raise FitboardError("the mlflow client logs files with log_artifact")
+
+    def finish(self, status: str, ended: float) -> None:
+        self.transport.close()
+
+
+def _sink(url: str, creds: Any, run_id: str) -> _PointsSink | None:
+    token = creds.token or creds.password  # Fitboard reads a token as basic auth's password
+    if not run_id.isdigit() or not token or getattr(creds, "client_cert_path", None) \
+            or getattr(creds, "aws_sigv4", False) or getattr(creds, "auth", None):
+        return None
+    context = None
+    if url.startswith("https://"):
+        context = ssl.create_default_context(cafile=getattr(creds, "server_cert_path", None))
+        if getattr(creds, "ignore_tls_verification", False):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    return _PointsSink(Transport(url, token, context=context), int(run_id))
+
+
+def registry_store(store_uri: str, **_: Any) -> RegistryRestStore:
+    """The model registry at a ``fitboard+http(s)://`` URI: MLflow's REST store, as for
+    ``http(s)://``."""
+    return RegistryRestStore(functools.partial(get_default_host_creds, rest_uri(store_uri)))
+
+
+class ArtifactsRepository(MlflowArtifactsRepository):  # type: ignore[misc]
+    """``mlflow-artifacts:`` URIs, resolved against the tracking URI's server as MLflow does,
+    with ``fitboard+http(s)://`` read as ``http(s)://``; any other tracking URI exactly as
+    MLflow's own repository reads it."""
+
+    @classmethod
+    def resolve_uri(cls, artifact_uri: str, tracking_uri: str) -> str:
+        return str(super().resolve_uri(artifact_uri, rest_uri(tracking_uri)))

@@ -11,8 +11,8 @@
    ``fitboard+http://`` (the ``fitboard`` package's tracking store for the mlflow client:
    the same script, its metrics put in a buffer that a background thread sends in batches over
    Fitboard's native API, everything else over the REST API, ``end_run`` waiting for every
-   point). Beside MLflow's synchronous default, the ``log_metric`` case also times MLflow's own
-   batching (``synchronous=False``, its server) as the store's like-for-like baseline. Each
+   point). Beside MLflow's synchronous default, each case also times MLflow's own background
+   logging (``synchronous=False``, to its server) as the store's like-for-like baseline. Each
    arm is a child interpreter:
    ``set_tracking_uri``, ``set_experiment`` (one get-by-name), then timed: ``start_run``
    (runs/create), the points (``log_metric``: one POST per point, three names per step;
@@ -99,8 +99,9 @@ def arm_mlflow(url: str, token: str, points: int, how: str) -> dict[str, float]:
                     mlflow.log_metric(key, step * 1e-3, step=step, synchronous=synchronous)
         else:
             stamp = int(time.time() * 1000)
+            synchronous = how == "log_batch"
             for first in range(0, points, 1000):
-                client.log_batch(run.info.run_id, metrics=[
+                client.log_batch(run.info.run_id, synchronous=synchronous, metrics=[
                     Metric(f"metric_{i % 10}", i * 1e-3, stamp, i // 10)
                     for i in range(first, min(first + 1000, points))])
     return {"seconds": time.perf_counter() - start, "points": points,
@@ -292,8 +293,8 @@ def bench_mlflow(fitboard: str, token: str, mlflow_url: str, rounds: int) -> Non
         arms = {"fitboard http": (fitboard, fitboard, how),
                 "fitboard store": (STORE_SCHEME + fitboard, fitboard, how),
                 "mlflow server": (mlflow_url, mlflow_url, how)}
-        if how == "log_metric":  # MLflow's own batching, the store's like
-            arms["mlflow async"] = (mlflow_url, mlflow_url, "log_metric_async")
+        # MLflow's own background logging (synchronous=False), the store's like
+        arms["mlflow async"] = (mlflow_url, mlflow_url, f"{how}_async")
         rates: dict[str, list[float]] = {label: [] for label in arms}
         # Where a point's time goes: the client's own CPU, the server's (all its processes).
         client_us: dict[str, list[float]] = {label: [] for label in arms}

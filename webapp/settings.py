@@ -394,10 +394,14 @@ FITBOARD_STUDY_WATCHDOG = env_int("FITBOARD_STUDY_WATCHDOG_S", 30, minimum=1)
 
 # The tracking API (webapp.tracking), for runs trained elsewhere: each API token may make at
 # most FITBOARD_API_RATE_PER_MIN requests a minute (then 429 until the minute is over; the
-# mlflow client waits and retries); a running external run that sends nothing for
-# FITBOARD_EXTERNAL_HEARTBEAT_S seconds is marked failed (its script died or lost the network).
+# mlflow client waits and retries); a running external run whose client beats (the native
+# client, the mlflow client's fitboard+http store) and that sends nothing for
+# FITBOARD_EXTERNAL_HEARTBEAT_S seconds is marked failed (its script died or lost the network);
+# one logged over MLflow's REST API, which has no heartbeat, after FITBOARD_EXTERNAL_SILENCE_S
+# (a script that logs once an epoch may be quiet for an hour).
 FITBOARD_API_RATE_PER_MIN = env_int("FITBOARD_API_RATE_PER_MIN", 6000, minimum=1)
 FITBOARD_EXTERNAL_HEARTBEAT = env_int("FITBOARD_EXTERNAL_HEARTBEAT_S", 300, minimum=1)
+FITBOARD_EXTERNAL_SILENCE = env_int("FITBOARD_EXTERNAL_SILENCE_S", 86400, minimum=1)
 # Runs one user's scripts may create in an hour through the tracking APIs (0 = no limit): a
 # search with a filter reads every run of its projects, so a member's loop of runs/create made
 # every teammate's search slower by the second (2.6 s at 20,000 runs).

@@ -147,23 +147,28 @@ def test_an_artifact_goes_up_and_comes_back_and_is_listed_on_the_run_page(
 
 def test_a_running_external_run_that_goes_silent_is_failed_by_housekeeping(
         tracking, settings):
-    # given a run whose script stopped sending FITBOARD_EXTERNAL_HEARTBEAT_S ago
+    # given a run whose script (MLflow's REST API: no heartbeat) stopped sending
+    # FITBOARD_EXTERNAL_SILENCE_S ago, and one quiet for longer than a beating client may be
     settings.FITBOARD_EXTERNAL_HEARTBEAT = 300
+    settings.FITBOARD_EXTERNAL_SILENCE = 3600
     mlflow.set_experiment("vision")
     run_id = int(mlflow.start_run().info.run_id)
     mlflow.log_metric("loss", 1.0)
     Experiment.objects.filter(pk=run_id).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=301))
+        heartbeat_at=timezone.now() - timedelta(seconds=3601))
     lively_id = int(MlflowClient().create_run(
         Experiment.objects.get(pk=run_id).project_id).info.run_id)
+    Experiment.objects.filter(pk=lively_id).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=1800))
 
     # when the housekeeping runs
     counts = housekeeping.housekeeping()
 
-    # then the silent run failed with the reason, the lively one runs on
+    # then the silent run failed with the reason; the other, quiet for half an hour (a long
+    # epoch), runs on
     silent = Experiment.objects.get(pk=run_id)
     assert counts["silent"] == 1
-    assert silent.status == "failed" and silent.error == "no data from the script for 300 s"
+    assert silent.status == "failed" and silent.error == "no data from the script for 3600 s"
     assert Experiment.objects.get(pk=lively_id).status == "running"
     mlflow.end_run()
 

@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import mlflow
@@ -18,11 +20,12 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.signals import request_started
+from django.utils import timezone
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from webapp.experiments import metric_store
+from webapp.experiments import housekeeping, metric_store
 from webapp.experiments.models import Experiment
 from webapp.projects.actions import create_project
 from webapp.tracking import ingest
@@ -154,6 +157,11 @@ def test_a_run_of_another_project_is_refused_as_over_http(fast):
     other = User.objects.create_user("other", password="other-pass-123")
     theirs = ingest.create_run(other, create_project(other, "theirs"), "private", {})
 
+    def beating() -> int:
+        return sum(t.name == "fitboard-heartbeat" for t in threading.enumerate())
+
+    before = beating()
+
     # when the script logs into it, nothing is stored, and once the refusal is back (any
     # other call waits for it) its next point there says why
     fast.log_metric(str(theirs.pk), "loss", 1.0, step=0)
@@ -161,19 +169,27 @@ def test_a_run_of_another_project_is_refused_as_over_http(fast):
     with pytest.raises(MlflowException, match=f"run {theirs.pk}: HTTP 404"):
         fast.log_metric(str(theirs.pk), "loss", 2.0, step=1)
     assert metric_store.read(theirs.pk) == {}
+    # and the store stops beating for a run that is not the token's (refused at once)
+    for _ in range(100):
+        if beating() == before:
+            break
+        time.sleep(0.05)
+    assert beating() == before
 
 
-def test_an_ended_run_leaves_no_sender_thread_behind(fast):
-    # a study logs hundreds of runs from one process: each run's sender ends with the run
-    def senders() -> int:
-        return sum(t.name == "fitboard-sender" for t in threading.enumerate())
+def test_an_ended_run_leaves_no_thread_behind(fast):
+    # a study logs hundreds of runs from one process: each run's sender and heartbeat end
+    # with the run
+    def senders() -> tuple[int, int]:
+        names = [t.name for t in threading.enumerate()]
+        return names.count("fitboard-sender"), names.count("fitboard-heartbeat")
 
     mlflow.set_experiment("vision")
     before = senders()
     for trial in range(5):
         with mlflow.start_run(run_name=f"trial-{trial}"):
             mlflow.log_metric("loss", 1 / (trial + 1))
-            assert senders() == before + 1
+            assert senders() == (before[0] + 1, before[1] + 1)
     assert senders() == before
 
 
@@ -222,3 +238,33 @@ def test_odd_batches_read_back_as_they_do_over_http(fast, live_server):
     over_http, through_store = histories
     assert through_store == over_http
     assert len(over_http["acc"]) == 5 and len(over_http["loss"]) == 2
+
+
+def test_a_run_logged_through_the_store_beats_and_is_failed_only_when_its_script_dies(
+        fast, live_server, settings):
+    # given runs with a short heartbeat window: one through the store, one over MLflow's
+    # REST API (no heartbeat), both quiet since their start
+    settings.FITBOARD_EXTERNAL_HEARTBEAT = 60
+    settings.FITBOARD_EXTERNAL_SILENCE = 3600
+    mlflow.set_experiment("vision")
+    beating = fast.create_run(fast.get_experiment_by_name("vision").experiment_id)
+    rest = MlflowClient(tracking_uri=live_server.url)
+    quiet = rest.create_run(rest.get_experiment_by_name("vision").experiment_id)
+    run = Experiment.objects.get(pk=int(beating.info.run_id))
+    for _ in range(100):  # the store's first beat goes at once, from its own thread
+        run.refresh_from_db()
+        if run.beats:
+            break
+        time.sleep(0.05)
+    assert run.beats and not Experiment.objects.get(pk=int(quiet.info.run_id)).beats
+
+    # when both have been silent for ten minutes
+    Experiment.objects.filter(pk__in=[run.pk, int(quiet.info.run_id)]).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=10))
+    housekeeping.fail_silent_external_runs()
+
+    # then the beating run's script is taken for dead, and the other may be in a long epoch
+    run.refresh_from_db()
+    assert run.status == "failed" and "no data from the script for 60 s" in run.error
+    assert Experiment.objects.get(pk=int(quiet.info.run_id)).status == "running"
+    fast.set_terminated(beating.info.run_id)

@@ -78,7 +78,7 @@ def test_a_heartbeat_keeps_a_quiet_run_running_and_its_absence_fails_it(token, p
     housekeeping.fail_silent_external_runs()
 
     # then the one that beat runs on, and the other failed with the reason
-    assert beat.json() == {"status": "running"}
+    assert beat.json() == {"status": "running", "heartbeat_s": 20}
     assert Experiment.objects.get(pk=quiet).status == "running"
     failed = Experiment.objects.get(pk=dead)
     assert failed.status == "failed" and "no data from the script for 60 s" in failed.error

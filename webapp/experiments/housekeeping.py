@@ -53,20 +53,24 @@ def housekeeping() -> dict[str, int]:
 
 
 def fail_silent_external_runs() -> int:
-    """Fail the running external runs (logged by a script through the tracking API) that sent
-    nothing for FITBOARD_EXTERNAL_HEARTBEAT_S: their script died or lost the network. Every
-    request for such a run renews its ``heartbeat_at``."""
-    silence = settings.FITBOARD_EXTERNAL_HEARTBEAT
-    cutoff = timezone.now() - timedelta(seconds=silence)
+    """Fail the running external runs (logged by a script through the tracking API) whose
+    script went silent: FITBOARD_EXTERNAL_HEARTBEAT_S without a request where its client beats
+    (``Experiment.beats``), FITBOARD_EXTERNAL_SILENCE_S where it does not (MLflow's REST API:
+    a quiet script may be alive in a long epoch). Every request for such a run renews its
+    ``heartbeat_at``."""
+    now = timezone.now()
     failed = 0
-    for run in Experiment.objects.filter(kind=Experiment.Kind.EXTERNAL,
-                                         status=Experiment.Status.RUNNING,
-                                         heartbeat_at__lt=cutoff):
-        # Conditional on the lease epoch read: a run that ends meanwhile is left alone.
-        if run.finish(Experiment.Status.FAILED, lease=run.lease_epoch,
-                      error=f"no data from the script for {silence} s"):
-            failed += 1
-            logger.warning("external run %s sent nothing for %s s; failed", run.pk, silence)
+    for beats, silence in ((True, settings.FITBOARD_EXTERNAL_HEARTBEAT),
+                           (False, settings.FITBOARD_EXTERNAL_SILENCE)):
+        for run in Experiment.objects.filter(
+                kind=Experiment.Kind.EXTERNAL, status=Experiment.Status.RUNNING, beats=beats,
+                heartbeat_at__lt=now - timedelta(seconds=silence)):
+            # Conditional on the lease epoch read: a run that ends meanwhile is left alone.
+            if run.finish(Experiment.Status.FAILED, lease=run.lease_epoch,
+                          error=f"no data from the script for {silence} s"):
+                failed += 1
+                logger.warning("external run %s sent nothing for %s s; failed", run.pk,
+                               silence)
     return failed
 
 

@@ -131,6 +131,11 @@ class Experiment(models.Model):
     # The lease (see the class docstring): rises on every start and every take-back.
     lease_epoch = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # An external run whose script's client beats (the native client, the mlflow client's
+    # fitboard+http store): failed after FITBOARD_EXTERNAL_HEARTBEAT_S of silence. A script on
+    # MLflow's REST API sends no heartbeat, so it may be quiet for a long epoch:
+    # FITBOARD_EXTERNAL_SILENCE_S (``housekeeping.fail_silent_external_runs``).
+    beats = models.BooleanField(default=False)
     restarts = models.PositiveIntegerField(default=0)  # times a dead worker's job was re-queued
     # When the job's message last went to the broker: a queued job whose message a Redis
     # restart lost is sent again (``housekeeping.resend_lost_messages``).

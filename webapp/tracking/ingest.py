@@ -90,10 +90,11 @@ class Point:
 
 
 def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
-               started: float | None = None, params: Mapping[str, str] | None = None
-               ) -> Experiment:
+               started: float | None = None, params: Mapping[str, str] | None = None,
+               beats: bool = False) -> Experiment:
     """A new external run, running from now, with its ``tags`` and ``params``: queued and
-    started in one transaction, so no worker or housekeeper ever sees it queued."""
+    started in one transaction, so no worker or housekeeper ever sees it queued. ``beats``:
+    its client sends heartbeats (``Experiment.beats``)."""
     params = dict(params or {})
     check_tags(tags)
     check_lengths("param", params, MAX_PARAM)
@@ -106,7 +107,7 @@ def create_run(user: Any, project: Project, name: str, tags: Mapping[str, str],
         run = Experiment.objects.create(
             project=project, name=name[:200] or generated_name(), kind=Experiment.Kind.EXTERNAL,
             spec=spec, created_by=user, progress={"message": "logging from a script", "seq": 0},
-        )
+            beats=beats)
         run.start(WORKER)
         if when is not None:  # the script's own clock, for the run's duration
             Experiment.objects.filter(pk=run.pk).update(started_at=when)
@@ -597,7 +598,7 @@ def beat(run: Experiment) -> str:
     renew ``heartbeat_at`` while the run is running, so the housekeeper does not fail it.
     Returns the run's status, which tells the script when its run was cancelled on the page."""
     Experiment.objects.filter(pk=run.pk, status=Experiment.Status.RUNNING).update(
-        heartbeat_at=timezone.now())
+        heartbeat_at=timezone.now(), beats=True)
     return str(Experiment.objects.filter(pk=run.pk).values_list("status", flat=True).get())
 
 

@@ -108,7 +108,7 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     started = body.get("started")
     run = ingest.create_run(token.user, project, text(body, "name", required=False), tags,
                             number(started, "started") if started is not None else None,
-                            params)
+                            params, beats=True)
     return {"run_id": run.pk, "project_id": project.pk, "status": run.status,
             "url": request.build_absolute_uri(reverse("experiment-detail", args=[run.pk])),
             "heartbeat_s": heartbeat_interval()}
@@ -126,8 +126,9 @@ def run_log(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict
 @endpoint(("POST",), write=True)
 def run_heartbeat(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                   ) -> dict[str, Any]:
-    """The script is alive; the answer's status says whether the run was cancelled."""
-    return {"status": ingest.beat(_run(token, body))}
+    """The script is alive; the answer's status says whether the run was cancelled, and
+    ``heartbeat_s`` how often to beat (the mlflow client's store learns it here)."""
+    return {"status": ingest.beat(_run(token, body)), "heartbeat_s": heartbeat_interval()}
 
 
 @endpoint(("POST",), write=True)

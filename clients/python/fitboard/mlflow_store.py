@@ -81,6 +81,11 @@ class FitboardStore(RestStore):  # type: ignore[misc]
         if metrics or params or tags:
             super().log_batch(run_id, metrics, params, tags)
 
+    def create_run(self, *args: Any, **kwargs: Any) -> Any:
+        run = super().create_run(*args, **kwargs)
+        self._sender(run.info.run_id)  # it beats from now, before its first point
+        return run
+
     def update_run_info(self, run_id: str, run_status: Any, *args: Any, **kwargs: Any) -> Any:
         # The run ends (or is renamed) even when some of its points were refused; then the
         # script is told. An ended run's sender thread ends with it (a study's hundreds of
@@ -92,6 +97,8 @@ class FitboardStore(RestStore):  # type: ignore[misc]
             if run is not None:
                 run.finish()
                 self._raise_refused(run_id, run)
+        elif run_status == RunStatus.RUNNING:  # start_run(run_id=...) resumed it: beat again
+            self._sender(run_id)
         self._raise_refused(run_id)
         return info
 
@@ -164,11 +171,22 @@ def _records(metrics: Sequence[Any]) -> tuple[list[Record], list[Any]]:
 
 
 class _PointsSink:
-    """Where a run's buffer goes: Fitboard's native ``runs/log`` (one request a batch). The
-    run is ended by the mlflow client (``update_run_info``), not here."""
+    """Where a run's buffer goes: Fitboard's native ``runs/log`` (one request a batch), and a
+    thread that beats while the run is open, as the native client's does: Fitboard fails a
+    beating run whose script died within FITBOARD_EXTERNAL_HEARTBEAT_S, and never one that
+    is quiet in a long epoch. The run is ended by the mlflow client (``update_run_info``), not
+    here."""
 
-    def __init__(self, transport: Transport, run_id: int) -> None:
-        self.transport, self.run_id = transport, run_id
+    def __init__(self, url: str, token: str, run_id: int,
+                 context: ssl.SSLContext | None) -> None:
+        self.run_id = run_id
+        self.transport = Transport(url, token, context=context)  # the sender thread's
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._beat_loop,
+                                      args=(Transport(url, token, timeout=30, retries=1,
+                                                      context=context),),
+                                      name="fitboard-heartbeat", daemon=True)
+        self._beat.start()
 
     def write(self, columns: Columns) -> None:
         self.transport.post("runs/log", {"run_id": self.run_id, "metrics": columns})
@@ -177,7 +195,24 @@ class _PointsSink:
         raise FitboardError("the mlflow client logs files with log_artifact")
 
     def finish(self, status: str, ended: float) -> None:
+        self._stop.set()
         self.transport.close()
+        # Gone with the run, unless a beat is on its way to a server that does not answer.
+        self._beat.join(timeout=2)
+
+    def _beat_loop(self, transport: Transport) -> None:
+        every = 0.0  # the first beat at once: it tells the server this run's client beats
+        while not self._stop.wait(every):
+            try:
+                answer = transport.post("runs/heartbeat", {"run_id": self.run_id})
+                every = float(answer.get("heartbeat_s", 30))
+            except FitboardError as exc:
+                if exc.status in (401, 403, 404):  # no run of this token's: nothing to keep
+                    break
+                every = every or 30.0  # a missed beat; the server fails a run after several
+            except (ValueError, TypeError):
+                every = every or 30.0
+        transport.close()
 
 
 def _sink(url: str, creds: Any, run_id: str) -> _PointsSink | None:
@@ -191,7 +226,7 @@ def _sink(url: str, creds: Any, run_id: str) -> _PointsSink | None:
         if getattr(creds, "ignore_tls_verification", False):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-    return _PointsSink(Transport(url, token, context=context), int(run_id))
+    return _PointsSink(url, token, int(run_id), context)
 
 
 def registry_store(store_uri: str, **_: Any) -> RegistryRestStore:

@@ -16,7 +16,12 @@ RETRIED = {429, 500, 502, 503, 504}
 
 class FitboardError(RuntimeError):
     """The server refused a request (a bad token, a project the token does not reach, bad
-    input), or did not answer after every retry."""
+    input), or did not answer after every retry. ``status``: the HTTP status of a refusal,
+    else None."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Transport:
@@ -64,7 +69,7 @@ class Transport:
                 if response.status < 300:
                     return json.loads(payload or b"{}")  # type: ignore[no-any-return]
                 if response.status not in RETRIED or last:
-                    raise FitboardError(_message(response.status, payload))
+                    raise FitboardError(_message(response.status, payload), response.status)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")

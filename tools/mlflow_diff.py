@@ -12,6 +12,10 @@ first run, as ``bench/tracking.py`` does (``--mlflow-python`` names another inte
 it). Differences that docs/tracking.md describes as deliberate (no ``delete_experiment``, the
 token's user as a run's user, ...) are still printed, marked ``[documented]``.
 
+``--store`` points the scenario at Fitboard's ``fitboard+http://`` URI (the ``fitboard``
+package's tracking store for the mlflow client), so that the store answers as the REST API
+does.
+
 ``--client-python`` runs the scenario with another interpreter's client (an mlflow 2.x
 ``mlflow-skinny`` in a venv of its own): calls that client does not have (MLflow 3's logged
 models, a metric's data set) are left out of both runs, each with a printed note, and mlflow 2's
@@ -91,7 +95,9 @@ class Recorder:
     """Runs calls, keeps their normalised answers (or errors) in order, under labels."""
 
     def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
+        # Raw requests go to the server's own address (a fitboard+http:// URI is the
+        # mlflow client's, for its store).
+        self.url, self.token = url.removeprefix(tracking.STORE_SCHEME), token
         self.entries: list[list[Any]] = []
         self.skipped: list[str] = []  # calls this client does not have, with why
         self.ids: dict[tuple[str, str], str] = {}
@@ -531,6 +537,7 @@ def metric_histories(rec: Recorder, client: Any) -> None:
             mlflow.log_metric("nostep", value)
             time.sleep(0.005)
         mlflow.log_metric("mixed", 5.0, step=5)
+        time.sleep(0.005)  # another millisecond, as a request's time apart makes it
         mlflow.log_metric("mixed", 0.0)
     for key in ("rep", "late", "same", "weird", "neg", "big", "ts0", "tie", "nostep", "mixed",
                 "absent"):
@@ -1046,7 +1053,7 @@ def report(fitboard: list[list[Any]], mlflow: list[list[Any]]) -> int:
     return count
 
 
-def main(port: int, mlflow_python: str, client_python: str, save: str) -> None:
+def main(port: int, mlflow_python: str, client_python: str, save: str, store: bool) -> None:
     if os.sep in client_python:  # the children run in a scratch folder
         client_python = os.path.abspath(client_python)
     python = mlflow_python or str(tracking.ensure_env(
@@ -1054,13 +1061,15 @@ def main(port: int, mlflow_python: str, client_python: str, save: str) -> None:
     with _stack.Stack() as stack:
         fitboard, token = start_fitboard(stack, port)
         mlflow_url = start_mlflow(stack, python, port + 1)
-        ours = run_scenario(fitboard, token, stack.scratch / "fitboard.json", client_python)
+        ours = run_scenario(tracking.STORE_SCHEME + fitboard if store else fitboard, token,
+                            stack.scratch / "fitboard.json", client_python)
         theirs = run_scenario(mlflow_url, token, stack.scratch / "mlflow.json", client_python)
     if save:  # both answers as recorded, to read beside the differences
         Path(save).mkdir(parents=True, exist_ok=True)
         Path(save, "fitboard.json").write_text(json.dumps(ours["entries"], indent=1))
         Path(save, "mlflow.json").write_text(json.dumps(theirs["entries"], indent=1))
-    print(f"mlflow client {ours['client']} ({client_python})")
+    print(f"mlflow client {ours['client']} ({client_python})"
+          + (", to Fitboard through the fitboard package's store" if store else ""))
     for note in ours["skipped"]:
         print(f"  skipped, the client lacks it: {note}")
     report(ours["entries"], theirs["entries"])
@@ -1076,9 +1085,12 @@ if __name__ == "__main__":
                         help="the interpreter whose mlflow client runs the scenario (another "
                         "version's, in a venv of its own)")
     parser.add_argument("--save", default="", help="a folder to write both answers to")
+    parser.add_argument("--store", action="store_true",
+                        help="Fitboard at its fitboard+http:// URI (the fitboard package's "
+                        "tracking store; the client's interpreter must have the package)")
     parser.add_argument("--scenario", help="run the calls against MLFLOW_TRACKING_URI (a child)")
     args = parser.parse_args()
     if args.scenario:
         scenario(args.scenario)
     else:
-        main(args.port, args.mlflow_python, args.client_python, args.save)
+        main(args.port, args.mlflow_python, args.client_python, args.save, args.store)

@@ -152,28 +152,34 @@ def test_points_the_server_refuses_raise_at_end_run_and_the_run_still_ends(fast,
     assert len(metric_store.read(stored.pk).get("train_loss", ())) <= 100
 
 
-def test_a_run_of_another_project_is_refused_as_over_http(fast):
-    # given a run in a project the token's user is not a member of
+def test_a_run_of_another_project_or_deleted_is_refused_at_once_as_over_http(fast):
+    # given a run in a project the token's user is not a member of, and one of the script's
+    # own that it deleted
     other = User.objects.create_user("other", password="other-pass-123")
     theirs = ingest.create_run(other, create_project(other, "theirs"), "private", {})
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as mine:
+        mlflow.log_metric("loss", 1.0, step=0)
+    fast.delete_run(mine.info.run_id)
 
     def beating() -> int:
         return sum(t.name == "fitboard-heartbeat" for t in threading.enumerate())
 
     before = beating()
 
-    # when the script logs into it, nothing is stored, and once the refusal is back (any
-    # other call waits for it) its next point there says why
-    fast.log_metric(str(theirs.pk), "loss", 1.0, step=0)
-    fast.get_experiment_by_name("vision")
-    with pytest.raises(MlflowException, match=f"run {theirs.pk}: HTTP 404"):
-        fast.log_metric(str(theirs.pk), "loss", 2.0, step=1)
+    # when the script logs into them, each first point goes over the REST API, which
+    # refuses it at once, as it does over http://
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+        fast.log_metric(str(theirs.pk), "loss", 1.0, step=0)
+    with pytest.raises(MlflowException, match="deleted"):
+        fast.log_batch(mine.info.run_id, metrics=[Metric("loss", 2.0, 1_790_000_000_000, 1)])
+    with mlflow.start_run() as live, pytest.raises(MlflowException,
+                                                   match="INVALID_PARAMETER_VALUE"):
+        fast.log_metric(live.info.run_id, "", 1.0)  # nor a point without a name
+
+    # and nothing is stored, and no heartbeat starts for either
     assert metric_store.read(theirs.pk) == {}
-    # and the store stops beating for a run that is not the token's (refused at once)
-    for _ in range(100):
-        if beating() == before:
-            break
-        time.sleep(0.05)
+    assert len(metric_store.read(int(mine.info.run_id))["train_loss"]) == 1
     assert beating() == before
 
 

@@ -63,9 +63,10 @@ class FitboardStore(RestStore):  # type: ignore[misc]
 
     def log_metric(self, run_id: str, metric: Any) -> None:
         self._raise_refused(run_id)
-        sender = None if _linked(metric) else self._sender(run_id)
-        if sender is None:
+        sender = None if _for_rest(metric) else self._runs.get(run_id)
+        if sender is None or sender.finished:
             super().log_metric(run_id, metric)
+            self._start(run_id)  # the run takes points: the next ones go in batches
         else:
             sender.log_records([(int(metric.step or 0), int(metric.timestamp) / 1000,
                                  {metric.key: float(metric.value)})])
@@ -73,17 +74,21 @@ class FitboardStore(RestStore):  # type: ignore[misc]
     def log_batch(self, run_id: str, metrics: Sequence[Any], params: Sequence[Any],
                   tags: Sequence[Any]) -> None:
         self._raise_refused(run_id)
-        sender = self._sender(run_id) if metrics else None
-        if sender is not None:
+        sender = self._runs.get(run_id) if metrics else None
+        if sender is not None and not sender.finished:
             records, metrics = _records(metrics)
             if records:
                 sender.log_records(records)
+        elif metrics:
+            super().log_batch(run_id, metrics, params, tags)
+            self._start(run_id)
+            return
         if metrics or params or tags:
             super().log_batch(run_id, metrics, params, tags)
 
     def create_run(self, *args: Any, **kwargs: Any) -> Any:
         run = super().create_run(*args, **kwargs)
-        self._sender(run.info.run_id)  # it beats from now, before its first point
+        self._start(run.info.run_id)  # it beats from now, before its first point
         return run
 
     def update_run_info(self, run_id: str, run_status: Any, *args: Any, **kwargs: Any) -> Any:
@@ -92,15 +97,16 @@ class FitboardStore(RestStore):  # type: ignore[misc]
         # runs do not keep a thread each).
         info = super().update_run_info(run_id, run_status, *args, **kwargs)
         if RunStatus.is_terminated(run_status):
-            with self._runs_lock:
-                run = self._runs.pop(run_id, None)
-            if run is not None:
-                run.finish()
-                self._raise_refused(run_id, run)
+            self._stop(run_id)
         elif run_status == RunStatus.RUNNING:  # start_run(run_id=...) resumed it: beat again
-            self._sender(run_id)
+            self._start(run_id)
         self._raise_refused(run_id)
         return info
+
+    def delete_run(self, run_id: str) -> None:
+        super().delete_run(run_id)
+        # Its next point goes over the REST API, which refuses it (and says why) at once.
+        self._stop(run_id)
 
     # --- The rest: MLflow's REST API, after the points logged before it ----------------
 
@@ -126,31 +132,42 @@ class FitboardStore(RestStore):  # type: ignore[misc]
         raise MlflowException(f"metrics logged earlier were not stored: run {run_id}: "
                               f"{errors[0]}{more}")
 
-    def _sender(self, run_id: str) -> Run | None:
-        """The run's buffer, started at its first point; None where the points must go over
-        the REST API (a run id that is not Fitboard's, credentials the native API does not
-        take)."""
+    def _start(self, run_id: str) -> None:
+        """Start the run's buffer (and heartbeat) if it has none: the run exists and takes
+        this script's points, as ``create_run`` or a REST call for it has just shown. A run
+        id first seen otherwise (another process's run, a mistyped one) gets its first points
+        over the REST API, which refuses them at once where it would. Not started for
+        credentials the native API does not take (the points go over the REST API)."""
         run = self._runs.get(run_id)
         if run is not None and not run.finished:
-            return run
+            return
         with self._runs_lock:
             run = self._runs.get(run_id)
             if run is None or run.finished:
                 sink = _sink(self.rest_uri, self.get_host_creds(), run_id)
-                if sink is None:
-                    return None
-                run = self._runs[run_id] = Run(sink)
-        return run
+                if sink is not None:
+                    self._runs[run_id] = Run(sink)
+
+    def _stop(self, run_id: str) -> None:
+        """End the run's buffer and heartbeat (after sending what it holds); raise what the
+        server refused of it."""
+        with self._runs_lock:
+            run = self._runs.pop(run_id, None)
+        if run is not None:
+            run.finish()
+            self._raise_refused(run_id, run)
 
 
-def _linked(metric: Any) -> bool:
-    """A point linked to a logged model or a data set (mlflow 3), which the REST API links."""
-    return bool(getattr(metric, "model_id", None) or getattr(metric, "dataset_name", None)
-                or getattr(metric, "dataset_digest", None))
+def _for_rest(metric: Any) -> bool:
+    """A point for the REST API: linked to a logged model or a data set (mlflow 3), which it
+    links, or without a name, which it refuses (the mlflow client does not check)."""
+    return not metric.key or bool(
+        getattr(metric, "model_id", None) or getattr(metric, "dataset_name", None)
+        or getattr(metric, "dataset_digest", None))
 
 
 def _records(metrics: Sequence[Any]) -> tuple[list[Record], list[Any]]:
-    """A batch's points as the buffer's records, and those linked to a model or a data set.
+    """A batch's points as the buffer's records, and those for the REST API (``_for_rest``).
     Consecutive points of one step and time share a record (a batch usually holds a step's
     metrics); a name logged again at them starts another, as MLflow keeps both. float() and
     int(): the mlflow client passes numpy scalars and ints through."""
@@ -159,7 +176,7 @@ def _records(metrics: Sequence[Any]) -> tuple[list[Record], list[Any]]:
     values: dict[str, float] = {}
     at = None
     for metric in metrics:
-        if _linked(metric):
+        if _for_rest(metric):
             linked.append(metric)
             continue
         step, stamp, key = metric.step, metric.timestamp, metric.key

@@ -37,7 +37,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
 from mlflow.store.tracking.rest_store import RestStore
-from mlflow.utils.credentials import get_default_host_creds
+
+try:
+    from mlflow.utils.credentials import get_default_host_creds
+except ImportError:  # mlflow before 2.10 kept it here
+    from mlflow.tracking._tracking_service.utils import (  # type: ignore[attr-defined,no-redef]
+        _get_default_host_creds as get_default_host_creds,
+    )
 
 from fitboard.run import Columns, Record, Run
 from fitboard.transport import FitboardError, Transport

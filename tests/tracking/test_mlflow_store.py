@@ -274,3 +274,29 @@ def test_a_run_logged_through_the_store_beats_and_is_failed_only_when_its_script
     assert run.status == "failed" and "no data from the script for 60 s" in run.error
     assert Experiment.objects.get(pk=int(quiet.info.run_id)).status == "running"
     fast.set_terminated(beating.info.run_id)
+
+
+def test_a_forked_child_logs_through_the_store_of_its_own(fast):
+    # given a run whose points the parent sends in batches
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 1.0, step=0)
+        # when a forked worker logs into the same run (it has none of the parent's threads)
+        child = os.fork()
+        if child == 0:  # the child: HTTP only (the live server is the parent's thread)
+            code = 1
+            try:
+                client = MlflowClient()
+                for step in range(1, 4):
+                    client.log_metric(run.info.run_id, "worker", float(step), step=step)
+                client.get_run(run.info.run_id)  # a REST call sends the points before it
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(child, 0)[1] == 0
+        mlflow.log_metric("loss", 0.5, step=1)
+
+    # then the child's points are stored, and the parent's
+    history = fast.get_metric_history(run.info.run_id, "worker")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert len(fast.get_metric_history(run.info.run_id, "loss")) == 2

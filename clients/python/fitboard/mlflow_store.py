@@ -27,6 +27,7 @@ for its scheme).
 from __future__ import annotations
 
 import functools
+import os
 import ssl
 import threading
 from collections.abc import Sequence
@@ -64,6 +65,12 @@ class FitboardStore(RestStore):  # type: ignore[misc]
         super().__init__(functools.partial(get_default_host_creds, self.rest_uri))
         self._runs: dict[str, Run] = {}  # run id: its buffer and sender thread
         self._runs_lock = threading.Lock()
+        # A forked child has none of the parent's threads: its runs start afresh (their first
+        # point over the REST API), with a lock no parent thread may hold.
+        os.register_at_fork(after_in_child=self._forget_runs)
+
+    def _forget_runs(self) -> None:
+        self._runs, self._runs_lock = {}, threading.Lock()
 
     # --- Metrics: into the run's buffer ------------------------------------------------
 

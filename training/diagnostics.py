@@ -69,6 +69,10 @@ GAP_FLOOR = 0.05
 # Every sign needs the training loss to have kept falling, by 10% since validation stalled:
 # a validation loss that drifts up while nothing is being learned is noise, not overfitting.
 TRAIN_STILL_FALLING = 0.10
+# ... unless the validation loss climbed this many times its threshold (30% over its best at
+# the least, and nine deviations of its noise) while the training loss held: a classifier
+# growing confident on the validation examples it gets wrong, its training loss at its floor.
+STEEP_VAL_RISE = 3.0
 # Validation accuracy five points below its best, as a median of the last epochs.
 ACC_DROP = 0.05
 
@@ -875,13 +879,22 @@ def _overfitting(context: _Context) -> _Finding:
     # little: the last weights are the best yet, and stopping at the onset would lose them.
     val = context.curves.val
     improving = val.index(min(val)) >= len(val) - RECENT_EPOCHS
-    stalled = o.since >= needed and o.train_fell >= TRAIN_STILL_FALLING and not improving
-    margin = max(o.signs.values()) if stalled else 0.0
+    falling = o.train_fell >= TRAIN_STILL_FALLING
+    rose = o.signs["validation loss rose"]
+    # Held: the training loss did not climb since the onset either (one that did is a model
+    # knocked off its minimum, a spike or a bad step, which the validation loss follows).
+    held = o.train_now <= o.train_then + max(VAL_RISE * o.train_then,
+                                             NOISE_SIGMAS * _noise(context.curves.train))
+    stalled = o.since >= needed and not improving and (
+        falling or (rose >= STEEP_VAL_RISE and held))
+    # With the training loss at its floor, the rise alone is the sign: the gap grows with it.
+    margin = (max(o.signs.values()) if falling else rose) if stalled else 0.0
     memorised = o.memorised if context.curves.epochs > needed else 0.0
     thresholds = {"min_epochs_since_onset": float(needed), "val_rise": VAL_RISE,
                   "val_rise_floor": VAL_RISE_FLOOR, "noise_sigmas": NOISE_SIGMAS,
                   "gap_growth": GAP_GROWTH, "gap_ratio": GAP_RATIO, "gap_floor": GAP_FLOOR,
-                  "train_still_falling": TRAIN_STILL_FALLING, "acc_drop": ACC_DROP,
+                  "train_still_falling": TRAIN_STILL_FALLING,
+                  "steep_val_rise": STEEP_VAL_RISE, "acc_drop": ACC_DROP,
                   "learned": UNDERFIT_LEARNED[context.task.kind]}
     if memorised > margin:
         headline = (f"Overfitting from the start: validation loss never went below what a "
@@ -892,12 +905,16 @@ def _overfitting(context: _Context) -> _Finding:
         evidence = [Evidence("onset epoch", 1, "validation never beat a constant prediction")
                     if e.label == "onset epoch" else e for e in _overfit_evidence(o)]
         return _Finding("overfitting", memorised, headline, evidence, thresholds, 1)
-    return _Finding("overfitting", margin, _overfit_headline(o), _overfit_evidence(o),
+    return _Finding("overfitting", margin, _overfit_headline(o, falling), _overfit_evidence(o),
                     thresholds, o.onset + 1)
 
 
-def _overfit_headline(o: _Overfit) -> str:
-    """The headline tells the strongest sign."""
+def _overfit_headline(o: _Overfit, falling: bool = True) -> str:
+    """The headline tells the strongest sign (the rise, where training stopped falling)."""
+    if not falling:
+        return (f"Overfitting since epoch {o.onset + 1}: validation loss rose "
+                f"{_change(o.val_now, o.val_then)} while training loss stayed near "
+                f"{o.train_now:.3g}")
     strongest = max(o.signs, key=lambda sign: o.signs[sign])
     return f"Overfitting since epoch {o.onset + 1}: " + {
         "validation loss rose": f"validation loss rose {_change(o.val_now, o.val_then)} while "

@@ -1044,3 +1044,24 @@ def test_overfitting_from_the_start_states_one_onset_epoch():
     assert verdict.headline.startswith("Overfitting from the start")
     assert verdict.evidence[0] == Evidence("onset epoch", 1,
                                            "validation never beat a constant prediction")
+
+
+def test_validation_climbing_while_training_holds_at_its_floor_is_overfitting():
+    # given a classifier whose training loss reached its floor by epoch 120 while its
+    # validation loss, lowest then, climbed back 88% (confident on the examples it gets wrong)
+    train = [2.0 / (e + 1) + 0.1 for e in range(200)]
+    val = [2.2 / (e + 1) + 0.15 + max(0, e - 120) * 0.002 for e in range(200)]
+    task = TaskInfo("classification", num_classes=10)
+
+    # when it is judged, it is overfitting since then, said as it is
+    verdict = diagnose(history(train, val), task, final=True)
+    assert verdict.kind == "overfitting", verdict.headline
+    assert verdict.headline.startswith("Overfitting since epoch 12")
+    assert "while training loss stayed near 0.11" in verdict.headline
+
+    # and a drift of the same validation curve within a few thresholds is not (10% over its
+    # best), nor a climb after the training loss itself climbed back (a knocked-off model)
+    drift = [2.2 / (e + 1) + 0.15 + max(0, e - 120) * 0.0003 for e in range(200)]
+    assert diagnose(history(train, drift), task, final=True).kind != "overfitting"
+    knocked = [t + max(0, e - 120) * 0.004 for e, t in enumerate(train)]
+    assert diagnose(history(knocked, val), task, final=True).kind != "overfitting"

@@ -5,6 +5,8 @@ naming the metric, with nothing of that call logged. Offline runs, read back fro
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -104,3 +106,31 @@ def test_a_full_buffer_holds_the_script_until_the_sender_makes_room_and_loses_no
     assert not script_thread.is_alive()
     run.finish()
     assert sink.written == [("loss", step, float(step)) for step in range(10)]
+
+
+FORKING_SCRIPT = """
+import os, sys
+import fitboard
+run = fitboard.init(project="vision", name="forks", offline=True, directory=sys.argv[1])
+run.log({"loss": 1.0}, step=0)
+child = os.fork()
+if child == 0:
+    sys.exit(0)  # a worker that exits normally, running the interpreter's exit handlers
+os.waitpid(child, 0)
+run.log({"loss": 0.5}, step=1)
+print(run.path)
+"""
+
+
+def test_a_forked_child_that_exits_does_not_end_its_parents_run(tmp_path: Path) -> None:
+    # given a script whose forked worker exits (its exit handlers run) while the run goes on
+    done = subprocess.run([sys.executable, "-c", FORKING_SCRIPT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    # then the run ends once, after every point, when the parent exits
+    lines = [json.loads(line) for line in Path(done.stdout.strip()).read_text().splitlines()]
+    ends = [i for i, line in enumerate(lines) if "finish" in line]
+    assert ends == [len(lines) - 1] and lines[-1]["finish"] == "succeeded"
+    steps = [s for line in lines if "metrics" in line for s in line["metrics"]["loss"][0]]
+    assert steps == [0, 1]

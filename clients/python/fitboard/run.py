@@ -54,6 +54,7 @@ class Run:
         self._sender = threading.Thread(target=self._send_loop, name="fitboard-sender",
                                         daemon=True)
         self._sender.start()
+        self._pid = os.getpid()  # a forked child has the run, not its threads (``_at_exit``)
         atexit.register(self._at_exit)
 
     # --- What a training script calls ---------------------------------------------------
@@ -164,6 +165,9 @@ class Run:
             self.finish("cancelled" if issubclass(kind, KeyboardInterrupt) else "failed")
 
     def _at_exit(self) -> None:
+        # A forked child that exits (a worker process) does not end its parent's run.
+        if os.getpid() != self._pid:
+            return
         # The script ended without finish(): an exception that nobody caught ends it as failed.
         self.finish("failed" if _uncaught[0] else "succeeded")
 

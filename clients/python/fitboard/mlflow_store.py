@@ -34,6 +34,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlflow.entities import RunStatus
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_TIMEOUT,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
@@ -210,7 +214,10 @@ class _PointsSink:
     def __init__(self, url: str, token: str, run_id: int,
                  context: ssl.SSLContext | None) -> None:
         self.run_id = run_id
-        self.transport = Transport(url, token, context=context)  # the sender thread's
+        # The sender thread's, with the mlflow client's own retries and timeout.
+        self.transport = Transport(url, token, timeout=MLFLOW_HTTP_REQUEST_TIMEOUT.get(),
+                                   retries=MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(),
+                                   context=context)
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._beat_loop,
                                       args=(Transport(url, token, timeout=30, retries=1,

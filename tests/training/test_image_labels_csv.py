@@ -352,3 +352,64 @@ def test_a_cnn_trained_as_train_on_it_proposes_beats_chance(make_spec, tmp_path:
     # then it classifies the validation split well above chance (0.25)
     assert patch["model"]["arch"] == "cnn"
     assert result.best_metrics["val_acc"] >= 0.6, result.best_metrics
+
+
+# --- a .txt list of image names and classes -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("header", "row"), [
+    ("", "{stem}.png {label}"),  # ImageNet's val.txt: a name and a class, apart by a space
+    ("filename\tlabel", "images/{stem}.png\t{label}"),  # a header, a tab
+    ("# name, class", "{stem},{label}"),  # a comment, commas
+])
+def test_a_txt_list_of_names_and_classes_labels_the_images(header: str, row: str) -> None:
+    prepared = read(flat_with_table(header, [row], "labels.txt"))
+
+    assert prepared.x.shape == (40, 1, 8, 8)
+    assert prepared.label_names == ["0", "1", "2", "3"]
+    assert any(s.startswith("labels read from labels.txt") for s in steps(prepared))
+
+
+def test_a_class_with_spaces_in_a_txt_list_is_one_class() -> None:
+    _, labels = digits(40)
+    names = ["golden retriever", "tabby cat", "red fox", "sea lion"]
+    table = "".join(f"{i:04d}.png {names[labels[i]]}\n" for i in range(40)).encode()
+
+    prepared = read(with_table(table, "val.txt"))
+
+    assert prepared.label_names == sorted(names)
+
+
+def test_a_readme_txt_beside_class_folders_or_a_labels_csv_is_a_document() -> None:
+    # given a README whose lines are words and sentences, beside class folders, and beside a
+    # flat folder labelled by a CSV
+    readme = b"Digits\n\nEach image is 8 by 8 pixels.\nLicence: CC0\n"
+    pictures, labels = digits(40)
+    foldered = image_zip({**{f"{labels[i]}/{i:04d}.png": p for i, p in enumerate(pictures)},
+                          "README.txt": readme})
+    tabled = image_zip({**{f"images/{i:04d}.png": p for i, p in enumerate(pictures)},
+                        "README.txt": readme, "labels.csv": (
+                            "id,label\n" + "".join(f"{i:04d},{labels[i]}\n" for i in range(40))
+                        ).encode()})
+
+    # then each reads as it did without it, the README skipped as a text file
+    for archive in (foldered, tabled):
+        prepared = read(archive)
+        assert prepared.label_names == ["0", "1", "2", "3"] and len(prepared.y) == 40
+        assert "README.txt" in steps(prepared)["text files beside the images skipped"]["detail"]
+
+
+def test_a_flat_folder_beside_only_a_readme_is_refused_saying_what_to_add() -> None:
+    with pytest.raises(UploadError) as caught:
+        read(image_zip({**{f"{i}.png": png(10 * i) for i in range(6)},
+                        "README.txt": b"Six pictures\n"}))
+
+    assert "is not in a class folder" in str(caught.value)
+
+
+def test_a_txt_list_of_more_rows_than_the_limit_is_refused() -> None:
+    with pytest.raises(UploadError) as caught:
+        read_image_zip(io.BytesIO(flat_with_table("", ["{stem} {label}"], "labels.txt")), 8,
+                       limits=Limits(max_rows=10))
+
+    assert "more than 10 rows" in str(caught.value)

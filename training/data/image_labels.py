@@ -1,7 +1,9 @@
 """A labels table beside the images of a ZIP, as Kaggle lays data sets out: the images in one
 folder or a few (``images/0001.png``, ``train/…``) and a CSV or TSV with a column naming each
 image (with or without its extension, or a path relative to any folder) and a column giving
-its class (``id,label``, ``filename,class``, ``image_id,dx``…).
+its class (``id,label``, ``filename,class``, ``image_id,dx``…), or a ``.txt`` list of
+``<image> <class>`` lines (ImageNet's ``val.txt``). A ``.txt`` that is not such a list (a
+README) is a document like any other.
 
 The table is read from the archive in memory like any other member; its cells are only ever
 compared with the names of the archive's images, which were all checked before (no path in a
@@ -39,7 +41,9 @@ from training.data.uploads import (
 if TYPE_CHECKING:
     import pandas as pd
 
-TABLE_SUFFIXES = (".csv", ".tsv")
+# A labels list: a line per image, its name then its class (ImageNet's val.txt, a labels.txt).
+LIST_SUFFIXES = (".txt",)
+TABLE_SUFFIXES = (".csv", ".tsv", *LIST_SUFFIXES)
 TAIL_PARTS = 4  # folders and file of a name's end that are indexed (images/train/a/0001.png)
 SAMPLE_ROWS = 1000  # rows of a column compared with the images to see if it names them
 # A column names the images when this share of its sampled cells are images' names (or they
@@ -379,7 +383,8 @@ def labels_from_table(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo],
             frame = _read_table(archive, member, limits, budget, index)
         except TableUnreadable as exc:
             budget -= member.file_size
-            unreadable.append(exc)
+            if not member.filename.lower().endswith(LIST_SUFFIXES):  # a .txt: a document
+                unreadable.append(exc)
             continue
         budget -= member.file_size
         if len(tables) > 1 and not all(_has_column(frame, c) for c in astuple(columns) if c):
@@ -449,6 +454,8 @@ def _read_table(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
     data = _member_bytes(archive, member, member.file_size + 1)
     if len(data) > member.file_size:
         raise UploadError("file", f"{member.filename!r} is larger than its archive entry says")
+    if member.filename.lower().endswith(LIST_SUFFIXES):
+        return _read_list(data, member.filename, index, limits)
     try:
         frame = read_csv(io.BytesIO(data), member.filename, limits, as_text=True)
         if any(index.hits(_key(str(c))) for c in frame.columns):
@@ -456,6 +463,40 @@ def _read_table(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
     except UploadError as exc:
         raise TableUnreadable("file", f"{member.filename}: {exc}") from None
     return frame
+
+
+def _read_list(data: bytes, name: str, index: ImageIndex, limits: Limits) -> pd.DataFrame:
+    """A labels list as a table of two columns: a line per image, its name then its class,
+    apart by a tab, a comma or spaces (the class may hold spaces); blank and "#" lines
+    skipped; a first line that names no image where the second does is a header. Anything
+    else (a README's single words, bytes that are not UTF-8) is TableUnreadable."""
+    import pandas as pd
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise TableUnreadable("file", f"{name}: not UTF-8 text") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        apart = "\t" if "\t" in line else "," if "," in line else None
+        parts = [part.strip() for part in line.split(apart, 1)]
+        if len(parts) != 2 or not all(parts):
+            raise TableUnreadable("file", f"{name}: line {number} is not an image's name and "
+                                          "its class")
+        rows.append(parts)
+        if len(rows) > limits.max_rows + 1:  # (a header line and max_rows rows)
+            raise UploadError("file", f"{name}: more than {limits.max_rows} rows: the limit "
+                                      f"is {limits.max_rows} rows")
+    columns = ["image", "label"]
+    if len(rows) > 1 and not index.hits(_key(rows[0][0])) and index.hits(_key(rows[1][0])) \
+            and rows[0][0] != rows[0][1]:
+        columns, rows = rows[0], rows[1:]
+    if not rows:
+        raise TableUnreadable("file", f"{name}: no line names an image")
+    return pd.DataFrame(rows, columns=columns, dtype="string")
 
 
 # --- folders or a table ------------------------------------------------------------------------
@@ -482,8 +523,9 @@ def label_images(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], documen
         field_name = "image_column" if columns.image else "label_column"
         if not tables:
             raise UploadError(field_name, "the archive holds no labels table (a .csv or .tsv "
-                                          "file): leave Image column and Label column blank "
-                                          "to label the images by their class folders")
+                                          "file, or a .txt list of image names and classes): "
+                                          "leave Image column and Label column blank to label "
+                                          "the images by their class folders")
         found = labels_from_table(archive, files, tables, limits, columns)
         if found is None:
             names = _quoted(m.filename for m in tables)

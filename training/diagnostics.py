@@ -881,12 +881,8 @@ def _overfitting(context: _Context) -> _Finding:
     improving = val.index(min(val)) >= len(val) - RECENT_EPOCHS
     falling = o.train_fell >= TRAIN_STILL_FALLING
     rose = o.signs["validation loss rose"]
-    # Held: the training loss did not climb since the onset either (one that did is a model
-    # knocked off its minimum, a spike or a bad step, which the validation loss follows).
-    held = o.train_now <= o.train_then + max(VAL_RISE * o.train_then,
-                                             NOISE_SIGMAS * _noise(context.curves.train))
     stalled = o.since >= needed and not improving and (
-        falling or (rose >= STEEP_VAL_RISE and held))
+        falling or (rose >= STEEP_VAL_RISE and _held_and_climbing(context, o)))
     # With the training loss at its floor, the rise alone is the sign: the gap grows with it.
     margin = (max(o.signs.values()) if falling else rose) if stalled else 0.0
     memorised = o.memorised if context.curves.epochs > needed else 0.0
@@ -907,6 +903,18 @@ def _overfitting(context: _Context) -> _Finding:
         return _Finding("overfitting", memorised, headline, evidence, thresholds, 1)
     return _Finding("overfitting", margin, _overfit_headline(o, falling), _overfit_evidence(o),
                     thresholds, o.onset + 1)
+
+
+def _held_and_climbing(context: _Context, o: _Overfit) -> bool:
+    """With the training loss at its floor: it never climbed since the onset (one that did,
+    at a warm restart, a spike or a bad step, knocked the model off its minimum, and the
+    validation loss follows it), and every one of the last epochs' validation losses is past
+    the rise's threshold (one or two high epochs of a noisy set are not a climb)."""
+    train, val = context.curves.train, context.curves.val
+    floor = train[o.onset] + max(VAL_RISE * train[o.onset], NOISE_SIGMAS * _noise(train))
+    rise = max(VAL_RISE * o.best, VAL_RISE_FLOOR * o.baseline, NOISE_SIGMAS * o.noise)
+    return (max(_smooth(train)[o.onset:]) <= floor
+            and all(v >= o.best + rise for v in val[-RECENT_EPOCHS:]))
 
 
 def _overfit_headline(o: _Overfit, falling: bool = True) -> str:

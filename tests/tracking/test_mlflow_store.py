@@ -276,7 +276,7 @@ def test_a_run_logged_through_the_store_beats_and_is_failed_only_when_its_script
     fast.set_terminated(beating.info.run_id)
 
 
-def test_a_forked_child_logs_through_the_store_of_its_own(fast):
+def test_a_forked_child_stores_each_point_before_it_exits(fast):
     # given a run whose points the parent sends in batches
     mlflow.set_experiment("vision")
     with mlflow.start_run() as run:
@@ -289,10 +289,9 @@ def test_a_forked_child_logs_through_the_store_of_its_own(fast):
                 client = MlflowClient()
                 for step in range(1, 4):
                     client.log_metric(run.info.run_id, "worker", float(step), step=step)
-                client.get_run(run.info.run_id)  # a REST call sends the points before it
                 code = 0
             finally:
-                os._exit(code)
+                os._exit(code)  # as a multiprocessing worker ends: no exit handler runs
         assert os.waitpid(child, 0)[1] == 0
         mlflow.log_metric("loss", 0.5, step=1)
 
@@ -300,3 +299,61 @@ def test_a_forked_child_logs_through_the_store_of_its_own(fast):
     history = fast.get_metric_history(run.info.run_id, "worker")
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 2.0), (3, 3.0)]
     assert len(fast.get_metric_history(run.info.run_id, "loss")) == 2
+
+
+def test_one_metric_the_server_refuses_loses_no_other_metrics_points(fast):
+    # given a batch in which one metric's point cannot be stored (a step past int64, which
+    # the mlflow client does not check) among good points of another metric
+    mlflow.set_experiment("vision")
+    run = mlflow.start_run()
+    for step in range(10):
+        mlflow.log_metric("loss", 1 / (step + 1), step=step)
+    mlflow.log_metric("odd", 1.0, step=2**70)
+
+    # when the run ends, the script is told of that metric
+    with pytest.raises(MlflowException, match="HTTP 400: metric 'odd'"):
+        mlflow.end_run()
+
+    # and every other point is stored, as over the REST API only the bad call fails
+    history = fast.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == list(range(10))
+
+
+def test_runs_the_script_did_not_create_get_no_heartbeat_and_no_thread(fast, live_server):
+    # given a run another process created over MLflow's REST API, and one this script ended
+    rest = MlflowClient(tracking_uri=live_server.url)
+    theirs = rest.create_run(rest.get_experiment_by_name("vision").experiment_id
+                             if rest.get_experiment_by_name("vision") else
+                             rest.create_experiment("vision"))
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as ended:
+        pass
+
+    def ours() -> int:
+        return sum(t.name in ("fitboard-sender", "fitboard-heartbeat")
+                   for t in threading.enumerate())
+
+    before = ours()
+
+    # when this script logs into both (an evaluator's test metrics), each point is stored at
+    # once over the REST API, and no thread starts beating for either
+    fast.log_metric(theirs.info.run_id, "test_acc", 0.9)
+    fast.log_metric(ended.info.run_id, "test_acc", 0.8)
+    assert ours() <= before  # (an earlier test's may still be ending)
+    assert not Experiment.objects.get(pk=int(theirs.info.run_id)).beats
+    assert [m.value for m in fast.get_metric_history(theirs.info.run_id, "test_acc")] == [0.9]
+    assert [m.value for m in fast.get_metric_history(ended.info.run_id, "test_acc")] == [0.8]
+
+
+def test_a_run_ended_as_failed_does_not_hide_the_scripts_exception(fast, settings):
+    # given points the server refuses, in a run whose script fails
+    settings.FITBOARD_MAX_POINTS_PER_RUN = 5
+    mlflow.set_experiment("vision")
+
+    # when the script's own error ends the run, that error is what the script sees
+    with pytest.raises(ZeroDivisionError), mlflow.start_run() as run:
+        for step in range(20):
+            mlflow.log_metric("loss", 1.0, step=step)
+        fast.get_run(run.info.run_id)  # (the refusal is back)
+        raise ZeroDivisionError
+    assert Experiment.objects.get(pk=int(run.info.run_id)).status == "failed"

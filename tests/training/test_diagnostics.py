@@ -1065,3 +1065,29 @@ def test_validation_climbing_while_training_holds_at_its_floor_is_overfitting():
     assert diagnose(history(train, drift), task, final=True).kind != "overfitting"
     knocked = [t + max(0, e - 120) * 0.004 for e, t in enumerate(train)]
     assert diagnose(history(knocked, val), task, final=True).kind != "overfitting"
+
+
+def test_warm_restarts_whose_validation_recovers_slower_are_not_overfitting():
+    # given SGDR (a restart every 10 epochs) where the training loss recovers from each
+    # restart faster than the validation loss: at epoch 24 validation was still far above
+    # its best of epoch 20 while training was back near its own
+    train, val = [], []
+    for epoch in range(30):
+        phase, base = (epoch % 10) / 10, 0.4 + 0.8 * math.exp(-epoch / 8)
+        train.append(base * (1 + (1 - phase) ** 6))
+        val.append((base + 0.1) * (1 + 0.8 * (1 - phase) ** 1.5))
+    task = TaskInfo("classification", num_classes=10)
+
+    # then no epoch of it, live or final, reads as overfitting: the training loss climbed
+    # at the restart too
+    kinds = [diagnose(history(train[:n], val[:n]), task, final=n == 30).kind
+             for n in range(12, 31)]
+    assert "overfitting" not in kinds, kinds
+
+
+def test_two_high_last_epochs_over_a_flat_training_loss_are_not_a_climb():
+    train = [0.3 + 0.7 * math.exp(-e) for e in range(30)]
+    val = [0.4 + 0.7 * math.exp(-e) for e in range(28)] + [0.6, 0.6]
+
+    assert diagnose(history(train, val), TaskInfo("classification", num_classes=10),
+                    final=True).kind != "overfitting"

@@ -407,9 +407,27 @@ def test_a_flat_folder_beside_only_a_readme_is_refused_saying_what_to_add() -> N
     assert "is not in a class folder" in str(caught.value)
 
 
-def test_a_txt_list_of_more_rows_than_the_limit_is_refused() -> None:
-    with pytest.raises(UploadError) as caught:
-        read_image_zip(io.BytesIO(flat_with_table("", ["{stem} {label}"], "labels.txt")), 8,
-                       limits=Limits(max_rows=10))
+def test_a_txt_past_the_limits_is_a_document_as_before() -> None:
+    # a .txt of more rows than the limit is not read as a list: beside class folders the
+    # archive reads as it did before lists were read
+    pictures, labels = digits(40)
+    members = {f"{labels[i]}/{i:04d}.png": p for i, p in enumerate(pictures)}
+    members["notes.txt"] = "".join(f"word{i} another\n" for i in range(50)).encode()
 
-    assert "more than 10 rows" in str(caught.value)
+    prepared = read_image_zip(io.BytesIO(image_zip(members)), 8, limits=Limits(max_rows=10))
+
+    assert prepared.label_names == ["0", "1", "2", "3"]
+
+
+def test_a_labels_csv_is_chosen_over_a_txt_list_naming_the_same_images() -> None:
+    # given Kaggle's labels.csv beside a split list naming the same images with ids
+    pictures, labels = digits(40)
+    members = {f"images/{i:04d}.png": p for i, p in enumerate(pictures)}
+    members["labels.csv"] = ("id,label\n" + "".join(f"{i:04d},{labels[i]}\n"
+                                                    for i in range(40))).encode()
+    members["train.txt"] = "".join(f"{i:04d}.png {i % 2}\n" for i in range(40)).encode()
+
+    prepared = read(image_zip(members))
+
+    assert prepared.label_names == ["0", "1", "2", "3"]
+    assert any(s.startswith("labels read from labels.csv") for s in steps(prepared))

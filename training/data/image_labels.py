@@ -386,6 +386,10 @@ def labels_from_table(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo],
             if not member.filename.lower().endswith(LIST_SUFFIXES):  # a .txt: a document
                 unreadable.append(exc)
             continue
+        except UploadError:
+            if not member.filename.lower().endswith(LIST_SUFFIXES):
+                raise
+            continue  # a .txt past the size limits: a document, never read before either
         budget -= member.file_size
         if len(tables) > 1 and not all(_has_column(frame, c) for c in astuple(columns) if c):
             continue  # the form names another table's columns
@@ -394,6 +398,8 @@ def labels_from_table(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo],
             found.append((member.filename, frame, image_column))
     if not found and unreadable:
         raise unreadable[0]
+    if len(found) > 1:  # a CSV or TSV before a .txt list (a split's list of "<image> <id>")
+        found = [f for f in found if not f[0].lower().endswith(LIST_SUFFIXES)] or found
     if len(found) > 1 and not columns.label:
         found = [f for f in found if _has_classes(f[1], f[2])] or found
     if len(found) > 1:
@@ -488,8 +494,7 @@ def _read_list(data: bytes, name: str, index: ImageIndex, limits: Limits) -> pd.
                                           "its class")
         rows.append(parts)
         if len(rows) > limits.max_rows + 1:  # (a header line and max_rows rows)
-            raise UploadError("file", f"{name}: more than {limits.max_rows} rows: the limit "
-                                      f"is {limits.max_rows} rows")
+            raise TableUnreadable("file", f"{name}: more than {limits.max_rows} rows")
     columns = ["image", "label"]
     if len(rows) > 1 and not index.hits(_key(rows[0][0])) and index.hits(_key(rows[1][0])) \
             and rows[0][0] != rows[0][1]:

@@ -305,11 +305,13 @@ class Experiment(models.Model):
     def reopen(self) -> bool:
         """An ended external run → running again: its script resumed it (MLflow's
         ``start_run(run_id=...)``), and its next end stores a new summary and verdict. False
-        when it was not ended."""
+        when it was not ended. Whether it ``beats`` is its resuming client's to say again
+        (the mlflow client's store beats at once; over MLflow's REST API nothing does)."""
         if not self.is_external:
             raise ValueError(f"run {self.pk} is trained by Fitboard: only its worker runs it")
         return self._transition(self.TERMINAL, status=self.Status.RUNNING, finished_at=None,
-                                error="", cancel_requested=False, heartbeat_at=timezone.now())
+                                error="", cancel_requested=False, heartbeat_at=timezone.now(),
+                                beats=False)
 
     def request_cancel(self) -> bool:
         """Cancel: a queued job (re-queued to resume, too) ends at once; a running one is

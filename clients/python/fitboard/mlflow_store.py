@@ -67,14 +67,16 @@ class FitboardStore(RestStore):  # type: ignore[misc]
     def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
         self.rest_uri = rest_uri(store_uri)
         super().__init__(functools.partial(get_default_host_creds, self.rest_uri))
-        self._runs: dict[str, Run] = {}  # run id: its buffer and sender thread
+        self._runs: dict[str, Run] = {}  # run id: its buffer, sender and heartbeat threads
         self._runs_lock = threading.Lock()
-        # A forked child has none of the parent's threads: its runs start afresh (their first
-        # point over the REST API), with a lock no parent thread may hold.
+        self._forked = False
         os.register_at_fork(after_in_child=self._forget_runs)
 
     def _forget_runs(self) -> None:
-        self._runs, self._runs_lock = {}, threading.Lock()
+        # A forked child has none of the parent's threads, and a worker process ends with
+        # os._exit, which runs no exit handler that could flush a buffer of its own: the child
+        # logs over the REST API, each point stored before its call returns.
+        self._runs, self._runs_lock, self._forked = {}, threading.Lock(), True
 
     # --- Metrics: into the run's buffer ------------------------------------------------
 
@@ -83,7 +85,6 @@ class FitboardStore(RestStore):  # type: ignore[misc]
         sender = None if _for_rest(metric) else self._runs.get(run_id)
         if sender is None or sender.finished:
             super().log_metric(run_id, metric)
-            self._start(run_id)  # the run takes points: the next ones go in batches
         else:
             sender.log_records([(int(metric.step or 0), int(metric.timestamp) / 1000,
                                  {metric.key: float(metric.value)})])
@@ -96,10 +97,6 @@ class FitboardStore(RestStore):  # type: ignore[misc]
             records, metrics = _records(metrics)
             if records:
                 sender.log_records(records)
-        elif metrics:
-            super().log_batch(run_id, metrics, params, tags)
-            self._start(run_id)
-            return
         if metrics or params or tags:
             super().log_batch(run_id, metrics, params, tags)
 
@@ -108,17 +105,23 @@ class FitboardStore(RestStore):  # type: ignore[misc]
         self._start(run.info.run_id)  # it beats from now, before its first point
         return run
 
-    def update_run_info(self, run_id: str, run_status: Any, *args: Any, **kwargs: Any) -> Any:
+    def update_run_info(self, run_id: str, run_status: Any, end_time: Any = None,
+                        run_name: Any = None) -> Any:
         # The run ends (or is renamed) even when some of its points were refused; then the
-        # script is told. An ended run's sender thread ends with it (a study's hundreds of
-        # runs do not keep a thread each).
-        info = super().update_run_info(run_id, run_status, *args, **kwargs)
+        # script is told, unless it is ending the run as failed or killed (an exception of
+        # its own is on its way, which this would hide). An ended run's threads end with it
+        # (a study's hundreds of runs do not keep two each).
+        info = super().update_run_info(run_id, run_status, end_time, run_name)
         if RunStatus.is_terminated(run_status):
-            self._stop(run_id)
-        elif run_status == RunStatus.RUNNING:  # start_run(run_id=...) resumed it: beat again
-            self._start(run_id)
+            self._stop(run_id, quiet=run_status != RunStatus.FINISHED)
+        elif run_status == RunStatus.RUNNING and not run_name:
+            self._start(run_id)  # start_run(run_id=...) resumed it (a rename names it)
         self._raise_refused(run_id)
         return info
+
+    def flush_async_logging(self) -> None:
+        super().flush_async_logging()
+        self.flush()
 
     def delete_run(self, run_id: str) -> None:
         super().delete_run(run_id)
@@ -144,19 +147,20 @@ class FitboardStore(RestStore):  # type: ignore[misc]
         run = run or self._runs.get(run_id)
         if run is None or not run.errors:
             return
-        errors, run.errors = run.errors, []
+        errors = run.errors[:]  # the sender may append meanwhile: only these are told
+        del run.errors[:len(errors)]
         more = f" (and {len(errors) - 1} more batches)" if len(errors) > 1 else ""
         raise MlflowException(f"metrics logged earlier were not stored: run {run_id}: "
                               f"{errors[0]}{more}")
 
     def _start(self, run_id: str) -> None:
-        """Start the run's buffer (and heartbeat) if it has none: the run exists and takes
-        this script's points, as ``create_run`` or a REST call for it has just shown. A run
-        id first seen otherwise (another process's run, a mistyped one) gets its first points
-        over the REST API, which refuses them at once where it would. Not started for
-        credentials the native API does not take (the points go over the REST API)."""
+        """Start the buffer and heartbeat of a run this script created or resumed (it runs,
+        and it is this process's to keep alive). Any other run (another process's, an ended
+        one, a mistyped id) gets its points over the REST API, which stores each or refuses
+        it at once, as over ``http(s)://``; so do a forked child's runs, and every run with
+        credentials the native API does not take."""
         run = self._runs.get(run_id)
-        if run is not None and not run.finished:
+        if self._forked or (run is not None and not run.finished):
             return
         with self._runs_lock:
             run = self._runs.get(run_id)
@@ -165,14 +169,15 @@ class FitboardStore(RestStore):  # type: ignore[misc]
                 if sink is not None:
                     self._runs[run_id] = Run(sink)
 
-    def _stop(self, run_id: str) -> None:
+    def _stop(self, run_id: str, quiet: bool = False) -> None:
         """End the run's buffer and heartbeat (after sending what it holds); raise what the
-        server refused of it."""
+        server refused of it (``quiet``: only warned, as it was when refused)."""
         with self._runs_lock:
             run = self._runs.pop(run_id, None)
         if run is not None:
             run.finish()
-            self._raise_refused(run_id, run)
+            if not quiet:
+                self._raise_refused(run_id, run)
 
 
 def _for_rest(metric: Any) -> bool:
@@ -226,7 +231,27 @@ class _PointsSink:
         self._beat.start()
 
     def write(self, columns: Columns) -> None:
-        self.transport.post("runs/log", {"run_id": self.run_id, "metrics": columns})
+        try:
+            self.transport.post("runs/log", {"run_id": self.run_id, "metrics": columns})
+        except FitboardError as exc:
+            # A batch is stored whole or not at all: a refusal for one metric's points (a
+            # step past int64, a name too many) would lose every other metric's with it,
+            # where over the REST API only the call that logged them fails. Each metric
+            # again, alone; what is still refused is told.
+            if exc.status != 400 or len(columns) < 2:
+                raise
+            refused = []
+            for key, column in columns.items():
+                try:
+                    self.transport.post("runs/log", {"run_id": self.run_id,
+                                                     "metrics": {key: column}})
+                except FitboardError as alone:
+                    if alone.status != 400:
+                        raise
+                    refused.append(str(alone))
+            if refused:
+                more = f" (and {len(refused) - 1} more metrics)" if len(refused) > 1 else ""
+                raise FitboardError(refused[0] + more, 400) from None
 
     def checkpoint(self, path: Any, name: str) -> None:
         raise FitboardError("the mlflow client logs files with log_artifact")

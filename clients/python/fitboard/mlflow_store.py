@@ -3,20 +3,23 @@ tracking URIs.
 
 A script that logs with ``mlflow`` and sets ``MLFLOW_TRACKING_URI=fitboard+https://host`` (and
 ``MLFLOW_TRACKING_TOKEN``) logs into Fitboard unchanged, as with ``https://host``, except that
-its metrics stop waiting on the network: ``log_metric`` and ``log_batch`` put the points in a
-buffer that a background thread sends in batches over Fitboard's native API (``fitboard.Run``),
-as MLflow's ``synchronous=False`` does with its own server. Over ``https://``, each
+its metrics stop waiting on the network: for a run it created or resumed, ``log_metric`` and
+``log_batch`` put the points in a buffer that a background thread sends in batches over
+Fitboard's native API (``fitboard.Run``), as MLflow's ``synchronous=False`` does with its own
+server, and a second thread beats while the run is open. Over ``https://``, each
 ``log_metric`` is one request that the training loop waits for, and each point of a
 ``log_batch`` is an object serialized through protobuf.
 
 Everything else goes over MLflow's REST API exactly as ``https://`` sends it (``RestStore``).
 Before any of it, the points logged so far are sent: a script reads back what it logged
 (``get_metric_history``), a param or tag lands after the points logged before it, and
-``end_run`` returns once every point is stored. Points the server refused (a run the token
-does not reach, a full quota) raise ``MlflowException`` naming the run and the reason at the
-run's next ``log_metric`` or ``log_batch``, or at its ``end_run`` (after the run is ended), as
-MLflow's own asynchronous logging raises at its flush. Points linked to a logged model or a data set
-(mlflow 3's ``model_id``, ``dataset_name``) go over the REST API, which links them.
+``end_run`` returns once every point is stored. Points the server refused (a full quota, a
+step past 64 bits) raise ``MlflowException`` naming the run and the reason at the run's next
+``log_metric`` or ``log_batch``, or at its ``end_run`` (after the run is ended), as MLflow's
+own asynchronous logging raises at its flush. Over the REST API, each point stored before its
+call returns, go the points of any other run (another process's, an ended one), a forked
+child's, nameless ones, and those linked to a logged model or a data set (mlflow 3's
+``model_id``, ``dataset_name``), which the REST API links.
 
 Registered by the ``fitboard`` package's entry points (``fitboard.mlflow_plugin``:
 ``mlflow.tracking_store``, ``mlflow.model_registry_store``, and ``mlflow.artifact_repository``

@@ -357,3 +357,21 @@ def test_a_run_ended_as_failed_does_not_hide_the_scripts_exception(fast, setting
         fast.get_run(run.info.run_id)  # (the refusal is back)
         raise ZeroDivisionError
     assert Experiment.objects.get(pk=int(run.info.run_id)).status == "failed"
+
+
+def test_a_run_resumed_over_http_forgets_that_it_beat(fast, live_server):
+    # given a run the store created (it beats), then ended
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 1.0)
+    row = Experiment.objects.get(pk=int(run.info.run_id))
+    assert row.beats and row.status == "succeeded"
+
+    # when a script on MLflow's REST API (no heartbeat) resumes it
+    rest = MlflowClient(tracking_uri=live_server.url)
+    rest.update_run(run.info.run_id, status="RUNNING")
+
+    # then it is judged by the long silence window, not failed at the beating one's
+    row.refresh_from_db()
+    assert row.status == "running" and not row.beats
+    rest.set_terminated(run.info.run_id)

@@ -56,13 +56,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fitboard.mlflow_plugin import SCHEME_PREFIX  # noqa: E402 (no mlflow import)
+
 from bench import _stack  # noqa: E402
 
 ENVS = _stack.REPO / "var" / "bench-envs"
 MLFLOW_VERSION = "3.17.2"  # the client the tests pin (requirements-dev.txt)
 INGEST_POINTS = 200_000  # per round of (1): 20,000 steps x 10 metrics
 MLFLOW_POINTS = {"log_metric": 1_500, "log_batch": 30_000}  # per round of (2)
-STORE_SCHEME = "fitboard+"  # the fitboard package's mlflow tracking store
+STORE_SCHEME = SCHEME_PREFIX  # the fitboard package's mlflow tracking store
 LOOP_STEPS = 3_000  # per round of (3)
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# What marks a tracking URI as the store's: "fitboard+https://host" is the store at https://host.
+SCHEME_PREFIX = "fitboard+"
+
 
 def tracking_store(store_uri: str, artifact_uri: str | None = None) -> Any:
     from fitboard.mlflow_store import FitboardStore

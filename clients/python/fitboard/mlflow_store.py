@@ -53,10 +53,9 @@ except ImportError:  # mlflow before 2.10 kept it here
         _get_default_host_creds as get_default_host_creds,
     )
 
-from fitboard.run import Columns, Record, Run
+from fitboard.mlflow_plugin import SCHEME_PREFIX
+from fitboard.run import Columns, Heartbeat, Record, Run
 from fitboard.transport import FitboardError, Transport
-
-SCHEME_PREFIX = "fitboard+"
 
 
 def rest_uri(uri: str) -> str:
@@ -226,12 +225,8 @@ class _PointsSink:
         self.transport = Transport(url, token, timeout=MLFLOW_HTTP_REQUEST_TIMEOUT.get(),
                                    retries=MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(),
                                    context=context)
-        self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._beat_loop,
-                                      args=(Transport(url, token, timeout=30, retries=1,
-                                                      context=context),),
-                                      name="fitboard-heartbeat", daemon=True)
-        self._beat.start()
+        # The first beat at once: it tells the server this run's client beats.
+        self._beat = Heartbeat(url, token, run_id, 30.0, first=0.0, context=context)
 
     def write(self, columns: Columns) -> None:
         try:
@@ -260,24 +255,9 @@ class _PointsSink:
         raise FitboardError("the mlflow client logs files with log_artifact")
 
     def finish(self, status: str, ended: float) -> None:
-        self._stop.set()
         self.transport.close()
         # Gone with the run, unless a beat is on its way to a server that does not answer.
-        self._beat.join(timeout=2)
-
-    def _beat_loop(self, transport: Transport) -> None:
-        every = 0.0  # the first beat at once: it tells the server this run's client beats
-        while not self._stop.wait(every):
-            try:
-                answer = transport.post("runs/heartbeat", {"run_id": self.run_id})
-                every = float(answer.get("heartbeat_s", 30))
-            except FitboardError as exc:
-                if exc.status in (401, 403, 404):  # no run of this token's: nothing to keep
-                    break
-                every = every or 30.0  # a missed beat; the server fails a run after several
-            except (ValueError, TypeError):
-                every = every or 30.0
-        transport.close()
+        self._beat.stop(wait=2)
 
 
 def _sink(url: str, creds: Any, run_id: str) -> _PointsSink | None:

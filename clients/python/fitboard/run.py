@@ -8,12 +8,13 @@ import atexit
 import json
 import os
 import shutil
+import ssl
 import sys
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -282,12 +283,9 @@ class ServerSink:
         self.page = str(run.get("url", ""))
         self._sender = Transport(url, token)  # used by the sender thread only
         self._caller = Transport(url, token)  # the script's thread: checkpoints, finish
-        self._stop = threading.Event()
         self.status = "running"
-        beat = float(run.get("heartbeat_s", 30))
-        self._beat = threading.Thread(target=self._beat_loop, args=(beat,),
-                                      name="fitboard-heartbeat", daemon=True)
-        self._beat.start()
+        self._beat = Heartbeat(url, token, self.run_id, float(run.get("heartbeat_s", 30)),
+                               on_answer=self._answered)
 
     def write(self, columns: Columns) -> None:
         answer = self._sender.post("runs/log", {"run_id": self.run_id, "metrics": columns})
@@ -299,7 +297,7 @@ class ServerSink:
             self._caller.put_file(target, source)
 
     def finish(self, status: str, ended: float) -> None:
-        self._stop.set()
+        self._beat.stop()
         try:
             answer = self._caller.post("runs/finish", {"run_id": self.run_id,
                                                        "status": status, "ended": ended})
@@ -308,15 +306,50 @@ class ServerSink:
             self._caller.close()
             self._sender.close()
 
-    def _beat_loop(self, every: float) -> None:
+    def _answered(self, answer: Mapping[str, Any]) -> None:
+        self.status = str(answer["status"])
+
+
+class Heartbeat:
+    """A thread that tells the server a run's script is alive while it is quiet: a beat every
+    ``every`` seconds (the first after ``first``, default ``every``; then as often as the
+    server's answer says, ``heartbeat_s``), until ``stop``. Each answer goes to ``on_answer``
+    (the run's status: "cancelled" when cancelled on its page). A run the token no longer
+    reaches (401, 403, 404) is not beaten for any more."""
+
+    def __init__(self, url: str, token: str, run_id: int, every: float, *,
+                 first: float | None = None, context: ssl.SSLContext | None = None,
+                 on_answer: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         # A transport of its own, with few retries: the next beat is the retry.
-        transport = Transport(self.url, self.token, timeout=every, retries=1)
-        while not self._stop.wait(every):
+        self._transport = Transport(url, token, timeout=every, retries=1, context=context)
+        self.run_id, self.every = run_id, every
+        self._on_answer = on_answer
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(every if first is None
+                                                                  else first,),
+                                        name="fitboard-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, wait: float = 0.0) -> None:
+        """End the beats; ``wait``: seconds to wait for the thread (a beat on its way)."""
+        self._stop.set()
+        if wait:
+            self._thread.join(timeout=wait)
+
+    def _loop(self, wait: float) -> None:
+        while not self._stop.wait(wait):
             try:
-                self.status = transport.post("runs/heartbeat", {"run_id": self.run_id})["status"]
-            except FitboardError:
-                pass  # a missed beat; the server fails the run only after several
-        transport.close()
+                answer = self._transport.post("runs/heartbeat", {"run_id": self.run_id})
+            except FitboardError as exc:
+                if exc.status in (401, 403, 404):
+                    break
+                # a missed beat; the server fails the run only after several
+            else:
+                self.every = float(answer.get("heartbeat_s", self.every))
+                if self._on_answer is not None:
+                    self._on_answer(answer)
+            wait = self.every
+        self._transport.close()
 
 
 class FileSink:

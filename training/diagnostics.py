@@ -806,6 +806,7 @@ class _Overfit:
     signs: dict[str, float]  # each sign's measurement over its threshold
     memorised: float  # validation never beat a constant prediction (over its threshold)
     baseline: float  # what a constant prediction scores
+    rise: float  # how far over its best the validation loss must be to have risen
 
     @property
     def fell(self) -> str:
@@ -838,9 +839,9 @@ def _overfit(context: _Context) -> _Overfit:
     shed = train_then - train_now
     clear = shed >= NOISE_SIGMAS * _noise(train)
     train_fell = shed / train_then if train_then > 0 and clear else 0.0
+    rise = max(VAL_RISE * best, VAL_RISE_FLOOR * baseline, NOISE_SIGMAS * noise)
     signs = {
-        "validation loss rose": _ratio(val_now - best, max(
-            VAL_RISE * best, VAL_RISE_FLOOR * baseline, NOISE_SIGMAS * noise)),
+        "validation loss rose": _ratio(val_now - best, rise),
         "gap grew": _ratio(gap_now - gap_then,
                            max(GAP_GROWTH * baseline, NOISE_SIGMAS * noise)),
         # Growing too: every sign also needs the training loss to have kept falling.
@@ -864,7 +865,7 @@ def _overfit(context: _Context) -> _Overfit:
         signs["validation accuracy fell"] = _ratio(acc_best - acc_now, drop)
     return _Overfit(onset, curves.epochs - onset - 1, best, curves.val[onset], val_now,
                     train[onset], train_now, train_fell, noise, acc_best, acc_now, signs,
-                    memorised, baseline)
+                    memorised, baseline, rise)
 
 
 def _overfitting(context: _Context) -> _Finding:
@@ -912,9 +913,8 @@ def _held_and_climbing(context: _Context, o: _Overfit) -> bool:
     the rise's threshold (one or two high epochs of a noisy set are not a climb)."""
     train, val = context.curves.train, context.curves.val
     floor = train[o.onset] + max(VAL_RISE * train[o.onset], NOISE_SIGMAS * _noise(train))
-    rise = max(VAL_RISE * o.best, VAL_RISE_FLOOR * o.baseline, NOISE_SIGMAS * o.noise)
     return (max(_smooth(train)[o.onset:]) <= floor
-            and all(v >= o.best + rise for v in val[-RECENT_EPOCHS:]))
+            and all(v >= o.best + o.rise for v in val[-RECENT_EPOCHS:]))
 
 
 def _overfit_headline(o: _Overfit, falling: bool = True) -> str:

@@ -36,6 +36,7 @@ from training.data.uploads import (
     _member_bytes,
     _member_name,
     read_csv,
+    refuse_inflated,
 )
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def _image_column(frame: pd.DataFrame, index: ImageIndex, chosen: str, table: st
         if not _naming_score(index, frame[column])[0]:
             raise UploadError("image_column", f"{column!r} of {table} names none of the "
                                               f"archive's images ({_examples(frame, column)} "
-                                              f"beside {_image_examples(index)})")
+                                              f"beside {_image_examples(index.files)})")
         return column
     scores = {str(c): _naming_score(index, frame[c]) for c in frame.columns}
     naming = [c for c, s in scores.items() if _names_images(index, s)]
@@ -196,8 +197,8 @@ def _examples(frame: pd.DataFrame, column: str) -> str:
     return f"{column!r} holds {_quoted(cells)}" if cells else f"{column!r} is empty"
 
 
-def _image_examples(index: ImageIndex) -> str:
-    return f"images such as {_quoted(_member_name(m) for m in index.files[:3])}"
+def _image_examples(files: list[zipfile.ZipInfo]) -> str:
+    return f"images such as {_quoted(_member_name(m) for m in files[:3])}"
 
 
 # --- the label column --------------------------------------------------------------------------
@@ -415,7 +416,7 @@ def labels_from_table(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo],
     if not kept:
         raise NotLabels("file", f"no row of {table} pairs an image of the archive with a "
                                   f"label ({_examples(frame, image_column)} beside "
-                                  f"{_image_examples(index)})")
+                                  f"{_image_examples(index.files)})")
     y, classes = _classes(texts, label_column, steps)
     steps.insert(0, {"step": f"labels read from {table}: images named in {image_column!r}, "
                              f"labels in {label_column!r}", "count": len(kept)})
@@ -453,10 +454,7 @@ def _read_table(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
                                   f"{limits.max_unpacked_bytes} bytes with {member.filename!r}: "
                                   f"the limit is {limits.max_unpacked_bytes} (a decompression "
                                   "bomb?)")
-    if member.file_size > limits.max_ratio * max(member.compress_size, 1) \
-            and member.file_size > 2**20:
-        raise UploadError("file", f"{member.filename!r} expands {member.file_size} bytes from "
-                                  f"{member.compress_size}: refused as a decompression bomb")
+    refuse_inflated(member, limits)
     data = _member_bytes(archive, member, member.file_size + 1)
     if len(data) > member.file_size:
         raise UploadError("file", f"{member.filename!r} is larger than its archive entry says")
@@ -535,7 +533,7 @@ def label_images(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], documen
         if found is None:
             names = _quoted(m.filename for m in tables)
             raise UploadError(field_name, f"no column of {names} holds the images' names: "
-                                          f"{_image_examples(ImageIndex(files))}")
+                                          f"{_image_examples(files)}")
         return found
     if folders is not None and (not tables or not all(SPLIT_FOLDER.fullmatch(c)
                                                        for c in folders.classes)):
@@ -549,7 +547,7 @@ def label_images(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], documen
     if tables:
         raise UploadError("file", f"{problem}; no column of {_quoted(m.filename for m in tables)} "
                                   "holds the images' names (with or without their extension, "
-                                  f"or their paths): {_image_examples(ImageIndex(files))}")
+                                  f"or their paths): {_image_examples(files)}")
     raise problem
 
 

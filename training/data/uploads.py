@@ -1358,10 +1358,17 @@ def _image_members(archive: zipfile.ZipFile, limits: Limits, documents: list[str
         raise UploadError("file", f"the archive unpacks to {total} bytes: the limit is "
                                   f"{limits.max_unpacked_bytes} (a decompression bomb?)")
     for m in files:
-        if m.file_size > limits.max_ratio * max(m.compress_size, 1) and m.file_size > 2**20:
-            raise UploadError("file", f"{m.filename!r} expands {m.file_size} bytes from "
-                                      f"{m.compress_size}: refused as a decompression bomb")
+        refuse_inflated(m, limits)
     return files
+
+
+def refuse_inflated(member: zipfile.ZipInfo, limits: Limits) -> None:
+    """UploadError for a member over a MiB that its directory entry says inflates more than
+    ``max_ratio`` times: a decompression bomb, refused before anything inflates."""
+    if member.file_size > limits.max_ratio * max(member.compress_size, 1) \
+            and member.file_size > 2**20:
+        raise UploadError("file", f"{member.filename!r} expands {member.file_size} bytes from "
+                                  f"{member.compress_size}: refused as a decompression bomb")
 
 
 def _first_of_each_image(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -128,7 +128,7 @@ def enrol(project: Project, user: Any, role: str) -> None:
 
 def add_member(user: Any, project: Project, member: Any) -> None:
     """``user`` invites ``member`` into ``project``: a plain member once they accept
-    (``accept_invitation``; nothing changes for a member already, or one invited already).
+    (``answer_invitation``; nothing changes for a member already, or one invited already).
     NotAllowed unless ``user`` maintains the project or is staff."""
     with transaction.atomic():
         _lock(project)
@@ -150,21 +150,22 @@ def invited_to(project: Project) -> list[Invitation]:
                 .order_by("user__username"))
 
 
-def invitation_of(user: Any, project_id: int) -> Invitation | None:
-    """``user``'s invitation into project ``project_id``, if they have one."""
+def invitation_of(user: Any, project_id: int, lock: bool = False) -> Invitation | None:
+    """``user``'s invitation into project ``project_id``, if they have one (``lock``: read
+    under its row lock, with its project, in the caller's transaction)."""
     if not 1 <= project_id < 2**63:  # no row has it, and SQLite's driver cannot compare it
         return None
-    return Invitation.objects.filter(user_id=user.pk, project_id=project_id).first()
+    rows = Invitation.objects.filter(user_id=user.pk, project_id=project_id)
+    if lock:
+        rows = rows.select_for_update().select_related("project")
+    return rows.first()
 
 
 def answer_invitation(user: Any, project_id: int, accept: bool) -> Project:
     """``user`` joins the project they were invited into as a plain member (``accept``), or
     declines; either way the invitation is gone. NotAMember (a 404) without one."""
     with transaction.atomic():
-        invitation = invitation_of(user, project_id)
-        if invitation is not None:  # read again under its row lock: one answer counts
-            invitation = Invitation.objects.select_for_update().select_related(
-                "project").filter(pk=invitation.pk).first()
+        invitation = invitation_of(user, project_id, lock=True)  # one answer counts
         if invitation is None:
             raise NotAMember("no invitation into this project")
         invitation.delete()

@@ -47,7 +47,7 @@ class Membership(models.Model):
 
 class Invitation(models.Model):
     """A user asked into a project by one of its maintainers: a member once they accept it
-    (``actions.accept_invitation``), not before. Any user maintains projects of their own, and
+    (``actions.answer_invitation``), not before. Any user maintains projects of their own, and
     a user added without being asked had their scripts log into a project someone else named
     ahead of them (``set_experiment("alice-mnist")`` finds it by name), whose maintainer then
     read their runs."""

@@ -98,7 +98,7 @@ class Rows:
     def of(cls, spans: Sequence[metric_store.Span]) -> Rows:
         def stamps(times: list[float | None], unknown: float) -> np.ndarray:
             seconds = np.array([unknown if t is None else t for t in times], dtype=np.float64)
-            return np.where(np.isfinite(seconds), np.round(seconds * 1000), seconds)
+            return np.round(seconds * 1000)  # (an infinite unknown stays infinite)
 
         return cls(np.array([s.pk for s in spans], dtype=np.int64),
                    np.array([s.first_step for s in spans], dtype=np.int64),

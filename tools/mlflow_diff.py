@@ -97,7 +97,7 @@ class Recorder:
     def __init__(self, url: str, token: str) -> None:
         # Raw requests go to the server's own address (a fitboard+http:// URI is the
         # mlflow client's, for its store).
-        self.url, self.token = url.removeprefix(tracking.STORE_SCHEME), token
+        self.url, self.token = url.removeprefix(tracking.SCHEME_PREFIX), token
         self.entries: list[list[Any]] = []
         self.skipped: list[str] = []  # calls this client does not have, with why
         self.ids: dict[tuple[str, str], str] = {}
@@ -1061,7 +1061,7 @@ def main(port: int, mlflow_python: str, client_python: str, save: str, store: bo
     with _stack.Stack() as stack:
         fitboard, token = start_fitboard(stack, port)
         mlflow_url = start_mlflow(stack, python, port + 1)
-        ours = run_scenario(tracking.STORE_SCHEME + fitboard if store else fitboard, token,
+        ours = run_scenario(tracking.SCHEME_PREFIX + fitboard if store else fitboard, token,
                             stack.scratch / "fitboard.json", client_python)
         theirs = run_scenario(mlflow_url, token, stack.scratch / "mlflow.json", client_python)
     if save:  # both answers as recorded, to read beside the differences

@@ -19,7 +19,7 @@ from webapp.experiments import events
 from webapp.experiments.consumers import TOO_MANY_SOCKETS
 from webapp.experiments.models import Experiment
 from webapp.experiments.routing import websocket_urlpatterns
-from webapp.projects.models import Project
+from webapp.projects.models import Membership, Project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GOOD_ORIGIN = b"http://127.0.0.1:8000"
@@ -288,6 +288,52 @@ async def test_removal_from_a_project_stops_the_run_list_hearing_of_it(owner, me
     await get_channel_layer().group_send(events.project_group(other.pk), {
         "type": "list.update", "project": other.pk, "id": 999, "status": "running"})
     assert (await client.receive_json_from(timeout=5))["id"] == 999
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_deactivating_a_member_closes_their_open_sockets(owner, member, run, route):
+    # given a member watching the project's runs
+    client = await open_socket(fill(route, run), member)
+
+    # when staff deactivate their account (the admin's "active" box)
+    member.is_active = False
+    await asyncio.to_thread(member.save)
+
+    # then their socket is closed as unauthenticated, and hears nothing more
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await send_update(route, run)
+    assert await client.receive_nothing(timeout=0.3)
+
+
+@pytest.mark.parametrize("route", RUN_ROUTES)
+async def test_removal_outside_the_project_page_closes_its_run_and_study_sockets(
+        owner, member, run, route):
+    # given a member watching a run or study of the project
+    client = await open_socket(fill(route, run), member)
+
+    # when their membership row is deleted elsewhere than on the project page (the admin's
+    # members inline deletes the row itself)
+    await asyncio.to_thread(lambda: Membership.objects.get(user=member).delete())
+
+    # then their socket is closed as forbidden, and hears nothing more
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    await send_update(route, run)
+    assert await client.receive_nothing(timeout=0.3)
+
+
+async def test_removal_outside_the_project_page_stops_the_run_list_hearing_of_it(
+        owner, member, run):
+    # given a member watching the run list
+    client = await open_socket("/ws/runs/", member)
+
+    # when their membership row is deleted in the admin
+    await asyncio.to_thread(lambda: Membership.objects.get(user=member).delete())
+
+    # then the project's runs' updates no longer reach them
+    await asyncio.sleep(0.5)  # the membership message reaches the socket first
+    await send_update("ws/runs/", run)
+    assert await client.receive_nothing(timeout=0.3)
     await client.disconnect()
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 if TYPE_CHECKING:
     from webapp.experiments.models import Experiment
@@ -72,6 +73,17 @@ def end_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> 
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if session_key:
         _send(session_group(session_key), {"type": "session.ended"})
+
+
+def end_user_sockets(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """``post_save`` receiver of the user model: a deactivated user's open sockets are closed
+    once the change commits, as a logout closes its session's. Their sessions and tokens stop
+    working at once; a socket is authorised only when it opens, and kept relaying every run of
+    their projects to someone who no longer has an account."""
+    if instance.is_active:
+        return
+    group = user_group(instance.pk)
+    transaction.on_commit(lambda: _send(group, {"type": "session.ended"}))
 
 
 def membership_changed(user_id: int) -> None:

@@ -306,6 +306,29 @@ async def test_deactivating_a_member_closes_their_open_sockets(owner, member, ru
     assert await client.receive_nothing(timeout=0.3)
 
 
+async def test_a_password_change_closes_the_accounts_open_sockets(owner, member, run):
+    # given a member watching the run list (a session the new password is meant to end)
+    client = await open_socket("/ws/runs/", member)
+
+    # when a login stamps the account, its socket stays open
+    await asyncio.to_thread(lambda: member.save(update_fields=["last_login"]))
+    assert await client.receive_nothing(timeout=0.3)
+
+    # and when their password is changed, it is closed as unauthenticated
+    def change() -> None:
+        member.set_password("a new secret 1234")
+        member.save()
+    await asyncio.to_thread(change)
+    assert await client.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_saving_an_account_unchanged_keeps_its_sockets(owner, member, run):
+    client = await open_socket("/ws/runs/", member)
+    await asyncio.to_thread(member.save)
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
 @pytest.mark.parametrize("route", RUN_ROUTES)
 async def test_removal_outside_the_project_page_closes_its_run_and_study_sockets(
         owner, member, run, route):

@@ -12,7 +12,7 @@ class ExperimentsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
         from django.contrib.auth.signals import user_logged_out
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_save, pre_save
 
         from training import budget
         from training.spec import allow_model_dirs
@@ -27,7 +27,10 @@ class ExperimentsConfig(AppConfig):
         allow_model_dirs(settings.FITBOARD_MODELS_LOCAL_DIRS)
         # A logout closes that session's live sockets.
         user_logged_out.connect(events.end_session_sockets, dispatch_uid="end-session-sockets")
-        # A deactivated account's sockets close, as a logout closes its session's.
+        # A deactivated account's sockets close, as a logout closes its session's, and so do
+        # the sockets of an account whose password changed.
+        pre_save.connect(events.note_password_change, sender=settings.AUTH_USER_MODEL,
+                         dispatch_uid="note-password-change")
         post_save.connect(events.end_user_sockets, sender=settings.AUTH_USER_MODEL,
                           dispatch_uid="end-user-sockets")
         # Joining or leaving a project changes what that user's open sockets may hear.

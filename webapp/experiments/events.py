@@ -75,13 +75,27 @@ def end_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> 
         _send(session_group(session_key), {"type": "session.ended"})
 
 
-def end_user_sockets(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """``post_save`` receiver of the user model: a deactivated user's open sockets are closed
-    once the change commits, as a logout closes its session's. Their sessions and tokens stop
-    working at once; a socket is authorised only when it opens, and kept relaying every run of
-    their projects to someone who no longer has an account."""
-    if instance.is_active:
+def note_password_change(sender: Any, instance: Any, update_fields: Any = None,
+                         **kwargs: Any) -> None:
+    """``pre_save`` receiver of the user model: marks a save that changes the password, for
+    ``end_user_sockets``. A save naming its fields without the password (a login's
+    ``last_login``) is not read again."""
+    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
         return
+    stored = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+    instance._fitboard_password_changed = stored is not None and stored != instance.password
+
+
+def end_user_sockets(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """``post_save`` receiver of the user model: a deactivated user's open sockets, or those of
+    a user whose password changed, are closed once the change commits, as a logout closes its
+    session's. Their other sessions stop working at once (Django checks the password's hash
+    on every request); a socket is authorised only when it opens, and kept relaying every run
+    of their projects to someone who no longer has an account, or to a stolen session the new
+    password was meant to end (a page still logged in hears again once reloaded)."""
+    if instance.is_active and not getattr(instance, "_fitboard_password_changed", False):
+        return
+    instance._fitboard_password_changed = False
     group = user_group(instance.pk)
     transaction.on_commit(lambda: _send(group, {"type": "session.ended"}))
 

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from training.data.image_labels import LabelColumns
     from training.data.loading import RawData
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
+# .jfif, .jpe: JPEGs as Windows browsers save them; the decoder checks the format, not the name.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".gif", ".webp", ".bmp")
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP")  # MPO: a camera's multi-frame JPEG
 # Files that archivers add beside the content; skipped rather than refused.
 ARCHIVE_CLUTTER = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
@@ -1289,20 +1290,25 @@ def _decode(archive: zipfile.ZipFile, labelled: list[tuple[zipfile.ZipInfo, str]
             _skip(problem, unreadable, len(labelled))
             continue
         grey = grey and image.mode in GREY_MODES
-        x[len(labels)] = np.asarray(_as_rgb(image, Image).resize(
+        x[len(labels)] = np.asarray(as_rgb(image).resize(
             (image_size, image_size), Image.Resampling.BILINEAR))
         labels.append(label)
     return x[:len(labels)], labels, grey
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
+# Mean grey level (0-255) of an image's visible pixels from which its transparent pixels are laid
+# on black rather than white: light strokes or objects stay visible.
+LIGHT_CONTENT = 200.0
 
 
-def _as_rgb(image: Any, Image: Any) -> Any:
-    """An 8-bit RGB copy of a decoded image, turned upright as its EXIF orientation says (a
-    phone's photo). 16- and 32-bit grey is scaled to 8 bits, not clipped: a 16-bit PNG's
-    values run to 65,535, and clipping at 255 made every one of them white."""
-    from PIL import ImageOps
+def as_rgb(image: Any) -> Any:
+    """An 8-bit RGB copy of a decoded image, as training sees it (and Try it, so a prediction
+    reads the pixels training read): turned upright as its EXIF orientation says (a phone's
+    photo); 16- and 32-bit grey scaled to 8 bits, not clipped (a 16-bit PNG's values run to
+    65,535, and clipping at 255 made every one of them white); transparency laid on a
+    background (see _flattened)."""
+    from PIL import Image, ImageOps
 
     image = ImageOps.exif_transpose(image) or image
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "F"):
@@ -1310,7 +1316,29 @@ def _as_rgb(image: Any, Image: Any) -> Any:
         if image.mode.startswith("I;16") or values.max() > 255:
             values = values / 257.0
         image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        return _flattened(image.convert("RGBA"))
     return image.convert("RGB")
+
+
+def _flattened(image: Any) -> Any:
+    """An RGBA image laid on a plain background, as a viewer shows it. Dropping the alpha
+    channel kept the colour under transparent pixels, which drawing programs leave black: a
+    canvas's black strokes on a transparent page became black on black, every image alike
+    (and then dropped as duplicates). The background is white, or black for light content
+    (white strokes would vanish on white); an image with no transparent pixel is unchanged."""
+    from PIL import Image
+
+    pixels = np.asarray(image, dtype=np.float32)
+    alpha = pixels[..., 3:] / 255.0
+    if alpha.min() >= 1.0:
+        return image.convert("RGB")
+    luminance = pixels[..., :3] @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+    opaque = float(alpha.sum())
+    light = opaque > 0 and float((luminance * alpha[..., 0]).sum()) / opaque >= LIGHT_CONTENT
+    background = 0.0 if light else 255.0
+    flat = pixels[..., :3] * alpha + background * (1.0 - alpha)
+    return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), "RGB")
 
 
 def _skip(problem: UnreadableImage, unreadable: list[UnreadableImage], images: int) -> None:

@@ -286,3 +286,49 @@ def test_a_model_larger_than_the_web_process_serves_is_not_loaded(
     assert exported.status_code == 409 and b"FITBOARD_SERVE_MAX_MB" in exported.content
     assert 'id="try-form"' not in page
     assert loads == []
+
+
+def zip_pixels(data: bytes, name: str, size: int) -> np.ndarray:
+    """The (C, H, W) pixels training reads from ``data`` as one image of a data set's ZIP."""
+    import zipfile
+
+    from training.data.uploads import read_image_zip
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for label in ("a", "b"):
+            archive.writestr(f"{label}/{name}", data)
+    buffer.seek(0)
+    return read_image_zip(buffer, size, drop_duplicates=False).x[0]
+
+
+def encoded(image: Image.Image, format: str = "PNG", **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def test_a_16_bit_png_is_tried_with_the_pixels_training_reads_from_it() -> None:
+    # given a 16-bit grey gradient (its values run to 65,535: read as 8 bits, all white)
+    data = encoded(Image.fromarray((np.arange(256).reshape(16, 16) * 256).astype(np.uint16)))
+
+    # when Try it reads it for a grey 8×8 model
+    tried = serving.image_inputs(data, (1, 8, 8), False)[0]
+
+    # then its pixels are those a data set of such images trained on
+    assert tried.min() < 64
+    assert np.array_equal(tried, zip_pixels(data, "0.png", 8))
+
+
+def test_a_phone_photo_is_tried_upright_as_training_reads_it() -> None:
+    # given a JPEG stored on its side with an EXIF orientation (6: turn it upright)
+    pixels = np.zeros((16, 32, 3), dtype=np.uint8)
+    pixels[:, :16] = 250
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encoded(Image.fromarray(pixels), "JPEG", exif=exif, quality=95)
+
+    tried = serving.image_inputs(data, (3, 8, 8), False)[0]
+
+    assert np.array_equal(tried, zip_pixels(data, "0.jpg", 8))
+    assert tried[0, 0, 4] > 200 and tried[0, 7, 4] < 50  # light on top once upright

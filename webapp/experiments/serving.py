@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from training import checkpoints
 from training.checkpoints import Checkpoint
-from training.data.uploads import IMAGE_FORMATS
+from training.data.uploads import IMAGE_FORMATS, as_rgb
 from training.export import EXPORTED_ARCHS, to_onnx
 from training.spec import missing_plugins, stored_dataset_info
 from webapp import ratelimit
@@ -105,8 +105,12 @@ def image_inputs(data: bytes, input_shape: tuple[int, ...], invert: bool) -> np.
             raise TryError(f"the image is {width}×{height} pixels: at most "
                            f"{MAX_IMAGE_PIXELS:,} in all")
         channels, rows, columns = input_shape
-        fitted = image.convert("L" if channels == 1 else "RGB").resize(
-            (columns, rows), Image.Resampling.LANCZOS)
+        # The pixels training read from a data set's ZIP (upright, 16-bit scaled, transparency
+        # on a background, the same resampling): a 16-bit PNG was all white here, and a phone
+        # photo lay on its side.
+        fitted = as_rgb(image).resize((columns, rows), Image.Resampling.BILINEAR)
+        if channels == 1:
+            fitted = fitted.convert("L")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         if isinstance(exc, TryError):
             raise

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
-from fitboard_model.text import PAD, UNK, WORD_PATTERN, WordVocabulary, pad_rows
+from fitboard_model.text import PAD, UNK, WordVocabulary, pad_rows
 
 from training.data.catalog import data_dir
 
@@ -140,7 +140,7 @@ class WordTokenizer(WordVocabulary):
 
     def files(self) -> dict[str, bytes]:
         """The vocabulary and settings as one JSON file, for a checkpoint."""
-        document = {"type": "word", "pattern": WORD_PATTERN, "lowercase": True,
+        document = {"type": "word", "pattern": self.pattern, "lowercase": True,
                     "max_length": self.max_length, "vocab": self.vocab}
         return {"vocab.json": json.dumps(document).encode()}
 

@@ -1820,18 +1820,36 @@ def save_prepared(prepared: Prepared, name: str, target: IO[bytes],
     return info
 
 
+@contextlib.contextmanager
+def _prepared_file(path: Path, name: str) -> Any:
+    """The opened ``.npz`` of a prepared upload; DataFileError naming the data set when it is
+    missing or damaged (a failed copy, a full disk, a storage restored in part). numpy's own
+    errors reached the run's page as they were: "BadZipFile: File is not a zip file", advice to
+    load "unsafely using allow_pickle", or the server's path to the missing file."""
+    from training.data.files import DataFileError
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            yield archive
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        what = "is missing" if isinstance(exc, FileNotFoundError) else "is damaged"
+        raise DataFileError(f"the stored file of the uploaded dataset {name} {what} "
+                            f"({type(exc).__name__}): upload the data set again") from exc
+
+
 def read_info(path: Path, name: str) -> DatasetInfo:
     """The facts stored in a prepared file, without loading its arrays."""
-    with np.load(path, allow_pickle=False) as archive:
+    with _prepared_file(path, name) as archive:
         meta = json.loads(archive["meta"].tobytes())
     return DatasetInfo.from_dict({**meta["info"], "name": name})
 
 
 def load_prepared(path: Path, name: str) -> RawData:
-    """Read a prepared upload for the engine (and remember its facts for spec validation)."""
+    """Read a prepared upload for the engine (and remember its facts for spec validation);
+    DataFileError when its file is missing or damaged."""
     from training.data.loading import RawData
 
-    with np.load(path, allow_pickle=False) as archive:
+    with _prepared_file(path, name) as archive:
         meta = json.loads(archive["meta"].tobytes())
         y = archive["y"]
         if "text_bytes" in archive:

@@ -159,9 +159,10 @@ def failure_reason(exc: Exception, experiment: Experiment) -> tuple[str, bool]:
     import torch
 
     from training import checkpoints
+    from training.data.files import DataFileError
     from training.loop import NonFiniteLossError, TrainingError
 
-    if isinstance(exc, TrainingError | DatasetUnavailable | SpecError
+    if isinstance(exc, TrainingError | DatasetUnavailable | SpecError | DataFileError
                   | checkpoints.CheckpointError):
         return str(exc), isinstance(exc, NonFiniteLossError)
     if isinstance(exc, torch.cuda.OutOfMemoryError):

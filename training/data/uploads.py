@@ -551,7 +551,7 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
         raise UploadError("file", f"{len(frame)} rows: the limit is {limits.max_rows}")
     if options.missing not in MISSING_CHOICES:
         raise UploadError("missing", f"must be one of: {', '.join(MISSING_CHOICES)}")
-    label = _column(frame, options.label_column or str(frame.columns[-1]), "label_column")
+    label = _label_column(frame, options.label_column)
     text_mode = bool(options.text_column)
     if options.more_text_columns:
         frame, joined = _join_texts(frame, (options.text_column, *options.more_text_columns),
@@ -598,6 +598,19 @@ def prepare_table(frame: pd.DataFrame, options: TableOptions, limits: Limits | N
     impute = "" if text_mode or options.missing == "drop" else options.missing
     return Prepared(info, x, y, label_names, inputs, impute, options.standardise and not text_mode,
                     report)
+
+
+def _label_column(frame: pd.DataFrame, named: str) -> str:
+    """The label's column: the one named, else the last. A column of lists spread into one
+    column per position (see _expanded_sequences) is no label: a one-hot label [0, 1] trained
+    on its last position with the other as a feature, the answer itself."""
+    label = _column(frame, named or str(frame.columns[-1]), "label_column")
+    if label in (spread := frame.attrs.get("spread_columns", {})):
+        raise UploadError("label_column", f"the label column {spread[label]!r} holds lists "
+                                          "(several labels per row, or one-hot): a label is "
+                                          "one class or number per row; name another column "
+                                          "in Label column")
+    return label
 
 
 def _scaling_step(x: np.ndarray, names: list[str], standardise: bool) -> dict[str, Any]:
@@ -712,6 +725,9 @@ def _input_columns(frame: pd.DataFrame, options: TableOptions, label: str) -> li
         str(c) for c in frame.columns if c != label]
     if label in inputs:
         raise UploadError("feature_columns", f"{label!r} is the label: it cannot be a feature")
+    if not inputs:  # a Hugging Face table of the label alone (a CSV's is refused as it is read)
+        raise UploadError("feature_columns", f"the table has no column besides the label "
+                                             f"{label!r}: a dataset needs at least one more")
     return inputs
 
 
@@ -1696,12 +1712,60 @@ def _read_hf_table(source: str, split: str, path: Path | None, local_roots: Sequ
         raise UploadError("hf_source", f"{source!r} holds images (column {pictures[0]!r}): "
                                        "Hugging Face data sets are read as tables; upload the "
                                        "images as a ZIP of class folders")
+    # A record's fields ({"x": 1, "y": 2} in a JSON line) become columns of their own
+    # ("feat.x", "feat.y"): whole, a dict was read as a sentence to learn from.
+    loaded = loaded.flatten()
     frame = loaded.to_pandas()
     # Class labels stored as integers get their names back.
     for column, feature in loaded.features.items():
         names = getattr(feature, "names", None)
         if names:
             frame[column] = frame[column].map(lambda i, n=names: n[i] if 0 <= i < len(n) else None)
+    return _expanded_sequences(frame, limits)
+
+
+def _expanded_sequences(frame: pd.DataFrame, limits: Limits) -> pd.DataFrame:
+    """``frame`` with each column of equal-length lists of numbers (an embedding, a pixel row)
+    made one column per position ("vec[0]", "vec[1]"...), and any other column of lists (of
+    words, of varying length: no feature) left out, each said in a step. Whole, such a column
+    was read as text, each list's printed form a "sentence". A column of lists where the label
+    is expected (the last) is refused: see _label_column."""
+    for column in list(frame.columns):
+        cells = frame[column].dropna()
+        if cells.empty or not isinstance(cells.iloc[0], list | tuple | np.ndarray):
+            continue
+        try:
+            values = np.asarray(cells.tolist(), dtype=np.float64)
+        except (ValueError, TypeError):
+            values = np.empty(0)
+        if values.ndim != 2:
+            if column == frame.columns[-1]:
+                raise UploadError("label_column", f"the last column, {column!r}, holds lists "
+                                                  "(several labels per row?): a label is one "
+                                                  "class or number per row; name another column "
+                                                  "in Label column")
+            frame = frame.drop(columns=column)
+            frame.attrs["steps"] = [*frame.attrs.get("steps", []), {
+                "step": f"column {column!r} of lists (of words, or of varying length) left out",
+                "count": 1}]
+            continue
+        if len(frame.columns) + values.shape[1] > limits.max_columns:
+            raise UploadError("hf_source", f"column {column!r} holds lists of "
+                                           f"{values.shape[1]} numbers: more than the limit of "
+                                           f"{limits.max_columns} columns "
+                                           "(FITBOARD_UPLOAD_MAX_COLUMNS)")
+        spread = np.full((len(frame), values.shape[1]), np.nan)
+        spread[frame.index.get_indexer(cells.index)] = values
+        at, attrs = int(frame.columns.get_loc(column)), frame.attrs  # type: ignore[arg-type]
+        frame = frame.drop(columns=column)
+        names = [f"{column}[{i}]" for i in range(values.shape[1])]
+        for i, name in enumerate(names):
+            frame.insert(at + i, name, spread[:, i])
+        frame.attrs = {"spread_columns": {**attrs.get("spread_columns", {}),
+                                          **dict.fromkeys(names, column)},
+                       "steps": [*attrs.get("steps", []), {
+                           "step": f"column {column!r} of lists made one column per position",
+                           "count": len(names)}]}
     return frame
 
 

@@ -12,7 +12,7 @@ class ExperimentsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
         from django.contrib.auth.signals import user_logged_out
-        from django.db.models.signals import post_save, pre_save
+        from django.db.models.signals import post_delete, post_save, pre_save
 
         from training import budget
         from training.spec import allow_model_dirs
@@ -35,3 +35,7 @@ class ExperimentsConfig(AppConfig):
                           dispatch_uid="end-user-sockets")
         # Joining or leaving a project changes what that user's open sockets may hear.
         membership_changed.connect(events.on_membership_changed, dispatch_uid="membership-sockets")
+        # However a membership goes (the admin's inline, a user or project deleted), its user's
+        # open sockets stop hearing of the project. The sender by name: projects sits below.
+        post_delete.connect(events.membership_deleted, sender="projects.Membership",
+                            dispatch_uid="membership-deleted-sockets")

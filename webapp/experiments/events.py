@@ -105,6 +105,15 @@ def membership_changed(user_id: int) -> None:
     _send(user_group(user_id), {"type": "membership.changed"})
 
 
+def membership_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """``post_delete`` receiver of ``projects.Membership``: the user's open sockets check again
+    what they may hear, once the deletion commits. Every way a membership goes passes here, not
+    only the project page's removal: the admin's members inline, a user or project deleted; a
+    member removed so kept hearing of the project's runs on sockets opened before."""
+    user_id = instance.user_id
+    transaction.on_commit(lambda: membership_changed(user_id))
+
+
 def on_membership_changed(sender: Any, user_id: int, **kwargs: Any) -> None:
     """``webapp.projects.signals.membership_changed`` receiver (sent after commit)."""
     membership_changed(user_id)

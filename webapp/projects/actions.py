@@ -187,7 +187,7 @@ def remove_member(user: Any, project: Project, member: Any) -> None:
         _check_keeps_a_maintainer(project, membership)
         if Membership.objects.filter(project=project).count() <= 1:
             raise WouldOrphan(LAST_MEMBER)
-        membership.delete()  # its sockets are told by ``membership_deleted``
+        membership.delete()  # its sockets are told by ``events.membership_deleted``
 
 
 def set_role(user: Any, project: Project, member: Any, role: str) -> None:
@@ -241,11 +241,3 @@ def _check_keeps_a_maintainer(project: Project, leaving: Membership) -> None:
 def _tell_sockets(user_id: int) -> None:
     signals.membership_changed.send(sender=Project, user_id=user_id)
 
-
-def membership_deleted(sender: Any, instance: Membership, **kwargs: Any) -> None:
-    """``post_delete`` receiver of ``Membership``: the user's open sockets check again what
-    they may hear, once the deletion commits. Every way a membership goes passes here, not only
-    ``remove_member``: the admin's project page (its members inline), a user or project
-    deleted; a member removed so kept hearing of the project's runs on sockets opened before."""
-    user_id = instance.user_id
-    transaction.on_commit(lambda: _tell_sockets(user_id))

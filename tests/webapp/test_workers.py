@@ -223,3 +223,27 @@ def test_a_worker_that_dies_as_it_starts_is_not_started_again():
             children.check()
     finally:
         children.stop()
+
+
+def test_up_reads_an_empty_port_and_host_as_their_defaults(monkeypatch):
+    # given PORT and FITBOARD_HOST set but empty, as docs/configuration.md allows
+    from webapp.experiments.management.commands.up import Command
+
+    monkeypatch.setenv("PORT", "")
+    monkeypatch.setenv("FITBOARD_HOST", " ")
+    # when manage.py up reads its options
+    options = Command().create_parser("manage.py", "up").parse_args([])
+    # then each takes its default
+    assert (options.host, options.port) == ("127.0.0.1", 8000)
+
+
+def test_up_refuses_a_bad_port_naming_the_variable(monkeypatch):
+    # given a PORT that is not a number
+    from django.core.exceptions import ImproperlyConfigured
+
+    from webapp.experiments.management.commands.up import Command
+
+    monkeypatch.setenv("PORT", "eighty")
+    # when manage.py up reads its options, then the error names PORT
+    with pytest.raises(ImproperlyConfigured, match="PORT must be an integer"):
+        Command().create_parser("manage.py", "up")

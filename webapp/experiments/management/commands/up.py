@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from webapp.env import env_int, env_str
 from webapp.experiments.bootstrap import ensure_admin
 from webapp.experiments.launch import (
     Children,
@@ -36,8 +37,9 @@ class Command(BaseCommand):
             "notifications), the web server and a demo run.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=os.environ.get("FITBOARD_HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        # Read by the settings' parsers: empty is the default, a bad value names the variable.
+        parser.add_argument("--host", default=env_str("FITBOARD_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=env_int("PORT", 8000, minimum=1))
         parser.add_argument("--no-demo", action="store_true", help="do not queue the demo run")
         parser.add_argument("--workers", type=int, default=settings.FITBOARD_UP_WORKERS,
                             help="Celery worker processes, one job each (default: "

@@ -684,7 +684,22 @@ def _pace(context: _Context, horizon: int) -> _Pace:
         start = min(STEADY_FROM, len(train) - RECENT_EPOCHS)
         shed = train[start] - _recent(train)
         steady = -last.slope * (len(train) - 1 - start) / shed if shed > 0 else 0.0
-    return _Pace(gain, _ratio(-last.slope, last.error), shape, levelling_off, steady)
+    # The fall is real when it exceeds the curve's noise and the window's own scatter about its
+    # line: spikes (a learning rate too high for the loss's valleys) are few enough that the
+    # median second difference passes them over, and a slope fitted through them is theirs.
+    error = max(last.error, _scatter_error(train[-k:]))
+    return _Pace(gain, _ratio(-last.slope, error), shape, levelling_off, steady)
+
+
+def _scatter_error(values: Sequence[float]) -> float:
+    """The standard error of a least-squares slope from the points' scatter about their
+    line (0 with fewer than three points: nothing to measure it by)."""
+    k = len(values)
+    if k < 3:
+        return 0.0
+    fit = statistics.linear_regression(range(k), values)
+    residuals = sum((v - fit.intercept - fit.slope * i) ** 2 for i, v in enumerate(values))
+    return math.sqrt(residuals / (k - 2) / (k * (k * k - 1) / 12))
 
 
 # --- the rules -----------------------------------------------------------------------------
@@ -834,10 +849,13 @@ def _overfit(context: _Context) -> _Overfit:
     # the training loss lagging behind its weights, not a negative gap: growth counts from 0.
     gap_then, gap_now = max(curves.val[onset] - train[onset], 0.0), val_now - train_now
     # The fall is measured like every change: from the onset averaged with its neighbours (one
-    # high epoch there is not a fall), and it must exceed the training curve's own noise.
+    # high epoch there is not a fall), and it must exceed the training curve's own noise there,
+    # from the onset on: a loss's noise scales with its level, and the early epochs of one that
+    # fell a hundredfold (a one-cycle's high-rate phase at 0.3, wandering by 0.15) made a fall
+    # from 0.01 to 1e-4 after the onset read as noise.
     train_then = _smooth(train)[onset]
     shed = train_then - train_now
-    clear = shed >= NOISE_SIGMAS * _noise(train)
+    clear = shed >= NOISE_SIGMAS * _noise(train[max(0, onset - 1):])
     train_fell = shed / train_then if train_then > 0 and clear else 0.0
     rise = max(VAL_RISE * best, VAL_RISE_FLOOR * baseline, NOISE_SIGMAS * noise)
     signs = {

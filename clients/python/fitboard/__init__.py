@@ -28,7 +28,7 @@ def init(project: str, name: str | None = None, config: Mapping[str, Any] | None
     ``token`` default to FITBOARD_URL and FITBOARD_TOKEN. ``offline`` (default: FITBOARD_MODE
     is "offline") writes the run to ``<directory>/<time>-<name>.jsonl`` (directory default
     FITBOARD_DIR, else ./fitboard-runs) for ``fitboard sync``. ``options``: ``batch_points``,
-    ``flush_s``, ``max_queued_points`` of ``Run``."""
+    ``flush_s``, ``max_queued_points``, ``finish_timeout_s`` of ``Run``."""
     params = flatten(config or {})
     tags = {str(k): str(v) for k, v in (tags or {}).items()}
     if offline is None:

@@ -24,6 +24,9 @@ from fitboard.transport import FitboardError, Transport
 Record = tuple[int, float, dict[str, float]]  # step, unix time, {name: value}
 Columns = dict[str, tuple[list[int], list[float], list[float]]]  # name: steps, values, times
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+# Tries of one request of a run before the run hears it failed (the transport's backoff makes
+# 8 about 45 s); a batch of points is then tried again (``Run._write``).
+SEND_RETRIES = 8
 
 
 class Sink(Protocol):
@@ -37,9 +40,15 @@ class Run:
     use it as a context manager: an exception ends it as failed)."""
 
     def __init__(self, sink: Sink, *, batch_points: int = 10_000, flush_s: float = 0.25,
-                 max_queued_points: int = 1_000_000) -> None:
+                 max_queued_points: int = 1_000_000, finish_timeout_s: float = 120.0) -> None:
         self._sink = sink
         self._batch, self._flush_s, self._max = batch_points, flush_s, max_queued_points
+        # A batch the server cannot take now is kept and sent again until it is taken; from
+        # finish() on, for this long at most, so that a script whose server is gone for good
+        # still exits.
+        self._finish_timeout = finish_timeout_s
+        self._give_up_at = float("inf")  # monotonic time; set by finish()
+        self._unreachable = False  # the last try failed for want of a server (warned once)
         # The condition's lock, entered directly in ``log``: a C call, where entering the
         # condition runs Python frames (see ``log``).
         self._lock = threading.Lock()
@@ -123,6 +132,9 @@ class Run:
 
     def _wait_for_room(self) -> None:
         """Block (the caller holds the lock) while the buffer is full and the sender alive."""
+        if self._unreachable:  # else the script stops with no word of why
+            warnings.warn(f"fitboard: {self._queued:,} points wait for the server: log() "
+                          "waits until it answers", stacklevel=3)
         while self._queued >= self._max and self._sender.is_alive():
             self._cond.wait(1.0)
 
@@ -146,6 +158,7 @@ class Run:
         """Send what is left and end the run as ``status`` (succeeded, failed or cancelled)."""
         if self.finished:
             return
+        self._give_up_at = time.monotonic() + self._finish_timeout
         self.flush()
         with self._cond:
             self._closing = True
@@ -204,12 +217,41 @@ class Run:
         return records
 
     def _write(self, records: list[Record]) -> None:
-        try:
-            self._sink.write(columns(records))
-        except Exception as exc:  # noqa: BLE001 - the script goes on; finish() reports it
-            if not self.errors:
-                warnings.warn(f"fitboard: points not stored: {exc}", stacklevel=1)
-            self.errors.append(str(exc))
+        """Send one batch. One the server cannot take now (it is gone, restarting, busy:
+        no answer, 429, 5xx) is sent again, before any later one, until it is taken: the
+        server keeps one value per metric and step, so a batch stored whose answer was lost
+        is not stored twice. After finish()'s timeout, or when refused, it is reported."""
+        batch = columns(records)
+        while True:
+            try:
+                self._sink.write(batch)
+            except FitboardError as exc:
+                if exc.transient and time.monotonic() < self._give_up_at:
+                    self._wait_for_server(exc)
+                    continue
+                self._failed(exc, sum(len(c[0]) for c in batch.values()))
+            except Exception as exc:  # noqa: BLE001 - the script goes on; finish() reports it
+                self._failed(exc, sum(len(c[0]) for c in batch.values()))
+            else:
+                if self._unreachable:
+                    warnings.warn("fitboard: the server answers again: the points kept are "
+                                  "being sent", stacklevel=1)
+                self._unreachable = False
+            return
+
+    def _wait_for_server(self, exc: FitboardError) -> None:
+        # The transport has retried with backoff already: a short pause before its next round.
+        if not self._unreachable:
+            warnings.warn(f"fitboard: the server does not answer ({exc}): the points are kept "
+                          "and sent when it does", stacklevel=1)
+            self._unreachable = True
+        time.sleep(1.0)
+
+    def _failed(self, exc: Exception, points: int) -> None:
+        self._unreachable = False
+        if not self.errors:
+            warnings.warn(f"fitboard: {points:,} points not stored: {exc}", stacklevel=1)
+        self.errors.append(str(exc))
 
 
 def numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -281,8 +323,9 @@ class ServerSink:
         self.url, self.token = url, token
         self.run_id, self.project_id = int(run["run_id"]), int(run["project_id"])
         self.page = str(run.get("url", ""))
-        self._sender = Transport(url, token)  # used by the sender thread only
-        self._caller = Transport(url, token)  # the script's thread: checkpoints, finish
+        # The sender thread's, and the script thread's (checkpoints, finish).
+        self._sender = Transport(url, token, retries=SEND_RETRIES)
+        self._caller = Transport(url, token, retries=SEND_RETRIES)
         self.status = "running"
         self._beat = Heartbeat(url, token, self.run_id, float(run.get("heartbeat_s", 30)),
                                on_answer=self._answered)

@@ -3,8 +3,10 @@ JSON in and out, retries of what may pass on a second try (a dropped connection,
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
+import math
 import ssl
 import time
 import urllib.parse
@@ -12,6 +14,9 @@ from typing import Any, BinaryIO
 
 API = "/api/fitboard/v1/"
 RETRIED = {429, 500, 502, 503, 504}
+# Seconds of a server's Retry-After that are waited at most: Fitboard's own 429 says the rest
+# of its minute; a longer wait is cut so that a wrong header does not park the client.
+MAX_RETRY_AFTER = 120.0
 
 
 class FitboardError(RuntimeError):
@@ -22,6 +27,12 @@ class FitboardError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """The server did not answer, or answered that it cannot now (429, 5xx): the same
+        request may pass later, unlike a refusal of what it carries."""
+        return self.status is None or self.status in RETRIED
 
 
 class Transport:
@@ -70,6 +81,12 @@ class Transport:
                     return json.loads(payload or b"{}")  # type: ignore[no-any-return]
                 if response.status not in RETRIED or last:
                     raise FitboardError(_message(response.status, payload), response.status)
+                # A 429 or 503 that says when to come back is waited for as it says: retrying
+                # sooner would only be refused again (and count against the same limit).
+                asked = retry_after(response.getheader("Retry-After"))
+                if asked is not None:
+                    time.sleep(asked)
+                    continue
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")
@@ -89,6 +106,23 @@ class Transport:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), at most
+    MAX_RETRY_AFTER; None without one that reads."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _message(status: int, payload: bytes) -> str:

@@ -16,6 +16,8 @@ import pytest
 import torch
 from fitboard.run import Run
 
+from webapp.experiments import metric_store
+
 
 def logged(folder: Path) -> dict[str, list[list[float]]]:
     """The points of the one offline run in ``folder``, by metric: [step, value] pairs."""
@@ -134,3 +136,31 @@ def test_a_forked_child_that_exits_does_not_end_its_parents_run(tmp_path: Path) 
     assert ends == [len(lines) - 1] and lines[-1]["finish"] == "succeeded"
     steps = [s for line in lines if "metrics" in line for s in line["metrics"]["loss"][0]]
     assert steps == [0, 1]
+
+
+@pytest.mark.parametrize(("bad", "said"), [
+    ({"metrics": {"loss": 0.5}, "step": 2**63}, "not a whole number within 64 bits"),
+    ({"metrics": {"loss": 0.5}, "step": 1.5}, "not a whole number within 64 bits"),
+    ({"metrics": {"x" * 251: 0.5}, "step": 1}, "has 251 characters"),
+    ({"metrics": {f"class_{i}": 0.5 for i in range(1000)}, "step": 1},
+     "a run holds at most 1,000 metric names"),
+])
+def test_a_point_the_server_would_refuse_is_refused_at_the_call_not_with_its_batch(
+        live_server, token, project, bad, said):
+    # given a live run whose buffer holds good points not sent yet
+    run = fitboard.init(project="vision", name="refused", url=live_server.url, token=token,
+                        flush_s=60)
+    for step in range(5):
+        run.log({"loss": 1.0 / (step + 1), "epoch": 0}, step=step)
+
+    # when a call holds what the server refuses (a step past 64 bits or with a fraction, a
+    # name too long, one name too many)
+    with pytest.raises(fitboard.FitboardError, match=said):
+        run.log(bad["metrics"], step=bad["step"])
+    run.log({"loss": 0.1}, step=5)
+    run.finish()
+
+    # then the script was told at the call, and every other point was stored
+    assert run.errors == []
+    stored = metric_store.read(run.id)["train_loss"]
+    assert stored.steps.tolist() == [0, 1, 2, 3, 4, 5]

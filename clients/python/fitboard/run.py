@@ -27,6 +27,11 @@ ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 # Tries of one request of a run before the run hears it failed (the transport's backoff makes
 # 8 about 45 s); a batch of points is then tried again (``Run._write``).
 SEND_RETRIES = 8
+# What the server stores (webapp/tracking/ingest.py): a metric's name of at most MAX_NAME
+# characters, at most MAX_METRICS names a run, a step within int64.
+MAX_NAME = 250
+MAX_METRICS = 1000
+INT64 = 2**63
 
 
 class Sink(Protocol):
@@ -59,6 +64,7 @@ class Run:
         self._flush_to = 0  # flush() asks for the records up to this one to be sent now
         self._closing = False
         self._next_step = 0
+        self._names: set[str] = set()  # metric names logged, checked once each (``_add_names``)
         self.errors: list[str] = []  # batches the server refused (each also warned once)
         self.finished = False
         self._sender = threading.Thread(target=self._send_loop, name="fitboard-sender",
@@ -103,10 +109,12 @@ class Run:
         if self.finished:
             raise FitboardError("this run is finished")
         values = numbers(metrics)
-        step = self._next_step if step is None else int(step)
-        self._next_step = step + 1
+        step = self._next_step if step is None else _step(step)
         now = time.time()
         with self._lock:
+            if not self._names.issuperset(values):
+                self._add_names(values)
+            self._next_step = step + 1
             if self._queued >= self._max:
                 self._wait_for_room()
             self._buffer.append((step, now, values))
@@ -129,6 +137,21 @@ class Run:
             self._queued += sum(len(values) for _, _, values in records)
             if self._queued >= self._batch:
                 self._cond.notify_all()
+
+    def _add_names(self, values: Mapping[str, float]) -> None:
+        """Take the call's new metric names, or raise FitboardError for one the server would
+        refuse: refused there, it would take the other points of its batch with it (a batch
+        holds every metric of up to 10,000 points), here only the call is refused."""
+        new = values.keys() - self._names
+        for name in new:
+            if not name or len(name) > MAX_NAME:
+                raise FitboardError(f"metric name {name[:80]!r} has {len(name)} characters: "
+                                    f"a name has 1 to {MAX_NAME}")
+        if len(self._names) + len(new) > MAX_METRICS:
+            raise FitboardError(f"a run holds at most {MAX_METRICS:,} metric names: this one "
+                                f"has {len(self._names):,} and the call adds {len(new):,} "
+                                f"({sorted(new)[0]!r}, ...); nothing of the call is logged")
+        self._names.update(new)
 
     def _wait_for_room(self) -> None:
         """Block (the caller holds the lock) while the buffer is full and the sender alive."""
@@ -254,6 +277,20 @@ class Run:
         self.errors.append(str(exc))
 
 
+def _step(step: Any) -> int:
+    """``step`` as an int (a numpy or 0-d tensor integer will do); FitboardError for a step
+    with a fraction or past 64 bits, which the server refuses."""
+    try:
+        number = int(step)
+        whole = bool(number == step)
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        whole, number = False, 0
+    if not whole or not -INT64 <= number < INT64:
+        shown = repr(step)[:60]
+        raise FitboardError(f"step {shown} is not a whole number within 64 bits")
+    return number
+
+
 def numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """``metrics`` as name: float, nested mappings flattened (``train.loss``)."""
     values: dict[str, float] = {}
@@ -267,7 +304,7 @@ def numbers(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
             continue
         try:
             values[name] = _number(value)
-        except (TypeError, ValueError, RuntimeError):  # a list, a text, a tensor of many
+        except (TypeError, ValueError, OverflowError, RuntimeError):  # a list, a text, 10**400
             shown = repr(value)
             raise FitboardError(
                 f"metric {name!r} is {type(value).__name__} {shown[:60]}"

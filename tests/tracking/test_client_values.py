@@ -78,7 +78,7 @@ class HeldSink:
         for name, (steps, values, _) in columns.items():
             self.written += [(name, s, v) for s, v in zip(steps, values, strict=True)]
 
-    def finish(self, status: str, ended: float) -> None:
+    def finish(self, status: str, ended: float, reason: str = "") -> None:
         pass
 
 

@@ -519,9 +519,13 @@ SCRIPT_ENDS = {Experiment.Status.FAILED: "the script ended its run as failed",
                Experiment.Status.CANCELLED: "the script ended its run as killed"}
 
 
-def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
+MAX_REASON = 1000  # characters of why a script says it ended its run (its exception)
+
+
+def end_run(run: Experiment, status: str, ended: float | None = None, reason: str = "") -> bool:
     """End a running external run with ``status`` (succeeded, failed or cancelled), its
-    summary (best and final metrics under the diagnostics' names) and its final verdict."""
+    summary (best and final metrics under the diagnostics' names) and its final verdict;
+    ``reason``, the script's word on a failed or killed end, follows the run's error."""
     when = moment(ended) if ended is not None else None  # refused before the run ends
     final = metric_store.read(run.pk)
     finals = {key: float(s.values[-1]) for key, s in final.items() if len(s)}
@@ -536,6 +540,8 @@ def end_run(run: Experiment, status: str, ended: float | None = None) -> bool:
     verdict = external.final_verdict(run)
     relay.drain()  # the run's last points reach its viewers before its end does
     error = SCRIPT_ENDS.get(status, "")
+    if error and reason:
+        error = f"{error}: {reason[:MAX_REASON]}"
     ended_ok = run.finish(status, error=error, summary=summary, verdict=verdict)
     if ended_ok and when is not None:
         Experiment.objects.filter(pk=run.pk).update(finished_at=when)

@@ -466,7 +466,7 @@ def _ends_again(run: Experiment, status: str) -> bool:
     when its script ended it. An end Fitboard made stands (the Cancel button on the run page, a
     silent run failed by housekeeping): the script's own ``end_run()`` comes after it."""
     return status != run.status and (run.status == Experiment.Status.SUCCEEDED
-                                      or run.error in ingest.SCRIPT_ENDS.values())
+                                      or run.error.startswith(tuple(ingest.SCRIPT_ENDS.values())))
 
 
 @endpoint(("GET",))

@@ -133,7 +133,8 @@ def run_heartbeat(request: HttpRequest, token: ApiToken, body: dict[str, Any]
 
 @endpoint(("POST",), write=True)
 def run_finish(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    """End the run as ``status`` (succeeded, failed or cancelled) at ``ended`` (unix time)."""
+    """End the run as ``status`` (succeeded, failed or cancelled) at ``ended`` (unix time);
+    ``reason`` (a failed or killed end's: the exception, the signal) is shown with it."""
     run = _run(token, body)
     status = text(body, "status", required=False) or "succeeded"
     if status not in END_STATUS:
@@ -141,6 +142,7 @@ def run_finish(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     ended = body.get("ended")
     if not run.is_terminal:
         ingest.end_run(run, END_STATUS[status],
-                       number(ended, "ended") if ended is not None else None)
+                       number(ended, "ended") if ended is not None else None,
+                       text(body, "reason", required=False))
     run.refresh_from_db(fields=["status"])
     return {"status": run.status}

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fitboard.run import FileSink, Run, ServerSink
+from fitboard.run import FileSink, Run, ServerSink, on_terminate
 from fitboard.transport import FitboardError, Transport
 
 __all__ = ["FitboardError", "Run", "init", "flatten"]
@@ -29,6 +29,7 @@ def init(project: str, name: str | None = None, config: Mapping[str, Any] | None
     is "offline") writes the run to ``<directory>/<time>-<name>.jsonl`` (directory default
     FITBOARD_DIR, else ./fitboard-runs) for ``fitboard sync``. ``options``: ``batch_points``,
     ``flush_s``, ``max_queued_points``, ``finish_timeout_s`` of ``Run``."""
+    on_terminate()  # SIGTERM ends the run as killed, its points sent (see Terminated)
     params = flatten(config or {})
     tags = {str(k): str(v) for k, v in (tags or {}).items()}
     if offline is None:

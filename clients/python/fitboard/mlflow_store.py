@@ -254,7 +254,7 @@ class _PointsSink:
     def checkpoint(self, path: Any, name: str) -> None:
         raise FitboardError("the mlflow client logs files with log_artifact")
 
-    def finish(self, status: str, ended: float) -> None:
+    def finish(self, status: str, ended: float, reason: str = "") -> None:
         self.transport.close()
         # Gone with the run, unless a beat is on its way to a server that does not answer.
         self._beat.stop(wait=2)

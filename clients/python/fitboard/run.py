@@ -8,6 +8,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import ssl
 import sys
 import threading
@@ -37,7 +38,7 @@ INT64 = 2**63
 class Sink(Protocol):
     def write(self, columns: Columns) -> None: ...
     def checkpoint(self, path: Path, name: str) -> None: ...
-    def finish(self, status: str, ended: float) -> None: ...
+    def finish(self, status: str, ended: float, reason: str = "") -> None: ...
 
 
 class Run:
@@ -177,8 +178,9 @@ class Run:
             while self._sent < target and self._sender.is_alive():
                 self._cond.wait(0.5)
 
-    def finish(self, status: str = "succeeded") -> None:
-        """Send what is left and end the run as ``status`` (succeeded, failed or cancelled)."""
+    def finish(self, status: str = "succeeded", reason: str = "") -> None:
+        """Send what is left and end the run as ``status`` (succeeded, failed or cancelled);
+        ``reason`` says why a failed or cancelled run ended (shown with it on its page)."""
         if self.finished:
             return
         self._give_up_at = time.monotonic() + self._finish_timeout
@@ -189,24 +191,27 @@ class Run:
         self._sender.join()
         self.finished = True
         atexit.unregister(self._at_exit)
-        self._sink.finish(status, time.time())
+        self._sink.finish(status, time.time(), reason)
 
     def __enter__(self) -> Run:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if kind is None:
+        if exc is None:
             self.finish("succeeded")
-        else:
-            self.finish("cancelled" if issubclass(kind, KeyboardInterrupt) else "failed")
+            return
+        try:
+            self.finish(*ending(exc))
+        except FitboardError as failed:  # the script's own exception is the one to see
+            warnings.warn(f"fitboard: run {self.id} not ended: {failed}", stacklevel=2)
 
     def _at_exit(self) -> None:
         # A forked child that exits (a worker process) does not end its parent's run.
         if os.getpid() != self._pid:
             return
-        # The script ended without finish(): an exception that nobody caught ends it as failed.
-        self.finish("failed" if _uncaught[0] else "succeeded")
+        # The script ended without finish(): by an exception nobody caught, or a signal.
+        self.finish(*(_uncaught[0] or ("succeeded", "")))
 
     # --- The sender thread ----------------------------------------------------------------
 
@@ -338,12 +343,49 @@ def columns(records: list[Record]) -> Columns:
     return found
 
 
-_uncaught = [False]
+def ending(exc: BaseException) -> tuple[str, str]:
+    """The status and reason of a run its script left by ``exc``: Ctrl-C and SIGTERM are
+    killed (cancelled), ``sys.exit(0)`` succeeded, any other exception failed."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "cancelled", "KeyboardInterrupt"
+    if isinstance(exc, Terminated):
+        return "cancelled", f"{signal.Signals(exc.signal).name} ({exc.signal})"
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return "succeeded", ""
+    return "failed", f"{type(exc).__name__}: {exc}"[:1000]
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM (``on_terminate``): the script unwinds, its
+    ``with`` blocks and ``finally`` run, and its runs end as killed with their points sent;
+    it exits with 128 + the signal's number, as a process killed by it reports."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signal = signum
+
+
+def on_terminate() -> None:
+    """Turn SIGTERM into ``Terminated`` (``init`` calls it), unless the script or a library
+    handles the signal itself, or this is not the main thread (no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
+    _uncaught[0] = ending(Terminated(signum))  # seen at exit when the script catches it
+    raise Terminated(signum)
+
+
+_uncaught: list[tuple[str, str] | None] = [None]  # how an uncaught exception ends the runs
 _previous_hook = sys.excepthook
 
 
 def _note_uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-    _uncaught[0] = True
+    _uncaught[0] = ending(exc)
     _previous_hook(kind, exc, tb)
 
 
@@ -376,11 +418,11 @@ class ServerSink:
         with path.open("rb") as source:
             self._caller.put_file(target, source)
 
-    def finish(self, status: str, ended: float) -> None:
+    def finish(self, status: str, ended: float, reason: str = "") -> None:
         self._beat.stop()
         try:
-            answer = self._caller.post("runs/finish", {"run_id": self.run_id,
-                                                       "status": status, "ended": ended})
+            answer = self._caller.post("runs/finish", {"run_id": self.run_id, "status": status,
+                                                       "ended": ended, "reason": reason})
             self.status = str(answer.get("status", self.status))
         finally:
             self._caller.close()
@@ -453,8 +495,8 @@ class FileSink:
         shutil.copyfile(path, copy)
         self._line({"checkpoint": str(copy.relative_to(self.path.parent)), "name": name})
 
-    def finish(self, status: str, ended: float) -> None:
-        self._line({"finish": status, "ended": ended})
+    def finish(self, status: str, ended: float, reason: str = "") -> None:
+        self._line({"finish": status, "ended": ended, "reason": reason})
         self._file.close()
 
     def _line(self, record: Mapping[str, Any]) -> None:

@@ -52,7 +52,8 @@ def sync(path: str | Path, url: str, token: str, project: str | None = None,
         elif "checkpoint" in record:
             _upload(api, run, path.parent / record["checkpoint"], str(record["name"]))
         elif "finish" in record:
-            end = {"status": record["finish"], "ended": record.get("ended")}
+            end = {"status": record["finish"], "ended": record.get("ended"),
+                   "reason": record.get("reason", "")}
     if pending:
         api.post("runs/log", {"run_id": run["run_id"], "metrics": pending})
     api.post("runs/finish", {"run_id": run["run_id"], **end})

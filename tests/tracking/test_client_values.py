@@ -4,6 +4,8 @@ naming the metric, with nothing of that call logged. Offline runs, read back fro
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -164,3 +166,23 @@ def test_a_point_the_server_would_refuse_is_refused_at_the_call_not_with_its_bat
     assert run.errors == []
     stored = metric_store.read(run.id)["train_loss"]
     assert stored.steps.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+@dataclasses.dataclass
+class Optim:
+    lr: float = 1e-3  # per step
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+def test_a_config_of_argparse_args_and_dataclasses_is_stored_as_params(tmp_path: Path) -> None:
+    # given a script's config as W&B scripts pass it: argparse's args holding a dataclass
+    args = argparse.Namespace(data=Path("/data/cifar"), layers=[64, 64], optim=Optim())
+
+    # when a run starts with it
+    run = fitboard.init(project="p", name="args", config=args, offline=True, directory=tmp_path)
+    run.finish()
+
+    # then each field is a param under its dotted name, its value as text
+    header = json.loads(run.path.read_text().splitlines()[0])
+    assert header["params"] == {"data": "/data/cifar", "layers": "[64, 64]",
+                                "optim.lr": "0.001", "optim.betas": "(0.9, 0.999)"}

@@ -4,6 +4,8 @@ to a file that ``fitboard sync`` uploads later."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import time
 import uuid
@@ -18,19 +20,20 @@ __all__ = ["FitboardError", "Run", "init", "flatten"]
 __version__ = "0.1.0"
 
 
-def init(project: str, name: str | None = None, config: Mapping[str, Any] | None = None, *,
+def init(project: str, name: str | None = None, config: Any = None, *,
          tags: Mapping[str, str] | None = None, url: str | None = None,
          token: str | None = None, offline: bool | None = None,
          directory: str | os.PathLike[str] | None = None, **options: Any) -> Run:
     """Start a run in ``project`` (a Fitboard project's name, which the token must reach).
 
-    ``config`` is stored as the run's params (nested keys joined with dots). ``url`` and
+    ``config`` (a mapping, a dataclass or an ``argparse.Namespace``) is stored as the run's
+    params (nested keys joined with dots). ``url`` and
     ``token`` default to FITBOARD_URL and FITBOARD_TOKEN. ``offline`` (default: FITBOARD_MODE
     is "offline") writes the run to ``<directory>/<time>-<name>.jsonl`` (directory default
     FITBOARD_DIR, else ./fitboard-runs) for ``fitboard sync``. ``options``: ``batch_points``,
     ``flush_s``, ``max_queued_points``, ``finish_timeout_s`` of ``Run``."""
     on_terminate()  # SIGTERM ends the run as killed, its points sent (see Terminated)
-    params = flatten(config or {})
+    params = flatten({} if config is None else config)
     tags = {str(k): str(v) for k, v in (tags or {}).items()}
     if offline is None:
         offline = os.environ.get("FITBOARD_MODE", "").lower() == "offline"
@@ -49,17 +52,34 @@ def init(project: str, name: str | None = None, config: Mapping[str, Any] | None
     return Run(ServerSink(url, token, answer), **options)
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """A config as params: nested mappings' keys joined with dots, values as text (numbers
-    and booleans as Python writes them, like MLflow's ``log_params``)."""
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """A config as params: nested mappings', dataclasses' and ``argparse.Namespace``s' keys
+    joined with dots, values as text (numbers and booleans as Python writes them, like
+    MLflow's ``log_params``; a path as its text, a list as Python writes it)."""
     flat: dict[str, str] = {}
-    for key, value in config.items():
+    for key, value in _fields(config).items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping | argparse.Namespace) or _is_dataclass(value):
             flat.update(flatten(value, name + "."))
         else:
             flat[name] = value if isinstance(value, str) else str(value)
     return flat
+
+
+def _fields(config: Any) -> Mapping[str, Any]:
+    """What a config holds by name: W&B's ``config=`` takes ``args`` and dataclasses too."""
+    if isinstance(config, argparse.Namespace):
+        return vars(config)
+    if _is_dataclass(config):
+        return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+    if isinstance(config, Mapping):
+        return config
+    raise FitboardError(f"config must be a mapping, a dataclass or an argparse.Namespace, "
+                        f"not {type(config).__name__}")
+
+
+def _is_dataclass(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def _where(url: str | None, token: str | None) -> tuple[str, str]:

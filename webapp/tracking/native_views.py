@@ -1,6 +1,7 @@
 """The native client's API (``clients/python``, package ``fitboard``), under /api/fitboard/v1/:
-create a run in a project named by the script, log points in columns, beat while the script
-is quiet, end the run. Checkpoints go through the artifacts proxy the mlflow client uses.
+create a run in a project named by the script (or resume one), log points in columns, beat
+while the script is quiet, end the run. Checkpoints go through the artifacts proxy the mlflow
+client uses.
 
 It is compact where MLflow's API is not: a batch carries each metric as three columns (steps,
 values, unix times in seconds) rather than one object per point, so a request of thousands of
@@ -14,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
 from django.http import HttpRequest
 from django.urls import reverse
 
-from webapp.experiments.models import Experiment, parse_pk
+from webapp.experiments.models import Experiment, MetricChunk, parse_pk
 from webapp.tracking import access, ingest
 from webapp.tracking.api import ApiError, endpoint, not_found, number, text
 from webapp.tracking.models import ApiToken
@@ -112,6 +115,25 @@ def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
     return {"run_id": run.pk, "project_id": project.pk, "status": run.status,
             "url": request.build_absolute_uri(reverse("experiment-detail", args=[run.pk])),
             "heartbeat_s": heartbeat_interval()}
+
+
+@endpoint(("POST",), write=True)
+def run_resume(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
+    """Carry on logging into the run ``run_id`` (W&B's ``init(id=..., resume=...)``): a script
+    that crashed or was stopped starts again where it left off. An ended run runs again (its
+    next end stores a new summary and verdict); ``params`` and ``tags`` are added to it; the
+    answer names the last step stored, so the script can go on from the step after it."""
+    run = _run(token, body)
+    with transaction.atomic():
+        if run.is_terminal:
+            run.reopen()
+        ingest.log_columns(run, {}, _strings(body.get("params"), "params"),
+                           _strings(body.get("tags"), "tags"))
+    last = MetricChunk.objects.filter(experiment=run).aggregate(step=Max("last_step"))["step"]
+    run.refresh_from_db(fields=["status"])
+    return {"run_id": run.pk, "project_id": run.project_id, "status": run.status,
+            "url": request.build_absolute_uri(reverse("experiment-detail", args=[run.pk])),
+            "heartbeat_s": heartbeat_interval(), "last_step": last}
 
 
 @endpoint(("POST",), write=True)

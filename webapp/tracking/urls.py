@@ -52,6 +52,7 @@ api_urlpatterns = [
     path(A, artifacts.artifact_list, name="mlflow-artifact-list"),
     path(A + "/<path:artifact_path>", artifacts.artifact, name="mlflow-artifact"),
     path(N + "runs/create", native_views.run_create, name="fitboard-run-create"),
+    path(N + "runs/resume", native_views.run_resume, name="fitboard-run-resume"),
     path(N + "runs/log", native_views.run_log, name="fitboard-run-log"),
     path(N + "runs/heartbeat", native_views.run_heartbeat, name="fitboard-run-heartbeat"),
     path(N + "runs/finish", native_views.run_finish, name="fitboard-run-finish"),

@@ -23,20 +23,29 @@ __version__ = "0.1.0"
 def init(project: str, name: str | None = None, config: Any = None, *,
          tags: Mapping[str, str] | None = None, url: str | None = None,
          token: str | None = None, offline: bool | None = None,
-         directory: str | os.PathLike[str] | None = None, **options: Any) -> Run:
+         directory: str | os.PathLike[str] | None = None, resume: int | str | None = None,
+         **options: Any) -> Run:
     """Start a run in ``project`` (a Fitboard project's name, which the token must reach).
 
     ``config`` (a mapping, a dataclass or an ``argparse.Namespace``) is stored as the run's
     params (nested keys joined with dots). ``url`` and
     ``token`` default to FITBOARD_URL and FITBOARD_TOKEN. ``offline`` (default: FITBOARD_MODE
     is "offline") writes the run to ``<directory>/<time>-<name>.jsonl`` (directory default
-    FITBOARD_DIR, else ./fitboard-runs) for ``fitboard sync``. ``options``: ``batch_points``,
+    FITBOARD_DIR, else ./fitboard-runs) for ``fitboard sync``. ``resume`` (a run's id, as
+    ``run.id`` gave it; default FITBOARD_RESUME) logs into that run again instead of a new one,
+    ended or not, after a crash or a stop: ``run.last_step`` is the last step it holds, so the
+    script goes on from the step after it (``project`` and ``name`` are the run's, not these).
+    ``options``: ``batch_points``,
     ``flush_s``, ``max_queued_points``, ``finish_timeout_s`` of ``Run``."""
     on_terminate()  # SIGTERM ends the run as killed, its points sent (see Terminated)
     params = flatten({} if config is None else config)
     tags = {str(k): str(v) for k, v in (tags or {}).items()}
     if offline is None:
         offline = os.environ.get("FITBOARD_MODE", "").lower() == "offline"
+    resume = resume if resume is not None else os.environ.get("FITBOARD_RESUME") or None
+    if offline and resume is not None:
+        raise FitboardError("a run is resumed on its server: resume= needs a server, not "
+                            "offline=True")
     if offline:
         folder = Path(directory or os.environ.get("FITBOARD_DIR") or "fitboard-runs")
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(name or 'run')}-{uuid.uuid4().hex[:6]}"
@@ -45,9 +54,11 @@ def init(project: str, name: str | None = None, config: Any = None, *,
         return Run(FileSink(folder / f"{stem}.jsonl", header), **options)
     url, token = _where(url, token)
     transport = Transport(url, token)
-    answer = transport.post("runs/create", {
-        "project": project, "name": name or "", "params": params, "tags": tags,
-        "started": time.time()})
+    answer = (transport.post("runs/resume", {"run_id": str(resume), "params": params,
+                                             "tags": tags}) if resume is not None
+              else transport.post("runs/create", {
+                  "project": project, "name": name or "", "params": params, "tags": tags,
+                  "started": time.time()}))
     transport.close()
     return Run(ServerSink(url, token, answer), **options)
 

@@ -64,7 +64,9 @@ class Run:
         self._logged = self._sent = 0  # records put in the buffer, and written by the sender
         self._flush_to = 0  # flush() asks for the records up to this one to be sent now
         self._closing = False
-        self._next_step = 0
+        # A resumed run goes on from the step after the last one its server holds.
+        last = getattr(sink, "last_step", None)
+        self._next_step = 0 if last is None else last + 1
         self._names: set[str] = set()  # metric names logged, checked once each (``_add_names``)
         self.errors: list[str] = []  # batches the server refused (each also warned once)
         self.finished = False
@@ -90,6 +92,12 @@ class Run:
     def path(self) -> Path | None:
         """The offline run's file, for ``fitboard sync`` (None online)."""
         return getattr(self._sink, "path", None)
+
+    @property
+    def last_step(self) -> int | None:
+        """The last step the run held when it was resumed (``init(resume=...)``), else None."""
+        last = getattr(self._sink, "last_step", None)
+        return None if last is None else int(last)
 
     @property
     def status(self) -> str:
@@ -402,6 +410,8 @@ class ServerSink:
         self.url, self.token = url, token
         self.run_id, self.project_id = int(run["run_id"]), int(run["project_id"])
         self.page = str(run.get("url", ""))
+        last = run.get("last_step")
+        self.last_step = None if last is None else int(last)
         # The sender thread's, and the script thread's (checkpoints, finish).
         self._sender = Transport(url, token, retries=SEND_RETRIES)
         self._caller = Transport(url, token, retries=SEND_RETRIES)

@@ -213,3 +213,15 @@ def test_a_metric_linked_to_a_model_the_run_cannot_reach_is_refused(tracking, pr
         code = _error_code(mlflow.log_metric, "acc", 0.9, model_id="m-999999")
 
     assert code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_set_experiment_finds_again_a_name_it_was_given_with_spaces_around_it(tracking):
+    # the project was named without them; the script's next run found no "  vision-2 \n",
+    # created it again (taken) and crashed in the client: AttributeError on None
+    first = mlflow.set_experiment("  vision-2 \n")
+
+    again = mlflow.set_experiment("  vision-2 \n")
+
+    assert first.experiment_id == again.experiment_id
+    assert again.name == "vision-2"
+    assert tracking.get_experiment_by_name(" vision-2").experiment_id == first.experiment_id

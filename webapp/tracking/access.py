@@ -22,7 +22,11 @@ def projects(token: ApiToken) -> QuerySet[Project]:
 
 def project_named(token: ApiToken, name: str) -> Project | None:
     """The project of that name the token reaches; names are unique whatever their case, so
-    "MNIST" is the project a script asking for "mnist" means."""
+    "MNIST" is the project a script asking for "mnist" means. Read without the spaces around
+    it, as a project is named (``ProjectForm``): ``set_experiment(" mnist ")`` created
+    "mnist", then found no " mnist " on the script's next run, created it again (taken) and
+    crashed in the client (AttributeError on the experiment it read back as None)."""
+    name = name.strip()
     return (projects(token).filter(name=name).first()
             or projects(token).filter(name__iexact=name).first())
 

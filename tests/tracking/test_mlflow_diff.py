@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import mlflow
+import pandas as pd
 import pytest
 import requests
 from mlflow.entities import Metric, Param
@@ -225,3 +226,21 @@ def test_set_experiment_finds_again_a_name_it_was_given_with_spaces_around_it(tr
     assert first.experiment_id == again.experiment_id
     assert again.name == "vision-2"
     assert tracking.get_experiment_by_name(" vision-2").experiment_id == first.experiment_id
+
+
+def test_a_dataset_logged_again_is_one_input_of_the_run_as_first_logged(tracking, project):
+    # each repeat with other tags or another context was added, and past 100 refused
+    frame = pd.DataFrame({"x": [1, 2, 3]})
+    digits = mlflow.data.from_pandas(frame, name="digits")
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        for epoch in range(101):
+            mlflow.log_input(digits, context="training", tags={"epoch": str(epoch)})
+        mlflow.log_input(digits, context="eval")
+        mlflow.log_input(mlflow.data.from_pandas(frame.iloc[:2], name="digits"), context="eval")
+
+    inputs = tracking.get_run(run.info.run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, {t.key: t.value for t in i.tags}) for i in inputs] == [
+        ("digits", {"mlflow.data.context": "training", "epoch": "0"}),
+        ("digits", {"mlflow.data.context": "eval"})]
+    assert _runs(tracking, project, "datasets.context = 'eval'") == [run.info.run_name]

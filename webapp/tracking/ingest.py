@@ -574,14 +574,19 @@ def delete_tag(run: Experiment, key: str) -> bool:
 
 
 def add_to_list(run: Experiment, name: str, entries: Sequence[Mapping[str, Any]],
-                limit: int) -> None:
-    """Add ``entries`` the run does not hold yet to its spec's list ``name`` (the datasets it
+                limit: int, key: Callable[[Mapping[str, Any]], Any] = dict) -> None:
+    """Add ``entries`` the run does not hold yet (none of the same ``key``, the whole entry
+    unless given; the first of a key is kept) to its spec's list ``name`` (the datasets it
     read, the models it wrote), keeping at most ``limit`` entries of MAX_HELD characters
     together: 100 dataset inputs of 64 kB each made a run of 6.5 MB, which a search of its
     project sent whole, 1,000 runs a page."""
     def added(spec: dict[str, Any]) -> dict[str, Any]:
         held = list(spec.get(name, []))
-        held.extend(entry for entry in entries if entry not in held)
+        keys = [key(entry) for entry in held]
+        for entry in entries:
+            if key(entry) not in keys:
+                held.append(entry)
+                keys.append(key(entry))
         if len(held) > limit:
             raise IngestError(f"a run holds at most {limit} {name}")
         size = len(json.dumps(held))

@@ -681,8 +681,16 @@ def log_inputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
             raise ApiError("INVALID_PARAMETER_VALUE", f"dataset {fields['name'][:100]!r} is "
                            f"described in more than {MAX_INPUT_JSON} characters")
         datasets.append(entry)
-    ingest.add_to_list(run, "inputs", datasets, MAX_INPUTS)
+    ingest.add_to_list(run, "inputs", datasets, MAX_INPUTS, key=_dataset_key)
     return {}
+
+
+def _dataset_key(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """What makes a run's dataset input one, as MLflow's server keeps them: its name and
+    digest, the first logged kept (its context and tags). Each input logged again with other
+    tags or another context was added, and a script logging its data set each epoch with the
+    epoch in a tag was refused past 100 epochs."""
+    return entry["dataset"]["name"], entry["dataset"]["digest"]
 
 
 def _check_input(fields: Mapping[str, str], tags: Mapping[str, str]) -> None:

@@ -244,3 +244,13 @@ def test_a_dataset_logged_again_is_one_input_of_the_run_as_first_logged(tracking
         ("digits", {"mlflow.data.context": "training", "epoch": "0"}),
         ("digits", {"mlflow.data.context": "eval"})]
     assert _runs(tracking, project, "datasets.context = 'eval'") == [run.info.run_name]
+
+
+def test_a_call_of_mlflow_3s_api_fitboard_lacks_is_its_json_error_not_a_page(tracking):
+    # a GenAI data set's or a scorer's call (under /api/3.0/) quoted the HTML of a 404 page
+    with pytest.raises(MlflowException) as caught:
+        mlflow.genai.datasets.search_datasets()
+
+    assert caught.value.error_code == "ENDPOINT_NOT_FOUND"
+    assert caught.value.message.startswith(
+        "ENDPOINT_NOT_FOUND: Fitboard does not serve /api/3.0/mlflow/datasets/search")

@@ -837,14 +837,14 @@ def _history_json(name: str, steps: np.ndarray, values: np.ndarray, stamps: np.n
 
 @endpoint(("POST", "GET", "PUT", "PATCH", "DELETE"), raw=True)
 def unknown_endpoint(request: HttpRequest, token: ApiToken, body: dict[str, Any],
-                     unknown: str) -> dict[str, Any]:
-    """A call of MLflow's API that Fitboard does not serve: MLflow's answer, not a page; a
-    call of the model registry says so and names what a script uses instead."""
+                     unknown: str, api: str = "2.0") -> dict[str, Any]:
+    """A call of MLflow's API (``/api/<api>/``) that Fitboard does not serve: MLflow's answer,
+    not a page; a call of the model registry says so and names what a script uses instead."""
     if unknown.startswith(REGISTRY_CALLS):
-        raise ApiError("ENDPOINT_NOT_FOUND", f"Fitboard does not serve /api/2.0/"
+        raise ApiError("ENDPOINT_NOT_FOUND", f"Fitboard does not serve /api/{api}/"
                        f"{unknown[:100]}: it has no model registry (register_model, "
                        "registered models, model versions and aliases, models:/<name>/"
                        "<version> URIs). Load a model by its run's URI, runs:/<run_id>/<path>, "
                        "or as a logged model, models:/m-<id>")
-    raise ApiError("ENDPOINT_NOT_FOUND", f"Fitboard does not serve /api/2.0/{unknown[:100]} "
+    raise ApiError("ENDPOINT_NOT_FOUND", f"Fitboard does not serve /api/{api}/{unknown[:100]} "
                    "(see docs/tracking.md for the calls it does)")

@@ -56,8 +56,11 @@ api_urlpatterns = [
     path(N + "runs/log", native_views.run_log, name="fitboard-run-log"),
     path(N + "runs/heartbeat", native_views.run_heartbeat, name="fitboard-run-heartbeat"),
     path(N + "runs/finish", native_views.run_finish, name="fitboard-run-finish"),
-    # Last: any other MLflow call gets MLflow's error, not an HTML page.
+    # Last: any other MLflow call gets MLflow's error, not an HTML page; under /api/3.0/ too
+    # (MLflow 3's traces, GenAI data sets and scorers), whose 404 page the client quoted.
     path("api/2.0/<path:unknown>", mlflow_views.unknown_endpoint, name="mlflow-unknown"),
+    path("api/3.0/<path:unknown>", mlflow_views.unknown_endpoint, {"api": "3.0"},
+         name="mlflow-unknown-3"),
 ]
 
 urlpatterns = [

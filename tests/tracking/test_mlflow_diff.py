@@ -254,3 +254,18 @@ def test_a_call_of_mlflow_3s_api_fitboard_lacks_is_its_json_error_not_a_page(tra
     assert caught.value.error_code == "ENDPOINT_NOT_FOUND"
     assert caught.value.message.startswith(
         "ENDPOINT_NOT_FOUND: Fitboard does not serve /api/3.0/mlflow/datasets/search")
+
+
+def test_a_logged_models_tag_is_deleted_and_a_missing_one_is_not_found(tracking, project):
+    # delete_logged_model_tag was ENDPOINT_NOT_FOUND
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        model = tracking.create_logged_model(str(project.pk), name="net",
+                                             source_run_id=run.info.run_id,
+                                             tags={"stage": "dev", "team": "a"})
+
+    tracking.delete_logged_model_tag(model.model_id, "stage")
+
+    assert tracking.get_logged_model(model.model_id).tags == {"team": "a"}
+    assert _error_code(tracking.delete_logged_model_tag, model.model_id, "stage") == (
+        "RESOURCE_DOES_NOT_EXIST")

@@ -133,7 +133,7 @@ def call(client: Client, route: str, method: str, raw: str, run: Experiment,
     model = LoggedModel.objects.get(project=project)
     path = "/" + route.replace("<path:artifact_path>",
                                f"{project.pk}/{run.pk}/artifacts/secret.txt") \
-        .replace("<str:model_id>", model.model_id)
+        .replace("<str:model_id>", model.model_id).replace("<path:tag_key>", "okapi")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     if method == "GET":
         return client.get(path, {k: v for k, v in fields.items() if isinstance(v, str)},
@@ -165,7 +165,8 @@ def test_every_api_route_is_swept():
             "mlflow-log-outputs", "mlflow-log-model", "mlflow-experiment-update",
             "mlflow-experiment-delete", "mlflow-experiment-set-tag",
             "mlflow-experiment-delete-tag", "mlflow-logged-model-create", "mlflow-logged-model",
-            "mlflow-logged-model-params", "mlflow-logged-model-tags", "mlflow-unknown"} <= names
+            "mlflow-logged-model-params", "mlflow-logged-model-tags",
+            "mlflow-logged-model-tag-delete", "mlflow-unknown"} <= names
     assert {"rest-runs", "rest-run", "rest-run-metrics", "rest-run-cancel", "rest-run-study",
             "rest-run-compression", "rest-schema", "rest-docs", "rest-run-remedies",
             "rest-run-remedy-apply", "rest-run-annotations", "rest-run-checkpoint",

@@ -157,7 +157,7 @@ def url_for(route: Route, foreign: Foreign) -> str:
         "content_type_id": ContentType.objects.get_for_model(Experiment).pk,
         "app_label": "experiments", "url": "experiments/", "path": "model.txt",
         "artifact_path": f"{foreign.project.pk}/{foreign.run.pk}/artifacts/model.txt",
-        "model_id": "m-1", "unknown": "mlflow/model-versions/get",
+        "model_id": "m-1", "tag_key": "stage", "unknown": "mlflow/model-versions/get",
         "hook": foreign.webhook.pk, "scan": foreign.scan.pk,
     }
     unknown = set(route.params) - set(values)

@@ -158,6 +158,21 @@ def set_tags(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_
     return {}
 
 
+@endpoint(("DELETE",), write=True)
+def delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any], model_id: str,
+               tag_key: str) -> dict[str, Any]:
+    """Remove a tag of the model (``delete_logged_model_tag``, a call Fitboard lacked: the
+    client got ENDPOINT_NOT_FOUND); one it does not have is RESOURCE_DOES_NOT_EXIST, as MLflow's
+    server answers."""
+    model = _model(token, model_id, write=True)
+    with transaction.atomic():
+        row = LoggedModel.objects.select_for_update().get(pk=model.pk)
+        if tag_key not in row.tags:
+            raise not_found(f"tag {tag_key[:100]!r} of logged model {row.model_id}")
+        _update(model, tags={k: v for k, v in row.tags.items() if k != tag_key})
+    return {}
+
+
 def _add(model: LoggedModel, params: dict[str, str] | None = None,
          tags: dict[str, str] | None = None) -> None:
     """Add ``params`` and ``tags`` to the model's, read and written under its row lock (two

@@ -48,6 +48,8 @@ api_urlpatterns = [
          name="mlflow-logged-model-params"),
     path(M + "logged-models/<str:model_id>/tags", logged_models.set_tags,
          name="mlflow-logged-model-tags"),
+    path(M + "logged-models/<str:model_id>/tags/<path:tag_key>", logged_models.delete_tag,
+         name="mlflow-logged-model-tag-delete"),
     path(M + "metrics/get-history", mlflow_views.metric_history, name="mlflow-metric-history"),
     path(A, artifacts.artifact_list, name="mlflow-artifact-list"),
     path(A + "/<path:artifact_path>", artifacts.artifact, name="mlflow-artifact"),

@@ -86,6 +86,8 @@ DOCUMENTED = [
     (r"runs2\.same_batch_steps", "", "a metric's points logged at step 0 again among steps of "
      "its own are numbered after the run's last step; one value per metric and step"),
     (r"odd\.list\[", r"\[\d+\]\.file_size", "an empty file is listed with file_size 0"),
+    (r"registry\.", "", "there is no model registry (ENDPOINT_NOT_FOUND)"),
+    (r"genai\.", "", "MLflow 3's GenAI calls are not served (ENDPOINT_NOT_FOUND)"),
 ]
 
 
@@ -224,7 +226,8 @@ def scenario(out: str) -> None:
         rec.skip("logged_models", "MLflow 3's logged models: mlflow 2's log_model runs instead")
     for part in (experiments, search_data, run_searches, experiment_searches, run_details,
                  artifacts, metric_histories, batches, lifecycle, errors, more_experiments,
-                 more_runs, odd_artifacts, models, endings, training_script):
+                 more_runs, odd_artifacts, models, endings, training_script, key_searches,
+                 script_habits, autologged, unsupported):
         try:
             part(rec, client)
         except Exception as exc:  # noqa: BLE001 - one part's crash is an answer too
@@ -945,6 +948,191 @@ def training_script(rec: Recorder, client: Any) -> None:
     rec.call("script.config", mlflow.artifacts.load_dict, f"runs:/{pid}/config.json")
     rec.call("script.crashed", lambda: names(client.search_runs(
         [exp], "attributes.status = 'FAILED'")))
+
+
+# Runs with dotted and spaced names for the searches of ``key_searches``: name, metrics,
+# params, tags.
+KEYED_RUNS = [
+    ("k1", {"val.loss": 0.5, "val loss": 1.0, "acc": 0.9}, {"model.lr": "0.1", "my param": "x"},
+     {"env.name": "prod", "group": "g1"}),
+    ("k2", {"val.loss": 0.3, "val loss": 2.0, "acc": 0.8}, {"model.lr": "0.01", "my param": "y"},
+     {"env.name": "dev", "group": "g1"}),
+    ("k3", {"val.loss": 0.7, "acc": 0.8}, {"model.lr": "0.1"}, {"env.name": "Prod", "group": "g2"}),
+    ("k4", {"acc": 0.95}, {"model.lr": "1"}, {"group": "g2"}),
+    ("k5", {"val.loss": 0.3, "acc": 0.7}, {"model.lr": "0.001"}, {"env.name": "prod_x"}),
+]
+KEYED_FILTERS = [
+    "metrics.`val.loss` < 0.6", 'metrics."val.loss" < 0.6', "metrics.val.loss < 0.6",
+    "metrics.`val loss` > 1.5", "params.`model.lr` = '0.1'", "params.model.lr = '0.1'",
+    "params.`my param` LIKE '%'", "tags.env.name = 'prod'", "tags.`env.name` ILIKE 'prod%'",
+    "tags.env.name LIKE 'prod_%'", "metrics.acc >= 0.8 AND metrics.acc < 0.95",
+    "metrics.acc >= .8", "metrics.acc > 8e-1", "metrics.acc>0.85", "params.`model.lr`!='0.1'",
+    "  tags.group = 'g1'  ", "attributes.`run name` = 'k1'", "tags.group LIKE 'G%'",
+    "params.`model.lr` IS NOT NULL AND tags.env.name IS NULL",
+]
+KEYED_ORDERS = [
+    ["metrics.`val.loss` ASC", "metrics.acc DESC"], ["tags.group DESC", "metrics.acc ASC"],
+    ["metrics.acc DESC", "attributes.start_time ASC"], ["params.`model.lr`"],
+    ["metrics.val.loss"], ["tags.env.name DESC"], ["start_time DESC"], ["Created DESC"],
+    ["metrics.acc DESC", "params.model.lr ASC", "tags.group DESC"], ["metrics.`val loss` DESC"],
+]
+
+
+def key_searches(rec: Recorder, client: Any) -> None:
+    """Searches on names with dots and spaces (quoted or not), orders by several keys, and
+    every page size of a filtered, ordered search."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    exp = client.create_experiment("diff-keys")
+    base = int(rec.t0) - 30_000
+    for i, (name, metrics, params, tags) in enumerate(KEYED_RUNS):
+        run = client.create_run(exp, start_time=base + i * 1000, run_name=name)
+        rec.name("run", run.info.run_id, name)
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, base, 0)
+                                                   for k, v in metrics.items()],
+                         params=[Param(k, v) for k, v in params.items()],
+                         tags=[RunTag(k, v) for k, v in tags.items()])
+    for text in KEYED_FILTERS:
+        rec.call(f"keys.filter[{text}]", lambda t=text: names(client.search_runs([exp], t)))
+    for order in KEYED_ORDERS:
+        rec.call(f"keys.order{order}", lambda o=order: names(client.search_runs(
+            [exp], order_by=o)))
+    for size in (1, 2, 3, 4):
+        rec.call(f"keys.pages[{size}]", _pages, client, exp, size)
+
+
+def _pages(client: Any, experiment: str, size: int) -> list[list[str]]:
+    pages, token = [], None
+    for _ in range(10):
+        page = client.search_runs([experiment], "metrics.acc > 0.75", max_results=size,
+                                  order_by=["metrics.acc DESC", "attributes.run_name"],
+                                  page_token=token)
+        pages.append([r.info.run_name for r in page])
+        token = page.token
+        if not token:
+            break
+    return pages
+
+
+def script_habits(rec: Recorder, client: Any) -> None:
+    """What scripts do beside logging: experiment names with paths or stray spaces, set again
+    on the next run; a data set logged each epoch; a table appended to; a file written twice;
+    a run resumed under a new name; a long metric read back in pages."""
+    import mlflow
+    import pandas as pd
+
+    for label, name in (("path", "/Users/me@example.com/diff-path"), ("slash", "team/diff"),
+                        ("spaced", "  diff-spaced \n")):
+        first = mlflow.set_experiment(name)
+        again = mlflow.set_experiment(name)
+        rec.keep(f"habits.set_again[{label}]", {
+            "same": first.experiment_id == again.experiment_id,
+            "found": client.get_experiment_by_name(name) is not None})
+    frame = pd.DataFrame({"x": [1, 2, 3]})
+    digits = mlflow.data.from_pandas(frame, name="digits")
+    with mlflow.start_run(run_name="habits") as run:
+        rid = run.info.run_id
+        rec.name("run", rid, "habits")
+        for epoch in range(3):
+            mlflow.log_input(digits, context="training", tags={"epoch": str(epoch)})
+        mlflow.log_input(digits, context="eval")
+        mlflow.log_input(mlflow.data.from_pandas(frame.iloc[:2], name="digits"), context="eval")
+        mlflow.log_table(pd.DataFrame({"x": [1], "y": ["a"]}), "preds.json")
+        mlflow.log_table(pd.DataFrame({"x": [2], "y": ["b"]}), "preds.json")
+        mlflow.log_text("one", "twice.txt")
+        mlflow.log_text("two!", "twice.txt")
+    rec.call("habits.inputs", lambda: [
+        (i.dataset.name, sorted((t.key, t.value) for t in i.tags))
+        for i in client.get_run(rid).inputs.dataset_inputs])
+    rec.call("habits.table", lambda: mlflow.load_table("preds.json", run_ids=[rid]).to_dict(
+        "records"))
+    rec.call("habits.twice", mlflow.artifacts.load_text, f"runs:/{rid}/twice.txt")
+    rec.call("habits.text_after_end", lambda: (client.log_text(rid, "late", "late.txt"),
+                                               mlflow.artifacts.load_text(
+                                                   f"runs:/{rid}/late.txt"))[1])
+    with mlflow.start_run(run_id=rid, run_name="habits2", description="resumed"):
+        pass
+    rec.call("habits.resumed", lambda: (client.get_run(rid).info.run_name, {
+        k: v for k, v in client.get_run(rid).data.tags.items()
+        if k in ("mlflow.runName", "mlflow.note.content")}))
+    _long_history(rec, client, rid)
+
+
+def _long_history(rec: Recorder, client: Any, run_id: str) -> None:
+    """30,000 points of one metric: the client reads them 25,000 a page."""
+    from mlflow.entities import Metric
+
+    for start in range(0, 30_000, 1000):
+        client.log_batch(run_id, metrics=[Metric("long", 1.0 / (i + 1), 1_000_000 + i, i)
+                                          for i in range(start, start + 1000)])
+    rec.call("habits.long_history", lambda: (lambda h: (len(h), h[0].step, h[-1].step,
+                                                         h[-1].value))(
+        client.get_metric_history(run_id, "long")))
+
+
+def autologged(rec: Recorder, client: Any) -> None:
+    """``mlflow.sklearn.autolog()`` around a fit (when scikit-learn is installed): what it
+    logs, and the model loaded back by the run's URI."""
+    import mlflow
+
+    try:
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        rec.skip("auto", "scikit-learn is not installed")
+        return
+    features, labels = load_iris(return_X_y=True)
+    mlflow.set_experiment("diff-main")
+    mlflow.sklearn.autolog()
+    try:
+        with mlflow.start_run(run_name="auto") as run:
+            rec.name("run", run.info.run_id, "auto")
+            LogisticRegression(max_iter=200).fit(features, labels)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    rid = run.info.run_id
+    got = client.get_run(rid)
+    rec.keep("auto.run", {"metrics": got.data.metrics, "params": got.data.params,
+                          "tags": sorted(got.data.tags), "status": got.info.status,
+                          "inputs": [(i.dataset.name, i.dataset.source_type)
+                                     for i in got.inputs.dataset_inputs]})
+    rec.call("auto.files", lambda: sorted(f.path for f in client.list_artifacts(rid)))
+    rec.call("auto.load", lambda: mlflow.sklearn.load_model(f"runs:/{rid}/model").predict(
+        features[:3]).tolist())
+    rec.call("auto.pyfunc", lambda: mlflow.pyfunc.load_model(f"runs:/{rid}/model").predict(
+        features[:3]).tolist())
+
+
+def unsupported(rec: Recorder, client: Any) -> None:
+    """Calls Fitboard does not serve (the model registry, MLflow 3's GenAI data sets): an MLflow
+    error the client raises, never a page or a hang; and MLflow 3's logged-model calls beyond
+    log_model."""
+    import mlflow
+
+    mlflow.set_experiment("diff-main")
+    with mlflow.start_run(run_name="unsupported") as run:
+        rec.name("run", run.info.run_id, "unsupported")
+        mlflow.log_text("x", "model/MLmodel")
+    uri = f"runs:/{run.info.run_id}/model"
+    rec.call("registry.register", lambda: mlflow.register_model(uri, "diff-model").version)
+    rec.call("registry.search", lambda: [m.name for m in client.search_registered_models()])
+    rec.call("registry.latest", lambda: [v.version for v in client.get_latest_versions(
+        "diff-model")])
+    if not has_logged_models():
+        rec.skip("unsupported.logged_models", "MLflow 3's logged models and GenAI")
+        return
+    rec.call("genai.datasets", lambda: len(mlflow.genai.datasets.search_datasets()))
+    model = mlflow.initialize_logged_model(name="diff-ext", tags={"a": "1", "b": "2"})
+    rec.name("model", model.model_id, "ext")
+    rec.call("model2.delete_tag", client.delete_logged_model_tag, model.model_id, "a")
+    rec.call("model2.delete_tag_missing", client.delete_logged_model_tag, model.model_id, "a")
+    rec.call("model2.log_params", mlflow.log_model_params, {"p": "1"}, model_id=model.model_id)
+    rec.call("model2.finalize", lambda: client.finalize_logged_model(
+        model.model_id, "READY").status)
+    rec.call("model2.after", lambda: _model(client.get_logged_model(model.model_id)))
+    external = mlflow.create_external_model(name="diff-external", params={"q": "2"})
+    rec.name("model", external.model_id, "external")
+    rec.call("model2.external", lambda: _model(client.get_logged_model(external.model_id)))
 
 
 def _model(model: Any) -> Any:

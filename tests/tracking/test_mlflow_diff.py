@@ -269,3 +269,26 @@ def test_a_logged_models_tag_is_deleted_and_a_missing_one_is_not_found(tracking,
     assert tracking.get_logged_model(model.model_id).tags == {"team": "a"}
     assert _error_code(tracking.delete_logged_model_tag, model.model_id, "stage") == (
         "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_a_long_run_name_reads_back_whole_and_is_found_by_it(tracking, project):
+    # the name was cut to 200 characters (its tag kept it whole): a search for it found nothing
+    name = "lr=0.001_batch=32_" * 14  # 252 characters, as a sweep names its runs
+    mlflow.set_experiment("vision")
+    with mlflow.start_run(run_name=name) as run:
+        pass
+
+    assert tracking.get_run(run.info.run_id).info.run_name == name
+    assert _runs(tracking, project, f"attributes.run_name = '{name}'") == [name]
+    assert mlflow.search_runs([str(project.pk)])["tags.mlflow.runName"].tolist() == [name]
+
+
+def test_a_run_created_with_two_different_names_is_refused(tracking, project):
+    # it took the argument's, and its tag mlflow.runName kept the other
+    code = _error_code(tracking.create_run, str(project.pk), run_name="a",
+                       tags={"mlflow.runName": "b"})
+
+    assert code == "INVALID_PARAMETER_VALUE"
+    assert tracking.create_run(str(project.pk), run_name="c",
+                               tags={"mlflow.runName": "c"}).info.run_name == "c"
+    assert _runs(tracking, project) == ["c"]

@@ -333,7 +333,7 @@ def run_to_log(token: ApiToken, body: Mapping[str, Any]) -> Iterator[Experiment]
 
 
 def run_info(run: Experiment) -> dict[str, Any]:
-    return {"run_id": str(run.pk), "run_uuid": str(run.pk), "run_name": run.name,
+    return {"run_id": str(run.pk), "run_uuid": str(run.pk), "run_name": run_name(run),
             "experiment_id": str(run.project_id),
             "user_id": run.created_by.username if run.created_by else "",
             "status": RUN_STATUS[Experiment.Status(run.status)],
@@ -341,6 +341,15 @@ def run_info(run: Experiment) -> dict[str, Any]:
             "end_time": epoch_ms(run.finished_at),
             "artifact_uri": f"mlflow-artifacts:/{run.project_id}/{run.pk}/artifacts",
             "lifecycle_stage": "deleted" if run.deleted_at else "active"}
+
+
+def run_name(run: Experiment) -> str:
+    """A run's name; a script's run's whole, from its tag ``mlflow.runName``: the column holds
+    NAME_LENGTH characters, and a name of 225 read back cut (``attributes.run_name = '<the
+    name>'`` found nothing), where MLflow's server answers it whole. The tag is read only where
+    it is the column's name, whole or cut (it is renamed with it)."""
+    full = run.spec.get("tags", {}).get(RUN_NAME_TAG, "") if run.is_external else ""
+    return full if full.startswith(run.name) else run.name
 
 
 def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict[str, Any]:
@@ -428,8 +437,12 @@ def _point(item: Any) -> ingest.Point:
 def run_create(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
     project = find_project(token, text(body, "experiment_id", required=False) or DEFAULT_EXPERIMENT)
     tags = pairs(body.get("tags"), "tags", MAX_TAGS)
-    name = (text(body, "run_name", required=False) or tags.get("mlflow.runName", "")
-            or ingest.generated_name())  # as MLflow's server names an unnamed run
+    given, tagged = text(body, "run_name", required=False), tags.get(RUN_NAME_TAG, "")
+    if given and tagged and given != tagged:  # as MLflow's server: the run had both names
+        raise ApiError("INVALID_PARAMETER_VALUE", f"Both 'run_name' argument and "
+                       f"'{RUN_NAME_TAG}' tag are specified, but with different values "
+                       f"(run_name={given[:100]!r}, {RUN_NAME_TAG}={tagged[:100]!r}).")
+    name = given or tagged or ingest.generated_name()  # as MLflow's server names one
     tags["mlflow.runName"] = tags.get("mlflow.runName") or name
     start = integer(body.get("start_time"), "start_time", default=0)
     run = ingest.create_run(token.user, project, name, tags, start / 1000 if start else None)

@@ -227,7 +227,7 @@ def scenario(out: str) -> None:
     for part in (experiments, search_data, run_searches, experiment_searches, run_details,
                  artifacts, metric_histories, batches, lifecycle, errors, more_experiments,
                  more_runs, odd_artifacts, models, endings, training_script, key_searches,
-                 script_habits, autologged, unsupported):
+                 script_habits, autologged, unsupported, run_names):
         try:
             part(rec, client)
         except Exception as exc:  # noqa: BLE001 - one part's crash is an answer too
@@ -984,6 +984,7 @@ def key_searches(rec: Recorder, client: Any) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     exp = client.create_experiment("diff-keys")
+    rec.name("exp", exp, "keys")
     base = int(rec.t0) - 30_000
     for i, (name, metrics, params, tags) in enumerate(KEYED_RUNS):
         run = client.create_run(exp, start_time=base + i * 1000, run_name=name)
@@ -1133,6 +1134,19 @@ def unsupported(rec: Recorder, client: Any) -> None:
     external = mlflow.create_external_model(name="diff-external", params={"q": "2"})
     rec.name("model", external.model_id, "external")
     rec.call("model2.external", lambda: _model(client.get_logged_model(external.model_id)))
+
+
+def run_names(rec: Recorder, client: Any) -> None:
+    """A run's name past 200 characters (a sweep's, of its hyper-parameters), read back and
+    searched for; a run created with two different names."""
+    exp = _exp_id(rec, "keys")
+    name = "lr=0.001_batch=32_" * 14
+    run = client.create_run(exp, run_name=name)
+    rec.name("run", run.info.run_id, "long")
+    rec.call("names.long", lambda: client.get_run(run.info.run_id).info.run_name == name)
+    rec.call("names.long_found", lambda: len(client.search_runs(
+        [exp], f"attributes.run_name = '{name}'")))
+    rec.call("names.two", client.create_run, exp, run_name="a", tags={"mlflow.runName": "b"})
 
 
 def _model(model: Any) -> Any:

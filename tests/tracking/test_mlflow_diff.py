@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -292,3 +293,30 @@ def test_a_run_created_with_two_different_names_is_refused(tracking, project):
     assert tracking.create_run(str(project.pk), run_name="c",
                                tags={"mlflow.runName": "c"}).info.run_name == "c"
     assert _runs(tracking, project) == ["c"]
+
+
+def test_a_model_search_reads_metrics_on_the_data_set_it_names(tracking, project):
+    # a metric's last point was read whatever its data set: the model best on "eval" came
+    # second, and a filter missed a model whose earlier point on another data set held
+    train = mlflow.data.from_numpy(np.zeros((2, 2)), name="train")
+    held_out = mlflow.data.from_numpy(np.ones((2, 2)), name="eval")
+    mlflow.set_experiment("vision")
+    with mlflow.start_run():
+        first = mlflow.initialize_logged_model(name="first")
+        second = mlflow.initialize_logged_model(name="second")
+        mlflow.log_metric("acc", 0.9, model_id=first.model_id, dataset=held_out)
+        mlflow.log_metric("acc", 0.5, model_id=first.model_id, dataset=train)
+        mlflow.log_metric("acc", 0.7, model_id=second.model_id, dataset=held_out)
+        mlflow.log_metric("acc", 0.8, model_id=second.model_id, dataset=train)
+
+    def names(**kwargs) -> list[str]:
+        return [m.name for m in mlflow.search_logged_models(
+            experiment_ids=[str(project.pk)], output_format="list", **kwargs)]
+
+    best = {"field_name": "metrics.acc", "ascending": False}
+    assert names(order_by=[{**best, "dataset_name": "eval"}]) == ["first", "second"]
+    assert names(order_by=[{**best, "dataset_name": "train"}]) == ["second", "first"]
+    assert names(filter_string="metrics.acc > 0.85") == ["first"]
+    assert names(filter_string="metrics.acc > 0.75", datasets=[
+        {"dataset_name": "train", "dataset_digest": train.digest}]) == ["second"]
+    assert names(datasets=[{"dataset_name": "test", "dataset_digest": "0"}]) == []

@@ -197,23 +197,58 @@ def _update(model: LoggedModel, **changes: Any) -> None:
 def search_models(request: HttpRequest, token: ApiToken, body: dict[str, Any]
                   ) -> dict[str, Any]:
     """The models of the experiments, newest first, filtered and ordered by MLflow's grammar
-    (on ``ATTRIBUTES``, params, tags and the metrics linked to them, each at its last step);
-    a key no model has is refused (INVALID_PARAMETER_VALUE), as in a run's search. Read a
-    chunk at a time (``matching``); a page ends early past MAX_PAGE_CHARS, as a search of runs
-    does."""
+    (on ``ATTRIBUTES``, params, tags and the metrics linked to them, on the data sets asked
+    for: ``_fields``); a key no model has is refused (INVALID_PARAMETER_VALUE), as in a run's
+    search. Read a chunk at a time (``matching``); a page ends early past MAX_PAGE_CHARS, as a
+    search of runs does."""
     clauses = search.parse_filter(text(body, "filter", required=False), _numeric, _known)
-    order = [(*search.known_key(str(o.get("field_name", "")), _known),
-              o.get("ascending", True) is not False)
-             for o in search.at_most(repeated(body.get("order_by")), "order_by keys")
-             if isinstance(o, dict)]
+    datasets = _datasets(body.get("datasets"))
+    if datasets and not any(clause.kind == "metrics" for clause in clauses):
+        # as MLflow's server: only the models with a metric on one of them
+        clauses.append(search.Clause("datasets", "any", "IS NOT NULL", None))
+    order, on = _order(body.get("order_by"))
     limit = min(max(integer(body.get("max_results"), "max_results", 100), 1), MAX_SEARCH)
     offset = max(integer(body.get("page_token"), "page_token"), 0)
     models = access.logged_models(token).filter(
         project__in=find_projects(token, body.get("experiment_ids")))
-    ids = matching(models, clauses, order, _models_json, _fields)
+    ids = matching(models, clauses, order, _models_json,
+                   lambda model: _fields(model, datasets, on))
     found, more = json_page(in_order(models, ids[offset:offset + limit + 1]), limit,
                             _models_json)
     return {"models": found, **({"next_page_token": str(offset + len(found))} if more else {})}
+
+
+# (name, digest or "" for any) of a data set a search reads metrics on.
+DatasetKey = tuple[str, str]
+ORDERED = "ordered"  # the fields' kind of a metric an order reads: its value by order key
+
+
+def _datasets(value: Any) -> list[DatasetKey]:
+    """The data sets a search's metric filters read (``datasets=[{"dataset_name": ...,
+    "dataset_digest": ...}]``; none: every point)."""
+    found = []
+    for item in search.at_most(repeated(value), "datasets"):
+        if not isinstance(item, dict):
+            raise ApiError("INVALID_PARAMETER_VALUE", "each of datasets must be an object")
+        found.append((text(item, "dataset_name"), text(item, "dataset_digest", required=False)))
+    return found
+
+
+def _order(value: Any) -> tuple[list[tuple[str, str, bool]], list[tuple[str, DatasetKey]]]:
+    """A search's ``order_by`` as ``search.ordered`` takes it, and (metric, data set) for each
+    metric it orders by, as ``ORDERED`` keys "0", "1", ...: a metric is read on the data set
+    the item names (``dataset_name``, ``dataset_digest``), on any without one."""
+    order, metrics = [], []
+    for item in search.at_most(repeated(value), "order_by keys"):
+        if not isinstance(item, dict):
+            continue
+        kind, key = search.known_key(str(item.get("field_name", "")), _known)
+        if kind == "metrics":
+            metrics.append((key, (text(item, "dataset_name", required=False),
+                                  text(item, "dataset_digest", required=False))))
+            kind, key = ORDERED, str(len(metrics) - 1)
+        order.append((kind, key, item.get("ascending", True) is not False))
+    return order, metrics
 
 
 def _models_json(models: list[LoggedModel]) -> list[dict[str, Any]]:
@@ -242,10 +277,24 @@ def _numeric(kind: str, key: str) -> bool:
                                  ATTRIBUTE_ALIASES.get(key, key) in TIMES)
 
 
-def _fields(model: dict[str, Any]) -> search.Fields:
+def _fields(model: dict[str, Any], datasets: list[DatasetKey],
+            on: list[tuple[str, DatasetKey]]) -> search.Fields:
+    """What a search reads of a model, as MLflow's server reads it: a metric filter holds when
+    one of its points on ``datasets`` (any, none given) does, and an order reads each metric's
+    latest point on its own data set (``_order``). Each had read the metric's last point
+    whatever its data set: "the model best on the eval set" came out as the one best on what
+    it was last measured on."""
     info, data = model["info"], model["data"]
     aliases = {alias: info[key] for alias, key in ATTRIBUTE_ALIASES.items()}
+    read = [p for p in data["metrics"] if not datasets
+            or any(model_metrics.on_dataset(p, dataset) for dataset in datasets)]
+    metrics: dict[str, tuple[float, ...]] = {}
+    for point in read:
+        metrics[point["key"]] = (*metrics.get(point["key"], ()), float(point["value"]))
+    ordered = {str(i): value for i, (key, dataset) in enumerate(on)
+               if (value := model_metrics.latest(data["metrics"], key, dataset)) is not None}
     return {"attributes": {**info, **aliases, "tags": None},
             "params": {p["key"]: p["value"] for p in data["params"]},
             "tags": {t["key"]: t["value"] for t in info["tags"]},
-            "metrics": model_metrics.latest(data["metrics"])}
+            "metrics": metrics, ORDERED: ordered,
+            "datasets": {"any": True if read and datasets else None}}

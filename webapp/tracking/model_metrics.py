@@ -66,12 +66,19 @@ def _slot(point: Mapping[str, Any]) -> tuple[Any, ...]:
     return (point["key"], point["step"], *(point.get(f, "") for f in DATASET_FIELDS))
 
 
-def latest(metrics: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Each metric's value at its last step (then its last time), as a search compares it."""
-    last: dict[str, Mapping[str, Any]] = {}
-    for point in metrics:
-        held = last.get(point["key"])
-        if held is None or (point["step"], point["timestamp"]) >= (held["step"],
-                                                                    held["timestamp"]):
-            last[point["key"]] = point
-    return {key: float(point["value"]) for key, point in last.items()}
+def on_dataset(point: Mapping[str, Any], dataset: tuple[str, str]) -> bool:
+    """Whether ``point`` was measured on ``dataset`` (name, digest; "" for any name or
+    digest)."""
+    name, digest = dataset
+    return (not name or point.get("dataset_name", "") == name) and (
+        not digest or point.get("dataset_digest", "") == digest)
+
+
+def latest(metrics: Iterable[Mapping[str, Any]], key: str, dataset: tuple[str, str]
+           ) -> float | None:
+    """The value of metric ``key``'s latest point on ``dataset`` (``on_dataset``), by its time
+    then its step, as MLflow's server orders a search of models by it; None without one."""
+    points = [p for p in metrics if p["key"] == key and on_dataset(p, dataset)]
+    if not points:
+        return None
+    return float(max(points, key=lambda p: (p["timestamp"], p["step"]))["value"])

@@ -227,7 +227,7 @@ def scenario(out: str) -> None:
     for part in (experiments, search_data, run_searches, experiment_searches, run_details,
                  artifacts, metric_histories, batches, lifecycle, errors, more_experiments,
                  more_runs, odd_artifacts, models, endings, training_script, key_searches,
-                 script_habits, autologged, unsupported, run_names):
+                 script_habits, autologged, unsupported, run_names, model_datasets):
         try:
             part(rec, client)
         except Exception as exc:  # noqa: BLE001 - one part's crash is an answer too
@@ -1147,6 +1147,35 @@ def run_names(rec: Recorder, client: Any) -> None:
     rec.call("names.long_found", lambda: len(client.search_runs(
         [exp], f"attributes.run_name = '{name}'")))
     rec.call("names.two", client.create_run, exp, run_name="a", tags={"mlflow.runName": "b"})
+
+
+def model_datasets(rec: Recorder, client: Any) -> None:
+    """MLflow 3's search of models by a metric on one data set: "the best model on eval"."""
+    import mlflow
+    import numpy as np
+
+    if not has_logged_models():
+        rec.skip("model_datasets", "MLflow 3's logged models")
+        return
+    exp = mlflow.set_experiment("diff-model-data").experiment_id
+    train = mlflow.data.from_numpy(np.zeros((2, 2)), name="train")
+    held_out = mlflow.data.from_numpy(np.ones((2, 2)), name="eval")
+    with mlflow.start_run():
+        for name, on_eval, on_train in (("first", 0.9, 0.5), ("second", 0.7, 0.8)):
+            model = mlflow.initialize_logged_model(name=name)
+            mlflow.log_metric("acc", on_eval, model_id=model.model_id, dataset=held_out)
+            mlflow.log_metric("acc", on_train, model_id=model.model_id, dataset=train)
+
+    def names(**kwargs: Any) -> list[str]:
+        return [m.name for m in mlflow.search_logged_models(
+            experiment_ids=[exp], output_format="list", **kwargs)]
+
+    best = {"field_name": "metrics.acc", "ascending": False}
+    for data in ("eval", "train", ""):
+        rec.call(f"model_data.best[{data}]", names, order_by=[{**best, "dataset_name": data}])
+    rec.call("model_data.any_point", names, filter_string="metrics.acc > 0.85")
+    rec.call("model_data.on_train", names, filter_string="metrics.acc > 0.75", datasets=[
+        {"dataset_name": "train", "dataset_digest": train.digest}])
 
 
 def _model(model: Any) -> Any:

@@ -320,3 +320,17 @@ def test_a_model_search_reads_metrics_on_the_data_set_it_names(tracking, project
     assert names(filter_string="metrics.acc > 0.75", datasets=[
         {"dataset_name": "train", "dataset_digest": train.digest}]) == ["second"]
     assert names(datasets=[{"dataset_name": "test", "dataset_digest": "0"}]) == []
+
+
+def test_the_models_a_run_evaluated_are_its_model_inputs(tracking, project):
+    # they were dropped, and the client sent them again with each metric linked to a model
+    mlflow.set_experiment("vision")
+    with mlflow.start_run() as run:
+        model = tracking.create_logged_model(str(project.pk), name="net")
+        for step in range(3):
+            mlflow.log_metric("acc", 0.5 + step / 10, step=step, model_id=model.model_id)
+
+    inputs = tracking.get_run(run.info.run_id).inputs
+    assert [i.model_id for i in inputs.model_inputs] == [model.model_id]
+    assert [m.value for m in tracking.get_logged_model(model.model_id).metrics] == [
+        0.5, 0.6, 0.7]

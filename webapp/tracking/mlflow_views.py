@@ -364,7 +364,9 @@ def run_json(run: Experiment, latest: Mapping[str, metric_store.Series]) -> dict
                 "step": ingest.logged_step(run.progress, key, int(s.steps[-1]))}
                for key, s in latest.items() if len(s)]
     return {"info": run_info(run),
-            "inputs": {"dataset_inputs": run.spec.get("inputs", []) if run.is_external else []},
+            "inputs": {"dataset_inputs": run.spec.get("inputs", []) if run.is_external else [],
+                       "model_inputs": run.spec.get("model_inputs", []) if run.is_external
+                       else []},
             "outputs": {"model_outputs": run.spec.get("outputs", []) if run.is_external
                         else []},
             "data": {"metrics": metrics,
@@ -675,8 +677,14 @@ def delete_tag(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> d
 
 @endpoint(("POST",), write=True)
 def log_inputs(request: HttpRequest, token: ApiToken, body: dict[str, Any]) -> dict[str, Any]:
-    """The datasets a run read (``mlflow.log_input``), as the client sent them."""
+    """The datasets a run read (``mlflow.log_input``), as the client sent them, and the models
+    it evaluated (MLflow 3's ``log_metric(..., model_id=...)`` sends them: they were dropped,
+    and the client, reading none back, sent them again with each of its metrics)."""
     run = find_run(token, body, write=True)
+    models = [{"model_id": text(m, "model_id")}
+              for m in at_most(body.get("models"), "models", MAX_INPUTS) if isinstance(m, dict)]
+    if models:
+        ingest.add_to_list(run, "model_inputs", models, MAX_INPUTS)
     datasets = []
     for item in at_most(body.get("datasets"), "datasets", MAX_INPUTS):
         dataset = item.get("dataset") if isinstance(item, dict) else None

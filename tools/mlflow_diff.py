@@ -1160,7 +1160,7 @@ def model_datasets(rec: Recorder, client: Any) -> None:
     exp = mlflow.set_experiment("diff-model-data").experiment_id
     train = mlflow.data.from_numpy(np.zeros((2, 2)), name="train")
     held_out = mlflow.data.from_numpy(np.ones((2, 2)), name="eval")
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         for name, on_eval, on_train in (("first", 0.9, 0.5), ("second", 0.7, 0.8)):
             model = mlflow.initialize_logged_model(name=name)
             mlflow.log_metric("acc", on_eval, model_id=model.model_id, dataset=held_out)
@@ -1176,6 +1176,9 @@ def model_datasets(rec: Recorder, client: Any) -> None:
     rec.call("model_data.any_point", names, filter_string="metrics.acc > 0.85")
     rec.call("model_data.on_train", names, filter_string="metrics.acc > 0.75", datasets=[
         {"dataset_name": "train", "dataset_digest": train.digest}])
+    rec.call("model_data.run_inputs", lambda: (
+        len(client.get_run(run.info.run_id).inputs.model_inputs),
+        sorted(i.dataset.name for i in client.get_run(run.info.run_id).inputs.dataset_inputs)))
 
 
 def _model(model: Any) -> Any:

@@ -139,8 +139,10 @@ def test_points_the_server_refuses_raise_at_end_run_and_the_run_still_ends(fast,
     settings.FITBOARD_MAX_POINTS_PER_RUN = 100
     mlflow.set_experiment("vision")
     run = mlflow.start_run()
-    for step in range(300):
-        mlflow.log_metric("loss", 1.0, step=step)  # returns at once: nothing to raise yet
+    # 300 points in one call, which returns at once: nothing refused yet to raise (points
+    # logged one call each could be sent and refused before the last call, which then raises)
+    fast.log_batch(run.info.run_id, metrics=[
+        Metric("loss", 1.0, 0, step) for step in range(300)])
 
     # when the script ends its run, it is told which points were not stored, and why
     with pytest.raises(MlflowException, match=rf"not stored: run {run.info.run_id}: HTTP 400"

@@ -115,6 +115,20 @@ def test_iterative_pruning_job_reaches_the_target_and_streams_one_curve(
         "nonzero_parameters"] / 3
 
 
+def test_global_pruning_in_steps_prunes_a_network_fine_tuned_channels_last(
+        cnn_source: Checkpoint, tmp_path: Path) -> None:
+    # given the CNN (its convolutions train channels last, so fine-tuning leaves their weights
+    # and masks in that layout) and global pruning in two steps with fine-tuning between
+    spec = CompressionSpec(source=1, method="prune_weights", sparsity=0.6, steps=2,
+                           finetune_epochs=1, scope="global")
+    # when it runs (the second step ranked the fine-tuned weights with a flat view, which that
+    # layout has not: "view size is not compatible with input tensor's size and stride")
+    result = compress(spec, cnn_source, MemoryReporter(), tmp_path)
+    # then it reaches the sparsity
+    assert result.status == "succeeded"
+    assert result.report["weight_sparsity"] == pytest.approx(0.6, abs=1e-3)
+
+
 def test_a_cancelled_job_stops_and_writes_no_checkpoint(mlp_source: Checkpoint,
                                                          tmp_path: Path) -> None:
     # given a pruning job whose reporter asks to stop after 3 steps of fine-tuning

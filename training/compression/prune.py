@@ -58,6 +58,8 @@ def prune_weights(model: nn.Module, sparsity: float, scope: str = "global") -> N
     in place are kept: calling it again with a higher sparsity prunes further (iterative
     pruning)."""
     targets = prunable_weights(model)
+    for target in targets:
+        _refresh(target)
     if scope == "global":
         total = sum(_weight(target).numel() for target in targets)
         # torch's amount counts weights still unpruned; ask for exactly what is missing.
@@ -68,6 +70,24 @@ def prune_weights(model: nn.Module, sparsity: float, scope: str = "global") -> N
     for module, name in targets:
         missing = round(_weight((module, name)).numel() * sparsity) - _zeros_masked((module, name))
         prune.l1_unstructured(module, name, amount=max(0, missing))
+
+
+def _refresh(target: Target) -> None:
+    """Lay a weight, its original and its mask out contiguously and recompute the masked weight.
+    A convolution fine-tuned channels last (``models.laid_out``) keeps that layout, which torch's
+    global ranking cannot flatten (``.view(-1)``: "view size is not compatible"); and the masked
+    weight the pruning hook set is as old as the last forward pass, from before the fine-tuning
+    loaded its best epoch's weights back, so it would rank stale values."""
+    module, name = target
+    for key in (name, f"{name}_orig"):
+        parameter = module._parameters.get(key)
+        if parameter is not None and not parameter.is_contiguous():
+            parameter.data = parameter.data.contiguous()
+    mask = module._buffers.get(f"{name}_mask")
+    if mask is not None:
+        module._buffers[f"{name}_mask"] = mask.contiguous()
+        with torch.no_grad():
+            setattr(module, name, getattr(module, f"{name}_orig") * module._buffers[f"{name}_mask"])
 
 
 def _weight(target: Target) -> torch.Tensor:

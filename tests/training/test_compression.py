@@ -305,6 +305,21 @@ def test_a_chain_prune_channels_then_quantize_round_trips(mlp_source: Checkpoint
     assert torch.equal(loaded.predict(raw, scale="raw"), expected)
 
 
+def test_a_pruned_then_quantized_model_reports_its_sparsity_and_weight_count(
+        mlp_source: Checkpoint, tmp_path: Path) -> None:
+    # given an MLP weight-pruned to 80%, loaded from its checkpoint
+    _compress(mlp_source, tmp_path / "pruned", method="prune_weights", sparsity=0.8,
+              finetune_epochs=0)
+    pruned = load(tmp_path / "pruned" / "best.zip")
+    # when it is quantized in turn
+    result = _compress(pruned, tmp_path / "int8", method="quantize_dynamic")
+    # then the report still says 80% of its weights are zero (the int8 layers were not counted:
+    # 0.0) and it has as many weights as before
+    assert result.report["weight_sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert (result.report["result"]["parameters"]
+            == result.report["source"]["parameters"])
+
+
 def test_a_student_of_a_quantized_teacher_starts_a_history_of_its_own(
         mlp_source: Checkpoint, tmp_path: Path) -> None:
     # given an int8 teacher

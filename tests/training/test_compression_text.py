@@ -118,6 +118,15 @@ def test_quantized_lstm_checkpoint_holds_int8_recurrent_weights_3_5_times_smalle
     assert loaded.meta["report"]["change"]["recurrent_weight_bytes_ratio"] >= 3.5
 
 
+def test_a_quantized_lstm_has_as_many_weights_as_its_source(lstm_int8: Compressed) -> None:
+    # given the LSTM's quantization report
+    report = lstm_int8.result.report
+    # then the int8 layers' weights are counted once and their scales not as weights (the
+    # recurrent layers' scale_ih/scale_hh rows made the int8 model "larger")
+    assert report["result"]["parameters"] == report["source"]["parameters"]
+    assert report["change"]["parameters_ratio"] == 1.0
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("matmul", ["dequant", "int8"])
 def test_int8_recurrent_layers_compute_what_the_float_ones_do(cell: str, matmul: str) -> None:

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from training.compression.quantize import Int8Linear, Int8RNN
+
 MAX_LAYER_RATIO = 0.95  # channel pruning keeps at least 5% of every layer's channels
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Recurrent layers keep their weights as weight_ih_l<k> / weight_hh_l<k> (and *_reverse)
@@ -110,8 +112,13 @@ def make_permanent(model: nn.Module) -> None:
 
 
 def weight_sparsity(model: nn.Module) -> float:
-    """Share of zero weights over the prunable weights (as the forward pass sees them)."""
+    """Share of zero weights over the prunable weights (as the forward pass sees them), int8
+    ones included: a pruned model quantized in turn keeps its zeros."""
     weights = [_weight(target) for target in prunable_weights(model)]
+    for module in model.modules():
+        if isinstance(module, Int8Linear | Int8RNN):
+            weights += [t for n, t in module.named_buffers(recurse=False)
+                        if n.startswith("qweight")]
     zeros = sum(int((w == 0).sum()) for w in weights)
     return zeros / max(1, sum(w.numel() for w in weights))
 
@@ -147,16 +154,27 @@ class ChannelPruner:
         self.steps_left -= 1
 
 
-# State entries that are not weights: batch-norm statistics, pruning masks, int8 scales.
-NOT_WEIGHTS = ("_mask", "running_mean", "running_var", "num_batches_tracked", ".scale")
+# State entries that are not weights: batch-norm statistics, pruning masks (int8 scales are
+# told by their layer's type, ``_int8_scales``).
+NOT_WEIGHTS = ("_mask", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _int8_scales(model: nn.Module) -> set[str]:
+    """State names of the int8 layers' scales (``scale`` of an Int8Linear, ``scale_ih_l0`` and
+    the like of an Int8RNN): one per row of int8 weights, not weights themselves."""
+    return {f"{prefix}.{name}" if prefix else name
+            for prefix, module in model.named_modules()
+            if isinstance(module, Int8Linear | Int8RNN)
+            for name, _ in module.named_buffers(recurse=False) if name.startswith("scale")}
 
 
 def _weights(model: nn.Module) -> Iterator[torch.Tensor]:
     """Each weight tensor as the forward pass uses it (a pruned one through its mask; an int8
     one as its int8 values)."""
     state = model.state_dict()
+    scales = _int8_scales(model)
     for name, tensor in state.items():
-        if name.endswith(NOT_WEIGHTS):
+        if name.endswith(NOT_WEIGHTS) or name in scales:
             continue
         if name.endswith("_orig"):
             tensor = tensor * state[name[: -len("_orig")] + "_mask"]

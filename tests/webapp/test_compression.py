@@ -15,7 +15,7 @@ from tests.checkpoints import store_checkpoint
 from training import ExperimentSpec, MemoryReporter, run
 from training.data.catalog import DatasetInfo
 from webapp.datasets.models import Dataset
-from webapp.experiments.compression import execute_compression
+from webapp.experiments.compression import detail_context, execute_compression
 from webapp.experiments.compression_forms import compression_initial
 from webapp.experiments.models import Experiment
 
@@ -304,3 +304,26 @@ def test_a_regressions_report_heads_its_validation_column_rmse():
     # then its column says RMSE, not "Val accuracy" over numbers that were none
     assert "<th>Val RMSE</th>" in html and "Val accuracy" not in html
     assert "<td>56.9000</td>" in html
+
+
+def test_a_regressions_trade_off_charts_and_change_column_show_its_rmse(make_experiment):
+    # given a regression source and a finished pruning job of it, measured in RMSE (a
+    # regression has no accuracy: its charts plotted nothing and its change column was empty)
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, name="houses")
+    measured = {"parameters": 321, "nonzero_parameters": 321, "weight_bytes": 1708,
+                "latency_ms": 0.1, "latency_batch": 89, "threads": 1}
+    report = {"method": "prune_weights", "source": {**measured, "val_rmse": 56.0},
+              "result": {**measured, "nonzero_parameters": 161, "val_rmse": 58.5},
+              "change": {"val_rmse_change": 2.5, "weight_bytes_ratio": 1.0}}
+    make_experiment(status=Experiment.Status.SUCCEEDED, name="pruned", parent=source,
+                    kind=Experiment.Kind.COMPRESS, summary={"report": report})
+
+    # when the source's page context is built and its table drawn
+    context = detail_context(source)
+    html = render_to_string("experiments/_compression_table.html",
+                            {"rows": context["children_rows"]})
+
+    # then the charts plot each model's validation RMSE, named so, and the table its change
+    assert [(p["acc"], p["metric"]) for p in context["trade_off"]] == [
+        (56.0, "validation RMSE"), (58.5, "validation RMSE")]
+    assert "<td>2.5000</td>" in html

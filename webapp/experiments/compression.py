@@ -112,6 +112,8 @@ def _row(name: str, pk: int | None, method: str, measured: dict[str, Any],
          change: dict[str, float]) -> dict[str, Any]:
     return {"name": name, "pk": pk, "method": method, **measured,
             "val_acc_change": change.get("val_acc_change"),
+            # a regression's rows change by RMSE (they have no accuracy to change)
+            "val_change": change.get("val_acc_change", change.get("val_rmse_change")),
             "test_acc_change": change.get("test_acc_change"),
             "weight_bytes_ratio": change.get("weight_bytes_ratio"),
             "latency_ratio": change.get("latency_ms_ratio")}
@@ -128,6 +130,17 @@ def report_rows(source: Experiment, jobs: list[Experiment]) -> list[dict[str, An
         report = job.summary["report"]
         rows.append(_row(job.name, job.pk, report["method"], report["result"], report["change"]))
     return rows
+
+
+def trade_off(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trade-off charts' points: validation accuracy, or a regression's RMSE (its rows have
+    no accuracy: the charts were empty), against size and latency; ``metric`` names it."""
+    regression = rows[0].get("val_acc") is None and rows[0].get("val_rmse") is not None
+    key, label = ("val_rmse", "validation RMSE") if regression else ("val_acc",
+                                                                      "validation accuracy")
+    return [{"name": r["name"], "method": r["method"], "acc": r.get(key), "metric": label,
+             "bytes": r["weight_bytes"], "latency_ms": r["latency_ms"],
+             "parameters": r["nonzero_parameters"]} for r in rows]
 
 
 def detail_context(experiment: Experiment) -> dict[str, Any]:
@@ -149,10 +162,6 @@ def detail_context(experiment: Experiment) -> dict[str, Any]:
         context["compressed_children"] = children
         rows = report_rows(experiment, children)
         context["children_rows"] = rows
-        context["trade_off"] = [
-            {"name": r["name"], "method": r["method"], "acc": r.get("val_acc"),
-             "bytes": r["weight_bytes"], "latency_ms": r["latency_ms"],
-             "parameters": r["nonzero_parameters"]} for r in rows
-        ]
+        context["trade_off"] = trade_off(rows)
     context["can_compress"] = experiment.compressible
     return context

@@ -169,6 +169,23 @@ def test_mlp_channel_pruning_keeps_every_class(mlp_source: Checkpoint, tmp_path:
     assert [(m.in_features, m.out_features) for m in linears] == [(64, 32), (32, 16), (16, 10)]
 
 
+def test_channel_pruning_that_removes_nothing_fails_saying_why(tmp_path: Path) -> None:
+    # given a CNN of width 4 (torch-pruning keeps 4 x 0.1 = 0.4 channels: none, so it leaves
+    # the layer whole) and a job to prune 90% of its channels
+    source = _train(tmp_path / "narrow", {**DIGITS_CNN, "data": {"dataset": "digits",
+                                                                 "subset": 200},
+                                          "model": {"arch": "cnn", "width": 4, "blocks": 1,
+                                                    "depth": 1},
+                                          "run": {**DIGITS_CNN["run"], "epochs": 1}})
+    spec = CompressionSpec(source=1, method="prune_channels", sparsity=0.9, finetune_epochs=0)
+    # when it runs, then it fails on the sparsity with the reason (it "succeeded" with every
+    # channel kept and the report unchanged)
+    with pytest.raises(SpecError) as raised:
+        compress(spec, source, MemoryReporter(), tmp_path / "job")
+    assert "takes none from this model" in raised.value.errors["sparsity"]
+    assert "the narrowest has 4" in raised.value.errors["sparsity"]
+
+
 # Distillation --------------------------------------------------------------------------------
 
 def test_distillation_loss_matches_a_hand_computation() -> None:

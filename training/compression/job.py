@@ -34,7 +34,7 @@ from training.loop import RunResult, TrainLoss, resolve_device
 from training.loop import run as run_loop
 from training.models import build_model
 from training.reporter import Reporter
-from training.spec import ExperimentSpec
+from training.spec import ExperimentSpec, SpecError
 
 # Source checkpoint entries that describe the run, not the data: not copied to the result.
 RUN_META = ("format", "spec", "versions", "epoch", "step", "metrics", "compression", "report",
@@ -221,8 +221,11 @@ def _prune_channels(spec: CompressionSpec, source: nn.Module, data: PreparedData
     if not isinstance(example, torch.Tensor):
         raise TypeError("channel pruning reads image or tabular inputs (see check_source)")
     pruner = prune.ChannelPruner(model, example, spec.sparsity, spec.steps, spec.scope)
+    before = prune.parameter_count(model)
     for step in range(1, spec.steps + 1):
         pruner.step()
+        if step == spec.steps and prune.parameter_count(model) == before:
+            raise SpecError({"sparsity": prune.nothing_removed(model, spec.sparsity)})
         if spec.finetune_epochs:
             label = f"step {step}/{spec.steps}, {spec.sparsity * step / spec.steps:.0%} channels"
             model = trainer.train(model, spec.finetune_epochs, label)

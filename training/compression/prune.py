@@ -154,6 +154,19 @@ class ChannelPruner:
         self.steps_left -= 1
 
 
+def nothing_removed(model: nn.Module, ratio: float) -> str:
+    """Why channel pruning at ``ratio`` removed nothing: torch-pruning rounds each layer's share
+    down and never empties a layer, so a narrow network keeps every channel (a CNN of width 4
+    at 0.9: 4 × 0.1 rounds to none kept, and the layer is left whole)."""
+    outputs = set(_output_layers(model))
+    widths = [m.out_channels if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+              else m.out_features for m in prunable_layers(model) if m not in outputs]
+    narrowest = f" (the narrowest has {min(widths)})" if widths else ""
+    return (f"removing {ratio:.0%} of the channels takes none from this model: a layer keeps "
+            f"at least one channel, and its layers are too narrow for that share"
+            f"{narrowest}; lower the sparsity, widen the model, or prune weights instead")
+
+
 # State entries that are not weights: batch-norm statistics, pruning masks (int8 scales are
 # told by their layer's type, ``_int8_scales``).
 NOT_WEIGHTS = ("_mask", "running_mean", "running_var", "num_batches_tracked")

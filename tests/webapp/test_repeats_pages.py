@@ -213,6 +213,31 @@ def test_comparing_two_groups_says_which_is_better_and_exports_each_seed(
     assert export["comparison"]["method"] == "Welch's t"
 
 
+def test_regression_groups_are_compared_on_what_their_seeds_measured(
+        owner_client, project, owner, make_experiment):
+    # given two groups of a diabetes regression, whose seeds measured RMSE and loss only
+    spec = SMALL.patched({"data": {"dataset": "diabetes"}, "optim": {"loss": "mse"}})
+    a, b = (finished_group(project, owner, make_experiment, name, values, 0, spec)
+            for name, values in (("wide", [0.5, 0.52, 0.49]), ("narrow", [0.7, 0.72, 0.71])))
+    for group, rmse in ((a, 55.0), (b, 60.0)):
+        for i, run in enumerate(groups.ordered_runs(group)):
+            loss = run.summary["best_metrics"].pop("val_acc")
+            run.summary["best_metrics"].update(val_loss=loss, val_rmse=rmse + i)
+            run.save(update_fields=["summary"])
+
+    # when they are compared by an address without a metric, and on accuracy
+    plain = owner_client.get(reverse("group-compare"), {"a": a.pk, "b": b.pk}).context
+    on_acc = owner_client.get(reverse("group-compare"),
+                              {"a": a.pk, "b": b.pk, "metric": "val_acc"}).context
+
+    # then the default is their loss with a verdict, accuracy is not offered, and asking for
+    # it says they measured none (it said "each side needs at least two finished seeds")
+    assert plain["metric"] == "val_loss" and plain["result"].verdict == "different"
+    assert "val_acc" not in plain["metrics"] and "val_rmse" in plain["metrics"]
+    assert on_acc["result"] is None
+    assert on_acc["problem"].startswith("these seeds measured no val_acc: compare them on")
+
+
 def test_groups_on_different_data_sets_are_not_offered_nor_judged_against_each_other(
         owner_client, project, owner, make_experiment):
     # given a group on iris, another on iris and one on wine

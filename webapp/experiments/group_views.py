@@ -132,15 +132,19 @@ def _side(request: HttpRequest, name: str) -> RunGroup:
 def comparison(request: HttpRequest) -> dict[str, Any]:
     """Groups ``a`` and ``b`` of the query, on its ``metric``, with the Welch verdict."""
     a, b = _side(request, "a"), _side(request, "b")
-    metric = request.GET.get("metric", "val_acc")
+    runs_a, runs_b = groups.ordered_runs(a), groups.ordered_runs(b)
+    # Only what the seeds measured: a regression's groups have no val_acc, and comparing them
+    # on it said "each side needs at least two finished seeds" of five finished ones.
+    measured = [row["metric"] for row in groups.final_table(runs_a + runs_b)]
+    metric = request.GET.get("metric") or (
+        "val_acc" if "val_acc" in measured or not measured else "val_loss")
     if metric not in ("gap", *groups.EPOCH_METRICS):
         raise Http404("no such metric")
-    runs_a, runs_b = groups.ordered_runs(a), groups.ordered_runs(b)
-    problem = groups.incomparable(a, b)
+    problem = groups.incomparable(a, b) or groups.unmeasured(runs_a, runs_b, metric, measured)
     result = None if problem else groups.compare_sides(runs_a, runs_b, metric, (a.name, b.name))
     return {"a": a, "b": b, "metric": metric, "result": result, "problem": problem,
             "values_a": groups.finals(runs_a, metric), "values_b": groups.finals(runs_b, metric),
-            "metrics": ("gap", *groups.EPOCH_METRICS)}
+            "metrics": measured or ("gap", *groups.EPOCH_METRICS)}
 
 
 @require_GET

@@ -184,6 +184,17 @@ def incomparable(a: RunGroup, b: RunGroup) -> str | None:
             "measure different data, so neither is better; compare groups on one data set")
 
 
+def unmeasured(a: list[Experiment], b: list[Experiment], metric: str,
+               measured: list[str]) -> str | None:
+    """Why groups whose seeds finished have no ``metric`` to compare (a regression's have no
+    accuracy), or None."""
+    if metric in measured or not any(run.status == Experiment.Status.SUCCEEDED
+                                     for run in a + b):
+        return None
+    return (f"these seeds measured no {metric}: compare them on "
+            f"{', '.join(measured) or 'another metric'}")
+
+
 def compare_sides(a: list[Experiment], b: list[Experiment], metric: str,
                   names: tuple[str, str]) -> Comparison | None:
     """B against A on ``metric`` over their succeeded seeds; None until each has 2."""

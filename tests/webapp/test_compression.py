@@ -327,3 +327,14 @@ def test_a_regressions_trade_off_charts_and_change_column_show_its_rmse(make_exp
     assert [(p["acc"], p["metric"]) for p in context["trade_off"]] == [
         (56.0, "validation RMSE"), (58.5, "validation RMSE")]
     assert "<td>2.5000</td>" in html
+
+
+
+def test_a_source_page_with_no_finished_compression_yet_draws(owner_client, make_experiment):
+    # given a finished run whose only compression job is still queued (no report yet)
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, name="digits")
+    make_experiment(name="pruned", parent=source, kind=Experiment.Kind.COMPRESS)
+    # when its page is opened, then it lists the job without a table or charts
+    response = owner_client.get(reverse("experiment-detail", args=[source.pk]))
+    assert response.status_code == 200
+    assert 'id="compressed-children"' in response.content.decode()

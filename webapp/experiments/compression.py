@@ -135,6 +135,8 @@ def report_rows(source: Experiment, jobs: list[Experiment]) -> list[dict[str, An
 def trade_off(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trade-off charts' points: validation accuracy, or a regression's RMSE (its rows have
     no accuracy: the charts were empty), against size and latency; ``metric`` names it."""
+    if not rows:  # no job has finished yet
+        return []
     regression = rows[0].get("val_acc") is None and rows[0].get("val_rmse") is not None
     key, label = ("val_rmse", "validation RMSE") if regression else ("val_acc",
                                                                       "validation accuracy")

@@ -78,6 +78,20 @@ def test_a_study_of_a_study_is_refused(api, make_run):
     assert response.status_code == 400 and set(response.json()["errors"]) == {"run"}
 
 
+def test_a_study_of_a_compression_job_is_refused_naming_its_source(api, finished, make_run):
+    # given a finished quantization job of a run
+    job = make_run("int8", Experiment.Status.SUCCEEDED, kind=Experiment.Kind.COMPRESS,
+                   parent=finished)
+
+    # when a study of it is asked for (its trials would train the float model from scratch)
+    response = api.post(f"runs/{job.pk}/studies/", {"name": "x", "spec": {"space": SPACE}})
+
+    # then it is refused on the run, pointing at the source, and nothing is queued
+    assert response.status_code == 400
+    assert f"tune run #{finished.pk}" in response.json()["errors"]["run"]
+    assert not Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
+
+
 def test_a_compression_job_of_a_finished_run_is_queued_as_its_child(api, owner, finished):
     response = api.post(f"runs/{finished.pk}/compressions/", {
         "name": "pruned", "spec": {"method": "prune_weights", "sparsity": 0.7,

@@ -338,3 +338,20 @@ def test_a_source_page_with_no_finished_compression_yet_draws(owner_client, make
     response = owner_client.get(reverse("experiment-detail", args=[source.pk]))
     assert response.status_code == 200
     assert 'id="compressed-children"' in response.content.decode()
+
+
+def test_a_compression_job_offers_no_tuning_study_of_itself(owner_client, make_experiment):
+    # given a finished weight-pruning job of a finished run
+    source = make_experiment(status=Experiment.Status.SUCCEEDED, name="digits")
+    job = make_experiment(status=Experiment.Status.SUCCEEDED, name="pruned", parent=source,
+                          kind=Experiment.Kind.COMPRESS)
+
+    # when its page and its Tune page are opened
+    page = owner_client.get(reverse("experiment-detail", args=[job.pk])).content.decode()
+    tune = owner_client.get(reverse("study-new", args=[job.pk]))
+
+    # then neither offers a study (its trials would train a dense model from scratch), while
+    # the source still does
+    assert 'id="tune-button"' not in page and tune.status_code == 404
+    source_page = owner_client.get(reverse("experiment-detail", args=[source.pk])).content
+    assert b'id="tune-button"' in source_page

@@ -168,6 +168,18 @@ class Experiment(models.Model):
         return self.kind in (self.Kind.TRAIN, self.Kind.COMPRESS)
 
     @property
+    def study_problem(self) -> str:
+        """Why a tuning study cannot take this run's spec as its base ("" when it can). A
+        compression job's model came from its source by pruning, distilling or quantizing,
+        which trials do not repeat: each would train its spec from scratch (a quantized
+        job's for one epoch) and the study would tune something else than the job."""
+        if self.kind == self.Kind.COMPRESS and self.parent_id is not None:
+            return (f"a compression job's model was made from run #{self.parent_id}, and a "
+                    "study's trials would train its spec from scratch without the compression: "
+                    f"tune run #{self.parent_id}, or compress it again with other settings")
+        return ""
+
+    @property
     def compressible(self) -> bool:
         """Whether a compression job may start from it now: a model that finished training."""
         return self.compresses and self.status == self.Status.SUCCEEDED

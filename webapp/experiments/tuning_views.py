@@ -32,6 +32,8 @@ def study_new(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("tune a run, not a study")
     if source.is_external:
         raise Http404("a run trained elsewhere has no spec to tune")
+    if source.study_problem:
+        raise Http404(source.study_problem)
     base = source.experiment_spec
     grid_size = None
     if request.method == "POST":

@@ -207,6 +207,8 @@ class RunStudy(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Start a tuning study whose base is this run's spec (the Tune page)."""
         source = _source(request, pk, "a study")
+        if source.study_problem:
+            raise errors.invalid({"run": source.study_problem})
         body = s.StudySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = _project(request, body.validated_data.get("project", source.project_id))

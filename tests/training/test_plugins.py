@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import fitboard_model
 import pytest
 import torch
+from torch import nn
 
 from tests.conftest import EXAMPLE_PACKAGE
 from tests.plugin_env import fresh_python
@@ -191,6 +193,40 @@ def test_compression_offers_the_methods_the_plugin_declares_and_refuses_others(m
     assert refused.value.errors == {"method": "prune_channels does not apply to the mobilenet "
                                               "plugin model (its package offers prune_weights, "
                                               "distill)"}
+
+
+def test_quantizing_a_plugin_model_without_linear_layers_is_refused_before_and_at_the_job(
+        monkeypatch):
+    # given a plugin that lists dynamic quantization but whose head is a 1x1 convolution, so
+    # that it has no Linear, LSTM or GRU layer (the job "succeeded" with nothing int8)
+    from fitboard_example_plugin.mobilenet import MobileNet
+
+    from training.compression.job import METHODS
+
+    original = MobileNet.__init__
+
+    def convolution_head(self, config, input_shape, outputs):
+        original(self, config, input_shape, outputs)
+        channels = self.head[-1].in_features
+        self.head = nn.Sequential(nn.Conv2d(channels, outputs, 1), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten())
+
+    monkeypatch.setattr(MobileNet, "__init__", convolution_head)
+    source = ExperimentSpec.from_dict(PLUGIN_SPEC)
+    job = CompressionSpec.from_dict({"source": 1, "method": "quantize_dynamic"})
+
+    # when the job is checked, or runs on such a model anyway
+    with pytest.raises(SpecError) as refused:
+        job.check_source(source)
+    model = MobileNet(MobileNet.Config(), (1, 16, 16), 4)
+    trainer = SimpleNamespace(spec=source)
+    with pytest.raises(SpecError) as failed:
+        METHODS["quantize_dynamic"](job, model, None, trainer)  # type: ignore[arg-type]
+
+    # then both say on the method that nothing would be quantized
+    message = ("the mobilenet model has no Linear, LSTM or GRU layer: dynamic int8 "
+               "quantization would leave it as it is; prune it or distill it")
+    assert refused.value.errors == {"method": message} == failed.value.errors
 
 
 def test_a_built_in_teacher_distills_into_a_plugin_student():

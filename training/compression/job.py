@@ -27,7 +27,7 @@ from training.compression import prune, structure
 from training.compression.distill import teacher_loss
 from training.compression.quantize import quantizable_names, quantize_dynamic
 from training.compression.report import compare, measure
-from training.compression.spec import CompressionSpec
+from training.compression.spec import NOTHING_TO_QUANTIZE, CompressionSpec
 from training.data import DataSources, PreparedData, prepare
 from training.data.text import Tokenizer
 from training.loop import RunResult, TrainLoss, resolve_device
@@ -245,6 +245,8 @@ def _distill(spec: CompressionSpec, source: nn.Module, data: PreparedData,
 def _quantize(spec: CompressionSpec, source: nn.Module, data: PreparedData,
               trainer: _Trainer) -> tuple[nn.Module, dict[str, Any]]:
     names = quantizable_names(source)
+    if not names:  # a plugin that did not build on the meta device for check_source
+        raise SpecError({"method": NOTHING_TO_QUANTIZE.format(arch=trainer.spec.model.arch)})
     return quantize_dynamic(source.cpu(), names), {"int8_layers": names}
 
 

@@ -146,7 +146,8 @@ class CompressionSpec(_Section):
             errors["method"] = ("the source is quantized to int8 and cannot be trained further; "
                                 "prune or distill before quantizing")
         elif source.model.is_plugin and self.method != "distill":
-            errors.update(_plugin_method_problems(arch, self.method))
+            errors.update(_plugin_method_problems(arch, self.method)
+                          or _plugin_layer_problems(source, self.method))
         elif self.method == "prune_channels" and arch not in CHANNEL_PRUNABLE:
             errors["method"] = (f"channel pruning supports {', '.join(CHANNEL_PRUNABLE)} models, "
                                 f"not {arch}")
@@ -268,6 +269,31 @@ def _plugin_method_problems(arch: str, method: str) -> dict[str, str]:
     return {"method": f"{method} does not apply to the {arch} plugin model (its package offers "
                       f"{offered})"}
 
+
+def _plugin_layer_problems(source: ExperimentSpec, method: str) -> dict[str, str]:
+    """A plugin may list dynamic quantization yet have no layer it converts (a network of
+    convolutions only): the job would "succeed" with nothing int8. Decided on torch's meta
+    device (nothing allocated); a model that does not build there is left to the job."""
+    if method != "quantize_dynamic":
+        return {}
+    import torch
+
+    from training.compression.quantize import quantizable_names
+    from training.models import build_model
+
+    info = source.data.info()
+    try:
+        with torch.device("meta"):
+            model = build_model(source.model, info.input_shape, info.num_classes or 1)
+    except Exception:  # noqa: BLE001 - a plugin's own error; the job says it if it recurs
+        return {}
+    if quantizable_names(model):
+        return {}
+    return {"method": NOTHING_TO_QUANTIZE.format(arch=source.model.arch)}
+
+
+NOTHING_TO_QUANTIZE = ("the {arch} model has no Linear, LSTM or GRU layer: dynamic int8 "
+                       "quantization would leave it as it is; prune it or distill it")
 
 __all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "WEIGHT_PRUNABLE", "CompressionSpec",
            "job_spec_dict", "split_job_spec"]

@@ -1309,6 +1309,7 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
             kept.append(remedy)
             continue
         try:
+            remedy = _fresh_if_unloadable(spec, remedy)
             patched = spec.patched(remedy.patch)
         except SpecError:
             # A larger model past the memory budget, say: a remedy nobody could run is none.
@@ -1317,6 +1318,27 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
             seen.append(patched)
             kept.append(remedy)
     return kept
+
+
+def _fresh_if_unloadable(spec: ExperimentSpec, remedy: Remedy) -> Remedy:
+    """A warm-started run's remedy that reshapes its network so that none of its layers fits
+    any more (a CNN's width halved) starts from fresh weights: with the run's ``init_from``
+    kept, Apply remedy was refused ("none of its layers fits this model"). Its layers were
+    loaded from the source, so a network that cannot load this run's cannot load that one."""
+    if not spec.model.init_from or "model" not in remedy.patch:
+        return remedy
+    from training.warmstart import compatibility_problem
+
+    patched = spec.patched(remedy.patch)
+    info = spec.data.info()
+    if compatibility_problem(spec, info, patched, info) is None:
+        return remedy
+    model = {**remedy.patch["model"], "init_from": 0, "freeze_epochs": 0}
+    return dataclasses.replace(
+        remedy, title=f"{remedy.title}, from fresh weights", patch={**remedy.patch,
+                                                                     "model": model},
+        why=f"{remedy.why} None of run #{spec.model.init_from}'s layers fits it, so it starts "
+            "from fresh weights.")
 
 
 def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:

@@ -827,6 +827,30 @@ def test_overfitting_remedies_regularise_stop_early_and_shrink(make_spec: SpecFa
     ]
 
 
+def test_a_warm_started_runs_smaller_model_starts_fresh_and_its_larger_keeps_the_source(
+        make_spec: SpecFactory) -> None:
+    # given the default CNN started from run #12's weights, overfitting, and underfitting at
+    # its widest (a larger model then adds a block, whose first blocks still load)
+    spec = make_spec({"model": {"init_from": 12, "freeze_epochs": 1}})
+    widest = make_spec({"model": {"init_from": 12, "width": 1024, "blocks": 2}})
+
+    # when diagnosed
+    overfit = diagnose(scaled(v_shaped(), TEN_CLASSES), TEN_CLASSES, spec, final=True)
+    underfit = diagnose(scaled(SICK_CURVES["underfitting"], TEN_CLASSES), TEN_CLASSES, widest,
+                        final=True)
+
+    # then the narrower CNN, which no layer of run #12 fits (Apply remedy was refused: "none of
+    # its layers fits this model"), starts from fresh weights and says so; the deeper one keeps
+    # the warm start
+    smaller = next(r for r in overfit.remedies if r.key == "smaller_model")
+    assert smaller.patch == {"model": {"width": 16, "init_from": 0, "freeze_epochs": 0}}
+    assert smaller.title == "Use a smaller model (width 16), from fresh weights"
+    larger = next(r for r in underfit.remedies if r.key == "larger_model")
+    assert larger.patch == {"model": {"blocks": 3}}
+    assert next(r for r in overfit.remedies if r.key == "dropout").patch == {
+        "model": {"dropout": 0.3}}
+
+
 def test_a_remedy_patch_holds_the_numbers_its_title_says(make_spec: SpecFactory) -> None:
     # given a CNN with dropout 0.1 overfitting, and one with learning rate 1e-5 learning slowly
     overfit = make_spec({"model": {"dropout": 0.1}})

@@ -111,6 +111,28 @@ def test_a_run_without_a_checkpoint_or_unfinished_is_refused(owner, project, fin
     assert "has running: only a succeeded run" in unfinished.errors["init_from"][0]
 
 
+def test_a_compression_job_or_a_study_named_as_the_source_is_refused_saying_what_it_is(
+        owner, project, finished, make_experiment):
+    # given a finished run, a finished pruning job of it and a finished study of it
+    source = finished()
+    pruned = finished(kind=Experiment.Kind.COMPRESS, parent=source)
+    study = make_experiment(status=Experiment.Status.SUCCEEDED, kind=Experiment.Kind.TUNE,
+                            parent=source)
+
+    # when the form names each as the run to start from
+    from_job = ExperimentForm(iris_form(project, init_from=pruned.pk), user=owner)
+    from_study = ExperimentForm(iris_form(project, init_from=study.pk), user=owner)
+
+    # then each says what it is (both read "no run #N in project vision")
+    assert from_job.errors["init_from"] == [
+        f"run #{pruned.pk} is a compression job: its network (pruned, int8 or a student) is "
+        f"not the one its spec builds; start from a training run (its source, run "
+        f"#{source.pk})"]
+    assert from_study.errors["init_from"] == [
+        f"run #{study.pk} is a tuning study, which has no weights of its own: start from one "
+        "of its trials"]
+
+
 def test_a_run_of_another_network_shape_is_refused_on_the_field(owner, project, finished):
     source = finished()
     form = ExperimentForm(iris_form(project, init_from=source.pk, hidden_sizes="64, 64"),

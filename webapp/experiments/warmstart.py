@@ -39,15 +39,27 @@ def source_problem(user: Any, project: Project | None, spec: ExperimentSpec) -> 
     number = spec.model.init_from
     if not number or project is None:
         return ""
-    source = (Experiment.objects.visible_to(user)
-              .filter(pk=number, project=project, kind__in=SOURCE_KINDS).first())
+    source = Experiment.objects.visible_to(user).filter(pk=number, project=project).first()
     if source is None:
         return f"no run #{number} in project {project.name}"
+    if source.kind not in SOURCE_KINDS:  # it exists and is the user's to see: say what it is
+        return other_kind_problem(source)
     if source.status != Experiment.Status.SUCCEEDED:
         return f"run #{number} has {source.status}: only a succeeded run's weights can start one"
     if not source.checkpoints.filter(tag="best").exists():
         return f"run #{number} has no saved checkpoint"
     return fit_problem(source, spec)
+
+
+def other_kind_problem(source: Experiment) -> str:
+    """Why a study or a compression job cannot start a run (it read "no run #N in project P"
+    of a run the user was looking at)."""
+    if source.kind == Experiment.Kind.TUNE:
+        return (f"run #{source.pk} is a tuning study, which has no weights of its own: start "
+                "from one of its trials")
+    origin = f" (its source, run #{source.parent_id})" if source.parent_id else ""
+    return (f"run #{source.pk} is a compression job: its network (pruned, int8 or a student) "
+            f"is not the one its spec builds; start from a training run{origin}")
 
 
 def fit_problem(source: Experiment, spec: ExperimentSpec) -> str:

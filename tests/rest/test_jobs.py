@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.checkpoints import store_checkpoint
+from training.spec import ExperimentSpec
 from webapp.experiments.models import Experiment
 
 from .conftest import IRIS
@@ -89,6 +90,23 @@ def test_a_study_of_a_compression_job_is_refused_naming_its_source(api, finished
     # then it is refused on the run, pointing at the source, and nothing is queued
     assert response.status_code == 400
     assert f"tune run #{finished.pk}" in response.json()["errors"]["run"]
+    assert not Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
+
+
+def test_a_study_of_a_fine_tuned_run_is_refused_on_a_shape_its_source_cannot_fill(
+        api, finished, make_run):
+    # given a run that started from the finished one's weights
+    spec = ExperimentSpec.from_dict(IRIS).patched({"model": {"init_from": finished.pk}})
+    tuned = make_run("tuned", Experiment.Status.SUCCEEDED, spec=spec.to_dict())
+
+    # when a study of it searches hidden sizes no layer of the source fits
+    response = api.post(f"runs/{tuned.pk}/studies/", {"name": "x", "spec": {"space": {
+        "model.hidden_sizes": {"type": "categorical", "choices": ["64, 64"]}}}})
+
+    # then it is refused on that dimension (its every trial would have failed), nothing queued
+    assert response.status_code == 400
+    message = response.json()["errors"]["spec.space.model.hidden_sizes"]
+    assert f"run #{finished.pk}: none of its layers fits this model" in message
     assert not Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
 
 

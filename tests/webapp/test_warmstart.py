@@ -22,6 +22,7 @@ from webapp.experiments import diagnosis, warmstart
 from webapp.experiments.forms import ExperimentForm
 from webapp.experiments.models import Experiment
 from webapp.experiments.runner import execute_training
+from webapp.experiments.tuning_forms import TuneForm
 from webapp.projects.models import Project
 
 IRIS = {"data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [16, 16]},
@@ -131,6 +132,31 @@ def test_a_compression_job_or_a_study_named_as_the_source_is_refused_saying_what
     assert from_study.errors["init_from"] == [
         f"run #{study.pk} is a tuning study, which has no weights of its own: start from one "
         "of its trials"]
+
+
+def test_a_study_of_a_fine_tuned_run_refuses_searching_shapes_its_source_cannot_fill(
+        owner, project, finished):
+    # given a run fine-tuned from a finished iris MLP (16, 16)
+    source = finished()
+    tuned = finished(spec=ExperimentSpec.from_dict(
+        {**IRIS, "model": {**IRIS["model"], "init_from": source.pk}}).to_dict())
+    data = {"name": "study", "project": project.pk, "algorithm": "random",
+            "objective": "val_acc", "n_trials": 4, "timeout": 0, "parallelism": 1,
+            "pruner": "none", "seed": 0}
+
+    # when its Tune form searches the hidden sizes over 16, 16 and 64, or the learning rate
+    shapes = TuneForm({**data, "hidden_sizes_on": "on", "hidden_sizes_choices": "16, 16; 64"},
+                      user=owner, base=tuned.experiment_spec, source=tuned)
+    rates = TuneForm({**data, "lr_on": "on", "lr_low": 1e-3, "lr_high": 1e-1, "lr_log": "on"},
+                     user=owner, base=tuned.experiment_spec, source=tuned)
+
+    # then the 64-unit choice is refused on its row (each such trial failed: "none of its
+    # layers fits this model"), and the learning rate is a study as before
+    assert not shapes.is_valid()
+    (message,) = shapes.errors["hidden_sizes_choices"]
+    assert message.startswith(f"'64': run #{source.pk}: none of its layers fits this model")
+    assert message.endswith(f"(each trial starts from run #{source.pk}'s weights)")
+    assert rates.is_valid(), rates.errors
 
 
 def test_a_run_of_another_network_shape_is_refused_on_the_field(owner, project, finished):

@@ -26,7 +26,7 @@ from training.tuning import (
     unused_fields,
 )
 from webapp.datasets import availability
-from webapp.experiments import spec_forms
+from webapp.experiments import spec_forms, warmstart
 from webapp.experiments.models import Experiment
 from webapp.experiments.ownership import reference_problem
 from webapp.projects import access
@@ -228,6 +228,9 @@ class TuneForm(forms.Form):
         }
         try:
             spec: TuningSpec | None = new_study_spec(data)
+            if spec is not None and (unfit := warmstart.study_problems(
+                    self.user, cleaned.get("project"), spec)):
+                raise SpecError(unfit)
         except SpecError as exc:
             spec = None
             for path, message in exc.errors.items():

@@ -15,6 +15,7 @@ from typing import Any
 
 from training.data.catalog import dataset_info
 from training.spec import TRANSFER_ARCHS, ExperimentSpec, SpecError
+from training.tuning import TuningSpec
 from webapp.experiments import files
 from webapp.experiments.models import Experiment
 from webapp.projects.models import Project
@@ -49,6 +50,30 @@ def source_problem(user: Any, project: Project | None, spec: ExperimentSpec) -> 
     if not source.checkpoints.filter(tag="best").exists():
         return f"run #{number} has no saved checkpoint"
     return fit_problem(source, spec)
+
+
+def study_problems(user: Any, project: Project | None, study: TuningSpec) -> dict[str, str]:
+    """By ``space.<path>``: a search dimension of a warm-started base whose bounds or choices
+    build a network the source's weights do not fit. Each such trial failed on its own ("none
+    of its layers fits this model"), a study over a fine-tuned CNN's width one failure after
+    another."""
+    number = ExperimentSpec.from_dict(study.base).model.init_from
+    if not number:
+        return {}
+    errors = {}
+    for path, param in study.space.items():
+        values = list(param.choices) if param.type == "categorical" else [param.low, param.high]
+        for value in values:
+            value = int(value) if param.type == "int" and value is not None else value
+            try:
+                problem = source_problem(user, project, study.trial_spec({path: value}))
+            except SpecError:  # the study's own checks say it
+                continue
+            if problem:
+                errors[f"space.{path}"] = (f"{value!r}: {problem} (each trial starts from run "
+                                           f"#{number}'s weights)")
+                break
+    return errors
 
 
 def other_kind_problem(source: Experiment) -> str:

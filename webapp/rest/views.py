@@ -217,6 +217,8 @@ class RunStudy(APIView):
         if problem:
             raise errors.invalid({"project": problem})
         spec = _study_spec(source, body.validated_data["spec"])
+        if unfit := warmstart.study_problems(request.user, project, spec):
+            raise errors.invalid({f"spec.{path}": message for path, message in unfit.items()})
         study = actions.create_study(request.user, project, body.validated_data["name"], spec,
                                      source)
         return _detail(study, status.HTTP_201_CREATED)

@@ -335,10 +335,12 @@ class ModelSpec(_Section):
     hidden_sizes: tuple[int, ...] = field(default=(128,), metadata=meta(
         "MLP hidden sizes", help="e.g. 256, 128; at most 16 layers", min=1, max=65536,
         unit="units", fieldset=_MODEL, applies={"arch": ("mlp",)}))
-    # the nonlinearity between layers (MLP, CNN, ResNet, Transformer feed-forward)
+    # the MLP's nonlinearity between layers; the CNN and ResNet use ReLU and the Transformer's
+    # feed-forward GELU whatever it says (the form offered it for them, and a study searched it
+    # with no effect)
     activation: str = field(default="relu", metadata=meta(
-        "Activation", fieldset=_MODEL, choice_labels={"relu": "ReLU", "gelu": "GELU",
-                                                      "tanh": "tanh"}))
+        "Activation", fieldset=_MODEL, applies={"arch": ("mlp",)},
+        choice_labels={"relu": "ReLU", "gelu": "GELU", "tanh": "tanh"}))
     # CNN channels in the first block, ResNet in the first stage; doubled per block
     width: int = field(default=32, metadata=meta(
         "Width", help="channels of the first block or stage", min=1, max=1024, unit="channels",

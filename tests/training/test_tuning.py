@@ -17,6 +17,7 @@ from training.tuning import (
     TuningSpec,
     ask,
     create_study,
+    new_study_spec,
     optimize,
     rdb_storage,
     run_trial,
@@ -84,6 +85,18 @@ def test_it_refuses_a_search_over_the_run_whose_weights_a_trial_starts_from() ->
 
     assert list(errors) == ["space.model.init_from"]
     assert "not a hyperparameter" in errors["space.model.init_from"]
+
+
+def test_it_refuses_searching_the_activation_of_a_network_that_does_not_read_it() -> None:
+    # given a CNN base (its blocks use ReLU whatever model.activation says)
+    base = ExperimentSpec().patched({"data": {"dataset": "digits"}, "model": {"arch": "cnn"}})
+    # when a study searches the activation, then it is refused on it: every trial would train
+    # the same network
+    with pytest.raises(SpecError) as refused:
+        new_study_spec({"base": base.to_dict(), "space": {"model.activation": {
+            "type": "categorical", "choices": ["relu", "tanh"]}}})
+    assert refused.value.errors == {"space.model.activation": (
+        "this run does not use it: it applies when model.arch is mlp, and here it is cnn")}
 
 
 def test_it_rejects_a_grid_over_a_continuous_range() -> None:

@@ -131,6 +131,8 @@ def test_the_form_offers_only_fields_the_run_reads(owner_client, source, make_ex
     assert 'name="hidden_sizes_on"' in mlp_page and 'name="width_on"' not in mlp_page
     assert 'name="width_on"' in cnn_page and 'name="hidden_sizes_on"' not in cnn_page
     assert 'name="momentum_on"' in mlp_page and 'name="momentum_on"' in cnn_page
+    # and only the MLP's has the activation (a CNN's blocks use ReLU whatever it says)
+    assert 'name="activation_on"' in mlp_page and 'name="activation_on"' not in cnn_page
 
 
 def test_a_regressions_study_starts_with_an_objective_it_has(owner_client, project, source,

@@ -312,12 +312,16 @@ class DataSpec(_Section):
                     or self.augment_noise)
 
 
+# The built-in architectures (a plugin's model reads its own options, not the fields below).
+_BUILTIN = ("mlp", "cnn", "resnet", "lstm", "gru", "transformer", "pretrained")
+
+
 @dataclass(frozen=True)
 class ModelSpec(_Section):
     """The network. ``arch`` picks the family; the other fields apply where they make sense."""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {
-        "arch": ("mlp", "cnn", "resnet", "lstm", "gru", "transformer", "pretrained"),
+        "arch": _BUILTIN,
         "activation": ("relu", "gelu", "tanh"),
         "positional": ("learned", "sinusoidal"),
         "head": ("average", "flatten"),
@@ -367,10 +371,11 @@ class ModelSpec(_Section):
     # CNN and ResNet: BatchNorm2d after each convolution
     batch_norm: bool = field(default=True, metadata=meta(
         "Batch normalization", fieldset=_MODEL, applies={"arch": _CONV}))
-    # probability, before the classifier head (and between RNN layers)
+    # probability, before the classifier head (and between RNN layers); a plugin's model has
+    # its own option, if any (model.plugin_config.dropout), and ignores this one
     dropout: float = field(default=0.0, metadata=meta(
         "Dropout", help="probability before the output layer", min=0.0, max=1.0,
-        max_exclusive=True, fieldset=_MODEL))
+        max_exclusive=True, fieldset=_MODEL, applies={"arch": _BUILTIN}))
     # Text models (LSTM, GRU, Transformer from scratch) read ids from a word vocabulary built
     # from the training split; a pretrained model uses its own tokenizer.
     # tokens per text; longer texts are cut

@@ -21,7 +21,7 @@ from training import MemoryReporter, run
 from training.checkpoints import CheckpointError, load
 from training.compression.spec import CompressionSpec
 from training.spec import ExperimentSpec, SpecError
-from training.tuning import TuningSpec
+from training.tuning import TuningSpec, new_study_spec
 
 PLUGIN_SPEC = {
     "data": {"dataset": "shapes", "plugin_options": {"rows": 160, "size": 12}},
@@ -175,6 +175,20 @@ def test_a_study_refuses_an_option_the_plugin_lacks_or_a_value_out_of_its_range(
                                          "space.model.plugin_config.width"}
     assert refused.value.errors["space.model.plugin_config.width"] == (
         "1: must be between 4 and 256 channels")
+
+
+def test_a_study_of_a_plugin_model_searches_its_own_dropout_not_the_built_in_one():
+    # given a plugin model run (MobileNet reads plugin_config.dropout, never model.dropout)
+    base = ExperimentSpec.from_dict(PLUGIN_SPEC).to_dict()
+    # when a study searches the built-in model.dropout, then it is refused on it (its trials
+    # trained one network), while the plugin's own dropout is a study
+    with pytest.raises(SpecError) as refused:
+        new_study_spec({"base": base, "space": {"model.dropout": {
+            "type": "float", "low": 0.0, "high": 0.5}}})
+    assert refused.value.errors["space.model.dropout"].startswith(
+        "this run does not use it: it applies when model.arch is mlp or cnn")
+    new_study_spec({"base": base, "space": {"model.plugin_config.dropout": {
+        "type": "float", "low": 0.0, "high": 0.5}}})
 
 
 def test_compression_offers_the_methods_the_plugin_declares_and_refuses_others(monkeypatch):

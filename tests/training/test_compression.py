@@ -129,6 +129,23 @@ def test_global_pruning_in_steps_prunes_a_network_fine_tuned_channels_last(
     assert result.report["weight_sparsity"] == pytest.approx(0.6, abs=1e-3)
 
 
+def test_fine_tuning_shorter_than_the_sources_warmup_trains_at_the_sources_rate(
+        tmp_path: Path) -> None:
+    # given an iris MLP trained at 0.01 for 6 epochs with a 3-epoch warmup, and pruning in two
+    # steps of one fine-tuning epoch each (4 steps: the warmup would be all of each stage)
+    source = _train(tmp_path / "warm", {
+        "data": {"dataset": "iris"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
+        "optim": {"lr": 0.01}, "schedule": {"warmup": 3, "warmup_unit": "epochs"},
+        "run": {"epochs": 6, "batch_size": 32, "device": "cpu"}})
+    spec = CompressionSpec(source=1, method="prune_weights", steps=2, finetune_epochs=1)
+    reporter = MemoryReporter()
+    # when the job runs
+    compress(spec, source, reporter, tmp_path / "job")
+    # then every fine-tuning step uses the source's rate (it rose from 0.0008 to 0.003 and
+    # started again in each stage)
+    assert [v for _, v in reporter.series("lr")] == pytest.approx([0.01] * 8)
+
+
 def test_a_cancelled_job_stops_and_writes_no_checkpoint(mlp_source: Checkpoint,
                                                          tmp_path: Path) -> None:
     # given a pruning job whose reporter asks to stop after 3 steps of fine-tuning

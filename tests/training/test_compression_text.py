@@ -241,6 +241,22 @@ def test_lstm_jobs_keep_the_teachers_vocabulary_and_round_trip(
     assert torch.equal(job.loaded.predict(texts), expected)
 
 
+def test_a_transformers_refusals_point_at_the_method_that_applies_to_it() -> None:
+    # given an own Transformer, which neither quantization nor weight pruning covers
+    source = ExperimentSpec.from_dict({"data": {"dataset": "sst2"},
+                                       "model": {"arch": "transformer"}})
+    refusals = {}
+    for method in ("quantize_dynamic", "prune_weights"):
+        with pytest.raises(SpecError) as caught:
+            CompressionSpec.from_dict({"source": 1, "method": method}).check_source(source)
+        refusals[method] = caught.value.errors["method"]
+    # then each says to distill it (quantizing said "prune it or distill it", and pruning it
+    # was refused in turn)
+    assert all(message.endswith("distill it into a smaller one")
+               for message in refusals.values())
+    assert "prune" not in refusals["quantize_dynamic"]
+
+
 @pytest.mark.parametrize("source, fields, field", [
     ({"data": {"dataset": "sst2"}, "model": {"arch": "transformer"}},
      {"method": "quantize_dynamic"}, "method"),

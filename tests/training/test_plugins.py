@@ -239,7 +239,7 @@ def test_quantizing_a_plugin_model_without_linear_layers_is_refused_before_and_a
 
     # then both say on the method that nothing would be quantized
     message = ("the mobilenet model has no Linear, LSTM or GRU layer: dynamic int8 "
-               "quantization would leave it as it is; prune it or distill it")
+               "quantization would leave it as it is; choose another method")
     assert refused.value.errors == {"method": message} == failed.value.errors
 
 

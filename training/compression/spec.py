@@ -157,10 +157,10 @@ class CompressionSpec(_Section):
                                     f"layers; a {arch} model keeps its weights in "
                                     f"convolutions, and {STATIC_PTQ_REFUSAL}: prune it or "
                                     "distill it")
-            else:
+            else:  # the own Transformer, which weight pruning does not cover either
                 errors["method"] = (f"dynamic int8 quantization covers Linear and LSTM/GRU "
                                     f"layers; a {arch} model reads its weights directly: "
-                                    "prune it or distill it")
+                                    "distill it into a smaller one")
         elif self.method == "prune_weights" and arch not in WEIGHT_PRUNABLE:
             errors["method"] = (f"weight pruning supports {', '.join(WEIGHT_PRUNABLE)} models, "
                                 f"not {arch}: distill it into a smaller one")
@@ -293,7 +293,7 @@ def _plugin_layer_problems(source: ExperimentSpec, method: str) -> dict[str, str
 
 
 NOTHING_TO_QUANTIZE = ("the {arch} model has no Linear, LSTM or GRU layer: dynamic int8 "
-                       "quantization would leave it as it is; prune it or distill it")
+                       "quantization would leave it as it is; choose another method")
 
 __all__ = ["CHANNEL_PRUNABLE", "METHODS", "QUANTIZABLE", "WEIGHT_PRUNABLE", "CompressionSpec",
            "job_spec_dict", "split_job_spec"]

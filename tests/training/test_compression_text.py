@@ -241,6 +241,23 @@ def test_lstm_jobs_keep_the_teachers_vocabulary_and_round_trip(
     assert torch.equal(job.loaded.predict(texts), expected)
 
 
+def test_a_text_students_spec_records_the_teachers_vocabulary_it_reads() -> None:
+    # given an LSTM teacher (its own vocabulary: 5,000 words seen twice, cut at 40 tokens)
+    teacher = ExperimentSpec.from_dict({"data": {"dataset": "sst2"}, "model": {
+        "arch": "lstm", "vocab_size": 5000, "min_freq": 2, "max_length": 40}})
+    # when a GRU and a Transformer student are asked for with vocabularies of their own
+    students = {arch: CompressionSpec.from_dict({"source": 1, "method": "distill", "student": {
+        "arch": arch, "vocab_size": 50, "min_freq": 3, "max_length": 64}}).target_spec(teacher)
+        for arch in ("gru", "transformer")}
+    # then each records the vocabulary the job gives it, the teacher's (a student recorded with
+    # 50 words had the teacher's 900), and the GRU the teacher's length; the Transformer keeps
+    # its positions
+    for spec in students.values():
+        assert (spec.model.vocab_size, spec.model.min_freq) == (5000, 2)
+    assert students["gru"].model.max_length == 40
+    assert students["transformer"].model.max_length == 64
+
+
 def test_a_transformers_refusals_point_at_the_method_that_applies_to_it() -> None:
     # given an own Transformer, which neither quantization nor weight pruning covers
     source = ExperimentSpec.from_dict({"data": {"dataset": "sst2"},

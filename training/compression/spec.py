@@ -202,6 +202,9 @@ class CompressionSpec(_Section):
         run = dataclasses.replace(source.run, epochs=self.total_epochs(),
                                   early_stopping_patience=0)
         model = self.student if self.method == "distill" else source.model
+        if self.method == "distill" and source.model.arch in WORD_MODELS \
+                and model.arch in WORD_MODELS:
+            model = _reads_teachers_tokens(model, source.model)
         return dataclasses.replace(source, model=model, optim=optim, run=run)
 
     def total_epochs(self) -> int:
@@ -211,6 +214,16 @@ class CompressionSpec(_Section):
         if self.method.startswith("prune"):
             return max(1, self.steps * self.finetune_epochs)
         return 1
+
+
+def _reads_teachers_tokens(student: ModelSpec, teacher: ModelSpec) -> ModelSpec:
+    """A text student as it is built: on the teacher's vocabulary (its size and minimum word
+    frequency) and token ids cut at the teacher's length (a Transformer student's positions
+    may reach further). The job hands it the teacher's tokenizer, so a student recorded with
+    a vocabulary of 50 words and 4 tokens had 900 and read 16."""
+    length = student.max_length if student.arch == "transformer" else teacher.max_length
+    return dataclasses.replace(student, vocab_size=teacher.vocab_size,
+                               min_freq=teacher.min_freq, max_length=length)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,22 @@ def test_a_study_of_a_fine_tuned_run_is_refused_on_a_shape_its_source_cannot_fil
     assert not Experiment.objects.filter(kind=Experiment.Kind.TUNE).exists()
 
 
+def test_a_remedy_of_a_compression_job_is_not_applied(api, finished, make_run):
+    # given a distillation job whose verdict proposes more dropout
+    remedy = {"key": "dropout", "title": "Add dropout 0.3", "why": "",
+              "patch": {"model": {"dropout": 0.3}}}
+    job = make_run("student", Experiment.Status.SUCCEEDED, kind=Experiment.Kind.COMPRESS,
+                   parent=finished, verdict={"kind": "overfitting", "remedies": [remedy]})
+
+    # when it is applied (the student would train from scratch, without its teacher)
+    response = api.post(f"runs/{job.pk}/remedies/dropout/", {})
+
+    # then it is refused naming the run to apply it to, and nothing is queued
+    assert response.status_code == 400
+    assert f"apply it to run #{finished.pk}" in response.json()["errors"]["run"]
+    assert not Experiment.objects.filter(parent=job).exists()
+
+
 def test_a_compression_job_of_a_finished_run_is_queued_as_its_child(api, owner, finished):
     response = api.post(f"runs/{finished.pk}/compressions/", {
         "name": "pruned", "spec": {"method": "prune_weights", "sparsity": 0.7,

@@ -132,6 +132,27 @@ def test_a_remedy_run_of_a_slow_run_shows_whether_the_validation_loss_fell(
     assert "gap" not in page.split('id="remedy-result"')[1].split("</section>")[0]
 
 
+def test_a_compression_jobs_remedies_are_advice_with_no_apply(owner_client, overfit_run,
+                                                                make_experiment):
+    # given a pruning job of a run whose fine-tuning curves overfit (the same verdict)
+    job = make_experiment(status=Experiment.Status.SUCCEEDED, name="pruned",
+                          kind=Experiment.Kind.COMPRESS, parent=overfit_run,
+                          spec=OVERFIT_SPEC.to_dict(), verdict=overfit_run.verdict,
+                          verdict_kind=overfit_run.verdict_kind)
+    key = next(r for r in job.verdict["remedies"] if r["patch"])["key"]
+
+    # when its diagnostics page is opened and a remedy applied anyway
+    page = owner_client.get(reverse("experiment-diagnostics", args=[job.pk])).content.decode()
+    response = owner_client.post(reverse("remedy-apply", args=[job.pk, key]), {"name": "x"})
+
+    # then the page says why there is no Apply (it queued the job's spec as a plain run from
+    # scratch, without the pruning), and nothing is queued
+    assert "Apply remedy" not in page and "Verify over" not in page
+    assert f"apply it to run #{overfit_run.pk}" in page
+    assert response.status_code == 404
+    assert not Experiment.objects.filter(parent=job).exists()
+
+
 def test_an_unknown_or_advice_only_remedy_is_not_found(owner_client, overfit_run):
     advice = [r["key"] for r in overfit_run.verdict["remedies"] if not r["patch"]]
 

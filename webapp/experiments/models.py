@@ -180,6 +180,18 @@ class Experiment(models.Model):
         return ""
 
     @property
+    def remedy_refusal(self) -> str:
+        """Why this run's remedies are advice only ("" when Apply may queue one). A compression
+        job's spec describes the model it started from, so a remedy applied to it queued that
+        spec as a plain run from scratch, without the compression (a distilled student
+        without its teacher)."""
+        if self.kind == self.Kind.COMPRESS and self.parent_id is not None:
+            return (f"a compression job's remedies are advice: applied, one would train its "
+                    f"model from scratch without the compression; apply it to run "
+                    f"#{self.parent_id}, or compress that run again with other settings")
+        return ""
+
+    @property
     def compressible(self) -> bool:
         """Whether a compression job may start from it now: a model that finished training."""
         return self.compresses and self.status == self.Status.SUCCEEDED

@@ -286,6 +286,8 @@ def remedy_apply(request: HttpRequest, pk: int, key: str) -> HttpResponse:
         raise Http404("this run has no such remedy")
     if experiment.is_external:  # its verdicts have no remedies: there is no spec to patch
         raise Http404("this run has no such remedy")
+    if experiment.remedy_refusal:
+        raise Http404(experiment.remedy_refusal)
     before = experiment.experiment_spec
     changes = diagnosis.spec_changes(before, before.patched(remedy["patch"]))
     if request.method == "POST":

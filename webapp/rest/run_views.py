@@ -83,6 +83,8 @@ class RunRemedyApply(APIView):
         remedy = None if run.is_external else diagnosis.find_remedy(run, key)
         if remedy is None:
             raise NotFound("this run has no such remedy")
+        if run.remedy_refusal:
+            raise errors.invalid({"run": run.remedy_refusal})
         body = s.NameSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         name = body.validated_data.get("name") or derived_name(run.name, f" · {remedy['title']}")

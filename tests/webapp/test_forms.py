@@ -22,6 +22,7 @@ from webapp.experiments.forms import (
     ExperimentForm,
     spec_initial,
 )
+from webapp.experiments.models import Experiment
 from webapp.experiments.tuning_forms import STUDY_FIELDS, TuneForm
 from webapp.projects.models import Project
 
@@ -338,3 +339,21 @@ def test_more_devices_than_the_workers_have_are_refused_on_the_field(owner, proj
     assert form.errors["devices"] == [
         f"this deployment's workers have at most {settings.FITBOARD_MAX_DEVICES} devices for "
         "one run"]
+
+
+def test_the_compress_form_says_a_text_student_reads_its_teachers_vocabulary(owner,
+                                                                             make_experiment):
+    # given a finished LSTM teacher (up to 5,000 words seen twice, cut at 40 tokens)
+    teacher = make_experiment(status=Experiment.Status.SUCCEEDED, spec=ExperimentSpec.from_dict(
+        {"data": {"dataset": "sst2"}, "model": {"arch": "lstm", "vocab_size": 5000,
+                                                "min_freq": 2, "max_length": 40}}).to_dict())
+    # when its Compress form is drawn, the student's vocabulary fields say the teacher's is used
+    form = CompressionForm(source=teacher, user=owner)
+    said = {name: form.fields[name].help_text
+            for name in ("student_vocab_size", "student_min_freq", "student_max_length")}
+    assert "teacher's is used (up to 5,000 words)" in said["student_vocab_size"]
+    assert "(2)" in said["student_min_freq"] and "40 tokens" in said["student_max_length"]
+    # and an image teacher's form says nothing of the kind
+    image = make_experiment(status=Experiment.Status.SUCCEEDED)
+    assert "teacher's" not in CompressionForm(source=image, user=owner).fields[
+        "student_vocab_size"].help_text

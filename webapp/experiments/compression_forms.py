@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 
-from training.compression.spec import FIELDSET_ORDER, CompressionSpec
+from training.compression.spec import FIELDSET_ORDER, WORD_MODELS, CompressionSpec
 from training.spec import SpecError, model_plugin, model_plugins
 from webapp.experiments import spec_forms
 from webapp.experiments.compression import check_job
@@ -61,6 +61,22 @@ class CompressionForm(forms.Form):
                       if (problem := method_problem(source, key))]
         if unsuitable:
             method.help_text = "Not for this run: " + "; ".join(unsuitable)
+        self._say_what_a_text_student_reads(source.experiment_spec.model)
+
+    def _say_what_a_text_student_reads(self, teacher: Any) -> None:
+        """A text student is built on its teacher's tokenizer: its own vocabulary fields are
+        not read (the job records the teacher's), which the form says rather than take them."""
+        if teacher.arch not in WORD_MODELS:
+            return
+        teachers = {"student_vocab_size": f"up to {teacher.vocab_size:,} words",
+                    "student_min_freq": str(teacher.min_freq),
+                    "student_max_length": f"{teacher.max_length} tokens; a Transformer "
+                                          "student's positions may reach further"}
+        for name, value in teachers.items():
+            if name in self.fields:
+                self.fields[name].help_text = (
+                    f"A text student reads its teacher's vocabulary: the teacher's is used "
+                    f"({value}).")
 
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]

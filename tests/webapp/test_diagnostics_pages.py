@@ -78,6 +78,20 @@ def test_a_failed_run_on_a_nan_loss_is_diagnosed_diverging(make_experiment):
     assert verdict["kind"] == "diverging"
 
 
+def test_a_run_that_overflowed_in_its_first_epoch_is_diverging_not_too_short(make_experiment):
+    # Given a run (SGD at lr 10) whose loss became inf at step 4, before any epoch ended
+    experiment = make_experiment(status=Experiment.Status.FAILED)
+    metric_store.append(experiment.pk, {"loss": [(1, 2.0, 1e9), (2, 40.0, 1e9 + 1)]})
+
+    # When its final verdict is taken
+    verdict = diagnosis.final_verdict(experiment, nonfinite_loss=True)
+
+    # Then it says diverging, with remedies, not "too short to tell"
+    assert verdict["kind"] == "diverging"
+    assert "epoch 1" in verdict["headline"]
+    assert verdict["remedies"]
+
+
 def test_applying_a_remedy_shows_the_diff_then_queues_a_linked_run(owner_client, overfit_run):
     remedy = next(r for r in overfit_run.verdict["remedies"] if r["patch"])
     url = reverse("remedy-apply", args=[overfit_run.pk, remedy["key"]])

@@ -42,6 +42,9 @@ def final_verdict(experiment: Experiment, nonfinite_loss: bool) -> dict[str, Any
     history = epoch_history(experiment.pk)
     if nonfinite_loss:
         history = {key: [*values, math.nan] for key, values in history.items()}
+        # The per-step loss that overflowed: a run that blew up before its first epoch ended
+        # has no epoch history to end with NaN, and was "too short to tell" without it.
+        history["loss"] = [math.nan]
     spec = experiment.experiment_spec
     # The run computed its data set's reference when it started (RunOptions.reference_dir).
     reference = cached_reference(settings.FITBOARD_REFERENCE_DIR, reference_key(spec))

@@ -69,7 +69,8 @@
   // Highest step drawn per metric: points at or below it are already on the chart.
   const lastStep = {};
   // ``drop``: a test hook, the number of coming points messages to ignore as if never sent.
-  const state = {status: initial.status, points: 0, closed: false, seq: null, backfills: 0, drop: 0};
+  const state = {status: initial.status, points: 0, closed: false, seq: null, backfills: 0, drop: 0,
+    loaded: false};
   window.fitboardRun = state;
 
   Object.keys(charts).forEach(plot);
@@ -188,6 +189,9 @@
   // What an empty chart waits for, said in its middle instead of bare axes.
   const sysChart = (id) => id === "chart-sys";
   function emptyMessage(id, status) {
+    // Until the socket's snapshot (or the metrics endpoint) has answered, nothing is known of
+    // the points: a finished run said "No points were logged" over its curves while loading.
+    if (!state.loaded) return "Loading the curves…";
     if (status === "queued") return "Waiting for a worker: the curves start with the run.";
     if (status === "running") {
       if (sysChart(id)) return "The first sample of the worker's CPU and memory comes within seconds.";
@@ -423,6 +427,7 @@
     if (last.length) params.set("x0", Math.min(...last));
     getMetrics(params)
       .then((data) => {
+        state.loaded = true;
         // A metric first seen now may have points before x0 in the missed messages: fetch
         // those metrics whole (lines are drawn in step order, so before the newer points).
         const fresh = Object.keys(data.metrics).filter((key) => !(key in lastStep));
@@ -448,6 +453,7 @@
   function onMessage(msg) {
     heardAt = Date.now();
     if (msg.kind === "snapshot") {
+      state.loaded = true;
       addPoints(fromColumns(msg.points)); showStatus(msg);
       if (state.seq === null || msg.seq > state.seq) state.seq = msg.seq;
     } else if (msg.kind === "points") {
@@ -470,7 +476,7 @@
   }
   // A live run that has gone quiet may have had its last message (its end) dropped: ask.
   let heardAt = Date.now();
-  const QUIET_MS = 10000;
+  const QUIET_MS = 10000, LOAD_FALLBACK_MS = 5000;
   setInterval(() => {
     if (!TERMINAL.includes(state.status) && !backfilling && Date.now() - heardAt > QUIET_MS) {
       heardAt = Date.now();
@@ -479,4 +485,7 @@
   }, QUIET_MS / 2);
   showStatus(initial);
   connect();
+  // A socket that never answers (a proxy that drops WebSockets) still gets the curves drawn,
+  // from the metrics endpoint, instead of "Loading" for good.
+  setTimeout(() => { if (!state.loaded && !backfilling) backfill(); }, LOAD_FALLBACK_MS);
 })();

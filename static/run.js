@@ -60,6 +60,9 @@
   // magnitude: a gradient norm beside a FLOP count is a flat line), as many as EXTRA_CHARTS;
   // any more share one last chart.
   const EXTRA_CHARTS = 12;
+  // Past MAX_LEGEND_ROWS rows a chart's legend scrolls; the chart grows by the rows it shows, so
+  // the plot keeps its height (a script's 28 more metrics squeezed it to a strip 2 px high).
+  const LEGEND_ROW = 22, MAX_LEGEND_ROWS = 6;
   // Names with a place: what the charts above draw (the server's external.DRAWN) and the
   // epoch counter, which none does.
   const placed = new Set(run.drawn);
@@ -129,7 +132,7 @@
                mode: "lines+markers"};
     chart.traces.push(t);
     Plotly.addTraces(id, traceData(t));
-    Plotly.relayout(id, {"margin.t": topMargin(id)});
+    fitLegend(id);
   }
 
   function traceData(t) {
@@ -158,8 +161,19 @@
   // The legend sits between the title and the plot, so it never covers the x-axis title
   // (below the plot) nor, on a narrow screen, the mode bar (top right); the top margin grows
   // with its rows (a script's many metrics), which would otherwise climb over the title.
+  function shownRows(id) {
+    return Math.min(MAX_LEGEND_ROWS, legendRows(charts[id].traces, document.getElementById(id).clientWidth));
+  }
   function topMargin(id) {
-    return 50 + 22 * legendRows(charts[id].traces, document.getElementById(id).clientWidth);
+    return 50 + LEGEND_ROW * shownRows(id);
+  }
+  function fitLegend(id) {
+    const gd = document.getElementById(id);
+    gd.style.height = "";  // the stylesheet's height, for a chart of one legend row
+    const extra = LEGEND_ROW * (shownRows(id) - 1);
+    if (extra > 0 && gd.clientHeight) gd.style.height = `${gd.clientHeight + extra}px`;
+    Plotly.relayout(id, {"margin.t": topMargin(id)});
+    Plotly.Plots.resize(gd);
   }
 
   function plot(id) {
@@ -168,9 +182,11 @@
       title: {text: chart.title, x: 0.02, xanchor: "left", y: 0.97, yanchor: "top", yref: "container"},
       margin: {t: topMargin(id), r: 10, b: 44, l: 50},
       xaxis: {title: {text: chart.xtitle || "step"}},
-      legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
+      legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom",
+               maxheight: LEGEND_ROW * MAX_LEGEND_ROWS},
       hovermode: "x unified", ...(chart.yaxis ? {yaxis: chart.yaxis} : {}),
     }, {responsive: true, displaylogo: false});
+    fitLegend(id);
     refineOnZoom(id);
   }
 

@@ -40,3 +40,38 @@ def test_a_finished_runs_charts_load_without_a_socket_never_saying_no_points(pag
     wait_for(page, f"({LOSS_POINTS})() > 0", timeout=20_000)
     assert page.evaluate(LOSS_POINTS) == 24  # training and validation loss, 12 steps each
     assert page.evaluate(LOSS_NOTE) == ""
+
+
+# The height of a chart's plot area in px (between its top margin, where the legend is, and
+# the x axis), and the chart's own.
+PLOT_HEIGHT = """(id) => {
+  const gd = document.getElementById(id);
+  return [gd._fullLayout._size.h, gd._fullLayout.height];
+}"""
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_a_chart_of_many_metrics_keeps_its_plot_under_a_long_legend(page, stack, monkeypatch,
+                                                                    width):
+    # Given a script's finished run of 40 metrics of its own (12 get a chart each, 28 share
+    # "More metrics")
+    from mlflow.entities import Metric
+
+    client, _, run_id = script_run(stack, monkeypatch, f"crawl-legend-{width}", "40 metrics")
+    client.log_batch(run_id, metrics=[
+        Metric(f"layer{layer}/grad_norm", 1.0 / (step + 1), 1_700_000_000_000 + step, step)
+        for layer in range(40) for step in range(20)])
+    client.set_terminated(run_id, "FINISHED")
+
+    # When its page is opened on a screen this wide
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(f"{stack.url}/experiments/{run_id}/")
+    wait_for(page, "(document.getElementById('chart-extra') || {}).data !== undefined && "
+                   "document.getElementById('chart-extra').data.length === 28", timeout=30_000)
+
+    # Then the shared chart's plot is as tall as a one-metric chart's: its legend's rows
+    # (scrolling past six) grew the chart, not squeezed its plot to a strip
+    plot, chart = page.evaluate(PLOT_HEIGHT, "chart-extra")
+    single, _ = page.evaluate(PLOT_HEIGHT, "chart-extra-0")
+    assert plot >= single - 1 and plot > 150, (plot, single)
+    assert chart <= 340 + 22 * 5 + 1, chart

@@ -18,6 +18,7 @@ from webapp.datasets.forms import KIND_APPLIES, DatasetForm
 from webapp.datasets.models import Dataset, LabelScan
 from webapp.datasets.uploads import TOO_LARGE
 from webapp.projects import access, storage
+from webapp.projects import actions as project_actions
 
 
 @require_GET
@@ -38,7 +39,9 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
     else:
         project = access.projects_visible_to(request.user).order_by("name").first()
         form = DatasetForm(initial={"project": project}, user=request.user)
-    return render(request, "datasets/new.html", {"form": form, "applies": KIND_APPLIES})
+    return render(request, "datasets/new.html", {
+        "form": form, "applies": KIND_APPLIES,
+        "no_project": project_actions.projectless(request.user)})
 
 
 @require_GET

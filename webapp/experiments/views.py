@@ -96,6 +96,7 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "experiments/list.html", {
         "experiments": page.object_list, "page": page, "filters": form,
         "empty_project": empty_project,
+        "no_project": None if page.object_list else project_actions.projectless(request.user),
         "query": query.urlencode(), "max_compare": compare.MAX_RUNS,
         # The latest repeats, each one row whose seeds expand to their runs (3 queries).
         "run_groups": run_groups.select_related("project").prefetch_related("runs")[:10],
@@ -147,7 +148,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
     fits = dataset_fits(request.user)
     return render(request, "experiments/new.html", {
         "form": form, "recipes": available_recipes(), "applies": form_applies(fits),
-        "fits": fits,
+        "fits": fits, "no_project": project_actions.projectless(request.user),
     })
 
 

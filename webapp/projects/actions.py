@@ -144,6 +144,14 @@ def invitations_of(user: Any) -> list[Invitation]:
         "project", "invited_by").order_by("created_at", "pk"))
 
 
+def projectless(user: Any) -> list[Invitation] | None:
+    """None when ``user`` sees a project; else their open invitations (maybe none): what the
+    run list, New experiment and Upload dataset say instead of an empty project list."""
+    if access.projects_visible_to(user).exists():
+        return None
+    return invitations_of(user)
+
+
 def invited_to(project: Project) -> list[Invitation]:
     """The users invited into ``project`` who have not answered, by username."""
     return list(Invitation.objects.filter(project=project).select_related("user")

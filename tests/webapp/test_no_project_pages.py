@@ -23,6 +23,7 @@ def test_a_user_in_no_project_is_told_how_to_get_one(stranger_client, project, p
     assert "You are not in any project yet" in body
     assert f'href="{reverse("project-list")}"' in body
     assert "ask a project's maintainer to invite you (stranger)" in body
+    assert "{#" not in body and "#}" not in body  # a comment of two lines is printed
 
 
 @pytest.mark.parametrize("page", PAGES)

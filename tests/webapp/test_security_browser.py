@@ -199,7 +199,7 @@ def test_every_route_answers_with_the_csp_header(owner_client, make_experiment):
     values = {"pk": run.pk, "user_id": 1, "key": "x", "tag": "best", "fmt": "csv",
               "object_id": run.pk, "id": 1, "content_type_id": 1, "app_label": "experiments",
               "url": "x/", "artifact_path": "model/weights.bin", "path": "x", "hook": 1,
-              "scan": 1, "model_id": "m-1", "unknown": "mlflow/model-versions/get"}
+              "scan": 1, "model_id": "m-1", "tag_key": "a", "unknown": "mlflow/model-versions/get"}
     for route in ROUTES:
         if route.regex:
             path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m[1]]), route.path)

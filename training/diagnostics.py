@@ -739,11 +739,24 @@ def _diverging(context: _Context) -> _Finding:
     curves = context.curves
     if curves.nonfinite_epoch is not None:
         epoch = curves.nonfinite_epoch
-        return _Finding("diverging", math.inf,
-                        f"Diverging: the loss became NaN or infinite in epoch {epoch}",
-                        [Evidence("first non-finite epoch", epoch,
-                                  "the loss overflowed; the run cannot go on from there")],
-                        {}, epoch, confidence=1.0)
+        headline = f"Diverging: the loss became NaN or infinite in epoch {epoch}"
+        evidence = [Evidence("first non-finite epoch", epoch,
+                             "the loss overflowed; the run cannot go on from there")]
+        # A blow-up that showed in finite epochs first began there, not where it overflowed:
+        # SGD at 5 on wine averaged 3.8e4 in epoch 1 and reached NaN in epoch 6.
+        explosion = _explosion(context)
+        if not explosion.holds or explosion.onset_epoch is None:
+            return _Finding("diverging", math.inf, headline, evidence, {}, epoch,
+                            confidence=1.0)
+        onset, chance = explosion.onset_epoch, context.task.blow_up_from
+        # (An onset past the epochs is the last steps' median, the peak itself.)
+        then = curves.train[onset - 1] if onset <= curves.epochs else explosion.margin * (
+            EXPLODE_FACTOR * chance)
+        headline = (f"Diverging since epoch {onset}: the training loss was {then:.3g} there, "
+                    f"{then / chance:.3g}× {_blow_up_level(context.task)} "
+                    f"({chance:.3g}), and the loss became NaN or infinite in epoch {epoch}")
+        return _Finding("diverging", math.inf, headline, evidence + explosion.evidence,
+                        explosion.thresholds, onset, confidence=1.0)
     return max(_explosion(context), _rebound(context), key=lambda finding: finding.margin)
 
 
@@ -752,8 +765,10 @@ def _explosion(context: _Context) -> _Finding:
     curves, chance = context.curves, context.task.blow_up_from
     peak = max(curves.train, default=0.0)
     peak_epoch = curves.train.index(peak) + 1 if curves.train else 1
-    if curves.steps and _recent(curves.steps) > peak:
-        peak, peak_epoch = _recent(curves.steps), curves.epochs + 1
+    # The steps before a non-finite one: where the loss overflowed, the epochs tell the rest.
+    steps = [v for v in curves.steps if math.isfinite(v)]
+    if steps and _recent(steps) > peak:
+        peak, peak_epoch = _recent(steps), curves.epochs + 1
     # It began with the first epoch past the threshold, which may come before the peak.
     onset = next((i + 1 for i, v in enumerate(curves.train) if v >= EXPLODE_FACTOR * chance),
                  peak_epoch)

@@ -70,3 +70,19 @@ def test_a_loss_bouncing_under_a_learning_rate_too_high_is_not_learning_slowly()
     # then a slope fitted through a spike's recovery is no steady fall: it read "learning
     # slowly ... a higher learning rate would help"
     assert result.kind != "slow", result.headline
+
+
+def test_a_blow_up_that_ends_in_nan_is_diverging_from_its_first_epoch_above_chance() -> None:
+    # given SGD at 5 on wine: a first epoch averaging 3.8e4, 3.5e4 times chance, climbing to
+    # 8.7e31 and NaN in epoch 6
+    item = named("wine_sgd_lr_5")
+
+    # when it is diagnosed once finished
+    result = verdict(item)
+
+    # then it diverged from epoch 1, where it passed three times chance (the onset was the
+    # NaN's epoch, 6)
+    assert (result.kind, result.onset_epoch, result.confidence) == ("diverging", 1, 1.0)
+    assert result.headline.startswith("Diverging since epoch 1: the training loss was 3.81e+04")
+    assert "the loss became NaN or infinite in epoch 6" in result.headline
+

@@ -156,7 +156,11 @@ MAX_MLP_LAYERS = 16  # the spec's limit on hidden layers
 MAX_CNN_BLOCKS = 6  # the spec's limit on CNN blocks
 MAX_TEXT_WIDTH = 4096  # the spec's limit on RNN hidden size and Transformer width
 MAX_TEXT_LAYERS = 24  # the spec's limit on RNN / Transformer layers
-LR_UP = 3.0  # a higher learning rate: ×3, about half a decade per remedy
+LR_UP = 3.0  # a higher learning rate: ×3, about half a decade per remedy ...
+# ... but a decade when the loss barely moved in the whole run (shed under SLOW_GAIN of the
+# baseline): while steps are that small, progress grows about in proportion to the step, and
+# ×3 of nothing is still nothing (Adam at 1e-6 moved 0.3% of the baseline in 15 epochs).
+LR_UP_STUCK = 10.0
 LR_MAX = 1.0  # no remedy proposes a learning rate above this
 LR_DOWN = 10.0  # a diverging run needs a decade less, not a nudge
 GRAD_CLIP = 1.0  # global norm; gradients of healthy small models rarely exceed it
@@ -1310,7 +1314,8 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
     elif finding.kind == "underfitting":
         # A loss that barely moved from its start points at the step size first.
         moved = context.curves.train[0] - _recent(context.curves.train)
-        candidates = _underfitting_remedies(spec, moved < SLOW_GAIN * context.task.baseline_loss)
+        candidates = _underfitting_remedies(
+            spec, moved < SLOW_GAIN * context.task.baseline_loss, context.curves.epochs)
         if _no_signal(context):  # checking the labels first, then the model
             candidates.sort(key=lambda remedy: remedy.key != "check_labels")
     elif finding.kind == "diverging":
@@ -1399,7 +1404,8 @@ def _dropout_patch(spec: ExperimentSpec, dropout: float) -> dict[str, dict[str, 
     return {"model": {"plugin_config": {**config, "dropout": dropout}}}
 
 
-def _underfitting_remedies(spec: ExperimentSpec, lr_first: bool) -> list[Remedy]:
+def _underfitting_remedies(spec: ExperimentSpec, unmoved: bool, epochs: int = 0
+                           ) -> list[Remedy]:
     less: dict[str, dict[str, Any]] = {}
     if _dropout(spec) > 0:
         less.update(_dropout_patch(spec, 0.0))
@@ -1419,10 +1425,16 @@ def _underfitting_remedies(spec: ExperimentSpec, lr_first: bool) -> list[Remedy]
         "check_labels", "Check the labels",
         "A loss stuck near the baseline can also mean the labels do not match the inputs "
         "(shuffled, misaligned or mostly noise); look at a few examples.", {}, advice_only=True)
-    larger, higher_lr = _resize_model(spec, smaller=False), _higher_lr(spec)
+    larger = _resize_model(spec, smaller=False)
+    higher_lr = _higher_lr(spec)
+    if unmoved:
+        over = f" in {epochs} epochs" if epochs else ""
+        higher_lr = _higher_lr(spec, LR_UP_STUCK, f"The loss barely moved{over}: "
+                               "its steps are so small that three times their size would "
+                               "barely move it either; ten times can.")
     # Regularisation, when there is any, is the likeliest brake; then the step size when the
     # loss barely moved, else the model's size.
-    middle = [higher_lr, larger] if lr_first else [larger, higher_lr]
+    middle = [higher_lr, larger] if unmoved else [larger, higher_lr]
     return [unregularize, *middle, _more_epochs(spec), check_labels]
 
 
@@ -1509,11 +1521,11 @@ def _resize_text_model(spec: ExperimentSpec, smaller: bool) -> Remedy:
     return _resize_remedy(smaller, shape, change)
 
 
-def _higher_lr(spec: ExperimentSpec) -> Remedy:
-    lr = max(spec.optim.lr, min(spec.optim.lr * LR_UP, LR_MAX))
-    return Remedy("higher_lr", f"Raise the learning rate to {lr:g}",
-                  "With a small learning rate each step barely moves the weights, so the loss "
-                  "falls slowly.", {"optim": {"lr": lr}})
+def _higher_lr(spec: ExperimentSpec, factor: float = LR_UP,
+               why: str = "With a small learning rate each step barely moves the weights, so "
+                          "the loss falls slowly.") -> Remedy:
+    lr = max(spec.optim.lr, min(spec.optim.lr * factor, LR_MAX))
+    return Remedy("higher_lr", f"Raise the learning rate to {lr:g}", why, {"optim": {"lr": lr}})
 
 
 def _lower_lr(spec: ExperimentSpec) -> Remedy:

@@ -544,7 +544,7 @@ ENGINE: dict[str, tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = {
          "run": {"epochs": 40, "batch_size": 32}}),
     "engine_digits_adam_decay_1": (
         "underfitting", "Adam with an L2 of 1.0: both losses held at ln 10 (2.30), accuracy 10%",
-        (), "hU",
+        (), "U",
         {"data": {"dataset": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [64]},
          "optim": {"lr": 1e-2, "weight_decay": 1.0}, "run": {"epochs": 30}}),
     "engine_digits_cnn_step": (

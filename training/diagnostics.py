@@ -506,8 +506,61 @@ def _verdict(context: _Context) -> Verdict:
     findings = [_overfitting(context), _underfitting(context), _slow(context)]
     for finding in findings:
         if finding.holds:
-            return finding.verdict(_remedies(finding, context))
-    return _healthy(context, max(f.margin for f in [diverging, *findings]))
+            # Underfitting's remedies (more capacity, less regularisation) are the opposite of
+            # what a validation loss rising while the training loss falls asks for.
+            early = _early_overfit(context) if finding.kind == "underfitting" else None
+            return early or finding.verdict(_remedies(finding, context))
+    return _stuck_early(context) or _healthy(
+        context, max(f.margin for f in [diverging, *findings]))
+
+
+def _early_overfit(context: _Context) -> Verdict | None:
+    """An early sign of overfitting, too early for the overfitting rule (fewer epochs past
+    validation's best than it needs): since its best, the validation loss's last epoch rose
+    past the rule's threshold while the training loss fell by TRAIN_STILL_FALLING. None
+    otherwise. Three epochs of a validation loss climbing beside a falling training loss read
+    as "underfitting", whose remedies are the opposite of what they show."""
+    if not context.curves.validated:
+        return None
+    o, val, train = _overfit(context), context.curves.val, context.curves.train
+    needed = OVERFIT_MIN_EPOCHS if context.final else OVERFIT_MIN_EPOCHS_LIVE
+    # Raw epochs: in a run this short a best averaged with its neighbours is half the rise,
+    # and a second difference of three points, taken for noise, is the curve's bend.
+    last, low = val[-1], min(val[:-1])
+    then = train[val.index(low)]
+    if o.since >= needed or last - low < o.rise or then - train[-1] < (
+            TRAIN_STILL_FALLING * then):
+        return None
+    headline = (f"Too early to tell, an early sign of overfitting: validation loss rose from "
+                f"{low:.3g} (epoch {val.index(low) + 1}) to {last:.3g} (epoch "
+                f"{context.curves.epochs}) while training loss fell "
+                f"{_change(train[-1], then)}; overfitting is "
+                f"called {needed} epochs past validation's best, {o.since} so far")
+    return Verdict("undetermined", 0.0, headline, _overfit_evidence(o),
+                   val.index(low) + 1, {"min_epochs_since_onset": float(needed),
+                                 "val_rise": VAL_RISE, "noise_sigmas": NOISE_SIGMAS,
+                                 "train_still_falling": TRAIN_STILL_FALLING})
+
+
+def _stuck_early(context: _Context) -> Verdict | None:
+    """A live run too young for the underfitting rule (UNDERFIT_MIN_EPOCHS_LIVE) whose better
+    loss has shed less than STUCK_LEARNED of the baseline and is not falling: it may sit at
+    chance for its first epochs and then learn, or never; either way it is not yet healthy
+    (it read "healthy" with confidence 0.8). None otherwise."""
+    curves = context.curves
+    if context.final or curves.epochs >= UNDERFIT_MIN_EPOCHS_LIVE:
+        return None
+    poor, _, evidence, thresholds = _short_of_baseline(context, STUCK_LEARNED)
+    if poor < 1.0 or _pace(context, context.horizon).falling:
+        return None
+    level = ("the chance level" if context.task.baseline_known
+             else "where it was first logged")
+    headline = (f"Too early to tell: after {curves.epochs} epochs the loss is still at "
+                f"{level} ({context.task.baseline_loss:.3g}; now {curves.best_loss_now():.3g}"
+                f"); a run may sit there for its first epochs, and is underfitting if it still "
+                f"does at epoch {UNDERFIT_MIN_EPOCHS_LIVE}")
+    return Verdict("undetermined", 0.0, headline, evidence,
+                   thresholds={**thresholds, "min_epochs": float(UNDERFIT_MIN_EPOCHS_LIVE)})
 
 
 # --- measuring the curves ------------------------------------------------------------------

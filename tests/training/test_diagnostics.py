@@ -1115,3 +1115,21 @@ def test_two_high_last_epochs_over_a_flat_training_loss_are_not_a_climb():
 
     assert diagnose(history(train, val), TaskInfo("classification", num_classes=10),
                     final=True).kind != "overfitting"
+
+
+def test_three_epochs_of_validation_rising_while_training_falls_are_not_underfitting(
+        make_spec: SpecFactory) -> None:
+    # given a run of 3 epochs, its training loss falling 38% while validation climbs from
+    # 1.8 to 2.0: too short for the overfitting rule (3 epochs past validation's best)
+    spec = make_spec({"model": {"dropout": 0.2}})
+    curves = history([2.1, 1.6, 1.3], [1.8, 1.9, 2.0])
+
+    # when the finished run is diagnosed
+    verdict = diagnose(curves, TEN_CLASSES, spec, final=True)
+
+    # then it is undetermined with an early overfitting warning, and nothing prescribes a
+    # larger model or less regularisation (it was "underfitting", with those remedies first)
+    assert verdict.kind == "undetermined", verdict.headline
+    assert verdict.headline.startswith("Too early to tell, an early sign of overfitting: "
+                                       "validation loss rose from 1.8 (epoch 1) to 2 (epoch 3)")
+    assert verdict.remedies == []

@@ -100,3 +100,20 @@ def test_a_loss_that_never_moved_gets_a_learning_rate_ten_times_higher() -> None
     assert result.remedies[0].key == "higher_lr"
     assert result.remedies[0].patch == {"optim": {"lr": 1e-05}}
     assert "barely moved in 15 epochs" in result.remedies[0].why
+
+
+def test_a_live_run_stuck_at_chance_for_its_first_epochs_is_not_healthy() -> None:
+    # given six sigmoid layers on digits: both losses at ln 10 (2.30-2.34) from epoch 1
+    item = named("digits_deep_sigmoid_plateau")
+    task = TaskInfo(**item["task"])
+
+    # when it is diagnosed live after epochs 3, 4 and 5
+    kinds = [diagnose({key: values[:epochs] for key, values in item["history"].items()}, task,
+                      final=False)
+             for epochs in (3, 4, 5)]
+
+    # then it is too early to tell while the underfitting rule waits (5 epochs), not
+    # "healthy" with confidence 0.8, and underfitting once it may say so
+    assert [v.kind for v in kinds] == ["undetermined", "undetermined", "underfitting"]
+    assert kinds[0].confidence == 0.0
+    assert "still at the chance level" in kinds[0].headline

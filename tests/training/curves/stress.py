@@ -682,7 +682,7 @@ CURVES: dict[str, Curve] = {
     # plateaus, breakthroughs, grokking
     "parity_breakthrough": Curve(
         "healthy", "at chance for 4 epochs (underfitting while that lasts), then both losses "
-        "drop together to 0.001", parity_breakthrough, live="hUh"),
+        "drop together to 0.001", parity_breakthrough, live="Uh"),
     "grokking": Curve(
         "healthy", "memorised at once (training accuracy 100%, validation loss 11.6 far above "
         "ln 31 = 3.43 and accuracy 0): overfitting while that lasts; then validation falls "

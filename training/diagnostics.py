@@ -44,6 +44,15 @@ EXPLODE_FACTOR = 3.0
 # A training loss that climbs back by a quarter of the chance loss, sustained over the last
 # epochs, undoes real progress: noise in an epoch's mean training loss is far smaller.
 REBOUND_FRACTION = 0.25
+# A loss that swings rather than climbs: it at least doubles from one epoch to the next, by a
+# quarter of the chance loss or more (REBOUND_FRACTION), OSCILLATION_COUNT times or more within
+# the last OSCILLATION_EPOCHS epochs (or the last third, when longer). That is a learning rate
+# too high for the loss's valleys (SGD at 4 on iris: validation 0.08 -> 1.26, training 0.11 ->
+# 0.59): no healthy, overfitting, underfitting or slow curve of the stored corpora (tiny
+# validation sets, warm restarts, cyclic schedules among them) has even one such jump there.
+OSCILLATION_FACTOR = 2.0
+OSCILLATION_COUNT = 2
+OSCILLATION_EPOCHS = 6
 
 # --- overfitting ---------------------------------------------------------------------------
 # Epochs since validation reached its plateau (within noise of its best) before calling
@@ -814,7 +823,8 @@ def _diverging(context: _Context) -> _Finding:
                     f"({chance:.3g}), and the loss became NaN or infinite in epoch {epoch}")
         return _Finding("diverging", math.inf, headline, evidence + explosion.evidence,
                         explosion.thresholds, onset, confidence=1.0)
-    return max(_explosion(context), _rebound(context), key=lambda finding: finding.margin)
+    return max(_explosion(context), _rebound(context), _oscillation(context),
+               key=lambda finding: finding.margin)
 
 
 def _explosion(context: _Context) -> _Finding:
@@ -856,6 +866,45 @@ def _rebound(context: _Context) -> _Finding:
                 _chance_evidence(context.task)]
     return _Finding("diverging", _ratio(now - low, REBOUND_FRACTION * chance), headline,
                     evidence, thresholds, low_epoch + 1)
+
+
+def _jumps(values: Sequence[float], since: int, least: float) -> list[int]:
+    """The epochs (0-based) from ``since`` on where the loss at least doubled from the epoch
+    before (OSCILLATION_FACTOR), by ``least`` or more."""
+    return [i for i in range(max(1, since), len(values))
+            if values[i] >= OSCILLATION_FACTOR * values[i - 1]
+            and values[i] - values[i - 1] >= least]
+
+
+def _oscillation(context: _Context) -> _Finding:
+    """The training or validation loss swung up, far beyond any healthy noise, again and again
+    in the last epochs (see OSCILLATION_FACTOR)."""
+    curves, chance = context.curves, context.task.blow_up_from
+    since = curves.epochs - max(context.window, OSCILLATION_EPOCHS)
+    least = REBOUND_FRACTION * chance
+    swings = {name: _jumps(values, since, least) for name, values in
+              (("training", curves.train), ("validation", curves.val if curves.validated
+                                             else []))}
+    name = max(swings, key=lambda key: len(swings[key]))
+    jumps, values = swings[name], curves.train if name == "training" else curves.val
+    thresholds = {"oscillation_factor": OSCILLATION_FACTOR, "oscillation_count":
+                  float(OSCILLATION_COUNT), "rebound_fraction": REBOUND_FRACTION}
+    if not jumps:
+        return _Finding("diverging", 0.0, "", [], thresholds)
+    biggest = max(jumps, key=lambda i: values[i] - values[i - 1])
+    epochs = curves.epochs - max(since, 0)
+    headline = (f"Diverging: unstable, the {name} loss at least doubled from one epoch to "
+                f"the next {len(jumps)} times in the last {epochs} epochs "
+                f"({values[biggest - 1]:.3g} to {values[biggest]:.3g} in epoch "
+                f"{biggest + 1}): the learning rate is likely too high")
+    evidence = [Evidence(f"{name} loss jumps", len(jumps),
+                         f"at least {OSCILLATION_FACTOR:g}× the epoch before, by "
+                         f"{least:.3g} or more (a quarter of the chance loss)"),
+                Evidence("largest jump", values[biggest] - values[biggest - 1],
+                         f"epoch {biggest + 1}"),
+                _chance_evidence(context.task)]
+    return _Finding("diverging", len(jumps) / OSCILLATION_COUNT, headline, evidence,
+                    thresholds, jumps[0] + 1)
 
 
 def _blow_up_level(task: TaskInfo) -> str:

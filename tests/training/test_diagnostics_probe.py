@@ -117,3 +117,24 @@ def test_a_live_run_stuck_at_chance_for_its_first_epochs_is_not_healthy() -> Non
     assert [v.kind for v in kinds] == ["undetermined", "undetermined", "underfitting"]
     assert kinds[0].confidence == 0.0
     assert "still at the chance level" in kinds[0].headline
+
+
+def test_a_loss_swinging_up_again_and_again_is_unstable() -> None:
+    # given SGD at 4 on iris: in the last 13 epochs validation loss jumps 0.31 -> 0.68,
+    # 0.41 -> 1.10 and 0.08 -> 1.26, falling back between, the training loss 0.11 -> 0.59
+    item = named("iris_sgd_lr_4_oscillating")
+
+    # when it is diagnosed once finished, and with a spec to remedy
+    result = verdict(item)
+    spec = ExperimentSpec().patched({
+        "data": {"dataset": "iris"}, "model": {"arch": "mlp"},
+        "optim": {"optimizer": "sgd", "lr": 4.0}, "run": {"device": "cpu", "epochs": 40}})
+    remedied = diagnose(item["history"], TaskInfo(**item["task"]), spec, final=True)
+
+    # then it is diverging, unstable: neither rule for a climb or a blow-up caught it, and it
+    # read "healthy"; the first remedy is a lower learning rate
+    assert result.kind == "diverging", result.headline
+    assert result.headline.startswith("Diverging: unstable, the validation loss at least "
+                                      "doubled from one epoch to the next 3 times")
+    assert result.onset_epoch == 32
+    assert remedied.remedies[0].key == "lower_lr"

@@ -474,9 +474,13 @@ def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
     healthy; overfitting is not judged, and the verdict says so), and optionally
     ``loss``, the per-step training loss, which reveals a blow-up before its epoch ends. A run
     that stopped on a non-finite loss should end ``loss`` (or ``train_loss``) with that value:
-    the loop logs only finite points. Rules are tried in order: diverging, too early to tell
-    (fewer than MIN_EPOCHS epochs), overfitting, underfitting, learning too slowly (only when
-    ``final``: a live run that is still learning is healthy), and healthy otherwise.
+    the loop logs only finite points. A ``val_loss`` that is NaN at an epoch (not validated,
+    or an evaluation that failed) or shorter than ``train_loss`` (validated every k epochs)
+    is read at the epochs that have one (see ``_Curves``); a NaN there beside a finite
+    training loss is no divergence, and the verdict says which epochs it left out. Rules are
+    tried in order: diverging, too early to tell (fewer than MIN_EPOCHS epochs), overfitting,
+    underfitting, learning too slowly (only when ``final``: a live run that is still learning
+    is healthy), and healthy otherwise.
 
     Remedies are patches of ``spec``; without a spec there is nothing to patch and the list is
     empty (the headline and evidence still say what is wrong). With a spec, a live verdict also
@@ -489,7 +493,26 @@ def diagnose(history: Mapping[str, Sequence[float]], task: TaskInfo,
     verdict = _verdict(context)
     if not curves.validated:  # say what could not be judged, whatever was
         verdict.evidence.append(Evidence("overfitting", "not judged", NOT_VALIDATED))
+    if curves.skipped and curves.nonfinite_epoch is None:
+        return _unvalidated_epochs(verdict, curves.skipped)
     return verdict
+
+
+def _unvalidated_epochs(verdict: Verdict, skipped: Sequence[int]) -> Verdict:
+    """The verdict, saying which epochs had no finite validation loss beside a finite
+    training loss (judged without them): a validation problem or a skipped evaluation, for
+    the person to look at, not a divergence."""
+    shown = ", ".join(map(str, skipped[:3])) + (f" ({len(skipped)} in all)"
+                                                  if len(skipped) > 3 else "")
+    epochs = f"epoch{'s' if len(skipped) > 1 else ''} {shown}"
+    verdict.evidence.append(Evidence(
+        "validation loss not finite", len(skipped),
+        f"{epochs}, while the training loss was finite: an evaluation that failed (an fp16 "
+        "overflow, an empty validation set) or was skipped, not a divergence; judged on the "
+        "epochs with a validation loss"))
+    return dataclasses.replace(verdict, headline=(
+        f"{verdict.headline} (no finite validation loss at {epochs}, the training loss "
+        "finite: check the validation; judged without them)"))
 
 
 # Said of every verdict on a history without a validation loss.
@@ -541,12 +564,13 @@ def _early_overfit(context: _Context) -> Verdict | None:
             TRAIN_STILL_FALLING * then):
         return None
     headline = (f"Too early to tell, an early sign of overfitting: validation loss rose from "
-                f"{low:.3g} (epoch {val.index(low) + 1}) to {last:.3g} (epoch "
-                f"{context.curves.epochs}) while training loss fell "
+                f"{low:.3g} (epoch {context.curves.number(val.index(low))}) to {last:.3g} "
+                f"(epoch {context.curves.number(len(val) - 1)}) while training loss fell "
                 f"{_change(train[-1], then)}; overfitting is "
                 f"called {needed} epochs past validation's best, {o.since} so far")
     return Verdict("undetermined", 0.0, headline, _overfit_evidence(o),
-                   val.index(low) + 1, {"min_epochs_since_onset": float(needed),
+                   context.curves.number(val.index(low)), {
+                       "min_epochs_since_onset": float(needed),
                                  "val_rise": VAL_RISE, "noise_sigmas": NOISE_SIGMAS,
                                  "train_still_falling": TRAIN_STILL_FALLING})
 
@@ -577,8 +601,14 @@ def _stuck_early(context: _Context) -> Verdict | None:
 
 @dataclass(frozen=True)
 class _Curves:
-    """The history's epoch series cut to the epochs that have both losses, plus where the first
-    non-finite value appeared (an epoch number; one past the last epoch for a per-step loss)."""
+    """The history's series at the epochs that have a validation loss (its evaluations), cut
+    before the first non-finite training loss, plus where that appeared (an epoch number; one
+    past the last epoch for a per-step loss). A validation loss that is NaN or infinite beside
+    a finite training loss is a problem of the evaluation (an fp16 overflow, an empty
+    validation set) or a skipped one, not a divergence: that epoch is left out of the
+    evaluations, and ``skipped`` names it. The training loss of an evaluation is the mean of
+    the epochs since the one before, as an evaluation's is wherever a run validates every k
+    epochs."""
 
     train: list[float]
     val: list[float]
@@ -589,6 +619,8 @@ class _Curves:
     # False: the history has no validation loss at all (a script that logs only its training
     # loss); the rules judge the training loss alone, and overfitting is not judged.
     validated: bool = True
+    numbers: tuple[int, ...] = ()  # the epoch of each evaluation (1-based)
+    skipped: tuple[int, ...] = ()  # epochs whose validation loss was not finite
 
     @classmethod
     def of(cls, history: Mapping[str, Sequence[float]]) -> _Curves:
@@ -598,17 +630,34 @@ class _Curves:
         # an epoch of inf beside one of -inf made every mean of the curve raise.
         for key in ("train_acc", "val_acc"):
             series[key] = [v if math.isfinite(v) else math.nan for v in series[key]]
-        validated = "val_loss" in history or "train_loss" not in history
-        checked = ("train_loss", "val_loss") if validated else ("train_loss",)
-        epochs = min(len(series[key]) for key in checked)
-        bad = [i for key in checked for i, v in enumerate(series[key]) if not math.isfinite(v)]
-        nonfinite = min(bad) + 1 if bad else None
-        if nonfinite is None and not all(math.isfinite(v) for v in series["loss"]):
-            nonfinite = epochs + 1
-        cut = min(epochs, nonfinite - 1) if nonfinite else epochs
-        return cls(series["train_loss"][:cut], series["val_loss"][:cut],
-                   series["train_acc"][:cut], series["val_acc"][:cut], series["loss"],
-                   nonfinite, validated)
+        train, val, steps = series["train_loss"], series["val_loss"], series["loss"]
+        bad = [i for i, v in enumerate(train) if not math.isfinite(v)]
+        nonfinite = bad[0] + 1 if bad else None
+        if nonfinite is None and not all(math.isfinite(v) for v in steps):
+            nonfinite = len(train) + 1
+        cut = min(len(train), nonfinite - 1) if nonfinite else len(train)
+        at = _validated_epochs(len(val), cut)
+        kept = [(epoch, i) for i, epoch in enumerate(at) if math.isfinite(val[i])]
+        skipped = tuple(epoch + 1 for i, epoch in enumerate(at) if not math.isfinite(val[i]))
+        if not kept:  # no validation loss, or none finite: the training loss alone
+            return cls(train[:cut], [], series["train_acc"][:cut], [], steps, nonfinite,
+                       "train_loss" not in history, tuple(range(1, cut + 1)), skipped)
+        ends = [epoch for epoch, _ in kept]
+        spans = list(zip([0, *(end + 1 for end in ends[:-1])], ends, strict=True))
+        val_acc = series["val_acc"]
+        val_acc = ([val_acc[i] for _, i in kept] if len(val_acc) == len(val) else
+                   [val_acc[e] for e in ends] if len(val_acc) >= cut else [])
+        return cls(_means(train, spans), [val[i] for _, i in kept],
+                   _means(series["train_acc"], spans) if len(series["train_acc"]) >= cut
+                   else [], val_acc, steps, nonfinite, True,
+                   tuple(end + 1 for end in ends), skipped)
+
+    def number(self, index: int) -> int:
+        """The epoch (1-based) of the evaluation at ``index`` (0-based); past the last one,
+        the epochs after it."""
+        if index < len(self.numbers):
+            return self.numbers[index]
+        return (self.numbers[-1] if self.numbers else 0) + index - len(self.numbers) + 1
 
     def best_loss_now(self) -> float:
         """The better of the training and validation losses now (median of the last epochs);
@@ -619,6 +668,23 @@ class _Curves:
     @property
     def epochs(self) -> int:
         return len(self.train)
+
+
+def _validated_epochs(logged: int, epochs: int) -> list[int]:
+    """The epoch (0-based) of each of ``logged`` validation losses in a run of ``epochs``:
+    one an epoch, from the first, when there are as many (or more, a live epoch's training
+    loss still to come); fewer are taken as one every k epochs, ending at epoch k·logged (k
+    the whole share of epochs per validation loss): a run that validates every k epochs, or
+    every epoch with the last one's validation still to come (k = 1)."""
+    if logged >= epochs or not logged:
+        return list(range(min(logged, epochs)))
+    every = epochs // logged
+    return [(i + 1) * every - 1 for i in range(logged)]
+
+
+def _means(values: Sequence[float], spans: Sequence[tuple[int, int]]) -> list[float]:
+    """The mean of ``values`` over each span of epochs (first and last included)."""
+    return [statistics.fmean(values[a:b + 1]) for a, b in spans]
 
 
 @dataclass(frozen=True)
@@ -816,8 +882,8 @@ def _diverging(context: _Context) -> _Finding:
                             confidence=1.0)
         onset, chance = explosion.onset_epoch, context.task.blow_up_from
         # (An onset past the epochs is the last steps' median, the peak itself.)
-        then = curves.train[onset - 1] if onset <= curves.epochs else explosion.margin * (
-            EXPLODE_FACTOR * chance)
+        then = (curves.train[curves.numbers.index(onset)] if onset in curves.numbers
+                else explosion.margin * EXPLODE_FACTOR * chance)
         headline = (f"Diverging since epoch {onset}: the training loss was {then:.3g} there, "
                     f"{then / chance:.3g}× {_blow_up_level(context.task)} "
                     f"({chance:.3g}), and the loss became NaN or infinite in epoch {epoch}")
@@ -831,13 +897,14 @@ def _explosion(context: _Context) -> _Finding:
     """An epoch's training loss (or, mid-epoch, the last steps' median) far above chance."""
     curves, chance = context.curves, context.task.blow_up_from
     peak = max(curves.train, default=0.0)
-    peak_epoch = curves.train.index(peak) + 1 if curves.train else 1
+    peak_epoch = curves.number(curves.train.index(peak)) if curves.train else 1
     # The steps before a non-finite one: where the loss overflowed, the epochs tell the rest.
     steps = [v for v in curves.steps if math.isfinite(v)]
     if steps and _recent(steps) > peak:
-        peak, peak_epoch = _recent(steps), curves.epochs + 1
+        peak, peak_epoch = _recent(steps), curves.number(curves.epochs)
     # It began with the first epoch past the threshold, which may come before the peak.
-    onset = next((i + 1 for i, v in enumerate(curves.train) if v >= EXPLODE_FACTOR * chance),
+    onset = next((curves.number(i) for i, v in enumerate(curves.train)
+                  if v >= EXPLODE_FACTOR * chance),
                  peak_epoch)
     headline = (f"Diverging: the training loss reached {peak:.3g} in epoch {peak_epoch}, "
                 f"{peak / chance:.1f}× {_blow_up_level(context.task)} ({chance:.3g})")
@@ -858,14 +925,14 @@ def _rebound(context: _Context) -> _Finding:
     # fifth of it, climbed back from its single lowest epoch and read "diverging" for a while).
     earlier = _smooth(curves.train[:-RECENT_EPOCHS])
     low, now = min(earlier), _recent(curves.train)
-    low_epoch = earlier.index(low) + 1
+    low_epoch = curves.number(earlier.index(low))
     headline = (f"Diverging: the training loss climbed back from {low:.3g} (epoch {low_epoch}) "
                 f"to {now:.3g}")
     evidence = [Evidence("lowest training loss", low, f"epoch {low_epoch}"),
-                Evidence("training loss now", now, _when(curves.epochs)),
+                Evidence("training loss now", now, _when(curves)),
                 _chance_evidence(context.task)]
     return _Finding("diverging", _ratio(now - low, REBOUND_FRACTION * chance), headline,
-                    evidence, thresholds, low_epoch + 1)
+                    evidence, thresholds, curves.number(earlier.index(low) + 1))
 
 
 def _jumps(values: Sequence[float], since: int, least: float) -> list[int]:
@@ -892,19 +959,19 @@ def _oscillation(context: _Context) -> _Finding:
     if not jumps:
         return _Finding("diverging", 0.0, "", [], thresholds)
     biggest = max(jumps, key=lambda i: values[i] - values[i - 1])
-    epochs = curves.epochs - max(since, 0)
+    epochs = curves.number(curves.epochs - 1) - curves.number(max(since, 0)) + 1
     headline = (f"Diverging: unstable, the {name} loss at least doubled from one epoch to "
                 f"the next {len(jumps)} times in the last {epochs} epochs "
                 f"({values[biggest - 1]:.3g} to {values[biggest]:.3g} in epoch "
-                f"{biggest + 1}): the learning rate is likely too high")
+                f"{curves.number(biggest)}): the learning rate is likely too high")
     evidence = [Evidence(f"{name} loss jumps", len(jumps),
                          f"at least {OSCILLATION_FACTOR:g}× the epoch before, by "
                          f"{least:.3g} or more (a quarter of the chance loss)"),
                 Evidence("largest jump", values[biggest] - values[biggest - 1],
-                         f"epoch {biggest + 1}"),
+                         f"epoch {curves.number(biggest)}"),
                 _chance_evidence(context.task)]
     return _Finding("diverging", len(jumps) / OSCILLATION_COUNT, headline, evidence,
-                    thresholds, jumps[0] + 1)
+                    thresholds, curves.number(jumps[0]))
 
 
 def _blow_up_level(task: TaskInfo) -> str:
@@ -943,6 +1010,10 @@ class _Overfit:
     memorised: float  # validation never beat a constant prediction (over its threshold)
     baseline: float  # what a constant prediction scores
     rise: float  # how far over its best the validation loss must be to have risen
+    epoch: int = 0  # the onset's epoch (1-based), as the history numbers it
+    when: str = ""  # which epochs "now" is the median of
+    epochs_since: int = 0  # epochs after the onset's (more than ``since`` where some were
+    # not validated)
 
     @property
     def fell(self) -> str:
@@ -1004,7 +1075,8 @@ def _overfit(context: _Context) -> _Overfit:
         signs["validation accuracy fell"] = _ratio(acc_best - acc_now, drop)
     return _Overfit(onset, curves.epochs - onset - 1, best, curves.val[onset], val_now,
                     train[onset], train_now, train_fell, noise, acc_best, acc_now, signs,
-                    memorised, baseline, rise)
+                    memorised, baseline, rise, curves.number(onset), _when(curves),
+                    curves.number(curves.epochs - 1) - curves.number(onset))
 
 
 def _overfitting(context: _Context) -> _Finding:
@@ -1042,7 +1114,7 @@ def _overfitting(context: _Context) -> _Finding:
                     if e.label == "onset epoch" else e for e in _overfit_evidence(o)]
         return _Finding("overfitting", memorised, headline, evidence, thresholds, 1)
     return _Finding("overfitting", margin, _overfit_headline(o, falling), _overfit_evidence(o),
-                    thresholds, o.onset + 1)
+                    thresholds, o.epoch)
 
 
 def _held_and_climbing(context: _Context, o: _Overfit) -> bool:
@@ -1059,32 +1131,32 @@ def _held_and_climbing(context: _Context, o: _Overfit) -> bool:
 def _overfit_headline(o: _Overfit, falling: bool = True) -> str:
     """The headline tells the strongest sign (the rise, where training stopped falling)."""
     if not falling:
-        return (f"Overfitting since epoch {o.onset + 1}: validation loss rose "
+        return (f"Overfitting since epoch {o.epoch}: validation loss rose "
                 f"{_change(o.val_now, o.val_then)} while training loss stayed near "
                 f"{o.train_now:.3g}")
     strongest = max(o.signs, key=lambda sign: o.signs[sign])
-    return f"Overfitting since epoch {o.onset + 1}: " + {
+    return f"Overfitting since epoch {o.epoch}: " + {
         "validation loss rose": f"validation loss rose {_change(o.val_now, o.val_then)} while "
                                 f"training loss fell {o.fell}",
-        "gap grew": f"validation loss has not improved for {o.since} epochs while training "
-                    f"loss fell {o.fell}; the gap grew from {o.val_then - o.train_then:.3g} to "
-                    f"{o.val_now - o.train_now:.3g}",
+        "gap grew": f"validation loss has not improved for {o.epochs_since} epochs while "
+                    f"training loss fell {o.fell}; the gap grew from "
+                    f"{o.val_then - o.train_then:.3g} to {o.val_now - o.train_now:.3g}",
         "gap is large and growing": f"validation loss ({o.val_now:.3g}) has not improved for "
-                                    f"{o.since} epochs and is {o.ratio:.0f}× the training "
-                                    f"loss, which fell {o.fell} since",
+                                    f"{o.epochs_since} epochs and is {o.ratio:.0f}× the "
+                                    f"training loss, which fell {o.fell} since",
         "validation accuracy fell": f"validation accuracy fell to {o.acc_now or 0:.1%} from "
                                     f"{o.acc_best or 0:.1%} while training loss fell {o.fell}",
     }[strongest]
 
 
 def _overfit_evidence(o: _Overfit) -> list[Evidence]:
-    epoch = o.onset + 1
+    epoch = o.epoch
     evidence = [
         Evidence("onset epoch", epoch, "validation stopped improving here"),
         Evidence("best validation loss", o.best, "averaged with neighbouring epochs"),
-        Evidence("validation loss now", o.val_now, _when(o.onset + 1 + o.since)),
+        Evidence("validation loss now", o.val_now, o.when),
         Evidence("training loss at onset", o.train_then, f"epoch {epoch}"),
-        Evidence("training loss now", o.train_now, _when(o.onset + 1 + o.since)),
+        Evidence("training loss now", o.train_now, o.when),
         Evidence("gap at onset", o.val_then - o.train_then, "validation minus training loss"),
         Evidence("gap now", o.val_now - o.train_now, "validation minus training loss"),
         Evidence("validation noise", o.noise, "typical epoch-to-epoch deviation"),
@@ -1199,7 +1271,7 @@ def _short_of_baseline(context: _Context, needed: float | None = None) -> _Measu
         learned = 0.0
     needed_learned = task.learned_needed if needed is None else needed
     poor = needed_learned / max(learned, 1e-6)  # no learning at all: far past the threshold
-    when = _when(curves.epochs)
+    when = _when(curves)
     validation = f", and validation loss is {_recent(curves.val):.3g}" if curves.validated else ""
     if unmoved is not None:
         headline = (f"Underfitting: accuracy has not risen: {unmoved[1]:.1%} ({when}) against "
@@ -1244,7 +1316,7 @@ def _short_of_reference(context: _Context, reference: Reference) -> _Measure:
     """With a reference: how far the better of the run's training and validation scores is
     from the reference's validation score (accuracy when both have one, else the loss)."""
     curves, task = context.curves, context.task
-    when = _when(curves.epochs)
+    when = _when(curves)
     accuracies = (len(curves.train_acc) == len(curves.val_acc) == curves.epochs
                   and reference.val_acc is not None and task.kind == "classification")
     if accuracies and reference.val_acc is not None:
@@ -1279,10 +1351,15 @@ def _short_of_reference(context: _Context, reference: Reference) -> _Measure:
     return poor, headline, evidence, thresholds
 
 
-def _when(epochs: int) -> str:
+def _when(curves: _Curves) -> str:
     """Which epochs a "now" level is the median of, in words."""
-    first = max(1, epochs - RECENT_EPOCHS + 1)
-    return f"epoch {epochs}" if first == epochs else f"median of epochs {first}–{epochs}"
+    numbers = [curves.number(i) for i in range(max(0, curves.epochs - RECENT_EPOCHS),
+                                                curves.epochs)] or [curves.number(0)]
+    if len(numbers) == 1:
+        return f"epoch {numbers[0]}"
+    if numbers[-1] - numbers[0] == len(numbers) - 1:
+        return f"median of epochs {numbers[0]}–{numbers[-1]}"
+    return f"median of epochs {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
 
 
 def _finite(value: float) -> float | str:
@@ -1351,7 +1428,7 @@ def _slow(context: _Context) -> _Finding:
                 f"would help")
     evidence = [
         Evidence("training loss at epoch 1", first, ""),
-        Evidence("training loss now", now, _when(curves.epochs)),
+        Evidence("training loss now", now, _when(curves)),
         Evidence("pace", _finite(pace.gain), "share of the baseline loss a run as long again "
                  f"would still shed, at the pace of the last {context.window} epochs"),
         Evidence("pace against the window before", _finite(pace.shape), "below 1: slowing down"),
@@ -1376,12 +1453,12 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
                     f"{curves.train[0]:.3g} to {now:.3g}; {NOT_VALIDATED}")
         return Verdict("healthy", confidence, headline, [
             Evidence("training loss at epoch 1", curves.train[0], ""),
-            Evidence("training loss now", now, _when(curves.epochs)),
+            Evidence("training loss now", now, _when(curves)),
             Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),
         ])
     train_now, val_now = _recent(curves.train), _recent(curves.val)
     smooth = _smooth(curves.val)
-    best = smooth.index(min(smooth)) + 1
+    best = curves.number(smooth.index(min(smooth)))
     # Said as it happened: a validation loss that ends no lower than it began (within the
     # noise the rules allow) held level, it did not fall.
     train_fell, val_fell = train_now < curves.train[0], val_now < curves.val[0]
@@ -1393,8 +1470,8 @@ def _healthy(context: _Context, near_miss: float) -> Verdict:
     headline = (f"Healthy: {moved} (training {train_now:.3g}, validation {val_now:.3g}; "
                 f"validation loss lowest around epoch {best})")
     evidence = [
-        Evidence("training loss now", train_now, _when(curves.epochs)),
-        Evidence("validation loss now", val_now, _when(curves.epochs)),
+        Evidence("training loss now", train_now, _when(curves)),
+        Evidence("validation loss now", val_now, _when(curves)),
         Evidence("validation loss lowest around epoch", best,
                  "each epoch averaged with its neighbours"),
         Evidence("closest rule", near_miss, "measurement over its threshold; 1 would trigger"),

@@ -1133,3 +1133,39 @@ def test_three_epochs_of_validation_rising_while_training_falls_are_not_underfit
     assert verdict.headline.startswith("Too early to tell, an early sign of overfitting: "
                                        "validation loss rose from 1.8 (epoch 1) to 2 (epoch 3)")
     assert verdict.remedies == []
+
+
+def test_a_nan_validation_loss_beside_a_finite_training_loss_is_no_divergence() -> None:
+    # given a healthy run whose validation loss is NaN in epochs 5 and 6 (an evaluation that
+    # overflowed in fp16, or epochs a script did not validate), its training loss finite
+    train = [2.0 * 0.8 ** e for e in range(12)]
+    val = [t * 1.1 for t in train]
+    val[4] = val[5] = math.nan
+
+    # when diagnosed
+    verdict = diagnose(history(train, val), TEN_CLASSES, final=True)
+
+    # then it is judged on the epochs with a validation loss, and says what it left out (it
+    # was "diverging since epoch 5")
+    assert verdict.kind == "healthy", verdict.headline
+    assert "no finite validation loss at epochs 5, 6, the training loss finite" in \
+        verdict.headline
+    assert ("validation loss not finite", 2) in [(e.label, e.value) for e in verdict.evidence]
+
+
+def test_a_validation_loss_every_third_epoch_is_read_at_its_epochs() -> None:
+    # given 30 epochs of training loss and a validation loss logged every 3rd epoch (10
+    # values), best at epoch 12 and 40% above it by the end while training keeps falling
+    train = [2.0 * 0.85 ** e for e in range(30)]
+    val = [1.6, 1.0, 0.7, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+    every_epoch = [math.nan if e % 3 != 2 else val[e // 3] for e in range(30)]
+
+    # when diagnosed from the short list, and from one with NaN where it did not validate
+    short = diagnose(history(train, val), TEN_CLASSES, final=True)
+    holes = diagnose(history(train, every_epoch), TEN_CLASSES, final=True)
+
+    # then both read the validation losses at epochs 3, 6, ..., 30 (the short list was cut to
+    # the training loss's first 10 epochs): overfitting since epoch 12
+    assert (short.kind, short.onset_epoch) == ("overfitting", 12), short.headline
+    assert (holes.kind, holes.onset_epoch) == ("overfitting", 12), holes.headline
+    assert short.headline.startswith("Overfitting since epoch 12")

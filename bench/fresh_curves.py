@@ -595,17 +595,26 @@ def record(name: str, fresh: Fresh) -> dict[str, Any]:
 
 
 def record_engine(name: str, refs: Path) -> dict[str, Any]:
-    """An engine run's per-epoch history; a run stopped on a NaN loss ends its losses with
-    one, as the web app's final verdict reads it (``diagnosis.final_verdict``)."""
+    """An engine run of ``ENGINE`` with its label, reasons and pinned live verdicts."""
+    from tests.training.curves.stress import ENGINE_HOW
+
+    label, why, also, live, patch = ENGINE[name]
+    return {"name": name, "label": label, "also": list(also), "why": why, "live": live,
+            "how": ENGINE_HOW, **engine_record(patch, refs)}
+
+
+def engine_record(patch: dict[str, Any], refs: Path) -> dict[str, Any]:
+    """The spec ``patch``'s engine run: its per-epoch history, task and reference; a run
+    stopped on a NaN loss ends its losses with one, as the web app's final verdict reads it
+    (``diagnosis.final_verdict``)."""
     import tempfile
 
     from tests.training.curves.record import task_of
-    from tests.training.curves.stress import ENGINE_HOW, EPOCH_KEYS, rounded, spec_of
+    from tests.training.curves.stress import EPOCH_KEYS, rounded, spec_of
     from training import MemoryReporter, run
     from training.loop import NonFiniteLossError
     from training.reference import cached_reference, reference_key
 
-    label, why, also, live, patch = ENGINE[name]
     spec, reporter = spec_of(patch), MemoryReporter()
     try:
         run(spec, reporter, Path(tempfile.mkdtemp(prefix="fitboard-fresh-")), reference_dir=refs)
@@ -617,9 +626,7 @@ def record_engine(name: str, refs: Path) -> dict[str, Any]:
                for key, values in history.items() if values or key.endswith("_loss")}
     reference = cached_reference(refs, reference_key(spec))
     assert reference is not None
-    return {"name": name, "label": label, "also": list(also), "why": why, "live": live,
-            "how": ENGINE_HOW, "task": task_of(spec).__dict__, "patch": patch,
-            "reference": reference.to_dict(),
+    return {"task": task_of(spec).__dict__, "patch": patch, "reference": reference.to_dict(),
             "history": {key: rounded(values) for key, values in history.items()}}
 
 

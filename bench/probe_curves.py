@@ -18,7 +18,6 @@ breast cancer, digits and wine, SGD at 4 on iris, SGD at 1e-6 on diabetes, six s
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -293,33 +292,9 @@ LABELS = {
 
 
 def engine(name: str, refs: Path) -> dict[str, Any]:
-    from tests.training.curves.record import task_of
-    from tests.training.curves.stress import EPOCH_KEYS, rounded, spec_of
-    from training import MemoryReporter, run
-    from training.loop import NonFiniteLossError
-    from training.reference import cached_reference, reference_key
+    from bench.fresh_curves import engine_record
 
-    patch = RUNS[name]
-    spec, reporter = spec_of(patch), MemoryReporter()
-    try:
-        run(spec, reporter, Path(tempfile.mkdtemp(prefix="probe-")), reference_dir=refs)
-        stopped = False
-    except NonFiniteLossError:
-        stopped = True
-    history = {key: [v for _, v in reporter.series(key)] for key in EPOCH_KEYS}
-    history = {
-        key: [*values, math.nan] if stopped else values
-        for key, values in history.items()
-        if values or key.endswith("_loss")
-    }
-    reference = cached_reference(refs, reference_key(spec))
-    assert reference is not None
-    return {
-        "patch": patch,
-        "task": task_of(spec).__dict__,
-        "reference": reference.to_dict(),
-        "history": {key: rounded(values) for key, values in history.items()},
-    }
+    return engine_record(RUNS[name], refs)
 
 
 def flipped(d: Any, share: float, k: int, seed: int = 3) -> Any:

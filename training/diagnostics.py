@@ -1508,8 +1508,7 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
             kept.append(remedy)
             continue
         try:
-            remedy = _fresh_if_unloadable(spec, remedy)
-            patched = spec.patched(remedy.patch)
+            remedy, patched = _fresh_if_unloadable(spec, remedy)
         except SpecError:
             # A larger model past the memory budget, say: a remedy nobody could run is none.
             continue
@@ -1519,25 +1518,28 @@ def _remedies(finding: _Finding, context: _Context) -> list[Remedy]:
     return kept
 
 
-def _fresh_if_unloadable(spec: ExperimentSpec, remedy: Remedy) -> Remedy:
-    """A warm-started run's remedy that reshapes its network so that none of its layers fits
-    any more (a CNN's width halved) starts from fresh weights: with the run's ``init_from``
-    kept, Apply remedy was refused ("none of its layers fits this model"). Its layers were
-    loaded from the source, so a network that cannot load this run's cannot load that one."""
+def _fresh_if_unloadable(spec: ExperimentSpec,
+                         remedy: Remedy) -> tuple[Remedy, ExperimentSpec]:
+    """The remedy and the spec it makes. A warm-started run's remedy that reshapes its network
+    so that none of its layers fits any more (a CNN's width halved) starts from fresh weights:
+    with the run's ``init_from`` kept, Apply remedy was refused ("none of its layers fits this
+    model"). Its layers were loaded from the source, so a network that cannot load this run's
+    cannot load that one."""
+    patched = spec.patched(remedy.patch)
     if not spec.model.init_from or "model" not in remedy.patch:
-        return remedy
+        return remedy, patched
     from training.warmstart import compatibility_problem
 
-    patched = spec.patched(remedy.patch)
     info = spec.data.info()
     if compatibility_problem(spec, info, patched, info) is None:
-        return remedy
+        return remedy, patched
     model = {**remedy.patch["model"], "init_from": 0, "freeze_epochs": 0}
-    return dataclasses.replace(
+    fresh = dataclasses.replace(
         remedy, title=f"{remedy.title}, from fresh weights", patch={**remedy.patch,
                                                                      "model": model},
         why=f"{remedy.why} None of run #{spec.model.init_from}'s layers fits it, so it starts "
             "from fresh weights.")
+    return fresh, spec.patched(fresh.patch)
 
 
 def _overfitting_remedies(spec: ExperimentSpec, onset: int) -> list[Remedy]:
@@ -1605,12 +1607,10 @@ def _underfitting_remedies(spec: ExperimentSpec, unmoved: bool, epochs: int = 0
         "A loss stuck near the baseline can also mean the labels do not match the inputs "
         "(shuffled, misaligned or mostly noise); look at a few examples.", {}, advice_only=True)
     larger = _resize_model(spec, smaller=False)
-    higher_lr = _higher_lr(spec)
-    if unmoved:
-        over = f" in {epochs} epochs" if epochs else ""
-        higher_lr = _higher_lr(spec, LR_UP_STUCK, f"The loss barely moved{over}: "
-                               "its steps are so small that three times their size would "
-                               "barely move it either; ten times can.")
+    over = f" in {epochs} epochs" if epochs else ""
+    higher_lr = (_higher_lr(spec, LR_UP_STUCK, f"The loss barely moved{over}: its steps are "
+                            "so small that three times their size would barely move it "
+                            "either; ten times can.") if unmoved else _higher_lr(spec))
     # Regularisation, when there is any, is the likeliest brake; then the step size when the
     # loss barely moved, else the model's size.
     middle = [higher_lr, larger] if unmoved else [larger, higher_lr]

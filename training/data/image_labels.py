@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 # A labels list: a line per image, its name then its class (ImageNet's val.txt, a labels.txt).
 LIST_SUFFIXES = (".txt",)
+
+
 TABLE_SUFFIXES = (".csv", ".tsv", *LIST_SUFFIXES)
 TAIL_PARTS = 4  # folders and file of a name's end that are indexed (images/train/a/0001.png)
 SAMPLE_ROWS = 1000  # rows of a column compared with the images to see if it names them
@@ -79,6 +81,11 @@ class Labelling:
 def is_table(name: str) -> bool:
     """Whether an archive member's name is a table's that may label the images."""
     return name.lower().endswith(TABLE_SUFFIXES)
+
+
+def _is_list(name: str) -> bool:
+    """Whether an archive member's name is a labels list's (``LIST_SUFFIXES``)."""
+    return name.lower().endswith(LIST_SUFFIXES)
 
 
 def _key(text: str) -> str:
@@ -384,11 +391,11 @@ def labels_from_table(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo],
             frame = _read_table(archive, member, limits, budget, index)
         except TableUnreadable as exc:
             budget -= member.file_size
-            if not member.filename.lower().endswith(LIST_SUFFIXES):  # a .txt: a document
+            if not _is_list(member.filename):  # a .txt: a document
                 unreadable.append(exc)
             continue
         except UploadError:
-            if not member.filename.lower().endswith(LIST_SUFFIXES):
+            if not _is_list(member.filename):
                 raise
             continue  # a .txt past the size limits: a document, never read before either
         budget -= member.file_size
@@ -400,7 +407,7 @@ def labels_from_table(archive: zipfile.ZipFile, files: list[zipfile.ZipInfo],
     if not found and unreadable:
         raise unreadable[0]
     if len(found) > 1:  # a CSV or TSV before a .txt list (a split's list of "<image> <id>")
-        found = [f for f in found if not f[0].lower().endswith(LIST_SUFFIXES)] or found
+        found = [f for f in found if not _is_list(f[0])] or found
     if len(found) > 1 and not columns.label:
         found = [f for f in found if _has_classes(f[1], f[2])] or found
     if len(found) > 1:
@@ -458,7 +465,7 @@ def _read_table(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limit
     data = _member_bytes(archive, member, member.file_size + 1)
     if len(data) > member.file_size:
         raise UploadError("file", f"{member.filename!r} is larger than its archive entry says")
-    if member.filename.lower().endswith(LIST_SUFFIXES):
+    if _is_list(member.filename):
         return _read_list(data, member.filename, index, limits)
     try:
         frame = read_csv(io.BytesIO(data), member.filename, limits, as_text=True)

@@ -65,7 +65,7 @@ class Run:
         self._flush_to = 0  # flush() asks for the records up to this one to be sent now
         self._closing = False
         # A resumed run goes on from the step after the last one its server holds.
-        last = getattr(sink, "last_step", None)
+        last = self.last_step
         self._next_step = 0 if last is None else last + 1
         self._names: set[str] = set()  # metric names logged, checked once each (``_add_names``)
         self.errors: list[str] = []  # batches the server refused (each also warned once)
@@ -261,12 +261,11 @@ class Run:
         while True:
             try:
                 self._sink.write(batch)
-            except FitboardError as exc:
-                if exc.transient and time.monotonic() < self._give_up_at:
+            except Exception as exc:  # noqa: BLE001 - the script goes on; finish() reports it
+                if (isinstance(exc, FitboardError) and exc.transient
+                        and time.monotonic() < self._give_up_at):
                     self._wait_for_server(exc)
                     continue
-                self._failed(exc, sum(len(c[0]) for c in batch.values()))
-            except Exception as exc:  # noqa: BLE001 - the script goes on; finish() reports it
                 self._failed(exc, sum(len(c[0]) for c in batch.values()))
             else:
                 if self._unreachable:

@@ -584,9 +584,9 @@ def add_to_list(run: Experiment, name: str, entries: Sequence[Mapping[str, Any]]
         held = list(spec.get(name, []))
         keys = [key(entry) for entry in held]
         for entry in entries:
-            if key(entry) not in keys:
+            if (entry_key := key(entry)) not in keys:
                 held.append(entry)
-                keys.append(key(entry))
+                keys.append(entry_key)
         if len(held) > limit:
             raise IngestError(f"a run holds at most {limit} {name}")
         size = len(json.dumps(held))

@@ -288,9 +288,10 @@ def _fields(model: dict[str, Any], datasets: list[DatasetKey],
     aliases = {alias: info[key] for alias, key in ATTRIBUTE_ALIASES.items()}
     read = [p for p in data["metrics"] if not datasets
             or any(model_metrics.on_dataset(p, dataset) for dataset in datasets)]
-    metrics: dict[str, tuple[float, ...]] = {}
+    grouped: dict[str, list[float]] = {}
     for point in read:
-        metrics[point["key"]] = (*metrics.get(point["key"], ()), float(point["value"]))
+        grouped.setdefault(point["key"], []).append(float(point["value"]))
+    metrics = {key: tuple(values) for key, values in grouped.items()}
     ordered = {str(i): value for i, (key, dataset) in enumerate(on)
                if (value := model_metrics.latest(data["metrics"], key, dataset)) is not None}
     return {"attributes": {**info, **aliases, "tags": None},

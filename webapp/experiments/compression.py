@@ -111,7 +111,6 @@ def compression_summary(result: Any, meta: dict[str, Any]) -> dict[str, Any]:
 def _row(name: str, pk: int | None, method: str, measured: dict[str, Any],
          change: dict[str, float]) -> dict[str, Any]:
     return {"name": name, "pk": pk, "method": method, **measured,
-            "val_acc_change": change.get("val_acc_change"),
             # a regression's rows change by RMSE (they have no accuracy to change)
             "val_change": change.get("val_acc_change", change.get("val_rmse_change")),
             "test_acc_change": change.get("test_acc_change"),

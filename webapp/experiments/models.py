@@ -168,15 +168,20 @@ class Experiment(models.Model):
         return self.kind in (self.Kind.TRAIN, self.Kind.COMPRESS)
 
     @property
+    def compressed_from(self) -> int | None:
+        """The run a compression job's model was made from (None for any other run)."""
+        return self.parent_id if self.kind == self.Kind.COMPRESS else None
+
+    @property
     def study_problem(self) -> str:
         """Why a tuning study cannot take this run's spec as its base ("" when it can). A
         compression job's model came from its source by pruning, distilling or quantizing,
         which trials do not repeat: each would train its spec from scratch (a quantized
         job's for one epoch) and the study would tune something else than the job."""
-        if self.kind == self.Kind.COMPRESS and self.parent_id is not None:
-            return (f"a compression job's model was made from run #{self.parent_id}, and a "
+        if (source := self.compressed_from) is not None:
+            return (f"a compression job's model was made from run #{source}, and a "
                     "study's trials would train its spec from scratch without the compression: "
-                    f"tune run #{self.parent_id}, or compress it again with other settings")
+                    f"tune run #{source}, or compress it again with other settings")
         return ""
 
     @property
@@ -185,10 +190,10 @@ class Experiment(models.Model):
         job's spec describes the model it started from, so a remedy applied to it queued that
         spec as a plain run from scratch, without the compression (a distilled student
         without its teacher)."""
-        if self.kind == self.Kind.COMPRESS and self.parent_id is not None:
+        if (source := self.compressed_from) is not None:
             return (f"a compression job's remedies are advice: applied, one would train its "
                     f"model from scratch without the compression; apply it to run "
-                    f"#{self.parent_id}, or compress that run again with other settings")
+                    f"#{source}, or compress that run again with other settings")
         return ""
 
     @property

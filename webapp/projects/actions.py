@@ -248,4 +248,3 @@ def _check_keeps_a_maintainer(project: Project, leaving: Membership) -> None:
 
 def _tell_sockets(user_id: int) -> None:
     signals.membership_changed.send(sender=Project, user_id=user_id)
-

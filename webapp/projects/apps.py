@@ -9,4 +9,3 @@ class ProjectsConfig(AppConfig):
     label = "projects"
     verbose_name = "Projects"
     default_auto_field = "django.db.models.BigAutoField"
-

@@ -40,33 +40,43 @@ def source_problem(user: Any, project: Project | None, spec: ExperimentSpec) -> 
     number = spec.model.init_from
     if not number or project is None:
         return ""
+    source, problem = _usable_source(user, project, number)
+    return problem or fit_problem(source, spec)
+
+
+def _usable_source(user: Any, project: Project, number: int) -> tuple[Any, str]:
+    """Run ``number`` of ``project`` and why its weights cannot start another ("" when they
+    can, whatever the network: ``fit_problem`` says whether they fit one)."""
     source = Experiment.objects.visible_to(user).filter(pk=number, project=project).first()
     if source is None:
-        return f"no run #{number} in project {project.name}"
+        return None, f"no run #{number} in project {project.name}"
     if source.kind not in SOURCE_KINDS:  # it exists and is the user's to see: say what it is
-        return other_kind_problem(source)
+        return source, other_kind_problem(source)
     if source.status != Experiment.Status.SUCCEEDED:
-        return f"run #{number} has {source.status}: only a succeeded run's weights can start one"
+        return source, (f"run #{number} has {source.status}: only a succeeded run's weights "
+                        "can start one")
     if not source.checkpoints.filter(tag="best").exists():
-        return f"run #{number} has no saved checkpoint"
-    return fit_problem(source, spec)
+        return source, f"run #{number} has no saved checkpoint"
+    return source, ""
 
 
 def study_problems(user: Any, project: Project | None, study: TuningSpec) -> dict[str, str]:
     """By ``space.<path>``: a search dimension of a warm-started base whose bounds or choices
     build a network the source's weights do not fit. Each such trial failed on its own ("none
     of its layers fits this model"), a study over a fine-tuned CNN's width one failure after
-    another."""
+    another. The source is read once: ``model.init_from`` is not a dimension a study may
+    search."""
     number = ExperimentSpec.from_dict(study.base).model.init_from
-    if not number:
+    if not number or project is None:
         return {}
+    source, found = _usable_source(user, project, number)
     errors = {}
     for path, param in study.space.items():
         values = list(param.choices) if param.type == "categorical" else [param.low, param.high]
         for value in values:
             value = int(value) if param.type == "int" and value is not None else value
             try:
-                problem = source_problem(user, project, study.trial_spec({path: value}))
+                problem = found or fit_problem(source, study.trial_spec({path: value}))
             except SpecError:  # the study's own checks say it
                 continue
             if problem:
